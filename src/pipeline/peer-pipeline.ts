@@ -1,0 +1,198 @@
+/**
+ * One peer's running pipeline: encoded frames go to the peer's pinned worker,
+ * processed frames of each branch come back as a shared RxJS stream, and the
+ * branch's sinks subscribe to it independently. A sink that throws is detached
+ * and counted; the stream and the other sinks go on.
+ */
+import { performance } from 'node:perf_hooks';
+import { Subject, type Observable } from 'rxjs';
+import type { ProcessedFrame } from '../dsp/types.js';
+import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
+import type { IngestFrame } from '../rtc/rtp-ingest.js';
+import { PeerAudioStats } from '../sinks/peer-stats.js';
+import { RecordSink } from '../sinks/record-sink.js';
+import type { RecordingInfo } from '../sinks/recorder.js';
+import type { RecordingsStore } from '../sinks/recordings-store.js';
+import type { Pipeline } from './pipeline.js';
+
+export interface PeerPipelineOptions {
+  pool: WorkerPool;
+  store: RecordingsStore;
+  pipeline: Pipeline;
+  room: string;
+  peer: string;
+  /** Called once when the worker reports that the stages failed. */
+  onPipelineError(message: string): void;
+  /** Sink failures (logged by the caller, once per sink). */
+  onSinkError(sink: string, error: Error): void;
+}
+
+export interface BranchOutput {
+  name: string;
+  sampleRate: number;
+  channels: number;
+  /** Processed frames of this branch, hot and shared; completes when the stream ends. */
+  audio$: Observable<ProcessedFrame>;
+}
+
+interface BranchRuntime {
+  name: string;
+  subject: Subject<ProcessedFrame>;
+  record?: RecordSink;
+  measured: boolean;
+}
+
+export class PeerPipeline {
+  readonly stats = new PeerAudioStats();
+  readonly branches: BranchOutput[];
+  sinkErrors = 0;
+  readonly #runtime: BranchRuntime[];
+  readonly #stream: PoolStream;
+  readonly #options: PeerPipelineOptions;
+  #closed: Promise<RecordingInfo[]> | undefined;
+
+  constructor(options: PeerPipelineOptions) {
+    this.#options = options;
+    const { pipeline } = options;
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const statsBranch = pipeline.branches.findIndex((b) => b.sinks.some((s) => s.type === 'stats'));
+    this.#runtime = pipeline.branches.map((b, i) => {
+      const rec = b.sinks.find((s) => s.type === 'record');
+      const runtime: BranchRuntime = {
+        name: b.name,
+        subject: new Subject<ProcessedFrame>(),
+        measured: i === statsBranch,
+      };
+      // Every branch can be recorded on request; one with a record sink follows its settings.
+      runtime.record = new RecordSink({
+        store: options.store,
+        peer: options.peer,
+        baseName: `${options.room}-${options.peer}-${stamp}${pipeline.branches.length > 1 ? `-${b.name}` : ''}`,
+        sampleRate: b.sampleRate,
+        channels: pipeline.channels,
+        sampleFormat: rec?.type === 'record' ? (rec.sampleFormat ?? 's16') : 's16',
+        onError: (e) => this.#sinkFailed(`record:${b.name}`, e),
+      });
+      return runtime;
+    });
+    this.branches = this.#runtime.map((r, i) => ({
+      name: r.name,
+      sampleRate: pipeline.branches[i].sampleRate,
+      channels: pipeline.channels,
+      audio$: r.subject.asObservable(),
+    }));
+    for (const r of this.#runtime) this.#attachSinks(r);
+
+    this.#stream = options.pool.openStream(
+      { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as never })) },
+      {
+        onFrames: (branch, frames) => this.#deliver(branch, frames),
+        onCounters: (c) => this.stats.setCounters(c),
+        onError: (message) => options.onPipelineError(message),
+      },
+    );
+
+    // Auto-started recordings begin at media position 0 of the stream.
+    pipeline.branches.forEach((b, i) => {
+      const rec = b.sinks.find((s) => s.type === 'record');
+      if (rec?.type === 'record' && rec.autoStart !== false) {
+        this.#runtime[i].record!.start(undefined, true).catch((e: Error) => this.#sinkFailed(`record:${b.name}`, e));
+      }
+    });
+  }
+
+  /** Thread id of the worker this peer's stream is pinned to. */
+  get worker(): number | undefined {
+    const w = this.#stream.workers;
+    return w[w.length - 1];
+  }
+
+  get workers(): readonly number[] {
+    return this.#stream.workers;
+  }
+
+  get droppedFrames(): number {
+    return this.#stream.dropped;
+  }
+
+  push(frame: IngestFrame): void {
+    this.#stream.push(frame);
+  }
+
+  /** Starts recording on the branches that have a record sink, or on the first branch if none has. */
+  async startRecording(name?: string): Promise<RecordingInfo[]> {
+    const targets = this.#recordTargets();
+    const started: RecordingInfo[] = [];
+    for (const [i, r] of targets.entries()) {
+      const branchName = name !== undefined && targets.length > 1 ? `${name.replace(/\.wav$/i, '')}-${r.name}` : name;
+      started.push(await r.record!.start(branchName));
+      void i;
+    }
+    return started;
+  }
+
+  async stopRecording(): Promise<RecordingInfo[]> {
+    const active = this.#runtime.filter((r) => r.record?.active);
+    if (active.length === 0) {
+      // Let the sink produce the typed "not recording" error.
+      await this.#recordTargets()[0].record!.stop();
+    }
+    return Promise.all(active.map((r) => r.record!.stop()));
+  }
+
+  recordings(): RecordingInfo[] {
+    return this.#runtime.map((r) => r.record?.info()).filter((i): i is RecordingInfo => i !== undefined);
+  }
+
+  /**
+   * Drains the worker (every frame received is processed), completes the
+   * branch streams and finalizes every recording. Idempotent.
+   */
+  close(): Promise<RecordingInfo[]> {
+    this.#closed ??= (async () => {
+      await this.#stream.close();
+      for (const r of this.#runtime) r.subject.complete();
+      const infos = await Promise.all(this.#runtime.map((r) => r.record?.finalize()));
+      return infos.filter((i): i is RecordingInfo => i !== undefined);
+    })();
+    return this.#closed;
+  }
+
+  #recordTargets(): BranchRuntime[] {
+    const withSink = this.#runtime.filter((_, i) => this.#options.pipeline.branches[i].sinks.some((s) => s.type === 'record'));
+    return withSink.length > 0 ? withSink : [this.#runtime[0]];
+  }
+
+  #deliver(branch: number, frames: ProcessedFrame[]): void {
+    const r = this.#runtime[branch];
+    if (!r) return;
+    const now = performance.now();
+    for (const f of frames) {
+      if (r.measured || branch === 0) this.stats.addLatency(now - f.arrival);
+      r.subject.next(f);
+    }
+  }
+
+  #attachSinks(r: BranchRuntime): void {
+    const guard = (sink: string, fn: (f: ProcessedFrame) => void) => {
+      const sub = r.subject.subscribe({
+        next: (f) => {
+          try {
+            fn(f);
+          } catch (e) {
+            sub.unsubscribe();
+            this.#sinkFailed(sink, e as Error);
+          }
+        },
+      });
+    };
+    if (r.measured) guard(`stats:${r.name}`, (f) => this.stats.addFrame(f, performance.now()));
+    const record = r.record!;
+    guard(`record:${r.name}`, (f) => record.write(f));
+  }
+
+  #sinkFailed(sink: string, error: Error): void {
+    this.sinkErrors++;
+    this.#options.onSinkError(sink, error);
+  }
+}

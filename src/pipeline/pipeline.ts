@@ -1,0 +1,209 @@
+/**
+ * Parsing and validation of pipeline documents into the normalized form the
+ * rest of the server uses. Validation reports every problem at once, each with
+ * its JSON path, and a pipeline is usable only once all checks pass.
+ */
+import { readFile } from 'node:fs/promises';
+import type { TObject } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { errors } from '../errors.js';
+import {
+  DenoiseStageSchema,
+  PipelineSchema,
+  RecordSinkSchema,
+  ResampleStageSchema,
+  StatsSinkSchema,
+  SINK_TYPES,
+  STAGE_TYPES,
+  type PipelineDocument,
+  type SinkDefinition,
+  type StageDefinition,
+} from './schema.js';
+
+export interface PipelineProblem {
+  /** JSON Pointer to the offending value (`/branches/asr/stages/2/sampleRate`). */
+  path: string;
+  message: string;
+}
+
+export interface Branch {
+  name: string;
+  stages: StageDefinition[];
+  sinks: SinkDefinition[];
+  /** Sample rate of the branch output. */
+  sampleRate: number;
+}
+
+/** A validated pipeline, normalized to named branches. */
+export interface Pipeline {
+  name: string;
+  description: string;
+  channels: 1 | 2;
+  branches: Branch[];
+  /** The document as given, for `GET /pipelines/:name` and round trips. */
+  toJSON(): PipelineDocument;
+}
+
+const DECODE_RATE = 48000;
+
+/** Validates a parsed JSON value; returns the pipeline or every problem found. */
+export function validatePipeline(doc: unknown): { pipeline: Pipeline; problems: [] } | { pipeline?: undefined; problems: PipelineProblem[] } {
+  const problems: PipelineProblem[] = [];
+  if (!Value.Check(PipelineSchema, doc)) {
+    problems.push(...schemaProblems(doc));
+    return { problems: dedupe(problems) };
+  }
+  const d = doc as PipelineDocument;
+  const single = d.stages !== undefined || d.sinks !== undefined;
+  if (single && d.branches) {
+    problems.push({ path: '/branches', message: 'use either "stages"/"sinks" (one chain) or "branches", not both' });
+  }
+  if (!single && !d.branches) {
+    problems.push({ path: '', message: 'a pipeline needs "stages" and "sinks", or "branches"' });
+  }
+  const entries: Array<[string, string, { stages?: StageDefinition[]; sinks?: SinkDefinition[] }]> = d.branches
+    ? Object.entries(d.branches).map(([name, b]) => [name, `/branches/${name}`, b])
+    : [['main', '', { stages: d.stages, sinks: d.sinks }]];
+  if (d.branches && entries.length === 0) problems.push({ path: '/branches', message: 'needs at least one branch' });
+  const branches: Branch[] = [];
+  for (const [name, base, b] of entries) {
+    const stages = b.stages ?? [];
+    const sinks = b.sinks ?? [];
+    let rate = DECODE_RATE;
+    stages.forEach((stage, i) => {
+      if (stage.type === 'denoise' && rate !== 48000) {
+        problems.push({
+          path: `${base}/stages/${i}`,
+          message: `denoise needs 48000 Hz audio but gets ${rate} Hz here; move "denoise" before the "resample" stage`,
+        });
+      }
+      if (stage.type === 'resample') rate = stage.sampleRate;
+    });
+    if (sinks.length === 0) problems.push({ path: `${base}/sinks`, message: 'a branch needs at least one sink ("record" or "stats")' });
+    if (sinks.filter((s) => s.type === 'record').length > 1) {
+      problems.push({ path: `${base}/sinks`, message: 'at most one "record" sink per branch' });
+    }
+    branches.push({ name, stages, sinks, sampleRate: rate });
+  }
+  if (problems.length > 0) return { problems };
+  const frozen = structuredClone(d);
+  return {
+    problems: [],
+    pipeline: {
+      name: d.name,
+      description: d.description ?? '',
+      channels: d.channels ?? 1,
+      branches,
+      toJSON: () => structuredClone(frozen),
+    },
+  };
+}
+
+/** Parses and validates; throws `EARSHOT_PIPELINE_INVALID` (422) with every problem. */
+export function parsePipeline(doc: unknown, label = 'pipeline'): Pipeline {
+  const result = validatePipeline(doc);
+  if (result.pipeline) return result.pipeline;
+  const name = typeof doc === 'object' && doc !== null && typeof (doc as { name?: unknown }).name === 'string' ? (doc as { name: string }).name : label;
+  throw errors.PIPELINE_INVALID(name, result.problems);
+}
+
+/** Reads, parses and validates a pipeline JSON file. */
+export async function loadPipelineFile(file: string): Promise<Pipeline> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw errors.PIPELINE_FILE_UNREADABLE(file, (e as Error).message);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw errors.PIPELINE_INVALID(file, [{ path: '', message: `not valid JSON: ${(e as Error).message}` }]);
+  }
+  return parsePipeline(doc, file);
+}
+
+/** Turns TypeBox errors into readable problems; unions get a message naming the allowed types. */
+function schemaProblems(doc: unknown): PipelineProblem[] {
+  const out: PipelineProblem[] = [];
+  for (const e of Value.Errors(PipelineSchema, doc)) {
+    const path = e.path;
+    const last = path.split('/').pop() ?? '';
+    if (/\/(stages|sinks)\/\d+$/.test(path)) {
+      // A union failed: say which member was meant instead of listing every branch of the union.
+      const kind = /\/stages\/\d+$/.test(path) ? 'stage' : 'sink';
+      const allowed: readonly string[] = kind === 'stage' ? STAGE_TYPES : SINK_TYPES;
+      const type = (e.value as { type?: unknown } | undefined)?.type;
+      if (typeof type !== 'string' || !allowed.includes(type)) {
+        out.push({ path: `${path}/type`, message: `${JSON.stringify(type)} is not a ${kind} type; use one of ${allowed.join(', ')}${nearest(type, allowed)}` });
+      } else {
+        out.push(...memberProblems(kind, type, e.value, path));
+      }
+      continue;
+    }
+    if (/\/(stages|sinks)\/\d+\//.test(path)) continue; // reported through the union above
+    out.push({ path, message: `${describe(e.value)}: ${e.message}${last === 'name' ? ' (letters, digits, "_" and "-")' : ''}` });
+  }
+  return out;
+}
+
+const MEMBER_SCHEMAS = {
+  stage: { denoise: DenoiseStageSchema, resample: ResampleStageSchema },
+  sink: { record: RecordSinkSchema, stats: StatsSinkSchema },
+} as const;
+
+function memberProblems(kind: 'stage' | 'sink', type: string, value: unknown, base: string): PipelineProblem[] {
+  const schema = (MEMBER_SCHEMAS[kind] as unknown as Record<string, TObject>)[type];
+  return [...Value.Errors(schema, value)].map((e) => {
+    const key = e.path.slice(1);
+    if (e.message === 'Unexpected property') {
+      const known = Object.keys((schema as { properties: object }).properties);
+      return { path: `${base}${e.path}`, message: `unknown option for ${kind} "${type}"; allowed: ${known.join(', ')}` };
+    }
+    const literals = (e.schema.anyOf as Array<{ const?: unknown }> | undefined)?.map((m) => m.const).filter((c) => c !== undefined);
+    const hint = literals?.length ? `use one of ${literals.map((l) => JSON.stringify(l)).join(', ')}` : e.message;
+    return { path: `${base}${e.path}`, message: `${describe(e.value)} is not allowed for "${key}"; ${hint}` };
+  });
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'missing';
+  const s = JSON.stringify(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
+}
+
+function nearest(word: unknown, options: readonly string[]): string {
+  if (typeof word !== 'string') return '';
+  let best = '';
+  let bestD = Infinity;
+  for (const o of options) {
+    const d = levenshtein(word.toLowerCase(), o);
+    if (d < bestD) [best, bestD] = [o, d];
+  }
+  return bestD <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
+}
+
+function levenshtein(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length];
+}
+
+function dedupe(problems: PipelineProblem[]): PipelineProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path}\u0000${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * Piscina load balancer that pins each "slot" to one worker, so that all tasks
+ * of a slot (and with them every stream assigned to it) run in the same thread.
+ *
+ * Piscina v5 calls the balancer with the task's queue options
+ * (`task[Piscina.queueOptionsSymbol]`) and the live workers. It must never return
+ * null for a slot task: Piscina would re-queue the task at the tail and frames
+ * could reorder. A slot whose worker died is rebound to a worker no other slot
+ * holds (the restarted one); the pool then rebuilds its streams' state there.
+ */
+import { Piscina } from 'piscina';
+
+type PiscinaWorkerView = { id: number; currentUsage: number; terminating: boolean; destroyed: boolean };
+type Balancer = NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer'];
+
+export interface SlotQueueOptions {
+  /** Index of the slot (0 … threads−1) whose worker must run the task. */
+  slot: number;
+}
+
+export function createAffinityBalancer(): { balancer: Balancer; workerOf(slot: number): number | undefined } {
+  const slotWorker = new Map<number, number>(); // slot → worker thread id
+
+  const balancer = ((task: Record<symbol, unknown>, workers: PiscinaWorkerView[]) => {
+    const live = workers.filter((w) => !w.terminating && !w.destroyed);
+    if (live.length === 0) return null; // nothing to run on yet; Piscina retries when one is ready
+    const options = task[Piscina.queueOptionsSymbol] as SlotQueueOptions | undefined;
+    if (options === undefined) {
+      // Untargeted task (none are sent today): least busy worker.
+      return live.reduce((a, b) => (b.currentUsage < a.currentUsage ? b : a));
+    }
+    const bound = slotWorker.get(options.slot);
+    const current = live.find((w) => w.id === bound);
+    if (current) return current;
+    const taken = new Set(slotWorker.values());
+    const candidate =
+      live.find((w) => !taken.has(w.id)) ??
+      // More slots than live workers (a worker is restarting): share the least loaded one.
+      live.reduce((a, b) => (countSlots(slotWorker, b.id) < countSlots(slotWorker, a.id) ? b : a));
+    slotWorker.set(options.slot, candidate.id);
+    return candidate;
+  }) as unknown as Balancer;
+
+  return { balancer, workerOf: (slot) => slotWorker.get(slot) };
+}
+
+function countSlots(map: Map<number, number>, workerId: number): number {
+  let n = 0;
+  for (const id of map.values()) if (id === workerId) n++;
+  return n;
+}

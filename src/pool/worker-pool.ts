@@ -1,0 +1,327 @@
+/**
+ * The DSP worker pool: a fixed Piscina pool, one affinity slot per thread, and
+ * batching. Frames of all streams pinned to a slot are collected and sent as one
+ * task per slot per tick, with at most one task in flight per slot, so task count
+ * does not grow with stream count (invariant 3) and frames of a stream are
+ * processed in order by one worker (invariant 1).
+ */
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { DecodeCounters, EncodedInput, ProcessedFrame } from '../dsp/types.js';
+import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
+import type { BatchItem, BatchResult, BatchTask, StreamSetup } from './protocol.js';
+
+export interface WorkerPoolOptions {
+  /**
+   * Worker threads. Default 2: on the 2-core reference machine two workers carried
+   * the most streams (a third added nothing; `npm run bench` prints the figures).
+   * Upper bound: available CPU cores.
+   */
+  threads?: number;
+  /** Milliseconds between batch flushes. Default 10: adds 5 ms mean latency, ≤ 100 tasks/s per worker. */
+  batchIntervalMs?: number;
+  /**
+   * Frames a stream may have waiting for its worker before the oldest are
+   * dropped (counted in `dropped`). Default 100 (2 s of 20 ms frames).
+   */
+  maxQueuedFrames?: number;
+}
+
+export interface PoolStreamHandlers {
+  /** Processed frames of one branch, in media order. */
+  onFrames(branch: number, frames: ProcessedFrame[]): void;
+  /** Decoder counters after each batch. */
+  onCounters?(counters: DecodeCounters): void;
+  /** The stream's stages failed in the worker; the stream has been closed there. */
+  onError(message: string): void;
+}
+
+interface StreamEntry {
+  id: string;
+  slot: number;
+  setup: StreamSetup;
+  handlers: PoolStreamHandlers;
+  queue: EncodedInput[];
+  needsSetup: boolean;
+  closing: boolean;
+  closed: boolean;
+  onClosed?: () => void;
+  dropped: number;
+  workers: number[];
+}
+
+/** A stream's handle on the pool. */
+export interface PoolStream {
+  readonly id: string;
+  /** Thread ids that have processed this stream, in order (one entry unless a worker died). */
+  readonly workers: readonly number[];
+  /** Frames dropped because the stream's worker queue was full. */
+  readonly dropped: number;
+  /** Queues an encoded frame for the stream's worker. */
+  push(frame: EncodedInput): void;
+  /** Processes everything queued, frees the worker state, then resolves. */
+  close(): Promise<void>;
+}
+
+export interface WorkerPoolStats {
+  threads: number;
+  /** Piscina's utilization: share of time the workers were busy since start, 0..1. */
+  utilization: number;
+  /** Frames waiting for a worker, all streams. */
+  queuedFrames: number;
+  tasksInFlight: number;
+  tasksCompleted: number;
+  tasksFailed: number;
+  streams: number;
+  /** Per worker thread: streams pinned to it. */
+  streamsPerThread: Record<string, number>;
+}
+
+let streamCounter = 0;
+
+export class WorkerPool {
+  readonly threads: number;
+  readonly #batchIntervalMs: number;
+  readonly #maxQueuedFrames: number;
+  readonly #piscina: Piscina<BatchTask, BatchResult>;
+  readonly #workerOf: (slot: number) => number | undefined;
+  readonly #streams = new Map<string, StreamEntry>();
+  readonly #slotStreams: Set<StreamEntry>[];
+  readonly #inFlight: boolean[];
+  #timer: NodeJS.Timeout | undefined;
+  #tasksCompleted = 0;
+  #tasksFailed = 0;
+  #closed = false;
+
+  constructor(options: WorkerPoolOptions = {}) {
+    const threads = options.threads ?? 2;
+    if (!Number.isInteger(threads) || threads < 1 || threads > Math.max(1, availableParallelism()) * 4) {
+      throw new RangeError(`options.threads must be an integer from 1 to ${availableParallelism() * 4}, got ${threads}`);
+    }
+    const interval = options.batchIntervalMs ?? 10;
+    if (!(interval >= 1 && interval <= 100)) throw new RangeError(`options.batchIntervalMs must be 1–100, got ${interval}`);
+    const maxQueued = options.maxQueuedFrames ?? 100;
+    if (!Number.isInteger(maxQueued) || maxQueued < 1) throw new RangeError(`options.maxQueuedFrames must be a positive integer, got ${maxQueued}`);
+    this.threads = threads;
+    this.#batchIntervalMs = interval;
+    this.#maxQueuedFrames = maxQueued;
+    this.#slotStreams = Array.from({ length: threads }, () => new Set());
+    this.#inFlight = Array.from({ length: threads }, () => false);
+    const { balancer, workerOf } = createAffinityBalancer();
+    this.#workerOf = workerOf;
+    this.#piscina = new Piscina<BatchTask, BatchResult>({
+      ...workerEntry(),
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: Infinity,
+      loadBalancer: balancer,
+      // Our own bound (one task per slot in flight) replaces maxQueue, which the balancer bypasses.
+      concurrentTasksPerWorker: 1,
+    });
+    this.#piscina.on('error', () => {
+      // A worker crashed; its task rejects and the affected streams are rebuilt (see #runSlot).
+    });
+  }
+
+  /** Starts the tick and pre-warms every worker (the first task on a fresh worker takes ~80 ms). */
+  async start(): Promise<void> {
+    await Promise.all(this.#slotStreams.map((_, slot) => this.#run(slot, { items: [] })));
+    this.#timer = setInterval(() => this.#flush(), this.#batchIntervalMs);
+    this.#timer.unref();
+  }
+
+  openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
+    if (this.#closed) throw new Error('WorkerPool is closed');
+    const slot = this.#leastLoadedSlot();
+    const entry: StreamEntry = {
+      id: `s${++streamCounter}`,
+      slot,
+      setup,
+      handlers,
+      queue: [],
+      needsSetup: true,
+      closing: false,
+      closed: false,
+      dropped: 0,
+      workers: [],
+    };
+    this.#streams.set(entry.id, entry);
+    this.#slotStreams[slot].add(entry);
+    const pool = this;
+    return {
+      id: entry.id,
+      get workers() {
+        return entry.workers;
+      },
+      get dropped() {
+        return entry.dropped;
+      },
+      push(frame) {
+        if (entry.closing) return;
+        if (entry.queue.length >= pool.#maxQueuedFrames) {
+          entry.queue.shift(); // drop oldest: the newest audio matters most for a live stream
+          entry.dropped++;
+        }
+        entry.queue.push(frame);
+      },
+      close() {
+        if (entry.closed) return Promise.resolve();
+        entry.closing = true;
+        return new Promise<void>((resolve) => {
+          const prev = entry.onClosed;
+          entry.onClosed = () => {
+            prev?.();
+            resolve();
+          };
+        });
+      },
+    };
+  }
+
+  stats(): WorkerPoolStats {
+    let queued = 0;
+    for (const s of this.#streams.values()) queued += s.queue.length;
+    const perThread: Record<string, number> = {};
+    this.#slotStreams.forEach((set, slot) => {
+      perThread[String(this.#workerOf(slot) ?? `slot${slot}`)] = set.size;
+    });
+    return {
+      threads: this.threads,
+      utilization: this.#piscina.utilization,
+      queuedFrames: queued,
+      tasksInFlight: this.#inFlight.filter(Boolean).length,
+      tasksCompleted: this.#tasksCompleted,
+      tasksFailed: this.#tasksFailed,
+      streams: this.#streams.size,
+      streamsPerThread: perThread,
+    };
+  }
+
+  /** Drains every stream (processes queued frames), then stops the workers. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const pending = [...this.#streams.values()].map(
+      (e) =>
+        new Promise<void>((resolve) => {
+          e.closing = true;
+          const prev = e.onClosed;
+          e.onClosed = () => {
+            prev?.();
+            resolve();
+          };
+        }),
+    );
+    this.#flush();
+    await Promise.all(pending);
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#piscina.destroy();
+  }
+
+  #leastLoadedSlot(): number {
+    let best = 0;
+    for (let i = 1; i < this.#slotStreams.length; i++) if (this.#slotStreams[i].size < this.#slotStreams[best].size) best = i;
+    return best;
+  }
+
+  #flush(): void {
+    for (let slot = 0; slot < this.threads; slot++) {
+      if (this.#inFlight[slot]) continue;
+      const items: BatchItem[] = [];
+      const entries: StreamEntry[] = [];
+      for (const e of this.#slotStreams[slot]) {
+        if (e.queue.length === 0 && !e.closing && !e.needsSetup) continue;
+        items.push({
+          streamId: e.id,
+          ...(e.needsSetup ? { setup: e.setup } : {}),
+          frames: e.queue,
+          ...(e.closing ? { close: true } : {}),
+        });
+        e.needsSetup = false;
+        e.queue = [];
+        entries.push(e);
+      }
+      if (items.length > 0) this.#runSlot(slot, items, entries);
+    }
+  }
+
+  #run(slot: number, task: BatchTask): Promise<BatchResult> {
+    const queueOptions: SlotQueueOptions = { slot };
+    return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }));
+  }
+
+  #runSlot(slot: number, items: BatchItem[], entries: StreamEntry[]): void {
+    this.#inFlight[slot] = true;
+    this.#run(slot, { items }).then(
+      (result) => {
+        this.#inFlight[slot] = false;
+        this.#tasksCompleted++;
+        this.#deliver(result, items, entries);
+      },
+      () => {
+        // The worker died with this batch: its frames are lost (recordings fill the
+        // gap with silence by media position) and every stream of the slot is
+        // rebuilt on the replacement worker.
+        this.#inFlight[slot] = false;
+        this.#tasksFailed++;
+        for (const e of this.#slotStreams[slot]) e.needsSetup = true;
+        for (const e of entries) if (e.closing) this.#finish(e);
+      },
+    );
+  }
+
+  #deliver(result: BatchResult, items: BatchItem[], entries: StreamEntry[]): void {
+    result.items.forEach((r, i) => {
+      const e = entries[i];
+      if (r.streamId !== e.id) return; // results are returned in item order
+      if (r.missing) {
+        // The worker restarted between batches: resend these frames with the setup.
+        e.needsSetup = true;
+        e.queue = [...items[i].frames, ...e.queue];
+        return;
+      }
+      if (e.workers[e.workers.length - 1] !== result.threadId) e.workers.push(result.threadId);
+      if (r.counters) safeCall(() => e.handlers.onCounters?.(r.counters!));
+      r.outputs.forEach((frames, branch) => {
+        if (frames.length > 0) safeCall(() => e.handlers.onFrames(branch, frames));
+      });
+      if (r.error) {
+        safeCall(() => e.handlers.onError(r.error!));
+        this.#finish(e);
+        return;
+      }
+      if (items[i].close) this.#finish(e);
+    });
+  }
+
+  #finish(e: StreamEntry): void {
+    if (e.closed) return;
+    e.closed = true;
+    e.closing = true;
+    this.#streams.delete(e.id);
+    this.#slotStreams[e.slot].delete(e);
+    e.onClosed?.();
+  }
+}
+
+/** A throwing handler must not break delivery to the other streams. */
+function safeCall(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    process.emitWarning(`earshot: a pool stream handler threw: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Worker file and loader. Under the TypeScript sources (tests, `tsx`), workers
+ * load `worker.ts` through tsx; from the build they load `worker.js` directly.
+ */
+function workerEntry(): { filename: string; execArgv?: string[] } {
+  const self = fileURLToPath(import.meta.url);
+  if (self.endsWith('.ts')) {
+    return { filename: fileURLToPath(new URL('./worker.ts', import.meta.url)), execArgv: ['--import', 'tsx'] };
+  }
+  return { filename: fileURLToPath(new URL('./worker.js', import.meta.url)), execArgv: [] };
+}

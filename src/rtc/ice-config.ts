@@ -1,0 +1,84 @@
+/**
+ * ICE settings for werift peers, shared by the server and `earshot send`.
+ *
+ * Two werift defaults are wrong for us and are overridden here:
+ * - it asks `stun.l.google.com` for a server-reflexive candidate even with
+ *   `iceServers: []`; a server must never reach out on its own, so STUN is off
+ *   unless servers are configured explicitly;
+ * - it skips loopback interfaces and, when asked for them, still announces every
+ *   other interface; with `hostAddresses` we announce exactly the given ones.
+ */
+import { isIP } from 'node:net';
+import type { RTCPeerConnection, RTCIceServer } from 'werift';
+
+export interface IceOptions {
+  /**
+   * Host addresses to gather candidates on and announce, e.g. `['127.0.0.1']` or
+   * the server's public address. Empty or undefined: every non-loopback interface.
+   */
+  hostAddresses?: string[];
+  /** UDP port range `[min, max]` for media sockets (min < max). Default: any free port. */
+  portRange?: [number, number];
+  /** STUN/TURN servers. Default none: no request leaves the machine unless you list one. */
+  iceServers?: RTCIceServer[];
+}
+
+/** Partial werift `RTCPeerConnection` config for the given ICE options. */
+export function iceConfig(options: IceOptions = {}) {
+  const hosts = options.hostAddresses?.filter((a) => a.length > 0) ?? [];
+  for (const host of hosts) {
+    if (!isIP(host)) throw new TypeError(`ICE host address must be an IP address, got "${host}"`);
+  }
+  if (options.portRange) {
+    const [min, max] = options.portRange;
+    if (!(Number.isInteger(min) && Number.isInteger(max) && min > 0 && max <= 65535 && min < max)) {
+      throw new RangeError(`ICE port range must be two ports with min < max, got [${min}, ${max}]`);
+    }
+  }
+  const explicit = hosts.length > 0;
+  const v4 = hosts.find((h) => isIP(h) === 4);
+  return {
+    iceServers: options.iceServers ?? [],
+    icePortRange: options.portRange,
+    // With explicit hosts, turn interface discovery off and add exactly those.
+    iceUseIpv4: !explicit,
+    iceUseIpv6: !explicit,
+    iceAdditionalHostAddresses: explicit ? hosts : undefined,
+    iceInterfaceAddresses: explicit && v4 ? { udp4: v4 } : undefined,
+  };
+}
+
+/**
+ * Turns werift's implicit STUN lookup off for a peer that has no STUN server
+ * configured. Call after the transceivers exist and before setLocalDescription.
+ */
+export function disableImplicitStun(pc: RTCPeerConnection, iceServers: RTCIceServer[] | undefined): void {
+  const hasStun = (iceServers ?? []).some((s) => [s.urls].flat().some((u) => /^stuns?:/i.test(u)));
+  if (hasStun) return;
+  for (const transport of pc.iceTransports) {
+    (transport.connection as { stunServer?: unknown }).stunServer = undefined;
+  }
+}
+
+/** True for 127.0.0.0/8, ::1 and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\./.test(h);
+}
+
+/** Resolves when the peer has gathered all its candidates (non-trickle offer/answer). */
+export function iceGatheringComplete(pc: RTCPeerConnection, timeoutMs = 5000): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sub.unSubscribe();
+      reject(new Error(`ICE gathering did not complete within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const sub = pc.iceGatheringStateChange.subscribe((state) => {
+      if (state !== 'complete') return;
+      clearTimeout(timer);
+      sub.unSubscribe();
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,178 @@
+/**
+ * One WHIP publisher: a werift peer connection answering the client's offer,
+ * its audio track fed through RtpIngest, and the peer's lifecycle (connect,
+ * ICE/DTLS failure, media timeout) ending the stream exactly once.
+ */
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { RTCPeerConnection, RTCRtpCodecParameters, type MediaStreamTrack, type RtpPacket } from 'werift';
+import { errors, isEarshotError } from '../errors.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
+import { RtpIngest, type IngestFrame, type RtpIngestOptions, type RtpReceiveStats } from './rtp-ingest.js';
+import { inspectOffer, type OfferSummary } from './sdp-offer.js';
+
+export type SessionEndReason =
+  | 'deleted'
+  | 'replaced'
+  | 'ice-failed'
+  | 'disconnected'
+  | 'closed-by-peer'
+  | 'connect-timeout'
+  | 'media-timeout'
+  | 'pipeline-error'
+  | 'shutdown';
+
+export type SessionState = 'connecting' | 'connected' | 'ended';
+
+export interface PeerSessionOptions {
+  ice?: IceOptions;
+  /** End the session when no RTP arrives for this long after it connected. Default 10000 ms. */
+  mediaTimeoutMs?: number;
+  /** End the session when ICE/DTLS have not connected within this time. Default 15000 ms. */
+  connectTimeoutMs?: number;
+  /** Ask the sender for stereo (RFC 7587 `stereo=1` in the answer). Default false. */
+  stereo?: boolean;
+  ingest?: RtpIngestOptions;
+}
+
+export interface PeerSessionEvents {
+  /** An encoded frame, in media order. */
+  onFrame(frame: IngestFrame): void;
+  /** Called once, after the last frame. */
+  onEnd(reason: SessionEndReason): void;
+  onConnected?(): void;
+}
+
+export class PeerSession {
+  /** Unguessable id used in the session URL (128 random bits). */
+  readonly id = randomBytes(16).toString('base64url');
+  readonly createdAt = Date.now();
+  connectedAt: number | undefined;
+  endedAt: number | undefined;
+  state: SessionState = 'connecting';
+  endReason: SessionEndReason | undefined;
+  /** SDP answer, with all server candidates (non-trickle). */
+  answer = '';
+  offer: OfferSummary | undefined;
+  /** Packets whose payload type was not the negotiated Opus one (ignored). */
+  foreignPackets = 0;
+
+  readonly #pc: RTCPeerConnection;
+  readonly #ingest: RtpIngest;
+  readonly #events: PeerSessionEvents;
+  readonly #mediaTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  #watchdog: NodeJS.Timeout | undefined;
+  #lastPacketAt = performance.now();
+  #track: MediaStreamTrack | undefined;
+
+  private constructor(readonly room: string, readonly peer: string, options: PeerSessionOptions, events: PeerSessionEvents) {
+    this.#events = events;
+    this.#mediaTimeoutMs = options.mediaTimeoutMs ?? 10_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+    this.#ingest = new RtpIngest((f) => this.#events.onFrame(f), options.ingest);
+    const fmtp = `minptime=10;useinbandfec=1${options.stereo ? ';stereo=1' : ''}`;
+    this.#pc = new RTCPeerConnection({
+      ...iceConfig(options.ice),
+      // A WHIP server is always the answerer and reachable: ICE-lite, no gathering beyond host candidates.
+      iceLite: true,
+      codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: fmtp })] },
+    });
+  }
+
+  /**
+   * Validates the offer, creates the peer and returns it once the answer (with
+   * every candidate) is ready. Throws typed errors for unusable offers.
+   */
+  static async answer(room: string, peer: string, sdp: string, options: PeerSessionOptions, events: PeerSessionEvents): Promise<PeerSession> {
+    const offer = inspectOffer(sdp);
+    const session = new PeerSession(room, peer, options, events);
+    session.offer = offer;
+    try {
+      await session.#negotiate(sdp, options);
+    } catch (e) {
+      await session.#pc.close().catch(() => {});
+      throw isEarshotError(e) ? e : errors.NEGOTIATION_FAILED((e as Error).message);
+    }
+    return session;
+  }
+
+  async #negotiate(sdp: string, options: PeerSessionOptions): Promise<void> {
+    const pc = this.#pc;
+    pc.onTrack.subscribe((track) => {
+      if (track.kind !== 'audio' || this.#track) return;
+      this.#track = track;
+      track.onReceiveRtp.subscribe((rtp) => this.#onRtp(rtp));
+    });
+    pc.connectionStateChange.subscribe((state) => this.#onConnectionState(state));
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    const answer = await pc.createAnswer();
+    disableImplicitStun(pc, options.ice?.iceServers);
+    await pc.setLocalDescription(answer);
+    await iceGatheringComplete(pc);
+    const local = pc.localDescription?.sdp;
+    if (!local) throw new Error('werift produced no local description');
+    if (!/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
+    this.answer = local;
+    this.#watchdog = setInterval(() => this.#checkTimeouts(), 250);
+    this.#watchdog.unref();
+  }
+
+  #onRtp(rtp: RtpPacket): void {
+    if (this.state === 'ended') return;
+    if (this.offer && rtp.header.payloadType !== this.offer.opusPayloadType) {
+      this.foreignPackets++;
+      return;
+    }
+    const now = performance.now();
+    this.#lastPacketAt = now;
+    this.#ingest.receive({
+      sequenceNumber: rtp.header.sequenceNumber,
+      timestamp: rtp.header.timestamp,
+      ssrc: rtp.header.ssrc,
+      // Own copy: werift's payload is a view into a larger packet buffer, and the
+      // whole buffer would be cloned when the frame crosses to a worker.
+      payload: new Uint8Array(rtp.payload),
+      headerBytes: rtp.header.payloadOffset,
+      arrival: now,
+    });
+  }
+
+  #onConnectionState(state: string): void {
+    if (state === 'connected' && this.state === 'connecting') {
+      this.state = 'connected';
+      this.connectedAt = Date.now();
+      this.#lastPacketAt = performance.now();
+      this.#events.onConnected?.();
+    } else if (state === 'failed') {
+      void this.close(this.state === 'connecting' ? 'ice-failed' : 'disconnected');
+    } else if (state === 'closed') {
+      void this.close('closed-by-peer');
+    }
+  }
+
+  #checkTimeouts(): void {
+    const now = performance.now();
+    if (this.state === 'connecting' && Date.now() - this.createdAt > this.#connectTimeoutMs) {
+      void this.close('connect-timeout');
+    } else if (this.state === 'connected' && now - this.#lastPacketAt > this.#mediaTimeoutMs) {
+      void this.close('media-timeout');
+    }
+  }
+
+  rtpStats(): RtpReceiveStats {
+    return this.#ingest.stats(performance.now());
+  }
+
+  /** Ends the session: plays out held packets, then reports the end once. */
+  async close(reason: SessionEndReason): Promise<void> {
+    if (this.state === 'ended') return;
+    this.state = 'ended';
+    this.endReason = reason;
+    this.endedAt = Date.now();
+    clearInterval(this.#watchdog);
+    this.#ingest.flush();
+    this.#events.onEnd(reason);
+    await this.#pc.close().catch(() => {});
+  }
+}

@@ -1,0 +1,342 @@
+/**
+ * Per-stream RTP ingest: a small reorder window, loss and DTX detection, and the
+ * RFC 3550 receiver statistics. werift delivers packets in arrival order with no
+ * jitter buffer, so duplicates and reordering reach us here.
+ *
+ * Output is a sequence of encoded frames with media positions (48 kHz samples
+ * since the stream's first packet), in order, with lost packets marked so the
+ * worker can conceal them. Gaps with no packets at all (DTX) are left as gaps in
+ * position; the worker fills them with silence.
+ */
+import { opusPacketSamples } from './opus-toc.js';
+
+export interface RtpInput {
+  sequenceNumber: number;
+  timestamp: number;
+  ssrc: number;
+  payload: Uint8Array;
+  /** Bytes of RTP header (for header-byte counters). */
+  headerBytes: number;
+  /** `performance.now()` at arrival. */
+  arrival: number;
+}
+
+export interface IngestFrame {
+  /** Media position of the first sample, 48 kHz samples since the first packet. */
+  position: number;
+  /** Opus payload; null for a lost packet. */
+  payload: Uint8Array | null;
+  /** Duration in 48 kHz samples (from the TOC for received packets, from timestamps for lost ones). */
+  samples: number;
+  arrival: number;
+}
+
+export interface RtpIngestOptions {
+  /** RTP clock rate; Opus is always 48000 (RFC 7587). */
+  clockRate?: number;
+  /**
+   * Packets held back waiting for a missing one before it is declared lost.
+   * Default 5 (100 ms at 20 ms packets); 0 disables reordering.
+   */
+  reorderPackets?: number;
+  /** Longest time in ms a packet waits for a missing predecessor. Default 60. */
+  reorderDelayMs?: number;
+  /** Longest run of lost packets to conceal; beyond it the gap becomes silence. Default 10. */
+  maxConcealedPackets?: number;
+}
+
+/** RFC 3550 §6.4.1 receiver statistics, plus counters RTCP does not carry. */
+export interface RtpReceiveStats {
+  ssrc: number | undefined;
+  /** Packets received, including late and duplicate ones (RFC 3550 counts them). */
+  packetsReceived: number;
+  /** Expected packets: extended highest sequence number − first + 1. */
+  packetsExpected: number;
+  /** Cumulative lost = expected − received (RFC 3550; may be negative with duplicates). */
+  packetsLost: number;
+  /** Lost share of expected, 0..1 (negative losses count as 0). */
+  lossRatio: number;
+  packetsDuplicated: number;
+  /** Packets that arrived after a later-numbered one. */
+  packetsReordered: number;
+  /** Packets that arrived after their slot was already declared lost or played out. */
+  packetsLate: number;
+  /** RTP payload bytes received. */
+  bytesReceived: number;
+  headerBytesReceived: number;
+  /** Interarrival jitter, RFC 3550 §6.4.1 / A.8, in seconds. */
+  jitter: number;
+  /** Payload bitrate over the last 2 s, bits per second. */
+  bitrate: number;
+  /** Seconds of media covered by gaps with no packets and no loss (DTX). */
+  dtxSeconds: number;
+  firstPacketAt: number | undefined;
+  lastPacketAt: number | undefined;
+}
+
+const SEQ_MOD = 0x10000;
+const BITRATE_WINDOW_MS = 2000;
+const BITRATE_BUCKET_MS = 100;
+
+export class RtpIngest {
+  readonly #clockRate: number;
+  readonly #reorderPackets: number;
+  readonly #reorderDelayMs: number;
+  readonly #maxConcealed: number;
+  readonly #emit: (frame: IngestFrame) => void;
+
+  // Sequence and timestamp extension (RFC 3550 A.1), relative to the first packet.
+  #ssrc: number | undefined;
+  #baseSeq = 0;
+  #maxExtSeq = -1;
+  #lastTs = 0;
+  #extTs = 0;
+  #baseTs = 0;
+  #positionOffset = 0; // keeps positions continuous across an SSRC change
+
+  // Reorder buffer, keyed by extended sequence number.
+  readonly #held = new Map<number, { frame: IngestFrame; extSeq: number; heldAt: number }>();
+  #nextSeq = 0;
+  #nextPosition = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #recent = new Set<number>(); // extended seqs seen recently, for duplicate detection
+  readonly #recentOrder: number[] = [];
+
+  // Statistics.
+  #received = 0;
+  #duplicates = 0;
+  #reordered = 0;
+  #late = 0;
+  #bytes = 0;
+  #headerBytes = 0;
+  #jitter = 0;
+  #lastTransit: number | undefined;
+  #dtxSamples = 0;
+  #firstAt: number | undefined;
+  #lastAt: number | undefined;
+  readonly #buckets = new Float64Array(BITRATE_WINDOW_MS / BITRATE_BUCKET_MS);
+  #bucketIndex = -1;
+
+  constructor(onFrame: (frame: IngestFrame) => void, options: RtpIngestOptions = {}) {
+    this.#emit = onFrame;
+    this.#clockRate = options.clockRate ?? 48000;
+    this.#reorderPackets = options.reorderPackets ?? 5;
+    this.#reorderDelayMs = options.reorderDelayMs ?? 60;
+    this.#maxConcealed = options.maxConcealedPackets ?? 10;
+  }
+
+  receive(p: RtpInput): void {
+    if (this.#ssrc !== p.ssrc) this.#startSource(p);
+    this.#received++;
+    this.#bytes += p.payload.length;
+    this.#headerBytes += p.headerBytes;
+    this.#firstAt ??= p.arrival;
+    this.#lastAt = p.arrival;
+    this.#countBitrate(p.arrival, p.payload.length);
+
+    const extSeq = this.#extendSeq(p.sequenceNumber);
+    if (this.#recent.has(extSeq)) {
+      this.#duplicates++;
+      return;
+    }
+    this.#remember(extSeq);
+    this.#updateJitter(p);
+    if (extSeq > this.#maxExtSeq) {
+      this.#maxExtSeq = extSeq;
+    } else {
+      this.#reordered++;
+    }
+    const extTs = this.#extendTs(p.timestamp);
+    const position = extTs - this.#baseTs + this.#positionOffset;
+    if (extSeq < this.#nextSeq) {
+      this.#late++; // its slot was already concealed or played out
+      return;
+    }
+    const frame: IngestFrame = { position, payload: p.payload, samples: opusPacketSamples(p.payload), arrival: p.arrival };
+    this.#held.set(extSeq, { frame, extSeq, heldAt: p.arrival });
+    this.#release(p.arrival);
+  }
+
+  /** Emits everything held (end of stream). */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#held.size > 0) this.#skipToNextHeld();
+  }
+
+  stats(now: number): RtpReceiveStats {
+    const expected = this.#maxExtSeq < 0 ? 0 : this.#maxExtSeq - this.#baseSeq + 1;
+    const lost = expected - this.#received;
+    return {
+      ssrc: this.#ssrc,
+      packetsReceived: this.#received,
+      packetsExpected: expected,
+      packetsLost: lost,
+      lossRatio: expected > 0 ? Math.max(0, lost) / expected : 0,
+      packetsDuplicated: this.#duplicates,
+      packetsReordered: this.#reordered,
+      packetsLate: this.#late,
+      bytesReceived: this.#bytes,
+      headerBytesReceived: this.#headerBytes,
+      jitter: this.#jitter / this.#clockRate,
+      bitrate: this.#bitrate(now),
+      dtxSeconds: this.#dtxSamples / this.#clockRate,
+      firstPacketAt: this.#firstAt,
+      lastPacketAt: this.#lastAt,
+    };
+  }
+
+  #startSource(p: RtpInput): void {
+    if (this.#ssrc !== undefined) {
+      // A new SSRC (sender restarted its stream): play out what we hold, then
+      // continue media time where the old source ended.
+      this.flush();
+      this.#positionOffset = this.#nextPosition;
+      this.#recent.clear();
+      this.#recentOrder.length = 0;
+      this.#lastTransit = undefined;
+    }
+    this.#ssrc = p.ssrc;
+    // Sequence numbers are extended into a space that keeps growing across sources.
+    const start = this.#maxExtSeq + 1 + SEQ_MOD; // leave room for a few reordered predecessors
+    this.#baseSeq = start;
+    this.#maxExtSeq = start - 1;
+    this.#nextSeq = start;
+    this.#seqCycleBase = start - p.sequenceNumber;
+    this.#lastSeq = p.sequenceNumber;
+    this.#lastTs = p.timestamp;
+    this.#extTs = p.timestamp;
+    this.#baseTs = p.timestamp;
+  }
+
+  #seqCycleBase = 0;
+  #lastSeq = 0;
+
+  /** Extends a 16-bit sequence number to a monotonic one (RFC 3550 A.1, without probation). */
+  #extendSeq(seq: number): number {
+    let delta = seq - this.#lastSeq;
+    if (delta > SEQ_MOD / 2) delta -= SEQ_MOD;
+    else if (delta < -SEQ_MOD / 2) delta += SEQ_MOD;
+    const ext = this.#lastSeq + this.#seqCycleBase + delta;
+    if (delta > 0) {
+      this.#seqCycleBase = ext - seq;
+      this.#lastSeq = seq;
+    }
+    return ext;
+  }
+
+  /** Extends a 32-bit timestamp relative to the last one seen. */
+  #extendTs(ts: number): number {
+    const delta = (ts - this.#lastTs) | 0; // signed 32-bit difference
+    const ext = this.#extTs + delta;
+    if (delta > 0) {
+      this.#lastTs = ts;
+      this.#extTs = ext;
+    }
+    return ext;
+  }
+
+  #remember(extSeq: number): void {
+    this.#recent.add(extSeq);
+    this.#recentOrder.push(extSeq);
+    if (this.#recentOrder.length > 512) this.#recent.delete(this.#recentOrder.shift()!);
+  }
+
+  /** RFC 3550 A.8: J += (|D(i−1,i)| − J) / 16, in timestamp units. */
+  #updateJitter(p: RtpInput): void {
+    const arrivalUnits = (p.arrival / 1000) * this.#clockRate;
+    const transit = arrivalUnits - p.timestamp;
+    if (this.#lastTransit !== undefined) {
+      let d = transit - this.#lastTransit;
+      // Timestamps wrap at 2^32; keep the difference in range.
+      if (d > 2 ** 31) d -= 2 ** 32;
+      else if (d < -(2 ** 31)) d += 2 ** 32;
+      this.#jitter += (Math.abs(d) - this.#jitter) / 16;
+    }
+    this.#lastTransit = transit;
+  }
+
+  #release(now: number): void {
+    for (;;) {
+      const next = this.#held.get(this.#nextSeq);
+      if (next) {
+        this.#held.delete(this.#nextSeq);
+        this.#play(next.frame);
+        this.#nextSeq++;
+        continue;
+      }
+      if (this.#held.size === 0) break;
+      const oldest = this.#oldestHeld();
+      if (this.#held.size > this.#reorderPackets || now - oldest.heldAt >= this.#reorderDelayMs) {
+        this.#skipToNextHeld();
+        continue;
+      }
+      break;
+    }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#held.size > 0) {
+      const wait = Math.max(1, this.#reorderDelayMs - (now - this.#oldestHeld().heldAt));
+      this.#timer = setTimeout(() => this.#release(performance.now()), wait);
+      this.#timer.unref();
+    }
+  }
+
+  #oldestHeld(): { frame: IngestFrame; extSeq: number; heldAt: number } {
+    let oldest: { frame: IngestFrame; extSeq: number; heldAt: number } | undefined;
+    for (const h of this.#held.values()) if (!oldest || h.extSeq < oldest.extSeq) oldest = h;
+    return oldest!;
+  }
+
+  /** Declares the packets before the lowest held one lost, and plays that one. */
+  #skipToNextHeld(): void {
+    const next = this.#oldestHeld();
+    const missing = next.extSeq - this.#nextSeq;
+    const span = next.frame.position - this.#nextPosition;
+    if (missing > 0 && span > 0) {
+      const count = Math.min(missing, this.#maxConcealed);
+      const each = Math.min(5760, Math.floor(span / missing));
+      for (let i = 0; i < count && each > 0; i++) {
+        this.#emit({ position: this.#nextPosition, payload: null, samples: each, arrival: next.frame.arrival });
+        this.#nextPosition += each;
+      }
+    }
+    this.#held.delete(next.extSeq);
+    this.#nextSeq = next.extSeq + 1;
+    this.#play(next.frame);
+  }
+
+  #play(frame: IngestFrame): void {
+    if (frame.position < this.#nextPosition) {
+      // Overlaps audio already played out (a sender timestamp glitch): drop it.
+      this.#late++;
+      return;
+    }
+    const gap = frame.position - this.#nextPosition;
+    if (gap > 0 && this.#nextPosition > 0) this.#dtxSamples += gap; // no packets were sent: DTX
+    this.#emit(frame);
+    this.#nextPosition = frame.position + (frame.samples || 960);
+  }
+
+  #countBitrate(now: number, bytes: number): void {
+    const bucket = Math.floor(now / BITRATE_BUCKET_MS);
+    this.#advanceBuckets(bucket);
+    this.#buckets[bucket % this.#buckets.length] += bytes;
+  }
+
+  #advanceBuckets(bucket: number): void {
+    if (this.#bucketIndex < 0) this.#bucketIndex = bucket;
+    const n = this.#buckets.length;
+    for (let b = Math.max(this.#bucketIndex + 1, bucket - n + 1); b <= bucket; b++) this.#buckets[b % n] = 0;
+    if (bucket > this.#bucketIndex) this.#bucketIndex = bucket;
+  }
+
+  #bitrate(now: number): number {
+    if (this.#firstAt === undefined) return 0;
+    this.#advanceBuckets(Math.floor(now / BITRATE_BUCKET_MS));
+    let sum = 0;
+    for (const b of this.#buckets) sum += b;
+    const windowMs = Math.min(BITRATE_WINDOW_MS, Math.max(BITRATE_BUCKET_MS, now - this.#firstAt));
+    return (sum * 8) / (windowMs / 1000);
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * `createServer`: the fastify app (WHIP, control API, recordings) around an
+ * EarshotCore, with validated options and graceful shutdown.
+ */
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { packageRoot } from '../package-root.js';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Observable } from 'rxjs';
+import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
+import type { RTCIceServer } from 'werift';
+import { isLoopbackHost } from '../rtc/ice-config.js';
+import { EarshotCore, type StreamInfo } from './earshot-core.js';
+import { installProblemHandling } from './problem.js';
+import { registerControlRoutes } from './routes/control.js';
+import { registerRecordingRoutes } from './routes/recordings.js';
+import { registerWhipRoutes } from './routes/whip.js';
+
+export interface CreateServerOptions {
+  /** Address to listen on. Default `127.0.0.1`. Use `0.0.0.0` to accept remote clients. */
+  host?: string;
+  /** TCP port for HTTP. Default 8080; 0 picks a free port. */
+  port?: number;
+  /** Bearer token required on every WHIP request except OPTIONS. Default: none (open). */
+  token?: string;
+  /**
+   * The pipeline: a JSON file path, a parsed pipeline document, or a built
+   * `Pipeline`. Default: the package's `pipelines/default.json` (denoise → WAV + stats).
+   */
+  pipeline?: string | Pipeline | object;
+  /** Directory for recordings (created if missing). Default `recordings`. */
+  recordingsDir?: string;
+  /** DSP worker threads. Default 2 (what serves the 2-core reference machine best). */
+  threads?: number;
+  /** Milliseconds between batches sent to the workers. Default 10. */
+  batchIntervalMs?: number;
+  /** End a session when no RTP arrives for this long. Default 10000 ms. */
+  mediaTimeoutMs?: number;
+  /** End a session that has not connected (ICE + DTLS) in this time. Default 15000 ms. */
+  connectTimeoutMs?: number;
+  /** Most concurrent sessions; more are refused with 503. Default 500. */
+  maxSessions?: number;
+  /**
+   * ICE host candidates to announce. Default: `[host]` when `host` is a specific
+   * IP (e.g. `127.0.0.1`), every non-loopback interface when it is `0.0.0.0`.
+   * Behind 1:1 NAT, give the public address.
+   */
+  iceHostAddresses?: string[];
+  /** UDP port range for media, `[min, max]`. Default: any free port. */
+  icePortRange?: [number, number];
+  /** STUN/TURN servers. Default none: the server never contacts outside hosts by itself. */
+  iceServers?: RTCIceServer[];
+  /** Log level: fatal, error, warn, info (default), debug, trace, silent. */
+  logLevel?: string;
+}
+
+export interface EarshotServer {
+  readonly app: FastifyInstance;
+  readonly core: EarshotCore;
+  readonly pipeline: Pipeline;
+  /** Every new stream as it starts. */
+  readonly streams$: Observable<StreamInfo>;
+  /** Starts the workers and the HTTP listener; resolves to the base URL. */
+  listen(): Promise<string>;
+  /** Graceful shutdown: refuse new sessions, finalize every recording, stop workers and HTTP. */
+  close(): Promise<void>;
+}
+
+
+export async function createServer(options: CreateServerOptions = {}): Promise<EarshotServer> {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 8080;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port must be 0–65535, got ${port}`);
+  if (options.token !== undefined && options.token.trim() === '') throw new TypeError('options.token must not be empty');
+  const pipeline = await resolvePipeline(options.pipeline);
+
+  const app = Fastify({
+    logger: { level: options.logLevel ?? 'info' },
+    disableRequestLogging: true,
+    bodyLimit: 16 * 1024,
+  });
+  const core = new EarshotCore({
+    pipeline,
+    recordingsDir: options.recordingsDir ?? 'recordings',
+    pool: { threads: options.threads, batchIntervalMs: options.batchIntervalMs },
+    ice: {
+      hostAddresses: options.iceHostAddresses ?? defaultIceHosts(host),
+      portRange: options.icePortRange,
+      iceServers: options.iceServers,
+    },
+    mediaTimeoutMs: options.mediaTimeoutMs,
+    connectTimeoutMs: options.connectTimeoutMs,
+    maxSessions: options.maxSessions,
+    log: app.log.child({ module: 'core' }),
+  });
+
+  // RFC 9725 §4.1: WHIP endpoints serve browsers too, so CORS applies to every response.
+  app.addHook('onRequest', async (_req, reply) => {
+    void reply
+      .header('Access-Control-Allow-Origin', '*')
+      .header('Access-Control-Expose-Headers', 'Location, ETag, Link, Accept-Post');
+  });
+  installProblemHandling(app);
+  registerWhipRoutes(app, core, options.token);
+  registerControlRoutes(app, core);
+  registerRecordingRoutes(app, core);
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    core,
+    pipeline,
+    streams$: core.streams$.asObservable(),
+    async listen() {
+      await core.start();
+      return app.listen({ host, port });
+    },
+    close() {
+      closing ??= (async () => {
+        await core.shutdown();
+        await app.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+async function resolvePipeline(p: CreateServerOptions['pipeline']): Promise<Pipeline> {
+  if (p === undefined) return loadPipelineFile(join(packageRoot(), 'pipelines', 'default.json'));
+  if (typeof p === 'string') return loadPipelineFile(p);
+  if ('branches' in p && Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function') return p as Pipeline;
+  return parsePipeline(p);
+}
+
+function defaultIceHosts(host: string): string[] | undefined {
+  if (host === 'localhost' || isLoopbackHost(host)) return ['127.0.0.1'];
+  if (host === '0.0.0.0' || host === '::') return undefined;
+  return isIP(host) ? [host] : undefined;
+}

@@ -1,0 +1,124 @@
+/**
+ * The live peers (one WHIP session each) and a bounded memory of ended ones, so
+ * `GET /stats/:peer` still answers after a client hung up.
+ */
+import { performance } from 'node:perf_hooks';
+import type { PeerPipeline } from '../pipeline/peer-pipeline.js';
+import type { PeerSession, SessionEndReason } from '../rtc/peer-session.js';
+import type { AudioStats, ProcessingStats } from '../sinks/peer-stats.js';
+import type { RecordingInfo } from '../sinks/recorder.js';
+import type { RtpReceiveStats } from '../rtc/rtp-ingest.js';
+
+export interface PeerEntry {
+  peer: string;
+  room: string;
+  pipelineName: string;
+  session: PeerSession;
+  pipeline: PeerPipeline;
+  /** Resolves when the session has ended and its outputs are finalized. */
+  ended?: Promise<RecordingInfo[]>;
+}
+
+export interface PeerStatsSnapshot {
+  peer: string;
+  room: string;
+  session: string;
+  pipeline: string;
+  state: 'connecting' | 'connected' | 'ended';
+  endReason: SessionEndReason | null;
+  createdAt: string;
+  connectedAt: string | null;
+  /** Seconds since the session was created (until it ended). */
+  durationSeconds: number;
+  rtp: Omit<RtpReceiveStats, 'firstPacketAt' | 'lastPacketAt'> & { codec: string; channels: number };
+  processing: ProcessingStats & { worker: number | null; workerRestarts: number; sinkErrors: number };
+  audio: AudioStats;
+  recording: RecordingInfo | null;
+  recordings: RecordingInfo[];
+}
+
+const ENDED_KEPT = 1000;
+
+export class PeerRegistry {
+  readonly #live = new Map<string, PeerEntry>();
+  readonly #ended = new Map<string, PeerStatsSnapshot>();
+  readonly #bySession = new Map<string, PeerEntry>();
+  sessionsStarted = 0;
+  sessionsEnded = 0;
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  live(): PeerEntry[] {
+    return [...this.#live.values()];
+  }
+
+  get(peer: string): PeerEntry | undefined {
+    return this.#live.get(peer);
+  }
+
+  bySession(id: string): PeerEntry | undefined {
+    return this.#bySession.get(id);
+  }
+
+  rooms(): string[] {
+    return [...new Set([...this.#live.values()].map((e) => e.room))];
+  }
+
+  add(entry: PeerEntry): void {
+    this.#live.set(entry.peer, entry);
+    this.#bySession.set(entry.session.id, entry);
+    this.#ended.delete(entry.peer);
+    this.sessionsStarted++;
+  }
+
+  /** Moves a peer to the ended list (with its final numbers) once its outputs are finalized. */
+  retire(entry: PeerEntry): void {
+    if (this.#live.get(entry.peer) === entry) this.#live.delete(entry.peer);
+    this.#bySession.delete(entry.session.id);
+    this.sessionsEnded++;
+    if (!this.#live.has(entry.peer)) {
+      this.#ended.set(entry.peer, snapshot(entry));
+      if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+    }
+  }
+
+  snapshot(peer: string): PeerStatsSnapshot | undefined {
+    const live = this.#live.get(peer);
+    return live ? snapshot(live) : this.#ended.get(peer);
+  }
+
+  snapshots(): PeerStatsSnapshot[] {
+    return [...this.#live.values()].map(snapshot);
+  }
+}
+
+function snapshot(e: PeerEntry): PeerStatsSnapshot {
+  const now = performance.now();
+  const s = e.session;
+  const { firstPacketAt: _f, lastPacketAt: _l, ...rtp } = s.rtpStats();
+  const recordings = e.pipeline.recordings();
+  const end = s.state === 'ended' ? (e.session.endedAt ?? Date.now()) : Date.now();
+  return {
+    peer: e.peer,
+    room: e.room,
+    session: s.id,
+    pipeline: e.pipelineName,
+    state: s.state,
+    endReason: s.endReason ?? null,
+    createdAt: new Date(s.createdAt).toISOString(),
+    connectedAt: s.connectedAt ? new Date(s.connectedAt).toISOString() : null,
+    durationSeconds: Math.round((end - s.createdAt) / 100) / 10,
+    rtp: { ...rtp, jitter: Math.round(rtp.jitter * 1e6) / 1e6, bitrate: Math.round(rtp.bitrate), codec: 'opus/48000/2', channels: e.pipeline.branches[0]?.channels ?? 1 },
+    processing: {
+      ...e.pipeline.stats.processing(e.pipeline.droppedFrames),
+      worker: e.pipeline.worker ?? null,
+      workerRestarts: Math.max(0, e.pipeline.workers.length - 1),
+      sinkErrors: e.pipeline.sinkErrors,
+    },
+    audio: e.pipeline.stats.audio(now),
+    recording: recordings.find((r) => r.state === 'recording') ?? recordings[recordings.length - 1] ?? null,
+    recordings,
+  };
+}

@@ -1,0 +1,38 @@
+/**
+ * Control API: health, statistics, and per-peer recording start/stop.
+ */
+import type { FastifyInstance } from 'fastify';
+import { errors } from '../../errors.js';
+import type { EarshotCore } from '../earshot-core.js';
+
+export function registerControlRoutes(app: FastifyInstance, core: EarshotCore): void {
+  app.get('/health', async () => ({ status: 'ok', ...pick(core.stats()) }));
+
+  app.get('/stats', async () => ({ server: core.stats(), peers: core.peers.snapshots() }));
+
+  app.get<{ Params: { peer: string } }>('/stats/:peer', async (req) => core.peerStats(req.params.peer));
+
+  app.post<{ Params: { peer: string }; Body: unknown }>('/peers/:peer/recording', { bodyLimit: 16 * 1024 }, async (req, reply) => {
+    const entry = core.peer(req.params.peer);
+    const body = req.body ?? {};
+    if (typeof body !== 'object' || Array.isArray(body)) throw errors.BODY_INVALID('The body must be a JSON object like {"name": "interview-1"} (or empty).');
+    const { name, ...rest } = body as { name?: unknown };
+    if (Object.keys(rest).length > 0) throw errors.BODY_INVALID(`Unknown field(s) ${Object.keys(rest).map((k) => `"${k}"`).join(', ')}; only "name" is accepted.`);
+    if (name !== undefined && typeof name !== 'string') throw errors.BODY_INVALID('"name" must be a string.');
+    const recordings = await entry.pipeline.startRecording(name);
+    return reply.code(201).send({ peer: entry.peer, recordings });
+  });
+
+  app.delete<{ Params: { peer: string } }>('/peers/:peer/recording', async (req) => {
+    const entry = core.peer(req.params.peer);
+    const recordings = await entry.pipeline.stopRecording();
+    return {
+      peer: entry.peer,
+      recordings: recordings.map((r) => ({ name: r.name, seconds: r.seconds, bytes: r.bytes, sampleRate: r.sampleRate, channels: r.channels })),
+    };
+  });
+}
+
+function pick(s: ReturnType<EarshotCore['stats']>) {
+  return { uptimeSeconds: s.uptimeSeconds, peers: s.peers, rooms: s.rooms, poolThreads: s.pool.threads };
+}

@@ -1,0 +1,143 @@
+/**
+ * Per-peer statistics: audio levels and voice activity from the stats sink,
+ * decoder counters from the worker, and end-to-end latency (RTP arrival → frame
+ * at the sinks). RTP figures come from the ingest and are joined in the snapshot.
+ * Everything here is O(1) per frame; percentiles are computed when asked for.
+ */
+import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
+
+/** Floor for dBFS figures of digital silence (log of 0 is −∞, which JSON cannot carry). */
+export const SILENCE_DBFS = -120;
+
+export function toDbfs(linear: number): number {
+  return linear > 1e-6 ? 20 * Math.log10(linear) : SILENCE_DBFS;
+}
+
+export interface AudioStats {
+  /** RMS over the last second, dBFS. */
+  rmsDbfs: number;
+  /** Largest sample over the last second, dBFS. */
+  peakDbfs: number;
+  /** RMS over the whole session, dBFS. */
+  sessionRmsDbfs: number;
+  /** Largest sample over the whole session, dBFS. */
+  sessionPeakDbfs: number;
+  /** Latest voice-activity probability 0..1 (null without a denoise stage). */
+  vad: number | null;
+  /** Mean voice-activity probability over the session. */
+  meanVad: number | null;
+  /** Share of frames with VAD ≥ `speechThreshold`, 0..1. */
+  speechRatio: number | null;
+  speechThreshold: number;
+  /** Seconds of audio measured. */
+  seconds: number;
+}
+
+export interface ProcessingStats {
+  framesDecoded: number;
+  framesConcealed: number;
+  framesCorrupt: number;
+  /** Frames dropped before processing because the stream's worker queue was full. */
+  framesDropped: number;
+  /** Packets too late to play (already concealed or played out). */
+  framesLate: number;
+  silenceSeconds: number;
+  latencyMs: { p50: number | null; p99: number | null; max: number | null; samples: number };
+}
+
+const LATENCY_RING = 2048;
+const WINDOW_MS = 1000;
+
+export class PeerAudioStats {
+  readonly speechThreshold: number;
+  #energy = 0; // sum of squares over the session
+  #samples = 0;
+  #sessionPeak = 0;
+  #seconds = 0;
+  #vadSum = 0;
+  #vadFrames = 0;
+  #speechFrames = 0;
+  #lastVad: number | null = null;
+  // Last second of frames: time, sum of squares, samples, peak.
+  readonly #window: Array<{ t: number; energy: number; n: number; peak: number }> = [];
+  #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
+  readonly #latency = new Float64Array(LATENCY_RING);
+  #latencyCount = 0;
+
+  constructor(options: { speechThreshold?: number } = {}) {
+    this.speechThreshold = options.speechThreshold ?? 0.5;
+  }
+
+  /** Adds one processed frame of the measured branch. */
+  addFrame(frame: ProcessedFrame, now: number): void {
+    const n = frame.data.length;
+    const energy = frame.rms * frame.rms * n;
+    this.#energy += energy;
+    this.#samples += n;
+    this.#seconds += n / frame.channels / frame.sampleRate;
+    if (frame.peak > this.#sessionPeak) this.#sessionPeak = frame.peak;
+    this.#window.push({ t: now, energy, n, peak: frame.peak });
+    while (this.#window.length > 0 && now - this.#window[0].t > WINDOW_MS) this.#window.shift();
+    if (frame.vad !== undefined) {
+      this.#lastVad = frame.vad;
+      this.#vadSum += frame.vad;
+      this.#vadFrames++;
+      if (frame.vad >= this.speechThreshold) this.#speechFrames++;
+    }
+  }
+
+  /** Records the latency of a batch of frames reaching the sinks. */
+  addLatency(ms: number): void {
+    this.#latency[this.#latencyCount % LATENCY_RING] = ms;
+    this.#latencyCount++;
+  }
+
+  setCounters(c: DecodeCounters): void {
+    this.#counters = c;
+  }
+
+  audio(now: number): AudioStats {
+    let e = 0;
+    let n = 0;
+    let peak = 0;
+    for (const w of this.#window) {
+      if (now - w.t > WINDOW_MS) continue;
+      e += w.energy;
+      n += w.n;
+      if (w.peak > peak) peak = w.peak;
+    }
+    const hasVad = this.#vadFrames > 0;
+    return {
+      rmsDbfs: round(toDbfs(n > 0 ? Math.sqrt(e / n) : 0)),
+      peakDbfs: round(toDbfs(peak)),
+      sessionRmsDbfs: round(toDbfs(this.#samples > 0 ? Math.sqrt(this.#energy / this.#samples) : 0)),
+      sessionPeakDbfs: round(toDbfs(this.#sessionPeak)),
+      vad: this.#lastVad === null ? null : round(this.#lastVad, 3),
+      meanVad: hasVad ? round(this.#vadSum / this.#vadFrames, 3) : null,
+      speechRatio: hasVad ? round(this.#speechFrames / this.#vadFrames, 3) : null,
+      speechThreshold: this.speechThreshold,
+      seconds: round(this.#seconds, 3),
+    };
+  }
+
+  processing(dropped: number): ProcessingStats {
+    const c = this.#counters;
+    const n = Math.min(this.#latencyCount, LATENCY_RING);
+    const sorted = Array.from(this.#latency.subarray(0, n)).sort((a, b) => a - b);
+    const pct = (p: number) => (n > 0 ? round(sorted[Math.min(n - 1, Math.floor(p * n))], 2) : null);
+    return {
+      framesDecoded: c.decoded,
+      framesConcealed: c.concealed,
+      framesCorrupt: c.corrupt,
+      framesDropped: dropped,
+      framesLate: c.late,
+      silenceSeconds: round(c.silenceSamples / 48000, 3),
+      latencyMs: { p50: pct(0.5), p99: pct(0.99), max: n > 0 ? round(sorted[n - 1], 2) : null, samples: n },
+    };
+  }
+}
+
+function round(v: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}

@@ -1,0 +1,254 @@
+/**
+ * Streaming WAV writer. Samples are appended as they arrive and written
+ * asynchronously in chunks; the header's sizes are rewritten at least once per
+ * second, so a copy of the file taken at any moment is a valid WAV holding
+ * everything written so far (DESIGN.md invariant 6). Memory is bounded: at most
+ * `maxPendingBytes` wait for the disk; beyond that the oldest chunk is dropped
+ * and counted.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+
+export type WavSampleFormat = 's16' | 'f32';
+
+export interface WavFileWriterOptions {
+  sampleRate: number;
+  channels: number;
+  /** "s16" (16-bit PCM, default) or "f32" (32-bit IEEE float). */
+  sampleFormat?: WavSampleFormat;
+  /** Bytes collected before a write is issued. Default 32 KiB. */
+  chunkBytes?: number;
+  /** Header rewrite period in ms (also flushes the current chunk). Default 1000. */
+  headerIntervalMs?: number;
+  /** Most bytes allowed to wait for the disk before the oldest chunk is dropped. Default 8 MiB. */
+  maxPendingBytes?: number;
+  /** Called once when a write fails; the writer stops writing afterwards. */
+  onError?(error: Error): void;
+}
+
+const S16_HEADER = 44;
+const F32_HEADER = 58; // fmt chunk with cbSize, plus the fact chunk non-PCM formats need
+
+export class WavFileWriter {
+  readonly sampleRate: number;
+  readonly channels: number;
+  readonly sampleFormat: WavSampleFormat;
+  readonly headerBytes: number;
+  /** Sample frames appended (written, pending or dropped). */
+  framesAppended = 0;
+  /** Data bytes on disk and covered by the header. */
+  dataBytesWritten = 0;
+  /** Data bytes dropped because the disk could not keep up. */
+  droppedBytes = 0;
+  error: Error | undefined;
+
+  readonly #fh: FileHandle;
+  readonly #bytesPerSample: number;
+  readonly #chunkBytes: number;
+  readonly #maxPending: number;
+  readonly #onError?: (e: Error) => void;
+  #chunk: Buffer;
+  #chunkUsed = 0;
+  readonly #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #writing: Promise<void> = Promise.resolve();
+  #writeActive = false;
+  #dataOnDisk = 0; // data bytes physically written (header may lag)
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(fh: FileHandle, options: WavFileWriterOptions) {
+    this.#fh = fh;
+    this.sampleRate = options.sampleRate;
+    this.channels = options.channels;
+    this.sampleFormat = options.sampleFormat ?? 's16';
+    this.#bytesPerSample = this.sampleFormat === 's16' ? 2 : 4;
+    this.headerBytes = this.sampleFormat === 's16' ? S16_HEADER : F32_HEADER;
+    this.#chunkBytes = options.chunkBytes ?? 32 * 1024;
+    this.#maxPending = options.maxPendingBytes ?? 8 * 1024 * 1024;
+    this.#onError = options.onError;
+    this.#chunk = Buffer.from(new ArrayBuffer(this.#chunkBytes));
+  }
+
+  /** Creates the file (failing if it exists) and writes an empty, valid header. */
+  static async create(path: string, options: WavFileWriterOptions): Promise<WavFileWriter> {
+    if (!Number.isInteger(options.sampleRate) || options.sampleRate < 1) throw new RangeError(`sampleRate must be a positive integer, got ${options.sampleRate}`);
+    if (!Number.isInteger(options.channels) || options.channels < 1) throw new RangeError(`channels must be a positive integer, got ${options.channels}`);
+    const fh = await open(path, 'wx');
+    const writer = new WavFileWriter(fh, options);
+    try {
+      await fh.write(writer.#header(0), 0, writer.headerBytes, 0);
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw e;
+    }
+    const interval = options.headerIntervalMs ?? 1000;
+    // A random first delay staggers the flushes of many recorders across the second.
+    const start = () => {
+      writer.#timer = setInterval(() => writer.#periodic(), interval);
+      writer.#timer.unref();
+    };
+    const first = setTimeout(() => {
+      if (!writer.#closed) {
+        writer.#periodic();
+        start();
+      }
+    }, Math.floor(Math.random() * interval));
+    first.unref();
+    writer.#timer = first;
+    return writer;
+  }
+
+  get durationSeconds(): number {
+    return this.framesAppended / this.sampleRate;
+  }
+
+  /** Appends interleaved samples (−1..1). */
+  append(samples: Float32Array): void {
+    if (this.#closed || this.error) return;
+    this.framesAppended += samples.length / this.channels;
+    const bps = this.#bytesPerSample;
+    let i = 0;
+    while (i < samples.length) {
+      const room = (this.#chunkBytes - this.#chunkUsed) / bps;
+      const n = Math.min(room, samples.length - i);
+      // Chunks are whole ArrayBuffers (offset 0), so typed views are aligned; WAV is
+      // little-endian like every platform Node runs on.
+      if (bps === 2) {
+        const out = new Int16Array(this.#chunk.buffer, this.#chunkUsed, n);
+        for (let k = 0; k < n; k++) {
+          const v = samples[i + k];
+          // Round-to-nearest with clipping; the 32767 scale keeps +1.0 in range.
+          out[k] = v >= 1 ? 32767 : v <= -1 ? -32768 : Math.round(v * 32767);
+        }
+      } else {
+        new Float32Array(this.#chunk.buffer, this.#chunkUsed, n).set(samples.subarray(i, i + n));
+      }
+      this.#chunkUsed += n * bps;
+      i += n;
+      if (this.#chunkUsed === this.#chunkBytes) this.#queueChunk();
+    }
+  }
+
+  /** Appends `frames` sample frames of silence (gap filling). */
+  appendSilence(frames: number): void {
+    if (frames <= 0) return;
+    const block = new Float32Array(Math.min(frames * this.channels, 48000 * this.channels));
+    let left = frames * this.channels;
+    while (left > 0) {
+      const n = Math.min(left, block.length);
+      this.append(n === block.length ? block : block.subarray(0, n));
+      left -= n;
+    }
+  }
+
+  /** Writes everything appended so far and the final header, then closes the file. */
+  async close(): Promise<void> {
+    if (this.#closed) return this.#writing;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#timer);
+    this.#queueChunk();
+    this.#pump();
+    await this.#drained();
+    if (!this.error) await this.#writeHeader().catch((e) => this.#fail(e as Error));
+    await this.#fh.close().catch(() => {});
+  }
+
+  #periodic(): void {
+    if (this.#closed || this.error) return;
+    this.#queueChunk();
+    this.#pump();
+    // The header follows the data that is on disk, never ahead of it.
+    this.#writing = this.#writing.then(() => (this.error ? undefined : this.#writeHeader())).catch((e) => this.#fail(e as Error));
+  }
+
+  #queueChunk(): void {
+    if (this.#chunkUsed === 0) return;
+    const full = this.#chunk.subarray(0, this.#chunkUsed);
+    this.#pending.push(full);
+    this.#pendingBytes += full.length;
+    this.#chunk = Buffer.from(new ArrayBuffer(this.#chunkBytes));
+    this.#chunkUsed = 0;
+    while (this.#pendingBytes > this.#maxPending && this.#pending.length > 1) {
+      const dropped = this.#pending.shift()!;
+      this.#pendingBytes -= dropped.length;
+      this.droppedBytes += dropped.length;
+    }
+    this.#pump();
+  }
+
+  /** Starts writing pending chunks, one write at a time, in order. */
+  #pump(): void {
+    if (this.#writeActive || this.#pending.length === 0 || this.error) return;
+    this.#writeActive = true;
+    this.#writing = this.#writing.then(async () => {
+      try {
+        while (this.#pending.length > 0 && !this.error) {
+          const buf = this.#pending.shift()!;
+          this.#pendingBytes -= buf.length;
+          await this.#fh.write(buf, 0, buf.length, this.headerBytes + this.#dataOnDisk);
+          this.#dataOnDisk += buf.length;
+        }
+      } catch (e) {
+        this.#fail(e as Error);
+      } finally {
+        this.#writeActive = false;
+      }
+    });
+  }
+
+  async #drained(): Promise<void> {
+    for (;;) {
+      const current = this.#writing;
+      await current;
+      if (current === this.#writing && (this.#pending.length === 0 || this.error)) return;
+      this.#pump();
+    }
+  }
+
+  async #writeHeader(): Promise<void> {
+    const data = this.#dataOnDisk;
+    await this.#fh.write(this.#header(data), 0, this.headerBytes, 0);
+    this.dataBytesWritten = data;
+  }
+
+  #header(dataBytes: number): Buffer {
+    const h = Buffer.alloc(this.headerBytes);
+    const blockAlign = this.channels * this.#bytesPerSample;
+    h.write('RIFF', 0, 'ascii');
+    h.writeUInt32LE(this.headerBytes - 8 + dataBytes, 4);
+    h.write('WAVE', 8, 'ascii');
+    h.write('fmt ', 12, 'ascii');
+    if (this.sampleFormat === 's16') {
+      h.writeUInt32LE(16, 16);
+      h.writeUInt16LE(1, 20); // WAVE_FORMAT_PCM
+    } else {
+      h.writeUInt32LE(18, 16);
+      h.writeUInt16LE(3, 20); // WAVE_FORMAT_IEEE_FLOAT
+    }
+    h.writeUInt16LE(this.channels, 22);
+    h.writeUInt32LE(this.sampleRate, 24);
+    h.writeUInt32LE(this.sampleRate * blockAlign, 28);
+    h.writeUInt16LE(blockAlign, 32);
+    h.writeUInt16LE(this.#bytesPerSample * 8, 34);
+    let o = 36;
+    if (this.sampleFormat === 'f32') {
+      h.writeUInt16LE(0, 36); // cbSize
+      h.write('fact', 38, 'ascii');
+      h.writeUInt32LE(4, 42);
+      h.writeUInt32LE(dataBytes / blockAlign, 46);
+      o = 50;
+    }
+    h.write('data', o, 'ascii');
+    h.writeUInt32LE(dataBytes, o + 4);
+    return h;
+  }
+
+  #fail(e: Error): void {
+    if (this.error) return;
+    this.error = e;
+    this.#pending.length = 0;
+    this.#pendingBytes = 0;
+    this.#onError?.(e);
+  }
+}

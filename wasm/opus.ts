@@ -1,0 +1,164 @@
+/**
+ * Opus codec over the libopus WASM build that ships inside `opusscript`.
+ *
+ * Why not `opusscript`'s own class: it caches typed-array views of the WASM heap
+ * when an instance is created, and those views detach as soon as the heap grows
+ * (creating a few hundred decoders is enough), after which every older instance
+ * throws. Here the module is loaded once per thread, every codec state lives in
+ * its one heap, and views are re-read from the live heap on every call.
+ */
+import { createRequire } from 'node:module';
+
+interface OpusHandler {
+  _encode(pcmPtr: number, pcmBytes: number, outPtr: number, frameSize: number): number;
+  _decode(inPtr: number, inBytes: number, outPtr: number): number;
+  _encoder_ctl(ctl: number, arg: number): number;
+  _decoder_ctl(ctl: number, arg: number): number;
+}
+
+interface OpusNativeModule {
+  OpusScriptHandler: {
+    new (sampleRate: number, channels: number, application: number): OpusHandler;
+    destroy_handler(handler: OpusHandler): void;
+  };
+  _malloc(bytes: number): number;
+  _free(ptr: number): void;
+  HEAPU8: Uint8Array;
+}
+
+/** Largest frame libopus produces: 120 ms at 48 kHz (what packet-loss concealment emits). */
+export const OPUS_MAX_FRAME_SAMPLES = 5760;
+/** Largest Opus packet we accept (RFC 6716 §3.4: 1275 bytes per frame, up to 3 frames here). */
+export const OPUS_MAX_PACKET_BYTES = 1276 * 3;
+
+const OPUS_SET_BITRATE = 4002;
+const OPUS_SET_INBAND_FEC = 4012;
+const OPUS_SET_PACKET_LOSS_PERC = 4014;
+const OPUS_SET_DTX = 4016;
+
+export const OpusApplication = { voip: 2048, audio: 2049, lowDelay: 2051 } as const;
+export type OpusApplicationName = keyof typeof OpusApplication;
+
+let nativeModule: OpusNativeModule | undefined;
+
+function opusNative(): OpusNativeModule {
+  if (!nativeModule) {
+    const require = createRequire(import.meta.url);
+    const factory = require('opusscript/build/opusscript_native_wasm.js') as () => OpusNativeModule;
+    nativeModule = factory();
+  }
+  return nativeModule;
+}
+
+/** Scratch memory shared by every codec of this thread (calls are synchronous, so one is enough). */
+interface Scratch { packetPtr: number; pcmPtr: number; pcmBytes: number }
+let scratch: Scratch | undefined;
+function scratchFor(channels: number): Scratch {
+  const m = opusNative();
+  const pcmBytes = OPUS_MAX_FRAME_SAMPLES * 2 * 2; // stereo int16: enough for any codec here
+  if (!scratch) scratch = { packetPtr: m._malloc(OPUS_MAX_PACKET_BYTES), pcmPtr: m._malloc(pcmBytes), pcmBytes };
+  if (channels > 2) throw new RangeError(`Opus channels must be 1 or 2, got ${channels}`);
+  return scratch;
+}
+
+/** Thrown for a packet libopus refuses (corrupt or truncated); the caller conceals it. */
+export class OpusPacketError extends Error {
+  constructor(readonly opusCode: number) {
+    super(`libopus rejected the packet (error ${opusCode})`);
+    this.name = 'OpusPacketError';
+  }
+}
+
+export class OpusDecoder {
+  readonly #handler: OpusHandler;
+  #closed = false;
+
+  /** @param channels output channels (1 or 2); Opus downmixes or upmixes the coded stream to this. */
+  constructor(readonly channels: 1 | 2 = 1) {
+    this.#handler = new (opusNative().OpusScriptHandler)(48000, channels, OpusApplication.audio);
+  }
+
+  /**
+   * Decodes one packet into `out` (interleaved, −1..1) and returns samples per channel.
+   * An empty `packet` asks libopus for packet-loss concealment: it fills up to
+   * `OPUS_MAX_FRAME_SAMPLES`, so `out` must be at least that long per channel.
+   */
+  decode(packet: Uint8Array, out: Float32Array): number {
+    if (this.#closed) throw new Error('OpusDecoder is closed');
+    const m = opusNative();
+    const s = scratchFor(this.channels);
+    if (packet.length > OPUS_MAX_PACKET_BYTES) throw new OpusPacketError(-4);
+    m.HEAPU8.set(packet, s.packetPtr);
+    const samples = this.#handler._decode(s.packetPtr, packet.length, s.pcmPtr);
+    if (samples < 0) throw new OpusPacketError(samples);
+    const total = samples * this.channels;
+    const pcm = new Int16Array(m.HEAPU8.buffer, s.pcmPtr, total);
+    const n = Math.min(total, out.length);
+    for (let i = 0; i < n; i++) out[i] = pcm[i] / 32768;
+    return samples;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    opusNative().OpusScriptHandler.destroy_handler(this.#handler);
+  }
+}
+
+export interface OpusEncoderOptions {
+  /** Input and coded channels (1 or 2). Default 1. */
+  channels?: 1 | 2;
+  /** Target bitrate in bits per second. Default 32000 (what WebRTC browsers use for mono voice). */
+  bitrate?: number;
+  /** Opus application. Default `audio`. */
+  application?: OpusApplicationName;
+  /** In-band forward error correction. Default true, as browsers send. */
+  fec?: boolean;
+  /** Discontinuous transmission (no packets in silence). Default false. */
+  dtx?: boolean;
+}
+
+export class OpusEncoder {
+  readonly channels: 1 | 2;
+  readonly #handler: OpusHandler;
+  #closed = false;
+
+  constructor(options: OpusEncoderOptions = {}) {
+    this.channels = options.channels ?? 1;
+    this.#handler = new (opusNative().OpusScriptHandler)(48000, this.channels, OpusApplication[options.application ?? 'audio']);
+    this.#ctl(OPUS_SET_BITRATE, options.bitrate ?? 32000);
+    this.#ctl(OPUS_SET_INBAND_FEC, options.fec === false ? 0 : 1);
+    this.#ctl(OPUS_SET_PACKET_LOSS_PERC, options.fec === false ? 0 : 5);
+    this.#ctl(OPUS_SET_DTX, options.dtx ? 1 : 0);
+  }
+
+  #ctl(ctl: number, value: number): void {
+    const rc = this.#handler._encoder_ctl(ctl, value);
+    if (rc < 0) throw new RangeError(`Opus encoder rejected setting ${ctl}=${value} (error ${rc})`);
+  }
+
+  /**
+   * Encodes one frame of 48 kHz interleaved samples (−1..1; 2.5–60 ms, e.g. 960
+   * samples per channel for 20 ms) and returns a new packet.
+   */
+  encode(pcm: Float32Array): Uint8Array {
+    if (this.#closed) throw new Error('OpusEncoder is closed');
+    const frameSize = pcm.length / this.channels;
+    const m = opusNative();
+    const s = scratchFor(this.channels);
+    const i16 = new Int16Array(m.HEAPU8.buffer, s.pcmPtr, pcm.length);
+    for (let i = 0; i < pcm.length; i++) {
+      const v = Math.round(pcm[i] * 32767);
+      i16[i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+    }
+    const bytes = this.#handler._encode(s.pcmPtr, pcm.length * 2, s.packetPtr, frameSize);
+    if (bytes < 0) throw new RangeError(`Opus encode failed (error ${bytes}) for a frame of ${frameSize} samples`);
+    return m.HEAPU8.slice(s.packetPtr, s.packetPtr + bytes);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    opusNative().OpusScriptHandler.destroy_handler(this.#handler);
+  }
+}
