@@ -6,6 +6,12 @@
  * (creating a few hundred decoders is enough), after which every older instance
  * throws. Here the module is loaded once per thread, every codec state lives in
  * its one heap, and views are re-read from the live heap on every call.
+ *
+ * The native wrapper's PCM layout is odd and undocumented: it exchanges PCM as
+ * one *byte* per 16-bit heap slot (opusscript copies a Node Buffer into a
+ * Uint16Array view, byte by byte). So little-endian int16 samples go in as
+ * (low byte, high byte) slot pairs, with the length given in bytes, and come
+ * out the same way.
  */
 import { createRequire } from 'node:module';
 
@@ -55,7 +61,8 @@ interface Scratch { packetPtr: number; pcmPtr: number; pcmBytes: number }
 let scratch: Scratch | undefined;
 function scratchFor(channels: number): Scratch {
   const m = opusNative();
-  const pcmBytes = OPUS_MAX_FRAME_SAMPLES * 2 * 2; // stereo int16: enough for any codec here
+  // Stereo int16 at one byte per 16-bit slot: 4 heap bytes per sample, for the largest (PLC) frame.
+  const pcmBytes = OPUS_MAX_FRAME_SAMPLES * 2 * 4;
   if (!scratch) scratch = { packetPtr: m._malloc(OPUS_MAX_PACKET_BYTES), pcmPtr: m._malloc(pcmBytes), pcmBytes };
   if (channels > 2) throw new RangeError(`Opus channels must be 1 or 2, got ${channels}`);
   return scratch;
@@ -92,9 +99,12 @@ export class OpusDecoder {
     const samples = this.#handler._decode(s.packetPtr, packet.length, s.pcmPtr);
     if (samples < 0) throw new OpusPacketError(samples);
     const total = samples * this.channels;
-    const pcm = new Int16Array(m.HEAPU8.buffer, s.pcmPtr, total);
+    const slots = new Uint16Array(m.HEAPU8.buffer, s.pcmPtr, total * 2);
     const n = Math.min(total, out.length);
-    for (let i = 0; i < n; i++) out[i] = pcm[i] / 32768;
+    for (let i = 0; i < n; i++) {
+      const v = ((slots[2 * i + 1] << 8) | (slots[2 * i] & 0xff)) << 16 >> 16; // sign-extend int16
+      out[i] = v / 32768;
+    }
     return samples;
   }
 
@@ -146,10 +156,12 @@ export class OpusEncoder {
     const frameSize = pcm.length / this.channels;
     const m = opusNative();
     const s = scratchFor(this.channels);
-    const i16 = new Int16Array(m.HEAPU8.buffer, s.pcmPtr, pcm.length);
+    const slots = new Uint16Array(m.HEAPU8.buffer, s.pcmPtr, pcm.length * 2);
     for (let i = 0; i < pcm.length; i++) {
-      const v = Math.round(pcm[i] * 32767);
-      i16[i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+      const r = Math.round(pcm[i] * 32767);
+      const v = r > 32767 ? 32767 : r < -32768 ? -32768 : r;
+      slots[2 * i] = v & 0xff;
+      slots[2 * i + 1] = (v >> 8) & 0xff;
     }
     const bytes = this.#handler._encode(s.pcmPtr, pcm.length * 2, s.packetPtr, frameSize);
     if (bytes < 0) throw new RangeError(`Opus encode failed (error ${bytes}) for a frame of ${frameSize} samples`);

@@ -315,13 +315,13 @@ function safeCall(fn: () => void): void {
 }
 
 /**
- * Worker file and loader. Under the TypeScript sources (tests, `tsx`), workers
- * load `worker.ts` through tsx; from the build they load `worker.js` directly.
+ * Worker file. Under the TypeScript sources (tests, `tsx`), workers start from a
+ * bootstrap that registers tsx; from the build they load `worker.js` directly.
  */
 function workerEntry(): { filename: string; execArgv?: string[] } {
   const self = fileURLToPath(import.meta.url);
   if (self.endsWith('.ts')) {
-    return { filename: fileURLToPath(new URL('./worker.ts', import.meta.url)), execArgv: ['--import', 'tsx'] };
+    return { filename: fileURLToPath(new URL('./worker-dev.mjs', import.meta.url)), execArgv: [] };
   }
   return { filename: fileURLToPath(new URL('./worker.js', import.meta.url)), execArgv: [] };
 }

@@ -76,7 +76,6 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
 
   const app = Fastify({
     logger: { level: options.logLevel ?? 'info' },
-    disableRequestLogging: true,
     bodyLimit: 16 * 1024,
   });
   const core = new EarshotCore({

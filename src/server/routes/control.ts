@@ -3,6 +3,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
+import { RecordingsStore } from '../../sinks/recordings-store.js';
 import type { EarshotCore } from '../earshot-core.js';
 
 export function registerControlRoutes(app: FastifyInstance, core: EarshotCore): void {
@@ -19,6 +20,7 @@ export function registerControlRoutes(app: FastifyInstance, core: EarshotCore): 
     const { name, ...rest } = body as { name?: unknown };
     if (Object.keys(rest).length > 0) throw errors.BODY_INVALID(`Unknown field(s) ${Object.keys(rest).map((k) => `"${k}"`).join(', ')}; only "name" is accepted.`);
     if (name !== undefined && typeof name !== 'string') throw errors.BODY_INVALID('"name" must be a string.');
+    if (name !== undefined) RecordingsStore.checkName(name);
     const recordings = await entry.pipeline.startRecording(name);
     return reply.code(201).send({ peer: entry.peer, recordings });
   });

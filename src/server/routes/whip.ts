@@ -19,7 +19,7 @@ export function checkName(kind: 'room' | 'peer', value: string): void {
 }
 
 export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, token: string | undefined): void {
-  app.addContentTypeParser('application/sdp', { parseAs: 'string', bodyLimit: SDP_LIMIT }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(['application/sdp', 'application/trickle-ice-sdpfrag'], { parseAs: 'string', bodyLimit: SDP_LIMIT }, (_req, body, done) => done(null, body));
 
   const requireToken = async (req: FastifyRequest) => {
     if (!token) return;

@@ -1,0 +1,87 @@
+/**
+ * `earshot send <file>`: publish a WAV file over WHIP in real time.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+
+function positive(name: string, integer: boolean) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!(n > 0) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be a positive ${integer ? 'integer' : 'number'}.`);
+    return n;
+  };
+}
+
+export function registerSendCommand(program: Command): void {
+  program
+    .command('send')
+    .description('stream a WAV file to a WHIP endpoint in real time (Opus over WebRTC)')
+    .argument('<file>', 'WAV file (any rate and channel count)')
+    .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
+    .addOption(new Option('--seconds <n>', 'stop after n seconds of media').argParser(positive('--seconds', false)))
+    .option('--loop', 'repeat the file (until --seconds or Ctrl-C)')
+    .addOption(new Option('--count <k>', 'K concurrent sessions (peers get -1 … -K)').default(1).argParser(positive('--count', true)))
+    .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
+    .addOption(new Option('--channels <n>', 'channels to send').choices(['1', '2']))
+    .addOption(new Option('--bitrate <bps>', 'Opus bitrate in bit/s').argParser(positive('--bitrate', true)))
+    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number }) => {
+      try {
+        new URL(opts.url);
+      } catch {
+        fail(`--url "${opts.url}" is not a URL`);
+      }
+      const controller = new AbortController();
+      process.once('SIGINT', () => controller.abort());
+      const tty = process.stdout.isTTY;
+      const progress = new Map<number, SendProgress>();
+      let lastPrint = 0;
+      const print = () => {
+        const all = [...progress.values()];
+        if (all.length === 0) return;
+        const media = Math.min(...all.map((p) => p.mediaSeconds));
+        const total = all[0].totalSeconds;
+        const packets = all.reduce((n, p) => n + p.packetsSent, 0);
+        const kbps = (all.reduce((n, p) => n + p.bytesSent, 0) * 8) / 1000 / Math.max(media, 0.001) / all.length;
+        const line = `sent ${media.toFixed(1)}${total ? `/${total.toFixed(1)}` : ''} s · ${packets} packets · ${kbps.toFixed(1)} kb/s per session · ${all.length}/${opts.count} sessions`;
+        if (tty) process.stdout.write(`\r${line}   `);
+        else if (Date.now() - lastPrint >= 5000) {
+          lastPrint = Date.now();
+          process.stdout.write(`${line}\n`);
+        }
+      };
+      const base = {
+        source: file,
+        seconds: opts.seconds,
+        loop: opts.loop,
+        token: opts.token,
+        channels: opts.channels ? (Number(opts.channels) as 1 | 2) : undefined,
+        bitrate: opts.bitrate,
+        signal: controller.signal,
+      };
+      try {
+        const results =
+          opts.count === 1
+            ? [await sendAudio({ ...base, url: opts.url, onProgress: (p) => (progress.set(0, p), print()) })]
+            : await sendMany(opts.count, { ...base, url: opts.url, onProgress: undefined });
+        if (tty) process.stdout.write('\n');
+        const ok = results.filter((r): r is SendResult => !('error' in r));
+        for (const r of results) if ('error' in r) process.stderr.write(`earshot send: ${r.url}: ${describe(r.error)}\n`);
+        for (const r of ok) {
+          process.stdout.write(`done: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
+        }
+        if (ok.length < results.length) process.exit(1);
+      } catch (e) {
+        if (tty) process.stdout.write('\n');
+        fail(describe(e as Error));
+      }
+    });
+}
+
+function describe(e: Error & { code?: string }): string {
+  return `${e.message}${e.code ? ` [${e.code}]` : ''}`;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`earshot send: ${message}\n`);
+  process.exit(1);
+}

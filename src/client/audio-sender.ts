@@ -1,0 +1,183 @@
+/**
+ * `sendAudio`: publish PCM (or a WAV file) to a WHIP endpoint as Opus over
+ * WebRTC, paced in real time. This is the core of `earshot send` and what the
+ * integration tests and the capacity benchmark use as a client.
+ */
+import { randomInt } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
+import { OpusEncoder } from '../../wasm/opus.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
+import { readWavSource, type PcmSource } from './wav-source.js';
+import { WhipClient } from './whip-client.js';
+
+export interface SendOptions {
+  /** WHIP endpoint, e.g. `http://127.0.0.1:8080/whip/demo/alice`. */
+  url: string;
+  /** A WAV file path (any rate/channels; converted to 48 kHz), or decoded 48 kHz PCM. */
+  source: string | PcmSource;
+  /** Stop after this many seconds of media (default: the whole source, or forever with `loop`). */
+  seconds?: number;
+  /** Repeat the source until `seconds` or `signal` ends it. */
+  loop?: boolean;
+  /** 1 or 2 channels to encode. Default: 1 for mono sources, 2 for stereo. */
+  channels?: 1 | 2;
+  /** Opus bitrate in bit/s. Default 32000 mono, 64000 stereo (what browsers use). */
+  bitrate?: number;
+  /** Bearer token for the WHIP endpoint. */
+  token?: string;
+  /** Aborts sending; the session is then ended (DELETE) unless `skipDelete`. */
+  signal?: AbortSignal;
+  /** Called about every second with progress. */
+  onProgress?(progress: SendProgress): void;
+  /** ICE host addresses. Default: 127.0.0.1 for a loopback URL, otherwise all interfaces (never STUN). */
+  hostAddresses?: string[];
+  /** Leave the session without DELETE at the end (simulates a client that vanishes). Default false. */
+  skipDelete?: boolean;
+  /** Wait for ICE/DTLS to connect at most this long. Default 10000 ms. */
+  connectTimeoutMs?: number;
+}
+
+export interface SendProgress {
+  mediaSeconds: number;
+  totalSeconds: number | undefined;
+  packetsSent: number;
+  bytesSent: number;
+}
+
+export interface SendResult {
+  sessionUrl: string;
+  packetsSent: number;
+  /** Opus payload bytes sent. */
+  bytesSent: number;
+  mediaSeconds: number;
+  wallSeconds: number;
+  ssrc: number;
+}
+
+const FRAME = 960; // 20 ms at 48 kHz
+
+export async function sendAudio(options: SendOptions): Promise<SendResult> {
+  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
+  const channels = options.channels ?? (source.channels.length >= 2 ? 2 : 1);
+  const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : Math.ceil(source.channels[0].length / FRAME);
+  if (!(totalFrames > 0)) throw new RangeError(`nothing to send: seconds must be > 0, got ${options.seconds}`);
+
+  const host = new URL(options.url).hostname;
+  const hostAddresses = options.hostAddresses ?? (isLoopbackHost(host) ? ['127.0.0.1'] : undefined);
+  const pc = new RTCPeerConnection({
+    ...iceConfig({ hostAddresses }),
+    codecs: {
+      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: `minptime=10;useinbandfec=1${channels === 2 ? ';stereo=1;sprop-stereo=1' : ''}` })],
+    },
+  });
+  const whip = new WhipClient({ token: options.token });
+  const encoder = new OpusEncoder({ channels, bitrate: options.bitrate ?? (channels === 2 ? 64000 : 32000) });
+  let sessionUrl: string | undefined;
+  const started = performance.now();
+  try {
+    const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
+    const offer = await pc.createOffer();
+    disableImplicitStun(pc, []);
+    await pc.setLocalDescription(offer);
+    await iceGatheringComplete(pc);
+    const published = await whip.publish(options.url, pc.localDescription!.sdp);
+    sessionUrl = published.sessionUrl;
+    await pc.setRemoteDescription({ type: 'answer', sdp: published.answer });
+    await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
+
+    const ssrc = transceiver.sender.ssrc;
+    const sent = await pace(transceiver, encoder, source, channels, totalFrames, options);
+    await sleep(200); // let the last packets leave before the session ends
+    if (!options.skipDelete) await whip.end(sessionUrl);
+    sessionUrl = published.sessionUrl;
+    return { sessionUrl, ...sent, wallSeconds: (performance.now() - started) / 1000, ssrc };
+  } catch (e) {
+    if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl).catch(() => undefined);
+    throw e;
+  } finally {
+    encoder.close();
+    await pc.close().catch(() => undefined);
+  }
+}
+
+/** Sends `count` sessions at once; peer ids get `-1` … `-count` appended. One failure does not stop the others. */
+export async function sendMany(count: number, options: SendOptions): Promise<Array<SendResult | { error: Error; url: string }>> {
+  if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be a positive integer, got ${count}`);
+  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
+  return Promise.all(
+    Array.from({ length: count }, (_, i) => {
+      const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
+      return sendAudio({ ...options, url, source }).catch((error: Error) => ({ error, url }));
+    }),
+  );
+}
+
+function peerUrl(url: string, k: number): string {
+  const u = new URL(url);
+  u.pathname = u.pathname.replace(/\/?$/, '').replace(/([^/]+)$/, `$1-${k}`);
+  return u.href;
+}
+
+function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  if (pc.connectionState === 'connected') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`WebRTC did not connect within ${timeoutMs} ms (ICE/DTLS); check that UDP reaches the server`)), timeoutMs);
+    const sub = pc.connectionStateChange.subscribe((s) => {
+      if (s === 'connected') finish();
+      else if (s === 'failed' || s === 'closed') finish(new Error(`WebRTC connection ${s} before media could flow`));
+    });
+    const onAbort = () => finish(new Error('aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    function finish(err?: Error) {
+      clearTimeout(timer);
+      sub.unSubscribe();
+      signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve();
+    }
+  });
+}
+
+async function pace(transceiver: RTCRtpTransceiver, encoder: OpusEncoder, source: PcmSource, channels: 1 | 2, totalFrames: number, options: SendOptions) {
+  const sender = transceiver.sender;
+  const payloadType = sender.codec?.payloadType ?? 111;
+  let seq = randomInt(0, 0x10000);
+  let ts = randomInt(0, 2 ** 32);
+  const length = source.channels[0].length;
+  const pcm = new Float32Array(FRAME * channels);
+  let packets = 0;
+  let bytes = 0;
+  let offset = 0;
+  const start = performance.now();
+  let lastProgress = start;
+  for (let k = 0; k < totalFrames; k++) {
+    if (options.signal?.aborted) break;
+    if (offset >= length) {
+      if (!options.loop && options.seconds === undefined) break;
+      offset = options.loop ? 0 : offset;
+    }
+    pcm.fill(0);
+    for (let i = 0; i < FRAME && offset + i < length; i++) {
+      for (let c = 0; c < channels; c++) pcm[i * channels + c] = source.channels[Math.min(c, source.channels.length - 1)][offset + i];
+    }
+    offset += FRAME;
+    const payload = encoder.encode(pcm);
+    // Schedule by absolute time from the start so timer jitter does not accumulate.
+    const due = start + k * 20;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: seq, timestamp: ts, marker: k === 0 }), Buffer.from(payload)));
+    seq = (seq + 1) & 0xffff;
+    ts = (ts + FRAME) >>> 0;
+    packets++;
+    bytes += payload.length;
+    const now = performance.now();
+    if (options.onProgress && now - lastProgress >= 1000) {
+      lastProgress = now;
+      options.onProgress({ mediaSeconds: (packets * FRAME) / 48000, totalSeconds: Number.isFinite(totalFrames) ? (totalFrames * FRAME) / 48000 : undefined, packetsSent: packets, bytesSent: bytes });
+    }
+  }
+  return { packetsSent: packets, bytesSent: bytes, mediaSeconds: (packets * FRAME) / 48000 };
+}

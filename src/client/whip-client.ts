@@ -1,0 +1,69 @@
+/**
+ * The HTTP half of a WHIP publisher (RFC 9725): POST the offer, read the answer
+ * and session URL, DELETE the session at the end. Errors carry the server's
+ * problem+json `code` when it sends one.
+ */
+export class WhipRequestError extends Error {
+  override readonly name = 'WhipRequestError';
+  constructor(
+    readonly status: number,
+    /** The server's problem `code` (e.g. EARSHOT_NO_OPUS_AUDIO), or EARSHOT_WHIP_HTTP. */
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface WhipPublishResult {
+  answer: string;
+  /** Absolute URL of the session resource (from Location). */
+  sessionUrl: string;
+  etag?: string;
+}
+
+const TIMEOUT_MS = 10_000;
+
+export class WhipClient {
+  constructor(private readonly options: { token?: string; timeoutMs?: number } = {}) {}
+
+  #headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...extra, ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}) };
+  }
+
+  async publish(url: string, sdpOffer: string): Promise<WhipPublishResult> {
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: 'POST',
+        headers: this.#headers({ 'content-type': 'application/sdp' }),
+        body: sdpOffer,
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS),
+      });
+    } catch (e) {
+      throw new WhipRequestError(0, 'EARSHOT_WHIP_UNREACHABLE', `WHIP endpoint ${url} did not answer: ${(e as Error).message}`);
+    }
+    if (res.status !== 201) throw await errorFrom(res, url);
+    const location = res.headers.get('location');
+    if (!location) throw new WhipRequestError(res.status, 'EARSHOT_WHIP_NO_LOCATION', `WHIP endpoint ${url} answered 201 without a Location header`);
+    return { answer: await res.text(), sessionUrl: new URL(location, url).href, etag: res.headers.get('etag') ?? undefined };
+  }
+
+  /** Ends the session. Resolves to the HTTP status (404 means it had already ended). */
+  async end(sessionUrl: string): Promise<number> {
+    const res = await fetch(sessionUrl, { method: 'DELETE', headers: this.#headers(), signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS) });
+    await res.arrayBuffer();
+    if (res.status !== 200 && res.status !== 204 && res.status !== 404) throw await errorFrom(res, sessionUrl);
+    return res.status;
+  }
+}
+
+async function errorFrom(res: Response, url: string): Promise<WhipRequestError> {
+  const type = res.headers.get('content-type') ?? '';
+  if (/json/.test(type)) {
+    const body = (await res.json().catch(() => ({}))) as { code?: string; detail?: string; title?: string };
+    return new WhipRequestError(res.status, body.code ?? 'EARSHOT_WHIP_HTTP', `${res.status} from ${url}: ${body.detail ?? body.title ?? res.statusText}`);
+  }
+  const text = (await res.text().catch(() => '')).slice(0, 200);
+  return new WhipRequestError(res.status, 'EARSHOT_WHIP_HTTP', `${res.status} ${res.statusText} from ${url}${text ? `: ${text}` : ''}`);
+}

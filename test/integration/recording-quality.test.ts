@@ -1,0 +1,105 @@
+/**
+ * End to end over real loopback WebRTC: `sendAudio` (werift, Opus) publishes a
+ * fixture over WHIP to the real server; the recording on disk and the peer's
+ * statistics must show what a user expects.
+ */
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { dominantFrequency, readWav, rmsDb } from '../helpers/audio.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
+const fixture = (name: string) => join(FIXTURES, name);
+const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
+
+let t: TestServer | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+async function recordingOf(server: TestServer, peer: string) {
+  const stats = (await (await fetch(`${server.url}/stats/${peer}`)).json()) as { recording: { name: string; state: string }; rtp: { packetsReceived: number }; audio: { speechRatio: number | null; meanVad: number | null } };
+  expect(stats.recording?.state).toBe('stopped');
+  return { stats, wav: await readWav(join(server.recordingsDir, stats.recording.name)) };
+}
+
+describe('recordings over loopback WebRTC', () => {
+  it('records a 1 kHz tone as 1 kHz, with the source duration and level', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE });
+    const source = await readWav(fixture('tone-1k-48k.wav'));
+    const sent = await sendAudio({ url: `${t.url}/whip/demo/tone`, source: fixture('tone-1k-48k.wav') });
+    const { stats, wav } = await recordingOf(t, 'tone');
+    expect(wav.sampleRate).toBe(48000);
+    expect(Math.abs(wav.durationSec - source.durationSec) / source.durationSec).toBeLessThan(0.02);
+    expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
+    // Level: compare the steady middle (Opus needs a few ms to converge at the start).
+    const mid = (x: Float32Array) => x.subarray(Math.floor(x.length * 0.2), Math.floor(x.length * 0.8));
+    expect(Math.abs(rmsDb(mid(wav.channels[0])) - rmsDb(mid(source.channels[0])))).toBeLessThan(1);
+    expect(stats.rtp.packetsReceived).toBe(sent.packetsSent);
+  });
+
+  it('cuts pink noise by at least 20 dB with the default pipeline and reports almost no speech', async () => {
+    t = await startServer();
+    const source = await readWav(fixture('noise-pink-48k.wav'));
+    await sendAudio({ url: `${t.url}/whip/demo/pink`, source: fixture('noise-pink-48k.wav') });
+    const { stats, wav } = await recordingOf(t, 'pink');
+    const cut = rmsDb(source.channels[0]) - rmsDb(wav.channels[0].subarray(4800)); // skip RNNoise's first 100 ms
+    expect(cut).toBeGreaterThanOrEqual(20);
+    expect(stats.audio.speechRatio).not.toBeNull();
+    expect(stats.audio.speechRatio!).toBeLessThan(0.1);
+  });
+
+  it('keeps speech and lowers the noise floor in speech pauses by at least 15 dB', async () => {
+    t = await startServer();
+    const clean = await readWav(fixture('speech-48k.wav'));
+    const noisy = await readWav(fixture('speech-noisy-48k.wav'));
+    await sendAudio({ url: `${t.url}/whip/demo/talker`, source: fixture('speech-noisy-48k.wav') });
+    const { stats, wav } = await recordingOf(t, 'talker');
+    expect(stats.audio.speechRatio!).toBeGreaterThan(0.3);
+    // The speech itself survives: overall level within 3 dB of the clean recording (speech dominates the energy).
+    expect(Math.abs(rmsDb(wav.channels[0]) - rmsDb(clean.channels[0]))).toBeLessThan(3);
+    const pauses = silentStretches(clean.channels[0], 48000, 0.3);
+    expect(pauses.length).toBeGreaterThan(0);
+    const before = concat(pauses.map(([a, b]) => noisy.channels[0].subarray(a, b)));
+    const after = concat(pauses.map(([a, b]) => wav.channels[0].subarray(a, b)));
+    expect(rmsDb(before) - rmsDb(after)).toBeGreaterThanOrEqual(15);
+  });
+
+  it('records at 16 kHz with the right duration when the pipeline resamples', async () => {
+    t = await startServer({ pipeline: { name: 'asr', stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'record' }, { type: 'stats' }] } });
+    const source = await readWav(fixture('tone-1k-48k.wav'));
+    await sendAudio({ url: `${t.url}/whip/demo/asr`, source: fixture('tone-1k-48k.wav') });
+    const { wav } = await recordingOf(t, 'asr');
+    expect(wav.sampleRate).toBe(16000);
+    expect(Math.abs(wav.durationSec - source.durationSec)).toBeLessThan(0.02 * source.durationSec);
+  });
+});
+
+/** Stretches (sample ranges) of at least `minSec` where the clean speech is silent, trimmed by 50 ms each side. */
+function silentStretches(x: Float32Array, rate: number, minSec: number): Array<[number, number]> {
+  const win = rate / 100; // 10 ms
+  const peak = Math.max(...Array.from({ length: Math.floor(x.length / win) }, (_, i) => rmsDb(x.subarray(i * win, (i + 1) * win))));
+  const out: Array<[number, number]> = [];
+  let start = -1;
+  for (let i = 0; i * win < x.length; i++) {
+    const quiet = rmsDb(x.subarray(i * win, (i + 1) * win)) < peak - 50;
+    if (quiet && start < 0) start = i;
+    if ((!quiet || (i + 1) * win >= x.length) && start >= 0) {
+      if ((i - start) * win >= minSec * rate) out.push([start * win + rate / 20, i * win - rate / 20]);
+      start = -1;
+    }
+  }
+  return out;
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

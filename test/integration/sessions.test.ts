@@ -1,0 +1,142 @@
+/**
+ * Session lifecycle, concurrency and worker affinity over real loopback WebRTC.
+ */
+import { copyFile, readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import wavefile from 'wavefile';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
+import type { ProcessedFrame } from '../../src/index.js';
+import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
+const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
+
+let t: TestServer | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+type PeerStats = {
+  state: string;
+  endReason: string;
+  rtp: { packetsReceived: number; packetsLost: number };
+  processing: { worker: number; workerRestarts: number; framesDecoded: number };
+  recording: { name: string; state: string; seconds: number };
+};
+const statsOf = async (peer: string) => (await (await fetch(`${t!.url}/stats/${peer}`)).json()) as PeerStats;
+
+describe('sessions', () => {
+  it('serves 20 concurrent senders: 20 correct recordings and per-peer stats matching packets sent within 1 %', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE });
+    const results = await sendMany(20, { url: `${t.url}/whip/load/peer`, source: fixture('tone-1k-48k.wav'), seconds: 2 });
+    expect(results.filter((r) => 'error' in r && r.error)).toEqual([]);
+    for (let k = 1; k <= 20; k++) {
+      const s = await statsOf(`peer-${k}`);
+      const sent = results[k - 1] as { packetsSent: number };
+      expect(Math.abs(s.rtp.packetsReceived - sent.packetsSent) / sent.packetsSent).toBeLessThanOrEqual(0.01);
+      expect(s.recording.state).toBe('stopped');
+      const wav = await readWav(join(t.recordingsDir, s.recording.name));
+      expect(Math.abs(wav.durationSec - 2)).toBeLessThan(0.04);
+      expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
+    }
+    const files = (await readdir(t.recordingsDir)).filter((f) => f.endsWith('.wav'));
+    expect(files).toHaveLength(20);
+  });
+
+  it('processes every frame of a stream in one worker, in media order', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE });
+    const seen = new Map<string, { positions: number[]; frames: number }>();
+    const sub = t.server.streams$.subscribe((s) => {
+      const entry = { positions: [] as number[], frames: 0 };
+      seen.set(s.peer, entry);
+      s.pipeline.branches[0].audio$.subscribe((f: ProcessedFrame) => {
+        entry.positions.push(f.position, f.position + f.data.length / f.channels);
+        entry.frames++;
+      });
+    });
+    const peers = await sendMany(4, { url: `${t.url}/whip/aff/p`, source: fixture('tone-1k-48k.wav'), seconds: 1.5 });
+    sub.unsubscribe();
+    expect(peers).toHaveLength(4);
+    const workers = new Set<number>();
+    for (let k = 1; k <= 4; k++) {
+      const s = await statsOf(`p-${k}`);
+      expect(s.processing.workerRestarts).toBe(0);
+      workers.add(s.processing.worker);
+      const e = seen.get(`p-${k}`)!;
+      expect(e.frames).toBeGreaterThan(50);
+      // Each frame starts where the previous one ended: in order, nothing repeated or skipped.
+      for (let i = 2; i < e.positions.length; i += 2) expect(e.positions[i]).toBe(e.positions[i - 1]);
+    }
+    // Four streams are spread over both workers.
+    expect(workers.size).toBe(2);
+  });
+
+  it('finalizes the recording of a peer that disappears without DELETE within the media timeout', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE, mediaTimeoutMs: 1500 });
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/demo/ghost`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    await new Promise((r) => setTimeout(r, 1500));
+    controller.abort();
+    await sending.catch(() => undefined);
+    const stoppedAt = Date.now();
+    let s = await statsOf('ghost');
+    while (s.state !== 'ended' && Date.now() - stoppedAt < 5000) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await statsOf('ghost');
+    }
+    expect(s.state).toBe('ended');
+    expect(['media-timeout', 'closed-by-peer', 'disconnected']).toContain(s.endReason);
+    expect(Date.now() - stoppedAt).toBeLessThan(1500 + 1500);
+    expect(s.recording.state).toBe('stopped');
+    const wav = await readWav(join(t.recordingsDir, s.recording.name));
+    expect(wav.durationSec).toBeGreaterThan(1);
+  });
+
+  it('leaves a valid WAV while recording: a copy taken mid-stream reads back', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE });
+    const sending = sendAudio({ url: `${t.url}/whip/demo/live`, source: fixture('tone-1k-48k.wav') });
+    await new Promise((r) => setTimeout(r, 2200));
+    const s = await statsOf('live');
+    expect(s.recording.state).toBe('recording');
+    const copy = join(t.recordingsDir, 'copy-mid-stream.bin');
+    await copyFile(join(t.recordingsDir, s.recording.name), copy);
+    const wav = new wavefile.WaveFile(await readFile(copy));
+    const samples = wav.getSamples(true, Float64Array) as unknown as Float64Array;
+    expect(samples.length / 48000).toBeGreaterThan(0.9); // header rewritten at least every second
+    expect(samples.length / 48000).toBeLessThan(2.5);
+    await sending;
+  });
+
+  it('replaces a live session when the same peer publishes again, finalizing the first recording', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE });
+    const controller = new AbortController();
+    const first = sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    await new Promise((r) => setTimeout(r, 1000));
+    const firstStats = await statsOf('twice');
+    await sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixture('tone-1k-48k.wav'), seconds: 1 });
+    controller.abort();
+    await first.catch(() => undefined);
+    const second = await statsOf('twice');
+    expect(second.recording.name).not.toBe(firstStats.recording.name);
+    const files = (await readdir(t.recordingsDir)).filter((f) => f.endsWith('.wav')).sort();
+    expect(files).toHaveLength(2);
+    for (const f of files) expect((await readWav(join(t.recordingsDir, f))).durationSec).toBeGreaterThan(0.8);
+  });
+
+  it('finalizes every recording on shutdown, after draining in-flight audio', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE });
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/demo/shut`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    await new Promise((r) => setTimeout(r, 1500));
+    const { recordingsDir } = t;
+    const name = (await statsOf('shut')).recording.name;
+    await t.server.close();
+    controller.abort();
+    await sending.catch(() => undefined);
+    const wav = await readWav(join(recordingsDir, name));
+    expect(wav.durationSec).toBeGreaterThan(1.2);
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * Every documented error of the WHIP endpoint and the control API, with its
+ * HTTP status, problem+json body and stable code — against the real server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromeLikeOffer, weriftOffer } from '../helpers/offers.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+const TOKEN = 's3cret-token';
+
+beforeAll(async () => {
+  t = await startServer({ token: TOKEN, connectTimeoutMs: 3000 });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+async function problem(res: Response) {
+  expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  return (await res.json()) as { code: string; status: number; detail: string; title: string };
+}
+
+async function post(path: string, body: string, headers: Record<string, string> = {}) {
+  return fetch(`${t.url}${path}`, { method: 'POST', body, headers: { ...auth, 'content-type': 'application/sdp', ...headers } });
+}
+
+describe('WHIP endpoint errors', () => {
+  it('answers OPTIONS without a token, with CORS and Accept-Post', async () => {
+    const res = await fetch(`${t.url}/whip/demo/alice`, { method: 'OPTIONS', headers: { origin: 'https://example.test', 'access-control-request-method': 'POST' } });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('accept-post')).toBe('application/sdp');
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-methods')).toContain('POST');
+    expect(res.headers.get('access-control-allow-headers')).toMatch(/authorization/i);
+  });
+
+  it('refuses a POST without the bearer token with 401 EARSHOT_UNAUTHORIZED', async () => {
+    const res = await fetch(`${t.url}/whip/demo/alice`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
+    expect(res.status).toBe(401);
+    expect((await problem(res)).code).toBe('EARSHOT_UNAUTHORIZED');
+  });
+
+  it('refuses a wrong token with 401', async () => {
+    const res = await post('/whip/demo/alice', chromeLikeOffer(), { authorization: 'Bearer nope' });
+    expect(res.status).toBe(401);
+  });
+
+  it('refuses a body that is not application/sdp with 415 EARSHOT_UNSUPPORTED_MEDIA_TYPE', async () => {
+    const res = await post('/whip/demo/alice', '{"sdp":"v=0"}', { 'content-type': 'application/json' });
+    expect(res.status).toBe(415);
+    expect((await problem(res)).code).toBe('EARSHOT_UNSUPPORTED_MEDIA_TYPE');
+    const plain = await post('/whip/demo/alice', 'v=0', { 'content-type': 'text/plain' });
+    expect(plain.status).toBe(415);
+    expect((await problem(plain)).code).toBe('EARSHOT_UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  it('refuses unparsable SDP with 400 EARSHOT_SDP_INVALID', async () => {
+    for (const body of ['hello world', '', 'v=0\r\nthis is not sdp\r\n']) {
+      const res = await post('/whip/demo/alice', body);
+      expect(res.status, body).toBe(400);
+      expect((await problem(res)).code).toBe('EARSHOT_SDP_INVALID');
+    }
+  });
+
+  it('refuses an offer without Opus audio with 422 EARSHOT_NO_OPUS_AUDIO', async () => {
+    const pcmu = await weriftOffer({ mimeType: 'audio/PCMU', clockRate: 8000 });
+    try {
+      const res = await post('/whip/demo/alice', pcmu.sdp);
+      expect(res.status).toBe(422);
+      const p = await problem(res);
+      expect(p.code).toBe('EARSHOT_NO_OPUS_AUDIO');
+      expect(p.detail).toMatch(/PCMU/);
+    } finally {
+      await pcmu.pc.close();
+    }
+    const recvonly = chromeLikeOffer().replace('a=sendonly', 'a=recvonly');
+    const res = await post('/whip/demo/alice', recvonly);
+    expect(res.status).toBe(422);
+    expect((await problem(res)).detail).toMatch(/recvonly/);
+  });
+
+  it('refuses an invalid room or peer name with 400 EARSHOT_NAME_INVALID', async () => {
+    const res = await post('/whip/demo/bad%20name', chromeLikeOffer());
+    expect(res.status).toBe(400);
+    expect((await problem(res)).code).toBe('EARSHOT_NAME_INVALID');
+  });
+
+  it('answers a Chromium-shaped offer (many codecs, extensions) with Opus on its payload type', async () => {
+    const res = await post('/whip/demo/chrome', chromeLikeOffer());
+    expect(res.status).toBe(201);
+    expect(res.headers.get('content-type')).toMatch(/^application\/sdp/);
+    const location = res.headers.get('location')!;
+    expect(location).toMatch(/^\/whip\/sessions\/[A-Za-z0-9_-]{22}$/);
+    expect(res.headers.get('access-control-expose-headers')).toMatch(/Location/);
+    const answer = await res.text();
+    expect(answer).toMatch(/^m=audio [1-9]\d* UDP\/TLS\/RTP\/SAVPF 111\r?$/m);
+    expect(answer).toMatch(/a=rtpmap:111 opus\/48000\/2/);
+    expect(answer).toMatch(/a=candidate:.* 127\.0\.0\.1 \d+ typ host/);
+    expect(answer).toMatch(/a=ice-lite/);
+    expect(answer).toMatch(/a=recvonly/);
+    // PATCH (trickle ICE) is not supported: 405 per RFC 9725.
+    const patch = await fetch(`${t.url}${location}`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/trickle-ice-sdpfrag' }, body: 'a=end-of-candidates' });
+    expect(patch.status).toBe(405);
+    expect((await problem(patch)).code).toBe('EARSHOT_TRICKLE_NOT_SUPPORTED');
+    const del = await fetch(`${t.url}${location}`, { method: 'DELETE', headers: auth });
+    expect(del.status).toBe(200);
+    const again = await fetch(`${t.url}${location}`, { method: 'DELETE', headers: auth });
+    expect(again.status).toBe(404);
+    expect((await problem(again)).code).toBe('EARSHOT_SESSION_NOT_FOUND');
+  });
+
+  it('answers DELETE of an unknown session with 404 EARSHOT_SESSION_NOT_FOUND, and requires the token', async () => {
+    const res = await fetch(`${t.url}/whip/sessions/doesnotexist`, { method: 'DELETE', headers: auth });
+    expect(res.status).toBe(404);
+    expect((await problem(res)).code).toBe('EARSHOT_SESSION_NOT_FOUND');
+    const noAuth = await fetch(`${t.url}/whip/sessions/doesnotexist`, { method: 'DELETE' });
+    expect(noAuth.status).toBe(401);
+  });
+});
+
+describe('control API errors', () => {
+  it('answers stats of an unknown peer with 404 EARSHOT_PEER_NOT_FOUND', async () => {
+    const res = await fetch(`${t.url}/stats/nobody`);
+    expect(res.status).toBe(404);
+    expect((await problem(res)).code).toBe('EARSHOT_PEER_NOT_FOUND');
+  });
+
+  it('answers recording control of an unknown peer with 404', async () => {
+    const start = await fetch(`${t.url}/peers/nobody/recording`, { method: 'POST' });
+    expect(start.status).toBe(404);
+    expect((await problem(start)).code).toBe('EARSHOT_PEER_NOT_FOUND');
+    const stop = await fetch(`${t.url}/peers/nobody/recording`, { method: 'DELETE' });
+    expect(stop.status).toBe(404);
+  });
+
+  it('refuses recording names that try to leave the directory', async () => {
+    const res = await post('/whip/demo/namer', chromeLikeOffer());
+    expect(res.status).toBe(201);
+    const location = res.headers.get('location')!;
+    try {
+      for (const name of ['../escape', '/etc/passwd', 'a/b', '.hidden', '']) {
+        const r = await fetch(`${t.url}/peers/namer/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+        expect(r.status, name).toBe(400);
+        expect((await problem(r)).code).toBe('EARSHOT_RECORDING_NAME_INVALID');
+      }
+      const bad = await fetch(`${t.url}/peers/namer/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name": 5}' });
+      expect(bad.status).toBe(400);
+      expect((await problem(bad)).code).toBe('EARSHOT_BODY_INVALID');
+      // The default pipeline records from the start; a second start is a conflict.
+      const twice = await fetch(`${t.url}/peers/namer/recording`, { method: 'POST' });
+      expect(twice.status).toBe(409);
+      expect((await problem(twice)).code).toBe('EARSHOT_RECORDING_ACTIVE');
+      const stop = await fetch(`${t.url}/peers/namer/recording`, { method: 'DELETE' });
+      expect(stop.status).toBe(200);
+      const stopAgain = await fetch(`${t.url}/peers/namer/recording`, { method: 'DELETE' });
+      expect(stopAgain.status).toBe(409);
+      expect((await problem(stopAgain)).code).toBe('EARSHOT_RECORDING_NOT_ACTIVE');
+    } finally {
+      await fetch(`${t.url}${location}`, { method: 'DELETE', headers: auth });
+    }
+  });
+
+  it('answers unknown or unsafe recording downloads with 404 or 400', async () => {
+    const missing = await fetch(`${t.url}/recordings/none.wav`);
+    expect(missing.status).toBe(404);
+    expect((await problem(missing)).code).toBe('EARSHOT_RECORDING_NOT_FOUND');
+    const traversal = await fetch(`${t.url}/recordings/..%2Fpackage.json`);
+    expect(traversal.status).toBe(400);
+    expect((await problem(traversal)).code).toBe('EARSHOT_RECORDING_NAME_INVALID');
+  });
+
+  it('answers unknown routes with a problem document', async () => {
+    const res = await fetch(`${t.url}/nope`);
+    expect(res.status).toBe(404);
+    expect((await problem(res)).code).toBe('EARSHOT_ROUTE_NOT_FOUND');
+  });
+
+  it('reports health', async () => {
+    const res = await fetch(`${t.url}/health`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'ok', poolThreads: 2 });
+  });
+});

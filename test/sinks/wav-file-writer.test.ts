@@ -1,0 +1,107 @@
+/**
+ * Streaming WAV writer and recorder: files are valid while being written, hold
+ * exactly what was appended, and gaps/overlaps are resolved by media position.
+ */
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import wavefile from 'wavefile';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Recorder } from '../../src/sinks/recorder.js';
+import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
+import type { ProcessedFrame } from '../../src/dsp/types.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'earshot-wav-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function tone(frames: number, rate = 48000, start = 0): Float32Array {
+  return Float32Array.from({ length: frames }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 440 * (start + i)) / rate));
+}
+
+function read(buf: Buffer) {
+  const wav = new wavefile.WaveFile(buf);
+  const fmt = wav.fmt as { sampleRate: number; numChannels: number; bitsPerSample: number; audioFormat: number };
+  const samples = wav.getSamples(true, Float64Array) as unknown as Float64Array; // interleaved
+  return { fmt, samples };
+}
+
+describe('WavFileWriter', () => {
+  it('writes a 16-bit PCM file whose samples match the input within one LSB', async () => {
+    const path = join(dir, 'a.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1 });
+    const input = tone(48000);
+    for (let i = 0; i < input.length; i += 960) w.append(input.subarray(i, i + 960));
+    await w.close();
+    const { fmt, samples } = read(await readFile(path));
+    expect(fmt).toMatchObject({ sampleRate: 48000, numChannels: 1, bitsPerSample: 16, audioFormat: 1 });
+    expect(samples.length).toBe(48000);
+    for (let i = 0; i < input.length; i += 997) expect(Math.abs(samples[i] / 32767 - input[i])).toBeLessThan(1.5 / 32767);
+  });
+
+  it('writes 32-bit float files that keep samples exactly', async () => {
+    const path = join(dir, 'f.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 16000, channels: 2, sampleFormat: 'f32' });
+    const input = tone(3200, 16000);
+    w.append(input);
+    await w.close();
+    const { fmt, samples } = read(await readFile(path));
+    expect(fmt).toMatchObject({ sampleRate: 16000, numChannels: 2, bitsPerSample: 32, audioFormat: 3 });
+    expect(Float32Array.from(samples)).toEqual(input);
+  });
+
+  it('leaves a valid WAV on disk at any moment while writing (header rewritten every interval)', async () => {
+    const path = join(dir, 'live.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1, headerIntervalMs: 100 });
+    const copies: Buffer[] = [];
+    for (let k = 0; k < 12; k++) {
+      w.append(tone(4800, 48000, k * 4800)); // 100 ms per step
+      await new Promise((r) => setTimeout(r, 60));
+      await copyFile(path, join(dir, `copy${k}.wav`));
+      copies.push(await readFile(join(dir, `copy${k}.wav`)));
+    }
+    await w.close();
+    let grew = 0;
+    let last = -1;
+    for (const c of copies) {
+      const { samples } = read(c); // throws if the header is inconsistent
+      expect(samples.length).toBeLessThanOrEqual(12 * 4800);
+      if (samples.length > last) grew++;
+      last = samples.length;
+    }
+    expect(grew).toBeGreaterThan(3);
+    expect(last).toBeGreaterThan(0);
+    expect(read(await readFile(path)).samples.length).toBe(12 * 4800);
+  });
+
+  it('refuses to overwrite an existing file', async () => {
+    const path = join(dir, 'x.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 8000, channels: 1 });
+    await w.close();
+    await expect(WavFileWriter.create(path, { sampleRate: 8000, channels: 1 })).rejects.toMatchObject({ code: 'EEXIST' });
+  });
+});
+
+describe('Recorder', () => {
+  const frame = (position: number, data: Float32Array): ProcessedFrame => ({ position, sampleRate: 48000, channels: 1, data, rms: 0, peak: 0, arrival: 0 });
+
+  it('fills gaps with silence and trims overlaps so the duration equals media time', async () => {
+    const path = join(dir, 'r.wav');
+    const r = await Recorder.start({ path, name: 'r.wav', sampleRate: 48000, channels: 1, startPosition: 0 });
+    r.write(frame(960, tone(960))); // first 960 samples never arrived
+    r.write(frame(1920, tone(960)));
+    r.write(frame(4800, tone(960))); // 1920 samples missing
+    r.write(frame(5000, tone(960))); // overlaps the previous frame by 760
+    const info = await r.stop();
+    expect(info.seconds * 48000).toBe(5960);
+    expect(info.gapFrames).toBe(960 + 1920);
+    const { samples } = read(await readFile(path));
+    expect(samples.length).toBe(5960);
+    expect(samples.slice(0, 960).every((v) => v === 0)).toBe(true);
+    expect(samples.slice(2880, 4800).every((v) => v === 0)).toBe(true);
+  });
+});
