@@ -24,7 +24,8 @@ export interface PeerStatsSnapshot {
   room: string;
   session: string;
   pipeline: string;
-  state: 'connecting' | 'connected' | 'ended';
+  /** `ending` while a finished session's audio is drained and its recordings finalized. */
+  state: 'connecting' | 'connected' | 'ending' | 'ended';
   endReason: SessionEndReason | null;
   createdAt: string;
   connectedAt: string | null;
@@ -79,7 +80,7 @@ export class PeerRegistry {
     this.#bySession.delete(entry.session.id);
     this.sessionsEnded++;
     if (!this.#live.has(entry.peer)) {
-      this.#ended.set(entry.peer, snapshot(entry));
+      this.#ended.set(entry.peer, snapshot(entry, false));
       if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     }
   }
@@ -94,7 +95,7 @@ export class PeerRegistry {
   }
 }
 
-function snapshot(e: PeerEntry): PeerStatsSnapshot {
+function snapshot(e: PeerEntry, live = true): PeerStatsSnapshot {
   const now = performance.now();
   const s = e.session;
   const { firstPacketAt: _f, lastPacketAt: _l, ...rtp } = s.rtpStats();
@@ -105,7 +106,7 @@ function snapshot(e: PeerEntry): PeerStatsSnapshot {
     room: e.room,
     session: s.id,
     pipeline: e.pipelineName,
-    state: s.state,
+    state: s.state === 'ended' && live ? 'ending' : s.state,
     endReason: s.endReason ?? null,
     createdAt: new Date(s.createdAt).toISOString(),
     connectedAt: s.connectedAt ? new Date(s.connectedAt).toISOString() : null,
