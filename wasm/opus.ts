@@ -56,6 +56,11 @@ function opusNative(): OpusNativeModule {
   return nativeModule;
 }
 
+/** Loads and compiles libopus for this thread now (otherwise the first codec pays ~50 ms). */
+export function loadOpus(): void {
+  opusNative();
+}
+
 /** Scratch memory shared by every codec of this thread (calls are synchronous, so one is enough). */
 interface Scratch { packetPtr: number; pcmPtr: number; pcmBytes: number }
 let scratch: Scratch | undefined;

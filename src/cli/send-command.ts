@@ -24,7 +24,8 @@ export function registerSendCommand(program: Command): void {
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
     .addOption(new Option('--channels <n>', 'channels to send').choices(['1', '2']))
     .addOption(new Option('--bitrate <bps>', 'Opus bitrate in bit/s').argParser(positive('--bitrate', true)))
-    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number }) => {
+    .addOption(new Option('--simulate-loss <fraction>', 'withhold this share of packets (0–0.5) to test loss handling').argParser(positive('--simulate-loss', false)))
+    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; simulateLoss?: number }) => {
       try {
         new URL(opts.url);
       } catch {
@@ -56,6 +57,7 @@ export function registerSendCommand(program: Command): void {
         token: opts.token,
         channels: opts.channels ? (Number(opts.channels) as 1 | 2) : undefined,
         bitrate: opts.bitrate,
+        simulateLoss: opts.simulateLoss,
         signal: controller.signal,
       };
       try {

@@ -37,6 +37,12 @@ export interface SendOptions {
   skipDelete?: boolean;
   /** Wait for ICE/DTLS to connect at most this long. Default 10000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * Simulate network loss: this share of packets (0–0.5) is not sent, though
+   * their sequence numbers are used, as if the network dropped them. Drops are
+   * spread evenly (every 1/loss-th packet), never the first or last. Default 0.
+   */
+  simulateLoss?: number;
 }
 
 export interface SendProgress {
@@ -49,6 +55,8 @@ export interface SendProgress {
 export interface SendResult {
   sessionUrl: string;
   packetsSent: number;
+  /** Packets withheld by `simulateLoss`. */
+  packetsDropped: number;
   /** Opus payload bytes sent. */
   bytesSent: number;
   mediaSeconds: number;
@@ -63,6 +71,8 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
   const channels = options.channels ?? (source.channels.length >= 2 ? 2 : 1);
   const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : Math.ceil(source.channels[0].length / FRAME);
   if (!(totalFrames > 0)) throw new RangeError(`nothing to send: seconds must be > 0, got ${options.seconds}`);
+  const loss = options.simulateLoss ?? 0;
+  if (!(loss >= 0 && loss <= 0.5)) throw new RangeError(`simulateLoss must be 0–0.5, got ${loss}`);
 
   const host = new URL(options.url).hostname;
   const hostAddresses = options.hostAddresses ?? (isLoopbackHost(host) ? ['127.0.0.1'] : undefined);
@@ -148,7 +158,10 @@ async function pace(transceiver: RTCRtpTransceiver, encoder: OpusEncoder, source
   const length = source.channels[0].length;
   const pcm = new Float32Array(FRAME * channels);
   let packets = 0;
+  let dropped = 0;
   let bytes = 0;
+  const loss = options.simulateLoss ?? 0;
+  const dropEvery = loss > 0 ? Math.round(1 / loss) : 0;
   let offset = 0;
   const start = performance.now();
   let lastProgress = start;
@@ -168,16 +181,20 @@ async function pace(transceiver: RTCRtpTransceiver, encoder: OpusEncoder, source
     const due = start + k * 20;
     const wait = due - performance.now();
     if (wait > 1) await sleep(wait);
-    sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: seq, timestamp: ts, marker: k === 0 }), Buffer.from(payload)));
+    const drop = dropEvery > 0 && k % dropEvery === dropEvery - 1 && k + 1 < totalFrames && offset < length;
+    if (drop) dropped++;
+    else {
+      sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: seq, timestamp: ts, marker: k === 0 }), Buffer.from(payload)));
+      packets++;
+      bytes += payload.length;
+    }
     seq = (seq + 1) & 0xffff;
     ts = (ts + FRAME) >>> 0;
-    packets++;
-    bytes += payload.length;
     const now = performance.now();
     if (options.onProgress && now - lastProgress >= 1000) {
       lastProgress = now;
-      options.onProgress({ mediaSeconds: (packets * FRAME) / 48000, totalSeconds: Number.isFinite(totalFrames) ? (totalFrames * FRAME) / 48000 : undefined, packetsSent: packets, bytesSent: bytes });
+      options.onProgress({ mediaSeconds: ((packets + dropped) * FRAME) / 48000, totalSeconds: Number.isFinite(totalFrames) ? (totalFrames * FRAME) / 48000 : undefined, packetsSent: packets, bytesSent: bytes });
     }
   }
-  return { packetsSent: packets, bytesSent: bytes, mediaSeconds: (packets * FRAME) / 48000 };
+  return { packetsSent: packets, packetsDropped: dropped, bytesSent: bytes, mediaSeconds: ((packets + dropped) * FRAME) / 48000 };
 }

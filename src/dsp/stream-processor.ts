@@ -4,6 +4,7 @@
  * output are counted in output samples from the stream's first position, so a
  * stream rebuilt on another worker continues at the right media time.
  */
+import { loadOpus } from '../../wasm/opus.js';
 import { loadRnnoise } from '../../wasm/rnnoise.js';
 import { loadSpeex } from '../../wasm/speex.js';
 import { measureLevels } from './levels.js';
@@ -19,6 +20,7 @@ export interface StreamSpec {
 
 /** Loads the WASM modules once per thread; call before creating processors. */
 export async function loadDspModules(): Promise<void> {
+  loadOpus();
   await Promise.all([loadRnnoise(), loadSpeex()]);
 }
 

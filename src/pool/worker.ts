@@ -10,6 +10,19 @@ import { loadDspModules, StreamProcessor } from '../dsp/stream-processor.js';
 import type { BatchItemResult, BatchResult, BatchTask } from './protocol.js';
 
 await loadDspModules();
+warmUp();
+
+/**
+ * Runs every built-in stage once on silence so that JIT compilation and
+ * first-use allocations happen now, not in the first real stream's frames
+ * (that first stream otherwise saw ~60 ms extra latency).
+ */
+function warmUp(): void {
+  const probe = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }] }, { stages: [] }] });
+  const silence = new Uint8Array([0xf8, 0xff, 0xfe]); // a valid 20 ms CELT silence frame
+  for (let i = 0; i < 50; i++) probe.process([{ position: i * 960, payload: i % 10 === 9 ? null : silence, samples: 960, arrival: 0 }]);
+  probe.close();
+}
 
 const streams = new Map<string, StreamProcessor>();
 

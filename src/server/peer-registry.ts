@@ -91,7 +91,7 @@ export class PeerRegistry {
   }
 
   snapshots(): PeerStatsSnapshot[] {
-    return [...this.#live.values()].map(snapshot);
+    return [...this.#live.values()].map((e) => snapshot(e));
   }
 }
 

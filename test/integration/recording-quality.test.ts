@@ -103,3 +103,23 @@ function concat(parts: Float32Array[]): Float32Array {
   }
   return out;
 }
+
+describe('recordings under packet loss', () => {
+  it('conceals lost packets: duration equals media time, loss is counted, the tone stays 1 kHz', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE });
+    const sent = await sendAudio({ url: `${t.url}/whip/demo/lossy`, source: fixture('tone-1k-48k.wav'), simulateLoss: 0.05 });
+    expect(sent.packetsDropped).toBeGreaterThan(5);
+    const stats = (await (await fetch(`${t.url}/stats/lossy`)).json()) as {
+      rtp: { packetsLost: number; packetsReceived: number; packetsExpected: number; lossRatio: number };
+      processing: { framesConcealed: number };
+      recording: { name: string };
+    };
+    expect(stats.rtp.packetsReceived).toBe(sent.packetsSent);
+    expect(stats.rtp.packetsLost).toBe(sent.packetsDropped);
+    expect(stats.rtp.lossRatio).toBeCloseTo(sent.packetsDropped / (sent.packetsSent + sent.packetsDropped), 3);
+    expect(stats.processing.framesConcealed).toBe(sent.packetsDropped);
+    const wav = await readWav(join(t.recordingsDir, stats.recording.name));
+    expect(Math.abs(wav.durationSec - sent.mediaSeconds)).toBeLessThanOrEqual(0.02);
+    expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
+  });
+});
