@@ -124,6 +124,11 @@ export class WorkerPool {
     });
   }
 
+  /** The worker threads (e.g. to watch their resource use). */
+  get workerThreads(): readonly import('node:worker_threads').Worker[] {
+    return this.#piscina.threads;
+  }
+
   /** Starts the tick and pre-warms every worker (the first task on a fresh worker takes ~80 ms). */
   async start(): Promise<void> {
     await Promise.all(this.#slotStreams.map((_, slot) => this.#run(slot, { items: [] })));
