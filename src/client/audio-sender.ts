@@ -12,11 +12,17 @@ import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } 
 import { readWavSource, type PcmSource } from './wav-source.js';
 import { WhipClient } from './whip-client.js';
 
+/** Audio already encoded as 20 ms Opus packets (load tests encode once, send many times). */
+export interface EncodedSource {
+  opus: Uint8Array[];
+  channels: 1 | 2;
+}
+
 export interface SendOptions {
   /** WHIP endpoint, e.g. `http://127.0.0.1:8080/whip/demo/alice`. */
   url: string;
-  /** A WAV file path (any rate/channels; converted to 48 kHz), or decoded 48 kHz PCM. */
-  source: string | PcmSource;
+  /** A WAV file path (any rate/channels; converted to 48 kHz), decoded 48 kHz PCM, or Opus packets. */
+  source: string | PcmSource | EncodedSource;
   /** Stop after this many seconds of media (default: the whole source, or forever with `loop`). */
   seconds?: number;
   /** Repeat the source until `seconds` or `signal` ends it. */
@@ -65,11 +71,14 @@ export interface SendResult {
 }
 
 const FRAME = 960; // 20 ms at 48 kHz
+/** A 20 ms Opus packet (CELT, fullband) that decodes to silence. */
+const SILENT_FRAME = new Uint8Array([0xf8, 0xff, 0xfe]);
 
 export async function sendAudio(options: SendOptions): Promise<SendResult> {
   const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
-  const channels = options.channels ?? (source.channels.length >= 2 ? 2 : 1);
-  const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : Math.ceil(source.channels[0].length / FRAME);
+  const channels = 'opus' in source ? source.channels : (options.channels ?? (source.channels.length >= 2 ? 2 : 1));
+  const sourceFrames = 'opus' in source ? source.opus.length : Math.ceil(source.channels[0].length / FRAME);
+  const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : sourceFrames;
   if (!(totalFrames > 0)) throw new RangeError(`nothing to send: seconds must be > 0, got ${options.seconds}`);
   const loss = options.simulateLoss ?? 0;
   if (!(loss >= 0 && loss <= 0.5)) throw new RangeError(`simulateLoss must be 0–0.5, got ${loss}`);
@@ -83,7 +92,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     },
   });
   const whip = new WhipClient({ token: options.token });
-  const encoder = new OpusEncoder({ channels, bitrate: options.bitrate ?? (channels === 2 ? 64000 : 32000) });
+  const encoder = 'opus' in source ? encodedFrames(source) : pcmFrames(source, channels, options.bitrate);
   let sessionUrl: string | undefined;
   const started = performance.now();
   try {
@@ -98,7 +107,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
 
     const ssrc = transceiver.sender.ssrc;
-    const sent = await pace(transceiver, encoder, source, channels, totalFrames, options);
+    const sent = await pace(transceiver, encoder, totalFrames, options);
     await sleep(200); // let the last packets leave before the session ends
     if (!options.skipDelete) await whip.end(sessionUrl);
     sessionUrl = published.sessionUrl;
@@ -115,7 +124,9 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
 /** Sends `count` sessions at once; peer ids get `-1` … `-count` appended. One failure does not stop the others. */
 export async function sendMany(count: number, options: SendOptions): Promise<Array<SendResult | { error: Error; url: string }>> {
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be a positive integer, got ${count}`);
-  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
+  const decoded = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
+  // Encode once for all sessions: K encoders would cost the sender K times the CPU.
+  const source = 'opus' in decoded ? decoded : encodeSource(decoded, options.channels, options.bitrate);
   return Promise.all(
     Array.from({ length: count }, (_, i) => {
       const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
@@ -150,13 +161,52 @@ function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSigna
   });
 }
 
-async function pace(transceiver: RTCRtpTransceiver, encoder: OpusEncoder, source: PcmSource, channels: 1 | 2, totalFrames: number, options: SendOptions) {
+/** Yields the next 20 ms Opus packet of the source, or null at its end. */
+interface FrameSource {
+  next(): Uint8Array | null;
+  rewind(): void;
+  close(): void;
+}
+
+function encodedFrames(source: EncodedSource): FrameSource {
+  let i = 0;
+  return { next: () => source.opus[i++] ?? null, rewind: () => void (i = 0), close() {} };
+}
+
+function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined): FrameSource {
+  const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000) });
+  const length = source.channels[0].length;
+  const pcm = new Float32Array(FRAME * channels);
+  let offset = 0;
+  return {
+    next() {
+      if (offset >= length) return null;
+      pcm.fill(0); // the last frame is zero-padded
+      for (let i = 0; i < FRAME && offset + i < length; i++) {
+        for (let c = 0; c < channels; c++) pcm[i * channels + c] = source.channels[Math.min(c, source.channels.length - 1)][offset + i];
+      }
+      offset += FRAME;
+      return encoder.encode(pcm);
+    },
+    rewind: () => void (offset = 0),
+    close: () => encoder.close(),
+  };
+}
+
+/** Encodes a PCM source once into Opus packets, for sending it many times. */
+export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channels.length >= 2 ? 2 : 1, bitrate?: number): EncodedSource {
+  const frames = pcmFrames(source, channels, bitrate);
+  const opus: Uint8Array[] = [];
+  for (let p = frames.next(); p; p = frames.next()) opus.push(p);
+  frames.close();
+  return { opus, channels };
+}
+
+async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFrames: number, options: SendOptions) {
   const sender = transceiver.sender;
   const payloadType = sender.codec?.payloadType ?? 111;
   let seq = randomInt(0, 0x10000);
   let ts = randomInt(0, 2 ** 32);
-  const length = source.channels[0].length;
-  const pcm = new Float32Array(FRAME * channels);
   let packets = 0;
   let dropped = 0;
   let bytes = 0;
@@ -167,21 +217,18 @@ async function pace(transceiver: RTCRtpTransceiver, encoder: OpusEncoder, source
   let lastProgress = start;
   for (let k = 0; k < totalFrames; k++) {
     if (options.signal?.aborted) break;
-    if (offset >= length) {
-      if (!options.loop && options.seconds === undefined) break;
-      offset = options.loop ? 0 : offset;
+    let payload = frames.next();
+    if (!payload && options.loop) {
+      frames.rewind();
+      payload = frames.next();
     }
-    pcm.fill(0);
-    for (let i = 0; i < FRAME && offset + i < length; i++) {
-      for (let c = 0; c < channels; c++) pcm[i * channels + c] = source.channels[Math.min(c, source.channels.length - 1)][offset + i];
-    }
-    offset += FRAME;
-    const payload = encoder.encode(pcm);
+    // Past the end without loop (a longer --seconds): keep time with silent frames.
+    payload ??= SILENT_FRAME;
     // Schedule by absolute time from the start so timer jitter does not accumulate.
     const due = start + k * 20;
     const wait = due - performance.now();
     if (wait > 1) await sleep(wait);
-    const drop = dropEvery > 0 && k % dropEvery === dropEvery - 1 && k + 1 < totalFrames && offset < length;
+    const drop = dropEvery > 0 && k % dropEvery === dropEvery - 1 && k + 1 < totalFrames;
     if (drop) dropped++;
     else {
       sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: seq, timestamp: ts, marker: k === 0 }), Buffer.from(payload)));

@@ -123,10 +123,9 @@ export class PeerPipeline {
   async startRecording(name?: string): Promise<RecordingInfo[]> {
     const targets = this.#recordTargets();
     const started: RecordingInfo[] = [];
-    for (const [i, r] of targets.entries()) {
+    for (const r of targets) {
       const branchName = name !== undefined && targets.length > 1 ? `${name.replace(/\.wav$/i, '')}-${r.name}` : name;
       started.push(await r.record!.start(branchName));
-      void i;
     }
     return started;
   }
@@ -168,7 +167,7 @@ export class PeerPipeline {
     if (!r) return;
     const now = performance.now();
     for (const f of frames) {
-      if (r.measured || branch === 0) this.stats.addLatency(now - f.arrival);
+      if (branch === 0) this.stats.addLatency(now - f.arrival); // one figure per input frame
       r.subject.next(f);
     }
   }

@@ -32,7 +32,7 @@ export interface CreateServerOptions {
   recordingsDir?: string;
   /** DSP worker threads. Default 2 (what serves the 2-core reference machine best). */
   threads?: number;
-  /** Milliseconds between batches sent to the workers. Default 10. */
+  /** Milliseconds between batches sent to the workers. Default 5. */
   batchIntervalMs?: number;
   /** End a session when no RTP arrives for this long. Default 10000 ms. */
   mediaTimeoutMs?: number;

@@ -3,7 +3,7 @@
  * worker pool and the recordings directory. Routes call into it; the CLI and the
  * programmatic API create it through `createServer`.
  */
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import type { FastifyBaseLogger } from 'fastify';
 import { Subject } from 'rxjs';
 import { errors } from '../errors.js';
@@ -46,6 +46,8 @@ export interface ServerStats {
   sessionsStarted: number;
   sessionsEnded: number;
   pool: WorkerPoolStats;
+  /** Main-thread event-loop delay since start, ms (how long ready work waited for the loop). */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
   memory: { rssBytes: number; heapUsedBytes: number };
 }
 
@@ -57,6 +59,7 @@ export class EarshotCore {
   readonly #options: EarshotCoreOptions;
   readonly #log: FastifyBaseLogger;
   readonly #startedAt = performance.now();
+  readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
   #shuttingDown = false;
 
   constructor(options: EarshotCoreOptions) {
@@ -73,6 +76,7 @@ export class EarshotCore {
   async start(): Promise<void> {
     await this.store.init();
     await this.pool.start();
+    this.#loopDelay.enable();
   }
 
   hasSession(id: string): boolean {
@@ -162,6 +166,11 @@ export class EarshotCore {
       sessionsStarted: this.peers.sessionsStarted,
       sessionsEnded: this.peers.sessionsEnded,
       pool: this.pool.stats(),
+      eventLoopDelayMs: {
+        p50: Math.round(this.#loopDelay.percentile(50) / 1e4) / 100,
+        p99: Math.round(this.#loopDelay.percentile(99) / 1e4) / 100,
+        max: Math.round(this.#loopDelay.max / 1e4) / 100,
+      },
       memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
     };
   }
@@ -178,6 +187,7 @@ export class EarshotCore {
     this.#shuttingDown = true;
     await Promise.all(this.peers.live().map((e) => this.#end(e, 'shutdown')));
     await this.pool.close();
+    this.#loopDelay.disable();
     this.streams$.complete();
   }
 

@@ -5,6 +5,7 @@
  * Everything here is O(1) per frame; percentiles are computed when asked for.
  */
 import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
+import { LatencyHistogram } from './latency-histogram.js';
 
 /** Floor for dBFS figures of digital silence (log of 0 is −∞, which JSON cannot carry). */
 export const SILENCE_DBFS = -120;
@@ -42,10 +43,10 @@ export interface ProcessingStats {
   /** Packets too late to play (already concealed or played out). */
   framesLate: number;
   silenceSeconds: number;
-  latencyMs: { p50: number | null; p99: number | null; max: number | null; samples: number };
+  /** RTP arrival → frame at the sinks over the session (histogram-interpolated percentiles). */
+  latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null; samples: number };
 }
 
-const LATENCY_RING = 2048;
 const WINDOW_MS = 1000;
 
 export class PeerAudioStats {
@@ -61,8 +62,7 @@ export class PeerAudioStats {
   // Last second of frames: time, sum of squares, samples, peak.
   readonly #window: Array<{ t: number; energy: number; n: number; peak: number }> = [];
   #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
-  readonly #latency = new Float64Array(LATENCY_RING);
-  #latencyCount = 0;
+  readonly latency = new LatencyHistogram();
 
   constructor(options: { speechThreshold?: number } = {}) {
     this.speechThreshold = options.speechThreshold ?? 0.5;
@@ -88,8 +88,7 @@ export class PeerAudioStats {
 
   /** Records the latency of a batch of frames reaching the sinks. */
   addLatency(ms: number): void {
-    this.#latency[this.#latencyCount % LATENCY_RING] = ms;
-    this.#latencyCount++;
+    this.latency.add(ms);
   }
 
   setCounters(c: DecodeCounters): void {
@@ -122,9 +121,11 @@ export class PeerAudioStats {
 
   processing(dropped: number): ProcessingStats {
     const c = this.#counters;
-    const n = Math.min(this.#latencyCount, LATENCY_RING);
-    const sorted = Array.from(this.#latency.subarray(0, n)).sort((a, b) => a - b);
-    const pct = (p: number) => (n > 0 ? round(sorted[Math.min(n - 1, Math.floor(p * n))], 2) : null);
+    const q = (p: number) => {
+      const v = this.latency.quantile(p);
+      return v === null ? null : round(v, 2);
+    };
+    const n = this.latency.count;
     return {
       framesDecoded: c.decoded,
       framesConcealed: c.concealed,
@@ -132,7 +133,7 @@ export class PeerAudioStats {
       framesDropped: dropped,
       framesLate: c.late,
       silenceSeconds: round(c.silenceSamples / 48000, 3),
-      latencyMs: { p50: pct(0.5), p99: pct(0.99), max: n > 0 ? round(sorted[n - 1], 2) : null, samples: n },
+      latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: n > 0 ? round(this.latency.snapshot().max, 2) : null, samples: n },
     };
   }
 }

@@ -30,10 +30,10 @@ export function rmsDb(x: Float32Array): number {
 
 /**
  * Frequency with the most energy, from a Goertzel scan (1 Hz steps around the
- * coarse peak of a 10 Hz scan) over up to 1 s from the middle of the signal.
+ * coarse peak of a 10 Hz scan) over up to 0.5 s from the middle of the signal.
  */
 export function dominantFrequency(x: Float32Array, rate: number, maxHz = Math.min(8000, rate / 2)): number {
-  const n = Math.min(x.length, rate);
+  const n = Math.min(x.length, Math.floor(rate / 2)); // 0.5 s: enough for ±1 Hz on a steady tone
   const start = Math.max(0, Math.floor((x.length - n) / 2));
   const seg = x.subarray(start, start + n);
   const power = (f: number) => {

@@ -11,7 +11,13 @@ export function registerControlRoutes(app: FastifyInstance, core: EarshotCore): 
 
   app.get('/stats', async () => ({ server: core.stats(), peers: core.peers.snapshots() }));
 
-  app.get<{ Params: { peer: string } }>('/stats/:peer', async (req) => core.peerStats(req.params.peer));
+  app.get<{ Params: { peer: string }; Querystring: { histogram?: string } }>('/stats/:peer', async (req) => {
+    const stats = core.peerStats(req.params.peer);
+    if (req.query.histogram === undefined) return stats;
+    // The latency histogram on request: windows can be measured by subtracting two of them.
+    const live = core.peers.get(req.params.peer);
+    return { ...stats, latencyHistogram: live?.pipeline.stats.latency.snapshot() ?? null };
+  });
 
   app.post<{ Params: { peer: string }; Body: unknown }>('/peers/:peer/recording', { bodyLimit: 16 * 1024 }, async (req, reply) => {
     const entry = core.peer(req.params.peer);

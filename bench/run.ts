@@ -1,0 +1,32 @@
+/**
+ * `npm run bench`: stage costs (a), then server capacity (b), and the ratio of
+ * sustained streams to the limit the stage costs predict for the worker threads.
+ * Figures are printed, never asserted: timing belongs here, not in tests.
+ */
+import { availableParallelism } from 'node:os';
+import { benchCapacity, printStepHeader } from './capacity.js';
+import { benchStages, printStages } from './stages.js';
+
+const stages = await benchStages();
+printStages(stages);
+
+printStepHeader();
+const steps = await benchCapacity(process.env.BENCH_STEPS ? { steps: process.env.BENCH_STEPS.split(',').map(Number) } : {});
+const sustained = steps.filter((s) => s.ok).pop();
+const noDrops = steps.filter((s) => s.noDrops).pop();
+const threads = 2;
+const limit = Math.floor((threads * 20000) / stages.defaultChain);
+console.log('\nSummary');
+console.log(`  cores: ${availableParallelism()}, worker threads: ${threads}`);
+console.log(`  DSP limit from (a): ${threads} threads × 20000 µs / ${stages.defaultChain.toFixed(0)} µs = ${limit} streams`);
+if (sustained) {
+  console.log(`  sustained: ${sustained.streams} streams (p50 ${sustained.latencyP50Ms.toFixed(1)} ms, p99 ${sustained.latencyP99Ms.toFixed(1)} ms, worst p99 ${sustained.latencyP99WorstMs.toFixed(1)} ms)`);
+  console.log(`  server CPU per stream: ${sustained.cpuPerStreamPct.toFixed(2)} % of a core; RSS per stream: ${sustained.rssPerStreamMiB.toFixed(2)} MiB`);
+  console.log(`  sustained / DSP limit: ${(sustained.streams / limit).toFixed(2)}`);
+} else {
+  console.log('  sustained within p99 ≤ 20 ms: none of the steps');
+}
+if (noDrops) {
+  console.log(`  without drops (latency aside): ${noDrops.streams} streams (steady p99 ${noDrops.latencyP99Ms.toFixed(1)} ms, workers ${(noDrops.workerUtilization * 100).toFixed(0)} % busy, server CPU ${noDrops.serverCpuPct.toFixed(0)} %)`);
+  console.log(`  without drops / DSP limit: ${(noDrops.streams / limit).toFixed(2)}`);
+}

@@ -1,0 +1,71 @@
+/**
+ * Session-long latency histogram with fixed bucket bounds: O(1) per sample,
+ * bounded memory, and two snapshots can be subtracted to get the distribution
+ * of any time window (the capacity benchmark does that to leave out setup).
+ */
+
+/** Upper bounds (ms) of the buckets; a last, open bucket holds everything above. */
+export const LATENCY_BOUNDS_MS: readonly number[] = [
+  ...Array.from({ length: 20 }, (_, i) => i + 1), // 1 … 20 by 1
+  ...Array.from({ length: 15 }, (_, i) => 22 + i * 2), // 22 … 50 by 2
+  ...Array.from({ length: 10 }, (_, i) => 55 + i * 5), // 55 … 100 by 5
+  ...Array.from({ length: 10 }, (_, i) => 110 + i * 10), // 110 … 200 by 10
+  ...Array.from({ length: 16 }, (_, i) => 250 + i * 50), // 250 … 1000 by 50
+];
+
+export interface LatencyHistogramSnapshot {
+  /** Upper bounds in ms; `counts` has one more entry, for samples above the last bound. */
+  boundsMs: readonly number[];
+  counts: number[];
+  max: number;
+}
+
+export class LatencyHistogram {
+  readonly #counts = new Float64Array(LATENCY_BOUNDS_MS.length + 1);
+  #n = 0;
+  #max = 0;
+
+  get count(): number {
+    return this.#n;
+  }
+
+  add(ms: number): void {
+    let lo = 0;
+    let hi = LATENCY_BOUNDS_MS.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (ms <= LATENCY_BOUNDS_MS[mid]) hi = mid;
+      else lo = mid + 1;
+    }
+    this.#counts[lo]++;
+    this.#n++;
+    if (ms > this.#max) this.#max = ms;
+  }
+
+  snapshot(): LatencyHistogramSnapshot {
+    return { boundsMs: LATENCY_BOUNDS_MS, counts: Array.from(this.#counts), max: this.#max };
+  }
+
+  /** The q-quantile (0..1), interpolated linearly inside its bucket; null without samples. */
+  quantile(q: number): number | null {
+    return quantileOf(Array.from(this.#counts), q, this.#max);
+  }
+}
+
+/** Quantile of a bucket count array (also for differences of two snapshots). */
+export function quantileOf(counts: number[], q: number, max = Infinity): number | null {
+  const n = counts.reduce((a, b) => a + b, 0);
+  if (n === 0) return null;
+  const rank = q * n;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    if (counts[i] === 0) continue;
+    if (seen + counts[i] >= rank) {
+      const lower = i === 0 ? 0 : LATENCY_BOUNDS_MS[i - 1];
+      const upper = i < LATENCY_BOUNDS_MS.length ? LATENCY_BOUNDS_MS[i] : Math.max(lower, max);
+      return Math.min(max, lower + ((upper - lower) * (rank - seen)) / counts[i]);
+    }
+    seen += counts[i];
+  }
+  return max;
+}
