@@ -55,8 +55,8 @@ function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-async function startServer(port: number, recordings: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'earshot.js'), 'serve', '--port', String(port), '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000'], { stdio: ['ignore', 'inherit', 'inherit'] });
+async function startServer(port: number, recordings: string, threads: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'earshot.js'), 'serve', '--port', String(port), '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--threads', String(threads)], { stdio: ['ignore', 'inherit', 'inherit'] });
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return child;
@@ -69,12 +69,13 @@ async function startServer(port: number, recordings: string): Promise<ChildProce
   throw new Error('server did not start (did `npm run build` run?)');
 }
 
-export async function benchCapacity(options: { steps?: number[]; seconds?: number; port?: number } = {}): Promise<CapacityStep[]> {
+export async function benchCapacity(options: { steps?: number[]; seconds?: number; port?: number; threads?: number } = {}): Promise<CapacityStep[]> {
+  const threads = options.threads ?? 2;
   const steps = options.steps ?? [10, 20, 40, 60, 80, 100, 120];
   const seconds = options.seconds ?? 8;
   const port = options.port ?? 18931;
   const recordings = await mkdtemp(join(tmpdir(), 'earshot-bench-'));
-  const server = await startServer(port, recordings);
+  const server = await startServer(port, recordings, threads);
   const pid = server.pid!;
   const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
   const hz = 100; // USER_HZ on Linux
@@ -106,7 +107,7 @@ export async function benchCapacity(options: { steps?: number[]; seconds?: numbe
         const elapsed = performance.now() - t0;
         cpu = ((cpuTicks(pid) - c0) / hz / (elapsed / 1000)) * 100;
         const b1 = ((await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as { server: { pool: { busyMs: number } } }).server.pool.busyMs;
-        utilization = (b1 - b0) / (elapsed * 2);
+        utilization = (b1 - b0) / (elapsed * threads);
         rssPeak = rssBytes(pid);
         const h1 = await histograms();
         steady = h1.map((h, i) => (h && h0[i] ? h.counts.map((c, j) => c - h0[i]!.counts[j]) : []));
@@ -156,8 +157,8 @@ export async function benchCapacity(options: { steps?: number[]; seconds?: numbe
   return results;
 }
 
-export function printStepHeader(): void {
-  console.log('\n(b) Capacity: K concurrent senders over loopback, default pipeline (denoise → WAV + stats), 2 worker threads');
+export function printStepHeader(threads = 2): void {
+  console.log(`\n(b) Capacity: K concurrent senders over loopback, default pipeline (denoise → WAV + stats), ${threads} worker thread${threads === 1 ? '' : 's'}`);
   console.log('  K'.padEnd(7) + 'p99≤20'.padEnd(8) + 'drops'.padEnd(7) + 'server CPU %'.padStart(13) + 'workers %'.padStart(11) + 'CPU/stream %'.padStart(14) + 'p50 ms'.padStart(8) + 'p99 ms'.padStart(8) + 'worst p99'.padStart(11) + 'p99 w/ setup'.padStart(14) + 'dropped'.padStart(9) + 'lost'.padStart(6) + 'RSS/stream MiB'.padStart(16));
 }
 

@@ -10,8 +10,15 @@ import { benchStages, printStages } from './stages.js';
 const stages = await benchStages();
 printStages(stages);
 
+const stepsOverride = process.env.BENCH_STEPS ? { steps: process.env.BENCH_STEPS.split(',').map(Number) } : {};
 printStepHeader();
-const steps = await benchCapacity(process.env.BENCH_STEPS ? { steps: process.env.BENCH_STEPS.split(',').map(Number) } : {});
+const steps = await benchCapacity(stepsOverride);
+
+// The pool-size choice: the same load with 1 and 3 worker threads (2 is the default above).
+for (const threads of [1, 3]) {
+  printStepHeader(threads);
+  await benchCapacity({ steps: [20, 40, 60], threads, ...stepsOverride });
+}
 const sustained = steps.filter((s) => s.ok).pop();
 const noDrops = steps.filter((s) => s.noDrops).pop();
 const threads = 2;

@@ -1,0 +1,70 @@
+/**
+ * Runtime recording control and the recordings API, end to end: a pipeline
+ * that does not record by itself, started and stopped over HTTP, listed and
+ * downloaded as a valid WAV.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import wavefile from 'wavefile';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { dominantFrequency } from '../helpers/audio.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
+let t: TestServer | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+describe('recording control', () => {
+  it('starts on POST with a chosen name, stops on DELETE, lists and serves the file (32-bit float)', async () => {
+    t = await startServer({ pipeline: { name: 'manual', stages: [], sinks: [{ type: 'record', sampleFormat: 'f32', autoStart: false }, { type: 'stats' }] } });
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/studio/host`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal });
+    try {
+      // Wait for the peer to exist, then check nothing records yet.
+      let stats: { recording: unknown } | undefined;
+      for (let i = 0; i < 50 && !stats; i++) {
+        const r = await fetch(`${t.url}/stats/host`);
+        if (r.ok) stats = (await r.json()) as { recording: unknown };
+        else await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(stats?.recording).toBeNull();
+
+      const start = await fetch(`${t.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'interview-1' }) });
+      expect(start.status).toBe(201);
+      expect(((await start.json()) as { recordings: Array<{ name: string; state: string }> }).recordings).toMatchObject([{ name: 'interview-1.wav', state: 'recording' }]);
+      await new Promise((r) => setTimeout(r, 1500));
+      const stop = await fetch(`${t.url}/peers/host/recording`, { method: 'DELETE' });
+      expect(stop.status).toBe(200);
+      const stopped = (await stop.json()) as { recordings: Array<{ name: string; seconds: number; bytes: number; sampleRate: number }> };
+      expect(stopped.recordings).toHaveLength(1);
+      const rec = stopped.recordings[0];
+      expect(rec.name).toBe('interview-1.wav');
+      expect(rec.seconds).toBeGreaterThan(1.2);
+      expect(rec.seconds).toBeLessThan(1.8);
+      expect(rec.bytes).toBe(58 + Math.round(rec.seconds * 48000) * 4);
+
+      const list = (await (await fetch(`${t.url}/recordings`)).json()) as { recordings: Array<{ name: string; seconds: number; bytes: number }> };
+      expect(list.recordings).toEqual([expect.objectContaining({ name: 'interview-1.wav', seconds: rec.seconds, bytes: rec.bytes })]);
+
+      const dl = await fetch(`${t.url}/recordings/interview-1.wav`);
+      expect(dl.status).toBe(200);
+      expect(dl.headers.get('content-type')).toBe('audio/wav');
+      const wav = new wavefile.WaveFile(new Uint8Array(await dl.arrayBuffer()));
+      expect(wav.fmt).toMatchObject({ audioFormat: 3, bitsPerSample: 32, sampleRate: 48000 });
+      const samples = Float32Array.from(wav.getSamples(true, Float64Array) as unknown as Float64Array);
+      expect(samples.length / 48000).toBeCloseTo(rec.seconds, 3);
+      expect(Math.abs(dominantFrequency(samples, 48000) - 1000)).toBeLessThan(10);
+
+      // The same name again is a conflict, not an overwrite.
+      const again = await fetch(`${t.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"interview-1"}' });
+      expect(again.status).toBe(409);
+      expect(((await again.json()) as { code: string }).code).toBe('EARSHOT_RECORDING_EXISTS');
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+});
