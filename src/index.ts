@@ -15,3 +15,6 @@ export type { RecordingEntry } from './sinks/recordings-store.js';
 export type { AudioStats, ProcessingStats } from './sinks/peer-stats.js';
 export type { RtpReceiveStats } from './rtc/rtp-ingest.js';
 export { WorkerPool, type WorkerPoolOptions, type WorkerPoolStats } from './pool/worker-pool.js';
+export { sendAudio, sendMany, encodeSource, type SendOptions, type SendResult, type SendProgress, type EncodedSource } from './client/audio-sender.js';
+export { readWavSource, type PcmSource } from './client/wav-source.js';
+export { WhipClient, WhipRequestError } from './client/whip-client.js';

@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Subject, type Observable } from 'rxjs';
-import type { ProcessedFrame } from '../dsp/types.js';
+import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import type { IngestFrame } from '../rtc/rtp-ingest.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
@@ -84,7 +84,7 @@ export class PeerPipeline {
     for (const r of this.#runtime) this.#attachSinks(r);
 
     this.#stream = options.pool.openStream(
-      { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as never })) },
+      { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) },
       {
         onFrames: (branch, frames) => this.#deliver(branch, frames),
         onCounters: (c) => this.stats.setCounters(c),

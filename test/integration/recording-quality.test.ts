@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav, rmsDb } from '../helpers/audio.js';
+import { concat } from '../helpers/opus-frames.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
@@ -90,16 +91,6 @@ function silentStretches(x: Float32Array, rate: number, minSec: number): Array<[
       if ((i - start) * win >= minSec * rate) out.push([start * win + rate / 20, i * win - rate / 20]);
       start = -1;
     }
-  }
-  return out;
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
   }
   return out;
 }
