@@ -75,6 +75,7 @@ export interface RtpReceiveStats {
 }
 
 const SEQ_MOD = 0x10000;
+const RECENT_SLOTS = 1024;
 const BITRATE_WINDOW_MS = 2000;
 const BITRATE_BUCKET_MS = 100;
 
@@ -99,8 +100,8 @@ export class RtpIngest {
   #nextSeq = 0;
   #nextPosition = 0;
   #timer: NodeJS.Timeout | undefined;
-  readonly #recent = new Set<number>(); // extended seqs seen recently, for duplicate detection
-  readonly #recentOrder: number[] = [];
+  // Extended seqs seen recently, for duplicate detection: slot seq % size holds the last seq seen there.
+  readonly #recent = new Float64Array(RECENT_SLOTS).fill(-1);
 
   // Statistics.
   #received = 0;
@@ -135,7 +136,7 @@ export class RtpIngest {
     this.#countBitrate(p.arrival, p.payload.length);
 
     const extSeq = this.#extendSeq(p.sequenceNumber);
-    if (this.#recent.has(extSeq)) {
+    if (this.#recent[extSeq % RECENT_SLOTS] === extSeq) {
       this.#duplicates++;
       return;
     }
@@ -192,8 +193,7 @@ export class RtpIngest {
       // continue media time where the old source ended.
       this.flush();
       this.#positionOffset = this.#nextPosition;
-      this.#recent.clear();
-      this.#recentOrder.length = 0;
+      this.#recent.fill(-1);
       this.#lastTransit = undefined;
     }
     this.#ssrc = p.ssrc;
@@ -237,9 +237,7 @@ export class RtpIngest {
   }
 
   #remember(extSeq: number): void {
-    this.#recent.add(extSeq);
-    this.#recentOrder.push(extSeq);
-    if (this.#recentOrder.length > 512) this.#recent.delete(this.#recentOrder.shift()!);
+    this.#recent[extSeq % RECENT_SLOTS] = extSeq;
   }
 
   /** RFC 3550 A.8: J += (|D(i−1,i)| − J) / 16, in timestamp units. */

@@ -48,6 +48,8 @@ export interface ProcessingStats {
 }
 
 const WINDOW_MS = 1000;
+/** Enough slots for one second of frames down to 5 ms each. */
+const WINDOW_SLOTS = 256;
 
 export class PeerAudioStats {
   readonly speechThreshold: number;
@@ -59,8 +61,13 @@ export class PeerAudioStats {
   #vadFrames = 0;
   #speechFrames = 0;
   #lastVad: number | null = null;
-  // Last second of frames: time, sum of squares, samples, peak.
-  readonly #window: Array<{ t: number; energy: number; n: number; peak: number }> = [];
+  // Last second of frames in a ring of typed arrays (no per-frame objects for the GC
+  // to promote): time, sum of squares, samples, peak.
+  readonly #wT = new Float64Array(WINDOW_SLOTS);
+  readonly #wEnergy = new Float64Array(WINDOW_SLOTS);
+  readonly #wN = new Float64Array(WINDOW_SLOTS);
+  readonly #wPeak = new Float64Array(WINDOW_SLOTS);
+  #wNext = 0;
   #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
   readonly latency = new LatencyHistogram();
 
@@ -76,8 +83,11 @@ export class PeerAudioStats {
     this.#samples += n;
     this.#seconds += n / frame.channels / frame.sampleRate;
     if (frame.peak > this.#sessionPeak) this.#sessionPeak = frame.peak;
-    this.#window.push({ t: now, energy, n, peak: frame.peak });
-    while (this.#window.length > 0 && now - this.#window[0].t > WINDOW_MS) this.#window.shift();
+    const i = this.#wNext++ % WINDOW_SLOTS;
+    this.#wT[i] = now;
+    this.#wEnergy[i] = energy;
+    this.#wN[i] = n;
+    this.#wPeak[i] = frame.peak;
     if (frame.vad !== undefined) {
       this.#lastVad = frame.vad;
       this.#vadSum += frame.vad;
@@ -99,11 +109,11 @@ export class PeerAudioStats {
     let e = 0;
     let n = 0;
     let peak = 0;
-    for (const w of this.#window) {
-      if (now - w.t > WINDOW_MS) continue;
-      e += w.energy;
-      n += w.n;
-      if (w.peak > peak) peak = w.peak;
+    for (let i = 0; i < Math.min(this.#wNext, WINDOW_SLOTS); i++) {
+      if (now - this.#wT[i] > WINDOW_MS) continue;
+      e += this.#wEnergy[i];
+      n += this.#wN[i];
+      if (this.#wPeak[i] > peak) peak = this.#wPeak[i];
     }
     const hasVad = this.#vadFrames > 0;
     return {
