@@ -1,93 +1,129 @@
 /**
  * (a) Single-thread cost of each worker stage per 20 ms frame of 48 kHz mono
  * audio, on real fixtures encoded with Opus at 32 kb/s beforehand (not timed).
+ *
+ * Each figure is the median over every frame of the fixture, timed one frame at
+ * a time with `process.hrtime.bigint()` after an untimed warm-up pass (JIT, WASM
+ * tier-up, first-use allocations). Medians, because a frame now and then lands
+ * on a GC pause or a scheduler hiccup that says nothing about the stage.
+ *
+ * Run alone: `node --import tsx bench/stages.ts`. `bench/run.ts` calls `benchStages()`.
  */
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { OpusDecoder, OpusEncoder } from '../wasm/opus.js';
-import { RnnoiseState } from '../wasm/rnnoise.js';
-import { SpeexResampler } from '../wasm/speex.js';
+import { OpusDecoder, OpusEncoder, OPUS_MAX_FRAME_SAMPLES } from '../wasm/opus.js';
+import { createDenoiseStage } from '../src/dsp/denoise.js';
 import { measureLevels } from '../src/dsp/levels.js';
+import { createResampleStage } from '../src/dsp/resample.js';
 import { loadDspModules, StreamProcessor } from '../src/dsp/stream-processor.js';
 import type { StageSpec } from '../src/dsp/types.js';
 import { readWav } from '../test/helpers/audio.js';
 
+/** Median µs per 20 ms frame (960 samples, 48 kHz mono), one thread. */
 export interface StageBenchResult {
-  /** Median µs per 20 ms frame. */
+  /** Opus decode of a 32 kb/s packet (libopus WASM). */
   opusDecode: number;
+  /** `denoise` stage: RNNoise on 2 × 480 samples of noisy speech. */
   denoise: number;
+  /** `resample` stage 48 → 16 kHz at quality 5 (Speex SIMD). */
   resample16kQ5: number;
+  /** RMS + peak of one frame. */
   levels: number;
-  /** decode → denoise → levels (the default pipeline), one stream. */
+  /** decode → denoise → levels: the default pipeline, one stream through StreamProcessor. */
   defaultChain: number;
-  /** decode → denoise → resample 16 kHz → levels. */
+  /** decode → denoise → resample 16 kHz → levels: the speech-recognition pipeline. */
   asrChain: number;
+  /** Streams one core can carry in real time on the default chain: 20 000 µs / `defaultChain`. */
+  streamsPerCore: number;
+  /** The same for the ASR chain: 20 000 µs / `asrChain`. */
+  asrStreamsPerCore: number;
+  /** Frames timed per figure (frames in the fixture × rounds). */
+  framesTimed: number;
 }
 
-const FIXTURES = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'test', 'fixtures');
+const FIXTURE = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'test', 'fixtures', 'speech-noisy-48k.wav');
+const FRAME = 960;
+const FRAME_US = 20_000;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
 
-/** Times `fn` once per frame over `rounds` passes (after one warm-up pass); median µs. */
-function timePerFrame(frames: number, rounds: number, fn: (i: number) => void): number {
-  for (let i = 0; i < frames; i++) fn(i);
+/**
+ * Times `run(i)` once per frame over `rounds` passes after one untimed warm-up
+ * pass; `prepare(i)`, if given, runs untimed before each call (e.g. to refill a
+ * buffer a stage modifies in place). Returns the median in µs.
+ */
+function timePerFrame(frames: number, rounds: number, run: (i: number) => void, prepare?: (i: number) => void): number {
+  for (let i = 0; i < frames; i++) {
+    prepare?.(i);
+    run(i);
+  }
   const times: number[] = [];
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < frames; i++) {
+      prepare?.(i);
       const t0 = process.hrtime.bigint();
-      fn(i);
+      run(i);
       times.push(Number(process.hrtime.bigint() - t0) / 1000);
     }
   }
   return median(times);
 }
 
-export async function benchStages(): Promise<StageBenchResult> {
+export async function benchStages(options: { rounds?: number } = {}): Promise<StageBenchResult> {
+  const rounds = options.rounds ?? 3;
   await loadDspModules();
-  const speech = (await readWav(join(FIXTURES, 'speech-noisy-48k.wav'))).channels[0];
-  const n = Math.floor(speech.length / 960);
-  const enc = new OpusEncoder();
-  const packets = Array.from({ length: n }, (_, i) => enc.encode(speech.subarray(i * 960, (i + 1) * 960)));
-  enc.close();
-  const pcm = Array.from({ length: n }, (_, i) => speech.slice(i * 960, (i + 1) * 960));
+  const speech = (await readWav(FIXTURE)).channels[0];
+  const n = Math.floor(speech.length / FRAME);
+  const encoder = new OpusEncoder({ bitrate: 32000 });
+  const packets = Array.from({ length: n }, (_, i) => encoder.encode(speech.subarray(i * FRAME, (i + 1) * FRAME)));
+  encoder.close();
 
-  const dec = new OpusDecoder(1);
-  const out = new Float32Array(5760);
-  const opusDecode = timePerFrame(n, 3, (i) => dec.decode(packets[i], out));
-  dec.close();
+  // Stages see decoded audio in production, so they are timed on it too (RNNoise cost depends on content).
+  const decoder = new OpusDecoder(1);
+  const out = new Float32Array(OPUS_MAX_FRAME_SAMPLES);
+  const decoded = packets.map((p) => out.slice(0, decoder.decode(p, out)));
+  const opusDecode = timePerFrame(n, rounds, (i) => decoder.decode(packets[i], out));
+  decoder.close();
 
-  const rn = new RnnoiseState();
-  const half = new Float32Array(480);
-  const denoise = timePerFrame(n, 2, (i) => {
-    half.set(pcm[i].subarray(0, 480));
-    rn.processFrame(half);
-    half.set(pcm[i].subarray(480));
-    rn.processFrame(half);
-  });
-  rn.close();
+  const mono48k = { sampleRate: 48000, channels: 1 };
+  const work = new Float32Array(FRAME);
+  const denoiser = createDenoiseStage({ type: 'denoise' }, mono48k);
+  const denoise = timePerFrame(n, rounds, () => denoiser.process({ data: work }), (i) => work.set(decoded[i]));
+  denoiser.close();
 
-  const rs = new SpeexResampler(1, 48000, 16000, 5);
-  const resample16kQ5 = timePerFrame(n, 3, (i) => rs.process(pcm[i]));
-  rs.close();
+  const resampler = createResampleStage({ type: 'resample', sampleRate: 16000, quality: 5 }, mono48k);
+  const resample16kQ5 = timePerFrame(n, rounds, (i) => resampler.process({ data: decoded[i] }));
+  resampler.close();
 
-  const levels = timePerFrame(n, 3, (i) => measureLevels(pcm[i]));
+  const levels = timePerFrame(n, rounds, (i) => measureLevels(decoded[i]));
 
-  const chain = (stages: StageSpec[]) => {
-    const sp = new StreamProcessor({ channels: 1, branches: [{ stages }] });
-    let pos = 0;
-    const us = timePerFrame(n, 2, (i) => {
-      sp.process([{ position: pos, payload: packets[i], samples: 960, arrival: 0 }]);
-      pos += 960;
+  const chain = (stages: StageSpec[]): number => {
+    const processor = new StreamProcessor({ channels: 1, branches: [{ stages }] });
+    // Media positions keep advancing across passes, as in a long call (a repeat would be dropped as late).
+    let position = 0;
+    const us = timePerFrame(n, rounds, (i) => {
+      processor.process([{ position, payload: packets[i], samples: FRAME, arrival: 0 }]);
+      position += FRAME;
     });
-    sp.close();
+    processor.close();
     return us;
   };
   const defaultChain = chain([{ type: 'denoise' }]);
   const asrChain = chain([{ type: 'denoise' }, { type: 'resample', sampleRate: 16000, quality: 5 }]);
-  return { opusDecode, denoise, resample16kQ5, levels, defaultChain, asrChain };
+  return {
+    opusDecode,
+    denoise,
+    resample16kQ5,
+    levels,
+    defaultChain,
+    asrChain,
+    streamsPerCore: Math.floor(FRAME_US / defaultChain),
+    asrStreamsPerCore: Math.floor(FRAME_US / asrChain),
+    framesTimed: n * rounds,
+  };
 }
 
 export function printStages(r: StageBenchResult): void {
@@ -99,9 +135,10 @@ export function printStages(r: StageBenchResult): void {
     ['chain: decode → denoise → levels (default)', r.defaultChain],
     ['chain: decode → denoise → resample 16k → levels', r.asrChain],
   ];
-  console.log('\n(a) Stage cost per 20 ms frame, 48 kHz mono, one thread (median)');
+  console.log(`\n(a) Stage cost per 20 ms frame, 48 kHz mono, one thread (median of ${r.framesTimed} frames)`);
   console.log('  stage'.padEnd(52) + 'µs/frame'.padStart(10) + 'streams/core'.padStart(14));
-  for (const [name, us] of rows) console.log(`  ${name}`.padEnd(52) + us.toFixed(1).padStart(10) + Math.floor(20000 / us).toString().padStart(14));
+  for (const [name, us] of rows) console.log(`  ${name}`.padEnd(52) + us.toFixed(1).padStart(10) + Math.floor(FRAME_US / us).toString().padStart(14));
+  console.log(`  streams per core, default chain: ${r.streamsPerCore}; ASR chain: ${r.asrStreamsPerCore}`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) printStages(await benchStages());
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) printStages(await benchStages());

@@ -1,5 +1,21 @@
-/** RMS and peak of a block of samples (linear, 0..1). */
-export function measureLevels(data: Float32Array): { rms: number; peak: number } {
+/**
+ * Signal levels of PCM blocks, computed in the worker for every output frame so
+ * the main thread (stats, meters) never has to touch samples (DESIGN.md invariant 2).
+ */
+
+/** Linear levels of a block of samples. */
+export interface Levels {
+  /** Root mean square, linear 0..1 (a full-scale sine is ≈ 0.707). */
+  rms: number;
+  /** Largest absolute sample, linear 0..1 (may exceed 1 if the input clips). */
+  peak: number;
+}
+
+/**
+ * RMS and peak over all samples of `data` (interleaved channels count together).
+ * An empty block measures 0 / 0. One pass, no allocation beyond the result.
+ */
+export function measureLevels(data: Float32Array): Levels {
   let sum = 0;
   let peak = 0;
   for (let i = 0; i < data.length; i++) {
@@ -9,4 +25,22 @@ export function measureLevels(data: Float32Array): { rms: number; peak: number }
     if (a > peak) peak = a;
   }
   return { rms: data.length > 0 ? Math.sqrt(sum / data.length) : 0, peak };
+}
+
+/**
+ * The lowest level `toDbfs` reports. Digital silence is −∞ dBFS, which JSON
+ * cannot carry (it becomes `null`) and which breaks averages and Prometheus
+ * gauges; −120 dBFS is far below the noise floor of any real input (16-bit
+ * audio bottoms out near −96 dBFS, a 24-bit converter near −144 in theory, ~−120 in practice).
+ */
+export const DBFS_FLOOR = -120;
+
+/**
+ * Converts a linear level (RMS or peak, 1 = full scale) to dBFS, `20·log10(x)`,
+ * clamped below at {@link DBFS_FLOOR}. Zero, negative and NaN inputs give the floor.
+ */
+export function toDbfs(linear: number): number {
+  if (!(linear > 0)) return DBFS_FLOOR;
+  const db = 20 * Math.log10(linear);
+  return db < DBFS_FLOOR ? DBFS_FLOOR : db;
 }

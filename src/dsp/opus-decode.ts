@@ -1,83 +1,145 @@
 /**
  * Turns a stream's encoded frames into contiguous 48 kHz PCM at media time
- * (DESIGN.md invariant 5): late or duplicate frames are dropped, lost packets
- * are concealed with Opus PLC for exactly their duration, corrupt packets are
- * concealed too, and gaps with no packets (DTX) become silence.
+ * (DESIGN.md invariant 5). The decoder keeps the position its next sample will
+ * have and lays every input out against it:
+ *
+ * - an input that starts before that position is late or a duplicate (ingest
+ *   reorders, but a packet can still arrive after its slot was played out); it is
+ *   dropped whole even when it only overlaps partly, because output already sent
+ *   can't be rewritten;
+ * - an input that starts after it leaves a gap no packet covered (DTX, or loss
+ *   the ingest chose not to conceal): the gap becomes silence;
+ * - a lost packet (`payload === null`) becomes Opus packet-loss concealment for
+ *   exactly its duration, and so does a packet libopus rejects as corrupt.
+ *
+ * So the output duration always equals the media duration, which is what lets a
+ * recording's length match the call's length under loss.
  */
 import { OPUS_MAX_FRAME_SAMPLES, OpusDecoder, OpusPacketError } from '../../wasm/opus.js';
 import type { DecodeCounters, EncodedInput } from './types.js';
 
+/** A run of decoded PCM at media time. */
 export interface DecodedChunk {
   /** Media position of the first sample (48 kHz samples since stream start). */
   position: number;
-  /** Interleaved samples, −1..1 (a new array the caller may keep). */
+  /** Interleaved samples, −1..1. A new array per chunk: the caller may keep or modify it. */
   data: Float32Array;
+  /** Arrival (`performance.now()`, main thread) of the input that produced the chunk. */
   arrival: number;
 }
 
-/** Longest gap filled with silence in one chunk (larger gaps are split). */
+/**
+ * Longest silence emitted as one chunk (1 s). Larger gaps are split so no single
+ * array grows with the gap and downstream stages see chunks of bounded size.
+ */
 const MAX_SILENCE_CHUNK = 48000;
 
+/** Frame length assumed for a lost or corrupt packet of unknown length before anything was decoded (20 ms). */
+const DEFAULT_FRAME_SAMPLES = 960;
+
+/** An empty packet asks libopus for concealment; one shared instance, so PLC allocates nothing. */
+const PLC_PACKET = new Uint8Array(0);
+
 export class OpusStreamDecoder {
+  /** Live counters (the same object for the decoder's life; copy it to snapshot). */
   readonly counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
   readonly #decoder: OpusDecoder;
+  /** libopus writes here; sized for the largest frame (PLC), allocated once. */
   readonly #scratch: Float32Array;
   #next: number | undefined;
+  /** Length of the last decoded packet: the best guess for a lost or corrupt one of unknown length. */
+  #frameSamples = DEFAULT_FRAME_SAMPLES;
+  #closed = false;
 
+  /** @param channels channels to decode to (1 or 2); libopus downmixes or upmixes the coded stream. */
   constructor(readonly channels: 1 | 2) {
+    if (channels !== 1 && channels !== 2) throw new RangeError(`OpusStreamDecoder: channels must be 1 or 2, got ${String(channels)}`);
     this.#decoder = new OpusDecoder(channels);
     this.#scratch = new Float32Array(OPUS_MAX_FRAME_SAMPLES * channels);
   }
 
-  /** Media position the next sample will have (undefined before the first frame). */
+  /** Media position (48 kHz) the next output sample will have; undefined before the first input. */
   get nextPosition(): number | undefined {
     return this.#next;
   }
 
-  decode(frames: EncodedInput[], out: DecodedChunk[] = []): DecodedChunk[] {
+  /**
+   * Decodes `frames` (in media order) and appends the resulting chunks to `out`.
+   * Never throws for bad input: late, corrupt and lost packets are counted and
+   * handled as described above.
+   */
+  decode(frames: readonly EncodedInput[], out: DecodedChunk[] = []): DecodedChunk[] {
+    if (this.#closed) throw new Error('OpusStreamDecoder is closed');
     for (const f of frames) {
-      if (this.#next !== undefined && f.position < this.#next) {
+      // A position that is not a whole, non-negative sample index can't be placed
+      // in media time (and NaN would poison every later comparison): drop it like a late one.
+      if (!Number.isSafeInteger(f.position) || f.position < 0) {
         this.counters.late++;
         continue;
       }
-      if (this.#next !== undefined && f.position > this.#next) this.#silence(f.position - this.#next, f.arrival, out);
-      this.#next = f.position;
-      let samples: number;
-      if (f.payload === null) {
-        samples = this.#conceal(f.samples);
-      } else {
-        try {
-          samples = this.#decoder.decode(f.payload, this.#scratch);
-          this.counters.decoded++;
-        } catch (e) {
-          if (!(e instanceof OpusPacketError)) throw e;
-          this.counters.corrupt++;
-          samples = this.#conceal(f.samples || 960);
+      if (this.#next !== undefined) {
+        if (f.position < this.#next) {
+          this.counters.late++;
+          continue;
         }
+        if (f.position > this.#next) this.#silence(this.#next, f.position - this.#next, f.arrival, out);
       }
-      if (samples <= 0) continue;
-      out.push({ position: f.position, data: this.#scratch.slice(0, samples * this.channels), arrival: f.arrival });
+      // An empty payload carries no audio, and libopus reads a zero-length packet as a loss anyway.
+      const samples = f.payload === null || f.payload.length === 0 ? this.#conceal(f, out) : this.#decodePacket(f, f.payload, out);
       this.#next = f.position + samples;
     }
     return out;
   }
 
+  /** Frees the libopus state. Idempotent. */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.#decoder.close();
   }
 
-  /** Opus PLC for `samples` (it makes up to 120 ms; the rest, if any, is silence). */
-  #conceal(samples: number): number {
-    const want = Math.max(0, Math.min(samples, OPUS_MAX_FRAME_SAMPLES));
-    const made = this.#decoder.decode(new Uint8Array(0), this.#scratch);
-    if (made < want) this.#scratch.fill(0, made * this.channels, want * this.channels);
+  /** Decodes a received packet; returns the samples (per channel) it covered. */
+  #decodePacket(f: EncodedInput, payload: Uint8Array, out: DecodedChunk[]): number {
+    let samples: number;
+    try {
+      samples = this.#decoder.decode(payload, this.#scratch);
+    } catch (e) {
+      if (!(e instanceof OpusPacketError)) throw e;
+      this.counters.corrupt++;
+      return this.#conceal(f, out);
+    }
+    this.counters.decoded++;
+    // A packet with no audio (0 samples, e.g. an empty DTX keep-alive) advances nothing;
+    // the next input's position fills the time it stood for with silence.
+    if (samples === 0) return 0;
+    this.#frameSamples = samples;
+    out.push({ position: f.position, data: this.#scratch.slice(0, samples * this.channels), arrival: f.arrival });
+    return samples;
+  }
+
+  /**
+   * Opus PLC for the input's duration (or the last frame's length if unknown).
+   * libopus conceals a fixed stretch (60–120 ms) per call; only the samples the
+   * input stands for are kept, and anything beyond what PLC made is silence.
+   */
+  #conceal(f: EncodedInput, out: DecodedChunk[]): number {
+    const want = f.samples > 0 && Number.isFinite(f.samples) ? Math.floor(f.samples) : this.#frameSamples;
+    let made = 0;
+    try {
+      made = this.#decoder.decode(PLC_PACKET, this.#scratch);
+    } catch (e) {
+      // libopus does not reject PLC today; if a build ever does, fall back to silence rather than fail the stream.
+      if (!(e instanceof OpusPacketError)) throw e;
+    }
     this.counters.concealed++;
+    const kept = Math.min(made, want);
+    if (kept > 0) out.push({ position: f.position, data: this.#scratch.slice(0, kept * this.channels), arrival: f.arrival });
+    if (want > kept) this.#silence(f.position + kept, want - kept, f.arrival, out);
     return want;
   }
 
-  #silence(samples: number, arrival: number, out: DecodedChunk[]): void {
+  #silence(position: number, samples: number, arrival: number, out: DecodedChunk[]): void {
     this.counters.silenceSamples += samples;
-    let position = this.#next!;
     while (samples > 0) {
       const n = Math.min(samples, MAX_SILENCE_CHUNK);
       out.push({ position, data: new Float32Array(n * this.channels), arrival });

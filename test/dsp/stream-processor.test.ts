@@ -1,134 +1,176 @@
 /**
- * Worker-side processing on real fixtures: decode with concealment and gap
- * filling at media time, RNNoise, the Speex resampler, and branches.
+ * StreamProcessor, the unit a pool worker hosts per stream: one decode feeding
+ * every branch's stage chain, output at media time, on real fixtures.
  */
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
-import type { ProcessedFrame } from '../../src/dsp/types.js';
-import { dominantFrequency, readWav, rmsDb } from '../helpers/audio.js';
-import { concat, encodeOpusFrames } from '../helpers/opus-frames.js';
+import { measureLevels } from '../../src/dsp/levels.js';
+import { loadDspModules, StreamProcessor, type StreamSpec } from '../../src/dsp/stream-processor.js';
+import type { EncodedInput, ProcessedFrame } from '../../src/dsp/types.js';
+import { channelOf, concat, dominantFrequency, encodeOpusFrames, fixturePath, interleave, readWav, rmsDb, sameSamples } from '../helpers/audio.js';
 
-const fixture = (n: string) => join(import.meta.dirname, '..', 'fixtures', n);
-const joined = (frames: ProcessedFrame[]) => concat(frames.map((f) => f.data));
+let tone: Float32Array; // 1 kHz, 3 s, 48 kHz mono
+let pink: Float32Array; // pink noise, 4 s
+let toneFrames: EncodedInput[];
 
 beforeAll(async () => {
   await loadDspModules();
+  tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
+  pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0];
+  toneFrames = encodeOpusFrames(tone);
 });
 
-function run(spec: ConstructorParameters<typeof StreamProcessor>[0], inputs: Parameters<StreamProcessor['process']>[0]) {
-  const p = new StreamProcessor(spec);
-  const out = p.process(inputs);
-  const counters = { ...p.counters };
-  p.close();
+const joined = (frames: ProcessedFrame[]) => concat(frames.map((f) => f.data));
+
+function run(spec: StreamSpec, inputs: EncodedInput[]) {
+  const processor = new StreamProcessor(spec);
+  const out = processor.process(inputs);
+  const counters = { ...processor.counters };
+  processor.close();
   return { out, counters };
 }
 
+/** Frames must tile the branch's media time: each starts where the previous one ended. */
+function expectContiguous(frames: ProcessedFrame[]): void {
+  for (let i = 1; i < frames.length; i++) expect(frames[i].position).toBe(frames[i - 1].position + frames[i - 1].data.length / frames[i - 1].channels);
+}
+
 describe('StreamProcessor', () => {
-  it('decodes a 1 kHz tone to 1 kHz at the source level, frame positions contiguous', async () => {
-    const tone = (await readWav(fixture('tone-1k-48k.wav'))).channels[0];
-    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }] }, encodeOpusFrames(tone));
-    const pcm = joined(out[0]);
-    expect(pcm.length).toBe(Math.floor(tone.length / 960) * 960);
-    expect(dominantFrequency(pcm, 48000)).toBeGreaterThan(990);
-    expect(dominantFrequency(pcm, 48000)).toBeLessThan(1010);
+  it('passes a 1 kHz tone through with no stages at its pitch and level', () => {
+    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }] }, toneFrames);
+    const frames = out[0];
+    const pcm = joined(frames);
+    expect(pcm.length).toBe(toneFrames.length * 960);
+    expect(Math.abs(dominantFrequency(pcm, 48000) - 1000)).toBeLessThanOrEqual(10);
     expect(Math.abs(rmsDb(pcm.subarray(4800)) - rmsDb(tone.subarray(4800, pcm.length)))).toBeLessThan(1);
-    out[0].forEach((f, i) => expect(f.position).toBe(i * 960));
-    expect(counters.decoded).toBe(out[0].length);
+    expect(frames[0]).toMatchObject({ position: 0, sampleRate: 48000, channels: 1 });
+    expect(frames[0].vad).toBeUndefined();
+    expectContiguous(frames);
+    expect(counters.decoded).toBe(toneFrames.length);
   });
 
-  it('cuts pink noise by more than 20 dB and reports low voice activity', async () => {
-    const pink = (await readWav(fixture('noise-pink-48k.wav'))).channels[0];
-    const { out } = run({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] }, encodeOpusFrames(pink));
-    const pcm = joined(out[0]);
-    expect(rmsDb(pink) - rmsDb(pcm.subarray(4800))).toBeGreaterThan(20);
-    const meanVad = out[0].reduce((s, f) => s + f.vad!, 0) / out[0].length;
-    expect(meanVad).toBeLessThan(0.1);
+  it('attaches the levels of each output frame and the arrival of the packet that completed it', () => {
+    const { out } = run({ channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }] }] }, toneFrames.slice(0, 50));
+    for (const frames of out) {
+      expect(frames).toHaveLength(50);
+      frames.forEach((f, i) => {
+        expect({ rms: f.rms, peak: f.peak }).toEqual(measureLevels(f.data));
+        expect(f.arrival).toBe(toneFrames[i].arrival);
+      });
+    }
+    // A −12 dBFS-peak tone reads about that: the levels are of real audio, not of silence.
+    expect(toDb(out[0][25].peak)).toBeCloseTo(toDb(measureLevels(tone).peak), 0);
   });
 
-  it('reports speech in noisy speech far more often than in noise', async () => {
-    const noisy = (await readWav(fixture('speech-noisy-48k.wav'))).channels[0];
-    const { out } = run({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] }, encodeOpusFrames(noisy));
-    const speech = out[0].filter((f) => f.vad! >= 0.5).length / out[0].length;
-    expect(speech).toBeGreaterThan(0.3);
+  it('feeds raw and denoised branches from one decode without one altering the other', () => {
+    const inputs = encodeOpusFrames(pink.subarray(0, 48000 * 2));
+    const raw = run({ channels: 1, branches: [{ stages: [] }] }, inputs).out[0];
+    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'denoise' }] }] }, inputs);
+    expect(counters.decoded).toBe(100); // decoded once, not once per branch
+    expect(out[0]).toHaveLength(100);
+    expect(out[1]).toHaveLength(100);
+    // Denoise works in place; the raw branch must still hold exactly the decoded audio.
+    expect(sameSamples(joined(out[0]), joined(raw))).toBe(true);
+    expect(rmsDb(joined(out[0])) - rmsDb(joined(out[1]).subarray(4800))).toBeGreaterThan(20);
+    expect(out[1].every((f) => f.vad !== undefined)).toBe(true);
+    out[0].forEach((f, i) => expect(f.data).not.toBe(out[1][i].data));
   });
 
-  it('conceals a lost packet with exactly its duration and counts it', async () => {
-    const tone = (await readWav(fixture('tone-1k-48k.wav'))).channels[0];
-    const frames = encodeOpusFrames(tone.subarray(0, 960 * 20));
-    frames[10] = { ...frames[10], payload: null };
-    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }] }, frames);
-    expect(joined(out[0]).length).toBe(960 * 20);
-    expect(counters.concealed).toBe(1);
-    expect(counters.decoded).toBe(19);
-    // PLC continues the tone rather than going silent.
-    expect(rmsDb(out[0][10].data)).toBeGreaterThan(rmsDb(tone.subarray(0, 960)) - 10);
+  it('counts positions at each branch’s own rate', () => {
+    const spec: StreamSpec = {
+      channels: 1,
+      branches: [{ stages: [] }, { stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }] }, { stages: [{ type: 'resample', sampleRate: 8000, quality: 3 }] }],
+    };
+    const { out } = run(spec, toneFrames.slice(0, 25));
+    expect(out.map((frames) => frames[0].sampleRate)).toEqual([48000, 16000, 8000]);
+    expect(out.map((frames) => frames[10].position)).toEqual([9600, 3200, 1600]);
+    for (const frames of out) expectContiguous(frames);
   });
 
-  it('fills a gap with no packets (DTX) with silence of the right length', async () => {
-    const tone = (await readWav(fixture('tone-1k-48k.wav'))).channels[0];
-    const frames = encodeOpusFrames(tone.subarray(0, 960 * 10));
-    const later = frames.slice(5).map((f) => ({ ...f, position: f.position + 960 * 7 }));
-    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }] }, [...frames.slice(0, 5), ...later]);
-    const pcm = joined(out[0]);
-    expect(pcm.length).toBe(960 * 17);
-    expect(counters.silenceSamples).toBe(960 * 7);
-    expect(pcm.subarray(960 * 5, 960 * 12).every((v) => v === 0)).toBe(true);
+  it('continues at the right media time when a stream is rebuilt mid-way (worker restart)', () => {
+    const spec: StreamSpec = { channels: 1, branches: [{ stages: [{ type: 'denoise' }] }, { stages: [{ type: 'resample', sampleRate: 16000 }] }] };
+    const first = run(spec, toneFrames.slice(0, 50)).out;
+    const second = run(spec, toneFrames.slice(50, 100)).out; // a new processor, as on another worker
+    expect(second[0][0].position).toBe(first[0].at(-1)!.position + 960);
+    expect(second[1][0].position).toBe(first[1].at(-1)!.position + 320);
+    expect(second[0][0].position).toBe(50 * 960);
+    expect(second[1][0].position).toBe((50 * 960) / 3);
   });
 
-  it('drops late and duplicate frames and counts them', async () => {
-    const tone = (await readWav(fixture('tone-1k-48k.wav'))).channels[0];
-    const frames = encodeOpusFrames(tone.subarray(0, 960 * 6));
-    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }] }, [frames[0], frames[1], frames[1], frames[2], frames[0], frames[3]]);
-    expect(joined(out[0]).length).toBe(960 * 4);
-    expect(counters.late).toBe(2);
+  it('produces the same audio whether frames come one per batch or all at once', () => {
+    const spec: StreamSpec = { channels: 1, branches: [{ stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }] }] };
+    const inputs = encodeOpusFrames(pink.subarray(0, 48000));
+    const batched = run(spec, inputs).out[0];
+    const processor = new StreamProcessor(spec);
+    const single = inputs.flatMap((f) => processor.process([f])[0]);
+    processor.close();
+    expect(single.map((f) => f.position)).toEqual(batched.map((f) => f.position));
+    expect(sameSamples(joined(single), joined(batched))).toBe(true);
   });
 
-  it('conceals a corrupt packet instead of throwing', async () => {
-    const tone = (await readWav(fixture('tone-1k-48k.wav'))).channels[0];
-    const frames = encodeOpusFrames(tone.subarray(0, 960 * 5));
-    frames[2] = { ...frames[2], payload: new Uint8Array([0x0b, 0xff, 0xff, 0xff]) }; // code-3 packet claiming 63 frames
-    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }] }, frames);
-    expect(joined(out[0]).length).toBe(960 * 5);
-    expect(counters.corrupt).toBe(1);
+  it('keeps the media duration at 16 kHz under 10 % packet loss and counts the concealment', () => {
+    const inputs = toneFrames.map((f, i) => (i % 10 === 5 ? { ...f, payload: null } : f));
+    const { out, counters } = run({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }] }] }, inputs);
+    expect(counters.concealed).toBe(inputs.filter((f) => f.payload === null).length);
+    expect(Math.abs(joined(out[0]).length - (inputs.length * 960) / 3)).toBeLessThanOrEqual(320);
+    expect(Math.abs(dominantFrequency(joined(out[0]), 16000) - 1000)).toBeLessThanOrEqual(10);
   });
 
-  it('resamples to 16 kHz keeping duration and pitch', async () => {
-    const tone = (await readWav(fixture('tone-1k-48k.wav'))).channels[0];
-    const frames = encodeOpusFrames(tone);
-    const { out } = run({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }] }] }, frames);
-    const pcm = joined(out[0]);
-    expect(out[0][0].sampleRate).toBe(16000);
-    expect(Math.abs(pcm.length - (frames.length * 960) / 3)).toBeLessThanOrEqual(320);
-    expect(Math.abs(dominantFrequency(pcm, 16000) - 1000)).toBeLessThan(10);
-    out[0].forEach((f, i) => i > 0 && expect(f.position).toBe(out[0][i - 1].position + out[0][i - 1].data.length));
+  it('turns a gap in the packets into silence in every branch', () => {
+    const later = toneFrames.slice(10, 20).map((f) => ({ ...f, position: f.position + 25 * 960 }));
+    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }] }] }, [...toneFrames.slice(0, 10), ...later]);
+    expect(counters.silenceSamples).toBe(25 * 960);
+    expect(joined(out[0]).length).toBe(45 * 960);
+    expect(joined(out[1]).length).toBe(45 * 320);
+    const gap16k = joined(out[1]).subarray(11 * 320, 34 * 320); // inside the gap, clear of filter ringing
+    expect(rmsDb(gap16k)).toBeLessThan(-80);
   });
 
-  it('feeds every branch from one decode: raw and denoised differ on noise', async () => {
-    const pink = (await readWav(fixture('noise-pink-48k.wav'))).channels[0];
-    const { out, counters } = run({ channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'denoise' }] }] }, encodeOpusFrames(pink.subarray(0, 48000)));
-    expect(counters.decoded).toBe(50);
-    expect(rmsDb(joined(out[0])) - rmsDb(joined(out[1]).subarray(4800))).toBeGreaterThan(15);
+  it('denoises stereo and keeps both channels', async () => {
+    const stereo = await readWav(fixturePath('tone-stereo-48k.wav'));
+    const inputs = encodeOpusFrames(interleave(stereo.channels.map((c) => c.subarray(0, 48000))), 2, 64000);
+    const { out } = run({ channels: 2, branches: [{ stages: [] }, { stages: [{ type: 'denoise' }] }] }, inputs);
+    expect(out[1][0].channels).toBe(2);
+    expect(out[1].every((f) => typeof f.vad === 'number')).toBe(true);
+    const raw = joined(out[0]);
+    expect(Math.abs(dominantFrequency(channelOf(raw, 0, 2), 48000) - 440)).toBeLessThanOrEqual(5);
+    expect(Math.abs(dominantFrequency(channelOf(raw, 1, 2), 48000) - 880)).toBeLessThanOrEqual(5);
   });
 
-  it('decodes stereo keeping the channels apart', async () => {
-    const st = await readWav(fixture('tone-stereo-48k.wav'));
-    const inter = new Float32Array(st.channels[0].length * 2);
-    for (let i = 0; i < st.channels[0].length; i++) [inter[2 * i], inter[2 * i + 1]] = [st.channels[0][i], st.channels[1][i]];
-    const { out } = run({ channels: 2, branches: [{ stages: [] }] }, encodeOpusFrames(inter, 2, 64000));
-    const pcm = joined(out[0]);
-    const left = pcm.filter((_, i) => i % 2 === 0);
-    const right = pcm.filter((_, i) => i % 2 === 1);
-    expect(Math.abs(dominantFrequency(left, 48000) - 440)).toBeLessThan(10);
-    expect(Math.abs(dominantFrequency(right, 48000) - 880)).toBeLessThan(10);
+  it('rejects a denoise placed after a resample to 16 kHz, naming branch, stage and fix', () => {
+    const spec: StreamSpec = { channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'denoise' }] }] };
+    expect(() => new StreamProcessor(spec)).toThrow(RangeError);
+    expect(() => new StreamProcessor(spec)).toThrow('branch 1, stage 1 (denoise): denoise needs 48000 Hz input, got 16000 Hz; put resample after denoise');
   });
 
-  it('rejects bad stage specs with errors that name the branch, stage and problem', () => {
-    expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'denoise' }] }] })).toThrow(
-      /branch 0, stage 1 \(denoise\): denoise needs 48000 Hz input, got 16000 Hz/,
+  it('rejects an unknown stage type listing the known ones', () => {
+    expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'reverb' }] }] })).toThrow(TypeError);
+    expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'reverb' }] }] })).toThrow(
+      'branch 0, stage 0 (reverb): unknown stage type "reverb"; known types: denoise, resample',
     );
-    expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'reverb' }] }] })).toThrow(/unknown stage type "reverb"; known types: denoise, resample/);
-    expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 4000 }] }] })).toThrow(/"sampleRate" must be an integer from 8000 to 48000, got 4000/);
-    expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise', strength: 2 }] }] })).toThrow(/unknown option "strength"/);
+  });
+
+  it('rejects bad options and malformed specs with the problem spelled out', () => {
+    const bad = (spec: unknown) => () => new StreamProcessor(spec as StreamSpec);
+    expect(bad({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 4000 }] }] })).toThrow(
+      'branch 0, stage 0 (resample): resample: option "sampleRate" must be an integer from 8000 to 48000, got 4000',
+    );
+    expect(bad({ channels: 1, branches: [{ stages: [{ type: 'resample' }] }] })).toThrow('option "sampleRate" is required');
+    expect(bad({ channels: 1, branches: [{ stages: [{ type: 'denoise', strength: 2 }] }] })).toThrow('unknown option "strength"');
+    expect(bad({ channels: 3, branches: [] })).toThrow('"channels" must be 1 or 2, got 3');
+    expect(bad({ channels: 1, branches: [{}] })).toThrow('branch 0: "stages" must be an array');
+    expect(bad({ channels: 1, branches: [{ stages: ['denoise'] }] })).toThrow('branch 0, stage 0 (no type): a stage must be an object');
+    expect(bad({ channels: 1 })).toThrow('"branches" must be an array');
+  });
+
+  it('closes idempotently and refuses work afterwards', () => {
+    const processor = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }] }] });
+    processor.process(toneFrames.slice(0, 2));
+    processor.close();
+    processor.close();
+    expect(() => processor.process(toneFrames.slice(2, 3))).toThrow('StreamProcessor is closed');
   });
 });
+
+function toDb(linear: number): number {
+  return 20 * Math.log10(linear);
+}

@@ -1,0 +1,40 @@
+/** Levels computed in the worker for every output frame, on real signals. */
+import { describe, expect, it } from 'vitest';
+import { DBFS_FLOOR, measureLevels, toDbfs } from '../../src/dsp/levels.js';
+import { fixturePath, readWav, rmsDb } from '../helpers/audio.js';
+
+describe('measureLevels', () => {
+  it('measures a steady tone with RMS = peak / √2', async () => {
+    const tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
+    const { rms, peak } = measureLevels(tone);
+    expect(rms / peak).toBeCloseTo(Math.SQRT1_2, 2);
+    expect(toDbfs(rms)).toBeCloseTo(rmsDb(tone), 3);
+  });
+
+  it('agrees with an independent RMS on speech and reports the largest absolute sample', async () => {
+    const speech = (await readWav(fixturePath('speech-48k.wav'))).channels[0];
+    const { rms, peak } = measureLevels(speech);
+    expect(toDbfs(rms)).toBeCloseTo(rmsDb(speech), 3);
+    expect(peak).toBe(speech.reduce((m, v) => Math.max(m, Math.abs(v)), 0));
+  });
+
+  it('measures silence and an empty block as zero', () => {
+    expect(measureLevels(new Float32Array(960))).toEqual({ rms: 0, peak: 0 });
+    expect(measureLevels(new Float32Array(0))).toEqual({ rms: 0, peak: 0 });
+  });
+});
+
+describe('toDbfs', () => {
+  it('maps full scale to 0 dBFS and halving to about −6 dB', () => {
+    expect(toDbfs(1)).toBe(0);
+    expect(toDbfs(0.5)).toBeCloseTo(-6.0206, 4);
+    expect(toDbfs(Math.SQRT1_2)).toBeCloseTo(-3.0103, 4);
+  });
+
+  it('clamps silence, tiny, negative and NaN levels to the −120 dBFS floor instead of −Infinity', () => {
+    expect(DBFS_FLOOR).toBe(-120);
+    for (const v of [0, 1e-9, -0.5, Number.NaN]) expect(toDbfs(v)).toBe(-120);
+    expect(toDbfs(1e-6)).toBeCloseTo(-120, 9);
+    expect(toDbfs(2e-6)).toBeGreaterThan(-120);
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * The `resample` stage (Speex, WASM SIMD): pitch and duration survive the rate
+ * change, equal rates pass through, and bad options fail with the option named.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createResampleStage } from '../../src/dsp/resample.js';
+import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
+import type { PcmChunk, StageSpec } from '../../src/dsp/types.js';
+import { concat, dominantFrequency, encodeOpusFrames, fixturePath, readWav, rmsDb } from '../helpers/audio.js';
+
+let tone: Float32Array; // 1 kHz, 3 s, 48 kHz mono
+
+beforeAll(async () => {
+  await loadDspModules();
+  tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
+});
+
+const mono48k = { sampleRate: 48000, channels: 1 };
+
+describe('resample stage', () => {
+  it('turns Opus-decoded 48 kHz into 16 kHz frames of the same duration and pitch', () => {
+    const inputs = encodeOpusFrames(tone);
+    const processor = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }] }] });
+    const frames = processor.process(inputs)[0];
+    processor.close();
+    const pcm = concat(frames.map((f) => f.data));
+    expect(frames.every((f) => f.sampleRate === 16000 && f.channels === 1)).toBe(true);
+    // Duration within one 20 ms frame (320 samples at 16 kHz) of the media duration.
+    expect(Math.abs(pcm.length - (inputs.length * 960) / 3)).toBeLessThanOrEqual(320);
+    expect(Math.abs(dominantFrequency(pcm, 16000) - 1000)).toBeLessThanOrEqual(10);
+    expect(Math.abs(rmsDb(pcm.subarray(1600)) - rmsDb(tone.subarray(4800)))).toBeLessThan(1);
+    frames.forEach((f, i) => i > 0 && expect(f.position).toBe(frames[i - 1].position + frames[i - 1].data.length));
+  });
+
+  it('emits exactly the rate ratio of samples over time, even when it is not a whole number per chunk', () => {
+    for (const sampleRate of [44100, 22050, 11025, 8000]) {
+      const stage = createResampleStage({ type: 'resample', sampleRate }, mono48k);
+      let total = 0;
+      for (let i = 0; i + 960 <= tone.length; i += 960) total += stage.process({ data: tone.slice(i, i + 960) })?.data.length ?? 0;
+      stage.close();
+      expect(total).toBe((tone.length * sampleRate) / 48000);
+    }
+  });
+
+  it('keeps a 1 kHz tone at 1 kHz at 44.1 kHz and quality 10', () => {
+    const stage = createResampleStage({ type: 'resample', sampleRate: 44100, quality: 10 }, mono48k);
+    const out = stage.process({ data: tone.slice() })!.data;
+    stage.close();
+    expect(Math.abs(dominantFrequency(out, 44100) - 1000)).toBeLessThanOrEqual(5);
+  });
+
+  it('resamples a 16 kHz recording up to 48 kHz without changing its length', async () => {
+    const speech16k = (await readWav(fixturePath('speech-16k.wav'))).channels[0];
+    const stage = createResampleStage({ type: 'resample', sampleRate: 48000 }, { sampleRate: 16000, channels: 1 });
+    expect(stage.output).toEqual({ sampleRate: 48000, channels: 1 });
+    const out = stage.process({ data: speech16k })!.data;
+    stage.close();
+    expect(out.length).toBe(speech16k.length * 3);
+    expect(Math.abs(rmsDb(out) - rmsDb(speech16k))).toBeLessThan(1);
+  });
+
+  it('keeps stereo channels interleaved and carries vad through', () => {
+    const stage = createResampleStage({ type: 'resample', sampleRate: 16000 }, { sampleRate: 48000, channels: 2 });
+    expect(stage.output).toEqual({ sampleRate: 16000, channels: 2 });
+    const out = stage.process({ data: new Float32Array(1920), vad: 0.75 })!;
+    stage.close();
+    expect(out.data.length).toBe(640);
+    expect(out.vad).toBe(0.75);
+  });
+
+  it('passes chunks through untouched when the rate already matches', () => {
+    const stage = createResampleStage({ type: 'resample', sampleRate: 48000 }, mono48k);
+    const chunk: PcmChunk = { data: tone.slice(0, 960), vad: 0.5 };
+    expect(stage.process(chunk)).toBe(chunk);
+    stage.close();
+  });
+
+  it('rejects bad options naming the option and the allowed values', () => {
+    const make = (spec: Omit<StageSpec, 'type'>) => () => createResampleStage({ type: 'resample', ...spec }, mono48k);
+    expect(make({})).toThrow(TypeError);
+    expect(make({})).toThrow('resample: option "sampleRate" is required (integer 8000–48000)');
+    expect(make({ sampleRate: 4000 })).toThrow(RangeError);
+    expect(make({ sampleRate: 4000 })).toThrow('resample: option "sampleRate" must be an integer from 8000 to 48000, got 4000');
+    expect(make({ sampleRate: 16000.5 })).toThrow(RangeError);
+    expect(make({ sampleRate: '16000' })).toThrow(TypeError);
+    expect(make({ sampleRate: '16000' })).toThrow('got "16000" (string)');
+    expect(make({ sampleRate: 16000, quality: 11 })).toThrow('resample: option "quality" must be an integer from 0 to 10, got 11');
+    expect(make({ sampleRate: 16000, rate: 8000 })).toThrow('resample: unknown option "rate"; allowed: sampleRate, quality');
+  });
+});
