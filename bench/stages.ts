@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { OpusDecoder, OpusEncoder, OPUS_MAX_FRAME_SAMPLES } from '../wasm/opus.js';
 import { createDenoiseStage } from '../src/dsp/denoise.js';
 import { measureLevels } from '../src/dsp/levels.js';
+import { createStage } from '../src/dsp/registry.js';
 import { createResampleStage } from '../src/dsp/resample.js';
 import { loadDspModules, StreamProcessor } from '../src/dsp/stream-processor.js';
 import type { StageSpec } from '../src/dsp/types.js';
@@ -37,9 +38,33 @@ export interface StageBenchResult {
   streamsPerCore: number;
   /** The same for the ASR chain: 20 000 µs / `asrChain`. */
   asrStreamsPerCore: number;
+  /**
+   * Every built-in stage on its own (label → median µs per 20 ms frame of
+   * 48 kHz mono; `downmix` gets the same audio as stereo), created through
+   * the registry as a pipeline would, options as in {@link PER_STAGE}.
+   */
+  perStage: Record<string, number>;
   /** Frames timed per figure (frames in the fixture × rounds). */
   framesTimed: number;
 }
+
+/** The stages timed one by one: label, spec, input channels. */
+export const PER_STAGE: ReadonlyArray<readonly [label: string, spec: StageSpec, channels: 1 | 2]> = [
+  ['passthrough', { type: 'passthrough' }, 1],
+  ['downmix (stereo in)', { type: 'downmix' }, 2],
+  ['upmix', { type: 'upmix' }, 1],
+  ['format s16', { type: 'format', sampleFormat: 's16' }, 1],
+  ['reframe 10 ms', { type: 'reframe', durationMs: 10 }, 1],
+  ['gain +6 dB', { type: 'gain', db: 6 }, 1],
+  ['highpass 80 Hz', { type: 'highpass', frequency: 80 }, 1],
+  ['lowpass 8 kHz', { type: 'lowpass', frequency: 8000 }, 1],
+  ['bandpass 300–3400 Hz', { type: 'bandpass', lowFrequency: 300, highFrequency: 3400 }, 1],
+  ['notch 50 Hz', { type: 'notch', frequency: 50 }, 1],
+  ['gate', { type: 'gate' }, 1],
+  ['limiter', { type: 'limiter' }, 1],
+  ['normalize', { type: 'normalize' }, 1],
+  ['denoise mix 0.2', { type: 'denoise', mix: 0.2 }, 1],
+];
 
 const FIXTURE = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'test', 'fixtures', 'speech-noisy-48k.wav');
 const FRAME = 960;
@@ -100,6 +125,16 @@ export async function benchStages(options: { rounds?: number } = {}): Promise<St
 
   const levels = timePerFrame(n, rounds, (i) => measureLevels(decoded[i]));
 
+  // Stages work in place, so each timed call gets a fresh copy of the frame (copied untimed).
+  const perStage: Record<string, number> = {};
+  for (const [label, spec, channels] of PER_STAGE) {
+    const stage = createStage(spec, { sampleRate: 48000, channels });
+    const input = channels === 1 ? decoded : decoded.map((d) => interleaveTwice(d));
+    const buffer = new Float32Array(FRAME * channels);
+    perStage[label] = timePerFrame(n, rounds, () => stage.process({ data: buffer }), (i) => buffer.set(input[i]));
+    stage.close();
+  }
+
   const chain = (stages: StageSpec[]): number => {
     const processor = new StreamProcessor({ channels: 1, branches: [{ stages }] });
     // Media positions keep advancing across passes, as in a long call (a repeat would be dropped as late).
@@ -122,8 +157,16 @@ export async function benchStages(options: { rounds?: number } = {}): Promise<St
     asrChain,
     streamsPerCore: Math.floor(FRAME_US / defaultChain),
     asrStreamsPerCore: Math.floor(FRAME_US / asrChain),
+    perStage,
     framesTimed: n * rounds,
   };
+}
+
+/** The frame as stereo with the same samples in both channels (what a mono sender decoded as stereo gives). */
+function interleaveTwice(mono: Float32Array): Float32Array {
+  const out = new Float32Array(mono.length * 2);
+  for (let i = 0; i < mono.length; i++) out[2 * i] = out[2 * i + 1] = mono[i];
+  return out;
 }
 
 export function printStages(r: StageBenchResult): void {
@@ -132,6 +175,7 @@ export function printStages(r: StageBenchResult): void {
     ['denoise (RNNoise, 2 × 480)', r.denoise],
     ['resample 48→16 kHz q5 (Speex SIMD)', r.resample16kQ5],
     ['levels (RMS + peak)', r.levels],
+    ...Object.entries(r.perStage).map(([label, us]): [string, number] => [label, us]),
     ['chain: decode → denoise → levels (default)', r.defaultChain],
     ['chain: decode → denoise → resample 16k → levels', r.asrChain],
   ];

@@ -103,6 +103,12 @@ export const errors = {
     (limit: number) => `The server already has its maximum of ${limit} sessions; retry later or raise --max-sessions.`),
   SHUTTING_DOWN: define('EARSHOT_SHUTTING_DOWN', 503, 'Server shutting down',
     () => 'The server is shutting down and accepts no new sessions.'),
+  STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',
+    (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is { type, create } (or an array of them); see examples/dc-blocker-stage.js.`),
+  PROCESSOR_INVALID: define('EARSHOT_PROCESSOR_INVALID', 400, 'Invalid processor',
+    (name: string, why: string) => `Processor "${name}" cannot be registered: ${why}`),
+  PROCESSOR_NOT_FOUND: define('EARSHOT_PROCESSOR_NOT_FOUND', 404, 'Unknown processor',
+    (name: string, known: string[]) => `No processor "${name}" is registered${known.length ? `; registered: ${known.join(', ')}` : ' (none are)'}. Register it with registerProcessor(name, factory) before a stream uses it.`),
   INTERNAL: define('EARSHOT_INTERNAL', 500, 'Internal error',
     (why: string) => `Internal error: ${why}`),
 } as const;

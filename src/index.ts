@@ -3,18 +3,52 @@
  * folders behind it are internal.
  */
 export { createServer, type CreateServerOptions, type EarshotServer } from './server/create-server.js';
-export type { EarshotCore, ServerStats, StreamInfo } from './server/earshot-core.js';
+export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope } from './server/earshot-core.js';
 export type { PeerStatsSnapshot } from './server/peer-registry.js';
 export { EarshotError, errors, isEarshotError, type ProblemDetails } from './errors.js';
-export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch } from './pipeline/pipeline.js';
+export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions } from './pipeline/pipeline.js';
 export { PipelineSchema, type PipelineDocument, type StageDefinition, type SinkDefinition } from './pipeline/schema.js';
-export type { PeerPipeline, BranchOutput } from './pipeline/peer-pipeline.js';
-export type { AudioFormat, ProcessedFrame, DecodeCounters } from './dsp/types.js';
+export type { PeerPipeline, BranchOutput, AttachedProcessor } from './pipeline/peer-pipeline.js';
+export type { AudioFormat, ProcessedFrame, DecodeCounters, Stage, StageSpec, StageFactory, PcmChunk } from './dsp/types.js';
 export type { RecordingInfo } from './sinks/recorder.js';
 export type { RecordingEntry } from './sinks/recordings-store.js';
 export type { AudioStats, ProcessingStats } from './sinks/peer-stats.js';
-export type { RtpReceiveStats } from './rtc/rtp-ingest.js';
+export type { RtpReceiveStats, IngestFrame } from './rtc/rtp-ingest.js';
 export { WorkerPool, type WorkerPoolOptions, type WorkerPoolStats } from './pool/worker-pool.js';
+export { defineStage, type CustomStage } from './pool/stage-module.js';
+export {
+  registerProcessor,
+  defaultProcessors,
+  ProcessorRegistry,
+  type ProcessorFactory,
+  type ProcessorContext,
+  type ProcessorInstance,
+  type ProcessorEvent,
+} from './sinks/processors.js';
+export {
+  inWorkers,
+  stage,
+  stagesOf,
+  isStageOperator,
+  setDefaultPool,
+  getDefaultPool,
+  closeDefaultPool,
+  type AudioFrame,
+  type StageOperator,
+  type InWorkersOptions,
+} from './pipeline/operators.js';
+export * from './pipeline/stage-operators.js';
+export { speechSegments, type SpeechEvent, type SpeechSegmentsOptions } from './pipeline/frame-operators.js';
+export { WebRTCHandler, type WebRTCHandlerOptions, type ProcessedAudio } from './facade/webrtc-handler.js';
+export {
+  AudioProcessor,
+  DefaultAudioProcessor,
+  AudioTranscoder,
+  AudioFilter,
+  type AudioTranscoderOptions,
+  type AudioFilterOptions,
+  type BiquadSetting,
+} from './facade/audio-processor.js';
 export { sendAudio, sendMany, encodeSource, type SendOptions, type SendResult, type SendProgress, type EncodedSource } from './client/audio-sender.js';
 export { readWavSource, type PcmSource } from './client/wav-source.js';
 export { WhipClient, WhipRequestError } from './client/whip-client.js';

@@ -34,10 +34,11 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').default(500).argParser(integer('--max-sessions', 1, 100000)))
     .addOption(new Option('--ice-host <ip...>', 'ICE host addresses to announce (default: the --host address, or all interfaces for 0.0.0.0)'))
     .addOption(new Option('--ice-ports <min-max>', 'UDP port range for media').argParser(portRange))
+    .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create })'))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; pipeline?: string; recordings: string; threads?: number;
-      mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; logLevel: string;
+      mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; logLevel: string; stageModule?: string[];
     }) => {
       let server;
       try {
@@ -53,6 +54,7 @@ export function registerServeCommand(program: Command): void {
           iceHostAddresses: opts.iceHost,
           icePortRange: opts.icePorts,
           logLevel: opts.logLevel,
+          stageModules: opts.stageModule,
         });
         const url = await server.listen();
         server.app.log.info({ url, pipeline: server.pipeline.name, threads: server.core.pool.threads, recordings: server.core.store.dir }, `earshot listening on ${url}`);

@@ -19,8 +19,14 @@ export interface EncodedSource {
 }
 
 export interface SendOptions {
-  /** WHIP endpoint, e.g. `http://127.0.0.1:8080/whip/demo/alice`. */
+  /** WHIP endpoint, e.g. `http://127.0.0.1:8080/whip/demo/alice`. Ignored when `signaling` is given. */
   url: string;
+  /**
+   * Your own signaling instead of WHIP: given the complete offer (all
+   * candidates), resolve to the answer. No DELETE is sent at the end; closing
+   * the peer connection ends the stream.
+   */
+  signaling?: (offerSdp: string) => Promise<string>;
   /** A WAV file path (any rate/channels; converted to 48 kHz), decoded 48 kHz PCM, or Opus packets. */
   source: string | PcmSource | EncodedSource;
   /** Stop after this many seconds of media (default: the whole source, or forever with `loop`). */
@@ -83,8 +89,8 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
   const loss = options.simulateLoss ?? 0;
   if (!(loss >= 0 && loss <= 0.5)) throw new RangeError(`simulateLoss must be 0–0.5, got ${loss}`);
 
-  const host = new URL(options.url).hostname;
-  const hostAddresses = options.hostAddresses ?? (isLoopbackHost(host) ? ['127.0.0.1'] : undefined);
+  const loopback = !options.signaling && isLoopbackHost(new URL(options.url).hostname);
+  const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses }),
     codecs: {
@@ -101,17 +107,18 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     disableImplicitStun(pc, []);
     await pc.setLocalDescription(offer);
     await iceGatheringComplete(pc);
-    const published = await whip.publish(options.url, pc.localDescription!.sdp);
-    sessionUrl = published.sessionUrl;
+    const published = options.signaling
+      ? { answer: await options.signaling(pc.localDescription!.sdp), sessionUrl: '' }
+      : await whip.publish(options.url, pc.localDescription!.sdp);
+    sessionUrl = published.sessionUrl || undefined;
     await pc.setRemoteDescription({ type: 'answer', sdp: published.answer });
     await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
 
     const ssrc = transceiver.sender.ssrc;
     const sent = await pace(transceiver, encoder, totalFrames, options);
     await sleep(200); // let the last packets leave before the session ends
-    if (!options.skipDelete) await whip.end(sessionUrl);
-    sessionUrl = published.sessionUrl;
-    return { sessionUrl, ...sent, wallSeconds: (performance.now() - started) / 1000, ssrc };
+    if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl);
+    return { sessionUrl: published.sessionUrl, ...sent, wallSeconds: (performance.now() - started) / 1000, ssrc };
   } catch (e) {
     if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl).catch(() => undefined);
     throw e;

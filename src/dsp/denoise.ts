@@ -16,47 +16,74 @@
  * constant 10 ms offset does not matter for recording or recognition.
  *
  * The output chunk's `vad` is the mean voice-activity probability RNNoise
- * reported for the frames it contains (over all channels).
+ * reported for the frames it contains (over all channels), and `speech` says
+ * whether it reached `vadThreshold`.
+ *
+ * `mix` blends the original back in. Because RNNoise's output for a frame is
+ * the input of the frame before, the original is delayed by the same 480
+ * samples before mixing, so the two line up sample for sample (mixing the
+ * undelayed original would comb-filter the result at 100 Hz spacing).
  */
 import { RNNOISE_FRAME_SAMPLES, RNNOISE_SAMPLE_RATE, RnnoiseState } from '../../wasm/rnnoise.js';
-import { rejectUnknownOptions } from './options.js';
-import type { AudioFormat, PcmChunk, Stage, StageSpec } from './types.js';
+import { derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
+import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
 
-/**
- * Options of the `denoise` stage: none yet (RNNoise has no strength setting).
- * Any key other than `type` is rejected, so a misspelt option of a future
- * version fails loudly instead of being ignored.
- */
+/** Options of the `denoise` stage. RNNoise itself has no strength setting; `mix` is the way to soften it. */
 export interface DenoiseOptions extends StageSpec {
   type: 'denoise';
+  /**
+   * Fraction of the original signal mixed back, 0–1: out = (1 − mix)·denoised
+   * + mix·original (the original delayed to line up with RNNoise's output).
+   * Default 0 (fully denoised). 0.1–0.3 keeps some room tone, which many
+   * listeners find less tiring than RNNoise's dead silence.
+   */
+  mix?: number;
+  /** Voice-activity probability (0–1) from which a chunk is marked `speech: true`. Default 0.5. */
+  vadThreshold?: number;
 }
 
-export function createDenoiseStage(spec: StageSpec, input: AudioFormat): Stage {
-  rejectUnknownOptions(spec, []);
+export const DENOISE_DEFAULTS = { mix: 0, vadThreshold: 0.5 } as const;
+
+export function createDenoiseStage(spec: StageSpec, input: AudioFormat): ChunkStage {
+  rejectUnknownOptions(spec, ['mix', 'vadThreshold']);
+  const mix = numberOption(spec, 'mix', 0, 1, DENOISE_DEFAULTS.mix);
+  const vadThreshold = numberOption(spec, 'vadThreshold', 0, 1, DENOISE_DEFAULTS.vadThreshold);
   if (input.sampleRate !== RNNOISE_SAMPLE_RATE) {
     throw new RangeError(`denoise needs ${RNNOISE_SAMPLE_RATE} Hz input, got ${input.sampleRate} Hz; put resample after denoise`);
   }
   if (!Number.isInteger(input.channels) || input.channels < 1) {
     throw new RangeError(`denoise: input channels must be a positive integer, got ${input.channels}`);
   }
-  return new DenoiseStage(input);
+  return new DenoiseStage(input, mix, vadThreshold);
 }
 
-class DenoiseStage implements Stage {
+class DenoiseStage implements ChunkStage {
   readonly output: AudioFormat;
   readonly #channels: number;
   readonly #states: RnnoiseState[] = [];
+  readonly #mix: number;
+  readonly #vadThreshold: number;
   /** One channel of one RNNoise frame, de-interleaved for the WASM call. */
   readonly #frame = new Float32Array(RNNOISE_FRAME_SAMPLES);
+  /**
+   * With `mix`: the previous original frame of each channel (RNNoise's delay
+   * line for the dry signal, zero before the first frame), and the current one
+   * saved before RNNoise overwrites it. Absent when mix is 0.
+   */
+  readonly #dry: Float32Array[] = [];
+  readonly #original = new Float32Array(RNNOISE_FRAME_SAMPLES);
   /** Interleaved samples of one RNNoise frame across all channels. */
   readonly #block: number;
   /** Input left over from the previous call (less than one block), preallocated. */
   readonly #pending: Float32Array;
   #pendingLength = 0;
 
-  constructor(input: AudioFormat) {
-    this.output = { sampleRate: input.sampleRate, channels: input.channels };
+  constructor(input: AudioFormat, mix: number, vadThreshold: number) {
+    this.output = derivedFormat(input);
     this.#channels = input.channels;
+    this.#mix = mix;
+    this.#vadThreshold = vadThreshold;
+    if (mix > 0) for (let c = 0; c < input.channels; c++) this.#dry.push(new Float32Array(RNNOISE_FRAME_SAMPLES));
     this.#block = RNNOISE_FRAME_SAMPLES * input.channels;
     this.#pending = new Float32Array(this.#block);
     try {
@@ -91,15 +118,29 @@ class DenoiseStage implements Stage {
     let vadSum = 0;
     const channels = this.#channels;
     const frame = this.#frame;
+    const mix = this.#mix;
     for (let b = 0; b < blocks; b++) {
       const base = b * this.#block;
       for (let c = 0; c < channels; c++) {
         for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) frame[i] = out[base + i * channels + c];
+        if (mix > 0) this.#original.set(frame);
         vadSum += this.#states[c].processFrame(frame);
-        for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) out[base + i * channels + c] = frame[i];
+        if (mix > 0) {
+          const dry = this.#dry[c];
+          const wet = 1 - mix;
+          for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) out[base + i * channels + c] = wet * frame[i] + mix * dry[i];
+          dry.set(this.#original); // this frame's original lines up with the next frame's output
+        } else {
+          for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) out[base + i * channels + c] = frame[i];
+        }
       }
     }
-    return { data: out, vad: vadSum / (blocks * channels) };
+    const vad = vadSum / (blocks * channels);
+    // The chunk object is ours too: reusing it keeps the fast path allocation-free.
+    chunk.data = out;
+    chunk.vad = vad;
+    chunk.speech = vad >= this.#vadThreshold;
+    return chunk;
   }
 
   close(): void {

@@ -9,8 +9,9 @@
  * stream's first position stays sample-accurate.
  */
 import { SpeexResampler } from '../../wasm/speex.js';
-import { integerOption, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, PcmChunk, Stage, StageSpec } from './types.js';
+import { chunkWith } from './chunk.js';
+import { derivedFormat, integerOption, rejectUnknownOptions } from './options.js';
+import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
 
 /** Options of the `resample` stage. */
 export interface ResampleOptions extends StageSpec {
@@ -18,21 +19,23 @@ export interface ResampleOptions extends StageSpec {
   /** Output rate in Hz: an integer from 8000 to 48000. Required. Equal to the input rate, the stage passes chunks through untouched. */
   sampleRate: number;
   /**
-   * Speex quality, integer 0 (fastest) to 10 (best). Default 5, Speex's voice
-   * setting; costs ~5 / 8 / 14 µs per 20 ms at q3 / q5 / q7 (48→16 kHz).
+   * Speex quality, integer 0 (fastest) to 10 (best). Default 6: the lowest
+   * quality whose passband stays within 1 dB up to 0.9 × the new Nyquist
+   * (measured: q5 is −1.85 dB there, q6 −0.21 dB; test/dsp/resample-quality.test.ts),
+   * for ~3 µs more than q5 per 20 ms (`npm run bench`).
    */
   quality?: number;
 }
 
 export const RESAMPLE_MIN_RATE = 8000;
 export const RESAMPLE_MAX_RATE = 48000;
-export const RESAMPLE_DEFAULT_QUALITY = 5;
+export const RESAMPLE_DEFAULT_QUALITY = 6;
 
-export function createResampleStage(spec: StageSpec, input: AudioFormat): Stage {
+export function createResampleStage(spec: StageSpec, input: AudioFormat): ChunkStage {
   rejectUnknownOptions(spec, ['sampleRate', 'quality']);
   const sampleRate = integerOption(spec, 'sampleRate', RESAMPLE_MIN_RATE, RESAMPLE_MAX_RATE);
   const quality = integerOption(spec, 'quality', 0, 10, RESAMPLE_DEFAULT_QUALITY);
-  const output: AudioFormat = { sampleRate, channels: input.channels };
+  const output = derivedFormat(input, { sampleRate });
   if (sampleRate === input.sampleRate) return { output, process: (chunk) => chunk, close() {} };
   const resampler = new SpeexResampler(input.channels, input.sampleRate, sampleRate, quality);
   return {
@@ -40,7 +43,7 @@ export function createResampleStage(spec: StageSpec, input: AudioFormat): Stage 
     process(chunk: PcmChunk): PcmChunk | null {
       const data = resampler.process(chunk.data);
       if (data.length === 0) return null;
-      return chunk.vad === undefined ? { data } : { data, vad: chunk.vad };
+      return chunkWith(chunk, data);
     },
     close() {
       resampler.close();

@@ -7,14 +7,26 @@
  * position converted to the branch's rate. A stream rebuilt on another worker
  * after a restart starts from a later first position, so it continues at the
  * right media time instead of restarting at 0.
+ *
+ * A stream takes either Opus packets (`process`, WebRTC peers) or, when its
+ * spec has `input`, PCM frames (`processPcm`, the RxJS operator that runs
+ * stages in the pool); the other method throws.
+ *
+ * A stage may turn one chunk into several (`reframe`); each then flows
+ * through the rest of the chain in order, and becomes its own output frame.
+ * A branch whose final format is 's16' gets its frames packed to Int16Array
+ * here, after the levels were measured on the floats.
  */
 import { loadOpus } from '../../wasm/opus.js';
 import { loadRnnoise } from '../../wasm/rnnoise.js';
 import { loadSpeex } from '../../wasm/speex.js';
 import { measureLevels } from './levels.js';
-import { OpusStreamDecoder, type DecodedChunk } from './opus-decode.js';
+import { OpusStreamDecoder } from './opus-decode.js';
+import { PcmStreamInput, type PcmInput, type PcmInputFormat, type PlacedChunk } from './pcm-input.js';
 import { createStage } from './registry.js';
-import type { AudioFormat, DecodeCounters, EncodedInput, PcmChunk, ProcessedFrame, Stage, StageSpec } from './types.js';
+import type { AudioFormat, DecodeCounters, EncodedInput, PcmChunk, ProcessedFrame, Stage, StageOutput, StageSpec } from './types.js';
+
+export type { PcmInput, PcmInputFormat } from './pcm-input.js';
 
 /** The rate Opus always decodes at, and the unit of `EncodedInput.position`. */
 const OPUS_RATE = 48000;
@@ -27,11 +39,24 @@ export interface BranchSpec {
 
 /** What a worker needs to build one stream's state. */
 export interface StreamSpec {
-  /** Channels to decode to: 1 or 2 (libopus downmixes or upmixes the coded stream). */
-  channels: 1 | 2;
-  /** Output branches; `process()` returns one frame list per branch, in this order. */
+  /**
+   * Channels to decode Opus to: 1 or 2 (libopus downmixes or upmixes the
+   * coded stream). Required for Opus input; ignored with `input`.
+   */
+  channels?: 1 | 2;
+  /** Output branches; `process()`/`processPcm()` return one frame list per branch, in this order. */
   branches: BranchSpec[];
+  /**
+   * PCM input instead of Opus: the format of the frames `processPcm()` takes
+   * (rate 8000–48000 Hz, 1 or 2 channels). Branch stages start from this
+   * format; no decoder is built.
+   */
+  input?: PcmInputFormat;
 }
+
+/** Lowest and highest PCM input rate: the range every built-in stage is specified for. */
+const PCM_MIN_RATE = 8000;
+const PCM_MAX_RATE = 48000;
 
 /**
  * Loads and compiles libopus, RNNoise and Speex for this thread (once; later
@@ -50,23 +75,40 @@ interface BranchChain {
 }
 
 export class StreamProcessor {
-  readonly #decoder: OpusStreamDecoder;
+  /** Exactly one of the two inputs exists, fixed by the spec. */
+  readonly #decoder: OpusStreamDecoder | undefined;
+  readonly #pcm: PcmStreamInput | undefined;
+  /** Rate of the input positions: 48 kHz for Opus, the input rate for PCM. */
+  readonly #inputRate: number;
   readonly #branches: BranchChain[] = [];
-  /** Reused between calls: the decoder appends to it, so a batch allocates no list. */
-  readonly #chunks: DecodedChunk[] = [];
+  /** Reused between calls: the input appends to it, so a batch allocates no list. */
+  readonly #chunks: PlacedChunk[] = [];
+  /** Reused by runChain for the chunks one input produced at a branch's end. */
+  readonly #produced: PcmChunk[] = [];
   #closed = false;
 
   /**
-   * Builds the decoder and every branch's stages. Throws (having freed whatever
-   * it built) a TypeError or RangeError that names the branch, the stage index
-   * and type, and the problem, e.g.
+   * Builds the input (decoder or PCM placement) and every branch's stages.
+   * Throws (having freed whatever it built) a TypeError or RangeError that
+   * names the branch, the stage index and type, and the problem, e.g.
    * `branch 0, stage 1 (denoise): denoise needs 48000 Hz input, got 16000 Hz; …`.
    */
   constructor(spec: StreamSpec) {
     checkSpec(spec);
-    this.#decoder = new OpusStreamDecoder(spec.channels);
+    let format: AudioFormat;
+    if (spec.input) {
+      const { sampleRate, channels, sampleFormat } = spec.input;
+      this.#pcm = new PcmStreamInput({ sampleRate, channels, ...(sampleFormat ? { sampleFormat } : {}) });
+      this.#inputRate = sampleRate;
+      // Stages work on floats whatever the input encoding; an s16 input stays s16 at the branch end unless a stage changes it.
+      format = { sampleRate, channels, ...(sampleFormat ? { sampleFormat } : {}) };
+    } else {
+      this.#decoder = new OpusStreamDecoder(spec.channels!);
+      this.#inputRate = OPUS_RATE;
+      format = { sampleRate: OPUS_RATE, channels: spec.channels! };
+    }
     try {
-      spec.branches.forEach((branch, bi) => this.#branches.push(buildChain(branch, bi, { sampleRate: OPUS_RATE, channels: spec.channels })));
+      spec.branches.forEach((branch, bi) => this.#branches.push(buildChain(branch, bi, format)));
     } catch (e) {
       this.close();
       throw e;
@@ -78,38 +120,70 @@ export class StreamProcessor {
     return this.#branches.map((b) => ({ ...b.output }));
   }
 
-  /** The decoder's live counters (copy them to keep a snapshot). */
+  /** The input's live counters (copy them to keep a snapshot). */
   get counters(): DecodeCounters {
-    return this.#decoder.counters;
+    return (this.#decoder ?? this.#pcm)!.counters;
   }
 
   /**
    * Decodes `frames` (one stream, media order) and runs every branch on the
    * result. Returns the frames each branch produced (outer index = branch); a
-   * branch may return fewer frames than went in while a stage buffers.
+   * branch may return fewer frames than went in while a stage buffers, or
+   * more when a stage cuts frames shorter.
    */
   process(frames: readonly EncodedInput[]): ProcessedFrame[][] {
     if (this.#closed) throw new Error('StreamProcessor is closed');
+    if (!this.#decoder) throw new Error('StreamProcessor: this stream takes PCM input (spec.input is set); use processPcm()');
+    this.#decoder.decode(frames, this.#chunks);
+    return this.#run();
+  }
+
+  /**
+   * Places PCM `frames` (one stream, media order, positions at the input
+   * rate) at media time and runs every branch on them: gaps become silence,
+   * late or overlapping frames are dropped and counted in `counters.late`,
+   * Int16 data becomes floats. Returns one frame list per branch.
+   */
+  processPcm(frames: readonly PcmInput[]): ProcessedFrame[][] {
+    if (this.#closed) throw new Error('StreamProcessor is closed');
+    if (!this.#pcm) throw new Error('StreamProcessor: this stream decodes Opus (spec.input is not set); use process()');
+    try {
+      this.#pcm.place(frames, this.#chunks);
+    } catch (e) {
+      this.#chunks.length = 0;
+      throw e;
+    }
+    return this.#run();
+  }
+
+  /** Runs every branch on the chunks the input placed, then lets go of them. */
+  #run(): ProcessedFrame[][] {
     const chunks = this.#chunks;
-    chunks.length = 0;
-    this.#decoder.decode(frames, chunks);
+    const produced = this.#produced;
     const last = this.#branches.length - 1;
     const result: ProcessedFrame[][] = [];
-    for (let b = 0; b <= last; b++) {
-      const branch = this.#branches[b];
-      const out: ProcessedFrame[] = [];
-      for (const chunk of chunks) {
-        branch.next ??= Math.round((chunk.position * branch.output.sampleRate) / OPUS_RATE);
-        // Stages may work in place (denoise does), and a branch's output array is
-        // handed to its sinks, so no two branches may share one. The decoder's
-        // array goes to the last branch, which runs after the others took copies.
-        const data = b === last ? chunk.data : chunk.data.slice();
-        const produced = runChain(branch.stages, data);
-        if (produced) out.push(frameOf(branch, produced, chunk.arrival));
+    try {
+      for (let b = 0; b <= last; b++) {
+        const branch = this.#branches[b];
+        const out: ProcessedFrame[] = [];
+        for (const chunk of chunks) {
+          branch.next ??= Math.round((chunk.position * branch.output.sampleRate) / this.#inputRate);
+          // Stages may work in place (denoise does), and a branch's output array is
+          // handed to its sinks, so no two branches may share one. The input's array
+          // goes to the last branch, which runs after the others took copies.
+          const first: PcmChunk = { data: b === last ? chunk.data : chunk.data.slice() };
+          if (chunk.vad !== undefined) first.vad = chunk.vad;
+          if (chunk.speech !== undefined) first.speech = chunk.speech;
+          produced.length = 0;
+          runChain(branch.stages, 0, first, produced);
+          for (const p of produced) out.push(frameOf(branch, p, chunk.arrival));
+        }
+        result.push(out);
       }
-      result.push(out);
+    } finally {
+      chunks.length = 0; // don't keep the batch's PCM alive until the next call
+      produced.length = 0;
     }
-    chunks.length = 0; // don't keep the batch's PCM alive until the next call
     return result;
   }
 
@@ -128,18 +202,31 @@ export class StreamProcessor {
         }
       }
     }
-    this.#decoder?.close(); // undefined only if the constructor failed before creating it
+    this.#decoder?.close(); // undefined for PCM input, or if the constructor failed before creating it
     if (failure !== undefined) throw failure;
   }
 }
 
 function checkSpec(spec: StreamSpec): void {
   if (typeof spec !== 'object' || spec === null) throw new TypeError('StreamProcessor: spec must be an object { channels, branches }');
-  if (spec.channels !== 1 && spec.channels !== 2) throw new RangeError(`StreamProcessor: "channels" must be 1 or 2, got ${JSON.stringify(spec.channels) ?? String(spec.channels)}`);
+  if (spec.input !== undefined) checkInput(spec.input);
+  else if (spec.channels !== 1 && spec.channels !== 2) throw new RangeError(`StreamProcessor: "channels" must be 1 or 2, got ${JSON.stringify(spec.channels) ?? String(spec.channels)}`);
   if (!Array.isArray(spec.branches)) throw new TypeError('StreamProcessor: "branches" must be an array of { stages: [...] }');
   spec.branches.forEach((b, bi) => {
     if (typeof b !== 'object' || b === null || !Array.isArray(b.stages)) throw new TypeError(`branch ${bi}: "stages" must be an array (use [] for decoded audio as is)`);
   });
+}
+
+function checkInput(input: PcmInputFormat): void {
+  if (typeof input !== 'object' || input === null) throw new TypeError('StreamProcessor: "input" must be an object { sampleRate, channels, sampleFormat? }');
+  const { sampleRate, channels, sampleFormat } = input;
+  if (!Number.isInteger(sampleRate) || sampleRate < PCM_MIN_RATE || sampleRate > PCM_MAX_RATE) {
+    throw new RangeError(`StreamProcessor: "input.sampleRate" must be an integer from ${PCM_MIN_RATE} to ${PCM_MAX_RATE}, got ${JSON.stringify(sampleRate) ?? String(sampleRate)}`);
+  }
+  if (channels !== 1 && channels !== 2) throw new RangeError(`StreamProcessor: "input.channels" must be 1 or 2, got ${JSON.stringify(channels) ?? String(channels)}`);
+  if (sampleFormat !== undefined && sampleFormat !== 'f32' && sampleFormat !== 's16') {
+    throw new RangeError(`StreamProcessor: "input.sampleFormat" must be "f32" or "s16", got ${JSON.stringify(sampleFormat) ?? String(sampleFormat)}`);
+  }
 }
 
 /** Creates a branch's stages in order, feeding each the previous one's output format. */
@@ -177,13 +264,28 @@ function describeType(spec: unknown): string {
   return typeof type === 'string' ? type : 'no type';
 }
 
-function runChain(stages: Stage[], data: Float32Array): PcmChunk | null {
-  let chunk: PcmChunk | null = { data };
-  for (const stage of stages) {
-    chunk = stage.process(chunk);
-    if (!chunk) return null;
+/** A stage's result as a list, without allocating one for the usual single chunk. */
+function isChunkList(r: Exclude<StageOutput, null>): r is readonly PcmChunk[] {
+  return Array.isArray(r);
+}
+
+/**
+ * Runs `chunk` through `stages` from index `from` and appends what comes out
+ * of the last stage to `out`. When a stage returns several chunks, each runs
+ * through the remaining stages before the next one, so order is kept.
+ */
+function runChain(stages: Stage[], from: number, chunk: PcmChunk, out: PcmChunk[]): void {
+  let current = chunk;
+  for (let i = from; i < stages.length; i++) {
+    const result = stages[i].process(current);
+    if (result === null) return;
+    if (isChunkList(result)) {
+      for (const c of result) runChain(stages, i + 1, c, out);
+      return;
+    }
+    current = result;
   }
-  return chunk;
+  out.push(current);
 }
 
 function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): ProcessedFrame {
@@ -191,7 +293,28 @@ function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): Process
   const { sampleRate, channels } = branch.output;
   const position = branch.next!;
   branch.next = position + chunk.data.length / channels;
-  const frame: ProcessedFrame = { position, sampleRate, channels, data: chunk.data, rms, peak, arrival };
+  const s16 = branch.output.sampleFormat === 's16';
+  const frame: ProcessedFrame = {
+    position,
+    sampleRate,
+    channels,
+    sampleFormat: s16 ? 's16' : 'f32',
+    data: s16 ? packS16(chunk.data) : chunk.data,
+    rms,
+    peak,
+    arrival,
+  };
   if (chunk.vad !== undefined) frame.vad = chunk.vad;
+  if (chunk.speech !== undefined) frame.speech = chunk.speech;
   return frame;
+}
+
+/** Floats to 16-bit: round(x·32768), clipped to −32768..32767 (the grid `format` quantizes to). */
+function packS16(data: Float32Array): Int16Array {
+  const out = new Int16Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const q = Math.round(data[i] * 32768);
+    out[i] = q > 32767 ? 32767 : q < -32768 ? -32768 : q;
+  }
+  return out;
 }

@@ -5,7 +5,7 @@
  * and counted; the stream and the other sinks go on.
  */
 import { performance } from 'node:perf_hooks';
-import { Subject, type Observable } from 'rxjs';
+import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import type { IngestFrame } from '../rtc/rtp-ingest.js';
@@ -13,6 +13,7 @@ import { PeerAudioStats } from '../sinks/peer-stats.js';
 import { RecordSink } from '../sinks/record-sink.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { RecordingsStore } from '../sinks/recordings-store.js';
+import { runProcessor, type ProcessorEvent, type ProcessorRegistry } from '../sinks/processors.js';
 import type { Pipeline } from './pipeline.js';
 
 export interface PeerPipelineOptions {
@@ -21,10 +22,23 @@ export interface PeerPipelineOptions {
   pipeline: Pipeline;
   room: string;
   peer: string;
+  session: string;
+  /** Where the pipeline's `processor` sinks find their factories. */
+  processors: ProcessorRegistry;
+  /** Events emitted by processors (`context.emit`). */
+  onProcessorEvent(event: ProcessorEvent): void;
   /** Called once when the worker reports that the stages failed. */
   onPipelineError(message: string): void;
-  /** Sink failures (logged by the caller, once per sink). */
+  /** Sink and processor failures (logged by the caller, once per sink). */
   onSinkError(sink: string, error: Error): void;
+}
+
+/** A processor attached to one of this peer's branches. */
+export interface AttachedProcessor {
+  name: string;
+  branch: string;
+  /** `detached` after it threw or errored (see `sinkErrors`), or after `detach()`. */
+  state: 'running' | 'detached' | 'failed';
 }
 
 export interface BranchOutput {
@@ -46,6 +60,9 @@ export class PeerPipeline {
   readonly stats = new PeerAudioStats();
   readonly branches: BranchOutput[];
   sinkErrors = 0;
+  /** Processors that failed and were detached. */
+  processorErrors = 0;
+  readonly #processors: Array<AttachedProcessor & { sub?: Subscription }> = [];
   readonly #runtime: BranchRuntime[];
   readonly #stream: PoolStream;
   readonly #options: PeerPipelineOptions;
@@ -69,7 +86,7 @@ export class PeerPipeline {
         peer: options.peer,
         baseName: `${options.room}-${options.peer}-${stamp}${pipeline.branches.length > 1 ? `-${b.name}` : ''}`,
         sampleRate: b.sampleRate,
-        channels: pipeline.channels,
+        channels: b.channels,
         sampleFormat: rec?.type === 'record' ? (rec.sampleFormat ?? 's16') : 's16',
         onError: (e) => this.#sinkFailed(`record:${b.name}`, e),
       });
@@ -78,10 +95,16 @@ export class PeerPipeline {
     this.branches = this.#runtime.map((r, i) => ({
       name: r.name,
       sampleRate: pipeline.branches[i].sampleRate,
-      channels: pipeline.channels,
+      channels: pipeline.branches[i].channels,
       audio$: r.subject.asObservable(),
     }));
     for (const r of this.#runtime) this.#attachSinks(r);
+    // Processor sinks: every name was checked to be registered before the session started.
+    pipeline.branches.forEach((b) => {
+      for (const sink of b.sinks) {
+        if (sink.type === 'processor') this.attachProcessor(sink.name, sink.options ?? {}, b.name);
+      }
+    });
 
     this.#stream = options.pool.openStream(
       { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) },
@@ -119,9 +142,14 @@ export class PeerPipeline {
     this.#stream.push(frame);
   }
 
-  /** Starts recording on the branches that have a record sink, or on the first branch if none has. */
-  async startRecording(name?: string): Promise<RecordingInfo[]> {
+  /**
+   * Starts recording on the branches that have a record sink, or on the first
+   * branch if none has. `path` (programmatic API) records the first target to
+   * that file, wherever it is.
+   */
+  async startRecording(name?: string, path?: string): Promise<RecordingInfo[]> {
     const targets = this.#recordTargets();
+    if (path !== undefined) return [await targets[0].record!.start(undefined, false, path)];
     const started: RecordingInfo[] = [];
     for (const r of targets) {
       const branchName = name !== undefined && targets.length > 1 ? `${name.replace(/\.wav$/i, '')}-${r.name}` : name;
@@ -155,6 +183,55 @@ export class PeerPipeline {
       return infos.filter((i): i is RecordingInfo => i !== undefined);
     })();
     return this.#closed;
+  }
+
+  /**
+   * Attaches a registered main-thread processor to a branch (default: the
+   * first). Returns a function that detaches it. An unknown name throws
+   * `EARSHOT_PROCESSOR_NOT_FOUND`; a processor that fails later is detached and
+   * counted instead (see the module comment of sinks/processors.ts).
+   */
+  attachProcessor(name: string, options: Record<string, unknown> = {}, branch?: string): () => void {
+    const factory = this.#options.processors.get(name);
+    const r = branch === undefined ? this.#runtime[0] : this.#runtime.find((x) => x.name === branch);
+    if (!r) throw new RangeError(`pipeline "${this.#options.pipeline.name}" has no branch "${branch}"`);
+    const entry: AttachedProcessor & { sub?: Subscription } = { name, branch: r.name, state: 'running' };
+    this.#processors.push(entry);
+    const { peer, room, session } = this.#options;
+    entry.sub = runProcessor(
+      r.subject,
+      factory,
+      {
+        peerId: peer,
+        roomId: room,
+        sessionId: session,
+        branch: r.name,
+        options: Object.freeze({ ...options }),
+        emit: (event, data) => {
+          try {
+            this.#options.onProcessorEvent({ peerId: peer, roomId: room, sessionId: session, processor: name, event: String(event), data, at: Date.now() });
+          } catch {
+            // an event listener's failure is not the processor's
+          }
+        },
+      },
+      (error) => {
+        entry.state = 'failed';
+        entry.sub?.unsubscribe();
+        this.processorErrors++;
+        this.#sinkFailed(`processor:${name}`, error);
+      },
+    );
+    if (entry.state === 'failed') entry.sub?.unsubscribe();
+    return () => {
+      if (entry.state === 'running') entry.state = 'detached';
+      entry.sub?.unsubscribe();
+    };
+  }
+
+  /** Processors attached to this peer, with their state. */
+  processors(): AttachedProcessor[] {
+    return this.#processors.map(({ name, branch, state }) => ({ name, branch, state }));
   }
 
   #recordTargets(): BranchRuntime[] {

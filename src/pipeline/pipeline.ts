@@ -8,17 +8,17 @@ import type { TObject } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { errors } from '../errors.js';
 import {
-  DenoiseStageSchema,
+  BUILTIN_STAGE_TYPES,
   PipelineSchema,
+  ProcessorSinkSchema,
   RecordSinkSchema,
-  ResampleStageSchema,
   StatsSinkSchema,
   SINK_TYPES,
-  STAGE_TYPES,
   type PipelineDocument,
   type SinkDefinition,
   type StageDefinition,
 } from './schema.js';
+import { BuiltinStageSchemas } from './stage-schemas.js';
 
 export interface PipelineProblem {
   /** JSON Pointer to the offending value (`/branches/asr/stages/2/sampleRate`). */
@@ -32,6 +32,18 @@ export interface Branch {
   sinks: SinkDefinition[];
   /** Sample rate of the branch output. */
   sampleRate: number;
+  /** Channels of the branch output (the decode's, changed by `downmix`/`upmix`). */
+  channels: 1 | 2;
+  /** Sample encoding of the frames the branch delivers (`s16` after a `format` stage asking for it). */
+  sampleFormat: 'f32' | 's16';
+}
+
+export interface ValidateOptions {
+  /**
+   * Stage types provided by registered custom worker modules. Any other
+   * non-built-in type is a problem (with the nearest known name as a hint).
+   */
+  customStages?: readonly string[];
 }
 
 /** A validated pipeline, normalized to named branches. */
@@ -47,7 +59,12 @@ export interface Pipeline {
 const DECODE_RATE = 48000;
 
 /** Validates a parsed JSON value; returns the pipeline or every problem found. */
-export function validatePipeline(doc: unknown): { pipeline: Pipeline; problems: [] } | { pipeline?: undefined; problems: PipelineProblem[] } {
+export function validatePipeline(
+  doc: unknown,
+  options: ValidateOptions = {},
+): { pipeline: Pipeline; problems: [] } | { pipeline?: undefined; problems: PipelineProblem[] } {
+  const custom = options.customStages ?? [];
+  const known = [...BUILTIN_STAGE_TYPES, ...custom];
   const problems: PipelineProblem[] = [];
   if (!Value.Check(PipelineSchema, doc)) {
     problems.push(...schemaProblems(doc));
@@ -70,20 +87,33 @@ export function validatePipeline(doc: unknown): { pipeline: Pipeline; problems: 
     const stages = b.stages ?? [];
     const sinks = b.sinks ?? [];
     let rate = DECODE_RATE;
+    let channels: 1 | 2 = d.channels ?? 1;
+    let sampleFormat: 'f32' | 's16' = 'f32';
     stages.forEach((stage, i) => {
-      if (stage.type === 'denoise' && rate !== 48000) {
+      const opts = stage as { type: string; sampleRate?: number; sampleFormat?: 'f32' | 's16' };
+      if (!(BUILTIN_STAGE_TYPES as readonly string[]).includes(stage.type) && !custom.includes(stage.type)) {
+        problems.push({
+          path: `${base}/stages/${i}/type`,
+          message: `"${stage.type}" is not a stage type; use one of ${known.join(', ')}${nearest(stage.type, known)}${custom.length === 0 ? ' (custom stages need their module registered first)' : ''}`,
+        });
+      }
+      // Semantic check (not an automatic resample, so the cost stays visible in the pipeline).
+      if (stage.type === 'denoise' && rate !== DECODE_RATE) {
         problems.push({
           path: `${base}/stages/${i}`,
           message: `denoise needs 48000 Hz audio but gets ${rate} Hz here; move "denoise" before the "resample" stage`,
         });
       }
-      if (stage.type === 'resample') rate = stage.sampleRate;
+      if (stage.type === 'resample' && opts.sampleRate !== undefined) rate = opts.sampleRate;
+      if (stage.type === 'downmix') channels = 1;
+      if (stage.type === 'upmix') channels = 2;
+      if (stage.type === 'format' && opts.sampleFormat !== undefined) sampleFormat = opts.sampleFormat;
     });
-    if (sinks.length === 0) problems.push({ path: `${base}/sinks`, message: 'a branch needs at least one sink ("record" or "stats")' });
+    if (sinks.length === 0) problems.push({ path: `${base}/sinks`, message: 'a branch needs at least one sink ("record", "stats" or "processor")' });
     if (sinks.filter((s) => s.type === 'record').length > 1) {
       problems.push({ path: `${base}/sinks`, message: 'at most one "record" sink per branch' });
     }
-    branches.push({ name, stages, sinks, sampleRate: rate });
+    branches.push({ name, stages, sinks, sampleRate: rate, channels, sampleFormat });
   }
   if (problems.length > 0) return { problems };
   const frozen = structuredClone(d);
@@ -100,15 +130,15 @@ export function validatePipeline(doc: unknown): { pipeline: Pipeline; problems: 
 }
 
 /** Parses and validates; throws `EARSHOT_PIPELINE_INVALID` (422) with every problem. */
-export function parsePipeline(doc: unknown, label = 'pipeline'): Pipeline {
-  const result = validatePipeline(doc);
+export function parsePipeline(doc: unknown, label = 'pipeline', options: ValidateOptions = {}): Pipeline {
+  const result = validatePipeline(doc, options);
   if (result.pipeline) return result.pipeline;
   const name = typeof doc === 'object' && doc !== null && typeof (doc as { name?: unknown }).name === 'string' ? (doc as { name: string }).name : label;
   throw errors.PIPELINE_INVALID(name, result.problems);
 }
 
 /** Reads, parses and validates a pipeline JSON file. */
-export async function loadPipelineFile(file: string): Promise<Pipeline> {
+export async function loadPipelineFile(file: string, options: ValidateOptions = {}): Promise<Pipeline> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -121,7 +151,7 @@ export async function loadPipelineFile(file: string): Promise<Pipeline> {
   } catch (e) {
     throw errors.PIPELINE_INVALID(file, [{ path: '', message: `not valid JSON: ${(e as Error).message}` }]);
   }
-  return parsePipeline(doc, file);
+  return parsePipeline(doc, file, options);
 }
 
 /** Turns TypeBox errors into readable problems; unions get a message naming the allowed types. */
@@ -133,9 +163,12 @@ function schemaProblems(doc: unknown): PipelineProblem[] {
     if (/\/(stages|sinks)\/\d+$/.test(path)) {
       // A union failed: say which member was meant instead of listing every branch of the union.
       const kind = /\/stages\/\d+$/.test(path) ? 'stage' : 'sink';
-      const allowed: readonly string[] = kind === 'stage' ? STAGE_TYPES : SINK_TYPES;
+      const allowed: readonly string[] = kind === 'stage' ? BUILTIN_STAGE_TYPES : SINK_TYPES;
       const type = (e.value as { type?: unknown } | undefined)?.type;
-      if (typeof type !== 'string' || !allowed.includes(type)) {
+      if (kind === 'stage' && typeof type === 'string' && !allowed.includes(type)) {
+        // Matched no built-in and not the custom-stage shape: a malformed custom type name.
+        out.push({ path: `${path}/type`, message: `${JSON.stringify(type)} is not a stage type; use one of ${allowed.join(', ')}${nearest(type, allowed)}, or a registered custom stage (lower-case letters, digits, "-")` });
+      } else if (typeof type !== 'string' || !allowed.includes(type)) {
         out.push({ path: `${path}/type`, message: `${JSON.stringify(type)} is not a ${kind} type; use one of ${allowed.join(', ')}${nearest(type, allowed)}` });
       } else {
         out.push(...memberProblems(kind, type, e.value, path));
@@ -148,13 +181,13 @@ function schemaProblems(doc: unknown): PipelineProblem[] {
   return out;
 }
 
-const MEMBER_SCHEMAS = {
-  stage: { denoise: DenoiseStageSchema, resample: ResampleStageSchema },
-  sink: { record: RecordSinkSchema, stats: StatsSinkSchema },
-} as const;
+const MEMBER_SCHEMAS: Record<'stage' | 'sink', Record<string, TObject>> = {
+  stage: Object.fromEntries(BuiltinStageSchemas.map((schema) => [(schema.properties.type as { const: string }).const, schema as TObject])),
+  sink: { record: RecordSinkSchema, stats: StatsSinkSchema, processor: ProcessorSinkSchema },
+};
 
 function memberProblems(kind: 'stage' | 'sink', type: string, value: unknown, base: string): PipelineProblem[] {
-  const schema = (MEMBER_SCHEMAS[kind] as unknown as Record<string, TObject>)[type];
+  const schema = MEMBER_SCHEMAS[kind][type];
   return [...Value.Errors(schema, value)].map((e) => {
     const key = e.path.slice(1);
     if (e.message === 'Unexpected property') {

@@ -5,25 +5,31 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-export const SAMPLE_RATES = [8000, 12000, 16000, 22050, 24000, 32000, 44100, 48000] as const;
+import { BUILTIN_STAGE_TYPES, BuiltinStageSchemas } from './stage-schemas.js';
 
-export const DenoiseStageSchema = Type.Object(
-  { type: Type.Literal('denoise', { description: 'RNNoise noise suppression at 48 kHz; reports a voice-activity probability per frame.' }) },
-  { additionalProperties: false, description: 'Remove background noise (RNNoise). Needs 48 kHz input.' },
-);
+export { BUILTIN_STAGE_TYPES } from './stage-schemas.js';
 
-export const ResampleStageSchema = Type.Object(
+/**
+ * A stage from a custom worker module (`pool.registerStageModule()` /
+ * `--stage-module`): any lower-case type that is not a built-in, with its own
+ * options. Whether the type exists is checked against the registered modules
+ * when the pipeline is validated for a server; its options are checked by the
+ * module's `create()` before any peer uses the pipeline.
+ */
+export const CustomStageSchema = Type.Object(
   {
-    type: Type.Literal('resample', { description: 'Change the sample rate (Speex resampler).' }),
-    sampleRate: Type.Integer({ minimum: 8000, maximum: 48000, description: 'Output sample rate in Hz, 8000–48000.' }),
-    quality: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, default: 5, description: 'Speex quality 0 (fastest) … 10 (best). Default 5.' })),
+    type: Type.String({
+      pattern: `^(?!(${BUILTIN_STAGE_TYPES.join('|')})$)[a-z][a-z0-9-]*$`,
+      description: 'Stage type registered by a custom worker stage module.',
+    }),
   },
-  { additionalProperties: false, description: 'Resample to another rate.' },
+  { additionalProperties: true, description: 'A custom worker stage; its options are passed to the module.' },
 );
 
-export const StageSchema = Type.Union([DenoiseStageSchema, ResampleStageSchema]);
+export const StageSchema = Type.Union([...BuiltinStageSchemas, CustomStageSchema]);
 export type StageDefinition = Static<typeof StageSchema>;
-export const STAGE_TYPES = ['denoise', 'resample'] as const;
+/** @deprecated use BUILTIN_STAGE_TYPES */
+export const STAGE_TYPES = BUILTIN_STAGE_TYPES;
 
 export const RecordSinkSchema = Type.Object(
   {
@@ -42,9 +48,18 @@ export const StatsSinkSchema = Type.Object(
   { additionalProperties: false },
 );
 
-export const SinkSchema = Type.Union([RecordSinkSchema, StatsSinkSchema]);
+export const ProcessorSinkSchema = Type.Object(
+  {
+    type: Type.Literal('processor', { description: 'Hand the branch output to a main-thread processor registered with registerProcessor().' }),
+    name: Type.String({ minLength: 1, maxLength: 64, description: 'Registered processor name. An unregistered name is an error when a stream starts, before any audio flows.' }),
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Passed to the processor factory as context.options.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const SinkSchema = Type.Union([RecordSinkSchema, StatsSinkSchema, ProcessorSinkSchema]);
 export type SinkDefinition = Static<typeof SinkSchema>;
-export const SINK_TYPES = ['record', 'stats'] as const;
+export const SINK_TYPES = ['record', 'stats', 'processor'] as const;
 
 export const BranchSchema = Type.Object(
   {
@@ -60,7 +75,10 @@ export const PipelineSchema = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_-]*$', description: 'Pipeline name: letters, digits, "_" and "-".' }),
     description: Type.Optional(Type.String({ description: 'What the pipeline is for.' })),
     channels: Type.Optional(
-      Type.Union([Type.Literal(1), Type.Literal(2)], { default: 1, description: 'Channels to decode the Opus stream to: 1 (mono, default) or 2 (stereo).' }),
+      Type.Union([Type.Literal(1), Type.Literal(2)], {
+        default: 1,
+        description: 'Channels to decode the Opus stream to: 1 (mono, default) or 2 (stereo; the answer asks the sender for stereo=1, RFC 7587). A mono sender decoded as stereo gives two equal channels.',
+      }),
     ),
     stages: Type.Optional(Type.Array(StageSchema, { description: 'Single-chain form: stages (use either stages+sinks or branches).' })),
     sinks: Type.Optional(Type.Array(SinkSchema, { description: 'Single-chain form: sinks.' })),

@@ -9,9 +9,11 @@ import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { DecodeCounters, EncodedInput, ProcessedFrame } from '../dsp/types.js';
+import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
+import { errors } from '../errors.js';
 import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
-import type { BatchItem, BatchResult, BatchTask, StreamSetup } from './protocol.js';
+import type { BatchItem, BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
+import { stageModuleUrl } from './stage-module.js';
 
 export interface WorkerPoolOptions {
   /**
@@ -43,7 +45,7 @@ interface StreamEntry {
   slot: number;
   setup: StreamSetup;
   handlers: PoolStreamHandlers;
-  queue: EncodedInput[];
+  queue: StreamInput[];
   needsSetup: boolean;
   closing: boolean;
   closed: boolean;
@@ -59,8 +61,8 @@ export interface PoolStream {
   readonly workers: readonly number[];
   /** Frames dropped because the stream's worker queue was full. */
   readonly dropped: number;
-  /** Queues an encoded frame for the stream's worker. */
-  push(frame: EncodedInput): void;
+  /** Queues a frame for the stream's worker: encoded Opus, or PCM for a stream opened with `setup.input`. */
+  push(frame: StreamInput): void;
   /** Processes everything queued, frees the worker state, then resolves. */
   close(): Promise<void>;
 }
@@ -77,6 +79,8 @@ export interface WorkerPoolStats {
   tasksCompleted: number;
   tasksFailed: number;
   streams: number;
+  /** Streams opened since the pool started (each one is a worker hop for its frames). */
+  streamsOpened: number;
   /** Per worker thread: streams pinned to it. */
   streamsPerThread: Record<string, number>;
 }
@@ -92,12 +96,20 @@ export class WorkerPool {
   readonly #streams = new Map<string, StreamEntry>();
   readonly #slotStreams: Set<StreamEntry>[];
   readonly #inFlight: boolean[];
+  /** Control tasks waiting for their slot's batch to finish. */
+  readonly #slotIdle: Array<Array<() => void>>;
   #timer: NodeJS.Timeout | undefined;
   #tasksCompleted = 0;
   #busyMs = 0;
   #startedAt = 0;
   #tasksFailed = 0;
+  #streamsOpened = 0;
   #closed = false;
+  #started: Promise<void> | undefined;
+  /** Stage module URLs every worker must have loaded (sent with every task). */
+  readonly #modules: string[] = [];
+  /** Stage types each registered module provides. */
+  readonly #moduleTypes = new Map<string, string[]>();
 
   constructor(options: WorkerPoolOptions = {}) {
     const threads = options.threads ?? 2;
@@ -113,6 +125,7 @@ export class WorkerPool {
     this.#maxQueuedFrames = maxQueued;
     this.#slotStreams = Array.from({ length: threads }, () => new Set());
     this.#inFlight = Array.from({ length: threads }, () => false);
+    this.#slotIdle = Array.from({ length: threads }, () => []);
     const { balancer, workerOf } = createAffinityBalancer();
     this.#workerOf = workerOf;
     this.#piscina = new Piscina<BatchTask, BatchResult>({
@@ -134,8 +147,14 @@ export class WorkerPool {
     return this.#piscina.threads;
   }
 
-  /** Starts the tick and pre-warms every worker (the first task on a fresh worker takes ~80 ms). */
+  /** Starts the tick and pre-warms every worker (the first task on a fresh worker takes ~80 ms). Idempotent. */
   async start(): Promise<void> {
+    if (this.#started) return this.#started;
+    this.#started = this.#warm();
+    return this.#started;
+  }
+
+  async #warm(): Promise<void> {
     await Promise.all(this.#slotStreams.map((_, slot) => this.#run(slot, { items: [] })));
     this.#startedAt = performance.now();
     this.#timer = setInterval(() => this.#flush(), this.#batchIntervalMs);
@@ -145,6 +164,7 @@ export class WorkerPool {
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
     if (this.#closed) throw new Error('WorkerPool is closed');
     const slot = this.#leastLoadedSlot();
+    this.#streamsOpened++;
     const entry: StreamEntry = {
       id: `s${++streamCounter}`,
       slot,
@@ -190,6 +210,52 @@ export class WorkerPool {
     };
   }
 
+  /**
+   * Loads a custom stage module (file path or `file:` URL) in every worker and
+   * returns the stage types it registered; from then on pipelines and
+   * `inWorkers()` can use them by name, and workers that replace a dead one
+   * load it too. Rejects with `EARSHOT_STAGE_MODULE_INVALID` if the module
+   * fails to import, has the wrong shape or reuses a built-in name; the pool
+   * and the workers stay as they were.
+   */
+  async registerStageModule(pathOrUrl: string | URL): Promise<string[]> {
+    if (this.#closed) throw new Error('WorkerPool is closed');
+    const url = stageModuleUrl(pathOrUrl);
+    const known = this.#moduleTypes.get(url);
+    if (known) return known;
+    const results = await Promise.all(this.#slotStreams.map((_, slot) => this.#runExclusive(slot, { items: [], modules: [...this.#modules, url] })));
+    let types: string[] = [];
+    for (const r of results) {
+      const mine = r.loaded?.find((l) => l.url === url);
+      if (!mine) throw errors.INTERNAL(`worker ${r.threadId} did not report loading ${url}`);
+      if (mine.error) throw errors.STAGE_MODULE_INVALID(url, mine.error);
+      types = mine.types;
+    }
+    for (const [other, otherTypes] of this.#moduleTypes) {
+      const clash = types.find((t) => otherTypes.includes(t));
+      if (clash) throw errors.STAGE_MODULE_INVALID(url, `stage type "${clash}" is already provided by ${other}`);
+    }
+    this.#modules.push(url);
+    this.#moduleTypes.set(url, types);
+    return types;
+  }
+
+  /** Stage types provided by registered modules. */
+  get customStageTypes(): string[] {
+    return [...this.#moduleTypes.values()].flat();
+  }
+
+  /**
+   * Builds each setup's stages in a worker and frees them at once: null for a
+   * setup that can start, else the reason (e.g. a custom stage's `create`
+   * rejected its options). Lets a pipeline fail before any peer uses it.
+   */
+  async checkSetups(setups: StreamSetup[]): Promise<Array<string | null>> {
+    if (this.#closed) throw new Error('WorkerPool is closed');
+    const result = await this.#runExclusive(0, { items: [], modules: [...this.#modules], checks: setups });
+    return result.checks ?? setups.map(() => 'the worker did not check the setup');
+  }
+
   stats(): WorkerPoolStats {
     let queued = 0;
     for (const s of this.#streams.values()) queued += s.queue.length;
@@ -206,6 +272,7 @@ export class WorkerPool {
       tasksCompleted: this.#tasksCompleted,
       tasksFailed: this.#tasksFailed,
       streams: this.#streams.size,
+      streamsOpened: this.#streamsOpened,
       streamsPerThread: perThread,
     };
   }
@@ -260,14 +327,36 @@ export class WorkerPool {
 
   #run(slot: number, task: BatchTask): Promise<BatchResult> {
     const queueOptions: SlotQueueOptions = { slot };
+    if (this.#modules.length > 0 && !task.modules) task.modules = this.#modules;
     return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }));
+  }
+
+  /**
+   * Runs a control task (module load, setup check) on a slot once its batch in
+   * flight, if any, is done, and holds batches back meanwhile: one task per
+   * worker at a time keeps a stream's frames in order.
+   */
+  async #runExclusive(slot: number, task: BatchTask): Promise<BatchResult> {
+    while (this.#inFlight[slot]) await new Promise<void>((resolve) => this.#slotIdle[slot].push(resolve));
+    this.#inFlight[slot] = true;
+    try {
+      return await this.#run(slot, task);
+    } finally {
+      this.#release(slot);
+    }
+  }
+
+  #release(slot: number): void {
+    this.#inFlight[slot] = false;
+    const waiters = this.#slotIdle[slot].splice(0);
+    for (const w of waiters) w();
   }
 
   #runSlot(slot: number, items: BatchItem[], entries: StreamEntry[]): void {
     this.#inFlight[slot] = true;
     this.#run(slot, { items }).then(
       (result) => {
-        this.#inFlight[slot] = false;
+        this.#release(slot);
         this.#tasksCompleted++;
         this.#busyMs += result.busyMs;
         this.#deliver(result, items, entries);
@@ -276,7 +365,7 @@ export class WorkerPool {
         // The worker died with this batch: its frames are lost (recordings fill the
         // gap with silence by media position) and every stream of the slot is
         // rebuilt on the replacement worker.
-        this.#inFlight[slot] = false;
+        this.#release(slot);
         this.#tasksFailed++;
         for (const e of this.#slotStreams[slot]) e.needsSetup = true;
         for (const e of entries) if (e.closing) this.#finish(e);

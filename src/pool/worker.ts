@@ -1,19 +1,24 @@
 /**
  * Pool worker entry. Loads every WASM module once, then hosts many streams'
- * state (Opus decoder, RNNoise, resampler) inside those modules. The handler is
- * synchronous so that two batches never interleave: frames of one stream are
- * processed in order (DESIGN.md invariant 1).
+ * state (Opus decoder, RNNoise, resampler, filters, custom stages). Piscina
+ * gives each worker one task at a time (`concurrentTasksPerWorker: 1`) and the
+ * handler only awaits when it must import a stage module before the batch, so
+ * batches never interleave and a stream's frames are processed in order
+ * (DESIGN.md invariant 1).
  */
 import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { loadDspModules, StreamProcessor } from '../dsp/stream-processor.js';
-import type { BatchItemResult, BatchResult, BatchTask } from './protocol.js';
+import { registerStageFactory } from '../dsp/registry.js';
+import { loadDspModules, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
+import type { EncodedInput } from '../dsp/types.js';
+import { loadStageModule } from './stage-module.js';
+import type { BatchItemResult, BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
 
 await loadDspModules();
 warmUp();
 
 /**
- * Runs every built-in stage once on silence so that JIT compilation and
+ * Runs the built-in stages once on silence so that JIT compilation and
  * first-use allocations happen now, not in the first real stream's frames
  * (that first stream otherwise saw ~60 ms extra latency).
  */
@@ -25,37 +30,91 @@ function warmUp(): void {
 }
 
 const streams = new Map<string, StreamProcessor>();
+const modules = new Map<string, ModuleLoadResult>();
 
-export default function processBatch(task: BatchTask): BatchResult {
-  const started = performance.now();
-  const items: BatchItemResult[] = [];
-  for (const item of task.items) {
-    let stream = streams.get(item.streamId);
+export default function handleTask(task: BatchTask): BatchResult | Promise<BatchResult> {
+  const missing = task.modules?.filter((url) => !modules.has(url)) ?? [];
+  if (missing.length === 0) return runTask(task, []);
+  return importModules(missing).then((loaded) => runTask(task, loaded));
+}
+
+/** Imports stage modules and registers their stages; a failing module is reported, never thrown. */
+async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
+  const results: ModuleLoadResult[] = [];
+  for (const url of urls) {
+    let result: ModuleLoadResult;
     try {
-      if (item.setup) {
-        stream?.close();
-        stream = new StreamProcessor(item.setup);
-        streams.set(item.streamId, stream);
-      }
-      if (!stream) {
-        // Nothing to process and the state is already gone: the close is done.
-        if (item.close && item.frames.length === 0) items.push({ streamId: item.streamId, outputs: [] });
-        else items.push({ streamId: item.streamId, outputs: [], missing: true });
-        continue;
-      }
-      const outputs = stream.process(item.frames);
-      items.push({ streamId: item.streamId, outputs, counters: { ...stream.counters } });
+      const definitions = await loadStageModule(url);
+      for (const d of definitions) registerStageFactory(d.type, d.create);
+      result = { url, types: definitions.map((d) => d.type) };
     } catch (e) {
-      // One stream's failure must not take the batch (or the worker) down.
-      stream?.close();
-      streams.delete(item.streamId);
-      items.push({ streamId: item.streamId, outputs: [], error: e instanceof Error ? e.message : String(e) });
-      continue;
+      result = { url, types: [], error: e instanceof Error ? e.message : String(e) };
     }
+    modules.set(url, result);
+    results.push(result);
+  }
+  return results;
+}
+
+function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
+  const started = performance.now();
+  const items = task.items.map(processItem);
+  const result: BatchResult = { threadId, items, busyMs: performance.now() - started };
+  // Probes (tasks without items) report every module they asked for, loaded now or before.
+  if (task.items.length === 0 && task.modules) result.loaded = task.modules.map((url) => modules.get(url)!);
+  else if (loaded.length > 0) result.loaded = loaded;
+  if (task.checks) result.checks = task.checks.map(checkSetup);
+  return result;
+}
+
+function processItem(item: BatchTask['items'][number]): BatchItemResult {
+  let stream = streams.get(item.streamId);
+  try {
+    if (item.setup) {
+      stream?.close();
+      stream = undefined;
+      streams.delete(item.streamId);
+      stream = createProcessor(item.setup);
+      streams.set(item.streamId, stream);
+    }
+    if (!stream) {
+      // Nothing to process and the state is already gone: the close is done.
+      if (item.close && item.frames.length === 0) return { streamId: item.streamId, outputs: [] };
+      return { streamId: item.streamId, outputs: [], missing: true };
+    }
+    const outputs = isPcmStream.has(stream) ? stream.processPcm(item.frames as PcmInput[]) : stream.process(item.frames as EncodedInput[]);
+    const result: BatchItemResult = { streamId: item.streamId, outputs, counters: { ...stream.counters } };
     if (item.close) {
       stream.close();
       streams.delete(item.streamId);
     }
+    return result;
+  } catch (e) {
+    // One stream's failure must not take the batch (or the worker) down.
+    try {
+      stream?.close();
+    } catch {
+      // already failing; the first error is the one reported
+    }
+    streams.delete(item.streamId);
+    return { streamId: item.streamId, outputs: [], error: e instanceof Error ? e.message : String(e) };
   }
-  return { threadId, items, busyMs: performance.now() - started };
+}
+
+/** Streams fed PCM (RxJS operators) rather than Opus (WebRTC peers). */
+const isPcmStream = new WeakMap<StreamProcessor, boolean>();
+
+function createProcessor(setup: StreamSetup): StreamProcessor {
+  const processor = new StreamProcessor(setup);
+  if (setup.input) isPcmStream.set(processor, true);
+  return processor;
+}
+
+function checkSetup(setup: StreamSetup): string | null {
+  try {
+    new StreamProcessor(setup).close();
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
 }

@@ -65,8 +65,10 @@ export class PeerSession {
   #watchdog: NodeJS.Timeout | undefined;
   #lastPacketAt = performance.now();
   #track: MediaStreamTrack | undefined;
+  /** Opus payload type when the remote description was not seen by us (user-driven signaling). */
+  #trackPayloadType: number | undefined;
 
-  private constructor(readonly room: string, readonly peer: string, options: PeerSessionOptions, events: PeerSessionEvents) {
+  private constructor(readonly room: string, readonly peer: string, options: PeerSessionOptions, events: PeerSessionEvents, iceLite = true) {
     this.#events = events;
     this.#mediaTimeoutMs = options.mediaTimeoutMs ?? 10_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
@@ -75,7 +77,8 @@ export class PeerSession {
     this.#pc = new RTCPeerConnection({
       ...iceConfig(options.ice),
       // A WHIP server is always the answerer and reachable: ICE-lite, no gathering beyond host candidates.
-      iceLite: true,
+      // A connection for the user's own signaling may be either side, so it runs full ICE.
+      iceLite,
       codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: fmtp })] },
     });
   }
@@ -97,14 +100,49 @@ export class PeerSession {
     return session;
   }
 
-  async #negotiate(sdp: string, options: PeerSessionOptions): Promise<void> {
+  /**
+   * A session around a peer connection the caller negotiates with its own
+   * signaling (`WebRTCHandler.createPeerConnection`). The first audio track it
+   * receives is processed like a WHIP publisher's; the connect and media
+   * timeouts apply the same way. No STUN server is contacted unless
+   * `options.ice.iceServers` names one.
+   */
+  static forPeerConnection(room: string, peer: string, options: PeerSessionOptions, events: PeerSessionEvents): PeerSession {
+    const session = new PeerSession(room, peer, options, events, false);
+    session.#watch();
+    const pc = session.#pc;
+    // werift gathers (and would query its default STUN server) inside
+    // setLocalDescription, whichever side the user's signaling makes us: clear
+    // the STUN server of every transport right before that, on this instance only.
+    const setLocalDescription = pc.setLocalDescription.bind(pc);
+    pc.setLocalDescription = ((description?: Parameters<RTCPeerConnection['setLocalDescription']>[0]) => {
+      disableImplicitStun(pc, options.ice?.iceServers);
+      return setLocalDescription(description as never);
+    }) as RTCPeerConnection['setLocalDescription'];
+    session.#watchdog = setInterval(() => session.#checkTimeouts(), 250);
+    session.#watchdog.unref();
+    return session;
+  }
+
+  /** The werift peer connection (for `createPeerConnection` users). */
+  get peerConnection(): RTCPeerConnection {
+    return this.#pc;
+  }
+
+  #watch(): void {
     const pc = this.#pc;
     pc.onTrack.subscribe((track) => {
       if (track.kind !== 'audio' || this.#track) return;
       this.#track = track;
+      this.#trackPayloadType = track.codec?.payloadType;
       track.onReceiveRtp.subscribe((rtp) => this.#onRtp(rtp));
     });
     pc.connectionStateChange.subscribe((state) => this.#onConnectionState(state));
+  }
+
+  async #negotiate(sdp: string, options: PeerSessionOptions): Promise<void> {
+    const pc = this.#pc;
+    this.#watch();
     await pc.setRemoteDescription({ type: 'offer', sdp });
     const answer = await pc.createAnswer();
     disableImplicitStun(pc, options.ice?.iceServers);
@@ -120,7 +158,8 @@ export class PeerSession {
 
   #onRtp(rtp: RtpPacket): void {
     if (this.state === 'ended') return;
-    if (this.offer && rtp.header.payloadType !== this.offer.opusPayloadType) {
+    const opusPayloadType = this.offer?.opusPayloadType ?? this.#trackPayloadType;
+    if (opusPayloadType !== undefined && rtp.header.payloadType !== opusPayloadType) {
       this.foreignPackets++;
       return;
     }

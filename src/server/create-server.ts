@@ -10,7 +10,10 @@ import type { Observable } from 'rxjs';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import type { RTCIceServer } from 'werift';
 import { isLoopbackHost } from '../rtc/ice-config.js';
-import { EarshotCore, type StreamInfo } from './earshot-core.js';
+import { EarshotCore, type ProcessorScope, type StreamHandle } from './earshot-core.js';
+import { WorkerPool } from '../pool/worker-pool.js';
+import { hasDefaultPool, setDefaultPool } from '../pipeline/operators.js';
+import type { ProcessorEvent, ProcessorFactory, ProcessorRegistry } from '../sinks/processors.js';
 import { installProblemHandling } from './problem.js';
 import { registerControlRoutes } from './routes/control.js';
 import { registerRecordingRoutes } from './routes/recordings.js';
@@ -52,14 +55,31 @@ export interface CreateServerOptions {
   iceServers?: RTCIceServer[];
   /** Log level: fatal, error, warn, info (default), debug, trace, silent. */
   logLevel?: string;
+  /**
+   * Custom worker stage modules (file paths or `file:` URLs) to load in every
+   * worker before the pipeline is validated, so the pipeline can use their
+   * stage types. A module that fails to load rejects `createServer` with
+   * `EARSHOT_STAGE_MODULE_INVALID`. More can be added later with `registerStageModule`.
+   */
+  stageModules?: Array<string | URL>;
+  /** Registry for `processor` sinks and `attachProcessor`. Default: the process-wide one `registerProcessor` fills. */
+  processors?: ProcessorRegistry;
 }
 
 export interface EarshotServer {
   readonly app: FastifyInstance;
   readonly core: EarshotCore;
   readonly pipeline: Pipeline;
-  /** Every new stream as it starts. */
-  readonly streams$: Observable<StreamInfo>;
+  /** Every new stream as it starts, with its audio, encoded frames and stats. */
+  readonly streams$: Observable<StreamHandle>;
+  /** Events emitted by processors (`context.emit`) on any stream. */
+  readonly events$: Observable<ProcessorEvent>;
+  /** Registers a main-thread processor in this server's registry (see `registerProcessor`). */
+  registerProcessor(name: string, factory: ProcessorFactory): void;
+  /** Attaches a registered processor to one peer, one room or every stream, now and later; returns a detach function. */
+  attachProcessor(name: string, scope?: ProcessorScope): () => void;
+  /** Loads a custom worker stage module in every worker; resolves to the stage types it provides. */
+  registerStageModule(pathOrUrl: string | URL): Promise<string[]>;
   /** Starts the workers and the HTTP listener; resolves to the base URL. */
   listen(): Promise<string>;
   /** Graceful shutdown: refuse new sessions, finalize every recording, stop workers and HTTP. */
@@ -72,7 +92,18 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   const port = options.port ?? 8080;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port must be 0–65535, got ${port}`);
   if (options.token !== undefined && options.token.trim() === '') throw new TypeError('options.token must not be empty');
-  const pipeline = await resolvePipeline(options.pipeline);
+  const pool = new WorkerPool({ threads: options.threads, batchIntervalMs: options.batchIntervalMs });
+  let pipeline: Pipeline;
+  try {
+    if (options.stageModules?.length) {
+      await pool.start();
+      for (const m of options.stageModules) await pool.registerStageModule(m);
+    }
+    pipeline = await resolvePipeline(options.pipeline, pool.customStageTypes);
+  } catch (e) {
+    await pool.close();
+    throw e;
+  }
 
   const app = Fastify({
     logger: { level: options.logLevel ?? 'info' },
@@ -81,7 +112,8 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   const core = new EarshotCore({
     pipeline,
     recordingsDir: options.recordingsDir ?? 'recordings',
-    pool: { threads: options.threads, batchIntervalMs: options.batchIntervalMs },
+    pool,
+    processors: options.processors,
     ice: {
       hostAddresses: options.iceHostAddresses ?? defaultIceHosts(host),
       portRange: options.icePortRange,
@@ -105,18 +137,29 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   registerRecordingRoutes(app, core);
 
   let closing: Promise<void> | undefined;
+  let ownsDefaultPool = false;
   return {
     app,
     core,
     pipeline,
     streams$: core.streams$.asObservable(),
+    events$: core.events$.asObservable(),
+    registerProcessor: (name, factory) => core.processors.register(name, factory),
+    attachProcessor: (name, scope) => core.attachProcessor(name, scope),
+    registerStageModule: (m) => pool.registerStageModule(m),
     async listen() {
       await core.start();
+      // Stage operators without an explicit pool share this server's workers while it runs.
+      if (!hasDefaultPool()) {
+        setDefaultPool(pool);
+        ownsDefaultPool = true;
+      }
       return app.listen({ host, port });
     },
     close() {
       closing ??= (async () => {
         await core.shutdown();
+        if (ownsDefaultPool) setDefaultPool(undefined);
         await app.close();
       })();
       return closing;
@@ -124,11 +167,11 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   };
 }
 
-async function resolvePipeline(p: CreateServerOptions['pipeline']): Promise<Pipeline> {
-  if (p === undefined) return loadPipelineFile(join(packageRoot(), 'pipelines', 'default.json'));
-  if (typeof p === 'string') return loadPipelineFile(p);
+async function resolvePipeline(p: CreateServerOptions['pipeline'], customStages: string[]): Promise<Pipeline> {
+  if (p === undefined) return loadPipelineFile(join(packageRoot(), 'pipelines', 'default.json'), { customStages });
+  if (typeof p === 'string') return loadPipelineFile(p, { customStages });
   if ('branches' in p && Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function') return p as Pipeline;
-  return parsePipeline(p);
+  return parsePipeline(p, 'pipeline', { customStages });
 }
 
 function defaultIceHosts(host: string): string[] | undefined {

@@ -5,13 +5,16 @@
  */
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import type { FastifyBaseLogger } from 'fastify';
-import { Subject } from 'rxjs';
+import { Subject, type Observable } from 'rxjs';
 import { errors } from '../errors.js';
 import { PeerPipeline } from '../pipeline/peer-pipeline.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
+import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
+import type { IngestFrame } from '../rtc/rtp-ingest.js';
+import { defaultProcessors, type ProcessorEvent, type ProcessorRegistry } from '../sinks/processors.js';
 import { WorkerPool, type WorkerPoolOptions, type WorkerPoolStats } from '../pool/worker-pool.js';
 import type { IceOptions } from '../rtc/ice-config.js';
-import { PeerSession, type SessionEndReason } from '../rtc/peer-session.js';
+import { PeerSession, type PeerSessionEvents, type SessionEndReason } from '../rtc/peer-session.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
@@ -19,7 +22,8 @@ import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-reg
 export interface EarshotCoreOptions {
   pipeline: Pipeline;
   recordingsDir: string;
-  pool?: WorkerPoolOptions;
+  /** Pool options, or a pool to use (created by the caller, closed by `shutdown()`). */
+  pool?: WorkerPoolOptions | WorkerPool;
   ice?: IceOptions;
   /** See PeerSessionOptions.mediaTimeoutMs. Default 10000 ms. */
   mediaTimeoutMs?: number;
@@ -27,15 +31,48 @@ export interface EarshotCoreOptions {
   connectTimeoutMs?: number;
   /** Most concurrent sessions; more get 503. Default 500. */
   maxSessions?: number;
+  /** Processor registry for `processor` sinks and attachments. Default: the process-wide one (`registerProcessor`). */
+  processors?: ProcessorRegistry;
   log: FastifyBaseLogger;
 }
 
-/** A stream as it starts, for programmatic consumers (`server.streams$`). */
-export interface StreamInfo {
-  peer: string;
-  room: string;
-  session: string;
-  pipeline: PeerPipeline;
+/**
+ * A stream as it starts, for programmatic consumers (`server.streams$`):
+ * `server.streams$.pipe(mergeMap((s) => s.audio$.pipe(…)))`.
+ */
+export interface StreamHandle {
+  peerId: string;
+  roomId: string;
+  sessionId: string;
+  /** Name of the pipeline the stream runs. */
+  pipeline: string;
+  /** Processed audio of the first branch: hot, shared, in media order; completes when the stream ends. */
+  audio$: Observable<ProcessedFrame>;
+  /** Processed audio of every branch by name. */
+  branches: Readonly<Record<string, Observable<ProcessedFrame>>>;
+  /**
+   * Encoded Opus frames as they leave the RTP ingest (reordered, with media
+   * positions; `payload` null for a lost packet), before any worker: hot;
+   * completes when the stream ends.
+   */
+  encoded$: Observable<IngestFrame>;
+  /** The peer's statistics now (same shape as `GET /stats/:peer`). */
+  stats(): PeerStatsSnapshot;
+  /** Attaches a registered processor to this stream; returns a detach function. */
+  attachProcessor(name: string, options?: Record<string, unknown>, branch?: string): () => void;
+}
+
+/** @deprecated renamed; kept for the slice's early users. */
+export type StreamInfo = StreamHandle;
+
+/** Where `attachProcessor` applies: one peer, one room, or (neither given) every stream. */
+export interface ProcessorScope {
+  peer?: string;
+  room?: string;
+  /** Branch to read (default: the first). Streams whose pipeline lacks it are skipped. */
+  branch?: string;
+  /** Passed to the factory as `context.options`. */
+  options?: Record<string, unknown>;
 }
 
 export interface ServerStats {
@@ -55,7 +92,12 @@ export class EarshotCore {
   readonly peers = new PeerRegistry();
   readonly store: RecordingsStore;
   readonly pool: WorkerPool;
-  readonly streams$ = new Subject<StreamInfo>();
+  readonly streams$ = new Subject<StreamHandle>();
+  /** Events processors emit (`context.emit`), from every stream. */
+  readonly events$ = new Subject<ProcessorEvent>();
+  readonly processors: ProcessorRegistry;
+  readonly #attachments = new Set<{ name: string; scope: ProcessorScope; detach: Array<() => void> }>();
+  readonly #checkedPipelines = new WeakMap<Pipeline, number>();
   readonly #options: EarshotCoreOptions;
   readonly #log: FastifyBaseLogger;
   readonly #startedAt = performance.now();
@@ -66,7 +108,8 @@ export class EarshotCore {
     this.#options = options;
     this.#log = options.log;
     this.store = new RecordingsStore(options.recordingsDir);
-    this.pool = new WorkerPool(options.pool);
+    this.pool = options.pool instanceof WorkerPool ? options.pool : new WorkerPool(options.pool);
+    this.processors = options.processors ?? defaultProcessors;
   }
 
   get pipeline(): Pipeline {
@@ -89,43 +132,146 @@ export class EarshotCore {
    * client must not be locked out until the media timeout).
    */
   async publish(room: string, peer: string, offer: string): Promise<PeerSession> {
+    const pipeline = this.#options.pipeline;
+    const existing = this.#admit(peer);
+    await this.checkPipeline(pipeline);
+    const slot: { entry?: PeerEntry } = {};
+    const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
+    await this.#start(slot, room, peer, session, pipeline, existing);
+    return session;
+  }
+
+  /**
+   * A stream around a werift peer connection the caller negotiates itself
+   * (`WebRTCHandler.createPeerConnection`); its first audio track is processed
+   * with the server's pipeline like a WHIP publisher's.
+   */
+  adopt(room: string, peer: string): PeerSession {
+    const pipeline = this.#options.pipeline;
+    const existing = this.#admit(peer);
+    this.#checkProcessors(pipeline);
+    const slot: { entry?: PeerEntry } = {};
+    const session = PeerSession.forPeerConnection(room, peer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
+    void this.#start(slot, room, peer, session, pipeline, existing);
+    return session;
+  }
+
+  /**
+   * Checks, before any peer uses it, that a pipeline can start here: every
+   * `processor` sink names a registered processor and every stage builds in a
+   * worker (custom stages' `create` accepts its options). Throws
+   * `EARSHOT_PROCESSOR_NOT_FOUND` or `EARSHOT_PIPELINE_INVALID`. A pipeline that
+   * passed is not checked again until another stage module is registered.
+   */
+  async checkPipeline(pipeline: Pipeline): Promise<void> {
+    this.#checkProcessors(pipeline);
+    const modules = this.pool.customStageTypes.length;
+    if (this.#checkedPipelines.get(pipeline) === modules) return;
+    const [problem] = await this.pool.checkSetups([this.#setupOf(pipeline)]);
+    if (problem) {
+      const m = /^branch (\d+), stage (\d+)/.exec(problem);
+      const branch = m ? pipeline.branches[Number(m[1])] : undefined;
+      const path = branch && m ? `${pipeline.branches.length > 1 || branch.name !== 'main' ? `/branches/${branch.name}` : ''}/stages/${m[2]}` : '';
+      throw errors.PIPELINE_INVALID(pipeline.name, [{ path, message: problem }]);
+    }
+    this.#checkedPipelines.set(pipeline, modules);
+  }
+
+  /**
+   * Attaches a registered processor to the streams in `scope` — those running
+   * now and those that start later — until the returned function is called.
+   */
+  attachProcessor(name: string, scope: ProcessorScope = {}): () => void {
+    this.processors.get(name); // unknown names fail now, not per stream
+    const attachment = { name, scope, detach: [] as Array<() => void> };
+    this.#attachments.add(attachment);
+    for (const entry of this.peers.live()) this.#applyAttachment(attachment, entry);
+    return () => {
+      this.#attachments.delete(attachment);
+      for (const d of attachment.detach.splice(0)) d();
+    };
+  }
+
+  #applyAttachment(a: { name: string; scope: ProcessorScope; detach: Array<() => void> }, entry: PeerEntry): void {
+    const { peer, room, branch, options } = a.scope;
+    if ((peer !== undefined && peer !== entry.peer) || (room !== undefined && room !== entry.room)) return;
+    if (branch !== undefined && !entry.pipeline.branches.some((b) => b.name === branch)) return;
+    a.detach.push(entry.pipeline.attachProcessor(a.name, options ?? {}, branch));
+  }
+
+  /** Every `processor` sink must name a registered processor: `EARSHOT_PIPELINE_INVALID` listing each one that does not. */
+  #checkProcessors(pipeline: Pipeline): void {
+    const problems: Array<{ path: string; message: string }> = [];
+    const single = pipeline.branches.length === 1 && pipeline.branches[0].name === 'main';
+    for (const b of pipeline.branches) {
+      b.sinks.forEach((sink, i) => {
+        if (sink.type !== 'processor' || this.processors.has(sink.name)) return;
+        const known = this.processors.names();
+        problems.push({
+          path: `${single ? '' : `/branches/${b.name}`}/sinks/${i}/name`,
+          message: `processor "${sink.name}" is not registered; ${known.length ? `registered: ${known.join(', ')}` : 'none are'} (registerProcessor(name, factory) before streams start)`,
+        });
+      });
+    }
+    if (problems.length > 0) throw errors.PIPELINE_INVALID(pipeline.name, problems);
+  }
+
+  #setupOf(pipeline: Pipeline): { channels: 1 | 2; branches: Array<{ stages: StageSpec[] }> } {
+    return { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) };
+  }
+
+  /** Refuses new sessions while shutting down or full; returns the live session a new one replaces. */
+  #admit(peer: string): PeerEntry | undefined {
     if (this.#shuttingDown) throw errors.SHUTTING_DOWN();
     const existing = this.peers.get(peer);
     const limit = this.#options.maxSessions ?? 500;
     if (!existing && this.peers.size >= limit) throw errors.OVERLOADED(limit);
+    return existing;
+  }
 
-    const pipeline = this.#options.pipeline;
+  #sessionOptions(pipeline: Pipeline) {
+    return {
+      ice: this.#options.ice,
+      mediaTimeoutMs: this.#options.mediaTimeoutMs,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      stereo: pipeline.channels === 2,
+    };
+  }
+
+  #sessionEvents(slot: { entry?: PeerEntry }, room: string, peer: string): PeerSessionEvents {
     const log = this.#log.child({ room, peer });
-    let entry: PeerEntry | undefined;
-    const session = await PeerSession.answer(
-      room,
-      peer,
-      offer,
-      {
-        ice: this.#options.ice,
-        mediaTimeoutMs: this.#options.mediaTimeoutMs,
-        connectTimeoutMs: this.#options.connectTimeoutMs,
-        stereo: pipeline.channels === 2,
+    return {
+      onFrame: (f) => {
+        const entry = slot.entry;
+        if (!entry) return;
+        entry.pipeline.push(f);
+        entry.encoded$?.next(f);
       },
-      {
-        onFrame: (f) => entry?.pipeline.push(f),
-        onConnected: () => log.info({ session: session.id }, 'peer connected'),
-        onEnd: (reason) => {
-          if (entry) void this.#finish(entry, reason);
-        },
+      onConnected: () => log.info({ session: slot.entry?.session.id }, 'peer connected'),
+      onEnd: (reason) => {
+        if (slot.entry) void this.#finish(slot.entry, reason);
       },
-    );
-    entry = {
+    };
+  }
+
+  async #start(slot: { entry?: PeerEntry }, room: string, peer: string, session: PeerSession, pipeline: Pipeline, existing: PeerEntry | undefined): Promise<void> {
+    const log = this.#log.child({ room, peer });
+    const encoded$ = new Subject<IngestFrame>();
+    const entry: PeerEntry = {
       peer,
       room,
       pipelineName: pipeline.name,
       session,
+      encoded$,
       pipeline: new PeerPipeline({
         pool: this.pool,
         store: this.store,
         pipeline,
         room,
         peer,
+        session: session.id,
+        processors: this.processors,
+        onProcessorEvent: (e) => this.events$.next(e),
         onPipelineError: (message) => {
           log.error({ session: session.id, err: message }, 'pipeline failed; ending session');
           void session.close('pipeline-error');
@@ -133,12 +279,24 @@ export class EarshotCore {
         onSinkError: (sink, err) => log.error({ session: session.id, sink, err: err.message }, 'sink failed and was detached'),
       }),
     };
+    slot.entry = entry;
     this.peers.add(entry);
     // Registered first, so packets of the new session are not lost while the old one drains.
     if (existing) await this.#end(existing, 'replaced');
     log.info({ session: session.id, pipeline: pipeline.name, replaced: existing?.session.id }, 'session started');
-    this.streams$.next({ peer, room, session: session.id, pipeline: entry.pipeline });
-    return session;
+    for (const a of this.#attachments) this.#applyAttachment(a, entry);
+    const branches = Object.fromEntries(entry.pipeline.branches.map((b) => [b.name, b.audio$]));
+    this.streams$.next({
+      peerId: peer,
+      roomId: room,
+      sessionId: session.id,
+      pipeline: pipeline.name,
+      audio$: entry.pipeline.branches[0].audio$,
+      branches,
+      encoded$: encoded$.asObservable(),
+      stats: () => this.peers.snapshot(peer) ?? this.peerStats(peer),
+      attachProcessor: (name, options, branch) => entry.pipeline.attachProcessor(name, options, branch),
+    });
   }
 
   /** Ends a session by id (WHIP DELETE) and waits until its recordings are final. */
@@ -189,6 +347,7 @@ export class EarshotCore {
     await this.pool.close();
     this.#loopDelay.disable();
     this.streams$.complete();
+    this.events$.complete();
   }
 
   async #end(entry: PeerEntry, reason: SessionEndReason): Promise<RecordingInfo[]> {
@@ -199,6 +358,7 @@ export class EarshotCore {
   #finish(entry: PeerEntry, reason: SessionEndReason): Promise<RecordingInfo[]> {
     entry.ended ??= (async () => {
       const recordings = await entry.pipeline.close();
+      entry.encoded$?.complete();
       this.peers.retire(entry);
       const rtp = entry.session.rtpStats();
       this.#log.info(

@@ -7,7 +7,9 @@ import type { PeerPipeline } from '../pipeline/peer-pipeline.js';
 import type { PeerSession, SessionEndReason } from '../rtc/peer-session.js';
 import type { AudioStats, ProcessingStats } from '../sinks/peer-stats.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
-import type { RtpReceiveStats } from '../rtc/rtp-ingest.js';
+import type { IngestFrame, RtpReceiveStats } from '../rtc/rtp-ingest.js';
+import type { Subject } from 'rxjs';
+import type { AttachedProcessor } from '../pipeline/peer-pipeline.js';
 
 export interface PeerEntry {
   peer: string;
@@ -15,6 +17,8 @@ export interface PeerEntry {
   pipelineName: string;
   session: PeerSession;
   pipeline: PeerPipeline;
+  /** Encoded frames for `StreamHandle.encoded$`. */
+  encoded$?: Subject<IngestFrame>;
   /** Resolves when the session has ended and its outputs are finalized. */
   ended?: Promise<RecordingInfo[]>;
 }
@@ -32,7 +36,16 @@ export interface PeerStatsSnapshot {
   /** Seconds since the session was created (until it ended). */
   durationSeconds: number;
   rtp: Omit<RtpReceiveStats, 'firstPacketAt' | 'lastPacketAt'> & { codec: string; channels: number };
-  processing: ProcessingStats & { worker: number | null; workerRestarts: number; sinkErrors: number };
+  processing: ProcessingStats & {
+    worker: number | null;
+    workerRestarts: number;
+    /** Sinks (recorder, stats, processors) that failed and were detached. */
+    sinkErrors: number;
+    /** Processors that threw or errored and were detached (also in `sinkErrors`). */
+    processorErrors: number;
+    /** Processors attached to the stream, with their state. */
+    processors: AttachedProcessor[];
+  };
   audio: AudioStats;
   recording: RecordingInfo | null;
   recordings: RecordingInfo[];
@@ -117,6 +130,8 @@ function snapshot(e: PeerEntry, live = true): PeerStatsSnapshot {
       worker: e.pipeline.worker ?? null,
       workerRestarts: Math.max(0, e.pipeline.workers.length - 1),
       sinkErrors: e.pipeline.sinkErrors,
+      processorErrors: e.pipeline.processorErrors,
+      processors: e.pipeline.processors(),
     },
     audio: e.pipeline.stats.audio(now),
     recording: recordings.find((r) => r.state === 'recording') ?? recordings[recordings.length - 1] ?? null,

@@ -27,7 +27,7 @@ export interface AudioStats {
   vad: number | null;
   /** Mean voice-activity probability over the session. */
   meanVad: number | null;
-  /** Share of frames with VAD ≥ `speechThreshold`, 0..1. */
+  /** Share of frames marked speech (denoise's `vadThreshold`, else VAD ≥ `speechThreshold`), 0..1. */
   speechRatio: number | null;
   speechThreshold: number;
   /** Seconds of audio measured. */
@@ -92,7 +92,8 @@ export class PeerAudioStats {
       this.#lastVad = frame.vad;
       this.#vadSum += frame.vad;
       this.#vadFrames++;
-      if (frame.vad >= this.speechThreshold) this.#speechFrames++;
+      // The denoise stage's own decision (its vadThreshold) when it made one.
+      if (frame.speech ?? frame.vad >= this.speechThreshold) this.#speechFrames++;
     }
   }
 

@@ -3,6 +3,7 @@
  * that arrive while a file is being opened, and remembers the last recording so
  * the stats can report it after it stopped.
  */
+import { basename, resolve } from 'node:path';
 import type { ProcessedFrame } from '../dsp/types.js';
 import { errors, isEarshotError } from '../errors.js';
 import { Recorder, type RecordingInfo } from './recorder.js';
@@ -34,14 +35,20 @@ export class RecordSink {
     return this.#recorder !== undefined || this.#starting !== undefined;
   }
 
-  /** Starts a recording; `name` is user-chosen (validated) or generated. */
-  start(name?: string, fromStreamStart = false): Promise<RecordingInfo> {
+  /**
+   * Starts a recording; `name` is user-chosen (validated: a bare file name in
+   * the recordings directory) or generated. `path` (programmatic API only, never
+   * from HTTP) records to that file instead, wherever it is.
+   */
+  start(name?: string, fromStreamStart = false, path?: string): Promise<RecordingInfo> {
     if (this.#starting) return Promise.reject(errors.RECORDING_ACTIVE(this.options.peer, 'a new file'));
     if (this.#recorder) return Promise.reject(errors.RECORDING_ACTIVE(this.options.peer, this.#recorder.name));
     const { store } = this.options;
     this.#starting = (async () => {
       let file: string;
-      if (name !== undefined) {
+      if (path !== undefined) {
+        file = basename(path);
+      } else if (name !== undefined) {
         file = RecordingsStore.checkName(name);
         if ((await store.freeName(file.replace(/\.wav$/i, ''))) !== file) throw errors.RECORDING_EXISTS(file);
       } else {
@@ -50,7 +57,7 @@ export class RecordSink {
       let recorder: Recorder;
       try {
         recorder = await Recorder.start({
-          path: store.pathOf(file),
+          path: path !== undefined ? resolve(path) : store.pathOf(file),
           name: file,
           sampleRate: this.options.sampleRate,
           channels: this.options.channels,

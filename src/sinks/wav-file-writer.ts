@@ -102,8 +102,12 @@ export class WavFileWriter {
     return this.framesAppended / this.sampleRate;
   }
 
-  /** Appends interleaved samples (−1..1). */
-  append(samples: Float32Array): void {
+  /**
+   * Appends interleaved samples: floats (−1..1) or 16-bit integers (frames of
+   * an s16 branch). Int16 samples go into an s16 file as they are, and into
+   * an f32 file as ÷32768.
+   */
+  append(samples: Float32Array | Int16Array): void {
     if (this.#closed || this.error) return;
     this.framesAppended += samples.length / this.channels;
     const bps = this.#bytesPerSample;
@@ -113,7 +117,13 @@ export class WavFileWriter {
       const n = Math.min(room, samples.length - i);
       // Chunks are whole ArrayBuffers (offset 0), so typed views are aligned; WAV is
       // little-endian like every platform Node runs on.
-      if (bps === 2) {
+      if (samples instanceof Int16Array) {
+        if (bps === 2) new Int16Array(this.#chunk.buffer, this.#chunkUsed, n).set(samples.subarray(i, i + n));
+        else {
+          const out = new Float32Array(this.#chunk.buffer, this.#chunkUsed, n);
+          for (let k = 0; k < n; k++) out[k] = samples[i + k] / 32768;
+        }
+      } else if (bps === 2) {
         const out = new Int16Array(this.#chunk.buffer, this.#chunkUsed, n);
         for (let k = 0; k < n; k++) {
           const v = samples[i + k];

@@ -7,7 +7,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createDenoiseStage } from '../../src/dsp/denoise.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
-import type { PcmChunk, ProcessedFrame, Stage } from '../../src/dsp/types.js';
+import type { ChunkStage, PcmChunk, ProcessedFrame } from '../../src/dsp/types.js';
+import { joinFrames } from './frames.js';
 import { channelOf, concat, encodeOpusFrames, fixturePath, interleave, readWav, rmsDb, sameSamples } from '../helpers/audio.js';
 
 beforeAll(async () => {
@@ -32,7 +33,7 @@ function levelOver(pcm: Float32Array, frameIndexes: number[], offset = 0): numbe
 }
 
 /** Feeds `pcm` to a fresh stage in chunks of `size` samples and returns everything it emitted. */
-function runInChunks(stage: Stage, pcm: Float32Array, size: number): { out: Float32Array; nulls: number; vads: number[] } {
+function runInChunks(stage: ChunkStage, pcm: Float32Array, size: number): { out: Float32Array; nulls: number; vads: number[] } {
   const parts: Float32Array[] = [];
   const vads: number[] = [];
   let nulls = 0;
@@ -50,7 +51,7 @@ describe('denoise stage', () => {
   it('cuts pink noise by more than 20 dB and reports almost no voice', async () => {
     const pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0];
     const frames = denoiseThroughOpus(pink);
-    const out = concat(frames.map((f) => f.data));
+    const out = joinFrames(frames);
     expect(out.length).toBe(Math.floor(pink.length / FRAME) * FRAME);
     // Skip RNNoise's first 100 ms while its noise estimate settles.
     expect(rmsDb(pink) - rmsDb(out.subarray(4800))).toBeGreaterThan(20);
@@ -71,7 +72,7 @@ describe('denoise stage', () => {
   it('lowers the noise floor in speech pauses by over 20 dB while keeping speech within 3 dB', async () => {
     const clean = (await readWav(fixturePath('speech-48k.wav'))).channels[0];
     const noisy = (await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0];
-    const out = concat(denoiseThroughOpus(noisy).map((f) => f.data));
+    const out = joinFrames(denoiseThroughOpus(noisy));
     const frames = Math.floor(out.length / FRAME) - 1;
     const cleanDb = Array.from({ length: frames }, (_, i) => rmsDb(clean.subarray(i * FRAME, (i + 1) * FRAME)));
     // Pauses: silent in the clean recording, and their neighbours too (so codec and RNNoise delays of < 20 ms don't leak speech in).
@@ -120,10 +121,10 @@ describe('denoise stage', () => {
     );
   });
 
-  it('rejects any option, since it takes none', () => {
+  it('rejects unknown options, listing the ones it takes', () => {
     expect(() => createDenoiseStage({ type: 'denoise', strength: 0.5 }, { sampleRate: 48000, channels: 1 })).toThrow(TypeError);
     expect(() => createDenoiseStage({ type: 'denoise', strength: 0.5 }, { sampleRate: 48000, channels: 1 })).toThrow(
-      'denoise: unknown option "strength"; it takes no options',
+      'denoise: unknown option "strength"; allowed: mix, vadThreshold',
     );
   });
 });

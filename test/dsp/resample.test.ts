@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createResampleStage } from '../../src/dsp/resample.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
 import type { PcmChunk, StageSpec } from '../../src/dsp/types.js';
+import { joinFrames } from './frames.js';
 import { concat, dominantFrequency, encodeOpusFrames, fixturePath, readWav, rmsDb } from '../helpers/audio.js';
 
 let tone: Float32Array; // 1 kHz, 3 s, 48 kHz mono
@@ -23,7 +24,7 @@ describe('resample stage', () => {
     const processor = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }] }] });
     const frames = processor.process(inputs)[0];
     processor.close();
-    const pcm = concat(frames.map((f) => f.data));
+    const pcm = joinFrames(frames);
     expect(frames.every((f) => f.sampleRate === 16000 && f.channels === 1)).toBe(true);
     // Duration within one 20 ms frame (320 samples at 16 kHz) of the media duration.
     expect(Math.abs(pcm.length - (inputs.length * 960) / 3)).toBeLessThanOrEqual(320);

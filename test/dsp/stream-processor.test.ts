@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { measureLevels } from '../../src/dsp/levels.js';
 import { loadDspModules, StreamProcessor, type StreamSpec } from '../../src/dsp/stream-processor.js';
 import type { EncodedInput, ProcessedFrame } from '../../src/dsp/types.js';
+import { floatData, joinFrames } from './frames.js';
 import { channelOf, concat, dominantFrequency, encodeOpusFrames, fixturePath, interleave, readWav, rmsDb, sameSamples } from '../helpers/audio.js';
 
 let tone: Float32Array; // 1 kHz, 3 s, 48 kHz mono
@@ -19,7 +20,7 @@ beforeAll(async () => {
   toneFrames = encodeOpusFrames(tone);
 });
 
-const joined = (frames: ProcessedFrame[]) => concat(frames.map((f) => f.data));
+const joined = joinFrames;
 
 function run(spec: StreamSpec, inputs: EncodedInput[]) {
   const processor = new StreamProcessor(spec);
@@ -53,7 +54,7 @@ describe('StreamProcessor', () => {
     for (const frames of out) {
       expect(frames).toHaveLength(50);
       frames.forEach((f, i) => {
-        expect({ rms: f.rms, peak: f.peak }).toEqual(measureLevels(f.data));
+        expect({ rms: f.rms, peak: f.peak }).toEqual(measureLevels(floatData(f)));
         expect(f.arrival).toBe(toneFrames[i].arrival);
       });
     }
@@ -145,7 +146,7 @@ describe('StreamProcessor', () => {
   it('rejects an unknown stage type listing the known ones', () => {
     expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'reverb' }] }] })).toThrow(TypeError);
     expect(() => new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'reverb' }] }] })).toThrow(
-      'branch 0, stage 0 (reverb): unknown stage type "reverb"; known types: denoise, resample',
+      'branch 0, stage 0 (reverb): unknown stage type "reverb"; known types: passthrough, denoise, resample, downmix, upmix, format, reframe, gain, highpass, lowpass, bandpass, notch, gate, limiter, normalize',
     );
   });
 

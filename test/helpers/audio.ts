@@ -185,3 +185,27 @@ export function channelOf(interleaved: Float32Array, channel: number, channels: 
   for (let i = 0; i < out.length; i++) out[i] = interleaved[i * channels + channel];
   return out;
 }
+
+/**
+ * Level (dB relative to full-scale sine... i.e. amplitude in dB) of one
+ * frequency in `samples`, by the Goertzel algorithm with a Hann window. A sine
+ * of amplitude A at exactly `hz` measures ≈ 20·log10(A).
+ */
+export function toneLevelDb(samples: Float32Array, sampleRate: number, hz: number): number {
+  const n = samples.length;
+  const k = (2 * Math.PI * hz) / sampleRate;
+  const coeff = 2 * Math.cos(k);
+  let s1 = 0;
+  let s2 = 0;
+  let windowSum = 0;
+  for (let i = 0; i < n; i++) {
+    const w = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (n - 1));
+    windowSum += w;
+    const s0 = samples[i] * w + coeff * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+  }
+  const power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+  const amplitude = (2 * Math.sqrt(Math.max(power, 0))) / windowSum;
+  return 20 * Math.log10(Math.max(amplitude, 1e-12));
+}

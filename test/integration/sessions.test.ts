@@ -51,8 +51,8 @@ describe('sessions', () => {
     const seen = new Map<string, { positions: number[]; frames: number }>();
     const sub = t.server.streams$.subscribe((s) => {
       const entry = { positions: [] as number[], frames: 0 };
-      seen.set(s.peer, entry);
-      s.pipeline.branches[0].audio$.subscribe((f: ProcessedFrame) => {
+      seen.set(s.peerId, entry);
+      s.audio$.subscribe((f: ProcessedFrame) => {
         entry.positions.push(f.position, f.position + f.data.length / f.channels);
         entry.frames++;
       });

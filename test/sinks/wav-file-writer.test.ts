@@ -87,7 +87,7 @@ describe('WavFileWriter', () => {
 });
 
 describe('Recorder', () => {
-  const frame = (position: number, data: Float32Array): ProcessedFrame => ({ position, sampleRate: 48000, channels: 1, data, rms: 0, peak: 0, arrival: 0 });
+  const frame = (position: number, data: Float32Array): ProcessedFrame => ({ position, sampleRate: 48000, channels: 1, sampleFormat: 'f32', data, rms: 0, peak: 0, arrival: 0 });
 
   it('fills gaps with silence and trims overlaps so the duration equals media time', async () => {
     const path = join(dir, 'r.wav');

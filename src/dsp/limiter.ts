@@ -1,0 +1,99 @@
+/**
+ * `limiter`: a peak limiter with instant attack, so that no output sample's
+ * magnitude exceeds `ceilingDb`. Put it last in a branch that boosts (gain,
+ * normalize) or before an s16 `format`, where overs would otherwise clip hard.
+ *
+ * Per sample frame, the gain needed to bring the loudest channel down to the
+ * ceiling is applied at once (no look-ahead, so no added latency); when the
+ * signal gets quieter the gain recovers toward 1 with a `releaseMs` time
+ * constant. Channels are linked: one gain for all, so the stereo image holds.
+ * The instant attack distorts the very peak it catches a little, which is
+ * the price of zero latency; the release keeps the gain from pumping on
+ * every cycle of a loud tone.
+ *
+ * The output is finally clipped at the ceiling as float32 (rounding a gain
+ * product to float32 could land half an ulp above it): the guarantee is exact.
+ */
+import { checkInputFormat, derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
+import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+
+/** Options of the `limiter` stage. */
+export interface LimiterOptions extends StageSpec {
+  type: 'limiter';
+  /** Highest output peak in dBFS, −30 to 0. Default −1 (headroom for later lossy encoding). */
+  ceilingDb?: number;
+  /** Time constant of the gain's recovery after a peak, 1–2000 ms. Default 50. */
+  releaseMs?: number;
+}
+
+export const LIMITER_DEFAULTS = { ceilingDb: -1, releaseMs: 50 } as const;
+
+/** Once the gain is this close to 1 with nothing to limit, it snaps to 1, so quiet audio passes bit for bit. */
+const UNITY_SNAP = 1e-6;
+
+/** The largest float32 not above `x`: the ceiling a Float32Array can hold without exceeding it. */
+function float32AtMost(x: number): number {
+  const f = Math.fround(x);
+  if (f <= x) return f;
+  // Step down one float32 ulp: reinterpret the bits (x > 0 here).
+  const bits = new Float32Array([f]);
+  const int = new Uint32Array(bits.buffer);
+  int[0]--;
+  return bits[0];
+}
+
+export function createLimiterStage(spec: StageSpec, input: AudioFormat): ChunkStage {
+  rejectUnknownOptions(spec, ['ceilingDb', 'releaseMs']);
+  const ceilingDb = numberOption(spec, 'ceilingDb', -30, 0, LIMITER_DEFAULTS.ceilingDb);
+  const releaseMs = numberOption(spec, 'releaseMs', 1, 2000, LIMITER_DEFAULTS.releaseMs);
+  checkInputFormat(spec.type, input);
+  return new LimiterStage(input, float32AtMost(Math.pow(10, ceilingDb / 20)), Math.exp(-1000 / (releaseMs * input.sampleRate)));
+}
+
+class LimiterStage implements ChunkStage {
+  readonly output: AudioFormat;
+  readonly #channels: number;
+  readonly #ceiling: number;
+  /** Per-sample retention of the distance to the wanted gain (one-pole release). */
+  readonly #release: number;
+  #gain = 1;
+
+  constructor(input: AudioFormat, ceiling: number, release: number) {
+    this.output = derivedFormat(input);
+    this.#channels = input.channels;
+    this.#ceiling = ceiling;
+    this.#release = release;
+  }
+
+  process(chunk: PcmChunk): PcmChunk {
+    const data = chunk.data;
+    const channels = this.#channels;
+    const ceiling = this.#ceiling;
+    const release = this.#release;
+    let gain = this.#gain;
+    for (let i = 0; i < data.length; i += channels) {
+      let peak = 0;
+      for (let c = 0; c < channels; c++) {
+        const a = Math.abs(data[i + c]);
+        if (a > peak) peak = a;
+      }
+      if (peak > ceiling) {
+        const wanted = ceiling / peak;
+        gain = wanted < gain ? wanted : wanted - (wanted - gain) * release;
+      } else if (gain !== 1) {
+        gain = 1 - (1 - gain) * release;
+        if (gain > 1 - UNITY_SNAP) gain = 1;
+      } else {
+        continue; // below the ceiling and nothing to undo: the common case, untouched
+      }
+      for (let c = 0; c < channels; c++) {
+        const y = data[i + c] * gain;
+        data[i + c] = y > ceiling ? ceiling : y < -ceiling ? -ceiling : y;
+      }
+    }
+    this.#gain = gain;
+    return chunk;
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,89 @@
+/**
+ * `reframe`: cuts the stream into chunks of exactly `durationMs` (e.g. 20 ms
+ * Opus frames into the 10 ms frames WebRTC VADs and some ASR engines want,
+ * or into 30/60 ms frames). Samples are only regrouped: the concatenation of
+ * the outputs equals the concatenation of the inputs, minus the tail still
+ * buffered (less than one output frame, so at most `durationMs` of latency).
+ *
+ * One input may complete several output frames (returned as a list, in
+ * order) or none (null). Each output frame is a new array: it travels
+ * downstream and to the branch's sinks, so it can't be a buffer the stage
+ * reuses.
+ */
+import { chunkWith } from './chunk.js';
+import { checkInputFormat, choiceOption, derivedFormat, rejectUnknownOptions } from './options.js';
+import type { AudioFormat, PcmChunk, Stage, StageOutput, StageSpec } from './types.js';
+
+export const REFRAME_DURATIONS_MS = [10, 20, 30, 40, 60] as const;
+export type ReframeDurationMs = (typeof REFRAME_DURATIONS_MS)[number];
+
+/** Options of the `reframe` stage. */
+export interface ReframeOptions extends StageSpec {
+  type: 'reframe';
+  /**
+   * Length of every output chunk in ms: 10, 20, 30, 40 or 60. Required. It
+   * must be a whole number of samples at the input rate (10 ms at 44.1 kHz is
+   * 441 samples; 10 ms at 22.05 kHz, 220.5, is refused). An output chunk's
+   * `vad`/`speech` are those of the latest input chunk that contributed to it.
+   */
+  durationMs: ReframeDurationMs;
+}
+
+export function createReframeStage(spec: StageSpec, input: AudioFormat): Stage {
+  rejectUnknownOptions(spec, ['durationMs']);
+  const durationMs = choiceOption<number>(spec, 'durationMs', REFRAME_DURATIONS_MS);
+  checkInputFormat(spec.type, input);
+  const samples = (durationMs * input.sampleRate) / 1000;
+  if (!Number.isInteger(samples)) {
+    const whole = REFRAME_DURATIONS_MS.filter((ms) => Number.isInteger((ms * input.sampleRate) / 1000));
+    throw new RangeError(
+      `reframe: option "durationMs" ${durationMs} is ${samples} samples at ${input.sampleRate} Hz, not a whole number; ` +
+        (whole.length > 0 ? `use one of ${whole.join(', ')}` : 'resample to a rate like 16000 or 48000 first'),
+    );
+  }
+  return new ReframeStage(input, samples * input.channels);
+}
+
+class ReframeStage implements Stage {
+  readonly output: AudioFormat;
+  /** Interleaved samples per output chunk. */
+  readonly #frame: number;
+  /** The partial output frame, preallocated; `#filled` samples of it are valid. */
+  readonly #pending: Float32Array;
+  #filled = 0;
+
+  constructor(input: AudioFormat, frame: number) {
+    this.output = derivedFormat(input);
+    this.#frame = frame;
+    this.#pending = new Float32Array(frame);
+  }
+
+  process(chunk: PcmChunk): StageOutput {
+    const data = chunk.data;
+    const frame = this.#frame;
+    // Fast path: nothing buffered and the chunk is already one frame (20 ms in, 20 ms out).
+    if (this.#filled === 0 && data.length === frame) return chunk;
+    // Every frame completed during this call holds samples of `chunk`, so its
+    // vad/speech (the latest contributor's) go on each of them.
+    const out: PcmChunk[] = [];
+    let read = 0;
+    if (this.#filled > 0) {
+      const n = Math.min(frame - this.#filled, data.length);
+      this.#pending.set(data.subarray(0, n), this.#filled);
+      this.#filled += n;
+      read = n;
+      if (this.#filled < frame) return null;
+      out.push(chunkWith(chunk, this.#pending.slice()));
+      this.#filled = 0;
+    }
+    for (; read + frame <= data.length; read += frame) out.push(chunkWith(chunk, data.slice(read, read + frame)));
+    if (read < data.length) {
+      this.#pending.set(data.subarray(read));
+      this.#filled = data.length - read;
+    }
+    if (out.length === 0) return null;
+    return out.length === 1 ? out[0] : out;
+  }
+
+  close(): void {}
+}

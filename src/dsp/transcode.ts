@@ -1,0 +1,119 @@
+/**
+ * Stages that change how samples are laid out or encoded, not what they sound
+ * like: `downmix` (to mono), `upmix` (to stereo) and `format` (f32 ↔ s16).
+ *
+ * `downmix` and `upmix` change the array length, so they return a new array:
+ * the output goes downstream and possibly to sinks of this batch, so it can't
+ * be a buffer the stage reuses, and a view into the input would make the
+ * worker's postMessage clone the whole input buffer with every frame.
+ */
+import { chunkWith } from './chunk.js';
+import { checkInputFormat, choiceOption, derivedFormat, rejectUnknownOptions } from './options.js';
+import type { AudioFormat, ChunkStage, PcmChunk, SampleFormat, StageSpec } from './types.js';
+
+/** Options of the `downmix` stage: none. */
+export interface DownmixOptions extends StageSpec {
+  type: 'downmix';
+}
+
+/** Options of the `upmix` stage: none. */
+export interface UpmixOptions extends StageSpec {
+  type: 'upmix';
+}
+
+/** Options of the `format` stage. */
+export interface FormatOptions extends StageSpec {
+  type: 'format';
+  /**
+   * Encoding the branch delivers. Required. 's16': samples are quantized to
+   * the 16-bit grid (round(x·32768), clipped to −32768..32767, ÷32768) and the
+   * branch's frames arrive as Int16Array; stages after this one still see
+   * floats, already quantized. 'f32': frames arrive as Float32Array; the
+   * samples are not touched (an earlier quantization stays).
+   */
+  sampleFormat: SampleFormat;
+}
+
+const identity = (chunk: PcmChunk): PcmChunk => chunk;
+
+/**
+ * Mono from stereo: the mean of L and R (−6 dB per channel, so two equal
+ * full-scale channels stay at full scale and never clip). Mono input passes
+ * through unchanged, so one pipeline works whether the stream was decoded to
+ * one channel or two. More than two channels are averaged the same way.
+ */
+export function createDownmixStage(spec: StageSpec, input: AudioFormat): ChunkStage {
+  rejectUnknownOptions(spec, []);
+  checkInputFormat(spec.type, input);
+  const channels = input.channels;
+  const output = derivedFormat(input, { channels: 1 });
+  if (channels === 1) return { output, process: identity, close() {} };
+  const scale = 1 / channels;
+  return {
+    output,
+    process(chunk: PcmChunk): PcmChunk {
+      const data = chunk.data;
+      const frames = Math.floor(data.length / channels);
+      const mono = new Float32Array(frames);
+      if (channels === 2) {
+        for (let i = 0, j = 0; i < frames; i++, j += 2) mono[i] = (data[j] + data[j + 1]) * 0.5;
+      } else {
+        for (let i = 0, j = 0; i < frames; i++) {
+          let sum = 0;
+          for (let c = 0; c < channels; c++) sum += data[j++];
+          mono[i] = sum * scale;
+        }
+      }
+      return chunkWith(chunk, mono);
+    },
+    close() {},
+  };
+}
+
+/**
+ * Stereo from mono: each sample duplicated into L and R. Input that already
+ * has two (or more) channels passes through unchanged.
+ */
+export function createUpmixStage(spec: StageSpec, input: AudioFormat): ChunkStage {
+  rejectUnknownOptions(spec, []);
+  checkInputFormat(spec.type, input);
+  if (input.channels !== 1) return { output: derivedFormat(input), process: identity, close() {} };
+  return {
+    output: derivedFormat(input, { channels: 2 }),
+    process(chunk: PcmChunk): PcmChunk {
+      const data = chunk.data;
+      const stereo = new Float32Array(data.length * 2);
+      for (let i = 0, j = 0; i < data.length; i++, j += 2) stereo[j] = stereo[j + 1] = data[i];
+      return chunkWith(chunk, stereo);
+    },
+    close() {},
+  };
+}
+
+/** Quantizes one float to the s16 grid: the exact value the Int16 packing will hold, as a float. */
+export function quantizeS16(x: number): number {
+  const q = Math.round(x * 32768);
+  return (q > 32767 ? 32767 : q < -32768 ? -32768 : q) / 32768;
+}
+
+export function createFormatStage(spec: StageSpec, input: AudioFormat): ChunkStage {
+  rejectUnknownOptions(spec, ['sampleFormat']);
+  const sampleFormat = choiceOption<SampleFormat>(spec, 'sampleFormat', ['f32', 's16']);
+  checkInputFormat(spec.type, input);
+  const output = derivedFormat(input, { sampleFormat });
+  if (sampleFormat === 'f32') return { output, process: identity, close() {} };
+  return {
+    output,
+    process(chunk: PcmChunk): PcmChunk {
+      // Quantized here rather than only at packing, so stages after `format`
+      // (levels, a custom stage) see exactly the values the frames will carry.
+      const data = chunk.data;
+      for (let i = 0; i < data.length; i++) {
+        const q = Math.round(data[i] * 32768);
+        data[i] = (q > 32767 ? 32767 : q < -32768 ? -32768 : q) / 32768;
+      }
+      return chunk;
+    },
+    close() {},
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * The seed's processor classes, in TypeScript: an `AudioProcessor` has a
+ * `name` and turns a peer's frames into frames (`process(peerId, frames$)`).
+ * `DefaultAudioProcessor` passes audio through; `AudioTranscoder` and
+ * `AudioFilter` are built on the worker stages (one fused worker hop each, via
+ * `inWorkers`), so their DSP never runs on the main thread.
+ */
+import type { Observable } from 'rxjs';
+import type { StageSpec } from '../dsp/types.js';
+import { inWorkers, stage, type AudioFrame, type StageOperator } from '../pipeline/operators.js';
+import type { WorkerPool } from '../pool/worker-pool.js';
+
+export abstract class AudioProcessor {
+  /** Name the processor is registered under (`registerCustomAudioProcessor`). */
+  abstract readonly name: string;
+  /** Processes one peer's frames; called once per stream. */
+  abstract process(peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame>;
+}
+
+/** Passes frames through unchanged (the seed's default processor). */
+export class DefaultAudioProcessor extends AudioProcessor {
+  readonly name: string;
+  constructor(name = 'default') {
+    super();
+    this.name = name;
+  }
+  process(_peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame> {
+    return frames$;
+  }
+}
+
+/** Base of processors that run a fixed list of worker stages in one hop. */
+abstract class StageChainProcessor extends AudioProcessor {
+  /** The worker stages this processor runs, as pipeline `stages` declarations. */
+  readonly stages: readonly StageSpec[];
+  readonly #operator: StageOperator | undefined;
+
+  constructor(stages: StageSpec[], pool: WorkerPool | undefined) {
+    super();
+    this.stages = Object.freeze(stages.map((s) => Object.freeze({ ...s })));
+    this.#operator = stages.length > 0 ? inWorkers({ pool }, ...stages.map((s) => stage(s.type, s))) : undefined;
+  }
+
+  process(_peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame> {
+    return this.#operator ? frames$.pipe(this.#operator) : frames$;
+  }
+}
+
+export interface AudioTranscoderOptions {
+  /** Processor name. Default `transcoder`. */
+  name?: string;
+  /** Output sample rate, 8000–48000 Hz (Speex resampler). Default: unchanged. */
+  sampleRate?: number;
+  /** Resampler quality 0–10. Default 5. */
+  quality?: number;
+  /** Output channels: 1 (downmix) or 2 (upmix). Default: unchanged. */
+  channels?: 1 | 2;
+  /** Output sample format; `s16` delivers Int16Array frames. Default: unchanged (f32). */
+  sampleFormat?: 'f32' | 's16';
+  /** Re-chunk to frames of this many ms: 10, 20, 30, 40 or 60. Default: unchanged. */
+  frameDurationMs?: 10 | 20 | 30 | 40 | 60;
+  /** Worker pool. Default: the default pool (the server's while one runs). */
+  pool?: WorkerPool;
+}
+
+/**
+ * Converts rate, channels, sample format and frame size — in that order (channel
+ * changes before resampling, so a downmix halves the resampler's work).
+ */
+export class AudioTranscoder extends StageChainProcessor {
+  readonly name: string;
+  constructor(options: AudioTranscoderOptions = {}) {
+    const stages: StageSpec[] = [];
+    if (options.channels === 1) stages.push({ type: 'downmix' });
+    else if (options.channels === 2) stages.push({ type: 'upmix' });
+    else if (options.channels !== undefined) throw new RangeError(`AudioTranscoder: channels must be 1 or 2, got ${String(options.channels)}`);
+    if (options.sampleRate !== undefined) stages.push({ type: 'resample', sampleRate: options.sampleRate, ...(options.quality !== undefined ? { quality: options.quality } : {}) });
+    if (options.frameDurationMs !== undefined) stages.push({ type: 'reframe', durationMs: options.frameDurationMs });
+    if (options.sampleFormat !== undefined) stages.push({ type: 'format', sampleFormat: options.sampleFormat });
+    super(stages, options.pool);
+    this.name = options.name ?? 'transcoder';
+  }
+}
+
+/** Options of a biquad filter in `AudioFilter`: a frequency, or `{ frequency, q }`. */
+export type BiquadSetting = number | { frequency: number; q?: number };
+
+export interface AudioFilterOptions {
+  /** Processor name. Default `filter`. */
+  name?: string;
+  /** RNNoise first (true, or its options `{ mix, vadThreshold }`). Needs 48 kHz input. */
+  denoise?: boolean | { mix?: number; vadThreshold?: number };
+  /** High-pass (e.g. 80 to remove rumble). */
+  highpass?: BiquadSetting;
+  /** Low-pass. */
+  lowpass?: BiquadSetting;
+  /** Band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }`. */
+  bandpass?: { lowFrequency: number; highFrequency: number } | { frequency: number; q?: number };
+  /** Notch (e.g. 50 or 60 for mains hum). */
+  notch?: BiquadSetting;
+  /** Gain in dB. */
+  gainDb?: number;
+  /** Noise gate (true for defaults, or its options). */
+  gate?: boolean | { thresholdDb?: number; attackMs?: number; holdMs?: number; releaseMs?: number; floorDb?: number };
+  /** Slow AGC towards a loudness (true for defaults, or its options). */
+  normalize?: boolean | { targetDb?: number; maxGainDb?: number; rateDbPerSecond?: number; silenceDb?: number };
+  /** Peak limiter, last (true for defaults, or its options). */
+  limiter?: boolean | { ceilingDb?: number; releaseMs?: number };
+  /** Worker pool. Default: the default pool. */
+  pool?: WorkerPool;
+}
+
+/**
+ * A filter chain in a fixed, sensible order: denoise → highpass → lowpass →
+ * bandpass → notch → gain → gate → normalize → limiter.
+ */
+export class AudioFilter extends StageChainProcessor {
+  readonly name: string;
+  constructor(options: AudioFilterOptions = {}) {
+    const stages: StageSpec[] = [];
+    const biquad = (type: string, s: BiquadSetting | undefined) => {
+      if (s === undefined) return;
+      stages.push(typeof s === 'number' ? { type, frequency: s } : { type, ...s });
+    };
+    const optional = (type: string, s: boolean | object | undefined) => {
+      if (s === undefined || s === false) return;
+      stages.push(s === true ? { type } : { type, ...s });
+    };
+    optional('denoise', options.denoise);
+    biquad('highpass', options.highpass);
+    biquad('lowpass', options.lowpass);
+    if (options.bandpass) stages.push({ type: 'bandpass', ...options.bandpass });
+    biquad('notch', options.notch);
+    if (options.gainDb !== undefined) stages.push({ type: 'gain', db: options.gainDb });
+    optional('gate', options.gate);
+    optional('normalize', options.normalize);
+    optional('limiter', options.limiter);
+    super(stages, options.pool);
+    this.name = options.name ?? 'filter';
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Main-thread operators on processed frames: cheap bookkeeping on the levels
+ * and voice activity the workers already measured (no per-sample work here,
+ * DESIGN.md invariant 2). Marble-tested for ordering, completion and errors.
+ */
+import { Observable, type OperatorFunction } from 'rxjs';
+import type { AudioFrame } from './operators.js';
+
+/** A change between speaking and silent. */
+export interface SpeechEvent {
+  type: 'speech-start' | 'speech-end';
+  /** Media time of the change, seconds since the stream started. */
+  time: number;
+  /** For `speech-end`: seconds of speech the segment lasted. */
+  duration?: number;
+}
+
+export interface SpeechSegmentsOptions {
+  /**
+   * What counts as speech in a frame:
+   * - `energy` (default): RMS above `thresholdDb`;
+   * - `vad`: the frame's `speech` flag from `denoise` (or `vad ≥ 0.5` without a flag).
+   */
+  by?: 'energy' | 'vad';
+  /** RMS threshold in dBFS for `by: 'energy'`. Default −40. */
+  thresholdDb?: number;
+  /** Speech must last this long (ms) before `speech-start` is emitted. Default 60. */
+  minSpeechMs?: number;
+  /** Silence must last this long (ms) before `speech-end` is emitted. Default 300 (bridges pauses between words). */
+  hangoverMs?: number;
+}
+
+/**
+ * Turns frames into speech-start / speech-end events with debouncing. A stream
+ * that completes while speaking emits a final `speech-end` at its last sample;
+ * an error is forwarded at once (after no further events).
+ */
+export function speechSegments(options: SpeechSegmentsOptions = {}): OperatorFunction<AudioFrame, SpeechEvent> {
+  const by = options.by ?? 'energy';
+  if (by !== 'energy' && by !== 'vad') throw new RangeError(`speechSegments: "by" must be "energy" or "vad", got ${JSON.stringify(by)}`);
+  const thresholdDb = options.thresholdDb ?? -40;
+  const minSpeech = (options.minSpeechMs ?? 60) / 1000;
+  const hangover = (options.hangoverMs ?? 300) / 1000;
+  for (const [k, v] of Object.entries({ thresholdDb, minSpeech, hangover })) {
+    if (!Number.isFinite(v)) throw new RangeError(`speechSegments: ${k} must be a finite number`);
+  }
+  const threshold = 10 ** (thresholdDb / 20);
+
+  return (source) =>
+    new Observable<SpeechEvent>((subscriber) => {
+      // Arithmetic in samples (exact integers), seconds only on output.
+      let rate = 0;
+      let minSpeechSamples = 0;
+      let hangoverSamples = 0;
+      let speaking = false;
+      let segmentStart = 0;
+      /** Start of the current run of frames that disagree with `speaking`. */
+      let runStart: number | undefined;
+      let end = 0;
+      return source.subscribe({
+        next(f) {
+          if (f.sampleRate !== rate) {
+            rate = f.sampleRate;
+            minSpeechSamples = Math.round(minSpeech * rate);
+            hangoverSamples = Math.round(hangover * rate);
+          }
+          const start = f.position;
+          end = start + f.data.length / f.channels;
+          const isSpeech = by === 'energy' ? f.rms >= threshold : (f.speech ?? (f.vad ?? 0) >= 0.5);
+          if (isSpeech === speaking) {
+            runStart = undefined;
+            return;
+          }
+          runStart ??= start;
+          if (!speaking && end - runStart >= minSpeechSamples) {
+            speaking = true;
+            segmentStart = runStart;
+            runStart = undefined;
+            subscriber.next({ type: 'speech-start', time: segmentStart / rate });
+          } else if (speaking && end - runStart >= hangoverSamples) {
+            speaking = false;
+            subscriber.next({ type: 'speech-end', time: runStart / rate, duration: (runStart - segmentStart) / rate });
+            runStart = undefined;
+          }
+        },
+        error(e) {
+          subscriber.error(e);
+        },
+        complete() {
+          if (speaking) subscriber.next({ type: 'speech-end', time: end / rate, duration: (end - segmentStart) / rate });
+          subscriber.complete();
+        },
+      });
+    });
+}

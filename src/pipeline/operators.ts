@@ -1,0 +1,196 @@
+/**
+ * RxJS operators for every worker stage, and `inWorkers()` which fuses
+ * consecutive stages into one worker hop.
+ *
+ * Each stage operator (`denoise()`, `resample({ sampleRate: 16000 })`, …) is a
+ * plain `OperatorFunction<AudioFrame, AudioFrame>`: used alone it costs one
+ * worker hop. It also carries its stage declaration, so
+ * `inWorkers(denoise(), highpass({ frequency: 80 }), resample({ sampleRate: 16000 }))`
+ * runs all three in one hop — one pool stream, pinned to one worker (the
+ * stream's affinity), PCM in, PCM out — exactly like a pipeline branch.
+ *
+ * Semantics (marble-tested): frames come out in media order; completion of the
+ * source drains the worker (every frame already pushed comes out) and then
+ * completes; an error of the source is forwarded after the drain; a stage that
+ * fails in the worker errors the output with its message; unsubscribing frees
+ * the worker state.
+ */
+import { Observable, type OperatorFunction } from 'rxjs';
+import type { PcmInput } from '../dsp/stream-processor.js';
+import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
+import { WorkerPool } from '../pool/worker-pool.js';
+
+/** A frame of processed audio (what the sinks, processors and these operators see). */
+export type AudioFrame = ProcessedFrame;
+
+const STAGES = Symbol.for('earshot.stages');
+
+/** An operator that runs worker stages; `inWorkers()` fuses several into one hop. */
+export interface StageOperator extends OperatorFunction<AudioFrame, AudioFrame> {
+  /** The stage declarations this operator runs, in order (as in a pipeline's `stages`). */
+  readonly [STAGES]: readonly StageSpec[];
+}
+
+/** Options of `inWorkers()` when given as its first argument. */
+export interface InWorkersOptions {
+  /** Pool to run on. Default: the default pool (`setDefaultPool`, or one created on first use). */
+  pool?: WorkerPool;
+}
+
+let defaultPool: WorkerPool | undefined;
+let ownDefault = false;
+
+/**
+ * Sets the pool stage operators use when not given one. `createServer` makes
+ * its pool the default while it runs (unless one was set), so operators on
+ * `server.streams$` share the server's workers.
+ */
+export function setDefaultPool(pool: WorkerPool | undefined): void {
+  defaultPool = pool;
+  ownDefault = false;
+}
+
+/** True if a default pool is set or was created. */
+export function hasDefaultPool(): boolean {
+  return defaultPool !== undefined;
+}
+
+/** The default pool, created (2 threads) on first use if none was set. */
+export function getDefaultPool(): WorkerPool {
+  if (!defaultPool) {
+    defaultPool = new WorkerPool();
+    ownDefault = true;
+  }
+  return defaultPool;
+}
+
+/** Closes the default pool if the operators created it (call before exiting a script that used them). */
+export async function closeDefaultPool(): Promise<void> {
+  const pool = defaultPool;
+  if (pool && ownDefault) {
+    defaultPool = undefined;
+    ownDefault = false;
+    await pool.close();
+  }
+}
+
+/** True if `x` is a stage operator (carries stage declarations). */
+export function isStageOperator(x: unknown): x is StageOperator {
+  return typeof x === 'function' && Array.isArray((x as Partial<StageOperator>)[STAGES]);
+}
+
+/** The stage declarations of a stage operator, e.g. to put them in a pipeline document. */
+export function stagesOf(op: StageOperator): StageSpec[] {
+  return op[STAGES].map((s) => ({ ...s }));
+}
+
+/**
+ * Fuses stage operators into one worker hop. Accepts stage operators (also
+ * fused ones), optionally preceded by `{ pool }`.
+ */
+export function inWorkers(...args: Array<StageOperator | InWorkersOptions>): StageOperator {
+  const first = args[0];
+  const options: InWorkersOptions = first !== undefined && !isStageOperator(first) ? (args.shift() as InWorkersOptions) : {};
+  const stages: StageSpec[] = [];
+  for (const [i, op] of args.entries()) {
+    if (!isStageOperator(op)) throw new TypeError(`inWorkers: argument ${i} is not a stage operator (use denoise(), resample({…}), stage(type, options), …)`);
+    stages.push(...op[STAGES]);
+  }
+  return makeStageOperator(stages, options.pool);
+}
+
+/** A worker stage by type: built-in or from a registered stage module. */
+export function stage(type: string, options: Record<string, unknown> = {}): StageOperator {
+  return makeStageOperator([{ ...options, type }]);
+}
+
+/** Builds a stage operator for `stages` (used by the typed per-stage operators). */
+export function makeStageOperator(stages: StageSpec[], pool?: WorkerPool): StageOperator {
+  const frozen = stages.map((s) => Object.freeze({ ...s }));
+  const op = ((source: Observable<AudioFrame>) => runInWorkers(source, frozen, pool)) as StageOperator;
+  Object.defineProperty(op, STAGES, { value: Object.freeze(frozen), enumerable: false });
+  return op;
+}
+
+function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolOption: WorkerPool | undefined): Observable<AudioFrame> {
+  return new Observable<AudioFrame>((subscriber) => {
+    const pool = poolOption ?? getDefaultPool();
+    let stream: ReturnType<WorkerPool['openStream']> | undefined;
+    let format: { sampleRate: number; channels: 1 | 2; sampleFormat: 'f32' | 's16' } | undefined;
+    let failed = false;
+    let ready = false;
+    const early: AudioFrame[] = [];
+
+    const fail = (e: unknown) => {
+      if (failed) return;
+      failed = true;
+      void stream?.close();
+      subscriber.error(e);
+    };
+    const open = (f: AudioFrame) => {
+      if (f.channels !== 1 && f.channels !== 2) throw new RangeError(`inWorkers: frames must be mono or stereo, got ${f.channels} channels`);
+      format = { sampleRate: f.sampleRate, channels: f.channels, sampleFormat: f.data instanceof Int16Array ? 's16' : 'f32' };
+      stream = pool.openStream(
+        { channels: format.channels, input: { ...format }, branches: [{ stages }] },
+        {
+          onFrames: (_branch, frames) => {
+            if (!failed) for (const out of frames) subscriber.next(out);
+          },
+          onError: (message) => fail(new Error(`inWorkers(${stages.map((s) => s.type).join(', ')}): ${message}`)),
+        },
+      );
+    };
+    const push = (f: AudioFrame) => {
+      if (!stream) open(f);
+      else if (f.sampleRate !== format!.sampleRate || f.channels !== format!.channels) {
+        throw new RangeError(`inWorkers: the format changed mid-stream (${format!.sampleRate} Hz × ${format!.channels} → ${f.sampleRate} Hz × ${f.channels}); split the stream first`);
+      }
+      const input: PcmInput = { position: f.position, data: f.data, arrival: f.arrival };
+      if (f.vad !== undefined) input.vad = f.vad;
+      if (f.speech !== undefined) input.speech = f.speech;
+      stream!.push(input);
+    };
+    // Drain, then complete or error: every frame pushed before the end comes out.
+    const end = (error?: { e: unknown }) => {
+      const done = () => {
+        if (failed) return;
+        if (error) fail(error.e);
+        else subscriber.complete();
+      };
+      if (stream) void stream.close().then(done);
+      else done();
+    };
+
+    const poolReady = pool.start().then(
+      () => {
+        ready = true;
+        try {
+          for (const f of early.splice(0)) push(f);
+        } catch (e) {
+          fail(e);
+        }
+      },
+      (e: unknown) => fail(e),
+    );
+    const sub = source.subscribe({
+      next: (f) => {
+        if (failed) return;
+        if (!ready) {
+          early.push(f);
+          return;
+        }
+        try {
+          push(f);
+        } catch (e) {
+          fail(e);
+        }
+      },
+      error: (e: unknown) => void poolReady.then(() => end({ e })),
+      complete: () => void poolReady.then(() => end()),
+    });
+    return () => {
+      sub.unsubscribe();
+      void stream?.close();
+    };
+  });
+}

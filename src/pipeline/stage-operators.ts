@@ -1,0 +1,72 @@
+/**
+ * One RxJS operator per built-in worker stage, typed from the stage schemas
+ * (the single source of truth for options). Each checks its options against the
+ * schema when called, so a mistake throws a TypeError at composition time,
+ * with the same wording as pipeline validation, not when audio flows.
+ *
+ *   frames$.pipe(inWorkers(denoise(), highpass({ frequency: 80 }), resample({ sampleRate: 16000 })))
+ */
+import type { Static, TObject } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { makeStageOperator, type StageOperator } from './operators.js';
+import {
+  BandpassStageSchema,
+  DenoiseStageSchema,
+  DownmixStageSchema,
+  FormatStageSchema,
+  GainStageSchema,
+  GateStageSchema,
+  HighpassStageSchema,
+  LimiterStageSchema,
+  LowpassStageSchema,
+  NormalizeStageSchema,
+  NotchStageSchema,
+  PassthroughStageSchema,
+  ReframeStageSchema,
+  ResampleStageSchema,
+  UpmixStageSchema,
+} from './stage-schemas.js';
+
+/** A stage's options: its schema's properties without `type`. */
+type OptionsOf<S extends TObject> = Omit<Static<S>, 'type'>;
+
+function checked<S extends TObject>(schema: S, options: object): StageOperator {
+  const type = (schema.properties.type as unknown as { const: string }).const;
+  const spec = { ...options, type };
+  if (!Value.Check(schema, spec)) {
+    const problems = [...Value.Errors(schema, spec)].map((e) => `${e.path.slice(1) || 'options'}: ${e.message}`);
+    throw new TypeError(`${type}(): ${problems.join('; ')}`);
+  }
+  return makeStageOperator([spec]);
+}
+
+/** Frames unchanged (a placeholder or a benchmark baseline). */
+export const passthrough = (): StageOperator => checked(PassthroughStageSchema, {});
+/** RNNoise noise suppression at 48 kHz; frames carry `vad` and `speech`. */
+export const denoise = (options: OptionsOf<typeof DenoiseStageSchema> = {}): StageOperator => checked(DenoiseStageSchema, options);
+/** Speex resampler to `sampleRate` (8000–48000), `quality` 0–10 (default 6). */
+export const resample = (options: OptionsOf<typeof ResampleStageSchema>): StageOperator => checked(ResampleStageSchema, options);
+/** Stereo → mono (mean of the channels). */
+export const downmix = (): StageOperator => checked(DownmixStageSchema, {});
+/** Mono → stereo (the same samples on both). */
+export const upmix = (): StageOperator => checked(UpmixStageSchema, {});
+/** Sample encoding of the output frames: `s16` (Int16Array) or `f32`. */
+export const format = (options: OptionsOf<typeof FormatStageSchema>): StageOperator => checked(FormatStageSchema, options);
+/** Re-chunks to frames of `durationMs` (10, 20, 30, 40, 60), losing and repeating no sample. */
+export const reframe = (options: OptionsOf<typeof ReframeStageSchema>): StageOperator => checked(ReframeStageSchema, options);
+/** Fixed gain in dB. */
+export const gain = (options: OptionsOf<typeof GainStageSchema>): StageOperator => checked(GainStageSchema, options);
+/** Biquad high-pass at `frequency` (Hz), `q` default 0.7071. */
+export const highpass = (options: OptionsOf<typeof HighpassStageSchema>): StageOperator => checked(HighpassStageSchema, options);
+/** Biquad low-pass at `frequency` (Hz), `q` default 0.7071. */
+export const lowpass = (options: OptionsOf<typeof LowpassStageSchema>): StageOperator => checked(LowpassStageSchema, options);
+/** Biquad band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }`. */
+export const bandpass = (options: OptionsOf<typeof BandpassStageSchema>): StageOperator => checked(BandpassStageSchema, options);
+/** Biquad notch at `frequency` (Hz), `q` default 5. */
+export const notch = (options: OptionsOf<typeof NotchStageSchema>): StageOperator => checked(NotchStageSchema, options);
+/** Noise gate. */
+export const gate = (options: OptionsOf<typeof GateStageSchema> = {}): StageOperator => checked(GateStageSchema, options);
+/** Peak limiter (no sample above `ceilingDb`). */
+export const limiter = (options: OptionsOf<typeof LimiterStageSchema> = {}): StageOperator => checked(LimiterStageSchema, options);
+/** Slow AGC towards `targetDb`. */
+export const normalize = (options: OptionsOf<typeof NormalizeStageSchema> = {}): StageOperator => checked(NormalizeStageSchema, options);

@@ -1,0 +1,101 @@
+/**
+ * The seed's API (`WebRTCHandler`) with the caller's own signaling: a werift
+ * client offers, the handler's peer connection answers, audio flows over
+ * loopback and is processed, recorded to a chosen path and measured.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, WebRTCHandler, type ProcessedAudio } from '../../src/index.js';
+import { iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import { dominantFrequency, readWav } from '../helpers/audio.js';
+
+const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
+
+let dir: string;
+let handler: WebRTCHandler | undefined;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'earshot-handler-'));
+});
+afterEach(async () => {
+  await handler?.close();
+  handler = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Signaling done by the application: hand the offer to the handler's peer connection, return its answer. */
+function signalingFor(h: WebRTCHandler, room: string, peer: string) {
+  return async (offer: string) => {
+    const pc = h.createPeerConnection(room, peer);
+    await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await iceGatheringComplete(pc);
+    return pc.localDescription!.sdp;
+  };
+}
+
+describe('WebRTCHandler', () => {
+  it('processes a peer connection made for custom signaling: recording to a chosen path, statistics, custom processors', async () => {
+    handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
+    await handler.ready();
+    const processed: ProcessedAudio[] = [];
+    handler.processedAudio$.subscribe((p) => processed.push(p));
+    handler.registerCustomAudioProcessor('to16k', new AudioTranscoder({ sampleRate: 16000 }));
+    handler.registerCustomAudioProcessor('same', new DefaultAudioProcessor());
+
+    const target = join(dir, 'alice-take1.wav');
+    const sending = sendAudio({ url: 'custom:', signaling: signalingFor(handler, 'lobby', 'alice'), hostAddresses: ['127.0.0.1'], source: fixture('tone-1k-48k.wav'), seconds: 2 });
+    // Start recording once the stream is live (about half a second in, after ICE and DTLS).
+    await new Promise((r) => setTimeout(r, 1000));
+    const started = await handler.startAudioRecording('alice', target);
+    expect(started).toMatchObject({ name: 'alice-take1.wav', state: 'recording' });
+    const sent = await sending;
+    const stopped = await handler.stopAudioRecording('alice');
+    expect(stopped.state).toBe('stopped');
+
+    const wav = await readWav(target);
+    // Started mid-stream: part of the 2 s, not all of it.
+    expect(wav.durationSec).toBeGreaterThan(0.5);
+    expect(wav.durationSec).toBeLessThan(1.9);
+    expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
+
+    const stats = handler.getAudioStatistics('alice');
+    expect(stats).toMatchObject({ peer: 'alice', room: 'lobby', pipeline: 'handler' });
+    expect(stats.rtp.packetsReceived).toBe(sent.packetsSent);
+    expect(Object.keys(handler.getAllAudioStatistics())).toEqual(['alice']);
+
+    const by = (name: string) => processed.filter((p) => p.processor === name && p.peerId === 'alice');
+    const samples16 = by('to16k').reduce((n, p) => n + p.frame.data.length, 0);
+    expect(by('to16k').every((p) => p.frame.sampleRate === 16000)).toBe(true);
+    expect(Math.abs(samples16 - 32000)).toBeLessThanOrEqual(32);
+    expect(by('same').length).toBe(100);
+  });
+
+  it('names unknown peers and refuses use before it is ready', async () => {
+    handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'] });
+    expect(() => handler!.createPeerConnection('r', 'p')).toThrow(/await handler.ready/);
+    await handler.ready();
+    expect(() => handler!.getAudioStatistics('ghost')).toThrow(expect.objectContaining({ code: 'EARSHOT_PEER_NOT_FOUND' }));
+    await expect(handler.startAudioRecording('ghost', 'x.wav')).rejects.toMatchObject({ code: 'EARSHOT_PEER_NOT_FOUND' });
+  });
+
+  it('builds AudioTranscoder and AudioFilter from the worker stages', () => {
+    expect(new AudioTranscoder({ sampleRate: 16000, channels: 1, frameDurationMs: 10, sampleFormat: 's16' }).stages.map((s) => s.type)).toEqual([
+      'downmix',
+      'resample',
+      'reframe',
+      'format',
+    ]);
+    const filter = new AudioFilter({ denoise: true, highpass: 80, notch: { frequency: 50, q: 10 }, gainDb: 3, limiter: true });
+    expect(filter.stages).toEqual([
+      { type: 'denoise' },
+      { type: 'highpass', frequency: 80 },
+      { type: 'notch', frequency: 50, q: 10 },
+      { type: 'gain', db: 3 },
+      { type: 'limiter' },
+    ]);
+    expect(() => new AudioTranscoder({ channels: 3 as 1 })).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,144 @@
+/**
+ * Custom processing over real loopback WebRTC: a custom worker stage named in
+ * the pipeline JSON, main-thread processors (pipeline sinks and runtime
+ * attachments), their isolation, `server.streams$`, and pipelines that must
+ * not start.
+ */
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { map, type Observable } from 'rxjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { WhipRequestError } from '../../src/client/whip-client.js';
+import { ProcessorRegistry, type AudioFrame, type ProcessorEvent } from '../../src/index.js';
+import { energyDetector } from '../../examples/energy-detector.js';
+import { readWav } from '../helpers/audio.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
+const EXAMPLE_STAGE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
+const STRICT_STAGE = fileURLToPath(new URL('../fixtures/modules/strict-options.js', import.meta.url));
+
+let t: TestServer | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+type PeerStats = {
+  rtp: { packetsReceived: number };
+  processing: { sinkErrors: number; processorErrors: number; processors: Array<{ name: string; branch: string; state: string }> };
+  recording: { name: string; seconds: number };
+};
+const statsOf = async (peer: string) => (await (await fetch(`${t!.url}/stats/${peer}`)).json()) as PeerStats;
+
+describe('custom processors over WebRTC', () => {
+  it('runs a custom worker stage named in the pipeline and a processor sink whose events reach server.events$', async () => {
+    const processors = new ProcessorRegistry();
+    processors.register('energy', energyDetector);
+    t = await startServer({
+      processors,
+      stageModules: [EXAMPLE_STAGE],
+      pipeline: {
+        name: 'detect',
+        stages: [{ type: 'dc-blocker', cutoffHz: 20 }, { type: 'denoise' }],
+        sinks: [{ type: 'processor', name: 'energy', options: { thresholdDb: -35 } }, { type: 'record' }, { type: 'stats' }],
+      },
+    });
+    const events: ProcessorEvent[] = [];
+    t.server.events$.subscribe((e) => events.push(e));
+    await sendAudio({ url: `${t.url}/whip/talk/ann`, source: fixture('speech-48k.wav'), seconds: 4 });
+
+    const s = await statsOf('ann');
+    expect(s.processing.processors).toEqual([{ name: 'energy', branch: 'main', state: 'running' }]);
+    expect(events.length).toBeGreaterThanOrEqual(2);
+    expect(events.every((e) => e.peerId === 'ann' && e.roomId === 'talk' && e.processor === 'energy')).toBe(true);
+    // Starts and ends alternate, starting with a start, in media order, within the 4 s sent.
+    events.forEach((e, i) => expect(e.event).toBe(i % 2 === 0 ? 'speech-start' : 'speech-end'));
+    const times = events.map((e) => (e.data as { time: number }).time);
+    expect([...times].sort((a, b) => a - b)).toEqual(times);
+    expect(times[0]).toBeGreaterThanOrEqual(0);
+    expect(times[times.length - 1]).toBeLessThanOrEqual(4.05);
+    const wav = await readWav(join(t.recordingsDir, s.recording.name));
+    expect(Math.abs(wav.durationSec - 4)).toBeLessThan(0.05);
+  });
+
+  it('detaches a processor that throws, counts it, and keeps recording and the other processors going', async () => {
+    const processors = new ProcessorRegistry();
+    let goodFrames = 0;
+    processors.register('boom', () => ({
+      next(f: AudioFrame) {
+        if (f.position >= 48000) throw new Error('processor failed at 1 s');
+      },
+    }));
+    processors.register('count', () => (frames$: Observable<AudioFrame>) => frames$.pipe(map(() => goodFrames++)));
+    t = await startServer({ processors, pipeline: { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] } });
+    const detachBoom = t.server.attachProcessor('boom', { room: 'r1' });
+    t.server.attachProcessor('count', { peer: 'bob' });
+    t.server.attachProcessor('count', { room: 'elsewhere' }); // matches nobody here
+    await sendAudio({ url: `${t.url}/whip/r1/bob`, source: fixture('tone-1k-48k.wav'), seconds: 2 });
+    detachBoom();
+
+    const s = await statsOf('bob');
+    expect(s.processing.processorErrors).toBe(1);
+    expect(s.processing.sinkErrors).toBe(1);
+    expect(s.processing.processors).toEqual([
+      { name: 'boom', branch: 'main', state: 'failed' },
+      { name: 'count', branch: 'main', state: 'running' },
+    ]);
+    expect(goodFrames).toBe(100); // every 20 ms frame of 2 s
+    const wav = await readWav(join(t.recordingsDir, s.recording.name));
+    expect(Math.abs(wav.durationSec - 2)).toBeLessThan(0.04);
+    expect(() => t!.server.attachProcessor('nope')).toThrow(expect.objectContaining({ code: 'EARSHOT_PROCESSOR_NOT_FOUND' }));
+  });
+
+  it('announces every stream on server.streams$ with its audio, encoded frames and stats', async () => {
+    t = await startServer({ pipeline: { name: 'two', channels: 1, branches: { raw: { stages: [], sinks: [{ type: 'stats' }] }, low: { stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'stats' }] } } } });
+    const seen: Array<{ peer: string; room: string; pipeline: string; audio: number; low: number; lowRate: number; encoded: number; positions: number[]; statsPeer: string }> = [];
+    t.server.streams$.subscribe((s) => {
+      const entry = { peer: s.peerId, room: s.roomId, pipeline: s.pipeline, audio: 0, low: 0, lowRate: 0, encoded: 0, positions: [] as number[], statsPeer: s.stats().peer };
+      seen.push(entry);
+      s.audio$.subscribe((f) => (entry.audio += f.data.length));
+      s.branches.low.subscribe((f) => {
+        entry.low += f.data.length;
+        entry.lowRate = f.sampleRate;
+      });
+      s.encoded$.subscribe((f) => {
+        entry.encoded++;
+        entry.positions.push(f.position);
+      });
+    });
+    const sent = await sendAudio({ url: `${t.url}/whip/room9/cat`, source: fixture('tone-1k-48k.wav'), seconds: 1 });
+    expect(seen).toHaveLength(1);
+    const e = seen[0];
+    expect([e.peer, e.room, e.pipeline, e.statsPeer]).toEqual(['cat', 'room9', 'two', 'cat']);
+    expect(e.encoded).toBe(sent.packetsSent);
+    expect(e.positions.every((p, i) => p === i * 960)).toBe(true);
+    expect(e.audio).toBe(48000);
+    expect(e.lowRate).toBe(16000);
+    expect(Math.abs(e.low - 16000)).toBeLessThanOrEqual(16); // resampler start-up, within 1 ms
+  });
+
+  it('refuses to start a pipeline whose processor is not registered or whose custom stage rejects its options (422, no session)', async () => {
+    t = await startServer({
+      processors: new ProcessorRegistry(),
+      stageModules: [STRICT_STAGE],
+      pipeline: { name: 'bad', branches: { a: { stages: [{ type: 'invert', strength: 2 }], sinks: [{ type: 'processor', name: 'asr' }] } } },
+    });
+    const first = await sendAudio({ url: `${t.url}/whip/x/p1`, source: fixture('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
+    expect(first).toBeInstanceOf(WhipRequestError);
+    expect(first).toMatchObject({ status: 422, code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringMatching(/branches\/a\/sinks\/0\/name.*"asr" is not registered/s) });
+
+    t.server.registerProcessor('asr', () => ({ next() {} }));
+    const second = await sendAudio({ url: `${t.url}/whip/x/p1`, source: fixture('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
+    expect(second).toMatchObject({ status: 422, code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringMatching(/branches\/a\/stages\/0.*strength/s) });
+    expect((await fetch(`${t.url}/stats/p1`)).status).toBe(404);
+  });
+
+  it('rejects an unknown custom stage type in the pipeline at startup with a hint', async () => {
+    await expect(startServer({ pipeline: { name: 'typo', stages: [{ type: 'dc-bloker' }], sinks: [{ type: 'stats' }] } })).rejects.toMatchObject({
+      code: 'EARSHOT_PIPELINE_INVALID',
+      message: expect.stringMatching(/stages\/0\/type: "dc-bloker" is not a stage type.*register/s),
+    });
+  });
+});

@@ -1,0 +1,126 @@
+/**
+ * Custom worker stages loaded from ES modules, and the `inWorkers()` operator
+ * that runs stages in one hop: real workers, real modules, real audio.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { from, lastValueFrom, toArray } from 'rxjs';
+import { WorkerPool } from '../../src/pool/worker-pool.js';
+import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
+import { fixturePath, readWav, rmsDb } from '../helpers/audio.js';
+
+const EXAMPLE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
+const modulePath = (name: string) => fileURLToPath(new URL(`../fixtures/modules/${name}`, import.meta.url));
+
+/** Cuts mono 48 kHz samples into 20 ms AudioFrames. */
+function framesOf(samples: Float32Array, sampleRate = 48000): AudioFrame[] {
+  const n = sampleRate / 50;
+  const out: AudioFrame[] = [];
+  for (let i = 0; i + n <= samples.length; i += n) {
+    out.push({ position: i, sampleRate, channels: 1, sampleFormat: 'f32', data: samples.slice(i, i + n), rms: 0, peak: 0, arrival: 0 } as AudioFrame);
+  }
+  return out;
+}
+
+function concat(frames: AudioFrame[]): Float32Array {
+  const out = new Float32Array(frames.reduce((n, f) => n + f.data.length, 0));
+  let o = 0;
+  for (const f of frames) {
+    out.set(f.data as Float32Array, o);
+    o += f.data.length;
+  }
+  return out;
+}
+
+function mean(x: Float32Array): number {
+  let s = 0;
+  for (const v of x) s += v;
+  return s / x.length;
+}
+
+let pool: WorkerPool;
+beforeAll(async () => {
+  pool = new WorkerPool({ threads: 2 });
+  await pool.start();
+});
+afterAll(async () => {
+  await pool.close();
+});
+
+describe('custom worker stage modules', () => {
+  it('loads the DC-blocker example in every worker and runs it by name: the offset goes, the tone stays', async () => {
+    expect(await pool.registerStageModule(EXAMPLE)).toEqual(['dc-blocker']);
+    expect(pool.customStageTypes).toContain('dc-blocker');
+    const tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0].subarray(0, 48000);
+    const offset = tone.map((v) => v + 0.25);
+    const out = concat(await lastValueFrom(from(framesOf(offset)).pipe(inWorkers({ pool }, stage('dc-blocker', { cutoffHz: 20 })), toArray())));
+    expect(out.length).toBe(offset.length);
+    const settled = out.subarray(24000); // after 0.5 s the 20 Hz pole has settled (time constant 8 ms)
+    expect(Math.abs(mean(offset))).toBeGreaterThan(0.24);
+    expect(Math.abs(mean(settled))).toBeLessThan(0.001);
+    expect(Math.abs(rmsDb(settled) - rmsDb(tone.subarray(24000)))).toBeLessThan(0.1);
+  });
+
+  it('reports a module that throws on import, lacks a default export or reuses a built-in name, and keeps working', async () => {
+    for (const [file, why] of [
+      ['throws-on-import.js', /broken on purpose/],
+      ['no-default.js', /no default export/],
+      ['builtin-name.js', /built-in/],
+      ['does-not-exist.js', /import failed/],
+    ] as const) {
+      await expect(pool.registerStageModule(modulePath(file))).rejects.toMatchObject({ code: 'EARSHOT_STAGE_MODULE_INVALID', statusCode: 422, message: expect.stringMatching(why) });
+    }
+    // The workers are alive and still run streams.
+    const out = await lastValueFrom(from(framesOf(new Float32Array(9600).fill(0.5))).pipe(inWorkers({ pool }, stage('gain', { db: -6 })), toArray()));
+    expect(out).toHaveLength(10);
+    expect(out[5].data[0]).toBeCloseTo(0.5 * 10 ** (-6 / 20), 5);
+  });
+
+  it('checks a setup before use: a custom stage that rejects its options is an error naming branch and stage', async () => {
+    await pool.registerStageModule(modulePath('strict-options.js'));
+    const [ok, bad] = await pool.checkSetups([
+      { channels: 1, branches: [{ stages: [{ type: 'invert' }] }] },
+      { channels: 1, branches: [{ stages: [{ type: 'denoise' }, { type: 'invert', strength: 2 }] }] },
+    ]);
+    expect(ok).toBeNull();
+    expect(bad).toMatch(/branch 0, stage 1 \(invert\).*strength/);
+  });
+
+  it('errors the output of inWorkers with the stage message when a stage cannot be built', async () => {
+    const run = lastValueFrom(from(framesOf(new Float32Array(1920))).pipe(inWorkers({ pool }, stage('invert', { strength: 3 })), toArray()));
+    await expect(run).rejects.toThrow(/inWorkers\(invert\).*strength/);
+  });
+});
+
+describe('inWorkers', () => {
+  it('fuses stages into one worker hop: one pool stream for three stages, three for three separate operators', async () => {
+    const source = framesOf((await readWav(fixturePath('speech-48k.wav'))).channels[0].subarray(0, 48000));
+    const a = stage('gain', { db: -3 });
+    const b = stage('dc-blocker');
+    const c = stage('resample', { sampleRate: 16000 });
+    const fused = inWorkers({ pool }, a, b, c);
+    expect(stagesOf(fused).map((s) => s.type)).toEqual(['gain', 'dc-blocker', 'resample']);
+
+    const opened = () => pool.stats().streamsOpened;
+    const before = opened();
+    const one = await lastValueFrom(from(source).pipe(fused, toArray()));
+    const afterFused = opened();
+    const three = await lastValueFrom(from(source).pipe(inWorkers({ pool }, a), inWorkers({ pool }, b), inWorkers({ pool }, c), toArray()));
+    expect(afterFused - before).toBe(1); // one hop: one pool stream
+    expect(opened() - afterFused).toBe(3); // three hops
+    // Same stages, same result, whichever way they are hopped.
+    expect(one.map((f) => f.sampleRate)).toEqual(three.map((f) => f.sampleRate));
+    expect(concat(one)).toEqual(concat(three));
+    expect(one[0].sampleRate).toBe(16000);
+  });
+
+  it('keeps media order and positions, and completes only after every frame came back', async () => {
+    const source = framesOf(new Float32Array(48000 * 2).fill(0.1));
+    const out = await lastValueFrom(from(source).pipe(inWorkers({ pool }, stage('passthrough')), toArray()));
+    expect(out.map((f) => f.position)).toEqual(source.map((f) => f.position));
+  });
+
+  it('rejects a non-stage argument with a TypeError', () => {
+    expect(() => inWorkers({ pool }, (() => null) as never)).toThrow(TypeError);
+  });
+});
