@@ -1,14 +1,19 @@
 /**
- * `npm run bench`: stage costs (a), then server capacity (b), and the ratio of
+ * `npm run bench`: stage costs (a), TS vs. WASM kernels (d), one hop vs. five
+ * hops (c), then server capacity (b), and the ratio of
  * sustained streams to the limit the stage costs predict for the worker threads.
  * Figures are printed, never asserted: timing belongs here, not in tests.
  */
 import { availableParallelism } from 'node:os';
 import { benchCapacity, printStepHeader } from './capacity.js';
+import { benchHops, printHops } from './hops.js';
+import { benchKernels, printKernels } from './kernels.js';
 import { benchStages, printStages } from './stages.js';
 
 const stages = await benchStages();
 printStages(stages);
+printKernels(await benchKernels());
+printHops(await benchHops());
 
 const stepsOverride = process.env.BENCH_STEPS ? { steps: process.env.BENCH_STEPS.split(',').map(Number) } : {};
 printStepHeader();

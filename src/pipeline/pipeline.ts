@@ -68,6 +68,8 @@ export function validatePipeline(
   const problems: PipelineProblem[] = [];
   if (!Value.Check(PipelineSchema, doc)) {
     problems.push(...schemaProblems(doc));
+    // Custom-looking types pass the schema; report the unknown ones now too, so every problem comes at once.
+    problems.push(...unknownStageTypes(doc, custom));
     return { problems: dedupe(problems) };
   }
   const d = doc as PipelineDocument;
@@ -91,12 +93,8 @@ export function validatePipeline(
     let sampleFormat: 'f32' | 's16' = 'f32';
     stages.forEach((stage, i) => {
       const opts = stage as { type: string; sampleRate?: number; sampleFormat?: 'f32' | 's16' };
-      if (!(BUILTIN_STAGE_TYPES as readonly string[]).includes(stage.type) && !custom.includes(stage.type)) {
-        problems.push({
-          path: `${base}/stages/${i}/type`,
-          message: `"${stage.type}" is not a stage type; use one of ${known.join(', ')}${nearest(stage.type, known)}${custom.length === 0 ? ' (custom stages need their module registered first)' : ''}`,
-        });
-      }
+      const unknown = unknownTypeProblem(stage.type, `${base}/stages/${i}/type`, custom);
+      if (unknown) problems.push(unknown);
       // Semantic check (not an automatic resample, so the cost stays visible in the pipeline).
       if (stage.type === 'denoise' && rate !== DECODE_RATE) {
         problems.push({
@@ -152,6 +150,36 @@ export async function loadPipelineFile(file: string, options: ValidateOptions = 
     throw errors.PIPELINE_INVALID(file, [{ path: '', message: `not valid JSON: ${(e as Error).message}` }]);
   }
   return parsePipeline(doc, file, options);
+}
+
+function unknownTypeProblem(type: unknown, path: string, custom: readonly string[]): PipelineProblem | undefined {
+  if (typeof type !== 'string' || (BUILTIN_STAGE_TYPES as readonly string[]).includes(type) || custom.includes(type)) return undefined;
+  // Only custom-shaped names reach here from a failed schema check; others get the schema's message.
+  if (!/^[a-z][a-z0-9-]*$/.test(type)) return undefined;
+  const known = [...BUILTIN_STAGE_TYPES, ...custom];
+  return {
+    path,
+    message: `"${type}" is not a stage type; use one of ${known.join(', ')}${nearest(type, known)}${custom.length === 0 ? ' (custom stages need their module registered first)' : ''}`,
+  };
+}
+
+/** Unknown stage types anywhere in a document that failed the schema check. */
+function unknownStageTypes(doc: unknown, custom: readonly string[]): PipelineProblem[] {
+  if (typeof doc !== 'object' || doc === null) return [];
+  const d = doc as { stages?: unknown; branches?: unknown };
+  const chains: Array<[string, unknown]> = [['', d.stages]];
+  if (typeof d.branches === 'object' && d.branches !== null) {
+    for (const [name, b] of Object.entries(d.branches)) chains.push([`/branches/${name}`, (b as { stages?: unknown } | null)?.stages]);
+  }
+  const out: PipelineProblem[] = [];
+  for (const [base, stages] of chains) {
+    if (!Array.isArray(stages)) continue;
+    stages.forEach((stage, i) => {
+      const p = unknownTypeProblem((stage as { type?: unknown } | null)?.type, `${base}/stages/${i}/type`, custom);
+      if (p) out.push(p);
+    });
+  }
+  return out;
 }
 
 /** Turns TypeBox errors into readable problems; unions get a message naming the allowed types. */

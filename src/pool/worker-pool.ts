@@ -158,7 +158,7 @@ export class WorkerPool {
     await Promise.all(this.#slotStreams.map((_, slot) => this.#run(slot, { items: [] })));
     this.#startedAt = performance.now();
     this.#timer = setInterval(() => this.#flush(), this.#batchIntervalMs);
-    this.#timer.unref();
+    if (this.#streams.size === 0) this.#timer.unref();
   }
 
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
@@ -179,6 +179,9 @@ export class WorkerPool {
     };
     this.#streams.set(entry.id, entry);
     this.#slotStreams[slot].add(entry);
+    // Open streams keep the process alive (a script awaiting an operator must not exit mid-drain);
+    // an idle pool does not.
+    this.#timer?.ref();
     const pool = this;
     return {
       id: entry.id,
@@ -403,6 +406,7 @@ export class WorkerPool {
     e.closing = true;
     this.#streams.delete(e.id);
     this.#slotStreams[e.slot].delete(e);
+    if (this.#streams.size === 0) this.#timer?.unref();
     e.onClosed?.();
   }
 }

@@ -24,7 +24,7 @@ describe('pipeline validation', () => {
     });
     const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
     expect(byPath['/name']).toMatch(/letters, digits/);
-    expect(byPath['/stages/0/type']).toMatch(/"denoize" is not a stage type; use one of denoise, resample \(did you mean "denoise"\?\)/);
+    expect(byPath['/stages/0/type']).toMatch(/"denoize" is not a stage type; use one of passthrough, denoise, resample, .*\(did you mean "denoise"\?\)/);
     expect(byPath['/stages/1/speed']).toMatch(/unknown option for stage "resample"; allowed: type, sampleRate, quality/);
     expect(byPath['/stages/1/sampleRate']).toMatch(/100 is not allowed/);
     expect(byPath['/sinks/0/sampleFormat']).toMatch(/use one of "s16", "f32"/);
