@@ -15,7 +15,10 @@
  * fails in the worker errors the output with its message; unsubscribing frees
  * the worker state.
  */
+import type { TObject } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { Observable, type OperatorFunction } from 'rxjs';
+import { BuiltinStageSchemas } from './stage-schemas.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
 import { WorkerPool } from '../pool/worker-pool.js';
@@ -24,6 +27,7 @@ import { WorkerPool } from '../pool/worker-pool.js';
 export type AudioFrame = ProcessedFrame;
 
 const STAGES = Symbol.for('earshot.stages');
+const MAX_EARLY_FRAMES = 250;
 
 /** An operator that runs worker stages; `inWorkers()` fuses several into one hop. */
 export interface StageOperator extends OperatorFunction<AudioFrame, AudioFrame> {
@@ -99,10 +103,22 @@ export function inWorkers(...args: Array<StageOperator | InWorkersOptions>): Sta
   return makeStageOperator(stages, options.pool);
 }
 
-/** A worker stage by type: built-in or from a registered stage module. */
+/**
+ * A worker stage by type: built-in (options checked against its schema now,
+ * a TypeError naming each problem) or from a registered stage module (options
+ * checked by its `create()` when the stream starts).
+ */
 export function stage(type: string, options: Record<string, unknown> = {}): StageOperator {
-  return makeStageOperator([{ ...options, type }]);
+  const spec = { ...options, type };
+  const schema = BUILTIN_SCHEMAS.get(type);
+  if (schema && !Value.Check(schema, spec)) {
+    const problems = [...Value.Errors(schema, spec)].map((e) => `${e.path.slice(1) || 'options'}: ${e.message}`);
+    throw new TypeError(`${type}(): ${problems.join('; ')}`);
+  }
+  return makeStageOperator([spec]);
 }
+
+const BUILTIN_SCHEMAS = new Map<string, TObject>(BuiltinStageSchemas.map((schema) => [(schema.properties.type as unknown as { const: string }).const, schema as TObject]));
 
 /** Builds a stage operator for `stages` (used by the typed per-stage operators). */
 export function makeStageOperator(stages: StageSpec[], pool?: WorkerPool): StageOperator {
@@ -176,6 +192,8 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
       next: (f) => {
         if (failed) return;
         if (!ready) {
+          // Bounded while the pool starts (~0.1–0.3 s): beyond 5 s of 20 ms frames, drop the oldest.
+          if (early.length >= MAX_EARLY_FRAMES) early.shift();
           early.push(f);
           return;
         }

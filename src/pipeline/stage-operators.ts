@@ -7,8 +7,7 @@
  *   frames$.pipe(inWorkers(denoise(), highpass({ frequency: 80 }), resample({ sampleRate: 16000 })))
  */
 import type { Static, TObject } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
-import { makeStageOperator, type StageOperator } from './operators.js';
+import { stage, type StageOperator } from './operators.js';
 import {
   BandpassStageSchema,
   DenoiseStageSchema,
@@ -31,13 +30,7 @@ import {
 type OptionsOf<S extends TObject> = Omit<Static<S>, 'type'>;
 
 function checked<S extends TObject>(schema: S, options: object): StageOperator {
-  const type = (schema.properties.type as unknown as { const: string }).const;
-  const spec = { ...options, type };
-  if (!Value.Check(schema, spec)) {
-    const problems = [...Value.Errors(schema, spec)].map((e) => `${e.path.slice(1) || 'options'}: ${e.message}`);
-    throw new TypeError(`${type}(): ${problems.join('; ')}`);
-  }
-  return makeStageOperator([spec]);
+  return stage((schema.properties.type as unknown as { const: string }).const, { ...options });
 }
 
 /** Frames unchanged (a placeholder or a benchmark baseline). */

@@ -97,5 +97,7 @@ describe('WebRTCHandler', () => {
       { type: 'limiter' },
     ]);
     expect(() => new AudioTranscoder({ channels: 3 as 1 })).toThrow(RangeError);
+    expect(() => new AudioFilter({ highpass: -5 })).toThrow(/highpass\(\): frequency/);
+    expect(() => new AudioTranscoder({ sampleRate: 4000 })).toThrow(/resample\(\): sampleRate/);
   });
 });

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
+import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
 import { fixturePath, readWav, rmsDb } from '../helpers/audio.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
@@ -118,6 +119,14 @@ describe('inWorkers', () => {
     const source = framesOf(new Float32Array(48000 * 2).fill(0.1));
     const out = await lastValueFrom(from(source).pipe(inWorkers({ pool }, stage('passthrough')), toArray()));
     expect(out.map((f) => f.position)).toEqual(source.map((f) => f.position));
+  });
+
+  it('checks built-in stage options against the schema when the operator is made, not when audio flows', () => {
+    expect(() => gain({ db: 100 })).toThrow(/gain\(\): db: Expected number to be less or equal to 60/);
+    expect(() => resample({ sampleRate: 16000, quality: 11 })).toThrow(TypeError);
+    expect(() => stage('highpass', { frequency: 80, slope: 2 })).toThrow(/Unexpected property/);
+    expect(() => denoise({ mix: 0.2, vadThreshold: 0.7 })).not.toThrow();
+    expect(stagesOf(inWorkers(denoise(), highpass({ frequency: 80 })))).toEqual([{ type: 'denoise' }, { type: 'highpass', frequency: 80 }]);
   });
 
   it('rejects a non-stage argument with a TypeError', () => {
