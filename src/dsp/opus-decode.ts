@@ -16,17 +16,11 @@
  * recording's length match the call's length under loss.
  */
 import { OPUS_MAX_FRAME_SAMPLES, OpusDecoder, OpusPacketError } from '../../wasm/opus.js';
+import { MediaTimeline, type TimedChunk } from './media-timeline.js';
 import type { DecodeCounters, EncodedInput } from './types.js';
 
 /** A run of decoded PCM at media time. */
-export interface DecodedChunk {
-  /** Media position of the first sample (48 kHz samples since stream start). */
-  position: number;
-  /** Interleaved samples, −1..1. A new array per chunk: the caller may keep or modify it. */
-  data: Float32Array;
-  /** Arrival (`performance.now()`, main thread) of the input that produced the chunk. */
-  arrival: number;
-}
+export type DecodedChunk = TimedChunk;
 
 /**
  * Longest silence emitted as one chunk (1 s). Larger gaps are split so no single
@@ -46,7 +40,7 @@ export class OpusStreamDecoder {
   readonly #decoder: OpusDecoder;
   /** libopus writes here; sized for the largest frame (PLC), allocated once. */
   readonly #scratch: Float32Array;
-  #next: number | undefined;
+  readonly #timeline: MediaTimeline;
   /** Length of the last decoded packet: the best guess for a lost or corrupt one of unknown length. */
   #frameSamples = DEFAULT_FRAME_SAMPLES;
   #closed = false;
@@ -56,11 +50,12 @@ export class OpusStreamDecoder {
     if (channels !== 1 && channels !== 2) throw new RangeError(`OpusStreamDecoder: channels must be 1 or 2, got ${String(channels)}`);
     this.#decoder = new OpusDecoder(channels);
     this.#scratch = new Float32Array(OPUS_MAX_FRAME_SAMPLES * channels);
+    this.#timeline = new MediaTimeline(this.counters, channels, MAX_SILENCE_CHUNK);
   }
 
   /** Media position (48 kHz) the next output sample will have; undefined before the first input. */
   get nextPosition(): number | undefined {
-    return this.#next;
+    return this.#timeline.next;
   }
 
   /**
@@ -71,22 +66,10 @@ export class OpusStreamDecoder {
   decode(frames: readonly EncodedInput[], out: DecodedChunk[] = []): DecodedChunk[] {
     if (this.#closed) throw new Error('OpusStreamDecoder is closed');
     for (const f of frames) {
-      // A position that is not a whole, non-negative sample index can't be placed
-      // in media time (and NaN would poison every later comparison): drop it like a late one.
-      if (!Number.isSafeInteger(f.position) || f.position < 0) {
-        this.counters.late++;
-        continue;
-      }
-      if (this.#next !== undefined) {
-        if (f.position < this.#next) {
-          this.counters.late++;
-          continue;
-        }
-        if (f.position > this.#next) this.#silence(this.#next, f.position - this.#next, f.arrival, out);
-      }
+      if (!this.#timeline.admit(f.position, f.arrival, out)) continue;
       // An empty payload carries no audio, and libopus reads a zero-length packet as a loss anyway.
       const samples = f.payload === null || f.payload.length === 0 ? this.#conceal(f, out) : this.#decodePacket(f, f.payload, out);
-      this.#next = f.position + samples;
+      this.#timeline.advance(f.position, samples);
     }
     return out;
   }
@@ -134,17 +117,7 @@ export class OpusStreamDecoder {
     this.counters.concealed++;
     const kept = Math.min(made, want);
     if (kept > 0) out.push({ position: f.position, data: this.#scratch.slice(0, kept * this.channels), arrival: f.arrival });
-    if (want > kept) this.#silence(f.position + kept, want - kept, f.arrival, out);
+    if (want > kept) this.#timeline.silence(f.position + kept, want - kept, f.arrival, out);
     return want;
-  }
-
-  #silence(position: number, samples: number, arrival: number, out: DecodedChunk[]): void {
-    this.counters.silenceSamples += samples;
-    while (samples > 0) {
-      const n = Math.min(samples, MAX_SILENCE_CHUNK);
-      out.push({ position, data: new Float32Array(n * this.channels), arrival });
-      position += n;
-      samples -= n;
-    }
   }
 }

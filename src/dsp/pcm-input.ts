@@ -7,7 +7,7 @@
  * floats (÷32768). So, as with Opus, output duration equals media duration.
  */
 import type { DecodeCounters, SampleFormat } from './types.js';
-import type { DecodedChunk } from './opus-decode.js';
+import { MediaTimeline, type TimedChunk } from './media-timeline.js';
 
 /** One PCM frame pushed to a stream. */
 export interface PcmInput {
@@ -42,7 +42,7 @@ export interface PcmInputFormat {
 }
 
 /** A chunk laid out at media time, with the voice-activity fields the input brought. */
-export interface PlacedChunk extends DecodedChunk {
+export interface PlacedChunk extends TimedChunk {
   vad?: number;
   speech?: boolean;
 }
@@ -54,17 +54,16 @@ export class PcmStreamInput {
   /** Live counters (the same object for the input's life): decoded = frames accepted. */
   readonly counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
   readonly #channels: number;
-  readonly #maxSilence: number;
-  #next: number | undefined;
+  readonly #timeline: MediaTimeline;
 
   constructor(readonly format: PcmInputFormat) {
     this.#channels = format.channels;
-    this.#maxSilence = format.sampleRate * MAX_SILENCE_SECONDS;
+    this.#timeline = new MediaTimeline(this.counters, format.channels, format.sampleRate * MAX_SILENCE_SECONDS);
   }
 
   /** Media position (input rate) the next sample will have; undefined before the first frame. */
   get nextPosition(): number | undefined {
-    return this.#next;
+    return this.#timeline.next;
   }
 
   /**
@@ -88,22 +87,10 @@ export class PcmStreamInput {
     }
     for (const f of frames) {
       const data = f.data;
-      // A position that is not a whole, non-negative sample index can't be placed
-      // in media time (NaN would poison every later comparison): drop it like a late one.
-      if (!Number.isSafeInteger(f.position) || f.position < 0) {
-        this.counters.late++;
-        continue;
-      }
-      if (this.#next !== undefined) {
-        if (f.position < this.#next) {
-          this.counters.late++;
-          continue;
-        }
-        if (f.position > this.#next) this.#silence(this.#next, f.position - this.#next, f.arrival, out);
-      }
+      if (!this.#timeline.admit(f.position, f.arrival, out)) continue;
       this.counters.decoded++;
       const samples = data.length / channels;
-      this.#next = f.position + samples;
+      this.#timeline.advance(f.position, samples);
       if (samples === 0) continue;
       const chunk: PlacedChunk = { position: f.position, data: data instanceof Float32Array ? data : toFloat(data), arrival: f.arrival };
       if (f.vad !== undefined) chunk.vad = f.vad;
@@ -111,15 +98,6 @@ export class PcmStreamInput {
       out.push(chunk);
     }
     return out;
-  }
-
-  #silence(position: number, samples: number, arrival: number, out: PlacedChunk[]): void {
-    this.counters.silenceSamples += samples;
-    for (let done = 0; done < samples; ) {
-      const n = Math.min(samples - done, this.#maxSilence);
-      out.push({ position: position + done, data: new Float32Array(n * this.#channels), arrival });
-      done += n;
-    }
   }
 }
 

@@ -6,8 +6,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { dominantFrequency, readWav, rmsDb } from '../helpers/audio.js';
-import { concat } from '../helpers/opus-frames.js';
+import { concat, dominantFrequency, readWav, rmsDb } from '../helpers/audio.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');

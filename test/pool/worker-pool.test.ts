@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ProcessedFrame } from '../../src/dsp/types.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { readWav } from '../helpers/audio.js';
-import { encodeOpusFrames } from '../helpers/opus-frames.js';
+import { encodeOpusFrames, readWav } from '../helpers/audio.js';
 
 const fixture = (n: string) => join(import.meta.dirname, '..', 'fixtures', n);
 let pool: WorkerPool | undefined;
