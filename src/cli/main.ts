@@ -1,5 +1,5 @@
 /**
- * The `earshot` command line: `serve` (default), `send`.
+ * The `earshot` command line: `serve` (default), `send`, `validate`, `pipelines`.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,6 +7,8 @@ import { Command } from 'commander';
 import { packageRoot } from '../package-root.js';
 import { registerSendCommand } from './send-command.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerValidateCommand } from './validate-command.js';
+import { registerPipelinesCommand } from './pipelines-command.js';
 
 const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -15,6 +17,8 @@ const program = new Command('earshot')
   .version(version);
 registerServeCommand(program);
 registerSendCommand(program);
+registerValidateCommand(program);
+registerPipelinesCommand(program);
 
 // Nothing may crash the process silently: report, then exit non-zero.
 process.on('unhandledRejection', (err) => {

@@ -2,6 +2,7 @@
  * `earshot serve`: run the server until SIGINT/SIGTERM, then drain and finalize
  * every recording before exiting.
  */
+import { existsSync, statSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createServer } from '../server/create-server.js';
 import { isEarshotError } from '../errors.js';
@@ -20,6 +21,11 @@ function portRange(value: string): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
+/** `./pipelines` when the working directory has one (a project), else undefined (the bundled ones). */
+export function defaultPipelinesDir(): string | undefined {
+  return existsSync('pipelines') && statSync('pipelines').isDirectory() ? 'pipelines' : undefined;
+}
+
 export function registerServeCommand(program: Command): void {
   program
     .command('serve', { isDefault: true })
@@ -27,7 +33,8 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('-p, --port <port>', 'HTTP port').env('PORT').default(8080).argParser(integer('--port', 0, 65535)))
     .addOption(new Option('-H, --host <host>', 'address to listen on (0.0.0.0 for all)').env('EARSHOT_HOST').default('127.0.0.1'))
     .addOption(new Option('--token <token>', 'bearer token required for WHIP requests').env('EARSHOT_TOKEN'))
-    .addOption(new Option('--pipeline <file>', 'pipeline JSON file (default: pipelines/default.json)').env('EARSHOT_PIPELINE'))
+    .addOption(new Option('--pipelines <dir>', 'directory of pipeline files, loaded at start and watched (default: ./pipelines if it exists, else the bundled ones)').env('EARSHOT_PIPELINES'))
+    .addOption(new Option('--pipeline <name|file>', 'default pipeline: a name in --pipelines, or a JSON file').env('EARSHOT_PIPELINE').default('default'))
     .addOption(new Option('--recordings <dir>', 'directory for recordings').env('EARSHOT_RECORDINGS').default('recordings'))
     .addOption(new Option('--threads <n>', 'DSP worker threads').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
     .addOption(new Option('--media-timeout <seconds>', 'end a session after this long without RTP').default(10).argParser(integer('--media-timeout', 1, 3600)))
@@ -37,7 +44,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create })'))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
-      port: number; host: string; token?: string; pipeline?: string; recordings: string; threads?: number;
+      port: number; host: string; token?: string; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; logLevel: string; stageModule?: string[];
     }) => {
       let server;
@@ -47,6 +54,7 @@ export function registerServeCommand(program: Command): void {
           port: opts.port,
           token: opts.token,
           pipeline: opts.pipeline,
+          pipelinesDir: opts.pipelines ?? defaultPipelinesDir(),
           recordingsDir: opts.recordings,
           threads: opts.threads,
           mediaTimeoutMs: opts.mediaTimeout * 1000,
@@ -57,7 +65,7 @@ export function registerServeCommand(program: Command): void {
           stageModules: opts.stageModule,
         });
         const url = await server.listen();
-        server.app.log.info({ url, pipeline: server.pipeline.name, threads: server.core.pool.threads, recordings: server.core.store.dir }, `earshot listening on ${url}`);
+        server.app.log.info({ url, pipeline: server.pipeline.name, pipelines: server.core.pipelines.names(), threads: server.core.pool.threads, recordings: server.core.store.dir }, `earshot listening on ${url}`);
       } catch (e) {
         const code = isEarshotError(e) ? ` [${e.code}]` : '';
         process.stderr.write(`earshot: ${(e as Error).message}${code}\n`);

@@ -10,6 +10,7 @@ import { Subject, tap, type Observable } from 'rxjs';
 import type { RTCIceServer, RTCPeerConnection } from 'werift';
 import { packageRoot } from '../package-root.js';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
+import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { EarshotCore, type StreamHandle } from '../server/earshot-core.js';
 import type { PeerStatsSnapshot } from '../server/peer-registry.js';
@@ -61,7 +62,8 @@ export class WebRTCHandler {
     this.#core = (async () => {
       const pipeline = await resolvePipeline(options.pipeline);
       const core = new EarshotCore({
-        pipeline,
+        pipelines: PipelineRegistry.inMemory([pipeline]),
+        defaultPipeline: pipeline.name,
         recordingsDir: options.recordingsDir ?? 'recordings',
         pool: new WorkerPool({ threads: options.threads }),
         processors: this.#processors,

@@ -72,6 +72,7 @@ export class PeerPipeline {
     this.#options = options;
     const { pipeline } = options;
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const vars = { room: options.room, peer: options.peer, date: stamp, time: stamp.slice(9), session: options.session.slice(0, 8), pipeline: pipeline.name };
     const statsBranch = pipeline.branches.findIndex((b) => b.sinks.some((s) => s.type === 'stats'));
     this.#runtime = pipeline.branches.map((b, i) => {
       const rec = b.sinks.find((s) => s.type === 'record');
@@ -84,7 +85,7 @@ export class PeerPipeline {
       runtime.record = new RecordSink({
         store: options.store,
         peer: options.peer,
-        baseName: `${options.room}-${options.peer}-${stamp}${pipeline.branches.length > 1 ? `-${b.name}` : ''}`,
+        baseName: recordingBaseName(rec?.type === 'record' ? rec : undefined, { ...vars, branch: b.name }, pipeline.branches.length > 1),
         sampleRate: b.sampleRate,
         channels: b.channels,
         sampleFormat: rec?.type === 'record' ? (rec.sampleFormat ?? 's16') : 's16',
@@ -271,4 +272,25 @@ export class PeerPipeline {
     this.sinkErrors++;
     this.#options.onSinkError(sink, error);
   }
+}
+
+/** Default file name of a record sink, without ".wav". */
+export const DEFAULT_RECORD_TEMPLATE = '{room}-{peer}-{date}';
+
+/**
+ * The name (relative to the recordings directory, without ".wav") a record
+ * sink's next file gets: its `directory` and `template` with the placeholders
+ * filled in. With several branches, "-{branch}" is appended unless the
+ * template names the branch itself, so branches never collide.
+ */
+export function recordingBaseName(
+  sink: { directory?: string; template?: string } | undefined,
+  vars: Record<'room' | 'peer' | 'date' | 'time' | 'session' | 'branch' | 'pipeline', string>,
+  multipleBranches: boolean,
+): string {
+  const fill = (text: string) => text.replace(/\{(\w+)\}/g, (whole, key: string) => (key in vars ? vars[key as keyof typeof vars] : whole));
+  let template = sink?.template ?? DEFAULT_RECORD_TEMPLATE;
+  if (multipleBranches && !template.includes('{branch}')) template += '-{branch}';
+  const directory = (sink?.directory ?? '').replace(/\/+$/, '');
+  return `${directory ? `${fill(directory)}/` : ''}${fill(template)}`;
 }

@@ -5,9 +5,10 @@
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { packageRoot } from '../package-root.js';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Observable } from 'rxjs';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
+import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { RTCIceServer } from 'werift';
 import { isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type StreamHandle } from './earshot-core.js';
@@ -17,6 +18,7 @@ import type { ProcessorEvent, ProcessorFactory, ProcessorRegistry } from '../sin
 import { installProblemHandling } from './problem.js';
 import { registerControlRoutes } from './routes/control.js';
 import { registerRecordingRoutes } from './routes/recordings.js';
+import { registerPipelineRoutes } from './routes/pipelines.js';
 import { registerWhipRoutes } from './routes/whip.js';
 
 export interface CreateServerOptions {
@@ -27,8 +29,19 @@ export interface CreateServerOptions {
   /** Bearer token required on every WHIP request except OPTIONS. Default: none (open). */
   token?: string;
   /**
-   * The pipeline: a JSON file path, a parsed pipeline document, or a built
-   * `Pipeline`. Default: the package's `pipelines/default.json` (denoise → WAV + stats).
+   * Directory of pipeline files (`*.json`, each named after its pipeline),
+   * loaded at start and watched for changes. Default: the package's
+   * `pipelines/` (default, voice-agent, call-recording, telephony, podcast, handler).
+   */
+  pipelinesDir?: string;
+  /** Reload pipeline files when they change on disk. Default true. */
+  watchPipelines?: boolean;
+  /**
+   * The default pipeline (used when neither the request's `?pipeline=` nor the
+   * room's binding names one): the name of a pipeline in `pipelinesDir`, a JSON
+   * file path (anything with a "/" or ending in ".json"), a pipeline document,
+   * or a built `Pipeline`; the last three are added to the pipelines under
+   * their name, in memory. Default: `default` (denoise → WAV + stats).
    */
   pipeline?: string | Pipeline | object;
   /** Directory for recordings (created if missing). Default `recordings`. */
@@ -69,6 +82,7 @@ export interface CreateServerOptions {
 export interface EarshotServer {
   readonly app: FastifyInstance;
   readonly core: EarshotCore;
+  /** The current version of the default pipeline. */
   readonly pipeline: Pipeline;
   /** Every new stream as it starts, with its audio, encoded frames and stats. */
   readonly streams$: Observable<StreamHandle>;
@@ -93,24 +107,38 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port must be 0–65535, got ${port}`);
   if (options.token !== undefined && options.token.trim() === '') throw new TypeError('options.token must not be empty');
   const pool = new WorkerPool({ threads: options.threads, batchIntervalMs: options.batchIntervalMs });
+  const logger = { level: options.logLevel ?? 'info' };
+  let pipelines: PipelineRegistry;
   let pipeline: Pipeline;
+  // Reload messages go to the app's logger once it exists.
+  const reloadLog: { log?: FastifyBaseLogger } = {};
   try {
     if (options.stageModules?.length) {
       await pool.start();
       for (const m of options.stageModules) await pool.registerStageModule(m);
     }
-    pipeline = await resolvePipeline(options.pipeline, pool.customStageTypes);
+    pipelines = await PipelineRegistry.load({
+      dir: options.pipelinesDir ?? join(packageRoot(), 'pipelines'),
+      customStages: () => pool.customStageTypes,
+      onReload: (name, change) => reloadLog.log?.info({ pipeline: name, change }, change === 'loaded' ? 'pipeline reloaded from disk' : 'pipeline file removed'),
+      onReloadError: (file, error) =>
+        reloadLog.log?.error({ file, problems: error.extensions.problems, err: error.message }, 'pipeline file changed but is invalid; the previous version stays'),
+    });
+    pipeline = await resolveDefaultPipeline(options.pipeline, pipelines, pool.customStageTypes);
   } catch (e) {
     await pool.close();
     throw e;
   }
 
   const app = Fastify({
-    logger: { level: options.logLevel ?? 'info' },
+    logger,
     bodyLimit: 16 * 1024,
   });
+  reloadLog.log = app.log.child({ module: 'pipelines' });
+  if (options.watchPipelines !== false) pipelines.watch();
   const core = new EarshotCore({
-    pipeline,
+    pipelines,
+    defaultPipeline: pipeline.name,
     recordingsDir: options.recordingsDir ?? 'recordings',
     pool,
     processors: options.processors,
@@ -135,13 +163,16 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   registerWhipRoutes(app, core, options.token);
   registerControlRoutes(app, core);
   registerRecordingRoutes(app, core);
+  registerPipelineRoutes(app, core);
 
   let closing: Promise<void> | undefined;
   let ownsDefaultPool = false;
   return {
     app,
     core,
-    pipeline,
+    get pipeline() {
+      return core.pipeline;
+    },
     streams$: core.streams$.asObservable(),
     events$: core.events$.asObservable(),
     registerProcessor: (name, factory) => core.processors.register(name, factory),
@@ -167,11 +198,16 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   };
 }
 
-async function resolvePipeline(p: CreateServerOptions['pipeline'], customStages: string[]): Promise<Pipeline> {
-  if (p === undefined) return loadPipelineFile(join(packageRoot(), 'pipelines', 'default.json'), { customStages });
-  if (typeof p === 'string') return loadPipelineFile(p, { customStages });
-  if ('branches' in p && Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function') return p as Pipeline;
-  return parsePipeline(p, 'pipeline', { customStages });
+/** The default pipeline from the `pipeline` option; files, documents and built pipelines join the registry. */
+async function resolveDefaultPipeline(p: CreateServerOptions['pipeline'], pipelines: PipelineRegistry, customStages: string[]): Promise<Pipeline> {
+  if (p === undefined) return pipelines.get('default');
+  if (typeof p === 'string' && !p.includes('/') && !p.includes('\\') && !p.endsWith('.json')) return pipelines.get(p);
+  let pipeline: Pipeline;
+  if (typeof p === 'string') pipeline = await loadPipelineFile(p, { customStages });
+  else if ('branches' in p && Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function') pipeline = p as Pipeline;
+  else pipeline = parsePipeline(p, 'pipeline', { customStages });
+  pipelines.add(pipeline);
+  return pipeline;
 }
 
 function defaultIceHosts(host: string): string[] | undefined {

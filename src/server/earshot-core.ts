@@ -9,6 +9,7 @@ import { Subject, type Observable } from 'rxjs';
 import { errors } from '../errors.js';
 import { PeerPipeline } from '../pipeline/peer-pipeline.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
+import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
 import type { IngestFrame } from '../rtc/rtp-ingest.js';
 import { defaultProcessors, type ProcessorEvent, type ProcessorRegistry } from '../sinks/processors.js';
@@ -20,7 +21,10 @@ import { RecordingsStore } from '../sinks/recordings-store.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
 
 export interface EarshotCoreOptions {
-  pipeline: Pipeline;
+  /** The pipelines by name (a directory's, or in memory). */
+  pipelines: PipelineRegistry;
+  /** Name of the pipeline a stream runs when neither the request nor its room names one. */
+  defaultPipeline: string;
   recordingsDir: string;
   /** Pool options, or a pool to use (created by the caller, closed by `shutdown()`). */
   pool?: WorkerPoolOptions | WorkerPool;
@@ -98,6 +102,7 @@ export class EarshotCore {
   readonly processors: ProcessorRegistry;
   readonly #attachments = new Set<{ name: string; scope: ProcessorScope; detach: Array<() => void> }>();
   readonly #checkedPipelines = new WeakMap<Pipeline, number>();
+  readonly #roomPipelines = new Map<string, string>();
   readonly #options: EarshotCoreOptions;
   readonly #log: FastifyBaseLogger;
   readonly #startedAt = performance.now();
@@ -112,8 +117,54 @@ export class EarshotCore {
     this.processors = options.processors ?? defaultProcessors;
   }
 
+  /** The pipelines this core knows. */
+  get pipelines(): PipelineRegistry {
+    return this.#options.pipelines;
+  }
+
+  /** The current version of the default pipeline. */
   get pipeline(): Pipeline {
-    return this.#options.pipeline;
+    return this.#options.pipelines.get(this.#options.defaultPipeline);
+  }
+
+  get defaultPipelineName(): string {
+    return this.#options.defaultPipeline;
+  }
+
+  /**
+   * The pipeline a new stream in `room` runs: the one named by the request
+   * (`?pipeline=`), else the room's binding (`PUT /rooms/:room`), else the
+   * default. An unknown name is `EARSHOT_PIPELINE_NOT_FOUND` (404).
+   */
+  pipelineFor(room: string, requested?: string): Pipeline {
+    return this.#options.pipelines.get(requested ?? this.#roomPipelines.get(room) ?? this.#options.defaultPipeline);
+  }
+
+  /** Binds a room to a pipeline for streams that start from now on. */
+  bindRoom(room: string, pipeline: string): void {
+    this.#options.pipelines.get(pipeline); // 404 for an unknown name
+    this.#roomPipelines.set(room, pipeline);
+  }
+
+  /** Removes a room's binding; false if it had none. */
+  unbindRoom(room: string): boolean {
+    return this.#roomPipelines.delete(room);
+  }
+
+  /** Room → pipeline bindings. */
+  roomBindings(): Record<string, string> {
+    return Object.fromEntries([...this.#roomPipelines].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  /** What keeps a pipeline from being deleted (live sessions, room bindings, being the default), or undefined. */
+  pipelineUsers(name: string): string | undefined {
+    const uses: string[] = [];
+    if (name === this.#options.defaultPipeline) uses.push('it is the default pipeline');
+    const rooms = [...this.#roomPipelines].filter(([, p]) => p === name).map(([r]) => r);
+    if (rooms.length) uses.push(`bound to room${rooms.length > 1 ? 's' : ''} ${rooms.join(', ')}`);
+    const peers = this.peers.live().filter((e) => e.pipelineName === name).map((e) => e.peer);
+    if (peers.length) uses.push(`${peers.length} live session${peers.length > 1 ? 's' : ''}: ${peers.slice(0, 5).join(', ')}${peers.length > 5 ? ', …' : ''}`);
+    return uses.length ? uses.join('; ') : undefined;
   }
 
   async start(): Promise<void> {
@@ -131,9 +182,10 @@ export class EarshotCore {
    * replaces the old session: it is ended and finalized first (a reconnecting
    * client must not be locked out until the media timeout).
    */
-  async publish(room: string, peer: string, offer: string): Promise<PeerSession> {
-    const pipeline = this.#options.pipeline;
+  async publish(room: string, peer: string, offer: string, options: { pipeline?: string } = {}): Promise<PeerSession> {
     const existing = this.#admit(peer);
+    // Resolved once: this stream keeps this version even if the pipeline is edited meanwhile.
+    const pipeline = this.pipelineFor(room, options.pipeline);
     await this.checkPipeline(pipeline);
     const slot: { entry?: PeerEntry } = {};
     const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
@@ -146,9 +198,9 @@ export class EarshotCore {
    * (`WebRTCHandler.createPeerConnection`); its first audio track is processed
    * with the server's pipeline like a WHIP publisher's.
    */
-  adopt(room: string, peer: string): PeerSession {
-    const pipeline = this.#options.pipeline;
+  adopt(room: string, peer: string, options: { pipeline?: string } = {}): PeerSession {
     const existing = this.#admit(peer);
+    const pipeline = this.pipelineFor(room, options.pipeline);
     this.#checkProcessors(pipeline);
     const slot: { entry?: PeerEntry } = {};
     const session = PeerSession.forPeerConnection(room, peer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
@@ -348,6 +400,7 @@ export class EarshotCore {
     this.#loopDelay.disable();
     this.streams$.complete();
     this.events$.complete();
+    this.#options.pipelines.close();
   }
 
   async #end(entry: PeerEntry, reason: SessionEndReason): Promise<RecordingInfo[]> {

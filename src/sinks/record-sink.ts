@@ -56,6 +56,7 @@ export class RecordSink {
       }
       let recorder: Recorder;
       try {
+        if (path === undefined) await store.prepare(file);
         recorder = await Recorder.start({
           path: path !== undefined ? resolve(path) : store.pathOf(file),
           name: file,

@@ -1,11 +1,13 @@
 /**
- * The recordings directory: checked writable at start, safe file names (no path
+ * The recordings directory: checked writable at start, safe names (no path
  * traversal), unique names for new recordings, and listing with durations read
- * from the WAV headers.
+ * from the WAV headers. A name is a file name, optionally under subdirectories
+ * (`calls/demo/alice-20261125-101500.wav`, from a record sink's `directory`):
+ * every segment is a plain name, never `.`, `..` or absolute.
  */
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { errors } from '../errors.js';
 
 export interface RecordingEntry {
@@ -18,7 +20,9 @@ export interface RecordingEntry {
   modifiedAt: string;
 }
 
-const NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+const SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+/** Subdirectory levels a name may have (and `list()` descends). */
+const MAX_DEPTH = 4;
 
 export class RecordingsStore {
   readonly dir: string;
@@ -37,15 +41,24 @@ export class RecordingsStore {
     }
   }
 
-  /** Validates a user-given name and returns it with a `.wav` suffix. */
+  /** Validates a user-given name (optionally `dir/…/file`) and returns it with a `.wav` suffix. */
   static checkName(name: string): string {
+    if (typeof name !== 'string') throw errors.RECORDING_NAME_INVALID(String(name));
     const withExt = name.toLowerCase().endsWith('.wav') ? name : `${name}.wav`;
-    if (!NAME.test(withExt) || withExt.includes('..')) throw errors.RECORDING_NAME_INVALID(name);
+    const segments = withExt.split('/');
+    // A segment starts with a letter, digit, "_" or "-", so "." and ".." (traversal) can't be one.
+    if (segments.length > MAX_DEPTH + 1 || segments.some((s) => !SEGMENT.test(s))) throw errors.RECORDING_NAME_INVALID(name);
     return withExt;
   }
 
   pathOf(name: string): string {
     return join(this.dir, RecordingsStore.checkName(name));
+  }
+
+  /** Creates the subdirectories a recording name needs (no-op for a top-level name). */
+  async prepare(name: string): Promise<void> {
+    const dir = dirname(this.pathOf(name));
+    if (dir !== this.dir) await mkdir(dir, { recursive: true });
   }
 
   /** A name not yet used in the directory, from a base like `demo-alice-20261124-101500`. */
@@ -61,8 +74,19 @@ export class RecordingsStore {
     throw errors.RECORDING_EXISTS(base);
   }
 
+  /** Every recording, subdirectories included (up to 4 levels), sorted by name. */
   async list(): Promise<RecordingEntry[]> {
-    const names = (await readdir(this.dir)).filter((n) => NAME.test(n) && n.toLowerCase().endsWith('.wav'));
+    const names: string[] = [];
+    const walk = async (prefix: string, depth: number) => {
+      const entries = await readdir(join(this.dir, prefix), { withFileTypes: true }).catch(() => []);
+      for (const e of entries) {
+        if (!SEGMENT.test(e.name)) continue;
+        const name = prefix ? `${prefix}/${e.name}` : e.name;
+        if (e.isDirectory() && depth < MAX_DEPTH) await walk(name, depth + 1);
+        else if (e.isFile() && e.name.toLowerCase().endsWith('.wav')) names.push(name);
+      }
+    };
+    await walk('', 0);
     const entries = await Promise.all(names.map((n) => this.describe(n).catch(() => undefined)));
     return entries.filter((e): e is RecordingEntry => e !== undefined).sort((a, b) => a.name.localeCompare(b.name));
   }

@@ -6,7 +6,7 @@
  * within 0.0001 dB of the design; the bound asserted is 0.5 dB.
  */
 import { describe, expect, it } from 'vitest';
-import { biquadCoefficients, biquadMagnitudeDb, type BiquadKind } from '../../src/dsp/biquad.js';
+import { bandEdgeSections, biquadCoefficients, biquadMagnitudeDb, type BiquadKind } from '../../src/dsp/biquad.js';
 import { createStage } from '../../src/dsp/registry.js';
 import type { StageSpec } from '../../src/dsp/types.js';
 import { channelOf, dominantFrequency, fixturePath, interleave, readWav, rmsDb, sameSamples } from '../helpers/audio.js';
@@ -76,12 +76,17 @@ describe('biquad stages', () => {
     }
   }
 
-  it('derives the bandpass from band edges: −3 dB at each edge, 0 dB at their geometric mean', () => {
+  it('builds the band-edge bandpass as Butterworth high-pass + low-pass: −3 dB at each edge, flat between, 12 dB/octave skirts', () => {
     const spec = { type: 'bandpass', lowFrequency: 300, highFrequency: 3400 };
-    expect(measuredGainDb(spec, Math.sqrt(300 * 3400), 48000)).toBeCloseTo(0, 1);
-    // The bilinear transform pulls the edges a little toward the centre: within 0.3 dB of −3 at 48 kHz.
+    const sections = bandEdgeSections(300, 3400, 48000);
+    const design = (f: number) => sections.reduce((db, c) => db + biquadMagnitudeDb(c, f, 48000), 0);
+    for (const f of [37, 150, 300, 1010, 3400, 6800, 12000]) {
+      expect(Math.abs(measuredGainDb(spec, f, 48000) - design(f)), `${f} Hz`).toBeLessThan(0.5);
+    }
+    expect(Math.abs(measuredGainDb(spec, Math.sqrt(300 * 3400), 48000))).toBeLessThan(0.1); // measured −0.07 dB
     expect(Math.abs(measuredGainDb(spec, 300, 48000) + 3.01)).toBeLessThan(0.3);
     expect(Math.abs(measuredGainDb(spec, 3400, 48000) + 3.01)).toBeLessThan(0.3);
+    expect(measuredGainDb(spec, 37, 48000)).toBeLessThan(-35); // a telephone band really drops the rumble
   });
 
   it('filters each stereo channel with its own state, exactly as two mono filters would', async () => {

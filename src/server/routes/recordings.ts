@@ -8,11 +8,12 @@ import type { EarshotCore } from '../earshot-core.js';
 export function registerRecordingRoutes(app: FastifyInstance, core: EarshotCore): void {
   app.get('/recordings', async () => ({ recordings: await core.store.list() }));
 
-  app.get<{ Params: { name: string } }>('/recordings/:name', async (req, reply) => {
-    const entry = await core.store.describe(req.params.name); // validates the name, 404s unknown files
+  // `*`: names may include the subdirectories of a record sink's `directory` (calls/demo/x.wav).
+  app.get<{ Params: { '*': string } }>('/recordings/*', async (req, reply) => {
+    const entry = await core.store.describe(req.params['*']); // validates the name, 404s unknown files
     return reply
       .type('audio/wav')
-      .header('Content-Disposition', `attachment; filename="${entry.name}"`)
+      .header('Content-Disposition', `attachment; filename="${entry.name.split('/').pop()}"`)
       .header('Cache-Control', 'no-store')
       .send(createReadStream(core.store.pathOf(entry.name)));
   });

@@ -50,7 +50,10 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, toke
       const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
       if (type !== 'application/sdp') throw errors.UNSUPPORTED_MEDIA_TYPE(req.headers['content-type'], 'application/sdp');
       const offer = typeof req.body === 'string' ? req.body : '';
-      const session = await core.publish(room, peer, offer);
+      // ?pipeline=NAME picks the pipeline for this session (before the room's binding and the default).
+      const pipeline = req.query.pipeline;
+      if (pipeline !== undefined && (typeof pipeline !== 'string' || pipeline === '')) throw errors.BODY_INVALID('?pipeline= must name a pipeline (GET /pipelines lists them).');
+      const session = await core.publish(room, peer, offer, { pipeline });
       const location = `/whip/sessions/${session.id}`;
       return reply
         .code(201)

@@ -1,0 +1,197 @@
+/**
+ * The pipelines a server knows, by name: every `*.json` of the pipelines
+ * directory, loaded at start and reloaded when a file changes on disk, plus
+ * pipelines added over HTTP (written to that directory) or in code.
+ *
+ * A pipeline is known by its `name`, which must match its file name
+ * (`voice-agent.json` holds `"name": "voice-agent"`), so a file, a URL and a
+ * name always mean the same thing. Each load makes a new immutable `Pipeline`:
+ * a running stream keeps the version it started with, new streams get the
+ * newest. A file edited into something invalid keeps the previous version and
+ * reports the problems (`onReloadError`); a deleted file unloads its pipeline.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { errors, isEarshotError, type EarshotError } from '../errors.js';
+import { loadPipelineFile, parsePipeline, type Pipeline, type ValidateOptions } from './pipeline.js';
+
+export interface PipelineRegistryOptions {
+  /** The pipelines directory; without one the registry lives in memory (PUT and DELETE don't touch disk). */
+  dir?: string;
+  /** Custom stage types valid at the moment (registered stage modules). */
+  customStages?: () => readonly string[];
+  /** Called when a file changed on disk could not be loaded (the previous version stays). */
+  onReloadError?(file: string, error: EarshotError): void;
+  /** Called after a file changed on disk was (re)loaded or removed. */
+  onReload?(name: string, change: 'loaded' | 'removed'): void;
+}
+
+/** Files in the pipelines directory that are not pipelines. */
+const NOT_PIPELINES = new Set(['pipeline.schema.json', 'package.json']);
+/** Changes to one file within this window are read once (editors write in several steps). */
+const RELOAD_DEBOUNCE_MS = 100;
+
+export class PipelineRegistry {
+  readonly dir: string | undefined;
+  readonly #pipelines = new Map<string, Pipeline>();
+  readonly #options: PipelineRegistryOptions;
+  #watcher: FSWatcher | undefined;
+  readonly #pending = new Map<string, NodeJS.Timeout>();
+
+  private constructor(options: PipelineRegistryOptions) {
+    this.#options = options;
+    this.dir = options.dir === undefined ? undefined : resolve(options.dir);
+  }
+
+  /** A registry without a directory, holding the given pipelines. */
+  static inMemory(pipelines: Pipeline[], options: Omit<PipelineRegistryOptions, 'dir'> = {}): PipelineRegistry {
+    const registry = new PipelineRegistry(options);
+    for (const p of pipelines) registry.#set(p);
+    return registry;
+  }
+
+  /**
+   * Loads every pipeline file of `options.dir`. Throws the first file's error
+   * (with every problem of that file) if any is invalid: a server should not
+   * start with a pipeline it cannot run. A missing directory is an error too.
+   */
+  static async load(options: PipelineRegistryOptions): Promise<PipelineRegistry> {
+    const registry = new PipelineRegistry(options);
+    const dir = registry.dir;
+    if (dir === undefined) return registry;
+    let files: string[];
+    try {
+      files = (await readdir(dir)).filter((f) => f.endsWith('.json') && !NOT_PIPELINES.has(f)).sort();
+    } catch (e) {
+      throw errors.PIPELINE_FILE_UNREADABLE(dir, `the pipelines directory can't be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    for (const file of files) registry.#set(await registry.#loadFile(file));
+    return registry;
+  }
+
+  /** Names of the loaded pipelines, sorted. */
+  names(): string[] {
+    return [...this.#pipelines.keys()].sort();
+  }
+
+  list(): Pipeline[] {
+    return this.names().map((n) => this.#pipelines.get(n)!);
+  }
+
+  has(name: string): boolean {
+    return this.#pipelines.has(name);
+  }
+
+  /** The current version of a pipeline, or `EARSHOT_PIPELINE_NOT_FOUND` (404). */
+  get(name: string): Pipeline {
+    const p = this.#pipelines.get(name);
+    if (!p) throw errors.PIPELINE_NOT_FOUND(name, this.names());
+    return p;
+  }
+
+  /** Adds or replaces a pipeline in memory only (e.g. one given to `createServer` in code). */
+  add(pipeline: Pipeline): void {
+    this.#set(pipeline);
+  }
+
+  /**
+   * Validates `doc` as pipeline `name` and saves it as `<dir>/<name>.json`
+   * (written to a temporary file and renamed, so the watcher never reads half
+   * a file). Throws `EARSHOT_PIPELINE_INVALID` (422, every problem) before
+   * touching anything. Returns the new version and whether it replaced one.
+   */
+  async put(name: string, doc: unknown): Promise<{ pipeline: Pipeline; created: boolean }> {
+    const withName = typeof doc === 'object' && doc !== null && !Array.isArray(doc) && !('name' in doc) ? { name, ...doc } : doc;
+    const pipeline = parsePipeline(withName, name, this.#validateOptions());
+    if (pipeline.name !== name) throw errors.PIPELINE_NAME_MISMATCH(`The body of PUT /pipelines/${name}`, pipeline.name);
+    const created = !this.#pipelines.has(name);
+    if (this.dir === undefined) {
+      this.#set(pipeline);
+      return { pipeline, created };
+    }
+    const file = join(this.dir, `${name}.json`);
+    const temp = join(this.dir, `.${name}.json.${process.pid}.tmp`);
+    try {
+      await writeFile(temp, `${JSON.stringify(pipeline.toJSON(), null, 2)}\n`);
+      await rename(temp, file);
+    } catch (e) {
+      await unlink(temp).catch(() => {});
+      throw errors.PIPELINE_WRITE_FAILED(file, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
+    }
+    this.#set(pipeline);
+    return { pipeline, created };
+  }
+
+  /** Unloads a pipeline and deletes its file. The caller checks it is not in use. */
+  async delete(name: string): Promise<void> {
+    this.get(name);
+    const dir = this.dir;
+    if (dir !== undefined) {
+      await unlink(join(dir, `${name}.json`)).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw errors.PIPELINE_WRITE_FAILED(join(dir, `${name}.json`), e.code ?? e.message);
+      });
+    }
+    this.#pipelines.delete(name);
+  }
+
+  /** Starts reloading files changed on disk. Idempotent. */
+  watch(): void {
+    if (this.#watcher || this.dir === undefined) return;
+    this.#watcher = watch(this.dir, { persistent: false }, (_event, filename) => {
+      const file = filename?.toString();
+      if (!file || !file.endsWith('.json') || file.startsWith('.') || NOT_PIPELINES.has(file)) return;
+      clearTimeout(this.#pending.get(file));
+      this.#pending.set(
+        file,
+        setTimeout(() => {
+          this.#pending.delete(file);
+          void this.#reload(file);
+        }, RELOAD_DEBOUNCE_MS),
+      );
+    });
+    this.#watcher.on('error', () => this.close());
+  }
+
+  /** Stops watching. */
+  close(): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    for (const t of this.#pending.values()) clearTimeout(t);
+    this.#pending.clear();
+  }
+
+  async #reload(file: string): Promise<void> {
+    const name = basename(file, '.json');
+    try {
+      const pipeline = await this.#loadFile(file);
+      const current = this.#pipelines.get(name);
+      // Our own PUT wrote exactly this: nothing changed.
+      if (current && JSON.stringify(current.toJSON()) === JSON.stringify(pipeline.toJSON())) return;
+      this.#set(pipeline);
+      this.#options.onReload?.(name, 'loaded');
+    } catch (e) {
+      const error = isEarshotError(e) ? e : errors.INTERNAL((e as Error).message);
+      if (error.code === errors.PIPELINE_FILE_UNREADABLE.code && /ENOENT/.test(error.message)) {
+        if (this.#pipelines.delete(name)) this.#options.onReload?.(name, 'removed');
+        return;
+      }
+      this.#options.onReloadError?.(join(this.dir ?? '', file), error);
+    }
+  }
+
+  async #loadFile(file: string): Promise<Pipeline> {
+    const path = join(this.dir ?? '', file);
+    const pipeline = await loadPipelineFile(path, this.#validateOptions());
+    if (pipeline.name !== basename(file, '.json')) throw errors.PIPELINE_NAME_MISMATCH(path, pipeline.name);
+    return pipeline;
+  }
+
+  #set(pipeline: Pipeline): void {
+    this.#pipelines.set(pipeline.name, pipeline);
+  }
+
+  #validateOptions(): ValidateOptions {
+    return { customStages: this.#options.customStages?.() ?? [] };
+  }
+}

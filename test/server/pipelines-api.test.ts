@@ -1,0 +1,130 @@
+/**
+ * Pipelines over HTTP and on disk: listing, PUT (validated, saved), DELETE
+ * (refused while in use), room bindings and their precedence, and reloading
+ * files edited on disk — running streams keep their version.
+ */
+import { cp, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { readWav } from '../helpers/audio.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
+const BUNDLED = join(import.meta.dirname, '..', '..', 'pipelines');
+
+let t: TestServer;
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'earshot-pipelines-'));
+  await cp(BUNDLED, dir, { recursive: true });
+  t = await startServer({ pipelinesDir: dir });
+});
+afterAll(async () => {
+  await t.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const json = (method: string, body?: unknown): RequestInit =>
+  body === undefined ? { method } : { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
+const api = async (path: string, init?: RequestInit) => {
+  const res = await fetch(`${t.url}${path}`, init);
+  const text = await res.text();
+  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+};
+const recordingOf = async (peer: string) => {
+  const s = (await api(`/stats/${peer}`)).body as { pipeline: string; recording: { name: string } };
+  return { pipeline: s.pipeline, wav: await readWav(join(t.recordingsDir, s.recording.name)) };
+};
+const send = (room: string, peer: string, query = '', seconds = 0.6) =>
+  sendAudio({ url: `${t.url}/whip/${room}/${peer}${query}`, source: fixture('tone-1k-48k.wav'), seconds });
+const until = async (check: () => Promise<boolean>, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+};
+
+const QUIET = { name: 'quiet', description: 'gain −12 dB', stages: [{ type: 'gain', db: -12 }], sinks: [{ type: 'record' }] };
+
+describe('pipelines API', () => {
+  it('lists the directory\'s pipelines and returns each document as written', async () => {
+    const list = await api('/pipelines');
+    expect(list.status).toBe(200);
+    expect(list.body!.default).toBe('default');
+    const names = (list.body!.pipelines as Array<{ name: string }>).map((p) => p.name);
+    expect(names).toEqual(expect.arrayContaining(['default', 'telephony', 'podcast', 'voice-agent', 'call-recording']));
+    const telephony = await api('/pipelines/telephony');
+    expect(telephony.body).toEqual(JSON.parse(await readFile(join(dir, 'telephony.json'), 'utf8')));
+    expect((await api('/pipelines/nope')).body).toMatchObject({ status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });
+  });
+
+  it('PUT validates first (422 with every problem, nothing saved), then saves and serves the new pipeline', async () => {
+    const bad = await api('/pipelines/quiet', json('PUT', { ...QUIET, stages: [{ type: 'gain', db: 100 }, { type: 'denoize' }] }));
+    expect(bad.status).toBe(422);
+    expect(bad.body!.code).toBe('EARSHOT_PIPELINE_INVALID');
+    const paths = (bad.body!.problems as Array<{ path: string }>).map((p) => p.path);
+    expect(paths).toEqual(expect.arrayContaining(['/stages/0/db', '/stages/1/type']));
+    expect((await api('/pipelines/quiet')).status).toBe(404);
+
+    expect((await api('/pipelines/quiet', json('PUT', { ...QUIET, name: 'other' }))).body).toMatchObject({ status: 400, code: 'EARSHOT_PIPELINE_NAME_MISMATCH' });
+
+    const created = await api('/pipelines/quiet', json('PUT', QUIET));
+    expect(created.status).toBe(201);
+    expect(JSON.parse(await readFile(join(dir, 'quiet.json'), 'utf8'))).toEqual(QUIET);
+    expect((await api('/pipelines/quiet', json('PUT', QUIET))).status).toBe(200); // replaced
+
+    await send('r0', 'q1', '?pipeline=quiet');
+    const { pipeline, wav } = await recordingOf('q1');
+    expect(pipeline).toBe('quiet');
+    expect(wav.durationSec).toBeGreaterThan(0.5);
+  });
+
+  it('binds rooms to pipelines: ?pipeline= beats the room binding, which beats the default', async () => {
+    expect((await api('/rooms/pstn', json('PUT', { pipeline: 'telephony' }))).body).toEqual({ room: 'pstn', pipeline: 'telephony', bound: true });
+    expect((await api('/rooms/pstn', json('PUT', { pipeline: 'nope' }))).body).toMatchObject({ status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });
+    expect((await api('/rooms/pstn', json('PUT', { pipe: 'x' }))).body).toMatchObject({ status: 400, code: 'EARSHOT_BODY_INVALID' });
+    expect((await api('/rooms')).body).toEqual({ default: 'default', rooms: { pstn: 'telephony' } });
+
+    await Promise.all([send('pstn', 'caller'), send('pstn', 'override', '?pipeline=quiet'), send('lobby', 'guest')]);
+    expect((await recordingOf('caller')).wav.sampleRate).toBe(8000);
+    expect((await recordingOf('override')).pipeline).toBe('quiet');
+    expect((await recordingOf('guest')).pipeline).toBe('default');
+
+    const unknown = await sendAudio({ url: `${t.url}/whip/pstn/x?pipeline=nope`, source: fixture('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
+    expect(unknown).toMatchObject({ status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });
+  });
+
+  it('DELETE refuses a pipeline in use (default, bound room) with 409 and deletes an unused one', async () => {
+    expect((await api('/pipelines/default', json('DELETE'))).body).toMatchObject({ status: 409, code: 'EARSHOT_PIPELINE_IN_USE', detail: expect.stringMatching(/default pipeline/) });
+    expect((await api('/pipelines/telephony', json('DELETE'))).body).toMatchObject({ status: 409, detail: expect.stringMatching(/room pstn/) });
+    expect((await api('/rooms/pstn', json('DELETE'))).status).toBe(204);
+    expect((await api('/pipelines/telephony', json('DELETE'))).status).toBe(204);
+    expect((await api('/pipelines/telephony')).status).toBe(404);
+    await expect(readFile(join(dir, 'telephony.json'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('reloads a file edited on disk for new streams, keeps the running stream on its version, and ignores a broken edit', async () => {
+    const file = join(dir, 'podcast.json');
+    const original = JSON.parse(await readFile(file, 'utf8')) as { stages: unknown[]; sinks: unknown[] };
+    // A stream that starts on the old version and is still running when the file changes.
+    const running = send('studio', 'before', '?pipeline=podcast', 2.5);
+    await new Promise((r) => setTimeout(r, 1200));
+    await writeFile(file, JSON.stringify({ ...original, stages: [...original.stages, { type: 'resample', sampleRate: 16000 }] }));
+    expect(await until(async () => ((await api('/pipelines/podcast')).body!.stages as unknown[]).length === 5)).toBe(true);
+    await running;
+    expect((await recordingOf('before')).wav.sampleRate).toBe(48000);
+    await send('studio', 'after', '?pipeline=podcast');
+    expect((await recordingOf('after')).wav.sampleRate).toBe(16000);
+
+    await writeFile(file, '{ "name": "podcast", "stages": [ {"type": "resample"} ');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(((await api('/pipelines/podcast')).body!.stages as unknown[]).length).toBe(5); // the last good version stays
+
+    await unlink(join(dir, 'quiet.json'));
+    expect(await until(async () => (await api('/pipelines/quiet')).status === 404)).toBe(true);
+  });
+});
