@@ -9,22 +9,29 @@ export interface Levels {
   rms: number;
   /** Largest absolute sample, linear 0..1 (may exceed 1 if the input clips). */
   peak: number;
+  /** Samples at or beyond full scale (|x| ≥ 32767/32768): clipped in 16-bit terms. */
+  clipped: number;
 }
 
+/** The 16-bit full-scale level: a float sample this loud or louder is clipped once written as s16. */
+export const CLIP_LEVEL = 32767 / 32768;
+
 /**
- * RMS and peak over all samples of `data` (interleaved channels count together).
- * An empty block measures 0 / 0. One pass, no allocation beyond the result.
+ * RMS, peak and clipped samples over all samples of `data` (interleaved
+ * channels count together). An empty block measures 0 / 0 / 0. One pass, no allocation beyond the result.
  */
 export function measureLevels(data: Float32Array): Levels {
   let sum = 0;
   let peak = 0;
+  let clipped = 0;
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
     sum += v * v;
     const a = v < 0 ? -v : v;
     if (a > peak) peak = a;
+    if (a >= CLIP_LEVEL) clipped++;
   }
-  return { rms: data.length > 0 ? Math.sqrt(sum / data.length) : 0, peak };
+  return { rms: data.length > 0 ? Math.sqrt(sum / data.length) : 0, peak, clipped };
 }
 
 /**

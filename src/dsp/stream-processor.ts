@@ -289,7 +289,7 @@ function runChain(stages: Stage[], from: number, chunk: PcmChunk, out: PcmChunk[
 }
 
 function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): ProcessedFrame {
-  const { rms, peak } = measureLevels(chunk.data);
+  const { rms, peak, clipped } = measureLevels(chunk.data);
   const { sampleRate, channels } = branch.output;
   const position = branch.next!;
   branch.next = position + chunk.data.length / channels;
@@ -306,6 +306,7 @@ function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): Process
   };
   if (chunk.vad !== undefined) frame.vad = chunk.vad;
   if (chunk.speech !== undefined) frame.speech = chunk.speech;
+  if (clipped > 0) frame.clipped = clipped;
   return frame;
 }
 

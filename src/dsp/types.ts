@@ -104,6 +104,8 @@ export interface ProcessedFrame {
   rms: number;
   /** Largest absolute sample, linear 0..1 (measured before any packing to s16). */
   peak: number;
+  /** Samples at or beyond 16-bit full scale in this frame (see `CLIP_LEVEL`). */
+  clipped?: number;
   /** Arrival time of the packet that completed this frame (`performance.now()`, main thread). */
   arrival: number;
 }

@@ -12,7 +12,7 @@ import { packageRoot } from '../package-root.js';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
-import { EarshotCore, type StreamHandle } from '../server/earshot-core.js';
+import { EarshotCore, type ServerStats, type StreamHandle } from '../server/earshot-core.js';
 import type { PeerStatsSnapshot } from '../server/peer-registry.js';
 import { ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
@@ -139,6 +139,11 @@ export class WebRTCHandler {
       processor.process(ctx.peerId, frames$).pipe(tap((frame) => this.#processed$.next({ peerId: ctx.peerId, processor: name, frame }))),
     );
     return core.attachProcessor(name);
+  }
+
+  /** `{ server, peers }` every `intervalMs` (default 1000): the statistics as an observable. */
+  statistics$(intervalMs?: number): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }> {
+    return this.#live().stats$(intervalMs);
   }
 
   /** Frames emitted by registered custom processors. */

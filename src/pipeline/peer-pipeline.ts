@@ -10,6 +10,7 @@ import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import type { IngestFrame } from '../rtc/rtp-ingest.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
+import type { LatencyHistogram } from '../sinks/latency-histogram.js';
 import { RecordSink } from '../sinks/record-sink.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { RecordingsStore } from '../sinks/recordings-store.js';
@@ -25,6 +26,8 @@ export interface PeerPipelineOptions {
   session: string;
   /** Where the pipeline's `processor` sinks find their factories. */
   processors: ProcessorRegistry;
+  /** A server-wide latency histogram that every frame's latency is added to as well. */
+  latency?: LatencyHistogram;
   /** Events emitted by processors (`context.emit`). */
   onProcessorEvent(event: ProcessorEvent): void;
   /** Called once when the worker reports that the stages failed. */
@@ -245,7 +248,11 @@ export class PeerPipeline {
     if (!r) return;
     const now = performance.now();
     for (const f of frames) {
-      if (branch === 0) this.stats.addLatency(now - f.arrival); // one figure per input frame
+      if (branch === 0) {
+        // One figure per frame of the first branch.
+        this.stats.addLatency(now - f.arrival);
+        this.#options.latency?.add(now - f.arrival);
+      }
       r.subject.next(f);
     }
   }

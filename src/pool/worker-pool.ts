@@ -14,6 +14,7 @@ import { errors } from '../errors.js';
 import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
 import type { BatchItem, BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
 import { stageModuleUrl } from './stage-module.js';
+import { LatencyHistogram } from '../sinks/latency-histogram.js';
 
 export interface WorkerPoolOptions {
   /**
@@ -81,6 +82,8 @@ export interface WorkerPoolStats {
   streams: number;
   /** Streams opened since the pool started (each one is a worker hop for its frames). */
   streamsOpened: number;
+  /** Worker time per batch task, ms (p50, p99, max). */
+  taskMs: { p50: number | null; p99: number | null; max: number | null };
   /** Per worker thread: streams pinned to it. */
   streamsPerThread: Record<string, number>;
 }
@@ -104,6 +107,8 @@ export class WorkerPool {
   #startedAt = 0;
   #tasksFailed = 0;
   #streamsOpened = 0;
+  /** Worker time per batch task, ms. */
+  readonly taskTimes = new LatencyHistogram();
   #closed = false;
   #started: Promise<void> | undefined;
   /** Stage module URLs every worker must have loaded (sent with every task). */
@@ -276,6 +281,11 @@ export class WorkerPool {
       tasksFailed: this.#tasksFailed,
       streams: this.#streams.size,
       streamsOpened: this.#streamsOpened,
+      taskMs: {
+        p50: round2(this.taskTimes.quantile(0.5)),
+        p99: round2(this.taskTimes.quantile(0.99)),
+        max: this.taskTimes.count > 0 ? round2(this.taskTimes.snapshot().max) : null,
+      },
       streamsPerThread: perThread,
     };
   }
@@ -362,6 +372,7 @@ export class WorkerPool {
         this.#release(slot);
         this.#tasksCompleted++;
         this.#busyMs += result.busyMs;
+        this.taskTimes.add(result.busyMs);
         this.#deliver(result, items, entries);
       },
       () => {
@@ -409,6 +420,10 @@ export class WorkerPool {
     if (this.#streams.size === 0) this.#timer?.unref();
     e.onClosed?.();
   }
+}
+
+function round2(v: number | null): number | null {
+  return v === null ? null : Math.round(v * 100) / 100;
 }
 
 /** A throwing handler must not break delivery to the other streams. */

@@ -11,7 +11,8 @@ import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipe
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { RTCIceServer } from 'werift';
 import { isLoopbackHost } from '../rtc/ice-config.js';
-import { EarshotCore, type ProcessorScope, type StreamHandle } from './earshot-core.js';
+import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from './earshot-core.js';
+import type { PeerStatsSnapshot } from './peer-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { hasDefaultPool, setDefaultPool } from '../pipeline/operators.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorRegistry } from '../sinks/processors.js';
@@ -19,6 +20,8 @@ import { installProblemHandling } from './problem.js';
 import { registerControlRoutes } from './routes/control.js';
 import { registerRecordingRoutes } from './routes/recordings.js';
 import { registerPipelineRoutes } from './routes/pipelines.js';
+import { registerEventRoutes } from './routes/events.js';
+import { createMetrics } from './metrics.js';
 import { registerWhipRoutes } from './routes/whip.js';
 
 export interface CreateServerOptions {
@@ -88,6 +91,10 @@ export interface EarshotServer {
   readonly streams$: Observable<StreamHandle>;
   /** Events emitted by processors (`context.emit`) on any stream. */
   readonly events$: Observable<ProcessorEvent>;
+  /** Sessions starting and ending. */
+  readonly sessions$: Observable<SessionEvent>;
+  /** `{ server, peers }` (as `GET /stats`) every `intervalMs` (default 1000); each subscriber gets its own timer. */
+  stats$(intervalMs?: number): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }>;
   /** Registers a main-thread processor in this server's registry (see `registerProcessor`). */
   registerProcessor(name: string, factory: ProcessorFactory): void;
   /** Attaches a registered processor to one peer, one room or every stream, now and later; returns a detach function. */
@@ -164,6 +171,9 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   registerControlRoutes(app, core);
   registerRecordingRoutes(app, core);
   registerPipelineRoutes(app, core);
+  registerEventRoutes(app, core);
+  const metrics = createMetrics(core);
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
   let closing: Promise<void> | undefined;
   let ownsDefaultPool = false;
@@ -175,6 +185,8 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     },
     streams$: core.streams$.asObservable(),
     events$: core.events$.asObservable(),
+    sessions$: core.sessions$.asObservable(),
+    stats$: (intervalMs) => core.stats$(intervalMs),
     registerProcessor: (name, factory) => core.processors.register(name, factory),
     attachProcessor: (name, scope) => core.attachProcessor(name, scope),
     registerStageModule: (m) => pool.registerStageModule(m),

@@ -5,7 +5,8 @@
  */
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import type { FastifyBaseLogger } from 'fastify';
-import { Subject, type Observable } from 'rxjs';
+import { Subject, interval, map, type Observable } from 'rxjs';
+import { LatencyHistogram } from '../sinks/latency-histogram.js';
 import { errors } from '../errors.js';
 import { PeerPipeline } from '../pipeline/peer-pipeline.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
@@ -19,6 +20,9 @@ import { PeerSession, type PeerSessionEvents, type SessionEndReason } from '../r
 import type { RecordingInfo } from '../sinks/recorder.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
+
+/** Jitter histogram bounds, seconds (RFC 3550 jitter of a healthy LAN call is well under 5 ms). */
+export const JITTER_BOUNDS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
 
 export interface EarshotCoreOptions {
   /** The pipelines by name (a directory's, or in memory). */
@@ -66,6 +70,21 @@ export interface StreamHandle {
   attachProcessor(name: string, options?: Record<string, unknown>, branch?: string): () => void;
 }
 
+/** A session started or ended. */
+export interface SessionEvent {
+  type: 'started' | 'ended';
+  peer: string;
+  room: string;
+  session: string;
+  pipeline: string;
+  /** Why it ended (`ended` only). */
+  reason?: SessionEndReason;
+  /** Files finalized (`ended` only). */
+  recordings?: string[];
+  /** `Date.now()`. */
+  at: number;
+}
+
 /** @deprecated renamed; kept for the slice's early users. */
 export type StreamInfo = StreamHandle;
 
@@ -86,6 +105,12 @@ export interface ServerStats {
   roomNames: string[];
   sessionsStarted: number;
   sessionsEnded: number;
+  /** Sessions refused (any error answering the offer). */
+  sessionsRefused: number;
+  /** Refused sessions by error code. */
+  refusedBy: Record<string, number>;
+  /** Ended sessions by reason. */
+  endedBy: Record<string, number>;
   pool: WorkerPoolStats;
   /** Main-thread event-loop delay since start, ms (how long ready work waited for the loop). */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
@@ -99,10 +124,19 @@ export class EarshotCore {
   readonly streams$ = new Subject<StreamHandle>();
   /** Events processors emit (`context.emit`), from every stream. */
   readonly events$ = new Subject<ProcessorEvent>();
+  /** Sessions starting and ending (for the live event stream and dashboards). */
+  readonly sessions$ = new Subject<SessionEvent>();
   readonly processors: ProcessorRegistry;
   readonly #attachments = new Set<{ name: string; scope: ProcessorScope; detach: Array<() => void> }>();
   readonly #checkedPipelines = new WeakMap<Pipeline, number>();
   readonly #roomPipelines = new Map<string, string>();
+  /** Sessions refused, by error code. */
+  readonly #refusedBy = new Map<string, number>();
+  /** RTP arrival → frame at the sinks, every frame of every stream since start (ms). */
+  readonly latency = new LatencyHistogram();
+  /** Interarrival jitter of each live peer, sampled every second (seconds). */
+  readonly jitter = new LatencyHistogram(JITTER_BOUNDS_S);
+  #jitterTimer: NodeJS.Timeout | undefined;
   readonly #options: EarshotCoreOptions;
   readonly #log: FastifyBaseLogger;
   readonly #startedAt = performance.now();
@@ -171,6 +205,28 @@ export class EarshotCore {
     await this.store.init();
     await this.pool.start();
     this.#loopDelay.enable();
+    this.#jitterTimer = setInterval(() => {
+      for (const e of this.peers.live()) if (e.session.state === 'connected') this.jitter.add(e.session.rtpStats().jitter);
+    }, 1000);
+    this.#jitterTimer.unref();
+  }
+
+  /** Sessions refused so far, by error code (`EARSHOT_OVERLOADED`, `EARSHOT_SDP_INVALID`, …). */
+  refusedBy(): Record<string, number> {
+    return Object.fromEntries([...this.#refusedBy].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  #refused(code: string): void {
+    this.#refusedBy.set(code, (this.#refusedBy.get(code) ?? 0) + 1);
+  }
+
+  /**
+   * The statistics every `intervalMs` (default 1000), as `{ server, peers }`
+   * like `GET /stats`; cold: each subscriber gets its own timer.
+   */
+  stats$(intervalMs = 1000): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }> {
+    if (!(intervalMs >= 50)) throw new RangeError(`stats$: intervalMs must be at least 50, got ${intervalMs}`);
+    return interval(intervalMs).pipe(map(() => ({ server: this.stats(), peers: this.peers.snapshots() })));
   }
 
   hasSession(id: string): boolean {
@@ -183,14 +239,19 @@ export class EarshotCore {
    * client must not be locked out until the media timeout).
    */
   async publish(room: string, peer: string, offer: string, options: { pipeline?: string } = {}): Promise<PeerSession> {
-    const existing = this.#admit(peer);
-    // Resolved once: this stream keeps this version even if the pipeline is edited meanwhile.
-    const pipeline = this.pipelineFor(room, options.pipeline);
-    await this.checkPipeline(pipeline);
-    const slot: { entry?: PeerEntry } = {};
-    const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
-    await this.#start(slot, room, peer, session, pipeline, existing);
-    return session;
+    try {
+      const existing = this.#admit(peer);
+      // Resolved once: this stream keeps this version even if the pipeline is edited meanwhile.
+      const pipeline = this.pipelineFor(room, options.pipeline);
+      await this.checkPipeline(pipeline);
+      const slot: { entry?: PeerEntry } = {};
+      const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
+      await this.#start(slot, room, peer, session, pipeline, existing);
+      return session;
+    } catch (e) {
+      this.#refused((e as { code?: string }).code ?? 'EARSHOT_INTERNAL');
+      throw e;
+    }
   }
 
   /**
@@ -307,7 +368,7 @@ export class EarshotCore {
   }
 
   async #start(slot: { entry?: PeerEntry }, room: string, peer: string, session: PeerSession, pipeline: Pipeline, existing: PeerEntry | undefined): Promise<void> {
-    const log = this.#log.child({ room, peer });
+    const log = this.#log.child({ room, peer, session: session.id });
     const encoded$ = new Subject<IngestFrame>();
     const entry: PeerEntry = {
       peer,
@@ -323,21 +384,23 @@ export class EarshotCore {
         peer,
         session: session.id,
         processors: this.processors,
+        latency: this.latency,
         onProcessorEvent: (e) => this.events$.next(e),
         onPipelineError: (message) => {
-          log.error({ session: session.id, err: message }, 'pipeline failed; ending session');
+          log.error({ err: message }, 'pipeline failed; ending session');
           void session.close('pipeline-error');
         },
-        onSinkError: (sink, err) => log.error({ session: session.id, sink, err: err.message }, 'sink failed and was detached'),
+        onSinkError: (sink, err) => log.error({ sink, err: err.message }, 'sink failed and was detached'),
       }),
     };
     slot.entry = entry;
     this.peers.add(entry);
     // Registered first, so packets of the new session are not lost while the old one drains.
     if (existing) await this.#end(existing, 'replaced');
-    log.info({ session: session.id, pipeline: pipeline.name, replaced: existing?.session.id }, 'session started');
+    log.info({ pipeline: pipeline.name, replaced: existing?.session.id }, 'session started');
     for (const a of this.#attachments) this.#applyAttachment(a, entry);
     const branches = Object.fromEntries(entry.pipeline.branches.map((b) => [b.name, b.audio$]));
+    this.sessions$.next({ type: 'started', peer, room, session: session.id, pipeline: pipeline.name, at: Date.now() });
     this.streams$.next({
       peerId: peer,
       roomId: room,
@@ -375,6 +438,9 @@ export class EarshotCore {
       roomNames: rooms,
       sessionsStarted: this.peers.sessionsStarted,
       sessionsEnded: this.peers.sessionsEnded,
+      sessionsRefused: [...this.#refusedBy.values()].reduce((a, b) => a + b, 0),
+      refusedBy: this.refusedBy(),
+      endedBy: Object.fromEntries(this.peers.endedBy),
       pool: this.pool.stats(),
       eventLoopDelayMs: {
         p50: Math.round(this.#loopDelay.percentile(50) / 1e4) / 100,
@@ -398,8 +464,10 @@ export class EarshotCore {
     await Promise.all(this.peers.live().map((e) => this.#end(e, 'shutdown')));
     await this.pool.close();
     this.#loopDelay.disable();
+    clearInterval(this.#jitterTimer);
     this.streams$.complete();
     this.events$.complete();
+    this.sessions$.complete();
     this.#options.pipelines.close();
   }
 
@@ -419,14 +487,27 @@ export class EarshotCore {
           room: entry.room,
           peer: entry.peer,
           session: entry.session.id,
+          pipeline: entry.pipelineName,
           reason,
           seconds: Math.round((Date.now() - entry.session.createdAt) / 100) / 10,
           packets: rtp.packetsReceived,
           lost: rtp.packetsLost,
+          lossRatio: Math.round(rtp.lossRatio * 10000) / 10000,
+          jitterMs: Math.round(rtp.jitter * 1e5) / 100,
           recordings: recordings.map((r) => r.name),
         },
         'session ended',
       );
+      this.sessions$.next({
+        type: 'ended',
+        peer: entry.peer,
+        room: entry.room,
+        session: entry.session.id,
+        pipeline: entry.pipelineName,
+        reason,
+        recordings: recordings.map((r) => r.name),
+        at: Date.now(),
+      });
       return recordings;
     })();
     return entry.ended;

@@ -53,12 +53,76 @@ export interface PeerStatsSnapshot {
 
 const ENDED_KEPT = 1000;
 
+/** Counters summed over every session since start (ended and live), for Prometheus counters. */
+export interface PeerTotals {
+  packetsReceived: number;
+  packetsExpected: number;
+  packetsLost: number;
+  packetsDuplicated: number;
+  packetsReordered: number;
+  packetsLate: number;
+  bytesReceived: number;
+  dtxSeconds: number;
+  framesDecoded: number;
+  framesProcessed: number;
+  framesConcealed: number;
+  framesCorrupt: number;
+  framesDroppedQueueFull: number;
+  framesLate: number;
+  clippedSamples: number;
+  sinkErrors: number;
+  processorErrors: number;
+}
+
+const ZERO_TOTALS: PeerTotals = {
+  packetsReceived: 0,
+  packetsExpected: 0,
+  packetsLost: 0,
+  packetsDuplicated: 0,
+  packetsReordered: 0,
+  packetsLate: 0,
+  bytesReceived: 0,
+  dtxSeconds: 0,
+  framesDecoded: 0,
+  framesProcessed: 0,
+  framesConcealed: 0,
+  framesCorrupt: 0,
+  framesDroppedQueueFull: 0,
+  framesLate: 0,
+  clippedSamples: 0,
+  sinkErrors: 0,
+  processorErrors: 0,
+};
+
+function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
+  into.packetsReceived += s.rtp.packetsReceived;
+  into.packetsExpected += s.rtp.packetsExpected;
+  into.packetsLost += Math.max(0, s.rtp.packetsLost);
+  into.packetsDuplicated += s.rtp.packetsDuplicated;
+  into.packetsReordered += s.rtp.packetsReordered;
+  into.packetsLate += s.rtp.packetsLate;
+  into.bytesReceived += s.rtp.bytesReceived;
+  into.dtxSeconds += s.rtp.dtxSeconds;
+  into.framesDecoded += s.processing.framesDecoded;
+  into.framesProcessed += s.processing.framesProcessed;
+  into.framesConcealed += s.processing.framesConcealed;
+  into.framesCorrupt += s.processing.framesCorrupt;
+  into.framesDroppedQueueFull += s.processing.framesDropped;
+  into.framesLate += s.processing.framesLate;
+  into.clippedSamples += s.audio.clippedSamples;
+  into.sinkErrors += s.processing.sinkErrors;
+  into.processorErrors += s.processing.processorErrors;
+}
+
 export class PeerRegistry {
   readonly #live = new Map<string, PeerEntry>();
   readonly #ended = new Map<string, PeerStatsSnapshot>();
   readonly #bySession = new Map<string, PeerEntry>();
   sessionsStarted = 0;
   sessionsEnded = 0;
+  /** Sessions that ended, by reason. */
+  readonly endedBy = new Map<SessionEndReason, number>();
+  readonly #retiredTotals: PeerTotals = { ...ZERO_TOTALS };
 
   get size(): number {
     return this.#live.size;
@@ -92,10 +156,21 @@ export class PeerRegistry {
     if (this.#live.get(entry.peer) === entry) this.#live.delete(entry.peer);
     this.#bySession.delete(entry.session.id);
     this.sessionsEnded++;
+    const reason = entry.session.endReason ?? 'closed-by-peer';
+    this.endedBy.set(reason, (this.endedBy.get(reason) ?? 0) + 1);
+    const final = snapshot(entry, false);
+    addTotals(this.#retiredTotals, final);
     if (!this.#live.has(entry.peer)) {
-      this.#ended.set(entry.peer, snapshot(entry, false));
+      this.#ended.set(entry.peer, final);
       if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
     }
+  }
+
+  /** Counters over every session since start: the ended ones' final figures plus the live ones' current. */
+  totals(live: PeerStatsSnapshot[] = this.snapshots()): PeerTotals {
+    const t = { ...this.#retiredTotals };
+    for (const s of live) addTotals(t, s);
+    return t;
   }
 
   snapshot(peer: string): PeerStatsSnapshot | undefined {

@@ -21,39 +21,54 @@ export interface LatencyHistogramSnapshot {
 }
 
 export class LatencyHistogram {
-  readonly #counts = new Float64Array(LATENCY_BOUNDS_MS.length + 1);
+  readonly #bounds: readonly number[];
+  readonly #counts: Float64Array;
   #n = 0;
   #max = 0;
+  #sum = 0;
+
+  /** @param bounds upper bucket bounds, ascending (default: the latency buckets in ms) */
+  constructor(bounds: readonly number[] = LATENCY_BOUNDS_MS) {
+    this.#bounds = bounds;
+    this.#counts = new Float64Array(bounds.length + 1);
+  }
+
+  /** Sum of every sample (for Prometheus' `_sum`). */
+  get sum(): number {
+    return this.#sum;
+  }
 
   get count(): number {
     return this.#n;
   }
 
   add(ms: number): void {
+    const bounds = this.#bounds;
     let lo = 0;
-    let hi = LATENCY_BOUNDS_MS.length;
+    let hi = bounds.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (ms <= LATENCY_BOUNDS_MS[mid]) hi = mid;
+      if (ms <= bounds[mid]) hi = mid;
       else lo = mid + 1;
     }
     this.#counts[lo]++;
     this.#n++;
+    this.#sum += ms;
     if (ms > this.#max) this.#max = ms;
   }
 
   snapshot(): LatencyHistogramSnapshot {
-    return { boundsMs: LATENCY_BOUNDS_MS, counts: Array.from(this.#counts), max: this.#max };
+    return { boundsMs: this.#bounds, counts: Array.from(this.#counts), max: this.#max };
   }
 
   /** The q-quantile (0..1), interpolated linearly inside its bucket; null without samples. */
   quantile(q: number): number | null {
-    return quantileOf(Array.from(this.#counts), q, this.#max);
+    return quantileOf(Array.from(this.#counts), q, this.#max, this.#bounds);
   }
 }
 
 /** Quantile of a bucket count array (also for differences of two snapshots). */
-export function quantileOf(counts: number[], q: number, max = Infinity): number | null {
+export function quantileOf(counts: number[], q: number, max = Infinity, bounds: readonly number[] = LATENCY_BOUNDS_MS): number | null {
   const n = counts.reduce((a, b) => a + b, 0);
   if (n === 0) return null;
   const rank = q * n;
@@ -61,8 +76,8 @@ export function quantileOf(counts: number[], q: number, max = Infinity): number 
   for (let i = 0; i < counts.length; i++) {
     if (counts[i] === 0) continue;
     if (seen + counts[i] >= rank) {
-      const lower = i === 0 ? 0 : LATENCY_BOUNDS_MS[i - 1];
-      const upper = i < LATENCY_BOUNDS_MS.length ? LATENCY_BOUNDS_MS[i] : Math.max(lower, max);
+      const lower = i === 0 ? 0 : bounds[i - 1];
+      const upper = i < bounds.length ? bounds[i] : Math.max(lower, max);
       return Math.min(max, lower + ((upper - lower) * (rank - seen)) / counts[i]);
     }
     seen += counts[i];

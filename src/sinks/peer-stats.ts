@@ -19,6 +19,19 @@ export interface AudioStats {
   rmsDbfs: number;
   /** Largest sample over the last second, dBFS. */
   peakDbfs: number;
+  /** RMS over the last 10 seconds, dBFS. */
+  rms10sDbfs: number;
+  /** Largest sample over the last 10 seconds, dBFS. */
+  peak10sDbfs: number;
+  /** Samples at or beyond 16-bit full scale over the session. */
+  clippedSamples: number;
+  /**
+   * Speaking now (debounced: 60 ms of speech frames to start, 300 ms without to
+   * stop); null without voice activity (no denoise stage).
+   */
+  speaking: boolean | null;
+  /** Silent → speaking transitions over the session (0 without voice activity). */
+  speechSegments: number;
   /** RMS over the whole session, dBFS. */
   sessionRmsDbfs: number;
   /** Largest sample over the whole session, dBFS. */
@@ -36,12 +49,16 @@ export interface AudioStats {
 
 export interface ProcessingStats {
   framesDecoded: number;
+  /** Frames the worker delivered to the sinks (first branch). */
+  framesProcessed: number;
   framesConcealed: number;
   framesCorrupt: number;
   /** Frames dropped before processing because the stream's worker queue was full. */
   framesDropped: number;
   /** Packets too late to play (already concealed or played out). */
   framesLate: number;
+  /** Frames not processed, by reason: worker queue full, too late, corrupt (concealed instead). */
+  dropped: { queueFull: number; late: number; corrupt: number };
   silenceSeconds: number;
   /** RTP arrival → frame at the sinks over the session (histogram-interpolated percentiles). */
   latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null; samples: number };
@@ -50,6 +67,11 @@ export interface ProcessingStats {
 const WINDOW_MS = 1000;
 /** Enough slots for one second of frames down to 5 ms each. */
 const WINDOW_SLOTS = 256;
+/** The long window: ten one-second buckets. */
+const LONG_BUCKETS = 10;
+/** Speech frames in a row before `speaking` turns on, and non-speech frames before it turns off (20 ms frames). */
+const SPEECH_ON_FRAMES = 3;
+const SPEECH_OFF_FRAMES = 15;
 
 export class PeerAudioStats {
   readonly speechThreshold: number;
@@ -69,6 +91,16 @@ export class PeerAudioStats {
   readonly #wPeak = new Float64Array(WINDOW_SLOTS);
   #wNext = 0;
   #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
+  // Ten one-second buckets (energy, samples, peak) keyed by the second they cover.
+  readonly #lSecond = new Float64Array(LONG_BUCKETS).fill(-1);
+  readonly #lEnergy = new Float64Array(LONG_BUCKETS);
+  readonly #lN = new Float64Array(LONG_BUCKETS);
+  readonly #lPeak = new Float64Array(LONG_BUCKETS);
+  #clipped = 0;
+  #frames = 0;
+  #speaking: boolean | null = null;
+  #run = 0; // consecutive frames disagreeing with #speaking
+  #segments = 0;
   readonly latency = new LatencyHistogram();
 
   constructor(options: { speechThreshold?: number } = {}) {
@@ -88,18 +120,51 @@ export class PeerAudioStats {
     this.#wEnergy[i] = energy;
     this.#wN[i] = n;
     this.#wPeak[i] = frame.peak;
+    const second = Math.floor(now / 1000);
+    const b = second % LONG_BUCKETS;
+    if (this.#lSecond[b] !== second) {
+      this.#lSecond[b] = second;
+      this.#lEnergy[b] = 0;
+      this.#lN[b] = 0;
+      this.#lPeak[b] = 0;
+    }
+    this.#lEnergy[b] += energy;
+    this.#lN[b] += n;
+    if (frame.peak > this.#lPeak[b]) this.#lPeak[b] = frame.peak;
+    this.#clipped += frame.clipped ?? 0;
     if (frame.vad !== undefined) {
       this.#lastVad = frame.vad;
       this.#vadSum += frame.vad;
       this.#vadFrames++;
       // The denoise stage's own decision (its vadThreshold) when it made one.
-      if (frame.speech ?? frame.vad >= this.speechThreshold) this.#speechFrames++;
+      const speech = frame.speech ?? frame.vad >= this.speechThreshold;
+      if (speech) this.#speechFrames++;
+      this.#trackSpeaking(speech);
     }
   }
 
-  /** Records the latency of a batch of frames reaching the sinks. */
+  /** Debounced speaking state: a cough is not a turn, a breath between words does not end one. */
+  #trackSpeaking(speech: boolean): void {
+    if (this.#speaking === null) this.#speaking = false;
+    if (speech === this.#speaking) {
+      this.#run = 0;
+      return;
+    }
+    this.#run++;
+    if (speech && this.#run >= SPEECH_ON_FRAMES) {
+      this.#speaking = true;
+      this.#segments++;
+      this.#run = 0;
+    } else if (!speech && this.#run >= SPEECH_OFF_FRAMES) {
+      this.#speaking = false;
+      this.#run = 0;
+    }
+  }
+
+  /** Records one frame of the first branch reaching the sinks, with its latency. */
   addLatency(ms: number): void {
     this.latency.add(ms);
+    this.#frames++;
   }
 
   setCounters(c: DecodeCounters): void {
@@ -117,9 +182,24 @@ export class PeerAudioStats {
       if (this.#wPeak[i] > peak) peak = this.#wPeak[i];
     }
     const hasVad = this.#vadFrames > 0;
+    let le = 0;
+    let ln = 0;
+    let lpeak = 0;
+    const second = Math.floor(now / 1000);
+    for (let b = 0; b < LONG_BUCKETS; b++) {
+      if (second - this.#lSecond[b] >= LONG_BUCKETS) continue;
+      le += this.#lEnergy[b];
+      ln += this.#lN[b];
+      if (this.#lPeak[b] > lpeak) lpeak = this.#lPeak[b];
+    }
     return {
       rmsDbfs: round(toDbfs(n > 0 ? Math.sqrt(e / n) : 0)),
       peakDbfs: round(toDbfs(peak)),
+      rms10sDbfs: round(toDbfs(ln > 0 ? Math.sqrt(le / ln) : 0)),
+      peak10sDbfs: round(toDbfs(lpeak)),
+      clippedSamples: this.#clipped,
+      speaking: this.#speaking,
+      speechSegments: this.#segments,
       sessionRmsDbfs: round(toDbfs(this.#samples > 0 ? Math.sqrt(this.#energy / this.#samples) : 0)),
       sessionPeakDbfs: round(toDbfs(this.#sessionPeak)),
       vad: this.#lastVad === null ? null : round(this.#lastVad, 3),
@@ -139,10 +219,12 @@ export class PeerAudioStats {
     const n = this.latency.count;
     return {
       framesDecoded: c.decoded,
+      framesProcessed: this.#frames,
       framesConcealed: c.concealed,
       framesCorrupt: c.corrupt,
       framesDropped: dropped,
       framesLate: c.late,
+      dropped: { queueFull: dropped, late: c.late, corrupt: c.corrupt },
       silenceSeconds: round(c.silenceSamples / 48000, 3),
       latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: n > 0 ? round(this.latency.snapshot().max, 2) : null, samples: n },
     };

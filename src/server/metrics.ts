@@ -1,0 +1,134 @@
+/**
+ * Prometheus metrics (`GET /metrics`) via prom-client, one registry per server.
+ *
+ * Naming follows Prometheus practice: base units (seconds, bytes), `_total`
+ * for counters, ratios 0–1, and no peer, room or SSRC labels — per-peer detail
+ * lives in `GET /stats/:peer`; here everything is aggregated so cardinality
+ * stays bounded however many peers come and go. The only labels are small
+ * fixed sets (`reason` a session ended, `code` it was refused, `reason` a frame
+ * was dropped).
+ *
+ * Values are read from the server when scraped (collect callbacks), so the
+ * media path does no extra work for metrics; the latency and jitter
+ * histograms are the server's own fixed-bucket histograms, exported as they are.
+ */
+import client, { type Metric } from 'prom-client';
+import type { LatencyHistogram } from '../sinks/latency-histogram.js';
+import type { EarshotCore } from './earshot-core.js';
+
+/** How long one read of the server serves a scrape's metrics. */
+const SCRAPE_CACHE_MS = 250;
+
+export function createMetrics(core: EarshotCore): client.Registry {
+  const register = new client.Registry();
+  client.collectDefaultMetrics({ register, prefix: 'earshot_process_' });
+
+  // Counters and gauges filled at scrape time from one consistent read of the server.
+  // One read serves every metric of a scrape (collect callbacks run across several ticks).
+  let scrape: { at: number; stats: ReturnType<EarshotCore['stats']>; totals: ReturnType<EarshotCore['peers']['totals']>; live: ReturnType<EarshotCore['peers']['snapshots']> } | undefined;
+  const read = () => {
+    const now = Date.now();
+    if (!scrape || now - scrape.at > SCRAPE_CACHE_MS) {
+      const live = core.peers.snapshots();
+      scrape = { at: now, stats: core.stats(), totals: core.peers.totals(live), live };
+    }
+    return scrape;
+  };
+
+  const gauge = (name: string, help: string, value: () => number) =>
+    new client.Gauge({ name, help, registers: [register], collect() { this.set(value()); } });
+  const counter = (name: string, help: string, value: () => number) =>
+    new client.Counter({ name, help, registers: [register], collect() { this.reset(); this.inc(value()); } });
+  const labelled = (name: string, help: string, label: string, values: () => Record<string, number>) =>
+    new client.Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [register],
+      collect() {
+        this.reset();
+        for (const [k, v] of Object.entries(values())) this.inc({ [label]: k }, v);
+      },
+    });
+
+  gauge('earshot_peers', 'Live peers (sessions).', () => read().stats.peers);
+  gauge('earshot_rooms', 'Rooms with at least one live peer.', () => read().stats.rooms);
+  gauge('earshot_peers_speaking', 'Live peers speaking now (voice activity, debounced).', () => read().live.filter((p) => p.audio.speaking === true).length);
+  gauge('earshot_recordings_active', 'Recordings being written now.', () => read().live.filter((p) => p.recording?.state === 'recording').length);
+  counter('earshot_sessions_started_total', 'Sessions started.', () => read().stats.sessionsStarted);
+  labelled('earshot_sessions_ended_total', 'Sessions ended, by reason.', 'reason', () => read().stats.endedBy);
+  labelled('earshot_sessions_refused_total', 'Offers refused, by error code.', 'code', () => read().stats.refusedBy);
+
+  counter('earshot_rtp_packets_received_total', 'RTP packets received (RFC 3550: late and duplicates included).', () => read().totals.packetsReceived);
+  counter('earshot_rtp_packets_expected_total', 'RTP packets expected from sequence numbers (RFC 3550).', () => read().totals.packetsExpected);
+  counter('earshot_rtp_packets_lost_total', 'RTP packets lost (expected − received, per session, floored at 0).', () => read().totals.packetsLost);
+  counter('earshot_rtp_packets_duplicated_total', 'Duplicate RTP packets dropped.', () => read().totals.packetsDuplicated);
+  counter('earshot_rtp_packets_reordered_total', 'RTP packets that arrived after a later one.', () => read().totals.packetsReordered);
+  counter('earshot_rtp_packets_late_total', 'RTP packets that arrived after their slot was concealed or played.', () => read().totals.packetsLate);
+  counter('earshot_rtp_payload_bytes_received_total', 'RTP payload bytes received.', () => read().totals.bytesReceived);
+  counter('earshot_rtp_dtx_seconds_total', 'Media seconds covered by DTX (no packets sent).', () => read().totals.dtxSeconds);
+  gauge('earshot_rtp_loss_ratio', 'Lost ÷ expected over the live peers, 0–1.', () => {
+    const live = read().live;
+    const expected = live.reduce((n, p) => n + p.rtp.packetsExpected, 0);
+    const lost = live.reduce((n, p) => n + Math.max(0, p.rtp.packetsLost), 0);
+    return expected > 0 ? lost / expected : 0;
+  });
+  gauge('earshot_rtp_receive_bits_per_second', 'Payload bitrate summed over the live peers (last 2 s).', () => read().live.reduce((n, p) => n + p.rtp.bitrate, 0));
+
+  counter('earshot_frames_decoded_total', 'Opus packets decoded.', () => read().totals.framesDecoded);
+  counter('earshot_frames_processed_total', 'Frames delivered to the sinks (first branch).', () => read().totals.framesProcessed);
+  counter('earshot_frames_concealed_total', 'Frames made by Opus packet-loss concealment.', () => read().totals.framesConcealed);
+  labelled('earshot_frames_dropped_total', 'Frames not processed, by reason.', 'reason', () => {
+    const t = read().totals;
+    return { queue_full: t.framesDroppedQueueFull, late: t.framesLate, corrupt: t.framesCorrupt };
+  });
+  counter('earshot_audio_clipped_samples_total', 'Samples at or beyond 16-bit full scale, measured after processing.', () => read().totals.clippedSamples);
+  counter('earshot_sink_errors_total', 'Sinks and processors detached after failing.', () => read().totals.sinkErrors);
+
+  gauge('earshot_pool_threads', 'DSP worker threads.', () => read().stats.pool.threads);
+  gauge('earshot_pool_utilization_ratio', 'Share of time the workers spent processing since start, 0–1.', () => read().stats.pool.utilization);
+  gauge('earshot_pool_queued_frames', 'Frames waiting for a worker, all streams.', () => read().stats.pool.queuedFrames);
+  gauge('earshot_pool_streams', 'Streams open in the worker pool.', () => read().stats.pool.streams);
+  counter('earshot_pool_tasks_total', 'Batch tasks the workers completed.', () => read().stats.pool.tasksCompleted);
+  counter('earshot_pool_tasks_failed_total', 'Batch tasks lost with a crashed worker.', () => read().stats.pool.tasksFailed);
+  gauge('earshot_event_loop_lag_p99_seconds', 'Main-thread event-loop delay since start, 99th percentile.', () => read().stats.eventLoopDelayMs.p99 / 1000);
+
+  register.registerMetric(histogram('earshot_processing_latency_seconds', 'RTP arrival → processed frame at the sinks, every frame.', core.latency, 1e-3));
+  register.registerMetric(histogram('earshot_rtp_jitter_seconds', 'Interarrival jitter (RFC 3550) of each live peer, sampled every second.', core.jitter, 1));
+  register.registerMetric(histogram('earshot_pool_task_duration_seconds', 'Worker time per batch task.', core.pool.taskTimes, 1e-3));
+  return register;
+}
+
+/**
+ * A prom-client metric over one of our fixed-bucket histograms: exported as a
+ * Prometheus histogram (cumulative `_bucket`s with `le`, `_sum`, `_count`),
+ * `scale` converting its unit to seconds.
+ */
+function histogram(name: string, help: string, source: LatencyHistogram, scale: number): Metric {
+  const metric = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get() {
+      const { boundsMs, counts } = source.snapshot();
+      const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
+      let cumulative = 0;
+      boundsMs.forEach((bound, i) => {
+        cumulative += counts[i];
+        values.push({ value: cumulative, labels: { le: round(bound * scale) }, metricName: `${name}_bucket` });
+      });
+      cumulative += counts[boundsMs.length];
+      values.push({ value: cumulative, labels: { le: '+Inf' }, metricName: `${name}_bucket` });
+      values.push({ value: source.sum * scale, labels: {}, metricName: `${name}_sum` });
+      values.push({ value: source.count, labels: {}, metricName: `${name}_count` });
+      return Promise.resolve({ name, help, type: 'histogram', aggregator: 'sum', values });
+    },
+    reset() {},
+  };
+  return metric as unknown as Metric;
+}
+
+function round(v: number): number {
+  return Number(v.toPrecision(6));
+}
