@@ -3,10 +3,25 @@
  * folders behind it are internal.
  */
 export { createServer, type CreateServerOptions, type EarshotServer } from './server/create-server.js';
-export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope } from './server/earshot-core.js';
-export type { PeerStatsSnapshot } from './server/peer-registry.js';
+export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope, SessionEvent } from './server/earshot-core.js';
+export type { PeerStatsSnapshot, PeerTotals } from './server/peer-registry.js';
 export { EarshotError, errors, isEarshotError, type ProblemDetails } from './errors.js';
-export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions } from './pipeline/pipeline.js';
+export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions, type ValidationResult } from './pipeline/pipeline.js';
+export {
+  definePipeline,
+  pipelineDocument,
+  recordSink,
+  statsSink,
+  processorSink,
+  type PipelineDefinition,
+  type BranchDefinition,
+  type StageInput,
+  type RecordSink,
+  type RecordSinkOptions,
+  type StatsSink,
+  type ProcessorSink,
+} from './pipeline/pipeline-builder.js';
+export { publishedSchema, PIPELINE_SCHEMA_ID } from './pipeline/schema-docs.js';
 export { PipelineSchema, type PipelineDocument, type StageDefinition, type SinkDefinition } from './pipeline/schema.js';
 export type { PeerPipeline, BranchOutput, AttachedProcessor } from './pipeline/peer-pipeline.js';
 export type { AudioFormat, ProcessedFrame, DecodeCounters, Stage, StageSpec, StageFactory, PcmChunk } from './dsp/types.js';

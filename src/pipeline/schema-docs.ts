@@ -1,10 +1,12 @@
 /**
- * Markdown reference of the pipeline language, generated from the schemas (the
- * single source of truth), so the README's tables cannot drift: a test checks
- * that the README contains exactly this output (`npm run docs` prints it).
+ * What is generated from the schemas (the single source of truth), so nothing
+ * can drift from what the validator accepts: the README's stage and sink
+ * reference, and the published JSON Schema `pipelines/pipeline.schema.json`
+ * that editors use for completion and checking. Tests check that the committed
+ * files equal this output; `npm run docs` rewrites them.
  */
 import type { TObject, TSchema } from '@sinclair/typebox';
-import { ProcessorSinkSchema, RecordSinkSchema, StatsSinkSchema } from './schema.js';
+import { BranchSchema, PipelineSchema, ProcessorSinkSchema, RecordSinkSchema, SinkSchema, StageSchema, StatsSinkSchema } from './schema.js';
 import { BuiltinStageSchemas } from './stage-schemas.js';
 
 interface Documented {
@@ -49,4 +51,47 @@ function optionText(key: string, prop: TSchema, required: boolean): string {
 
 function escape(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+/** The `$id` of the published schema. */
+export const PIPELINE_SCHEMA_ID = 'https://earshot.dev/schemas/pipeline.schema.json';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/**
+ * `PipelineSchema` as a standalone JSON Schema (draft-07, which editors know
+ * best): TypeBox's symbol keys stripped by a JSON round trip, and the stage,
+ * sink and branch schemas, which the pipeline uses in two places each, moved
+ * to `definitions` and referenced. Resolving the references gives back exactly
+ * `PipelineSchema`.
+ */
+export function publishedSchema(): Record<string, Json> {
+  const plain = (schema: TSchema) => JSON.parse(JSON.stringify(schema)) as Json;
+  const shared: Array<[name: string, schema: Json]> = [
+    ['stage', plain(StageSchema)],
+    ['sink', plain(SinkSchema)],
+    ['branch', plain(BranchSchema)],
+  ];
+  const texts = new Map(shared.map(([name, schema]) => [JSON.stringify(schema), name]));
+  const share = (node: Json, isDefinition = false): Json => {
+    if (Array.isArray(node)) return node.map((n) => share(n));
+    if (node === null || typeof node !== 'object') return node;
+    const name = isDefinition ? undefined : texts.get(JSON.stringify(node));
+    if (name) return { $ref: `#/definitions/${name}` };
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, share(v)]));
+  };
+  const { description, ...root } = share(plain(PipelineSchema)) as Record<string, Json>;
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: PIPELINE_SCHEMA_ID,
+    title: 'earshot pipeline',
+    description,
+    ...root,
+    definitions: Object.fromEntries(shared.map(([name, schema]) => [name, share(schema, true)])),
+  };
+}
+
+/** The text of `pipelines/pipeline.schema.json`. */
+export function publishedSchemaText(): string {
+  return `${JSON.stringify(publishedSchema(), null, 2)}\n`;
 }

@@ -31,14 +31,41 @@ export type StageDefinition = Static<typeof StageSchema>;
 /** @deprecated use BUILTIN_STAGE_TYPES */
 export const STAGE_TYPES = BUILTIN_STAGE_TYPES;
 
+/** Placeholders a record sink's `directory` and `template` may use. */
+export const RECORD_PLACEHOLDERS = ['room', 'peer', 'date', 'time', 'session', 'branch', 'pipeline'] as const;
+
 export const RecordSinkSchema = Type.Object(
   {
     type: Type.Literal('record', { description: 'Write the branch output to a streaming WAV file in the recordings directory.' }),
     format: Type.Optional(Type.Literal('wav', { default: 'wav', description: 'Container format. Only "wav".' })),
     sampleFormat: Type.Optional(
-      Type.Union([Type.Literal('s16'), Type.Literal('f32')], { default: 's16', description: 'Sample encoding: "s16" (16-bit PCM) or "f32" (32-bit float).' }),
+      Type.Union([Type.Literal('s16'), Type.Literal('f32')], {
+        default: 's16',
+        description: 'Sample encoding of the file: "s16" (16-bit PCM) or "f32" (32-bit float). Frames a "format" stage made s16 are written as they are.',
+      }),
     ),
-    autoStart: Type.Optional(Type.Boolean({ default: true, description: 'Start recording when the stream starts (true) or only on POST /peers/:peer/recording (false).' })),
+    directory: Type.Optional(
+      Type.String({
+        default: '',
+        maxLength: 200,
+        pattern: '^(?!/)(?!.*(^|/)\\.\\.?(/|$))[A-Za-z0-9_{}./-]*$',
+        description:
+          'Subdirectory of the recordings directory for this sink\'s files (created on demand), e.g. "calls/{room}". Relative only: no leading "/", no "." or ".." segments. Placeholders as in "template". Default: the recordings directory itself.',
+      }),
+    ),
+    template: Type.Optional(
+      Type.String({
+        default: '{room}-{peer}-{date}',
+        minLength: 1,
+        maxLength: 200,
+        pattern: '^[A-Za-z0-9_{}.-]+$',
+        description:
+          'File name without ".wav": text and placeholders {room}, {peer}, {date} (UTC, YYYYMMDD-HHMMSS), {time} (UTC, HHMMSS), {session} (first 8 characters of the session id), {branch}, {pipeline}. A pipeline with several branches appends "-{branch}" unless the template uses {branch}. An existing name gets "-2", "-3", …',
+      }),
+    ),
+    autoStart: Type.Optional(
+      Type.Boolean({ default: true, description: 'Start recording when the stream starts (true) or only on POST /peers/:peer/recording (false).' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -64,9 +91,9 @@ export const SINK_TYPES = ['record', 'stats', 'processor'] as const;
 export const BranchSchema = Type.Object(
   {
     stages: Type.Array(StageSchema, { default: [], description: 'Worker stages applied in order to the decoded 48 kHz audio.' }),
-    sinks: Type.Array(SinkSchema, { default: [], description: 'Where the branch output goes.' }),
+    sinks: Type.Array(SinkSchema, { default: [], description: 'Where the branch output goes: at least one sink, at most one "record".' }),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'One chain of worker stages and the sinks that take its output.' },
 );
 
 export const PipelineSchema = Type.Object(
@@ -84,10 +111,15 @@ export const PipelineSchema = Type.Object(
     sinks: Type.Optional(Type.Array(SinkSchema, { description: 'Single-chain form: sinks.' })),
     branches: Type.Optional(
       Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]*$' }), BranchSchema, {
-        description: 'Named branches sharing one decode; each has its own stages and sinks.',
+        // Without this a key the pattern refuses would be an unchecked extra member (JSON Schema's default).
+        additionalProperties: false,
+        description: 'Named branches sharing one decode; each has its own stages and sinks. Names: letters, digits, "_" and "-".',
       }),
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    description: 'An earshot pipeline: what happens to each decoded audio stream. Either one chain ("stages" + "sinks") or named "branches".',
+  },
 );
 export type PipelineDocument = Static<typeof PipelineSchema>;

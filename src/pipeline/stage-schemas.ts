@@ -112,7 +112,7 @@ export const BandpassStageSchema = Type.Object(
   {
     type: Type.Literal('bandpass', {
       description:
-        'Second-order band-pass filter (RBJ cookbook, constant 0 dB peak gain). Give either "frequency" (and optionally "q") or both "lowFrequency" and "highFrequency", not both forms.',
+        'Band-pass filter. Either "frequency" (and optionally "q"): one RBJ-cookbook biquad, 0 dB at the centre, 6 dB/octave skirts; or "lowFrequency" and "highFrequency": a Butterworth high-pass at the low edge then a Butterworth low-pass at the high edge, flat between, −3 dB at each edge, 12 dB/octave skirts. Not both forms.',
     }),
     frequency: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: frequencyDescription('Centre frequency (0 dB there); with optional "q"') })),
     q: Type.Optional(
@@ -121,7 +121,7 @@ export const BandpassStageSchema = Type.Object(
     lowFrequency: Type.Optional(
       Type.Number({
         exclusiveMinimum: 0,
-        description: 'Lower −3 dB edge in Hz; with "highFrequency". The filter is centred at f0 = √(low·high) with Q = f0 / (high − low).',
+        description: 'Lower −3 dB edge in Hz (Butterworth high-pass there); with "highFrequency".',
       }),
     ),
     highFrequency: Type.Optional(

@@ -1,0 +1,58 @@
+/**
+ * `earshot validate <file...>`: checks pipeline files offline, exactly as the
+ * server would, and prints every problem of every file, one per line as
+ * `<file>: <path>: <message>` (for editors and CI). Exit code 1 if any file is
+ * invalid or unreadable, 0 if all are valid.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { parseJsonText, validatePipeline, type ValidateOptions } from '../pipeline/pipeline.js';
+
+/** Files in a directory argument that are not pipelines. */
+const NOT_PIPELINES = new Set(['pipeline.schema.json', 'package.json']);
+
+export function registerValidateCommand(program: Command): void {
+  program
+    .command('validate')
+    .description('check pipeline JSON files (or every *.json of a directory) and print each problem with its JSON path')
+    .argument('<file...>', 'pipeline files or directories')
+    .addOption(new Option('--stage-types <list>', 'comma-separated custom stage types to accept (those of your stage modules)'))
+    .action(async (paths: string[], opts: { stageTypes?: string }) => {
+      const options: ValidateOptions = { customStages: (opts.stageTypes ?? '').split(',').map((t) => t.trim()).filter(Boolean) };
+      let failed = false;
+      for (const file of await expand(paths)) {
+        const result = await validateFile(file, options);
+        if ('problems' in result) {
+          failed = true;
+          process.stdout.write(result.problems.map((line) => `${line}\n`).join(''));
+        } else process.stdout.write(`${result.ok}\n`);
+      }
+      if (failed) process.exitCode = 1;
+    });
+}
+
+async function expand(paths: string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const p of paths) {
+    const isDir = await stat(p).then((s) => s.isDirectory(), () => false);
+    if (!isDir) files.push(p);
+    else files.push(...(await readdir(p)).filter((f) => f.endsWith('.json') && !NOT_PIPELINES.has(f)).sort().map((f) => join(p, f)));
+  }
+  return files;
+}
+
+/** `ok  <file>  (<name>: <branches>)`, or one `<file>: <path>: <message>` line per problem. */
+export async function validateFile(file: string, options: ValidateOptions = {}): Promise<{ ok: string } | { problems: string[] }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    return { problems: [`${file}: cannot read: ${(e as Error).message}`] };
+  }
+  const parsed = parseJsonText(text);
+  if ('error' in parsed) return { problems: [`${file}: ${parsed.error}`] };
+  const result = validatePipeline(parsed.value, options);
+  if (result.pipeline) return { ok: `ok  ${file}  (${result.pipeline.name}: ${result.pipeline.branches.map((b) => b.name).join(', ')})` };
+  return { problems: result.problems.map((p) => `${file}: ${p.path || '/'}: ${p.message}`) };
+}

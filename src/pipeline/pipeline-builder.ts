@@ -1,0 +1,113 @@
+/**
+ * Pipelines built in code: the same language as the JSON files, with the stage
+ * operators as stages. `definePipeline()` assembles the document, validates it
+ * exactly like a file (every problem at once, `EARSHOT_PIPELINE_INVALID`) and
+ * returns the `Pipeline`; its `toJSON()` is the document, which builds the same
+ * pipeline again.
+ *
+ *   definePipeline({
+ *     name: 'voice-agent',
+ *     branches: {
+ *       archive: { sinks: [recordSink()] },
+ *       asr: { stages: [denoise(), highpass({ frequency: 80 }), resample({ sampleRate: 16000 })], sinks: [statsSink(), processorSink('transcriber')] },
+ *     },
+ *   });
+ */
+import type { Static } from '@sinclair/typebox';
+import { isStageOperator, stagesOf, type StageOperator } from './operators.js';
+import { parsePipeline, validatePipeline, type Pipeline, type ValidateOptions } from './pipeline.js';
+import type { PipelineDocument, ProcessorSinkSchema, RecordSinkSchema, SinkDefinition, StageDefinition, StatsSinkSchema } from './schema.js';
+
+/** A stage: a stage operator (`denoise()`, `inWorkers(…)`, `stage('dc-blocker', {…})`) or a stage object as in JSON. */
+export type StageInput = StageOperator | StageDefinition | { type: string; [option: string]: unknown };
+
+/** One branch: its stages (default none) and its sinks. */
+export interface BranchDefinition {
+  stages?: readonly StageInput[];
+  sinks: readonly SinkDefinition[];
+}
+
+/** A pipeline in code: the members of the JSON document, with stage operators allowed as stages. */
+export interface PipelineDefinition {
+  /** Letters, digits, "_" and "-". */
+  name: string;
+  description?: string;
+  /** Channels to decode to (default 1). */
+  channels?: 1 | 2;
+  /** Single-chain form: stages (default none) … */
+  stages?: readonly StageInput[];
+  /** … and sinks. */
+  sinks?: readonly SinkDefinition[];
+  /** Or named branches sharing one decode (not with `stages`/`sinks`). */
+  branches?: Readonly<Record<string, BranchDefinition>>;
+}
+
+export type RecordSink = Static<typeof RecordSinkSchema>;
+export type RecordSinkOptions = Omit<RecordSink, 'type'>;
+export type StatsSink = Static<typeof StatsSinkSchema>;
+export type ProcessorSink = Static<typeof ProcessorSinkSchema>;
+
+/**
+ * Validates the definition like a pipeline file and returns the pipeline.
+ * Throws `EARSHOT_PIPELINE_INVALID` (422) listing every problem, with JSON
+ * paths into the document `pipelineDocument(definition)` returns. Pass
+ * `customStages` to accept stages of registered custom modules.
+ */
+export function definePipeline(definition: PipelineDefinition, options: ValidateOptions = {}): Pipeline {
+  return parsePipeline(pipelineDocument(definition), typeof definition?.name === 'string' ? definition.name : 'pipeline', options);
+}
+
+/**
+ * The JSON document of a definition, not validated: stage operators replaced by
+ * their stage objects, a branch without `stages` given `"stages": []`, and
+ * nothing else added (no defaults).
+ */
+export function pipelineDocument(definition: PipelineDefinition): PipelineDocument {
+  const d = definition as PipelineDefinition | null | undefined;
+  if (typeof d !== 'object' || d === null) return d as unknown as PipelineDocument; // validation words what is wrong
+  const doc: Record<string, unknown> = { name: d.name };
+  if (d.description !== undefined) doc.description = d.description;
+  if (d.channels !== undefined) doc.channels = d.channels;
+  if (d.stages !== undefined || d.branches === undefined) doc.stages = stageObjects(d.stages ?? []);
+  if (d.sinks !== undefined) doc.sinks = d.sinks;
+  if (d.branches !== undefined) {
+    doc.branches =
+      typeof d.branches === 'object' && d.branches !== null
+        ? Object.fromEntries(
+            Object.entries(d.branches).map(([name, b]) => [
+              name,
+              typeof b === 'object' && b !== null ? { ...b, stages: stageObjects(b.stages ?? []) } : b,
+            ]),
+          )
+        : d.branches;
+  }
+  return doc as PipelineDocument;
+}
+
+function stageObjects(stages: readonly StageInput[]): unknown {
+  return Array.isArray(stages) ? stages.flatMap((s: StageInput) => (isStageOperator(s) ? stagesOf(s) : [s])) : stages;
+}
+
+/** A `record` sink; options as in JSON (`sampleFormat`, `directory`, `template`, `autoStart`, …), checked now. */
+export function recordSink(options: RecordSinkOptions = {}): RecordSink {
+  return checkedSink('recordSink', { type: 'record', ...options }) as RecordSink;
+}
+
+/** A `stats` sink: levels and voice activity into the peer statistics. */
+export function statsSink(): StatsSink {
+  return { type: 'stats' };
+}
+
+/** A `processor` sink handing the branch output to the processor registered as `name`, with its `options`. */
+export function processorSink(name: string, options?: Record<string, unknown>): ProcessorSink {
+  return checkedSink('processorSink', { type: 'processor', name, ...(options !== undefined ? { options } : {}) }) as ProcessorSink;
+}
+
+/** Checks a sink like validation does (same wording), as a TypeError at composition, like the stage operators. */
+function checkedSink(fn: string, sink: Record<string, unknown>): SinkDefinition {
+  const { problems } = validatePipeline({ name: 'sink', sinks: [sink] });
+  if (problems.length > 0) {
+    throw new TypeError(`${fn}(): ${problems.map((p) => `${p.path.replace(/^\/sinks\/0\/?/, '') || 'options'}: ${p.message}`).join('; ')}`);
+  }
+  return sink as SinkDefinition;
+}

@@ -1,0 +1,69 @@
+/** `earshot validate`: the real CLI, spawned: every shipped pipeline passes; a broken file prints path-prefixed problems and exits 1. */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
+
+function earshot(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('earshot validate', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'earshot-validate-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('passes every shipped pipeline with one ok line each, naming its branches, and exits 0', async () => {
+    const files = (await readdir(join(ROOT, 'pipelines'))).filter((f) => f.endsWith('.json') && f !== 'pipeline.schema.json').map((f) => join('pipelines', f));
+    const { code, stdout, stderr } = await earshot('validate', ...files);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(files.length);
+    expect(lines).toContain('ok  pipelines/default.json  (default: main)');
+    for (const [i, file] of files.entries()) expect(lines[i]).toMatch(new RegExp(`^ok  ${file}  \\([A-Za-z0-9_-]+: [A-Za-z0-9_, -]+\\)$`));
+  }, 60_000);
+
+  it('prints every problem as <file>: <path>: <message>, reports JSON errors with the file name, and exits 1', async () => {
+    const bad = join(dir, 'bad.json');
+    const broken = join(dir, 'broken.json');
+    const good = join(dir, 'good.json');
+    await writeFile(bad, JSON.stringify({ name: 'bad', stages: [{ type: 'denoize' }, { type: 'resample', sampleRate: 100 }, { type: 'dc-blocker' }], sinks: [] }));
+    await writeFile(broken, '{\n  "name": "x",\n}\n');
+    await writeFile(good, JSON.stringify({ name: 'good', branches: { a: { stages: [], sinks: [{ type: 'stats' }] }, b: { stages: [{ type: 'denoise' }], sinks: [{ type: 'record' }] } } }));
+    const { code, stdout } = await earshot('validate', bad, broken, good, join(dir, 'missing.json'));
+    expect(code).toBe(1);
+    expect(stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^${bad}: /stages/0/type: "denoize" is not a stage type; use one of passthrough, .*\\(did you mean "denoise"\\?\\)`)),
+      `${bad}: /stages/1/sampleRate: 100 is not allowed; use an integer from 8000 to 48000`,
+      expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first$`)),
+      `${bad}: /sinks: a branch needs at least one sink ("record", "stats" or "processor")`,
+      expect.stringMatching(new RegExp(`^${broken}: not valid JSON: .*\\(line 3, column 1\\)$`)),
+      `ok  ${good}  (good: a, b)`,
+      expect.stringMatching(new RegExp(`^${join(dir, 'missing.json')}: cannot read: ENOENT`)),
+    ]);
+  }, 60_000);
+
+  it('accepts the custom stage types named with --stage-types, and validates every *.json of a directory', async () => {
+    const sub = join(dir, 'custom');
+    await rm(sub, { recursive: true, force: true });
+    await mkdir(sub);
+    await writeFile(join(sub, 'custom.json'), JSON.stringify({ name: 'custom', stages: [{ type: 'dc-blocker', cutoff: 5 }, { type: 'my-vad' }], sinks: [{ type: 'stats' }] }));
+    await writeFile(join(sub, 'pipeline.schema.json'), '{}');
+    const { code, stdout } = await earshot('validate', '--stage-types', 'dc-blocker, my-vad', sub);
+    expect(stdout).toBe(`ok  ${join(sub, 'custom.json')}  (custom: main)\n`);
+    expect(code).toBe(0);
+  }, 60_000);
+});
