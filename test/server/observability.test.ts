@@ -1,0 +1,146 @@
+/**
+ * Statistics in their three outlets — JSON, Server-Sent Events, Prometheus —
+ * checked against what was actually sent over real loopback WebRTC.
+ */
+import { join } from 'node:path';
+import { firstValueFrom, take, toArray } from 'rxjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
+
+interface SseEvent {
+  event: string;
+  data: Record<string, unknown>;
+}
+
+/** Reads an SSE stream until aborted, collecting parsed events. */
+function readEvents(url: string, signal: AbortSignal): { events: SseEvent[]; done: Promise<void>; headers: Promise<Headers> } {
+  const events: SseEvent[] = [];
+  let resolveHeaders!: (h: Headers) => void;
+  const headers = new Promise<Headers>((r) => (resolveHeaders = r));
+  const done = (async () => {
+    const res = await fetch(url, { signal });
+    resolveHeaders(res.headers);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const event = /^event: (.+)$/m.exec(block)?.[1];
+          const data = /^data: (.+)$/m.exec(block)?.[1];
+          if (event && data) events.push({ event, data: JSON.parse(data) as Record<string, unknown> });
+        }
+      }
+    } catch {
+      // aborted
+    }
+  })();
+  return { events, done, headers };
+}
+
+let t: TestServer;
+let sent: SendResult;
+let sse: ReturnType<typeof readEvents>;
+const abort = new AbortController();
+
+beforeAll(async () => {
+  // +20 dB after denoising clips the loud parts of the speech fixture on purpose.
+  t = await startServer({ pipeline: { name: 'loud', stages: [{ type: 'denoise' }, { type: 'gain', db: 20 }], sinks: [{ type: 'record' }, { type: 'stats' }] } });
+  sse = readEvents(`${t.url}/events?interval=100`, abort.signal);
+  await sse.headers;
+  const bad = await fetch(`${t.url}/whip/obs/nobody`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: 'not sdp' });
+  expect(bad.status).toBe(400);
+  sent = await sendAudio({ url: `${t.url}/whip/obs/ana`, source: fixture('speech-48k.wav'), seconds: 3, simulateLoss: 0.05 });
+  const until = Date.now() + 3000;
+  while (!sse.events.some((e) => e.event === 'session' && e.data.type === 'ended') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+});
+afterAll(async () => {
+  abort.abort();
+  await sse.done;
+  await t.close();
+});
+
+describe('statistics', () => {
+  it('JSON: per-peer audio, RTP and processing figures match what was sent; global counters count sessions and refusals', async () => {
+    const s = (await (await fetch(`${t.url}/stats/ana`)).json()) as {
+      rtp: { packetsReceived: number; packetsLost: number; ssrc: number };
+      audio: { clippedSamples: number; speechSegments: number; speaking: boolean | null; rms10sDbfs: number; peak10sDbfs: number };
+      processing: { framesProcessed: number; framesConcealed: number; dropped: { queueFull: number; late: number; corrupt: number } };
+    };
+    expect(s.rtp.packetsReceived).toBe(sent.packetsSent);
+    expect(s.rtp.packetsLost).toBe(sent.packetsDropped);
+    expect(s.rtp.ssrc).toBe(sent.ssrc);
+    expect(s.processing.framesConcealed).toBe(sent.packetsDropped);
+    expect(s.processing.framesProcessed).toBe(sent.packetsSent + sent.packetsDropped); // one 20 ms frame per packet slot
+    expect(s.processing.dropped).toEqual({ queueFull: 0, late: 0, corrupt: 0 });
+    expect(s.audio.clippedSamples).toBeGreaterThan(0);
+    expect(s.audio.speechSegments).toBeGreaterThanOrEqual(1);
+    expect(s.audio.peak10sDbfs).toBeGreaterThan(s.audio.rms10sDbfs);
+
+    const { server } = (await (await fetch(`${t.url}/stats`)).json()) as {
+      server: { sessionsStarted: number; sessionsEnded: number; sessionsRefused: number; refusedBy: Record<string, number>; endedBy: Record<string, number>; pool: { taskMs: { p50: number; p99: number } } };
+    };
+    expect(server).toMatchObject({ sessionsStarted: 1, sessionsEnded: 1, sessionsRefused: 1, refusedBy: { EARSHOT_SDP_INVALID: 1 }, endedBy: { deleted: 1 } });
+    expect(server.pool.taskMs.p99).toBeGreaterThanOrEqual(server.pool.taskMs.p50);
+  });
+
+  it('SSE: /events streams the session start, moving levels with the speaking state, and the end with its recording', async () => {
+    expect((await sse.headers).get('content-type')).toMatch(/^text\/event-stream/);
+    const sessions = sse.events.filter((e) => e.event === 'session').map((e) => e.data);
+    expect(sessions.map((e) => [e.type, e.peer, e.room, e.pipeline])).toEqual([
+      ['started', 'ana', 'obs', 'loud'],
+      ['ended', 'ana', 'obs', 'loud'],
+    ]);
+    expect(sessions[1]).toMatchObject({ reason: 'deleted', recordings: [expect.stringMatching(/^obs-ana-.*\.wav$/)] });
+    const peerStats = sse.events
+      .filter((e) => e.event === 'stats')
+      .flatMap((e) => (e.data.peers as Array<{ peer: string; audio: { rmsDbfs: number; speaking: boolean | null } }>).filter((p) => p.peer === 'ana'));
+    expect(peerStats.length).toBeGreaterThan(10); // ten a second for three seconds
+    expect(new Set(peerStats.map((p) => p.audio.rmsDbfs)).size).toBeGreaterThan(5); // the meter moves
+    expect(peerStats.some((p) => p.audio.speaking === true)).toBe(true);
+  });
+
+  it('Prometheus: aggregated counters equal the JSON figures, histograms are consistent, no per-peer labels', async () => {
+    const res = await fetch(`${t.url}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const value = (line: string) => {
+      const m = text.split('\n').find((l) => l.startsWith(`${line} `));
+      if (!m) throw new Error(`no metric line "${line}"`);
+      return Number(m.slice(line.length + 1));
+    };
+    expect(value('earshot_sessions_started_total')).toBe(1);
+    expect(value('earshot_sessions_ended_total{reason="deleted"}')).toBe(1);
+    expect(value('earshot_sessions_refused_total{code="EARSHOT_SDP_INVALID"}')).toBe(1);
+    expect(value('earshot_peers')).toBe(0);
+    expect(value('earshot_rtp_packets_received_total')).toBe(sent.packetsSent);
+    expect(value('earshot_rtp_packets_lost_total')).toBe(sent.packetsDropped);
+    expect(value('earshot_frames_concealed_total')).toBe(sent.packetsDropped);
+    expect(value('earshot_audio_clipped_samples_total')).toBeGreaterThan(0);
+    expect(value('earshot_frames_dropped_total{reason="queue_full"}')).toBe(0);
+    // Histogram: cumulative buckets ending at +Inf = _count = frames processed.
+    const buckets = text.split('\n').filter((l) => l.startsWith('earshot_processing_latency_seconds_bucket')).map((l) => Number(l.split(' ')[1]));
+    expect(buckets).toEqual([...buckets].sort((a, b) => a - b));
+    expect(value('earshot_processing_latency_seconds_bucket{le="+Inf"}')).toBe(value('earshot_processing_latency_seconds_count'));
+    expect(value('earshot_processing_latency_seconds_count')).toBe(sent.packetsSent + sent.packetsDropped);
+    expect(value('earshot_rtp_jitter_seconds_count')).toBeGreaterThanOrEqual(1);
+    // Aggregated only: no peer, room or SSRC appears anywhere.
+    expect(text).not.toMatch(/peer=|room=|ssrc=|"ana"|"obs"/);
+    for (const line of text.split('\n').filter((l) => l.startsWith('# TYPE earshot_') && l.endsWith(' counter'))) {
+      expect(line.split(' ')[2]).toMatch(/_total$/);
+    }
+  });
+
+  it('observable: server.stats$() emits the statistics on its interval', async () => {
+    const three = await firstValueFrom(t.server.stats$(50).pipe(take(3), toArray()));
+    expect(three).toHaveLength(3);
+    expect(three[2].server.sessionsStarted).toBe(1);
+    expect(() => t.server.stats$(1)).toThrow(RangeError);
+  });
+});
