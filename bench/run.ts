@@ -9,11 +9,14 @@ import { benchCapacity, printStepHeader } from './capacity.js';
 import { benchHops, printHops } from './hops.js';
 import { benchKernels, printKernels } from './kernels.js';
 import { benchStages, printStages } from './stages.js';
+import { benchStats, printStats } from './stats.js';
 
 const stages = await benchStages();
 printStages(stages);
 printKernels(await benchKernels());
 printHops(await benchHops());
+await benchStats({ seconds: 2 }); // warm-up
+printStats(await benchStats());
 
 const stepsOverride = process.env.BENCH_STEPS ? { steps: process.env.BENCH_STEPS.split(',').map(Number) } : {};
 printStepHeader();

@@ -284,7 +284,7 @@ export class WorkerPool {
       taskMs: {
         p50: round2(this.taskTimes.quantile(0.5)),
         p99: round2(this.taskTimes.quantile(0.99)),
-        max: this.taskTimes.count > 0 ? round2(this.taskTimes.snapshot().max) : null,
+        max: this.taskTimes.count > 0 ? round2(this.taskTimes.max) : null,
       },
       streamsPerThread: perThread,
     };

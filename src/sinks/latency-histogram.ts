@@ -63,13 +63,25 @@ export class LatencyHistogram {
 
   /** The q-quantile (0..1), interpolated linearly inside its bucket; null without samples. */
   quantile(q: number): number | null {
-    return quantileOf(Array.from(this.#counts), q, this.#max, this.#bounds);
+    return quantileOf(this.#counts, q, this.#max, this.#bounds, this.#n);
+  }
+
+  /** Largest sample (0 without samples). */
+  get max(): number {
+    return this.#max;
   }
 }
 
 /** Quantile of a bucket count array (also for differences of two snapshots). */
-export function quantileOf(counts: number[], q: number, max = Infinity, bounds: readonly number[] = LATENCY_BOUNDS_MS): number | null {
-  const n = counts.reduce((a, b) => a + b, 0);
+export function quantileOf(
+  counts: ArrayLike<number>,
+  q: number,
+  max = Infinity,
+  bounds: readonly number[] = LATENCY_BOUNDS_MS,
+  total?: number,
+): number | null {
+  let n = total ?? 0;
+  if (total === undefined) for (let i = 0; i < counts.length; i++) n += counts[i];
   if (n === 0) return null;
   const rank = q * n;
   let seen = 0;

@@ -226,7 +226,7 @@ export class PeerAudioStats {
       framesLate: c.late,
       dropped: { queueFull: dropped, late: c.late, corrupt: c.corrupt },
       silenceSeconds: round(c.silenceSamples / 48000, 3),
-      latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: n > 0 ? round(this.latency.snapshot().max, 2) : null, samples: n },
+      latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: n > 0 ? round(this.latency.max, 2) : null, samples: n },
     };
   }
 }
