@@ -82,6 +82,8 @@ export const errors = {
     (peer: string) => `Peer "${peer}" is not recording. Start with POST /peers/${peer}/recording.`),
   RECORDING_EXISTS: define('EARSHOT_RECORDING_EXISTS', 409, 'Recording file exists',
     (name: string) => `A recording named "${name}" already exists; choose another name.`),
+  RANGE_NOT_SATISFIABLE: define('EARSHOT_RANGE_NOT_SATISFIABLE', 416, 'Range not satisfiable',
+    (size: number, range: string) => `The file has ${size} bytes; the requested range "${range}" starts beyond it.`),
   RECORDINGS_DIR_UNWRITABLE: define('EARSHOT_RECORDINGS_DIR_UNWRITABLE', 500, 'Recordings directory not writable',
     (dir: string, why: string) => `Cannot write recordings to "${dir}": ${why}. Create the directory or pass --recordings DIR.`),
   RECORDING_WRITE_FAILED: define('EARSHOT_RECORDING_WRITE_FAILED', 500, 'Recording write failed',

@@ -21,6 +21,7 @@ import { registerControlRoutes } from './routes/control.js';
 import { registerRecordingRoutes } from './routes/recordings.js';
 import { registerPipelineRoutes } from './routes/pipelines.js';
 import { registerEventRoutes } from './routes/events.js';
+import { registerDashboardRoutes } from './routes/dashboard.js';
 import { createMetrics } from './metrics.js';
 import { registerWhipRoutes } from './routes/whip.js';
 
@@ -172,6 +173,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   registerRecordingRoutes(app, core);
   registerPipelineRoutes(app, core);
   registerEventRoutes(app, core);
+  registerDashboardRoutes(app);
   const metrics = createMetrics(core);
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 

@@ -1,0 +1,530 @@
+// earshot dashboard: live statistics from GET /events, recording control,
+// recordings with players, and a "Talk" button that publishes the microphone
+// over WHIP. Plain browser JavaScript, no dependencies; every value from the
+// server is treated as possibly missing and is only ever set as text.
+
+const SPARK_SAMPLES = 60;
+const METER_FLOOR_DB = -60;
+const LOG_LINES = 60;
+const ICE_GATHERING_TIMEOUT_MS = 3000;
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
+
+const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const fmt = {
+  int: (v) => (num(v) === null ? '–' : Math.round(v).toLocaleString('en')),
+  percent: (v, digits = 0) => (num(v) === null ? '–' : `${(v * 100).toFixed(digits)} %`),
+  ms: (v) => (num(v) === null ? '–' : v >= 100 ? `${Math.round(v)} ms` : `${v.toFixed(1)} ms`),
+  db: (v) => (num(v) === null ? '–' : v <= -120 ? 'silence' : `${v.toFixed(1)} dBFS`),
+  bitrate: (v) => (num(v) === null ? '–' : v >= 1e6 ? `${(v / 1e6).toFixed(2)} Mbit/s` : `${(v / 1000).toFixed(1)} kbit/s`),
+  seconds: (v) => {
+    if (num(v) === null) return '–';
+    const s = Math.round(v);
+    return s >= 60 ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}` : `${v.toFixed(1)} s`;
+  },
+  bytes: (v) => (num(v) === null ? '–' : v >= 1048576 ? `${(v / 1048576).toFixed(1)} MiB` : `${Math.max(1, Math.round(v / 1024))} KiB`),
+  time: (v) => {
+    const d = new Date(v ?? Date.now());
+    return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString('en-GB', { hour12: false });
+  },
+};
+
+/** URL of a recording; names may hold subdirectories, each segment is encoded. */
+const recordingUrl = (name) => `/recordings/${String(name).split('/').map(encodeURIComponent).join('/')}`;
+
+/** Reads an error response: problem+json `detail` (or `title`), else the status line. */
+async function problemText(res) {
+  try {
+    const body = await res.json();
+    if (body && (body.detail || body.title)) return String(body.detail || body.title);
+  } catch {
+    // not JSON
+  }
+  return `${res.status} ${res.statusText}`.trim();
+}
+
+// ---------------------------------------------------------------- tiles
+
+const tiles = {
+  peers: byTestId('tile-peers'),
+  rooms: byTestId('tile-rooms'),
+  pool: byTestId('tile-pool'),
+  poolBar: byTestId('tile-pool-bar'),
+  lag: byTestId('tile-lag'),
+  sessions: byTestId('tile-sessions'),
+};
+
+function renderServer(server) {
+  const s = server ?? {};
+  tiles.peers.textContent = fmt.int(s.peers);
+  tiles.rooms.textContent = fmt.int(s.rooms);
+  const utilization = num(s.pool?.utilization);
+  tiles.pool.textContent = fmt.percent(utilization);
+  tiles.poolBar.style.width = `${Math.min(100, Math.max(0, (utilization ?? 0) * 100))}%`;
+  tiles.lag.textContent = fmt.ms(s.eventLoopDelayMs?.p99);
+  tiles.sessions.textContent = `${fmt.int(s.sessionsStarted)} / ${fmt.int(s.sessionsEnded)}`;
+}
+
+// ---------------------------------------------------------------- peer cards
+
+const peersEl = byTestId('peers');
+const peersEmpty = byTestId('peers-empty');
+const cardTemplate = $('#peer-card');
+/** peer id → { el, parts, loss: number[], jitter: number[] } */
+const cards = new Map();
+let myPeer = null;
+
+function createCard(peer) {
+  const el = cardTemplate.content.firstElementChild.cloneNode(true);
+  el.dataset.peer = peer;
+  const part = (id) => byTestId(id, el);
+  const parts = {
+    name: part('peer-name'),
+    you: part('you'),
+    state: part('peer-state'),
+    room: part('peer-room'),
+    pipeline: part('peer-pipeline'),
+    level: part('level'),
+    rms: part('level-rms'),
+    peak: part('level-peak'),
+    levelText: part('level-text'),
+    speaking: part('speaking'),
+    speakingLabel: $('.speaking-label', el),
+    bitrate: part('bitrate'),
+    latency: part('latency'),
+    loss: part('loss'),
+    lossSpark: $('polyline', part('loss-spark')),
+    jitter: part('jitter'),
+    jitterSpark: $('polyline', part('jitter-spark')),
+    recInfo: part('recording-info'),
+    record: part('record-button'),
+    error: part('card-error'),
+  };
+  parts.name.textContent = peer;
+  const card = { el, parts, loss: [], jitter: [], recording: false, busy: false };
+  parts.record.addEventListener('click', () => toggleRecording(peer, card));
+  return card;
+}
+
+/** dBFS → 0..100 % of the meter (−60 dBFS and below is empty). */
+const meterPercent = (db) => (num(db) === null ? 0 : Math.min(100, Math.max(0, ((db - METER_FLOOR_DB) / -METER_FLOOR_DB) * 100)));
+
+function drawSpark(polyline, values, floor) {
+  const max = Math.max(floor, ...values);
+  const n = values.length;
+  const points = values.map((v, i) => {
+    const x = n === 1 ? 120 : (i / (SPARK_SAMPLES - 1)) * 120 + (SPARK_SAMPLES - n) * (120 / (SPARK_SAMPLES - 1));
+    const y = 27 - (Math.max(0, v) / max) * 25;
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  });
+  polyline.setAttribute('points', points.join(' '));
+}
+
+function pushSample(series, value) {
+  series.push(num(value) ?? 0);
+  if (series.length > SPARK_SAMPLES) series.shift();
+}
+
+function updateCard(card, p) {
+  const { el, parts } = card;
+  const state = typeof p.state === 'string' ? p.state : 'unknown';
+  el.dataset.state = state;
+  parts.state.textContent = state;
+  parts.state.dataset.state = state;
+  parts.room.textContent = p.room ? `room ${p.room}` : 'room –';
+  parts.pipeline.textContent = p.pipeline ? `pipeline ${p.pipeline}` : 'pipeline –';
+  const mine = p.peer === myPeer;
+  parts.you.hidden = !mine;
+  el.classList.toggle('mine', mine);
+
+  const audio = p.audio ?? {};
+  const rms = num(audio.rmsDbfs);
+  const peak = num(audio.peakDbfs);
+  parts.level.dataset.rms = rms === null ? '' : String(rms);
+  parts.level.dataset.peak = peak === null ? '' : String(peak);
+  parts.level.setAttribute('aria-valuenow', String(Math.max(METER_FLOOR_DB, rms ?? METER_FLOOR_DB)));
+  parts.rms.dataset.rms = parts.level.dataset.rms;
+  parts.rms.style.clipPath = `inset(0 ${(100 - meterPercent(rms)).toFixed(1)}% 0 0)`;
+  parts.peak.style.left = `calc(${meterPercent(peak).toFixed(1)}% - 2px)`;
+  parts.peak.hidden = peak === null || peak <= METER_FLOOR_DB;
+  parts.levelText.textContent = `RMS ${fmt.db(rms)} · peak ${fmt.db(peak)}`;
+
+  // `speaking` is the server's debounced decision; without it, fall back to the raw VAD.
+  const vad = num(audio.vad);
+  const speaking = typeof audio.speaking === 'boolean' ? audio.speaking : vad === null ? null : vad >= 0.5;
+  parts.speaking.dataset.active = speaking === null ? 'unknown' : String(speaking);
+  parts.speakingLabel.textContent = speaking === null ? 'no VAD' : speaking ? 'speaking' : 'silent';
+  parts.speaking.title = vad === null ? 'No voice activity (the pipeline has no denoise stage)' : `Voice activity ${Math.round(vad * 100)} %`;
+
+  const rtp = p.rtp ?? {};
+  parts.bitrate.textContent = fmt.bitrate(rtp.bitrate);
+  const latency = p.processing?.latencyMs ?? {};
+  parts.latency.textContent = num(latency.p50) === null && num(latency.p99) === null ? '–' : `${fmt.ms(latency.p50)} / ${fmt.ms(latency.p99)}`;
+  pushSample(card.loss, rtp.lossRatio);
+  pushSample(card.jitter, num(rtp.jitter) === null ? null : rtp.jitter * 1000);
+  parts.loss.textContent = fmt.percent(rtp.lossRatio, 1);
+  parts.jitter.textContent = fmt.ms(num(rtp.jitter) === null ? null : rtp.jitter * 1000);
+  drawSpark(parts.lossSpark, card.loss, 0.02);
+  drawSpark(parts.jitterSpark, card.jitter, 20);
+
+  const rec = p.recording && typeof p.recording === 'object' ? p.recording : null;
+  card.recording = rec?.state === 'recording';
+  parts.recInfo.dataset.recording = String(card.recording);
+  parts.recInfo.textContent = rec ? `${card.recording ? '' : `${rec.state ?? 'stopped'} · `}${rec.name ?? ''} · ${fmt.seconds(rec.seconds)}` : 'not recording';
+  parts.recInfo.title = rec?.name ?? '';
+  if (!card.busy) {
+    parts.record.textContent = card.recording ? 'Stop recording' : 'Record';
+    parts.record.dataset.recording = String(card.recording);
+    parts.record.disabled = state !== 'connected' && state !== 'connecting';
+  }
+}
+
+function renderPeers(peers) {
+  const list = Array.isArray(peers) ? peers.filter((p) => p && typeof p.peer === 'string' && p.state !== 'ended') : [];
+  const seen = new Set();
+  for (const p of list) {
+    seen.add(p.peer);
+    let card = cards.get(p.peer);
+    if (!card) {
+      card = createCard(p.peer);
+      cards.set(p.peer, card);
+      peersEl.append(card.el);
+    }
+    updateCard(card, p);
+  }
+  const recording = list.map((p) => p.recording).filter((r) => r?.state === 'recording' && typeof r.name === 'string');
+  const live = new Set(recording.map((r) => r.name));
+  if (live.size !== liveRecordings.size || [...live].some((n) => !liveRecordings.has(n))) {
+    const started = [...live].some((n) => !liveRecordings.has(n) && !knownRecordings?.has(n));
+    liveRecordings = live;
+    updateRecordingStates();
+    if (started) void refreshRecordings(); // list a new recording while it is being written
+  }
+  for (const r of recording) {
+    const row = recordingsEl.querySelector(`[data-testid="recording-row"][data-name="${CSS.escape(r.name)}"]`);
+    if (row) $('.recording-meta > span', row).textContent = recordingMeta(r);
+  }
+  for (const [peer, card] of cards) {
+    if (seen.has(peer)) continue;
+    card.el.remove();
+    cards.delete(peer);
+  }
+  peersEmpty.hidden = cards.size > 0;
+}
+
+async function toggleRecording(peer, card) {
+  const { parts } = card;
+  const stopping = card.recording;
+  card.busy = true;
+  parts.record.disabled = true;
+  parts.error.hidden = true;
+  try {
+    const res = await fetch(`/peers/${encodeURIComponent(peer)}/recording`, { method: stopping ? 'DELETE' : 'POST' });
+    if (!res.ok) throw new Error(await problemText(res));
+    if (stopping) markFinalized((await res.json().catch(() => null))?.recordings);
+    card.recording = !stopping;
+    parts.record.textContent = card.recording ? 'Stop recording' : 'Record';
+    parts.record.dataset.recording = String(card.recording);
+    if (stopping) void refreshRecordings();
+  } catch (e) {
+    parts.error.textContent = e instanceof Error ? e.message : String(e);
+    parts.error.hidden = false;
+  } finally {
+    card.busy = false;
+    parts.record.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- event log
+
+const logEl = byTestId('log');
+
+function log(text, kind = '', at = undefined) {
+  const li = document.createElement('li');
+  if (kind) li.className = kind;
+  const time = document.createElement('time');
+  time.textContent = fmt.time(at);
+  li.append(time, document.createTextNode(text));
+  logEl.prepend(li);
+  while (logEl.children.length > LOG_LINES) logEl.lastElementChild.remove();
+}
+
+// ---------------------------------------------------------------- recordings
+
+const recordingsEl = byTestId('recordings');
+const recordingsEmpty = byTestId('recordings-empty');
+/** Names already listed, so new ones can be highlighted. */
+let knownRecordings = null;
+/** Files live peers are writing now (from the stats), and files known to be finalized since. */
+let liveRecordings = new Set();
+const finalizedRecordings = new Set();
+let refreshing = null;
+let refreshAgain = false;
+
+/** Names from `recordings` of a session event or a DELETE response (strings or { name }). */
+function recordingNames(list) {
+  return (Array.isArray(list) ? list : []).map((r) => (typeof r === 'string' ? r : r?.name)).filter((n) => typeof n === 'string');
+}
+
+function markFinalized(list) {
+  for (const name of recordingNames(list)) finalizedRecordings.add(name);
+  updateRecordingStates();
+}
+
+/**
+ * A file being written has no final length in its header yet, so its player
+ * would show no duration: such rows say "recording…", and their player is
+ * reloaded once the file is final (unless someone is listening to it).
+ */
+function updateRecordingStates() {
+  for (const row of recordingsEl.children) {
+    const live = liveRecordings.has(row.dataset.name) && !finalizedRecordings.has(row.dataset.name);
+    if (row.dataset.live === String(live)) continue;
+    const wasLive = row.dataset.live === 'true';
+    row.dataset.live = String(live);
+    $('.recording-live', row).hidden = !live;
+    const audio = $('audio', row);
+    // A new URL, so the media cache cannot hand back the unfinished file.
+    if (wasLive && !live && audio.paused) audio.src = `${recordingUrl(row.dataset.name)}?final=${Date.now()}`;
+  }
+}
+
+function recordingMeta(r) {
+  const rate = num(r.sampleRate) === null ? '' : ` · ${r.sampleRate / 1000} kHz`;
+  const channels = r.channels === 2 ? ' stereo' : r.channels === 1 ? ' mono' : '';
+  return `${fmt.seconds(r.seconds)} · ${fmt.bytes(r.bytes)}${rate}${channels}`;
+}
+
+function recordingRow(r, fresh) {
+  const li = document.createElement('li');
+  li.className = `recording${fresh ? ' fresh' : ''}`;
+  li.dataset.testid = 'recording-row';
+  li.dataset.name = r.name;
+  const name = document.createElement('span');
+  name.className = 'recording-name';
+  name.textContent = r.name;
+  name.title = r.name;
+  const meta = document.createElement('span');
+  meta.className = 'recording-meta';
+  const metaText = document.createElement('span');
+  metaText.textContent = recordingMeta(r);
+  const live = document.createElement('span');
+  live.className = 'recording-live';
+  live.textContent = ' · recording…';
+  live.hidden = true;
+  meta.append(metaText, live);
+  const audio = document.createElement('audio');
+  audio.controls = true;
+  audio.preload = 'metadata';
+  audio.src = recordingUrl(r.name);
+  audio.dataset.testid = 'recording-audio';
+  const link = document.createElement('a');
+  link.href = recordingUrl(r.name);
+  link.download = String(r.name).split('/').pop();
+  link.textContent = 'Download';
+  link.dataset.testid = 'recording-download';
+  li.append(name, link, meta, audio);
+  return li;
+}
+
+async function loadRecordings() {
+  const res = await fetch('/recordings', { cache: 'no-store' });
+  if (!res.ok) throw new Error(await problemText(res));
+  const body = await res.json();
+  const list = (Array.isArray(body?.recordings) ? body.recordings : []).filter((r) => r && typeof r.name === 'string');
+  list.sort((a, b) => String(b.modifiedAt ?? '').localeCompare(String(a.modifiedAt ?? '')) || a.name.localeCompare(b.name));
+  // Rows that are already there stay (a playing <audio> is not interrupted); their figures are updated.
+  const existing = new Map([...recordingsEl.children].map((li) => [li.dataset.name, li]));
+  const rows = list.map((r) => {
+    const row = existing.get(r.name);
+    if (!row) return recordingRow(r, knownRecordings !== null && !knownRecordings.has(r.name));
+    $('.recording-meta > span', row).textContent = recordingMeta(r);
+    return row;
+  });
+  recordingsEl.replaceChildren(...rows);
+  knownRecordings = new Set(list.map((r) => r.name));
+  recordingsEmpty.hidden = list.length > 0;
+  updateRecordingStates();
+}
+
+/** Refreshes the list; calls during a refresh coalesce into one more. */
+function refreshRecordings() {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = loadRecordings()
+    .catch((e) => log(`recordings: ${e instanceof Error ? e.message : e}`, 'ended'))
+    .finally(() => {
+      refreshing = null;
+      if (refreshAgain) {
+        refreshAgain = false;
+        void refreshRecordings();
+      }
+    });
+  return refreshing;
+}
+
+byTestId('recordings-refresh').addEventListener('click', () => void refreshRecordings());
+
+// ---------------------------------------------------------------- live events
+
+const connEl = byTestId('connection');
+
+function connect() {
+  const source = new EventSource('/events?interval=250');
+  source.addEventListener('open', () => {
+    connEl.dataset.state = 'live';
+    connEl.textContent = 'live';
+  });
+  source.addEventListener('error', () => {
+    // EventSource reconnects by itself (the server asks for 2 s); CLOSED means it gave up.
+    const closed = source.readyState === EventSource.CLOSED;
+    connEl.dataset.state = closed ? 'down' : 'connecting';
+    connEl.textContent = closed ? 'disconnected' : 'reconnecting…';
+    if (closed) setTimeout(connect, 3000);
+  });
+  source.addEventListener('stats', (e) => {
+    const data = parse(e.data);
+    if (!data) return;
+    renderServer(data.server);
+    renderPeers(data.peers);
+  });
+  source.addEventListener('session', (e) => {
+    const s = parse(e.data);
+    if (!s) return;
+    const who = `${s.peer ?? '?'} in ${s.room ?? '?'}`;
+    if (s.type === 'started') log(`${who} started (${s.pipeline ?? '?'})`, 'started', s.at);
+    else if (s.type === 'ended') {
+      markFinalized(s.recordings);
+      const files = recordingNames(s.recordings).length;
+      log(`${who} ended${s.reason ? ` (${s.reason})` : ''}${files ? ` · ${files} recording${files > 1 ? 's' : ''}` : ''}`, 'ended', s.at);
+      void refreshRecordings();
+    }
+  });
+  source.addEventListener('processor', (e) => {
+    const p = parse(e.data);
+    if (!p) return;
+    let data = '';
+    try {
+      data = p.data === undefined ? '' : ` ${JSON.stringify(p.data).slice(0, 80)}`;
+    } catch {
+      // unserializable data is just not shown
+    }
+    log(`${p.peerId ?? '?'} · ${p.processor ?? '?'}: ${p.event ?? ''}${data}`, '', p.at);
+  });
+}
+
+function parse(text) {
+  try {
+    const v = JSON.parse(text);
+    return v && typeof v === 'object' ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------- talk (WHIP publish)
+
+const talkButton = byTestId('talk-button');
+const talkStatus = byTestId('talk-status');
+/** The live publication: { pc, stream, location, peer } */
+let talk = null;
+
+function setTalk(state, text = '', error = false) {
+  talkButton.dataset.state = state;
+  talkButton.textContent = state === 'live' ? 'Stop' : state === 'busy' ? '…' : 'Talk';
+  talkButton.disabled = state === 'busy';
+  talkStatus.textContent = text;
+  talkStatus.classList.toggle('error', error);
+}
+
+/** The server does not trickle: the offer must hold every candidate. */
+function iceGatheringComplete(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => pc.iceGatheringState === 'complete' && done();
+    // Whatever was gathered by then is used; host candidates come in milliseconds.
+    const timer = setTimeout(done, ICE_GATHERING_TIMEOUT_MS);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+function randomPeerId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  return `web-${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+async function startTalk() {
+  setTalk('busy', 'Asking for the microphone…');
+  let stream = null;
+  let pc = null;
+  try {
+    if (!navigator.mediaDevices?.getUserMedia) throw new Error('This page needs a secure context (https or localhost) to use the microphone.');
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    pc = new RTCPeerConnection();
+    const [track] = stream.getAudioTracks();
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    setTalk('busy', 'Connecting…');
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGatheringComplete(pc);
+    const peer = randomPeerId();
+    const res = await fetch(`/whip/dashboard/${peer}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp' },
+      body: pc.localDescription.sdp,
+    });
+    if (res.status !== 201) throw new Error(await problemText(res));
+    const location = new URL(res.headers.get('Location') ?? '', res.url).href;
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    talk = { pc, stream, location, peer };
+    myPeer = peer;
+    pc.addEventListener('connectionstatechange', () => {
+      if (talk?.pc !== pc) return;
+      if (pc.connectionState === 'failed') {
+        void stopTalk('The connection to the server failed.');
+      } else if (pc.connectionState === 'connected') setTalk('live', `Live as ${peer}`);
+    });
+    setTalk('live', `Connecting as ${peer}…`);
+  } catch (e) {
+    pc?.close();
+    for (const t of stream?.getTracks() ?? []) t.stop();
+    setTalk('idle', e instanceof Error ? e.message : String(e), true);
+  }
+}
+
+async function stopTalk(reason = '') {
+  const current = talk;
+  if (!current) return;
+  talk = null;
+  setTalk('busy', 'Stopping…');
+  let error = reason;
+  try {
+    const res = await fetch(current.location, { method: 'DELETE' });
+    // 404: the server already ended it (timeout, replaced); nothing left to stop.
+    if (res.ok) markFinalized((await res.json().catch(() => null))?.recordings);
+    else if (res.status !== 404) error = await problemText(res);
+  } catch (e) {
+    error = e instanceof Error ? e.message : String(e);
+  } finally {
+    current.pc.close();
+    for (const t of current.stream.getTracks()) t.stop();
+  }
+  setTalk('idle', error || 'Stopped; the recording is below.', Boolean(error));
+  await refreshRecordings();
+}
+
+talkButton.addEventListener('click', () => void (talk ? stopTalk() : startTalk()));
+// A page that goes away ends its session right away instead of at the media timeout.
+window.addEventListener('pagehide', () => {
+  if (talk) fetch(talk.location, { method: 'DELETE', keepalive: true }).catch(() => undefined);
+});
+
+connect();
+void refreshRecordings();

@@ -1,0 +1,183 @@
+/**
+ * The dashboard at `/`, end to end in a real browser: Debian's Chromium (driven
+ * by playwright-core) opens the page, publishes its fake microphone (the speech
+ * fixture) over WHIP with the page's own "Talk" button, and sees its own card and
+ * that of a second peer sent from Node; stopping yields a recording the page can
+ * play and download.
+ *
+ * WebRTC between headless Chromium and the server over loopback: the test server
+ * is ICE-lite and announces only 127.0.0.1 (the default of `startServer`). The
+ * page calls getUserMedia first, so Chromium exposes real host addresses instead
+ * of mDNS names — and an ICE-lite server answers connectivity checks from
+ * whatever source address they come, so the browser's own candidates do not have
+ * to be reachable anyway. What matters is that Chromium has a socket that can
+ * reach 127.0.0.1: by default it gathers only on non-loopback interfaces (which
+ * happens to work while the machine has one, since Linux routes a packet from
+ * eth0's address to 127.0.0.1 over `lo`), and on a machine or container with
+ * only `lo` it gathers nothing and never connects. `--allow-loopback-in-peer-connection`
+ * lets it gather on 127.0.0.1 too, so the test works on both (checked with
+ * `unshare -n`). No STUN server is configured, and `--host-resolver-rules` makes
+ * every name but localhost unresolvable, so nothing leaves the machine.
+ *
+ * Chromium is required: when /usr/bin/chromium is missing the test fails and
+ * says how to install it (`.ci/run` does).
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { fixturePath, readWav } from '../helpers/audio.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const CHROMIUM = process.env.EARSHOT_CHROMIUM ?? '/usr/bin/chromium';
+const SCREENSHOT = join(import.meta.dirname, 'dashboard.png');
+
+function chromiumArgs(microphoneWav: string): string[] {
+  return [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
+    // Gather ICE candidates on loopback too (see the file comment).
+    '--allow-loopback-in-peer-connection',
+    // A microphone without a permission prompt, playing the fixture in a loop.
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${microphoneWav}`,
+  ];
+}
+
+/** Polls `probe` until it returns something other than undefined; fails naming `what` after `timeoutMs`. */
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The part of HTMLMediaElement the test reads (tsconfig has no DOM lib). */
+interface MediaElement {
+  readyState: number;
+  duration: number;
+  error: { code: number; message: string } | null;
+  addEventListener(type: string, listener: () => void): void;
+}
+
+const card = (page: Page, peer: string) => page.locator(`[data-testid="peer-card"][data-peer="${peer}"]`);
+
+let t: TestServer | undefined;
+let context: BrowserContext | undefined;
+let scratchDir: string | undefined;
+afterAll(async () => {
+  await context?.close();
+  await t?.close();
+  if (scratchDir) await rm(scratchDir, { recursive: true, force: true });
+});
+
+describe('dashboard', () => {
+  it('shows both live peers with moving meters and VAD, and the Talk recording plays and downloads as WAV', { timeout: 60_000 }, async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(
+        `Chromium is needed for the dashboard test and was not found at ${CHROMIUM}. Install it with ` +
+          '`sudo apt-get install -y --no-install-recommends chromium` (.ci/run does) or point EARSHOT_CHROMIUM at a Chromium binary.',
+      );
+    }
+    t = await startServer(); // the default pipeline: denoise (VAD) → WAV recording + stats
+    scratchDir = await mkdtemp(join(tmpdir(), 'earshot-e2e-'));
+    context = await chromium.launchPersistentContext(join(scratchDir, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: chromiumArgs(fixturePath('speech-48k.wav')),
+      viewport: { width: 1280, height: 800 },
+      colorScheme: 'dark',
+      acceptDownloads: true,
+      timeout: 20_000,
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const problems: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+
+    await page.goto(`${t.url}/`);
+    await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 10_000 });
+
+    // Talk: the page publishes its (fake) microphone over WHIP.
+    const talk = page.getByTestId('talk-button');
+    await talk.click();
+    const mine = page.locator('[data-testid="peer-card"].mine');
+    await mine.waitFor({ timeout: 15_000 });
+    const me = (await mine.getAttribute('data-peer'))!;
+    expect(me).toMatch(/^web-[0-9a-f]{8}$/);
+    await card(page, me).locator('[data-testid="peer-state"]').filter({ hasText: 'connected' }).waitFor({ timeout: 15_000 });
+
+    // A second peer from Node shows up as its own card while it streams.
+    const bot = sendAudio({ url: `${t.url}/whip/e2e/bot`, source: fixturePath('tone-1k-48k.wav'), seconds: 4, loop: true });
+    try {
+      await card(page, 'bot').waitFor({ timeout: 10_000 });
+
+      // The level meter moves (the speech's RMS over the last second changes) and VAD lights up.
+      const level = card(page, me).getByTestId('level');
+      const levels = new Set<string>();
+      await until('three different RMS readings on the Talk card', async () => {
+        const rms = await level.getAttribute('data-rms');
+        if (rms && Number(rms) > -120) levels.add(rms);
+        return levels.size >= 3 ? true : undefined;
+      });
+      await card(page, me).locator('[data-testid="speaking"][data-active="true"]').waitFor({ timeout: 10_000 });
+
+      // Both cards with sound on them, for the README.
+      await until('audio on the bot card', async () => {
+        const rms = await card(page, 'bot').getByTestId('level').getAttribute('data-rms');
+        return rms && Number(rms) > -120 ? true : undefined;
+      });
+      await page.screenshot({ path: SCREENSHOT });
+    } finally {
+      await bot;
+    }
+
+    // Stop: the session ends, its recording appears with a player and a download link.
+    await talk.click();
+    await page.locator('[data-testid="talk-button"][data-state="idle"]').waitFor({ timeout: 10_000 });
+    // data-live="false": the page knows the file is finalized (its header has the final length).
+    const row = page.locator(`[data-testid="recording-row"][data-name*="${me}"][data-live="false"]`);
+    await row.waitFor({ timeout: 10_000 });
+    const duration = await row.getByTestId('recording-audio').evaluate(
+      (el) =>
+        new Promise<number>((resolve, reject) => {
+          const audio = el as unknown as MediaElement;
+          if (audio.readyState >= 1) resolve(audio.duration);
+          audio.addEventListener('loadedmetadata', () => resolve(audio.duration));
+          audio.addEventListener('error', () => reject(new Error(`audio error ${audio.error?.code}: ${audio.error?.message}`)));
+          setTimeout(() => reject(new Error('no loadedmetadata within 5 s')), 5000);
+        }),
+    );
+    expect(duration).toBeGreaterThan(0);
+    expect(Number.isFinite(duration)).toBe(true);
+
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: 10_000 }), row.getByTestId('recording-download').click()]);
+    const saved = join(scratchDir, 'download.wav');
+    await download.saveAs(saved);
+    const bytes = await readFile(saved);
+    expect(bytes.length).toBeGreaterThan(44);
+    expect(bytes.toString('latin1', 0, 4)).toBe('RIFF');
+    expect(bytes.toString('latin1', 8, 12)).toBe('WAVE');
+    const wav = await readWav(saved);
+    expect(wav.sampleRate).toBe(48000);
+    expect(wav.durationSec).toBeGreaterThan(0);
+
+    expect(problems).toEqual([]);
+  });
+});
