@@ -19,8 +19,8 @@ describe('measureLevels', () => {
   });
 
   it('measures silence and an empty block as zero', () => {
-    expect(measureLevels(new Float32Array(960))).toEqual({ rms: 0, peak: 0 });
-    expect(measureLevels(new Float32Array(0))).toEqual({ rms: 0, peak: 0 });
+    expect(measureLevels(new Float32Array(960))).toEqual({ rms: 0, peak: 0, clipped: 0 });
+    expect(measureLevels(new Float32Array(0))).toEqual({ rms: 0, peak: 0, clipped: 0 });
   });
 });
 
@@ -36,5 +36,9 @@ describe('toDbfs', () => {
     for (const v of [0, 1e-9, -0.5, Number.NaN]) expect(toDbfs(v)).toBe(-120);
     expect(toDbfs(1e-6)).toBeCloseTo(-120, 9);
     expect(toDbfs(2e-6)).toBeGreaterThan(-120);
+  });
+  it('counts samples at or beyond 16-bit full scale as clipped, either sign', () => {
+    const data = Float32Array.from([0.5, 32767 / 32768, -1, 1.2, -0.99, 0.9999]);
+    expect(measureLevels(data).clipped).toBe(3);
   });
 });

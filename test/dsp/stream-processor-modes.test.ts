@@ -174,7 +174,7 @@ describe('StreamProcessor s16 output', () => {
     const expected = Int16Array.from(floats, (x) => Math.max(-32768, Math.min(32767, Math.round(x * 32768))));
     expect(Buffer.from(concatInt16(ints).buffer).equals(Buffer.from(expected.buffer))).toBe(true);
     // Levels are of the (quantized) floats, not of the integers.
-    out[1].forEach((f) => expect({ rms: f.rms, peak: f.peak }).toEqual(measureLevels(Float32Array.from(f.data, (v) => v / 32768))));
+    out[1].forEach((f) => expect({ rms: f.rms, peak: f.peak, clipped: f.clipped ?? 0 }).toEqual(measureLevels(Float32Array.from(f.data, (v) => v / 32768))));
     // f32 leaves everything as decoded.
     expect(out[2].every((f) => f.sampleFormat === 'f32')).toBe(true);
     expect(sameSamples(joinFrames(out[2]), floats)).toBe(true);

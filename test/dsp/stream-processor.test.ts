@@ -54,7 +54,7 @@ describe('StreamProcessor', () => {
     for (const frames of out) {
       expect(frames).toHaveLength(50);
       frames.forEach((f, i) => {
-        expect({ rms: f.rms, peak: f.peak }).toEqual(measureLevels(floatData(f)));
+        expect({ rms: f.rms, peak: f.peak, clipped: f.clipped ?? 0 }).toEqual(measureLevels(floatData(f)));
         expect(f.arrival).toBe(toneFrames[i].arrival);
       });
     }

@@ -60,14 +60,17 @@ const stages = fc.array(recipes, { maxLength: 8 }).map((list) => {
   return out;
 });
 
-const segment = fc.stringMatching(/^[A-Za-z0-9_{}-][A-Za-z0-9_{}.-]{0,8}$/).filter((s) => s !== '.' && s !== '..' && !s.startsWith('.'));
+/** Text with valid placeholders: literal runs (no braces) and {room}, {peer}, … */
+const placeholder = fc.constantFrom('{room}', '{peer}', '{date}', '{time}', '{session}', '{branch}', '{pipeline}');
+const literal = fc.stringMatching(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,6}$/);
+const segment = fc.array(fc.oneof(literal, placeholder), { minLength: 1, maxLength: 3 }).map((parts) => parts.join(''));
 const recordSink = fc.record(
   {
     type: fc.constant('record'),
     format: fc.constant('wav'),
     sampleFormat: fc.constantFrom('s16', 'f32'),
     directory: fc.array(segment, { maxLength: 3 }).map((parts) => parts.join('/')),
-    template: fc.stringMatching(/^[A-Za-z0-9_{}.-]{1,30}$/),
+    template: fc.array(fc.oneof(literal, placeholder), { minLength: 1, maxLength: 4 }).map((parts) => parts.join('')),
     autoStart: fc.boolean(),
   },
   { requiredKeys: ['type'] },

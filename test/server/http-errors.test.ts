@@ -141,7 +141,8 @@ describe('control API errors', () => {
     expect(res.status).toBe(201);
     const location = res.headers.get('location')!;
     try {
-      for (const name of ['../escape', '/etc/passwd', 'a/b', '.hidden', '']) {
+      // Subdirectories are allowed (a/b); leaving the recordings directory is not.
+      for (const name of ['../escape', '/etc/passwd', 'a/../b', 'a/.hidden', '.hidden', 'a//b', '']) {
         const r = await fetch(`${t.url}/peers/namer/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
         expect(r.status, name).toBe(400);
         expect((await problem(r)).code).toBe('EARSHOT_RECORDING_NAME_INVALID');
