@@ -109,6 +109,9 @@ export interface EarshotServer {
 }
 
 
+/** How long `close()` lets open HTTP responses finish before cutting their connections. */
+const CLOSE_GRACE_MS = 2000;
+
 export async function createServer(options: CreateServerOptions = {}): Promise<EarshotServer> {
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
@@ -205,7 +208,15 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
       closing ??= (async () => {
         await core.shutdown();
         if (ownsDefaultPool) setDefaultPool(undefined);
-        await app.close();
+        // Idle keep-alive connections close at once; a client still reading a
+        // download gets a short grace period, then its connection is cut so a
+        // stalled reader can't hold the shutdown.
+        const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(force);
+        }
       })();
       return closing;
     },

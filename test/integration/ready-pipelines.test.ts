@@ -82,6 +82,7 @@ describe('ready pipelines over WebRTC', () => {
     const dl = await fetch(`${t.url}/recordings/${names[0]}`);
     expect(dl.status).toBe(200);
     expect(dl.headers.get('content-disposition')).toContain(names[0].split('/').pop());
+    expect((await dl.arrayBuffer()).byteLength).toBeGreaterThan(44);
   });
 
   it('telephony: 8 kHz recording that keeps 1 kHz and cuts below 300 Hz and above 3.4 kHz', async () => {
