@@ -33,7 +33,9 @@ import { fixturePath, readWav } from '../helpers/audio.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 const CHROMIUM = process.env.EARSHOT_CHROMIUM ?? '/usr/bin/chromium';
-const SCREENSHOT = join(import.meta.dirname, 'dashboard.png');
+// The README's screenshot is rewritten by `npm run docs` (UPDATE_DOCS=1); a plain test run
+// takes it too, into the temp dir, so running the tests never dirties the working tree.
+const SCREENSHOT = process.env.UPDATE_DOCS ? join(import.meta.dirname, 'dashboard.png') : join(tmpdir(), `earshot-dashboard-${process.pid}.png`);
 
 function chromiumArgs(microphoneWav: string): string[] {
   return [

@@ -41,7 +41,12 @@ const recipes: fc.Arbitrary<Recipe> = fc.oneof(
   num(-60, 60).map<Recipe>((db) => () => ({ type: 'gain', db })),
   fc.tuple(fc.constantFrom('highpass', 'lowpass', 'notch'), fraction, opt({ q })).map<Recipe>(([type, f, o]) => (rate) => ({ type, frequency: (f * rate) / 2, ...o })),
   fc.tuple(fraction, opt({ q })).map<Recipe>(([f, o]) => (rate) => ({ type: 'bandpass', frequency: (f * rate) / 2, ...o })),
-  fc.tuple(fraction, fraction).filter(([a, b]) => a !== b).map<Recipe>(([a, b]) => (rate) => ({ type: 'bandpass', lowFrequency: (Math.min(a, b) * rate) / 2, highFrequency: (Math.max(a, b) * rate) / 2 })),
+  fc.tuple(fraction, fraction).map<Recipe>(([a, b]) => (rate) => {
+    // Distinct fractions can still round to the same frequency: such a pair is no valid band.
+    const low = (Math.min(a, b) * rate) / 2;
+    const high = (Math.max(a, b) * rate) / 2;
+    return low < high ? { type: 'bandpass', lowFrequency: low, highFrequency: high } : undefined;
+  }),
   opt({ thresholdDb: num(-100, 0), attackMs: num(0, 100), holdMs: num(0, 2000), releaseMs: num(1, 5000), floorDb: num(-120, 0) }).map<Recipe>((o) => () => ({ type: 'gate', ...o })),
   opt({ ceilingDb: num(-30, 0), releaseMs: num(1, 2000) }).map<Recipe>((o) => () => ({ type: 'limiter', ...o })),
   opt({ targetDb: num(-40, -3), maxGainDb: num(0, 40), rateDbPerSecond: num(0.5, 60), silenceDb: num(-90, -30) }).map<Recipe>((o) => () => ({ type: 'normalize', ...o })),
