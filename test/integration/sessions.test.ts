@@ -28,6 +28,17 @@ type PeerStats = {
 };
 const statsOf = async (peer: string) => (await (await fetch(`${t!.url}/stats/${peer}`)).json()) as PeerStats;
 
+/** Waits until `peer` has sent `packets` RTP packets: ICE and DTLS setup time varies with the host, so no fixed sleeps. */
+async function untilPackets(peer: string, packets: number): Promise<PeerStats> {
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; ) {
+    const res = await fetch(`${t!.url}/stats/${peer}`);
+    const s = res.ok ? ((await res.json()) as PeerStats) : undefined;
+    if (s && s.rtp.packetsReceived >= packets) return s;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${peer} did not send ${packets} packets within 15 s`);
+}
+
 describe('sessions', () => {
   it('serves 20 concurrent senders: 20 correct recordings and per-peer stats matching packets sent within 1 %', async () => {
     t = await startServer({ pipeline: RAW_PIPELINE });
@@ -78,7 +89,7 @@ describe('sessions', () => {
     t = await startServer({ pipeline: RAW_PIPELINE, mediaTimeoutMs: 1500 });
     const controller = new AbortController();
     const sending = sendAudio({ url: `${t.url}/whip/demo/ghost`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
-    await new Promise((r) => setTimeout(r, 1500));
+    await untilPackets('ghost', 50);
     controller.abort();
     await sending.catch(() => undefined);
     const stoppedAt = Date.now();
@@ -123,8 +134,8 @@ describe('sessions', () => {
     t = await startServer({ pipeline: RAW_PIPELINE });
     const controller = new AbortController();
     const first = sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
-    await new Promise((r) => setTimeout(r, 1000));
-    const firstStats = await statsOf('twice');
+    // Replace it once half a second of its audio has arrived.
+    const firstStats = await untilPackets('twice', 25);
     await sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixture('tone-1k-48k.wav'), seconds: 1 });
     controller.abort();
     await first.catch(() => undefined);
@@ -143,7 +154,7 @@ describe('sessions', () => {
     t = await startServer({ pipeline: RAW_PIPELINE });
     const controller = new AbortController();
     const sending = sendAudio({ url: `${t.url}/whip/demo/shut`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
-    await new Promise((r) => setTimeout(r, 1500));
+    await untilPackets('shut', 50);
     const { recordingsDir } = t;
     const name = (await statsOf('shut')).recording.name;
     await t.server.close();

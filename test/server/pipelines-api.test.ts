@@ -112,7 +112,7 @@ describe('pipelines API', () => {
     const original = JSON.parse(await readFile(file, 'utf8')) as { stages: unknown[]; sinks: unknown[] };
     // A stream that starts on the old version and is still running when the file changes.
     const running = send('studio', 'before', '?pipeline=podcast', 2.5);
-    await new Promise((r) => setTimeout(r, 1200));
+    expect(await until(async () => (await api('/stats/before')).status === 200, 10_000)).toBe(true);
     await writeFile(file, JSON.stringify({ ...original, stages: [...original.stages, { type: 'resample', sampleRate: 16000 }] }));
     expect(await until(async () => ((await api('/pipelines/podcast')).body!.stages as unknown[]).length === 5)).toBe(true);
     await running;
