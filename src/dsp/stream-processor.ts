@@ -121,6 +121,11 @@ export class StreamProcessor {
   }
 
   /** The input's live counters (copy them to keep a snapshot). */
+  /** True for a stream fed PCM (`spec.input`, use `processPcm`), false for Opus (`process`). */
+  get pcmInput(): boolean {
+    return this.#pcm !== undefined;
+  }
+
   get counters(): DecodeCounters {
     return (this.#decoder ?? this.#pcm)!.counters;
   }

@@ -74,7 +74,7 @@ function processItem(item: BatchTask['items'][number]): BatchItemResult {
       stream?.close();
       stream = undefined;
       streams.delete(item.streamId);
-      stream = createProcessor(item.setup);
+      stream = new StreamProcessor(item.setup);
       streams.set(item.streamId, stream);
     }
     if (!stream) {
@@ -82,7 +82,7 @@ function processItem(item: BatchTask['items'][number]): BatchItemResult {
       if (item.close && item.frames.length === 0) return { streamId: item.streamId, outputs: [] };
       return { streamId: item.streamId, outputs: [], missing: true };
     }
-    const outputs = isPcmStream.has(stream) ? stream.processPcm(item.frames as PcmInput[]) : stream.process(item.frames as EncodedInput[]);
+    const outputs = stream.pcmInput ? stream.processPcm(item.frames as PcmInput[]) : stream.process(item.frames as EncodedInput[]);
     const result: BatchItemResult = { streamId: item.streamId, outputs, counters: { ...stream.counters } };
     if (item.close) {
       stream.close();
@@ -99,15 +99,6 @@ function processItem(item: BatchTask['items'][number]): BatchItemResult {
     streams.delete(item.streamId);
     return { streamId: item.streamId, outputs: [], error: e instanceof Error ? e.message : String(e) };
   }
-}
-
-/** Streams fed PCM (RxJS operators) rather than Opus (WebRTC peers). */
-const isPcmStream = new WeakMap<StreamProcessor, boolean>();
-
-function createProcessor(setup: StreamSetup): StreamProcessor {
-  const processor = new StreamProcessor(setup);
-  if (setup.input) isPcmStream.set(processor, true);
-  return processor;
 }
 
 function checkSetup(setup: StreamSetup): string | null {
