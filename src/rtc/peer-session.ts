@@ -7,9 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { RTCPeerConnection, RTCRtpCodecParameters, type MediaStreamTrack, type RtpPacket } from 'werift';
 import { errors, isEarshotError } from '../errors.js';
+import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
+import { completeAnswer, planNegotiation, type NegotiationPlan } from './offer-reduction.js';
 import { RtpIngest, type IngestFrame, type RtpIngestOptions, type RtpReceiveStats } from './rtp-ingest.js';
-import { inspectOffer, type OfferSummary } from './sdp-offer.js';
+import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 
 export type SessionEndReason =
   | 'deleted'
@@ -85,17 +87,22 @@ export class PeerSession {
 
   /**
    * Validates the offer, creates the peer and returns it once the answer (with
-   * every candidate) is ready. Throws typed errors for unusable offers.
+   * every candidate) is ready. Throws typed errors for unusable offers. werift
+   * sees only the sections earshot negotiates (offer-reduction.ts), so the
+   * checks and the reduction run before any socket is opened.
    */
   static async answer(room: string, peer: string, sdp: string, options: PeerSessionOptions, events: PeerSessionEvents): Promise<PeerSession> {
-    const offer = inspectOffer(sdp);
+    const parsed = parseOffer(sdp);
+    const offer = summarizeOffer(parsed);
+    const plan = planNegotiation(parsed, offer);
     const session = new PeerSession(room, peer, options, events);
     session.offer = offer;
     try {
-      await session.#negotiate(sdp, options);
+      await session.#negotiate(parsed, plan, options);
     } catch (e) {
       await session.#pc.close().catch(() => {});
-      throw isEarshotError(e) ? e : errors.NEGOTIATION_FAILED((e as Error).message);
+      // werift's messages may quote the offer: bounded, so a crafted offer cannot inflate the response or the log.
+      throw isEarshotError(e) ? e : errors.NEGOTIATION_FAILED(clip(e instanceof Error ? e.message : String(e)));
     }
     return session;
   }
@@ -140,10 +147,10 @@ export class PeerSession {
     pc.connectionStateChange.subscribe((state) => this.#onConnectionState(state));
   }
 
-  async #negotiate(sdp: string, options: PeerSessionOptions): Promise<void> {
+  async #negotiate(offer: ParsedOffer, plan: NegotiationPlan, options: PeerSessionOptions): Promise<void> {
     const pc = this.#pc;
     this.#watch();
-    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
     const answer = await pc.createAnswer();
     disableImplicitStun(pc, options.ice?.iceServers);
     await pc.setLocalDescription(answer);
@@ -151,7 +158,7 @@ export class PeerSession {
     const local = pc.localDescription?.sdp;
     if (!local) throw new Error('werift produced no local description');
     if (!/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
-    this.answer = local;
+    this.answer = completeAnswer(offer, plan.sections, local);
     this.#watchdog = setInterval(() => this.#checkTimeouts(), 250);
     this.#watchdog.unref();
   }

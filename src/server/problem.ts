@@ -2,9 +2,27 @@
  * HTTP error handling: every error leaves as `application/problem+json`
  * (RFC 9457) with a stable `code`. fastify's own errors (bad content type, body
  * too large, unknown route) are mapped to earshot codes so clients see one format.
+ *
+ * Problem documents and the log lines about them are bounded in size whatever
+ * an error's message holds: messages may quote client input (an SDP line, a URL,
+ * a name), and an error that grows with the request would let one request
+ * inflate every response and log line about it.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { EarshotError, errors, isEarshotError } from '../errors.js';
+import { EarshotError, errors, isEarshotError, type ProblemDetails } from '../errors.js';
+
+/** Longest problem `detail` (and logged message), in characters; longer ones are cut, saying so. */
+export const MAX_PROBLEM_DETAIL_CHARS = 2048;
+/** Longest other string in a problem document (`instance`, extension members, nested values). */
+export const MAX_PROBLEM_STRING_CHARS = 1024;
+/** Most entries kept of an array extension member (e.g. a pipeline's `problems`). */
+export const MAX_PROBLEM_ARRAY_ITEMS = 100;
+/** Largest problem document, as JSON; past it the extension members are left out. */
+export const MAX_PROBLEM_JSON_CHARS = 32 * 1024;
+/** Longest stack trace logged for a 5xx error. */
+const MAX_LOGGED_STACK_CHARS = 4096;
+/** The members RFC 9457 and earshot define; everything else is an extension. */
+const STANDARD_MEMBERS = ['type', 'title', 'status', 'code', 'detail', 'instance'];
 
 export function problemFor(err: unknown): EarshotError {
   if (isEarshotError(err)) return err;
@@ -25,15 +43,68 @@ export function problemFor(err: unknown): EarshotError {
   return errors.INTERNAL(e instanceof Error ? e.message : String(e));
 }
 
+/**
+ * `problem` with `detail` cut to `MAX_PROBLEM_DETAIL_CHARS`, every other string
+ * to `MAX_PROBLEM_STRING_CHARS` and arrays to `MAX_PROBLEM_ARRAY_ITEMS`
+ * entries; if the document is still larger than `MAX_PROBLEM_JSON_CHARS`, its
+ * extension members are left out. When anything was cut, `truncated: true`
+ * says so. The safety net behind the bounds each error message keeps itself.
+ */
+export function boundedProblem(problem: ProblemDetails): ProblemDetails {
+  const state = { truncated: false };
+  const { detail, ...rest } = problem;
+  let bounded = { ...(bound(rest, state, 0) as Record<string, unknown>), detail: clip(detail, MAX_PROBLEM_DETAIL_CHARS, state) } as ProblemDetails;
+  if (JSON.stringify(bounded).length > MAX_PROBLEM_JSON_CHARS) {
+    state.truncated = true;
+    bounded = Object.fromEntries(Object.entries(bounded).filter(([k]) => STANDARD_MEMBERS.includes(k))) as ProblemDetails;
+  }
+  return state.truncated ? { ...bounded, truncated: true } : bounded;
+}
+
 export function installProblemHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, req, reply) => {
     const problem = problemFor(err);
-    if (problem.statusCode >= 500) req.log.error({ err }, 'request failed');
-    else req.log.info({ code: problem.code, status: problem.statusCode }, problem.message);
-    void reply.code(problem.statusCode).type('application/problem+json').send(problem.toProblem(req.url));
+    // 503 is load or shutdown, an expected condition: a warning without a stack, not an error.
+    if (problem.statusCode === 503) req.log.warn({ code: problem.code, status: 503 }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
+    else if (problem.statusCode >= 500) req.log.error({ err: loggableError(err) }, 'request failed');
+    else req.log.info({ code: problem.code, status: problem.statusCode }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
+    void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
   app.setNotFoundHandler((req, reply) => {
-    const problem = new EarshotError('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found', `No route ${req.method} ${req.url.split('?')[0]}. See the README's HTTP API section.`);
-    void reply.code(404).type('application/problem+json').send(problem.toProblem(req.url));
+    const path = clip(req.url.split('?')[0], 200);
+    const problem = new EarshotError('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found', `No route ${req.method} ${path}. See the README's HTTP API section.`);
+    void reply.code(404).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
+}
+
+/** `text` cut to `max` characters, saying how much was left out. */
+function clip(text: string, max: number, state?: { truncated: boolean }): string {
+  if (text.length <= max) return text;
+  if (state) state.truncated = true;
+  return `${text.slice(0, max)}… (${text.length - max} more characters)`;
+}
+
+/** Strings and arrays bounded, to a fixed depth (deeper values are dropped: problem documents are shallow). */
+function bound(value: unknown, state: { truncated: boolean }, depth: number): unknown {
+  if (typeof value === 'string') return clip(value, MAX_PROBLEM_STRING_CHARS, state);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth >= 4) {
+    state.truncated = true;
+    return null;
+  }
+  if (Array.isArray(value)) {
+    if (value.length > MAX_PROBLEM_ARRAY_ITEMS) state.truncated = true;
+    return value.slice(0, MAX_PROBLEM_ARRAY_ITEMS).map((v) => bound(v, state, depth + 1));
+  }
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, bound(v, state, depth + 1)]));
+}
+
+/** What pino logs of a 5xx error: its message and stack, bounded (the message may quote the request). */
+function loggableError(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: clip(String(err), MAX_PROBLEM_DETAIL_CHARS) };
+  const message = clip(err.message, MAX_PROBLEM_DETAIL_CHARS);
+  // The stack begins with the message: cut it there too, so the frames survive.
+  const stack = typeof err.stack === 'string' ? clip(err.stack.replace(err.message, message), MAX_LOGGED_STACK_CHARS) : undefined;
+  const code = (err as { code?: unknown }).code;
+  return { type: err.name, message, ...(typeof code === 'string' ? { code: clip(code, 100) } : {}), ...(stack ? { stack } : {}) };
 }

@@ -1,0 +1,176 @@
+/**
+ * Offer checks and offer reduction, without a network: what an offer may ask
+ * for, what werift gets to see of it, and how the answer is put back together.
+ */
+import { describe, expect, it } from 'vitest';
+import { isEarshotError, type EarshotError } from '../../src/errors.js';
+import { completeAnswer, planNegotiation, reducedOffer } from '../../src/rtc/offer-reduction.js';
+import { MAX_MEDIA_SECTIONS, inspectOffer, parseOffer, summarizeOffer } from '../../src/rtc/sdp-offer.js';
+import { chromeLikeOffer } from '../helpers/offers.js';
+
+const CRLF = '\r\n';
+
+/** The error `fn` throws (fails the test if it returns). */
+function thrown(fn: () => unknown): EarshotError {
+  try {
+    fn();
+  } catch (e) {
+    if (isEarshotError(e)) return e;
+    throw e;
+  }
+  throw new Error('expected an EarshotError');
+}
+
+const mLines = (sdp: string) => sdp.split(CRLF).filter((l) => l.startsWith('m='));
+
+/** Chromium's audio offer with more sections after it, its BUNDLE group listing every mid. */
+function withSections(sections: string[][], base = chromeLikeOffer()): string {
+  const mids = ['0', ...sections.map((s) => s.find((l) => l.startsWith('a=mid:'))!.slice(6))];
+  return base.replace('a=group:BUNDLE 0', `a=group:BUNDLE ${mids.join(' ')}`) + sections.map((s) => s.join(CRLF) + CRLF).join('');
+}
+
+const transport = [
+  'c=IN IP4 0.0.0.0',
+  'a=ice-ufrag:Gx2b',
+  'a=ice-pwd:9uB6tUq5Vd7fGx0mKzLp2QwE',
+  'a=fingerprint:sha-256 1E:4B:2A:77:0C:9D:3F:61:AB:54:C8:E2:90:17:6D:F3:25:88:B1:4E:0A:C6:7F:39:D2:5B:E8:13:A4:71:9C:06',
+  'a=setup:actpass',
+];
+const video = (mid: string) => ['m=video 9 UDP/TLS/RTP/SAVPF 96 97', ...transport, `a=mid:${mid}`, 'a=sendonly', 'a=rtcp-mux', 'a=rtpmap:96 VP8/90000', 'a=rtcp-fb:96 nack', 'a=rtcp-fb:96 nack pli', 'a=rtpmap:97 rtx/90000', 'a=fmtp:97 apt=96'];
+const dataChannel = (mid: string) => ['m=application 9 UDP/DTLS/SCTP webrtc-datachannel', ...transport, `a=mid:${mid}`, 'a=sctp-port:5000', 'a=max-message-size:262144'];
+const opusAudio = (mid: string) => ['m=audio 9 UDP/TLS/RTP/SAVPF 111', ...transport, `a=mid:${mid}`, 'a=sendonly', 'a=rtcp-mux', 'a=rtpmap:111 opus/48000/2', 'a=fmtp:111 minptime=10;useinbandfec=1'];
+
+/** An offer with `n` Opus audio sections sharing session-level transport attributes, the shape of the 600-section attack. */
+function manyAudioSections(n: number): string {
+  const head = ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', `a=group:BUNDLE ${Array.from({ length: n }, (_, i) => i).join(' ')}`, ...transport.slice(1)];
+  const body = Array.from({ length: n }, (_, i) => [`m=audio 9 UDP/TLS/RTP/SAVPF 111`, `a=mid:${i}`, 'a=sendonly', 'a=rtpmap:111 opus/48000/2']).flat();
+  return [...head, ...body, ''].join(CRLF);
+}
+
+describe('offer checks', () => {
+  it("accepts Chromium's offer (Opus 111, RED, CN, DTMF, extmap) as mono Opus on payload type 111", () => {
+    expect(inspectOffer(chromeLikeOffer())).toEqual({ opusPayloadType: 111, stereo: false, audioIndex: 0 });
+  });
+
+  it('reads a stereo request from the Opus fmtp (RFC 7587 stereo=1)', () => {
+    const stereo = chromeLikeOffer().replace('a=fmtp:111 minptime=10;useinbandfec=1', 'a=fmtp:111 minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1');
+    expect(inspectOffer(stereo).stereo).toBe(true);
+  });
+
+  it(`accepts ${MAX_MEDIA_SECTIONS} media sections and refuses more with 400 EARSHOT_SDP_TOO_COMPLEX naming the limit`, () => {
+    expect(MAX_MEDIA_SECTIONS).toBe(16);
+    expect(parseOffer(manyAudioSections(MAX_MEDIA_SECTIONS)).sections).toHaveLength(16);
+    for (const n of [MAX_MEDIA_SECTIONS + 1, 600]) {
+      const e = thrown(() => inspectOffer(manyAudioSections(n)));
+      expect(e.code).toBe('EARSHOT_SDP_TOO_COMPLEX');
+      expect(e.statusCode).toBe(400);
+      expect(e.message).toContain(`has ${n} media sections`);
+      expect(e.message).toContain('at most 16');
+    }
+  });
+
+  it('refuses payload types outside 0–127 in the m= line, a=rtpmap, a=fmtp and a=rtcp-fb with 400 EARSHOT_SDP_INVALID', () => {
+    const offer = chromeLikeOffer();
+    const cases: Array<[string, string]> = [
+      ['m= line, 99999999999', offer.replaceAll('111', '99999999999')],
+      ['m= line, 128', offer.replace('SAVPF 111 63', 'SAVPF 128 63')],
+      ['rtpmap, 99999999999', offer.replace('a=rtpmap:111 opus', 'a=rtpmap:99999999999 opus')],
+      ['rtpmap, negative', offer.replace('a=rtpmap:0 PCMU', 'a=rtpmap:-1 PCMU')],
+      ['rtpmap, not a number', offer.replace('a=rtpmap:0 PCMU', 'a=rtpmap:1x PCMU')],
+      ['rtpmap, leading zeros', offer.replace('a=rtpmap:0 PCMU', 'a=rtpmap:0000 PCMU')],
+      ['rtpmap without encoding', offer.replace('a=rtpmap:0 PCMU/8000', 'a=rtpmap:0')],
+      ['fmtp, 200', offer.replace('a=fmtp:63 111/111', 'a=fmtp:200 111/111')],
+      ['rtcp-fb, 300', offer.replace('a=rtcp-fb:111 transport-cc', 'a=rtcp-fb:300 transport-cc')],
+    ];
+    for (const [what, sdp] of cases) {
+      const e = thrown(() => inspectOffer(sdp));
+      expect(e.code, what).toBe('EARSHOT_SDP_INVALID');
+      expect(e.statusCode, what).toBe(400);
+    }
+    expect(thrown(() => inspectOffer(cases[0][1])).message).toMatch(/payload type "99999999999"; RTP payload types are whole numbers 0–127/);
+    // "*" applies feedback to every payload type (RFC 4585).
+    expect(inspectOffer(offer.replace('a=rtcp-fb:111 transport-cc', 'a=rtcp-fb:* transport-cc')).opusPayloadType).toBe(111);
+  });
+
+  it('refuses duplicate, repeated or malformed mids', () => {
+    expect(thrown(() => inspectOffer(withSections([opusAudio('0')]))).message).toMatch(/mid "0" is used by more than one/);
+    expect(thrown(() => inspectOffer(chromeLikeOffer().replace('a=mid:0', 'a=mid:0\r\na=mid:1'))).message).toMatch(/2 a=mid lines/);
+    expect(thrown(() => inspectOffer(chromeLikeOffer().replace('a=mid:0', 'a=mid:a b'))).code).toBe('EARSHOT_SDP_INVALID');
+    expect(thrown(() => inspectOffer(chromeLikeOffer().replace('a=mid:0', `a=mid:${'m'.repeat(65)}`))).code).toBe('EARSHOT_SDP_INVALID');
+  });
+
+  it('keeps error messages short however much of the offer they quote', () => {
+    const huge = 'x'.repeat(43_000);
+    const offers = [
+      // A 43 KB codec name once came back whole in the 422 detail.
+      chromeLikeOffer().replace('a=rtpmap:111 opus/48000/2', `a=rtpmap:111 ${huge}/48000/2`),
+      chromeLikeOffer().replace('a=rtpmap:111 opus/48000/2', `a=rtpmap:111 ${huge}`),
+      `v=0${CRLF}${huge}${CRLF}`,
+      chromeLikeOffer().replace('m=audio 9 UDP/TLS/RTP/SAVPF 111', `m=audio 9 UDP/TLS/RTP/SAVPF 111 ${huge}`),
+      chromeLikeOffer().replace('a=mid:0', `a=mid:${huge}`),
+      chromeLikeOffer().replace('a=fmtp:63 111/111', `a=fmtp:${huge} 111/111`),
+    ];
+    for (const sdp of offers) {
+      const e = thrown(() => inspectOffer(sdp));
+      expect(e.message.length, e.message.slice(0, 80)).toBeLessThan(1024);
+    }
+  });
+
+  it('lists why each audio section was passed over, the list cut with "… and N more"', () => {
+    const g722 = (mid: string) => ['m=audio 9 UDP/TLS/RTP/SAVPF 9', ...transport, `a=mid:${mid}`, 'a=sendonly', 'a=rtpmap:9 G722/8000'];
+    const offer = withSections(Array.from({ length: 9 }, (_, i) => g722(String(i + 1))), chromeLikeOffer().replace('a=sendonly', 'a=recvonly'));
+    const e = thrown(() => inspectOffer(offer));
+    expect(e.code).toBe('EARSHOT_NO_OPUS_AUDIO');
+    expect(e.message).toContain('audio section 0 does not send (it is recvonly)');
+    expect(e.message).toContain('audio section 1 offers G722 but not opus/48000/2');
+    expect(e.message).toContain('… and 6 more');
+  });
+});
+
+describe('offer reduction', () => {
+  it('gives werift only the first receivable Opus section, with a BUNDLE group of its mid', () => {
+    const offer = parseOffer(withSections([video('1'), dataChannel('2'), opusAudio('3')]));
+    const plan = planNegotiation(offer, summarizeOffer(offer));
+    expect(plan.sections).toEqual([0]);
+    expect(mLines(plan.offer)).toEqual(['m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126']);
+    expect(plan.offer).toContain(`${CRLF}a=group:BUNDLE 0${CRLF}`);
+    expect(plan.offer).toContain(`${CRLF}a=mid:0${CRLF}`);
+    // The session part and the audio section reach werift unchanged.
+    expect(plan.offer).toContain('a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid');
+    expect(plan.offer).toContain('a=msid-semantic: WMS 5c7b0d1e');
+  });
+
+  it('passes an audio section that is not first with its own mid, and drops groups left empty', () => {
+    const base = chromeLikeOffer().replace('a=group:BUNDLE 0', 'a=group:BUNDLE v a\r\na=group:LS v').replace('a=mid:0', 'a=mid:a');
+    const [head, audio] = base.split(/(?=m=audio)/);
+    const offer = parseOffer(`${head}${video('v').join(CRLF)}${CRLF}${audio}`);
+    const summary = summarizeOffer(offer);
+    expect(summary.audioIndex).toBe(1);
+    const reduced = reducedOffer(offer, [1]);
+    expect(mLines(reduced)).toHaveLength(1);
+    expect(reduced).toContain(`a=group:BUNDLE a${CRLF}`);
+    expect(reduced).not.toContain('a=group:LS');
+    expect(reduced).not.toContain('m=video');
+  });
+
+  it("completes werift's answer with every other section rejected: same count, order and mids, port 0, not in BUNDLE", () => {
+    const offer = parseOffer(withSections([video('1'), dataChannel('2')]));
+    const weriftAnswer = ['v=0', 'o=- 5 0 IN IP4 0.0.0.0', 's=-', 't=0 0', 'a=group:BUNDLE 0', 'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'c=IN IP4 0.0.0.0', 'a=recvonly', 'a=mid:0', 'a=rtpmap:111 opus/48000/2', ''].join(CRLF);
+    const answer = completeAnswer(offer, [0], weriftAnswer);
+    expect(mLines(answer)).toEqual(['m=audio 9 UDP/TLS/RTP/SAVPF 111', 'm=video 0 UDP/TLS/RTP/SAVPF 96', 'm=application 0 UDP/DTLS/SCTP webrtc-datachannel']);
+    expect(answer.split(CRLF).filter((l) => l.startsWith('a=mid:'))).toEqual(['a=mid:0', 'a=mid:1', 'a=mid:2']);
+    expect(answer.split(CRLF).filter((l) => l.startsWith('a=group:'))).toEqual(['a=group:BUNDLE 0']);
+    expect(answer.endsWith(CRLF)).toBe(true);
+    // werift's answer must match what it was given.
+    expect(() => completeAnswer(offer, [0, 1], weriftAnswer)).toThrow(/answered 1 media sections for the 2/);
+    expect(() => completeAnswer(offer, [0], weriftAnswer.replace('a=mid:0', 'a=mid:9'))).toThrow(/mid "9" instead of "0"/);
+  });
+
+  it('needs ICE and DTLS parameters only in the section werift negotiates', () => {
+    const bundleOnlyVideo = ['m=video 0 UDP/TLS/RTP/SAVPF 96', 'a=bundle-only', 'a=mid:1', 'a=sendonly', 'a=rtpmap:96 VP8/90000'];
+    const offer = parseOffer(withSections([bundleOnlyVideo]));
+    expect(planNegotiation(offer, summarizeOffer(offer)).sections).toEqual([0]);
+    const noFingerprint = parseOffer(chromeLikeOffer().replace(/a=fingerprint:[^\r]*\r\n/, ''));
+    expect(thrown(() => planNegotiation(noFingerprint, summarizeOffer(noFingerprint))).message).toMatch(/fingerprint/);
+  });
+});
