@@ -6,7 +6,9 @@
  * (`task[Piscina.queueOptionsSymbol]`) and the live workers. It must never return
  * null for a slot task: Piscina would re-queue the task at the tail and frames
  * could reorder. A slot whose worker died is rebound to a worker no other slot
- * holds (the restarted one); the pool then rebuilds its streams' state there.
+ * holds (the pool's idle spare, or the restarted one); the pool then rebuilds
+ * its streams' state there. The pool sends nothing to such a slot until a free
+ * worker is ready, so the null below is never returned for a slot task.
  */
 import { Piscina } from 'piscina';
 

@@ -4,6 +4,7 @@
  * Opus packets (or, for streams built with the RxJS operators, PCM frames) go
  * in, PCM frames come out.
  */
+import { performance } from 'node:perf_hooks';
 import type { AudioFormat, DecodeCounters, EncodedInput, ProcessedFrame, StageSpec } from '../dsp/types.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 
@@ -38,6 +39,15 @@ export interface BatchTask {
   modules?: string[];
   /** Stream setups to build and free at once, reporting whether they can start (no frames). */
   checks?: StreamSetup[];
+  /**
+   * The slot's watchdog marker: an Int32Array over a SharedArrayBuffer (it stays
+   * shared when posted), `MARKER_LENGTH` long, where the worker records what it
+   * is running (see `MarkerField`). Lets the main thread tell a hung or crashed
+   * worker's culprit from the streams it merely shared the worker with.
+   */
+  marker?: Int32Array;
+  /** Sequence number of the task, stored in the marker once the worker starts running it (after module imports). */
+  seq?: number;
 }
 
 export interface BatchItemResult {
@@ -69,4 +79,62 @@ export interface BatchResult {
   loaded?: ModuleLoadResult[];
   /** One entry per `checks` setup: null if it builds, else the error message. */
   checks?: Array<string | null>;
+}
+
+/**
+ * Fields of the watchdog marker. The worker writes `MARK` before `ITEM` or
+ * `STAGE` (Atomics, so in that order for the reader too): a `MARK` older than
+ * the limit read after `ITEM` and `STAGE` means no progress since they were set,
+ * so the blame lands on the item and stage that were running.
+ */
+export const MarkerField = {
+  /** `seq` of the task the worker is running (or last ran). */
+  SEQ: 0,
+  /** Index of the batch item being processed; `MARKER_IDLE` outside items; `checkMarker(i)` while checking setup i. */
+  ITEM: 1,
+  /** Position code (`stageCode`) of the custom stage running now, 0 when none (built-ins are not tracked). */
+  STAGE: 2,
+  /** `markerClock()` when the worker last made progress: a task, an item, or a custom stage call started. */
+  MARK: 3,
+} as const;
+export const MARKER_LENGTH = 4;
+/** `ITEM` value while no item runs (before the first, after the last). */
+export const MARKER_IDLE = -1;
+
+/** `ITEM` value while the worker builds the i-th setup of a `checks` task: −2, −3, … */
+export function checkMarker(index: number): number {
+  return -2 - index;
+}
+
+/** The check index an `ITEM` value stands for, or −1 if it is not a check. */
+export function checkIndexOf(item: number): number {
+  return item <= -2 ? -2 - item : -1;
+}
+
+/** Code of the stage at `stages[stage]` of `branches[branch]`: 1 + branch · 65536 + stage (0 means none). */
+export function stageCode(branch: number, stage: number): number {
+  return 1 + branch * 65536 + stage;
+}
+
+/** Branch and stage index of a `stageCode`, or null for 0. */
+export function stagePosition(code: number): { branch: number; stage: number } | null {
+  if (code <= 0) return null;
+  return { branch: Math.floor((code - 1) / 65536), stage: (code - 1) % 65536 };
+}
+
+const CLOCK_MASK = 0x3fffffff;
+// Per thread: each thread's origin is the wall clock when it started, and
+// origin + now() then runs on the shared monotonic clock, so the sum agrees
+// across threads (within a millisecond, checked) and, unlike Date.now(),
+// never jumps when the system clock is set.
+const ORIGIN = performance.timeOrigin;
+
+/** Milliseconds on a clock every thread of the process shares, modulo 2^30 (fits an Int32 field). */
+export function markerClock(): number {
+  return (ORIGIN + performance.now()) & CLOCK_MASK;
+}
+
+/** Milliseconds from `mark` (a `markerClock()` value) to now. */
+export function sinceMark(mark: number): number {
+  return (markerClock() - mark) & CLOCK_MASK;
 }

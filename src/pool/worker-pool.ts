@@ -4,14 +4,23 @@
  * task per slot per tick, with at most one task in flight per slot, so task count
  * does not grow with stream count (invariant 3) and frames of a stream are
  * processed in order by one worker (invariant 1).
+ *
+ * Faults in worker stages never turn into silent loss. A watchdog replaces a
+ * worker that makes no progress for `taskTimeoutMs` and ends the stream that
+ * was running (the worker records the item and custom stage it is in, in a
+ * SharedArrayBuffer the main thread reads); a worker death is blamed the same
+ * way, and a stream blamed `maxStreamCrashes` times is quarantined. The other
+ * streams of the worker are rebuilt on its replacement and their frames of the
+ * lost batch re-sent. `health()` reports it all.
  */
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
-import { errors } from '../errors.js';
+import { errors, type EarshotError } from '../errors.js';
 import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
+import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stagePosition } from './protocol.js';
 import type { BatchItem, BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
 import { stageModuleUrl } from './stage-module.js';
 import { LatencyHistogram } from '../sinks/latency-histogram.js';
@@ -30,6 +39,47 @@ export interface WorkerPoolOptions {
    * dropped (counted in `dropped`). Default 100 (2 s of 20 ms frames).
    */
   maxQueuedFrames?: number;
+  /**
+   * Longest a worker may go without progress before the watchdog replaces it,
+   * in ms. Progress is a stream's share of a batch starting, or a call of a
+   * custom stage starting; so the limit applies to one stream's frames of one
+   * batch (built-in stages) or one custom stage call, never to a whole batch of
+   * many healthy streams. The stream that was running is ended with
+   * `EARSHOT_STAGE_TIMEOUT`; the worker's other streams are rebuilt on the
+   * replacement and their frames of the killed batch re-sent, so they lose
+   * none. Default 500: a stream's share of a batch is at most `maxQueuedFrames`
+   * frames (~35 ms for the full default chain at ~0.34 ms per frame), so 500 ms
+   * is over ten times the worst legitimate case, and the stall it allows
+   * (limit + a worker restart) stays well inside the 2 s the other streams can
+   * queue. 50–600000.
+   */
+  taskTimeoutMs?: number;
+  /**
+   * Worker deaths blamed on one stream (it was being processed when its
+   * worker exited) after which the stream is quarantined: ended with
+   * `EARSHOT_STAGE_CRASHED` instead of rebuilt again. Default 2: one death can
+   * be bad luck (a worker killed from outside while the stream ran); a second
+   * is a pattern, and every death stalls all the streams of that worker while a
+   * replacement starts. Below the limit the stream loses the batch its worker
+   * died in and restarts. 1–100.
+   */
+  maxStreamCrashes?: number;
+  /**
+   * How long `health()` stays `degraded` after a worker was replaced (watchdog
+   * or crash) or a stream quarantined, in ms; it is also degraded while a
+   * replacement worker starts. Default 30000: long enough for a scrape or a
+   * load-balancer probe to see it. 0–86400000.
+   */
+  healthWindowMs?: number;
+  /**
+   * Keep one extra worker started and idle, so that a slot whose worker hung
+   * or died goes on at once on the spare (its streams rebuilt there) instead
+   * of waiting for a new worker to start — ~0.1 s from the build, ~1 s from
+   * the TypeScript sources on the reference machine, during which the slot's
+   * streams only queue. A new spare then starts in the background. Costs one
+   * idle thread's memory (~40 MB resident, measured), no CPU. Default true.
+   */
+  spareWorker?: boolean;
 }
 
 export interface PoolStreamHandlers {
@@ -37,8 +87,13 @@ export interface PoolStreamHandlers {
   onFrames(branch: number, frames: ProcessedFrame[]): void;
   /** Decoder counters after each batch. */
   onCounters?(counters: DecodeCounters): void;
-  /** The stream's stages failed in the worker; the stream has been closed there. */
-  onError(message: string): void;
+  /**
+   * The stream's stages failed in the worker, hung it or crashed it too often;
+   * the stream has been closed and gets no more frames. For a worker fault,
+   * `error` is the typed error (`EARSHOT_STAGE_TIMEOUT`, `EARSHOT_STAGE_CRASHED`)
+   * and `message` starts with its code.
+   */
+  onError(message: string, error?: EarshotError): void;
 }
 
 interface StreamEntry {
@@ -52,6 +107,10 @@ interface StreamEntry {
   closed: boolean;
   onClosed?: () => void;
   dropped: number;
+  /** Frames lost with failed batches (see `PoolStream.lost`). */
+  lost: number;
+  /** Worker deaths blamed on this stream. */
+  crashes: number;
   workers: number[];
 }
 
@@ -62,6 +121,12 @@ export interface PoolStream {
   readonly workers: readonly number[];
   /** Frames dropped because the stream's worker queue was full. */
   readonly dropped: number;
+  /**
+   * Frames lost to worker faults: the batch a stream was blamed for crashing
+   * its worker in, or a batch no stream could be blamed for that failed twice
+   * in a row. Streams that merely shared the worker get their frames re-sent.
+   */
+  readonly lost: number;
   /** Queues a frame for the stream's worker: encoded Opus, or PCM for a stream opened with `setup.input`. */
   push(frame: StreamInput): void;
   /** Processes everything queued, frees the worker state, then resolves. */
@@ -78,7 +143,18 @@ export interface WorkerPoolStats {
   queuedFrames: number;
   tasksInFlight: number;
   tasksCompleted: number;
+  /** Batch tasks that did not complete: their worker crashed or the watchdog replaced it. */
   tasksFailed: number;
+  /** Tasks whose worker the watchdog replaced (no progress for `taskTimeoutMs`, or a task never started). */
+  tasksTimedOut: number;
+  /** Workers that exited while running a task (a stage called `process.exit`, ran out of memory, …). */
+  workerCrashes: number;
+  /** Workers replaced for any reason (watchdog, crash, killed from outside) since the pool started. */
+  workerRestarts: number;
+  /** Streams ended for a worker fault: a stage hung, or crashed its worker `maxStreamCrashes` times. */
+  streamsQuarantined: number;
+  /** Frames lost to worker faults, all streams (see `PoolStream.lost`). */
+  framesLost: number;
   streams: number;
   /** Streams opened since the pool started (each one is a worker hop for its frames). */
   streamsOpened: number;
@@ -87,6 +163,81 @@ export interface WorkerPoolStats {
   /** Per worker thread: streams pinned to it. */
   streamsPerThread: Record<string, number>;
 }
+
+/** A stream ended for a worker fault. */
+export interface QuarantinedStream {
+  /** Pool stream id (`PoolStream.id`). */
+  stream: string;
+  /** Type of the stage blamed, or null when the worker was not in a custom stage. */
+  stage: string | null;
+  reason: 'timeout' | 'crashes';
+  /** The message the stream ended with (also given to its `onError`). */
+  message: string;
+  /** When (ISO 8601). */
+  at: string;
+}
+
+export interface WorkerPoolHealth {
+  /**
+   * `degraded` while a replacement worker starts and for `healthWindowMs`
+   * after a worker was replaced or a stream quarantined; the pool keeps
+   * serving throughout (other streams lose no frames).
+   */
+  status: 'ok' | 'degraded';
+  /** Why it is degraded, newest first; empty when ok. */
+  reasons: string[];
+  /** Workers replaced since the pool started. */
+  workerRestarts: number;
+  /** When a worker was last replaced (ISO 8601), or null. */
+  lastRestartAt: string | null;
+  /** Streams quarantined within the last `healthWindowMs`, newest first. */
+  quarantined: QuarantinedStream[];
+}
+
+/** What happened to a task whose worker died, was replaced, or failed it. */
+interface Fault {
+  /** `timeout`: no progress for taskTimeoutMs; `stalled`: never started; `crash`: the worker exited; `failed`: the task was rejected with the worker alive. */
+  kind: 'timeout' | 'stalled' | 'crash' | 'failed';
+  /** Marker `ITEM` when it happened: the batch item index, a check (`checkMarker`), or `MARKER_IDLE`. */
+  item: number;
+  /** Marker `STAGE`: position code of the custom stage, 0 if none. */
+  stage: number;
+  /** Why, in words (Piscina's error, e.g. "worker exited with code: 7"). */
+  why: string;
+}
+
+/** A task that is in a worker, with what the watchdog needs. */
+interface Flight {
+  seq: number;
+  marker: Int32Array;
+  controller: AbortController;
+  dispatchedAt: number;
+  /** Set by the watchdog just before it aborts the task (and so terminates the worker). */
+  killed?: Fault;
+  /** Set when Piscina removes the worker that runs the task (before it rejects the task). */
+  workerGone?: boolean;
+}
+
+/** The rejection of a task that met a fault. */
+class WorkerFault extends Error {
+  constructor(
+    readonly fault: Fault,
+    cause: unknown,
+  ) {
+    super(fault.why, { cause });
+  }
+}
+
+/**
+ * A task the worker has not started this long after dispatch is given up
+ * (worker replaced). Generous: it covers a fresh worker's start (~0.1 s, some
+ * seconds from the TypeScript sources on a busy machine) and stage module
+ * imports; it exists so that an import that never settles cannot stall a
+ * slot for good.
+ */
+const START_LIMIT_MS = 60_000;
+/** Faults remembered for `health()`. */
+const FAULTS_KEPT = 20;
 
 let streamCounter = 0;
 
@@ -98,15 +249,40 @@ export class WorkerPool {
   readonly #workerOf: (slot: number) => number | undefined;
   readonly #streams = new Map<string, StreamEntry>();
   readonly #slotStreams: Set<StreamEntry>[];
-  readonly #inFlight: boolean[];
+  /** The task each slot's worker is running (at most one: invariant 1). */
+  readonly #flights: Array<Flight | undefined>;
+  /** Per slot: the marker its worker writes (a fresh one for each worker, so a dying worker can't touch its successor's). */
+  readonly #markers: Int32Array[];
+  /** Per slot: reused for every task until the watchdog aborts with it. */
+  readonly #controllers: AbortController[];
+  /** Per slot: its worker died and the replacement is not ready; nothing is sent to the slot meanwhile. */
+  readonly #waiting: boolean[];
+  /** Thread ids of the workers Piscina has ready (started, not removed). */
+  readonly #readyWorkers = new Set<number>();
+  /** Per slot: consecutive failed batches no stream could be blamed for. */
+  readonly #failStreak: number[];
   /** Control tasks waiting for their slot's batch to finish. */
   readonly #slotIdle: Array<Array<() => void>>;
+  readonly #taskTimeoutMs: number;
+  readonly #maxStreamCrashes: number;
+  readonly #healthWindowMs: number;
+  readonly #watchdog: NodeJS.Timeout;
   #timer: NodeJS.Timeout | undefined;
+  #seq = 0;
   #tasksCompleted = 0;
   #busyMs = 0;
   #startedAt = 0;
   #tasksFailed = 0;
+  #tasksTimedOut = 0;
+  #workerCrashes = 0;
+  #workerRestarts = 0;
+  #lastRestartAt: number | null = null;
+  #streamsQuarantined = 0;
+  #framesLost = 0;
   #streamsOpened = 0;
+  /** Recent faults for `health()`, oldest first. */
+  readonly #faults: Array<{ at: number; message: string }> = [];
+  readonly #quarantined: QuarantinedStream[] = [];
   /** Worker time per batch task, ms. */
   readonly taskTimes = new LatencyHistogram();
   #closed = false;
@@ -125,29 +301,52 @@ export class WorkerPool {
     if (!(interval >= 1 && interval <= 100)) throw new RangeError(`options.batchIntervalMs must be 1–100, got ${interval}`);
     const maxQueued = options.maxQueuedFrames ?? 100;
     if (!Number.isInteger(maxQueued) || maxQueued < 1) throw new RangeError(`options.maxQueuedFrames must be a positive integer, got ${maxQueued}`);
+    const taskTimeout = options.taskTimeoutMs ?? 500;
+    // Below 50 ms a GC pause in a worker could pass for a hang.
+    if (!(taskTimeout >= 50 && taskTimeout <= 600_000)) throw new RangeError(`options.taskTimeoutMs must be 50–600000 (ms), got ${taskTimeout}`);
+    const maxCrashes = options.maxStreamCrashes ?? 2;
+    if (!Number.isInteger(maxCrashes) || maxCrashes < 1 || maxCrashes > 100) throw new RangeError(`options.maxStreamCrashes must be an integer from 1 to 100, got ${maxCrashes}`);
+    const spare = options.spareWorker ?? true;
+    if (typeof spare !== 'boolean') throw new TypeError(`options.spareWorker must be a boolean, got ${typeof spare}`);
+    const healthWindow = options.healthWindowMs ?? 30_000;
+    if (!(healthWindow >= 0 && healthWindow <= 86_400_000)) throw new RangeError(`options.healthWindowMs must be 0–86400000 (ms), got ${healthWindow}`);
     this.threads = threads;
     this.#batchIntervalMs = interval;
     this.#maxQueuedFrames = maxQueued;
+    this.#taskTimeoutMs = taskTimeout;
+    this.#maxStreamCrashes = maxCrashes;
+    this.#healthWindowMs = healthWindow;
     this.#slotStreams = Array.from({ length: threads }, () => new Set());
-    this.#inFlight = Array.from({ length: threads }, () => false);
+    this.#flights = Array.from({ length: threads }, () => undefined);
+    this.#markers = Array.from({ length: threads }, newMarker);
+    this.#controllers = Array.from({ length: threads }, () => new AbortController());
+    this.#waiting = Array.from({ length: threads }, () => false);
+    this.#failStreak = Array.from({ length: threads }, () => 0);
     this.#slotIdle = Array.from({ length: threads }, () => []);
     const { balancer, workerOf } = createAffinityBalancer();
     this.#workerOf = workerOf;
     this.#piscina = new Piscina<BatchTask, BatchResult>({
       ...workerEntry(),
-      minThreads: threads,
-      maxThreads: threads,
+      // Fixed: one worker per slot, plus the spare that no slot is bound to until a worker is lost.
+      minThreads: threads + (spare ? 1 : 0),
+      maxThreads: threads + (spare ? 1 : 0),
       idleTimeout: Infinity,
       loadBalancer: balancer,
       // Our own bound (one task per slot in flight) replaces maxQueue, which the balancer bypasses.
       concurrentTasksPerWorker: 1,
     });
     this.#piscina.on('error', () => {
-      // A worker crashed; its task rejects and the affected streams are rebuilt (see #runSlot).
+      // A worker crashed; its task rejects and the affected streams are rebuilt (see #batchFailed).
     });
+    this.#piscina.on('workerDestroy', (worker: { id: number }) => this.#workerGone(worker.id));
+    this.#piscina.on('workerCreate', (worker: { id: number }) => this.#workerReady(worker.id));
+    // Every tenth of the limit (5–100 ms): a hang is caught at most 10 % (≤ 100 ms) late, and a
+    // check is a few Atomics loads per slot.
+    this.#watchdog = setInterval(() => this.#watch(), Math.min(100, Math.max(5, taskTimeout / 10)));
+    this.#watchdog.unref();
   }
 
-  /** The worker threads (e.g. to watch their resource use). */
+  /** The worker threads (e.g. to watch their resource use), the idle spare included. */
   get workerThreads(): readonly import('node:worker_threads').Worker[] {
     return this.#piscina.threads;
   }
@@ -160,7 +359,13 @@ export class WorkerPool {
   }
 
   async #warm(): Promise<void> {
-    await Promise.all(this.#slotStreams.map((_, slot) => this.#run(slot, { items: [] })));
+    await Promise.all(
+      this.#slotStreams.map((_, slot) =>
+        this.#run(slot, { items: [] }).catch((err: unknown) => {
+          throw err instanceof WorkerFault ? errors.INTERNAL(`a DSP worker failed to start: ${err.fault.why}`) : err;
+        }),
+      ),
+    );
     this.#startedAt = performance.now();
     this.#timer = setInterval(() => this.#flush(), this.#batchIntervalMs);
     if (this.#streams.size === 0) this.#timer.unref();
@@ -180,6 +385,8 @@ export class WorkerPool {
       closing: false,
       closed: false,
       dropped: 0,
+      lost: 0,
+      crashes: 0,
       workers: [],
     };
     this.#streams.set(entry.id, entry);
@@ -195,6 +402,9 @@ export class WorkerPool {
       },
       get dropped() {
         return entry.dropped;
+      },
+      get lost() {
+        return entry.lost;
       },
       push(frame) {
         if (entry.closing) return;
@@ -231,7 +441,20 @@ export class WorkerPool {
     const url = stageModuleUrl(pathOrUrl);
     const known = this.#moduleTypes.get(url);
     if (known) return known;
-    const results = await Promise.all(this.#slotStreams.map((_, slot) => this.#runExclusive(slot, { items: [], modules: [...this.#modules, url] })));
+    const results = await Promise.all(
+      this.#slotStreams.map((_, slot) =>
+        this.#runExclusive(slot, { items: [], modules: [...this.#modules, url] }).catch((err: unknown) => {
+          if (!(err instanceof WorkerFault)) throw err;
+          const why =
+            err.fault.kind === 'stalled'
+              ? `importing it did not finish within ${START_LIMIT_MS / 1000} s`
+              : `importing it ${err.fault.kind === 'crash' ? 'crashed' : 'failed in'} the worker (${err.fault.why})`;
+          // The file name only: health() is served publicly.
+          this.#recordFault(`stage module ${url.slice(url.lastIndexOf('/') + 1)}: ${why}`);
+          throw errors.STAGE_MODULE_INVALID(url, why);
+        }),
+      ),
+    );
     let types: string[] = [];
     for (const r of results) {
       const mine = r.loaded?.find((l) => l.url === url);
@@ -260,8 +483,57 @@ export class WorkerPool {
    */
   async checkSetups(setups: StreamSetup[]): Promise<Array<string | null>> {
     if (this.#closed) throw new Error('WorkerPool is closed');
-    const result = await this.#runExclusive(0, { items: [], modules: [...this.#modules], checks: setups });
+    if (setups.length === 0) return [];
+    let result: BatchResult;
+    try {
+      result = await this.#runExclusive(0, { items: [], modules: [...this.#modules], checks: setups });
+    } catch (err) {
+      // A stage that hangs or kills the worker while being built: that setup can't start; check the others again.
+      const index = err instanceof WorkerFault ? checkIndexOf(err.fault.item) : -1;
+      if (!(err instanceof WorkerFault) || index < 0 || index >= setups.length) throw err;
+      const { text } = describeStage(setups[index], err.fault.stage);
+      const problem =
+        err.fault.kind === 'timeout'
+          ? `${text} was still being created after ${this.#taskTimeoutMs} ms (taskTimeoutMs); its worker was replaced`
+          : `${text} crashed its worker while being created (${err.fault.why})`;
+      this.#recordFault(`checking a pipeline: ${problem}`);
+      const rest = await this.checkSetups(setups.filter((_, i) => i !== index));
+      rest.splice(index, 0, problem);
+      return rest;
+    }
     return result.checks ?? setups.map(() => 'the worker did not check the setup');
+  }
+
+  /**
+   * Whether the pool is serving normally. `degraded` while a replacement
+   * worker starts and for `healthWindowMs` after a worker fault, with the
+   * reasons; streams keep flowing either way.
+   */
+  health(): WorkerPoolHealth {
+    const now = Date.now();
+    const reasons: string[] = [];
+    const restarting = this.#waiting.filter(Boolean).length;
+    if (restarting > 0) {
+      reasons.push(`${restarting} of ${this.threads} DSP worker${this.threads === 1 ? '' : 's'} restarting after a fault; their streams' frames wait in their queues`);
+    }
+    for (let i = this.#faults.length - 1; i >= 0; i--) {
+      const f = this.#faults[i];
+      if (now - f.at >= this.#healthWindowMs) break;
+      reasons.push(`${((now - f.at) / 1000).toFixed(1)} s ago: ${f.message}`);
+    }
+    const quarantined: QuarantinedStream[] = [];
+    for (let i = this.#quarantined.length - 1; i >= 0; i--) {
+      const q = this.#quarantined[i];
+      if (now - Date.parse(q.at) >= this.#healthWindowMs) break;
+      quarantined.push({ ...q });
+    }
+    return {
+      status: reasons.length > 0 ? 'degraded' : 'ok',
+      reasons,
+      workerRestarts: this.#workerRestarts,
+      lastRestartAt: this.#lastRestartAt === null ? null : new Date(this.#lastRestartAt).toISOString(),
+      quarantined,
+    };
   }
 
   stats(): WorkerPoolStats {
@@ -276,9 +548,14 @@ export class WorkerPool {
       utilization: this.#startedAt > 0 ? Math.min(1, this.#busyMs / ((performance.now() - this.#startedAt) * this.threads)) : 0,
       busyMs: Math.round(this.#busyMs),
       queuedFrames: queued,
-      tasksInFlight: this.#inFlight.filter(Boolean).length,
+      tasksInFlight: this.#flights.filter((f) => f !== undefined).length,
       tasksCompleted: this.#tasksCompleted,
       tasksFailed: this.#tasksFailed,
+      tasksTimedOut: this.#tasksTimedOut,
+      workerCrashes: this.#workerCrashes,
+      workerRestarts: this.#workerRestarts,
+      streamsQuarantined: this.#streamsQuarantined,
+      framesLost: this.#framesLost,
       streams: this.#streams.size,
       streamsOpened: this.#streamsOpened,
       taskMs: {
@@ -308,6 +585,7 @@ export class WorkerPool {
     await Promise.all(pending);
     this.#closed = true;
     clearInterval(this.#timer);
+    clearInterval(this.#watchdog);
     await this.#piscina.destroy();
   }
 
@@ -319,7 +597,7 @@ export class WorkerPool {
 
   #flush(): void {
     for (let slot = 0; slot < this.threads; slot++) {
-      if (this.#inFlight[slot]) continue;
+      if (this.#flights[slot] || this.#waiting[slot]) continue;
       const items: BatchItem[] = [];
       const entries: StreamEntry[] = [];
       for (const e of this.#slotStreams[slot]) {
@@ -338,10 +616,143 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Sends a task to the slot's worker under the watchdog. Rejects with a
+   * `WorkerFault` when the worker died, was replaced, or failed the task.
+   */
   #run(slot: number, task: BatchTask): Promise<BatchResult> {
+    const flight: Flight = { seq: ++this.#seq, marker: this.#markers[slot], controller: this.#controllers[slot], dispatchedAt: performance.now() };
+    this.#flights[slot] = flight;
+    task.marker = flight.marker;
+    task.seq = flight.seq;
     const queueOptions: SlotQueueOptions = { slot };
     if (this.#modules.length > 0 && !task.modules) task.modules = this.#modules;
-    return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }));
+    return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }), { signal: flight.controller.signal }).then(
+      (result) => {
+        this.#land(slot, flight);
+        return result;
+      },
+      (err: unknown) => {
+        const fault = this.#faultOf(flight, err);
+        if (fault.kind === 'timeout' || fault.kind === 'stalled') this.#tasksTimedOut++;
+        else if (fault.kind === 'crash') this.#workerCrashes++;
+        this.#land(slot, flight);
+        throw new WorkerFault(fault, err);
+      },
+    );
+  }
+
+  #land(slot: number, flight: Flight): void {
+    if (this.#flights[slot] === flight) this.#flights[slot] = undefined;
+    this.#wake(slot);
+  }
+
+  /** What a rejected task met, and with whom: read from the marker its worker left. */
+  #faultOf(flight: Flight, err: unknown): Fault {
+    if (flight.killed) return flight.killed;
+    const why = err instanceof Error ? err.message : String(err);
+    // workerDestroy (#workerGone) fires before Piscina rejects the dead worker's task.
+    if (!flight.workerGone) return { kind: 'failed', item: MARKER_IDLE, stage: 0, why };
+    const m = flight.marker;
+    const started = Atomics.load(m, MarkerField.SEQ) === flight.seq;
+    const item = started ? Atomics.load(m, MarkerField.ITEM) : MARKER_IDLE;
+    const stage = item !== MARKER_IDLE ? Atomics.load(m, MarkerField.STAGE) : 0;
+    return { kind: 'crash', item, stage, why };
+  }
+
+  /**
+   * The watchdog: a task whose worker made no progress (see the marker) for
+   * `taskTimeoutMs`, or never started it within START_LIMIT_MS, is aborted;
+   * Piscina then terminates that worker and starts another.
+   */
+  #watch(): void {
+    for (let slot = 0; slot < this.threads; slot++) {
+      const f = this.#flights[slot];
+      if (!f || f.killed) continue;
+      const m = f.marker;
+      if (Atomics.load(m, MarkerField.SEQ) !== f.seq) {
+        if (performance.now() - f.dispatchedAt > START_LIMIT_MS) {
+          this.#kill(slot, f, { kind: 'stalled', item: MARKER_IDLE, stage: 0, why: `the worker did not start the task within ${START_LIMIT_MS / 1000} s` });
+        }
+        continue;
+      }
+      // ITEM and STAGE before MARK: the worker writes MARK first, so an old MARK means they are still current.
+      const item = Atomics.load(m, MarkerField.ITEM);
+      if (item === MARKER_IDLE) continue; // between items only for an instant; done and the result on its way
+      const stage = Atomics.load(m, MarkerField.STAGE);
+      const elapsed = sinceMark(Atomics.load(m, MarkerField.MARK));
+      if (elapsed >= this.#taskTimeoutMs) {
+        this.#kill(slot, f, { kind: 'timeout', item, stage, why: `no progress for ${elapsed} ms (taskTimeoutMs ${this.#taskTimeoutMs})` });
+      }
+    }
+  }
+
+  #kill(slot: number, flight: Flight, fault: Fault): void {
+    flight.killed = fault;
+    this.#controllers[slot] = new AbortController();
+    flight.controller.abort(new Error(`earshot watchdog: ${fault.why}`));
+  }
+
+  /** Piscina removed a worker (it died, or the watchdog had it terminated). */
+  #workerGone(id: number): void {
+    if (this.#closed) return; // destroy() at close
+    this.#workerRestarts++;
+    this.#lastRestartAt = Date.now();
+    // A worker that exited by itself reports thread id −1 by now (Node clears it on exit):
+    // then the lost one is the ready worker no longer among the running threads.
+    const running = new Set(this.#piscina.threads.map((t) => t.threadId));
+    const lost = id !== -1 ? [id] : [...this.#readyWorkers].filter((w) => !running.has(w));
+    for (const worker of lost) this.#readyWorkers.delete(worker);
+    let slots = 0;
+    for (let slot = 0; slot < this.threads; slot++) {
+      const bound = this.#workerOf(slot);
+      if (bound === undefined || this.#waiting[slot] || !lost.includes(bound)) continue;
+      slots++;
+      const flight = this.#flights[slot];
+      if (flight) flight.workerGone = true;
+      this.#waiting[slot] = true;
+      this.#markers[slot] = newMarker();
+      // Their state died with the worker: rebuild it on the next one.
+      for (const e of this.#slotStreams[slot]) e.needsSetup = true;
+      if (!this.#flights[slot]) {
+        const n = this.#slotStreams[slot].size;
+        this.#recordFault(`worker thread ${bound} exited while idle; its ${n} stream${n === 1 ? '' : 's'} restart on another worker`);
+      }
+    }
+    if (slots === 0) this.#recordFault(`an idle spare worker exited${id === -1 ? '' : ` (thread ${id})`}; another is starting`);
+    // A microtask: Piscina removes the worker from its lists after this event.
+    queueMicrotask(() => this.#resumeWaiting());
+  }
+
+  #workerReady(id: number): void {
+    if (this.#closed) return;
+    // Piscina emits this just before it lists the worker as ready: dispatch after, or the
+    // balancer would not see it yet.
+    queueMicrotask(() => {
+      this.#readyWorkers.add(id);
+      this.#resumeWaiting();
+    });
+  }
+
+  /**
+   * Lets slots that lost their worker send again, one per ready worker no slot
+   * holds (the spare, or a new one); the balancer binds each to such a worker.
+   */
+  #resumeWaiting(): void {
+    if (this.#closed || !this.#waiting.includes(true)) return;
+    const held = new Set<number>();
+    for (let slot = 0; slot < this.threads; slot++) {
+      const bound = this.#workerOf(slot);
+      if (!this.#waiting[slot] && bound !== undefined) held.add(bound);
+    }
+    let free = 0;
+    for (const id of this.#readyWorkers) if (!held.has(id)) free++;
+    for (let slot = 0; slot < this.threads && free > 0; slot++) {
+      if (!this.#waiting[slot]) continue;
+      free--;
+      this.#waiting[slot] = false;
+      this.#wake(slot);
+    }
   }
 
   /**
@@ -350,41 +761,109 @@ export class WorkerPool {
    * worker at a time keeps a stream's frames in order.
    */
   async #runExclusive(slot: number, task: BatchTask): Promise<BatchResult> {
-    while (this.#inFlight[slot]) await new Promise<void>((resolve) => this.#slotIdle[slot].push(resolve));
-    this.#inFlight[slot] = true;
-    try {
-      return await this.#run(slot, task);
-    } finally {
-      this.#release(slot);
-    }
+    while (this.#flights[slot] || this.#waiting[slot]) await new Promise<void>((resolve) => this.#slotIdle[slot].push(resolve));
+    return this.#run(slot, task);
   }
 
-  #release(slot: number): void {
-    this.#inFlight[slot] = false;
+  #wake(slot: number): void {
     const waiters = this.#slotIdle[slot].splice(0);
     for (const w of waiters) w();
   }
 
   #runSlot(slot: number, items: BatchItem[], entries: StreamEntry[]): void {
-    this.#inFlight[slot] = true;
     this.#run(slot, { items }).then(
       (result) => {
-        this.#release(slot);
         this.#tasksCompleted++;
+        this.#failStreak[slot] = 0;
         this.#busyMs += result.busyMs;
         this.taskTimes.add(result.busyMs);
         this.#deliver(result, items, entries);
       },
-      () => {
-        // The worker died with this batch: its frames are lost (recordings fill the
-        // gap with silence by media position) and every stream of the slot is
-        // rebuilt on the replacement worker.
-        this.#release(slot);
-        this.#tasksFailed++;
-        for (const e of this.#slotStreams[slot]) e.needsSetup = true;
-        for (const e of entries) if (e.closing) this.#finish(e);
-      },
+      (err: unknown) => this.#batchFailed(slot, items, entries, err),
     );
+  }
+
+  /**
+   * A batch that never came back. The stream the worker was in is blamed
+   * (ended for a hang; for a crash, it loses the batch and is quarantined at
+   * `maxStreamCrashes`); every other stream of the batch gets its frames back
+   * at the head of its queue and is rebuilt on the replacement worker, so it
+   * loses nothing. When nobody can be blamed, frames are re-sent once: a
+   * second failure in a row loses them (counted) rather than loop forever.
+   */
+  #batchFailed(slot: number, items: BatchItem[], entries: StreamEntry[], err: unknown): void {
+    this.#tasksFailed++;
+    const fault: Fault = err instanceof WorkerFault ? err.fault : { kind: 'failed', item: MARKER_IDLE, stage: 0, why: String(err) };
+    const culprit = fault.item >= 0 ? entries[fault.item] : undefined;
+    const resend = culprit !== undefined || this.#failStreak[slot] === 0;
+    this.#failStreak[slot] = culprit !== undefined ? 0 : this.#failStreak[slot] + 1;
+    entries.forEach((e, i) => {
+      if (e === culprit || e.closed) return;
+      e.needsSetup = true;
+      if (resend) this.#requeue(e, items[i].frames);
+      else this.#lose(e, items[i].frames.length);
+    });
+    if (culprit && !culprit.closed) {
+      this.#blame(culprit, fault, items[fault.item].frames.length);
+    } else if (fault.kind !== 'failed' || !resend) {
+      const what = fault.kind === 'timeout' || fault.kind === 'stalled' ? 'replaced by the watchdog' : fault.kind === 'crash' ? 'crashed' : 'failed a batch';
+      this.#recordFault(`worker of slot ${slot} ${what} (${fault.why}) outside any stream's processing; ${entries.length} stream${entries.length === 1 ? '' : 's'} ${resend ? 'rebuilt, frames re-sent' : 'rebuilt, that batch lost'}`);
+    }
+  }
+
+  /** Puts a failed batch's frames back at the head of the queue, within the queue bound (drop oldest). */
+  #requeue(e: StreamEntry, frames: StreamInput[]): void {
+    if (frames.length === 0) return;
+    const queue = frames.concat(e.queue);
+    const excess = queue.length - this.#maxQueuedFrames;
+    if (excess > 0) {
+      queue.splice(0, excess);
+      e.dropped += excess;
+    }
+    e.queue = queue;
+  }
+
+  #lose(e: StreamEntry, frames: number): void {
+    e.lost += frames;
+    this.#framesLost += frames;
+  }
+
+  /** The stream the worker was in when it hung or died. */
+  #blame(e: StreamEntry, fault: Fault, frames: number): void {
+    const { text, type } = describeStage(e.setup, fault.stage);
+    this.#lose(e, frames);
+    if (fault.kind === 'timeout') {
+      this.#quarantine(e, 'timeout', type, errors.STAGE_TIMEOUT(text, e.id, this.#taskTimeoutMs));
+      return;
+    }
+    e.crashes++;
+    if (e.crashes >= this.#maxStreamCrashes) {
+      this.#quarantine(e, 'crashes', type, errors.STAGE_CRASHED(text, e.id, e.crashes, fault.why));
+      return;
+    }
+    e.needsSetup = true;
+    this.#recordFault(
+      `${text} of stream ${e.id} crashed its worker (${fault.why}): the stream lost that batch (${frames} frames) and restarts; ` +
+        `quarantined at ${this.#maxStreamCrashes} crashes (maxStreamCrashes)`,
+    );
+  }
+
+  /** Ends a stream for a worker fault: its handler hears why, its queued frames are dropped with it. */
+  #quarantine(e: StreamEntry, reason: QuarantinedStream['reason'], stage: string | null, error: EarshotError): void {
+    this.#streamsQuarantined++;
+    this.#lose(e, e.queue.length);
+    e.queue = [];
+    const message = `${error.code}: ${error.message}`;
+    this.#quarantined.push({ stream: e.id, stage, reason, message, at: new Date().toISOString() });
+    if (this.#quarantined.length > FAULTS_KEPT) this.#quarantined.shift();
+    this.#recordFault(message);
+    safeCall(() => e.handlers.onError(message, error));
+    this.#finish(e);
+  }
+
+  #recordFault(message: string): void {
+    this.#faults.push({ at: Date.now(), message });
+    if (this.#faults.length > FAULTS_KEPT) this.#faults.shift();
   }
 
   #deliver(result: BatchResult, items: BatchItem[], entries: StreamEntry[]): void {
@@ -420,6 +899,22 @@ export class WorkerPool {
     if (this.#streams.size === 0) this.#timer?.unref();
     e.onClosed?.();
   }
+}
+
+function newMarker(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(MARKER_LENGTH * Int32Array.BYTES_PER_ELEMENT));
+}
+
+/**
+ * Names the stage a marker's stage code points at, e.g. `stage "hang" (branch 0, stage 1)`;
+ * without one (the worker was in a built-in stage or the decoder), the stream's stage types.
+ */
+function describeStage(setup: StreamSetup, code: number): { text: string; type: string | null } {
+  const at = stagePosition(code);
+  const spec = at ? setup.branches[at.branch]?.stages[at.stage] : undefined;
+  if (at && spec) return { text: `stage "${spec.type}" (branch ${at.branch}, stage ${at.stage})`, type: spec.type };
+  const types = [...new Set(setup.branches.flatMap((b) => b.stages.map((s) => s.type)))];
+  return { text: types.length > 0 ? `a stage (one of: ${types.join(', ')})` : setup.input ? 'the PCM input' : 'the Opus decoder', type: null };
 }
 
 function round2(v: number | null): number | null {

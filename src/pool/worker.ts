@@ -5,13 +5,19 @@
  * handler only awaits when it must import a stage module before the batch, so
  * batches never interleave and a stream's frames are processed in order
  * (DESIGN.md invariant 1).
+ *
+ * While it runs, the worker records in the task's shared marker which item
+ * (stream) and which custom stage it is in, and when it last made progress:
+ * the pool's watchdog reads it to replace a worker stuck in a stage, and to
+ * blame a worker's death on the stream that was running (see protocol.ts).
  */
 import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { registerStageFactory } from '../dsp/registry.js';
 import { loadDspModules, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
-import type { EncodedInput } from '../dsp/types.js';
+import type { EncodedInput, Stage, StageFactory, StageSpec } from '../dsp/types.js';
 import { loadStageModule } from './stage-module.js';
+import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stageCode } from './protocol.js';
 import type { BatchItemResult, BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
 
 await loadDspModules();
@@ -31,6 +37,14 @@ function warmUp(): void {
 
 const streams = new Map<string, StreamProcessor>();
 const modules = new Map<string, ModuleLoadResult>();
+/** The slot's shared marker once a task brought it; a private stand-in before (nobody watches warm-up). */
+let marker: Int32Array = new Int32Array(MARKER_LENGTH);
+/**
+ * Position code of each stage spec of the setup being built. A custom stage's
+ * factory receives its spec object itself, so it can learn where in the setup
+ * it sits and name itself in the marker.
+ */
+const building = new Map<StageSpec, number>();
 
 export default function handleTask(task: BatchTask): BatchResult | Promise<BatchResult> {
   const missing = task.modules?.filter((url) => !modules.has(url)) ?? [];
@@ -45,7 +59,7 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
     let result: ModuleLoadResult;
     try {
       const definitions = await loadStageModule(url);
-      for (const d of definitions) registerStageFactory(d.type, d.create);
+      for (const d of definitions) registerStageFactory(d.type, watched(d.create));
       result = { url, types: definitions.map((d) => d.type) };
     } catch (e) {
       result = { url, types: [], error: e instanceof Error ? e.message : String(e) };
@@ -58,23 +72,86 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
 
 function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
   const started = performance.now();
+  if (task.marker) marker = task.marker;
+  Atomics.store(marker, MarkerField.MARK, markerClock());
+  Atomics.store(marker, MarkerField.ITEM, MARKER_IDLE);
+  Atomics.store(marker, MarkerField.STAGE, 0);
+  // Last: once the watchdog sees this task's seq, the fields above are this task's.
+  Atomics.store(marker, MarkerField.SEQ, task.seq ?? 0);
   const items = task.items.map(processItem);
   const result: BatchResult = { threadId, items, busyMs: performance.now() - started };
   // Probes (tasks without items) report every module they asked for, loaded now or before.
   if (task.items.length === 0 && task.modules) result.loaded = task.modules.map((url) => modules.get(url)!);
   else if (loaded.length > 0) result.loaded = loaded;
   if (task.checks) result.checks = task.checks.map(checkSetup);
+  Atomics.store(marker, MarkerField.ITEM, MARKER_IDLE);
   return result;
 }
 
-function processItem(item: BatchTask['items'][number]): BatchItemResult {
+/** Records that the worker starts on `item` (an index, or `checkMarker(i)`): progress, and whom to blame if it stops here. */
+function enterItem(item: number): void {
+  Atomics.store(marker, MarkerField.MARK, markerClock());
+  Atomics.store(marker, MarkerField.STAGE, 0);
+  Atomics.store(marker, MarkerField.ITEM, item);
+}
+
+/** Builds a setup's stages, letting custom stages learn their position (see `building`). */
+function buildProcessor(setup: StreamSetup): StreamProcessor {
+  const branches = Array.isArray(setup?.branches) ? setup.branches : [];
+  branches.forEach((b, bi) => {
+    if (Array.isArray(b?.stages)) b.stages.forEach((spec, si) => building.set(spec, stageCode(bi, si)));
+  });
+  try {
+    return new StreamProcessor(setup);
+  } finally {
+    building.clear();
+  }
+}
+
+/**
+ * Wraps a custom stage factory so that creating the stage and each of its
+ * calls are marked: the watchdog then names the stage that hung or crashed the
+ * worker, not only the stream. No allocation per call: three Atomics stores
+ * and a clock read.
+ */
+function watched(create: StageFactory): StageFactory {
+  return (spec: StageSpec, input) => {
+    const code = building.get(spec) ?? 0;
+    Atomics.store(marker, MarkerField.MARK, markerClock());
+    Atomics.store(marker, MarkerField.STAGE, code);
+    const stage = create(spec, input);
+    Atomics.store(marker, MarkerField.STAGE, 0);
+    const wrapped: Stage = {
+      get output() {
+        return stage.output;
+      },
+      process(chunk) {
+        Atomics.store(marker, MarkerField.MARK, markerClock());
+        Atomics.store(marker, MarkerField.STAGE, code);
+        const out = stage.process(chunk);
+        Atomics.store(marker, MarkerField.STAGE, 0);
+        return out;
+      },
+      close() {
+        Atomics.store(marker, MarkerField.MARK, markerClock());
+        Atomics.store(marker, MarkerField.STAGE, code);
+        stage.close();
+        Atomics.store(marker, MarkerField.STAGE, 0);
+      },
+    };
+    return wrapped;
+  };
+}
+
+function processItem(item: BatchTask['items'][number], index: number): BatchItemResult {
+  enterItem(index);
   let stream = streams.get(item.streamId);
   try {
     if (item.setup) {
       stream?.close();
       stream = undefined;
       streams.delete(item.streamId);
-      stream = new StreamProcessor(item.setup);
+      stream = buildProcessor(item.setup);
       streams.set(item.streamId, stream);
     }
     if (!stream) {
@@ -101,9 +178,10 @@ function processItem(item: BatchTask['items'][number]): BatchItemResult {
   }
 }
 
-function checkSetup(setup: StreamSetup): string | null {
+function checkSetup(setup: StreamSetup, index: number): string | null {
+  enterItem(checkMarker(index));
   try {
-    new StreamProcessor(setup).close();
+    buildProcessor(setup).close();
     return null;
   } catch (e) {
     return e instanceof Error ? e.message : String(e);

@@ -90,7 +90,13 @@ export function createMetrics(core: EarshotCore): client.Registry {
   gauge('earshot_pool_queued_frames', 'Frames waiting for a worker, all streams.', () => read().stats.pool.queuedFrames);
   gauge('earshot_pool_streams', 'Streams open in the worker pool.', () => read().stats.pool.streams);
   counter('earshot_pool_tasks_total', 'Batch tasks the workers completed.', () => read().stats.pool.tasksCompleted);
-  counter('earshot_pool_tasks_failed_total', 'Batch tasks lost with a crashed worker.', () => read().stats.pool.tasksFailed);
+  counter('earshot_pool_tasks_failed_total', 'Batch tasks that did not complete: their worker crashed or the watchdog replaced it.', () => read().stats.pool.tasksFailed);
+  counter('earshot_pool_tasks_timed_out_total', 'Tasks whose worker the watchdog replaced (no progress for taskTimeoutMs).', () => read().stats.pool.tasksTimedOut);
+  counter('earshot_pool_worker_crashes_total', 'Workers that exited while running a task (process.exit, out of memory, …).', () => read().stats.pool.workerCrashes);
+  counter('earshot_pool_worker_restarts_total', 'Workers replaced for any reason (watchdog, crash, killed from outside).', () => read().stats.pool.workerRestarts);
+  counter('earshot_pool_streams_quarantined_total', 'Streams ended for a worker fault: a stage hung, or crashed its worker maxStreamCrashes times.', () => read().stats.pool.streamsQuarantined);
+  counter('earshot_pool_frames_lost_total', 'Frames lost to worker faults (the blamed stream\'s batch; streams sharing the worker get theirs re-sent).', () => read().stats.pool.framesLost);
+  gauge('earshot_pool_degraded', '1 while GET /health says degraded (a worker restarting, or a worker fault within the health window), else 0.', () => (core.pool.health().status === 'degraded' ? 1 : 0));
   gauge('earshot_event_loop_lag_p99_seconds', 'Main-thread event-loop delay since start, 99th percentile.', () => read().stats.eventLoopDelayMs.p99 / 1000);
 
   register.registerMetric(histogram('earshot_processing_latency_seconds', 'RTP arrival → processed frame at the sinks, every frame.', core.latency, 1e-3));
