@@ -3,16 +3,22 @@
  * processed frames of each branch come back as a shared RxJS stream, and the
  * branch's sinks subscribe to it independently. A sink that throws is detached
  * and counted; the stream and the other sinks go on.
+ *
+ * Audio dropped on the way (worker queue full, late packets, a worker that
+ * restarted) is counted into the recordings it cost, and reported once per
+ * episode through `onEvent`: when drops start after a quiet spell, and a
+ * summary when they stop. A recording that fails is reported there too.
  */
 import { performance } from 'node:perf_hooks';
 import { Subject, type Observable, type Subscription } from 'rxjs';
-import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
+import type { DecodeCounters, ProcessedFrame, StageSpec } from '../dsp/types.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import type { IngestFrame } from '../rtc/rtp-ingest.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
 import type { LatencyHistogram } from '../sinks/latency-histogram.js';
 import { RecordSink } from '../sinks/record-sink.js';
-import type { RecordingInfo } from '../sinks/recorder.js';
+import type { DroppedFrames, RecordingInfo } from '../sinks/recorder.js';
+import { recordingBaseName } from '../sinks/recording-names.js';
 import type { RecordingsStore } from '../sinks/recordings-store.js';
 import { runProcessor, type ProcessorEvent, type ProcessorRegistry } from '../sinks/processors.js';
 import type { Pipeline } from './pipeline.js';
@@ -32,9 +38,37 @@ export interface PeerPipelineOptions {
   onProcessorEvent(event: ProcessorEvent): void;
   /** Called once when the worker reports that the stages failed. */
   onPipelineError(message: string): void;
-  /** Sink and processor failures (logged by the caller, once per sink). */
+  /** Sink and processor failures (logged by the caller, once per sink); recording failures go to `onEvent` when given. */
   onSinkError(sink: string, error: Error): void;
+  /**
+   * Things an operator must hear about that don't stop the stream: a recording
+   * that could not start or whose writes failed, and episodes of dropped
+   * audio. The caller logs and publishes them.
+   */
+  onEvent?(event: PeerPipelineEvent): void;
 }
+
+/** A recording failure or an episode of dropped audio (see `PeerPipelineOptions.onEvent`). */
+export interface PeerPipelineEvent {
+  /**
+   * `recording-failed`: a recording could not start or its writes failed
+   * (`data`: branch, recording, code, error, seconds, bytes);
+   * `audio-dropping`: frames started being dropped after a quiet spell
+   * (`data`: the counts so far, by cause);
+   * `audio-dropped`: the drops stopped (no more for `DROP_QUIET_MS`) or the
+   * stream ended: a summary of the episode.
+   */
+  type: 'recording-failed' | 'audio-dropping' | 'audio-dropped';
+  level: 'warn' | 'error';
+  /** One line for the log. */
+  message: string;
+  data: Record<string, unknown>;
+}
+
+/** Drops this far apart belong to one episode: it ends (and is summarized) after this long without any. */
+export const DROP_QUIET_MS = 5000;
+
+type DropCounts = Omit<DroppedFrames, 'backlog'>;
 
 /** A processor attached to one of this peer's branches. */
 export interface AttachedProcessor {
@@ -70,6 +104,13 @@ export class PeerPipeline {
   readonly #stream: PoolStream;
   readonly #options: PeerPipelineOptions;
   #closed: Promise<RecordingInfo[]> | undefined;
+  /** Cumulative figures already accounted for, to turn the pool's and the worker's totals into increments. */
+  readonly #seen = { queueFull: 0, late: 0, silence: 0, workers: 0 };
+  /** Media position the next frame of branch 0 should have; a frame beyond it means frames were lost with a worker. */
+  #next0: number | undefined;
+  #episode: (DropCounts & { startedAt: number; lastAt: number }) | undefined;
+  /** Frames dropped over the session, by cause. */
+  readonly droppedBy: DropCounts = { queueFull: 0, late: 0, workerRestart: 0 };
 
   constructor(options: PeerPipelineOptions) {
     this.#options = options;
@@ -92,7 +133,7 @@ export class PeerPipeline {
         sampleRate: b.sampleRate,
         channels: b.channels,
         sampleFormat: rec?.type === 'record' ? (rec.sampleFormat ?? 's16') : 's16',
-        onError: (e) => this.#sinkFailed(`record:${b.name}`, e),
+        onFailed: (error, info) => this.#recordingFailed(b.name, error, info),
       });
       return runtime;
     });
@@ -114,17 +155,16 @@ export class PeerPipeline {
       { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) },
       {
         onFrames: (branch, frames) => this.#deliver(branch, frames),
-        onCounters: (c) => this.stats.setCounters(c),
+        onCounters: (c) => this.#counters(c),
         onError: (message) => options.onPipelineError(message),
       },
     );
 
-    // Auto-started recordings begin at media position 0 of the stream.
+    // Auto-started recordings are armed: the file is created by the first frame (a session
+    // that never carries audio leaves none), and placed at media position 0 of the stream.
     pipeline.branches.forEach((b, i) => {
       const rec = b.sinks.find((s) => s.type === 'record');
-      if (rec?.type === 'record' && rec.autoStart !== false) {
-        this.#runtime[i].record!.start(undefined, true).catch((e: Error) => this.#sinkFailed(`record:${b.name}`, e));
-      }
+      if (rec?.type === 'record' && rec.autoStart !== false) this.#runtime[i].record!.arm(true);
     });
   }
 
@@ -162,7 +202,13 @@ export class PeerPipeline {
     return started;
   }
 
+  /**
+   * Stops the running recordings. Armed ones that have no file yet (no audio
+   * arrived) are cancelled too, so none starts later; if that is all there
+   * was, it is still "not recording" (`EARSHOT_RECORDING_NOT_ACTIVE`).
+   */
   async stopRecording(): Promise<RecordingInfo[]> {
+    for (const r of this.#runtime) r.record?.disarm();
     const active = this.#runtime.filter((r) => r.record?.active);
     if (active.length === 0) {
       // Let the sink produce the typed "not recording" error.
@@ -183,6 +229,7 @@ export class PeerPipeline {
     this.#closed ??= (async () => {
       await this.#stream.close();
       for (const r of this.#runtime) r.subject.complete();
+      this.#endEpisode();
       const infos = await Promise.all(this.#runtime.map((r) => r.record?.finalize()));
       return infos.filter((i): i is RecordingInfo => i !== undefined);
     })();
@@ -249,6 +296,13 @@ export class PeerPipeline {
     const now = performance.now();
     for (const f of frames) {
       if (branch === 0) {
+        // Within one worker stream positions are contiguous (the worker fills every gap with
+        // silence); a jump means frames died with a worker before they were processed.
+        const length = f.data.length / f.channels;
+        if (this.#next0 !== undefined && f.position > this.#next0 && length > 0) {
+          this.#lost({ queueFull: 0, late: 0, workerRestart: Math.ceil((f.position - this.#next0) / length) }, 0);
+        }
+        this.#next0 = Math.max(this.#next0 ?? 0, f.position + length);
         // One figure per frame of the first branch.
         this.stats.addLatency(now - f.arrival);
         this.#options.latency?.add(now - f.arrival);
@@ -279,25 +333,100 @@ export class PeerPipeline {
     this.sinkErrors++;
     this.#options.onSinkError(sink, error);
   }
+
+  #recordingFailed(branch: string, error: Error & { code?: string }, info: RecordingInfo): void {
+    if (!this.#options.onEvent) return this.#sinkFailed(`record:${branch}`, error);
+    this.sinkErrors++;
+    this.#emit({
+      type: 'recording-failed',
+      level: 'error',
+      message: 'recording failed; the stream goes on without it',
+      data: { branch, recording: info.name, code: error.code, error: error.message, seconds: info.seconds, bytes: info.bytes },
+    });
+  }
+
+  /** Decoder counters after each batch: the increments since the last are loss to account for. */
+  #counters(c: DecodeCounters): void {
+    this.stats.setCounters(c);
+    const seen = this.#seen;
+    // A stream rebuilt on another worker counts from 0 again.
+    const workers = this.#stream.workers.length;
+    if (workers !== seen.workers || c.late < seen.late || c.silenceSamples < seen.silence) {
+      seen.late = 0;
+      seen.silence = 0;
+      seen.workers = workers;
+    }
+    const dropped = this.#stream.dropped;
+    const counts: DropCounts = { queueFull: dropped - seen.queueFull, late: c.late - seen.late, workerRestart: 0 };
+    const silence = c.silenceSamples - seen.silence;
+    seen.queueFull = dropped;
+    seen.late = c.late;
+    seen.silence = c.silenceSamples;
+    this.#lost(counts, silence);
+  }
+
+  /** Loss since the last report: into every recording it affects, and into the drop episode. */
+  #lost(counts: DropCounts, workerSilence: number): void {
+    const frames = counts.queueFull + counts.late + counts.workerRestart;
+    if (frames > 0 || workerSilence > 0) for (const r of this.#runtime) r.record?.noteLoss(counts, workerSilence);
+    const now = Date.now();
+    if (frames === 0) {
+      if (this.#episode && now - this.#episode.lastAt >= DROP_QUIET_MS) this.#endEpisode();
+      return;
+    }
+    for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.droppedBy[k] += counts[k];
+    if (this.#episode) {
+      for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.#episode[k] += counts[k];
+      this.#episode.lastAt = now;
+      return;
+    }
+    this.#episode = { ...counts, startedAt: now, lastAt: now };
+    this.#emit({
+      type: 'audio-dropping',
+      level: 'warn',
+      message: 'dropping audio',
+      data: { frames, ...counts, cause: dropCause(counts), recording: this.#runtime.some((r) => r.record?.active) },
+    });
+  }
+
+  /** Summarizes and closes the current drop episode, if any. */
+  #endEpisode(): void {
+    const e = this.#episode;
+    if (!e) return;
+    this.#episode = undefined;
+    const { queueFull, late, workerRestart } = e;
+    const total = this.droppedBy;
+    this.#emit({
+      type: 'audio-dropped',
+      level: 'warn',
+      message: 'stopped dropping audio',
+      data: {
+        frames: queueFull + late + workerRestart,
+        queueFull,
+        late,
+        workerRestart,
+        seconds: Math.round((e.lastAt - e.startedAt) / 100) / 10,
+        sessionFrames: total.queueFull + total.late + total.workerRestart,
+      },
+    });
+  }
+
+  #emit(event: PeerPipelineEvent): void {
+    try {
+      this.#options.onEvent?.(event);
+    } catch {
+      // a listener's failure must not break the stream
+    }
+  }
 }
 
-/** Default file name of a record sink, without ".wav". */
-export const DEFAULT_RECORD_TEMPLATE = '{room}-{peer}-{date}';
-
-/**
- * The name (relative to the recordings directory, without ".wav") a record
- * sink's next file gets: its `directory` and `template` with the placeholders
- * filled in. With several branches, "-{branch}" is appended unless the
- * template names the branch itself, so branches never collide.
- */
-export function recordingBaseName(
-  sink: { directory?: string; template?: string } | undefined,
-  vars: Record<'room' | 'peer' | 'date' | 'time' | 'session' | 'branch' | 'pipeline', string>,
-  multipleBranches: boolean,
-): string {
-  const fill = (text: string) => text.replace(/\{(\w+)\}/g, (whole, key: string) => (key in vars ? vars[key as keyof typeof vars] : whole));
-  let template = sink?.template ?? DEFAULT_RECORD_TEMPLATE;
-  if (multipleBranches && !template.includes('{branch}')) template += '-{branch}';
-  const directory = (sink?.directory ?? '').replace(/\/+$/, '');
-  return `${directory ? `${fill(directory)}/` : ''}${fill(template)}`;
+function dropCause(c: DropCounts): string {
+  const causes: string[] = [];
+  if (c.queueFull) causes.push('the worker queue is full (the workers fall behind)');
+  if (c.workerRestart) causes.push('frames were lost with a restarted worker');
+  if (c.late) causes.push('packets arrived too late to play');
+  return causes.join('; ');
 }
+
+// Moved to sinks/recording-names.ts (shared with pipeline validation); re-exported for existing importers.
+export { DEFAULT_RECORD_TEMPLATE, recordingBaseName } from '../sinks/recording-names.js';

@@ -22,6 +22,7 @@ import {
   type StageDefinition,
 } from './schema.js';
 import { ReframeStageSchema, ResampleStageSchema } from './stage-schemas.js';
+import { fillRecordingName, recordingNameProblem, sampleRecordingVars } from '../sinks/recording-names.js';
 
 export interface PipelineProblem {
   /** JSON Pointer (RFC 6901) to the offending value, e.g. `/branches/asr/stages/2/sampleRate`; `""` is the whole document. */
@@ -442,19 +443,21 @@ function checkSemantics(doc: unknown, walk: Walk): void {
     report(walk, { path: '', message: 'a pipeline needs "stages" and "sinks", or "branches"', allowed: '"stages" and "sinks", or "branches"' });
   }
   const channels = doc.channels === 2 ? 2 : 1;
+  const pipelineName = typeof doc.name === 'string' ? doc.name : 'pipeline';
   if (isObject(doc.branches)) {
     const names = Object.keys(doc.branches);
     if (names.length === 0 && !single) report(walk, { path: '/branches', message: 'needs at least one branch', allowed: 'an object of one or more named branches' });
     for (const name of names) {
       const b = doc.branches[name];
-      if (isObject(b)) checkBranch(b.stages, b.sinks, `/branches/${pointerKey(name)}`, channels, walk);
+      if (isObject(b)) checkBranch(b.stages, b.sinks, `/branches/${pointerKey(name)}`, channels, walk, { pipeline: pipelineName, branch: name, multiple: names.length > 1 });
     }
   } else if (single) {
-    checkBranch(doc.stages, doc.sinks ?? [], '', channels, walk); // absent sinks: the "at least one" rule words it
+    // absent sinks: the "at least one" rule words it
+    checkBranch(doc.stages, doc.sinks ?? [], '', channels, walk, { pipeline: pipelineName, branch: 'main', multiple: false });
   }
 }
 
-function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 | 2, walk: Walk): void {
+function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 | 2, walk: Walk, names: RecordNameContext): void {
   if (Array.isArray(stages)) {
     const flow = { rate: DECODE_RATE, channels, sampleFormat: 'f32' as 'f32' | 's16' };
     stages.forEach((stage, i) => {
@@ -493,6 +496,7 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
           });
         }
       }
+      checkRecordNames(sink, `${base}/sinks/${i}`, names, walk);
     });
     const records = sinks.filter((s) => isObject(s) && s.type === 'record').length;
     if (records > 1) {
@@ -505,6 +509,47 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
       });
     }
   }
+}
+
+interface RecordNameContext {
+  pipeline: string;
+  branch: string;
+  /** Several branches: generated names get "-{branch}" appended. */
+  multiple: boolean;
+}
+
+const RECORD_NAME_RULE = 'names whose every directory and file name starts with a letter, digit, "_" or "-", has at most 128 characters, and at most 4 subdirectory levels';
+
+/**
+ * A record sink's `directory` and `template` must make names the recordings
+ * store accepts (the very rule it applies: `recordingNameProblem`), or every
+ * session would start without a recording. Filled with values that stand for
+ * any session; only checked once both pass the schema, so a problem is
+ * reported once.
+ */
+function checkRecordNames(sink: Record<string, unknown>, path: string, names: RecordNameContext, walk: Walk): void {
+  const parts: { directory?: string; template?: string } = {};
+  for (const key of ['directory', 'template'] as const) {
+    const text = sink[key];
+    if (text === undefined) continue;
+    const schema = RecordSinkSchema.properties[key];
+    if (typeof text !== 'string' || !Value.Check(schema, text)) return;
+    // An unknown placeholder was reported above; filling around it would only repeat that.
+    if ([...text.matchAll(/\{([^}]*)\}/g)].some(([, n]) => !(RECORD_PLACEHOLDERS as readonly string[]).includes(n))) return;
+    parts[key] = text;
+  }
+  const sample = `${fillRecordingName(parts, sampleRecordingVars(names.pipeline, names.branch), names.multiple)}.wav`;
+  const problem = recordingNameProblem(sample);
+  if (!problem) return;
+  const directorySegments = sample.split('/').length - 1;
+  const key = problem.segment === -1 || problem.segment < directorySegments ? 'directory' : 'template';
+  const text = parts[key];
+  report(walk, {
+    path: `${path}/${key}`,
+    message: `${text === undefined ? `the default ${key}` : excerpt(text)} makes recording names like "${sample}" that can never be used: ${problem.message}`,
+    ...(text === undefined ? {} : { found: text }),
+    allowed: RECORD_NAME_RULE,
+  });
 }
 
 /**

@@ -60,11 +60,22 @@ export const RecordSinkSchema = Type.Object(
         maxLength: 200,
         pattern: '^[A-Za-z0-9_{}.-]+$',
         description:
-          'File name without ".wav": text and placeholders {room}, {peer}, {date} (UTC, YYYYMMDD-HHMMSS), {time} (UTC, HHMMSS), {session} (first 8 characters of the session id), {branch}, {pipeline}. A pipeline with several branches appends "-{branch}" unless the template uses {branch}. An existing name gets "-2", "-3", …',
+          'File name without ".wav": text and placeholders {room}, {peer}, {date} (UTC, YYYYMMDD-HHMMSS), {time} (UTC, HHMMSS), {session} (first 8 characters of the session id), {branch}, {pipeline}. A pipeline with several branches appends "-{branch}" unless the template uses {branch}. An existing name gets "-2", "-3", … Directory and file names must start with a letter, digit, "_" or "-" and have at most 128 characters, with at most 4 directory levels: a directory or template that breaks this for any session is refused when the pipeline is validated; a name that long room or peer names push past 120 characters is shortened.',
       }),
     ),
     autoStart: Type.Optional(
-      Type.Boolean({ default: true, description: 'Start recording when the stream starts (true) or only on POST /peers/:peer/recording (false).' }),
+      Type.Boolean({
+        default: true,
+        description:
+          'Record every stream (true) or only on POST /peers/:peer/recording (false). The file is created when the first audio arrives, so a session that never carries audio leaves none; POST /peers/:peer/recording creates it at once.',
+      }),
+    ),
+    required: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'Refuse a session (WHIP POST → 507 EARSHOT_RECORDING_UNAVAILABLE) when the recordings directory cannot take a recording now: not writable, or less than 16 MiB free. Without it, such sessions start and their stats (recording.state "failed", error) and a "recording-failed" event say why nothing is recorded.',
+      }),
     ),
   },
   { additionalProperties: false },

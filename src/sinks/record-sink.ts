@@ -2,11 +2,22 @@
  * A branch's record sink: starts and stops recordings at runtime, keeps frames
  * that arrive while a file is being opened, and remembers the last recording so
  * the stats can report it after it stopped.
+ *
+ * Auto-started recordings are *armed*, not opened: the file is created when
+ * the first frame arrives (that frame and the ones after it wait in the
+ * bounded backlog while it opens). A session that never carries audio, such
+ * as an offer that never connects, leaves no file behind. An explicit start
+ * (`POST /peers/:peer/recording`, `startRecording()`) creates the file at
+ * once: the caller asked for it and gets the answer (name taken, disk full)
+ * in the response.
+ *
+ * A recording that cannot start, or whose writes fail, is never silent: its
+ * info says `state: 'failed'` with the reason, and `onFailed` reports it.
  */
 import { basename, resolve } from 'node:path';
 import type { ProcessedFrame } from '../dsp/types.js';
-import { errors, isEarshotError } from '../errors.js';
-import { Recorder, type RecordingInfo } from './recorder.js';
+import { errors, isEarshotError, type EarshotError } from '../errors.js';
+import { Recorder, type DroppedFrames, type RecordingInfo } from './recorder.js';
 import { RecordingsStore } from './recordings-store.js';
 import type { WavSampleFormat } from './wav-file-writer.js';
 
@@ -18,93 +29,262 @@ export interface RecordSinkOptions {
   sampleRate: number;
   channels: number;
   sampleFormat: WavSampleFormat;
-  onError(error: Error): void;
+  /**
+   * A recording could not start (not for a name the caller chose badly: that
+   * error goes to the caller), or its writes failed. Called once per recording.
+   */
+  onFailed(error: EarshotError, info: RecordingInfo): void;
 }
 
 const MAX_BACKLOG = 250; // frames kept while a file opens (5 s of 20 ms frames)
 
+/** Errors about the name a caller chose: answered to that caller, not a failure of the recording. */
+const CALLER_ERRORS = new Set<string>([errors.RECORDING_EXISTS.code, errors.RECORDING_NAME_INVALID.code, errors.RECORDING_ACTIVE.code]);
+
 export class RecordSink {
   #recorder: Recorder | undefined;
   #starting: Promise<RecordingInfo> | undefined;
+  /** Armed: a recording starts with the first frame; `fromStreamStart` anchors it at position 0. */
+  #armed: { fromStreamStart: boolean } | undefined;
   #backlog: ProcessedFrame[] = [];
+  /** Loss reported while armed or opening, handed to the recorder once it exists. */
+  #pendingLoss: { dropped: DroppedFrames; silence: number } | undefined;
+  #failure: EarshotError | undefined;
   #last: RecordingInfo | undefined;
 
   constructor(private readonly options: RecordSinkOptions) {}
 
+  /** A recording is armed, opening or running. */
   get active(): boolean {
-    return this.#recorder !== undefined || this.#starting !== undefined;
+    return this.#recorder !== undefined || this.#starting !== undefined || this.#armed !== undefined;
+  }
+
+  /** Armed and waiting for its first frame: no file exists yet. */
+  get armed(): boolean {
+    return this.#armed !== undefined && this.#starting === undefined && this.#recorder === undefined;
   }
 
   /**
-   * Starts a recording; `name` is user-chosen (validated: a bare file name in
+   * Arms a recording with a generated name that starts when the first frame
+   * arrives. `fromStreamStart` places it at media position 0, so audio lost
+   * before the first frame is accounted for (silence, counted in `gapFrames`).
+   */
+  arm(fromStreamStart = true): void {
+    if (this.active) return;
+    this.#armed = { fromStreamStart };
+    this.#pendingLoss = emptyLoss();
+  }
+
+  /** Cancels an armed recording that has not started; false if none was armed. */
+  disarm(): boolean {
+    if (!this.armed) return false;
+    this.#armed = undefined;
+    this.#pendingLoss = undefined;
+    return true;
+  }
+
+  /**
+   * Starts a recording now; `name` is user-chosen (validated: a bare file name in
    * the recordings directory) or generated. `path` (programmatic API only, never
-   * from HTTP) records to that file instead, wherever it is.
+   * from HTTP) records to that file instead, wherever it is. An armed recording
+   * that has not started yet is replaced by this one.
    */
   start(name?: string, fromStreamStart = false, path?: string): Promise<RecordingInfo> {
     if (this.#starting) return Promise.reject(errors.RECORDING_ACTIVE(this.options.peer, 'a new file'));
     if (this.#recorder) return Promise.reject(errors.RECORDING_ACTIVE(this.options.peer, this.#recorder.name));
+    const armed = this.#armed;
+    this.#armed = undefined;
+    return this.#open(name, fromStreamStart || (armed?.fromStreamStart ?? false), path, false).catch((e: EarshotError) => {
+      // A name the caller got wrong must not cost the session its automatic recording.
+      if (armed && !this.active && CALLER_ERRORS.has(e.code)) this.arm(armed.fromStreamStart);
+      throw e;
+    });
+  }
+
+  #open(name: string | undefined, fromStreamStart: boolean, path: string | undefined, automatic: boolean): Promise<RecordingInfo> {
     const { store } = this.options;
+    this.#pendingLoss ??= emptyLoss();
     this.#starting = (async () => {
-      let file: string;
-      if (path !== undefined) {
-        file = basename(path);
-      } else if (name !== undefined) {
-        file = RecordingsStore.checkName(name);
-        if ((await store.freeName(file.replace(/\.wav$/i, ''))) !== file) throw errors.RECORDING_EXISTS(file);
-      } else {
-        file = await store.freeName(this.options.baseName);
-      }
+      let file = path !== undefined ? basename(path) : (name ?? this.options.baseName);
       let recorder: Recorder;
+      // The writer reports a failure after the sink may have let go of the recorder (stop() in progress).
+      const self: { recorder?: Recorder } = {};
       try {
-        if (path === undefined) await store.prepare(file);
-        recorder = await Recorder.start({
-          path: path !== undefined ? resolve(path) : store.pathOf(file),
-          name: file,
-          sampleRate: this.options.sampleRate,
-          channels: this.options.channels,
-          sampleFormat: this.options.sampleFormat,
-          startPosition: fromStreamStart ? 0 : undefined,
-          onError: (e) => this.options.onError(errors.RECORDING_WRITE_FAILED(file, e.message)),
-        });
+        // A `path` is recorded where the caller said, as given; names go through the store.
+        if (path === undefined && name !== undefined) {
+          file = RecordingsStore.checkName(name);
+          if ((await store.freeName(file.replace(/\.wav$/i, ''))) !== file) throw errors.RECORDING_EXISTS(file);
+        } else if (path === undefined) {
+          file = await store.freeName(this.options.baseName);
+        }
+        try {
+          if (path === undefined) await store.prepare(file);
+          recorder = await Recorder.start({
+            path: path !== undefined ? resolve(path) : store.pathOf(file),
+            name: file,
+            sampleRate: this.options.sampleRate,
+            channels: this.options.channels,
+            sampleFormat: this.options.sampleFormat,
+            startPosition: fromStreamStart ? 0 : undefined,
+            onError: (e) => this.#writeFailed(file, e, self.recorder),
+          });
+          self.recorder = recorder;
+        } catch (e) {
+          if (isEarshotError(e)) throw e;
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'EEXIST') throw errors.RECORDING_EXISTS(file);
+          throw errors.RECORDINGS_DIR_UNWRITABLE(store.dir, describeErrno(e as NodeJS.ErrnoException));
+        }
       } catch (e) {
-        if (isEarshotError(e)) throw e;
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') throw errors.RECORDING_EXISTS(file);
-        throw errors.RECORDINGS_DIR_UNWRITABLE(store.dir, code ?? (e as Error).message);
+        const error = isEarshotError(e) ? e : errors.INTERNAL((e as Error).message);
+        // A name the caller chose is the caller's to fix; anything else means this recording is lost.
+        if (automatic || !CALLER_ERRORS.has(error.code)) {
+          this.#last = this.#failedInfo(file, error);
+          this.options.onFailed(error, this.#last);
+        }
+        throw error;
       }
+      this.#failure = undefined;
       this.#recorder = recorder;
+      const loss = this.#pendingLoss;
+      this.#pendingLoss = undefined;
+      if (loss) recorder.noteLoss(loss.dropped, loss.silence);
       for (const f of this.#backlog) recorder.write(f);
       this.#backlog = [];
-      return recorder.info();
+      return this.info()!;
     })().finally(() => {
       this.#starting = undefined;
+      this.#pendingLoss = undefined;
       this.#backlog = [];
     });
     return this.#starting;
   }
 
   write(frame: ProcessedFrame): void {
-    if (this.#recorder) this.#recorder.write(frame);
-    else if (this.#starting && this.#backlog.length < MAX_BACKLOG) this.#backlog.push(frame);
+    if (this.#recorder) {
+      this.#recorder.write(frame);
+      return;
+    }
+    if (this.armed) {
+      const { fromStreamStart } = this.#armed!;
+      this.#armed = undefined;
+      this.#backlog.push(frame);
+      // Reported through onFailed (and the info) already; nobody awaits an automatic start.
+      this.#open(undefined, fromStreamStart, undefined, true).catch(() => undefined);
+      return;
+    }
+    if (!this.#starting) return;
+    if (this.#backlog.length < MAX_BACKLOG) this.#backlog.push(frame);
+    else this.#pendingLoss!.dropped.backlog++;
   }
 
-  /** Stops and finalizes the recording; throws if none is running. */
+  /**
+   * Loss that happened before the frames got here (see `Recorder.noteLoss`):
+   * counted in the running recording, or kept for the one that is armed or
+   * opening; ignored while nothing records.
+   */
+  noteLoss(dropped: Partial<DroppedFrames>, workerSilenceSamples = 0): void {
+    if (this.#recorder) {
+      this.#recorder.noteLoss(dropped, workerSilenceSamples);
+      return;
+    }
+    const pending = this.#pendingLoss;
+    if (!pending || !(this.#armed || this.#starting)) return;
+    for (const key of Object.keys(pending.dropped) as Array<keyof DroppedFrames>) pending.dropped[key] += dropped[key] ?? 0;
+    pending.silence += workerSilenceSamples;
+  }
+
+  /** Stops and finalizes the recording; throws if none is running (an armed one is only disarmed). */
   async stop(): Promise<RecordingInfo> {
     if (this.#starting) await this.#starting.catch(() => undefined);
     const recorder = this.#recorder;
-    if (!recorder) throw errors.RECORDING_NOT_ACTIVE(this.options.peer);
+    if (!recorder) {
+      this.disarm();
+      throw errors.RECORDING_NOT_ACTIVE(this.options.peer);
+    }
     this.#recorder = undefined;
-    this.#last = await recorder.stop();
+    await recorder.stop();
+    this.#last = this.#withFailure(recorder.info());
     return this.#last;
   }
 
-  /** Stops if recording; never throws (used on session end). */
+  /** Stops if recording, disarms if armed; never throws (used on session end). */
   async finalize(): Promise<RecordingInfo | undefined> {
+    this.disarm();
     if (!this.active) return this.#last;
     return this.stop().catch(() => this.#last);
   }
 
   info(): RecordingInfo | undefined {
-    return this.#recorder?.info() ?? this.#last;
+    return this.#recorder ? this.#withFailure(this.#recorder.info()) : this.#last;
+  }
+
+  #writeFailed(file: string, e: Error, recorder: Recorder | undefined): void {
+    const failure = errors.RECORDING_WRITE_FAILED(file, describeErrno(e as NodeJS.ErrnoException));
+    this.#failure = failure;
+    this.options.onFailed(failure, recorder ? this.#withFailure(recorder.info()) : this.#failedInfo(file, failure));
+  }
+
+  /** The recorder's info with the typed reason of a write failure instead of the raw system error. */
+  #withFailure(info: RecordingInfo): RecordingInfo {
+    return this.#failure && info.state === 'failed' ? { ...info, error: this.#failure.message, code: this.#failure.code } : info;
+  }
+
+  #failedInfo(name: string, error: EarshotError): RecordingInfo {
+    const at = new Date().toISOString();
+    const loss = this.#pendingLoss ?? emptyLoss();
+    const d = loss.dropped;
+    return {
+      name: name.toLowerCase().endsWith('.wav') ? name : `${name}.wav`,
+      state: 'failed',
+      startedAt: at,
+      stoppedAt: at,
+      seconds: 0,
+      bytes: 0,
+      sampleRate: this.options.sampleRate,
+      channels: this.options.channels,
+      sampleFormat: this.options.sampleFormat,
+      gapFrames: 0,
+      gapSeconds: 0,
+      droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
+      droppedBy: { ...d },
+      droppedBytes: 0,
+      error: error.message,
+      code: error.code,
+    };
+  }
+}
+
+function emptyLoss(): { dropped: DroppedFrames; silence: number } {
+  return { dropped: { queueFull: 0, late: 0, workerRestart: 0, backlog: 0 }, silence: 0 };
+}
+
+/** "ENOSPC (no space left on device)" from a system error, so the reason is readable and its errno leads (the error hints key on it). */
+function describeErrno(e: NodeJS.ErrnoException): string {
+  if (!e.code) return e.message;
+  const detail = /^[A-Z]+: ([^,]+)/.exec(e.message)?.[1];
+  return detail ? `${e.code} (${detail})` : e.code;
+}
+
+/** The part of a pipeline the preflight looks at (a `Pipeline`, structurally). */
+export interface RecordingPipeline {
+  name: string;
+  branches: ReadonlyArray<{ sinks: ReadonlyArray<{ type: string; required?: boolean }> }>;
+}
+
+/**
+ * Refuses a session up front when its pipeline requires recording (a record
+ * sink with `required: true`) and the recordings directory cannot take a new
+ * recording now (not writable, or less than `store.minFreeBytes` free):
+ * `EARSHOT_RECORDING_UNAVAILABLE` (507) saying why. Pipelines that don't
+ * require recording start regardless; their recordings report failures in the
+ * stats and as events instead.
+ */
+export async function recordingPreflight(pipeline: RecordingPipeline, store: RecordingsStore): Promise<void> {
+  if (!pipeline.branches.some((b) => b.sinks.some((s) => s.type === 'record' && s.required === true))) return;
+  try {
+    await store.checkUsable();
+  } catch (e) {
+    throw errors.RECORDING_UNAVAILABLE(pipeline.name, (e as Error).message);
   }
 }

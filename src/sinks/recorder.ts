@@ -3,9 +3,30 @@
  * frame at its media position. Gaps (loss beyond concealment, dropped frames, a
  * worker restart) become silence and overlaps are trimmed, so the recording's
  * duration equals the media duration (invariant 5).
+ *
+ * Silence alone would make a damaged recording look complete, so the recording
+ * also counts what it stands for: the silence it inserted itself, the silence
+ * the worker inserted before the frames got here (the worker fills the media
+ * timeline, so a stream whose frames were dropped on the way arrives gapless),
+ * and the frames dropped on the way, by cause (`noteLoss`).
  */
 import type { ProcessedFrame } from '../dsp/types.js';
-import { WavFileWriter, type WavSampleFormat } from './wav-file-writer.js';
+import { WavFileWriter, type WavFileHandle, type WavSampleFormat } from './wav-file-writer.js';
+
+/** Frames dropped on the way into a recording, by cause. */
+export interface DroppedFrames {
+  /** Before processing: the stream's worker queue was full (the worker fell behind). */
+  queueFull: number;
+  /** At the worker: their media time had already been played out (late or duplicate packets). */
+  late: number;
+  /** Lost with a worker that died or restarted (estimated from the gap they left, in frames of the size that followed). */
+  workerRestart: number;
+  /** While the file was being opened, beyond the frames kept for it. */
+  backlog: number;
+}
+
+/** The rate of the decoded stream, the unit of worker-inserted silence. */
+const DECODE_RATE = 48000;
 
 export interface RecorderOptions {
   path: string;
@@ -20,31 +41,50 @@ export interface RecorderOptions {
    */
   startPosition?: number;
   onError?(error: Error): void;
+  /** See WavFileWriterOptions.openFile. */
+  openFile?(path: string): Promise<WavFileHandle>;
 }
 
 export interface RecordingInfo {
   name: string;
+  /** `failed`: it could not start, or writing failed; `error` says why and the file (if any) keeps what reached the disk. */
   state: 'recording' | 'stopped' | 'failed';
   startedAt: string;
   stoppedAt?: string;
+  /** Media seconds recorded; once failed, the seconds the file holds. */
   seconds: number;
   /** Bytes on disk: header plus data. */
   bytes: number;
   sampleRate: number;
   channels: number;
   sampleFormat: WavSampleFormat;
-  /** Sample frames of silence inserted for gaps. */
+  /**
+   * Sample frames of silence in the file standing for audio that did not
+   * arrive or was dropped (DTX pauses included), whether the worker or the
+   * recorder inserted it.
+   */
   gapFrames: number;
-  /** Bytes dropped because the disk could not keep up. */
+  /** `gapFrames` in seconds. */
+  gapSeconds: number;
+  /** Audio frames (packets, typically 20 ms) dropped on the way into this recording; see `droppedBy`. */
+  droppedFrames: number;
+  droppedBy: DroppedFrames;
+  /** Bytes dropped because the disk could not keep up (or never reached it after a failure). */
   droppedBytes: number;
   error?: string;
+  /** Stable code of the failure (`EARSHOT_RECORDING_WRITE_FAILED`, `EARSHOT_RECORDINGS_DIR_UNWRITABLE`, …). */
+  code?: string;
 }
 
 export class Recorder {
   readonly name: string;
   readonly startedAt = new Date();
   stoppedAt: Date | undefined;
+  /** Silence the recorder inserted itself (sample frames at the file's rate). */
   gapFrames = 0;
+  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0 };
+  /** Silence the worker inserted, in 48 kHz samples (converted when reported, so no rounding accumulates). */
+  #workerSilence = 0;
   #nextPosition: number | undefined;
   readonly #writer: WavFileWriter;
   #stopped = false;
@@ -61,6 +101,7 @@ export class Recorder {
       channels: options.channels,
       sampleFormat: options.sampleFormat,
       onError: options.onError,
+      openFile: options.openFile,
     });
     return new Recorder(writer, options);
   }
@@ -84,6 +125,21 @@ export class Recorder {
     this.#nextPosition = frame.position + frames;
   }
 
+  /**
+   * Accounts for loss that happened before the frames got here: frames dropped
+   * on the way, and silence (48 kHz samples) the worker put in their place.
+   */
+  noteLoss(dropped: Partial<DroppedFrames>, workerSilenceSamples = 0): void {
+    if (this.#stopped) return;
+    for (const key of Object.keys(this.dropped) as Array<keyof DroppedFrames>) this.dropped[key] += dropped[key] ?? 0;
+    this.#workerSilence += workerSilenceSamples;
+  }
+
+  /** Error of the writer, once writing failed. */
+  get error(): Error | undefined {
+    return this.#writer.error;
+  }
+
   async stop(): Promise<RecordingInfo> {
     if (!this.#stopped) {
       this.#stopped = true;
@@ -95,6 +151,8 @@ export class Recorder {
 
   info(): RecordingInfo {
     const w = this.#writer;
+    const gapFrames = this.gapFrames + Math.round((this.#workerSilence * w.sampleRate) / DECODE_RATE);
+    const d = this.dropped;
     return {
       name: this.name,
       state: w.error ? 'failed' : this.#stopped ? 'stopped' : 'recording',
@@ -105,9 +163,12 @@ export class Recorder {
       sampleRate: w.sampleRate,
       channels: w.channels,
       sampleFormat: w.sampleFormat,
-      gapFrames: this.gapFrames,
+      gapFrames,
+      gapSeconds: Math.round((gapFrames / w.sampleRate) * 1000) / 1000,
+      droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
+      droppedBy: { ...d },
       droppedBytes: w.droppedBytes,
-      ...(w.error ? { error: w.error.message } : {}),
+      ...(w.error ? { error: w.error.message, code: (w.error as { code?: string }).code } : {}),
     };
   }
 }

@@ -3,12 +3,14 @@
  * traversal), unique names for new recordings, and listing with durations read
  * from the WAV headers. A name is a file name, optionally under subdirectories
  * (`calls/demo/alice-20261125-101500.wav`, from a record sink's `directory`):
- * every segment is a plain name, never `.`, `..` or absolute.
+ * every segment is a plain name, never `.`, `..` or absolute (the rule lives in
+ * recording-names.ts, shared with pipeline validation).
  */
 import { constants } from 'node:fs';
-import { access, mkdir, open, readdir, stat } from 'node:fs/promises';
+import { access, mkdir, open, readdir, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { errors } from '../errors.js';
+import { RECORDING_MAX_DEPTH, RECORDING_SEGMENT, recordingNameProblem } from './recording-names.js';
 
 export interface RecordingEntry {
   name: string;
@@ -20,15 +22,33 @@ export interface RecordingEntry {
   modifiedAt: string;
 }
 
-const SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+const SEGMENT = RECORDING_SEGMENT;
 /** Subdirectory levels a name may have (and `list()` descends). */
-const MAX_DEPTH = 4;
+const MAX_DEPTH = RECORDING_MAX_DEPTH;
+
+/**
+ * Free space below which the directory counts as unusable for a record sink
+ * with `required: true` (16 MiB: about three minutes of one 48 kHz mono s16
+ * stream). A session that must be recorded is better refused than started
+ * onto a disk that fills within seconds.
+ */
+export const MIN_FREE_BYTES = 16 * 1024 * 1024;
+
+export interface RecordingsStoreOptions {
+  /** Free space `checkUsable()` requires. Default `MIN_FREE_BYTES` (16 MiB). */
+  minFreeBytes?: number;
+}
 
 export class RecordingsStore {
   readonly dir: string;
+  #walking: Promise<string[]> | undefined;
 
-  constructor(dir: string) {
+  readonly minFreeBytes: number;
+
+  constructor(dir: string, options: RecordingsStoreOptions = {}) {
     this.dir = resolve(dir);
+    this.minFreeBytes = options.minFreeBytes ?? MIN_FREE_BYTES;
+    if (!(this.minFreeBytes >= 0)) throw new RangeError(`minFreeBytes must be 0 or more, got ${options.minFreeBytes}`);
   }
 
   /** Creates the directory if needed and checks that it is writable. */
@@ -41,13 +61,36 @@ export class RecordingsStore {
     }
   }
 
+  /**
+   * Whether a new recording could be written now: the directory exists (or
+   * can be created), is a writable directory, and its file system has at least
+   * `minFreeBytes` free. Throws `EARSHOT_RECORDINGS_DIR_UNWRITABLE` saying
+   * which (ENOSPC when space is short). Used up front for record sinks with
+   * `required: true` (see `recordingPreflight`).
+   */
+  async checkUsable(): Promise<void> {
+    let code: string;
+    try {
+      await mkdir(this.dir, { recursive: true });
+      if (!(await stat(this.dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      await access(this.dir, constants.W_OK);
+      const fs = await statfs(this.dir);
+      const free = fs.bavail * fs.bsize;
+      if (free >= this.minFreeBytes) return;
+      code = `ENOSPC (${formatBytes(free)} free, ${formatBytes(this.minFreeBytes)} needed)`;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      // mkdir on a path that exists as a file says EEXIST; what the operator must fix is "not a directory".
+      code = err.code === 'EEXIST' ? 'ENOTDIR' : (err.code ?? err.message);
+    }
+    throw errors.RECORDINGS_DIR_UNWRITABLE(this.dir, code);
+  }
+
   /** Validates a user-given name (optionally `dir/…/file`) and returns it with a `.wav` suffix. */
   static checkName(name: string): string {
     if (typeof name !== 'string') throw errors.RECORDING_NAME_INVALID(String(name));
     const withExt = name.toLowerCase().endsWith('.wav') ? name : `${name}.wav`;
-    const segments = withExt.split('/');
-    // A segment starts with a letter, digit, "_" or "-", so "." and ".." (traversal) can't be one.
-    if (segments.length > MAX_DEPTH + 1 || segments.some((s) => !SEGMENT.test(s))) throw errors.RECORDING_NAME_INVALID(name);
+    if (recordingNameProblem(withExt)) throw errors.RECORDING_NAME_INVALID(name);
     return withExt;
   }
 
@@ -74,8 +117,19 @@ export class RecordingsStore {
     throw errors.RECORDING_EXISTS(base);
   }
 
-  /** Every recording, subdirectories included (up to 4 levels), sorted by name. */
-  async list(): Promise<RecordingEntry[]> {
+  /**
+   * Every recording's name, subdirectories included (up to 4 levels), sorted.
+   * Only directory reads: cheap even for thousands of files. Concurrent calls
+   * share one walk, so a burst of listings reads the directory once.
+   */
+  names(): Promise<string[]> {
+    this.#walking ??= this.#walk().finally(() => {
+      this.#walking = undefined;
+    });
+    return this.#walking;
+  }
+
+  async #walk(): Promise<string[]> {
     const names: string[] = [];
     const walk = async (prefix: string, depth: number) => {
       const entries = await readdir(join(this.dir, prefix), { withFileTypes: true }).catch(() => []);
@@ -87,8 +141,41 @@ export class RecordingsStore {
       }
     };
     await walk('', 0);
-    const entries = await Promise.all(names.map((n) => this.describe(n).catch(() => undefined)));
-    return entries.filter((e): e is RecordingEntry => e !== undefined).sort((a, b) => a.name.localeCompare(b.name));
+    return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /**
+   * One page of recordings in name order: those after `cursor` (a name from a
+   * previous page's `next`), at most `limit`. Only the page's files are opened.
+   */
+  async page(options: { limit: number; cursor?: string }): Promise<{ recordings: RecordingEntry[]; next: string | null; total: number }> {
+    const all = await this.names();
+    let from = 0;
+    if (options.cursor !== undefined) {
+      // First name after the cursor (binary search: the list is sorted by code units).
+      let lo = 0;
+      let hi = all.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (all[mid] <= options.cursor) lo = mid + 1;
+        else hi = mid;
+      }
+      from = lo;
+    }
+    const slice = all.slice(from, from + options.limit);
+    const entries = await Promise.all(slice.map((n) => this.describe(n).catch(() => undefined)));
+    const more = from + options.limit < all.length;
+    return {
+      recordings: entries.filter((e): e is RecordingEntry => e !== undefined),
+      next: more && slice.length > 0 ? slice[slice.length - 1] : null,
+      total: all.length,
+    };
+  }
+
+  /** Every recording, described, sorted by name (opens every file: prefer `page()` for large directories). */
+  async list(): Promise<RecordingEntry[]> {
+    const entries = await Promise.all((await this.names()).map((n) => this.describe(n).catch(() => undefined)));
+    return entries.filter((e): e is RecordingEntry => e !== undefined);
   }
 
   async describe(name: string): Promise<RecordingEntry> {
@@ -110,6 +197,10 @@ export class RecordingsStore {
       modifiedAt: info.mtime.toISOString(),
     };
   }
+}
+
+function formatBytes(n: number): string {
+  return n >= 1024 * 1024 ? `${Math.round((n / 1024 / 1024) * 10) / 10} MiB` : `${Math.round(n / 1024)} KiB`;
 }
 
 interface WavHeader {

@@ -5,10 +5,27 @@
  * everything written so far (DESIGN.md invariant 6). Memory is bounded: at most
  * `maxPendingBytes` wait for the disk; beyond that the oldest chunk is dropped
  * and counted.
+ *
+ * The header never claims bytes the file does not hold. Only bytes the system
+ * reports written are counted (a write to a full disk can be short: part of
+ * the buffer lands, then ENOSPC), and when writing fails the header is
+ * rewritten to the data actually on disk, cut to whole sample frames, and the
+ * file truncated to match. A file that cannot get even its first header is
+ * removed rather than left empty.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 
 export type WavSampleFormat = 's16' | 'f32';
+
+/**
+ * The part of `fs.promises.FileHandle` the writer uses. `write` may write
+ * fewer bytes than asked (a full disk does that) and says how many it wrote.
+ */
+export interface WavFileHandle {
+  write(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
+}
 
 export interface WavFileWriterOptions {
   sampleRate: number;
@@ -21,8 +38,14 @@ export interface WavFileWriterOptions {
   headerIntervalMs?: number;
   /** Most bytes allowed to wait for the disk before the oldest chunk is dropped. Default 8 MiB. */
   maxPendingBytes?: number;
-  /** Called once when a write fails; the writer stops writing afterwards. */
+  /**
+   * Called once when a write fails, after the file was made consistent: the
+   * writer stops writing, and the file keeps what reached the disk (whole
+   * sample frames) with a header that says so. `error` is set at once.
+   */
   onError?(error: Error): void;
+  /** Creates the file, failing if it exists. Default `fs.promises.open(path, 'wx')`; tests pass a handle that fails like a full disk. */
+  openFile?(path: string): Promise<WavFileHandle>;
 }
 
 const S16_HEADER = 44;
@@ -35,14 +58,15 @@ export class WavFileWriter {
   readonly headerBytes: number;
   /** Sample frames appended (written, pending or dropped). */
   framesAppended = 0;
-  /** Data bytes on disk and covered by the header. */
+  /** Data bytes on disk and covered by the header (whole sample frames). */
   dataBytesWritten = 0;
   /** Data bytes dropped because the disk could not keep up. */
   droppedBytes = 0;
   error: Error | undefined;
 
-  readonly #fh: FileHandle;
+  readonly #fh: WavFileHandle;
   readonly #bytesPerSample: number;
+  readonly #blockAlign: number;
   readonly #chunkBytes: number;
   readonly #maxPending: number;
   readonly #onError?: (e: Error) => void;
@@ -52,16 +76,17 @@ export class WavFileWriter {
   #pendingBytes = 0;
   #writing: Promise<void> = Promise.resolve();
   #writeActive = false;
-  #dataOnDisk = 0; // data bytes physically written (header may lag)
+  #dataOnDisk = 0; // data bytes the system reported written (header may lag)
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  private constructor(fh: FileHandle, options: WavFileWriterOptions) {
+  private constructor(fh: WavFileHandle, options: WavFileWriterOptions) {
     this.#fh = fh;
     this.sampleRate = options.sampleRate;
     this.channels = options.channels;
     this.sampleFormat = options.sampleFormat ?? 's16';
     this.#bytesPerSample = this.sampleFormat === 's16' ? 2 : 4;
+    this.#blockAlign = this.#bytesPerSample * this.channels;
     this.headerBytes = this.sampleFormat === 's16' ? S16_HEADER : F32_HEADER;
     this.#chunkBytes = options.chunkBytes ?? 32 * 1024;
     this.#maxPending = options.maxPendingBytes ?? 8 * 1024 * 1024;
@@ -69,16 +94,21 @@ export class WavFileWriter {
     this.#chunk = Buffer.from(new ArrayBuffer(this.#chunkBytes));
   }
 
-  /** Creates the file (failing if it exists) and writes an empty, valid header. */
+  /**
+   * Creates the file (failing if it exists) and writes an empty, valid header.
+   * If the header cannot be written (a full disk), the file is removed again:
+   * an empty file is not a recording.
+   */
   static async create(path: string, options: WavFileWriterOptions): Promise<WavFileWriter> {
     if (!Number.isInteger(options.sampleRate) || options.sampleRate < 1) throw new RangeError(`sampleRate must be a positive integer, got ${options.sampleRate}`);
     if (!Number.isInteger(options.channels) || options.channels < 1) throw new RangeError(`channels must be a positive integer, got ${options.channels}`);
-    const fh = await open(path, 'wx');
+    const fh = await (options.openFile ?? ((p: string) => open(p, 'wx')))(path);
     const writer = new WavFileWriter(fh, options);
     try {
-      await fh.write(writer.#header(0), 0, writer.headerBytes, 0);
+      await writer.#writeFully(writer.#header(0), 0);
     } catch (e) {
       await fh.close().catch(() => {});
+      await unlink(path).catch(() => {});
       throw e;
     }
     const interval = options.headerIntervalMs ?? 1000;
@@ -98,7 +128,9 @@ export class WavFileWriter {
     return writer;
   }
 
+  /** Seconds appended; once writing failed, the seconds the file holds. */
   get durationSeconds(): number {
+    if (this.error) return this.dataBytesWritten / this.#blockAlign / this.sampleRate;
     return this.framesAppended / this.sampleRate;
   }
 
@@ -161,6 +193,7 @@ export class WavFileWriter {
     this.#pump();
     await this.#drained();
     if (!this.error) await this.#writeHeader().catch((e) => this.#fail(e as Error));
+    await this.#drained(); // the clean-up after a failure of that last header
     await this.#fh.close().catch(() => {});
   }
 
@@ -196,8 +229,7 @@ export class WavFileWriter {
         while (this.#pending.length > 0 && !this.error) {
           const buf = this.#pending.shift()!;
           this.#pendingBytes -= buf.length;
-          await this.#fh.write(buf, 0, buf.length, this.headerBytes + this.#dataOnDisk);
-          this.#dataOnDisk += buf.length;
+          await this.#writeFully(buf, this.headerBytes, true);
         }
       } catch (e) {
         this.#fail(e as Error);
@@ -216,10 +248,50 @@ export class WavFileWriter {
     }
   }
 
+  /**
+   * Writes all of `buf` at `base` + (for data) the data already on disk,
+   * looping over short writes. Data bytes count as written as the system
+   * reports them, so a write that fails halfway leaves `#dataOnDisk` true.
+   */
+  async #writeFully(buf: Buffer, base: number, data = false): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesWritten } = await this.#fh.write(buf, done, buf.length - done, base + (data ? this.#dataOnDisk : done));
+      // POSIX write returns 0 only when asked for 0 bytes; treat it as the disk refusing rather than loop forever.
+      if (!(bytesWritten > 0)) throw Object.assign(new Error('ENOSPC: the write made no progress (0 bytes written)'), { code: 'ENOSPC' });
+      done += bytesWritten;
+      if (data) this.#dataOnDisk += bytesWritten;
+    }
+  }
+
+  /** Data bytes on disk, cut to whole sample frames: what a header may claim. */
+  #wholeFrames(bytes: number): number {
+    return bytes - (bytes % this.#blockAlign);
+  }
+
   async #writeHeader(): Promise<void> {
-    const data = this.#dataOnDisk;
-    await this.#fh.write(this.#header(data), 0, this.headerBytes, 0);
+    const data = this.#wholeFrames(this.#dataOnDisk);
+    await this.#writeFully(this.#header(data), 0);
     this.dataBytesWritten = data;
+  }
+
+  /**
+   * After a failed write: make the file a valid WAV of exactly what reached
+   * the disk. Rewriting the header overwrites bytes the file already has, and
+   * truncating only shrinks it, so both work on a full disk. If the header
+   * still cannot be written, the file is cut back to what the header on disk
+   * already claims.
+   */
+  async #settle(): Promise<void> {
+    const whole = this.#wholeFrames(this.#dataOnDisk);
+    try {
+      if (whole !== this.dataBytesWritten) await this.#writeFully(this.#header(whole), 0);
+      this.dataBytesWritten = whole;
+    } catch {
+      // keep the previous header; the truncation below makes the file match it
+    }
+    this.#dataOnDisk = this.dataBytesWritten;
+    await this.#fh.truncate(this.headerBytes + this.dataBytesWritten).catch(() => {});
   }
 
   #header(dataBytes: number): Buffer {
@@ -257,8 +329,23 @@ export class WavFileWriter {
   #fail(e: Error): void {
     if (this.error) return;
     this.error = e;
+    // Whatever waits for the disk now will never reach it: count it as dropped.
+    this.droppedBytes += this.#pendingBytes + this.#chunkUsed;
     this.#pending.length = 0;
     this.#pendingBytes = 0;
-    this.#onError?.(e);
+    this.#chunkUsed = 0;
+    clearTimeout(this.#timer);
+    clearInterval(this.#timer);
+    // Runs after the write or header update that failed has returned; the report follows
+    // the clean-up, so what it says about the file (seconds, bytes) is what the file holds.
+    this.#writing = this.#writing
+      .then(() => this.#settle())
+      .then(() => {
+        try {
+          this.#onError?.(e);
+        } catch {
+          // the listener's failure must not break the clean-up chain
+        }
+      });
   }
 }

@@ -1,0 +1,193 @@
+/**
+ * The record sink's lifecycle and its failures: armed recordings create their
+ * file with the first frame (none without media), a recording that cannot
+ * start says why, the preflight for `required` recording refuses up front, and
+ * the naming rule is one function shared with pipeline validation.
+ */
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import wavefile from 'wavefile';
+import { readFile } from 'node:fs/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ProcessedFrame } from '../../src/dsp/types.js';
+import type { EarshotError } from '../../src/errors.js';
+import { RecordSink, recordingPreflight } from '../../src/sinks/record-sink.js';
+import type { RecordingInfo } from '../../src/sinks/recorder.js';
+import { recordingBaseName, recordingNameProblem } from '../../src/sinks/recording-names.js';
+import { RecordingsStore } from '../../src/sinks/recordings-store.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'earshot-sink-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const frame = (position: number, n = 960): ProcessedFrame => ({
+  position,
+  sampleRate: 48000,
+  channels: 1,
+  sampleFormat: 'f32',
+  data: new Float32Array(n).fill(0.25),
+  rms: 0,
+  peak: 0,
+  arrival: 0,
+});
+
+function sink(store = new RecordingsStore(dir)) {
+  const failures: Array<{ error: EarshotError; info: RecordingInfo }> = [];
+  const s = new RecordSink({
+    store,
+    peer: 'alice',
+    baseName: 'demo-alice',
+    sampleRate: 48000,
+    channels: 1,
+    sampleFormat: 's16',
+    onFailed: (error, info) => failures.push({ error, info }),
+  });
+  return { s, failures };
+}
+
+describe('RecordSink', () => {
+  it('leaves no file for an armed recording whose session ends without media', async () => {
+    const { s, failures } = sink();
+    s.arm(true);
+    expect(s.active).toBe(true);
+    expect(s.armed).toBe(true);
+    expect(await s.finalize()).toBeUndefined();
+    expect(s.info()).toBeUndefined();
+    expect(await readdir(dir)).toEqual([]);
+    expect(failures).toEqual([]);
+  });
+
+  it('creates the armed file with the first frame, anchored at position 0, keeping the frames that arrive while it opens', async () => {
+    const { s } = sink();
+    s.arm(true);
+    expect(await readdir(dir)).toEqual([]);
+    s.write(frame(960)); // the first 960 samples of the stream were lost
+    s.write(frame(1920));
+    s.write(frame(2880));
+    expect(s.armed).toBe(false);
+    const info = (await s.finalize())!;
+    expect(info).toMatchObject({ name: 'demo-alice.wav', state: 'stopped', gapFrames: 960, droppedFrames: 0 });
+    expect(info.seconds * 48000).toBe(3840);
+    expect(await readdir(dir)).toEqual(['demo-alice.wav']);
+    const wav = new wavefile.WaveFile(await readFile(join(dir, 'demo-alice.wav')));
+    expect((wav.getSamples(true, Float64Array) as unknown as Float64Array).length).toBe(3840);
+  });
+
+  it('counts loss reported while armed into the recording that then starts', async () => {
+    const { s } = sink();
+    s.arm(true);
+    s.noteLoss({ queueFull: 2 }, 1920);
+    s.write(frame(0));
+    s.noteLoss({ late: 1 });
+    const info = (await s.finalize())!;
+    expect(info.droppedBy).toEqual({ queueFull: 2, late: 1, workerRestart: 0, backlog: 0 });
+    expect(info.gapFrames).toBe(1920);
+  });
+
+  it('an explicit start replaces an armed recording and creates its file at once', async () => {
+    const { s } = sink();
+    s.arm(true);
+    const info = await s.start('interview');
+    expect(info.name).toBe('interview.wav');
+    expect(await readdir(dir)).toEqual(['interview.wav']);
+    await s.stop();
+  });
+
+  it('keeps the armed recording when an explicit start fails for its name', async () => {
+    const { s, failures } = sink();
+    await writeFile(join(dir, 'taken.wav'), '');
+    s.arm(true);
+    await expect(s.start('taken')).rejects.toMatchObject({ code: 'EARSHOT_RECORDING_EXISTS' });
+    expect(s.armed).toBe(true);
+    expect(failures).toEqual([]);
+  });
+
+  it('a recording that cannot start reports failed with the reason, once, and leaves no file', async () => {
+    const root = join(dir, 'recordings');
+    const store = new RecordingsStore(root);
+    await writeFile(root, 'not a directory');
+    const { s, failures } = sink(store);
+    s.arm(true);
+    s.write(frame(0));
+    s.write(frame(960));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(failures).toHaveLength(1);
+    expect(failures[0].error.code).toBe('EARSHOT_RECORDINGS_DIR_UNWRITABLE');
+    expect(failures[0].error.message).toMatch(/ENOTDIR.*not a directory/);
+    expect(failures[0].error.message).not.toMatch(/Create the directory/);
+    expect(s.info()).toMatchObject({ state: 'failed', code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE', bytes: 0 });
+    expect(s.active).toBe(false);
+    s.write(frame(1920)); // frames after the failure are ignored, not retried per frame
+    expect(failures).toHaveLength(1);
+    expect(await s.finalize()).toMatchObject({ state: 'failed' });
+  });
+
+  it('answers a stop of an armed-only recording with "not recording" and disarms it', async () => {
+    const { s } = sink();
+    s.arm(true);
+    await expect(s.stop()).rejects.toMatchObject({ code: 'EARSHOT_RECORDING_NOT_ACTIVE' });
+    expect(s.active).toBe(false);
+  });
+});
+
+describe('recordingPreflight', () => {
+  const pipeline = (required: boolean | undefined) => ({ name: 'calls', branches: [{ sinks: [{ type: 'record', ...(required === undefined ? {} : { required }) }, { type: 'stats' }] }] });
+
+  it('passes a usable directory, and never checks pipelines that do not require recording', async () => {
+    await expect(recordingPreflight(pipeline(true), new RecordingsStore(dir, { minFreeBytes: 0 }))).resolves.toBeUndefined();
+    const file = join(dir, 'file');
+    await writeFile(file, '');
+    await expect(recordingPreflight(pipeline(undefined), new RecordingsStore(file))).resolves.toBeUndefined();
+    await expect(recordingPreflight(pipeline(false), new RecordingsStore(file))).resolves.toBeUndefined();
+  });
+
+  it('refuses with EARSHOT_RECORDING_UNAVAILABLE (507) saying the disk is full when free space is below the minimum', async () => {
+    const store = new RecordingsStore(dir, { minFreeBytes: Number.MAX_SAFE_INTEGER });
+    const e = await recordingPreflight(pipeline(true), store).catch((x: EarshotError) => x);
+    expect(e).toMatchObject({ code: 'EARSHOT_RECORDING_UNAVAILABLE', statusCode: 507 });
+    expect((e as Error).message).toMatch(/Pipeline "calls" requires recording/);
+    expect((e as Error).message).toMatch(/ENOSPC.*free.*needed.*the disk is full/);
+  });
+
+  it('refuses when the recordings path is not a directory, saying so', async () => {
+    const file = join(dir, 'file');
+    await writeFile(file, '');
+    const e = (await recordingPreflight(pipeline(true), new RecordingsStore(file)).catch((x: EarshotError) => x)) as EarshotError;
+    expect(e.code).toBe('EARSHOT_RECORDING_UNAVAILABLE');
+    expect(e.message).toMatch(/ENOTDIR.*is a file, not a directory/);
+  });
+
+  it('recreates a recordings directory that was removed', async () => {
+    const gone = join(dir, 'gone');
+    const store = new RecordingsStore(gone, { minFreeBytes: 0 });
+    await mkdir(gone);
+    await rm(gone, { recursive: true });
+    await store.checkUsable();
+    expect(await readdir(dir)).toEqual(['gone']);
+  });
+});
+
+describe('recording names', () => {
+  it('one rule: the store and validation agree on what is a name', () => {
+    expect(recordingNameProblem('calls/demo/a-b.wav')).toBeUndefined();
+    expect(recordingNameProblem('..r/x.wav')?.segment).toBe(0);
+    expect(recordingNameProblem('a/..../x.wav')?.segment).toBe(1);
+    expect(recordingNameProblem('a//x.wav')?.message).toMatch(/empty path segment/);
+    expect(recordingNameProblem('a/b/c/d/e/x.wav')).toMatchObject({ segment: -1 });
+    expect(recordingNameProblem(`${'x'.repeat(125)}.wav`)?.message).toMatch(/129 characters/);
+    for (const bad of ['..r/x', '....', 'a//x', 'a/b/c/d/e/x']) expect(() => RecordingsStore.checkName(bad)).toThrow(/not allowed/);
+  });
+
+  it('shortens a generated name that long room and peer names push over the limit, instead of losing the recording', () => {
+    const vars = { room: 'r'.repeat(64), peer: 'p'.repeat(64), date: '20261124-101500', time: '101500', session: 'abcdef01', branch: 'main', pipeline: 'default' };
+    const base = recordingBaseName(undefined, vars, false);
+    expect(base.length).toBe(120);
+    expect(() => RecordingsStore.checkName(`${base}-999`)).not.toThrow();
+    expect(recordingBaseName({ directory: 'calls/{room}' }, { ...vars, room: 'demo' }, false)).toBe(`calls/demo/demo-${'p'.repeat(64)}-20261124-101500`);
+  });
+});
