@@ -64,6 +64,8 @@ export const errors = {
     (got: string | undefined, want: string) => `Content-Type must be ${want}, got ${got ? `"${got}"` : 'none'}`),
   SDP_INVALID: define('EARSHOT_SDP_INVALID', 400, 'Invalid SDP offer',
     (why: string) => `The body is not a usable SDP offer: ${why}`),
+  SDP_TOO_COMPLEX: define('EARSHOT_SDP_TOO_COMPLEX', 400, 'SDP offer too complex',
+    (sections: number, limit: number) => `The offer has ${sections} media sections (m= lines); earshot accepts at most ${limit} per offer and receives one Opus audio section (the others are answered as rejected). Offer fewer sections.`),
   NO_OPUS_AUDIO: define('EARSHOT_NO_OPUS_AUDIO', 422, 'No Opus audio in offer',
     (why: string) => `The offer has no audio section earshot can receive: ${why}. Offer an audio m-line with opus/48000/2 and direction sendonly or sendrecv (RFC 7587).`),
   NEGOTIATION_FAILED: define('EARSHOT_NEGOTIATION_FAILED', 422, 'WebRTC negotiation failed',
@@ -85,11 +87,27 @@ export const errors = {
   RANGE_NOT_SATISFIABLE: define('EARSHOT_RANGE_NOT_SATISFIABLE', 416, 'Range not satisfiable',
     (size: number, range: string) => `The file has ${size} bytes; the requested range "${range}" starts beyond it.`),
   RECORDINGS_DIR_UNWRITABLE: define('EARSHOT_RECORDINGS_DIR_UNWRITABLE', 500, 'Recordings directory not writable',
-    (dir: string, why: string) => `Cannot write recordings to "${dir}": ${why}. Create the directory or pass --recordings DIR.`),
+    (dir: string, why: string) => `Cannot write recordings to "${dir}": ${why}${storageHint(why)}`),
+  RECORDING_UNAVAILABLE: define('EARSHOT_RECORDING_UNAVAILABLE', 507, 'Recording unavailable',
+    (pipeline: string, why: string) => `Pipeline "${pipeline}" requires recording (a record sink with "required": true), and recording is not possible now, so the session was not started. ${why}`),
   RECORDING_WRITE_FAILED: define('EARSHOT_RECORDING_WRITE_FAILED', 500, 'Recording write failed',
-    (file: string, why: string) => `Writing ${file} failed: ${why}`),
+    (file: string, why: string) => `Writing ${file} failed: ${why}${/^E[A-Z]+/.test(why) ? storageHint(why) : ''}`),
   UNAUTHORIZED: define('EARSHOT_UNAUTHORIZED', 401, 'Unauthorized',
-    () => 'This server needs a bearer token: send "Authorization: Bearer <token>" (the --token / EARSHOT_TOKEN value).'),
+    (role: 'publish' | 'admin' = 'publish') => role === 'publish'
+      ? 'Publishing needs a bearer token: send "Authorization: Bearer <token>" with the --token / EARSHOT_TOKEN value (the admin token works too).'
+      : 'This route needs the admin token: send "Authorization: Bearer <token>" with the --admin-token / EARSHOT_ADMIN_TOKEN value.'),
+  FORBIDDEN: define('EARSHOT_FORBIDDEN', 403, 'Forbidden',
+    (role: 'publish' | 'admin') => `Your token does not grant the ${role} role this route needs${role === 'admin' ? ': the publish token (--token) only allows WHIP; use the admin token (--admin-token)' : ''}.`),
+  HOST_NOT_ALLOWED: define('EARSHOT_HOST_NOT_ALLOWED', 403, 'Host not allowed',
+    (host: string) => `This server has no token for this route, so it only answers requests addressed to localhost / 127.0.0.1 / [::1], not "${host}". Set --admin-token (and --token) to serve other names, or --insecure if a trusted proxy fronts it.`),
+  PEER_ACTIVE: define('EARSHOT_PEER_ACTIVE', 409, 'Peer already publishing',
+    (peer: string) => `Peer "${peer}" is already publishing. Only a request with publish rights proven by a token (or the admin token) may replace a live peer: end your old session with DELETE on its session URL, wait for it to time out, or configure --token.`),
+  PEER_BUSY: define('EARSHOT_PEER_BUSY', 409, 'Peer being placed',
+    (peer: string) => `Another request for peer "${peer}" is being answered right now; retry in a moment.`),
+  TOO_MANY_DOWNLOADS: define('EARSHOT_TOO_MANY_DOWNLOADS', 429, 'Too many downloads',
+    (limit: number, scope: string) => `At most ${limit} downloads may run at once ${scope}; wait for one to finish.`),
+  INSECURE_BIND: define('EARSHOT_INSECURE_BIND', 500, 'Refusing to expose an open API',
+    (host: string) => `Refusing to listen on ${host} without an admin token: anyone who reaches it could read and delete recordings and end sessions. Set --admin-token / EARSHOT_ADMIN_TOKEN (and --token for publishers; one value may serve both), bind 127.0.0.1, or pass --insecure if something in front of earshot already protects it.`),
   TRICKLE_NOT_SUPPORTED: define('EARSHOT_TRICKLE_NOT_SUPPORTED', 405, 'Trickle ICE not supported',
     () => 'This WHIP server answers with all its candidates and does not accept PATCH (trickle ICE / ICE restart). Send a complete offer with POST instead.'),
   PIPELINE_INVALID: define('EARSHOT_PIPELINE_INVALID', 422, 'Invalid pipeline',
@@ -110,11 +128,20 @@ export const errors = {
   BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body',
     (why: string) => why),
   OVERLOADED: define('EARSHOT_OVERLOADED', 503, 'Server at capacity',
-    (limit: number) => `The server already has its maximum of ${limit} sessions; retry later or raise --max-sessions.`),
+    (limit: number, what: 'sessions' | 'pending' = 'sessions') => what === 'sessions'
+      ? `The server already has its maximum of ${limit} sessions; retry later or raise --max-sessions.`
+      : `The server already has ${limit} sessions that have not connected yet; retry later or raise --max-pending-sessions.`),
   SHUTTING_DOWN: define('EARSHOT_SHUTTING_DOWN', 503, 'Server shutting down',
     () => 'The server is shutting down and accepts no new sessions.'),
   STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',
     (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is { type, create } (or an array of them); see examples/dc-blocker-stage.js.`),
+  // Worker faults end one stream (session end reason `pipeline-error`); 500 if one ever reaches an HTTP client.
+  STAGE_TIMEOUT: define('EARSHOT_STAGE_TIMEOUT', 500, 'Worker stage hung',
+    (stage: string, stream: string, limitMs: number) => `${stage} of pool stream ${stream} made no progress for ${limitMs} ms (taskTimeoutMs): its worker was replaced and the stream ended; the worker's other streams went on. Make the stage return sooner, or raise taskTimeoutMs if it is legitimately slow.`,
+    (stage, stream, limitMs) => ({ stage, stream, limitMs })),
+  STAGE_CRASHED: define('EARSHOT_STAGE_CRASHED', 500, 'Worker stage crashed its worker',
+    (stage: string, stream: string, crashes: number, why: string) => `${stage} of pool stream ${stream} crashed its worker ${crashes} times (last: ${why}); stream quarantined (maxStreamCrashes ${crashes}) instead of rebuilt again. Fix the stage: it must not exit the process or crash its thread.`,
+    (stage, stream, crashes) => ({ stage, stream, crashes })),
   PROCESSOR_INVALID: define('EARSHOT_PROCESSOR_INVALID', 400, 'Invalid processor',
     (name: string, why: string) => `Processor "${name}" cannot be registered: ${why}`),
   PROCESSOR_NOT_FOUND: define('EARSHOT_PROCESSOR_NOT_FOUND', 404, 'Unknown processor',
@@ -122,6 +149,37 @@ export const errors = {
   INTERNAL: define('EARSHOT_INTERNAL', 500, 'Internal error',
     (why: string) => `Internal error: ${why}`),
 } as const;
+
+/**
+ * What to do about a failed write to the recordings directory, by errno: the
+ * hint must match the cause ("create the directory" is no help on a full disk).
+ */
+function storageHint(why: string): string {
+  const code = /^E[A-Z]+/.exec(why)?.[0];
+  switch (code) {
+    case 'ENOSPC':
+      return ' — the disk is full. Free space on that file system or pass --recordings DIR on another.';
+    case 'EDQUOT':
+      return ' — the disk quota is used up. Free space or raise the quota of the user earshot runs as.';
+    case 'EACCES':
+    case 'EPERM':
+      return ' — the directory is not writable by the user earshot runs as. Fix its permissions or pass --recordings DIR.';
+    case 'EROFS':
+      return ' — the file system is read-only. Pass --recordings DIR on a writable one.';
+    case 'ENOENT':
+      return ' — the directory does not exist. Create it or pass --recordings DIR.';
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return ' — the path (or part of it) is a file, not a directory. Remove the file or pass --recordings DIR.';
+    case 'EMFILE':
+    case 'ENFILE':
+      return ' — too many open files. Raise the open-file limit (ulimit -n) or lower --max-sessions.';
+    case 'EIO':
+      return ' — the disk reported an I/O error. Check the device.';
+    default:
+      return '. Check the directory or pass --recordings DIR.';
+  }
+}
 
 export function isEarshotError(e: unknown): e is EarshotError {
   return e instanceof EarshotError;

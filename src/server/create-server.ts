@@ -17,6 +17,14 @@ import { WorkerPool } from '../pool/worker-pool.js';
 import { hasDefaultPool, setDefaultPool } from '../pipeline/operators.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorRegistry } from '../sinks/processors.js';
 import { installProblemHandling } from './problem.js';
+import fastifyCors from '@fastify/cors';
+import fastifyStatic from '@fastify/static';
+import { errors } from '../errors.js';
+import { Access } from './access.js';
+import { corsPolicy, checkOrigin } from './cors-policy.js';
+import { installAccessControl } from './access-control.js';
+import { DownloadLinks } from './download-links.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { registerControlRoutes } from './routes/control.js';
 import { registerRecordingRoutes } from './routes/recordings.js';
 import { registerPipelineRoutes } from './routes/pipelines.js';
@@ -30,8 +38,47 @@ export interface CreateServerOptions {
   host?: string;
   /** TCP port for HTTP. Default 8080; 0 picks a free port. */
   port?: number;
-  /** Bearer token required on every WHIP request except OPTIONS. Default: none (open). */
+  /**
+   * Token of the **publish** role: required (as `Authorization: Bearer …`) on
+   * WHIP POST, DELETE and PATCH. Default: none — anyone who reaches the port may
+   * publish, but only a token holder or an admin may replace a live peer.
+   */
   token?: string;
+  /**
+   * Token of the **admin** role: statistics, events, recordings, pipelines,
+   * rooms, recording control and metrics (and publishing). It may be the same
+   * value as `token`. Default: none — the admin API is open, which is allowed
+   * only on a loopback `host` (or with `insecure`); requests must then name a
+   * loopback host (protects against DNS rebinding).
+   */
+  adminToken?: string;
+  /**
+   * Allow an open role (no token) on a non-loopback `host`, and any Host
+   * header. Only for a server that something in front of it already protects.
+   * Default false.
+   */
+  insecure?: boolean;
+  /**
+   * Origins (e.g. `https://ops.example.com`) whose pages may call the control
+   * API from a browser (CORS). Default: none — the API answers same-origin
+   * pages only (the dashboard it serves). Never `*`.
+   */
+  corsOrigins?: string[];
+  /**
+   * Origins whose pages may publish over WHIP (CORS, RFC 9725 §4.1). Default
+   * `['*']`: any page — the publish token, not the origin, protects publishing.
+   */
+  whipCorsOrigins?: string[];
+  /** Serve `GET /metrics` without the admin token (for a scraper on a trusted network). Default false. */
+  metricsPublic?: boolean;
+  /** Concurrent recording downloads per client address; more get 429. Default 4. */
+  maxDownloadsPerClient?: number;
+  /** Concurrent recording downloads in all; more get 429. Default 32. */
+  maxDownloads?: number;
+  /** A download whose client reads nothing for this long is cut off. Default 30000 ms. */
+  downloadIdleTimeoutMs?: number;
+  /** Lifetime of the signed download links `GET /recordings` returns. Default 3600 s. */
+  downloadLinkSeconds?: number;
   /**
    * Directory of pipeline files (`*.json`, each named after its pipeline),
    * loaded at start and watched for changes. Default: the package's
@@ -54,12 +101,28 @@ export interface CreateServerOptions {
   threads?: number;
   /** Milliseconds between batches sent to the workers. Default 5. */
   batchIntervalMs?: number;
+  /**
+   * Longest a stream's stages may run on one batch (a custom stage stuck in a
+   * loop) before its worker is replaced and that stream ends with
+   * `pipeline-error`; the worker's other streams move on unharmed. Default 500 ms.
+   */
+  stageTimeoutMs?: number;
+  /** Worker crashes blamed on one stream before it is ended instead of rebuilt again. Default 2. */
+  maxStreamCrashes?: number;
+  /** Frames a stream may wait for its worker before the oldest are dropped (counted, logged). Default 100 (2 s). */
+  maxQueuedFrames?: number;
   /** End a session when no RTP arrives for this long. Default 10000 ms. */
   mediaTimeoutMs?: number;
   /** End a session that has not connected (ICE + DTLS) in this time. Default 15000 ms. */
   connectTimeoutMs?: number;
-  /** Most concurrent sessions; more are refused with 503. Default 500. */
+  /** Most concurrent sessions; more are refused with 503 and `Retry-After`. Default 500. */
   maxSessions?: number;
+  /**
+   * Most sessions being answered or not yet connected (each holds UDP sockets
+   * until it connects or `connectTimeoutMs` passes); more are refused with 503.
+   * Default 50.
+   */
+  maxPendingSessions?: number;
   /**
    * ICE host candidates to announce. Default: `[host]` when `host` is a specific
    * IP (e.g. `127.0.0.1`), every non-loopback interface when it is `0.0.0.0`.
@@ -116,8 +179,25 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port must be 0–65535, got ${port}`);
-  if (options.token !== undefined && options.token.trim() === '') throw new TypeError('options.token must not be empty');
-  const pool = new WorkerPool({ threads: options.threads, batchIntervalMs: options.batchIntervalMs });
+  const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
+  // An open admin API on a reachable address hands out every recording: refuse it unless told otherwise.
+  if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
+  const downloadLimits = {
+    perClient: positiveInteger('maxDownloadsPerClient', options.maxDownloadsPerClient ?? 4),
+    total: positiveInteger('maxDownloads', options.maxDownloads ?? 32),
+    idleTimeoutMs: positiveInteger('downloadIdleTimeoutMs', options.downloadIdleTimeoutMs ?? 30_000),
+  };
+  const links = new DownloadLinks(options.downloadLinkSeconds ?? 3600);
+  for (const [name, list] of [['corsOrigins', options.corsOrigins], ['whipCorsOrigins', options.whipCorsOrigins]] as const) {
+    for (const origin of list ?? []) checkOrigin(name, origin, name === 'whipCorsOrigins');
+  }
+  const pool = new WorkerPool({
+    threads: options.threads,
+    batchIntervalMs: options.batchIntervalMs,
+    taskTimeoutMs: options.stageTimeoutMs,
+    maxStreamCrashes: options.maxStreamCrashes,
+    maxQueuedFrames: options.maxQueuedFrames,
+  });
   const logger = { level: options.logLevel ?? 'info' };
   let pipelines: PipelineRegistry;
   let pipeline: Pipeline;
@@ -161,24 +241,26 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     mediaTimeoutMs: options.mediaTimeoutMs,
     connectTimeoutMs: options.connectTimeoutMs,
     maxSessions: options.maxSessions,
+    maxPendingSessions: options.maxPendingSessions,
     log: app.log.child({ module: 'core' }),
   });
 
-  // RFC 9725 §4.1: WHIP endpoints serve browsers too, so CORS applies to every response.
-  app.addHook('onRequest', async (_req, reply) => {
-    void reply
-      .header('Access-Control-Allow-Origin', '*')
-      .header('Access-Control-Expose-Headers', 'Location, ETag, Link, Accept-Post');
+  // CORS first, so that even a refused request carries the headers a browser needs to read the refusal.
+  await app.register(fastifyCors, {
+    delegator: (req, callback) => callback(null, corsPolicy(req.url, options.corsOrigins ?? [], options.whipCorsOrigins ?? ['*'])),
   });
+  installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
-  registerWhipRoutes(app, core, options.token);
-  registerControlRoutes(app, core);
-  registerRecordingRoutes(app, core);
+  registerWhipRoutes(app, core, access);
+  registerControlRoutes(app, core, access);
+  registerRecordingRoutes(app, core, access, links, downloadLimits);
   registerPipelineRoutes(app, core);
   registerEventRoutes(app, core);
   registerDashboardRoutes(app);
+  // A second static instance, only for `reply.sendFile` of recordings.
+  await app.register(fastifyStatic, { root: core.store.dir, serve: false, decorateReply: true });
   const metrics = createMetrics(core);
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  app.get('/metrics', { config: { access: 'metrics' } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
   let closing: Promise<void> | undefined;
   let ownsDefaultPool = false;
@@ -239,4 +321,9 @@ function defaultIceHosts(host: string): string[] | undefined {
   if (host === 'localhost' || isLoopbackHost(host)) return ['127.0.0.1'];
   if (host === '0.0.0.0' || host === '::') return undefined;
   return isIP(host) ? [host] : undefined;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`options.${name} must be a positive integer, got ${value}`);
+  return value;
 }

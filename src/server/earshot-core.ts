@@ -19,6 +19,7 @@ import type { IceOptions } from '../rtc/ice-config.js';
 import { PeerSession, type PeerSessionEvents, type SessionEndReason } from '../rtc/peer-session.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
+import { recordingPreflight } from '../sinks/record-sink.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
 
 /** Jitter histogram bounds, seconds (RFC 3550 jitter of a healthy LAN call is well under 5 ms). */
@@ -39,6 +40,12 @@ export interface EarshotCoreOptions {
   connectTimeoutMs?: number;
   /** Most concurrent sessions; more get 503. Default 500. */
   maxSessions?: number;
+  /**
+   * Most sessions that are being answered or have not connected yet (they hold
+   * UDP sockets and count against `maxSessions` too); more get 503. Bounds what
+   * a flood of offers that never connect can hold. Default 50.
+   */
+  maxPendingSessions?: number;
   /** Processor registry for `processor` sinks and attachments. Default: the process-wide one (`registerProcessor`). */
   processors?: ProcessorRegistry;
   log: FastifyBaseLogger;
@@ -142,6 +149,8 @@ export class EarshotCore {
   readonly #startedAt = performance.now();
   readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
   #shuttingDown = false;
+  /** Peers whose offer is being answered now: placement of a peer is one step at a time. */
+  readonly #placing = new Set<string>();
 
   constructor(options: EarshotCoreOptions) {
     this.#options = options;
@@ -238,12 +247,19 @@ export class EarshotCore {
    * replaces the old session: it is ended and finalized first (a reconnecting
    * client must not be locked out until the media timeout).
    */
-  async publish(room: string, peer: string, offer: string, options: { pipeline?: string } = {}): Promise<PeerSession> {
+  async publish(room: string, peer: string, offer: string, options: { pipeline?: string; mayReplace?: boolean } = {}): Promise<PeerSession> {
+    let placing = false;
     try {
-      const existing = this.#admit(peer);
+      // One placement per peer at a time: concurrent offers for one peer would otherwise
+      // each build a session and all but one would be orphaned (sockets held, never counted).
+      if (this.#placing.has(peer)) throw errors.PEER_BUSY(peer);
+      this.#placing.add(peer);
+      placing = true;
+      const existing = this.#admit(peer, options.mayReplace ?? true);
       // Resolved once: this stream keeps this version even if the pipeline is edited meanwhile.
       const pipeline = this.pipelineFor(room, options.pipeline);
       await this.checkPipeline(pipeline);
+      await recordingPreflight(pipeline, this.store); // `required` recording on an unusable directory: 507, no session
       const slot: { entry?: PeerEntry } = {};
       const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
       await this.#start(slot, room, peer, session, pipeline, existing);
@@ -251,6 +267,8 @@ export class EarshotCore {
     } catch (e) {
       this.#refused((e as { code?: string }).code ?? 'EARSHOT_INTERNAL');
       throw e;
+    } finally {
+      if (placing) this.#placing.delete(peer);
     }
   }
 
@@ -260,7 +278,8 @@ export class EarshotCore {
    * with the server's pipeline like a WHIP publisher's.
    */
   adopt(room: string, peer: string, options: { pipeline?: string } = {}): PeerSession {
-    const existing = this.#admit(peer);
+    if (this.#placing.has(peer)) throw errors.PEER_BUSY(peer);
+    const existing = this.#admit(peer, true);
     const pipeline = this.pipelineFor(room, options.pipeline);
     this.#checkProcessors(pipeline);
     const slot: { entry?: PeerEntry } = {};
@@ -333,13 +352,29 @@ export class EarshotCore {
     return { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) };
   }
 
-  /** Refuses new sessions while shutting down or full; returns the live session a new one replaces. */
-  #admit(peer: string): PeerEntry | undefined {
+  /**
+   * Refuses new sessions while shutting down, full, or with too many that have
+   * not connected (those being answered right now included); returns the live
+   * session a new one replaces, if the caller may replace it.
+   */
+  #admit(peer: string, mayReplace: boolean): PeerEntry | undefined {
     if (this.#shuttingDown) throw errors.SHUTTING_DOWN();
     const existing = this.peers.get(peer);
+    if (existing && !mayReplace) throw errors.PEER_ACTIVE(peer);
     const limit = this.#options.maxSessions ?? 500;
-    if (!existing && this.peers.size >= limit) throw errors.OVERLOADED(limit);
+    // #placing holds this peer already; the others are offers in negotiation.
+    const negotiating = this.#placing.size - (this.#placing.has(peer) ? 1 : 0);
+    if (!existing && this.peers.size + negotiating >= limit) throw errors.OVERLOADED(limit);
+    const pendingLimit = this.#options.maxPendingSessions ?? 50;
+    if (this.pendingSessions() - (this.#placing.has(peer) ? 1 : 0) >= pendingLimit) throw errors.OVERLOADED(pendingLimit, 'pending');
     return existing;
+  }
+
+  /** Sessions being answered or not yet connected. */
+  pendingSessions(): number {
+    let connecting = 0;
+    for (const e of this.peers.live()) if (e.session.state === 'connecting') connecting++;
+    return connecting + this.#placing.size;
   }
 
   #sessionOptions(pipeline: Pipeline) {
@@ -391,6 +426,11 @@ export class EarshotCore {
           void session.close('pipeline-error');
         },
         onSinkError: (sink, err) => log.error({ sink, err: err.message }, 'sink failed and was detached'),
+        // Recording failures and dropped-audio episodes: logged, and published like processor events (processor "earshot").
+        onEvent: (e) => {
+          log[e.level](e.data, e.message);
+          this.events$.next({ peerId: peer, roomId: room, sessionId: session.id, processor: 'earshot', event: e.type, data: e.data, at: Date.now() });
+        },
       }),
     };
     slot.entry = entry;

@@ -3,7 +3,9 @@
  * by playwright-core) opens the page, publishes its fake microphone (the speech
  * fixture) over WHIP with the page's own "Talk" button, and sees its own card and
  * that of a second peer sent from Node; stopping yields a recording the page can
- * play and download.
+ * play and download. The server has a publish and an admin token: the page asks
+ * for them, then sends them on every call (the event stream included), and plays
+ * and downloads recordings through signed links.
  *
  * WebRTC between headless Chromium and the server over loopback: the test server
  * is ICE-lite and announces only 127.0.0.1 (the default of `startServer`). The
@@ -76,6 +78,9 @@ interface MediaElement {
   addEventListener(type: string, listener: () => void): void;
 }
 
+const PUBLISH_TOKEN = 'e2e-publish-token';
+const ADMIN_TOKEN = 'e2e-admin-token';
+
 const card = (page: Page, peer: string) => page.locator(`[data-testid="peer-card"][data-peer="${peer}"]`);
 
 let t: TestServer | undefined;
@@ -95,7 +100,8 @@ describe('dashboard', () => {
           '`sudo apt-get install -y --no-install-recommends chromium` (.ci/run does) or point EARSHOT_CHROMIUM at a Chromium binary.',
       );
     }
-    t = await startServer(); // the default pipeline: denoise (VAD) → WAV recording + stats
+    // The default pipeline (denoise with VAD → WAV recording + stats), with both roles protected.
+    t = await startServer({ token: PUBLISH_TOKEN, adminToken: ADMIN_TOKEN });
     scratchDir = await mkdtemp(join(tmpdir(), 'earshot-e2e-'));
     context = await chromium.launchPersistentContext(join(scratchDir, 'profile'), {
       executablePath: CHROMIUM,
@@ -113,8 +119,19 @@ describe('dashboard', () => {
     });
     page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
 
+    // Without tokens in this tab the page asks for them before it calls anything.
     await page.goto(`${t.url}/`);
+    const form = page.getByTestId('token-form');
+    await form.waitFor({ state: 'visible', timeout: 10_000 });
+    await page.getByTestId('admin-token').fill(ADMIN_TOKEN);
+    await page.getByTestId('publish-token').fill(PUBLISH_TOKEN);
+    await page.getByTestId('token-submit').click();
+    await form.waitFor({ state: 'hidden', timeout: 5000 });
     await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 10_000 });
+    // Kept for the tab: a reload does not ask again.
+    await page.reload();
+    await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 10_000 });
+    expect(await form.isVisible()).toBe(false);
 
     // Talk: the page publishes its (fake) microphone over WHIP.
     const talk = page.getByTestId('talk-button');
@@ -126,7 +143,7 @@ describe('dashboard', () => {
     await card(page, me).locator('[data-testid="peer-state"]').filter({ hasText: 'connected' }).waitFor({ timeout: 15_000 });
 
     // A second peer from Node shows up as its own card while it streams.
-    const bot = sendAudio({ url: `${t.url}/whip/e2e/bot`, source: fixturePath('tone-1k-48k.wav'), seconds: 4, loop: true });
+    const bot = sendAudio({ url: `${t.url}/whip/e2e/bot`, source: fixturePath('tone-1k-48k.wav'), seconds: 4, loop: true, token: PUBLISH_TOKEN });
     try {
       await card(page, 'bot').waitFor({ timeout: 10_000 });
 

@@ -2,7 +2,7 @@
  * Starts the real earshot server on a free loopback port with a fresh
  * recordings directory, for integration tests.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type CreateServerOptions, type EarshotServer } from '../../src/index.js';
@@ -17,7 +17,14 @@ export interface TestServer {
 
 export async function startServer(options: CreateServerOptions = {}): Promise<TestServer> {
   const recordingsDir = await mkdtemp(join(tmpdir(), 'earshot-test-'));
-  const server = await createServer({ port: 0, host: '127.0.0.1', recordingsDir, logLevel: 'warn', ...options });
+  // A copy of the bundled pipelines: a test that PUTs or DELETEs pipelines must never change the repository's.
+  let pipelinesDir = options.pipelinesDir;
+  let ownPipelines: string | undefined;
+  if (pipelinesDir === undefined) {
+    pipelinesDir = ownPipelines = await mkdtemp(join(tmpdir(), 'earshot-pipelines-'));
+    await cp(join(import.meta.dirname, '..', '..', 'pipelines'), pipelinesDir, { recursive: true });
+  }
+  const server = await createServer({ port: 0, host: '127.0.0.1', recordingsDir, logLevel: 'warn', ...options, pipelinesDir });
   const url = await server.listen();
   return {
     server,
@@ -26,6 +33,7 @@ export async function startServer(options: CreateServerOptions = {}): Promise<Te
     async close() {
       await server.close();
       await rm(recordingsDir, { recursive: true, force: true });
+      if (ownPipelines) await rm(ownPipelines, { recursive: true, force: true });
     },
   };
 }

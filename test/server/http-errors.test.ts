@@ -150,7 +150,11 @@ describe('control API errors', () => {
       const bad = await fetch(`${t.url}/peers/namer/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name": 5}' });
       expect(bad.status).toBe(400);
       expect((await problem(bad)).code).toBe('EARSHOT_BODY_INVALID');
-      // The default pipeline records from the start; a second start is a conflict.
+      // The default pipeline's recording waits for the first audio (this peer never sends any), so
+      // an explicit start opens a file at once; a second start is a conflict.
+      const once = await fetch(`${t.url}/peers/namer/recording`, { method: 'POST' });
+      expect(once.status).toBe(201);
+      await once.arrayBuffer();
       const twice = await fetch(`${t.url}/peers/namer/recording`, { method: 'POST' });
       expect(twice.status).toBe(409);
       expect((await problem(twice)).code).toBe('EARSHOT_RECORDING_ACTIVE');

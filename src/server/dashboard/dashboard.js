@@ -30,8 +30,67 @@ const fmt = {
   },
 };
 
+// ---------------------------------------------------------------- tokens
+
+// The admin token (statistics, recordings, recording control) and the publish
+// token (Talk) live in this tab's session storage only: asked once, sent as
+// "Authorization: Bearer …" on every call, gone when the tab closes. A server
+// without tokens (loopback development) never asks.
+const TOKENS_KEY = 'earshot.tokens';
+const tokens = (() => {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(TOKENS_KEY) ?? '{}');
+    return { admin: typeof saved.admin === 'string' ? saved.admin : '', publish: typeof saved.publish === 'string' ? saved.publish : '' };
+  } catch {
+    return { admin: '', publish: '' };
+  }
+})();
+const tokenForm = byTestId('token-form');
+const tokenError = byTestId('token-error');
+/** Calls waiting for the operator to enter a token, resumed on submit. */
+let afterSignIn = [];
+
+function authHeaders(role, headers = {}) {
+  const token = role === 'publish' ? tokens.publish || tokens.admin : tokens.admin;
+  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+}
+
+/** Shows the token form (once) and resolves when the operator has entered tokens. */
+function askForTokens(message) {
+  tokenError.textContent = message ?? '';
+  tokenError.hidden = !message;
+  tokenForm.hidden = false;
+  byTestId('admin-token').focus();
+  return new Promise((resolve) => afterSignIn.push(resolve));
+}
+
+tokenForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  tokens.admin = byTestId('admin-token').value.trim();
+  tokens.publish = byTestId('publish-token').value.trim();
+  sessionStorage.setItem(TOKENS_KEY, JSON.stringify(tokens));
+  tokenForm.hidden = true;
+  const waiting = afterSignIn;
+  afterSignIn = [];
+  for (const resume of waiting) resume();
+});
+
+/**
+ * fetch() for the admin API: sends the admin token; on 401/403 asks for the
+ * tokens and tries again.
+ */
+async function api(path, init = {}) {
+  for (;;) {
+    const res = await fetch(path, { ...init, headers: authHeaders('admin', init.headers) });
+    if (res.status !== 401 && res.status !== 403) return res;
+    await askForTokens(await problemText(res));
+  }
+}
+
 /** URL of a recording; names may hold subdirectories, each segment is encoded. */
 const recordingUrl = (name) => `/recordings/${String(name).split('/').map(encodeURIComponent).join('/')}`;
+/** The listing's signed URL (plays in <audio> without a header), else the plain one (open servers). */
+const downloadUrl = (r) => (typeof r.url === 'string' && r.url.startsWith('/recordings/') ? r.url : recordingUrl(r.name));
 
 /** Reads an error response: problem+json `detail` (or `title`), else the status line. */
 async function problemText(res) {
@@ -220,7 +279,7 @@ async function toggleRecording(peer, card) {
   parts.record.disabled = true;
   parts.error.hidden = true;
   try {
-    const res = await fetch(`/peers/${encodeURIComponent(peer)}/recording`, { method: stopping ? 'DELETE' : 'POST' });
+    const res = await api(`/peers/${encodeURIComponent(peer)}/recording`, { method: stopping ? 'DELETE' : 'POST' });
     if (!res.ok) throw new Error(await problemText(res));
     if (stopping) markFinalized((await res.json().catch(() => null))?.recordings);
     card.recording = !stopping;
@@ -286,7 +345,10 @@ function updateRecordingStates() {
     $('.recording-live', row).hidden = !live;
     const audio = $('audio', row);
     // A new URL, so the media cache cannot hand back the unfinished file.
-    if (wasLive && !live && audio.paused) audio.src = `${recordingUrl(row.dataset.name)}?final=${Date.now()}`;
+    if (wasLive && !live && audio.paused) {
+      const url = row.dataset.url ?? recordingUrl(row.dataset.name);
+      audio.src = `${url}${url.includes('?') ? '&' : '?'}final=${Date.now()}`;
+    }
   }
 }
 
@@ -301,6 +363,7 @@ function recordingRow(r, fresh) {
   li.className = `recording${fresh ? ' fresh' : ''}`;
   li.dataset.testid = 'recording-row';
   li.dataset.name = r.name;
+  li.dataset.url = downloadUrl(r);
   const name = document.createElement('span');
   name.className = 'recording-name';
   name.textContent = r.name;
@@ -317,10 +380,10 @@ function recordingRow(r, fresh) {
   const audio = document.createElement('audio');
   audio.controls = true;
   audio.preload = 'metadata';
-  audio.src = recordingUrl(r.name);
+  audio.src = downloadUrl(r);
   audio.dataset.testid = 'recording-audio';
   const link = document.createElement('a');
-  link.href = recordingUrl(r.name);
+  link.href = downloadUrl(r);
   link.download = String(r.name).split('/').pop();
   link.textContent = 'Download';
   link.dataset.testid = 'recording-download';
@@ -329,7 +392,7 @@ function recordingRow(r, fresh) {
 }
 
 async function loadRecordings() {
-  const res = await fetch('/recordings', { cache: 'no-store' });
+  const res = await api('/recordings?limit=200', { cache: 'no-store' });
   if (!res.ok) throw new Error(await problemText(res));
   const body = await res.json();
   const list = (Array.isArray(body?.recordings) ? body.recordings : []).filter((r) => r && typeof r.name === 'string');
@@ -340,6 +403,12 @@ async function loadRecordings() {
     const row = existing.get(r.name);
     if (!row) return recordingRow(r, knownRecordings !== null && !knownRecordings.has(r.name));
     $('.recording-meta > span', row).textContent = recordingMeta(r);
+    // Signed links expire: keep the newest, and hand it to a player that is not playing.
+    row.dataset.url = downloadUrl(r);
+    const audio = $('audio', row);
+    const link = $('a', row);
+    if (link) link.href = row.dataset.url;
+    if (audio?.paused && audio.currentTime === 0) audio.src = row.dataset.url;
     return row;
   });
   recordingsEl.replaceChildren(...rows);
@@ -372,26 +441,25 @@ byTestId('recordings-refresh').addEventListener('click', () => void refreshRecor
 
 const connEl = byTestId('connection');
 
-function connect() {
-  const source = new EventSource('/events?interval=250');
-  source.addEventListener('open', () => {
-    connEl.dataset.state = 'live';
-    connEl.textContent = 'live';
-  });
-  source.addEventListener('error', () => {
-    // EventSource reconnects by itself (the server asks for 2 s); CLOSED means it gave up.
-    const closed = source.readyState === EventSource.CLOSED;
-    connEl.dataset.state = closed ? 'down' : 'connecting';
-    connEl.textContent = closed ? 'disconnected' : 'reconnecting…';
-    if (closed) setTimeout(connect, 3000);
-  });
-  source.addEventListener('stats', (e) => {
+/**
+ * GET /events over fetch, not EventSource: EventSource cannot send the admin
+ * token. Parses the text/event-stream framing itself and reconnects after
+ * 2 s (what the server asks for) when the stream ends or fails.
+ */
+async function connect() {
+  const handlers = new Map();
+  const on = (type, fn) => handlers.set(type, fn);
+  const setState = (state, text) => {
+    connEl.dataset.state = state;
+    connEl.textContent = text;
+  };
+  on('stats', (e) => {
     const data = parse(e.data);
     if (!data) return;
     renderServer(data.server);
     renderPeers(data.peers);
   });
-  source.addEventListener('session', (e) => {
+  on('session', (e) => {
     const s = parse(e.data);
     if (!s) return;
     const who = `${s.peer ?? '?'} in ${s.room ?? '?'}`;
@@ -403,7 +471,7 @@ function connect() {
       void refreshRecordings();
     }
   });
-  source.addEventListener('processor', (e) => {
+  on('processor', (e) => {
     const p = parse(e.data);
     if (!p) return;
     let data = '';
@@ -414,6 +482,36 @@ function connect() {
     }
     log(`${p.peerId ?? '?'} · ${p.processor ?? '?'}: ${p.event ?? ''}${data}`, '', p.at);
   });
+  for (;;) {
+    try {
+      const res = await api('/events?interval=250', { headers: { Accept: 'text/event-stream' }, cache: 'no-store' });
+      if (!res.ok || !res.body) throw new Error(await problemText(res));
+      setState('live', 'live');
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let type = 'message';
+          const data = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) type = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (data.length > 0) handlers.get(type)?.({ data: data.join('\n') });
+        }
+      }
+    } catch (e) {
+      log(`events: ${e instanceof Error ? e.message : e}`, 'ended');
+    }
+    setState('connecting', 'reconnecting…');
+    await new Promise((r) => setTimeout(r, 2000));
+  }
 }
 
 function parse(text) {
@@ -475,11 +573,16 @@ async function startTalk() {
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringComplete(pc);
     const peer = randomPeerId();
-    const res = await fetch(`/whip/dashboard/${peer}`, {
+    let res = await fetch(`/whip/dashboard/${peer}`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/sdp' },
+      headers: authHeaders('publish', { 'Content-Type': 'application/sdp' }),
       body: pc.localDescription.sdp,
     });
+    if (res.status === 401 || res.status === 403) {
+      setTalk('busy', 'Publishing needs a token…');
+      await askForTokens(await problemText(res));
+      res = await fetch(`/whip/dashboard/${peer}`, { method: 'POST', headers: authHeaders('publish', { 'Content-Type': 'application/sdp' }), body: pc.localDescription.sdp });
+    }
     if (res.status !== 201) throw new Error(await problemText(res));
     const location = new URL(res.headers.get('Location') ?? '', res.url).href;
     await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
@@ -506,7 +609,7 @@ async function stopTalk(reason = '') {
   setTalk('busy', 'Stopping…');
   let error = reason;
   try {
-    const res = await fetch(current.location, { method: 'DELETE' });
+    const res = await fetch(current.location, { method: 'DELETE', headers: authHeaders('publish') });
     // 404: the server already ended it (timeout, replaced); nothing left to stop.
     if (res.ok) markFinalized((await res.json().catch(() => null))?.recordings);
     else if (res.status !== 404) error = await problemText(res);
@@ -523,8 +626,23 @@ async function stopTalk(reason = '') {
 talkButton.addEventListener('click', () => void (talk ? stopTalk() : startTalk()));
 // A page that goes away ends its session right away instead of at the media timeout.
 window.addEventListener('pagehide', () => {
-  if (talk) fetch(talk.location, { method: 'DELETE', keepalive: true }).catch(() => undefined);
+  if (talk) fetch(talk.location, { method: 'DELETE', keepalive: true, headers: authHeaders('publish') }).catch(() => undefined);
 });
 
-connect();
-void refreshRecordings();
+/**
+ * Asks for the tokens up front when /health says the server needs them and
+ * this tab has none yet, so the page never fires requests that fail.
+ */
+async function start() {
+  try {
+    const health = await (await fetch('/health', { cache: 'no-store' })).json();
+    const needsAdmin = health?.access?.admin === 'token' && !tokens.admin;
+    if (needsAdmin) await askForTokens();
+  } catch {
+    // /health unreadable: the API calls below ask for tokens if they get 401
+  }
+  void connect();
+  void refreshRecordings();
+}
+
+void start();

@@ -4,10 +4,27 @@
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
 import { RecordingsStore } from '../../sinks/recordings-store.js';
+import type { Access } from '../access.js';
 import type { EarshotCore } from '../earshot-core.js';
 
-export function registerControlRoutes(app: FastifyInstance, core: EarshotCore): void {
-  app.get('/health', async () => ({ status: 'ok', ...pick(core.stats()) }));
+export function registerControlRoutes(app: FastifyInstance, core: EarshotCore, access: Access): void {
+  // `degraded` (a DSP worker hung or crashed recently; see docs/deployment.md) still answers 200:
+  // the server keeps serving — a fault ends only the stream at fault — so a load balancer must
+  // keep routing to it, while monitoring alerts on `status` and reads `reasons`. Public, so the
+  // reasons name stage types and pool stream ids only, never peers or file paths.
+  app.get('/health', async () => {
+    const pool = core.pool.health();
+    return {
+      status: pool.status,
+      reasons: pool.reasons,
+      ...pick(core.stats()),
+      workerRestarts: pool.workerRestarts,
+      lastRestartAt: pool.lastRestartAt,
+      quarantined: pool.quarantined,
+      // Which roles need a token, so a client (the dashboard) can ask for one before calling.
+      access: { publish: access.publishOpen ? 'open' : 'token', admin: access.adminOpen ? 'open' : 'token' },
+    };
+  });
 
   app.get('/stats', async () => ({ server: core.stats(), peers: core.peers.snapshots() }));
 

@@ -4,6 +4,7 @@
  * microphone over WHIP. Its files live in `src/server/dashboard/`, which ships
  * with the package, so the same path works from the sources and from `dist/`.
  */
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
@@ -12,6 +13,11 @@ import { packageRoot } from '../../package-root.js';
 /** Where the page's files are, in the sources and in the installed package alike. */
 export function dashboardDir(): string {
   return join(packageRoot(), 'src', 'server', 'dashboard');
+}
+
+/** The page's routes (`/` and one per file): public, since the page holds no data and asks for the admin token. */
+export function dashboardRoutes(): string[] {
+  return ['/', ...readdirSync(dashboardDir()).map((f) => `/${f}`)];
 }
 
 /**

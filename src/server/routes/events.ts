@@ -68,14 +68,17 @@ export function registerEventRoutes(app: FastifyInstance, core: EarshotCore): vo
   app.get<{ Querystring: { interval?: string } }>('/events', async (req, reply) => {
     const interval = req.query.interval === undefined ? DEFAULT_INTERVAL_MS : Number(req.query.interval);
     if (!Number.isInteger(interval) || interval < 100 || interval > 10_000) throw errors.BODY_INVALID('?interval= must be an integer number of milliseconds from 100 to 10000.');
+    // Headers set so far (CORS for an allowed origin) would be lost by hijacking: carry them over.
+    const earlier: Record<string, string | number | string[]> = {};
+    for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) earlier[k] = v;
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
+      ...earlier,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
       connection: 'keep-alive',
       'x-accel-buffering': 'no', // proxies must not buffer a live stream
-      'access-control-allow-origin': '*',
     });
     raw.write('retry: 2000\n\n');
     const client: Client = { reply, intervalMs: interval, nextDue: 0, skippedTicks: 0 };

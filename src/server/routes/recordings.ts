@@ -1,58 +1,119 @@
 /**
- * Recordings: list with duration and size, and download as audio/wav.
+ * Recordings: a paginated listing with duration and size, and downloads.
  *
- * Downloads carry their length and honour single byte ranges (RFC 9110 §14):
- * without them a browser's <audio> treats the file as a live stream, shows no
- * duration and cannot seek.
+ * Downloads are served by @fastify/static's `sendFile` (single byte ranges,
+ * ETag, Last-Modified; RFC 9110 §14): without ranges a browser's <audio> treats
+ * the file as a live stream, shows no duration and cannot seek. A recording
+ * still being written is served as far as it got.
+ *
+ * A download holds a socket and a file descriptor while it runs, so they are
+ * bounded: a client that stops reading is cut off after `idleTimeoutMs`
+ * without progress, and only so many downloads may run at once per client
+ * address and in all.
  */
-import { createReadStream } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
+import { RecordingsStore } from '../../sinks/recordings-store.js';
+import type { Access } from '../access.js';
+import type { DownloadLinks } from '../download-links.js';
 import type { EarshotCore } from '../earshot-core.js';
 
-export function registerRecordingRoutes(app: FastifyInstance, core: EarshotCore): void {
-  app.get('/recordings', async () => ({ recordings: await core.store.list() }));
+export interface DownloadLimits {
+  /** Concurrent downloads one client address may run. */
+  perClient: number;
+  /** Concurrent downloads in all. */
+  total: number;
+  /** A download that sends nothing for this long (the client stopped reading) is cut off, ms. */
+  idleTimeoutMs: number;
+}
+
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+
+export function registerRecordingRoutes(app: FastifyInstance, core: EarshotCore, access: Access, links: DownloadLinks, limits: DownloadLimits): void {
+  app.get<{ Querystring: { limit?: string; cursor?: string } }>('/recordings', async (req) => {
+    const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw errors.BODY_INVALID(`?limit= must be an integer from 1 to ${MAX_PAGE}.`);
+    const cursor = req.query.cursor;
+    if (cursor !== undefined && (typeof cursor !== 'string' || cursor.length > 1024)) throw errors.BODY_INVALID('?cursor= must be the "next" value of the previous page.');
+    const page = await core.store.page({ limit, cursor });
+    return {
+      recordings: page.recordings.map((r) => ({ ...r, url: links.sign(r.name) })),
+      next: page.next,
+      total: page.total,
+      linkSeconds: links.ttlSeconds,
+    };
+  });
+
+  const active = new Map<string, number>();
+  let running = 0;
 
   // `*`: names may include the subdirectories of a record sink's `directory` (calls/demo/x.wav).
-  app.get<{ Params: { '*': string } }>('/recordings/*', async (req, reply) => {
-    const entry = await core.store.describe(req.params['*']); // validates the name, 404s unknown files
-    // The size when asked: a recording still being written is served as far as it got.
-    const size = entry.bytes;
-    void reply
-      .type('audio/wav')
-      .header('Content-Disposition', `attachment; filename="${entry.name.split('/').pop()}"`)
-      .header('Cache-Control', 'no-store')
-      .header('Accept-Ranges', 'bytes');
-    const range = byteRange(req.headers.range, size);
-    if (range === 'unsatisfiable') {
-      void reply.header('Content-Range', `bytes */${size}`);
-      throw errors.RANGE_NOT_SATISFIABLE(size, String(req.headers.range));
-    }
-    const { start, end } = range ?? { start: 0, end: size - 1 };
-    if (range) void reply.code(206).header('Content-Range', `bytes ${start}-${end}/${size}`);
-    void reply.header('Content-Length', String(end - start + 1));
-    if (end < start) return reply.send(Buffer.alloc(0));
-    return reply.send(createReadStream(core.store.pathOf(entry.name), { start, end }));
-  });
+  app.get<{ Params: { '*': string }; Querystring: { expires?: string; signature?: string } }>(
+    '/recordings/*',
+    { config: { access: 'admin-or-signed' } },
+    async (req, reply) => {
+      const name = RecordingsStore.checkName(req.params['*']);
+      // A signed link opens exactly its file; anything else needs the admin role.
+      if (!links.verify(name, req.query.expires, req.query.signature)) await access.require('admin')(req, reply);
+      const entry = await core.store.describe(name); // 404s unknown files
+      // Our own 416 (problem+json with the size), before any slot is taken.
+      if (rangeBeyondEnd(req.headers.range, entry.bytes)) {
+        void reply.header('Content-Range', `bytes */${entry.bytes}`);
+        throw errors.RANGE_NOT_SATISFIABLE(entry.bytes, String(req.headers.range).slice(0, 100));
+      }
+      const client = req.ip;
+      const mine = active.get(client) ?? 0;
+      if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.perClient, 'from one address'));
+      if (running >= limits.total) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.total, 'on this server'));
+      active.set(client, mine + 1);
+      running++;
+      track(reply.raw, limits.idleTimeoutMs, () => {
+        running--;
+        const n = (active.get(client) ?? 1) - 1;
+        if (n > 0) active.set(client, n);
+        else active.delete(client);
+      });
+      void reply
+        .header('Content-Disposition', `attachment; filename="${entry.name.split('/').pop()}"`)
+        .header('Cache-Control', 'no-store');
+      return reply.sendFile(entry.name, core.store.dir, { acceptRanges: true, etag: true, lastModified: true, cacheControl: false, dotfiles: 'deny' });
+    },
+  );
+}
+
+/** A single `bytes=` range that starts at or past the end (or asks for the last 0 bytes): RFC 9110 §14.1.1 416. */
+function rangeBeyondEnd(header: string | undefined, size: number): boolean {
+  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
+  if (!m || (m[1] === '' && m[2] === '')) return false;
+  return m[1] === '' ? Number(m[2]) === 0 : Number(m[1]) >= size;
+}
+
+function withRetry<E>(reply: { header(k: string, v: string): unknown }, error: E): E {
+  reply.header('Retry-After', '5');
+  return error;
 }
 
 /**
- * The one byte range of a `Range` header, clamped to the file; undefined for no
- * header, a malformed one or several ranges (the whole file is sent then, which
- * RFC 9110 §14.2 allows).
+ * Cuts the connection of a download that makes no progress for `idleMs`
+ * (its reader stopped: the socket buffer is full and nothing is written), and
+ * calls `done` once when the response ends, whichever way.
  */
-export function byteRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
-  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
-  if (!m || (m[1] === '' && m[2] === '')) return undefined;
-  if (m[1] === '') {
-    // Suffix range: the last N bytes.
-    const n = Number(m[2]);
-    if (n === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - n), end: size - 1 };
-  }
-  const start = Number(m[1]);
-  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (start >= size) return 'unsatisfiable';
-  if (end < start) return undefined;
-  return { start, end };
+function track(res: ServerResponse, idleMs: number, done: () => void): void {
+  const socket = res.socket;
+  let finished = false;
+  const onTimeout = () => socket?.destroy();
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    // The connection may serve other requests (keep-alive): back to no idle limit.
+    socket?.setTimeout(0);
+    socket?.off('timeout', onTimeout);
+    done();
+  };
+  socket?.setTimeout(idleMs);
+  socket?.on('timeout', onTimeout);
+  // 'close' fires when the response completed or its connection went away.
+  res.once('close', finish);
 }

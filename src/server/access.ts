@@ -1,0 +1,134 @@
+/**
+ * Who may do what. Two roles, each granted by its own bearer token:
+ *
+ * - **publish**: WHIP POST and DELETE (send audio, end your own session);
+ * - **admin**: everything else that reveals or changes data — statistics,
+ *   events, recordings, pipelines, rooms, recording control, metrics — and
+ *   publishing too.
+ *
+ * A role without a configured token is open to whoever reaches the port. That
+ * is only allowed on a loopback address (the server refuses to bind elsewhere
+ * without an admin token unless `insecure` is set), and then requests must
+ * also name a loopback host, so a web page that rebinds its own DNS name to
+ * 127.0.0.1 still cannot read the open API.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { errors } from '../errors.js';
+import { isLoopbackHost } from '../rtc/ice-config.js';
+
+export type Role = 'publish' | 'admin';
+
+export interface AccessOptions {
+  /** Token for the publish role. Undefined: publishing is open. */
+  publishToken?: string;
+  /** Token for the admin role. Undefined: the admin API is open (loopback only, unless insecure). */
+  adminToken?: string;
+  /** Accept any Host header even while a role is open (the operator took responsibility, `--insecure`). */
+  insecure?: boolean;
+}
+
+/** The roles a request has proven; computed once per request. */
+export interface Grant {
+  publish: boolean;
+  admin: boolean;
+  /** The request presented a token that matched (a proven publisher or admin, not just an open role). */
+  authenticated: boolean;
+}
+
+const GRANT = Symbol('earshot.grant');
+
+export class Access {
+  readonly #publish: Buffer | undefined;
+  readonly #admin: Buffer | undefined;
+  readonly #insecure: boolean;
+
+  constructor(options: AccessOptions) {
+    for (const [name, value] of [['token', options.publishToken], ['adminToken', options.adminToken]] as const) {
+      if (value !== undefined && (typeof value !== 'string' || value.trim() === '')) throw new TypeError(`options.${name} must be a non-empty string`);
+    }
+    this.#publish = options.publishToken === undefined ? undefined : digest(options.publishToken);
+    this.#admin = options.adminToken === undefined ? undefined : digest(options.adminToken);
+    this.#insecure = options.insecure === true;
+  }
+
+  /** True when some role needs no token. */
+  get hasOpenRole(): boolean {
+    return this.#publish === undefined || this.#admin === undefined;
+  }
+
+  get adminOpen(): boolean {
+    return this.#admin === undefined;
+  }
+
+  get publishOpen(): boolean {
+    return this.#publish === undefined;
+  }
+
+  /** What this request may do. The admin token also grants publishing. */
+  grantOf(req: FastifyRequest): Grant {
+    const cached = (req as unknown as Record<symbol, Grant | undefined>)[GRANT];
+    if (cached) return cached;
+    const presented = bearer(req.headers.authorization);
+    const isAdmin = presented !== undefined && this.#admin !== undefined && safeEqual(presented, this.#admin);
+    const isPublisher = presented !== undefined && this.#publish !== undefined && safeEqual(presented, this.#publish);
+    const grant: Grant = {
+      admin: isAdmin || this.#admin === undefined,
+      publish: isAdmin || isPublisher || this.#publish === undefined,
+      authenticated: isAdmin || isPublisher,
+    };
+    (req as unknown as Record<symbol, Grant>)[GRANT] = grant;
+    return grant;
+  }
+
+  /**
+   * An `onRequest` hook that lets the request through only with `role`:
+   * 401 without a usable token, 403 with a token for the other role.
+   */
+  require(role: Role) {
+    return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+      this.checkHost(req, role);
+      const grant = this.grantOf(req);
+      if (grant[role]) return;
+      const presented = bearer(req.headers.authorization);
+      // A valid token of the other role: the caller is known but not allowed.
+      if (presented !== undefined && grant.authenticated) throw errors.FORBIDDEN(role);
+      throw errors.UNAUTHORIZED(role);
+    };
+  }
+
+  /**
+   * While `role` is open (no token), only loopback Host names are served:
+   * a browser that was tricked into calling 127.0.0.1 under another name
+   * (DNS rebinding) sends that name as Host.
+   */
+  checkHost(req: FastifyRequest, role: Role): void {
+    if (this.#insecure) return;
+    const open = role === 'admin' ? this.#admin === undefined : this.#publish === undefined;
+    if (!open) return;
+    const host = hostName(req.headers.host);
+    if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(req.headers.host ?? '').slice(0, 100));
+  }
+}
+
+/** The token of an `Authorization: Bearer …` header (scheme case-insensitive, RFC 6750). */
+function bearer(header: string | undefined): string | undefined {
+  const m = header ? /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header) : null;
+  return m ? m[1] : undefined;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** Constant-time comparison of digests, so neither content nor length leaks. */
+function safeEqual(presented: string, expected: Buffer): boolean {
+  return timingSafeEqual(digest(presented), expected);
+}
+
+/** The name part of a Host header: `127.0.0.1:8080` → `127.0.0.1`, `[::1]:80` → `::1`. */
+function hostName(host: string | undefined): string | undefined {
+  if (!host) return undefined;
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(host) ?? /^([^:]+)(?::\d+)?$/.exec(host);
+  return m ? m[1].toLowerCase() : undefined;
+}

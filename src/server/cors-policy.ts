@@ -1,0 +1,52 @@
+/**
+ * CORS per route family (served by @fastify/cors):
+ *
+ * - WHIP (`/whip/…`): the allow-list, default `*` (RFC 9725 §4.1: browsers
+ *   publish from any page; the publish token protects the endpoint). WHIP's
+ *   own OPTIONS handler answers after the CORS headers are set, so it can add
+ *   `Accept-Post` and, for a plain OPTIONS without CORS, still reply.
+ * - Everything else: only the origins the operator lists; none by default, so a
+ *   page on another origin that the operator happens to visit cannot read
+ *   recordings or statistics from a server on their machine. Never `*`.
+ */
+import type { FastifyCorsOptions } from '@fastify/cors';
+
+const WHIP_EXPOSED = ['Location', 'ETag', 'Link', 'Accept-Post', 'Retry-After'];
+const API_EXPOSED = ['Location', 'ETag', 'Retry-After', 'Content-Range', 'Accept-Ranges', 'Content-Disposition'];
+
+export function corsPolicy(url: string, apiOrigins: string[], whipOrigins: string[]): FastifyCorsOptions {
+  if (url.startsWith('/whip/')) {
+    return {
+      origin: whipOrigins.includes('*') ? '*' : whipOrigins.length > 0 ? whipOrigins : false,
+      methods: ['POST', 'DELETE', 'PATCH', 'OPTIONS'],
+      allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
+      exposedHeaders: WHIP_EXPOSED,
+      maxAge: 86400,
+      // The WHIP OPTIONS route replies itself (Accept-Post), preflight or not.
+      preflightContinue: true,
+      strictPreflight: false,
+    };
+  }
+  return {
+    origin: apiOrigins.length > 0 ? apiOrigins : false,
+    methods: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'Range'],
+    exposedHeaders: API_EXPOSED,
+    maxAge: 600,
+  };
+}
+
+/** An origin as browsers send it: `scheme://host[:port]`, no path; `*` only where allowed. */
+export function checkOrigin(option: string, origin: string, starAllowed: boolean): void {
+  if (origin === '*') {
+    if (starAllowed) return;
+    throw new TypeError(`options.${option} must not contain "*": the control API reveals recordings and statistics; list the origins that may call it`);
+  }
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    throw new TypeError(`options.${option}: "${origin}" is not an origin like https://ops.example.com`);
+  }
+  if (url.origin !== origin) throw new TypeError(`options.${option}: "${origin}" is not an origin; use "${url.origin}" (scheme, host and port only)`);
+}

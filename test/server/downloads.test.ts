@@ -1,0 +1,224 @@
+/**
+ * Recording downloads are bounded: a client that stops reading cannot hold
+ * the server's file descriptors (the attack: 120 stalled downloads against a
+ * 256-descriptor limit made /health and WHIP fail with EMFILE), and listings
+ * of thousands of recordings come in pages.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixturePath } from '../helpers/audio.js';
+import { chromeLikeOffer } from '../helpers/offers.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/**
+ * A 96 MiB WAV (header + silence): more than the kernel buffers of a loopback
+ * connection hold (Linux autotunes a receive buffer up to tcp_rmem's maximum,
+ * 32 MiB here, plus the sender's 4 MiB), so a reader that stops really stalls.
+ */
+const BIG_BYTES = 96 * 1024 * 1024;
+async function bigWav(path: string): Promise<void> {
+  const data = BIG_BYTES;
+  const h = Buffer.alloc(44);
+  h.write('RIFF', 0, 'ascii');
+  h.writeUInt32LE(36 + data, 4);
+  h.write('WAVEfmt ', 8, 'ascii');
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20);
+  h.writeUInt16LE(1, 22);
+  h.writeUInt32LE(48000, 24);
+  h.writeUInt32LE(96000, 28);
+  h.writeUInt16LE(2, 32);
+  h.writeUInt16LE(16, 34);
+  h.write('data', 36, 'ascii');
+  h.writeUInt32LE(data, 40);
+  await writeFile(path, Buffer.concat([h, Buffer.alloc(data)]));
+}
+
+/** Opens a GET for `path` and never reads the body: the server's writes back up. */
+function stalledDownload(port: number, path: string): Promise<{ socket: Socket; status: number }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    const timer = setTimeout(() => reject(new Error(`no response to GET ${path} within 10 s`)), 10_000);
+    socket.once('error', reject);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    socket.once('data', (chunk: Buffer) => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(chunk.toString('latin1'))?.[1] ?? 0);
+      clearTimeout(timer);
+      socket.pause(); // stop reading: TCP flow control stalls the server's writes
+      resolve({ socket, status });
+    });
+  });
+}
+
+describe('stalled downloads', () => {
+  let dir: string;
+  let child: ChildProcess | undefined;
+  let url = '';
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'earshot-downloads-'));
+    await bigWav(join(dir, 'big.wav'));
+    // The attack's conditions: 256 file descriptors for the whole server process.
+    child = spawn('prlimit', ['--nofile=256:256', process.execPath, '--import', 'tsx', join(ROOT, 'test', 'helpers', 'child-server.ts')], {
+      cwd: ROOT,
+      env: { ...process.env, EARSHOT_TEST_OPTIONS: JSON.stringify({ recordingsDir: dir, downloadIdleTimeoutMs: 2000, maxDownloadsPerClient: 4, maxDownloads: 16 }) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (c: string) => (out += c));
+    for (const deadline = Date.now() + 30_000; !/URL (\S+)/.test(out); ) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`server did not start: ${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    url = /URL (\S+)/.exec(out)![1];
+  });
+
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('120 stalled downloads: 4 are served, the rest get 429 with Retry-After, and /health and WHIP keep working; the stalled ones are cut after the idle timeout', async () => {
+    const port = Number(new URL(url).port);
+    const results: number[] = [];
+    for (let i = 0; i < 120; i++) {
+      const r = await stalledDownload(port, '/recordings/big.wav');
+      sockets.push(r.socket);
+      results.push(r.status);
+    }
+    expect(results.filter((s) => s === 200)).toHaveLength(4);
+    expect(results.filter((s) => s === 429)).toHaveLength(116);
+
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    const whip = await fetch(`${url}/whip/fd/alice`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
+    expect(whip.status).toBe(201);
+    await whip.text();
+    const tooMany = await fetch(`${url}/recordings/big.wav`);
+    expect(tooMany.status).toBe(429);
+    expect(tooMany.headers.get('retry-after')).toBe('5');
+    expect(((await tooMany.json()) as { code: string }).code).toBe('EARSHOT_TOO_MANY_DOWNLOADS');
+
+    // The server cuts the 4 stalled transfers once they make no progress for 2 s, which frees their
+    // slots: a new download is served again.
+    let freed = 0;
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+      const probe = await fetch(`${url}/recordings/big.wav`, { headers: { range: 'bytes=0-43' } });
+      await probe.arrayBuffer();
+      if (probe.status === 206) {
+        freed = probe.status;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(freed).toBe(206);
+    // Reading on, each stalled download ends early, far short of the file.
+    const served = sockets.filter((_, i) => results[i] === 200);
+    const received = await Promise.all(
+      served.map(
+        (s) =>
+          new Promise<number>((resolve, reject) => {
+            let bytes = 0;
+            const timer = setTimeout(() => reject(new Error(`a stalled download was not cut: ${bytes} bytes read, socket ${s.readyState}`)), 20_000);
+            s.on('data', (c: Buffer) => (bytes += c.length));
+            s.on('error', () => undefined); // the server may reset the connection it cut
+            s.once('close', () => {
+              clearTimeout(timer);
+              resolve(bytes);
+            });
+            s.resume();
+          }),
+      ),
+    );
+    for (const bytes of received) expect(bytes).toBeLessThan(BIG_BYTES);
+  });
+});
+
+describe('the recordings listing', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer();
+    // 5000 recordings (the finding: 0.6–1.0 s per unpaginated listing, and /health slowed with it).
+    await Promise.all(Array.from({ length: 5000 }, (_, i) => copyFile(fixturePath('tone-1k-48k.wav'), join(t.recordingsDir, `call-${String(i).padStart(5, '0')}.wav`))));
+  });
+  afterAll(() => t.close());
+
+  it('comes in pages with a cursor: every recording exactly once, in name order, each with a working signed link', async () => {
+    const first = (await (await fetch(`${t.url}/recordings`)).json()) as { recordings: Array<{ name: string; url: string }>; next: string | null; total: number };
+    expect(first.recordings).toHaveLength(100);
+    expect(first.total).toBe(5000);
+    expect(first.next).toBe('call-00099.wav');
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    const timings: number[] = [];
+    do {
+      const started = performance.now();
+      const res = await fetch(`${t.url}/recordings?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      const page = (await res.json()) as { recordings: Array<{ name: string; seconds: number }>; next: string | null };
+      timings.push(performance.now() - started);
+      seen.push(...page.recordings.map((r) => r.name));
+      expect(page.recordings.every((r) => Math.abs(r.seconds - 3) < 0.01)).toBe(true);
+      cursor = page.next;
+    } while (cursor);
+    expect(seen).toHaveLength(5000);
+    expect(new Set(seen).size).toBe(5000);
+    expect([...seen].sort()).toEqual(seen);
+    // Figures, not thresholds: this machine is shared.
+    console.log(`recordings listing, 5000 files: pages of 1000 took ${timings.map((ms) => ms.toFixed(0)).join(', ')} ms`);
+
+    const link = first.recordings[0].url;
+    expect(link).toMatch(/^\/recordings\/call-00000\.wav\?expires=\d+&signature=/);
+    const download = await fetch(`${t.url}${link}`);
+    expect(download.status).toBe(200);
+    expect(download.headers.get('content-type')).toMatch(/^audio\/(x-)?wav/);
+    expect(download.headers.get('etag')).toBeTruthy();
+    await download.arrayBuffer();
+  });
+
+  it('rejects a bad limit with 400', async () => {
+    for (const limit of ['0', '1001', 'x']) {
+      const res = await fetch(`${t.url}/recordings?limit=${limit}`);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe('EARSHOT_BODY_INVALID');
+    }
+  });
+});
+
+describe('signed download links', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ adminToken: 'admin-secret', downloadLinkSeconds: 60 });
+    await copyFile(fixturePath('tone-1k-48k.wav'), join(t.recordingsDir, 'a.wav'));
+    await copyFile(fixturePath('tone-1k-48k.wav'), join(t.recordingsDir, 'b.wav'));
+  });
+  afterAll(() => t.close());
+
+  it('open exactly their file without a token; a tampered or foreign link is 401', async () => {
+    const list = (await (await fetch(`${t.url}/recordings`, { headers: { authorization: 'Bearer admin-secret' } })).json()) as { recordings: Array<{ name: string; url: string }> };
+    const a = list.recordings.find((r) => r.name === 'a.wav')!;
+    expect((await fetch(`${t.url}/recordings/a.wav`)).status).toBe(401);
+    const ok = await fetch(`${t.url}${a.url}`);
+    expect(ok.status).toBe(200);
+    expect((await ok.arrayBuffer()).byteLength).toBe(288_044);
+    // The same signature on another file, or a later expiry, does not verify.
+    expect((await fetch(`${t.url}${a.url.replace('/a.wav', '/b.wav')}`)).status).toBe(401);
+    const later = a.url.replace(/expires=(\d+)/, (_, e: string) => `expires=${Number(e) + 1000}`);
+    expect((await fetch(`${t.url}${later}`)).status).toBe(401);
+  });
+});
