@@ -24,12 +24,24 @@ export {
 export { publishedSchema, PIPELINE_SCHEMA_ID } from './pipeline/schema-docs.js';
 export { PipelineSchema, type PipelineDocument, type StageDefinition, type SinkDefinition } from './pipeline/schema.js';
 export type { PeerPipeline, BranchOutput, AttachedProcessor } from './pipeline/peer-pipeline.js';
-export type { AudioFormat, ProcessedFrame, DecodeCounters, Stage, StageSpec, StageFactory, PcmChunk } from './dsp/types.js';
-export type { RecordingInfo } from './sinks/recorder.js';
+export type { AudioFormat, SampleFormat, ProcessedFrame, DecodeCounters, Stage, StageOutput, StageSpec, StageFactory, PcmChunk, EncodedInput } from './dsp/types.js';
+export type { PcmInput } from './dsp/pcm-input.js';
+export type { RecordingInfo, DroppedFrames } from './sinks/recorder.js';
+export type { WavSampleFormat } from './sinks/wav-file-writer.js';
 export type { RecordingEntry } from './sinks/recordings-store.js';
 export type { AudioStats, ProcessingStats } from './sinks/peer-stats.js';
 export type { RtpReceiveStats, IngestFrame } from './rtc/rtp-ingest.js';
-export { WorkerPool, type WorkerPoolOptions, type WorkerPoolStats } from './pool/worker-pool.js';
+export type { SessionEndReason, SessionState } from './rtc/peer-session.js';
+export {
+  WorkerPool,
+  type WorkerPoolOptions,
+  type WorkerPoolStats,
+  type WorkerPoolHealth,
+  type QuarantinedStream,
+  type PoolStream,
+  type PoolStreamHandlers,
+} from './pool/worker-pool.js';
+export type { StreamSetup, StreamInput } from './pool/protocol.js';
 export { defineStage, type CustomStage } from './pool/stage-module.js';
 export {
   registerProcessor,
@@ -66,4 +78,4 @@ export {
 } from './facade/audio-processor.js';
 export { sendAudio, sendMany, encodeSource, type SendOptions, type SendResult, type SendProgress, type EncodedSource } from './client/audio-sender.js';
 export { readWavSource, type PcmSource } from './client/wav-source.js';
-export { WhipClient, WhipRequestError } from './client/whip-client.js';
+export { WhipClient, WhipRequestError, type WhipPublishResult } from './client/whip-client.js';

@@ -9,7 +9,8 @@ import pino from 'pino';
 import { Subject, tap, type Observable } from 'rxjs';
 import type { RTCIceServer, RTCPeerConnection } from 'werift';
 import { packageRoot } from '../package-root.js';
-import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
+import { errors } from '../errors.js';
+import { loadPipelineFileSync, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { EarshotCore, type ServerStats, type StreamHandle } from '../server/earshot-core.js';
@@ -51,49 +52,81 @@ export interface ProcessedAudio {
   frame: AudioFrame;
 }
 
+/**
+ * Usable as soon as it is constructed: the core (pipeline, worker pool,
+ * recordings directory) is built synchronously and finishes starting in the
+ * background. A peer connection made before the workers are warm is fine: its
+ * frames wait in the pool's queue (up to `maxQueuedFrames`, 2 s of audio) and
+ * nothing is processed or written until the workers and the recordings
+ * directory are ready, which takes a fraction of the time ICE and DTLS do.
+ */
 export class WebRTCHandler {
-  readonly #core: Promise<EarshotCore>;
-  #coreNow: EarshotCore | undefined;
+  readonly #core: EarshotCore;
+  /** Resolves once the workers run; rejects with the reason they or the recordings directory could not start. */
+  readonly #started: Promise<void>;
+  #startError: unknown;
   readonly #processors = new ProcessorRegistry();
   readonly #processed$ = new Subject<ProcessedAudio>();
   #ownsDefaultPool = false;
+  #shutdown: Promise<void> | undefined;
 
+  /**
+   * Throws at once for a pipeline that cannot be read or is invalid
+   * (`EARSHOT_PIPELINE_FILE_UNREADABLE`, `EARSHOT_PIPELINE_INVALID`); a failure
+   * to start the workers or to create the recordings directory comes later,
+   * from `ready()` and from every method after it.
+   */
   constructor(options: WebRTCHandlerOptions = {}) {
-    this.#core = (async () => {
-      const pipeline = await resolvePipeline(options.pipeline);
-      const core = new EarshotCore({
-        pipelines: PipelineRegistry.inMemory([pipeline]),
-        defaultPipeline: pipeline.name,
-        recordingsDir: options.recordingsDir ?? 'recordings',
-        pool: new WorkerPool({ threads: options.threads }),
-        processors: this.#processors,
-        ice: { hostAddresses: options.iceHostAddresses, portRange: options.icePortRange, iceServers: options.iceServers },
-        mediaTimeoutMs: options.mediaTimeoutMs,
-        connectTimeoutMs: options.connectTimeoutMs,
-        log: pino({ level: options.logLevel ?? 'warn' }),
-      });
-      await core.start();
-      // AudioTranscoder / AudioFilter / stage operators without a pool use this handler's workers.
-      if (!hasDefaultPool()) {
-        setDefaultPool(core.pool);
-        this.#ownsDefaultPool = true;
-      }
-      this.#coreNow = core;
-      return core;
-    })();
-    this.#core.catch(() => {}); // surfaced by ready() and every method
+    const pipeline = resolvePipeline(options.pipeline);
+    const core = new EarshotCore({
+      pipelines: PipelineRegistry.inMemory([pipeline]),
+      defaultPipeline: pipeline.name,
+      recordingsDir: options.recordingsDir ?? 'recordings',
+      pool: new WorkerPool({ threads: options.threads }),
+      processors: this.#processors,
+      ice: { hostAddresses: options.iceHostAddresses, portRange: options.icePortRange, iceServers: options.iceServers },
+      mediaTimeoutMs: options.mediaTimeoutMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+      log: pino({ level: options.logLevel ?? 'warn' }),
+    });
+    this.#core = core;
+    // AudioTranscoder / AudioFilter / stage operators without a pool use this handler's workers
+    // (they queue frames until the workers are warm, like the handler's own streams).
+    if (!hasDefaultPool()) {
+      setDefaultPool(core.pool);
+      this.#ownsDefaultPool = true;
+    }
+    // The pool is started on its own as well as by core.start() (which creates the recordings
+    // directory first): streams adopted meanwhile can only drain and close through running
+    // workers, so the pool must come up even if the directory fails, and a failure is acted
+    // on only once both have settled.
+    this.#started = Promise.allSettled([core.start(), core.pool.start()]).then((results) => {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (!failed) return;
+      this.#startError = failed.reason;
+      // Streams adopted before the failure would otherwise run on without a usable handler.
+      this.#shutdownCore().catch(() => {}); // close() reports it
+      throw failed.reason;
+    });
+    this.#started.catch(() => {}); // surfaced by ready() and every method after the failure
   }
 
-  /** Resolves once the workers run; rejects with the pipeline's or pool's error. */
+  /**
+   * Resolves once the workers run and the recordings directory is usable;
+   * rejects with the reason they are not (`EARSHOT_RECORDINGS_DIR_UNWRITABLE`,
+   * `EARSHOT_INTERNAL` for a worker that failed to start). Optional: every
+   * method works before it resolves.
+   */
   async ready(): Promise<void> {
-    await this.#core;
+    await this.#started;
   }
 
   /**
    * A werift peer connection for `peerId` in `roomId`, for your own signaling
    * (offer or answer, trickle or not). The first audio track it receives is
    * processed by the pipeline; statistics and recording work by `peerId`.
-   * Await `ready()` first. A peer id already live is replaced.
+   * Callable right after `new WebRTCHandler()`: the stream waits for the
+   * workers. A peer id already live is replaced.
    */
   createPeerConnection(roomId: string, peerId: string): RTCPeerConnection {
     return this.#live().adopt(roomId, peerId).peerConnection;
@@ -102,10 +135,11 @@ export class WebRTCHandler {
   /**
    * Starts recording a peer to `path`: a bare file name goes to the recordings
    * directory, any other path is used as given (its directory must exist).
+   * Waits for `ready()` first.
    */
   async startAudioRecording(peerId: string, path?: string): Promise<RecordingInfo> {
-    const core = await this.#core;
-    const pipeline = core.peer(peerId).pipeline;
+    await this.#started;
+    const pipeline = this.#core.peer(peerId).pipeline;
     const explicit = path !== undefined && (isAbsolute(path) || path.includes('/') || path.includes(sep));
     const [info] = explicit ? await pipeline.startRecording(undefined, path) : await pipeline.startRecording(path);
     return info;
@@ -113,8 +147,8 @@ export class WebRTCHandler {
 
   /** Stops a peer's recording and finalizes the file. */
   async stopAudioRecording(peerId: string): Promise<RecordingInfo> {
-    const core = await this.#core;
-    const [info] = await core.peer(peerId).pipeline.stopRecording();
+    await this.#started;
+    const [info] = await this.#core.peer(peerId).pipeline.stopRecording();
     return info;
   }
 
@@ -131,10 +165,16 @@ export class WebRTCHandler {
   /**
    * Registers a processor under `name` and runs it on every stream, now and
    * later. What it emits appears on `processedAudio$`. A processor that throws
-   * is detached from that stream and counted in its stats.
+   * is detached from that stream and counted in its stats. `processor` must be
+   * an `AudioProcessor` (or any object with a `process(peerId, frames$)` method
+   * returning an Observable); anything else is refused here with
+   * `EARSHOT_PROCESSOR_INVALID` rather than failing on every stream later.
+   * Returns a function that detaches it.
    */
   registerCustomAudioProcessor(name: string, processor: AudioProcessor): () => void {
     const core = this.#live();
+    const problem = processorProblem(processor);
+    if (problem) throw errors.PROCESSOR_INVALID(String(name), problem);
     this.#processors.register(name, (ctx) => (frames$: Observable<AudioFrame>) =>
       processor.process(ctx.peerId, frames$).pipe(tap((frame) => this.#processed$.next({ peerId: ctx.peerId, processor: name, frame }))),
     );
@@ -151,7 +191,7 @@ export class WebRTCHandler {
     return this.#processed$.asObservable();
   }
 
-  /** Every new stream (see `server.streams$`). */
+  /** Every new stream (see `server.streams$`); subscribe before `createPeerConnection` to see its stream. */
   get streams$(): Observable<StreamHandle> {
     return this.#live().streams$.asObservable();
   }
@@ -163,21 +203,39 @@ export class WebRTCHandler {
 
   /** Ends every stream (finalizing recordings) and stops the workers. */
   async close(): Promise<void> {
-    const core = await this.#core.catch(() => undefined);
-    await core?.shutdown();
+    // Streams can only drain through running workers: let the start finish (or fail) first.
+    await this.#started.catch(() => {});
+    await this.#shutdownCore();
     if (this.#ownsDefaultPool) setDefaultPool(undefined);
     this.#processed$.complete();
   }
 
+  /** Once: both close() and a failed start end the core, and close() must wait for whichever came first. */
+  #shutdownCore(): Promise<void> {
+    this.#shutdown ??= this.#core.shutdown();
+    return this.#shutdown;
+  }
+
   #live(): EarshotCore {
-    if (!this.#coreNow) throw new Error('WebRTCHandler is not ready yet: await handler.ready() first');
-    return this.#coreNow;
+    if (this.#startError !== undefined) throw this.#startError;
+    return this.#core;
   }
 }
 
-async function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Promise<Pipeline> {
-  if (p === undefined) return loadPipelineFile(join(packageRoot(), 'pipelines', 'handler.json'));
-  if (typeof p === 'string') return loadPipelineFile(p);
+/** Why `value` cannot be used as an AudioProcessor, or undefined if it can. */
+function processorProblem(value: unknown): string | undefined {
+  const expected = 'expected an AudioProcessor instance (an object with a process(peerId, frames$) method that returns an Observable of frames)';
+  if (typeof value === 'function') {
+    return `${expected}, got a function: wrap it in a subclass of AudioProcessor whose process() applies it`;
+  }
+  if (typeof value !== 'object' || value === null) return `${expected}, got ${value === null ? 'null' : typeof value}`;
+  if (typeof (value as { process?: unknown }).process !== 'function') return `${expected}, got an object without a process method`;
+  return undefined;
+}
+
+function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Pipeline {
+  if (p === undefined) return loadPipelineFileSync(join(packageRoot(), 'pipelines', 'handler.json'));
+  if (typeof p === 'string') return loadPipelineFileSync(p);
   if ('branches' in p && typeof (p as Pipeline).toJSON === 'function') return p as Pipeline;
   return parsePipeline(p);
 }

@@ -6,6 +6,7 @@
  * usable only once all checks pass. Validation never throws, whatever it is
  * given: values JSON cannot hold (functions, cycles, NaN, …) are problems too.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Value } from '@sinclair/typebox/value';
 import { errors } from '../errors.js';
@@ -128,6 +129,24 @@ export async function loadPipelineFile(file: string, options: ValidateOptions = 
   } catch (e) {
     throw errors.PIPELINE_FILE_UNREADABLE(file, (e as Error).message);
   }
+  return pipelineFromText(text, file, options);
+}
+
+/**
+ * `loadPipelineFile`, synchronously: for constructors that must be usable at
+ * once (`new WebRTCHandler()`), where a pipeline file is a few KiB read once.
+ */
+export function loadPipelineFileSync(file: string, options: ValidateOptions = {}): Pipeline {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw errors.PIPELINE_FILE_UNREADABLE(file, (e as Error).message);
+  }
+  return pipelineFromText(text, file, options);
+}
+
+function pipelineFromText(text: string, file: string, options: ValidateOptions): Pipeline {
   const parsed = parseJsonText(text);
   if ('error' in parsed) throw errors.PIPELINE_INVALID(file, [{ path: '', message: parsed.error }]);
   return parsePipeline(parsed.value, file, options);

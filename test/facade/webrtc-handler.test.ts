@@ -3,12 +3,13 @@
  * client offers, the handler's peer connection answers, audio flows over
  * loopback and is processed, recorded to a chosen path and measured.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Observable } from 'rxjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, WebRTCHandler, type ProcessedAudio } from '../../src/index.js';
+import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, WebRTCHandler, type AudioFrame, type ProcessedAudio, type StreamHandle } from '../../src/index.js';
 import { iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 
@@ -78,12 +79,74 @@ describe('WebRTCHandler', () => {
     expect(by('same').length).toBe(100);
   });
 
-  it('names unknown peers and refuses use before it is ready', async () => {
+  it('is usable at once: a peer connection made right after construction is processed, with no frame lost to the warm-up', async () => {
+    handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
+    const ready = handler.ready();
+    // Everything below happens before the workers are warm, as the seed's documentation reads.
+    const streams: StreamHandle[] = [];
+    handler.streams$.subscribe((s) => streams.push(s));
+    const processed: ProcessedAudio[] = [];
+    handler.processedAudio$.subscribe((p) => processed.push(p));
+    handler.registerCustomAudioProcessor('same', new DefaultAudioProcessor());
+    const pc = handler.createPeerConnection('lobby', 'bob');
+    expect(streams.map((s) => s.peerId)).toEqual(['bob']);
+    let samples = 0;
+    const ended = new Promise<void>((resolve) => streams[0].audio$.subscribe({ next: (f) => void (samples += f.data.length), complete: resolve }));
+
+    const sent = await sendAudio({
+      url: 'custom:',
+      hostAddresses: ['127.0.0.1'],
+      source: fixture('tone-1k-48k.wav'),
+      seconds: 1.5,
+      signaling: async (offer) => {
+        await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+        await pc.setLocalDescription(await pc.createAnswer());
+        await iceGatheringComplete(pc);
+        return pc.localDescription!.sdp;
+      },
+    });
+    await ready;
+    await ended; // the media timeout ends the stream once the sender stops
+    expect(sent.packetsSent).toBe(75);
+    expect(handler.getAudioStatistics('bob').rtp.packetsReceived).toBe(sent.packetsSent);
+    expect(samples).toBe(1.5 * 48000);
+    expect(processed.filter((p) => p.peerId === 'bob' && p.processor === 'same')).toHaveLength(75);
+  });
+
+  it('refuses at registration anything that is not an AudioProcessor', async () => {
     handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'] });
-    expect(() => handler!.createPeerConnection('r', 'p')).toThrow(/await handler.ready/);
+    const bare = (_peerId: string, frames$: Observable<AudioFrame>) => frames$;
+    for (const bad of [bare, null, undefined, 'gain', {}, { name: 'x', process: 'nope' }]) {
+      expect(() => handler!.registerCustomAudioProcessor('bad', bad as never)).toThrow(
+        expect.objectContaining({
+          code: 'EARSHOT_PROCESSOR_INVALID',
+          message: expect.stringMatching(/^Processor "bad" cannot be registered: expected an AudioProcessor instance \(an object with a process\(peerId, frames\$\) method/),
+        }),
+      );
+    }
+    expect(() => handler!.registerCustomAudioProcessor('bad', bare as never)).toThrow(/got a function: wrap it in a subclass of AudioProcessor/);
+    // An object of the same shape is an AudioProcessor as far as the seed's API goes.
+    const detach = handler.registerCustomAudioProcessor('duck', { name: 'duck', process: (_peerId, frames$) => frames$ });
+    expect(typeof detach).toBe('function');
     await handler.ready();
+  });
+
+  it('names unknown peers', async () => {
+    handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'] });
     expect(() => handler!.getAudioStatistics('ghost')).toThrow(expect.objectContaining({ code: 'EARSHOT_PEER_NOT_FOUND' }));
     await expect(handler.startAudioRecording('ghost', 'x.wav')).rejects.toMatchObject({ code: 'EARSHOT_PEER_NOT_FOUND' });
+  });
+
+  it('throws at once for a pipeline it cannot read, and reports a recordings directory it cannot create from ready() and every call after', async () => {
+    expect(() => new WebRTCHandler({ pipeline: join(dir, 'missing.json') })).toThrow(expect.objectContaining({ code: 'EARSHOT_PIPELINE_FILE_UNREADABLE' }));
+
+    await writeFile(join(dir, 'a-file'), '');
+    handler = new WebRTCHandler({ recordingsDir: join(dir, 'a-file', 'rec'), iceHostAddresses: ['127.0.0.1'] });
+    const pc = handler.createPeerConnection('lobby', 'carol'); // before the failure is known
+    await expect(handler.ready()).rejects.toMatchObject({ code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE' });
+    expect(() => handler!.createPeerConnection('lobby', 'dave')).toThrow(expect.objectContaining({ code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE' }));
+    await handler.close(); // resolves: the stream made before the failure is ended
+    expect(pc.connectionState).toBe('closed');
   });
 
   it('builds AudioTranscoder and AudioFilter from the worker stages', () => {

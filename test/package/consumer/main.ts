@@ -1,0 +1,142 @@
+/**
+ * A user's program, as test/package/installed-package.test.ts builds it: copied
+ * into a fresh project that installed the packed tarball, type-checked strictly
+ * with TypeScript against the package's own declarations, compiled and run with
+ * node. Everything comes from `earshot` by name. It runs a real loopback
+ * session against a server and one against the seed-style facade, and prints
+ * one JSON line the test checks.
+ *
+ *   node out/main.js <fixture.wav>
+ */
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AudioProcessor,
+  createServer,
+  definePipeline,
+  denoise,
+  gain,
+  inWorkers,
+  recordSink,
+  resample,
+  sendAudio,
+  statsSink,
+  WebRTCHandler,
+  type AudioFrame,
+  type EarshotServer,
+  type PeerStatsSnapshot,
+  type ProcessedAudio,
+  type QuarantinedStream,
+  type SendResult,
+  type StreamHandle,
+  type WorkerPoolHealth,
+} from 'earshot';
+import type { Observable } from 'rxjs';
+
+const fixture = process.argv[2];
+if (!fixture) throw new Error('usage: node out/main.js <fixture.wav>');
+
+/** Seconds of audio in a WAV file, from its header (what a player would say). */
+async function wavSeconds(file: string): Promise<number> {
+  const buf = await readFile(file);
+  let byteRate = 0;
+  for (let offset = 12; offset + 8 <= buf.length; ) {
+    const id = buf.toString('ascii', offset, offset + 4);
+    const size = buf.readUInt32LE(offset + 4);
+    if (id === 'fmt ') byteRate = buf.readUInt32LE(offset + 16);
+    if (id === 'data') return size / byteRate;
+    offset += 8 + size + (size % 2);
+  }
+  throw new Error(`${file}: no data chunk`);
+}
+
+/** The pool's health types are exported for code that reads `/health` or `WorkerPool.health()`. */
+function describeHealth(health: WorkerPoolHealth): string {
+  const quarantined: readonly QuarantinedStream[] = health.quarantined;
+  return `${health.status}, ${quarantined.length} quarantined`;
+}
+
+/** A seed-style processor: frames in, frames out. */
+class PassThrough extends AudioProcessor {
+  readonly name = 'pass-through';
+  process(_peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame> {
+    return frames$;
+  }
+}
+
+const recordings = await mkdtemp(join(tmpdir(), 'earshot-consumer-rec-'));
+try {
+  // 1. The server, with a pipeline built in code; stage operators on its streams.
+  const pipeline = definePipeline({ name: 'consumer', stages: [denoise()], sinks: [recordSink({ sampleFormat: 's16' }), statsSink()] });
+  const server: EarshotServer = await createServer({ host: '127.0.0.1', port: 0, recordingsDir: recordings, pipeline, logLevel: 'warn' });
+  const url = await server.listen();
+  const dashboard = (await fetch(`${url}/`)).status; // the static page ships with the package
+  let streams = 0;
+  let frames = 0;
+  let frames16k = 0;
+  let rate16k = 0;
+  const firstFrame = new Promise<AudioFrame>((resolve) => {
+    server.streams$.subscribe((stream: StreamHandle) => {
+      streams++;
+      stream.audio$.subscribe((frame) => {
+        frames++;
+        resolve(frame);
+      });
+      stream.audio$.pipe(inWorkers(resample({ sampleRate: 16000 }), gain({ db: -6 }))).subscribe((frame) => {
+        frames16k++;
+        rate16k = frame.sampleRate;
+      });
+    });
+  });
+  const sent: SendResult = await sendAudio({ url: `${url}/whip/room/peer`, source: fixture, seconds: 3 });
+  const first = await firstFrame;
+  await server.close(); // finalizes the recording
+  const files = (await readdir(recordings)).filter((f) => f.endsWith('.wav'));
+  const recordedSeconds = files.length === 1 ? await wavSeconds(join(recordings, files[0])) : null;
+
+  // 2. The seed-style facade, used at once (no ready()), with its bundled default pipeline.
+  const handler = new WebRTCHandler({ recordingsDir: recordings, iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
+  const processed: ProcessedAudio[] = [];
+  handler.processedAudio$.subscribe((p) => processed.push(p));
+  handler.registerCustomAudioProcessor('pass-through', new PassThrough());
+  const pc = handler.createPeerConnection('room', 'facade-peer');
+  const viaHandler = await sendAudio({
+    url: 'custom:',
+    source: fixture,
+    seconds: 1,
+    hostAddresses: ['127.0.0.1'],
+    signaling: async (offer) => {
+      await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+      await pc.setLocalDescription(await pc.createAnswer());
+      while (pc.iceGatheringState !== 'complete') await new Promise((r) => setTimeout(r, 10));
+      return pc.localDescription!.sdp;
+    },
+  });
+  const handlerStats: PeerStatsSnapshot = handler.getAudioStatistics('facade-peer');
+  await handler.close();
+
+  console.log(
+    JSON.stringify({
+      dashboard,
+      streams,
+      frames,
+      firstFrame: { sampleRate: first.sampleRate, channels: first.channels, samples: first.data.length },
+      frames16k,
+      rate16k,
+      sentSeconds: sent.mediaSeconds,
+      packetsSent: sent.packetsSent,
+      recordings: files.length,
+      recordedSeconds,
+      handler: {
+        packetsSent: viaHandler.packetsSent,
+        packetsReceived: handlerStats.rtp.packetsReceived,
+        pipeline: handlerStats.pipeline,
+        processed: processed.length,
+      },
+      health: describeHealth({ status: 'ok', reasons: [], workerRestarts: 0, lastRestartAt: null, quarantined: [] }),
+    }),
+  );
+} finally {
+  await rm(recordings, { recursive: true, force: true });
+}

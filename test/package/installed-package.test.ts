@@ -1,0 +1,174 @@
+/**
+ * The package as a user meets it: built (`npm run build`), packed (`npm pack`),
+ * installed from the tarball into a fresh project outside this repository,
+ * imported by name from a strict TypeScript program that is type-checked
+ * against the shipped declarations, compiled and run with node through a real
+ * loopback session. Also: the tarball holds only what a user needs, publint
+ * and arethetypeswrong (ESM-only profile: the package is ESM-only on purpose)
+ * find nothing. Tests elsewhere import from src/, so only this one catches
+ * entry points that name files the build does not write.
+ *
+ * The temp project is under os.tmpdir(), never inside the repository, so
+ * node and TypeScript cannot find the repository's own node_modules by walking
+ * up. npm installs from its cache when it can (`--prefer-offline`).
+ */
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const REPO = join(import.meta.dirname, '..', '..');
+const CONSUMER = join(import.meta.dirname, 'consumer');
+const FIXTURE = join(REPO, 'test', 'fixtures', 'speech-48k.wav');
+const bin = (name: string) => join(REPO, 'node_modules', '.bin', name);
+
+/**
+ * The environment for child npm/node processes. Under `npm test`, npm exports
+ * its own settings (`npm_config_local_prefix` is this repository, and an
+ * `npm install` run with it would install here, not in the temp project), and
+ * NODE_PATH/NODE_OPTIONS could hand the child this repository's modules.
+ * Kept: where npm's cache, registry and CA are, so installs stay offline-first.
+ */
+function childEnv(): NodeJS.ProcessEnv {
+  const keep = new Set(['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig', 'npm_config_cafile']);
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (/^npm_/i.test(key) && !keep.has(key.toLowerCase())) continue;
+    if (['INIT_CWD', 'NODE_PATH', 'NODE_OPTIONS'].includes(key) || key.startsWith('VITEST')) continue;
+    env[key] = value;
+  }
+  return env;
+}
+
+async function sh(file: string, args: string[], cwd: string): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await run(file, args, { cwd, env: childEnv(), maxBuffer: 64 * 1024 * 1024 });
+    return { stdout, stderr, code: 0 };
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; code?: number | string };
+    return { stdout: err.stdout ?? '', stderr: err.stderr ?? String(e), code: typeof err.code === 'number' ? err.code : 1 };
+  }
+}
+
+/** Runs a command that must succeed; on failure the error carries its output. */
+async function must(file: string, args: string[], cwd: string): Promise<string> {
+  const r = await sh(file, args, cwd);
+  if (r.code !== 0) throw new Error(`${[file, ...args].join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+interface PackResult {
+  filename: string;
+  size: number;
+  unpackedSize: number;
+  entryCount: number;
+  files: Array<{ path: string; size: number }>;
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => relative(REPO, join(e.parentPath, e.name)).split(sep).join('/'));
+}
+
+let work: string;
+let tarball: string;
+let packed: PackResult;
+let pkg: { main: string; types: string; bin: Record<string, string>; exports: Record<string, unknown>; version: string };
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'earshot-package-'));
+  // Build here rather than trust `prepare` to have run: dist/ must be what the sources say now.
+  await must('npm', ['run', 'build'], REPO);
+  // --ignore-scripts: `prepare` would build a second time (and print into the JSON).
+  const out = await must('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], REPO);
+  [packed] = JSON.parse(out) as PackResult[];
+  tarball = join(work, packed.filename);
+  pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as typeof pkg;
+}, 180_000);
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+// Generous: a build, a pack and an `npm install` (from the cache: ~15 s; longer on a cold cache).
+describe('the packed package', { timeout: 300_000 }, () => {
+  it('ships what a user needs and nothing else: the build, its runtime files, no sources, maps, tests or tooling', async () => {
+    const files = packed.files.map((f) => f.path).sort();
+    const allowed = /^(package\.json|README\.md|LICENSE|bin\/earshot\.js|dist\/(src|wasm)\/.+\.(js|d\.ts)|pipelines\/[\w.-]+\.json|src\/server\/dashboard\/[\w.-]+)$/;
+    expect(files.filter((f) => !allowed.test(f))).toEqual([]);
+
+    // Exactly the compiled runtime sources: every module of src/ and wasm/ (less build tooling), once.
+    const sources = [...(await filesUnder(join(REPO, 'src'))), ...(await filesUnder(join(REPO, 'wasm')))]
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && f !== 'wasm/compile-kernel.ts')
+      .flatMap((f) => [`dist/${f.replace(/\.ts$/, '.js')}`, `dist/${f.replace(/\.ts$/, '.d.ts')}`]);
+    expect(files.filter((f) => f.startsWith('dist/'))).toEqual(sources.sort());
+
+    // What the runtime reads from the package root, and what package.json points at.
+    const runtime = ['LICENSE', 'pipelines/handler.json', 'pipelines/default.json', 'pipelines/pipeline.schema.json', 'src/server/dashboard/index.html', 'dist/src/pool/worker.js'];
+    const entries = [pkg.main, pkg.types, ...Object.values(pkg.bin), ...JSON.stringify(pkg.exports).match(/\.\/[^"]+/g)!].map((p) => p.replace(/^\.\//, ''));
+    for (const f of [...runtime, ...entries]) expect(files, f).toContain(f);
+    expect(files).toContain('dist/src/cli/main.js'); // what bin/earshot.js imports
+
+    console.log(`npm pack: ${packed.entryCount} files, ${(packed.size / 1024).toFixed(1)} kB packed, ${(packed.unpackedSize / 1024).toFixed(1)} kB unpacked`);
+  });
+
+  it('passes publint (strict: warnings are errors, and no suggestions either)', async () => {
+    const r = await sh(bin('publint'), ['run', tarball, '--strict'], work);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/All good!/);
+  });
+
+  it('passes arethetypeswrong for an ESM-only package', async () => {
+    const r = await sh(bin('attw'), [tarball, '--profile', 'esm-only', '--format', 'json'], work);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const { problems } = JSON.parse(r.stdout) as { problems: Record<string, Array<{ resolutionKind?: string }>> };
+    // The JSON lists what the profile ignores too: `require()` from CommonJS is the only one.
+    const counted = Object.values(problems).flat().filter((p) => p.resolutionKind !== 'node16-cjs' && p.resolutionKind !== 'node10');
+    expect(counted).toEqual([]);
+  });
+
+  it('installs into a fresh project, type-checks strictly against its declarations, and runs a loopback session by package name', async () => {
+    const app = join(work, 'app');
+    await mkdir(app);
+    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'earshot-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2));
+    // @types/multicast-dns: werift's declarations import it and it ships none; with skipLibCheck
+    // off (tsc's default) a user needs it too (README, "As a library").
+    await must('npm', ['install', tarball, 'typescript@5.9', '@types/node@20', '@types/multicast-dns@7', '--no-audit', '--no-fund', '--prefer-offline'], app);
+    await cp(join(CONSUMER, 'main.ts'), join(app, 'main.ts'));
+    await cp(join(CONSUMER, 'tsconfig.json'), join(app, 'tsconfig.json'));
+
+    // The type check and the compile are one run: noEmitOnError, so out/ exists only if it checked clean.
+    const tsc = await sh(join(app, 'node_modules', '.bin', 'tsc'), ['-p', '.'], app);
+    expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
+
+    const version = await must(join(app, 'node_modules', '.bin', 'earshot'), ['--version'], app);
+    expect(version.trim()).toBe(pkg.version);
+
+    const out = await must(process.execPath, [join(app, 'out', 'main.js'), FIXTURE], app);
+    const result = JSON.parse(out.trim().split('\n').at(-1)!) as {
+      dashboard: number;
+      streams: number;
+      frames: number;
+      firstFrame: { sampleRate: number; channels: number; samples: number };
+      frames16k: number;
+      rate16k: number;
+      sentSeconds: number;
+      packetsSent: number;
+      recordings: number;
+      recordedSeconds: number | null;
+      handler: { packetsSent: number; packetsReceived: number; pipeline: string; processed: number };
+      health: string;
+    };
+    expect(result).toMatchObject({ dashboard: 200, streams: 1, firstFrame: { sampleRate: 48000, channels: 1, samples: 960 }, rate16k: 16000, recordings: 1 });
+    expect(result.packetsSent).toBe(150); // 3 s of 20 ms packets
+    expect(result.frames).toBe(result.packetsSent);
+    expect(result.frames16k).toBe(result.packetsSent);
+    expect(Math.abs(result.recordedSeconds! - result.sentSeconds)).toBeLessThan(0.1);
+    // The facade found its bundled pipeline and ran the user's processor on every frame.
+    expect(result.handler).toEqual({ packetsSent: 50, packetsReceived: 50, pipeline: 'handler', processed: 50 });
+    expect(result.health).toBe('ok, 0 quarantined');
+  });
+});
