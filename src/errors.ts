@@ -108,6 +108,11 @@ export const errors = {
     (limit: number, scope: string) => `At most ${limit} downloads may run at once ${scope}; wait for one to finish.`),
   INSECURE_BIND: define('EARSHOT_INSECURE_BIND', 500, 'Refusing to expose an open API',
     (host: string) => `Refusing to listen on ${host} without an admin token: anyone who reaches it could read and delete recordings and end sessions. Set --admin-token / EARSHOT_ADMIN_TOKEN (and --token for publishers; one value may serve both), bind 127.0.0.1, or pass --insecure if something in front of earshot already protects it.`),
+  // Configuration errors: raised by createServer before anything listens (500 if one ever reaches an HTTP client).
+  TLS_INVALID: define('EARSHOT_TLS_INVALID', 500, 'TLS configuration unusable',
+    (why: string) => `Cannot serve HTTPS: ${why}`),
+  ICE_SERVER_INVALID: define('EARSHOT_ICE_SERVER_INVALID', 500, 'ICE server unusable',
+    (where: string, why: string) => `${where}: ${why}. An ICE server is stun:HOST[:PORT] or stuns:HOST[:PORT] (RFC 7064), or turn:/turns:HOST[:PORT][?transport=udp|tcp] with a username and credential (RFC 7065).`),
   TRICKLE_NOT_SUPPORTED: define('EARSHOT_TRICKLE_NOT_SUPPORTED', 405, 'Trickle ICE not supported',
     () => 'This WHIP server answers with all its candidates and does not accept PATCH (trickle ICE / ICE restart). Send a complete offer with POST instead.'),
   PIPELINE_INVALID: define('EARSHOT_PIPELINE_INVALID', 422, 'Invalid pipeline',
@@ -128,9 +133,11 @@ export const errors = {
   BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body',
     (why: string) => why),
   OVERLOADED: define('EARSHOT_OVERLOADED', 503, 'Server at capacity',
-    (limit: number, what: 'sessions' | 'pending' = 'sessions') => what === 'sessions'
+    (limit: number | string[], what: 'sessions' | 'pending' | 'load' = 'sessions') => what === 'sessions'
       ? `The server already has its maximum of ${limit} sessions; retry later or raise --max-sessions.`
-      : `The server already has ${limit} sessions that have not connected yet; retry later or raise --max-pending-sessions.`),
+      : what === 'pending'
+        ? `The server already has ${limit} sessions that have not connected yet; retry later or raise --max-pending-sessions.`
+        : `The server is at its measured capacity (${(Array.isArray(limit) ? limit : [String(limit)]).join('; ')}): a new stream would degrade the ones running. Retry later, or add threads or servers.`),
   SHUTTING_DOWN: define('EARSHOT_SHUTTING_DOWN', 503, 'Server shutting down',
     () => 'The server is shutting down and accepts no new sessions.'),
   STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',

@@ -4,8 +4,11 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { RTCIceServer } from 'werift';
 import { createServer } from '../server/create-server.js';
 import { isEarshotError } from '../errors.js';
+import { isLoopbackHost } from '../rtc/ice-config.js';
+import { parseIceServerSpec } from '../rtc/ice-servers.js';
 
 function integer(name: string, min: number, max: number) {
   return (value: string) => {
@@ -26,6 +29,27 @@ function list(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...value.split(',').map((v) => v.trim()).filter(Boolean)];
 }
 
+/** Repeatable, or separated by commas or whitespace (`--ice-host a --ice-host b`, `EARSHOT_ICE_HOSTS="a b"`). */
+function addresses(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(/[\s,]+/).filter(Boolean)];
+}
+
+/**
+ * Repeatable `URL[,username,credential]`; one value (the environment
+ * variable) may hold several, separated by whitespace. Credentials therefore
+ * cannot contain whitespace here (createServer's `iceServers` takes any).
+ */
+function iceServers(value: string, previous: RTCIceServer[] | undefined): RTCIceServer[] {
+  const parsed = value.split(/\s+/).filter(Boolean).map((spec) => {
+    try {
+      return parseIceServerSpec(spec);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  });
+  return [...(previous ?? []), ...parsed];
+}
+
 /** Repeatable or comma-separated origins (`--cors-origin a --cors-origin b`, `EARSHOT_CORS_ORIGINS=a,b`). */
 function origins(value: string, previous: string[] | undefined): string[] {
   const list = value.split(',').map((v) => v.trim()).filter(Boolean);
@@ -43,39 +67,45 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve', { isDefault: true })
     .description('run the earshot server (WHIP ingest, DSP workers, recordings, stats)')
-    .addOption(new Option('-p, --port <port>', 'HTTP port').env('PORT').default(8080).argParser(integer('--port', 0, 65535)))
+    .addOption(new Option('-p, --port <port>', 'HTTP(S) port').env('PORT').default(8080).argParser(integer('--port', 0, 65535)))
     .addOption(new Option('-H, --host <host>', 'address to listen on (0.0.0.0 for all)').env('EARSHOT_HOST').default('127.0.0.1'))
-    .addOption(new Option('--token <token>', 'publish token: required on WHIP POST/DELETE (default: publishing is open, but only token holders may replace a live peer)').env('EARSHOT_TOKEN'))
-    .addOption(new Option('--admin-token <token>', 'admin token: required for stats, events, recordings, pipelines, rooms and metrics (may equal --token; without it the server only listens on loopback)').env('EARSHOT_ADMIN_TOKEN'))
-    .addOption(new Option('--insecure', 'allow open roles (no token) on a non-loopback --host and any Host header: only behind something that protects the server').env('EARSHOT_INSECURE'))
+    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain), needs --tls-key (default: none, plain HTTP)').env('EARSHOT_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'PEM private key of --tls-cert (default: none)').env('EARSHOT_TLS_KEY'))
+    .addOption(new Option('--token <token>', 'publish token: required on WHIP POST/DELETE (default: none; publishing is open, but only token holders may replace a live peer)').env('EARSHOT_TOKEN'))
+    .addOption(new Option('--admin-token <token>', 'admin token: required for stats, events, recordings, pipelines, rooms and metrics (may equal --token) (default: none; the server then only listens on loopback)').env('EARSHOT_ADMIN_TOKEN'))
+    .addOption(new Option('--insecure', 'allow open roles (no token) on a non-loopback --host and any Host header: only behind something that protects the server (default: off)').env('EARSHOT_INSECURE'))
     .addOption(new Option('--cors-origin <origin...>', 'origins whose pages may call the control API (default: same origin only)').env('EARSHOT_CORS_ORIGINS').argParser(origins))
     .addOption(new Option('--whip-cors-origin <origin...>', 'origins whose pages may publish over WHIP').env('EARSHOT_WHIP_CORS_ORIGINS').default(WHIP_DEFAULT, '*').argParser(origins))
-    .addOption(new Option('--metrics-public', 'serve /metrics without the admin token').env('EARSHOT_METRICS_PUBLIC'))
+    .addOption(new Option('--metrics-public', 'serve /metrics without the admin token (default: off)').env('EARSHOT_METRICS_PUBLIC'))
     .addOption(new Option('--pipelines <dir>', 'directory of pipeline files, loaded at start and watched (default: ./pipelines if it exists, else the bundled ones)').env('EARSHOT_PIPELINES'))
     .addOption(new Option('--pipeline <name|file>', 'default pipeline: a name in --pipelines, or a JSON file').env('EARSHOT_PIPELINE').default('default'))
     .addOption(new Option('--recordings <dir>', 'directory for recordings').env('EARSHOT_RECORDINGS').default('recordings'))
-    .addOption(new Option('--threads <n>', 'DSP worker threads').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
+    .addOption(new Option('--threads <n>', 'DSP worker threads (default: 2)').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
     .addOption(new Option('--media-timeout <seconds>', 'end a session after this long without RTP').env('EARSHOT_MEDIA_TIMEOUT').default(10).argParser(integer('--media-timeout', 1, 3600)))
     .addOption(new Option('--connect-timeout <seconds>', 'end a session that has not connected (ICE + DTLS) in this time').env('EARSHOT_CONNECT_TIMEOUT').default(15).argParser(integer('--connect-timeout', 1, 300)))
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').env('EARSHOT_MAX_SESSIONS').default(500).argParser(integer('--max-sessions', 1, 100000)))
     .addOption(new Option('--max-pending-sessions <n>', 'most sessions not yet connected').env('EARSHOT_MAX_PENDING_SESSIONS').default(50).argParser(integer('--max-pending-sessions', 1, 100000)))
     .addOption(new Option('--max-downloads-per-client <n>', 'concurrent recording downloads per client address').env('EARSHOT_MAX_DOWNLOADS_PER_CLIENT').default(4).argParser(integer('--max-downloads-per-client', 1, 1000)))
     .addOption(new Option('--max-downloads <n>', 'concurrent recording downloads in all').env('EARSHOT_MAX_DOWNLOADS').default(32).argParser(integer('--max-downloads', 1, 10000)))
-    .addOption(new Option('--ice-host <ip...>', 'ICE host addresses to announce (default: the --host address, or all interfaces for 0.0.0.0)'))
-    .addOption(new Option('--ice-ports <min-max>', 'UDP port range for media').argParser(portRange))
+    .addOption(new Option('--ice-host <ip...>', 'ICE host addresses to announce, e.g. the public IP behind 1:1 NAT (default: the --host address, or all interfaces for 0.0.0.0)').env('EARSHOT_ICE_HOSTS').argParser(addresses))
+    .addOption(new Option('--ice-ports <min-max>', 'UDP port range for media, e.g. 40000-40999 (default: any free port)').env('EARSHOT_ICE_PORTS').argParser(portRange))
+    .addOption(new Option('--ice-server <url[,username,credential]>', 'STUN/TURN server advertised to WHIP clients (Link rel="ice-server"), repeatable; the server never contacts it (default: none)').env('EARSHOT_ICE_SERVERS').argParser(iceServers))
     .addOption(new Option('--stage-timeout <ms>', 'longest a stream\'s stages may run on one batch before its worker is replaced and the stream ends').env('EARSHOT_STAGE_TIMEOUT').default(500).argParser(integer('--stage-timeout', 50, 600000)))
-    .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create })').env('EARSHOT_STAGE_MODULES').argParser(list))
+    .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
       connectTimeout: number; stageTimeout: number; maxPendingSessions: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
-      mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; logLevel: string; stageModule?: string[];
+      mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
+      tlsCert?: string; tlsKey?: string;
     }) => {
       let server;
       try {
         server = await createServer({
           host: opts.host,
           port: opts.port,
+          tlsCert: opts.tlsCert,
+          tlsKey: opts.tlsKey,
           token: opts.token,
           adminToken: opts.adminToken,
           insecure: opts.insecure === true,
@@ -95,6 +125,7 @@ export function registerServeCommand(program: Command): void {
           maxSessions: opts.maxSessions,
           iceHostAddresses: opts.iceHost,
           icePortRange: opts.icePorts,
+          iceServers: opts.iceServer,
           logLevel: opts.logLevel,
           stageModules: opts.stageModule,
         });
@@ -103,6 +134,10 @@ export function registerServeCommand(program: Command): void {
           server.app.log.warn({ url }, opts.insecure
             ? 'no admin token and --insecure: the admin API (recordings, stats, pipelines) is open to anyone who reaches this address'
             : 'no admin token: the admin API is open, so earshot serves loopback only (set --admin-token to listen elsewhere)');
+        }
+        if (!opts.tlsCert && !isLoopbackHost(opts.host)) {
+          // RFC 9725 §6: WHIP outside development is HTTPS (bearer tokens and SDP travel in the clear otherwise).
+          server.app.log.warn({ url }, 'serving plain HTTP on a non-loopback address: give --tls-cert and --tls-key, or put a TLS-terminating reverse proxy in front (then ignore this)');
         }
         server.app.log.info({ url, pipeline: server.pipeline.name, pipelines: server.core.pipelines.names(), threads: server.core.pool.threads, recordings: server.core.store.dir }, `earshot listening on ${url}`);
       } catch (e) {

@@ -39,6 +39,12 @@ export interface SendOptions {
   bitrate?: number;
   /** Bearer token for the WHIP endpoint. */
   token?: string;
+  /**
+   * The `fetch` for the WHIP requests. Default: the global one (system CAs,
+   * plus `NODE_EXTRA_CA_CERTS`); pass your own to trust a self-signed server
+   * or use a proxy.
+   */
+  fetch?: typeof globalThis.fetch;
   /** Aborts sending; the session is then ended (DELETE) unless `skipDelete`. */
   signal?: AbortSignal;
   /** Called about every second with progress. */
@@ -97,7 +103,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: `minptime=10;useinbandfec=1${channels === 2 ? ';stereo=1;sprop-stereo=1' : ''}` })],
     },
   });
-  const whip = new WhipClient({ token: options.token });
+  const whip = new WhipClient({ token: options.token, fetch: options.fetch });
   const encoder = 'opus' in source ? encodedFrames(source) : pcmFrames(source, channels, options.bitrate);
   let sessionUrl: string | undefined;
   const started = performance.now();

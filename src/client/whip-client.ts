@@ -24,8 +24,26 @@ export interface WhipPublishResult {
 
 const TIMEOUT_MS = 10_000;
 
+export interface WhipClientOptions {
+  /** Bearer token (RFC 9725 §4.5). */
+  token?: string;
+  /** Per-request timeout. Default 10000 ms. */
+  timeoutMs?: number;
+  /**
+   * The `fetch` to use. Default: the global one, which trusts the system's
+   * certificate authorities (plus `NODE_EXTRA_CA_CERTS`). Pass your own to
+   * trust another CA (a self-signed test server), go through a proxy, or
+   * record requests.
+   */
+  fetch?: typeof globalThis.fetch;
+}
+
 export class WhipClient {
-  constructor(private readonly options: { token?: string; timeoutMs?: number } = {}) {}
+  readonly #fetch: typeof globalThis.fetch;
+
+  constructor(private readonly options: WhipClientOptions = {}) {
+    this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  }
 
   #headers(extra: Record<string, string> = {}): Record<string, string> {
     return { ...extra, ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}) };
@@ -34,7 +52,7 @@ export class WhipClient {
   async publish(url: string, sdpOffer: string): Promise<WhipPublishResult> {
     let res: Response;
     try {
-      res = await fetch(url, {
+      res = await this.#fetch(url, {
         method: 'POST',
         headers: this.#headers({ 'content-type': 'application/sdp' }),
         body: sdpOffer,
@@ -51,7 +69,7 @@ export class WhipClient {
 
   /** Ends the session. Resolves to the HTTP status (404 means it had already ended). */
   async end(sessionUrl: string): Promise<number> {
-    const res = await fetch(sessionUrl, { method: 'DELETE', headers: this.#headers(), signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS) });
+    const res = await this.#fetch(sessionUrl, { method: 'DELETE', headers: this.#headers(), signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS) });
     await res.arrayBuffer();
     if (res.status !== 200 && res.status !== 204 && res.status !== 404) throw await errorFrom(res, sessionUrl);
     return res.status;

@@ -7,19 +7,32 @@
  *   unless servers are configured explicitly;
  * - it skips loopback interfaces and, when asked for them, still announces every
  *   other interface; with `hostAddresses` we announce exactly the given ones.
+ *
+ * An announced address need not be one of this machine's: behind 1:1 NAT (a
+ * cloud VM's public IP) it is the public address, and the media sockets are
+ * bound to a local address (the first local one given, else all interfaces)
+ * while the candidates carry the public one. Binding the public address
+ * itself fails (EADDRNOTAVAIL), and werift reports that as an unhandled
+ * socket error that ends the process.
  */
+import { networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import type { RTCPeerConnection, RTCIceServer } from 'werift';
 
 export interface IceOptions {
   /**
-   * Host addresses to gather candidates on and announce, e.g. `['127.0.0.1']` or
-   * the server's public address. Empty or undefined: every non-loopback interface.
+   * Host addresses to announce as candidates, e.g. `['127.0.0.1']`, or the
+   * server's public address behind 1:1 NAT (it need not be on an interface).
+   * Empty or undefined: every non-loopback interface.
    */
   hostAddresses?: string[];
   /** UDP port range `[min, max]` for media sockets (min < max). Default: any free port. */
   portRange?: [number, number];
-  /** STUN/TURN servers. Default none: no request leaves the machine unless you list one. */
+  /**
+   * STUN/TURN servers this agent gathers with. Default none: no request leaves
+   * the machine unless you list one. Only full-ICE connections (the user's own
+   * signaling) use them; ICE-lite WHIP sessions never do.
+   */
   iceServers?: RTCIceServer[];
 }
 
@@ -36,7 +49,9 @@ export function iceConfig(options: IceOptions = {}) {
     }
   }
   const explicit = hosts.length > 0;
-  const v4 = hosts.find((h) => isIP(h) === 4);
+  // The socket is bound to a local address; addresses that are not local (NAT) are announced only.
+  const local = localAddresses();
+  const v4 = hosts.find((h) => isIP(h) === 4 && local.has(h));
   return {
     iceServers: options.iceServers ?? [],
     icePortRange: options.portRange,
@@ -58,6 +73,11 @@ export function disableImplicitStun(pc: RTCPeerConnection, iceServers: RTCIceSer
   for (const transport of pc.iceTransports) {
     (transport.connection as { stunServer?: unknown }).stunServer = undefined;
   }
+}
+
+/** This machine's interface addresses (loopback included). */
+function localAddresses(): Set<string> {
+  return new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address)));
 }
 
 /** True for 127.0.0.0/8, ::1 and `localhost`. */

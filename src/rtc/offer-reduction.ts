@@ -90,6 +90,23 @@ export function completeAnswer(offer: ParsedOffer, keep: readonly number[], answ
 }
 
 /**
+ * `sdp` without the `trickle` ICE option (RFC 8838 §3, RFC 8840 §4.1.3):
+ * earshot answers with every candidate and refuses PATCH (405), so an answer
+ * that advertised trickle would invite a client to send candidates that are
+ * then refused. Other tokens (`ice2`, …) stay; a line left empty is dropped.
+ */
+export function withoutTrickle(sdp: string): string {
+  return sdp
+    .split('\r\n')
+    .flatMap((line) => {
+      if (!line.startsWith('a=ice-options:')) return [line];
+      const tokens = line.slice('a=ice-options:'.length).split(/[ \t]+/).filter((t) => t !== '' && t !== 'trickle');
+      return tokens.length > 0 ? [`a=ice-options:${tokens.join(' ')}`] : [];
+    })
+    .join('\r\n');
+}
+
+/**
  * A rejected m-line for an offered section: port 0, the offer's kind, proto
  * and first format, and its mid. Everything echoed here passed the token and
  * payload-type checks of `parseOffer`. A rejected data channel also repeats

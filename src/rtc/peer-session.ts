@@ -9,7 +9,7 @@ import { RTCPeerConnection, RTCRtpCodecParameters, type MediaStreamTrack, type R
 import { errors, isEarshotError } from '../errors.js';
 import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
-import { completeAnswer, planNegotiation, type NegotiationPlan } from './offer-reduction.js';
+import { completeAnswer, planNegotiation, withoutTrickle, type NegotiationPlan } from './offer-reduction.js';
 import { RtpIngest, type IngestFrame, type RtpIngestOptions, type RtpReceiveStats } from './rtp-ingest.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 
@@ -53,7 +53,7 @@ export class PeerSession {
   endedAt: number | undefined;
   state: SessionState = 'connecting';
   endReason: SessionEndReason | undefined;
-  /** SDP answer, with all server candidates (non-trickle). */
+  /** SDP answer, with all server candidates (non-trickle: it never offers `a=ice-options:trickle`). */
   answer = '';
   offer: OfferSummary | undefined;
   /** Packets whose payload type was not the negotiated Opus one (ignored). */
@@ -77,7 +77,9 @@ export class PeerSession {
     this.#ingest = new RtpIngest((f) => this.#events.onFrame(f), options.ingest);
     const fmtp = `minptime=10;useinbandfec=1${options.stereo ? ';stereo=1' : ''}`;
     this.#pc = new RTCPeerConnection({
-      ...iceConfig(options.ice),
+      // An ICE-lite agent has host candidates only (RFC 8445 §2.5): STUN/TURN
+      // servers are for clients (advertised over WHIP), never contacted by it.
+      ...iceConfig(iceLite ? { ...options.ice, iceServers: [] } : options.ice),
       // A WHIP server is always the answerer and reachable: ICE-lite, no gathering beyond host candidates.
       // A connection for the user's own signaling may be either side, so it runs full ICE.
       iceLite,
@@ -98,7 +100,7 @@ export class PeerSession {
     const session = new PeerSession(room, peer, options, events);
     session.offer = offer;
     try {
-      await session.#negotiate(parsed, plan, options);
+      await session.#negotiate(parsed, plan);
     } catch (e) {
       await session.#pc.close().catch(() => {});
       // werift's messages may quote the offer: bounded, so a crafted offer cannot inflate the response or the log.
@@ -147,18 +149,18 @@ export class PeerSession {
     pc.connectionStateChange.subscribe((state) => this.#onConnectionState(state));
   }
 
-  async #negotiate(offer: ParsedOffer, plan: NegotiationPlan, options: PeerSessionOptions): Promise<void> {
+  async #negotiate(offer: ParsedOffer, plan: NegotiationPlan): Promise<void> {
     const pc = this.#pc;
     this.#watch();
     await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
     const answer = await pc.createAnswer();
-    disableImplicitStun(pc, options.ice?.iceServers);
+    disableImplicitStun(pc, []);
     await pc.setLocalDescription(answer);
     await iceGatheringComplete(pc);
     const local = pc.localDescription?.sdp;
     if (!local) throw new Error('werift produced no local description');
     if (!/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
-    this.answer = completeAnswer(offer, plan.sections, local);
+    this.answer = withoutTrickle(completeAnswer(offer, plan.sections, local));
     this.#watchdog = setInterval(() => this.#checkTimeouts(), 250);
     this.#watchdog.unref();
   }

@@ -10,7 +10,7 @@ import type { Observable } from 'rxjs';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { RTCIceServer } from 'werift';
-import { isLoopbackHost } from '../rtc/ice-config.js';
+import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from './earshot-core.js';
 import type { PeerStatsSnapshot } from './peer-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
@@ -21,6 +21,7 @@ import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import { errors } from '../errors.js';
 import { Access } from './access.js';
+import type { AdmissionOptions } from './admission.js';
 import { corsPolicy, checkOrigin } from './cors-policy.js';
 import { installAccessControl } from './access-control.js';
 import { DownloadLinks } from './download-links.js';
@@ -32,12 +33,25 @@ import { registerEventRoutes } from './routes/events.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { createMetrics } from './metrics.js';
 import { registerWhipRoutes } from './routes/whip.js';
+import { QuietRoutesLogController } from './request-logs.js';
+import { loadTls } from './tls.js';
+import { checkIceServers } from '../rtc/ice-servers.js';
 
 export interface CreateServerOptions {
   /** Address to listen on. Default `127.0.0.1`. Use `0.0.0.0` to accept remote clients. */
   host?: string;
-  /** TCP port for HTTP. Default 8080; 0 picks a free port. */
+  /** TCP port for HTTP (or HTTPS with `tlsCert`). Default 8080; 0 picks a free port. */
   port?: number;
+  /**
+   * Serve HTTPS with this certificate (RFC 9725 requires HTTPS for WHIP
+   * outside development): a file path, or the PEM text itself (a string
+   * holding `-----BEGIN CERTIFICATE-----`, or a Buffer). May be a chain, leaf
+   * first (`fullchain.pem`). Needs `tlsKey`; files are read once, at start.
+   * Default: none — plain HTTP (fine on loopback or behind a TLS-terminating proxy).
+   */
+  tlsCert?: string | Buffer;
+  /** The private key of `tlsCert` (unencrypted PEM): a file path, PEM text or a Buffer. Needs `tlsCert`. */
+  tlsKey?: string | Buffer;
   /**
    * Token of the **publish** role: required (as `Authorization: Bearer …`) on
    * WHIP POST, DELETE and PATCH. Default: none — anyone who reaches the port may
@@ -124,6 +138,14 @@ export interface CreateServerOptions {
    */
   maxPendingSessions?: number;
   /**
+   * Admission by measured load: a new session is refused (503 `EARSHOT_OVERLOADED`,
+   * `Retry-After`) while the workers, the main thread, the frame queues or the
+   * frame latency are past their limits, so admitted streams stay clean; `/health`
+   * says `ready: false` meanwhile. `false` admits by `maxSessions` alone.
+   * Default: on, with the defaults of `AdmissionOptions`.
+   */
+  admission?: AdmissionOptions | false;
+  /**
    * ICE host candidates to announce. Default: `[host]` when `host` is a specific
    * IP (e.g. `127.0.0.1`), every non-loopback interface when it is `0.0.0.0`.
    * Behind 1:1 NAT, give the public address.
@@ -131,10 +153,26 @@ export interface CreateServerOptions {
   iceHostAddresses?: string[];
   /** UDP port range for media, `[min, max]`. Default: any free port. */
   icePortRange?: [number, number];
-  /** STUN/TURN servers. Default none: the server never contacts outside hosts by itself. */
+  /**
+   * STUN/TURN servers for clients behind NAT or firewalls (`stun:`, `stuns:`,
+   * `turn:`, `turns:` URLs; TURN needs `username` and `credential`).
+   * Advertised to WHIP clients as `Link: <…>; rel="ice-server"` fields on the
+   * 201 and on OPTIONS (RFC 9725 §4.6; TURN credentials only to requests with
+   * publish rights). The WHIP server itself is ICE-lite and never contacts
+   * them. Checked at start (`EARSHOT_ICE_SERVER_INVALID`). Default none.
+   */
   iceServers?: RTCIceServer[];
-  /** Log level: fatal, error, warn, info (default), debug, trace, silent. */
+  /**
+   * Log level of the built-in logger: fatal, error, warn, info (default),
+   * debug, trace, silent. Ignored with `logger` (set your logger's level).
+   */
   logLevel?: string;
+  /**
+   * Your own pino logger (or a pino-compatible one) for everything the server
+   * logs; fastify adds its request serializers. Default: a pino logger to
+   * stdout (JSON lines) at `logLevel`.
+   */
+  logger?: FastifyBaseLogger;
   /**
    * Custom worker stage modules (file paths or `file:` URLs) to load in every
    * worker before the pipeline is validated, so the pipeline can use their
@@ -165,7 +203,7 @@ export interface EarshotServer {
   attachProcessor(name: string, scope?: ProcessorScope): () => void;
   /** Loads a custom worker stage module in every worker; resolves to the stage types it provides. */
   registerStageModule(pathOrUrl: string | URL): Promise<string[]>;
-  /** Starts the workers and the HTTP listener; resolves to the base URL. */
+  /** Starts the workers and the HTTP listener; resolves to the base URL (`https://…` with `tlsCert`). */
   listen(): Promise<string>;
   /** Graceful shutdown: refuse new sessions, finalize every recording, stop workers and HTTP. */
   close(): Promise<void>;
@@ -191,6 +229,10 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   for (const [name, list] of [['corsOrigins', options.corsOrigins], ['whipCorsOrigins', options.whipCorsOrigins]] as const) {
     for (const origin of list ?? []) checkOrigin(name, origin, name === 'whipCorsOrigins');
   }
+  const tls = loadTls(options.tlsCert, options.tlsKey);
+  const advertisedIceServers = checkIceServers(options.iceServers ?? []);
+  // A malformed ICE address or port range fails here, not at the first publish.
+  iceConfig({ hostAddresses: options.iceHostAddresses, portRange: options.icePortRange });
   const pool = new WorkerPool({
     threads: options.threads,
     batchIntervalMs: options.batchIntervalMs,
@@ -198,7 +240,6 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     maxStreamCrashes: options.maxStreamCrashes,
     maxQueuedFrames: options.maxQueuedFrames,
   });
-  const logger = { level: options.logLevel ?? 'info' };
   let pipelines: PipelineRegistry;
   let pipeline: Pipeline;
   // Reload messages go to the app's logger once it exists.
@@ -221,10 +262,14 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     throw e;
   }
 
+  // Typed as the plain-HTTP instance: the HTTPS one has the same API, and EarshotServer.app keeps one type for both.
   const app = Fastify({
-    logger,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: options.logLevel ?? 'info' } }),
+    // Polling routes log their requests at debug (request-logs.ts).
+    logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
     bodyLimit: 16 * 1024,
-  });
+    ...(tls ? { https: tls } : {}),
+  }) as unknown as FastifyInstance;
   reloadLog.log = app.log.child({ module: 'pipelines' });
   if (options.watchPipelines !== false) pipelines.watch();
   const core = new EarshotCore({
@@ -242,6 +287,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     connectTimeoutMs: options.connectTimeoutMs,
     maxSessions: options.maxSessions,
     maxPendingSessions: options.maxPendingSessions,
+    admission: options.admission,
     log: app.log.child({ module: 'core' }),
   });
 
@@ -251,7 +297,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   });
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
-  registerWhipRoutes(app, core, access);
+  registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers });
   registerControlRoutes(app, core, access);
   registerRecordingRoutes(app, core, access, links, downloadLimits);
   registerPipelineRoutes(app, core);

@@ -9,8 +9,16 @@
  * was dropped).
  *
  * Values are read from the server when scraped (collect callbacks), so the
- * media path does no extra work for metrics; the latency and jitter
- * histograms are the server's own fixed-bucket histograms, exported as they are.
+ * media path does no extra work for metrics. The latency histograms are views
+ * of the server's own fixed-bucket histograms: those have ~70 fine buckets
+ * (for the percentiles in `GET /stats`), and every bucket is a time series in
+ * Prometheus, so the export sums them into at most 15 (`EXPORT_BOUNDS_MS`).
+ *
+ * What grows is a counter (rate() it over any window), never a "since start"
+ * average: a gauge averaged since start stops moving after a day of uptime.
+ * Node's own metrics keep prom-client's standard names (`process_*`,
+ * `nodejs_*`) so stock Node.js dashboards work unchanged. docs/metrics.md
+ * lists every metric.
  */
 import client, { type Metric } from 'prom-client';
 import type { LatencyHistogram } from '../sinks/latency-histogram.js';
@@ -19,9 +27,16 @@ import type { EarshotCore } from './earshot-core.js';
 /** How long one read of the server serves a scrape's metrics. */
 const SCRAPE_CACHE_MS = 250;
 
+/**
+ * Exported bucket bounds (ms) of the latency histograms: 13 bounds + `+Inf`.
+ * Each is a bound of the internal histogram (`LATENCY_BOUNDS_MS`), so the
+ * exported counts are exact sums of its buckets, not estimates.
+ */
+export const EXPORT_BOUNDS_MS: readonly number[] = [1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000];
+
 export function createMetrics(core: EarshotCore): client.Registry {
   const register = new client.Registry();
-  client.collectDefaultMetrics({ register, prefix: 'earshot_process_' });
+  client.collectDefaultMetrics({ register });
 
   // Counters and gauges filled at scrape time from one consistent read of the server.
   // One read serves every metric of a scrape (collect callbacks run across several ticks).
@@ -67,13 +82,8 @@ export function createMetrics(core: EarshotCore): client.Registry {
   counter('earshot_rtp_packets_late_total', 'RTP packets that arrived after their slot was concealed or played.', () => read().totals.packetsLate);
   counter('earshot_rtp_payload_bytes_received_total', 'RTP payload bytes received.', () => read().totals.bytesReceived);
   counter('earshot_rtp_dtx_seconds_total', 'Media seconds covered by DTX (no packets sent).', () => read().totals.dtxSeconds);
-  gauge('earshot_rtp_loss_ratio', 'Lost ÷ expected over the live peers, 0–1.', () => {
-    const live = read().live;
-    const expected = live.reduce((n, p) => n + p.rtp.packetsExpected, 0);
-    const lost = live.reduce((n, p) => n + Math.max(0, p.rtp.packetsLost), 0);
-    return expected > 0 ? lost / expected : 0;
-  });
-  gauge('earshot_rtp_receive_bits_per_second', 'Payload bitrate summed over the live peers (last 2 s).', () => read().live.reduce((n, p) => n + p.rtp.bitrate, 0));
+  // Loss over a window is rate(lost_total) / rate(expected_total); a ratio gauge would be "since each session started".
+  gauge('earshot_rtp_receive_bytes_per_second', 'RTP payload bytes per second summed over the live peers (last 2 s).', () => read().live.reduce((n, p) => n + p.rtp.bitrate, 0) / 8);
 
   counter('earshot_frames_decoded_total', 'Opus packets decoded.', () => read().totals.framesDecoded);
   counter('earshot_frames_processed_total', 'Frames delivered to the sinks (first branch).', () => read().totals.framesProcessed);
@@ -86,7 +96,8 @@ export function createMetrics(core: EarshotCore): client.Registry {
   counter('earshot_sink_errors_total', 'Sinks and processors detached after failing.', () => read().totals.sinkErrors);
 
   gauge('earshot_pool_threads', 'DSP worker threads.', () => read().stats.pool.threads);
-  gauge('earshot_pool_utilization_ratio', 'Share of time the workers spent processing since start, 0–1.', () => read().stats.pool.utilization);
+  // Utilization over a window: rate(earshot_pool_busy_seconds_total[1m]) / earshot_pool_threads.
+  counter('earshot_pool_busy_seconds_total', 'Seconds the workers spent processing batches, all threads.', () => read().stats.pool.busyMs / 1000);
   gauge('earshot_pool_queued_frames', 'Frames waiting for a worker, all streams.', () => read().stats.pool.queuedFrames);
   gauge('earshot_pool_streams', 'Streams open in the worker pool.', () => read().stats.pool.streams);
   counter('earshot_pool_tasks_total', 'Batch tasks the workers completed.', () => read().stats.pool.tasksCompleted);
@@ -97,35 +108,53 @@ export function createMetrics(core: EarshotCore): client.Registry {
   counter('earshot_pool_streams_quarantined_total', 'Streams ended for a worker fault: a stage hung, or crashed its worker maxStreamCrashes times.', () => read().stats.pool.streamsQuarantined);
   counter('earshot_pool_frames_lost_total', 'Frames lost to worker faults (the blamed stream\'s batch; streams sharing the worker get theirs re-sent).', () => read().stats.pool.framesLost);
   gauge('earshot_pool_degraded', '1 while GET /health says degraded (a worker restarting, or a worker fault within the health window), else 0.', () => (core.pool.health().status === 'degraded' ? 1 : 0));
-  gauge('earshot_event_loop_lag_p99_seconds', 'Main-thread event-loop delay since start, 99th percentile.', () => read().stats.eventLoopDelayMs.p99 / 1000);
+  // The main thread's event-loop delay is prom-client's nodejs_eventloop_lag_* (per scrape, not since start).
 
-  register.registerMetric(histogram('earshot_processing_latency_seconds', 'RTP arrival → processed frame at the sinks, every frame.', core.latency, 1e-3));
+  register.registerMetric(histogram('earshot_processing_latency_seconds', 'RTP arrival → processed frame at the sinks, every frame.', core.latency, 1e-3, EXPORT_BOUNDS_MS));
   register.registerMetric(histogram('earshot_rtp_jitter_seconds', 'Interarrival jitter (RFC 3550) of each live peer, sampled every second.', core.jitter, 1));
-  register.registerMetric(histogram('earshot_pool_task_duration_seconds', 'Worker time per batch task.', core.pool.taskTimes, 1e-3));
+  register.registerMetric(histogram('earshot_pool_task_duration_seconds', 'Worker time per batch task.', core.pool.taskTimes, 1e-3, EXPORT_BOUNDS_MS));
   return register;
+}
+
+/**
+ * Cumulative counts of `source` at the bounds `exportBounds` (default: its
+ * own), the last entry being `+Inf`. Every export bound must be one of the
+ * source's bounds, so each count is exact.
+ */
+export function cumulativeBuckets(source: { boundsMs: readonly number[]; counts: readonly number[] }, exportBounds: readonly number[] = source.boundsMs): Array<{ le: number; count: number }> {
+  const { boundsMs, counts } = source;
+  const out: Array<{ le: number; count: number }> = [];
+  let cumulative = 0;
+  let i = 0;
+  for (const bound of exportBounds) {
+    for (; i < boundsMs.length && boundsMs[i] <= bound; i++) cumulative += counts[i];
+    if (boundsMs[i - 1] !== bound) throw new RangeError(`export bound ${bound} is not a bound of the histogram`);
+    out.push({ le: bound, count: cumulative });
+  }
+  for (; i < counts.length; i++) cumulative += counts[i];
+  out.push({ le: Infinity, count: cumulative });
+  return out;
 }
 
 /**
  * A prom-client metric over one of our fixed-bucket histograms: exported as a
  * Prometheus histogram (cumulative `_bucket`s with `le`, `_sum`, `_count`),
- * `scale` converting its unit to seconds.
+ * `scale` converting its unit to seconds, at `exportBounds` (in its unit;
+ * default: all of its own bounds).
  */
-function histogram(name: string, help: string, source: LatencyHistogram, scale: number): Metric {
+function histogram(name: string, help: string, source: LatencyHistogram, scale: number, exportBounds?: readonly number[]): Metric {
+  // Bounds that do not line up throw here, at start, rather than in every scrape.
+  cumulativeBuckets(source.snapshot(), exportBounds);
   const metric = {
     name,
     help,
     type: 'histogram',
     aggregator: 'sum',
     get() {
-      const { boundsMs, counts } = source.snapshot();
       const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
-      let cumulative = 0;
-      boundsMs.forEach((bound, i) => {
-        cumulative += counts[i];
-        values.push({ value: cumulative, labels: { le: round(bound * scale) }, metricName: `${name}_bucket` });
-      });
-      cumulative += counts[boundsMs.length];
-      values.push({ value: cumulative, labels: { le: '+Inf' }, metricName: `${name}_bucket` });
+      for (const { le, count } of cumulativeBuckets(source.snapshot(), exportBounds)) {
+        values.push({ value: count, labels: { le: le === Infinity ? '+Inf' : round(le * scale) }, metricName: `${name}_bucket` });
+      }
       values.push({ value: source.sum * scale, labels: {}, metricName: `${name}_sum` });
       values.push({ value: source.count, labels: {}, metricName: `${name}_count` });
       return Promise.resolve({ name, help, type: 'histogram', aggregator: 'sum', values });

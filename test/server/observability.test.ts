@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
+import { cumulativeBuckets, EXPORT_BOUNDS_MS } from '../../src/server/metrics.js';
+import { LATENCY_BOUNDS_MS } from '../../src/sinks/latency-histogram.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
@@ -137,10 +139,52 @@ describe('statistics', () => {
     }
   });
 
+  it('Prometheus: standard Node names, counters rather than since-start gauges, bytes, ≤ 15 buckets per histogram', async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const types = new Map(text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => [l.split(' ')[2], l.split(' ')[3]]));
+    const value = (name: string) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
+    // prom-client's default metrics under their stock names, so stock Node.js dashboards work.
+    expect(types.get('process_cpu_seconds_total')).toBe('counter');
+    expect(types.get('process_resident_memory_bytes')).toBe('gauge');
+    expect(types.get('nodejs_eventloop_lag_p99_seconds')).toBe('gauge');
+    expect(types.get('nodejs_heap_size_used_bytes')).toBe('gauge');
+    expect(text).not.toContain('earshot_process_');
+    // Work done is a counter (rate() it); nothing is averaged since start.
+    expect(types.get('earshot_pool_busy_seconds_total')).toBe('counter');
+    expect(value('earshot_pool_busy_seconds_total')).toBeGreaterThan(0);
+    for (const gone of ['earshot_pool_utilization_ratio', 'earshot_event_loop_lag_p99_seconds', 'earshot_rtp_loss_ratio', 'earshot_rtp_receive_bits_per_second']) expect(types.has(gone), gone).toBe(false);
+    expect(types.get('earshot_rtp_receive_bytes_per_second')).toBe('gauge');
+    expect(value('earshot_rtp_receive_bytes_per_second')).toBe(0); // nobody is sending now
+    // No histogram, ours or Node's, has more than 15 buckets (+Inf included): each bucket is a time series.
+    const histograms = [...types].filter(([, type]) => type === 'histogram').map(([name]) => name);
+    expect(histograms).toEqual(expect.arrayContaining(['earshot_processing_latency_seconds', 'earshot_rtp_jitter_seconds', 'earshot_pool_task_duration_seconds']));
+    for (const name of histograms) {
+      const buckets = text.split('\n').filter((l) => l.startsWith(`${name}_bucket{`));
+      expect(buckets.length, name).toBeGreaterThan(1);
+      expect(buckets.length, name).toBeLessThanOrEqual(15);
+    }
+    const latencyBounds = text.split('\n').filter((l) => l.startsWith('earshot_processing_latency_seconds_bucket')).map((l) => /le="([^"]+)"/.exec(l)![1]);
+    expect(latencyBounds).toEqual([...EXPORT_BOUNDS_MS.map((ms) => String(ms / 1000)), '+Inf']);
+  });
+
   it('observable: server.stats$() emits the statistics on its interval', async () => {
     const three = await firstValueFrom(t.server.stats$(50).pipe(take(3), toArray()));
     expect(three).toHaveLength(3);
     expect(three[2].server.sessionsStarted).toBe(1);
     expect(() => t.server.stats$(1)).toThrow(RangeError);
+  });
+});
+
+describe('exported histogram buckets', () => {
+  it('sums the fine buckets exactly into the coarse ones, and refuses a bound the histogram lacks', () => {
+    const counts = LATENCY_BOUNDS_MS.map((_, i) => i + 1).concat([1000]);
+    const coarse = cumulativeBuckets({ boundsMs: LATENCY_BOUNDS_MS, counts }, EXPORT_BOUNDS_MS);
+    expect(coarse).toHaveLength(EXPORT_BOUNDS_MS.length + 1);
+    coarse.slice(0, -1).forEach(({ le, count }, k) => {
+      expect(le).toBe(EXPORT_BOUNDS_MS[k]);
+      expect(count).toBe(LATENCY_BOUNDS_MS.reduce((n, bound, i) => n + (bound <= le ? counts[i] : 0), 0));
+    });
+    expect(coarse.at(-1)).toEqual({ le: Infinity, count: counts.reduce((a, b) => a + b, 0) });
+    expect(() => cumulativeBuckets({ boundsMs: LATENCY_BOUNDS_MS, counts }, [1, 3.5])).toThrow(/3\.5 is not a bound/);
   });
 });

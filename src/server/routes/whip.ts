@@ -5,12 +5,21 @@
  *
  * Only the publisher that created a session (and admins, through the control
  * API) ever learns its URL: it is the right to end the session.
+ *
+ * Configured STUN/TURN servers are advertised to clients as `Link: <…>;
+ * rel="ice-server"` fields (RFC 9725 §4.6) on the 201 and on a plain OPTIONS
+ * of the endpoint (for clients that must know them before making their offer),
+ * never on a CORS preflight (the RFC's SHOULD NOT). TURN credentials go only
+ * to a request with publish rights: OPTIONS needs no token, so an anonymous
+ * OPTIONS on a server with a publish token gets the STUN servers alone.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, EarshotError, isEarshotError } from '../../errors.js';
 import type { Access } from '../access.js';
 import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
 import type { EarshotCore } from '../earshot-core.js';
+import type { IceServerUrl } from '../../rtc/ice-servers.js';
+import { iceServerLinks } from '../ice-server-links.js';
 
 const SDP_LIMIT = MAX_SDP_BYTES;
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -24,14 +33,26 @@ export function checkName(kind: 'room' | 'peer', value: string): void {
   }
 }
 
-export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, access: Access): void {
+export interface WhipRouteOptions {
+  /** STUN/TURN servers to advertise to clients (checked, one entry per URL). Default none. */
+  iceServers?: readonly IceServerUrl[];
+}
+
+export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, access: Access, routeOptions: WhipRouteOptions = {}): void {
   app.addContentTypeParser(['application/sdp', 'application/trickle-ice-sdpfrag'], { parseAs: 'string', bodyLimit: SDP_LIMIT }, (_req, body, done) => done(null, body));
+  const iceServers = routeOptions.iceServers ?? [];
+  const links = (req: FastifyRequest) => iceServerLinks(iceServers, mayPublish(access, req));
 
   // CORS headers (allow-list, methods, exposed headers) come from the CORS layer;
   // this adds what WHIP itself says about the endpoint.
-  const options = (methods: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
+  const options = (methods: string) => async (req: FastifyRequest, reply: FastifyReply) => {
     void reply.header('Allow', methods);
-    if (methods.includes('POST')) void reply.header('Accept-Post', 'application/sdp');
+    if (methods.includes('POST')) {
+      void reply.header('Accept-Post', 'application/sdp');
+      const preflight = req.headers['access-control-request-method'] !== undefined;
+      const link = preflight ? [] : links(req);
+      if (link.length > 0) void reply.header('Link', link);
+    }
     return reply.code(204).header('Content-Length', '0').send();
   };
 
@@ -64,6 +85,8 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
         throw e;
       }
       const location = `/whip/sessions/${session.id}`;
+      const link = links(req);
+      if (link.length > 0) void reply.header('Link', link);
       return reply
         .code(201)
         .header('Location', location)
@@ -84,4 +107,15 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
     void reply.header('Allow', 'DELETE, OPTIONS');
     throw errors.TRICKLE_NOT_SUPPORTED();
   });
+}
+
+/** Whether `req` could publish here (so it may learn the TURN credentials): OPTIONS skips the access check, so it is made here. */
+function mayPublish(access: Access, req: FastifyRequest): boolean {
+  if (!access.grantOf(req).publish) return false;
+  try {
+    access.checkHost(req, 'publish');
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,89 @@
+/**
+ * `earshot serve`: every option can be set from the environment (containers
+ * and systemd units have no command line to speak of) and `--help` shows each
+ * one's default and variable; the environment forms of the list options parse
+ * like their flags.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Command } from 'commander';
+import { afterEach, describe, expect, it } from 'vitest';
+import { registerServeCommand } from '../../src/cli/serve-command.js';
+
+const root = join(import.meta.dirname, '..', '..');
+
+/** The option entries of `serve --help`, each joined onto one line. */
+async function helpEntries(): Promise<string[]> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--help'], { cwd: root, env: { ...process.env, COLUMNS: '100' } });
+  const options = stdout.slice(stdout.indexOf('Options:') + 'Options:'.length);
+  const entries: string[] = [];
+  for (const line of options.split('\n')) {
+    if (/^ {2}-/.test(line)) entries.push(line.trim());
+    else if (/^ {3,}\S/.test(line) && entries.length > 0) entries[entries.length - 1] += ` ${line.trim()}`;
+  }
+  return entries;
+}
+
+/** The options `serve` would run with, from `argv` and the environment, without starting anything. */
+async function parsedOptions(argv: string[]): Promise<Record<string, unknown>> {
+  const program = new Command('earshot').exitOverride();
+  registerServeCommand(program);
+  let captured: Record<string, unknown> | undefined;
+  program.hook('preAction', (_program, command) => {
+    captured = command.opts();
+    throw new Error('parsed');
+  });
+  await program.parseAsync(['serve', ...argv], { from: 'user' }).catch((e: Error) => {
+    if (e.message !== 'parsed') throw e;
+  });
+  return captured!;
+}
+
+const saved = { ...process.env };
+afterEach(() => {
+  for (const k of Object.keys(process.env)) if (k.startsWith('EARSHOT_')) delete process.env[k];
+  Object.assign(process.env, saved);
+});
+
+describe('earshot serve options', () => {
+  it('--help shows an environment variable and a default for every option', async () => {
+    const entries = await helpEntries();
+    expect(entries.length).toBeGreaterThan(25);
+    const envs: string[] = [];
+    for (const entry of entries.filter((e) => !e.startsWith('-h, --help'))) {
+      const env = /\benv: ([A-Z_]+)\)/.exec(entry)?.[1];
+      expect(env, entry).toBeDefined();
+      expect(env!, entry).toMatch(/^(PORT|EARSHOT_[A-Z_]+)$/);
+      expect(entry, entry).toMatch(/\(default: |\bdefault: /);
+      envs.push(env!);
+    }
+    expect(new Set(envs).size).toBe(envs.length);
+    for (const env of ['EARSHOT_ICE_HOSTS', 'EARSHOT_ICE_PORTS', 'EARSHOT_ICE_SERVERS', 'EARSHOT_TLS_CERT', 'EARSHOT_TLS_KEY']) expect(envs).toContain(env);
+  });
+
+  it('reads the ICE and TLS settings from the environment', async () => {
+    Object.assign(process.env, {
+      EARSHOT_ICE_HOSTS: '198.51.100.1, 198.51.100.2',
+      EARSHOT_ICE_PORTS: '40000-40099',
+      EARSHOT_ICE_SERVERS: 'stun:stun.example.net\n  turn:turn.example.net:3478?transport=udp,alice,pa,ss',
+      EARSHOT_TLS_CERT: '/etc/earshot/cert.pem',
+      EARSHOT_TLS_KEY: '/etc/earshot/key.pem',
+    });
+    expect(await parsedOptions([])).toMatchObject({
+      iceHost: ['198.51.100.1', '198.51.100.2'],
+      icePorts: [40000, 40099],
+      iceServer: [{ urls: 'stun:stun.example.net' }, { urls: 'turn:turn.example.net:3478?transport=udp', username: 'alice', credential: 'pa,ss' }],
+      tlsCert: '/etc/earshot/cert.pem',
+      tlsKey: '/etc/earshot/key.pem',
+    });
+  });
+
+  it('--ice-server repeats and refuses a bad server with a clear message', async () => {
+    const opts = await parsedOptions(['--ice-server', 'stun:a.example.net', '--ice-server', 'turns:b.example.net,u,p']);
+    expect(opts.iceServer).toEqual([{ urls: 'stun:a.example.net' }, { urls: 'turns:b.example.net', username: 'u', credential: 'p' }]);
+    const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
+    registerServeCommand(program);
+    await expect(program.parseAsync(['serve', '--ice-server', 'turn:b.example.net'], { from: 'user' })).rejects.toThrow(/a TURN server needs a username and a credential/);
+  });
+});
