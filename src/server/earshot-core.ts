@@ -21,6 +21,7 @@ import type { RecordingInfo } from '../sinks/recorder.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { recordingPreflight } from '../sinks/record-sink.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
+import { AdmissionControl, type AdmissionOptions, type AdmissionState } from './admission.js';
 
 /** Jitter histogram bounds, seconds (RFC 3550 jitter of a healthy LAN call is well under 5 ms). */
 export const JITTER_BOUNDS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
@@ -46,6 +47,8 @@ export interface EarshotCoreOptions {
    * a flood of offers that never connect can hold. Default 50.
    */
   maxPendingSessions?: number;
+  /** Admission by measured load (see AdmissionOptions); `false` admits by the counts alone. Default: on, with its defaults. */
+  admission?: AdmissionOptions | false;
   /** Processor registry for `processor` sinks and attachments. Default: the process-wide one (`registerProcessor`). */
   processors?: ProcessorRegistry;
   log: FastifyBaseLogger;
@@ -122,6 +125,8 @@ export interface ServerStats {
   /** Main-thread event-loop delay since start, ms (how long ready work waited for the loop). */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   memory: { rssBytes: number; heapUsedBytes: number };
+  /** The measured load that admission decides on (null with admission off). */
+  admission: AdmissionState | null;
 }
 
 export class EarshotCore {
@@ -149,6 +154,7 @@ export class EarshotCore {
   readonly #startedAt = performance.now();
   readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
   #shuttingDown = false;
+  readonly #admission: AdmissionControl | undefined;
   /** Peers whose offer is being answered now: placement of a peer is one step at a time. */
   readonly #placing = new Set<string>();
 
@@ -158,6 +164,7 @@ export class EarshotCore {
     this.store = new RecordingsStore(options.recordingsDir);
     this.pool = options.pool instanceof WorkerPool ? options.pool : new WorkerPool(options.pool);
     this.processors = options.processors ?? defaultProcessors;
+    this.#admission = options.admission === false ? undefined : new AdmissionControl(this.pool, this.latency, options.admission);
   }
 
   /** The pipelines this core knows. */
@@ -214,6 +221,7 @@ export class EarshotCore {
     await this.store.init();
     await this.pool.start();
     this.#loopDelay.enable();
+    this.#admission?.start();
     this.#jitterTimer = setInterval(() => {
       for (const e of this.peers.live()) if (e.session.state === 'connected') this.jitter.add(e.session.rtpStats().jitter);
     }, 1000);
@@ -263,6 +271,7 @@ export class EarshotCore {
       const slot: { entry?: PeerEntry } = {};
       const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
       await this.#start(slot, room, peer, session, pipeline, existing);
+      if (!existing) this.#admission?.admitted();
       return session;
     } catch (e) {
       this.#refused((e as { code?: string }).code ?? 'EARSHOT_INTERNAL');
@@ -367,6 +376,9 @@ export class EarshotCore {
     if (!existing && this.peers.size + negotiating >= limit) throw errors.OVERLOADED(limit);
     const pendingLimit = this.#options.maxPendingSessions ?? 50;
     if (this.pendingSessions() - (this.#placing.has(peer) ? 1 : 0) >= pendingLimit) throw errors.OVERLOADED(pendingLimit, 'pending');
+    // A replacement takes the place of a stream already counted in the load.
+    const overloaded = existing ? [] : (this.#admission?.check() ?? []);
+    if (overloaded.length > 0) throw errors.OVERLOADED(overloaded, 'load');
     return existing;
   }
 
@@ -488,6 +500,7 @@ export class EarshotCore {
         max: Math.round(this.#loopDelay.max / 1e4) / 100,
       },
       memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+      admission: this.#admission?.state() ?? null,
     };
   }
 
@@ -504,6 +517,7 @@ export class EarshotCore {
     await Promise.all(this.peers.live().map((e) => this.#end(e, 'shutdown')));
     await this.pool.close();
     this.#loopDelay.disable();
+    this.#admission?.stop();
     clearInterval(this.#jitterTimer);
     this.streams$.complete();
     this.events$.complete();

@@ -14,10 +14,14 @@ export function registerControlRoutes(app: FastifyInstance, core: EarshotCore, a
   // reasons name stage types and pool stream ids only, never peers or file paths.
   app.get('/health', async () => {
     const pool = core.pool.health();
+    const stats = core.stats();
     return {
       status: pool.status,
       reasons: pool.reasons,
-      ...pick(core.stats()),
+      // false while the measured load leaves no room for another stream: new sessions get 503.
+      ready: stats.admission?.ready ?? true,
+      ...(stats.admission && !stats.admission.ready ? { load: stats.admission.reasons } : {}),
+      ...pick(stats),
       workerRestarts: pool.workerRestarts,
       lastRestartAt: pool.lastRestartAt,
       quarantined: pool.quarantined,
