@@ -34,6 +34,8 @@ export interface PipelineDefinition {
   description?: string;
   /** Channels to decode to (default 1). */
   channels?: 1 | 2;
+  /** Ask the sender for DTX, no packets during silence (default true). */
+  dtx?: boolean;
   /** Single-chain form: stages (default none) … */
   stages?: readonly StageInput[];
   /** … and sinks. */
@@ -68,6 +70,7 @@ export function pipelineDocument(definition: PipelineDefinition): PipelineDocume
   const doc: Record<string, unknown> = { name: d.name };
   if (d.description !== undefined) doc.description = d.description;
   if (d.channels !== undefined) doc.channels = d.channels;
+  if (d.dtx !== undefined) doc.dtx = d.dtx;
   if (d.stages !== undefined || d.branches === undefined) doc.stages = stageObjects(d.stages ?? []);
   if (d.sinks !== undefined) doc.sinks = d.sinks;
   if (d.branches !== undefined) {

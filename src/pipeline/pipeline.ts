@@ -63,6 +63,8 @@ export interface Pipeline {
   name: string;
   description: string;
   channels: 1 | 2;
+  /** The answer asks the sender for DTX (`usedtx=1`, RFC 7587). */
+  dtx: boolean;
   branches: Branch[];
   /**
    * The document as given, as plain JSON: the same keys in the same order, no
@@ -184,6 +186,7 @@ function buildPipeline(doc: PipelineDocument): Pipeline {
     name: doc.name,
     description: doc.description ?? '',
     channels: doc.channels ?? 1,
+    dtx: doc.dtx ?? true,
     branches,
     toJSON: () => structuredClone(doc),
   };

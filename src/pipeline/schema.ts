@@ -118,6 +118,13 @@ export const PipelineSchema = Type.Object(
         description: 'Channels to decode the Opus stream to: 1 (mono, default) or 2 (stereo; the answer asks the sender for stereo=1, RFC 7587). A mono sender decoded as stereo gives two equal channels.',
       }),
     ),
+    dtx: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description:
+          'Ask the sender for discontinuous transmission (RFC 7587 usedtx=1): browsers then send no packets while the speaker is silent, and earshot records that silence at its media time without processing it. false: ask for continuous packets.',
+      }),
+    ),
     stages: Type.Optional(Type.Array(StageSchema, { description: 'Single-chain form: stages (use either stages+sinks or branches).' })),
     sinks: Type.Optional(Type.Array(SinkSchema, { description: 'Single-chain form: sinks.' })),
     branches: Type.Optional(

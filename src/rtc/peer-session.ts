@@ -10,6 +10,7 @@ import { errors, isEarshotError } from '../errors.js';
 import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
 import { completeAnswer, planNegotiation, withoutTrickle, type NegotiationPlan } from './offer-reduction.js';
+import { withOpusPreferences } from './opus-answer.js';
 import { RtpIngest, type IngestFrame, type RtpIngestOptions, type RtpReceiveStats } from './rtp-ingest.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 
@@ -34,6 +35,12 @@ export interface PeerSessionOptions {
   connectTimeoutMs?: number;
   /** Ask the sender for stereo (RFC 7587 `stereo=1` in the answer). Default false. */
   stereo?: boolean;
+  /**
+   * Ask the sender for discontinuous transmission (RFC 7587 `usedtx=1`): no
+   * packets while silent; the ingest turns the gaps into silence at their media
+   * time. Default true.
+   */
+  dtx?: boolean;
   ingest?: RtpIngestOptions;
 }
 
@@ -63,6 +70,8 @@ export class PeerSession {
   readonly #ingest: RtpIngest;
   readonly #events: PeerSessionEvents;
   readonly #mediaTimeoutMs: number;
+  readonly #stereo: boolean;
+  readonly #dtx: boolean;
   readonly #connectTimeoutMs: number;
   #watchdog: NodeJS.Timeout | undefined;
   #lastPacketAt = performance.now();
@@ -75,7 +84,9 @@ export class PeerSession {
     this.#mediaTimeoutMs = options.mediaTimeoutMs ?? 10_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
     this.#ingest = new RtpIngest((f) => this.#events.onFrame(f), options.ingest);
-    const fmtp = `minptime=10;useinbandfec=1${options.stereo ? ';stereo=1' : ''}`;
+    this.#stereo = options.stereo === true;
+    this.#dtx = options.dtx !== false;
+    const fmtp = `minptime=10;useinbandfec=1${options.stereo ? ';stereo=1' : ''}${options.dtx === false ? '' : ';usedtx=1'}`;
     this.#pc = new RTCPeerConnection({
       // An ICE-lite agent has host candidates only (RFC 8445 §2.5): STUN/TURN
       // servers are for clients (advertised over WHIP), never contacted by it.
@@ -160,7 +171,9 @@ export class PeerSession {
     const local = pc.localDescription?.sdp;
     if (!local) throw new Error('werift produced no local description');
     if (!/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
-    this.answer = withoutTrickle(completeAnswer(offer, plan.sections, local));
+    const opus = /^a=rtpmap:(\d+) opus\/48000/im.exec(local);
+    const completed = withoutTrickle(completeAnswer(offer, plan.sections, local));
+    this.answer = opus ? withOpusPreferences(completed, Number(opus[1]), { stereo: this.#stereo, dtx: this.#dtx }) : completed;
     this.#watchdog = setInterval(() => this.#checkTimeouts(), 250);
     this.#watchdog.unref();
   }

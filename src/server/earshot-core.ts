@@ -395,6 +395,7 @@ export class EarshotCore {
       mediaTimeoutMs: this.#options.mediaTimeoutMs,
       connectTimeoutMs: this.#options.connectTimeoutMs,
       stereo: pipeline.channels === 2,
+      dtx: pipeline.dtx,
     };
   }
 
