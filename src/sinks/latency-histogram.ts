@@ -96,3 +96,75 @@ export function quantileOf(
   }
   return max;
 }
+
+/**
+ * The same buckets over the last `windowSeconds` only: a ring of one-second
+ * histograms, preallocated, so adding a sample stays O(log buckets) with no
+ * allocation. What a dashboard should show for "now": a start-up spike leaves
+ * the window after `windowSeconds`, while it stays in a session-long histogram.
+ */
+export class RecentHistogram {
+  readonly windowSeconds: number;
+  readonly #bounds: readonly number[];
+  /** One row of counts per second slot. */
+  readonly #counts: Float64Array[];
+  /** The second (Math.floor(ms / 1000)) each slot holds, or -1. */
+  readonly #second: Float64Array;
+  readonly #max: Float64Array;
+  readonly #scratch: Float64Array;
+
+  constructor(windowSeconds = 10, bounds: readonly number[] = LATENCY_BOUNDS_MS) {
+    if (!Number.isInteger(windowSeconds) || windowSeconds < 1) throw new RangeError(`windowSeconds must be a positive integer, got ${windowSeconds}`);
+    this.windowSeconds = windowSeconds;
+    this.#bounds = bounds;
+    this.#counts = Array.from({ length: windowSeconds }, () => new Float64Array(bounds.length + 1));
+    this.#second = new Float64Array(windowSeconds).fill(-1);
+    this.#max = new Float64Array(windowSeconds);
+    this.#scratch = new Float64Array(bounds.length + 1);
+  }
+
+  add(ms: number, now = Date.now()): void {
+    const second = Math.floor(now / 1000);
+    const slot = second % this.windowSeconds;
+    if (this.#second[slot] !== second) {
+      this.#counts[slot].fill(0);
+      this.#second[slot] = second;
+      this.#max[slot] = 0;
+    }
+    const bounds = this.#bounds;
+    let lo = 0;
+    let hi = bounds.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (ms <= bounds[mid]) hi = mid;
+      else lo = mid + 1;
+    }
+    this.#counts[slot][lo]++;
+    if (ms > this.#max[slot]) this.#max[slot] = ms;
+  }
+
+  /** The q-quantile over the window; null without samples in it. */
+  quantile(q: number, now = Date.now()): number | null {
+    const first = Math.floor(now / 1000) - this.windowSeconds + 1;
+    const sum = this.#scratch.fill(0);
+    let max = 0;
+    for (let s = 0; s < this.windowSeconds; s++) {
+      if (this.#second[s] < first) continue;
+      const row = this.#counts[s];
+      for (let i = 0; i < row.length; i++) sum[i] += row[i];
+      if (this.#max[s] > max) max = this.#max[s];
+    }
+    return quantileOf(sum, q, max, this.#bounds);
+  }
+
+  /** Samples in the window. */
+  count(now = Date.now()): number {
+    const first = Math.floor(now / 1000) - this.windowSeconds + 1;
+    let n = 0;
+    for (let s = 0; s < this.windowSeconds; s++) {
+      if (this.#second[s] < first) continue;
+      for (const c of this.#counts[s]) n += c;
+    }
+    return n;
+  }
+}

@@ -5,7 +5,7 @@
  * Everything here is O(1) per frame; percentiles are computed when asked for.
  */
 import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
-import { LatencyHistogram } from './latency-histogram.js';
+import { LatencyHistogram, RecentHistogram } from './latency-histogram.js';
 
 /** Floor for dBFS figures of digital silence (log of 0 is −∞, which JSON cannot carry). */
 export const SILENCE_DBFS = -120;
@@ -62,6 +62,8 @@ export interface ProcessingStats {
   silenceSeconds: number;
   /** RTP arrival → frame at the sinks over the session (histogram-interpolated percentiles). */
   latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null; samples: number };
+  /** The same over the last `windowSeconds` (10): what the stream is like now, without its start-up. */
+  recentLatencyMs: { p50: number | null; p99: number | null; samples: number; windowSeconds: number };
 }
 
 const WINDOW_MS = 1000;
@@ -102,6 +104,7 @@ export class PeerAudioStats {
   #run = 0; // consecutive frames disagreeing with #speaking
   #segments = 0;
   readonly latency = new LatencyHistogram();
+  readonly recentLatency = new RecentHistogram(10);
 
   constructor(options: { speechThreshold?: number } = {}) {
     this.speechThreshold = options.speechThreshold ?? 0.5;
@@ -164,6 +167,7 @@ export class PeerAudioStats {
   /** Records one frame of the first branch reaching the sinks, with its latency. */
   addLatency(ms: number): void {
     this.latency.add(ms);
+    this.recentLatency.add(ms);
     this.#frames++;
   }
 
@@ -217,6 +221,10 @@ export class PeerAudioStats {
       return v === null ? null : round(v, 2);
     };
     const n = this.latency.count;
+    const recent = (p: number) => {
+      const v = this.recentLatency.quantile(p);
+      return v === null ? null : round(v, 2);
+    };
     return {
       framesDecoded: c.decoded,
       framesProcessed: this.#frames,
@@ -227,6 +235,7 @@ export class PeerAudioStats {
       dropped: { queueFull: dropped, late: c.late, corrupt: c.corrupt },
       silenceSeconds: round(c.silenceSamples / 48000, 3),
       latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: n > 0 ? round(this.latency.max, 2) : null, samples: n },
+      recentLatencyMs: { p50: recent(0.5), p99: recent(0.99), samples: this.recentLatency.count(), windowSeconds: this.recentLatency.windowSeconds },
     };
   }
 }

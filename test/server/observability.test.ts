@@ -73,7 +73,13 @@ describe('statistics', () => {
     const s = (await (await fetch(`${t.url}/stats/ana`)).json()) as {
       rtp: { packetsReceived: number; packetsLost: number; ssrc: number };
       audio: { clippedSamples: number; speechSegments: number; speaking: boolean | null; rms10sDbfs: number; peak10sDbfs: number };
-      processing: { framesProcessed: number; framesConcealed: number; dropped: { queueFull: number; late: number; corrupt: number } };
+      processing: {
+        framesProcessed: number;
+        framesConcealed: number;
+        dropped: { queueFull: number; late: number; corrupt: number };
+        latencyMs: { p50: number; p99: number };
+        recentLatencyMs: { p50: number; p99: number; samples: number; windowSeconds: number };
+      };
     };
     expect(s.rtp.packetsReceived).toBe(sent.packetsSent);
     expect(s.rtp.packetsLost).toBe(sent.packetsDropped);
@@ -81,6 +87,12 @@ describe('statistics', () => {
     expect(s.processing.framesConcealed).toBe(sent.packetsDropped);
     expect(s.processing.framesProcessed).toBe(sent.packetsSent + sent.packetsDropped); // one 20 ms frame per packet slot
     expect(s.processing.dropped).toEqual({ queueFull: 0, late: 0, corrupt: 0 });
+    // The recent window (the 3 s stream lies inside its 10 s) holds every frame, with the same figures.
+    expect(s.processing.recentLatencyMs.windowSeconds).toBe(10);
+    expect(s.processing.recentLatencyMs.samples).toBe(s.processing.framesProcessed);
+    expect(s.processing.recentLatencyMs.p50).toBeGreaterThan(0);
+    expect(s.processing.recentLatencyMs.p99).toBeGreaterThanOrEqual(s.processing.recentLatencyMs.p50);
+    expect(s.processing.recentLatencyMs.p99).toBeCloseTo(s.processing.latencyMs.p99, 1);
     expect(s.audio.clippedSamples).toBeGreaterThan(0);
     expect(s.audio.speechSegments).toBeGreaterThanOrEqual(1);
     expect(s.audio.peak10sDbfs).toBeGreaterThan(s.audio.rms10sDbfs);

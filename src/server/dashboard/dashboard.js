@@ -218,7 +218,8 @@ function updateCard(card, p) {
 
   const rtp = p.rtp ?? {};
   parts.bitrate.textContent = fmt.bitrate(rtp.bitrate);
-  const latency = p.processing?.latencyMs ?? {};
+  // The last 10 s: a start-up spike would otherwise dominate the since-start figures for minutes.
+  const latency = p.processing?.recentLatencyMs ?? p.processing?.latencyMs ?? {};
   parts.latency.textContent = num(latency.p50) === null && num(latency.p99) === null ? '–' : `${fmt.ms(latency.p50)} / ${fmt.ms(latency.p99)}`;
   pushSample(card.loss, rtp.lossRatio);
   pushSample(card.jitter, num(rtp.jitter) === null ? null : rtp.jitter * 1000);
