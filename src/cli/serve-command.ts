@@ -80,7 +80,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--pipelines <dir>', 'directory of pipeline files, loaded at start and watched (default: ./pipelines if it exists, else the bundled ones)').env('EARSHOT_PIPELINES'))
     .addOption(new Option('--pipeline <name|file>', 'default pipeline: a name in --pipelines, or a JSON file').env('EARSHOT_PIPELINE').default('default'))
     .addOption(new Option('--recordings <dir>', 'directory for recordings').env('EARSHOT_RECORDINGS').default('recordings'))
-    .addOption(new Option('--threads <n>', 'DSP worker threads (default: 2)').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
+    .addOption(new Option('--threads <n>', 'DSP worker threads (default: one per core)').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
     .addOption(new Option('--media-timeout <seconds>', 'end a session after this long without RTP').env('EARSHOT_MEDIA_TIMEOUT').default(10).argParser(integer('--media-timeout', 1, 3600)))
     .addOption(new Option('--connect-timeout <seconds>', 'end a session that has not connected (ICE + DTLS) in this time').env('EARSHOT_CONNECT_TIMEOUT').default(15).argParser(integer('--connect-timeout', 1, 300)))
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').env('EARSHOT_MAX_SESSIONS').default(500).argParser(integer('--max-sessions', 1, 100000)))

@@ -29,7 +29,7 @@ export interface WebRTCHandlerOptions {
   pipeline?: string | Pipeline | object;
   /** Directory for recordings started without an absolute path. Default `recordings`. */
   recordingsDir?: string;
-  /** DSP worker threads. Default 2. */
+  /** DSP worker threads. Default: one per core (`availableParallelism()`). */
   threads?: number;
   /** ICE host candidates to announce (e.g. `['127.0.0.1']` for loopback). Default: every non-loopback interface. */
   iceHostAddresses?: string[];

@@ -27,9 +27,12 @@ import { LatencyHistogram } from '../sinks/latency-histogram.js';
 
 export interface WorkerPoolOptions {
   /**
-   * Worker threads. Default 2: on the 2-core reference machine two workers carried
-   * the most streams (a third added nothing; `npm run bench` prints the figures).
-   * Upper bound: available CPU cores.
+   * Worker threads. Default: one per core (`availableParallelism()`). The DSP
+   * (RNNoise above all) is where the CPU goes — the main thread took 24–36 % of
+   * one core at 30–40 denoised streams — so the workers should be able to use
+   * every core, and they share the main thread's: on the 2-core reference
+   * machine two workers carried the most streams and a third added nothing
+   * (`npm run bench` prints the figures). At most four per core.
    */
   threads?: number;
   /** Milliseconds between batch flushes. Default 5: adds 2.5 ms mean latency, ≤ 200 tasks/s per worker. */
@@ -293,7 +296,7 @@ export class WorkerPool {
   readonly #moduleTypes = new Map<string, string[]>();
 
   constructor(options: WorkerPoolOptions = {}) {
-    const threads = options.threads ?? 2;
+    const threads = options.threads ?? defaultThreads();
     if (!Number.isInteger(threads) || threads < 1 || threads > Math.max(1, availableParallelism()) * 4) {
       throw new RangeError(`options.threads must be an integer from 1 to ${availableParallelism() * 4}, got ${threads}`);
     }
@@ -915,6 +918,11 @@ function describeStage(setup: StreamSetup, code: number): { text: string; type: 
   if (at && spec) return { text: `stage "${spec.type}" (branch ${at.branch}, stage ${at.stage})`, type: spec.type };
   const types = [...new Set(setup.branches.flatMap((b) => b.stages.map((s) => s.type)))];
   return { text: types.length > 0 ? `a stage (one of: ${types.join(', ')})` : setup.input ? 'the PCM input' : 'the Opus decoder', type: null };
+}
+
+/** One worker per core (see `WorkerPoolOptions.threads`). */
+export function defaultThreads(): number {
+  return Math.max(1, availableParallelism());
 }
 
 function round2(v: number | null): number | null {

@@ -111,7 +111,7 @@ export interface CreateServerOptions {
   pipeline?: string | Pipeline | object;
   /** Directory for recordings (created if missing). Default `recordings`. */
   recordingsDir?: string;
-  /** DSP worker threads. Default 2 (what serves the 2-core reference machine best). */
+  /** DSP worker threads. Default: one per core (`availableParallelism()`; see docs/performance.md). */
   threads?: number;
   /** Milliseconds between batches sent to the workers. Default 5. */
   batchIntervalMs?: number;
