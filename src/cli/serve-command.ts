@@ -84,6 +84,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--media-timeout <seconds>', 'end a session after this long without RTP').env('EARSHOT_MEDIA_TIMEOUT').default(10).argParser(integer('--media-timeout', 1, 3600)))
     .addOption(new Option('--connect-timeout <seconds>', 'end a session that has not connected (ICE + DTLS) in this time').env('EARSHOT_CONNECT_TIMEOUT').default(15).argParser(integer('--connect-timeout', 1, 300)))
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').env('EARSHOT_MAX_SESSIONS').default(500).argParser(integer('--max-sessions', 1, 100000)))
+    .addOption(new Option('--admission <on|off>', 'admit new sessions only while the measured load leaves room (off: by --max-sessions alone)').env('EARSHOT_ADMISSION').default('on').choices(['on', 'off']))
     .addOption(new Option('--max-pending-sessions <n>', 'most sessions not yet connected').env('EARSHOT_MAX_PENDING_SESSIONS').default(50).argParser(integer('--max-pending-sessions', 1, 100000)))
     .addOption(new Option('--max-downloads-per-client <n>', 'concurrent recording downloads per client address').env('EARSHOT_MAX_DOWNLOADS_PER_CLIENT').default(4).argParser(integer('--max-downloads-per-client', 1, 1000)))
     .addOption(new Option('--max-downloads <n>', 'concurrent recording downloads in all').env('EARSHOT_MAX_DOWNLOADS').default(32).argParser(integer('--max-downloads', 1, 10000)))
@@ -95,7 +96,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
-      connectTimeout: number; stageTimeout: number; maxPendingSessions: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; stageTimeout: number; admission: 'on' | 'off'; maxPendingSessions: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string;
     }) => {
@@ -114,6 +115,7 @@ export function registerServeCommand(program: Command): void {
           metricsPublic: opts.metricsPublic === true,
           connectTimeoutMs: opts.connectTimeout * 1000,
           stageTimeoutMs: opts.stageTimeout,
+          admission: opts.admission === 'off' ? false : undefined,
           maxPendingSessions: opts.maxPendingSessions,
           maxDownloadsPerClient: opts.maxDownloadsPerClient,
           maxDownloads: opts.maxDownloads,
