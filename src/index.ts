@@ -1,10 +1,13 @@
 /**
  * earshot's public API. Everything a program needs is exported from here; the
  * folders behind it are internal.
+ *
+ * @packageDocumentation
  */
 export { createServer, type CreateServerOptions, type EarshotServer } from './server/create-server.js';
 export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope, SessionEvent } from './server/earshot-core.js';
 export type { PeerStatsSnapshot, PeerTotals } from './server/peer-registry.js';
+export type { AdmissionOptions, AdmissionState } from './server/admission.js';
 export { EarshotError, errors, isEarshotError, type ProblemDetails } from './errors.js';
 export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions, type ValidationResult } from './pipeline/pipeline.js';
 export {
@@ -78,4 +81,4 @@ export {
 } from './facade/audio-processor.js';
 export { sendAudio, sendMany, encodeSource, type SendOptions, type SendResult, type SendProgress, type EncodedSource } from './client/audio-sender.js';
 export { readWavSource, type PcmSource } from './client/wav-source.js';
-export { WhipClient, WhipRequestError, type WhipPublishResult } from './client/whip-client.js';
+export { WhipClient, WhipRequestError, type WhipPublishResult, type WhipClientOptions } from './client/whip-client.js';

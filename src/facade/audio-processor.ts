@@ -1,5 +1,5 @@
 /**
- * The seed's processor classes, in TypeScript: an `AudioProcessor` has a
+ * The processor classes of the WebRTCHandler API: an `AudioProcessor` has a
  * `name` and turns a peer's frames into frames (`process(peerId, frames$)`).
  * `DefaultAudioProcessor` passes audio through; `AudioTranscoder` and
  * `AudioFilter` are built on the worker stages (one fused worker hop each, via
@@ -17,7 +17,7 @@ export abstract class AudioProcessor {
   abstract process(peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame>;
 }
 
-/** Passes frames through unchanged (the seed's default processor). */
+/** Passes frames through unchanged (the default processor). */
 export class DefaultAudioProcessor extends AudioProcessor {
   readonly name: string;
   constructor(name = 'default') {

@@ -1,8 +1,9 @@
 /**
- * The seed's API, in TypeScript: a `WebRTCHandler` for programs that do their
- * own signaling. It runs the same core as the server (worker pool, pipeline,
- * recorder, statistics) without HTTP; each method maps to a seed method under
- * its camelCase name (see the README's "Seed API" table).
+ * The WebRTCHandler API: a `WebRTCHandler` for programs that do their own
+ * signaling. It runs the same core as the server (worker pool, pipeline,
+ * recorder, statistics) without HTTP; its methods are the camelCase forms of
+ * `create_peer_connection`, `start_audio_recording` and the rest
+ * (docs/library.md, "Your own signaling: the WebRTCHandler API").
  */
 import { isAbsolute, join, sep } from 'node:path';
 import pino from 'pino';

@@ -72,7 +72,7 @@ export function installProblemHandling(app: FastifyInstance): void {
   });
   app.setNotFoundHandler((req, reply) => {
     const path = clip(req.url.split('?')[0], 200);
-    const problem = new EarshotError('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found', `No route ${req.method} ${path}. See the README's HTTP API section.`);
+    const problem = new EarshotError('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found', `No route ${req.method} ${path}. The routes are listed in docs/http-api.md.`);
     void reply.code(404).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
 }

@@ -70,7 +70,7 @@ describe('pipeline validation', () => {
     });
     expect(byPath(validatePipeline({ ...chain([{ type: 'passthrough', x: 1 }]), stage: [] }).problems)).toEqual({
       '/stages/0/x': 'unknown option "x" for stage "passthrough", which takes no options',
-      '/stage': 'unknown property "stage" of a pipeline; allowed: $schema, name, description, channels, stages, sinks, branches (did you mean "stages"?)',
+      '/stage': 'unknown property "stage" of a pipeline; allowed: $schema, name, description, channels, dtx, stages, sinks, branches (did you mean "stages"?)',
     });
   });
 
