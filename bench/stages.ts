@@ -36,6 +36,12 @@ export interface StageBenchResult {
   defaultChain: number;
   /** decode → denoise → resample 16 kHz → levels: the speech-recognition pipeline. */
   asrChain: number;
+  /**
+   * The default chain on digital silence sent without DTX (Opus-coded zeros,
+   * every packet): `denoise` skips RNNoise on it. `bench/silence.ts` has the
+   * before/after comparison and the DTX cases.
+   */
+  defaultChainSilence: number;
   /** Streams one core can carry in real time on the default chain: 20 000 µs / `defaultChain`. */
   streamsPerCore: number;
   /** The same for the ASR chain: 20 000 µs / `asrChain`. */
@@ -140,12 +146,12 @@ export async function benchStages(options: { rounds?: number } = {}): Promise<St
     stage.close();
   }
 
-  const chain = (stages: StageSpec[]): number => {
+  const chain = (stages: StageSpec[], input = packets): number => {
     const processor = new StreamProcessor({ channels: 1, branches: [{ stages }] });
     // Media positions keep advancing across passes, as in a long call (a repeat would be dropped as late).
     let position = 0;
     const us = timePerFrame(n, rounds, (i) => {
-      processor.process([{ position, payload: packets[i], samples: FRAME, arrival: 0 }]);
+      processor.process([{ position, payload: input[i], samples: FRAME, arrival: 0 }]);
       position += FRAME;
     });
     processor.close();
@@ -153,6 +159,11 @@ export async function benchStages(options: { rounds?: number } = {}): Promise<St
   };
   const defaultChain = chain([{ type: 'denoise' }]);
   const asrChain = chain([{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }]);
+  const silenceEncoder = new OpusEncoder({ bitrate: 32000 });
+  const zeros = new Float32Array(FRAME);
+  const silencePackets = Array.from({ length: n }, () => silenceEncoder.encode(zeros));
+  silenceEncoder.close();
+  const defaultChainSilence = chain([{ type: 'denoise' }], silencePackets);
   return {
     opusDecode,
     denoise,
@@ -161,6 +172,7 @@ export async function benchStages(options: { rounds?: number } = {}): Promise<St
     levels,
     defaultChain,
     asrChain,
+    defaultChainSilence,
     streamsPerCore: Math.floor(FRAME_US / defaultChain),
     asrStreamsPerCore: Math.floor(FRAME_US / asrChain),
     perStage,
@@ -185,6 +197,7 @@ export function printStages(r: StageBenchResult): void {
     ...Object.entries(r.perStage).map(([label, us]): [string, number] => [label, us]),
     ['chain: decode → denoise → levels (default)', r.defaultChain],
     ['chain: decode → denoise → resample 16k → levels', r.asrChain],
+    ['chain: default, on digital silence (no DTX)', r.defaultChainSilence],
   ];
   console.log(`\n(a) Stage cost per 20 ms frame, 48 kHz mono, one thread (median of ${r.framesTimed} frames)`);
   console.log('  stage'.padEnd(52) + 'µs/frame'.padStart(10) + 'streams/core'.padStart(14));

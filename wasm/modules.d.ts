@@ -1,8 +1,4 @@
-// The echogarden WASM packages ship Emscripten factories without type declarations.
-declare module '@echogarden/rnnoise-wasm' {
-  const createModule: () => Promise<unknown>;
-  export default createModule;
-}
+// The echogarden WASM package ships an Emscripten factory without type declarations.
 declare module '@echogarden/speex-resampler-wasm/simd' {
   const createModule: () => Promise<unknown>;
   export default createModule;

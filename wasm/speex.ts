@@ -2,7 +2,7 @@
  * The Speex resampler, `@echogarden/speex-resampler-wasm`, SIMD build: one WASM
  * instance per thread, every stream's resampler state in its heap, destroyed
  * explicitly (the alternative package has no destroy and leaks per stream).
- * Measured for DESIGN.md §6: 48→16 kHz q5 costs ~8 µs per 20 ms with SIMD, ~40 µs without.
+ * Measured: 48→16 kHz q5 costs ~8 µs per 20 ms with SIMD, ~40 µs without (docs/performance.md).
  */
 import createSpeexModule from '@echogarden/speex-resampler-wasm/simd';
 

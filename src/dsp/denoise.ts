@@ -23,6 +23,36 @@
  * the input of the frame before, the original is delayed by the same 480
  * samples before mixing, so the two line up sample for sample (mixing the
  * undelayed original would comb-filter the result at 100 Hz spacing).
+ *
+ * Silence is (almost) free. A 10 ms frame of one channel whose peak is at most
+ * one 16-bit step ({@link SILENCE_PEAK}, −90.3 dBFS) is digital silence: what a
+ * DTX gap becomes (the decoder fills it with zeros), what a muted or silent
+ * sender without DTX decodes to (Opus gives ±1 LSB, not exact zeros), and what
+ * concealment of silence gives. Such frames are treated as exact zeros, and
+ * RNNoise is not run on them once its state is *settled*; they come out as
+ * zeros (plus the delayed original with `mix`), at their position and length,
+ * with VAD 0, and are counted in the stage's `framesSkippedSilent`.
+ *
+ * Settled means that running RNNoise on more zeros would change nothing but
+ * float dust, so skipping them leaves exactly the state running them would.
+ * After sound stops, RNNoise still holds 10 ms of it in its delay line, the
+ * tail of its input high-pass filter, and a 1728-sample pitch history, and it
+ * keeps updating its recurrent state until the tail falls below its own
+ * silence threshold (then it returns VAD exactly 0). So the first silent
+ * frames after sound are run (as zeros): at least {@link SETTLE_MIN_FRAMES}
+ * (the delay line and the pitch history), and until RNNoise reports VAD 0 and
+ * its output peak is below {@link SETTLED_PEAK} (measured: 23–28 frames after
+ * speech, noise, tones and sweeps, of which the last ~15 are RNNoise's own
+ * cheap silence mode). A fresh state is settled. Speech after a gap is therefore denoised as
+ * it was when every frame ran (same output to float rounding, same position),
+ * the last 10 ms before a gap are not lost, and a gap costs RNNoise only its
+ * first ~250 ms.
+ *
+ * Concealed (PLC) frames are not skipped for being concealed: concealment
+ * inside speech carries the extrapolated voice (skipping it would turn every
+ * lost packet into a 20 ms dropout), the ingest conceals only a short run of
+ * lost packets (10 by default; longer loss arrives as silence), and
+ * concealment of silence is caught by the peak check like any other silence.
  */
 import { RNNOISE_FRAME_SAMPLES, RNNOISE_SAMPLE_RATE, RnnoiseState } from '../../wasm/rnnoise.js';
 import { derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
@@ -43,6 +73,25 @@ export interface DenoiseOptions extends StageSpec {
 }
 
 export const DENOISE_DEFAULTS = { mix: 0, vadThreshold: 0.5 } as const;
+
+/**
+ * Largest peak (−1..1) of a 10 ms frame of one channel that counts as digital
+ * silence: one 16-bit step, 1/32768 (−90.3 dBFS). Opus decodes encoded digital
+ * silence to ±1 step; no microphone signal stays this quiet for 10 ms.
+ */
+export const SILENCE_PEAK = 1 / 32768;
+/** Zero frames RNNoise runs after sound before frames may be skipped: its pitch history (1728 samples) spans 3.6 frames. */
+export const SETTLE_MIN_FRAMES = 4;
+/**
+ * RNNoise output peak (−1..1) on a zero frame under which its delay lines count
+ * as empty: 1e−12 (−240 dBFS). Not float rounding of the output (2⁻²⁴) but far
+ * below it, because the dust left in RNNoise's pitch history steers its
+ * (discrete) pitch choice on the next sound: measured on the fixtures, stopping
+ * at 1e−8 changed the speech after a gap by up to 1e−3, at 1e−12 by ≤ 4e−9.
+ */
+export const SETTLED_PEAK = 1e-12;
+/** Zero frames after which a state counts as settled whatever it reports (a safety net; measured settling takes 23–28). */
+const SETTLE_MAX_FRAMES = 60;
 
 export function createDenoiseStage(spec: StageSpec, input: AudioFormat): ChunkStage {
   rejectUnknownOptions(spec, ['mix', 'vadThreshold']);
@@ -77,6 +126,11 @@ class DenoiseStage implements ChunkStage {
   /** Input left over from the previous call (less than one block), preallocated. */
   readonly #pending: Float32Array;
   #pendingLength = 0;
+  /** Per channel: whether RNNoise's state is settled on silence, so silent frames may be skipped (a fresh state is). */
+  readonly #settled: Uint8Array;
+  /** Per channel: zero frames RNNoise ran since the last sound. */
+  readonly #zeroRun: Uint32Array;
+  #skipped = 0;
 
   constructor(input: AudioFormat, mix: number, vadThreshold: number) {
     this.output = derivedFormat(input);
@@ -86,6 +140,8 @@ class DenoiseStage implements ChunkStage {
     if (mix > 0) for (let c = 0; c < input.channels; c++) this.#dry.push(new Float32Array(RNNOISE_FRAME_SAMPLES));
     this.#block = RNNOISE_FRAME_SAMPLES * input.channels;
     this.#pending = new Float32Array(this.#block);
+    this.#settled = new Uint8Array(input.channels).fill(1);
+    this.#zeroRun = new Uint32Array(input.channels);
     try {
       for (let c = 0; c < input.channels; c++) this.#states.push(new RnnoiseState());
     } catch (e) {
@@ -122,9 +178,35 @@ class DenoiseStage implements ChunkStage {
     for (let b = 0; b < blocks; b++) {
       const base = b * this.#block;
       for (let c = 0; c < channels; c++) {
-        for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) frame[i] = out[base + i * channels + c];
+        let peak = 0;
+        for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) {
+          const v = out[base + i * channels + c];
+          frame[i] = v;
+          const a = v < 0 ? -v : v;
+          if (a > peak) peak = a;
+        }
+        const silent = peak <= SILENCE_PEAK;
+        if (silent && this.#settled[c] === 1) {
+          // RNNoise would output (float dust of) zeros and keep its state: skip it. VAD 0.
+          this.#skipped++;
+          if (mix > 0) {
+            const dry = this.#dry[c];
+            for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) out[base + i * channels + c] = mix * dry[i];
+            dry.set(frame);
+          } else {
+            for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) out[base + i * channels + c] = 0;
+          }
+          continue;
+        }
         if (mix > 0) this.#original.set(frame);
-        vadSum += this.#states[c].processFrame(frame);
+        if (silent) frame.fill(0);
+        const vad = this.#states[c].processFrame(frame);
+        vadSum += vad;
+        if (silent) this.#settle(c, vad, frame);
+        else {
+          this.#settled[c] = 0;
+          this.#zeroRun[c] = 0;
+        }
         if (mix > 0) {
           const dry = this.#dry[c];
           const wet = 1 - mix;
@@ -141,6 +223,26 @@ class DenoiseStage implements ChunkStage {
     chunk.vad = vad;
     chunk.speech = vad >= this.#vadThreshold;
     return chunk;
+  }
+
+  /**
+   * RNNoise frames (10 ms of one channel) skipped as silent since the stage was
+   * created; StreamProcessor sums it into the stream's `framesSkippedSilent`.
+   */
+  get framesSkippedSilent(): number {
+    return this.#skipped;
+  }
+
+  /** After RNNoise ran a zero frame on channel `c` (returning `vad` and `output`): is its state settled now? */
+  #settle(c: number, vad: number, output: Float32Array): void {
+    const run = ++this.#zeroRun[c];
+    if (run >= SETTLE_MAX_FRAMES) {
+      this.#settled[c] = 1;
+      return;
+    }
+    if (run < SETTLE_MIN_FRAMES || vad !== 0) return;
+    for (let i = 0; i < RNNOISE_FRAME_SAMPLES; i++) if (output[i] > SETTLED_PEAK || output[i] < -SETTLED_PEAK) return;
+    this.#settled[c] = 1;
   }
 
   close(): void {

@@ -1,6 +1,6 @@
 /**
  * Signal levels of PCM blocks, computed in the worker for every output frame so
- * the main thread (stats, meters) never has to touch samples (DESIGN.md invariant 2).
+ * the main thread (stats, meters) never has to touch samples.
  */
 
 /** Linear levels of a block of samples. */

@@ -1,5 +1,5 @@
 /**
- * Where a stream's next sample belongs in media time (DESIGN.md invariant 5),
+ * Where a stream's next sample belongs in media time,
  * shared by the Opus decoder and PCM input: an input that starts before that
  * position is late or a duplicate and is dropped whole (output already sent
  * can't be rewritten); one that starts after it leaves a gap that becomes

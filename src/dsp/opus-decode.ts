@@ -1,6 +1,6 @@
 /**
  * Turns a stream's encoded frames into contiguous 48 kHz PCM at media time
- * (DESIGN.md invariant 5). The decoder keeps the position its next sample will
+ * (a recording's duration equals the media duration). The decoder keeps the position its next sample will
  * have and lays every input out against it:
  *
  * - an input that starts before that position is late or a duplicate (ingest

@@ -1,6 +1,6 @@
 /**
- * `resample`: the Speex resampler (WASM, SIMD build; DESIGN.md §6: ~8 µs per
- * 20 ms for 48→16 kHz at quality 5).
+ * `resample`: the Speex resampler (WASM, SIMD build; measured ~8 µs per
+ * 20 ms for 48→16 kHz at quality 5; docs/performance.md).
  *
  * Media time is preserved: over a stream, Speex emits exactly input × ratio
  * samples (checked for 16, 44.1, 11.025 and 8 kHz: 960 in → 320, 882, 220/221,

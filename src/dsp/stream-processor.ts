@@ -1,7 +1,7 @@
 /**
  * One stream's processing inside a worker: decode once, run each branch's stage
- * chain in the same hop (DESIGN.md invariant 3), and measure the output levels
- * there so the main thread never touches samples (invariant 2).
+ * chain in the same hop (one task per worker per tick, however many streams),
+ * and measure the output levels there so the main thread never touches samples.
  *
  * Output positions are counted in output samples from the stream's first input
  * position converted to the branch's rate. A stream rebuilt on another worker
@@ -85,6 +85,8 @@ export class StreamProcessor {
   readonly #chunks: PlacedChunk[] = [];
   /** Reused by runChain for the chunks one input produced at a branch's end. */
   readonly #produced: PcmChunk[] = [];
+  /** The stages that count frames skipped on silence (`Stage.framesSkippedSilent`). */
+  readonly #skipping: Stage[] = [];
   #closed = false;
 
   /**
@@ -113,6 +115,8 @@ export class StreamProcessor {
       this.close();
       throw e;
     }
+    for (const b of this.#branches) for (const s of b.stages) if (typeof s.framesSkippedSilent === 'number') this.#skipping.push(s);
+    this.counters.framesSkippedSilent = 0;
   }
 
   /** Output format of each branch (index = branch). */
@@ -120,12 +124,12 @@ export class StreamProcessor {
     return this.#branches.map((b) => ({ ...b.output }));
   }
 
-  /** The input's live counters (copy them to keep a snapshot). */
   /** True for a stream fed PCM (`spec.input`, use `processPcm`), false for Opus (`process`). */
   get pcmInput(): boolean {
     return this.#pcm !== undefined;
   }
 
+  /** The input's live counters (copy them to keep a snapshot), with `framesSkippedSilent` from the stages. */
   get counters(): DecodeCounters {
     return (this.#decoder ?? this.#pcm)!.counters;
   }
@@ -188,6 +192,11 @@ export class StreamProcessor {
     } finally {
       chunks.length = 0; // don't keep the batch's PCM alive until the next call
       produced.length = 0;
+      if (this.#skipping.length > 0) {
+        let skipped = 0;
+        for (const s of this.#skipping) skipped += s.framesSkippedSilent ?? 0;
+        this.counters.framesSkippedSilent = skipped;
+      }
     }
     return result;
   }

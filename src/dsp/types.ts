@@ -52,6 +52,13 @@ export interface Stage {
   process(chunk: PcmChunk): StageOutput;
   /** Frees WASM state. Called once; the stage is not used afterwards. */
   close(): void;
+  /**
+   * For a stage that skips its work on silent input (`denoise` does): frames,
+   * in the stage's own unit, skipped since it was created. StreamProcessor sums
+   * it over a stream's stages into `DecodeCounters.framesSkippedSilent`. A
+   * stage that skips must still emit its output at the right position and length.
+   */
+  readonly framesSkippedSilent?: number;
 }
 
 /**
@@ -127,4 +134,12 @@ export interface DecodeCounters {
   silenceSamples: number;
   /** Packets (or PCM frames) dropped because their media position was already played out (late or duplicate). */
   late: number;
+  /**
+   * Work skipped on silence: RNNoise frames (10 ms of one channel) the `denoise`
+   * stages of the stream's branches did not run because the audio was digitally
+   * silent (DTX gaps, muted or silent senders; see `denoise`), summed over
+   * branches and channels. Set by StreamProcessor (0 when nothing skips);
+   * absent from a bare decoder's counters.
+   */
+  framesSkippedSilent?: number;
 }

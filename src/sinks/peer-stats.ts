@@ -60,6 +60,8 @@ export interface ProcessingStats {
   /** Frames not processed, by reason: worker queue full, too late, corrupt (concealed instead). */
   dropped: { queueFull: number; late: number; corrupt: number };
   silenceSeconds: number;
+  /** 10 ms frames (per channel, all branches) that skipped a skippable stage (denoise) because they were silent. */
+  framesSkippedSilent: number;
   /** RTP arrival → frame at the sinks over the session (histogram-interpolated percentiles). */
   latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null; samples: number };
   /** The same over the last `windowSeconds` (10): what the stream is like now, without its start-up. */
@@ -234,6 +236,7 @@ export class PeerAudioStats {
       framesLate: c.late,
       dropped: { queueFull: dropped, late: c.late, corrupt: c.corrupt },
       silenceSeconds: round(c.silenceSamples / 48000, 3),
+      framesSkippedSilent: c.framesSkippedSilent ?? 0,
       latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: n > 0 ? round(this.latency.max, 2) : null, samples: n },
       recentLatencyMs: { p50: recent(0.5), p99: recent(0.99), samples: this.recentLatency.count(), windowSeconds: this.recentLatency.windowSeconds },
     };
