@@ -11,7 +11,8 @@
  * frame at the sinks). A POST is decided synchronously from the last sample
  * (no race between concurrent POSTs), plus the cost of the sessions admitted
  * since that sample or too recently to show in it, each counted at the
- * measured cost of an average stream.
+ * measured cost of an average stream. With no stream running, every new
+ * session is admitted: there is nothing to protect yet.
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { quantileOf, type LatencyHistogram } from '../sinks/latency-histogram.js';
@@ -162,6 +163,12 @@ export class AdmissionControl {
     const streamCost = stats.streams > 0 && workerUtilization > 0 ? Math.max(workerUtilization * stats.threads / stats.streams, 0.001) : this.#limits.initialStreamCost;
     const l = this.#limits;
     const reasons: string[] = [];
+    // With no stream running there is nothing to protect: load from elsewhere in the process
+    // (start-up, a program that embeds the server) must not keep the first stream out.
+    if (stats.streams === 0) {
+      this.#state = { ready: true, reasons, workerUtilization, eventLoopUtilization: elu, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost };
+      return;
+    }
     if (workerUtilization > l.maxWorkerUtilization) reasons.push(`workers ${pct(workerUtilization)} busy > ${pct(l.maxWorkerUtilization)}`);
     if (elu > l.maxEventLoopUtilization) reasons.push(`main thread ${pct(elu)} busy > ${pct(l.maxEventLoopUtilization)}`);
     if (queuedFramesPerStream > l.maxQueuedFramesPerStream) reasons.push(`${queuedFramesPerStream.toFixed(1)} frames queued per stream > ${l.maxQueuedFramesPerStream}`);
