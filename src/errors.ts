@@ -1,8 +1,10 @@
 /**
  * Every error earshot reports has a stable `code` (`EARSHOT_…`), an HTTP status
- * and a message that says what to change (DESIGN.md invariant 7). Like fastify's
+ * and a message that says what to change. Like fastify's
  * `FST_ERR_…`, each code has its own constructor and is never reused for a
  * different meaning. HTTP responses carry them as RFC 9457 problem details.
+ *
+ * @module
  */
 
 export interface ProblemDetails {
@@ -140,6 +142,9 @@ export const errors = {
         : `The server is at its measured capacity (${(Array.isArray(limit) ? limit : [String(limit)]).join('; ')}): a new stream would degrade the ones running. Retry later, or add threads or servers.`),
   SHUTTING_DOWN: define('EARSHOT_SHUTTING_DOWN', 503, 'Server shutting down',
     () => 'The server is shutting down and accepts no new sessions.'),
+  // `earshot serve --processes N` (src/cluster/): the front found no engine process to take the request.
+  ENGINE_UNAVAILABLE: define('EARSHOT_ENGINE_UNAVAILABLE', 503, 'Engine unavailable',
+    (why: string) => `No engine process can take this request now: ${why}. An engine that exits is restarted within seconds; retry then.`),
   STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',
     (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is { type, create } (or an array of them); see examples/dc-blocker-stage.js.`),
   // Worker faults end one stream (session end reason `pipeline-error`); 500 if one ever reaches an HTTP client.

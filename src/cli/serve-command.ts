@@ -5,7 +5,10 @@
 import { existsSync, statSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { RTCIceServer } from 'werift';
-import { createServer } from '../server/create-server.js';
+import { createServer, type CreateServerOptions } from '../server/create-server.js';
+// Hook for `--processes N` (src/cluster/): a front process and N engine processes behind the one port.
+import { createCluster, type EarshotCluster } from '../cluster/cluster-server.js';
+import { CORES_PER_ENGINE, defaultProcesses } from '../cluster/processes.js';
 import { isEarshotError } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
 import { parseIceServerSpec } from '../rtc/ice-servers.js';
@@ -80,7 +83,8 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--pipelines <dir>', 'directory of pipeline files, loaded at start and watched (default: ./pipelines if it exists, else the bundled ones)').env('EARSHOT_PIPELINES'))
     .addOption(new Option('--pipeline <name|file>', 'default pipeline: a name in --pipelines, or a JSON file').env('EARSHOT_PIPELINE').default('default'))
     .addOption(new Option('--recordings <dir>', 'directory for recordings').env('EARSHOT_RECORDINGS').default('recordings'))
-    .addOption(new Option('--threads <n>', 'DSP worker threads (default: one per core)').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
+    .addOption(new Option('--threads <n>', 'DSP worker threads, per engine process (default: one per core, shared out among the processes)').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
+    .addOption(new Option('--processes <n>', `engine processes behind the one port, each with its own WebRTC main thread and DSP threads; 1 is a single process (default: 1 up to ${CORES_PER_ENGINE} cores, then one per ${CORES_PER_ENGINE}: ${defaultProcesses()} here)`).env('EARSHOT_PROCESSES').argParser(integer('--processes', 1, 64)))
     .addOption(new Option('--media-timeout <seconds>', 'end a session after this long without RTP').env('EARSHOT_MEDIA_TIMEOUT').default(10).argParser(integer('--media-timeout', 1, 3600)))
     .addOption(new Option('--connect-timeout <seconds>', 'end a session that has not connected (ICE + DTLS) in this time').env('EARSHOT_CONNECT_TIMEOUT').default(15).argParser(integer('--connect-timeout', 1, 300)))
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').env('EARSHOT_MAX_SESSIONS').default(500).argParser(integer('--max-sessions', 1, 100000)))
@@ -98,11 +102,11 @@ export function registerServeCommand(program: Command): void {
       port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
       connectTimeout: number; stageTimeout: number; admission: 'on' | 'off'; maxPendingSessions: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
-      tlsCert?: string; tlsKey?: string;
+      tlsCert?: string; tlsKey?: string; processes?: number;
     }) => {
-      let server;
+      let server: Awaited<ReturnType<typeof createServer>> | EarshotCluster | undefined;
       try {
-        server = await createServer({
+        const serverOptions: CreateServerOptions = {
           host: opts.host,
           port: opts.port,
           tlsCert: opts.tlsCert,
@@ -130,7 +134,9 @@ export function registerServeCommand(program: Command): void {
           iceServers: opts.iceServer,
           logLevel: opts.logLevel,
           stageModules: opts.stageModule,
-        });
+        };
+        const processes = opts.processes ?? defaultProcesses();
+        server = processes > 1 ? await createCluster({ ...serverOptions, processes }) : await createServer(serverOptions);
         const url = await server.listen();
         if (!opts.adminToken) {
           server.app.log.warn({ url }, opts.insecure
@@ -141,7 +147,10 @@ export function registerServeCommand(program: Command): void {
           // RFC 9725 §6: WHIP outside development is HTTPS (bearer tokens and SDP travel in the clear otherwise).
           server.app.log.warn({ url }, 'serving plain HTTP on a non-loopback address: give --tls-cert and --tls-key, or put a TLS-terminating reverse proxy in front (then ignore this)');
         }
-        server.app.log.info({ url, pipeline: server.pipeline.name, pipelines: server.core.pipelines.names(), threads: server.core.pool.threads, recordings: server.core.store.dir }, `earshot listening on ${url}`);
+        const details = 'core' in server
+          ? { pipeline: server.pipeline.name, pipelines: server.core.pipelines.names(), threads: server.core.pool.threads, recordings: server.core.store.dir }
+          : server.describe();
+        server.app.log.info({ url, ...details }, `earshot listening on ${url}`);
       } catch (e) {
         const code = isEarshotError(e) ? ` [${e.code}]` : '';
         process.stderr.write(`earshot: ${(e as Error).message}${code}\n`);

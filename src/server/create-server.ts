@@ -363,7 +363,8 @@ async function resolveDefaultPipeline(p: CreateServerOptions['pipeline'], pipeli
   return pipeline;
 }
 
-function defaultIceHosts(host: string): string[] | undefined {
+// Exported for src/cluster/ (hook: `--processes N`): engines listen on loopback but announce the front's addresses.
+export function defaultIceHosts(host: string): string[] | undefined {
   if (host === 'localhost' || isLoopbackHost(host)) return ['127.0.0.1'];
   if (host === '0.0.0.0' || host === '::') return undefined;
   return isIP(host) ? [host] : undefined;

@@ -31,7 +31,8 @@ export interface DownloadLimits {
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
 
-export function registerRecordingRoutes(app: FastifyInstance, core: EarshotCore, access: Access, links: DownloadLinks, limits: DownloadLimits): void {
+// `core` needs only the store (hook: the `--processes N` front serves recordings from the shared directory with no core of its own).
+export function registerRecordingRoutes(app: FastifyInstance, core: Pick<EarshotCore, 'store'>, access: Access, links: DownloadLinks, limits: DownloadLimits): void {
   app.get<{ Querystring: { limit?: string; cursor?: string } }>('/recordings', async (req) => {
     const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw errors.BODY_INVALID(`?limit= must be an integer from 1 to ${MAX_PAGE}.`);

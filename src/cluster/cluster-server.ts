@@ -1,0 +1,586 @@
+/**
+ * `createCluster`: one machine, every core. A front process owns the public
+ * port and N engine processes (src/cluster/engine-main.ts) each run a whole
+ * single-process server — werift main thread, DSP worker pool — on a loopback
+ * port of their own. `earshot serve --processes N` runs this; `--processes 1`
+ * runs `createServer` alone, with no front and no hop.
+ *
+ * What the front does, and why there:
+ * - WHIP POST: places the session (src/cluster/placement.ts: a live peer on
+ *   the engine that owns it, a new one on the least-loaded engine with room,
+ *   one placement per peer at a time) and forwards the offer; the answer
+ *   carries the engine's own ICE candidates, so media flows straight to that
+ *   engine's UDP sockets and never through the front. The Location stays
+ *   `/whip/sessions/<id>`: the front knows which engine owns each session.
+ * - DELETE/PATCH of a session, a peer's statistics and recording control go to
+ *   the engine that owns it; pipeline and room changes go to every engine, so
+ *   all agree (pipeline files are also shared through the watched directory;
+ *   the front remembers room bindings and gives them to a restarted engine).
+ * - `/stats`, `/health`, `/events`, `/metrics` show the whole machine;
+ *   recordings are listed and served by the front from the one shared directory.
+ * - Access control, CORS and TLS are the front's, the same code as a single
+ *   process; requests it forwards keep their Authorization and Host, and the
+ *   engine checks them again with the same tokens.
+ *
+ * An engine that exits is restarted (its sessions have ended; their
+ * recordings are valid up to the last second, as after any crash). `close()`
+ * refuses new sessions, lets every engine drain and finalize, then stops.
+ */
+import { resolve as resolvePath } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastifyCors from '@fastify/cors';
+import fastifyStatic from '@fastify/static';
+import client from 'prom-client';
+import { Subject } from 'rxjs';
+import { errors, type EarshotError } from '../errors.js';
+import { Access } from '../server/access.js';
+import { installAccessControl } from '../server/access-control.js';
+import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
+import { defaultIceHosts, type CreateServerOptions } from '../server/create-server.js';
+import { DownloadLinks } from '../server/download-links.js';
+import type { SessionEvent } from '../server/earshot-core.js';
+import { installProblemHandling } from '../server/problem.js';
+import { QuietRoutesLogController } from '../server/request-logs.js';
+import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
+import { registerRecordingRoutes } from '../server/routes/recordings.js';
+import { checkName, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
+import { loadTls } from '../server/tls.js';
+import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
+import { checkIceServers } from '../rtc/ice-servers.js';
+import { MAX_SDP_BYTES } from '../rtc/sdp-offer.js';
+import { RecordingsStore } from '../sinks/recordings-store.js';
+import type { ProcessorEvent } from '../sinks/processors.js';
+import type { EngineMessage, EngineServerOptions } from './engine-protocol.js';
+import { EngineProcess, type EngineExit } from './engine-process.js';
+import { bodyOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
+import { mergeExpositions } from './front-metrics.js';
+import { registerClusterEventRoutes } from './front-events.js';
+import { mergeStats, RetiredCounters, type EngineSummary } from './merge-stats.js';
+import { LocalPlacement } from './placement.js';
+import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
+
+export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'processors' | 'pipeline'> {
+  /**
+   * Engine processes, each with its own werift main thread and DSP pool,
+   * behind the one port. Default: 1 up to 3 cores, then one per 3 cores
+   * (`defaultProcesses()`; docs/scaling.md says why).
+   */
+  processes?: number;
+  /**
+   * DSP worker threads **per engine**. Default: the cores shared out among
+   * the engines (`floor(cores / processes)`, at least 1).
+   */
+  threads?: number;
+  /**
+   * The default pipeline: a name in `pipelinesDir`, a JSON file path, or a
+   * pipeline document (a built `Pipeline` is sent as its `toJSON()`).
+   * Each engine loads it. Default `default`.
+   */
+  pipeline?: string | object;
+  /**
+   * Most concurrent sessions on the machine; each engine admits
+   * `ceil(maxSessions / processes)`, and the front offers a session another
+   * engine when one is full. Default 500.
+   */
+  maxSessions?: number;
+  /** Most not-yet-connected sessions on the machine, shared out like `maxSessions`. Default 50. */
+  maxPendingSessions?: number;
+  /**
+   * UDP port range for media, `[min, max]`, split into one contiguous share
+   * per engine (each werift binds its own sockets; a share needs a port per
+   * concurrent session). Default: any free port.
+   */
+  icePortRange?: [number, number];
+  /** How long `close()` lets each engine drain and finalize before killing it. Default 30000 ms. */
+  drainTimeoutMs?: number;
+}
+
+export interface EarshotCluster {
+  /** The front's fastify instance (the public port). */
+  readonly app: FastifyInstance;
+  /** The engine slots, `0 … processes-1`. */
+  readonly engines: readonly EngineProcess[];
+  /** Starts every engine, then the public listener; resolves to the base URL. Rejects with an engine's start-up error. */
+  listen(): Promise<string>;
+  /** Graceful shutdown: refuse new sessions, let every engine drain and finalize its recordings, then stop. */
+  close(): Promise<void>;
+  /** What the CLI logs at start. */
+  describe(): Record<string, unknown>;
+}
+
+/** How long after an engine exited `/health` still says `degraded` (like a replaced DSP worker). */
+const HEALTH_WINDOW_MS = 30_000;
+/** First delay before restarting an engine; doubled (up to the max) while it keeps dying within `STABLE_MS` of starting. */
+const RESTART_DELAY_MS = 500;
+const MAX_RESTART_DELAY_MS = 30_000;
+const STABLE_MS = 10_000;
+/** How long `close()` lets open HTTP responses finish before cutting their connections (as createServer). */
+const CLOSE_GRACE_MS = 2000;
+
+export async function createCluster(options: ClusterOptions = {}): Promise<EarshotCluster> {
+  const processes = options.processes ?? defaultProcesses();
+  if (!Number.isInteger(processes) || processes < 1 || processes > 64) throw new RangeError(`options.processes must be an integer from 1 to 64, got ${processes}`);
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 8080;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port must be 0–65535, got ${port}`);
+  // The same checks as createServer, made here because the front is what faces the network.
+  const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
+  if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
+  for (const [name, list] of [['corsOrigins', options.corsOrigins], ['whipCorsOrigins', options.whipCorsOrigins]] as const) {
+    for (const origin of list ?? []) checkOrigin(name, origin, name === 'whipCorsOrigins');
+  }
+  const tls = loadTls(options.tlsCert, options.tlsKey);
+  checkIceServers(options.iceServers ?? []);
+  iceConfig({ hostAddresses: options.iceHostAddresses, portRange: options.icePortRange });
+  const portShares = options.icePortRange ? splitPortRange(options.icePortRange, processes) : undefined;
+  const downloadLimits = {
+    perClient: positiveInteger('maxDownloadsPerClient', options.maxDownloadsPerClient ?? 4),
+    total: positiveInteger('maxDownloads', options.maxDownloads ?? 32),
+    idleTimeoutMs: positiveInteger('downloadIdleTimeoutMs', options.downloadIdleTimeoutMs ?? 30_000),
+  };
+  const links = new DownloadLinks(options.downloadLinkSeconds ?? 3600);
+  const threads = options.threads ?? defaultThreadsPerEngine(processes);
+  const drainTimeoutMs = positiveInteger('drainTimeoutMs', options.drainTimeoutMs ?? 30_000);
+  const store = new RecordingsStore(options.recordingsDir ?? 'recordings');
+  await store.init();
+
+  const engineOptions = (slot: number): EngineServerOptions => {
+    const { processes: _p, drainTimeoutMs: _d, host: _h, port: _port, tlsCert: _c, tlsKey: _k, ...rest } = options;
+    return {
+      ...rest,
+      pipeline: pipelineOption(options.pipeline),
+      stageModules: options.stageModules?.map((m) => (m instanceof URL ? m.href : m)),
+      recordingsDir: store.dir,
+      threads,
+      maxSessions: perEngineLimit(options.maxSessions ?? 500, processes),
+      maxPendingSessions: perEngineLimit(options.maxPendingSessions ?? 50, processes),
+      // Engines listen on loopback; they announce what a single process on `host` would ([] = every interface).
+      iceHostAddresses: options.iceHostAddresses ?? defaultIceHosts(host) ?? [],
+      icePortRange: portShares?.[slot],
+    };
+  };
+
+  const app = Fastify({
+    logger: { level: options.logLevel ?? 'info' },
+    logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
+    bodyLimit: 16 * 1024,
+    ...(tls ? { https: tls } : {}),
+  }) as unknown as FastifyInstance;
+  const log = app.log.child({ module: 'cluster' });
+  // The front reads no body: each is passed on to an engine as it came, whatever its type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  const placement = new LocalPlacement();
+  const retired = new RetiredCounters();
+  const frontRefusedBy: Record<string, number> = {};
+  const sessions$ = new Subject<SessionEvent>();
+  const events$ = new Subject<ProcessorEvent>();
+  /** Room bindings applied on every engine, replayed to restarted ones. */
+  const rooms = new Map<string, string>();
+  /** Live sessions' start events, to announce their end when their engine dies with them. */
+  const liveSessions = new Map<string, SessionEvent>();
+  const startedAt = performance.now();
+  let closing = false;
+  let listening = false;
+  const restartTimers = new Set<NodeJS.Timeout>();
+
+  const onMessage = (engine: EngineProcess, message: EngineMessage) => {
+    switch (message.t) {
+      case 'report': {
+        const r = message.report;
+        placement.report({ engine: engine.id, accepting: engine.state === 'up' && !closing, ready: r.ready, sessions: r.peers, pending: r.pending, workerUtilization: r.workerUtilization });
+        break;
+      }
+      case 'session': {
+        const e = message.event;
+        if (e.type === 'started') {
+          placement.sessionStarted(engine.id, e.peer, e.session);
+          liveSessions.set(e.session, e);
+        } else {
+          placement.sessionEnded(engine.id, e.peer, e.session);
+          liveSessions.delete(e.session);
+        }
+        sessions$.next(e);
+        break;
+      }
+      case 'processor':
+        events$.next(message.event);
+        break;
+    }
+  };
+  const onExit = (engine: EngineProcess, exit: EngineExit) => {
+    const lost = placement.engineDown(engine.id);
+    if (!exit.wasUp) return; // a start that failed: start() reports it to its caller
+    retired.retire(engine.report, lost.length);
+    for (const s of lost) {
+      const started = liveSessions.get(s.session);
+      liveSessions.delete(s.session);
+      // Not one of SessionEndReason's values: only the front can see this end.
+      sessions$.next({ type: 'ended', peer: s.peer, room: started?.room ?? '', session: s.session, pipeline: started?.pipeline ?? '', reason: 'engine-exited' as SessionEvent['reason'], recordings: [], at: exit.at });
+    }
+    if (closing) return;
+    const delayMs = restartDelay(engine, exit.at - engine.startedAt < STABLE_MS);
+    log.error({ engine: engine.slot, pid: engine.pid, code: exit.code, signal: exit.signal, sessionsEnded: lost.length, restartInMs: delayMs }, 'engine process exited; its sessions ended; restarting it');
+    scheduleRestart(engine, delayMs);
+  };
+  const engines = Array.from({ length: processes }, (_, slot) => new EngineProcess(slot, { onMessage, onExit }));
+
+  const startEngine = async (engine: EngineProcess) => {
+    const snapshot = Object.fromEntries(rooms);
+    await engine.start(engineOptions(engine.slot), snapshot);
+    placement.report({ engine: engine.id, accepting: !closing, ready: engine.report?.ready ?? true, sessions: 0, pending: 0, workerUtilization: 0 });
+  };
+  const restartDelays = new Map<EngineProcess, number>();
+  /** 0.5 s after a process that ran for a while; doubling, up to 30 s, while it keeps dying soon after starting (a crash loop). */
+  const restartDelay = (engine: EngineProcess, quick: boolean): number => {
+    const delay = quick ? Math.min(MAX_RESTART_DELAY_MS, (restartDelays.get(engine) ?? RESTART_DELAY_MS / 2) * 2) : RESTART_DELAY_MS;
+    restartDelays.set(engine, delay);
+    return delay;
+  };
+  const scheduleRestart = (engine: EngineProcess, delayMs: number) => {
+    const timer = setTimeout(async () => {
+      restartTimers.delete(timer);
+      if (closing) return;
+      engine.restarts++;
+      try {
+        await startEngine(engine);
+        log.info({ engine: engine.slot, pid: engine.pid, port: engine.port }, 'engine process restarted');
+      } catch (e) {
+        if (closing) return; // told to stop while it was starting
+        // The machine out of memory, the recordings disk gone: back off, keep trying.
+        const next = restartDelay(engine, true);
+        log.error({ engine: engine.slot, err: (e as Error).message, retryInMs: next }, 'engine process failed to restart');
+        scheduleRestart(engine, next);
+      }
+    }, delayMs);
+    restartTimers.add(timer);
+  };
+
+  const live = () => engines.filter((e) => e.state === 'up');
+  const anyEngine = (): EngineProcess => {
+    const e = live()[0];
+    if (!e) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
+    return e;
+  };
+  const refuse = (reply: FastifyReply, error: EarshotError, retryAfter: number): EarshotError => {
+    frontRefusedBy[error.code] = (frontRefusedBy[error.code] ?? 0) + 1;
+    void reply.header('Retry-After', String(retryAfter));
+    return error;
+  };
+  const summaries = (): EngineSummary[] =>
+    engines.map((e) => ({
+      engine: e.slot,
+      pid: e.pid ?? null,
+      state: e.state,
+      restarts: e.restarts,
+      peers: e.state === 'up' ? (e.report?.peers ?? 0) : 0,
+      ready: e.state === 'up' && (e.report?.ready ?? false),
+      threads: e.threads,
+      uptimeSeconds: e.state === 'up' ? (e.report?.uptimeSeconds ?? 0) : null,
+    }));
+  const machineStats = async () => {
+    const up = live();
+    const results = await Promise.allSettled(up.map((e) => e.stats()));
+    const parts = results.flatMap((r, i) => (r.status === 'fulfilled' ? [{ engine: up[i].slot, stats: r.value }] : []));
+    const mem = process.memoryUsage();
+    return mergeStats(parts, {
+      uptimeSeconds: Math.round((performance.now() - startedAt) / 1000),
+      retired,
+      frontRefusedBy,
+      engines: summaries(),
+      memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+    });
+  };
+  /** Every live engine's answer to the client's request (or to `method path` with its headers). */
+  const fanOut = async (req: FastifyRequest, method = req.method, path = req.url) => {
+    const up = live();
+    const results = await Promise.allSettled(up.map((e) => requestEngine(e.port, method, path, forwardedHeaders(req), method === req.method ? bodyOf(req) : undefined)));
+    return results.flatMap((r, i) => (r.status === 'fulfilled' ? [{ engine: up[i], res: r.value }] : []));
+  };
+  /**
+   * A change every engine must make (pipelines, rooms): the first engine
+   * decides (validation errors come back from it, nothing changed); the
+   * others follow. Returns the first engine's answer.
+   */
+  const onEveryEngine = async (req: FastifyRequest): Promise<EngineResponse> => {
+    const [first, ...others] = live();
+    if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
+    const res = await forward(first.port, req);
+    if (res.status >= 400) return res;
+    for (const e of others) {
+      try {
+        const r = await forward(e.port, req);
+        // 404 after the first engine deleted a shared pipeline file: that engine's watcher was quicker.
+        if (r.status >= 400 && r.status !== 404) log.error({ engine: e.slot, status: r.status, url: req.url }, 'engine disagreed on a change the others made');
+      } catch (err) {
+        log.error({ engine: e.slot, err: (err as Error).message, url: req.url }, 'change not applied on an engine (it exited; a restarted one reads the shared state)');
+      }
+    }
+    return res;
+  };
+  const byId = (id: string) => engines.find((e) => e.id === id);
+  const owned = async (engineId: string | undefined, notFound: () => EarshotError): Promise<EngineProcess> => {
+    const engine = engineId === undefined ? undefined : byId(engineId);
+    if (!engine || engine.state !== 'up') throw notFound();
+    return engine;
+  };
+
+  // CORS first, so that even a refused request carries the headers a browser needs to read the refusal.
+  await app.register(fastifyCors, {
+    delegator: (req, callback) => callback(null, corsPolicy(req.url, options.corsOrigins ?? [], options.whipCorsOrigins ?? ['*'])),
+  });
+  installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
+  installProblemHandling(app);
+
+  // ---- WHIP
+  const whipOptions = async (req: FastifyRequest, reply: FastifyReply) => {
+    // The engine's answer carries what WHIP says about the endpoint (Allow, Accept-Post, ICE server Links by the caller's rights).
+    try {
+      return relay(reply, await forward(anyEngine().port, req));
+    } catch {
+      return reply.code(204).header('Allow', req.url.startsWith('/whip/sessions/') ? 'DELETE, PATCH, OPTIONS' : 'POST, OPTIONS').header('Accept-Post', 'application/sdp').send();
+    }
+  };
+  app.options('/whip/:room/:peer', whipOptions);
+  app.options('/whip/sessions/:id', whipOptions);
+
+  app.post<{ Params: { room: string; peer: string } }>('/whip/:room/:peer', { config: { access: 'publish' }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
+    const { room, peer } = req.params;
+    checkName('room', room);
+    checkName('peer', peer);
+    if (closing) throw refuse(reply, errors.SHUTTING_DOWN(), RETRY_AFTER_SECONDS);
+    let ticket;
+    try {
+      ticket = await placement.begin(peer);
+    } catch (e) {
+      throw refuse(reply, e as EarshotError, 1);
+    }
+    try {
+      let last: EngineResponse | undefined;
+      for (let id = ticket.next(); id !== undefined; id = ticket.next()) {
+        const engine = byId(id);
+        if (!engine || engine.state !== 'up') continue;
+        let res: EngineResponse;
+        try {
+          res = await forward(engine.port, req);
+        } catch (e) {
+          // It died while answering: whatever it built died with it; offer the session elsewhere.
+          log.warn({ engine: engine.slot, peer, err: (e as Error).message }, 'engine failed while answering an offer');
+          continue;
+        }
+        if (res.status === 201) {
+          const session = /\/whip\/sessions\/([^/?#]+)$/.exec(String(res.headers.location ?? ''))?.[1];
+          if (session) ticket.placed(engine.id, decodeURIComponent(session));
+          return relay(reply, res);
+        }
+        last = res;
+        // Only a load refusal (503) moves on, and never for a live peer: it must be replaced where it runs.
+        if (res.status !== 503 || ticket.owner !== undefined) break;
+      }
+      if (last) return relay(reply, last);
+      throw refuse(reply, errors.ENGINE_UNAVAILABLE(ticket.owner !== undefined ? `the engine running peer "${peer}" is not answering` : 'no engine process is up'), 1);
+    } finally {
+      ticket.release();
+    }
+  });
+
+  const toSession = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+    const engine = await owned(await placement.ownerOfSession(req.params.id), () => errors.SESSION_NOT_FOUND(req.params.id));
+    return relay(reply, await forward(engine.port, req));
+  };
+  app.delete<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, toSession);
+  app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' }, bodyLimit: MAX_SDP_BYTES }, toSession);
+
+  // ---- health and statistics
+  app.get('/health', async () => {
+    const now = Date.now();
+    const up = live();
+    const reasons: string[] = [];
+    for (const e of engines) {
+      if (e.state !== 'up') reasons.push(`engine ${e.slot} ${e.state === 'starting' ? (e.restarts > 0 ? 'restarting' : 'starting') : e.state}`);
+      if (e.lastExit?.wasUp && now - e.lastExit.at < HEALTH_WINDOW_MS) {
+        reasons.push(`${((now - e.lastExit.at) / 1000).toFixed(1)} s ago: engine ${e.slot} exited (${e.lastExit.signal ?? `code ${e.lastExit.code}`}); its sessions ended`);
+      }
+      if (e.state === 'up') for (const r of e.report?.health.reasons ?? []) reasons.push(`engine ${e.slot}: ${r}`);
+    }
+    const reports = up.flatMap((e) => (e.report ? [{ slot: e.slot, report: e.report }] : []));
+    const ready = !closing && reports.some((r) => r.report.ready);
+    const restartTimes = reports.map((r) => r.report.health.lastRestartAt).filter((t): t is string => t !== null).sort();
+    return {
+      status: reasons.length > 0 ? 'degraded' : 'ok',
+      reasons,
+      ready,
+      ...(!ready && reports.length > 0 ? { load: reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${x}`)) } : {}),
+      uptimeSeconds: Math.round((performance.now() - startedAt) / 1000),
+      peers: reports.reduce((n, r) => n + r.report.peers, 0),
+      rooms: new Set(reports.flatMap((r) => r.report.roomNames)).size,
+      poolThreads: reports.reduce((n, r) => n + r.report.poolThreads, 0),
+      workerRestarts: retired.workerRestarts + reports.reduce((n, r) => n + r.report.health.workerRestarts, 0),
+      lastRestartAt: restartTimes[restartTimes.length - 1] ?? null,
+      quarantined: reports.flatMap((r) => r.report.health.quarantined),
+      access: { publish: access.publishOpen ? 'open' : 'token', admin: access.adminOpen ? 'open' : 'token' },
+      processes,
+      engines: summaries(),
+    };
+  });
+
+  app.get('/stats', async () => machineStats());
+
+  app.get<{ Params: { peer: string } }>('/stats/:peer', async (req, reply) => {
+    // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn): the newest wins.
+    const answers = await fanOut(req);
+    let best: { engine: EngineProcess; doc: { state?: string; createdAt?: string } } | undefined;
+    for (const { engine, res } of answers) {
+      if (res.status !== 200) continue;
+      const doc = jsonOf<{ state?: string; createdAt?: string }>(res);
+      if (!doc) continue;
+      if (!best || rank(doc) > rank(best.doc)) best = { engine, doc };
+    }
+    if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine.slot });
+    if (answers[0]) return relay(reply, answers[0].res);
+    throw errors.PEER_NOT_FOUND(req.params.peer);
+  });
+
+  const toPeer = async (req: FastifyRequest<{ Params: { peer: string } }>, reply: FastifyReply) => {
+    const engine = await owned(await placement.ownerOfPeer(req.params.peer), () => errors.PEER_NOT_FOUND(req.params.peer));
+    return relay(reply, await forward(engine.port, req));
+  };
+  app.post<{ Params: { peer: string } }>('/peers/:peer/recording', { bodyLimit: 16 * 1024 }, toPeer);
+  app.delete<{ Params: { peer: string } }>('/peers/:peer/recording', toPeer);
+
+  // ---- recordings: one directory for the machine, served here (signed links verify wherever they were made)
+  registerRecordingRoutes(app, { store }, access, links, downloadLimits);
+  await app.register(fastifyStatic, { root: store.dir, serve: false, decorateReply: true });
+
+  // ---- pipelines and rooms
+  app.get('/pipelines', async (req, reply) => {
+    const answers = (await fanOut(req)).filter((a) => a.res.status === 200);
+    if (answers.length === 0) return relay(reply, await forward(anyEngine().port, req));
+    type Listing = { pipelines: Array<{ name: string; inUse: string | null }> };
+    const docs = answers.map((a) => jsonOf<Listing>(a.res));
+    const first = docs[0];
+    if (!first) return relay(reply, answers[0].res);
+    // Each engine knows only its own sessions: a pipeline is in use if it is on any of them.
+    for (const p of first.pipelines) p.inUse = mergeUses(docs.map((d) => d?.pipelines.find((q) => q.name === p.name)?.inUse ?? null));
+    return reply.type('application/json; charset=utf-8').send(first);
+  });
+  app.get('/pipelines/:name', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
+  app.put('/pipelines/:name', { bodyLimit: 256 * 1024 }, async (req, reply) => relay(reply, await onEveryEngine(req)));
+  app.delete<{ Params: { name: string } }>('/pipelines/:name', async (req, reply) => {
+    type Listing = { pipelines: Array<{ name: string; inUse: string | null }> };
+    const listings = (await fanOut(req, 'GET', '/pipelines')).filter((a) => a.res.status === 200).map((a) => jsonOf<Listing>(a.res));
+    const uses = mergeUses(listings.map((l) => l?.pipelines.find((p) => p.name === req.params.name)?.inUse ?? null));
+    if (uses) throw errors.PIPELINE_IN_USE(req.params.name, uses);
+    return relay(reply, await onEveryEngine(req));
+  });
+  app.get('/rooms', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
+  app.get('/rooms/:room', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
+  app.put<{ Params: { room: string } }>('/rooms/:room', { bodyLimit: 4096 }, async (req, reply) => {
+    const res = await onEveryEngine(req);
+    const bound = res.status < 300 ? jsonOf<{ pipeline?: string }>(res)?.pipeline : undefined;
+    if (bound) rooms.set(req.params.room, bound);
+    return relay(reply, res);
+  });
+  app.delete<{ Params: { room: string } }>('/rooms/:room', async (req, reply) => {
+    const res = await onEveryEngine(req);
+    if (res.status < 300) rooms.delete(req.params.room);
+    return relay(reply, res);
+  });
+
+  // ---- live events and metrics
+  registerClusterEventRoutes(app, { stats: machineStats, sessions$, events$ });
+  const frontMetrics = new client.Registry();
+  client.collectDefaultMetrics({ register: frontMetrics });
+  new client.Counter({
+    name: 'earshot_engine_restarts_total',
+    help: 'Engine processes restarted after they exited, by slot.',
+    registers: [frontMetrics],
+    collect() {
+      this.reset();
+      for (const e of engines) this.inc({ slot: String(e.slot) }, e.restarts);
+    },
+    labelNames: ['slot'],
+  });
+  new client.Gauge({
+    name: 'earshot_engines_up',
+    help: 'Engine processes up and serving.',
+    registers: [frontMetrics],
+    collect() {
+      this.set(live().length);
+    },
+  });
+  app.get('/metrics', { config: { access: 'metrics' } }, async (req, reply) => {
+    const texts = (await fanOut(req)).filter((a) => a.res.status === 200).map((a) => ({ label: 'engine', value: String(a.engine.slot), text: a.res.body.toString('utf8') }));
+    texts.push({ label: 'engine', value: 'front', text: await frontMetrics.metrics() });
+    return reply.type(frontMetrics.contentType).send(mergeExpositions(texts));
+  });
+
+  registerDashboardRoutes(app);
+
+  let closingPromise: Promise<void> | undefined;
+  const cluster: EarshotCluster = {
+    app,
+    engines,
+    async listen() {
+      listening = true;
+      const started = await Promise.allSettled(engines.map((e) => startEngine(e)));
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        await cluster.close();
+        throw failed.reason;
+      }
+      return app.listen({ host, port });
+    },
+    close() {
+      closingPromise ??= (async () => {
+        closing = true;
+        for (const t of restartTimers) clearTimeout(t);
+        restartTimers.clear();
+        for (const e of engines) placement.report({ engine: e.id, accepting: false, ready: false, sessions: 0, pending: 0, workerUtilization: 0 });
+        // Engines drain first (sessions end, recordings finalize) while the front still answers their DELETEs and /health.
+        if (listening) await Promise.all(engines.map((e) => e.shutdown(drainTimeoutMs)));
+        sessions$.complete();
+        events$.complete();
+        const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(force);
+        }
+      })();
+      return closingPromise;
+    },
+    describe: () => ({
+      processes,
+      threadsPerEngine: threads,
+      pipeline: typeof options.pipeline === 'string' ? options.pipeline : (options.pipeline as { name?: string } | undefined)?.name ?? 'default',
+      recordings: resolvePath(store.dir),
+      engines: engines.map((e) => ({ engine: e.slot, pid: e.pid, port: e.port, icePorts: portShares?.[e.slot] ?? null })),
+    }),
+  };
+  return cluster;
+}
+
+/** A pipeline option as engines take it: a built Pipeline becomes its document. */
+function pipelineOption(p: ClusterOptions['pipeline']): string | object | undefined {
+  if (p && typeof p === 'object' && 'toJSON' in p && typeof (p as { toJSON: unknown }).toJSON === 'function') return (p as { toJSON(): object }).toJSON();
+  return p;
+}
+
+/** "In use" reasons of one pipeline from several engines, each said once. */
+function mergeUses(uses: Array<string | null>): string | null {
+  const parts = [...new Set(uses.flatMap((u) => (u ? u.split('; ') : [])))];
+  return parts.length > 0 ? parts.join('; ') : null;
+}
+
+/** Orders two remembered states of a peer: live before ended, then the newest session. */
+function rank(doc: { state?: string; createdAt?: string }): number {
+  return (doc.state === 'ended' ? 0 : 1e15) + (Date.parse(doc.createdAt ?? '') || 0);
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`options.${name} must be a positive integer, got ${value}`);
+  return value;
+}

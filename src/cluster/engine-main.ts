@@ -1,0 +1,143 @@
+/**
+ * An engine process: one `createServer` (werift main thread + DSP pool) on a
+ * loopback port, started and driven by the front over the fork IPC channel
+ * (src/cluster/engine-protocol.ts). Not a command of its own: the front forks
+ * it with `child_process.fork` and sends `start` first.
+ *
+ * It ends, draining its sessions and finalizing their recordings, when the
+ * front says `shutdown`, when the IPC channel closes (the front died: an
+ * engine must not outlive it, holding UDP ports and files), or on
+ * SIGTERM/SIGINT sent to it alone — the front then starts a fresh one.
+ */
+import { hostname } from 'node:os';
+import pino from 'pino';
+import { createServer, type EarshotServer } from '../server/create-server.js';
+import { isEarshotError } from '../errors.js';
+import type { EngineMessage, EngineReport, FrontMessage } from './engine-protocol.js';
+import { REPORT_INTERVAL_MS } from './engine-protocol.js';
+
+/** Messages sent but not yet handed to the channel, past which processor events are dropped (counted). */
+const MAX_UNSENT_MESSAGES = 1000;
+
+if (!process.send) {
+  process.stderr.write('earshot: engine-main is started by `earshot serve --processes N`, not directly\n');
+  process.exit(2);
+}
+
+let unsent = 0;
+let eventsDropped = 0;
+function send(message: EngineMessage, droppable = false): void {
+  if (!process.connected) return;
+  if (droppable && unsent >= MAX_UNSENT_MESSAGES) {
+    eventsDropped++;
+    return;
+  }
+  unsent++;
+  try {
+    process.send!(message, undefined, {}, () => unsent--);
+  } catch {
+    // Data that does not serialize (a processor event holding a BigInt, a cycle): dropped, counted.
+    unsent--;
+    eventsDropped++;
+  }
+}
+
+let server: EarshotServer | undefined;
+let stopping: Promise<void> | undefined;
+
+function stop(code: number): Promise<void> {
+  stopping ??= (async () => {
+    try {
+      await server?.close();
+    } finally {
+      process.exit(code);
+    }
+  })();
+  return stopping;
+}
+
+process.on('message', (message: FrontMessage) => {
+  switch (message.t) {
+    case 'start':
+      void start(message);
+      break;
+    case 'call':
+      if (!server) send({ t: 'result', id: message.id, error: 'engine not started' });
+      else send({ t: 'result', id: message.id, value: { server: server.core.stats(), peers: server.core.peers.snapshots() } });
+      break;
+    case 'shutdown':
+      void stop(0);
+      break;
+  }
+});
+// The front is gone: drain and go too.
+process.on('disconnect', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+process.on('SIGINT', () => void stop(0));
+
+async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<void> {
+  const { options } = message;
+  const logger = pino({
+    level: options.logLevel ?? 'info',
+    base: { pid: process.pid, hostname: hostname(), engine: message.engine },
+    hooks: {
+      // The front logs every client request; the engine's lines about the same request would double them.
+      logMethod(args, method, level) {
+        if (level === 30 && args.some((a) => a === 'incoming request' || a === 'request completed')) return;
+        method.apply(this, args);
+      },
+    },
+  });
+  try {
+    // Loopback only: clients reach the engine through the front, media goes to its own ICE candidates.
+    server = await createServer({ ...options, host: '127.0.0.1', port: 0, logger });
+    for (const [room, pipeline] of Object.entries(message.rooms)) {
+      try {
+        server.core.bindRoom(room, pipeline);
+      } catch (e) {
+        logger.warn({ room, pipeline, err: (e as Error).message }, 'room binding not restored');
+      }
+    }
+    await server.listen();
+  } catch (e) {
+    const error = isEarshotError(e)
+      ? { code: e.code, statusCode: e.statusCode, title: e.title, message: e.message }
+      : { message: (e as Error)?.message ?? String(e) };
+    // Exit once the front has the reason; `stopping` keeps the disconnect handler from exiting 0 first.
+    stopping = (async () => {
+      await server?.close().catch(() => undefined);
+      await new Promise<void>((resolve) => (process.connected ? process.send!({ t: 'failed', error } satisfies EngineMessage, undefined, {}, () => resolve()) : resolve()));
+      process.exit(1);
+    })();
+    return;
+  }
+  const s = server;
+  const address = s.app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  s.sessions$.subscribe((event) => send({ t: 'session', event }));
+  s.events$.subscribe((event) => send({ t: 'processor', event }, true));
+  const report = () => send({ t: 'report', report: reportOf(s) });
+  report();
+  setInterval(report, REPORT_INTERVAL_MS).unref();
+  send({ t: 'ready', port, threads: s.core.pool.threads });
+}
+
+function reportOf(s: EarshotServer): EngineReport {
+  const stats = s.core.stats();
+  return {
+    peers: stats.peers,
+    pending: s.core.pendingSessions(),
+    ready: stats.admission?.ready ?? true,
+    loadReasons: stats.admission?.reasons ?? [],
+    workerUtilization: stats.admission?.workerUtilization ?? stats.pool.utilization,
+    poolThreads: stats.pool.threads,
+    roomNames: stats.roomNames,
+    uptimeSeconds: stats.uptimeSeconds,
+    health: s.core.pool.health(),
+    sessionsStarted: stats.sessionsStarted,
+    sessionsEnded: stats.sessionsEnded,
+    refusedBy: stats.refusedBy,
+    endedBy: stats.endedBy,
+    eventsDropped,
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Messages between the front and its engine processes over the IPC channel
+ * `child_process.fork` opens. Requests from clients reach engines over
+ * loopback HTTP instead (src/cluster/forward.ts), so that an engine's own
+ * routes — validation, access checks, problem documents — answer them exactly
+ * as a single-process server would; IPC carries what only the front needs:
+ * start-up, load reports, session and processor events, statistics and shutdown.
+ */
+import type { ProcessorEvent } from '../sinks/processors.js';
+import type { CreateServerOptions } from '../server/create-server.js';
+import type { SessionEvent, ServerStats } from '../server/earshot-core.js';
+import type { PeerStatsSnapshot } from '../server/peer-registry.js';
+import type { WorkerPoolHealth } from '../pool/worker-pool.js';
+
+/** How often an engine reports its load, ms. Placement and `/health` read these reports. */
+export const REPORT_INTERVAL_MS = 250;
+
+/**
+ * The options an engine runs `createServer` with: the front's, minus what only
+ * the front does (the public listener, TLS) and what cannot cross a process
+ * boundary (a logger, processor functions, a built Pipeline object).
+ */
+export type EngineServerOptions = Omit<CreateServerOptions, 'host' | 'port' | 'tlsCert' | 'tlsKey' | 'logger' | 'processors' | 'pipeline'> & {
+  /** A pipeline name, a JSON file path, or a pipeline document. */
+  pipeline?: string | object;
+};
+
+/** Front → engine. */
+export type FrontMessage =
+  | {
+      t: 'start';
+      /** The engine's slot on this machine. */
+      engine: number;
+      options: EngineServerOptions;
+      /** Room → pipeline bindings to apply before taking sessions (a restarted engine learns them here). */
+      rooms: Record<string, string>;
+    }
+  | { t: 'call'; id: number; method: 'stats' }
+  | { t: 'shutdown' };
+
+/** What an engine says about itself every `REPORT_INTERVAL_MS`. */
+export interface EngineReport {
+  peers: number;
+  pending: number;
+  /** Admission has room (true with admission off). */
+  ready: boolean;
+  /** What admission says is exceeded while not ready. */
+  loadReasons: string[];
+  workerUtilization: number;
+  poolThreads: number;
+  roomNames: string[];
+  uptimeSeconds: number;
+  health: WorkerPoolHealth;
+  /** The counters a dead engine's successor must not lose from the machine's totals. */
+  sessionsStarted: number;
+  sessionsEnded: number;
+  refusedBy: Record<string, number>;
+  endedBy: Record<string, number>;
+  /** Processor events not sent to the front because the IPC channel was backed up. */
+  eventsDropped: number;
+}
+
+export interface EngineStats {
+  server: ServerStats;
+  peers: PeerStatsSnapshot[];
+}
+
+/** Engine → front. */
+export type EngineMessage =
+  | { t: 'ready'; port: number; threads: number }
+  | { t: 'failed'; error: { code?: string; statusCode?: number; title?: string; message: string } }
+  | { t: 'report'; report: EngineReport }
+  | { t: 'session'; event: SessionEvent }
+  | { t: 'processor'; event: ProcessorEvent }
+  | { t: 'result'; id: number; value?: EngineStats; error?: string };

@@ -1,0 +1,92 @@
+/**
+ * The front's hop to an engine: a client's request replayed over loopback HTTP
+ * to the engine's own listener, and the engine's answer copied back.
+ *
+ * The request keeps its method, path, query, body and the headers that decide
+ * access (`Authorization`, `Host`), so the engine's routes check and answer
+ * it exactly as a single-process server would — a replacement of a live peer
+ * still needs a proven publisher, an open role still only answers loopback
+ * Host names. CORS stays with the front: `Origin` is not forwarded and the
+ * engine's `Access-Control-*` headers are not copied back.
+ *
+ * Bodies are small here (SDP, JSON up to 256 KiB) and buffered; recordings,
+ * the one large thing, are served by the front itself from the shared directory.
+ */
+import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+export interface EngineResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** Headers that describe one connection, not the message (RFC 9110 §7.6.1), and those the hop sets itself. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'content-length']);
+/** Longest answer taken from an engine (an SDP answer or a statistics document is far smaller). */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** A WHIP answer waits for ICE gathering; nothing an engine answers should take longer than this, ms. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+/** Sends one request to the engine listening on 127.0.0.1:`port`. Rejects on a connection failure (the engine died). */
+export function requestEngine(port: number, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer): Promise<EngineResponse> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path, agent, timeout: REQUEST_TIMEOUT_MS, headers: { ...headers, ...(body ? { 'content-length': body.length } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_RESPONSE_BYTES) req.destroy(new Error(`engine answer larger than ${MAX_RESPONSE_BYTES} bytes`));
+          else chunks.push(c);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`engine did not answer within ${REQUEST_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The client's headers as sent on to an engine: hop-by-hop ones and `Origin` dropped. */
+export function forwardedHeaders(req: FastifyRequest): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || name === 'origin' || name.startsWith('access-control-request-')) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** The client's body as received (the front parses no body: every content type arrives as a Buffer). */
+export function bodyOf(req: FastifyRequest): Buffer | undefined {
+  return Buffer.isBuffer(req.body) ? req.body : undefined;
+}
+
+/** Replays the client's request on an engine. */
+export function forward(port: number, req: FastifyRequest, path: string = req.url): Promise<EngineResponse> {
+  return requestEngine(port, req.method, path, forwardedHeaders(req), bodyOf(req));
+}
+
+/** Sends an engine's answer to the client, minus hop-by-hop and CORS headers (the front's CORS layer set its own). */
+export function relay(reply: FastifyReply, res: EngineResponse): FastifyReply {
+  for (const [name, value] of Object.entries(res.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || name.startsWith('access-control-') || name === 'vary' || name === 'date') continue;
+    void reply.header(name, value);
+  }
+  return reply.code(res.status).send(res.body);
+}
+
+/** Parses an engine's JSON answer (undefined if it is not JSON). */
+export function jsonOf<T>(res: EngineResponse): T | undefined {
+  try {
+    return JSON.parse(res.body.toString('utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}

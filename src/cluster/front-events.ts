@@ -1,0 +1,115 @@
+/**
+ * `GET /events` on the front: the same Server-Sent Events stream as a single
+ * process serves (src/server/routes/events.ts: `stats`, `session`,
+ * `processor`; same query, bounds and slow-client policy), for the whole
+ * machine: `stats` is the merged `{ server, peers }` of every engine, and the
+ * engines' session and processor events are merged into one stream as they
+ * arrive over IPC.
+ *
+ * A separate route rather than events.ts with another source because the
+ * machine's statistics are gathered asynchronously (one IPC round trip per
+ * engine per tick); the tick never overlaps itself, so a slow engine delays
+ * the `stats` events instead of piling up requests.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Observable, Subscription } from 'rxjs';
+import { errors } from '../errors.js';
+
+const MAX_UNSENT_BYTES = 1024 * 1024;
+const DEFAULT_INTERVAL_MS = 500;
+
+export interface ClusterEventSource {
+  /** The machine's `{ server, peers }`. */
+  stats(): Promise<unknown>;
+  sessions$: Observable<unknown>;
+  events$: Observable<unknown>;
+}
+
+interface Client {
+  reply: FastifyReply;
+  intervalMs: number;
+  nextDue: number;
+  skippedTicks: number;
+}
+
+export function registerClusterEventRoutes(app: FastifyInstance, source: ClusterEventSource): void {
+  const clients = new Set<Client>();
+  let timer: NodeJS.Timeout | undefined;
+  let subscriptions: Subscription[] = [];
+  let ticking = false;
+
+  const broadcast = (event: string, data: unknown) => {
+    const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const c of clients) {
+      const raw = c.reply.raw;
+      if (!raw.destroyed && raw.writableLength <= MAX_UNSENT_BYTES) raw.write(text);
+    }
+  };
+  const tick = async () => {
+    if (ticking) return;
+    const now = Date.now();
+    const due = [...clients].filter((c) => now >= c.nextDue);
+    if (due.length === 0) return;
+    ticking = true;
+    try {
+      // One snapshot per tick, shared by every client that is due.
+      const snapshot = JSON.stringify(await source.stats());
+      for (const c of due) {
+        c.nextDue = now + c.intervalMs;
+        const raw = c.reply.raw;
+        if (raw.destroyed) continue;
+        if (raw.writableLength > MAX_UNSENT_BYTES) c.skippedTicks++;
+        else raw.write(`event: stats\ndata: ${snapshot}\n\n`);
+      }
+    } catch (e) {
+      app.log.warn({ err: (e as Error).message }, 'machine statistics unavailable for /events');
+    } finally {
+      ticking = false;
+    }
+  };
+  const start = () => {
+    timer = setInterval(() => void tick(), 100);
+    timer.unref();
+    subscriptions = [source.sessions$.subscribe((e) => broadcast('session', e)), source.events$.subscribe((e) => broadcast('processor', e))];
+  };
+  const stop = () => {
+    clearInterval(timer);
+    timer = undefined;
+    for (const s of subscriptions) s.unsubscribe();
+    subscriptions = [];
+  };
+
+  app.get<{ Querystring: { interval?: string } }>('/events', async (req, reply) => {
+    const interval = req.query.interval === undefined ? DEFAULT_INTERVAL_MS : Number(req.query.interval);
+    if (!Number.isInteger(interval) || interval < 100 || interval > 10_000) throw errors.BODY_INVALID('?interval= must be an integer number of milliseconds from 100 to 10000.');
+    // Headers set so far (CORS for an allowed origin) would be lost by hijacking: carry them over.
+    const earlier: Record<string, string | number | string[]> = {};
+    for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) earlier[k] = v;
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      ...earlier,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    raw.write('retry: 2000\n\n');
+    const client: Client = { reply, intervalMs: interval, nextDue: 0, skippedTicks: 0 };
+    if (clients.size === 0) start();
+    clients.add(client);
+    void tick();
+    const done = () => {
+      if (!clients.delete(client)) return;
+      if (clients.size === 0) stop();
+    };
+    raw.on('close', done);
+    raw.on('error', done);
+  });
+
+  app.addHook('onClose', async () => {
+    for (const c of clients) c.reply.raw.end();
+    clients.clear();
+    stop();
+  });
+}

@@ -1,0 +1,85 @@
+/**
+ * Runs `earshot serve` from the sources as its own process (a front and its
+ * engine processes with `--processes N`), on a free loopback port, and reads
+ * the URL from the log line it prints when listening.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** Records the tone as it arrives: no processing, so a recording can be checked sample for sample. */
+export const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
+
+export interface CliServer {
+  url: string;
+  child: ChildProcess;
+  recordingsDir: string;
+  /** Every log line so far (JSON, one per line; the engines' lines carry `engine`). */
+  lines: string[];
+  /** SIGTERM; resolves to the exit code (null if it had to be killed after `timeoutMs`). */
+  stop(timeoutMs?: number): Promise<number | null>;
+  /** Removes the temporary directories (after `stop`). */
+  cleanup(): Promise<void>;
+}
+
+export async function startCli(args: string[], options: { startTimeoutMs?: number } = {}): Promise<CliServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'earshot-cli-'));
+  const recordingsDir = join(dir, 'recordings');
+  const pipelinesDir = join(dir, 'pipelines');
+  // A copy of the bundled pipelines plus `raw`: PUT/DELETE in a test must never touch the repository's.
+  await cp(join(ROOT, 'pipelines'), pipelinesDir, { recursive: true });
+  await writeFile(join(pipelinesDir, 'raw.json'), JSON.stringify(RAW_PIPELINE));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--recordings', recordingsDir, '--pipelines', pipelinesDir, '--log-level', 'info', ...args],
+    // Admission off: the publishers run on the same two cores, so the measured load is not the server's own.
+    { cwd: ROOT, env: { ...process.env, EARSHOT_ADMISSION: 'off' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const lines: string[] = [];
+  let exited: number | null | undefined;
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve((exited = code))));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`earshot serve did not listen within ${options.startTimeoutMs ?? 60_000} ms:\n${lines.join('\n')}`)), options.startTimeoutMs ?? 60_000);
+    let buffered = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      const parts = buffered.split('\n');
+      buffered = parts.pop() ?? '';
+      for (const line of parts) {
+        lines.push(line);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; url?: string };
+          if (entry.msg?.startsWith('earshot listening on') && entry.url) {
+            clearTimeout(timer);
+            resolve(entry.url);
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => lines.push(chunk.toString('utf8')));
+    void exit.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`earshot serve exited with ${code} before listening:\n${lines.join('\n')}`));
+    });
+  });
+  return {
+    url,
+    child,
+    recordingsDir,
+    lines,
+    async stop(timeoutMs = 30_000) {
+      if (exited !== undefined) return exited;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const code = await exit;
+      clearTimeout(timer);
+      return code;
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}

@@ -1,0 +1,230 @@
+/**
+ * `earshot serve --processes 2`: one public port, two engine processes, real
+ * werift publishers over loopback. The sessions spread over both engines, each
+ * recording is right, requests for a session reach the engine that runs it, a
+ * killed engine is replaced, and SIGTERM drains everything.
+ */
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
+import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { startCli, type CliServer } from './cli-server.js';
+
+const tone = join(import.meta.dirname, '..', 'fixtures', 'tone-1k-48k.wav');
+
+type PeerStats = {
+  peer: string;
+  session: string;
+  state: string;
+  endReason: string | null;
+  engine: number;
+  pipeline: string;
+  rtp: { packetsReceived: number };
+  recording: { name: string; state: string } | null;
+};
+type Health = { status: string; reasons: string[]; engines: Array<{ engine: number; pid: number; state: string; restarts: number }> };
+
+let s: CliServer;
+beforeAll(async () => {
+  s = await startCli(['--processes', '2', '--pipeline', 'raw', '--media-timeout', '3']);
+}, 90_000);
+afterAll(async () => {
+  await s?.stop();
+  await s?.cleanup();
+});
+
+const get = async <T>(path: string): Promise<T> => {
+  const res = await fetch(`${s.url}${path}`);
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+};
+const statsOf = (peer: string) => get<PeerStats>(`/stats/${peer}`);
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+const packets = (peer: string, n: number) => until(`${peer} to send ${n} packets`, async () => {
+  const p = await statsOf(peer);
+  return p.rtp.packetsReceived >= n && p.state !== 'ended' ? p : undefined;
+});
+
+/** The size in the WAV's data chunk header equals the bytes on disk after it: the header was finalized. */
+async function finalized(file: string): Promise<boolean> {
+  const bytes = await readFile(file);
+  const at = bytes.indexOf('data', 12, 'latin1');
+  return at > 0 && bytes.readUInt32LE(at + 4) === bytes.length - at - 8;
+}
+
+describe('earshot serve --processes 2', () => {
+  it('spreads concurrent publishers over both engines, shows them all in /stats, and records each one right', async () => {
+    const sending = sendMany(6, { url: `${s.url}/whip/load/peer`, source: tone, seconds: 3 });
+    const live = await until('6 live peers in /stats', async () => {
+      const { server, peers } = await get<{ server: { peers: number; engines: unknown[] }; peers: PeerStats[] }>('/stats');
+      return peers.length === 6 && server.peers === 6 ? peers : undefined;
+    });
+    expect(new Set(live.map((p) => p.engine))).toEqual(new Set([0, 1]));
+    const results = await sending;
+    expect(results.filter((r) => 'error' in r)).toEqual([]);
+    for (let k = 1; k <= 6; k++) {
+      const p = await statsOf(`peer-${k}`);
+      // sendAudio ends with DELETE on its Location: through the front, on the engine that ran it.
+      expect(p.state).toBe('ended');
+      expect(p.endReason).toBe('deleted');
+      expect(p.engine).toBe(live.find((l) => l.peer === `peer-${k}`)!.engine);
+      const wav = await readWav(join(s.recordingsDir, p.recording!.name));
+      expect(Math.abs(wav.durationSec - 3)).toBeLessThan(0.04);
+      expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
+    }
+    expect((await readdir(s.recordingsDir)).filter((f) => f.startsWith('load-peer-'))).toHaveLength(6);
+    // The front lists the shared directory and serves its files under signed links.
+    const listing = await get<{ recordings: Array<{ name: string; url: string }> }>('/recordings');
+    const first = (await statsOf('peer-1')).recording!.name;
+    const one = listing.recordings.find((r) => r.name === first)!;
+    const download = await fetch(`${s.url}${one.url}`);
+    expect(download.status).toBe(200);
+    expect(Number(download.headers.get('content-length'))).toBe((await stat(join(s.recordingsDir, one.name))).size);
+  });
+
+  it('merges the engines\' /metrics (labelled engine="…") and /events (stats of the whole machine, every engine\'s session events)', async () => {
+    const events = await fetch(`${s.url}/events?interval=100`);
+    const reader = events.body!.getReader();
+    let text = '';
+    const read = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        text += Buffer.from(value).toString('utf8');
+      }
+    })();
+    await sendMany(2, { url: `${s.url}/whip/events/e`, source: tone, seconds: 1 });
+    await until('stats and session events', async () => (/"processes":2/.test(text) && (text.match(/event: session/g) ?? []).length >= 4 ? true : undefined));
+    await reader.cancel();
+    await read.catch(() => undefined);
+    const sessions = text.split('\n\n').filter((e) => e.startsWith('event: session')).map((e) => JSON.parse(e.split('data: ')[1]) as { peer: string; type: string });
+    expect(sessions.filter((e) => e.peer.startsWith('e-')).map((e) => e.type).sort()).toEqual(['ended', 'ended', 'started', 'started']);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(metrics).toMatch(/^earshot_sessions_started_total\{engine="0"\} \d+$/m);
+    expect(metrics).toMatch(/^earshot_sessions_started_total\{engine="1"\} \d+$/m);
+    expect(metrics).toMatch(/^earshot_engines_up\{engine="front"\} 2$/m);
+    expect(metrics.match(/^# TYPE earshot_sessions_started_total /gm)).toHaveLength(1);
+    expect((await fetch(`${s.url}/`)).status).toBe(200); // the dashboard
+    // A browser's CORS preflight for WHIP: the front's CORS headers, the engine's WHIP headers.
+    const preflight = await fetch(`${s.url}/whip/room/peer`, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    expect(preflight.headers.get('accept-post')).toBe('application/sdp');
+  });
+
+  it('ends a session on its engine with a DELETE through the front', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${s.url}/whip/demo/deleted`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    try {
+      const before = await packets('deleted', 25);
+      const res = await fetch(`${s.url}/whip/sessions/${before.session}`, { method: 'DELETE' });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { recordings: Array<{ name: string }> }).recordings.map((r) => r.name)).toEqual([before.recording!.name]);
+      const after = await statsOf('deleted');
+      expect(after).toMatchObject({ session: before.session, state: 'ended', endReason: 'deleted', engine: before.engine });
+      expect(await finalized(join(s.recordingsDir, before.recording!.name))).toBe(true);
+      // The session is gone: a second DELETE is the usual 404.
+      expect((await fetch(`${s.url}/whip/sessions/${before.session}`, { method: 'DELETE' })).status).toBe(404);
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+
+  it('replaces a live peer on the engine that owns it, even when the other engine is less loaded', async () => {
+    const controller = new AbortController();
+    const first = sendAudio({ url: `${s.url}/whip/demo/twice`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    try {
+      const a = await packets('twice', 25);
+      // Load the owner with one more session, so least-loaded placement would pick the other engine.
+      const other = new AbortController();
+      const extra = sendAudio({ url: `${s.url}/whip/demo/extra`, source: tone, loop: true, signal: other.signal });
+      try {
+        await packets('extra', 5);
+        await sendAudio({ url: `${s.url}/whip/demo/twice`, source: tone, seconds: 1 });
+      } finally {
+        other.abort();
+        await extra.catch(() => undefined);
+      }
+      const b = await statsOf('twice');
+      expect(b.session).not.toBe(a.session);
+      expect(b.engine).toBe(a.engine);
+      expect(b.endReason).toBe('deleted');
+      const [wa, wb] = await Promise.all([a.recording!.name, b.recording!.name].map((f) => readWav(join(s.recordingsDir, f))));
+      expect(wa.durationSec).toBeGreaterThan(0.3);
+      expect(await finalized(join(s.recordingsDir, a.recording!.name))).toBe(true);
+      expect(Math.abs(wb.durationSec - 1)).toBeLessThanOrEqual(0.02);
+    } finally {
+      controller.abort();
+      await first.catch(() => undefined);
+    }
+  });
+
+  it('restarts an engine killed with SIGKILL; its session ends with a readable recording and new sessions still succeed', async () => {
+    const controller = new AbortController();
+    const victim = sendAudio({ url: `${s.url}/whip/demo/victim`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    const v = await packets('victim', 100); // 2 s: the WAV header has been rewritten at least once
+    // Changes every engine must know, made before the kill: the restarted engine must know them too.
+    const tagged = { name: 'tagged', stages: [], sinks: [{ type: 'record', template: 'tagged-{peer}' }] };
+    expect((await fetch(`${s.url}/pipelines/tagged`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(tagged) })).status).toBe(201);
+    expect((await fetch(`${s.url}/rooms/after`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'tagged' }) })).status).toBe(200);
+    const before = await get<Health>('/health');
+    const killed = before.engines[v.engine];
+    process.kill(killed.pid, 'SIGKILL');
+    // Right away, while that engine is down, a new session goes to the other one.
+    const during = await sendAudio({ url: `${s.url}/whip/demo/during`, source: tone, seconds: 1 });
+    expect(during.packetsSent).toBeGreaterThan(40);
+    expect((await statsOf('during')).engine).toBe(1 - v.engine);
+    controller.abort();
+    await victim.catch(() => undefined);
+    const health = await until('the killed engine to be back', async () => {
+      const h = await get<Health>('/health');
+      const e = h.engines[v.engine];
+      return e.state === 'up' && e.pid !== killed.pid ? h : undefined;
+    }, 60_000);
+    expect(health.engines[v.engine].restarts).toBe(1);
+    expect(health.status).toBe('degraded');
+    expect(health.reasons.join('\n')).toMatch(new RegExp(`engine ${v.engine} exited \\(SIGKILL\\)`));
+    // What the killed engine wrote is a valid WAV up to its last header rewrite.
+    const wav = await readWav(join(s.recordingsDir, v.recording!.name));
+    expect(wav.durationSec).toBeGreaterThan(0.9);
+    // Both engines take sessions again.
+    const results = await sendMany(4, { url: `${s.url}/whip/after/p`, source: tone, seconds: 1 });
+    expect(results.filter((r) => 'error' in r)).toEqual([]);
+    const after = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`p-${k}`)));
+    expect(new Set(after.map((p) => p.engine))).toEqual(new Set([0, 1]));
+    // The room binding and the new pipeline reached the restarted engine as well.
+    expect(after.map((p) => [p.pipeline, p.recording!.name])).toEqual([1, 2, 3, 4].map((k) => ['tagged', `tagged-p-${k}.wav`]));
+    const del = await fetch(`${s.url}/pipelines/tagged`, { method: 'DELETE' });
+    expect(del.status).toBe(409);
+    expect(((await del.json()) as { code: string }).code).toBe('EARSHOT_PIPELINE_IN_USE');
+    const { server } = await get<{ server: { endedBy: Record<string, number> } }>('/stats');
+    expect(server.endedBy['engine-exited']).toBe(1);
+  });
+
+  it('drains on SIGTERM: the front and both engines exit 0 and a live session\'s recording is finalized', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${s.url}/whip/demo/drain`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    const d = await packets('drain', 50);
+    const { engines } = await get<Health>('/health');
+    const started = Date.now();
+    expect(await s.stop()).toBe(0);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    controller.abort();
+    await sending.catch(() => undefined);
+    for (const e of engines) expect(() => process.kill(e.pid, 0)).toThrow(/ESRCH/);
+    expect(await finalized(join(s.recordingsDir, d.recording!.name))).toBe(true);
+    const wav = await readWav(join(s.recordingsDir, d.recording!.name));
+    expect(wav.durationSec).toBeGreaterThan(0.9);
+    expect(s.lines.some((l) => l.includes('"reason":"shutdown"') && l.includes('"peer":"drain"'))).toBe(true);
+  });
+});
