@@ -2,6 +2,8 @@
  * The HTTP half of a WHIP publisher (RFC 9725): POST the offer, read the answer
  * and session URL, DELETE the session at the end. Errors carry the server's
  * problem+json `code` when it sends one.
+ *
+ * @module
  */
 export class WhipRequestError extends Error {
   override readonly name = 'WhipRequestError';

@@ -1,7 +1,7 @@
 /**
  * Main-thread operators on processed frames: cheap bookkeeping on the levels
- * and voice activity the workers already measured (no per-sample work here,
- * DESIGN.md invariant 2). Marble-tested for ordering, completion and errors.
+ * and voice activity the workers already measured (no per-sample work here:
+ * the main thread never touches samples). Marble-tested for ordering, completion and errors.
  */
 import { Observable, type OperatorFunction } from 'rxjs';
 import type { AudioFrame } from './operators.js';
