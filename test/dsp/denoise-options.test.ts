@@ -72,7 +72,7 @@ describe('denoise vadThreshold', () => {
   const speechShare = (chunks: PcmChunk[]) => chunks.filter((c) => c.speech).length / chunks.length;
 
   it('marks speech as speech far more often than pink noise, through Opus as in production', () => {
-    // Through Opus, as DESIGN.md §6 says to test it: uncoded pink noise reads as speech to RNNoise (measured: 68 % of frames).
+    // Through Opus, as denoising is used: uncoded pink noise reads as speech to RNNoise (measured: 68 % of frames).
     const run = (pcm: Float32Array) => {
       const processor = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise', vadThreshold: 0.5 }] }] });
       const frames = processor.process(encodeOpusFrames(pcm))[0];

@@ -1,6 +1,6 @@
 /**
  * The `denoise` stage (RNNoise) on real recordings, through Opus at 32 kb/s as
- * in production. Per DESIGN.md §6, denoising is judged on pink noise and in the
+ * in production. Denoising is judged on pink noise and in the
  * pauses of noisy speech (speech dominates the energy of the whole file; white
  * noise survives Opus looking like speech, so it proves nothing).
  */

@@ -1,5 +1,5 @@
 /**
- * OpusStreamDecoder lays decoded audio out at media time (DESIGN.md invariant 5):
+ * OpusStreamDecoder lays decoded audio out at media time (a recording lasts as long as the media):
  * loss is concealed for exactly its duration, gaps become silence, late and
  * duplicate packets are dropped, corrupt ones never throw.
  */

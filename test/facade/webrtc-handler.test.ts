@@ -1,5 +1,5 @@
 /**
- * The seed's API (`WebRTCHandler`) with the caller's own signaling: a werift
+ * The `WebRTCHandler` API with the caller's own signaling: a werift
  * client offers, the handler's peer connection answers, audio flows over
  * loopback and is processed, recorded to a chosen path and measured.
  */
@@ -82,7 +82,7 @@ describe('WebRTCHandler', () => {
   it('is usable at once: a peer connection made right after construction is processed, with no frame lost to the warm-up', async () => {
     handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
     const ready = handler.ready();
-    // Everything below happens before the workers are warm, as the seed's documentation reads.
+    // Everything below happens before the workers are warm, as the WebRTCHandler documentation reads.
     const streams: StreamHandle[] = [];
     handler.streams$.subscribe((s) => streams.push(s));
     const processed: ProcessedAudio[] = [];
@@ -125,7 +125,7 @@ describe('WebRTCHandler', () => {
       );
     }
     expect(() => handler!.registerCustomAudioProcessor('bad', bare as never)).toThrow(/got a function: wrap it in a subclass of AudioProcessor/);
-    // An object of the same shape is an AudioProcessor as far as the seed's API goes.
+    // An object of the same shape is an AudioProcessor as far as the WebRTCHandler API goes.
     const detach = handler.registerCustomAudioProcessor('duck', { name: 'duck', process: (_peerId, frames$) => frames$ });
     expect(typeof detach).toBe('function');
     await handler.ready();

@@ -3,7 +3,7 @@
  * into a fresh project that installed the packed tarball, type-checked strictly
  * with TypeScript against the package's own declarations, compiled and run with
  * node. Everything comes from `earshot` by name. It runs a real loopback
- * session against a server and one against the seed-style facade, and prints
+ * session against a server and one against the WebRTCHandler API, and prints
  * one JSON line the test checks.
  *
  *   node out/main.js <fixture.wav>
@@ -57,7 +57,7 @@ function describeHealth(health: WorkerPoolHealth): string {
   return `${health.status}, ${quarantined.length} quarantined`;
 }
 
-/** A seed-style processor: frames in, frames out. */
+/** An AudioProcessor: frames in, frames out. */
 class PassThrough extends AudioProcessor {
   readonly name = 'pass-through';
   process(_peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame> {
@@ -95,7 +95,7 @@ try {
   const files = (await readdir(recordings)).filter((f) => f.endsWith('.wav'));
   const recordedSeconds = files.length === 1 ? await wavSeconds(join(recordings, files[0])) : null;
 
-  // 2. The seed-style facade, used at once (no ready()), with its bundled default pipeline.
+  // 2. The WebRTCHandler API, used at once (no ready()), with its bundled default pipeline.
   const handler = new WebRTCHandler({ recordingsDir: recordings, iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
   const processed: ProcessedAudio[] = [];
   handler.processedAudio$.subscribe((p) => processed.push(p));
