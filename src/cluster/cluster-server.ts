@@ -55,7 +55,7 @@ import type { EngineMessage, EngineServerOptions } from './engine-protocol.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
 import { bodyOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
 import { mergeExpositions } from './front-metrics.js';
-import { registerClusterEventRoutes } from './front-events.js';
+import { registerEventRoutes } from '../server/routes/events.js';
 import { mergeStats, RetiredCounters, type EngineSummary } from './merge-stats.js';
 import { LocalPlacement } from './placement.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
@@ -490,7 +490,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   });
 
   // ---- live events and metrics
-  registerClusterEventRoutes(app, { stats: machineStats, sessions$, events$ });
+  registerEventRoutes(app, { stats: machineStats, sessions$, events$ });
   const frontMetrics = new client.Registry();
   client.collectDefaultMetrics({ register: frontMetrics });
   new client.Counter({

@@ -301,7 +301,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   registerControlRoutes(app, core, access);
   registerRecordingRoutes(app, core, access, links, downloadLimits);
   registerPipelineRoutes(app, core);
-  registerEventRoutes(app, core);
+  registerEventRoutes(app, { stats: () => ({ server: core.stats(), peers: core.peers.snapshots() }), sessions$: core.sessions$, events$: core.events$ });
   registerDashboardRoutes(app);
   // A second static instance, only for `reply.sendFile` of recordings.
   await app.register(fastifyStatic, { root: core.store.dir, serve: false, decorateReply: true });

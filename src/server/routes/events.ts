@@ -9,14 +9,26 @@
  * A client that reads too slowly never holds up the server or other clients:
  * while its socket has more than 1 MiB unsent, its `stats` ticks are skipped
  * (events still queue up to that bound) and counted in `skippedTicks`.
+ *
+ * The same route serves one process (the core's figures) and the front of
+ * `--processes N` (the engines' figures merged, gathered asynchronously): a
+ * tick never overlaps itself, so a slow engine delays `stats` events instead
+ * of piling up requests.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Subscription } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import { errors } from '../../errors.js';
-import type { EarshotCore } from '../earshot-core.js';
 
 const MAX_UNSENT_BYTES = 1024 * 1024;
 const DEFAULT_INTERVAL_MS = 500;
+
+/** What the stream reports: one process's core, or a whole machine's engines. */
+export interface EventSource {
+  /** `{ server, peers }`, as `GET /stats` answers; a machine of several engines gathers it asynchronously. */
+  stats(): unknown;
+  sessions$: Observable<unknown>;
+  events$: Observable<unknown>;
+}
 
 interface Client {
   reply: FastifyReply;
@@ -25,38 +37,45 @@ interface Client {
   skippedTicks: number;
 }
 
-export function registerEventRoutes(app: FastifyInstance, core: EarshotCore): void {
+export function registerEventRoutes(app: FastifyInstance, source: EventSource): void {
   const clients = new Set<Client>();
   let timer: NodeJS.Timeout | undefined;
   let subscriptions: Subscription[] = [];
+  let ticking = false;
 
-  const write = (c: Client, event: string, data: unknown): boolean => {
-    const raw = c.reply.raw;
-    if (raw.destroyed || raw.writableLength > MAX_UNSENT_BYTES) return false;
-    raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    return true;
-  };
   const broadcast = (event: string, data: unknown) => {
-    for (const c of clients) write(c, event, data);
+    const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const c of clients) {
+      const raw = c.reply.raw;
+      if (!raw.destroyed && raw.writableLength <= MAX_UNSENT_BYTES) raw.write(text);
+    }
   };
-  const tick = () => {
+  const tick = async () => {
+    if (ticking) return;
     const now = Date.now();
     const due = [...clients].filter((c) => now >= c.nextDue);
     if (due.length === 0) return;
-    // One snapshot per tick, shared by every client that is due.
-    const snapshot = JSON.stringify({ server: core.stats(), peers: core.peers.snapshots() });
-    for (const c of due) {
-      c.nextDue = now + c.intervalMs;
-      const raw = c.reply.raw;
-      if (raw.destroyed) continue;
-      if (raw.writableLength > MAX_UNSENT_BYTES) c.skippedTicks++;
-      else raw.write(`event: stats\ndata: ${snapshot}\n\n`);
+    ticking = true;
+    try {
+      // One snapshot per tick, shared by every client that is due.
+      const snapshot = JSON.stringify(await source.stats());
+      for (const c of due) {
+        c.nextDue = now + c.intervalMs;
+        const raw = c.reply.raw;
+        if (raw.destroyed) continue;
+        if (raw.writableLength > MAX_UNSENT_BYTES) c.skippedTicks++;
+        else raw.write(`event: stats\ndata: ${snapshot}\n\n`);
+      }
+    } catch (e) {
+      app.log.warn({ err: (e as Error).message }, 'machine statistics unavailable for /events');
+    } finally {
+      ticking = false;
     }
   };
   const start = () => {
-    timer = setInterval(tick, 100);
+    timer = setInterval(() => void tick(), 100);
     timer.unref();
-    subscriptions = [core.sessions$.subscribe((e) => broadcast('session', e)), core.events$.subscribe((e) => broadcast('processor', e))];
+    subscriptions = [source.sessions$.subscribe((e) => broadcast('session', e)), source.events$.subscribe((e) => broadcast('processor', e))];
   };
   const stop = () => {
     clearInterval(timer);
@@ -78,13 +97,13 @@ export function registerEventRoutes(app: FastifyInstance, core: EarshotCore): vo
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
       connection: 'keep-alive',
-      'x-accel-buffering': 'no', // proxies must not buffer a live stream
+      'x-accel-buffering': 'no',
     });
     raw.write('retry: 2000\n\n');
     const client: Client = { reply, intervalMs: interval, nextDue: 0, skippedTicks: 0 };
     if (clients.size === 0) start();
     clients.add(client);
-    tick();
+    void tick();
     const done = () => {
       if (!clients.delete(client)) return;
       if (clients.size === 0) stop();
