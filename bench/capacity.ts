@@ -1,182 +1,519 @@
 /**
- * (b) Capacity: K concurrent `earshot send` sessions over loopback against the
- * real server (a child process running the built CLI, default pipeline), K
- * rising until frames drop or the p99 latency (RTP arrival → frame at the
- * sinks, over every frame of every peer once all are connected) exceeds 20 ms.
- * The worst-peer column uses the same window; "p99 w/ setup" covers whole sessions,
- * including the seconds when K peers negotiate DTLS at once. The senders run in
- * this process, on the same 2 cores.
+ * (b) Capacity: K concurrent `earshot send` publishers over loopback against
+ * real receivers, each a child process of this one, measured in the same run:
+ *
+ * - `earshot`: the server (the CLI, from the TypeScript sources unless
+ *   `build` is set) running the default pipeline (denoise → WAV + stats);
+ * - `earshot-nodenoise`: the same server, a pipeline without stages (WAV + stats);
+ * - `werift+wav`: bench/baseline-receiver.ts — werift answering WHIP the same
+ *   way, decoding Opus and writing WAV on its main thread, nothing else;
+ * - `werift`: the same receiver counting RTP packets only;
+ * - with `compare`, `before` and `before-nodenoise`: another earshot tree
+ *   (e.g. a copy of the code before a change) with the same two pipelines
+ *   (`compareLabel` renames them); with `compareBaselines` also that tree's
+ *   two baseline receivers, as `before:werift+wav` and `before:werift` (e.g.
+ *   a tree whose node_modules holds a patched werift).
+ *
+ * For every K the targets run one after another (so machine noise hits them
+ * alike), repeated `repeat` times. Over a steady window (all sessions
+ * connected) each child reports: CPU of the whole process and of its main
+ * thread (from /proc …/schedstat, ns), and from bench/probe.ts the main
+ * thread's allocation (JS heap and ArrayBuffer bytes) and GC pauses, its
+ * event-loop utilization and delay; earshot also reports frame latency (RTP
+ * arrival → frame at the sinks, over every frame of every peer), drops and
+ * loss. CPU per stream is then given as a ratio to `werift+wav` at the same K.
+ * The publishers run in this process on the same cores; their CPU is not counted.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeSource, sendMany } from '../src/client/audio-sender.js';
+import { encodeSource, sendMany, type EncodedSource } from '../src/client/audio-sender.js';
 import { readWavSource } from '../src/client/wav-source.js';
 import { quantileOf, type LatencyHistogramSnapshot } from '../src/sinks/latency-histogram.js';
+import type { ProbeWindow } from './probe.js';
 
-export interface CapacityStep {
-  streams: number;
-  /** No drops, no loss, no failed session, steady p99 ≤ 20 ms. */
-  ok: boolean;
-  /** No drops, no loss, no failed session (latency aside). */
-  noDrops: boolean;
-  /** Worker utilization over the steady phase, 0..1 (both threads). */
-  workerUtilization: number;
-  /** Server CPU (all threads) per stream, % of one core, in the steady phase. */
-  cpuPerStreamPct: number;
-  serverCpuPct: number;
-  /** Steady state (all sessions connected): p50 over every frame of every peer. */
-  latencyP50Ms: number;
-  /** Steady state: p99 over every frame of every peer. */
-  latencyP99Ms: number;
-  /** Steady state: worst single peer's p99. */
-  latencyP99WorstMs: number;
-  /** Whole sessions including connection setup: p99 over every frame. */
-  latencyP99WithSetupMs: number;
-  framesDropped: number;
-  packetsLost: number;
-  rssPerStreamMiB: number;
-  failedSessions: number;
-}
-
-const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
+export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
+const PROBE = join(ROOT, 'bench', 'probe.ts');
 const LATENCY_LIMIT_MS = 20;
 
-function cpuTicks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15), in clock ticks
+/** `earshot`, `earshot-nodenoise`, `werift+wav`, `werift`, and with `compare` `<label>`, `<label>-nodenoise`, `<label>:werift+wav`, `<label>:werift`. */
+export type TargetName = string;
+export const ALL_TARGETS: TargetName[] = ['earshot', 'earshot-nodenoise', 'werift+wav', 'werift'];
+/** Earshot targets are compared with this one. */
+export const BASELINE: TargetName = 'werift+wav';
+
+export interface CapacityOptions {
+  steps?: number[];
+  /** Steady-window length, s (after every session connected). Default 6. */
+  window?: number;
+  repeat?: number;
+  targets?: TargetName[];
+  /** Another earshot tree to run as `before` / `before-nodenoise`. */
+  compare?: string;
+  /** Name of the compared tree's targets. Default `before`. */
+  compareLabel?: string;
+  /** Run the compared tree's baseline receivers too. */
+  compareBaselines?: boolean;
+  /** Run earshot from dist/ (bin/earshot.js) instead of the sources. */
+  build?: boolean;
+  threads?: number;
+  /** Progress lines go here (stdout, or stderr with --json). */
+  log?: (line: string) => void;
 }
 
+export interface CapacityStep {
+  target: TargetName;
+  streams: number;
+  round: number;
+  /** Whole process, % of one core, over the steady window. */
+  cpuPct: number;
+  cpuPerStreamPct: number;
+  /** Main thread only, % of one core. */
+  mainCpuPct: number;
+  mainPerStreamPct: number;
+  /** Main-thread allocation, bytes per stream-second (JS heap + ArrayBuffers). */
+  allocPerStreamSecond: number;
+  heapAllocPerStreamSecond: number;
+  externalAllocPerStreamSecond: number;
+  gcPauseP99Ms: number;
+  gcPauseMaxMs: number;
+  /** Main-thread GC time, % of wall time. */
+  gcPct: number;
+  elu: number;
+  eventLoopDelayP99Ms: number;
+  /** Earshot only: steady-state frame latency over every frame of every peer. */
+  latencyP50Ms?: number;
+  latencyP99Ms?: number;
+  /** Earshot only: worker busy share, 0..1 (all worker threads). */
+  workerUtilization?: number;
+  framesDropped?: number;
+  packetsLost?: number;
+  failedSessions: number;
+  /** Resident memory the K sessions added (end of the window minus before they started), MiB per stream. */
+  rssPerStreamMiB: number;
+  /** No drops, no loss, no failed session (latency aside). */
+  noDrops: boolean;
+  /** noDrops and steady p99 ≤ 20 ms (earshot); noDrops alone for baselines. */
+  ok: boolean;
+}
+
+export interface Machine {
+  cores: number;
+  cpuModel: string;
+  node: string;
+  date: string;
+}
+
+export interface CapacityResult {
+  machine: Machine;
+  steps: CapacityStep[];
+  /** Per target and K: medians over rounds, with CPU per stream as a ratio to the baseline. */
+  summary: CapacitySummaryRow[];
+}
+
+export interface CapacitySummaryRow {
+  target: TargetName;
+  streams: number;
+  cpuPerStreamPct: number;
+  mainPerStreamPct: number;
+  /** cpuPerStreamPct / the baseline's at the same K (medians). */
+  ratio: number | null;
+  mainRatio: number | null;
+  allocPerStreamSecond: number;
+  gcPauseP99Ms: number;
+  latencyP99Ms?: number;
+  eventLoopDelayP99Ms: number;
+  rounds: number;
+}
+
+export function machine(): Machine {
+  return { cores: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', node: process.version, date: new Date().toISOString().slice(0, 10) };
+}
+
+/** CPU time (ns) of every thread of `pid`, and of its main thread. */
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-async function startServer(port: number, recordings: string, threads: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'earshot.js'), 'serve', '--port', String(port), '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--threads', String(threads)], { stdio: ['ignore', 'inherit', 'inherit'] });
-  for (let i = 0; i < 100; i++) {
+export function cpuNs(pid: number): { total: number; main: number } {
+  let total = 0;
+  let main = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return child;
+      const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      total += ns;
+      if (tid === String(pid)) main = ns;
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return { total, main };
+}
+
+/** A child process with the probe preloaded, and a request/response channel to it. */
+class Child {
+  readonly #pending = new Map<string, (m: Record<string, unknown>) => void>();
+  readonly exited: Promise<void>;
+  constructor(readonly process: ChildProcess, readonly url: string) {
+    process.on('message', (m: Record<string, unknown>) => {
+      const cmd = m?.probe as string | undefined;
+      if (cmd) this.#pending.get(cmd)?.(m);
+    });
+    this.exited = new Promise((r) => process.once('exit', () => r()));
+  }
+  get pid(): number {
+    return this.process.pid!;
+  }
+  probe(cmd: string, extra: object = {}): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`probe ${cmd}: no answer`)), 30_000);
+      this.#pending.set(cmd, (m) => {
+        clearTimeout(timer);
+        this.#pending.delete(cmd);
+        resolve(m);
+      });
+      this.process.send({ probe: cmd, ...extra });
+    });
+  }
+  async stop(): Promise<void> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) return;
+    this.process.kill('SIGTERM');
+    const t = setTimeout(() => this.process.kill('SIGKILL'), 15_000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+async function waitFor(url: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`${url}: the child exited (${child.exitCode})`);
+    try {
+      if ((await fetch(url)).ok) return;
     } catch {
       // not up yet
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  child.kill();
-  throw new Error('server did not start (did `npm run build` run?)');
+  throw new Error(`${url} did not come up`);
 }
 
-export async function benchCapacity(options: { steps?: number[]; seconds?: number; port?: number; threads?: number } = {}): Promise<CapacityStep[]> {
-  const threads = options.threads ?? 2;
-  const steps = options.steps ?? [10, 20, 40, 60, 80, 100, 120];
-  const seconds = options.seconds ?? 8;
-  const port = options.port ?? 18931;
-  const recordings = await mkdtemp(join(tmpdir(), 'earshot-bench-'));
-  const server = await startServer(port, recordings, threads);
-  const pid = server.pid!;
-  const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
-  const hz = 100; // USER_HZ on Linux
-  const results: CapacityStep[] = [];
-  try {
-    for (const k of steps) {
-      await new Promise((r) => setTimeout(r, 500));
-      const rssBefore = rssBytes(pid);
-      // Sample CPU and latency over the middle of the run, when every session is connected and streaming.
-      let cpu = 0;
-      let rssPeak = rssBefore;
-      const histograms = (): Promise<Array<LatencyHistogramSnapshot | null>> =>
-        Promise.all(
-          Array.from({ length: k }, async (_, i) => {
-            const r = await fetch(`http://127.0.0.1:${port}/stats/k${k}-${i + 1}?histogram`);
-            return r.ok ? ((await r.json()) as { latencyHistogram: LatencyHistogramSnapshot | null }).latencyHistogram : null;
-          }),
-        );
-      let steady: number[][] = [];
-      let utilization = 0;
-      let steadyMax = 0; // bounds the open top bucket when interpolating
-      const sampler = (async () => {
-        await new Promise((r) => setTimeout(r, 2500));
-        const h0 = await histograms();
-        const b0 = ((await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as { server: { pool: { busyMs: number } } }).server.pool.busyMs;
-        const c0 = cpuTicks(pid);
-        const t0 = performance.now();
-        await new Promise((r) => setTimeout(r, (seconds - 3.5) * 1000));
-        const elapsed = performance.now() - t0;
-        cpu = ((cpuTicks(pid) - c0) / hz / (elapsed / 1000)) * 100;
-        const b1 = ((await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as { server: { pool: { busyMs: number } } }).server.pool.busyMs;
-        utilization = (b1 - b0) / (elapsed * threads);
-        rssPeak = rssBytes(pid);
-        const h1 = await histograms();
-        steady = h1.map((h, i) => (h && h0[i] ? h.counts.map((c, j) => c - h0[i]!.counts[j]) : []));
-        steadyMax = Math.max(0, ...h1.map((h) => h?.max ?? 0));
-      })();
-      const sent = await sendMany(k, { url: `http://127.0.0.1:${port}/whip/bench/k${k}`, source, seconds });
-      await sampler;
-      const failed = sent.filter((s) => 'error' in s).length;
-      const peers = await Promise.all(
-        Array.from({ length: k }, async (_, i) => {
-          const r = await fetch(`http://127.0.0.1:${port}/stats/k${k}-${i + 1}`);
-          return r.ok ? ((await r.json()) as { processing: { latencyMs: { p50: number; p99: number }; framesDropped: number }; rtp: { packetsLost: number } }) : undefined;
-        }),
-      );
-      const got = peers.filter((p): p is NonNullable<typeof p> => p !== undefined);
-      const sum = (hs: number[][]) => hs.filter((h) => h.length > 0).reduce((a, h) => a.map((v, j) => v + h[j]));
-      const valid = steady.filter((h) => h.length > 0);
-      const all = valid.length > 0 ? sum(valid) : [];
-      const step: CapacityStep = {
-        streams: k,
-        ok: false,
-        noDrops: false,
-        workerUtilization: utilization,
-        serverCpuPct: cpu,
-        cpuPerStreamPct: cpu / k,
-        latencyP50Ms: quantileOf(all, 0.5, steadyMax) ?? NaN,
-        latencyP99Ms: quantileOf(all, 0.99, steadyMax) ?? NaN,
-        latencyP99WorstMs: Math.max(...valid.map((h) => quantileOf(h, 0.99, steadyMax) ?? 0)),
-        latencyP99WithSetupMs: Math.max(...got.map((p) => p.processing.latencyMs.p99)),
-        framesDropped: got.reduce((n, p) => n + p.processing.framesDropped, 0),
-        packetsLost: got.reduce((n, p) => n + Math.max(0, p.rtp.packetsLost), 0),
-        rssPerStreamMiB: Math.max(0, rssPeak - rssBefore) / k / 2 ** 20,
-        failedSessions: failed,
-      };
-      step.noDrops = failed === 0 && step.framesDropped === 0 && step.packetsLost === 0;
-      step.ok = step.noDrops && step.latencyP99Ms <= LATENCY_LIMIT_MS;
-      results.push(step);
-      printStep(step);
-      // Go on past the latency limit to find where frames start to drop; stop there.
-      if (!step.noDrops) break;
-    }
-  } finally {
-    server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
-    await rm(recordings, { recursive: true, force: true });
-  }
-  return results;
+/** Node arguments to run a TypeScript entry with tsx and the probe. */
+function nodeArgs(extra: string[] = []): string[] {
+  return ['--import', 'tsx', '--import', PROBE, ...extra];
 }
 
-export function printStepHeader(threads = 2): void {
-  console.log(`\n(b) Capacity: K concurrent senders over loopback, default pipeline (denoise → WAV + stats), ${threads} worker thread${threads === 1 ? '' : 's'}`);
-  console.log('  K'.padEnd(7) + 'p99≤20'.padEnd(8) + 'drops'.padEnd(7) + 'server CPU %'.padStart(13) + 'workers %'.padStart(11) + 'CPU/stream %'.padStart(14) + 'p50 ms'.padStart(8) + 'p99 ms'.padStart(8) + 'worst p99'.padStart(11) + 'p99 w/ setup'.padStart(14) + 'dropped'.padStart(9) + 'lost'.padStart(6) + 'RSS/stream MiB'.padStart(16));
-}
-
-function printStep(s: CapacityStep): void {
-  console.log(
-    `  ${s.streams}`.padEnd(7) +
-      (s.ok ? 'yes' : 'NO').padEnd(8) +
-      (s.noDrops ? 'none' : 'YES').padEnd(7) +
-      s.serverCpuPct.toFixed(0).padStart(13) +
-      (s.workerUtilization * 100).toFixed(0).padStart(11) +
-      s.cpuPerStreamPct.toFixed(2).padStart(14) +
-      s.latencyP50Ms.toFixed(1).padStart(8) +
-      s.latencyP99Ms.toFixed(1).padStart(8) +
-      s.latencyP99WorstMs.toFixed(1).padStart(11) +
-      s.latencyP99WithSetupMs.toFixed(1).padStart(14) +
-      String(s.framesDropped).padStart(9) +
-      String(s.packetsLost).padStart(6) +
-      s.rssPerStreamMiB.toFixed(2).padStart(16) +
-      (s.failedSessions ? `  (${s.failedSessions} sessions failed)` : ''),
+/** Pipelines for the earshot targets: the default one, and the same without stages. */
+function writePipelines(dir: string, root: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'default.json'), readFileSync(join(root, 'pipelines', 'default.json')));
+  writeFileSync(
+    join(dir, 'nodenoise.json'),
+    JSON.stringify({ name: 'nodenoise', description: 'bench: the default pipeline without denoise', stages: [], sinks: [{ type: 'record', format: 'wav', sampleFormat: 's16' }, { type: 'stats' }] }),
   );
+}
+
+export async function startEarshot(options: { root: string; port: number; work: string; threads: number; build?: boolean; nodeFlags?: string[] }): Promise<Child> {
+  const { root, port, work, threads } = options;
+  const pipelines = join(work, 'pipelines');
+  writePipelines(pipelines, root);
+  const recordings = join(work, 'recordings');
+  mkdirSync(recordings, { recursive: true });
+  const args = ['serve', '--port', String(port), '--pipelines', pipelines, '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--max-pending-sessions', '1000', '--admission', 'off', '--threads', String(threads)];
+  const entry = options.build ? [...(options.nodeFlags ?? []), '--import', PROBE, join(root, 'bin', 'earshot.js')] : [...nodeArgs(options.nodeFlags), join(root, 'src', 'cli', 'main.ts')];
+  // The server's log goes to stderr: stdout carries --json.
+  const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, stdio: ['ignore', 2, 2, 'ipc'] });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(`${url}/health`, child);
+  return new Child(child, url);
+}
+
+async function startBaseline(root: string, mode: 'wav' | 'rtp', port: number, work: string): Promise<Child> {
+  mkdirSync(work, { recursive: true });
+  const child = spawn(process.execPath, [...nodeArgs(), join(root, 'bench', 'baseline-receiver.ts'), '--port', String(port), '--mode', mode, '--dir', work], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(`${url}/health`, child);
+  return new Child(child, url);
+}
+
+interface Target {
+  name: TargetName;
+  child: Child;
+  /** WHIP URL of peer `id` (sendMany appends -1 … -K). */
+  whip(id: string): string;
+  earshot: boolean;
+}
+
+async function histograms(url: string, peers: string[]): Promise<Array<LatencyHistogramSnapshot | null>> {
+  return Promise.all(
+    peers.map(async (p) => {
+      const r = await fetch(`${url}/stats/${p}?histogram`);
+      return r.ok ? ((await r.json()) as { latencyHistogram: LatencyHistogramSnapshot | null }).latencyHistogram : null;
+    }),
+  );
+}
+
+async function poolBusyMs(url: string): Promise<number> {
+  return ((await (await fetch(`${url}/stats`)).json()) as { server: { pool: { busyMs: number } } }).server.pool.busyMs;
+}
+
+async function runStep(t: Target, k: number, round: number, windowS: number, source: EncodedSource, threads: number): Promise<CapacityStep> {
+  const id = `r${round}k${k}${t.name.replace(/[^a-z]/g, '')}`;
+  const peers = Array.from({ length: k }, (_, i) => `${id}-${i + 1}`);
+  // Time for K sessions to negotiate DTLS at once (a few seconds at K = 40 on 2 cores).
+  const warmS = 2.5 + 0.06 * k;
+  const seconds = warmS + windowS + 1;
+  let w: ProbeWindow | null = null;
+  let cpu = { total: 0, main: 0 };
+  let elapsed = 0;
+  let steady: number[][] = [];
+  let steadyMax = 0;
+  let utilization: number | undefined;
+  const rss0 = rssBytes(t.child.pid);
+  let rss1 = rss0;
+  const sampler = (async () => {
+    await new Promise((r) => setTimeout(r, warmS * 1000));
+    const h0 = t.earshot ? await histograms(t.child.url, peers) : [];
+    const b0 = t.earshot ? await poolBusyMs(t.child.url) : 0;
+    await t.child.probe('start');
+    const c0 = cpuNs(t.child.pid);
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, windowS * 1000));
+    const c1 = cpuNs(t.child.pid);
+    elapsed = (performance.now() - t0) / 1000;
+    rss1 = rssBytes(t.child.pid);
+    w = (await t.child.probe('stop')).window as ProbeWindow;
+    cpu = { total: c1.total - c0.total, main: c1.main - c0.main };
+    if (t.earshot) {
+      utilization = ((await poolBusyMs(t.child.url)) - b0) / (elapsed * 1000 * threads);
+      const h1 = await histograms(t.child.url, peers);
+      steady = h1.map((h, i) => (h && h0[i] ? h.counts.map((c, j) => c - h0[i]!.counts[j]) : []));
+      steadyMax = Math.max(0, ...h1.map((h) => h?.max ?? 0));
+    }
+  })();
+  const sent = await sendMany(k, { url: t.whip(id), source, seconds, loop: true });
+  await sampler;
+  const failed = sent.filter((s) => 'error' in s).length;
+  const probe = w as ProbeWindow | null;
+  const cpuPct = (cpu.total / 1e9 / elapsed) * 100;
+  const mainCpuPct = (cpu.main / 1e9 / elapsed) * 100;
+  const streamSeconds = k * (probe?.seconds ?? elapsed);
+  const step: CapacityStep = {
+    target: t.name,
+    streams: k,
+    round,
+    cpuPct,
+    cpuPerStreamPct: cpuPct / k,
+    mainCpuPct,
+    mainPerStreamPct: mainCpuPct / k,
+    allocPerStreamSecond: probe ? (probe.heapAllocatedBytes + probe.externalAllocatedBytes) / streamSeconds : NaN,
+    heapAllocPerStreamSecond: probe ? probe.heapAllocatedBytes / streamSeconds : NaN,
+    externalAllocPerStreamSecond: probe ? probe.externalAllocatedBytes / streamSeconds : NaN,
+    gcPauseP99Ms: probe?.gcPauseP99Ms ?? NaN,
+    gcPauseMaxMs: probe?.gcPauseMaxMs ?? NaN,
+    gcPct: probe ? (probe.gcTotalMs / 1000 / probe.seconds) * 100 : NaN,
+    elu: probe?.elu ?? NaN,
+    eventLoopDelayP99Ms: probe?.eventLoopDelayP99Ms ?? NaN,
+    failedSessions: failed,
+    rssPerStreamMiB: Math.max(0, rss1 - rss0) / k / 2 ** 20,
+    noDrops: failed === 0,
+    ok: failed === 0,
+  };
+  if (t.earshot) {
+    const got = (
+      await Promise.all(
+        peers.map(async (p) => {
+          const r = await fetch(`${t.child.url}/stats/${p}`);
+          return r.ok ? ((await r.json()) as { processing: { framesDropped: number }; rtp: { packetsLost: number } }) : undefined;
+        }),
+      )
+    ).filter((p): p is NonNullable<typeof p> => p !== undefined);
+    const valid = steady.filter((h) => h.length > 0);
+    const all = valid.length > 0 ? valid.reduce((a, h) => a.map((v, j) => v + h[j])) : [];
+    step.latencyP50Ms = quantileOf(all, 0.5, steadyMax) ?? NaN;
+    step.latencyP99Ms = quantileOf(all, 0.99, steadyMax) ?? NaN;
+    step.workerUtilization = utilization;
+    step.framesDropped = got.reduce((n, p) => n + p.processing.framesDropped, 0);
+    step.packetsLost = got.reduce((n, p) => n + Math.max(0, p.rtp.packetsLost), 0);
+    step.noDrops = failed === 0 && step.framesDropped === 0 && step.packetsLost === 0;
+    step.ok = step.noDrops && step.latencyP99Ms <= LATENCY_LIMIT_MS;
+  }
+  return step;
+}
+
+function median(values: number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+export function summarize(steps: CapacityStep[]): CapacitySummaryRow[] {
+  const rows: CapacitySummaryRow[] = [];
+  const ks = [...new Set(steps.map((s) => s.streams))];
+  const targets = [...new Set(steps.map((s) => s.target))];
+  for (const k of ks) {
+    const base = steps.filter((s) => s.target === BASELINE && s.streams === k);
+    const baseCpu = median(base.map((s) => s.cpuPerStreamPct));
+    const baseMain = median(base.map((s) => s.mainPerStreamPct));
+    for (const target of targets) {
+      const mine = steps.filter((s) => s.target === target && s.streams === k);
+      if (mine.length === 0) continue;
+      const cpu = median(mine.map((s) => s.cpuPerStreamPct));
+      const main = median(mine.map((s) => s.mainPerStreamPct));
+      const lat = median(mine.map((s) => s.latencyP99Ms ?? NaN));
+      rows.push({
+        target,
+        streams: k,
+        cpuPerStreamPct: cpu,
+        mainPerStreamPct: main,
+        ratio: Number.isFinite(baseCpu) && baseCpu > 0 ? cpu / baseCpu : null,
+        mainRatio: Number.isFinite(baseMain) && baseMain > 0 ? main / baseMain : null,
+        allocPerStreamSecond: median(mine.map((s) => s.allocPerStreamSecond)),
+        gcPauseP99Ms: median(mine.map((s) => s.gcPauseP99Ms)),
+        ...(Number.isFinite(lat) ? { latencyP99Ms: lat } : {}),
+        eventLoopDelayP99Ms: median(mine.map((s) => s.eventLoopDelayP99Ms)),
+        rounds: mine.length,
+      });
+    }
+  }
+  return rows;
+}
+
+export async function benchCapacity(options: CapacityOptions = {}): Promise<CapacityResult> {
+  const log = options.log ?? ((l: string) => console.log(l));
+  const steps = options.steps ?? [10, 20, 40];
+  const windowS = options.window ?? 6;
+  const repeat = options.repeat ?? 1;
+  const threads = options.threads ?? 2;
+  const names = [...(options.targets ?? ALL_TARGETS)];
+  const label = options.compareLabel ?? 'before';
+  if (options.compare) names.push(label, `${label}-nodenoise`);
+  if (options.compare && options.compareBaselines) names.push(`${label}:werift+wav`, `${label}:werift`);
+  const work = await mkdtemp(join(tmpdir(), 'earshot-capacity-'));
+  const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
+  const children: Child[] = [];
+  const targets: Target[] = [];
+  const m = machine();
+  log(`\n(b) Capacity on ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ${threads} DSP worker threads; K = ${steps.join(', ')}, ${windowS} s steady window, ${repeat} round${repeat > 1 ? 's' : ''}`);
+  try {
+    let port = 18931;
+    const earshotTree = async (root: string, label: string) => {
+      if (!names.includes(label) && !names.includes(`${label}-nodenoise`)) return;
+      const child = await startEarshot({ root, port: port++, work: join(work, label), threads, build: options.build });
+      children.push(child);
+      if (names.includes(label)) targets.push({ name: label, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}` });
+      const nd = `${label}-nodenoise`;
+      if (names.includes(nd)) targets.push({ name: nd, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}?pipeline=nodenoise` });
+    };
+    await earshotTree(ROOT, 'earshot');
+    if (options.compare) await earshotTree(resolve(options.compare), label);
+    const baselines: Array<[string, 'wav' | 'rtp', string]> = [
+      ['werift+wav', 'wav', ROOT],
+      ['werift', 'rtp', ROOT],
+      ...(options.compare ? ([[`${label}:werift+wav`, 'wav', resolve(options.compare)], [`${label}:werift`, 'rtp', resolve(options.compare)]] as Array<[string, 'wav' | 'rtp', string]>) : []),
+    ];
+    for (const [name, mode, root] of baselines) {
+      if (!names.includes(name)) continue;
+      const child = await startBaseline(root, mode, port++, join(work, name.replace(/\W/g, '')));
+      children.push(child);
+      targets.push({ name, child, earshot: false, whip: (id) => `${child.url}/whip/bench/${id}` });
+    }
+    // Warm-up: JIT, worker start-up, first sessions: not measured.
+    for (const t of targets) await runStep(t, 4, 0, 1, source, threads).catch(() => undefined);
+    printHeader(log);
+    const results: CapacityStep[] = [];
+    for (let round = 1; round <= repeat; round++) {
+      for (const k of steps) {
+        // Alternate the order between rounds so no target always runs first.
+        const order = round % 2 === 1 ? targets : [...targets].reverse();
+        for (const t of order) {
+          await new Promise((r) => setTimeout(r, 500));
+          const step = await runStep(t, k, round, windowS, source, threads);
+          results.push(step);
+          log(formatStep(step));
+        }
+      }
+    }
+    const summary = summarize(results);
+    printSummary(summary, log);
+    return { machine: m, steps: results, summary };
+  } finally {
+    await Promise.all(children.map((c) => c.stop()));
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function printHeader(log: (l: string) => void): void {
+  log(
+    '  target'.padEnd(20) +
+      'K'.padStart(4) +
+      'CPU %'.padStart(8) +
+      'per stream'.padStart(12) +
+      'main %'.padStart(8) +
+      'main/str'.padStart(10) +
+      'alloc KB/str·s'.padStart(16) +
+      'GC p99 ms'.padStart(11) +
+      'GC %'.padStart(7) +
+      'ELU'.padStart(6) +
+      'loop p99'.padStart(10) +
+      'p99 ms'.padStart(8) +
+      'workers %'.padStart(11) +
+      'RSS MiB/str'.padStart(13) +
+      'drops'.padStart(7),
+  );
+}
+
+function formatStep(s: CapacityStep): string {
+  const f = (v: number | undefined, d = 1) => (v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
+  return (
+    `  ${s.target}`.padEnd(20) +
+    String(s.streams).padStart(4) +
+    f(s.cpuPct, 0).padStart(8) +
+    f(s.cpuPerStreamPct, 2).padStart(12) +
+    f(s.mainCpuPct, 0).padStart(8) +
+    f(s.mainPerStreamPct, 2).padStart(10) +
+    f(s.allocPerStreamSecond / 1024, 0).padStart(16) +
+    f(s.gcPauseP99Ms, 1).padStart(11) +
+    f(s.gcPct, 1).padStart(7) +
+    f(s.elu, 2).padStart(6) +
+    f(s.eventLoopDelayP99Ms, 1).padStart(10) +
+    f(s.latencyP99Ms, 1).padStart(8) +
+    f(s.workerUtilization === undefined ? undefined : s.workerUtilization * 100, 0).padStart(11) +
+    f(s.rssPerStreamMiB, 2).padStart(13) +
+    (s.framesDropped === undefined ? (s.failedSessions ? `${s.failedSessions} failed` : 'n/a') : s.noDrops ? 'none' : `${s.framesDropped}/${s.packetsLost}`).padStart(7) +
+    (s.failedSessions && s.framesDropped !== undefined ? `  (${s.failedSessions} sessions failed)` : '')
+  );
+}
+
+export function printSummary(rows: CapacitySummaryRow[], log: (l: string) => void = console.log): void {
+  log(`\n  CPU per stream (% of one core), medians over rounds, and as a ratio to ${BASELINE} (werift decoding + writing WAV on its main thread) at the same K:`);
+  log('  target'.padEnd(20) + 'K'.padStart(4) + 'CPU/stream'.padStart(12) + `× ${BASELINE}`.padStart(15) + 'main/stream'.padStart(13) + '× main'.padStart(8) + 'alloc KB/str·s'.padStart(16) + 'GC p99 ms'.padStart(11) + 'p99 ms'.padStart(8) + 'loop p99'.padStart(10));
+  const f = (v: number | null | undefined, d: number) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
+  for (const r of rows) {
+    log(
+      `  ${r.target}`.padEnd(20) +
+        String(r.streams).padStart(4) +
+        f(r.cpuPerStreamPct, 2).padStart(12) +
+        f(r.ratio, 2).padStart(15) +
+        f(r.mainPerStreamPct, 2).padStart(13) +
+        f(r.mainRatio, 2).padStart(8) +
+        f(r.allocPerStreamSecond / 1024, 0).padStart(16) +
+        f(r.gcPauseP99Ms, 1).padStart(11) +
+        f(r.latencyP99Ms, 1).padStart(8) +
+        f(r.eventLoopDelayP99Ms, 1).padStart(10),
+    );
+  }
+}
+
+export function resultsDir(): string {
+  const dir = join(ROOT, 'bench', 'results');
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+  return dir;
 }

@@ -1,47 +1,197 @@
 /**
- * `npm run bench`: stage costs (a), TS vs. WASM kernels (d), one hop vs. five
- * hops (c), then server capacity (b), and the ratio of
- * sustained streams to the limit the stage costs predict for the worker threads.
- * Figures are printed, never asserted: timing belongs here, not in tests.
+ * `npm run bench [-- options]`: figures and ratios, printed, never asserted
+ * (timing belongs here, not in tests). `npm run bench -- --help` lists the
+ * sections and options.
  */
 import { availableParallelism } from 'node:os';
-import { benchCapacity, printStepHeader } from './capacity.js';
-import { benchHops, printHops } from './hops.js';
-import { benchKernels, printKernels } from './kernels.js';
-import { benchStages, printStages } from './stages.js';
-import { benchStats, printStats } from './stats.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ALL_TARGETS, benchCapacity, machine, resultsDir, type CapacityResult, type TargetName } from './capacity.js';
+import { capacitySvg } from './chart.js';
 
-const stages = await benchStages();
-printStages(stages);
-printKernels(await benchKernels());
-printHops(await benchHops());
-await benchStats({ seconds: 2 }); // warm-up
-printStats(await benchStats());
+const SECTIONS = {
+  stages: '(a) single-thread cost of every worker stage per 20 ms frame',
+  kernels: '(d) TS stage vs WASM kernel (biquad, gain)',
+  hops: '(c) a 5-stage chain in one worker hop vs five',
+  stats: '(e) main-thread cost of statistics for 100 streams',
+  capacity: '(b) K live publishers against earshot and a bare werift receiver, CPU per stream as a ratio, allocation, GC; SVG chart in bench/results/',
+  threads: 'the pool-size choice: earshot at K = 20, 40, 60 with 1 and 3 worker threads',
+  mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): CPU per frame, allocation, GC",
+  profile: '(p) a CPU profile of the server main thread at K = 30, by category (not in the default run)',
+  rnnoise: 'RNNoise builds compared (bench/rnnoise.ts; not in the default run)',
+} as const;
+type Section = keyof typeof SECTIONS;
+const DEFAULT: Section[] = ['stages', 'kernels', 'hops', 'stats', 'mainpath', 'capacity', 'threads'];
 
-const stepsOverride = process.env.BENCH_STEPS ? { steps: process.env.BENCH_STEPS.split(',').map(Number) } : {};
-printStepHeader();
-const steps = await benchCapacity(stepsOverride);
+const HELP = `Usage: npm run bench -- [options]
 
-// The pool-size choice: the same load with 1 and 3 worker threads (2 is the default above).
-for (const threads of [1, 3]) {
-  printStepHeader(threads);
-  await benchCapacity({ steps: [20, 40, 60], threads, ...stepsOverride });
+Sections (default: ${DEFAULT.join(', ')}):
+${Object.entries(SECTIONS).map(([k, v]) => `  ${k.padEnd(10)} ${v}`).join('\n')}
+
+Options:
+  --only <a,b,…>      run only these sections (repeatable)
+  --json              print the results as JSON on stdout (progress goes to stderr)
+  --steps <k,k,…>     capacity steps K (default 10,20,40; env BENCH_STEPS)
+  --window <s>        capacity, mainpath: steady window per step, seconds (default 6)
+  --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2)
+  --targets <a,b,…>   capacity targets (default ${ALL_TARGETS.join(',')})
+  --compare <dir>     capacity, mainpath: also run another earshot tree (e.g. a
+                      copy of the code before a change) as "before" / "before-nodenoise";
+                      profile: profile that tree instead
+  --compare-label <s> name of the compared tree's targets (default "before")
+  --compare-baselines also run the compared tree's baseline receivers
+                      (e.g. a tree whose node_modules holds a patched werift)
+  --streams <k>       profile: publishers (default 30)
+  --pipeline <name>   profile: default | nodenoise (default: default)
+  --build             run the server from dist/ (bin/earshot.js) instead of the sources
+  -h, --help          this text
+
+Examples:
+  npm run bench -- --only capacity
+  npm run bench -- --only capacity --repeat 3 --compare /tmp/earshot-before
+  npm run bench -- --only profile --streams 30
+`;
+
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+    steps: { type: 'string' },
+    window: { type: 'string' },
+    repeat: { type: 'string' },
+    targets: { type: 'string' },
+    compare: { type: 'string' },
+    'compare-label': { type: 'string' },
+    'compare-baselines': { type: 'boolean' },
+    streams: { type: 'string' },
+    pipeline: { type: 'string' },
+    build: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
 }
-const sustained = steps.filter((s) => s.ok).pop();
-const noDrops = steps.filter((s) => s.noDrops).pop();
-const threads = 2;
-const limit = Math.floor((threads * 20000) / stages.defaultChain);
-console.log('\nSummary');
-console.log(`  cores: ${availableParallelism()}, worker threads: ${threads}`);
-console.log(`  DSP limit from (a): ${threads} threads × 20000 µs / ${stages.defaultChain.toFixed(0)} µs = ${limit} streams`);
-if (sustained) {
-  console.log(`  sustained: ${sustained.streams} streams (p50 ${sustained.latencyP50Ms.toFixed(1)} ms, p99 ${sustained.latencyP99Ms.toFixed(1)} ms, worst p99 ${sustained.latencyP99WorstMs.toFixed(1)} ms)`);
-  console.log(`  server CPU per stream: ${sustained.cpuPerStreamPct.toFixed(2)} % of a core; RSS per stream: ${sustained.rssPerStreamMiB.toFixed(2)} MiB`);
-  console.log(`  sustained / DSP limit: ${(sustained.streams / limit).toFixed(2)}`);
-} else {
-  console.log('  sustained within p99 ≤ 20 ms: none of the steps');
+
+const only = (values.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+for (const s of only) {
+  if (!(s in SECTIONS)) {
+    process.stderr.write(`unknown section "${s}"; sections: ${Object.keys(SECTIONS).join(', ')}\n`);
+    process.exit(2);
+  }
 }
-if (noDrops) {
-  console.log(`  without drops (latency aside): ${noDrops.streams} streams (steady p99 ${noDrops.latencyP99Ms.toFixed(1)} ms, workers ${(noDrops.workerUtilization * 100).toFixed(0)} % busy, server CPU ${noDrops.serverCpuPct.toFixed(0)} %)`);
-  console.log(`  without drops / DSP limit: ${(noDrops.streams / limit).toFixed(2)}`);
+const sections = new Set<Section>(only.length > 0 ? (only as Section[]) : DEFAULT);
+const json = values.json === true;
+// With --json, stdout carries only the JSON document.
+const log = (line: string) => (json ? process.stderr.write(`${line}\n`) : process.stdout.write(`${line}\n`));
+if (json) console.log = (...args: unknown[]) => process.stderr.write(`${args.join(' ')}\n`);
+
+const num = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!(n > 0)) {
+    process.stderr.write(`--${name} must be a positive number, got "${v}"\n`);
+    process.exit(2);
+  }
+  return n;
+};
+const stepsArg = values.steps ?? process.env.BENCH_STEPS;
+const steps = stepsArg ? stepsArg.split(',').map((s) => num(s, 'steps')!) : undefined;
+const targets = values.targets?.split(',').map((s) => s.trim()) as TargetName[] | undefined;
+const results: Record<string, unknown> = { machine: machine() };
+
+let defaultChainUs: number | undefined;
+if (sections.has('stages')) {
+  const { benchStages, printStages } = await import('./stages.js');
+  const r = await benchStages();
+  printStages(r);
+  defaultChainUs = r.defaultChain;
+  results.stages = r;
 }
+if (sections.has('kernels')) {
+  const { benchKernels, printKernels } = await import('./kernels.js');
+  const r = await benchKernels();
+  printKernels(r);
+  results.kernels = r;
+}
+if (sections.has('hops')) {
+  const { benchHops, printHops } = await import('./hops.js');
+  const r = await benchHops();
+  printHops(r);
+  results.hops = r;
+}
+if (sections.has('stats')) {
+  const { benchStats, printStats } = await import('./stats.js');
+  await benchStats({ seconds: 2 }); // warm-up
+  const r = await benchStats();
+  printStats(r);
+  results.stats = r;
+}
+let capacity: CapacityResult | undefined;
+if (sections.has('capacity')) {
+  capacity = await benchCapacity({
+    steps,
+    window: num(values.window, 'window'),
+    repeat: num(values.repeat, 'repeat'),
+    targets,
+    compare: values.compare,
+    compareLabel: values['compare-label'],
+    compareBaselines: values['compare-baselines'],
+    build: values.build,
+    log,
+  });
+  const svg = capacitySvg(capacity.summary, capacity.machine);
+  // One pair of files per run, named by when it ran (UTC): runs never overwrite each other.
+  const stem = join(resultsDir(), `capacity-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}`);
+  writeFileSync(`${stem}.svg`, svg);
+  writeFileSync(`${stem}.json`, `${JSON.stringify(capacity, null, 2)}\n`);
+  log(`  chart: ${stem}.svg (figures: ${stem}.json)`);
+  results.capacity = capacity;
+}
+if (sections.has('mainpath')) {
+  const { benchMainpath } = await import('./mainpath.js');
+  results.mainpath = await benchMainpath({ steps, seconds: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), compare: values.compare, compareLabel: values['compare-label'], log });
+  const file = join(resultsDir(), `mainpath-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}.json`);
+  writeFileSync(file, `${JSON.stringify({ machine: machine(), ...(results.mainpath as object) }, null, 2)}\n`);
+  log(`  figures: ${file}`);
+}
+if (sections.has('threads')) {
+  const runs: Record<string, CapacityResult> = {};
+  for (const threads of [1, 3]) {
+    log(`\nPool size: ${threads} worker thread${threads === 1 ? '' : 's'} (2 is the default above)`);
+    runs[String(threads)] = await benchCapacity({ steps: steps ?? [20, 40, 60], window: num(values.window, 'window'), threads, targets: ['earshot'], build: values.build, log });
+  }
+  results.threads = runs;
+}
+if (sections.has('profile')) {
+  const { benchProfile } = await import('./profile.js');
+  results.profile = await benchProfile({
+    streams: num(values.streams, 'streams'),
+    window: num(values.window, 'window'),
+    compare: values.compare,
+    build: values.build,
+    pipeline: values.pipeline === 'nodenoise' ? 'nodenoise' : 'default',
+    log,
+  });
+}
+if (sections.has('rnnoise')) {
+  const { benchRnnoise } = await import('./rnnoise.js');
+  await benchRnnoise();
+}
+
+if (defaultChainUs !== undefined && capacity) {
+  const threads = 2;
+  const limit = Math.floor((threads * 20000) / defaultChainUs);
+  const earshot = capacity.steps.filter((s) => s.target === 'earshot');
+  const sustained = earshot.filter((s) => s.ok).pop();
+  log('\nSummary');
+  log(`  cores: ${availableParallelism()}, worker threads: ${threads}`);
+  log(`  DSP limit from (a): ${threads} threads × 20000 µs / ${defaultChainUs.toFixed(0)} µs = ${limit} streams`);
+  if (sustained) log(`  largest K with p99 ≤ 20 ms and no drops: ${sustained.streams} (${(sustained.streams / limit).toFixed(2)} of the DSP limit)`);
+  else log('  no step sustained p99 ≤ 20 ms without drops');
+}
+
+if (json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

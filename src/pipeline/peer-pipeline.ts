@@ -1,8 +1,13 @@
 /**
  * One peer's running pipeline: encoded frames go to the peer's pinned worker,
- * processed frames of each branch come back as a shared RxJS stream, and the
- * branch's sinks subscribe to it independently. A sink that throws is detached
- * and counted; the stream and the other sinks go on.
+ * processed frames of each branch come back to the branch's built-in sinks
+ * (stats, recording), called directly, and to a shared RxJS stream for
+ * subscribers and processors, fed only while someone listens. A sink that
+ * throws is detached and counted; the stream and the other sinks go on.
+ *
+ * The worker sends each branch only what this thread reads: float samples
+ * while there are subscribers or a float recording, a 16-bit copy for an s16
+ * recording (quantized there, so the WAV writer only copies bytes).
  *
  * Audio dropped on the way (worker queue full, late packets, a worker that
  * restarted) is counted into the recordings it cost, and reported once per
@@ -88,9 +93,15 @@ export interface BranchOutput {
 
 interface BranchRuntime {
   name: string;
+  /** Frames for subscribers and processors; fed only while observed. */
   subject: Subject<ProcessedFrame>;
   record?: RecordSink;
+  /** The record sink writes float WAV (it needs the float samples). */
+  recordF32: boolean;
+  /** The stats sink reads this branch (until it throws). */
   measured: boolean;
+  /** The record sink is attached (until it throws). */
+  recording: boolean;
 }
 
 export class PeerPipeline {
@@ -120,10 +131,13 @@ export class PeerPipeline {
     const statsBranch = pipeline.branches.findIndex((b) => b.sinks.some((s) => s.type === 'stats'));
     this.#runtime = pipeline.branches.map((b, i) => {
       const rec = b.sinks.find((s) => s.type === 'record');
+      const recordFormat = rec?.type === 'record' ? (rec.sampleFormat ?? 's16') : 's16';
       const runtime: BranchRuntime = {
         name: b.name,
         subject: new Subject<ProcessedFrame>(),
         measured: i === statsBranch,
+        recording: true,
+        recordF32: recordFormat === 'f32',
       };
       // Every branch can be recorded on request; one with a record sink follows its settings.
       runtime.record = new RecordSink({
@@ -132,7 +146,7 @@ export class PeerPipeline {
         baseName: recordingBaseName(rec?.type === 'record' ? rec : undefined, { ...vars, branch: b.name }, pipeline.branches.length > 1),
         sampleRate: b.sampleRate,
         channels: b.channels,
-        sampleFormat: rec?.type === 'record' ? (rec.sampleFormat ?? 's16') : 's16',
+        sampleFormat: recordFormat,
         onFailed: (error, info) => this.#recordingFailed(b.name, error, info),
       });
       return runtime;
@@ -143,7 +157,6 @@ export class PeerPipeline {
       channels: pipeline.branches[i].channels,
       audio$: r.subject.asObservable(),
     }));
-    for (const r of this.#runtime) this.#attachSinks(r);
     // Processor sinks: every name was checked to be registered before the session started.
     pipeline.branches.forEach((b) => {
       for (const sink of b.sinks) {
@@ -154,9 +167,14 @@ export class PeerPipeline {
     this.#stream = options.pool.openStream(
       { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) },
       {
-        onFrames: (branch, frames) => this.#deliver(branch, frames),
+        onFrames: (branch, frames, copies, complete) => {
+          for (let i = 0; i < frames.length; i++) this.#deliver(branch, frames[i], copies?.[i], complete?.[i] !== false);
+        },
+        onFrame: (branch, frame, copy, complete) => this.#deliver(branch, frame, copy, complete),
         onCounters: (c) => this.#counters(c),
         onError: (message) => options.onPipelineError(message),
+        f32Branches: () => this.#floatBranches(),
+        pcm16Branches: () => this.#pcm16Branches(),
       },
     );
 
@@ -290,43 +308,82 @@ export class PeerPipeline {
     return withSink.length > 0 ? withSink : [this.#runtime[0]];
   }
 
-  #deliver(branch: number, frames: ProcessedFrame[]): void {
+  /**
+   * Branches whose float samples someone on this thread reads: subscribers
+   * and processors (the branch's Subject is observed) and float recordings.
+   * The others' frames come without them (the stats need only the levels the
+   * worker measured, an s16 recording only the 16-bit copy).
+   */
+  #floatBranches(): number {
+    let mask = 0;
+    for (let i = 0; i < this.#runtime.length; i++) {
+      const r = this.#runtime[i];
+      if (r.recordF32 || r.subject.observed) mask |= bit(i);
+    }
+    return mask;
+  }
+
+  /**
+   * Branches whose s16 recording is armed, opening or running: their samples
+   * are quantized in the worker and the WAV writer only copies them. (A batch
+   * that left before a recording started brings floats, which the writer
+   * quantizes with the same quantizer: the file is the same either way.)
+   */
+  #pcm16Branches(): number {
+    let mask = 0;
+    for (let i = 0; i < this.#runtime.length; i++) {
+      const r = this.#runtime[i];
+      if (!r.recordF32 && r.recording && r.record?.active) mask |= bit(i);
+    }
+    return mask;
+  }
+
+  /**
+   * One frame of a branch: latency and loss accounting, then the sinks,
+   * called directly (stats, then the recording), then the branch's
+   * subscribers. A sink that throws is detached and counted. A frame sent
+   * without its float samples (nobody read them when its batch left) is not
+   * given to subscribers that came since: to them the stream starts a batch
+   * later.
+   */
+  #deliver(branch: number, f: ProcessedFrame, pcm16: Int16Array | undefined, complete: boolean): void {
     const r = this.#runtime[branch];
     if (!r) return;
     const now = performance.now();
-    for (const f of frames) {
-      if (branch === 0) {
-        // Within one worker stream positions are contiguous (the worker fills every gap with
-        // silence); a jump means frames died with a worker before they were processed.
-        const length = f.data.length / f.channels;
-        if (this.#next0 !== undefined && f.position > this.#next0 && length > 0) {
-          this.#lost({ queueFull: 0, late: 0, workerRestart: Math.ceil((f.position - this.#next0) / length) }, 0);
-        }
-        this.#next0 = Math.max(this.#next0 ?? 0, f.position + length);
-        // One figure per frame of the first branch.
-        this.stats.addLatency(now - f.arrival);
-        this.#options.latency?.add(now - f.arrival);
+    if (branch === 0) {
+      // Within one worker stream positions are contiguous (the worker fills every gap with
+      // silence); a jump means frames died with a worker before they were processed.
+      const length = f.data.length / f.channels;
+      if (this.#next0 !== undefined && f.position > this.#next0 && length > 0) {
+        this.#lost({ queueFull: 0, late: 0, workerRestart: Math.ceil((f.position - this.#next0) / length) }, 0);
       }
-      r.subject.next(f);
+      this.#next0 = Math.max(this.#next0 ?? 0, f.position + length);
+      // One figure per frame of the first branch; the bucket is searched once for both histograms.
+      const ms = now - f.arrival;
+      const bucket = this.stats.addLatency(ms);
+      const global = this.#options.latency;
+      if (global !== undefined) {
+        if (global.bounds === this.stats.latency.bounds) global.addToBucket(bucket, ms);
+        else global.add(ms);
+      }
     }
-  }
-
-  #attachSinks(r: BranchRuntime): void {
-    const guard = (sink: string, fn: (f: ProcessedFrame) => void) => {
-      const sub = r.subject.subscribe({
-        next: (f) => {
-          try {
-            fn(f);
-          } catch (e) {
-            sub.unsubscribe();
-            this.#sinkFailed(sink, e as Error);
-          }
-        },
-      });
-    };
-    if (r.measured) guard(`stats:${r.name}`, (f) => this.stats.addFrame(f, performance.now()));
-    const record = r.record!;
-    guard(`record:${r.name}`, (f) => record.write(f));
+    if (r.measured) {
+      try {
+        this.stats.addFrame(f, now);
+      } catch (e) {
+        r.measured = false;
+        this.#sinkFailed(`stats:${r.name}`, e as Error);
+      }
+    }
+    if (r.recording) {
+      try {
+        r.record!.write(f, pcm16);
+      } catch (e) {
+        r.recording = false;
+        this.#sinkFailed(`record:${r.name}`, e as Error);
+      }
+    }
+    if (complete && r.subject.observed) r.subject.next(f);
   }
 
   #sinkFailed(sink: string, error: Error): void {
@@ -418,6 +475,10 @@ export class PeerPipeline {
       // a listener's failure must not break the stream
     }
   }
+}
+
+function bit(branch: number): number {
+  return branch < 30 ? 1 << branch : 0;
 }
 
 function dropCause(c: DropCounts): string {

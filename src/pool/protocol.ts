@@ -1,11 +1,13 @@
 /**
  * Messages between the main thread and pool workers. One task carries the due
- * frames of every stream pinned to that worker (DESIGN.md invariant 3); encoded
+ * frames of every stream pinned to that worker (task count does not grow with
+ * stream count); encoded
  * Opus packets (or, for streams built with the RxJS operators, PCM frames) go
- * in, PCM frames come out.
+ * in, PCM frames come out. Frames travel packed in one transferred
+ * ArrayBuffer each way (batch-codec.ts), not as cloned objects.
  */
 import { performance } from 'node:perf_hooks';
-import type { AudioFormat, DecodeCounters, EncodedInput, ProcessedFrame, StageSpec } from '../dsp/types.js';
+import type { AudioFormat, EncodedInput, StageSpec } from '../dsp/types.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 
 /** What a worker needs to create a stream's state: its input and each branch's stages. */
@@ -20,17 +22,26 @@ export interface StreamSetup {
 /** A frame as pushed to a stream: encoded Opus, or PCM for PCM-input streams. */
 export type StreamInput = EncodedInput | PcmInput;
 
-export interface BatchItem {
-  streamId: string;
-  /** Present when the worker must (re)create the stream's state: first batch, or after a worker restart. */
-  setup?: StreamSetup;
-  frames: StreamInput[];
-  /** Free the stream's state after processing `frames`. */
-  close?: boolean;
-}
-
 export interface BatchTask {
-  items: BatchItem[];
+  /**
+   * The items (one per stream with something due) and their Opus frames,
+   * packed (batch-codec.ts: `packInput`) and transferred, not cloned. Absent
+   * for control tasks (module loads, setup checks, warm-up).
+   */
+  input?: ArrayBuffer;
+  /**
+   * Setups by item index, for the items whose worker must (re)create the
+   * stream's state: its first batch, or after a worker restart.
+   */
+  setups?: Record<number, StreamSetup>;
+  /** PCM frames by item index, for PCM-input streams (cloned; the RxJS operators' path). */
+  pcm?: Record<number, PcmInput[]>;
+  /**
+   * An output buffer of an earlier batch that the main thread is done with
+   * (transferred back): the worker packs this batch's output into it if it is
+   * large enough, so steady streams allocate no buffer per batch.
+   */
+  spare?: ArrayBuffer;
   /**
    * Stage modules (file URLs) every worker must have imported before it runs
    * the items. Sent with every task, so a worker that replaced a dead one loads
@@ -50,17 +61,6 @@ export interface BatchTask {
   seq?: number;
 }
 
-export interface BatchItemResult {
-  streamId: string;
-  /** Output frames per branch (index = branch). */
-  outputs: ProcessedFrame[][];
-  counters?: DecodeCounters;
-  /** The worker had no state for the stream and no `setup` came with it (it restarted): resend with setup. */
-  missing?: true;
-  /** Creating or running the stream's stages failed; the stream is ended. */
-  error?: string;
-}
-
 export interface ModuleLoadResult {
   url: string;
   /** Stage types the module registered. */
@@ -72,7 +72,13 @@ export interface ModuleLoadResult {
 export interface BatchResult {
   /** Thread id of the worker that ran the batch (for affinity checks and stats). */
   threadId: number;
-  items: BatchItemResult[];
+  /**
+   * Every item's status, counters and output frames, in item order, packed
+   * (batch-codec.ts: `packOutput`) and transferred back. Absent for control tasks.
+   */
+  output?: ArrayBuffer;
+  /** Why an item failed (its stages could not be created or threw), by item index; the stream is ended. */
+  errors?: Record<number, string>;
   /** Milliseconds the worker spent in the batch. */
   busyMs: number;
   /** Modules imported for this task (only those imported now, not earlier). */

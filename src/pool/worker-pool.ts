@@ -2,8 +2,8 @@
  * The DSP worker pool: a fixed Piscina pool, one affinity slot per thread, and
  * batching. Frames of all streams pinned to a slot are collected and sent as one
  * task per slot per tick, with at most one task in flight per slot, so task count
- * does not grow with stream count (invariant 3) and frames of a stream are
- * processed in order by one worker (invariant 1).
+ * does not grow with stream count and frames of a stream are processed in
+ * order by one worker.
  *
  * Faults in worker stages never turn into silent loss. A watchdog replaces a
  * worker that makes no progress for `taskTimeoutMs` and ends the stream that
@@ -17,11 +17,13 @@ import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
+import type { DecodeCounters, EncodedInput, ProcessedFrame } from '../dsp/types.js';
+import type { PcmInput } from '../dsp/stream-processor.js';
 import { errors, type EarshotError } from '../errors.js';
 import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
 import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stagePosition } from './protocol.js';
-import type { BatchItem, BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
+import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
+import { ALL_BRANCHES, ItemFlag, ItemStatus, OutputReader, packInput, type InputItem } from './batch-codec.js';
 import { stageModuleUrl } from './stage-module.js';
 import { LatencyHistogram } from '../sinks/latency-histogram.js';
 
@@ -86,10 +88,44 @@ export interface WorkerPoolOptions {
 }
 
 export interface PoolStreamHandlers {
-  /** Processed frames of one branch, in media order. */
-  onFrames(branch: number, frames: ProcessedFrame[]): void;
-  /** Decoder counters after each batch. */
+  /**
+   * Processed frames of one branch, in media order. The frames' data are views
+   * into the batch's buffer (one per worker per tick). `pcm16`, when the
+   * branch is in `pcm16Branches()`, holds each frame's samples quantized to
+   * 16 bits like a recording (sinks/pcm16.ts); it is undefined for frames of
+   * an s16 branch, whose data already are 16-bit.
+   *
+   * A branch left out of `f32Branches()` gets frames whose float samples were
+   * not sent (to save the main thread their bytes): `complete[i]` is false
+   * for those, and their `data` is the 16-bit copy (`sampleFormat` 's16').
+   * Such frames are for the caller's own sinks; don't hand them to code that
+   * expects the branch's real format.
+   *
+   * The 16-bit copies and incomplete frames are valid during the call only:
+   * their buffer is reused for a later batch. Copy what you keep.
+   */
+  onFrames(branch: number, frames: ProcessedFrame[], pcm16?: ReadonlyArray<Int16Array | undefined>, complete?: readonly boolean[]): void;
+  /**
+   * The same one frame at a time (`pcm16`: its 16-bit copy; `complete`: see
+   * above): when given, it is called instead of `onFrames`, and no arrays are
+   * built for a batch. Frames come in media order per branch.
+   */
+  onFrame?(branch: number, frame: ProcessedFrame, pcm16: Int16Array | undefined, complete: boolean): void;
+  /**
+   * Decoder counters after each batch. The same object every time for a
+   * stream, updated in place (read it, or copy it to keep a snapshot).
+   */
   onCounters?(counters: DecodeCounters): void;
+  /**
+   * Branches (bit i = branch i) whose float samples the main thread reads,
+   * asked before every batch. Default: all. Branches from 30 on always get them.
+   */
+  f32Branches?(): number;
+  /**
+   * Branches (bit i = branch i) whose frames should also come quantized to
+   * 16 bits, ready for an s16 recording, asked before every batch. Default: none.
+   */
+  pcm16Branches?(): number;
   /**
    * The stream's stages failed in the worker, hung it or crashed it too often;
    * the stream has been closed and gets no more frames. For a worker fault,
@@ -101,6 +137,8 @@ export interface PoolStreamHandlers {
 
 interface StreamEntry {
   id: string;
+  /** Numeric key of the stream in its worker (the id is `s<key>`). */
+  key: number;
   slot: number;
   setup: StreamSetup;
   handlers: PoolStreamHandlers;
@@ -115,6 +153,20 @@ interface StreamEntry {
   /** Worker deaths blamed on this stream. */
   crashes: number;
   workers: number[];
+  /** The stream's decoder counters, updated in place from every batch. */
+  counters: DecodeCounters;
+  /**
+   * The frames of the stream's item in the batch in flight (a slot has one
+   * batch in flight, a stream one slot): kept to re-send them if the batch
+   * fails. Given back as the next `queue` once delivered.
+   */
+  inflight: StreamInput[] | undefined;
+  /** The item in flight closes the stream. */
+  inflightClose: boolean;
+  /** An empty frame list to take the place of `queue` at the next flush (no new array per batch). */
+  spareQueue: StreamInput[] | undefined;
+  /** The stream's item, rewritten at each flush. */
+  readonly item: InputItem;
 }
 
 /** A stream's handle on the pool. */
@@ -239,6 +291,10 @@ class WorkerFault extends Error {
  * slot for good.
  */
 const START_LIMIT_MS = 60_000;
+/** What an item holds between flushes. */
+const NO_FRAMES: readonly EncodedInput[] = Object.freeze([]);
+/** Output buffers kept per slot for reuse. */
+const SPARES = 2;
 /** Faults remembered for `health()`. */
 const FAULTS_KEPT = 20;
 
@@ -252,7 +308,7 @@ export class WorkerPool {
   readonly #workerOf: (slot: number) => number | undefined;
   readonly #streams = new Map<string, StreamEntry>();
   readonly #slotStreams: Set<StreamEntry>[];
-  /** The task each slot's worker is running (at most one: invariant 1). */
+  /** The task each slot's worker is running (at most one, so a stream's frames stay in order). */
   readonly #flights: Array<Flight | undefined>;
   /** Per slot: the marker its worker writes (a fresh one for each worker, so a dying worker can't touch its successor's). */
   readonly #markers: Int32Array[];
@@ -264,13 +320,26 @@ export class WorkerPool {
   readonly #readyWorkers = new Set<number>();
   /** Per slot: consecutive failed batches no stream could be blamed for. */
   readonly #failStreak: number[];
+  /** Per slot: output buffers delivered and done with, given back to the worker with the next task (at most SPARES). */
+  readonly #spares: ArrayBuffer[][];
   /** Control tasks waiting for their slot's batch to finish. */
   readonly #slotIdle: Array<Array<() => void>>;
   readonly #taskTimeoutMs: number;
   readonly #maxStreamCrashes: number;
   readonly #healthWindowMs: number;
-  readonly #watchdog: NodeJS.Timeout;
+  readonly #watchdogMs: number;
+  /** The watchdog's interval while tasks may be in flight; stopped when the pool is idle. */
+  #watchdog: NodeJS.Timeout | undefined;
+  /**
+   * The batch tick: a one-shot timer armed only while frames, closes or
+   * setups are due, so an idle pool has no timer firing. Ticks fall on a
+   * fixed grid of `batchIntervalMs` (as an interval timer's would), so a
+   * frame waits half an interval on average, however sparse the traffic.
+   */
   #timer: NodeJS.Timeout | undefined;
+  #armed = false;
+  /** The workers are warm and ticks may run. */
+  #ticking = false;
   #seq = 0;
   #tasksCompleted = 0;
   #busyMs = 0;
@@ -326,6 +395,7 @@ export class WorkerPool {
     this.#waiting = Array.from({ length: threads }, () => false);
     this.#failStreak = Array.from({ length: threads }, () => 0);
     this.#slotIdle = Array.from({ length: threads }, () => []);
+    this.#spares = Array.from({ length: threads }, () => []);
     const { balancer, workerOf } = createAffinityBalancer();
     this.#workerOf = workerOf;
     this.#piscina = new Piscina<BatchTask, BatchResult>({
@@ -337,6 +407,8 @@ export class WorkerPool {
       loadBalancer: balancer,
       // Our own bound (one task per slot in flight) replaces maxQueue, which the balancer bypasses.
       concurrentTasksPerWorker: 1,
+      // Task times are kept in `taskTimes`; Piscina's own histograms would cost two records per task.
+      recordTiming: false,
     });
     this.#piscina.on('error', () => {
       // A worker crashed; its task rejects and the affected streams are rebuilt (see #batchFailed).
@@ -345,8 +417,7 @@ export class WorkerPool {
     this.#piscina.on('workerCreate', (worker: { id: number }) => this.#workerReady(worker.id));
     // Every tenth of the limit (5–100 ms): a hang is caught at most 10 % (≤ 100 ms) late, and a
     // check is a few Atomics loads per slot.
-    this.#watchdog = setInterval(() => this.#watch(), Math.min(100, Math.max(5, taskTimeout / 10)));
-    this.#watchdog.unref();
+    this.#watchdogMs = Math.min(100, Math.max(5, taskTimeout / 10));
   }
 
   /** The worker threads (e.g. to watch their resource use), the idle spare included. */
@@ -364,22 +435,41 @@ export class WorkerPool {
   async #warm(): Promise<void> {
     await Promise.all(
       this.#slotStreams.map((_, slot) =>
-        this.#run(slot, { items: [] }).catch((err: unknown) => {
+        this.#run(slot, {}).catch((err: unknown) => {
           throw err instanceof WorkerFault ? errors.INTERNAL(`a DSP worker failed to start: ${err.fault.why}`) : err;
         }),
       ),
     );
     this.#startedAt = performance.now();
-    this.#timer = setInterval(() => this.#flush(), this.#batchIntervalMs);
+    this.#ticking = true;
+    this.#schedule();
+  }
+
+  /** Arms the batch tick for the next grid point if it is not armed: something is due. */
+  #schedule(): void {
+    if (this.#armed || !this.#ticking || this.#closed) return;
+    this.#armed = true;
+    const interval = this.#batchIntervalMs;
+    const delay = Math.max(1, Math.round(interval - ((performance.now() - this.#startedAt) % interval)));
+    this.#timer = setTimeout(() => this.#tick(), delay);
+    // Open streams keep the process alive (a script awaiting an operator must not exit mid-drain);
+    // an idle pool does not.
     if (this.#streams.size === 0) this.#timer.unref();
+  }
+
+  #tick(): void {
+    this.#armed = false;
+    if (this.#flush()) this.#schedule();
   }
 
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
     if (this.#closed) throw new Error('WorkerPool is closed');
     const slot = this.#leastLoadedSlot();
     this.#streamsOpened++;
+    const key = ++streamCounter;
     const entry: StreamEntry = {
-      id: `s${++streamCounter}`,
+      id: `s${key}`,
+      key,
       slot,
       setup,
       handlers,
@@ -391,12 +481,16 @@ export class WorkerPool {
       lost: 0,
       crashes: 0,
       workers: [],
+      counters: { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 },
+      inflight: undefined,
+      inflightClose: false,
+      spareQueue: undefined,
+      item: { key, frames: NO_FRAMES, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0 },
     };
     this.#streams.set(entry.id, entry);
     this.#slotStreams[slot].add(entry);
-    // Open streams keep the process alive (a script awaiting an operator must not exit mid-drain);
-    // an idle pool does not.
-    this.#timer?.ref();
+    if (this.#armed) this.#timer?.ref(); // see #schedule
+    this.#schedule();
     const pool = this;
     return {
       id: entry.id,
@@ -416,10 +510,12 @@ export class WorkerPool {
           entry.dropped++;
         }
         entry.queue.push(frame);
+        if (!pool.#armed) pool.#schedule();
       },
       close() {
         if (entry.closed) return Promise.resolve();
         entry.closing = true;
+        pool.#schedule();
         return new Promise<void>((resolve) => {
           const prev = entry.onClosed;
           entry.onClosed = () => {
@@ -446,7 +542,7 @@ export class WorkerPool {
     if (known) return known;
     const results = await Promise.all(
       this.#slotStreams.map((_, slot) =>
-        this.#runExclusive(slot, { items: [], modules: [...this.#modules, url] }).catch((err: unknown) => {
+        this.#runExclusive(slot, { modules: [...this.#modules, url] }).catch((err: unknown) => {
           if (!(err instanceof WorkerFault)) throw err;
           const why =
             err.fault.kind === 'stalled'
@@ -489,7 +585,7 @@ export class WorkerPool {
     if (setups.length === 0) return [];
     let result: BatchResult;
     try {
-      result = await this.#runExclusive(0, { items: [], modules: [...this.#modules], checks: setups });
+      result = await this.#runExclusive(0, { modules: [...this.#modules], checks: setups });
     } catch (err) {
       // A stage that hangs or kills the worker while being built: that setup can't start; check the others again.
       const index = err instanceof WorkerFault ? checkIndexOf(err.fault.item) : -1;
@@ -585,9 +681,10 @@ export class WorkerPool {
         }),
     );
     this.#flush();
+    this.#schedule();
     await Promise.all(pending);
     this.#closed = true;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     clearInterval(this.#watchdog);
     await this.#piscina.destroy();
   }
@@ -598,25 +695,55 @@ export class WorkerPool {
     return best;
   }
 
-  #flush(): void {
+  /**
+   * Sends each idle slot one task with everything due for its streams. Returns
+   * whether something due had to stay behind (its slot busy or restarting).
+   */
+  #flush(): boolean {
+    let left = false;
     for (let slot = 0; slot < this.threads; slot++) {
-      if (this.#flights[slot] || this.#waiting[slot]) continue;
-      const items: BatchItem[] = [];
-      const entries: StreamEntry[] = [];
+      const busy = this.#flights[slot] !== undefined || this.#waiting[slot];
+      let items: InputItem[] | undefined;
+      let entries: StreamEntry[] | undefined;
+      let setups: Record<number, StreamSetup> | undefined;
+      let pcm: Record<number, PcmInput[]> | undefined;
       for (const e of this.#slotStreams[slot]) {
         if (e.queue.length === 0 && !e.closing && !e.needsSetup) continue;
-        items.push({
-          streamId: e.id,
-          ...(e.needsSetup ? { setup: e.setup } : {}),
-          frames: e.queue,
-          ...(e.closing ? { close: true } : {}),
-        });
-        e.needsSetup = false;
-        e.queue = [];
+        if (busy) {
+          left = true;
+          break;
+        }
+        items ??= [];
+        entries ??= [];
+        const index = items.length;
+        const frames = e.queue;
+        const isPcm = e.setup.input !== undefined;
+        const item = e.item;
+        item.frames = isPcm ? NO_FRAMES : (frames as EncodedInput[]);
+        item.flags = (e.closing ? ItemFlag.CLOSE : 0) | (isPcm ? ItemFlag.PCM : 0);
+        item.f32Mask = maskOf(e, 'f32');
+        item.pcm16Mask = maskOf(e, 'pcm16');
+        items.push(item);
+        if (isPcm) (pcm ??= {})[index] = frames as PcmInput[];
+        if (e.needsSetup) (setups ??= {})[index] = e.setup;
+        e.inflight = frames;
+        e.inflightClose = e.closing;
         entries.push(e);
+        e.needsSetup = false;
+        e.queue = e.spareQueue ?? [];
+        e.spareQueue = undefined;
       }
-      if (items.length > 0) this.#runSlot(slot, items, entries);
+      if (items && entries) {
+        const task: BatchTask = { input: packInput(items) };
+        for (const it of items) it.frames = NO_FRAMES; // the entry keeps them (inflight), not the item
+        if (setups) task.setups = setups;
+        if (pcm) task.pcm = pcm;
+        const spare = this.#spares[slot].pop();
+        if (spare) task.spare = spare;
+        this.#runSlot(slot, task, entries);
+      }
     }
+    return left;
   }
 
   /**
@@ -630,7 +757,13 @@ export class WorkerPool {
     task.seq = flight.seq;
     const queueOptions: SlotQueueOptions = { slot };
     if (this.#modules.length > 0 && !task.modules) task.modules = this.#modules;
-    return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }), { signal: flight.controller.signal }).then(
+    if (!this.#watchdog) {
+      this.#watchdog = setInterval(() => this.#watch(), this.#watchdogMs);
+      this.#watchdog.unref();
+    }
+    // The packed frames are handed over, not copied (the main thread keeps the frame objects for re-sending).
+    const transferList = task.input ? (task.spare ? [task.input, task.spare] : [task.input]) : undefined;
+    return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }), { signal: flight.controller.signal, transferList }).then(
       (result) => {
         this.#land(slot, flight);
         return result;
@@ -669,6 +802,12 @@ export class WorkerPool {
    * Piscina then terminates that worker and starts another.
    */
   #watch(): void {
+    if (this.#streams.size === 0 && !this.#flights.some((f) => f !== undefined)) {
+      // Idle: nothing to watch until the next task (#run starts the interval again).
+      clearInterval(this.#watchdog);
+      this.#watchdog = undefined;
+      return;
+    }
     for (let slot = 0; slot < this.threads; slot++) {
       const f = this.#flights[slot];
       if (!f || f.killed) continue;
@@ -756,6 +895,7 @@ export class WorkerPool {
       this.#waiting[slot] = false;
       this.#wake(slot);
     }
+    this.#schedule();
   }
 
   /**
@@ -773,16 +913,22 @@ export class WorkerPool {
     for (const w of waiters) w();
   }
 
-  #runSlot(slot: number, items: BatchItem[], entries: StreamEntry[]): void {
-    this.#run(slot, { items }).then(
+  #runSlot(slot: number, task: BatchTask, entries: StreamEntry[]): void {
+    this.#run(slot, task).then(
       (result) => {
         this.#tasksCompleted++;
         this.#failStreak[slot] = 0;
         this.#busyMs += result.busyMs;
         this.taskTimes.add(result.busyMs);
-        this.#deliver(result, items, entries);
+        const out = this.#deliver(result, entries);
+        // Nothing of a copies-only batch outlives its delivery (see PoolStreamHandlers.onFrames): reuse its buffer.
+        if (out && this.#spares[slot].length < SPARES && out.onlyCopies()) this.#spares[slot].push(result.output!);
+        this.#schedule();
       },
-      (err: unknown) => this.#batchFailed(slot, items, entries, err),
+      (err: unknown) => {
+        this.#batchFailed(slot, entries, err);
+        this.#schedule();
+      },
     );
   }
 
@@ -794,20 +940,25 @@ export class WorkerPool {
    * loses nothing. When nobody can be blamed, frames are re-sent once: a
    * second failure in a row loses them (counted) rather than loop forever.
    */
-  #batchFailed(slot: number, items: BatchItem[], entries: StreamEntry[], err: unknown): void {
+  #batchFailed(slot: number, entries: StreamEntry[], err: unknown): void {
     this.#tasksFailed++;
     const fault: Fault = err instanceof WorkerFault ? err.fault : { kind: 'failed', item: MARKER_IDLE, stage: 0, why: String(err) };
     const culprit = fault.item >= 0 ? entries[fault.item] : undefined;
     const resend = culprit !== undefined || this.#failStreak[slot] === 0;
     this.#failStreak[slot] = culprit !== undefined ? 0 : this.#failStreak[slot] + 1;
+    const sent = entries.map((e) => {
+      const frames = e.inflight ?? [];
+      e.inflight = undefined;
+      return frames;
+    });
     entries.forEach((e, i) => {
       if (e === culprit || e.closed) return;
       e.needsSetup = true;
-      if (resend) this.#requeue(e, items[i].frames);
-      else this.#lose(e, items[i].frames.length);
+      if (resend) this.#requeue(e, sent[i]);
+      else this.#lose(e, sent[i].length);
     });
     if (culprit && !culprit.closed) {
-      this.#blame(culprit, fault, items[fault.item].frames.length);
+      this.#blame(culprit, fault, sent[fault.item].length);
     } else if (fault.kind !== 'failed' || !resend) {
       const what = fault.kind === 'timeout' || fault.kind === 'stalled' ? 'replaced by the watchdog' : fault.kind === 'crash' ? 'crashed' : 'failed a batch';
       this.#recordFault(`worker of slot ${slot} ${what} (${fault.why}) outside any stream's processing; ${entries.length} stream${entries.length === 1 ? '' : 's'} ${resend ? 'rebuilt, frames re-sent' : 'rebuilt, that batch lost'}`);
@@ -869,28 +1020,46 @@ export class WorkerPool {
     if (this.#faults.length > FAULTS_KEPT) this.#faults.shift();
   }
 
-  #deliver(result: BatchResult, items: BatchItem[], entries: StreamEntry[]): void {
-    result.items.forEach((r, i) => {
+  /** Hands each item's results to its stream; returns the reader of the output, if any. */
+  #deliver(result: BatchResult, entries: StreamEntry[]): OutputReader | undefined {
+    const out = result.output ? new OutputReader(result.output) : undefined;
+    for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
-      if (r.streamId !== e.id) return; // results are returned in item order
-      if (r.missing) {
+      const frames = e.inflight ?? [];
+      e.inflight = undefined;
+      if (!out || i >= out.items || out.key(i) !== e.key) {
+        // Never expected (results come back in item order): don't lose the frames.
+        e.needsSetup = true;
+        e.queue = frames.concat(e.queue);
+        if (out && i < out.items) out.skip(i);
+        continue;
+      }
+      const status = out.status(i);
+      if (status === ItemStatus.MISSING) {
         // The worker restarted between batches: resend these frames with the setup.
         e.needsSetup = true;
-        e.queue = [...items[i].frames, ...e.queue];
-        return;
+        e.queue = frames.concat(e.queue);
+        out.skip(i);
+        continue;
       }
       if (e.workers[e.workers.length - 1] !== result.threadId) e.workers.push(result.threadId);
-      if (r.counters) safeCall(() => e.handlers.onCounters?.(r.counters!));
-      r.outputs.forEach((frames, branch) => {
-        if (frames.length > 0) safeCall(() => e.handlers.onFrames(branch, frames));
-      });
-      if (r.error) {
-        safeCall(() => e.handlers.onError(r.error!));
-        this.#finish(e);
-        return;
+      if (status === ItemStatus.OK && out.hasCounters(i)) {
+        const counters = out.counters(i, e.counters);
+        safeCall(() => e.handlers.onCounters?.(counters));
       }
-      if (items[i].close) this.#finish(e);
-    });
+      deliverFrames(out, i, e.handlers);
+      // Delivered: the list becomes the stream's next queue (the frames themselves are let go).
+      frames.length = 0;
+      e.spareQueue = frames;
+      if (status === ItemStatus.ERROR) {
+        const error = result.errors?.[i] ?? 'the stream failed in its worker';
+        safeCall(() => e.handlers.onError(error));
+        this.#finish(e);
+        continue;
+      }
+      if (e.inflightClose) this.#finish(e);
+    }
+    return out;
   }
 
   #finish(e: StreamEntry): void {
@@ -927,6 +1096,61 @@ export function defaultThreads(): number {
 
 function round2(v: number | null): number | null {
   return v === null ? null : Math.round(v * 100) / 100;
+}
+
+/** A stream's branch mask for this batch (see `PoolStreamHandlers.f32Branches`). */
+function maskOf(e: StreamEntry, kind: 'f32' | 'pcm16'): number {
+  try {
+    const m = kind === 'f32' ? (e.handlers.f32Branches?.() ?? ALL_BRANCHES) : (e.handlers.pcm16Branches?.() ?? 0);
+    return Number.isInteger(m) ? m & ALL_BRANCHES : kind === 'f32' ? ALL_BRANCHES : 0;
+  } catch {
+    return kind === 'f32' ? ALL_BRANCHES : 0; // a throwing handler gets everything, as before masks existed
+  }
+}
+
+/** Hands item `i`'s frames to the stream's handlers: one `onFrame` call per frame, or one `onFrames` call per branch. */
+function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandlers): void {
+  const count = out.frameCount(i);
+  if (count === 0) return;
+  if (handlers.onFrame) {
+    for (let k = 0; k < count; k++) {
+      out.next();
+      const { branch, frame, pcm16, complete } = out;
+      try {
+        handlers.onFrame(branch, frame!, pcm16, complete);
+      } catch (err) {
+        process.emitWarning(`earshot: a pool stream handler threw: ${(err as Error).message}`);
+      }
+    }
+    return;
+  }
+  let branch = -1;
+  let frames: ProcessedFrame[] = [];
+  let pcm16: Array<Int16Array | undefined> | undefined;
+  let complete: boolean[] = [];
+  const emit = () => {
+    if (frames.length === 0) return;
+    const b = branch;
+    const f = frames;
+    const p = pcm16;
+    const c = complete;
+    safeCall(() => handlers.onFrames(b, f, p, c));
+  };
+  for (let k = 0; k < count; k++) {
+    out.next();
+    if (out.branch !== branch) {
+      emit();
+      branch = out.branch;
+      frames = [];
+      pcm16 = undefined;
+      complete = [];
+    }
+    if (out.pcm16) (pcm16 ??= new Array<Int16Array | undefined>(frames.length))[frames.length] = out.pcm16;
+    else if (pcm16) pcm16[frames.length] = undefined;
+    frames.push(out.frame!);
+    complete.push(out.complete);
+  }
+  emit();
 }
 
 /** A throwing handler must not break delivery to the other streams. */

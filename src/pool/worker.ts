@@ -4,7 +4,7 @@
  * gives each worker one task at a time (`concurrentTasksPerWorker: 1`) and the
  * handler only awaits when it must import a stage module before the batch, so
  * batches never interleave and a stream's frames are processed in order
- * (DESIGN.md invariant 1).
+ * (a stream's state lives in one worker and is used in order).
  *
  * While it runs, the worker records in the task's shared marker which item
  * (stream) and which custom stage it is in, and when it last made progress:
@@ -13,12 +13,14 @@
  */
 import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { registerStageFactory } from '../dsp/registry.js';
 import { loadDspModules, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
 import type { EncodedInput, Stage, StageFactory, StageSpec } from '../dsp/types.js';
 import { loadStageModule } from './stage-module.js';
 import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stageCode } from './protocol.js';
-import type { BatchItemResult, BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
+import type { BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
+import { ItemFlag, ItemStatus, packOutput, unpackInput, type OutputItem, type UnpackedInput } from './batch-codec.js';
 
 await loadDspModules();
 warmUp();
@@ -35,7 +37,8 @@ function warmUp(): void {
   probe.close();
 }
 
-const streams = new Map<string, StreamProcessor>();
+/** Streams by the pool's numeric key. */
+const streams = new Map<number, StreamProcessor>();
 const modules = new Map<string, ModuleLoadResult>();
 /** The slot's shared marker once a task brought it; a private stand-in before (nobody watches warm-up). */
 let marker: Int32Array = new Int32Array(MARKER_LENGTH);
@@ -46,7 +49,13 @@ let marker: Int32Array = new Int32Array(MARKER_LENGTH);
  */
 const building = new Map<StageSpec, number>();
 
-export default function handleTask(task: BatchTask): BatchResult | Promise<BatchResult> {
+/**
+ * A result whose packed output is transferred to the main thread, not cloned
+ * (Piscina's "movable" protocol: the value, and what to transfer with it).
+ */
+type Movable = { [transferableSymbol]: ArrayBuffer[]; [valueSymbol]: BatchResult };
+
+export default function handleTask(task: BatchTask): BatchResult | Movable | Promise<BatchResult | Movable> {
   const missing = task.modules?.filter((url) => !modules.has(url)) ?? [];
   if (missing.length === 0) return runTask(task, []);
   return importModules(missing).then((loaded) => runTask(task, loaded));
@@ -70,7 +79,7 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
   return results;
 }
 
-function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
+function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult | Movable {
   const started = performance.now();
   if (task.marker) marker = task.marker;
   Atomics.store(marker, MarkerField.MARK, markerClock());
@@ -78,14 +87,23 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
   Atomics.store(marker, MarkerField.STAGE, 0);
   // Last: once the watchdog sees this task's seq, the fields above are this task's.
   Atomics.store(marker, MarkerField.SEQ, task.seq ?? 0);
-  const items = task.items.map(processItem);
-  const result: BatchResult = { threadId, items, busyMs: performance.now() - started };
+  const result: BatchResult = { threadId, busyMs: 0 };
+  if (task.input) {
+    const items = unpackInput(task.input);
+    const outputs = items.map((item, i) => processItem(item, i, task));
+    for (let i = 0; i < outputs.length; i++) {
+      const error = (outputs[i] as OutputItem & { error?: string }).error;
+      if (error !== undefined) (result.errors ??= {})[i] = error;
+    }
+    result.output = packOutput(outputs, task.spare);
+  }
   // Probes (tasks without items) report every module they asked for, loaded now or before.
-  if (task.items.length === 0 && task.modules) result.loaded = task.modules.map((url) => modules.get(url)!);
+  if (!task.input && task.modules) result.loaded = task.modules.map((url) => modules.get(url)!);
   else if (loaded.length > 0) result.loaded = loaded;
   if (task.checks) result.checks = task.checks.map(checkSetup);
   Atomics.store(marker, MarkerField.ITEM, MARKER_IDLE);
-  return result;
+  result.busyMs = performance.now() - started;
+  return result.output ? (move({ [transferableSymbol]: [result.output], [valueSymbol]: result } as unknown as ArrayBuffer) as unknown as Movable) : result;
 }
 
 /** Records that the worker starts on `item` (an index, or `checkMarker(i)`): progress, and whom to blame if it stops here. */
@@ -143,29 +161,33 @@ function watched(create: StageFactory): StageFactory {
   };
 }
 
-function processItem(item: BatchTask['items'][number], index: number): BatchItemResult {
+function processItem(item: UnpackedInput, index: number, task: BatchTask): OutputItem & { error?: string } {
   enterItem(index);
-  let stream = streams.get(item.streamId);
+  const out: OutputItem & { error?: string } = { key: item.key, status: ItemStatus.OK, outputs: [], f32Mask: item.f32Mask, pcm16Mask: item.pcm16Mask };
+  const close = (item.flags & ItemFlag.CLOSE) !== 0;
+  const setup = task.setups?.[index];
+  const frames = item.flags & ItemFlag.PCM ? (task.pcm?.[index] ?? []) : item.frames;
+  let stream = streams.get(item.key);
   try {
-    if (item.setup) {
+    if (setup) {
       stream?.close();
       stream = undefined;
-      streams.delete(item.streamId);
-      stream = buildProcessor(item.setup);
-      streams.set(item.streamId, stream);
+      streams.delete(item.key);
+      stream = buildProcessor(setup);
+      streams.set(item.key, stream);
     }
     if (!stream) {
       // Nothing to process and the state is already gone: the close is done.
-      if (item.close && item.frames.length === 0) return { streamId: item.streamId, outputs: [] };
-      return { streamId: item.streamId, outputs: [], missing: true };
+      if (!(close && frames.length === 0)) out.status = ItemStatus.MISSING;
+      return out;
     }
-    const outputs = stream.pcmInput ? stream.processPcm(item.frames as PcmInput[]) : stream.process(item.frames as EncodedInput[]);
-    const result: BatchItemResult = { streamId: item.streamId, outputs, counters: { ...stream.counters } };
-    if (item.close) {
+    out.outputs = stream.pcmInput ? stream.processPcm(frames as PcmInput[]) : stream.process(frames as EncodedInput[]);
+    out.counters = stream.counters;
+    if (close) {
       stream.close();
-      streams.delete(item.streamId);
+      streams.delete(item.key);
     }
-    return result;
+    return out;
   } catch (e) {
     // One stream's failure must not take the batch (or the worker) down.
     try {
@@ -173,8 +195,11 @@ function processItem(item: BatchTask['items'][number], index: number): BatchItem
     } catch {
       // already failing; the first error is the one reported
     }
-    streams.delete(item.streamId);
-    return { streamId: item.streamId, outputs: [], error: e instanceof Error ? e.message : String(e) };
+    streams.delete(item.key);
+    out.status = ItemStatus.ERROR;
+    out.outputs = [];
+    out.error = e instanceof Error ? e.message : String(e);
+    return out;
   }
 }
 

@@ -11,7 +11,7 @@ import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
 import { completeAnswer, planNegotiation, withoutTrickle, type NegotiationPlan } from './offer-reduction.js';
 import { withOpusPreferences } from './opus-answer.js';
-import { RtpIngest, type IngestFrame, type RtpIngestOptions, type RtpReceiveStats } from './rtp-ingest.js';
+import { RtpIngest, type IngestFrame, type RtpIngestOptions, type RtpInput, type RtpReceiveStats } from './rtp-ingest.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 
 export type SessionEndReason =
@@ -75,6 +75,7 @@ export class PeerSession {
   readonly #connectTimeoutMs: number;
   #watchdog: NodeJS.Timeout | undefined;
   #lastPacketAt = performance.now();
+  readonly #packet: RtpInput = { sequenceNumber: 0, timestamp: 0, ssrc: 0, payload: new Uint8Array(0), headerBytes: 0, arrival: 0 };
   #track: MediaStreamTrack | undefined;
   /** Opus payload type when the remote description was not seen by us (user-driven signaling). */
   #trackPayloadType: number | undefined;
@@ -187,16 +188,18 @@ export class PeerSession {
     }
     const now = performance.now();
     this.#lastPacketAt = now;
-    this.#ingest.receive({
-      sequenceNumber: rtp.header.sequenceNumber,
-      timestamp: rtp.header.timestamp,
-      ssrc: rtp.header.ssrc,
-      // Own copy: werift's payload is a view into a larger packet buffer, and the
-      // whole buffer would be cloned when the frame crosses to a worker.
-      payload: new Uint8Array(rtp.payload),
-      headerBytes: rtp.header.payloadOffset,
-      arrival: now,
-    });
+    // One object for every packet (the ingest reads it and keeps nothing of it).
+    const p = this.#packet;
+    p.sequenceNumber = rtp.header.sequenceNumber;
+    p.timestamp = rtp.header.timestamp;
+    p.ssrc = rtp.header.ssrc;
+    // werift's payload as it is, no copy: a view into the packet werift decrypted
+    // into, a buffer of its own that werift does not reuse. The pool copies the
+    // bytes once, into the batch it hands to the worker.
+    p.payload = rtp.payload;
+    p.headerBytes = rtp.header.payloadOffset;
+    p.arrival = now;
+    this.#ingest.receive(p);
   }
 
   #onConnectionState(state: string): void {

@@ -126,6 +126,7 @@ export class RtpIngest {
     this.#maxConcealed = options.maxConcealedPackets ?? 10;
   }
 
+  /** Takes one packet. `p` is read, not kept: a caller may reuse one object for every packet. */
   receive(p: RtpInput): void {
     if (this.#ssrc !== p.ssrc) this.#startSource(p);
     this.#received++;
@@ -154,6 +155,13 @@ export class RtpIngest {
       return;
     }
     const frame: IngestFrame = { position, payload: p.payload, samples: opusPacketSamples(p.payload), arrival: p.arrival };
+    if (extSeq === this.#nextSeq && this.#held.size === 0) {
+      // The usual case, the next packet in order with nothing held: played out at once
+      // (what #release would do, without the reorder buffer's entry and timer).
+      this.#nextSeq++;
+      this.#play(frame);
+      return;
+    }
     this.#held.set(extSeq, { frame, extSeq, heldAt: p.arrival });
     this.#release(p.arrival);
   }
@@ -271,8 +279,10 @@ export class RtpIngest {
       }
       break;
     }
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
     if (this.#held.size > 0) {
       const wait = Math.max(1, this.#reorderDelayMs - (now - this.#oldestHeld().heldAt));
       this.#timer = setTimeout(() => this.#release(performance.now()), wait);

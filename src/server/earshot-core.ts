@@ -5,7 +5,7 @@
  */
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import type { FastifyBaseLogger } from 'fastify';
-import { Subject, interval, map, type Observable } from 'rxjs';
+import { Observable, Subject, interval, map } from 'rxjs';
 import { LatencyHistogram } from '../sinks/latency-histogram.js';
 import { errors } from '../errors.js';
 import { PeerPipeline } from '../pipeline/peer-pipeline.js';
@@ -78,6 +78,13 @@ export interface StreamHandle {
   stats(): PeerStatsSnapshot;
   /** Attaches a registered processor to this stream; returns a detach function. */
   attachProcessor(name: string, options?: Record<string, unknown>, branch?: string): () => void;
+}
+
+/** A session's place in the core: its entry once the pipeline exists, and where its frames go. */
+interface SessionSlot {
+  entry?: PeerEntry;
+  /** The pipeline's push, or that and `encoded$` while it has subscribers; unset until the pipeline exists. */
+  onFrame?: (frame: IngestFrame) => void;
 }
 
 /** A session started or ended. */
@@ -268,7 +275,7 @@ export class EarshotCore {
       const pipeline = this.pipelineFor(room, options.pipeline);
       await this.checkPipeline(pipeline);
       await recordingPreflight(pipeline, this.store); // `required` recording on an unusable directory: 507, no session
-      const slot: { entry?: PeerEntry } = {};
+      const slot: SessionSlot = {};
       const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
       await this.#start(slot, room, peer, session, pipeline, existing);
       if (!existing) this.#admission?.admitted();
@@ -291,7 +298,7 @@ export class EarshotCore {
     const existing = this.#admit(peer, true);
     const pipeline = this.pipelineFor(room, options.pipeline);
     this.#checkProcessors(pipeline);
-    const slot: { entry?: PeerEntry } = {};
+    const slot: SessionSlot = {};
     const session = PeerSession.forPeerConnection(room, peer, this.#sessionOptions(pipeline), this.#sessionEvents(slot, room, peer));
     void this.#start(slot, room, peer, session, pipeline, existing);
     return session;
@@ -399,15 +406,11 @@ export class EarshotCore {
     };
   }
 
-  #sessionEvents(slot: { entry?: PeerEntry }, room: string, peer: string): PeerSessionEvents {
+  #sessionEvents(slot: SessionSlot, room: string, peer: string): PeerSessionEvents {
     const log = this.#log.child({ room, peer });
     return {
-      onFrame: (f) => {
-        const entry = slot.entry;
-        if (!entry) return;
-        entry.pipeline.push(f);
-        entry.encoded$?.next(f);
-      },
+      // Straight into the stream's pipeline once it exists (see #start); nothing before.
+      onFrame: (f) => slot.onFrame?.(f),
       onConnected: () => log.info({ session: slot.entry?.session.id }, 'peer connected'),
       onEnd: (reason) => {
         if (slot.entry) void this.#finish(slot.entry, reason);
@@ -415,7 +418,7 @@ export class EarshotCore {
     };
   }
 
-  async #start(slot: { entry?: PeerEntry }, room: string, peer: string, session: PeerSession, pipeline: Pipeline, existing: PeerEntry | undefined): Promise<void> {
+  async #start(slot: SessionSlot, room: string, peer: string, session: PeerSession, pipeline: Pipeline, existing: PeerEntry | undefined): Promise<void> {
     const log = this.#log.child({ room, peer, session: session.id });
     const encoded$ = new Subject<IngestFrame>();
     const entry: PeerEntry = {
@@ -447,6 +450,22 @@ export class EarshotCore {
       }),
     };
     slot.entry = entry;
+    // Frames go straight to the pipeline; through encoded$ as well only while someone listens.
+    const peerPipeline = entry.pipeline;
+    const direct = (f: IngestFrame) => peerPipeline.push(f);
+    const tee = (f: IngestFrame) => {
+      peerPipeline.push(f);
+      encoded$.next(f);
+    };
+    slot.onFrame = direct;
+    const encodedFrames = new Observable<IngestFrame>((subscriber) => {
+      const sub = encoded$.subscribe(subscriber);
+      slot.onFrame = tee;
+      return () => {
+        sub.unsubscribe();
+        if (!encoded$.observed) slot.onFrame = direct;
+      };
+    });
     this.peers.add(entry);
     // Registered first, so packets of the new session are not lost while the old one drains.
     if (existing) await this.#end(existing, 'replaced');
@@ -461,7 +480,7 @@ export class EarshotCore {
       pipeline: pipeline.name,
       audio$: entry.pipeline.branches[0].audio$,
       branches,
-      encoded$: encoded$.asObservable(),
+      encoded$: encodedFrames,
       stats: () => this.peers.snapshot(peer) ?? this.peerStats(peer),
       attachProcessor: (name, options, branch) => entry.pipeline.attachProcessor(name, options, branch),
     });

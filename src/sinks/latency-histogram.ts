@@ -20,6 +20,18 @@ export interface LatencyHistogramSnapshot {
   max: number;
 }
 
+/** Index of the bucket `ms` falls in: the first bound ≥ ms, or `bounds.length` (the open bucket). */
+export function bucketOf(bounds: readonly number[], ms: number): number {
+  let lo = 0;
+  let hi = bounds.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ms <= bounds[mid]) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 export class LatencyHistogram {
   readonly #bounds: readonly number[];
   readonly #counts: Float64Array;
@@ -42,16 +54,21 @@ export class LatencyHistogram {
     return this.#n;
   }
 
+  /** The bucket bounds (shared by reference with histograms built on the same ones). */
+  get bounds(): readonly number[] {
+    return this.#bounds;
+  }
+
   add(ms: number): void {
-    const bounds = this.#bounds;
-    let lo = 0;
-    let hi = bounds.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (ms <= bounds[mid]) hi = mid;
-      else lo = mid + 1;
-    }
-    this.#counts[lo]++;
+    this.addToBucket(bucketOf(this.#bounds, ms), ms);
+  }
+
+  /**
+   * Adds a sample whose bucket is known (`bucketOf` on these bounds): several
+   * histograms with the same bounds search once per sample.
+   */
+  addToBucket(bucket: number, ms: number): void {
+    this.#counts[bucket]++;
     this.#n++;
     this.#sum += ms;
     if (ms > this.#max) this.#max = ms;
@@ -124,6 +141,11 @@ export class RecentHistogram {
   }
 
   add(ms: number, now = Date.now()): void {
+    this.addToBucket(bucketOf(this.#bounds, ms), ms, now);
+  }
+
+  /** Adds a sample whose bucket is known (`bucketOf` on these bounds). */
+  addToBucket(bucket: number, ms: number, now = Date.now()): void {
     const second = Math.floor(now / 1000);
     const slot = second % this.windowSeconds;
     if (this.#second[slot] !== second) {
@@ -131,16 +153,12 @@ export class RecentHistogram {
       this.#second[slot] = second;
       this.#max[slot] = 0;
     }
-    const bounds = this.#bounds;
-    let lo = 0;
-    let hi = bounds.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (ms <= bounds[mid]) hi = mid;
-      else lo = mid + 1;
-    }
-    this.#counts[slot][lo]++;
+    this.#counts[slot][bucket]++;
     if (ms > this.#max[slot]) this.#max[slot] = ms;
+  }
+
+  get bounds(): readonly number[] {
+    return this.#bounds;
   }
 
   /** The q-quantile over the window; null without samples in it. */

@@ -5,7 +5,7 @@
  * Everything here is O(1) per frame; percentiles are computed when asked for.
  */
 import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
-import { LatencyHistogram, RecentHistogram } from './latency-histogram.js';
+import { bucketOf, LatencyHistogram, RecentHistogram } from './latency-histogram.js';
 
 /** Floor for dBFS figures of digital silence (log of 0 is −∞, which JSON cannot carry). */
 export const SILENCE_DBFS = -120;
@@ -166,11 +166,19 @@ export class PeerAudioStats {
     }
   }
 
-  /** Records one frame of the first branch reaching the sinks, with its latency. */
-  addLatency(ms: number): void {
-    this.latency.add(ms);
-    this.recentLatency.add(ms);
+  /**
+   * Records one frame of the first branch reaching the sinks, with its
+   * latency; `wallNow` (`Date.now()`) may be passed once for a batch of
+   * frames. Returns the latency's bucket (LATENCY_BOUNDS_MS), for other
+   * histograms on the same bounds (`addToBucket`).
+   */
+  addLatency(ms: number, wallNow = Date.now()): number {
+    const bucket = bucketOf(this.latency.bounds, ms);
+    this.latency.addToBucket(bucket, ms);
+    if (this.recentLatency.bounds === this.latency.bounds) this.recentLatency.addToBucket(bucket, ms, wallNow);
+    else this.recentLatency.add(ms, wallNow);
     this.#frames++;
+    return bucket;
   }
 
   setCounters(c: DecodeCounters): void {

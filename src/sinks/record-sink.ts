@@ -46,7 +46,8 @@ export class RecordSink {
   #starting: Promise<RecordingInfo> | undefined;
   /** Armed: a recording starts with the first frame; `fromStreamStart` anchors it at position 0. */
   #armed: { fromStreamStart: boolean } | undefined;
-  #backlog: ProcessedFrame[] = [];
+  /** Frames (with their 16-bit copies) that arrived while the file was being opened. */
+  #backlog: Array<{ frame: ProcessedFrame; pcm16: Int16Array | undefined }> = [];
   /** Loss reported while armed or opening, handed to the recorder once it exists. */
   #pendingLoss: { dropped: DroppedFrames; silence: number } | undefined;
   #failure: EarshotError | undefined;
@@ -149,7 +150,7 @@ export class RecordSink {
       const loss = this.#pendingLoss;
       this.#pendingLoss = undefined;
       if (loss) recorder.noteLoss(loss.dropped, loss.silence);
-      for (const f of this.#backlog) recorder.write(f);
+      for (const b of this.#backlog) recorder.write(b.frame, b.pcm16);
       this.#backlog = [];
       return this.info()!;
     })().finally(() => {
@@ -160,21 +161,26 @@ export class RecordSink {
     return this.#starting;
   }
 
-  write(frame: ProcessedFrame): void {
+  /**
+   * Writes a frame (with its 16-bit copy, see `Recorder.write`) to the
+   * running recording, or keeps it while the file opens. Kept frames are
+   * copied: the caller's buffers may be reused once this returns.
+   */
+  write(frame: ProcessedFrame, pcm16?: Int16Array): void {
     if (this.#recorder) {
-      this.#recorder.write(frame);
+      this.#recorder.write(frame, pcm16);
       return;
     }
     if (this.armed) {
       const { fromStreamStart } = this.#armed!;
       this.#armed = undefined;
-      this.#backlog.push(frame);
+      this.#backlog.push(keep(frame, pcm16));
       // Reported through onFailed (and the info) already; nobody awaits an automatic start.
       this.#open(undefined, fromStreamStart, undefined, true).catch(() => undefined);
       return;
     }
     if (!this.#starting) return;
-    if (this.#backlog.length < MAX_BACKLOG) this.#backlog.push(frame);
+    if (this.#backlog.length < MAX_BACKLOG) this.#backlog.push(keep(frame, pcm16));
     else this.#pendingLoss!.dropped.backlog++;
   }
 
@@ -253,6 +259,13 @@ export class RecordSink {
       code: error.code,
     };
   }
+}
+
+/** A frame and its 16-bit copy, detached from the buffers they came in (the backlog outlives the delivery). */
+function keep(frame: ProcessedFrame, pcm16: Int16Array | undefined): { frame: ProcessedFrame; pcm16: Int16Array | undefined } {
+  const copy = pcm16?.slice();
+  // A frame sent without its floats has the 16-bit copy as its data: one copy serves both.
+  return { frame: { ...frame, data: frame.data === pcm16 ? copy! : frame.data.slice() }, pcm16: copy };
 }
 
 function emptyLoss(): { dropped: DroppedFrames; silence: number } {

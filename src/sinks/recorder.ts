@@ -2,7 +2,7 @@
  * Record sink: writes a branch's frames to a streaming WAV file, placing every
  * frame at its media position. Gaps (loss beyond concealment, dropped frames, a
  * worker restart) become silence and overlaps are trimmed, so the recording's
- * duration equals the media duration (invariant 5).
+ * duration equals the media duration.
  *
  * Silence alone would make a damaged recording look complete, so the recording
  * also counts what it stands for: the silence it inserted itself, the silence
@@ -106,12 +106,17 @@ export class Recorder {
     return new Recorder(writer, options);
   }
 
-  write(frame: ProcessedFrame): void {
+  /**
+   * Writes a frame at its media position. `pcm16`, when given, is the frame's
+   * samples already quantized to 16 bits (by a pool worker, with the writer's
+   * quantizer, sinks/pcm16.ts): an s16 file then takes it as it is.
+   */
+  write(frame: ProcessedFrame, pcm16?: Int16Array): void {
     if (this.#stopped) return;
     const ch = this.#writer.channels;
     const frames = frame.data.length / ch;
     const next = this.#nextPosition ?? frame.position;
-    let data = frame.data;
+    let data: Float32Array | Int16Array = pcm16 !== undefined && this.#writer.sampleFormat === 's16' ? pcm16 : frame.data;
     if (frame.position > next) {
       const gap = frame.position - next;
       this.#writer.appendSilence(gap);

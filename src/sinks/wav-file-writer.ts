@@ -2,7 +2,7 @@
  * Streaming WAV writer. Samples are appended as they arrive and written
  * asynchronously in chunks; the header's sizes are rewritten at least once per
  * second, so a copy of the file taken at any moment is a valid WAV holding
- * everything written so far (DESIGN.md invariant 6). Memory is bounded: at most
+ * everything written so far. Memory is bounded: at most
  * `maxPendingBytes` wait for the disk; beyond that the oldest chunk is dropped
  * and counted.
  *
@@ -14,6 +14,7 @@
  * removed rather than left empty.
  */
 import { open, unlink } from 'node:fs/promises';
+import { quantizeS16 } from './pcm16.js';
 
 export type WavSampleFormat = 's16' | 'f32';
 
@@ -32,7 +33,12 @@ export interface WavFileWriterOptions {
   channels: number;
   /** "s16" (16-bit PCM, default) or "f32" (32-bit IEEE float). */
   sampleFormat?: WavSampleFormat;
-  /** Bytes collected before a write is issued. Default 32 KiB. */
+  /**
+   * Bytes collected before a write is issued. Default: about 1.25 s of audio
+   * (whole 4 KiB pages, 32 KiB–1 MiB), so that the header rewrite, which
+   * flushes the current chunk every second, makes it one data write and one
+   * header write per second.
+   */
   chunkBytes?: number;
   /** Header rewrite period in ms (also flushes the current chunk). Default 1000. */
   headerIntervalMs?: number;
@@ -49,6 +55,18 @@ export interface WavFileWriterOptions {
 }
 
 const S16_HEADER = 44;
+/**
+ * Written chunk buffers kept for reuse. One is enough: with the header timer
+ * flushing every second, one chunk fills while the previous one is written,
+ * so a recording holds two chunks (~2.5 s of audio) in steady state.
+ */
+const FREE_CHUNKS = 1;
+
+/** About 1.25 s of audio at `bytesPerSecond`, in whole 4 KiB pages, 32 KiB–1 MiB. */
+function defaultChunkBytes(bytesPerSecond: number): number {
+  const pages = Math.ceil((bytesPerSecond * 1.25) / 4096);
+  return Math.min(1024 * 1024, Math.max(32 * 1024, pages * 4096));
+}
 const F32_HEADER = 58; // fmt chunk with cbSize, plus the fact chunk non-PCM formats need
 
 export class WavFileWriter {
@@ -72,6 +90,8 @@ export class WavFileWriter {
   readonly #onError?: (e: Error) => void;
   #chunk: Buffer;
   #chunkUsed = 0;
+  /** Chunk buffers written out, kept for reuse (at most FREE_CHUNKS): no allocation per chunk in steady state. */
+  readonly #free: ArrayBuffer[] = [];
   readonly #pending: Buffer[] = [];
   #pendingBytes = 0;
   #writing: Promise<void> = Promise.resolve();
@@ -88,10 +108,20 @@ export class WavFileWriter {
     this.#bytesPerSample = this.sampleFormat === 's16' ? 2 : 4;
     this.#blockAlign = this.#bytesPerSample * this.channels;
     this.headerBytes = this.sampleFormat === 's16' ? S16_HEADER : F32_HEADER;
-    this.#chunkBytes = options.chunkBytes ?? 32 * 1024;
+    this.#chunkBytes = options.chunkBytes ?? defaultChunkBytes(options.sampleRate * this.#blockAlign);
     this.#maxPending = options.maxPendingBytes ?? 8 * 1024 * 1024;
     this.#onError = options.onError;
     this.#chunk = Buffer.from(new ArrayBuffer(this.#chunkBytes));
+  }
+
+  /** A chunk buffer: a reused one, else a new one (its contents are overwritten before use). */
+  #newChunk(): Buffer {
+    return Buffer.from(this.#free.pop() ?? new ArrayBuffer(this.#chunkBytes));
+  }
+
+  /** Gives a written (or dropped) chunk's buffer back for reuse. */
+  #recycle(buf: Buffer): void {
+    if (this.#free.length < FREE_CHUNKS && buf.buffer.byteLength === this.#chunkBytes && buf.byteOffset === 0) this.#free.push(buf.buffer as ArrayBuffer);
   }
 
   /**
@@ -136,8 +166,9 @@ export class WavFileWriter {
 
   /**
    * Appends interleaved samples: floats (−1..1) or 16-bit integers (frames of
-   * an s16 branch). Int16 samples go into an s16 file as they are, and into
-   * an f32 file as ÷32768.
+   * an s16 branch, or floats already quantized by sinks/pcm16.ts). Int16
+   * samples go into an s16 file as they are (a byte copy), and into an f32
+   * file as ÷32768; floats go into an s16 file quantized by sinks/pcm16.ts.
    */
   append(samples: Float32Array | Int16Array): void {
     if (this.#closed || this.error) return;
@@ -156,12 +187,8 @@ export class WavFileWriter {
           for (let k = 0; k < n; k++) out[k] = samples[i + k] / 32768;
         }
       } else if (bps === 2) {
-        const out = new Int16Array(this.#chunk.buffer, this.#chunkUsed, n);
-        for (let k = 0; k < n; k++) {
-          const v = samples[i + k];
-          // Round-to-nearest with clipping; the 32767 scale keeps +1.0 in range.
-          out[k] = v >= 1 ? 32767 : v <= -1 ? -32768 : Math.round(v * 32767);
-        }
+        // Round-to-nearest with clipping; the 32767 scale keeps +1.0 in range.
+        quantizeS16(samples, new Int16Array(this.#chunk.buffer, this.#chunkUsed, n), i, 0, n);
       } else {
         new Float32Array(this.#chunk.buffer, this.#chunkUsed, n).set(samples.subarray(i, i + n));
       }
@@ -210,12 +237,13 @@ export class WavFileWriter {
     const full = this.#chunk.subarray(0, this.#chunkUsed);
     this.#pending.push(full);
     this.#pendingBytes += full.length;
-    this.#chunk = Buffer.from(new ArrayBuffer(this.#chunkBytes));
+    this.#chunk = this.#newChunk();
     this.#chunkUsed = 0;
     while (this.#pendingBytes > this.#maxPending && this.#pending.length > 1) {
       const dropped = this.#pending.shift()!;
       this.#pendingBytes -= dropped.length;
       this.droppedBytes += dropped.length;
+      this.#recycle(dropped);
     }
     this.#pump();
   }
@@ -230,6 +258,7 @@ export class WavFileWriter {
           const buf = this.#pending.shift()!;
           this.#pendingBytes -= buf.length;
           await this.#writeFully(buf, this.headerBytes, true);
+          this.#recycle(buf);
         }
       } catch (e) {
         this.#fail(e as Error);

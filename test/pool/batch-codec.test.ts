@@ -1,0 +1,149 @@
+/**
+ * The packed batch format between the main thread and pool workers: what
+ * goes in comes out, every field of a frame survives the trip, and a branch
+ * gets float samples, a 16-bit copy, or both, as the masks ask.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
+import type { EncodedInput, ProcessedFrame } from '../../src/dsp/types.js';
+import { ALL_BRANCHES, COUNTER_KEYS, ItemFlag, ItemStatus, OutputReader, packInput, packOutput, unpackInput, type OutputItem } from '../../src/pool/batch-codec.js';
+import { quantizeS16 } from '../../src/sinks/pcm16.js';
+import { encodeOpusFrames, fixturePath, readWav } from '../helpers/audio.js';
+
+let frames: EncodedInput[];
+
+beforeAll(async () => {
+  await loadDspModules();
+  frames = encodeOpusFrames((await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0].subarray(0, 960 * 25));
+});
+
+/** Every frame of every item, read back as (branch, frame, pcm16, complete). */
+function readAll(buffer: ArrayBuffer) {
+  const r = new OutputReader(buffer);
+  const items: Array<{ key: number; status: number; frames: Array<{ branch: number; frame: ProcessedFrame; pcm16?: Int16Array; complete: boolean }> }> = [];
+  for (let i = 0; i < r.items; i++) {
+    const got: (typeof items)[number]['frames'] = [];
+    r.frames(i, (branch, frame, pcm16, complete) => got.push({ branch, frame, pcm16, complete }));
+    items.push({ key: r.key(i), status: r.status(i), frames: got });
+  }
+  return items;
+}
+
+describe('batch codec', () => {
+  it('carries Opus frames, lost ones included, in order per item', () => {
+    const a = frames.slice(0, 5).map((f, i) => (i === 2 ? { ...f, payload: null } : f));
+    const b = frames.slice(5, 8);
+    const buffer = packInput([
+      { key: 7, frames: a, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0 },
+      { key: 9, frames: [], flags: ItemFlag.CLOSE | ItemFlag.PCM, f32Mask: 1, pcm16Mask: 2 },
+      { key: 11, frames: b, flags: ItemFlag.CLOSE, f32Mask: 0, pcm16Mask: 1 },
+    ]);
+    const items = unpackInput(buffer);
+    expect(items.map((i) => [i.key, i.flags, i.f32Mask, i.pcm16Mask, i.frames.length])).toEqual([
+      [7, 0, ALL_BRANCHES, 0, 5],
+      [9, ItemFlag.CLOSE | ItemFlag.PCM, 1, 2, 0],
+      [11, ItemFlag.CLOSE, 0, 1, 3],
+    ]);
+    const sent = [...a, ...b];
+    const got = [...items[0].frames, ...items[2].frames];
+    got.forEach((f, i) => {
+      expect(f.position).toBe(sent[i].position);
+      expect(f.samples).toBe(sent[i].samples);
+      expect(f.arrival).toBe(sent[i].arrival);
+      if (sent[i].payload === null) expect(f.payload).toBeNull();
+      else expect(Array.from(f.payload!)).toEqual(Array.from(sent[i].payload!));
+    });
+  });
+
+  it('brings back every field of a frame a denoising stream produced, and the counters', () => {
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }, { stages: [{ type: 'format', sampleFormat: 's16' }] }] });
+    const outputs = p.process(frames);
+    const counters = { ...p.counters };
+    p.close();
+    const item: OutputItem = { key: 3, status: ItemStatus.OK, outputs, counters, f32Mask: ALL_BRANCHES, pcm16Mask: 0 };
+    const [back] = readAll(packOutput([item]));
+    const sent = outputs.flatMap((list, branch) => list.map((frame) => ({ branch, frame })));
+    expect(back.frames).toHaveLength(sent.length);
+    back.frames.forEach((g, i) => {
+      const s = sent[i];
+      expect(g.branch).toBe(s.branch);
+      expect(g.complete).toBe(true);
+      // Every field the worker produced, nothing more, nothing less.
+      expect(Object.keys(g.frame).sort()).toEqual(Object.keys(s.frame).sort());
+      const { data, ...rest } = g.frame;
+      const { data: sentData, ...sentRest } = s.frame;
+      expect(rest).toEqual(sentRest);
+      expect(data.constructor).toBe(sentData.constructor);
+      expect(Array.from(data)).toEqual(Array.from(sentData));
+    });
+    const reader = new OutputReader(packOutput([item]));
+    expect(reader.hasCounters(0)).toBe(true);
+    expect(reader.counters(0, { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 })).toEqual(counters);
+  });
+
+  it('lists every counter a stream keeps', () => {
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] });
+    p.process(frames.slice(0, 3));
+    const keys = Object.keys(p.counters);
+    p.close();
+    for (const k of keys) expect(COUNTER_KEYS as readonly string[]).toContain(k);
+  });
+
+  it('sends a branch only its 16-bit copy when nobody reads its floats, quantized like a recording', () => {
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }, { stages: [] }, { stages: [] }] });
+    const outputs = p.process(frames.slice(0, 4));
+    p.close();
+    const floats = outputs.map((list) => list.map((f) => (f.data as Float32Array).slice()));
+    // Branch 0: floats only; branch 1: the 16-bit copy only; branch 2: both.
+    const buffer = packOutput([{ key: 1, status: ItemStatus.OK, outputs, f32Mask: 0b101, pcm16Mask: 0b110 }]);
+    const [back] = readAll(buffer);
+    for (const g of back.frames) {
+      const i = back.frames.filter((x) => x.branch === g.branch).indexOf(g);
+      const expected = new Int16Array(floats[g.branch][i].length);
+      quantizeS16(floats[g.branch][i], expected);
+      if (g.branch === 0) {
+        expect(g.complete).toBe(true);
+        expect(g.pcm16).toBeUndefined();
+        expect(Array.from(g.frame.data)).toEqual(Array.from(floats[0][i]));
+      } else if (g.branch === 1) {
+        expect(g.complete).toBe(false);
+        expect(g.frame.sampleFormat).toBe('s16');
+        expect(Array.from(g.pcm16!)).toEqual(Array.from(expected));
+        expect(g.frame.data).toBe(g.pcm16);
+      } else {
+        expect(g.complete).toBe(true);
+        expect(g.frame.sampleFormat).toBe('f32');
+        expect(Array.from(g.frame.data)).toEqual(Array.from(floats[2][i]));
+        expect(Array.from(g.pcm16!)).toEqual(Array.from(expected));
+      }
+    }
+  });
+
+  it('packs into a buffer given back when it is large enough, and says when a batch holds copies only', () => {
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }] });
+    const outputs = p.process(frames.slice(0, 6));
+    p.close();
+    const copiesOnly = { key: 1, status: ItemStatus.OK, outputs, f32Mask: 0, pcm16Mask: 1 };
+    const first = packOutput([copiesOnly]);
+    expect(new OutputReader(first).onlyCopies()).toBe(true);
+    const expected = readAll(first)[0].frames.map((g) => Array.from(g.pcm16!));
+    // Dirty it, give it back: the next batch overwrites what it uses.
+    new Uint8Array(first).fill(0xa5);
+    const second = packOutput([copiesOnly], first);
+    expect(second).toBe(first);
+    expect(readAll(second)[0].frames.map((g) => Array.from(g.pcm16!))).toEqual(expected);
+    expect(packOutput([copiesOnly], new ArrayBuffer(64))).not.toBe(first);
+    expect(new OutputReader(packOutput([{ ...copiesOnly, f32Mask: 1 }])).onlyCopies()).toBe(false);
+  });
+
+  it('reports a stream the worker no longer had, and one that failed, without frames or counters', () => {
+    const buffer = packOutput([
+      { key: 1, status: ItemStatus.MISSING, outputs: [], f32Mask: ALL_BRANCHES, pcm16Mask: 0 },
+      { key: 2, status: ItemStatus.ERROR, outputs: [], f32Mask: ALL_BRANCHES, pcm16Mask: 0 },
+    ]);
+    const r = new OutputReader(buffer);
+    expect([r.status(0), r.status(1)]).toEqual([ItemStatus.MISSING, ItemStatus.ERROR]);
+    expect([r.frameCount(0), r.frameCount(1)]).toEqual([0, 0]);
+    expect([r.hasCounters(0), r.hasCounters(1)]).toEqual([false, false]);
+  });
+});
