@@ -25,7 +25,19 @@
  * An engine that exits is restarted (its sessions have ended; their
  * recordings are valid up to the last second, as after any crash). `close()`
  * refuses new sessions, lets every engine drain and finalize, then stops.
+ *
+ * With `cluster`, the front is also a node of a cluster of machines sharing
+ * state in Redis (src/cluster/cluster-node.ts): it places sessions across
+ * nodes, forwards requests for sessions other nodes run, and shares pipelines
+ * and room bindings.
+ *
+ * Why one file of ~700 lines: the front's routes, the engine supervision
+ * (start, restart, drain) and the placement read and change the same engine
+ * table inside one `createCluster` closure; the pieces with a life of their
+ * own are already apart (placement, forwarding, stats merging, metrics, the
+ * cluster node).
  */
+import type { OutgoingHttpHeaders } from 'node:http';
 import { resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -38,8 +50,10 @@ import { Access } from '../server/access.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
 import { defaultIceHosts, type CreateServerOptions } from '../server/create-server.js';
+import { checkServerOptions } from '../server/server-options.js';
+import { checkInteger } from '../core/option-checks.js';
 import { DownloadLinks } from '../server/download-links.js';
-import type { SessionEvent } from '../server/earshot-core.js';
+import type { SessionEvent } from '../core/earshot-core.js';
 import { installProblemHandling } from '../server/problem.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
@@ -58,6 +72,8 @@ import { mergeExpositions } from './front-metrics.js';
 import { registerEventRoutes } from '../server/routes/events.js';
 import { mergeStats, RetiredCounters, type EngineSummary } from './merge-stats.js';
 import { LocalPlacement } from './placement.js';
+import { checkClusterNodeOptions, ClusterNode, type ClusterNodeOptions, type NodeLoad } from './cluster-node.js';
+import type { NodeStats } from './merge-cluster-stats.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
 
 export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'processors' | 'pipeline'> {
@@ -94,17 +110,30 @@ export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'pr
   icePortRange?: [number, number];
   /** How long `close()` lets each engine drain and finalize before killing it. Default 30000 ms. */
   drainTimeoutMs?: number;
+  /**
+   * Join a cluster of machines whose shared state is in Redis
+   * (`earshot serve --cluster`): sessions are placed on the least-loaded
+   * node, peer ids are unique in the cluster, pipelines and room bindings are
+   * shared, and `/cluster/*` shows every node. Default: none (one machine).
+   */
+  cluster?: ClusterNodeOptions;
 }
 
 export interface EarshotCluster {
   /** The front's fastify instance (the public port). */
   readonly app: FastifyInstance;
-  /** The engine slots, `0 … processes-1`. */
-  readonly engines: readonly EngineProcess[];
   /** Starts every engine, then the public listener; resolves to the base URL. Rejects with an engine's start-up error. */
   listen(): Promise<string>;
   /** Graceful shutdown: refuse new sessions, let every engine drain and finalize its recordings, then stop. */
   close(): Promise<void>;
+  /**
+   * In a cluster: stop taking sessions, let the live ones end (up to
+   * `cluster.drainTimeoutMs`), then `close()` and leave the cluster. Without
+   * one: `close()`. Resolves when the server has stopped.
+   */
+  drain(): Promise<void>;
+  /** Resolves once the server has stopped, whatever stopped it (`close()`, `drain()`, `POST /admin/drain`). */
+  readonly closed: Promise<void>;
   /** What the CLI logs at start. */
   describe(): Record<string, unknown>;
 }
@@ -118,35 +147,61 @@ const STABLE_MS = 10_000;
 /** How long `close()` lets open HTTP responses finish before cutting their connections (as createServer). */
 const CLOSE_GRACE_MS = 2000;
 
+/**
+ * earshot on every core of a machine, and optionally as one node of a cluster
+ * of machines: a front on the public port and `processes` engine processes,
+ * each a whole server with its own WebRTC main thread and DSP threads. With
+ * `cluster`, the node joins the machines sharing the same Redis. What
+ * `earshot serve --processes N` and `earshot serve --cluster URL` run; see
+ * docs/scaling.md. Main-thread processors (`registerProcessor`,
+ * `streams$`) are per process and not available here: use `createServer`
+ * for those.
+ *
+ * ```ts
+ * const node = await createCluster({ processes: 2, cluster: { redis: 'redis://10.0.0.5:6379', publicUrl: 'http://10.0.0.11:8080' }, host: '0.0.0.0', token, adminToken });
+ * await node.listen();
+ * process.on('SIGTERM', () => void node.drain().then(() => process.exit(0)));
+ * ```
+ */
 export async function createCluster(options: ClusterOptions = {}): Promise<EarshotCluster> {
+  // createServer's checks, plus this function's own options; `logger` and `processors` live in
+  // one process and cannot reach the engines, so they are refused rather than ignored.
+  const { logger, processors } = options as CreateServerOptions;
+  if (logger !== undefined) throw errors.OPTION_INVALID('logger', 'is not supported by createCluster: each engine process logs on its own (set logLevel)');
+  if (processors !== undefined) throw errors.OPTION_INVALID('processors', 'is not supported by createCluster: main-thread processors run in one process (use worker stage modules)');
+  checkServerOptions(options as CreateServerOptions, 'createCluster', { processes: true, drainTimeoutMs: true, cluster: true });
+  checkInteger('processes', options.processes, 1, 64);
+  checkInteger('drainTimeoutMs', options.drainTimeoutMs, 1, 2 ** 31 - 1);
+  if (options.cluster !== undefined) checkClusterNodeOptions(options.cluster);
   const processes = options.processes ?? defaultProcesses();
-  if (!Number.isInteger(processes) || processes < 1 || processes > 64) throw new RangeError(`options.processes must be an integer from 1 to 64, got ${processes}`);
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port must be 0–65535, got ${port}`);
   // The same checks as createServer, made here because the front is what faces the network.
   const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
   if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
   for (const [name, list] of [['corsOrigins', options.corsOrigins], ['whipCorsOrigins', options.whipCorsOrigins]] as const) {
     for (const origin of list ?? []) checkOrigin(name, origin, name === 'whipCorsOrigins');
   }
+  if (options.cluster && options.cluster.publicUrl === undefined && (host === '0.0.0.0' || host === '::')) {
+    throw errors.OPTION_INVALID('cluster.publicUrl', 'is required when listening on every address (--public-url): the other nodes must know where to reach this one');
+  }
   const tls = loadTls(options.tlsCert, options.tlsKey);
   checkIceServers(options.iceServers ?? []);
   iceConfig({ hostAddresses: options.iceHostAddresses, portRange: options.icePortRange });
   const portShares = options.icePortRange ? splitPortRange(options.icePortRange, processes) : undefined;
   const downloadLimits = {
-    perClient: positiveInteger('maxDownloadsPerClient', options.maxDownloadsPerClient ?? 4),
-    total: positiveInteger('maxDownloads', options.maxDownloads ?? 32),
-    idleTimeoutMs: positiveInteger('downloadIdleTimeoutMs', options.downloadIdleTimeoutMs ?? 30_000),
+    perClient: options.maxDownloadsPerClient ?? 4,
+    total: options.maxDownloads ?? 32,
+    idleTimeoutMs: options.downloadIdleTimeoutMs ?? 30_000,
   };
   const links = new DownloadLinks(options.downloadLinkSeconds ?? 3600);
   const threads = options.threads ?? defaultThreadsPerEngine(processes);
-  const drainTimeoutMs = positiveInteger('drainTimeoutMs', options.drainTimeoutMs ?? 30_000);
+  const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
   const store = new RecordingsStore(options.recordingsDir ?? 'recordings');
   await store.init();
 
   const engineOptions = (slot: number): EngineServerOptions => {
-    const { processes: _p, drainTimeoutMs: _d, host: _h, port: _port, tlsCert: _c, tlsKey: _k, ...rest } = options;
+    const { processes: _p, drainTimeoutMs: _d, host: _h, port: _port, tlsCert: _c, tlsKey: _k, cluster: _cl, ...rest } = options;
     return {
       ...rest,
       pipeline: pipelineOption(options.pipeline),
@@ -173,6 +228,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   const placement = new LocalPlacement();
+  /** With `cluster`: this machine as a node of the cluster (created once the routes it needs exist). */
+  let node: ClusterNode | undefined;
   const retired = new RetiredCounters();
   const frontRefusedBy: Record<string, number> = {};
   const sessions$ = new Subject<SessionEvent>();
@@ -197,9 +254,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         const e = message.event;
         if (e.type === 'started') {
           placement.sessionStarted(engine.id, e.peer, e.session);
+          if (node) node.placement.sessionStarted(node.id, e.peer, e.session);
           liveSessions.set(e.session, e);
         } else {
           placement.sessionEnded(engine.id, e.peer, e.session);
+          if (node) node.placement.sessionEnded(node.id, e.peer, e.session);
           liveSessions.delete(e.session);
         }
         sessions$.next(e);
@@ -217,6 +276,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     for (const s of lost) {
       const started = liveSessions.get(s.session);
       liveSessions.delete(s.session);
+      if (node) node.placement.sessionEnded(node.id, s.peer, s.session);
       // Not one of SessionEndReason's values: only the front can see this end.
       sessions$.next({ type: 'ended', peer: s.peer, room: started?.room ?? '', session: s.session, pipeline: started?.pipeline ?? '', reason: 'engine-exited' as SessionEvent['reason'], recordings: [], at: exit.at });
     }
@@ -304,18 +364,19 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    * decides (validation errors come back from it, nothing changed); the
    * others follow. Returns the first engine's answer.
    */
-  const onEveryEngine = async (req: FastifyRequest): Promise<EngineResponse> => {
+  const onEveryEngine = (req: FastifyRequest): Promise<EngineResponse> => changeEveryEngine(req.method, req.url, forwardedHeaders(req), bodyOf(req));
+  const changeEveryEngine = async (method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | undefined): Promise<EngineResponse> => {
     const [first, ...others] = live();
     if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
-    const res = await forward(first.port, req);
+    const res = await requestEngine(first.port, method, path, headers, body);
     if (res.status >= 400) return res;
     for (const e of others) {
       try {
-        const r = await forward(e.port, req);
+        const r = await requestEngine(e.port, method, path, headers, body);
         // 404 after the first engine deleted a shared pipeline file: that engine's watcher was quicker.
-        if (r.status >= 400 && r.status !== 404) log.error({ engine: e.slot, status: r.status, url: req.url }, 'engine disagreed on a change the others made');
+        if (r.status >= 400 && r.status !== 404) log.error({ engine: e.slot, status: r.status, url: path }, 'engine disagreed on a change the others made');
       } catch (err) {
-        log.error({ engine: e.slot, err: (err as Error).message, url: req.url }, 'change not applied on an engine (it exited; a restarted one reads the shared state)');
+        log.error({ engine: e.slot, err: (err as Error).message, url: path }, 'change not applied on an engine (it exited; a restarted one reads the shared state)');
       }
     }
     return res;
@@ -334,6 +395,48 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
 
+  // ---- the cluster of machines (its routes: /cluster/*, /admin/drain)
+  if (options.cluster) {
+    const internalHeaders = (): OutgoingHttpHeaders => ({
+      host: '127.0.0.1',
+      'content-type': 'application/json',
+      ...(options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {}),
+    });
+    node = new ClusterNode(options.cluster, {
+      app,
+      log,
+      iceHosts: options.iceHostAddresses ?? defaultIceHosts(host) ?? [],
+      load: (): NodeLoad => {
+        const up = live();
+        const reports = up.flatMap((e) => (e.report ? [e.report] : []));
+        return {
+          accepting: !closing && up.length > 0,
+          ready: reports.length === 0 ? up.length > 0 : reports.some((r) => r.ready),
+          sessions: reports.reduce((n, r) => n + r.peers, 0),
+          pending: reports.reduce((n, r) => n + r.pending, 0),
+          workerUtilization: reports.length > 0 ? Math.min(...reports.map((r) => r.workerUtilization)) : 0,
+          engines: processes,
+        };
+      },
+      stats: async () => (await machineStats()) as NodeStats,
+      recordings: async () => {
+        const page = await store.page({ limit: 1000 });
+        return { recordings: page.recordings.map((r) => ({ ...r, url: links.sign(r.name) })), total: page.total };
+      },
+      placeLocally: (req, reply, peer) => placeLocally(req, reply, peer),
+      apply: async (method, path, body) => {
+        const res = await changeEveryEngine(method, path, internalHeaders(), body === undefined ? undefined : Buffer.from(body));
+        const room = /^\/rooms\/([^/]+)$/.exec(path)?.[1];
+        if (room && res.status < 300) {
+          if (method === 'DELETE') rooms.delete(decodeURIComponent(room));
+          else rooms.set(decodeURIComponent(room), (JSON.parse(body ?? '{}') as { pipeline: string }).pipeline);
+        }
+        return res;
+      },
+      close: () => cluster.close(),
+    });
+  }
+
   // ---- WHIP
   const whipOptions = async (req: FastifyRequest, reply: FastifyReply) => {
     // The engine's answer carries what WHIP says about the endpoint (Allow, Accept-Post, ICE server Links by the caller's rights).
@@ -346,11 +449,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.options('/whip/:room/:peer', whipOptions);
   app.options('/whip/sessions/:id', whipOptions);
 
-  app.post<{ Params: { room: string; peer: string } }>('/whip/:room/:peer', { config: { access: 'publish' }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
-    const { room, peer } = req.params;
-    checkName('room', room);
-    checkName('peer', peer);
-    if (closing) throw refuse(reply, errors.SHUTTING_DOWN(), RETRY_AFTER_SECONDS);
+  /** The one-machine placement: a live peer on the engine that runs it, a new one on the least-loaded engine with room. */
+  const placeLocally = async (req: FastifyRequest, reply: FastifyReply, peer: string): Promise<EngineResponse> => {
     let ticket;
     try {
       ticket = await placement.begin(peer);
@@ -373,21 +473,34 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         if (res.status === 201) {
           const session = /\/whip\/sessions\/([^/?#]+)$/.exec(String(res.headers.location ?? ''))?.[1];
           if (session) ticket.placed(engine.id, decodeURIComponent(session));
-          return relay(reply, res);
+          return res;
         }
         last = res;
         // Only a load refusal (503) moves on, and never for a live peer: it must be replaced where it runs.
         if (res.status !== 503 || ticket.owner !== undefined) break;
       }
-      if (last) return relay(reply, last);
+      if (last) return last;
       throw refuse(reply, errors.ENGINE_UNAVAILABLE(ticket.owner !== undefined ? `the engine running peer "${peer}" is not answering` : 'no engine process is up'), 1);
     } finally {
       ticket.release();
     }
+  };
+
+  app.post<{ Params: { room: string; peer: string } }>('/whip/:room/:peer', { config: { access: 'publish' }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
+    const { room, peer } = req.params;
+    checkName('room', room);
+    checkName('peer', peer);
+    if (closing) throw refuse(reply, errors.SHUTTING_DOWN(), RETRY_AFTER_SECONDS);
+    if (node) return node.publish(req, reply, peer);
+    return relay(reply, await placeLocally(req, reply, peer));
   });
 
   const toSession = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
-    const engine = await owned(await placement.ownerOfSession(req.params.id), () => errors.SESSION_NOT_FOUND(req.params.id));
+    const notFound = () => errors.SESSION_NOT_FOUND(req.params.id);
+    const local = await placement.ownerOfSession(req.params.id);
+    // Not on this node: in a cluster, the node that runs it answers.
+    if (local === undefined && node) return node.toOwner(req, reply, () => node.ownerOfSession(req.params.id), notFound);
+    const engine = await owned(local, notFound);
     return relay(reply, await forward(engine.port, req));
   };
   app.delete<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, toSession);
@@ -406,7 +519,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       if (e.state === 'up') for (const r of e.report?.health.reasons ?? []) reasons.push(`engine ${e.slot}: ${r}`);
     }
     const reports = up.flatMap((e) => (e.report ? [{ slot: e.slot, report: e.report }] : []));
-    const ready = !closing && reports.some((r) => r.report.ready);
+    const cluster = node?.health();
+    if (cluster?.redis === 'down') reasons.push('cluster: Redis unreachable; new sessions are refused (EARSHOT_CLUSTER_UNAVAILABLE) until it is back');
+    // A node that cannot place (no Redis) or is draining is not ready for publishers.
+    const ready = !closing && reports.some((r) => r.report.ready) && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up'));
     const restartTimes = reports.map((r) => r.report.health.lastRestartAt).filter((t): t is string => t !== null).sort();
     return {
       status: reasons.length > 0 ? 'degraded' : 'ok',
@@ -423,6 +539,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       access: { publish: access.publishOpen ? 'open' : 'token', admin: access.adminOpen ? 'open' : 'token' },
       processes,
       engines: summaries(),
+      ...(cluster ? { cluster } : {}),
     };
   });
 
@@ -439,12 +556,19 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       if (!best || rank(doc) > rank(best.doc)) best = { engine, doc };
     }
     if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine.slot });
+    if (node) {
+      const peer = req.params.peer;
+      return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer));
+    }
     if (answers[0]) return relay(reply, answers[0].res);
     throw errors.PEER_NOT_FOUND(req.params.peer);
   });
 
   const toPeer = async (req: FastifyRequest<{ Params: { peer: string } }>, reply: FastifyReply) => {
-    const engine = await owned(await placement.ownerOfPeer(req.params.peer), () => errors.PEER_NOT_FOUND(req.params.peer));
+    const notFound = () => errors.PEER_NOT_FOUND(req.params.peer);
+    const local = await placement.ownerOfPeer(req.params.peer);
+    if (local === undefined && node) return node.toOwner(req, reply, () => node.ownerOfPeer(req.params.peer), notFound);
+    const engine = await owned(local, notFound);
     return relay(reply, await forward(engine.port, req));
   };
   app.post<{ Params: { peer: string } }>('/peers/:peer/recording', { bodyLimit: 16 * 1024 }, toPeer);
@@ -467,25 +591,38 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     return reply.type('application/json; charset=utf-8').send(first);
   });
   app.get('/pipelines/:name', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
-  app.put('/pipelines/:name', { bodyLimit: 256 * 1024 }, async (req, reply) => relay(reply, await onEveryEngine(req)));
+  app.put<{ Params: { name: string } }>('/pipelines/:name', { bodyLimit: 256 * 1024 }, async (req, reply) => {
+    const res = await onEveryEngine(req);
+    if (node && res.status < 300) await node.changed('pipeline', req.params.name, bodyOf(req)?.toString('utf8'));
+    return relay(reply, res);
+  });
   app.delete<{ Params: { name: string } }>('/pipelines/:name', async (req, reply) => {
     type Listing = { pipelines: Array<{ name: string; inUse: string | null }> };
     const listings = (await fanOut(req, 'GET', '/pipelines')).filter((a) => a.res.status === 200).map((a) => jsonOf<Listing>(a.res));
     const uses = mergeUses(listings.map((l) => l?.pipelines.find((p) => p.name === req.params.name)?.inUse ?? null));
     if (uses) throw errors.PIPELINE_IN_USE(req.params.name, uses);
-    return relay(reply, await onEveryEngine(req));
+    const res = await onEveryEngine(req);
+    if (node && res.status < 300) await node.changed('pipeline', req.params.name, undefined);
+    return relay(reply, res);
   });
   app.get('/rooms', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.get('/rooms/:room', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.put<{ Params: { room: string } }>('/rooms/:room', { bodyLimit: 4096 }, async (req, reply) => {
-    const res = await onEveryEngine(req);
+    let res = await onEveryEngine(req);
+    // A pipeline another node has just stored may not have reached this one yet: fetch it, then bind.
+    if (node && res.status === 404 && jsonOf<{ code?: string }>(res)?.code === errors.PIPELINE_NOT_FOUND.code) {
+      const wanted = pipelineOfBinding(bodyOf(req));
+      if (typeof wanted === 'string' && (await node.fetchPipeline(wanted))) res = await onEveryEngine(req);
+    }
     const bound = res.status < 300 ? jsonOf<{ pipeline?: string }>(res)?.pipeline : undefined;
     if (bound) rooms.set(req.params.room, bound);
+    if (node && bound) await node.changed('room', req.params.room, bound);
     return relay(reply, res);
   });
   app.delete<{ Params: { room: string } }>('/rooms/:room', async (req, reply) => {
     const res = await onEveryEngine(req);
     if (res.status < 300) rooms.delete(req.params.room);
+    if (node && res.status < 300) await node.changed('room', req.params.room, undefined);
     return relay(reply, res);
   });
 
@@ -520,9 +657,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   registerDashboardRoutes(app);
 
   let closingPromise: Promise<void> | undefined;
+  let markClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
   const cluster: EarshotCluster = {
     app,
-    engines,
     async listen() {
       listening = true;
       const started = await Promise.allSettled(engines.map((e) => startEngine(e)));
@@ -531,16 +669,20 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         await cluster.close();
         throw failed.reason;
       }
-      return app.listen({ host, port });
+      const url = await app.listen({ host, port });
+      node?.start(url);
+      return url;
     },
     close() {
       closingPromise ??= (async () => {
         closing = true;
+        await node?.stopAccepting();
         for (const t of restartTimers) clearTimeout(t);
         restartTimers.clear();
         for (const e of engines) placement.report({ engine: e.id, accepting: false, ready: false, sessions: 0, pending: 0, workerUtilization: 0 });
         // Engines drain first (sessions end, recordings finalize) while the front still answers their DELETEs and /health.
         if (listening) await Promise.all(engines.map((e) => e.shutdown(drainTimeoutMs)));
+        await node?.leave();
         sessions$.complete();
         events$.complete();
         const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
@@ -548,16 +690,20 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
           await app.close();
         } finally {
           clearTimeout(force);
+          markClosed();
         }
       })();
       return closingPromise;
     },
+    drain: () => (node ? node.drain() : cluster.close()),
+    closed,
     describe: () => ({
       processes,
       threadsPerEngine: threads,
       pipeline: typeof options.pipeline === 'string' ? options.pipeline : (options.pipeline as { name?: string } | undefined)?.name ?? 'default',
       recordings: resolvePath(store.dir),
       engines: engines.map((e) => ({ engine: e.slot, pid: e.pid, port: e.port, icePorts: portShares?.[e.slot] ?? null })),
+      ...(node ? { cluster: node.describe() } : {}),
     }),
   };
   return cluster;
@@ -567,6 +713,15 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
 function pipelineOption(p: ClusterOptions['pipeline']): string | object | undefined {
   if (p && typeof p === 'object' && 'toJSON' in p && typeof (p as { toJSON: unknown }).toJSON === 'function') return (p as { toJSON(): object }).toJSON();
   return p;
+}
+
+/** The pipeline a `PUT /rooms/:room` body names, if it is one. */
+function pipelineOfBinding(body: Buffer | undefined): unknown {
+  try {
+    return (JSON.parse(body?.toString('utf8') ?? '') as { pipeline?: unknown } | null)?.pipeline;
+  } catch {
+    return undefined;
+  }
 }
 
 /** "In use" reasons of one pipeline from several engines, each said once. */
@@ -580,7 +735,3 @@ function rank(doc: { state?: string; createdAt?: string }): number {
   return (doc.state === 'ended' ? 0 : 1e15) + (Date.parse(doc.createdAt ?? '') || 0);
 }
 
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`options.${name} must be a positive integer, got ${value}`);
-  return value;
-}

@@ -8,8 +8,8 @@
  */
 import type { ProcessorEvent } from '../sinks/processors.js';
 import type { CreateServerOptions } from '../server/create-server.js';
-import type { SessionEvent, ServerStats } from '../server/earshot-core.js';
-import type { PeerStatsSnapshot } from '../server/peer-registry.js';
+import type { SessionEvent, ServerStats } from '../core/earshot-core.js';
+import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import type { WorkerPoolHealth } from '../pool/worker-pool.js';
 
 /** How often an engine reports its load, ms. Placement and `/health` read these reports. */
@@ -38,9 +38,14 @@ export type FrontMessage =
   | { t: 'call'; id: number; method: 'stats' }
   | { t: 'shutdown' };
 
-/** What an engine says about itself every `REPORT_INTERVAL_MS`. */
-export interface EngineReport {
-  peers: number;
+/**
+ * What an engine says about itself every `REPORT_INTERVAL_MS`: some of its
+ * `ServerStats` as the core reports them — among them the counters a dead
+ * engine's successor must not lose from the machine's totals
+ * (`sessionsStarted`, `sessionsEnded`, `refusedBy`, `endedBy`) — and what
+ * placement and `/health` need besides.
+ */
+export interface EngineReport extends Pick<ServerStats, 'peers' | 'roomNames' | 'uptimeSeconds' | 'sessionsStarted' | 'sessionsEnded' | 'refusedBy' | 'endedBy'> {
   pending: number;
   /** Admission has room (true with admission off). */
   ready: boolean;
@@ -48,14 +53,7 @@ export interface EngineReport {
   loadReasons: string[];
   workerUtilization: number;
   poolThreads: number;
-  roomNames: string[];
-  uptimeSeconds: number;
   health: WorkerPoolHealth;
-  /** The counters a dead engine's successor must not lose from the machine's totals. */
-  sessionsStarted: number;
-  sessionsEnded: number;
-  refusedBy: Record<string, number>;
-  endedBy: Record<string, number>;
   /** Processor events not sent to the front because the IPC channel was backed up. */
   eventsDropped: number;
 }

@@ -12,7 +12,8 @@
  * Bodies are small here (SDP, JSON up to 256 KiB) and buffered; recordings,
  * the one large thing, are served by the front itself from the shared directory.
  */
-import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import https from 'node:https';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export interface EngineResponse {
@@ -32,25 +33,72 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 /** Sends one request to the engine listening on 127.0.0.1:`port`. Rejects on a connection failure (the engine died). */
 export function requestEngine(port: number, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer): Promise<EngineResponse> {
+  return requestUrl(new URL(`http://127.0.0.1:${port}`), method, path, headers, body);
+}
+
+const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
+
+/**
+ * Sends one request to `base` (an engine on loopback, or another cluster
+ * node at its public URL, HTTP or HTTPS) and buffers the answer. Rejects on a
+ * connection failure or timeout.
+ */
+export function requestUrl(base: URL, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer): Promise<EngineResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path, agent, timeout: REQUEST_TIMEOUT_MS, headers: { ...headers, ...(body ? { 'content-length': body.length } : {}) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_RESPONSE_BYTES) req.destroy(new Error(`engine answer larger than ${MAX_RESPONSE_BYTES} bytes`));
-          else chunks.push(c);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`engine did not answer within ${REQUEST_TIMEOUT_MS} ms`)));
+    const req = open(base, method, path, headers, body, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_RESPONSE_BYTES) req.destroy(new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`));
+        else chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * Replays a client's GET on `base` and streams the answer back as it comes
+ * (a recording may be far larger than what `requestUrl` buffers). Ranges,
+ * ETags and the status pass through untouched.
+ */
+export function streamFrom(base: URL, reply: FastifyReply, path: string, headers: OutgoingHttpHeaders): Promise<FastifyReply> {
+  return new Promise((resolve, reject) => {
+    const out = open(base, 'GET', path, headers, undefined, (res) => {
+      for (const [name, value] of Object.entries(res.headers)) {
+        // Content-Length stays: the body is passed on as it is.
+        if (value === undefined || (HOP_BY_HOP.has(name) && name !== 'content-length') || name.startsWith('access-control-') || name === 'vary' || name === 'date') continue;
+        void reply.header(name, value);
+      }
+      // The response is done or its client went away: stop reading from the node too.
+      reply.raw.once('close', () => res.destroy());
+      resolve(reply.code(res.statusCode ?? 502).send(res));
+    });
+    out.on('error', reject);
+    out.end();
+  });
+}
+
+function open(base: URL, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | undefined, onResponse: (res: IncomingMessage) => void): http.ClientRequest {
+  const secure = base.protocol === 'https:';
+  const req = (secure ? https : http).request(
+    {
+      host: base.hostname.replace(/^\[|\]$/g, ''),
+      port: base.port || (secure ? 443 : 80),
+      method,
+      path,
+      agent: secure ? httpsAgent : agent,
+      timeout: REQUEST_TIMEOUT_MS,
+      headers: { ...headers, ...(body ? { 'content-length': body.length } : {}) },
+    },
+    onResponse,
+  );
+  req.on('timeout', () => req.destroy(new Error(`${base.host} did not answer within ${REQUEST_TIMEOUT_MS} ms`)));
+  return req;
 }
 
 /** The client's headers as sent on to an engine: hop-by-hop ones and `Origin` dropped. */

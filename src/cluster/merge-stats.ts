@@ -10,9 +10,9 @@
  * from zero: the last report of every process that exited is kept in
  * `RetiredCounters` and added in.
  */
-import type { AdmissionState } from '../server/admission.js';
-import type { ServerStats } from '../server/earshot-core.js';
-import type { PeerStatsSnapshot } from '../server/peer-registry.js';
+import type { AdmissionState } from '../core/admission.js';
+import type { ServerStats } from '../core/earshot-core.js';
+import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import type { WorkerPoolStats } from '../pool/worker-pool.js';
 import type { EngineReport, EngineStats } from './engine-protocol.js';
 

@@ -13,7 +13,7 @@
  * - a live peer is replaced on the engine that owns it, never started on a
  *   second one (peer ids are unique across the machine or cluster);
  * - one placement per peer at a time: a concurrent POST for the same peer gets
- *   `EARSHOT_PEER_BUSY`, as it does inside one engine (`EarshotCore#placing`);
+ *   `EARSHOT_PEER_BUSY`, as it does inside one engine (`SessionGate` in src/core/session-gate.ts);
  * - a new peer goes to the least-loaded engine that accepts sessions, engines
  *   whose measured load (admission) leaves room first. Load counts the
  *   sessions the placement knows each engine owns plus the offers being
@@ -72,7 +72,8 @@ export interface Placement {
   engineDown(engine: string): Array<{ peer: string; session: string }>;
 }
 
-interface EngineEntry {
+/** An engine (or, in a cluster, a node) as placement weighs it. */
+export interface EngineEntry {
   load: EngineLoad;
   /** Offers being answered on it now (tickets whose `next()` chose it). */
   answering: number;

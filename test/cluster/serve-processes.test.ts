@@ -4,6 +4,7 @@
  * recording is right, requests for a session reach the engine that runs it, a
  * killed engine is replaced, and SIGTERM drains everything.
  */
+import { fixturePath } from '../helpers/fixtures.js';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,7 @@ import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { startCli, type CliServer } from './cli-server.js';
 
-const tone = join(import.meta.dirname, '..', 'fixtures', 'tone-1k-48k.wav');
+const tone = fixturePath('tone-1k-48k.wav');
 
 type PeerStats = {
   peer: string;

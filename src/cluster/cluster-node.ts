@@ -1,0 +1,532 @@
+/**
+ * A node of a multi-machine cluster (`earshot serve --cluster redis://…`):
+ * what a one-machine front (src/cluster/cluster-server.ts) adds to join other
+ * machines through Redis (src/cluster/cluster-state.ts).
+ *
+ * - It registers itself (public URL, load) every second with a 5 s TTL.
+ * - Any node takes a WHIP POST: the session is placed on the least-loaded
+ *   node with room (src/cluster/redis-placement.ts). On another node, the
+ *   offer is forwarded to it over HTTP with the client's own headers and the
+ *   peer lock's token, and its answer returned: the client needs no redirect
+ *   support, and the answer carries that node's ICE candidates, so the media
+ *   goes straight there. The `Location` stays `/whip/sessions/<id>`: any
+ *   node that receives a DELETE/PATCH for a session it does not run looks up
+ *   its owner in Redis and forwards it.
+ * - Pipelines and room bindings changed through any node are stored in Redis
+ *   and published; every node applies them to its engines (and again after
+ *   reconnecting, which is also how a node that starts later learns them).
+ * - Operators' views: `GET /cluster/nodes`, `/cluster/stats`,
+ *   `/cluster/recordings` (and downloads through any node).
+ * - Draining (`POST /admin/drain`, or SIGTERM from the CLI): the node stops
+ *   taking sessions, waits for its sessions to end (up to `drainTimeoutMs`),
+ *   ends the rest, finalizes recordings, leaves the registry and closes.
+ * - Without Redis a node keeps serving the sessions it runs; placing a new
+ *   one answers 503 `EARSHOT_CLUSTER_UNAVAILABLE` (a peer could otherwise run
+ *   twice). When Redis is back the node registers again and writes back what
+ *   it runs.
+ *
+ * Why ~500 lines: registration, placement across nodes, forwarding to the
+ * owner node and the shared pipelines/rooms all depend on the one Redis
+ * connection's state (up, lost, back); the Redis data model itself lives in
+ * cluster-state.ts and the placement rules in redis-placement.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errors, isEarshotError, type EarshotError } from '../errors.js';
+import { checkInteger, checkOptionNames } from '../core/option-checks.js';
+import { RecordingsStore } from '../sinks/recordings-store.js';
+import type { RecordingEntry } from '../sinks/recordings-store.js';
+import { ClusterState, HEARTBEAT_MS, type ConfigChange, type NodeRecord } from './cluster-state.js';
+import { forwardedHeaders, bodyOf, jsonOf, relay, requestUrl, streamFrom, type EngineResponse } from './forward.js';
+import { mergeClusterStats, type NodeStats, type NodeSummary } from './merge-cluster-stats.js';
+import { RedisPlacement } from './redis-placement.js';
+
+/** Options of a cluster node (`ClusterOptions.cluster`). */
+export interface ClusterNodeOptions {
+  /** Redis holding the cluster's state: `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+  redis: string;
+  /**
+   * The URL other nodes and clients reach this node at (scheme, host, port;
+   * no path), e.g. `https://ingest-2.example.com:8080`. Default: the address
+   * it listens on, which only works where that address is reachable as such
+   * (not with `0.0.0.0`, where it is required).
+   */
+  publicUrl?: string;
+  /** The node's id in the cluster, unique among its nodes. Default `<hostname>-<port>`. */
+  nodeId?: string;
+  /** How long draining waits for live sessions to end before ending them. Default 30000 ms. */
+  drainTimeoutMs?: number;
+}
+
+/** The names `ClusterNodeOptions` has, to refuse misspelt ones (`createCluster` checks them). */
+export const CLUSTER_NODE_OPTIONS: Readonly<Record<keyof ClusterNodeOptions, true>> = { redis: true, publicUrl: true, nodeId: true, drainTimeoutMs: true };
+
+/** A node's load as its engines last reported it. */
+export interface NodeLoad {
+  accepting: boolean;
+  ready: boolean;
+  sessions: number;
+  pending: number;
+  workerUtilization: number;
+  engines: number;
+}
+
+/** What the front gives the cluster node. */
+export interface NodeHost {
+  app: FastifyInstance;
+  log: FastifyBaseLogger;
+  load(): NodeLoad;
+  /** The ICE addresses its engines announce (empty: every interface). */
+  iceHosts: readonly string[];
+  /** The node's own `GET /stats` document. */
+  stats(): Promise<NodeStats>;
+  /** The node's own recordings, with signed download paths. */
+  recordings(): Promise<{ recordings: Array<RecordingEntry & { url: string }>; total: number }>;
+  /** Places an offer on one of this node's engines (the one-machine path). */
+  placeLocally(req: FastifyRequest, reply: FastifyReply, peer: string): Promise<EngineResponse>;
+  /** Makes a pipeline or room change on every local engine, as an admin (a change another node made). */
+  apply(method: 'PUT' | 'DELETE', path: string, body?: string): Promise<EngineResponse>;
+  /** Ends the node: engines drain and finalize; the listener closes. */
+  close(): Promise<void>;
+}
+
+/** Marks a request one node sent another: it is answered there, never forwarded again. */
+export const HOP_HEADER = 'x-earshot-cluster-hop';
+/** The peer lock's token on a forwarded WHIP POST. */
+const LOCK_HEADER = 'x-earshot-cluster-lock';
+/** Seconds a client refused because Redis is away should wait. */
+const CLUSTER_RETRY_AFTER = 2;
+
+export class ClusterNode {
+  readonly #options: ClusterNodeOptions;
+  readonly #host: NodeHost;
+  readonly state: ClusterState;
+  #placement: RedisPlacement | undefined;
+  #id: string | undefined;
+  #url: string | undefined;
+  readonly #instance = randomBytes(6).toString('hex');
+  readonly #startedAt = new Date().toISOString();
+  #timer: NodeJS.Timeout | undefined;
+  #draining = false;
+  #drain: Promise<void> | undefined;
+  #left = false;
+
+  constructor(options: ClusterNodeOptions, host: NodeHost) {
+    checkClusterNodeOptions(options);
+    this.#options = options;
+    this.#host = host;
+    const log = host.log;
+    this.state = new ClusterState({
+      url: options.redis,
+      onReady: () => void this.#joined(),
+      onDown: (why) => log.error({ redis: this.state.address, err: why }, 'cluster: Redis unreachable; running sessions go on, new ones are refused until it is back'),
+      onChange: (change) => void this.#applyChange(change),
+    });
+    this.#routes(host.app);
+  }
+
+  get id(): string {
+    if (this.#id === undefined) throw new Error('cluster node not started');
+    return this.#id;
+  }
+
+  get url(): string | undefined {
+    return this.#url;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** The placement across nodes (set once the node started). */
+  get placement(): RedisPlacement {
+    if (!this.#placement) throw new Error('cluster node not started');
+    return this.#placement;
+  }
+
+  /** Joins the cluster once the listener is up at `listenUrl`. */
+  start(listenUrl: string): void {
+    const listen = new URL(listenUrl);
+    if (this.#options.publicUrl === undefined && (listen.hostname === '0.0.0.0' || listen.hostname === '[::]')) {
+      throw errors.OPTION_INVALID('cluster.publicUrl', 'is required when listening on every address (--public-url): other nodes and clients must know where to reach this one');
+    }
+    this.#url = (this.#options.publicUrl ?? listenUrl).replace(/\/+$/, '');
+    this.#id = this.#options.nodeId ?? `${hostname()}-${listen.port}`;
+    const id = this.#id;
+    this.#placement = new RedisPlacement(this.state, id, () => {
+      const load = this.#host.load();
+      return { engine: id, accepting: load.accepting && !this.#draining, ready: load.ready, sessions: load.sessions, pending: load.pending, workerUtilization: load.workerUtilization };
+    });
+    this.state.connect();
+    this.#timer = setInterval(() => void this.#beat(), HEARTBEAT_MS);
+    this.#timer.unref();
+  }
+
+  /** What `GET /health` says about the node's place in the cluster (public: no addresses). */
+  health(): { node: string | undefined; state: 'up' | 'draining'; redis: 'up' | 'down' } {
+    return { node: this.#id, state: this.#draining ? 'draining' : 'up', redis: this.state.available ? 'up' : 'down' };
+  }
+
+  describe(): Record<string, unknown> {
+    return { node: this.#id, publicUrl: this.#url, redis: this.state.address };
+  }
+
+  // ---- WHIP
+
+  /** A WHIP POST reaching this node: placed in the cluster, here or forwarded. */
+  async publish(req: FastifyRequest, reply: FastifyReply, peer: string): Promise<FastifyReply> {
+    const hopToken = header(req, LOCK_HEADER);
+    if (hopToken !== undefined) {
+      // Another node holds the peer's lock and chose this node: prove it, then place here.
+      if (this.#draining) throw retry(reply, errors.SHUTTING_DOWN(), 5);
+      let holds: boolean;
+      try {
+        holds = await this.state.holds(peer, hopToken);
+      } catch (e) {
+        throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
+      }
+      if (!holds) throw retry(reply, errors.PEER_BUSY(peer), 1);
+      return relay(reply, await this.#placeHere(req, reply, peer));
+    }
+    let ticket;
+    try {
+      ticket = await this.placement.begin(peer);
+    } catch (e) {
+      throw retry(reply, e as EarshotError, isEarshotError(e) && e.code === errors.PEER_BUSY.code ? 1 : CLUSTER_RETRY_AFTER);
+    }
+    try {
+      let last: EngineResponse | undefined;
+      for (let node = ticket.next(); node !== undefined; node = ticket.next()) {
+        let res: EngineResponse;
+        if (node === this.id) {
+          // The live peer runs here and this node is leaving: it cannot be replaced now.
+          if (this.#draining) throw retry(reply, errors.SHUTTING_DOWN(), 5);
+          try {
+            res = await this.#placeHere(req, reply, peer);
+          } catch (e) {
+            // This node's engines refused for load (or none is up): another node may take it.
+            if (isEarshotError(e) && e.statusCode === 503 && ticket.owner === undefined) continue;
+            throw e;
+          }
+        } else {
+          const url = ticket.urlOf(node);
+          if (!url) continue;
+          try {
+            res = await requestUrl(new URL(url), 'POST', req.url, { ...this.#hopHeaders(req), [LOCK_HEADER]: ticket.token }, bodyOf(req));
+          } catch (e) {
+            this.#host.log.warn({ node, peer, err: (e as Error).message }, 'cluster: node did not answer an offer');
+            continue;
+          }
+        }
+        if (res.status === 201) {
+          const session = sessionOf(res);
+          if (session) ticket.placed(node, session);
+          return relay(reply, res);
+        }
+        last = res;
+        // Only a load refusal moves on, and never for a live peer: it is replaced where it runs.
+        if (res.status !== 503 || ticket.owner !== undefined) break;
+      }
+      if (last) return relay(reply, last);
+      throw retry(reply, errors.OVERLOADED(['no node in the cluster has room'], 'load'), 5);
+    } finally {
+      ticket.release();
+    }
+  }
+
+  /** Places on this node's engines; the session's ownership is in Redis before the answer leaves, so a DELETE through any node finds it. */
+  async #placeHere(req: FastifyRequest, reply: FastifyReply, peer: string): Promise<EngineResponse> {
+    const res = await this.#host.placeLocally(req, reply, peer);
+    const session = res.status === 201 ? sessionOf(res) : undefined;
+    if (session) {
+      this.placement.sessionStarted(this.id, peer, session);
+      await this.state.own(this.id, peer, session).catch(() => undefined);
+    }
+    return res;
+  }
+
+  /**
+   * A request for a session or peer this node does not run: forwarded to the
+   * node that does (looked up in Redis), or `notFound`.
+   */
+  async toOwner(req: FastifyRequest, reply: FastifyReply, owner: () => Promise<string | undefined>, notFound: () => EarshotError): Promise<FastifyReply> {
+    if (header(req, HOP_HEADER) !== undefined) throw notFound();
+    let node: string | undefined;
+    try {
+      node = await owner();
+    } catch (e) {
+      throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
+    }
+    if (node === undefined || node === this.id) throw notFound();
+    const url = await this.#urlOf(node);
+    if (!url) throw notFound();
+    let res: EngineResponse;
+    try {
+      res = await requestUrl(new URL(url), req.method, req.url, this.#hopHeaders(req), bodyOf(req));
+    } catch (e) {
+      // Registered but not answering (dying, or unreachable from here): its entry expires within the TTL.
+      throw retry(reply, errors.ENGINE_UNAVAILABLE(`cluster node "${node}" did not answer (${(e as Error).message})`), 1);
+    }
+    return relay(reply, res);
+  }
+
+  ownerOfSession(session: string): Promise<string | undefined> {
+    return this.placement.ownerOfSession(session);
+  }
+
+  ownerOfPeer(peer: string): Promise<string | undefined> {
+    return this.placement.ownerOfPeer(peer);
+  }
+
+  // ---- configuration
+
+  /**
+   * A pipeline or room change this node's engines just made: stored in Redis
+   * and published, so every node makes it too. Without Redis the change stays
+   * on this node (logged); it is not replayed later.
+   */
+  async changed(kind: ConfigChange['kind'], name: string, value: string | undefined): Promise<void> {
+    try {
+      await this.state.putConfig({ kind, name, from: this.id }, value);
+    } catch (e) {
+      this.#host.log.error({ kind, name, err: (e as Error).message }, 'cluster: change made on this node only (Redis unreachable)');
+    }
+  }
+
+  /** Applies pipeline `name` from Redis on this node now, if stored there (a change whose notice has not arrived yet). */
+  async fetchPipeline(name: string): Promise<boolean> {
+    try {
+      const doc = await this.state.getConfig('pipeline', name);
+      if (doc === undefined) return false;
+      await this.#applyOne('pipeline', name, doc);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async #applyChange(change: ConfigChange): Promise<void> {
+    if (change.from === this.#id) return;
+    try {
+      const value = await this.state.getConfig(change.kind, change.name);
+      await this.#applyOne(change.kind, change.name, value);
+    } catch (e) {
+      this.#host.log.error({ ...change, err: (e as Error).message }, 'cluster: change from another node not applied');
+    }
+  }
+
+  async #applyOne(kind: ConfigChange['kind'], name: string, value: string | undefined): Promise<void> {
+    const path = `/${kind === 'pipeline' ? 'pipelines' : 'rooms'}/${encodeURIComponent(name)}`;
+    const body = kind === 'room' && value !== undefined ? JSON.stringify({ pipeline: value }) : value;
+    const res = await this.#host.apply(value === undefined ? 'DELETE' : 'PUT', path, body);
+    if (res.status >= 400 && !(value === undefined && res.status === 404)) {
+      this.#host.log.error({ kind, name, status: res.status, detail: jsonOf<{ detail?: string }>(res)?.detail }, 'cluster: change from another node refused here');
+    }
+  }
+
+  /** (Re)connected to Redis: register, write back what runs here, apply the stored configuration. */
+  async #joined(): Promise<void> {
+    if (this.#left || this.#id === undefined) return;
+    try {
+      await this.#beat();
+      await this.state.resync(this.id, this.placement.liveSessions());
+      const { pipelines, rooms } = await this.state.config();
+      for (const [name, doc] of Object.entries(pipelines)) await this.#applyOne('pipeline', name, doc);
+      for (const [room, pipeline] of Object.entries(rooms)) await this.#applyOne('room', room, pipeline);
+      this.#host.log.info({ node: this.id, url: this.#url, redis: this.state.address, sessions: this.placement.liveSessions().length }, 'cluster: joined');
+    } catch (e) {
+      this.#host.log.warn({ err: (e as Error).message }, 'cluster: joining failed; retrying on the next reconnection');
+    }
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#left || this.#id === undefined || !this.state.available) return;
+    const load = this.#host.load();
+    const record: NodeRecord = {
+      id: this.#id,
+      url: this.#url!,
+      iceHosts: [...this.#host.iceHosts],
+      instance: this.#instance,
+      state: this.#draining ? 'draining' : 'up',
+      accepting: load.accepting && !this.#draining,
+      ready: load.ready,
+      sessions: load.sessions,
+      pending: load.pending,
+      workerUtilization: load.workerUtilization,
+      engines: load.engines,
+      startedAt: this.#startedAt,
+      seenAt: Date.now(),
+    };
+    this.placement.report({ engine: this.#id, accepting: record.accepting, ready: record.ready, sessions: record.sessions, pending: record.pending, workerUtilization: record.workerUtilization });
+    await this.state.heartbeat(record).catch(() => undefined);
+  }
+
+  // ---- draining and leaving
+
+  /**
+   * Stops taking sessions, lets the live ones end (up to `drainTimeoutMs`),
+   * then closes the node (the rest end, recordings finalize) and leaves the
+   * cluster. Resolves when it has.
+   */
+  drain(): Promise<void> {
+    this.#drain ??= (async () => {
+      this.#draining = true;
+      await this.#beat();
+      const timeoutMs = this.#options.drainTimeoutMs ?? 30_000;
+      const started = Date.now();
+      this.#host.log.info({ node: this.#id, sessions: this.#host.load().sessions, timeoutMs }, 'cluster: draining');
+      while (this.#host.load().sessions + this.#host.load().pending > 0 && Date.now() - started < timeoutMs) {
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      await this.#host.close();
+    })();
+    return this.#drain;
+  }
+
+  /** Marks the node draining in the registry now (the front is closing). */
+  async stopAccepting(): Promise<void> {
+    this.#draining = true;
+    await this.#beat();
+  }
+
+  /** Leaves the registry and disconnects from Redis (after the engines stopped). */
+  async leave(): Promise<void> {
+    if (this.#left) return;
+    this.#left = true;
+    if (this.#timer) clearInterval(this.#timer);
+    if (this.#id !== undefined) await this.state.deregister(this.#id).catch(() => undefined);
+    await this.state.close();
+    this.#host.log.info({ node: this.#id }, 'cluster: left');
+  }
+
+  // ---- routes
+
+  #routes(app: FastifyInstance): void {
+    app.post('/admin/drain', async (_req, reply) => {
+      void this.drain().catch((e: unknown) => this.#host.log.error({ err: (e as Error).message }, 'cluster: draining failed'));
+      return reply.code(202).send({ node: this.#id, state: 'draining', sessions: this.#host.load().sessions, timeoutMs: this.#options.drainTimeoutMs ?? 30_000 });
+    });
+
+    app.get('/cluster/nodes', async (_req, reply) => {
+      let nodes: NodeRecord[];
+      try {
+        nodes = await this.state.nodes();
+      } catch (e) {
+        throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
+      }
+      const now = Date.now();
+      return { self: this.#id, redis: this.state.address, nodes: nodes.map(({ instance: _i, ...n }) => ({ ...n, ageMs: Math.max(0, now - n.seenAt) })) };
+    });
+
+    app.get('/cluster/stats', async (req, reply) => {
+      const nodes = await this.#nodesOr503(reply);
+      const answers = await Promise.all(nodes.map(async (n) => ({ n, stats: await this.#nodeDoc<NodeStats>(n, req, '/stats', () => this.#host.stats()) })));
+      const parts = answers.flatMap((a) => (a.stats ? [{ node: a.n.id, stats: a.stats }] : []));
+      const summaries: NodeSummary[] = answers.map(({ n, stats }) => ({
+        node: n.id, url: n.url, state: n.state, reachable: stats !== undefined, peers: stats?.server.peers ?? n.sessions, ready: n.ready, engines: n.engines,
+      }));
+      return mergeClusterStats(parts, summaries);
+    });
+
+    app.get('/cluster/recordings', async (req, reply) => {
+      const nodes = await this.#nodesOr503(reply);
+      type Listing = { recordings: Array<RecordingEntry & { url: string }>; total: number };
+      const answers = await Promise.all(nodes.map(async (n) => ({ n, list: await this.#nodeDoc<Listing>(n, req, '/recordings?limit=1000', () => this.#host.recordings()) })));
+      const recordings = answers
+        .flatMap(({ n, list }) => (list?.recordings ?? []).map((r) => ({
+          ...r,
+          node: n.id,
+          // The owner's signed link, absolute: a player can fetch it from that node without a token.
+          url: new URL(r.url, `${n.url}/`).href,
+          download: `/cluster/recordings/${encodeURIComponent(n.id)}/${r.name.split('/').map(encodeURIComponent).join('/')}`,
+        })))
+        .sort((a, b) => b.modifiedAt.localeCompare(a.modifiedAt) || a.name.localeCompare(b.name));
+      return {
+        recordings,
+        total: recordings.length,
+        nodes: answers.map(({ n, list }) => (list ? { node: n.id, total: list.total } : { node: n.id, error: 'unreachable' })),
+      };
+    });
+
+    app.get<{ Params: { node: string; '*': string } }>('/cluster/recordings/:node/*', async (req, reply) => {
+      const name = RecordingsStore.checkName(req.params['*']);
+      const path = `/recordings/${name.split('/').map(encodeURIComponent).join('/')}`;
+      if (req.params.node === this.#id) return reply.redirect(path, 307);
+      const url = await this.#urlOf(req.params.node).catch((e: unknown) => {
+        throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
+      });
+      if (!url) throw errors.NODE_NOT_FOUND(req.params.node);
+      const headers = this.#hopHeaders(req);
+      return streamFrom(new URL(url), reply, path, headers);
+    });
+  }
+
+  async #nodesOr503(reply: FastifyReply): Promise<NodeRecord[]> {
+    try {
+      return await this.state.nodes();
+    } catch (e) {
+      throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
+    }
+  }
+
+  /** A JSON document from node `n` (this node's from `local`); undefined when it cannot be read. */
+  async #nodeDoc<T>(n: NodeRecord, req: FastifyRequest, path: string, local: () => Promise<T>): Promise<T | undefined> {
+    try {
+      if (n.id === this.#id) return await local();
+      const res = await requestUrl(new URL(n.url), 'GET', path, this.#hopHeaders(req));
+      return res.status === 200 ? jsonOf<T>(res) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #urlOf(node: string): Promise<string | undefined> {
+    return (await this.state.nodes()).find((n) => n.id === node)?.url;
+  }
+
+  /** The client's headers for another node: its own Host (from the URL), and the hop mark. */
+  #hopHeaders(req: FastifyRequest): OutgoingHttpHeaders {
+    const { host: _host, ...rest } = forwardedHeaders(req);
+    return { ...rest, [HOP_HEADER]: this.#id ?? '' };
+  }
+}
+
+function header(req: FastifyRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+function sessionOf(res: EngineResponse): string | undefined {
+  const m = /\/whip\/sessions\/([^/?#]+)$/.exec(String(res.headers.location ?? ''));
+  return m ? decodeURIComponent(m[1]) : undefined;
+}
+
+function retry(reply: FastifyReply, error: EarshotError, seconds: number): EarshotError {
+  if (isEarshotError(error) && (error.statusCode === 503 || error.statusCode === 409)) void reply.header('Retry-After', String(seconds));
+  return error;
+}
+
+/** Throws `EARSHOT_OPTION_INVALID` for the first unusable cluster option (misspelt names included). */
+export function checkClusterNodeOptions(options: ClusterNodeOptions): void {
+  checkOptionNames('createCluster', options, CLUSTER_NODE_OPTIONS, 'cluster.');
+  if (typeof options.redis !== 'string' || !/^rediss?:\/\//.test(options.redis)) throw errors.OPTION_INVALID('cluster.redis', `must be a redis:// or rediss:// URL, got "${String(options.redis).slice(0, 80)}"`);
+  if (options.publicUrl !== undefined) checkPublicUrl(String(options.publicUrl));
+  if (options.nodeId !== undefined && (typeof options.nodeId !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(options.nodeId))) {
+    throw errors.OPTION_INVALID('cluster.nodeId', `"${String(options.nodeId).slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", ".", ":" or "-", starting with a letter or digit`);
+  }
+  checkInteger('cluster.drainTimeoutMs', options.drainTimeoutMs, 1, 2 ** 31 - 1);
+}
+
+function checkPublicUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw errors.OPTION_INVALID('cluster.publicUrl', `must be an absolute http(s) URL, got "${url.slice(0, 80)}"`);
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) {
+    throw errors.OPTION_INVALID('cluster.publicUrl', `must be http(s)://host[:port] with no path, got "${url.slice(0, 80)}" (serve earshot at the root of its host name)`);
+  }
+}

@@ -1,0 +1,298 @@
+/**
+ * The state a cluster of earshot nodes shares, kept in Redis (ioredis):
+ *
+ * - the node registry: one key per node (`earshot:node:<id>`, JSON of its
+ *   public URL and load) written every `HEARTBEAT_MS` with a `NODE_TTL_MS`
+ *   expiry, so a node that dies drops out by itself; a set of ids to list them;
+ * - the per-peer placement lock: `SET earshot:lock:<peer> <token> NX PX`, freed
+ *   only by its holder (compare-and-delete), and expiring if the holder dies;
+ * - ownership: hashes `earshot:peers` (peer → `node\tsession`) and
+ *   `earshot:sessions` (session → node). An entry whose node is no longer
+ *   registered is ignored by readers: a killed node cannot clean up;
+ * - cluster-wide configuration: hashes `earshot:pipelines` (name → document)
+ *   and `earshot:rooms` (room → pipeline), with a pub/sub channel that tells
+ *   every node to apply a change.
+ *
+ * Commands fail at once while Redis is unreachable (no offline queue): a
+ * caller turns that into `EARSHOT_CLUSTER_UNAVAILABLE` rather than waiting.
+ * The connection retries by itself; `onReady` runs on every (re)connection so
+ * that the node re-registers and writes back what Redis may have lost.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import { errors, type EarshotError } from '../errors.js';
+
+/** A node drops out of the registry this long after its last heartbeat, ms. */
+export const NODE_TTL_MS = 5000;
+/** How often a node writes its registry entry, ms. */
+export const HEARTBEAT_MS = 1000;
+/**
+ * Longest a peer's placement lock lives if its holder never frees it (the
+ * holder died mid-placement), ms: longer than an offer may take to answer
+ * (the forward's 30 s timeout), so a slow answer never loses its lock.
+ */
+export const LOCK_TTL_MS = 35_000;
+
+/** What a node says about itself in the registry. */
+export interface NodeRecord {
+  /** The node id (`--node-id`). */
+  id: string;
+  /** Where other nodes and clients reach it (`--public-url`). */
+  url: string;
+  /** The addresses its answers announce for media (`--ice-host`); empty: every interface of its machine. */
+  iceHosts: string[];
+  /** Random per start: tells a restarted node from its predecessor under the same id. */
+  instance: string;
+  /** `up`, or `draining` (no new sessions; it leaves once its sessions end). */
+  state: 'up' | 'draining';
+  /** Takes new sessions: up, not draining, with an engine running. */
+  accepting: boolean;
+  /** Its admission control has room (measured load). */
+  ready: boolean;
+  /** Live sessions on the node. */
+  sessions: number;
+  /** Sessions being answered or not yet connected. */
+  pending: number;
+  /** Its least busy engine's DSP worker utilization, 0..1. */
+  workerUtilization: number;
+  /** Engine processes on the node. */
+  engines: number;
+  /** When the node started (ISO 8601). */
+  startedAt: string;
+  /** When this record was written (ms since the epoch). */
+  seenAt: number;
+}
+
+/** Longest a Redis command may take before the caller gets `EARSHOT_CLUSTER_UNAVAILABLE`, ms. */
+const COMMAND_TIMEOUT_MS = 2000;
+
+/** A configuration change every node applies. */
+export interface ConfigChange {
+  kind: 'pipeline' | 'room';
+  name: string;
+  /** The node that made it (it has applied it already). */
+  from: string;
+}
+
+export interface ClusterStateOptions {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
+  url: string;
+  /** Prefix of every key and channel, so that several clusters can share one Redis. Default `earshot:`. */
+  prefix?: string;
+  /** Runs on every (re)connection to Redis. */
+  onReady(): void;
+  /** Runs when Redis becomes unreachable (once per outage). */
+  onDown(why: string): void;
+  /** A configuration change published by another node. */
+  onChange(change: ConfigChange): void;
+}
+
+// Compare-and-delete: only the holder frees a lock, only the owner's entry goes.
+const UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const HDEL_IF = "if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) else return 0 end";
+
+export class ClusterState {
+  readonly #redis: Redis;
+  readonly #sub: Redis;
+  readonly #prefix: string;
+  readonly #options: ClusterStateOptions;
+  /** Redis is known to be unreachable (so each outage, the first failed connection included, is logged once). */
+  #down = false;
+  #closed = false;
+
+  constructor(options: ClusterStateOptions) {
+    this.#options = options;
+    this.#prefix = options.prefix ?? 'earshot:';
+    const common: RedisOptions = {
+      lazyConnect: true,
+      connectTimeout: 2000,
+      // Keep trying for as long as the node runs: it rejoins when Redis returns.
+      retryStrategy: (times) => (this.#closed ? null : Math.min(100 * times, 1000)),
+    };
+    // Commands fail at once while disconnected: a WHIP POST gets its 503 now, not after a queue drains.
+    // A command timeout too: a Redis cut off without the connection closing (a network partition) must not hold a POST.
+    this.#redis = new Redis(options.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: COMMAND_TIMEOUT_MS });
+    // The subscriber queues its SUBSCRIBE until connected and re-subscribes after a reconnection.
+    this.#sub = new Redis(options.url, { ...common, maxRetriesPerRequest: null });
+    this.#redis.on('ready', () => {
+      this.#down = false;
+      options.onReady();
+    });
+    const lost = (why: string) => {
+      if (this.#down || this.#closed) return;
+      this.#down = true;
+      options.onDown(why);
+    };
+    this.#redis.on('error', (e: Error) => lost(e.message));
+    this.#redis.on('close', () => lost('connection closed'));
+    this.#sub.on('error', () => undefined); // reported through the command connection
+    this.#sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.#key('changes')) return;
+      try {
+        const change = JSON.parse(message) as ConfigChange;
+        if ((change.kind === 'pipeline' || change.kind === 'room') && typeof change.name === 'string') options.onChange(change);
+      } catch {
+        // not ours
+      }
+    });
+  }
+
+  /** Starts connecting (resolves at once; `onReady` says when it is connected). */
+  connect(): void {
+    this.#redis.connect().catch(() => undefined);
+    this.#sub.connect().then(() => this.#sub.subscribe(this.#key('changes')), () => undefined);
+  }
+
+  /** Connected and ready for commands. */
+  get available(): boolean {
+    return this.#redis.status === 'ready';
+  }
+
+  /** Where Redis is, without credentials (for logs and views). */
+  get address(): string {
+    const u = new URL(this.#options.url);
+    return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+  }
+
+  // ---- node registry
+
+  async heartbeat(record: NodeRecord): Promise<void> {
+    await this.#call((r) => r.multi().set(this.#key(`node:${record.id}`), JSON.stringify(record), 'PX', NODE_TTL_MS).sadd(this.#key('nodes'), record.id).exec());
+  }
+
+  /** Every registered node (ids whose entry expired are dropped from the set on the way). */
+  async nodes(): Promise<NodeRecord[]> {
+    return this.#call(async (r) => {
+      const ids = await r.smembers(this.#key('nodes'));
+      if (ids.length === 0) return [];
+      const values = await r.mget(ids.map((id) => this.#key(`node:${id}`)));
+      const gone = ids.filter((_, i) => values[i] === null);
+      if (gone.length > 0) await r.srem(this.#key('nodes'), ...gone);
+      return values.flatMap((v) => (v === null ? [] : [JSON.parse(v) as NodeRecord])).sort((a, b) => a.id.localeCompare(b.id));
+    });
+  }
+
+  /** Leaves the registry, and forgets what `node` owned. */
+  async deregister(node: string): Promise<void> {
+    await this.#call(async (r) => {
+      await r.multi().del(this.#key(`node:${node}`)).srem(this.#key('nodes'), node).exec();
+      await this.#forgetOwned(r, node, new Set());
+    });
+  }
+
+  // ---- per-peer lock
+
+  /** Takes the placement lock of `peer`; resolves to its token, or throws `EARSHOT_PEER_BUSY` while another placement holds it. */
+  async lock(peer: string): Promise<string> {
+    const token = randomBytes(12).toString('base64url');
+    const ok = await this.#call((r) => r.set(this.#key(`lock:${peer}`), token, 'PX', LOCK_TTL_MS, 'NX'));
+    if (ok !== 'OK') throw errors.PEER_BUSY(peer);
+    return token;
+  }
+
+  /** Frees the lock if `token` still holds it (best effort: it expires anyway). */
+  async unlock(peer: string, token: string): Promise<void> {
+    await this.#call((r) => r.eval(UNLOCK, 1, this.#key(`lock:${peer}`), token)).catch(() => undefined);
+  }
+
+  /** Whether `token` holds the lock of `peer` (a node placing a session on another proves it this way). */
+  async holds(peer: string, token: string): Promise<boolean> {
+    return (await this.#call((r) => r.get(this.#key(`lock:${peer}`)))) === token;
+  }
+
+  // ---- ownership
+
+  async own(node: string, peer: string, session: string): Promise<void> {
+    await this.#call((r) => r.multi().hset(this.#key('peers'), peer, `${node}\t${session}`).hset(this.#key('sessions'), session, node).exec());
+  }
+
+  async disown(node: string, peer: string, session: string): Promise<void> {
+    await this.#call((r) => r.multi().eval(HDEL_IF, 1, this.#key('peers'), peer, `${node}\t${session}`).eval(HDEL_IF, 1, this.#key('sessions'), session, node).exec());
+  }
+
+  /** The node a peer's live session runs on, as Redis knows it (the caller checks that node is alive). */
+  async ownerOfPeer(peer: string): Promise<{ node: string; session: string } | undefined> {
+    const v = await this.#call((r) => r.hget(this.#key('peers'), peer));
+    if (!v) return undefined;
+    const [node, session] = v.split('\t');
+    return { node, session };
+  }
+
+  async ownerOfSession(session: string): Promise<string | undefined> {
+    return (await this.#call((r) => r.hget(this.#key('sessions'), session))) ?? undefined;
+  }
+
+  /**
+   * Makes Redis say exactly what `node` runs: its live sessions written, its
+   * entries for sessions that ended meanwhile removed. After a reconnection
+   * (Redis restarted empty, or session ends were missed while it was away).
+   */
+  async resync(node: string, live: ReadonlyArray<{ peer: string; session: string }>): Promise<void> {
+    await this.#call(async (r) => {
+      const m = r.multi();
+      for (const s of live) m.hset(this.#key('peers'), s.peer, `${node}\t${s.session}`).hset(this.#key('sessions'), s.session, node);
+      await m.exec();
+      await this.#forgetOwned(r, node, new Set(live.map((s) => s.session)));
+    });
+  }
+
+  async #forgetOwned(r: Redis, node: string, keep: ReadonlySet<string>): Promise<void> {
+    const sessions = await r.hgetall(this.#key('sessions'));
+    const peers = await r.hgetall(this.#key('peers'));
+    const m = r.multi();
+    for (const [session, owner] of Object.entries(sessions)) if (owner === node && !keep.has(session)) m.eval(HDEL_IF, 1, this.#key('sessions'), session, node);
+    for (const [peer, v] of Object.entries(peers)) {
+      const [owner, session] = v.split('\t');
+      if (owner === node && !keep.has(session)) m.eval(HDEL_IF, 1, this.#key('peers'), peer, v);
+    }
+    await m.exec();
+  }
+
+  // ---- configuration
+
+  /** Stores a pipeline document or room binding (`value` undefined: deleted) and tells every node. */
+  async putConfig(change: ConfigChange, value: string | undefined): Promise<void> {
+    const hash = this.#key(change.kind === 'pipeline' ? 'pipelines' : 'rooms');
+    await this.#call((r) => {
+      const m = r.multi();
+      if (value === undefined) m.hdel(hash, change.name);
+      else m.hset(hash, change.name, value);
+      return m.publish(this.#key('changes'), JSON.stringify(change)).exec();
+    });
+  }
+
+  async getConfig(kind: ConfigChange['kind'], name: string): Promise<string | undefined> {
+    return (await this.#call((r) => r.hget(this.#key(kind === 'pipeline' ? 'pipelines' : 'rooms'), name))) ?? undefined;
+  }
+
+  /** Every stored pipeline document and room binding. */
+  async config(): Promise<{ pipelines: Record<string, string>; rooms: Record<string, string> }> {
+    return this.#call(async (r) => ({ pipelines: await r.hgetall(this.#key('pipelines')), rooms: await r.hgetall(this.#key('rooms')) }));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    // QUIT only on a live connection: on one that is reconnecting it would wait for Redis to return.
+    await Promise.allSettled([this.#redis, this.#sub].map((r) => (r.status === 'ready' ? r.quit() : undefined)));
+    this.#redis.disconnect();
+    this.#sub.disconnect();
+  }
+
+  #key(name: string): string {
+    return `${this.#prefix}${name}`;
+  }
+
+  /** Runs Redis commands; any failure of Redis itself becomes `EARSHOT_CLUSTER_UNAVAILABLE`. */
+  async #call<T>(f: (r: Redis) => Promise<T>): Promise<T> {
+    if (!this.available) throw errors.CLUSTER_UNAVAILABLE(`Redis at ${this.address} is ${this.#redis.status}`);
+    try {
+      return await f(this.#redis);
+    } catch (e) {
+      throw unavailable(e);
+    }
+  }
+}
+
+function unavailable(e: unknown): EarshotError {
+  return errors.CLUSTER_UNAVAILABLE((e as Error)?.message ?? String(e));
+}

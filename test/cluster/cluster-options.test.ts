@@ -1,0 +1,33 @@
+/**
+ * createCluster checks its options before it starts any process: the same
+ * checks as createServer, its own options, and the cluster node's, each
+ * refusal an `EARSHOT_OPTION_INVALID` naming the option.
+ */
+import { describe, expect, it } from 'vitest';
+import { createCluster, type ClusterOptions } from '../../src/index.js';
+
+const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+  ['processes', { processes: 0 }, /processes must be an integer from 1 to 64, got 0/],
+  ['processes', { processes: 2.5 }, /processes must be an integer/],
+  ['port', { port: 70000 }, /port must be an integer from 0 to 65535/],
+  ['maxSesions', { maxSesions: 3 }, /is not an option of createCluster \(did you mean maxSessions\?\)/],
+  ['drainTimeoutMs', { drainTimeoutMs: -1 }, /drainTimeoutMs must be an integer/],
+  ['logger', { logger: console }, /not supported by createCluster/],
+  ['processors', { processors: {} }, /not supported by createCluster/],
+  ['cluster.redis', { cluster: { redis: 'http://10.0.0.5:6379' } }, /redis:\/\/ or rediss:\/\/ URL/],
+  ['cluster.publicUrl', { cluster: { redis: 'redis://127.0.0.1:1', publicUrl: 'http://node-1.example/earshot' } }, /no path/],
+  ['cluster.nodeId', { cluster: { redis: 'redis://127.0.0.1:1', nodeId: 'bad id!' } }, /is not allowed/],
+  ['cluster.publicUrll', { cluster: { redis: 'redis://127.0.0.1:1', publicUrll: 'http://x' } }, /did you mean cluster.publicUrl\?/],
+  ['cluster.publicUrl', { host: '0.0.0.0', adminToken: 'a'.repeat(32), cluster: { redis: 'redis://127.0.0.1:1' } }, /required when listening on every address/],
+];
+
+describe('createCluster options', () => {
+  it.each(cases)('refuses %s before starting anything', async (option, options, message) => {
+    const error = await createCluster(options as ClusterOptions).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', statusCode: 500, extensions: { option } });
+    expect((error as Error).message).toMatch(message);
+  });
+});

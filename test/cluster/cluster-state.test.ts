@@ -1,0 +1,119 @@
+/**
+ * The cluster's shared state on a real redis-server: the per-peer lock (only
+ * its holder frees it), ownership that only its owner removes, a resync that
+ * makes Redis say exactly what a node runs, configuration changes published to
+ * the other nodes, node placement by load with ties to the receiving node, and
+ * `EARSHOT_CLUSTER_UNAVAILABLE` while Redis is away, then a rejoin.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClusterState, type ConfigChange, type NodeRecord } from '../../src/cluster/cluster-state.js';
+import { RedisPlacement } from '../../src/cluster/redis-placement.js';
+import { isEarshotError } from '../../src/errors.js';
+import { startRedis, type TestRedis } from './redis-server.js';
+
+let redis: TestRedis;
+let a: ClusterState;
+let b: ClusterState;
+const ready = { a: 0, b: 0 };
+const changes: ConfigChange[] = [];
+
+async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const record = (id: string, load: Partial<NodeRecord> = {}): NodeRecord => ({
+  id, url: `http://${id}:8080`, iceHosts: [], instance: id, state: 'up', accepting: true, ready: true,
+  sessions: 0, pending: 0, workerUtilization: 0, engines: 1, startedAt: new Date().toISOString(), seenAt: Date.now(), ...load,
+});
+
+beforeAll(async () => {
+  redis = await startRedis();
+  const make = (name: 'a' | 'b') => new ClusterState({ url: redis.url, prefix: 'test:', onReady: () => ready[name]++, onDown: () => undefined, onChange: (c) => name === 'b' && changes.push(c) });
+  a = make('a');
+  b = make('b');
+  a.connect();
+  b.connect();
+  await until('both connected', () => (a.available && b.available ? true : undefined));
+});
+
+afterAll(async () => {
+  await Promise.all([a?.close(), b?.close()]);
+  await redis?.kill();
+});
+
+describe('ClusterState on Redis', () => {
+  it('locks a peer once in the whole cluster; only the holder frees it', async () => {
+    const token = await a.lock('alice');
+    const busy = await b.lock('alice').catch((e: unknown) => e);
+    expect(isEarshotError(busy) && busy.code).toBe('EARSHOT_PEER_BUSY');
+    expect(await b.holds('alice', token)).toBe(true);
+    expect(await b.holds('alice', 'forged')).toBe(false);
+    await b.unlock('alice', 'forged');
+    expect(await a.holds('alice', token)).toBe(true);
+    await a.unlock('alice', token);
+    await b.unlock('alice', await b.lock('alice'));
+  });
+
+  it('keeps ownership that only the owning node (and session) removes, and resyncs a node to what it runs', async () => {
+    await a.own('node-a', 'p1', 's1');
+    await b.own('node-b', 'p1', 's2'); // replaced on another node in between: the newest owns the peer
+    await a.disown('node-a', 'p1', 's1');
+    expect(await b.ownerOfPeer('p1')).toEqual({ node: 'node-b', session: 's2' });
+    expect(await b.ownerOfSession('s1')).toBeUndefined();
+    expect(await b.ownerOfSession('s2')).toBe('node-b');
+    await a.own('node-a', 'p2', 's3');
+    await a.own('node-a', 'p3', 's4');
+    // node-a restarted running only p4/s5: s3 and s4 are gone, p1 (node-b's) stays.
+    await a.resync('node-a', [{ peer: 'p4', session: 's5' }]);
+    expect([await a.ownerOfSession('s3'), await a.ownerOfSession('s4'), await a.ownerOfSession('s5')]).toEqual([undefined, undefined, 'node-a']);
+    expect(await a.ownerOfPeer('p1')).toEqual({ node: 'node-b', session: 's2' });
+  });
+
+  it('publishes configuration changes to the other nodes, with the stored value', async () => {
+    await a.putConfig({ kind: 'pipeline', name: 'shared', from: 'node-a' }, '{"name":"shared"}');
+    const change = await until('the change to reach b', () => changes.find((c) => c.name === 'shared'));
+    expect(change).toEqual({ kind: 'pipeline', name: 'shared', from: 'node-a' });
+    expect(await b.getConfig('pipeline', 'shared')).toBe('{"name":"shared"}');
+    await a.putConfig({ kind: 'room', name: 'r1', from: 'node-a' }, 'shared');
+    expect(await b.config()).toEqual({ pipelines: { shared: '{"name":"shared"}' }, rooms: { r1: 'shared' } });
+  });
+
+  it('places a new peer on the least-loaded accepting node, ties going to the receiving node; a live peer on its owner', async () => {
+    await a.heartbeat(record('node-a', { sessions: 2 }));
+    await a.heartbeat(record('node-b', { sessions: 1 }));
+    await a.heartbeat(record('node-c', { sessions: 0, accepting: false }));
+    await a.heartbeat(record('node-d', { sessions: 1, ready: false }));
+    const placement = new RedisPlacement(a, 'node-a', () => undefined);
+    const t1 = await placement.begin('new-peer');
+    expect([t1.next(), t1.next(), t1.next(), t1.next()]).toEqual(['node-b', 'node-a', 'node-d', undefined]);
+    t1.release();
+    // node-b answering one offer counts: now it ties with node-a (2), which received the POST.
+    const t2 = await placement.begin('burst-1');
+    expect(t2.next()).toBe('node-b');
+    const t3 = await placement.begin('burst-2');
+    expect(t3.next()).toBe('node-a');
+    t2.release();
+    t3.release();
+    await b.own('node-b', 'live', 'sx');
+    const t4 = await placement.begin('live');
+    expect([t4.owner, t4.next(), t4.next()]).toEqual(['node-b', 'node-b', undefined]);
+    t4.release();
+    await until('the lock to be freed', async () => ((await b.lock('live').then((t) => b.unlock('live', t)).then(() => true, () => undefined))));
+  });
+
+  it('answers EARSHOT_CLUSTER_UNAVAILABLE while Redis is away, and calls onReady when it is back', async () => {
+    const before = ready.a;
+    await redis.kill();
+    await until('a to notice', () => (a.available ? undefined : true));
+    const e = await a.lock('x').catch((err: unknown) => err);
+    expect(isEarshotError(e) && [e.code, e.statusCode]).toEqual(['EARSHOT_CLUSTER_UNAVAILABLE', 503]);
+    await redis.start();
+    await until('a to reconnect', () => (a.available && ready.a > before ? true : undefined), 10_000);
+    await a.unlock('x', await a.lock('x'));
+  });
+});

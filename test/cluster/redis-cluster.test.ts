@@ -1,0 +1,305 @@
+/**
+ * `earshot serve --cluster redis://…`: three real nodes (each a front with
+ * one engine process, started by the CLI) on one real redis-server, all on
+ * loopback, publishing real audio over WebRTC. Placement by load across
+ * nodes, recordings right on the owner, DELETE and downloads through any
+ * node, a browser-shaped client, cluster-wide peer replacement, shared
+ * pipelines and rooms, Redis killed and restarted, a node killed, a node drained.
+ */
+import { fixturePath } from '../helpers/fixtures.js';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
+import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { startCli, type CliServer } from './cli-server.js';
+import { startRedis, type TestRedis } from './redis-server.js';
+
+const tone = fixturePath('tone-1k-48k.wav');
+const PUBLISH = 'publish-token-for-the-cluster-test';
+const ADMIN = 'admin-token-for-the-cluster-test';
+const admin = { authorization: `Bearer ${ADMIN}` };
+
+type NodeView = { id: string; url: string; state: string; accepting: boolean; sessions: number; ageMs: number };
+type ClusterPeer = { peer: string; session: string; node: string; state: string; pipeline: string; rtp: { packetsReceived: number }; recording: { name: string } | null };
+type Recording = { name: string; seconds: number; gapFrames: number; droppedFrames: number; state: string };
+
+let redis: TestRedis;
+let nodes: CliServer[] = [];
+/** Node id → its CLI server (ids are `<hostname>-<port>`). */
+const byId = new Map<string, CliServer>();
+
+beforeAll(async () => {
+  redis = await startRedis();
+  const started = await Promise.allSettled(
+    [0, 1, 2].map(() =>
+      startCli(['--cluster', redis.url, '--processes', '1', '--threads', '1', '--pipeline', 'raw', '--media-timeout', '3', '--token', PUBLISH, '--admin-token', ADMIN, '--drain-timeout', '10'], { startTimeoutMs: 60_000 }),
+    ),
+  );
+  // The ones that started are stopped by afterAll even if another failed.
+  nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const views = await until('every node to see all three', async () => {
+    const list = await nodesSeenBy(nodes[0]);
+    return list.length === 3 ? list : undefined;
+  });
+  for (const v of views) byId.set(v.id, nodes.find((n) => n.url === v.url)!);
+}, 90_000);
+
+afterAll(async () => {
+  await Promise.all(nodes.map((n) => n.stop(15_000).catch(() => null)));
+  await Promise.all(nodes.map((n) => n.cleanup()));
+  await redis?.kill();
+});
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function get<T>(node: CliServer, path: string): Promise<T> {
+  const res = await fetch(`${node.url}${path}`, { headers: admin });
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+const nodesSeenBy = async (node: CliServer) => (await get<{ nodes: NodeView[] }>(node, '/cluster/nodes')).nodes;
+const idOf = (node: CliServer) => [...byId].find(([, n]) => n === node)![0];
+/** A live peer as the cluster's statistics show it (through `via`). */
+const livePeer = (via: CliServer, peer: string, minPackets = 1) =>
+  until(`${peer} live in /cluster/stats`, async () => {
+    const { peers } = await get<{ peers: ClusterPeer[] }>(via, '/cluster/stats');
+    const p = peers.find((x) => x.peer === peer && x.state !== 'ended');
+    return p && p.rtp.packetsReceived >= minPackets ? p : undefined;
+  });
+/** The node whose recordings directory holds files starting with `prefix`, and those files. */
+async function recordingsOf(prefix: string): Promise<Array<{ node: CliServer; files: string[] }>> {
+  const found = await Promise.all(nodes.map(async (node) => ({ node, files: (await readdir(node.recordingsDir).catch(() => [] as string[])).filter((f) => f.startsWith(prefix)) })));
+  return found.filter((f) => f.files.length > 0);
+}
+async function finalized(file: string): Promise<boolean> {
+  const bytes = await readFile(file);
+  const at = bytes.indexOf('data', 12, 'latin1');
+  return at > 0 && bytes.readUInt32LE(at + 4) === bytes.length - at - 8;
+}
+/** A POST any node must refuse before negotiating (the offer is never parsed). */
+const rawPost = (node: CliServer, path: string) =>
+  fetch(`${node.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${PUBLISH}`, 'content-type': 'application/sdp' }, body: 'v=0\r\n' });
+
+describe('earshot serve --cluster (3 nodes, one Redis)', () => {
+  it('lists every node in /cluster/nodes, through any node', async () => {
+    for (const node of nodes) {
+      const list = await nodesSeenBy(node);
+      expect(list.map((n) => n.url).sort()).toEqual(nodes.map((n) => n.url).sort());
+      expect(list.every((n) => n.state === 'up' && n.accepting && n.ageMs < 3000)).toBe(true);
+    }
+    // Admin only: the access layer's default.
+    expect((await fetch(`${nodes[0].url}/cluster/nodes`)).status).toBe(401);
+    expect((await fetch(`${nodes[0].url}/cluster/nodes`, { headers: { authorization: `Bearer ${PUBLISH}` } })).status).toBe(403);
+  });
+
+  it('places a POST on the least-loaded node, records it right there, and ends a session with a DELETE through another node', async () => {
+    const controller = new AbortController();
+    const first = sendAudio({ url: `${nodes[0].url}/whip/load/first`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    try {
+      const f = await livePeer(nodes[0], 'first', 25);
+      const owner = byId.get(f.node)!;
+      // The owner's heartbeat shows its session: the next POST to it goes elsewhere.
+      await until('the owner to report its session', async () => ((await nodesSeenBy(owner)).find((n) => n.id === f.node)?.sessions === 1 ? true : undefined));
+      const second = await sendAudio({ url: `${owner.url}/whip/load/second`, token: PUBLISH, source: tone, seconds: 2 });
+      expect(second.sessionUrl.startsWith(`${owner.url}/whip/sessions/`)).toBe(true);
+      const placed = await recordingsOf('load-second-');
+      expect(placed).toHaveLength(1);
+      expect(placed[0].node).not.toBe(owner);
+      const wav = await readWav(join(placed[0].node.recordingsDir, placed[0].files[0]));
+      expect(Math.abs(wav.durationSec - 2)).toBeLessThan(0.04);
+      expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
+      expect(await finalized(join(placed[0].node.recordingsDir, placed[0].files[0]))).toBe(true);
+
+      // DELETE of `first` through a node that does not run it.
+      const other = nodes.find((n) => n !== owner)!;
+      const res = await fetch(`${other.url}/whip/sessions/${f.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
+      expect(res.status).toBe(200);
+      const ended = (await res.json()) as { peer: string; recordings: Recording[] };
+      expect(ended.peer).toBe('first');
+      expect(ended.recordings.map((r) => r.name)).toEqual([f.recording!.name]);
+      expect(await finalized(join(owner.recordingsDir, f.recording!.name))).toBe(true);
+      expect((await fetch(`${other.url}/whip/sessions/${f.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } })).status).toBe(404);
+
+      // Recordings of every node, listed and downloaded through any node.
+      const listing = await get<{ recordings: Array<{ name: string; node: string; bytes: number; download: string; url: string }> }>(other, '/cluster/recordings');
+      const entry = listing.recordings.find((r) => r.name === f.recording!.name)!;
+      expect(entry.node).toBe(f.node);
+      const viaOther = await fetch(`${other.url}${entry.download}`, { headers: admin });
+      expect(viaOther.status).toBe(200);
+      const bytes = Buffer.from(await viaOther.arrayBuffer());
+      expect(bytes.equals(await readFile(join(owner.recordingsDir, entry.name)))).toBe(true);
+      // The owner's signed link works without a token.
+      expect((await fetch(entry.url)).status).toBe(200);
+    } finally {
+      controller.abort();
+      await first.catch(() => undefined);
+    }
+  });
+
+  it('serves a browser-shaped client: a plain fetch POST without following redirects, then DELETE of its Location through another node', async () => {
+    const [entry, later] = [nodes[2], nodes[1]];
+    let location = '';
+    const sent = await sendAudio({
+      url: `${entry.url}/whip/browser/b1`,
+      source: tone,
+      seconds: 1.5,
+      skipDelete: true,
+      signaling: async (offer) => {
+        const res = await fetch(`${entry.url}/whip/browser/b1`, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { authorization: `Bearer ${PUBLISH}`, 'content-type': 'application/sdp' },
+          body: offer,
+        });
+        expect(res.status).toBe(201);
+        expect(res.headers.get('content-type')).toMatch(/^application\/sdp/);
+        location = res.headers.get('location') ?? '';
+        return res.text();
+      },
+    });
+    expect(sent.packetsSent).toBeGreaterThan(60);
+    expect(location).toMatch(/^\/whip\/sessions\/[^/]+$/);
+    const res = await fetch(new URL(location, later.url), { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
+    expect(res.status).toBe(200);
+    const [rec] = ((await res.json()) as { recordings: Recording[] }).recordings;
+    expect(rec.seconds).toBeGreaterThan(1.2);
+  });
+
+  it('replaces a live peer on the node that runs it, whichever node the second POST reaches', async () => {
+    const controller = new AbortController();
+    const first = sendAudio({ url: `${nodes[0].url}/whip/repl/twice`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    try {
+      const a = await livePeer(nodes[0], 'twice', 25);
+      const elsewhere = nodes.find((n) => n !== byId.get(a.node))!;
+      const second = await sendAudio({ url: `${elsewhere.url}/whip/repl/twice`, token: PUBLISH, source: tone, seconds: 1 });
+      expect(second.packetsSent).toBeGreaterThan(40);
+      const found = await recordingsOf('repl-twice-');
+      // Both sessions ran on the owner: never two nodes for one peer.
+      expect(found.map((f) => f.node)).toEqual([byId.get(a.node)]);
+      expect(found[0].files).toHaveLength(2);
+    } finally {
+      controller.abort();
+      await first.catch(() => undefined);
+    }
+    // While another placement of the peer holds its cluster-wide lock (here: taken by hand in Redis), every node says PEER_BUSY.
+    expect(await redis.command('SET', 'earshot:lock:busy', 'someone-else', 'PX', '10000', 'NX')).toBe('+OK\r\n');
+    for (const node of nodes) {
+      const res = await rawPost(node, '/whip/repl/busy');
+      expect([res.status, res.headers.get('retry-after'), ((await res.json()) as { code: string }).code]).toEqual([409, '1', 'EARSHOT_PEER_BUSY']);
+    }
+    await redis.command('DEL', 'earshot:lock:busy');
+    // With the lock free the offer is placed (and refused by the engine for what it is: no usable offer).
+    const free = await rawPost(nodes[0], '/whip/repl/busy');
+    expect([400, 422]).toContain(free.status);
+    expect(((await free.json()) as { code: string }).code).not.toBe('EARSHOT_PEER_BUSY');
+  });
+
+  it('shares pipelines and room bindings: a change through one node is used by the others', async () => {
+    const shared = { name: 'shared', stages: [], sinks: [{ type: 'record', template: 'shared-{peer}' }, { type: 'stats' }] };
+    const put = await fetch(`${nodes[0].url}/pipelines/shared`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify(shared) });
+    expect(put.status).toBe(201);
+    const bind = await fetch(`${nodes[1].url}/rooms/sharedroom`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'shared' }) });
+    expect(bind.status).toBe(200);
+    for (const node of nodes) {
+      await until(`the room binding on ${node.url}`, async () => ((await get<{ pipeline: string }>(node, '/rooms/sharedroom')).pipeline === 'shared' ? true : undefined), 10_000);
+    }
+    const results = await sendMany(3, { url: `${nodes[2].url}/whip/sharedroom/s`, token: PUBLISH, source: tone, seconds: 1 });
+    expect(results.filter((r) => 'error' in r)).toEqual([]);
+    const found = await recordingsOf('shared-s-');
+    expect(found.flatMap((f) => f.files).sort()).toEqual(['shared-s-1.wav', 'shared-s-2.wav', 'shared-s-3.wav']);
+  });
+
+  it('without Redis: a live session keeps recording, new POSTs get 503 EARSHOT_CLUSTER_UNAVAILABLE; with Redis back, placements work again', async () => {
+    const controller = new AbortController();
+    const steady = sendAudio({ url: `${nodes[1].url}/whip/outage/steady`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    try {
+      const s = await livePeer(nodes[1], 'steady', 25);
+      const owner = byId.get(s.node)!;
+      await redis.kill();
+      const refused = await rawPost(nodes[0], '/whip/outage/new');
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('2');
+      expect(((await refused.json()) as { code: string }).code).toBe('EARSHOT_CLUSTER_UNAVAILABLE');
+      expect((await fetch(`${nodes[0].url}/cluster/nodes`, { headers: admin })).status).toBe(503);
+      const health = (await (await fetch(`${nodes[0].url}/health`)).json()) as { status: string; ready: boolean; cluster: { redis: string } };
+      expect(health).toMatchObject({ status: 'degraded', ready: false, cluster: { redis: 'down' } });
+      // The live session goes on: its packets keep arriving on its node.
+      const before = (await get<{ rtp: { packetsReceived: number } }>(owner, '/stats/steady')).rtp.packetsReceived;
+      await new Promise((r) => setTimeout(r, 1000));
+      const during = (await get<{ rtp: { packetsReceived: number } }>(owner, '/stats/steady')).rtp.packetsReceived;
+      expect(during - before).toBeGreaterThan(35);
+
+      await redis.start(); // empty: nothing was persisted
+      await until('all three nodes registered again', async () => ((await nodesSeenBy(nodes[0])).length === 3 ? true : undefined), 15_000);
+      const after = await sendAudio({ url: `${nodes[0].url}/whip/outage/after`, token: PUBLISH, source: tone, seconds: 1 });
+      expect(after.packetsSent).toBeGreaterThan(40);
+      // The owner wrote its live session back: a DELETE through another node finds it.
+      const other = nodes.find((n) => n !== owner)!;
+      const res = await until('the session to be known again', async () => {
+        const r = await fetch(`${other.url}/whip/sessions/${s.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
+        return r.status === 200 ? r : undefined;
+      }, 5000);
+      const [rec] = ((await res.json()) as { recordings: Recording[] }).recordings;
+      // Nothing lost while Redis was away: no gap, no dropped frame.
+      expect(rec.gapFrames).toBe(0);
+      expect(rec.droppedFrames).toBe(0);
+      const wav = await readWav(join(owner.recordingsDir, rec.name));
+      expect(Math.abs(wav.durationSec - rec.seconds)).toBeLessThan(0.03);
+      expect(wav.durationSec).toBeGreaterThan(1.5);
+    } finally {
+      controller.abort();
+      await steady.catch(() => undefined);
+    }
+  });
+
+  it('drops a SIGKILLed node from /cluster/nodes within the TTL; new POSTs still succeed', async () => {
+    const victim = nodes[2];
+    const id = idOf(victim);
+    const killedAt = Date.now();
+    victim.child.kill('SIGKILL');
+    await until('the killed node to drop out', async () => ((await nodesSeenBy(nodes[0])).some((n) => n.id === id) ? undefined : true), 10_000);
+    const gone = Date.now() - killedAt;
+    expect(gone).toBeLessThan(5000 + 1000);
+    const results = await sendMany(2, { url: `${nodes[0].url}/whip/afterkill/k`, token: PUBLISH, source: tone, seconds: 1 });
+    expect(results.filter((r) => 'error' in r)).toEqual([]);
+  });
+
+  it('drains: the node stops taking sessions, lets its live one finish, finalizes, leaves the cluster and exits 0', async () => {
+    const controller = new AbortController();
+    const live = sendAudio({ url: `${nodes[0].url}/whip/drain/d1`, token: PUBLISH, source: tone, seconds: 3, signal: controller.signal });
+    try {
+      const d = await livePeer(nodes[0], 'd1', 10);
+      const draining = byId.get(d.node)!;
+      const survivor = [nodes[0], nodes[1]].find((n) => n !== draining)!;
+      const exit = new Promise<number | null>((resolve) => draining.child.once('exit', (code) => resolve(code)));
+      const res = await fetch(`${draining.url}/admin/drain`, { method: 'POST', headers: admin });
+      expect(res.status).toBe(202);
+      await until('the node to show as draining', async () => ((await nodesSeenBy(survivor)).find((n) => n.id === d.node)?.state === 'draining' ? true : undefined), 5000);
+      // A POST to the draining node is placed on the other one.
+      await sendAudio({ url: `${draining.url}/whip/drain/d2`, token: PUBLISH, source: tone, seconds: 0.5 });
+      expect((await recordingsOf('drain-d2-')).map((f) => f.node)).toEqual([survivor]);
+      // The live session ends by itself (its sender's DELETE), then the node goes.
+      await live;
+      expect(await exit).toBe(0);
+      const [file] = (await recordingsOf('drain-d1-'))[0].files;
+      expect(await finalized(join(draining.recordingsDir, file))).toBe(true);
+      const wav = await readWav(join(draining.recordingsDir, file));
+      expect(Math.abs(wav.durationSec - 3)).toBeLessThan(0.04);
+      // It left the registry itself, without waiting for the TTL.
+      expect((await nodesSeenBy(survivor)).map((n) => n.id)).toEqual([idOf(survivor)]);
+    } finally {
+      controller.abort();
+      await live.catch(() => undefined);
+    }
+  });
+});
