@@ -1,0 +1,164 @@
+/**
+ * Pass-through Opus recording: the received packets, as they are, in an Ogg
+ * Opus file (ogg-opus-writer.ts), each at its media position, so the file
+ * decodes to exactly the media duration.
+ *
+ * Where no packet arrived the recorder writes packets for the gap itself,
+ * because players decode packets one after another and take no notice of a
+ * jump in granule positions (opusdec and ffmpeg both play such a file short):
+ *
+ * - a packet known to be lost (RTP sequence gap) becomes a zero-length frame
+ *   with the TOC of the last packet received: decoders conceal it with Opus
+ *   PLC (RFC 6716 §3.2.1), as earshot's own decoder does for the WAV;
+ * - a gap with no packets at all (DTX, or loss too long to conceal) becomes
+ *   CELT frames that decode to digital silence, as the worker fills it with
+ *   silence for the WAV. They are counted in `gapFrames`.
+ *
+ * Gaps are filled in 20, 10, 5 and 2.5 ms frames; a remainder below 2.5 ms
+ * (120 samples, impossible with WebRTC's whole-frame timestamps) is left out.
+ */
+import type { EncodedFrame } from '../media/frames.js';
+import { opusPacketSamples } from '../rtc/opus-toc.js';
+import { OggOpusWriter, OPUS_GRANULE_RATE, type OggFileHandle } from './ogg-opus-writer.js';
+import type { DroppedFrames, RecordingInfo } from './recorder.js';
+
+export interface OggOpusRecorderOptions {
+  path: string;
+  name: string;
+  channels: 1 | 2;
+  /** Media position (48 kHz samples) the file starts at. Default: the first packet's position. */
+  startPosition?: number;
+  onError?(error: Error): void;
+  openFile?(path: string): Promise<OggFileHandle>;
+  /** Page flush period, ms (tests). Default 1000. */
+  flushIntervalMs?: number;
+}
+
+/** CELT-only fullband TOC configurations by frame size: 20, 10, 5 and 2.5 ms (RFC 6716 §3.1). */
+const CELT_FB = [
+  { samples: 960, config: 31 },
+  { samples: 480, config: 30 },
+  { samples: 240, config: 29 },
+  { samples: 120, config: 28 },
+] as const;
+/** CELT payload whose first symbol is the silence flag (RFC 6716 §4.3): the frame decodes to zeros. */
+const CELT_SILENCE = [0xff, 0xfe] as const;
+
+export class OggOpusRecorder {
+  readonly name: string;
+  readonly startedAt = new Date();
+  stoppedAt: Date | undefined;
+  /** Samples (48 kHz) of silence written for gaps with no packets. */
+  gapFrames = 0;
+  /** Packets known to be lost, written as zero-length frames for the decoder to conceal. */
+  concealedPackets = 0;
+  /** Frames dropped before they reached this recording (only while its file opened: packets never pass the worker queue). */
+  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0 };
+  #nextPosition: number | undefined;
+  /** TOC of the last packet received, code 0: what concealment packets are made of. */
+  #lastToc: number | undefined;
+  readonly #writer: OggOpusWriter;
+  readonly #stereoBit: number;
+  #stopped = false;
+
+  private constructor(writer: OggOpusWriter, options: OggOpusRecorderOptions) {
+    this.#writer = writer;
+    this.name = options.name;
+    this.#nextPosition = options.startPosition;
+    this.#stereoBit = options.channels === 2 ? 0x04 : 0;
+  }
+
+  static async start(options: OggOpusRecorderOptions): Promise<OggOpusRecorder> {
+    const writer = await OggOpusWriter.create(options.path, {
+      channels: options.channels,
+      onError: options.onError,
+      openFile: options.openFile,
+      flushIntervalMs: options.flushIntervalMs,
+    });
+    return new OggOpusRecorder(writer, options);
+  }
+
+  /** Writes a received (or lost: `payload` null) packet at its media position. */
+  write(frame: EncodedFrame): void {
+    if (this.#stopped) return;
+    const next = this.#nextPosition ?? frame.position;
+    if (frame.position > next) this.#silence(frame.position - next);
+    else if (frame.position < next) return; // already covered (a duplicate or overlap)
+    if (frame.payload === null) {
+      this.#conceal(frame.samples);
+    } else {
+      const samples = opusPacketSamples(frame.payload);
+      if (samples === 0) return; // malformed: the next packet's position turns its time into a gap
+      this.#writer.appendPacket(frame.payload, samples);
+      this.#lastToc = frame.payload[0] & 0xfc;
+      this.#nextPosition = frame.position + samples;
+      return;
+    }
+    this.#nextPosition = frame.position + frame.samples;
+  }
+
+  /** Ignored: loss on the way to the worker does not reach packets recorded before it. */
+  noteLoss(dropped: Partial<DroppedFrames>): void {
+    if (this.#stopped) return;
+    this.dropped.backlog += dropped.backlog ?? 0;
+  }
+
+  get error(): Error | undefined {
+    return this.#writer.error;
+  }
+
+  async stop(): Promise<RecordingInfo> {
+    if (!this.#stopped) {
+      this.#stopped = true;
+      this.stoppedAt = new Date();
+      await this.#writer.close();
+    }
+    return this.info();
+  }
+
+  info(): RecordingInfo {
+    const w = this.#writer;
+    const d = this.dropped;
+    return {
+      name: this.name,
+      format: 'ogg-opus',
+      state: w.error ? 'failed' : this.#stopped ? 'stopped' : 'recording',
+      startedAt: this.startedAt.toISOString(),
+      ...(this.stoppedAt ? { stoppedAt: this.stoppedAt.toISOString() } : {}),
+      seconds: w.durationSeconds,
+      bytes: w.bytesWritten,
+      sampleRate: OPUS_GRANULE_RATE,
+      channels: w.channels,
+      sampleFormat: 's16',
+      gapFrames: this.gapFrames,
+      gapSeconds: Math.round((this.gapFrames / OPUS_GRANULE_RATE) * 1000) / 1000,
+      droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
+      droppedBy: { ...d },
+      droppedBytes: w.droppedBytes,
+      ...(w.error ? { error: w.error.message, code: (w.error as { code?: string }).code } : {}),
+    };
+  }
+
+  /** Lost packets lasting `samples`: zero-length frames of the last TOC if it divides them, else silence. */
+  #conceal(samples: number): void {
+    const toc = this.#lastToc;
+    const per = toc === undefined ? 0 : opusPacketSamples(Uint8Array.of(toc));
+    if (toc === undefined || per === 0 || samples % per !== 0) {
+      this.#silence(samples);
+      return;
+    }
+    const packet = Uint8Array.of(toc);
+    for (let n = 0; n < samples; n += per) this.#writer.appendPacket(packet, per);
+    this.concealedPackets += samples / per;
+  }
+
+  #silence(samples: number): void {
+    let left = samples;
+    for (const { samples: per, config } of CELT_FB) {
+      if (left < per) continue;
+      const packet = Uint8Array.of((config << 3) | this.#stereoBit, ...CELT_SILENCE);
+      for (; left >= per; left -= per) this.#writer.appendPacket(packet, per);
+    }
+    this.gapFrames += samples - left;
+  }
+}
