@@ -32,7 +32,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeSource, sendMany, type EncodedSource } from '../src/client/audio-sender.js';
 import { readWavSource } from '../src/client/wav-source.js';
-import { quantileOf, type LatencyHistogramSnapshot } from '../src/sinks/latency-histogram.js';
+import { quantileOf, type LatencyHistogramSnapshot } from '../src/media/latency-histogram.js';
 import type { ProbeWindow } from './probe.js';
 
 export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');

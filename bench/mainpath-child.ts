@@ -27,7 +27,7 @@ import { PeerPipeline } from '../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../src/pipeline/pipeline.js';
 import { WorkerPool } from '../src/pool/worker-pool.js';
 import { RtpIngest } from '../src/rtc/rtp-ingest.js';
-import { LatencyHistogram } from '../src/sinks/latency-histogram.js';
+import { LatencyHistogram } from '../src/media/latency-histogram.js';
 import { ProcessorRegistry } from '../src/sinks/processors.js';
 import { RecordingsStore } from '../src/sinks/recordings-store.js';
 

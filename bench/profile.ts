@@ -100,8 +100,8 @@ function categoryOf(url: string, root: string): string | undefined {
     if (/sinks\/(wav-file-writer|recorder|record-sink)/.test(file)) return 'earshot: WAV recording';
     if (/rtc\/(rtp-ingest|peer-session|opus-toc)/.test(file)) return 'earshot: RTP ingest';
     if (/pool\//.test(file)) return 'earshot: pool (batching, protocol)';
-    if (/pipeline\/peer-pipeline|server\/earshot-core/.test(file)) return 'earshot: pipeline delivery';
-    if (/sinks\/(peer-stats|latency-histogram)/.test(file)) return 'earshot: statistics';
+    if (/pipeline\/peer-pipeline|core\/(earshot-core|session-lifecycle)/.test(file)) return 'earshot: pipeline delivery';
+    if (/(sinks\/peer-stats|media\/latency-histogram)/.test(file)) return 'earshot: statistics';
     return 'earshot: other';
   }
   return undefined; // node:internal, native

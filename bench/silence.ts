@@ -31,7 +31,8 @@ import { join } from 'node:path';
 import { OpusEncoder } from '../wasm/opus.js';
 import { registerStageFactory } from '../src/dsp/registry.js';
 import { loadDspModules, StreamProcessor } from '../src/dsp/stream-processor.js';
-import type { AudioFormat, EncodedInput, PcmChunk, Stage } from '../src/dsp/types.js';
+import type { PcmChunk, Stage } from '../src/dsp/types.js';
+import type { AudioFormat, EncodedFrame } from '../src/media/frames.js';
 import { RNNOISE_FRAME_SAMPLES, RnnoiseState } from '../wasm/rnnoise.js';
 import { readWav } from '../test/helpers/audio.js';
 
@@ -40,9 +41,9 @@ const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const fixture = (name: string) => join(fileURLToPath(new URL('.', import.meta.url)), '..', 'test', 'fixtures', name);
 
 /** Encodes `pcm` as 20 ms packets; with `dtx`, drops what libwebrtc does not send (≤ 2-byte packets after the first of a run). */
-function packetsOf(pcm: Float32Array, dtx: boolean): { packets: EncodedInput[]; mediaFrames: number } {
+function packetsOf(pcm: Float32Array, dtx: boolean): { packets: EncodedFrame[]; mediaFrames: number } {
   const encoder = new OpusEncoder({ bitrate: 32000, dtx });
-  const packets: EncodedInput[] = [];
+  const packets: EncodedFrame[] = [];
   const mediaFrames = Math.floor(pcm.length / FRAME);
   let inDtx = false;
   for (let i = 0; i < mediaFrames; i++) {

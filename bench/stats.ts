@@ -11,8 +11,8 @@
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import client from 'prom-client';
-import type { ProcessedFrame } from '../src/dsp/types.js';
-import { LatencyHistogram } from '../src/sinks/latency-histogram.js';
+import type { AudioFrame } from '../src/media/frames.js';
+import { LatencyHistogram } from '../src/media/latency-histogram.js';
 import { PeerAudioStats } from '../src/sinks/peer-stats.js';
 import { RtpIngest } from '../src/rtc/rtp-ingest.js';
 
@@ -39,7 +39,7 @@ export async function benchStats(options: { streams?: number; seconds?: number }
   const payload = new Uint8Array([0xf8, 0xff, 0xfe]);
   const global = new LatencyHistogram();
   const data = new Float32Array(960);
-  const frame = (i: number): ProcessedFrame => ({
+  const frame = (i: number): AudioFrame => ({
     position: i * 960,
     sampleRate: 48000,
     channels: 1,

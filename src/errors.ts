@@ -61,6 +61,19 @@ function define<A extends unknown[]>(
   return Object.assign(factory, { code, statusCode });
 }
 
+/**
+ * A factory whose error may carry another status of its class than the catalog's
+ * (`EARSHOT_BAD_REQUEST` keeps the 4xx status fastify chose): `factory.withStatus(status, …args)`.
+ */
+function withStatus<A extends unknown[]>(factory: ErrorFactory<A>): ErrorFactory<A> & { withStatus(status: number, ...args: A): EarshotError } {
+  return Object.assign(factory, {
+    withStatus(status: number, ...args: A) {
+      const e = factory(...args);
+      return new EarshotError(e.code, status, e.title, e.message, e.extensions);
+    },
+  });
+}
+
 export const errors = {
   UNSUPPORTED_MEDIA_TYPE: define('EARSHOT_UNSUPPORTED_MEDIA_TYPE', 415, 'Unsupported media type',
     (got: string | undefined, want: string) => `Content-Type must be ${want}, got ${got ? `"${got}"` : 'none'}`),
@@ -111,6 +124,9 @@ export const errors = {
   INSECURE_BIND: define('EARSHOT_INSECURE_BIND', 500, 'Refusing to expose an open API',
     (host: string) => `Refusing to listen on ${host} without an admin token: anyone who reaches it could read and delete recordings and end sessions. Set --admin-token / EARSHOT_ADMIN_TOKEN (and --token for publishers; one value may serve both), bind 127.0.0.1, or pass --insecure if something in front of earshot already protects it.`),
   // Configuration errors: raised by createServer before anything listens (500 if one ever reaches an HTTP client).
+  OPTION_INVALID: define('EARSHOT_OPTION_INVALID', 500, 'Invalid option',
+    (option: string, problem: string) => `options${option ? `.${option}` : ''} ${problem}`,
+    (option) => ({ option })),
   TLS_INVALID: define('EARSHOT_TLS_INVALID', 500, 'TLS configuration unusable',
     (why: string) => `Cannot serve HTTPS: ${why}`),
   ICE_SERVER_INVALID: define('EARSHOT_ICE_SERVER_INVALID', 500, 'ICE server unusable',
@@ -134,6 +150,15 @@ export const errors = {
     (file: string, why: string) => `Cannot read pipeline ${file}: ${why}`),
   BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body',
     (why: string) => why),
+  BODY_TOO_LARGE: define('EARSHOT_BODY_TOO_LARGE', 413, 'Request body too large',
+    () => 'The request body exceeds the limit (64 KiB for SDP, 16 KiB for JSON).'),
+  /** Any other malformed request fastify refused; carries fastify's 4xx status (400 when it gave none). */
+  BAD_REQUEST: withStatus(define('EARSHOT_BAD_REQUEST', 400, 'Bad request',
+    (why: string) => why)),
+  ROUTE_NOT_FOUND: define('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found',
+    (method: string, path: string) => `No route ${method} ${path}. The routes are listed in docs/http-api.md.`),
+  NAME_INVALID: define('EARSHOT_NAME_INVALID', 400, 'Invalid name',
+    (kind: 'room' | 'peer', value: string) => `The ${kind} "${value.slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", "." or "-", starting with a letter or digit.`),
   OVERLOADED: define('EARSHOT_OVERLOADED', 503, 'Server at capacity',
     (limit: number | string[], what: 'sessions' | 'pending' | 'load' = 'sessions') => what === 'sessions'
       ? `The server already has its maximum of ${limit} sessions; retry later or raise --max-sessions.`
@@ -145,6 +170,11 @@ export const errors = {
   // `earshot serve --processes N` (src/cluster/): the front found no engine process to take the request.
   ENGINE_UNAVAILABLE: define('EARSHOT_ENGINE_UNAVAILABLE', 503, 'Engine unavailable',
     (why: string) => `No engine process can take this request now: ${why}. An engine that exits is restarted within seconds; retry then.`),
+  // `earshot serve --cluster` (src/cluster/): placing a new session needs Redis (peer locks, node loads); sessions already running go on.
+  CLUSTER_UNAVAILABLE: define('EARSHOT_CLUSTER_UNAVAILABLE', 503, 'Cluster state unavailable',
+    (why: string) => `This node cannot reach the cluster's Redis (${why}), so it cannot place a new session without risking a peer running twice. Sessions already running go on; retry once Redis is back.`),
+  NODE_NOT_FOUND: define('EARSHOT_NODE_NOT_FOUND', 404, 'Unknown cluster node',
+    (node: string) => `No live cluster node "${node.slice(0, 100)}" is registered; GET /cluster/nodes lists them.`),
   STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',
     (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is { type, create } (or an array of them); see examples/dc-blocker-stage.js.`),
   // Worker faults end one stream (session end reason `pipeline-error`); 500 if one ever reaches an HTTP client.
@@ -158,6 +188,9 @@ export const errors = {
     (name: string, why: string) => `Processor "${name}" cannot be registered: ${why}`),
   PROCESSOR_NOT_FOUND: define('EARSHOT_PROCESSOR_NOT_FOUND', 404, 'Unknown processor',
     (name: string, known: string[]) => `No processor "${name}" is registered${known.length ? `; registered: ${known.join(', ')}` : ' (none are)'}. Register it with registerProcessor(name, factory) before a stream uses it.`),
+  // `sendAudio` / `earshot send` (src/client/): the input file.
+  WAV_UNREADABLE: define('EARSHOT_WAV_UNREADABLE', 400, 'Unreadable WAV file',
+    (file: string, why: string) => `Cannot use ${file}: ${why}. Give a PCM or float WAV file (convert others with e.g. "sox in.mp3 out.wav").`),
   INTERNAL: define('EARSHOT_INTERNAL', 500, 'Internal error',
     (why: string) => `Internal error: ${why}`),
 } as const;

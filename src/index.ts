@@ -5,9 +5,11 @@
  * @packageDocumentation
  */
 export { createServer, type CreateServerOptions, type EarshotServer } from './server/create-server.js';
-export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope, SessionEvent } from './server/earshot-core.js';
-export type { PeerStatsSnapshot, PeerTotals } from './server/peer-registry.js';
-export type { AdmissionOptions, AdmissionState } from './server/admission.js';
+export { createCluster, type ClusterOptions, type EarshotCluster } from './cluster/cluster-server.js';
+export type { ClusterNodeOptions } from './cluster/cluster-node.js';
+export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope, SessionEvent } from './core/earshot-core.js';
+export type { PeerStatsSnapshot, PeerTotals } from './core/peer-registry.js';
+export type { AdmissionOptions, AdmissionState } from './core/admission.js';
 export { EarshotError, errors, isEarshotError, type ProblemDetails } from './errors.js';
 export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions, type ValidationResult } from './pipeline/pipeline.js';
 export {
@@ -27,13 +29,14 @@ export {
 export { publishedSchema, PIPELINE_SCHEMA_ID } from './pipeline/schema-docs.js';
 export { PipelineSchema, type PipelineDocument, type StageDefinition, type SinkDefinition } from './pipeline/schema.js';
 export type { PeerPipeline, BranchOutput, AttachedProcessor } from './pipeline/peer-pipeline.js';
-export type { AudioFormat, SampleFormat, ProcessedFrame, DecodeCounters, Stage, StageOutput, StageSpec, StageFactory, PcmChunk, EncodedInput } from './dsp/types.js';
+export type { AudioFormat, SampleFormat, AudioFrame, EncodedFrame, BranchFormat, DecodeCounters, ProcessedFrame, EncodedInput, IngestFrame } from './media/frames.js';
+export type { Stage, StageOutput, StageSpec, StageFactory, PcmChunk } from './dsp/types.js';
 export type { PcmInput } from './dsp/pcm-input.js';
 export type { RecordingInfo, DroppedFrames } from './sinks/recorder.js';
 export type { WavSampleFormat } from './sinks/wav-file-writer.js';
 export type { RecordingEntry } from './sinks/recordings-store.js';
 export type { AudioStats, ProcessingStats } from './sinks/peer-stats.js';
-export type { RtpReceiveStats, IngestFrame } from './rtc/rtp-ingest.js';
+export type { RtpReceiveStats } from './rtc/rtp-ingest.js';
 export type { SessionEndReason, SessionState } from './rtc/peer-session.js';
 export {
   WorkerPool,
@@ -63,7 +66,6 @@ export {
   setDefaultPool,
   getDefaultPool,
   closeDefaultPool,
-  type AudioFrame,
   type StageOperator,
   type InWorkersOptions,
 } from './pipeline/operators.js';

@@ -1,5 +1,5 @@
 /**
- * `earshot send <file>`: publish a WAV file over WHIP in real time.
+ * `earshot send <file>`: publish a WAV file over WHIP in real time (or faster, with --speed).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
@@ -10,6 +10,12 @@ function positive(name: string, integer: boolean) {
     if (!(n > 0) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be a positive ${integer ? 'integer' : 'number'}.`);
     return n;
   };
+}
+
+function speedFactor(v: string): number {
+  const n = Number(v);
+  if (!(n >= 1 && n <= 50)) throw new InvalidArgumentError('--speed must be a number from 1 (real time) to 50.');
+  return n;
 }
 
 export function registerSendCommand(program: Command): void {
@@ -25,7 +31,12 @@ export function registerSendCommand(program: Command): void {
     .addOption(new Option('--channels <n>', 'channels to send').choices(['1', '2']))
     .addOption(new Option('--bitrate <bps>', 'Opus bitrate in bit/s').argParser(positive('--bitrate', true)))
     .addOption(new Option('--simulate-loss <fraction>', 'withhold this share of packets (0–0.5) to test loss handling').argParser(positive('--simulate-loss', false)))
-    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; simulateLoss?: number }) => {
+    .addOption(
+      new Option('--speed <factor>', 'send this many times faster than real time (1–50) when only the result matters, e.g. uploading a file; the server then measures jitter, bitrate and latency of a burst')
+        .default(1)
+        .argParser(speedFactor),
+    )
+    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; simulateLoss?: number; speed: number }) => {
       try {
         new URL(opts.url);
       } catch {
@@ -58,6 +69,7 @@ export function registerSendCommand(program: Command): void {
         channels: opts.channels ? (Number(opts.channels) as 1 | 2) : undefined,
         bitrate: opts.bitrate,
         simulateLoss: opts.simulateLoss,
+        speed: opts.speed,
         signal: controller.signal,
       };
       try {

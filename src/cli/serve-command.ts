@@ -85,6 +85,10 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--recordings <dir>', 'directory for recordings').env('EARSHOT_RECORDINGS').default('recordings'))
     .addOption(new Option('--threads <n>', 'DSP worker threads, per engine process (default: one per core, shared out among the processes)').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
     .addOption(new Option('--processes <n>', `engine processes behind the one port, each with its own WebRTC main thread and DSP threads; 1 is a single process (default: 1 up to ${CORES_PER_ENGINE} cores, then one per ${CORES_PER_ENGINE}: ${defaultProcesses()} here)`).env('EARSHOT_PROCESSES').argParser(integer('--processes', 1, 64)))
+    .addOption(new Option('--cluster <redis-url>', 'join a cluster of machines whose shared state is in this Redis, redis://[user:password@]host:port[/db] (default: none, one machine)').env('EARSHOT_CLUSTER'))
+    .addOption(new Option('--public-url <url>', 'with --cluster: where other nodes and clients reach this node, http(s)://host:port (default: the address it listens on; required with --host 0.0.0.0)').env('EARSHOT_PUBLIC_URL'))
+    .addOption(new Option('--node-id <id>', 'with --cluster: this node\'s id, unique in the cluster (default: <hostname>-<port>)').env('EARSHOT_NODE_ID'))
+    .addOption(new Option('--drain-timeout <seconds>', 'with --cluster: how long draining (SIGTERM, POST /admin/drain) waits for live sessions to end before ending them').env('EARSHOT_DRAIN_TIMEOUT').default(30).argParser(integer('--drain-timeout', 0, 86400)))
     .addOption(new Option('--media-timeout <seconds>', 'end a session after this long without RTP').env('EARSHOT_MEDIA_TIMEOUT').default(10).argParser(integer('--media-timeout', 1, 3600)))
     .addOption(new Option('--connect-timeout <seconds>', 'end a session that has not connected (ICE + DTLS) in this time').env('EARSHOT_CONNECT_TIMEOUT').default(15).argParser(integer('--connect-timeout', 1, 300)))
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').env('EARSHOT_MAX_SESSIONS').default(500).argParser(integer('--max-sessions', 1, 100000)))
@@ -102,7 +106,7 @@ export function registerServeCommand(program: Command): void {
       port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
       connectTimeout: number; stageTimeout: number; admission: 'on' | 'off'; maxPendingSessions: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
-      tlsCert?: string; tlsKey?: string; processes?: number;
+      tlsCert?: string; tlsKey?: string; processes?: number; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }) => {
       let server: Awaited<ReturnType<typeof createServer>> | EarshotCluster | undefined;
       try {
@@ -136,7 +140,10 @@ export function registerServeCommand(program: Command): void {
           stageModules: opts.stageModule,
         };
         const processes = opts.processes ?? defaultProcesses();
-        server = processes > 1 ? await createCluster({ ...serverOptions, processes }) : await createServer(serverOptions);
+        if (!opts.cluster && (opts.publicUrl || opts.nodeId)) throw new InvalidArgumentError('--public-url and --node-id need --cluster');
+        // A cluster node always runs the front (it places, forwards and shares state), with at least one engine process.
+        const cluster = opts.cluster ? { redis: opts.cluster, publicUrl: opts.publicUrl, nodeId: opts.nodeId, drainTimeoutMs: opts.drainTimeout * 1000 } : undefined;
+        server = processes > 1 || cluster ? await createCluster({ ...serverOptions, processes, cluster }) : await createServer(serverOptions);
         const url = await server.listen();
         if (!opts.adminToken) {
           server.app.log.warn({ url }, opts.insecure
@@ -158,6 +165,8 @@ export function registerServeCommand(program: Command): void {
         process.exit(1);
       }
       const s = server;
+      // POST /admin/drain ends a cluster node by itself: the process goes with it.
+      if ('closed' in s) void s.closed.then(() => process.exit(0));
       let signals = 0;
       const stop = (signal: string) => {
         if (++signals > 1) {
@@ -165,7 +174,8 @@ export function registerServeCommand(program: Command): void {
           process.exit(130);
         }
         s.app.log.info({ signal }, 'shutting down: draining streams and finalizing recordings');
-        s.close().then(
+        // A cluster node lets its sessions finish first (--drain-timeout); one machine ends them now.
+        ('drain' in s ? s.drain() : s.close()).then(
           () => process.exit(0),
           (err: unknown) => {
             s.app.log.error({ err }, 'shutdown failed');

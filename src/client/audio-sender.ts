@@ -1,11 +1,12 @@
 /**
  * `sendAudio`: publish PCM (or a WAV file) to a WHIP endpoint as Opus over
- * WebRTC, paced in real time. This is the core of `earshot send` and what the
- * integration tests and the capacity benchmark use as a client.
+ * WebRTC, paced in real time (or faster, with `speed`). This is the core of
+ * `earshot send` and what the integration tests and the capacity benchmark use
+ * as a client.
  */
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
@@ -61,6 +62,21 @@ export interface SendOptions {
    * spread evenly (every 1/loss-th packet), never the first or last. Default 0.
    */
   simulateLoss?: number;
+  /**
+   * Media seconds sent per second of wall-clock time, 1–50. Default 1: real
+   * time, as a microphone sends. Above 1 the same packets leave sooner, for
+   * jobs that only need the audio on the server (tests, uploading a file). The
+   * RTP timestamps still advance 20 ms per packet, so the server's media
+   * positions, recordings and loss/DTX accounting are those of a real-time
+   * send; what it measures against arrival time (jitter, bitrate, latency) is
+   * then that of a burst, not of a live stream.
+   *
+   * The bound: the server queues up to 2 s of a stream's frames for its worker
+   * (`maxQueuedFrames`), i.e. 2/`speed` s of wall-clock time, so a worker that
+   * pauses longer than that drops the oldest frames. At 50 that is 40 ms, about
+   * one GC pause or a worker's start-up; 5–10 keeps ample margin.
+   */
+  speed?: number;
 }
 
 export interface SendProgress {
@@ -94,6 +110,8 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
   if (!(totalFrames > 0)) throw new RangeError(`nothing to send: seconds must be > 0, got ${options.seconds}`);
   const loss = options.simulateLoss ?? 0;
   if (!(loss >= 0 && loss <= 0.5)) throw new RangeError(`simulateLoss must be 0–0.5, got ${loss}`);
+  const speed = options.speed ?? 1;
+  if (!(speed >= 1 && speed <= 50)) throw new RangeError(`speed must be 1–50, got ${options.speed}`);
 
   const loopback = !options.signaling && isLoopbackHost(new URL(options.url).hostname);
   const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
@@ -225,6 +243,7 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
   let bytes = 0;
   const loss = options.simulateLoss ?? 0;
   const dropEvery = loss > 0 ? Math.round(1 / loss) : 0;
+  const intervalMs = 20 / (options.speed ?? 1);
   let offset = 0;
   const start = performance.now();
   let lastProgress = start;
@@ -238,9 +257,13 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
     // Past the end without loop (a longer --seconds): keep time with silent frames.
     payload ??= SILENT_FRAME;
     // Schedule by absolute time from the start so timer jitter does not accumulate.
-    const due = start + k * 20;
+    const due = start + k * intervalMs;
     const wait = due - performance.now();
     if (wait > 1) await sleep(wait);
+    // Behind schedule (a fast send, or a busy event loop): still yield once per packet, so a
+    // receiver in this process reads its socket between packets instead of after a burst that
+    // overflows the socket's receive buffer.
+    else await yieldToEventLoop();
     const drop = dropEvery > 0 && k % dropEvery === dropEvery - 1 && k + 1 < totalFrames;
     if (drop) dropped++;
     else {

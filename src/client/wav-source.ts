@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import wavefile from 'wavefile';
 import { loadSpeex, SpeexResampler } from '../../wasm/speex.js';
-import { EarshotError } from '../errors.js';
+import { errors } from '../errors.js';
 
 export interface PcmSource {
   sampleRate: 48000;
@@ -13,8 +13,7 @@ export interface PcmSource {
   channels: Float32Array[];
 }
 
-const unreadable = (file: string, why: string) =>
-  new EarshotError('EARSHOT_WAV_UNREADABLE', 400, 'Unreadable WAV file', `Cannot use ${file}: ${why}. Give a PCM or float WAV file (convert others with e.g. "sox in.mp3 out.wav").`);
+const unreadable = errors.WAV_UNREADABLE;
 
 /** Loads `file` and converts it to 48 kHz with `channels` channels (default: 1 for mono files, 2 otherwise). */
 export async function readWavSource(file: string, channels?: 1 | 2): Promise<PcmSource> {
@@ -31,18 +30,85 @@ export async function readWavSource(file: string, channels?: 1 | 2): Promise<Pcm
     throw unreadable(file, `not a WAV file (${(e as Error).message})`);
   }
   // Copy the format out: toBitDepth() rebuilds the file and resets this object.
-  const fmt = { ...(wav.fmt as { sampleRate: number; numChannels: number }) };
+  const fmt = { ...(wav.fmt as WavFormat) };
   if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range`);
   let planes: Float32Array[];
   try {
-    wav.toBitDepth('32f'); // normalizes any integer depth to −1..1 floats
-    const raw = wav.getSamples(false, Float32Array) as unknown as Float32Array | Float32Array[];
-    planes = fmt.numChannels === 1 ? [raw as Float32Array] : (raw as Float32Array[]);
+    planes = decodeLinear(wav, fmt) ?? decodeAny(wav, fmt.numChannels);
   } catch (e) {
     throw unreadable(file, `unsupported encoding (${(e as Error).message})`);
   }
   if (planes.length === 0 || planes[0].length === 0) throw unreadable(file, 'it holds no audio');
   return toSource(planes, fmt.sampleRate, channels ?? (planes.length === 1 ? 1 : 2));
+}
+
+interface WavFormat {
+  audioFormat: number;
+  numChannels: number;
+  sampleRate: number;
+  bitsPerSample: number;
+  blockAlign: number;
+  /** WAVE_FORMAT_EXTENSIBLE: the sub-format GUID as four 32-bit words; the first is the format code. */
+  subformat: number[];
+}
+
+const PCM = 1;
+const IEEE_FLOAT = 3;
+const EXTENSIBLE = 0xfffe;
+
+/**
+ * Linear PCM (8, 16, 24, 32-bit integer) and float (32, 64-bit), little-endian,
+ * decoded straight from the data chunk's bytes; undefined for anything else.
+ * Integers are scaled as wavefile's `toBitDepth('32f')` scales them (by
+ * 2^(n−1)−1 above zero and 2^(n−1) below), to the same bits up to 24-bit (for
+ * 32-bit integers wavefile rounds to float32 along the way and may be one step
+ * off; this is the exact quotient), but wavefile takes 1–3 s for a few seconds
+ * of audio on a busy machine, longer than sending it fast.
+ */
+function decodeLinear(wav: InstanceType<typeof wavefile.WaveFile>, fmt: WavFormat): Float32Array[] | undefined {
+  const code = fmt.audioFormat === EXTENSIBLE ? fmt.subformat[0] : fmt.audioFormat;
+  const bits = fmt.bitsPerSample;
+  const float = code === IEEE_FLOAT && (bits === 32 || bits === 64);
+  const integer = code === PCM && (bits === 8 || bits === 16 || bits === 24 || bits === 32);
+  const channels = fmt.numChannels;
+  const bytes = bits / 8;
+  if (wav.container === 'RIFX' || !(float || integer) || !(channels >= 1) || fmt.blockAlign !== bytes * channels) return undefined;
+  const data = (wav.data as { samples: Uint8Array }).samples;
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const frames = Math.floor(data.byteLength / fmt.blockAlign);
+  const max = 2 ** (bits - 1) - 1;
+  const min = 2 ** (bits - 1);
+  const read: (offset: number) => number = float
+    ? bits === 32
+      ? (o) => view.getFloat32(o, true)
+      : (o) => view.getFloat64(o, true)
+    : bits === 8
+      ? (o) => view.getUint8(o) - 128 // 8-bit WAV is unsigned
+      : bits === 16
+        ? (o) => view.getInt16(o, true)
+        : bits === 24
+          ? (o) => ((view.getUint8(o + 2) << 24) >> 8) | (view.getUint8(o + 1) << 8) | view.getUint8(o)
+          : (o) => view.getInt32(o, true);
+  const planes = Array.from({ length: channels }, () => new Float32Array(frames));
+  for (let c = 0; c < channels; c++) {
+    const plane = planes[c];
+    for (let i = 0, o = c * bytes; i < frames; i++, o += fmt.blockAlign) {
+      const v = read(o);
+      plane[i] = float ? v : v > 0 ? v / max : v / min;
+    }
+  }
+  return planes;
+}
+
+/** Any other encoding wavefile knows (A-law, µ-law, IMA ADPCM, odd depths), through its slow general conversion. */
+function decodeAny(wav: InstanceType<typeof wavefile.WaveFile>, numChannels: number): Float32Array[] {
+  // Companded and ADPCM data must be expanded to 16-bit PCM first: toBitDepth would scale the codes themselves.
+  if (wav.bitDepth === '8a') wav.fromALaw();
+  else if (wav.bitDepth === '8m') wav.fromMuLaw();
+  else if (wav.bitDepth === '4') wav.fromIMAADPCM();
+  wav.toBitDepth('32f'); // normalizes any integer depth to −1..1 floats
+  const raw = wav.getSamples(false, Float32Array) as unknown as Float32Array | Float32Array[];
+  return numChannels === 1 ? [raw as Float32Array] : (raw as Float32Array[]);
 }
 
 /** Mixes to 1 or 2 channels and resamples to 48 kHz, keeping the exact duration and alignment. */

@@ -9,8 +9,10 @@
  * within 1 % of the unit circle) drift and hum; doubles cost nothing extra in
  * JS, where arithmetic is double anyway.
  */
-import { checkInputFormat, derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+import { Type, type Static } from '@sinclair/typebox';
+import { createStageOf, defineStageType, derivedFormat, type StageInputProblem } from './stage-type.js';
+import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+import type { AudioFormat } from '../media/frames.js';
 
 export type BiquadKind = 'highpass' | 'lowpass' | 'bandpass' | 'notch';
 
@@ -29,6 +31,69 @@ export const BIQUAD_MAX_Q = 20;
 export const BUTTERWORTH_Q = Math.SQRT1_2;
 /** A notch 1/5 of its centre frequency wide (−3 dB points), narrow enough to leave the neighbourhood of a hum alone. */
 export const NOTCH_DEFAULT_Q = 5;
+
+const frequencyDescription = (what: string) => `${what} in Hz, above 0 and below half the stage input sample rate.`;
+const passQ = () =>
+  Type.Optional(
+    Type.Number({
+      minimum: BIQUAD_MIN_Q,
+      maximum: BIQUAD_MAX_Q,
+      default: BUTTERWORTH_Q,
+      description: 'Resonance 0.1–20. Default 0.7071 (Butterworth, flat); higher peaks at the corner.',
+    }),
+  );
+
+export const HighpassStageSchema = Type.Object(
+  {
+    type: Type.Literal('highpass', { description: 'Second-order high-pass filter (RBJ cookbook biquad), 12 dB/octave.' }),
+    frequency: Type.Number({ exclusiveMinimum: 0, description: frequencyDescription('Corner frequency (−3 dB at the default q)') }),
+    q: passQ(),
+  },
+  { additionalProperties: false, description: 'Remove rumble and hum below a frequency (e.g. 80 Hz for voice).' },
+);
+
+export const LowpassStageSchema = Type.Object(
+  {
+    type: Type.Literal('lowpass', { description: 'Second-order low-pass filter (RBJ cookbook biquad), 12 dB/octave.' }),
+    frequency: Type.Number({ exclusiveMinimum: 0, description: frequencyDescription('Corner frequency (−3 dB at the default q)') }),
+    q: passQ(),
+  },
+  { additionalProperties: false, description: 'Remove hiss and content above a frequency.' },
+);
+
+export const BandpassStageSchema = Type.Object(
+  {
+    type: Type.Literal('bandpass', {
+      description:
+        'Band-pass filter. Either "frequency" (and optionally "q"): one RBJ-cookbook biquad, 0 dB at the centre, 6 dB/octave skirts; or "lowFrequency" and "highFrequency": a Butterworth high-pass at the low edge then a Butterworth low-pass at the high edge, flat between, −3 dB at each edge, 12 dB/octave skirts. Not both forms.',
+    }),
+    frequency: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: frequencyDescription('Centre frequency (0 dB there); with optional "q"') })),
+    q: Type.Optional(
+      Type.Number({
+        minimum: BIQUAD_MIN_Q,
+        maximum: BIQUAD_MAX_Q,
+        default: BUTTERWORTH_Q,
+        description: 'Centre frequency ÷ bandwidth between the −3 dB points, 0.1–20. Default 0.7071. Only with "frequency".',
+      }),
+    ),
+    lowFrequency: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Lower −3 dB edge in Hz (Butterworth high-pass there); with "highFrequency".' })),
+    highFrequency: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, description: 'Upper −3 dB edge in Hz, above "lowFrequency" and below half the stage input sample rate; with "lowFrequency".' }),
+    ),
+  },
+  { additionalProperties: false, description: 'Keep a band of frequencies (e.g. 300–3400 Hz telephone band).' },
+);
+
+export const NotchStageSchema = Type.Object(
+  {
+    type: Type.Literal('notch', { description: 'Second-order notch filter (RBJ cookbook biquad).' }),
+    frequency: Type.Number({ exclusiveMinimum: 0, description: frequencyDescription('Frequency removed (e.g. 50 or 60 for mains hum)') }),
+    q: Type.Optional(
+      Type.Number({ minimum: BIQUAD_MIN_Q, maximum: BIQUAD_MAX_Q, default: NOTCH_DEFAULT_Q, description: 'Centre frequency ÷ width between the −3 dB points, 0.1–20. Default 5.' }),
+    ),
+  },
+  { additionalProperties: false, description: 'Remove one frequency (hum, a whine).' },
+);
 
 /** Options of the `highpass` and `lowpass` stages. */
 export interface PassFilterOptions extends StageSpec {
@@ -117,44 +182,84 @@ export function biquadMagnitudeDb(c: BiquadCoefficients, frequency: number, samp
   return 10 * Math.log10((nr * nr + ni * ni) / (dr * dr + di * di));
 }
 
+/** A frequency option at or above Nyquist: the bilinear design has no meaning there. */
+function belowNyquist(options: Record<string, unknown>, key: string, rate: number): StageInputProblem[] {
+  const v = options[key];
+  const nyquist = rate / 2;
+  if (typeof v !== 'number' || v < nyquist) return [];
+  const allowed = `a number above 0 and below ${nyquist} (half the ${rate} Hz this stage gets)`;
+  return [{ option: key, message: `${v} is not allowed; use ${allowed}`, found: v, allowed }];
+}
+
+function passFilter(kind: 'highpass' | 'lowpass', schema: typeof HighpassStageSchema | typeof LowpassStageSchema) {
+  return defineStageType({
+    schema,
+    outputFormat: (_options, input) => derivedFormat(input),
+    checkInput: (options, input) => belowNyquist(options, 'frequency', input.sampleRate),
+    build: ({ frequency, q }, input, output) => new BiquadStage(input, output, biquadCoefficients(kind, frequency, q, input.sampleRate)),
+  });
+}
+
+export const highpassStage = passFilter('highpass', HighpassStageSchema);
+export const lowpassStage = passFilter('lowpass', LowpassStageSchema);
+
+export const notchStage = defineStageType({
+  schema: NotchStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  checkInput: (options, input) => belowNyquist(options, 'frequency', input.sampleRate),
+  build: ({ frequency, q }, input, output) => new BiquadStage(input, output, biquadCoefficients('notch', frequency, q, input.sampleRate)),
+});
+
+type BandpassSettings = Omit<Static<typeof BandpassStageSchema>, 'q'> & { q: number };
+
+export const bandpassStage = defineStageType<typeof BandpassStageSchema, BandpassSettings>({
+  schema: BandpassStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  checkInput(options, input, given): StageInputProblem[] {
+    // `q` has a default, so only a `q` the pipeline gave counts toward the centre form.
+    const centre = options.frequency !== undefined || given.q !== undefined;
+    const edges = options.lowFrequency !== undefined || options.highFrequency !== undefined;
+    const allowed = '"frequency" (and optionally "q"), or "lowFrequency" and "highFrequency"';
+    if (centre === edges) return [{ message: `"bandpass" needs either ${allowed}; it got ${centre ? 'both forms' : 'neither'}`, allowed, kind: 'type' }];
+    if (centre && options.frequency === undefined) return [{ option: 'frequency', message: 'missing; "bandpass" with "q" needs "frequency" too', allowed: 'a number of Hz above 0', kind: 'type' }];
+    if (centre) return belowNyquist(options, 'frequency', input.sampleRate);
+    const problems: StageInputProblem[] = [];
+    for (const [key, other] of [['lowFrequency', 'highFrequency'], ['highFrequency', 'lowFrequency']] as const) {
+      if (options[key] === undefined) {
+        problems.push({ option: key, message: `missing; "bandpass" with "${other}" needs "${key}" too`, allowed: 'a number of Hz above 0', kind: 'type' });
+      }
+    }
+    problems.push(...belowNyquist(options, 'lowFrequency', input.sampleRate), ...belowNyquist(options, 'highFrequency', input.sampleRate));
+    const { lowFrequency: low, highFrequency: high } = options;
+    if (low !== undefined && high !== undefined && high <= low) {
+      const allowed = `a number above "lowFrequency" (${low})`;
+      problems.push({ option: 'highFrequency', message: `${high} is not allowed; use ${allowed}`, found: high, allowed, hint: 'swap the two edges' });
+    }
+    return problems;
+  },
+  build({ frequency, q, lowFrequency, highFrequency }, input, output): ChunkStage {
+    if (frequency !== undefined) return new BiquadStage(input, output, biquadCoefficients('bandpass', frequency, q, input.sampleRate));
+    // Band edges: a Butterworth high-pass at the low edge then a Butterworth low-pass at the high edge.
+    // A single constant-gain biquad over such a wide band has 6 dB/octave skirts (only ~19 dB down at
+    // 37 Hz for 300–3400 Hz); the cascade has 12 dB/octave on each side and a flat band between.
+    return new BiquadCascade(input, output, bandEdgeSections(lowFrequency!, highFrequency!, input.sampleRate));
+  },
+});
+
 export function createHighpassStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  return createPassFilter('highpass', spec, input);
+  return createStageOf(highpassStage, spec, input) as ChunkStage;
 }
 
 export function createLowpassStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  return createPassFilter('lowpass', spec, input);
+  return createStageOf(lowpassStage, spec, input) as ChunkStage;
 }
 
 export function createNotchStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['frequency', 'q']);
-  checkInputFormat(spec.type, input);
-  const frequency = frequencyOption(spec, 'frequency', input.sampleRate);
-  const q = numberOption(spec, 'q', BIQUAD_MIN_Q, BIQUAD_MAX_Q, NOTCH_DEFAULT_Q);
-  return new BiquadStage(input, biquadCoefficients('notch', frequency, q, input.sampleRate));
+  return createStageOf(notchStage, spec, input) as ChunkStage;
 }
 
 export function createBandpassStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['frequency', 'q', 'lowFrequency', 'highFrequency']);
-  checkInputFormat(spec.type, input);
-  const centre = spec.frequency !== undefined || spec.q !== undefined;
-  const edges = spec.lowFrequency !== undefined || spec.highFrequency !== undefined;
-  if (centre === edges) {
-    throw new TypeError(
-      `bandpass: give either "frequency" (and optionally "q") or both "lowFrequency" and "highFrequency", ${centre ? 'not both forms' : 'got neither'}`,
-    );
-  }
-  if (centre) {
-    const frequency = frequencyOption(spec, 'frequency', input.sampleRate);
-    const q = numberOption(spec, 'q', BIQUAD_MIN_Q, BIQUAD_MAX_Q, BUTTERWORTH_Q);
-    return new BiquadStage(input, biquadCoefficients('bandpass', frequency, q, input.sampleRate));
-  }
-  const low = frequencyOption(spec, 'lowFrequency', input.sampleRate);
-  const high = frequencyOption(spec, 'highFrequency', input.sampleRate);
-  if (high <= low) throw new RangeError(`bandpass: option "highFrequency" must be above "lowFrequency" (${low} Hz), got ${high}`);
-  // Band edges: a Butterworth high-pass at the low edge then a Butterworth low-pass at the high edge.
-  // A single constant-gain biquad over such a wide band has 6 dB/octave skirts (only ~19 dB down at
-  // 37 Hz for 300–3400 Hz); the cascade has 12 dB/octave on each side and a flat band between.
-  return new BiquadCascade(input, bandEdgeSections(low, high, input.sampleRate));
+  return createStageOf(bandpassStage, spec, input) as ChunkStage;
 }
 
 /** The two sections of the band-edge form of `bandpass` (high-pass at `low`, low-pass at `high`, both Butterworth). */
@@ -162,24 +267,6 @@ export function bandEdgeSections(low: number, high: number, sampleRate: number):
   return [biquadCoefficients('highpass', low, BUTTERWORTH_Q, sampleRate), biquadCoefficients('lowpass', high, BUTTERWORTH_Q, sampleRate)];
 }
 
-function createPassFilter(kind: 'highpass' | 'lowpass', spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['frequency', 'q']);
-  checkInputFormat(spec.type, input);
-  const frequency = frequencyOption(spec, 'frequency', input.sampleRate);
-  const q = numberOption(spec, 'q', BIQUAD_MIN_Q, BIQUAD_MAX_Q, BUTTERWORTH_Q);
-  return new BiquadStage(input, biquadCoefficients(kind, frequency, q, input.sampleRate));
-}
-
-/** A frequency option in (0, sampleRate/2): the bilinear design has no meaning at or above Nyquist. */
-function frequencyOption(spec: StageSpec, key: string, sampleRate: number): number {
-  const nyquist = sampleRate / 2;
-  const v = spec[key];
-  const what = `a number of Hz above 0 and below half the sample rate (${nyquist} Hz at ${sampleRate} Hz)`;
-  if (v === undefined) throw new TypeError(`${spec.type}: option "${key}" is required (${what})`);
-  if (typeof v !== 'number') throw new TypeError(`${spec.type}: option "${key}" must be ${what}, got ${JSON.stringify(v) ?? String(v)} (${typeof v})`);
-  if (!(v > 0 && v < nyquist)) throw new RangeError(`${spec.type}: option "${key}" must be ${what}, got ${v}`);
-  return v;
-}
 
 /** Below this a state value is flushed to 0: decaying into subnormal doubles makes every operation ~100× slower on x86. */
 const SUBNORMAL_GUARD = 1e-30;
@@ -191,8 +278,8 @@ class BiquadStage implements ChunkStage {
   /** s1, s2 of each channel, interleaved. */
   readonly #state: Float64Array;
 
-  constructor(input: AudioFormat, coefficients: BiquadCoefficients) {
-    this.output = derivedFormat(input);
+  constructor(input: AudioFormat, output: AudioFormat, coefficients: BiquadCoefficients) {
+    this.output = output;
     this.#c = coefficients;
     this.#channels = input.channels;
     this.#state = new Float64Array(2 * input.channels);
@@ -227,9 +314,9 @@ class BiquadCascade implements ChunkStage {
   readonly output: AudioFormat;
   readonly #sections: BiquadStage[];
 
-  constructor(input: AudioFormat, sections: BiquadCoefficients[]) {
-    this.output = derivedFormat(input);
-    this.#sections = sections.map((c) => new BiquadStage(input, c));
+  constructor(input: AudioFormat, output: AudioFormat, sections: BiquadCoefficients[]) {
+    this.output = output;
+    this.#sections = sections.map((c) => new BiquadStage(input, output, c));
   }
 
   process(chunk: PcmChunk): PcmChunk {

@@ -55,8 +55,10 @@
  * concealment of silence is caught by the peak check like any other silence.
  */
 import { RNNOISE_FRAME_SAMPLES, RNNOISE_SAMPLE_RATE, RnnoiseState } from '../../wasm/rnnoise.js';
-import { derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+import { Type } from '@sinclair/typebox';
+import { createStageOf, defineStageType, derivedFormat, type StageInputProblem } from './stage-type.js';
+import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+import type { AudioFormat } from '../media/frames.js';
 
 /** Options of the `denoise` stage. RNNoise itself has no strength setting; `mix` is the way to soften it. */
 export interface DenoiseOptions extends StageSpec {
@@ -93,17 +95,39 @@ export const SETTLED_PEAK = 1e-12;
 /** Zero frames after which a state counts as settled whatever it reports (a safety net; measured settling takes 23–28). */
 const SETTLE_MAX_FRAMES = 60;
 
+export const DenoiseStageSchema = Type.Object(
+  {
+    type: Type.Literal('denoise', { description: 'RNNoise noise suppression at 48 kHz; reports a voice-activity probability per frame.' }),
+    mix: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 1,
+        default: DENOISE_DEFAULTS.mix,
+        description:
+          'Fraction of the original signal mixed back, 0–1: out = (1 − mix)·denoised + mix·original (the original delayed 10 ms to line up with RNNoise). 0 = fully denoised; 0.1–0.3 keeps some room tone.',
+      }),
+    ),
+    vadThreshold: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 1, default: DENOISE_DEFAULTS.vadThreshold, description: 'Voice-activity probability (0–1) from which a frame is marked as speech.' }),
+    ),
+  },
+  { additionalProperties: false, description: 'Remove background noise (RNNoise). Needs 48 kHz input.' },
+);
+
+export const denoiseStage = defineStageType({
+  schema: DenoiseStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  checkInput(_options, input): StageInputProblem[] {
+    if (input.sampleRate === RNNOISE_SAMPLE_RATE) return [];
+    // Never an automatic resample: the cost of every stage stays visible in the pipeline.
+    const hint = 'move "denoise" before any "resample" stage';
+    return [{ message: `denoise needs ${RNNOISE_SAMPLE_RATE} Hz audio but gets ${input.sampleRate} Hz here; ${hint}`, found: input.sampleRate, allowed: `${RNNOISE_SAMPLE_RATE} Hz input`, hint }];
+  },
+  build: ({ mix, vadThreshold }, input, output) => new DenoiseStage(input, output, mix, vadThreshold),
+});
+
 export function createDenoiseStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['mix', 'vadThreshold']);
-  const mix = numberOption(spec, 'mix', 0, 1, DENOISE_DEFAULTS.mix);
-  const vadThreshold = numberOption(spec, 'vadThreshold', 0, 1, DENOISE_DEFAULTS.vadThreshold);
-  if (input.sampleRate !== RNNOISE_SAMPLE_RATE) {
-    throw new RangeError(`denoise needs ${RNNOISE_SAMPLE_RATE} Hz input, got ${input.sampleRate} Hz; put resample after denoise`);
-  }
-  if (!Number.isInteger(input.channels) || input.channels < 1) {
-    throw new RangeError(`denoise: input channels must be a positive integer, got ${input.channels}`);
-  }
-  return new DenoiseStage(input, mix, vadThreshold);
+  return createStageOf(denoiseStage, spec, input) as ChunkStage;
 }
 
 class DenoiseStage implements ChunkStage {
@@ -132,8 +156,8 @@ class DenoiseStage implements ChunkStage {
   readonly #zeroRun: Uint32Array;
   #skipped = 0;
 
-  constructor(input: AudioFormat, mix: number, vadThreshold: number) {
-    this.output = derivedFormat(input);
+  constructor(input: AudioFormat, output: AudioFormat, mix: number, vadThreshold: number) {
+    this.output = output;
     this.#channels = input.channels;
     this.#mix = mix;
     this.#vadThreshold = vadThreshold;

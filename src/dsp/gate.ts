@@ -13,8 +13,10 @@
  * `attackMs` and back in `releaseMs` (an exponential fade, the way a fader
  * sounds natural), sample by sample: no steps, so no clicks.
  */
-import { checkInputFormat, derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+import { Type } from '@sinclair/typebox';
+import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
+import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+import type { AudioFormat } from '../media/frames.js';
 
 /** Options of the `gate` stage. */
 export interface GateOptions extends StageSpec {
@@ -39,18 +41,42 @@ type GateSettings = Required<Pick<GateOptions, 'thresholdDb' | 'attackMs' | 'hol
 
 export const GATE_DEFAULTS = { thresholdDb: -50, attackMs: 1, holdMs: 50, releaseMs: 100, floorDb: -80 } as const;
 
+export const GateStageSchema = Type.Object(
+  {
+    type: Type.Literal('gate', { description: 'Noise gate: silence the audio while it stays below a threshold.' }),
+    thresholdDb: Type.Optional(
+      Type.Number({
+        minimum: -100,
+        maximum: 0,
+        default: GATE_DEFAULTS.thresholdDb,
+        description: 'Opening level, dBFS of the envelope (RMS over ~5 ms of the loudest channel; a full-scale sine reads −3), −100 to 0.',
+      }),
+    ),
+    attackMs: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 100, default: GATE_DEFAULTS.attackMs, description: 'Time for the gain to rise from floorDb to 0 dB when the gate opens, 0–100 ms.' }),
+    ),
+    holdMs: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 2000, default: GATE_DEFAULTS.holdMs, description: 'Time the gate stays open after the envelope falls below the threshold, 0–2000 ms.' }),
+    ),
+    releaseMs: Type.Optional(
+      Type.Number({ minimum: 1, maximum: 5000, default: GATE_DEFAULTS.releaseMs, description: 'Time for the gain to fall from 0 dB to floorDb when the gate closes, 1–5000 ms.' }),
+    ),
+    floorDb: Type.Optional(Type.Number({ minimum: -120, maximum: 0, default: GATE_DEFAULTS.floorDb, description: 'Gain while closed, −120 to 0 dB.' })),
+  },
+  { additionalProperties: false, description: 'Noise gate with hold and smooth (click-free) gain ramps; channels linked.' },
+);
+
+export const gateStage = defineStageType({
+  schema: GateStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  build: (options, input, output) => new GateStage(input, output, options),
+});
+
 /** Time constant of the envelope follower. */
 const ENVELOPE_MS = 5;
 
 export function createGateStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['thresholdDb', 'attackMs', 'holdMs', 'releaseMs', 'floorDb']);
-  const thresholdDb = numberOption(spec, 'thresholdDb', -100, 0, GATE_DEFAULTS.thresholdDb);
-  const attackMs = numberOption(spec, 'attackMs', 0, 100, GATE_DEFAULTS.attackMs);
-  const holdMs = numberOption(spec, 'holdMs', 0, 2000, GATE_DEFAULTS.holdMs);
-  const releaseMs = numberOption(spec, 'releaseMs', 1, 5000, GATE_DEFAULTS.releaseMs);
-  const floorDb = numberOption(spec, 'floorDb', -120, 0, GATE_DEFAULTS.floorDb);
-  checkInputFormat(spec.type, input);
-  return new GateStage(input, { thresholdDb, attackMs, holdMs, releaseMs, floorDb });
+  return createStageOf(gateStage, spec, input) as ChunkStage;
 }
 
 class GateStage implements ChunkStage {
@@ -69,9 +95,9 @@ class GateStage implements ChunkStage {
   /** Current gain, linear; starts closed, so a stream that starts with noise never lets a burst through. */
   #gain: number;
 
-  constructor(input: AudioFormat, o: GateSettings) {
+  constructor(input: AudioFormat, output: AudioFormat, o: GateSettings) {
     const rate = input.sampleRate;
-    this.output = derivedFormat(input);
+    this.output = output;
     this.#channels = input.channels;
     this.#threshold = Math.pow(10, o.thresholdDb / 10);
     this.#envelopeCoeff = 1 - Math.exp(-1000 / (ENVELOPE_MS * rate));

@@ -14,8 +14,10 @@
  * The output is finally clipped at the ceiling as float32 (rounding a gain
  * product to float32 could land half an ulp above it): the guarantee is exact.
  */
-import { checkInputFormat, derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+import { Type } from '@sinclair/typebox';
+import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
+import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+import type { AudioFormat } from '../media/frames.js';
 
 /** Options of the `limiter` stage. */
 export interface LimiterOptions extends StageSpec {
@@ -27,6 +29,17 @@ export interface LimiterOptions extends StageSpec {
 }
 
 export const LIMITER_DEFAULTS = { ceilingDb: -1, releaseMs: 50 } as const;
+
+export const LimiterStageSchema = Type.Object(
+  {
+    type: Type.Literal('limiter', { description: 'Peak limiter with instant attack: no output sample exceeds the ceiling.' }),
+    ceilingDb: Type.Optional(Type.Number({ minimum: -30, maximum: 0, default: LIMITER_DEFAULTS.ceilingDb, description: 'Highest output peak in dBFS, −30 to 0.' })),
+    releaseMs: Type.Optional(
+      Type.Number({ minimum: 1, maximum: 2000, default: LIMITER_DEFAULTS.releaseMs, description: 'Time constant of the gain recovery after a peak, 1–2000 ms.' }),
+    ),
+  },
+  { additionalProperties: false, description: 'Keep peaks below a ceiling (after gain or normalize, before s16).' },
+);
 
 /** Once the gain is this close to 1 with nothing to limit, it snaps to 1, so quiet audio passes bit for bit. */
 const UNITY_SNAP = 1e-6;
@@ -42,12 +55,15 @@ function float32AtMost(x: number): number {
   return bits[0];
 }
 
+export const limiterStage = defineStageType({
+  schema: LimiterStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  build: ({ ceilingDb, releaseMs }, input, output) =>
+    new LimiterStage(input, output, float32AtMost(Math.pow(10, ceilingDb / 20)), Math.exp(-1000 / (releaseMs * input.sampleRate))),
+});
+
 export function createLimiterStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['ceilingDb', 'releaseMs']);
-  const ceilingDb = numberOption(spec, 'ceilingDb', -30, 0, LIMITER_DEFAULTS.ceilingDb);
-  const releaseMs = numberOption(spec, 'releaseMs', 1, 2000, LIMITER_DEFAULTS.releaseMs);
-  checkInputFormat(spec.type, input);
-  return new LimiterStage(input, float32AtMost(Math.pow(10, ceilingDb / 20)), Math.exp(-1000 / (releaseMs * input.sampleRate)));
+  return createStageOf(limiterStage, spec, input) as ChunkStage;
 }
 
 class LimiterStage implements ChunkStage {
@@ -58,8 +74,8 @@ class LimiterStage implements ChunkStage {
   readonly #release: number;
   #gain = 1;
 
-  constructor(input: AudioFormat, ceiling: number, release: number) {
-    this.output = derivedFormat(input);
+  constructor(input: AudioFormat, output: AudioFormat, ceiling: number, release: number) {
+    this.output = output;
     this.#channels = input.channels;
     this.#ceiling = ceiling;
     this.#release = release;

@@ -5,7 +5,7 @@
  * can't be rewritten); one that starts after it leaves a gap that becomes
  * silence; so output duration always equals media duration.
  */
-import type { DecodeCounters } from './types.js';
+import type { DecodeCounters } from '../media/frames.js';
 
 /** A run of PCM at media time. */
 export interface TimedChunk {

@@ -19,8 +19,10 @@
  * gain for the ~100 ms it takes to measure and longer to react. Pair it with
  * `limiter` after it when peaks matter (s16 output, playback).
  */
-import { checkInputFormat, derivedFormat, numberOption, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+import { Type } from '@sinclair/typebox';
+import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
+import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+import type { AudioFormat } from '../media/frames.js';
 
 /** Options of the `normalize` stage. */
 export interface NormalizeOptions extends StageSpec {
@@ -44,14 +46,38 @@ export const NORMALIZE_MAX_ATTENUATION_DB = 20;
 /** Measurement block: long enough to span a syllable, short enough to follow a change of speaker. */
 const BLOCK_MS = 100;
 
+export const NormalizeStageSchema = Type.Object(
+  {
+    type: Type.Literal('normalize', { description: 'Slow automatic gain control toward a target loudness (not a limiter: pair it with "limiter").' }),
+    targetDb: Type.Optional(
+      Type.Number({ minimum: -40, maximum: -3, default: NORMALIZE_DEFAULTS.targetDb, description: 'Target RMS in dBFS over 100 ms blocks of speech, −40 to −3.' }),
+    ),
+    maxGainDb: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 40, default: NORMALIZE_DEFAULTS.maxGainDb, description: 'Largest boost in dB, 0–40 (attenuation is limited to 20 dB).' }),
+    ),
+    rateDbPerSecond: Type.Optional(
+      Type.Number({ minimum: 0.5, maximum: 60, default: NORMALIZE_DEFAULTS.rateDbPerSecond, description: 'Fastest gain change in dB per second, 0.5–60.' }),
+    ),
+    silenceDb: Type.Optional(
+      Type.Number({
+        minimum: -90,
+        maximum: -30,
+        default: NORMALIZE_DEFAULTS.silenceDb,
+        description: 'Blocks quieter than this (dBFS, −90 to −30) never raise the gain, and pauses are kept below it.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'Bring a stream slowly toward a target level.' },
+);
+
+export const normalizeStage = defineStageType({
+  schema: NormalizeStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  build: (options, input, output) => new NormalizeStage(input, output, options),
+});
+
 export function createNormalizeStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['targetDb', 'maxGainDb', 'rateDbPerSecond', 'silenceDb']);
-  const targetDb = numberOption(spec, 'targetDb', -40, -3, NORMALIZE_DEFAULTS.targetDb);
-  const maxGainDb = numberOption(spec, 'maxGainDb', 0, 40, NORMALIZE_DEFAULTS.maxGainDb);
-  const rateDbPerSecond = numberOption(spec, 'rateDbPerSecond', 0.5, 60, NORMALIZE_DEFAULTS.rateDbPerSecond);
-  const silenceDb = numberOption(spec, 'silenceDb', -90, -30, NORMALIZE_DEFAULTS.silenceDb);
-  checkInputFormat(spec.type, input);
-  return new NormalizeStage(input, { targetDb, maxGainDb, rateDbPerSecond, silenceDb });
+  return createStageOf(normalizeStage, spec, input) as ChunkStage;
 }
 
 class NormalizeStage implements ChunkStage {
@@ -71,8 +97,8 @@ class NormalizeStage implements ChunkStage {
   #target = 1;
   #step = 0;
 
-  constructor(input: AudioFormat, o: NormalizeSettings) {
-    this.output = derivedFormat(input);
+  constructor(input: AudioFormat, output: AudioFormat, o: NormalizeSettings) {
+    this.output = output;
     this.#channels = input.channels;
     this.#o = o;
     this.#block = Math.max(1, Math.round((input.sampleRate * BLOCK_MS) / 1000));

@@ -17,7 +17,7 @@
  */
 import { OPUS_MAX_FRAME_SAMPLES, OpusDecoder, OpusPacketError } from '../../wasm/opus.js';
 import { MediaTimeline, type TimedChunk } from './media-timeline.js';
-import type { DecodeCounters, EncodedInput } from './types.js';
+import type { DecodeCounters, EncodedFrame } from '../media/frames.js';
 
 /** A run of decoded PCM at media time. */
 export type DecodedChunk = TimedChunk;
@@ -63,7 +63,7 @@ export class OpusStreamDecoder {
    * Never throws for bad input: late, corrupt and lost packets are counted and
    * handled as described above.
    */
-  decode(frames: readonly EncodedInput[], out: DecodedChunk[] = []): DecodedChunk[] {
+  decode(frames: readonly EncodedFrame[], out: DecodedChunk[] = []): DecodedChunk[] {
     if (this.#closed) throw new Error('OpusStreamDecoder is closed');
     for (const f of frames) {
       if (!this.#timeline.admit(f.position, f.arrival, out)) continue;
@@ -82,7 +82,7 @@ export class OpusStreamDecoder {
   }
 
   /** Decodes a received packet; returns the samples (per channel) it covered. */
-  #decodePacket(f: EncodedInput, payload: Uint8Array, out: DecodedChunk[]): number {
+  #decodePacket(f: EncodedFrame, payload: Uint8Array, out: DecodedChunk[]): number {
     let samples: number;
     try {
       samples = this.#decoder.decode(payload, this.#scratch);
@@ -105,7 +105,7 @@ export class OpusStreamDecoder {
    * libopus conceals a fixed stretch (60–120 ms) per call; only the samples the
    * input stands for are kept, and anything beyond what PLC made is silence.
    */
-  #conceal(f: EncodedInput, out: DecodedChunk[]): number {
+  #conceal(f: EncodedFrame, out: DecodedChunk[]): number {
     const want = f.samples > 0 && Number.isFinite(f.samples) ? Math.floor(f.samples) : this.#frameSamples;
     let made = 0;
     try {

@@ -3,16 +3,27 @@
  * pipeline under construction and as the baseline in benchmarks (its cost is
  * the cost of a stage call).
  */
-import { checkInputFormat, derivedFormat, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+import { Type } from '@sinclair/typebox';
+import type { AudioFormat } from '../media/frames.js';
+import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
+import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+
+export const PassthroughStageSchema = Type.Object(
+  { type: Type.Literal('passthrough', { description: 'Hand audio on unchanged (a placeholder, or a baseline in benchmarks).' }) },
+  { additionalProperties: false, description: 'Do nothing.' },
+);
 
 /** Options of the `passthrough` stage: none. */
 export interface PassthroughOptions extends StageSpec {
   type: 'passthrough';
 }
 
+export const passthroughStage = defineStageType({
+  schema: PassthroughStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  build: (_options, _input, output): ChunkStage => ({ output, process: (chunk: PcmChunk) => chunk, close() {} }),
+});
+
 export function createPassthroughStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, []);
-  checkInputFormat(spec.type, input);
-  return { output: derivedFormat(input), process: (chunk: PcmChunk) => chunk, close() {} };
+  return createStageOf(passthroughStage, spec, input) as ChunkStage;
 }

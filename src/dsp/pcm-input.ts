@@ -6,7 +6,7 @@
  * starts after it leaves a gap, filled with silence; Int16 samples become
  * floats (÷32768). So, as with Opus, output duration equals media duration.
  */
-import type { DecodeCounters, SampleFormat } from './types.js';
+import type { DecodeCounters, SampleFormat } from '../media/frames.js';
 import { MediaTimeline, type TimedChunk } from './media-timeline.js';
 
 /** One PCM frame pushed to a stream. */

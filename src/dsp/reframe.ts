@@ -10,12 +10,29 @@
  * downstream and to the branch's sinks, so it can't be a buffer the stage
  * reuses.
  */
+import { Type } from '@sinclair/typebox';
+import type { AudioFormat } from '../media/frames.js';
 import { chunkWith } from './chunk.js';
-import { checkInputFormat, choiceOption, derivedFormat, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, PcmChunk, Stage, StageOutput, StageSpec } from './types.js';
+import { choices } from './schema-words.js';
+import { createStageOf, defineStageType, derivedFormat, type StageInputProblem } from './stage-type.js';
+import type { PcmChunk, Stage, StageOutput, StageSpec } from './types.js';
 
 export const REFRAME_DURATIONS_MS = [10, 20, 30, 40, 60] as const;
 export type ReframeDurationMs = (typeof REFRAME_DURATIONS_MS)[number];
+
+export const ReframeStageSchema = Type.Object(
+  {
+    type: Type.Literal('reframe', { description: 'Regroup the audio into frames of a fixed duration.' }),
+    durationMs: Type.Union(
+      REFRAME_DURATIONS_MS.map((ms) => Type.Literal(ms)),
+      {
+        description:
+          'Frame length in ms: 10, 20, 30, 40 or 60. Must be a whole number of samples at the stage input rate (10 ms at 22050 Hz is not). Adds up to one frame of latency.',
+      },
+    ),
+  },
+  { additionalProperties: false, description: 'Cut the stream into frames of exactly durationMs (e.g. 10 ms for a VAD).' },
+);
 
 /** Options of the `reframe` stage. */
 export interface ReframeOptions extends StageSpec {
@@ -29,19 +46,29 @@ export interface ReframeOptions extends StageSpec {
   durationMs: ReframeDurationMs;
 }
 
+export const reframeStage = defineStageType({
+  schema: ReframeStageSchema,
+  outputFormat: (_options, input) => derivedFormat(input),
+  checkInput({ durationMs }, input): StageInputProblem[] {
+    const rate = input.sampleRate;
+    const samples = (durationMs * rate) / 1000;
+    if (Number.isInteger(samples)) return [];
+    const whole = REFRAME_DURATIONS_MS.filter((d) => Number.isInteger((d * rate) / 1000));
+    const allowed = whole.length > 0 ? choices(whole) : 'a rate like 16000 or 48000 first (resample)';
+    return [
+      {
+        option: 'durationMs',
+        message: `${durationMs} ms is ${samples} samples at the ${rate} Hz this stage gets, not a whole number; use ${allowed}`,
+        found: durationMs,
+        allowed,
+      },
+    ];
+  },
+  build: ({ durationMs }, input, output) => new ReframeStage(output, ((durationMs * input.sampleRate) / 1000) * input.channels),
+});
+
 export function createReframeStage(spec: StageSpec, input: AudioFormat): Stage {
-  rejectUnknownOptions(spec, ['durationMs']);
-  const durationMs = choiceOption<number>(spec, 'durationMs', REFRAME_DURATIONS_MS);
-  checkInputFormat(spec.type, input);
-  const samples = (durationMs * input.sampleRate) / 1000;
-  if (!Number.isInteger(samples)) {
-    const whole = REFRAME_DURATIONS_MS.filter((ms) => Number.isInteger((ms * input.sampleRate) / 1000));
-    throw new RangeError(
-      `reframe: option "durationMs" ${durationMs} is ${samples} samples at ${input.sampleRate} Hz, not a whole number; ` +
-        (whole.length > 0 ? `use one of ${whole.join(', ')}` : 'resample to a rate like 16000 or 48000 first'),
-    );
-  }
-  return new ReframeStage(input, samples * input.channels);
+  return createStageOf(reframeStage, spec, input);
 }
 
 class ReframeStage implements Stage {
@@ -52,8 +79,8 @@ class ReframeStage implements Stage {
   readonly #pending: Float32Array;
   #filled = 0;
 
-  constructor(input: AudioFormat, frame: number) {
-    this.output = derivedFormat(input);
+  constructor(output: AudioFormat, frame: number) {
+    this.output = output;
     this.#frame = frame;
     this.#pending = new Float32Array(frame);
   }

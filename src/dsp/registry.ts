@@ -1,38 +1,80 @@
 /**
- * The worker stages by pipeline `type`: the built-ins, plus custom stages a
- * worker registered from a stage module (`registerStageFactory`). The registry
- * is per thread: every worker registers the same modules, so a stream's stages
- * build the same way on whichever worker it lands.
+ * The worker stages by pipeline `type`: the built-ins (one definition each,
+ * see stage-type.ts), plus custom stages a worker registered from a stage
+ * module (`registerStageFactory`). The custom registry is per thread: every
+ * worker registers the same modules, so a stream's stages build the same way
+ * on whichever worker it lands.
  */
-import { createDenoiseStage } from './denoise.js';
-import { createHighpassStage, createLowpassStage, createBandpassStage, createNotchStage } from './biquad.js';
-import { createGateStage } from './gate.js';
-import { createGainStage } from './gain.js';
-import { createLimiterStage } from './limiter.js';
-import { createNormalizeStage } from './normalize.js';
-import { createPassthroughStage } from './passthrough.js';
-import { createReframeStage } from './reframe.js';
-import { createResampleStage } from './resample.js';
-import { createDownmixStage, createFormatStage, createUpmixStage } from './transcode.js';
-import type { AudioFormat, Stage, StageFactory, StageSpec } from './types.js';
+import type { TObject } from '@sinclair/typebox';
+import type { AudioFormat } from '../media/frames.js';
+import { bandpassStage, highpassStage, lowpassStage, notchStage } from './biquad.js';
+import { denoiseStage } from './denoise.js';
+import { gainStage } from './gain.js';
+import { gateStage } from './gate.js';
+import { limiterStage } from './limiter.js';
+import { normalizeStage } from './normalize.js';
+import { passthroughStage } from './passthrough.js';
+import { reframeStage } from './reframe.js';
+import { resampleStage } from './resample.js';
+import { createStageOf, type StageTypeDefinition } from './stage-type.js';
+import { downmixStage, formatStage, upmixStage } from './transcode.js';
+import type { Stage, StageFactory, StageSpec } from './types.js';
 
-export const builtinStages: ReadonlyMap<string, StageFactory> = new Map<string, StageFactory>([
-  ['passthrough', createPassthroughStage],
-  ['denoise', createDenoiseStage],
-  ['resample', createResampleStage],
-  ['downmix', createDownmixStage],
-  ['upmix', createUpmixStage],
-  ['format', createFormatStage],
-  ['reframe', createReframeStage],
-  ['gain', createGainStage],
-  ['highpass', createHighpassStage],
-  ['lowpass', createLowpassStage],
-  ['bandpass', createBandpassStage],
-  ['notch', createNotchStage],
-  ['gate', createGateStage],
-  ['limiter', createLimiterStage],
-  ['normalize', createNormalizeStage],
-]);
+/**
+ * The built-in stage definitions, in the order the documentation lists
+ * them. Their options are typed per stage; here each is seen through its
+ * schema only, which is all a caller of the registry needs.
+ */
+export const BUILTIN_STAGE_DEFINITIONS = [
+  passthroughStage,
+  denoiseStage,
+  resampleStage,
+  downmixStage,
+  upmixStage,
+  formatStage,
+  reframeStage,
+  gainStage,
+  highpassStage,
+  lowpassStage,
+  bandpassStage,
+  notchStage,
+  gateStage,
+  limiterStage,
+  normalizeStage,
+] as const;
+
+/** A built-in stage definition, options seen as plain JSON (the schema is what types them). */
+export type AnyStageTypeDefinition = StageTypeDefinition<TObject, Record<string, unknown>>;
+
+/** The built-in stage types, in documentation order. */
+export const BUILTIN_STAGE_TYPES = [
+  'passthrough',
+  'denoise',
+  'resample',
+  'downmix',
+  'upmix',
+  'format',
+  'reframe',
+  'gain',
+  'highpass',
+  'lowpass',
+  'bandpass',
+  'notch',
+  'gate',
+  'limiter',
+  'normalize',
+] as const satisfies ReadonlyArray<(typeof BUILTIN_STAGE_DEFINITIONS)[number]['type']>;
+export type BuiltinStageType = (typeof BUILTIN_STAGE_TYPES)[number];
+
+/** Built-in definitions by type. */
+export const builtinStageDefinitions: ReadonlyMap<string, AnyStageTypeDefinition> = new Map(
+  BUILTIN_STAGE_DEFINITIONS.map((d): [string, AnyStageTypeDefinition] => [d.type, d]),
+);
+
+/** Built-in stage factories by type (each checks its options against its definition). */
+export const builtinStages: ReadonlyMap<string, StageFactory> = new Map(
+  [...builtinStageDefinitions].map(([type, d]) => [type, (spec: StageSpec, input: AudioFormat) => createStageOf(d, spec, input)]),
+);
 
 /** Stage types from custom modules, registered at runtime in this thread. */
 const customStages = new Map<string, StageFactory>();

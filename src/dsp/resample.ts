@@ -8,10 +8,32 @@
  * output rather than as missing samples, so counting output samples from the
  * stream's first position stays sample-accurate.
  */
+import { Type } from '@sinclair/typebox';
 import { SpeexResampler } from '../../wasm/speex.js';
+import type { AudioFormat } from '../media/frames.js';
 import { chunkWith } from './chunk.js';
-import { derivedFormat, integerOption, rejectUnknownOptions } from './options.js';
-import type { AudioFormat, ChunkStage, PcmChunk, StageSpec } from './types.js';
+import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
+import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+
+export const RESAMPLE_MIN_RATE = 8000;
+export const RESAMPLE_MAX_RATE = 48000;
+export const RESAMPLE_DEFAULT_QUALITY = 6;
+
+export const ResampleStageSchema = Type.Object(
+  {
+    type: Type.Literal('resample', { description: 'Change the sample rate (Speex resampler).' }),
+    sampleRate: Type.Integer({ minimum: RESAMPLE_MIN_RATE, maximum: RESAMPLE_MAX_RATE, description: 'Output sample rate in Hz, 8000–48000.' }),
+    quality: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10,
+        default: RESAMPLE_DEFAULT_QUALITY,
+        description: 'Speex quality 0 (fastest) … 10 (best). Default 6, the lowest that keeps the passband within 1 dB up to 0.9 × the new Nyquist (5 is −1.9 dB there).',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'Resample to another rate.' },
+);
 
 /** Options of the `resample` stage. */
 export interface ResampleOptions extends StageSpec {
@@ -27,26 +49,26 @@ export interface ResampleOptions extends StageSpec {
   quality?: number;
 }
 
-export const RESAMPLE_MIN_RATE = 8000;
-export const RESAMPLE_MAX_RATE = 48000;
-export const RESAMPLE_DEFAULT_QUALITY = 6;
+export const resampleStage = defineStageType({
+  schema: ResampleStageSchema,
+  outputFormat: ({ sampleRate }, input) => derivedFormat(input, { sampleRate }),
+  build({ sampleRate, quality }, input, output): ChunkStage {
+    if (sampleRate === input.sampleRate) return { output, process: (chunk) => chunk, close() {} };
+    const resampler = new SpeexResampler(input.channels, input.sampleRate, sampleRate, quality);
+    return {
+      output,
+      process(chunk: PcmChunk): PcmChunk | null {
+        const data = resampler.process(chunk.data);
+        if (data.length === 0) return null;
+        return chunkWith(chunk, data);
+      },
+      close() {
+        resampler.close();
+      },
+    };
+  },
+});
 
 export function createResampleStage(spec: StageSpec, input: AudioFormat): ChunkStage {
-  rejectUnknownOptions(spec, ['sampleRate', 'quality']);
-  const sampleRate = integerOption(spec, 'sampleRate', RESAMPLE_MIN_RATE, RESAMPLE_MAX_RATE);
-  const quality = integerOption(spec, 'quality', 0, 10, RESAMPLE_DEFAULT_QUALITY);
-  const output = derivedFormat(input, { sampleRate });
-  if (sampleRate === input.sampleRate) return { output, process: (chunk) => chunk, close() {} };
-  const resampler = new SpeexResampler(input.channels, input.sampleRate, sampleRate, quality);
-  return {
-    output,
-    process(chunk: PcmChunk): PcmChunk | null {
-      const data = resampler.process(chunk.data);
-      if (data.length === 0) return null;
-      return chunkWith(chunk, data);
-    },
-    close() {
-      resampler.close();
-    },
-  };
+  return createStageOf(resampleStage, spec, input) as ChunkStage;
 }

@@ -24,11 +24,12 @@ import { measureLevels } from './levels.js';
 import { OpusStreamDecoder } from './opus-decode.js';
 import { PcmStreamInput, type PcmInput, type PcmInputFormat, type PlacedChunk } from './pcm-input.js';
 import { createStage } from './registry.js';
-import type { AudioFormat, DecodeCounters, EncodedInput, PcmChunk, ProcessedFrame, Stage, StageOutput, StageSpec } from './types.js';
+import type { PcmChunk, Stage, StageOutput, StageSpec } from './types.js';
+import type { AudioFormat, AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
 
 export type { PcmInput, PcmInputFormat } from './pcm-input.js';
 
-/** The rate Opus always decodes at, and the unit of `EncodedInput.position`. */
+/** The rate Opus always decodes at, and the unit of `EncodedFrame.position`. */
 const OPUS_RATE = 48000;
 
 /** One branch of a stream: a chain of stages fed from the shared decode. */
@@ -140,7 +141,7 @@ export class StreamProcessor {
    * branch may return fewer frames than went in while a stage buffers, or
    * more when a stage cuts frames shorter.
    */
-  process(frames: readonly EncodedInput[]): ProcessedFrame[][] {
+  process(frames: readonly EncodedFrame[]): AudioFrame[][] {
     if (this.#closed) throw new Error('StreamProcessor is closed');
     if (!this.#decoder) throw new Error('StreamProcessor: this stream takes PCM input (spec.input is set); use processPcm()');
     this.#decoder.decode(frames, this.#chunks);
@@ -153,7 +154,7 @@ export class StreamProcessor {
    * late or overlapping frames are dropped and counted in `counters.late`,
    * Int16 data becomes floats. Returns one frame list per branch.
    */
-  processPcm(frames: readonly PcmInput[]): ProcessedFrame[][] {
+  processPcm(frames: readonly PcmInput[]): AudioFrame[][] {
     if (this.#closed) throw new Error('StreamProcessor is closed');
     if (!this.#pcm) throw new Error('StreamProcessor: this stream decodes Opus (spec.input is not set); use process()');
     try {
@@ -166,15 +167,15 @@ export class StreamProcessor {
   }
 
   /** Runs every branch on the chunks the input placed, then lets go of them. */
-  #run(): ProcessedFrame[][] {
+  #run(): AudioFrame[][] {
     const chunks = this.#chunks;
     const produced = this.#produced;
     const last = this.#branches.length - 1;
-    const result: ProcessedFrame[][] = [];
+    const result: AudioFrame[][] = [];
     try {
       for (let b = 0; b <= last; b++) {
         const branch = this.#branches[b];
-        const out: ProcessedFrame[] = [];
+        const out: AudioFrame[] = [];
         for (const chunk of chunks) {
           branch.next ??= Math.round((chunk.position * branch.output.sampleRate) / this.#inputRate);
           // Stages may work in place (denoise does), and a branch's output array is
@@ -302,13 +303,13 @@ function runChain(stages: Stage[], from: number, chunk: PcmChunk, out: PcmChunk[
   out.push(current);
 }
 
-function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): ProcessedFrame {
+function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): AudioFrame {
   const { rms, peak, clipped } = measureLevels(chunk.data);
   const { sampleRate, channels } = branch.output;
   const position = branch.next!;
   branch.next = position + chunk.data.length / channels;
   const s16 = branch.output.sampleFormat === 's16';
-  const frame: ProcessedFrame = {
+  const frame: AudioFrame = {
     position,
     sampleRate,
     channels,

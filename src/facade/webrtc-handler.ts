@@ -14,11 +14,14 @@ import { errors } from '../errors.js';
 import { loadPipelineFileSync, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
-import { EarshotCore, type ServerStats, type StreamHandle } from '../server/earshot-core.js';
-import type { PeerStatsSnapshot } from '../server/peer-registry.js';
+import { EarshotCore, type ServerStats, type StreamHandle } from '../core/earshot-core.js';
+import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import { ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
-import { hasDefaultPool, setDefaultPool, type AudioFrame } from '../pipeline/operators.js';
+import type { AudioFrame } from '../pipeline/operators.js';
+import { checkCoreOptions } from '../core/core-options.js';
+import { checkIpAddresses, checkNonEmptyString, checkOptionNames, checkOneOf, checkPipelineOption, checkPoolOptions, checkPortRange, LOG_LEVELS } from '../core/option-checks.js';
+import { checkIceServers } from '../rtc/ice-servers.js';
 import type { AudioProcessor } from './audio-processor.js';
 
 export interface WebRTCHandlerOptions {
@@ -30,7 +33,7 @@ export interface WebRTCHandlerOptions {
   pipeline?: string | Pipeline | object;
   /** Directory for recordings started without an absolute path. Default `recordings`. */
   recordingsDir?: string;
-  /** DSP worker threads. Default: one per core (`availableParallelism()`). */
+  /** DSP worker threads, 1 to 4 × the cores. Default: one per core (`availableParallelism()`). */
   threads?: number;
   /** ICE host candidates to announce (e.g. `['127.0.0.1']` for loopback). Default: every non-loopback interface. */
   iceHostAddresses?: string[];
@@ -68,16 +71,19 @@ export class WebRTCHandler {
   #startError: unknown;
   readonly #processors = new ProcessorRegistry();
   readonly #processed$ = new Subject<ProcessedAudio>();
-  #ownsDefaultPool = false;
+  /** `processedAudio$`, its subscribers' exceptions reported by the core. */
+  readonly #processedForApplication: Observable<ProcessedAudio>;
   #shutdown: Promise<void> | undefined;
 
   /**
    * Throws at once for a pipeline that cannot be read or is invalid
-   * (`EARSHOT_PIPELINE_FILE_UNREADABLE`, `EARSHOT_PIPELINE_INVALID`); a failure
+   * (`EARSHOT_PIPELINE_FILE_UNREADABLE`, `EARSHOT_PIPELINE_INVALID`) and for
+   * an unusable option (`EARSHOT_OPTION_INVALID` naming it); a failure
    * to start the workers or to create the recordings directory comes later,
    * from `ready()` and from every method after it.
    */
   constructor(options: WebRTCHandlerOptions = {}) {
+    checkHandlerOptions(options);
     const pipeline = resolvePipeline(options.pipeline);
     const core = new EarshotCore({
       pipelines: PipelineRegistry.inMemory([pipeline]),
@@ -91,12 +97,9 @@ export class WebRTCHandler {
       log: pino({ level: options.logLevel ?? 'warn' }),
     });
     this.#core = core;
-    // AudioTranscoder / AudioFilter / stage operators without a pool use this handler's workers
-    // (they queue frames until the workers are warm, like the handler's own streams).
-    if (!hasDefaultPool()) {
-      setDefaultPool(core.pool);
-      this.#ownsDefaultPool = true;
-    }
+    this.#processedForApplication = core.guarded(this.#processed$, 'processedAudio$');
+    // AudioTranscoder / AudioFilter / stage operators on this handler's streams use its workers
+    // (core.withPool; they queue frames until the workers are warm, like the handler's own streams).
     // The pool is started on its own as well as by core.start() (which creates the recordings
     // directory first): streams adopted meanwhile can only drain and close through running
     // workers, so the pool must come up even if the directory fails, and a failure is acted
@@ -189,17 +192,17 @@ export class WebRTCHandler {
 
   /** Frames emitted by registered custom processors. */
   get processedAudio$(): Observable<ProcessedAudio> {
-    return this.#processed$.asObservable();
+    return this.#processedForApplication;
   }
 
   /** Every new stream (see `server.streams$`); subscribe before `createPeerConnection` to see its stream. */
   get streams$(): Observable<StreamHandle> {
-    return this.#live().streams$.asObservable();
+    return this.#live().streams$;
   }
 
   /** Events processors emit. */
   get events$(): Observable<ProcessorEvent> {
-    return this.#live().events$.asObservable();
+    return this.#live().events$;
   }
 
   /** Ends every stream (finalizing recordings) and stops the workers. */
@@ -207,7 +210,6 @@ export class WebRTCHandler {
     // Streams can only drain through running workers: let the start finish (or fail) first.
     await this.#started.catch(() => {});
     await this.#shutdownCore();
-    if (this.#ownsDefaultPool) setDefaultPool(undefined);
     this.#processed$.complete();
   }
 
@@ -232,6 +234,25 @@ function processorProblem(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null) return `${expected}, got ${value === null ? 'null' : typeof value}`;
   if (typeof (value as { process?: unknown }).process !== 'function') return `${expected}, got an object without a process method`;
   return undefined;
+}
+
+/** Every option of `WebRTCHandler`, for the check of the names given (a new option must be added here: the type says so). */
+const HANDLER_OPTIONS: Record<keyof WebRTCHandlerOptions, true> = {
+  pipeline: true, recordingsDir: true, threads: true, iceHostAddresses: true, icePortRange: true, iceServers: true,
+  mediaTimeoutMs: true, connectTimeoutMs: true, logLevel: true,
+};
+
+/** Throws `EARSHOT_OPTION_INVALID` (or `EARSHOT_ICE_SERVER_INVALID`) for the first option that is not usable. */
+function checkHandlerOptions(options: WebRTCHandlerOptions): void {
+  checkOptionNames('WebRTCHandler', options, HANDLER_OPTIONS);
+  checkPipelineOption('pipeline', options.pipeline);
+  checkNonEmptyString('recordingsDir', options.recordingsDir);
+  checkPoolOptions({ threads: options.threads });
+  checkIpAddresses('iceHostAddresses', options.iceHostAddresses);
+  checkPortRange('icePortRange', options.icePortRange);
+  if (options.iceServers !== undefined) checkIceServers(options.iceServers);
+  checkCoreOptions({ mediaTimeoutMs: options.mediaTimeoutMs, connectTimeoutMs: options.connectTimeoutMs });
+  checkOneOf('logLevel', options.logLevel, LOG_LEVELS);
 }
 
 function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Pipeline {

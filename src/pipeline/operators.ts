@@ -15,16 +15,17 @@
  * fails in the worker errors the output with its message; unsubscribing frees
  * the worker state.
  */
-import type { TObject } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
 import { Observable, type OperatorFunction } from 'rxjs';
-import { BuiltinStageSchemas } from './stage-schemas.js';
+import { builtinStageDefinitions } from '../dsp/registry.js';
+import { optionProblems } from '../dsp/stage-type.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
-import type { ProcessedFrame, StageSpec } from '../dsp/types.js';
-import { WorkerPool } from '../pool/worker-pool.js';
+import type { StageSpec } from '../dsp/types.js';
+import type { AudioFrame } from '../media/frames.js';
+import type { WorkerPool } from '../pool/worker-pool.js';
+import { getDefaultPool } from '../pool/default-pool.js';
 
 /** A frame of processed audio (what the sinks, processors and these operators see). */
-export type AudioFrame = ProcessedFrame;
+export type { AudioFrame } from '../media/frames.js';
 
 const STAGES = Symbol.for('earshot.stages');
 const MAX_EARLY_FRAMES = 250;
@@ -41,42 +42,8 @@ export interface InWorkersOptions {
   pool?: WorkerPool;
 }
 
-let defaultPool: WorkerPool | undefined;
-let ownDefault = false;
-
-/**
- * Sets the pool stage operators use when not given one. `createServer` makes
- * its pool the default while it runs (unless one was set), so operators on
- * `server.streams$` share the server's workers.
- */
-export function setDefaultPool(pool: WorkerPool | undefined): void {
-  defaultPool = pool;
-  ownDefault = false;
-}
-
-/** True if a default pool is set or was created. */
-export function hasDefaultPool(): boolean {
-  return defaultPool !== undefined;
-}
-
-/** The default pool, created (2 threads) on first use if none was set. */
-export function getDefaultPool(): WorkerPool {
-  if (!defaultPool) {
-    defaultPool = new WorkerPool();
-    ownDefault = true;
-  }
-  return defaultPool;
-}
-
-/** Closes the default pool if the operators created it (call before exiting a script that used them). */
-export async function closeDefaultPool(): Promise<void> {
-  const pool = defaultPool;
-  if (pool && ownDefault) {
-    defaultPool = undefined;
-    ownDefault = false;
-    await pool.close();
-  }
-}
+// The default pool lives in pool/default-pool.ts; re-exported here for the operators' users.
+export { setDefaultPool, hasDefaultPool, getDefaultPool, closeDefaultPool } from '../pool/default-pool.js';
 
 /** True if `x` is a stage operator (carries stage declarations). */
 export function isStageOperator(x: unknown): x is StageOperator {
@@ -104,21 +71,18 @@ export function inWorkers(...args: Array<StageOperator | InWorkersOptions>): Sta
 }
 
 /**
- * A worker stage by type: built-in (options checked against its schema now,
- * a TypeError naming each problem) or from a registered stage module (options
+ * A worker stage by type: built-in (options checked against its definition
+ * now, a TypeError naming each option at fault: `gain(): db: must be a number
+ * from -60 to 60, got 100`) or from a registered stage module (options
  * checked by its `create()` when the stream starts).
  */
 export function stage(type: string, options: Record<string, unknown> = {}): StageOperator {
   const spec = { ...options, type };
-  const schema = BUILTIN_SCHEMAS.get(type);
-  if (schema && !Value.Check(schema, spec)) {
-    const problems = [...Value.Errors(schema, spec)].map((e) => `${e.path.slice(1) || 'options'}: ${e.message}`);
-    throw new TypeError(`${type}(): ${problems.join('; ')}`);
-  }
+  const definition = builtinStageDefinitions.get(type);
+  const problems = definition ? optionProblems(definition.schema, spec) : [];
+  if (problems.length > 0) throw new TypeError(`${type}(): ${problems.map((p) => `${p.option}: ${p.text}`).join('; ')}`);
   return makeStageOperator([spec]);
 }
-
-const BUILTIN_SCHEMAS = new Map<string, TObject>(BuiltinStageSchemas.map((schema) => [(schema.properties.type as unknown as { const: string }).const, schema as TObject]));
 
 /** Builds a stage operator for `stages` (used by the typed per-stage operators). */
 export function makeStageOperator(stages: StageSpec[], pool?: WorkerPool): StageOperator {

@@ -9,6 +9,14 @@
  * while there are subscribers or a float recording, a 16-bit copy for an s16
  * recording (quantized there, so the WAV writer only copies bytes).
  *
+ * An "ogg-opus" record sink takes the encoded packets on this thread as
+ * they are pushed, before the worker: it records what was received, and the
+ * worker sends its branch nothing for it.
+ *
+ * The worker reports the format of every branch when the stream starts
+ * (what its stages really output, custom ones included): recordings are
+ * written in it and `branches` describe it from then on.
+ *
  * Audio dropped on the way (worker queue full, late packets, a worker that
  * restarted) is counted into the recordings it cost, and reported once per
  * episode through `onEvent`: when drops start after a quiet spell, and a
@@ -16,16 +24,17 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Subject, type Observable, type Subscription } from 'rxjs';
-import type { DecodeCounters, ProcessedFrame, StageSpec } from '../dsp/types.js';
+import type { StageSpec } from '../dsp/types.js';
+import type { AudioFrame, BranchFormat, EncodedFrame } from '../media/frames.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
-import type { IngestFrame } from '../rtc/rtp-ingest.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
-import type { LatencyHistogram } from '../sinks/latency-histogram.js';
+import type { LatencyHistogram } from '../media/latency-histogram.js';
 import { RecordSink } from '../sinks/record-sink.js';
-import type { DroppedFrames, RecordingInfo } from '../sinks/recorder.js';
+import type { RecordingInfo } from '../sinks/recorder.js';
 import { recordingBaseName } from '../sinks/recording-names.js';
 import type { RecordingsStore } from '../sinks/recordings-store.js';
 import { runProcessor, type ProcessorEvent, type ProcessorRegistry } from '../sinks/processors.js';
+import { LossAccounting, type DropCounts, type PeerPipelineEvent } from './loss-accounting.js';
 import type { Pipeline } from './pipeline.js';
 
 export interface PeerPipelineOptions {
@@ -53,28 +62,6 @@ export interface PeerPipelineOptions {
   onEvent?(event: PeerPipelineEvent): void;
 }
 
-/** A recording failure or an episode of dropped audio (see `PeerPipelineOptions.onEvent`). */
-export interface PeerPipelineEvent {
-  /**
-   * `recording-failed`: a recording could not start or its writes failed
-   * (`data`: branch, recording, code, error, seconds, bytes);
-   * `audio-dropping`: frames started being dropped after a quiet spell
-   * (`data`: the counts so far, by cause);
-   * `audio-dropped`: the drops stopped (no more for `DROP_QUIET_MS`) or the
-   * stream ended: a summary of the episode.
-   */
-  type: 'recording-failed' | 'audio-dropping' | 'audio-dropped';
-  level: 'warn' | 'error';
-  /** One line for the log. */
-  message: string;
-  data: Record<string, unknown>;
-}
-
-/** Drops this far apart belong to one episode: it ends (and is summarized) after this long without any. */
-export const DROP_QUIET_MS = 5000;
-
-type DropCounts = Omit<DroppedFrames, 'backlog'>;
-
 /** A processor attached to one of this peer's branches. */
 export interface AttachedProcessor {
   name: string;
@@ -85,19 +72,23 @@ export interface AttachedProcessor {
 
 export interface BranchOutput {
   name: string;
+  /** Rate of the branch's frames: the pipeline's expectation until the worker reports the real one when the stream starts. */
   sampleRate: number;
+  /** Channels of the branch's frames, like `sampleRate`. */
   channels: number;
   /** Processed frames of this branch, hot and shared; completes when the stream ends. */
-  audio$: Observable<ProcessedFrame>;
+  audio$: Observable<AudioFrame>;
 }
 
 interface BranchRuntime {
   name: string;
   /** Frames for subscribers and processors; fed only while observed. */
-  subject: Subject<ProcessedFrame>;
+  subject: Subject<AudioFrame>;
   record?: RecordSink;
   /** The record sink writes float WAV (it needs the float samples). */
   recordF32: boolean;
+  /** The record sink writes the received Opus packets (ogg-opus): fed from `push`, it needs nothing from the worker. */
+  recordEncoded: boolean;
   /** The stats sink reads this branch (until it throws). */
   measured: boolean;
   /** The record sink is attached (until it throws). */
@@ -114,30 +105,38 @@ export class PeerPipeline {
   readonly #runtime: BranchRuntime[];
   readonly #stream: PoolStream;
   readonly #options: PeerPipelineOptions;
+  /** Settles with each branch's format: the worker's report, or the pipeline's expectation if the stream ends without one. */
+  readonly #formats: Promise<readonly BranchFormat[]>;
+  #settleFormats: ((formats: readonly BranchFormat[]) => void) | undefined;
   #closed: Promise<RecordingInfo[]> | undefined;
-  /** Cumulative figures already accounted for, to turn the pool's and the worker's totals into increments. */
-  readonly #seen = { queueFull: 0, late: 0, silence: 0, workers: 0 };
-  /** Media position the next frame of branch 0 should have; a frame beyond it means frames were lost with a worker. */
-  #next0: number | undefined;
-  #episode: (DropCounts & { startedAt: number; lastAt: number }) | undefined;
-  /** Frames dropped over the session, by cause. */
-  readonly droppedBy: DropCounts = { queueFull: 0, late: 0, workerRestart: 0 };
+  /** Audio lost on the way: counted into the recordings it cost, and reported in episodes. */
+  readonly #loss: LossAccounting;
 
   constructor(options: PeerPipelineOptions) {
     this.#options = options;
     const { pipeline } = options;
+    this.#loss = new LossAccounting({
+      noteLoss: (counts, workerSilence) => {
+        for (const r of this.#runtime) r.record?.noteLoss(counts, workerSilence);
+      },
+      recording: () => this.#runtime.some((r) => r.record?.active),
+      emit: (event) => this.#emit(event),
+    });
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
     const vars = { room: options.room, peer: options.peer, date: stamp, time: stamp.slice(9), session: options.session.slice(0, 8), pipeline: pipeline.name };
     const statsBranch = pipeline.branches.findIndex((b) => b.sinks.some((s) => s.type === 'stats'));
+    this.#formats = new Promise((settle) => (this.#settleFormats = settle));
     this.#runtime = pipeline.branches.map((b, i) => {
       const rec = b.sinks.find((s) => s.type === 'record');
       const recordFormat = rec?.type === 'record' ? (rec.sampleFormat ?? 's16') : 's16';
+      const container = rec?.type === 'record' ? (rec.format ?? 'wav') : 'wav';
       const runtime: BranchRuntime = {
         name: b.name,
-        subject: new Subject<ProcessedFrame>(),
+        subject: new Subject<AudioFrame>(),
         measured: i === statsBranch,
         recording: true,
-        recordF32: recordFormat === 'f32',
+        recordF32: recordFormat === 'f32' && container === 'wav',
+        recordEncoded: container === 'ogg-opus',
       };
       // Every branch can be recorded on request; one with a record sink follows its settings.
       runtime.record = new RecordSink({
@@ -146,7 +145,9 @@ export class PeerPipeline {
         baseName: recordingBaseName(rec?.type === 'record' ? rec : undefined, { ...vars, branch: b.name }, pipeline.branches.length > 1),
         sampleRate: b.sampleRate,
         channels: b.channels,
+        reportedFormat: this.#formats.then((formats) => formats[i] ?? b),
         sampleFormat: recordFormat,
+        format: container,
         onFailed: (error, info) => this.#recordingFailed(b.name, error, info),
       });
       return runtime;
@@ -171,7 +172,11 @@ export class PeerPipeline {
           for (let i = 0; i < frames.length; i++) this.#deliver(branch, frames[i], copies?.[i], complete?.[i] !== false);
         },
         onFrame: (branch, frame, copy, complete) => this.#deliver(branch, frame, copy, complete),
-        onCounters: (c) => this.#counters(c),
+        onFormats: (formats) => this.#formatsReported(formats),
+        onCounters: (c) => {
+          this.stats.setCounters(c);
+          this.#loss.counters(c, this.#stream.dropped, this.#stream.workers.length);
+        },
         onError: (message) => options.onPipelineError(message),
         f32Branches: () => this.#floatBranches(),
         pcm16Branches: () => this.#pcm16Branches(),
@@ -184,6 +189,11 @@ export class PeerPipeline {
       const rec = b.sinks.find((s) => s.type === 'record');
       if (rec?.type === 'record' && rec.autoStart !== false) this.#runtime[i].record!.arm(true);
     });
+  }
+
+  /** Frames dropped over the session, by cause. */
+  get droppedBy(): DropCounts {
+    return this.#loss.droppedBy;
   }
 
   /** Thread id of the worker this peer's stream is pinned to. */
@@ -200,8 +210,18 @@ export class PeerPipeline {
     return this.#stream.dropped;
   }
 
-  push(frame: IngestFrame): void {
+  push(frame: EncodedFrame): void {
     this.#stream.push(frame);
+    // Pass-through recordings take the packets here, before the worker (and its queue) sees them.
+    for (const r of this.#runtime) {
+      if (!r.recordEncoded || !r.recording) continue;
+      try {
+        r.record!.writeEncoded(frame);
+      } catch (e) {
+        r.recording = false;
+        this.#sinkFailed(`record:${r.name}`, e as Error);
+      }
+    }
   }
 
   /**
@@ -214,7 +234,7 @@ export class PeerPipeline {
     if (path !== undefined) return [await targets[0].record!.start(undefined, false, path)];
     const started: RecordingInfo[] = [];
     for (const r of targets) {
-      const branchName = name !== undefined && targets.length > 1 ? `${name.replace(/\.wav$/i, '')}-${r.name}` : name;
+      const branchName = name !== undefined && targets.length > 1 ? `${name.replace(/\.(wav|opus)$/i, '')}-${r.name}` : name;
       started.push(await r.record!.start(branchName));
     }
     return started;
@@ -246,8 +266,10 @@ export class PeerPipeline {
   close(): Promise<RecordingInfo[]> {
     this.#closed ??= (async () => {
       await this.#stream.close();
+      // A stream that ended before its worker built it (it failed, or never started): recordings waiting for the format get the expected one.
+      if (this.#settleFormats) this.#formatsReported(this.#options.pipeline.branches);
       for (const r of this.#runtime) r.subject.complete();
-      this.#endEpisode();
+      this.#loss.end();
       const infos = await Promise.all(this.#runtime.map((r) => r.record?.finalize()));
       return infos.filter((i): i is RecordingInfo => i !== undefined);
     })();
@@ -333,7 +355,7 @@ export class PeerPipeline {
     let mask = 0;
     for (let i = 0; i < this.#runtime.length; i++) {
       const r = this.#runtime[i];
-      if (!r.recordF32 && r.recording && r.record?.active) mask |= bit(i);
+      if (!r.recordF32 && !r.recordEncoded && r.recording && r.record?.active) mask |= bit(i);
     }
     return mask;
   }
@@ -346,18 +368,14 @@ export class PeerPipeline {
    * given to subscribers that came since: to them the stream starts a batch
    * later.
    */
-  #deliver(branch: number, f: ProcessedFrame, pcm16: Int16Array | undefined, complete: boolean): void {
+  #deliver(branch: number, f: AudioFrame, pcm16: Int16Array | undefined, complete: boolean): void {
     const r = this.#runtime[branch];
     if (!r) return;
     const now = performance.now();
     if (branch === 0) {
       // Within one worker stream positions are contiguous (the worker fills every gap with
       // silence); a jump means frames died with a worker before they were processed.
-      const length = f.data.length / f.channels;
-      if (this.#next0 !== undefined && f.position > this.#next0 && length > 0) {
-        this.#lost({ queueFull: 0, late: 0, workerRestart: Math.ceil((f.position - this.#next0) / length) }, 0);
-      }
-      this.#next0 = Math.max(this.#next0 ?? 0, f.position + length);
+      this.#loss.frame(f.position, f.data.length / f.channels);
       // One figure per frame of the first branch; the bucket is searched once for both histograms.
       const ms = now - f.arrival;
       const bucket = this.stats.addLatency(ms);
@@ -386,6 +404,18 @@ export class PeerPipeline {
     if (complete && r.subject.observed) r.subject.next(f);
   }
 
+  /** The branches' formats from the worker: what recordings are written in, and what `branches` say from now on. */
+  #formatsReported(formats: readonly BranchFormat[]): void {
+    this.branches.forEach((b, i) => {
+      const f = formats[i];
+      if (!f) return;
+      b.sampleRate = f.sampleRate;
+      b.channels = f.channels;
+    });
+    this.#settleFormats?.(formats);
+    this.#settleFormats = undefined;
+  }
+
   #sinkFailed(sink: string, error: Error): void {
     this.sinkErrors++;
     this.#options.onSinkError(sink, error);
@@ -402,72 +432,6 @@ export class PeerPipeline {
     });
   }
 
-  /** Decoder counters after each batch: the increments since the last are loss to account for. */
-  #counters(c: DecodeCounters): void {
-    this.stats.setCounters(c);
-    const seen = this.#seen;
-    // A stream rebuilt on another worker counts from 0 again.
-    const workers = this.#stream.workers.length;
-    if (workers !== seen.workers || c.late < seen.late || c.silenceSamples < seen.silence) {
-      seen.late = 0;
-      seen.silence = 0;
-      seen.workers = workers;
-    }
-    const dropped = this.#stream.dropped;
-    const counts: DropCounts = { queueFull: dropped - seen.queueFull, late: c.late - seen.late, workerRestart: 0 };
-    const silence = c.silenceSamples - seen.silence;
-    seen.queueFull = dropped;
-    seen.late = c.late;
-    seen.silence = c.silenceSamples;
-    this.#lost(counts, silence);
-  }
-
-  /** Loss since the last report: into every recording it affects, and into the drop episode. */
-  #lost(counts: DropCounts, workerSilence: number): void {
-    const frames = counts.queueFull + counts.late + counts.workerRestart;
-    if (frames > 0 || workerSilence > 0) for (const r of this.#runtime) r.record?.noteLoss(counts, workerSilence);
-    const now = Date.now();
-    if (frames === 0) {
-      if (this.#episode && now - this.#episode.lastAt >= DROP_QUIET_MS) this.#endEpisode();
-      return;
-    }
-    for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.droppedBy[k] += counts[k];
-    if (this.#episode) {
-      for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.#episode[k] += counts[k];
-      this.#episode.lastAt = now;
-      return;
-    }
-    this.#episode = { ...counts, startedAt: now, lastAt: now };
-    this.#emit({
-      type: 'audio-dropping',
-      level: 'warn',
-      message: 'dropping audio',
-      data: { frames, ...counts, cause: dropCause(counts), recording: this.#runtime.some((r) => r.record?.active) },
-    });
-  }
-
-  /** Summarizes and closes the current drop episode, if any. */
-  #endEpisode(): void {
-    const e = this.#episode;
-    if (!e) return;
-    this.#episode = undefined;
-    const { queueFull, late, workerRestart } = e;
-    const total = this.droppedBy;
-    this.#emit({
-      type: 'audio-dropped',
-      level: 'warn',
-      message: 'stopped dropping audio',
-      data: {
-        frames: queueFull + late + workerRestart,
-        queueFull,
-        late,
-        workerRestart,
-        seconds: Math.round((e.lastAt - e.startedAt) / 100) / 10,
-        sessionFrames: total.queueFull + total.late + total.workerRestart,
-      },
-    });
-  }
-
   #emit(event: PeerPipelineEvent): void {
     try {
       this.#options.onEvent?.(event);
@@ -481,13 +445,7 @@ function bit(branch: number): number {
   return branch < 30 ? 1 << branch : 0;
 }
 
-function dropCause(c: DropCounts): string {
-  const causes: string[] = [];
-  if (c.queueFull) causes.push('the worker queue is full (the workers fall behind)');
-  if (c.workerRestart) causes.push('frames were lost with a restarted worker');
-  if (c.late) causes.push('packets arrived too late to play');
-  return causes.join('; ');
-}
+export { DROP_QUIET_MS, type PeerPipelineEvent } from './loss-accounting.js';
 
 // Moved to sinks/recording-names.ts (shared with pipeline validation); re-exported for existing importers.
 export { DEFAULT_RECORD_TEMPLATE, recordingBaseName } from '../sinks/recording-names.js';

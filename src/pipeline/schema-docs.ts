@@ -6,8 +6,7 @@
  * files equal this output; `npm run docs` rewrites them.
  */
 import type { TObject, TSchema } from '@sinclair/typebox';
-import { BranchSchema, PipelineSchema, ProcessorSinkSchema, RecordSinkSchema, SinkSchema, StageSchema, StatsSinkSchema } from './schema.js';
-import { BuiltinStageSchemas } from './stage-schemas.js';
+import { BranchSchema, BuiltinStageSchemas, PipelineSchema, ProcessorSinkSchema, RecordSinkSchema, SinkSchema, StageSchema, StatsSinkSchema } from './schema.js';
 
 interface Documented {
   description?: string;
@@ -45,7 +44,7 @@ export function pipelineReference(): string {
 function optionText(key: string, prop: TSchema, required: boolean): string {
   const p = prop as Documented;
   const values = p.anyOf?.every((m) => m.const !== undefined) ? ` (${p.anyOf.map((m) => JSON.stringify(m.const)).join(', ')})` : '';
-  const flag = required ? ' **required**' : p.default !== undefined ? ` (default \`${JSON.stringify(p.default)}\`)` : '';
+  const flag = required ? ' **required**' : p.default !== undefined ? ` (default \`${JSON.stringify(shortNumber(p.default))}\`)` : '';
   return `\`${key}\`${flag}${values}: ${escape(p.description ?? '')}`;
 }
 
@@ -94,4 +93,9 @@ export function publishedSchema(): Record<string, Json> {
 /** The text of `pipelines/pipeline.schema.json`. */
 export function publishedSchemaText(): string {
   return `${JSON.stringify(publishedSchema(), null, 2)}\n`;
+}
+
+/** A default as the reference shows it: numbers to 4 decimals (the Butterworth q is 1/√2). */
+function shortNumber(v: unknown): unknown {
+  return typeof v === 'number' ? Math.round(v * 1e4) / 1e4 : v;
 }

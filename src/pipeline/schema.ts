@@ -1,13 +1,18 @@
 /**
  * The pipeline language's single source of truth: TypeBox schemas give the
- * TypeScript types, the runtime validator and (later) the published JSON Schema.
+ * TypeScript types, the runtime validator and the published JSON Schema.
  * Every property carries a `description` so the docs can be generated from it.
+ * The built-in stages' schemas are their definitions' (src/dsp, one file per
+ * stage); this file puts them together with the sinks, branches and pipeline.
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-import { BUILTIN_STAGE_TYPES, BuiltinStageSchemas } from './stage-schemas.js';
+import { BUILTIN_STAGE_DEFINITIONS, BUILTIN_STAGE_TYPES } from '../dsp/registry.js';
 
-export { BUILTIN_STAGE_TYPES } from './stage-schemas.js';
+export { BUILTIN_STAGE_TYPES } from '../dsp/registry.js';
+
+/** Every built-in stage's schema, from its definition in src/dsp, in the order of BUILTIN_STAGE_TYPES. */
+export const BuiltinStageSchemas = BUILTIN_STAGE_DEFINITIONS.map((d) => d.schema);
 
 /**
  * A stage from a custom worker module (`pool.registerStageModule()` /
@@ -36,8 +41,14 @@ export const RECORD_PLACEHOLDERS = ['room', 'peer', 'date', 'time', 'session', '
 
 export const RecordSinkSchema = Type.Object(
   {
-    type: Type.Literal('record', { description: 'Write the branch output to a streaming WAV file in the recordings directory.' }),
-    format: Type.Optional(Type.Literal('wav', { default: 'wav', description: 'Container format. Only "wav".' })),
+    type: Type.Literal('record', { description: 'Write the branch output to a streaming WAV file (or the received Opus packets to an Ogg Opus file) in the recordings directory.' }),
+    format: Type.Optional(
+      Type.Union([Type.Literal('wav'), Type.Literal('ogg-opus')], {
+        default: 'wav',
+        description:
+          'Container format. "wav": the branch output as PCM (".wav"). "ogg-opus": the Opus packets as received, not re-encoded, in an Ogg Opus file (RFC 7845, ".opus"), about 20× smaller than 48 kHz s16 WAV; media time is kept across loss (concealed by the player) and DTX (silence), pre-skip 312 (libopus, the encoder of browsers). Only on a branch without stages (the packets are the unprocessed audio) and without "sampleFormat".',
+      }),
+    ),
     sampleFormat: Type.Optional(
       Type.Union([Type.Literal('s16'), Type.Literal('f32')], {
         default: 's16',
@@ -60,7 +71,7 @@ export const RecordSinkSchema = Type.Object(
         maxLength: 200,
         pattern: '^[A-Za-z0-9_{}.-]+$',
         description:
-          'File name without ".wav": text and placeholders {room}, {peer}, {date} (UTC, YYYYMMDD-HHMMSS), {time} (UTC, HHMMSS), {session} (first 8 characters of the session id), {branch}, {pipeline}. A pipeline with several branches appends "-{branch}" unless the template uses {branch}. An existing name gets "-2", "-3", … Directory and file names must start with a letter, digit, "_" or "-" and have at most 128 characters, with at most 4 directory levels: a directory or template that breaks this for any session is refused when the pipeline is validated; a name that long room or peer names push past 120 characters is shortened.',
+          'File name without its suffix (".wav", or ".opus" for "ogg-opus"): text and placeholders {room}, {peer}, {date} (UTC, YYYYMMDD-HHMMSS), {time} (UTC, HHMMSS), {session} (first 8 characters of the session id), {branch}, {pipeline}. A pipeline with several branches appends "-{branch}" unless the template uses {branch}. An existing name gets "-2", "-3", … Directory and file names must start with a letter, digit, "_" or "-" and have at most 128 characters, with at most 4 directory levels: a directory or template that breaks this for any session is refused when the pipeline is validated; a name that long room or peer names push past 120 characters is shortened.',
       }),
     ),
     autoStart: Type.Optional(

@@ -1,30 +1,24 @@
 /**
- * One RxJS operator per built-in worker stage, typed from the stage schemas
- * (the single source of truth for options). Each checks its options against the
- * schema when called, so a mistake throws a TypeError at composition time,
- * with the same wording as pipeline validation, not when audio flows.
+ * One RxJS operator per built-in worker stage, typed from the stage
+ * definitions' schemas (src/dsp, the single source of truth for options). Each
+ * checks its options against the definition when called, so a mistake throws
+ * a TypeError at composition time naming the option, in the words the stage
+ * itself would use, not when audio flows.
  *
  *   frames$.pipe(inWorkers(denoise(), highpass({ frequency: 80 }), resample({ sampleRate: 16000 })))
  */
 import type { Static, TObject } from '@sinclair/typebox';
 import { stage, type StageOperator } from './operators.js';
-import {
-  BandpassStageSchema,
-  DenoiseStageSchema,
-  DownmixStageSchema,
-  FormatStageSchema,
-  GainStageSchema,
-  GateStageSchema,
-  HighpassStageSchema,
-  LimiterStageSchema,
-  LowpassStageSchema,
-  NormalizeStageSchema,
-  NotchStageSchema,
-  PassthroughStageSchema,
-  ReframeStageSchema,
-  ResampleStageSchema,
-  UpmixStageSchema,
-} from './stage-schemas.js';
+import { BandpassStageSchema, HighpassStageSchema, LowpassStageSchema, NotchStageSchema } from '../dsp/biquad.js';
+import { DenoiseStageSchema } from '../dsp/denoise.js';
+import { GainStageSchema } from '../dsp/gain.js';
+import { GateStageSchema } from '../dsp/gate.js';
+import { LimiterStageSchema } from '../dsp/limiter.js';
+import { NormalizeStageSchema } from '../dsp/normalize.js';
+import { PassthroughStageSchema } from '../dsp/passthrough.js';
+import { ReframeStageSchema } from '../dsp/reframe.js';
+import { ResampleStageSchema } from '../dsp/resample.js';
+import { DownmixStageSchema, FormatStageSchema, UpmixStageSchema } from '../dsp/transcode.js';
 
 /** A stage's options: its schema's properties without `type`. */
 type OptionsOf<S extends TObject> = Omit<Static<S>, 'type'>;

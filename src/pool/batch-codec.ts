@@ -28,8 +28,8 @@
  * A frame without float samples carries the 16-bit copy as its data (an
  * s16 frame). Branches from MASK_BITS on always get float samples.
  */
-import type { DecodeCounters, EncodedInput, ProcessedFrame } from '../dsp/types.js';
-import { quantizeS16 } from '../sinks/pcm16.js';
+import type { AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
+import { quantizeS16 } from '../media/pcm16.js';
 
 /** Branches a mask can address; higher branches always carry float samples, never a 16-bit copy. */
 export const MASK_BITS = 30;
@@ -83,7 +83,7 @@ const align4 = (n: number) => (n + 3) & ~3;
 export interface InputItem {
   key: number;
   /** Opus frames (ignored for a PCM item, whose frames travel beside the buffer). */
-  frames: ReadonlyArray<EncodedInput | { position: number; payload: Uint8Array | null; samples: number; arrival: number }>;
+  frames: ReadonlyArray<EncodedFrame | { position: number; payload: Uint8Array | null; samples: number; arrival: number }>;
   flags: number;
   f32Mask: number;
   pcm16Mask: number;
@@ -140,7 +140,7 @@ export interface UnpackedInput {
   f32Mask: number;
   pcm16Mask: number;
   /** Opus frames (payloads are views into the buffer); empty for a PCM item. */
-  frames: EncodedInput[];
+  frames: EncodedFrame[];
 }
 
 export function unpackInput(buffer: ArrayBuffer): UnpackedInput[] {
@@ -151,7 +151,7 @@ export function unpackInput(buffer: ArrayBuffer): UnpackedInput[] {
   for (let i = 0; i < n; i++) {
     const b = 1 + IN_ITEM * i;
     const count = t[b + 1];
-    const frames: EncodedInput[] = new Array(count);
+    const frames: EncodedFrame[] = new Array(count);
     for (let k = 0; k < count; k++, fi += IN_FRAME) {
       const length = t[fi + 4];
       frames[k] = {
@@ -171,7 +171,7 @@ export interface OutputItem {
   key: number;
   status: number;
   /** Frames per branch (index = branch). */
-  outputs: ProcessedFrame[][];
+  outputs: AudioFrame[][];
   counters?: DecodeCounters;
   f32Mask: number;
   pcm16Mask: number;
@@ -309,7 +309,7 @@ export class OutputReader {
   /** Branch of the frame `next()` moved to. */
   branch = -1;
   /** The frame `next()` moved to (data: its samples, or for an incomplete frame the 16-bit copy). */
-  frame: ProcessedFrame | undefined;
+  frame: AudioFrame | undefined;
   /** Its 16-bit copy, if the worker made one. */
   pcm16: Int16Array | undefined;
   /** Whether it carries its own samples (floats were not left out). */
@@ -331,7 +331,7 @@ export class OutputReader {
     const pcm16 = pcmAt >= 0 ? new Int16Array(buffer, pcmAt, length) : undefined;
     const s16Data = t[f + OutFrame.DATA_S16] === 1;
     const data = dataAt >= 0 ? (s16Data ? new Int16Array(buffer, dataAt, length) : new Float32Array(buffer, dataAt, length)) : pcm16!;
-    const frame: ProcessedFrame = {
+    const frame: AudioFrame = {
       position: t[f + OutFrame.POSITION],
       sampleRate: t[f + OutFrame.SAMPLE_RATE],
       channels: t[f + OutFrame.CHANNELS],
@@ -359,7 +359,7 @@ export class OutputReader {
    * (`complete`); an incomplete frame (floats left out) has the 16-bit copy
    * as its data and is for the main thread's own sinks only.
    */
-  frames(i: number, each: (branch: number, frame: ProcessedFrame, pcm16: Int16Array | undefined, complete: boolean) => void): void {
+  frames(i: number, each: (branch: number, frame: AudioFrame, pcm16: Int16Array | undefined, complete: boolean) => void): void {
     const count = this.frameCount(i);
     for (let k = 0; k < count; k++) {
       this.next();

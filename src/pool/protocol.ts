@@ -7,7 +7,8 @@
  * ArrayBuffer each way (batch-codec.ts), not as cloned objects.
  */
 import { performance } from 'node:perf_hooks';
-import type { AudioFormat, EncodedInput, StageSpec } from '../dsp/types.js';
+import type { StageSpec } from '../dsp/types.js';
+import type { AudioFormat, BranchFormat, EncodedFrame } from '../media/frames.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 
 /** What a worker needs to create a stream's state: its input and each branch's stages. */
@@ -20,7 +21,7 @@ export interface StreamSetup {
 }
 
 /** A frame as pushed to a stream: encoded Opus, or PCM for PCM-input streams. */
-export type StreamInput = EncodedInput | PcmInput;
+export type StreamInput = EncodedFrame | PcmInput;
 
 export interface BatchTask {
   /**
@@ -79,6 +80,13 @@ export interface BatchResult {
   output?: ArrayBuffer;
   /** Why an item failed (its stages could not be created or threw), by item index; the stream is ended. */
   errors?: Record<number, string>;
+  /**
+   * The format each branch of a stream delivers, by item index, for the
+   * items whose setup the worker built in this batch (a stream's start, or
+   * its rebuild after a worker restart): what the stages it built output,
+   * custom ones included, so the main thread never has to guess.
+   */
+  formats?: Record<number, BranchFormat[]>;
   /** Milliseconds the worker spent in the batch. */
   busyMs: number;
   /** Modules imported for this task (only those imported now, not earlier). */

@@ -1,13 +1,16 @@
 /**
  * Loading of custom worker stages: an ES module whose default export is a stage
- * definition `{ type, create }` or an array of them — the same contract as the
- * built-ins (`create(options, inputFormat) → Stage`). Imported in every worker
- * (and checked once when registered), so a bad module is a clear error at
- * registration, never a dead worker.
+ * definition `{ type, create, outputFormat? }` or an array of them — the same
+ * contract as the built-ins (`create(options, inputFormat) → Stage`, and the
+ * format it outputs for an input format, as each built-in's definition says).
+ * Imported in every worker (and checked once when registered), so a bad
+ * module is a clear error at registration, never a dead worker.
  */
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { StageFactory } from '../dsp/types.js';
+import { formatText, sameFormat } from '../dsp/stage-type.js';
+import type { Stage, StageFactory, StageSpec } from '../dsp/types.js';
+import type { AudioFormat } from '../media/frames.js';
 
 /** What a stage module exports (default export: one of these, or an array of them). */
 export interface CustomStage {
@@ -15,6 +18,15 @@ export interface CustomStage {
   type: string;
   /** Creates the stage for one stream; throw TypeError/RangeError for bad options. */
   create: StageFactory;
+  /**
+   * The format the stage outputs for `input` with these options, e.g.
+   * `{ ...input, sampleRate: 16000 }` for a resampler. Optional: without it,
+   * the stage's own `output` is the format. With it, a stage whose `output`
+   * says otherwise is an error when the stream starts, and a stage without
+   * `output` gets this one. Either way the worker reports each branch's real
+   * output format when a stream starts, and recordings are written in it.
+   */
+  outputFormat?(options: StageSpec, input: AudioFormat): AudioFormat;
 }
 
 /** Identity helper that gives a stage module's default export its type. */
@@ -47,6 +59,35 @@ export async function loadStageModule(url: string): Promise<CustomStage[]> {
     const { type, create } = d as Partial<CustomStage>;
     if (typeof type !== 'string' || !/^[a-z][a-z0-9-]*$/.test(type)) throw new Error(`${where}.type must be a lower-case name like "dc-blocker", got ${JSON.stringify(type)}`);
     if (typeof create !== 'function') throw new Error(`${where}.create must be a function (options, format) => stage`);
-    return { type, create };
+    const { outputFormat } = d as Partial<CustomStage>;
+    if (outputFormat !== undefined && typeof outputFormat !== 'function') throw new Error(`${where}.outputFormat must be a function (options, format) => format`);
+    return outputFormat ? { type, create, outputFormat } : { type, create };
   });
+}
+
+/**
+ * The factory a worker registers for a custom stage: `create`, held to the
+ * stage's declared `outputFormat` when it has one (see `CustomStage`).
+ */
+export function declaredFactory(definition: CustomStage): StageFactory {
+  const { type, create, outputFormat } = definition;
+  if (!outputFormat) return create;
+  return (spec: StageSpec, input: AudioFormat): Stage => {
+    const declared = outputFormat(spec, input);
+    if (!isFormat(declared)) throw new TypeError(`${type}: outputFormat() must return { sampleRate, channels, sampleFormat? }, got ${JSON.stringify(declared) ?? String(declared)}`);
+    const stage = create(spec, input);
+    const made = (stage as Partial<Stage>).output;
+    if (made === undefined) return Object.assign(stage, { output: declared });
+    if (!sameFormat(made, declared)) {
+      stage.close();
+      throw new TypeError(`${type}: create() made a stage whose output is ${formatText(made)}, but outputFormat() declares ${formatText(declared)}`);
+    }
+    return stage;
+  };
+}
+
+function isFormat(f: unknown): f is AudioFormat {
+  if (typeof f !== 'object' || f === null) return false;
+  const { sampleRate, channels, sampleFormat } = f as Partial<AudioFormat>;
+  return Number.isInteger(sampleRate) && Number.isInteger(channels) && (sampleFormat === undefined || sampleFormat === 'f32' || sampleFormat === 's16');
 }

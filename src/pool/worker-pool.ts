@@ -12,12 +12,17 @@
  * way, and a stream blamed `maxStreamCrashes` times is quarantined. The other
  * streams of the worker are rebuilt on its replacement and their frames of the
  * lost batch re-sent. `health()` reports it all.
+ *
+ * Longer than most files on purpose: batching, the watchdog, the blame of a
+ * crash and the rebuild of streams all read and write the same per-slot state
+ * (the batch in flight, its streams, the marker); split apart, each piece
+ * would have to expose that state to the others.
  */
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { DecodeCounters, EncodedInput, ProcessedFrame } from '../dsp/types.js';
+import type { AudioFrame, BranchFormat, DecodeCounters, EncodedFrame } from '../media/frames.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 import { errors, type EarshotError } from '../errors.js';
 import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
@@ -25,7 +30,7 @@ import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stage
 import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
 import { ALL_BRANCHES, ItemFlag, ItemStatus, OutputReader, packInput, type InputItem } from './batch-codec.js';
 import { stageModuleUrl } from './stage-module.js';
-import { LatencyHistogram } from '../sinks/latency-histogram.js';
+import { LatencyHistogram } from '../media/latency-histogram.js';
 
 export interface WorkerPoolOptions {
   /**
@@ -104,13 +109,21 @@ export interface PoolStreamHandlers {
    * The 16-bit copies and incomplete frames are valid during the call only:
    * their buffer is reused for a later batch. Copy what you keep.
    */
-  onFrames(branch: number, frames: ProcessedFrame[], pcm16?: ReadonlyArray<Int16Array | undefined>, complete?: readonly boolean[]): void;
+  onFrames(branch: number, frames: AudioFrame[], pcm16?: ReadonlyArray<Int16Array | undefined>, complete?: readonly boolean[]): void;
   /**
    * The same one frame at a time (`pcm16`: its 16-bit copy; `complete`: see
    * above): when given, it is called instead of `onFrames`, and no arrays are
    * built for a batch. Frames come in media order per branch.
    */
-  onFrame?(branch: number, frame: ProcessedFrame, pcm16: Int16Array | undefined, complete: boolean): void;
+  onFrame?(branch: number, frame: AudioFrame, pcm16: Int16Array | undefined, complete: boolean): void;
+  /**
+   * The format each branch delivers (index = branch), as the worker built
+   * the stream's stages: called when the stream starts, before its first
+   * frames, and again if it is rebuilt on another worker. It is what the
+   * stages really output, custom stages included (a recording is written in
+   * it, not in a format guessed from the stage list).
+   */
+  onFormats?(formats: readonly BranchFormat[]): void;
   /**
    * Decoder counters after each batch. The same object every time for a
    * stream, updated in place (read it, or copy it to keep a snapshot).
@@ -292,7 +305,7 @@ class WorkerFault extends Error {
  */
 const START_LIMIT_MS = 60_000;
 /** What an item holds between flushes. */
-const NO_FRAMES: readonly EncodedInput[] = Object.freeze([]);
+const NO_FRAMES: readonly EncodedFrame[] = Object.freeze([]);
 /** Output buffers kept per slot for reuse. */
 const SPARES = 2;
 /** Faults remembered for `health()`. */
@@ -719,7 +732,7 @@ export class WorkerPool {
         const frames = e.queue;
         const isPcm = e.setup.input !== undefined;
         const item = e.item;
-        item.frames = isPcm ? NO_FRAMES : (frames as EncodedInput[]);
+        item.frames = isPcm ? NO_FRAMES : (frames as EncodedFrame[]);
         item.flags = (e.closing ? ItemFlag.CLOSE : 0) | (isPcm ? ItemFlag.PCM : 0);
         item.f32Mask = maskOf(e, 'f32');
         item.pcm16Mask = maskOf(e, 'pcm16');
@@ -1043,6 +1056,8 @@ export class WorkerPool {
         continue;
       }
       if (e.workers[e.workers.length - 1] !== result.threadId) e.workers.push(result.threadId);
+      const formats = result.formats?.[i];
+      if (formats !== undefined) safeCall(() => e.handlers.onFormats?.(formats));
       if (status === ItemStatus.OK && out.hasCounters(i)) {
         const counters = out.counters(i, e.counters);
         safeCall(() => e.handlers.onCounters?.(counters));
@@ -1125,7 +1140,7 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
     return;
   }
   let branch = -1;
-  let frames: ProcessedFrame[] = [];
+  let frames: AudioFrame[] = [];
   let pcm16: Array<Int16Array | undefined> | undefined;
   let complete: boolean[] = [];
   const emit = () => {

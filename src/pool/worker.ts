@@ -16,8 +16,9 @@ import { performance } from 'node:perf_hooks';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { registerStageFactory } from '../dsp/registry.js';
 import { loadDspModules, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
-import type { EncodedInput, Stage, StageFactory, StageSpec } from '../dsp/types.js';
-import { loadStageModule } from './stage-module.js';
+import type { Stage, StageFactory, StageSpec } from '../dsp/types.js';
+import { branchFormatOf, type BranchFormat, type EncodedFrame } from '../media/frames.js';
+import { declaredFactory, loadStageModule } from './stage-module.js';
 import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stageCode } from './protocol.js';
 import type { BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
 import { ItemFlag, ItemStatus, packOutput, unpackInput, type OutputItem, type UnpackedInput } from './batch-codec.js';
@@ -68,7 +69,7 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
     let result: ModuleLoadResult;
     try {
       const definitions = await loadStageModule(url);
-      for (const d of definitions) registerStageFactory(d.type, watched(d.create));
+      for (const d of definitions) registerStageFactory(d.type, watched(declaredFactory(d)));
       result = { url, types: definitions.map((d) => d.type) };
     } catch (e) {
       result = { url, types: [], error: e instanceof Error ? e.message : String(e) };
@@ -92,8 +93,9 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult | Mov
     const items = unpackInput(task.input);
     const outputs = items.map((item, i) => processItem(item, i, task));
     for (let i = 0; i < outputs.length; i++) {
-      const error = (outputs[i] as OutputItem & { error?: string }).error;
+      const { error, formats } = outputs[i];
       if (error !== undefined) (result.errors ??= {})[i] = error;
+      if (formats !== undefined) (result.formats ??= {})[i] = formats;
     }
     result.output = packOutput(outputs, task.spare);
   }
@@ -161,9 +163,12 @@ function watched(create: StageFactory): StageFactory {
   };
 }
 
-function processItem(item: UnpackedInput, index: number, task: BatchTask): OutputItem & { error?: string } {
+/** An item's outcome: what is packed, plus what travels beside the buffer (an error, the formats of a stream just built). */
+type ItemOutcome = OutputItem & { error?: string; formats?: BranchFormat[] };
+
+function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemOutcome {
   enterItem(index);
-  const out: OutputItem & { error?: string } = { key: item.key, status: ItemStatus.OK, outputs: [], f32Mask: item.f32Mask, pcm16Mask: item.pcm16Mask };
+  const out: ItemOutcome = { key: item.key, status: ItemStatus.OK, outputs: [], f32Mask: item.f32Mask, pcm16Mask: item.pcm16Mask };
   const close = (item.flags & ItemFlag.CLOSE) !== 0;
   const setup = task.setups?.[index];
   const frames = item.flags & ItemFlag.PCM ? (task.pcm?.[index] ?? []) : item.frames;
@@ -175,13 +180,14 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): Outpu
       streams.delete(item.key);
       stream = buildProcessor(setup);
       streams.set(item.key, stream);
+      out.formats = stream.outputs.map(branchFormatOf);
     }
     if (!stream) {
       // Nothing to process and the state is already gone: the close is done.
       if (!(close && frames.length === 0)) out.status = ItemStatus.MISSING;
       return out;
     }
-    out.outputs = stream.pcmInput ? stream.processPcm(frames as PcmInput[]) : stream.process(frames as EncodedInput[]);
+    out.outputs = stream.pcmInput ? stream.processPcm(frames as PcmInput[]) : stream.process(frames as EncodedFrame[]);
     out.counters = stream.counters;
     if (close) {
       stream.close();
@@ -198,6 +204,7 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): Outpu
     streams.delete(item.key);
     out.status = ItemStatus.ERROR;
     out.outputs = [];
+    delete out.formats;
     out.error = e instanceof Error ? e.message : String(e);
     return out;
   }

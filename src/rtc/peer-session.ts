@@ -11,7 +11,8 @@ import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
 import { completeAnswer, planNegotiation, withoutTrickle, type NegotiationPlan } from './offer-reduction.js';
 import { withOpusPreferences } from './opus-answer.js';
-import { RtpIngest, type IngestFrame, type RtpIngestOptions, type RtpInput, type RtpReceiveStats } from './rtp-ingest.js';
+import type { EncodedFrame } from '../media/frames.js';
+import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats } from './rtp-ingest.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 
 export type SessionEndReason =
@@ -46,7 +47,7 @@ export interface PeerSessionOptions {
 
 export interface PeerSessionEvents {
   /** An encoded frame, in media order. */
-  onFrame(frame: IngestFrame): void;
+  onFrame(frame: EncodedFrame): void;
   /** Called once, after the last frame. */
   onEnd(reason: SessionEndReason): void;
   onConnected?(): void;

@@ -9,6 +9,7 @@
  * position; the worker fills them with silence.
  */
 import { opusPacketSamples } from './opus-toc.js';
+import type { EncodedFrame } from '../media/frames.js';
 
 export interface RtpInput {
   sequenceNumber: number;
@@ -21,15 +22,6 @@ export interface RtpInput {
   arrival: number;
 }
 
-export interface IngestFrame {
-  /** Media position of the first sample, 48 kHz samples since the first packet. */
-  position: number;
-  /** Opus payload; null for a lost packet. */
-  payload: Uint8Array | null;
-  /** Duration in 48 kHz samples (from the TOC for received packets, from timestamps for lost ones). */
-  samples: number;
-  arrival: number;
-}
 
 export interface RtpIngestOptions {
   /** RTP clock rate; Opus is always 48000 (RFC 7587). */
@@ -84,7 +76,7 @@ export class RtpIngest {
   readonly #reorderPackets: number;
   readonly #reorderDelayMs: number;
   readonly #maxConcealed: number;
-  readonly #emit: (frame: IngestFrame) => void;
+  readonly #emit: (frame: EncodedFrame) => void;
 
   // Sequence and timestamp extension (RFC 3550 A.1), relative to the first packet.
   #ssrc: number | undefined;
@@ -96,7 +88,7 @@ export class RtpIngest {
   #positionOffset = 0; // keeps positions continuous across an SSRC change
 
   // Reorder buffer, keyed by extended sequence number.
-  readonly #held = new Map<number, { frame: IngestFrame; extSeq: number; heldAt: number }>();
+  readonly #held = new Map<number, { frame: EncodedFrame; extSeq: number; heldAt: number }>();
   #nextSeq = 0;
   #nextPosition = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -118,7 +110,7 @@ export class RtpIngest {
   readonly #buckets = new Float64Array(BITRATE_WINDOW_MS / BITRATE_BUCKET_MS);
   #bucketIndex = -1;
 
-  constructor(onFrame: (frame: IngestFrame) => void, options: RtpIngestOptions = {}) {
+  constructor(onFrame: (frame: EncodedFrame) => void, options: RtpIngestOptions = {}) {
     this.#emit = onFrame;
     this.#clockRate = options.clockRate ?? 48000;
     this.#reorderPackets = options.reorderPackets ?? 5;
@@ -154,7 +146,7 @@ export class RtpIngest {
       this.#late++; // its slot was already concealed or played out
       return;
     }
-    const frame: IngestFrame = { position, payload: p.payload, samples: opusPacketSamples(p.payload), arrival: p.arrival };
+    const frame: EncodedFrame = { position, payload: p.payload, samples: opusPacketSamples(p.payload), arrival: p.arrival };
     if (extSeq === this.#nextSeq && this.#held.size === 0) {
       // The usual case, the next packet in order with nothing held: played out at once
       // (what #release would do, without the reorder buffer's entry and timer).
@@ -290,8 +282,8 @@ export class RtpIngest {
     }
   }
 
-  #oldestHeld(): { frame: IngestFrame; extSeq: number; heldAt: number } {
-    let oldest: { frame: IngestFrame; extSeq: number; heldAt: number } | undefined;
+  #oldestHeld(): { frame: EncodedFrame; extSeq: number; heldAt: number } {
+    let oldest: { frame: EncodedFrame; extSeq: number; heldAt: number } | undefined;
     for (const h of this.#held.values()) if (!oldest || h.extSeq < oldest.extSeq) oldest = h;
     return oldest!;
   }
@@ -314,7 +306,7 @@ export class RtpIngest {
     this.#play(next.frame);
   }
 
-  #play(frame: IngestFrame): void {
+  #play(frame: EncodedFrame): void {
     if (frame.position < this.#nextPosition) {
       // Overlaps audio already played out (a sender timestamp glitch): drop it.
       this.#late++;

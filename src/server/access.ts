@@ -13,6 +13,7 @@
  * 127.0.0.1 still cannot read the open API.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { describeValue } from '../core/option-checks.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
@@ -45,7 +46,7 @@ export class Access {
 
   constructor(options: AccessOptions) {
     for (const [name, value] of [['token', options.publishToken], ['adminToken', options.adminToken]] as const) {
-      if (value !== undefined && (typeof value !== 'string' || value.trim() === '')) throw new TypeError(`options.${name} must be a non-empty string`);
+      if (value !== undefined && (typeof value !== 'string' || value.trim() === '')) throw errors.OPTION_INVALID(name, `must be a non-empty string, got ${describeValue(value)}`);
     }
     this.#publish = options.publishToken === undefined ? undefined : digest(options.publishToken);
     this.#admin = options.adminToken === undefined ? undefined : digest(options.adminToken);

@@ -10,6 +10,8 @@
  *   recordings or statistics from a server on their machine. Never `*`.
  */
 import type { FastifyCorsOptions } from '@fastify/cors';
+import { errors } from '../errors.js';
+import { describeValue } from '../core/option-checks.js';
 
 const WHIP_EXPOSED = ['Location', 'ETag', 'Link', 'Accept-Post', 'Retry-After'];
 const API_EXPOSED = ['Location', 'ETag', 'Retry-After', 'Content-Range', 'Accept-Ranges', 'Content-Disposition'];
@@ -40,13 +42,13 @@ export function corsPolicy(url: string, apiOrigins: string[], whipOrigins: strin
 export function checkOrigin(option: string, origin: string, starAllowed: boolean): void {
   if (origin === '*') {
     if (starAllowed) return;
-    throw new TypeError(`options.${option} must not contain "*": the control API reveals recordings and statistics; list the origins that may call it`);
+    throw errors.OPTION_INVALID(option, 'must not contain "*": the control API reveals recordings and statistics; list the origins that may call it');
   }
   let url: URL;
   try {
     url = new URL(origin);
   } catch {
-    throw new TypeError(`options.${option}: "${origin}" is not an origin like https://ops.example.com`);
+    throw errors.OPTION_INVALID(option, `must list origins like https://ops.example.com, got ${describeValue(origin)}`);
   }
-  if (url.origin !== origin) throw new TypeError(`options.${option}: "${origin}" is not an origin; use "${url.origin}" (scheme, host and port only)`);
+  if (url.origin !== origin) throw errors.OPTION_INVALID(option, `must list origins (scheme, host and port only): ${describeValue(origin)} is not an origin; use "${url.origin}"`);
 }

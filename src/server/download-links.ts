@@ -7,13 +7,14 @@
  * the expiry, so a link opens exactly one file until it expires.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { errors } from '../errors.js';
 
 export class DownloadLinks {
   readonly #key = randomBytes(32);
 
   /** @param ttlSeconds how long a link stays valid. */
   constructor(readonly ttlSeconds: number) {
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw new RangeError(`download link lifetime must be a positive integer of seconds, got ${ttlSeconds}`);
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw errors.OPTION_INVALID('downloadLinkSeconds', `must be an integer ≥ 1, got ${ttlSeconds}`);
   }
 
   /** A URL path (with query) that downloads `name` without a token until it expires. */

@@ -21,8 +21,8 @@
  * lists every metric.
  */
 import client, { type Metric } from 'prom-client';
-import type { LatencyHistogram } from '../sinks/latency-histogram.js';
-import type { EarshotCore } from './earshot-core.js';
+import type { LatencyHistogram } from '../media/latency-histogram.js';
+import type { EarshotCore } from '../core/earshot-core.js';
 
 /** How long one read of the server serves a scrape's metrics. */
 const SCRAPE_CACHE_MS = 250;

@@ -9,7 +9,7 @@
  * inflate every response and log line about it.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { EarshotError, errors, isEarshotError, type ProblemDetails } from '../errors.js';
+import { errors, isEarshotError, type EarshotError, type ProblemDetails } from '../errors.js';
 
 /** Longest problem `detail` (and logged message), in characters; longer ones are cut, saying so. */
 export const MAX_PROBLEM_DETAIL_CHARS = 2048;
@@ -31,14 +31,14 @@ export function problemFor(err: unknown): EarshotError {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return errors.UNSUPPORTED_MEDIA_TYPE(undefined, 'a type this route accepts (application/sdp for WHIP, application/json for the control API)');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new EarshotError('EARSHOT_BODY_TOO_LARGE', 413, 'Request body too large', 'The request body exceeds the limit (64 KiB for SDP, 16 KiB for JSON).');
+      return errors.BODY_TOO_LARGE();
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return errors.BODY_INVALID(`The JSON body could not be parsed: ${e.message}`);
   }
   if (e.validation) return errors.BODY_INVALID(e.message);
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    return new EarshotError('EARSHOT_BAD_REQUEST', e.statusCode, 'Bad request', e.message);
+    return errors.BAD_REQUEST.withStatus(e.statusCode, e.message);
   }
   return errors.INTERNAL(e instanceof Error ? e.message : String(e));
 }
@@ -72,7 +72,7 @@ export function installProblemHandling(app: FastifyInstance): void {
   });
   app.setNotFoundHandler((req, reply) => {
     const path = clip(req.url.split('?')[0], 200);
-    const problem = new EarshotError('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found', `No route ${req.method} ${path}. The routes are listed in docs/http-api.md.`);
+    const problem = errors.ROUTE_NOT_FOUND(req.method, path);
     void reply.code(404).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
 }

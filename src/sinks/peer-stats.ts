@@ -4,8 +4,8 @@
  * at the sinks). RTP figures come from the ingest and are joined in the snapshot.
  * Everything here is O(1) per frame; percentiles are computed when asked for.
  */
-import type { DecodeCounters, ProcessedFrame } from '../dsp/types.js';
-import { bucketOf, LatencyHistogram, RecentHistogram } from './latency-histogram.js';
+import type { AudioFrame, DecodeCounters } from '../media/frames.js';
+import { bucketOf, LatencyHistogram, RecentHistogram } from '../media/latency-histogram.js';
 
 /** Floor for dBFS figures of digital silence (log of 0 is −∞, which JSON cannot carry). */
 export const SILENCE_DBFS = -120;
@@ -113,7 +113,7 @@ export class PeerAudioStats {
   }
 
   /** Adds one processed frame of the measured branch. */
-  addFrame(frame: ProcessedFrame, now: number): void {
+  addFrame(frame: AudioFrame, now: number): void {
     const n = frame.data.length;
     const energy = frame.rms * frame.rms * n;
     this.#energy += energy;

@@ -10,7 +10,7 @@
  * the stream, the recorder and the other processors go on.
  */
 import { Observable, type Observer, type OperatorFunction, type Subscription } from 'rxjs';
-import type { ProcessedFrame } from '../dsp/types.js';
+import type { AudioFrame } from '../media/frames.js';
 import { errors } from '../errors.js';
 
 /** What a processor factory gets for each stream it is attached to. */
@@ -38,7 +38,7 @@ export interface ProcessorContext {
  *   stream's life; what it emits is discarded (publish results with `emit`);
  * - an observer `{ next(frame), complete?() }` (for a plain frame handler).
  */
-export type ProcessorInstance = OperatorFunction<ProcessedFrame, unknown> | Partial<Observer<ProcessedFrame>>;
+export type ProcessorInstance = OperatorFunction<AudioFrame, unknown> | Partial<Observer<AudioFrame>>;
 
 /** Makes a processor instance for one stream. May throw to refuse the stream (counted as a processor error). */
 export type ProcessorFactory = (context: ProcessorContext) => ProcessorInstance;
@@ -57,9 +57,21 @@ export interface ProcessorEvent {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-/** Processors registered by name. Names are case-sensitive; registering a name again replaces the factory for streams attached later. */
+/**
+ * Processors registered by name. Names are case-sensitive; registering a name
+ * again replaces the factory for streams attached later. A registry made with
+ * a `fallback` also finds the fallback's processors (its own win on a name
+ * clash): each server has its own registry over the process-wide one, so what
+ * is registered on one server is not visible on another, while
+ * `registerProcessor` still reaches every server.
+ */
 export class ProcessorRegistry {
   readonly #factories = new Map<string, ProcessorFactory>();
+  readonly #fallback: ProcessorRegistry | undefined;
+
+  constructor(options: { fallback?: ProcessorRegistry } = {}) {
+    this.#fallback = options.fallback;
+  }
 
   register(name: string, factory: ProcessorFactory): void {
     if (typeof name !== 'string' || !NAME.test(name)) throw errors.PROCESSOR_INVALID(String(name), 'the name must be 1–64 letters, digits, "_", "." or "-"');
@@ -67,23 +79,24 @@ export class ProcessorRegistry {
     this.#factories.set(name, factory);
   }
 
+  /** Removes a processor registered here (not one of the fallback's); false if there was none. */
   unregister(name: string): boolean {
     return this.#factories.delete(name);
   }
 
   has(name: string): boolean {
-    return this.#factories.has(name);
+    return this.#factories.has(name) || (this.#fallback?.has(name) ?? false);
   }
 
   /** The factory, or `EARSHOT_PROCESSOR_NOT_FOUND`. */
   get(name: string): ProcessorFactory {
-    const f = this.#factories.get(name);
+    const f = this.#factories.get(name) ?? (this.#fallback?.has(name) ? this.#fallback.get(name) : undefined);
     if (!f) throw errors.PROCESSOR_NOT_FOUND(name, this.names());
     return f;
   }
 
   names(): string[] {
-    return [...this.#factories.keys()].sort();
+    return [...new Set([...this.#factories.keys(), ...(this.#fallback?.names() ?? [])])].sort();
   }
 }
 
@@ -93,7 +106,7 @@ export class ProcessorRegistry {
  * detached. Returns the subscription (unsubscribe to detach it by hand).
  */
 export function runProcessor(
-  audio$: Observable<ProcessedFrame>,
+  audio$: Observable<AudioFrame>,
   factory: ProcessorFactory,
   context: ProcessorContext,
   onError: (error: Error) => void,
@@ -132,7 +145,7 @@ export function runProcessor(
   return subscribeGuarded(audio$, instance, fail);
 }
 
-function subscribeGuarded(audio$: Observable<ProcessedFrame>, observer: Partial<Observer<ProcessedFrame>>, fail: (e: unknown) => void): Subscription {
+function subscribeGuarded(audio$: Observable<AudioFrame>, observer: Partial<Observer<AudioFrame>>, fail: (e: unknown) => void): Subscription {
   // try/catch around each callback: RxJS would otherwise rethrow asynchronously
   // (reportUnhandledError) and crash the process.
   const sub: Subscription = audio$.subscribe({
@@ -155,7 +168,7 @@ function subscribeGuarded(audio$: Observable<ProcessedFrame>, observer: Partial<
   return sub;
 }
 
-/** The process-wide registry used by servers that are not given their own. */
+/** The process-wide registry: every server's own registry falls back to it. */
 export const defaultProcessors = new ProcessorRegistry();
 
 /**

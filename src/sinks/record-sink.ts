@@ -13,12 +13,19 @@
  *
  * A recording that cannot start, or whose writes fail, is never silent: its
  * info says `state: 'failed'` with the reason, and `onFailed` reports it.
+ *
+ * Format "ogg-opus" records the received Opus packets (`writeEncoded`, fed
+ * before the worker) instead of the branch's PCM (`write`, which it ignores);
+ * see ogg-opus-recorder.ts.
  */
 import { basename, resolve } from 'node:path';
-import type { ProcessedFrame } from '../dsp/types.js';
+import type { AudioFrame, EncodedFrame } from '../media/frames.js';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
-import { Recorder, type DroppedFrames, type RecordingInfo } from './recorder.js';
-import { RecordingsStore } from './recordings-store.js';
+import { OggOpusRecorder } from './ogg-opus-recorder.js';
+import { opusPacketIsStereo } from '../rtc/opus-toc.js';
+import { Recorder, type DroppedFrames, type RecordingFormat, type RecordingInfo } from './recorder.js';
+import { GENERATED_NAME_MAX } from './recording-names.js';
+import { RecordingsStore, type RecordingExtension } from './recordings-store.js';
 import type { WavSampleFormat } from './wav-file-writer.js';
 
 export interface RecordSinkOptions {
@@ -26,9 +33,18 @@ export interface RecordSinkOptions {
   peer: string;
   /** Base of generated file names, e.g. `demo-alice-20261124-101500`. */
   baseName: string;
+  /** Rate and channels of the branch as the pipeline expects them; written as they are unless `reportedFormat` is given. */
   sampleRate: number;
   channels: number;
+  /**
+   * The branch's format as its worker reports it when the stream starts
+   * (what the stages really output, custom ones included). When given, a
+   * recording waits for it before creating its file and is written in it.
+   */
+  reportedFormat?: Promise<{ sampleRate: number; channels: number }>;
   sampleFormat: WavSampleFormat;
+  /** "wav" (default): the branch's PCM; "ogg-opus": the received Opus packets, given to `writeEncoded`. */
+  format?: RecordingFormat;
   /**
    * A recording could not start (not for a name the caller chose badly: that
    * error goes to the caller), or its writes failed. Called once per recording.
@@ -41,19 +57,36 @@ const MAX_BACKLOG = 250; // frames kept while a file opens (5 s of 20 ms frames)
 /** Errors about the name a caller chose: answered to that caller, not a failure of the recording. */
 const CALLER_ERRORS = new Set<string>([errors.RECORDING_EXISTS.code, errors.RECORDING_NAME_INVALID.code, errors.RECORDING_ACTIVE.code]);
 
+/** What the sink keeps while a file opens: a PCM frame (with its 16-bit copy) or a received packet. */
+type Kept = { frame: AudioFrame; pcm16: Int16Array | undefined } | { encoded: EncodedFrame };
+
 export class RecordSink {
-  #recorder: Recorder | undefined;
+  #recorder: Recorder | OggOpusRecorder | undefined;
   #starting: Promise<RecordingInfo> | undefined;
   /** Armed: a recording starts with the first frame; `fromStreamStart` anchors it at position 0. */
   #armed: { fromStreamStart: boolean } | undefined;
-  /** Frames (with their 16-bit copies) that arrived while the file was being opened. */
-  #backlog: Array<{ frame: ProcessedFrame; pcm16: Int16Array | undefined }> = [];
+  /** Frames (with their 16-bit copies) or packets that arrived while the file was being opened. */
+  #backlog: Kept[] = [];
   /** Loss reported while armed or opening, handed to the recorder once it exists. */
   #pendingLoss: { dropped: DroppedFrames; silence: number } | undefined;
   #failure: EarshotError | undefined;
   #last: RecordingInfo | undefined;
+  /** The format files are written in: the options', until the worker's report replaces it. */
+  #format: { sampleRate: number; channels: number };
 
-  constructor(private readonly options: RecordSinkOptions) {}
+  constructor(private readonly options: RecordSinkOptions) {
+    this.#format = { sampleRate: options.sampleRate, channels: options.channels };
+  }
+
+  /** The container this sink writes. */
+  get format(): RecordingFormat {
+    return this.options.format ?? 'wav';
+  }
+
+  /** File name suffix of this sink's recordings. */
+  get extension(): RecordingExtension {
+    return this.format === 'ogg-opus' ? '.opus' : '.wav';
+  }
 
   /** A recording is armed, opening or running. */
   get active(): boolean {
@@ -107,28 +140,40 @@ export class RecordSink {
     this.#pendingLoss ??= emptyLoss();
     this.#starting = (async () => {
       let file = path !== undefined ? basename(path) : (name ?? this.options.baseName);
-      let recorder: Recorder;
+      let recorder: Recorder | OggOpusRecorder;
       // The writer reports a failure after the sink may have let go of the recorder (stop() in progress).
-      const self: { recorder?: Recorder } = {};
+      const self: { recorder?: Recorder | OggOpusRecorder } = {};
+      const ext = this.extension;
       try {
         // A `path` is recorded where the caller said, as given; names go through the store.
         if (path === undefined && name !== undefined) {
-          file = RecordingsStore.checkName(name);
-          if ((await store.freeName(file.replace(/\.wav$/i, ''))) !== file) throw errors.RECORDING_EXISTS(file);
+          file = RecordingsStore.checkName(name, ext);
+          if ((await store.freeName(file.slice(0, -ext.length), ext)) !== file) throw errors.RECORDING_EXISTS(file);
         } else if (path === undefined) {
-          file = await store.freeName(this.options.baseName);
+          file = await store.freeName(fitBase(this.options.baseName, ext), ext);
+        }
+        // Packets are recorded as received: the worker's report about its output is not needed.
+        if (this.options.reportedFormat && this.format === 'wav') {
+          const { sampleRate, channels } = await this.options.reportedFormat;
+          this.#format = { sampleRate, channels };
         }
         try {
           if (path === undefined) await store.prepare(file);
-          recorder = await Recorder.start({
-            path: path !== undefined ? resolve(path) : store.pathOf(file),
-            name: file,
-            sampleRate: this.options.sampleRate,
-            channels: this.options.channels,
-            sampleFormat: this.options.sampleFormat,
-            startPosition: fromStreamStart ? 0 : undefined,
-            onError: (e) => this.#writeFailed(file, e, self.recorder),
-          });
+          const target = path !== undefined ? resolve(path) : store.pathOf(file);
+          const startPosition = fromStreamStart ? 0 : undefined;
+          const onError = (e: Error) => this.#writeFailed(file, e, self.recorder);
+          recorder =
+            this.format === 'ogg-opus'
+              ? await OggOpusRecorder.start({ path: target, name: file, channels: this.#oggChannels(), startPosition, onError })
+              : await Recorder.start({
+                  path: target,
+                  name: file,
+                  sampleRate: this.#format.sampleRate,
+                  channels: this.#format.channels,
+                  sampleFormat: this.options.sampleFormat,
+                  startPosition,
+                  onError,
+                });
           self.recorder = recorder;
         } catch (e) {
           if (isEarshotError(e)) throw e;
@@ -150,7 +195,10 @@ export class RecordSink {
       const loss = this.#pendingLoss;
       this.#pendingLoss = undefined;
       if (loss) recorder.noteLoss(loss.dropped, loss.silence);
-      for (const b of this.#backlog) recorder.write(b.frame, b.pcm16);
+      for (const b of this.#backlog) {
+        if ('encoded' in b) (recorder as OggOpusRecorder).write(b.encoded);
+        else (recorder as Recorder).write(b.frame, b.pcm16);
+      }
       this.#backlog = [];
       return this.info()!;
     })().finally(() => {
@@ -166,22 +214,52 @@ export class RecordSink {
    * running recording, or keeps it while the file opens. Kept frames are
    * copied: the caller's buffers may be reused once this returns.
    */
-  write(frame: ProcessedFrame, pcm16?: Int16Array): void {
+  write(frame: AudioFrame, pcm16?: Int16Array): void {
+    if (this.format !== 'wav') return;
     if (this.#recorder) {
-      this.#recorder.write(frame, pcm16);
+      (this.#recorder as Recorder).write(frame, pcm16);
       return;
     }
+    this.#keep(() => keep(frame, pcm16));
+  }
+
+  /**
+   * Writes a received Opus packet (or a lost one, `payload` null) to an
+   * ogg-opus recording; ignored by a WAV one. Kept packets are copied.
+   */
+  writeEncoded(frame: EncodedFrame): void {
+    if (this.format !== 'ogg-opus') return;
+    if (this.#recorder) {
+      (this.#recorder as OggOpusRecorder).write(frame);
+      return;
+    }
+    this.#keep(() => ({ encoded: { ...frame, payload: frame.payload?.slice() ?? null } }));
+  }
+
+  /** Keeps what arrived while the file opens; the first arrival opens an armed recording's file. */
+  #keep(kept: () => Kept): void {
     if (this.armed) {
       const { fromStreamStart } = this.#armed!;
       this.#armed = undefined;
-      this.#backlog.push(keep(frame, pcm16));
+      this.#backlog.push(kept());
       // Reported through onFailed (and the info) already; nobody awaits an automatic start.
       this.#open(undefined, fromStreamStart, undefined, true).catch(() => undefined);
       return;
     }
     if (!this.#starting) return;
-    if (this.#backlog.length < MAX_BACKLOG) this.#backlog.push(keep(frame, pcm16));
+    if (this.#backlog.length < MAX_BACKLOG) this.#backlog.push(kept());
     else this.#pendingLoss!.dropped.backlog++;
+  }
+
+  /**
+   * Channels of an Ogg Opus file: the branch's, or stereo when the first
+   * packet is coded stereo (the sender sent stereo whatever was negotiated;
+   * a stereo file keeps it, a mono file would downmix it).
+   */
+  #oggChannels(): 1 | 2 {
+    const first = this.#backlog[0];
+    const stereo = first !== undefined && 'encoded' in first && first.encoded.payload !== null && opusPacketIsStereo(first.encoded.payload);
+    return stereo || this.#format.channels >= 2 ? 2 : 1;
   }
 
   /**
@@ -225,7 +303,7 @@ export class RecordSink {
     return this.#recorder ? this.#withFailure(this.#recorder.info()) : this.#last;
   }
 
-  #writeFailed(file: string, e: Error, recorder: Recorder | undefined): void {
+  #writeFailed(file: string, e: Error, recorder: Recorder | OggOpusRecorder | undefined): void {
     const failure = errors.RECORDING_WRITE_FAILED(file, describeErrno(e as NodeJS.ErrnoException));
     this.#failure = failure;
     this.options.onFailed(failure, recorder ? this.#withFailure(recorder.info()) : this.#failedInfo(file, failure));
@@ -240,16 +318,18 @@ export class RecordSink {
     const at = new Date().toISOString();
     const loss = this.#pendingLoss ?? emptyLoss();
     const d = loss.dropped;
+    const ext = this.extension;
     return {
-      name: name.toLowerCase().endsWith('.wav') ? name : `${name}.wav`,
+      name: name.toLowerCase().endsWith(ext) ? name : `${name}${ext}`,
+      format: this.format,
       state: 'failed',
       startedAt: at,
       stoppedAt: at,
       seconds: 0,
       bytes: 0,
-      sampleRate: this.options.sampleRate,
-      channels: this.options.channels,
-      sampleFormat: this.options.sampleFormat,
+      sampleRate: this.format === 'ogg-opus' ? 48000 : this.#format.sampleRate,
+      channels: this.#format.channels,
+      sampleFormat: this.format === 'ogg-opus' ? 's16' : this.options.sampleFormat,
       gapFrames: 0,
       gapSeconds: 0,
       droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
@@ -261,8 +341,19 @@ export class RecordSink {
   }
 }
 
+/**
+ * A generated base name cut to leave room for `ext` and a "-999": names are
+ * generated to fit ".wav" (GENERATED_NAME_MAX), and ".opus" is one longer.
+ */
+function fitBase(base: string, ext: string): string {
+  const cut = GENERATED_NAME_MAX - (ext.length - '.wav'.length);
+  const slash = base.lastIndexOf('/');
+  const file = base.slice(slash + 1);
+  return file.length > cut ? base.slice(0, slash + 1) + file.slice(0, cut) : base;
+}
+
 /** A frame and its 16-bit copy, detached from the buffers they came in (the backlog outlives the delivery). */
-function keep(frame: ProcessedFrame, pcm16: Int16Array | undefined): { frame: ProcessedFrame; pcm16: Int16Array | undefined } {
+function keep(frame: AudioFrame, pcm16: Int16Array | undefined): { frame: AudioFrame; pcm16: Int16Array | undefined } {
   const copy = pcm16?.slice();
   // A frame sent without its floats has the 16-bit copy as its data: one copy serves both.
   return { frame: { ...frame, data: frame.data === pcm16 ? copy! : frame.data.slice() }, pcm16: copy };

@@ -10,7 +10,7 @@
  * timeline, so a stream whose frames were dropped on the way arrives gapless),
  * and the frames dropped on the way, by cause (`noteLoss`).
  */
-import type { ProcessedFrame } from '../dsp/types.js';
+import type { AudioFrame } from '../media/frames.js';
 import { WavFileWriter, type WavFileHandle, type WavSampleFormat } from './wav-file-writer.js';
 
 /** Frames dropped on the way into a recording, by cause. */
@@ -45,8 +45,13 @@ export interface RecorderOptions {
   openFile?(path: string): Promise<WavFileHandle>;
 }
 
+/** Container of a recording: streaming WAV of the branch's PCM, or the received Opus packets in Ogg (RFC 7845). */
+export type RecordingFormat = 'wav' | 'ogg-opus';
+
 export interface RecordingInfo {
   name: string;
+  /** "wav", or "ogg-opus" for the received Opus packets as they are (a `.opus` file). */
+  format: RecordingFormat;
   /** `failed`: it could not start, or writing failed; `error` says why and the file (if any) keeps what reached the disk. */
   state: 'recording' | 'stopped' | 'failed';
   startedAt: string;
@@ -57,6 +62,7 @@ export interface RecordingInfo {
   bytes: number;
   sampleRate: number;
   channels: number;
+  /** Sample encoding of a WAV file; "s16" for ogg-opus (what its decoders output). */
   sampleFormat: WavSampleFormat;
   /**
    * Sample frames of silence in the file standing for audio that did not
@@ -111,7 +117,7 @@ export class Recorder {
    * samples already quantized to 16 bits (by a pool worker, with the writer's
    * quantizer, sinks/pcm16.ts): an s16 file then takes it as it is.
    */
-  write(frame: ProcessedFrame, pcm16?: Int16Array): void {
+  write(frame: AudioFrame, pcm16?: Int16Array): void {
     if (this.#stopped) return;
     const ch = this.#writer.channels;
     const frames = frame.data.length / ch;
@@ -160,6 +166,7 @@ export class Recorder {
     const d = this.dropped;
     return {
       name: this.name,
+      format: 'wav',
       state: w.error ? 'failed' : this.#stopped ? 'stopped' : 'recording',
       startedAt: this.startedAt.toISOString(),
       ...(this.stoppedAt ? { stoppedAt: this.stoppedAt.toISOString() } : {}),

@@ -18,7 +18,7 @@ export const RECORDING_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 export const RECORDING_MAX_DEPTH = 4;
 /**
  * Longest generated file name before the "-2" … "-999" a taken name gets and
- * the ".wav" suffix, so neither can push a valid name over the limit.
+ * the ".wav" suffix, so neither can push a valid name over the limit (".opus" names are cut one shorter).
  */
 export const GENERATED_NAME_MAX = RECORDING_SEGMENT_MAX - '-999.wav'.length;
 

@@ -1,7 +1,7 @@
 /**
  * The recordings directory: checked writable at start, safe names (no path
  * traversal), unique names for new recordings, and listing with durations read
- * from the WAV headers. A name is a file name, optionally under subdirectories
+ * from the WAV headers (Ogg Opus `.opus` files: from their last page). A name is a file name, optionally under subdirectories
  * (`calls/demo/alice-20261125-101500.wav`, from a record sink's `directory`):
  * every segment is a plain name, never `.`, `..` or absolute (the rule lives in
  * recording-names.ts, shared with pipeline validation).
@@ -10,12 +10,19 @@ import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { errors } from '../errors.js';
+import { readOggOpusSummary } from './ogg-opus-reader.js';
 import { RECORDING_MAX_DEPTH, RECORDING_SEGMENT, recordingNameProblem } from './recording-names.js';
+
+/** Suffixes of recording files: WAV, and Ogg Opus (".opus", as RFC 7845 §9 recommends for audio-only Ogg Opus). */
+export const RECORDING_EXTENSIONS = ['.wav', '.opus'] as const;
+export type RecordingExtension = (typeof RECORDING_EXTENSIONS)[number];
 
 export interface RecordingEntry {
   name: string;
+  /** "wav" or "ogg-opus" (a `.opus` file). */
+  format: 'wav' | 'ogg-opus';
   bytes: number;
-  /** Seconds of audio the header covers (a recording in progress may be slightly ahead of it). */
+  /** Seconds of audio the header covers (a recording in progress may be slightly ahead of it); for Ogg Opus, the last page's granule position less the pre-skip. */
   seconds: number;
   sampleRate: number;
   channels: number;
@@ -86,10 +93,17 @@ export class RecordingsStore {
     throw errors.RECORDINGS_DIR_UNWRITABLE(this.dir, code);
   }
 
-  /** Validates a user-given name (optionally `dir/…/file`) and returns it with a `.wav` suffix. */
-  static checkName(name: string): string {
+  /**
+   * Validates a user-given name (optionally `dir/…/file`) and returns it with
+   * its suffix: `ext` appended unless the name ends with it; without `ext`,
+   * a name ending in a recording suffix (".wav", ".opus") keeps it and any
+   * other gets ".wav".
+   */
+  static checkName(name: string, ext?: RecordingExtension): string {
     if (typeof name !== 'string') throw errors.RECORDING_NAME_INVALID(String(name));
-    const withExt = name.toLowerCase().endsWith('.wav') ? name : `${name}.wav`;
+    const lower = name.toLowerCase();
+    const has = ext !== undefined ? lower.endsWith(ext) : RECORDING_EXTENSIONS.some((e) => lower.endsWith(e));
+    const withExt = has ? name : `${name}${ext ?? '.wav'}`;
     if (recordingNameProblem(withExt)) throw errors.RECORDING_NAME_INVALID(name);
     return withExt;
   }
@@ -104,10 +118,10 @@ export class RecordingsStore {
     if (dir !== this.dir) await mkdir(dir, { recursive: true });
   }
 
-  /** A name not yet used in the directory, from a base like `demo-alice-20261124-101500`. */
-  async freeName(base: string): Promise<string> {
+  /** A name not yet used in the directory, from a base like `demo-alice-20261124-101500`, with suffix `ext`. */
+  async freeName(base: string, ext: RecordingExtension = '.wav'): Promise<string> {
     for (let i = 1; i < 1000; i++) {
-      const name = RecordingsStore.checkName(i === 1 ? base : `${base}-${i}`);
+      const name = RecordingsStore.checkName(i === 1 ? base : `${base}-${i}`, ext);
       try {
         await access(join(this.dir, name));
       } catch {
@@ -137,7 +151,7 @@ export class RecordingsStore {
         if (!SEGMENT.test(e.name)) continue;
         const name = prefix ? `${prefix}/${e.name}` : e.name;
         if (e.isDirectory() && depth < MAX_DEPTH) await walk(name, depth + 1);
-        else if (e.isFile() && e.name.toLowerCase().endsWith('.wav')) names.push(name);
+        else if (e.isFile() && RECORDING_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) names.push(name);
       }
     };
     await walk('', 0);
@@ -187,15 +201,14 @@ export class RecordingsStore {
       throw errors.RECORDING_NOT_FOUND(name);
     }
     if (!info.isFile()) throw errors.RECORDING_NOT_FOUND(name);
+    const checked = RecordingsStore.checkName(name);
+    const base = { name: checked, bytes: info.size, modifiedAt: info.mtime.toISOString() };
+    if (checked.toLowerCase().endsWith('.opus')) {
+      const ogg = await readOggOpusSummary(path, info.size);
+      return { ...base, format: 'ogg-opus', seconds: ogg?.seconds ?? 0, sampleRate: ogg ? 48000 : 0, channels: ogg?.channels ?? 0 };
+    }
     const header = await readWavHeader(path);
-    return {
-      name: RecordingsStore.checkName(name),
-      bytes: info.size,
-      seconds: header ? header.dataBytes / header.byteRate : 0,
-      sampleRate: header?.sampleRate ?? 0,
-      channels: header?.channels ?? 0,
-      modifiedAt: info.mtime.toISOString(),
-    };
+    return { ...base, format: 'wav', seconds: header ? header.dataBytes / header.byteRate : 0, sampleRate: header?.sampleRate ?? 0, channels: header?.channels ?? 0 };
   }
 }
 

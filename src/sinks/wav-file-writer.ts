@@ -14,7 +14,7 @@
  * removed rather than left empty.
  */
 import { open, unlink } from 'node:fs/promises';
-import { quantizeS16 } from './pcm16.js';
+import { quantizeS16 } from '../media/pcm16.js';
 
 export type WavSampleFormat = 's16' | 'f32';
 

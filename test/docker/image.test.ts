@@ -20,9 +20,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { fixturePath } from '../helpers/fixtures.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const tone = join(ROOT, 'test', 'fixtures', 'tone-1k-48k.wav');
+const tone = fixturePath('tone-1k-48k.wav');
 /** The image's user (docker/Dockerfile). */
 const UID = 10001;
 const ADMIN = 'docker-test-admin';

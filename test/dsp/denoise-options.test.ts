@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createDenoiseStage } from '../../src/dsp/denoise.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
 import type { PcmChunk, StageSpec } from '../../src/dsp/types.js';
-import { channelOf, concat, encodeOpusFrames, fixturePath, interleave, readWav, sameSamples } from '../helpers/audio.js';
+import { channelOf, concat, encodeOpusFrames, interleave, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
 const DELAY = 480; // RNNoise's output for a frame is the input of the frame before
 let noisy: Float32Array; // 3 s of speech-noisy-48k.wav
@@ -16,9 +17,9 @@ let pink: Float32Array;
 
 beforeAll(async () => {
   await loadDspModules();
-  noisy = (await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0].subarray(0, 48000 * 3);
-  speech = (await readWav(fixturePath('speech-48k.wav'))).channels[0];
-  pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0];
+  noisy = (await readFixture('speech-noisy-48k.wav')).channels[0].subarray(0, 48000 * 3);
+  speech = (await readFixture('speech-48k.wav')).channels[0];
+  pink = (await readFixture('noise-pink-48k.wav')).channels[0];
 });
 
 function denoise(options: Omit<StageSpec, 'type'>, pcm: Float32Array, channels = 1, chunk = 960): { out: Float32Array; chunks: PcmChunk[] } {

@@ -8,9 +8,11 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDenoiseStage, SILENCE_PEAK } from '../../src/dsp/denoise.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
-import type { PcmChunk, ProcessedFrame, StageSpec } from '../../src/dsp/types.js';
+import type { PcmChunk, StageSpec } from '../../src/dsp/types.js';
+import type { AudioFrame } from '../../src/media/frames.js';
 import { RnnoiseState } from '../../wasm/rnnoise.js';
-import { channelOf, concat, encodeOpusFrames, fixturePath, interleave, readWav, sameSamples } from '../helpers/audio.js';
+import { channelOf, concat, encodeOpusFrames, interleave, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
 const FRAME = 480; // one RNNoise frame, 10 ms at 48 kHz
 const SECOND = 48000;
@@ -21,8 +23,8 @@ let pink: Float32Array;
 
 beforeAll(async () => {
   await loadDspModules();
-  noisy = (await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0];
-  pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0];
+  noisy = (await readFixture('speech-noisy-48k.wav')).channels[0];
+  pink = (await readFixture('noise-pink-48k.wav')).channels[0];
 });
 
 afterEach(() => {
@@ -163,10 +165,10 @@ describe('denoise on silence', () => {
 });
 
 describe('StreamProcessor with denoise on silence', () => {
-  const joined = (frames: ProcessedFrame[]) => concat(frames.map((f) => f.data as Float32Array));
+  const joined = (frames: AudioFrame[]) => concat(frames.map((f) => f.data as Float32Array));
 
   /** Output frames follow each other with no gap or overlap from `start`; returns the samples covered. */
-  function contiguous(frames: ProcessedFrame[], start = 0): number {
+  function contiguous(frames: AudioFrame[], start = 0): number {
     let next = start;
     for (const f of frames) {
       expect(f.position).toBe(next);

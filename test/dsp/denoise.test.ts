@@ -7,9 +7,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createDenoiseStage } from '../../src/dsp/denoise.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
-import type { ChunkStage, PcmChunk, ProcessedFrame } from '../../src/dsp/types.js';
+import type { ChunkStage, PcmChunk } from '../../src/dsp/types.js';
+import type { AudioFrame } from '../../src/media/frames.js';
+import { channelOf, concat, encodeOpusFrames, interleave, rmsDb, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 import { joinFrames } from './frames.js';
-import { channelOf, concat, encodeOpusFrames, fixturePath, interleave, readWav, rmsDb, sameSamples } from '../helpers/audio.js';
 
 beforeAll(async () => {
   await loadDspModules();
@@ -18,14 +20,14 @@ beforeAll(async () => {
 const FRAME = 960; // 20 ms at 48 kHz
 
 /** Runs 48 kHz mono PCM through Opus and a single denoise branch. */
-function denoiseThroughOpus(pcm: Float32Array): ProcessedFrame[] {
+function denoiseThroughOpus(pcm: Float32Array): AudioFrame[] {
   const processor = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] });
   const frames = processor.process(encodeOpusFrames(pcm))[0];
   processor.close();
   return frames;
 }
 
-const meanVad = (frames: ProcessedFrame[]) => frames.reduce((s, f) => s + f.vad!, 0) / frames.length;
+const meanVad = (frames: AudioFrame[]) => frames.reduce((s, f) => s + f.vad!, 0) / frames.length;
 
 /** Energy mean in dB over the 20 ms frames listed (dB of the mean power, not mean of dBs). */
 function levelOver(pcm: Float32Array, frameIndexes: number[], offset = 0): number {
@@ -49,7 +51,7 @@ function runInChunks(stage: ChunkStage, pcm: Float32Array, size: number): { out:
 
 describe('denoise stage', () => {
   it('cuts pink noise by more than 20 dB and reports almost no voice', async () => {
-    const pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0];
+    const pink = (await readFixture('noise-pink-48k.wav')).channels[0];
     const frames = denoiseThroughOpus(pink);
     const out = joinFrames(frames);
     expect(out.length).toBe(Math.floor(pink.length / FRAME) * FRAME);
@@ -59,8 +61,8 @@ describe('denoise stage', () => {
   });
 
   it('finds speech in noisy speech far more often than in pink noise', async () => {
-    const noisy = (await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0];
-    const pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0];
+    const noisy = (await readFixture('speech-noisy-48k.wav')).channels[0];
+    const pink = (await readFixture('noise-pink-48k.wav')).channels[0];
     const speechFrames = denoiseThroughOpus(noisy);
     const noiseFrames = denoiseThroughOpus(pink);
     const voiced = speechFrames.filter((f) => f.vad! >= 0.5).length / speechFrames.length;
@@ -70,8 +72,8 @@ describe('denoise stage', () => {
   });
 
   it('lowers the noise floor in speech pauses by over 20 dB while keeping speech within 3 dB', async () => {
-    const clean = (await readWav(fixturePath('speech-48k.wav'))).channels[0];
-    const noisy = (await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0];
+    const clean = (await readFixture('speech-48k.wav')).channels[0];
+    const noisy = (await readFixture('speech-noisy-48k.wav')).channels[0];
     const out = joinFrames(denoiseThroughOpus(noisy));
     const frames = Math.floor(out.length / FRAME) - 1;
     const cleanDb = Array.from({ length: frames }, (_, i) => rmsDb(clean.subarray(i * FRAME, (i + 1) * FRAME)));
@@ -87,7 +89,7 @@ describe('denoise stage', () => {
   });
 
   it('buffers chunks that are not multiples of 480 samples and emits the same audio', async () => {
-    const noisy = (await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0].subarray(0, 48000 * 2);
+    const noisy = (await readFixture('speech-noisy-48k.wav')).channels[0].subarray(0, 48000 * 2);
     const input = { sampleRate: 48000, channels: 1 };
     const reference = runInChunks(createDenoiseStage({ type: 'denoise' }, input), noisy, 960);
     const odd = runInChunks(createDenoiseStage({ type: 'denoise' }, input), noisy, 700);
@@ -103,8 +105,8 @@ describe('denoise stage', () => {
   });
 
   it('denoises each stereo channel with its own state', async () => {
-    const noisy = (await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0].subarray(0, 48000 * 2);
-    const pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0].subarray(0, 48000 * 2);
+    const noisy = (await readFixture('speech-noisy-48k.wav')).channels[0].subarray(0, 48000 * 2);
+    const pink = (await readFixture('noise-pink-48k.wav')).channels[0].subarray(0, 48000 * 2);
     const stereo = runInChunks(createDenoiseStage({ type: 'denoise' }, { sampleRate: 48000, channels: 2 }), interleave([noisy, pink]), 1920);
     const left = runInChunks(createDenoiseStage({ type: 'denoise' }, { sampleRate: 48000, channels: 1 }), noisy, 960);
     const right = runInChunks(createDenoiseStage({ type: 'denoise' }, { sampleRate: 48000, channels: 1 }), pink, 960);
@@ -117,7 +119,7 @@ describe('denoise stage', () => {
   it('needs 48 kHz input and says where to put the resampler', () => {
     expect(() => createDenoiseStage({ type: 'denoise' }, { sampleRate: 16000, channels: 1 })).toThrow(RangeError);
     expect(() => createDenoiseStage({ type: 'denoise' }, { sampleRate: 16000, channels: 1 })).toThrow(
-      'denoise needs 48000 Hz input, got 16000 Hz; put resample after denoise',
+      'denoise needs 48000 Hz audio but gets 16000 Hz here; move "denoise" before any "resample" stage',
     );
   });
 

@@ -1,19 +1,20 @@
 /**
- * Helpers for DSP tests that read ProcessedFrame data: a frame's data is a
+ * Helpers for DSP tests that read AudioFrame data: a frame's data is a
  * Float32Array or (on an s16 branch) an Int16Array, and most analysis helpers
  * take floats.
  */
-import type { PcmChunk, ProcessedFrame, Stage, StageOutput } from '../../src/dsp/types.js';
+import type { PcmChunk, Stage, StageOutput } from '../../src/dsp/types.js';
+import type { AudioFrame } from '../../src/media/frames.js';
 import { concat } from '../helpers/audio.js';
 
 /** The float samples of an f32 frame; throws for an s16 frame, so a test can't measure the wrong thing silently. */
-export function floatData(frame: ProcessedFrame): Float32Array {
+export function floatData(frame: AudioFrame): Float32Array {
   if (!(frame.data instanceof Float32Array)) throw new TypeError(`expected an f32 frame, got ${frame.sampleFormat}`);
   return frame.data;
 }
 
 /** The samples of consecutive f32 frames joined. */
-export function joinFrames(frames: readonly ProcessedFrame[]): Float32Array {
+export function joinFrames(frames: readonly AudioFrame[]): Float32Array {
   return concat(frames.map(floatData));
 }
 

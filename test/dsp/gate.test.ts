@@ -8,7 +8,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createGateStage } from '../../src/dsp/gate.js';
 import type { StageSpec } from '../../src/dsp/types.js';
-import { channelOf, concat, fixturePath, interleave, readWav, rmsDb, sameSamples } from '../helpers/audio.js';
+import { channelOf, concat, interleave, rmsDb, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 import { runStage } from './frames.js';
 
 const RATE = 48000;
@@ -17,8 +18,8 @@ let noise: Float32Array; // white, −24.8 dBFS
 let tone: Float32Array; // 1 kHz, −15.05 dBFS
 
 beforeAll(async () => {
-  noise = (await readWav(fixturePath('noise-white-48k.wav'))).channels[0];
-  tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
+  noise = (await readFixture('noise-white-48k.wav')).channels[0];
+  tone = (await readFixture('tone-1k-48k.wav')).channels[0];
 });
 
 const gate = (options: Omit<StageSpec, 'type'> = {}, channels = 1) => createGateStage({ type: 'gate', thresholdDb: THRESHOLD, ...options }, { sampleRate: RATE, channels });

@@ -1,18 +1,19 @@
 /** Levels computed in the worker for every output frame, on real signals. */
 import { describe, expect, it } from 'vitest';
 import { DBFS_FLOOR, measureLevels, toDbfs } from '../../src/dsp/levels.js';
-import { fixturePath, readWav, rmsDb } from '../helpers/audio.js';
+import { rmsDb } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
 describe('measureLevels', () => {
   it('measures a steady tone with RMS = peak / √2', async () => {
-    const tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
+    const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
     const { rms, peak } = measureLevels(tone);
     expect(rms / peak).toBeCloseTo(Math.SQRT1_2, 2);
     expect(toDbfs(rms)).toBeCloseTo(rmsDb(tone), 3);
   });
 
   it('agrees with an independent RMS on speech and reports the largest absolute sample', async () => {
-    const speech = (await readWav(fixturePath('speech-48k.wav'))).channels[0];
+    const speech = (await readFixture('speech-48k.wav')).channels[0];
     const { rms, peak } = measureLevels(speech);
     expect(toDbfs(rms)).toBeCloseTo(rmsDb(speech), 3);
     expect(peak).toBe(speech.reduce((m, v) => Math.max(m, Math.abs(v)), 0));

@@ -5,7 +5,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createLimiterStage } from '../../src/dsp/limiter.js';
 import type { StageSpec } from '../../src/dsp/types.js';
-import { channelOf, concat, fixturePath, interleave, readWav, sameSamples } from '../helpers/audio.js';
+import { channelOf, concat, interleave, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 import { runStage } from './frames.js';
 
 const RATE = 48000;
@@ -13,8 +14,8 @@ let tone: Float32Array; // 1 kHz, peak −12.04 dBFS
 let noise: Float32Array; // white, peak −20 dBFS
 
 beforeAll(async () => {
-  tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
-  noise = (await readWav(fixturePath('noise-white-48k.wav'))).channels[0];
+  tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+  noise = (await readFixture('noise-white-48k.wav')).channels[0];
 });
 
 const limiter = (options: Omit<StageSpec, 'type'> = {}, channels = 1) => createLimiterStage({ type: 'limiter', ...options }, { sampleRate: RATE, channels });

@@ -8,7 +8,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createNormalizeStage } from '../../src/dsp/normalize.js';
 import type { StageSpec } from '../../src/dsp/types.js';
-import { concat, fixturePath, readWav, rmsDb } from '../helpers/audio.js';
+import { concat, rmsDb } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 import { runStage, sine } from './frames.js';
 
 const RATE = 48000;
@@ -17,8 +18,8 @@ let speech: Float32Array;
 let noise: Float32Array; // white, −24.8 dBFS
 
 beforeAll(async () => {
-  speech = (await readWav(fixturePath('speech-48k.wav'))).channels[0];
-  noise = (await readWav(fixturePath('noise-white-48k.wav'))).channels[0];
+  speech = (await readFixture('speech-48k.wav')).channels[0];
+  noise = (await readFixture('noise-white-48k.wav')).channels[0];
 });
 
 const normalize = (options: Omit<StageSpec, 'type'> = {}) => createNormalizeStage({ type: 'normalize', ...options }, { sampleRate: RATE, channels: 1 });

@@ -6,19 +6,20 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadOpus } from '../../wasm/opus.js';
 import { OpusStreamDecoder, type DecodedChunk } from '../../src/dsp/opus-decode.js';
-import type { EncodedInput } from '../../src/dsp/types.js';
-import { channelOf, concat, dominantFrequency, encodeOpusFrames, fixturePath, interleave, readWav, rmsDb } from '../helpers/audio.js';
+import type { EncodedFrame } from '../../src/media/frames.js';
+import { channelOf, concat, dominantFrequency, encodeOpusFrames, interleave, rmsDb } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
 let tone: Float32Array; // 1 kHz, 3 s, 48 kHz mono
-let toneFrames: EncodedInput[]; // 20 ms Opus frames of the whole tone
+let toneFrames: EncodedFrame[]; // 20 ms Opus frames of the whole tone
 
 beforeAll(async () => {
   loadOpus();
-  tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
+  tone = (await readFixture('tone-1k-48k.wav')).channels[0];
   toneFrames = encodeOpusFrames(tone);
 });
 
-function decodeAll(inputs: EncodedInput[], channels: 1 | 2 = 1) {
+function decodeAll(inputs: EncodedFrame[], channels: 1 | 2 = 1) {
   const decoder = new OpusStreamDecoder(channels);
   const chunks = decoder.decode(inputs);
   const result = { chunks, pcm: concat(chunks.map((c) => c.data)), counters: { ...decoder.counters }, next: decoder.nextPosition };
@@ -57,7 +58,7 @@ describe('OpusStreamDecoder', () => {
 
   it('pads a loss longer than one concealment with silence so the duration still matches', () => {
     // One lost input standing for 200 ms: more than libopus conceals in one call (≤ 120 ms).
-    const lost: EncodedInput = { position: 5 * 960, payload: null, samples: 9600, arrival: 0 };
+    const lost: EncodedFrame = { position: 5 * 960, payload: null, samples: 9600, arrival: 0 };
     const after = toneFrames.slice(15, 20);
     const { pcm, counters, next } = decodeAll([...toneFrames.slice(0, 5), lost, ...after]);
     expect(pcm.length).toBe(20 * 960);
@@ -158,7 +159,7 @@ describe('OpusStreamDecoder', () => {
   });
 
   it('decodes stereo keeping the channels apart', async () => {
-    const stereo = await readWav(fixturePath('tone-stereo-48k.wav'));
+    const stereo = await readFixture('tone-stereo-48k.wav');
     const oneSecond = interleave(stereo.channels.map((c) => c.subarray(0, 48000)));
     const { pcm } = decodeAll(encodeOpusFrames(oneSecond, 2, 64000), 2);
     expect(pcm.length).toBe(2 * 48000);

@@ -82,7 +82,7 @@ describe('reframe stage', () => {
   it('refuses a duration that is not a whole number of samples at the input rate, naming the ones that are', () => {
     const make = () => createReframeStage({ type: 'reframe', durationMs: 10 }, { sampleRate: 22050, channels: 1 });
     expect(make).toThrow(RangeError);
-    expect(make).toThrow('reframe: option "durationMs" 10 is 220.5 samples at 22050 Hz, not a whole number; use one of 20, 40, 60');
+    expect(make).toThrow('reframe: option "durationMs": 10 ms is 220.5 samples at the 22050 Hz this stage gets, not a whole number; use one of 20, 40, 60');
   });
 
   it('requires durationMs to be one of 10, 20, 30, 40, 60', () => {

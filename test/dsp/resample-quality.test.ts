@@ -31,14 +31,15 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createResampleStage } from '../../src/dsp/resample.js';
 import { loadDspModules } from '../../src/dsp/stream-processor.js';
-import { concat, fixturePath, readWav } from '../helpers/audio.js';
+import { concat } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
 const IN_RATE = 48000;
 let sweep: Float32Array;
 
 beforeAll(async () => {
   await loadDspModules();
-  sweep = (await readWav(fixturePath('sweep-48k.wav'))).channels[0];
+  sweep = (await readFixture('sweep-48k.wav')).channels[0];
 });
 
 /** Runs `input` through a fresh resample stage in 20 ms chunks, as the decoder feeds it. */

@@ -7,20 +7,22 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { measureLevels } from '../../src/dsp/levels.js';
 import { registerStageFactory, stageTypes, unregisterStageFactory } from '../../src/dsp/registry.js';
 import { loadDspModules, StreamProcessor, type PcmInput, type StreamSpec } from '../../src/dsp/stream-processor.js';
-import type { AudioFormat, EncodedInput, PcmChunk, ProcessedFrame, Stage, StageSpec } from '../../src/dsp/types.js';
-import { concat, dominantFrequency, encodeOpusFrames, fixturePath, readWav, sameSamples } from '../helpers/audio.js';
+import type { PcmChunk, Stage, StageSpec } from '../../src/dsp/types.js';
+import type { AudioFormat, AudioFrame, EncodedFrame } from '../../src/media/frames.js';
+import { concat, dominantFrequency, encodeOpusFrames, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 import { floatData, joinFrames } from './frames.js';
 
 let tone: Float32Array; // 1 kHz, 3 s, 48 kHz mono
-let toneFrames: EncodedInput[];
+let toneFrames: EncodedFrame[];
 
 beforeAll(async () => {
   await loadDspModules();
-  tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
+  tone = (await readFixture('tone-1k-48k.wav')).channels[0];
   toneFrames = encodeOpusFrames(tone);
 });
 
-function run(spec: StreamSpec, inputs: EncodedInput[]) {
+function run(spec: StreamSpec, inputs: EncodedFrame[]) {
   const processor = new StreamProcessor(spec);
   const out = processor.process(inputs);
   processor.close();
@@ -44,7 +46,7 @@ function pcmFrames(pcm: Float32Array, size: number, channels = 1, start = 0): Pc
   return frames;
 }
 
-function expectContiguous(frames: ProcessedFrame[]): void {
+function expectContiguous(frames: AudioFrame[]): void {
   for (let i = 1; i < frames.length; i++) expect(frames[i].position).toBe(frames[i - 1].position + frames[i - 1].data.length / frames[i - 1].channels);
 }
 
@@ -52,7 +54,7 @@ const mono16k = { sampleRate: 16000, channels: 1 as const };
 
 describe('StreamProcessor with PCM input', () => {
   it('runs PCM frames through the branches at their own positions and rate', async () => {
-    const speech16k = (await readWav(fixturePath('speech-16k.wav'))).channels[0].subarray(0, 16000);
+    const speech16k = (await readFixture('speech-16k.wav')).channels[0].subarray(0, 16000);
     const inputs = pcmFrames(speech16k, 320, 1, 16000); // starts 1 s into the stream
     const { out, counters } = runPcm({ input: mono16k, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 48000 }] }] }, inputs);
     expect(counters.decoded).toBe(50);
@@ -120,7 +122,7 @@ describe('StreamProcessor with PCM input', () => {
   });
 
   it('starts denoise-free branches from the input format, so rate-bound stages see it', () => {
-    expect(() => new StreamProcessor({ input: mono16k, branches: [{ stages: [{ type: 'denoise' }] }] })).toThrow('branch 0, stage 0 (denoise): denoise needs 48000 Hz input, got 16000 Hz');
+    expect(() => new StreamProcessor({ input: mono16k, branches: [{ stages: [{ type: 'denoise' }] }] })).toThrow('branch 0, stage 0 (denoise): denoise needs 48000 Hz audio but gets 16000 Hz');
     const p = new StreamProcessor({ input: { sampleRate: 44100, channels: 2, sampleFormat: 's16' }, branches: [{ stages: [{ type: 'downmix' }] }] });
     expect(p.outputs).toEqual([{ sampleRate: 44100, channels: 1, sampleFormat: 's16' }]);
     p.close();
@@ -158,7 +160,7 @@ describe('StreamProcessor with stages that emit several chunks', () => {
   });
 
   it('keeps positions exact at 44.1 kHz with 10 ms frames of 441 samples', async () => {
-    const speech = (await readWav(fixturePath('speech-44k1.wav'))).channels[0].subarray(0, 44100);
+    const speech = (await readFixture('speech-44k1.wav')).channels[0].subarray(0, 44100);
     const { out } = runPcm({ input: { sampleRate: 44100, channels: 1 }, branches: [{ stages: [{ type: 'reframe', durationMs: 10 }] }] }, pcmFrames(speech, 882));
     expect(out[0]).toHaveLength(100);
     expect(out[0].every((f, i) => f.position === i * 441 && f.data.length === 441)).toBe(true);

@@ -5,24 +5,25 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { measureLevels } from '../../src/dsp/levels.js';
 import { loadDspModules, StreamProcessor, type StreamSpec } from '../../src/dsp/stream-processor.js';
-import type { EncodedInput, ProcessedFrame } from '../../src/dsp/types.js';
+import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
+import { channelOf, concat, dominantFrequency, encodeOpusFrames, interleave, rmsDb, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 import { floatData, joinFrames } from './frames.js';
-import { channelOf, concat, dominantFrequency, encodeOpusFrames, fixturePath, interleave, readWav, rmsDb, sameSamples } from '../helpers/audio.js';
 
 let tone: Float32Array; // 1 kHz, 3 s, 48 kHz mono
 let pink: Float32Array; // pink noise, 4 s
-let toneFrames: EncodedInput[];
+let toneFrames: EncodedFrame[];
 
 beforeAll(async () => {
   await loadDspModules();
-  tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0];
-  pink = (await readWav(fixturePath('noise-pink-48k.wav'))).channels[0];
+  tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+  pink = (await readFixture('noise-pink-48k.wav')).channels[0];
   toneFrames = encodeOpusFrames(tone);
 });
 
 const joined = joinFrames;
 
-function run(spec: StreamSpec, inputs: EncodedInput[]) {
+function run(spec: StreamSpec, inputs: EncodedFrame[]) {
   const processor = new StreamProcessor(spec);
   const out = processor.process(inputs);
   const counters = { ...processor.counters };
@@ -31,7 +32,7 @@ function run(spec: StreamSpec, inputs: EncodedInput[]) {
 }
 
 /** Frames must tile the branch's media time: each starts where the previous one ended. */
-function expectContiguous(frames: ProcessedFrame[]): void {
+function expectContiguous(frames: AudioFrame[]): void {
   for (let i = 1; i < frames.length; i++) expect(frames[i].position).toBe(frames[i - 1].position + frames[i - 1].data.length / frames[i - 1].channels);
 }
 
@@ -127,7 +128,7 @@ describe('StreamProcessor', () => {
   });
 
   it('denoises stereo and keeps both channels', async () => {
-    const stereo = await readWav(fixturePath('tone-stereo-48k.wav'));
+    const stereo = await readFixture('tone-stereo-48k.wav');
     const inputs = encodeOpusFrames(interleave(stereo.channels.map((c) => c.subarray(0, 48000))), 2, 64000);
     const { out } = run({ channels: 2, branches: [{ stages: [] }, { stages: [{ type: 'denoise' }] }] }, inputs);
     expect(out[1][0].channels).toBe(2);
@@ -140,7 +141,7 @@ describe('StreamProcessor', () => {
   it('rejects a denoise placed after a resample to 16 kHz, naming branch, stage and fix', () => {
     const spec: StreamSpec = { channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'denoise' }] }] };
     expect(() => new StreamProcessor(spec)).toThrow(RangeError);
-    expect(() => new StreamProcessor(spec)).toThrow('branch 1, stage 1 (denoise): denoise needs 48000 Hz input, got 16000 Hz; put resample after denoise');
+    expect(() => new StreamProcessor(spec)).toThrow('branch 1, stage 1 (denoise): denoise needs 48000 Hz audio but gets 16000 Hz here; move "denoise" before any "resample" stage');
   });
 
   it('rejects an unknown stage type listing the known ones', () => {

@@ -8,7 +8,8 @@ import { createGainStage } from '../../src/dsp/gain.js';
 import { createPassthroughStage } from '../../src/dsp/passthrough.js';
 import { createDownmixStage, createFormatStage, createUpmixStage, quantizeS16 } from '../../src/dsp/transcode.js';
 import type { PcmChunk } from '../../src/dsp/types.js';
-import { channelOf, fixturePath, interleave, readWav, sameSamples } from '../helpers/audio.js';
+import { channelOf, interleave, sameSamples } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 import { runStage } from './frames.js';
 
 const RATE = 48000;
@@ -16,7 +17,7 @@ let left: Float32Array;
 let right: Float32Array;
 
 beforeAll(async () => {
-  [left, right] = (await readWav(fixturePath('tone-stereo-48k.wav'))).channels;
+  [left, right] = (await readFixture('tone-stereo-48k.wav')).channels;
 });
 
 /** Amplitude (dB re 1) of the `frequency` component over the first second: a single DFT bin over whole periods. */
@@ -97,9 +98,9 @@ describe('format stage', () => {
   it('requires sampleFormat "f32" or "s16"', () => {
     const make = (spec: Record<string, unknown>) => () => createFormatStage({ type: 'format', ...spec }, { sampleRate: RATE, channels: 1 });
     expect(make({})).toThrow(TypeError);
-    expect(make({})).toThrow('format: option "sampleFormat" is required (one of "f32", "s16")');
+    expect(make({})).toThrow('format: option "sampleFormat" is required ("f32" or "s16")');
     expect(make({ sampleFormat: 's24' })).toThrow(RangeError);
-    expect(make({ sampleFormat: 's24' })).toThrow('format: option "sampleFormat" must be one of "f32", "s16", got "s24" (string)');
+    expect(make({ sampleFormat: 's24' })).toThrow('format: option "sampleFormat" must be "f32" or "s16", got "s24" (string)');
     expect(make({ sampleFormat: 16 })).toThrow(TypeError);
     expect(make({ sampleFormat: 's16', bits: 16 })).toThrow('format: unknown option "bits"; allowed: sampleFormat');
   });
@@ -140,7 +141,7 @@ describe('gain stage', () => {
   it('requires db from −60 to +60', () => {
     const make = (spec: Record<string, unknown>) => () => createGainStage({ type: 'gain', ...spec }, { sampleRate: RATE, channels: 1 });
     expect(make({})).toThrow(TypeError);
-    expect(make({})).toThrow('gain: option "db" is required (number -60–60)');
+    expect(make({})).toThrow('gain: option "db" is required (a number from -60 to 60)');
     expect(make({ db: 61 })).toThrow(RangeError);
     expect(make({ db: 61 })).toThrow('gain: option "db" must be a number from -60 to 60, got 61');
     expect(make({ db: Number.POSITIVE_INFINITY })).toThrow(RangeError);

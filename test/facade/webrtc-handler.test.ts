@@ -12,8 +12,8 @@ import { sendAudio } from '../../src/client/audio-sender.js';
 import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, WebRTCHandler, type AudioFrame, type ProcessedAudio, type StreamHandle } from '../../src/index.js';
 import { iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
-
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
+import { fixturePath } from '../helpers/fixtures.js';
+import { FAST } from '../helpers/sending.js';
 
 let dir: string;
 let handler: WebRTCHandler | undefined;
@@ -47,7 +47,7 @@ describe('WebRTCHandler', () => {
     handler.registerCustomAudioProcessor('same', new DefaultAudioProcessor());
 
     const target = join(dir, 'alice-take1.wav');
-    const sending = sendAudio({ url: 'custom:', signaling: signalingFor(handler, 'lobby', 'alice'), hostAddresses: ['127.0.0.1'], source: fixture('tone-1k-48k.wav'), seconds: 2 });
+    const sending = sendAudio({ url: 'custom:', signaling: signalingFor(handler, 'lobby', 'alice'), hostAddresses: ['127.0.0.1'], source: fixturePath('tone-1k-48k.wav'), seconds: 2 });
     // Start recording once half a second of the stream has arrived (ICE and DTLS take their time).
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
@@ -96,8 +96,10 @@ describe('WebRTCHandler', () => {
     const sent = await sendAudio({
       url: 'custom:',
       hostAddresses: ['127.0.0.1'],
-      source: fixture('tone-1k-48k.wav'),
+      source: fixturePath('tone-1k-48k.wav'),
       seconds: 1.5,
+      // Faster than real time: more of the stream arrives while the workers are still warming up.
+      speed: FAST,
       signaling: async (offer) => {
         await pc.setRemoteDescription({ type: 'offer', sdp: offer });
         await pc.setLocalDescription(await pc.createAnswer());

@@ -7,49 +7,76 @@
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { map, type Observable } from 'rxjs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { WhipRequestError } from '../../src/client/whip-client.js';
 import { ProcessorRegistry, type AudioFrame, type ProcessorEvent } from '../../src/index.js';
 import { energyDetector } from '../../examples/energy-detector.js';
 import { readWav } from '../helpers/audio.js';
+import { fixtureModule, fixturePath } from '../helpers/fixtures.js';
+import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
 const EXAMPLE_STAGE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
-const STRICT_STAGE = fileURLToPath(new URL('../fixtures/modules/strict-options.js', import.meta.url));
+const STRICT_STAGE = fixtureModule('strict-options.js');
 
-let t: TestServer | undefined;
+/** A test's own server, for the tests that need one configured differently. */
+let own: TestServer | undefined;
 afterEach(async () => {
-  await t?.close();
-  t = undefined;
+  await own?.close();
+  own = undefined;
 });
+
+// The processors the tests on the shared server use: each test attaches or names its own.
+let goodFrames = 0;
+const sharedProcessors = new ProcessorRegistry();
+sharedProcessors.register('energy', energyDetector);
+sharedProcessors.register('boom', () => ({
+  next(f: AudioFrame) {
+    if (f.position >= 48000) throw new Error('processor failed at 1 s');
+  },
+}));
+sharedProcessors.register('count', () => (frames$: Observable<AudioFrame>) => frames$.pipe(map(() => goodFrames++)));
+
+let shared: Promise<TestServer> | undefined;
+/**
+ * One server for the tests that differ only in pipeline (picked with `?pipeline=`)
+ * and processors: a server's workers take seconds to start on a busy machine.
+ */
+function sharedServer(): Promise<TestServer> {
+  return (shared ??= startServer({
+    processors: sharedProcessors,
+    stageModules: [EXAMPLE_STAGE],
+    extraPipelines: [
+      {
+        name: 'detect',
+        stages: [{ type: 'dc-blocker', cutoffHz: 20 }, { type: 'denoise' }],
+        sinks: [{ type: 'processor', name: 'energy', options: { thresholdDb: -35 } }, { type: 'record' }, { type: 'stats' }],
+      },
+      { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
+      { name: 'two', channels: 1, branches: { raw: { stages: [], sinks: [{ type: 'stats' }] }, low: { stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'stats' }] } } },
+    ],
+  }));
+}
+afterAll(async () => (await shared)?.close());
 
 type PeerStats = {
   rtp: { packetsReceived: number };
   processing: { sinkErrors: number; processorErrors: number; processors: Array<{ name: string; branch: string; state: string }> };
   recording: { name: string; seconds: number };
 };
-const statsOf = async (peer: string) => (await (await fetch(`${t!.url}/stats/${peer}`)).json()) as PeerStats;
+const statsOf = async (t: TestServer, peer: string) => (await (await fetch(`${t.url}/stats/${peer}`)).json()) as PeerStats;
 
 describe('custom processors over WebRTC', () => {
   it('runs a custom worker stage named in the pipeline and a processor sink whose events reach server.events$', async () => {
-    const processors = new ProcessorRegistry();
-    processors.register('energy', energyDetector);
-    t = await startServer({
-      processors,
-      stageModules: [EXAMPLE_STAGE],
-      pipeline: {
-        name: 'detect',
-        stages: [{ type: 'dc-blocker', cutoffHz: 20 }, { type: 'denoise' }],
-        sinks: [{ type: 'processor', name: 'energy', options: { thresholdDb: -35 } }, { type: 'record' }, { type: 'stats' }],
-      },
-    });
+    const t = await sharedServer();
     const events: ProcessorEvent[] = [];
-    t.server.events$.subscribe((e) => events.push(e));
-    await sendAudio({ url: `${t.url}/whip/talk/ann`, source: fixture('speech-48k.wav'), seconds: 4 });
+    const sub = t.server.events$.subscribe((e) => events.push(e));
+    const sent = await sendAudio({ url: `${t.url}/whip/talk/ann?pipeline=detect`, source: fixturePath('speech-48k.wav'), seconds: 4, speed: FAST });
+    sub.unsubscribe();
+    await expectComplete(t.url, 'ann', sent);
 
-    const s = await statsOf('ann');
+    const s = await statsOf(t, 'ann');
     expect(s.processing.processors).toEqual([{ name: 'energy', branch: 'main', state: 'running' }]);
     expect(events.length).toBeGreaterThanOrEqual(2);
     expect(events.every((e) => e.peerId === 'ann' && e.roomId === 'talk' && e.processor === 'energy')).toBe(true);
@@ -64,22 +91,17 @@ describe('custom processors over WebRTC', () => {
   });
 
   it('detaches a processor that throws, counts it, and keeps recording and the other processors going', async () => {
-    const processors = new ProcessorRegistry();
-    let goodFrames = 0;
-    processors.register('boom', () => ({
-      next(f: AudioFrame) {
-        if (f.position >= 48000) throw new Error('processor failed at 1 s');
-      },
-    }));
-    processors.register('count', () => (frames$: Observable<AudioFrame>) => frames$.pipe(map(() => goodFrames++)));
-    t = await startServer({ processors, pipeline: { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] } });
+    const t = await sharedServer();
+    goodFrames = 0;
     const detachBoom = t.server.attachProcessor('boom', { room: 'r1' });
+    // Left attached: no other test publishes as bob or in room "elsewhere".
     t.server.attachProcessor('count', { peer: 'bob' });
     t.server.attachProcessor('count', { room: 'elsewhere' }); // matches nobody here
-    await sendAudio({ url: `${t.url}/whip/r1/bob`, source: fixture('tone-1k-48k.wav'), seconds: 2 });
+    const sent = await sendAudio({ url: `${t.url}/whip/r1/bob?pipeline=raw`, source: fixturePath('tone-1k-48k.wav'), seconds: 2, speed: FAST });
     detachBoom();
+    await expectComplete(t.url, 'bob', sent);
 
-    const s = await statsOf('bob');
+    const s = await statsOf(t, 'bob');
     expect(s.processing.processorErrors).toBe(1);
     expect(s.processing.sinkErrors).toBe(1);
     expect(s.processing.processors).toEqual([
@@ -89,13 +111,13 @@ describe('custom processors over WebRTC', () => {
     expect(goodFrames).toBe(100); // every 20 ms frame of 2 s
     const wav = await readWav(join(t.recordingsDir, s.recording.name));
     expect(Math.abs(wav.durationSec - 2)).toBeLessThan(0.04);
-    expect(() => t!.server.attachProcessor('nope')).toThrow(expect.objectContaining({ code: 'EARSHOT_PROCESSOR_NOT_FOUND' }));
+    expect(() => t.server.attachProcessor('nope')).toThrow(expect.objectContaining({ code: 'EARSHOT_PROCESSOR_NOT_FOUND' }));
   });
 
   it('announces every stream on server.streams$ with its audio, encoded frames and stats', async () => {
-    t = await startServer({ pipeline: { name: 'two', channels: 1, branches: { raw: { stages: [], sinks: [{ type: 'stats' }] }, low: { stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'stats' }] } } } });
+    const t = await sharedServer();
     const seen: Array<{ peer: string; room: string; pipeline: string; audio: number; low: number; lowRate: number; encoded: number; positions: number[]; statsPeer: string }> = [];
-    t.server.streams$.subscribe((s) => {
+    const sub = t.server.streams$.subscribe((s) => {
       const entry = { peer: s.peerId, room: s.roomId, pipeline: s.pipeline, audio: 0, low: 0, lowRate: 0, encoded: 0, positions: [] as number[], statsPeer: s.stats().peer };
       seen.push(entry);
       s.audio$.subscribe((f) => (entry.audio += f.data.length));
@@ -108,7 +130,9 @@ describe('custom processors over WebRTC', () => {
         entry.positions.push(f.position);
       });
     });
-    const sent = await sendAudio({ url: `${t.url}/whip/room9/cat`, source: fixture('tone-1k-48k.wav'), seconds: 1 });
+    const sent = await sendAudio({ url: `${t.url}/whip/room9/cat?pipeline=two`, source: fixturePath('tone-1k-48k.wav'), seconds: 1, speed: FAST });
+    sub.unsubscribe();
+    await expectComplete(t.url, 'cat', sent);
     expect(seen).toHaveLength(1);
     const e = seen[0];
     expect([e.peer, e.room, e.pipeline, e.statsPeer]).toEqual(['cat', 'room9', 'two', 'cat']);
@@ -120,17 +144,17 @@ describe('custom processors over WebRTC', () => {
   });
 
   it('refuses to start a pipeline whose processor is not registered or whose custom stage rejects its options (422, no session)', async () => {
-    t = await startServer({
+    const t = (own = await startServer({
       processors: new ProcessorRegistry(),
       stageModules: [STRICT_STAGE],
       pipeline: { name: 'bad', branches: { a: { stages: [{ type: 'invert', strength: 2 }], sinks: [{ type: 'processor', name: 'asr' }] } } },
-    });
-    const first = await sendAudio({ url: `${t.url}/whip/x/p1`, source: fixture('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
+    }));
+    const first = await sendAudio({ url: `${t.url}/whip/x/p1`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
     expect(first).toBeInstanceOf(WhipRequestError);
     expect(first).toMatchObject({ status: 422, code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringMatching(/branches\/a\/sinks\/0\/name.*"asr" is not registered/s) });
 
     t.server.registerProcessor('asr', () => ({ next() {} }));
-    const second = await sendAudio({ url: `${t.url}/whip/x/p1`, source: fixture('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
+    const second = await sendAudio({ url: `${t.url}/whip/x/p1`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
     expect(second).toMatchObject({ status: 422, code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringMatching(/branches\/a\/stages\/0.*strength/s) });
     expect((await fetch(`${t.url}/stats/p1`)).status).toBe(404);
   });

@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { ProcessorRegistry, type AudioFrame } from '../../src/index.js';
 import { readWav, rmsDb } from '../helpers/audio.js';
+import { fixturePath, readFixture } from '../helpers/fixtures.js';
+import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
 
 let t: TestServer;
 const asrFrames: AudioFrame[] = [];
@@ -43,7 +43,8 @@ describe('ready pipelines over WebRTC', () => {
   });
 
   it('voice-agent: hands 16 kHz mono 16-bit 20 ms frames of denoised speech to the "asr" processor', async () => {
-    const sent = await sendAudio({ url: `${t.url}/whip/agents/va?pipeline=voice-agent`, source: fixture('speech-noisy-48k.wav'), seconds: 3 });
+    const sent = await sendAudio({ url: `${t.url}/whip/agents/va?pipeline=voice-agent`, source: fixturePath('speech-noisy-48k.wav'), seconds: 3, speed: FAST });
+    await expectComplete(t.url, 'va', sent);
     expect((await statsOf('va')).pipeline).toBe('voice-agent');
     expect(asrFrames.length).toBeGreaterThan(140);
     for (const f of asrFrames) {
@@ -59,14 +60,14 @@ describe('ready pipelines over WebRTC', () => {
   });
 
   it('call-recording: records "archive" untouched and "clean" denoised + normalized under calls/<room>/', async () => {
-    await sendAudio({ url: `${t.url}/whip/sales/cr?pipeline=call-recording`, source: fixture('speech-noisy-48k.wav'), seconds: 4 });
+    await expectComplete(t.url, 'cr', await sendAudio({ url: `${t.url}/whip/sales/cr?pipeline=call-recording`, source: fixturePath('speech-noisy-48k.wav'), seconds: 4, speed: FAST }));
     const { recordings } = await statsOf('cr');
     const names = recordings.map((r) => r.name).sort();
     expect(names).toHaveLength(2);
     expect(names[0]).toMatch(/^calls\/sales\/cr-\d{8}-\d{6}-archive\.wav$/);
     expect(names[1]).toMatch(/^calls\/sales\/cr-\d{8}-\d{6}-clean\.wav$/);
     const [archive, clean] = await Promise.all(names.map((n) => readWav(join(t.recordingsDir, n))));
-    const source = (await readWav(fixture('speech-noisy-48k.wav'))).channels[0].subarray(0, 4 * 48000);
+    const source = (await readFixture('speech-noisy-48k.wav')).channels[0].subarray(0, 4 * 48000);
     for (const w of [archive, clean]) expect(Math.abs(w.durationSec - 4)).toBeLessThan(0.03);
     expect(Math.abs(rmsDb(archive.channels[0]) - rmsDb(source))).toBeLessThan(1);
     // Loudest 100 ms block (speech) over the quietest (the noise in a pause): denoising widens the gap.
@@ -86,7 +87,7 @@ describe('ready pipelines over WebRTC', () => {
   });
 
   it('telephony: 8 kHz recording that keeps 1 kHz and cuts below 300 Hz and above 3.4 kHz', async () => {
-    await sendAudio({ url: `${t.url}/whip/pstn/tel?pipeline=telephony`, source: fixture('sweep-48k.wav') });
+    await expectComplete(t.url, 'tel', await sendAudio({ url: `${t.url}/whip/pstn/tel?pipeline=telephony`, source: fixturePath('sweep-48k.wav'), speed: FAST }));
     const wav = await readWav(join(t.recordingsDir, (await statsOf('tel')).recording!.name));
     expect(wav.sampleRate).toBe(8000);
     expect(Math.abs(wav.durationSec - 4)).toBeLessThan(0.03);
@@ -99,12 +100,12 @@ describe('ready pipelines over WebRTC', () => {
     // Above the band: the resampler's stopband removes the tone itself; what remains (~29 dB down) is
     // Opus's coding noise from a high tone at 32 kb/s, which lands inside the band.
     expect(at(3.4, 3.9)).toBeLessThan(mid - 25);
-    const source = await readWav(fixture('sweep-48k.wav'));
+    const source = await readFixture('sweep-48k.wav');
     expect(Math.abs(mid - rmsDb(source.channels[0].subarray(Math.round(2.1 * 48000), Math.round(2.3 * 48000))))).toBeLessThan(2);
   });
 
   it('podcast: 32-bit float recording at 48 kHz whose peaks never pass the −1 dBFS limiter ceiling', async () => {
-    await sendAudio({ url: `${t.url}/whip/studio/pod?pipeline=podcast`, source: fixture('speech-48k.wav'), seconds: 4 });
+    await expectComplete(t.url, 'pod', await sendAudio({ url: `${t.url}/whip/studio/pod?pipeline=podcast`, source: fixturePath('speech-48k.wav'), seconds: 4, speed: FAST }));
     const name = (await statsOf('pod')).recording!.name;
     const wav = await readWav(join(t.recordingsDir, name));
     expect(wav.sampleRate).toBe(48000);

@@ -4,13 +4,12 @@
  * downloaded as a valid WAV.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { dominantFrequency } from '../helpers/audio.js';
+import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
 let t: TestServer | undefined;
 afterEach(async () => {
   await t?.close();
@@ -21,7 +20,7 @@ describe('recording control', () => {
   it('starts on POST with a chosen name, stops on DELETE, lists and serves the file (32-bit float)', async () => {
     t = await startServer({ pipeline: { name: 'manual', stages: [], sinks: [{ type: 'record', sampleFormat: 'f32', autoStart: false }, { type: 'stats' }] } });
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${t.url}/whip/studio/host`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal });
+    const sending = sendAudio({ url: `${t.url}/whip/studio/host`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal });
     try {
       // Wait for the peer to exist, then check nothing records yet.
       let stats: { recording: unknown } | undefined;

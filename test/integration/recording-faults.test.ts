@@ -10,18 +10,18 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import wavefile from 'wavefile';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
 import type { ProcessorEvent } from '../../src/sinks/processors.js';
 import type { RecordingInfo } from '../../src/sinks/recorder.js';
+import { fixtureModule, fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
+import { FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
-const STALL_STAGE = fileURLToPath(new URL('../fixtures/modules/stall.js', import.meta.url));
+const STALL_STAGE = fixtureModule('stall.js');
 
 let t: TestServer | undefined;
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -137,7 +137,7 @@ describe('recording faults', () => {
     expect(server.server.core.refusedBy()).toMatchObject({ EARSHOT_RECORDING_UNAVAILABLE: 1 });
 
     // Without "required" the session starts; its stats and an event say why nothing is recorded.
-    const sent = await sendAudio({ url: `${server.url}/whip/demo/lenient`, source: fixture('tone-1k-48k.wav'), seconds: 1, skipDelete: true });
+    const sent = await sendAudio({ url: `${server.url}/whip/demo/lenient`, source: fixturePath('tone-1k-48k.wav'), seconds: 1, skipDelete: true, speed: FAST });
     const stats = await waitFor('the failed recording', async () => {
       const s = await peerStats(server.url, 'lenient');
       return s.recording?.state === 'failed' ? s : undefined;
@@ -161,7 +161,7 @@ describe('recording faults', () => {
     server.server.core.pipelines.add(parsePipeline({ name: 'must-record', stages: [], sinks: [{ type: 'record', required: true }, { type: 'stats' }] }));
     const events = earshotEvents(server);
 
-    const first = await sendAudio({ url: `${server.url}/whip/demo/first`, source: fixture('tone-1k-48k.wav'), seconds: 3, skipDelete: true });
+    const first = await sendAudio({ url: `${server.url}/whip/demo/first`, source: fixturePath('tone-1k-48k.wav'), seconds: 3, skipDelete: true, speed: FAST });
     const during = await waitFor('all audio to arrive', async () => {
       const s = await peerStats(server.url, 'first');
       return s.rtp.packetsReceived >= first.packetsSent - first.packetsDropped ? s : undefined;
@@ -178,7 +178,7 @@ describe('recording faults', () => {
     expect(samples / 48000).toBeCloseTo(rec.seconds, 6);
 
     // A new session on the full disk: 201, no (empty) file, and the reason in its stats.
-    const second = await sendAudio({ url: `${server.url}/whip/demo/second`, source: fixture('tone-1k-48k.wav'), seconds: 1, skipDelete: true });
+    const second = await sendAudio({ url: `${server.url}/whip/demo/second`, source: fixturePath('tone-1k-48k.wav'), seconds: 1, skipDelete: true, speed: FAST });
     const stats = await waitFor('the second recording to fail', async () => {
       const s = await peerStats(server.url, 'second');
       return s.recording?.state === 'failed' ? s : undefined;
@@ -208,7 +208,7 @@ describe('recording faults', () => {
     });
     const server = t;
     const events = earshotEvents(server);
-    const sent = await sendAudio({ url: `${server.url}/whip/demo/busy`, source: fixture('tone-1k-48k.wav'), seconds: 5, skipDelete: true });
+    const sent = await sendAudio({ url: `${server.url}/whip/demo/busy`, source: fixturePath('tone-1k-48k.wav'), seconds: 5, skipDelete: true });
     const stats = (await (await fetch(`${server.url}/stats/busy`)).json()) as { processing: { dropped: { queueFull: number } } };
     const [rec] = await endSession(server.url, sent.sessionUrl);
 

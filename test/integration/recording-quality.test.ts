@@ -4,33 +4,38 @@
  * statistics must show what a user expects.
  */
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { concat, dominantFrequency, readWav, rmsDb } from '../helpers/audio.js';
+import { fixturePath, readFixture } from '../helpers/fixtures.js';
+import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
-const fixture = (name: string) => join(FIXTURES, name);
-const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
-
-let t: TestServer | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
+// One server for the file: each test names its pipeline (`?pipeline=`); the default one is the bundled default.
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({
+    extraPipelines: [
+      { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
+      { name: 'asr', stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'record' }, { type: 'stats' }] },
+    ],
+  });
 });
+afterAll(() => t.close());
 
-async function recordingOf(server: TestServer, peer: string) {
-  const stats = (await (await fetch(`${server.url}/stats/${peer}`)).json()) as { recording: { name: string; state: string }; rtp: { packetsReceived: number }; audio: { speechRatio: number | null; meanVad: number | null } };
+async function recordingOf(server: TestServer, peer: string, pipeline: string) {
+  const stats = (await (await fetch(`${server.url}/stats/${peer}`)).json()) as { pipeline: string; recording: { name: string; state: string }; rtp: { packetsReceived: number }; audio: { speechRatio: number | null; meanVad: number | null } };
+  expect(stats.pipeline).toBe(pipeline);
   expect(stats.recording?.state).toBe('stopped');
   return { stats, wav: await readWav(join(server.recordingsDir, stats.recording.name)) };
 }
 
 describe('recordings over loopback WebRTC', () => {
   it('records a 1 kHz tone as 1 kHz, with the source duration and level', async () => {
-    t = await startServer({ pipeline: RAW_PIPELINE });
-    const source = await readWav(fixture('tone-1k-48k.wav'));
-    const sent = await sendAudio({ url: `${t.url}/whip/demo/tone`, source: fixture('tone-1k-48k.wav') });
-    const { stats, wav } = await recordingOf(t, 'tone');
+    const source = await readFixture('tone-1k-48k.wav');
+    const sent = await sendAudio({ url: `${t.url}/whip/demo/tone?pipeline=raw`, source: fixturePath('tone-1k-48k.wav'), speed: FAST });
+    await expectComplete(t.url, 'tone', sent);
+    const { stats, wav } = await recordingOf(t, 'tone', 'raw');
     expect(wav.sampleRate).toBe(48000);
     expect(Math.abs(wav.durationSec - source.durationSec) / source.durationSec).toBeLessThan(0.02);
     expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
@@ -41,10 +46,9 @@ describe('recordings over loopback WebRTC', () => {
   });
 
   it('cuts pink noise by at least 20 dB with the default pipeline and reports almost no speech', async () => {
-    t = await startServer();
-    const source = await readWav(fixture('noise-pink-48k.wav'));
-    await sendAudio({ url: `${t.url}/whip/demo/pink`, source: fixture('noise-pink-48k.wav') });
-    const { stats, wav } = await recordingOf(t, 'pink');
+    const source = await readFixture('noise-pink-48k.wav');
+    await expectComplete(t.url, 'pink', await sendAudio({ url: `${t.url}/whip/demo/pink`, source: fixturePath('noise-pink-48k.wav'), speed: FAST }));
+    const { stats, wav } = await recordingOf(t, 'pink', 'default');
     const cut = rmsDb(source.channels[0]) - rmsDb(wav.channels[0].subarray(4800)); // skip RNNoise's first 100 ms
     expect(cut).toBeGreaterThanOrEqual(20);
     expect(stats.audio.speechRatio).not.toBeNull();
@@ -52,11 +56,10 @@ describe('recordings over loopback WebRTC', () => {
   });
 
   it('keeps speech and lowers the noise floor in speech pauses by at least 15 dB', async () => {
-    t = await startServer();
-    const clean = await readWav(fixture('speech-48k.wav'));
-    const noisy = await readWav(fixture('speech-noisy-48k.wav'));
-    await sendAudio({ url: `${t.url}/whip/demo/talker`, source: fixture('speech-noisy-48k.wav') });
-    const { stats, wav } = await recordingOf(t, 'talker');
+    const clean = await readFixture('speech-48k.wav');
+    const noisy = await readFixture('speech-noisy-48k.wav');
+    await expectComplete(t.url, 'talker', await sendAudio({ url: `${t.url}/whip/demo/talker`, source: fixturePath('speech-noisy-48k.wav'), speed: FAST }));
+    const { stats, wav } = await recordingOf(t, 'talker', 'default');
     expect(stats.audio.speechRatio!).toBeGreaterThan(0.3);
     // The speech itself survives: overall level within 3 dB of the clean recording (speech dominates the energy).
     expect(Math.abs(rmsDb(wav.channels[0]) - rmsDb(clean.channels[0]))).toBeLessThan(3);
@@ -68,10 +71,9 @@ describe('recordings over loopback WebRTC', () => {
   });
 
   it('records at 16 kHz with the right duration when the pipeline resamples', async () => {
-    t = await startServer({ pipeline: { name: 'asr', stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'record' }, { type: 'stats' }] } });
-    const source = await readWav(fixture('tone-1k-48k.wav'));
-    await sendAudio({ url: `${t.url}/whip/demo/asr`, source: fixture('tone-1k-48k.wav') });
-    const { wav } = await recordingOf(t, 'asr');
+    const source = await readFixture('tone-1k-48k.wav');
+    await expectComplete(t.url, 'asr', await sendAudio({ url: `${t.url}/whip/demo/asr?pipeline=asr`, source: fixturePath('tone-1k-48k.wav'), speed: FAST }));
+    const { wav } = await recordingOf(t, 'asr', 'asr');
     expect(wav.sampleRate).toBe(16000);
     expect(Math.abs(wav.durationSec - source.durationSec)).toBeLessThan(0.02 * source.durationSec);
   });
@@ -96,8 +98,8 @@ function silentStretches(x: Float32Array, rate: number, minSec: number): Array<[
 
 describe('recordings under packet loss', () => {
   it('conceals lost packets: duration equals media time, loss is counted, the tone stays 1 kHz', async () => {
-    t = await startServer({ pipeline: RAW_PIPELINE });
-    const sent = await sendAudio({ url: `${t.url}/whip/demo/lossy`, source: fixture('tone-1k-48k.wav'), simulateLoss: 0.05 });
+    const sent = await sendAudio({ url: `${t.url}/whip/demo/lossy?pipeline=raw`, source: fixturePath('tone-1k-48k.wav'), simulateLoss: 0.05, speed: FAST });
+    await expectComplete(t.url, 'lossy', sent);
     expect(sent.packetsDropped).toBeGreaterThan(5);
     const stats = (await (await fetch(`${t.url}/stats/lossy`)).json()) as {
       rtp: { packetsLost: number; packetsReceived: number; packetsExpected: number; lossRatio: number };

@@ -4,20 +4,26 @@
 import { copyFile, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
-import type { ProcessedFrame } from '../../src/index.js';
+import type { AudioFrame } from '../../src/index.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
 const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
 
+/** The current test's server: the shared one, or its own when it needs other options or closes it. */
 let t: TestServer | undefined;
+let shared: Promise<TestServer> | undefined;
+/** One server for the tests that need nothing special: its workers take seconds to start on a busy machine. */
+const sharedServer = () => (shared ??= startServer({ pipeline: RAW_PIPELINE }));
 afterEach(async () => {
-  await t?.close();
+  if (t && t !== (await shared)) await t.close();
   t = undefined;
 });
+afterAll(async () => (await shared)?.close());
 
 type PeerStats = {
   state: string;
@@ -41,8 +47,8 @@ async function untilPackets(peer: string, packets: number): Promise<PeerStats> {
 
 describe('sessions', () => {
   it('serves 20 concurrent senders: 20 correct recordings and per-peer stats matching packets sent within 1 %', async () => {
-    t = await startServer({ pipeline: RAW_PIPELINE });
-    const results = await sendMany(20, { url: `${t.url}/whip/load/peer`, source: fixture('tone-1k-48k.wav'), seconds: 2 });
+    t = await sharedServer();
+    const results = await sendMany(20, { url: `${t.url}/whip/load/peer`, source: fixturePath('tone-1k-48k.wav'), seconds: 2 });
     expect(results.filter((r) => 'error' in r && r.error)).toEqual([]);
     for (let k = 1; k <= 20; k++) {
       const s = await statsOf(`peer-${k}`);
@@ -53,24 +59,28 @@ describe('sessions', () => {
       expect(Math.abs(wav.durationSec - 2)).toBeLessThan(0.04);
       expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
     }
-    const files = (await readdir(t.recordingsDir)).filter((f) => f.endsWith('.wav'));
+    const files = (await readdir(t.recordingsDir)).filter((f) => /^load-peer-\d+-.*\.wav$/.test(f));
     expect(files).toHaveLength(20);
   });
 
   it('processes every frame of a stream in one worker, in media order', async () => {
-    t = await startServer({ pipeline: RAW_PIPELINE });
+    t = await sharedServer();
     const seen = new Map<string, { positions: number[]; frames: number }>();
     const sub = t.server.streams$.subscribe((s) => {
       const entry = { positions: [] as number[], frames: 0 };
       seen.set(s.peerId, entry);
-      s.audio$.subscribe((f: ProcessedFrame) => {
+      s.audio$.subscribe((f: AudioFrame) => {
         entry.positions.push(f.position, f.position + f.data.length / f.channels);
         entry.frames++;
       });
     });
-    const peers = await sendMany(4, { url: `${t.url}/whip/aff/p`, source: fixture('tone-1k-48k.wav'), seconds: 1.5 });
+    const peers = await sendMany(4, { url: `${t.url}/whip/aff/p`, source: fixturePath('tone-1k-48k.wav'), seconds: 1.5, speed: FAST });
     sub.unsubscribe();
     expect(peers).toHaveLength(4);
+    for (const [k, sent] of peers.entries()) {
+      if ('error' in sent) throw sent.error;
+      await expectComplete(t.url, `p-${k + 1}`, sent);
+    }
     const workers = new Set<number>();
     for (let k = 1; k <= 4; k++) {
       const s = await statsOf(`p-${k}`);
@@ -88,7 +98,7 @@ describe('sessions', () => {
   it('finalizes the recording of a peer that disappears without DELETE within the media timeout', async () => {
     t = await startServer({ pipeline: RAW_PIPELINE, mediaTimeoutMs: 1500 });
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${t.url}/whip/demo/ghost`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    const sending = sendAudio({ url: `${t.url}/whip/demo/ghost`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
     await untilPackets('ghost', 50);
     controller.abort();
     await sending.catch(() => undefined);
@@ -108,8 +118,8 @@ describe('sessions', () => {
   });
 
   it('leaves a valid WAV while recording: a copy taken mid-stream reads back', async () => {
-    t = await startServer({ pipeline: RAW_PIPELINE });
-    const sending = sendAudio({ url: `${t.url}/whip/demo/live`, source: fixture('tone-1k-48k.wav') });
+    t = await sharedServer();
+    const sending = sendAudio({ url: `${t.url}/whip/demo/live`, source: fixturePath('tone-1k-48k.wav') });
     try {
       // Wait until 2 s of audio have been recorded, then copy the file as it is on disk.
       let s = await statsOf('live').catch(() => undefined);
@@ -131,17 +141,17 @@ describe('sessions', () => {
   });
 
   it('replaces a live session when the same peer publishes again, finalizing the first recording', async () => {
-    t = await startServer({ pipeline: RAW_PIPELINE });
+    t = await sharedServer();
     const controller = new AbortController();
-    const first = sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    const first = sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
     // Replace it once half a second of its audio has arrived.
     const firstStats = await untilPackets('twice', 25);
-    await sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixture('tone-1k-48k.wav'), seconds: 1 });
+    await expectComplete(t.url, 'twice', await sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixturePath('tone-1k-48k.wav'), seconds: 1, speed: FAST }));
     controller.abort();
     await first.catch(() => undefined);
     const second = await statsOf('twice');
     expect(second.recording.name).not.toBe(firstStats.recording.name);
-    const files = (await readdir(t.recordingsDir)).filter((f) => f.endsWith('.wav')).sort();
+    const files = (await readdir(t.recordingsDir)).filter((f) => f.startsWith('demo-twice-') && f.endsWith('.wav')).sort();
     expect(files).toHaveLength(2);
     // Both files are complete WAVs; the second holds exactly the 1 s the second client sent.
     expect(files).toEqual([firstStats.recording.name, second.recording.name].sort());
@@ -153,7 +163,7 @@ describe('sessions', () => {
   it('finalizes every recording on shutdown, after draining in-flight audio', async () => {
     t = await startServer({ pipeline: RAW_PIPELINE });
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${t.url}/whip/demo/shut`, source: fixture('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    const sending = sendAudio({ url: `${t.url}/whip/demo/shut`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
     await untilPackets('shut', 50);
     const { recordingsDir } = t;
     const name = (await statsOf('shut')).recording.name;

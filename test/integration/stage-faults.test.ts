@@ -6,14 +6,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { fixtureModule, fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
-const HANG_MODULE = fileURLToPath(new URL('../fixtures/modules/hang-stage.js', import.meta.url));
+const HANG_MODULE = fixtureModule('hang-stage.js');
 const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
 /** Passes audio through for 1 s (50 chunks), then loops for 15 s: what the reproduced fault did. */
 const HANGING_PIPELINE = { name: 'hanging', stages: [{ type: 'hang', afterChunks: 50, forMs: 15_000 }], sinks: [{ type: 'record' }, { type: 'stats' }] };
@@ -65,7 +64,7 @@ describe('stage faults over WebRTC', () => {
       }
     })();
 
-    const tone = fixture('tone-1k-48k.wav');
+    const tone = fixturePath('tone-1k-48k.wav');
     const [healthy, hung] = await Promise.all([
       sendAudio({ url: `${t.url}/whip/faults/healthy`, source: tone, seconds: 4 }),
       // The server ends this session mid-stream; the sender's closing DELETE may then find it gone.

@@ -4,30 +4,37 @@
  * sender arriving with the right duration and level.
  */
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { readWav, rmsDb, toneLevelDb } from '../helpers/audio.js';
+import { fixturePath, readFixture } from '../helpers/fixtures.js';
+import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
-
-let t: TestServer | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
+// One server for the file; each test picks its pipeline with `?pipeline=`.
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({
+    extraPipelines: [
+      { name: 'stereo', channels: 2, stages: [], sinks: [{ type: 'record' }] },
+      { name: 'mixdown', channels: 2, stages: [{ type: 'downmix' }], sinks: [{ type: 'record' }] },
+      { name: 'raw', stages: [], sinks: [{ type: 'record' }] },
+    ],
+  });
 });
+afterAll(() => t.close());
 
 const recordingOf = async (peer: string) => {
-  const s = (await (await fetch(`${t!.url}/stats/${peer}`)).json()) as { recording: { name: string } };
-  return readWav(join(t!.recordingsDir, s.recording.name));
+  const s = (await (await fetch(`${t.url}/stats/${peer}`)).json()) as { recording: { name: string } };
+  return readWav(join(t.recordingsDir, s.recording.name));
 };
 
 describe('stereo and sample rates over WebRTC', () => {
   it('keeps the channels of stereo Opus apart: 440 Hz left, 880 Hz right', async () => {
-    t = await startServer({ pipeline: { name: 'stereo', channels: 2, stages: [], sinks: [{ type: 'record' }] } });
-    const source = await readWav(fixture('tone-stereo-48k.wav'));
-    const sent = await sendAudio({ url: `${t.url}/whip/st/duo`, source: fixture('tone-stereo-48k.wav'), channels: 2, seconds: 2 });
+    const source = await readFixture('tone-stereo-48k.wav');
+    const sent = await sendAudio({ url: `${t.url}/whip/st/duo?pipeline=stereo`, source: fixturePath('tone-stereo-48k.wav'), channels: 2, seconds: 2, speed: FAST });
     expect(sent.packetsSent).toBe(100);
+    await expectComplete(t.url, 'duo', sent);
     const wav = await recordingOf('duo');
     expect(wav.channels).toHaveLength(2);
     expect(Math.abs(wav.durationSec - 2)).toBeLessThan(0.021);
@@ -41,9 +48,8 @@ describe('stereo and sample rates over WebRTC', () => {
   });
 
   it('downmixes stereo to mono keeping both tones at half their level', async () => {
-    t = await startServer({ pipeline: { name: 'mixdown', channels: 2, stages: [{ type: 'downmix' }], sinks: [{ type: 'record' }] } });
-    const source = await readWav(fixture('tone-stereo-48k.wav'));
-    await sendAudio({ url: `${t.url}/whip/st/mono`, source: fixture('tone-stereo-48k.wav'), channels: 2, seconds: 2 });
+    const source = await readFixture('tone-stereo-48k.wav');
+    await expectComplete(t.url, 'mono', await sendAudio({ url: `${t.url}/whip/st/mono?pipeline=mixdown`, source: fixturePath('tone-stereo-48k.wav'), channels: 2, seconds: 2, speed: FAST }));
     const wav = await recordingOf('mono');
     expect(wav.channels).toHaveLength(1);
     expect(Math.abs(wav.durationSec - 2)).toBeLessThan(0.021);
@@ -55,15 +61,17 @@ describe('stereo and sample rates over WebRTC', () => {
   });
 
   it('receives 16 kHz and 44.1 kHz speech sent by the sender with the full duration and the source level', async () => {
-    t = await startServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'record' }] } });
     const files = ['speech-16k.wav', 'speech-44k1.wav'];
-    const sent = await Promise.all(files.map((f, i) => sendAudio({ url: `${t!.url}/whip/rates/p${i}`, source: fixture(f) })));
+    const sent = await Promise.all(files.map((f, i) => sendAudio({ url: `${t.url}/whip/rates/p${i}?pipeline=raw`, source: fixturePath(f), speed: FAST })));
     for (const [i, f] of files.entries()) {
-      const source = await readWav(fixture(f));
+      await expectComplete(t.url, `p${i}`, sent[i]);
+      const source = await readFixture(f);
       const wav = await recordingOf(`p${i}`);
       expect(wav.sampleRate).toBe(48000);
       // The sender sends whole 20 ms frames: the duration is the source's, rounded up to a frame.
       expect(sent[i].packetsSent).toBe(Math.ceil(source.durationSec / 0.02));
+      // Sent faster than real time: the whole send, connecting included, took less than the audio lasts.
+      expect(sent[i].wallSeconds).toBeLessThan(source.durationSec);
       expect(Math.abs(wav.durationSec - source.durationSec)).toBeLessThanOrEqual(0.02);
       expect(Math.abs(rmsDb(wav.channels[0]) - rmsDb(source.channels[0]))).toBeLessThan(1.5);
     }

@@ -18,11 +18,12 @@ import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixturePath } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '..', '..');
 const CONSUMER = join(import.meta.dirname, 'consumer');
-const FIXTURE = join(REPO, 'test', 'fixtures', 'speech-48k.wav');
+const FIXTURE = fixturePath('speech-48k.wav');
 const bin = (name: string) => join(REPO, 'node_modules', '.bin', name);
 
 /**

@@ -8,24 +8,24 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProcessedFrame } from '../../src/dsp/types.js';
+import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
 import { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
-import type { IngestFrame } from '../../src/rtc/rtp-ingest.js';
 import { ProcessorRegistry } from '../../src/sinks/processors.js';
 import { RecordingsStore } from '../../src/sinks/recordings-store.js';
-import { encodeOpusFrames, fixturePath, readWav } from '../helpers/audio.js';
+import { encodeOpusFrames } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
 let pool: WorkerPool;
 let dir: string;
-let frames: IngestFrame[];
+let frames: EncodedFrame[];
 
 beforeAll(async () => {
   pool = new WorkerPool({ threads: 1, spareWorker: false });
   await pool.start();
   dir = await mkdtemp(join(tmpdir(), 'earshot-peer-pipeline-'));
-  frames = encodeOpusFrames((await readWav(fixturePath('speech-48k.wav'))).channels[0].subarray(0, 960 * 100)).map((f) => ({ ...f, samples: 960 }));
+  frames = encodeOpusFrames((await readFixture('speech-48k.wav')).channels[0].subarray(0, 960 * 100)).map((f) => ({ ...f, samples: 960 }));
 });
 
 afterAll(async () => {
@@ -78,7 +78,7 @@ describe('PeerPipeline', () => {
     await feed(copies);
     // A subscriber from the start: floats and copies both come.
     const floats = await pipelineOf('floats', { sinks });
-    const seen: ProcessedFrame[] = [];
+    const seen: AudioFrame[] = [];
     floats.branches[0].audio$.subscribe((f) => seen.push(f));
     await feed(floats);
     expect(seen.length).toBeGreaterThan(90);
@@ -95,7 +95,7 @@ describe('PeerPipeline', () => {
 
   it('gives a subscriber that comes mid-stream whole float frames, contiguous from its first one', async () => {
     const p = await pipelineOf('late', { sinks: [{ type: 'record' }, { type: 'stats' }] });
-    const seen: ProcessedFrame[] = [];
+    const seen: AudioFrame[] = [];
     await feed(p, (i) => {
       if (i === 40) p.branches[0].audio$.subscribe((f) => seen.push(f));
     });

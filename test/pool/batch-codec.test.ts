@@ -5,22 +5,23 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
-import type { EncodedInput, ProcessedFrame } from '../../src/dsp/types.js';
+import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
 import { ALL_BRANCHES, COUNTER_KEYS, ItemFlag, ItemStatus, OutputReader, packInput, packOutput, unpackInput, type OutputItem } from '../../src/pool/batch-codec.js';
-import { quantizeS16 } from '../../src/sinks/pcm16.js';
-import { encodeOpusFrames, fixturePath, readWav } from '../helpers/audio.js';
+import { quantizeS16 } from '../../src/media/pcm16.js';
+import { encodeOpusFrames } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
-let frames: EncodedInput[];
+let frames: EncodedFrame[];
 
 beforeAll(async () => {
   await loadDspModules();
-  frames = encodeOpusFrames((await readWav(fixturePath('speech-noisy-48k.wav'))).channels[0].subarray(0, 960 * 25));
+  frames = encodeOpusFrames((await readFixture('speech-noisy-48k.wav')).channels[0].subarray(0, 960 * 25));
 });
 
 /** Every frame of every item, read back as (branch, frame, pcm16, complete). */
 function readAll(buffer: ArrayBuffer) {
   const r = new OutputReader(buffer);
-  const items: Array<{ key: number; status: number; frames: Array<{ branch: number; frame: ProcessedFrame; pcm16?: Int16Array; complete: boolean }> }> = [];
+  const items: Array<{ key: number; status: number; frames: Array<{ branch: number; frame: AudioFrame; pcm16?: Int16Array; complete: boolean }> }> = [];
   for (let i = 0; i < r.items; i++) {
     const got: (typeof items)[number]['frames'] = [];
     r.frames(i, (branch, frame, pcm16, complete) => got.push({ branch, frame, pcm16, complete }));

@@ -4,14 +4,13 @@
  * is quarantined, and the streams that shared the worker lose no frames.
  * Real workers, real stage modules (test/fixtures/modules).
  */
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ProcessedFrame, StageSpec } from '../../src/dsp/types.js';
+import type { StageSpec } from '../../src/dsp/types.js';
+import type { AudioFrame } from '../../src/media/frames.js';
 import type { EarshotError } from '../../src/errors.js';
 import { WorkerPool, type PoolStream, type WorkerPoolHealth } from '../../src/pool/worker-pool.js';
-import { encodeOpusFrames, fixturePath, readWav } from '../helpers/audio.js';
-
-const modulePath = (name: string) => fileURLToPath(new URL(`../fixtures/modules/${name}`, import.meta.url));
+import { encodeOpusFrames } from '../helpers/audio.js';
+import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
 let pool: WorkerPool | undefined;
 afterEach(async () => {
@@ -21,7 +20,7 @@ afterEach(async () => {
 
 interface Watched {
   handle: PoolStream;
-  out: ProcessedFrame[];
+  out: AudioFrame[];
   errors: Array<{ message: string; error?: EarshotError }>;
 }
 
@@ -33,7 +32,7 @@ function open(p: WorkerPool, stages: StageSpec[]): Watched {
 
 /** Pushes `count` frames of the tone to every stream at real-time pace (20 ms), sampling health on the way. */
 async function feed(p: WorkerPool, streams: Watched[], count: number): Promise<WorkerPoolHealth[]> {
-  const frames = encodeOpusFrames((await readWav(fixturePath('tone-1k-48k.wav'))).channels[0].subarray(0, 960 * count));
+  const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * count));
   const seen: WorkerPoolHealth[] = [];
   for (const f of frames) {
     for (const s of streams) s.handle.push({ ...f, arrival: performance.now() });
@@ -44,7 +43,7 @@ async function feed(p: WorkerPool, streams: Watched[], count: number): Promise<W
 }
 
 /** Every sample of `count` frames, once, in media order, without a gap. */
-function expectComplete(out: ProcessedFrame[], count: number): void {
+function expectComplete(out: AudioFrame[], count: number): void {
   expect(out.reduce((n, f) => n + f.data.length, 0)).toBe(count * 960);
   expect(out[0].position).toBe(0);
   for (let i = 1; i < out.length; i++) expect(out[i].position).toBe(out[i - 1].position + out[i - 1].data.length);
@@ -58,7 +57,7 @@ describe('a stage that hangs', () => {
     // One thread puts both streams on the same worker; a deep queue keeps a slow worker start from dropping frames.
     pool = new WorkerPool({ threads: 1, batchIntervalMs: 10, taskTimeoutMs: 300, maxQueuedFrames: 1000, spareWorker });
     await pool.start();
-    await pool.registerStageModule(modulePath('hang-stage.js'));
+    await pool.registerStageModule(fixtureModule('hang-stage.js'));
     const healthy = open(pool, [{ type: 'gain', db: 0 }]);
     const hung = open(pool, [{ type: 'gain', db: 0 }, { type: 'hang', afterChunks: 10, forMs: 15_000 }]);
     const seen = await feed(pool, [healthy, hung], 60);
@@ -95,7 +94,7 @@ describe('a stage that hangs', () => {
   it('fails the pipeline check of a stage that hangs while being created, and checks the other setups', async () => {
     pool = new WorkerPool({ threads: 1, taskTimeoutMs: 300 });
     await pool.start();
-    await pool.registerStageModule(modulePath('hang-stage.js'));
+    await pool.registerStageModule(fixtureModule('hang-stage.js'));
     const [fine, stuck, alsoFine] = await pool.checkSetups([
       { channels: 1, branches: [{ stages: [{ type: 'hang' }] }] },
       { channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'hang', inCreate: true }] }] },
@@ -113,7 +112,7 @@ describe('a stage that crashes its worker', () => {
   it('is quarantined after maxStreamCrashes crashes, while a stream on the same worker keeps every frame', async () => {
     pool = new WorkerPool({ threads: 1, batchIntervalMs: 10, maxStreamCrashes: 2, maxQueuedFrames: 1000 });
     await pool.start();
-    await pool.registerStageModule(modulePath('exit-stage.js'));
+    await pool.registerStageModule(fixtureModule('exit-stage.js'));
     const healthy = open(pool, []);
     const crashing = open(pool, [{ type: 'exit', afterChunks: 5, code: 7 }]);
     await feed(pool, [healthy, crashing], 60);
@@ -144,7 +143,7 @@ describe('a stage that crashes its worker', () => {
   it('reports a stage module that kills its worker on import as unusable, and keeps serving', async () => {
     pool = new WorkerPool({ threads: 1 });
     await pool.start();
-    await expect(pool.registerStageModule(modulePath('exits-on-import.js'))).rejects.toMatchObject({
+    await expect(pool.registerStageModule(fixtureModule('exits-on-import.js'))).rejects.toMatchObject({
       code: 'EARSHOT_STAGE_MODULE_INVALID',
       message: expect.stringMatching(/importing it crashed the worker \(worker exited with code: 3\)/),
     });

@@ -8,10 +8,10 @@ import { from, lastValueFrom, toArray } from 'rxjs';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
 import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
-import { fixturePath, readWav, rmsDb } from '../helpers/audio.js';
+import { rmsDb } from '../helpers/audio.js';
+import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
-const modulePath = (name: string) => fileURLToPath(new URL(`../fixtures/modules/${name}`, import.meta.url));
 
 /** Cuts mono 48 kHz samples into 20 ms AudioFrames. */
 function framesOf(samples: Float32Array, sampleRate = 48000): AudioFrame[] {
@@ -52,7 +52,7 @@ describe('custom worker stage modules', () => {
   it('loads the DC-blocker example in every worker and runs it by name: the offset goes, the tone stays', async () => {
     expect(await pool.registerStageModule(EXAMPLE)).toEqual(['dc-blocker']);
     expect(pool.customStageTypes).toContain('dc-blocker');
-    const tone = (await readWav(fixturePath('tone-1k-48k.wav'))).channels[0].subarray(0, 48000);
+    const tone = (await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 48000);
     const offset = tone.map((v) => v + 0.25);
     const out = concat(await lastValueFrom(from(framesOf(offset)).pipe(inWorkers({ pool }, stage('dc-blocker', { cutoffHz: 20 })), toArray())));
     expect(out.length).toBe(offset.length);
@@ -69,7 +69,7 @@ describe('custom worker stage modules', () => {
       ['builtin-name.js', /built-in/],
       ['does-not-exist.js', /import failed/],
     ] as const) {
-      await expect(pool.registerStageModule(modulePath(file))).rejects.toMatchObject({ code: 'EARSHOT_STAGE_MODULE_INVALID', statusCode: 422, message: expect.stringMatching(why) });
+      await expect(pool.registerStageModule(fixtureModule(file))).rejects.toMatchObject({ code: 'EARSHOT_STAGE_MODULE_INVALID', statusCode: 422, message: expect.stringMatching(why) });
     }
     // The workers are alive and still run streams.
     const out = await lastValueFrom(from(framesOf(new Float32Array(9600).fill(0.5))).pipe(inWorkers({ pool }, stage('gain', { db: -6 })), toArray()));
@@ -78,7 +78,7 @@ describe('custom worker stage modules', () => {
   });
 
   it('checks a setup before use: a custom stage that rejects its options is an error naming branch and stage', async () => {
-    await pool.registerStageModule(modulePath('strict-options.js'));
+    await pool.registerStageModule(fixtureModule('strict-options.js'));
     const [ok, bad] = await pool.checkSetups([
       { channels: 1, branches: [{ stages: [{ type: 'invert' }] }] },
       { channels: 1, branches: [{ stages: [{ type: 'denoise' }, { type: 'invert', strength: 2 }] }] },
@@ -95,7 +95,7 @@ describe('custom worker stage modules', () => {
 
 describe('inWorkers', () => {
   it('fuses stages into one worker hop: one pool stream for three stages, three for three separate operators', async () => {
-    const source = framesOf((await readWav(fixturePath('speech-48k.wav'))).channels[0].subarray(0, 48000));
+    const source = framesOf((await readFixture('speech-48k.wav')).channels[0].subarray(0, 48000));
     const a = stage('gain', { db: -3 });
     const b = stage('dc-blocker');
     const c = stage('resample', { sampleRate: 16000 });
@@ -121,10 +121,10 @@ describe('inWorkers', () => {
     expect(out.map((f) => f.position)).toEqual(source.map((f) => f.position));
   });
 
-  it('checks built-in stage options against the schema when the operator is made, not when audio flows', () => {
-    expect(() => gain({ db: 100 })).toThrow(/gain\(\): db: Expected number to be less or equal to 60/);
+  it('checks built-in stage options against the stage definition when the operator is made, not when audio flows', () => {
+    expect(() => gain({ db: 100 })).toThrow(new TypeError('gain(): db: must be a number from -60 to 60, got 100'));
     expect(() => resample({ sampleRate: 16000, quality: 11 })).toThrow(TypeError);
-    expect(() => stage('highpass', { frequency: 80, slope: 2 })).toThrow(/Unexpected property/);
+    expect(() => stage('highpass', { frequency: 80, slope: 2 })).toThrow('highpass(): slope: unknown option "slope"; allowed: frequency, q');
     expect(() => denoise({ mix: 0.2, vadThreshold: 0.7 })).not.toThrow();
     expect(stagesOf(inWorkers(denoise(), highpass({ frequency: 80 })))).toEqual([{ type: 'denoise' }, { type: 'highpass', frequency: 80 }]);
   });

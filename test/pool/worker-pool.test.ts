@@ -2,31 +2,32 @@
  * The worker pool: batching keeps the task count independent of the stream
  * count, and a stream survives the death of its worker.
  */
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ProcessedFrame } from '../../src/dsp/types.js';
+import type { AudioFrame } from '../../src/media/frames.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { encodeOpusFrames, readWav } from '../helpers/audio.js';
+import { encodeOpusFrames } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
 
-const fixture = (n: string) => join(import.meta.dirname, '..', 'fixtures', n);
 let pool: WorkerPool | undefined;
 afterEach(async () => {
   await pool?.close();
   pool = undefined;
 });
 
-/** Feeds `streams` streams with 40 frames each at real-time pace; returns tasks used and outputs. */
+/** Feeds `streams` streams with 40 frames each at real-time pace; returns tasks used, outputs and the streams' errors. */
 async function feed(p: WorkerPool, streams: number) {
-  const frames = encodeOpusFrames((await readWav(fixture('tone-1k-48k.wav'))).channels[0].subarray(0, 960 * 40));
-  const outputs = Array.from({ length: streams }, () => [] as ProcessedFrame[]);
-  const handles = outputs.map((out) => p.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => out.push(...f), onError: (m) => { throw new Error(m); } }));
+  const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 40));
+  const outputs = Array.from({ length: streams }, () => [] as AudioFrame[]);
+  // Collected, not thrown: the pool calls handlers inside a guard that turns a throw into a warning.
+  const errors: string[] = [];
+  const handles = outputs.map((out) => p.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => out.push(...f), onError: (m) => void errors.push(m) }));
   const before = p.stats().tasksCompleted;
   for (const f of frames) {
     for (const h of handles) h.push({ ...f, arrival: performance.now() });
     await new Promise((r) => setTimeout(r, 20));
   }
   await Promise.all(handles.map((h) => h.close()));
-  return { tasks: p.stats().tasksCompleted - before, outputs, handles };
+  return { tasks: p.stats().tasksCompleted - before, outputs, handles, errors };
 }
 
 describe('WorkerPool', () => {
@@ -35,6 +36,7 @@ describe('WorkerPool', () => {
     await pool.start();
     const few = await feed(pool, 2);
     const many = await feed(pool, 40);
+    expect([...few.errors, ...many.errors]).toEqual([]);
     for (const out of [...few.outputs, ...many.outputs]) expect(out.reduce((n, f) => n + f.data.length, 0)).toBe(40 * 960);
     // 40 streams × 40 frames = 1600 frames; without batching that would be 1600 tasks.
     expect(many.tasks).toBeLessThan(1600 / 4);
@@ -44,9 +46,14 @@ describe('WorkerPool', () => {
   it('keeps a stream going on a new worker when its worker dies, at the right media time', async () => {
     pool = new WorkerPool({ threads: 2, batchIntervalMs: 10 });
     await pool.start();
-    const frames = encodeOpusFrames((await readWav(fixture('tone-1k-48k.wav'))).channels[0].subarray(0, 960 * 60));
-    const out: ProcessedFrame[] = [];
-    const h = pool.openStream({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] }, { onFrames: (_b, f) => out.push(...f), onError: () => {} });
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 60));
+    const out: AudioFrame[] = [];
+    const errors: string[] = [];
+    const formats: unknown[] = [];
+    const h = pool.openStream(
+      { channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] },
+      { onFrames: (_b, f) => out.push(...f), onError: (m) => void errors.push(m), onFormats: (f) => void formats.push(f) },
+    );
     for (let i = 0; i < 60; i++) {
       h.push({ ...frames[i], arrival: performance.now() });
       if (i === 25) {
@@ -56,6 +63,7 @@ describe('WorkerPool', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     await h.close();
+    expect(errors).toEqual([]); // one death is below the quarantine limit: the stream goes on, it does not end
     expect(h.workers).toHaveLength(2);
     expect(h.workers[1]).not.toBe(h.workers[0]);
     // Frames keep their media positions: strictly increasing, ending at the last frame's end.
@@ -63,5 +71,36 @@ describe('WorkerPool', () => {
     const last = out[out.length - 1];
     expect(last.position + last.data.length).toBe(60 * 960);
     expect(pool.stats().tasksFailed).toBeLessThanOrEqual(1);
+    // The format was reported when the stream started and again when its new worker rebuilt it.
+    expect(formats).toEqual([[{ sampleRate: 48000, channels: 1, sampleFormat: 'f32' }], [{ sampleRate: 48000, channels: 1, sampleFormat: 'f32' }]]);
+  });
+
+  it("reports each branch's output format when a stream starts, before its first frames", async () => {
+    pool = new WorkerPool({ threads: 1, spareWorker: false });
+    await pool.start();
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 5));
+    const events: string[] = [];
+    let reported: unknown;
+    const h = pool.openStream(
+      { channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'upmix' }, { type: 'format', sampleFormat: 's16' }] }] },
+      {
+        onFormats: (f) => {
+          events.push('formats');
+          reported = f;
+        },
+        onFrames: (b, f) => events.push(`frames ${b}: ${f[0].sampleRate} Hz × ${f[0].channels}`),
+        onError: (m) => events.push(`error: ${m}`),
+      },
+    );
+    for (const f of frames) h.push({ ...f, arrival: performance.now() });
+    await h.close();
+    expect(reported).toEqual([
+      { sampleRate: 48000, channels: 1, sampleFormat: 'f32' },
+      { sampleRate: 16000, channels: 2, sampleFormat: 's16' },
+    ]);
+    expect(events[0]).toBe('formats');
+    expect(events.filter((e) => e === 'formats')).toHaveLength(1);
+    expect(events).toContain('frames 1: 16000 Hz × 2');
+    expect(events.filter((e) => e.startsWith('error'))).toEqual([]);
   });
 });

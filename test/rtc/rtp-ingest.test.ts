@@ -3,7 +3,8 @@
  * fed with synthetic packet sequences (the thing under test is the ingest).
  */
 import { describe, expect, it } from 'vitest';
-import { RtpIngest, type IngestFrame, type RtpInput } from '../../src/rtc/rtp-ingest.js';
+import type { EncodedFrame } from '../../src/media/frames.js';
+import { RtpIngest, type RtpInput } from '../../src/rtc/rtp-ingest.js';
 
 // A 20 ms CELT fullband mono Opus TOC byte (config 31, code 0): 960 samples.
 const PAYLOAD = new Uint8Array([0xf8, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -13,7 +14,7 @@ function packet(i: number, arrival: number, over: Partial<RtpInput> = {}): RtpIn
 }
 
 function collect(options = {}) {
-  const frames: IngestFrame[] = [];
+  const frames: EncodedFrame[] = [];
   const ingest = new RtpIngest((f) => frames.push(f), options);
   return { frames, ingest };
 }

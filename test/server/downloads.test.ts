@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixturePath } from '../helpers/audio.js';
+import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 

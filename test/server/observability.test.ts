@@ -2,15 +2,13 @@
  * Statistics in their three outlets — JSON, Server-Sent Events, Prometheus —
  * checked against what was actually sent over real loopback WebRTC.
  */
-import { join } from 'node:path';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
 import { cumulativeBuckets, EXPORT_BOUNDS_MS } from '../../src/server/metrics.js';
-import { LATENCY_BOUNDS_MS } from '../../src/sinks/latency-histogram.js';
+import { LATENCY_BOUNDS_MS } from '../../src/media/latency-histogram.js';
+import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
 
 interface SseEvent {
   event: string;
@@ -39,8 +37,9 @@ function readEvents(url: string, signal: AbortSignal): { events: SseEvent[]; don
           if (event && data) events.push({ event, data: JSON.parse(data) as Record<string, unknown> });
         }
       }
-    } catch {
-      // aborted
+    } catch (e) {
+      // The test ends the stream by aborting; anything else (a malformed event) must fail the test.
+      if (!signal.aborted) throw e;
     }
   })();
   return { events, done, headers };
@@ -58,7 +57,7 @@ beforeAll(async () => {
   await sse.headers;
   const bad = await fetch(`${t.url}/whip/obs/nobody`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: 'not sdp' });
   expect(bad.status).toBe(400);
-  sent = await sendAudio({ url: `${t.url}/whip/obs/ana`, source: fixture('speech-48k.wav'), seconds: 3, simulateLoss: 0.05 });
+  sent = await sendAudio({ url: `${t.url}/whip/obs/ana`, source: fixturePath('speech-48k.wav'), seconds: 3, simulateLoss: 0.05 });
   const until = Date.now() + 3000;
   while (!sse.events.some((e) => e.event === 'session' && e.data.type === 'ended') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
 });

@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { readWav } from '../helpers/audio.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import { FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
 const BUNDLED = join(import.meta.dirname, '..', '..', 'pipelines');
 
 let t: TestServer;
@@ -37,8 +38,9 @@ const recordingOf = async (peer: string) => {
   const s = (await api(`/stats/${peer}`)).body as { pipeline: string; recording: { name: string } };
   return { pipeline: s.pipeline, wav: await readWav(join(t.recordingsDir, s.recording.name)) };
 };
-const send = (room: string, peer: string, query = '', seconds = 0.6) =>
-  sendAudio({ url: `${t.url}/whip/${room}/${peer}${query}`, source: fixture('tone-1k-48k.wav'), seconds });
+/** Sends the tone: faster than real time unless a test needs the stream to last. */
+const send = (room: string, peer: string, query = '', seconds = 0.6, speed = FAST) =>
+  sendAudio({ url: `${t.url}/whip/${room}/${peer}${query}`, source: fixturePath('tone-1k-48k.wav'), seconds, speed });
 const until = async (check: () => Promise<boolean>, ms = 3000) => {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -94,7 +96,7 @@ describe('pipelines API', () => {
     expect((await recordingOf('override')).pipeline).toBe('quiet');
     expect((await recordingOf('guest')).pipeline).toBe('default');
 
-    const unknown = await sendAudio({ url: `${t.url}/whip/pstn/x?pipeline=nope`, source: fixture('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
+    const unknown = await sendAudio({ url: `${t.url}/whip/pstn/x?pipeline=nope`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: unknown) => e);
     expect(unknown).toMatchObject({ status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });
   });
 
@@ -111,7 +113,7 @@ describe('pipelines API', () => {
     const file = join(dir, 'podcast.json');
     const original = JSON.parse(await readFile(file, 'utf8')) as { stages: unknown[]; sinks: unknown[] };
     // A stream that starts on the old version and is still running when the file changes.
-    const running = send('studio', 'before', '?pipeline=podcast', 2.5);
+    const running = send('studio', 'before', '?pipeline=podcast', 2.5, 1); // real time: still running when the file changes
     expect(await until(async () => (await api('/stats/before')).status === 200, 10_000)).toBe(true);
     await writeFile(file, JSON.stringify({ ...original, stages: [...original.stages, { type: 'resample', sampleRate: 16000 }] }));
     expect(await until(async () => ((await api('/pipelines/podcast')).body!.stages as unknown[]).length === 5)).toBe(true);

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { createServer } from '../../src/index.js';
-import { fixturePath, readWav } from '../helpers/audio.js';
+import { readWav } from '../helpers/audio.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { fetchTrusting, selfSignedCert, type SelfSigned } from '../helpers/tls.js';
 
@@ -39,9 +41,10 @@ describe('HTTPS', () => {
   });
 
   it('a werift client publishes over HTTPS and the recording holds the audio', async () => {
-    const sent = await sendAudio({ url: `${t.url}/whip/tls/ana`, source: fixturePath('tone-1k-48k.wav'), seconds: 1.5, fetch: fetchTrusting(cert.cert) });
+    const sent = await sendAudio({ url: `${t.url}/whip/tls/ana`, source: fixturePath('tone-1k-48k.wav'), seconds: 1.5, fetch: fetchTrusting(cert.cert), speed: FAST });
     expect(sent.sessionUrl).toMatch(new RegExp(`^${t.url}/whip/sessions/`));
     expect(sent.packetsSent).toBe(75);
+    await expectComplete(t.url, 'ana', sent, { fetch: fetchTrusting(cert.cert) });
     const files = (await readdir(t.recordingsDir)).filter((f) => f.startsWith('tls-ana-') && f.endsWith('.wav'));
     expect(files).toHaveLength(1);
     const wav = await readWav(join(t.recordingsDir, files[0]));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { readFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ProcessedFrame } from '../../src/dsp/types.js';
+import type { AudioFrame } from '../../src/media/frames.js';
 import type { EarshotError } from '../../src/errors.js';
 import { RecordSink, recordingPreflight } from '../../src/sinks/record-sink.js';
 import type { RecordingInfo } from '../../src/sinks/recorder.js';
@@ -25,7 +25,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const frame = (position: number, n = 960): ProcessedFrame => ({
+const frame = (position: number, n = 960): AudioFrame => ({
   position,
   sampleRate: 48000,
   channels: 1,
@@ -51,6 +51,36 @@ function sink(store = new RecordingsStore(dir)) {
 }
 
 describe('RecordSink', () => {
+  it('writes a recording in the format the worker reports, waiting for the report when started before it', async () => {
+    await mkdir(dir, { recursive: true });
+    let report!: (format: { sampleRate: number; channels: number }) => void;
+    const reportedFormat = new Promise<{ sampleRate: number; channels: number }>((resolve) => (report = resolve));
+    const s = new RecordSink({
+      store: new RecordingsStore(dir),
+      peer: 'alice',
+      baseName: 'demo-alice',
+      // What the pipeline expected; a custom stage made it 16 kHz stereo.
+      sampleRate: 48000,
+      channels: 1,
+      reportedFormat,
+      sampleFormat: 's16',
+      onFailed: (error) => {
+        throw error;
+      },
+    });
+    let started = false;
+    const starting = s.start('explicit').then((info) => ((started = true), info));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(started).toBe(false);
+    report({ sampleRate: 16000, channels: 2 });
+    expect(await starting).toMatchObject({ sampleRate: 16000, channels: 2 });
+    s.write({ ...frame(0, 640), sampleRate: 16000, channels: 2 });
+    const info = await s.stop();
+    expect(info).toMatchObject({ sampleRate: 16000, channels: 2, seconds: 0.02 });
+    const wav = new wavefile.WaveFile(await readFile(join(dir, 'explicit.wav')));
+    expect(wav.fmt).toMatchObject({ sampleRate: 16000, numChannels: 2 });
+  });
+
   it('leaves no file for an armed recording whose session ends without media', async () => {
     const { s, failures } = sink();
     s.arm(true);

@@ -121,10 +121,12 @@ describe('WavFileWriter on a full disk', () => {
   it('cuts the file back to what the header on disk claims when even the header cannot be rewritten', async () => {
     const path = join(dir, 'refused.wav');
     const { openFile, log } = quotaOpener(44 + 5000, { refuseAll: true });
-    const w = await WavFileWriter.create(path, { sampleRate: 8000, channels: 1, chunkBytes: 1024, openFile, onError: () => {} });
+    const errors: Error[] = [];
+    const w = await WavFileWriter.create(path, { sampleRate: 8000, channels: 1, chunkBytes: 1024, openFile, onError: (e) => errors.push(e) });
     w.append(ramp(8000));
     await w.close();
     expect(log.refused).toBeGreaterThan(0);
+    expect(errors.length).toBeGreaterThan(0); // the failed writes were reported, not only absorbed
     const size = (await stat(path)).size;
     const { dataBytes } = await readChecked(path);
     expect(dataBytes).toBe(size - 44);

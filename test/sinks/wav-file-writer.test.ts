@@ -9,7 +9,7 @@ import wavefile from 'wavefile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Recorder } from '../../src/sinks/recorder.js';
 import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
-import type { ProcessedFrame } from '../../src/dsp/types.js';
+import type { AudioFrame } from '../../src/media/frames.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -87,7 +87,7 @@ describe('WavFileWriter', () => {
 });
 
 describe('Recorder', () => {
-  const frame = (position: number, data: Float32Array): ProcessedFrame => ({ position, sampleRate: 48000, channels: 1, sampleFormat: 'f32', data, rms: 0, peak: 0, arrival: 0 });
+  const frame = (position: number, data: Float32Array): AudioFrame => ({ position, sampleRate: 48000, channels: 1, sampleFormat: 'f32', data, rms: 0, peak: 0, arrival: 0 });
 
   it('fills gaps with silence and trims overlaps so the duration equals media time', async () => {
     const path = join(dir, 'r.wav');

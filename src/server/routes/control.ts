@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
 import { RecordingsStore } from '../../sinks/recordings-store.js';
 import type { Access } from '../access.js';
-import type { EarshotCore } from '../earshot-core.js';
+import type { EarshotCore } from '../../core/earshot-core.js';
 
 export function registerControlRoutes(app: FastifyInstance, core: EarshotCore, access: Access): void {
   // `degraded` (a DSP worker hung or crashed recently; see docs/deployment.md) still answers 200:

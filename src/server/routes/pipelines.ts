@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
-import type { EarshotCore } from '../earshot-core.js';
+import type { EarshotCore } from '../../core/earshot-core.js';
 import { checkName } from './whip.js';
 
 const PIPELINE_BODY_LIMIT = 256 * 1024;

@@ -17,7 +17,7 @@ import { errors } from '../../errors.js';
 import { RecordingsStore } from '../../sinks/recordings-store.js';
 import type { Access } from '../access.js';
 import type { DownloadLinks } from '../download-links.js';
-import type { EarshotCore } from '../earshot-core.js';
+import type { EarshotCore } from '../../core/earshot-core.js';
 
 export interface DownloadLimits {
   /** Concurrent downloads one client address may run. */

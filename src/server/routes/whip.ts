@@ -14,10 +14,10 @@
  * OPTIONS on a server with a publish token gets the STUN servers alone.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errors, EarshotError, isEarshotError } from '../../errors.js';
+import { errors, isEarshotError } from '../../errors.js';
 import type { Access } from '../access.js';
 import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
-import type { EarshotCore } from '../earshot-core.js';
+import type { EarshotCore } from '../../core/earshot-core.js';
 import type { IceServerUrl } from '../../rtc/ice-servers.js';
 import { iceServerLinks } from '../ice-server-links.js';
 
@@ -28,8 +28,7 @@ export const RETRY_AFTER_SECONDS = 5;
 
 export function checkName(kind: 'room' | 'peer', value: string): void {
   if (!NAME_PATTERN.test(value)) {
-    throw new EarshotError('EARSHOT_NAME_INVALID', 400, 'Invalid name',
-      `The ${kind} "${value.slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", "." or "-", starting with a letter or digit.`);
+    throw errors.NAME_INVALID(kind, value);
   }
 }
 

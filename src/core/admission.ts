@@ -1,0 +1,208 @@
+/**
+ * Admission by measured load. `maxSessions` is a count; what runs out is CPU:
+ * the DSP workers, or the main thread that runs werift. Frames are only
+ * dropped after a 2 s backlog, so drops report overload far too late; this
+ * admits a new session only while the recent load leaves room, so the streams
+ * already admitted keep their latency.
+ *
+ * Every `sampleMs` it reads, over the last window: the workers' busy share
+ * (task time ÷ wall time ÷ threads), frames waiting for a worker per stream,
+ * the main thread's event-loop utilization, and the frame latency p99 (RTP in →
+ * frame at the sinks). A POST is decided synchronously from the last sample
+ * (no race between concurrent POSTs), plus the cost of the sessions admitted
+ * since that sample or too recently to show in it, each counted at the
+ * measured cost of an average stream. With no stream running, every new
+ * session is admitted: there is nothing to protect yet.
+ */
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { quantileOf, type LatencyHistogram } from '../media/latency-histogram.js';
+import type { WorkerPool } from '../pool/worker-pool.js';
+import { errors } from '../errors.js';
+import { checkOptionNames, describeValue } from './option-checks.js';
+
+export interface AdmissionOptions {
+  /** Refuse new sessions while the workers are busier than this share of their time (0–1). Default 0.85. */
+  maxWorkerUtilization?: number;
+  /** Refuse while the main thread's event loop is busier than this share (0–1). Default 0.85. */
+  maxEventLoopUtilization?: number;
+  /** Refuse while frames wait for a worker beyond this many per stream on average (20 ms each). Default 5. */
+  maxQueuedFramesPerStream?: number;
+  /** Refuse while the recent p99 frame latency (RTP in → frame at the sinks) exceeds this, ms. Default 100. */
+  maxLatencyMs?: number;
+  /** How often the load is measured, ms. Default 500. */
+  sampleMs?: number;
+  /** A new session counts as not yet measured for this long, ms (it connects, then its frames show up). Default 3000. */
+  settleMs?: number;
+  /**
+   * Share of a worker thread one stream is assumed to cost before any stream has
+   * been measured. Default 0.03 (a denoised stream on the reference machine).
+   */
+  initialStreamCost?: number;
+}
+
+export interface AdmissionState {
+  /** False while any limit is exceeded: new sessions get 503. */
+  ready: boolean;
+  /** What is exceeded, for `/health` and the 503's detail. */
+  reasons: string[];
+  workerUtilization: number;
+  eventLoopUtilization: number;
+  queuedFramesPerStream: number;
+  latencyP99Ms: number | null;
+  /** Sessions admitted recently enough that their cost is estimated, not measured. */
+  unsettledSessions: number;
+  /** Estimated share of one worker thread per stream. */
+  streamCost: number;
+}
+
+interface Limits {
+  maxWorkerUtilization: number;
+  maxEventLoopUtilization: number;
+  maxQueuedFramesPerStream: number;
+  maxLatencyMs: number;
+  sampleMs: number;
+  settleMs: number;
+  initialStreamCost: number;
+}
+
+/** Every admission option, for the check of its names. */
+const ADMISSION_OPTIONS: Record<keyof AdmissionOptions, true> = {
+  maxWorkerUtilization: true,
+  maxEventLoopUtilization: true,
+  maxQueuedFramesPerStream: true,
+  maxLatencyMs: true,
+  sampleMs: true,
+  settleMs: true,
+  initialStreamCost: true,
+};
+
+function share(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!(typeof v === 'number' && v > 0 && v <= 1)) throw errors.OPTION_INVALID(`admission.${name}`, `must be a share above 0 and at most 1, got ${describeValue(v)}`);
+  return v;
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw errors.OPTION_INVALID(`admission.${name}`, `must be a positive number, got ${describeValue(v)}`);
+  return v;
+}
+
+/** Checks `options.admission` (false, or admission options) without starting anything. */
+export function checkAdmissionOptions(options: AdmissionOptions | false | undefined): void {
+  if (options === false || options === undefined) return;
+  if ((options as unknown) === true) throw errors.OPTION_INVALID('admission', 'must be false or an object of admission limits, got true (admission is on by default)');
+  checkOptionNames('admission', options, ADMISSION_OPTIONS, 'admission.');
+  limitsOf(options);
+}
+
+function limitsOf(options: AdmissionOptions): Limits {
+  return {
+    maxWorkerUtilization: share('maxWorkerUtilization', options.maxWorkerUtilization, 0.85),
+    maxEventLoopUtilization: share('maxEventLoopUtilization', options.maxEventLoopUtilization, 0.85),
+    maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
+    maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 100),
+    sampleMs: positive('sampleMs', options.sampleMs, 500),
+    settleMs: positive('settleMs', options.settleMs, 3000),
+    initialStreamCost: share('initialStreamCost', options.initialStreamCost, 0.03),
+  };
+}
+
+export class AdmissionControl {
+  readonly #limits: Limits;
+  readonly #pool: WorkerPool;
+  readonly #latency: LatencyHistogram;
+  #timer: NodeJS.Timeout | undefined;
+  #lastAt = 0;
+  #lastBusyMs = 0;
+  #lastElu: EventLoopUtilization | undefined;
+  #lastLatency: number[] = [];
+  /** `performance.now()` of each session admitted within `settleMs`. */
+  #admitted: number[] = [];
+  #state: AdmissionState;
+
+  constructor(pool: WorkerPool, latency: LatencyHistogram, options: AdmissionOptions = {}) {
+    this.#pool = pool;
+    this.#latency = latency;
+    checkAdmissionOptions(options);
+    this.#limits = limitsOf(options);
+    this.#state = { ready: true, reasons: [], workerUtilization: 0, eventLoopUtilization: 0, queuedFramesPerStream: 0, latencyP99Ms: null, unsettledSessions: 0, streamCost: this.#limits.initialStreamCost };
+  }
+
+  start(): void {
+    if (this.#timer) return;
+    this.#lastAt = performance.now();
+    this.#lastBusyMs = this.#pool.stats().busyMs;
+    this.#lastElu = performance.eventLoopUtilization();
+    this.#lastLatency = this.#latency.snapshot().counts;
+    this.#timer = setInterval(() => this.#sample(), this.#limits.sampleMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The load as last measured, with the sessions admitted since counted in. */
+  state(): AdmissionState {
+    const unsettled = this.#unsettled();
+    const projected = this.#state.workerUtilization + (unsettled * this.#state.streamCost) / this.#pool.threads;
+    const reasons = [...this.#state.reasons];
+    if (unsettled > 0 && projected > this.#limits.maxWorkerUtilization && !reasons.some((r) => r.startsWith('workers'))) {
+      reasons.push(`workers ${pct(this.#state.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
+    }
+    return { ...this.#state, unsettledSessions: unsettled, ready: reasons.length === 0, reasons };
+  }
+
+  /** Reasons to refuse one more session now (empty: admit). */
+  check(): string[] {
+    return this.state().reasons;
+  }
+
+  /** Counts a session just admitted until its own load shows in the measurements. */
+  admitted(): void {
+    this.#admitted.push(performance.now());
+  }
+
+  #unsettled(): number {
+    const cutoff = performance.now() - this.#limits.settleMs;
+    while (this.#admitted.length > 0 && this.#admitted[0] < cutoff) this.#admitted.shift();
+    return this.#admitted.length;
+  }
+
+  #sample(): void {
+    const now = performance.now();
+    const stats = this.#pool.stats();
+    const wall = now - this.#lastAt;
+    const workerUtilization = wall > 0 ? Math.min(1, (stats.busyMs - this.#lastBusyMs) / (wall * stats.threads)) : 0;
+    const elu = performance.eventLoopUtilization(this.#lastElu).utilization;
+    const snap = this.#latency.snapshot();
+    const window = snap.counts.map((c, i) => c - (this.#lastLatency[i] ?? 0));
+    const latencyP99Ms = quantileOf(window, 0.99, snap.max, snap.boundsMs);
+    this.#lastAt = now;
+    this.#lastBusyMs = stats.busyMs;
+    this.#lastElu = performance.eventLoopUtilization();
+    this.#lastLatency = snap.counts;
+    const queuedFramesPerStream = stats.streams > 0 ? stats.queuedFrames / stats.streams : 0;
+    // The cost of an average stream, from streams that have been running for a while.
+    const streamCost = stats.streams > 0 && workerUtilization > 0 ? Math.max(workerUtilization * stats.threads / stats.streams, 0.001) : this.#limits.initialStreamCost;
+    const l = this.#limits;
+    const reasons: string[] = [];
+    // With no stream running there is nothing to protect: load from elsewhere in the process
+    // (start-up, a program that embeds the server) must not keep the first stream out.
+    if (stats.streams === 0) {
+      this.#state = { ready: true, reasons, workerUtilization, eventLoopUtilization: elu, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost };
+      return;
+    }
+    if (workerUtilization > l.maxWorkerUtilization) reasons.push(`workers ${pct(workerUtilization)} busy > ${pct(l.maxWorkerUtilization)}`);
+    if (elu > l.maxEventLoopUtilization) reasons.push(`main thread ${pct(elu)} busy > ${pct(l.maxEventLoopUtilization)}`);
+    if (queuedFramesPerStream > l.maxQueuedFramesPerStream) reasons.push(`${queuedFramesPerStream.toFixed(1)} frames queued per stream > ${l.maxQueuedFramesPerStream}`);
+    if (latencyP99Ms !== null && latencyP99Ms > l.maxLatencyMs) reasons.push(`frame latency p99 ${Math.round(latencyP99Ms)} ms > ${l.maxLatencyMs} ms`);
+    this.#state = { ready: reasons.length === 0, reasons, workerUtilization, eventLoopUtilization: elu, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost };
+  }
+}
+
+function pct(v: number): string {
+  return `${Math.round(v * 100)} %`;
+}

@@ -1,0 +1,55 @@
+/**
+ * What the core is built with, and the checks of the options `createServer`
+ * and `WebRTCHandler` pass through to it (made up front by both, and again by
+ * the core itself for direct users).
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
+import type { WorkerPool, WorkerPoolOptions } from '../pool/worker-pool.js';
+import type { IceOptions } from '../rtc/ice-config.js';
+import type { ProcessorRegistry } from '../sinks/processors.js';
+import { checkAdmissionOptions, type AdmissionOptions } from './admission.js';
+import { checkInteger, checkMilliseconds } from './option-checks.js';
+
+export interface EarshotCoreOptions {
+  /** The pipelines by name (a directory's, or in memory). */
+  pipelines: PipelineRegistry;
+  /** Name of the pipeline a stream runs when neither the request nor its room names one. */
+  defaultPipeline: string;
+  recordingsDir: string;
+  /** Pool options, or a pool to use (created by the caller, closed by `shutdown()`). */
+  pool?: WorkerPoolOptions | WorkerPool;
+  ice?: IceOptions;
+  /** See PeerSessionOptions.mediaTimeoutMs. Default 10000 ms. */
+  mediaTimeoutMs?: number;
+  /** See PeerSessionOptions.connectTimeoutMs. Default 15000 ms. */
+  connectTimeoutMs?: number;
+  /** Most concurrent sessions; more get 503. Default 500. */
+  maxSessions?: number;
+  /**
+   * Most sessions that are being answered or have not connected yet (they hold
+   * UDP sockets and count against `maxSessions` too); more get 503. Bounds what
+   * a flood of offers that never connect can hold. Default 50.
+   */
+  maxPendingSessions?: number;
+  /** Admission by measured load (see AdmissionOptions); `false` admits by the counts alone. Default: on, with its defaults. */
+  admission?: AdmissionOptions | false;
+  /**
+   * Processor registry for `processor` sinks and attachments. Default: a
+   * registry of this core's own over the process-wide one (`registerProcessor`).
+   */
+  processors?: ProcessorRegistry;
+  log: FastifyBaseLogger;
+}
+
+export const DEFAULT_MAX_SESSIONS = 500;
+export const DEFAULT_MAX_PENDING_SESSIONS = 50;
+
+/** The session options of the core, checked: `EARSHOT_OPTION_INVALID` naming the first one that is not usable. */
+export function checkCoreOptions(options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'admission'>): void {
+  checkMilliseconds('mediaTimeoutMs', options.mediaTimeoutMs);
+  checkMilliseconds('connectTimeoutMs', options.connectTimeoutMs);
+  checkInteger('maxSessions', options.maxSessions, 1);
+  checkInteger('maxPendingSessions', options.maxPendingSessions, 1);
+  checkAdmissionOptions(options.admission);
+}

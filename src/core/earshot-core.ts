@@ -1,0 +1,348 @@
+/**
+ * The server's core, independent of HTTP: WHIP sessions, their pipelines, the
+ * worker pool and the recordings directory. Routes call into it; the CLI and
+ * the programmatic API create it through `createServer`, programs that do
+ * their own signaling through `WebRTCHandler`.
+ *
+ * This class places sessions and answers for the whole; each concern is its
+ * own module: who may start a session (session-gate.ts, admission.ts), which
+ * pipeline it runs (rooms.ts) and whether that can start (pipeline-checks.ts),
+ * its life from pipeline to finalized recordings (session-lifecycle.ts),
+ * processors attached by scope (processor-attachment.ts), the live and ended
+ * peers (peer-registry.ts) and what the core measures (monitoring.ts).
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import { Observable, Subject, interval, map } from 'rxjs';
+import { errors } from '../errors.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
+import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
+import { withDefaultPool } from '../pool/default-pool.js';
+import { WorkerPool } from '../pool/worker-pool.js';
+import { PeerSession, type SessionEndReason } from '../rtc/peer-session.js';
+import type { LatencyHistogram } from '../media/latency-histogram.js';
+import { defaultProcessors, ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
+import type { RecordingInfo } from '../sinks/recorder.js';
+import { recordingPreflight } from '../sinks/record-sink.js';
+import { RecordingsStore } from '../sinks/recordings-store.js';
+import { AdmissionControl } from './admission.js';
+import { checkCoreOptions, DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_SESSIONS, type EarshotCoreOptions } from './core-options.js';
+import { CoreMonitor, type ServerStats } from './monitoring.js';
+import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
+import { PipelineChecks } from './pipeline-checks.js';
+import { ProcessorAttachments, type ProcessorScope } from './processor-attachment.js';
+import { RoomPipelines } from './rooms.js';
+import { SessionGate } from './session-gate.js';
+import { SessionLifecycle, type SessionEvent, type SessionSlot, type StreamHandle, type StreamObservableLabel } from './session-lifecycle.js';
+import { guardSubscribers } from './subscriber-guard.js';
+
+export type { EarshotCoreOptions } from './core-options.js';
+export { JITTER_BOUNDS_S, type ServerStats } from './monitoring.js';
+export type { ProcessorScope } from './processor-attachment.js';
+export type { SessionEvent, StreamHandle, StreamInfo } from './session-lifecycle.js';
+
+export class EarshotCore {
+  readonly peers = new PeerRegistry();
+  readonly store: RecordingsStore;
+  readonly pool: WorkerPool;
+  readonly processors: ProcessorRegistry;
+  /** Every new stream as it starts. */
+  readonly streams$: Observable<StreamHandle>;
+  /** Events processors emit (`context.emit`), from every stream, and earshot's own (processor `earshot`). */
+  readonly events$: Observable<ProcessorEvent>;
+  /** Sessions starting and ending (for the live event stream and dashboards). */
+  readonly sessions$: Observable<SessionEvent>;
+  readonly #streams$ = new Subject<StreamHandle>();
+  readonly #events$ = new Subject<ProcessorEvent>();
+  readonly #sessions$ = new Subject<SessionEvent>();
+  readonly #options: EarshotCoreOptions;
+  readonly #log: FastifyBaseLogger;
+  readonly #monitor: CoreMonitor;
+  readonly #admission: AdmissionControl | undefined;
+  readonly #gate: SessionGate;
+  readonly #rooms: RoomPipelines;
+  readonly #checks: PipelineChecks;
+  readonly #attachments: ProcessorAttachments;
+  readonly #lifecycle: SessionLifecycle;
+
+  /** Throws `EARSHOT_OPTION_INVALID` for an unusable session option. */
+  constructor(options: EarshotCoreOptions) {
+    checkCoreOptions(options);
+    this.#options = options;
+    this.#log = options.log;
+    this.store = new RecordingsStore(options.recordingsDir);
+    this.pool = options.pool instanceof WorkerPool ? options.pool : new WorkerPool(options.pool);
+    this.processors = options.processors ?? new ProcessorRegistry({ fallback: defaultProcessors });
+    this.#monitor = new CoreMonitor(this.peers);
+    this.#admission = options.admission === false ? undefined : new AdmissionControl(this.pool, this.#monitor.latency, options.admission);
+    this.#gate = new SessionGate(
+      this.peers,
+      { maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS, maxPendingSessions: options.maxPendingSessions ?? DEFAULT_MAX_PENDING_SESSIONS },
+      this.#admission,
+    );
+    this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline);
+    this.#checks = new PipelineChecks(this.pool, this.processors);
+    this.#attachments = new ProcessorAttachments(this.processors);
+    this.streams$ = this.#guard(this.#streams$, { observable: 'streams$' });
+    this.events$ = this.#guard(this.#events$, { observable: 'events$' });
+    this.sessions$ = this.#guard(this.#sessions$, { observable: 'sessions$' });
+    this.#lifecycle = new SessionLifecycle({
+      pool: this.pool,
+      store: this.store,
+      processors: this.processors,
+      peers: this.peers,
+      attachments: this.#attachments,
+      latency: this.#monitor.latency,
+      log: this.#log,
+      streams$: this.#streams$,
+      events$: this.#events$,
+      sessions$: this.#sessions$,
+      guard: (source, label) => this.#guard(source, label),
+      withPool: (fn) => this.withPool(fn),
+    });
+  }
+
+  /** RTP arrival → frame at the sinks, every frame of every stream since start (ms). */
+  get latency(): LatencyHistogram {
+    return this.#monitor.latency;
+  }
+
+  /** Interarrival jitter of each live peer, sampled every second (seconds). */
+  get jitter(): LatencyHistogram {
+    return this.#monitor.jitter;
+  }
+
+  /** The pipelines this core knows. */
+  get pipelines(): PipelineRegistry {
+    return this.#options.pipelines;
+  }
+
+  /** The current version of the default pipeline. */
+  get pipeline(): Pipeline {
+    return this.#options.pipelines.get(this.#rooms.defaultPipeline);
+  }
+
+  get defaultPipelineName(): string {
+    return this.#rooms.defaultPipeline;
+  }
+
+  /**
+   * The pipeline a new stream in `room` runs: the one named by the request
+   * (`?pipeline=`), else the room's binding (`PUT /rooms/:room`), else the
+   * default. An unknown name is `EARSHOT_PIPELINE_NOT_FOUND` (404).
+   */
+  pipelineFor(room: string, requested?: string): Pipeline {
+    return this.#rooms.pipelineFor(room, requested);
+  }
+
+  /** Binds a room to a pipeline for streams that start from now on. */
+  bindRoom(room: string, pipeline: string): void {
+    this.#rooms.bind(room, pipeline);
+  }
+
+  /** Removes a room's binding; false if it had none. */
+  unbindRoom(room: string): boolean {
+    return this.#rooms.unbind(room);
+  }
+
+  /** Room → pipeline bindings. */
+  roomBindings(): Record<string, string> {
+    return this.#rooms.bindings();
+  }
+
+  /** What keeps a pipeline from being deleted (live sessions, room bindings, being the default), or undefined. */
+  pipelineUsers(name: string): string | undefined {
+    return this.#rooms.usersOf(name, this.peers.live());
+  }
+
+  async start(): Promise<void> {
+    await this.store.init();
+    await this.pool.start();
+    this.#monitor.start();
+    this.#admission?.start();
+  }
+
+  /**
+   * Runs `fn` with this core's workers as the default pool of stage operators
+   * (and of what `fn` starts): operators on this core's streams never use
+   * another server's pool.
+   */
+  withPool<R>(fn: () => R): R {
+    return withDefaultPool(this.pool, fn);
+  }
+
+  /** Sessions refused so far, by error code (`EARSHOT_OVERLOADED`, `EARSHOT_SDP_INVALID`, …). */
+  refusedBy(): Record<string, number> {
+    return this.#monitor.refusedBy();
+  }
+
+  /**
+   * The statistics every `intervalMs` (default 1000), as `{ server, peers }`
+   * like `GET /stats`; cold: each subscriber gets its own timer.
+   */
+  stats$(intervalMs = 1000): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }> {
+    if (!(intervalMs >= 50)) throw new RangeError(`stats$: intervalMs must be at least 50, got ${intervalMs}`);
+    const stats$ = interval(intervalMs).pipe(map(() => ({ server: this.stats(), peers: this.peers.snapshots() })));
+    return this.#guard(stats$, { observable: 'stats$' });
+  }
+
+  hasSession(id: string): boolean {
+    return this.peers.bySession(id) !== undefined;
+  }
+
+  /**
+   * Answers a WHIP offer. A second publish for a peer that is already live
+   * replaces the old session: it is ended and finalized first (a reconnecting
+   * client must not be locked out until the media timeout).
+   */
+  async publish(room: string, peer: string, offer: string, options: { pipeline?: string; mayReplace?: boolean } = {}): Promise<PeerSession> {
+    let placing = false;
+    try {
+      this.#gate.beginPlacement(peer);
+      placing = true;
+      const existing = this.#gate.admit(peer, options.mayReplace ?? true);
+      // Resolved once: this stream keeps this version even if the pipeline is edited meanwhile.
+      const pipeline = this.pipelineFor(room, options.pipeline);
+      await this.#checks.check(pipeline);
+      await recordingPreflight(pipeline, this.store); // `required` recording on an unusable directory: 507, no session
+      const slot: SessionSlot = {};
+      const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#lifecycle.sessionEvents(slot, room, peer));
+      await this.#lifecycle.start(slot, room, peer, session, pipeline, existing);
+      if (!existing) this.#gate.admitted();
+      return session;
+    } catch (e) {
+      this.#monitor.refused((e as { code?: string }).code ?? 'EARSHOT_INTERNAL');
+      throw e;
+    } finally {
+      if (placing) this.#gate.endPlacement(peer);
+    }
+  }
+
+  /**
+   * A stream around a werift peer connection the caller negotiates itself
+   * (`WebRTCHandler.createPeerConnection`); its first audio track is processed
+   * with the server's pipeline like a WHIP publisher's.
+   */
+  adopt(room: string, peer: string, options: { pipeline?: string } = {}): PeerSession {
+    this.#gate.checkNotPlacing(peer);
+    const existing = this.#gate.admit(peer, true);
+    const pipeline = this.pipelineFor(room, options.pipeline);
+    this.#checks.checkProcessors(pipeline);
+    const slot: SessionSlot = {};
+    const session = PeerSession.forPeerConnection(room, peer, this.#sessionOptions(pipeline), this.#lifecycle.sessionEvents(slot, room, peer));
+    void this.#lifecycle.start(slot, room, peer, session, pipeline, existing);
+    return session;
+  }
+
+  /**
+   * Checks, before any peer uses it, that a pipeline can start here: every
+   * `processor` sink names a registered processor and every stage builds in a
+   * worker (custom stages' `create` accepts its options). Throws
+   * `EARSHOT_PROCESSOR_NOT_FOUND` or `EARSHOT_PIPELINE_INVALID`.
+   */
+  checkPipeline(pipeline: Pipeline): Promise<void> {
+    return this.#checks.check(pipeline);
+  }
+
+  /**
+   * Attaches a registered processor to the streams in `scope` — those running
+   * now and those that start later — until the returned function is called.
+   */
+  attachProcessor(name: string, scope: ProcessorScope = {}): () => void {
+    return this.withPool(() => this.#attachments.attach(name, scope, this.peers.live()));
+  }
+
+  /** Sessions being answered or not yet connected. */
+  pendingSessions(): number {
+    return this.#gate.pendingSessions();
+  }
+
+  /** Ends a session by id (WHIP DELETE) and waits until its recordings are final. */
+  async endSession(id: string, reason: SessionEndReason): Promise<{ peer: string; room: string; recordings: RecordingInfo[] }> {
+    const entry = this.peers.bySession(id);
+    if (!entry) throw errors.SESSION_NOT_FOUND(id);
+    const recordings = await this.#lifecycle.end(entry, reason);
+    return { peer: entry.peer, room: entry.room, recordings };
+  }
+
+  peer(peer: string): PeerEntry {
+    const entry = this.peers.get(peer);
+    if (!entry) throw errors.PEER_NOT_FOUND(peer);
+    return entry;
+  }
+
+  stats(): ServerStats {
+    return this.#monitor.stats(this.pool, this.#admission?.state() ?? null);
+  }
+
+  peerStats(peer: string): PeerStatsSnapshot {
+    const s = this.peers.snapshot(peer);
+    if (!s) throw errors.PEER_NOT_FOUND(peer);
+    return s;
+  }
+
+  /** Refuses new sessions, ends every live one (draining in-flight frames), stops the pool. */
+  async shutdown(): Promise<void> {
+    if (this.#gate.closed) return;
+    this.#gate.close();
+    await Promise.all(this.peers.live().map((e) => this.#lifecycle.end(e, 'shutdown')));
+    await this.pool.close();
+    this.#monitor.stop();
+    this.#admission?.stop();
+    this.#streams$.complete();
+    this.#events$.complete();
+    this.#sessions$.complete();
+    this.#options.pipelines.close();
+  }
+
+  #sessionOptions(pipeline: Pipeline) {
+    return {
+      ice: this.#options.ice,
+      mediaTimeoutMs: this.#options.mediaTimeoutMs,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      stereo: pipeline.channels === 2,
+      dtx: pipeline.dtx,
+    };
+  }
+
+  /**
+   * `source` for the application's subscribers: one that throws is logged once
+   * and published as a `subscriber-error` event instead of crashing the process.
+   */
+  guarded<T>(source: Observable<T>, observable: string): Observable<T> {
+    return this.#guard(source, { observable });
+  }
+
+  #guard<T>(source: Observable<T>, label: Partial<StreamObservableLabel> & { observable: string }): Observable<T> {
+    return guardSubscribers(source, (error, value) => this.#subscriberFailed(label, error, value));
+  }
+
+  /**
+   * Once per subscriber: logged with its stack, and published on `events$` as
+   * `subscriber-error` of processor `earshot` (the stream's ids where known).
+   */
+  #subscriberFailed(label: Partial<StreamObservableLabel> & { observable: string }, error: Error, value: unknown): void {
+    const about = streamIdsOf(value);
+    const peer = label.peer ?? about.peer ?? '';
+    const room = label.room ?? about.room ?? '';
+    const session = label.session ?? about.session ?? '';
+    this.#log.error({ observable: label.observable, peer, room, session, err: error }, `a subscriber of ${label.observable} threw; it stays subscribed and further errors of it are not reported`);
+    if (this.#events$.closed) return;
+    this.#events$.next({
+      peerId: peer,
+      roomId: room,
+      sessionId: session,
+      processor: 'earshot',
+      event: 'subscriber-error',
+      data: { observable: label.observable, message: error.message },
+      at: Date.now(),
+    });
+  }
+}
+
+/** The stream a delivered value belongs to, when it says (a StreamHandle, a ProcessorEvent, a SessionEvent). */
+function streamIdsOf(value: unknown): { peer?: string; room?: string; session?: string } {
+  if (typeof value !== 'object' || value === null) return {};
+  const v = value as Record<string, unknown>;
+  const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
+  return { peer: str(v.peerId) ?? str(v.peer), room: str(v.roomId) ?? str(v.room), session: str(v.sessionId) ?? str(v.session) };
+}

@@ -1,0 +1,99 @@
+/**
+ * What the core measures about itself, for `GET /stats`, `/metrics` and
+ * admission: frame latency and jitter histograms, the main thread's
+ * event-loop delay, sessions refused by error code, and the `ServerStats`
+ * snapshot built from them.
+ */
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
+import { LatencyHistogram } from '../media/latency-histogram.js';
+import type { WorkerPool, WorkerPoolStats } from '../pool/worker-pool.js';
+import type { AdmissionState } from './admission.js';
+import type { PeerRegistry } from './peer-registry.js';
+
+/** Jitter histogram bounds, seconds (RFC 3550 jitter of a healthy LAN call is well under 5 ms). */
+export const JITTER_BOUNDS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
+
+export interface ServerStats {
+  uptimeSeconds: number;
+  peers: number;
+  rooms: number;
+  roomNames: string[];
+  sessionsStarted: number;
+  sessionsEnded: number;
+  /** Sessions refused (any error answering the offer). */
+  sessionsRefused: number;
+  /** Refused sessions by error code. */
+  refusedBy: Record<string, number>;
+  /** Ended sessions by reason. */
+  endedBy: Record<string, number>;
+  pool: WorkerPoolStats;
+  /** Main-thread event-loop delay since start, ms (how long ready work waited for the loop). */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  memory: { rssBytes: number; heapUsedBytes: number };
+  /** The measured load that admission decides on (null with admission off). */
+  admission: AdmissionState | null;
+}
+
+export class CoreMonitor {
+  /** RTP arrival → frame at the sinks, every frame of every stream since start (ms). */
+  readonly latency = new LatencyHistogram();
+  /** Interarrival jitter of each live peer, sampled every second (seconds). */
+  readonly jitter = new LatencyHistogram(JITTER_BOUNDS_S);
+  readonly #peers: PeerRegistry;
+  readonly #refusedBy = new Map<string, number>();
+  readonly #startedAt = performance.now();
+  readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
+  #jitterTimer: NodeJS.Timeout | undefined;
+
+  constructor(peers: PeerRegistry) {
+    this.#peers = peers;
+  }
+
+  start(): void {
+    this.#loopDelay.enable();
+    this.#jitterTimer ??= setInterval(() => {
+      for (const e of this.#peers.live()) if (e.session.state === 'connected') this.jitter.add(e.session.rtpStats().jitter);
+    }, 1000);
+    this.#jitterTimer.unref();
+  }
+
+  stop(): void {
+    this.#loopDelay.disable();
+    clearInterval(this.#jitterTimer);
+    this.#jitterTimer = undefined;
+  }
+
+  /** Counts an offer refused with `code`. */
+  refused(code: string): void {
+    this.#refusedBy.set(code, (this.#refusedBy.get(code) ?? 0) + 1);
+  }
+
+  /** Sessions refused so far, by error code (`EARSHOT_OVERLOADED`, `EARSHOT_SDP_INVALID`, …). */
+  refusedBy(): Record<string, number> {
+    return Object.fromEntries([...this.#refusedBy].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  stats(pool: WorkerPool, admission: AdmissionState | null): ServerStats {
+    const mem = process.memoryUsage();
+    const rooms = this.#peers.rooms();
+    return {
+      uptimeSeconds: Math.round((performance.now() - this.#startedAt) / 1000),
+      peers: this.#peers.size,
+      rooms: rooms.length,
+      roomNames: rooms,
+      sessionsStarted: this.#peers.sessionsStarted,
+      sessionsEnded: this.#peers.sessionsEnded,
+      sessionsRefused: [...this.#refusedBy.values()].reduce((a, b) => a + b, 0),
+      refusedBy: this.refusedBy(),
+      endedBy: Object.fromEntries(this.#peers.endedBy),
+      pool: pool.stats(),
+      eventLoopDelayMs: {
+        p50: Math.round(this.#loopDelay.percentile(50) / 1e4) / 100,
+        p99: Math.round(this.#loopDelay.percentile(99) / 1e4) / 100,
+        max: Math.round(this.#loopDelay.max / 1e4) / 100,
+      },
+      memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+      admission,
+    };
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The live peers (one WHIP session each) and a bounded memory of ended ones, so
+ * `GET /stats/:peer` still answers after a client hung up.
+ */
+import { performance } from 'node:perf_hooks';
+import type { PeerPipeline } from '../pipeline/peer-pipeline.js';
+import type { PeerSession, SessionEndReason } from '../rtc/peer-session.js';
+import type { AudioStats, ProcessingStats } from '../sinks/peer-stats.js';
+import type { RecordingInfo } from '../sinks/recorder.js';
+import type { EncodedFrame } from '../media/frames.js';
+import type { RtpReceiveStats } from '../rtc/rtp-ingest.js';
+import type { Subject } from 'rxjs';
+import type { AttachedProcessor } from '../pipeline/peer-pipeline.js';
+
+export interface PeerEntry {
+  peer: string;
+  room: string;
+  pipelineName: string;
+  session: PeerSession;
+  pipeline: PeerPipeline;
+  /** Encoded frames for `StreamHandle.encoded$`. */
+  encoded$?: Subject<EncodedFrame>;
+  /** Resolves when the session has ended and its outputs are finalized. */
+  ended?: Promise<RecordingInfo[]>;
+}
+
+export interface PeerStatsSnapshot {
+  peer: string;
+  room: string;
+  session: string;
+  pipeline: string;
+  /** `ending` while a finished session's audio is drained and its recordings finalized. */
+  state: 'connecting' | 'connected' | 'ending' | 'ended';
+  endReason: SessionEndReason | null;
+  createdAt: string;
+  connectedAt: string | null;
+  /** Seconds since the session was created (until it ended). */
+  durationSeconds: number;
+  rtp: Omit<RtpReceiveStats, 'firstPacketAt' | 'lastPacketAt'> & { codec: string; channels: number };
+  processing: ProcessingStats & {
+    worker: number | null;
+    workerRestarts: number;
+    /** Sinks (recorder, stats, processors) that failed and were detached. */
+    sinkErrors: number;
+    /** Processors that threw or errored and were detached (also in `sinkErrors`). */
+    processorErrors: number;
+    /** Processors attached to the stream, with their state. */
+    processors: AttachedProcessor[];
+  };
+  audio: AudioStats;
+  recording: RecordingInfo | null;
+  recordings: RecordingInfo[];
+}
+
+const ENDED_KEPT = 1000;
+
+/** Counters summed over every session since start (ended and live), for Prometheus counters. */
+export interface PeerTotals {
+  packetsReceived: number;
+  packetsExpected: number;
+  packetsLost: number;
+  packetsDuplicated: number;
+  packetsReordered: number;
+  packetsLate: number;
+  bytesReceived: number;
+  dtxSeconds: number;
+  framesDecoded: number;
+  framesProcessed: number;
+  framesConcealed: number;
+  framesCorrupt: number;
+  framesDroppedQueueFull: number;
+  framesLate: number;
+  clippedSamples: number;
+  sinkErrors: number;
+  processorErrors: number;
+}
+
+const ZERO_TOTALS: PeerTotals = {
+  packetsReceived: 0,
+  packetsExpected: 0,
+  packetsLost: 0,
+  packetsDuplicated: 0,
+  packetsReordered: 0,
+  packetsLate: 0,
+  bytesReceived: 0,
+  dtxSeconds: 0,
+  framesDecoded: 0,
+  framesProcessed: 0,
+  framesConcealed: 0,
+  framesCorrupt: 0,
+  framesDroppedQueueFull: 0,
+  framesLate: 0,
+  clippedSamples: 0,
+  sinkErrors: 0,
+  processorErrors: 0,
+};
+
+function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
+  into.packetsReceived += s.rtp.packetsReceived;
+  into.packetsExpected += s.rtp.packetsExpected;
+  into.packetsLost += Math.max(0, s.rtp.packetsLost);
+  into.packetsDuplicated += s.rtp.packetsDuplicated;
+  into.packetsReordered += s.rtp.packetsReordered;
+  into.packetsLate += s.rtp.packetsLate;
+  into.bytesReceived += s.rtp.bytesReceived;
+  into.dtxSeconds += s.rtp.dtxSeconds;
+  into.framesDecoded += s.processing.framesDecoded;
+  into.framesProcessed += s.processing.framesProcessed;
+  into.framesConcealed += s.processing.framesConcealed;
+  into.framesCorrupt += s.processing.framesCorrupt;
+  into.framesDroppedQueueFull += s.processing.framesDropped;
+  into.framesLate += s.processing.framesLate;
+  into.clippedSamples += s.audio.clippedSamples;
+  into.sinkErrors += s.processing.sinkErrors;
+  into.processorErrors += s.processing.processorErrors;
+}
+
+export class PeerRegistry {
+  readonly #live = new Map<string, PeerEntry>();
+  readonly #ended = new Map<string, PeerStatsSnapshot>();
+  readonly #bySession = new Map<string, PeerEntry>();
+  sessionsStarted = 0;
+  sessionsEnded = 0;
+  /** Sessions that ended, by reason. */
+  readonly endedBy = new Map<SessionEndReason, number>();
+  readonly #retiredTotals: PeerTotals = { ...ZERO_TOTALS };
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  live(): PeerEntry[] {
+    return [...this.#live.values()];
+  }
+
+  get(peer: string): PeerEntry | undefined {
+    return this.#live.get(peer);
+  }
+
+  bySession(id: string): PeerEntry | undefined {
+    return this.#bySession.get(id);
+  }
+
+  rooms(): string[] {
+    return [...new Set([...this.#live.values()].map((e) => e.room))];
+  }
+
+  add(entry: PeerEntry): void {
+    this.#live.set(entry.peer, entry);
+    this.#bySession.set(entry.session.id, entry);
+    this.#ended.delete(entry.peer);
+    this.sessionsStarted++;
+  }
+
+  /** Moves a peer to the ended list (with its final numbers) once its outputs are finalized. */
+  retire(entry: PeerEntry): void {
+    if (this.#live.get(entry.peer) === entry) this.#live.delete(entry.peer);
+    this.#bySession.delete(entry.session.id);
+    this.sessionsEnded++;
+    const reason = entry.session.endReason ?? 'closed-by-peer';
+    this.endedBy.set(reason, (this.endedBy.get(reason) ?? 0) + 1);
+    const final = snapshot(entry, false);
+    addTotals(this.#retiredTotals, final);
+    if (!this.#live.has(entry.peer)) {
+      this.#ended.set(entry.peer, final);
+      if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+    }
+  }
+
+  /** Counters over every session since start: the ended ones' final figures plus the live ones' current. */
+  totals(live: PeerStatsSnapshot[] = this.snapshots()): PeerTotals {
+    const t = { ...this.#retiredTotals };
+    for (const s of live) addTotals(t, s);
+    return t;
+  }
+
+  snapshot(peer: string): PeerStatsSnapshot | undefined {
+    const live = this.#live.get(peer);
+    return live ? snapshot(live) : this.#ended.get(peer);
+  }
+
+  snapshots(): PeerStatsSnapshot[] {
+    return [...this.#live.values()].map((e) => snapshot(e));
+  }
+}
+
+function snapshot(e: PeerEntry, live = true): PeerStatsSnapshot {
+  const now = performance.now();
+  const s = e.session;
+  const { firstPacketAt: _f, lastPacketAt: _l, ...rtp } = s.rtpStats();
+  const recordings = e.pipeline.recordings();
+  const end = s.state === 'ended' ? (e.session.endedAt ?? Date.now()) : Date.now();
+  return {
+    peer: e.peer,
+    room: e.room,
+    session: s.id,
+    pipeline: e.pipelineName,
+    state: s.state === 'ended' && live ? 'ending' : s.state,
+    endReason: s.endReason ?? null,
+    createdAt: new Date(s.createdAt).toISOString(),
+    connectedAt: s.connectedAt ? new Date(s.connectedAt).toISOString() : null,
+    durationSeconds: Math.round((end - s.createdAt) / 100) / 10,
+    rtp: { ...rtp, jitter: Math.round(rtp.jitter * 1e6) / 1e6, bitrate: Math.round(rtp.bitrate), codec: 'opus/48000/2', channels: e.pipeline.branches[0]?.channels ?? 1 },
+    processing: {
+      ...e.pipeline.stats.processing(e.pipeline.droppedFrames),
+      worker: e.pipeline.worker ?? null,
+      workerRestarts: Math.max(0, e.pipeline.workers.length - 1),
+      sinkErrors: e.pipeline.sinkErrors,
+      processorErrors: e.pipeline.processorErrors,
+      processors: e.pipeline.processors(),
+    },
+    audio: e.pipeline.stats.audio(now),
+    recording: recordings.find((r) => r.state === 'recording') ?? recordings[recordings.length - 1] ?? null,
+    recordings,
+  };
+}

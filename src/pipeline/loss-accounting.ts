@@ -1,0 +1,142 @@
+/**
+ * The audio a peer's stream loses on the way (worker queue full, packets too
+ * late to play, frames that died with a restarted worker): counted into the
+ * recordings it cost, and reported once per episode, when drops start after a
+ * quiet spell and as a summary when they stop.
+ */
+import type { DecodeCounters } from '../media/frames.js';
+import type { DroppedFrames } from '../sinks/recorder.js';
+
+/** A recording failure or an episode of dropped audio (see `PeerPipelineOptions.onEvent`). */
+export interface PeerPipelineEvent {
+  /**
+   * `recording-failed`: a recording could not start or its writes failed
+   * (`data`: branch, recording, code, error, seconds, bytes);
+   * `audio-dropping`: frames started being dropped after a quiet spell
+   * (`data`: the counts so far, by cause);
+   * `audio-dropped`: the drops stopped (no more for `DROP_QUIET_MS`) or the
+   * stream ended: a summary of the episode.
+   */
+  type: 'recording-failed' | 'audio-dropping' | 'audio-dropped';
+  level: 'warn' | 'error';
+  /** One line for the log. */
+  message: string;
+  data: Record<string, unknown>;
+}
+
+/** Drops this far apart belong to one episode: it ends (and is summarized) after this long without any. */
+export const DROP_QUIET_MS = 5000;
+
+export type DropCounts = Omit<DroppedFrames, 'backlog'>;
+
+/** Where loss goes: the recordings, and the events. */
+export interface LossSinks {
+  /** Loss since the last report, into every recording it affects. */
+  noteLoss(counts: DropCounts, workerSilence: number): void;
+  /** Whether a recording is armed, opening or running (said in the event). */
+  recording(): boolean;
+  emit(event: PeerPipelineEvent): void;
+}
+
+export class LossAccounting {
+  /** Frames dropped over the session, by cause. */
+  readonly droppedBy: DropCounts = { queueFull: 0, late: 0, workerRestart: 0 };
+  readonly #sinks: LossSinks;
+  /** Cumulative figures already accounted for, to turn the pool's and the worker's totals into increments. */
+  readonly #seen = { queueFull: 0, late: 0, silence: 0, workers: 0 };
+  /** Media position the next frame of branch 0 should have; a frame beyond it means frames were lost with a worker. */
+  #next0: number | undefined;
+  #episode: (DropCounts & { startedAt: number; lastAt: number }) | undefined;
+
+  constructor(sinks: LossSinks) {
+    this.#sinks = sinks;
+  }
+
+  /**
+   * A frame of the first branch, `length` samples per channel at `position`.
+   * Within one worker stream positions are contiguous (the worker fills every
+   * gap with silence); a jump means frames died with a worker before they
+   * were processed.
+   */
+  frame(position: number, length: number): void {
+    if (this.#next0 !== undefined && position > this.#next0 && length > 0) {
+      this.#lost({ queueFull: 0, late: 0, workerRestart: Math.ceil((position - this.#next0) / length) }, 0);
+    }
+    this.#next0 = Math.max(this.#next0 ?? 0, position + length);
+  }
+
+  /**
+   * Decoder counters after each batch, with the pool's count of frames dropped
+   * for a full queue and the number of workers the stream has had: the
+   * increments since the last call are loss to account for.
+   */
+  counters(c: DecodeCounters, dropped: number, workers: number): void {
+    const seen = this.#seen;
+    // A stream rebuilt on another worker counts from 0 again.
+    if (workers !== seen.workers || c.late < seen.late || c.silenceSamples < seen.silence) {
+      seen.late = 0;
+      seen.silence = 0;
+      seen.workers = workers;
+    }
+    const counts: DropCounts = { queueFull: dropped - seen.queueFull, late: c.late - seen.late, workerRestart: 0 };
+    const silence = c.silenceSamples - seen.silence;
+    seen.queueFull = dropped;
+    seen.late = c.late;
+    seen.silence = c.silenceSamples;
+    this.#lost(counts, silence);
+  }
+
+  /** Loss since the last report: into every recording it affects, and into the drop episode. */
+  #lost(counts: DropCounts, workerSilence: number): void {
+    const frames = counts.queueFull + counts.late + counts.workerRestart;
+    if (frames > 0 || workerSilence > 0) this.#sinks.noteLoss(counts, workerSilence);
+    const now = Date.now();
+    if (frames === 0) {
+      if (this.#episode && now - this.#episode.lastAt >= DROP_QUIET_MS) this.end();
+      return;
+    }
+    for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.droppedBy[k] += counts[k];
+    if (this.#episode) {
+      for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.#episode[k] += counts[k];
+      this.#episode.lastAt = now;
+      return;
+    }
+    this.#episode = { ...counts, startedAt: now, lastAt: now };
+    this.#sinks.emit({
+      type: 'audio-dropping',
+      level: 'warn',
+      message: 'dropping audio',
+      data: { frames, ...counts, cause: dropCause(counts), recording: this.#sinks.recording() },
+    });
+  }
+
+  /** Summarizes and closes the current drop episode, if any (the stream ended). */
+  end(): void {
+    const e = this.#episode;
+    if (!e) return;
+    this.#episode = undefined;
+    const { queueFull, late, workerRestart } = e;
+    const total = this.droppedBy;
+    this.#sinks.emit({
+      type: 'audio-dropped',
+      level: 'warn',
+      message: 'stopped dropping audio',
+      data: {
+        frames: queueFull + late + workerRestart,
+        queueFull,
+        late,
+        workerRestart,
+        seconds: Math.round((e.lastAt - e.startedAt) / 100) / 10,
+        sessionFrames: total.queueFull + total.late + total.workerRestart,
+      },
+    });
+  }
+}
+
+function dropCause(c: DropCounts): string {
+  const causes: string[] = [];
+  if (c.queueFull) causes.push('the worker queue is full (the workers fall behind)');
+  if (c.workerRestart) causes.push('frames were lost with a restarted worker');
+  if (c.late) causes.push('packets arrived too late to play');
+  return causes.join('; ');
+}

@@ -1,0 +1,175 @@
+/**
+ * The rules of a pipeline that a JSON schema cannot say: one chain or
+ * branches, not both; at least one sink and at most one recording per branch;
+ * recording names the store accepts; and each stage's own rules for the
+ * format it gets at its place in the branch (from its definition in src/dsp,
+ * the same check its factory makes in the worker).
+ */
+import { Value } from '@sinclair/typebox/value';
+import { fillRecordingName, recordingNameProblem, sampleRecordingVars } from '../../sinks/recording-names.js';
+import { decodedFlow, nextFlow, usableStage, type BranchFlow } from '../branch-format.js';
+import { RECORD_PLACEHOLDERS, RecordSinkSchema } from '../schema.js';
+import { isObject, pointerKey } from './json-values.js';
+import { report, type Walk } from './problems.js';
+import { excerpt, nearest } from './wording.js';
+
+/** Rules the schema cannot say: the chain form, sink counts, the stages' rules for the format they get. Checked wherever the structure allows. */
+export function checkSemantics(doc: unknown, walk: Walk): void {
+  if (!isObject(doc)) return;
+  const single = doc.stages !== undefined || doc.sinks !== undefined;
+  if (single && doc.branches !== undefined) {
+    report(walk, { path: '/branches', message: 'use either "stages"/"sinks" (one chain) or "branches", not both', hint: 'move the chain into a branch' });
+  }
+  if (!single && doc.branches === undefined) {
+    report(walk, { path: '', message: 'a pipeline needs "stages" and "sinks", or "branches"', allowed: '"stages" and "sinks", or "branches"' });
+  }
+  const channels = doc.channels === 2 ? 2 : 1;
+  const pipelineName = typeof doc.name === 'string' ? doc.name : 'pipeline';
+  if (isObject(doc.branches)) {
+    const names = Object.keys(doc.branches);
+    if (names.length === 0 && !single) report(walk, { path: '/branches', message: 'needs at least one branch', allowed: 'an object of one or more named branches' });
+    for (const name of names) {
+      const b = doc.branches[name];
+      if (isObject(b)) checkBranch(b.stages, b.sinks, `/branches/${pointerKey(name)}`, channels, walk, { pipeline: pipelineName, branch: name, multiple: names.length > 1 });
+    }
+  } else if (single) {
+    // absent sinks: the "at least one" rule words it
+    checkBranch(doc.stages, doc.sinks ?? [], '', channels, walk, { pipeline: pipelineName, branch: 'main', multiple: false });
+  }
+}
+
+function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 | 2, walk: Walk, names: RecordNameContext): void {
+  if (Array.isArray(stages)) {
+    let flow = decodedFlow(channels);
+    // Past a stage whose output is not known here (a custom one, or one with unusable options), nothing can be judged by its format.
+    for (let i = 0; i < stages.length && flow.known; i++) {
+      checkStageInput(stages[i], `${base}/stages/${i}`, flow, walk);
+      flow = nextFlow(flow, stages[i]);
+    }
+  }
+  if (Array.isArray(sinks)) {
+    if (sinks.length === 0) {
+      report(walk, { path: `${base}/sinks`, message: 'a branch needs at least one sink ("record", "stats" or "processor")', found: [], allowed: 'one or more sinks' });
+    }
+    sinks.forEach((sink, i) => {
+      if (!isObject(sink) || sink.type !== 'record') return;
+      for (const key of ['directory', 'template'] as const) {
+        const text = sink[key];
+        if (typeof text !== 'string') continue;
+        for (const [, name] of text.matchAll(/\{([^}]*)\}/g)) {
+          if ((RECORD_PLACEHOLDERS as readonly string[]).includes(name)) continue;
+          const allowed = RECORD_PLACEHOLDERS.map((p) => `{${p}}`).join(', ');
+          report(walk, {
+            path: `${base}/sinks/${i}/${key}`,
+            message: `{${name}} is not a placeholder; use ${allowed}${nearest(name, RECORD_PLACEHOLDERS) ? ` (${nearest(name, RECORD_PLACEHOLDERS)})` : ''}`,
+            found: `{${name}}`,
+            allowed,
+          });
+        }
+      }
+      checkRecordNames(sink, `${base}/sinks/${i}`, names, walk);
+      if (sink.format === 'ogg-opus') checkPassThrough(sink, stages, `${base}/sinks/${i}`, walk);
+    });
+    const records = sinks.filter((s) => isObject(s) && s.type === 'record').length;
+    if (records > 1) {
+      report(walk, {
+        path: `${base}/sinks`,
+        message: 'at most one "record" sink per branch; add a branch for a second recording',
+        found: `${records} record sinks`,
+        allowed: 'at most one "record" sink',
+        hint: 'add a branch for a second recording',
+      });
+    }
+  }
+}
+
+/**
+ * An "ogg-opus" recording holds the Opus packets as received: it cannot hold
+ * what stages made of the audio (encoding processed audio is not supported),
+ * and has no sample encoding to choose.
+ */
+function checkPassThrough(sink: Record<string, unknown>, stages: unknown, path: string, walk: Walk): void {
+  if (Array.isArray(stages) && stages.length > 0) {
+    const types = stages.map((s) => (isObject(s) && typeof s.type === 'string' ? s.type : '?')).join(', ');
+    report(walk, {
+      path: `${path}/format`,
+      message: `an "ogg-opus" recording holds the received Opus packets as they are, so it cannot record what this branch's stages (${types}) make of the audio; encoding processed audio to Opus is not supported`,
+      found: 'ogg-opus',
+      allowed: '"ogg-opus" on a branch without stages, or "wav"',
+      hint: 'record "ogg-opus" on a branch with no stages, or use "wav" here',
+    });
+  }
+  if (sink.sampleFormat !== undefined) {
+    report(walk, {
+      path: `${path}/sampleFormat`,
+      message: 'an "ogg-opus" recording has no sample encoding to choose (the Opus packets are kept as received)',
+      found: sink.sampleFormat,
+      allowed: 'no "sampleFormat" with "ogg-opus"',
+      hint: 'remove "sampleFormat"',
+    });
+  }
+}
+
+interface RecordNameContext {
+  pipeline: string;
+  branch: string;
+  /** Several branches: generated names get "-{branch}" appended. */
+  multiple: boolean;
+}
+
+const RECORD_NAME_RULE = 'names whose every directory and file name starts with a letter, digit, "_" or "-", has at most 128 characters, and at most 4 subdirectory levels';
+
+/**
+ * A record sink's `directory` and `template` must make names the recordings
+ * store accepts (the very rule it applies: `recordingNameProblem`), or every
+ * session would start without a recording. Filled with values that stand for
+ * any session; only checked once both pass the schema, so a problem is
+ * reported once.
+ */
+function checkRecordNames(sink: Record<string, unknown>, path: string, names: RecordNameContext, walk: Walk): void {
+  const parts: { directory?: string; template?: string } = {};
+  for (const key of ['directory', 'template'] as const) {
+    const text = sink[key];
+    if (text === undefined) continue;
+    const schema = RecordSinkSchema.properties[key];
+    if (typeof text !== 'string' || !Value.Check(schema, text)) return;
+    // An unknown placeholder was reported above; filling around it would only repeat that.
+    if ([...text.matchAll(/\{([^}]*)\}/g)].some(([, n]) => !(RECORD_PLACEHOLDERS as readonly string[]).includes(n))) return;
+    parts[key] = text;
+  }
+  const sample = `${fillRecordingName(parts, sampleRecordingVars(names.pipeline, names.branch), names.multiple)}${sink.format === 'ogg-opus' ? '.opus' : '.wav'}`;
+  const problem = recordingNameProblem(sample);
+  if (!problem) return;
+  const directorySegments = sample.split('/').length - 1;
+  const key = problem.segment === -1 || problem.segment < directorySegments ? 'directory' : 'template';
+  const text = parts[key];
+  report(walk, {
+    path: `${path}/${key}`,
+    message: `${text === undefined ? `the default ${key}` : excerpt(text)} makes recording names like "${sample}" that can never be used: ${problem.message}`,
+    ...(text === undefined ? {} : { found: text }),
+    allowed: RECORD_NAME_RULE,
+  });
+}
+
+/**
+ * What a stage's definition refuses for the format it gets at its place in
+ * the branch (denoise below 48 kHz, a filter frequency at or above Nyquist, a
+ * frame duration that is not whole samples): the very check its factory makes
+ * when the stream starts, reported now with the rest. Options that break the
+ * schema were reported already; their defaults stand in, so the other
+ * options are still judged.
+ */
+function checkStageInput(stage: unknown, path: string, flow: BranchFlow, walk: Walk): void {
+  const found = usableStage(stage);
+  if (!found?.options || !found.definition.checkInput || !isObject(stage)) return;
+  for (const p of found.definition.checkInput(found.options, flow.format, stage)) {
+    if (p.option !== undefined && found.unusable.has(p.option)) continue; // reported by the schema walk already
+    report(walk, {
+      path: p.option === undefined ? path : `${path}/${pointerKey(p.option)}`,
+      message: p.message,
+      ...(p.found !== undefined ? { found: p.found } : {}),
+      ...(p.allowed !== undefined ? { allowed: p.allowed } : {}),
+      ...(p.hint !== undefined ? { hint: p.hint } : {}),
+    });
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * The options of `createServer`, and their checks: every option is checked
+ * before anything starts, and an unusable one is `EARSHOT_OPTION_INVALID`
+ * naming it (`options.maxSessions must be an integer ≥ 1, got -3`), like a
+ * misspelt name (`options.maxSesions is not an option of createServer (did
+ * you mean maxSessions?)`). The checks of values with their own error code
+ * (TLS files, ICE servers, CORS origins, tokens) run where they are used.
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import type { RTCIceServer } from 'werift';
+import type { AdmissionOptions } from '../core/admission.js';
+import { checkCoreOptions } from '../core/core-options.js';
+import {
+  checkBoolean,
+  checkInteger,
+  checkIpAddresses,
+  checkNonEmptyString,
+  checkOneOf,
+  checkOptionNames,
+  checkPipelineOption,
+  checkPoolOptions,
+  LOG_LEVELS,
+  checkPortRange,
+  checkStringArray,
+  describeValue,
+} from '../core/option-checks.js';
+import { errors } from '../errors.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
+import { ProcessorRegistry } from '../sinks/processors.js';
+
+export interface CreateServerOptions {
+  /** Address to listen on. Default `127.0.0.1`. Use `0.0.0.0` to accept remote clients. */
+  host?: string;
+  /** TCP port for HTTP (or HTTPS with `tlsCert`). Default 8080; 0 picks a free port. */
+  port?: number;
+  /**
+   * Serve HTTPS with this certificate (RFC 9725 requires HTTPS for WHIP
+   * outside development): a file path, or the PEM text itself (a string
+   * holding `-----BEGIN CERTIFICATE-----`, or a Buffer). May be a chain, leaf
+   * first (`fullchain.pem`). Needs `tlsKey`; files are read once, at start.
+   * Default: none — plain HTTP (fine on loopback or behind a TLS-terminating proxy).
+   */
+  tlsCert?: string | Buffer;
+  /** The private key of `tlsCert` (unencrypted PEM): a file path, PEM text or a Buffer. Needs `tlsCert`. */
+  tlsKey?: string | Buffer;
+  /**
+   * Token of the **publish** role: required (as `Authorization: Bearer …`) on
+   * WHIP POST, DELETE and PATCH. Default: none — anyone who reaches the port may
+   * publish, but only a token holder or an admin may replace a live peer.
+   */
+  token?: string;
+  /**
+   * Token of the **admin** role: statistics, events, recordings, pipelines,
+   * rooms, recording control and metrics (and publishing). It may be the same
+   * value as `token`. Default: none — the admin API is open, which is allowed
+   * only on a loopback `host` (or with `insecure`); requests must then name a
+   * loopback host (protects against DNS rebinding).
+   */
+  adminToken?: string;
+  /**
+   * Allow an open role (no token) on a non-loopback `host`, and any Host
+   * header. Only for a server that something in front of it already protects.
+   * Default false.
+   */
+  insecure?: boolean;
+  /**
+   * Origins (e.g. `https://ops.example.com`) whose pages may call the control
+   * API from a browser (CORS). Default: none — the API answers same-origin
+   * pages only (the dashboard it serves). Never `*`.
+   */
+  corsOrigins?: string[];
+  /**
+   * Origins whose pages may publish over WHIP (CORS, RFC 9725 §4.1). Default
+   * `['*']`: any page — the publish token, not the origin, protects publishing.
+   */
+  whipCorsOrigins?: string[];
+  /** Serve `GET /metrics` without the admin token (for a scraper on a trusted network). Default false. */
+  metricsPublic?: boolean;
+  /** Concurrent recording downloads per client address; more get 429. Default 4. */
+  maxDownloadsPerClient?: number;
+  /** Concurrent recording downloads in all; more get 429. Default 32. */
+  maxDownloads?: number;
+  /** A download whose client reads nothing for this long is cut off. Default 30000 ms. */
+  downloadIdleTimeoutMs?: number;
+  /** Lifetime of the signed download links `GET /recordings` returns. Default 3600 s. */
+  downloadLinkSeconds?: number;
+  /**
+   * Directory of pipeline files (`*.json`, each named after its pipeline),
+   * loaded at start and watched for changes. Default: the package's
+   * `pipelines/` (default, voice-agent, call-recording, telephony, podcast, handler).
+   */
+  pipelinesDir?: string;
+  /** Reload pipeline files when they change on disk. Default true. */
+  watchPipelines?: boolean;
+  /**
+   * The default pipeline (used when neither the request's `?pipeline=` nor the
+   * room's binding names one): the name of a pipeline in `pipelinesDir`, a JSON
+   * file path (anything with a "/" or ending in ".json"), a pipeline document,
+   * or a built `Pipeline`; the last three are added to the pipelines under
+   * their name, in memory. Default: `default` (denoise → WAV + stats).
+   */
+  pipeline?: string | Pipeline | object;
+  /** Directory for recordings (created if missing). Default `recordings`. */
+  recordingsDir?: string;
+  /** DSP worker threads, 1 to 4 × the cores. Default: one per core (`availableParallelism()`; see docs/performance.md). */
+  threads?: number;
+  /** Milliseconds between batches sent to the workers. Default 5. */
+  batchIntervalMs?: number;
+  /**
+   * Longest a stream's stages may run on one batch (a custom stage stuck in a
+   * loop) before its worker is replaced and that stream ends with
+   * `pipeline-error`; the worker's other streams move on unharmed. Default 500 ms.
+   */
+  stageTimeoutMs?: number;
+  /** Worker crashes blamed on one stream before it is ended instead of rebuilt again. Default 2. */
+  maxStreamCrashes?: number;
+  /** Frames a stream may wait for its worker before the oldest are dropped (counted, logged). Default 100 (2 s). */
+  maxQueuedFrames?: number;
+  /** End a session when no RTP arrives for this long. Default 10000 ms. */
+  mediaTimeoutMs?: number;
+  /** End a session that has not connected (ICE + DTLS) in this time. Default 15000 ms. */
+  connectTimeoutMs?: number;
+  /** Most concurrent sessions; more are refused with 503 and `Retry-After`. Default 500. */
+  maxSessions?: number;
+  /**
+   * Most sessions being answered or not yet connected (each holds UDP sockets
+   * until it connects or `connectTimeoutMs` passes); more are refused with 503.
+   * Default 50.
+   */
+  maxPendingSessions?: number;
+  /**
+   * Admission by measured load: a new session is refused (503 `EARSHOT_OVERLOADED`,
+   * `Retry-After`) while the workers, the main thread, the frame queues or the
+   * frame latency are past their limits, so admitted streams stay clean; `/health`
+   * says `ready: false` meanwhile. `false` admits by `maxSessions` alone.
+   * Default: on, with the defaults of `AdmissionOptions`.
+   */
+  admission?: AdmissionOptions | false;
+  /**
+   * ICE host candidates to announce. Default: `[host]` when `host` is a specific
+   * IP (e.g. `127.0.0.1`), every non-loopback interface when it is `0.0.0.0`.
+   * Behind 1:1 NAT, give the public address.
+   */
+  iceHostAddresses?: string[];
+  /** UDP port range for media, `[min, max]`. Default: any free port. */
+  icePortRange?: [number, number];
+  /**
+   * STUN/TURN servers for clients behind NAT or firewalls (`stun:`, `stuns:`,
+   * `turn:`, `turns:` URLs; TURN needs `username` and `credential`).
+   * Advertised to WHIP clients as `Link: <…>; rel="ice-server"` fields on the
+   * 201 and on OPTIONS (RFC 9725 §4.6; TURN credentials only to requests with
+   * publish rights). The WHIP server itself is ICE-lite and never contacts
+   * them. Checked at start (`EARSHOT_ICE_SERVER_INVALID`). Default none.
+   */
+  iceServers?: RTCIceServer[];
+  /**
+   * Log level of the built-in logger: fatal, error, warn, info (default),
+   * debug, trace, silent. Ignored with `logger` (set your logger's level).
+   */
+  logLevel?: string;
+  /**
+   * Your own pino logger (or a pino-compatible one) for everything the server
+   * logs; fastify adds its request serializers. Default: a pino logger to
+   * stdout (JSON lines) at `logLevel`.
+   */
+  logger?: FastifyBaseLogger;
+  /**
+   * Custom worker stage modules (file paths or `file:` URLs) to load in every
+   * worker before the pipeline is validated, so the pipeline can use their
+   * stage types. A module that fails to load rejects `createServer` with
+   * `EARSHOT_STAGE_MODULE_INVALID`. More can be added later with `registerStageModule`.
+   */
+  stageModules?: Array<string | URL>;
+  /**
+   * Registry for `processor` sinks and `attachProcessor`. Default: the
+   * server's own, over the process-wide one (`registerProcessor`):
+   * `server.registerProcessor` is seen by this server only.
+   */
+  processors?: ProcessorRegistry;
+}
+
+
+/** Every option of `createServer`, for the check of the names given (a new option must be added here: the type says so). */
+const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
+  host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true,
+  corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxDownloadsPerClient: true, maxDownloads: true,
+  downloadIdleTimeoutMs: true, downloadLinkSeconds: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
+  recordingsDir: true, threads: true, batchIntervalMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
+  maxQueuedFrames: true, mediaTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
+  admission: true, iceHostAddresses: true, icePortRange: true, iceServers: true, logLevel: true, logger: true,
+  stageModules: true, processors: true,
+};
+
+
+/**
+ * Throws `EARSHOT_OPTION_INVALID` for the first option of `createServer` that
+ * is not usable. A caller that takes these options and more of its own
+ * (`createCluster`) names itself and its own options, which it checks itself.
+ */
+export function checkServerOptions(options: CreateServerOptions, what = 'createServer', ownOptions: Readonly<Record<string, true>> = {}): void {
+  checkOptionNames(what, options, { ...SERVER_OPTIONS, ...ownOptions });
+  checkNonEmptyString('host', options.host);
+  checkInteger('port', options.port, 0, 65535);
+  checkBoolean('insecure', options.insecure);
+  checkStringArray('corsOrigins', options.corsOrigins);
+  checkStringArray('whipCorsOrigins', options.whipCorsOrigins);
+  checkBoolean('metricsPublic', options.metricsPublic);
+  checkInteger('maxDownloadsPerClient', options.maxDownloadsPerClient, 1);
+  checkInteger('maxDownloads', options.maxDownloads, 1);
+  checkInteger('downloadIdleTimeoutMs', options.downloadIdleTimeoutMs, 1, 2 ** 31 - 1);
+  checkInteger('downloadLinkSeconds', options.downloadLinkSeconds, 1, 31_536_000);
+  checkNonEmptyString('pipelinesDir', options.pipelinesDir);
+  checkBoolean('watchPipelines', options.watchPipelines);
+  checkPipelineOption('pipeline', options.pipeline);
+  checkNonEmptyString('recordingsDir', options.recordingsDir);
+  checkPoolOptions(options);
+  checkCoreOptions(options);
+  checkIpAddresses('iceHostAddresses', options.iceHostAddresses);
+  checkPortRange('icePortRange', options.icePortRange);
+  if (options.iceServers !== undefined && !Array.isArray(options.iceServers)) {
+    throw errors.OPTION_INVALID('iceServers', `must be an array of { urls, username?, credential? }, got ${describeValue(options.iceServers)}`);
+  }
+  checkOneOf('logLevel', options.logLevel, LOG_LEVELS);
+  checkLogger('logger', options.logger);
+  checkStageModules('stageModules', options.stageModules);
+  if (options.processors !== undefined && !(options.processors instanceof ProcessorRegistry)) {
+    throw errors.OPTION_INVALID('processors', `must be a ProcessorRegistry, got ${describeValue(options.processors)}`);
+  }
+}
+
+
+
+function checkLogger(name: string, value: unknown): void {
+  if (value === undefined) return;
+  const methods = ['info', 'warn', 'error', 'debug', 'child'];
+  const missing = typeof value === 'object' && value !== null ? methods.filter((m) => typeof (value as Record<string, unknown>)[m] !== 'function') : methods;
+  if (missing.length > 0) throw errors.OPTION_INVALID(name, `must be a pino-compatible logger (methods ${methods.join(', ')}); ${describeValue(value)} lacks ${missing.join(', ')}`);
+}
+
+function checkStageModules(name: string, value: unknown): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value)) throw errors.OPTION_INVALID(name, `must be an array of file paths or file: URLs, got ${describeValue(value)}`);
+  value.forEach((m, i) => {
+    if (!(m instanceof URL) && (typeof m !== 'string' || m.trim() === '')) throw errors.OPTION_INVALID(`${name}[${i}]`, `must be a file path or a file: URL, got ${describeValue(m)}`);
+  });
+}

@@ -1,0 +1,80 @@
+/**
+ * Admission by measured load: with a budget the load exceeds, new sessions get
+ * 503 EARSHOT_OVERLOADED with Retry-After and /health says ready: false; the
+ * sessions just admitted count before their load shows.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import { chromeLikeOffer } from '../helpers/offers.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+const post = (peer: string) => fetch(`${t!.url}/whip/adm/${peer}`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
+const health = async () => (await (await fetch(`${t!.url}/health`)).json()) as { ready: boolean; load?: string[] };
+
+async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('admission by measured load', () => {
+  it('refuses new sessions while a running stream keeps the workers past the budget, and admits again once it ends', async () => {
+    // A budget one real stream exceeds: 0.1 % of the workers' time. The publisher runs in this
+    // process (it encodes Opus on the main thread), so the event-loop limit is left out of this test.
+    t = await startServer({
+      pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
+      admission: { maxWorkerUtilization: 0.001, maxEventLoopUtilization: 1, maxLatencyMs: 60_000, sampleMs: 100, settleMs: 100 },
+    });
+    // Idle (once start-up work has left the measurement window): ready.
+    await until('the idle server to be ready', async () => (await health()).ready === true);
+    const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 3 });
+    try {
+      await until('the stream to load the workers', async () => (await health()).ready === false);
+      const h = await health();
+      expect(h.load?.join(' ')).toMatch(/workers \d+ % busy/);
+      const refused = await post('late');
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('5');
+      const problem = (await refused.json()) as { code: string; detail: string };
+      expect(problem.code).toBe('EARSHOT_OVERLOADED');
+      expect(problem.detail).toMatch(/measured capacity \(workers/);
+      expect(t.server.core.stats().refusedBy.EARSHOT_OVERLOADED).toBeGreaterThanOrEqual(1);
+    } finally {
+      await stream;
+    }
+    // The stream has ended: the workers are idle again.
+    await until('the server to be ready again', async () => (await health()).ready === true);
+    const admitted = await post('later');
+    expect(admitted.status).toBe(201);
+    await admitted.text();
+  });
+
+  it('counts sessions just admitted at an estimated cost until their load shows', async () => {
+    // Each new session is assumed to cost half a worker until measured: two fit under 90 %, a third does not.
+    t = await startServer({ threads: 1, admission: { initialStreamCost: 0.5, maxWorkerUtilization: 0.9, settleMs: 60_000 } });
+    for (const peer of ['a', 'b']) {
+      const res = await post(peer);
+      expect(res.status).toBe(201);
+      await res.text();
+    }
+    const third = await post('c');
+    expect(third.status).toBe(503);
+    expect(((await third.json()) as { detail: string }).detail).toMatch(/2 sessions just admitted/);
+    const state = t.server.core.stats().admission!;
+    expect(state.unsettledSessions).toBe(2);
+    expect(state.ready).toBe(false);
+  });
+
+  it('rejects a budget outside 0–1 at start, naming the option', async () => {
+    await expect(startServer({ admission: { maxWorkerUtilization: 1.5 } })).rejects.toThrow(/admission.maxWorkerUtilization/);
+  });
+});

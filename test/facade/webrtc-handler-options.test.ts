@@ -1,0 +1,37 @@
+/**
+ * Every option of `WebRTCHandler` is checked in the constructor, before any
+ * worker starts: `EARSHOT_OPTION_INVALID` naming the option (ICE servers keep
+ * their own code).
+ */
+import { describe, expect, it } from 'vitest';
+import { EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
+
+const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
+  ['pipeline', { pipeline: 7 }, /^options\.pipeline must be a pipeline name, a JSON file path, a pipeline document or a Pipeline, got 7$/],
+  ['recordingsDir', { recordingsDir: '' }, 'options.recordingsDir must be a non-empty string, got ""'],
+  ['threads', { threads: 0 }, /^options\.threads must be an integer from 1 to \d+, got 0$/],
+  ['iceHostAddresses[0]', { iceHostAddresses: ['nope'] }, 'options.iceHostAddresses[0] must be an IP address, got "nope"'],
+  ['icePortRange', { icePortRange: [4000, 4000] }, 'options.icePortRange must be two ports [min, max] from 1 to 65535 with min < max, got [4000, 4000]'],
+  ['mediaTimeoutMs', { mediaTimeoutMs: 'x' }, 'options.mediaTimeoutMs must be a number from 1 to 2147483647 (ms), got "x"'],
+  ['connectTimeoutMs', { connectTimeoutMs: -1 }, 'options.connectTimeoutMs must be a number from 1 to 2147483647 (ms), got -1'],
+  ['logLevel', { logLevel: 'chatty' }, 'options.logLevel must be one of fatal, error, warn, info, debug, trace, silent, got "chatty"'],
+  ['thread', { thread: 2 }, 'options.thread is not an option of WebRTCHandler (did you mean threads?)'],
+];
+
+describe('WebRTCHandler options', () => {
+  it.each(cases)('%s: %j', (option, given, message) => {
+    let error: unknown;
+    try {
+      new WebRTCHandler(given as WebRTCHandlerOptions);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(EarshotError);
+    expect(error).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } });
+    expect((error as Error).message).toMatch(typeof message === 'string' ? new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : message);
+  });
+
+  it('checks ICE servers with their own code', () => {
+    expect(() => new WebRTCHandler({ iceServers: [{ urls: 'http://stun.example.net' }] })).toThrow(expect.objectContaining({ code: 'EARSHOT_ICE_SERVER_INVALID' }));
+  });
+});

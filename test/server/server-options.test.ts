@@ -1,0 +1,68 @@
+/**
+ * Every option of `createServer` is checked before anything starts: an
+ * unusable value or an unknown name rejects with `EARSHOT_OPTION_INVALID`,
+ * a message naming the option and what it got, and the option's name in
+ * `extensions.option`.
+ */
+import { describe, expect, it } from 'vitest';
+import { createServer, EarshotError, type CreateServerOptions } from '../../src/index.js';
+
+/** [option as reported, options given, the message]. */
+const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
+  ['host', { host: '' }, 'options.host must be a non-empty string, got ""'],
+  ['port', { port: 70000 }, 'options.port must be an integer from 0 to 65535, got 70000'],
+  ['port', { port: 1.5 }, 'options.port must be an integer from 0 to 65535, got 1.5'],
+  ['token', { token: '' }, 'options.token must be a non-empty string, got ""'],
+  ['adminToken', { adminToken: 42 }, 'options.adminToken must be a non-empty string, got 42'],
+  ['insecure', { insecure: 'yes' }, 'options.insecure must be true or false, got "yes"'],
+  ['corsOrigins', { corsOrigins: 'https://ops.example.com' }, 'options.corsOrigins must be an array of strings, got "https://ops.example.com"'],
+  ['corsOrigins', { corsOrigins: ['*'] }, /^options\.corsOrigins must not contain "\*"/],
+  ['whipCorsOrigins', { whipCorsOrigins: ['https://a.example/path'] }, /^options\.whipCorsOrigins must list origins .*use "https:\/\/a\.example"/],
+  ['metricsPublic', { metricsPublic: 1 }, 'options.metricsPublic must be true or false, got 1'],
+  ['maxDownloadsPerClient', { maxDownloadsPerClient: 0 }, 'options.maxDownloadsPerClient must be an integer ≥ 1, got 0'],
+  ['maxDownloads', { maxDownloads: -3 }, 'options.maxDownloads must be an integer ≥ 1, got -3'],
+  ['downloadIdleTimeoutMs', { downloadIdleTimeoutMs: 0 }, /^options\.downloadIdleTimeoutMs must be an integer from 1 to/],
+  ['downloadLinkSeconds', { downloadLinkSeconds: 1.5 }, /^options\.downloadLinkSeconds must be an integer from 1 to 31536000, got 1\.5$/],
+  ['pipelinesDir', { pipelinesDir: '' }, 'options.pipelinesDir must be a non-empty string, got ""'],
+  ['watchPipelines', { watchPipelines: 'no' }, 'options.watchPipelines must be true or false, got "no"'],
+  ['pipeline', { pipeline: 42 }, /^options\.pipeline must be a pipeline name, a JSON file path, a pipeline document or a Pipeline, got 42$/],
+  ['recordingsDir', { recordingsDir: '' }, 'options.recordingsDir must be a non-empty string, got ""'],
+  ['threads', { threads: 0 }, /^options\.threads must be an integer from 1 to \d+, got 0$/],
+  ['batchIntervalMs', { batchIntervalMs: 500 }, 'options.batchIntervalMs must be a number from 1 to 100 (ms), got 500'],
+  ['stageTimeoutMs', { stageTimeoutMs: 10 }, 'options.stageTimeoutMs must be a number from 50 to 600000 (ms), got 10'],
+  ['maxStreamCrashes', { maxStreamCrashes: 0 }, 'options.maxStreamCrashes must be an integer from 1 to 100, got 0'],
+  ['maxQueuedFrames', { maxQueuedFrames: 0 }, 'options.maxQueuedFrames must be an integer ≥ 1, got 0'],
+  ['mediaTimeoutMs', { mediaTimeoutMs: 0 }, 'options.mediaTimeoutMs must be a number from 1 to 2147483647 (ms), got 0'],
+  ['connectTimeoutMs', { connectTimeoutMs: '5s' }, 'options.connectTimeoutMs must be a number from 1 to 2147483647 (ms), got "5s"'],
+  ['maxSessions', { maxSessions: -3 }, 'options.maxSessions must be an integer ≥ 1, got -3'],
+  ['maxPendingSessions', { maxPendingSessions: 0 }, 'options.maxPendingSessions must be an integer ≥ 1, got 0'],
+  ['admission', { admission: true }, /^options\.admission must be false or an object of admission limits, got true/],
+  ['admission.maxWorkerUtilization', { admission: { maxWorkerUtilization: 1.5 } }, 'options.admission.maxWorkerUtilization must be a share above 0 and at most 1, got 1.5'],
+  ['admission.maxLatncyMs', { admission: { maxLatncyMs: 50 } }, 'options.admission.maxLatncyMs is not an option of admission (did you mean admission.maxLatencyMs?)'],
+  ['iceHostAddresses[0]', { iceHostAddresses: ['media.example.com'] }, 'options.iceHostAddresses[0] must be an IP address, got "media.example.com"'],
+  ['icePortRange', { icePortRange: [5000, 4000] }, 'options.icePortRange must be two ports [min, max] from 1 to 65535 with min < max, got [5000, 4000]'],
+  ['iceServers', { iceServers: 'stun:stun.example.net' }, /^options\.iceServers must be an array of \{ urls, username\?, credential\? \}/],
+  ['logLevel', { logLevel: 'loud' }, 'options.logLevel must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+  ['logger', { logger: { info() {} } }, /^options\.logger must be a pino-compatible logger .* lacks warn, error, debug, child$/],
+  ['stageModules', { stageModules: 'stage.js' }, 'options.stageModules must be an array of file paths or file: URLs, got "stage.js"'],
+  ['stageModules[1]', { stageModules: ['a.js', 7] }, 'options.stageModules[1] must be a file path or a file: URL, got 7'],
+  ['processors', { processors: {} }, 'options.processors must be a ProcessorRegistry, got an object'],
+  ['maxSesions', { maxSesions: 10 }, 'options.maxSesions is not an option of createServer (did you mean maxSessions?)'],
+];
+
+describe('createServer options', () => {
+  it.each(cases)('%s: %j', async (option, given, message) => {
+    const options = { logLevel: 'silent', ...given } as CreateServerOptions;
+    const error = await createServer(options).then(
+      () => expect.fail('createServer accepted the option'),
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(EarshotError);
+    expect(error).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', statusCode: 500, extensions: { option } });
+    expect((error as Error).message).toMatch(typeof message === 'string' ? new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : message);
+  });
+
+  it('refuses a non-object as the options', async () => {
+    await expect(createServer('port=80' as never)).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: 'options must be an object (the options of createServer), got "port=80"' });
+  });
+});
