@@ -98,7 +98,7 @@ function categoryOf(url: string, root: string): string | undefined {
     if (path.includes('/bench/')) return 'bench probe';
     const file = path.slice(path.lastIndexOf('/src/') + 1);
     if (/sinks\/(wav-file-writer|recorder|record-sink)/.test(file)) return 'earshot: WAV recording';
-    if (/rtc\/(rtp-ingest|peer-session|opus-toc)/.test(file)) return 'earshot: RTP ingest';
+    if (/(rtc\/(rtp-ingest|peer-session)|media\/opus-toc)/.test(file)) return 'earshot: RTP ingest';
     if (/pool\//.test(file)) return 'earshot: pool (batching, protocol)';
     if (/pipeline\/peer-pipeline|core\/(earshot-core|session-lifecycle)/.test(file)) return 'earshot: pipeline delivery';
     if (/(sinks\/peer-stats|media\/latency-histogram)/.test(file)) return 'earshot: statistics';

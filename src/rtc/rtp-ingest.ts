@@ -8,7 +8,7 @@
  * worker can conceal them. Gaps with no packets at all (DTX) are left as gaps in
  * position; the worker fills them with silence.
  */
-import { opusPacketSamples } from './opus-toc.js';
+import { opusPacketSamples } from '../media/opus-toc.js';
 import type { EncodedFrame } from '../media/frames.js';
 
 export interface RtpInput {

@@ -18,7 +18,7 @@
  * (120 samples, impossible with WebRTC's whole-frame timestamps) is left out.
  */
 import type { EncodedFrame } from '../media/frames.js';
-import { opusPacketSamples } from '../rtc/opus-toc.js';
+import { opusPacketSamples } from '../media/opus-toc.js';
 import { OggOpusWriter, OPUS_GRANULE_RATE, type OggFileHandle } from './ogg-opus-writer.js';
 import type { DroppedFrames, RecordingInfo } from './recorder.js';
 

@@ -26,7 +26,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
-import { opusPacketSamples } from '../rtc/opus-toc.js';
+import { opusPacketSamples } from '../media/opus-toc.js';
 import type { WavFileHandle } from './wav-file-writer.js';
 
 /** The file handle the writer uses: the same subset of `FileHandle` as the WAV writer's. */

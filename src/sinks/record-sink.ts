@@ -22,7 +22,7 @@ import { basename, resolve } from 'node:path';
 import type { AudioFrame, EncodedFrame } from '../media/frames.js';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { OggOpusRecorder } from './ogg-opus-recorder.js';
-import { opusPacketIsStereo } from '../rtc/opus-toc.js';
+import { opusPacketIsStereo } from '../media/opus-toc.js';
 import { Recorder, type DroppedFrames, type RecordingFormat, type RecordingInfo } from './recorder.js';
 import { GENERATED_NAME_MAX } from './recording-names.js';
 import { RecordingsStore, type RecordingExtension } from './recordings-store.js';
