@@ -20,7 +20,7 @@
 import type { EncodedFrame } from '../media/frames.js';
 import { opusPacketSamples } from '../media/opus-toc.js';
 import { OggOpusWriter, OPUS_GRANULE_RATE, type OggFileHandle } from './ogg-opus-writer.js';
-import type { DroppedFrames, RecordingInfo } from './recorder.js';
+import { recordingInfo, type DroppedFrames, type RecordingInfo } from './recorder.js';
 
 export interface OggOpusRecorderOptions {
   path: string;
@@ -118,26 +118,9 @@ export class OggOpusRecorder {
 
   info(): RecordingInfo {
     const w = this.#writer;
-    const d = this.dropped;
-    return {
-      name: this.name,
-      format: 'ogg-opus',
-      state: w.error ? 'failed' : this.#stopped ? 'stopped' : 'recording',
-      startedAt: this.startedAt.toISOString(),
-      ...(this.stoppedAt ? { stoppedAt: this.stoppedAt.toISOString() } : {}),
-      seconds: w.durationSeconds,
-      bytes: w.bytesWritten,
-      sampleRate: OPUS_GRANULE_RATE,
-      channels: w.channels,
-      sampleFormat: 's16',
-      gapFrames: this.gapFrames,
-      gapSeconds: Math.round((this.gapFrames / OPUS_GRANULE_RATE) * 1000) / 1000,
-      droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
-      droppedBy: { ...d },
-      droppedBytes: w.droppedBytes,
-      ...(w.error ? { error: w.error.message, code: (w.error as { code?: string }).code } : {}),
-    };
+    return recordingInfo(this, 'ogg-opus', this.#stopped, w, { bytes: w.bytesWritten, sampleRate: OPUS_GRANULE_RATE, sampleFormat: 's16', gapFrames: this.gapFrames });
   }
+
 
   /** Lost packets lasting `samples`: zero-length frames of the last TOC if it divides them, else silence. */
   #conceal(samples: number): void {

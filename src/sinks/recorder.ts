@@ -163,24 +163,40 @@ export class Recorder {
   info(): RecordingInfo {
     const w = this.#writer;
     const gapFrames = this.gapFrames + Math.round((this.#workerSilence * w.sampleRate) / DECODE_RATE);
-    const d = this.dropped;
-    return {
-      name: this.name,
-      format: 'wav',
-      state: w.error ? 'failed' : this.#stopped ? 'stopped' : 'recording',
-      startedAt: this.startedAt.toISOString(),
-      ...(this.stoppedAt ? { stoppedAt: this.stoppedAt.toISOString() } : {}),
-      seconds: w.durationSeconds,
-      bytes: w.headerBytes + w.dataBytesWritten,
-      sampleRate: w.sampleRate,
-      channels: w.channels,
-      sampleFormat: w.sampleFormat,
-      gapFrames,
-      gapSeconds: Math.round((gapFrames / w.sampleRate) * 1000) / 1000,
-      droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
-      droppedBy: { ...d },
-      droppedBytes: w.droppedBytes,
-      ...(w.error ? { error: w.error.message, code: (w.error as { code?: string }).code } : {}),
-    };
+    return recordingInfo(this, 'wav', this.#stopped, w, { bytes: w.headerBytes + w.dataBytesWritten, sampleRate: w.sampleRate, sampleFormat: w.sampleFormat, gapFrames });
   }
+
+}
+
+/**
+ * What any recording reports (WAV or Ogg Opus): its state, from the recorder's
+ * timestamps and counters and its writer's progress and error.
+ */
+export function recordingInfo(
+  recorder: { name: string; startedAt: Date; stoppedAt: Date | undefined; dropped: DroppedFrames },
+  format: RecordingFormat,
+  stopped: boolean,
+  writer: { error: Error | undefined; durationSeconds: number; droppedBytes: number; channels: number },
+  file: { bytes: number; sampleRate: number; sampleFormat: WavSampleFormat; gapFrames: number },
+): RecordingInfo {
+  const d = recorder.dropped;
+  const e = writer.error;
+  return {
+    name: recorder.name,
+    format,
+    state: e ? 'failed' : stopped ? 'stopped' : 'recording',
+    startedAt: recorder.startedAt.toISOString(),
+    ...(recorder.stoppedAt ? { stoppedAt: recorder.stoppedAt.toISOString() } : {}),
+    seconds: writer.durationSeconds,
+    bytes: file.bytes,
+    sampleRate: file.sampleRate,
+    channels: writer.channels,
+    sampleFormat: file.sampleFormat,
+    gapFrames: file.gapFrames,
+    gapSeconds: Math.round((file.gapFrames / file.sampleRate) * 1000) / 1000,
+    droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
+    droppedBy: { ...d },
+    droppedBytes: writer.droppedBytes,
+    ...(e ? { error: e.message, code: (e as { code?: string }).code } : {}),
+  };
 }
