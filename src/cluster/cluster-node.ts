@@ -63,15 +63,8 @@ export interface ClusterNodeOptions {
 /** The names `ClusterNodeOptions` has, to refuse misspelt ones (`createCluster` checks them). */
 export const CLUSTER_NODE_OPTIONS: Readonly<Record<keyof ClusterNodeOptions, true>> = { redis: true, publicUrl: true, nodeId: true, drainTimeoutMs: true };
 
-/** A node's load as its engines last reported it. */
-export interface NodeLoad {
-  accepting: boolean;
-  ready: boolean;
-  sessions: number;
-  pending: number;
-  workerUtilization: number;
-  engines: number;
-}
+/** A node's load as its engines last reported it (the load fields of its registry record). */
+export type NodeLoad = Pick<NodeRecord, 'accepting' | 'ready' | 'sessions' | 'pending' | 'workerUtilization' | 'engines'>;
 
 /** What the front gives the cluster node. */
 export interface NodeHost {
