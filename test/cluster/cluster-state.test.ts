@@ -10,6 +10,7 @@ import { ClusterState, type ConfigChange, type NodeRecord } from '../../src/clus
 import { RedisPlacement } from '../../src/cluster/redis-placement.js';
 import { isEarshotError } from '../../src/errors.js';
 import { startRedis, type TestRedis } from './redis-server.js';
+import { until } from '../helpers/until.js';
 
 let redis: TestRedis;
 let a: ClusterState;
@@ -17,14 +18,6 @@ let b: ClusterState;
 const ready = { a: 0, b: 0 };
 const changes: ConfigChange[] = [];
 
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const record = (id: string, load: Partial<NodeRecord> = {}): NodeRecord => ({
   id, url: `http://${id}:8080`, iceHosts: [], instance: id, state: 'up', accepting: true, ready: true,

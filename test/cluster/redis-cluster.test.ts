@@ -7,6 +7,7 @@
  * pipelines and rooms, Redis killed and restarted, a node killed, a node drained.
  */
 import { fixturePath } from '../helpers/fixtures.js';
+import { until } from '../helpers/until.js';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,14 +54,6 @@ afterAll(async () => {
   await redis?.kill();
 });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function get<T>(node: CliServer, path: string): Promise<T> {
   const res = await fetch(`${node.url}${path}`, { headers: admin });

@@ -5,6 +5,7 @@
  * killed engine is replaced, and SIGTERM drains everything.
  */
 import { fixturePath } from '../helpers/fixtures.js';
+import { until } from '../helpers/until.js';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,14 +43,6 @@ const get = async <T>(path: string): Promise<T> => {
 };
 const statsOf = (peer: string) => get<PeerStats>(`/stats/${peer}`);
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 const packets = (peer: string, n: number) => until(`${peer} to send ${n} packets`, async () => {
   const p = await statsOf(peer);
   return p.rtp.packetsReceived >= n && p.state !== 'ended' ? p : undefined;
