@@ -27,10 +27,10 @@
 import { randomInt } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
 import { opusPacketSamples } from '../media/opus-toc.js';
-import type { WavFileHandle } from './wav-file-writer.js';
+import { writeAll, type RecordingFileHandle } from './file-writes.js';
 
 /** The file handle the writer uses: the same subset of `FileHandle` as the WAV writer's. */
-export type OggFileHandle = WavFileHandle;
+export type OggFileHandle = RecordingFileHandle;
 
 export interface OggOpusWriterOptions {
   /** Channels in OpusHead (1 or 2): what decoders output. Stereo packets in a mono file are downmixed, mono packets in a stereo file duplicated. */
@@ -340,17 +340,11 @@ export class OggOpusWriter {
     }
   }
 
-  /** Appends all of `buf` at the end of what is on disk, looping over short writes. */
-  async #writeFully(buf: Buffer): Promise<void> {
-    let done = 0;
-    while (done < buf.length) {
-      const { bytesWritten } = await this.#fh.write(buf, done, buf.length - done, this.#onDisk);
-      // POSIX write returns 0 only when asked for 0 bytes; treat it as the disk refusing rather than loop forever.
-      if (!(bytesWritten > 0)) throw Object.assign(new Error('ENOSPC: the write made no progress (0 bytes written)'), { code: 'ENOSPC' });
-      done += bytesWritten;
-      this.#onDisk += bytesWritten;
-    }
+  /** Appends all of `buf` at the end of what is on disk (file-writes.ts). */
+  #writeFully(buf: Buffer): Promise<void> {
+    return writeAll(this.#fh, buf, this.#onDisk, (n) => (this.#onDisk += n));
   }
+
 
   #fail(e: Error): void {
     if (this.error) return;

@@ -14,19 +14,13 @@
  * removed rather than left empty.
  */
 import { open, unlink } from 'node:fs/promises';
+import { writeAll, type RecordingFileHandle } from './file-writes.js';
 import { quantizeS16 } from '../media/pcm16.js';
 
 export type WavSampleFormat = 's16' | 'f32';
 
-/**
- * The part of `fs.promises.FileHandle` the writer uses. `write` may write
- * fewer bytes than asked (a full disk does that) and says how many it wrote.
- */
-export interface WavFileHandle {
-  write(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
-  truncate(length: number): Promise<void>;
-  close(): Promise<void>;
-}
+/** The part of `fs.promises.FileHandle` the writer uses (file-writes.ts). */
+export type WavFileHandle = RecordingFileHandle;
 
 export interface WavFileWriterOptions {
   sampleRate: number;
@@ -278,20 +272,15 @@ export class WavFileWriter {
   }
 
   /**
-   * Writes all of `buf` at `base` + (for data) the data already on disk,
-   * looping over short writes. Data bytes count as written as the system
-   * reports them, so a write that fails halfway leaves `#dataOnDisk` true.
+   * Writes all of `buf` at `base` + (for data) the data already on disk.
+   * Data bytes count as written as the system reports them, so a write that
+   * fails halfway leaves `#dataOnDisk` true.
    */
   async #writeFully(buf: Buffer, base: number, data = false): Promise<void> {
-    let done = 0;
-    while (done < buf.length) {
-      const { bytesWritten } = await this.#fh.write(buf, done, buf.length - done, base + (data ? this.#dataOnDisk : done));
-      // POSIX write returns 0 only when asked for 0 bytes; treat it as the disk refusing rather than loop forever.
-      if (!(bytesWritten > 0)) throw Object.assign(new Error('ENOSPC: the write made no progress (0 bytes written)'), { code: 'ENOSPC' });
-      done += bytesWritten;
-      if (data) this.#dataOnDisk += bytesWritten;
-    }
+    if (!data) return writeAll(this.#fh, buf, base);
+    return writeAll(this.#fh, buf, base + this.#dataOnDisk, (n) => (this.#dataOnDisk += n));
   }
+
 
   /** Data bytes on disk, cut to whole sample frames: what a header may claim. */
   #wholeFrames(bytes: number): number {
