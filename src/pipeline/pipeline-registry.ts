@@ -25,6 +25,12 @@ export interface PipelineRegistryOptions {
   onReloadError?(file: string, error: EarshotError): void;
   /** Called after a file changed on disk was (re)loaded or removed. */
   onReload?(name: string, change: 'loaded' | 'removed'): void;
+  /**
+   * Called when the directory cannot be watched, at start or later (the system's
+   * inotify limits reached, the directory removed): the pipelines loaded so far
+   * stay and keep working; only reloading on file changes stops.
+   */
+  onWatchError?(error: NodeJS.ErrnoException): void;
 }
 
 /** Files in the pipelines directory that are not pipelines. */
@@ -135,22 +141,36 @@ export class PipelineRegistry {
     this.#pipelines.delete(name);
   }
 
-  /** Starts reloading files changed on disk. Idempotent. */
+  /**
+   * Starts reloading files changed on disk. Idempotent. Never throws: a watch
+   * the system refuses (EMFILE/ENOSPC when inotify instances or watches run
+   * out, which other programs on the machine share) is reported through
+   * `onWatchError` and the server goes on with the pipelines it has.
+   */
   watch(): void {
     if (this.#watcher || this.dir === undefined) return;
-    this.#watcher = watch(this.dir, { persistent: false }, (_event, filename) => {
-      const file = filename?.toString();
-      if (!file || !file.endsWith('.json') || file.startsWith('.') || NOT_PIPELINES.has(file)) return;
-      clearTimeout(this.#pending.get(file));
-      this.#pending.set(
-        file,
-        setTimeout(() => {
-          this.#pending.delete(file);
-          void this.#reload(file);
-        }, RELOAD_DEBOUNCE_MS),
-      );
+    try {
+      this.#watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.#changed(filename?.toString()));
+    } catch (e) {
+      this.#options.onWatchError?.(e as NodeJS.ErrnoException);
+      return;
+    }
+    this.#watcher.on('error', (e: NodeJS.ErrnoException) => {
+      this.close();
+      this.#options.onWatchError?.(e);
     });
-    this.#watcher.on('error', () => this.close());
+  }
+
+  #changed(file: string | undefined): void {
+    if (!file || !file.endsWith('.json') || file.startsWith('.') || NOT_PIPELINES.has(file)) return;
+    clearTimeout(this.#pending.get(file));
+    this.#pending.set(
+      file,
+      setTimeout(() => {
+        this.#pending.delete(file);
+        void this.#reload(file);
+      }, RELOAD_DEBOUNCE_MS),
+    );
   }
 
   /** Stops watching. */

@@ -108,6 +108,13 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
       onReload: (name, change) => reloadLog.log?.info({ pipeline: name, change }, change === 'loaded' ? 'pipeline reloaded from disk' : 'pipeline file removed'),
       onReloadError: (file, error) =>
         reloadLog.log?.error({ file, problems: error.extensions.problems, err: error.message }, 'pipeline file changed but is invalid; the previous version stays'),
+      onWatchError: (e) =>
+        reloadLog.log?.warn(
+          { code: e.code, err: e.message },
+          e.code === 'EMFILE' || e.code === 'ENOSPC'
+            ? 'cannot watch the pipelines directory (the system limit on file watches is reached; raise fs.inotify.max_user_instances / max_user_watches): pipeline files edited on disk are not reloaded until restart'
+            : 'cannot watch the pipelines directory: pipeline files edited on disk are not reloaded until restart',
+        ),
     });
     pipeline = await resolveDefaultPipeline(options.pipeline, pipelines, pool.customStageTypes);
   } catch (e) {

@@ -72,14 +72,19 @@ describe('stalled downloads', () => {
     child = spawn('prlimit', ['--nofile=256:256', process.execPath, '--import', 'tsx', join(ROOT, 'test', 'helpers', 'child-server.ts')], {
       cwd: ROOT,
       env: { ...process.env, EARSHOT_TEST_OPTIONS: JSON.stringify({ recordingsDir: dir, downloadIdleTimeoutMs: 2000, maxDownloadsPerClient: 4, maxDownloads: 16 }) },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
+    let err = '';
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (c: string) => (out += c));
-    for (const deadline = Date.now() + 30_000; !/URL (\S+)/.test(out); ) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`server did not start: ${out}`);
-      await new Promise((r) => setTimeout(r, 50));
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (c: string) => (err = (err + c).slice(-4000)));
+    const spawnFailed = new Promise<Error>((r) => child!.once('error', r));
+    for (const deadline = Date.now() + 45_000; !/URL (\S+)/.test(out); ) {
+      const failed = await Promise.race([spawnFailed, new Promise((r) => setTimeout(r, 50, undefined))]);
+      if (failed || Date.now() > deadline || child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`server did not start (exit ${child.exitCode ?? child.signalCode}${failed ? `, ${String(failed)}` : ''}): stdout: ${out} stderr: ${err}`);
     }
     url = /URL (\S+)/.exec(out)![1];
   });
