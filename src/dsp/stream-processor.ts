@@ -26,6 +26,7 @@ import { PcmStreamInput, type PcmInput, type PcmInputFormat, type PlacedChunk } 
 import { createStage } from './registry.js';
 import type { PcmChunk, Stage, StageOutput, StageSpec } from './types.js';
 import type { AudioFormat, AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
+import { quantizeS16 } from '../media/pcm16.js';
 
 export type { PcmInput, PcmInputFormat } from './pcm-input.js';
 
@@ -325,12 +326,9 @@ function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): AudioFr
   return frame;
 }
 
-/** Floats to 16-bit: round(x·32768), clipped to −32768..32767 (the grid `format` quantizes to). */
+/** Floats to 16-bit with the project's one quantizer (the grid `format` quantizes to). */
 function packS16(data: Float32Array): Int16Array {
   const out = new Int16Array(data.length);
-  for (let i = 0; i < data.length; i++) {
-    const q = Math.round(data[i] * 32768);
-    out[i] = q > 32767 ? 32767 : q < -32768 ? -32768 : q;
-  }
+  quantizeS16(data, out);
   return out;
 }

@@ -9,6 +9,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { AudioFormat, SampleFormat } from '../media/frames.js';
+import { quantizeSample } from '../media/pcm16.js';
 import { chunkWith } from './chunk.js';
 import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
 import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
@@ -126,8 +127,7 @@ export function createUpmixStage(spec: StageSpec, input: AudioFormat): ChunkStag
 
 /** Quantizes one float to the s16 grid: the exact value the Int16 packing will hold, as a float. */
 export function quantizeS16(x: number): number {
-  const q = Math.round(x * 32768);
-  return (q > 32767 ? 32767 : q < -32768 ? -32768 : q) / 32768;
+  return quantizeSample(x) / 32768;
 }
 
 export const formatStage = defineStageType({
@@ -141,10 +141,7 @@ export const formatStage = defineStageType({
         // Quantized here rather than only at packing, so stages after `format`
         // (levels, a custom stage) see exactly the values the frames will carry.
         const data = chunk.data;
-        for (let i = 0; i < data.length; i++) {
-          const q = Math.round(data[i] * 32768);
-          data[i] = (q > 32767 ? 32767 : q < -32768 ? -32768 : q) / 32768;
-        }
+        for (let i = 0; i < data.length; i++) data[i] = quantizeSample(data[i]) / 32768;
         return chunk;
       },
       close() {},

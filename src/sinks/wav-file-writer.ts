@@ -181,7 +181,7 @@ export class WavFileWriter {
           for (let k = 0; k < n; k++) out[k] = samples[i + k] / 32768;
         }
       } else if (bps === 2) {
-        // Round-to-nearest with clipping; the 32767 scale keeps +1.0 in range.
+        // The project's one quantizer: round(x · 32768), clipped (media/pcm16.ts).
         quantizeS16(samples, new Int16Array(this.#chunk.buffer, this.#chunkUsed, n), i, 0, n);
       } else {
         new Float32Array(this.#chunk.buffer, this.#chunkUsed, n).set(samples.subarray(i, i + n));
