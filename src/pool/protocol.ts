@@ -110,8 +110,10 @@ export const MarkerField = {
   STAGE: 2,
   /** `markerClock()` when the worker last made progress: a task, an item, or a custom stage call started. */
   MARK: 3,
+  /** Linux thread id of the worker (its CPU time is in /proc/self/task/<tid>/schedstat); 0 when unknown. */
+  TID: 4,
 } as const;
-export const MARKER_LENGTH = 4;
+export const MARKER_LENGTH = 5;
 /** `ITEM` value while no item runs (before the first, after the last). */
 export const MARKER_IDLE = -1;
 

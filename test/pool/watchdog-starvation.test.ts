@@ -1,0 +1,103 @@
+/**
+ * The hung-stage watchdog on a loaded machine: a worker that only waits for a
+ * CPU is not a hung stage. The pool's worker thread is pinned to one CPU at
+ * the lowest priority (nice 19) next to two busy processes, so it gets a
+ * sliver of that CPU: a healthy stage that needs 5 ms of CPU per chunk then
+ * takes far longer than the limit in wall time. Judged by wall time alone
+ * (before), the watchdog killed it and ended its stream; judged by the
+ * thread's CPU time and state (Linux /proc), it lets it finish. A stage that
+ * blocks its thread (sleeping, no CPU) is still killed at the limit.
+ *
+ * Linux only (taskset and renice from util-linux, /proc/self/task).
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AudioFrame } from '../../src/media/frames.js';
+import type { EarshotError } from '../../src/errors.js';
+import { WorkerPool, type PoolStream } from '../../src/pool/worker-pool.js';
+import { threadCpuMs, threadRunnable } from '../../src/pool/thread-cpu.js';
+import { encodeOpusFrames } from '../helpers/audio.js';
+import { fixtureModule, readFixture } from '../helpers/fixtures.js';
+
+let pool: WorkerPool | undefined;
+const hogs: ChildProcess[] = [];
+afterEach(async () => {
+  for (const h of hogs.splice(0)) h.kill('SIGKILL');
+  await pool?.close();
+  pool = undefined;
+});
+
+const threads = () => new Set(readdirSync('/proc/self/task').map(Number));
+
+function open(p: WorkerPool, stages: Array<{ type: string } & Record<string, unknown>>) {
+  const w = { handle: undefined as unknown as PoolStream, out: [] as AudioFrame[], errors: [] as Array<{ message: string; error?: EarshotError }> };
+  w.handle = p.openStream({ channels: 1, branches: [{ stages }] }, { onFrames: (_b, f) => w.out.push(...f), onError: (message, error) => w.errors.push({ message, error }) });
+  return w;
+}
+
+/** Starts a pool whose worker threads are the threads this process gained while it started. */
+async function startPool(taskTimeoutMs: number): Promise<{ pool: WorkerPool; workerThreads: number[] }> {
+  const before = threads();
+  const p = new WorkerPool({ threads: 1, batchIntervalMs: 10, taskTimeoutMs, maxQueuedFrames: 5000, spareWorker: false });
+  await p.start();
+  await p.registerStageModule(fixtureModule('busy-stage.js'));
+  await p.registerStageModule(fixtureModule('hang-stage.js'));
+  return { pool: p, workerThreads: [...threads()].filter((t) => !before.has(t)) };
+}
+
+/** Leaves `tids` a sliver of CPU 0: pinned there at nice 19, next to two busy processes pinned there too. */
+function starve(tids: number[]): void {
+  for (const tid of tids) {
+    execFileSync('taskset', ['-p', '-c', '0', String(tid)], { stdio: 'ignore' });
+    execFileSync('renice', ['-n', '19', '-p', String(tid)], { stdio: 'ignore' });
+  }
+  for (let i = 0; i < 2; i++) hogs.push(spawn('taskset', ['-c', '0', process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' }));
+}
+
+/** Pushes frames `from` … `from + count − 1` of the tone at real-time pace (20 ms). */
+async function feed(streams: Array<{ handle: PoolStream }>, count: number, from = 0): Promise<void> {
+  const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * (from + count))).slice(from);
+  for (const f of frames) {
+    for (const s of streams) s.handle.push({ ...f, arrival: performance.now() });
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('thread CPU time', () => {
+  it('is readable for this process\'s threads on Linux', () => {
+    const self = Number(readdirSync('/proc/self/task')[0]);
+    expect(threadCpuMs(self)).toBeGreaterThan(0);
+    expect(threadRunnable(self)).toBe(true); // it is running this very code
+    expect(threadCpuMs(0)).toBeUndefined();
+  });
+});
+
+describe('the hung-stage watchdog on a loaded machine', () => {
+  it('spares a healthy stage whose worker waits for a CPU: no stream ended, every frame delivered', async () => {
+    const started = await startPool(300);
+    pool = started.pool;
+    expect(started.workerThreads.length).toBeGreaterThan(0);
+    const slow = open(pool, [{ type: 'busy', ms: 5 }]);
+    await feed([slow], 5); // the stream is built and running before the machine gets loaded
+    starve(started.workerThreads);
+    await feed([slow], 25, 5);
+    await slow.handle.close();
+    expect(slow.errors).toEqual([]);
+    expect(pool.stats()).toMatchObject({ tasksTimedOut: 0, workerRestarts: 0 });
+    console.log(`slowest batch under starvation: ${pool.stats().taskMs.max} ms (limit 300 ms)`);
+    expect(slow.out.reduce((n, f) => n + f.data.length, 0)).toBe(30 * 960);
+  });
+
+  it('still kills a stage that blocks its thread, at the limit', async () => {
+    const started = await startPool(300);
+    pool = started.pool;
+    const blocked = open(pool, [{ type: 'hang', afterChunks: 3, forMs: 15_000, block: true }]);
+    const t0 = performance.now();
+    await feed([blocked], 40);
+    expect(blocked.errors.map((e) => e.error?.code)).toEqual(['EARSHOT_STAGE_TIMEOUT']);
+    expect(pool.stats().tasksTimedOut).toBe(1);
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    await blocked.handle.close();
+  });
+});
