@@ -1,0 +1,319 @@
+/**
+ * One branch's processed audio over a WebSocket, in earshot's framing (see
+ * docs/websocket.md): a JSON `start` message, then one binary message of raw
+ * little-endian PCM per frame, JSON `speech-start` / `speech-end` events in
+ * order with the audio, and a JSON `end` message before the socket closes.
+ * The `websocket` sink (websocket-sink.ts, which connects and reconnects) and
+ * `GET /peers/:peer/audio` (a socket a client opened) both speak through it.
+ *
+ * Nothing here ever waits: `write` copies the frame into a bounded queue and
+ * sends what the socket takes without buffering more than `HIGH_WATER_BYTES`
+ * of its own; a slow or absent reader fills the queue, and then the oldest
+ * frame is dropped and counted. The stream, its other sinks and every other
+ * stream go on.
+ */
+import { endianness } from 'node:os';
+import type { AudioFrame, SampleFormat } from '../media/frames.js';
+import { quantizeS16 } from '../media/pcm16.js';
+import { SpeakingTracker } from './speaking.js';
+
+/** Bytes the socket may hold unsent before frames wait in the queue instead (~2 s of 16 kHz s16). */
+export const HIGH_WATER_BYTES = 64 * 1024;
+/** Frames kept by default while the reader is slow or away: 5 s of 20 ms frames. */
+export const DEFAULT_QUEUE_FRAMES = 250;
+const BIG_ENDIAN = endianness() === 'BE';
+
+/**
+ * What the stream needs of a socket: a `ws` WebSocket fits (said structurally,
+ * so that earshot's published types do not depend on those of `ws`).
+ */
+export interface AudioSocket {
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
+  readonly readyState: number;
+  /** Bytes handed to the socket and not yet written to the network. */
+  readonly bufferedAmount: number;
+  send(data: string | Buffer, options?: { binary?: boolean }, callback?: (error?: Error) => void): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/** Who the audio is: the `start` message's fields. */
+export interface AudioSocketIdentity {
+  session: string;
+  peer: string;
+  room: string;
+  pipeline: string;
+  branch: string;
+}
+
+export interface AudioSocketOptions extends AudioSocketIdentity {
+  /** Encoding of the binary messages. */
+  sampleFormat: SampleFormat;
+  /** Bound of the queue, in frames (default 250). */
+  queueFrames?: number;
+  /** The branch's format before its first frame (for a `start` sent when no audio came). */
+  expected: { sampleRate: number; channels: number };
+  /** Called once when the oldest frames start being dropped after a spell without drops. */
+  onDropping?(): void;
+}
+
+/** The `start` message. */
+export interface StartMessage extends AudioSocketIdentity {
+  type: 'start';
+  format: { sampleRate: number; channels: number; sampleFormat: SampleFormat; frameMs: number };
+  /** Media time (seconds since the stream started) of the first audio that follows. */
+  at: number;
+  /** Set when this connection continues an earlier one of the same sink: the media time audio resumes at. */
+  resumedAt?: number;
+}
+
+export interface AudioSocketCounters {
+  /** Frames of the branch offered to this socket stream. */
+  frames: number;
+  /** Frames handed to a socket. */
+  sentFrames: number;
+  /** Frames dropped from a full queue. */
+  droppedFrames: number;
+  /** Frames waiting now. */
+  queuedFrames: number;
+  /** Bytes of audio handed to a socket. */
+  bytesSent: number;
+}
+
+type Item = { audio: Buffer; position: number; samples: number } | { text: string };
+
+export class AudioSocketStream {
+  readonly #o: AudioSocketOptions;
+  readonly #limit: number;
+  /** Items from `#head` on wait to be sent (an array with a moving head: no shift() per frame). */
+  #queue: Item[] = [];
+  #head = 0;
+  #queuedAudio = 0;
+  #socket: AudioSocket | undefined;
+  /** The `start` of the current socket has been sent. */
+  #started = false;
+  #connections = 0;
+  /** What the first frame said: rate, channels, duration. */
+  #format: { sampleRate: number; channels: number; frameMs: number } | undefined;
+  /** Media position (samples) just past the last frame written. */
+  #nextPosition = 0;
+  #dropping = false;
+  #ended = false;
+  readonly #speaking = new SpeakingTracker();
+  readonly counters: AudioSocketCounters = { frames: 0, sentFrames: 0, droppedFrames: 0, queuedFrames: 0, bytesSent: 0 };
+
+  constructor(options: AudioSocketOptions) {
+    this.#o = options;
+    this.#limit = options.queueFrames ?? DEFAULT_QUEUE_FRAMES;
+  }
+
+  get sampleFormat(): SampleFormat {
+    return this.#o.sampleFormat;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * One frame of the branch. `pcm16` is the worker's 16-bit copy when it made
+   * one; a frame whose floats were left out (`complete` false) has that copy as
+   * its data and is skipped by an f32 stream. The samples are copied: the
+   * frame's buffer is reused after this call.
+   */
+  write(frame: AudioFrame, pcm16: Int16Array | undefined, complete = true): void {
+    if (this.#ended) return;
+    const samples = frame.data.length / frame.channels;
+    if (this.#o.sampleFormat === 'f32' && !complete) return;
+    this.#format ??= { sampleRate: frame.sampleRate, channels: frame.channels, frameMs: Math.round((samples / frame.sampleRate) * 1e5) / 100 };
+    this.counters.frames++;
+    if (frame.speech !== undefined || frame.vad !== undefined) {
+      const change = this.#speaking.update(frame.speech ?? (frame.vad ?? 0) >= 0.5);
+      if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }) });
+    }
+    this.#nextPosition = frame.position + samples;
+    this.#push({ audio: this.#bytes(frame, pcm16), position: frame.position, samples });
+    this.flush();
+  }
+
+  /**
+   * Sends through `socket` from now on (open): a `start` message, then the
+   * queue. A socket after the first is a reconnection (`resumedAt`).
+   */
+  attach(socket: AudioSocket): void {
+    this.#socket = socket;
+    this.#started = false;
+    this.#connections++;
+    this.flush();
+  }
+
+  /** The socket is gone: frames wait in the queue for the next one. */
+  detach(): void {
+    this.#socket = undefined;
+    this.#started = false;
+  }
+
+  /**
+   * The stream ended: queues the `end` message (nothing is written after it).
+   * `flush` then sends it when the queue before it is out.
+   */
+  end(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const c = this.counters;
+    this.#queue.push({ text: JSON.stringify({ type: 'end', reason, frames: c.frames, sentFrames: c.sentFrames + this.#queuedAudio, droppedFrames: c.droppedFrames }) });
+    this.flush();
+  }
+
+  /** Nothing is left to send (after `end`: the `end` message went out). */
+  get drained(): boolean {
+    return this.#head >= this.#queue.length;
+  }
+
+  /** Sends what waits, as long as the socket takes it without buffering more than HIGH_WATER_BYTES. */
+  flush(): void {
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== 1 /* OPEN */) return;
+    if (!this.#started) {
+      // A start needs the format: from the first frame, or the expected one when the stream ends without audio.
+      if (!this.#format && !this.#ended) return;
+      socket.send(JSON.stringify(this.#startMessage()));
+      this.#started = true;
+    }
+    while (this.#head < this.#queue.length && socket.bufferedAmount < HIGH_WATER_BYTES) {
+      const item = this.#queue[this.#head];
+      this.#queue[this.#head++] = undefined as unknown as Item;
+      if ('text' in item) {
+        socket.send(item.text);
+      } else {
+        this.#queuedAudio--;
+        this.counters.sentFrames++;
+        this.counters.bytesSent += item.audio.length;
+        // The callback fires when the socket took the bytes: room for more.
+        socket.send(item.audio, { binary: true }, this.#afterSend);
+      }
+    }
+    this.#compact();
+    this.counters.queuedFrames = this.#queuedAudio;
+  }
+
+  readonly #afterSend = (error?: Error) => {
+    if (!error && this.#head < this.#queue.length) this.flush();
+  };
+
+  #startMessage(): StartMessage {
+    const f = this.#format ?? { ...this.#o.expected, frameMs: 20 };
+    const { session, peer, room, pipeline, branch, sampleFormat } = this.#o;
+    // The first audio that follows: the head of the queue, or the next frame to come.
+    const next = this.#queue.slice(this.#head).find((i): i is Extract<Item, { audio: Buffer }> => 'audio' in i);
+    const at = seconds(next ? next.position : this.#nextPosition, f.sampleRate);
+    return {
+      type: 'start',
+      session,
+      peer,
+      room,
+      pipeline,
+      branch,
+      format: { sampleRate: f.sampleRate, channels: f.channels, sampleFormat, frameMs: f.frameMs },
+      at,
+      ...(this.#connections > 1 ? { resumedAt: at } : {}),
+    };
+  }
+
+  #push(item: Item): void {
+    if ('audio' in item) {
+      if (this.#queuedAudio >= this.#limit) this.#dropOldest();
+      this.#queuedAudio++;
+    }
+    this.#queue.push(item);
+    this.counters.queuedFrames = this.#queuedAudio;
+  }
+
+  /**
+   * Drops the oldest waiting frame, and the speech events queued before it
+   * (they mark times within the audio that is gone): the queue stays bounded
+   * however long the reader is away.
+   */
+  #dropOldest(): void {
+    while (this.#head < this.#queue.length) {
+      const item = this.#queue[this.#head];
+      this.#queue[this.#head++] = undefined as unknown as Item;
+      if (!('audio' in item)) continue;
+      this.#queuedAudio--;
+      this.counters.droppedFrames++;
+      if (!this.#dropping) {
+        this.#dropping = true;
+        this.#o.onDropping?.();
+      }
+      break;
+    }
+    this.#compact();
+  }
+
+  #compact(): void {
+    if (this.#head >= this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+      // Drained: the next drop starts a new episode.
+      this.#dropping = false;
+    } else if (this.#head > 1024) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** The frame's samples in the wire encoding, copied into a Buffer of their own. */
+  #bytes(frame: AudioFrame, pcm16: Int16Array | undefined): Buffer {
+    const data = frame.data;
+    let out: Buffer;
+    if (this.#o.sampleFormat === 's16') {
+      const src = pcm16 ?? (data instanceof Int16Array ? data : undefined);
+      out = Buffer.allocUnsafe(data.length * 2);
+      if (src) out.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+      else quantizeS16(data as Float32Array, new Int16Array(out.buffer, out.byteOffset, data.length));
+      if (BIG_ENDIAN) out.swap16();
+    } else {
+      out = Buffer.allocUnsafe(data.length * 4);
+      const dst = new Float32Array(out.buffer, out.byteOffset, data.length);
+      if (data instanceof Float32Array) dst.set(data);
+      else for (let i = 0; i < data.length; i++) dst[i] = data[i] / 32768;
+      if (BIG_ENDIAN) out.swap32();
+    }
+    return out;
+  }
+}
+
+/** How long an ended stream's socket may take to send its queue and `end` message before it is cut. */
+export const END_GRACE_MS = 5000;
+
+/**
+ * Closes `socket` (code 1000) once `stream` has sent everything, its `end`
+ * message included, or cuts it after `graceMs`; resolves when it is closed.
+ * Call after `stream.end()`.
+ */
+export function closeWhenDrained(socket: AudioSocket, stream: AudioSocketStream, graceMs = END_GRACE_MS): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (socket.readyState > 1 /* CLOSING, CLOSED */) return resolve();
+    const done = () => {
+      clearInterval(poll);
+      clearTimeout(cut);
+      resolve();
+    };
+    const poll = setInterval(() => {
+      stream.flush();
+      if (socket.readyState === 1 && stream.drained && socket.bufferedAmount === 0) socket.close(1000, 'stream ended');
+      if (socket.readyState === 3) done();
+    }, 20);
+    const cut = setTimeout(() => {
+      socket.terminate();
+      done();
+    }, graceMs);
+    cut.unref();
+    socket.once('close', done);
+  });
+}
+
+function seconds(position: number, sampleRate: number): number {
+  return Math.round((position / sampleRate) * 1e6) / 1e6;
+}

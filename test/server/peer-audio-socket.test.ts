@@ -1,0 +1,148 @@
+/**
+ * `GET /peers/:peer/audio` upgraded to a WebSocket, against the real server
+ * with a peer publishing over loopback WebRTC: refusals come before the
+ * upgrade as problem responses (401 without a token, 403 with the publish
+ * token, 404 for an unknown peer, 426 without an upgrade); with the admin
+ * token (header, or the browser's subprotocol form) the socket carries the
+ * peer's processed audio in the sink's framing — start, 16 kHz PCM in the
+ * asked encoding with the tone's pitch, end when the peer leaves.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { dominantFrequency } from '../helpers/audio.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import { listen } from '../helpers/listening.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
+
+const ADMIN = 'admin-secret-peer-audio';
+const PUBLISH = 'publish-secret-peer-audio';
+
+let t: TestServer;
+let ws: string;
+beforeAll(async () => {
+  t = await startServer({
+    adminToken: ADMIN,
+    token: PUBLISH,
+    // Audio sockets and WHEP players share the listener limits.
+    maxListenersPerPeer: 2,
+    extraPipelines: [
+      {
+        name: 'listen16k',
+        branches: {
+          asr: { stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'stats' }] },
+          full: { stages: [], sinks: [{ type: 'record', autoStart: false }] },
+        },
+      },
+    ],
+  });
+  ws = t.url.replace(/^http/, 'ws');
+});
+afterAll(() => t?.close());
+
+/** What an upgrade attempt got: the HTTP refusal (status, body), or the open socket's messages. */
+function connect(path: string, options: { headers?: Record<string, string>; protocols?: string[] } = {}) {
+  const socket = new WebSocket(`${ws}${path}`, options.protocols ?? [], { headers: options.headers });
+  const messages: Array<Record<string, unknown> | Buffer> = [];
+  socket.on('message', (data, isBinary) => {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+    messages.push(isBinary ? Buffer.from(buf) : (JSON.parse(buf.toString('utf8')) as Record<string, unknown>));
+  });
+  const outcome = new Promise<{ open: true } | { open: false; status: number; type: string; body: Record<string, unknown> }>((resolve, reject) => {
+    socket.once('open', () => resolve({ open: true }));
+    socket.once('unexpected-response', (req, res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      // With this listener, ending the refused request is ours to do (ws leaves it open).
+      res.on('end', () => {
+        req.destroy();
+        resolve({ open: false, status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: JSON.parse(text || '{}') as Record<string, unknown> });
+      });
+    });
+    socket.once('error', (e) => reject(e));
+  });
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, messages, outcome, closed };
+}
+
+function binaryOf(messages: ReadonlyArray<Record<string, unknown> | Buffer>): Buffer {
+  return Buffer.concat(messages.filter((m): m is Buffer => Buffer.isBuffer(m)));
+}
+
+describe('GET /peers/:peer/audio', () => {
+  it('refuses before the upgrade: 401 without a token, 403 with the publish token, 404 for an unknown peer, 426 without an upgrade', async () => {
+    const none = await connect('/peers/nobody/audio').outcome;
+    expect(none).toMatchObject({ open: false, status: 401, body: { code: 'EARSHOT_UNAUTHORIZED' } });
+    expect((none as { type: string }).type).toMatch(/^application\/problem\+json/);
+    const publisher = await connect('/peers/nobody/audio', { headers: { authorization: `Bearer ${PUBLISH}` } }).outcome;
+    expect(publisher).toMatchObject({ open: false, status: 403, body: { code: 'EARSHOT_FORBIDDEN' } });
+    const unknown = await connect('/peers/nobody/audio', { headers: { authorization: `Bearer ${ADMIN}` } }).outcome;
+    expect(unknown).toMatchObject({ open: false, status: 404, body: { code: 'EARSHOT_PEER_NOT_FOUND' } });
+    // The subprotocol form of the token is checked the same way.
+    const wrong = await connect('/peers/nobody/audio', { protocols: ['earshot-audio', `earshot-bearer.${Buffer.from('not-the-token').toString('base64url')}`] }).outcome;
+    expect(wrong).toMatchObject({ open: false, status: 401 });
+    const plain = await fetch(`${t.url}/peers/nobody/audio`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(plain.status).toBe(404);
+    expect((await fetch(`${t.url}/peers/nobody/audio`)).status).toBe(401);
+  });
+
+  it('streams a live peer: start, 16 kHz PCM in the asked format with the tone, and end when the peer leaves', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/demo/speaker?pipeline=listen16k`, token: PUBLISH, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal });
+    try {
+      // Audio is flowing (half a second of it), so the listeners join a running stream.
+      await until('the peer to be live', async () => {
+        const res = await fetch(`${t.url}/stats/speaker`, { headers: { authorization: `Bearer ${ADMIN}` } });
+        return res.ok && ((await res.json()) as { processing: { framesProcessed: number } }).processing.framesProcessed >= 25 ? true : undefined;
+      });
+      const upgrade = await fetch(`${t.url}/peers/speaker/audio`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(upgrade.status).toBe(426);
+      const bad = await connect('/peers/speaker/audio?branch=nope', { headers: { authorization: `Bearer ${ADMIN}` } }).outcome;
+      expect(bad).toMatchObject({ open: false, status: 404 });
+
+      // An operator's tool: the token in the Authorization header, default branch (the first) and format (s16).
+      const s16 = connect('/peers/speaker/audio', { headers: { authorization: `Bearer ${ADMIN}` } });
+      // A browser: the token as a subprotocol next to "earshot-audio", which the server selects; floats of the same branch.
+      const f32 = connect('/peers/speaker/audio?branch=asr&format=f32', { protocols: ['earshot-audio', `earshot-bearer.${Buffer.from(ADMIN).toString('base64url')}`] });
+      expect(await s16.outcome).toEqual({ open: true });
+      expect(await f32.outcome).toEqual({ open: true });
+      expect(f32.socket.protocol).toBe('earshot-audio');
+      // Two listen already: a third (a socket or a WHEP player) waits.
+      const third = await connect('/peers/speaker/audio', { headers: { authorization: `Bearer ${ADMIN}` } }).outcome;
+      expect(third).toMatchObject({ open: false, status: 503, body: { code: 'EARSHOT_LISTENERS_FULL' } });
+      const player = await listen(`${t.url}/whep/speaker`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect([player.status, player.problem?.code]).toEqual([503, 'EARSHOT_LISTENERS_FULL']);
+      // About a second of audio each.
+      await until('a second of audio on both sockets', () => (binaryOf(s16.messages).length >= 32000 && binaryOf(f32.messages).length >= 64000 ? true : undefined));
+
+      const session = ((await (await fetch(`${t.url}/stats/speaker`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { session: string }).session;
+      for (const [c, sampleFormat] of [[s16, 's16'], [f32, 'f32']] as const) {
+        const start = c.messages[0] as Record<string, unknown>;
+        expect(start).toMatchObject({ type: 'start', session, peer: 'speaker', room: 'demo', pipeline: 'listen16k', branch: 'asr', format: { sampleRate: 16000, channels: 1, sampleFormat, frameMs: 20 } });
+        // It joined a running stream: `at` is where its audio starts.
+        expect(start.at as number).toBeGreaterThan(0);
+      }
+      const a = binaryOf(s16.messages);
+      const ints = new Int16Array(a.buffer, a.byteOffset, a.length / 2);
+      expect(Math.abs(dominantFrequency(Float32Array.from(ints, (v) => v / 32768), 16000) - 1000)).toBeLessThanOrEqual(2);
+      const b = binaryOf(f32.messages);
+      const floats = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+      expect(floats.every((v) => v >= -1 && v <= 1)).toBe(true);
+      expect(Math.abs(dominantFrequency(floats, 16000) - 1000)).toBeLessThanOrEqual(2);
+
+      // The peer leaves: each socket gets the end message, then closes.
+      controller.abort();
+      await sending.catch(() => undefined);
+      await Promise.all([s16.closed, f32.closed]);
+      for (const c of [s16, f32]) {
+        const end = c.messages[c.messages.length - 1] as Record<string, unknown>;
+        expect(end).toMatchObject({ type: 'end', reason: 'deleted', droppedFrames: 0 });
+        expect(end.frames).toBe(c.messages.filter((m) => Buffer.isBuffer(m)).length);
+      }
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+});

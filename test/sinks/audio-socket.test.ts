@@ -1,0 +1,103 @@
+/**
+ * The WebSocket framing shared by the `websocket` sink and
+ * `GET /peers/:peer/audio`, over a real loopback WebSocket: the wire
+ * encodings (s16 as given or quantized, f32 from 16-bit frames), frames
+ * without floats skipped by an f32 stream, and the bounded queue while no
+ * socket is attached — the oldest audio dropped and counted (with the speech
+ * events queued before it), `start.at` where the kept audio begins.
+ */
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { AudioFrame } from '../../src/media/frames.js';
+import { AudioSocketStream, closeWhenDrained } from '../../src/sinks/audio-socket.js';
+
+let wss: WebSocketServer;
+let url: string;
+beforeAll(async () => {
+  wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((r) => wss.close(() => r())));
+
+/** A connected pair: earshot's side (the client socket here) and everything the server side received, until it closes. */
+async function pair() {
+  const received: Array<Record<string, unknown> | Buffer> = [];
+  // In an object: a promise resolved with a promise would wait for it.
+  const serverSide = new Promise<{ closed: Promise<void> }>((resolve) =>
+    wss.once('connection', (s) => {
+      s.on('message', (data, isBinary) => received.push(isBinary ? Buffer.from(data as Buffer) : (JSON.parse(String(data)) as Record<string, unknown>)));
+      resolve({ closed: new Promise((closed) => s.once('close', () => closed())) });
+    }),
+  );
+  const socket = new WebSocket(url);
+  await new Promise((r) => socket.once('open', r));
+  return { socket, received, closed: (await serverSide).closed };
+}
+
+const identity = { session: 's1', peer: 'alice', room: 'demo', pipeline: 'p', branch: 'main', expected: { sampleRate: 16000, channels: 1 } };
+
+function frame(position: number, data: Float32Array | Int16Array, extra: Partial<AudioFrame> = {}): AudioFrame {
+  return { position, sampleRate: 16000, channels: 1, sampleFormat: data instanceof Int16Array ? 's16' : 'f32', data, rms: 0, peak: 0, arrival: 0, ...extra };
+}
+
+describe('AudioSocketStream', () => {
+  it('sends s16 as given or quantized, f32 from 16-bit frames, and skips frames without floats in f32', async () => {
+    const a = await pair();
+    const s16 = new AudioSocketStream({ ...identity, sampleFormat: 's16' });
+    s16.attach(a.socket);
+    s16.write(frame(0, Int16Array.from({ length: 320 }, (_, i) => i - 160)), undefined);
+    s16.write(frame(320, new Float32Array(320).fill(0.5)), undefined);
+    s16.end('deleted');
+    await closeWhenDrained(a.socket, s16);
+    await a.closed;
+    const [start, first, second, end] = a.received;
+    const { expected: _, ...who } = identity;
+    expect(start).toEqual({ type: 'start', ...who, format: { sampleRate: 16000, channels: 1, sampleFormat: 's16', frameMs: 20 }, at: 0 });
+    expect(Array.from(new Int16Array(Uint8Array.from(first as Buffer).buffer))).toEqual(Array.from({ length: 320 }, (_, i) => i - 160));
+    expect(new Set(new Int16Array(Uint8Array.from(second as Buffer).buffer))).toEqual(new Set([Math.round(0.5 * 32767)]));
+    expect(end).toEqual({ type: 'end', reason: 'deleted', frames: 2, sentFrames: 2, droppedFrames: 0 });
+
+    const b = await pair();
+    const f32 = new AudioSocketStream({ ...identity, sampleFormat: 'f32' });
+    f32.attach(b.socket);
+    f32.write(frame(0, new Int16Array(320).fill(-16384)), undefined);
+    f32.write(frame(320, new Int16Array(320).fill(1)), undefined, false); // its floats were left out: not for an f32 reader
+    f32.end('deleted');
+    await closeWhenDrained(b.socket, f32);
+    await b.closed;
+    expect(b.received).toHaveLength(3);
+    expect(new Set(new Float32Array(Uint8Array.from(b.received[1] as Buffer).buffer))).toEqual(new Set([-0.5]));
+    expect(b.received[2]).toMatchObject({ type: 'end', frames: 1 });
+  });
+
+  it('while no socket is attached, keeps the newest frames (events queued before a dropped frame go with it); start.at is where the kept audio begins', async () => {
+    let dropping = 0;
+    const s = new AudioSocketStream({ ...identity, sampleFormat: 's16', queueFrames: 4, onDropping: () => dropping++ });
+    // Speech from frame 6 on: its start (decided at frame 8) is queued before frame 8, which is kept.
+    for (let k = 0; k < 10; k++) s.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k >= 6 ? 0.9 : 0.1, speech: k >= 6 }), undefined);
+    expect(s.counters).toMatchObject({ frames: 10, droppedFrames: 6, queuedFrames: 4, sentFrames: 0 });
+    expect(dropping).toBe(1);
+    const c = await pair();
+    s.attach(c.socket);
+    s.end('shutdown');
+    await closeWhenDrained(c.socket, s);
+    await c.closed;
+    const kinds = c.received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type));
+    expect(kinds).toEqual(['start', 6, 7, 'speech-start', 8, 9, 'end']);
+    expect(c.received[0]).toMatchObject({ at: 0.12 });
+    expect(c.received[3]).toEqual({ type: 'speech-start', at: 0.16 });
+    expect(c.received[6]).toEqual({ type: 'end', reason: 'shutdown', frames: 10, sentFrames: 4, droppedFrames: 6 });
+
+    // Speech in frames 0–2: its start (queued before frame 2) is dropped with that frame.
+    const early = new AudioSocketStream({ ...identity, sampleFormat: 's16', queueFrames: 4 });
+    for (let k = 0; k < 10; k++) early.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k < 3 ? 0.9 : 0.1, speech: k < 3 }), undefined);
+    const d = await pair();
+    early.attach(d.socket);
+    early.end('shutdown');
+    await closeWhenDrained(d.socket, early);
+    await d.closed;
+    expect(d.received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type))).toEqual(['start', 6, 7, 8, 9, 'end']);
+  });
+});
