@@ -1,0 +1,108 @@
+/**
+ * The server side of a client's data channel (rtc/data-channel.ts) over a
+ * real werift pair on loopback: what waits before the channel opens and what
+ * is dropped when too much waits, levels coalescing, batches in order, and
+ * messages refused for their size or form.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { RTCPeerConnection, type RTCDataChannel } from 'werift';
+import { ClientChannel, MAX_MESSAGE_BYTES, MAX_PENDING_MESSAGES } from '../../src/rtc/data-channel.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import { until } from '../helpers/until.js';
+
+type Message = Record<string, unknown>;
+
+const peers: RTCPeerConnection[] = [];
+afterEach(async () => {
+  await Promise.all(peers.splice(0).map((pc) => pc.close().catch(() => undefined)));
+});
+
+/**
+ * A client peer with a channel and a server peer whose `ClientChannel`
+ * takes it. `before` runs on the server channel before the client's channel
+ * opens. Returns what the client receives (channel messages as parsed).
+ */
+async function connect(before: (server: ClientChannel) => void = () => undefined) {
+  const ice = iceConfig({ hostAddresses: ['127.0.0.1'] });
+  const client = new RTCPeerConnection(ice);
+  const server = new RTCPeerConnection(ice);
+  peers.push(client, server);
+  const heard: Message[] = [];
+  const inbound: unknown[] = [];
+  const channel = new ClientChannel(true, { onMessage: (m) => inbound.push(m) });
+  before(channel);
+  server.onDataChannel.subscribe((ch) => channel.attach(ch));
+  const clientChannel: RTCDataChannel = client.createDataChannel('test');
+  clientChannel.onMessage.subscribe((m) => heard.push(JSON.parse(String(m)) as Message));
+  const offer = await client.createOffer();
+  disableImplicitStun(client, []);
+  await client.setLocalDescription(offer);
+  await iceGatheringComplete(client);
+  await server.setRemoteDescription(client.localDescription!);
+  const answer = await server.createAnswer();
+  disableImplicitStun(server, []);
+  await server.setLocalDescription(answer);
+  await iceGatheringComplete(server);
+  await client.setRemoteDescription(server.localDescription!);
+  await until('the channel to open', () => (channel.state === 'open' ? true : undefined), 10_000, 20);
+  return { channel, clientChannel, heard, inbound };
+}
+
+/** The messages received, batches unpacked. */
+const unpacked = (heard: Message[]) => heard.flatMap((m) => (m.type === 'batch' ? (m.messages as Message[]) : [m]));
+
+describe('client channel', () => {
+  it('keeps what is put before the channel opens; when too much waits, drops the oldest droppable messages, never a state change', async () => {
+    const { channel, heard } = await connect((server) => {
+      for (let i = 0; i < 10; i++) server.put({ type: 'speaking', i });
+      for (let i = 0; i < 300; i++) server.put({ type: 'event', i }, { droppable: true });
+    });
+    await until('every waiting message', () => (unpacked(heard).length === MAX_PENDING_MESSAGES ? true : undefined), 10_000, 20);
+    const got = unpacked(heard);
+    expect(got.filter((m) => m.type === 'speaking').map((m) => m.i)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    // The newest 246 events: the 54 oldest were dropped.
+    expect(got.filter((m) => m.type === 'event').map((m) => m.i)).toEqual(Array.from({ length: 246 }, (_, i) => 54 + i));
+    expect(got.every((m) => m.v === 1)).toBe(true);
+    expect(channel.stats()).toMatchObject({ state: 'open', label: 'test', sent: 256, droppedOut: { queueFull: 54 } });
+    // 256 short messages leave in one batch or a few, not one by one.
+    expect(channel.stats().sends).toBeLessThanOrEqual(3);
+  });
+
+  it('coalesces keyed messages: only the newest level waits', async () => {
+    const { channel, heard } = await connect();
+    for (let i = 0; i < 5; i++) channel.put({ type: 'level', i }, { key: 'level' });
+    channel.put({ type: 'speaking', speaking: true });
+    await until('the messages', () => (unpacked(heard).length === 2 ? true : undefined), 10_000, 20);
+    expect(unpacked(heard)).toEqual([
+      { v: 1, type: 'level', i: 4 },
+      { v: 1, type: 'speaking', speaking: true },
+    ]);
+    expect(channel.stats().sends).toBe(1);
+  });
+
+  it('refuses a message over 16 KiB or not serializable as JSON, counting it, and sends the rest', async () => {
+    const { channel, heard } = await connect();
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    expect(channel.put({ type: 'message', data: 'x'.repeat(MAX_MESSAGE_BYTES) })).toBe('too-large');
+    expect(channel.put({ type: 'message', data: 1n })).toBe('unserializable');
+    expect(channel.put({ type: 'message', data: circular })).toBe('unserializable');
+    expect(channel.put({ type: 'message', data: 'fine' })).toBe('queued');
+    await until('the message', () => (heard.length > 0 ? true : undefined), 10_000, 20);
+    expect(heard).toEqual([{ v: 1, type: 'message', data: 'fine' }]);
+    expect(channel.stats().droppedOut).toEqual({ tooLarge: 1, unserializable: 2, queueFull: 0, closed: 0 });
+  });
+
+  it('counts what is put after it closed, and stays quiet', async () => {
+    const { channel } = await connect();
+    channel.close();
+    expect(channel.put({ type: 'speaking', speaking: false })).toBe('closed');
+    expect(channel.stats()).toMatchObject({ state: 'closed', droppedOut: { closed: 1 } });
+  });
+
+  it('without a data channel in the offer, discards everything without counting', () => {
+    const channel = new ClientChannel(false, { onMessage: () => undefined });
+    expect(channel.put({ type: 'speaking', speaking: true })).toBe('none');
+    expect(channel.stats()).toEqual({ state: 'none', label: null, sent: 0, sends: 0, received: 0, droppedIn: { tooLarge: 0, rateLimited: 0, binary: 0 }, droppedOut: { tooLarge: 0, unserializable: 0, queueFull: 0, closed: 0 } });
+  });
+});
