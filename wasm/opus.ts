@@ -14,6 +14,7 @@
  * out the same way.
  */
 import { createRequire } from 'node:module';
+import { quantizeSample } from '../src/media/pcm16.js';
 
 interface OpusHandler {
   _encode(pcmPtr: number, pcmBytes: number, outPtr: number, frameSize: number): number;
@@ -41,6 +42,7 @@ const OPUS_SET_BITRATE = 4002;
 const OPUS_SET_INBAND_FEC = 4012;
 const OPUS_SET_PACKET_LOSS_PERC = 4014;
 const OPUS_SET_DTX = 4016;
+const OPUS_SET_COMPLEXITY = 4010;
 
 export const OpusApplication = { voip: 2048, audio: 2049, lowDelay: 2051 } as const;
 export type OpusApplicationName = keyof typeof OpusApplication;
@@ -120,7 +122,12 @@ export class OpusDecoder {
   }
 }
 
+/** Sample rates libopus encodes from (RFC 6716 §2). */
+export const OPUS_INPUT_RATES = [8000, 12000, 16000, 24000, 48000] as const;
+
 export interface OpusEncoderOptions {
+  /** Rate of the samples given to `encode`: one of `OPUS_INPUT_RATES`. Default 48000. */
+  sampleRate?: number;
   /** Input and coded channels (1 or 2). Default 1. */
   channels?: 1 | 2;
   /** Target bitrate in bits per second. Default 32000 (what WebRTC browsers use for mono voice). */
@@ -131,6 +138,8 @@ export interface OpusEncoderOptions {
   fec?: boolean;
   /** Discontinuous transmission (no packets in silence). Default false. */
   dtx?: boolean;
+  /** libopus complexity 0–10 (CPU against quality). Default: libopus's own (10). */
+  complexity?: number;
 }
 
 export class OpusEncoder {
@@ -138,13 +147,20 @@ export class OpusEncoder {
   readonly #handler: OpusHandler;
   #closed = false;
 
+  readonly sampleRate: number;
+
   constructor(options: OpusEncoderOptions = {}) {
     this.channels = options.channels ?? 1;
-    this.#handler = new (opusNative().OpusScriptHandler)(48000, this.channels, OpusApplication[options.application ?? 'audio']);
+    this.sampleRate = options.sampleRate ?? 48000;
+    if (!(OPUS_INPUT_RATES as readonly number[]).includes(this.sampleRate)) {
+      throw new RangeError(`Opus encodes from ${OPUS_INPUT_RATES.join(', ')} Hz, not ${this.sampleRate} Hz`);
+    }
+    this.#handler = new (opusNative().OpusScriptHandler)(this.sampleRate, this.channels, OpusApplication[options.application ?? 'audio']);
     this.#ctl(OPUS_SET_BITRATE, options.bitrate ?? 32000);
     this.#ctl(OPUS_SET_INBAND_FEC, options.fec === false ? 0 : 1);
     this.#ctl(OPUS_SET_PACKET_LOSS_PERC, options.fec === false ? 0 : 5);
     this.#ctl(OPUS_SET_DTX, options.dtx ? 1 : 0);
+    if (options.complexity !== undefined) this.#ctl(OPUS_SET_COMPLEXITY, options.complexity);
   }
 
   #ctl(ctl: number, value: number): void {
@@ -153,8 +169,8 @@ export class OpusEncoder {
   }
 
   /**
-   * Encodes one frame of 48 kHz interleaved samples (−1..1; 2.5–60 ms, e.g. 960
-   * samples per channel for 20 ms) and returns a new packet.
+   * Encodes one frame of interleaved samples at `sampleRate` (−1..1; 2.5–60 ms,
+   * e.g. 960 samples per channel for 20 ms at 48 kHz) and returns a new packet.
    */
   encode(pcm: Float32Array): Uint8Array {
     if (this.#closed) throw new Error('OpusEncoder is closed');
@@ -163,8 +179,7 @@ export class OpusEncoder {
     const s = scratchFor(this.channels);
     const slots = new Uint16Array(m.HEAPU8.buffer, s.pcmPtr, pcm.length * 2);
     for (let i = 0; i < pcm.length; i++) {
-      const r = Math.round(pcm[i] * 32767);
-      const v = r > 32767 ? 32767 : r < -32768 ? -32768 : r;
+      const v = quantizeSample(pcm[i]);
       slots[2 * i] = v & 0xff;
       slots[2 * i + 1] = (v >> 8) & 0xff;
     }

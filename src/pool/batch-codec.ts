@@ -9,7 +9,7 @@
  * Input (main → worker): Opus frames of every item of the batch.
  *
  *     f64[0]                       item count
- *     f64 × IN_ITEM per item       stream key, frame count, flags, f32 mask, pcm16 mask
+ *     f64 × IN_ITEM per item       stream key, frame count, flags, f32 mask, pcm16 mask, opus mask
  *     f64 × IN_FRAME per frame     position, samples, arrival, byte offset, byte length (−1: lost)
  *     bytes                        payloads
  *
@@ -27,7 +27,13 @@
  * for branches with an s16 record sink, so the WAV writer only copies bytes.
  * A frame without float samples carries the 16-bit copy as its data (an
  * s16 frame). Branches from MASK_BITS on always get float samples.
+ *
+ * Branches in the item's opus mask are also Opus-encoded in the worker
+ * (dsp/opus-encode.ts): a frame that completed 20 ms packets carries them in
+ * a block (u16 count, u16 length per packet, then the packets' bytes) and the
+ * first one's media position in 48 kHz samples.
  */
+import type { EncodedRun } from '../dsp/opus-encode.js';
 import type { AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
 
@@ -36,7 +42,7 @@ export const MASK_BITS = 30;
 /** A mask selecting every branch. */
 export const ALL_BRANCHES = 2 ** MASK_BITS - 1;
 
-export const IN_ITEM = 5;
+export const IN_ITEM = 6;
 export const IN_FRAME = 5;
 /** Item flags. */
 export const ItemFlag = { CLOSE: 1, PCM: 2 } as const;
@@ -71,8 +77,12 @@ export const OutFrame = {
   SPEECH: 11,
   CLIPPED: 12,
   ARRIVAL: 13,
+  /** Byte offset of the block of Opus packets this frame completed; −1: none. */
+  OPUS: 14,
+  /** Media position of the block's first packet, 48 kHz samples. */
+  OPUS_POSITION: 15,
 } as const;
-export const OUT_FRAME = 14;
+export const OUT_FRAME = 16;
 
 /** Item status in the output. */
 export const ItemStatus = { OK: 0, MISSING: 1, ERROR: 2 } as const;
@@ -87,6 +97,8 @@ export interface InputItem {
   flags: number;
   f32Mask: number;
   pcm16Mask: number;
+  /** Branches to Opus-encode in the worker (bit = branch). */
+  opusMask: number;
 }
 
 /** Packs the items' Opus frames into one buffer (see the module comment). */
@@ -113,6 +125,7 @@ export function packInput(items: readonly InputItem[]): ArrayBuffer {
     t[ti++] = it.flags;
     t[ti++] = it.f32Mask;
     t[ti++] = it.pcm16Mask;
+    t[ti++] = it.opusMask;
     if (pcm) continue;
     for (const f of it.frames) {
       t[fi++] = f.position;
@@ -139,6 +152,7 @@ export interface UnpackedInput {
   flags: number;
   f32Mask: number;
   pcm16Mask: number;
+  opusMask: number;
   /** Opus frames (payloads are views into the buffer); empty for a PCM item. */
   frames: EncodedFrame[];
 }
@@ -161,7 +175,7 @@ export function unpackInput(buffer: ArrayBuffer): UnpackedInput[] {
         arrival: t[fi + 2],
       };
     }
-    items[i] = { key: t[b], flags: t[b + 2], f32Mask: t[b + 3], pcm16Mask: t[b + 4], frames };
+    items[i] = { key: t[b], flags: t[b + 2], f32Mask: t[b + 3], pcm16Mask: t[b + 4], opusMask: t[b + 5], frames };
   }
   return items;
 }
@@ -175,6 +189,14 @@ export interface OutputItem {
   counters?: DecodeCounters;
   f32Mask: number;
   pcm16Mask: number;
+  /** Opus packets completed by each frame (index = branch, then frame), for branches the worker encodes. */
+  encoded?: Array<Array<EncodedRun | undefined> | undefined>;
+}
+
+function opusBlockBytes(run: EncodedRun): number {
+  let n = 2 + 2 * run.packets.length;
+  for (const p of run.packets) n += p.length;
+  return n;
 }
 
 function wantsF32(branch: number, f32Mask: number, pcm16Mask: number): boolean {
@@ -205,6 +227,8 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): A
         if (s16 || f32) bytes += align4(f.data.byteLength);
         if (!s16 && p16) bytes += align4(f.data.length * 2);
       }
+      const runs = it.encoded?.[branch];
+      if (runs) for (const run of runs) if (run) bytes += align4(opusBlockBytes(run));
     });
   }
   const tableBytes = 8 * (1 + OUT_ITEM * items.length + OUT_FRAME * frames);
@@ -227,7 +251,8 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): A
     it.outputs.forEach((list, branch) => {
       const f32 = wantsF32(branch, it.f32Mask, it.pcm16Mask);
       const p16 = wantsPcm16(branch, it.pcm16Mask);
-      for (const f of list) {
+      const runs = it.encoded?.[branch];
+      list.forEach((f, k) => {
         const data = f.data;
         const s16 = data instanceof Int16Array;
         t[fi + OutFrame.BRANCH] = branch;
@@ -256,11 +281,33 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): A
         t[fi + OutFrame.SPEECH] = f.speech === undefined ? -1 : f.speech ? 1 : 0;
         t[fi + OutFrame.CLIPPED] = f.clipped ?? 0;
         t[fi + OutFrame.ARRIVAL] = f.arrival;
+        const run = runs?.[k];
+        if (run) {
+          t[fi + OutFrame.OPUS] = bo;
+          t[fi + OutFrame.OPUS_POSITION] = run.position;
+          bo = writeOpusBlock(run, buffer, bo);
+        } else {
+          t[fi + OutFrame.OPUS] = -1;
+        }
         fi += OUT_FRAME;
-      }
+      });
     });
   });
   return buffer;
+}
+
+/** Writes a block of packets at `at`; returns the next aligned offset. */
+function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer, at: number): number {
+  const view = new DataView(buffer);
+  const u8 = new Uint8Array(buffer);
+  view.setUint16(at, run.packets.length, true);
+  let bo = at + 2 + 2 * run.packets.length;
+  run.packets.forEach((p, i) => {
+    view.setUint16(at + 2 + 2 * i, p.length, true);
+    u8.set(p, bo);
+    bo += p.length;
+  });
+  return at + align4(bo - at);
 }
 
 /** Reads a packed output: the table, and views on it. */
@@ -314,6 +361,10 @@ export class OutputReader {
   pcm16: Int16Array | undefined;
   /** Whether it carries its own samples (floats were not left out). */
   complete = true;
+  /** Opus packets the frame completed (views into the buffer; 20 ms each, consecutive), if its branch is encoded. */
+  opus: Uint8Array[] | undefined;
+  /** Media position of `opus[0]`, 48 kHz samples. */
+  opusPosition = 0;
 
   /**
    * Moves to the next frame, in item order (each item's frames follow the
@@ -351,6 +402,22 @@ export class OutputReader {
     this.frame = frame;
     this.pcm16 = pcm16;
     this.complete = dataAt >= 0;
+    const opusAt = t[f + OutFrame.OPUS];
+    if (opusAt >= 0) {
+      const view = new DataView(buffer);
+      const count = view.getUint16(opusAt, true);
+      const packets: Uint8Array[] = new Array(count);
+      let bo = opusAt + 2 + 2 * count;
+      for (let i = 0; i < count; i++) {
+        const length = view.getUint16(opusAt + 2 + 2 * i, true);
+        packets[i] = new Uint8Array(buffer, bo, length);
+        bo += length;
+      }
+      this.opus = packets;
+      this.opusPosition = t[f + OutFrame.OPUS_POSITION];
+    } else {
+      this.opus = undefined;
+    }
   }
 
   /**

@@ -30,6 +30,7 @@ import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stage
 import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
 import { ALL_BRANCHES, ItemFlag, ItemStatus, OutputReader, packInput, type InputItem } from './batch-codec.js';
 import { stageModuleUrl } from './stage-module.js';
+import { threadCpuMs, threadRunnable } from './thread-cpu.js';
 import { LatencyHistogram } from '../media/latency-histogram.js';
 
 export interface WorkerPoolOptions {
@@ -61,7 +62,9 @@ export interface WorkerPoolOptions {
    * frames (~35 ms for the full default chain at ~0.34 ms per frame), so 500 ms
    * is over ten times the worst legitimate case, and the stall it allows
    * (limit + a worker restart) stays well inside the 2 s the other streams can
-   * queue. 50–600000.
+   * queue. On Linux the limit counts the worker's CPU time: a worker that only
+   * waits for a CPU on an overloaded machine is not taken for hung, unless it
+   * makes no progress for ten times the limit. 50–600000.
    */
   taskTimeoutMs?: number;
   /**
@@ -139,6 +142,19 @@ export interface PoolStreamHandlers {
    * 16 bits, ready for an s16 recording, asked before every batch. Default: none.
    */
   pcm16Branches?(): number;
+  /**
+   * Branches (bit i = branch i) to Opus-encode in the worker, asked before
+   * every batch. Default: none. A branch's encoder starts with the first batch
+   * that asks for it and is freed with the first that no longer does; its
+   * packets come to `onOpus`.
+   */
+  opusBranches?(): number;
+  /**
+   * Opus packets of an encoded branch (see `opusBranches`): consecutive 20 ms
+   * packets, the first at media position `position` (48 kHz samples). The
+   * packets are views valid during the call only: copy what you keep.
+   */
+  onOpus?(branch: number, position: number, packets: readonly Uint8Array[]): void;
   /**
    * The stream's stages failed in the worker, hung it or crashed it too often;
    * the stream has been closed and gets no more frames. For a worker fault,
@@ -284,6 +300,9 @@ interface Flight {
   killed?: Fault;
   /** Set when Piscina removes the worker that runs the task (before it rejects the task). */
   workerGone?: boolean;
+  /** The progress mark the watchdog last saw, and the worker's CPU time (ms) when it first saw it. */
+  seenMark?: number;
+  cpuAtSeenMark?: number;
 }
 
 /** The rejection of a task that met a fault. */
@@ -304,6 +323,14 @@ class WorkerFault extends Error {
  * slot for good.
  */
 const START_LIMIT_MS = 60_000;
+/**
+ * Where the worker thread's CPU time and state are known (Linux), a task
+ * without progress for `taskTimeoutMs` is spared while its thread is
+ * runnable but has had less than the limit of CPU since its last progress (a
+ * loaded machine, not a stuck stage), up to this many times the limit. A
+ * stage that spins uses the CPU; one that blocks sleeps: both are killed.
+ */
+const STARVED_WALL_FACTOR = 10;
 /** What an item holds between flushes. */
 const NO_FRAMES: readonly EncodedFrame[] = Object.freeze([]);
 /** Output buffers kept per slot for reuse. */
@@ -498,7 +525,7 @@ export class WorkerPool {
       inflight: undefined,
       inflightClose: false,
       spareQueue: undefined,
-      item: { key, frames: NO_FRAMES, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0 },
+      item: { key, frames: NO_FRAMES, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0, opusMask: 0 },
     };
     this.#streams.set(entry.id, entry);
     this.#slotStreams[slot].add(entry);
@@ -736,6 +763,7 @@ export class WorkerPool {
         item.flags = (e.closing ? ItemFlag.CLOSE : 0) | (isPcm ? ItemFlag.PCM : 0);
         item.f32Mask = maskOf(e, 'f32');
         item.pcm16Mask = maskOf(e, 'pcm16');
+        item.opusMask = maskOf(e, 'opus');
         items.push(item);
         if (isPcm) (pcm ??= {})[index] = frames as PcmInput[];
         if (e.needsSetup) (setups ??= {})[index] = e.setup;
@@ -835,9 +863,22 @@ export class WorkerPool {
       const item = Atomics.load(m, MarkerField.ITEM);
       if (item === MARKER_IDLE) continue; // between items only for an instant; done and the result on its way
       const stage = Atomics.load(m, MarkerField.STAGE);
-      const elapsed = sinceMark(Atomics.load(m, MarkerField.MARK));
-      if (elapsed >= this.#taskTimeoutMs) {
-        this.#kill(slot, f, { kind: 'timeout', item, stage, why: `no progress for ${elapsed} ms (taskTimeoutMs ${this.#taskTimeoutMs})` });
+      const mark = Atomics.load(m, MarkerField.MARK);
+      const tid = Atomics.load(m, MarkerField.TID);
+      const cpu = threadCpuMs(tid);
+      if (f.seenMark !== mark) {
+        f.seenMark = mark;
+        f.cpuAtSeenMark = cpu;
+      }
+      const elapsed = sinceMark(mark);
+      if (elapsed < this.#taskTimeoutMs) continue;
+      // CPU used since the mark, as far as seen: from the first tick that saw it (up to one tick short).
+      const used = cpu !== undefined && f.cpuAtSeenMark !== undefined ? cpu - f.cpuAtSeenMark + this.#watchdogMs : undefined;
+      // Starved, not hung: runnable, yet it got less CPU than the limit since its last progress.
+      const starved = used !== undefined && used < this.#taskTimeoutMs && threadRunnable(tid) === true && elapsed < this.#taskTimeoutMs * STARVED_WALL_FACTOR;
+      if (!starved) {
+        const spent = used === undefined ? '' : `, ~${Math.round(Math.min(used, elapsed))} ms of it on a CPU`;
+        this.#kill(slot, f, { kind: 'timeout', item, stage, why: `no progress for ${elapsed} ms${spent} (taskTimeoutMs ${this.#taskTimeoutMs})` });
       }
     }
   }
@@ -1114,9 +1155,10 @@ function round2(v: number | null): number | null {
 }
 
 /** A stream's branch mask for this batch (see `PoolStreamHandlers.f32Branches`). */
-function maskOf(e: StreamEntry, kind: 'f32' | 'pcm16'): number {
+function maskOf(e: StreamEntry, kind: 'f32' | 'pcm16' | 'opus'): number {
   try {
-    const m = kind === 'f32' ? (e.handlers.f32Branches?.() ?? ALL_BRANCHES) : (e.handlers.pcm16Branches?.() ?? 0);
+    const h = e.handlers;
+    const m = kind === 'f32' ? (h.f32Branches?.() ?? ALL_BRANCHES) : kind === 'pcm16' ? (h.pcm16Branches?.() ?? 0) : (h.opusBranches?.() ?? 0);
     return Number.isInteger(m) ? m & ALL_BRANCHES : kind === 'f32' ? ALL_BRANCHES : 0;
   } catch {
     return kind === 'f32' ? ALL_BRANCHES : 0; // a throwing handler gets everything, as before masks existed
@@ -1136,6 +1178,7 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
       } catch (err) {
         process.emitWarning(`earshot: a pool stream handler threw: ${(err as Error).message}`);
       }
+      if (out.opus) deliverOpus(out, handlers);
     }
     return;
   }
@@ -1164,8 +1207,14 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
     else if (pcm16) pcm16[frames.length] = undefined;
     frames.push(out.frame!);
     complete.push(out.complete);
+    if (out.opus) deliverOpus(out, handlers);
   }
   emit();
+}
+
+function deliverOpus(out: OutputReader, handlers: PoolStreamHandlers): void {
+  const { branch, opusPosition, opus } = out;
+  if (handlers.onOpus) safeCall(() => handlers.onOpus!(branch, opusPosition, opus!));
 }
 
 /** A throwing handler must not break delivery to the other streams. */

@@ -17,8 +17,10 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { registerStageFactory } from '../dsp/registry.js';
 import { loadDspModules, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
 import type { Stage, StageFactory, StageSpec } from '../dsp/types.js';
-import { branchFormatOf, type BranchFormat, type EncodedFrame } from '../media/frames.js';
+import { branchFormatOf, type AudioFrame, type BranchFormat, type EncodedFrame } from '../media/frames.js';
+import { BranchOpusEncoder, type EncodedRun } from '../dsp/opus-encode.js';
 import { declaredFactory, loadStageModule } from './stage-module.js';
+import { currentThreadTid } from './thread-cpu.js';
 import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stageCode } from './protocol.js';
 import type { BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
 import { ItemFlag, ItemStatus, packOutput, unpackInput, type OutputItem, type UnpackedInput } from './batch-codec.js';
@@ -38,8 +40,13 @@ function warmUp(): void {
   probe.close();
 }
 
+/** This thread's Linux id, told to the watchdog through the marker (see thread-cpu.ts). */
+const tid = currentThreadTid();
+
 /** Streams by the pool's numeric key. */
 const streams = new Map<number, StreamProcessor>();
+/** Opus encoders of the streams' branches that the main thread asked to encode (index = branch). */
+const encoders = new Map<number, Array<BranchOpusEncoder | undefined>>();
 const modules = new Map<string, ModuleLoadResult>();
 /** The slot's shared marker once a task brought it; a private stand-in before (nobody watches warm-up). */
 let marker: Int32Array = new Int32Array(MARKER_LENGTH);
@@ -83,6 +90,7 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
 function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult | Movable {
   const started = performance.now();
   if (task.marker) marker = task.marker;
+  Atomics.store(marker, MarkerField.TID, tid);
   Atomics.store(marker, MarkerField.MARK, markerClock());
   Atomics.store(marker, MarkerField.ITEM, MARKER_IDLE);
   Atomics.store(marker, MarkerField.STAGE, 0);
@@ -178,6 +186,7 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
       stream?.close();
       stream = undefined;
       streams.delete(item.key);
+      closeEncoders(item.key);
       stream = buildProcessor(setup);
       streams.set(item.key, stream);
       out.formats = stream.outputs.map(branchFormatOf);
@@ -189,9 +198,11 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
     }
     out.outputs = stream.pcmInput ? stream.processPcm(frames as PcmInput[]) : stream.process(frames as EncodedFrame[]);
     out.counters = stream.counters;
+    if (item.opusMask !== 0 || encoders.has(item.key)) out.encoded = encode(item.key, stream.outputs.map(branchFormatOf), out.outputs, item.opusMask);
     if (close) {
       stream.close();
       streams.delete(item.key);
+      closeEncoders(item.key);
     }
     return out;
   } catch (e) {
@@ -202,12 +213,56 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
       // already failing; the first error is the one reported
     }
     streams.delete(item.key);
+    closeEncoders(item.key);
     out.status = ItemStatus.ERROR;
     out.outputs = [];
     delete out.formats;
     out.error = e instanceof Error ? e.message : String(e);
     return out;
   }
+}
+
+/**
+ * Opus-encodes the branches in `mask` (bit = branch): an encoder starts with
+ * the first batch that asks for its branch, at that batch's first frame, and
+ * is freed with the first batch that no longer asks.
+ */
+function encode(key: number, formats: BranchFormat[], outputs: AudioFrame[][], mask: number): Array<Array<EncodedRun | undefined> | undefined> {
+  let list = encoders.get(key);
+  const runs: Array<Array<EncodedRun | undefined> | undefined> = [];
+  for (let b = 0; b < formats.length; b++) {
+    const wanted = b < 30 && ((mask >>> b) & 1) === 1;
+    let encoder = list?.[b];
+    if (!wanted) {
+      if (encoder) {
+        encoder.close();
+        list![b] = undefined;
+      }
+      continue;
+    }
+    if (!encoder) {
+      // The main thread asks only for branches Opus can code (rates it takes); a stray bit codes nothing.
+      try {
+        encoder = new BranchOpusEncoder(formats[b]);
+      } catch {
+        continue;
+      }
+      list ??= [];
+      encoders.set(key, list);
+      list[b] = encoder;
+    }
+    const frames = outputs[b] ?? [];
+    const branchRuns: Array<EncodedRun | undefined> = new Array(frames.length);
+    for (let k = 0; k < frames.length; k++) branchRuns[k] = encoder.push(frames[k]);
+    runs[b] = branchRuns;
+  }
+  if (list && list.every((e) => e === undefined)) encoders.delete(key);
+  return runs;
+}
+
+function closeEncoders(key: number): void {
+  for (const e of encoders.get(key) ?? []) e?.close();
+  encoders.delete(key);
 }
 
 function checkSetup(setup: StreamSetup, index: number): string | null {

@@ -118,9 +118,11 @@ export function parseOffer(sdp: string): ParsedOffer {
 /**
  * Picks the audio section earshot receives: the first that is not rejected,
  * uses DTLS-SRTP, sends, and offers opus/48000. Throws `EARSHOT_NO_OPUS_AUDIO`
- * (422) with the reasons each audio section was passed over.
+ * (422) with the reasons each audio section was passed over. With
+ * `direction: 'receive'` (a WHEP listener's offer) it picks the first that
+ * receives instead (recvonly or sendrecv).
  */
-export function summarizeOffer(offer: ParsedOffer): OfferSummary {
+export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive' = 'send'): OfferSummary {
   const reasons: string[] = [];
   for (const s of offer.sections) {
     const i = s.index;
@@ -133,9 +135,9 @@ export function summarizeOffer(offer: ParsedOffer): OfferSummary {
       reasons.push(`audio section ${i} uses ${clip(s.proto, 40)}, not DTLS-SRTP (UDP/TLS/RTP/SAVPF)`);
       continue;
     }
-    const notSending = s.lines.find((l) => l === 'a=recvonly' || l === 'a=inactive');
-    if (notSending) {
-      reasons.push(`audio section ${i} does not send (it is ${notSending.slice(2)})`);
+    const wrongWay = s.lines.find((l) => l === 'a=inactive' || l === (direction === 'send' ? 'a=recvonly' : 'a=sendonly'));
+    if (wrongWay) {
+      reasons.push(`audio section ${i} does not ${direction} (it is ${wrongWay.slice(2)})`);
       continue;
     }
     const opus = s.lines.map((l) => /^a=rtpmap:(\d+) opus\/48000(?:\/(\d))?$/i.exec(l)).find((x) => x);

@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { startCli, type CliServer } from './cli-server.js';
+import { decodeOpus, listen } from '../helpers/listening.js';
+import { WebSocket } from 'ws';
 
 const tone = fixturePath('tone-1k-48k.wav');
 
@@ -128,6 +130,44 @@ describe('earshot serve --processes 2', () => {
       expect(await finalized(join(s.recordingsDir, before.recording!.name))).toBe(true);
       // The session is gone: a second DELETE is the usual 404.
       expect((await fetch(`${s.url}/whip/sessions/${before.session}`, { method: 'DELETE' })).status).toBe(404);
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+
+  it('lets a WHEP listener and an audio WebSocket reach a peer through the front, on whichever engine runs it', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${s.url}/whip/demo/heard`, source: tone, loop: true, signal: controller.signal });
+    try {
+      await packets('heard', 10);
+      const player = await listen(`${s.url}/whep/heard`);
+      expect(player.status).toBe(201);
+      await player.connected();
+      await until('the listener to hear 50 packets', () => (player.packets.length >= 50 ? true : undefined), 15_000);
+      expect(Math.abs(dominantFrequency(decodeOpus(player.packets.slice(10)), 48000) - 1000)).toBeLessThanOrEqual(2);
+      expect((await fetch(player.location!, { method: 'DELETE' })).status).toBe(200);
+      expect((await fetch(player.location!, { method: 'DELETE' })).status).toBe(404);
+      await player.close();
+
+      // The PCM of the same peer over a WebSocket, through the front too.
+      const socket = new WebSocket(`${s.url.replace(/^http/, 'ws')}/peers/heard/audio`);
+      const messages: Array<Buffer | Record<string, unknown>> = [];
+      socket.on('message', (data, binary) => messages.push(binary ? (data as Buffer) : (JSON.parse(String(data)) as Record<string, unknown>)));
+      await until('50 frames over the socket', () => (messages.filter((m) => Buffer.isBuffer(m)).length >= 50 ? true : undefined), 15_000);
+      expect(messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
+      const pcm = Buffer.concat(messages.filter((m): m is Buffer => Buffer.isBuffer(m)));
+      const ints = new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2);
+      expect(Math.abs(dominantFrequency(Float32Array.from(ints, (v) => v / 32768), 48000) - 1000)).toBeLessThanOrEqual(2);
+      socket.close();
+      // A peer no engine runs: the problem document, before any upgrade.
+      const refused = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${s.url.replace(/^http/, 'ws')}/peers/nobody/audio`);
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => resolve(101));
+        ws.on('error', () => undefined);
+      });
+      expect(refused).toBe(404);
     } finally {
       controller.abort();
       await sending.catch(() => undefined);

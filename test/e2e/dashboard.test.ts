@@ -5,7 +5,8 @@
  * that of a second peer sent from Node; stopping yields a recording the page can
  * play and download, and whose sound is the microphone's speech. The server has a publish and an admin token: the page asks
  * for them, then sends them on every call (the event stream included), and plays
- * and downloads recordings through signed links.
+ * and downloads recordings through signed links. Its Listen button plays a
+ * peer's processed audio over WHEP, and Chromium's stats say it arrives.
  *
  * WebRTC between headless Chromium and the server over loopback: the test server
  * is ICE-lite and announces only 127.0.0.1 (the default of `startServer`). The
@@ -94,7 +95,7 @@ afterAll(async () => {
 });
 
 describe('dashboard', () => {
-  it('shows both live peers with moving meters and VAD, and the Talk recording plays and downloads as WAV', { timeout: 60_000 }, async () => {
+  it('shows both live peers with moving meters and VAD, and the Talk recording plays and downloads as WAV', { timeout: 120_000 }, async () => {
     if (!existsSync(CHROMIUM)) {
       throw new Error(
         `Chromium is needed for the dashboard test and was not found at ${CHROMIUM}. Install it with ` +
@@ -157,6 +158,21 @@ describe('dashboard', () => {
         return levels.size >= 3 ? true : undefined;
       });
       await card(page, me).locator('[data-testid="speaking"][data-active="true"]').waitFor({ timeout: 10_000 });
+
+      // Listen (WHEP): the page plays its own card's processed audio; Chromium's own WebRTC
+      // stats (inbound-rtp, shown on the card) say packets and sound arrive.
+      const listenCard = card(page, me);
+      await listenCard.getByTestId('listen-button').click();
+      const listenStatus = listenCard.getByTestId('listen-status');
+      const heard = await until('the listener to receive 50 packets with sound', async () => {
+        const packets = Number((await listenStatus.getAttribute('data-packets')) ?? 0);
+        const level = Number((await listenStatus.getAttribute('data-level')) || 0);
+        return packets >= 50 && level > 0.001 ? { packets, level } : undefined;
+      }, 20_000);
+      expect(heard.packets).toBeGreaterThanOrEqual(50);
+      await listenCard.getByTestId('listen-button').click();
+      await listenStatus.waitFor({ state: 'hidden', timeout: 5000 });
+      expect(await listenCard.getByTestId('listen-button').textContent()).toBe('Listen');
 
       // Both cards with sound on them, for the README.
       await until('audio on the bot card', async () => {

@@ -4,6 +4,8 @@
  * writes the received packets, and the real opus-tools judge the file
  * (`opusinfo` accepts it, `opusdec` decodes it to the media duration and the
  * tone's frequency), under loss too, next to a WAV of the same session.
+ * On a branch with stages the worker encodes what the stages output: the
+ * file holds the processed audio (resampled, 6 dB quieter) at media time.
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -37,6 +39,13 @@ beforeAll(async () => {
         },
       },
       { name: 'opus-manual', stages: [], sinks: [{ type: 'record', format: 'ogg-opus', autoStart: false }, { type: 'stats' }] },
+      {
+        name: 'opus-processed',
+        branches: {
+          coded: { stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'gain', db: -6 }], sinks: [{ type: 'record', format: 'ogg-opus' }] },
+          wav: { stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
+        },
+      },
     ],
   });
 });
@@ -94,6 +103,37 @@ async function sendWithDtx(url: string, packets: readonly Uint8Array[], silent: 
   }
 }
 
+/**
+ * Sends the 3 s tone as `peer` with a DTX pause (packets 50–89 not sent) on
+ * `pipeline`, waits for its recordings to be final, and checks the Ogg Opus
+ * one: opusinfo accepts it, and it lasts the media time, by its own account
+ * and decoded. Returns the stats, that recording and its decoded samples.
+ */
+async function recordWithDtxPause(peer: string, pipeline: string) {
+  const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+  const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!);
+  // 150 packets (3 s); 40 of them (0.8 s) not sent, as a DTX sender pauses.
+  await sendWithDtx(`${t.url}/whip/demo/${peer}?pipeline=${pipeline}`, packets, (k) => k >= 50 && k < 90);
+  let stats = await statsOf(peer);
+  for (let i = 0; i < 50 && stats.recordings.some((r) => r.state !== 'stopped'); i++) {
+    await sleep(100);
+    stats = await statsOf(peer);
+  }
+  const opus = stats.recordings.find((r) => r.name.endsWith('.opus'))!;
+  const media = packets.length * 0.02;
+  expect(Math.abs(opus.seconds - media)).toBeLessThanOrEqual(FRAME_SECONDS);
+  const path = join(t.recordingsDir, opus.name);
+  await opusinfo(path);
+  const decoded = await opusdec(path);
+  expect(Math.abs(decoded.durationSec - media)).toBeLessThanOrEqual(FRAME_SECONDS);
+  return { stats, opus, pcm: decoded.channels[0] };
+}
+
+/** RMS of 20 ms frames `from` … `to` − 1 of 48 kHz `pcm`. */
+function rmsOfFrames(pcm: Float32Array, from: number, to: number): number {
+  return Math.sqrt(pcm.subarray(from * 960, to * 960).reduce((n, x) => n + x * x, 0) / ((to - from) * 960));
+}
+
 describe('ogg-opus recordings over loopback WebRTC', () => {
   it('records the received packets: opusinfo accepts the file, it decodes to a 1 kHz tone of the media duration, ~20× smaller than the WAV', async () => {
     const sent = await sendAudio({ url: `${t.url}/whip/demo/tone?pipeline=opus-and-wav`, source: fixturePath('tone-1k-48k.wav'), speed: FAST });
@@ -140,29 +180,11 @@ describe('ogg-opus recordings over loopback WebRTC', () => {
   });
 
   it('keeps the media duration across DTX pauses: the pause plays as silence at its media time', async () => {
-    const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
-    const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!);
-    // 150 packets (3 s); 40 of them (0.8 s) not sent, as a DTX sender pauses.
-    const silent = (k: number) => k >= 50 && k < 90;
-    await sendWithDtx(`${t.url}/whip/demo/dtx?pipeline=opus-and-wav`, packets, silent);
-    let stats = await statsOf('dtx');
-    for (let i = 0; i < 50 && stats.recordings.some((r) => r.state !== 'stopped'); i++) {
-      await sleep(100);
-      stats = await statsOf('dtx');
-    }
+    const { stats, opus, pcm } = await recordWithDtxPause('dtx', 'opus-and-wav');
     expect(stats.rtp.packetsLost).toBe(0);
-    const opus = stats.recordings.find((r) => r.name.endsWith('.opus'))!;
     expect(opus.gapFrames).toBe(40 * 960);
-    const media = packets.length * 0.02;
-    expect(Math.abs(opus.seconds - media)).toBeLessThanOrEqual(FRAME_SECONDS);
-    const path = join(t.recordingsDir, opus.name);
-    await opusinfo(path);
-    const decoded = await opusdec(path);
-    expect(Math.abs(decoded.durationSec - media)).toBeLessThanOrEqual(FRAME_SECONDS);
-    const pcm = decoded.channels[0];
-    const rms = (from: number, to: number) => Math.sqrt(pcm.subarray(from * 960, to * 960).reduce((n, x) => n + x * x, 0) / ((to - from) * 960));
-    expect(rms(55, 85)).toBeLessThan(1e-4); // the pause, at its media time
-    expect(rms(95, 145)).toBeGreaterThan(0.1); // the tone after it
+    expect(rmsOfFrames(pcm, 55, 85)).toBeLessThan(1e-4); // the pause, at its media time
+    expect(rmsOfFrames(pcm, 95, 145)).toBeGreaterThan(0.1); // the tone after it
     expect(Math.abs(dominantFrequency(pcm.subarray(95 * 960), 48000) - 1000)).toBeLessThanOrEqual(2);
     // The WAV of the same session has the same length.
     const wav = stats.recordings.find((r) => r.name.endsWith('.wav'))!;
@@ -204,11 +226,26 @@ describe('ogg-opus recordings over loopback WebRTC', () => {
     }
   });
 
-  it('refuses ogg-opus on a branch whose stages change the audio, and with a sampleFormat', () => {
-    const staged = validatePipeline({ name: 'x', stages: [{ type: 'denoise' }], sinks: [{ type: 'record', format: 'ogg-opus' }] });
+  it('records processed audio encoded in the worker: the stages\' output at media time, under DTX pauses too', async () => {
+    const { stats, opus, pcm } = await recordWithDtxPause('coded', 'opus-processed');
+    expect(opus).toMatchObject({ format: 'ogg-opus', state: 'stopped', sampleRate: 48000, channels: 1 });
+    const wav = stats.recordings.find((r) => r.name.endsWith('.wav'))!;
+    const original = (await readWav(join(t.recordingsDir, wav.name))).channels[0];
+    expect(rmsOfFrames(pcm, 55, 85)).toBeLessThan(1e-3); // the pause, at its media time
+    // The stages' work is in the file: the tone 6 dB below the unprocessed recording, still 1 kHz.
+    const db = 20 * Math.log10(rmsOfFrames(pcm, 100, 145) / rmsOfFrames(original, 100, 145));
+    expect(db).toBeGreaterThan(-7);
+    expect(db).toBeLessThan(-5);
+    expect(Math.abs(dominantFrequency(pcm.subarray(95 * 960), 48000) - 1000)).toBeLessThanOrEqual(2);
+    expect(Math.abs(dominantFrequency(pcm.subarray(5 * 960, 45 * 960), 48000) - 1000)).toBeLessThanOrEqual(2);
+  });
+
+  it('refuses ogg-opus on a branch whose output Opus cannot code, and with a sampleFormat', () => {
+    const staged = validatePipeline({ name: 'x', stages: [{ type: 'resample', sampleRate: 44100 }], sinks: [{ type: 'record', format: 'ogg-opus' }] });
     expect(staged.problems).toHaveLength(1);
     expect(staged.problems[0]).toMatchObject({ path: '/sinks/0/format' });
-    expect(staged.problems[0].message).toMatch(/received Opus packets.*denoise.*not supported/);
+    expect(staged.problems[0].message).toMatch(/encodes this branch's output to Opus.*not 44100 Hz/);
+    expect(validatePipeline({ name: 'x', stages: [{ type: 'denoise' }, { type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'record', format: 'ogg-opus' }] }).problems).toEqual([]);
     const f32 = validatePipeline({ name: 'x', stages: [], sinks: [{ type: 'record', format: 'ogg-opus', sampleFormat: 'f32' }] });
     expect(f32.problems.map((p) => p.path)).toEqual(['/sinks/0/sampleFormat']);
     expect(validatePipeline({ name: 'x', stages: [], sinks: [{ type: 'record', format: 'ogg-opus' }] }).problems).toEqual([]);

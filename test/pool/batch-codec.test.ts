@@ -35,9 +35,9 @@ describe('batch codec', () => {
     const a = frames.slice(0, 5).map((f, i) => (i === 2 ? { ...f, payload: null } : f));
     const b = frames.slice(5, 8);
     const buffer = packInput([
-      { key: 7, frames: a, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0 },
-      { key: 9, frames: [], flags: ItemFlag.CLOSE | ItemFlag.PCM, f32Mask: 1, pcm16Mask: 2 },
-      { key: 11, frames: b, flags: ItemFlag.CLOSE, f32Mask: 0, pcm16Mask: 1 },
+      { key: 7, frames: a, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0, opusMask: 0 },
+      { key: 9, frames: [], flags: ItemFlag.CLOSE | ItemFlag.PCM, f32Mask: 1, pcm16Mask: 2, opusMask: 0 },
+      { key: 11, frames: b, flags: ItemFlag.CLOSE, f32Mask: 0, pcm16Mask: 1, opusMask: 0 },
     ]);
     const items = unpackInput(buffer);
     expect(items.map((i) => [i.key, i.flags, i.f32Mask, i.pcm16Mask, i.frames.length])).toEqual([

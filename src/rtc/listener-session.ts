@@ -1,0 +1,141 @@
+/**
+ * One WHEP listener (the WHEP draft, RFC 9725's egress sibling): a werift peer
+ * connection answering a player's receive-only audio offer and sending it
+ * Opus packets that were encoded once for every listener of a stream.
+ *
+ * Like a WHIP session it is ICE-lite with host candidates only, answers with
+ * every candidate (no trickle), negotiates only the audio section (every
+ * other offered section is answered rejected, without a socket) and never
+ * contacts a STUN server. Each listener has its own RTP sequence numbers,
+ * timestamps and SSRC; the timestamps follow the packets' media positions, so
+ * a gap in what is sent (none is expected: the worker fills silence) shows up
+ * to the player as a gap, not as compressed time.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
+import { errors, isEarshotError } from '../errors.js';
+import type { EncodedFrame } from '../media/frames.js';
+import { clip } from './bounded-text.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
+import { completeAnswer, reducedOffer, withoutTrickle } from './offer-reduction.js';
+import { parseOffer, summarizeOffer } from './sdp-offer.js';
+
+export type ListenerEndReason = 'deleted' | 'stream-ended' | 'ice-failed' | 'disconnected' | 'closed-by-peer' | 'connect-timeout' | 'shutdown';
+
+export interface ListenerSessionOptions {
+  ice?: IceOptions;
+  /** End the listener when ICE/DTLS have not connected within this time. Default 15000 ms. */
+  connectTimeoutMs?: number;
+  /** Channels of the packets sent (the answer says `stereo=1` for 2). */
+  channels: 1 | 2;
+  /** Called once when the listener ends, for any reason. */
+  onEnd(reason: ListenerEndReason): void;
+}
+
+export class ListenerSession {
+  /** Unguessable id used in the session URL (128 random bits). */
+  readonly id = randomBytes(16).toString('base64url');
+  readonly createdAt = Date.now();
+  state: 'connecting' | 'connected' | 'ended' = 'connecting';
+  endReason: ListenerEndReason | undefined;
+  /** SDP answer, with all server candidates. */
+  answer = '';
+  /** Packets sent to the player. */
+  packetsSent = 0;
+  readonly #pc: RTCPeerConnection;
+  readonly #transceiver: RTCRtpTransceiver;
+  readonly #options: ListenerSessionOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #sequence = randomInt(0, 0x10000);
+  readonly #timestampBase = randomInt(0, 0x100000000);
+  /** Media position (48 kHz) of the first packet sent: RTP timestamp 0 + base. */
+  #origin: number | undefined;
+  #nextPosition: number | undefined;
+
+  private constructor(options: ListenerSessionOptions) {
+    this.#options = options;
+    const fmtp = `minptime=10;useinbandfec=0${options.channels === 2 ? ';stereo=1;sprop-stereo=1' : ''}`;
+    this.#pc = new RTCPeerConnection({
+      ...iceConfig({ ...options.ice, iceServers: [] }),
+      iceLite: true,
+      codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: fmtp })] },
+    });
+    // An unassociated send-only transceiver: werift matches it to the offer's receiving audio section.
+    this.#transceiver = this.#pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
+  }
+
+  /**
+   * Validates a player's offer (it must receive Opus audio) and answers it.
+   * Throws typed errors (`EARSHOT_SDP_INVALID`, `EARSHOT_NO_OPUS_AUDIO`, …)
+   * before any socket is opened for an unusable offer.
+   */
+  static async answer(sdp: string, options: ListenerSessionOptions): Promise<ListenerSession> {
+    const parsed = parseOffer(sdp);
+    const summary = summarizeOffer(parsed, 'receive');
+    const session = new ListenerSession(options);
+    try {
+      const pc = session.#pc;
+      pc.connectionStateChange.subscribe((state) => session.#onConnectionState(state));
+      await pc.setRemoteDescription({ type: 'offer', sdp: reducedOffer(parsed, [summary.audioIndex]) });
+      const answer = await pc.createAnswer();
+      disableImplicitStun(pc, []);
+      await pc.setLocalDescription(answer);
+      await iceGatheringComplete(pc);
+      const local = pc.localDescription?.sdp;
+      if (!local || !/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
+      session.answer = withoutTrickle(completeAnswer(parsed, [summary.audioIndex], local));
+    } catch (e) {
+      await session.#pc.close().catch(() => {});
+      throw isEarshotError(e) ? e : errors.NEGOTIATION_FAILED(clip(e instanceof Error ? e.message : String(e)));
+    }
+    session.#timer = setTimeout(() => {
+      if (session.state === 'connecting') void session.close('connect-timeout');
+    }, options.connectTimeoutMs ?? 15_000);
+    session.#timer.unref();
+    return session;
+  }
+
+  /** Sends one packet (nothing before the player connected: it would be lost anyway). */
+  send(frame: EncodedFrame): void {
+    if (this.state !== 'connected' || frame.payload === null) return;
+    this.#origin ??= frame.position;
+    // A jump in media position (a listener that missed packets) starts a talkspurt: marker bit (RFC 3551 §4.1).
+    const marker = this.#nextPosition === undefined || frame.position !== this.#nextPosition;
+    this.#nextPosition = frame.position + frame.samples;
+    const sender = this.#transceiver.sender;
+    const header = new RtpHeader({
+      payloadType: sender.codec?.payloadType ?? 111,
+      sequenceNumber: this.#sequence,
+      timestamp: (this.#timestampBase + frame.position - this.#origin) >>> 0,
+      marker,
+    });
+    this.#sequence = (this.#sequence + 1) & 0xffff;
+    try {
+      sender.sendRtp(new RtpPacket(header, Buffer.from(frame.payload)));
+      this.packetsSent++;
+    } catch {
+      // A transport closing under us: the connection state change ends the listener.
+    }
+  }
+
+  #onConnectionState(state: string): void {
+    if (state === 'connected' && this.state === 'connecting') {
+      this.state = 'connected';
+      clearTimeout(this.#timer);
+    } else if (state === 'failed') {
+      void this.close(this.state === 'connecting' ? 'ice-failed' : 'disconnected');
+    } else if (state === 'closed') {
+      void this.close('closed-by-peer');
+    }
+  }
+
+  /** Ends the listener once: reports the reason, closes the connection. */
+  async close(reason: ListenerEndReason): Promise<void> {
+    if (this.state === 'ended') return;
+    this.state = 'ended';
+    this.endReason = reason;
+    clearTimeout(this.#timer);
+    this.#options.onEnd(reason);
+    await this.#pc.close().catch(() => {});
+  }
+}

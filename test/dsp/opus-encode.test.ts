@@ -1,0 +1,102 @@
+/**
+ * Opus encoding of processed audio in the worker: packets of 20 ms at their
+ * media position whatever the branch's frame size and rate, decoding back to
+ * the same tone, and carried through the batch format to the main thread.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BranchOpusEncoder, opusEncodable, type EncodedRun } from '../../src/dsp/opus-encode.js';
+import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
+import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
+import { ItemStatus, OutputReader, packOutput } from '../../src/pool/batch-codec.js';
+import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
+import { concat, dominantFrequency, encodeOpusFrames, rmsDb } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
+
+let tone: Float32Array;
+let toneFrames: EncodedFrame[];
+
+beforeAll(async () => {
+  await loadDspModules();
+  tone = (await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 48000);
+  toneFrames = encodeOpusFrames(tone);
+});
+
+/** Decodes packets to 48 kHz mono. */
+function decodeAll(packets: readonly Uint8Array[]): Float32Array {
+  const decoder = new OpusDecoder(1);
+  const out = new Float32Array(OPUS_MAX_FRAME_SAMPLES);
+  const parts = packets.map((p) => out.slice(0, decoder.decode(p, out)));
+  decoder.close();
+  return concat(parts);
+}
+
+/** Cuts `samples` into frames of `size` at `rate`, starting at media position `from`. */
+function framesOf(samples: Float32Array, size: number, rate: number, from = 0): AudioFrame[] {
+  const frames: AudioFrame[] = [];
+  for (let i = 0; i + size <= samples.length; i += size) {
+    frames.push({ position: from + i, sampleRate: rate, channels: 1, sampleFormat: 'f32', data: samples.subarray(i, i + size), rms: 0, peak: 0, arrival: 0 });
+  }
+  return frames;
+}
+
+describe('BranchOpusEncoder', () => {
+  it('codes frames of any length into consecutive 20 ms packets at their 48 kHz media position', () => {
+    const encoder = new BranchOpusEncoder({ sampleRate: 16000, channels: 1, sampleFormat: 'f32' });
+    const at16k = new Float32Array(16000);
+    for (let i = 0; i < at16k.length; i++) at16k[i] = 0.5 * Math.sin((2 * Math.PI * 1000 * i) / 16000);
+    // 512-sample frames (a reframe stage's), starting 1 s into the stream.
+    const runs = framesOf(at16k, 512, 16000, 16000).map((f) => encoder.push(f)).filter((r): r is EncodedRun => r !== undefined);
+    encoder.close();
+    const packets = runs.flatMap((r) => r.packets);
+    expect(packets).toHaveLength(Math.floor((31 * 512) / 320)); // 31 whole frames of 512 → 49 packets of 320
+    expect(runs[0].position).toBe(48000);
+    for (let i = 1; i < runs.length; i++) expect(runs[i].position).toBe(runs[i - 1].position + 960 * runs[i - 1].packets.length);
+    const decoded = decodeAll(packets);
+    expect(decoded.length).toBe(packets.length * 960);
+    expect(dominantFrequency(decoded.subarray(4800), 48000)).toBeCloseTo(1000, -1);
+    expect(rmsDb(decoded.subarray(4800))).toBeGreaterThan(rmsDb(at16k) - 1.5);
+  });
+
+  it('restarts at the new position when a frame does not follow the previous one', () => {
+    const encoder = new BranchOpusEncoder({ sampleRate: 48000, channels: 1, sampleFormat: 'f32' });
+    const [a, , c] = framesOf(tone.subarray(0, 3 * 700), 700, 48000);
+    expect(encoder.push(a)).toBeUndefined(); // 700 of 960 gathered
+    const run = encoder.push(c); // a jump: the 700 gathered are dropped
+    expect(run).toBeUndefined();
+    const next = encoder.push({ ...c, position: c.position + 700 });
+    expect(next?.position).toBe(c.position);
+    encoder.close();
+  });
+
+  it('says which formats it cannot code', () => {
+    expect(opusEncodable({ sampleRate: 44100, channels: 1 })).toMatch(/not 44100 Hz/);
+    expect(opusEncodable({ sampleRate: 16000, channels: 3 })).toMatch(/1 or 2 channels/);
+    expect(opusEncodable({ sampleRate: 24000, channels: 2 })).toBeNull();
+    expect(() => new BranchOpusEncoder({ sampleRate: 22050, channels: 1, sampleFormat: 'f32' })).toThrow(RangeError);
+  });
+});
+
+describe('encoded packets in the batch format', () => {
+  it('travel with the frame that completed them and decode to the processed tone', () => {
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }] }, { stages: [] }] });
+    const outputs = p.process(toneFrames.slice(0, 25));
+    const format = p.outputs[0];
+    p.close();
+    const encoder = new BranchOpusEncoder({ sampleRate: format.sampleRate, channels: 1, sampleFormat: 'f32' });
+    const encoded = [outputs[0].map((f) => encoder.push(f))];
+    encoder.close();
+    const buffer = packOutput([{ key: 1, status: ItemStatus.OK, outputs, f32Mask: 0, pcm16Mask: 0b11, encoded }]);
+    const reader = new OutputReader(buffer);
+    const got: Array<{ branch: number; position: number; packets: Uint8Array[] }> = [];
+    for (let k = reader.frameCount(0); k > 0; k--) {
+      reader.next();
+      if (reader.opus) got.push({ branch: reader.branch, position: reader.opusPosition, packets: reader.opus.map((x) => x.slice()) });
+    }
+    // Only the encoded branch carries packets: one per 20 ms frame here, at 960-sample steps.
+    expect(got.every((g) => g.branch === 0)).toBe(true);
+    expect(got.map((g) => g.position)).toEqual(encoded[0].filter(Boolean).map((r) => r!.position));
+    expect(got.flatMap((g) => g.packets.map((x) => Array.from(x)))).toEqual(encoded[0].flatMap((r) => r?.packets.map((x) => Array.from(x)) ?? []));
+    const decoded = decodeAll(got.flatMap((g) => g.packets));
+    expect(dominantFrequency(decoded.subarray(4800), 48000)).toBeCloseTo(1000, -1);
+  });
+});

@@ -1,0 +1,76 @@
+/**
+ * A WHEP player made of werift, for tests: offers to receive audio, answers
+ * with the server's SDP, and keeps every RTP packet it gets (payload,
+ * sequence number, timestamp, marker).
+ */
+import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
+import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
+import { concat } from './audio.js';
+
+export interface HeardPacket {
+  payload: Uint8Array;
+  sequenceNumber: number;
+  timestamp: number;
+  marker: boolean;
+}
+
+export interface Listener {
+  /** Response to the POST. */
+  status: number;
+  /** The session URL (absolute), when the POST succeeded. */
+  location?: string;
+  /** The problem document of a refused POST. */
+  problem?: { code?: string; status?: number; detail?: string };
+  headers: Headers;
+  packets: HeardPacket[];
+  connected(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** POSTs a receive-only Opus offer to `url` (e.g. `${base}/whep/alice`) and connects if the server answers. */
+export async function listen(url: string, { headers = {}, direction = 'recvonly' }: { headers?: Record<string, string>; direction?: 'recvonly' | 'sendonly' } = {}): Promise<Listener> {
+  const pc = new RTCPeerConnection({
+    ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
+    codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: 'minptime=10;useinbandfec=1' })] },
+  });
+  const packets: HeardPacket[] = [];
+  pc.addTransceiver('audio', { direction });
+  pc.onTrack.subscribe((track) => {
+    track.onReceiveRtp.subscribe((rtp) => {
+      packets.push({ payload: new Uint8Array(rtp.payload), sequenceNumber: rtp.header.sequenceNumber, timestamp: rtp.header.timestamp, marker: rtp.header.marker });
+    });
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  disableImplicitStun(pc, []);
+  await iceGatheringComplete(pc);
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', ...headers }, body: pc.localDescription!.sdp });
+  const close = () => pc.close().catch(() => undefined);
+  if (res.status !== 201) {
+    const problem = (await res.json().catch(() => ({}))) as Listener['problem'];
+    await close();
+    return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, close };
+  }
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const location = new URL(res.headers.get('location')!, url).toString();
+  return {
+    status: res.status,
+    location,
+    headers: res.headers,
+    packets,
+    async connected() {
+      for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await new Promise((r) => setTimeout(r, 50));
+      if (pc.connectionState !== 'connected') throw new Error(`listener did not connect (${pc.connectionState})`);
+    },
+    close,
+  };
+}
+
+/** Decodes heard packets to 48 kHz mono, one after another. */
+export function decodeOpus(packets: readonly HeardPacket[]): Float32Array {
+  const decoder = new OpusDecoder(1);
+  const out = new Float32Array(OPUS_MAX_FRAME_SAMPLES);
+  const parts = packets.map((p) => out.slice(0, decoder.decode(p.payload, out)));
+  decoder.close();
+  return concat(parts);
+}

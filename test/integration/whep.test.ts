@@ -1,0 +1,131 @@
+/**
+ * WHEP listeners over real loopback WebRTC: a werift publisher sends a tone
+ * over WHIP, a werift player POSTs a receive-only offer to /whep/:peer and
+ * hears the peer's processed audio (the stages' output, Opus-encoded in the
+ * worker), until it DELETEs its session or the peer's stream ends. Refusals
+ * are typed: unknown peer or branch, a branch Opus cannot code, too many
+ * listeners, an offer that does not receive audio, the wrong token.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { dominantFrequency, rmsDb } from '../helpers/audio.js';
+import { fixturePath, readFixture } from '../helpers/fixtures.js';
+import { decodeOpus, listen } from '../helpers/listening.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
+
+const ADMIN = { authorization: 'Bearer admin-secret' };
+const PUBLISH = { authorization: 'Bearer publish-secret' };
+
+let t: TestServer;
+let toneDb: number;
+beforeAll(async () => {
+  t = await startServer({
+    token: 'publish-secret',
+    adminToken: 'admin-secret',
+    maxListenersPerPeer: 2,
+    extraPipelines: [
+      {
+        name: 'listen-tone',
+        branches: {
+          quiet: { stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'gain', db: -12 }], sinks: [{ type: 'stats' }] },
+          cd: { stages: [{ type: 'resample', sampleRate: 44100 }], sinks: [{ type: 'stats' }] },
+        },
+      },
+    ],
+  });
+  toneDb = rmsDb((await readFixture('tone-1k-48k.wav')).channels[0]);
+});
+afterAll(() => t.close());
+
+/** Publishes the tone in a loop as `peer` until `stop` aborts; resolves once the peer is live. */
+async function publishTone(peer: string): Promise<{ stop(): Promise<void> }> {
+  const controller = new AbortController();
+  const sending = sendAudio({ url: `${t.url}/whip/ops/${peer}?pipeline=listen-tone`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, token: 'publish-secret' });
+  await until(`peer ${peer} live`, async () => (await fetch(`${t.url}/stats/${peer}`, { headers: ADMIN })).ok || undefined);
+  return {
+    async stop() {
+      controller.abort();
+      await sending.catch(() => undefined);
+    },
+  };
+}
+
+describe('WHEP listeners', () => {
+  it('hear the peer\'s processed audio live, in order, until they DELETE their session', async () => {
+    const tone = await publishTone('alice');
+    try {
+      const player = await listen(`${t.url}/whep/alice`, { headers: ADMIN });
+      expect(player.status).toBe(201);
+      expect(player.headers.get('content-type')).toMatch(/^application\/sdp/);
+      expect(player.location).toMatch(/\/whep\/alice\/[A-Za-z0-9_-]{22}$/);
+      await player.connected();
+      await until('100 packets heard', () => player.packets.length >= 100 || undefined, 15_000);
+      const heard = player.packets.slice();
+      // Consecutive sequence numbers, timestamps 20 ms apart (960 at 48 kHz, RFC 7587).
+      for (let i = 1; i < heard.length; i++) {
+        expect((heard[i].sequenceNumber - heard[i - 1].sequenceNumber) & 0xffff).toBe(1);
+        expect((heard[i].timestamp - heard[i - 1].timestamp) >>> 0).toBe(960);
+      }
+      // What the stages made: the tone 12 dB down (within 1.5 dB), still 1 kHz.
+      const pcm = decodeOpus(heard).subarray(48000 / 2);
+      expect(Math.abs(dominantFrequency(pcm, 48000) - 1000)).toBeLessThanOrEqual(2);
+      expect(rmsDb(pcm)).toBeGreaterThan(toneDb - 12 - 1.5);
+      expect(rmsDb(pcm)).toBeLessThan(toneDb - 12 + 1.5);
+
+      const del = await fetch(player.location!, { method: 'DELETE', headers: ADMIN });
+      expect(del.status).toBe(200);
+      expect(await del.json()).toMatchObject({ peer: 'alice', branch: 'quiet' });
+      const count = player.packets.length;
+      await sleep(500);
+      expect(player.packets.length).toBeLessThanOrEqual(count + 2); // at most what was in flight
+      expect((await fetch(player.location!, { method: 'DELETE', headers: ADMIN })).status).toBe(404);
+      await player.close();
+    } finally {
+      await tone.stop();
+    }
+  });
+
+  it('end with the peer\'s stream, and refuse what they cannot have with typed errors', async () => {
+    const tone = await publishTone('bob');
+    let ended = false;
+    try {
+      const refusals = {
+        noToken: await listen(`${t.url}/whep/bob`),
+        publishToken: await listen(`${t.url}/whep/bob`, { headers: PUBLISH }),
+        unknownPeer: await listen(`${t.url}/whep/nobody`, { headers: ADMIN }),
+        unknownBranch: await listen(`${t.url}/whep/bob?branch=nope`, { headers: ADMIN }),
+        notEncodable: await listen(`${t.url}/whep/bob?branch=cd`, { headers: ADMIN }),
+        sendOnly: await listen(`${t.url}/whep/bob`, { headers: ADMIN, direction: 'sendonly' }),
+      };
+      expect(Object.fromEntries(Object.entries(refusals).map(([k, r]) => [k, [r.status, r.problem?.code]]))).toEqual({
+        noToken: [401, 'EARSHOT_UNAUTHORIZED'],
+        publishToken: [403, 'EARSHOT_FORBIDDEN'],
+        unknownPeer: [404, 'EARSHOT_PEER_NOT_FOUND'],
+        unknownBranch: [404, 'EARSHOT_BRANCH_NOT_FOUND'],
+        notEncodable: [422, 'EARSHOT_BRANCH_NOT_ENCODABLE'],
+        sendOnly: [422, 'EARSHOT_NO_OPUS_AUDIO'],
+      });
+      expect(refusals.notEncodable.problem?.detail).toMatch(/not 44100 Hz/);
+
+      // maxListenersPerPeer is 2: the third waits.
+      const players = [await listen(`${t.url}/whep/bob`, { headers: ADMIN }), await listen(`${t.url}/whep/bob`, { headers: ADMIN })];
+      const third = await listen(`${t.url}/whep/bob`, { headers: ADMIN });
+      expect([third.status, third.problem?.code, third.headers.get('retry-after')]).toEqual([503, 'EARSHOT_LISTENERS_FULL', '5']);
+      for (const p of players) await p.connected();
+      const listenersOf = async () => ((await (await fetch(`${t.url}/stats`, { headers: ADMIN })).json()) as { server: { listeners: Array<{ peer: string; state: string }> } }).server.listeners.filter((l) => l.peer === 'bob');
+      expect((await listenersOf()).map((l) => l.state)).toEqual(['connected', 'connected']);
+      await until('both players hear', () => players.every((p) => p.packets.length >= 25) || undefined, 15_000);
+
+      await tone.stop();
+      ended = true;
+      // The stream ended: so did its listeners (their session URLs are gone).
+      await until('listeners ended with the stream', async () => ((await listenersOf()).length === 0 ? true : undefined));
+      for (const p of players) expect((await fetch(p.location!, { method: 'DELETE', headers: ADMIN })).status).toBe(404);
+      for (const p of players) await p.close();
+    } finally {
+      if (!ended) await tone.stop();
+    }
+  });
+});
