@@ -206,7 +206,42 @@ function nodeArgs(extra: string[] = []): string[] {
   return ['--import', 'tsx', '--import', PROBE, ...extra];
 }
 
-/** Pipelines for the earshot targets: the default one, and the same without stages. */
+/** Port of the WebSocket server this process runs for the `ws16k` target (in the bench process: its CPU is not earshot's). */
+const BENCH_WS_PORT = 18990;
+
+/** The `ws16k` target's server: takes every connection and counts what arrives, like a recognizer that keeps up. */
+async function benchWebSocketServer(): Promise<{ bytes: () => number; close(): Promise<void> }> {
+  const { WebSocketServer } = await import('ws');
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: BENCH_WS_PORT });
+  await new Promise<void>((resolve, reject) => wss.once('listening', resolve).once('error', reject));
+  let bytes = 0;
+  wss.on('connection', (socket) => socket.on('message', (data: Buffer) => (bytes += data.length)));
+  return {
+    bytes: () => bytes,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * Output pipelines, run as targets `earshot-<name>` (the `outputs` section):
+ * what each way of getting audio out costs next to `nodenoise` (WAV + stats).
+ */
+export const OUTPUT_PIPELINES: Record<string, { description: string; stages: unknown[]; sinks: unknown[] }> = {
+  ogg: { description: 'bench: received packets to Ogg Opus (pass-through) + stats', stages: [], sinks: [{ type: 'record', format: 'ogg-opus' }, { type: 'stats' }] },
+  wav16k: { description: 'bench: resampled to 16 kHz, WAV + stats', stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'record' }, { type: 'stats' }] },
+  opus16k: { description: 'bench: resampled to 16 kHz, Opus-encoded in the worker to Ogg Opus + stats (the encode WHEP listeners use)', stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'record', format: 'ogg-opus' }, { type: 'stats' }] },
+  ws16k: {
+    description: 'bench: resampled to 16 kHz, streamed as s16 by a websocket sink to the bench process (an ASR stand-in that only counts bytes) + stats',
+    stages: [{ type: 'resample', sampleRate: 16000 }],
+    sinks: [{ type: 'websocket', url: `ws://127.0.0.1:${BENCH_WS_PORT}/bench` }, { type: 'stats' }],
+  },
+};
+
+/** Pipelines for the earshot targets: the default one, the same without stages, and the output pipelines. */
 function writePipelines(dir: string, root: string): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'default.json'), readFileSync(join(root, 'pipelines', 'default.json')));
@@ -214,6 +249,9 @@ function writePipelines(dir: string, root: string): void {
     join(dir, 'nodenoise.json'),
     JSON.stringify({ name: 'nodenoise', description: 'bench: the default pipeline without denoise', stages: [], sinks: [{ type: 'record', format: 'wav', sampleFormat: 's16' }, { type: 'stats' }] }),
   );
+  // Only this tree's: a compared older tree may not know these sinks.
+  if (root !== ROOT) return;
+  for (const [name, p] of Object.entries(OUTPUT_PIPELINES)) writeFileSync(join(dir, `${name}.json`), JSON.stringify({ name, ...p }));
 }
 
 export async function startEarshot(options: { root: string; port: number; work: string; threads: number; build?: boolean; nodeFlags?: string[] }): Promise<Child> {
@@ -400,17 +438,22 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
   const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
   const children: Child[] = [];
   const targets: Target[] = [];
+  const asr = names.some((n) => n.endsWith('-ws16k')) ? await benchWebSocketServer() : undefined;
   const m = machine();
   log(`\n(b) Capacity on ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ${threads} DSP worker threads; K = ${steps.join(', ')}, ${windowS} s steady window, ${repeat} round${repeat > 1 ? 's' : ''}`);
   try {
     let port = 18931;
     const earshotTree = async (root: string, label: string) => {
-      if (!names.includes(label) && !names.includes(`${label}-nodenoise`)) return;
+      if (!names.some((n) => n === label || n.startsWith(`${label}-`))) return;
       const child = await startEarshot({ root, port: port++, work: join(work, label), threads, build: options.build });
       children.push(child);
       if (names.includes(label)) targets.push({ name: label, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}` });
       const nd = `${label}-nodenoise`;
       if (names.includes(nd)) targets.push({ name: nd, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}?pipeline=nodenoise` });
+      for (const pipeline of Object.keys(OUTPUT_PIPELINES)) {
+        const name = `${label}-${pipeline}`;
+        if (names.includes(name)) targets.push({ name, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}?pipeline=${pipeline}` });
+      }
     };
     await earshotTree(ROOT, 'earshot');
     if (options.compare) await earshotTree(resolve(options.compare), label);
@@ -446,6 +489,8 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
     return { machine: m, steps: results, summary };
   } finally {
     await Promise.all(children.map((c) => c.stop()));
+    if (asr) log(`websocket sink target: ${(asr.bytes() / 1e6).toFixed(1)} MB received by the bench's WebSocket server`);
+    await asr?.close();
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ALL_TARGETS, benchCapacity, machine, resultsDir, type CapacityResult, type TargetName } from './capacity.js';
+import { ALL_TARGETS, benchCapacity, machine, OUTPUT_PIPELINES, resultsDir, type CapacityResult, type TargetName } from './capacity.js';
 import { capacitySvg } from './chart.js';
 
 const SECTIONS = {
@@ -17,6 +17,7 @@ const SECTIONS = {
   stats: '(e) main-thread cost of statistics for 100 streams',
   capacity: '(b) K live publishers against earshot and a bare werift receiver, CPU per stream as a ratio, allocation, GC; SVG chart in bench/results/',
   threads: 'the pool-size choice: earshot at K = 20, 40, 60 with 1 and 3 worker threads',
+  outputs: 'what each output costs per stream: Ogg Opus pass-through, 16 kHz WAV, 16 kHz Opus encoded in the worker (as for WHEP), 16 kHz s16 to a WebSocket server (websocket sink), against WAV + stats (not in the default run)',
   mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): CPU per frame, allocation, GC",
   profile: '(p) a CPU profile of the server main thread at K = 30, by category (not in the default run)',
   rnnoise: 'RNNoise builds compared (bench/rnnoise.ts; not in the default run)',
@@ -165,6 +166,17 @@ if (sections.has('threads')) {
     runs[String(threads)] = await benchCapacity({ steps: steps ?? [20, 40, 60], window: num(values.window, 'window'), threads, targets: ['earshot'], build: values.build, log });
   }
   results.threads = runs;
+}
+if (sections.has('outputs')) {
+  log('\nOutputs: CPU per stream of each output next to the pipeline without stages (WAV + stats), same run');
+  results.outputs = await benchCapacity({
+    steps: steps ?? [20, 40],
+    window: num(values.window, 'window'),
+    repeat: num(values.repeat, 'repeat'),
+    targets: ['earshot-nodenoise', ...Object.keys(OUTPUT_PIPELINES).map((p) => `earshot-${p}`), 'werift+wav'],
+    build: values.build,
+    log,
+  });
 }
 if (sections.has('profile')) {
   const { benchProfile } = await import('./profile.js');

@@ -188,6 +188,21 @@ export const errors = {
     (name: string, why: string) => `Processor "${name}" cannot be registered: ${why}`),
   PROCESSOR_NOT_FOUND: define('EARSHOT_PROCESSOR_NOT_FOUND', 404, 'Unknown processor',
     (name: string, known: string[]) => `No processor "${name}" is registered${known.length ? `; registered: ${known.join(', ')}` : ' (none are)'}. Register it with registerProcessor(name, factory) before a stream uses it.`),
+  // A `websocket` sink's header names an environment variable the server does not have: the stream is refused before it starts.
+  SINK_ENV_MISSING: define('EARSHOT_SINK_ENV_MISSING', 500, 'Sink configuration incomplete',
+    (pipeline: string, path: string, variable: string) => `Pipeline "${pipeline}" ${path} uses \${${variable}}, but the environment variable ${variable} is not set in the earshot process, so the stream was not started. Set ${variable} where earshot runs, or change the pipeline.`,
+    (_pipeline, path, variable) => ({ path, variable })),
+  // Listening (WHEP): the peer's pipeline has no such branch, or the peer already has its most listeners.
+  BRANCH_NOT_FOUND: define('EARSHOT_BRANCH_NOT_FOUND', 404, 'Unknown branch',
+    (peer: string, branch: string, known: string[]) => `The pipeline of peer "${peer}" has no branch "${branch}"; its branches: ${known.join(', ')}.`,
+    (_peer, branch, known) => ({ branch, branches: known })),
+  LISTENERS_FULL: define('EARSHOT_LISTENERS_FULL', 503, 'Too many listeners',
+    (scope: string, limit: number) => `${scope} already has its maximum of ${limit} listeners; retry later, end a listener, or raise ${scope === 'The server' ? 'maxListeners' : 'maxListenersPerPeer'}.`,
+    (_scope, limit) => ({ limit })),
+  // Listening to a branch (WHEP, encoded audio): Opus codes 8, 12, 16, 24 and 48 kHz only.
+  BRANCH_NOT_ENCODABLE: define('EARSHOT_BRANCH_NOT_ENCODABLE', 422, 'Branch cannot be encoded to Opus',
+    (branch: string, why: string) => `Branch "${branch}" cannot be encoded to Opus: ${why}. Listen to another branch, or resample this one to 16000, 24000 or 48000 Hz.`,
+    (branch) => ({ branch })),
   // `sendAudio` / `earshot send` (src/client/): the input file.
   WAV_UNREADABLE: define('EARSHOT_WAV_UNREADABLE', 400, 'Unreadable WAV file',
     (file: string, why: string) => `Cannot use ${file}: ${why}. Give a PCM or float WAV file (convert others with e.g. "sox in.mp3 out.wav").`),

@@ -9,6 +9,7 @@ export { createCluster, type ClusterOptions, type EarshotCluster } from './clust
 export type { ClusterNodeOptions } from './cluster/cluster-node.js';
 export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope, SessionEvent } from './core/earshot-core.js';
 export type { PeerStatsSnapshot, PeerTotals } from './core/peer-registry.js';
+export type { ClientChannelStats, ClientChannelState } from './rtc/data-channel.js';
 export type { AdmissionOptions, AdmissionState } from './core/admission.js';
 export { EarshotError, errors, isEarshotError, type ProblemDetails } from './errors.js';
 export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions, type ValidationResult } from './pipeline/pipeline.js';
@@ -18,6 +19,7 @@ export {
   recordSink,
   statsSink,
   processorSink,
+  processorStage,
   type PipelineDefinition,
   type BranchDefinition,
   type StageInput,
@@ -25,10 +27,12 @@ export {
   type RecordSinkOptions,
   type StatsSink,
   type ProcessorSink,
+  type ProcessorStage,
 } from './pipeline/pipeline-builder.js';
 export { publishedSchema, PIPELINE_SCHEMA_ID } from './pipeline/schema-docs.js';
 export { PipelineSchema, type PipelineDocument, type StageDefinition, type SinkDefinition } from './pipeline/schema.js';
-export type { PeerPipeline, BranchOutput, AttachedProcessor } from './pipeline/peer-pipeline.js';
+export type { PeerPipeline, BranchOutput, AttachedProcessor, PcmListener } from './pipeline/peer-pipeline.js';
+export type { ProcessorStageStats } from './pipeline/processor-stage-chain.js';
 export type { AudioFormat, SampleFormat, AudioFrame, EncodedFrame, BranchFormat, DecodeCounters, ProcessedFrame, EncodedInput, IngestFrame } from './media/frames.js';
 export type { Stage, StageOutput, StageSpec, StageFactory, PcmChunk } from './dsp/types.js';
 export type { PcmInput } from './dsp/pcm-input.js';
@@ -36,6 +40,7 @@ export type { RecordingInfo, DroppedFrames } from './sinks/recorder.js';
 export type { WavSampleFormat } from './sinks/wav-file-writer.js';
 export type { RecordingEntry } from './sinks/recordings-store.js';
 export type { AudioStats, ProcessingStats } from './sinks/peer-stats.js';
+export type { WebSocketSinkStats, WebSocketSinkState } from './sinks/websocket-sink.js';
 export type { RtpReceiveStats } from './rtc/rtp-ingest.js';
 export type { SessionEndReason, SessionState } from './rtc/peer-session.js';
 export {
@@ -57,6 +62,12 @@ export {
   type ProcessorContext,
   type ProcessorInstance,
   type ProcessorEvent,
+  type ProcessorStageContext,
+  type ProcessorStageFactory,
+  type ProcessorStageFormat,
+  type ProcessorStageInstance,
+  type ProcessorStageOptions,
+  type RegisterProcessorOptions,
 } from './sinks/processors.js';
 export {
   inWorkers,

@@ -7,7 +7,7 @@
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { readWavSource, type PcmSource } from './wav-source.js';
@@ -77,6 +77,15 @@ export interface SendOptions {
    * one GC pause or a worker's start-up; 5–10 keeps ample margin.
    */
   speed?: number;
+  /**
+   * Opens a data channel in the offer (label `earshot`) and hands it to this
+   * callback as soon as it is created; it opens once the connection is up
+   * (`channel.stateChanged`). The server sends the stream's events on it as
+   * JSON (speaking, levels, recording state, processors' messages) and
+   * delivers what you `send()` to `events$` and processors; see
+   * docs/data-channel.md. It closes when sending ends.
+   */
+  dataChannel?: (channel: RTCDataChannel) => void;
 }
 
 export interface SendProgress {
@@ -127,6 +136,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
   const started = performance.now();
   try {
     const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
+    if (options.dataChannel) options.dataChannel(pc.createDataChannel('earshot'));
     const offer = await pc.createOffer();
     disableImplicitStun(pc, []);
     await pc.setLocalDescription(offer);

@@ -42,6 +42,7 @@ import { ClusterState, HEARTBEAT_MS, type ConfigChange, type NodeRecord } from '
 import { forwardedHeaders, bodyOf, jsonOf, relay, requestUrl, streamFrom, type EngineResponse } from './forward.js';
 import { mergeClusterStats, type NodeStats, type NodeSummary } from './merge-cluster-stats.js';
 import { RedisPlacement } from './redis-placement.js';
+import type { UpgradeTarget } from './upgrade-proxy.js';
 
 /** Options of a cluster node (`ClusterOptions.cluster`). */
 export interface ClusterNodeOptions {
@@ -271,6 +272,22 @@ export class ClusterNode {
 
   ownerOfPeer(peer: string): Promise<string | undefined> {
     return this.placement.ownerOfPeer(peer);
+  }
+
+  /**
+   * Where an upgrade for `peer` goes when another node runs it (see
+   * upgrade-proxy.ts): that node's address, with the hop mark; `notFound`
+   * when no other node does, or this request already came from a node.
+   */
+  async upgradeTargetOf(peer: string, hop: string | string[] | undefined, notFound: () => EarshotError): Promise<UpgradeTarget> {
+    if (hop !== undefined) throw notFound();
+    const node = await this.placement.ownerOfPeer(peer);
+    if (node === undefined || node === this.id) throw notFound();
+    const url = await this.#urlOf(node);
+    if (!url) throw notFound();
+    const u = new URL(url);
+    const tls = u.protocol === 'https:';
+    return { host: u.hostname, port: Number(u.port || (tls ? 443 : 80)), remote: { tls }, headers: { [HOP_HEADER]: this.#id ?? '' } };
   }
 
   // ---- configuration

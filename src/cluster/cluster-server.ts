@@ -72,7 +72,8 @@ import { mergeExpositions } from './front-metrics.js';
 import { registerEventRoutes } from '../server/routes/events.js';
 import { mergeStats, RetiredCounters, type EngineSummary } from './merge-stats.js';
 import { LocalPlacement } from './placement.js';
-import { checkClusterNodeOptions, ClusterNode, type ClusterNodeOptions, type NodeLoad } from './cluster-node.js';
+import { checkClusterNodeOptions, ClusterNode, HOP_HEADER, type ClusterNodeOptions, type NodeLoad } from './cluster-node.js';
+import { installUpgradeProxy } from './upgrade-proxy.js';
 import type { NodeStats } from './merge-cluster-stats.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
 
@@ -573,6 +574,12 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   };
   app.post<{ Params: { peer: string } }>('/peers/:peer/recording', { bodyLimit: 16 * 1024 }, toPeer);
   app.delete<{ Params: { peer: string } }>('/peers/:peer/recording', toPeer);
+  // WHEP listeners: to wherever the peer runs (the session URL names the peer for this).
+  app.options('/whep/:peer', whipOptions);
+  app.options('/whep/:peer/:id', whipOptions);
+  app.post<{ Params: { peer: string } }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES }, toPeer);
+  app.delete<{ Params: { peer: string } }>('/whep/:peer/:id', toPeer);
+  app.patch<{ Params: { peer: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
 
   // ---- recordings: one directory for the machine, served here (signed links verify wherever they were made)
   registerRecordingRoutes(app, { store }, access, links, downloadLimits);
@@ -655,6 +662,18 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   });
 
   registerDashboardRoutes(app);
+
+  // GET /peers/:peer/audio as a WebSocket: spliced to the engine, or the node, that runs the peer.
+  installUpgradeProxy(app.server, async (req) => {
+    const m = /^\/peers\/([^/?#]+)\/audio(?:[?#]|$)/.exec(req.url ?? '');
+    if (!m) throw errors.ROUTE_NOT_FOUND('GET', (req.url ?? '').slice(0, 200));
+    const peer = decodeURIComponent(m[1]);
+    const notFound = () => errors.PEER_NOT_FOUND(peer);
+    const local = await placement.ownerOfPeer(peer);
+    if (local === undefined && node) return node.upgradeTargetOf(peer, req.headers[HOP_HEADER], notFound);
+    const engine = await owned(local, notFound);
+    return { host: '127.0.0.1', port: engine.port };
+  });
 
   let closingPromise: Promise<void> | undefined;
   let markClosed!: () => void;

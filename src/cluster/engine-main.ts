@@ -12,6 +12,7 @@
 import { hostname } from 'node:os';
 import pino from 'pino';
 import { createServer, type EarshotServer } from '../server/create-server.js';
+import { isClientMessage } from '../core/client-feed.js';
 import { isEarshotError } from '../errors.js';
 import type { EngineMessage, EngineReport, FrontMessage } from './engine-protocol.js';
 import { REPORT_INTERVAL_MS } from './engine-protocol.js';
@@ -115,7 +116,10 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   const address = s.app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   s.sessions$.subscribe((event) => send({ t: 'session', event }));
-  s.events$.subscribe((event) => send({ t: 'processor', event }, true));
+  // Clients' data channel messages stay with the processors of this engine (see isClientMessage).
+  s.events$.subscribe((event) => {
+    if (!isClientMessage(event)) send({ t: 'processor', event }, true);
+  });
   const report = () => send({ t: 'report', report: reportOf(s) });
   report();
   setInterval(report, REPORT_INTERVAL_MS).unref();

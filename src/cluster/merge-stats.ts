@@ -106,6 +106,7 @@ export function mergeStats(
       heapUsedBytes: context.memory.heapUsedBytes + sum(servers, (s) => s.memory.heapUsedBytes),
     },
     admission: mergeAdmission(parts.map((p) => ({ engine: p.engine, admission: p.stats.server.admission }))),
+    listeners: parts.flatMap((p) => (p.stats.server.listeners ?? []).map((l) => ({ ...l, engine: p.engine }))),
     processes: context.engines.length,
     engines: context.engines,
   };

@@ -32,6 +32,10 @@ export interface EarshotCoreOptions {
    * a flood of offers that never connect can hold. Default 50.
    */
   maxPendingSessions?: number;
+  /** Most listeners of one peer, WHEP players and audio sockets together; more get 503 `EARSHOT_LISTENERS_FULL`. Default 8. */
+  maxListenersPerPeer?: number;
+  /** Most listeners (WHEP players and audio sockets) on the server; 0 turns listening off. Default 64. */
+  maxListeners?: number;
   /** Admission by measured load (see AdmissionOptions); `false` admits by the counts alone. Default: on, with its defaults. */
   admission?: AdmissionOptions | false;
   /**
@@ -46,10 +50,14 @@ export const DEFAULT_MAX_SESSIONS = 500;
 export const DEFAULT_MAX_PENDING_SESSIONS = 50;
 
 /** The session options of the core, checked: `EARSHOT_OPTION_INVALID` naming the first one that is not usable. */
-export function checkCoreOptions(options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'admission'>): void {
+export function checkCoreOptions(
+  options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'maxListeners' | 'maxListenersPerPeer' | 'admission'>,
+): void {
   checkMilliseconds('mediaTimeoutMs', options.mediaTimeoutMs);
   checkMilliseconds('connectTimeoutMs', options.connectTimeoutMs);
   checkInteger('maxSessions', options.maxSessions, 1);
   checkInteger('maxPendingSessions', options.maxPendingSessions, 1);
+  checkInteger('maxListeners', options.maxListeners, 0);
+  checkInteger('maxListenersPerPeer', options.maxListenersPerPeer, 0);
   checkAdmissionOptions(options.admission);
 }

@@ -19,6 +19,7 @@ import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { withDefaultPool } from '../pool/default-pool.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { PeerSession, type SessionEndReason } from '../rtc/peer-session.js';
+import type { ListenerSession } from '../rtc/listener-session.js';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import { defaultProcessors, ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
@@ -26,6 +27,7 @@ import { recordingPreflight } from '../sinks/record-sink.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { AdmissionControl } from './admission.js';
 import { checkCoreOptions, DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_SESSIONS, type EarshotCoreOptions } from './core-options.js';
+import { Listeners } from './listeners.js';
 import { CoreMonitor, type ServerStats } from './monitoring.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
 import { PipelineChecks } from './pipeline-checks.js';
@@ -63,6 +65,8 @@ export class EarshotCore {
   readonly #checks: PipelineChecks;
   readonly #attachments: ProcessorAttachments;
   readonly #lifecycle: SessionLifecycle;
+  /** WHEP listeners of live peers. */
+  readonly listeners: Listeners;
 
   /** Throws `EARSHOT_OPTION_INVALID` for an unusable session option. */
   constructor(options: EarshotCoreOptions) {
@@ -99,6 +103,20 @@ export class EarshotCore {
       guard: (source, label) => this.#guard(source, label),
       withPool: (fn) => this.withPool(fn),
     });
+    this.listeners = new Listeners({
+      ice: options.ice,
+      connectTimeoutMs: options.connectTimeoutMs,
+      maxListeners: options.maxListeners,
+      maxListenersPerPeer: options.maxListenersPerPeer,
+      onEnd: (info, reason) => this.#log.info({ peer: info.peer, listener: info.id, reason, packetsSent: info.packetsSent }, 'listener ended'),
+    });
+  }
+
+  /** Answers a WHEP player's offer for a live peer's audio (see Listeners.listen). */
+  async listen(peer: string, offer: string, branch?: string): Promise<ListenerSession> {
+    const entry = this.peer(peer);
+    if (entry.session.state === 'ended') throw errors.PEER_NOT_FOUND(peer);
+    return this.listeners.listen(entry, offer, branch);
   }
 
   /** RTP arrival → frame at the sinks, every frame of every stream since start (ms). */
@@ -271,7 +289,8 @@ export class EarshotCore {
   }
 
   stats(): ServerStats {
-    return this.#monitor.stats(this.pool, this.#admission?.state() ?? null);
+    const listeners = this.listeners.list().map(({ id: _secret, ...shown }) => shown);
+    return this.#monitor.stats(this.pool, this.#admission?.state() ?? null, listeners);
   }
 
   peerStats(peer: string): PeerStatsSnapshot {
@@ -284,7 +303,11 @@ export class EarshotCore {
   async shutdown(): Promise<void> {
     if (this.#gate.closed) return;
     this.#gate.close();
-    await Promise.all(this.peers.live().map((e) => this.#lifecycle.end(e, 'shutdown')));
+    await this.listeners.closeAll();
+    const live = this.peers.live();
+    await Promise.all(live.map((e) => this.#lifecycle.end(e, 'shutdown')));
+    // Websocket sinks and audio listeners get their end message out before the process goes (bounded: END_GRACE_MS).
+    await Promise.all(live.map((e) => e.pipeline.socketsEnded()));
     await this.pool.close();
     this.#monitor.stop();
     this.#admission?.stop();

@@ -32,6 +32,8 @@ export interface ServerStats {
   memory: { rssBytes: number; heapUsedBytes: number };
   /** The measured load that admission decides on (null with admission off). */
   admission: AdmissionState | null;
+  /** WHEP listeners of live peers (their session URLs are the listeners' own). */
+  listeners: Array<{ peer: string; branch: string; state: 'connecting' | 'connected' | 'ended'; packetsSent: number; createdAt: string }>;
 }
 
 export class CoreMonitor {
@@ -73,7 +75,7 @@ export class CoreMonitor {
     return Object.fromEntries([...this.#refusedBy].sort(([a], [b]) => a.localeCompare(b)));
   }
 
-  stats(pool: WorkerPool, admission: AdmissionState | null): ServerStats {
+  stats(pool: WorkerPool, admission: AdmissionState | null, listeners: ServerStats['listeners'] = []): ServerStats {
     const mem = process.memoryUsage();
     const rooms = this.#peers.rooms();
     return {
@@ -94,6 +96,7 @@ export class CoreMonitor {
       },
       memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
       admission,
+      listeners,
     };
   }
 }

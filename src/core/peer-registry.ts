@@ -9,8 +9,11 @@ import type { AudioStats, ProcessingStats } from '../sinks/peer-stats.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { EncodedFrame } from '../media/frames.js';
 import type { RtpReceiveStats } from '../rtc/rtp-ingest.js';
+import type { ClientChannelStats } from '../rtc/data-channel.js';
 import type { Subject } from 'rxjs';
 import type { AttachedProcessor } from '../pipeline/peer-pipeline.js';
+import type { ProcessorStageStats } from '../pipeline/processor-stage-chain.js';
+import type { WebSocketSinkStats } from '../sinks/websocket-sink.js';
 
 export interface PeerEntry {
   peer: string;
@@ -46,10 +49,16 @@ export interface PeerStatsSnapshot {
     processorErrors: number;
     /** Processors attached to the stream, with their state. */
     processors: AttachedProcessor[];
+    /** Processor stages of the pipeline's branches: state, frames in and out, main-thread seconds spent in each. */
+    processorStages: ProcessorStageStats[];
   };
   audio: AudioStats;
   recording: RecordingInfo | null;
   recordings: RecordingInfo[];
+  /** The client's data channel (docs/data-channel.md): state `none` when its offer had none. */
+  dataChannel: ClientChannelStats;
+  /** The pipeline's websocket sinks: connection state and frame counters (header values never appear). */
+  websockets: WebSocketSinkStats[];
 }
 
 const ENDED_KEPT = 1000;
@@ -73,6 +82,14 @@ export interface PeerTotals {
   clippedSamples: number;
   sinkErrors: number;
   processorErrors: number;
+  /** Main-thread seconds spent in processor stages. */
+  processorStageSeconds: number;
+  /** Frames websocket sinks handed to their servers. */
+  websocketFramesSent: number;
+  /** Frames websocket sinks dropped from a full queue. */
+  websocketFramesDropped: number;
+  /** Reconnection attempts of websocket sinks. */
+  websocketReconnects: number;
 }
 
 const ZERO_TOTALS: PeerTotals = {
@@ -93,6 +110,10 @@ const ZERO_TOTALS: PeerTotals = {
   clippedSamples: 0,
   sinkErrors: 0,
   processorErrors: 0,
+  processorStageSeconds: 0,
+  websocketFramesSent: 0,
+  websocketFramesDropped: 0,
+  websocketReconnects: 0,
 };
 
 function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
@@ -113,6 +134,12 @@ function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
   into.clippedSamples += s.audio.clippedSamples;
   into.sinkErrors += s.processing.sinkErrors;
   into.processorErrors += s.processing.processorErrors;
+  for (const p of s.processing.processorStages ?? []) into.processorStageSeconds += p.cpuSeconds;
+  for (const w of s.websockets ?? []) {
+    into.websocketFramesSent += w.sentFrames;
+    into.websocketFramesDropped += w.droppedFrames;
+    into.websocketReconnects += w.reconnects;
+  }
 }
 
 export class PeerRegistry {
@@ -208,9 +235,12 @@ function snapshot(e: PeerEntry, live = true): PeerStatsSnapshot {
       sinkErrors: e.pipeline.sinkErrors,
       processorErrors: e.pipeline.processorErrors,
       processors: e.pipeline.processors(),
+      processorStages: e.pipeline.processorStages(),
     },
     audio: e.pipeline.stats.audio(now),
     recording: recordings.find((r) => r.state === 'recording') ?? recordings[recordings.length - 1] ?? null,
     recordings,
+    dataChannel: s.channel.stats(),
+    websockets: e.pipeline.websocketSinks(),
   };
 }

@@ -1,13 +1,16 @@
 /**
  * Whether a pipeline can start here, checked before any peer uses it: every
- * `processor` sink names a registered processor and every stage builds in a
- * worker (custom stages' `create` accepts its options).
+ * `processor` sink names a registered processor, every `processor` stage one
+ * registered as a stage, and every worker stage builds in a worker (custom
+ * stages' `create` accepts its options).
  */
 import { errors } from '../errors.js';
 import type { StageSpec } from '../dsp/types.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
+import { processorStageProblems, workerStages } from '../pipeline/processor-stages.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorRegistry } from '../sinks/processors.js';
+import { resolveHeaders } from '../sinks/websocket-sink.js';
 
 export class PipelineChecks {
   readonly #pool: WorkerPool;
@@ -27,6 +30,7 @@ export class PipelineChecks {
    */
   async check(pipeline: Pipeline): Promise<void> {
     this.checkProcessors(pipeline);
+    checkSinkEnvironment(pipeline);
     const modules = this.#pool.customStageTypes.length;
     if (this.#passed.get(pipeline) === modules) return;
     const [problem] = await this.#pool.checkSetups([setupOf(pipeline)]);
@@ -39,11 +43,16 @@ export class PipelineChecks {
     this.#passed.set(pipeline, modules);
   }
 
-  /** Every `processor` sink must name a registered processor: `EARSHOT_PIPELINE_INVALID` listing each one that does not. */
+  /**
+   * Every `processor` sink must name a registered processor, and every
+   * `processor` stage one registered as a stage: `EARSHOT_PIPELINE_INVALID`
+   * listing each one that does not.
+   */
   checkProcessors(pipeline: Pipeline): void {
     const problems: Array<{ path: string; message: string }> = [];
     const single = pipeline.branches.length === 1 && pipeline.branches[0].name === 'main';
     for (const b of pipeline.branches) {
+      problems.push(...processorStageProblems(b.stages, single ? '' : `/branches/${b.name}`, this.#processors));
       b.sinks.forEach((sink, i) => {
         if (sink.type !== 'processor' || this.#processors.has(sink.name)) return;
         const known = this.#processors.names();
@@ -57,6 +66,20 @@ export class PipelineChecks {
   }
 }
 
+/**
+ * Every environment variable a `websocket` sink's headers name is set:
+ * `EARSHOT_SINK_ENV_MISSING` (naming the variable, never a value) before the
+ * session is answered, rather than a stream whose sink cannot authenticate.
+ */
+export function checkSinkEnvironment(pipeline: Pipeline, env: NodeJS.ProcessEnv = process.env): void {
+  const single = pipeline.branches.length === 1 && pipeline.branches[0].name === 'main';
+  for (const b of pipeline.branches) {
+    b.sinks.forEach((sink, i) => {
+      if (sink.type === 'websocket') resolveHeaders(sink.headers, { pipeline: pipeline.name, path: `${single ? '' : `/branches/${b.name}`}/sinks/${i}` }, env);
+    });
+  }
+}
+
 function setupOf(pipeline: Pipeline): { channels: 1 | 2; branches: Array<{ stages: StageSpec[] }> } {
-  return { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) };
+  return { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: workerStages(b.stages) })) };
 }

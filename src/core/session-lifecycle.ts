@@ -18,6 +18,8 @@ import type { RecordingInfo } from '../sinks/recorder.js';
 import type { RecordingsStore } from '../sinks/recordings-store.js';
 import type { PeerEntry, PeerRegistry, PeerStatsSnapshot } from './peer-registry.js';
 import type { ProcessorAttachments } from './processor-attachment.js';
+import { ClientFeed } from './client-feed.js';
+import { guardSubscribers } from './subscriber-guard.js';
 
 /**
  * A stream as it starts, for programmatic consumers (`server.streams$`):
@@ -68,6 +70,8 @@ export interface SessionSlot {
   entry?: PeerEntry;
   /** The pipeline's push, or that and `encoded$` while it has subscribers; unset until the pipeline exists. */
   onFrame?: (frame: EncodedFrame) => void;
+  /** What the client hears on its data channel and where what it says goes (client-feed.ts). */
+  feed?: ClientFeed;
 }
 
 /** Which stream an observable handed to the application belongs to, and its name in reports. */
@@ -109,7 +113,10 @@ export class SessionLifecycle {
       // Straight into the stream's pipeline once it exists (see start); nothing before.
       onFrame: (f) => slot.onFrame?.(f),
       onConnected: () => log.info({ session: slot.entry?.session.id }, 'peer connected'),
+      onClientMessage: (data) => slot.feed?.received(data),
+      onChannelOpen: () => slot.feed?.opened(),
       onEnd: (reason) => {
+        slot.feed?.close();
         if (slot.entry) void this.finish(slot.entry, reason);
       },
     };
@@ -123,6 +130,16 @@ export class SessionLifecycle {
     const o = this.#o;
     const log = o.log.child({ room, peer, session: session.id });
     const encoded$ = new Subject<EncodedFrame>();
+    const feed = new ClientFeed({
+      session,
+      peer,
+      room,
+      pipeline: pipeline.name,
+      events$: o.events$,
+      // A processor whose message handler throws is detached, like one whose frame handler does.
+      guard: (source, onError) => guardSubscribers(source, (error) => onError(error)),
+    });
+    slot.feed = feed;
     // Processor sinks attach while the pipeline is built: their stage operators run on this core's workers.
     const peerPipeline = o.withPool(() => new PeerPipeline({
       pool: o.pool,
@@ -133,7 +150,12 @@ export class SessionLifecycle {
       session: session.id,
       processors: o.processors,
       latency: o.latency,
-      onProcessorEvent: (e) => o.events$.next(e),
+      onProcessorEvent: (e) => {
+        o.events$.next(e);
+        feed.processorEvent(e);
+      },
+      onRecording: (change) => feed.recording(change),
+      client: feed,
       onPipelineError: (message) => {
         log.error({ err: message }, 'pipeline failed; ending session');
         void session.close('pipeline-error');
@@ -145,6 +167,7 @@ export class SessionLifecycle {
         o.events$.next({ peerId: peer, roomId: room, sessionId: session.id, processor: 'earshot', event: e.type, data: e.data, at: Date.now() });
       },
     }));
+    feed.attach(peerPipeline);
     const entry: PeerEntry = { peer, room, pipelineName: pipeline.name, session, encoded$, pipeline: peerPipeline };
     slot.entry = entry;
     // Frames go straight to the pipeline; through encoded$ as well only while someone listens.
@@ -194,7 +217,7 @@ export class SessionLifecycle {
   /** Drains the pipeline, finalizes the recordings and retires the peer; once per session. */
   finish(entry: PeerEntry, reason: SessionEndReason): Promise<RecordingInfo[]> {
     entry.ended ??= (async () => {
-      const recordings = await entry.pipeline.close();
+      const recordings = await entry.pipeline.close(reason);
       entry.encoded$?.complete();
       this.#o.peers.retire(entry);
       const rtp = entry.session.rtpStats();

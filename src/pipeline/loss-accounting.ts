@@ -15,10 +15,15 @@ export interface PeerPipelineEvent {
    * `audio-dropping`: frames started being dropped after a quiet spell
    * (`data`: the counts so far, by cause);
    * `audio-dropped`: the drops stopped (no more for `DROP_QUIET_MS`) or the
-   * stream ended: a summary of the episode.
+   * stream ended: a summary of the episode;
+   * `websocket-unavailable`: a websocket sink cannot connect, or lost its
+   * connection (once per outage; `data`: branch, url, error);
+   * `websocket-reconnected`: it connected again (`data`: reconnects);
+   * `websocket-dropping`: its queue is full and the oldest audio is being
+   * dropped (once until the queue drains).
    */
-  type: 'recording-failed' | 'audio-dropping' | 'audio-dropped';
-  level: 'warn' | 'error';
+  type: 'recording-failed' | 'audio-dropping' | 'audio-dropped' | 'websocket-unavailable' | 'websocket-reconnected' | 'websocket-dropping';
+  level: 'info' | 'warn' | 'error';
   /** One line for the log. */
   message: string;
   data: Record<string, unknown>;

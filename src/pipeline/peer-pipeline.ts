@@ -9,9 +9,18 @@
  * while there are subscribers or a float recording, a 16-bit copy for an s16
  * recording (quantized there, so the WAV writer only copies bytes).
  *
- * An "ogg-opus" record sink takes the encoded packets on this thread as
- * they are pushed, before the worker: it records what was received, and the
- * worker sends its branch nothing for it.
+ * An "ogg-opus" record sink on a branch without stages takes the encoded
+ * packets on this thread as they are pushed, before the worker: it records
+ * what was received, and the worker sends its branch nothing for it. On a
+ * branch with stages the worker encodes the stages' output to Opus (one
+ * encoder per branch, only while something reads its packets: that
+ * recording, or listeners of `encodedAudio$`).
+ *
+ * A branch with processor stages (main-thread processors whose output is the
+ * audio, see processor-stage-chain.ts) gets its frames from the worker as
+ * floats and runs them through those stages; its sinks, listeners and
+ * subscribers get what the last stage emits, in its format (the worker's
+ * report, changed by what the stages declare).
  *
  * The worker reports the format of every branch when the stream starts
  * (what its stages really output, custom ones included): recordings are
@@ -21,21 +30,33 @@
  * restarted) is counted into the recordings it cost, and reported once per
  * episode through `onEvent`: when drops start after a quiet spell, and a
  * summary when they stop. A recording that fails is reported there too.
+ *
+ * Why this file is long (~650 lines): it is the one place where a branch's
+ * outputs meet — what the worker must send for each (the masks), who gets
+ * each frame in which order, and how each ends — and splitting the class
+ * would spread that one decision over files. What stands alone lives beside
+ * it: loss accounting, processor contexts, processor stages, websocket sinks.
  */
 import { performance } from 'node:perf_hooks';
 import { Subject, type Observable, type Subscription } from 'rxjs';
-import type { StageSpec } from '../dsp/types.js';
+import { ENCODED_FRAME_SAMPLES_48K, opusEncodable } from '../dsp/opus-encode.js';
+import { errors } from '../errors.js';
 import type { AudioFrame, BranchFormat, EncodedFrame } from '../media/frames.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import { RecordSink } from '../sinks/record-sink.js';
+import type { WebSocketSink, WebSocketSinkStats } from '../sinks/websocket-sink.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import { recordingBaseName } from '../sinks/recording-names.js';
 import type { RecordingsStore } from '../sinks/recordings-store.js';
-import { runProcessor, type ProcessorEvent, type ProcessorRegistry } from '../sinks/processors.js';
+import { runProcessor, type ProcessorClientLink, type ProcessorEvent, type ProcessorRegistry } from '../sinks/processors.js';
 import { LossAccounting, type DropCounts, type PeerPipelineEvent } from './loss-accounting.js';
 import type { Pipeline } from './pipeline.js';
+import { processorContext } from './processor-context.js';
+import { ProcessorStageChain, type ProcessorStageStats } from './processor-stage-chain.js';
+import { processorStages, workerStages, type ProcessorStageDefinition } from './processor-stages.js';
+import { openWebSocketSinks } from './websocket-sinks.js';
 
 export interface PeerPipelineOptions {
   pool: WorkerPool;
@@ -44,7 +65,7 @@ export interface PeerPipelineOptions {
   room: string;
   peer: string;
   session: string;
-  /** Where the pipeline's `processor` sinks find their factories. */
+  /** Where the pipeline's `processor` sinks and stages find their factories. */
   processors: ProcessorRegistry;
   /** A server-wide latency histogram that every frame's latency is added to as well. */
   latency?: LatencyHistogram;
@@ -60,6 +81,20 @@ export interface PeerPipelineOptions {
    * audio. The caller logs and publishes them.
    */
   onEvent?(event: PeerPipelineEvent): void;
+  /**
+   * A recording started, stopped or failed (the client's data channel
+   * reports it). Failures also go to `onEvent`.
+   */
+  onRecording?(change: RecordingChange): void;
+  /** The client's data channel, for processors (`context.messages$`, `context.send`); none: they see no messages and cannot send. */
+  client?: ProcessorClientLink;
+}
+
+/** A recording's state changed (see `PeerPipelineOptions.onRecording`). */
+export interface RecordingChange {
+  state: 'started' | 'stopped' | 'failed';
+  branch: string;
+  recording: RecordingInfo;
 }
 
 /** A processor attached to one of this peer's branches. */
@@ -87,12 +122,35 @@ interface BranchRuntime {
   record?: RecordSink;
   /** The record sink writes float WAV (it needs the float samples). */
   recordF32: boolean;
-  /** The record sink writes the received Opus packets (ogg-opus): fed from `push`, it needs nothing from the worker. */
+  /** The record sink writes the received Opus packets (ogg-opus, no stages): fed from `push`, it needs nothing from the worker. */
   recordEncoded: boolean;
+  /** The record sink writes Opus packets the worker encodes from the stages' output (ogg-opus after stages). */
+  recordCoded: boolean;
+  /** Packets the worker encodes for listeners (`encodedAudio$`); created on first use, fed while observed. */
+  opus?: Subject<EncodedFrame>;
   /** The stats sink reads this branch (until it throws). */
   measured: boolean;
   /** The record sink is attached (until it throws). */
   recording: boolean;
+  /** The branch's processor stages (main thread, after its worker stages), with their index in `stages`. */
+  processorStages: Array<{ index: number; stage: ProcessorStageDefinition }>;
+  /** Runs them: built when the worker reports the format they get. */
+  chain?: ProcessorStageChain;
+  /** Websocket sinks and `GET /peers/:peer/audio` sockets of this branch: they take its PCM on this thread. */
+  listeners: PcmListener[];
+}
+
+/**
+ * Something that takes a branch's frames as PCM on this thread (a websocket
+ * sink, a socket of `GET /peers/:peer/audio`): the worker then sends the
+ * branch a 16-bit copy (s16) or its floats (f32), only while it listens.
+ */
+export interface PcmListener {
+  readonly sampleFormat: 's16' | 'f32';
+  /** One frame; `pcm16` its 16-bit copy if the worker made one; `complete` false when its floats were left out. Copy what you keep. */
+  write(frame: AudioFrame, pcm16: Int16Array | undefined, complete: boolean): void;
+  /** The stream ended (the session's end reason). A returned promise settles when the listener is done; only server shutdown waits for it. */
+  end(reason: string): void | Promise<void>;
 }
 
 export class PeerPipeline {
@@ -102,6 +160,9 @@ export class PeerPipeline {
   /** Processors that failed and were detached. */
   processorErrors = 0;
   readonly #processors: Array<AttachedProcessor & { sub?: Subscription }> = [];
+  readonly #websockets: WebSocketSink[] = [];
+  /** Settles when every socket listener has sent its end and closed (or was cut after its grace); set by `close`. */
+  #socketsEnded: Promise<unknown> = Promise.resolve();
   readonly #runtime: BranchRuntime[];
   readonly #stream: PoolStream;
   readonly #options: PeerPipelineOptions;
@@ -134,9 +195,13 @@ export class PeerPipeline {
         name: b.name,
         subject: new Subject<AudioFrame>(),
         measured: i === statsBranch,
+        listeners: [],
         recording: true,
         recordF32: recordFormat === 'f32' && container === 'wav',
-        recordEncoded: container === 'ogg-opus',
+        // Validation refuses ogg-opus with processor stages: what the worker encodes is the worker stages' output.
+        recordEncoded: container === 'ogg-opus' && workerStages(b.stages).length === 0,
+        recordCoded: container === 'ogg-opus' && workerStages(b.stages).length > 0,
+        processorStages: processorStages(b.stages),
       };
       // Every branch can be recorded on request; one with a record sink follows its settings.
       runtime.record = new RecordSink({
@@ -149,6 +214,8 @@ export class PeerPipeline {
         sampleFormat: recordFormat,
         format: container,
         onFailed: (error, info) => this.#recordingFailed(b.name, error, info),
+        onStarted: (info) => this.#recordingChanged('started', b.name, info),
+        onStopped: (info) => this.#recordingChanged('stopped', b.name, info),
       });
       return runtime;
     });
@@ -164,9 +231,14 @@ export class PeerPipeline {
         if (sink.type === 'processor') this.attachProcessor(sink.name, sink.options ?? {}, b.name);
       }
     });
+    // Websocket sinks connect now; their frames wait in their queues until the connection opens.
+    for (const { branch, sink } of openWebSocketSinks(pipeline, options, (event) => this.#emit(event), (name, error) => this.#sinkFailed(name, error))) {
+      this.#websockets.push(sink);
+      this.#runtime[branch].listeners.push(sink);
+    }
 
     this.#stream = options.pool.openStream(
-      { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: b.stages as StageSpec[] })) },
+      { channels: pipeline.channels, branches: pipeline.branches.map((b) => ({ stages: workerStages(b.stages) })) },
       {
         onFrames: (branch, frames, copies, complete) => {
           for (let i = 0; i < frames.length; i++) this.#deliver(branch, frames[i], copies?.[i], complete?.[i] !== false);
@@ -180,6 +252,8 @@ export class PeerPipeline {
         onError: (message) => options.onPipelineError(message),
         f32Branches: () => this.#floatBranches(),
         pcm16Branches: () => this.#pcm16Branches(),
+        opusBranches: () => this.#opusBranches(),
+        onOpus: (branch, position, packets) => this.#deliverOpus(branch, position, packets),
       },
     );
 
@@ -263,13 +337,30 @@ export class PeerPipeline {
    * Drains the worker (every frame received is processed), completes the
    * branch streams and finalizes every recording. Idempotent.
    */
-  close(): Promise<RecordingInfo[]> {
+  close(reason = 'closed'): Promise<RecordingInfo[]> {
     this.#closed ??= (async () => {
       await this.#stream.close();
       // A stream that ended before its worker built it (it failed, or never started): recordings waiting for the format get the expected one.
       if (this.#settleFormats) this.#formatsReported(this.#options.pipeline.branches);
-      for (const r of this.#runtime) r.subject.complete();
+      // What processor stages still hold reaches the sinks before the recordings are finalized.
+      for (const r of this.#runtime) await r.chain?.complete();
+      for (const r of this.#runtime) {
+        r.subject.complete();
+        r.opus?.complete();
+      }
       this.#loss.end();
+      // Sockets get their end message; they finish on their own (bounded), never holding up the recordings.
+      const ending: unknown[] = [];
+      for (const r of this.#runtime) {
+        for (const l of r.listeners.splice(0)) {
+          try {
+            ending.push(l.end(reason));
+          } catch {
+            // a listener that fails at the end has nothing more to lose
+          }
+        }
+      }
+      this.#socketsEnded = Promise.allSettled(ending);
       const infos = await Promise.all(this.#runtime.map((r) => r.record?.finalize()));
       return infos.filter((i): i is RecordingInfo => i !== undefined);
     })();
@@ -288,31 +379,15 @@ export class PeerPipeline {
     if (!r) throw new RangeError(`pipeline "${this.#options.pipeline.name}" has no branch "${branch}"`);
     const entry: AttachedProcessor & { sub?: Subscription } = { name, branch: r.name, state: 'running' };
     this.#processors.push(entry);
-    const { peer, room, session } = this.#options;
-    entry.sub = runProcessor(
-      r.subject,
-      factory,
-      {
-        peerId: peer,
-        roomId: room,
-        sessionId: session,
-        branch: r.name,
-        options: Object.freeze({ ...options }),
-        emit: (event, data) => {
-          try {
-            this.#options.onProcessorEvent({ peerId: peer, roomId: room, sessionId: session, processor: name, event: String(event), data, at: Date.now() });
-          } catch {
-            // an event listener's failure is not the processor's
-          }
-        },
-      },
-      (error) => {
-        entry.state = 'failed';
-        entry.sub?.unsubscribe();
-        this.processorErrors++;
-        this.#sinkFailed(`processor:${name}`, error);
-      },
-    );
+    const failed = (error: Error) => {
+      if (entry.state !== 'running') return;
+      entry.state = 'failed';
+      entry.sub?.unsubscribe();
+      this.processorErrors++;
+      this.#sinkFailed(`processor:${name}`, error);
+    };
+    const context = processorContext(this.#options, name, r.name, Object.freeze({ ...options }), { running: () => entry.state === 'running', failed });
+    entry.sub = runProcessor(r.subject, factory, context, failed);
     if (entry.state === 'failed') entry.sub?.unsubscribe();
     return () => {
       if (entry.state === 'running') entry.state = 'detached';
@@ -320,9 +395,53 @@ export class PeerPipeline {
     };
   }
 
+  /**
+   * Sends a branch's PCM (default: the first branch) to `listener` from the
+   * next batch on, in its sample format; returns a function that detaches it
+   * (its `end` is then not called). An unknown branch throws a RangeError; a
+   * stream that already ended gets `end('ended')` at once.
+   */
+  addListener(listener: PcmListener, branch?: string): () => void {
+    const r = branch === undefined ? this.#runtime[0] : this.#runtime.find((x) => x.name === branch);
+    if (!r) throw new RangeError(`pipeline "${this.#options.pipeline.name}" has no branch "${branch}"`);
+    if (this.#closed) {
+      listener.end('ended');
+      return () => undefined;
+    }
+    r.listeners.push(listener);
+    return () => {
+      const k = r.listeners.indexOf(listener);
+      if (k >= 0) r.listeners.splice(k, 1);
+    };
+  }
+
+  /**
+   * Settles when the socket listeners ended by `close` have sent their end
+   * message and closed, or were cut after their grace (5 s). Server shutdown
+   * waits for it; a session's end does not.
+   */
+  socketsEnded(): Promise<void> {
+    return this.#socketsEnded.then(() => undefined);
+  }
+
+  /** The pipeline's websocket sinks: state and counters. */
+  websocketSinks(): WebSocketSinkStats[] {
+    return this.#websockets.map((w) => w.stats());
+  }
+
   /** Processors attached to this peer, with their state. */
   processors(): AttachedProcessor[] {
     return this.#processors.map(({ name, branch, state }) => ({ name, branch, state }));
+  }
+
+  /** The processor stages of this peer's branches, with their state, frames and main-thread time (none before the stream started). */
+  processorStages(): ProcessorStageStats[] {
+    return this.#runtime.flatMap((r) => r.chain?.stats() ?? []);
+  }
+
+  /** Main-thread seconds this peer's processor stages spent. */
+  get processorStageSeconds(): number {
+    return this.#runtime.reduce((n, r) => n + (r.chain?.cpuSeconds ?? 0), 0);
   }
 
   #recordTargets(): BranchRuntime[] {
@@ -340,7 +459,7 @@ export class PeerPipeline {
     let mask = 0;
     for (let i = 0; i < this.#runtime.length; i++) {
       const r = this.#runtime[i];
-      if (r.recordF32 || r.subject.observed) mask |= bit(i);
+      if (r.recordF32 || r.subject.observed || r.processorStages.length > 0 || r.listeners.some((l) => l.sampleFormat === 'f32')) mask |= bit(i);
     }
     return mask;
   }
@@ -355,9 +474,62 @@ export class PeerPipeline {
     let mask = 0;
     for (let i = 0; i < this.#runtime.length; i++) {
       const r = this.#runtime[i];
-      if (!r.recordF32 && !r.recordEncoded && r.recording && r.record?.active) mask |= bit(i);
+      // A branch with processor stages records and sends their output: its own 16-bit copy would be of the audio before them.
+      if (r.processorStages.length > 0) continue;
+      if (!r.recordF32 && !r.recordEncoded && !r.recordCoded && r.recording && r.record?.active) mask |= bit(i);
+      // A 16-bit socket (websocket sink, GET /peers/:peer/audio) takes the worker's copy as it is.
+      if (r.listeners.some((l) => l.sampleFormat === 's16')) mask |= bit(i);
     }
     return mask;
+  }
+
+  /** Branches whose Opus packets someone reads: an ogg-opus recording after stages, or listeners. */
+  #opusBranches(): number {
+    let mask = 0;
+    for (let i = 0; i < this.#runtime.length; i++) {
+      const r = this.#runtime[i];
+      if ((r.recordCoded && r.recording && r.record?.active) || r.opus?.observed) mask |= bit(i);
+    }
+    return mask;
+  }
+
+  /** Packets the worker encoded for a branch (views into its batch: the recording and listeners copy what they keep). */
+  #deliverOpus(branch: number, position: number, packets: readonly Uint8Array[]): void {
+    const r = this.#runtime[branch];
+    if (!r) return;
+    const arrival = performance.now();
+    packets.forEach((payload, i) => {
+      const frame: EncodedFrame = { position: position + i * ENCODED_FRAME_SAMPLES_48K, payload, samples: ENCODED_FRAME_SAMPLES_48K, arrival };
+      if (r.recordCoded && r.recording) {
+        try {
+          r.record!.writeEncoded(frame);
+        } catch (e) {
+          r.recording = false;
+          this.#sinkFailed(`record:${r.name}`, e as Error);
+        }
+      }
+      if (r.opus?.observed) r.opus.next(frame);
+    });
+  }
+
+  /**
+   * A branch's audio encoded to Opus in the worker, for listeners (e.g.
+   * WHEP): 20 ms packets at their media position (48 kHz samples), hot and
+   * shared, one encoder per branch however many subscribe; the worker encodes
+   * only while someone does. Payloads are valid during the call only: copy
+   * what you keep. Throws `EARSHOT_BRANCH_NOT_ENCODABLE` for a branch Opus
+   * cannot code (a rate other than 8, 12, 16, 24 or 48 kHz) and a RangeError
+   * for an unknown branch.
+   */
+  encodedAudio$(branch?: string): Observable<EncodedFrame> {
+    const i = branch === undefined ? 0 : this.#runtime.findIndex((r) => r.name === branch);
+    const r = this.#runtime[i];
+    if (!r) throw new RangeError(`pipeline "${this.#options.pipeline.name}" has no branch "${branch}"`);
+    // The worker encodes what its stages output; processor stages run after it, on this thread.
+    const refused = r.processorStages.length > 0 ? 'its processor stages run on the main thread, after the worker that would encode it' : opusEncodable(this.branches[i]);
+    if (refused) throw errors.BRANCH_NOT_ENCODABLE(r.name, refused);
+    r.opus ??= new Subject<EncodedFrame>();
+    return r.opus.asObservable();
   }
 
   /**
@@ -385,6 +557,16 @@ export class PeerPipeline {
         else global.add(ms);
       }
     }
+    if (r.chain) {
+      // Its sinks get what the processor stages make of the frame (always sent with its floats, see #floatBranches).
+      r.chain.push(f);
+      return;
+    }
+    this.#toSinks(r, f, pcm16, complete, now);
+  }
+
+  /** A frame of the branch's audio to its sinks (stats, then the recording), its listeners, then its subscribers. */
+  #toSinks(r: BranchRuntime, f: AudioFrame, pcm16: Int16Array | undefined, complete: boolean, now: number): void {
     if (r.measured) {
       try {
         this.stats.addFrame(f, now);
@@ -401,11 +583,21 @@ export class PeerPipeline {
         this.#sinkFailed(`record:${r.name}`, e as Error);
       }
     }
+    for (let k = 0; k < r.listeners.length; k++) {
+      const l = r.listeners[k];
+      try {
+        l.write(f, pcm16, complete);
+      } catch (e) {
+        r.listeners.splice(k--, 1);
+        this.#sinkFailed(`websocket:${r.name}`, e as Error);
+      }
+    }
     if (complete && r.subject.observed) r.subject.next(f);
   }
 
   /** The branches' formats from the worker: what recordings are written in, and what `branches` say from now on. */
-  #formatsReported(formats: readonly BranchFormat[]): void {
+  #formatsReported(reported: readonly BranchFormat[]): void {
+    const formats = reported.map((f, i) => this.#afterProcessorStages(i, f));
     this.branches.forEach((b, i) => {
       const f = formats[i];
       if (!f) return;
@@ -416,12 +608,46 @@ export class PeerPipeline {
     this.#settleFormats = undefined;
   }
 
+  /**
+   * A branch's format after its processor stages, building them the first
+   * time the worker reports the format they get (before its first frame); a
+   * later report (a restarted worker) reuses them.
+   */
+  #afterProcessorStages(branch: number, format: BranchFormat): BranchFormat {
+    const r = this.#runtime[branch];
+    if (!format || !r || r.processorStages.length === 0) return format;
+    if (!r.chain) {
+      r.chain = new ProcessorStageChain({
+        branch: r.name,
+        stages: r.processorStages,
+        processors: this.#options.processors,
+        input: { sampleRate: format.sampleRate, channels: format.channels, sampleFormat: format.sampleFormat ?? 'f32' },
+        contextFor: (name, options, stage) => processorContext(this.#options, name, r.name, options, stage),
+        deliver: (frame) => this.#toSinks(r, frame, undefined, true, performance.now()),
+        onFailed: (name, error) => {
+          this.processorErrors++;
+          this.#sinkFailed(`processor:${name}`, error);
+        },
+      });
+    }
+    return r.chain.output;
+  }
+
   #sinkFailed(sink: string, error: Error): void {
     this.sinkErrors++;
     this.#options.onSinkError(sink, error);
   }
 
+  #recordingChanged(state: RecordingChange['state'], branch: string, recording: RecordingInfo): void {
+    try {
+      this.#options.onRecording?.({ state, branch, recording });
+    } catch {
+      // a listener's failure must not break the stream
+    }
+  }
+
   #recordingFailed(branch: string, error: Error & { code?: string }, info: RecordingInfo): void {
+    this.#recordingChanged('failed', branch, info);
     if (!this.#options.onEvent) return this.#sinkFailed(`record:${branch}`, error);
     this.sinkErrors++;
     this.#emit({

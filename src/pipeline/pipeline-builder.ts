@@ -16,7 +16,7 @@
 import type { Static } from '@sinclair/typebox';
 import { isStageOperator, stagesOf, type StageOperator } from './operators.js';
 import { parsePipeline, validatePipeline, type Pipeline, type ValidateOptions } from './pipeline.js';
-import type { PipelineDocument, ProcessorSinkSchema, RecordSinkSchema, SinkDefinition, StageDefinition, StatsSinkSchema } from './schema.js';
+import type { PipelineDocument, ProcessorSinkSchema, ProcessorStageSchema, RecordSinkSchema, SinkDefinition, StageDefinition, StatsSinkSchema } from './schema.js';
 
 /** A stage: a stage operator (`denoise()`, `inWorkers(…)`, `stage('dc-blocker', {…})`) or a stage object as in JSON. */
 export type StageInput = StageOperator | StageDefinition | { type: string; [option: string]: unknown };
@@ -48,6 +48,7 @@ export type RecordSink = Static<typeof RecordSinkSchema>;
 export type RecordSinkOptions = Omit<RecordSink, 'type'>;
 export type StatsSink = Static<typeof StatsSinkSchema>;
 export type ProcessorSink = Static<typeof ProcessorSinkSchema>;
+export type ProcessorStage = Static<typeof ProcessorStageSchema>;
 
 /**
  * Validates the definition like a pipeline file and returns the pipeline.
@@ -104,6 +105,20 @@ export function statsSink(): StatsSink {
 /** A `processor` sink handing the branch output to the processor registered as `name`, with its `options`. */
 export function processorSink(name: string, options?: Record<string, unknown>): ProcessorSink {
   return checkedSink('processorSink', { type: 'processor', name, ...(options !== undefined ? { options } : {}) }) as ProcessorSink;
+}
+
+/**
+ * A `processor` stage: the processor registered as `name` (with `{ stage: true
+ * }`) runs on the main thread after the branch's worker stages, and its
+ * output frames are the branch's audio. Put it after the worker stages.
+ */
+export function processorStage(name: string, options?: Record<string, unknown>): ProcessorStage {
+  const stage = { type: 'processor' as const, name, ...(options !== undefined ? { options } : {}) };
+  const { problems } = validatePipeline({ name: 'stage', stages: [stage], sinks: [{ type: 'stats' }] });
+  if (problems.length > 0) {
+    throw new TypeError(`processorStage(): ${problems.map((p) => `${p.path.replace(/^\/stages\/0\/?/, '') || 'options'}: ${p.message}`).join('; ')}`);
+  }
+  return stage;
 }
 
 /** Checks a sink like validation does (same wording), as a TypeError at composition, like the stage operators. */

@@ -106,10 +106,12 @@ export class PipelineRegistry {
    * (written to a temporary file and renamed, so the watcher never reads half
    * a file). Throws `EARSHOT_PIPELINE_INVALID` (422, every problem) before
    * touching anything. Returns the new version and whether it replaced one.
+   * `options.processors` (the server's registry) also checks that processor
+   * stages name processors registered as stages.
    */
-  async put(name: string, doc: unknown): Promise<{ pipeline: Pipeline; created: boolean }> {
+  async put(name: string, doc: unknown, options: Pick<ValidateOptions, 'processors'> = {}): Promise<{ pipeline: Pipeline; created: boolean }> {
     const withName = typeof doc === 'object' && doc !== null && !Array.isArray(doc) && !('name' in doc) ? { name, ...doc } : doc;
-    const pipeline = parsePipeline(withName, name, this.#validateOptions());
+    const pipeline = parsePipeline(withName, name, { ...this.#validateOptions(), ...options });
     if (pipeline.name !== name) throw errors.PIPELINE_NAME_MISMATCH(`The body of PUT /pipelines/${name}`, pipeline.name);
     const created = !this.#pipelines.has(name);
     if (this.dir === undefined) {

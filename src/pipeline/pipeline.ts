@@ -16,6 +16,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { Schema } from '../dsp/schema-words.js';
 import { errors } from '../errors.js';
 import { followStages } from './branch-format.js';
+import type { ProcessorNames } from './processor-stages.js';
 import { PipelineSchema, type PipelineDocument, type SinkDefinition, type StageDefinition } from './schema.js';
 import { checkValue, toJson } from './validation/json-walker.js';
 import { MAX_PROBLEMS, report, type PipelineProblem, type Walk } from './validation/problems.js';
@@ -47,6 +48,12 @@ export interface ValidateOptions {
    * non-built-in type is a problem (with the nearest known name as a hint).
    */
   customStages?: readonly string[];
+  /**
+   * The registered main-thread processors (a `ProcessorRegistry`). When
+   * given, a `processor` stage naming one not registered as a stage is a
+   * problem; without it, that is checked when a stream starts.
+   */
+  processors?: ProcessorNames;
 }
 
 /** A validated pipeline, normalized to named branches (a single chain is one branch, `main`). */
@@ -70,7 +77,7 @@ export type ValidationResult = { pipeline: Pipeline; problems: [] } | { pipeline
 
 /** Validates a value (parsed JSON or an object built in code); returns the pipeline or every problem found. Never throws. */
 export function validatePipeline(doc: unknown, options: ValidateOptions = {}): ValidationResult {
-  const walk: Walk = { problems: [], omitted: 0, custom: options.customStages ?? [], skip: new Set() };
+  const walk: Walk = { problems: [], omitted: 0, custom: options.customStages ?? [], processors: options.processors, skip: new Set() };
   let json: unknown;
   try {
     json = toJson(doc, '', walk, 0, new Set());

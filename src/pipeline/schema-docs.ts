@@ -6,7 +6,7 @@
  * files equal this output; `npm run docs` rewrites them.
  */
 import type { TObject, TSchema } from '@sinclair/typebox';
-import { BranchSchema, BuiltinStageSchemas, PipelineSchema, ProcessorSinkSchema, RecordSinkSchema, SinkSchema, StageSchema, StatsSinkSchema } from './schema.js';
+import { BranchSchema, BuiltinStageSchemas, PipelineSchema, ProcessorSinkSchema, ProcessorStageSchema, RecordSinkSchema, SinkSchema, StageSchema, StatsSinkSchema, WebSocketSinkSchema } from './schema.js';
 
 interface Documented {
   description?: string;
@@ -35,8 +35,8 @@ export function pipelineReference(): string {
     DOCS_BEGIN,
     '| | What it does | Options |',
     '|---|---|---|',
-    ...rows(BuiltinStageSchemas, 'stage'),
-    ...rows([RecordSinkSchema, StatsSinkSchema, ProcessorSinkSchema], 'sink'),
+    ...rows([...BuiltinStageSchemas, ProcessorStageSchema], 'stage'),
+    ...rows([RecordSinkSchema, StatsSinkSchema, ProcessorSinkSchema, WebSocketSinkSchema], 'sink'),
     DOCS_END,
   ].join('\n');
 }

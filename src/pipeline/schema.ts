@@ -14,6 +14,9 @@ export { BUILTIN_STAGE_TYPES } from '../dsp/registry.js';
 /** Every built-in stage's schema, from its definition in src/dsp, in the order of BUILTIN_STAGE_TYPES. */
 export const BuiltinStageSchemas = BUILTIN_STAGE_DEFINITIONS.map((d) => d.schema);
 
+/** The stage type of a main-thread processor placed in a branch's stages (not a worker stage: see ProcessorStageSchema). */
+export const PROCESSOR_STAGE_TYPE = 'processor';
+
 /**
  * A stage from a custom worker module (`pool.registerStageModule()` /
  * `--stage-module`): any lower-case type that is not a built-in, with its own
@@ -24,14 +27,31 @@ export const BuiltinStageSchemas = BUILTIN_STAGE_DEFINITIONS.map((d) => d.schema
 export const CustomStageSchema = Type.Object(
   {
     type: Type.String({
-      pattern: `^(?!(${BUILTIN_STAGE_TYPES.join('|')})$)[a-z][a-z0-9-]*$`,
+      pattern: `^(?!(${[...BUILTIN_STAGE_TYPES, PROCESSOR_STAGE_TYPE].join('|')})$)[a-z][a-z0-9-]*$`,
       description: 'Stage type registered by a custom worker stage module.',
     }),
   },
   { additionalProperties: true, description: 'A custom worker stage; its options are passed to the module.' },
 );
 
-export const StageSchema = Type.Union([...BuiltinStageSchemas, CustomStageSchema]);
+/**
+ * A main-thread processor as a stage: its output replaces the branch's audio
+ * for the later stages and the sinks (the recording included). It runs on
+ * the main thread, after every worker stage of its branch.
+ */
+export const ProcessorStageSchema = Type.Object(
+  {
+    type: Type.Literal(PROCESSOR_STAGE_TYPE, {
+      description:
+        'Run a main-thread processor registered as a stage (registerProcessor(name, factory, { stage: true })); the frames it emits become the branch output. Processor stages come after every worker stage of their branch. Its time counts against the main thread, which also carries WebRTC: put per-sample work in a worker stage module instead.',
+    }),
+    name: Type.String({ minLength: 1, maxLength: 64, description: 'Registered processor name. An unregistered name, or one not registered as a stage, is an error when a stream starts, before any audio flows (and at PUT /pipelines).' }),
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Passed to the processor factory as context.options.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const StageSchema = Type.Union([...BuiltinStageSchemas, ProcessorStageSchema, CustomStageSchema]);
 export type StageDefinition = Static<typeof StageSchema>;
 /** @deprecated use BUILTIN_STAGE_TYPES */
 export const STAGE_TYPES = BUILTIN_STAGE_TYPES;
@@ -41,12 +61,12 @@ export const RECORD_PLACEHOLDERS = ['room', 'peer', 'date', 'time', 'session', '
 
 export const RecordSinkSchema = Type.Object(
   {
-    type: Type.Literal('record', { description: 'Write the branch output to a streaming WAV file (or the received Opus packets to an Ogg Opus file) in the recordings directory.' }),
+    type: Type.Literal('record', { description: 'Write the branch output to a streaming WAV or Ogg Opus file in the recordings directory.' }),
     format: Type.Optional(
       Type.Union([Type.Literal('wav'), Type.Literal('ogg-opus')], {
         default: 'wav',
         description:
-          'Container format. "wav": the branch output as PCM (".wav"). "ogg-opus": the Opus packets as received, not re-encoded, in an Ogg Opus file (RFC 7845, ".opus"), about 20× smaller than 48 kHz s16 WAV; media time is kept across loss (concealed by the player) and DTX (silence), pre-skip 312 (libopus, the encoder of browsers). Only on a branch without stages (the packets are the unprocessed audio) and without "sampleFormat".',
+          'Container format. "wav": the branch output as PCM (".wav"). "ogg-opus": Opus in an Ogg Opus file (RFC 7845, ".opus"), about 20× smaller than 48 kHz s16 WAV: on a branch without stages the packets as received, not re-encoded; on a branch with stages their output, encoded to 20 ms Opus packets in the worker (the branch must output 8, 12, 16, 24 or 48 kHz). Media time is kept across loss (concealed by the player) and DTX (silence); pre-skip 312. Not with "sampleFormat".',
       }),
     ),
     sampleFormat: Type.Optional(
@@ -106,13 +126,57 @@ export const ProcessorSinkSchema = Type.Object(
   { additionalProperties: false },
 );
 
-export const SinkSchema = Type.Union([RecordSinkSchema, StatsSinkSchema, ProcessorSinkSchema]);
+/** `${NAME}` in a websocket sink's header value: replaced by that environment variable when a stream starts. */
+export const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+export const WebSocketSinkSchema = Type.Object(
+  {
+    type: Type.Literal('websocket', {
+      description:
+        'Stream the branch output live to a WebSocket server (speech recognition, voice agents): a JSON "start" message, then one binary message of raw PCM per frame, JSON speech events, and a JSON "end" message when the session ends. See docs/websocket.md.',
+    }),
+    url: Type.String({ maxLength: 2000, pattern: '^wss?://[^\\s]+$', description: 'Server to connect to when a stream starts: ws:// or wss://.' }),
+    headers: Type.Optional(
+      Type.Record(Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$" }), Type.String({ maxLength: 4000 }), {
+        // Without this a header name the pattern refuses would be an unchecked extra member.
+        additionalProperties: false,
+        default: {},
+        description:
+          'HTTP headers of the connection request, e.g. {"Authorization": "Bearer ${ASR_TOKEN}"}. "${NAME}" is replaced by the environment variable NAME of the earshot process when a stream starts (a stream whose variable is not set is refused, EARSHOT_SINK_ENV_MISSING). Put secrets in the environment, not in the pipeline: header values never appear in statistics, events or logs.',
+      }),
+    ),
+    format: Type.Optional(
+      Type.Union([Type.Literal('s16'), Type.Literal('f32')], {
+        default: 's16',
+        description: 'Sample encoding of the binary messages: "s16" (16-bit signed integers) or "f32" (32-bit floats, −1..1), little-endian, interleaved; rate and channels are the branch\'s.',
+      }),
+    ),
+    queueFrames: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 30000,
+        default: 250,
+        description:
+          'Frames kept while the server is slow or unreachable (250 = 5 s of 20 ms frames). When full, the oldest frame is dropped and counted (statistics "websockets[].droppedFrames"); the stream and the other sinks never wait.',
+      }),
+    ),
+    reconnectDelayMs: Type.Optional(
+      Type.Integer({ minimum: 10, maximum: 600000, default: 500, description: 'Wait before the first reconnection attempt after the connection failed or dropped; doubled after each failed attempt.' }),
+    ),
+    reconnectMaxDelayMs: Type.Optional(
+      Type.Integer({ minimum: 10, maximum: 600000, default: 10000, description: 'Longest wait between reconnection attempts.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const SinkSchema = Type.Union([RecordSinkSchema, StatsSinkSchema, ProcessorSinkSchema, WebSocketSinkSchema]);
 export type SinkDefinition = Static<typeof SinkSchema>;
-export const SINK_TYPES = ['record', 'stats', 'processor'] as const;
+export const SINK_TYPES = ['record', 'stats', 'processor', 'websocket'] as const;
 
 export const BranchSchema = Type.Object(
   {
-    stages: Type.Array(StageSchema, { default: [], description: 'Worker stages applied in order to the decoded 48 kHz audio.' }),
+    stages: Type.Array(StageSchema, { default: [], description: 'Stages applied in order to the decoded 48 kHz audio: worker stages, then any "processor" stages (main thread).' }),
     sinks: Type.Array(SinkSchema, { default: [], description: 'Where the branch output goes: at least one sink, at most one "record".' }),
   },
   { additionalProperties: false, description: 'One chain of worker stages and the sinks that take its output.' },

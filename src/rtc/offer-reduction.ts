@@ -14,22 +14,64 @@ export interface NegotiationPlan {
   sections: number[];
   /** The offer werift sees: the session part and those sections only, as SDP. */
   offer: string;
+  /** Index (in the offer) of the data channel section werift negotiates, if any. */
+  dataChannel: number | undefined;
 }
 
 /**
  * The single decision on which offered sections werift negotiates; every
- * other one is rejected without reaching werift. Today that is the chosen Opus
- * audio section only. (A data channel, `m=application`, would join here.)
+ * other one is rejected without reaching werift: the chosen Opus audio
+ * section, and the offer's data channel (see `dataChannelSection`) if it has
+ * a usable one.
  */
-export function negotiatedSections(_offer: ParsedOffer, summary: OfferSummary): number[] {
-  return [summary.audioIndex];
+export function negotiatedSections(offer: ParsedOffer, summary: OfferSummary): number[] {
+  const data = dataChannelSection(offer, summary);
+  return data === undefined ? [summary.audioIndex] : [summary.audioIndex, data];
+}
+
+/**
+ * The index of the data channel section earshot accepts, if any: the first
+ * `m=application <port> UDP/DTLS/SCTP webrtc-datachannel` section (RFC 8841,
+ * as browsers offer after `createDataChannel()`) that is not rejected, names
+ * its SCTP port (`a=sctp-port`), and shares the audio section's transport:
+ * in the audio's BUNDLE group, or in an offer without BUNDLE; and it has
+ * ICE and DTLS parameters (its own or the session's). One at most: a second is rejected (port 0) like
+ * any section earshot does not use, and so is one that does not qualify,
+ * without failing the offer. A `bundle-only` section (port 0, RFC 8843
+ * §6), as offered with `bundlePolicy: 'max-bundle'`, qualifies when it is in
+ * the audio's group.
+ */
+export function dataChannelSection(offer: ParsedOffer, summary: OfferSummary): number | undefined {
+  const audio = offer.sections[summary.audioIndex];
+  const groups = bundleGroups(offer);
+  const audioGroup = audio.mid === undefined ? undefined : groups.find((g) => g.includes(audio.mid!));
+  for (const s of offer.sections) {
+    if (s.kind !== 'application') continue;
+    if (!/^UDP\/DTLS\/SCTP$/i.test(s.proto) || !s.formats.includes('webrtc-datachannel')) continue;
+    if (!s.lines.some((l) => /^a=sctp-port:\d{1,5}$/.test(l))) continue;
+    const bundleOnly = s.lines.includes('a=bundle-only');
+    if (audioGroup !== undefined) {
+      if (s.mid === undefined || !audioGroup.includes(s.mid)) continue;
+    } else if (groups.length > 0 || bundleOnly) continue;
+    if (s.port === 0 && !(bundleOnly && audioGroup !== undefined)) continue;
+    // Checked here rather than by planNegotiation: a data channel that cannot be negotiated is rejected, not the offer.
+    if (!hasTransport(offer, s)) continue;
+    return s.index;
+  }
+  return undefined;
+}
+
+/** The mids of each `a=group:BUNDLE` line of the session part. */
+function bundleGroups(offer: ParsedOffer): string[][] {
+  return offer.session.flatMap((l) => (l.startsWith('a=group:BUNDLE') ? [l.slice('a=group:BUNDLE'.length).trim().split(/\s+/).filter(Boolean)] : []));
 }
 
 /** Decides what werift gets and builds the offer it sees. Throws `EARSHOT_SDP_INVALID` if a negotiated section lacks ICE or DTLS parameters. */
 export function planNegotiation(offer: ParsedOffer, summary: OfferSummary): NegotiationPlan {
   const sections = [...new Set(negotiatedSections(offer, summary))].sort((a, b) => a - b);
   for (const index of sections) requireTransport(offer, offer.sections[index]);
-  return { sections, offer: reducedOffer(offer, sections) };
+  const data = dataChannelSection(offer, summary);
+  return { sections, offer: reducedOffer(offer, sections), dataChannel: data !== undefined && sections.includes(data) ? data : undefined };
 }
 
 /**
@@ -50,7 +92,12 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
     const items = group[2].trim().split(/\s+/).filter((mid) => mids.has(mid));
     if (items.length > 0) lines.push(`a=group:${group[1]} ${items.join(' ')}`);
   }
-  for (const s of offer.sections) if (kept.has(s.index)) lines.push(...s.lines);
+  for (const s of offer.sections) {
+    if (!kept.has(s.index)) continue;
+    // A bundle-only section has port 0 (RFC 8843 §6); werift would take it as rejected.
+    if (s.port === 0 && s.lines.includes('a=bundle-only')) lines.push(s.lines[0].replace(/^(m=\S+) 0 /, '$1 9 '), ...s.lines.slice(1));
+    else lines.push(...s.lines);
+  }
   return `${lines.join('\r\n')}\r\n`;
 }
 
@@ -123,4 +170,14 @@ function requireTransport(offer: ParsedOffer, s: MediaSection): void {
   const has = (prefix: string) => s.lines.some((l) => l.startsWith(prefix)) || offer.session.some((l) => l.startsWith(prefix));
   if (!has('a=ice-ufrag:') || !has('a=ice-pwd:')) throw errors.SDP_INVALID(`ICE credentials (a=ice-ufrag / a=ice-pwd) are missing in media section ${s.index}`);
   if (!has('a=fingerprint:')) throw errors.SDP_INVALID(`the DTLS fingerprint (a=fingerprint) is missing in media section ${s.index}`);
+}
+
+/** The section has ICE credentials and a DTLS fingerprint, its own or the session's. */
+function hasTransport(offer: ParsedOffer, s: MediaSection): boolean {
+  try {
+    requireTransport(offer, s);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -13,6 +13,7 @@ import { completeAnswer, planNegotiation, withoutTrickle, type NegotiationPlan }
 import { withOpusPreferences } from './opus-answer.js';
 import type { EncodedFrame } from '../media/frames.js';
 import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats } from './rtp-ingest.js';
+import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 
 export type SessionEndReason =
@@ -51,6 +52,10 @@ export interface PeerSessionEvents {
   /** Called once, after the last frame. */
   onEnd(reason: SessionEndReason): void;
   onConnected?(): void;
+  /** A message the client sent on its data channel, accepted (see data-channel.ts): parsed JSON, or the text. */
+  onClientMessage?(data: unknown): void;
+  /** The client's data channel opened. */
+  onChannelOpen?(): void;
 }
 
 export class PeerSession {
@@ -66,6 +71,12 @@ export class PeerSession {
   offer: OfferSummary | undefined;
   /** Packets whose payload type was not the negotiated Opus one (ignored). */
   foreignPackets = 0;
+  /**
+   * The client's data channel (WHIP offers with an `m=application` section):
+   * state `none` without one. Connections made with the caller's own
+   * signaling leave their channels to the caller (always `none`).
+   */
+  readonly channel: ClientChannel;
 
   readonly #pc: RTCPeerConnection;
   readonly #ingest: RtpIngest;
@@ -81,8 +92,12 @@ export class PeerSession {
   /** Opus payload type when the remote description was not seen by us (user-driven signaling). */
   #trackPayloadType: number | undefined;
 
-  private constructor(readonly room: string, readonly peer: string, options: PeerSessionOptions, events: PeerSessionEvents, iceLite = true) {
+  private constructor(readonly room: string, readonly peer: string, options: PeerSessionOptions, events: PeerSessionEvents, iceLite = true, dataChannel = false) {
     this.#events = events;
+    this.channel = new ClientChannel(dataChannel, {
+      onMessage: (data) => this.#events.onClientMessage?.(data),
+      onOpen: () => this.#events.onChannelOpen?.(),
+    });
     this.#mediaTimeoutMs = options.mediaTimeoutMs ?? 10_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
     this.#ingest = new RtpIngest((f) => this.#events.onFrame(f), options.ingest);
@@ -110,7 +125,7 @@ export class PeerSession {
     const parsed = parseOffer(sdp);
     const offer = summarizeOffer(parsed);
     const plan = planNegotiation(parsed, offer);
-    const session = new PeerSession(room, peer, options, events);
+    const session = new PeerSession(room, peer, options, events, true, plan.dataChannel !== undefined);
     session.offer = offer;
     try {
       await session.#negotiate(parsed, plan);
@@ -165,6 +180,7 @@ export class PeerSession {
   async #negotiate(offer: ParsedOffer, plan: NegotiationPlan): Promise<void> {
     const pc = this.#pc;
     this.#watch();
+    if (plan.dataChannel !== undefined) pc.onDataChannel.subscribe((channel) => this.channel.attach(channel));
     await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
     const answer = await pc.createAnswer();
     disableImplicitStun(pc, []);
@@ -236,6 +252,7 @@ export class PeerSession {
     this.endReason = reason;
     this.endedAt = Date.now();
     clearInterval(this.#watchdog);
+    this.channel.close();
     this.#ingest.flush();
     this.#events.onEnd(reason);
     await this.#pc.close().catch(() => {});

@@ -70,7 +70,7 @@ export class Access {
   grantOf(req: FastifyRequest): Grant {
     const cached = (req as unknown as Record<symbol, Grant | undefined>)[GRANT];
     if (cached) return cached;
-    const presented = bearer(req.headers.authorization);
+    const presented = presentedToken(req);
     const isAdmin = presented !== undefined && this.#admin !== undefined && safeEqual(presented, this.#admin);
     const isPublisher = presented !== undefined && this.#publish !== undefined && safeEqual(presented, this.#publish);
     const grant: Grant = {
@@ -91,7 +91,7 @@ export class Access {
       this.checkHost(req, role);
       const grant = this.grantOf(req);
       if (grant[role]) return;
-      const presented = bearer(req.headers.authorization);
+      const presented = presentedToken(req);
       // A valid token of the other role: the caller is known but not allowed.
       if (presented !== undefined && grant.authenticated) throw errors.FORBIDDEN(role);
       throw errors.UNAUTHORIZED(role);
@@ -110,6 +110,31 @@ export class Access {
     const host = hostName(req.headers.host);
     if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(req.headers.host ?? '').slice(0, 100));
   }
+}
+
+/**
+ * The token a request presents: its `Authorization: Bearer` header, or, on a
+ * WebSocket upgrade only (browsers cannot set headers on one), an offered
+ * subprotocol `earshot-bearer.<token, base64url>` (the way Kubernetes takes
+ * tokens from browsers). See WEBSOCKET_TOKEN_PROTOCOL.
+ */
+function presentedToken(req: FastifyRequest): string | undefined {
+  return bearer(req.headers.authorization) ?? protocolToken(req);
+}
+
+/** Prefix of the WebSocket subprotocol that carries a token: `earshot-bearer.` + the token in base64url. */
+export const WEBSOCKET_TOKEN_PROTOCOL = 'earshot-bearer.';
+
+function protocolToken(req: FastifyRequest): string | undefined {
+  const offered = req.headers['sec-websocket-protocol'];
+  if (offered === undefined || String(req.headers.upgrade).toLowerCase() !== 'websocket') return undefined;
+  for (const p of String(offered).split(',')) {
+    const v = p.trim();
+    if (v.startsWith(WEBSOCKET_TOKEN_PROTOCOL) && /^[A-Za-z0-9_-]{1,1400}$/.test(v.slice(WEBSOCKET_TOKEN_PROTOCOL.length))) {
+      return Buffer.from(v.slice(WEBSOCKET_TOKEN_PROTOCOL.length), 'base64url').toString('utf8');
+    }
+  }
+  return undefined;
 }
 
 /** The token of an `Authorization: Bearer …` header (scheme case-insensitive, RFC 6750). */

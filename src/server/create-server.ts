@@ -13,11 +13,12 @@ import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
-import type { ProcessorEvent, ProcessorFactory } from '../sinks/processors.js';
+import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
 import { checkServerOptions, type CreateServerOptions } from './server-options.js';
 import { installProblemHandling } from './problem.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
+import fastifyWebsocket from '@fastify/websocket';
 import { errors } from '../errors.js';
 import { Access } from './access.js';
 import { corsPolicy, checkOrigin } from './cors-policy.js';
@@ -31,6 +32,8 @@ import { registerEventRoutes } from './routes/events.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { createMetrics } from './metrics.js';
 import { registerWhipRoutes } from './routes/whip.js';
+import { registerWhepRoutes } from './routes/whep.js';
+import { AUDIO_PROTOCOL, registerPeerAudioRoutes } from './routes/peer-audio.js';
 import { QuietRoutesLogController } from './request-logs.js';
 import { loadTls } from './tls.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
@@ -51,7 +54,10 @@ export interface EarshotServer {
   /** `{ server, peers }` (as `GET /stats`) every `intervalMs` (default 1000); each subscriber gets its own timer. */
   stats$(intervalMs?: number): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }>;
   /** Registers a main-thread processor in this server's registry (see `registerProcessor`). */
-  registerProcessor(name: string, factory: ProcessorFactory): void;
+  registerProcessor(name: string, factory: ProcessorFactory, options?: RegisterProcessorOptions & { stage?: false }): void;
+  /** Registers a processor usable as a pipeline stage in this server's registry (see `registerProcessor`). */
+  registerProcessor(name: string, factory: ProcessorStageFactory, options: RegisterProcessorOptions & { stage: true | ProcessorStageOptions }): void;
+  registerProcessor(name: string, factory: ProcessorFactory | ProcessorStageFactory, options?: RegisterProcessorOptions): void;
   /** Attaches a registered processor to one peer, one room or every stream, now and later; returns a detach function. */
   attachProcessor(name: string, scope?: ProcessorScope): () => void;
   /** Loads a custom worker stage module in every worker; resolves to the stage types it provides. */
@@ -147,6 +153,8 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     connectTimeoutMs: options.connectTimeoutMs,
     maxSessions: options.maxSessions,
     maxPendingSessions: options.maxPendingSessions,
+    maxListeners: options.maxListeners,
+    maxListenersPerPeer: options.maxListenersPerPeer,
     admission: options.admission,
     log: app.log.child({ module: 'core' }),
   });
@@ -155,10 +163,18 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   await app.register(fastifyCors, {
     delegator: (req, callback) => callback(null, corsPolicy(req.url, options.corsOrigins ?? [], options.whipCorsOrigins ?? ['*'])),
   });
+  // WebSocket upgrades go through fastify's routing and hooks (access control, problem responses) before
+  // the socket is upgraded. Registered before access control: its own hook must see every upgrade request,
+  // or a refused one's socket is never released. Clients send nothing earshot reads: messages are kept small.
+  await app.register(fastifyWebsocket, {
+    options: { maxPayload: 4096, handleProtocols: (offered: Set<string>) => (offered.has(AUDIO_PROTOCOL) ? AUDIO_PROTOCOL : false) },
+  });
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
   registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers });
+  registerWhepRoutes(app, core);
   registerControlRoutes(app, core, access);
+  registerPeerAudioRoutes(app, core);
   registerRecordingRoutes(app, core, access, links, downloadLimits);
   registerPipelineRoutes(app, core);
   registerEventRoutes(app, { stats: () => ({ server: core.stats(), peers: core.peers.snapshots() }), sessions$: core.sessions$, events$: core.events$ });
@@ -179,7 +195,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     events$: core.events$,
     sessions$: core.sessions$,
     stats$: (intervalMs) => core.stats$(intervalMs),
-    registerProcessor: (name, factory) => core.processors.register(name, factory),
+    registerProcessor: (name, factory, processorOptions) => core.processors.register(name, factory, processorOptions),
     attachProcessor: (name, scope) => core.attachProcessor(name, scope),
     registerStageModule: (m) => pool.registerStageModule(m),
     async listen() {

@@ -94,6 +94,12 @@ export function createMetrics(core: EarshotCore): client.Registry {
   });
   counter('earshot_audio_clipped_samples_total', 'Samples at or beyond 16-bit full scale, measured after processing.', () => read().totals.clippedSamples);
   counter('earshot_sink_errors_total', 'Sinks and processors detached after failing.', () => read().totals.sinkErrors);
+  // Processor stages run on the main thread, next to WebRTC: rate() of this is the share of a core they take.
+  counter('earshot_processor_stage_seconds_total', 'Main-thread seconds spent in processor stages (pipeline "processor" stages), all peers.', () => read().totals.processorStageSeconds);
+  counter('earshot_websocket_frames_sent_total', 'Audio frames websocket sinks handed to their servers.', () => read().totals.websocketFramesSent);
+  counter('earshot_websocket_frames_dropped_total', 'Audio frames websocket sinks dropped because their queue was full (server slow or unreachable).', () => read().totals.websocketFramesDropped);
+  counter('earshot_websocket_reconnects_total', 'Reconnection attempts of websocket sinks.', () => read().totals.websocketReconnects);
+  gauge('earshot_websocket_sinks_connected', 'Websocket sinks of live peers whose connection is open now.', () => read().live.reduce((n, p) => n + p.websockets.filter((w) => w.state === 'open').length, 0));
 
   gauge('earshot_pool_threads', 'DSP worker threads.', () => read().stats.pool.threads);
   // Utilization over a window: rate(earshot_pool_busy_seconds_total[1m]) / earshot_pool_threads.

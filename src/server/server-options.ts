@@ -128,6 +128,10 @@ export interface CreateServerOptions {
    * Default 50.
    */
   maxPendingSessions?: number;
+  /** Most listeners of one peer, WHEP players (`POST /whep/:peer`) and audio sockets (`GET /peers/:peer/audio`) together; more get 503 `EARSHOT_LISTENERS_FULL`. Default 8. */
+  maxListenersPerPeer?: number;
+  /** Most listeners (WHEP players and audio sockets) on the server; 0 turns listening off. Default 64. */
+  maxListeners?: number;
   /**
    * Admission by measured load: a new session is refused (503 `EARSHOT_OVERLOADED`,
    * `Retry-After`) while the workers, the main thread, the frame queues or the
@@ -187,6 +191,7 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
+  maxListeners: true, maxListenersPerPeer: true,
   admission: true, iceHostAddresses: true, icePortRange: true, iceServers: true, logLevel: true, logger: true,
   stageModules: true, processors: true,
 };

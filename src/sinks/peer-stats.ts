@@ -6,6 +6,7 @@
  */
 import type { AudioFrame, DecodeCounters } from '../media/frames.js';
 import { bucketOf, LatencyHistogram, RecentHistogram } from '../media/latency-histogram.js';
+import { SpeakingTracker } from './speaking.js';
 
 /** Floor for dBFS figures of digital silence (log of 0 is −∞, which JSON cannot carry). */
 export const SILENCE_DBFS = -120;
@@ -73,9 +74,20 @@ const WINDOW_MS = 1000;
 const WINDOW_SLOTS = 256;
 /** The long window: ten one-second buckets. */
 const LONG_BUCKETS = 10;
-/** Speech frames in a row before `speaking` turns on, and non-speech frames before it turns off (20 ms frames). */
-const SPEECH_ON_FRAMES = 3;
-const SPEECH_OFF_FRAMES = 15;
+
+/** Levels over a short window (`PeerAudioStats.level`): what a client's level meter shows. */
+export interface LevelReading {
+  /** RMS over the window, dBFS (`SILENCE_DBFS` when no frame arrived in it). */
+  rmsDbfs: number;
+  /** Largest sample over the window, dBFS. */
+  peakDbfs: number;
+  /** Mean voice-activity probability over the window; null without a denoise stage (or no frame). */
+  vad: number | null;
+  /** Frames measured in the window. */
+  frames: number;
+  /** Media time at the end of the last frame measured, ms since the stream started (0 before any). */
+  mediaMs: number;
+}
 
 export class PeerAudioStats {
   readonly speechThreshold: number;
@@ -93,7 +105,19 @@ export class PeerAudioStats {
   readonly #wEnergy = new Float64Array(WINDOW_SLOTS);
   readonly #wN = new Float64Array(WINDOW_SLOTS);
   readonly #wPeak = new Float64Array(WINDOW_SLOTS);
+  /** Voice-activity probability of each slot, NaN for a frame without one. */
+  readonly #wVad = new Float64Array(WINDOW_SLOTS);
   #wNext = 0;
+  /** Media time at the end of the last frame, ms. */
+  #mediaEndMs = 0;
+  /** Media time (ms) where the current run of frames disagreeing with the speaking state began, if in one. */
+  #runStartMs: number | undefined;
+  /**
+   * Called when the debounced speaking state changes, with the media time
+   * (ms) where the change began: the first speech frame of a turn, or the
+   * first silent frame after it. One listener (the client's data channel feed).
+   */
+  onSpeakingChange: ((speaking: boolean, atMs: number) => void) | undefined;
   #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
   // Ten one-second buckets (energy, samples, peak) keyed by the second they cover.
   readonly #lSecond = new Float64Array(LONG_BUCKETS).fill(-1);
@@ -102,9 +126,8 @@ export class PeerAudioStats {
   readonly #lPeak = new Float64Array(LONG_BUCKETS);
   #clipped = 0;
   #frames = 0;
-  #speaking: boolean | null = null;
-  #run = 0; // consecutive frames disagreeing with #speaking
-  #segments = 0;
+  /** Debounced speaking state (sinks/speaking.ts, shared with WebSocket speech events). */
+  readonly #speaking = new SpeakingTracker();
   readonly latency = new LatencyHistogram();
   readonly recentLatency = new RecentHistogram(10);
 
@@ -125,6 +148,9 @@ export class PeerAudioStats {
     this.#wEnergy[i] = energy;
     this.#wN[i] = n;
     this.#wPeak[i] = frame.peak;
+    this.#wVad[i] = frame.vad ?? NaN;
+    const frameMs = (frame.position / frame.sampleRate) * 1000;
+    this.#mediaEndMs = ((frame.position + n / frame.channels) / frame.sampleRate) * 1000;
     const second = Math.floor(now / 1000);
     const b = second % LONG_BUCKETS;
     if (this.#lSecond[b] !== second) {
@@ -144,26 +170,57 @@ export class PeerAudioStats {
       // The denoise stage's own decision (its vadThreshold) when it made one.
       const speech = frame.speech ?? frame.vad >= this.speechThreshold;
       if (speech) this.#speechFrames++;
-      this.#trackSpeaking(speech);
+      if (speech === (this.#speaking.speaking ?? false)) this.#runStartMs = undefined;
+      else this.#runStartMs ??= frameMs;
+      const change = this.#speaking.update(speech);
+      if (change !== undefined) this.#speakingChanged(change === 'start', this.#runStartMs ?? frameMs);
     }
   }
 
-  /** Debounced speaking state: a cough is not a turn, a breath between words does not end one. */
-  #trackSpeaking(speech: boolean): void {
-    if (this.#speaking === null) this.#speaking = false;
-    if (speech === this.#speaking) {
-      this.#run = 0;
-      return;
+  /** Media time at the end of the last frame measured, ms since the stream started (0 before any). */
+  get mediaMs(): number {
+    return Math.round(this.#mediaEndMs);
+  }
+
+  #speakingChanged(speaking: boolean, atMs: number): void {
+    this.#runStartMs = undefined;
+    try {
+      this.onSpeakingChange?.(speaking, Math.round(atMs));
+    } catch {
+      // a listener's failure must not break the statistics
     }
-    this.#run++;
-    if (speech && this.#run >= SPEECH_ON_FRAMES) {
-      this.#speaking = true;
-      this.#segments++;
-      this.#run = 0;
-    } else if (!speech && this.#run >= SPEECH_OFF_FRAMES) {
-      this.#speaking = false;
-      this.#run = 0;
+  }
+
+  /**
+   * RMS, peak and mean voice activity of the frames measured in the last
+   * `windowMs` (at most 1000) before `now` (`performance.now()`).
+   */
+  level(now: number, windowMs: number): LevelReading {
+    let e = 0;
+    let n = 0;
+    let peak = 0;
+    let frames = 0;
+    let vadSum = 0;
+    let vadN = 0;
+    for (let i = 0; i < Math.min(this.#wNext, WINDOW_SLOTS); i++) {
+      if (now - this.#wT[i] > windowMs) continue;
+      frames++;
+      e += this.#wEnergy[i];
+      n += this.#wN[i];
+      if (this.#wPeak[i] > peak) peak = this.#wPeak[i];
+      const vad = this.#wVad[i];
+      if (!Number.isNaN(vad)) {
+        vadSum += vad;
+        vadN++;
+      }
     }
+    return {
+      rmsDbfs: round(toDbfs(n > 0 ? Math.sqrt(e / n) : 0)),
+      peakDbfs: round(toDbfs(peak)),
+      vad: vadN > 0 ? round(vadSum / vadN, 3) : null,
+      frames,
+      mediaMs: Math.round(this.#mediaEndMs),
+    };
   }
 
   /**
@@ -212,8 +269,8 @@ export class PeerAudioStats {
       rms10sDbfs: round(toDbfs(ln > 0 ? Math.sqrt(le / ln) : 0)),
       peak10sDbfs: round(toDbfs(lpeak)),
       clippedSamples: this.#clipped,
-      speaking: this.#speaking,
-      speechSegments: this.#segments,
+      speaking: this.#speaking.speaking,
+      speechSegments: this.#speaking.segments,
       sessionRmsDbfs: round(toDbfs(this.#samples > 0 ? Math.sqrt(this.#energy / this.#samples) : 0)),
       sessionPeakDbfs: round(toDbfs(this.#sessionPeak)),
       vad: this.#lastVad === null ? null : round(this.#lastVad, 3),

@@ -30,6 +30,34 @@ export interface ProcessorContext {
    * the peer, room and processor name attached. Never throws.
    */
   emit(event: string, data?: unknown): void;
+  /**
+   * Messages the client sends on its data channel (a WHIP offer with
+   * `pc.createDataChannel()`): parsed JSON, or the text when it is not JSON.
+   * Hot: only messages from when you subscribe; completes when the stream
+   * ends; never emits for a client without a data channel. A handler that
+   * throws detaches the processor, as a throwing frame handler does.
+   */
+  readonly messages$: Observable<unknown>;
+  /**
+   * Sends `data` to the client on its data channel, as
+   * `{"v":1,"type":"message","processor":<name>,"data":<data>,"at":<ms>}`
+   * (see docs/data-channel.md): queued and paced with the stream's other
+   * messages (at most 10 per second, batched). Returns false, never throws,
+   * when it cannot: no data channel, `data` not serializable as JSON or over
+   * 16 KiB as a message, or the queue full.
+   */
+  send(data: unknown): boolean;
+}
+
+/**
+ * The client's data channel as processors see it (the server's client feed,
+ * core/client-feed.ts, provides it to a stream's processors).
+ */
+export interface ProcessorClientLink {
+  /** The client's messages for processor `processor`; a subscriber that throws is reported through `onError`. */
+  messages$(processor: string, onError: (error: Error) => void): Observable<unknown>;
+  /** Queues `data` from `processor` for the client; false if it cannot (never throws). */
+  send(processor: string, data: unknown): boolean;
 }
 
 /**
@@ -42,6 +70,58 @@ export type ProcessorInstance = OperatorFunction<AudioFrame, unknown> | Partial<
 
 /** Makes a processor instance for one stream. May throw to refuse the stream (counted as a processor error). */
 export type ProcessorFactory = (context: ProcessorContext) => ProcessorInstance;
+
+/** Rate and channels of the audio a processor stage gets or emits. */
+export interface ProcessorStageFormat {
+  sampleRate: number;
+  channels: number;
+  /** 'f32' unless a `format` worker stage before it made the frames 16-bit. */
+  sampleFormat: 'f32' | 's16';
+}
+
+/** What a processor factory gets when the processor runs as a pipeline stage. */
+export interface ProcessorStageContext extends ProcessorContext {
+  /** The format of the frames the stage gets (the worker stages' output, or the previous processor stage's). */
+  readonly input: Readonly<ProcessorStageFormat>;
+  /** The format its frames must have: the input's, unless the registration's `outputFormat` says otherwise. */
+  readonly output: Readonly<ProcessorStageFormat>;
+}
+
+/**
+ * A processor stage, as its factory returns it for one stream:
+ * - an RxJS operator `(frames$) => Observable<AudioFrame>`: what it emits is
+ *   the branch's audio from there on (it may emit later, fewer or more frames;
+ *   media positions are the frames' own `position`);
+ * - an object `{ map(frame) }`: a synchronous function from each frame to the
+ *   frame that replaces it.
+ * Emitted frames must have the stage's `output` rate and channels.
+ */
+export type ProcessorStageInstance = OperatorFunction<AudioFrame, AudioFrame> | { map(frame: AudioFrame): AudioFrame };
+
+/** Makes a processor stage for one stream. May throw to refuse (the stage is detached, see `registerProcessor`). */
+export type ProcessorStageFactory = (context: ProcessorStageContext) => ProcessorStageInstance;
+
+/** How a processor registers as a pipeline stage. */
+export interface ProcessorStageOptions {
+  /**
+   * The format of the frames the stage emits, from the format it gets and its
+   * pipeline options, when it changes rate or channels (a recording's header
+   * is written in it). Omitted members keep the input's. Without it, the
+   * stage must emit frames in the format it gets.
+   */
+  outputFormat?(input: Readonly<ProcessorStageFormat>, options: Readonly<Record<string, unknown>>): { sampleRate?: number; channels?: 1 | 2 };
+}
+
+/** Options of `registerProcessor` / `ProcessorRegistry.register`. */
+export interface RegisterProcessorOptions {
+  /**
+   * Also usable as a pipeline stage (`{ "type": "processor", "name": … }` in a
+   * branch's `stages`): the factory then gets a `ProcessorStageContext` and
+   * returns a `ProcessorStageInstance`, whose frames become the branch's
+   * audio. `true`, or the stage's options (its output format).
+   */
+  stage?: boolean | ProcessorStageOptions;
+}
 
 /** An event a processor emitted. */
 export interface ProcessorEvent {
@@ -67,21 +147,58 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
  */
 export class ProcessorRegistry {
   readonly #factories = new Map<string, ProcessorFactory>();
+  /** Processors registered as stages, with their stage options. */
+  readonly #stages = new Map<string, ProcessorStageOptions>();
   readonly #fallback: ProcessorRegistry | undefined;
 
   constructor(options: { fallback?: ProcessorRegistry } = {}) {
     this.#fallback = options.fallback;
   }
 
-  register(name: string, factory: ProcessorFactory): void {
+  /**
+   * Registers `factory` as `name`. With `{ stage: true }` (or stage options)
+   * the processor can also be a pipeline stage whose output is the branch's
+   * audio (see `RegisterProcessorOptions`).
+   */
+  register(name: string, factory: ProcessorFactory, options?: RegisterProcessorOptions & { stage?: false }): void;
+  register(name: string, factory: ProcessorStageFactory, options: RegisterProcessorOptions & { stage: true | ProcessorStageOptions }): void;
+  register(name: string, factory: ProcessorFactory | ProcessorStageFactory, options?: RegisterProcessorOptions): void;
+  register(name: string, factory: ProcessorFactory | ProcessorStageFactory, options: RegisterProcessorOptions = {}): void {
     if (typeof name !== 'string' || !NAME.test(name)) throw errors.PROCESSOR_INVALID(String(name), 'the name must be 1–64 letters, digits, "_", "." or "-"');
     if (typeof factory !== 'function') throw errors.PROCESSOR_INVALID(name, 'the factory must be a function (context) => operator | observer');
-    this.#factories.set(name, factory);
+    const stage = options?.stage;
+    if (stage !== undefined && typeof stage !== 'boolean' && (typeof stage !== 'object' || stage === null)) {
+      throw errors.PROCESSOR_INVALID(name, '"stage" must be true, false or { outputFormat(input, options) }');
+    }
+    if (typeof stage === 'object' && stage.outputFormat !== undefined && typeof stage.outputFormat !== 'function') {
+      throw errors.PROCESSOR_INVALID(name, '"stage.outputFormat" must be a function (input, options) => { sampleRate?, channels? }');
+    }
+    this.#factories.set(name, factory as ProcessorFactory);
+    if (stage) this.#stages.set(name, stage === true ? {} : { ...stage });
+    else this.#stages.delete(name);
   }
 
   /** Removes a processor registered here (not one of the fallback's); false if there was none. */
   unregister(name: string): boolean {
+    this.#stages.delete(name);
     return this.#factories.delete(name);
+  }
+
+  /** The processor is registered as a stage (here, or in the fallback when not registered here). */
+  isStage(name: string): boolean {
+    if (this.#factories.has(name)) return this.#stages.has(name);
+    return this.#fallback?.isStage(name) ?? false;
+  }
+
+  /** Stage options of a processor registered as a stage, or `EARSHOT_PROCESSOR_NOT_FOUND`. */
+  stageOptions(name: string): ProcessorStageOptions | undefined {
+    if (this.#factories.has(name)) return this.#stages.get(name);
+    return this.#fallback?.has(name) ? this.#fallback.stageOptions(name) : undefined;
+  }
+
+  /** Names of the processors usable as stages. */
+  stageNames(): string[] {
+    return this.names().filter((n) => this.isStage(n));
   }
 
   has(name: string): boolean {
@@ -142,6 +259,11 @@ export function runProcessor(
     fail(new TypeError('the factory returned neither an RxJS operator nor an observer'));
     return undefined;
   }
+  // A stage's `{ map(frame) }` used as a sink: it sees every frame, its results are discarded.
+  const stageMap = (instance as { map?: unknown }).map;
+  if (typeof stageMap === 'function' && typeof instance.next !== 'function') {
+    return subscribeGuarded(audio$, { next: (f) => void stageMap.call(instance, f) }, fail);
+  }
   return subscribeGuarded(audio$, instance, fail);
 }
 
@@ -175,7 +297,19 @@ export const defaultProcessors = new ProcessorRegistry();
  * Registers a main-thread processor by name in the process-wide registry, for
  * pipelines' `processor` sinks and `attachProcessor`. Registering a name again
  * replaces the factory for streams attached afterwards.
+ *
+ * With `{ stage: true }` it can also be a pipeline stage (`{ "type":
+ * "processor", "name": … }` in a branch's `stages`) whose output frames are the
+ * branch's audio: later processor stages, the recording, the stats, processor
+ * sinks and subscribers get them. A stage that throws, errors or emits frames
+ * of the wrong format is detached and counted like a processor sink, and the
+ * branch goes on with the audio it got (or, for a stage that changes the
+ * format, silence in its output format, so the recording keeps its format
+ * and media time).
  */
-export function registerProcessor(name: string, factory: ProcessorFactory): void {
-  defaultProcessors.register(name, factory);
+export function registerProcessor(name: string, factory: ProcessorFactory, options?: RegisterProcessorOptions & { stage?: false }): void;
+export function registerProcessor(name: string, factory: ProcessorStageFactory, options: RegisterProcessorOptions & { stage: true | ProcessorStageOptions }): void;
+export function registerProcessor(name: string, factory: ProcessorFactory | ProcessorStageFactory, options?: RegisterProcessorOptions): void;
+export function registerProcessor(name: string, factory: ProcessorFactory | ProcessorStageFactory, options?: RegisterProcessorOptions): void {
+  defaultProcessors.register(name, factory, options);
 }

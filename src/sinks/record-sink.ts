@@ -50,6 +50,10 @@ export interface RecordSinkOptions {
    * error goes to the caller), or its writes failed. Called once per recording.
    */
   onFailed(error: EarshotError, info: RecordingInfo): void;
+  /** A recording's file was created and it records (automatic or asked for). */
+  onStarted?(info: RecordingInfo): void;
+  /** A recording stopped and its file is final (asked for, or at the end of the session). */
+  onStopped?(info: RecordingInfo): void;
 }
 
 const MAX_BACKLOG = 250; // frames kept while a file opens (5 s of 20 ms frames)
@@ -200,7 +204,9 @@ export class RecordSink {
         else (recorder as Recorder).write(b.frame, b.pcm16);
       }
       this.#backlog = [];
-      return this.info()!;
+      const info = this.info()!;
+      this.#notify(this.options.onStarted, info);
+      return info;
     })().finally(() => {
       this.#starting = undefined;
       this.#pendingLoss = undefined;
@@ -289,7 +295,16 @@ export class RecordSink {
     this.#recorder = undefined;
     await recorder.stop();
     this.#last = this.#withFailure(recorder.info());
+    this.#notify(this.options.onStopped, this.#last);
     return this.#last;
+  }
+
+  #notify(listener: ((info: RecordingInfo) => void) | undefined, info: RecordingInfo): void {
+    try {
+      listener?.(info);
+    } catch {
+      // a listener's failure is not the recording's
+    }
   }
 
   /** Stops if recording, disarms if armed; never throws (used on session end). */

@@ -49,7 +49,7 @@ describe('earshot validate', () => {
       expect.stringMatching(new RegExp(`^${bad}: /stages/0/type: "denoize" is not a stage type; use one of passthrough, .*\\(did you mean "denoise"\\?\\)`)),
       `${bad}: /stages/1/sampleRate: 100 is not allowed; use an integer from 8000 to 48000`,
       expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first$`)),
-      `${bad}: /sinks: a branch needs at least one sink ("record", "stats" or "processor")`,
+      `${bad}: /sinks: a branch needs at least one sink ("record", "stats", "processor" or "websocket")`,
       expect.stringMatching(new RegExp(`^${broken}: not valid JSON: .*\\(line 3, column 1\\)$`)),
       `ok  ${good}  (good: a, b)`,
       expect.stringMatching(new RegExp(`^${join(dir, 'missing.json')}: cannot read: ENOENT`)),

@@ -92,7 +92,7 @@ describe('pipeline validation', () => {
       '/stages/0/type': expect.stringMatching(/^"Denoise" is not a stage type; use one of passthrough, .* \(did you mean "denoise"\?\), or a registered custom stage \(lower-case letters, digits, "-"\)$/),
       '/stages/1': '7 (a number) is not allowed; use a stage object such as { "type": "denoise" }',
       '/stages/2/type': expect.stringMatching(/^missing; a stage needs "type" \(one of passthrough, denoise, /),
-      '/sinks/0/type': '"recrod" is not a sink type; use one of record, stats, processor (did you mean "record"?)',
+      '/sinks/0/type': '"recrod" is not a sink type; use one of record, stats, processor, websocket (did you mean "record"?)',
     });
   });
 
@@ -100,7 +100,7 @@ describe('pipeline validation', () => {
     const doc = chain([{ type: 'dc-blocker', cutoff: 5 }]);
     expect(validatePipeline(doc).problems).toEqual([{ path: '/stages/0/type', message: expect.stringMatching(/"dc-blocker" is not a stage type; .*; custom stages need their module registered first$/), found: 'dc-blocker', allowed: expect.any(String) }]);
     expect(validatePipeline(doc, { customStages: ['dc-blocker'] }).pipeline?.branches[0].stages).toEqual([{ type: 'dc-blocker', cutoff: 5 }]);
-    expect(validatePipeline(chain([{ type: 'dc-bloker' }]), { customStages: ['dc-blocker'] }).problems[0].message).toMatch(/use one of passthrough, .*, normalize, dc-blocker \(did you mean "dc-blocker"\?\)$/);
+    expect(validatePipeline(chain([{ type: 'dc-bloker' }]), { customStages: ['dc-blocker'] }).problems[0].message).toMatch(/use one of passthrough, .*, normalize, processor, dc-blocker \(did you mean "dc-blocker"\?\)$/);
   });
 
   it('refuses denoise after a stage that leaves 48 kHz, naming the fix', () => {
@@ -144,7 +144,7 @@ describe('pipeline validation', () => {
       '/stages/0/db': '99 is not allowed; use a number from -60 to 60',
       '/sinks': 'at most one "record" sink per branch; add a branch for a second recording',
     });
-    expect(byPath(validatePipeline({ name: 'x', stages: [] }).problems)).toEqual({ '/sinks': 'a branch needs at least one sink ("record", "stats" or "processor")' });
+    expect(byPath(validatePipeline({ name: 'x', stages: [] }).problems)).toEqual({ '/sinks': 'a branch needs at least one sink ("record", "stats", "processor" or "websocket")' });
     expect(byPath(validatePipeline({ name: 'x' }).problems)).toEqual({ '': 'a pipeline needs "stages" and "sinks", or "branches"' });
     expect(byPath(validatePipeline({ name: 'x', branches: {} }).problems)).toEqual({ '/branches': 'needs at least one branch' });
     expect(byPath(validatePipeline({ name: 'x', branches: { a: { stages: 'x' } } }).problems)).toEqual({

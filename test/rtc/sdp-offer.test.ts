@@ -128,12 +128,13 @@ describe('offer checks', () => {
 });
 
 describe('offer reduction', () => {
-  it('gives werift only the first receivable Opus section, with a BUNDLE group of its mid', () => {
+  it('gives werift only the first receivable Opus section and the data channel, with a BUNDLE group of their mids', () => {
     const offer = parseOffer(withSections([video('1'), dataChannel('2'), opusAudio('3')]));
     const plan = planNegotiation(offer, summarizeOffer(offer));
-    expect(plan.sections).toEqual([0]);
-    expect(mLines(plan.offer)).toEqual(['m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126']);
-    expect(plan.offer).toContain(`${CRLF}a=group:BUNDLE 0${CRLF}`);
+    expect(plan.sections).toEqual([0, 2]);
+    expect(plan.dataChannel).toBe(2);
+    expect(mLines(plan.offer)).toEqual(['m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126', 'm=application 9 UDP/DTLS/SCTP webrtc-datachannel']);
+    expect(plan.offer).toContain(`${CRLF}a=group:BUNDLE 0 2${CRLF}`);
     expect(plan.offer).toContain(`${CRLF}a=mid:0${CRLF}`);
     // The session part and the audio section reach werift unchanged.
     expect(plan.offer).toContain('a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid');

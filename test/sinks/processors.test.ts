@@ -4,7 +4,7 @@
  * once; the stream and the other sinks go on. And the processor registry.
  */
 import { describe, expect, it } from 'vitest';
-import { Subject, map, type Observable } from 'rxjs';
+import { EMPTY, Subject, map, type Observable } from 'rxjs';
 import type { AudioFrame } from '../../src/media/frames.js';
 import { runProcessor, ProcessorRegistry, type ProcessorContext } from '../../src/sinks/processors.js';
 import { framesOf, LOUD, levelFrame as frame, marbleScheduler as scheduler } from '../helpers/marbles.js';
@@ -17,6 +17,8 @@ describe('processor isolation', () => {
     branch: 'main',
     options: {},
     emit: (event, data) => emitted.push({ event, data }),
+    messages$: EMPTY,
+    send: () => false,
   });
 
   it('detaches an operator processor that errors, reports it once, and leaves other subscribers running', () => {

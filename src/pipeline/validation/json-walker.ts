@@ -7,7 +7,7 @@
  */
 import { Value } from '@sinclair/typebox/value';
 import type { Schema } from '../../dsp/schema-words.js';
-import { BUILTIN_STAGE_TYPES, SINK_TYPES } from '../schema.js';
+import { BUILTIN_STAGE_TYPES, PROCESSOR_STAGE_TYPE, SINK_TYPES } from '../schema.js';
 import { isObject, pointerKey, regex } from './json-values.js';
 import { MAX_DEPTH, report, type Owner, type PipelineProblem, type Walk } from './problems.js';
 import { allowedText, customPattern, foundText, foundValue, nearest, quote, stringFits, numberFits, stringText, unionKind } from './wording.js';
@@ -169,7 +169,7 @@ function unknownKey(owner: Owner, key: string, known: string[], path: string): P
 function checkTyped(kind: 'stage' | 'sink', schema: Schema, value: unknown, path: string, walk: Walk): void {
   if (!isObject(value)) return reportValue(walk, schema, value, path);
   const members = schema.anyOf!;
-  const builtins: readonly string[] = kind === 'stage' ? BUILTIN_STAGE_TYPES : SINK_TYPES;
+  const builtins: readonly string[] = kind === 'stage' ? [...BUILTIN_STAGE_TYPES, PROCESSOR_STAGE_TYPE] : SINK_TYPES;
   const type = value.type;
   const typePath = `${path}/type`;
   if (walk.skip.has(typePath)) return;
@@ -181,7 +181,7 @@ function checkTyped(kind: 'stage' | 'sink', schema: Schema, value: unknown, path
   const member = members.find((m) => m.properties?.type?.const === type);
   if (member) return checkValue(member, value, path, walk, { kind, name: type as string });
   if (kind === 'stage' && typeof type === 'string' && walk.custom.includes(type) && regex(customPattern).test(type)) return; // options are the module's to check
-  const known = kind === 'stage' ? [...BUILTIN_STAGE_TYPES, ...walk.custom] : [...SINK_TYPES];
+  const known = kind === 'stage' ? [...builtins, ...walk.custom] : [...SINK_TYPES];
   const allowed = `one of ${known.join(', ')}`;
   const hint = nearest(type, known);
   let note = '';

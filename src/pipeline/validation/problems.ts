@@ -3,6 +3,8 @@
  * listed up to a limit, then counted.
  */
 
+import type { ProcessorNames } from '../processor-stages.js';
+
 export interface PipelineProblem {
   /** JSON Pointer (RFC 6901) to the offending value, e.g. `/branches/asr/stages/2/sampleRate`; `""` is the whole document. */
   path: string;
@@ -26,6 +28,8 @@ export interface Walk {
   /** Problems beyond MAX_PROBLEMS, counted only. */
   omitted: number;
   custom: readonly string[];
+  /** The registered processors, when known: processor stages must name one registered as a stage. */
+  processors?: ProcessorNames;
   /** Paths already reported as not JSON (their placeholder must not be reported again). */
   skip: Set<string>;
 }

@@ -1,13 +1,16 @@
 /**
  * The rules of a pipeline that a JSON schema cannot say: one chain or
  * branches, not both; at least one sink and at most one recording per branch;
- * recording names the store accepts; and each stage's own rules for the
+ * recording names the store accepts; processor stages after the worker
+ * stages (processor-stages.ts); and each stage's own rules for the
  * format it gets at its place in the branch (from its definition in src/dsp,
  * the same check its factory makes in the worker).
  */
 import { Value } from '@sinclair/typebox/value';
 import { fillRecordingName, recordingNameProblem, sampleRecordingVars } from '../../sinks/recording-names.js';
-import { decodedFlow, nextFlow, usableStage, type BranchFlow } from '../branch-format.js';
+import { OPUS_INPUT_RATES, opusEncodable } from '../../dsp/opus-encode.js';
+import { decodedFlow, followStages, nextFlow, usableStage, type BranchFlow } from '../branch-format.js';
+import { processorStageProblems, processorStageSinkProblems } from '../processor-stages.js';
 import { RECORD_PLACEHOLDERS, RecordSinkSchema } from '../schema.js';
 import { isObject, pointerKey } from './json-values.js';
 import { report, type Walk } from './problems.js';
@@ -46,10 +49,13 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
       checkStageInput(stages[i], `${base}/stages/${i}`, flow, walk);
       flow = nextFlow(flow, stages[i]);
     }
+    // Worker stages, then processor stages (main thread), each naming a processor registered as a stage.
+    for (const problem of processorStageProblems(stages, base, walk.processors)) report(walk, problem);
+    for (const problem of processorStageSinkProblems(stages, sinks, base)) report(walk, problem);
   }
   if (Array.isArray(sinks)) {
     if (sinks.length === 0) {
-      report(walk, { path: `${base}/sinks`, message: 'a branch needs at least one sink ("record", "stats" or "processor")', found: [], allowed: 'one or more sinks' });
+      report(walk, { path: `${base}/sinks`, message: 'a branch needs at least one sink ("record", "stats", "processor" or "websocket")', found: [], allowed: 'one or more sinks' });
     }
     sinks.forEach((sink, i) => {
       if (!isObject(sink) || sink.type !== 'record') return;
@@ -68,7 +74,7 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
         }
       }
       checkRecordNames(sink, `${base}/sinks/${i}`, names, walk);
-      if (sink.format === 'ogg-opus') checkPassThrough(sink, stages, `${base}/sinks/${i}`, walk);
+      if (sink.format === 'ogg-opus') checkOggOpus(sink, stages, channels, `${base}/sinks/${i}`, walk);
     });
     const records = sinks.filter((s) => isObject(s) && s.type === 'record').length;
     if (records > 1) {
@@ -84,25 +90,30 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
 }
 
 /**
- * An "ogg-opus" recording holds the Opus packets as received: it cannot hold
- * what stages made of the audio (encoding processed audio is not supported),
- * and has no sample encoding to choose.
+ * An "ogg-opus" recording of a branch without stages holds the Opus packets
+ * as received; with stages, the worker encodes what they output, which Opus
+ * must be able to code (8, 12, 16, 24 or 48 kHz). A branch whose format is not
+ * known here (a custom stage) is judged by the worker's report at stream
+ * start. Either way there is no sample encoding to choose.
  */
-function checkPassThrough(sink: Record<string, unknown>, stages: unknown, path: string, walk: Walk): void {
+function checkOggOpus(sink: Record<string, unknown>, stages: unknown, channels: 1 | 2, path: string, walk: Walk): void {
   if (Array.isArray(stages) && stages.length > 0) {
-    const types = stages.map((s) => (isObject(s) && typeof s.type === 'string' ? s.type : '?')).join(', ');
-    report(walk, {
-      path: `${path}/format`,
-      message: `an "ogg-opus" recording holds the received Opus packets as they are, so it cannot record what this branch's stages (${types}) make of the audio; encoding processed audio to Opus is not supported`,
-      found: 'ogg-opus',
-      allowed: '"ogg-opus" on a branch without stages, or "wav"',
-      hint: 'record "ogg-opus" on a branch with no stages, or use "wav" here',
-    });
+    const flow = followStages(stages, channels);
+    const refused = flow.known ? opusEncodable(flow.format) : null;
+    if (refused) {
+      report(walk, {
+        path: `${path}/format`,
+        message: `an "ogg-opus" recording encodes this branch's output to Opus, and ${refused} (what the stages output)`,
+        found: 'ogg-opus',
+        allowed: `"ogg-opus" on a branch that outputs ${OPUS_INPUT_RATES.map((r) => r / 1000).join(', ')} kHz, or "wav"`,
+        hint: 'end the branch with a resample stage to 16000, 24000 or 48000 Hz, or record "wav"',
+      });
+    }
   }
   if (sink.sampleFormat !== undefined) {
     report(walk, {
       path: `${path}/sampleFormat`,
-      message: 'an "ogg-opus" recording has no sample encoding to choose (the Opus packets are kept as received)',
+      message: 'an "ogg-opus" recording has no sample encoding to choose (it holds Opus packets)',
       found: sink.sampleFormat,
       allowed: 'no "sampleFormat" with "ogg-opus"',
       hint: 'remove "sampleFormat"',

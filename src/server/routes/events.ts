@@ -4,7 +4,8 @@
  * - `stats` every `?interval=` ms (default 500, 100–10000): `{ server, peers }`,
  *   the same document as `GET /stats`, computed once per tick for all clients;
  * - `session` when a session starts or ends: `{ type, peer, room, session, pipeline, reason?, recordings?, at }`;
- * - `processor` for every processor event: `{ peerId, roomId, sessionId, processor, event, data, at }`.
+ * - `processor` for every processor event: `{ peerId, roomId, sessionId, processor, event, data, at }`
+ *   (not clients' data channel messages, `client-message`: those stay in-process).
  *
  * A client that reads too slowly never holds up the server or other clients:
  * while its socket has more than 1 MiB unsent, its `stats` ticks are skipped
@@ -17,7 +18,9 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Observable, Subscription } from 'rxjs';
+import { isClientMessage } from '../../core/client-feed.js';
 import { errors } from '../../errors.js';
+import type { ProcessorEvent } from '../../sinks/processors.js';
 
 const MAX_UNSENT_BYTES = 1024 * 1024;
 const DEFAULT_INTERVAL_MS = 500;
@@ -75,7 +78,13 @@ export function registerEventRoutes(app: FastifyInstance, source: EventSource): 
   const start = () => {
     timer = setInterval(() => void tick(), 100);
     timer.unref();
-    subscriptions = [source.sessions$.subscribe((e) => broadcast('session', e)), source.events$.subscribe((e) => broadcast('processor', e))];
+    subscriptions = [
+      source.sessions$.subscribe((e) => broadcast('session', e)),
+      // Clients' data channel messages are for in-process code only (see isClientMessage).
+      source.events$.subscribe((e) => {
+        if (!isClientMessage(e as ProcessorEvent)) broadcast('processor', e);
+      }),
+    ];
   };
   const stop = () => {
     clearInterval(timer);

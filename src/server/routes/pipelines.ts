@@ -52,7 +52,8 @@ export function registerPipelineRoutes(app: FastifyInstance, core: EarshotCore):
     if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) {
       throw errors.BODY_INVALID('The body must be a pipeline document (JSON object) with Content-Type application/json.');
     }
-    const { pipeline, created } = await core.pipelines.put(req.params.name, req.body);
+    // The processors are known here: a processor stage naming none registered as a stage is refused now, not at the first stream.
+    const { pipeline, created } = await core.pipelines.put(req.params.name, req.body, { processors: core.processors });
     return reply.code(created ? 201 : 200).send(summary(pipeline, core));
   });
 
