@@ -134,7 +134,7 @@ export function machine(): Machine {
 }
 
 /** CPU time (ns) of every thread of `pid`, and of its main thread. */
-function rssBytes(pid: number): number {
+export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
@@ -155,7 +155,7 @@ export function cpuNs(pid: number): { total: number; main: number } {
 }
 
 /** A child process with the probe preloaded, and a request/response channel to it. */
-class Child {
+export class Child {
   readonly #pending = new Map<string, (m: Record<string, unknown>) => void>();
   readonly exited: Promise<void>;
   constructor(readonly process: ChildProcess, readonly url: string) {
@@ -254,13 +254,13 @@ function writePipelines(dir: string, root: string): void {
   for (const [name, p] of Object.entries(OUTPUT_PIPELINES)) writeFileSync(join(dir, `${name}.json`), JSON.stringify({ name, ...p }));
 }
 
-export async function startEarshot(options: { root: string; port: number; work: string; threads: number; build?: boolean; nodeFlags?: string[] }): Promise<Child> {
+export async function startEarshot(options: { root: string; port: number; work: string; threads: number; build?: boolean; nodeFlags?: string[]; admission?: boolean; serveArgs?: string[] }): Promise<Child> {
   const { root, port, work, threads } = options;
   const pipelines = join(work, 'pipelines');
   writePipelines(pipelines, root);
   const recordings = join(work, 'recordings');
   mkdirSync(recordings, { recursive: true });
-  const args = ['serve', '--port', String(port), '--pipelines', pipelines, '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--max-pending-sessions', '1000', '--admission', 'off', '--threads', String(threads)];
+  const args = ['serve', '--port', String(port), '--pipelines', pipelines, '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--max-pending-sessions', '1000', '--admission', options.admission ? 'on' : 'off', '--threads', String(threads), ...(options.serveArgs ?? [])];
   const entry = options.build ? [...(options.nodeFlags ?? []), '--import', PROBE, join(root, 'bin', 'earshot.js')] : [...nodeArgs(options.nodeFlags), join(root, 'src', 'cli', 'main.ts')];
   // The server's log goes to stderr: stdout carries --json.
   const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, stdio: ['ignore', 2, 2, 'ipc'] });

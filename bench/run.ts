@@ -17,6 +17,7 @@ const SECTIONS = {
   stats: '(e) main-thread cost of statistics for 100 streams',
   capacity: '(b) K live publishers against earshot and a bare werift receiver, CPU per stream as a ratio, allocation, GC; SVG chart in bench/results/',
   threads: 'the pool-size choice: earshot at K = 20, 40, 60 with 1 and 3 worker threads',
+  overload: '(o) about twice the sustainable load offered with admission on: admitted vs refused, drops and windowed p99 of the admitted, RSS before/after (not in the default run)',
   outputs: 'what each output costs per stream: Ogg Opus pass-through, 16 kHz WAV, 16 kHz Opus encoded in the worker (as for WHEP), 16 kHz s16 to a WebSocket server (websocket sink), against WAV + stats (not in the default run)',
   mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): CPU per frame, allocation, GC",
   profile: '(p) a CPU profile of the server main thread at K = 30, by category (not in the default run)',
@@ -34,7 +35,8 @@ Options:
   --only <a,b,…>      run only these sections (repeatable)
   --json              print the results as JSON on stdout (progress goes to stderr)
   --steps <k,k,…>     capacity steps K (default 10,20,40; env BENCH_STEPS)
-  --window <s>        capacity, mainpath: steady window per step, seconds (default 6)
+  --window <s>        capacity, mainpath: steady window per step, seconds (default 6);
+                      overload: seconds each publisher sends (default 20)
   --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2)
   --targets <a,b,…>   capacity targets (default ${ALL_TARGETS.join(',')})
   --compare <dir>     capacity, mainpath: also run another earshot tree (e.g. a
@@ -43,7 +45,7 @@ Options:
   --compare-label <s> name of the compared tree's targets (default "before")
   --compare-baselines also run the compared tree's baseline receivers
                       (e.g. a tree whose node_modules holds a patched werift)
-  --streams <k>       profile: publishers (default 30)
+  --streams <k>       profile: publishers (default 30); overload: publishers offered (default 80)
   --pipeline <name>   profile: default | nodenoise (default: default)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
   -h, --help          this text
@@ -177,6 +179,13 @@ if (sections.has('outputs')) {
     build: values.build,
     log,
   });
+}
+if (sections.has('overload')) {
+  const { benchOverload } = await import('./overload.js');
+  const runs: Record<string, unknown> = {};
+  // The defaults, then the latency limit the issue's target names (20 ms).
+  for (const maxLatencyMs of [undefined, 20]) runs[maxLatencyMs === undefined ? 'defaults' : `maxLatency${maxLatencyMs}`] = await benchOverload({ offered: num(values.streams, 'streams'), seconds: num(values.window, 'window'), maxLatencyMs, log });
+  results.overload = runs;
 }
 if (sections.has('profile')) {
   const { benchProfile } = await import('./profile.js');
