@@ -3,9 +3,11 @@
  * each thread's time on a CPU is the first field of
  * /proc/self/task/<tid>/schedstat (nanoseconds). The watchdog uses it to
  * tell a stage that is stuck (it burns CPU, or blocks: its thread sleeps)
- * from a worker that is merely waiting for a CPU on a loaded machine (its
- * thread is runnable, state R in /proc/self/task/<tid>/stat, but gets little
- * CPU time).
+ * from a worker that is merely waiting for a CPU on a loaded machine: the
+ * second field of schedstat is the time the thread spent runnable on a run
+ * queue, waiting for a CPU (added when it gets one again), and its state in
+ * /proc/self/task/<tid>/stat is R while it waits: a starved thread waits, a
+ * spinning one uses CPU time, and a sleeping one does neither.
  * Elsewhere the functions answer 0 / undefined and the watchdog judges by
  * wall-clock time alone.
  */
@@ -21,18 +23,21 @@ export function currentThreadTid(): number {
   }
 }
 
-/** Milliseconds thread `tid` of this process has run on a CPU, or undefined. */
-export function threadCpuMs(tid: number): number | undefined {
+/**
+ * Milliseconds thread `tid` of this process has run on a CPU (`cpu`) and has
+ * waited, runnable, for one (`waiting`: time on a run queue), or undefined.
+ */
+export function threadSchedMs(tid: number): { cpu: number; waiting: number } | undefined {
   if (tid <= 0) return undefined;
   try {
-    const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'latin1').split(' ', 1)[0]);
-    return Number.isFinite(ns) ? ns / 1e6 : undefined;
+    const [cpu, waiting] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'latin1').split(' ', 2).map(Number);
+    return Number.isFinite(cpu) && Number.isFinite(waiting) ? { cpu: cpu / 1e6, waiting: waiting / 1e6 } : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** Whether thread `tid` is runnable (running or waiting for a CPU), or undefined when unknown. */
+/** Whether thread `tid` is runnable now (running, or waiting for a CPU: state R), or undefined when unknown. */
 export function threadRunnable(tid: number): boolean | undefined {
   if (tid <= 0) return undefined;
   try {

@@ -30,7 +30,7 @@ import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stage
 import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
 import { ALL_BRANCHES, ItemFlag, ItemStatus, OutputReader, packInput, type InputItem } from './batch-codec.js';
 import { stageModuleUrl } from './stage-module.js';
-import { threadCpuMs, threadRunnable } from './thread-cpu.js';
+import { threadRunnable, threadSchedMs } from './thread-cpu.js';
 import { LatencyHistogram } from '../media/latency-histogram.js';
 
 export interface WorkerPoolOptions {
@@ -300,9 +300,12 @@ interface Flight {
   killed?: Fault;
   /** Set when Piscina removes the worker that runs the task (before it rejects the task). */
   workerGone?: boolean;
-  /** The progress mark the watchdog last saw, and the worker's CPU time (ms) when it first saw it. */
+  /** The progress mark the watchdog last saw, and when it first saw it: the time, and the worker thread's CPU and run-queue times (ms). */
   seenMark?: number;
-  cpuAtSeenMark?: number;
+  seenAt?: number;
+  schedAtSeenMark?: { cpu: number; waiting: number };
+  /** Ticks in a row past the limit on which the worker thread was not waiting for a CPU. */
+  asleepTicks?: number;
 }
 
 /** The rejection of a task that met a fault. */
@@ -324,11 +327,12 @@ class WorkerFault extends Error {
  */
 const START_LIMIT_MS = 60_000;
 /**
- * Where the worker thread's CPU time and state are known (Linux), a task
- * without progress for `taskTimeoutMs` is spared while its thread is
- * runnable but has had less than the limit of CPU since its last progress (a
- * loaded machine, not a stuck stage), up to this many times the limit. A
- * stage that spins uses the CPU; one that blocks sleeps: both are killed.
+ * Where the worker thread's scheduler times are known (Linux), a task
+ * without progress for `taskTimeoutMs` is spared while its thread has had
+ * less than the limit of CPU since its last progress and spent most of that
+ * time waiting for a CPU (a loaded machine, not a stuck stage), up to this
+ * many times the limit. A stage that spins uses the CPU; one that blocks
+ * sleeps (no CPU, no waiting for one): both are killed.
  */
 const STARVED_WALL_FACTOR = 10;
 /** What an item holds between flushes. */
@@ -864,19 +868,30 @@ export class WorkerPool {
       if (item === MARKER_IDLE) continue; // between items only for an instant; done and the result on its way
       const stage = Atomics.load(m, MarkerField.STAGE);
       const mark = Atomics.load(m, MarkerField.MARK);
-      const tid = Atomics.load(m, MarkerField.TID);
-      const cpu = threadCpuMs(tid);
+      const sched = threadSchedMs(Atomics.load(m, MarkerField.TID));
+      const now = performance.now();
       if (f.seenMark !== mark) {
         f.seenMark = mark;
-        f.cpuAtSeenMark = cpu;
+        f.seenAt = now;
+        f.schedAtSeenMark = sched;
+        f.asleepTicks = 0;
       }
       const elapsed = sinceMark(mark);
       if (elapsed < this.#taskTimeoutMs) continue;
-      // CPU used since the mark, as far as seen: from the first tick that saw it (up to one tick short).
-      const used = cpu !== undefined && f.cpuAtSeenMark !== undefined ? cpu - f.cpuAtSeenMark + this.#watchdogMs : undefined;
-      // Starved, not hung: runnable, yet it got less CPU than the limit since its last progress.
-      const starved = used !== undefined && used < this.#taskTimeoutMs && threadRunnable(tid) === true && elapsed < this.#taskTimeoutMs * STARVED_WALL_FACTOR;
-      if (!starved) {
+      // Since the first tick that saw this mark (up to one tick short of the mark itself):
+      // CPU used, and time spent runnable but waiting for a CPU.
+      const seen = f.schedAtSeenMark;
+      const used = sched && seen ? sched.cpu - seen.cpu + this.#watchdogMs : undefined;
+      const waited = sched && seen ? sched.waiting - seen.waiting : 0;
+      // Starved, not hung: it got less CPU than the limit, and waits for one (runnable now, or
+      // run-queue time that grew: the kernel adds that only when the thread gets a CPU again).
+      const tid = Atomics.load(m, MarkerField.TID);
+      const waiting = waited >= 0.5 * (now - (f.seenAt ?? now)) || threadRunnable(tid) === true;
+      const starved = used !== undefined && used < this.#taskTimeoutMs && waiting && elapsed < this.#taskTimeoutMs * STARVED_WALL_FACTOR;
+      // A thread seen asleep once may be between two slices: it is judged asleep on two ticks in a row.
+      f.asleepTicks = starved ? 0 : (f.asleepTicks ?? 0) + 1;
+      const spinning = used !== undefined && used >= this.#taskTimeoutMs;
+      if (used === undefined || spinning || elapsed >= this.#taskTimeoutMs * STARVED_WALL_FACTOR || f.asleepTicks >= 2) {
         const spent = used === undefined ? '' : `, ~${Math.round(Math.min(used, elapsed))} ms of it on a CPU`;
         this.#kill(slot, f, { kind: 'timeout', item, stage, why: `no progress for ${elapsed} ms${spent} (taskTimeoutMs ${this.#taskTimeoutMs})` });
       }

@@ -2,10 +2,10 @@
  * The hung-stage watchdog on a loaded machine: a worker that only waits for a
  * CPU is not a hung stage. The pool's worker thread is pinned to one CPU at
  * the lowest priority (nice 19) next to two busy processes, so it gets a
- * sliver of that CPU: a healthy stage that needs 5 ms of CPU per chunk then
+ * sliver of that CPU: a healthy stage that needs 3 ms of CPU per chunk then
  * takes far longer than the limit in wall time. Judged by wall time alone
  * (before), the watchdog killed it and ended its stream; judged by the
- * thread's CPU time and state (Linux /proc), it lets it finish. A stage that
+ * thread's CPU and run-queue times (Linux /proc), it lets it finish. A stage that
  * blocks its thread (sleeping, no CPU) is still killed at the limit.
  *
  * Linux only (taskset and renice from util-linux, /proc/self/task).
@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { EarshotError } from '../../src/errors.js';
 import { WorkerPool, type PoolStream } from '../../src/pool/worker-pool.js';
-import { threadCpuMs, threadRunnable } from '../../src/pool/thread-cpu.js';
+import { threadSchedMs } from '../../src/pool/thread-cpu.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
 import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
@@ -64,12 +64,17 @@ async function feed(streams: Array<{ handle: PoolStream }>, count: number, from 
   }
 }
 
-describe('thread CPU time', () => {
-  it('is readable for this process\'s threads on Linux', () => {
+describe('thread scheduler times', () => {
+  it('are readable for this process\'s threads on Linux, and CPU time grows while a thread works', () => {
     const self = Number(readdirSync('/proc/self/task')[0]);
-    expect(threadCpuMs(self)).toBeGreaterThan(0);
-    expect(threadRunnable(self)).toBe(true); // it is running this very code
-    expect(threadCpuMs(0)).toBeUndefined();
+    const before = threadSchedMs(self)!;
+    for (const end = performance.now() + 50; performance.now() < end; ) {
+      // work
+    }
+    const after = threadSchedMs(self)!;
+    expect(after.cpu - before.cpu).toBeGreaterThan(20);
+    expect(after.waiting).toBeGreaterThanOrEqual(before.waiting);
+    expect(threadSchedMs(0)).toBeUndefined();
   });
 });
 
@@ -78,7 +83,7 @@ describe('the hung-stage watchdog on a loaded machine', () => {
     const started = await startPool(300);
     pool = started.pool;
     expect(started.workerThreads.length).toBeGreaterThan(0);
-    const slow = open(pool, [{ type: 'busy', ms: 5 }]);
+    const slow = open(pool, [{ type: 'busy', ms: 3 }]);
     await feed([slow], 5); // the stream is built and running before the machine gets loaded
     starve(started.workerThreads);
     await feed([slow], 25, 5);
