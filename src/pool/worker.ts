@@ -198,7 +198,7 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
     }
     out.outputs = stream.pcmInput ? stream.processPcm(frames as PcmInput[]) : stream.process(frames as EncodedFrame[]);
     out.counters = stream.counters;
-    if (item.opusMask !== 0 || encoders.has(item.key)) out.encoded = encode(item.key, stream.outputs.map(branchFormatOf), out.outputs, item.opusMask);
+    if (item.opusMask !== 0 || encoders.has(item.key)) out.encoded = encode(item.key, stream, out.outputs, item.opusMask);
     if (close) {
       stream.close();
       streams.delete(item.key);
@@ -227,10 +227,10 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
  * the first batch that asks for its branch, at that batch's first frame, and
  * is freed with the first batch that no longer asks.
  */
-function encode(key: number, formats: BranchFormat[], outputs: AudioFrame[][], mask: number): Array<Array<EncodedRun | undefined> | undefined> {
+function encode(key: number, stream: StreamProcessor, outputs: AudioFrame[][], mask: number): Array<Array<EncodedRun | undefined> | undefined> {
   let list = encoders.get(key);
   const runs: Array<Array<EncodedRun | undefined> | undefined> = [];
-  for (let b = 0; b < formats.length; b++) {
+  for (let b = 0; b < stream.outputs.length; b++) {
     const wanted = b < 30 && ((mask >>> b) & 1) === 1;
     let encoder = list?.[b];
     if (!wanted) {
@@ -243,7 +243,7 @@ function encode(key: number, formats: BranchFormat[], outputs: AudioFrame[][], m
     if (!encoder) {
       // The main thread asks only for branches Opus can code (rates it takes); a stray bit codes nothing.
       try {
-        encoder = new BranchOpusEncoder(formats[b]);
+        encoder = new BranchOpusEncoder(branchFormatOf(stream.outputs[b]));
       } catch {
         continue;
       }
