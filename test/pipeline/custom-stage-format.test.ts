@@ -4,66 +4,30 @@
  * real worker, a real module, a real WAV file), whether the module declares
  * its output format or only builds a stage that says it.
  */
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EncodedFrame } from '../../src/media/frames.js';
-import { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
-import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { ProcessorRegistry } from '../../src/sinks/processors.js';
-import { RecordingsStore } from '../../src/sinks/recordings-store.js';
-import { encodeOpusFrames, readWav } from '../helpers/audio.js';
-import { fixtureModule, readFixture } from '../helpers/fixtures.js';
+import { readWav } from '../helpers/audio.js';
+import { fixtureModule } from '../helpers/fixtures.js';
+import { usePipelineRig } from '../helpers/pipeline-rig.js';
 
 const MODULE = fixtureModule('decimate.js');
 /** 2 s of speech in 20 ms Opus frames. */
 const FRAMES = 100;
 
-let pool: WorkerPool;
-let dir: string;
-let frames: EncodedFrame[];
+const rig = usePipelineRig({ fixture: 'speech-48k.wav', frames: FRAMES });
 
 beforeAll(async () => {
-  pool = new WorkerPool({ threads: 1, spareWorker: false });
-  await pool.start();
-  expect(await pool.registerStageModule(MODULE)).toEqual(['decimate', 'decimate-undeclared', 'decimate-mismatch']);
-  dir = await mkdtemp(join(tmpdir(), 'earshot-custom-format-'));
-  frames = encodeOpusFrames((await readFixture('speech-48k.wav')).channels[0].subarray(0, 960 * FRAMES)).map((f) => ({ ...f, samples: 960 }));
-});
-
-afterAll(async () => {
-  await pool.close();
-  await rm(dir, { recursive: true, force: true });
+  expect(await rig.pool.registerStageModule(MODULE)).toEqual(['decimate', 'decimate-undeclared', 'decimate-mismatch']);
 });
 
 /** Runs the frames through a one-branch pipeline with `stages` and a record sink; returns the pipeline once closed and its WAV. */
 async function record(name: string, stages: Array<Record<string, unknown>>): Promise<{ pipeline: PeerPipeline; wav: Buffer }> {
-  const store = new RecordingsStore(join(dir, name));
-  await store.init();
-  const errors: string[] = [];
-  const pipeline = new PeerPipeline({
-    pool,
-    store,
-    pipeline: parsePipeline({ name, stages, sinks: [{ type: 'record' }] }, name, { customStages: pool.customStageTypes }),
-    room: 'r',
-    peer: name,
-    session: 'session0',
-    processors: new ProcessorRegistry(),
-    onProcessorEvent: () => {},
-    onPipelineError: (m) => errors.push(m),
-    onSinkError: (sink, e) => errors.push(`${sink}: ${e.message}`),
-  });
-  for (const f of frames) {
-    pipeline.push({ ...f, arrival: performance.now() });
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  await pipeline.close();
-  expect(errors).toEqual([]);
-  const files = (await readdir(join(dir, name))).filter((f) => f.endsWith('.wav'));
-  expect(files).toHaveLength(1);
-  return { pipeline, wav: await readFile(join(dir, name, files[0])) };
+  const pipeline = await rig.open(name, parsePipeline({ name, stages, sinks: [{ type: 'record' }] }, name, { customStages: rig.pool.customStageTypes }));
+  await rig.feed(pipeline);
+  return { pipeline, wav: await rig.recording(name) };
 }
 
 /** Sample rate, channels and duration from a 16-bit PCM WAV's header. */
@@ -83,7 +47,7 @@ describe('a custom stage that changes the sample rate', () => {
     expect(header).toMatchObject({ sampleRate: 16000, channels: 1 });
     expect(header.seconds).toBeCloseTo(FRAMES * 0.02, 2);
     // And the content is the speech, decimated: read back, it lasts as long as what was sent.
-    const decoded = await readWav(join(dir, 'declared', (await readdir(join(dir, 'declared')))[0]));
+    const decoded = await readWav(join(rig.dir, 'declared', (await readdir(join(rig.dir, 'declared')))[0]));
     expect(decoded.sampleRate).toBe(16000);
     expect(decoded.channels[0].length).toBe((FRAMES * 960) / 3);
   });
@@ -96,7 +60,7 @@ describe('a custom stage that changes the sample rate', () => {
   });
 
   it('refuses a stage whose output differs from the format its module declares, before any audio flows', async () => {
-    const [problem] = await pool.checkSetups([{ channels: 1, branches: [{ stages: [{ type: 'decimate-mismatch', factor: 3 }] }] }]);
+    const [problem] = await rig.pool.checkSetups([{ channels: 1, branches: [{ stages: [{ type: 'decimate-mismatch', factor: 3 }] }] }]);
     expect(problem).toMatch(/decimate-mismatch: create\(\) made a stage whose output is 16000 Hz × 1 \(f32\), but outputFormat\(\) declares 48000 Hz × 1 \(f32\)/);
   });
 });

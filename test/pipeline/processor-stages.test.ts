@@ -6,23 +6,20 @@
  * failures, flushing on close), then a real worker and a real WAV file for a
  * stage that changes the rate.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bufferCount, mergeMap, type Observable } from 'rxjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PipelineChecks } from '../../src/core/pipeline-checks.js';
-import type { AudioFrame, BranchFormat, EncodedFrame } from '../../src/media/frames.js';
-import { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
+import type { AudioFrame, BranchFormat } from '../../src/media/frames.js';
 import { parsePipeline, validatePipeline } from '../../src/pipeline/pipeline.js';
 import { processorStage } from '../../src/pipeline/pipeline-builder.js';
 import { ProcessorStageChain } from '../../src/pipeline/processor-stage-chain.js';
 import { processorStages, workerStages } from '../../src/pipeline/processor-stages.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
+import { usePipelineRig } from '../helpers/pipeline-rig.js';
 import { ProcessorRegistry, registerProcessor, defaultProcessors, type ProcessorStageContext } from '../../src/sinks/processors.js';
-import { RecordingsStore } from '../../src/sinks/recordings-store.js';
-import { encodeOpusFrames, readWav } from '../helpers/audio.js';
-import { readFixture } from '../helpers/fixtures.js';
+import { readWav } from '../helpers/audio.js';
 
 const F48: BranchFormat = { sampleRate: 48000, channels: 1, sampleFormat: 'f32' };
 
@@ -233,20 +230,7 @@ describe('the chain of processor stages', () => {
 
 describe('a processor stage on a real stream', () => {
   const FRAMES = 50;
-  let pool: WorkerPool;
-  let dir: string;
-  let encoded: EncodedFrame[];
-
-  beforeAll(async () => {
-    pool = new WorkerPool({ threads: 1, spareWorker: false });
-    await pool.start();
-    dir = await mkdtemp(join(tmpdir(), 'earshot-processor-stage-'));
-    encoded = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * FRAMES)).map((f) => ({ ...f, samples: 960 }));
-  });
-  afterAll(async () => {
-    await pool.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const rig = usePipelineRig({ fixture: 'tone-1k-48k.wav', frames: FRAMES });
 
   it('records a stage that halves the rate at the rate it declares, for the media duration; subscribers and processor sinks get its output', async () => {
     const processors = new ProcessorRegistry();
@@ -259,28 +243,12 @@ describe('a processor stage on a real stream', () => {
     );
     const sinkRates: number[] = [];
     processors.register('rates', () => ({ next: (f: AudioFrame) => void sinkRates.push(f.sampleRate) }));
-    const store = new RecordingsStore(dir);
-    await store.init();
     const problems: string[] = [];
-    const pipeline = new PeerPipeline({
-      pool,
-      store,
-      pipeline: parsePipeline({ name: 'halve', stages: [{ type: 'processor', name: 'halve-rate' }], sinks: [{ type: 'record' }, { type: 'processor', name: 'rates' }] }),
-      room: 'r',
-      peer: 'halve',
-      session: 'session0',
-      processors,
-      onProcessorEvent: () => {},
-      onPipelineError: (m) => problems.push(m),
-      onSinkError: (sink, e) => problems.push(`${sink}: ${e.message}`),
-    });
+    const doc = { name: 'halve', stages: [{ type: 'processor', name: 'halve-rate' }], sinks: [{ type: 'record' }, { type: 'processor', name: 'rates' }] };
+    const pipeline = await rig.open('halve', parsePipeline(doc), { processors, problems });
     const seen: AudioFrame[] = [];
     pipeline.branches[0].audio$.subscribe((f) => seen.push(f));
-    for (const f of encoded) {
-      pipeline.push({ ...f, arrival: performance.now() });
-      await new Promise((r) => setTimeout(r, 1));
-    }
-    const [info] = await pipeline.close();
+    const [info] = await rig.feed(pipeline);
     // Subscribers and processor sinks get the stage's output, at its positions.
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every((f, i) => f.sampleRate === 24000 && f.data.length === 480 && (i === 0 || f.position === seen[i - 1].position + 480))).toBe(true);
@@ -289,8 +257,8 @@ describe('a processor stage on a real stream', () => {
     expect(problems).toEqual([]);
     expect(pipeline.branches[0].sampleRate).toBe(24000);
     expect(info).toMatchObject({ sampleRate: 24000, gapFrames: 0 });
-    const files = await readdir(dir);
-    const wav = await readWav(join(dir, files.find((f) => f.endsWith('.wav'))!));
+    const files = await readdir(join(rig.dir, 'halve'));
+    const wav = await readWav(join(rig.dir, 'halve', files.find((f) => f.endsWith('.wav'))!));
     expect(wav.sampleRate).toBe(24000);
     expect(wav.channels[0].length).toBe((FRAMES * 960) / 2);
     expect(pipeline.processorStages()).toMatchObject([{ name: 'halve-rate', state: 'running', framesIn: FRAMES, framesOut: FRAMES }]);
