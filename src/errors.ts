@@ -172,7 +172,7 @@ export const errors = {
     (why: string) => `No engine process can take this request now: ${why}. An engine that exits is restarted within seconds; retry then.`),
   // `earshot serve --cluster` (src/cluster/): placing a new session needs Redis (peer locks, node loads); sessions already running go on.
   CLUSTER_UNAVAILABLE: define('EARSHOT_CLUSTER_UNAVAILABLE', 503, 'Cluster state unavailable',
-    (why: string) => `This node cannot reach the cluster's Redis (${why}), so it cannot place a new session without risking a peer running twice. Sessions already running go on; retry once Redis is back.`),
+    (why: string, refused = 'place a new session without risking a peer running twice') => `This node cannot reach the cluster's Redis (${why}), so it cannot ${refused}. Sessions already running go on; retry once Redis is back.`),
   NODE_NOT_FOUND: define('EARSHOT_NODE_NOT_FOUND', 404, 'Unknown cluster node',
     (node: string) => `No live cluster node "${node.slice(0, 100)}" is registered; GET /cluster/nodes lists them.`),
   STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',
@@ -206,6 +206,15 @@ export const errors = {
   // `sendAudio` / `earshot send` (src/client/): the input file.
   WAV_UNREADABLE: define('EARSHOT_WAV_UNREADABLE', 400, 'Unreadable WAV file',
     (file: string, why: string) => `Cannot use ${file}: ${why}. Give a PCM or float WAV file (convert others with e.g. "sox in.mp3 out.wav").`),
+  // The WHIP exchange of `sendAudio` / `earshot send` (src/client/whip-client.ts), thrown as a `WhipRequestError`
+  // whose `status` is the server's (0 when none answered). Never an HTTP response of earshot's; 502 (a server
+  // upstream failed) if one is ever relayed.
+  WHIP_UNREACHABLE: define('EARSHOT_WHIP_UNREACHABLE', 502, 'WHIP endpoint unreachable',
+    (url: string, why: string) => `WHIP endpoint ${url} did not answer: ${why}`),
+  WHIP_NO_LOCATION: define('EARSHOT_WHIP_NO_LOCATION', 502, 'WHIP answer without session URL',
+    (url: string) => `WHIP endpoint ${url} answered 201 without a Location header`),
+  WHIP_HTTP: define('EARSHOT_WHIP_HTTP', 502, 'WHIP request refused',
+    (url: string, status: string, detail: string) => `${status} from ${url}${detail ? `: ${detail}` : ''}`),
   INTERNAL: define('EARSHOT_INTERNAL', 500, 'Internal error',
     (why: string) => `Internal error: ${why}`),
 } as const;

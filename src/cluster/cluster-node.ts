@@ -22,7 +22,8 @@
  *   ends the rest, finalizes recordings, leaves the registry and closes.
  * - Without Redis a node keeps serving the sessions it runs; placing a new
  *   one answers 503 `EARSHOT_CLUSTER_UNAVAILABLE` (a peer could otherwise run
- *   twice). When Redis is back the node registers again and writes back what
+ *   twice), and so does a pipeline or room change (it would stay on this
+ *   node: the nodes would diverge). When Redis is back the node registers again and writes back what
  *   it runs.
  *
  * Why ~500 lines: registration, placement across nodes, forwarding to the
@@ -49,8 +50,11 @@ export interface ClusterNodeOptions {
   /** Redis holding the cluster's state: `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
   redis: string;
   /**
-   * The URL other nodes and clients reach this node at (scheme, host, port;
-   * no path), e.g. `https://ingest-2.example.com:8080`. Default: the address
+   * The URL the other nodes reach this node at (scheme, host, port; no path),
+   * e.g. `http://10.0.0.12:8080`: they forward offers, session requests and
+   * recording downloads to it. Clients never need it (every link earshot gives
+   * out is relative to the node that answers), so a private address the
+   * nodes share is right. Default: the address
    * it listens on, which only works where that address is reachable as such
    * (not with `0.0.0.0`, where it is required).
    */
@@ -76,6 +80,8 @@ export interface NodeHost {
   iceHosts: readonly string[];
   /** The node's own `GET /stats` document. */
   stats(): Promise<NodeStats>;
+  /** Answers 401/403 unless the request carries the admin role (for routes that also take signed links). */
+  requireAdmin(req: FastifyRequest, reply: FastifyReply): Promise<void>;
   /** The node's own recordings, with signed download paths. */
   recordings(): Promise<{ recordings: Array<RecordingEntry & { url: string }>; total: number }>;
   /** Places an offer on one of this node's engines (the one-machine path). */
@@ -92,6 +98,8 @@ export const HOP_HEADER = 'x-earshot-cluster-hop';
 const LOCK_HEADER = 'x-earshot-cluster-lock';
 /** Seconds a client refused because Redis is away should wait. */
 const CLUSTER_RETRY_AFTER = 2;
+/** Why a configuration change is refused without Redis (the error's detail). */
+const CHANGE_REFUSED = 'share a pipeline or room change with the other nodes';
 
 export class ClusterNode {
   readonly #options: ClusterNodeOptions;
@@ -106,6 +114,8 @@ export class ClusterNode {
   #draining = false;
   #drain: Promise<void> | undefined;
   #left = false;
+  /** Changes from other nodes being applied here, in order (`#applyChange` never rejects). */
+  #changes: Promise<void> = Promise.resolve();
 
   constructor(options: ClusterNodeOptions, host: NodeHost) {
     checkClusterNodeOptions(options);
@@ -116,7 +126,10 @@ export class ClusterNode {
       url: options.redis,
       onReady: () => void this.#joined(),
       onDown: (why) => log.error({ redis: this.state.address, err: why }, 'cluster: Redis unreachable; running sessions go on, new ones are refused until it is back'),
-      onChange: (change) => void this.#applyChange(change),
+      // One at a time, in the order published: an unbinding must be applied before the deletion of its pipeline.
+      onChange: (change) => {
+        this.#changes = this.#changes.then(() => this.#applyChange(change));
+      },
     });
     this.#routes(host.app);
   }
@@ -144,7 +157,7 @@ export class ClusterNode {
   start(listenUrl: string): void {
     const listen = new URL(listenUrl);
     if (this.#options.publicUrl === undefined && (listen.hostname === '0.0.0.0' || listen.hostname === '[::]')) {
-      throw errors.OPTION_INVALID('cluster.publicUrl', 'is required when listening on every address (--public-url): other nodes and clients must know where to reach this one');
+      throw errors.OPTION_INVALID('cluster.publicUrl', 'is required when listening on every address (--public-url): the other nodes must know where to reach this one');
     }
     this.#url = (this.#options.publicUrl ?? listenUrl).replace(/\/+$/, '');
     this.#id = this.#options.nodeId ?? `${hostname()}-${listen.port}`;
@@ -293,15 +306,29 @@ export class ClusterNode {
   // ---- configuration
 
   /**
-   * A pipeline or room change this node's engines just made: stored in Redis
-   * and published, so every node makes it too. Without Redis the change stays
-   * on this node (logged); it is not replayed later.
+   * Refuses a pipeline or room change while Redis is unreachable (503
+   * `EARSHOT_CLUSTER_UNAVAILABLE`, `Retry-After`), before anything changes:
+   * made on this node only, it would never reach the other nodes, and the
+   * nodes would run different configurations without anyone knowing.
    */
-  async changed(kind: ConfigChange['kind'], name: string, value: string | undefined): Promise<void> {
+  refuseChangeWithoutRedis(reply: FastifyReply): void {
+    if (this.state.available) return;
+    throw retry(reply, errors.CLUSTER_UNAVAILABLE(`Redis at ${this.state.address} is not connected`, CHANGE_REFUSED), CLUSTER_RETRY_AFTER);
+  }
+
+  /**
+   * A pipeline or room change this node's engines just made: stored in Redis
+   * and published, so every node makes it too. If Redis went away between
+   * `refuseChangeWithoutRedis` and now, the change is on this node only: the
+   * client gets 503 `EARSHOT_CLUSTER_UNAVAILABLE` (never a success) and
+   * repeats it once Redis is back; the node logs it.
+   */
+  async changed(reply: FastifyReply, kind: ConfigChange['kind'], name: string, value: string | undefined): Promise<void> {
     try {
       await this.state.putConfig({ kind, name, from: this.id }, value);
     } catch (e) {
-      this.#host.log.error({ kind, name, err: (e as Error).message }, 'cluster: change made on this node only (Redis unreachable)');
+      this.#host.log.error({ kind, name, err: (e as Error).message }, 'cluster: change made on this node only (Redis unreachable); the client was told to repeat it');
+      throw retry(reply, errors.CLUSTER_UNAVAILABLE((e as Error).message, `${CHANGE_REFUSED} (the change was made on this node only: repeat it)`), CLUSTER_RETRY_AFTER);
     }
   }
 
@@ -448,9 +475,11 @@ export class ClusterNode {
         .flatMap(({ n, list }) => (list?.recordings ?? []).map((r) => ({
           ...r,
           node: n.id,
-          // The owner's signed link, absolute: a player can fetch it from that node without a token.
-          url: new URL(r.url, `${n.url}/`).href,
-          download: `/cluster/recordings/${encodeURIComponent(n.id)}/${r.name.split('/').map(encodeURIComponent).join('/')}`,
+          // The owner's signed link, relative to the node answering: whichever node the client
+          // reached passes it on to the owner, which checks the signature. Never built from the
+          // owner's public URL, which may be an address only the nodes can reach (compose: http://earshot-2:8080).
+          url: `${clusterPath(n.id, r.name)}${new URL(r.url, 'http://link/').search}`,
+          download: clusterPath(n.id, r.name),
         })))
         .sort((a, b) => b.modifiedAt.localeCompare(a.modifiedAt) || a.name.localeCompare(b.name));
       return {
@@ -460,9 +489,13 @@ export class ClusterNode {
       };
     });
 
-    app.get<{ Params: { node: string; '*': string } }>('/cluster/recordings/:node/*', async (req, reply) => {
+    // A signed link (`?expires=…&signature=…`, from GET /cluster/recordings) needs no token here: the owner node checks it.
+    app.get<{ Params: { node: string; '*': string }; Querystring: { expires?: string; signature?: string } }>('/cluster/recordings/:node/*', { config: { access: 'admin-or-signed' } }, async (req, reply) => {
+      const signed = typeof req.query.expires === 'string' && typeof req.query.signature === 'string';
+      if (!signed) await this.#host.requireAdmin(req, reply);
       const name = RecordingsStore.checkName(req.params['*']);
-      const path = `/recordings/${name.split('/').map(encodeURIComponent).join('/')}`;
+      const query = signed ? `?${new URLSearchParams({ expires: req.query.expires!, signature: req.query.signature! }).toString()}` : '';
+      const path = `/recordings/${name.split('/').map(encodeURIComponent).join('/')}${query}`;
       if (req.params.node === this.#id) return reply.redirect(path, 307);
       const url = await this.#urlOf(req.params.node).catch((e: unknown) => {
         throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
@@ -501,6 +534,11 @@ export class ClusterNode {
     const { host: _host, ...rest } = forwardedHeaders(req);
     return { ...rest, [HOP_HEADER]: this.#id ?? '' };
   }
+}
+
+/** The path of a recording of `node` through any node: `/cluster/recordings/<node>/<name>`. */
+function clusterPath(node: string, name: string): string {
+  return `/cluster/recordings/${encodeURIComponent(node)}/${name.split('/').map(encodeURIComponent).join('/')}`;
 }
 
 function header(req: FastifyRequest, name: string): string | undefined {

@@ -419,6 +419,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
           engines: processes,
         };
       },
+      requireAdmin: (req, reply) => access.require('admin')(req, reply),
       stats: async () => (await machineStats()) as NodeStats,
       recordings: async () => {
         const page = await store.page({ limit: 1000 });
@@ -426,7 +427,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       },
       placeLocally: (req, reply, peer) => placeLocally(req, reply, peer),
       apply: async (method, path, body) => {
-        const res = await changeEveryEngine(method, path, internalHeaders(), body === undefined ? undefined : Buffer.from(body));
+        // No body, no content type: the engines refuse an empty JSON body (a DELETE from another node would never apply).
+        const { 'content-type': _type, ...bodiless } = internalHeaders();
+        const res = await changeEveryEngine(method, path, body === undefined ? bodiless : internalHeaders(), body === undefined ? undefined : Buffer.from(body));
         const room = /^\/rooms\/([^/]+)$/.exec(path)?.[1];
         if (room && res.status < 300) {
           if (method === 'DELETE') rooms.delete(decodeURIComponent(room));
@@ -599,22 +602,26 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   });
   app.get('/pipelines/:name', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.put<{ Params: { name: string } }>('/pipelines/:name', { bodyLimit: 256 * 1024 }, async (req, reply) => {
+    // In a cluster, a change Redis cannot share is refused rather than made on this node alone.
+    node?.refuseChangeWithoutRedis(reply);
     const res = await onEveryEngine(req);
-    if (node && res.status < 300) await node.changed('pipeline', req.params.name, bodyOf(req)?.toString('utf8'));
+    if (node && res.status < 300) await node.changed(reply, 'pipeline', req.params.name, bodyOf(req)?.toString('utf8'));
     return relay(reply, res);
   });
   app.delete<{ Params: { name: string } }>('/pipelines/:name', async (req, reply) => {
+    node?.refuseChangeWithoutRedis(reply);
     type Listing = { pipelines: Array<{ name: string; inUse: string | null }> };
     const listings = (await fanOut(req, 'GET', '/pipelines')).filter((a) => a.res.status === 200).map((a) => jsonOf<Listing>(a.res));
     const uses = mergeUses(listings.map((l) => l?.pipelines.find((p) => p.name === req.params.name)?.inUse ?? null));
     if (uses) throw errors.PIPELINE_IN_USE(req.params.name, uses);
     const res = await onEveryEngine(req);
-    if (node && res.status < 300) await node.changed('pipeline', req.params.name, undefined);
+    if (node && res.status < 300) await node.changed(reply, 'pipeline', req.params.name, undefined);
     return relay(reply, res);
   });
   app.get('/rooms', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.get('/rooms/:room', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.put<{ Params: { room: string } }>('/rooms/:room', { bodyLimit: 4096 }, async (req, reply) => {
+    node?.refuseChangeWithoutRedis(reply);
     let res = await onEveryEngine(req);
     // A pipeline another node has just stored may not have reached this one yet: fetch it, then bind.
     if (node && res.status === 404 && jsonOf<{ code?: string }>(res)?.code === errors.PIPELINE_NOT_FOUND.code) {
@@ -623,13 +630,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
     const bound = res.status < 300 ? jsonOf<{ pipeline?: string }>(res)?.pipeline : undefined;
     if (bound) rooms.set(req.params.room, bound);
-    if (node && bound) await node.changed('room', req.params.room, bound);
+    if (node && bound) await node.changed(reply, 'room', req.params.room, bound);
     return relay(reply, res);
   });
   app.delete<{ Params: { room: string } }>('/rooms/:room', async (req, reply) => {
+    node?.refuseChangeWithoutRedis(reply);
     const res = await onEveryEngine(req);
     if (res.status < 300) rooms.delete(req.params.room);
-    if (node && res.status < 300) await node.changed('room', req.params.room, undefined);
+    if (node && res.status < 300) await node.changed(reply, 'room', req.params.room, undefined);
     return relay(reply, res);
   });
 

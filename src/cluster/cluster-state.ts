@@ -37,7 +37,7 @@ export const LOCK_TTL_MS = 35_000;
 export interface NodeRecord {
   /** The node id (`--node-id`). */
   id: string;
-  /** Where other nodes and clients reach it (`--public-url`). */
+  /** Where the other nodes reach it (`--public-url`); clients never need it. */
   url: string;
   /** The addresses its answers announce for media (`--ice-host`); empty: every interface of its machine. */
   iceHosts: string[];

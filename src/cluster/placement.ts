@@ -176,21 +176,29 @@ export class LocalPlacement implements Placement {
     if (entry) entry.owned = Math.max(0, entry.owned + delta);
   }
 
-  /** The accepting engine not yet tried with room first, then the fewest sessions (owned + being answered), then the idlest workers. */
+  /** The accepting engine not yet tried that comes first in `compareCandidates` (the first one reported wins a tie). */
   #best(exclude: ReadonlySet<string>): string | undefined {
     let best: EngineEntry | undefined;
     for (const e of this.#engines.values()) {
       if (!e.load.accepting || exclude.has(e.load.engine)) continue;
-      if (!best || better(e, best)) best = e;
+      if (!best || compareCandidates(e, best) < 0) best = e;
     }
     return best?.load.engine;
   }
 }
 
-function better(a: EngineEntry, b: EngineEntry): boolean {
-  if (a.load.ready !== b.load.ready) return a.load.ready;
-  const la = a.owned + a.answering;
-  const lb = b.owned + b.answering;
-  if (la !== lb) return la < lb;
-  return a.load.workerUtilization < b.load.workerUtilization;
+/**
+ * The one order in which candidates (engines of a machine, nodes of a cluster)
+ * are offered a session; negative: `a` first. One whose admission has room
+ * (ready) first, then the fewest sessions (owned + offers being answered),
+ * then clearly idler DSP workers: utilization is compared in steps of 0.1,
+ * because idle candidates differ by noise and a tie should stay a tie (the
+ * cluster gives it to the node that received the POST; one machine to the
+ * first engine). 0: equal.
+ */
+export function compareCandidates(a: EngineEntry, b: EngineEntry): number {
+  if (a.load.ready !== b.load.ready) return a.load.ready ? -1 : 1;
+  const load = a.owned + a.answering - (b.owned + b.answering);
+  if (load !== 0) return load;
+  return Math.round(a.load.workerUtilization * 10) - Math.round(b.load.workerUtilization * 10);
 }

@@ -10,14 +10,14 @@
  *   token goes with the offer when it is placed on another node, which checks
  *   it, so only the lock's holder can place a session there;
  * - a live peer is placed on the node that owns it (replaced there), never on a second one;
- * - a new peer goes to the least-loaded accepting node, by the same order as
- *   engines (ready first, fewest sessions, idlest workers), this node winning
- *   ties (no hop). A node's load is its last heartbeat (at most a second old)
+ * - a new peer goes to the least-loaded accepting node, by the very order
+ *   engines are chosen in (`compareCandidates` in placement.ts: ready first,
+ *   fewest sessions, idler workers), this node winning ties (no hop). A node's load is its last heartbeat (at most a second old)
  *   plus the offers this node sent it since, so a burst spreads at once;
  * - ownership (peer → node, session → node) is written by the node that runs
  *   the session, when its engine reports it started, and removed when it ends.
  */
-import type { EngineEntry, EngineLoad, Placement, PlacementTicket } from './placement.js';
+import { compareCandidates, type EngineEntry, type EngineLoad, type Placement, type PlacementTicket } from './placement.js';
 import type { ClusterState, NodeRecord } from './cluster-state.js';
 
 /** A cluster placement: the lock's token proves it to the node the session goes to. */
@@ -147,7 +147,7 @@ export class RedisPlacement implements Placement {
       if (exclude.has(n.id)) continue;
       const e = this.#entry(n);
       if (!e.load.accepting) continue;
-      const order = best ? compare(e, best) : -1;
+      const order = best ? compareCandidates(e, best) : -1;
       // Ties go to this node: no hop.
       if (order < 0 || (order === 0 && n.id === this.#self)) best = e;
     }
@@ -163,17 +163,4 @@ export class RedisPlacement implements Placement {
     const recent = (this.#recent.get(n.id) ?? []).filter((t) => t > seenAt).length;
     return { load, answering: (this.#answering.get(n.id) ?? 0) + recent, owned: load.sessions + load.pending };
   }
-}
-
-/**
- * The order nodes are offered a session in (negative: `a` first): one with
- * room (ready) first, then the fewest sessions (owned + being answered), then
- * clearly idler workers. Utilization is compared in steps of 0.1: idle nodes
- * differ by noise, and a tie should go to the node that received the POST.
- */
-function compare(a: EngineEntry, b: EngineEntry): number {
-  if (a.load.ready !== b.load.ready) return a.load.ready ? -1 : 1;
-  const load = a.owned + a.answering - (b.owned + b.answering);
-  if (load !== 0) return load;
-  return Math.round(a.load.workerUtilization * 10) - Math.round(b.load.workerUtilization * 10);
 }

@@ -3,7 +3,7 @@
  * settings among them, and the merged /metrics: pure logic, no processes.
  */
 import { describe, expect, it } from 'vitest';
-import { LocalPlacement, type EngineLoad } from '../../src/cluster/placement.js';
+import { compareCandidates, LocalPlacement, type EngineLoad } from '../../src/cluster/placement.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from '../../src/cluster/processes.js';
 import { mergeExpositions } from '../../src/cluster/front-metrics.js';
 
@@ -15,6 +15,26 @@ function twoEngines(): LocalPlacement {
   p.report(load('1'));
   return p;
 }
+
+describe('compareCandidates (the one order of engines and of cluster nodes)', () => {
+  const entry = (over: Partial<EngineLoad>, owned = 0, answering = 0) => ({ load: load('x', over), owned, answering });
+  it('puts room first, then the fewest sessions counting offers being answered, then clearly idler workers', () => {
+    expect(compareCandidates(entry({ ready: true }, 5), entry({ ready: false }, 0))).toBeLessThan(0);
+    expect(compareCandidates(entry({}, 1, 1), entry({}, 1, 0))).toBeGreaterThan(0);
+    expect(compareCandidates(entry({ workerUtilization: 0.1 }), entry({ workerUtilization: 0.5 }))).toBeLessThan(0);
+    // Noise between idle candidates is a tie: the cluster then keeps the session on the node that received the POST.
+    expect(compareCandidates(entry({ workerUtilization: 0.02 }), entry({ workerUtilization: 0.04 }))).toBe(0);
+  });
+
+  it('is what LocalPlacement chooses by: a tie goes to the first engine reported', async () => {
+    const p = new LocalPlacement();
+    p.report(load('0', { workerUtilization: 0.04 }));
+    p.report(load('1', { workerUtilization: 0.01 }));
+    const t = await p.begin('tie');
+    expect(t.next()).toBe('0');
+    t.release();
+  });
+});
 
 describe('LocalPlacement', () => {
   it('spreads a burst of concurrent offers over the engines before any of them answers', async () => {

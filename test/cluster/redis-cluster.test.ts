@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { chromeLikeOffer } from '../helpers/offers.js';
 import { startCli, type CliServer } from './cli-server.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 
@@ -131,41 +132,120 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       expect(viaOther.status).toBe(200);
       const bytes = Buffer.from(await viaOther.arrayBuffer());
       expect(bytes.equals(await readFile(join(owner.recordingsDir, entry.name)))).toBe(true);
-      // The owner's signed link works without a token.
-      expect((await fetch(entry.url)).status).toBe(200);
+      // The signed link is relative: it works without a token through whichever node the client reaches
+      // (the compose file's public URLs, http://earshot-N:8080, are not reachable by clients).
+      expect(entry.url).toMatch(/^\/cluster\/recordings\/[^?]+\?expires=\d+&signature=[\w-]+$/);
+      for (const via of nodes) {
+        const signed = await fetch(`${via.url}${entry.url}`);
+        expect(signed.status).toBe(200);
+        expect(Buffer.from(await signed.arrayBuffer()).equals(bytes)).toBe(true);
+      }
+      // A forged signature opens nothing (the owner checks it), and neither does the path without a token.
+      const forged = await fetch(`${other.url}${entry.url.replace(/signature=[\w-]+/, 'signature=AAAA')}`);
+      expect(forged.status).toBe(401);
+      await forged.arrayBuffer();
+      expect((await fetch(`${other.url}${entry.download}`)).status).toBe(401);
     } finally {
       controller.abort();
       await first.catch(() => undefined);
     }
   });
 
-  it('serves a browser-shaped client: a plain fetch POST without following redirects, then DELETE of its Location through another node', async () => {
-    const [entry, later] = [nodes[2], nodes[1]];
-    let location = '';
-    const sent = await sendAudio({
-      url: `${entry.url}/whip/browser/b1`,
-      source: tone,
-      seconds: 1.5,
-      skipDelete: true,
-      signaling: async (offer) => {
-        const res = await fetch(`${entry.url}/whip/browser/b1`, {
+  it('serves a browser-shaped client (CORS preflight, Origin, no redirects) on another node than the one it POSTs to, and merges the statistics of both nodes', async () => {
+    const ORIGIN = 'https://app.example';
+    const controller = new AbortController();
+    // A loaded node: the POSTs it receives are placed on the other nodes.
+    const load = sendAudio({ url: `${nodes[2].url}/whip/browser/load`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    try {
+      const l = await livePeer(nodes[2], 'load', 25);
+      const entry = byId.get(l.node)!;
+      await until('the loaded node, and only it, to report a session', async () => {
+        const list = await nodesSeenBy(entry);
+        return list.length === 3 && list.every((n) => n.sessions === (n.id === l.node ? 1 : 0)) ? true : undefined;
+      });
+
+      // The preflight a page on another origin makes before its POST.
+      const preflight = await fetch(`${entry.url}/whip/browser/b1`, {
+        method: 'OPTIONS',
+        headers: { origin: ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+      });
+      expect(preflight.status).toBeLessThan(300);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+      expect(preflight.headers.get('access-control-allow-methods')).toMatch(/POST/);
+      expect(preflight.headers.get('access-control-allow-headers')?.toLowerCase()).toMatch(/authorization/);
+      await preflight.arrayBuffer();
+      const browserPost = (body: string) =>
+        fetch(`${entry.url}/whip/browser/b1`, {
           method: 'POST',
           redirect: 'manual',
-          headers: { authorization: `Bearer ${PUBLISH}`, 'content-type': 'application/sdp' },
-          body: offer,
+          headers: { origin: ORIGIN, authorization: `Bearer ${PUBLISH}`, 'content-type': 'application/sdp' },
+          body,
         });
-        expect(res.status).toBe(201);
-        expect(res.headers.get('content-type')).toMatch(/^application\/sdp/);
-        location = res.headers.get('location') ?? '';
-        return res.text();
-      },
-    });
-    expect(sent.packetsSent).toBeGreaterThan(60);
-    expect(location).toMatch(/^\/whip\/sessions\/[^/]+$/);
-    const res = await fetch(new URL(location, later.url), { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
-    expect(res.status).toBe(200);
-    const [rec] = ((await res.json()) as { recordings: Recording[] }).recordings;
-    expect(rec.seconds).toBeGreaterThan(1.2);
+
+      // Chromium's own offer (RED, CN, DTMF, header extensions) is answered through the forwarding node.
+      const chrome = await browserPost(chromeLikeOffer());
+      expect(chrome.status).toBe(201);
+      expect(chrome.headers.get('access-control-allow-origin')).toBe('*');
+      expect(chrome.headers.get('access-control-expose-headers')).toMatch(/Location/);
+      const chromeLocation = chrome.headers.get('location') ?? '';
+      expect(chromeLocation).toMatch(/^\/whip\/sessions\/[^/]+$/);
+      expect(await chrome.text()).toMatch(/a=rtpmap:111 opus\/48000\/2/);
+      const chromeOn = await until('the Chromium-shaped session in /cluster/stats', async () =>
+        (await get<{ peers: ClusterPeer[] }>(nodes[0], '/cluster/stats')).peers.find((p) => p.peer === 'b1' && p.state !== 'ended')?.node);
+      expect(chromeOn).not.toBe(l.node);
+      const third = nodes.find((n) => n !== entry && n !== byId.get(chromeOn))!;
+      const gone = await fetch(new URL(chromeLocation, third.url), { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
+      expect(gone.status).toBe(200);
+      await gone.arrayBuffer();
+
+      // A real publisher with the same signaling (fetch, no redirects, an Origin): media flows to the node that answered.
+      let location = '';
+      const sent = sendAudio({
+        url: `${entry.url}/whip/browser/b1`,
+        source: tone,
+        seconds: 3,
+        skipDelete: true,
+        signaling: async (offer) => {
+          const res = await browserPost(offer);
+          expect(res.status).toBe(201);
+          expect(res.headers.get('content-type')).toMatch(/^application\/sdp/);
+          expect(res.headers.get('access-control-allow-origin')).toBe('*');
+          location = res.headers.get('location') ?? '';
+          return res.text();
+        },
+      });
+      const b = await livePeer(nodes[0], 'b1', 25);
+      expect(b.node).not.toBe(l.node);
+      const owner = byId.get(b.node)!;
+      const last = nodes.find((n) => n !== entry && n !== owner)!;
+
+      // The cluster's statistics, through the one node that runs nothing: both sessions, each with its node, counts summed.
+      const stats = await get<{ server: { peers: number; sessionsStarted: number; nodes: Array<{ node: string; peers: number; reachable: boolean; state: string }> }; peers: ClusterPeer[] }>(last, '/cluster/stats');
+      const live = stats.peers.filter((p) => p.state !== 'ended');
+      expect(live.map((p) => [p.peer, p.node]).sort()).toEqual([['b1', b.node], ['load', l.node]].sort());
+      expect(stats.server.peers).toBe(2);
+      expect(stats.server.nodes.map((n) => n.node).sort()).toEqual([...byId.keys()].sort());
+      expect(stats.server.nodes.every((n) => n.reachable && n.state === 'up')).toBe(true);
+      expect(Object.fromEntries(stats.server.nodes.map((n) => [n.node, n.peers]))).toEqual(Object.fromEntries([...byId.keys()].map((id) => [id, id === l.node || id === b.node ? 1 : 0])));
+      const own = await Promise.all(nodes.map((n) => get<{ server: { sessionsStarted: number } }>(n, '/stats')));
+      expect(stats.server.sessionsStarted).toBe(own.reduce((sum, o) => sum + o.server.sessionsStarted, 0));
+
+      const result = await sent;
+      expect(result.packetsSent).toBeGreaterThan(140);
+      expect(location).toMatch(/^\/whip\/sessions\/[^/]+$/);
+      // DELETE of the Location through the third node: neither the one POSTed to nor the owner.
+      const res = await fetch(new URL(location, last.url), { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
+      expect(res.status).toBe(200);
+      const [rec] = ((await res.json()) as { recordings: Recording[] }).recordings;
+      expect(rec.gapFrames).toBe(0);
+      const wav = await readWav(join(owner.recordingsDir, rec.name));
+      expect(Math.abs(wav.durationSec - 3)).toBeLessThan(0.04);
+      expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
+      expect(await finalized(join(owner.recordingsDir, rec.name))).toBe(true);
+    } finally {
+      controller.abort();
+      await load.catch(() => undefined);
+    }
   });
 
   it('replaces a live peer on the node that runs it, whichever node the second POST reaches', async () => {
@@ -197,9 +277,9 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     expect(((await free.json()) as { code: string }).code).not.toBe('EARSHOT_PEER_BUSY');
   });
 
-  it('shares pipelines and room bindings: a change through one node is used by the others', async () => {
-    const shared = { name: 'shared', stages: [], sinks: [{ type: 'record', template: 'shared-{peer}' }, { type: 'stats' }] };
-    const put = await fetch(`${nodes[0].url}/pipelines/shared`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify(shared) });
+  it('shares pipelines and room bindings: a change through one node (a new pipeline, an update, a deletion) is used by the others', async () => {
+    const pipeline = (template: string) => ({ name: 'shared', stages: [], sinks: [{ type: 'record', template }, { type: 'stats' }] });
+    const put = await fetch(`${nodes[0].url}/pipelines/shared`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify(pipeline('shared-{peer}')) });
     expect(put.status).toBe(201);
     const bind = await fetch(`${nodes[1].url}/rooms/sharedroom`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'shared' }) });
     expect(bind.status).toBe(200);
@@ -210,20 +290,64 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     expect(results.filter((r) => 'error' in r)).toEqual([]);
     const found = await recordingsOf('shared-s-');
     expect(found.flatMap((f) => f.files).sort()).toEqual(['shared-s-1.wav', 'shared-s-2.wav', 'shared-s-3.wav']);
+    // The pipeline was PUT through node 0 only: recordings made by it on other nodes prove they have it.
+    expect(found.filter((f) => f.node !== nodes[0]).length).toBeGreaterThan(0);
+
+    // An update through another node replaces it everywhere.
+    const update = await fetch(`${nodes[1].url}/pipelines/shared`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify(pipeline('updated-{peer}')) });
+    expect(update.status).toBe(200);
+    for (const node of nodes) {
+      await until(`the update on ${node.url}`, async () => (JSON.stringify(await get<unknown>(node, '/pipelines/shared')).includes('updated-{peer}') ? true : undefined), 10_000);
+    }
+    const again = await sendMany(3, { url: `${nodes[0].url}/whip/sharedroom/u`, token: PUBLISH, source: tone, seconds: 1 });
+    expect(again.filter((r) => 'error' in r)).toEqual([]);
+    const updated = await recordingsOf('updated-u-');
+    expect(updated.flatMap((f) => f.files).sort()).toEqual(['updated-u-1.wav', 'updated-u-2.wav', 'updated-u-3.wav']);
+    expect(updated.filter((f) => f.node !== nodes[1]).length).toBeGreaterThan(0);
+    expect(await recordingsOf('shared-u-')).toEqual([]);
+
+    // Deletions through a third node: the binding, then the pipeline, are gone on every node.
+    const unbind = await fetch(`${nodes[2].url}/rooms/sharedroom`, { method: 'DELETE', headers: admin });
+    expect(unbind.status).toBeLessThan(300);
+    const removed = await fetch(`${nodes[2].url}/pipelines/shared`, { method: 'DELETE', headers: admin });
+    expect(removed.status).toBeLessThan(300);
+    for (const node of nodes) {
+      await until(`the deletions on ${node.url}`, async () => {
+        const [room, doc] = await Promise.all([get<{ bound: boolean }>(node, '/rooms/sharedroom'), fetch(`${node.url}/pipelines/shared`, { headers: admin })]);
+        return !room.bound && doc.status === 404 ? true : undefined;
+      }, 10_000);
+    }
   });
 
   it('without Redis: a live session keeps recording, new POSTs get 503 EARSHOT_CLUSTER_UNAVAILABLE; with Redis back, placements work again', async () => {
     const controller = new AbortController();
     const steady = sendAudio({ url: `${nodes[1].url}/whip/outage/steady`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    let killed = false;
     try {
       const s = await livePeer(nodes[1], 'steady', 25);
       const owner = byId.get(s.node)!;
       await redis.kill();
+      killed = true;
       const refused = await rawPost(nodes[0], '/whip/outage/new');
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('2');
       expect(((await refused.json()) as { code: string }).code).toBe('EARSHOT_CLUSTER_UNAVAILABLE');
       expect((await fetch(`${nodes[0].url}/cluster/nodes`, { headers: admin })).status).toBe(503);
+      // Pipeline and room changes are refused too, on every node: made on one node only, they would never reach the others.
+      const change = (node: CliServer, method: string, path: string, body?: unknown) =>
+        fetch(`${node.url}${path}`, { method, headers: { ...admin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const outagePipeline = { name: 'outage', stages: [], sinks: [{ type: 'stats' }] };
+      for (const node of [nodes[0], nodes[2]]) {
+        await until(`${node.url} to notice Redis is gone`, async () => (((await (await fetch(`${node.url}/health`)).json()) as { cluster: { redis: string } }).cluster.redis === 'down' ? true : undefined), 5000);
+        for (const [method, path, body] of [['PUT', '/pipelines/outage', outagePipeline], ['DELETE', '/pipelines/telephony'], ['PUT', '/rooms/outage', { pipeline: 'raw' }], ['DELETE', '/rooms/outage']] as const) {
+          const res = await change(node, method, path, body);
+          expect([method, path, res.status, res.headers.get('retry-after'), ((await res.json()) as { code: string }).code]).toEqual([method, path, 503, '2', 'EARSHOT_CLUSTER_UNAVAILABLE']);
+        }
+        // Nothing changed on the node either.
+        expect((await fetch(`${node.url}/pipelines/outage`, { headers: admin })).status).toBe(404);
+        expect((await fetch(`${node.url}/pipelines/telephony`, { headers: admin })).status).toBe(200);
+        expect((await get<{ bound: boolean }>(node, '/rooms/outage')).bound).toBe(false);
+      }
       const health = (await (await fetch(`${nodes[0].url}/health`)).json()) as { status: string; ready: boolean; cluster: { redis: string } };
       expect(health).toMatchObject({ status: 'degraded', ready: false, cluster: { redis: 'down' } });
       // The live session goes on: its packets keep arriving on its node.
@@ -233,7 +357,12 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       expect(during - before).toBeGreaterThan(35);
 
       await redis.start(); // empty: nothing was persisted
+      killed = false;
       await until('all three nodes registered again', async () => ((await nodesSeenBy(nodes[0])).length === 3 ? true : undefined), 15_000);
+      // With Redis back, a change through one node reaches the others again.
+      const created = await fetch(`${nodes[0].url}/pipelines/outage`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'outage', stages: [], sinks: [{ type: 'stats' }] }) });
+      expect(created.status).toBe(201);
+      await until('the new pipeline on another node', async () => ((await fetch(`${nodes[2].url}/pipelines/outage`, { headers: admin })).status === 200 ? true : undefined), 10_000);
       const after = await sendAudio({ url: `${nodes[0].url}/whip/outage/after`, token: PUBLISH, source: tone, seconds: 1 });
       expect(after.packetsSent).toBeGreaterThan(40);
       // The owner wrote its live session back: a DELETE through another node finds it.
@@ -252,6 +381,8 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     } finally {
       controller.abort();
       await steady.catch(() => undefined);
+      // A failure above must not leave the later tests without Redis.
+      if (killed) await redis.start();
     }
   });
 
