@@ -1,13 +1,42 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Two groups, one after the other:
+ * - `unit`: tests without live media (DSP on fixtures, pipeline language, docs, the packed
+ *   package, the CLI's checks). They do not measure anything against wall-clock time, so
+ *   they run two files at a time.
+ * - `media`: everything that streams real audio over loopback WebRTC, runs servers, workers
+ *   under faults, Chromium, Docker or Redis. On a 2-core machine these must not compete with
+ *   each other for the CPU, so they run one file at a time, after the unit group.
+ */
+const UNIT = [
+  'test/dsp/**/*.test.ts',
+  'test/media/**/*.test.ts',
+  'test/wasm/**/*.test.ts',
+  'test/docs/**/*.test.ts',
+  'test/package/**/*.test.ts',
+  'test/cli/**/*.test.ts',
+  'test/helpers/**/*.test.ts',
+  'test/errors.test.ts',
+  'test/layering.test.ts',
+  'test/server/ice-server-links.test.ts',
+  'test/pipeline/{pipeline,pipeline-builder,pipeline-properties,pipeline-registry,record-names,frame-operators}.test.ts',
+  'test/rtc/{sdp-offer,rtp-ingest,ice-servers,werift-rtp-header}.test.ts',
+  'test/sinks/{audio-socket,record-sink,recording-preflight,s16-recording,wav-file-writer,wav-file-writer-faults,ogg-opus-writer,processors}.test.ts',
+  'test/client/{wav-source,audio-sender,whip-client}.test.ts',
+  'test/core/{listeners,subscriber-guard}.test.ts',
+  'test/cluster/{placement,compose-file,cluster-options}.test.ts',
+  'test/pool/batch-codec.test.ts',
+];
+
+const shared = { testTimeout: 120_000, hookTimeout: 60_000 };
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // Integration tests stream real audio in real time over loopback WebRTC; on a
-    // 2-core machine they must not compete with each other for the CPU.
-    fileParallelism: false,
-    testTimeout: 120_000,
-    hookTimeout: 60_000,
     reporters: ['default'],
+    projects: [
+      { test: { ...shared, name: 'unit', include: UNIT, maxWorkers: 2, sequence: { groupOrder: 0 } } },
+      { test: { ...shared, name: 'media', include: ['test/**/*.test.ts'], exclude: UNIT, fileParallelism: false, sequence: { groupOrder: 1 } } },
+    ],
   },
 });

@@ -12,6 +12,7 @@ import { CORES_PER_ENGINE, defaultProcesses } from '../cluster/processes.js';
 import { isEarshotError } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
 import { parseIceServerSpec } from '../rtc/ice-servers.js';
+import { POOL_OPTION_RANGES } from '../pool/pool-limits.js';
 
 function integer(name: string, min: number, max: number) {
   return (value: string) => {
@@ -83,10 +84,10 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--pipelines <dir>', 'directory of pipeline files, loaded at start and watched (default: ./pipelines if it exists, else the bundled ones)').env('EARSHOT_PIPELINES'))
     .addOption(new Option('--pipeline <name|file>', 'default pipeline: a name in --pipelines, or a JSON file').env('EARSHOT_PIPELINE').default('default'))
     .addOption(new Option('--recordings <dir>', 'directory for recordings').env('EARSHOT_RECORDINGS').default('recordings'))
-    .addOption(new Option('--threads <n>', 'DSP worker threads, per engine process (default: one per core, shared out among the processes)').env('EARSHOT_THREADS').argParser(integer('--threads', 1, 64)))
+    .addOption(new Option('--threads <n>', 'DSP worker threads, per engine process (default: one per core, shared out among the processes)').env('EARSHOT_THREADS').argParser(integer('--threads', POOL_OPTION_RANGES.threads.min, POOL_OPTION_RANGES.threads.max)))
     .addOption(new Option('--processes <n>', `engine processes behind the one port, each with its own WebRTC main thread and DSP threads; 1 is a single process (default: 1 up to ${CORES_PER_ENGINE} cores, then one per ${CORES_PER_ENGINE}: ${defaultProcesses()} here)`).env('EARSHOT_PROCESSES').argParser(integer('--processes', 1, 64)))
     .addOption(new Option('--cluster <redis-url>', 'join a cluster of machines whose shared state is in this Redis, redis://[user:password@]host:port[/db] (default: none, one machine)').env('EARSHOT_CLUSTER'))
-    .addOption(new Option('--public-url <url>', 'with --cluster: where other nodes and clients reach this node, http(s)://host:port (default: the address it listens on; required with --host 0.0.0.0)').env('EARSHOT_PUBLIC_URL'))
+    .addOption(new Option('--public-url <url>', 'with --cluster: where the other nodes reach this node (they forward offers, requests and downloads to it; clients never need it), http(s)://host:port (default: the address it listens on; required with --host 0.0.0.0)').env('EARSHOT_PUBLIC_URL'))
     .addOption(new Option('--node-id <id>', 'with --cluster: this node\'s id, unique in the cluster (default: <hostname>-<port>)').env('EARSHOT_NODE_ID'))
     .addOption(new Option('--drain-timeout <seconds>', 'with --cluster: how long draining (SIGTERM, POST /admin/drain) waits for live sessions to end before ending them').env('EARSHOT_DRAIN_TIMEOUT').default(30).argParser(integer('--drain-timeout', 0, 86400)))
     .addOption(new Option('--media-timeout <seconds>', 'end a session after this long without RTP').env('EARSHOT_MEDIA_TIMEOUT').default(10).argParser(integer('--media-timeout', 1, 3600)))

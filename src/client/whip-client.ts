@@ -1,10 +1,13 @@
 /**
  * The HTTP half of a WHIP publisher (RFC 9725): POST the offer, read the answer
  * and session URL, DELETE the session at the end. Errors carry the server's
- * problem+json `code` when it sends one.
+ * problem+json `code` when it sends one; the client's own codes and words come
+ * from the catalog (src/errors.ts).
  *
  * @module
  */
+import { errors } from '../errors.js';
+
 export class WhipRequestError extends Error {
   override readonly name = 'WhipRequestError';
   constructor(
@@ -61,11 +64,11 @@ export class WhipClient {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS),
       });
     } catch (e) {
-      throw new WhipRequestError(0, 'EARSHOT_WHIP_UNREACHABLE', `WHIP endpoint ${url} did not answer: ${(e as Error).message}`);
+      throw whipError(0, errors.WHIP_UNREACHABLE(url, (e as Error).message));
     }
     if (res.status !== 201) throw await errorFrom(res, url);
     const location = res.headers.get('location');
-    if (!location) throw new WhipRequestError(res.status, 'EARSHOT_WHIP_NO_LOCATION', `WHIP endpoint ${url} answered 201 without a Location header`);
+    if (!location) throw whipError(res.status, errors.WHIP_NO_LOCATION(url));
     return { answer: await res.text(), sessionUrl: new URL(location, url).href, etag: res.headers.get('etag') ?? undefined };
   }
 
@@ -82,8 +85,14 @@ async function errorFrom(res: Response, url: string): Promise<WhipRequestError> 
   const type = res.headers.get('content-type') ?? '';
   if (/json/.test(type)) {
     const body = (await res.json().catch(() => ({}))) as { code?: string; detail?: string; title?: string };
-    return new WhipRequestError(res.status, body.code ?? 'EARSHOT_WHIP_HTTP', `${res.status} from ${url}: ${body.detail ?? body.title ?? res.statusText}`);
+    const e = errors.WHIP_HTTP(url, String(res.status), body.detail ?? body.title ?? res.statusText);
+    return new WhipRequestError(res.status, body.code ?? e.code, e.message);
   }
   const text = (await res.text().catch(() => '')).slice(0, 200);
-  return new WhipRequestError(res.status, 'EARSHOT_WHIP_HTTP', `${res.status} ${res.statusText} from ${url}${text ? `: ${text}` : ''}`);
+  return whipError(res.status, errors.WHIP_HTTP(url, `${res.status} ${res.statusText}`, text));
+}
+
+/** A catalog error as the `WhipRequestError` this client has always thrown (its `status` is the server's, not the catalog's). */
+function whipError(status: number, e: { code: string; message: string }): WhipRequestError {
+  return new WhipRequestError(status, e.code, e.message);
 }

@@ -3,13 +3,13 @@
  * and `WebRTCHandler` pass through to it (made up front by both, and again by
  * the core itself for direct users).
  */
-import type { FastifyBaseLogger } from 'fastify';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { WorkerPool, WorkerPoolOptions } from '../pool/worker-pool.js';
 import type { IceOptions } from '../rtc/ice-config.js';
 import type { ProcessorRegistry } from '../sinks/processors.js';
 import { checkAdmissionOptions, type AdmissionOptions } from './admission.js';
 import { checkInteger, checkMilliseconds } from './option-checks.js';
+import type { CoreLogger } from './logger.js';
 
 export interface EarshotCoreOptions {
   /** The pipelines by name (a directory's, or in memory). */
@@ -43,7 +43,7 @@ export interface EarshotCoreOptions {
    * registry of this core's own over the process-wide one (`registerProcessor`).
    */
   processors?: ProcessorRegistry;
-  log: FastifyBaseLogger;
+  log: CoreLogger;
 }
 
 export const DEFAULT_MAX_SESSIONS = 500;

@@ -11,7 +11,6 @@
  * processors attached by scope (processor-attachment.ts), the live and ended
  * peers (peer-registry.ts) and what the core measures (monitoring.ts).
  */
-import type { FastifyBaseLogger } from 'fastify';
 import { Observable, Subject, interval, map } from 'rxjs';
 import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
@@ -23,7 +22,7 @@ import type { ListenerSession } from '../rtc/listener-session.js';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import { defaultProcessors, ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
-import { recordingPreflight } from '../sinks/record-sink.js';
+import { recordingPreflight } from '../sinks/recording-preflight.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { AdmissionControl } from './admission.js';
 import { checkCoreOptions, DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_SESSIONS, type EarshotCoreOptions } from './core-options.js';
@@ -36,6 +35,7 @@ import { RoomPipelines } from './rooms.js';
 import { SessionGate } from './session-gate.js';
 import { SessionLifecycle, type SessionEvent, type SessionSlot, type StreamHandle, type StreamObservableLabel } from './session-lifecycle.js';
 import { guardSubscribers } from './subscriber-guard.js';
+import type { CoreLogger } from './logger.js';
 
 export type { EarshotCoreOptions } from './core-options.js';
 export { JITTER_BOUNDS_S, type ServerStats } from './monitoring.js';
@@ -57,7 +57,7 @@ export class EarshotCore {
   readonly #events$ = new Subject<ProcessorEvent>();
   readonly #sessions$ = new Subject<SessionEvent>();
   readonly #options: EarshotCoreOptions;
-  readonly #log: FastifyBaseLogger;
+  readonly #log: CoreLogger;
   readonly #monitor: CoreMonitor;
   readonly #admission: AdmissionControl | undefined;
   readonly #gate: SessionGate;

@@ -6,8 +6,8 @@
  * passes (the default applies).
  */
 import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { errors } from '../errors.js';
+import { describeRange, inRange, POOL_OPTION_RANGES, type OptionRange } from '../pool/pool-limits.js';
 
 /** How a value looks in a message: numbers as written, strings quoted and cut, the rest by kind. */
 export function describeValue(value: unknown): string {
@@ -107,11 +107,16 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 
 /** The worker pool's options as `createServer` names them (`stageTimeoutMs` is the pool's `taskTimeoutMs`). */
 export function checkPoolOptions(options: { threads?: unknown; batchIntervalMs?: unknown; stageTimeoutMs?: unknown; maxStreamCrashes?: unknown; maxQueuedFrames?: unknown }): void {
-  checkInteger('threads', options.threads, 1, Math.max(1, availableParallelism()) * 4);
-  checkNumber('batchIntervalMs', options.batchIntervalMs, 1, 100, ' (ms)');
-  checkNumber('stageTimeoutMs', options.stageTimeoutMs, 50, 600_000, ' (ms)');
-  checkInteger('maxStreamCrashes', options.maxStreamCrashes, 1, 100);
-  checkInteger('maxQueuedFrames', options.maxQueuedFrames, 1);
+  checkRange('threads', options.threads, POOL_OPTION_RANGES.threads);
+  checkRange('batchIntervalMs', options.batchIntervalMs, POOL_OPTION_RANGES.batchIntervalMs);
+  checkRange('stageTimeoutMs', options.stageTimeoutMs, POOL_OPTION_RANGES.taskTimeoutMs);
+  checkRange('maxStreamCrashes', options.maxStreamCrashes, POOL_OPTION_RANGES.maxStreamCrashes);
+  checkRange('maxQueuedFrames', options.maxQueuedFrames, POOL_OPTION_RANGES.maxQueuedFrames);
+}
+
+/** A value in one of the ranges the pool defines (pool-limits.ts), in the same words as `checkInteger` / `checkNumber`. */
+export function checkRange(name: string, value: unknown, range: OptionRange): void {
+  if (value !== undefined && !inRange(range, value)) fail(name, describeRange(range), value);
 }
 
 /** A pipeline option: a name or path, a pipeline document or a built Pipeline (its contents are checked when it is parsed). */

@@ -4,7 +4,6 @@
  * (`streams$`, `sessions$`) and given the attached processors; when it ends,
  * its pipeline drains, its recordings are finalized and it is retired.
  */
-import type { FastifyBaseLogger } from 'fastify';
 import { Observable, Subject } from 'rxjs';
 import type { AudioFrame, EncodedFrame } from '../media/frames.js';
 import { errors } from '../errors.js';
@@ -20,6 +19,7 @@ import type { PeerEntry, PeerRegistry, PeerStatsSnapshot } from './peer-registry
 import type { ProcessorAttachments } from './processor-attachment.js';
 import { ClientFeed } from './client-feed.js';
 import { guardSubscribers } from './subscriber-guard.js';
+import type { CoreLogger } from './logger.js';
 
 /**
  * A stream as it starts, for programmatic consumers (`server.streams$`):
@@ -89,7 +89,7 @@ export interface SessionLifecycleOptions {
   peers: PeerRegistry;
   attachments: ProcessorAttachments;
   latency: LatencyHistogram;
-  log: FastifyBaseLogger;
+  log: CoreLogger;
   streams$: Subject<StreamHandle>;
   events$: Subject<ProcessorEvent>;
   sessions$: Subject<SessionEvent>;

@@ -5,7 +5,7 @@
  * worker registers the same modules, so a stream's stages build the same way
  * on whichever worker it lands.
  */
-import type { TObject } from '@sinclair/typebox';
+import type { Static, TObject } from '@sinclair/typebox';
 import type { AudioFormat } from '../media/frames.js';
 import { bandpassStage, highpassStage, lowpassStage, notchStage } from './biquad.js';
 import { denoiseStage } from './denoise.js';
@@ -46,25 +46,11 @@ export const BUILTIN_STAGE_DEFINITIONS = [
 /** A built-in stage definition, options seen as plain JSON (the schema is what types them). */
 export type AnyStageTypeDefinition = StageTypeDefinition<TObject, Record<string, unknown>>;
 
-/** The built-in stage types, in documentation order. */
-export const BUILTIN_STAGE_TYPES = [
-  'passthrough',
-  'denoise',
-  'resample',
-  'downmix',
-  'upmix',
-  'format',
-  'reframe',
-  'gain',
-  'highpass',
-  'lowpass',
-  'bandpass',
-  'notch',
-  'gate',
-  'limiter',
-  'normalize',
-] as const satisfies ReadonlyArray<(typeof BUILTIN_STAGE_DEFINITIONS)[number]['type']>;
-export type BuiltinStageType = (typeof BUILTIN_STAGE_TYPES)[number];
+/** A built-in stage type: the literal `type` of a definition's schema. */
+export type BuiltinStageType = Static<(typeof BUILTIN_STAGE_DEFINITIONS)[number]['schema']>['type'];
+
+/** The built-in stage types, in documentation order: the definitions' own, so the list is written once. */
+export const BUILTIN_STAGE_TYPES: readonly BuiltinStageType[] = BUILTIN_STAGE_DEFINITIONS.map((d) => d.type as BuiltinStageType);
 
 /** Built-in definitions by type. */
 export const builtinStageDefinitions: ReadonlyMap<string, AnyStageTypeDefinition> = new Map(

@@ -22,7 +22,7 @@ import type { PcmInput } from '../dsp/stream-processor.js';
 import type { StageSpec } from '../dsp/types.js';
 import type { AudioFrame } from '../media/frames.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
-import { getDefaultPool } from '../pool/default-pool.js';
+import { getDefaultPool, scopedPool, withDefaultPool } from '../pool/default-pool.js';
 
 /** A frame of processed audio (what the sinks, processors and these operators see). */
 export type { AudioFrame } from '../media/frames.js';
@@ -94,7 +94,12 @@ export function makeStageOperator(stages: StageSpec[], pool?: WorkerPool): Stage
 
 function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolOption: WorkerPool | undefined): Observable<AudioFrame> {
   return new Observable<AudioFrame>((subscriber) => {
-    const pool = poolOption ?? getDefaultPool();
+    // The pool: the one given; else that of the server whose code subscribes now (a `streams$`
+    // subscriber, a processor); else that of whoever delivers the first frame (a server's stream,
+    // a stage operator upstream), so an operator subscribed after an `await` still runs on its
+    // server's workers; else the process-wide default (default-pool.ts).
+    let pool: WorkerPool | undefined = poolOption ?? scopedPool();
+    let poolReady: Promise<void> | undefined;
     let stream: ReturnType<WorkerPool['openStream']> | undefined;
     let format: { sampleRate: number; channels: 1 | 2; sampleFormat: 'f32' | 's16' } | undefined;
     let failed = false;
@@ -110,11 +115,15 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
     const open = (f: AudioFrame) => {
       if (f.channels !== 1 && f.channels !== 2) throw new RangeError(`inWorkers: frames must be mono or stereo, got ${f.channels} channels`);
       format = { sampleRate: f.sampleRate, channels: f.channels, sampleFormat: f.data instanceof Int16Array ? 's16' : 'f32' };
-      stream = pool.openStream(
+      const own = pool!;
+      stream = own.openStream(
         { channels: format.channels, input: { ...format }, branches: [{ stages }] },
         {
+          // Delivered as this pool's frames: a stage operator downstream without a pool of its own takes this one.
           onFrames: (_branch, frames) => {
-            if (!failed) for (const out of frames) subscriber.next(out);
+            if (!failed) withDefaultPool(own, () => {
+              for (const out of frames) subscriber.next(out);
+            });
           },
           onError: (message) => fail(new Error(`inWorkers(${stages.map((s) => s.type).join(', ')}): ${message}`)),
         },
@@ -141,20 +150,26 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
       else done();
     };
 
-    const poolReady = pool.start().then(
-      () => {
-        ready = true;
-        try {
-          for (const f of early.splice(0)) push(f);
-        } catch (e) {
-          fail(e);
-        }
-      },
-      (e: unknown) => fail(e),
-    );
+    const usePool = (chosen: WorkerPool) => {
+      pool = chosen;
+      poolReady = chosen.start().then(
+        () => {
+          ready = true;
+          try {
+            for (const f of early.splice(0)) push(f);
+          } catch (e) {
+            fail(e);
+          }
+        },
+        (e: unknown) => fail(e),
+      );
+    };
+    if (pool) usePool(pool);
+    const settled = () => poolReady ?? Promise.resolve();
     const sub = source.subscribe({
       next: (f) => {
         if (failed) return;
+        if (!poolReady) usePool(getDefaultPool());
         if (!ready) {
           // Bounded while the pool starts (~0.1–0.3 s): beyond 5 s of 20 ms frames, drop the oldest.
           if (early.length >= MAX_EARLY_FRAMES) early.shift();
@@ -167,8 +182,8 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
           fail(e);
         }
       },
-      error: (e: unknown) => void poolReady.then(() => end({ e })),
-      complete: () => void poolReady.then(() => end()),
+      error: (e: unknown) => void settled().then(() => end({ e })),
+      complete: () => void settled().then(() => end()),
     });
     return () => {
       sub.unsubscribe();

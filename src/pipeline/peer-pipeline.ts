@@ -42,6 +42,7 @@ import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ENCODED_FRAME_SAMPLES_48K, opusEncodable } from '../dsp/opus-encode.js';
 import { errors } from '../errors.js';
 import type { AudioFrame, BranchFormat, EncodedFrame } from '../media/frames.js';
+import { nextInPool } from '../pool/default-pool.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
@@ -592,7 +593,8 @@ export class PeerPipeline {
         this.#sinkFailed(`websocket:${r.name}`, e as Error);
       }
     }
-    if (complete && r.subject.observed) r.subject.next(f);
+    // As this pipeline's pool's: a stage operator on the branch without a pool of its own runs on it (default-pool.ts).
+    if (complete && r.subject.observed) nextInPool(this.#options.pool, r.subject, f);
   }
 
   /** The branches' formats from the worker: what recordings are written in, and what `branches` say from now on. */

@@ -126,9 +126,6 @@ export const ProcessorSinkSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** `${NAME}` in a websocket sink's header value: replaced by that environment variable when a stream starts. */
-export const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-
 export const WebSocketSinkSchema = Type.Object(
   {
     type: Type.Literal('websocket', {

@@ -2,17 +2,24 @@
  * The pool stage operators (`denoise()`, `inWorkers(…)`, `AudioFilter`, …) run
  * on when not given one.
  *
- * An operator subscribed while a server announces a stream or attaches a
- * processor to it — in a `streams$` subscriber, in a processor — uses that
- * server's own pool: the server runs that code inside `withDefaultPool(pool, …)`,
- * so two servers in one process never share workers and closing one leaves
- * the other's operators running. Anywhere else, the process-wide default
- * applies: the pool given to `setDefaultPool`, or one created on first use
- * (`closeDefaultPool()` closes it).
+ * An operator on a server's stream uses that server's own pool, so two servers
+ * in one process never share workers and closing one leaves the other's
+ * operators running. The server runs its code (announcing a stream on
+ * `streams$`, attaching a processor) and delivers its streams' frames inside
+ * `withDefaultPool(pool, …)`; an operator takes the pool in scope when it is
+ * subscribed or, failing that, when its first frame arrives. So an operator
+ * subscribed after an `await` in a `streams$` subscriber still runs on its
+ * server's workers, as long as its frames come from the server (or from a
+ * stage operator, which delivers as its own pool) without an asynchronous hop
+ * in between (`delay`, `observeOn`, a timer of your own). Anywhere else, the
+ * process-wide default applies: the pool given to `setDefaultPool`, or one
+ * created on first use (`closeDefaultPool()` closes it). Passing `{ pool }`
+ * always wins.
  *
- * The scope covers the synchronous call only, on purpose: carrying it across
+ * The scope covers synchronous calls only, on purpose: carrying it across
  * `await` would take AsyncLocalStorage, whose promise hooks cost every promise
- * in the process on Node 20 — werift's media path among them.
+ * in the process on Node 20 — werift's media path among them. Frames carry it
+ * instead.
  */
 import { WorkerPool } from './worker-pool.js';
 
@@ -27,6 +34,25 @@ export function withDefaultPool<R>(pool: WorkerPool, fn: () => R): R {
   scoped = pool;
   try {
     return fn();
+  } finally {
+    scoped = outer;
+  }
+}
+
+/** The pool of the server (or stage operator) whose code runs now, if any: what an operator subscribed now takes. */
+export function scopedPool(): WorkerPool | undefined {
+  return scoped;
+}
+
+/**
+ * `target.next(value)` as `pool`'s: an operator downstream that has no pool yet
+ * takes this one. Per frame, so without a closure.
+ */
+export function nextInPool<T>(pool: WorkerPool, target: { next(value: T): void }, value: T): void {
+  const outer = scoped;
+  scoped = pool;
+  try {
+    target.next(value);
   } finally {
     scoped = outer;
   }

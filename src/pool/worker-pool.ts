@@ -13,156 +13,33 @@
  * streams of the worker are rebuilt on its replacement and their frames of the
  * lost batch re-sent. `health()` reports it all.
  *
- * Longer than most files on purpose: batching, the watchdog, the blame of a
- * crash and the rebuild of streams all read and write the same per-slot state
- * (the batch in flight, its streams, the marker); split apart, each piece
- * would have to expose that state to the others.
+ * What it promises its users (options, stream handles, statistics, health) is
+ * pool-api.ts; the packed batches, batch-codec.ts and batch-output.ts; the
+ * option ranges, pool-limits.ts. The rest stays here, longer than most files on
+ * purpose: batching, the watchdog, the blame of a crash and the rebuild of
+ * streams all read and write the same per-slot state (the batch in flight, its
+ * streams, the marker); split apart, each piece would have to expose that
+ * state to the others.
  */
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { AudioFrame, BranchFormat, DecodeCounters, EncodedFrame } from '../media/frames.js';
+import type { AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 import { errors, type EarshotError } from '../errors.js';
 import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
+import { defaultThreads, describeRange, inRange, POOL_OPTION_RANGES } from './pool-limits.js';
 import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stagePosition } from './protocol.js';
 import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
-import { ALL_BRANCHES, ItemFlag, ItemStatus, OutputReader, packInput, type InputItem } from './batch-codec.js';
+import { ALL_BRANCHES, ItemFlag, ItemStatus, packInput, type InputItem } from './batch-codec.js';
+import { OutputReader } from './batch-output.js';
 import { stageModuleUrl } from './stage-module.js';
 import { threadRunnable, threadSchedMs } from './thread-cpu.js';
 import { LatencyHistogram } from '../media/latency-histogram.js';
+import type { PoolStream, PoolStreamHandlers, QuarantinedStream, WorkerPoolHealth, WorkerPoolOptions, WorkerPoolStats } from './pool-api.js';
 
-export interface WorkerPoolOptions {
-  /**
-   * Worker threads. Default: one per core (`availableParallelism()`). The DSP
-   * (RNNoise above all) is where the CPU goes — the main thread took 24–36 % of
-   * one core at 30–40 denoised streams — so the workers should be able to use
-   * every core, and they share the main thread's: on the 2-core reference
-   * machine two workers carried the most streams and a third added nothing
-   * (`npm run bench` prints the figures). At most four per core.
-   */
-  threads?: number;
-  /** Milliseconds between batch flushes. Default 5: adds 2.5 ms mean latency, ≤ 200 tasks/s per worker. */
-  batchIntervalMs?: number;
-  /**
-   * Frames a stream may have waiting for its worker before the oldest are
-   * dropped (counted in `dropped`). Default 100 (2 s of 20 ms frames).
-   */
-  maxQueuedFrames?: number;
-  /**
-   * Longest a worker may go without progress before the watchdog replaces it,
-   * in ms. Progress is a stream's share of a batch starting, or a call of a
-   * custom stage starting; so the limit applies to one stream's frames of one
-   * batch (built-in stages) or one custom stage call, never to a whole batch of
-   * many healthy streams. The stream that was running is ended with
-   * `EARSHOT_STAGE_TIMEOUT`; the worker's other streams are rebuilt on the
-   * replacement and their frames of the killed batch re-sent, so they lose
-   * none. Default 500: a stream's share of a batch is at most `maxQueuedFrames`
-   * frames (~35 ms for the full default chain at ~0.34 ms per frame), so 500 ms
-   * is over ten times the worst legitimate case, and the stall it allows
-   * (limit + a worker restart) stays well inside the 2 s the other streams can
-   * queue. On Linux the limit counts the worker's CPU time: a worker that only
-   * waits for a CPU on an overloaded machine is not taken for hung, unless it
-   * makes no progress for ten times the limit. 50–600000.
-   */
-  taskTimeoutMs?: number;
-  /**
-   * Worker deaths blamed on one stream (it was being processed when its
-   * worker exited) after which the stream is quarantined: ended with
-   * `EARSHOT_STAGE_CRASHED` instead of rebuilt again. Default 2: one death can
-   * be bad luck (a worker killed from outside while the stream ran); a second
-   * is a pattern, and every death stalls all the streams of that worker while a
-   * replacement starts. Below the limit the stream loses the batch its worker
-   * died in and restarts. 1–100.
-   */
-  maxStreamCrashes?: number;
-  /**
-   * How long `health()` stays `degraded` after a worker was replaced (watchdog
-   * or crash) or a stream quarantined, in ms; it is also degraded while a
-   * replacement worker starts. Default 30000: long enough for a scrape or a
-   * load-balancer probe to see it. 0–86400000.
-   */
-  healthWindowMs?: number;
-  /**
-   * Keep one extra worker started and idle, so that a slot whose worker hung
-   * or died goes on at once on the spare (its streams rebuilt there) instead
-   * of waiting for a new worker to start — ~0.1 s from the build, ~1 s from
-   * the TypeScript sources on the reference machine, during which the slot's
-   * streams only queue. A new spare then starts in the background. Costs one
-   * idle thread's memory (~40 MB resident, measured), no CPU. Default true.
-   */
-  spareWorker?: boolean;
-}
-
-export interface PoolStreamHandlers {
-  /**
-   * Processed frames of one branch, in media order. The frames' data are views
-   * into the batch's buffer (one per worker per tick). `pcm16`, when the
-   * branch is in `pcm16Branches()`, holds each frame's samples quantized to
-   * 16 bits like a recording (sinks/pcm16.ts); it is undefined for frames of
-   * an s16 branch, whose data already are 16-bit.
-   *
-   * A branch left out of `f32Branches()` gets frames whose float samples were
-   * not sent (to save the main thread their bytes): `complete[i]` is false
-   * for those, and their `data` is the 16-bit copy (`sampleFormat` 's16').
-   * Such frames are for the caller's own sinks; don't hand them to code that
-   * expects the branch's real format.
-   *
-   * The 16-bit copies and incomplete frames are valid during the call only:
-   * their buffer is reused for a later batch. Copy what you keep.
-   */
-  onFrames(branch: number, frames: AudioFrame[], pcm16?: ReadonlyArray<Int16Array | undefined>, complete?: readonly boolean[]): void;
-  /**
-   * The same one frame at a time (`pcm16`: its 16-bit copy; `complete`: see
-   * above): when given, it is called instead of `onFrames`, and no arrays are
-   * built for a batch. Frames come in media order per branch.
-   */
-  onFrame?(branch: number, frame: AudioFrame, pcm16: Int16Array | undefined, complete: boolean): void;
-  /**
-   * The format each branch delivers (index = branch), as the worker built
-   * the stream's stages: called when the stream starts, before its first
-   * frames, and again if it is rebuilt on another worker. It is what the
-   * stages really output, custom stages included (a recording is written in
-   * it, not in a format guessed from the stage list).
-   */
-  onFormats?(formats: readonly BranchFormat[]): void;
-  /**
-   * Decoder counters after each batch. The same object every time for a
-   * stream, updated in place (read it, or copy it to keep a snapshot).
-   */
-  onCounters?(counters: DecodeCounters): void;
-  /**
-   * Branches (bit i = branch i) whose float samples the main thread reads,
-   * asked before every batch. Default: all. Branches from 30 on always get them.
-   */
-  f32Branches?(): number;
-  /**
-   * Branches (bit i = branch i) whose frames should also come quantized to
-   * 16 bits, ready for an s16 recording, asked before every batch. Default: none.
-   */
-  pcm16Branches?(): number;
-  /**
-   * Branches (bit i = branch i) to Opus-encode in the worker, asked before
-   * every batch. Default: none. A branch's encoder starts with the first batch
-   * that asks for it and is freed with the first that no longer does; its
-   * packets come to `onOpus`.
-   */
-  opusBranches?(): number;
-  /**
-   * Opus packets of an encoded branch (see `opusBranches`): consecutive 20 ms
-   * packets, the first at media position `position` (48 kHz samples). The
-   * packets are views valid during the call only: copy what you keep.
-   */
-  onOpus?(branch: number, position: number, packets: readonly Uint8Array[]): void;
-  /**
-   * The stream's stages failed in the worker, hung it or crashed it too often;
-   * the stream has been closed and gets no more frames. For a worker fault,
-   * `error` is the typed error (`EARSHOT_STAGE_TIMEOUT`, `EARSHOT_STAGE_CRASHED`)
-   * and `message` starts with its code.
-   */
-  onError(message: string, error?: EarshotError): void;
-}
+// The pool's contract (options, stream handle and handlers, statistics, health) is in pool-api.ts.
+export type { PoolStream, PoolStreamHandlers, QuarantinedStream, WorkerPoolHealth, WorkerPoolOptions, WorkerPoolStats } from './pool-api.js';
 
 interface StreamEntry {
   id: string;
@@ -196,86 +73,6 @@ interface StreamEntry {
   spareQueue: StreamInput[] | undefined;
   /** The stream's item, rewritten at each flush. */
   readonly item: InputItem;
-}
-
-/** A stream's handle on the pool. */
-export interface PoolStream {
-  readonly id: string;
-  /** Thread ids that have processed this stream, in order (one entry unless a worker died). */
-  readonly workers: readonly number[];
-  /** Frames dropped because the stream's worker queue was full. */
-  readonly dropped: number;
-  /**
-   * Frames lost to worker faults: the batch a stream was blamed for crashing
-   * its worker in, or a batch no stream could be blamed for that failed twice
-   * in a row. Streams that merely shared the worker get their frames re-sent.
-   */
-  readonly lost: number;
-  /** Queues a frame for the stream's worker: encoded Opus, or PCM for a stream opened with `setup.input`. */
-  push(frame: StreamInput): void;
-  /** Processes everything queued, frees the worker state, then resolves. */
-  close(): Promise<void>;
-}
-
-export interface WorkerPoolStats {
-  threads: number;
-  /** Share of time the workers spent processing batches since the pool started, 0..1. */
-  utilization: number;
-  /** Milliseconds the workers spent processing batches, all threads. */
-  busyMs: number;
-  /** Frames waiting for a worker, all streams. */
-  queuedFrames: number;
-  tasksInFlight: number;
-  tasksCompleted: number;
-  /** Batch tasks that did not complete: their worker crashed or the watchdog replaced it. */
-  tasksFailed: number;
-  /** Tasks whose worker the watchdog replaced (no progress for `taskTimeoutMs`, or a task never started). */
-  tasksTimedOut: number;
-  /** Workers that exited while running a task (a stage called `process.exit`, ran out of memory, …). */
-  workerCrashes: number;
-  /** Workers replaced for any reason (watchdog, crash, killed from outside) since the pool started. */
-  workerRestarts: number;
-  /** Streams ended for a worker fault: a stage hung, or crashed its worker `maxStreamCrashes` times. */
-  streamsQuarantined: number;
-  /** Frames lost to worker faults, all streams (see `PoolStream.lost`). */
-  framesLost: number;
-  streams: number;
-  /** Streams opened since the pool started (each one is a worker hop for its frames). */
-  streamsOpened: number;
-  /** Worker time per batch task, ms (p50, p99, max). */
-  taskMs: { p50: number | null; p99: number | null; max: number | null };
-  /** Per worker thread: streams pinned to it. */
-  streamsPerThread: Record<string, number>;
-}
-
-/** A stream ended for a worker fault. */
-export interface QuarantinedStream {
-  /** Pool stream id (`PoolStream.id`). */
-  stream: string;
-  /** Type of the stage blamed, or null when the worker was not in a custom stage. */
-  stage: string | null;
-  reason: 'timeout' | 'crashes';
-  /** The message the stream ended with (also given to its `onError`). */
-  message: string;
-  /** When (ISO 8601). */
-  at: string;
-}
-
-export interface WorkerPoolHealth {
-  /**
-   * `degraded` while a replacement worker starts and for `healthWindowMs`
-   * after a worker was replaced or a stream quarantined; the pool keeps
-   * serving throughout (other streams lose no frames).
-   */
-  status: 'ok' | 'degraded';
-  /** Why it is degraded, newest first; empty when ok. */
-  reasons: string[];
-  /** Workers replaced since the pool started. */
-  workerRestarts: number;
-  /** When a worker was last replaced (ISO 8601), or null. */
-  lastRestartAt: string | null;
-  /** Streams quarantined within the last `healthWindowMs`, newest first. */
-  quarantined: QuarantinedStream[];
 }
 
 /** What happened to a task whose worker died, was replaced, or failed it. */
@@ -409,23 +206,19 @@ export class WorkerPool {
   readonly #moduleTypes = new Map<string, string[]>();
 
   constructor(options: WorkerPoolOptions = {}) {
-    const threads = options.threads ?? defaultThreads();
-    if (!Number.isInteger(threads) || threads < 1 || threads > Math.max(1, availableParallelism()) * 4) {
-      throw new RangeError(`options.threads must be an integer from 1 to ${availableParallelism() * 4}, got ${threads}`);
-    }
-    const interval = options.batchIntervalMs ?? 5;
-    if (!(interval >= 1 && interval <= 100)) throw new RangeError(`options.batchIntervalMs must be 1–100, got ${interval}`);
-    const maxQueued = options.maxQueuedFrames ?? 100;
-    if (!Number.isInteger(maxQueued) || maxQueued < 1) throw new RangeError(`options.maxQueuedFrames must be a positive integer, got ${maxQueued}`);
-    const taskTimeout = options.taskTimeoutMs ?? 500;
-    // Below 50 ms a GC pause in a worker could pass for a hang.
-    if (!(taskTimeout >= 50 && taskTimeout <= 600_000)) throw new RangeError(`options.taskTimeoutMs must be 50–600000 (ms), got ${taskTimeout}`);
-    const maxCrashes = options.maxStreamCrashes ?? 2;
-    if (!Number.isInteger(maxCrashes) || maxCrashes < 1 || maxCrashes > 100) throw new RangeError(`options.maxStreamCrashes must be an integer from 1 to 100, got ${maxCrashes}`);
+    // Ranges: pool-limits.ts, shared with createServer's checks and `earshot serve`.
+    const check = <V>(name: keyof typeof POOL_OPTION_RANGES, value: V): V => {
+      if (!inRange(POOL_OPTION_RANGES[name], value)) throw new RangeError(`options.${name} must be ${describeRange(POOL_OPTION_RANGES[name])}, got ${String(value)}`);
+      return value;
+    };
+    const threads = check('threads', options.threads ?? defaultThreads());
+    const interval = check('batchIntervalMs', options.batchIntervalMs ?? 5);
+    const maxQueued = check('maxQueuedFrames', options.maxQueuedFrames ?? 100);
+    const taskTimeout = check('taskTimeoutMs', options.taskTimeoutMs ?? 500);
+    const maxCrashes = check('maxStreamCrashes', options.maxStreamCrashes ?? 2);
     const spare = options.spareWorker ?? true;
     if (typeof spare !== 'boolean') throw new TypeError(`options.spareWorker must be a boolean, got ${typeof spare}`);
-    const healthWindow = options.healthWindowMs ?? 30_000;
-    if (!(healthWindow >= 0 && healthWindow <= 86_400_000)) throw new RangeError(`options.healthWindowMs must be 0–86400000 (ms), got ${healthWindow}`);
+    const healthWindow = check('healthWindowMs', options.healthWindowMs ?? 30_000);
     this.threads = threads;
     this.#batchIntervalMs = interval;
     this.#maxQueuedFrames = maxQueued;
@@ -1158,11 +951,6 @@ function describeStage(setup: StreamSetup, code: number): { text: string; type: 
   if (at && spec) return { text: `stage "${spec.type}" (branch ${at.branch}, stage ${at.stage})`, type: spec.type };
   const types = [...new Set(setup.branches.flatMap((b) => b.stages.map((s) => s.type)))];
   return { text: types.length > 0 ? `a stage (one of: ${types.join(', ')})` : setup.input ? 'the PCM input' : 'the Opus decoder', type: null };
-}
-
-/** One worker per core (see `WorkerPoolOptions.threads`). */
-export function defaultThreads(): number {
-  return Math.max(1, availableParallelism());
 }
 
 function round2(v: number | null): number | null {

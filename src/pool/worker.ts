@@ -23,7 +23,8 @@ import { declaredFactory, loadStageModule } from './stage-module.js';
 import { currentThreadTid } from './thread-cpu.js';
 import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stageCode } from './protocol.js';
 import type { BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
-import { ItemFlag, ItemStatus, packOutput, unpackInput, type OutputItem, type UnpackedInput } from './batch-codec.js';
+import { ItemFlag, ItemStatus, unpackInput, type UnpackedInput } from './batch-codec.js';
+import { packOutput, type OutputItem } from './batch-output.js';
 
 await loadDspModules();
 warmUp();

@@ -20,9 +20,16 @@
 import { WebSocket } from 'ws';
 import { errors } from '../errors.js';
 import type { SampleFormat } from '../media/frames.js';
-import { ENV_REFERENCE } from '../pipeline/schema.js';
 import { AudioSocketStream, closeWhenDrained, DEFAULT_QUEUE_FRAMES, type AudioSocketIdentity } from './audio-socket.js';
 import type { AudioFrame } from '../media/frames.js';
+
+/**
+ * `${NAME}` in a header value: replaced by that environment variable when a
+ * stream starts. Defined here, where it is resolved; the pipeline schema only
+ * describes it in words.
+ */
+export const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
 /** Time for the connection (TCP, TLS, HTTP upgrade) to open. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 

@@ -10,6 +10,9 @@ import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerServeCommand } from '../../src/cli/serve-command.js';
+import { checkPoolOptions } from '../../src/core/option-checks.js';
+import { POOL_OPTION_RANGES } from '../../src/pool/pool-limits.js';
+import { WorkerPool } from '../../src/pool/worker-pool.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -85,5 +88,18 @@ describe('earshot serve options', () => {
     const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
     registerServeCommand(program);
     await expect(program.parseAsync(['serve', '--ice-server', 'turn:b.example.net'], { from: 'user' })).rejects.toThrow(/a TURN server needs a username and a credential/);
+  });
+
+  it('--threads takes the range the library takes: 1 to 4 × the cores', async () => {
+    const { max } = POOL_OPTION_RANGES.threads;
+    expect(max).toBeGreaterThanOrEqual(4);
+    expect((await parsedOptions(['--threads', String(max)])).threads).toBe(max);
+    const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
+    registerServeCommand(program);
+    await expect(program.parseAsync(['serve', '--threads', String(max + 1)], { from: 'user' })).rejects.toThrow(`--threads must be an integer from 1 to ${max}.`);
+    // The same bounds where createServer and the pool check them.
+    expect(() => checkPoolOptions({ threads: max })).not.toThrow();
+    expect(() => checkPoolOptions({ threads: max + 1 })).toThrow(`options.threads must be an integer from 1 to ${max}, got ${max + 1}`);
+    expect(() => new WorkerPool({ threads: max + 1 })).toThrow(new RangeError(`options.threads must be an integer from 1 to ${max}, got ${max + 1}`));
   });
 });

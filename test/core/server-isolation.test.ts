@@ -1,11 +1,14 @@
 /**
  * Two servers in one process share nothing: each has its own processor
  * registry (over the process-wide one) and its own worker pool, which the
- * stage operators on its streams use; closing one leaves the other working.
+ * stage operators on its streams use (also when subscribed after an `await`);
+ * closing one leaves the other working.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { defaultProcessors, gain, registerProcessor, type AudioFrame } from '../../src/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defaultProcessors, gain, highpass, registerProcessor, type AudioFrame } from '../../src/index.js';
+import { hasDefaultPool } from '../../src/pool/default-pool.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
@@ -64,5 +67,38 @@ describe('two servers in one process', () => {
     expect(poolStreamsOfA).toBe(0);
     // Every frame came through the operator, also those after A closed.
     expect(frames.length).toBeGreaterThanOrEqual(sent.packetsSent - 5);
+  });
+
+  it('run an operator subscribed after an await in a streams$ subscriber on their own pool, and the operators after it too', async () => {
+    const a = await startServer({ threads: 1 });
+    servers.push(a);
+    const b = await startServer({ threads: 1 });
+    servers.push(b);
+    const frames: AudioFrame[] = [];
+    let poolStreamsOfA = -1;
+    let poolStreamsOfB = -1;
+    const done = new Promise<void>((resolve, reject) => {
+      b.server.streams$.subscribe(async (s) => {
+        await sleep(10); // out of the server's synchronous call: no pool in scope when the operators subscribe
+        s.audio$.pipe(gain({ db: -6 }), highpass({ frequency: 80 })).subscribe({
+          next: (f) => {
+            frames.push(f);
+            if (frames.length === 10) {
+              poolStreamsOfA = a.server.core.pool.stats().streams;
+              poolStreamsOfB = b.server.core.pool.stats().streams;
+            }
+          },
+          error: reject,
+          complete: resolve,
+        });
+      });
+    });
+    await sendAudio({ url: `${b.url}/whip/room/bea`, source: fixturePath('speech-48k.wav'), seconds: 1 });
+    await done;
+    expect(frames.length).toBeGreaterThanOrEqual(10);
+    // The stream's pipeline and both operators on B's pool; nothing on A's, and no process-wide pool made.
+    expect(poolStreamsOfB).toBe(3);
+    expect(poolStreamsOfA).toBe(0);
+    expect(hasDefaultPool()).toBe(false);
   });
 });

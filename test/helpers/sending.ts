@@ -15,7 +15,9 @@ import type { PeerStatsSnapshot } from '../../src/index.js';
  * catch it if not. Tests of latency, jitter, bitrate, DTX or anything measured
  * against wall-clock time keep sending in real time.
  */
-export const FAST = 5;
+export const FAST = Number(process.env.EARSHOT_TEST_SPEED ?? 5);
+// EARSHOT_TEST_SPEED=1 runs these sends in real time instead: to measure what the fast mode
+// saves (docs/development.md), or to rule it out when a test fails.
 
 /**
  * Asserts that the session of `peer` got every packet `sent` sent and lost no

@@ -7,9 +7,7 @@
  * On a branch with stages the worker encodes what the stages output: the
  * file holds the processed audio (resampled, 6 dB quieter) at media time.
  */
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
@@ -20,10 +18,10 @@ import { validatePipeline } from '../../src/pipeline/pipeline.js';
 import type { PeerStatsSnapshot } from '../../src/index.js';
 import { dominantFrequency, encodeOpusFrames, readWav } from '../helpers/audio.js';
 import { fixturePath, readFixture } from '../helpers/fixtures.js';
+import { opusdec, opusinfo } from '../helpers/opus-tools.js';
 import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const run = promisify(execFile);
 /** One 20 ms frame: the tolerance on durations. */
 const FRAME_SECONDS = 0.02;
 
@@ -50,19 +48,6 @@ beforeAll(async () => {
   });
 });
 afterAll(() => t.close());
-
-async function opusinfo(path: string): Promise<string> {
-  const { stdout, stderr } = await run('opusinfo', [path]);
-  expect(stdout + stderr).not.toMatch(/WARNING|ERROR|Hole in data/i);
-  return stdout;
-}
-
-async function opusdec(path: string) {
-  // Next to the recording, named after it: readWav caches by path.
-  const out = `${path}.decoded.wav`;
-  await run('opusdec', ['--quiet', '--rate', '48000', path, out]);
-  return readWav(out);
-}
 
 async function statsOf(peer: string): Promise<PeerStatsSnapshot> {
   return (await (await fetch(`${t.url}/stats/${peer}`)).json()) as PeerStatsSnapshot;

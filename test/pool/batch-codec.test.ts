@@ -6,7 +6,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
 import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
-import { ALL_BRANCHES, COUNTER_KEYS, ItemFlag, ItemStatus, OutputReader, packInput, packOutput, unpackInput, type OutputItem } from '../../src/pool/batch-codec.js';
+import { ALL_BRANCHES, COUNTER_KEYS, ItemFlag, ItemStatus, packInput, unpackInput } from '../../src/pool/batch-codec.js';
+import { OutputReader, packOutput, type OutputItem } from '../../src/pool/batch-output.js';
 import { quantizeS16 } from '../../src/media/pcm16.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';

@@ -1,13 +1,12 @@
 /**
- * Custom worker stages loaded from ES modules, and the `inWorkers()` operator
- * that runs stages in one hop: real workers, real modules, real audio.
+ * Custom worker stages loaded from ES modules: real workers, real modules, real
+ * audio (run through `inWorkers()`, whose own tests are in test/pipeline/operators.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
-import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
+import { inWorkers, stage, type AudioFrame } from '../../src/pipeline/operators.js';
 import { rmsDb } from '../helpers/audio.js';
 import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
@@ -90,46 +89,5 @@ describe('custom worker stage modules', () => {
   it('errors the output of inWorkers with the stage message when a stage cannot be built', async () => {
     const run = lastValueFrom(from(framesOf(new Float32Array(1920))).pipe(inWorkers({ pool }, stage('invert', { strength: 3 })), toArray()));
     await expect(run).rejects.toThrow(/inWorkers\(invert\).*strength/);
-  });
-});
-
-describe('inWorkers', () => {
-  it('fuses stages into one worker hop: one pool stream for three stages, three for three separate operators', async () => {
-    const source = framesOf((await readFixture('speech-48k.wav')).channels[0].subarray(0, 48000));
-    const a = stage('gain', { db: -3 });
-    const b = stage('dc-blocker');
-    const c = stage('resample', { sampleRate: 16000 });
-    const fused = inWorkers({ pool }, a, b, c);
-    expect(stagesOf(fused).map((s) => s.type)).toEqual(['gain', 'dc-blocker', 'resample']);
-
-    const opened = () => pool.stats().streamsOpened;
-    const before = opened();
-    const one = await lastValueFrom(from(source).pipe(fused, toArray()));
-    const afterFused = opened();
-    const three = await lastValueFrom(from(source).pipe(inWorkers({ pool }, a), inWorkers({ pool }, b), inWorkers({ pool }, c), toArray()));
-    expect(afterFused - before).toBe(1); // one hop: one pool stream
-    expect(opened() - afterFused).toBe(3); // three hops
-    // Same stages, same result, whichever way they are hopped.
-    expect(one.map((f) => f.sampleRate)).toEqual(three.map((f) => f.sampleRate));
-    expect(concat(one)).toEqual(concat(three));
-    expect(one[0].sampleRate).toBe(16000);
-  });
-
-  it('keeps media order and positions, and completes only after every frame came back', async () => {
-    const source = framesOf(new Float32Array(48000 * 2).fill(0.1));
-    const out = await lastValueFrom(from(source).pipe(inWorkers({ pool }, stage('passthrough')), toArray()));
-    expect(out.map((f) => f.position)).toEqual(source.map((f) => f.position));
-  });
-
-  it('checks built-in stage options against the stage definition when the operator is made, not when audio flows', () => {
-    expect(() => gain({ db: 100 })).toThrow(new TypeError('gain(): db: must be a number from -60 to 60, got 100'));
-    expect(() => resample({ sampleRate: 16000, quality: 11 })).toThrow(TypeError);
-    expect(() => stage('highpass', { frequency: 80, slope: 2 })).toThrow('highpass(): slope: unknown option "slope"; allowed: frequency, q');
-    expect(() => denoise({ mix: 0.2, vadThreshold: 0.7 })).not.toThrow();
-    expect(stagesOf(inWorkers(denoise(), highpass({ frequency: 80 })))).toEqual([{ type: 'denoise' }, { type: 'highpass', frequency: 80 }]);
-  });
-
-  it('rejects a non-stage argument with a TypeError', () => {
-    expect(() => inWorkers({ pool }, (() => null) as never)).toThrow(TypeError);
   });
 });

@@ -4,7 +4,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { checkIceServers, parseIceServerSpec } from '../../src/rtc/ice-servers.js';
-import { iceServerLink } from '../../src/server/ice-server-links.js';
 
 const failure = (f: () => unknown) => {
   try {
@@ -60,15 +59,5 @@ describe('parseIceServerSpec (--ice-server, EARSHOT_ICE_SERVERS)', () => {
   it('names the flag in its errors', () => {
     expect(failure(() => parseIceServerSpec('turn:turn.example.net,alice')).message).toMatch(/^--ice-server "turn:turn\.example\.net,…": give both a username and a credential/);
     expect(failure(() => parseIceServerSpec('turn:turn.example.net')).message).toMatch(/^--ice-server "turn:turn\.example\.net": a TURN server needs/);
-  });
-});
-
-describe('iceServerLink', () => {
-  it('writes the RFC 9725 §4.6 form, escaping quoted-string values', () => {
-    expect(iceServerLink({ url: 'stun:stun.example.net', scheme: 'stun' })).toBe('<stun:stun.example.net>; rel="ice-server"');
-    expect(iceServerLink({ url: 'turn:turn.example.net?transport=udp', scheme: 'turn', username: 'user', credential: 'myPassword' }))
-      .toBe('<turn:turn.example.net?transport=udp>; rel="ice-server"; username="user"; credential="myPassword"; credential-type="password"');
-    expect(iceServerLink({ url: 'turn:t.example.net', scheme: 'turn', username: 'a"b', credential: 'c\\d' }))
-      .toBe('<turn:t.example.net>; rel="ice-server"; username="a\\"b"; credential="c\\\\d"; credential-type="password"');
   });
 });

@@ -5,11 +5,9 @@
  * `.opus`, picks stereo when the first packet is coded stereo, and the store
  * lists and describes the result from the file.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { EarshotError } from '../../src/errors.js';
@@ -17,8 +15,7 @@ import { RecordSink } from '../../src/sinks/record-sink.js';
 import type { RecordingInfo } from '../../src/sinks/recorder.js';
 import { RecordingsStore } from '../../src/sinks/recordings-store.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
-
-const run = promisify(execFile);
+import { opusinfo } from '../helpers/opus-tools.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -56,7 +53,7 @@ describe('RecordSink with format "ogg-opus"', () => {
     expect(failures).toEqual([]);
     expect(info).toMatchObject({ name: 'calls/demo-alice.opus', format: 'ogg-opus', state: 'stopped', channels: 1, sampleRate: 48000, droppedFrames: 0 });
     expect(info.seconds).toBeCloseTo(2 - 312 / 48000, 6);
-    await run('opusinfo', [join(dir, info.name)]);
+    await opusinfo(join(dir, info.name));
     expect(await store.names()).toEqual(['calls/demo-alice.opus']);
     expect(await store.describe('calls/demo-alice.opus')).toMatchObject({ name: 'calls/demo-alice.opus', format: 'ogg-opus', bytes: info.bytes, seconds: info.seconds, channels: 1, sampleRate: 48000 });
   });
@@ -78,8 +75,7 @@ describe('RecordSink with format "ogg-opus"', () => {
     for (const f of encodeOpusFrames(tone(1, 2), 2, 64000)) s.writeEncoded(f);
     const info = (await s.finalize())!;
     expect(info.channels).toBe(2);
-    const { stdout } = await run('opusinfo', [join(dir, info.name)]);
-    expect(stdout).toMatch(/Channels: 2/);
+    expect(await opusinfo(join(dir, info.name))).toMatch(/Channels: 2/);
   });
 
   it('a WAV sink ignores packets', async () => {

@@ -4,19 +4,17 @@
  * that follow media time across loss and DTX gaps, a file copied before it is
  * finalized that still plays, and a full disk that leaves whole pages.
  */
-import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EncodedFrame } from '../../src/media/frames.js';
 import { OggOpusRecorder } from '../../src/sinks/ogg-opus-recorder.js';
 import { readOggOpusSummary } from '../../src/sinks/ogg-opus-reader.js';
 import { OggOpusWriter, type OggFileHandle } from '../../src/sinks/ogg-opus-writer.js';
-import { dominantFrequency, encodeOpusFrames, readWav } from '../helpers/audio.js';
+import { dominantFrequency, encodeOpusFrames } from '../helpers/audio.js';
+import { opusdec, opusinfo } from '../helpers/opus-tools.js';
 
-const run = promisify(execFile);
 /** Seconds players drop at the start (pre-skip 312, libopus's delay). */
 const PRE = 312 / 48000;
 
@@ -32,21 +30,6 @@ function tone(seconds: number, hz = 1000): Float32Array {
   const out = new Float32Array(Math.round(seconds * 48000));
   for (let i = 0; i < out.length; i++) out[i] = 0.5 * Math.sin((2 * Math.PI * hz * i) / 48000);
   return out;
-}
-
-/** `opusinfo` on the file: exit status 0 and no warnings or errors in what it says. */
-async function opusinfo(path: string): Promise<string> {
-  const { stdout, stderr } = await run('opusinfo', [path]);
-  const text = stdout + stderr;
-  expect(text).not.toMatch(/WARNING|ERROR|Hole in data|corrupt/i);
-  return text;
-}
-
-/** Decodes with `opusdec` to a 48 kHz WAV and reads it. */
-async function opusdec(path: string) {
-  const out = `${path}.wav`;
-  await run('opusdec', ['--quiet', '--rate', '48000', path, out]);
-  return readWav(out);
 }
 
 interface Page {

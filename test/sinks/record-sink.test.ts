@@ -1,8 +1,8 @@
 /**
  * The record sink's lifecycle and its failures: armed recordings create their
  * file with the first frame (none without media), a recording that cannot
- * start says why, the preflight for `required` recording refuses up front, and
- * the naming rule is one function shared with pipeline validation.
+ * start says why, and the naming rule is one function shared with pipeline
+ * validation. The preflight for `required` recording: recording-preflight.test.ts.
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { EarshotError } from '../../src/errors.js';
-import { RecordSink, recordingPreflight } from '../../src/sinks/record-sink.js';
+import { RecordSink } from '../../src/sinks/record-sink.js';
 import type { RecordingInfo } from '../../src/sinks/recorder.js';
 import { recordingBaseName, recordingNameProblem } from '../../src/sinks/recording-names.js';
 import { RecordingsStore } from '../../src/sinks/recordings-store.js';
@@ -162,43 +162,6 @@ describe('RecordSink', () => {
     s.arm(true);
     await expect(s.stop()).rejects.toMatchObject({ code: 'EARSHOT_RECORDING_NOT_ACTIVE' });
     expect(s.active).toBe(false);
-  });
-});
-
-describe('recordingPreflight', () => {
-  const pipeline = (required: boolean | undefined) => ({ name: 'calls', branches: [{ sinks: [{ type: 'record', ...(required === undefined ? {} : { required }) }, { type: 'stats' }] }] });
-
-  it('passes a usable directory, and never checks pipelines that do not require recording', async () => {
-    await expect(recordingPreflight(pipeline(true), new RecordingsStore(dir, { minFreeBytes: 0 }))).resolves.toBeUndefined();
-    const file = join(dir, 'file');
-    await writeFile(file, '');
-    await expect(recordingPreflight(pipeline(undefined), new RecordingsStore(file))).resolves.toBeUndefined();
-    await expect(recordingPreflight(pipeline(false), new RecordingsStore(file))).resolves.toBeUndefined();
-  });
-
-  it('refuses with EARSHOT_RECORDING_UNAVAILABLE (507) saying the disk is full when free space is below the minimum', async () => {
-    const store = new RecordingsStore(dir, { minFreeBytes: Number.MAX_SAFE_INTEGER });
-    const e = await recordingPreflight(pipeline(true), store).catch((x: EarshotError) => x);
-    expect(e).toMatchObject({ code: 'EARSHOT_RECORDING_UNAVAILABLE', statusCode: 507 });
-    expect((e as Error).message).toMatch(/Pipeline "calls" requires recording/);
-    expect((e as Error).message).toMatch(/ENOSPC.*free.*needed.*the disk is full/);
-  });
-
-  it('refuses when the recordings path is not a directory, saying so', async () => {
-    const file = join(dir, 'file');
-    await writeFile(file, '');
-    const e = (await recordingPreflight(pipeline(true), new RecordingsStore(file)).catch((x: EarshotError) => x)) as EarshotError;
-    expect(e.code).toBe('EARSHOT_RECORDING_UNAVAILABLE');
-    expect(e.message).toMatch(/ENOTDIR.*is a file, not a directory/);
-  });
-
-  it('recreates a recordings directory that was removed', async () => {
-    const gone = join(dir, 'gone');
-    const store = new RecordingsStore(gone, { minFreeBytes: 0 });
-    await mkdir(gone);
-    await rm(gone, { recursive: true });
-    await store.checkUsable();
-    expect(await readdir(dir)).toEqual(['gone']);
   });
 });
 

@@ -84,6 +84,20 @@ describe('WavFileWriter', () => {
     await w.close();
     await expect(WavFileWriter.create(path, { sampleRate: 8000, channels: 1 })).rejects.toMatchObject({ code: 'EEXIST' });
   });
+
+  it('keeps every byte when chunk buffers are reused many times over', async () => {
+    const path = join(dir, 'reuse.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1, chunkBytes: 4096 });
+    const all = new Int16Array(960 * 200);
+    for (let i = 0; i < all.length; i++) all[i] = (i * 7919) % 65536 - 32768;
+    for (let i = 0; i < 200; i++) {
+      w.append(all.subarray(i * 960, (i + 1) * 960));
+      if (i % 17 === 0) await new Promise((r) => setImmediate(r)); // let writes complete and buffers come back
+    }
+    await w.close();
+    const bytes = await readFile(path);
+    expect(Array.from(new Int16Array(bytes.buffer.slice(bytes.byteOffset + 44, bytes.byteOffset + bytes.length)))).toEqual(Array.from(all));
+  });
 });
 
 describe('Recorder', () => {

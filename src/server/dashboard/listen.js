@@ -1,0 +1,86 @@
+// Listen on a peer card: the peer's processed audio over WHEP, played in the page.
+
+import { askForTokens, authHeaders, problemText } from './access.js';
+import { fmt, num } from './page.js';
+import { iceGatheringComplete } from './webrtc.js';
+
+/**
+ * Plays a peer's processed audio: a receive-only offer POSTed to /whep/:peer
+ * (admin token), the answer applied, the track played in an <audio> element.
+ * While it plays, the card shows what this browser's WebRTC stack reports
+ * receiving (packets, audio level), read from getStats() every second.
+ */
+export async function startListening(peer, card) {
+  const { parts } = card;
+  parts.listen.disabled = true;
+  parts.error.hidden = true;
+  const pc = new RTCPeerConnection();
+  const audio = new Audio();
+  audio.autoplay = true;
+  try {
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addEventListener('track', (e) => {
+      audio.srcObject = e.streams[0] ?? new MediaStream([e.track]);
+      void audio.play().catch(() => undefined);
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGatheringComplete(pc);
+    const post = () => fetch(`/whep/${encodeURIComponent(peer)}`, { method: 'POST', headers: authHeaders('admin', { 'Content-Type': 'application/sdp' }), body: pc.localDescription.sdp });
+    let res = await post();
+    if (res.status === 401 || res.status === 403) {
+      await askForTokens(await problemText(res));
+      res = await post();
+    }
+    if (res.status !== 201) throw new Error(await problemText(res));
+    const location = new URL(res.headers.get('Location') ?? '', res.url).href;
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    const timer = setInterval(() => void showListening(card), 1000);
+    card.listening = { pc, audio, location, timer };
+    pc.addEventListener('connectionstatechange', () => {
+      if (card.listening?.pc === pc && (pc.connectionState === 'failed' || pc.connectionState === 'closed')) void stopListening(card, 'The listening connection ended.');
+    });
+    parts.listen.textContent = 'Stop listening';
+    parts.listen.dataset.listening = 'true';
+    parts.listenStatus.hidden = false;
+    parts.listenStatus.textContent = 'Connecting…';
+  } catch (e) {
+    pc.close();
+    parts.error.textContent = e instanceof Error ? e.message : String(e);
+    parts.error.hidden = false;
+  } finally {
+    parts.listen.disabled = false;
+  }
+}
+
+async function showListening(card) {
+  const listening = card.listening;
+  if (!listening) return;
+  const stats = await listening.pc.getStats();
+  for (const s of stats.values()) {
+    if (s.type !== 'inbound-rtp' || s.kind !== 'audio') continue;
+    const level = num(s.audioLevel);
+    const el = card.parts.listenStatus;
+    el.dataset.packets = String(s.packetsReceived ?? 0);
+    el.dataset.level = level === null ? '' : String(level);
+    el.textContent = `Listening · ${s.packetsReceived ?? 0} packets · level ${level === null ? '–' : fmt.db(20 * Math.log10(Math.max(level, 1e-6)))}`;
+  }
+}
+
+export async function stopListening(card, reason = '') {
+  const listening = card.listening;
+  if (!listening) return;
+  card.listening = null;
+  clearInterval(listening.timer);
+  const { parts } = card;
+  parts.listen.textContent = 'Listen';
+  parts.listen.dataset.listening = 'false';
+  parts.listenStatus.hidden = true;
+  listening.audio.srcObject = null;
+  // 404: the server ended it already (the peer's stream ended).
+  await fetch(listening.location, { method: 'DELETE', headers: authHeaders('admin') }).catch(() => undefined);
+  listening.pc.close();
+  if (reason) {
+    parts.error.textContent = reason;
+    parts.error.hidden = false;
+  }
+}

@@ -1,0 +1,39 @@
+// The dashboard's page helpers: finding elements, showing values that may be
+// missing, and the event log. Every value from the server is treated as
+// possibly missing and is only ever set as text.
+
+const LOG_LINES = 60;
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
+
+export const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+export const fmt = {
+  int: (v) => (num(v) === null ? '–' : Math.round(v).toLocaleString('en')),
+  percent: (v, digits = 0) => (num(v) === null ? '–' : `${(v * 100).toFixed(digits)} %`),
+  ms: (v) => (num(v) === null ? '–' : v >= 100 ? `${Math.round(v)} ms` : `${v.toFixed(1)} ms`),
+  db: (v) => (num(v) === null ? '–' : v <= -120 ? 'silence' : `${v.toFixed(1)} dBFS`),
+  bitrate: (v) => (num(v) === null ? '–' : v >= 1e6 ? `${(v / 1e6).toFixed(2)} Mbit/s` : `${(v / 1000).toFixed(1)} kbit/s`),
+  seconds: (v) => {
+    if (num(v) === null) return '–';
+    const s = Math.round(v);
+    return s >= 60 ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}` : `${v.toFixed(1)} s`;
+  },
+  bytes: (v) => (num(v) === null ? '–' : v >= 1048576 ? `${(v / 1048576).toFixed(1)} MiB` : `${Math.max(1, Math.round(v / 1024))} KiB`),
+  time: (v) => {
+    const d = new Date(v ?? Date.now());
+    return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString('en-GB', { hour12: false });
+  },
+};
+
+const logEl = byTestId('log');
+
+export function log(text, kind = '', at = undefined) {
+  const li = document.createElement('li');
+  if (kind) li.className = kind;
+  const time = document.createElement('time');
+  time.textContent = fmt.time(at);
+  li.append(time, document.createTextNode(text));
+  logEl.prepend(li);
+  while (logEl.children.length > LOG_LINES) logEl.lastElementChild.remove();
+}
