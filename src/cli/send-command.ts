@@ -30,13 +30,14 @@ export function registerSendCommand(program: Command): void {
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
     .addOption(new Option('--channels <n>', 'channels to send').choices(['1', '2']))
     .addOption(new Option('--bitrate <bps>', 'Opus bitrate in bit/s').argParser(positive('--bitrate', true)))
+    .option('--dtx', 'discontinuous transmission as browsers send it: silence is not sent (Opus DTX)')
     .addOption(new Option('--simulate-loss <fraction>', 'withhold this share of packets (0–0.5) to test loss handling').argParser(positive('--simulate-loss', false)))
     .addOption(
       new Option('--speed <factor>', 'send this many times faster than real time (1–50) when only the result matters, e.g. uploading a file; the server then measures jitter, bitrate and latency of a burst')
         .default(1)
         .argParser(speedFactor),
     )
-    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; simulateLoss?: number; speed: number }) => {
+    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number }) => {
       try {
         new URL(opts.url);
       } catch {
@@ -68,6 +69,7 @@ export function registerSendCommand(program: Command): void {
         token: opts.token,
         channels: opts.channels ? (Number(opts.channels) as 1 | 2) : undefined,
         bitrate: opts.bitrate,
+        dtx: opts.dtx,
         simulateLoss: opts.simulateLoss,
         speed: opts.speed,
         signal: controller.signal,
@@ -81,7 +83,8 @@ export function registerSendCommand(program: Command): void {
         const ok = results.filter((r): r is SendResult => !('error' in r));
         for (const r of results) if ('error' in r) process.stderr.write(`earshot send: ${r.url}: ${describe(r.error)}\n`);
         for (const r of ok) {
-          process.stdout.write(`done: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
+          const dtx = r.dtxFrames > 0 ? ` (${r.dtxFrames} silent frames not sent: DTX)` : '';
+          process.stdout.write(`done: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets${dtx}, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
         }
         if (ok.length < results.length) process.exit(1);
       } catch (e) {

@@ -17,6 +17,12 @@ import { WhipClient } from './whip-client.js';
 export interface EncodedSource {
   opus: Uint8Array[];
   channels: 1 | 2;
+  /**
+   * The packets were encoded with Opus DTX: a packet of at most 2 bytes is a
+   * DTX frame, and the sender sends such packets as a browser does (see
+   * {@link SendOptions.dtx}).
+   */
+  dtx?: boolean;
 }
 
 export interface SendOptions {
@@ -38,6 +44,16 @@ export interface SendOptions {
   channels?: 1 | 2;
   /** Opus bitrate in bit/s. Default 32000 mono, 64000 stereo (what browsers use). */
   bitrate?: number;
+  /**
+   * Discontinuous transmission, as a browser sends when the answer carries
+   * `usedtx=1` (RFC 7587): the encoder's DTX is on, and during silence only
+   * the first DTX frame of a run is sent, plus the encoder's own periodic
+   * updates; the RTP timestamp keeps advancing, sequence numbers do not, and
+   * the first packet after a gap carries the marker bit. A silent stretch then
+   * costs the network and the server next to nothing. For an
+   * {@link EncodedSource} its own `dtx` decides. Default false.
+   */
+  dtx?: boolean;
   /** Bearer token for the WHIP endpoint. */
   token?: string;
   /**
@@ -100,6 +116,8 @@ export interface SendResult {
   packetsSent: number;
   /** Packets withheld by `simulateLoss`. */
   packetsDropped: number;
+  /** 20 ms frames not sent because they were DTX silence (`dtx`). */
+  dtxFrames: number;
   /** Opus payload bytes sent. */
   bytesSent: number;
   mediaSeconds: number;
@@ -131,7 +149,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     },
   });
   const whip = new WhipClient({ token: options.token, fetch: options.fetch });
-  const encoder = 'opus' in source ? encodedFrames(source) : pcmFrames(source, channels, options.bitrate);
+  const encoder = 'opus' in source ? encodedFrames(source) : pcmFrames(source, channels, options.bitrate, options.dtx ?? false);
   let sessionUrl: string | undefined;
   const started = performance.now();
   try {
@@ -167,7 +185,7 @@ export async function sendMany(count: number, options: SendOptions): Promise<Arr
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be a positive integer, got ${count}`);
   const decoded = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
   // Encode once for all sessions: K encoders would cost the sender K times the CPU.
-  const source = 'opus' in decoded ? decoded : encodeSource(decoded, options.channels, options.bitrate);
+  const source = 'opus' in decoded ? decoded : encodeSource(decoded, options.channels, options.bitrate, options.dtx ?? false);
   return Promise.all(
     Array.from({ length: count }, (_, i) => {
       const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
@@ -204,6 +222,8 @@ function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSigna
 
 /** Yields the next 20 ms Opus packet of the source, or null at its end. */
 interface FrameSource {
+  /** Encoded with DTX: packets of ≤ 2 bytes are DTX frames. */
+  readonly dtx: boolean;
   next(): Uint8Array | null;
   rewind(): void;
   close(): void;
@@ -211,15 +231,16 @@ interface FrameSource {
 
 function encodedFrames(source: EncodedSource): FrameSource {
   let i = 0;
-  return { next: () => source.opus[i++] ?? null, rewind: () => void (i = 0), close() {} };
+  return { dtx: source.dtx ?? false, next: () => source.opus[i++] ?? null, rewind: () => void (i = 0), close() {} };
 }
 
-function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined): FrameSource {
-  const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000) });
+function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined, dtx: boolean): FrameSource {
+  const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
   const length = source.channels[0].length;
   const pcm = new Float32Array(FRAME * channels);
   let offset = 0;
   return {
+    dtx,
     next() {
       if (offset >= length) return null;
       pcm.fill(0); // the last frame is zero-padded
@@ -234,13 +255,13 @@ function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefin
   };
 }
 
-/** Encodes a PCM source once into Opus packets, for sending it many times. */
-export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channels.length >= 2 ? 2 : 1, bitrate?: number): EncodedSource {
-  const frames = pcmFrames(source, channels, bitrate);
+/** Encodes a PCM source once into Opus packets (with `dtx`, as {@link SendOptions.dtx} sends them), for sending it many times. */
+export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channels.length >= 2 ? 2 : 1, bitrate?: number, dtx = false): EncodedSource {
+  const frames = pcmFrames(source, channels, bitrate, dtx);
   const opus: Uint8Array[] = [];
   for (let p = frames.next(); p; p = frames.next()) opus.push(p);
   frames.close();
-  return { opus, channels };
+  return { opus, channels, dtx };
 }
 
 async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFrames: number, options: SendOptions) {
@@ -250,7 +271,11 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
   let ts = randomInt(0, 2 ** 32);
   let packets = 0;
   let dropped = 0;
+  let dtxFrames = 0;
   let bytes = 0;
+  // In a run of DTX frames after its first one: not sent (libwebrtc's behaviour with usedtx=1).
+  let inDtx = false;
+  let talkspurt = true;
   const loss = options.simulateLoss ?? 0;
   const dropEvery = loss > 0 ? Math.round(1 / loss) : 0;
   const intervalMs = 20 / (options.speed ?? 1);
@@ -274,20 +299,30 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
     // receiver in this process reads its socket between packets instead of after a burst that
     // overflows the socket's receive buffer.
     else await yieldToEventLoop();
-    const drop = dropEvery > 0 && k % dropEvery === dropEvery - 1 && k + 1 < totalFrames;
-    if (drop) dropped++;
-    else {
-      sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: seq, timestamp: ts, marker: k === 0 }), Buffer.from(payload)));
-      packets++;
-      bytes += payload.length;
+    const isDtx = frames.dtx && payload.length <= 2;
+    if (isDtx && inDtx) {
+      // Withheld, not lost: the timestamp moves on, the sequence number does not (RFC 3551 §4.1).
+      dtxFrames++;
+      talkspurt = true;
+    } else {
+      inDtx = isDtx;
+      const drop = dropEvery > 0 && k % dropEvery === dropEvery - 1 && k + 1 < totalFrames;
+      if (drop) dropped++;
+      else {
+        // The marker bit starts each talkspurt: the first packet, and the first after a DTX gap.
+        sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: seq, timestamp: ts, marker: talkspurt }), Buffer.from(payload)));
+        packets++;
+        bytes += payload.length;
+      }
+      talkspurt = false;
+      seq = (seq + 1) & 0xffff;
     }
-    seq = (seq + 1) & 0xffff;
     ts = (ts + FRAME) >>> 0;
     const now = performance.now();
     if (options.onProgress && now - lastProgress >= 1000) {
       lastProgress = now;
-      options.onProgress({ mediaSeconds: ((packets + dropped) * FRAME) / 48000, totalSeconds: Number.isFinite(totalFrames) ? (totalFrames * FRAME) / 48000 : undefined, packetsSent: packets, bytesSent: bytes });
+      options.onProgress({ mediaSeconds: ((packets + dropped + dtxFrames) * FRAME) / 48000, totalSeconds: Number.isFinite(totalFrames) ? (totalFrames * FRAME) / 48000 : undefined, packetsSent: packets, bytesSent: bytes });
     }
   }
-  return { packetsSent: packets, packetsDropped: dropped, bytesSent: bytes, mediaSeconds: ((packets + dropped) * FRAME) / 48000 };
+  return { packetsSent: packets, packetsDropped: dropped, dtxFrames, bytesSent: bytes, mediaSeconds: ((packets + dropped + dtxFrames) * FRAME) / 48000 };
 }
