@@ -15,6 +15,8 @@ import type { EncodedFrame } from '../media/frames.js';
 import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats } from './rtp-ingest.js';
 import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
+// Replaces werift's string-based RTP header parsing before any packet arrives (see the module).
+import './werift-rtp-header.js';
 
 export type SessionEndReason =
   | 'deleted'

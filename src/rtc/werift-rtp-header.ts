@@ -1,0 +1,106 @@
+/**
+ * werift's RTP header parser, without its string-based bit reading.
+ *
+ * werift 0.25 reads the header's bit fields with `getBit()`, which formats the
+ * byte as a binary string, splits, pads, slices and joins it: six calls per
+ * header, and every received packet's header is parsed twice (before SRTP
+ * authentication and again after decryption). On a receive-only audio server
+ * that was ~38 % of werift's main-thread allocation (773 → 480 KB per
+ * stream-second with this parser, measured with the capacity bench's bare
+ * werift receiver) and up to ~17 % of its main-thread CPU. werift has no
+ * option to change it, and a patch to node_modules would not reach users who
+ * install earshot as a package; so earshot replaces the static
+ * `RtpHeader.deSerialize` (every werift caller goes through it) with the same
+ * parse done with shifts and masks, once, when this module is loaded.
+ *
+ * Same fields, same values, same class, same exceptions on truncated input:
+ * test/rtc/werift-rtp-header.test.ts checks it against werift's own function
+ * on generated headers (CSRCs, one-byte, two-byte and other extension
+ * profiles, padding). Only werift's string-based function is replaced: a werift
+ * whose parser no longer calls `getBit` is left as it is. The upstream fix is
+ * one line: `getBit = (bits, start, length = 1) => (bits >> (8 - start - length)) & ((1 << length) - 1)`.
+ */
+import { RtpHeader } from 'werift';
+
+type Extension = RtpHeader['extensions'][number];
+type DeSerialize = (raw: Buffer) => RtpHeader;
+
+const ONE_BYTE_PROFILE = 0xbede;
+const TWO_BYTE_PROFILE = 0x1000;
+
+/** The parse werift does, field by field, without strings. */
+function deSerialize(raw: Buffer): RtpHeader {
+  const h = new RtpHeader();
+  const b0 = raw[0];
+  h.version = b0 >> 6;
+  h.padding = (b0 & 0x20) !== 0;
+  h.extension = (b0 & 0x10) !== 0;
+  h.csrcLength = b0 & 0x0f;
+  const b1 = raw[1];
+  h.marker = (b1 & 0x80) !== 0;
+  h.payloadType = b1 & 0x7f;
+  h.sequenceNumber = raw.readUInt16BE(2);
+  h.timestamp = raw.readUInt32BE(4);
+  h.ssrc = raw.readUInt32BE(8);
+  const csrc: number[] = [];
+  for (let i = 0; i < h.csrcLength; i++) csrc.push(raw.readUInt32BE(12 + 4 * i));
+  h.csrc = csrc;
+  let offset = 12 + 4 * h.csrcLength;
+  if (h.extension) {
+    h.extensionProfile = raw.readUInt16BE(offset) as RtpHeader['extensionProfile'];
+    offset += 2;
+    const length = raw.readUInt16BE(offset) * 4;
+    h.extensionLength = length;
+    offset += 2;
+    const extensions: Extension[] = [];
+    const end = offset + length;
+    if (h.extensionProfile === ONE_BYTE_PROFILE) {
+      // RFC 8285 §4.2: ID in the high nibble, length − 1 in the low; 0 is padding, 15 ends the block.
+      while (offset < end) {
+        const byte = raw[offset];
+        if (byte === 0) {
+          offset++;
+          continue;
+        }
+        const id = byte >> 4;
+        const len = (byte & 0x0f) + 1;
+        offset++;
+        if (id === 15) break;
+        extensions.push({ id, payload: raw.subarray(offset, offset + len) });
+        offset += len;
+      }
+    } else if (h.extensionProfile === TWO_BYTE_PROFILE) {
+      // RFC 8285 §4.3: an ID byte and a length byte.
+      while (offset < end) {
+        if (raw[offset] === 0) {
+          offset++;
+          continue;
+        }
+        const id = raw[offset++];
+        const len = raw[offset++];
+        extensions.push({ id, payload: raw.subarray(offset, offset + len) });
+        offset += len;
+      }
+    } else {
+      // Any other profile: the whole block as one extension with id 0, as werift does.
+      const payload = raw.subarray(offset, offset + length);
+      extensions.push({ id: 0, payload });
+      offset += payload.length;
+    }
+    h.extensions = extensions;
+  }
+  h.payloadOffset = offset;
+  if (h.padding) h.paddingSize = raw[raw.length - 1];
+  return h;
+}
+
+/** werift's own parser, as loaded (the test compares against it). */
+export const weriftDeSerialize: DeSerialize = RtpHeader.deSerialize.bind(RtpHeader);
+
+/** Whether werift's parser is the string-based one this module replaces. */
+export const replacesWerift = /\bgetBit\(/.test(String(RtpHeader.deSerialize));
+
+/** The parser in use from now on. */
+export const rtpHeaderDeSerialize: DeSerialize = replacesWerift ? deSerialize : weriftDeSerialize;
+
+if (replacesWerift) (RtpHeader as unknown as { deSerialize: DeSerialize }).deSerialize = deSerialize;
