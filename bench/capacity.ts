@@ -14,6 +14,10 @@
  *   two baseline receivers, as `before:werift+wav` and `before:werift` (e.g.
  *   a tree whose node_modules holds a patched werift).
  *
+ * Any target name may end in `@<source>` for what its publishers send (see
+ * SOURCES): the default is `speech`, continuous noisy speech; `talk-dtx` and
+ * `silence-dtx` send as browsers with DTX do (the `dtx` section).
+ *
  * For every K the targets run one after another (so machine noise hits them
  * alike), repeated `repeat` times. Over a steady window (all sessions
  * connected) each child reports: CPU of the whole process and of its main
@@ -30,13 +34,52 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeSource, sendMany, type EncodedSource } from '../src/client/audio-sender.js';
+import { encodeSource, sendAudio, sendMany, type EncodedSource } from '../src/client/audio-sender.js';
 import { readWavSource } from '../src/client/wav-source.js';
 import { quantileOf, type LatencyHistogramSnapshot } from '../src/media/latency-histogram.js';
 import type { ProbeWindow } from './probe.js';
 
 export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const PROBE = join(ROOT, 'bench', 'probe.ts');
+
+/**
+ * What a target's publishers send (the `@<source>` suffix of its name):
+ * - `speech`: noisy speech, every 20 ms packet sent (the default);
+ * - `talk-dtx`: clean speech, then as long again of silence, sent with DTX as
+ *   a browser does: a talker who speaks at most half the time. Each publisher
+ *   starts at another point of the loop, so talkers do not all speak at once;
+ * - `silence-dtx`: digital silence sent with DTX (a muted or silent talker).
+ */
+export const SOURCES = {
+  speech: 'noisy speech, every packet sent',
+  'talk-dtx': 'speech half the time or less, silence withheld by DTX (phases spread over the publishers)',
+  'silence-dtx': 'digital silence sent with DTX',
+} as const;
+export type SourceName = keyof typeof SOURCES;
+
+async function encodedSources(needed: Set<SourceName>): Promise<Record<SourceName, EncodedSource | undefined>> {
+  const fixture = (name: string) => readWavSource(join(ROOT, 'test', 'fixtures', name));
+  const clean = needed.has('talk-dtx') ? (await fixture('speech-48k.wav')).channels[0] : undefined;
+  const talk = clean ? new Float32Array(clean.length * 2) : undefined;
+  talk?.set(clean!);
+  return {
+    speech: needed.has('speech') ? encodeSource(await fixture('speech-noisy-48k.wav')) : undefined,
+    'talk-dtx': talk ? encodeSource({ sampleRate: 48000, channels: [talk] }, 1, undefined, true) : undefined,
+    'silence-dtx': needed.has('silence-dtx') ? encodeSource({ sampleRate: 48000, channels: [new Float32Array(10 * 48000)] }, 1, undefined, true) : undefined,
+  };
+}
+
+/** Publisher `i` of `k` starts `i/k` of the way through the source (DTX sources only: a room of talkers is not in step). */
+function startingAt(source: EncodedSource, i: number, k: number): EncodedSource {
+  const at = Math.floor((source.opus.length * i) / k);
+  return { ...source, opus: [...source.opus.slice(at), ...source.opus.slice(0, at)] };
+}
+
+function sourceOf(name: TargetName): SourceName {
+  const suffix = name.split('@')[1] ?? 'speech';
+  if (!(suffix in SOURCES)) throw new Error(`target "${name}": unknown source "@${suffix}" (sources: ${Object.keys(SOURCES).join(', ')})`);
+  return suffix as SourceName;
+}
 const LATENCY_LIMIT_MS = 20;
 
 /** `earshot`, `earshot-nodenoise`, `werift+wav`, `werift`, and with `compare` `<label>`, `<label>-nodenoise`, `<label>:werift+wav`, `<label>:werift`. */
@@ -286,6 +329,8 @@ interface Target {
   /** WHIP URL of peer `id` (sendMany appends -1 … -K). */
   whip(id: string): string;
   earshot: boolean;
+  /** What its publishers send. */
+  source: SourceName;
 }
 
 async function histograms(url: string, peers: string[]): Promise<Array<LatencyHistogramSnapshot | null>> {
@@ -335,7 +380,9 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
       steadyMax = Math.max(0, ...h1.map((h) => h?.max ?? 0));
     }
   })();
-  const sent = await sendMany(k, { url: t.whip(id), source, seconds, loop: true });
+  const sent = source.dtx
+    ? await Promise.all(peers.map((p, i) => sendAudio({ url: t.whip(p), source: startingAt(source, i, k), seconds, loop: true }).catch((error: Error) => ({ error }))))
+    : await sendMany(k, { url: t.whip(id), source, seconds, loop: true });
   await sampler;
   const failed = sent.filter((s) => 'error' in s).length;
   const probe = w as ProbeWindow | null;
@@ -397,12 +444,15 @@ export function summarize(steps: CapacityStep[]): CapacitySummaryRow[] {
   const ks = [...new Set(steps.map((s) => s.streams))];
   const targets = [...new Set(steps.map((s) => s.target))];
   for (const k of ks) {
-    const base = steps.filter((s) => s.target === BASELINE && s.streams === k);
-    const baseCpu = median(base.map((s) => s.cpuPerStreamPct));
-    const baseMain = median(base.map((s) => s.mainPerStreamPct));
     for (const target of targets) {
       const mine = steps.filter((s) => s.target === target && s.streams === k);
       if (mine.length === 0) continue;
+      // The baseline receiving what this target received: `werift+wav@talk-dtx` for `earshot@talk-dtx`, if it ran.
+      const source = target.split('@')[1];
+      const sameSource = source && steps.some((s) => s.target === `${BASELINE}@${source}`) ? `${BASELINE}@${source}` : BASELINE;
+      const base = steps.filter((s) => s.target === sameSource && s.streams === k);
+      const baseCpu = median(base.map((s) => s.cpuPerStreamPct));
+      const baseMain = median(base.map((s) => s.mainPerStreamPct));
       const cpu = median(mine.map((s) => s.cpuPerStreamPct));
       const main = median(mine.map((s) => s.mainPerStreamPct));
       const lat = median(mine.map((s) => s.latencyP99Ms ?? NaN));
@@ -435,7 +485,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
   if (options.compare) names.push(label, `${label}-nodenoise`);
   if (options.compare && options.compareBaselines) names.push(`${label}:werift+wav`, `${label}:werift`);
   const work = await mkdtemp(join(tmpdir(), 'earshot-capacity-'));
-  const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
+  const sources = await encodedSources(new Set(names.map(sourceOf)));
   const children: Child[] = [];
   const targets: Target[] = [];
   const asr = names.some((n) => n.endsWith('-ws16k')) ? await benchWebSocketServer() : undefined;
@@ -444,15 +494,15 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
   try {
     let port = 18931;
     const earshotTree = async (root: string, label: string) => {
-      if (!names.some((n) => n === label || n.startsWith(`${label}-`))) return;
+      const base = (n: TargetName) => n.split('@')[0];
+      if (!names.some((n) => base(n) === label || base(n).startsWith(`${label}-`))) return;
       const child = await startEarshot({ root, port: port++, work: join(work, label), threads, build: options.build });
       children.push(child);
-      if (names.includes(label)) targets.push({ name: label, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}` });
-      const nd = `${label}-nodenoise`;
-      if (names.includes(nd)) targets.push({ name: nd, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}?pipeline=nodenoise` });
-      for (const pipeline of Object.keys(OUTPUT_PIPELINES)) {
-        const name = `${label}-${pipeline}`;
-        if (names.includes(name)) targets.push({ name, child, earshot: true, whip: (id) => `${child.url}/whip/bench/${id}?pipeline=${pipeline}` });
+      const pipelineOf = new Map<string, string | undefined>([[label, undefined], [`${label}-nodenoise`, 'nodenoise'], ...Object.keys(OUTPUT_PIPELINES).map((p): [string, string] => [`${label}-${p}`, p])]);
+      for (const name of names) {
+        if (!pipelineOf.has(base(name))) continue;
+        const pipeline = pipelineOf.get(base(name));
+        targets.push({ name, child, earshot: true, source: sourceOf(name), whip: (id) => `${child.url}/whip/bench/${id}${pipeline ? `?pipeline=${pipeline}` : ''}` });
       }
     };
     await earshotTree(ROOT, 'earshot');
@@ -463,13 +513,14 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
       ...(options.compare ? ([[`${label}:werift+wav`, 'wav', resolve(options.compare)], [`${label}:werift`, 'rtp', resolve(options.compare)]] as Array<[string, 'wav' | 'rtp', string]>) : []),
     ];
     for (const [name, mode, root] of baselines) {
-      if (!names.includes(name)) continue;
-      const child = await startBaseline(root, mode, port++, join(work, name.replace(/\W/g, '')));
-      children.push(child);
-      targets.push({ name, child, earshot: false, whip: (id) => `${child.url}/whip/bench/${id}` });
+      for (const target of names.filter((n) => n.split('@')[0] === name)) {
+        const child = await startBaseline(root, mode, port++, join(work, target.replace(/\W/g, '')));
+        children.push(child);
+        targets.push({ name: target, child, earshot: false, source: sourceOf(target), whip: (id) => `${child.url}/whip/bench/${id}` });
+      }
     }
     // Warm-up: JIT, worker start-up, first sessions: not measured.
-    for (const t of targets) await runStep(t, 4, 0, 1, source, threads).catch(() => undefined);
+    for (const t of targets) await runStep(t, 4, 0, 1, sources[t.source]!, threads).catch(() => undefined);
     printHeader(log);
     const results: CapacityStep[] = [];
     for (let round = 1; round <= repeat; round++) {
@@ -478,7 +529,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
         const order = round % 2 === 1 ? targets : [...targets].reverse();
         for (const t of order) {
           await new Promise((r) => setTimeout(r, 500));
-          const step = await runStep(t, k, round, windowS, source, threads);
+          const step = await runStep(t, k, round, windowS, sources[t.source]!, threads);
           results.push(step);
           log(formatStep(step));
         }

@@ -12,6 +12,7 @@
  * background load drifts does not favour one of them. Figures are printed,
  * never asserted.
  *
+ *   npm run bench -- --only engines [--steps 20,40,60] [--repeat 2] [--window 8]
  *   node --import tsx bench/engines.ts            # BENCH_STEPS=20,40,60 BENCH_ROUNDS=2 BENCH_SECONDS=8
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -38,7 +39,7 @@ const CONFIGS: Config[] = [
   { name: '2 engines × 1 thread', args: ['--processes', '2', '--threads', '1'] },
 ];
 
-interface Step {
+export interface Step {
   config: string;
   round: number;
   streams: number;
@@ -175,45 +176,74 @@ function print(s: Step): void {
   );
 }
 
-const steps = (process.env.BENCH_STEPS ?? '20,40,60,80').split(',').map(Number);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
-const seconds = Number(process.env.BENCH_SECONDS ?? 8);
-const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
-console.log(`Engines vs threads: ${availableParallelism()} cores, default pipeline, ${seconds} s per step, steps ${steps.join(', ')}, ${rounds} rounds (senders in this process, same cores)`);
-console.log('  config'.padEnd(24) + 'rnd'.padStart(3) + 'K'.padStart(5) + 'p99≤20'.padStart(8) + 'CPU %'.padStart(8) + 'workers %'.padStart(10) + 'CPU/stream'.padStart(12) + 'p50 ms'.padStart(8) + 'p99 ms'.padStart(8) + 'worst p99'.padStart(10) + 'dropped'.padStart(9) + 'lost'.padStart(6) + 'failed'.padStart(8) + 'RSS MiB'.padStart(9));
-const results: Step[] = [];
-for (let round = 1; round <= rounds; round++) {
-  // Alternate which configuration goes first, so drift in the machine's load does not favour one.
-  const order = round % 2 === 1 ? CONFIGS : [...CONFIGS].reverse();
-  for (const config of order) {
-    const recordings = await mkdtemp(join(tmpdir(), 'earshot-bench-engines-'));
-    const { child, url, pids } = await startServer(config, recordings);
-    try {
-      for (const k of steps) {
-        await new Promise((r) => setTimeout(r, 1000));
-        const s = await step(config, round, url, pids, k, seconds, source);
-        results.push(s);
-        print(s);
-        if (s.failed > 0 || s.dropped > 0) break;
-      }
-    } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      await rm(recordings, { recursive: true, force: true });
-    }
-  }
+export interface EnginesOptions {
+  /** K steps (default 20, 40, 60, 80; a configuration stops at its first step with drops). */
+  steps?: number[];
+  /** Rounds, configurations alternating (default 2). */
+  rounds?: number;
+  /** Seconds per step (default 8). */
+  seconds?: number;
 }
 
-console.log('\nSummary (per configuration: the largest K every round carried with p99 ≤ 20 ms and no drops, loss or failure; mean CPU per stream over the steps all rounds passed)');
-for (const config of CONFIGS) {
-  const mine = results.filter((r) => r.config === config.name);
-  const clean = (r: Step) => r.failed === 0 && r.dropped === 0 && r.lost === 0 && r.p99 <= LATENCY_LIMIT_MS;
-  const sustained = steps.filter((k) => {
-    const at = mine.filter((r) => r.streams === k);
-    return at.length === rounds && at.every(clean);
+export interface EnginesResult {
+  steps: Step[];
+  /** Per configuration: the largest K every round carried with p99 ≤ 20 ms and no drops, loss or failure. */
+  sustained: Record<string, number | null>;
+}
+
+export async function benchEngines(options: EnginesOptions = {}): Promise<EnginesResult> {
+  const steps = options.steps ?? [20, 40, 60, 80];
+  const rounds = options.rounds ?? 2;
+  const seconds = options.seconds ?? 8;
+  const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
+  console.log(`Engines vs threads: ${availableParallelism()} cores, default pipeline, ${seconds} s per step, steps ${steps.join(', ')}, ${rounds} rounds (senders in this process, same cores)`);
+  console.log('  config'.padEnd(24) + 'rnd'.padStart(3) + 'K'.padStart(5) + 'p99≤20'.padStart(8) + 'CPU %'.padStart(8) + 'workers %'.padStart(10) + 'CPU/stream'.padStart(12) + 'p50 ms'.padStart(8) + 'p99 ms'.padStart(8) + 'worst p99'.padStart(10) + 'dropped'.padStart(9) + 'lost'.padStart(6) + 'failed'.padStart(8) + 'RSS MiB'.padStart(9));
+  const results: Step[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    // Alternate which configuration goes first, so drift in the machine's load does not favour one.
+    const order = round % 2 === 1 ? CONFIGS : [...CONFIGS].reverse();
+    for (const config of order) {
+      const recordings = await mkdtemp(join(tmpdir(), 'earshot-bench-engines-'));
+      const { child, url, pids } = await startServer(config, recordings);
+      try {
+        for (const k of steps) {
+          await new Promise((r) => setTimeout(r, 1000));
+          const s = await step(config, round, url, pids, k, seconds, source);
+          results.push(s);
+          print(s);
+          if (s.failed > 0 || s.dropped > 0) break;
+        }
+      } finally {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+        await rm(recordings, { recursive: true, force: true });
+      }
+    }
+  }
+
+  const sustainedBy: Record<string, number | null> = {};
+  console.log('\nSummary (per configuration: the largest K every round carried with p99 ≤ 20 ms and no drops, loss or failure; mean CPU per stream over the steps all rounds passed)');
+  for (const config of CONFIGS) {
+    const mine = results.filter((r) => r.config === config.name);
+    const clean = (r: Step) => r.failed === 0 && r.dropped === 0 && r.lost === 0 && r.p99 <= LATENCY_LIMIT_MS;
+    const sustained = steps.filter((k) => {
+      const at = mine.filter((r) => r.streams === k);
+      return at.length === rounds && at.every(clean);
+    });
+    const best = sustained[sustained.length - 1];
+    const cpu = mine.filter((r) => sustained.includes(r.streams));
+    const perStream = cpu.length > 0 ? cpu.reduce((n, r) => n + r.cpuPct / r.streams, 0) / cpu.length : NaN;
+    console.log(`  ${config.name}: sustained ${best ?? 'none'}; CPU per stream ${perStream.toFixed(2)} % of a core`);
+    sustainedBy[config.name] = best ?? null;
+  }
+  return { steps: results, sustained: sustainedBy };
+}
+
+// Run directly (node --import tsx bench/engines.ts), with the environment's steps.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await benchEngines({
+    steps: process.env.BENCH_STEPS?.split(',').map(Number),
+    rounds: process.env.BENCH_ROUNDS ? Number(process.env.BENCH_ROUNDS) : undefined,
+    seconds: process.env.BENCH_SECONDS ? Number(process.env.BENCH_SECONDS) : undefined,
   });
-  const best = sustained[sustained.length - 1];
-  const cpu = mine.filter((r) => sustained.includes(r.streams));
-  const perStream = cpu.length > 0 ? cpu.reduce((n, r) => n + r.cpuPct / r.streams, 0) / cpu.length : NaN;
-  console.log(`  ${config.name}: sustained ${best ?? 'none'}; CPU per stream ${perStream.toFixed(2)} % of a core`);
 }

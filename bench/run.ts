@@ -17,6 +17,9 @@ const SECTIONS = {
   stats: '(e) main-thread cost of statistics for 100 streams',
   capacity: '(b) K live publishers against earshot and a bare werift receiver, CPU per stream as a ratio, allocation, GC; SVG chart in bench/results/',
   threads: 'the pool-size choice: earshot at K = 20, 40, 60 with 1 and 3 worker threads',
+  dtx: 'talkers with DTX: a silent DTX stream against a speaking one (K = 20, 40), and talkers speaking half the time or less at K = 60, 100 (--steps sets both; not in the default run)',
+  soak: '(s) K denoised streams for minutes (default 40 for 600 s): RSS flat or not, RSS per stream, drops (not in the default run)',
+  engines: 'one machine, every core: `serve --processes 1 --threads 2` against `--processes 2 --threads 1`, K rising until drops (not in the default run)',
   overload: '(o) about twice the sustainable load offered with admission on: admitted vs refused, drops and windowed p99 of the admitted, RSS before/after (not in the default run)',
   outputs: 'what each output costs per stream: Ogg Opus pass-through, 16 kHz WAV, 16 kHz Opus encoded in the worker (as for WHEP), 16 kHz s16 to a WebSocket server (websocket sink), against WAV + stats (not in the default run)',
   mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): CPU per frame, allocation, GC",
@@ -34,10 +37,12 @@ ${Object.entries(SECTIONS).map(([k, v]) => `  ${k.padEnd(10)} ${v}`).join('\n')}
 Options:
   --only <a,b,…>      run only these sections (repeatable)
   --json              print the results as JSON on stdout (progress goes to stderr)
-  --steps <k,k,…>     capacity steps K (default 10,20,40; env BENCH_STEPS)
+  --steps <k,k,…>     capacity steps K (default 10,20,40; env BENCH_STEPS); dtx, engines, outputs, threads: their steps
   --window <s>        capacity, mainpath: steady window per step, seconds (default 6);
-                      overload: seconds each publisher sends (default 20)
-  --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2)
+                      overload: seconds each publisher sends (default 20);
+                      soak: seconds the streams run (default 600); engines: seconds per step (default 8)
+  --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2);
+                      engines (default 2)
   --targets <a,b,…>   capacity targets (default ${ALL_TARGETS.join(',')})
   --compare <dir>     capacity, mainpath: also run another earshot tree (e.g. a
                       copy of the code before a change) as "before" / "before-nodenoise";
@@ -45,7 +50,8 @@ Options:
   --compare-label <s> name of the compared tree's targets (default "before")
   --compare-baselines also run the compared tree's baseline receivers
                       (e.g. a tree whose node_modules holds a patched werift)
-  --streams <k>       profile: publishers (default 30); overload: publishers offered (default 80)
+  --streams <k>       profile: publishers (default 30); overload: publishers offered (default 80);
+                      soak: streams (default 40)
   --pipeline <name>   profile: default | nodenoise (default: default)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
   -h, --help          this text
@@ -179,6 +185,26 @@ if (sections.has('outputs')) {
     build: values.build,
     log,
   });
+}
+if (sections.has('dtx')) {
+  log('\nDTX: what a silent talker costs next to a speaking one, same run (default pipeline)');
+  const silence = await benchCapacity({ steps: steps ?? [20, 40], window: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), targets: ['earshot', 'earshot@silence-dtx'], build: values.build, log });
+  for (const k of [...new Set(silence.summary.map((r) => r.streams))]) {
+    const speaking = silence.summary.find((r) => r.streams === k && r.target === 'earshot');
+    const silent = silence.summary.find((r) => r.streams === k && r.target === 'earshot@silence-dtx');
+    if (speaking && silent) log(`  K = ${k}: a silent DTX stream costs ${(silent.cpuPerStreamPct / speaking.cpuPerStreamPct).toFixed(3)} of a speaking one (${silent.cpuPerStreamPct.toFixed(3)} vs ${speaking.cpuPerStreamPct.toFixed(2)} % of a core; whole process, idle overhead included)`);
+  }
+  log('\nDTX: talkers speaking half the time or less, sent with DTX, against werift+wav receiving the same');
+  const talk = await benchCapacity({ steps: steps ?? [60, 100], window: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), targets: ['earshot@talk-dtx', 'werift+wav@talk-dtx'], build: values.build, log });
+  results.dtx = { silence, talk };
+}
+if (sections.has('soak')) {
+  const { benchSoak } = await import('./soak.js');
+  results.soak = await benchSoak({ streams: num(values.streams, 'streams'), seconds: num(values.window, 'window'), log });
+}
+if (sections.has('engines')) {
+  const { benchEngines } = await import('./engines.js');
+  results.engines = await benchEngines({ steps, rounds: num(values.repeat, 'repeat'), seconds: num(values.window, 'window') });
 }
 if (sections.has('overload')) {
   const { benchOverload } = await import('./overload.js');
