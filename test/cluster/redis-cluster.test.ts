@@ -3,7 +3,8 @@
  * one engine process, started by the CLI) on one real redis-server, all on
  * loopback, publishing real audio over WebRTC. Placement by load across
  * nodes, recordings right on the owner, DELETE and downloads through any
- * node, a browser-shaped client, cluster-wide peer replacement, shared
+ * node, a browser-shaped client, WHEP and audio WebSockets through a node
+ * that does not run the peer, cluster-wide peer replacement, shared
  * pipelines and rooms, Redis killed and restarted, a node killed, a node drained.
  */
 import { fixturePath } from '../helpers/fixtures.js';
@@ -13,7 +14,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
+import { decodeOpus, listen } from '../helpers/listening.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
+import { WebSocket } from 'ws';
 import { startCli, type CliServer } from './cli-server.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 
@@ -245,6 +248,46 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     } finally {
       controller.abort();
       await load.catch(() => undefined);
+    }
+  });
+
+  it('lets a WHEP listener and an audio WebSocket reach a peer through a node that does not run it', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${nodes[0].url}/whip/demo/heard`, source: tone, loop: true, token: PUBLISH, signal: controller.signal });
+    try {
+      const live = await livePeer(nodes[0], 'heard', 10);
+      const other = nodes.find((n) => idOf(n) !== live.node)!;
+      // WHEP through the other node: forwarded to the owner, whose answer carries its media addresses.
+      const player = await listen(`${other.url}/whep/heard`, { headers: admin });
+      expect(player.status).toBe(201);
+      await player.connected();
+      await until('the listener to hear 50 packets', () => (player.packets.length >= 50 ? true : undefined), 15_000);
+      expect(Math.abs(dominantFrequency(decodeOpus(player.packets.slice(10)), 48000) - 1000)).toBeLessThanOrEqual(2);
+      expect((await fetch(player.location!, { method: 'DELETE', headers: admin })).status).toBe(200);
+      await player.close();
+
+      // The PCM over a WebSocket through the other node: the upgrade is spliced to the owner node.
+      const socket = new WebSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`, { headers: admin });
+      const messages: Array<Buffer | Record<string, unknown>> = [];
+      socket.on('message', (data, binary) => messages.push(binary ? (data as Buffer) : (JSON.parse(String(data)) as Record<string, unknown>)));
+      await until('50 frames over the socket', () => (messages.filter((m) => Buffer.isBuffer(m)).length >= 50 ? true : undefined), 15_000);
+      expect(messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
+      const pcm = Buffer.concat(messages.filter((m): m is Buffer => Buffer.isBuffer(m)));
+      const ints = new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2);
+      expect(Math.abs(dominantFrequency(Float32Array.from(ints, (v) => v / 32768), 48000) - 1000)).toBeLessThanOrEqual(2);
+      socket.close();
+
+      // Without the admin token: refused before any upgrade, by the node asked.
+      const refused = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`);
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => resolve(101));
+        ws.on('error', () => undefined);
+      });
+      expect(refused).toBe(401);
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
     }
   });
 
