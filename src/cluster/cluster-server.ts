@@ -76,6 +76,7 @@ import { checkClusterNodeOptions, ClusterNode, HOP_HEADER, type ClusterNodeOptio
 import { installUpgradeProxy } from './upgrade-proxy.js';
 import type { NodeStats } from './merge-cluster-stats.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
+import { DEFAULT_MAX_LISTENERS } from '../core/listeners.js';
 
 export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'processors' | 'pipeline'> {
   /**
@@ -103,6 +104,12 @@ export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'pr
   maxSessions?: number;
   /** Most not-yet-connected sessions on the machine, shared out like `maxSessions`. Default 50. */
   maxPendingSessions?: number;
+  /**
+   * Most listeners (WHEP players and audio sockets) on the machine, shared out
+   * like `maxSessions`: a peer's listeners are on its engine, and each engine
+   * admits `ceil(maxListeners / processes)`; 0 turns listening off. Default 64.
+   */
+  maxListeners?: number;
   /**
    * UDP port range for media, `[min, max]`, split into one contiguous share
    * per engine (each werift binds its own sockets; a share needs a port per
@@ -211,6 +218,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       threads,
       maxSessions: perEngineLimit(options.maxSessions ?? 500, processes),
       maxPendingSessions: perEngineLimit(options.maxPendingSessions ?? 50, processes),
+      // A peer's listeners are on its engine, so each engine bounds its own: the machine's limit
+      // shared out like maxSessions (0 keeps listening off). maxListenersPerPeer applies as given.
+      maxListeners: options.maxListeners === 0 ? 0 : perEngineLimit(options.maxListeners ?? DEFAULT_MAX_LISTENERS, processes),
       // Engines listen on loopback; they announce what a single process on `host` would ([] = every interface).
       iceHostAddresses: options.iceHostAddresses ?? defaultIceHosts(host) ?? [],
       icePortRange: portShares?.[slot],

@@ -31,7 +31,8 @@ type Health = { status: string; reasons: string[]; engines: Array<{ engine: numb
 
 let s: CliServer;
 beforeAll(async () => {
-  s = await startCli(['--processes', '2', '--pipeline', 'raw', '--media-timeout', '3']);
+  // --max-listeners 4: two per engine (the machine's limit shared out, like --max-sessions).
+  s = await startCli(['--processes', '2', '--pipeline', 'raw', '--media-timeout', '3', '--max-listeners', '4']);
 }, 90_000);
 afterAll(async () => {
   await s?.stop();
@@ -169,6 +170,35 @@ describe('earshot serve --processes 2', () => {
       });
       expect(refused).toBe(404);
     } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+
+  it('shares --max-listeners out among the engines: a peer\'s engine takes its share of listeners, then refuses', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${s.url}/whip/demo/crowd`, source: tone, loop: true, signal: controller.signal });
+    const players: Array<Awaited<ReturnType<typeof listen>>> = [];
+    try {
+      await packets('crowd', 10);
+      for (let i = 0; i < 2; i++) {
+        const p = await listen(`${s.url}/whep/crowd`);
+        players.push(p);
+        expect(p.status).toBe(201);
+      }
+      // 4 on the machine is 2 on this engine: the third is refused though the machine has 2 to spare.
+      const third = await listen(`${s.url}/whep/crowd`);
+      players.push(third);
+      expect(third.status).toBe(503);
+      expect(third.problem).toMatchObject({ code: 'EARSHOT_LISTENERS_FULL' });
+      expect(third.headers.get('retry-after')).toBeTruthy();
+      // Ending one frees its place.
+      expect((await fetch(players[0].location!, { method: 'DELETE' })).status).toBe(200);
+      const again = await listen(`${s.url}/whep/crowd`);
+      players.push(again);
+      expect(again.status).toBe(201);
+    } finally {
+      await Promise.all(players.map((p) => p.close().catch(() => undefined)));
       controller.abort();
       await sending.catch(() => undefined);
     }
