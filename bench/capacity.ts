@@ -57,7 +57,7 @@ export const SOURCES = {
 } as const;
 export type SourceName = keyof typeof SOURCES;
 
-async function encodedSources(needed: Set<SourceName>): Promise<Record<SourceName, EncodedSource | undefined>> {
+export async function encodedSources(needed: Set<SourceName>): Promise<Record<SourceName, EncodedSource | undefined>> {
   const fixture = (name: string) => readWavSource(join(ROOT, 'test', 'fixtures', name));
   const clean = needed.has('talk-dtx') ? (await fixture('speech-48k.wav')).channels[0] : undefined;
   const talk = clean ? new Float32Array(clean.length * 2) : undefined;

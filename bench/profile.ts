@@ -26,15 +26,16 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { encodeSource, sendMany } from '../src/client/audio-sender.js';
-import { readWavSource } from '../src/client/wav-source.js';
-import { cpuNs, machine, resultsDir, ROOT, startEarshot, type Machine } from './capacity.js';
+import { sendMany } from '../src/client/audio-sender.js';
+import { cpuNs, encodedSources, machine, resultsDir, ROOT, startEarshot, type Machine, type SourceName } from './capacity.js';
 import type { ProbeWindow } from './probe.js';
 
 export interface ProfileResult {
   machine: Machine;
   streams: number;
   pipeline: string;
+  /** What the publishers sent (capacity.ts SOURCES). */
+  source: string;
   seconds: number;
   /** Main-thread CPU over the window (from /proc), % of one core: the categories share it out. */
   mainCpuPct: number;
@@ -164,7 +165,7 @@ export function categorize(profile: Pick<CpuProfile, 'nodes' | 'samples' | 'time
   return { categories, files, functions, totalUs: total };
 }
 
-export async function benchProfile(options: { streams?: number; window?: number; compare?: string; build?: boolean; threads?: number; pipeline?: 'default' | 'nodenoise'; log?: (l: string) => void } = {}): Promise<ProfileResult> {
+export async function benchProfile(options: { streams?: number; window?: number; compare?: string; build?: boolean; threads?: number; pipeline?: 'default' | 'nodenoise'; source?: SourceName; log?: (l: string) => void } = {}): Promise<ProfileResult> {
   const log = options.log ?? console.log;
   const k = options.streams ?? 30;
   const windowS = options.window ?? 8;
@@ -172,8 +173,9 @@ export async function benchProfile(options: { streams?: number; window?: number;
   const pipeline = options.pipeline ?? 'default';
   const work = await mkdtemp(join(tmpdir(), 'earshot-profile-'));
   const child = await startEarshot({ root, port: 18951, work, threads: options.threads ?? 2, build: options.build });
-  const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
-  const path = join(resultsDir(), `profile-main-k${k}-${pipeline}${options.compare ? '-compare' : ''}.cpuprofile`);
+  const sourceName = options.source ?? 'speech';
+  const source = (await encodedSources(new Set([sourceName])))[sourceName]!;
+  const path = join(resultsDir(), `profile-main-k${k}-${pipeline}${sourceName === 'speech' ? '' : `-${sourceName}`}${options.compare ? '-compare' : ''}.cpuprofile`);
   try {
     await sendMany(4, { url: `${child.url}/whip/bench/warm`, source, seconds: 2, loop: true }); // JIT warm-up
     const warmS = 2.5 + 0.06 * k;
@@ -214,6 +216,7 @@ export async function benchProfile(options: { streams?: number; window?: number;
       machine: machine(),
       streams: k,
       pipeline,
+      source: sourceName,
       seconds: totalUs / 1e6,
       mainCpuPct,
       categories: sortDesc(Object.fromEntries(Object.entries(categories).filter(([c]) => c !== 'idle' && c !== 'bench probe'))),
@@ -234,7 +237,7 @@ export async function benchProfile(options: { streams?: number; window?: number;
 }
 
 export function printProfile(r: ProfileResult, log: (l: string) => void = console.log): void {
-  log(`\n(p) Main thread at K = ${r.streams} (${r.pipeline} pipeline), ${r.seconds.toFixed(1)} s CPU profile, % of one core (${r.machine.cores} cores, ${r.machine.cpuModel})`);
+  log(`\n(p) Main thread at K = ${r.streams} (${r.pipeline} pipeline, ${r.source}), ${r.seconds.toFixed(1)} s CPU profile, % of one core (${r.machine.cores} cores, ${r.machine.cpuModel})`);
   log(`  main thread CPU ${r.mainCpuPct.toFixed(1)} % of one core (from /proc), shared out by the profile's busy samples:`);
   for (const [c, v] of Object.entries(r.categories)) log(`  ${c}`.padEnd(44) + v.toFixed(1).padStart(7));
   log('  earshot by file:');

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ALL_TARGETS, benchCapacity, machine, OUTPUT_PIPELINES, resultsDir, type CapacityResult, type TargetName } from './capacity.js';
+import { ALL_TARGETS, benchCapacity, machine, OUTPUT_PIPELINES, resultsDir, SOURCES, type CapacityResult, type SourceName, type TargetName } from './capacity.js';
 import { capacitySvg } from './chart.js';
 
 const SECTIONS = {
@@ -53,6 +53,7 @@ Options:
   --streams <k>       profile: publishers (default 30); overload: publishers offered (default 80);
                       soak: streams (default 40)
   --pipeline <name>   profile: default | nodenoise (default: default)
+  --source <name>     profile: what the publishers send: ${Object.keys(SOURCES).join(' | ')} (default: speech)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
   -h, --help          this text
 
@@ -75,6 +76,7 @@ const { values } = parseArgs({
     'compare-baselines': { type: 'boolean' },
     streams: { type: 'string' },
     pipeline: { type: 'string' },
+    source: { type: 'string' },
     build: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -91,6 +93,10 @@ for (const s of only) {
     process.stderr.write(`unknown section "${s}"; sections: ${Object.keys(SECTIONS).join(', ')}\n`);
     process.exit(2);
   }
+}
+if (values.source !== undefined && !(values.source in SOURCES)) {
+  process.stderr.write(`unknown --source "${values.source}"; sources: ${Object.keys(SOURCES).join(', ')}\n`);
+  process.exit(2);
 }
 const sections = new Set<Section>(only.length > 0 ? (only as Section[]) : DEFAULT);
 const json = values.json === true;
@@ -221,6 +227,7 @@ if (sections.has('profile')) {
     compare: values.compare,
     build: values.build,
     pipeline: values.pipeline === 'nodenoise' ? 'nodenoise' : 'default',
+    source: values.source as SourceName | undefined,
     log,
   });
 }
