@@ -9,15 +9,16 @@
  */
 import { fixturePath } from '../helpers/fixtures.js';
 import { until } from '../helpers/until.js';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { decodeOpus, listen } from '../helpers/listening.js';
+import { audioSocket, framesIn, s16Of } from '../helpers/audio-socket.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
-import { WebSocket } from 'ws';
-import { startCli, type CliServer } from './cli-server.js';
+import type { CliServer } from './cli-server.js';
+import { clusterViews, recordingsOf as recordingsIn, startNodes, stopNodes, type ClusterPeer } from './cluster-api.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 
 const tone = fixturePath('tone-1k-48k.wav');
@@ -25,8 +26,6 @@ const PUBLISH = 'publish-token-for-the-cluster-test';
 const ADMIN = 'admin-token-for-the-cluster-test';
 const admin = { authorization: `Bearer ${ADMIN}` };
 
-type NodeView = { id: string; url: string; state: string; accepting: boolean; sessions: number; ageMs: number };
-type ClusterPeer = { peer: string; session: string; node: string; state: string; pipeline: string; rtp: { packetsReceived: number }; recording: { name: string } | null };
 type Recording = { name: string; seconds: number; gapFrames: number; droppedFrames: number; state: string };
 
 let redis: TestRedis;
@@ -36,15 +35,8 @@ const byId = new Map<string, CliServer>();
 
 beforeAll(async () => {
   redis = await startRedis();
-  const started = await Promise.allSettled(
-    [0, 1, 2].map(() =>
-      startCli(['--cluster', redis.url, '--processes', '1', '--threads', '1', '--pipeline', 'raw', '--media-timeout', '3', '--token', PUBLISH, '--admin-token', ADMIN, '--drain-timeout', '10'], { startTimeoutMs: 60_000 }),
-    ),
-  );
-  // The ones that started are stopped by afterAll even if another failed.
-  nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  const args = ['--cluster', redis.url, '--processes', '1', '--threads', '1', '--pipeline', 'raw', '--media-timeout', '3', '--token', PUBLISH, '--admin-token', ADMIN, '--drain-timeout', '10'];
+  await startNodes([args, args, args], nodes);
   const views = await until('every node to see all three', async () => {
     const list = await nodesSeenBy(nodes[0]);
     return list.length === 3 ? list : undefined;
@@ -53,31 +45,14 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.stop(15_000).catch(() => null)));
-  await Promise.all(nodes.map((n) => n.cleanup()));
+  await stopNodes(nodes);
   await redis?.kill();
 });
 
 
-async function get<T>(node: CliServer, path: string): Promise<T> {
-  const res = await fetch(`${node.url}${path}`, { headers: admin });
-  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-const nodesSeenBy = async (node: CliServer) => (await get<{ nodes: NodeView[] }>(node, '/cluster/nodes')).nodes;
+const { get, nodesSeenBy, livePeer } = clusterViews(admin);
 const idOf = (node: CliServer) => [...byId].find(([, n]) => n === node)![0];
-/** A live peer as the cluster's statistics show it (through `via`). */
-const livePeer = (via: CliServer, peer: string, minPackets = 1) =>
-  until(`${peer} live in /cluster/stats`, async () => {
-    const { peers } = await get<{ peers: ClusterPeer[] }>(via, '/cluster/stats');
-    const p = peers.find((x) => x.peer === peer && x.state !== 'ended');
-    return p && p.rtp.packetsReceived >= minPackets ? p : undefined;
-  });
-/** The node whose recordings directory holds files starting with `prefix`, and those files. */
-async function recordingsOf(prefix: string): Promise<Array<{ node: CliServer; files: string[] }>> {
-  const found = await Promise.all(nodes.map(async (node) => ({ node, files: (await readdir(node.recordingsDir).catch(() => [] as string[])).filter((f) => f.startsWith(prefix)) })));
-  return found.filter((f) => f.files.length > 0);
-}
+const recordingsOf = (prefix: string) => recordingsIn(nodes, prefix);
 async function finalized(file: string): Promise<boolean> {
   const bytes = await readFile(file);
   const at = bytes.indexOf('data', 12, 'latin1');
@@ -267,24 +242,15 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       await player.close();
 
       // The PCM over a WebSocket through the other node: the upgrade is spliced to the owner node.
-      const socket = new WebSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`, { headers: admin });
-      const messages: Array<Buffer | Record<string, unknown>> = [];
-      socket.on('message', (data, binary) => messages.push(binary ? (data as Buffer) : (JSON.parse(String(data)) as Record<string, unknown>)));
-      await until('50 frames over the socket', () => (messages.filter((m) => Buffer.isBuffer(m)).length >= 50 ? true : undefined), 15_000);
-      expect(messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
-      const pcm = Buffer.concat(messages.filter((m): m is Buffer => Buffer.isBuffer(m)));
-      const ints = new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2);
-      expect(Math.abs(dominantFrequency(Float32Array.from(ints, (v) => v / 32768), 48000) - 1000)).toBeLessThanOrEqual(2);
-      socket.close();
+      const audio = audioSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`, { headers: admin });
+      expect(await audio.outcome).toEqual({ open: true });
+      await until('50 frames over the socket', () => (framesIn(audio.messages) >= 50 ? true : undefined), 15_000);
+      expect(audio.messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
+      expect(Math.abs(dominantFrequency(s16Of(audio.messages), 48000) - 1000)).toBeLessThanOrEqual(2);
+      audio.socket.close();
 
       // Without the admin token: refused before any upgrade, by the node asked.
-      const refused = await new Promise<number>((resolve) => {
-        const ws = new WebSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`);
-        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-        ws.on('open', () => resolve(101));
-        ws.on('error', () => undefined);
-      });
-      expect(refused).toBe(401);
+      expect(await audioSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`).outcome).toMatchObject({ open: false, status: 401 });
     } finally {
       controller.abort();
       await sending.catch(() => undefined);

@@ -13,14 +13,15 @@
  *
  * The nodes get different `--drain-timeout`s, so each test drains its own node.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { until } from '../helpers/until.js';
-import { startCli, type CliServer } from './cli-server.js';
+import type { CliServer } from './cli-server.js';
+import { clusterViews, recordingsOf as recordingsIn, startNodes, stopNodes } from './cluster-api.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 
 const tone = fixturePath('tone-1k-48k.wav');
@@ -28,8 +29,6 @@ const PUBLISH = 'publish-token-for-the-drain-test';
 const ADMIN = 'admin-token-for-the-drain-test';
 const admin = { authorization: `Bearer ${ADMIN}` };
 
-type NodeView = { id: string; url: string; state: string; accepting: boolean; sessions: number };
-type ClusterPeer = { peer: string; session: string; node: string; state: string; rtp: { packetsReceived: number }; recording: { name: string } | null };
 type LogLine = { msg?: string; peer?: string; reason?: string; packets?: number; recordings?: string[]; sessions?: number; timeoutMs?: number };
 
 let redis: TestRedis;
@@ -45,10 +44,7 @@ const ids = new Map<CliServer, string>();
 beforeAll(async () => {
   redis = await startRedis();
   const common = ['--cluster', redis.url, '--processes', '1', '--threads', '1', '--pipeline', 'raw', '--media-timeout', '3', '--token', PUBLISH, '--admin-token', ADMIN];
-  const started = await Promise.allSettled(['60', '1', '60'].map((timeout) => startCli([...common, '--drain-timeout', timeout], { startTimeoutMs: 60_000 })));
-  nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  await startNodes(['60', '1', '60'].map((timeout) => [...common, '--drain-timeout', timeout]), nodes);
   [patient, hasty, survivor] = nodes;
   const views = await until('every node to see all three', async () => {
     const list = await nodesSeenBy(survivor);
@@ -58,28 +54,15 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.stop(15_000).catch(() => null)));
-  await Promise.all(nodes.map((n) => n.cleanup()));
+  await stopNodes(nodes);
   await redis?.kill();
 });
 
-async function get<T>(node: CliServer, path: string): Promise<T> {
-  const res = await fetch(`${node.url}${path}`, { headers: admin });
-  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-const nodesSeenBy = async (node: CliServer) => (await get<{ nodes: NodeView[] }>(node, '/cluster/nodes')).nodes;
-const livePeer = (peer: string, minPackets: number) =>
-  until(`${peer} live in /cluster/stats`, async () => {
-    const { peers } = await get<{ peers: ClusterPeer[] }>(survivor, '/cluster/stats');
-    const p = peers.find((x) => x.peer === peer && x.state !== 'ended');
-    return p && p.rtp.packetsReceived >= minPackets ? p : undefined;
-  });
+const cluster = clusterViews(admin);
+const nodesSeenBy = cluster.nodesSeenBy;
+const livePeer = (peer: string, minPackets: number) => cluster.livePeer(survivor, peer, minPackets);
 const exitOf = (node: CliServer) => new Promise<number | null>((resolve) => node.child.once('exit', (code) => resolve(code)));
-async function recordingsOf(prefix: string): Promise<Array<{ node: CliServer; files: string[] }>> {
-  const found = await Promise.all(nodes.map(async (node) => ({ node, files: (await readdir(node.recordingsDir).catch(() => [] as string[])).filter((f) => f.startsWith(prefix)) })));
-  return found.filter((f) => f.files.length > 0);
-}
+const recordingsOf = (prefix: string) => recordingsIn(nodes, prefix);
 /** The WAV's RIFF and data sizes both match the file: the header was rewritten when the recording ended. */
 async function headerRight(file: string): Promise<boolean> {
   const bytes = await readFile(file);

@@ -13,7 +13,7 @@ import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { startCli, type CliServer } from './cli-server.js';
 import { decodeOpus, listen } from '../helpers/listening.js';
-import { WebSocket } from 'ws';
+import { audioSocket, framesIn, s16Of } from '../helpers/audio-socket.js';
 
 const tone = fixturePath('tone-1k-48k.wav');
 
@@ -152,23 +152,14 @@ describe('earshot serve --processes 2', () => {
       await player.close();
 
       // The PCM of the same peer over a WebSocket, through the front too.
-      const socket = new WebSocket(`${s.url.replace(/^http/, 'ws')}/peers/heard/audio`);
-      const messages: Array<Buffer | Record<string, unknown>> = [];
-      socket.on('message', (data, binary) => messages.push(binary ? (data as Buffer) : (JSON.parse(String(data)) as Record<string, unknown>)));
-      await until('50 frames over the socket', () => (messages.filter((m) => Buffer.isBuffer(m)).length >= 50 ? true : undefined), 15_000);
-      expect(messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
-      const pcm = Buffer.concat(messages.filter((m): m is Buffer => Buffer.isBuffer(m)));
-      const ints = new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2);
-      expect(Math.abs(dominantFrequency(Float32Array.from(ints, (v) => v / 32768), 48000) - 1000)).toBeLessThanOrEqual(2);
-      socket.close();
+      const audio = audioSocket(`${s.url.replace(/^http/, 'ws')}/peers/heard/audio`);
+      expect(await audio.outcome).toEqual({ open: true });
+      await until('50 frames over the socket', () => (framesIn(audio.messages) >= 50 ? true : undefined), 15_000);
+      expect(audio.messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
+      expect(Math.abs(dominantFrequency(s16Of(audio.messages), 48000) - 1000)).toBeLessThanOrEqual(2);
+      audio.socket.close();
       // A peer no engine runs: the problem document, before any upgrade.
-      const refused = await new Promise<number>((resolve) => {
-        const ws = new WebSocket(`${s.url.replace(/^http/, 'ws')}/peers/nobody/audio`);
-        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-        ws.on('open', () => resolve(101));
-        ws.on('error', () => undefined);
-      });
-      expect(refused).toBe(404);
+      expect(await audioSocket(`${s.url.replace(/^http/, 'ws')}/peers/nobody/audio`).outcome).toMatchObject({ open: false, status: 404 });
     } finally {
       controller.abort();
       await sending.catch(() => undefined);

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import wavefile from 'wavefile';
 import { OpusEncoder } from '../../wasm/opus.js';
-import type { EncodedFrame } from '../../src/media/frames.js';
+import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
 
 export interface WavData {
   sampleRate: number;
@@ -264,4 +264,14 @@ export function envelopeMatch(recording: Float32Array, source: Float32Array, sam
     loud++;
   }
   return { correlation: best.correlation, offsetSec: (best.lag * win) / sampleRate, levelDifferenceDb: loud > 0 ? diff / loud : NaN };
+}
+
+/** Cuts mono samples into 20 ms AudioFrames (copies), positions from 0, for feeding operators and pools. */
+export function monoFrames(samples: Float32Array, sampleRate = 48000): AudioFrame[] {
+  const n = sampleRate / 50;
+  const out: AudioFrame[] = [];
+  for (let i = 0; i + n <= samples.length; i += n) {
+    out.push({ position: i, sampleRate, channels: 1, sampleFormat: 'f32', data: samples.slice(i, i + n), rms: 0, peak: 0, arrival: 0 } as AudioFrame);
+  }
+  return out;
 }

@@ -9,20 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
 import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { concat as concatSamples } from '../helpers/audio.js';
+import { concat as concatSamples, monoFrames } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
 
-/** Cuts mono 48 kHz samples into 20 ms AudioFrames. */
-function framesOf(samples: Float32Array, sampleRate = 48000): AudioFrame[] {
-  const n = sampleRate / 50;
-  const out: AudioFrame[] = [];
-  for (let i = 0; i + n <= samples.length; i += n) {
-    out.push({ position: i, sampleRate, channels: 1, sampleFormat: 'f32', data: samples.slice(i, i + n), rms: 0, peak: 0, arrival: 0 } as AudioFrame);
-  }
-  return out;
-}
 
 const concat = (frames: AudioFrame[]): Float32Array => concatSamples(frames.map((f) => f.data as Float32Array));
 
@@ -38,7 +29,7 @@ afterAll(async () => {
 
 describe('inWorkers', () => {
   it('fuses stages into one worker hop: one pool stream for three stages, three for three separate operators', async () => {
-    const source = framesOf((await readFixture('speech-48k.wav')).channels[0].subarray(0, 48000));
+    const source = monoFrames((await readFixture('speech-48k.wav')).channels[0].subarray(0, 48000));
     const a = stage('gain', { db: -3 });
     const b = stage('dc-blocker');
     const c = stage('resample', { sampleRate: 16000 });
@@ -59,7 +50,7 @@ describe('inWorkers', () => {
   });
 
   it('keeps media order and positions, and completes only after every frame came back', async () => {
-    const source = framesOf(new Float32Array(48000 * 2).fill(0.1));
+    const source = monoFrames(new Float32Array(48000 * 2).fill(0.1));
     const out = await lastValueFrom(from(source).pipe(inWorkers({ pool }, stage('passthrough')), toArray()));
     expect(out.map((f) => f.position)).toEqual(source.map((f) => f.position));
   });

@@ -7,20 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { inWorkers, stage, type AudioFrame } from '../../src/pipeline/operators.js';
-import { rmsDb } from '../helpers/audio.js';
+import { monoFrames, rmsDb } from '../helpers/audio.js';
 import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
 
-/** Cuts mono 48 kHz samples into 20 ms AudioFrames. */
-function framesOf(samples: Float32Array, sampleRate = 48000): AudioFrame[] {
-  const n = sampleRate / 50;
-  const out: AudioFrame[] = [];
-  for (let i = 0; i + n <= samples.length; i += n) {
-    out.push({ position: i, sampleRate, channels: 1, sampleFormat: 'f32', data: samples.slice(i, i + n), rms: 0, peak: 0, arrival: 0 } as AudioFrame);
-  }
-  return out;
-}
 
 function concat(frames: AudioFrame[]): Float32Array {
   const out = new Float32Array(frames.reduce((n, f) => n + f.data.length, 0));
@@ -53,7 +44,7 @@ describe('custom worker stage modules', () => {
     expect(pool.customStageTypes).toContain('dc-blocker');
     const tone = (await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 48000);
     const offset = tone.map((v) => v + 0.25);
-    const out = concat(await lastValueFrom(from(framesOf(offset)).pipe(inWorkers({ pool }, stage('dc-blocker', { cutoffHz: 20 })), toArray())));
+    const out = concat(await lastValueFrom(from(monoFrames(offset)).pipe(inWorkers({ pool }, stage('dc-blocker', { cutoffHz: 20 })), toArray())));
     expect(out.length).toBe(offset.length);
     const settled = out.subarray(24000); // after 0.5 s the 20 Hz pole has settled (time constant 8 ms)
     expect(Math.abs(mean(offset))).toBeGreaterThan(0.24);
@@ -71,7 +62,7 @@ describe('custom worker stage modules', () => {
       await expect(pool.registerStageModule(fixtureModule(file))).rejects.toMatchObject({ code: 'EARSHOT_STAGE_MODULE_INVALID', statusCode: 422, message: expect.stringMatching(why) });
     }
     // The workers are alive and still run streams.
-    const out = await lastValueFrom(from(framesOf(new Float32Array(9600).fill(0.5))).pipe(inWorkers({ pool }, stage('gain', { db: -6 })), toArray()));
+    const out = await lastValueFrom(from(monoFrames(new Float32Array(9600).fill(0.5))).pipe(inWorkers({ pool }, stage('gain', { db: -6 })), toArray()));
     expect(out).toHaveLength(10);
     expect(out[5].data[0]).toBeCloseTo(0.5 * 10 ** (-6 / 20), 5);
   });
@@ -87,7 +78,7 @@ describe('custom worker stage modules', () => {
   });
 
   it('errors the output of inWorkers with the stage message when a stage cannot be built', async () => {
-    const run = lastValueFrom(from(framesOf(new Float32Array(1920))).pipe(inWorkers({ pool }, stage('invert', { strength: 3 })), toArray()));
+    const run = lastValueFrom(from(monoFrames(new Float32Array(1920))).pipe(inWorkers({ pool }, stage('invert', { strength: 3 })), toArray()));
     await expect(run).rejects.toThrow(/inWorkers\(invert\).*strength/);
   });
 });

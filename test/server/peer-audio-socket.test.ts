@@ -8,9 +8,9 @@
  * asked encoding with the tone's pitch, end when the peer leaves.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { dominantFrequency } from '../helpers/audio.js';
+import { audioSocket, binaryOf } from '../helpers/audio-socket.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { listen } from '../helpers/listening.js';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -42,33 +42,7 @@ beforeAll(async () => {
 afterAll(() => t?.close());
 
 /** What an upgrade attempt got: the HTTP refusal (status, body), or the open socket's messages. */
-function connect(path: string, options: { headers?: Record<string, string>; protocols?: string[] } = {}) {
-  const socket = new WebSocket(`${ws}${path}`, options.protocols ?? [], { headers: options.headers });
-  const messages: Array<Record<string, unknown> | Buffer> = [];
-  socket.on('message', (data, isBinary) => {
-    const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
-    messages.push(isBinary ? Buffer.from(buf) : (JSON.parse(buf.toString('utf8')) as Record<string, unknown>));
-  });
-  const outcome = new Promise<{ open: true } | { open: false; status: number; type: string; body: Record<string, unknown> }>((resolve, reject) => {
-    socket.once('open', () => resolve({ open: true }));
-    socket.once('unexpected-response', (req, res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      // With this listener, ending the refused request is ours to do (ws leaves it open).
-      res.on('end', () => {
-        req.destroy();
-        resolve({ open: false, status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: JSON.parse(text || '{}') as Record<string, unknown> });
-      });
-    });
-    socket.once('error', (e) => reject(e));
-  });
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  return { socket, messages, outcome, closed };
-}
-
-function binaryOf(messages: ReadonlyArray<Record<string, unknown> | Buffer>): Buffer {
-  return Buffer.concat(messages.filter((m): m is Buffer => Buffer.isBuffer(m)));
-}
+const connect = (path: string, options: { headers?: Record<string, string>; protocols?: string[] } = {}) => audioSocket(`${ws}${path}`, options);
 
 describe('GET /peers/:peer/audio', () => {
   it('refuses before the upgrade: 401 without a token, 403 with the publish token, 404 for an unknown peer, 426 without an upgrade', async () => {
