@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
-import { decodeOpus, listen } from '../helpers/listening.js';
-import { audioSocket, framesIn, s16Of } from '../helpers/audio-socket.js';
+import { audioSocket } from '../helpers/audio-socket.js';
+import { expectToneHeardThrough } from '../helpers/hearing.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import type { CliServer } from './cli-server.js';
 import { clusterViews, recordingsOf as recordingsIn, startNodes, stopNodes, type ClusterPeer } from './cluster-api.js';
@@ -233,21 +233,8 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       const live = await livePeer(nodes[0], 'heard', 10);
       const other = nodes.find((n) => idOf(n) !== live.node)!;
       // WHEP through the other node: forwarded to the owner, whose answer carries its media addresses.
-      const player = await listen(`${other.url}/whep/heard`, { headers: admin });
-      expect(player.status).toBe(201);
-      await player.connected();
-      await until('the listener to hear 50 packets', () => (player.packets.length >= 50 ? true : undefined), 15_000);
-      expect(Math.abs(dominantFrequency(decodeOpus(player.packets.slice(10)), 48000) - 1000)).toBeLessThanOrEqual(2);
-      expect((await fetch(player.location!, { method: 'DELETE', headers: admin })).status).toBe(200);
-      await player.close();
-
-      // The PCM over a WebSocket through the other node: the upgrade is spliced to the owner node.
-      const audio = audioSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`, { headers: admin });
-      expect(await audio.outcome).toEqual({ open: true });
-      await until('50 frames over the socket', () => (framesIn(audio.messages) >= 50 ? true : undefined), 15_000);
-      expect(audio.messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
-      expect(Math.abs(dominantFrequency(s16Of(audio.messages), 48000) - 1000)).toBeLessThanOrEqual(2);
-      audio.socket.close();
+      // WHEP forwarded to the owner, whose answer carries its media addresses; the WebSocket upgrade spliced to it.
+      await expectToneHeardThrough(other.url, 'heard', admin);
 
       // Without the admin token: refused before any upgrade, by the node asked.
       expect(await audioSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`).outcome).toMatchObject({ open: false, status: 401 });

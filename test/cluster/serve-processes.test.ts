@@ -12,8 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { startCli, type CliServer } from './cli-server.js';
-import { decodeOpus, listen } from '../helpers/listening.js';
-import { audioSocket, framesIn, s16Of } from '../helpers/audio-socket.js';
+import { listen } from '../helpers/listening.js';
+import { audioSocket } from '../helpers/audio-socket.js';
+import { expectToneHeardThrough } from '../helpers/hearing.js';
 
 const tone = fixturePath('tone-1k-48k.wav');
 
@@ -142,22 +143,7 @@ describe('earshot serve --processes 2', () => {
     const sending = sendAudio({ url: `${s.url}/whip/demo/heard`, source: tone, loop: true, signal: controller.signal });
     try {
       await packets('heard', 10);
-      const player = await listen(`${s.url}/whep/heard`);
-      expect(player.status).toBe(201);
-      await player.connected();
-      await until('the listener to hear 50 packets', () => (player.packets.length >= 50 ? true : undefined), 15_000);
-      expect(Math.abs(dominantFrequency(decodeOpus(player.packets.slice(10)), 48000) - 1000)).toBeLessThanOrEqual(2);
-      expect((await fetch(player.location!, { method: 'DELETE' })).status).toBe(200);
-      expect((await fetch(player.location!, { method: 'DELETE' })).status).toBe(404);
-      await player.close();
-
-      // The PCM of the same peer over a WebSocket, through the front too.
-      const audio = audioSocket(`${s.url.replace(/^http/, 'ws')}/peers/heard/audio`);
-      expect(await audio.outcome).toEqual({ open: true });
-      await until('50 frames over the socket', () => (framesIn(audio.messages) >= 50 ? true : undefined), 15_000);
-      expect(audio.messages[0]).toMatchObject({ type: 'start', peer: 'heard', format: { sampleRate: 48000, sampleFormat: 's16' } });
-      expect(Math.abs(dominantFrequency(s16Of(audio.messages), 48000) - 1000)).toBeLessThanOrEqual(2);
-      audio.socket.close();
+      await expectToneHeardThrough(s.url, 'heard');
       // A peer no engine runs: the problem document, before any upgrade.
       expect(await audioSocket(`${s.url.replace(/^http/, 'ws')}/peers/nobody/audio`).outcome).toMatchObject({ open: false, status: 404 });
     } finally {
