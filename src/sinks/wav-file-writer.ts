@@ -16,6 +16,7 @@
 import { open, unlink } from 'node:fs/promises';
 import { writeAll, type RecordingFileHandle } from './file-writes.js';
 import { quantizeS16 } from '../media/pcm16.js';
+import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
 
 export type WavSampleFormat = 's16' | 'f32';
 
@@ -44,17 +45,19 @@ export interface WavFileWriterOptions {
    * sample frames) with a header that says so. `error` is set at once.
    */
   onError?(error: Error): void;
+  /**
+   * Where chunk buffers come from and go back to once written. Default: one
+   * pool for the whole process, so a recording holds one chunk, not two
+   * (sinks/chunk-pool.ts).
+   */
+  chunkPool?: ChunkPool;
   /** Creates the file, failing if it exists. Default `fs.promises.open(path, 'wx')`; tests pass a handle that fails like a full disk. */
   openFile?(path: string): Promise<WavFileHandle>;
 }
 
 const S16_HEADER = 44;
-/**
- * Written chunk buffers kept for reuse. One is enough: with the header timer
- * flushing every second, one chunk fills while the previous one is written,
- * so a recording holds two chunks (~2.5 s of audio) in steady state.
- */
-const FREE_CHUNKS = 1;
+/** What a closed writer holds instead of a chunk (nothing is appended after close). */
+const NO_CHUNK = Buffer.from(new ArrayBuffer(0));
 
 /** About 1.25 s of audio at `bytesPerSecond`, in whole 4 KiB pages, 32 KiB–1 MiB. */
 function defaultChunkBytes(bytesPerSecond: number): number {
@@ -84,8 +87,8 @@ export class WavFileWriter {
   readonly #onError?: (e: Error) => void;
   #chunk: Buffer;
   #chunkUsed = 0;
-  /** Chunk buffers written out, kept for reuse (at most FREE_CHUNKS): no allocation per chunk in steady state. */
-  readonly #free: ArrayBuffer[] = [];
+  /** Chunk buffers come from here and go back once written: no allocation per chunk in steady state. */
+  readonly #chunks: ChunkPool;
   readonly #pending: Buffer[] = [];
   #pendingBytes = 0;
   #writing: Promise<void> = Promise.resolve();
@@ -105,17 +108,18 @@ export class WavFileWriter {
     this.#chunkBytes = options.chunkBytes ?? defaultChunkBytes(options.sampleRate * this.#blockAlign);
     this.#maxPending = options.maxPendingBytes ?? 8 * 1024 * 1024;
     this.#onError = options.onError;
-    this.#chunk = Buffer.from(new ArrayBuffer(this.#chunkBytes));
+    this.#chunks = options.chunkPool ?? sharedChunkPool;
+    this.#chunk = this.#newChunk();
   }
 
   /** A chunk buffer: a reused one, else a new one (its contents are overwritten before use). */
   #newChunk(): Buffer {
-    return Buffer.from(this.#free.pop() ?? new ArrayBuffer(this.#chunkBytes));
+    return Buffer.from(this.#chunks.take(this.#chunkBytes));
   }
 
   /** Gives a written (or dropped) chunk's buffer back for reuse. */
   #recycle(buf: Buffer): void {
-    if (this.#free.length < FREE_CHUNKS && buf.buffer.byteLength === this.#chunkBytes && buf.byteOffset === 0) this.#free.push(buf.buffer as ArrayBuffer);
+    if (buf.buffer.byteLength === this.#chunkBytes && buf.byteOffset === 0) this.#chunks.give(buf.buffer as ArrayBuffer);
   }
 
   /**
@@ -211,6 +215,9 @@ export class WavFileWriter {
     clearTimeout(this.#timer);
     clearInterval(this.#timer);
     this.#queueChunk();
+    // The chunk that would have been filled next goes back to the pool unused.
+    this.#recycle(this.#chunk);
+    this.#chunk = NO_CHUNK;
     this.#pump();
     await this.#drained();
     if (!this.error) await this.#writeHeader().catch((e) => this.#fail(e as Error));
@@ -231,7 +238,7 @@ export class WavFileWriter {
     const full = this.#chunk.subarray(0, this.#chunkUsed);
     this.#pending.push(full);
     this.#pendingBytes += full.length;
-    this.#chunk = this.#newChunk();
+    this.#chunk = this.#closed ? NO_CHUNK : this.#newChunk();
     this.#chunkUsed = 0;
     while (this.#pendingBytes > this.#maxPending && this.#pending.length > 1) {
       const dropped = this.#pending.shift()!;

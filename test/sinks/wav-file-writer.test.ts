@@ -9,6 +9,7 @@ import wavefile from 'wavefile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Recorder } from '../../src/sinks/recorder.js';
 import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
+import { ChunkPool } from '../../src/sinks/chunk-pool.js';
 import type { AudioFrame } from '../../src/media/frames.js';
 
 let dir: string;
@@ -117,5 +118,31 @@ describe('Recorder', () => {
     expect(samples.length).toBe(5960);
     expect(samples.slice(0, 960).every((v) => v === 0)).toBe(true);
     expect(samples.slice(2880, 4800).every((v) => v === 0)).toBe(true);
+  });
+});
+
+describe('WavFileWriter chunk buffers shared between recordings', () => {
+  it('many recordings share chunk buffers without mixing their audio, and hold fewer than two chunks each', async () => {
+    const pool = new ChunkPool();
+    const writers = 20;
+    // Flushed by the header timer (staggered start, as in a server), 1 s of audio in 20 ms appends, in real time.
+    const ws = await Promise.all(
+      Array.from({ length: writers }, (_, i) => WavFileWriter.create(join(dir, `r${i}.wav`), { sampleRate: 16000, channels: 1, sampleFormat: 'f32', headerIntervalMs: 100, chunkPool: pool })),
+    );
+    const inputs = ws.map((_, i) => Float32Array.from({ length: 16000 }, (_, n) => 0.4 * Math.sin((2 * Math.PI * (200 + 37 * i) * n) / 16000)));
+    for (let at = 0; at < 16000; at += 320) {
+      ws.forEach((w, i) => w.append(inputs[i].subarray(at, at + 320)));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await Promise.all(ws.map((w) => w.close()));
+    for (let i = 0; i < writers; i++) {
+      const { samples } = read(await readFile(join(dir, `r${i}.wav`)));
+      expect(Float32Array.from(samples)).toEqual(inputs[i]);
+    }
+    // Kept per recording, 20 recordings held 40 chunks (one filling, one written or waiting); shared, fewer.
+    expect(pool.allocated).toBeGreaterThanOrEqual(writers);
+    expect(pool.allocated).toBeLessThan(2 * writers);
+    // Buffers come back on close, up to what the pool keeps.
+    expect(pool.free).toBeGreaterThan(0);
   });
 });
