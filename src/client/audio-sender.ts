@@ -7,7 +7,7 @@
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, RtpHeader, RtpPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { readWavSource, type PcmSource } from './wav-source.js';
@@ -102,6 +102,24 @@ export interface SendOptions {
    * docs/data-channel.md. It closes when sending ends.
    */
   dataChannel?: (channel: RTCDataChannel) => void;
+  /**
+   * Called with each RTCP receiver report the server sends about this stream
+   * (RFC 3550 §6.4.2; about one a second): what it has received, lost and its
+   * interarrival jitter estimate, as the server sees them.
+   */
+  onReceiverReport?: (report: ReceiverReport) => void;
+}
+
+/** One report block of an RTCP receiver report about the sent stream (RFC 3550 §6.4.1). */
+export interface ReceiverReport {
+  /** Share of packets lost since the previous report, 0–1 (the field's 8-bit fixed point ÷ 256). */
+  fractionLost: number;
+  /** Packets lost since the stream began (expected − received; duplicates can make it negative). */
+  packetsLost: number;
+  /** Extended highest sequence number received: 16-bit cycles count above the sequence number. */
+  highestSequence: number;
+  /** Interarrival jitter, in RTP timestamp units (1/48000 s for Opus). */
+  jitter: number;
 }
 
 export interface SendProgress {
@@ -167,6 +185,15 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
 
     const ssrc = transceiver.sender.ssrc;
+    const onReport = options.onReceiverReport;
+    if (onReport) {
+      transceiver.sender.onRtcp.subscribe((packet) => {
+        if (!(packet instanceof RtcpRrPacket || packet instanceof RtcpSrPacket)) return;
+        for (const r of packet.reports) {
+          if (r.ssrc === ssrc) onReport({ fractionLost: r.fractionLost / 256, packetsLost: r.packetsLost, highestSequence: r.highestSequence, jitter: r.jitter });
+        }
+      });
+    }
     const sent = await pace(transceiver, encoder, totalFrames, options);
     await sleep(200); // let the last packets leave before the session ends
     if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl);

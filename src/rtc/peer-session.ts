@@ -15,8 +15,10 @@ import type { EncodedFrame } from '../media/frames.js';
 import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats } from './rtp-ingest.js';
 import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
-// Replaces werift's string-based RTP header parsing before any packet arrives (see the module).
+// Replace werift's string-based RTP header parsing and two per-packet costs of its receiver
+// before any packet arrives (see the modules).
 import './werift-rtp-header.js';
+import './werift-receiver.js';
 
 export type SessionEndReason =
   | 'deleted'
