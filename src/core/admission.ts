@@ -29,6 +29,14 @@ export interface AdmissionOptions {
   maxQueuedFramesPerStream?: number;
   /** Refuse while the recent p99 frame latency (RTP in → frame at the sinks) exceeds this, ms. Default 100. */
   maxLatencyMs?: number;
+  /**
+   * Above this share of `maxLatencyMs`, sessions are admitted one at a time: a
+   * new one only once every session admitted before it has settled (`settleMs`)
+   * and its load shows. Latency climbs steeply near saturation and shows a new
+   * stream's cost only seconds after it was admitted, so admitting a burst at
+   * the rate clients arrive overshoots the limit. Default 0.6; 1 turns it off.
+   */
+  cautionLatencyShare?: number;
   /** How often the load is measured, ms. Default 500. */
   sampleMs?: number;
   /** A new session counts as not yet measured for this long, ms (it connects, then its frames show up). Default 3000. */
@@ -60,6 +68,7 @@ interface Limits {
   maxEventLoopUtilization: number;
   maxQueuedFramesPerStream: number;
   maxLatencyMs: number;
+  cautionLatencyShare: number;
   sampleMs: number;
   settleMs: number;
   initialStreamCost: number;
@@ -71,6 +80,7 @@ const ADMISSION_OPTIONS: Record<keyof AdmissionOptions, true> = {
   maxEventLoopUtilization: true,
   maxQueuedFramesPerStream: true,
   maxLatencyMs: true,
+  cautionLatencyShare: true,
   sampleMs: true,
   settleMs: true,
   initialStreamCost: true,
@@ -102,6 +112,7 @@ function limitsOf(options: AdmissionOptions): Limits {
     maxEventLoopUtilization: share('maxEventLoopUtilization', options.maxEventLoopUtilization, 0.85),
     maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
     maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 100),
+    cautionLatencyShare: share('cautionLatencyShare', options.cautionLatencyShare, 0.6),
     sampleMs: positive('sampleMs', options.sampleMs, 500),
     settleMs: positive('settleMs', options.settleMs, 3000),
     initialStreamCost: share('initialStreamCost', options.initialStreamCost, 0.03),
@@ -151,6 +162,13 @@ export class AdmissionControl {
     const reasons = [...this.#state.reasons];
     if (unsettled > 0 && projected > this.#limits.maxWorkerUtilization && !reasons.some((r) => r.startsWith('workers'))) {
       reasons.push(`workers ${pct(this.#state.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
+    }
+    const p99 = this.#state.latencyP99Ms;
+    const caution = this.#limits.maxLatencyMs * this.#limits.cautionLatencyShare;
+    if (unsettled > 0 && p99 !== null && p99 > caution && !reasons.some((r) => r.startsWith('frame latency'))) {
+      reasons.push(
+        `frame latency p99 ${Math.round(p99)} ms is past ${Math.round(caution)} ms (${pct(this.#limits.cautionLatencyShare)} of the ${this.#limits.maxLatencyMs} ms limit) with ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted whose load does not show yet`,
+      );
     }
     return { ...this.#state, unsettledSessions: unsettled, ready: reasons.length === 0, reasons };
   }

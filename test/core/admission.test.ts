@@ -74,6 +74,39 @@ describe('admission by measured load', () => {
     expect(state.ready).toBe(false);
   });
 
+  it('near the latency limit, admits one session at a time: the next only once the last one has settled', async () => {
+    // A caution threshold any real latency passes (0.06 ms), every other limit out of reach.
+    const settleMs = 1500;
+    t = await startServer({
+      pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
+      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, sampleMs: 100, settleMs },
+    });
+    const admission = () => t!.server.core.stats().admission!;
+    const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 6 });
+    try {
+      // The running stream's frames show in the latency, and it has settled.
+      await until('latency measured with nothing unsettled', async () => admission().latencyP99Ms !== null && admission().unsettledSessions === 0);
+      const first = await post('first');
+      expect(first.status).toBe(201);
+      await first.text();
+      // Right after it, a second is refused: the first one's load cannot show yet.
+      const second = await post('second');
+      expect(second.status).toBe(503);
+      expect(second.headers.get('retry-after')).toBe('5');
+      const problem = (await second.json()) as { code: string; detail: string };
+      expect(problem.code).toBe('EARSHOT_OVERLOADED');
+      expect(problem.detail).toMatch(/frame latency p99 \d+ ms is past 0 ms \(0 % of the 60000 ms limit\) with 1 session just admitted/);
+      expect((await health()).ready).toBe(false);
+      // Once the first has settled, the next is admitted.
+      await until('the first session to settle', async () => admission().unsettledSessions === 0, settleMs + 5000);
+      const third = await post('third');
+      expect(third.status).toBe(201);
+      await third.text();
+    } finally {
+      await stream;
+    }
+  });
+
   it('rejects a budget outside 0–1 at start, naming the option', async () => {
     await expect(startServer({ admission: { maxWorkerUtilization: 1.5 } })).rejects.toThrow(/admission.maxWorkerUtilization/);
   });
