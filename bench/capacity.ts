@@ -299,6 +299,9 @@ function writePipelines(dir: string, root: string): void {
 
 export async function startEarshot(options: { root: string; port: number; work: string; threads: number; build?: boolean; nodeFlags?: string[]; admission?: boolean; serveArgs?: string[] }): Promise<Child> {
   const { root, port, work, threads } = options;
+  // BENCH_SERVER_NODE_FLAGS (e.g. "--trace-gc --max-semi-space-size=4") reaches the server process only.
+  const envFlags = process.env.BENCH_SERVER_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  options = { ...options, nodeFlags: [...envFlags, ...(options.nodeFlags ?? [])] };
   const pipelines = join(work, 'pipelines');
   writePipelines(pipelines, root);
   const recordings = join(work, 'recordings');
