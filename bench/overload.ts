@@ -1,8 +1,10 @@
 /**
  * (o) Overload: publishers offered at about twice what the server sustains,
  * against the real server with admission on (its defaults), the default
- * pipeline (denoise → WAV + stats). Publishers arrive at `ramp` per second
- * and each sends speech for `seconds`; a refused one (503) does not retry.
+ * pipeline (denoise → WAV + stats). Publishers arrive at `ramp` per second;
+ * a refused one (503) retries after its Retry-After, as a WHIP client should,
+ * for as long as the offer lasts (`seconds`); every admitted one sends speech
+ * until 15 s after that.
  *
  * What it prints: how many were admitted and refused (by code, with
  * `Retry-After`), what the admitted streams suffered while all of them ran
@@ -24,6 +26,8 @@ export interface OverloadResult {
   offered: number;
   admitted: number;
   refused: Record<string, number>;
+  /** 503 answers, retries included. */
+  refusals: number;
   /** Refusals that carried Retry-After. */
   refusedWithRetryAfter: number;
   /** Frames the admitted streams lost to full queues or lateness, in all. */
@@ -36,7 +40,7 @@ export interface OverloadResult {
 export async function benchOverload(options: { offered?: number; seconds?: number; ramp?: number; maxLatencyMs?: number; log?: (line: string) => void } = {}): Promise<OverloadResult> {
   const log = options.log ?? ((l: string) => console.log(l));
   const offered = options.offered ?? 80;
-  const seconds = options.seconds ?? 20;
+  const seconds = options.seconds ?? 30;
   const ramp = options.ramp ?? 8;
   const work = await mkdtemp(join(tmpdir(), 'earshot-overload-'));
   const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
@@ -50,35 +54,61 @@ export async function benchOverload(options: { offered?: number; seconds?: numbe
   });
   const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
   try {
-    log(`\n(o) Overload: ${offered} publishers offered at ${ramp}/s, ${seconds} s of speech each, default pipeline, admission on (${options.maxLatencyMs === undefined ? 'defaults' : `--admission-max-latency ${options.maxLatencyMs}`})`);
+    log(`\n(o) Overload: ${offered} publishers offered at ${ramp}/s, retrying refusals for ${seconds} s, default pipeline, admission on (${options.maxLatencyMs === undefined ? 'defaults' : `--admission-max-latency ${options.maxLatencyMs}`})`);
     // Warm-up (JIT, workers), then the resting RSS.
     await Promise.all(Array.from({ length: 4 }, (_, i) => sendAudio({ url: `${child.url}/whip/warm/w${i}`, source, seconds: 3 }).catch(() => undefined)));
     await new Promise((r) => setTimeout(r, 3000));
     const before = rssBytes(child.pid);
     let peak = before;
+    /** Publishers never admitted, by the code of their last refusal. */
     const refused: Record<string, number> = {};
+    let refusals = 0;
     let retryAfter = 0;
     const admittedPeers: string[] = [];
-    const runs: Array<Promise<SendResult | undefined>> = [];
     const peakTimer = setInterval(() => (peak = Math.max(peak, rssBytes(child.pid))), 250);
-    for (let i = 0; i < offered; i++) {
-      const peer = `o${i + 1}`;
-      runs.push(
-        sendAudio({ url: `${child.url}/whip/overload/${peer}`, source, seconds, loop: true, fetch: async (input, init) => {
-          const res = await fetch(input, init);
-          if (res.status === 503 && res.headers.get('retry-after')) retryAfter++;
-          if (res.status === 201) admittedPeers.push(peer);
-          return res;
-        } }).catch((e: unknown) => {
+    const started = performance.now();
+    // Offers keep coming for `seconds`; every admitted stream sends until a common end, 15 s after that.
+    const offerUntil = started + seconds * 1000;
+    const sendUntil = offerUntil + 15_000;
+    const publisher = async (peer: string): Promise<SendResult | undefined> => {
+      for (;;) {
+        let wait = 0;
+        try {
+          return await sendAudio({
+            url: `${child.url}/whip/overload/${peer}`,
+            source,
+            seconds: (sendUntil - performance.now()) / 1000,
+            loop: true,
+            fetch: async (input, init) => {
+              const res = await fetch(input, init);
+              if (res.status === 503) {
+                refusals++;
+                wait = Number(res.headers.get('retry-after') ?? 0);
+                if (wait > 0) retryAfter++;
+              }
+              if (res.status === 201) admittedPeers.push(peer);
+              return res;
+            },
+          });
+        } catch (e: unknown) {
+          // A WHIP client retries a 503 after its Retry-After, as long as the offer lasts.
+          if (wait > 0 && performance.now() + wait * 1000 < offerUntil) {
+            await new Promise((r) => setTimeout(r, wait * 1000));
+            continue;
+          }
           const code = e instanceof WhipRequestError ? e.code : (e as Error).message.slice(0, 60);
           refused[code] = (refused[code] ?? 0) + 1;
           return undefined;
-        }),
-      );
+        }
+      }
+    };
+    const runs: Array<Promise<SendResult | undefined>> = [];
+    for (let i = 0; i < offered; i++) {
+      runs.push(publisher(`o${i + 1}`));
       await new Promise((r) => setTimeout(r, 1000 / ramp));
     }
-    // Every offer answered and the last admitted stream's first 10 s window filled.
-    await new Promise((r) => setTimeout(r, Math.min(seconds - 1, 10) * 1000));
+    // The last admission's first 10 s window filled, every admitted stream still sending.
+    await new Promise((r) => setTimeout(r, offerUntil + 10_000 - performance.now()));
     const stats = await Promise.all(
       admittedPeers.map(async (p) => (await (await fetch(`${child.url}/stats/${p}`)).json()) as { processing: { framesDropped: number; recentLatencyMs: { p99: number | null } } }),
     );
@@ -91,12 +121,13 @@ export async function benchOverload(options: { offered?: number; seconds?: numbe
       offered,
       admitted: admittedPeers.length,
       refused,
+      refusals,
       refusedWithRetryAfter: retryAfter,
       admittedFramesDropped: stats.reduce((n, s) => n + s.processing.framesDropped, 0),
       admittedP99Ms: { median: p99s[Math.floor(p99s.length / 2)] ?? NaN, worst: p99s[p99s.length - 1] ?? NaN },
       rssMiB: { before: mib(before), peak: mib(peak), after: mib(after) },
     };
-    log(`  admitted ${result.admitted} of ${offered}; refused ${JSON.stringify(refused)} (${retryAfter} with Retry-After)`);
+    log(`  admitted ${result.admitted} of ${offered}; ${refusals} refusals (${retryAfter} with Retry-After); never admitted ${JSON.stringify(refused)}`);
     log(`  admitted streams while all ran: ${result.admittedFramesDropped} frames dropped; windowed p99 median ${result.admittedP99Ms.median} ms, worst ${result.admittedP99Ms.worst} ms`);
     log(`  RSS: ${result.rssMiB.before} MiB before, ${result.rssMiB.peak} MiB at the peak, ${result.rssMiB.after} MiB 10 s after the last stream (${Math.round((result.rssMiB.after / result.rssMiB.before - 1) * 100)} % over before)`);
     return result;

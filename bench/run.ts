@@ -39,7 +39,7 @@ Options:
   --json              print the results as JSON on stdout (progress goes to stderr)
   --steps <k,k,…>     capacity steps K (default 10,20,40; env BENCH_STEPS); dtx, engines, outputs, threads: their steps
   --window <s>        capacity, mainpath: steady window per step, seconds (default 6);
-                      overload: seconds each publisher sends (default 20);
+                      overload: seconds the offers last, refusals retried (default 30);
                       soak: seconds the streams run (default 600); engines: seconds per step (default 8)
   --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2);
                       engines (default 2)

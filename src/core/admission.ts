@@ -5,11 +5,12 @@
  * admits a new session only while the recent load leaves room, so the streams
  * already admitted keep their latency.
  *
- * Every `sampleMs` it reads, over the last window: the workers' busy share
+ * Every `sampleMs` it reads, over the last sample: the workers' busy share
  * (task time ÷ wall time ÷ threads), frames waiting for a worker per stream,
- * the main thread's event-loop utilization, and the frame latency p99 (RTP in →
- * frame at the sinks). A POST is decided synchronously from the last sample
- * (no race between concurrent POSTs), plus the cost of the sessions admitted
+ * the main thread's event-loop utilization; and, over the last
+ * `latencyWindowMs`, the frame latency p99 (RTP in → frame at the sinks). A
+ * POST is decided synchronously from the last sample (no race between
+ * concurrent POSTs), plus the cost of the sessions admitted
  * since that sample or too recently to show in it, each counted at the
  * measured cost of an average stream. With no stream running, every new
  * session is admitted: there is nothing to protect yet.
@@ -29,6 +30,12 @@ export interface AdmissionOptions {
   maxQueuedFramesPerStream?: number;
   /** Refuse while the recent p99 frame latency (RTP in → frame at the sinks) exceeds this, ms. Default 100. */
   maxLatencyMs?: number;
+  /**
+   * The latency p99 is taken over this recent window, ms (the other signals
+   * over the last `sampleMs`). Half a second of frames misses the spikes that
+   * a listener, and the 10 s p99 of the statistics, see. Default 5000.
+   */
+  latencyWindowMs?: number;
   /**
    * Above this share of `maxLatencyMs`, sessions are admitted one at a time: a
    * new one only once every session admitted before it has settled (`settleMs`)
@@ -68,6 +75,7 @@ interface Limits {
   maxEventLoopUtilization: number;
   maxQueuedFramesPerStream: number;
   maxLatencyMs: number;
+  latencyWindowMs: number;
   cautionLatencyShare: number;
   sampleMs: number;
   settleMs: number;
@@ -80,6 +88,7 @@ const ADMISSION_OPTIONS: Record<keyof AdmissionOptions, true> = {
   maxEventLoopUtilization: true,
   maxQueuedFramesPerStream: true,
   maxLatencyMs: true,
+  latencyWindowMs: true,
   cautionLatencyShare: true,
   sampleMs: true,
   settleMs: true,
@@ -112,6 +121,7 @@ function limitsOf(options: AdmissionOptions): Limits {
     maxEventLoopUtilization: share('maxEventLoopUtilization', options.maxEventLoopUtilization, 0.85),
     maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
     maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 100),
+    latencyWindowMs: positive('latencyWindowMs', options.latencyWindowMs, 5000),
     cautionLatencyShare: share('cautionLatencyShare', options.cautionLatencyShare, 0.6),
     sampleMs: positive('sampleMs', options.sampleMs, 500),
     settleMs: positive('settleMs', options.settleMs, 3000),
@@ -128,6 +138,8 @@ export class AdmissionControl {
   #lastBusyMs = 0;
   #lastElu: EventLoopUtilization | undefined;
   #lastLatency: number[] = [];
+  /** Latency bucket counts of each sample within `latencyWindowMs`, oldest first. */
+  readonly #latencySamples: number[][] = [];
   /** `performance.now()` of each session admitted within `settleMs`. */
   #admitted: number[] = [];
   #state: AdmissionState;
@@ -196,7 +208,12 @@ export class AdmissionControl {
     const workerUtilization = wall > 0 ? Math.min(1, (stats.busyMs - this.#lastBusyMs) / (wall * stats.threads)) : 0;
     const elu = performance.eventLoopUtilization(this.#lastElu).utilization;
     const snap = this.#latency.snapshot();
-    const window = snap.counts.map((c, i) => c - (this.#lastLatency[i] ?? 0));
+    this.#latencySamples.push(snap.counts.map((c, i) => c - (this.#lastLatency[i] ?? 0)));
+    while (this.#latencySamples.length > Math.max(1, Math.round(this.#limits.latencyWindowMs / this.#limits.sampleMs))) this.#latencySamples.shift();
+    const window = this.#latencySamples.reduce((sum, counts) => {
+      for (let i = 0; i < counts.length; i++) sum[i] += counts[i];
+      return sum;
+    }, new Array<number>(snap.counts.length).fill(0));
     const latencyP99Ms = quantileOf(window, 0.99, snap.max, snap.boundsMs);
     this.#lastAt = now;
     this.#lastBusyMs = stats.busyMs;
