@@ -37,7 +37,12 @@ export interface OverloadResult {
   rssMiB: { before: number; peak: number; after: number };
 }
 
-export async function benchOverload(options: { offered?: number; seconds?: number; ramp?: number; maxLatencyMs?: number; log?: (line: string) => void } = {}): Promise<OverloadResult> {
+function describe(options: { maxLatencyMs?: number; maxMachineCpu?: number }): string {
+  const flags = [options.maxLatencyMs === undefined ? '' : `--admission-max-latency ${options.maxLatencyMs}`, options.maxMachineCpu === undefined ? '' : `--admission-max-machine-cpu ${options.maxMachineCpu}`].filter(Boolean);
+  return flags.length > 0 ? flags.join(' ') : 'defaults';
+}
+
+export async function benchOverload(options: { offered?: number; seconds?: number; ramp?: number; maxLatencyMs?: number; maxMachineCpu?: number; log?: (line: string) => void } = {}): Promise<OverloadResult> {
   const log = options.log ?? ((l: string) => console.log(l));
   const offered = options.offered ?? 80;
   const seconds = options.seconds ?? 30;
@@ -50,11 +55,14 @@ export async function benchOverload(options: { offered?: number; seconds?: numbe
     work,
     threads: 2,
     admission: true,
-    serveArgs: options.maxLatencyMs === undefined ? [] : ['--admission-max-latency', String(options.maxLatencyMs)],
+    serveArgs: [
+      ...(options.maxLatencyMs === undefined ? [] : ['--admission-max-latency', String(options.maxLatencyMs)]),
+      ...(options.maxMachineCpu === undefined ? [] : ['--admission-max-machine-cpu', String(options.maxMachineCpu)]),
+    ],
   });
   const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
   try {
-    log(`\n(o) Overload: ${offered} publishers offered at ${ramp}/s, retrying refusals for ${seconds} s, default pipeline, admission on (${options.maxLatencyMs === undefined ? 'defaults' : `--admission-max-latency ${options.maxLatencyMs}`})`);
+    log(`\n(o) Overload: ${offered} publishers offered at ${ramp}/s, retrying refusals for ${seconds} s, default pipeline, admission on (${describe(options)})`);
     // Warm-up (JIT, workers), then the resting RSS.
     await Promise.all(Array.from({ length: 4 }, (_, i) => sendAudio({ url: `${child.url}/whip/warm/w${i}`, source, seconds: 3 }).catch(() => undefined)));
     await new Promise((r) => setTimeout(r, 3000));

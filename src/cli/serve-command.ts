@@ -95,6 +95,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').env('EARSHOT_MAX_SESSIONS').default(500).argParser(integer('--max-sessions', 1, 100000)))
     .addOption(new Option('--admission <on|off>', 'admit new sessions only while the measured load leaves room (off: by --max-sessions alone)').env('EARSHOT_ADMISSION').default('on').choices(['on', 'off']))
     .addOption(new Option('--admission-max-latency <ms>', 'admission: refuse new sessions while the recent frame latency p99 exceeds this').env('EARSHOT_ADMISSION_MAX_LATENCY').default(100).argParser(integer('--admission-max-latency', 1, 60000)))
+    .addOption(new Option('--admission-max-machine-cpu <percent>', "admission: refuse new sessions while the machine's CPUs (all processes) are busier than this; 100 leaves it out").env('EARSHOT_ADMISSION_MAX_MACHINE_CPU').default(100).argParser(integer('--admission-max-machine-cpu', 1, 100)))
     .addOption(new Option('--max-pending-sessions <n>', 'most sessions not yet connected').env('EARSHOT_MAX_PENDING_SESSIONS').default(50).argParser(integer('--max-pending-sessions', 1, 100000)))
     .addOption(new Option('--max-listeners <n>', 'most listeners (WHEP players and audio sockets) on the server (0: listening off)').env('EARSHOT_MAX_LISTENERS').default(64).argParser(integer('--max-listeners', 0, 100000)))
     .addOption(new Option('--max-listeners-per-peer <n>', 'most listeners (WHEP players and audio sockets) of one peer').env('EARSHOT_MAX_LISTENERS_PER_PEER').default(8).argParser(integer('--max-listeners-per-peer', 0, 100000)))
@@ -108,7 +109,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
-      connectTimeout: number; stageTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; stageTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }) => {
@@ -127,7 +128,7 @@ export function registerServeCommand(program: Command): void {
           metricsPublic: opts.metricsPublic === true,
           connectTimeoutMs: opts.connectTimeout * 1000,
           stageTimeoutMs: opts.stageTimeout,
-          admission: opts.admission === 'off' ? false : { maxLatencyMs: opts.admissionMaxLatency },
+          admission: opts.admission === 'off' ? false : { maxLatencyMs: opts.admissionMaxLatency, maxMachineUtilization: opts.admissionMaxMachineCpu / 100 },
           maxPendingSessions: opts.maxPendingSessions,
           maxListeners: opts.maxListeners,
           maxListenersPerPeer: opts.maxListenersPerPeer,

@@ -156,10 +156,12 @@ function mergeAdmission(list: Array<{ engine: number; admission: AdmissionState 
     reasons: ready ? [] : states.flatMap((s) => s.admission.reasons.map((r) => `engine ${s.engine}: ${r}`)),
     workerUtilization: Math.max(...a.map((s) => s.workerUtilization)),
     eventLoopUtilization: Math.max(...a.map((s) => s.eventLoopUtilization)),
+    machineUtilization: Math.max(...a.map((s) => s.machineUtilization)),
     queuedFramesPerStream: Math.max(...a.map((s) => s.queuedFramesPerStream)),
     latencyP99Ms: latencies.length > 0 ? Math.max(...latencies) : null,
     unsettledSessions: sum(a, (s) => s.unsettledSessions),
     streamCost: Math.max(...a.map((s) => s.streamCost)),
+    machineStreamCost: Math.max(...a.map((s) => s.machineStreamCost)),
   };
 }
 

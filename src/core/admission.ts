@@ -15,6 +15,7 @@
  * measured cost of an average stream. With no stream running, every new
  * session is admitted: there is nothing to protect yet.
  */
+import { availableParallelism, cpus } from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { quantileOf, type LatencyHistogram } from '../media/latency-histogram.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
@@ -26,6 +27,17 @@ export interface AdmissionOptions {
   maxWorkerUtilization?: number;
   /** Refuse while the main thread's event loop is busier than this share (0–1). Default 0.85. */
   maxEventLoopUtilization?: number;
+  /**
+   * Refuse while the machine's CPUs, all processes together, are busier than
+   * this share (0–1; time at nice > 0 counts as idle: it yields to earshot).
+   * What else runs on the machine (publishers, other services) takes the CPU
+   * earshot's own measurements do not see, and latency explodes once the
+   * machine is saturated. Default 1: left out, since on a shared host (a
+   * Kubernetes node, a machine running other services) the machine's load is
+   * not earshot's to judge; set it (e.g. 0.85) where earshot should have the
+   * machine to itself.
+   */
+  maxMachineUtilization?: number;
   /** Refuse while frames wait for a worker beyond this many per stream on average (20 ms each). Default 5. */
   maxQueuedFramesPerStream?: number;
   /** Refuse while the recent p99 frame latency (RTP in → frame at the sinks) exceeds this, ms. Default 100. */
@@ -62,17 +74,22 @@ export interface AdmissionState {
   reasons: string[];
   workerUtilization: number;
   eventLoopUtilization: number;
+  /** Share of the machine's CPU time busy (all processes; niced time counts as idle). */
+  machineUtilization: number;
   queuedFramesPerStream: number;
   latencyP99Ms: number | null;
   /** Sessions admitted recently enough that their cost is estimated, not measured. */
   unsettledSessions: number;
   /** Estimated share of one worker thread per stream. */
   streamCost: number;
+  /** Estimated share of the machine's CPU per stream (this process's CPU ÷ cores ÷ streams). */
+  machineStreamCost: number;
 }
 
 interface Limits {
   maxWorkerUtilization: number;
   maxEventLoopUtilization: number;
+  maxMachineUtilization: number;
   maxQueuedFramesPerStream: number;
   maxLatencyMs: number;
   latencyWindowMs: number;
@@ -86,6 +103,7 @@ interface Limits {
 const ADMISSION_OPTIONS: Record<keyof AdmissionOptions, true> = {
   maxWorkerUtilization: true,
   maxEventLoopUtilization: true,
+  maxMachineUtilization: true,
   maxQueuedFramesPerStream: true,
   maxLatencyMs: true,
   latencyWindowMs: true,
@@ -119,6 +137,7 @@ function limitsOf(options: AdmissionOptions): Limits {
   return {
     maxWorkerUtilization: share('maxWorkerUtilization', options.maxWorkerUtilization, 0.85),
     maxEventLoopUtilization: share('maxEventLoopUtilization', options.maxEventLoopUtilization, 0.85),
+    maxMachineUtilization: share('maxMachineUtilization', options.maxMachineUtilization, 1),
     maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
     maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 100),
     latencyWindowMs: positive('latencyWindowMs', options.latencyWindowMs, 5000),
@@ -137,6 +156,8 @@ export class AdmissionControl {
   #lastAt = 0;
   #lastBusyMs = 0;
   #lastElu: EventLoopUtilization | undefined;
+  #lastMachine: MachineTimes = machineTimes();
+  #lastProcess: NodeJS.CpuUsage = process.cpuUsage();
   #lastLatency: number[] = [];
   /** Latency bucket counts of each sample within `latencyWindowMs`, oldest first. */
   readonly #latencySamples: number[][] = [];
@@ -149,7 +170,18 @@ export class AdmissionControl {
     this.#latency = latency;
     checkAdmissionOptions(options);
     this.#limits = limitsOf(options);
-    this.#state = { ready: true, reasons: [], workerUtilization: 0, eventLoopUtilization: 0, queuedFramesPerStream: 0, latencyP99Ms: null, unsettledSessions: 0, streamCost: this.#limits.initialStreamCost };
+    this.#state = {
+      ready: true,
+      reasons: [],
+      workerUtilization: 0,
+      eventLoopUtilization: 0,
+      machineUtilization: 0,
+      queuedFramesPerStream: 0,
+      latencyP99Ms: null,
+      unsettledSessions: 0,
+      streamCost: this.#limits.initialStreamCost,
+      machineStreamCost: this.#initialMachineCost(),
+    };
   }
 
   start(): void {
@@ -158,6 +190,8 @@ export class AdmissionControl {
     this.#lastBusyMs = this.#pool.stats().busyMs;
     this.#lastElu = performance.eventLoopUtilization();
     this.#lastLatency = this.#latency.snapshot().counts;
+    this.#lastMachine = machineTimes();
+    this.#lastProcess = process.cpuUsage();
     this.#timer = setInterval(() => this.#sample(), this.#limits.sampleMs);
     this.#timer.unref();
   }
@@ -174,6 +208,10 @@ export class AdmissionControl {
     const reasons = [...this.#state.reasons];
     if (unsettled > 0 && projected > this.#limits.maxWorkerUtilization && !reasons.some((r) => r.startsWith('workers'))) {
       reasons.push(`workers ${pct(this.#state.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
+    }
+    const machine = this.#state.machineUtilization + unsettled * this.#state.machineStreamCost;
+    if (unsettled > 0 && machine > this.#limits.maxMachineUtilization && !reasons.some((r) => r.startsWith('machine'))) {
+      reasons.push(`machine CPU ${pct(this.#state.machineUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(machine)}) > ${pct(this.#limits.maxMachineUtilization)}`);
     }
     const p99 = this.#state.latencyP99Ms;
     const caution = this.#limits.maxLatencyMs * this.#limits.cautionLatencyShare;
@@ -219,23 +257,56 @@ export class AdmissionControl {
     this.#lastBusyMs = stats.busyMs;
     this.#lastElu = performance.eventLoopUtilization();
     this.#lastLatency = snap.counts;
+    const machineNow = machineTimes();
+    const busy = machineNow.busy - this.#lastMachine.busy;
+    const total = machineNow.total - this.#lastMachine.total;
+    const machineUtilization = total > 0 ? Math.min(1, Math.max(0, busy / total)) : 0;
+    const processNow = process.cpuUsage();
+    const processMs = (processNow.user - this.#lastProcess.user + processNow.system - this.#lastProcess.system) / 1000;
+    this.#lastMachine = machineNow;
+    this.#lastProcess = processNow;
     const queuedFramesPerStream = stats.streams > 0 ? stats.queuedFrames / stats.streams : 0;
     // The cost of an average stream, from streams that have been running for a while.
     const streamCost = stats.streams > 0 && workerUtilization > 0 ? Math.max(workerUtilization * stats.threads / stats.streams, 0.001) : this.#limits.initialStreamCost;
+    const machineStreamCost = stats.streams > 0 && wall > 0 && processMs > 0 ? Math.max(processMs / wall / CORES / stats.streams, 0.0005) : this.#initialMachineCost();
     const l = this.#limits;
     const reasons: string[] = [];
     // With no stream running there is nothing to protect: load from elsewhere in the process
     // (start-up, a program that embeds the server) must not keep the first stream out.
     if (stats.streams === 0) {
-      this.#state = { ready: true, reasons, workerUtilization, eventLoopUtilization: elu, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost };
+      this.#state = { ready: true, reasons, workerUtilization, eventLoopUtilization: elu, machineUtilization, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost, machineStreamCost };
       return;
     }
     if (workerUtilization > l.maxWorkerUtilization) reasons.push(`workers ${pct(workerUtilization)} busy > ${pct(l.maxWorkerUtilization)}`);
     if (elu > l.maxEventLoopUtilization) reasons.push(`main thread ${pct(elu)} busy > ${pct(l.maxEventLoopUtilization)}`);
+    if (machineUtilization > l.maxMachineUtilization) reasons.push(`machine CPU ${pct(machineUtilization)} busy > ${pct(l.maxMachineUtilization)}`);
     if (queuedFramesPerStream > l.maxQueuedFramesPerStream) reasons.push(`${queuedFramesPerStream.toFixed(1)} frames queued per stream > ${l.maxQueuedFramesPerStream}`);
     if (latencyP99Ms !== null && latencyP99Ms > l.maxLatencyMs) reasons.push(`frame latency p99 ${Math.round(latencyP99Ms)} ms > ${l.maxLatencyMs} ms`);
-    this.#state = { ready: reasons.length === 0, reasons, workerUtilization, eventLoopUtilization: elu, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost };
+    this.#state = { ready: reasons.length === 0, reasons, workerUtilization, eventLoopUtilization: elu, machineUtilization, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost, machineStreamCost };
   }
+
+  /** Before any stream is measured: one stream's worker cost, as a share of the machine (its main-thread share comes on top, so this errs low). */
+  #initialMachineCost(): number {
+    return this.#limits.initialStreamCost / CORES;
+  }
+}
+
+const CORES = Math.max(1, availableParallelism());
+
+/** Busy and total CPU time of the machine, all cores, ms. Niced time counts as idle: it yields to earshot. */
+interface MachineTimes {
+  busy: number;
+  total: number;
+}
+
+function machineTimes(): MachineTimes {
+  let busy = 0;
+  let total = 0;
+  for (const { times } of cpus()) {
+    busy += times.user + times.sys + times.irq;
+    total += times.user + times.nice + times.sys + times.idle + times.irq;
+  }
+  return { busy, total };
 }
 
 function pct(v: number): string {

@@ -58,6 +58,30 @@ describe('admission by measured load', () => {
     await admitted.text();
   });
 
+  it("refuses while the machine's CPUs are past the budget, counting every process", async () => {
+    // A budget any running machine exceeds (0.1 % busy); every other limit out of reach.
+    t = await startServer({
+      pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
+      admission: { maxMachineUtilization: 0.001, maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxLatencyMs: 60_000, sampleMs: 100, settleMs: 100 },
+    });
+    const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 3 });
+    try {
+      await until('the machine load to show', async () => (await health()).ready === false);
+      expect((await health()).load?.join(' ')).toMatch(/machine CPU \d+ % busy > 0 %/);
+      const state = t.server.core.stats().admission!;
+      expect(state.machineUtilization).toBeGreaterThan(0);
+      expect(state.machineUtilization).toBeLessThanOrEqual(1);
+      // This process's CPU per stream, as a share of the machine: above nothing, below all of it.
+      expect(state.machineStreamCost).toBeGreaterThan(0);
+      expect(state.machineStreamCost).toBeLessThan(1);
+      const refused = await post('late');
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { detail: string }).detail).toMatch(/machine CPU/);
+    } finally {
+      await stream;
+    }
+  });
+
   it('counts sessions just admitted at an estimated cost until their load shows', async () => {
     // Each new session is assumed to cost half a worker until measured: two fit under 90 %, a third does not.
     t = await startServer({ threads: 1, admission: { initialStreamCost: 0.5, maxWorkerUtilization: 0.9, settleMs: 60_000 } });
