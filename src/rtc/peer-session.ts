@@ -19,6 +19,10 @@ import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from 
 // before any packet arrives (see the modules).
 import './werift-rtp-header.js';
 import './werift-receiver.js';
+import { SharedTicker } from './shared-ticker.js';
+
+/** Every session's connect and media timeouts, checked four times a second by one timer for the process. */
+const SESSION_CHECKS = new SharedTicker(250);
 
 export type SessionEndReason =
   | 'deleted'
@@ -89,7 +93,8 @@ export class PeerSession {
   readonly #stereo: boolean;
   readonly #dtx: boolean;
   readonly #connectTimeoutMs: number;
-  #watchdog: NodeJS.Timeout | undefined;
+  /** Stops this session's timeout checks (see SESSION_CHECKS). */
+  #unwatch: (() => void) | undefined;
   #lastPacketAt = performance.now();
   readonly #packet: RtpInput = { sequenceNumber: 0, timestamp: 0, ssrc: 0, payload: new Uint8Array(0), headerBytes: 0, arrival: 0 };
   #track: MediaStreamTrack | undefined;
@@ -160,8 +165,7 @@ export class PeerSession {
       disableImplicitStun(pc, options.ice?.iceServers);
       return setLocalDescription(description as never);
     }) as RTCPeerConnection['setLocalDescription'];
-    session.#watchdog = setInterval(() => session.#checkTimeouts(), 250);
-    session.#watchdog.unref();
+    session.#unwatch = SESSION_CHECKS.add(() => session.#checkTimeouts());
     return session;
   }
 
@@ -196,8 +200,8 @@ export class PeerSession {
     const opus = /^a=rtpmap:(\d+) opus\/48000/im.exec(local);
     const completed = withoutTrickle(completeAnswer(offer, plan.sections, local));
     this.answer = opus ? withOpusPreferences(completed, Number(opus[1]), { stereo: this.#stereo, dtx: this.#dtx }) : completed;
-    this.#watchdog = setInterval(() => this.#checkTimeouts(), 250);
-    this.#watchdog.unref();
+    this.#unwatch?.();
+    this.#unwatch = SESSION_CHECKS.add(() => this.#checkTimeouts());
   }
 
   #onRtp(rtp: RtpPacket): void {
@@ -255,7 +259,7 @@ export class PeerSession {
     this.state = 'ended';
     this.endReason = reason;
     this.endedAt = Date.now();
-    clearInterval(this.#watchdog);
+    this.#unwatch?.();
     this.channel.close();
     this.#ingest.flush();
     this.#events.onEnd(reason);
