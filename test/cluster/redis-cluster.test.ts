@@ -20,6 +20,7 @@ import { chromeLikeOffer } from '../helpers/offers.js';
 import type { CliServer } from './cli-server.js';
 import { clusterViews, recordingsOf as recordingsIn, startNodes, stopNodes, type ClusterPeer } from './cluster-api.js';
 import { startRedis, type TestRedis } from './redis-server.js';
+import { expectProblem } from '../helpers/problems.js';
 
 const tone = fixturePath('tone-1k-48k.wav');
 const PUBLISH = 'publish-token-for-the-cluster-test';
@@ -324,10 +325,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       const owner = byId.get(s.node)!;
       await redis.kill();
       killed = true;
-      const refused = await rawPost(nodes[0], '/whip/outage/new');
-      expect(refused.status).toBe(503);
-      expect(refused.headers.get('retry-after')).toBe('2');
-      expect(((await refused.json()) as { code: string }).code).toBe('EARSHOT_CLUSTER_UNAVAILABLE');
+      await expectProblem(await rawPost(nodes[0], '/whip/outage/new'), { status: 503, code: 'EARSHOT_CLUSTER_UNAVAILABLE', retryAfter: '2' });
       expect((await fetch(`${nodes[0].url}/cluster/nodes`, { headers: admin })).status).toBe(503);
       // Pipeline and room changes are refused too, on every node: made on one node only, they would never reach the others.
       const change = (node: CliServer, method: string, path: string, body?: unknown) =>

@@ -8,6 +8,7 @@ import { sendAudio } from '../../src/client/audio-sender.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { expectProblem } from '../helpers/problems.js';
 
 let t: TestServer | undefined;
 afterEach(async () => {
@@ -41,12 +42,7 @@ describe('admission by measured load', () => {
       await until('the stream to load the workers', async () => (await health()).ready === false);
       const h = await health();
       expect(h.load?.join(' ')).toMatch(/workers \d+ % busy/);
-      const refused = await post('late');
-      expect(refused.status).toBe(503);
-      expect(refused.headers.get('retry-after')).toBe('5');
-      const problem = (await refused.json()) as { code: string; detail: string };
-      expect(problem.code).toBe('EARSHOT_OVERLOADED');
-      expect(problem.detail).toMatch(/measured capacity \(workers/);
+      await expectProblem(await post('late'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5', detail: /measured capacity \(workers/ });
       expect(t.server.core.stats().refusedBy.EARSHOT_OVERLOADED).toBeGreaterThanOrEqual(1);
     } finally {
       await stream;
@@ -74,9 +70,7 @@ describe('admission by measured load', () => {
       // This process's CPU per stream, as a share of the machine: above nothing, below all of it.
       expect(state.machineStreamCost).toBeGreaterThan(0);
       expect(state.machineStreamCost).toBeLessThan(1);
-      const refused = await post('late');
-      expect(refused.status).toBe(503);
-      expect(((await refused.json()) as { detail: string }).detail).toMatch(/machine CPU/);
+      await expectProblem(await post('late'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5', detail: /machine CPU/ });
     } finally {
       await stream;
     }
@@ -114,12 +108,12 @@ describe('admission by measured load', () => {
       expect(first.status).toBe(201);
       await first.text();
       // Right after it, a second is refused: the first one's load cannot show yet.
-      const second = await post('second');
-      expect(second.status).toBe(503);
-      expect(second.headers.get('retry-after')).toBe('5');
-      const problem = (await second.json()) as { code: string; detail: string };
-      expect(problem.code).toBe('EARSHOT_OVERLOADED');
-      expect(problem.detail).toMatch(/frame latency p99 \d+ ms is past 0 ms \(0 % of the 60000 ms limit\) with 1 session just admitted/);
+      await expectProblem(await post('second'), {
+        status: 503,
+        code: 'EARSHOT_OVERLOADED',
+        retryAfter: '5',
+        detail: /frame latency p99 \d+ ms is past 0 ms \(0 % of the 60000 ms limit\) with 1 session just admitted/,
+      });
       expect((await health()).ready).toBe(false);
       // Once the first has settled, the next is admitted.
       await until('the first session to settle', async () => admission().unsettledSessions === 0, settleMs + 5000);

@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { expectProblem } from '../helpers/problems.js';
 
 let t: TestServer | undefined;
 afterEach(async () => {
@@ -58,12 +59,7 @@ describe('sessions that never connect', () => {
       expect(res.status).toBe(201);
       await res.text();
     }
-    const refused = await post('ghost-3');
-    expect(refused.status).toBe(503);
-    expect(refused.headers.get('retry-after')).toBe('5');
-    const problem = (await refused.json()) as { code: string; detail: string };
-    expect(problem.code).toBe('EARSHOT_OVERLOADED');
-    expect(problem.detail).toMatch(/not connected/);
+    await expectProblem(await post('ghost-3'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5', detail: /not connected/ });
     // The connect timeout ends them: their sockets close and new offers are admitted again.
     await until('the pending sessions to time out', () => t!.server.core.stats().peers === 0);
     expect(t.server.core.stats().endedBy['connect-timeout']).toBe(3);

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { expectProblem } from '../helpers/problems.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -114,10 +115,7 @@ describe('stalled downloads', () => {
     const whip = await fetch(`${url}/whip/fd/alice`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
     expect(whip.status).toBe(201);
     await whip.text();
-    const tooMany = await fetch(`${url}/recordings/big.wav`);
-    expect(tooMany.status).toBe(429);
-    expect(tooMany.headers.get('retry-after')).toBe('5');
-    expect(((await tooMany.json()) as { code: string }).code).toBe('EARSHOT_TOO_MANY_DOWNLOADS');
+    await expectProblem(await fetch(`${url}/recordings/big.wav`), { status: 429, code: 'EARSHOT_TOO_MANY_DOWNLOADS', retryAfter: '5' });
 
     // The server cuts the 4 stalled transfers once they make no progress for 2 s, which frees their
     // slots: a new download is served again.
