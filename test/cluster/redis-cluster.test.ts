@@ -233,8 +233,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     try {
       const live = await livePeer(nodes[0], 'heard', 10);
       const other = nodes.find((n) => idOf(n) !== live.node)!;
-      // WHEP through the other node: forwarded to the owner, whose answer carries its media addresses.
-      // WHEP forwarded to the owner, whose answer carries its media addresses; the WebSocket upgrade spliced to it.
+      // Through the other node: WHEP forwarded to the owner, whose answer carries its media addresses; the WebSocket upgrade spliced to it.
       await expectToneHeardThrough(other.url, 'heard', admin);
 
       // Without the admin token: refused before any upgrade, by the node asked.
