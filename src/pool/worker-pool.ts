@@ -282,9 +282,9 @@ export class WorkerPool {
     this.#schedule();
   }
 
-  /** Arms the batch tick for the next grid point if it is not armed: something is due. */
-  #schedule(): void {
-    if (this.#armed || !this.#ticking || this.#closed) return;
+  /** Arms the batch tick for the next grid point if it is not armed and something is due (`due`: the caller knows it is). */
+  #schedule(due = false): void {
+    if (this.#armed || !this.#ticking || this.#closed || !(due || this.#anythingDue())) return;
     this.#armed = true;
     const interval = this.#batchIntervalMs;
     const delay = Math.max(1, Math.round(interval - ((performance.now() - this.#startedAt) % interval)));
@@ -296,7 +296,17 @@ export class WorkerPool {
 
   #tick(): void {
     this.#armed = false;
-    if (this.#flush()) this.#schedule();
+    if (this.#flush()) this.#schedule(true);
+  }
+
+  /**
+   * Frames, a setup or a close wait somewhere. Asked when a batch lands: a
+   * tick armed then for nothing would wake the main thread for nothing, once
+   * per batch (most batches of quiet streams).
+   */
+  #anythingDue(): boolean {
+    for (const e of this.#streams.values()) if (e.queue.length > 0 || e.closing || e.needsSetup) return true;
+    return false;
   }
 
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
@@ -327,7 +337,7 @@ export class WorkerPool {
     this.#streams.set(entry.id, entry);
     this.#slotStreams[slot].add(entry);
     if (this.#armed) this.#timer?.ref(); // see #schedule
-    this.#schedule();
+    this.#schedule(true);
     const pool = this;
     return {
       id: entry.id,
@@ -347,12 +357,12 @@ export class WorkerPool {
           entry.dropped++;
         }
         entry.queue.push(frame);
-        if (!pool.#armed) pool.#schedule();
+        if (!pool.#armed) pool.#schedule(true);
       },
       close() {
         if (entry.closed) return Promise.resolve();
         entry.closing = true;
-        pool.#schedule();
+        pool.#schedule(true);
         return new Promise<void>((resolve) => {
           const prev = entry.onClosed;
           entry.onClosed = () => {
