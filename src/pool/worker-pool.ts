@@ -305,7 +305,7 @@ export class WorkerPool {
    * per batch (most batches of quiet streams).
    */
   #anythingDue(): boolean {
-    for (const e of this.#streams.values()) if (e.queue.length > 0 || e.closing || e.needsSetup) return true;
+    for (const e of this.#streams.values()) if (waits(e)) return true;
     return false;
   }
 
@@ -555,7 +555,7 @@ export class WorkerPool {
       let setups: Record<number, StreamSetup> | undefined;
       let pcm: Record<number, PcmInput[]> | undefined;
       for (const e of this.#slotStreams[slot]) {
-        if (e.queue.length === 0 && !e.closing && !e.needsSetup) continue;
+        if (!waits(e)) continue;
         if (busy) {
           left = true;
           break;
@@ -1028,6 +1028,11 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
 function deliverOpus(out: OutputReader, handlers: PoolStreamHandlers): void {
   const { branch, opusPosition, opus } = out;
   if (handlers.onOpus) safeCall(() => handlers.onOpus!(branch, opusPosition, opus!));
+}
+
+/** The stream has something for its worker: frames, its setup, or its close. */
+function waits(e: StreamEntry): boolean {
+  return e.queue.length > 0 || e.closing || e.needsSetup;
 }
 
 /** A throwing handler must not break delivery to the other streams. */

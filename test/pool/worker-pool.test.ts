@@ -2,7 +2,7 @@
  * The worker pool: batching keeps the task count independent of the stream
  * count, and a stream survives the death of its worker.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
@@ -41,6 +41,35 @@ describe('WorkerPool', () => {
     // 40 streams × 40 frames = 1600 frames; without batching that would be 1600 tasks.
     expect(many.tasks).toBeLessThan(1600 / 4);
     expect(many.tasks).toBeLessThan(few.tasks * 1.5 + 10);
+  });
+
+  it('arms its batch timer only when something waits: one per isolated frame, not another after each batch', async () => {
+    pool = new WorkerPool({ threads: 1, spareWorker: false });
+    await pool.start();
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 10));
+    const out: AudioFrame[] = [];
+    const h = pool.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => out.push(...f), onError: () => {} });
+    // Each timer is a wake of the main thread; count the ones the pool sets.
+    const realSetTimeout = globalThis.setTimeout;
+    let armed = 0;
+    const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+      if (new Error().stack?.includes('worker-pool')) armed++;
+      return realSetTimeout(fn, ms);
+    }) as typeof setTimeout);
+    try {
+      // Ten frames 40 ms apart: each batch is back long before the next frame.
+      for (const f of frames) {
+        h.push({ ...f, arrival: performance.now() });
+        await new Promise((r) => realSetTimeout(r, 40));
+      }
+      await h.close();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(out.reduce((n, f) => n + f.data.length, 0)).toBe(10 * 960);
+    // One per frame and one for the close; a timer re-armed after every batch made it ~21.
+    expect(armed).toBeLessThanOrEqual(11);
+    expect(armed).toBeGreaterThanOrEqual(10);
   });
 
   it('keeps a stream going on a new worker when its worker dies, at the right media time', async () => {
