@@ -26,7 +26,7 @@ const UNIT = [
   'test/client/{wav-source,audio-sender,whip-client}.test.ts',
   'test/core/{listeners,subscriber-guard}.test.ts',
   'test/cluster/{placement,compose-file,cluster-options}.test.ts',
-  'test/pool/batch-codec.test.ts',
+  'test/pool/{batch-codec,slot-placement}.test.ts',
 ];
 
 const shared = { testTimeout: 120_000, hookTimeout: 60_000 };

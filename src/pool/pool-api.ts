@@ -15,7 +15,10 @@ export interface WorkerPoolOptions {
    * one core at 30–40 denoised streams — so the workers should be able to use
    * every core, and they share the main thread's: on the 2-core reference
    * machine two workers carried the most streams and a third added nothing
-   * (`npm run bench` prints the figures). At most four per core.
+   * (`npm run bench` prints the figures). At most four per core. Light load
+   * does not use them all: a new stream goes to the first worker whose
+   * measured load stays within 0.15 of its thread, else to the least loaded,
+   * so idle workers are not woken every batch tick.
    */
   threads?: number;
   /** Milliseconds between batch flushes. Default 5: adds 2.5 ms mean latency, ≤ 200 tasks/s per worker. */

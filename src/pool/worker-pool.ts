@@ -33,6 +33,7 @@ import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stage
 import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
 import { ALL_BRANCHES, ItemFlag, ItemStatus, packInput, type InputItem } from './batch-codec.js';
 import { OutputReader } from './batch-output.js';
+import { SlotPlacement, streamCost } from './slot-placement.js';
 import { stageModuleUrl } from './stage-module.js';
 import { threadRunnable, threadSchedMs } from './thread-cpu.js';
 import { LatencyHistogram } from '../media/latency-histogram.js';
@@ -73,6 +74,10 @@ interface StreamEntry {
   spareQueue: StreamInput[] | undefined;
   /** The stream's item, rewritten at each flush. */
   readonly item: InputItem;
+  /** `performance.now()` when it was opened (slot placement counts it as unmeasured for a while). */
+  readonly openedAt: number;
+  /** Its estimated worker load (slot-placement.ts), counted while unmeasured. */
+  readonly cost: number;
 }
 
 /** What happened to a task whose worker died, was replaced, or failed it. */
@@ -149,6 +154,8 @@ export class WorkerPool {
   readonly #workerOf: (slot: number) => number | undefined;
   readonly #streams = new Map<string, StreamEntry>();
   readonly #slotStreams: Set<StreamEntry>[];
+  /** Where new streams go: packed by measured worker load (slot-placement.ts). */
+  readonly #placement: SlotPlacement;
   /** The task each slot's worker is running (at most one, so a stream's frames stay in order). */
   readonly #flights: Array<Flight | undefined>;
   /** Per slot: the marker its worker writes (a fresh one for each worker, so a dying worker can't touch its successor's). */
@@ -226,6 +233,7 @@ export class WorkerPool {
     this.#maxStreamCrashes = maxCrashes;
     this.#healthWindowMs = healthWindow;
     this.#slotStreams = Array.from({ length: threads }, () => new Set());
+    this.#placement = new SlotPlacement(threads);
     this.#flights = Array.from({ length: threads }, () => undefined);
     this.#markers = Array.from({ length: threads }, newMarker);
     this.#controllers = Array.from({ length: threads }, () => new AbortController());
@@ -311,7 +319,10 @@ export class WorkerPool {
 
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
     if (this.#closed) throw new Error('WorkerPool is closed');
-    const slot = this.#leastLoadedSlot();
+    const openedAt = performance.now();
+    const cost = streamCost(setup);
+    const slot = this.#placement.place(this.#slotStreams, cost, openedAt);
+    this.#placement.opened(slot);
     this.#streamsOpened++;
     const key = ++streamCounter;
     const entry: StreamEntry = {
@@ -333,6 +344,8 @@ export class WorkerPool {
       inflightClose: false,
       spareQueue: undefined,
       item: { key, frames: NO_FRAMES, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0, opusMask: 0 },
+      openedAt,
+      cost,
     };
     this.#streams.set(entry.id, entry);
     this.#slotStreams[slot].add(entry);
@@ -534,12 +547,6 @@ export class WorkerPool {
     clearTimeout(this.#timer);
     clearInterval(this.#watchdog);
     await this.#piscina.destroy();
-  }
-
-  #leastLoadedSlot(): number {
-    let best = 0;
-    for (let i = 1; i < this.#slotStreams.length; i++) if (this.#slotStreams[i].size < this.#slotStreams[best].size) best = i;
-    return best;
   }
 
   /**
@@ -791,6 +798,7 @@ export class WorkerPool {
         this.#tasksCompleted++;
         this.#failStreak[slot] = 0;
         this.#busyMs += result.busyMs;
+        this.#placement.busy(slot, result.busyMs);
         this.taskTimes.add(result.busyMs);
         const out = this.#deliver(result, entries);
         // Nothing of a copies-only batch outlives its delivery (see PoolStreamHandlers.onFrames): reuse its buffer.
@@ -942,6 +950,7 @@ export class WorkerPool {
     e.closing = true;
     this.#streams.delete(e.id);
     this.#slotStreams[e.slot].delete(e);
+    this.#placement.closed(e.slot, e.openedAt);
     if (this.#streams.size === 0) this.#timer?.unref();
     e.onClosed?.();
   }

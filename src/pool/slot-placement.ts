@@ -1,0 +1,138 @@
+/**
+ * Which worker slot a new stream goes to: the first slot with room up to
+ * `PACK_LOAD`, else the least loaded; load is measured worker time, not a
+ * stream count.
+ *
+ * Why pack rather than spread: every batch tick sends one task to each slot
+ * that has frames, and a task costs a wake of its worker and of the main
+ * thread whatever it carries (~0.3 ms of CPU on the reference VM). Spread by
+ * count, 20 streams on 2 workers were two tasks per tick; on a 16-core machine,
+ * 16. Packed, light load wakes one worker, and the others join as the load
+ * grows; at full load the slots end up as evenly loaded as before, because
+ * past the packing threshold each stream goes to the least loaded slot.
+ *
+ * A stream's cost shows in the measured load only after a window has passed
+ * with it, so streams opened since the measured window began count at an
+ * estimate from their stages (`streamCost`): a burst of new sessions is
+ * neither all packed onto one worker nor spread when it is light.
+ */
+import { BUILTIN_STAGE_TYPES } from '../dsp/registry.js';
+import type { StreamSetup } from './protocol.js';
+
+/** Worker busy time is turned into a load (share of the thread) over windows this long. */
+const LOAD_WINDOW_MS = 1000;
+/**
+ * A slot takes new streams while its estimated load stays at or below this
+ * share of its thread: ~50 streams without denoise, ~7 denoised. Higher
+ * packed more denoised streams onto one worker at moderate load, where both
+ * workers run anyway, and raised their p99 (0.25: 20 denoised streams 17–20
+ * ms against 11.5–15 spread) for no CPU saved.
+ */
+export const PACK_LOAD = 0.15;
+/**
+ * Estimated worker load per channel (share of a thread), measured on the
+ * reference VM at 40 streams with the batches' fixed costs shared out:
+ * decoding Opus (or taking PCM) ~0.003, RNNoise ~0.017; the other built-in
+ * stages are a few µs per frame. A custom stage is assumed as heavy as
+ * RNNoise until measured.
+ */
+const COST = { decode: 0.003, denoise: 0.017, light: 0.001, custom: 0.017 } as const;
+const LIGHT_TYPES: ReadonlySet<string> = new Set(BUILTIN_STAGE_TYPES.filter((t) => t !== 'denoise'));
+
+/** A stream's estimated worker load from its setup (see `COST`), used until its load is measured. */
+export function streamCost(setup: StreamSetup): number {
+  const channels = setup.input?.channels ?? setup.channels ?? 1;
+  let cost = COST.decode;
+  for (const branch of setup.branches ?? []) {
+    for (const stage of branch.stages ?? []) cost += stage.type === 'denoise' ? COST.denoise : LIGHT_TYPES.has(stage.type) ? COST.light : COST.custom;
+  }
+  return cost * channels;
+}
+
+/** What placement needs of a stream already on a slot. */
+export interface PlacedStream {
+  /** `performance.now()` when it was placed. */
+  readonly openedAt: number;
+  /** Its estimated load (`streamCost`), counted until the measured load includes it. */
+  readonly cost: number;
+}
+
+export class SlotPlacement {
+  /** Per slot: worker busy ms in the current window. */
+  readonly #busy: number[];
+  /** Per slot: load (busy share of the thread) over the last complete window. */
+  readonly #load: number[];
+  /** Start of the current window. */
+  #windowFrom: number;
+  /** Start of the window `#load` was measured over; streams opened after it are not (fully) in it. */
+  #measuredFrom: number;
+  /** Per slot: streams on it now. */
+  readonly #count: number[];
+  /** Per slot: streams on it when `#load` was measured, and how many of those have closed since: their share of the load is gone. */
+  readonly #counted: number[];
+  readonly #gone: number[];
+
+  constructor(slots: number, now = performance.now()) {
+    this.#busy = Array.from({ length: slots }, () => 0);
+    this.#load = Array.from({ length: slots }, () => 0);
+    this.#windowFrom = now;
+    this.#measuredFrom = now;
+    this.#count = Array.from({ length: slots }, () => 0);
+    this.#counted = Array.from({ length: slots }, () => 0);
+    this.#gone = Array.from({ length: slots }, () => 0);
+  }
+
+  /** A stream was put on `slot` (the slot `place` chose). */
+  opened(slot: number): void {
+    this.#count[slot]++;
+  }
+
+  /** A stream opened at `openedAt` left `slot`. */
+  closed(slot: number, openedAt: number): void {
+    this.#count[slot]--;
+    if (openedAt <= this.#windowFrom && this.#gone[slot] < this.#counted[slot]) this.#gone[slot]++;
+  }
+
+  /** A task of `slot` took `ms` of worker time. */
+  busy(slot: number, ms: number, now = performance.now()): void {
+    this.#roll(now);
+    this.#busy[slot] += ms;
+  }
+
+  /** The slot for a new stream of estimated load `cost`, given the streams on each slot now. */
+  place(slots: ReadonlyArray<Iterable<PlacedStream>>, cost: number, now = performance.now()): number {
+    this.#roll(now);
+    let best = 0;
+    let bestLoad = Infinity;
+    for (let slot = 0; slot < slots.length; slot++) {
+      const counted = this.#counted[slot];
+      // Streams that closed since took their share of the measured load with them.
+      let estimate = counted > 0 ? (this.#load[slot] * (counted - this.#gone[slot])) / counted : 0;
+      for (const s of slots[slot]) if (s.openedAt > this.#measuredFrom) estimate += s.cost;
+      if (estimate + cost <= PACK_LOAD) return slot;
+      if (estimate < bestLoad) {
+        best = slot;
+        bestLoad = estimate;
+      }
+    }
+    return best;
+  }
+
+  /** Per slot: the load the last complete window measured (for tests and health). */
+  get loads(): readonly number[] {
+    return this.#load;
+  }
+
+  #roll(now: number): void {
+    const elapsed = now - this.#windowFrom;
+    if (elapsed < LOAD_WINDOW_MS) return;
+    for (let slot = 0; slot < this.#busy.length; slot++) {
+      this.#load[slot] = this.#busy[slot] / elapsed;
+      this.#busy[slot] = 0;
+      this.#counted[slot] = this.#count[slot];
+      this.#gone[slot] = 0;
+    }
+    this.#measuredFrom = this.#windowFrom;
+    this.#windowFrom = now;
+  }
+}

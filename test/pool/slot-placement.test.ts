@@ -1,0 +1,95 @@
+/**
+ * Slot placement: new streams are packed onto the first worker slot with room
+ * (one task per tick instead of one per worker at light load), counted at an
+ * estimate from their stages until their load is measured, and go to the
+ * least loaded slot past the packing load.
+ */
+import { describe, expect, it } from 'vitest';
+import { PACK_LOAD, SlotPlacement, streamCost, type PlacedStream } from '../../src/pool/slot-placement.js';
+import type { StreamSetup } from '../../src/pool/protocol.js';
+
+const DENOISED: StreamSetup = { channels: 1, branches: [{ stages: [{ type: 'denoise' }] }, { stages: [] }] };
+const PLAIN: StreamSetup = { channels: 1, branches: [{ stages: [] }] };
+
+/** Opens `n` streams of `setup` through `placement` at `now`, adding each to its slot; returns the slots chosen. */
+function open(placement: SlotPlacement, slots: PlacedStream[][], setup: StreamSetup, n: number, now: number): number[] {
+  const chosen: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const cost = streamCost(setup);
+    const slot = placement.place(slots, cost, now);
+    placement.opened(slot);
+    slots[slot].push({ openedAt: now, cost });
+    chosen.push(slot);
+  }
+  return chosen;
+}
+
+/** Reports, for one second from `from`, each slot's worker time as `load(slot)` of its thread (a task per 5 ms tick). */
+function run(placement: SlotPlacement, slots: number, load: (slot: number) => number, from: number): number {
+  for (let t = 0; t < 1000; t += 5) for (let s = 0; s < slots; s++) placement.busy(s, load(s) * 5, from + t);
+  return from + 1000;
+}
+
+describe('streamCost', () => {
+  it('estimates from the stages: RNNoise dominates, per channel; a custom stage counts as heavy', () => {
+    expect(streamCost(PLAIN)).toBeCloseTo(0.003, 6);
+    expect(streamCost(DENOISED)).toBeCloseTo(0.02, 6);
+    expect(streamCost({ ...DENOISED, channels: 2 })).toBeCloseTo(0.04, 6);
+    expect(streamCost({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'gain', db: 3 }] }] })).toBeCloseTo(0.005, 6);
+    expect(streamCost({ channels: 1, branches: [{ stages: [{ type: 'my-model' }] }] })).toBeCloseTo(0.02, 6);
+  });
+});
+
+describe('SlotPlacement', () => {
+  it('packs a burst of light streams onto the first slot', () => {
+    const slots: PlacedStream[][] = [[], [], [], []];
+    open(new SlotPlacement(4, 0), slots, PLAIN, 40, 10);
+    expect(slots.map((s) => s.length)).toEqual([40, 0, 0, 0]);
+  });
+
+  it('fills a slot up to the packing load with a burst of denoised streams, then the next, then balances', () => {
+    const slots: PlacedStream[][] = [[], []];
+    const chosen = open(new SlotPlacement(2, 0), slots, DENOISED, 30, 10);
+    const perSlot = Math.floor(PACK_LOAD / streamCost(DENOISED) + 1e-9); // 12
+    expect(chosen.slice(0, perSlot)).toEqual(Array(perSlot).fill(0));
+    expect(chosen.slice(perSlot, 2 * perSlot)).toEqual(Array(perSlot).fill(1));
+    expect(slots.map((s) => s.length)).toEqual([15, 15]);
+  });
+
+  it('once measured, counts streams at their real load, not the estimate', () => {
+    const placement = new SlotPlacement(2, 0);
+    const slots: PlacedStream[][] = [[], []];
+    open(placement, slots, DENOISED, 12, 0);
+    // They turn out lighter than estimated (0.005 each: quiet talkers): slot 0 measures 0.06.
+    let now = run(placement, 2, (s) => (s === 0 ? 0.06 : 0), 1);
+    now = run(placement, 2, (s) => (s === 0 ? 0.06 : 0), now);
+    expect(open(placement, slots, DENOISED, 4, now)).toEqual([0, 0, 0, 0]);
+  });
+
+  it('forgets the load of streams that closed since it was measured', () => {
+    const placement = new SlotPlacement(2, 0);
+    const slots: PlacedStream[][] = [[], []];
+    open(placement, slots, DENOISED, 10, 0);
+    let now = run(placement, 2, (s) => (s === 0 ? 0.24 : 0), 1);
+    now = run(placement, 2, (s) => (s === 0 ? 0.24 : 0), now);
+    placement.busy(0, 0, now);
+    expect(placement.loads[0]).toBeCloseTo(0.24, 2);
+    // All ten end; ten light streams start at once: the first slot is empty again, not 0.24 busy (which would leave room for three).
+    for (const s of slots[0].splice(0)) placement.closed(0, s.openedAt);
+    expect(open(placement, slots, PLAIN, 10, now)).toEqual(Array(10).fill(0));
+  });
+
+  it('past the packing load, balances by measured load, not by count', () => {
+    const placement = new SlotPlacement(2, 0);
+    // Slot 0: 10 streams measuring 0.6 together; slot 1: 20 measuring 0.3: both past PACK_LOAD.
+    const slots: PlacedStream[][] = [Array.from({ length: 10 }, () => ({ openedAt: 0, cost: 0.02 })), Array.from({ length: 20 }, () => ({ openedAt: 0, cost: 0.02 }))];
+    slots.forEach((streams, slot) => streams.forEach(() => placement.opened(slot)));
+    let now = run(placement, 2, (s) => (s === 0 ? 0.6 : 0.3), 1);
+    now = run(placement, 2, (s) => (s === 0 ? 0.6 : 0.3), now);
+    placement.busy(0, 0, now);
+    expect(placement.loads[0]).toBeCloseTo(0.6, 2);
+    expect(placement.loads[1]).toBeCloseTo(0.3, 2);
+    // Slot 1 has twice the streams but half the load: new streams go there until it is the busier one.
+    expect(open(placement, slots, DENOISED, 3, now)).toEqual([1, 1, 1]);
+  });
+});
