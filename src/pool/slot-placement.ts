@@ -41,10 +41,14 @@ const LIGHT_TYPES: ReadonlySet<string> = new Set(BUILTIN_STAGE_TYPES.filter((t) 
 
 /** A stream's estimated worker load from its setup (see `COST`), used until its load is measured. */
 export function streamCost(setup: StreamSetup): number {
-  const channels = setup.input?.channels ?? setup.channels ?? 1;
+  // A malformed setup is the worker's to report (the stream's onError): estimate what is there.
+  const channels = setup.input?.channels === 2 || setup.channels === 2 ? 2 : 1;
   let cost = COST.decode;
-  for (const branch of setup.branches ?? []) {
-    for (const stage of branch.stages ?? []) cost += stage.type === 'denoise' ? COST.denoise : LIGHT_TYPES.has(stage.type) ? COST.light : COST.custom;
+  for (const branch of Array.isArray(setup.branches) ? setup.branches : []) {
+    for (const stage of Array.isArray(branch?.stages) ? branch.stages : []) {
+      const type = stage?.type;
+      cost += type === 'denoise' ? COST.denoise : typeof type === 'string' && LIGHT_TYPES.has(type) ? COST.light : COST.custom;
+    }
   }
   return cost * channels;
 }
@@ -118,7 +122,7 @@ export class SlotPlacement {
     return best;
   }
 
-  /** Per slot: the load the last complete window measured (for tests and health). */
+  /** Per slot: the load the last complete window measured. */
   get loads(): readonly number[] {
     return this.#load;
   }

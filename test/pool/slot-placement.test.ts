@@ -37,6 +37,13 @@ describe('streamCost', () => {
     expect(streamCost({ ...DENOISED, channels: 2 })).toBeCloseTo(0.04, 6);
     expect(streamCost({ channels: 1, branches: [{ stages: [{ type: 'resample', sampleRate: 16000 }, { type: 'gain', db: 3 }] }] })).toBeCloseTo(0.005, 6);
     expect(streamCost({ channels: 1, branches: [{ stages: [{ type: 'my-model' }] }] })).toBeCloseTo(0.02, 6);
+    expect(streamCost({ channels: 1, branches: [{ stages: [] }], input: { sampleRate: 16000, channels: 2 } })).toBeCloseTo(0.006, 6);
+  });
+
+  it('estimates a malformed setup instead of throwing (the worker reports what is wrong with it)', () => {
+    const malformed = { channels: 1, branches: { stages: [] } } as unknown as StreamSetup;
+    expect(streamCost(malformed)).toBeCloseTo(0.003, 6);
+    expect(streamCost({ channels: 1, branches: [{ stages: [null, { type: 42 }] }] } as unknown as StreamSetup)).toBeCloseTo(0.037, 6);
   });
 });
 
