@@ -10,7 +10,8 @@
  * - `werift`: the same receiver counting RTP packets only;
  * - with `compare`, `before` and `before-nodenoise`: another earshot tree
  *   (e.g. a copy of the code before a change) with the same two pipelines
- *   (`compareLabel` renames them); with `compareBaselines` also that tree's
+ *   (`compareLabel` renames them), or only those `targets` names (e.g.
+ *   `before@talk-dtx`); with `compareBaselines` also that tree's
  *   two baseline receivers, as `before:werift+wav` and `before:werift` (e.g.
  *   a tree whose node_modules holds a patched werift).
  *
@@ -485,7 +486,8 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
   const threads = options.threads ?? 2;
   const names = [...(options.targets ?? ALL_TARGETS)];
   const label = options.compareLabel ?? 'before';
-  if (options.compare) names.push(label, `${label}-nodenoise`);
+  // Targets that name the compared tree (e.g. `before@talk-dtx`) say which of its runs are wanted; else both pipelines.
+  if (options.compare && !names.some((n) => n.split(/[@:-]/)[0] === label)) names.push(label, `${label}-nodenoise`);
   if (options.compare && options.compareBaselines) names.push(`${label}:werift+wav`, `${label}:werift`);
   const work = await mkdtemp(join(tmpdir(), 'earshot-capacity-'));
   const sources = await encodedSources(new Set(names.map(sourceOf)));

@@ -45,7 +45,8 @@ Options:
                       engines (default 2)
   --targets <a,b,…>   capacity targets (default ${ALL_TARGETS.join(',')})
   --compare <dir>     capacity, mainpath: also run another earshot tree (e.g. a
-                      copy of the code before a change) as "before" / "before-nodenoise";
+                      copy of the code before a change) as "before" / "before-nodenoise",
+                      or as the targets that name it (e.g. before@talk-dtx);
                       profile: profile that tree instead
   --compare-label <s> name of the compared tree's targets (default "before")
   --compare-baselines also run the compared tree's baseline receivers
