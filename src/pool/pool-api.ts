@@ -16,9 +16,11 @@ export interface WorkerPoolOptions {
    * every core, and they share the main thread's: on the 2-core reference
    * machine two workers carried the most streams and a third added nothing
    * (`npm run bench` prints the figures). At most four per core. Light load
-   * does not use them all: a new stream goes to the first worker whose
-   * measured load stays within 0.15 of its thread, else to the least loaded,
-   * so idle workers are not woken every batch tick.
+   * does not use them all: a new stream goes to the first worker whose load
+   * (measured, and never counted below its streams' estimated cost) stays
+   * within 0.15 of its thread, so idle workers are not woken every batch
+   * tick; past that, to the worker whose streams' estimated cost is least
+   * (for streams of one pipeline, the one with the fewest).
    */
   threads?: number;
   /** Milliseconds between batch flushes. Default 5: adds 2.5 ms mean latency, ≤ 200 tasks/s per worker. */

@@ -76,7 +76,7 @@ interface StreamEntry {
   readonly item: InputItem;
   /** `performance.now()` when it was opened (slot placement counts it as unmeasured for a while). */
   readonly openedAt: number;
-  /** Its estimated worker load (slot-placement.ts), counted while unmeasured. */
+  /** Its estimated worker load (slot-placement.ts): a floor under the measured load for packing, and what slots are balanced by past it. */
   readonly cost: number;
 }
 
@@ -154,7 +154,7 @@ export class WorkerPool {
   readonly #workerOf: (slot: number) => number | undefined;
   readonly #streams = new Map<string, StreamEntry>();
   readonly #slotStreams: Set<StreamEntry>[];
-  /** Where new streams go: packed by measured worker load (slot-placement.ts). */
+  /** Where new streams go: packed by load at light load, balanced by estimated cost past it (slot-placement.ts). */
   readonly #placement: SlotPlacement;
   /** The task each slot's worker is running (at most one, so a stream's frames stay in order). */
   readonly #flights: Array<Flight | undefined>;

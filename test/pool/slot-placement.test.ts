@@ -57,20 +57,32 @@ describe('SlotPlacement', () => {
   it('fills a slot up to the packing load with a burst of denoised streams, then the next, then balances', () => {
     const slots: PlacedStream[][] = [[], []];
     const chosen = open(new SlotPlacement(2, 0), slots, DENOISED, 30, 10);
-    const perSlot = Math.floor(PACK_LOAD / streamCost(DENOISED) + 1e-9); // 12
+    const perSlot = Math.floor(PACK_LOAD / streamCost(DENOISED) + 1e-9); // 7
     expect(chosen.slice(0, perSlot)).toEqual(Array(perSlot).fill(0));
     expect(chosen.slice(perSlot, 2 * perSlot)).toEqual(Array(perSlot).fill(1));
     expect(slots.map((s) => s.length)).toEqual([15, 15]);
   });
 
-  it('once measured, counts streams at their real load, not the estimate', () => {
+  it('stops packing early when the streams measure heavier than estimated', () => {
     const placement = new SlotPlacement(2, 0);
     const slots: PlacedStream[][] = [[], []];
-    open(placement, slots, DENOISED, 12, 0);
-    // They turn out lighter than estimated (0.005 each: quiet talkers): slot 0 measures 0.06.
-    let now = run(placement, 2, (s) => (s === 0 ? 0.06 : 0), 1);
-    now = run(placement, 2, (s) => (s === 0 ? 0.06 : 0), now);
-    expect(open(placement, slots, DENOISED, 4, now)).toEqual([0, 0, 0, 0]);
+    // Four custom-stage streams, estimated 0.02 each, that really cost 0.035 each: slot 0 measures 0.14.
+    const heavy: StreamSetup = { channels: 1, branches: [{ stages: [{ type: 'my-model' }] }] };
+    expect(open(placement, slots, heavy, 4, 0)).toEqual([0, 0, 0, 0]);
+    let now = run(placement, 2, (s) => (s === 0 ? 0.14 : 0), 1);
+    now = run(placement, 2, (s) => (s === 0 ? 0.14 : 0), now);
+    // By estimate slot 0 has room for three more; by measure it has none.
+    expect(open(placement, slots, heavy, 1, now)).toEqual([1]);
+  });
+
+  it('does not pack more onto a slot whose streams measure lighter than estimated (quiet talkers speak again)', () => {
+    const placement = new SlotPlacement(2, 0);
+    const slots: PlacedStream[][] = [[], []];
+    open(placement, slots, DENOISED, 7, 0);
+    // Seven talkers, silent just now: slot 0 measures 0.02, far below their estimate of 0.14.
+    let now = run(placement, 2, (s) => (s === 0 ? 0.02 : 0), 1);
+    now = run(placement, 2, (s) => (s === 0 ? 0.02 : 0), now);
+    expect(open(placement, slots, DENOISED, 2, now)).toEqual([1, 1]);
   });
 
   it('forgets the load of streams that closed since it was measured', () => {
@@ -86,17 +98,28 @@ describe('SlotPlacement', () => {
     expect(open(placement, slots, PLAIN, 10, now)).toEqual(Array(10).fill(0));
   });
 
-  it('past the packing load, balances by measured load, not by count', () => {
+  it('past the packing load, balances by estimated cost, not by the swings of measured load', () => {
     const placement = new SlotPlacement(2, 0);
-    // Slot 0: 10 streams measuring 0.6 together; slot 1: 20 measuring 0.3: both past PACK_LOAD.
-    const slots: PlacedStream[][] = [Array.from({ length: 10 }, () => ({ openedAt: 0, cost: 0.02 })), Array.from({ length: 20 }, () => ({ openedAt: 0, cost: 0.02 }))];
+    // Slot 0: 10 denoised talkers speaking just now (0.3 together); slot 1: 12 who are quiet just now (0.05).
+    const slots: PlacedStream[][] = [Array.from({ length: 10 }, () => ({ openedAt: 0, cost: 0.02 })), Array.from({ length: 12 }, () => ({ openedAt: 0, cost: 0.02 }))];
     slots.forEach((streams, slot) => streams.forEach(() => placement.opened(slot)));
-    let now = run(placement, 2, (s) => (s === 0 ? 0.6 : 0.3), 1);
-    now = run(placement, 2, (s) => (s === 0 ? 0.6 : 0.3), now);
+    let now = run(placement, 2, (s) => (s === 0 ? 0.3 : 0.05), 1);
+    now = run(placement, 2, (s) => (s === 0 ? 0.3 : 0.05), now);
     placement.busy(0, 0, now);
-    expect(placement.loads[0]).toBeCloseTo(0.6, 2);
-    expect(placement.loads[1]).toBeCloseTo(0.3, 2);
-    // Slot 1 has twice the streams but half the load: new streams go there until it is the busier one.
-    expect(open(placement, slots, DENOISED, 3, now)).toEqual([1, 1, 1]);
+    expect(placement.loads[0]).toBeCloseTo(0.3, 2);
+    expect(placement.loads[1]).toBeCloseTo(0.05, 2);
+    // Slot 0 has fewer streams: new ones go there until it has as many (ties go to the first), then they alternate.
+    expect(open(placement, slots, DENOISED, 4, now)).toEqual([0, 0, 0, 1]);
+  });
+
+  it('past the packing load, weighs streams of different pipelines by their estimates', () => {
+    const placement = new SlotPlacement(2, 0);
+    // Slot 0: 10 denoised streams (0.2 estimated); slot 1: 60 without denoise (0.18).
+    const slots: PlacedStream[][] = [[], []];
+    for (let i = 0; i < 10; i++) slots[0].push({ openedAt: 0, cost: streamCost(DENOISED) });
+    for (let i = 0; i < 60; i++) slots[1].push({ openedAt: 0, cost: streamCost(PLAIN) });
+    slots.forEach((streams, slot) => streams.forEach(() => placement.opened(slot)));
+    expect(open(placement, slots, PLAIN, 1, 1)).toEqual([1]);
+    expect(open(placement, slots, DENOISED, 2, 1)).toEqual([1, 0]);
   });
 });
