@@ -45,7 +45,15 @@ const dcBlocker = {
             d[i + c] = y;
           }
         }
+        // A decayed tail is flushed to exact 0 (subnormal floats are ~100× slower), so the filter comes to rest.
+        for (let c = 0; c < channels; c++) if (Math.abs(lastOut[c]) < 1e-30) lastOut[c] = 0;
         return chunk;
+      },
+      // Optional: a pause the stream's input filled with zeros (DTX) may skip this stage once it is at
+      // rest, because zeros in then give zeros out and leave the state as it is.
+      skipSilence() {
+        for (let c = 0; c < channels; c++) if (lastIn[c] !== 0 || lastOut[c] !== 0) return false;
+        return true;
       },
       close() {},
     };

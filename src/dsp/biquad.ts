@@ -306,6 +306,13 @@ class BiquadStage implements ChunkStage {
     return chunk;
   }
 
+  /** Zeros in give zeros out and leave the state as it is only once the state is at rest (exactly 0, after the tail's flush). */
+  skipSilence(): boolean {
+    const state = this.#state;
+    for (let i = 0; i < state.length; i++) if (state[i] !== 0) return false;
+    return true;
+  }
+
   close(): void {}
 }
 
@@ -322,6 +329,11 @@ class BiquadCascade implements ChunkStage {
   process(chunk: PcmChunk): PcmChunk {
     for (const s of this.#sections) s.process(chunk);
     return chunk;
+  }
+
+  skipSilence(): boolean {
+    for (const s of this.#sections) if (!s.skipSilence()) return false;
+    return true;
   }
 
   close(): void {}

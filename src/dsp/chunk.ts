@@ -1,4 +1,4 @@
-/** Small helpers for stages that replace a chunk's data. */
+/** Small helpers for stages: replacing a chunk's data, skipping silence. */
 import type { PcmChunk } from './types.js';
 
 /**
@@ -11,4 +11,12 @@ export function chunkWith(from: PcmChunk, data: Float32Array): PcmChunk {
   if (from.vad !== undefined) out.vad = from.vad;
   if (from.speech !== undefined) out.speech = from.speech;
   return out;
+}
+
+/**
+ * `Stage.skipSilence` of a stage with no state whose output for zeros is the
+ * same zeros (passthrough, gain, format): always skip.
+ */
+export function silenceStaysSilence(): boolean {
+  return true;
 }

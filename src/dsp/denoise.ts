@@ -31,7 +31,9 @@
  * concealment of silence gives. Such frames are treated as exact zeros, and
  * RNNoise is not run on them once its state is *settled*; they come out as
  * zeros (plus the delayed original with `mix`), at their position and length,
- * with VAD 0, and are counted in the stage's `framesSkippedSilent`.
+ * with VAD 0, and are counted in the stage's `framesSkippedSilent`. A gap
+ * the stream's input filled with zeros (DTX) is skipped whole, without even
+ * the peak check (`skipSilence`).
  *
  * Settled means that running RNNoise on more zeros would change nothing but
  * float dust, so skipping them leaves exactly the state running them would.
@@ -247,6 +249,24 @@ class DenoiseStage implements ChunkStage {
     chunk.vad = vad;
     chunk.speech = vad >= this.#vadThreshold;
     return chunk;
+  }
+
+  /**
+   * A gap's silence, skipped without a pass over it when `process` would skip
+   * every frame of it anyway: no partial frame pending, whole frames only,
+   * every channel's RNNoise at rest, no dry mix (whose 10 ms delay line would
+   * still carry sound). Counted like the frames `process` skips; VAD 0.
+   */
+  skipSilence(chunk: PcmChunk): boolean {
+    const n = chunk.data.length;
+    if (this.#pendingLength !== 0 || this.#mix > 0 || n % this.#block !== 0) return false;
+    for (let c = 0; c < this.#channels; c++) if (this.#settled[c] !== 1) return false;
+    const blocks = n / this.#block;
+    if (blocks === 0) return false;
+    this.#skipped += blocks * this.#channels;
+    chunk.vad = 0;
+    chunk.speech = 0 >= this.#vadThreshold;
+    return true;
   }
 
   /**

@@ -6,6 +6,7 @@
 import { Type } from '@sinclair/typebox';
 import { scaleInPlace } from '../../wasm/gain-kernel.js';
 import type { AudioFormat } from '../media/frames.js';
+import { silenceStaysSilence } from './chunk.js';
 import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
 import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
 
@@ -34,7 +35,7 @@ export const gainStage = defineStageType({
   schema: GainStageSchema,
   outputFormat: (_options, input) => derivedFormat(input),
   build({ db }, _input, output): ChunkStage {
-    if (db === 0) return { output, process: (chunk: PcmChunk) => chunk, close() {} };
+    if (db === 0) return { output, process: (chunk: PcmChunk) => chunk, skipSilence: silenceStaysSilence, close() {} };
     const factor = Math.pow(10, db / 20);
     return {
       output,
@@ -44,6 +45,7 @@ export const gainStage = defineStageType({
         scaleInPlace(chunk.data, factor);
         return chunk;
       },
+      skipSilence: silenceStaysSilence,
       close() {},
     };
   },

@@ -15,6 +15,8 @@ export interface TimedChunk {
   data: Float32Array;
   /** Arrival (`performance.now()`, main thread) of the input that produced the chunk. */
   arrival: number;
+  /** True for silence this timeline filled a gap with: `data` is all zeros (stages may skip it, see `Stage.skipSilence`). */
+  silent?: boolean;
 }
 
 export class MediaTimeline {
@@ -61,7 +63,7 @@ export class MediaTimeline {
     this.counters.silenceSamples += samples;
     for (let done = 0; done < samples; ) {
       const n = Math.min(samples - done, this.maxSilence);
-      out.push({ position: position + done, data: new Float32Array(n * this.channels), arrival });
+      out.push({ position: position + done, data: new Float32Array(n * this.channels), arrival, silent: true });
       done += n;
     }
   }

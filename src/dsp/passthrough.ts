@@ -5,6 +5,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { AudioFormat } from '../media/frames.js';
+import { silenceStaysSilence } from './chunk.js';
 import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
 import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
 
@@ -21,7 +22,7 @@ export interface PassthroughOptions extends StageSpec {
 export const passthroughStage = defineStageType({
   schema: PassthroughStageSchema,
   outputFormat: (_options, input) => derivedFormat(input),
-  build: (_options, _input, output): ChunkStage => ({ output, process: (chunk: PcmChunk) => chunk, close() {} }),
+  build: (_options, _input, output): ChunkStage => ({ output, process: (chunk: PcmChunk) => chunk, skipSilence: silenceStaysSilence, close() {} }),
 });
 
 export function createPassthroughStage(spec: StageSpec, input: AudioFormat): ChunkStage {

@@ -16,11 +16,17 @@
  * through the rest of the chain in order, and becomes its own output frame.
  * A branch whose final format is 's16' gets its frames packed to Int16Array
  * here, after the levels were measured on the floats.
+ *
+ * Silence the input filled a gap with (DTX, long loss) skips every stage
+ * that declares it can (`Stage.skipSilence`: denoise once RNNoise is at rest,
+ * gain, format, passthrough, filters at rest), and then the level pass and
+ * the quantizer: a silent talker costs its decoding, not a pass per stage
+ * over 48 000 zeros a second.
  */
 import { loadOpus } from '../../wasm/opus.js';
 import { loadRnnoise } from '../../wasm/rnnoise.js';
 import { loadSpeex } from '../../wasm/speex.js';
-import { measureLevels } from './levels.js';
+import { measureLevels, type Levels } from './levels.js';
 import { OpusStreamDecoder } from './opus-decode.js';
 import { PcmStreamInput, type PcmInput, type PcmInputFormat, type PlacedChunk } from './pcm-input.js';
 import { createStage } from './registry.js';
@@ -186,8 +192,15 @@ export class StreamProcessor {
           if (chunk.vad !== undefined) first.vad = chunk.vad;
           if (chunk.speech !== undefined) first.speech = chunk.speech;
           produced.length = 0;
-          runChain(branch.stages, 0, first, produced);
-          for (const p of produced) out.push(frameOf(branch, p, chunk.arrival));
+          // A gap's silence goes past every stage that can skip it; from the first that can't, it is processed as usual.
+          const silent = chunk.silent === true;
+          const from = silent ? skippedStages(branch.stages, first) : 0;
+          if (silent && from === branch.stages.length) {
+            out.push(frameOf(branch, first, chunk.arrival, true));
+            continue;
+          }
+          runChain(branch.stages, from, first, produced);
+          for (const p of produced) out.push(frameOf(branch, p, chunk.arrival, false));
         }
         result.push(out);
       }
@@ -286,6 +299,16 @@ function isChunkList(r: Exclude<StageOutput, null>): r is readonly PcmChunk[] {
 }
 
 /**
+ * Offers a chunk of digital silence to each stage's `skipSilence` in order;
+ * returns how many skipped it (all of them: the branch's output is the chunk
+ * as it is, zeros).
+ */
+function skippedStages(stages: Stage[], chunk: PcmChunk): number {
+  for (let i = 0; i < stages.length; i++) if (stages[i].skipSilence?.(chunk) !== true) return i;
+  return stages.length;
+}
+
+/**
  * Runs `chunk` through `stages` from index `from` and appends what comes out
  * of the last stage to `out`. When a stage returns several chunks, each runs
  * through the remaining stages before the next one, so order is kept.
@@ -304,8 +327,9 @@ function runChain(stages: Stage[], from: number, chunk: PcmChunk, out: PcmChunk[
   out.push(current);
 }
 
-function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): AudioFrame {
-  const { rms, peak, clipped } = measureLevels(chunk.data);
+/** The output frame of `chunk`; `silent`: its data is known to be all zeros, so levels and 16-bit packing need no pass over it. */
+function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number, silent: boolean): AudioFrame {
+  const { rms, peak, clipped } = silent ? SILENT_LEVELS : measureLevels(chunk.data);
   const { sampleRate, channels } = branch.output;
   const position = branch.next!;
   branch.next = position + chunk.data.length / channels;
@@ -315,7 +339,7 @@ function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): AudioFr
     sampleRate,
     channels,
     sampleFormat: s16 ? 's16' : 'f32',
-    data: s16 ? packS16(chunk.data) : chunk.data,
+    data: s16 ? (silent ? new Int16Array(chunk.data.length) : packS16(chunk.data)) : chunk.data,
     rms,
     peak,
     arrival,
@@ -325,6 +349,8 @@ function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number): AudioFr
   if (clipped > 0) frame.clipped = clipped;
   return frame;
 }
+
+const SILENT_LEVELS: Levels = { rms: 0, peak: 0, clipped: 0 };
 
 /** Floats to 16-bit with the project's one quantizer (the grid `format` quantizes to). */
 function packS16(data: Float32Array): Int16Array {

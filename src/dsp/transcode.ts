@@ -10,7 +10,7 @@
 import { Type } from '@sinclair/typebox';
 import type { AudioFormat, SampleFormat } from '../media/frames.js';
 import { quantizeSample } from '../media/pcm16.js';
-import { chunkWith } from './chunk.js';
+import { chunkWith, silenceStaysSilence } from './chunk.js';
 import { createStageOf, defineStageType, derivedFormat } from './stage-type.js';
 import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
 
@@ -134,7 +134,7 @@ export const formatStage = defineStageType({
   schema: FormatStageSchema,
   outputFormat: ({ sampleFormat }, input) => derivedFormat(input, { sampleFormat }),
   build({ sampleFormat }, _input, output): ChunkStage {
-    if (sampleFormat === 'f32') return { output, process: identity, close() {} };
+    if (sampleFormat === 'f32') return { output, process: identity, skipSilence: silenceStaysSilence, close() {} };
     return {
       output,
       process(chunk: PcmChunk): PcmChunk {
@@ -144,6 +144,8 @@ export const formatStage = defineStageType({
         for (let i = 0; i < data.length; i++) data[i] = quantizeSample(data[i]) / 32768;
         return chunk;
       },
+      // 0 is on the 16-bit grid.
+      skipSilence: silenceStaysSilence,
       close() {},
     };
   },

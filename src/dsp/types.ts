@@ -41,6 +41,21 @@ export interface Stage {
    * stage that skips must still emit its output at the right position and length.
    */
   readonly framesSkippedSilent?: number;
+  /**
+   * Optional: the stage's fast path for digital silence. The stream calls it
+   * instead of `process` with a chunk whose samples are all exactly 0 — a gap
+   * its input filled (a DTX pause, or loss longer than concealment covers) —
+   * as long as every stage before this one skipped the chunk too.
+   *
+   * Return true when the stage has advanced its state exactly as `process`
+   * would have, and `process` would have returned this same chunk unchanged:
+   * all zeros, same length and format. The stage may set the chunk's `vad`
+   * and `speech` (denoise sets 0 and false); it must not touch `data`. Return
+   * false, having changed nothing, and `process` is called with the chunk
+   * instead, then every stage after it. A stage with state that rings on after
+   * sound (a filter's tail) returns true only once that state is at rest.
+   */
+  skipSilence?(chunk: PcmChunk): boolean;
 }
 
 /**

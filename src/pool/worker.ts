@@ -168,6 +168,18 @@ function watched(create: StageFactory): StageFactory {
         Atomics.store(marker, MarkerField.STAGE, 0);
       },
     };
+    // The optional parts of the contract are passed on only if the stage has them (StreamProcessor looks for them).
+    if (typeof stage.skipSilence === 'function') {
+      const skip = stage.skipSilence;
+      wrapped.skipSilence = (chunk) => {
+        Atomics.store(marker, MarkerField.MARK, markerClock());
+        Atomics.store(marker, MarkerField.STAGE, code);
+        const skipped = skip.call(stage, chunk);
+        Atomics.store(marker, MarkerField.STAGE, 0);
+        return skipped;
+      };
+    }
+    if (typeof stage.framesSkippedSilent === 'number') Object.defineProperty(wrapped, 'framesSkippedSilent', { get: () => stage.framesSkippedSilent });
     return wrapped;
   };
 }

@@ -52,6 +52,20 @@ describe('custom worker stage modules', () => {
     expect(Math.abs(rmsDb(settled) - rmsDb(tone.subarray(24000)))).toBeLessThan(0.1);
   });
 
+  it('skips a gap the input filled with silence past a custom stage that declares skipSilence, and processes it through one that does not', async () => {
+    expect(await pool.registerStageModule(fixtureModule('silence-probe.js'))).toEqual(['probe-skips', 'probe-processes']);
+    // Ten 20 ms frames of 0.1 with frames 3-6 missing: an 80 ms gap the input fills with zeros.
+    const frames = monoFrames(new Float32Array(9600).fill(0.1)).filter((_, i) => i < 3 || i > 6);
+    const levels = async (type: string) => {
+      const out = concat(await lastValueFrom(from(frames).pipe(inWorkers({ pool }, stage(type)), toArray())));
+      expect(out.length).toBe(9600);
+      // Each probe adds 0.5 to what it processes.
+      return [out[0], out[3 * 960], out[7 * 960 - 1], out[7 * 960]].map((v) => Math.round(v * 10) / 10);
+    };
+    expect(await levels('probe-skips')).toEqual([0.6, 0, 0, 0.6]);
+    expect(await levels('probe-processes')).toEqual([0.6, 0.5, 0.5, 0.6]);
+  });
+
   it('reports a module that throws on import, lacks a default export or reuses a built-in name, and keeps working', async () => {
     for (const [file, why] of [
       ['throws-on-import.js', /broken on purpose/],
