@@ -125,6 +125,8 @@ function mergePools(pools: Array<{ engine: number; pool: WorkerPoolStats }>): Wo
   };
   return {
     threads,
+    // One setting for every engine (the front passes its options on); the longest if they differ.
+    batchIntervalMs: list.reduce((m, p) => Math.max(m, p.batchIntervalMs), 0),
     // Weighted by threads: the share of all the machine's DSP threads' time.
     utilization: threads > 0 ? sum(list, (p) => p.utilization * p.threads) / threads : 0,
     busyMs: sum(list, (p) => p.busyMs),

@@ -165,6 +165,8 @@ export interface PoolStream {
 
 export interface WorkerPoolStats {
   threads: number;
+  /** Milliseconds between batches sent to each worker (`batchIntervalMs`). */
+  batchIntervalMs: number;
   /** Share of time the workers spent processing batches since the pool started, 0..1. */
   utilization: number;
   /** Milliseconds the workers spent processing batches, all threads. */

@@ -504,6 +504,7 @@ export class WorkerPool {
     });
     return {
       threads: this.threads,
+      batchIntervalMs: this.#batchIntervalMs,
       utilization: this.#startedAt > 0 ? Math.min(1, this.#busyMs / ((performance.now() - this.#startedAt) * this.threads)) : 0,
       busyMs: Math.round(this.#busyMs),
       queuedFrames: queued,

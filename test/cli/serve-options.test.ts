@@ -13,6 +13,7 @@ import { registerServeCommand } from '../../src/cli/serve-command.js';
 import { checkPoolOptions } from '../../src/core/option-checks.js';
 import { POOL_OPTION_RANGES } from '../../src/pool/pool-limits.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
+import { startCli } from '../cluster/cli-server.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -101,5 +102,26 @@ describe('earshot serve options', () => {
     expect(() => checkPoolOptions({ threads: max })).not.toThrow();
     expect(() => checkPoolOptions({ threads: max + 1 })).toThrow(`options.threads must be an integer from 1 to ${max}, got ${max + 1}`);
     expect(() => new WorkerPool({ threads: max + 1 })).toThrow(new RangeError(`options.threads must be an integer from 1 to ${max}, got ${max + 1}`));
+  });
+
+  it('--batch-interval sets the workers\' batch interval, from the flag or EARSHOT_BATCH_INTERVAL, 1 to 100 ms, shown in /stats', async () => {
+    expect((await parsedOptions([])).batchInterval).toBe(5);
+    expect((await parsedOptions(['--batch-interval', '12'])).batchInterval).toBe(12);
+    process.env.EARSHOT_BATCH_INTERVAL = '20';
+    expect((await parsedOptions([])).batchInterval).toBe(20);
+    delete process.env.EARSHOT_BATCH_INTERVAL;
+    for (const bad of ['0', '101', '7.5']) {
+      const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
+      registerServeCommand(program);
+      await expect(program.parseAsync(['serve', '--batch-interval', bad], { from: 'user' })).rejects.toThrow('--batch-interval must be an integer from 1 to 100.');
+    }
+    const server = await startCli(['--batch-interval', '12', '--threads', '1']);
+    try {
+      const stats = (await (await fetch(`${server.url}/stats`)).json()) as { server: { pool: { batchIntervalMs: number; threads: number } } };
+      expect(stats.server.pool).toMatchObject({ batchIntervalMs: 12, threads: 1 });
+    } finally {
+      await server.stop();
+      await server.cleanup();
+    }
   });
 });
