@@ -35,14 +35,14 @@ export const PACK_LOAD = 0.15;
  * reference VM at 40 streams with the batches' fixed costs shared out:
  * decoding Opus (or taking PCM) ~0.003, RNNoise ~0.017; the other built-in
  * stages are a few µs per frame. A custom stage is assumed as heavy as
- * RNNoise until measured.
+ * RNNoise; its measured load can only raise that (see `place`).
  */
 const COST = { decode: 0.003, denoise: 0.017, light: 0.001, custom: 0.017 } as const;
 /** Sums of estimated costs differ by rounding only below this (0.003 × 50 is not exactly 0.15). */
 const COST_EPSILON = 1e-9;
 const LIGHT_TYPES: ReadonlySet<string> = new Set(BUILTIN_STAGE_TYPES.filter((t) => t !== 'denoise'));
 
-/** A stream's estimated worker load from its setup (see `COST`), used until its load is measured. */
+/** A stream's estimated worker load from its setup (see `COST`): counted until its load is measured, a floor under the measured load, and what slots are balanced by. */
 export function streamCost(setup: StreamSetup): number {
   // A malformed setup is the worker's to report (the stream's onError): estimate what is there.
   const channels = setup.input?.channels === 2 || setup.channels === 2 ? 2 : 1;
