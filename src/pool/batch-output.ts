@@ -43,7 +43,8 @@ function wantsPcm16(branch: number, pcm16Mask: number): boolean {
  * Packs a batch's outcomes into one buffer (see the module comment): `spare`
  * if it is large enough (a buffer the main thread gave back), else a new one
  * with some headroom, so that it can be given back and reused for the batches
- * after it.
+ * after it. The frames are a StreamProcessor's: their `peak` is measured on
+ * their samples (a frame of peak 0 is packed as zeros).
  */
 export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): ArrayBuffer {
   let frames = 0;
@@ -100,7 +101,11 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): A
           t[fi + OutFrame.DATA] = -1;
         }
         if (!s16 && p16) {
-          quantizeS16(data, new Int16Array(buffer, bo, data.length));
+          const pcm16 = new Int16Array(buffer, bo, data.length);
+          // Peak 0 (the worker measured it on these samples): every sample is ±0 or NaN, all of which
+          // quantize to 0. A DTX pause is a block of up to 1 s of zeros: no quantizing pass over it.
+          if (f.peak === 0) pcm16.fill(0);
+          else quantizeS16(data, pcm16);
           t[fi + OutFrame.PCM16] = bo;
           bo += align4(data.length * 2);
         } else {

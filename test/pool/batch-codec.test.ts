@@ -121,6 +121,32 @@ describe('batch codec', () => {
     }
   });
 
+  it('gives a pause the stream filled with silence a 16-bit copy of zeros, and the sound around it its quantized samples', () => {
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }] });
+    // Two packets, 100 ms with none (DTX), two packets.
+    const sent = [...frames.slice(0, 2), ...frames.slice(7, 9)];
+    const outputs = p.process(sent);
+    p.close();
+    const floats = outputs[0].map((f) => (f.data as Float32Array).slice());
+    expect(outputs[0].map((f) => [f.position, f.data.length, f.peak === 0])).toEqual([
+      [0, 960, false],
+      [960, 960, false],
+      [1920, 4800, true],
+      [6720, 960, false],
+      [7680, 960, false],
+    ]);
+    // A buffer given back holds an earlier batch's samples: the zeros must be written, not assumed.
+    const spare = new ArrayBuffer(1 << 17);
+    new Uint8Array(spare).fill(0xab);
+    const [back] = readAll(packOutput([{ key: 1, status: ItemStatus.OK, outputs, f32Mask: 0, pcm16Mask: 1 }], spare));
+    back.frames.forEach((g, i) => {
+      const expected = new Int16Array(floats[i].length);
+      quantizeS16(floats[i], expected);
+      expect(Array.from(g.pcm16!)).toEqual(Array.from(expected));
+    });
+    expect(back.frames[2].pcm16!.every((v) => v === 0)).toBe(true);
+  });
+
   it('packs into a buffer given back when it is large enough, and says when a batch holds copies only', () => {
     const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }] });
     const outputs = p.process(frames.slice(0, 6));
