@@ -30,6 +30,12 @@ function run(placement: SlotPlacement, slots: number, load: (slot: number) => nu
   return from + 1000;
 }
 
+/** Two full windows in which slot i's worker time is `loads[i]` of its thread, from t = 1; returns the time after them. */
+function measure(placement: SlotPlacement, loads: number[]): number {
+  const now = run(placement, loads.length, (s) => loads[s], 1);
+  return run(placement, loads.length, (s) => loads[s], now);
+}
+
 describe('streamCost', () => {
   it('estimates from the stages: RNNoise dominates, per channel; a custom stage counts as heavy', () => {
     expect(streamCost(PLAIN)).toBeCloseTo(0.003, 6);
@@ -69,8 +75,7 @@ describe('SlotPlacement', () => {
     // Four custom-stage streams, estimated 0.02 each, that really cost 0.035 each: slot 0 measures 0.14.
     const heavy: StreamSetup = { channels: 1, branches: [{ stages: [{ type: 'my-model' }] }] };
     expect(open(placement, slots, heavy, 4, 0)).toEqual([0, 0, 0, 0]);
-    let now = run(placement, 2, (s) => (s === 0 ? 0.14 : 0), 1);
-    now = run(placement, 2, (s) => (s === 0 ? 0.14 : 0), now);
+    const now = measure(placement, [0.14, 0]);
     // By estimate slot 0 has room for three more; by measure it has none.
     expect(open(placement, slots, heavy, 1, now)).toEqual([1]);
   });
@@ -80,8 +85,7 @@ describe('SlotPlacement', () => {
     const slots: PlacedStream[][] = [[], []];
     open(placement, slots, DENOISED, 7, 0);
     // Seven talkers, silent just now: slot 0 measures 0.02, far below their estimate of 0.14.
-    let now = run(placement, 2, (s) => (s === 0 ? 0.02 : 0), 1);
-    now = run(placement, 2, (s) => (s === 0 ? 0.02 : 0), now);
+    const now = measure(placement, [0.02, 0]);
     expect(open(placement, slots, DENOISED, 2, now)).toEqual([1, 1]);
   });
 
@@ -89,8 +93,7 @@ describe('SlotPlacement', () => {
     const placement = new SlotPlacement(2, 0);
     const slots: PlacedStream[][] = [[], []];
     open(placement, slots, DENOISED, 10, 0);
-    let now = run(placement, 2, (s) => (s === 0 ? 0.24 : 0), 1);
-    now = run(placement, 2, (s) => (s === 0 ? 0.24 : 0), now);
+    const now = measure(placement, [0.24, 0]);
     placement.busy(0, 0, now);
     expect(placement.loads[0]).toBeCloseTo(0.24, 2);
     // All ten end; ten light streams start at once: the first slot is empty again, not 0.24 busy (which would leave room for three).
@@ -103,8 +106,7 @@ describe('SlotPlacement', () => {
     // Slot 0: 10 denoised talkers speaking just now (0.3 together); slot 1: 12 who are quiet just now (0.05).
     const slots: PlacedStream[][] = [Array.from({ length: 10 }, () => ({ openedAt: 0, cost: 0.02 })), Array.from({ length: 12 }, () => ({ openedAt: 0, cost: 0.02 }))];
     slots.forEach((streams, slot) => streams.forEach(() => placement.opened(slot)));
-    let now = run(placement, 2, (s) => (s === 0 ? 0.3 : 0.05), 1);
-    now = run(placement, 2, (s) => (s === 0 ? 0.3 : 0.05), now);
+    const now = measure(placement, [0.3, 0.05]);
     placement.busy(0, 0, now);
     expect(placement.loads[0]).toBeCloseTo(0.3, 2);
     expect(placement.loads[1]).toBeCloseTo(0.05, 2);
