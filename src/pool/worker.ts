@@ -146,42 +146,49 @@ function buildProcessor(setup: StreamSetup): StreamProcessor {
 function watched(create: StageFactory): StageFactory {
   return (spec: StageSpec, input) => {
     const code = building.get(spec) ?? 0;
-    Atomics.store(marker, MarkerField.MARK, markerClock());
-    Atomics.store(marker, MarkerField.STAGE, code);
+    enterStage(code);
     const stage = create(spec, input);
-    Atomics.store(marker, MarkerField.STAGE, 0);
+    leaveStage();
     const wrapped: Stage = {
       get output() {
         return stage.output;
       },
       process(chunk) {
-        Atomics.store(marker, MarkerField.MARK, markerClock());
-        Atomics.store(marker, MarkerField.STAGE, code);
+        enterStage(code);
         const out = stage.process(chunk);
-        Atomics.store(marker, MarkerField.STAGE, 0);
+        leaveStage();
         return out;
       },
       close() {
-        Atomics.store(marker, MarkerField.MARK, markerClock());
-        Atomics.store(marker, MarkerField.STAGE, code);
+        enterStage(code);
         stage.close();
-        Atomics.store(marker, MarkerField.STAGE, 0);
+        leaveStage();
       },
     };
     // The optional parts of the contract are passed on only if the stage has them (StreamProcessor looks for them).
     if (typeof stage.skipSilence === 'function') {
       const skip = stage.skipSilence;
       wrapped.skipSilence = (chunk) => {
-        Atomics.store(marker, MarkerField.MARK, markerClock());
-        Atomics.store(marker, MarkerField.STAGE, code);
+        enterStage(code);
         const skipped = skip.call(stage, chunk);
-        Atomics.store(marker, MarkerField.STAGE, 0);
+        leaveStage();
         return skipped;
       };
     }
     if (typeof stage.framesSkippedSilent === 'number') Object.defineProperty(wrapped, 'framesSkippedSilent', { get: () => stage.framesSkippedSilent });
     return wrapped;
   };
+}
+
+/** Marks progress and that custom stage `code` runs from now (whom the watchdog blames if it stops here). */
+function enterStage(code: number): void {
+  Atomics.store(marker, MarkerField.MARK, markerClock());
+  Atomics.store(marker, MarkerField.STAGE, code);
+}
+
+/** The custom stage returned: no stage to blame. */
+function leaveStage(): void {
+  Atomics.store(marker, MarkerField.STAGE, 0);
 }
 
 /** An item's outcome: what is packed, plus what travels beside the buffer (an error, the formats of a stream just built). */
