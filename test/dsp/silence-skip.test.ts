@@ -77,6 +77,10 @@ describe('silence the input filled a gap with', () => {
     // together they ran it on the sound and the settling only, and each equally often.
     expect(runs.mock.calls.length % 2).toBe(0);
     expect(runs.mock.calls.length / 2).toBeLessThanOrEqual(3.5 * 100 + 2 * 60);
+    // Per branch (each has its own RNNoise state): the same count.
+    const perState = new Map<unknown, number>();
+    for (const state of runs.mock.contexts) perState.set(state, (perState.get(state) ?? 0) + 1);
+    expect([...perState.values()]).toEqual([runs.mock.calls.length / 2, runs.mock.calls.length / 2]);
   });
 
   it('asks each stage in order; from the first that cannot skip, process gets the zeros, and so does every stage after it', () => {
