@@ -25,6 +25,7 @@ const SECTIONS = {
   mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): CPU per frame, allocation, GC",
   profile: '(p) a CPU profile of the server main thread at K = 30, by category (not in the default run)',
   rnnoise: 'RNNoise builds compared (bench/rnnoise.ts; not in the default run)',
+  handoff: '(h) CPU of one batch handed to a worker and back: a Piscina task against a bare MessagePort, as the pool lanes use (not in the default run)',
 } as const;
 type Section = keyof typeof SECTIONS;
 const DEFAULT: Section[] = ['stages', 'kernels', 'hops', 'stats', 'mainpath', 'capacity', 'threads'];
@@ -42,7 +43,7 @@ Options:
                       overload: seconds the offers last, refusals retried (default 30);
                       soak: seconds the streams run (default 600); engines: seconds per step (default 8)
   --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2);
-                      engines (default 2)
+                      engines (default 2); handoff: blocks per variant (default 8)
   --targets <a,b,…>   capacity targets (default ${ALL_TARGETS.join(',')})
   --compare <dir>     capacity, mainpath: also run another earshot tree (e.g. a
                       copy of the code before a change) as "before" / "before-nodenoise",
@@ -240,6 +241,10 @@ if (sections.has('profile')) {
 if (sections.has('rnnoise')) {
   const { benchRnnoise } = await import('./rnnoise.js');
   await benchRnnoise();
+}
+if (sections.has('handoff')) {
+  const { benchHandoff } = await import('./handoff.js');
+  results.handoff = await benchHandoff({ rounds: values.repeat === undefined ? undefined : num(values.repeat, 'repeat'), log });
 }
 
 if (defaultChainUs !== undefined && capacity) {

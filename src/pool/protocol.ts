@@ -6,6 +6,7 @@
  * in, PCM frames come out. Frames travel packed in one transferred
  * ArrayBuffer each way (batch-codec.ts), not as cloned objects.
  */
+import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { StageSpec } from '../dsp/types.js';
 import type { AudioFormat, BranchFormat, EncodedFrame } from '../media/frames.js';
@@ -60,6 +61,12 @@ export interface BatchTask {
   marker?: Int32Array;
   /** Sequence number of the task, stored in the marker once the worker starts running it (after module imports). */
   seq?: number;
+  /**
+   * The worker's end of a new lane for the slot (task-lane.ts, transferred):
+   * the slot's later tasks come through it instead of Piscina. Sent in a
+   * Piscina task, when the slot has no lane to its current worker.
+   */
+  lane?: MessagePort;
 }
 
 export interface ModuleLoadResult {

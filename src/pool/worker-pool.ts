@@ -3,7 +3,9 @@
  * batching. Frames of all streams pinned to a slot are collected and sent as one
  * task per slot per tick, with at most one task in flight per slot, so task count
  * does not grow with stream count and frames of a stream are processed in
- * order by one worker.
+ * order by one worker. Piscina starts and replaces the workers and carries each
+ * slot's first task; the rest go through the slot's lane to its worker (a
+ * MessagePort pair, task-lane.ts), a third of the cost of a Piscina task.
  *
  * Faults in worker stages never turn into silent loss. A watchdog replaces a
  * worker that makes no progress for `taskTimeoutMs` and ends the stream that
@@ -35,6 +37,7 @@ import { ALL_BRANCHES, ItemFlag, ItemStatus, packInput, type InputItem } from '.
 import { OutputReader } from './batch-output.js';
 import { SlotPlacement, streamCost } from './slot-placement.js';
 import { stageModuleUrl } from './stage-module.js';
+import { TaskLane } from './task-lane.js';
 import { threadRunnable, threadSchedMs } from './thread-cpu.js';
 import { LatencyHistogram } from '../media/latency-histogram.js';
 import type { PoolStream, PoolStreamHandlers, QuarantinedStream, WorkerPoolHealth, WorkerPoolOptions, WorkerPoolStats } from './pool-api.js';
@@ -102,6 +105,8 @@ interface Flight {
   killed?: Fault;
   /** Set when Piscina removes the worker that runs the task (before it rejects the task). */
   workerGone?: boolean;
+  /** The lane the task went through; absent when it went as a Piscina task. */
+  lane?: TaskLane;
   /** The progress mark the watchdog last saw, and when it first saw it: the time, and the worker thread's CPU and run-queue times (ms). */
   seenMark?: number;
   seenAt?: number;
@@ -162,6 +167,8 @@ export class WorkerPool {
   readonly #markers: Int32Array[];
   /** Per slot: reused for every task until the watchdog aborts with it. */
   readonly #controllers: AbortController[];
+  /** Per slot: the lane to its worker once one is open (task-lane.ts); batches go through it instead of Piscina. */
+  readonly #lanes: Array<TaskLane | undefined>;
   /** Per slot: its worker died and the replacement is not ready; nothing is sent to the slot meanwhile. */
   readonly #waiting: boolean[];
   /** Thread ids of the workers Piscina has ready (started, not removed). */
@@ -237,6 +244,7 @@ export class WorkerPool {
     this.#flights = Array.from({ length: threads }, () => undefined);
     this.#markers = Array.from({ length: threads }, newMarker);
     this.#controllers = Array.from({ length: threads }, () => new AbortController());
+    this.#lanes = Array.from({ length: threads }, () => undefined);
     this.#waiting = Array.from({ length: threads }, () => false);
     this.#failStreak = Array.from({ length: threads }, () => 0);
     this.#slotIdle = Array.from({ length: threads }, () => []);
@@ -254,6 +262,9 @@ export class WorkerPool {
       concurrentTasksPerWorker: 1,
       // Task times are kept in `taskTimes`; Piscina's own histograms would cost two records per task.
       recordTiming: false,
+      // Batches come through each slot's lane (task-lane.ts), whose messages the worker's event
+      // loop must receive: Piscina's default makes an idle worker block in Atomics.wait instead.
+      atomics: 'disabled',
     });
     this.#piscina.on('error', () => {
       // A worker crashed; its task rejects and the affected streams are rebuilt (see #batchFailed).
@@ -547,6 +558,7 @@ export class WorkerPool {
     this.#closed = true;
     clearTimeout(this.#timer);
     clearInterval(this.#watchdog);
+    for (const lane of this.#lanes) lane?.close('the pool is closing');
     await this.#piscina.destroy();
   }
 
@@ -609,17 +621,18 @@ export class WorkerPool {
   #run(slot: number, task: BatchTask): Promise<BatchResult> {
     const flight: Flight = { seq: ++this.#seq, marker: this.#markers[slot], controller: this.#controllers[slot], dispatchedAt: performance.now() };
     this.#flights[slot] = flight;
-    task.marker = flight.marker;
     task.seq = flight.seq;
-    const queueOptions: SlotQueueOptions = { slot };
     if (this.#modules.length > 0 && !task.modules) task.modules = this.#modules;
     if (!this.#watchdog) {
       this.#watchdog = setInterval(() => this.#watch(), this.#watchdogMs);
       this.#watchdog.unref();
     }
     // The packed frames are handed over, not copied (the main thread keeps the frame objects for re-sending).
-    const transferList = task.input ? (task.spare ? [task.input, task.spare] : [task.input]) : undefined;
-    return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }), { signal: flight.controller.signal, transferList }).then(
+    const buffers = task.input ? (task.spare ? [task.input, task.spare] : [task.input]) : undefined;
+    const lane = this.#lanes[slot];
+    if (lane?.open) flight.lane = lane;
+    const sent = flight.lane ? flight.lane.run(task, buffers) : this.#viaPiscina(slot, flight, task, buffers);
+    return sent.then(
       (result) => {
         this.#land(slot, flight);
         return result;
@@ -634,6 +647,35 @@ export class WorkerPool {
     );
   }
 
+  /**
+   * Sends a task as a Piscina task: the slot's first, and its first after its
+   * worker was replaced. It carries the marker, and opens the slot's lane to
+   * the worker that runs it.
+   */
+  #viaPiscina(slot: number, flight: Flight, task: BatchTask, buffers: ArrayBuffer[] | undefined): Promise<BatchResult> {
+    task.marker = flight.marker;
+    const channel = TaskLane.channel();
+    task.lane = channel.port2;
+    const transferList = [...(buffers ?? []), channel.port2];
+    const queueOptions: SlotQueueOptions = { slot };
+    return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }), { signal: flight.controller.signal, transferList }).then(
+      (result) => {
+        const worker = this.#piscina.threads.find((t) => t.threadId === result.threadId);
+        if (worker && !this.#closed && this.#readyWorkers.has(result.threadId)) {
+          this.#lanes[slot]?.close();
+          this.#lanes[slot] = new TaskLane(channel.port1, worker, () => {
+            if (this.#lanes[slot]?.open === false) this.#lanes[slot] = undefined;
+          });
+        } else channel.port1.close();
+        return result;
+      },
+      (err: unknown) => {
+        channel.port1.close();
+        throw err;
+      },
+    );
+  }
+
   #land(slot: number, flight: Flight): void {
     if (this.#flights[slot] === flight) this.#flights[slot] = undefined;
     this.#wake(slot);
@@ -643,7 +685,7 @@ export class WorkerPool {
   #faultOf(flight: Flight, err: unknown): Fault {
     if (flight.killed) return flight.killed;
     const why = err instanceof Error ? err.message : String(err);
-    // workerDestroy (#workerGone) fires before Piscina rejects the dead worker's task.
+    // workerDestroy (#workerGone) fires before the dead worker's task is rejected (by Piscina, or by its lane).
     if (!flight.workerGone) return { kind: 'failed', item: MARKER_IDLE, stage: 0, why };
     const m = flight.marker;
     const started = Atomics.load(m, MarkerField.SEQ) === flight.seq;
@@ -711,6 +753,11 @@ export class WorkerPool {
 
   #kill(slot: number, flight: Flight, fault: Fault): void {
     flight.killed = fault;
+    if (flight.lane) {
+      // Piscina sees the worker exit, removes it and starts another; the lane then rejects the task.
+      void flight.lane.worker.terminate();
+      return;
+    }
     this.#controllers[slot] = new AbortController();
     flight.controller.abort(new Error(`earshot watchdog: ${fault.why}`));
   }

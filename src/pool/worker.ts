@@ -1,17 +1,18 @@
 /**
  * Pool worker entry. Loads every WASM module once, then hosts many streams'
- * state (Opus decoder, RNNoise, resampler, filters, custom stages). Piscina
- * gives each worker one task at a time (`concurrentTasksPerWorker: 1`) and the
- * handler only awaits when it must import a stage module before the batch, so
- * batches never interleave and a stream's frames are processed in order
- * (a stream's state lives in one worker and is used in order).
+ * state (Opus decoder, RNNoise, resampler, filters, custom stages). Tasks come
+ * from Piscina (the first of a slot, which opens the slot's lane) and then
+ * through the lane (task-lane.ts); the main thread sends a slot one task at a
+ * time whichever way, and the handler only awaits when it must import a stage
+ * module before the batch, so batches never interleave and a stream's frames
+ * are processed in order (a stream's state lives in one worker and is used in order).
  *
  * While it runs, the worker records in the task's shared marker which item
  * (stream) and which custom stage it is in, and when it last made progress:
  * the pool's watchdog reads it to replace a worker stuck in a stage, and to
  * blame a worker's death on the stream that was running (see protocol.ts).
  */
-import { threadId } from 'node:worker_threads';
+import { threadId, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { registerStageFactory } from '../dsp/registry.js';
@@ -25,6 +26,7 @@ import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stag
 import type { BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
 import { ItemFlag, ItemStatus, unpackInput, type UnpackedInput } from './batch-codec.js';
 import { packOutput, type OutputItem } from './batch-output.js';
+import type { LaneReply } from './task-lane.js';
 
 await loadDspModules();
 warmUp();
@@ -64,10 +66,44 @@ const building = new Map<StageSpec, number>();
  */
 type Movable = { [transferableSymbol]: ArrayBuffer[]; [valueSymbol]: BatchResult };
 
+/**
+ * Piscina's entry: control tasks (warm-up, module loads, setup checks, the
+ * task that opens the slot's lane) and any batch sent before the lane is open.
+ */
 export default function handleTask(task: BatchTask): BatchResult | Movable | Promise<BatchResult | Movable> {
+  if (task.lane) openLane(task.lane);
+  const result = serve(task);
+  return result instanceof Promise ? result.then(movable) : movable(result);
+}
+
+function movable(result: BatchResult): BatchResult | Movable {
+  return result.output ? (move({ [transferableSymbol]: [result.output], [valueSymbol]: result } as unknown as ArrayBuffer) as unknown as Movable) : result;
+}
+
+/** Runs a task of either channel: imports the stage modules it needs first, if any. */
+function serve(task: BatchTask): BatchResult | Promise<BatchResult> {
   const missing = task.modules?.filter((url) => !modules.has(url)) ?? [];
   if (missing.length === 0) return runTask(task, []);
   return importModules(missing).then((loaded) => runTask(task, loaded));
+}
+
+/** The slot's lane (task-lane.ts), once the main thread opened one: batches arrive here, one at a time. */
+let lane: MessagePort | undefined;
+
+function openLane(port: MessagePort): void {
+  lane?.close();
+  lane = port;
+  port.on('message', (task: BatchTask) => {
+    const reply = (result: BatchResult) => port.postMessage(result, result.output ? [result.output] : undefined);
+    const fail = (e: unknown) => port.postMessage({ failed: e instanceof Error ? e.message : String(e) } satisfies LaneReply);
+    try {
+      const result = serve(task);
+      if (result instanceof Promise) result.then(reply, fail);
+      else reply(result);
+    } catch (e) {
+      fail(e);
+    }
+  });
 }
 
 /** Imports stage modules and registers their stages; a failing module is reported, never thrown. */
@@ -88,7 +124,7 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
   return results;
 }
 
-function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult | Movable {
+function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
   const started = performance.now();
   if (task.marker) marker = task.marker;
   Atomics.store(marker, MarkerField.TID, tid);
@@ -114,7 +150,7 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult | Mov
   if (task.checks) result.checks = task.checks.map(checkSetup);
   Atomics.store(marker, MarkerField.ITEM, MARKER_IDLE);
   result.busyMs = performance.now() - started;
-  return result.output ? (move({ [transferableSymbol]: [result.output], [valueSymbol]: result } as unknown as ArrayBuffer) as unknown as Movable) : result;
+  return result;
 }
 
 /** Records that the worker starts on `item` (an index, or `checkMarker(i)`): progress, and whom to blame if it stops here. */

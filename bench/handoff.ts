@@ -1,0 +1,117 @@
+/**
+ * What handing one batch to a worker and getting its result back costs, by
+ * way of hand-off, in CPU per round trip (µs), main thread and the rest of
+ * the process. Batch-shaped tasks (a 600-byte input transferred, an output
+ * buffer transferred back and reused), one at a time, one every 5 ms as the
+ * pool's tick sends them, so every round trip includes waking a sleeping
+ * worker, as in a server. Variants run in turn, in blocks of 150 round trips,
+ * so drift of the machine hits them alike; medians over blocks, and "over
+ * idle" subtracts a block of the bare 5 ms timer loop.
+ *
+ * - `piscina`: a Piscina task as the pool sent batches before lanes (Atomics
+ *   wake, abort signal, a shared marker per task);
+ * - `piscina (no atomics)`: the same with `atomics: 'disabled'` (what the pool
+ *   now gives Piscina, whose tasks are then only control tasks);
+ * - `port`: a bare MessagePort per worker: what a pool lane (src/pool/task-lane.ts) does.
+ *
+ * CPU per thread from /proc/self/task/<tid>/schedstat (Linux only).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+
+const BLOCK = 150;
+const GAP_MS = 5;
+
+export interface HandoffRow {
+  variant: string;
+  mainUs: number;
+  otherUs: number;
+  /** Main + other threads, minus the bare timer loop's. */
+  overIdleUs: number;
+}
+
+type RoundTrip = (spare: ArrayBuffer | undefined) => Promise<{ output?: ArrayBuffer }>;
+
+function cpuUs(): { main: number; all: number } {
+  let main = 0;
+  let all = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    const us = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e3;
+    all += us;
+    if (Number(tid) === process.pid) main = us;
+  }
+  return { main, all };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+export async function benchHandoff(options: { rounds?: number; log: (line: string) => void }): Promise<HandoffRow[]> {
+  const { log } = options;
+  const rounds = options.rounds ?? 8;
+  if (!existsSync('/proc/self/task')) {
+    log('\n(handoff) needs /proc (Linux); skipped');
+    return [];
+  }
+  const marker = new Int32Array(new SharedArrayBuffer(20));
+  const pools: Piscina[] = [];
+  const workers: Worker[] = [];
+  const variants: Record<string, RoundTrip> = { idle: async () => ({}) };
+  for (const [name, atomics] of [['piscina', 'sync'], ['piscina (no atomics)', 'disabled']] as const) {
+    const pool = new Piscina({ filename: new URL('./handoff/piscina-worker.mjs', import.meta.url).href, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, concurrentTasksPerWorker: 1, recordTiming: false, atomics });
+    pools.push(pool);
+    const abort = new AbortController();
+    variants[name] = (spare) => {
+      const input = new ArrayBuffer(600);
+      return pool.run({ input, spare, marker, seq: 1 }, { signal: abort.signal, transferList: spare ? [input, spare] : [input] });
+    };
+  }
+  {
+    const worker = new Worker(new URL('./handoff/port-worker.mjs', import.meta.url));
+    workers.push(worker);
+    const { port1, port2 } = new MessageChannel();
+    worker.postMessage({ port: port2 }, [port2]);
+    let settle: ((r: { output?: ArrayBuffer }) => void) | undefined;
+    port1.on('message', (r: { output?: ArrayBuffer }) => settle?.(r));
+    variants.port = (spare) =>
+      new Promise((resolve) => {
+        settle = resolve;
+        const input = new ArrayBuffer(600);
+        port1.postMessage({ input, spare, seq: 1 }, spare ? [input, spare] : [input]);
+      });
+    port1.unref();
+  }
+  const names = Object.keys(variants);
+  const main: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const other: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (const n of names) {
+    let spare: ArrayBuffer | undefined;
+    for (let i = 0; i < 20; i++) spare = (await variants[n](spare)).output; // warm-up
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const n of names) {
+      let spare: ArrayBuffer | undefined;
+      const c0 = cpuUs();
+      for (let i = 0; i < BLOCK; i++) {
+        spare = (await variants[n](spare)).output;
+        await sleep(GAP_MS);
+      }
+      const c1 = cpuUs();
+      main[n].push((c1.main - c0.main) / BLOCK);
+      other[n].push((c1.all - c1.main - (c0.all - c0.main)) / BLOCK);
+    }
+  }
+  await Promise.all(pools.map((p) => p.destroy()));
+  await Promise.all(workers.map((w) => w.terminate()));
+  const idle = median(main.idle) + median(other.idle);
+  const rows = names
+    .filter((n) => n !== 'idle')
+    .map((n) => ({ variant: n, mainUs: median(main[n]), otherUs: median(other[n]), overIdleUs: median(main[n]) + median(other[n]) - idle }));
+  log(`\n(h) One batch handed to a worker and back, CPU per round trip (µs), one every ${GAP_MS} ms, medians of ${rounds} blocks of ${BLOCK}`);
+  log(`  ${'variant'.padEnd(22)} ${'main'.padStart(6)} ${'other threads'.padStart(14)} ${'over idle'.padStart(10)} ${'× port'.padStart(7)}`);
+  const port = rows.find((r) => r.variant === 'port')!;
+  for (const r of rows) log(`  ${r.variant.padEnd(22)} ${r.mainUs.toFixed(0).padStart(6)} ${r.otherUs.toFixed(0).padStart(14)} ${r.overIdleUs.toFixed(0).padStart(10)} ${(r.overIdleUs / port.overIdleUs).toFixed(2).padStart(7)}`);
+  log(`  (a bare ${GAP_MS} ms timer loop alone: ${median(main.idle).toFixed(0)} µs per turn)`);
+  return rows;
+}
