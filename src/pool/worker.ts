@@ -93,9 +93,9 @@ let lane: MessagePort | undefined;
 function openLane(port: MessagePort): void {
   lane?.close();
   lane = port;
+  const reply = (result: BatchResult) => port.postMessage(result, result.output ? [result.output] : undefined);
+  const fail = (e: unknown) => port.postMessage({ failed: e instanceof Error ? e.message : String(e) } satisfies LaneReply);
   port.on('message', (task: BatchTask) => {
-    const reply = (result: BatchResult) => port.postMessage(result, result.output ? [result.output] : undefined);
-    const fail = (e: unknown) => port.postMessage({ failed: e instanceof Error ? e.message : String(e) } satisfies LaneReply);
     try {
       const result = serve(task);
       if (result instanceof Promise) result.then(reply, fail);
