@@ -12,7 +12,10 @@
  *   wake, abort signal, a shared marker per task);
  * - `piscina (no atomics)`: the same with `atomics: 'disabled'` (what the pool
  *   now gives Piscina, whose tasks are then only control tasks);
- * - `port`: a bare MessagePort per worker: what a pool lane (src/pool/task-lane.ts) does.
+ * - `port`: a bare MessagePort per worker: what a pool lane (src/pool/task-lane.ts) does;
+ * - `port, worker in Atomics.wait`: the same port, but the idle worker blocks in
+ *   Atomics.wait and reads the port synchronously when the main thread wakes it
+ *   (Piscina's own trick, without the rest of a Piscina task): a possible next step.
  *
  * CPU per thread from /proc/self/task/<tid>/schedstat (Linux only).
  */
@@ -67,18 +70,25 @@ export async function benchHandoff(options: { rounds?: number; log: (line: strin
       return pool.run({ input, spare, marker, seq: 1 }, { signal: abort.signal, transferList: spare ? [input, spare] : [input] });
     };
   }
-  {
-    const worker = new Worker(new URL('./handoff/port-worker.mjs', import.meta.url));
+  for (const [name, file] of [['port', 'port-worker.mjs'], ['port, worker in Atomics.wait', 'port-wait-worker.mjs']] as const) {
+    const worker = new Worker(new URL(`./handoff/${file}`, import.meta.url));
     workers.push(worker);
     const { port1, port2 } = new MessageChannel();
-    worker.postMessage({ port: port2 }, [port2]);
+    const signal = new SharedArrayBuffer(4);
+    const counter = new Int32Array(signal);
+    const waits = file === 'port-wait-worker.mjs';
+    worker.postMessage({ port: port2, signal }, [port2]);
     let settle: ((r: { output?: ArrayBuffer }) => void) | undefined;
     port1.on('message', (r: { output?: ArrayBuffer }) => settle?.(r));
-    variants.port = (spare) =>
+    variants[name] = (spare) =>
       new Promise((resolve) => {
         settle = resolve;
         const input = new ArrayBuffer(600);
         port1.postMessage({ input, spare, seq: 1 }, spare ? [input, spare] : [input]);
+        if (waits) {
+          Atomics.add(counter, 0, 1);
+          Atomics.notify(counter, 0);
+        }
       });
     port1.unref();
   }
@@ -109,9 +119,9 @@ export async function benchHandoff(options: { rounds?: number; log: (line: strin
     .filter((n) => n !== 'idle')
     .map((n) => ({ variant: n, mainUs: median(main[n]), otherUs: median(other[n]), overIdleUs: median(main[n]) + median(other[n]) - idle }));
   log(`\n(h) One batch handed to a worker and back, CPU per round trip (µs), one every ${GAP_MS} ms, medians of ${rounds} blocks of ${BLOCK}`);
-  log(`  ${'variant'.padEnd(22)} ${'main'.padStart(6)} ${'other threads'.padStart(14)} ${'over idle'.padStart(10)} ${'× port'.padStart(7)}`);
+  log(`  ${'variant'.padEnd(30)} ${'main'.padStart(6)} ${'other threads'.padStart(14)} ${'over idle'.padStart(10)} ${'× port'.padStart(7)}`);
   const port = rows.find((r) => r.variant === 'port')!;
-  for (const r of rows) log(`  ${r.variant.padEnd(22)} ${r.mainUs.toFixed(0).padStart(6)} ${r.otherUs.toFixed(0).padStart(14)} ${r.overIdleUs.toFixed(0).padStart(10)} ${(r.overIdleUs / port.overIdleUs).toFixed(2).padStart(7)}`);
+  for (const r of rows) log(`  ${r.variant.padEnd(30)} ${r.mainUs.toFixed(0).padStart(6)} ${r.otherUs.toFixed(0).padStart(14)} ${r.overIdleUs.toFixed(0).padStart(10)} ${(r.overIdleUs / port.overIdleUs).toFixed(2).padStart(7)}`);
   log(`  (a bare ${GAP_MS} ms timer loop alone: ${median(main.idle).toFixed(0)} µs per turn)`);
   return rows;
 }
