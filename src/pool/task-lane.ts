@@ -5,9 +5,9 @@
  *
  * Why not a Piscina task per batch: a task also creates an async resource,
  * adds an abort listener, asks the balancer, and wakes the worker a second
- * time through Atomics; measured on a 2-core VM, a Piscina round trip cost
- * ~550 µs of CPU (~340 on the main thread) against ~320 (~145) for the same
- * message on a bare port, and batches run 100–400 times a second per worker.
+ * time through Atomics. On a 2-core VM a Piscina round trip cost ~3 times the
+ * CPU of the same message on a bare port (`npm run bench -- --only handoff`),
+ * and batches run 100–400 times a second per worker.
  * Piscina still owns the workers: it starts them, replaces the ones that die,
  * and runs the control tasks that set a lane up.
  *
