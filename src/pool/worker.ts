@@ -67,8 +67,9 @@ const building = new Map<StageSpec, number>();
 type Movable = { [transferableSymbol]: ArrayBuffer[]; [valueSymbol]: BatchResult };
 
 /**
- * Piscina's entry: control tasks (warm-up, module loads, setup checks, the
- * task that opens the slot's lane) and any batch sent before the lane is open.
+ * Piscina's entry: a slot's first task (the warm-up, or the first after its
+ * worker was replaced), which opens the slot's lane; every later task of the
+ * slot, batches and control tasks alike, arrives through the lane.
  */
 export default function handleTask(task: BatchTask): BatchResult | Movable | Promise<BatchResult | Movable> {
   if (task.lane) openLane(task.lane);
