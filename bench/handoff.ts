@@ -11,7 +11,7 @@
  * - `piscina`: a Piscina task as the pool sent batches before lanes (Atomics
  *   wake, abort signal, a shared marker per task);
  * - `piscina (no atomics)`: the same with `atomics: 'disabled'` (what the pool
- *   now gives Piscina, whose tasks are then only control tasks);
+ *   now gives Piscina, which carries only each worker's first task);
  * - `port`: a bare MessagePort per worker: what a pool lane (src/pool/task-lane.ts) does;
  * - `port, worker in Atomics.wait`: the same port, but the idle worker blocks in
  *   Atomics.wait and reads the port synchronously when the main thread wakes it
