@@ -58,8 +58,8 @@ const checks = await pool.checkSetups([{ channels: 1, branches: [{ stages: [] }]
 console.log(JSON.stringify(checks));`,
     );
     expect(run.stderr).toBe('');
-    expect(run.code).toBe(0);
     // Exited on its own: a process still running at the 60 s limit is killed, and its code is null.
+    expect(run.code).toBe(0);
     expect(run.stdout.trim()).toBe('[null]');
   });
 });
