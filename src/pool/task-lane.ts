@@ -17,7 +17,7 @@
  * closed, and the slot's next task goes through Piscina again, which binds
  * the slot to another worker and opens a new lane there.
  */
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import type { BatchResult, BatchTask } from './protocol.js';
 
 /** What the worker answers on a lane: the result, or why the task failed with the worker alive. */
@@ -33,19 +33,15 @@ export class TaskLane {
   readonly #worker: Worker;
   #pending: Pending | undefined;
   #closed = false;
-  readonly #onError = (err: unknown) => this.#lost(err instanceof Error ? err.message : String(err));
-  readonly #onExit = (code: number) => this.#lost(`worker exited with code: ${code}`);
+  // A worker that exits closes its lane (a closed lane is never used again: the pool opens another).
+  readonly #onError = (err: unknown) => this.close(err instanceof Error ? err.message : String(err));
+  readonly #onExit = (code: number) => this.close(`worker exited with code: ${code}`);
 
   /**
    * @param port this end of the channel (the other end is already in the worker)
    * @param worker the worker thread holding the other end
-   * @param onLost called once, when the worker exits while the lane is open, after a batch in flight is rejected
    */
-  constructor(
-    port: MessagePort,
-    worker: Worker,
-    readonly onLost: () => void,
-  ) {
+  constructor(port: MessagePort, worker: Worker) {
     this.#port = port;
     this.#worker = worker;
     port.on('message', (reply: LaneReply) => this.#reply(reply));
@@ -55,11 +51,6 @@ export class TaskLane {
     // Piscina has removed the worker and announced it (workerDestroy).
     worker.on('error', this.#onError);
     worker.on('exit', this.#onExit);
-  }
-
-  /** A fresh channel: keep `port1` for the lane, send `port2` to the worker (transferred). */
-  static channel(): MessageChannel {
-    return new MessageChannel();
   }
 
   /** The worker thread at the other end. */
@@ -101,11 +92,5 @@ export class TaskLane {
     if (!p) return;
     if ('failed' in reply) p.reject(new Error(reply.failed));
     else p.resolve(reply);
-  }
-
-  #lost(why: string): void {
-    if (this.#closed) return;
-    this.close(why);
-    this.onLost();
   }
 }

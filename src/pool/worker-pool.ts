@@ -25,6 +25,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
@@ -167,7 +168,7 @@ export class WorkerPool {
   readonly #markers: Int32Array[];
   /** Per slot: reused for every task until the watchdog aborts with it. */
   readonly #controllers: AbortController[];
-  /** Per slot: the lane to its worker once one is open (task-lane.ts); batches go through it instead of Piscina. */
+  /** Per slot: the lane to its worker once one was opened (task-lane.ts); batches go through it while it is open. */
   readonly #lanes: Array<TaskLane | undefined>;
   /** Per slot: its worker died and the replacement is not ready; nothing is sent to the slot meanwhile. */
   readonly #waiting: boolean[];
@@ -654,7 +655,8 @@ export class WorkerPool {
    */
   #viaPiscina(slot: number, flight: Flight, task: BatchTask, buffers: ArrayBuffer[] | undefined): Promise<BatchResult> {
     task.marker = flight.marker;
-    const channel = TaskLane.channel();
+    // port1 stays here as the lane; port2 goes to the worker (transferred).
+    const channel = new MessageChannel();
     task.lane = channel.port2;
     const transferList = [...(buffers ?? []), channel.port2];
     const queueOptions: SlotQueueOptions = { slot };
@@ -663,9 +665,7 @@ export class WorkerPool {
         const worker = this.#piscina.threads.find((t) => t.threadId === result.threadId);
         if (worker && !this.#closed && this.#readyWorkers.has(result.threadId)) {
           this.#lanes[slot]?.close();
-          this.#lanes[slot] = new TaskLane(channel.port1, worker, () => {
-            if (this.#lanes[slot]?.open === false) this.#lanes[slot] = undefined;
-          });
+          this.#lanes[slot] = new TaskLane(channel.port1, worker);
         } else channel.port1.close();
         return result;
       },
