@@ -19,6 +19,7 @@ import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from 
 // before any packet arrives (see the modules).
 import './werift-rtp-header.js';
 import './werift-receiver.js';
+import { leanReceivePath } from './werift-events.js';
 import { SharedTicker } from './shared-ticker.js';
 
 /** Every session's connect and media timeouts, checked four times a second by one timer for the process. */
@@ -181,6 +182,7 @@ export class PeerSession {
       this.#track = track;
       this.#trackPayloadType = track.codec?.payloadType;
       track.onReceiveRtp.subscribe((rtp) => this.#onRtp(rtp));
+      leanReceivePath(pc);
     });
     pc.connectionStateChange.subscribe((state) => this.#onConnectionState(state));
   }
@@ -231,6 +233,7 @@ export class PeerSession {
     if (state === 'connected' && this.state === 'connecting') {
       this.state = 'connected';
       this.connectedAt = Date.now();
+      leanReceivePath(this.#pc);
       this.#lastPacketAt = performance.now();
       this.#events.onConnected?.();
     } else if (state === 'failed') {
