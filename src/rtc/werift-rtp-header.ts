@@ -16,7 +16,9 @@
  * Same fields, same values, same class, same exceptions on truncated input:
  * test/rtc/werift-rtp-header.test.ts checks it against werift's own function
  * on generated headers (CSRCs, one-byte, two-byte and other extension
- * profiles, padding). Only werift's string-based function is replaced: a werift
+ * profiles, padding). One difference, on malformed input only: a header whose
+ * extension block runs past the end of the packet throws here (werift reads
+ * past the end, in time quadratic in the length the header claims). Only werift's string-based function is replaced: a werift
  * whose parser no longer calls `getBit` is left as it is. The upstream fix is
  * one line: `getBit = (bits, start, length = 1) => (bits >> (8 - start - length)) & ((1 << length) - 1)`.
  */
@@ -52,8 +54,13 @@ function deSerialize(raw: Buffer): RtpHeader {
     const length = raw.readUInt16BE(offset) * 4;
     h.extensionLength = length;
     offset += 2;
-    const extensions: Extension[] = [];
     const end = offset + length;
+    // A block that runs past the packet is malformed. werift walks it anyway, past the end (reading
+    // undefined as padding-free one-byte elements), and copies its extension array for every element
+    // it adds: a packet claiming the largest block (256 KiB) held the main thread for minutes with
+    // werift's parser, and ~70 ms with a linear walk. Every caller drops a packet whose header throws.
+    if (end > raw.length) throw new RangeError(`RTP header extension block of ${length} bytes runs past the end of the ${raw.length}-byte packet`);
+    const extensions: Extension[] = [];
     if (h.extensionProfile === ONE_BYTE_PROFILE) {
       // RFC 8285 §4.2: ID in the high nibble, length − 1 in the low; 0 is padding, 15 ends the block.
       while (offset < end) {

@@ -2,7 +2,8 @@
  * earshot's replacement for werift's RTP header parser gives what werift's own
  * gives, field for field, on headers of every shape a sender may use (CSRCs,
  * RFC 8285 one- and two-byte extensions, other profiles, padding, marker, all
- * payload types), fails where werift's fails, and is the one werift calls.
+ * payload types), fails where werift's fails (and where an extension block
+ * runs past the packet, which werift reads on past), and is the one werift calls.
  */
 import fc from 'fast-check';
 import { RtpHeader, RtpPacket } from 'werift';
@@ -53,6 +54,13 @@ function outcome(parse: (b: Buffer) => RtpHeader, bytes: Buffer): unknown {
   }
 }
 
+/** Whether `bytes` has a complete extension header whose block claims more bytes than follow it. */
+function extensionRunsPastEnd(bytes: Buffer): boolean {
+  if (bytes.length < 12 || (bytes[0] & 0x10) === 0) return false;
+  const at = 12 + 4 * (bytes[0] & 0x0f);
+  return bytes.length >= at + 4 && at + 4 + bytes.readUInt16BE(at + 2) * 4 > bytes.length;
+}
+
 describe("werift's RTP header parser, replaced", () => {
   it('is in place: werift 0.25 reads bits through strings, and RtpHeader.deSerialize is now ours', () => {
     expect(replacesWerift).toBe(true);
@@ -69,14 +77,34 @@ describe("werift's RTP header parser, replaced", () => {
     );
   });
 
-  it('fails where werift fails: truncated headers and extension blocks', () => {
+  it('fails where werift fails on truncated headers, and also where the extension block runs past the end (werift reads on past it)', () => {
+    let pastEnd = 0;
     fc.assert(
       fc.property(packetBytes, fc.nat(), (bytes, cut) => {
         const truncated = bytes.subarray(0, cut % (bytes.length + 1));
-        expect(outcome(rtpHeaderDeSerialize, truncated)).toEqual(outcome(weriftDeSerialize, truncated));
+        if (extensionRunsPastEnd(truncated)) {
+          pastEnd++;
+          expect(outcome(rtpHeaderDeSerialize, truncated)).toEqual({ threw: true });
+        } else {
+          expect(outcome(rtpHeaderDeSerialize, truncated)).toEqual(outcome(weriftDeSerialize, truncated));
+        }
       }),
       { numRuns: 2000 },
     );
+    expect(pastEnd).toBeGreaterThan(50); // the cuts do reach into extension blocks
+  });
+
+  it('refuses at once a header that claims a larger extension block than the packet holds', () => {
+    // 100 bytes claiming the largest block RTP can express (65535 words): a sender's mistake or an attack.
+    const bytes = Buffer.alloc(100);
+    bytes[0] = 0x90; // version 2, extension bit
+    bytes[1] = 111;
+    bytes.writeUInt16BE(0xbede, 12);
+    bytes.writeUInt16BE(0xffff, 14);
+    expect(() => rtpHeaderDeSerialize(bytes)).toThrow(/RTP header extension block of 262140 bytes runs past the end of the 100-byte packet/);
+    // Within the packet, the same block parses.
+    bytes.writeUInt16BE(2, 14);
+    expect(rtpHeaderDeSerialize(bytes).payloadOffset).toBe(12 + 4 + 8);
   });
 
   it('is what werift uses for a whole packet: a browser-like Opus packet with three extensions', () => {
