@@ -19,6 +19,7 @@ import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from 
 // before any packet arrives (see the modules).
 import './werift-rtp-header.js';
 import './werift-receiver.js';
+import './werift-srtp-gcm.js';
 import { leanReceivePath } from './werift-events.js';
 import { SharedTicker } from './shared-ticker.js';
 

@@ -1,0 +1,92 @@
+/**
+ * werift's AES-GCM SRTP decryption, without a zero-filled buffer per packet.
+ *
+ * werift negotiates AES-128-GCM first, so this is how nearly every packet a
+ * browser or werift client sends is decrypted. Per packet, werift's
+ * `decryptRtp` makes an empty Buffer, then a new zero-filled one of the
+ * packet's size (`growBufferSize`: its own ArrayBuffer, outside V8's pool),
+ * and copies the header and the decrypted payload into it. Here the output is
+ * taken from Node's buffer pool (`Buffer.allocUnsafe`), which every byte is
+ * then written over: the header, then the payload, exactly the bytes werift
+ * writes. The rest is werift's own sequence (its IV, one `Decipheriv` per
+ * packet: Node cannot give a GCM context a new IV, authentication by
+ * `final()`), with the same `SrtpAuthenticationError` on a packet that fails
+ * it, which werift's transport drops.
+ *
+ * The payload werift hands on is a view into that output; a view into the
+ * pool keeps at most one 8 KiB pool slab alive, and nothing earshot does
+ * holds packets for long or transfers their memory (the worker pool copies
+ * the bytes into its batch).
+ *
+ * test/rtc/werift-srtp-gcm.test.ts checks it against werift's own on packets
+ * werift encrypted (CSRCs, extensions, padding), and that tampered packets
+ * fail the same way. A werift whose GCM decryption no longer looks as
+ * expected is left as it is. The upstream change: `const dst =
+ * Buffer.allocUnsafe(cipherText.length - this.aeadAuthTagLen)` in place of
+ * `growBufferSize(Buffer.from([]), …)`.
+ */
+import { createDecipheriv } from 'node:crypto';
+import { ProtectionProfileAeadAes128Gcm, SrtpAuthenticationError, SrtpSession, type RtpHeader } from 'werift';
+
+const FAILED = 'Failed to authenticate SRTP packet';
+const MIN_RTP_HEADER = 12;
+
+/** The parts of werift's GCM cipher this module reads. */
+interface GcmInternals {
+  aeadAuthTagLen: number;
+  srtpSessionKey: Buffer;
+  rtpInitializationVector(header: RtpHeader, rolloverCounter: number): Buffer;
+  decryptRtp(cipherText: Buffer, rolloverCounter: number, header?: RtpHeader): [Buffer, RtpHeader];
+}
+
+/** werift's GCM cipher class, reached through a session made with throwaway keys (the class itself is not exported). */
+function gcmCipherPrototype(): GcmInternals {
+  const key = Buffer.alloc(16);
+  const salt = Buffer.alloc(12);
+  const session = new SrtpSession({ keys: { localMasterKey: key, localMasterSalt: salt, remoteMasterKey: key, remoteMasterSalt: salt }, profile: ProtectionProfileAeadAes128Gcm });
+  return Object.getPrototypeOf((session.remoteContext as unknown as { cipher: object }).cipher) as GcmInternals;
+}
+const proto = gcmCipherPrototype();
+
+/** werift's own function, as loaded (the test compares against it). */
+export const weriftDecryptRtp = proto.decryptRtp;
+
+/** Whether werift's GCM decryption is the one this module was written against. */
+export const replacesWeriftGcmDecrypt = /growBufferSize/.test(String(weriftDecryptRtp)) && /aes-128-gcm/.test(String(weriftDecryptRtp));
+
+/** werift's `finalizeSrtpRtpHeader`: the padding size, checked, from the decrypted packet. */
+function finalizeHeader(header: RtpHeader, packet: Buffer): RtpHeader {
+  if (!header.padding) {
+    header.paddingSize = 0;
+    return header;
+  }
+  if (!(packet.length > header.payloadOffset)) throw new SrtpAuthenticationError(FAILED);
+  const paddingSize = packet[packet.length - 1];
+  if (!(paddingSize > 0 && paddingSize <= packet.length - header.payloadOffset)) throw new SrtpAuthenticationError(FAILED);
+  header.paddingSize = paddingSize;
+  return header;
+}
+
+function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: number, header?: RtpHeader): [Buffer, RtpHeader] {
+  // werift's contexts always pass the header they parsed (and checked); anything else takes werift's path.
+  if (header === undefined || header.payloadOffset < MIN_RTP_HEADER) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
+  const authTagOffset = cipherText.length - this.aeadAuthTagLen;
+  if (header.payloadOffset > authTagOffset) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
+  const headerBuffer = cipherText.subarray(0, header.payloadOffset);
+  const decipher = createDecipheriv('aes-128-gcm', this.srtpSessionKey, this.rtpInitializationVector(header, rolloverCounter));
+  decipher.setAAD(headerBuffer);
+  decipher.setAuthTag(cipherText.subarray(authTagOffset));
+  const dec = decipher.update(cipherText.subarray(header.payloadOffset, authTagOffset));
+  try {
+    decipher.final();
+  } catch {
+    throw new SrtpAuthenticationError(FAILED);
+  }
+  // Every byte is written below: the header, then the payload (dec.length = authTagOffset − payloadOffset).
+  const dst = Buffer.allocUnsafe(authTagOffset);
+  headerBuffer.copy(dst, 0);
+  dec.copy(dst, header.payloadOffset);
+  return [dst, finalizeHeader(header, dst)];
+}
+
+if (replacesWeriftGcmDecrypt) proto.decryptRtp = decryptRtp;
