@@ -1,13 +1,13 @@
 /**
  * earshot's change to werift's RTP receiver (src/rtc/werift-receiver.ts): the
  * feedback getters give what werift's own give for every codec map a receiver
- * goes through, and runRtcp still starts the receiver-report loop once and
- * only once.
+ * goes through, runRtcp still starts the receiver-report loop once and only
+ * once, and a codec's name is what werift's getter gives.
  */
 import fc from 'fast-check';
 import { RTCRtpCodecParameters, RTCRtpReceiver } from 'werift';
 import { describe, expect, it } from 'vitest';
-import { patchesWeriftReceiver, weriftReceiver } from '../../src/rtc/werift-receiver.js';
+import { cachesCodecName, patchesWeriftReceiver, weriftCodecName, weriftReceiver } from '../../src/rtc/werift-receiver.js';
 
 type ReceiveParams = Parameters<RTCRtpReceiver['prepareReceive']>[0];
 const FEEDBACK = ['twccEnabled', 'nackEnabled', 'pliEnabled'] as const;
@@ -82,5 +82,24 @@ describe("werift's RTP receiver, as earshot runs it", () => {
     await loop;
     await expect(r.runRtcp()).resolves.toBeUndefined();
     expect(r.rtcpRunning).toBe(false);
+  });
+
+  it("a codec's name is werift's, for any MIME type, however often it is read or changed", () => {
+    expect(cachesCodecName).toBe(true);
+    const mimes = fc.oneof(fc.constantFrom('audio/opus', 'audio/OPUS', 'audio/red', 'video/rtx', 'opus', '', '/', 'a/b/c'), fc.string({ maxLength: 12 }));
+    fc.assert(
+      fc.property(fc.array(mimes, { minLength: 1, maxLength: 6 }), (list) => {
+        const codec = new RTCRtpCodecParameters({ mimeType: list[0], clockRate: 48000 });
+        for (const mime of list) {
+          codec.mimeType = mime;
+          expect(codec.name).toBe(weriftCodecName!.call(codec));
+          expect(codec.name).toBe(mime.split('/')[1]);
+        }
+      }),
+      { numRuns: 500 },
+    );
+    // What werift's getter does with a missing MIME type (throws), this one does too.
+    const broken = new RTCRtpCodecParameters({ clockRate: 48000 } as ConstructorParameters<typeof RTCRtpCodecParameters>[0]);
+    expect(() => broken.name).toThrow(TypeError);
   });
 });
