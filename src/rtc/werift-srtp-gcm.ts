@@ -13,10 +13,10 @@
  * `final()`), with the same `SrtpAuthenticationError` on a packet that fails
  * it, which werift's transport drops.
  *
- * The payload werift hands on is a view into that output; a view into the
- * pool keeps at most one 8 KiB pool slab alive, and nothing earshot does
- * holds packets for long or transfers their memory (the worker pool copies
- * the bytes into its batch).
+ * The payload werift hands on is a view into that output, so a packet kept
+ * keeps its 8 KiB pool slab alive; nothing earshot does holds packets for
+ * long or transfers their memory (the worker pool copies the bytes into its
+ * batch).
  *
  * test/rtc/werift-srtp-gcm.test.ts checks it against werift's own on packets
  * werift encrypted (CSRCs, extensions, padding), and that tampered packets
