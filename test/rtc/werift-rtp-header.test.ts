@@ -91,7 +91,7 @@ describe("werift's RTP header parser, replaced", () => {
       }),
       { numRuns: 2000 },
     );
-    expect(pastEnd).toBeGreaterThan(50); // the cuts do reach into extension blocks
+    expect(pastEnd).toBeGreaterThan(10); // the cuts do reach into extension blocks (46–64 of 2000 in eight runs)
   });
 
   it('refuses at once a header that claims a larger extension block than the packet holds', () => {
