@@ -68,10 +68,9 @@ function finalizeHeader(header: RtpHeader, packet: Buffer): RtpHeader {
 }
 
 function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: number, header?: RtpHeader): [Buffer, RtpHeader] {
-  // werift's contexts always pass the header they parsed (and checked); anything else takes werift's path.
-  if (header === undefined || header.payloadOffset < MIN_RTP_HEADER) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
   const authTagOffset = cipherText.length - this.aeadAuthTagLen;
-  if (header.payloadOffset > authTagOffset) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
+  // werift's contexts always pass the header they parsed and checked; anything else takes werift's path.
+  if (header === undefined || header.payloadOffset < MIN_RTP_HEADER || header.payloadOffset > authTagOffset) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
   const headerBuffer = cipherText.subarray(0, header.payloadOffset);
   const decipher = createDecipheriv('aes-128-gcm', this.srtpSessionKey, this.rtpInitializationVector(header, rolloverCounter));
   decipher.setAAD(headerBuffer);

@@ -19,7 +19,7 @@ import { until } from '../helpers/until.js';
 
 type AnyEvent = Event<unknown[]>;
 
-/** Subscribes the same mix of subscribers to `ev`, logging into `log` under `tag`. */
+/** Subscribes the same mix of subscribers to `ev`, logging their calls into `log`. */
 function wire(ev: AnyEvent, log: string[]): void {
   ev.subscribe((...args) => log.push(`a(${args.map(String).join(',')})`));
   // Unsubscribes itself on its second call: the loop in progress must not change.
@@ -104,6 +104,7 @@ describe('the receive path of a real peer connection', () => {
     await handler?.close();
     handler = undefined;
     if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
   });
 
   it('is leaned once connected (ICE protocol, ICE connection, DTLS transport, track), and every packet still arrives', async () => {
@@ -111,7 +112,7 @@ describe('the receive path of a real peer connection', () => {
     handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
     await handler.ready();
     const pc = handler.createPeerConnection('lobby', 'erin');
-      const sending = sendAudio({
+    const sending = sendAudio({
       url: 'custom:',
       hostAddresses: ['127.0.0.1'],
       source: fixturePath('tone-1k-48k.wav'),
