@@ -21,7 +21,15 @@ import './werift-rtp-header.js';
 import './werift-receiver.js';
 import './werift-srtp-gcm.js';
 import { leanReceivePath } from './werift-events.js';
+import { shortcutRtp } from './werift-rtp-shortcut.js';
 import { SharedTicker } from './shared-ticker.js';
+
+/**
+ * How many of a WHIP session's first packets may each prompt an attempt at
+ * the shortcut from transport to session (it needs werift's RTCP loop running,
+ * which the first packet starts; later attempts cover a slow start).
+ */
+const SHORTCUT_TRIES = 5;
 
 /** Every session's connect and media timeouts, checked four times a second by one timer for the process. */
 const SESSION_CHECKS = new SharedTicker(250);
@@ -102,6 +110,12 @@ export class PeerSession {
   #track: MediaStreamTrack | undefined;
   /** Opus payload type when the remote description was not seen by us (user-driven signaling). */
   #trackPayloadType: number | undefined;
+  /**
+   * Packets werift's own path may still deliver before the session tries
+   * (again) to take them straight from the transport (werift-rtp-shortcut.ts);
+   * 0 once it did, and always for connections on the caller's signaling.
+   */
+  #shortcutTries: number;
 
   private constructor(readonly room: string, readonly peer: string, options: PeerSessionOptions, events: PeerSessionEvents, iceLite = true, dataChannel = false) {
     this.#events = events;
@@ -114,6 +128,7 @@ export class PeerSession {
     this.#ingest = new RtpIngest((f) => this.#events.onFrame(f), options.ingest);
     this.#stereo = options.stereo === true;
     this.#dtx = options.dtx !== false;
+    this.#shortcutTries = iceLite ? SHORTCUT_TRIES : 0;
     const fmtp = `minptime=10;useinbandfec=1${options.stereo ? ';stereo=1' : ''}${options.dtx === false ? '' : ';usedtx=1'}`;
     this.#pc = new RTCPeerConnection({
       // An ICE-lite agent has host candidates only (RFC 8445 §2.5): STUN/TURN
@@ -228,6 +243,17 @@ export class PeerSession {
     p.headerBytes = rtp.header.payloadOffset;
     p.arrival = now;
     this.#ingest.receive(p);
+    if (this.#shortcutTries > 0) this.#tryShortcut(rtp);
+  }
+
+  /** After werift's `handleRTP` has returned (it starts the RTCP loop after delivering), try the shortcut. */
+  #tryShortcut(rtp: RtpPacket): void {
+    this.#shortcutTries--;
+    const track = this.#track;
+    queueMicrotask(() => {
+      if (this.state === 'ended' || !track) return;
+      if (shortcutRtp(this.#pc, track, rtp)) this.#shortcutTries = 0;
+    });
   }
 
   #onConnectionState(state: string): void {

@@ -25,7 +25,7 @@ import { Event, type RTCPeerConnection } from 'werift';
 type Handler = (...args: unknown[]) => unknown;
 
 /** The parts of a werift `Event` this module reads (werift declares them public). */
-interface EventInternals {
+export interface EventInternals {
   ended: boolean;
   event: { stack: { execute: Handler }[]; promiseStack: { execute: Handler }[] };
   execute: (...args: unknown[]) => void;
@@ -37,7 +37,8 @@ export const leansWeriftEvents = /promiseStack/.test(String((new Event() as unkn
 
 const leaned = new WeakSet<object>();
 
-function isEvent(value: unknown): value is EventInternals {
+/** Whether `value` is a werift `Event` whose internals look as this module expects. */
+export function isEvent(value: unknown): value is EventInternals {
   return value instanceof Event && typeof (value as unknown as EventInternals).event?.stack === 'object';
 }
 

@@ -13,6 +13,10 @@
  * `final()`), with the same `SrtpAuthenticationError` on a packet that fails
  * it, which werift's transport drops.
  *
+ * It also hands the header it parsed and checked to the parser, for werift's
+ * parse of the decrypted packet that follows (`alreadyParsed` in
+ * werift-rtp-header.ts): one header parse per packet instead of two.
+ *
  * The payload werift hands on is a view into that output, so a packet kept
  * keeps its 8 KiB pool slab alive; nothing earshot does holds packets for
  * long or transfers their memory (the worker pool copies the bytes into its
@@ -27,6 +31,7 @@
  */
 import { createDecipheriv } from 'node:crypto';
 import { ProtectionProfileAeadAes128Gcm, SrtpAuthenticationError, SrtpSession, type RtpHeader } from 'werift';
+import { alreadyParsed, replacesWerift } from './werift-rtp-header.js';
 
 const FAILED = 'Failed to authenticate SRTP packet';
 const MIN_RTP_HEADER = 12;
@@ -85,7 +90,10 @@ function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: num
   const dst = Buffer.allocUnsafe(authTagOffset);
   headerBuffer.copy(dst, 0);
   dec.copy(dst, header.payloadOffset);
-  return [dst, finalizeHeader(header, dst)];
+  const finalized = finalizeHeader(header, dst);
+  // werift parses `dst` again next (RtpPacket.deSerialize): that parse returns this header.
+  if (replacesWerift) alreadyParsed(dst, finalized);
+  return [dst, finalized];
 }
 
 if (replacesWeriftGcmDecrypt) proto.decryptRtp = decryptRtp;

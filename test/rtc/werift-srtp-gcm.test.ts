@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpAuthenticationError, SrtpSession } from 'werift';
+import { ProtectionProfileAeadAes128Gcm, RtpHeader, RtpPacket, SrtpAuthenticationError, SrtpSession } from 'werift';
 import { describe, expect, it } from 'vitest';
 // The header parser as the server runs it (werift's own takes over a minute on some tampered extension lengths).
 import '../../src/rtc/werift-rtp-header.js';
@@ -142,6 +142,29 @@ describe("werift's AES-GCM SRTP decryption, as earshot runs it", () => {
       expect(earshot).toEqual(werift);
       expect(earshot).toMatchObject({ srtp: true });
     }
+  });
+
+  it('hands the header it checked to the parse of the decrypted packet that follows: equal to a fresh parse, and for that buffer only, once', () => {
+    fc.assert(
+      fc.property(packets, (p) => {
+        // A receiver per packet: werift's rollover tracking expects one stream's sequence numbers.
+        const { sender, receiver } = sessions();
+        const h = header(p);
+        const sent = Buffer.concat([h.serialize(h.serializeSize), body(p)]);
+        const decrypted = receiver.decrypt(encryptRtp(sender, h, body(p), 0));
+        const packet = RtpPacket.deSerialize(decrypted);
+        const fresh = RtpHeader.deSerialize(Buffer.from(decrypted));
+        const again = RtpHeader.deSerialize(decrypted);
+        return (
+          decrypted.equals(sent) &&
+          isDeepStrictEqual({ ...packet.header }, { ...fresh }) &&
+          isDeepStrictEqual({ ...again }, { ...fresh }) &&
+          again !== packet.header &&
+          packet.payload.equals(Buffer.from(p.payload))
+        );
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it('decrypts through werift’s session as before: what was sent comes out', () => {

@@ -1,0 +1,149 @@
+/**
+ * A WHIP session's Opus packets, from werift's DTLS transport straight to the
+ * session.
+ *
+ * After decrypting a packet, werift hands it to its router (`onRtp`), which
+ * parses the header extensions into a new object and finds the receiver; the
+ * receiver (`handleRTP`) updates its statistics for RTCP receiver reports,
+ * checks transport-wide congestion control, RTX and RED, and hands a clone of
+ * the packet (two new objects and a spread) to the track's `onReceiveRtp`
+ * event, whose one subscriber is the session. For the packets of an
+ * established Opus track all of that reduces to two things: the statistics
+ * update and the call to the session.
+ *
+ * `shortcutRtp` replaces the transport's `onRtp.execute` on that one
+ * connection with a function that does exactly those two things for packets
+ * of the track's SSRC and Opus payload type while everything they depend on
+ * is as it was when the shortcut was made: the receiver running and sending
+ * reports, the same codec, statistics and track for that SSRC, the router
+ * sending that SSRC to this receiver, no congestion control, and the router
+ * and the session as the only subscribers. Any other packet, or any packet
+ * once one of those changed, takes werift's path. It is made only after
+ * werift's own path delivered the track's first packet (so the router, the
+ * statistics and the RTCP loop are set up), only where the stream id header
+ * extension that would route packets by RID is not negotiated, and only for
+ * WHIP sessions, which negotiate once (a connection on the caller's own
+ * signaling may renegotiate and keeps werift's path).
+ *
+ * The packet is the one werift parsed from the decrypted buffer, which
+ * nothing else holds once the router is done with it, so no clone is made.
+ * test/rtc/werift-rtp-shortcut.test.ts checks that a live connection's
+ * frames, statistics and receiver reports are those of werift's path.
+ *
+ * The upstream change: in `RTCRtpReceiver.handleRTP`, hand the track the
+ * packet itself when it has one subscriber, and parse the header extensions
+ * in the router only when an extension is negotiated.
+ */
+import { RTP_EXTENSION_URI, type MediaStreamTrack, type RTCPeerConnection, type RtpPacket } from 'werift';
+import { isEvent, leanEvent, leansWeriftEvents, type EventInternals } from './werift-events.js';
+
+/** The receiver internals the shortcut reads (werift declares them public, except `remoteStreams`). */
+interface ReceiverInternals {
+  stopped: boolean;
+  rtcpRunning: boolean;
+  receiverTWCC: unknown;
+  twccEnabled: unknown;
+  codecs: Record<number, { name?: string } | undefined>;
+  remoteStreams: Record<number, { add(packet: RtpPacket): void } | undefined>;
+  trackBySSRC: Record<number, MediaStreamTrack | undefined>;
+  dtlsTransport?: { onRtp?: unknown };
+}
+
+interface RouterInternals {
+  ssrcTable: Record<number, unknown>;
+  extIdUriMap: Record<number, string>;
+}
+
+const ROUTED_BY_RID: readonly string[] = [RTP_EXTENSION_URI.sdesRTPStreamID, RTP_EXTENSION_URI.repairedRtpStreamId];
+
+/** The transports' `onRtp` events that carry a shortcut (one per connection at most). */
+const shortcuts = new WeakSet<object>();
+
+/** Whether `shortcutRtp` changed this event. */
+export function hasShortcut(event: unknown): boolean {
+  return typeof event === 'object' && event !== null && shortcuts.has(event);
+}
+
+/** werift's own subscriber on every track it creates: marks the track unmuted and keeps the last header. */
+const WERIFT_TRACK_SUBSCRIBER = /muted\s*=\s*false[\s\S]*header\s*=\s*\w+\.header/;
+
+/**
+ * An event's subscribers as they are now, and a test of whether they are
+ * still exactly those (werift's `subscribe` numbers every subscription, and
+ * an unsubscription shortens or replaces the list).
+ */
+function subscribersNow(ev: EventInternals): () => boolean {
+  const list = ev.event;
+  const id = (list as { eventId?: unknown }).eventId;
+  const length = list.stack.length;
+  return () => !ev.ended && ev.event === list && (list as { eventId?: unknown }).eventId === id && list.stack.length === length && list.promiseStack.length === 0;
+}
+
+/**
+ * Makes the shortcut described above for `track`, whose packet `first` werift
+ * just delivered to the session (call it after werift's `handleRTP` returned,
+ * e.g. from a microtask). The track's subscribers must be werift's own and
+ * the session's; the shortcut runs them in order with the packet. Returns
+ * whether it did; when not, werift's path stays.
+ */
+export function shortcutRtp(pc: RTCPeerConnection, track: MediaStreamTrack, first: RtpPacket): boolean {
+  if (!leansWeriftEvents) return false;
+  const ssrc = first.header.ssrc;
+  const payloadType = first.header.payloadType;
+  const receiver = pc.getTransceivers().find((t) => t.receiver.tracks.includes(track))?.receiver as unknown as ReceiverInternals | undefined;
+  const router = (pc as unknown as { router?: RouterInternals }).router;
+  const onRtp = receiver?.dtlsTransport?.onRtp;
+  const onTrack = track.onReceiveRtp as unknown;
+  if (!receiver || !router || !isEvent(onRtp) || !isEvent(onTrack) || shortcuts.has(onRtp)) return false;
+  const codec = receiver.codecs[payloadType];
+  const stats = receiver.remoteStreams?.[ssrc];
+  const extensions = router.extIdUriMap;
+  const subscribers = onTrack.event.stack;
+  const ready =
+    codec?.name?.toLowerCase() === 'opus' &&
+    stats !== undefined &&
+    typeof stats.add === 'function' &&
+    receiver.rtcpRunning &&
+    !receiver.stopped &&
+    receiver.trackBySSRC[ssrc] === track &&
+    router.ssrcTable[ssrc] === receiver &&
+    receiver.receiverTWCC === undefined &&
+    !receiver.twccEnabled &&
+    !Object.values(extensions).some((uri) => ROUTED_BY_RID.includes(uri)) &&
+    onRtp.event.stack.length === 1 &&
+    subscribers.length === 2 &&
+    WERIFT_TRACK_SUBSCRIBER.test(String(subscribers[0].execute));
+  if (!ready) return false;
+  const routerOnly = subscribersNow(onRtp);
+  const sameSubscribers = subscribersNow(onTrack);
+  if (!routerOnly() || !sameSubscribers()) return false;
+  leanEvent(onRtp);
+  const throughWerift = onRtp.execute;
+  onRtp.execute = (...args: unknown[]): void => {
+    const rtp = args[0] as RtpPacket | undefined;
+    const header = rtp?.header;
+    if (
+      header !== undefined &&
+      header.ssrc === ssrc &&
+      header.payloadType === payloadType &&
+      receiver.rtcpRunning &&
+      !receiver.stopped &&
+      receiver.codecs[payloadType] === codec &&
+      receiver.remoteStreams[ssrc] === stats &&
+      receiver.trackBySSRC[ssrc] === track &&
+      router.ssrcTable[ssrc] === receiver &&
+      router.extIdUriMap === extensions &&
+      receiver.receiverTWCC === undefined &&
+      !receiver.twccEnabled &&
+      routerOnly() &&
+      sameSubscribers()
+    ) {
+      stats.add(rtp!);
+      for (const item of subscribers) item.execute(rtp);
+      return;
+    }
+    throughWerift(...args);
+  };
+  shortcuts.add(onRtp);
+  return true;
+}
