@@ -8,9 +8,10 @@
  * and copies the header and the decrypted payload into it. Here the output is
  * taken from Node's buffer pool (`Buffer.allocUnsafe`), which every byte is
  * then written over: the header, then the payload, exactly the bytes werift
- * writes. The rest is werift's own sequence (its IV, one `Decipheriv` per
- * packet: Node cannot give a GCM context a new IV, authentication by
- * `final()`), with the same `SrtpAuthenticationError` on a packet that fails
+ * writes. The IV is werift's, written into one reused buffer (`rtpIv`; werift
+ * builds an array of its four fields per packet). The rest is werift's own
+ * sequence (one `Decipheriv` per packet: Node cannot give a GCM context a new
+ * IV, authentication by `final()`), with the same `SrtpAuthenticationError` on a packet that fails
  * it, which werift's transport drops.
  *
  * It also hands the header it parsed and checked to the parser, for werift's
@@ -40,6 +41,7 @@ const MIN_RTP_HEADER = 12;
 interface GcmInternals {
   aeadAuthTagLen: number;
   srtpSessionKey: Buffer;
+  srtpSessionSalt: Buffer;
   rtpInitializationVector(header: RtpHeader, rolloverCounter: number): Buffer;
   decryptRtp(cipherText: Buffer, rolloverCounter: number, header?: RtpHeader): [Buffer, RtpHeader];
 }
@@ -55,6 +57,33 @@ const proto = gcmCipherPrototype();
 
 /** werift's own function, as loaded (the test compares against it). */
 export const weriftDecryptRtp = proto.decryptRtp;
+
+/** werift's own IV function, as loaded (the test compares against it). */
+export const weriftRtpIv = proto.rtpInitializationVector;
+
+/** Whether werift's IV is the RFC 7714 one `rtpIv` computes: its four fields written with `rtpIvWriter`, then the salt. */
+const ivIsWerifts = /rtpIvWriter/.test(String(weriftRtpIv)) && /srtpSessionSalt/.test(String(weriftRtpIv));
+
+/** One IV buffer for every decryption: `createDecipheriv` copies the IV it is given. */
+const ivScratch = Buffer.alloc(12);
+
+/**
+ * The RTP IV of RFC 7714 §8.1 as werift computes it (2 zero bytes, SSRC,
+ * rollover counter, sequence number, XOR the 12-byte session salt), written
+ * into one reused buffer: werift's writer takes an array of the four values
+ * and a `forEach` per packet. Out-of-range values throw `RangeError` as
+ * werift's `writeUIntBE` does.
+ */
+export function rtpIv(salt: Buffer, ssrc: number, rolloverCounter: number, sequenceNumber: number): Buffer {
+  const iv = ivScratch;
+  iv[0] = 0;
+  iv[1] = 0;
+  iv.writeUInt32BE(ssrc, 2);
+  iv.writeUInt32BE(rolloverCounter, 6);
+  iv.writeUInt16BE(sequenceNumber, 10);
+  for (let i = 0; i < 12; i++) iv[i] ^= salt[i];
+  return iv;
+}
 
 /** Whether werift's GCM decryption is the one this module was written against. */
 export const replacesWeriftGcmDecrypt = /growBufferSize/.test(String(weriftDecryptRtp)) && /aes-128-gcm/.test(String(weriftDecryptRtp));
@@ -77,7 +106,8 @@ function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: num
   // werift's contexts always pass the header they parsed and checked; anything else takes werift's path.
   if (header === undefined || header.payloadOffset < MIN_RTP_HEADER || header.payloadOffset > authTagOffset) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
   const headerBuffer = cipherText.subarray(0, header.payloadOffset);
-  const decipher = createDecipheriv('aes-128-gcm', this.srtpSessionKey, this.rtpInitializationVector(header, rolloverCounter));
+  const iv = ivIsWerifts && this.srtpSessionSalt?.length === 12 ? rtpIv(this.srtpSessionSalt, header.ssrc, rolloverCounter, header.sequenceNumber) : this.rtpInitializationVector(header, rolloverCounter);
+  const decipher = createDecipheriv('aes-128-gcm', this.srtpSessionKey, iv);
   decipher.setAAD(headerBuffer);
   decipher.setAuthTag(cipherText.subarray(authTagOffset));
   const dec = decipher.update(cipherText.subarray(header.payloadOffset, authTagOffset));

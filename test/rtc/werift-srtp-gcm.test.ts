@@ -10,7 +10,7 @@ import { ProtectionProfileAeadAes128Gcm, RtpHeader, RtpPacket, SrtpAuthenticatio
 import { describe, expect, it } from 'vitest';
 // The header parser as the server runs it (werift's own takes over a minute on some tampered extension lengths).
 import '../../src/rtc/werift-rtp-header.js';
-import { replacesWeriftGcmDecrypt, weriftDecryptRtp } from '../../src/rtc/werift-srtp-gcm.js';
+import { replacesWeriftGcmDecrypt, rtpIv, weriftDecryptRtp, weriftRtpIv } from '../../src/rtc/werift-srtp-gcm.js';
 
 interface GcmCipher {
   decryptRtp(cipherText: Buffer, rolloverCounter: number, header?: RtpHeader): [Buffer, RtpHeader];
@@ -165,6 +165,31 @@ describe("werift's AES-GCM SRTP decryption, as earshot runs it", () => {
       }),
       { numRuns: 100 },
     );
+  });
+
+  it("computes werift's RTP IV (RFC 7714 §8.1) for any SSRC, rollover counter and sequence number, and refuses out-of-range ones as werift does", () => {
+    const { cipher } = sessions();
+    const werift = (ssrc: number, roc: number, seq: number): unknown => {
+      try {
+        return Buffer.from(weriftRtpIv.call(cipher, new RtpHeader({ ssrc, sequenceNumber: seq }), roc)).toString('hex');
+      } catch (e) {
+        return (e as Error).constructor.name;
+      }
+    };
+    const earshot = (ssrc: number, roc: number, seq: number): unknown => {
+      try {
+        return rtpIv((cipher as unknown as { srtpSessionSalt: Buffer }).srtpSessionSalt, ssrc, roc, seq).toString('hex');
+      } catch (e) {
+        return (e as Error).constructor.name;
+      }
+    };
+    const u32 = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0, 1, 0xffffffff, 0x100000000, -1));
+    fc.assert(
+      fc.property(u32, u32, fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.constantFrom(0x10000, -1)), (ssrc, roc, seq) => earshot(ssrc, roc, seq) === werift(ssrc, roc, seq)),
+      { numRuns: 1000 },
+    );
+    expect(earshot(1, 2, 3)).not.toBe(earshot(1, 2, 4));
+    expect(earshot(1, 0x100000000, 3)).toBe('RangeError');
   });
 
   it('decrypts through werift’s session as before: what was sent comes out', () => {
