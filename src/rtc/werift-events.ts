@@ -49,11 +49,22 @@ export function isEvent(value: unknown): value is EventInternals {
 export function leanEvent(value: unknown): boolean {
   if (!leansWeriftEvents || !isEvent(value) || leaned.has(value)) return false;
   const ev = value;
-  ev.execute = (...args: unknown[]): void => {
+  // A function with `arguments`, not rest parameters: every call on the receive path has one
+  // argument (a datagram or a packet), and a rest array captured by the queuing closure below
+  // was allocated on every call (~130 bytes a packet over three events), queuing or not.
+  ev.execute = function execute(): void {
     if (ev.ended) return;
-    for (const item of ev.event.stack) item.execute(...args);
+    const stack = ev.event.stack;
+    if (arguments.length === 1) {
+      const only: unknown = arguments[0];
+      for (const item of stack) item.execute(only);
+    } else {
+      const args: unknown[] = Array.prototype.slice.call(arguments);
+      for (const item of stack) item.execute(...args);
+    }
     const queued = ev.event.promiseStack;
     if (queued.length === 0) return;
+    const args: unknown[] = Array.prototype.slice.call(arguments);
     (async () => {
       for (const item of queued) await item.execute(...args);
     })().catch((e: unknown) => {
