@@ -41,12 +41,15 @@ function wantsPcm16(branch: number, pcm16Mask: number): boolean {
 
 /**
  * Packs a batch's outcomes into one buffer (see the module comment): `spare`
- * if it is large enough (a buffer the main thread gave back), else a new one
- * with some headroom, so that it can be given back and reused for the batches
- * after it. The frames are a StreamProcessor's: their `peak` is measured on
- * their samples (a frame of peak 0 is packed as zeros).
+ * if it is large enough (a buffer the main thread gave back, or the lane's
+ * shared output), else a new one with some headroom, so that it can be given
+ * back and reused for the batches after it. The frames are a
+ * StreamProcessor's: their `peak` is measured on their samples (a frame of
+ * peak 0 is packed as zeros). `used`, if given, receives the bytes written.
  */
-export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): ArrayBuffer {
+export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer, used?: { bytes: number }): ArrayBuffer;
+export function packOutput(items: readonly OutputItem[], spare: ArrayBuffer | SharedArrayBuffer | undefined, used?: { bytes: number }): ArrayBuffer | SharedArrayBuffer;
+export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | SharedArrayBuffer, used?: { bytes: number }): ArrayBuffer | SharedArrayBuffer {
   let frames = 0;
   let bytes = 0;
   for (const it of items) {
@@ -66,6 +69,7 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): A
   const tableBytes = 8 * (1 + OUT_ITEM * items.length + OUT_FRAME * frames);
   const needed = tableBytes + bytes;
   const buffer = spare && spare.byteLength >= needed ? spare : new ArrayBuffer(Math.ceil((needed * 1.25) / 4096) * 4096);
+  if (used) used.bytes = needed;
   const t = new Float64Array(buffer, 0, tableBytes / 8);
   const u8 = new Uint8Array(buffer);
   t[0] = items.length;
@@ -133,7 +137,7 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): A
 }
 
 /** Writes a block of packets at `at`; returns the next aligned offset. */
-function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer, at: number): number {
+function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer | SharedArrayBuffer, at: number): number {
   const view = new DataView(buffer);
   const u8 = new Uint8Array(buffer);
   view.setUint16(at, run.packets.length, true);
@@ -150,11 +154,11 @@ function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer, at: number): numbe
 export class OutputReader {
   readonly table: Float64Array;
   readonly items: number;
-  readonly #buffer: ArrayBuffer;
+  readonly #buffer: ArrayBuffer | SharedArrayBuffer;
   /** Index in `table` of the next item's first frame. */
   #frame: number;
 
-  constructor(buffer: ArrayBuffer) {
+  constructor(buffer: ArrayBuffer | SharedArrayBuffer) {
     this.#buffer = buffer;
     this.table = new Float64Array(buffer, 0, Math.floor(buffer.byteLength / 8));
     this.items = this.table[0];
@@ -288,4 +292,15 @@ export class OutputReader {
   skip(i: number): void {
     this.#frame += OUT_FRAME * this.frameCount(i);
   }
+}
+
+/**
+ * The first `bytes` of a packed output in a buffer of its own: a batch packed
+ * into a lane's shared output whose frames may be kept past delivery is read
+ * from this copy (the shared buffer takes the next batch).
+ */
+export function copyPacked(buffer: SharedArrayBuffer, bytes: number): ArrayBuffer {
+  const copy = new ArrayBuffer(bytes);
+  new Uint8Array(copy).set(new Uint8Array(buffer, 0, bytes));
+  return copy;
 }
