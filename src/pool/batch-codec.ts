@@ -157,7 +157,7 @@ export interface UnpackedInput {
   frames: EncodedFrame[];
 }
 
-export function unpackInput(buffer: ArrayBuffer | SharedArrayBuffer): UnpackedInput[] {
+export function unpackInput(buffer: ArrayBuffer): UnpackedInput[] {
   const t = new Float64Array(buffer, 0, Math.floor(buffer.byteLength / 8));
   const n = t[0];
   const items: UnpackedInput[] = new Array(n);

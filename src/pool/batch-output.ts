@@ -41,15 +41,12 @@ function wantsPcm16(branch: number, pcm16Mask: number): boolean {
 
 /**
  * Packs a batch's outcomes into one buffer (see the module comment): `spare`
- * if it is large enough (a buffer the main thread gave back, or the lane's
- * shared output), else a new one with some headroom, so that it can be given
- * back and reused for the batches after it. The frames are a
- * StreamProcessor's: their `peak` is measured on their samples (a frame of
- * peak 0 is packed as zeros). `used`, if given, receives the bytes written.
+ * if it is large enough (a buffer the main thread gave back), else a new one
+ * with some headroom, so that it can be given back and reused for the batches
+ * after it. The frames are a StreamProcessor's: their `peak` is measured on
+ * their samples (a frame of peak 0 is packed as zeros).
  */
-export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer, used?: { bytes: number }): ArrayBuffer;
-export function packOutput(items: readonly OutputItem[], spare: ArrayBuffer | SharedArrayBuffer | undefined, used?: { bytes: number }): ArrayBuffer | SharedArrayBuffer;
-export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | SharedArrayBuffer, used?: { bytes: number }): ArrayBuffer | SharedArrayBuffer {
+export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): ArrayBuffer {
   let frames = 0;
   let bytes = 0;
   for (const it of items) {
@@ -69,7 +66,6 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | S
   const tableBytes = 8 * (1 + OUT_ITEM * items.length + OUT_FRAME * frames);
   const needed = tableBytes + bytes;
   const buffer = spare && spare.byteLength >= needed ? spare : new ArrayBuffer(Math.ceil((needed * 1.25) / 4096) * 4096);
-  if (used) used.bytes = needed;
   const t = new Float64Array(buffer, 0, tableBytes / 8);
   const u8 = new Uint8Array(buffer);
   t[0] = items.length;
@@ -137,7 +133,7 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | S
 }
 
 /** Writes a block of packets at `at`; returns the next aligned offset. */
-function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer | SharedArrayBuffer, at: number): number {
+function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer, at: number): number {
   const view = new DataView(buffer);
   const u8 = new Uint8Array(buffer);
   view.setUint16(at, run.packets.length, true);
@@ -154,11 +150,11 @@ function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer | SharedArrayBuffer
 export class OutputReader {
   readonly table: Float64Array;
   readonly items: number;
-  readonly #buffer: ArrayBuffer | SharedArrayBuffer;
+  readonly #buffer: ArrayBuffer;
   /** Index in `table` of the next item's first frame. */
   #frame: number;
 
-  constructor(buffer: ArrayBuffer | SharedArrayBuffer) {
+  constructor(buffer: ArrayBuffer) {
     this.#buffer = buffer;
     this.table = new Float64Array(buffer, 0, Math.floor(buffer.byteLength / 8));
     this.items = this.table[0];
@@ -292,15 +288,4 @@ export class OutputReader {
   skip(i: number): void {
     this.#frame += OUT_FRAME * this.frameCount(i);
   }
-}
-
-/**
- * The first `bytes` of a packed output in a buffer of its own: a batch packed
- * into a lane's shared output whose frames may be kept past delivery is read
- * from this copy (the shared buffer takes the next batch).
- */
-export function copyPacked(buffer: SharedArrayBuffer, bytes: number): ArrayBuffer {
-  const copy = new ArrayBuffer(bytes);
-  new Uint8Array(copy).set(new Uint8Array(buffer, 0, bytes));
-  return copy;
 }

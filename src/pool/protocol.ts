@@ -67,37 +67,6 @@ export interface BatchTask {
    * Piscina task, when the slot has no lane to its current worker.
    */
   lane?: MessagePort;
-  /** The new lane's shared memory (with `lane`): see `LaneMemory`. */
-  laneMemory?: LaneMemory;
-}
-
-/**
- * Shared memory a lane holds for as long as its worker lives, so that a plain
- * batch (frames only) travels as a number each way instead of an object with
- * transferred buffers, which cost ~0.1 ms more CPU per round trip on a 2-core
- * VM (`npm run bench -- --only handoff`: "port, shared buffers"). The main
- * thread writes the packed input into `input` and posts the task's `seq`; the
- * worker packs the output into `output`, writes `seq` and its busy time into
- * `meta`, and posts the output's length in bytes. One task is in flight per
- * lane, so neither side writes while the other reads. A batch that does not
- * fit, or that carries more than frames (setups, PCM, module loads, checks),
- * and a result that carries more than frames (errors, formats), go as objects.
- */
-export interface LaneMemory {
-  input: SharedArrayBuffer;
-  output: SharedArrayBuffer;
-  /** Float64 [0]: the worker's busy ms for the task; Int32 [2]: its `seq`, stored last (Atomics). */
-  meta: SharedArrayBuffer;
-}
-
-/** Bytes of each lane's shared input and output (pages are touched only as batches use them). */
-export const LANE_MEMORY_BYTES = 1 << 20;
-
-/** Int32 index in `LaneMemory.meta` of the `seq` of the task whose output is in `output`. */
-export const LANE_META_SEQ = 2;
-
-export function newLaneMemory(): LaneMemory {
-  return { input: new SharedArrayBuffer(LANE_MEMORY_BYTES), output: new SharedArrayBuffer(LANE_MEMORY_BYTES), meta: new SharedArrayBuffer(16) };
 }
 
 export interface ModuleLoadResult {
@@ -115,9 +84,7 @@ export interface BatchResult {
    * Every item's status, counters and output frames, in item order, packed
    * (batch-codec.ts: `packOutput`) and transferred back. Absent for control tasks.
    */
-  output?: ArrayBuffer | SharedArrayBuffer;
-  /** Bytes of `output` in use, when it is the lane's shared output (see `LaneMemory`). */
-  outputBytes?: number;
+  output?: ArrayBuffer;
   /** Why an item failed (its stages could not be created or threw), by item index; the stream is ended. */
   errors?: Record<number, string>;
   /**

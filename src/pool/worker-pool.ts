@@ -32,10 +32,10 @@ import type { PcmInput } from '../dsp/stream-processor.js';
 import { errors, type EarshotError } from '../errors.js';
 import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
 import { defaultThreads, describeRange, inRange, POOL_OPTION_RANGES } from './pool-limits.js';
-import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, newLaneMemory, sinceMark, stagePosition } from './protocol.js';
+import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stagePosition } from './protocol.js';
 import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
 import { ALL_BRANCHES, ItemFlag, ItemStatus, packInput, type InputItem } from './batch-codec.js';
-import { copyPacked, OutputReader } from './batch-output.js';
+import { OutputReader } from './batch-output.js';
 import { SlotPlacement, streamCost } from './slot-placement.js';
 import { stageModuleUrl } from './stage-module.js';
 import { TaskLane } from './task-lane.js';
@@ -655,13 +655,9 @@ export class WorkerPool {
    */
   #viaPiscina(slot: number, flight: Flight, task: BatchTask, buffers: ArrayBuffer[] | undefined): Promise<BatchResult> {
     task.marker = flight.marker;
-    // port1 stays here as the lane; port2 goes to the worker (transferred), with the lane's shared memory.
+    // port1 stays here as the lane; port2 goes to the worker (transferred).
     const channel = new MessageChannel();
-    const memory = newLaneMemory();
     task.lane = channel.port2;
-    task.laneMemory = memory;
-    // What the worker imports with this task (the pool's list may grow before the answer comes).
-    const modulesSent = task.modules?.length ?? 0;
     const transferList = [...(buffers ?? []), channel.port2];
     const queueOptions: SlotQueueOptions = { slot };
     return this.#piscina.run(Object.assign(task, { [Piscina.queueOptionsSymbol]: queueOptions }), { signal: flight.controller.signal, transferList }).then(
@@ -669,7 +665,7 @@ export class WorkerPool {
         const worker = this.#piscina.threads.find((t) => t.threadId === result.threadId);
         if (worker && !this.#closed && this.#readyWorkers.has(result.threadId)) {
           this.#lanes[slot]?.close();
-          this.#lanes[slot] = new TaskLane(channel.port1, worker, memory, modulesSent);
+          this.#lanes[slot] = new TaskLane(channel.port1, worker);
         } else channel.port1.close();
         return result;
       },
@@ -854,7 +850,7 @@ export class WorkerPool {
         this.taskTimes.add(result.busyMs);
         const out = this.#deliver(result, entries);
         // Nothing of a copies-only batch outlives its delivery (see PoolStreamHandlers.onFrames): reuse its buffer.
-        if (out && result.output instanceof ArrayBuffer && this.#spares[slot].length < SPARES && out.onlyCopies()) this.#spares[slot].push(result.output);
+        if (out && this.#spares[slot].length < SPARES && out.onlyCopies()) this.#spares[slot].push(result.output!);
         this.#schedule();
       },
       (err: unknown) => {
@@ -954,10 +950,7 @@ export class WorkerPool {
 
   /** Hands each item's results to its stream; returns the reader of the output, if any. */
   #deliver(result: BatchResult, entries: StreamEntry[]): OutputReader | undefined {
-    let out = result.output ? new OutputReader(result.output) : undefined;
-    // In the lane's shared memory (task-lane.ts), the output is overwritten by the slot's next
-    // batch: frames that may be kept past delivery are read from a copy of their own.
-    if (out && result.output instanceof SharedArrayBuffer && !out.onlyCopies()) out = new OutputReader(copyPacked(result.output, result.outputBytes ?? result.output.byteLength));
+    const out = result.output ? new OutputReader(result.output) : undefined;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
       const frames = e.inflight ?? [];

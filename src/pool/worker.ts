@@ -22,8 +22,8 @@ import { branchFormatOf, type AudioFrame, type BranchFormat, type EncodedFrame }
 import { BranchOpusEncoder, type EncodedRun } from '../dsp/opus-encode.js';
 import { declaredFactory, loadStageModule } from './stage-module.js';
 import { currentThreadTid } from './thread-cpu.js';
-import { checkMarker, LANE_META_SEQ, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stageCode } from './protocol.js';
-import type { BatchResult, BatchTask, LaneMemory, ModuleLoadResult, StreamSetup } from './protocol.js';
+import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stageCode } from './protocol.js';
+import type { BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
 import { ItemFlag, ItemStatus, unpackInput, type UnpackedInput } from './batch-codec.js';
 import { packOutput, type OutputItem } from './batch-output.js';
 import type { LaneReply } from './task-lane.js';
@@ -72,13 +72,13 @@ type Movable = { [transferableSymbol]: ArrayBuffer[]; [valueSymbol]: BatchResult
  * slot, batches and control tasks alike, arrives through the lane.
  */
 export default function handleTask(task: BatchTask): BatchResult | Movable | Promise<BatchResult | Movable> {
-  if (task.lane) openLane(task.lane, task.laneMemory);
+  if (task.lane) openLane(task.lane);
   const result = serve(task);
   return result instanceof Promise ? result.then(movable) : movable(result);
 }
 
 function movable(result: BatchResult): BatchResult | Movable {
-  return result.output instanceof ArrayBuffer ? (move({ [transferableSymbol]: [result.output], [valueSymbol]: result } as unknown as ArrayBuffer) as unknown as Movable) : result;
+  return result.output ? (move({ [transferableSymbol]: [result.output], [valueSymbol]: result } as unknown as ArrayBuffer) as unknown as Movable) : result;
 }
 
 /** Runs a task of either channel: imports the stage modules it needs first, if any. */
@@ -91,30 +91,13 @@ function serve(task: BatchTask): BatchResult | Promise<BatchResult> {
 /** The slot's lane (task-lane.ts), once the main thread opened one: batches arrive here, one at a time. */
 let lane: MessagePort | undefined;
 
-function openLane(port: MessagePort, memory: LaneMemory | undefined): void {
+function openLane(port: MessagePort): void {
   lane?.close();
   lane = port;
-  // A result transfers its output unless it is the lane's shared one (shared, not transferable).
-  const reply = (result: BatchResult) => port.postMessage(result, result.output instanceof ArrayBuffer ? [result.output] : undefined);
+  const reply = (result: BatchResult) => port.postMessage(result, result.output ? [result.output] : undefined);
   const fail = (e: unknown) => port.postMessage({ failed: e instanceof Error ? e.message : String(e) } satisfies LaneReply);
-  const busy = memory ? new Float64Array(memory.meta, 0, 1) : undefined;
-  const seqOf = memory ? new Int32Array(memory.meta) : undefined;
-  const used = { bytes: 0 };
-  port.on('message', (task: BatchTask | number) => {
+  port.on('message', (task: BatchTask) => {
     try {
-      if (typeof task === 'number') {
-        // A plain batch: its input is in the lane's shared memory, `task` is its seq (see LaneMemory).
-        const result = runTask({ seq: task }, [], memory, used);
-        if (result.output === memory!.output && !result.errors && !result.formats) {
-          busy![0] = result.busyMs;
-          Atomics.store(seqOf!, LANE_META_SEQ, task);
-          port.postMessage(used.bytes);
-        } else {
-          if (result.output === memory!.output) result.outputBytes = used.bytes;
-          reply(result);
-        }
-        return;
-      }
       const result = serve(task);
       if (result instanceof Promise) result.then(reply, fail);
       else reply(result);
@@ -142,11 +125,7 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
   return results;
 }
 
-/**
- * Runs a task. `memory`: a plain batch whose input is in the lane's shared
- * memory, its output packed there if it fits (`used` gets its length).
- */
-function runTask(task: BatchTask, loaded: ModuleLoadResult[], memory?: LaneMemory, used?: { bytes: number }): BatchResult {
+function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
   const started = performance.now();
   if (task.marker) marker = task.marker;
   Atomics.store(marker, MarkerField.TID, tid);
@@ -156,16 +135,15 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[], memory?: LaneMemor
   // Last: once the watchdog sees this task's seq, the fields above are this task's.
   Atomics.store(marker, MarkerField.SEQ, task.seq ?? 0);
   const result: BatchResult = { threadId, busyMs: 0 };
-  const input = memory ? memory.input : task.input;
-  if (input) {
-    const items = unpackInput(input);
+  if (task.input) {
+    const items = unpackInput(task.input);
     const outputs = items.map((item, i) => processItem(item, i, task));
     for (let i = 0; i < outputs.length; i++) {
       const { error, formats } = outputs[i];
       if (error !== undefined) (result.errors ??= {})[i] = error;
       if (formats !== undefined) (result.formats ??= {})[i] = formats;
     }
-    result.output = packOutput(outputs, memory ? memory.output : task.spare, used);
+    result.output = packOutput(outputs, task.spare);
   }
   // Probes (tasks without items) report every module they asked for, loaded now or before.
   if (!task.input && task.modules) result.loaded = task.modules.map((url) => modules.get(url)!);
