@@ -13,6 +13,11 @@
  * - `piscina (no atomics)`: the same with `atomics: 'disabled'` (what the pool
  *   now gives Piscina, which carries only each worker's first task);
  * - `port`: a bare MessagePort per worker: what a pool lane (src/pool/task-lane.ts) does;
+ * - `port, shared buffers`: the same port, the batch's bytes written into and
+ *   read from shared memory the lane holds for good, so that each message is a
+ *   number (the batch's size) with nothing to serialize or transfer (tried in
+ *   the pool on 2026-12-02: the hand-off got cheaper, the whole server did not;
+ *   docs/performance.md);
  * - `port, worker in Atomics.wait`: the same port, but the idle worker blocks in
  *   Atomics.wait and reads the port synchronously when the main thread wakes it
  *   (Piscina's own trick, without the rest of a Piscina task): a possible next step.
@@ -89,6 +94,23 @@ export async function benchHandoff(options: { rounds?: number; log: (line: strin
           Atomics.add(counter, 0, 1);
           Atomics.notify(counter, 0);
         }
+      });
+    port1.unref();
+  }
+  {
+    const worker = new Worker(new URL('./handoff/port-shared-worker.mjs', import.meta.url));
+    workers.push(worker);
+    const { port1, port2 } = new MessageChannel();
+    const shared = { input: new SharedArrayBuffer(64 * 1024), output: new SharedArrayBuffer(64 * 1024) };
+    const input = new Uint8Array(shared.input);
+    worker.postMessage({ port: port2, shared }, [port2]);
+    let settle: ((r: { output?: ArrayBuffer }) => void) | undefined;
+    port1.on('message', () => settle?.({}));
+    variants['port, shared buffers'] = () =>
+      new Promise((resolve) => {
+        settle = resolve;
+        input.fill(1, 0, 600);
+        port1.postMessage(600);
       });
     port1.unref();
   }
