@@ -17,8 +17,9 @@
  * of the track's SSRC and Opus payload type while everything they depend on
  * is as it was when the shortcut was made: the receiver running and sending
  * reports, the same codec, statistics and track for that SSRC, the router
- * sending that SSRC to this receiver, no congestion control, and the router
- * and the session as the only subscribers. Any other packet, or any packet
+ * sending that SSRC to this receiver, no congestion control, the router as
+ * the transport's only subscriber, and werift's own and the session's as the
+ * track's only ones. Any other packet, or any packet
  * once one of those changed, takes werift's path. It is made only after
  * werift's own path delivered the track's first packet (so the router, the
  * statistics and the RTCP loop are set up), only where the stream id header
@@ -28,8 +29,10 @@
  *
  * The packet is the one werift parsed from the decrypted buffer, which
  * nothing else holds once the router is done with it, so no clone is made.
- * test/rtc/werift-rtp-shortcut.test.ts checks that a live connection's
- * frames, statistics and receiver reports are those of werift's path.
+ * test/rtc/werift-rtp-shortcut.test.ts checks on a live connection that every
+ * packet arrives and werift's statistics count it, and that the shortcut gives
+ * way to werift's path; test/rtc/receiver-reports.test.ts checks the receiver
+ * reports a publisher hears.
  *
  * The upstream change: in `RTCRtpReceiver.handleRTP`, hand the track the
  * packet itself when it has one subscriber; parse the header extensions in
@@ -173,8 +176,9 @@ export function shortcutRtp(pc: RTCPeerConnection, track: MediaStreamTrack, firs
   leanEvent(onRtp);
   const count = addIsWerifts(stats) ? (rtp: RtpPacket) => countArrival(stats, rtp) : (rtp: RtpPacket) => stats.add(rtp);
   const throughWerift = onRtp.execute;
-  onRtp.execute = (...args: unknown[]): void => {
-    const rtp = args[0] as RtpPacket | undefined;
+  // `arguments`, not a rest array: no array per packet (see werift-events.ts).
+  onRtp.execute = function execute(): void {
+    const rtp = arguments[0] as RtpPacket | undefined;
     const header = rtp?.header;
     if (
       header !== undefined &&
@@ -196,7 +200,8 @@ export function shortcutRtp(pc: RTCPeerConnection, track: MediaStreamTrack, firs
       for (const item of subscribers) item.execute(rtp);
       return;
     }
-    throughWerift(...args);
+    if (arguments.length === 1) throughWerift(rtp);
+    else throughWerift(...(Array.prototype.slice.call(arguments) as unknown[]));
   };
   shortcuts.add(onRtp);
   return true;

@@ -11,8 +11,8 @@
  * writes. The IV is werift's, written into one reused buffer (`rtpIv`; werift
  * builds an array of its four fields per packet). The rest is werift's own
  * sequence (one `Decipheriv` per packet: Node cannot give a GCM context a new
- * IV, authentication by `final()`), with the same `SrtpAuthenticationError` on a packet that fails
- * it, which werift's transport drops.
+ * IV, authentication by `final()`), with the same `SrtpAuthenticationError`
+ * on a packet that fails it, which werift's transport drops.
  *
  * It also hands the header it parsed and checked to the parser, for werift's
  * parse of the decrypted packet that follows (`alreadyParsed` in
