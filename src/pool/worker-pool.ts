@@ -203,8 +203,7 @@ export class WorkerPool {
   #early = false;
   readonly #earlyTick = (): void => {
     this.#early = false;
-    // The tick may have run meanwhile (a timer due in the same turn) and been armed for the next grid point.
-    if (!this.#armed || this.#closed || this.#dueAt - performance.now() > this.#batchIntervalMs / 2) return;
+    if (!this.#armed || this.#closed) return;
     clearTimeout(this.#timer);
     this.#tick();
   };
