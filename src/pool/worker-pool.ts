@@ -194,19 +194,6 @@ export class WorkerPool {
    */
   #timer: NodeJS.Timeout | undefined;
   #armed = false;
-  /** The grid point the armed tick stands for (index `n`: `#startedAt + n × interval`), and when it is due. */
-  #dueGrid = 0;
-  #dueAt = 0;
-  /** The grid point of the last tick that ran: the next one is later (an early tick takes its grid point's place). */
-  #lastGrid = 0;
-  /** A tick runs early at the end of this event-loop turn (see #maybeEarly). */
-  #early = false;
-  readonly #earlyTick = (): void => {
-    this.#early = false;
-    if (!this.#armed || this.#closed) return;
-    clearTimeout(this.#timer);
-    this.#tick();
-  };
   /** The workers are warm and ticks may run. */
   #ticking = false;
   #seq = 0;
@@ -320,11 +307,8 @@ export class WorkerPool {
     if (this.#armed || !this.#ticking || this.#closed || !(due || this.#anythingDue())) return;
     this.#armed = true;
     const interval = this.#batchIntervalMs;
-    const now = performance.now();
-    const grid = Math.max(Math.floor((now - this.#startedAt) / interval) + 1, this.#lastGrid + 1);
-    this.#dueGrid = grid;
-    this.#dueAt = this.#startedAt + grid * interval;
-    this.#timer = setTimeout(() => this.#tick(), Math.max(1, Math.round(this.#dueAt - now)));
+    const delay = Math.max(1, Math.round(interval - ((performance.now() - this.#startedAt) % interval)));
+    this.#timer = setTimeout(() => this.#tick(), delay);
     // Open streams keep the process alive (a script awaiting an operator must not exit mid-drain);
     // an idle pool does not.
     if (this.#streams.size === 0) this.#timer.unref();
@@ -332,25 +316,7 @@ export class WorkerPool {
 
   #tick(): void {
     this.#armed = false;
-    this.#lastGrid = this.#dueGrid;
     if (this.#flush()) this.#schedule(true);
-  }
-
-  /**
-   * A frame came in while the tick is armed: if its grid point is less than
-   * half an interval away, the tick runs at the end of this event-loop turn
-   * instead (after every packet this wake brought). The main thread is awake
-   * for the packet anyway, and a timer of its own would wake it again a
-   * moment later, up to 200 times a second; a wake costs CPU however little
-   * it does (docs/performance.md, "Batch interval"). The next tick is on the
-   * grid point after the one taken early, so there are no more batches than
-   * before; a frame that arrives after an early tick waits at most 1.5
-   * intervals.
-   */
-  #maybeEarly(): void {
-    if (this.#early || this.#dueAt - performance.now() > this.#batchIntervalMs / 2) return;
-    this.#early = true;
-    setImmediate(this.#earlyTick);
   }
 
   /**
@@ -417,7 +383,6 @@ export class WorkerPool {
         }
         entry.queue.push(frame);
         if (!pool.#armed) pool.#schedule(true);
-        else pool.#maybeEarly();
       },
       close() {
         if (entry.closed) return Promise.resolve();
