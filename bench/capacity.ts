@@ -118,6 +118,11 @@ export interface CapacityStep {
   /** Main thread only, % of one core. */
   mainCpuPct: number;
   mainPerStreamPct: number;
+  /** Every other thread (DSP workers, V8's and libuv's helpers), % of one core. */
+  otherThreadsCpuPct: number;
+  /** Times a second the main thread, and all threads together, slept and woke (voluntary context switches). */
+  mainWakesPerSecond: number;
+  wakesPerSecond: number;
   /** Main-thread allocation, bytes per stream-second (JS heap + ArrayBuffers). */
   allocPerStreamSecond: number;
   heapAllocPerStreamSecond: number;
@@ -177,25 +182,44 @@ export function machine(): Machine {
   return { cores: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', node: process.version, date: new Date().toISOString().slice(0, 10) };
 }
 
-/** CPU time (ns) of every thread of `pid`, and of its main thread. */
+/** Resident memory of `pid`, bytes. */
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/** CPU time (ns) of every thread of `pid`, and of its main thread. */
 export function cpuNs(pid: number): { total: number; main: number } {
+  const t = threadTimes(pid);
+  return { total: t.total, main: t.main };
+}
+
+/**
+ * CPU time (ns) of every thread of `pid` and of its main thread, and how often
+ * they slept and woke (voluntary context switches). On a VM a wake costs CPU
+ * whatever the thread then does, so hand-overs between threads show here
+ * before they show in the CPU totals.
+ */
+export function threadTimes(pid: number): { total: number; main: number; wakes: number; mainWakes: number } {
   let total = 0;
   let main = 0;
+  let wakes = 0;
+  let mainWakes = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const w = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? 0);
       total += ns;
-      if (tid === String(pid)) main = ns;
+      wakes += w;
+      if (tid === String(pid)) {
+        main = ns;
+        mainWakes = w;
+      }
     } catch {
       // the thread exited meanwhile
     }
   }
-  return { total, main };
+  return { total, main, wakes, mainWakes };
 }
 
 /** A child process with the probe preloaded, and a request/response channel to it. */
@@ -357,7 +381,7 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
   const warmS = 2.5 + 0.06 * k;
   const seconds = warmS + windowS + 1;
   let w: ProbeWindow | null = null;
-  let cpu = { total: 0, main: 0 };
+  let cpu = { total: 0, main: 0, wakes: 0, mainWakes: 0 };
   let elapsed = 0;
   let steady: number[][] = [];
   let steadyMax = 0;
@@ -369,14 +393,14 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
     const h0 = t.earshot ? await histograms(t.child.url, peers) : [];
     const b0 = t.earshot ? await poolBusyMs(t.child.url) : 0;
     await t.child.probe('start');
-    const c0 = cpuNs(t.child.pid);
+    const c0 = threadTimes(t.child.pid);
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, windowS * 1000));
-    const c1 = cpuNs(t.child.pid);
+    const c1 = threadTimes(t.child.pid);
     elapsed = (performance.now() - t0) / 1000;
     rss1 = rssBytes(t.child.pid);
     w = (await t.child.probe('stop')).window as ProbeWindow;
-    cpu = { total: c1.total - c0.total, main: c1.main - c0.main };
+    cpu = { total: c1.total - c0.total, main: c1.main - c0.main, wakes: c1.wakes - c0.wakes, mainWakes: c1.mainWakes - c0.mainWakes };
     if (t.earshot) {
       utilization = ((await poolBusyMs(t.child.url)) - b0) / (elapsed * 1000 * threads);
       const h1 = await histograms(t.child.url, peers);
@@ -401,6 +425,9 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
     cpuPerStreamPct: cpuPct / k,
     mainCpuPct,
     mainPerStreamPct: mainCpuPct / k,
+    otherThreadsCpuPct: cpuPct - mainCpuPct,
+    mainWakesPerSecond: cpu.mainWakes / elapsed,
+    wakesPerSecond: cpu.wakes / elapsed,
     allocPerStreamSecond: probe ? (probe.heapAllocatedBytes + probe.externalAllocatedBytes) / streamSeconds : NaN,
     heapAllocPerStreamSecond: probe ? probe.heapAllocatedBytes / streamSeconds : NaN,
     externalAllocPerStreamSecond: probe ? probe.externalAllocatedBytes / streamSeconds : NaN,
@@ -559,6 +586,9 @@ function printHeader(log: (l: string) => void): void {
       'per stream'.padStart(12) +
       'main %'.padStart(8) +
       'main/str'.padStart(10) +
+      'other %'.padStart(9) +
+      'wakes/s main'.padStart(14) +
+      'all'.padStart(7) +
       'alloc KB/str·s'.padStart(16) +
       'GC p99 ms'.padStart(11) +
       'GC %'.padStart(7) +
@@ -580,6 +610,9 @@ function formatStep(s: CapacityStep): string {
     f(s.cpuPerStreamPct, 2).padStart(12) +
     f(s.mainCpuPct, 0).padStart(8) +
     f(s.mainPerStreamPct, 2).padStart(10) +
+    f(s.otherThreadsCpuPct, 0).padStart(9) +
+    f(s.mainWakesPerSecond, 0).padStart(14) +
+    f(s.wakesPerSecond, 0).padStart(7) +
     f(s.allocPerStreamSecond / 1024, 0).padStart(16) +
     f(s.gcPauseP99Ms, 1).padStart(11) +
     f(s.gcPct, 1).padStart(7) +
