@@ -69,7 +69,7 @@ const ivScratch = Buffer.alloc(12);
 
 /**
  * The RTP IV of RFC 7714 §8.1 as werift computes it (2 zero bytes, SSRC,
- * rollover counter, sequence number, XOR the 12-byte session salt), written
+ * rollover counter, sequence number, XOR the first 12 bytes of the session salt), written
  * into one reused buffer: werift's writer takes an array of the four values
  * and a `forEach` per packet. Out-of-range values throw `RangeError` as
  * werift's `writeUIntBE` does.
@@ -106,7 +106,8 @@ function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: num
   // werift's contexts always pass the header they parsed and checked; anything else takes werift's path.
   if (header === undefined || header.payloadOffset < MIN_RTP_HEADER || header.payloadOffset > authTagOffset) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
   const headerBuffer = cipherText.subarray(0, header.payloadOffset);
-  const iv = ivIsWerifts && this.srtpSessionSalt?.length === 12 ? rtpIv(this.srtpSessionSalt, header.ssrc, rolloverCounter, header.sequenceNumber) : this.rtpInitializationVector(header, rolloverCounter);
+  // werift's session salt is 14 bytes (its KDF's, for every profile); the IV XORs the first 12.
+  const iv = ivIsWerifts && this.srtpSessionSalt?.length >= 12 ? rtpIv(this.srtpSessionSalt, header.ssrc, rolloverCounter, header.sequenceNumber) : this.rtpInitializationVector(header, rolloverCounter);
   const decipher = createDecipheriv('aes-128-gcm', this.srtpSessionKey, iv);
   decipher.setAAD(headerBuffer);
   decipher.setAuthTag(cipherText.subarray(authTagOffset));

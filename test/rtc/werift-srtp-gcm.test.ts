@@ -192,6 +192,20 @@ describe("werift's AES-GCM SRTP decryption, as earshot runs it", () => {
     expect(earshot(1, 0x100000000, 3)).toBe('RangeError');
   });
 
+  it("writes the IV itself for werift's sessions (14-byte session salts), without werift's IV writer", () => {
+    const { sender, receiver, cipher } = sessions();
+    expect((cipher as unknown as { srtpSessionSalt: Buffer }).srtpSessionSalt.length).toBeGreaterThanOrEqual(12);
+    // werift's writer builds an array per packet; with it unusable, decryption must still succeed.
+    Object.defineProperty(cipher, 'rtpInitializationVector', {
+      value: () => {
+        throw new Error("werift's IV writer was called");
+      },
+    });
+    const h = new RtpHeader({ payloadType: 111, sequenceNumber: 9, timestamp: 960, ssrc: 0x1234 });
+    const payload = Buffer.from('opus frame');
+    expect(receiver.decrypt(sender.encrypt(payload, h))).toEqual(Buffer.concat([h.serialize(h.serializeSize), payload]));
+  });
+
   it('decrypts through werift’s session as before: what was sent comes out', () => {
     const { sender, receiver } = sessions();
     for (let seq = 65530; seq < 65540; seq++) {
