@@ -974,12 +974,16 @@ export class WorkerPool {
       const formats = result.formats?.[i];
       if (formats !== undefined) safeCall(() => e.handlers.onFormats?.(formats));
       if (status === ItemStatus.OK && out.hasCounters(i)) {
-        const counters = out.counters(i, e.counters);
-        safeCall(() => e.handlers.onCounters?.(counters));
+        // Called directly (no closure for safeCall): this runs for every stream in every batch.
+        try {
+          e.handlers.onCounters?.(out.counters(i, e.counters));
+        } catch (err) {
+          warnHandlerThrew(err);
+        }
       }
       deliverFrames(out, i, e.handlers);
       // Delivered: the list becomes the stream's next queue (the frames themselves are let go).
-      frames.length = 0;
+      emptyKeepingCapacity(frames);
       e.spareQueue = frames;
       if (status === ItemStatus.ERROR) {
         const error = result.errors?.[i] ?? 'the stream failed in its worker';
@@ -1046,7 +1050,7 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
       try {
         handlers.onFrame(branch, frame!, pcm16, complete);
       } catch (err) {
-        process.emitWarning(`earshot: a pool stream handler threw: ${(err as Error).message}`);
+        warnHandlerThrew(err);
       }
       if (out.opus) deliverOpus(out, handlers);
     }
@@ -1097,8 +1101,22 @@ function safeCall(fn: () => void): void {
   try {
     fn();
   } catch (err) {
-    process.emitWarning(`earshot: a pool stream handler threw: ${(err as Error).message}`);
+    warnHandlerThrew(err);
   }
+}
+
+function warnHandlerThrew(err: unknown): void {
+  process.emitWarning(`earshot: a pool stream handler threw: ${(err as Error).message}`);
+}
+
+/**
+ * Empties a list and keeps its backing store for the next pushes. V8 drops the
+ * backing store of an array whose `length` is set to 0, so the first push after
+ * it allocates a new one; popping keeps it (a stream's queue is emptied once per
+ * batch, so this saves an allocation per stream and batch).
+ */
+function emptyKeepingCapacity(list: unknown[]): void {
+  while (list.length > 0) list.pop();
 }
 
 /**
