@@ -85,7 +85,9 @@ export class WavFileWriter {
   readonly #chunkBytes: number;
   readonly #maxPending: number;
   readonly #onError?: (e: Error) => void;
-  #chunk: Buffer;
+  #chunk: Buffer = NO_CHUNK;
+  /** The chunk as samples of the file's format: one view per chunk, not one per append. */
+  #chunkSamples: Int16Array | Float32Array = new Int16Array(0);
   #chunkUsed = 0;
   /** Chunk buffers come from here and go back once written: no allocation per chunk in steady state. */
   readonly #chunks: ChunkPool;
@@ -109,12 +111,18 @@ export class WavFileWriter {
     this.#maxPending = options.maxPendingBytes ?? 8 * 1024 * 1024;
     this.#onError = options.onError;
     this.#chunks = options.chunkPool ?? sharedChunkPool;
-    this.#chunk = this.#newChunk();
+    this.#useChunk(this.#newChunk());
   }
 
   /** A chunk buffer: a reused one, else a new one (its contents are overwritten before use). */
   #newChunk(): Buffer {
     return Buffer.from(this.#chunks.take(this.#chunkBytes));
+  }
+
+  /** Makes `buf` (a whole ArrayBuffer, offset 0, so the views are aligned) the chunk appended to. */
+  #useChunk(buf: Buffer): void {
+    this.#chunk = buf;
+    this.#chunkSamples = this.#bytesPerSample === 2 ? new Int16Array(buf.buffer, buf.byteOffset, buf.length >> 1) : new Float32Array(buf.buffer, buf.byteOffset, buf.length >> 2);
   }
 
   /** Gives a written (or dropped) chunk's buffer back for reuse. */
@@ -176,19 +184,21 @@ export class WavFileWriter {
     while (i < samples.length) {
       const room = (this.#chunkBytes - this.#chunkUsed) / bps;
       const n = Math.min(room, samples.length - i);
-      // Chunks are whole ArrayBuffers (offset 0), so typed views are aligned; WAV is
-      // little-endian like every platform Node runs on.
+      // WAV is little-endian like every platform Node runs on. A frame that fits is copied
+      // as it is: no view is made per append (this runs for every frame of every recording).
+      const at = this.#chunkUsed / bps;
+      const part = i === 0 && n === samples.length ? samples : samples.subarray(i, i + n);
       if (samples instanceof Int16Array) {
-        if (bps === 2) new Int16Array(this.#chunk.buffer, this.#chunkUsed, n).set(samples.subarray(i, i + n));
+        if (bps === 2) (this.#chunkSamples as Int16Array).set(part, at);
         else {
-          const out = new Float32Array(this.#chunk.buffer, this.#chunkUsed, n);
-          for (let k = 0; k < n; k++) out[k] = samples[i + k] / 32768;
+          const out = this.#chunkSamples as Float32Array;
+          for (let k = 0; k < n; k++) out[at + k] = samples[i + k] / 32768;
         }
       } else if (bps === 2) {
         // The project's one quantizer: round(x · 32768), clipped (media/pcm16.ts).
-        quantizeS16(samples, new Int16Array(this.#chunk.buffer, this.#chunkUsed, n), i, 0, n);
+        quantizeS16(samples, this.#chunkSamples as Int16Array, i, at, n);
       } else {
-        new Float32Array(this.#chunk.buffer, this.#chunkUsed, n).set(samples.subarray(i, i + n));
+        (this.#chunkSamples as Float32Array).set(part, at);
       }
       this.#chunkUsed += n * bps;
       i += n;
@@ -217,7 +227,7 @@ export class WavFileWriter {
     this.#queueChunk();
     // The chunk that would have been filled next goes back to the pool unused.
     this.#recycle(this.#chunk);
-    this.#chunk = NO_CHUNK;
+    this.#useChunk(NO_CHUNK);
     this.#pump();
     await this.#drained();
     if (!this.error) await this.#writeHeader().catch((e) => this.#fail(e as Error));
@@ -238,7 +248,7 @@ export class WavFileWriter {
     const full = this.#chunk.subarray(0, this.#chunkUsed);
     this.#pending.push(full);
     this.#pendingBytes += full.length;
-    this.#chunk = this.#closed ? NO_CHUNK : this.#newChunk();
+    this.#useChunk(this.#closed ? NO_CHUNK : this.#newChunk());
     this.#chunkUsed = 0;
     while (this.#pendingBytes > this.#maxPending && this.#pending.length > 1) {
       const dropped = this.#pending.shift()!;
