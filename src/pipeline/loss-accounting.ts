@@ -83,23 +83,31 @@ export class LossAccounting {
       seen.silence = 0;
       seen.workers = workers;
     }
-    const counts: DropCounts = { queueFull: dropped - seen.queueFull, late: c.late - seen.late, workerRestart: 0 };
+    const queueFull = dropped - seen.queueFull;
+    const late = c.late - seen.late;
     const silence = c.silenceSamples - seen.silence;
     seen.queueFull = dropped;
     seen.late = c.late;
     seen.silence = c.silenceSamples;
-    this.#lost(counts, silence);
+    // The usual batch lost nothing: no counts object (this runs for every stream after every batch).
+    if (queueFull === 0 && late === 0 && silence === 0) this.#nothingLost();
+    else this.#lost({ queueFull, late, workerRestart: 0 }, silence);
+  }
+
+  /** A report without loss: a drop episode quiet for long enough ends. */
+  #nothingLost(): void {
+    if (this.#episode && Date.now() - this.#episode.lastAt >= DROP_QUIET_MS) this.end();
   }
 
   /** Loss since the last report: into every recording it affects, and into the drop episode. */
   #lost(counts: DropCounts, workerSilence: number): void {
     const frames = counts.queueFull + counts.late + counts.workerRestart;
     if (frames > 0 || workerSilence > 0) this.#sinks.noteLoss(counts, workerSilence);
-    const now = Date.now();
     if (frames === 0) {
-      if (this.#episode && now - this.#episode.lastAt >= DROP_QUIET_MS) this.end();
+      this.#nothingLost();
       return;
     }
+    const now = Date.now();
     for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.droppedBy[k] += counts[k];
     if (this.#episode) {
       for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.#episode[k] += counts[k];

@@ -460,7 +460,7 @@ export class PeerPipeline {
     let mask = 0;
     for (let i = 0; i < this.#runtime.length; i++) {
       const r = this.#runtime[i];
-      if (r.recordF32 || r.subject.observed || r.processorStages.length > 0 || r.listeners.some((l) => l.sampleFormat === 'f32')) mask |= bit(i);
+      if (r.recordF32 || r.subject.observed || r.processorStages.length > 0 || hasListenerIn(r, 'f32')) mask |= bit(i);
     }
     return mask;
   }
@@ -479,7 +479,7 @@ export class PeerPipeline {
       if (r.processorStages.length > 0) continue;
       if (!r.recordF32 && !r.recordEncoded && !r.recordCoded && r.recording && r.record?.active) mask |= bit(i);
       // A 16-bit socket (websocket sink, GET /peers/:peer/audio) takes the worker's copy as it is.
-      if (r.listeners.some((l) => l.sampleFormat === 's16')) mask |= bit(i);
+      if (hasListenerIn(r, 's16')) mask |= bit(i);
     }
     return mask;
   }
@@ -677,3 +677,9 @@ export { DROP_QUIET_MS, type PeerPipelineEvent } from './loss-accounting.js';
 
 // Moved to sinks/recording-names.ts (shared with pipeline validation); re-exported for existing importers.
 export { DEFAULT_RECORD_TEMPLATE, recordingBaseName } from '../sinks/recording-names.js';
+
+/** Whether a listener of the branch takes samples in `format` (a loop, not `some`: asked for every stream in every batch). */
+function hasListenerIn(r: BranchRuntime, format: 'f32' | 's16'): boolean {
+  for (let k = 0; k < r.listeners.length; k++) if (r.listeners[k].sampleFormat === format) return true;
+  return false;
+}
