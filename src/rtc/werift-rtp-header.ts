@@ -75,9 +75,9 @@ function deSerialize(raw: Buffer): RtpHeader {
   h.sequenceNumber = raw.readUInt16BE(2);
   h.timestamp = raw.readUInt32BE(4);
   h.ssrc = raw.readUInt32BE(8);
-  const csrc: number[] = [];
+  // Into the arrays werift's constructor made for this header (new ones would be garbage at once).
+  const csrc = h.csrc;
   for (let i = 0; i < h.csrcLength; i++) csrc.push(raw.readUInt32BE(12 + 4 * i));
-  h.csrc = csrc;
   let offset = 12 + 4 * h.csrcLength;
   if (h.extension) {
     h.extensionProfile = raw.readUInt16BE(offset) as RtpHeader['extensionProfile'];
@@ -91,7 +91,7 @@ function deSerialize(raw: Buffer): RtpHeader {
     // 100-byte packet claiming a 160 KiB block held the main thread for over a minute with werift's
     // parser, and ~70 ms with a linear walk. Every caller drops a packet whose header throws.
     if (end > raw.length) throw new RangeError(`RTP header extension block of ${length} bytes runs past the end of the ${raw.length}-byte packet`);
-    const extensions: Extension[] = [];
+    const extensions: Extension[] = h.extensions;
     if (h.extensionProfile === ONE_BYTE_PROFILE) {
       // RFC 8285 §4.2: ID in the high nibble, length − 1 in the low; 0 is padding, 15 ends the block.
       while (offset < end) {
@@ -125,7 +125,6 @@ function deSerialize(raw: Buffer): RtpHeader {
       extensions.push({ id: 0, payload });
       offset += payload.length;
     }
-    h.extensions = extensions;
   }
   h.payloadOffset = offset;
   if (h.padding) h.paddingSize = raw[raw.length - 1];
