@@ -20,6 +20,7 @@ import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from 
 import './werift-rtp-header.js';
 import './werift-receiver.js';
 import './werift-srtp-gcm.js';
+import './werift-srtp-context.js';
 import { leanReceivePath } from './werift-events.js';
 import { shortcutRtp } from './werift-rtp-shortcut.js';
 import { SharedTicker } from './shared-ticker.js';

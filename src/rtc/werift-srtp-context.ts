@@ -1,0 +1,104 @@
+/**
+ * werift's SRTP receive context, without a copy of the stream's state per packet.
+ *
+ * For every packet, werift's `SrtpContext.decryptRtp` parses the header
+ * through a closure that turns a parse error into `SrtpAuthenticationError`,
+ * copies the SSRC's rollover state into a new object (`{ ...existingState }`),
+ * updates the copy with the packet's sequence number, decrypts under the
+ * copy's rollover counter and, once the packet authenticated, copies the
+ * state back: a packet that fails leaves the state as it was. Here the same
+ * steps work on one reused object (`trial`) instead of a new copy, and the
+ * header is parsed without the closure; the state is written back only after
+ * the cipher returned, so a packet that fails still leaves it as it was.
+ * Same checks, same errors, same header, same cipher call, for both of
+ * werift's profiles.
+ *
+ * test/rtc/werift-srtp-context.test.ts runs this and werift's own function
+ * side by side on the same packet sequences (in order, reordered, across a
+ * sequence-number wrap, tampered, truncated) and compares what each returns
+ * or throws and the state each leaves. A werift whose context no longer looks
+ * as expected is left as it is. The upstream change: update the rollover
+ * state on locals and assign them to the existing state after decryption.
+ */
+import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpAuthenticationError, SrtpSession } from 'werift';
+
+const FAILED = 'Failed to authenticate SRTP packet';
+const MIN_RTP_HEADER = 12;
+
+/** werift's per-SSRC rollover state. */
+interface SsrcState {
+  ssrc: number;
+  rolloverCounter: number;
+  lastSequenceNumber: number;
+  rolloverHasProcessed?: boolean;
+}
+
+/** The parts of werift's SRTP context this module reads. */
+interface ContextInternals {
+  srtpSSRCStates: Record<number, SsrcState | undefined>;
+  readonly rtpAuthTagLength: number;
+  cipher: { decryptRtp(cipherText: Buffer, rolloverCounter: number, header: RtpHeader): [Buffer, RtpHeader] };
+  updateRolloverCount(sequenceNumber: number, state: SsrcState): void;
+  decryptRtp(cipherText: Buffer): [Buffer, RtpHeader];
+}
+
+/** werift's SRTP context class, reached through a session made with throwaway keys (the class itself is not exported). */
+function contextPrototype(): ContextInternals {
+  const key = Buffer.alloc(16);
+  const salt = Buffer.alloc(12);
+  const session = new SrtpSession({ keys: { localMasterKey: key, localMasterSalt: salt, remoteMasterKey: key, remoteMasterSalt: salt }, profile: ProtectionProfileAeadAes128Gcm });
+  return Object.getPrototypeOf(session.remoteContext) as ContextInternals;
+}
+const proto = contextPrototype();
+
+/** werift's own function, as loaded (the test compares against it). */
+export const weriftContextDecryptRtp = proto.decryptRtp;
+
+/** Whether werift's context decryption is the one this module was written against. */
+export const replacesWeriftContextDecrypt = (() => {
+  const source = String(weriftContextDecryptRtp);
+  return /\{\s*\.\.\.existingState\s*\}/.test(source) && /parseSrtpRtpHeader/.test(source) && /updateRolloverCount/.test(source) && /Object\.assign\(existingState, nextState\)/.test(source);
+})();
+
+/** The rollover state a packet is tried under (werift's `nextState`); written back only once the packet authenticated. */
+const trial: SsrcState = { ssrc: 0, rolloverCounter: 0, lastSequenceNumber: 0, rolloverHasProcessed: false };
+
+/** werift's `parseSrtpRtpHeader`: the header before the auth tag, checked; any parse error is an authentication failure. */
+function parseHeader(cipherText: Buffer, authTagLength: number): RtpHeader {
+  const authTagOffset = cipherText.length - authTagLength;
+  if (!(cipherText.length >= MIN_RTP_HEADER + authTagLength)) throw new SrtpAuthenticationError(FAILED);
+  let header: RtpHeader;
+  try {
+    header = RtpHeader.deSerialize(cipherText.subarray(0, authTagOffset));
+  } catch {
+    throw new SrtpAuthenticationError(FAILED);
+  }
+  header.paddingSize = 0;
+  if (!(header.payloadOffset >= MIN_RTP_HEADER && header.payloadOffset <= authTagOffset)) throw new SrtpAuthenticationError(FAILED);
+  return header;
+}
+
+function decryptRtp(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHeader] {
+  const header = parseHeader(cipherText, this.rtpAuthTagLength);
+  const existing = this.srtpSSRCStates[header.ssrc];
+  if (existing === undefined) {
+    // A new SSRC: werift's steps as they are (once per stream).
+    const state: SsrcState = { ssrc: header.ssrc, rolloverCounter: 0, lastSequenceNumber: 0 };
+    this.updateRolloverCount(header.sequenceNumber, state);
+    const dec = this.cipher.decryptRtp(cipherText, state.rolloverCounter, header);
+    this.srtpSSRCStates[header.ssrc] = state;
+    return dec;
+  }
+  trial.ssrc = existing.ssrc;
+  trial.rolloverCounter = existing.rolloverCounter;
+  trial.lastSequenceNumber = existing.lastSequenceNumber;
+  trial.rolloverHasProcessed = existing.rolloverHasProcessed;
+  this.updateRolloverCount(header.sequenceNumber, trial);
+  const dec = this.cipher.decryptRtp(cipherText, trial.rolloverCounter, header);
+  existing.rolloverCounter = trial.rolloverCounter;
+  existing.lastSequenceNumber = trial.lastSequenceNumber;
+  existing.rolloverHasProcessed = trial.rolloverHasProcessed;
+  return dec;
+}
+
+if (replacesWeriftContextDecrypt) proto.decryptRtp = decryptRtp;
