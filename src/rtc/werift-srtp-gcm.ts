@@ -68,6 +68,25 @@ const ivIsWerifts = /rtpIvWriter/.test(String(weriftRtpIv)) && /srtpSessionSalt/
 const ivScratch = Buffer.alloc(12);
 
 /**
+ * Where the header, the tag and the encrypted payload are handed to the
+ * decipher from, one after the other. A Buffer view costs ~130 bytes of heap
+ * (`subarray`, and `buf.copy` of part of a buffer makes one too), and a packet
+ * needed three: each part is copied here byte by byte instead and passed as a
+ * view of this buffer made once per length. `setAAD`, `setAuthTag` and
+ * `update` all take in what they are given before they return.
+ */
+const stage = Buffer.alloc(1536);
+const stageViews: Buffer[] = [];
+
+/** `source[from, to)` as a view of `stage`, or a view of `source` itself if it does not fit. */
+function staged(source: Buffer, from: number, to: number): Buffer {
+  const n = to - from;
+  if (n > stage.length) return source.subarray(from, to);
+  for (let i = 0; i < n; i++) stage[i] = source[from + i];
+  return (stageViews[n] ??= stage.subarray(0, n));
+}
+
+/**
  * The RTP IV of RFC 7714 §8.1 as werift computes it (2 zero bytes, SSRC,
  * rollover counter, sequence number, XOR the first 12 bytes of the session salt), written
  * into one reused buffer: werift's writer takes an array of the four values
@@ -105,13 +124,12 @@ function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: num
   const authTagOffset = cipherText.length - this.aeadAuthTagLen;
   // werift's contexts always pass the header they parsed and checked; anything else takes werift's path.
   if (header === undefined || header.payloadOffset < MIN_RTP_HEADER || header.payloadOffset > authTagOffset) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
-  const headerBuffer = cipherText.subarray(0, header.payloadOffset);
   // werift's session salt is 14 bytes (its KDF's, for every profile); the IV XORs the first 12.
   const iv = ivIsWerifts && this.srtpSessionSalt?.length >= 12 ? rtpIv(this.srtpSessionSalt, header.ssrc, rolloverCounter, header.sequenceNumber) : this.rtpInitializationVector(header, rolloverCounter);
   const decipher = createDecipheriv('aes-128-gcm', this.srtpSessionKey, iv);
-  decipher.setAAD(headerBuffer);
-  decipher.setAuthTag(cipherText.subarray(authTagOffset));
-  const dec = decipher.update(cipherText.subarray(header.payloadOffset, authTagOffset));
+  decipher.setAAD(staged(cipherText, 0, header.payloadOffset));
+  decipher.setAuthTag(staged(cipherText, authTagOffset, cipherText.length));
+  const dec = decipher.update(staged(cipherText, header.payloadOffset, authTagOffset));
   try {
     decipher.final();
   } catch {
@@ -119,7 +137,7 @@ function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: num
   }
   // Every byte is written below: the header, then the payload (dec.length = authTagOffset − payloadOffset).
   const dst = Buffer.allocUnsafe(authTagOffset);
-  headerBuffer.copy(dst, 0);
+  for (let i = 0; i < header.payloadOffset; i++) dst[i] = cipherText[i];
   dec.copy(dst, header.payloadOffset);
   const finalized = finalizeHeader(header, dst);
   // werift parses `dst` again next (RtpPacket.deSerialize): that parse returns this header.

@@ -132,6 +132,17 @@ describe("werift's AES-GCM SRTP decryption, as earshot runs it", () => {
     );
   });
 
+  it("gives werift's bytes for a payload longer than the staging buffer (1536 bytes), and for one of each length around it", () => {
+    const { sender, cipher } = sessions();
+    for (const size of [1, 1500, 1520, 1536, 1537, 4000]) {
+      const h = new RtpHeader({ payloadType: 111, sequenceNumber: size, timestamp: 960, ssrc: 9 });
+      const payload = Buffer.alloc(size, size & 0xff);
+      const { earshot, werift } = both(cipher, encryptRtp(sender, h, payload, 0), 0);
+      expect(earshot).toEqual(werift);
+      expect((earshot as { bytes: string }).bytes).toBe(Buffer.concat([h.serialize(h.serializeSize), payload]).toString('hex'));
+    }
+  });
+
   it('fails a packet whose padding length is 0 or longer than its payload the same way', () => {
     const { sender, cipher } = sessions();
     for (const last of [0, 200]) {
