@@ -63,6 +63,24 @@ function deSerialize(raw: Buffer): RtpHeader {
     knownRaw = knownHeader = undefined;
     return known;
   }
+  return parseUpTo(raw, raw.length);
+}
+
+/**
+ * The header of the packet in `raw[0, end)`, as `RtpHeader.deSerialize` of
+ * `raw.subarray(0, end)` gives it, without making that view (an SRTP packet's
+ * header is parsed from the bytes before its auth tag). Only while
+ * `replacesWerift`; werift's own parser otherwise. A header whose fixed
+ * fields run past `end` throws a RangeError as werift's does; one whose
+ * extension elements run past it may read the bytes after `end` where werift
+ * reads `undefined`, and then claims a payload offset past `end`, which is
+ * how a caller that checks the offset (the SRTP context) refuses it either way.
+ */
+export function rtpHeaderUpTo(raw: Buffer, end: number): RtpHeader {
+  return replacesWerift && end >= 12 && end <= raw.length ? parseUpTo(raw, end) : RtpHeader.deSerialize(raw.subarray(0, end));
+}
+
+function parseUpTo(raw: Buffer, end: number): RtpHeader {
   const h = new RtpHeader();
   const b0 = raw[0];
   h.version = b0 >> 6;
@@ -77,6 +95,7 @@ function deSerialize(raw: Buffer): RtpHeader {
   h.ssrc = raw.readUInt32BE(8);
   // Into the arrays werift's constructor made for this header (new ones would be garbage at once).
   const csrc = h.csrc;
+  if (12 + 4 * h.csrcLength + (h.extension ? 4 : 0) > end) throw new RangeError(`RTP header of ${12 + 4 * h.csrcLength} bytes or more runs past the end of the ${end}-byte packet`);
   for (let i = 0; i < h.csrcLength; i++) csrc.push(raw.readUInt32BE(12 + 4 * i));
   let offset = 12 + 4 * h.csrcLength;
   if (h.extension) {
@@ -85,16 +104,16 @@ function deSerialize(raw: Buffer): RtpHeader {
     const length = raw.readUInt16BE(offset) * 4;
     h.extensionLength = length;
     offset += 2;
-    const end = offset + length;
+    const blockEnd = offset + length;
     // A block that runs past the packet is malformed. werift walks it anyway, past the end (reading
     // undefined as one-byte elements), and copies its extension array for every element it adds: a
     // 100-byte packet claiming a 160 KiB block held the main thread for over a minute with werift's
     // parser, and ~70 ms with a linear walk. Every caller drops a packet whose header throws.
-    if (end > raw.length) throw new RangeError(`RTP header extension block of ${length} bytes runs past the end of the ${raw.length}-byte packet`);
+    if (blockEnd > end) throw new RangeError(`RTP header extension block of ${length} bytes runs past the end of the ${end}-byte packet`);
     const extensions: Extension[] = h.extensions;
     if (h.extensionProfile === ONE_BYTE_PROFILE) {
       // RFC 8285 §4.2: ID in the high nibble, length − 1 in the low; 0 is padding, 15 ends the block.
-      while (offset < end) {
+      while (offset < blockEnd) {
         const byte = raw[offset];
         if (byte === 0) {
           offset++;
@@ -109,7 +128,7 @@ function deSerialize(raw: Buffer): RtpHeader {
       }
     } else if (h.extensionProfile === TWO_BYTE_PROFILE) {
       // RFC 8285 §4.3: an ID byte and a length byte.
-      while (offset < end) {
+      while (offset < blockEnd) {
         if (raw[offset] === 0) {
           offset++;
           continue;
@@ -127,7 +146,7 @@ function deSerialize(raw: Buffer): RtpHeader {
     }
   }
   h.payloadOffset = offset;
-  if (h.padding) h.paddingSize = raw[raw.length - 1];
+  if (h.padding) h.paddingSize = raw[end - 1];
   return h;
 }
 

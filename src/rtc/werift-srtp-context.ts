@@ -19,8 +19,12 @@
  * or throws and the state each leaves. A werift whose context no longer looks
  * as expected is left as it is. The upstream change: update the rollover
  * state on locals and assign them to the existing state after decryption.
+ *
+ * The header is parsed from the bytes before the auth tag without a view of
+ * them (`rtpHeaderUpTo`, werift-rtp-header.ts).
  */
-import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpAuthenticationError, SrtpSession } from 'werift';
+import { ProtectionProfileAeadAes128Gcm, SrtpAuthenticationError, SrtpSession, type RtpHeader } from 'werift';
+import { rtpHeaderUpTo } from './werift-rtp-header.js';
 
 const FAILED = 'Failed to authenticate SRTP packet';
 const MIN_RTP_HEADER = 12;
@@ -69,7 +73,7 @@ function parseHeader(cipherText: Buffer, authTagLength: number): RtpHeader {
   if (!(cipherText.length >= MIN_RTP_HEADER + authTagLength)) throw new SrtpAuthenticationError(FAILED);
   let header: RtpHeader;
   try {
-    header = RtpHeader.deSerialize(cipherText.subarray(0, authTagOffset));
+    header = rtpHeaderUpTo(cipherText, authTagOffset);
   } catch {
     throw new SrtpAuthenticationError(FAILED);
   }

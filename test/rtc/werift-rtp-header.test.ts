@@ -5,10 +5,11 @@
  * payload types), fails where werift's fails (and where an extension block
  * runs past the packet, which werift reads on past), and is the one werift calls.
  */
+import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { RtpHeader, RtpPacket } from 'werift';
 import { describe, expect, it } from 'vitest';
-import { replacesWerift, rtpHeaderDeSerialize, weriftDeSerialize } from '../../src/rtc/werift-rtp-header.js';
+import { replacesWerift, rtpHeaderDeSerialize, rtpHeaderUpTo, weriftDeSerialize } from '../../src/rtc/werift-rtp-header.js';
 
 /** An RTP packet's bytes: header fields, CSRCs, an extension block and payload/padding chosen freely. */
 const packetBytes = fc
@@ -92,6 +93,24 @@ describe("werift's RTP header parser, replaced", () => {
       { numRuns: 2000 },
     );
     expect(pastEnd).toBeGreaterThan(10); // the cuts do reach into extension blocks (46–64 of 2000 in eight runs)
+  });
+
+  it('parses the header of the bytes before an SRTP auth tag as werift parses a view of them (rtpHeaderUpTo)', () => {
+    fc.assert(
+      fc.property(packetBytes, fc.uint8Array({ minLength: 16, maxLength: 16 }), (bytes, tag) => {
+        const packet = Buffer.concat([bytes, tag]);
+        const upTo = outcome((raw) => rtpHeaderUpTo(raw, bytes.length), packet);
+        const view = outcome(weriftDeSerialize, packet.subarray(0, bytes.length));
+        // Where werift fails, this fails too (a block past the end throws here, werift reads on).
+        if ('threw' in (upTo as object)) return 'threw' in (view as object) || extensionRunsPastEnd(bytes);
+        // An extension element running past the end: this reads the tag's bytes where werift's view ends, and both
+        // claim a payload past the end, which the SRTP context refuses (werift's too: NaN or past the end).
+        const offset = (h: unknown) => (h as { payloadOffset?: number }).payloadOffset;
+        if (offset(upTo)! > bytes.length) return 'threw' in (view as object) || !(offset(view)! <= bytes.length);
+        return isDeepStrictEqual(upTo, view);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('refuses at once a header that claims a larger extension block than the packet holds', () => {
