@@ -23,15 +23,19 @@ import type { BatchResult, BatchTask } from './protocol.js';
 /** What the worker answers on a lane: the result, or why the task failed with the worker alive. */
 export type LaneReply = BatchResult | { failed: string };
 
-interface Pending {
-  resolve(result: BatchResult): void;
-  reject(err: Error): void;
-}
+/**
+ * Hears how a task sent with `send` ended: its result, or why it failed (the
+ * task failed with the worker alive, the worker exited, or the lane was
+ * closed). `token` is what was sent with the task.
+ */
+export type LaneDone<T> = (token: T, result: BatchResult | undefined, error: Error | undefined) => void;
 
 export class TaskLane {
   readonly #port: MessagePort;
   readonly #worker: Worker;
-  #pending: Pending | undefined;
+  // The task in flight: who hears how it ended, and the token it came with (no object per task).
+  #done: LaneDone<unknown> | undefined;
+  #token: unknown;
   #closed = false;
   // A worker that exits closes its lane (a closed lane is never used again: the pool opens another).
   readonly #onError = (err: unknown) => this.close(err instanceof Error ? err.message : String(err));
@@ -64,13 +68,27 @@ export class TaskLane {
 
   /** Sends one task; settles with the worker's result, or rejects if the task failed or the worker exited. One at a time. */
   run(task: BatchTask, transferList: ArrayBuffer[] | undefined): Promise<BatchResult> {
-    if (this.#closed) return Promise.reject(new Error('the worker lane is closed'));
-    if (this.#pending) return Promise.reject(new Error('a task is already in flight on this lane'));
     return new Promise<BatchResult>((resolve, reject) => {
-      this.#pending = { resolve, reject };
-      this.#port.ref();
-      this.#port.postMessage(task, transferList);
+      this.send(task, transferList, (_token, result, error) => (error ? reject(error) : resolve(result!)), undefined);
     });
+  }
+
+  /**
+   * Sends one task, as `run` does, without a promise: `done` hears the result
+   * at once, in the reply's message event; a failure reaches it a microtask
+   * later, as a rejection would (the worker's exit has been handled by then).
+   * One at a time.
+   */
+  send<T>(task: BatchTask, transferList: ArrayBuffer[] | undefined, done: LaneDone<T>, token: T): void {
+    if (this.#closed || this.#done) {
+      const error = new Error(this.#closed ? 'the worker lane is closed' : 'a task is already in flight on this lane');
+      queueMicrotask(() => done(token, undefined, error));
+      return;
+    }
+    this.#done = done as LaneDone<unknown>;
+    this.#token = token;
+    this.#port.ref();
+    this.#port.postMessage(task, transferList);
   }
 
   /** Closes this end without touching the worker; a batch in flight is rejected with `why`. */
@@ -80,17 +98,22 @@ export class TaskLane {
     this.#worker.off('error', this.#onError);
     this.#worker.off('exit', this.#onExit);
     this.#port.close();
-    const p = this.#pending;
-    this.#pending = undefined;
-    p?.reject(new Error(why));
+    this.#settle(undefined, new Error(why));
   }
 
   #reply(reply: LaneReply): void {
-    const p = this.#pending;
-    this.#pending = undefined;
     this.#port.unref();
-    if (!p) return;
-    if ('failed' in reply) p.reject(new Error(reply.failed));
-    else p.resolve(reply);
+    if ('failed' in reply) this.#settle(undefined, new Error(reply.failed));
+    else this.#settle(reply, undefined);
+  }
+
+  #settle(result: BatchResult | undefined, error: Error | undefined): void {
+    const done = this.#done;
+    const token = this.#token;
+    this.#done = undefined;
+    this.#token = undefined;
+    if (!done) return;
+    if (error) queueMicrotask(() => done(token, undefined, error));
+    else done(token, result, undefined);
   }
 }
