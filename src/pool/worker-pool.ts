@@ -1138,12 +1138,12 @@ function waits(e: StreamEntry): boolean {
   return e.queue.length > 0 || e.closing || e.needsSetup;
 }
 
-/** A throwing handler must not break delivery to the other streams. */
 /** The buffers a task hands over (transferred, not copied: the main thread keeps the frame objects for re-sending). */
 function transferListOf(task: BatchTask): ArrayBuffer[] | undefined {
   return task.input ? (task.spare ? [task.input, task.spare] : [task.input]) : undefined;
 }
 
+/** A throwing handler must not break delivery to the other streams. */
 function safeCall(fn: () => void): void {
   try {
     fn();
