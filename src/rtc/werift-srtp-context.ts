@@ -23,11 +23,9 @@
  * The header is parsed from the bytes before the auth tag without a view of
  * them (`rtpHeaderUpTo`, werift-rtp-header.ts).
  */
-import { ProtectionProfileAeadAes128Gcm, SrtpAuthenticationError, SrtpSession, type RtpHeader } from 'werift';
+import { SrtpAuthenticationError, type RtpHeader } from 'werift';
 import { rtpHeaderUpTo } from './werift-rtp-header.js';
-
-const FAILED = 'Failed to authenticate SRTP packet';
-const MIN_RTP_HEADER = 12;
+import { MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
 
 /** werift's per-SSRC rollover state. */
 interface SsrcState {
@@ -46,14 +44,8 @@ interface ContextInternals {
   decryptRtp(cipherText: Buffer): [Buffer, RtpHeader];
 }
 
-/** werift's SRTP context class, reached through a session made with throwaway keys (the class itself is not exported). */
-function contextPrototype(): ContextInternals {
-  const key = Buffer.alloc(16);
-  const salt = Buffer.alloc(12);
-  const session = new SrtpSession({ keys: { localMasterKey: key, localMasterSalt: salt, remoteMasterKey: key, remoteMasterSalt: salt }, profile: ProtectionProfileAeadAes128Gcm });
-  return Object.getPrototypeOf(session.remoteContext) as ContextInternals;
-}
-const proto = contextPrototype();
+/** werift's SRTP context class (not exported by werift). */
+const proto = Object.getPrototypeOf(throwawaySrtpSession().remoteContext) as ContextInternals;
 
 /** werift's own function, as loaded (the test compares against it). */
 export const weriftContextDecryptRtp = proto.decryptRtp;

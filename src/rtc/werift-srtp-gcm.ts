@@ -31,11 +31,9 @@
  * `growBufferSize(Buffer.from([]), …)`.
  */
 import { createDecipheriv } from 'node:crypto';
-import { ProtectionProfileAeadAes128Gcm, SrtpAuthenticationError, SrtpSession, type RtpHeader } from 'werift';
+import { SrtpAuthenticationError, type RtpHeader } from 'werift';
 import { alreadyParsed, replacesWerift } from './werift-rtp-header.js';
-
-const FAILED = 'Failed to authenticate SRTP packet';
-const MIN_RTP_HEADER = 12;
+import { MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
 
 /** The parts of werift's GCM cipher this module reads. */
 interface GcmInternals {
@@ -46,14 +44,8 @@ interface GcmInternals {
   decryptRtp(cipherText: Buffer, rolloverCounter: number, header?: RtpHeader): [Buffer, RtpHeader];
 }
 
-/** werift's GCM cipher class, reached through a session made with throwaway keys (the class itself is not exported). */
-function gcmCipherPrototype(): GcmInternals {
-  const key = Buffer.alloc(16);
-  const salt = Buffer.alloc(12);
-  const session = new SrtpSession({ keys: { localMasterKey: key, localMasterSalt: salt, remoteMasterKey: key, remoteMasterSalt: salt }, profile: ProtectionProfileAeadAes128Gcm });
-  return Object.getPrototypeOf((session.remoteContext as unknown as { cipher: object }).cipher) as GcmInternals;
-}
-const proto = gcmCipherPrototype();
+/** werift's GCM cipher class (not exported by werift). */
+const proto = Object.getPrototypeOf((throwawaySrtpSession().remoteContext as unknown as { cipher: object }).cipher) as GcmInternals;
 
 /** werift's own function, as loaded (the test compares against it). */
 export const weriftDecryptRtp = proto.decryptRtp;

@@ -8,6 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { ProtectionProfileAeadAes128Gcm, ProtectionProfileAes128CmHmacSha1_80, RtpHeader, SrtpAuthenticationError, SrtpSession } from 'werift';
 import { describe, expect, it } from 'vitest';
+import { srtpOutcome } from '../helpers/srtp-outcome.js';
 // The parser and GCM decryption as the server runs them.
 import '../../src/rtc/werift-rtp-header.js';
 import '../../src/rtc/werift-srtp-gcm.js';
@@ -27,16 +28,6 @@ function session(profile: number, salt: number): SrtpSession {
   const key = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
   const masterSalt = Buffer.from('a0a1a2a3a4a5a6a7a8a9aaabacad', 'hex').subarray(0, salt);
   return new SrtpSession({ keys: { localMasterKey: key, localMasterSalt: masterSalt, remoteMasterKey: key, remoteMasterSalt: masterSalt }, profile });
-}
-
-/** What a decryption gave: the bytes and header, or the error (class, message). */
-function outcome(fn: () => [Buffer, RtpHeader]): unknown {
-  try {
-    const [dst, h] = fn();
-    return { bytes: dst.toString('hex'), header: { ...h } };
-  } catch (e) {
-    return { error: (e as Error).constructor.name, message: (e as Error).message, srtp: e instanceof SrtpAuthenticationError };
-  }
 }
 
 /** One step of a sequence: a packet with this sequence number, maybe tampered or cut short. */
@@ -69,8 +60,8 @@ describe("werift's SRTP receive context, as earshot runs it", () => {
               packet = Buffer.from(packet);
               packet[s.at % packet.length] ^= 0x5a;
             } else if (s.harm === 'cut') packet = packet.subarray(0, s.at % 30);
-            const a = outcome(() => earshot.decryptRtp(packet));
-            const b = outcome(() => weriftContextDecryptRtp.call(werift, packet));
+            const a = srtpOutcome(() => earshot.decryptRtp(packet));
+            const b = srtpOutcome(() => weriftContextDecryptRtp.call(werift, packet));
             if (!isDeepStrictEqual(a, b) || !isDeepStrictEqual(earshot.srtpSSRCStates, werift.srtpSSRCStates)) return false;
           }
           return true;

@@ -6,8 +6,9 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import { ProtectionProfileAeadAes128Gcm, RtpHeader, RtpPacket, SrtpAuthenticationError, SrtpSession } from 'werift';
+import { ProtectionProfileAeadAes128Gcm, RtpHeader, RtpPacket, SrtpSession } from 'werift';
 import { describe, expect, it } from 'vitest';
+import { srtpOutcome } from '../helpers/srtp-outcome.js';
 // The header parser as the server runs it (werift's own takes over a minute on some tampered extension lengths).
 import '../../src/rtc/werift-rtp-header.js';
 import { replacesWeriftGcmDecrypt, rtpIv, weriftDecryptRtp, weriftRtpIv } from '../../src/rtc/werift-srtp-gcm.js';
@@ -73,22 +74,12 @@ function body(p: Packet): Buffer {
   return Buffer.concat([Buffer.from(p.payload), pad]);
 }
 
-/** Runs `fn`, returning what it returned or the error it threw (as class and message). */
-function outcome(fn: () => [Buffer, RtpHeader]): unknown {
-  try {
-    const [dst, h] = fn();
-    return { bytes: dst.toString('hex'), header: { ...h } };
-  } catch (e) {
-    return { error: (e as Error).constructor.name, message: (e as Error).message, srtp: e instanceof SrtpAuthenticationError };
-  }
-}
-
 function both(cipher: GcmCipher, cipherText: Buffer, roc: number) {
   // Each parses its own header: decryption sets the padding size on it.
   const parse = () => RtpHeader.deSerialize(cipherText.subarray(0, cipherText.length - TAG));
   return {
-    earshot: outcome(() => cipher.decryptRtp(cipherText, roc, parse())),
-    werift: outcome(() => weriftDecryptRtp.call(cipher, cipherText, roc, parse())),
+    earshot: srtpOutcome(() => cipher.decryptRtp(cipherText, roc, parse())),
+    werift: srtpOutcome(() => weriftDecryptRtp.call(cipher, cipherText, roc, parse())),
   };
 }
 
