@@ -27,9 +27,8 @@ import { SrtpAuthenticationError, type RtpHeader } from 'werift';
 import { rtpHeaderUpTo } from './werift-rtp-header.js';
 import { MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
 
-/** werift's per-SSRC rollover state. */
+/** werift's per-SSRC rollover state (its `ssrc` field is not read here). */
 interface SsrcState {
-  ssrc: number;
   rolloverCounter: number;
   lastSequenceNumber: number;
   rolloverHasProcessed?: boolean;
@@ -57,7 +56,7 @@ export const replacesWeriftContextDecrypt = (() => {
 })();
 
 /** The rollover state a packet is tried under (werift's `nextState`); written back only once the packet authenticated. */
-const trial: SsrcState = { ssrc: 0, rolloverCounter: 0, lastSequenceNumber: 0, rolloverHasProcessed: false };
+const trial: SsrcState = { rolloverCounter: 0, lastSequenceNumber: 0, rolloverHasProcessed: false };
 
 /** werift's `parseSrtpRtpHeader`: the header before the auth tag, checked; any parse error is an authentication failure. */
 function parseHeader(cipherText: Buffer, authTagLength: number): RtpHeader {
@@ -77,15 +76,8 @@ function parseHeader(cipherText: Buffer, authTagLength: number): RtpHeader {
 function decryptRtp(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHeader] {
   const header = parseHeader(cipherText, this.rtpAuthTagLength);
   const existing = this.srtpSSRCStates[header.ssrc];
-  if (existing === undefined) {
-    // A new SSRC: werift's steps as they are (once per stream).
-    const state: SsrcState = { ssrc: header.ssrc, rolloverCounter: 0, lastSequenceNumber: 0 };
-    this.updateRolloverCount(header.sequenceNumber, state);
-    const dec = this.cipher.decryptRtp(cipherText, state.rolloverCounter, header);
-    this.srtpSSRCStates[header.ssrc] = state;
-    return dec;
-  }
-  trial.ssrc = existing.ssrc;
+  // A new SSRC (once per stream): werift's own function, which creates its state.
+  if (existing === undefined) return weriftContextDecryptRtp.call(this, cipherText);
   trial.rolloverCounter = existing.rolloverCounter;
   trial.lastSequenceNumber = existing.lastSequenceNumber;
   trial.rolloverHasProcessed = existing.rolloverHasProcessed;

@@ -187,9 +187,9 @@ export class WavFileWriter {
       // WAV is little-endian like every platform Node runs on. A frame that fits is copied
       // as it is: no view is made per append (this runs for every frame of every recording).
       const at = this.#chunkUsed / bps;
-      const part = i === 0 && n === samples.length ? samples : samples.subarray(i, i + n);
+      const whole = i === 0 && n === samples.length;
       if (samples instanceof Int16Array) {
-        if (bps === 2) (this.#chunkSamples as Int16Array).set(part, at);
+        if (bps === 2) (this.#chunkSamples as Int16Array).set(whole ? samples : samples.subarray(i, i + n), at);
         else {
           const out = this.#chunkSamples as Float32Array;
           for (let k = 0; k < n; k++) out[at + k] = samples[i + k] / 32768;
@@ -198,7 +198,7 @@ export class WavFileWriter {
         // The project's one quantizer: round(x · 32768), clipped (media/pcm16.ts).
         quantizeS16(samples, this.#chunkSamples as Int16Array, i, at, n);
       } else {
-        (this.#chunkSamples as Float32Array).set(part, at);
+        (this.#chunkSamples as Float32Array).set(whole ? samples : samples.subarray(i, i + n), at);
       }
       this.#chunkUsed += n * bps;
       i += n;
