@@ -1,18 +1,21 @@
 /**
- * werift's AES-GCM SRTP decryption, without a zero-filled buffer per packet.
+ * werift's AES-GCM SRTP decryption, without a native cipher object or a
+ * zero-filled buffer per packet.
  *
  * werift negotiates AES-128-GCM first, so this is how nearly every packet a
- * browser or werift client sends is decrypted. Per packet, werift's
- * `decryptRtp` makes an empty Buffer, then a new zero-filled one of the
- * packet's size (`growBufferSize`: its own ArrayBuffer, outside V8's pool),
- * and copies the header and the decrypted payload into it. Here the output is
- * taken from Node's buffer pool (`Buffer.allocUnsafe`), which every byte is
- * then written over: the header, then the payload, exactly the bytes werift
+ * browser or werift client sends is decrypted. Per packet, werift creates a
+ * `Decipheriv` (Node cannot give a GCM context a new IV), whose native
+ * object's clean-up is most of the main thread's scavenge pause under load,
+ * then makes an empty Buffer and a new zero-filled one of the packet's size
+ * (`growBufferSize`: its own ArrayBuffer, outside V8's pool). Here the
+ * decryption is `Aes128GcmDecryptor` (aes128-gcm-decryptor.ts), one per
+ * werift cipher, made on its first packet and reused; the output is taken
+ * from Node's buffer pool (`Buffer.allocUnsafe`) and the decryptor writes
+ * every byte of it: the header, then the payload, exactly the bytes werift
  * writes. The IV is werift's, written into one reused buffer (`rtpIv`; werift
- * builds an array of its four fields per packet). The rest is werift's own
- * sequence (one `Decipheriv` per packet: Node cannot give a GCM context a new
- * IV, authentication by `final()`), with the same `SrtpAuthenticationError`
- * on a packet that fails it, which werift's transport drops.
+ * builds an array of its four fields per packet). A packet that fails
+ * authentication throws the same `SrtpAuthenticationError`, which werift's
+ * transport drops.
  *
  * It also hands the header it parsed and checked to the parser, for werift's
  * parse of the decrypted packet that follows (`alreadyParsed` in
@@ -26,12 +29,13 @@
  * test/rtc/werift-srtp-gcm.test.ts checks it against werift's own on packets
  * werift encrypted (CSRCs, extensions, padding), and that tampered packets
  * fail the same way. A werift whose GCM decryption no longer looks as
- * expected is left as it is. The upstream change: `const dst =
- * Buffer.allocUnsafe(cipherText.length - this.aeadAuthTagLen)` in place of
- * `growBufferSize(Buffer.from([]), …)`.
+ * expected is left as it is, and so is a cipher whose key or tag is not
+ * AES-128-GCM's. The upstream change: a decryption context per session key
+ * (as here), and `const dst = Buffer.allocUnsafe(cipherText.length -
+ * this.aeadAuthTagLen)` in place of `growBufferSize(Buffer.from([]), …)`.
  */
-import { createDecipheriv } from 'node:crypto';
 import { SrtpAuthenticationError, type RtpHeader } from 'werift';
+import { AES_128_KEY_LENGTH, Aes128GcmDecryptor, GCM_TAG_LENGTH } from './aes128-gcm-decryptor.js';
 import { alreadyParsed, replacesWerift } from './werift-rtp-header.js';
 import { MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
 
@@ -56,26 +60,20 @@ export const weriftRtpIv = proto.rtpInitializationVector;
 /** Whether werift's IV is the RFC 7714 one `rtpIv` computes: its four fields written with `rtpIvWriter`, then the salt. */
 const ivIsWerifts = /rtpIvWriter/.test(String(weriftRtpIv)) && /srtpSessionSalt/.test(String(weriftRtpIv));
 
-/** One IV buffer for every decryption: `createDecipheriv` copies the IV it is given. */
+/** One IV buffer for every decryption: the decryptor copies the IV into its counter blocks. */
 const ivScratch = Buffer.alloc(12);
 
-/**
- * Where the header, the tag and the encrypted payload are handed to the
- * decipher from, one after the other. A Buffer view costs ~130 bytes of heap
- * (`subarray`, and `buf.copy` of part of a buffer makes one too), and a packet
- * needed three: each part is copied here byte by byte instead and passed as a
- * view of this buffer made once per length. `setAAD`, `setAuthTag` and
- * `update` all take in what they are given before they return.
- */
-const stage = Buffer.alloc(1536);
-const stageViews: Buffer[] = [];
+/** Each werift cipher's decryptor, made on its first packet, with the key it was made for. */
+const decryptors = new WeakMap<GcmInternals, { key: Buffer; decryptor: Aes128GcmDecryptor }>();
 
-/** `source[from, to)` as a view of `stage`, or a view of `source` itself if it does not fit. */
-function staged(source: Buffer, from: number, to: number): Buffer {
-  const n = to - from;
-  if (n > stage.length) return source.subarray(from, to);
-  for (let i = 0; i < n; i++) stage[i] = source[from + i];
-  return (stageViews[n] ??= stage.subarray(0, n));
+/** The decryptor for werift's cipher `c`, or undefined if its key or tag is not AES-128-GCM's (werift's path then). */
+function decryptorOf(c: GcmInternals): Aes128GcmDecryptor | undefined {
+  const known = decryptors.get(c);
+  if (known !== undefined && known.key === c.srtpSessionKey) return known.decryptor;
+  if (c.srtpSessionKey?.length !== AES_128_KEY_LENGTH || c.aeadAuthTagLen !== GCM_TAG_LENGTH) return undefined;
+  const decryptor = new Aes128GcmDecryptor(c.srtpSessionKey);
+  decryptors.set(c, { key: c.srtpSessionKey, decryptor });
+  return decryptor;
 }
 
 /**
@@ -115,22 +113,16 @@ function finalizeHeader(header: RtpHeader, packet: Buffer): RtpHeader {
 function decryptRtp(this: GcmInternals, cipherText: Buffer, rolloverCounter: number, header?: RtpHeader): [Buffer, RtpHeader] {
   const authTagOffset = cipherText.length - this.aeadAuthTagLen;
   // werift's contexts always pass the header they parsed and checked; anything else takes werift's path.
-  if (header === undefined || header.payloadOffset < MIN_RTP_HEADER || header.payloadOffset > authTagOffset) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
+  const decryptor = decryptorOf(this);
+  if (decryptor === undefined || header === undefined || header.payloadOffset < MIN_RTP_HEADER || header.payloadOffset > authTagOffset) {
+    return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
+  }
   // werift's session salt is 14 bytes (its KDF's, for every profile); the IV XORs the first 12.
   const iv = ivIsWerifts && this.srtpSessionSalt?.length >= 12 ? rtpIv(this.srtpSessionSalt, header.ssrc, rolloverCounter, header.sequenceNumber) : this.rtpInitializationVector(header, rolloverCounter);
-  const decipher = createDecipheriv('aes-128-gcm', this.srtpSessionKey, iv);
-  decipher.setAAD(staged(cipherText, 0, header.payloadOffset));
-  decipher.setAuthTag(staged(cipherText, authTagOffset, cipherText.length));
-  const dec = decipher.update(staged(cipherText, header.payloadOffset, authTagOffset));
-  try {
-    decipher.final();
-  } catch {
-    throw new SrtpAuthenticationError(FAILED);
-  }
-  // Every byte is written below: the header, then the payload (dec.length = authTagOffset − payloadOffset).
+  if (iv.length !== 12) return weriftDecryptRtp.call(this, cipherText, rolloverCounter, header);
+  // Every byte of dst is written by a successful open: the header, then the payload.
   const dst = Buffer.allocUnsafe(authTagOffset);
-  for (let i = 0; i < header.payloadOffset; i++) dst[i] = cipherText[i];
-  dec.copy(dst, header.payloadOffset);
+  if (!decryptor.open(cipherText, header.payloadOffset, authTagOffset, iv, dst)) throw new SrtpAuthenticationError(FAILED);
   const finalized = finalizeHeader(header, dst);
   // werift parses `dst` again next (RtpPacket.deSerialize): that parse returns this header.
   if (replacesWerift) alreadyParsed(dst, finalized);

@@ -123,7 +123,7 @@ describe("werift's AES-GCM SRTP decryption, as earshot runs it", () => {
     );
   });
 
-  it("gives werift's bytes for a payload longer than the staging buffer (1536 bytes), and for one of each length around it", () => {
+  it("gives werift's bytes for a payload longer than the decryptor's reused counter buffer (1536 bytes), and for one of each length around it", () => {
     const { sender, cipher } = sessions();
     for (const size of [1, 1500, 1520, 1536, 1537, 4000]) {
       const h = new RtpHeader({ payloadType: 111, sequenceNumber: size, timestamp: 960, ssrc: 9 });
