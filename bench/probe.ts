@@ -133,7 +133,9 @@ function connect(): void {
 async function heapStart(interval: number): Promise<void> {
   connect();
   await post('HeapProfiler.enable');
-  await post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  // BENCH_HEAP_RETAINED=1: only what is still alive when sampling stops (what survives scavenges), not everything allocated.
+  const all = process.env.BENCH_HEAP_RETAINED !== '1';
+  await post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: all, includeObjectsCollectedByMinorGC: all });
 }
 
 async function heapStop(path: string): Promise<void> {
