@@ -70,7 +70,7 @@ export class Aes128GcmDecryptor {
   /** b · H for every byte b, four words each, b's most significant bit standing for H itself. */
   readonly #table = new Int32Array(256 * 4);
   /** The counter blocks of one packet: J0 (the tag mask), then one per 16 payload bytes. */
-  readonly #counters = Buffer.alloc(STAGED_PAYLOAD + 16 + GCM_TAG_LENGTH);
+  readonly #counters = Buffer.alloc(16 + STAGED_PAYLOAD);
   readonly #counterViews: Buffer[] = [];
   /** The lengths block of GHASH. */
   readonly #lengths = Buffer.alloc(16);
@@ -131,8 +131,12 @@ export class Aes128GcmDecryptor {
     const keystream = this.#ecb.update(input);
 
     // Every byte of the tag is compared, whatever the first difference.
+    const s0 = this.#s0;
+    const s1 = this.#s1;
+    const s2 = this.#s2;
+    const s3 = this.#s3;
     let diff = 0;
-    for (let k = 0; k < GCM_TAG_LENGTH; k++) diff |= keystream[k] ^ byteOf(this.#s0, this.#s1, this.#s2, this.#s3, k) ^ packet[tagAt + k];
+    for (let k = 0; k < GCM_TAG_LENGTH; k++) diff |= keystream[k] ^ byteOf(s0, s1, s2, s3, k) ^ packet[tagAt + k];
     if (diff !== 0) return false;
     for (let i = 0; i < aadEnd; i++) out[i] = packet[i];
     for (let i = aadEnd, k = 16; i < tagAt; i++, k++) out[i] = packet[i] ^ keystream[k];
