@@ -175,6 +175,13 @@ export class WorkerPool {
   readonly #lanes: Array<TaskLane | undefined>;
   /** Per slot: its worker died and the replacement is not ready; nothing is sent to the slot meanwhile. */
   readonly #waiting: boolean[];
+  /**
+   * Slots that were busy at a tick with frames due: those frames have waited a
+   * whole tick already, so the slot's next batch leaves when the one in flight
+   * lands, not a tick later (at high load a worker then goes from batch to batch
+   * instead of idling until the grid point while frames wait).
+   */
+  readonly #behind: boolean[];
   /** Thread ids of the workers Piscina has ready (started, not removed). */
   readonly #readyWorkers = new Set<number>();
   /** Per slot: consecutive failed batches no stream could be blamed for. */
@@ -250,6 +257,7 @@ export class WorkerPool {
     this.#controllers = Array.from({ length: threads }, () => new AbortController());
     this.#lanes = Array.from({ length: threads }, () => undefined);
     this.#waiting = Array.from({ length: threads }, () => false);
+    this.#behind = Array.from({ length: threads }, () => false);
     this.#failStreak = Array.from({ length: threads }, () => 0);
     this.#slotIdle = Array.from({ length: threads }, () => []);
     this.#spares = Array.from({ length: threads }, () => []);
@@ -575,50 +583,59 @@ export class WorkerPool {
    */
   #flush(): boolean {
     let left = false;
-    for (let slot = 0; slot < this.threads; slot++) {
-      const busy = this.#flights[slot] !== undefined || this.#waiting[slot];
-      let items: InputItem[] | undefined;
-      let entries: StreamEntry[] | undefined;
-      let setups: Record<number, StreamSetup> | undefined;
-      let pcm: Record<number, PcmInput[]> | undefined;
-      for (const e of this.#slotStreams[slot]) {
-        if (!waits(e)) continue;
-        if (busy) {
-          left = true;
-          break;
-        }
-        items ??= [];
-        entries ??= [];
-        const index = items.length;
-        const frames = e.queue;
-        const isPcm = e.setup.input !== undefined;
-        const item = e.item;
-        item.frames = isPcm ? NO_FRAMES : (frames as EncodedFrame[]);
-        item.flags = (e.closing ? ItemFlag.CLOSE : 0) | (isPcm ? ItemFlag.PCM : 0);
-        item.f32Mask = maskOf(e, 'f32');
-        item.pcm16Mask = maskOf(e, 'pcm16');
-        item.opusMask = maskOf(e, 'opus');
-        items.push(item);
-        if (isPcm) (pcm ??= {})[index] = frames as PcmInput[];
-        if (e.needsSetup) (setups ??= {})[index] = e.setup;
-        e.inflight = frames;
-        e.inflightClose = e.closing;
-        entries.push(e);
-        e.needsSetup = false;
-        e.queue = e.spareQueue ?? [];
-        e.spareQueue = undefined;
-      }
-      if (items && entries) {
-        const task: BatchTask = { input: packInput(items) };
-        for (const it of items) it.frames = NO_FRAMES; // the entry keeps them (inflight), not the item
-        if (setups) task.setups = setups;
-        if (pcm) task.pcm = pcm;
-        const spare = this.#spares[slot].pop();
-        if (spare) task.spare = spare;
-        this.#runSlot(slot, task, entries);
-      }
-    }
+    for (let slot = 0; slot < this.threads; slot++) if (this.#flushSlot(slot)) left = true;
     return left;
+  }
+
+  /**
+   * Sends the slot one task with everything due for its streams, if it is idle.
+   * Returns whether something due had to stay behind (the slot busy or
+   * restarting); the slot is then marked behind, and its next batch leaves as
+   * soon as the one in flight lands rather than at the next tick.
+   */
+  #flushSlot(slot: number): boolean {
+    const busy = this.#flights[slot] !== undefined || this.#waiting[slot];
+    let items: InputItem[] | undefined;
+    let entries: StreamEntry[] | undefined;
+    let setups: Record<number, StreamSetup> | undefined;
+    let pcm: Record<number, PcmInput[]> | undefined;
+    for (const e of this.#slotStreams[slot]) {
+      if (!waits(e)) continue;
+      if (busy) {
+        this.#behind[slot] = true;
+        return true;
+      }
+      items ??= [];
+      entries ??= [];
+      const index = items.length;
+      const frames = e.queue;
+      const isPcm = e.setup.input !== undefined;
+      const item = e.item;
+      item.frames = isPcm ? NO_FRAMES : (frames as EncodedFrame[]);
+      item.flags = (e.closing ? ItemFlag.CLOSE : 0) | (isPcm ? ItemFlag.PCM : 0);
+      item.f32Mask = maskOf(e, 'f32');
+      item.pcm16Mask = maskOf(e, 'pcm16');
+      item.opusMask = maskOf(e, 'opus');
+      items.push(item);
+      if (isPcm) (pcm ??= {})[index] = frames as PcmInput[];
+      if (e.needsSetup) (setups ??= {})[index] = e.setup;
+      e.inflight = frames;
+      e.inflightClose = e.closing;
+      entries.push(e);
+      e.needsSetup = false;
+      e.queue = e.spareQueue ?? [];
+      e.spareQueue = undefined;
+    }
+    if (items && entries) {
+      const task: BatchTask = { input: packInput(items) };
+      for (const it of items) it.frames = NO_FRAMES; // the entry keeps them (inflight), not the item
+      if (setups) task.setups = setups;
+      if (pcm) task.pcm = pcm;
+      const spare = this.#spares[slot].pop();
+      if (spare) task.spare = spare;
+      this.#runSlot(slot, task, entries);
+    }
+    return false;
   }
 
   /**
@@ -899,6 +916,10 @@ export class WorkerPool {
     const out = this.#deliver(result, entries);
     // Nothing of a copies-only batch outlives its delivery (see PoolStreamHandlers.onFrames): reuse its buffer.
     if (out && this.#spares[slot].length < SPARES && out.onlyCopies()) this.#spares[slot].push(result.output!);
+    if (this.#behind[slot]) {
+      this.#behind[slot] = false;
+      if (!this.#closed) this.#flushSlot(slot);
+    }
     this.#schedule();
   }
 

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
-import { readFixture } from '../helpers/fixtures.js';
+import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
 let pool: WorkerPool | undefined;
 afterEach(async () => {
@@ -73,6 +73,53 @@ describe('WorkerPool', () => {
     // One per frame and one for the close; a timer re-armed after every batch made it ~21.
     expect(armed).toBeLessThanOrEqual(11);
     expect(armed).toBeGreaterThanOrEqual(10);
+  });
+
+  it('sends frames that waited for a busy worker as soon as it is free, not a tick later; other frames wait for their tick', async () => {
+    pool = new WorkerPool({ threads: 1, spareWorker: false, taskTimeoutMs: 20_000 });
+    await pool.start();
+    await pool.registerStageModule(fixtureModule('hang-stage.js'));
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 3));
+    const out: AudioFrame[] = [];
+    // The pool's batch ticks are held here and run only when the test says: no tick runs by itself.
+    const realSetTimeout = globalThis.setTimeout;
+    const held: Array<() => void> = [];
+    const parked: NodeJS.Timeout[] = [];
+    const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+      if (!/src[\\/]pool[\\/]worker-pool\.ts/.test(new Error().stack ?? '')) return realSetTimeout(fn, ms); // not vi.waitFor's own timers
+      held.push(fn);
+      const t = realSetTimeout(() => {}, 2 ** 30);
+      parked.push(t);
+      return t;
+    }) as typeof setTimeout);
+    const tick = () => held.pop()?.();
+    const samples = () => out.reduce((n, f) => n + f.data.length, 0);
+    const sleep = (ms: number) => new Promise((r) => realSetTimeout(r, ms));
+    // The first chunk sleeps its worker for 600 ms (a long batch), the rest pass through.
+    const h = pool.openStream({ channels: 1, branches: [{ stages: [{ type: 'hang', afterChunks: 1, forMs: 600, block: true }] }] }, { onFrames: (_b, f) => out.push(...f), onError: () => {} });
+    try {
+      h.push({ ...frames[0], arrival: performance.now() });
+      expect(held).toHaveLength(1);
+      tick(); // frame 0 leaves; its worker is busy for 600 ms
+      h.push({ ...frames[1], arrival: performance.now() });
+      tick(); // the worker is busy: frame 1 stays behind
+      expect(held).toHaveLength(1); // the tick re-armed for it
+      console.log("held", held.length, "samples", samples(), performance.now());
+      // No further tick runs, yet frame 1 arrives: it left when frame 0's batch landed.
+      await vi.waitFor(() => expect(samples()).toBe(2 * 960), { timeout: 10_000, interval: 20 });
+      console.log("got", held.length, performance.now(), out.length);
+      // A frame that never waited for a busy worker waits for its tick, as before.
+      h.push({ ...frames[2], arrival: performance.now() });
+      await sleep(300);
+      expect(samples()).toBe(2 * 960);
+      tick();
+      await vi.waitFor(() => expect(samples()).toBe(3 * 960), { timeout: 10_000, interval: 20 });
+    } finally {
+      spy.mockRestore();
+      for (const t of parked) clearTimeout(t);
+      while (held.length > 0) tick(); // the tick still armed runs, so the close below is sent
+    }
+    await h.close();
   });
 
   it('keeps a stream going on a new worker when its worker dies, at the right media time', async () => {
