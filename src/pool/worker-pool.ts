@@ -197,13 +197,19 @@ export class WorkerPool {
   /** The watchdog's interval while tasks may be in flight; stopped when the pool is idle. */
   #watchdog: NodeJS.Timeout | undefined;
   /**
-   * The batch tick: a one-shot timer armed only while frames, closes or
-   * setups are due, so an idle pool has no timer firing. Ticks fall on a
-   * fixed grid of `batchIntervalMs` (as an interval timer's would), so a
-   * frame waits half an interval on average, however sparse the traffic.
+   * Each slot's batch tick: a one-shot timer armed only while frames, closes
+   * or setups are due for that slot, so an idle pool has no timer firing.
+   * A slot's ticks fall on a fixed grid of `batchIntervalMs` (as an interval
+   * timer's would), so a frame waits half an interval on average, however
+   * sparse the traffic. The slots' grids are staggered by an equal share of
+   * the interval: workers loaded alike then take their batches in turn
+   * rather than all at once, competing less for the cores with each other
+   * and with the main thread.
    */
-  #timer: NodeJS.Timeout | undefined;
-  #armed = false;
+  readonly #timers: Array<NodeJS.Timeout | undefined>;
+  readonly #armed: boolean[];
+  /** Each slot's tick callback, made once (a tick is armed up to 200 times a second per slot). */
+  readonly #onTicks: Array<() => void>;
   /** The workers are warm and ticks may run. */
   #ticking = false;
   #seq = 0;
@@ -258,6 +264,9 @@ export class WorkerPool {
     this.#lanes = Array.from({ length: threads }, () => undefined);
     this.#waiting = Array.from({ length: threads }, () => false);
     this.#behind = Array.from({ length: threads }, () => false);
+    this.#timers = Array.from({ length: threads }, () => undefined);
+    this.#armed = Array.from({ length: threads }, () => false);
+    this.#onTicks = Array.from({ length: threads }, (_, slot) => () => this.#tick(slot));
     this.#failStreak = Array.from({ length: threads }, () => 0);
     this.#slotIdle = Array.from({ length: threads }, () => []);
     this.#spares = Array.from({ length: threads }, () => []);
@@ -313,33 +322,36 @@ export class WorkerPool {
     this.#schedule();
   }
 
-  /** Arms the batch tick for the next grid point if it is not armed and something is due (`due`: the caller knows it is). */
-  #schedule(due = false): void {
-    if (this.#armed || !this.#ticking || this.#closed || !(due || this.#anythingDue())) return;
-    this.#armed = true;
-    const interval = this.#batchIntervalMs;
-    const delay = Math.max(1, Math.round(interval - ((performance.now() - this.#startedAt) % interval)));
-    this.#timer = setTimeout(this.#onTick, delay);
-    // Open streams keep the process alive (a script awaiting an operator must not exit mid-drain);
-    // an idle pool does not.
-    if (this.#streams.size === 0) this.#timer.unref();
+  /** Arms every slot's tick that is not armed and has something due. */
+  #schedule(): void {
+    for (let slot = 0; slot < this.threads; slot++) this.#scheduleSlot(slot);
   }
 
-  /** The tick's timer callback, made once (a tick is armed up to 200 times a second). */
-  readonly #onTick = (): void => this.#tick();
+  /** Arms the slot's batch tick for its next grid point if it is not armed and something is due (`due`: the caller knows it is). */
+  #scheduleSlot(slot: number, due = false): void {
+    if (this.#armed[slot] || !this.#ticking || this.#closed || !(due || this.#anythingDue(slot))) return;
+    this.#armed[slot] = true;
+    const interval = this.#batchIntervalMs;
+    const since = (((performance.now() - this.#startedAt - (slot * interval) / this.threads) % interval) + interval) % interval;
+    const timer = setTimeout(this.#onTicks[slot], Math.max(1, Math.round(interval - since)));
+    // Open streams keep the process alive (a script awaiting an operator must not exit mid-drain);
+    // an idle pool does not.
+    if (this.#streams.size === 0) timer.unref();
+    this.#timers[slot] = timer;
+  }
 
-  #tick(): void {
-    this.#armed = false;
-    if (this.#flush()) this.#schedule(true);
+  #tick(slot: number): void {
+    this.#armed[slot] = false;
+    if (this.#flushSlot(slot)) this.#scheduleSlot(slot, true);
   }
 
   /**
-   * Frames, a setup or a close wait somewhere. Asked when a batch lands: a
+   * Frames, a setup or a close wait for the slot. Asked when a batch lands: a
    * tick armed then for nothing would wake the main thread for nothing, once
    * per batch (most batches of quiet streams).
    */
-  #anythingDue(): boolean {
-    for (const e of this.#streams.values()) if (waits(e)) return true;
+  #anythingDue(slot: number): boolean {
+    for (const e of this.#slotStreams[slot]) if (waits(e)) return true;
     return false;
   }
 
@@ -375,8 +387,8 @@ export class WorkerPool {
     };
     this.#streams.set(entry.id, entry);
     this.#slotStreams[slot].add(entry);
-    if (this.#armed) this.#timer?.ref(); // see #schedule
-    this.#schedule(true);
+    for (let s = 0; s < this.threads; s++) if (this.#armed[s]) this.#timers[s]?.ref(); // see #scheduleSlot
+    this.#scheduleSlot(slot, true);
     const pool = this;
     return {
       id: entry.id,
@@ -396,12 +408,12 @@ export class WorkerPool {
           entry.dropped++;
         }
         entry.queue.push(frame);
-        if (!pool.#armed) pool.#schedule(true);
+        if (!pool.#armed[entry.slot]) pool.#scheduleSlot(entry.slot, true);
       },
       close() {
         if (entry.closed) return Promise.resolve();
         entry.closing = true;
-        pool.#schedule(true);
+        pool.#scheduleSlot(entry.slot, true);
         return new Promise<void>((resolve) => {
           const prev = entry.onClosed;
           entry.onClosed = () => {
@@ -571,7 +583,7 @@ export class WorkerPool {
     this.#schedule();
     await Promise.all(pending);
     this.#closed = true;
-    clearTimeout(this.#timer);
+    for (const t of this.#timers) clearTimeout(t);
     clearInterval(this.#watchdog);
     for (const lane of this.#lanes) lane?.close('the pool is closing');
     await this.#piscina.destroy();
@@ -1066,7 +1078,7 @@ export class WorkerPool {
     this.#streams.delete(e.id);
     this.#slotStreams[e.slot].delete(e);
     this.#placement.closed(e.slot, e.openedAt);
-    if (this.#streams.size === 0) this.#timer?.unref();
+    if (this.#streams.size === 0) for (const t of this.#timers) t?.unref();
     e.onClosed?.();
   }
 }
