@@ -104,10 +104,8 @@ describe('WorkerPool', () => {
       h.push({ ...frames[1], arrival: performance.now() });
       tick(); // the worker is busy: frame 1 stays behind
       expect(held).toHaveLength(1); // the tick re-armed for it
-      console.log("held", held.length, "samples", samples(), performance.now());
       // No further tick runs, yet frame 1 arrives: it left when frame 0's batch landed.
       await vi.waitFor(() => expect(samples()).toBe(2 * 960), { timeout: 10_000, interval: 20 });
-      console.log("got", held.length, performance.now(), out.length);
       // A frame that never waited for a busy worker waits for its tick, as before.
       h.push({ ...frames[2], arrival: performance.now() });
       await sleep(300);
@@ -120,6 +118,38 @@ describe('WorkerPool', () => {
       while (held.length > 0) tick(); // the tick still armed runs, so the close below is sent
     }
     await h.close();
+  });
+
+  it("staggers the workers' batch ticks: two workers' batches leave half an interval apart", async () => {
+    pool = new WorkerPool({ threads: 2, batchIntervalMs: 20, spareWorker: false });
+    await pool.start();
+    const [frame] = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960));
+    // Denoised streams fill one worker with seven, the eighth goes to the other (see slot placement).
+    const streams = Array.from({ length: 8 }, () => pool!.openStream({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] }, { onFrames: () => {}, onError: () => {} }));
+    await vi.waitFor(() => expect(pool!.stats().queuedFrames).toBe(0));
+    await new Promise((r) => setTimeout(r, 100)); // the setups are done: no tick is armed
+    const first = streams[0];
+    const other = streams.find((h) => h.workers[0] !== first.workers[0]);
+    expect(other).toBeDefined();
+    // When each worker's next batch is due, read from the timers the pool arms for them.
+    const due: number[] = [];
+    const realSetTimeout = globalThis.setTimeout;
+    const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+      const at = performance.now(); // before the stack is read: that takes milliseconds here
+      if (/src[\\/]pool[\\/]worker-pool\.ts/.test(new Error().stack ?? '')) due.push(at + (ms ?? 0));
+      return realSetTimeout(fn, ms);
+    }) as typeof setTimeout);
+    try {
+      first.push({ ...frame, arrival: performance.now() });
+      other!.push({ ...frame, arrival: performance.now() });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(due).toHaveLength(2);
+    const apart = (((due[1] - due[0]) % 20) + 20) % 20;
+    // Half of 20 ms, give or take each timer's rounding to whole milliseconds.
+    expect(Math.abs(apart - 10)).toBeLessThanOrEqual(1.5);
+    await Promise.all(streams.map((h) => h.close()));
   });
 
   it('keeps a stream going on a new worker when its worker dies, at the right media time', async () => {
