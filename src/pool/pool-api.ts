@@ -23,7 +23,12 @@ export interface WorkerPoolOptions {
    * (for streams of one pipeline, the one with the fewest).
    */
   threads?: number;
-  /** Milliseconds between batch flushes. Default 5: adds 2.5 ms mean latency, ≤ 200 tasks/s per worker. */
+  /**
+   * Milliseconds between batch flushes for each worker. Default 5: adds 2.5 ms
+   * mean latency, ≤ 200 tasks/s per worker. The workers' ticks are staggered
+   * by an equal share of it, and a worker still busy at its tick gets its
+   * waiting frames as soon as its batch lands.
+   */
   batchIntervalMs?: number;
   /**
    * Frames a stream may have waiting for its worker before the oldest are
