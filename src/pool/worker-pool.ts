@@ -589,14 +589,9 @@ export class WorkerPool {
     await this.#piscina.destroy();
   }
 
-  /**
-   * Sends each idle slot one task with everything due for its streams. Returns
-   * whether something due had to stay behind (its slot busy or restarting).
-   */
-  #flush(): boolean {
-    let left = false;
-    for (let slot = 0; slot < this.threads; slot++) if (this.#flushSlot(slot)) left = true;
-    return left;
+  /** Sends each idle slot one task with everything due for its streams (a busy slot is marked behind). */
+  #flush(): void {
+    for (let slot = 0; slot < this.threads; slot++) this.#flushSlot(slot);
   }
 
   /**
@@ -932,7 +927,8 @@ export class WorkerPool {
       this.#behind[slot] = false;
       if (!this.#closed) this.#flushSlot(slot);
     }
-    this.#schedule();
+    // Only this slot's state changed: any other slot with something due is armed already (a push arms its slot).
+    this.#scheduleSlot(slot);
   }
 
   /**
