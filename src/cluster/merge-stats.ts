@@ -127,12 +127,14 @@ function mergePools(pools: Array<{ engine: number; pool: WorkerPoolStats }>): Wo
     threads,
     // One setting for every engine (the front passes its options on); the longest if they differ.
     batchIntervalMs: list.reduce((m, p) => Math.max(m, p.batchIntervalMs), 0),
+    earlyOutputMs: list.reduce((m, p) => Math.max(m, p.earlyOutputMs), 0),
     // Weighted by threads: the share of all the machine's DSP threads' time.
     utilization: threads > 0 ? sum(list, (p) => p.utilization * p.threads) / threads : 0,
     busyMs: sum(list, (p) => p.busyMs),
     queuedFrames: sum(list, (p) => p.queuedFrames),
     tasksInFlight: sum(list, (p) => p.tasksInFlight),
     tasksCompleted: sum(list, (p) => p.tasksCompleted),
+    earlyResults: sum(list, (p) => p.earlyResults),
     tasksFailed: sum(list, (p) => p.tasksFailed),
     tasksTimedOut: sum(list, (p) => p.tasksTimedOut),
     workerCrashes: sum(list, (p) => p.workerCrashes),

@@ -24,6 +24,7 @@ export const POOL_OPTION_RANGES = {
   /** Up to four per core: more only adds switching, and a typo of 400 should not start 400 threads. */
   threads: { min: 1, max: defaultThreads() * 4, integer: true },
   batchIntervalMs: { min: 1, max: 100, integer: false, unit: 'ms' },
+  earlyOutputMs: { min: 0, max: 600_000, integer: false, unit: 'ms' },
   /** Below 50 ms a GC pause in a worker could pass for a hang. */
   taskTimeoutMs: { min: 50, max: 600_000, integer: false, unit: 'ms' },
   maxStreamCrashes: { min: 1, max: 100, integer: true },

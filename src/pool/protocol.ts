@@ -62,6 +62,13 @@ export interface BatchTask {
   /** Sequence number of the task, stored in the marker once the worker starts running it (after module imports). */
   seq?: number;
   /**
+   * For a batch sent on a lane: once the batch has run this long (ms), the
+   * worker posts the items it has finished as a partial result, and again
+   * each time this long has passed since, so the first streams of a long
+   * batch need not wait for the last. Absent: one result at the end.
+   */
+  earlyOutputMs?: number;
+  /**
    * The worker's end of a new lane for the slot (task-lane.ts, transferred):
    * the slot's later tasks come through it instead of Piscina. Sent in a
    * Piscina task, when the slot has no lane to its current worker.
@@ -94,7 +101,17 @@ export interface BatchResult {
    * custom ones included, so the main thread never has to guess.
    */
   formats?: Record<number, BranchFormat[]>;
-  /** Milliseconds the worker spent in the batch. */
+  /**
+   * Index of the batch item that `output`'s first item is (0 when absent).
+   * `errors` and `formats` are indexed by batch item all the same.
+   */
+  first?: number;
+  /**
+   * More results of this batch follow (see `BatchTask.earlyOutputMs`): this
+   * one carries the items from `first` that were finished when it was posted.
+   */
+  partial?: boolean;
+  /** Milliseconds the worker spent in the batch (in the final result; 0 in a partial one). */
   busyMs: number;
   /** Modules imported for this task (only those imported now, not earlier). */
   loaded?: ModuleLoadResult[];

@@ -30,11 +30,15 @@ export type LaneReply = BatchResult | { failed: string };
  */
 export type LaneDone<T> = (token: T, result: BatchResult | undefined, error: Error | undefined) => void;
 
+/** Hears a partial result of the task in flight (`BatchResult.partial`); the task goes on. */
+export type LaneEarly<T> = (token: T, partial: BatchResult) => void;
+
 export class TaskLane {
   readonly #port: MessagePort;
   readonly #worker: Worker;
   // The task in flight: who hears how it ended, and the token it came with (no object per task).
   #done: LaneDone<unknown> | undefined;
+  #early: LaneEarly<unknown> | undefined;
   #token: unknown;
   #closed = false;
   // A worker that exits closes its lane (a closed lane is never used again: the pool opens another).
@@ -77,15 +81,17 @@ export class TaskLane {
    * Sends one task, as `run` does, without a promise: `done` hears the result
    * at once, in the reply's message event; a failure reaches it a microtask
    * later, as a rejection would (the worker's exit has been handled by then).
-   * One at a time.
+   * `early` hears the task's partial results, if it asked for them
+   * (`earlyOutputMs`), before `done`. One at a time.
    */
-  send<T>(task: BatchTask, transferList: ArrayBuffer[] | undefined, done: LaneDone<T>, token: T): void {
+  send<T>(task: BatchTask, transferList: ArrayBuffer[] | undefined, done: LaneDone<T>, token: T, early?: LaneEarly<T>): void {
     if (this.#closed || this.#done) {
       const error = new Error(this.#closed ? 'the worker lane is closed' : 'a task is already in flight on this lane');
       queueMicrotask(() => done(token, undefined, error));
       return;
     }
     this.#done = done as LaneDone<unknown>;
+    this.#early = early as LaneEarly<unknown> | undefined;
     this.#token = token;
     this.#port.ref();
     this.#port.postMessage(task, transferList);
@@ -102,6 +108,11 @@ export class TaskLane {
   }
 
   #reply(reply: LaneReply): void {
+    if ('partial' in reply && reply.partial) {
+      // The task goes on: the lane stays referenced and the task in flight.
+      if (this.#done) this.#early?.(this.#token, reply);
+      return;
+    }
     this.#port.unref();
     if ('failed' in reply) this.#settle(undefined, new Error(reply.failed));
     else this.#settle(reply, undefined);
@@ -111,6 +122,7 @@ export class TaskLane {
     const done = this.#done;
     const token = this.#token;
     this.#done = undefined;
+    this.#early = undefined;
     this.#token = undefined;
     if (!done) return;
     if (error) queueMicrotask(() => done(token, undefined, error));

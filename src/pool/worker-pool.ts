@@ -158,6 +158,7 @@ let streamCounter = 0;
 export class WorkerPool {
   readonly threads: number;
   readonly #batchIntervalMs: number;
+  readonly #earlyOutputMs: number;
   readonly #maxQueuedFrames: number;
   readonly #piscina: Piscina<BatchTask, BatchResult>;
   readonly #workerOf: (slot: number) => number | undefined;
@@ -214,6 +215,7 @@ export class WorkerPool {
   #ticking = false;
   #seq = 0;
   #tasksCompleted = 0;
+  #earlyResults = 0;
   #busyMs = 0;
   #startedAt = 0;
   #tasksFailed = 0;
@@ -244,6 +246,7 @@ export class WorkerPool {
     };
     const threads = check('threads', options.threads ?? defaultThreads());
     const interval = check('batchIntervalMs', options.batchIntervalMs ?? 5);
+    const early = check('earlyOutputMs', options.earlyOutputMs ?? 4);
     const maxQueued = check('maxQueuedFrames', options.maxQueuedFrames ?? 100);
     const taskTimeout = check('taskTimeoutMs', options.taskTimeoutMs ?? 500);
     const maxCrashes = check('maxStreamCrashes', options.maxStreamCrashes ?? 2);
@@ -252,6 +255,7 @@ export class WorkerPool {
     const healthWindow = check('healthWindowMs', options.healthWindowMs ?? 30_000);
     this.threads = threads;
     this.#batchIntervalMs = interval;
+    this.#earlyOutputMs = early;
     this.#maxQueuedFrames = maxQueued;
     this.#taskTimeoutMs = taskTimeout;
     this.#maxStreamCrashes = maxCrashes;
@@ -543,11 +547,13 @@ export class WorkerPool {
     return {
       threads: this.threads,
       batchIntervalMs: this.#batchIntervalMs,
+      earlyOutputMs: this.#earlyOutputMs,
       utilization: this.#startedAt > 0 ? Math.min(1, this.#busyMs / ((performance.now() - this.#startedAt) * this.threads)) : 0,
       busyMs: Math.round(this.#busyMs),
       queuedFrames: queued,
       tasksInFlight: this.#flights.filter((f) => f !== undefined).length,
       tasksCompleted: this.#tasksCompleted,
+      earlyResults: this.#earlyResults,
       tasksFailed: this.#tasksFailed,
       tasksTimedOut: this.#tasksTimedOut,
       workerCrashes: this.#workerCrashes,
@@ -889,7 +895,8 @@ export class WorkerPool {
       const flight = this.#dispatch(slot, task);
       flight.lane = lane;
       flight.entries = entries;
-      lane.send(task, transferListOf(task), this.#laneDone, flight);
+      task.earlyOutputMs = this.#earlyOutputMs;
+      lane.send(task, transferListOf(task), this.#laneDone, flight, this.#laneEarly);
       return;
     }
     this.#run(slot, task).then(
@@ -912,6 +919,13 @@ export class WorkerPool {
     }
     this.#land(flight.slot, flight);
     this.#batchLanded(flight.slot, result!, entries);
+  };
+
+  /** Items a long batch finished early (`earlyOutputMs`): delivered now; the batch is still in flight. */
+  readonly #laneEarly = (flight: Flight, partial: BatchResult): void => {
+    this.#earlyResults++;
+    const out = this.#deliver(partial, flight.entries!);
+    if (out && this.#spares[flight.slot].length < SPARES && out.onlyCopies()) this.#spares[flight.slot].push(partial.output!);
   };
 
   #batchLanded(slot: number, result: BatchResult, entries: StreamEntry[]): void {
@@ -1019,40 +1033,48 @@ export class WorkerPool {
     if (this.#faults.length > FAULTS_KEPT) this.#faults.shift();
   }
 
-  /** Hands each item's results to its stream; returns the reader of the output, if any. */
+  /**
+   * Hands each item's results to its stream; returns the reader of the
+   * output, if any. A result covers the batch's items from `first`: to the
+   * end, or for a partial one as many as it carries (the rest follow).
+   */
   #deliver(result: BatchResult, entries: StreamEntry[]): OutputReader | undefined {
     const out = result.output ? new OutputReader(result.output) : undefined;
-    for (let i = 0; i < entries.length; i++) {
+    const first = result.first ?? 0;
+    const end = result.partial ? Math.min(entries.length, first + (out?.items ?? 0)) : entries.length;
+    for (let i = first; i < end; i++) {
       const e = entries[i];
       const frames = e.inflight ?? [];
       e.inflight = undefined;
-      if (!out || i >= out.items || out.key(i) !== e.key) {
+      // j: the item's place in this output (i: in the batch).
+      const j = i - first;
+      if (!out || j >= out.items || out.key(j) !== e.key) {
         // Never expected (results come back in item order): don't lose the frames.
         e.needsSetup = true;
         e.queue = frames.concat(e.queue);
-        if (out && i < out.items) out.skip(i);
+        if (out && j < out.items) out.skip(j);
         continue;
       }
-      const status = out.status(i);
+      const status = out.status(j);
       if (status === ItemStatus.MISSING) {
         // The worker restarted between batches: resend these frames with the setup.
         e.needsSetup = true;
         e.queue = frames.concat(e.queue);
-        out.skip(i);
+        out.skip(j);
         continue;
       }
       if (e.workers[e.workers.length - 1] !== result.threadId) e.workers.push(result.threadId);
       const formats = result.formats?.[i];
       if (formats !== undefined) safeCall(() => e.handlers.onFormats?.(formats));
-      if (status === ItemStatus.OK && out.hasCounters(i)) {
+      if (status === ItemStatus.OK && out.hasCounters(j)) {
         // Called directly (no closure for safeCall): this runs for every stream in every batch.
         try {
-          e.handlers.onCounters?.(out.counters(i, e.counters));
+          e.handlers.onCounters?.(out.counters(j, e.counters));
         } catch (err) {
           warnHandlerThrew(err);
         }
       }
-      deliverFrames(out, i, e.handlers);
+      deliverFrames(out, j, e.handlers);
       // Delivered: the list becomes the stream's next queue (the frames themselves are let go).
       emptyKeepingCapacity(frames);
       e.spareQueue = frames;

@@ -82,10 +82,10 @@ function movable(result: BatchResult): BatchResult | Movable {
 }
 
 /** Runs a task of either channel: imports the stage modules it needs first, if any. */
-function serve(task: BatchTask): BatchResult | Promise<BatchResult> {
+function serve(task: BatchTask, early?: (partial: BatchResult) => void): BatchResult | Promise<BatchResult> {
   const missing = task.modules?.filter((url) => !modules.has(url)) ?? [];
-  if (missing.length === 0) return runTask(task, []);
-  return importModules(missing).then((loaded) => runTask(task, loaded));
+  if (missing.length === 0) return runTask(task, [], early);
+  return importModules(missing).then((loaded) => runTask(task, loaded, early));
 }
 
 /** The slot's lane (task-lane.ts), once the main thread opened one: batches arrive here, one at a time. */
@@ -98,7 +98,7 @@ function openLane(port: MessagePort): void {
   const fail = (e: unknown) => port.postMessage({ failed: e instanceof Error ? e.message : String(e) } satisfies LaneReply);
   port.on('message', (task: BatchTask) => {
     try {
-      const result = serve(task);
+      const result = serve(task, reply);
       if (result instanceof Promise) result.then(reply, fail);
       else reply(result);
     } catch (e) {
@@ -125,7 +125,11 @@ async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
   return results;
 }
 
-function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
+/**
+ * Runs one task. `early`, given for tasks that came on a lane, posts a
+ * partial result while the batch goes on (see `BatchTask.earlyOutputMs`).
+ */
+function runTask(task: BatchTask, loaded: ModuleLoadResult[], early?: (partial: BatchResult) => void): BatchResult {
   const started = performance.now();
   if (task.marker) marker = task.marker;
   Atomics.store(marker, MarkerField.TID, tid);
@@ -137,13 +141,27 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
   const result: BatchResult = { threadId, busyMs: 0 };
   if (task.input) {
     const items = unpackInput(task.input);
-    const outputs = items.map((item, i) => processItem(item, i, task));
-    for (let i = 0; i < outputs.length; i++) {
-      const { error, formats } = outputs[i];
-      if (error !== undefined) (result.errors ??= {})[i] = error;
-      if (formats !== undefined) (result.formats ??= {})[i] = formats;
+    const outputs: ItemOutcome[] = [];
+    // Items [first, outputs.length) are finished and not yet posted.
+    let first = 0;
+    let since = started;
+    let spare = task.spare;
+    const every = early ? task.earlyOutputMs : undefined;
+    for (let i = 0; i < items.length; i++) {
+      outputs.push(processItem(items[i], i, task));
+      if (every === undefined || i === items.length - 1) continue;
+      const now = performance.now();
+      if (now - since < every) continue;
+      // Long batch: hand back what is done so far (the main thread delivers it while the rest runs).
+      const part: BatchResult = { threadId, busyMs: 0, partial: true, first };
+      packResults(part, outputs, first, spare);
+      spare = undefined;
+      early!(part);
+      first = outputs.length;
+      since = now;
     }
-    result.output = packOutput(outputs, task.spare);
+    if (first > 0) result.first = first;
+    packResults(result, outputs, first, spare);
   }
   // Probes (tasks without items) report every module they asked for, loaded now or before.
   if (!task.input && task.modules) result.loaded = task.modules.map((url) => modules.get(url)!);
@@ -152,6 +170,16 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[]): BatchResult {
   Atomics.store(marker, MarkerField.ITEM, MARKER_IDLE);
   result.busyMs = performance.now() - started;
   return result;
+}
+
+/** Packs `outputs[first..]` into `result` (errors and formats by batch item index). */
+function packResults(result: BatchResult, outputs: readonly ItemOutcome[], first: number, spare: ArrayBuffer | undefined): void {
+  for (let i = first; i < outputs.length; i++) {
+    const { error, formats } = outputs[i];
+    if (error !== undefined) (result.errors ??= {})[i] = error;
+    if (formats !== undefined) (result.formats ??= {})[i] = formats;
+  }
+  result.output = packOutput(first === 0 ? outputs : outputs.slice(first), spare);
 }
 
 /** Records that the worker starts on `item` (an index, or `checkMarker(i)`): progress, and whom to blame if it stops here. */

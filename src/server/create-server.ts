@@ -95,6 +95,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   const pool = new WorkerPool({
     threads: options.threads,
     batchIntervalMs: options.batchIntervalMs,
+    earlyOutputMs: options.earlyOutputMs,
     taskTimeoutMs: options.stageTimeoutMs,
     maxStreamCrashes: options.maxStreamCrashes,
     maxQueuedFrames: options.maxQueuedFrames,

@@ -107,6 +107,12 @@ export interface CreateServerOptions {
   /** Milliseconds between batches sent to the workers. Default 5. */
   batchIntervalMs?: number;
   /**
+   * How long a worker's batch may run before it hands back the streams it has
+   * finished, so their frames need not wait for the batch's last stream (and
+   * again each time this long has passed). Default 4 ms; 0: after every stream.
+   */
+  earlyOutputMs?: number;
+  /**
    * Longest a stream's stages may run on one batch (a custom stage stuck in a
    * loop) before its worker is replaced and that stream ends with
    * `pipeline-error`; the worker's other streams move on unharmed. Default 500 ms.
@@ -189,7 +195,7 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true,
   corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxDownloadsPerClient: true, maxDownloads: true,
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
-  recordingsDir: true, threads: true, batchIntervalMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
+  recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
   maxListeners: true, maxListenersPerPeer: true,
   admission: true, iceHostAddresses: true, icePortRange: true, iceServers: true, logLevel: true, logger: true,

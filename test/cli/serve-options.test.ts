@@ -124,4 +124,26 @@ describe('earshot serve options', () => {
       await server.cleanup();
     }
   });
+
+  it('--early-output sets how long a batch runs before its worker hands back what it has finished, from the flag or EARSHOT_EARLY_OUTPUT, shown in /stats', async () => {
+    expect((await parsedOptions([])).earlyOutput).toBe(4);
+    expect((await parsedOptions(['--early-output', '0'])).earlyOutput).toBe(0);
+    process.env.EARSHOT_EARLY_OUTPUT = '9';
+    expect((await parsedOptions([])).earlyOutput).toBe(9);
+    delete process.env.EARSHOT_EARLY_OUTPUT;
+    for (const bad of ['-1', '600001', '2.5']) {
+      const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
+      registerServeCommand(program);
+      await expect(program.parseAsync(['serve', '--early-output', bad], { from: 'user' })).rejects.toThrow('--early-output must be an integer from 0 to 600000.');
+    }
+    expect(() => checkPoolOptions({ earlyOutputMs: -1 })).toThrow('options.earlyOutputMs must be a number from 0 to 600000 (ms), got -1');
+    const server = await startCli(['--early-output', '0', '--threads', '1']);
+    try {
+      const stats = (await (await fetch(`${server.url}/stats`)).json()) as { server: { pool: { earlyOutputMs: number; earlyResults: number } } };
+      expect(stats.server.pool).toMatchObject({ earlyOutputMs: 0, earlyResults: 0 });
+    } finally {
+      await server.stop();
+      await server.cleanup();
+    }
+  });
 });

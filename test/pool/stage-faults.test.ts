@@ -109,8 +109,13 @@ describe('a stage that hangs', () => {
 });
 
 describe('a stage that crashes its worker', () => {
-  it('is quarantined after maxStreamCrashes crashes, while a stream on the same worker keeps every frame', async () => {
-    pool = new WorkerPool({ threads: 1, batchIntervalMs: 10, maxStreamCrashes: 2, maxQueuedFrames: 1000 });
+  it.each([
+    ['', undefined],
+    [', its frames handed back before the crash (earlyOutputMs 0)', 0],
+  ])('is quarantined after maxStreamCrashes crashes, while a stream on the same worker keeps every frame%s', async (_, earlyOutputMs) => {
+    // With earlyOutputMs 0 the healthy stream's share of each batch is delivered before the crashing stream runs:
+    // the crash must neither re-send nor lose what was delivered.
+    pool = new WorkerPool({ threads: 1, batchIntervalMs: 10, maxStreamCrashes: 2, maxQueuedFrames: 1000, ...(earlyOutputMs === undefined ? {} : { earlyOutputMs }) });
     await pool.start();
     await pool.registerStageModule(fixtureModule('exit-stage.js'));
     const healthy = open(pool, []);
@@ -179,6 +184,7 @@ describe('WorkerPool fault options', () => {
     expect(() => new WorkerPool({ maxStreamCrashes: 0 })).toThrow(/options\.maxStreamCrashes/);
     expect(() => new WorkerPool({ maxStreamCrashes: 1.5 })).toThrow(RangeError);
     expect(() => new WorkerPool({ healthWindowMs: -1 })).toThrow(/options\.healthWindowMs/);
+    expect(() => new WorkerPool({ earlyOutputMs: -1 })).toThrow('options.earlyOutputMs must be a number from 0 to 600000 (ms), got -1');
     expect(() => new WorkerPool({ spareWorker: 'yes' as unknown as boolean })).toThrow(/options\.spareWorker/);
   });
 });

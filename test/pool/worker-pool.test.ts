@@ -120,6 +120,39 @@ describe('WorkerPool', () => {
     await h.close();
   });
 
+  it("hands back a long batch's finished streams while its later streams still run (earlyOutputMs); off, they wait for the last", async () => {
+    /** Two streams on one worker, one frame each in one batch: the first blocks its worker 300 ms, the second 600 ms. */
+    const run = async (earlyOutputMs: number | undefined) => {
+      pool = new WorkerPool({ threads: 1, spareWorker: false, taskTimeoutMs: 20_000, ...(earlyOutputMs === undefined ? {} : { earlyOutputMs }) });
+      await pool.start();
+      await pool.registerStageModule(fixtureModule('hang-stage.js'));
+      const [frame] = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960));
+      // What the pool had finished when each stream's frames arrived: the batch still in flight, or landed.
+      const seen: Array<{ stream: string; samples: number; tasksCompleted: number }> = [];
+      const open = (name: string, forMs: number) =>
+        pool!.openStream(
+          { channels: 1, branches: [{ stages: [{ type: 'hang', afterChunks: 1, forMs, block: true }] }] },
+          { onFrames: (_b, f) => void seen.push({ stream: name, samples: f.reduce((n, x) => n + x.data.length, 0), tasksCompleted: pool!.stats().tasksCompleted }), onError: () => {} },
+        );
+      const first = open('first', 300);
+      const second = open('second', 600);
+      const before = pool.stats().tasksCompleted;
+      first.push({ ...frame, arrival: performance.now() });
+      second.push({ ...frame, arrival: performance.now() });
+      await vi.waitFor(() => expect(seen.map((s) => s.stream)).toEqual(['first', 'second']), { timeout: 10_000, interval: 20 });
+      await Promise.all([first.close(), second.close()]);
+      await pool.close();
+      pool = undefined;
+      expect(seen.map((s) => s.samples)).toEqual([960, 960]);
+      // Counted from the batch that carried both frames (the streams' setup rode in it too).
+      return seen.map((s) => s.tasksCompleted - before);
+    };
+    // Default (4 ms): the first stream's frame arrives while the batch is still in flight, the second's once it lands.
+    expect(await run(undefined)).toEqual([0, 1]);
+    // Turned off: both arrive when the whole batch lands.
+    expect(await run(600_000)).toEqual([1, 1]);
+  });
+
   it("staggers the workers' batch ticks: two workers' batches leave half an interval apart", async () => {
     pool = new WorkerPool({ threads: 2, batchIntervalMs: 20, spareWorker: false });
     await pool.start();
