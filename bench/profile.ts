@@ -45,6 +45,10 @@ export interface ProfileResult {
   earshotFiles: Record<string, number>;
   /** Top self-time functions, % of one core. */
   topFunctions: Array<{ name: string; pct: number }>;
+  /** Earshot's own code (the `earshot: …` categories), % of one core. */
+  earshotOwnPct: number;
+  /** Of it, `postMessage` called by the pool: handing each batch to its worker (a thread wake), % of one core. */
+  handoffPct: number;
   gc: ProbeWindow | null;
   profilePath: string;
   /** Main-thread allocation by category over a second window (sampling heap profiler), bytes per stream-second. */
@@ -98,9 +102,9 @@ function categoryOf(url: string, root: string): string | undefined {
   if (path.startsWith(root) || path.includes('/src/') || path.includes('/wasm/')) {
     if (path.includes('/bench/')) return 'bench probe';
     const file = path.slice(path.lastIndexOf('/src/') + 1);
-    // earshot's replacements of werift functions (header parse, SRTP, events) do werift's work.
-    if (/rtc\/werift-/.test(file)) return 'werift (as replaced by earshot)';
-    if (/sinks\/(wav-file-writer|recorder|record-sink)/.test(file)) return 'earshot: WAV recording';
+    // earshot's replacements of werift functions (header parse, SRTP and its GCM, events) do werift's work.
+    if (/rtc\/(werift-|aes128-gcm-decryptor)/.test(file)) return 'werift (as replaced by earshot)';
+    if (/sinks\/(wav-file-writer|recorder|record-sink|file-writes|chunk-pool)/.test(file)) return 'earshot: WAV recording';
     if (/(rtc\/(rtp-ingest|peer-session)|media\/opus-toc)/.test(file)) return 'earshot: RTP ingest';
     if (/pool\//.test(file)) return 'earshot: pool (batching, protocol)';
     if (/pipeline\/peer-pipeline|core\/(earshot-core|session-lifecycle)/.test(file)) return 'earshot: pipeline delivery';
@@ -110,7 +114,7 @@ function categoryOf(url: string, root: string): string | undefined {
   return undefined; // node:internal, native
 }
 
-export function categorize(profile: Pick<CpuProfile, 'nodes' | 'samples' | 'timeDeltas'>, root: string): { categories: Record<string, number>; files: Record<string, number>; functions: Record<string, number>; totalUs: number } {
+export function categorize(profile: Pick<CpuProfile, 'nodes' | 'samples' | 'timeDeltas'>, root: string): { categories: Record<string, number>; files: Record<string, number>; functions: Record<string, number>; totalUs: number; handoffUs: number } {
   const parent = new Map<number, number>();
   const byId = new Map<number, CpuProfile['nodes'][number]>();
   for (const n of profile.nodes) {
@@ -150,6 +154,7 @@ export function categorize(profile: Pick<CpuProfile, 'nodes' | 'samples' | 'time
   const files: Record<string, number> = {};
   const functions: Record<string, number> = {};
   let total = 0;
+  let handoff = 0;
   profile.samples.forEach((id, i) => {
     const dt = profile.timeDeltas[i] ?? 0;
     total += dt;
@@ -163,8 +168,9 @@ export function categorize(profile: Pick<CpuProfile, 'nodes' | 'samples' | 'time
     const url = n.callFrame.url;
     const name = `${n.callFrame.functionName || '(anonymous)'} ${url ? url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(src|wasm)\//, '$1/') : ''}`.trim();
     functions[name] = (functions[name] ?? 0) + dt;
+    if (n.callFrame.functionName === 'postMessage' && !url && c === 'earshot: pool (batching, protocol)') handoff += dt;
   });
-  return { categories, files, functions, totalUs: total };
+  return { categories, files, functions, totalUs: total, handoffUs: handoff };
 }
 
 export async function benchProfile(options: { streams?: number; window?: number; compare?: string; build?: boolean; threads?: number; pipeline?: 'default' | 'nodenoise'; source?: SourceName; log?: (l: string) => void } = {}): Promise<ProfileResult> {
@@ -207,12 +213,13 @@ export async function benchProfile(options: { streams?: number; window?: number;
     const alloc = categorize({ nodes: heap.nodes, samples: ids, timeDeltas: ids.map((id) => heap.weights.get(id)!) }, root);
     const perStreamSecond = (bytes: number) => Math.round(bytes / k / windowS);
     const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
-    const { categories, files, functions, totalUs } = categorize(profile, root);
+    const { categories, files, functions, totalUs, handoffUs } = categorize(profile, root);
     // Samples are taken on wall time, and on a busy machine a descheduled thread still
     // collects them: share the measured main-thread CPU out by the busy samples instead.
     // The probe's own samples (starting the profiler) are left out.
     const busyUs = totalUs - (categories.idle ?? 0) - (categories['bench probe'] ?? 0);
     const pct = (us: number) => (us / busyUs) * mainCpuPct;
+    const own = Object.entries(categories).reduce((sum, [c, us]) => (c.startsWith('earshot:') ? sum + us : sum), 0);
     const sortDesc = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1]).map(([kk, v]) => [kk, +pct(v).toFixed(2)]));
     const result: ProfileResult = {
       machine: machine(),
@@ -224,6 +231,8 @@ export async function benchProfile(options: { streams?: number; window?: number;
       categories: sortDesc(Object.fromEntries(Object.entries(categories).filter(([c]) => c !== 'idle' && c !== 'bench probe'))),
       earshotFiles: sortDesc(files),
       topFunctions: Object.entries(functions).filter(([n]) => n !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, 25).map(([name, us]) => ({ name, pct: +pct(us).toFixed(2) })),
+      earshotOwnPct: +pct(own).toFixed(2),
+      handoffPct: +pct(handoffUs).toFixed(2),
       gc,
       profilePath: path,
       allocation: Object.fromEntries(Object.entries(alloc.categories).sort((a, b) => b[1] - a[1]).map(([c, v]) => [c, perStreamSecond(v)])),
@@ -244,6 +253,8 @@ export function printProfile(r: ProfileResult, log: (l: string) => void = consol
   for (const [c, v] of Object.entries(r.categories)) log(`  ${c}`.padEnd(44) + v.toFixed(1).padStart(7));
   log('  earshot by file:');
   for (const [f, v] of Object.entries(r.earshotFiles).slice(0, 12)) log(`    ${f}`.padEnd(44) + v.toFixed(2).padStart(7));
+  const share = (v: number) => `${v.toFixed(1)} % of one core, ${((v / r.mainCpuPct) * 100).toFixed(0)} % of the main thread`;
+  log(`  earshot's own code: ${share(r.earshotOwnPct)}; of it, handing batches to the workers (postMessage: a thread wake, sampled on wall time) ${share(r.handoffPct)}; the rest ${share(r.earshotOwnPct - r.handoffPct)}`);
   log('  top functions (self time):');
   for (const f of r.topFunctions.slice(0, 15)) log(`    ${f.name}`.slice(0, 90).padEnd(90) + f.pct.toFixed(2).padStart(7));
   if (r.gc) {
