@@ -41,12 +41,12 @@ function wantsPcm16(branch: number, pcm16Mask: number): boolean {
 
 /**
  * Packs a batch's outcomes into one buffer (see the module comment): `spare`
- * if it is large enough (a buffer the main thread gave back), else a new one
- * with some headroom, so that it can be given back and reused for the batches
- * after it. The frames are a StreamProcessor's: their `peak` is measured on
+ * if it is large enough (a buffer the main thread gave back; or what `spare`
+ * returns when asked for that many bytes), else a new one with some headroom,
+ * so that it can be given back and reused for the batches after it. The frames are a StreamProcessor's: their `peak` is measured on
  * their samples (a frame of peak 0 is packed as zeros).
  */
-export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): ArrayBuffer {
+export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | ((bytes: number) => ArrayBuffer | undefined)): ArrayBuffer {
   let frames = 0;
   let bytes = 0;
   for (const it of items) {
@@ -65,7 +65,8 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer): A
   }
   const tableBytes = 8 * (1 + OUT_ITEM * items.length + OUT_FRAME * frames);
   const needed = tableBytes + bytes;
-  const buffer = spare && spare.byteLength >= needed ? spare : new ArrayBuffer(Math.ceil((needed * 1.25) / 4096) * 4096);
+  const reused = typeof spare === 'function' ? spare(needed) : spare;
+  const buffer = reused && reused.byteLength >= needed ? reused : new ArrayBuffer(Math.ceil((needed * 1.25) / 4096) * 4096);
   const t = new Float64Array(buffer, 0, tableBytes / 8);
   const u8 = new Uint8Array(buffer);
   t[0] = items.length;

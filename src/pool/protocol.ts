@@ -39,11 +39,12 @@ export interface BatchTask {
   /** PCM frames by item index, for PCM-input streams (cloned; the RxJS operators' path). */
   pcm?: Record<number, PcmInput[]>;
   /**
-   * An output buffer of an earlier batch that the main thread is done with
-   * (transferred back): the worker packs this batch's output into it if it is
-   * large enough, so steady streams allocate no buffer per batch.
+   * Output buffers of earlier batches that the main thread is done with
+   * (transferred back): the worker keeps a few and packs its outputs into
+   * one that is large enough, so steady streams allocate no buffer per batch
+   * (nor per partial result of a long batch).
    */
-  spare?: ArrayBuffer;
+  spares?: ArrayBuffer[];
   /**
    * Stage modules (file URLs) every worker must have imported before it runs
    * the items. Sent with every task, so a worker that replaced a dead one loads

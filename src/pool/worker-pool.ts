@@ -149,7 +149,7 @@ const STARVED_WALL_FACTOR = 10;
 /** What an item holds between flushes. */
 const NO_FRAMES: readonly EncodedFrame[] = Object.freeze([]);
 /** Output buffers kept per slot for reuse. */
-const SPARES = 2;
+const SPARES = 4;
 /** Faults remembered for `health()`. */
 const FAULTS_KEPT = 20;
 
@@ -644,8 +644,7 @@ export class WorkerPool {
       for (const it of items) it.frames = NO_FRAMES; // the entry keeps them (inflight), not the item
       if (setups) task.setups = setups;
       if (pcm) task.pcm = pcm;
-      const spare = this.#spares[slot].pop();
-      if (spare) task.spare = spare;
+      if (this.#spares[slot].length > 0) task.spares = this.#spares[slot].splice(0);
       this.#runSlot(slot, task, entries);
     }
     return false;
@@ -1191,7 +1190,7 @@ function waits(e: StreamEntry): boolean {
 
 /** The buffers a task hands over (transferred, not copied: the main thread keeps the frame objects for re-sending). */
 function transferListOf(task: BatchTask): ArrayBuffer[] | undefined {
-  return task.input ? (task.spare ? [task.input, task.spare] : [task.input]) : undefined;
+  return task.input ? (task.spares ? [task.input, ...task.spares] : [task.input]) : undefined;
 }
 
 /** A throwing handler must not break delivery to the other streams. */

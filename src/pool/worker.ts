@@ -145,7 +145,7 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[], early?: (partial: 
     // Items [first, outputs.length) are finished and not yet posted.
     let first = 0;
     let since = started;
-    let spare = task.spare;
+    if (task.spares) keepOutputs(task.spares);
     const every = early ? task.earlyOutputMs : undefined;
     for (let i = 0; i < items.length; i++) {
       outputs.push(processItem(items[i], i, task));
@@ -154,14 +154,13 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[], early?: (partial: 
       if (now - since < every) continue;
       // Long batch: hand back what is done so far (the main thread delivers it while the rest runs).
       const part: BatchResult = { threadId, busyMs: 0, partial: true, first };
-      packResults(part, outputs, first, spare);
-      spare = undefined;
+      packResults(part, outputs, first);
       early!(part);
       first = outputs.length;
       since = now;
     }
     if (first > 0) result.first = first;
-    packResults(result, outputs, first, spare);
+    packResults(result, outputs, first);
   }
   // Probes (tasks without items) report every module they asked for, loaded now or before.
   if (!task.input && task.modules) result.loaded = task.modules.map((url) => modules.get(url)!);
@@ -172,14 +171,29 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[], early?: (partial: 
   return result;
 }
 
+/** Output buffers the main thread gave back, for the next packs (a batch and its partial results need a few). */
+const freeOutputs: ArrayBuffer[] = [];
+const FREE_OUTPUTS_KEPT = 4;
+
+function keepOutputs(buffers: ArrayBuffer[]): void {
+  for (const b of buffers) if (freeOutputs.length < FREE_OUTPUTS_KEPT) freeOutputs.push(b);
+}
+
+/** The smallest free output buffer of at least `bytes`, taken off the list; none if none is large enough. */
+function takeOutput(bytes: number): ArrayBuffer | undefined {
+  let best = -1;
+  for (let i = 0; i < freeOutputs.length; i++) if (freeOutputs[i].byteLength >= bytes && (best < 0 || freeOutputs[i].byteLength < freeOutputs[best].byteLength)) best = i;
+  return best < 0 ? undefined : freeOutputs.splice(best, 1)[0];
+}
+
 /** Packs `outputs[first..]` into `result` (errors and formats by batch item index). */
-function packResults(result: BatchResult, outputs: readonly ItemOutcome[], first: number, spare: ArrayBuffer | undefined): void {
+function packResults(result: BatchResult, outputs: readonly ItemOutcome[], first: number): void {
   for (let i = first; i < outputs.length; i++) {
     const { error, formats } = outputs[i];
     if (error !== undefined) (result.errors ??= {})[i] = error;
     if (formats !== undefined) (result.formats ??= {})[i] = formats;
   }
-  result.output = packOutput(first === 0 ? outputs : outputs.slice(first), spare);
+  result.output = packOutput(first === 0 ? outputs : outputs.slice(first), takeOutput);
 }
 
 /** Records that the worker starts on `item` (an index, or `checkMarker(i)`): progress, and whom to blame if it stops here. */
