@@ -41,10 +41,11 @@ function wantsPcm16(branch: number, pcm16Mask: number): boolean {
 
 /**
  * Packs a batch's outcomes into one buffer (see the module comment): `spare`
- * if it is large enough (a buffer the main thread gave back; or what `spare`
- * returns when asked for that many bytes), else a new one with some headroom,
- * so that it can be given back and reused for the batches after it. The frames are a StreamProcessor's: their `peak` is measured on
- * their samples (a frame of peak 0 is packed as zeros).
+ * if it is large enough (a buffer the main thread gave back, or what `spare`
+ * returns when asked for that many bytes), else a new one with some
+ * headroom, so that it can be given back and reused for the batches after
+ * it. The frames are a StreamProcessor's: their `peak` is measured on their
+ * samples (a frame of peak 0 is packed as zeros).
  */
 export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | ((bytes: number) => ArrayBuffer | undefined)): ArrayBuffer {
   let frames = 0;

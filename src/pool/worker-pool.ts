@@ -148,7 +148,7 @@ const START_LIMIT_MS = 60_000;
 const STARVED_WALL_FACTOR = 10;
 /** What an item holds between flushes. */
 const NO_FRAMES: readonly EncodedFrame[] = Object.freeze([]);
-/** Output buffers kept per slot for reuse. */
+/** Output buffers kept per slot for reuse (a batch that hands back early fills more than one). */
 const SPARES = 4;
 /** Faults remembered for `health()`. */
 const FAULTS_KEPT = 20;
