@@ -35,8 +35,8 @@ export interface WorkerPoolOptions {
    * finished, in ms; it does so again each time this long has passed since.
    * A batch of many streams that arrives late (its worker was preempted or
    * behind) otherwise delivers its first stream's frames only when its last
-   * stream is done. Default 4: at 60 denoised streams on two cores about a
-   * third of the batches run longer, and each hand-back costs one message to
+   * stream is done. Default 4: at 60 denoised streams on two cores about 40 %
+   * of the batches ran longer, and each hand-back costs one message to
    * the main thread. 0: after every stream of a batch; a value above the
    * longest batch (e.g. `taskTimeoutMs`) turns it off. 0–600000.
    */

@@ -153,6 +153,8 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[], early?: (partial: 
       const now = performance.now();
       if (now - since < every) continue;
       // Long batch: hand back what is done so far (the main thread delivers it while the rest runs).
+      // Between items while packing: a death now is not the finished (delivered) item's fault.
+      Atomics.store(marker, MarkerField.ITEM, MARKER_IDLE);
       const part: BatchResult = { threadId, busyMs: 0, partial: true, first };
       packResults(part, outputs, first);
       early!(part);
