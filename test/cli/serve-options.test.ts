@@ -44,6 +44,13 @@ async function parsedOptions(argv: string[]): Promise<Record<string, unknown>> {
   return captured!;
 }
 
+/** Parses `serve` with `argv` as the CLI does, its errors thrown rather than printed (for the values it refuses). */
+function parseServe(argv: string[]): Promise<Command> {
+  const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
+  registerServeCommand(program);
+  return program.parseAsync(['serve', ...argv], { from: 'user' });
+}
+
 const saved = { ...process.env };
 afterEach(() => {
   for (const k of Object.keys(process.env)) if (k.startsWith('EARSHOT_')) delete process.env[k];
@@ -86,18 +93,14 @@ describe('earshot serve options', () => {
   it('--ice-server repeats and refuses a bad server with a clear message', async () => {
     const opts = await parsedOptions(['--ice-server', 'stun:a.example.net', '--ice-server', 'turns:b.example.net,u,p']);
     expect(opts.iceServer).toEqual([{ urls: 'stun:a.example.net' }, { urls: 'turns:b.example.net', username: 'u', credential: 'p' }]);
-    const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
-    registerServeCommand(program);
-    await expect(program.parseAsync(['serve', '--ice-server', 'turn:b.example.net'], { from: 'user' })).rejects.toThrow(/a TURN server needs a username and a credential/);
+    await expect(parseServe(['--ice-server', 'turn:b.example.net'])).rejects.toThrow(/a TURN server needs a username and a credential/);
   });
 
   it('--threads takes the range the library takes: 1 to 4 × the cores', async () => {
     const { max } = POOL_OPTION_RANGES.threads;
     expect(max).toBeGreaterThanOrEqual(4);
     expect((await parsedOptions(['--threads', String(max)])).threads).toBe(max);
-    const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
-    registerServeCommand(program);
-    await expect(program.parseAsync(['serve', '--threads', String(max + 1)], { from: 'user' })).rejects.toThrow(`--threads must be an integer from 1 to ${max}.`);
+    await expect(parseServe(['--threads', String(max + 1)])).rejects.toThrow(`--threads must be an integer from 1 to ${max}.`);
     // The same bounds where createServer and the pool check them.
     expect(() => checkPoolOptions({ threads: max })).not.toThrow();
     expect(() => checkPoolOptions({ threads: max + 1 })).toThrow(`options.threads must be an integer from 1 to ${max}, got ${max + 1}`);
@@ -111,9 +114,7 @@ describe('earshot serve options', () => {
     expect((await parsedOptions([])).batchInterval).toBe(20);
     delete process.env.EARSHOT_BATCH_INTERVAL;
     for (const bad of ['0', '101', '7.5']) {
-      const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
-      registerServeCommand(program);
-      await expect(program.parseAsync(['serve', '--batch-interval', bad], { from: 'user' })).rejects.toThrow('--batch-interval must be an integer from 1 to 100.');
+      await expect(parseServe(['--batch-interval', bad])).rejects.toThrow('--batch-interval must be an integer from 1 to 100.');
     }
     const server = await startCli(['--batch-interval', '12', '--threads', '1']);
     try {
@@ -132,9 +133,7 @@ describe('earshot serve options', () => {
     expect((await parsedOptions([])).earlyOutput).toBe(9);
     delete process.env.EARSHOT_EARLY_OUTPUT;
     for (const bad of ['-1', '600001', '2.5']) {
-      const program = new Command('earshot').exitOverride().configureOutput({ writeErr: () => {} });
-      registerServeCommand(program);
-      await expect(program.parseAsync(['serve', '--early-output', bad], { from: 'user' })).rejects.toThrow('--early-output must be an integer from 0 to 600000.');
+      await expect(parseServe(['--early-output', bad])).rejects.toThrow('--early-output must be an integer from 0 to 600000.');
     }
     expect(() => checkPoolOptions({ earlyOutputMs: -1 })).toThrow('options.earlyOutputMs must be a number from 0 to 600000 (ms), got -1');
     const server = await startCli(['--early-output', '0', '--threads', '1']);
