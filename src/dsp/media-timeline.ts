@@ -11,12 +11,31 @@ import type { DecodeCounters } from '../media/frames.js';
 export interface TimedChunk {
   /** Media position of the first sample (samples per channel since the stream started). */
   position: number;
-  /** Interleaved samples, −1..1. A new array per chunk: the caller may keep or modify it. */
+  /**
+   * Interleaved samples, −1..1. A new array per chunk, which the caller may
+   * keep or modify, except in a `silent` chunk: there it is a view of zeros
+   * that every silent chunk of the thread shares (read only: copy it before
+   * writing to it).
+   */
   data: Float32Array;
   /** Arrival (`performance.now()`, main thread) of the input that produced the chunk. */
   arrival: number;
   /** True for silence this timeline filled a gap with: `data` is all zeros (stages may skip it, see `Stage.skipSilence`). */
   silent?: boolean;
+}
+
+/**
+ * The zeros silent chunks share, grown to the longest asked for. A pause
+ * would otherwise be a new zeroed array each time (up to a second of audio
+ * for each comfort-noise update of a silent talker), and a worker's heap
+ * collects such external memory with full collections: at 40 silent talkers
+ * each worker ran one every ~3 s.
+ */
+let zeros = new Float32Array(0);
+
+function zerosOf(length: number): Float32Array {
+  if (zeros.length < length) zeros = new Float32Array(length);
+  return zeros.subarray(0, length);
 }
 
 export class MediaTimeline {
@@ -58,12 +77,12 @@ export class MediaTimeline {
     this.#next = position + samples;
   }
 
-  /** Appends `samples` of silence from `position`, in chunks of at most `maxSilence`. */
+  /** Appends `samples` of silence from `position`, in chunks of at most `maxSilence` (their data shared zeros, see `TimedChunk.data`). */
   silence(position: number, samples: number, arrival: number, out: TimedChunk[]): void {
     this.counters.silenceSamples += samples;
     for (let done = 0; done < samples; ) {
       const n = Math.min(samples - done, this.maxSilence);
-      out.push({ position: position + done, data: new Float32Array(n * this.channels), arrival, silent: true });
+      out.push({ position: position + done, data: zerosOf(n * this.channels), arrival, silent: true });
       done += n;
     }
   }

@@ -188,17 +188,20 @@ export class StreamProcessor {
           // Stages may work in place (denoise does), and a branch's output array is
           // handed to its sinks, so no two branches may share one. The input's array
           // goes to the last branch, which runs after the others took copies.
-          const first: PcmChunk = { data: b === last ? chunk.data : chunk.data.slice() };
+          // A gap's silence is a view of shared zeros (read only): passed on as it is while
+          // stages skip it, copied for the first stage that doesn't.
+          const silent = chunk.silent === true;
+          const first: PcmChunk = { data: b === last || silent ? chunk.data : chunk.data.slice() };
           if (chunk.vad !== undefined) first.vad = chunk.vad;
           if (chunk.speech !== undefined) first.speech = chunk.speech;
           produced.length = 0;
           // A gap's silence goes past every stage that can skip it; from the first that can't, it is processed as usual.
-          const silent = chunk.silent === true;
           const from = silent ? skippedStages(branch.stages, first) : 0;
           if (silent && from === branch.stages.length) {
             out.push(frameOf(branch, first, chunk.arrival, true));
             continue;
           }
+          if (silent) first.data = new Float32Array(first.data.length);
           runChain(branch.stages, from, first, produced);
           for (const p of produced) out.push(frameOf(branch, p, chunk.arrival, false));
         }

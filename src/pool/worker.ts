@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { registerStageFactory } from '../dsp/registry.js';
 import { loadDspModules, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
-import type { Stage, StageFactory, StageSpec } from '../dsp/types.js';
+import type { PcmChunk, Stage, StageFactory, StageSpec } from '../dsp/types.js';
 import { branchFormatOf, type AudioFrame, type BranchFormat, type EncodedFrame } from '../media/frames.js';
 import { BranchOpusEncoder, type EncodedRun } from '../dsp/opus-encode.js';
 import { declaredFactory, loadStageModule } from './stage-module.js';
@@ -250,9 +250,15 @@ function watched(create: StageFactory): StageFactory {
     if (typeof stage.skipSilence === 'function') {
       const skip = stage.skipSilence;
       wrapped.skipSilence = (chunk) => {
+        // A silent chunk's data is zeros every stream of this worker shares (media-timeline.ts): a
+        // custom stage that broke the contract and wrote to it would put noise into all of them, so
+        // it gets zeros of its own; what it may set (vad, speech) is passed back.
+        const own: PcmChunk = { ...chunk, data: new Float32Array(chunk.data.length) };
         enterStage(code);
-        const skipped = skip.call(stage, chunk);
+        const skipped = skip.call(stage, own);
         leaveStage();
+        if (own.vad !== undefined) chunk.vad = own.vad;
+        if (own.speech !== undefined) chunk.speech = own.speech;
         return skipped;
       };
     }

@@ -205,6 +205,26 @@ describe('StreamProcessor with denoise on silence', () => {
     for (const f of frames) if (f.position >= SECOND + MAX_SETTLE * FRAME && f.position + f.data.length <= SECOND + gap) expect(f.vad).toBe(0);
   });
 
+  it("gives each stream exact silence for its gaps while another stream's denoiser runs on a gap of its own (silence is shared, never written)", () => {
+    const speech = encodeOpusFrames(noisy.subarray(0, SECOND));
+    const afterGap = (at: number) => encodeOpusFrames(noisy.subarray(0, SECOND / 10), 1, { startPosition: at });
+    const denoised = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] });
+    const plain = new StreamProcessor({ channels: 1, branches: [{ stages: [] }] });
+    plain.process(encodeOpusFrames(new Float32Array(SECOND / 10)));
+    denoised.process(speech);
+    // The denoiser has sound in its state: it runs RNNoise on the start of this gap, writing its tail.
+    const tail = joined(denoised.process(afterGap(2 * SECOND))[0]);
+    expect(isZero(tail.subarray(0, MAX_SETTLE * FRAME))).toBe(false);
+    // The other stream's gap, and the denoised stream's own later one once settled, are exact zeros.
+    const out = plain.process(afterGap(SECOND))[0];
+    expect(out[0].position).toBe(SECOND / 10);
+    const gap = joined(out).subarray(0, SECOND - SECOND / 10);
+    expect(isZero(gap)).toBe(true);
+    denoised.process(afterGap(4 * SECOND));
+    denoised.close();
+    plain.close();
+  });
+
   it('skips a muted sender without DTX too: Opus-coded digital silence decodes to at most one 16-bit step', () => {
     const processor = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'denoise' }] }] });
     const frames = processor.process(encodeOpusFrames(new Float32Array(2 * SECOND)))[0];

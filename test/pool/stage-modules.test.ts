@@ -53,7 +53,7 @@ describe('custom worker stage modules', () => {
   });
 
   it('skips a gap the input filled with silence past a custom stage that declares skipSilence, and processes it through one that does not', async () => {
-    expect(await pool.registerStageModule(fixtureModule('silence-probe.js'))).toEqual(['probe-skips', 'probe-processes']);
+    expect(await pool.registerStageModule(fixtureModule('silence-probe.js'))).toEqual(['probe-skips', 'probe-processes', 'probe-scribbles']);
     // Ten 20 ms frames of 0.1 with frames 3-6 missing: an 80 ms gap the input fills with zeros.
     const frames = monoFrames(new Float32Array(9600).fill(0.1)).filter((_, i) => i < 3 || i > 6);
     const levels = async (type: string) => {
@@ -64,6 +64,10 @@ describe('custom worker stage modules', () => {
     };
     expect(await levels('probe-skips')).toEqual([0.6, 0, 0, 0.6]);
     expect(await levels('probe-processes')).toEqual([0.6, 0.5, 0.5, 0.6]);
+    // A stage that writes to the silence it is told to skip: the silence stays silence, here and in
+    // later streams (a worker's streams share one array of zeros).
+    expect(await levels('probe-scribbles')).toEqual([0.6, 0, 0, 0.6]);
+    expect(await levels('probe-skips')).toEqual([0.6, 0, 0, 0.6]);
   });
 
   it('reports a module that throws on import, lacks a default export or reuses a built-in name, and keeps working', async () => {
