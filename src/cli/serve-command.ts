@@ -106,12 +106,13 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--ice-server <url[,username,credential]>', 'STUN/TURN server advertised to WHIP clients (Link rel="ice-server"), repeatable; the server never contacts it (default: none)').env('EARSHOT_ICE_SERVERS').argParser(iceServers))
     .addOption(new Option('--batch-interval <ms>', 'milliseconds between batches of frames sent to each DSP worker: longer costs less CPU per stream at light load and adds up to as much latency').env('EARSHOT_BATCH_INTERVAL').default(5).argParser(integer('--batch-interval', POOL_OPTION_RANGES.batchIntervalMs.min, POOL_OPTION_RANGES.batchIntervalMs.max)))
     .addOption(new Option('--early-output <ms>', 'how long a DSP worker\'s batch may run before it hands back the streams it has finished (0: after every stream)').env('EARSHOT_EARLY_OUTPUT').default(4).argParser(integer('--early-output', POOL_OPTION_RANGES.earlyOutputMs.min, POOL_OPTION_RANGES.earlyOutputMs.max)))
+    .addOption(new Option('--quiet-hold <ms>', 'how long a silent talker\'s comfort-noise updates (DTX) may wait for a batch their DSP worker runs anyway (0: never held)').env('EARSHOT_QUIET_HOLD').default(200).argParser(integer('--quiet-hold', POOL_OPTION_RANGES.quietHoldMs.min, POOL_OPTION_RANGES.quietHoldMs.max)))
     .addOption(new Option('--stage-timeout <ms>', 'longest a stream\'s stages may run on one batch before its worker is replaced and the stream ends').env('EARSHOT_STAGE_TIMEOUT').default(500).argParser(integer('--stage-timeout', 50, 600000)))
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
-      connectTimeout: number; batchInterval: number; earlyOutput: number; stageTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }) => {
@@ -131,6 +132,7 @@ export function registerServeCommand(program: Command): void {
           connectTimeoutMs: opts.connectTimeout * 1000,
           batchIntervalMs: opts.batchInterval,
           earlyOutputMs: opts.earlyOutput,
+          quietHoldMs: opts.quietHold,
           stageTimeoutMs: opts.stageTimeout,
           admission: opts.admission === 'off' ? false : { maxLatencyMs: opts.admissionMaxLatency, maxMachineUtilization: opts.admissionMaxMachineCpu / 100 },
           maxPendingSessions: opts.maxPendingSessions,

@@ -128,6 +128,7 @@ function mergePools(pools: Array<{ engine: number; pool: WorkerPoolStats }>): Wo
     // One setting for every engine (the front passes its options on); the longest if they differ.
     batchIntervalMs: list.reduce((m, p) => Math.max(m, p.batchIntervalMs), 0),
     earlyOutputMs: list.reduce((m, p) => Math.max(m, p.earlyOutputMs), 0),
+    quietHoldMs: list.reduce((m, p) => Math.max(m, p.quietHoldMs), 0),
     // Weighted by threads: the share of all the machine's DSP threads' time.
     utilization: threads > 0 ? sum(list, (p) => p.utilization * p.threads) / threads : 0,
     busyMs: sum(list, (p) => p.busyMs),
@@ -135,6 +136,7 @@ function mergePools(pools: Array<{ engine: number; pool: WorkerPoolStats }>): Wo
     tasksInFlight: sum(list, (p) => p.tasksInFlight),
     tasksCompleted: sum(list, (p) => p.tasksCompleted),
     earlyResults: sum(list, (p) => p.earlyResults),
+    framesHeld: sum(list, (p) => p.framesHeld),
     tasksFailed: sum(list, (p) => p.tasksFailed),
     tasksTimedOut: sum(list, (p) => p.tasksTimedOut),
     workerCrashes: sum(list, (p) => p.workerCrashes),

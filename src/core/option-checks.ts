@@ -106,10 +106,11 @@ function editDistance(a: string, b: string): number {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** The worker pool's options as `createServer` names them (`stageTimeoutMs` is the pool's `taskTimeoutMs`). */
-export function checkPoolOptions(options: { threads?: unknown; batchIntervalMs?: unknown; earlyOutputMs?: unknown; stageTimeoutMs?: unknown; maxStreamCrashes?: unknown; maxQueuedFrames?: unknown }): void {
+export function checkPoolOptions(options: { threads?: unknown; batchIntervalMs?: unknown; earlyOutputMs?: unknown; quietHoldMs?: unknown; stageTimeoutMs?: unknown; maxStreamCrashes?: unknown; maxQueuedFrames?: unknown }): void {
   checkRange('threads', options.threads, POOL_OPTION_RANGES.threads);
   checkRange('batchIntervalMs', options.batchIntervalMs, POOL_OPTION_RANGES.batchIntervalMs);
   checkRange('earlyOutputMs', options.earlyOutputMs, POOL_OPTION_RANGES.earlyOutputMs);
+  checkRange('quietHoldMs', options.quietHoldMs, POOL_OPTION_RANGES.quietHoldMs);
   checkRange('stageTimeoutMs', options.stageTimeoutMs, POOL_OPTION_RANGES.taskTimeoutMs);
   checkRange('maxStreamCrashes', options.maxStreamCrashes, POOL_OPTION_RANGES.maxStreamCrashes);
   checkRange('maxQueuedFrames', options.maxQueuedFrames, POOL_OPTION_RANGES.maxQueuedFrames);

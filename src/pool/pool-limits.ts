@@ -25,6 +25,8 @@ export const POOL_OPTION_RANGES = {
   threads: { min: 1, max: defaultThreads() * 4, integer: true },
   batchIntervalMs: { min: 1, max: 100, integer: false, unit: 'ms' },
   earlyOutputMs: { min: 0, max: 600_000, integer: false, unit: 'ms' },
+  /** Longer holds would make a recording or a live listener trail by seconds for no further saving. */
+  quietHoldMs: { min: 0, max: 2000, integer: false, unit: 'ms' },
   /** Below 50 ms a GC pause in a worker could pass for a hang. */
   taskTimeoutMs: { min: 50, max: 600_000, integer: false, unit: 'ms' },
   maxStreamCrashes: { min: 1, max: 100, integer: true },

@@ -38,6 +38,7 @@ import { ALL_BRANCHES, ItemFlag, ItemStatus, packInput, type InputItem } from '.
 import { OutputReader } from './batch-output.js';
 import { SlotPlacement, streamCost } from './slot-placement.js';
 import { stageModuleUrl } from './stage-module.js';
+import { newQuietState, quietUpdate, type QuietState } from './quiet-hold.js';
 import { TaskLane } from './task-lane.js';
 import { threadRunnable, threadSchedMs } from './thread-cpu.js';
 import { LatencyHistogram } from '../media/latency-histogram.js';
@@ -78,6 +79,10 @@ interface StreamEntry {
   spareQueue: StreamInput[] | undefined;
   /** The stream's item, rewritten at each flush. */
   readonly item: InputItem;
+  /** Frames at the head of `queue` held back as quiet (`quietHoldMs`): they wait for the slot's next batch or the hold's end. */
+  held: number;
+  /** What the hold rule knows of the stream's last frame (quiet-hold.ts). */
+  readonly quiet: QuietState;
   /** `performance.now()` when it was opened (slot placement counts it as unmeasured for a while). */
   readonly openedAt: number;
   /** Its estimated worker load (slot-placement.ts): a floor under the measured load for packing, and what slots are balanced by past it. */
@@ -159,6 +164,7 @@ export class WorkerPool {
   readonly threads: number;
   readonly #batchIntervalMs: number;
   readonly #earlyOutputMs: number;
+  readonly #quietHoldMs: number;
   readonly #maxQueuedFrames: number;
   readonly #piscina: Piscina<BatchTask, BatchResult>;
   readonly #workerOf: (slot: number) => number | undefined;
@@ -209,6 +215,11 @@ export class WorkerPool {
    */
   readonly #timers: Array<NodeJS.Timeout | undefined>;
   readonly #armed: boolean[];
+  /** Per slot: the timer that ends the hold of its streams' quiet frames (`quietHoldMs`), while some are held. */
+  readonly #holdTimers: Array<NodeJS.Timeout | undefined>;
+  readonly #onHoldEnds: Array<() => void>;
+  /** Per slot: frames held now, all its streams. */
+  readonly #heldFrames: number[];
   /** Each slot's tick callback, made once (a tick is armed up to 200 times a second per slot). */
   readonly #onTicks: Array<() => void>;
   /** The workers are warm and ticks may run. */
@@ -216,6 +227,7 @@ export class WorkerPool {
   #seq = 0;
   #tasksCompleted = 0;
   #earlyResults = 0;
+  #framesHeld = 0;
   #busyMs = 0;
   #startedAt = 0;
   #tasksFailed = 0;
@@ -247,6 +259,7 @@ export class WorkerPool {
     const threads = check('threads', options.threads ?? defaultThreads());
     const interval = check('batchIntervalMs', options.batchIntervalMs ?? 5);
     const early = check('earlyOutputMs', options.earlyOutputMs ?? 4);
+    const hold = check('quietHoldMs', options.quietHoldMs ?? 200);
     const maxQueued = check('maxQueuedFrames', options.maxQueuedFrames ?? 100);
     const taskTimeout = check('taskTimeoutMs', options.taskTimeoutMs ?? 500);
     const maxCrashes = check('maxStreamCrashes', options.maxStreamCrashes ?? 2);
@@ -256,6 +269,7 @@ export class WorkerPool {
     this.threads = threads;
     this.#batchIntervalMs = interval;
     this.#earlyOutputMs = early;
+    this.#quietHoldMs = hold;
     this.#maxQueuedFrames = maxQueued;
     this.#taskTimeoutMs = taskTimeout;
     this.#maxStreamCrashes = maxCrashes;
@@ -271,6 +285,9 @@ export class WorkerPool {
     this.#timers = Array.from({ length: threads }, () => undefined);
     this.#armed = Array.from({ length: threads }, () => false);
     this.#onTicks = Array.from({ length: threads }, (_, slot) => () => this.#tick(slot));
+    this.#holdTimers = Array.from({ length: threads }, () => undefined);
+    this.#heldFrames = Array.from({ length: threads }, () => 0);
+    this.#onHoldEnds = Array.from({ length: threads }, (_, slot) => () => this.#holdEnded(slot));
     this.#failStreak = Array.from({ length: threads }, () => 0);
     this.#slotIdle = Array.from({ length: threads }, () => []);
     this.#spares = Array.from({ length: threads }, () => []);
@@ -355,8 +372,44 @@ export class WorkerPool {
    * per batch (most batches of quiet streams).
    */
   #anythingDue(slot: number): boolean {
-    for (const e of this.#slotStreams[slot]) if (waits(e)) return true;
+    for (const e of this.#slotStreams[slot]) if (due(e)) return true;
     return false;
+  }
+
+  /** Arms the slot's hold timer if it is not armed: quiet frames wait at most `quietHoldMs` for a batch to ride with. */
+  #holdSlot(slot: number): void {
+    if (this.#holdTimers[slot] !== undefined || this.#closed) return;
+    const timer = setTimeout(this.#onHoldEnds[slot], this.#quietHoldMs);
+    if (this.#streams.size === 0) timer.unref();
+    this.#holdTimers[slot] = timer;
+  }
+
+  /**
+   * Ends the hold of the stream's held frames: their latency is counted from
+   * now, not from their arrival (the wait was chosen, not suffered). With no
+   * frame of the slot held any more, its hold timer is cleared (one wake less).
+   */
+  #release(e: StreamEntry, now: number): void {
+    for (let i = 0; i < e.held; i++) (e.queue[i] as EncodedFrame).arrival = now;
+    this.#heldFrames[e.slot] -= e.held;
+    e.held = 0;
+    if (this.#heldFrames[e.slot] === 0 && this.#holdTimers[e.slot] !== undefined) {
+      clearTimeout(this.#holdTimers[e.slot]);
+      this.#holdTimers[e.slot] = undefined;
+    }
+  }
+
+  /**
+   * The hold is over: the slot's held frames leave now, with anything else
+   * due (not at the next grid tick: they have waited long enough, and this
+   * timer is the wake a tick would have been).
+   */
+  #holdEnded(slot: number): void {
+    this.#holdTimers[slot] = undefined;
+    const now = performance.now();
+    for (const e of this.#slotStreams[slot]) if (e.held > 0) this.#release(e, now);
+    if (!this.#ticking || this.#closed) return;
+    if (this.#flushSlot(slot)) this.#scheduleSlot(slot, true);
   }
 
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
@@ -386,11 +439,14 @@ export class WorkerPool {
       inflightClose: false,
       spareQueue: undefined,
       item: { key, frames: NO_FRAMES, flags: 0, f32Mask: ALL_BRANCHES, pcm16Mask: 0, opusMask: 0 },
+      held: 0,
+      quiet: newQuietState(),
       openedAt,
       cost,
     };
     this.#streams.set(entry.id, entry);
     this.#slotStreams[slot].add(entry);
+    const isPcm = setup.input !== undefined;
     for (let s = 0; s < this.threads; s++) if (this.#armed[s]) this.#timers[s]?.ref(); // see #scheduleSlot
     this.#scheduleSlot(slot, true);
     const pool = this;
@@ -410,8 +466,24 @@ export class WorkerPool {
         if (entry.queue.length >= pool.#maxQueuedFrames) {
           entry.queue.shift(); // drop oldest: the newest audio matters most for a live stream
           entry.dropped++;
+          if (entry.held > 0) {
+            entry.held--;
+            pool.#heldFrames[entry.slot]--;
+          }
+        }
+        // PCM input has no Opus to judge; with no hold, nothing is held.
+        const quiet = pool.#quietHoldMs > 0 && !isPcm && quietUpdate(entry.quiet, frame as EncodedFrame);
+        if (quiet && entry.held === entry.queue.length) {
+          // Nothing else of the stream waits: this one may wait for a batch (of any stream of the slot) to ride with.
+          entry.queue.push(frame);
+          entry.held++;
+          pool.#heldFrames[entry.slot]++;
+          pool.#framesHeld++;
+          pool.#holdSlot(entry.slot);
+          return;
         }
         entry.queue.push(frame);
+        if (entry.held > 0) pool.#release(entry, performance.now());
         if (!pool.#armed[entry.slot]) pool.#scheduleSlot(entry.slot, true);
       },
       close() {
@@ -548,12 +620,14 @@ export class WorkerPool {
       threads: this.threads,
       batchIntervalMs: this.#batchIntervalMs,
       earlyOutputMs: this.#earlyOutputMs,
+      quietHoldMs: this.#quietHoldMs,
       utilization: this.#startedAt > 0 ? Math.min(1, this.#busyMs / ((performance.now() - this.#startedAt) * this.threads)) : 0,
       busyMs: Math.round(this.#busyMs),
       queuedFrames: queued,
       tasksInFlight: this.#flights.filter((f) => f !== undefined).length,
       tasksCompleted: this.#tasksCompleted,
       earlyResults: this.#earlyResults,
+      framesHeld: this.#framesHeld,
       tasksFailed: this.#tasksFailed,
       tasksTimedOut: this.#tasksTimedOut,
       workerCrashes: this.#workerCrashes,
@@ -590,6 +664,7 @@ export class WorkerPool {
     await Promise.all(pending);
     this.#closed = true;
     for (const t of this.#timers) clearTimeout(t);
+    for (const t of this.#holdTimers) clearTimeout(t);
     clearInterval(this.#watchdog);
     for (const lane of this.#lanes) lane?.close('the pool is closing');
     await this.#piscina.destroy();
@@ -615,9 +690,12 @@ export class WorkerPool {
     for (const e of this.#slotStreams[slot]) {
       if (!waits(e)) continue;
       if (busy) {
+        // Held frames alone don't make the slot behind: they wait for a batch anyway.
+        if (!due(e)) continue;
         this.#behind[slot] = true;
         return true;
       }
+      if (e.held > 0) this.#release(e, performance.now());
       items ??= [];
       entries ??= [];
       const index = items.length;
@@ -980,6 +1058,7 @@ export class WorkerPool {
   /** Puts a failed batch's frames back at the head of the queue, within the queue bound (drop oldest). */
   #requeue(e: StreamEntry, frames: StreamInput[]): void {
     if (frames.length === 0) return;
+    if (e.held > 0) this.#release(e, performance.now()); // the held count is of the queue's head, which this replaces
     const queue = frames.concat(e.queue);
     const excess = queue.length - this.#maxQueuedFrames;
     if (excess > 0) {
@@ -1050,6 +1129,7 @@ export class WorkerPool {
       if (!out || j >= out.items || out.key(j) !== e.key) {
         // Never expected (results come back in item order): don't lose the frames.
         e.needsSetup = true;
+        if (e.held > 0) this.#release(e, performance.now());
         e.queue = frames.concat(e.queue);
         if (out && j < out.items) out.skip(j);
         continue;
@@ -1058,6 +1138,7 @@ export class WorkerPool {
       if (status === ItemStatus.MISSING) {
         // The worker restarted between batches: resend these frames with the setup.
         e.needsSetup = true;
+        if (e.held > 0) this.#release(e, performance.now());
         e.queue = frames.concat(e.queue);
         out.skip(j);
         continue;
@@ -1184,8 +1265,14 @@ function deliverOpus(out: OutputReader, handlers: PoolStreamHandlers): void {
 }
 
 /** The stream has something for its worker: frames, its setup, or its close. */
+/** Whether the stream has something for its worker's next batch (held frames included: they ride with it). */
 function waits(e: StreamEntry): boolean {
   return e.queue.length > 0 || e.closing || e.needsSetup;
+}
+
+/** Whether the stream needs a batch soon: something waits that is not held. */
+function due(e: StreamEntry): boolean {
+  return e.queue.length > e.held || e.closing || e.needsSetup;
 }
 
 /** The buffers a task hands over (transferred, not copied: the main thread keeps the frame objects for re-sending). */

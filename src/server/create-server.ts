@@ -96,6 +96,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     threads: options.threads,
     batchIntervalMs: options.batchIntervalMs,
     earlyOutputMs: options.earlyOutputMs,
+    quietHoldMs: options.quietHoldMs,
     taskTimeoutMs: options.stageTimeoutMs,
     maxStreamCrashes: options.maxStreamCrashes,
     maxQueuedFrames: options.maxQueuedFrames,

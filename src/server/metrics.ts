@@ -107,6 +107,7 @@ export function createMetrics(core: EarshotCore): client.Registry {
   gauge('earshot_pool_queued_frames', 'Frames waiting for a worker, all streams.', () => read().stats.pool.queuedFrames);
   gauge('earshot_pool_streams', 'Streams open in the worker pool.', () => read().stats.pool.streams);
   counter('earshot_pool_tasks_total', 'Batch tasks the workers completed.', () => read().stats.pool.tasksCompleted);
+  counter('earshot_pool_held_frames_total', 'Comfort-noise updates of silent talkers held back to ride with a later batch (quietHoldMs); delivered later, none lost.', () => read().stats.pool.framesHeld);
   counter('earshot_pool_early_results_total', 'Partial results of long batches: streams a worker handed back while the rest of its batch still ran.', () => read().stats.pool.earlyResults);
   counter('earshot_pool_tasks_failed_total', 'Batch tasks that did not complete: their worker crashed or the watchdog replaced it.', () => read().stats.pool.tasksFailed);
   counter('earshot_pool_tasks_timed_out_total', 'Tasks whose worker the watchdog replaced (no progress for taskTimeoutMs).', () => read().stats.pool.tasksTimedOut);

@@ -113,6 +113,14 @@ export interface CreateServerOptions {
    */
   earlyOutputMs?: number;
   /**
+   * How long a silent talker's comfort-noise updates (DTX) may wait for a
+   * batch their worker runs anyway, so that silent talkers do not wake the
+   * workers one update at a time. Only the second and later updates of a
+   * pause that their encoder marked as no voice are held; a held frame's
+   * latency counts from the end of its hold. Default 200 ms; 0 turns it off.
+   */
+  quietHoldMs?: number;
+  /**
    * Longest a stream's stages may run on one batch (a custom stage stuck in a
    * loop) before its worker is replaced and that stream ends with
    * `pipeline-error`; the worker's other streams move on unharmed. Default 500 ms.
@@ -195,7 +203,7 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true,
   corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxDownloadsPerClient: true, maxDownloads: true,
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
-  recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
+  recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
   maxListeners: true, maxListenersPerPeer: true,
   admission: true, iceHostAddresses: true, icePortRange: true, iceServers: true, logLevel: true, logger: true,

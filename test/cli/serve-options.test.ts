@@ -145,4 +145,23 @@ describe('earshot serve options', () => {
       await server.cleanup();
     }
   });
+  it("--quiet-hold sets how long a silent talker's comfort-noise updates may wait for a batch, from the flag or EARSHOT_QUIET_HOLD, shown in /stats", async () => {
+    expect((await parsedOptions([])).quietHold).toBe(200);
+    expect((await parsedOptions(['--quiet-hold', '0'])).quietHold).toBe(0);
+    process.env.EARSHOT_QUIET_HOLD = '50';
+    expect((await parsedOptions([])).quietHold).toBe(50);
+    delete process.env.EARSHOT_QUIET_HOLD;
+    for (const bad of ['-1', '2001', '0.5']) {
+      await expect(parseServe(['--quiet-hold', bad])).rejects.toThrow('--quiet-hold must be an integer from 0 to 2000.');
+    }
+    expect(() => checkPoolOptions({ quietHoldMs: 2001 })).toThrow('options.quietHoldMs must be a number from 0 to 2000 (ms), got 2001');
+    const server = await startCli(['--quiet-hold', '0', '--threads', '1']);
+    try {
+      const stats = (await (await fetch(`${server.url}/stats`)).json()) as { server: { pool: { quietHoldMs: number; framesHeld: number } } };
+      expect(stats.server.pool).toMatchObject({ quietHoldMs: 0, framesHeld: 0 });
+    } finally {
+      await server.stop();
+      await server.cleanup();
+    }
+  });
 });

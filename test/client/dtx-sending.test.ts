@@ -3,7 +3,8 @@
  * `usedtx=1`: silence is withheld, not lost. Over real loopback WebRTC to the
  * real server with the default pipeline (denoise): the server counts the
  * withheld stretch as DTX (not loss), records it as silence at its media time
- * without running the denoiser on it, and the speech around it arrives whole.
+ * without running the denoiser on it (its comfort-noise updates waiting for a
+ * batch), and the speech around it arrives whole.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +53,12 @@ describe('sending with DTX', () => {
     expect(s.rtp.dtxSeconds).toBeCloseTo(dtx.dtxFrames * 0.02, 6);
     // The denoiser did not run on the silence.
     expect(s.processing.framesSkippedSilent).toBeGreaterThanOrEqual(dtx.dtxFrames);
+    // From the pause's second comfort-noise update on, its updates waited for a batch (quietHoldMs):
+    // ~7 updates in 3 s, each followed by a DTX frame.
+    const server = (await (await fetch(`${t.url}/stats`)).json()) as { server: { pool: { framesHeld: number; quietHoldMs: number } } };
+    expect(server.server.pool.quietHoldMs).toBe(200);
+    expect(server.server.pool.framesHeld).toBeGreaterThanOrEqual(8);
+    expect(server.server.pool.framesHeld).toBeLessThan(dtx.packetsSent);
   });
 
   it('records the pause as silence at its media time, the speech on both sides intact', async () => {

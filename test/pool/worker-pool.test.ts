@@ -3,9 +3,10 @@
  * count, and a stream survives the death of its worker.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { AudioFrame } from '../../src/media/frames.js';
+import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { encodeOpusFrames } from '../helpers/audio.js';
+import { OpusEncoder } from '../../wasm/opus.js';
+import { concat, encodeOpusFrames } from '../helpers/audio.js';
 import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
 let pool: WorkerPool | undefined;
@@ -151,6 +152,101 @@ describe('WorkerPool', () => {
     expect(await run(undefined)).toEqual([0, 1]);
     // Turned off: both arrive when the whole batch lands.
     expect(await run(600_000)).toEqual([1, 1]);
+  });
+
+  describe("a silent talker's comfort-noise updates (quietHoldMs)", () => {
+    /**
+     * Two seconds of digital silence sent as a browser with `usedtx=1` does:
+     * every packet of more than 2 bytes, and the first DTX frame (≤ 2 bytes) of
+     * each run. Returns the frames and where each update (a frame after a gap) is.
+     */
+    function silentTalker(): { frames: EncodedFrame[]; updates: number[] } {
+      const encoder = new OpusEncoder({ dtx: true });
+      const frames: EncodedFrame[] = [];
+      const updates: number[] = [];
+      let inDtx = false;
+      try {
+        for (let i = 0; i < 100; i++) {
+          const payload = encoder.encode(new Float32Array(960));
+          if (payload.length <= 2) {
+            if (inDtx) continue;
+            inDtx = true;
+          } else {
+            if (inDtx && frames.length > 0) updates.push(frames.length);
+            inDtx = false;
+          }
+          frames.push({ position: i * 960, payload, samples: 960, arrival: 0 });
+        }
+      } finally {
+        encoder.close();
+      }
+      return { frames, updates };
+    }
+
+    it('wait for a batch their worker runs anyway, or for the hold: every sample arrives, in order, the pause as silence', async () => {
+      const hold = 2000; // the longest allowed: the test's own waits stay well inside it
+      pool = new WorkerPool({ threads: 1, spareWorker: false, quietHoldMs: hold });
+      await pool.start();
+      const { frames, updates } = silentTalker();
+      expect(updates.length).toBeGreaterThanOrEqual(3);
+      const [u1, u2, u3] = updates;
+      const tone = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 2));
+      // What each stream received, and how many batches had landed when it did.
+      const talker: AudioFrame[] = [];
+      const landed = { talker: [] as number[], other: [] as number[] };
+      const talkerStream = pool.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => void (talker.push(...f), landed.talker.push(pool!.stats().tasksCompleted)), onError: () => {} });
+      const other = pool.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: () => void landed.other.push(pool!.stats().tasksCompleted), onError: () => {} });
+      const received = () => talker.reduce((n, f) => n + f.data.length, 0);
+      const endOf = (i: number) => frames[i].position + 960;
+      const push = (from: number, to: number) => {
+        for (const f of frames.slice(from, to)) talkerStream.push({ ...f, arrival: performance.now() });
+      };
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+      // Up to the first update of the pause: nothing is held, not even that update.
+      push(0, u1 + 1);
+      await vi.waitFor(() => expect(received()).toBe(endOf(u1)), { timeout: 10_000, interval: 20 });
+      expect(pool.stats().framesHeld).toBe(0);
+      // The DTX frame after it, the second update and its DTX frame are held: no batch leaves for them.
+      push(u1 + 1, u2 + 2);
+      expect(pool.stats().framesHeld).toBe(3);
+      await sleep(300);
+      expect(received()).toBe(endOf(u1));
+      // Another stream's frame makes a batch: the held frames ride in it.
+      other.push({ ...tone[0], arrival: performance.now() });
+      await vi.waitFor(() => expect(received()).toBe(endOf(u2 + 1)), { timeout: 10_000, interval: 20 });
+      expect(landed.other).toHaveLength(1);
+      expect(landed.talker.at(-1)).toBe(landed.other[0]);
+
+      // The third update and its DTX frame, with nothing else to ride with: they wait for the hold.
+      const pushedAt = performance.now();
+      push(u2 + 2, u3 + 2);
+      expect(pool.stats().framesHeld).toBe(5);
+      await vi.waitFor(() => expect(received()).toBe(endOf(u3 + 1)), { timeout: hold + 10_000, interval: 20 });
+      // Their latency counts from the end of the hold, not from their arrival.
+      const update = talker.find((f) => f.position === frames[u3].position);
+      expect(update).toBeDefined();
+      expect(update!.arrival - pushedAt).toBeGreaterThanOrEqual(hold - 5);
+
+      await Promise.all([talkerStream.close(), other.close()]);
+      // Every sample of the two seconds up to the last frame sent, once, in order; the gaps are silence.
+      expect(talker.map((f) => f.position)).toEqual(talker.map((_, i) => talker.slice(0, i).reduce((n, f) => n + f.data.length, 0)));
+      expect(received()).toBe(endOf(u3 + 1));
+      const pause = concat(talker.map((f) => f.data as Float32Array)).subarray(endOf(u1 + 1), frames[u2].position);
+      expect(pause.every((v) => v === 0)).toBe(true);
+    });
+
+    it('with quietHoldMs 0, an update goes to its worker at once', async () => {
+      pool = new WorkerPool({ threads: 1, spareWorker: false, quietHoldMs: 0 });
+      await pool.start();
+      const { frames, updates } = silentTalker();
+      const out: AudioFrame[] = [];
+      const h = pool.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => out.push(...f), onError: () => {} });
+      for (const f of frames.slice(0, updates[1] + 1)) h.push({ ...f, arrival: performance.now() });
+      await vi.waitFor(() => expect(out.reduce((n, f) => n + f.data.length, 0)).toBe(frames[updates[1]].position + 960), { timeout: 10_000, interval: 20 });
+      expect(pool.stats().framesHeld).toBe(0);
+      await h.close();
+    });
   });
 
   it("staggers the workers' batch ticks: two workers' batches leave half an interval apart", async () => {
