@@ -1097,6 +1097,7 @@ export class WorkerPool {
   #quarantine(e: StreamEntry, reason: QuarantinedStream['reason'], stage: string | null, error: EarshotError): void {
     this.#streamsQuarantined++;
     this.#lose(e, e.queue.length);
+    if (e.held > 0) this.#release(e, performance.now()); // the slot's count of held frames drops them too
     e.queue = [];
     const message = `${error.code}: ${error.message}`;
     this.#quarantined.push({ stream: e.id, stage, reason, message, at: new Date().toISOString() });
@@ -1264,8 +1265,7 @@ function deliverOpus(out: OutputReader, handlers: PoolStreamHandlers): void {
   if (handlers.onOpus) safeCall(() => handlers.onOpus!(branch, opusPosition, opus!));
 }
 
-/** The stream has something for its worker: frames, its setup, or its close. */
-/** Whether the stream has something for its worker's next batch (held frames included: they ride with it). */
+/** Whether the stream has something for its worker's next batch: frames (held ones too: they ride with it), its setup, or its close. */
 function waits(e: StreamEntry): boolean {
   return e.queue.length > 0 || e.closing || e.needsSetup;
 }
