@@ -386,11 +386,13 @@ export class WorkerPool {
 
   /**
    * Ends the hold of the stream's held frames: their latency is counted from
-   * now, not from their arrival (the wait was chosen, not suffered). With no
-   * frame of the slot held any more, its hold timer is cleared (one wake less).
+   * now, not from their arrival (the wait was chosen, not suffered). Copies
+   * carry the new time: the frames themselves also went to whoever listens to
+   * the stream's encoded frames. With no frame of the slot held any more, its
+   * hold timer is cleared (one wake less).
    */
   #release(e: StreamEntry, now: number): void {
-    for (let i = 0; i < e.held; i++) (e.queue[i] as EncodedFrame).arrival = now;
+    for (let i = 0; i < e.held; i++) e.queue[i] = { ...(e.queue[i] as EncodedFrame), arrival: now };
     this.#heldFrames[e.slot] -= e.held;
     e.held = 0;
     if (this.#heldFrames[e.slot] === 0 && this.#holdTimers[e.slot] !== undefined) {
