@@ -107,58 +107,35 @@ describe('earshot serve options', () => {
     expect(() => new WorkerPool({ threads: max + 1 })).toThrow(new RangeError(`options.threads must be an integer from 1 to ${max}, got ${max + 1}`));
   });
 
-  it('--batch-interval sets the workers\' batch interval, from the flag or EARSHOT_BATCH_INTERVAL, 1 to 100 ms, shown in /stats', async () => {
-    expect((await parsedOptions([])).batchInterval).toBe(5);
-    expect((await parsedOptions(['--batch-interval', '12'])).batchInterval).toBe(12);
-    process.env.EARSHOT_BATCH_INTERVAL = '20';
-    expect((await parsedOptions([])).batchInterval).toBe(20);
-    delete process.env.EARSHOT_BATCH_INTERVAL;
-    for (const bad of ['0', '101', '7.5']) {
-      await expect(parseServe(['--batch-interval', bad])).rejects.toThrow('--batch-interval must be an integer from 1 to 100.');
-    }
-    const server = await startCli(['--batch-interval', '12', '--threads', '1']);
-    try {
-      const stats = (await (await fetch(`${server.url}/stats`)).json()) as { server: { pool: { batchIntervalMs: number; threads: number } } };
-      expect(stats.server.pool).toMatchObject({ batchIntervalMs: 12, threads: 1 });
-    } finally {
-      await server.stop();
-      await server.cleanup();
-    }
+  /** A worker-pool flag of `serve`: its default, the flag, its environment variable, and the values it refuses with `message`. */
+  async function checkPoolFlag(flag: string, option: string, env: string, c: { byDefault: number; given: number; fromEnv: number; bad: string[]; message: string }): Promise<void> {
+    expect((await parsedOptions([]))[option]).toBe(c.byDefault);
+    expect((await parsedOptions([flag, String(c.given)]))[option]).toBe(c.given);
+    process.env[env] = String(c.fromEnv);
+    expect((await parsedOptions([]))[option]).toBe(c.fromEnv);
+    delete process.env[env];
+    for (const bad of c.bad) await expect(parseServe([flag, bad])).rejects.toThrow(c.message);
+  }
+
+  it("--batch-interval sets the workers' batch interval, from the flag or EARSHOT_BATCH_INTERVAL, 1 to 100 ms", async () => {
+    await checkPoolFlag('--batch-interval', 'batchInterval', 'EARSHOT_BATCH_INTERVAL', { byDefault: 5, given: 12, fromEnv: 20, bad: ['0', '101', '7.5'], message: '--batch-interval must be an integer from 1 to 100.' });
   });
 
-  it('--early-output sets how long a batch runs before its worker hands back what it has finished, from the flag or EARSHOT_EARLY_OUTPUT, shown in /stats', async () => {
-    expect((await parsedOptions([])).earlyOutput).toBe(4);
-    expect((await parsedOptions(['--early-output', '0'])).earlyOutput).toBe(0);
-    process.env.EARSHOT_EARLY_OUTPUT = '9';
-    expect((await parsedOptions([])).earlyOutput).toBe(9);
-    delete process.env.EARSHOT_EARLY_OUTPUT;
-    for (const bad of ['-1', '600001', '2.5']) {
-      await expect(parseServe(['--early-output', bad])).rejects.toThrow('--early-output must be an integer from 0 to 600000.');
-    }
+  it('--early-output sets how long a batch runs before its worker hands back what it has finished, from the flag or EARSHOT_EARLY_OUTPUT', async () => {
+    await checkPoolFlag('--early-output', 'earlyOutput', 'EARSHOT_EARLY_OUTPUT', { byDefault: 4, given: 0, fromEnv: 9, bad: ['-1', '600001', '2.5'], message: '--early-output must be an integer from 0 to 600000.' });
     expect(() => checkPoolOptions({ earlyOutputMs: -1 })).toThrow('options.earlyOutputMs must be a number from 0 to 600000 (ms), got -1');
-    const server = await startCli(['--early-output', '0', '--threads', '1']);
-    try {
-      const stats = (await (await fetch(`${server.url}/stats`)).json()) as { server: { pool: { earlyOutputMs: number; earlyResults: number } } };
-      expect(stats.server.pool).toMatchObject({ earlyOutputMs: 0, earlyResults: 0 });
-    } finally {
-      await server.stop();
-      await server.cleanup();
-    }
   });
-  it("--quiet-hold sets how long a silent talker's comfort-noise updates may wait for a batch, from the flag or EARSHOT_QUIET_HOLD, shown in /stats", async () => {
-    expect((await parsedOptions([])).quietHold).toBe(200);
-    expect((await parsedOptions(['--quiet-hold', '0'])).quietHold).toBe(0);
-    process.env.EARSHOT_QUIET_HOLD = '50';
-    expect((await parsedOptions([])).quietHold).toBe(50);
-    delete process.env.EARSHOT_QUIET_HOLD;
-    for (const bad of ['-1', '2001', '0.5']) {
-      await expect(parseServe(['--quiet-hold', bad])).rejects.toThrow('--quiet-hold must be an integer from 0 to 2000.');
-    }
+
+  it("--quiet-hold sets how long a silent talker's comfort-noise updates may wait for a batch, from the flag or EARSHOT_QUIET_HOLD", async () => {
+    await checkPoolFlag('--quiet-hold', 'quietHold', 'EARSHOT_QUIET_HOLD', { byDefault: 200, given: 0, fromEnv: 50, bad: ['-1', '2001', '0.5'], message: '--quiet-hold must be an integer from 0 to 2000.' });
     expect(() => checkPoolOptions({ quietHoldMs: 2001 })).toThrow('options.quietHoldMs must be a number from 0 to 2000 (ms), got 2001');
-    const server = await startCli(['--quiet-hold', '0', '--threads', '1']);
+  });
+
+  it('shows --batch-interval, --early-output and --quiet-hold in /stats of the server it starts', async () => {
+    const server = await startCli(['--batch-interval', '12', '--early-output', '0', '--quiet-hold', '0', '--threads', '1']);
     try {
-      const stats = (await (await fetch(`${server.url}/stats`)).json()) as { server: { pool: { quietHoldMs: number; framesHeld: number } } };
-      expect(stats.server.pool).toMatchObject({ quietHoldMs: 0, framesHeld: 0 });
+      const stats = (await (await fetch(`${server.url}/stats`)).json()) as { server: { pool: Record<string, number> } };
+      expect(stats.server.pool).toMatchObject({ batchIntervalMs: 12, threads: 1, earlyOutputMs: 0, earlyResults: 0, quietHoldMs: 0, framesHeld: 0 });
     } finally {
       await server.stop();
       await server.cleanup();
