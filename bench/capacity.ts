@@ -269,7 +269,7 @@ async function waitFor(url: string, child: ChildProcess): Promise<void> {
   throw new Error(`${url} did not come up`);
 }
 
-/** Node arguments to run a TypeScript entry with tsx and the probe. */
+/** Node arguments for a server or a baseline: tsx (for TypeScript entries and the probe), then the probe. */
 function nodeArgs(extra: string[] = []): string[] {
   return ['--import', 'tsx', '--import', PROBE, ...extra];
 }
@@ -332,7 +332,9 @@ export async function startEarshot(options: { root: string; port: number; work: 
   const recordings = join(work, 'recordings');
   mkdirSync(recordings, { recursive: true });
   const args = ['serve', '--port', String(port), '--pipelines', pipelines, '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--max-pending-sessions', '1000', '--admission', options.admission ? 'on' : 'off', '--threads', String(threads), ...(options.serveArgs ?? [])];
-  const entry = options.build ? [...(options.nodeFlags ?? []), '--import', PROBE, join(root, 'bin', 'earshot.js')] : [...nodeArgs(options.nodeFlags), join(root, 'src', 'cli', 'main.ts')];
+  // The probe is TypeScript, so a built server loads it through tsx too; its workers start with
+  // no loader (execArgv: [], pool/worker-pool.ts), as users run them.
+  const entry = [...nodeArgs(options.nodeFlags), options.build ? join(root, 'bin', 'earshot.js') : join(root, 'src', 'cli', 'main.ts')];
   // The server's log goes to stderr: stdout carries --json.
   const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, stdio: ['ignore', 2, 2, 'ipc'] });
   const url = `http://127.0.0.1:${port}`;
@@ -463,7 +465,8 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
   return step;
 }
 
-function median(values: number[]): number {
+/** Median of the finite values (NaN if none). */
+export function median(values: number[]): number {
   const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (v.length === 0) return NaN;
   const m = v.length >> 1;
