@@ -18,7 +18,7 @@ const SECTIONS = {
   capacity: '(b) K live publishers against earshot and a bare werift receiver, CPU per stream as a ratio, allocation, GC; SVG chart in bench/results/',
   threads: 'the pool-size choice: earshot at K = 20, 40, 60 with 1 and 3 worker threads',
   dtx: 'talkers with DTX: a silent DTX stream against a speaking one (K = 20, 40), and talkers speaking half the time or less at K = 60, 100 (--steps sets both; not in the default run)',
-  soak: '(s) K denoised streams for minutes (default 40 for 600 s): RSS flat or not, RSS per stream, drops (not in the default run)',
+  soak: '(s) K denoised streams for minutes (default 40 for 600 s) after a ladder of K/4, K/2, 3K/4: RSS flat or not, RSS per stream added, drops (not in the default run)',
   engines: 'one machine, every core: `serve --processes 1 --threads 2` against `--processes 2 --threads 1`, K rising until drops (not in the default run)',
   overload: '(o) about twice the sustainable load offered with admission on: admitted vs refused, drops and windowed p99 of the admitted, RSS before/after (not in the default run)',
   outputs: 'what each output costs per stream: Ogg Opus pass-through, 16 kHz WAV, 16 kHz Opus encoded in the worker (as for WHEP), 16 kHz s16 to a WebSocket server (websocket sink), against WAV + stats (not in the default run)',
@@ -54,6 +54,7 @@ Options:
                       (e.g. a tree whose node_modules holds a patched werift)
   --streams <k>       profile: publishers (default 30); overload: publishers offered (default 80);
                       soak: streams (default 40)
+  --step-seconds <s>  soak: seconds each ladder step holds before the soak (default 60)
   --pipeline <name>   profile: default | nodenoise (default: default)
   --source <name>     profile: what the publishers send: ${Object.keys(SOURCES).join(' | ')} (default: speech)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
@@ -70,6 +71,7 @@ const { values } = parseArgs({
     only: { type: 'string', multiple: true },
     json: { type: 'boolean' },
     steps: { type: 'string' },
+    'step-seconds': { type: 'string' },
     window: { type: 'string' },
     repeat: { type: 'string' },
     targets: { type: 'string' },
@@ -208,7 +210,7 @@ if (sections.has('dtx')) {
 }
 if (sections.has('soak')) {
   const { benchSoak } = await import('./soak.js');
-  results.soak = await benchSoak({ streams: num(values.streams, 'streams'), seconds: num(values.window, 'window'), log });
+  results.soak = await benchSoak({ streams: num(values.streams, 'streams'), seconds: num(values.window, 'window'), stepSeconds: num(values['step-seconds'], 'step-seconds'), build: values.build, log });
 }
 if (sections.has('engines')) {
   const { benchEngines } = await import('./engines.js');
