@@ -141,7 +141,11 @@ export interface CapacityStep {
   framesDropped?: number;
   packetsLost?: number;
   failedSessions: number;
-  /** Resident memory the K sessions added (end of the window minus before they started), MiB per stream. */
+  /**
+   * RSS growth over the step (end of the window minus before its sessions started) over K, MiB.
+   * Not memory per stream: a server keeps what earlier steps grew, so this reads ~0 after a
+   * larger step. The soak's ladder measures memory per stream.
+   */
   rssPerStreamMiB: number;
   /** No drops, no loss, no failed session (latency aside). */
   noDrops: boolean;
@@ -599,7 +603,7 @@ function printHeader(log: (l: string) => void): void {
       'loop p99'.padStart(10) +
       'p99 ms'.padStart(8) +
       'workers %'.padStart(11) +
-      'RSS MiB/str'.padStart(13) +
+      'ΔRSS MiB/str'.padStart(13) +
       'drops'.padStart(7),
   );
 }
