@@ -116,10 +116,18 @@ interface Flight {
   lane?: TaskLane;
   /** A batch's streams, item by item (a batch sent by `#runSlot` on a lane). */
   entries?: StreamEntry[];
-  /** The progress mark the watchdog last saw, and when it first saw it: the time, and the worker thread's CPU and run-queue times (ms). */
+  /** The progress mark the watchdog last saw, and when it first saw it. */
   seenMark?: number;
   seenAt?: number;
+  /**
+   * The worker thread's CPU and run-queue times (ms), read on the second tick that saw the
+   * mark (`schedRead`; the value stays undefined where the system does not tell), and the
+   * mark's age then.
+   */
+  schedRead?: boolean;
   schedAtSeenMark?: { cpu: number; waiting: number };
+  schedReadAt?: number;
+  markAgeAtSched?: number;
   /** Ticks in a row past the limit on which the worker thread was not waiting for a CPU. */
   asleepTicks?: number;
 }
@@ -846,25 +854,35 @@ export class WorkerPool {
       if (item === MARKER_IDLE) continue; // between items only for an instant; done and the result on its way
       const stage = Atomics.load(m, MarkerField.STAGE);
       const mark = Atomics.load(m, MarkerField.MARK);
-      const sched = threadSchedMs(Atomics.load(m, MarkerField.TID));
+      const tid = Atomics.load(m, MarkerField.TID);
       const now = performance.now();
       if (f.seenMark !== mark) {
         f.seenMark = mark;
         f.seenAt = now;
-        f.schedAtSeenMark = sched;
+        f.schedRead = false;
         f.asleepTicks = 0;
+        continue;
       }
       const elapsed = sinceMark(mark);
+      if (!f.schedRead) {
+        // The same mark on a second tick: only now read the thread's times from /proc. A worker
+        // that moves on between ticks, as a healthy one does, costs no read at all.
+        f.schedRead = true;
+        f.schedAtSeenMark = threadSchedMs(tid);
+        f.schedReadAt = now;
+        f.markAgeAtSched = elapsed;
+        continue;
+      }
       if (elapsed < this.#taskTimeoutMs) continue;
-      // Since the first tick that saw this mark (up to one tick short of the mark itself):
-      // CPU used, and time spent runnable but waiting for a CPU.
+      const sched = threadSchedMs(tid);
+      // Since that read: CPU used (plus the mark's age then, as if it had all been on a CPU), and
+      // time spent runnable but waiting for a CPU.
       const seen = f.schedAtSeenMark;
-      const used = sched && seen ? sched.cpu - seen.cpu + this.#watchdogMs : undefined;
+      const used = sched && seen ? sched.cpu - seen.cpu + (f.markAgeAtSched ?? 0) : undefined;
       const waited = sched && seen ? sched.waiting - seen.waiting : 0;
       // Starved, not hung: it got less CPU than the limit, and waits for one (runnable now, or
       // run-queue time that grew: the kernel adds that only when the thread gets a CPU again).
-      const tid = Atomics.load(m, MarkerField.TID);
-      const waiting = waited >= 0.5 * (now - (f.seenAt ?? now)) || threadRunnable(tid) === true;
+      const waiting = waited >= 0.5 * (now - (f.schedReadAt ?? now)) || threadRunnable(tid) === true;
       const starved = used !== undefined && used < this.#taskTimeoutMs && waiting && elapsed < this.#taskTimeoutMs * STARVED_WALL_FACTOR;
       // A thread seen asleep once may be between two slices: it is judged asleep on two ticks in a row.
       f.asleepTicks = starved ? 0 : (f.asleepTicks ?? 0) + 1;
