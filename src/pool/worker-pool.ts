@@ -116,9 +116,8 @@ interface Flight {
   lane?: TaskLane;
   /** A batch's streams, item by item (a batch sent by `#runSlot` on a lane). */
   entries?: StreamEntry[];
-  /** The progress mark the watchdog last saw, and when it first saw it. */
+  /** The progress mark the watchdog last saw. */
   seenMark?: number;
-  seenAt?: number;
   /**
    * The worker thread's CPU and run-queue times (ms), read on the second tick that saw the
    * mark (`schedRead`; the value stays undefined where the system does not tell), and the
@@ -858,7 +857,6 @@ export class WorkerPool {
       const now = performance.now();
       if (f.seenMark !== mark) {
         f.seenMark = mark;
-        f.seenAt = now;
         f.schedRead = false;
         f.asleepTicks = 0;
         continue;
