@@ -119,14 +119,10 @@ interface Flight {
   /** The progress mark the watchdog last saw. */
   seenMark?: number;
   /**
-   * The worker thread's CPU and run-queue times (ms), read on the second tick that saw the
-   * mark (`schedRead`; the value stays undefined where the system does not tell), and the
-   * mark's age then.
+   * Read on the second tick that saw that mark (none yet: undefined): the worker thread's CPU
+   * and run-queue times in ms (undefined where the system does not tell), when, and the mark's age then.
    */
-  schedRead?: boolean;
-  schedAtSeenMark?: { cpu: number; waiting: number };
-  schedReadAt?: number;
-  markAgeAtSched?: number;
+  baseline?: { sched: { cpu: number; waiting: number } | undefined; at: number; markAge: number };
   /** Ticks in a row past the limit on which the worker thread was not waiting for a CPU. */
   asleepTicks?: number;
 }
@@ -396,9 +392,11 @@ export class WorkerPool {
    * now, not from their arrival (the wait was chosen, not suffered). Copies
    * carry the new time: the frames themselves also went to whoever listens to
    * the stream's encoded frames. With no frame of the slot held any more, its
-   * hold timer is cleared (one wake less).
+   * hold timer is cleared (one wake less). Nothing to do when nothing is held.
    */
-  #release(e: StreamEntry, now: number): void {
+  #release(e: StreamEntry, now?: number): void {
+    if (e.held === 0) return;
+    now ??= performance.now();
     for (let i = 0; i < e.held; i++) e.queue[i] = { ...(e.queue[i] as EncodedFrame), arrival: now };
     this.#heldFrames[e.slot] -= e.held;
     e.held = 0;
@@ -416,7 +414,7 @@ export class WorkerPool {
   #holdEnded(slot: number): void {
     this.#holdTimers[slot] = undefined;
     const now = performance.now();
-    for (const e of this.#slotStreams[slot]) if (e.held > 0) this.#release(e, now);
+    for (const e of this.#slotStreams[slot]) this.#release(e, now);
     if (!this.#ticking || this.#closed) return;
     if (this.#flushSlot(slot)) this.#scheduleSlot(slot, true);
   }
@@ -492,7 +490,7 @@ export class WorkerPool {
           return;
         }
         entry.queue.push(frame);
-        if (entry.held > 0) pool.#release(entry, performance.now());
+        pool.#release(entry);
         if (!pool.#armed[entry.slot]) pool.#scheduleSlot(entry.slot, true);
       },
       close() {
@@ -704,7 +702,7 @@ export class WorkerPool {
         this.#behind[slot] = true;
         return true;
       }
-      if (e.held > 0) this.#release(e, performance.now());
+      this.#release(e);
       items ??= [];
       entries ??= [];
       const index = items.length;
@@ -857,30 +855,28 @@ export class WorkerPool {
       const now = performance.now();
       if (f.seenMark !== mark) {
         f.seenMark = mark;
-        f.schedRead = false;
+        f.baseline = undefined;
         f.asleepTicks = 0;
         continue;
       }
       const elapsed = sinceMark(mark);
-      if (!f.schedRead) {
+      const base = f.baseline;
+      if (!base) {
         // The same mark on a second tick: only now read the thread's times from /proc. A worker
         // that moves on between ticks, as a healthy one does, costs no read at all.
-        f.schedRead = true;
-        f.schedAtSeenMark = threadSchedMs(tid);
-        f.schedReadAt = now;
-        f.markAgeAtSched = elapsed;
+        f.baseline = { sched: threadSchedMs(tid), at: now, markAge: elapsed };
         continue;
       }
       if (elapsed < this.#taskTimeoutMs) continue;
       const sched = threadSchedMs(tid);
       // Since that read: CPU used (plus the mark's age then, as if it had all been on a CPU), and
       // time spent runnable but waiting for a CPU.
-      const seen = f.schedAtSeenMark;
-      const used = sched && seen ? sched.cpu - seen.cpu + (f.markAgeAtSched ?? 0) : undefined;
+      const seen = base.sched;
+      const used = sched && seen ? sched.cpu - seen.cpu + base.markAge : undefined;
       const waited = sched && seen ? sched.waiting - seen.waiting : 0;
       // Starved, not hung: it got less CPU than the limit, and waits for one (runnable now, or
       // run-queue time that grew: the kernel adds that only when the thread gets a CPU again).
-      const waiting = waited >= 0.5 * (now - (f.schedReadAt ?? now)) || threadRunnable(tid) === true;
+      const waiting = waited >= 0.5 * (now - base.at) || threadRunnable(tid) === true;
       const starved = used !== undefined && used < this.#taskTimeoutMs && waiting && elapsed < this.#taskTimeoutMs * STARVED_WALL_FACTOR;
       // A thread seen asleep once may be between two slices: it is judged asleep on two ticks in a row.
       f.asleepTicks = starved ? 0 : (f.asleepTicks ?? 0) + 1;
@@ -1076,7 +1072,7 @@ export class WorkerPool {
   /** Puts a failed batch's frames back at the head of the queue, within the queue bound (drop oldest). */
   #requeue(e: StreamEntry, frames: StreamInput[]): void {
     if (frames.length === 0) return;
-    if (e.held > 0) this.#release(e, performance.now()); // the held count is of the queue's head, which this replaces
+    this.#release(e); // the held count is of the queue's head, which this replaces
     const queue = frames.concat(e.queue);
     const excess = queue.length - this.#maxQueuedFrames;
     if (excess > 0) {
@@ -1115,7 +1111,7 @@ export class WorkerPool {
   #quarantine(e: StreamEntry, reason: QuarantinedStream['reason'], stage: string | null, error: EarshotError): void {
     this.#streamsQuarantined++;
     this.#lose(e, e.queue.length);
-    if (e.held > 0) this.#release(e, performance.now()); // the slot's count of held frames drops them too
+    this.#release(e); // the slot's count of held frames drops them too
     e.queue = [];
     const message = `${error.code}: ${error.message}`;
     this.#quarantined.push({ stream: e.id, stage, reason, message, at: new Date().toISOString() });
@@ -1148,7 +1144,7 @@ export class WorkerPool {
       if (!out || j >= out.items || out.key(j) !== e.key) {
         // Never expected (results come back in item order): don't lose the frames.
         e.needsSetup = true;
-        if (e.held > 0) this.#release(e, performance.now());
+        this.#release(e);
         e.queue = frames.concat(e.queue);
         if (out && j < out.items) out.skip(j);
         continue;
@@ -1157,7 +1153,7 @@ export class WorkerPool {
       if (status === ItemStatus.MISSING) {
         // The worker restarted between batches: resend these frames with the setup.
         e.needsSetup = true;
-        if (e.held > 0) this.#release(e, performance.now());
+        this.#release(e);
         e.queue = frames.concat(e.queue);
         out.skip(j);
         continue;
