@@ -104,8 +104,9 @@ export interface SendOptions {
   dataChannel?: (channel: RTCDataChannel) => void;
   /**
    * Called with each RTCP receiver report the server sends about this stream
-   * (RFC 3550 §6.4.2; about one a second): what it has received, lost and its
-   * interarrival jitter estimate, as the server sees them.
+   * (RFC 3550 §6.4.2; earshot sends one every 2–6 s, RFC 3550 §6.2): what it
+   * has received, lost and its interarrival jitter estimate, as the server
+   * sees them.
    */
   onReceiverReport?: (report: ReceiverReport) => void;
 }

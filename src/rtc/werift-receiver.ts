@@ -29,8 +29,12 @@
  * The upstream change: compute the feedback flags in `prepareReceive`, call
  * `runRtcp()` from `handleRTP` only `if (!this.rtcpRunning)`, and read
  * `codec.name` once per packet.
+ *
+ * The report loop `runRtcp` starts is werift's with RFC 3550's interval
+ * (receiver-reports.ts).
  */
 import { RTCRtpCodecParameters, RTCRtpReceiver } from 'werift';
+import { reportsLikeWerift, runReceiverReports, type ReportingReceiver } from './receiver-reports.js';
 
 type Feedback = RTCRtpReceiver['twccEnabled'];
 type FeedbackName = 'twccEnabled' | 'nackEnabled' | 'pliEnabled';
@@ -83,9 +87,10 @@ if (patchesWeriftReceiver) {
     weriftReceiver.prepareReceive.call(this, params);
     feedbackOf.delete(this);
   };
+  const rfcInterval = reportsLikeWerift(weriftReceiver.runRtcp);
   proto.runRtcp = function runRtcp(this: ReceiverInternals): Promise<void> {
     if (this.rtcpRunning || this.stopped) return SETTLED;
-    return weriftReceiver.runRtcp.call(this);
+    return rfcInterval ? runReceiverReports(this as unknown as ReportingReceiver) : weriftReceiver.runRtcp.call(this);
   };
 }
 

@@ -1,9 +1,10 @@
 /**
  * The server sends RTCP receiver reports about each stream it receives (RFC
- * 3550 §6.4.2), and their figures are what was sent: over real loopback
- * WebRTC, a werift publisher hears reports whose highest sequence number is
- * one it sent, with nothing lost on a clean path, and with exactly the packets
- * it withheld counted as lost when it withholds some.
+ * 3550 §6.4.2), at RFC 3550's interval (§6.2, §6.3.1: 2.1–6.2 s apart, the
+ * first after 1.0–3.1 s), and their figures are what was sent: over real
+ * loopback WebRTC, a werift publisher hears reports whose highest sequence
+ * number is one it sent, with nothing lost on a clean path, and with exactly
+ * the packets it withheld counted as lost when it withholds some.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, type ReceiverReport } from '../../src/client/audio-sender.js';
@@ -16,17 +17,35 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-/** Sends `seconds` of a tone in real time (reports come about once a second) and keeps the reports heard. */
+/** Sends `seconds` of a tone in real time (reports come about every 4 s) and keeps the reports heard, with when each arrived. */
 async function sendAndHear(peer: string, seconds: number, simulateLoss = 0) {
   const reports: ReceiverReport[] = [];
-  const result = await sendAudio({ url: `${t.url}/whip/rr/${peer}`, source: fixturePath('tone-1k-48k.wav'), seconds, simulateLoss, onReceiverReport: (r) => reports.push(r) });
-  return { reports, result };
+  const heardAt: number[] = [];
+  const result = await sendAudio({
+    url: `${t.url}/whip/rr/${peer}`,
+    source: fixturePath('tone-1k-48k.wav'),
+    seconds,
+    simulateLoss,
+    onReceiverReport: (r) => {
+      reports.push(r);
+      heardAt.push(performance.now());
+    },
+  });
+  return { reports, heardAt, result };
 }
 
+/** RFC 3550 §6.3.1 with its 5 s minimum: at least 2.5 s / (e − 3/2) between two reports. */
+const MIN_GAP_MS = 2500 / (Math.E - 1.5);
+
 describe('RTCP receiver reports from the server', () => {
-  it('come about once a second and report the stream as received, nothing lost', async () => {
-    const { reports, result } = await sendAndHear('clean', 4);
+  it("come at RFC 3550's interval and report the stream as received, nothing lost", async () => {
+    const seconds = 12;
+    const { reports, heardAt, result } = await sendAndHear('clean', seconds);
+    // The first comes within ~3.1 s and the next within ~6.2 s of it.
     expect(reports.length).toBeGreaterThanOrEqual(2);
+    // Never closer than the RFC's shortest interval (less a margin for delivery on loopback), so never more than it allows.
+    for (let i = 1; i < heardAt.length; i++) expect(heardAt[i] - heardAt[i - 1]).toBeGreaterThan(MIN_GAP_MS - 250);
+    expect(reports.length).toBeLessThanOrEqual(Math.ceil((seconds * 1000) / MIN_GAP_MS) + 1);
     for (const r of reports) {
       expect(r.packetsLost).toBe(0);
       expect(r.fractionLost).toBe(0);
@@ -42,7 +61,7 @@ describe('RTCP receiver reports from the server', () => {
   });
 
   it('count the packets the sender withheld as lost (cumulative), and a fraction lost between reports', async () => {
-    const { reports, result } = await sendAndHear('lossy', 5, 0.1);
+    const { reports, result } = await sendAndHear('lossy', 8, 0.1);
     expect(result.packetsDropped).toBeGreaterThan(10);
     const last = reports.at(-1)!;
     // By the last report, most of the withheld packets were due; never more than were withheld.
