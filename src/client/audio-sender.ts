@@ -10,6 +10,7 @@ import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:time
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, RtpHeader, RtpPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
+import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { readWavSource, type PcmSource } from './wav-source.js';
 import { WhipClient } from './whip-client.js';
 
@@ -173,6 +174,8 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
   const started = performance.now();
   try {
     const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
+    // Sender reports every ~4 s (RFC 3550), as browsers send audio's, not werift's every ~1 s.
+    reportAtRfcInterval(transceiver.sender);
     if (options.dataChannel) options.dataChannel(pc.createDataChannel('earshot'));
     const offer = await pc.createOffer();
     disableImplicitStun(pc, []);

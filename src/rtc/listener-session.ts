@@ -19,6 +19,7 @@ import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
 import { completeAnswer, reducedOffer, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer } from './sdp-offer.js';
+import { reportAtRfcInterval } from './sender-reports.js';
 
 export type ListenerEndReason = 'deleted' | 'stream-ended' | 'ice-failed' | 'disconnected' | 'closed-by-peer' | 'connect-timeout' | 'shutdown';
 
@@ -62,6 +63,7 @@ export class ListenerSession {
     });
     // An unassociated send-only transceiver: werift matches it to the offer's receiving audio section.
     this.#transceiver = this.#pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
+    reportAtRfcInterval(this.#transceiver.sender);
   }
 
   /**

@@ -1,0 +1,135 @@
+/**
+ * RTCP reports at RFC 3550's interval (src/rtc/rtcp-interval.ts,
+ * receiver-reports.ts, sender-reports.ts): the delays §6.3.1 prescribes with
+ * the 5 s minimum of §6.2; report packets built as werift builds them; werift's
+ * loops recognised as the ones replaced; a sender's loop that reports and
+ * keeps the round-trip bookkeeping, started once; loops that end at once when
+ * their receiver or sender stops. End to end over WebRTC:
+ * test/rtc/receiver-reports.test.ts.
+ */
+import { MediaStreamTrack, RtcpSourceDescriptionPacket, RtcpSrPacket, RTCRtpReceiver, RTCRtpSender, compactNtp } from 'werift';
+import { describe, expect, it } from 'vitest';
+import { RTCP_MIN_INTERVAL_MS, rtcpReportDelayMs } from '../../src/rtc/rtcp-interval.js';
+import { receiverReportBlocks, reportsLikeWerift, type ReportingReceiver } from '../../src/rtc/receiver-reports.js';
+import { reportAtRfcInterval, senderReportPackets, sendsLikeWerift, weriftSenderRunRtcp, type ReportingSender } from '../../src/rtc/sender-reports.js';
+import { weriftReceiver } from '../../src/rtc/werift-receiver.js';
+
+const E_MINUS_3_2 = Math.E - 1.5;
+
+describe('RTCP report interval (RFC 3550 §6.2, §6.3.1)', () => {
+  it('draws each delay from 0.5–1.5 times the 5 s minimum (half of it before the first report), divided by e − 3/2', () => {
+    expect(RTCP_MIN_INTERVAL_MS).toBe(5000);
+    expect(rtcpReportDelayMs(false, () => 0)).toBeCloseTo(2500 / E_MINUS_3_2, 6);
+    expect(rtcpReportDelayMs(false, () => 1)).toBeCloseTo(7500 / E_MINUS_3_2, 6);
+    expect(rtcpReportDelayMs(true, () => 0)).toBeCloseTo(1250 / E_MINUS_3_2, 6);
+    expect(rtcpReportDelayMs(true, () => 1)).toBeCloseTo(3750 / E_MINUS_3_2, 6);
+    // With Math.random: inside those bounds, and 5 s / (e − 3/2) ≈ 4.1 s on average.
+    const delays = Array.from({ length: 20_000 }, () => rtcpReportDelayMs(false));
+    for (const d of delays) {
+      expect(d).toBeGreaterThanOrEqual(2500 / E_MINUS_3_2);
+      expect(d).toBeLessThan(7500 / E_MINUS_3_2);
+    }
+    const mean = delays.reduce((a, b) => a + b, 0) / delays.length;
+    expect(mean).toBeGreaterThan(4000);
+    expect(mean).toBeLessThan(4210);
+  });
+
+  it("recognises this werift's report loops, and not another function", () => {
+    expect(reportsLikeWerift(weriftReceiver.runRtcp)).toBe(true);
+    expect(sendsLikeWerift(weriftSenderRunRtcp)).toBe(true);
+    const other = async (): Promise<void> => undefined;
+    expect(reportsLikeWerift(other)).toBe(false);
+    expect(sendsLikeWerift(other)).toBe(false);
+  });
+});
+
+describe('receiver reports', () => {
+  it('have one block per stream from its statistics, with LSR and DLSR from the last sender report', () => {
+    const now = 1_000_000;
+    const receiver = {
+      remoteStreams: {
+        1111: { fraction_lost: 25, packets_lost: 7, max_seq: 70_123, jitter: 41 },
+        2222: { fraction_lost: 0, packets_lost: 0, max_seq: 500, jitter: 3 },
+      },
+      // Only 1111 has had a sender report, received 1.5 s ago.
+      lastSRtimestamp: { 1111: 0x12345678 },
+      receiveLastSRTimestamp: { 1111: now - 1.5 },
+    } as unknown as ReportingReceiver;
+    const blocks = receiverReportBlocks(receiver, now).map((b) => b.toJSON());
+    expect(blocks).toEqual([
+      { ssrc: 1111, fractionLost: 25, packetsLost: 7, highestSequence: 70_123, jitter: 41, lsr: 0x12345678, dlsr: 1.5 * 65536 },
+      { ssrc: 2222, fractionLost: 0, packetsLost: 0, highestSequence: 500, jitter: 3, lsr: 0, dlsr: 0 },
+    ]);
+  });
+
+  it("end their loop at once when the receiver stops", async () => {
+    const r = new RTCRtpReceiver({} as ConstructorParameters<typeof RTCRtpReceiver>[0], 'audio', 1234) as RTCRtpReceiver & { rtcpRunning: boolean };
+    const loop = r.runRtcp();
+    expect(r.rtcpRunning).toBe(true);
+    const started = Date.now();
+    r.stop();
+    await loop;
+    expect(r.rtcpRunning).toBe(false);
+    // Not after the first delay (≥ 1 s): the wait was cancelled.
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+});
+
+/** A real werift sender whose transport keeps what it is given to send. */
+function recordingSender(): { sender: RTCRtpSender; internals: ReportingSender; sent: Array<Array<RtcpSrPacket | RtcpSourceDescriptionPacket>> } {
+  const sender = new RTCRtpSender(new MediaStreamTrack({ kind: 'audio' }));
+  const sent: Array<Array<RtcpSrPacket | RtcpSourceDescriptionPacket>> = [];
+  Object.assign(sender, {
+    cname: 'earshot-test',
+    ntpTimestamp: 0x1234_5678_9abc_def0n,
+    rtpTimestamp: 960_000,
+    packetCount: 500,
+    octetCount: 40_000,
+    dtlsTransport: { sendRtcp: async (packets: Array<RtcpSrPacket | RtcpSourceDescriptionPacket>) => void sent.push(packets) },
+  });
+  return { sender, internals: sender as unknown as ReportingSender, sent };
+}
+
+describe('sender reports', () => {
+  it("are an SR from the sender's counters and last packet's times, then an SDES with its CNAME", () => {
+    const { sender, internals } = recordingSender();
+    const [sr, sdes] = senderReportPackets(internals);
+    expect(sr).toBeInstanceOf(RtcpSrPacket);
+    const info = (sr as RtcpSrPacket).senderInfo;
+    expect((sr as RtcpSrPacket).ssrc).toBe(sender.ssrc);
+    expect(info.ntpTimestamp).toBe(0x1234_5678_9abc_def0n);
+    expect(info.rtpTimestamp).toBe(960_000);
+    expect(info.packetCount).toBe(500);
+    expect(info.octetCount).toBe(40_000);
+    expect(sdes).toBeInstanceOf(RtcpSourceDescriptionPacket);
+    const chunk = (sdes as RtcpSourceDescriptionPacket).chunks[0];
+    expect(chunk.source).toBe(sender.ssrc);
+    expect(chunk.items.map((i) => [i.type, i.text])).toEqual([[1, 'earshot-test']]);
+    // Without a CNAME, the SR alone.
+    Object.assign(sender, { cname: undefined });
+    expect(senderReportPackets(internals)).toHaveLength(1);
+  });
+
+  it('come from one loop however often runRtcp is called, first within RFC 3550’s first interval, and end when the sender stops', async () => {
+    const { sender, internals, sent } = recordingSender();
+    expect(reportAtRfcInterval(sender)).toBe(true);
+    const loop = internals.runRtcp();
+    expect(internals.rtcpRunning).toBe(true);
+    // werift calls it after every packet sent: no second loop.
+    const again = internals.runRtcp();
+    expect(again).not.toBe(loop);
+    await again;
+    const started = Date.now();
+    while (sent.length === 0 && Date.now() - started < 10_000) await new Promise((r) => setTimeout(r, 50));
+    expect(sent).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1250 / E_MINUS_3_2 - 50);
+    expect(sent[0][0]).toBeInstanceOf(RtcpSrPacket);
+    // The round-trip bookkeeping werift's loop keeps: the LSR a receiver report will echo, and when it left.
+    expect(internals.lastSRtimestamp).toBe(compactNtp(0x1234_5678_9abc_def0n));
+    expect(Math.abs(internals.lastSentSRTimestamp! - Date.now() / 1000)).toBeLessThan(5);
+    sender.stop();
+    await loop;
+    expect(internals.rtcpRunning).toBe(false);
+    expect(sent).toHaveLength(1);
+  });
+});
