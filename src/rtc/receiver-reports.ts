@@ -15,7 +15,7 @@
  * change: take the delay from RFC 3550 §6.3.1 (or a configured interval)
  * instead of `500 + Math.random() * 1e3`.
  */
-import { RtcpReceiverInfo, RtcpRrPacket, type RTCRtpReceiver } from 'werift';
+import { RtcpReceiverInfo, RtcpRrPacket } from 'werift';
 import { runReportLoop, type ReportingParticipant } from './rtcp-interval.js';
 
 /** What a stream's statistics give a report (werift's `StreamStatistics`; RFC 3550 A.3 and A.8). */
@@ -28,7 +28,6 @@ interface StreamStatistics {
 
 /** The parts of werift's receiver the report loop reads and sets (werift declares most of them public). */
 export interface ReportingReceiver extends ReportingParticipant {
-  readonly stopped: boolean;
   readonly rtcpSsrc: number;
   readonly remoteStreams: Record<number, StreamStatistics>;
   readonly lastSRtimestamp: Record<number, number>;
@@ -37,24 +36,24 @@ export interface ReportingReceiver extends ReportingParticipant {
 }
 
 /** Whether werift's report loop is the one replicated here. */
-export function reportsLikeWerift(weriftRunRtcp: RTCRtpReceiver['runRtcp']): boolean {
-  const source = String(weriftRunRtcp);
+export function reportsLikeWerift(runRtcp: unknown): boolean {
+  const source = String(runRtcp);
   return ['rtcpCancel', 'remoteStreams', 'receiveLastSRTimestamp', 'RtcpRrPacket', 'sendRtcp', '65536'].every((s) => source.includes(s));
 }
 
 /** One report block per stream the receiver has seen, as werift builds them. */
 export function receiverReportBlocks(receiver: ReportingReceiver, nowSeconds = Date.now() / 1000): RtcpReceiverInfo[] {
-  return Object.entries(receiver.remoteStreams).map(([ssrc, stream]) => {
-    let lsr = 0;
+  return Object.entries(receiver.remoteStreams).map(([key, stream]) => {
+    const ssrc = Number(key);
+    const lsr = receiver.lastSRtimestamp[ssrc] || 0;
     let dlsr = 0;
-    if (receiver.lastSRtimestamp[Number(ssrc)]) {
-      lsr = receiver.lastSRtimestamp[Number(ssrc)];
+    if (lsr) {
       // DLSR in 1/65536 s since that sender report arrived (RFC 3550 §6.4.1).
-      const delaySeconds = nowSeconds - receiver.receiveLastSRTimestamp[Number(ssrc)];
+      const delaySeconds = nowSeconds - receiver.receiveLastSRTimestamp[ssrc];
       if (delaySeconds > 0 && delaySeconds < 65536) dlsr = Math.trunc(delaySeconds * 65536);
     }
     return new RtcpReceiverInfo({
-      ssrc: Number(ssrc),
+      ssrc,
       fractionLost: stream.fraction_lost,
       packetsLost: stream.packets_lost,
       highestSequence: stream.max_seq,
