@@ -66,8 +66,22 @@ export async function encodedSources(needed: Set<SourceName>): Promise<Record<So
   return {
     speech: needed.has('speech') ? encodeSource(await fixture('speech-noisy-48k.wav')) : undefined,
     'talk-dtx': talk ? encodeSource({ sampleRate: 48000, channels: [talk] }, 1, undefined, true) : undefined,
-    'silence-dtx': needed.has('silence-dtx') ? encodeSource({ sampleRate: 48000, channels: [new Float32Array(10 * 48000)] }, 1, undefined, true) : undefined,
+    'silence-dtx': needed.has('silence-dtx') ? steadySilence(encodeSource({ sampleRate: 48000, channels: [new Float32Array(10 * 48000)] }, 1, undefined, true)) : undefined,
   };
+}
+
+/**
+ * A silent DTX talker as it sends once its encoder has settled: an update every
+ * ~400 ms with DTX frames between, the clip cut from its first update to just
+ * before its last so that looping it repeats that pattern seamlessly. Looped
+ * whole, the clip's first half-second (ten silence frames before DTX sets in,
+ * which a talker sends once, when it starts) would recur every 10 s: ~1.1
+ * frames a second per talker that no silent browser sends.
+ */
+function steadySilence(source: EncodedSource): EncodedSource {
+  const updates = source.opus.flatMap((p, i) => (i > 0 && p.length > 2 && source.opus[i - 1].length <= 2 ? [i] : []));
+  if (updates.length < 2) throw new Error('silence-dtx: the encoder made fewer than two DTX updates');
+  return { ...source, opus: source.opus.slice(updates[0], updates[updates.length - 1]) };
 }
 
 /** Publisher `i` of `k` starts `i/k` of the way through the source (DTX sources only: a room of talkers is not in step). */
