@@ -35,6 +35,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { encodeSource, sendAudio, sendMany, type EncodedSource } from '../src/client/audio-sender.js';
 import { readWavSource } from '../src/client/wav-source.js';
 import { quantileOf, type LatencyHistogramSnapshot } from '../src/media/latency-histogram.js';
@@ -147,6 +148,14 @@ export interface CapacityStep {
   gcPct: number;
   elu: number;
   eventLoopDelayP99Ms: number;
+  /**
+   * The publishing process (this one) over the window: its event loop's delay
+   * (p99 and worst) and its longest GC pause. When it stalls, every publisher's
+   * next packets leave together, and the receivers see a burst.
+   */
+  publisherLoopDelayP99Ms: number;
+  publisherLoopDelayMaxMs: number;
+  publisherGcMaxMs: number;
   /** Earshot only: steady-state frame latency over every frame of every peer. */
   latencyP50Ms?: number;
   latencyP99Ms?: number;
@@ -408,16 +417,20 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
   let utilization: number | undefined;
   const rss0 = rssBytes(t.child.pid);
   let rss1 = rss0;
+  const publisher = publisherStalls();
+  let stalls = { loopDelayP99Ms: NaN, loopDelayMaxMs: NaN, gcMaxMs: NaN };
   const sampler = (async () => {
     await new Promise((r) => setTimeout(r, warmS * 1000));
     const h0 = t.earshot ? await histograms(t.child.url, peers) : [];
     const b0 = t.earshot ? await poolBusyMs(t.child.url) : 0;
     await t.child.probe('start');
+    publisher.start();
     const c0 = threadTimes(t.child.pid);
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, windowS * 1000));
     const c1 = threadTimes(t.child.pid);
     elapsed = (performance.now() - t0) / 1000;
+    stalls = publisher.stop();
     rss1 = rssBytes(t.child.pid);
     w = (await t.child.probe('stop')).window as ProbeWindow;
     cpu = { total: c1.total - c0.total, main: c1.main - c0.main, wakes: c1.wakes - c0.wakes, mainWakes: c1.mainWakes - c0.mainWakes };
@@ -456,6 +469,9 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
     gcPct: probe ? (probe.gcTotalMs / 1000 / probe.seconds) * 100 : NaN,
     elu: probe?.elu ?? NaN,
     eventLoopDelayP99Ms: probe?.eventLoopDelayP99Ms ?? NaN,
+    publisherLoopDelayP99Ms: stalls.loopDelayP99Ms,
+    publisherLoopDelayMaxMs: stalls.loopDelayMaxMs,
+    publisherGcMaxMs: stalls.gcMaxMs,
     failedSessions: failed,
     rssPerStreamMiB: Math.max(0, rss1 - rss0) / k / 2 ** 20,
     noDrops: failed === 0,
@@ -599,6 +615,29 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
   }
 }
 
+/**
+ * Watches this process, where the publishers run, over a window: how late its
+ * event loop ran (libuv's timer, sampled every 10 ms) and its longest GC pause.
+ */
+function publisherStalls(): { start(): void; stop(): { loopDelayP99Ms: number; loopDelayMaxMs: number; gcMaxMs: number } } {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  let gcMaxMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, e.duration);
+  });
+  return {
+    start() {
+      delay.enable();
+      gc.observe({ entryTypes: ['gc'] });
+    },
+    stop() {
+      delay.disable();
+      gc.disconnect();
+      return { loopDelayP99Ms: delay.percentile(99) / 1e6, loopDelayMaxMs: delay.max / 1e6, gcMaxMs };
+    },
+  };
+}
+
 function printHeader(log: (l: string) => void): void {
   log(
     '  target'.padEnd(20) +
@@ -618,7 +657,8 @@ function printHeader(log: (l: string) => void): void {
       'p99 ms'.padStart(8) +
       'workers %'.padStart(11) +
       'ΔRSS MiB/str'.padStart(13) +
-      'drops'.padStart(7),
+      'drops'.padStart(7) +
+      'pub lag max'.padStart(13),
   );
 }
 
@@ -643,6 +683,7 @@ function formatStep(s: CapacityStep): string {
     f(s.workerUtilization === undefined ? undefined : s.workerUtilization * 100, 0).padStart(11) +
     f(s.rssPerStreamMiB, 2).padStart(13) +
     (s.framesDropped === undefined ? (s.failedSessions ? `${s.failedSessions} failed` : 'n/a') : s.noDrops ? 'none' : `${s.framesDropped}/${s.packetsLost}`).padStart(7) +
+    f(s.publisherLoopDelayMaxMs, 0).padStart(13) +
     (s.failedSessions && s.framesDropped !== undefined ? `  (${s.failedSessions} sessions failed)` : '')
   );
 }
