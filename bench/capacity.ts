@@ -108,6 +108,15 @@ export interface CapacityOptions {
   steps?: number[];
   /** Steady-window length, s (after every session connected). Default 6. */
   window?: number;
+  /**
+   * Seconds from the publishers' start to the window's start, for the sessions
+   * to connect and settle. Default 2.5 + 0.06 × K (K sessions negotiating DTLS
+   * at once take a few seconds on 2 cores). A server's cost keeps falling for
+   * ~30 s after K sessions connect (their set-up's garbage collected, code
+   * paths of light traffic compiled): that tail weighs on a light load such as
+   * silent talkers, whose steady cost is measured with a longer settle.
+   */
+  settle?: number;
   repeat?: number;
   targets?: TargetName[];
   /** Another earshot tree to run as `before` / `before-nodenoise`. */
@@ -403,11 +412,11 @@ async function poolBusyMs(url: string): Promise<number> {
   return ((await (await fetch(`${url}/stats`)).json()) as { server: { pool: { busyMs: number } } }).server.pool.busyMs;
 }
 
-async function runStep(t: Target, k: number, round: number, windowS: number, source: EncodedSource, threads: number): Promise<CapacityStep> {
+async function runStep(t: Target, k: number, round: number, windowS: number, source: EncodedSource, threads: number, settleS?: number): Promise<CapacityStep> {
   const id = `r${round}k${k}${t.name.replace(/[^a-z]/g, '')}`;
   const peers = Array.from({ length: k }, (_, i) => `${id}-${i + 1}`);
-  // Time for K sessions to negotiate DTLS at once (a few seconds at K = 40 on 2 cores).
-  const warmS = 2.5 + 0.06 * k;
+  // Time for K sessions to negotiate DTLS at once (a few seconds at K = 40 on 2 cores), unless told.
+  const warmS = settleS ?? 2.5 + 0.06 * k;
   const seconds = warmS + windowS + 1;
   let w: ProbeWindow | null = null;
   let cpu = { total: 0, main: 0, wakes: 0, mainWakes: 0 };
@@ -598,7 +607,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
         const order = round % 2 === 1 ? targets : [...targets].reverse();
         for (const t of order) {
           await new Promise((r) => setTimeout(r, 500));
-          const step = await runStep(t, k, round, windowS, sources[t.source]!, threads);
+          const step = await runStep(t, k, round, windowS, sources[t.source]!, threads, options.settle);
           results.push(step);
           log(formatStep(step));
         }

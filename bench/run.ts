@@ -42,6 +42,8 @@ Options:
   --window <s>        capacity, mainpath: steady window per step, seconds (default 6);
                       overload: seconds the offers last, refusals retried (default 30);
                       soak: seconds the streams run (default 600); engines: seconds per step (default 8)
+  --settle <s>        capacity, dtx: seconds from the publishers' start to the window
+                      (default 2.5 + 0.06 × K); longer for a light load's steady cost
   --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2);
                       engines (default 2); handoff: blocks per variant (default 8)
   --targets <a,b,…>   capacity targets (default ${ALL_TARGETS.join(',')})
@@ -73,6 +75,7 @@ const { values } = parseArgs({
     steps: { type: 'string' },
     'step-seconds': { type: 'string' },
     window: { type: 'string' },
+    settle: { type: 'string' },
     repeat: { type: 'string' },
     targets: { type: 'string' },
     compare: { type: 'string' },
@@ -154,6 +157,7 @@ if (sections.has('capacity')) {
   capacity = await benchCapacity({
     steps,
     window: num(values.window, 'window'),
+    settle: num(values.settle, 'settle'),
     repeat: num(values.repeat, 'repeat'),
     targets,
     compare: values.compare,
@@ -198,7 +202,7 @@ if (sections.has('outputs')) {
 }
 if (sections.has('dtx')) {
   log('\nDTX: what a silent talker costs next to a speaking one, same run (default pipeline)');
-  const silence = await benchCapacity({ steps: steps ?? [20, 40], window: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), targets: ['earshot', 'earshot@silence-dtx'], build: values.build, log });
+  const silence = await benchCapacity({ steps: steps ?? [20, 40], window: num(values.window, 'window'), settle: num(values.settle, 'settle'), repeat: num(values.repeat, 'repeat'), targets: ['earshot', 'earshot@silence-dtx'], build: values.build, log });
   for (const k of [...new Set(silence.summary.map((r) => r.streams))]) {
     const speaking = silence.summary.find((r) => r.streams === k && r.target === 'earshot');
     const silent = silence.summary.find((r) => r.streams === k && r.target === 'earshot@silence-dtx');
