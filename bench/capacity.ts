@@ -568,7 +568,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
   const targets: Target[] = [];
   const asr = names.some((n) => n.endsWith('-ws16k')) ? await benchWebSocketServer() : undefined;
   const m = machine();
-  log(`\n(b) Capacity on ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ${threads} DSP worker threads; K = ${steps.join(', ')}, ${windowS} s steady window, ${repeat} round${repeat > 1 ? 's' : ''}`);
+  log(`\n(b) Capacity on ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ${threads} DSP worker threads; K = ${steps.join(', ')}, ${windowS} s steady window${options.settle !== undefined ? ` from ${options.settle} s after the publishers start` : ''}, ${repeat} round${repeat > 1 ? 's' : ''}`);
   try {
     let port = 18931;
     const earshotTree = async (root: string, label: string) => {
