@@ -8,7 +8,7 @@
  * object's clean-up is most of the main thread's scavenge pause under load,
  * then makes an empty Buffer and a new zero-filled one of the packet's size
  * (`growBufferSize`: its own ArrayBuffer, outside V8's pool). Here the
- * decryption is `Aes128GcmDecryptor` (aes128-gcm-decryptor.ts), one per
+ * decryption is `Aes128Gcm` (aes128-gcm.ts), one per
  * werift cipher, made on its first packet and reused; the output is taken
  * from Node's buffer pool (`Buffer.allocUnsafe`) and the decryptor writes
  * every byte of it: the header, then the payload, exactly the bytes werift
@@ -35,7 +35,7 @@
  * this.aeadAuthTagLen)` in place of `growBufferSize(Buffer.from([]), …)`.
  */
 import { SrtpAuthenticationError, type RtpHeader } from 'werift';
-import { AES_128_KEY_LENGTH, Aes128GcmDecryptor, GCM_TAG_LENGTH } from './aes128-gcm-decryptor.js';
+import { AES_128_KEY_LENGTH, Aes128Gcm, GCM_TAG_LENGTH } from './aes128-gcm.js';
 import { alreadyParsed, replacesWerift } from './werift-rtp-header.js';
 import { MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
 
@@ -49,7 +49,8 @@ interface GcmInternals {
 }
 
 /** werift's GCM cipher class (not exported by werift). */
-const proto = Object.getPrototypeOf((throwawaySrtpSession().remoteContext as unknown as { cipher: object }).cipher) as GcmInternals;
+export const weriftGcmCipher: object = Object.getPrototypeOf((throwawaySrtpSession().remoteContext as unknown as { cipher: object }).cipher) as object;
+const proto = weriftGcmCipher as GcmInternals;
 
 /** werift's own function, as loaded (the test compares against it). */
 export const weriftDecryptRtp = proto.decryptRtp;
@@ -58,20 +59,20 @@ export const weriftDecryptRtp = proto.decryptRtp;
 export const weriftRtpIv = proto.rtpInitializationVector;
 
 /** Whether werift's IV is the RFC 7714 one `rtpIv` computes: its four fields written with `rtpIvWriter`, then the salt. */
-const ivIsWerifts = /rtpIvWriter/.test(String(weriftRtpIv)) && /srtpSessionSalt/.test(String(weriftRtpIv));
+export const ivIsWerifts = /rtpIvWriter/.test(String(weriftRtpIv)) && /srtpSessionSalt/.test(String(weriftRtpIv));
 
 /** One IV buffer for every decryption: the decryptor copies the IV into its counter blocks. */
 const ivScratch = Buffer.alloc(12);
 
 /** Each werift cipher's decryptor, made on its first packet, with the key it was made for. */
-const decryptors = new WeakMap<GcmInternals, { key: Buffer; decryptor: Aes128GcmDecryptor }>();
+const decryptors = new WeakMap<GcmInternals, { key: Buffer; decryptor: Aes128Gcm }>();
 
 /** The decryptor for werift's cipher `c`, or undefined if its key or tag is not AES-128-GCM's (werift's path then). */
-function decryptorOf(c: GcmInternals): Aes128GcmDecryptor | undefined {
+function decryptorOf(c: GcmInternals): Aes128Gcm | undefined {
   const known = decryptors.get(c);
   if (known !== undefined && known.key === c.srtpSessionKey) return known.decryptor;
   if (c.srtpSessionKey?.length !== AES_128_KEY_LENGTH || c.aeadAuthTagLen !== GCM_TAG_LENGTH) return undefined;
-  const decryptor = new Aes128GcmDecryptor(c.srtpSessionKey);
+  const decryptor = new Aes128Gcm(c.srtpSessionKey);
   decryptors.set(c, { key: c.srtpSessionKey, decryptor });
   return decryptor;
 }

@@ -1,9 +1,10 @@
 /**
- * AES-128-GCM decryption (NIST SP 800-38D) with one cipher context per key,
- * for SRTP packets (RFC 7714: 96-bit IV, 16-byte tag).
+ * AES-128-GCM (NIST SP 800-38D) with one cipher context per key, for SRTP
+ * packets (RFC 7714: 96-bit IV, 16-byte tag): `open` decrypts what the server
+ * receives, `seal` encrypts what earshot's own senders send.
  *
- * Why not Node's `createDecipheriv('aes-128-gcm')`: Node cannot give a GCM
- * context a new IV, so SRTP needs one per packet, and each is a native object
+ * Why not Node's `createDecipheriv('aes-128-gcm')` (or `createCipheriv`):
+ * Node cannot give a GCM context a new IV, so SRTP needs one per packet, and each is a native object
  * whose weak-handle clean-up is most of the main thread's scavenge pause under
  * load (~1.7 µs per packet, piled into one pause; docs/performance.md, "GC
  * pauses"). GCM is CTR-mode AES plus GHASH: here the AES is Node's own, one
@@ -13,8 +14,8 @@
  * per packet, and about half the time of the per-packet context (2.5 against
  * 4.7 µs for a 100-byte payload, measured on the reference VM).
  *
- * test/rtc/aes128-gcm-decryptor.test.ts checks it against Node's GCM on
- * random keys, IVs, headers and payload sizes, against the published test
+ * test/rtc/aes128-gcm.test.ts checks both directions against Node's GCM on
+ * random keys, IVs, headers and payload sizes and against the published test
  * vectors, and that every flipped bit fails authentication.
  */
 import { createCipheriv, type Cipher } from 'node:crypto';
@@ -64,8 +65,8 @@ function byteOf(w0: number, w1: number, w2: number, w3: number, k: number): numb
   return (w >>> (24 - 8 * (k & 3))) & 0xff;
 }
 
-/** AES-128-GCM decryption for one key; reuse it for every packet under that key. */
-export class Aes128GcmDecryptor {
+/** AES-128-GCM for one key; reuse it for every packet under that key. */
+export class Aes128Gcm {
   readonly #ecb: Cipher;
   /** b · H for every byte b, four words each, b's most significant bit standing for H itself. */
   readonly #table = new Int32Array(256 * 4);
@@ -109,27 +110,8 @@ export class Aes128GcmDecryptor {
     if (!(aadEnd >= 0 && aadEnd <= tagAt && tagAt + GCM_TAG_LENGTH <= packet.length && out.length >= tagAt && iv.length === 12)) {
       throw new RangeError('AES-GCM: packet bounds out of range');
     }
-    this.#s0 = this.#s1 = this.#s2 = this.#s3 = 0;
-    this.#absorb(packet, 0, aadEnd);
-    this.#absorb(packet, aadEnd, tagAt);
-    const lengths = this.#lengths;
-    // 64-bit bit lengths; a packet is far below 2^32 bits.
-    lengths.writeUInt32BE(aadEnd * 8, 4);
-    lengths.writeUInt32BE((tagAt - aadEnd) * 8, 12);
-    this.#absorb(lengths, 0, 16);
-
-    const payloadBlocks = (tagAt - aadEnd + 15) >>> 4;
-    const blocks = payloadBlocks + 1;
-    const counters = blocks * 16 <= this.#counters.length ? this.#counters : Buffer.alloc(blocks * 16);
-    // J0 = IV || 1 masks the tag; the payload's keystream starts at IV || 2.
-    for (let b = 0; b < blocks; b++) {
-      const o = b * 16;
-      for (let k = 0; k < 12; k++) counters[o + k] = iv[k];
-      counters.writeUInt32BE(b + 1, o + 12);
-    }
-    const input = counters === this.#counters ? (this.#counterViews[blocks] ??= counters.subarray(0, blocks * 16)) : counters;
-    const keystream = this.#ecb.update(input);
-
+    this.#ghash(packet, aadEnd, tagAt);
+    const keystream = this.#keystream(iv, tagAt - aadEnd);
     // Every byte of the tag is compared, whatever the first difference.
     const s0 = this.#s0;
     const s1 = this.#s1;
@@ -141,6 +123,49 @@ export class Aes128GcmDecryptor {
     for (let i = 0; i < aadEnd; i++) out[i] = packet[i];
     for (let i = aadEnd, k = 16; i < tagAt; i++, k++) out[i] = packet[i] ^ keystream[k];
     return true;
+  }
+
+  /**
+   * Encrypts `payload` under the 12-byte `iv`, with `out[0, aadEnd)` (already
+   * written, e.g. the RTP header) as the additional data: writes the
+   * ciphertext to `out[aadEnd, aadEnd + payload.length)` and the tag after
+   * it, and returns the sealed length (`aadEnd + payload.length + 16`).
+   * `payload` must not overlap `out`.
+   */
+  seal(out: Uint8Array, aadEnd: number, payload: Uint8Array, iv: Uint8Array): number {
+    const tagAt = aadEnd + payload.length;
+    if (!(aadEnd >= 0 && tagAt + GCM_TAG_LENGTH <= out.length && iv.length === 12)) throw new RangeError('AES-GCM: packet bounds out of range');
+    const keystream = this.#keystream(iv, payload.length);
+    for (let i = 0, k = 16; i < payload.length; i++, k++) out[aadEnd + i] = payload[i] ^ keystream[k];
+    this.#ghash(out, aadEnd, tagAt);
+    for (let k = 0; k < GCM_TAG_LENGTH; k++) out[tagAt + k] = keystream[k] ^ byteOf(this.#s0, this.#s1, this.#s2, this.#s3, k);
+    return tagAt + GCM_TAG_LENGTH;
+  }
+
+  /** GHASH of `data[0, aadEnd)` as additional data and `data[aadEnd, tagAt)` as ciphertext, left in the state. */
+  #ghash(data: Uint8Array, aadEnd: number, tagAt: number): void {
+    this.#s0 = this.#s1 = this.#s2 = this.#s3 = 0;
+    this.#absorb(data, 0, aadEnd);
+    this.#absorb(data, aadEnd, tagAt);
+    const lengths = this.#lengths;
+    // 64-bit bit lengths; a packet is far below 2^32 bits.
+    lengths.writeUInt32BE(aadEnd * 8, 4);
+    lengths.writeUInt32BE((tagAt - aadEnd) * 8, 12);
+    this.#absorb(lengths, 0, 16);
+  }
+
+  /** The tag mask (E(K, J0), 16 bytes) then the keystream for `payloadLength` bytes, in one ECB pass over the counter blocks. */
+  #keystream(iv: Uint8Array, payloadLength: number): Buffer {
+    const blocks = ((payloadLength + 15) >>> 4) + 1;
+    const counters = blocks * 16 <= this.#counters.length ? this.#counters : Buffer.alloc(blocks * 16);
+    // J0 = IV || 1 masks the tag; the payload's keystream starts at IV || 2.
+    for (let b = 0; b < blocks; b++) {
+      const o = b * 16;
+      for (let k = 0; k < 12; k++) counters[o + k] = iv[k];
+      counters.writeUInt32BE(b + 1, o + 12);
+    }
+    const input = counters === this.#counters ? (this.#counterViews[blocks] ??= counters.subarray(0, blocks * 16)) : counters;
+    return this.#ecb.update(input);
   }
 
   /** GHASH: folds `data[from, to)` into the state, the last block zero-padded. */
