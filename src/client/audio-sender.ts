@@ -7,10 +7,11 @@
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, RtpHeader, RtpPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
+import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
 import { readWavSource, type PcmSource } from './wav-source.js';
 import { WhipClient } from './whip-client.js';
 
@@ -297,7 +298,6 @@ export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channel
 
 async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFrames: number, options: SendOptions) {
   const sender = transceiver.sender;
-  const payloadType = sender.codec?.payloadType ?? 111;
   let seq = randomInt(0, 0x10000);
   let ts = randomInt(0, 2 ** 32);
   let packets = 0;
@@ -341,7 +341,7 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
       if (drop) dropped++;
       else {
         // The marker bit starts each talkspurt: the first packet, and the first after a DTX gap.
-        sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: seq, timestamp: ts, marker: talkspurt }), Buffer.from(payload)));
+        sendRtpPayload(sender, payload, seq, ts, talkspurt);
         packets++;
         bytes += payload.length;
       }

@@ -12,7 +12,7 @@
  * to the player as a gap, not as compressed time.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver } from 'werift';
 import { errors, isEarshotError } from '../errors.js';
 import type { EncodedFrame } from '../media/frames.js';
 import { clip } from './bounded-text.js';
@@ -20,6 +20,7 @@ import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions }
 import { completeAnswer, reducedOffer, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer } from './sdp-offer.js';
 import { reportAtRfcInterval } from './sender-reports.js';
+import { sendRtpPayload } from './werift-rtp-send.js';
 
 export type ListenerEndReason = 'deleted' | 'stream-ended' | 'ice-failed' | 'disconnected' | 'closed-by-peer' | 'connect-timeout' | 'shutdown';
 
@@ -104,16 +105,10 @@ export class ListenerSession {
     // A jump in media position (a listener that missed packets) starts a talkspurt: marker bit (RFC 3551 §4.1).
     const marker = this.#nextPosition === undefined || frame.position !== this.#nextPosition;
     this.#nextPosition = frame.position + frame.samples;
-    const sender = this.#transceiver.sender;
-    const header = new RtpHeader({
-      payloadType: sender.codec?.payloadType ?? 111,
-      sequenceNumber: this.#sequence,
-      timestamp: (this.#timestampBase + frame.position - this.#origin) >>> 0,
-      marker,
-    });
-    this.#sequence = (this.#sequence + 1) & 0xffff;
+    const sequence = this.#sequence;
+    this.#sequence = (sequence + 1) & 0xffff;
     try {
-      sender.sendRtp(new RtpPacket(header, Buffer.from(frame.payload)));
+      sendRtpPayload(this.#transceiver.sender, frame.payload, sequence, (this.#timestampBase + frame.position - this.#origin) >>> 0, marker);
       this.packetsSent++;
     } catch {
       // A transport closing under us: the connection state change ends the listener.
