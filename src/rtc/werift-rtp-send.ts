@@ -129,17 +129,20 @@ function plainPath(s: SenderInternals): { context: LocalContext; gcm: Aes128Gcm 
  * Sends one RTP packet of `payload` with this sequence number, timestamp
  * and marker bit, as werift's `sender.sendRtp` would (the payload type is
  * the sender's codec's, the SSRC the sender's). Nothing is sent while the
- * sender cannot send (not connected, stopped, no codec), as with werift.
+ * sender cannot send (not connected, stopped, no codec), as with werift,
+ * unless it queues packets until it can (werift's pending-RTP option).
  * Returns at once; a failed socket write is dropped, as werift drops it.
  */
 export function sendRtpPayload(sender: RTCRtpSender, payload: Uint8Array, sequenceNumber: number, timestamp: number, marker: boolean): void {
   const s = sender as unknown as SenderInternals;
   const transport = s.dtlsTransport;
   const codec = s.codec;
-  if (s.stopped || transport?.state !== 'connected' || codec === undefined) return;
+  // A pending-RTP queue is werift's to fill, connected or not.
+  if (!s.pendingRtpEnabled && (s.stopped || transport?.state !== 'connected' || codec === undefined)) return;
   const plain = plainPath(s);
-  if (plain === undefined) {
-    void sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType: codec.payloadType, sequenceNumber, timestamp, marker }), Buffer.from(payload))).catch(ignore);
+  if (plain === undefined || transport === undefined || codec === undefined) {
+    // werift sets the payload type from the sender's codec; 111 only fills the field until then.
+    void sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType: codec?.payloadType ?? 111, sequenceNumber, timestamp, marker }), Buffer.from(payload))).catch(ignore);
     return;
   }
   const seq = (sequenceNumber + s.seqOffset) & 0xffff;

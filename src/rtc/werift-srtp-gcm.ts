@@ -61,7 +61,7 @@ export const weriftRtpIv = proto.rtpInitializationVector;
 /** Whether werift's IV is the RFC 7714 one `rtpIv` computes: its four fields written with `rtpIvWriter`, then the salt. */
 export const ivIsWerifts = /rtpIvWriter/.test(String(weriftRtpIv)) && /srtpSessionSalt/.test(String(weriftRtpIv));
 
-/** One IV buffer for every decryption: the decryptor copies the IV into its counter blocks. */
+/** One IV buffer for every decryption and encryption: `Aes128Gcm` copies the IV into its counter blocks before it returns. */
 const ivScratch = Buffer.alloc(12);
 
 /** Each werift cipher's decryptor, made on its first packet, with the key it was made for. */
