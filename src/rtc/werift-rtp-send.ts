@@ -102,27 +102,41 @@ export function ntpNow(): bigint {
   return (BigInt(seconds + NTP_UNIX_OFFSET_S) << 32n) | BigInt(fraction);
 }
 
-/** Each werift send cipher's context, made on its first packet, with the key it was made for. */
-const contexts = new WeakMap<object, { key: Buffer; gcm: Aes128Gcm }>();
+/** A send context the plain path may use, with its GCM context (made on its first packet, for the key it was made for). */
+interface PlainSend {
+  readonly context: LocalContext;
+  readonly key: Buffer;
+  readonly gcm: Aes128Gcm;
+}
 
-function gcmOf(cipher: LocalContext['cipher']): Aes128Gcm | undefined {
-  const known = contexts.get(cipher);
-  if (known !== undefined && known.key === cipher.srtpSessionKey) return known.gcm;
+/** Each werift send context's `PlainSend`: one object per context, not one per packet. */
+const plainSends = new WeakMap<LocalContext, PlainSend>();
+
+function plainSendOf(context: LocalContext): PlainSend | undefined {
+  const cipher = context.cipher;
+  const known = plainSends.get(context);
+  if (known !== undefined && known.key === cipher.srtpSessionKey) return known;
   if (Object.getPrototypeOf(cipher) !== weriftGcmCipher || cipher.srtpSessionKey?.length !== AES_128_KEY_LENGTH || cipher.aeadAuthTagLen !== GCM_TAG_LENGTH || !(cipher.srtpSessionSalt?.length >= 12)) return undefined;
-  const gcm = new Aes128Gcm(cipher.srtpSessionKey);
-  contexts.set(cipher, { key: cipher.srtpSessionKey, gcm });
-  return gcm;
+  const plain = { context, key: cipher.srtpSessionKey, gcm: new Aes128Gcm(cipher.srtpSessionKey) };
+  plainSends.set(context, plain);
+  return plain;
 }
 
 const ignore = (): void => {};
 
-/** The local SRTP context and its GCM context, if this packet may take the plain path. */
-function plainPath(s: SenderInternals): { context: LocalContext; gcm: Aes128Gcm } | undefined {
+/** Whether the codec asks for retransmissions (NACK): only werift's cache can serve them. */
+function wantsNack(codec: NonNullable<SenderInternals['codec']>): boolean {
+  const feedback = codec.rtcpFeedback;
+  if (feedback !== undefined) for (let i = 0; i < feedback.length; i++) if (feedback[i].type === 'nack') return true;
+  return false;
+}
+
+/** The sender's send context and its GCM context, if this packet may take the plain path. */
+function plainPath(s: SenderInternals): PlainSend | undefined {
   if (!sendsLikeWerift || s.rtpContinuityPending || s.pendingRtpEnabled || s.redRedundantPayloadType !== undefined || (s.headerExtensions?.length ?? 0) > 0) return undefined;
-  if (s.codec?.rtcpFeedback?.some((f) => f.type === 'nack')) return undefined;
+  if (s.codec === undefined || wantsNack(s.codec)) return undefined;
   const context = s.dtlsTransport?.srtp?.localContext;
-  const gcm = context ? gcmOf(context.cipher) : undefined;
-  return context && gcm ? { context, gcm } : undefined;
+  return context ? plainSendOf(context) : undefined;
 }
 
 /**

@@ -7,8 +7,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
 import { ClientChannel, MAX_MESSAGE_BYTES, MAX_PENDING_MESSAGES } from '../../src/rtc/data-channel.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import { iceConfig } from '../../src/rtc/ice-config.js';
 import { until } from '../helpers/until.js';
+import { negotiate } from '../helpers/werift-pair.js';
 
 type Message = Record<string, unknown>;
 
@@ -34,16 +35,7 @@ async function connect(before: (server: ClientChannel) => void = () => undefined
   server.onDataChannel.subscribe((ch) => channel.attach(ch));
   const clientChannel: RTCDataChannel = client.createDataChannel('test');
   clientChannel.onMessage.subscribe((m) => heard.push(JSON.parse(String(m)) as Message));
-  const offer = await client.createOffer();
-  disableImplicitStun(client, []);
-  await client.setLocalDescription(offer);
-  await iceGatheringComplete(client);
-  await server.setRemoteDescription(client.localDescription!);
-  const answer = await server.createAnswer();
-  disableImplicitStun(server, []);
-  await server.setLocalDescription(answer);
-  await iceGatheringComplete(server);
-  await client.setRemoteDescription(server.localDescription!);
+  await negotiate(client, server);
   await until('the channel to open', () => (channel.state === 'open' ? true : undefined), 10_000, 20);
   return { channel, clientChannel, heard, inbound };
 }

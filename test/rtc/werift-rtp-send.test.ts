@@ -10,9 +10,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, useSdesMid, type RTCRtpSender } from 'werift';
-import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import { iceConfig } from '../../src/rtc/ice-config.js';
 import { ntpNow, sendRtpPayload, sendsLikeWerift } from '../../src/rtc/werift-rtp-send.js';
 import { until } from '../helpers/until.js';
+import { negotiate } from '../helpers/werift-pair.js';
 
 const peers: RTCPeerConnection[] = [];
 afterEach(async () => {
@@ -53,16 +54,7 @@ async function connect(options: { nack?: boolean; mid?: boolean } = {}): Promise
   const transceiver = publisher.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
   const received: RtpPacket[] = [];
   receiver.onTrack.subscribe((track) => track.onReceiveRtp.subscribe((rtp) => received.push(rtp.clone())));
-  const offer = await publisher.createOffer();
-  disableImplicitStun(publisher, []);
-  await publisher.setLocalDescription(offer);
-  await iceGatheringComplete(publisher);
-  await receiver.setRemoteDescription(publisher.localDescription!);
-  const answer = await receiver.createAnswer();
-  disableImplicitStun(receiver, []);
-  await receiver.setLocalDescription(answer);
-  await iceGatheringComplete(receiver);
-  await publisher.setRemoteDescription(receiver.localDescription!);
+  await negotiate(publisher, receiver);
   await until('the pair to connect', () => (publisher.connectionState === 'connected' && receiver.connectionState === 'connected' ? true : undefined), 10_000, 20);
   const sender = transceiver.sender;
   const view = sender as unknown as SenderView;
