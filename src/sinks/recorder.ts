@@ -115,7 +115,7 @@ export class Recorder {
   /**
    * Writes a frame at its media position. `pcm16`, when given, is the frame's
    * samples already quantized to 16 bits (by a pool worker, with the writer's
-   * quantizer, sinks/pcm16.ts): an s16 file then takes it as it is.
+   * quantizer, media/pcm16.ts): an s16 file then takes it as it is.
    */
   write(frame: AudioFrame, pcm16?: Int16Array): void {
     if (this.#stopped) return;

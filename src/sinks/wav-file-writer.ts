@@ -172,9 +172,9 @@ export class WavFileWriter {
 
   /**
    * Appends interleaved samples: floats (−1..1) or 16-bit integers (frames of
-   * an s16 branch, or floats already quantized by sinks/pcm16.ts). Int16
+   * an s16 branch, or floats already quantized by media/pcm16.ts). Int16
    * samples go into an s16 file as they are (a byte copy), and into an f32
-   * file as ÷32768; floats go into an s16 file quantized by sinks/pcm16.ts.
+   * file as ÷32768; floats go into an s16 file quantized by media/pcm16.ts.
    */
   append(samples: Float32Array | Int16Array): void {
     if (this.#closed || this.error) return;
