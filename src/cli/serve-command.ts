@@ -13,6 +13,7 @@ import { isEarshotError } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
 import { parseIceServerSpec } from '../rtc/ice-servers.js';
 import { POOL_OPTION_RANGES } from '../pool/pool-limits.js';
+import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc.js';
 
 function integer(name: string, min: number, max: number) {
   return (value: string) => {
@@ -109,14 +110,17 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--quiet-hold <ms>', 'how long a silent talker\'s comfort-noise updates (DTX) may wait for a batch their DSP worker runs anyway (0: never held)').env('EARSHOT_QUIET_HOLD').default(200).argParser(integer('--quiet-hold', POOL_OPTION_RANGES.quietHoldMs.min, POOL_OPTION_RANGES.quietHoldMs.max)))
     .addOption(new Option('--stage-timeout <ms>', 'longest a stream\'s stages may run on one batch before its worker is replaced and the stream ends').env('EARSHOT_STAGE_TIMEOUT').default(500).argParser(integer('--stage-timeout', 50, 600000)))
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
+    .addOption(new Option('--parallel-scavenge <on|off>', "collect the young generation with V8's helper threads (on) or on the collecting thread (off: shorter pauses while the DSP threads keep the cores busy)").env('EARSHOT_PARALLEL_SCAVENGE').default('off').choices(['on', 'off']))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
       connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
-      tlsCert?: string; tlsKey?: string; processes?: number; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
+      tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }) => {
       let server: Awaited<ReturnType<typeof createServer>> | EarshotCluster | undefined;
+      // Before any stream's garbage: the whole process (workers, and engine processes through the environment).
+      applyParallelScavenge(opts.parallelScavenge);
       try {
         const serverOptions: CreateServerOptions = {
           host: opts.host,

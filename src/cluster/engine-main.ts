@@ -12,6 +12,7 @@
 import { hostname } from 'node:os';
 import pino from 'pino';
 import { createServer, type EarshotServer } from '../server/create-server.js';
+import { applyInheritedParallelScavenge } from '../server/young-gc.js';
 import { isClientMessage } from '../core/client-feed.js';
 import { isEarshotError } from '../errors.js';
 import type { EngineMessage, EngineReport, FrontMessage } from './engine-protocol.js';
@@ -24,6 +25,9 @@ if (!process.send) {
   process.stderr.write('earshot: engine-main is started by `earshot serve --processes N`, not directly\n');
   process.exit(2);
 }
+
+// The front's `--parallel-scavenge`, before this process makes any garbage of note.
+applyInheritedParallelScavenge();
 
 let unsent = 0;
 let eventsDropped = 0;

@@ -107,6 +107,15 @@ describe('earshot serve options', () => {
     expect(() => new WorkerPool({ threads: max + 1 })).toThrow(new RangeError(`options.threads must be an integer from 1 to ${max}, got ${max + 1}`));
   });
 
+  it("--parallel-scavenge is off unless the flag or EARSHOT_PARALLEL_SCAVENGE turns V8's helper threads on", async () => {
+    expect((await parsedOptions([])).parallelScavenge).toBe('off');
+    expect((await parsedOptions(['--parallel-scavenge', 'on'])).parallelScavenge).toBe('on');
+    process.env.EARSHOT_PARALLEL_SCAVENGE = 'on';
+    expect((await parsedOptions([])).parallelScavenge).toBe('on');
+    delete process.env.EARSHOT_PARALLEL_SCAVENGE;
+    await expect(parseServe(['--parallel-scavenge', 'yes'])).rejects.toThrow("Allowed choices are on, off.");
+  });
+
   /** A worker-pool flag of `serve`: its default, the flag, its environment variable, and the values it refuses with `message`. */
   async function checkPoolFlag(flag: string, option: string, env: string, c: { byDefault: number; given: number; fromEnv: number; bad: string[]; message: string }): Promise<void> {
     expect((await parsedOptions([]))[option]).toBe(c.byDefault);
