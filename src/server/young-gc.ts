@@ -7,9 +7,9 @@
  * helper threads have each done their share, and the DSP workers keep the
  * cores busy (one per core by default), so the helpers wait to be scheduled
  * and the pause, which every stream's frames wait through, grows. On 2 cores
- * at 40 speaking streams, the main thread's GC pause p99 was over 5 ms in 5 of
- * 8 rounds with helpers and in none of 8 without, server CPU the same
- * (docs/performance.md, "GC pauses and the young generation").
+ * at 40 speaking streams, the main thread's GC pause p99 was over 5 ms in 4 of
+ * 12 rounds with helpers (worst 7.3 ms) and in 1 of 12 without (worst 5.1),
+ * server CPU the same (docs/performance.md, "GC pauses and the young generation").
  *
  * A V8 flag is the whole process's, so it is a server setting (`earshot
  * serve`), never set by the library behind its user's back; library users

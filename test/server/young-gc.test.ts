@@ -4,8 +4,8 @@
  * helper threads when on; engine processes take the setting from the
  * environment. Observed in a real Node process through V8's own trace,
  * switched on once the setting is applied: with `--trace-parallel-scavenge`,
- * each scavenge prints one line per scavenging task, so a serial scavenge
- * prints exactly one.
+ * a scavenge prints a line each time a thread runs its scavenging job, so a
+ * serial scavenge prints exactly one, and helper threads joining print more.
  */
 import { execFile } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -17,8 +17,8 @@ import { describe, expect, it } from 'vitest';
 const root = join(import.meta.dirname, '..', '..');
 const moduleUrl = pathToFileURL(join(root, 'src', 'server', 'young-gc.ts')).href;
 
-/** Runs `call` (a call of the module's exports, as `m.…`) in a fresh process that then makes young garbage with survivors; counts scavenges and scavenging tasks. */
-async function scavenges(call: string, env: Record<string, string> = {}): Promise<{ scavenges: number; tasks: number }> {
+/** Runs `call` (a call of the module's exports, as `m.…`) in a fresh process that then makes young garbage with survivors; counts scavenges and the runs of their scavenging jobs. */
+async function scavenges(call: string, env: Record<string, string> = {}): Promise<{ scavenges: number; runs: number }> {
   const script = `
     const m = await import(${JSON.stringify(moduleUrl)});
     ${call};
@@ -32,36 +32,36 @@ async function scavenges(call: string, env: Record<string, string> = {}): Promis
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   if (!('EARSHOT_PARALLEL_SCAVENGE' in env)) delete childEnv.EARSHOT_PARALLEL_SCAVENGE;
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: childEnv, maxBuffer: 16 * 1024 * 1024 });
-  return { scavenges: stdout.match(/\bScavenge\b/g)?.length ?? 0, tasks: stdout.match(/\bscavenge\[/g)?.length ?? 0 };
+  return { scavenges: stdout.match(/\bScavenge\b/g)?.length ?? 0, runs: stdout.match(/\bscavenge\[/g)?.length ?? 0 };
 }
 
 const severalCores = availableParallelism() > 1;
 
 describe('parallel scavenge setting', () => {
-  it('off: every scavenge runs as one task', async () => {
+  it('off: every scavenge runs once, on the collecting thread', async () => {
     const r = await scavenges("m.applyParallelScavenge('off')");
     expect(r.scavenges).toBeGreaterThan(5);
-    expect(r.tasks).toBe(r.scavenges);
+    expect(r.runs).toBe(r.scavenges);
   });
 
-  it.runIf(severalCores)('on: scavenges use helper threads (V8 default)', async () => {
+  it.runIf(severalCores)('on: helper threads join the scavenges (V8 default)', async () => {
     const r = await scavenges("m.applyParallelScavenge('on')");
     expect(r.scavenges).toBeGreaterThan(5);
-    expect(r.tasks).toBeGreaterThan(r.scavenges);
+    expect(r.runs).toBeGreaterThan(r.scavenges);
   });
 
   it('sets the environment variable, so processes it starts inherit the setting', async () => {
     const r = await scavenges("m.applyParallelScavenge('off'); if (process.env.EARSHOT_PARALLEL_SCAVENGE !== 'off') throw new Error('not inherited')");
-    expect(r.tasks).toBe(r.scavenges);
+    expect(r.runs).toBe(r.scavenges);
   });
 
   it('an engine process applies the setting it inherits, and leaves V8 alone without one', async () => {
     const inherited = await scavenges('m.applyInheritedParallelScavenge()', { EARSHOT_PARALLEL_SCAVENGE: 'off' });
     expect(inherited.scavenges).toBeGreaterThan(5);
-    expect(inherited.tasks).toBe(inherited.scavenges);
+    expect(inherited.runs).toBe(inherited.scavenges);
     if (severalCores) {
       const none = await scavenges('m.applyInheritedParallelScavenge()');
-      expect(none.tasks).toBeGreaterThan(none.scavenges);
+      expect(none.runs).toBeGreaterThan(none.scavenges);
     }
   });
 });
