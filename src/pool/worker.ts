@@ -26,6 +26,7 @@ import { checkMarker, MARKER_IDLE, MARKER_LENGTH, MarkerField, markerClock, stag
 import type { BatchResult, BatchTask, ModuleLoadResult, StreamSetup } from './protocol.js';
 import { ItemFlag, ItemStatus, unpackInput, type UnpackedInput } from './batch-codec.js';
 import { packOutput, type OutputItem } from './batch-output.js';
+import { SpareOutputs } from './spare-outputs.js';
 import type { LaneReply } from './task-lane.js';
 
 await loadDspModules();
@@ -145,7 +146,7 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[], early?: (partial: 
     // Items [first, outputs.length) are finished and not yet posted.
     let first = 0;
     let since = started;
-    if (task.spares) keepOutputs(task.spares);
+    if (task.spares) spareOutputs.keep(task.spares);
     const every = early ? task.earlyOutputMs : undefined;
     for (let i = 0; i < items.length; i++) {
       outputs.push(processItem(items[i], i, task));
@@ -173,20 +174,8 @@ function runTask(task: BatchTask, loaded: ModuleLoadResult[], early?: (partial: 
   return result;
 }
 
-/** Output buffers the main thread gave back, for the next packs (a batch and its partial results need a few). */
-const freeOutputs: ArrayBuffer[] = [];
-const FREE_OUTPUTS_KEPT = 4;
-
-function keepOutputs(buffers: ArrayBuffer[]): void {
-  for (const b of buffers) if (freeOutputs.length < FREE_OUTPUTS_KEPT) freeOutputs.push(b);
-}
-
-/** The smallest free output buffer of at least `bytes`, taken off the list; none if none is large enough. */
-function takeOutput(bytes: number): ArrayBuffer | undefined {
-  let best = -1;
-  for (let i = 0; i < freeOutputs.length; i++) if (freeOutputs[i].byteLength >= bytes && (best < 0 || freeOutputs[i].byteLength < freeOutputs[best].byteLength)) best = i;
-  return best < 0 ? undefined : freeOutputs.splice(best, 1)[0];
-}
+/** Output buffers the main thread gave back, for the next packs. */
+const spareOutputs = new SpareOutputs();
 
 /** Packs `outputs[first..]` into `result` (errors and formats by batch item index). */
 function packResults(result: BatchResult, outputs: readonly ItemOutcome[], first: number): void {
@@ -195,7 +184,7 @@ function packResults(result: BatchResult, outputs: readonly ItemOutcome[], first
     if (error !== undefined) (result.errors ??= {})[i] = error;
     if (formats !== undefined) (result.formats ??= {})[i] = formats;
   }
-  result.output = packOutput(first === 0 ? outputs : outputs.slice(first), takeOutput);
+  result.output = packOutput(first === 0 ? outputs : outputs.slice(first), spareOutputs.take);
 }
 
 /** Records that the worker starts on `item` (an index, or `checkMarker(i)`): progress, and whom to blame if it stops here. */
