@@ -164,6 +164,8 @@ export function categorize(profile: Pick<CpuProfile, 'nodes' | 'samples' | 'time
       const f = fileOf(id);
       if (f) files[f] = (files[f] ?? 0) + dt;
     }
+    // The probe's own samples (starting the profiler) are no function of the server's.
+    if (c === 'bench probe') return;
     const n = byId.get(id)!;
     const url = n.callFrame.url;
     const name = `${n.callFrame.functionName || '(anonymous)'} ${url ? url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(src|wasm)\//, '$1/') : ''}`.trim();
