@@ -20,8 +20,9 @@ export class SpareOutputs {
   /**
    * Keeps the largest of the buffers it is given and already holds. Keeping
    * the first ones instead filled the list with the small buffers of the
-   * first batches, and every larger batch after them allocated a new buffer:
-   * a silent talker's batch carries its DTX pause, ~1 MB for twenty of them.
+   * first batches, and every larger batch after them allocated a new buffer
+   * (silent talkers' batches carry their DTX pauses: ~0.75 MB for a worker's
+   * twenty). An empty buffer (detached by a transfer) is not kept.
    */
   keep(buffers: readonly ArrayBuffer[]): void {
     const free = this.#free;
