@@ -1,18 +1,21 @@
 /**
  * Child of bench/mainpath.ts: earshot's own main-thread path with werift left
- * out, in one process. K streams of real Opus packets (speech, 32 kb/s) enter
+ * out, in one process. K streams of real Opus packets (`--source`: noisy
+ * speech by default, or a capacity source such as `silence-dtx`, sent as a
+ * browser with DTX sends: a DTX frame only first in its run) enter
  * an RtpIngest each, as werift's RTP callback would hand them over (a payload
  * view into a larger packet buffer), at real-time pace with the streams'
  * phases spread over the 20 ms; the ingest feeds a PeerPipeline (the worker
  * pool, the recording, the statistics) exactly as a server session does.
- * Over a steady window it measures the main thread only: CPU time (from
- * /proc, ns), allocation and GC pauses (V8's GC profiler, as bench/probe.ts).
+ * Over a steady window it measures the main thread: CPU time (from /proc,
+ * ns), allocation and GC pauses (V8's GC profiler, as bench/probe.ts); and
+ * the pool's worker threads' CPU (the threads the pool started).
  *
  * Run: `node --import tsx bench/mainpath-child.ts --streams 20 --seconds 8
- * --pipeline default|nodenoise`; prints one JSON line. It imports earshot
+ * --pipeline default|nodenoise [--source silence-dtx]`; prints one JSON line. It imports earshot
  * from the tree it sits in, so a copy of another tree measures that tree.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,12 +33,15 @@ import { RtpIngest } from '../src/rtc/rtp-ingest.js';
 import { LatencyHistogram } from '../src/media/latency-histogram.js';
 import { ProcessorRegistry } from '../src/sinks/processors.js';
 import { RecordingsStore } from '../src/sinks/recordings-store.js';
+import { encodedSources, SOURCES, type SourceName } from './capacity.js';
 
 const { values } = parseArgs({
   options: {
     streams: { type: 'string', default: '20' },
     seconds: { type: 'string', default: '8' },
     pipeline: { type: 'string', default: 'default' },
+    /** What the streams send: speech (speech-noisy-48k.wav) or a capacity source (bench/capacity.ts SOURCES). */
+    source: { type: 'string', default: 'speech' },
     warm: { type: 'string', default: '3' },
     /** The pool's batchIntervalMs (default: the pool's default). */
     'batch-ms': { type: 'string' },
@@ -55,12 +61,29 @@ const pipeline = parsePipeline(
     ? { name: 'nodenoise', stages: [], sinks: [{ type: 'record', format: 'wav', sampleFormat: 's16' }, { type: 'stats' }] }
     : JSON.parse(readFileSync(join(root, 'pipelines', 'default.json'), 'utf8')),
 );
-const source = encodeSource(await readWavSource(join(root, 'test', 'fixtures', 'speech-noisy-48k.wav')));
+const sourceName = values.source as SourceName;
+if (!(sourceName in SOURCES)) throw new Error(`unknown --source "${sourceName}"; sources: ${Object.keys(SOURCES).join(', ')}`);
+const source = sourceName === 'speech' ? encodeSource(await readWavSource(join(root, 'test', 'fixtures', 'speech-noisy-48k.wav'))) : (await encodedSources(new Set([sourceName])))[sourceName]!;
+/** Whether packet `n` goes out: with DTX, a DTX frame (≤ 2 bytes) only first in its run, as libwebrtc sends (client/audio-sender.ts). */
+const sent = (n: number) => !source.dtx || source.opus[n % source.opus.length].length > 2 || source.opus[(n + source.opus.length - 1) % source.opus.length].length > 2;
+/** Where stream `i` starts in the source: DTX talkers are spread over it (a room of talkers is not in step), as the capacity bench does. */
+const startOf = (i: number) => (source.dtx ? Math.floor((source.opus.length * i) / K) : 0);
 const dir = await mkdtemp(join(tmpdir(), 'earshot-mainpath-'));
 const store = new RecordingsStore(dir);
 await store.init();
+const threadsBefore = new Set(readdirSync(`/proc/self/task`));
 const pool = new WorkerPool({ threads: 2, ...(values['batch-ms'] ? { batchIntervalMs: Number(values['batch-ms']) } : {}) });
 await pool.start();
+// The threads the pool started: its workers (each a thread of its own).
+const poolThreads = readdirSync(`/proc/self/task`).filter((t) => !threadsBefore.has(t));
+const threadNs = (tid: string) => {
+  try {
+    return Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return 0; // a worker that exited
+  }
+};
+const workersNs = () => poolThreads.reduce((sum, t) => sum + threadNs(t), 0);
 const latency = new LatencyHistogram();
 
 interface Stream {
@@ -69,6 +92,8 @@ interface Stream {
   seq: number;
   ts: number;
   next: number;
+  /** Index in the source of its first packet. */
+  start: number;
 }
 
 // What the tree's PeerSession does with werift's payload: older trees copied it.
@@ -92,7 +117,7 @@ const streams: Stream[] = Array.from({ length: K }, (_, i) => {
   const variant = process.env.MAINPATH_VARIANT;
   const bare = variant === 'pool' ? pool.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: () => {}, onError: () => {} }) : undefined;
   const sink = variant === 'ingest' ? () => {} : bare ? (f: Parameters<PeerPipeline['push']>[0]) => bare.push(f) : (f: Parameters<PeerPipeline['push']>[0]) => p.push(f);
-  return { ingest: new RtpIngest(sink), pipeline: p, seq: (i * 7919) & 0xffff, ts: i * 123457, next: 0 };
+  return { ingest: new RtpIngest(sink), pipeline: p, seq: (i * 7919) & 0xffff, ts: i * 123457, next: 0, start: startOf(i) };
 });
 
 function mainCpuNs(): number {
@@ -107,7 +132,13 @@ const send = () => {
   for (let i = 0; i < K; i++) {
     const s = streams[i];
     while (t0 + (i * 20) / K + s.next * 20 <= now) {
-      const opus = source.opus[s.next % source.opus.length];
+      if (!sent(s.start + s.next)) {
+        // Withheld by DTX: its media time passes, its sequence number is not used.
+        s.ts += 960;
+        s.next++;
+        continue;
+      }
+      const opus = source.opus[(s.start + s.next) % source.opus.length];
       // A packet of its own, as werift decrypts each into a new buffer: 12 header bytes, then the payload.
       const packet = Buffer.allocUnsafe(12 + opus.length);
       packet.set(opus, 12);
@@ -141,9 +172,11 @@ if (values.profile) {
   await session.post('Profiler.start');
 }
 const cpu0 = mainCpuNs();
+const workers0 = workersNs();
 const w0 = performance.now();
 await new Promise((r) => setTimeout(r, Math.max(0, end - performance.now())));
 const cpu1 = mainCpuNs();
+const workers1 = workersNs();
 if (session && values.profile) {
   const { profile } = await session.post('Profiler.stop');
   writeFileSync(values.profile, JSON.stringify(profile));
@@ -181,7 +214,9 @@ process.stdout.write(
     streams: K,
     pipeline: pipeline.name,
     seconds: elapsed,
+    source: sourceName,
     mainCpuPct: (cpu1 - cpu0) / 1e7 / elapsed,
+    workersCpuPct: (workers1 - workers0) / 1e7 / elapsed,
     mainUsPerFrame: (cpu1 - cpu0) / 1e3 / (K * 50 * elapsed),
     heapPerStreamSecond: heap / K / elapsed,
     externalPerStreamSecond: ext / K / elapsed,

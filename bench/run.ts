@@ -22,7 +22,7 @@ const SECTIONS = {
   engines: 'one machine, every core: `serve --processes 1 --threads 2` against `--processes 2 --threads 1`, K rising until drops (not in the default run)',
   overload: '(o) about twice the sustainable load offered with admission on: admitted vs refused, drops and windowed p99 of the admitted, RSS before/after (not in the default run)',
   outputs: 'what each output costs per stream: Ogg Opus pass-through, 16 kHz WAV, 16 kHz Opus encoded in the worker (as for WHEP), 16 kHz s16 to a WebSocket server (websocket sink), against WAV + stats (not in the default run)',
-  mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): CPU per frame, allocation, GC",
+  mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): main-thread CPU per frame, allocation, GC; the workers' CPU (--source: what the streams send)",
   profile: '(p) a CPU profile of the server main thread at K = 30, by category (not in the default run)',
   rnnoise: 'RNNoise builds compared (bench/rnnoise.ts; not in the default run)',
   handoff: '(h) CPU of one batch handed to a worker and back: a Piscina task against a bare MessagePort, as the pool lanes use (not in the default run)',
@@ -58,7 +58,7 @@ Options:
                       soak: streams (default 40)
   --step-seconds <s>  soak: seconds each ladder step holds before the soak (default 60)
   --pipeline <name>   profile: default | nodenoise (default: default)
-  --source <name>     profile: what the publishers send: ${Object.keys(SOURCES).join(' | ')} (default: speech)
+  --source <name>     profile, mainpath: what the publishers send: ${Object.keys(SOURCES).join(' | ')} (default: speech)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
   -h, --help          this text
 
@@ -176,7 +176,7 @@ if (sections.has('capacity')) {
 }
 if (sections.has('mainpath')) {
   const { benchMainpath } = await import('./mainpath.js');
-  results.mainpath = await benchMainpath({ steps, seconds: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), compare: values.compare, compareLabel: values['compare-label'], log });
+  results.mainpath = await benchMainpath({ steps, seconds: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), compare: values.compare, compareLabel: values['compare-label'], source: values.source, log });
   const file = join(resultsDir(), `mainpath-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}.json`);
   writeFileSync(file, `${JSON.stringify({ machine: machine(), ...(results.mainpath as object) }, null, 2)}\n`);
   log(`  figures: ${file}`);
