@@ -180,6 +180,15 @@ export class EarshotCore {
   }
 
   /**
+   * Restarts the main thread's event-loop delay sampling in this tick, so that
+   * a sampler of the same period started in the same tick (the `/metrics`
+   * one) wakes the loop at the same moments (monitoring.ts).
+   */
+  sampleLoopDelayFromNow(): void {
+    this.#monitor.sampleLoopDelayFromNow();
+  }
+
+  /**
    * Runs `fn` with this core's workers as the default pool of stage operators
    * (and of what `fn` starts): operators on this core's streams never use
    * another server's pool.

@@ -10,6 +10,23 @@ import type { WorkerPool, WorkerPoolStats } from '../pool/worker-pool.js';
 import type { AdmissionState } from './admission.js';
 import type { PeerRegistry } from './peer-registry.js';
 
+/**
+ * How often the event-loop delay is sampled, ms. Each sample is a timer that
+ * wakes the main thread, and a wake costs CPU of its own (80–140 µs each on
+ * the 2-core VM of docs/performance.md): at 5 ms, 200 wakes a second were a
+ * quarter of what forty silent talkers cost. A stall shorter than this is seen
+ * only when it spans a sample; one longer always is.
+ */
+export const LOOP_DELAY_SAMPLE_MS = 20;
+
+/**
+ * A sample's lateness in ms (2 decimals): Node's histogram records the time
+ * between two samples, the period included.
+ */
+function lateMs(intervalNs: number): number {
+  return Math.max(0, Math.round(intervalNs / 1e4 - LOOP_DELAY_SAMPLE_MS * 100) / 100);
+}
+
 /** Jitter histogram bounds, seconds (RFC 3550 jitter of a healthy LAN call is well under 5 ms). */
 export const JITTER_BOUNDS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
 
@@ -27,7 +44,11 @@ export interface ServerStats {
   /** Ended sessions by reason. */
   endedBy: Record<string, number>;
   pool: WorkerPoolStats;
-  /** Main-thread event-loop delay since start, ms (how long ready work waited for the loop). */
+  /**
+   * Main-thread event-loop delay since start, ms: how late a timer ran, that
+   * is how long ready work waited for the loop. Sampled every
+   * LOOP_DELAY_SAMPLE_MS; 0 for a loop that is never late.
+   */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   memory: { rssBytes: number; heapUsedBytes: number };
   /** The measured load that admission decides on (null with admission off). */
@@ -44,7 +65,7 @@ export class CoreMonitor {
   readonly #peers: PeerRegistry;
   readonly #refusedBy = new Map<string, number>();
   readonly #startedAt = performance.now();
-  readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
+  readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_DELAY_SAMPLE_MS });
   #jitterTimer: NodeJS.Timeout | undefined;
 
   constructor(peers: PeerRegistry) {
@@ -57,6 +78,17 @@ export class CoreMonitor {
       for (const e of this.#peers.live()) if (e.session.state === 'connected') this.jitter.add(e.session.rtpStats().jitter);
     }, 1000);
     this.#jitterTimer.unref();
+  }
+
+  /**
+   * Starts sampling event-loop delay from this moment, restarting the sampler
+   * if it ran (what it measured is kept). Another sampler with the same
+   * period started in the same tick (prom-client's) then fires in the same
+   * event-loop turn as this one, every time: one wake per period, not two.
+   */
+  sampleLoopDelayFromNow(): void {
+    this.#loopDelay.disable();
+    this.#loopDelay.enable();
   }
 
   stop(): void {
@@ -89,11 +121,7 @@ export class CoreMonitor {
       refusedBy: this.refusedBy(),
       endedBy: Object.fromEntries(this.#peers.endedBy),
       pool: pool.stats(),
-      eventLoopDelayMs: {
-        p50: Math.round(this.#loopDelay.percentile(50) / 1e4) / 100,
-        p99: Math.round(this.#loopDelay.percentile(99) / 1e4) / 100,
-        max: Math.round(this.#loopDelay.max / 1e4) / 100,
-      },
+      eventLoopDelayMs: { p50: lateMs(this.#loopDelay.percentile(50)), p99: lateMs(this.#loopDelay.percentile(99)), max: lateMs(this.#loopDelay.max) },
       memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
       admission,
       listeners,

@@ -23,6 +23,7 @@
 import client, { type Metric } from 'prom-client';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import type { EarshotCore } from '../core/earshot-core.js';
+import { LOOP_DELAY_SAMPLE_MS } from '../core/monitoring.js';
 
 /** How long one read of the server serves a scrape's metrics. */
 const SCRAPE_CACHE_MS = 250;
@@ -36,7 +37,11 @@ export const EXPORT_BOUNDS_MS: readonly number[] = [1, 2, 5, 10, 15, 20, 30, 50,
 
 export function createMetrics(core: EarshotCore): client.Registry {
   const register = new client.Registry();
-  client.collectDefaultMetrics({ register });
+  // prom-client samples event-loop delay with a timer of its own (nodejs_eventloop_lag_*, per
+  // scrape); /stats has the core's (since start). Same period, restarted in this same tick: both
+  // fire in one event-loop turn, so the main thread wakes once per period for the two, not twice.
+  client.collectDefaultMetrics({ register, eventLoopMonitoringPrecision: LOOP_DELAY_SAMPLE_MS });
+  core.sampleLoopDelayFromNow();
 
   // Counters and gauges filled at scrape time from one consistent read of the server.
   // One read serves every metric of a scrape (collect callbacks run across several ticks).

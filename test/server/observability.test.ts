@@ -178,6 +178,28 @@ describe('statistics', () => {
     expect(latencyBounds).toEqual([...EXPORT_BOUNDS_MS.map((ms) => String(ms / 1000)), '+Inf']);
   });
 
+  it('event-loop delay: a stall of the main thread shows in /stats (since start) and in /metrics (since the last scrape)', async () => {
+    type Delay = { p50: number; p99: number; max: number };
+    const delay = async () => ((await (await fetch(`${t.url}/stats`)).json()) as { server: { eventLoopDelayMs: Delay } }).server.eventLoopDelayMs;
+    const lagMax = async () => Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await (await fetch(`${t.url}/metrics`)).text())?.[1]);
+    // Longer than any stall since start, so that the figure since start has to move.
+    const stallMs = Math.max(150, (await delay()).max + 100);
+    await lagMax(); // a scrape starts prom-client's next window
+    // After a reset, Node's histogram records from its second sample on: let one pass first.
+    await new Promise((r) => setTimeout(r, 50));
+    const until = performance.now() + stallMs;
+    while (performance.now() < until); // the server runs in this process: its main thread is stuck
+    await new Promise((r) => setTimeout(r, 60));
+    // Sampled every 20 ms: the sample due during the stall ran at its end, up to 20 ms less late.
+    const after = await delay();
+    expect(after.max).toBeGreaterThanOrEqual(stallMs - 30);
+    expect(after.p50).toBeLessThan(after.max);
+    // prom-client's figure is the time between two samples, the period included.
+    expect(await lagMax()).toBeGreaterThanOrEqual((stallMs - 10) / 1000);
+    // The next window starts without the stall.
+    expect(await lagMax()).toBeLessThan((stallMs - 10) / 1000);
+  });
+
   it('observable: server.stats$() emits the statistics on its interval', async () => {
     const three = await firstValueFrom(t.server.stats$(50).pipe(take(3), toArray()));
     expect(three).toHaveLength(3);
