@@ -808,6 +808,12 @@ export class WorkerPool {
 
   #land(slot: number, flight: Flight): void {
     if (this.#flights[slot] === flight) this.#flights[slot] = undefined;
+    if (this.#watchdog && !this.#flights.some((f) => f !== undefined)) {
+      // Nothing left to watch: the watchdog stops until the next task leaves (#dispatch), so it
+      // only ever fires for a batch that takes longer than its period.
+      clearInterval(this.#watchdog);
+      this.#watchdog = undefined;
+    }
     this.#wake(slot);
   }
 
@@ -830,8 +836,10 @@ export class WorkerPool {
    * Piscina then terminates that worker and starts another.
    */
   #watch(): void {
-    if (this.#streams.size === 0 && !this.#flights.some((f) => f !== undefined)) {
-      // Idle: nothing to watch until the next task (#run starts the interval again).
+    if (!this.#flights.some((f) => f !== undefined)) {
+      // No task in flight (also stopped as the last one lands): nothing to watch until the next
+      // one (#dispatch starts the interval again). Quiet streams send a batch now and then; a
+      // timer between them would wake the main thread 20 times a second for nothing.
       clearInterval(this.#watchdog);
       this.#watchdog = undefined;
       return;
