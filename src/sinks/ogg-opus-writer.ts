@@ -28,6 +28,7 @@ import { randomInt } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
 import { opusPacketSamples } from '../media/opus-toc.js';
 import { writeAll, type RecordingFileHandle } from './file-writes.js';
+import { flushClock } from './flush-clock.js';
 
 /** The file handle the writer uses: the same subset of `FileHandle` as the WAV writer's. */
 export type OggFileHandle = RecordingFileHandle;
@@ -49,7 +50,7 @@ export interface OggOpusWriterOptions {
   vendor?: string;
   /** Comments for OpusTags, "KEY=value" each (RFC 7845 §5.2). */
   comments?: readonly string[];
-  /** Periodic page flush, ms. Default 1000. */
+  /** Periodic page flush, ms. Default 1000. Writers with the same period share one timer (flush-clock.ts). */
   flushIntervalMs?: number;
   /** Body bytes at which a page is closed without waiting for the flush. Default 4096. */
   pageBytes?: number;
@@ -189,7 +190,7 @@ export class OggOpusWriter {
   #onDisk = 0;
   /** Granule of the last complete page on disk. */
   #granuleOnDisk: number;
-  #timer: NodeJS.Timeout | undefined;
+  #stopFlushing: (() => void) | undefined;
   #closed = false;
 
   private constructor(fh: OggFileHandle, options: OggOpusWriterOptions) {
@@ -222,16 +223,8 @@ export class OggOpusWriter {
       await unlink(path).catch(() => {});
       throw e;
     }
-    const interval = options.flushIntervalMs ?? 1000;
-    // A random first delay staggers the flushes of many recorders across the interval.
-    const first = setTimeout(() => {
-      if (writer.#closed) return;
-      writer.#periodic();
-      writer.#timer = setInterval(() => writer.#periodic(), interval);
-      writer.#timer.unref();
-    }, Math.floor(Math.random() * interval));
-    first.unref();
-    writer.#timer = first;
+    // One timer for every recording's flushes, each in a slot of the period (flush-clock.ts).
+    writer.#stopFlushing = flushClock(options.flushIntervalMs ?? 1000).add(() => writer.#periodic());
     return writer;
   }
 
@@ -271,8 +264,7 @@ export class OggOpusWriter {
   async close(): Promise<void> {
     if (this.#closed) return this.#writing;
     this.#closed = true;
-    clearTimeout(this.#timer);
-    clearInterval(this.#timer);
+    this.#stopFlushing?.();
     if (!this.error) {
       if (this.#packets.length > 0) this.#closePage(this.#packets.length, HEADER_FLAG_EOS);
       // No audio at all (an explicit start that got none; pages are otherwise closed only with a
@@ -357,8 +349,7 @@ export class OggOpusWriter {
     this.#durations = [];
     this.#packetBytes = 0;
     this.#segments = 0;
-    clearTimeout(this.#timer);
-    clearInterval(this.#timer);
+    this.#stopFlushing?.();
     // Cut a partly written page off (truncating only shrinks, so it works on a full disk), then report.
     this.#writing = this.#writing
       .then(() => this.#fh.truncate(this.bytesWritten).catch(() => {}))

@@ -17,6 +17,7 @@ import { open, unlink } from 'node:fs/promises';
 import { writeAll, type RecordingFileHandle } from './file-writes.js';
 import { quantizeS16 } from '../media/pcm16.js';
 import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
+import { flushClock } from './flush-clock.js';
 
 export type WavSampleFormat = 's16' | 'f32';
 
@@ -35,7 +36,11 @@ export interface WavFileWriterOptions {
    * header write per second.
    */
   chunkBytes?: number;
-  /** Header rewrite period in ms (also flushes the current chunk). Default 1000. */
+  /**
+   * Header rewrite period in ms (also flushes the current chunk). Default 1000.
+   * Writers with the same period share one timer and flush at a few fixed
+   * moments of it (flush-clock.ts), the first within one period.
+   */
   headerIntervalMs?: number;
   /** Most bytes allowed to wait for the disk before the oldest chunk is dropped. Default 8 MiB. */
   maxPendingBytes?: number;
@@ -96,7 +101,7 @@ export class WavFileWriter {
   #writing: Promise<void> = Promise.resolve();
   #writeActive = false;
   #dataOnDisk = 0; // data bytes the system reported written (header may lag)
-  #timer: NodeJS.Timeout | undefined;
+  #stopFlushing: (() => void) | undefined;
   #closed = false;
 
   private constructor(fh: WavFileHandle, options: WavFileWriterOptions) {
@@ -147,20 +152,8 @@ export class WavFileWriter {
       await unlink(path).catch(() => {});
       throw e;
     }
-    const interval = options.headerIntervalMs ?? 1000;
-    // A random first delay staggers the flushes of many recorders across the second.
-    const start = () => {
-      writer.#timer = setInterval(() => writer.#periodic(), interval);
-      writer.#timer.unref();
-    };
-    const first = setTimeout(() => {
-      if (!writer.#closed) {
-        writer.#periodic();
-        start();
-      }
-    }, Math.floor(Math.random() * interval));
-    first.unref();
-    writer.#timer = first;
+    // One timer for every recording's flushes, each in a slot of the period (flush-clock.ts).
+    writer.#stopFlushing = flushClock(options.headerIntervalMs ?? 1000).add(() => writer.#periodic());
     return writer;
   }
 
@@ -222,8 +215,7 @@ export class WavFileWriter {
   async close(): Promise<void> {
     if (this.#closed) return this.#writing;
     this.#closed = true;
-    clearTimeout(this.#timer);
-    clearInterval(this.#timer);
+    this.#stopFlushing?.();
     this.#queueChunk();
     // The chunk that would have been filled next goes back to the pool unused.
     this.#recycle(this.#chunk);
@@ -366,11 +358,12 @@ export class WavFileWriter {
     this.error = e;
     // Whatever waits for the disk now will never reach it: count it as dropped.
     this.droppedBytes += this.#pendingBytes + this.#chunkUsed;
+    // None of them is being written (a write takes its chunk off the list first): they go back.
+    for (const buf of this.#pending) this.#recycle(buf);
     this.#pending.length = 0;
     this.#pendingBytes = 0;
     this.#chunkUsed = 0;
-    clearTimeout(this.#timer);
-    clearInterval(this.#timer);
+    this.#stopFlushing?.();
     // Runs after the write or header update that failed has returned; the report follows
     // the clean-up, so what it says about the file (seconds, bytes) is what the file holds.
     this.#writing = this.#writing
