@@ -183,6 +183,7 @@ export class EarshotCore {
    * Restarts the main thread's event-loop delay sampling in this tick, so that
    * a sampler of the same period started in the same tick (the `/metrics`
    * one) wakes the loop at the same moments (monitoring.ts).
+   * @internal for the server's `/metrics`; not part of the library's API.
    */
   sampleLoopDelayFromNow(): void {
     this.#monitor.sampleLoopDelayFromNow();

@@ -47,7 +47,7 @@ export interface ServerStats {
   /**
    * Main-thread event-loop delay since start, ms: how late a timer ran, that
    * is how long ready work waited for the loop. Sampled every
-   * LOOP_DELAY_SAMPLE_MS; 0 for a loop that is never late.
+   * 20 ms (LOOP_DELAY_SAMPLE_MS); 0 for a loop that is never late.
    */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   memory: { rssBytes: number; heapUsedBytes: number };
