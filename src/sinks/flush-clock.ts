@@ -6,14 +6,15 @@
  * recording began, every writer woke the event loop at its own moment, and its
  * writes finished at their own moments too: about three wakes of the main
  * thread and two of libuv's file threads per recording per second. On the
- * 2-core VM of docs/performance.md a wake costs 80–140 µs of CPU by itself,
- * which is more than the writes do.
+ * 2-core VM of docs/performance.md a wake of an otherwise quiet thread cost
+ * 35–140 µs of CPU by itself, more than the write it was for (~5 µs for a
+ * header, ~35 µs for a second of audio).
  *
  * Here the writers share one timer, and each is placed in one of a few fixed
  * moments (slots) of the period, the least crowded one. The writers of a slot
  * flush in the same event-loop turn, so their writes reach libuv together and
- * their completions tend to come back together. Slots are at least `slotMs`
- * apart (10 in a second by default), which keeps each turn's burst small: 60
+ * their completions tend to come back together. Slots are at least
+ * `minSlotMs` apart (10 in a second by default), which keeps each turn's burst small: 60
  * writers at 600 recordings. With fewer writers than slots, each has a slot of
  * its own, as spread out as random start times would be.
  *
