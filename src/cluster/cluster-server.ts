@@ -77,7 +77,6 @@ import { installUpgradeProxy } from './upgrade-proxy.js';
 import type { NodeStats } from './merge-cluster-stats.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
 import { DEFAULT_MAX_LISTENERS } from '../core/listeners.js';
-import { LOOP_DELAY_SAMPLE_MS } from '../core/monitoring.js';
 
 export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'processors' | 'pipeline'> {
   /**
@@ -655,8 +654,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   // ---- live events and metrics
   registerEventRoutes(app, { stats: machineStats, sessions$, events$ });
   const frontMetrics = new client.Registry();
-  // Sampled as often as an engine's (each sample wakes the event loop).
-  client.collectDefaultMetrics({ register: frontMetrics, eventLoopMonitoringPrecision: LOOP_DELAY_SAMPLE_MS });
+  client.collectDefaultMetrics({ register: frontMetrics });
   new client.Counter({
     name: 'earshot_engine_restarts_total',
     help: 'Engine processes restarted after they exited, by slot.',

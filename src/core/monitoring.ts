@@ -12,13 +12,15 @@ import type { PeerRegistry } from './peer-registry.js';
 
 /**
  * How often the event-loop delay is sampled, ms. Each sample is a timer that
- * wakes the main thread of a quiet server, and a wake costs CPU of its own: on
- * the 2-core VM of docs/performance.md an idle server's main thread used 0.8 %
- * of a core at 5 ms (with prom-client's 10 ms beside it), 0.4–0.7 % at 20.
- * A stall shorter than this is seen only when it spans a sample; one longer
- * always is.
+ * wakes the main thread. At 20 ms an idle server's main thread used half the
+ * CPU (0.4–0.7 against 0.8 % of a core on the 2-core VM of
+ * docs/performance.md), but a loaded one cost more: 100 talkers 1.12–1.18 %
+ * of a core per stream against 1.08–1.13 at 5 ms, with a longer tail. On a VM
+ * a core left idle between packets halts, and waking it is slow; a 5 ms tick
+ * keeps it from halting. A stall shorter than this is seen only when it spans
+ * a sample; one longer always is.
  */
-export const LOOP_DELAY_SAMPLE_MS = 20;
+export const LOOP_DELAY_SAMPLE_MS = 5;
 
 /**
  * A sample's lateness in ms (2 decimals): Node's histogram records the time
@@ -48,7 +50,7 @@ export interface ServerStats {
   /**
    * Main-thread event-loop delay since start, ms: how late a timer ran, that
    * is how long ready work waited for the loop. Sampled every
-   * 20 ms (LOOP_DELAY_SAMPLE_MS); 0 for a loop that is never late.
+   * 5 ms (LOOP_DELAY_SAMPLE_MS); 0 for a loop that is never late.
    */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   memory: { rssBytes: number; heapUsedBytes: number };
@@ -83,9 +85,9 @@ export class CoreMonitor {
 
   /**
    * Starts sampling event-loop delay from this moment, restarting the sampler
-   * if it ran (what it measured is kept). Another sampler with the same
-   * period started in the same tick (prom-client's) then fires in the same
-   * event-loop turn as this one, every time: one wake per period, not two.
+   * if it ran (what it measured is kept). Another sampler whose period is a
+   * multiple of this one, started in the same tick (prom-client's), then fires
+   * in the same event-loop turn as one of this one's samples, every time.
    */
   sampleLoopDelayFromNow(): void {
     this.#loopDelay.disable();

@@ -38,9 +38,10 @@ export const EXPORT_BOUNDS_MS: readonly number[] = [1, 2, 5, 10, 15, 20, 30, 50,
 export function createMetrics(core: EarshotCore): client.Registry {
   const register = new client.Registry();
   // prom-client samples event-loop delay with a timer of its own (nodejs_eventloop_lag_*, per
-  // scrape); /stats has the core's (since start). Same period, restarted in this same tick: both
-  // fire in one event-loop turn, so the main thread wakes once per period for the two, not twice.
-  client.collectDefaultMetrics({ register, eventLoopMonitoringPrecision: LOOP_DELAY_SAMPLE_MS });
+  // scrape, at its standard 10 ms); /stats has the core's (since start, every 5 ms). Restarted in
+  // this same tick, each of prom-client's samples falls in the turn of one of the core's: the
+  // main thread does not wake for it separately.
+  client.collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 2 * LOOP_DELAY_SAMPLE_MS });
   core.sampleLoopDelayFromNow();
 
   // Counters and gauges filled at scrape time from one consistent read of the server.

@@ -190,7 +190,7 @@ describe('statistics', () => {
     const until = performance.now() + stallMs;
     while (performance.now() < until); // the server runs in this process: its main thread is stuck
     await new Promise((r) => setTimeout(r, 60));
-    // Sampled every 20 ms: the sample due during the stall ran at its end, up to 20 ms less late.
+    // Sampled every 5 ms: the sample due during the stall ran at its end, up to 5 ms less late.
     const after = await delay();
     expect(after.max).toBeGreaterThanOrEqual(stallMs - 30);
     expect(after.p50).toBeLessThan(after.max);
