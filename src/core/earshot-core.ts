@@ -182,7 +182,7 @@ export class EarshotCore {
   /**
    * Restarts the main thread's event-loop delay sampling in this tick, so that
    * a sampler started in the same tick with a multiple of its period (the
-   * `/metrics` one) wakes the loop only when this one does (monitoring.ts).
+   * `/metrics` one) starts out waking the loop when this one does (monitoring.ts).
    * @internal for the server's `/metrics`; not part of the library's API.
    */
   sampleLoopDelayFromNow(): void {

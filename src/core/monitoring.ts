@@ -87,7 +87,8 @@ export class CoreMonitor {
    * Starts sampling event-loop delay from this moment, restarting the sampler
    * if it ran (what it measured is kept). Another sampler whose period is a
    * multiple of this one, started in the same tick (prom-client's), then fires
-   * in the same event-loop turn as one of this one's samples, every time.
+   * in the same event-loop turns as this one's samples, until a late turn puts
+   * the two out of step.
    */
   sampleLoopDelayFromNow(): void {
     this.#loopDelay.disable();

@@ -39,8 +39,8 @@ export function createMetrics(core: EarshotCore): client.Registry {
   const register = new client.Registry();
   // prom-client samples event-loop delay with a timer of its own (nodejs_eventloop_lag_*, per
   // scrape, at its standard 10 ms); /stats has the core's (since start, every 5 ms). Restarted in
-  // this same tick, each of prom-client's samples falls in the turn of one of the core's: the
-  // main thread does not wake for it separately.
+  // this same tick, prom-client's samples start out in the turns of the core's, instead of
+  // waking the main thread in between (a late turn can put them out of step again).
   client.collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 2 * LOOP_DELAY_SAMPLE_MS });
   core.sampleLoopDelayFromNow();
 
