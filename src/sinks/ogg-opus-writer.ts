@@ -210,6 +210,8 @@ export class OggOpusWriter {
     if (options.channels !== 1 && options.channels !== 2) throw new RangeError(`channels must be 1 or 2, got ${String(options.channels)}`);
     const preSkip = options.preSkip ?? DEFAULT_PRE_SKIP;
     if (!Number.isInteger(preSkip) || preSkip < 0 || preSkip > 0xffff) throw new RangeError(`preSkip must be an integer 0–65535, got ${preSkip}`);
+    const interval = options.flushIntervalMs ?? 1000;
+    if (!(interval > 0) || !Number.isFinite(interval)) throw new RangeError(`flushIntervalMs must be a positive number, got ${interval}`);
     const fh = await (options.openFile ?? ((p: string) => open(p, 'wx')))(path);
     const writer = new OggOpusWriter(fh, options);
     try {
@@ -224,7 +226,7 @@ export class OggOpusWriter {
       throw e;
     }
     // One timer for every recording's flushes, each in a slot of the period (flush-clock.ts).
-    writer.#stopFlushing = flushClock(options.flushIntervalMs ?? 1000).add(() => writer.#periodic());
+    writer.#stopFlushing = flushClock(interval).add(() => writer.#periodic());
     return writer;
   }
 

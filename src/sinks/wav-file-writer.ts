@@ -143,6 +143,8 @@ export class WavFileWriter {
   static async create(path: string, options: WavFileWriterOptions): Promise<WavFileWriter> {
     if (!Number.isInteger(options.sampleRate) || options.sampleRate < 1) throw new RangeError(`sampleRate must be a positive integer, got ${options.sampleRate}`);
     if (!Number.isInteger(options.channels) || options.channels < 1) throw new RangeError(`channels must be a positive integer, got ${options.channels}`);
+    const interval = options.headerIntervalMs ?? 1000;
+    if (!(interval > 0) || !Number.isFinite(interval)) throw new RangeError(`headerIntervalMs must be a positive number, got ${interval}`);
     const fh = await (options.openFile ?? ((p: string) => open(p, 'wx')))(path);
     const writer = new WavFileWriter(fh, options);
     try {
@@ -153,7 +155,7 @@ export class WavFileWriter {
       throw e;
     }
     // One timer for every recording's flushes, each in a slot of the period (flush-clock.ts).
-    writer.#stopFlushing = flushClock(options.headerIntervalMs ?? 1000).add(() => writer.#periodic());
+    writer.#stopFlushing = flushClock(interval).add(() => writer.#periodic());
     return writer;
   }
 

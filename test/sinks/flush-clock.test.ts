@@ -132,6 +132,12 @@ describe('WAV writers flushing through the shared clock', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('refuses a flush period that is not a positive number before it creates the file', async () => {
+    const path = join(dir, 'never.wav');
+    await expect(WavFileWriter.create(path, { sampleRate: 16000, channels: 1, headerIntervalMs: 0 })).rejects.toThrow(/headerIntervalMs must be a positive number/);
+    await expect(open(path, 'r')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('twenty recordings write their audio in the turns of four slots a period, not one turn each, and every file is complete', async () => {
     const turn = turns();
     const dataWrites: number[] = [];
