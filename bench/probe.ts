@@ -72,7 +72,7 @@ function external(): number {
   return (getHeapStatistics() as { external_memory?: number }).external_memory ?? process.memoryUsage().external;
 }
 
-/** How often the event-loop delay is sampled, ms (as the server samples its own). */
+/** How often the probe samples event-loop delay, ms: coarser than the server's own 5 ms sampler, so that it adds few wakes to what it measures. */
 const LOOP_DELAY_SAMPLE_MS = 20;
 
 let window: Window | undefined;
@@ -81,8 +81,8 @@ let session: Session | undefined;
 function start(): void {
   window?.profiler.stop();
   window?.delay.disable();
-  // Sampled every 20 ms, as the server samples its own: each sample wakes the event loop, and at
-  // 5 ms the probe's 200 wakes a second cost a quiet process more than some of what it measured.
+  // Every 20 ms: each sample wakes the event loop, and at 5 ms the probe's 200 wakes a second
+  // were added to every measured process (the baselines, which have no sampler of their own, too).
   const delay = monitorEventLoopDelay({ resolution: LOOP_DELAY_SAMPLE_MS });
   delay.enable();
   const profiler = new GCProfiler();
