@@ -203,13 +203,17 @@ export class WavFileWriter {
 
   /** Appends `frames` sample frames of silence (gap filling). */
   appendSilence(frames: number): void {
-    if (frames <= 0) return;
-    const block = new Float32Array(Math.min(frames * this.channels, 48000 * this.channels));
-    let left = frames * this.channels;
+    if (this.#closed || this.error || !(frames > 0)) return;
+    this.framesAppended += frames;
+    // Zero is all-zero bytes in both formats: the chunk is zeroed in place, with no block of
+    // silence allocated and copied (a DTX pause or a lost stretch can be seconds long).
+    let left = frames * this.#blockAlign;
     while (left > 0) {
-      const n = Math.min(left, block.length);
-      this.append(n === block.length ? block : block.subarray(0, n));
+      const n = Math.min(left, this.#chunkBytes - this.#chunkUsed);
+      this.#chunk.fill(0, this.#chunkUsed, this.#chunkUsed + n);
+      this.#chunkUsed += n;
       left -= n;
+      if (this.#chunkUsed === this.#chunkBytes) this.#queueChunk();
     }
   }
 

@@ -156,3 +156,44 @@ describe('WavFileWriter chunk buffers shared between recordings', () => {
     expect(pool.free).toBeGreaterThan(0);
   });
 });
+
+describe('WavFileWriter silence', () => {
+  it('writes silence as exact zeros across chunk boundaries, in chunks that held another recording\'s audio', async () => {
+    for (const sampleFormat of ['s16', 'f32'] as const) {
+      const pool = new ChunkPool();
+      const chunkBytes = 4096;
+      const loud = Float32Array.from({ length: 48000 }, (_, n) => (n % 2 ? 0.9 : -0.9));
+      // A first recording fills chunks with loud audio and gives them back to the pool.
+      const first = await WavFileWriter.create(join(dir, `loud-${sampleFormat}.wav`), { sampleRate: 16000, channels: 2, sampleFormat, chunkBytes, headerIntervalMs: 600_000, chunkPool: pool });
+      first.append(loud);
+      await first.close();
+      const made = pool.allocated;
+      expect(pool.free).toBeGreaterThanOrEqual(5); // enough for every chunk of the next recording
+
+      // The second: a little audio, a silence longer than three chunks that starts mid-chunk, more audio.
+      const path = join(dir, `quiet-${sampleFormat}.wav`);
+      const w = await WavFileWriter.create(path, { sampleRate: 16000, channels: 2, sampleFormat, chunkBytes, headerIntervalMs: 600_000, chunkPool: pool });
+      const head = tone(300 * 2, 16000);
+      const gapFrames = 1700; // 1700 stereo frames: 6800 bytes of s16, 13600 of f32
+      const tail = tone(200 * 2, 16000, 600);
+      w.append(head);
+      w.appendSilence(gapFrames);
+      w.append(tail);
+      expect(w.framesAppended).toBe(300 + gapFrames + 200);
+      expect(pool.allocated).toBe(made); // every chunk it wrote to had held the loud recording
+      await w.close();
+
+      const { fmt, samples } = read(await readFile(path));
+      expect(fmt.numChannels).toBe(2);
+      expect(samples.length).toBe((300 + gapFrames + 200) * 2);
+      const gap = samples.subarray(600, 600 + gapFrames * 2);
+      expect(gap.every((v) => v === 0)).toBe(true);
+      // The audio on both sides is what was appended, where it was appended (s16 within one step).
+      const scale = sampleFormat === 's16' ? 32768 : 1; // wavefile reads s16 as integers
+      const step = sampleFormat === 's16' ? 1 / 32768 : 1e-7;
+      const near = (got: Float64Array, want: Float32Array) => got.length === want.length && want.every((v, i) => Math.abs(got[i] / scale - v) <= step);
+      expect(near(samples.subarray(0, 600), head)).toBe(true);
+      expect(near(samples.subarray(600 + gapFrames * 2), tail)).toBe(true);
+    }
+  });
+});
