@@ -16,7 +16,13 @@
  * (waking a worker, submitting an fs write) collects samples there: such items
  * read high on a busy machine.
  *
- * A second window of the same length runs V8's sampling heap profiler
+ * So, where `perf` can sample (bench/perf-record.ts), a window before that
+ * one samples the main thread on the CPU only, kernel time included, and
+ * charges each sample to the same categories by the JavaScript on its stack
+ * (the server then runs with `--perf-basic-prof`). Earshot's own share of the
+ * main thread is read from that window: it is what the CPU spent.
+ *
+ * A last window of the same length runs V8's sampling heap profiler
  * (collected objects included) and reports allocation by the same
  * categories, in bytes per stream-second. Both profiles are written to
  * bench/results/ (not kept in git). With `compare`, the other tree is
@@ -29,6 +35,7 @@ import { join, resolve } from 'node:path';
 import { sendMany } from '../src/client/audio-sender.js';
 import { cpuNs, encodedSources, machine, resultsDir, ROOT, startEarshot, type Machine, type SourceName } from './capacity.js';
 import type { ProbeWindow } from './probe.js';
+import { jsFrame, perfUnavailable, readStacks, recordThread, type PerfStack } from './perf-record.js';
 
 export interface ProfileResult {
   machine: Machine;
@@ -56,6 +63,74 @@ export interface ProfileResult {
   /** Top allocation sites, bytes per stream-second. */
   topAllocations: Array<{ name: string; bytesPerStreamSecond: number }>;
   heapProfilePath: string;
+  /** The main thread on the CPU (perf), or why that window did not run. */
+  onCpu: OnCpuResult | { skipped: string };
+}
+
+/** Where the main thread's CPU time went, from on-CPU samples (`perf record -t`, kernel included). */
+export interface OnCpuResult {
+  seconds: number;
+  samples: number;
+  /** Main-thread CPU over this window (from /proc), % of one core. */
+  mainCpuPct: number;
+  /** Category → % of the main thread's CPU time. */
+  categories: Record<string, number>;
+  /** Earshot's own code by file, % of the main thread's CPU time. */
+  earshotFiles: Record<string, number>;
+  /** Earshot's functions (native code they called included), % of the main thread's CPU time. */
+  earshotFunctions: Array<{ name: string; pct: number }>;
+  /** Earshot's own code (the `earshot: …` categories), % of the main thread's CPU time. */
+  earshotOwnShare: number;
+  /** Of it, time in system calls (waking a worker, handing a write to libuv), % of the main thread's CPU time. */
+  earshotSyscallShare: number;
+}
+
+/** V8's collector at work: charged to GC whichever code allocated. */
+const GC_FRAME = /v8::internal::(Heap::|Scavenger|ScavengerCollector|MarkCompactCollector|MinorMarkCompact|MinorMS|ConcurrentMarking|IncrementalMarking)/;
+
+/** Charges on-CPU stacks to the categories of `categoryOf`, by the innermost package or earshot frame on each. */
+export function categorizeStacks(stacks: readonly PerfStack[], root: string): Omit<OnCpuResult, 'seconds' | 'mainCpuPct'> {
+  const categories: Record<string, number> = {};
+  const files: Record<string, number> = {};
+  const functions: Record<string, number> = {};
+  let own = 0;
+  let ownSyscalls = 0;
+  const n = stacks.length;
+  for (const stack of stacks) {
+    let category = 'node event loop, native';
+    if (stack.some((f) => GC_FRAME.test(f))) category = 'GC';
+    else {
+      for (const frame of stack) {
+        const js = jsFrame(frame);
+        const c = js && categoryOf(js.url, root);
+        if (!js || !c) continue; // native code, or Node internals: charged to the JavaScript that called them
+        category = c;
+        if (c.startsWith('earshot')) {
+          const at = js.url.lastIndexOf('/src/');
+          const file = at >= 0 ? js.url.slice(at + 1) : js.url;
+          files[file] = (files[file] ?? 0) + 1;
+          const name = `${js.name} ${file}`;
+          functions[name] = (functions[name] ?? 0) + 1;
+        }
+        break;
+      }
+    }
+    categories[category] = (categories[category] ?? 0) + 1;
+    if (category.startsWith('earshot:')) {
+      own++;
+      if (stack.some((f) => f.startsWith('entry_SYSCALL_64') || f === 'do_syscall_64')) ownSyscalls++;
+    }
+  }
+  const share = (count: number) => +((count / Math.max(1, n)) * 100).toFixed(2);
+  const sorted = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, share(v)]));
+  return {
+    samples: n,
+    categories: sorted(categories),
+    earshotFiles: sorted(files),
+    earshotFunctions: Object.entries(functions).sort((a, b) => b[1] - a[1]).slice(0, 20).map(([name, v]) => ({ name, pct: share(v) })),
+    earshotOwnShare: share(own),
+    earshotSyscallShare: share(ownSyscalls),
+  };
 }
 
 interface HeapNode {
@@ -104,7 +179,7 @@ function categoryOf(url: string, root: string): string | undefined {
     const file = path.slice(path.lastIndexOf('/src/') + 1);
     // earshot's replacements of werift functions (header parse, SRTP and its GCM, events) do werift's work.
     if (/rtc\/(werift-|aes128-gcm)/.test(file)) return 'werift (as replaced by earshot)';
-    if (/sinks\/(wav-file-writer|recorder|record-sink|file-writes|chunk-pool)/.test(file)) return 'earshot: WAV recording';
+    if (/sinks\/(wav-file-writer|recorder|record-sink|file-writes|chunk-pool|flush-clock)/.test(file)) return 'earshot: WAV recording';
     if (/(rtc\/(rtp-ingest|peer-session)|media\/opus-toc)/.test(file)) return 'earshot: RTP ingest';
     if (/pool\//.test(file)) return 'earshot: pool (batching, protocol)';
     if (/pipeline\/peer-pipeline|core\/(earshot-core|session-lifecycle)/.test(file)) return 'earshot: pipeline delivery';
@@ -182,15 +257,31 @@ export async function benchProfile(options: { streams?: number; window?: number;
   const root = options.compare ? resolve(options.compare) : ROOT;
   const pipeline = options.pipeline ?? 'default';
   const work = await mkdtemp(join(tmpdir(), 'earshot-profile-'));
-  const child = await startEarshot({ root, port: 18951, work, threads: options.threads ?? 2, build: options.build });
+  const noPerf = perfUnavailable();
+  if (noPerf) log(`  (on-CPU window skipped: ${noPerf})`);
+  // --perf-basic-prof: the server names its compiled JavaScript in /tmp/perf-<pid>.map for perf.
+  const child = await startEarshot({ root, port: 18951, work, threads: options.threads ?? 2, build: options.build, nodeFlags: noPerf ? [] : ['--perf-basic-prof'] });
+  const perfMap = join(tmpdir(), `perf-${child.pid}.map`);
   const sourceName = options.source ?? 'speech';
   const source = (await encodedSources(new Set([sourceName])))[sourceName]!;
   const path = join(resultsDir(), `profile-main-k${k}-${pipeline}${sourceName === 'speech' ? '' : `-${sourceName}`}${options.compare ? '-compare' : ''}.cpuprofile`);
   try {
     await sendMany(4, { url: `${child.url}/whip/bench/warm`, source, seconds: 2, loop: true }); // JIT warm-up
     const warmS = 2.5 + 0.06 * k;
-    const sampler = (async () => {
+    const onCpuWindow = (async (): Promise<{ data: string; seconds: number; mainCpuPct: number } | { skipped: string }> => {
       await new Promise((r) => setTimeout(r, warmS * 1000));
+      if (noPerf) return { skipped: noPerf };
+      const c0 = cpuNs(child.pid).main;
+      const t0 = performance.now();
+      // The main thread's id is the process id.
+      const data = await recordThread(child.pid, windowS, work).catch((e: Error) => e);
+      if (data instanceof Error) return { skipped: data.message };
+      const seconds = (performance.now() - t0) / 1000;
+      const mainCpuPct = ((cpuNs(child.pid).main - c0) / 1e6 / (seconds * 1000)) * 100;
+      return { data, seconds, mainCpuPct };
+    })();
+    const sampler = (async () => {
+      await onCpuWindow;
       await child.probe('start');
       await child.probe('profile-start', { intervalUs: 250 });
       const c0 = cpuNs(child.pid).main;
@@ -208,8 +299,17 @@ export async function benchProfile(options: { streams?: number; window?: number;
       return r;
     });
     const q = pipeline === 'default' ? '' : `?pipeline=${pipeline}`;
-    await sendMany(k, { url: `${child.url}/whip/bench/p${q}`, source, seconds: warmS + 2 * windowS + 4, loop: true });
+    const perfS = noPerf ? 0 : windowS + 1;
+    await sendMany(k, { url: `${child.url}/whip/bench/p${q}`, source, seconds: warmS + perfS + 2 * windowS + 4, loop: true });
     const { gc, mainCpuPct } = await heapSampler;
+    // The samples are read once the publishers are done: `perf script` takes CPU of its own.
+    const window = await onCpuWindow;
+    let onCpu: OnCpuResult | { skipped: string };
+    try {
+      onCpu = 'skipped' in window ? window : { seconds: window.seconds, mainCpuPct: window.mainCpuPct, ...categorizeStacks(readStacks(window.data), root) };
+    } catch (e) {
+      onCpu = { skipped: (e as Error).message };
+    }
     const heap = flattenHeap((JSON.parse(readFileSync(heapPath, 'utf8')) as { head: HeapNode }).head);
     const ids = [...heap.weights.keys()];
     const alloc = categorize({ nodes: heap.nodes, samples: ids, timeDeltas: ids.map((id) => heap.weights.get(id)!) }, root);
@@ -240,12 +340,14 @@ export async function benchProfile(options: { streams?: number; window?: number;
       allocation: Object.fromEntries(Object.entries(alloc.categories).sort((a, b) => b[1] - a[1]).map(([c, v]) => [c, perStreamSecond(v)])),
       topAllocations: Object.entries(alloc.functions).sort((a, b) => b[1] - a[1]).slice(0, 20).map(([name, v]) => ({ name, bytesPerStreamSecond: perStreamSecond(v) })),
       heapProfilePath: heapPath,
+      onCpu,
     };
     printProfile(result, log);
     return result;
   } finally {
     await child.stop();
     await rm(work, { recursive: true, force: true });
+    await rm(perfMap, { force: true });
   }
 }
 
@@ -268,4 +370,16 @@ export function printProfile(r: ProfileResult, log: (l: string) => void = consol
   log('  top allocation sites, KB per stream-second:');
   for (const f of r.topAllocations.slice(0, 12)) log(`    ${f.name}`.slice(0, 90).padEnd(90) + (f.bytesPerStreamSecond / 1024).toFixed(1).padStart(7));
   log(`  profiles: ${r.profilePath}, ${r.heapProfilePath}`);
+  const c = r.onCpu;
+  if ('skipped' in c) {
+    log(`  on the CPU: not measured (${c.skipped})`);
+    return;
+  }
+  log(`  on the CPU (perf, ${c.seconds.toFixed(1)} s before the profiles above, ${c.samples} samples, kernel included; main thread ${c.mainCpuPct.toFixed(1)} % of one core), % of the main thread:`);
+  for (const [cat, v] of Object.entries(c.categories)) log(`  ${cat}`.padEnd(44) + v.toFixed(1).padStart(7));
+  log('  earshot by file:');
+  for (const [f, v] of Object.entries(c.earshotFiles).slice(0, 12)) log(`    ${f}`.padEnd(44) + v.toFixed(2).padStart(7));
+  log('  earshot functions (native code they call included):');
+  for (const f of c.earshotFunctions.slice(0, 12)) log(`    ${f.name}`.slice(0, 90).padEnd(90) + f.pct.toFixed(2).padStart(7));
+  log(`  earshot's own code on the CPU: ${c.earshotOwnShare.toFixed(1)} % of the main thread (${((c.earshotOwnShare / 100) * c.mainCpuPct).toFixed(1)} % of one core); of it in system calls (waking workers, handing writes to libuv) ${c.earshotSyscallShare.toFixed(1)} %`);
 }

@@ -23,7 +23,7 @@ const SECTIONS = {
   overload: '(o) about twice the sustainable load offered with admission on: admitted vs refused, drops and windowed p99 of the admitted, RSS before/after (not in the default run)',
   outputs: 'what each output costs per stream: Ogg Opus pass-through, 16 kHz WAV, 16 kHz Opus encoded in the worker (as for WHEP), 16 kHz s16 to a WebSocket server (websocket sink), against WAV + stats (not in the default run)',
   mainpath: "(m) earshot's own main-thread path without werift (ingest → pool → WAV + stats): main-thread CPU per frame, allocation, GC; the workers' CPU (--source: what the streams send)",
-  profile: '(p) a CPU profile of the server main thread at K = 30, by category (not in the default run)',
+  profile: '(p) the server main thread at K = 30 by category: on the CPU with perf (if it can sample here), then a V8 CPU profile and a heap profile (not in the default run)',
   rnnoise: 'RNNoise builds compared (bench/rnnoise.ts; not in the default run)',
   handoff: '(h) CPU of one batch handed to a worker and back: a Piscina task against a bare MessagePort, as the pool lanes use (not in the default run)',
 } as const;
