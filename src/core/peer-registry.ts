@@ -73,6 +73,7 @@ export interface PeerTotals {
   packetsLate: number;
   bytesReceived: number;
   dtxSeconds: number;
+  timestampJumps: number;
   framesDecoded: number;
   framesProcessed: number;
   framesConcealed: number;
@@ -101,6 +102,7 @@ const ZERO_TOTALS: PeerTotals = {
   packetsLate: 0,
   bytesReceived: 0,
   dtxSeconds: 0,
+  timestampJumps: 0,
   framesDecoded: 0,
   framesProcessed: 0,
   framesConcealed: 0,
@@ -125,6 +127,7 @@ function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
   into.packetsLate += s.rtp.packetsLate;
   into.bytesReceived += s.rtp.bytesReceived;
   into.dtxSeconds += s.rtp.dtxSeconds;
+  into.timestampJumps += s.rtp.timestampJumps;
   into.framesDecoded += s.processing.framesDecoded;
   into.framesProcessed += s.processing.framesProcessed;
   into.framesConcealed += s.processing.framesConcealed;

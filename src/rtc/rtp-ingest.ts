@@ -7,6 +7,20 @@
  * since the stream's first packet), in order, with lost packets marked so the
  * worker can conceal them. Gaps with no packets at all (DTX) are left as gaps in
  * position; the worker fills them with silence.
+ *
+ * Media time follows the RTP timestamps, except where they jump. A gap the
+ * timestamps open must be explained: by the time between the packets'
+ * arrivals (a pause, DTX, a network outage), or as pauses a DTX sender makes
+ * and packets lost (summed over the stream, at most `GAP_PER_MEDIA` times the
+ * media it sent, which a file sent faster than real time with DTX also keeps
+ * within), with `maxTimestampJumpMs` of slack; in one step, lost packets may
+ * explain at most that slack again. A step beyond that, or a timestamp that
+ * goes back while the sequence number goes on, is a jump: one packet from a
+ * buggy or hostile sender could otherwise put hours of silence into a
+ * recording (a 32-bit step is 12 hours at 48 kHz), or make every later packet
+ * late. At a jump media time goes on by what the arrivals and the lost packets
+ * explain, as it does when the SSRC changes, and the jump is counted
+ * (`timestampJumps`).
  */
 import { opusPacketSamples } from '../media/opus-toc.js';
 import type { EncodedFrame } from '../media/frames.js';
@@ -35,6 +49,12 @@ export interface RtpIngestOptions {
   reorderDelayMs?: number;
   /** Longest run of lost packets to conceal; beyond it the gap becomes silence. Default 10. */
   maxConcealedPackets?: number;
+  /**
+   * Slack, in ms, on the gap a timestamp step may open beyond what lost
+   * packets, the packets' arrival and DTX explain (see the module comment),
+   * in one step and summed over the stream. Default 30000.
+   */
+  maxTimestampJumpMs?: number;
 }
 
 /** RFC 3550 §6.4.1 receiver statistics, plus counters RTCP does not carry. */
@@ -62,6 +82,8 @@ export interface RtpReceiveStats {
   bitrate: number;
   /** Seconds of media covered by gaps with no packets and no loss (DTX). */
   dtxSeconds: number;
+  /** Timestamp steps not taken as media time (see the module comment): media time went on by what the arrivals and lost packets explain. */
+  timestampJumps: number;
   firstPacketAt: number | undefined;
   lastPacketAt: number | undefined;
 }
@@ -70,12 +92,22 @@ const SEQ_MOD = 0x10000;
 const RECENT_SLOTS = 1024;
 const BITRATE_WINDOW_MS = 2000;
 const BITRATE_BUCKET_MS = 100;
+/** The longest Opus packet (RFC 6716: 120 ms): room each lost packet may explain in one step's gap. */
+const MAX_PACKET_SAMPLES = 5760;
+/**
+ * Pauses (and loss) the arrivals do not explain, per unit of media sent: a
+ * DTX sender's, which libopus breaks with an update every 400 ms of silence
+ * (20 ms, and a DTX frame), come to 9; with room.
+ */
+const GAP_PER_MEDIA = 20;
 
 export class RtpIngest {
   readonly #clockRate: number;
   readonly #reorderPackets: number;
   readonly #reorderDelayMs: number;
   readonly #maxConcealed: number;
+  /** `maxTimestampJumpMs` in samples. */
+  readonly #maxJump: number;
   readonly #emit: (frame: EncodedFrame) => void;
 
   // Sequence and timestamp extension (RFC 3550 A.1), relative to the first packet.
@@ -85,7 +117,16 @@ export class RtpIngest {
   #lastTs = 0;
   #extTs = 0;
   #baseTs = 0;
-  #positionOffset = 0; // keeps positions continuous across an SSRC change
+  #positionOffset = 0; // keeps positions continuous across an SSRC change and a timestamp jump
+  // The newest packet so far (highest sequence number): its position, length, sequence number and arrival.
+  #newestPosition = -1;
+  #newestSamples = 0;
+  #newestSeq = 0;
+  #newestArrival = 0;
+  /** Media the newest packets carried, and the gaps between them the arrivals did not explain, in samples. */
+  #mediaSamples = 0;
+  #unexplainedGap = 0;
+  #timestampJumps = 0;
 
   // Reorder buffer, keyed by extended sequence number.
   readonly #held = new Map<number, { frame: EncodedFrame; extSeq: number; heldAt: number }>();
@@ -116,6 +157,7 @@ export class RtpIngest {
     this.#reorderPackets = options.reorderPackets ?? 5;
     this.#reorderDelayMs = options.reorderDelayMs ?? 60;
     this.#maxConcealed = options.maxConcealedPackets ?? 10;
+    this.#maxJump = ((options.maxTimestampJumpMs ?? 30_000) / 1000) * this.#clockRate;
   }
 
   /** Takes one packet. `p` is read, not kept: a caller may reuse one object for every packet. */
@@ -134,19 +176,22 @@ export class RtpIngest {
       return;
     }
     this.#remember(extSeq);
-    this.#updateJitter(p);
-    if (extSeq > this.#maxExtSeq) {
+    const newest = extSeq > this.#maxExtSeq;
+    if (newest) {
       this.#maxExtSeq = extSeq;
     } else {
       this.#reordered++;
     }
     const extTs = this.#extendTs(p.timestamp);
-    const position = extTs - this.#baseTs + this.#positionOffset;
+    let position = extTs - this.#baseTs + this.#positionOffset;
+    const samples = opusPacketSamples(p.payload);
+    if (newest) position = this.#followNewest(p, extSeq, extTs, position, samples || 960);
+    this.#updateJitter(p);
     if (extSeq < this.#nextSeq) {
       this.#late++; // its slot was already concealed or played out
       return;
     }
-    const frame: EncodedFrame = { position, payload: p.payload, samples: opusPacketSamples(p.payload), arrival: p.arrival };
+    const frame: EncodedFrame = { position, payload: p.payload, samples, arrival: p.arrival };
     if (extSeq === this.#nextSeq && this.#held.size === 0) {
       // The usual case, the next packet in order with nothing held: played out at once
       // (what #release would do, without the reorder buffer's entry and timer).
@@ -156,6 +201,46 @@ export class RtpIngest {
     }
     this.#held.set(extSeq, { frame, extSeq, heldAt: p.arrival });
     this.#release(p.arrival);
+  }
+
+  /**
+   * Checks the newest packet's timestamp step (see the module comment) and
+   * returns its position: as the timestamp says, or, at a jump, the end of
+   * the newest packet before it plus the gap its lost packets and the time
+   * between the arrivals explain. A jump re-anchors the timestamps, so the
+   * packets after it follow this one.
+   */
+  #followNewest(p: RtpInput, extSeq: number, extTs: number, position: number, samples: number): number {
+    if (this.#newestPosition >= 0) {
+      const end = this.#newestPosition + this.#newestSamples;
+      const lost = Math.max(0, extSeq - this.#newestSeq - 1);
+      // The gap the time between the arrivals does not explain: lost packets may explain up to
+      // the slack more of it in this step; over the stream it counts as DTX pauses do.
+      const waited = Math.max(0, Math.round(((p.arrival - this.#newestArrival) / 1000) * this.#clockRate) - this.#newestSamples);
+      const unexplained = Math.max(0, position - end - waited);
+      const lostRoom = Math.min(lost * MAX_PACKET_SAMPLES, this.#maxJump);
+      const budget = Math.max(0, GAP_PER_MEDIA * this.#mediaSamples + this.#maxJump - this.#unexplainedGap);
+      const jump = position < this.#newestPosition || unexplained > lostRoom + this.#maxJump || unexplained > budget;
+      if (jump) {
+        // The lost packets keep their room (at the length of the packet before), as far as the budget goes.
+        const lostGap = Math.min(lost * this.#newestSamples, budget);
+        const anchored = end + Math.max(waited, lostGap);
+        this.#unexplainedGap += Math.max(0, lostGap - waited);
+        this.#positionOffset += anchored - position;
+        this.#lastTs = p.timestamp;
+        this.#extTs = extTs;
+        // Transit times on the two sides of the jump do not compare (RFC 3550 A.8 assumes one timeline).
+        this.#lastTransit = undefined;
+        this.#timestampJumps++;
+        position = anchored;
+      } else this.#unexplainedGap += unexplained;
+    }
+    this.#mediaSamples += samples;
+    this.#newestPosition = position;
+    this.#newestSamples = samples;
+    this.#newestSeq = extSeq;
+    this.#newestArrival = p.arrival;
+    return position;
   }
 
   /** Emits everything held (end of stream). */
@@ -182,6 +267,7 @@ export class RtpIngest {
       jitter: this.#jitter / this.#clockRate,
       bitrate: this.#bitrate(now),
       dtxSeconds: this.#dtxSamples / this.#clockRate,
+      timestampJumps: this.#timestampJumps,
       firstPacketAt: this.#firstAt,
       lastPacketAt: this.#lastAt,
     };
@@ -195,6 +281,7 @@ export class RtpIngest {
       this.#positionOffset = this.#nextPosition;
       this.#recent.fill(-1);
       this.#lastTransit = undefined;
+      this.#newestPosition = -1; // the new source's steps are checked from its second packet
     }
     this.#ssrc = p.ssrc;
     // Sequence numbers are extended into a space that keeps growing across sources.

@@ -88,6 +88,7 @@ export function createMetrics(core: EarshotCore): client.Registry {
   counter('earshot_rtp_packets_late_total', 'RTP packets that arrived after their slot was concealed or played.', () => read().totals.packetsLate);
   counter('earshot_rtp_payload_bytes_received_total', 'RTP payload bytes received.', () => read().totals.bytesReceived);
   counter('earshot_rtp_dtx_seconds_total', 'Media seconds covered by DTX (no packets sent).', () => read().totals.dtxSeconds);
+  counter('earshot_rtp_timestamp_jumps_total', 'RTP timestamp steps not taken as media time (a gap nothing explains, or backwards).', () => read().totals.timestampJumps);
   // Loss over a window is rate(lost_total) / rate(expected_total); a ratio gauge would be "since each session started".
   gauge('earshot_rtp_receive_bytes_per_second', 'RTP payload bytes per second summed over the live peers (last 2 s).', () => read().live.reduce((n, p) => n + p.rtp.bitrate, 0) / 8);
 

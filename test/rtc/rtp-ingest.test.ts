@@ -115,4 +115,97 @@ describe('RtpIngest', () => {
     expect(frames).toHaveLength(3);
     expect(frames[1].payload).toBeNull();
   });
+
+  describe('timestamp jumps', () => {
+    it('a timestamp 12 hours ahead on the next packet moves media time on by the arrival time, not by 12 hours', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 5; i++) ingest.receive(packet(i, i * 20));
+      // The next packet's timestamp is 2^31 − 1 ahead (the most a 32-bit step can be): 12.4 hours.
+      const jumped = (5000 + 5 * 960 + 0x7fffffff) >>> 0;
+      for (let i = 5; i < 10; i++) ingest.receive(packet(i, i * 20, { timestamp: (jumped + (i - 5) * 960) >>> 0 }));
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 10 }, (_, i) => i * 960));
+      const s = ingest.stats(200);
+      expect(s.timestampJumps).toBe(1);
+      expect(s).toMatchObject({ packetsLost: 0, packetsLate: 0, dtxSeconds: 0 });
+      // The jitter estimate restarts after the jump: the packets after it are as regular as before.
+      expect(s.jitter).toBe(0);
+    });
+
+    it('a timestamp that goes back an hour while the sequence goes on continues media time: no packet after it is late', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 5; i++) ingest.receive(packet(i, i * 20));
+      const back = (5000 + 5 * 960 - 3600 * 48000) >>> 0;
+      for (let i = 5; i < 10; i++) ingest.receive(packet(i, i * 20, { timestamp: (back + (i - 5) * 960) >>> 0 }));
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 10 }, (_, i) => i * 960));
+      expect(ingest.stats(200)).toMatchObject({ timestampJumps: 1, packetsLate: 0 });
+    });
+
+    it('keeps a long DTX pause, a loss burst and a delay that built up and cleared as media time: none is a jump', () => {
+      const { frames, ingest } = collect({ reorderPackets: 0 });
+      let t = 0;
+      let i = 0;
+      const send = (over: Partial<RtpInput> = {}) => ingest.receive(packet(i++, t, over));
+      for (let k = 0; k < 5; k++, t += 20) send();
+      // Five minutes of DTX: the next packet comes five minutes later, its timestamp five minutes on.
+      t += 300_000;
+      const dtxTs = (5000 + (5 + 300 * 50) * 960) >>> 0;
+      send({ timestamp: dtxTs });
+      t += 20;
+      // The network's queue grows to 3 s (each packet 60 ms later than the one before) …
+      for (let k = 1; k <= 50; k++, t += 80) send({ timestamp: (dtxTs + k * 960) >>> 0 });
+      // … and is dropped: 150 packets (3 s) lost, the next one arrives with no delay at all.
+      i += 150;
+      t -= 3000;
+      send({ timestamp: (dtxTs + 201 * 960) >>> 0 });
+      expect(ingest.stats(t).timestampJumps).toBe(0);
+      const last = frames[frames.length - 1];
+      expect(last.position).toBe(5 * 960 + 300 * 48000 + 201 * 960);
+      // The DTX pause, and the part of the loss burst too long to conceal (silence, not loss).
+      expect(ingest.stats(t).dtxSeconds).toBeCloseTo(300 + (150 - 10) * 0.02, 6);
+    });
+
+    it('follows a file sent 50 times faster than real time with DTX pauses: none is a jump', () => {
+      const { frames, ingest } = collect();
+      // Ten minutes of a silent talker as libopus sends it: every 400 ms an update and a DTX frame,
+      // arriving 8 ms apart (400 ms at 50×).
+      let seq = 0;
+      for (let cycle = 0; cycle < 1500; cycle++) {
+        const ts = 5000 + cycle * 20 * 960;
+        ingest.receive(packet(seq++, cycle * 8, { timestamp: ts >>> 0 }));
+        ingest.receive(packet(seq++, cycle * 8 + 0.4, { timestamp: (ts + 960) >>> 0 }));
+      }
+      expect(ingest.stats(12_000).timestampJumps).toBe(0);
+      expect(frames[frames.length - 1].position).toBe(1499 * 20 * 960 + 960);
+    });
+
+    it('a sender stepping its timestamps 29 s at a time, each step under the limit, gains pauses of at most 20 times its media plus the limit', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 200; i++) ingest.receive(packet(i, i * 20, { timestamp: (5000 + i * 29 * 48000) >>> 0 }));
+      const end = frames[frames.length - 1].position / 48000;
+      // 200 packets of 20 ms (4 s of media): pauses as a DTX sender makes (≤ 20 × 4 s) and the 30 s slack, not 200 × 29 s.
+      expect(end).toBeLessThanOrEqual(4 + 20 * 4 + 30);
+      expect(ingest.stats(4000).timestampJumps).toBeGreaterThan(150);
+      expect(frames).toHaveLength(200);
+    });
+
+    it('a packet whose sequence number and timestamp both leap an hour ahead is a jump: lost packets explain a step only up to the limit', () => {
+      const { frames, ingest } = collect({ reorderPackets: 0 });
+      for (let i = 0; i < 100; i++) ingest.receive(packet(i, i * 20));
+      // 30 000 packets "lost" and an hour of timestamps, 20 ms after the packet before.
+      ingest.receive(packet(100 + 30_000, 2000, { timestamp: (5000 + 100 * 960 + 3600 * 48000) >>> 0 }));
+      expect(ingest.stats(2000).timestampJumps).toBe(1);
+      // Media time goes on by the lost packets at the length of the ones received, as far as the
+      // pauses allowed for the 2 s of media sent go (20 × 2 s + the 30 s slack): 70 s, not an hour.
+      expect(frames[frames.length - 1].position).toBe(100 * 960 + 70 * 48000);
+    });
+
+    it('takes its limit from maxTimestampJumpMs', () => {
+      const { frames, ingest } = collect({ maxTimestampJumpMs: 1000 });
+      ingest.receive(packet(0, 0));
+      // 2 s ahead of the arrivals: a jump with a 1 s limit.
+      ingest.receive(packet(1, 20, { timestamp: 5000 + 960 + 2 * 48000 }));
+      expect(frames.map((f) => f.position)).toEqual([0, 960]);
+      expect(ingest.stats(40).timestampJumps).toBe(1);
+    });
+  });
 });

@@ -1,0 +1,88 @@
+/**
+ * A sender whose RTP timestamps jump, over real loopback WebRTC: a werift
+ * publisher sends a 1 kHz tone whose timestamps leap 12 hours ahead (or an
+ * hour back) halfway through, with sequence numbers running on. The server
+ * keeps media time by the packets' arrival across the jump: the recording
+ * lasts what was sent, holds the tone on both sides, and the stats count the
+ * jump with nothing lost, late or dropped.
+ */
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
+import { WhipClient } from '../../src/client/whip-client.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import type { PeerStatsSnapshot } from '../../src/index.js';
+import { dominantFrequency, encodeOpusFrames, readWav } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({ extraPipelines: [{ name: 'plain', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] }] });
+});
+afterAll(() => t.close());
+
+/** Publishes `packets` over WHIP, one every 5 ms; from packet `at` on, the timestamps are `jump` further on (mod 2^32). */
+async function sendWithJump(url: string, packets: readonly Uint8Array[], at: number, jump: number): Promise<void> {
+  const pc = new RTCPeerConnection({
+    ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
+    codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: 'minptime=10;useinbandfec=1' })] },
+  });
+  const whip = new WhipClient({});
+  try {
+    const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    disableImplicitStun(pc, []);
+    await iceGatheringComplete(pc);
+    const { answer, sessionUrl } = await whip.publish(url, pc.localDescription!.sdp);
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await sleep(50);
+    expect(pc.connectionState).toBe('connected');
+    const sender = transceiver.sender;
+    for (let k = 0; k < packets.length; k++) {
+      await sleep(5);
+      const timestamp = (5000 + k * 960 + (k >= at ? jump : 0)) >>> 0;
+      sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType: sender.codec?.payloadType ?? 111, sequenceNumber: 1000 + k, timestamp, marker: k === 0 }), Buffer.from(packets[k])));
+    }
+    await sleep(200);
+    await whip.end(sessionUrl);
+  } finally {
+    await pc.close().catch(() => undefined);
+  }
+}
+
+async function finalStats(peer: string): Promise<PeerStatsSnapshot> {
+  for (let i = 0; ; i++) {
+    const stats = (await (await fetch(`${t.url}/stats/${peer}`)).json()) as PeerStatsSnapshot;
+    if (stats.recordings.length > 0 && stats.recordings.every((r) => r.state === 'stopped')) return stats;
+    if (i > 100) throw new Error(`the recording of ${peer} did not stop`);
+    await sleep(100);
+  }
+}
+
+describe('RTP timestamps that jump', () => {
+  const cases = [
+    { peer: 'ahead', jump: 0x7fffffff, what: '12 hours ahead' },
+    { peer: 'back', jump: -3600 * 48000, what: 'an hour back' },
+  ];
+  for (const { peer, jump, what } of cases) {
+    it(`a jump ${what} halfway: the recording lasts what was sent, the tone on both sides, the jump counted`, async () => {
+      const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+      const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 100);
+      await sendWithJump(`${t.url}/whip/demo/${peer}?pipeline=plain`, packets, 50, jump);
+      const stats = await finalStats(peer);
+      expect(stats.rtp).toMatchObject({ packetsReceived: 100, packetsLost: 0, packetsLate: 0, timestampJumps: 1 });
+      expect(stats.processing).toMatchObject({ framesDropped: 0, framesLate: 0, workerRestarts: 0 });
+      const [rec] = stats.recordings;
+      expect(rec).toMatchObject({ gapFrames: 0, droppedFrames: 0, droppedBytes: 0 });
+      // 100 packets of 20 ms: 2 s, not 12 hours (nor 1 s, with the second half late).
+      expect(rec.seconds).toBeCloseTo(2, 6);
+      const wav = await readWav(join(t.recordingsDir, rec.name));
+      expect(wav.channels[0].length).toBe(2 * 48000);
+      for (const half of [wav.channels[0].subarray(4800, 48000), wav.channels[0].subarray(48000 + 4800)]) {
+        expect(Math.abs(dominantFrequency(half, 48000) - 1000)).toBeLessThanOrEqual(10);
+      }
+    });
+  }
+});
