@@ -186,6 +186,13 @@ export class RtpIngest {
     let position = extTs - this.#baseTs + this.#positionOffset;
     const samples = opusPacketSamples(p.payload);
     if (newest) position = this.#followNewest(p, extSeq, extTs, position, samples || 960);
+    else if (position >= this.#newestPosition) {
+      // A packet sent before the newest one cannot belong after it: a timestamp that jumped
+      // (the newest packets' steps are checked, this one's is not). Not played, so it cannot
+      // open a gap or push the packets after it out as late.
+      this.#late++;
+      return;
+    }
     this.#updateJitter(p);
     if (extSeq < this.#nextSeq) {
       this.#late++; // its slot was already concealed or played out

@@ -199,6 +199,17 @@ describe('RtpIngest', () => {
       expect(frames[frames.length - 1].position).toBe(100 * 960 + 70 * 48000);
     });
 
+    it('drops a reordered packet whose timestamp lies past the newest packet\'s: it opens no gap and the packets after it play', () => {
+      const { frames, ingest } = collect();
+      for (const i of [0, 1, 3]) ingest.receive(packet(i, i * 20));
+      // Packet 2 comes after 3, its timestamp 12 hours on.
+      ingest.receive(packet(2, 70, { timestamp: (5000 + 2 * 960 + 0x7fffffff) >>> 0 }));
+      for (let i = 4; i < 12; i++) ingest.receive(packet(i, i * 20));
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 12 }, (_, i) => i * 960));
+      expect(frames[2].payload).toBeNull(); // concealed: it never came in a usable form
+      expect(ingest.stats(240)).toMatchObject({ packetsLate: 1, timestampJumps: 0 });
+    });
+
     it('takes its limit from maxTimestampJumpMs', () => {
       const { frames, ingest } = collect({ maxTimestampJumpMs: 1000 });
       ingest.receive(packet(0, 0));
