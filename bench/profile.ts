@@ -179,7 +179,7 @@ function categoryOf(url: string, root: string): string | undefined {
     const file = path.slice(path.lastIndexOf('/src/') + 1);
     // earshot's replacements of werift functions (header parse, SRTP and its GCM, events) do werift's work.
     if (/rtc\/(werift-|aes128-gcm)/.test(file)) return 'werift (as replaced by earshot)';
-    if (/sinks\/(wav-file-writer|recorder|record-sink|file-writes|chunk-pool|flush-clock)/.test(file)) return 'earshot: WAV recording';
+    if (/sinks\/(wav-file-writer|recorder|record-sink|file-writes|chunk-pool)/.test(file)) return 'earshot: WAV recording';
     if (/(rtc\/(rtp-ingest|peer-session)|media\/opus-toc)/.test(file)) return 'earshot: RTP ingest';
     if (/pool\//.test(file)) return 'earshot: pool (batching, protocol)';
     if (/pipeline\/peer-pipeline|core\/(earshot-core|session-lifecycle)/.test(file)) return 'earshot: pipeline delivery';

@@ -23,7 +23,7 @@ import './werift-srtp-gcm.js';
 import './werift-srtp-context.js';
 import { leanReceivePath } from './werift-events.js';
 import { shortcutRtp } from './werift-rtp-shortcut.js';
-import { SharedTicker } from './shared-ticker.js';
+import { PeriodicClock } from '../media/periodic-clock.js';
 
 /**
  * How many of a WHIP session's first packets may each prompt an attempt at
@@ -32,8 +32,8 @@ import { SharedTicker } from './shared-ticker.js';
  */
 const SHORTCUT_TRIES = 5;
 
-/** Every session's connect and media timeouts, checked four times a second by one timer for the process. */
-const SESSION_CHECKS = new SharedTicker(250);
+/** Every session's connect and media timeouts, checked four times a second by one timer for the process, all in one turn (one slot). */
+const SESSION_CHECKS = new PeriodicClock(250, 250);
 
 export type SessionEndReason =
   | 'deleted'

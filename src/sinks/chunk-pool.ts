@@ -5,7 +5,7 @@
  * write is done the buffer is free. Kept per writer, every recording would
  * hold two chunks (~2.5 s of audio) for its whole life although its write
  * takes a few milliseconds a second. Writers flush in slots of the second
- * (flush-clock.ts), so only a slot's writers have writes in flight at any
+ * (media/periodic-clock.ts), so only a slot's writers have writes in flight at any
  * moment: the chunks written in one slot, given back here, are what the next
  * slot's writers take, and a recording holds one chunk plus, during its
  * write, the one being written. At 60 recordings that is ~7 MB less resident
@@ -16,7 +16,7 @@
 const MIN_FREE_PER_SIZE = 8;
 /**
  * Beyond that, one free buffer per this many chunks out: a slot's writers (a
- * tenth of the recordings, flush-clock.ts) each take one in the same turn.
+ * tenth of the recordings, media/periodic-clock.ts) each take one in the same turn.
  * Tied to the chunks out, the list shrinks again when recordings end.
  */
 const OUT_PER_FREE = 8;

@@ -28,7 +28,7 @@ import { randomInt } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
 import { opusPacketSamples } from '../media/opus-toc.js';
 import { writeAll, type RecordingFileHandle } from './file-writes.js';
-import { flushClock } from './flush-clock.js';
+import { sharedClock } from '../media/periodic-clock.js';
 
 /** The file handle the writer uses: the same subset of `FileHandle` as the WAV writer's. */
 export type OggFileHandle = RecordingFileHandle;
@@ -50,7 +50,7 @@ export interface OggOpusWriterOptions {
   vendor?: string;
   /** Comments for OpusTags, "KEY=value" each (RFC 7845 §5.2). */
   comments?: readonly string[];
-  /** Periodic page flush, ms. Default 1000. Writers with the same period share one timer (flush-clock.ts). */
+  /** Periodic page flush, ms. Default 1000. Writers with the same period share one timer (media/periodic-clock.ts). */
   flushIntervalMs?: number;
   /** Body bytes at which a page is closed without waiting for the flush. Default 4096. */
   pageBytes?: number;
@@ -225,8 +225,8 @@ export class OggOpusWriter {
       await unlink(path).catch(() => {});
       throw e;
     }
-    // One timer for every recording's flushes, each in a slot of the period (flush-clock.ts).
-    writer.#stopFlushing = flushClock(interval).add(() => writer.#periodic());
+    // One timer for every recording's flushes, each in a slot of the period (media/periodic-clock.ts).
+    writer.#stopFlushing = sharedClock(interval).add(() => writer.#periodic());
     return writer;
   }
 

@@ -17,7 +17,7 @@ import { open, unlink } from 'node:fs/promises';
 import { writeAll, type RecordingFileHandle } from './file-writes.js';
 import { quantizeS16 } from '../media/pcm16.js';
 import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
-import { flushClock } from './flush-clock.js';
+import { sharedClock } from '../media/periodic-clock.js';
 
 export type WavSampleFormat = 's16' | 'f32';
 
@@ -39,7 +39,7 @@ export interface WavFileWriterOptions {
   /**
    * Header rewrite period in ms (also flushes the current chunk). Default 1000.
    * Writers with the same period share one timer and flush at a few fixed
-   * moments of it (flush-clock.ts), the first within one period.
+   * moments of it (media/periodic-clock.ts), the first within one period.
    */
   headerIntervalMs?: number;
   /** Most bytes allowed to wait for the disk before the oldest chunk is dropped. Default 8 MiB. */
@@ -154,8 +154,8 @@ export class WavFileWriter {
       await unlink(path).catch(() => {});
       throw e;
     }
-    // One timer for every recording's flushes, each in a slot of the period (flush-clock.ts).
-    writer.#stopFlushing = flushClock(interval).add(() => writer.#periodic());
+    // One timer for every recording's flushes, each in a slot of the period (media/periodic-clock.ts).
+    writer.#stopFlushing = sharedClock(interval).add(() => writer.#periodic());
     return writer;
   }
 

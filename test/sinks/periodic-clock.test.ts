@@ -1,15 +1,16 @@
 /**
- * One timer for every recording's periodic flush: tasks are spread over a few
- * slots of the period, the tasks of a slot run in the same event-loop turn,
- * the timer fires only at slots that have tasks and stops when none is left,
- * and a loop that was blocked catches up by one run per task, not one per
- * period missed. The writers (WAV here) flush through it.
+ * One timer for many periodic tasks (media/periodic-clock.ts): tasks are
+ * spread over a few slots of the period, the tasks of a slot run in the same
+ * event-loop turn, the timer fires only at slots that have tasks and stops
+ * when none is left, and a loop that was blocked catches up by one run per
+ * task, not one per period missed. The recording writers (WAV here) flush
+ * through it; the sessions' timeout checks run on a one-slot clock.
  */
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FlushClock } from '../../src/sinks/flush-clock.js';
+import { PeriodicClock } from '../../src/media/periodic-clock.js';
 import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
 import type { RecordingFileHandle } from '../../src/sinks/file-writes.js';
 
@@ -31,9 +32,9 @@ function turns(): () => number {
   };
 }
 
-describe('FlushClock', () => {
+describe('PeriodicClock', () => {
   it('spreads tasks over its slots, runs a slot\'s tasks in one turn, once a period each', async () => {
-    const clock = new FlushClock(200, 50); // 4 slots of 50 ms
+    const clock = new PeriodicClock(200, 50); // 4 slots of 50 ms
     expect(clock.slots).toBe(4);
     const turn = turns();
     const runs: Array<Array<{ turn: number; at: number }>> = Array.from({ length: 8 }, () => []);
@@ -54,7 +55,7 @@ describe('FlushClock', () => {
   });
 
   it('arms its timer only for slots that have tasks, and not at all once empty', async () => {
-    const clock = new FlushClock(400, 40); // 10 slots
+    const clock = new PeriodicClock(400, 40); // 10 slots
     const spy = vi.spyOn(globalThis, 'setTimeout');
     try {
       let runs = 0;
@@ -81,7 +82,7 @@ describe('FlushClock', () => {
   });
 
   it('lets a task remove itself while it runs, and keeps the others of its slot running', async () => {
-    const clock = new FlushClock(60, 100); // 1 slot: every task in one turn
+    const clock = new PeriodicClock(60, 100); // 1 slot: every task in one turn
     const runs = [0, 0, 0];
     const stops: Array<() => void> = [];
     stops[0] = clock.add(() => runs[0]++);
@@ -99,7 +100,7 @@ describe('FlushClock', () => {
   });
 
   it('after the event loop was blocked for several periods, runs each task once to catch up, not once per period missed', async () => {
-    const clock = new FlushClock(100, 25); // 4 slots
+    const clock = new PeriodicClock(100, 25); // 4 slots
     const runs = [0, 0, 0, 0];
     const stops = runs.map((_, i) => clock.add(() => runs[i]++));
     await sleep(130);
@@ -117,9 +118,35 @@ describe('FlushClock', () => {
     }
   });
 
+  it('as the sessions\' checks use it (one slot): runs every task each period, lets a task remove itself mid-run, stops when empty and starts again', async () => {
+    const clock = new PeriodicClock(20, 20);
+    const runs = [0, 0, 0];
+    const remove: Array<() => void> = [];
+    remove[0] = clock.add(() => runs[0]++);
+    remove[1] = clock.add(() => {
+      runs[1]++;
+      if (runs[1] === 2) remove[1](); // as a session that ends inside its own check
+    });
+    remove[2] = clock.add(() => runs[2]++);
+    for (const deadline = Date.now() + 5000; runs[0] < 4 && Date.now() < deadline; ) await sleep(5);
+    expect(runs[0]).toBeGreaterThanOrEqual(4);
+    // Removed during its second run: never ran again, and the task after it kept running.
+    expect(runs[1]).toBe(2);
+    expect(runs[2]).toBeGreaterThanOrEqual(runs[0] - 1);
+    remove[0]();
+    remove[2]();
+    expect(clock.size).toBe(0);
+    // Emptied, its timer was stopped; registering again starts one again.
+    let again = 0;
+    const stop = clock.add(() => again++);
+    for (const deadline = Date.now() + 5000; again < 1 && Date.now() < deadline; ) await sleep(5);
+    expect(again).toBeGreaterThanOrEqual(1);
+    stop();
+  });
+
   it('refuses a period that is not a positive number', () => {
-    expect(() => new FlushClock(0)).toThrow(RangeError);
-    expect(() => new FlushClock(Number.NaN)).toThrow(RangeError);
+    expect(() => new PeriodicClock(0)).toThrow(RangeError);
+    expect(() => new PeriodicClock(Number.NaN)).toThrow(RangeError);
   });
 });
 

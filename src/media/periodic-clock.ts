@@ -1,24 +1,25 @@
 /**
- * One timer for the periodic flushes of every recording writer in the process.
+ * One timer for a periodic task many objects run: the recording writers'
+ * flushes (WAV, Ogg Opus; one clock per period, `sharedClock`) and the
+ * sessions' timeout checks (rtc/peer-session.ts, one slot).
  *
- * A streaming writer (WAV, Ogg Opus) writes out its audio and rewrites its
- * header once a period. With a timer of its own, started whenever its
- * recording began, every writer woke the event loop at its own moment, and its
- * writes finished at their own moments too: about three wakes of the main
- * thread and two of libuv's file threads per recording per second. On the
- * 2-core VM of docs/performance.md a wake of an otherwise quiet thread cost
- * 35–140 µs of CPU by itself, more than the write it was for (~5 µs for a
- * header, ~35 µs for a second of audio).
+ * With a timer each, started whenever its object began, every task woke the
+ * event loop at its own moment: a recording's flush about three wakes of the
+ * main thread and two of libuv's file threads a second, a session's checks
+ * four. On the 2-core VM of docs/performance.md a wake of an otherwise quiet
+ * thread cost 35–140 µs of CPU by itself, more than the write it was for
+ * (~5 µs for a header, ~35 µs for a second of audio).
  *
- * Here the writers share one timer, and each is placed in one of a few fixed
- * moments (slots) of the period, the least crowded one. The writers of a slot
- * flush in the same event-loop turn, so their writes reach libuv together and
- * their completions tend to come back together. Slots are at least
- * `minSlotMs` apart (10 in a second by default), which keeps each turn's burst small: 60
- * writers at 600 recordings. With fewer writers than slots, each has a slot of
- * its own, as spread out as random start times would be.
+ * Here the tasks share one timer, and each is placed in one of a few fixed
+ * moments (slots) of the period, the least crowded one. The tasks of a slot
+ * run in the same event-loop turn, so the writes of a slot's recordings reach
+ * libuv together and their completions tend to come back together. Slots are
+ * at least `minSlotMs` apart (10 in a second by default), which keeps each
+ * turn's burst small: 60 writers at 600 recordings. With fewer tasks than
+ * slots, each has a slot of its own, as spread out as random start times
+ * would be; with `minSlotMs` equal to the period, every task runs in one turn.
  *
- * The timer fires only at slots that have writers, runs only while a writer is
+ * The timer fires only at slots that have tasks, runs only while a task is
  * registered, and never keeps the process alive by itself.
  */
 import { performance } from 'node:perf_hooks';
@@ -26,7 +27,7 @@ import { performance } from 'node:perf_hooks';
 /** Shortest time between two slots, ms. */
 const MIN_SLOT_MS = 100;
 
-export class FlushClock {
+export class PeriodicClock {
   readonly periodMs: number;
   readonly #slotMs: number;
   readonly #slots: Array<Set<() => void>>;
@@ -111,11 +112,11 @@ export class FlushClock {
   }
 }
 
-const clocks = new Map<number, FlushClock>();
+const clocks = new Map<number, PeriodicClock>();
 
-/** The process's clock for writers that flush every `periodMs`. */
-export function flushClock(periodMs: number): FlushClock {
+/** The process's clock for tasks that run every `periodMs` in slots of the default spacing (the recording writers' flushes). */
+export function sharedClock(periodMs: number): PeriodicClock {
   let clock = clocks.get(periodMs);
-  if (!clock) clocks.set(periodMs, (clock = new FlushClock(periodMs)));
+  if (!clock) clocks.set(periodMs, (clock = new PeriodicClock(periodMs)));
   return clock;
 }
