@@ -10,16 +10,14 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { WhipClient } from '../../src/client/whip-client.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { validatePipeline } from '../../src/pipeline/pipeline.js';
 import type { PeerStatsSnapshot } from '../../src/index.js';
 import { dominantFrequency, encodeOpusFrames, readWav } from '../helpers/audio.js';
 import { fixturePath, readFixture } from '../helpers/fixtures.js';
 import { opusdec, opusinfo } from '../helpers/opus-tools.js';
 import { expectComplete, FAST } from '../helpers/sending.js';
+import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 /** One 20 ms frame: the tolerance on durations. */
@@ -60,32 +58,17 @@ async function statsOf(peer: string): Promise<PeerStatsSnapshot> {
  * (sendAudio cannot do this: its packets never pause). Paced at 4× real time.
  */
 async function sendWithDtx(url: string, packets: readonly Uint8Array[], silent: (index: number) => boolean): Promise<void> {
-  const pc = new RTCPeerConnection({
-    ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
-    codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: 'minptime=10;useinbandfec=1;usedtx=1' })] },
-  });
-  const whip = new WhipClient({});
-  try {
-    const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
-    await pc.setLocalDescription(await pc.createOffer());
-    disableImplicitStun(pc, []);
-    await iceGatheringComplete(pc);
-    const { answer, sessionUrl } = await whip.publish(url, pc.localDescription!.sdp);
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await sleep(50);
-    expect(pc.connectionState).toBe('connected');
-    const sender = transceiver.sender;
-    let seq = 1000;
-    for (let k = 0; k < packets.length; k++) {
-      await sleep(5);
-      if (silent(k)) continue;
-      sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType: sender.codec?.payloadType ?? 111, sequenceNumber: seq++, timestamp: 5000 + k * 960, marker: k === 0 }), Buffer.from(packets[k])));
-    }
-    await sleep(200);
-    await whip.end(sessionUrl);
-  } finally {
-    await pc.close().catch(() => undefined);
-  }
+  await publishRawOpus(
+    url,
+    async (send) => {
+      let seq = 1000;
+      for (let k = 0; k < packets.length; k++) {
+        await sleep(5);
+        if (!silent(k)) send(seq++, 5000 + k * 960, packets[k], k === 0);
+      }
+    },
+    { fmtp: 'minptime=10;useinbandfec=1;usedtx=1' },
+  );
 }
 
 /**

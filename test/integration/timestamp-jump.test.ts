@@ -9,12 +9,10 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
-import { WhipClient } from '../../src/client/whip-client.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import type { PeerStatsSnapshot } from '../../src/index.js';
 import { dominantFrequency, encodeOpusFrames, readWav } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
+import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
@@ -30,31 +28,12 @@ afterAll(() => t.close());
  * between the two arrivals, which a stall of this process must not lengthen.
  */
 async function sendWithJump(url: string, packets: readonly Uint8Array[], at: number, jump: number): Promise<void> {
-  const pc = new RTCPeerConnection({
-    ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
-    codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: 'minptime=10;useinbandfec=1' })] },
-  });
-  const whip = new WhipClient({});
-  try {
-    const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
-    await pc.setLocalDescription(await pc.createOffer());
-    disableImplicitStun(pc, []);
-    await iceGatheringComplete(pc);
-    const { answer, sessionUrl } = await whip.publish(url, pc.localDescription!.sdp);
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await sleep(50);
-    expect(pc.connectionState).toBe('connected');
-    const sender = transceiver.sender;
+  await publishRawOpus(url, async (send) => {
     for (let k = 0; k < packets.length; k++) {
       if (k !== at) await sleep(5);
-      const timestamp = (5000 + k * 960 + (k >= at ? jump : 0)) >>> 0;
-      sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType: sender.codec?.payloadType ?? 111, sequenceNumber: 1000 + k, timestamp, marker: k === 0 }), Buffer.from(packets[k])));
+      send(1000 + k, 5000 + k * 960 + (k >= at ? jump : 0), packets[k], k === 0);
     }
-    await sleep(200);
-    await whip.end(sessionUrl);
-  } finally {
-    await pc.close().catch(() => undefined);
-  }
+  });
 }
 
 async function finalStats(peer: string): Promise<PeerStatsSnapshot> {
