@@ -6,6 +6,7 @@
  * silence; so output duration always equals media duration.
  */
 import type { DecodeCounters } from '../media/frames.js';
+import { sharedZerosF32 } from '../media/shared-zeros.js';
 
 /** A run of PCM at media time. */
 export interface TimedChunk {
@@ -22,20 +23,6 @@ export interface TimedChunk {
   arrival: number;
   /** True for silence this timeline filled a gap with: `data` is all zeros (stages may skip it, see `Stage.skipSilence`). */
   silent?: boolean;
-}
-
-/**
- * The zeros silent chunks share, grown to the longest asked for. A pause
- * would otherwise be a new zeroed array each time (up to a second of audio
- * for each comfort-noise update of a silent talker), and a worker's heap
- * collects such external memory with full collections: at 40 silent talkers
- * each worker ran one every ~3 s.
- */
-let zeros = new Float32Array(0);
-
-function zerosOf(length: number): Float32Array {
-  if (zeros.length < length) zeros = new Float32Array(length);
-  return zeros.subarray(0, length);
 }
 
 export class MediaTimeline {
@@ -82,7 +69,7 @@ export class MediaTimeline {
     this.counters.silenceSamples += samples;
     for (let done = 0; done < samples; ) {
       const n = Math.min(samples - done, this.maxSilence);
-      out.push({ position: position + done, data: zerosOf(n * this.channels), arrival, silent: true });
+      out.push({ position: position + done, data: sharedZerosF32(n * this.channels), arrival, silent: true });
       done += n;
     }
   }

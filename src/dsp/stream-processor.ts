@@ -33,6 +33,7 @@ import { createStage } from './registry.js';
 import type { PcmChunk, Stage, StageOutput, StageSpec } from './types.js';
 import type { AudioFormat, AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
+import { sharedZerosF32, sharedZerosS16 } from '../media/shared-zeros.js';
 
 export type { PcmInput, PcmInputFormat } from './pcm-input.js';
 
@@ -330,19 +331,28 @@ function runChain(stages: Stage[], from: number, chunk: PcmChunk, out: PcmChunk[
   out.push(current);
 }
 
-/** The output frame of `chunk`; `silent`: its data is known to be all zeros, so levels and 16-bit packing need no pass over it. */
+/**
+ * The output frame of `chunk`; `silent`: its data is known to be all zeros, so
+ * levels and 16-bit packing need no pass over it. A frame of zeros (peak 0,
+ * known or measured) carries a view of the thread's shared zeros rather than
+ * an array of its own: the batch packs it by length (pool/batch-output.ts),
+ * and a long gap's seconds of silence then hold no memory while its batch is
+ * built, even where a stage that cannot skip silence made new arrays for it.
+ */
 function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number, silent: boolean): AudioFrame {
   const { rms, peak, clipped } = silent ? SILENT_LEVELS : measureLevels(chunk.data);
   const { sampleRate, channels } = branch.output;
   const position = branch.next!;
-  branch.next = position + chunk.data.length / channels;
+  const length = chunk.data.length;
+  branch.next = position + length / channels;
   const s16 = branch.output.sampleFormat === 's16';
+  const zeros = peak === 0;
   const frame: AudioFrame = {
     position,
     sampleRate,
     channels,
     sampleFormat: s16 ? 's16' : 'f32',
-    data: s16 ? (silent ? new Int16Array(chunk.data.length) : packS16(chunk.data)) : chunk.data,
+    data: s16 ? (zeros ? sharedZerosS16(length) : packS16(chunk.data)) : zeros ? sharedZerosF32(length) : chunk.data,
     rms,
     peak,
     arrival,

@@ -33,6 +33,11 @@
  * a block (u16 count, u16 length per packet, then the packets' bytes) and the
  * first one's media position in 48 kHz samples.
  *
+ * A frame of zeros (peak 0) carries no sample bytes at all: its DATA and
+ * PCM16 offsets are `ZEROS` where it would carry them, and the reader gives it
+ * zeros of its length. A long gap is seconds of silence (an hour, with a long
+ * media timeout); as bytes it would be a buffer of up to a gigabyte.
+ *
  * This file holds the layout and the input side (`packInput` on the main
  * thread, `unpackInput` in the worker); the output side (`packOutput` in the
  * worker, `OutputReader` on the main thread) is batch-output.ts.
@@ -65,11 +70,11 @@ export const OutFrame = {
   CHANNELS: 3,
   /** Samples in the frame (all channels). */
   LENGTH: 4,
-  /** Byte offset of float (or, for an s16 branch, 16-bit) data; −1: none. */
+  /** Byte offset of float (or, for an s16 branch, 16-bit) data; −1: none; `ZEROS`: all zeros, not sent. */
   DATA: 5,
   /** 1 when DATA holds Int16 (an s16 branch). */
   DATA_S16: 6,
-  /** Byte offset of the 16-bit copy; −1: none. */
+  /** Byte offset of the 16-bit copy; −1: none; `ZEROS`: all zeros, not sent. */
   PCM16: 7,
   RMS: 8,
   PEAK: 9,
@@ -85,6 +90,8 @@ export const OutFrame = {
   OPUS_POSITION: 15,
 } as const;
 export const OUT_FRAME = 16;
+/** A DATA or PCM16 offset that stands for samples that are all zeros (none in the buffer). */
+export const ZEROS = -2;
 
 /** Item status in the output. */
 export const ItemStatus = { OK: 0, MISSING: 1, ERROR: 2 } as const;

@@ -7,7 +7,8 @@
 import type { EncodedRun } from '../dsp/opus-encode.js';
 import type { AudioFrame, DecodeCounters } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
-import { COUNTER_KEYS, MASK_BITS, OUT_FRAME, OUT_ITEM, OutFrame } from './batch-codec.js';
+import { sharedZerosS16 } from '../media/shared-zeros.js';
+import { COUNTER_KEYS, MASK_BITS, OUT_FRAME, OUT_ITEM, OutFrame, ZEROS } from './batch-codec.js';
 
 const align4 = (n: number) => (n + 3) & ~3;
 
@@ -45,7 +46,8 @@ function wantsPcm16(branch: number, pcm16Mask: number): boolean {
  * returns when asked for that many bytes), else a new one with some
  * headroom, so that it can be given back and reused for the batches after
  * it. The frames are a StreamProcessor's: their `peak` is measured on their
- * samples (a frame of peak 0 is packed as zeros).
+ * samples, and a frame of peak 0 (every sample ±0, or NaN) is packed by its
+ * length alone (`ZEROS`).
  */
 export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | ((bytes: number) => ArrayBuffer | undefined)): ArrayBuffer {
   let frames = 0;
@@ -56,6 +58,7 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | (
       const p16 = wantsPcm16(branch, it.pcm16Mask);
       for (const f of list) {
         frames++;
+        if (f.peak === 0) continue; // zeros: no bytes
         const s16 = f.data instanceof Int16Array;
         if (s16 || f32) bytes += align4(f.data.byteLength);
         if (!s16 && p16) bytes += align4(f.data.length * 2);
@@ -95,23 +98,20 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | (
         t[fi + OutFrame.CHANNELS] = f.channels;
         t[fi + OutFrame.LENGTH] = data.length;
         t[fi + OutFrame.DATA_S16] = s16 ? 1 : 0;
-        if (s16 || f32) {
+        const zeros = f.peak === 0;
+        if (!(s16 || f32)) t[fi + OutFrame.DATA] = -1;
+        else if (zeros) t[fi + OutFrame.DATA] = ZEROS;
+        else {
           u8.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), bo);
           t[fi + OutFrame.DATA] = bo;
           bo += align4(data.byteLength);
-        } else {
-          t[fi + OutFrame.DATA] = -1;
         }
-        if (!s16 && p16) {
-          const pcm16 = new Int16Array(buffer, bo, data.length);
-          // Peak 0 (the worker measured it on these samples): every sample is ±0 or NaN, all of which
-          // quantize to 0. A DTX pause is a block of up to 1 s of zeros: no quantizing pass over it.
-          if (f.peak === 0) pcm16.fill(0);
-          else quantizeS16(data, pcm16);
+        if (s16 || !p16) t[fi + OutFrame.PCM16] = -1;
+        else if (zeros) t[fi + OutFrame.PCM16] = ZEROS;
+        else {
+          quantizeS16(data, new Int16Array(buffer, bo, data.length));
           t[fi + OutFrame.PCM16] = bo;
           bo += align4(data.length * 2);
-        } else {
-          t[fi + OutFrame.PCM16] = -1;
         }
         t[fi + OutFrame.RMS] = f.rms;
         t[fi + OutFrame.PEAK] = f.peak;
@@ -217,9 +217,20 @@ export class OutputReader {
     const length = t[f + OutFrame.LENGTH];
     const dataAt = t[f + OutFrame.DATA];
     const pcmAt = t[f + OutFrame.PCM16];
-    const pcm16 = pcmAt >= 0 ? new Int16Array(buffer, pcmAt, length) : undefined;
     const s16Data = t[f + OutFrame.DATA_S16] === 1;
-    const data = dataAt >= 0 ? (s16Data ? new Int16Array(buffer, dataAt, length) : new Float32Array(buffer, dataAt, length)) : pcm16!;
+    // Zeros sent by length: the 16-bit copy (for this thread's sinks, valid during delivery) is a
+    // view of shared zeros; samples that anyone may keep and write to are an array of their own.
+    const pcm16 = pcmAt >= 0 ? new Int16Array(buffer, pcmAt, length) : pcmAt === ZEROS ? sharedZerosS16(length) : undefined;
+    const data =
+      dataAt >= 0
+        ? s16Data
+          ? new Int16Array(buffer, dataAt, length)
+          : new Float32Array(buffer, dataAt, length)
+        : dataAt === ZEROS
+          ? s16Data
+            ? new Int16Array(length)
+            : new Float32Array(length)
+          : pcm16!;
     const frame: AudioFrame = {
       position: t[f + OutFrame.POSITION],
       sampleRate: t[f + OutFrame.SAMPLE_RATE],
@@ -239,7 +250,7 @@ export class OutputReader {
     this.branch = t[f + OutFrame.BRANCH];
     this.frame = frame;
     this.pcm16 = pcm16;
-    this.complete = dataAt >= 0;
+    this.complete = dataAt >= 0 || dataAt === ZEROS;
     const opusAt = t[f + OutFrame.OPUS];
     if (opusAt >= 0) {
       const view = new DataView(buffer);
@@ -273,9 +284,10 @@ export class OutputReader {
   }
 
   /**
-   * True when no frame of the batch carries its own samples (every one was
-   * sent as a 16-bit copy only, `complete` false): then nothing in the buffer
-   * may be kept past delivery, and it can be given back to a worker to reuse.
+   * True when no frame of the batch keeps samples in the buffer (every one was
+   * sent as a 16-bit copy only, `complete` false, or as zeros by length): then
+   * nothing in the buffer may be kept past delivery, and it can be given back
+   * to a worker to reuse.
    */
   onlyCopies(): boolean {
     const t = this.table;

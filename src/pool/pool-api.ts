@@ -121,8 +121,10 @@ export interface PoolStreamHandlers {
    * Such frames are for the caller's own sinks; don't hand them to code that
    * expects the branch's real format.
    *
-   * The 16-bit copies and incomplete frames are valid during the call only:
-   * their buffer is reused for a later batch. Copy what you keep.
+   * The 16-bit copies and incomplete frames are valid during the call only,
+   * and read only: their buffer is reused for a later batch, and a frame of
+   * silence's copy is a view of zeros shared with other frames. Copy what you
+   * keep or change.
    */
   onFrames(branch: number, frames: AudioFrame[], pcm16?: ReadonlyArray<Int16Array | undefined>, complete?: readonly boolean[]): void;
   /**

@@ -147,6 +147,45 @@ describe('batch codec', () => {
     expect(back.frames[2].pcm16!.every((v) => v === 0)).toBe(true);
   });
 
+  it('sends a 20-minute gap by its length: a small buffer, zeros of the right length, floats each reader may keep and change', () => {
+    // A 16 kHz branch (the resampler cannot skip silence) beside the decoded audio as is.
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }] }] });
+    const gap = 48000 * 1200;
+    const sent = [frames[0], frames[1], { ...frames[2], position: 960 * 2 + gap }];
+    const outputs = p.process(sent);
+    p.close();
+    expect(outputs[0].reduce((n, f) => n + f.data.length, 0)).toBe(960 * 3 + gap);
+    expect(outputs[1].reduce((n, f) => n + f.data.length, 0)).toBe(320 * 3 + gap / 3);
+    const buffer = packOutput([{ key: 1, status: ItemStatus.OK, outputs, f32Mask: 2, pcm16Mask: 3 }]);
+    // As bytes, the gap would be 115 MB of 16-bit copies plus 77 MB of 16 kHz floats.
+    expect(buffer.byteLength).toBeLessThan(1024 * 1024);
+    const [back] = readAll(buffer);
+    const silent = back.frames.filter((g) => g.frame.peak === 0);
+    // 1 s chunks in each branch; the resampler's first one after the audio holds its filter's tail.
+    expect(silent.length).toBeGreaterThanOrEqual(2 * 1200 - 2);
+    const heard = back.frames.filter((g) => g.frame.peak > 0);
+    expect(heard.length).toBeGreaterThanOrEqual(4); // the packets either side, in each branch
+    for (const g of silent) {
+      expect(g.pcm16!.length).toBe(g.frame.data.length);
+      expect(g.pcm16!.every((v) => v === 0)).toBe(true);
+      if (g.branch === 1) {
+        expect(g.complete).toBe(true);
+        expect(g.frame.data).toBeInstanceOf(Float32Array);
+        expect(g.frame.data.every((v) => v === 0)).toBe(true);
+      } else {
+        expect(g.complete).toBe(false);
+        expect(g.frame.data).toBe(g.pcm16);
+      }
+    }
+    // The 16 kHz frames' floats are arrays of their own: writing one leaves the others zero.
+    const [a, b] = silent.filter((g) => g.branch === 1);
+    a.frame.data[0] = 0.5;
+    expect(b.frame.data[0]).toBe(0);
+    expect(a.frame.data.buffer).not.toBe(b.frame.data.buffer);
+    const positions = back.frames.filter((g) => g.branch === 0).map((g) => [g.frame.position, g.frame.data.length]);
+    positions.slice(1).forEach(([pos], i) => expect(pos).toBe(positions[i][0] + positions[i][1]));
+  });
+
   it('packs into a buffer given back when it is large enough, and says when a batch holds copies only', () => {
     const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }] });
     const outputs = p.process(frames.slice(0, 6));
