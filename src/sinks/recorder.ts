@@ -11,6 +11,7 @@
  * and the frames dropped on the way, by cause (`noteLoss`).
  */
 import type { AudioFrame } from '../media/frames.js';
+import { allZeros } from '../media/shared-zeros.js';
 import { WavFileWriter, type WavFileHandle, type WavSampleFormat } from './wav-file-writer.js';
 
 /** Frames dropped on the way into a recording, by cause. */
@@ -132,7 +133,12 @@ export class Recorder {
       if (overlap >= frames) return;
       data = data.subarray(overlap * ch);
     }
-    this.#writer.append(data);
+    // A frame of zeros (DTX, a long gap's silence, a closed gate) goes in by its length: the
+    // writer places silence without copying it, and a long run without writing it. Its peak
+    // says so; the samples confirm it (at once for the pool's shared zeros), since a frame
+    // made by hand may carry any peak.
+    if (frame.peak === 0 && allZeros(data)) this.#writer.appendSilence(data.length / ch);
+    else this.#writer.append(data);
     this.#nextPosition = frame.position + frames;
   }
 

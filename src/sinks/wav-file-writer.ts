@@ -6,6 +6,13 @@
  * `maxPendingBytes` wait for the disk; beyond that the oldest chunk is dropped
  * and counted.
  *
+ * Silence is kept as a length until audio follows it or the file is flushed.
+ * A run longer than the current chunk and one more is not written at all: the
+ * file is extended over it (a hole the file system reads as zeros, and
+ * stores in no blocks where it can), so an hour's pause costs neither memory
+ * nor a pass over hundreds of megabytes of zeros, and never counts against
+ * `maxPendingBytes`.
+ *
  * The header never claims bytes the file does not hold. Only bytes the system
  * reports written are counted (a write to a full disk can be short: part of
  * the buffer lands, then ENOSPC), and when writing fails the header is
@@ -96,8 +103,14 @@ export class WavFileWriter {
   #chunkUsed = 0;
   /** Chunk buffers come from here and go back once written: no allocation per chunk in steady state. */
   readonly #chunks: ChunkPool;
-  readonly #pending: Buffer[] = [];
+  /** Chunks waiting for the disk, in order, and holes (a number: bytes of silence the file is extended by). */
+  readonly #pending: Array<Buffer | number> = [];
+  /** Bytes of the chunks in `#pending` (holes take no memory). */
   #pendingBytes = 0;
+  /** Chunks in `#pending`. */
+  #pendingChunks = 0;
+  /** Silence appended and not yet placed in a chunk or a hole, bytes (whole sample frames). */
+  #silence = 0;
   #writing: Promise<void> = Promise.resolve();
   #writeActive = false;
   #dataOnDisk = 0; // data bytes the system reported written (header may lag)
@@ -173,6 +186,7 @@ export class WavFileWriter {
    */
   append(samples: Float32Array | Int16Array): void {
     if (this.#closed || this.error) return;
+    if (this.#silence > 0) this.#placeSilence();
     this.framesAppended += samples.length / this.channels;
     const bps = this.#bytesPerSample;
     let i = 0;
@@ -201,13 +215,34 @@ export class WavFileWriter {
     }
   }
 
-  /** Appends `frames` sample frames of silence (gap filling). */
+  /**
+   * Appends `frames` sample frames of silence (a gap, or a frame known to be
+   * all zeros). Kept as a length until audio follows or the file is flushed,
+   * so consecutive runs add up to one (see the module comment).
+   */
   appendSilence(frames: number): void {
     if (this.#closed || this.error || !(frames > 0)) return;
     this.framesAppended += frames;
+    this.#silence += frames * this.#blockAlign;
+  }
+
+  /**
+   * Puts the silence appended so far into the file's order: zeros in the
+   * chunk, or, for a run that reaches past the current chunk and one more,
+   * zeros to the end of the chunk and a hole for the rest.
+   */
+  #placeSilence(): void {
+    let left = this.#silence;
+    this.#silence = 0;
+    const room = this.#chunkBytes - this.#chunkUsed;
+    if (left > room + this.#chunkBytes) {
+      this.#chunk.fill(0, this.#chunkUsed, this.#chunkBytes);
+      this.#chunkUsed = this.#chunkBytes;
+      this.#queueChunk(left - room);
+      return;
+    }
     // Zero is all-zero bytes in both formats: the chunk is zeroed in place, with no block of
-    // silence allocated and copied (a DTX pause or a lost stretch can be seconds long).
-    let left = frames * this.#blockAlign;
+    // silence allocated and copied.
     while (left > 0) {
       const n = Math.min(left, this.#chunkBytes - this.#chunkUsed);
       this.#chunk.fill(0, this.#chunkUsed, this.#chunkUsed + n);
@@ -220,6 +255,7 @@ export class WavFileWriter {
   /** Writes everything appended so far and the final header, then closes the file. */
   async close(): Promise<void> {
     if (this.#closed) return this.#writing;
+    if (this.#silence > 0 && !this.error) this.#placeSilence();
     this.#closed = true;
     this.#stopFlushing?.();
     this.#queueChunk();
@@ -235,22 +271,29 @@ export class WavFileWriter {
 
   #periodic(): void {
     if (this.#closed || this.error) return;
+    if (this.#silence > 0) this.#placeSilence();
     this.#queueChunk();
     this.#pump();
     // The header follows the data that is on disk, never ahead of it.
     this.#writing = this.#writing.then(() => (this.error ? undefined : this.#writeHeader())).catch((e) => this.#fail(e as Error));
   }
 
-  #queueChunk(): void {
-    if (this.#chunkUsed === 0) return;
-    const full = this.#chunk.subarray(0, this.#chunkUsed);
-    this.#pending.push(full);
-    this.#pendingBytes += full.length;
-    this.#useChunk(this.#closed ? NO_CHUNK : this.#newChunk());
-    this.#chunkUsed = 0;
-    while (this.#pendingBytes > this.#maxPending && this.#pending.length > 1) {
-      const dropped = this.#pending.shift()!;
+  /** Queues the current chunk for the disk (if it holds anything), then a hole of `hole` bytes (if any). */
+  #queueChunk(hole = 0): void {
+    if (this.#chunkUsed > 0) {
+      const full = this.#chunk.subarray(0, this.#chunkUsed);
+      this.#pending.push(full);
+      this.#pendingBytes += full.length;
+      this.#pendingChunks++;
+      this.#useChunk(this.#closed ? NO_CHUNK : this.#newChunk());
+      this.#chunkUsed = 0;
+    }
+    if (hole > 0) this.#pending.push(hole);
+    while (this.#pendingBytes > this.#maxPending && this.#pendingChunks > 1) {
+      // The oldest chunk, not a hole: a hole holds no memory, and without it the file would lose its time.
+      const dropped = this.#pending.splice(this.#pending.findIndex((p) => typeof p !== 'number'), 1)[0] as Buffer;
       this.#pendingBytes -= dropped.length;
+      this.#pendingChunks--;
       this.droppedBytes += dropped.length;
       this.#recycle(dropped);
     }
@@ -264,10 +307,15 @@ export class WavFileWriter {
     this.#writing = this.#writing.then(async () => {
       try {
         while (this.#pending.length > 0 && !this.error) {
-          const buf = this.#pending.shift()!;
-          this.#pendingBytes -= buf.length;
-          await this.#writeFully(buf, this.headerBytes, true);
-          this.#recycle(buf);
+          const next = this.#pending.shift()!;
+          if (typeof next === 'number') {
+            await this.#extend(next);
+            continue;
+          }
+          this.#pendingBytes -= next.length;
+          this.#pendingChunks--;
+          await this.#writeFully(next, this.headerBytes, true);
+          this.#recycle(next);
         }
       } catch (e) {
         this.#fail(e as Error);
@@ -296,6 +344,16 @@ export class WavFileWriter {
     return writeAll(this.#fh, buf, base + this.#dataOnDisk, (n) => (this.#dataOnDisk += n));
   }
 
+
+  /**
+   * Extends the file by `bytes` of zeros without writing them (a hole), as
+   * data on disk: truncating to a greater length zero-fills, and file systems
+   * that can keep the range sparse do.
+   */
+  async #extend(bytes: number): Promise<void> {
+    await this.#fh.truncate(this.headerBytes + this.#dataOnDisk + bytes);
+    this.#dataOnDisk += bytes;
+  }
 
   /** Data bytes on disk, cut to whole sample frames: what a header may claim. */
   #wholeFrames(bytes: number): number {
@@ -362,13 +420,18 @@ export class WavFileWriter {
   #fail(e: Error): void {
     if (this.error) return;
     this.error = e;
-    // Whatever waits for the disk now will never reach it: count it as dropped.
-    this.droppedBytes += this.#pendingBytes + this.#chunkUsed;
+    // Whatever waits for the disk now will never reach it, silence too: count it as dropped.
+    this.droppedBytes += this.#pendingBytes + this.#chunkUsed + this.#silence;
     // None of them is being written (a write takes its chunk off the list first): they go back.
-    for (const buf of this.#pending) this.#recycle(buf);
+    for (const p of this.#pending) {
+      if (typeof p === 'number') this.droppedBytes += p;
+      else this.#recycle(p);
+    }
     this.#pending.length = 0;
     this.#pendingBytes = 0;
+    this.#pendingChunks = 0;
     this.#chunkUsed = 0;
+    this.#silence = 0;
     this.#stopFlushing?.();
     // Runs after the write or header update that failed has returned; the report follows
     // the clean-up, so what it says about the file (seconds, bytes) is what the file holds.

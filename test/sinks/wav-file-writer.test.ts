@@ -2,7 +2,7 @@
  * Streaming WAV writer and recorder: files are valid while being written, hold
  * exactly what was appended, and gaps/overlaps are resolved by media position.
  */
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
@@ -86,6 +86,63 @@ describe('WavFileWriter', () => {
     await expect(WavFileWriter.create(path, { sampleRate: 8000, channels: 1 })).rejects.toMatchObject({ code: 'EEXIST' });
   });
 
+  it('keeps a 20-minute pause, appended a second at a time, without holding or dropping it: zeros on disk, the audio after it at its time', async () => {
+    const path = join(dir, 'pause.wav');
+    // A backlog limit far below the pause's 115 MB: silence must not count against it.
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1, maxPendingBytes: 256 * 1024, headerIntervalMs: 50 });
+    const pause = 1200;
+    w.append(tone(48000));
+    for (let k = 0; k < pause; k++) w.appendSilence(48000);
+    w.append(tone(48000, 48000, 48000));
+    expect(w.framesAppended).toBe((pause + 2) * 48000);
+    await new Promise((r) => setTimeout(r, 200)); // header rewrites while it stands
+    const live = await readFile(path, { encoding: null }).then((b) => b.subarray(0, 44));
+    const size = (await stat(path)).size;
+    expect(live.readUInt32LE(40)).toBeLessThanOrEqual(size - 44); // the header never claims more than the file holds
+    await w.close();
+    expect(w.droppedBytes).toBe(0);
+    const dataBytes = (pause + 2) * 48000 * 2;
+    expect(w.dataBytesWritten).toBe(dataBytes);
+    expect((await stat(path)).size).toBe(44 + dataBytes);
+    const fh = await open(path, 'r');
+    try {
+      const at = async (frame: number, frames: number) => {
+        const b = Buffer.alloc(frames * 2);
+        await fh.read(b, 0, b.length, 44 + frame * 2);
+        return Array.from(new Int16Array(b.buffer, b.byteOffset, frames));
+      };
+      const header = Buffer.alloc(44);
+      await fh.read(header, 0, 44, 0);
+      expect(header.readUInt32LE(40)).toBe(dataBytes);
+      const q = (x: Float32Array) => Array.from(Int16Array.from(x, (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32768)))));
+      expect(await at(0, 48000)).toEqual(q(tone(48000)));
+      for (const second of [1, 2, 600, pause]) expect((await at(second * 48000, 48000)).every((v) => v === 0)).toBe(true);
+      expect(await at((pause + 1) * 48000, 48000)).toEqual(q(tone(48000, 48000, 48000)));
+    } finally {
+      await fh.close();
+    }
+  });
+
+  it('ends a file on a long pause with the pause in it', async () => {
+    const path = join(dir, 'trailing.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 16000, channels: 2, sampleFormat: 'f32', maxPendingBytes: 64 * 1024 });
+    w.append(tone(3200, 16000));
+    w.appendSilence(16000 * 300); // five minutes, 38 MB of f32 stereo
+    await w.close();
+    expect(w.droppedBytes).toBe(0);
+    expect(w.durationSeconds).toBe(300.1);
+    const bytes = (1600 + 16000 * 300) * 8;
+    expect((await stat(path)).size).toBe(58 + bytes);
+    const fh = await open(path, 'r');
+    try {
+      const tail = Buffer.alloc(4096);
+      await fh.read(tail, 0, tail.length, 58 + bytes - tail.length);
+      expect(tail.every((v) => v === 0)).toBe(true);
+    } finally {
+      await fh.close();
+    }
+  });
+
   it('keeps every byte when chunk buffers are reused many times over', async () => {
     const path = join(dir, 'reuse.wav');
     const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1, chunkBytes: 4096 });
@@ -118,6 +175,35 @@ describe('Recorder', () => {
     expect(samples.length).toBe(5960);
     expect(samples.slice(0, 960).every((v) => v === 0)).toBe(true);
     expect(samples.slice(2880, 4800).every((v) => v === 0)).toBe(true);
+  });
+});
+
+describe('Recorder and silence', () => {
+  it('writes a 20-minute run of silent frames a backlog limit could not hold, and the sound after it at its time', async () => {
+    const path = join(dir, 'silent-frames.wav');
+    const r = await Recorder.start({ path, name: 'silent-frames.wav', sampleRate: 16000, channels: 1, startPosition: 0 });
+    const frame = (position: number, data: Float32Array, peak: number): AudioFrame => ({ position, sampleRate: 16000, channels: 1, sampleFormat: 'f32', data, rms: peak / 2, peak, arrival: 0 });
+    const loud = tone(16000, 16000);
+    r.write(frame(0, loud, 0.5));
+    // Frames of zeros as the pool delivers a long gap: one a second, 20 minutes (38 MB as s16, far past the 8 MiB backlog).
+    for (let k = 1; k <= 1200; k++) r.write(frame(k * 16000, new Float32Array(16000), 0));
+    r.write(frame(1201 * 16000, loud, 0.5));
+    const info = await r.stop();
+    expect(info.seconds).toBe(1202);
+    expect(info.droppedBytes).toBe(0);
+    const bytes = 1202 * 16000 * 2;
+    expect(info.bytes).toBe(44 + bytes);
+    const fh = await open(path, 'r');
+    try {
+      const b = Buffer.alloc(32000);
+      await fh.read(b, 0, b.length, 44 + 1201 * 32000);
+      const last = new Int16Array(b.buffer, b.byteOffset, 16000);
+      expect(Array.from(last)).toEqual(Array.from(Int16Array.from(loud, (v) => Math.round(v * 32768))));
+      await fh.read(b, 0, b.length, 44 + 600 * 32000);
+      expect(b.every((v) => v === 0)).toBe(true);
+    } finally {
+      await fh.close();
+    }
   });
 });
 
