@@ -2,8 +2,11 @@
  * A peer's pipeline against a real worker pool: the recording is the same
  * whether its samples were quantized in the worker or on the main thread, a
  * subscriber that arrives mid-stream gets whole float frames from then on, in
- * order, and the stats see every frame either way.
+ * order, and the stats see every frame either way. A pause of twenty
+ * minutes in the middle of a stream is recorded whole.
  */
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
@@ -42,6 +45,57 @@ describe('PeerPipeline', () => {
     expect(copies.stats.processing(0).framesProcessed).toBe(rig.frames.length);
     expect(floats.stats.processing(0).framesProcessed).toBe(rig.frames.length);
     expect(copies.stats.audio(performance.now()).sessionRmsDbfs).toBeCloseTo(floats.stats.audio(performance.now()).sessionRmsDbfs, 5);
+  });
+
+  it('records a 20-minute pause in the middle of a stream whole: its media time in the file, nothing dropped, the sound after it unchanged', async () => {
+    const gap = 48000 * 60 * 20;
+    const half = rig.frames.length / 2;
+    const whole = await pipelineOf('unpaused', { sinks: [{ type: 'record' }] });
+    await feed(whole);
+    const problems: string[] = [];
+    const p = await rig.open('paused', parsePipeline({
+        name: 'paused',
+        branches: {
+          main: { stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
+          float: { stages: [], sinks: [{ type: 'record', sampleFormat: 'f32' }] },
+        },
+      }), { problems });
+    for (let i = 0; i < rig.frames.length; i++) {
+      // The second half comes after the pause (a sender that stopped for 20 minutes, within a long media timeout).
+      const f = rig.frames[i];
+      p.push({ ...f, position: f.position + (i >= half ? gap : 0), arrival: performance.now() });
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const infos = await p.close();
+    expect(problems).toEqual([]);
+    expect(infos).toHaveLength(2);
+    const samples = 960 * rig.frames.length + gap;
+    for (const info of infos) {
+      expect(info.state).toBe('stopped');
+      expect(info.seconds).toBe(samples / 48000);
+      expect(info.droppedBytes).toBe(0);
+      expect(info.droppedFrames).toBe(0);
+      expect(info.gapSeconds).toBe(gap / 48000);
+    }
+    expect(infos.map((i) => i.bytes).sort((a, b) => a - b)).toEqual([44 + 2 * samples, 58 + 4 * samples]);
+    expect(p.stats.processing(0).framesProcessed).toBeGreaterThanOrEqual(rig.frames.length);
+    // The s16 file: the first half, zeros, then the second half exactly as a recording without the pause has it.
+    const unpaused = await rig.recording('unpaused');
+    const s16 = infos.find((i) => i.sampleFormat === 's16')!;
+    const fh = await open(join(rig.dir, 'paused', s16.name), 'r');
+    try {
+      const read = async (at: number, bytes: number) => {
+        const b = Buffer.alloc(bytes);
+        await fh.read(b, 0, bytes, at);
+        return b;
+      };
+      const halfBytes = 2 * 960 * half;
+      expect((await read(0, 44 + halfBytes)).subarray(44).equals(unpaused.subarray(44, 44 + halfBytes))).toBe(true);
+      for (const at of [1, gap / 2, gap - 4800]) expect((await read(44 + halfBytes + 2 * at, 9600)).every((v) => v === 0)).toBe(true);
+      expect((await read(44 + halfBytes + 2 * gap, halfBytes)).equals(unpaused.subarray(44 + halfBytes))).toBe(true);
+    } finally {
+      await fh.close();
+    }
   });
 
   it('gives a subscriber that comes mid-stream whole float frames, contiguous from its first one', async () => {
