@@ -62,6 +62,11 @@ export class SpeexResampler {
     }
   }
 
+  /** Input samples per channel the filter looks back on (half its length): after twice as many zeros its memory is zeros. */
+  get inputLatency(): number {
+    return speex()._speex_resampler_get_input_latency(this.#state);
+  }
+
   /** Samples per channel the filter delays the output by (for exact-length offline use). */
   get outputLatency(): number {
     return speex()._speex_resampler_get_output_latency(this.#state);

@@ -2,7 +2,8 @@
  * The `resample` stage (Speex, WASM SIMD): pitch and duration survive the rate
  * change, equal rates pass through, and bad options fail with the option named.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { SpeexResampler } from '../../wasm/speex.js';
 import { createResampleStage } from '../../src/dsp/resample.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
 import type { PcmChunk, StageSpec } from '../../src/dsp/types.js';
@@ -41,6 +42,32 @@ describe('resample stage', () => {
       for (let i = 0; i + 960 <= tone.length; i += 960) total += stage.process({ data: tone.slice(i, i + 960) })?.data.length ?? 0;
       stage.close();
       expect(total).toBe((tone.length * sampleRate) / 48000);
+    }
+  });
+
+  it('passes a pause without filtering it, with output identical to filtering it', () => {
+    const run = vi.spyOn(SpeexResampler.prototype, 'process');
+    try {
+      for (const [sampleRate, channels, quality] of [[16000, 1, 6], [44100, 1, 6], [11025, 2, 10], [8000, 1, 3], [24000, 2, 6]] as const) {
+        // Sound, short zeros (DTX-sized), five 1 s pieces of a long gap, an odd-sized remainder, sound again.
+        const sound = (from: number) => Array.from({ length: 25 }, (_, k) => Float32Array.from({ length: 960 * channels }, (_, i) => tone[(from + k * 960 + Math.floor(i / channels)) % tone.length] * (i % channels ? -0.5 : 1)));
+        const zeros = (n: number) => new Float32Array(n * channels);
+        const chunks = [...sound(0), zeros(960), zeros(960), zeros(4800), ...Array.from({ length: 5 }, () => zeros(48000)), zeros(19320), ...sound(30000)];
+        const stage = createResampleStage({ type: 'resample', sampleRate, quality }, { sampleRate: 48000, channels });
+        run.mockClear();
+        const got = concat(chunks.map((c) => (stage.process({ data: c }) as PcmChunk | null)?.data ?? new Float32Array(0)));
+        const calls = run.mock.calls.length;
+        stage.close();
+        const reference = new SpeexResampler(channels, 48000, sampleRate, quality);
+        const want = concat(chunks.map((c) => reference.process(c)));
+        reference.close();
+        // At least the five 1 s pieces were not filtered (at rest after the first short zeros), and nothing differs.
+        expect(calls).toBeLessThanOrEqual(chunks.length - 5);
+        expect(got.length).toBe(want.length);
+        expect(got).toEqual(want);
+      }
+    } finally {
+      run.mockRestore();
     }
   });
 
