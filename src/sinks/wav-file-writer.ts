@@ -49,7 +49,7 @@ export interface WavFileWriterOptions {
    * moments of it (media/periodic-clock.ts), the first within one period.
    */
   headerIntervalMs?: number;
-  /** Most bytes allowed to wait for the disk before the oldest chunk is dropped. Default 8 MiB. */
+  /** Most bytes allowed to wait for the disk before the oldest chunk is dropped (silence placed as a hole does not count). Default 8 MiB. */
   maxPendingBytes?: number;
   /**
    * Called once when a write fails, after the file was made consistent: the
