@@ -1,15 +1,16 @@
 /**
  * Opus encoding of processed audio in the worker: packets of 20 ms at their
  * media position whatever the branch's frame size and rate, decoding back to
- * the same tone, and carried through the batch format to the main thread.
+ * the same tone, and carried through the batch format to the main thread. A
+ * pause is coded until libopus's packets for it settle, then repeated.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { BranchOpusEncoder, opusEncodable, type EncodedRun } from '../../src/dsp/opus-encode.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
 import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
 import { ItemStatus } from '../../src/pool/batch-codec.js';
 import { OutputReader, packOutput } from '../../src/pool/batch-output.js';
-import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
+import { OpusDecoder, OpusEncoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
 import { concat, dominantFrequency, encodeOpusFrames, rmsDb } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
 
@@ -67,6 +68,62 @@ describe('BranchOpusEncoder', () => {
     const next = encoder.push({ ...c, position: c.position + 700 });
     expect(next?.position).toBe(c.position);
     encoder.close();
+  });
+
+  it('codes a 10 s pause until its packets settle and repeats them: the same stream, the tone after it coded as well', () => {
+    // The worker's frames: 0.5 s of tone, a 10 s gap the stream fills with silence, 0.5 s of tone.
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }] });
+    const gap = 480000;
+    const frames = p.process([...toneFrames.slice(0, 25), ...toneFrames.slice(25, 50).map((f) => ({ ...f, position: f.position + gap }))])[0];
+    p.close();
+    const coding = vi.spyOn(OpusEncoder.prototype, 'encode');
+    try {
+      const encode = (list: AudioFrame[]) => {
+        const encoder = new BranchOpusEncoder({ sampleRate: 48000, channels: 1, sampleFormat: 'f32' });
+        coding.mockClear();
+        const packets = list.flatMap((f) => encoder.push(f)?.packets ?? []);
+        encoder.close();
+        return { packets, coded: coding.mock.calls.length };
+      };
+      const repeated = encode(frames);
+      // The reference codes every packet: the same frames, with their zeros not known as such.
+      const everyPacket = encode(frames.map((f) => ({ ...f, data: (f.data as Float32Array).slice(), peak: f.peak === 0 ? 1e-9 : f.peak })));
+      const total = (48000 + gap) / 960;
+      expect(repeated.packets).toHaveLength(total);
+      expect(everyPacket.packets).toHaveLength(total);
+      expect(everyPacket.coded).toBe(total);
+      // The pause's 500 packets: coded until two in a row were the same (15-16 here), then repeated.
+      expect(repeated.coded).toBeLessThan(total - 450);
+      const hex = (x: Uint8Array) => Buffer.from(x).toString('hex');
+      const pause = repeated.packets.slice(25, 25 + gap / 960).map(hex);
+      expect(new Set(pause.slice(30)).size).toBe(1);
+      expect(repeated.packets.slice(0, 40).map(hex)).toEqual(everyPacket.packets.slice(0, 40).map(hex));
+      // Decoded: the pause as quiet as the reference's, the tone after it as close to what went in.
+      const a = decodeAll(repeated.packets);
+      const b = decodeAll(everyPacket.packets);
+      const input = concat(frames.map((f) => f.data as Float32Array));
+      const peakOf = (x: Float32Array) => x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const quiet = [48000, 24000 + gap - 4800] as const;
+      expect(peakOf(a.subarray(...quiet))).toBeLessThanOrEqual(peakOf(b.subarray(...quiet)) + 1e-4);
+      const delay = 312; // the encoder's lookahead and the decoder's delay (Ogg Opus pre-skip)
+      const snr = (x: Float32Array, from: number, to: number) => {
+        let e = 0;
+        let s = 0;
+        for (let i = from; i < to; i++) {
+          const d = x[i + delay] - input[i];
+          e += d * d;
+          s += input[i] * input[i];
+        }
+        return 10 * Math.log10(s / e);
+      };
+      const resume = 24000 + gap;
+      for (const [from, to] of [[resume, resume + 2880], [resume, input.length - delay]]) {
+        expect(snr(b, from, to)).toBeGreaterThan(10);
+        expect(snr(a, from, to)).toBeGreaterThan(snr(b, from, to) - 1);
+      }
+    } finally {
+      coding.mockRestore();
+    }
   });
 
   it('says which formats it cannot code', () => {
