@@ -17,12 +17,13 @@
  * libopus soon codes each 20 ms the same bytes (after 15 packets at 16 and
  * 48 kHz, 32 kbit/s); from the second identical packet of silence on, the
  * encoder hands out those bytes again without coding, until sound returns.
- * The decoder gets the same stream it would have; the encoder's state is the
- * settled one it had, and the sound after the pause codes as well as when
- * every packet was coded (measured within 1 dB SNR; test/dsp/opus-encode.test.ts).
- * Sending a CELT silence packet instead and resetting the encoder was tried:
- * the decoder, whose state then differs from the encoder's, made the first
- * 60 ms after the pause 20 dB worse.
+ * The decoder gets the packets coding would have given it (the same bytes
+ * for the 200 settled packets checked); the encoder keeps the settled state
+ * it had, and the sound after the pause codes as well as when every packet
+ * was coded (within 1 dB SNR; test/dsp/opus-encode.test.ts). Sending CELT
+ * silence packets instead and resetting the encoder was tried: the decoder,
+ * whose state then differs from the encoder's, made the first 60 ms after
+ * the pause about 20 dB worse.
  */
 import type { AudioFrame, BranchFormat } from '../media/frames.js';
 import { allZeros } from '../media/shared-zeros.js';
@@ -77,7 +78,7 @@ export class BranchOpusEncoder {
   #start: number | undefined;
   /** Packets coded so far (repeated silence included). */
   packets = 0;
-  /** Whether every sample gathered for the next packet is zero (as far as the frames' peaks say). */
+  /** Whether every sample gathered for the next packet is zero. */
   #pendingSilent = true;
   /** The last packet coded from zeros, while the packets before it were zeros too. */
   #lastSilent: Uint8Array | undefined;
