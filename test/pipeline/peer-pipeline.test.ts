@@ -53,13 +53,14 @@ describe('PeerPipeline', () => {
     const whole = await pipelineOf('unpaused', { sinks: [{ type: 'record' }] });
     await feed(whole);
     const problems: string[] = [];
-    const p = await rig.open('paused', parsePipeline({
-        name: 'paused',
-        branches: {
-          main: { stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
-          float: { stages: [], sinks: [{ type: 'record', sampleFormat: 'f32' }] },
-        },
-      }), { problems });
+    const paused = parsePipeline({
+      name: 'paused',
+      branches: {
+        main: { stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
+        float: { stages: [], sinks: [{ type: 'record', sampleFormat: 'f32' }] },
+      },
+    });
+    const p = await rig.open('paused', paused, { problems });
     for (let i = 0; i < rig.frames.length; i++) {
       // The second half comes after the pause (a sender that stopped for 20 minutes, within a long media timeout).
       const f = rig.frames[i];
