@@ -346,13 +346,15 @@ function frameOf(branch: BranchChain, chunk: PcmChunk, arrival: number, silent: 
   const length = chunk.data.length;
   branch.next = position + length / channels;
   const s16 = branch.output.sampleFormat === 's16';
-  const zeros = peak === 0;
+  let data: Float32Array | Int16Array;
+  if (peak === 0) data = s16 ? sharedZerosS16(length) : sharedZerosF32(length);
+  else data = s16 ? packS16(chunk.data) : chunk.data;
   const frame: AudioFrame = {
     position,
     sampleRate,
     channels,
     sampleFormat: s16 ? 's16' : 'f32',
-    data: s16 ? (zeros ? sharedZerosS16(length) : packS16(chunk.data)) : zeros ? sharedZerosF32(length) : chunk.data,
+    data,
     rms,
     peak,
     arrival,

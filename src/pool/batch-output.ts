@@ -220,17 +220,13 @@ export class OutputReader {
     const s16Data = t[f + OutFrame.DATA_S16] === 1;
     // Zeros sent by length: the 16-bit copy (for this thread's sinks, valid during delivery) is a
     // view of shared zeros; samples that anyone may keep and write to are an array of their own.
-    const pcm16 = pcmAt >= 0 ? new Int16Array(buffer, pcmAt, length) : pcmAt === ZEROS ? sharedZerosS16(length) : undefined;
-    const data =
-      dataAt >= 0
-        ? s16Data
-          ? new Int16Array(buffer, dataAt, length)
-          : new Float32Array(buffer, dataAt, length)
-        : dataAt === ZEROS
-          ? s16Data
-            ? new Int16Array(length)
-            : new Float32Array(length)
-          : pcm16!;
+    let pcm16: Int16Array | undefined;
+    if (pcmAt >= 0) pcm16 = new Int16Array(buffer, pcmAt, length);
+    else if (pcmAt === ZEROS) pcm16 = sharedZerosS16(length);
+    let data: Float32Array | Int16Array;
+    if (dataAt >= 0) data = s16Data ? new Int16Array(buffer, dataAt, length) : new Float32Array(buffer, dataAt, length);
+    else if (dataAt === ZEROS) data = s16Data ? new Int16Array(length) : new Float32Array(length);
+    else data = pcm16!;
     const frame: AudioFrame = {
       position: t[f + OutFrame.POSITION],
       sampleRate: t[f + OutFrame.SAMPLE_RATE],
