@@ -14,16 +14,19 @@
  * restarts at the new position.
  *
  * A pause is coded once it settles, not for its whole length. Fed zeros,
- * libopus soon codes each 20 ms the same bytes (after 15 packets at 16 and
- * 48 kHz, 32 kbit/s); from the second identical packet of silence on, the
- * encoder hands out those bytes again without coding, until sound returns.
- * The decoder gets the packets coding would have given it (the same bytes
- * for the 200 settled packets checked); the encoder keeps the settled state
- * it had, and the sound after the pause codes as well as when every packet
- * was coded (within 1 dB SNR; test/dsp/opus-encode.test.ts). Sending CELT
- * silence packets instead and resetting the encoder was tried: the decoder,
- * whose state then differs from the encoder's, made the first 60 ms after
- * the pause about 20 dB worse.
+ * libopus soon codes each 20 ms the same 3 bytes (after 2–15 packets at 16
+ * and 48 kHz, 32 kbit/s); from the second identical packet of silence on,
+ * the encoder hands out those bytes again without coding, until sound
+ * returns, and marks them as repeats (`EncodedRun.repeat`). The decoder gets
+ * the packets coding would have given it (the same bytes for the 200 settled
+ * packets checked); the encoder keeps the settled state it had, and the
+ * sound after the pause codes as well as when every packet was coded (within
+ * 1 dB SNR; test/dsp/opus-encode.test.ts). A repeat decodes to zeros and
+ * leaves the decoder as it was: one that skips the repeats decodes what
+ * follows bit for bit as one that got them, which is why listeners are not
+ * sent them. Sending CELT silence packets instead and resetting the encoder
+ * was tried: the decoder, whose state then differs from the encoder's, made
+ * the first 60 ms after the pause about 20 dB worse.
  */
 import type { AudioFrame, BranchFormat } from '../media/frames.js';
 import { allZeros } from '../media/shared-zeros.js';
@@ -53,6 +56,12 @@ export interface BranchEncoderOptions {
 export interface EncodedRun {
   position: number;
   packets: Uint8Array[];
+  /**
+   * Per packet, whether it repeats a settled pause's packet without coding
+   * (the same bytes as the packet before it, the same array in this run);
+   * absent when none does.
+   */
+  repeat?: boolean[];
 }
 
 /** Whether Opus can code a branch of this format; the reason if not. */
@@ -112,28 +121,38 @@ export class BranchOpusEncoder {
     }
     const data = frame.data;
     const scale = data instanceof Int16Array ? 1 / 32768 : 1;
-    // Zeros (a pause, a gate that closed): the peak says so, the samples confirm it (at once for
-    // the shared zeros the worker's frames of silence carry), since a frame made by hand may
-    // carry any peak.
+    // A frame of zeros (a pause, a gate that closed): the peak says so, the samples confirm it (at
+    // once for the shared zeros the worker's frames of silence carry), since a frame made by hand
+    // may carry any peak. Other frames are checked as they are copied, packet by packet: a pause
+    // often starts inside a frame (a resampler's or a filter's tail, then zeros).
     const silent = frame.peak === 0 && allZeros(data);
-    if (!silent) this.#pendingSilent = false;
     let run: EncodedRun | undefined;
     let i = 0;
     const total = perChannel * this.#channels;
     while (i < total) {
       const n = Math.min(total - i, this.#pending.length - this.#filled);
       if (silent) this.#pending.fill(0, this.#filled, this.#filled + n);
-      else for (let k = 0; k < n; k++) this.#pending[this.#filled + k] = data[i + k] * scale;
+      else {
+        let sound = false;
+        for (let k = 0; k < n; k++) {
+          const v = data[i + k] * scale;
+          this.#pending[this.#filled + k] = v;
+          if (v !== 0) sound = true;
+        }
+        if (sound) this.#pendingSilent = false;
+      }
       this.#filled += n;
       i += n;
       if (this.#filled === this.#pending.length) {
         run ??= { position: this.#start * this.#scale, packets: [] };
+        const repeat = this.#pendingSilent && this.#settled;
         run.packets.push(this.#code());
+        if (repeat) (run.repeat ??= new Array<boolean>(run.packets.length - 1).fill(false)).push(true);
+        else run.repeat?.push(false);
         this.packets++;
         this.#start += this.#frameSamples;
         this.#filled = 0;
-        // What is gathered next: the rest of this frame, if any.
-        this.#pendingSilent = silent || i === total;
+        this.#pendingSilent = true;
       }
     }
     return run;

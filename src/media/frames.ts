@@ -42,6 +42,15 @@ export interface EncodedFrame {
   samples: number;
   /** `performance.now()` on the main thread when the packet arrived (for latency). */
   arrival: number;
+  /**
+   * Set on packets earshot encoded (`PeerPipeline.encodedAudio$`): true for a
+   * packet repeated without coding, the same bytes as the packet before it,
+   * once a pause's silence has settled. Such a packet decodes to digital
+   * silence, and a decoder that never gets it decodes the packets after it
+   * exactly as one that does, so a sender may skip it, as a DTX sender would:
+   * WHEP listeners get none.
+   */
+  repeat?: boolean;
 }
 
 /** One processed PCM frame leaving a worker for the sinks, processors and subscribers of a branch. */

@@ -254,7 +254,7 @@ export class PeerPipeline {
         f32Branches: () => this.#floatBranches(),
         pcm16Branches: () => this.#pcm16Branches(),
         opusBranches: () => this.#opusBranches(),
-        onOpus: (branch, position, packets) => this.#deliverOpus(branch, position, packets),
+        onOpus: (branch, position, packets, repeat) => this.#deliverOpus(branch, position, packets, repeat),
       },
     );
 
@@ -495,12 +495,12 @@ export class PeerPipeline {
   }
 
   /** Packets the worker encoded for a branch (views into its batch: the recording and listeners copy what they keep). */
-  #deliverOpus(branch: number, position: number, packets: readonly Uint8Array[]): void {
+  #deliverOpus(branch: number, position: number, packets: readonly Uint8Array[], repeat: readonly boolean[] | undefined): void {
     const r = this.#runtime[branch];
     if (!r) return;
     const arrival = performance.now();
     packets.forEach((payload, i) => {
-      const frame: EncodedFrame = { position: position + i * ENCODED_FRAME_SAMPLES_48K, payload, samples: ENCODED_FRAME_SAMPLES_48K, arrival };
+      const frame: EncodedFrame = { position: position + i * ENCODED_FRAME_SAMPLES_48K, payload, samples: ENCODED_FRAME_SAMPLES_48K, arrival, repeat: repeat?.[i] === true };
       if (r.recordCoded && r.recording) {
         try {
           r.record!.writeEncoded(frame);
@@ -518,7 +518,9 @@ export class PeerPipeline {
    * WHEP): 20 ms packets at their media position (48 kHz samples), hot and
    * shared, one encoder per branch however many subscribe; the worker encodes
    * only while someone does. Payloads are valid during the call only: copy
-   * what you keep. Throws `EARSHOT_BRANCH_NOT_ENCODABLE` for a branch Opus
+   * what you keep. Every 20 ms comes, pauses included; a settled pause's
+   * packets are marked `repeat` (skip them to send as a DTX sender does).
+   * Throws `EARSHOT_BRANCH_NOT_ENCODABLE` for a branch Opus
    * cannot code (a rate other than 8, 12, 16, 24 or 48 kHz) and a RangeError
    * for an unknown branch.
    */

@@ -30,8 +30,11 @@
  *
  * Branches in the item's opus mask are also Opus-encoded in the worker
  * (dsp/opus-encode.ts): a frame that completed 20 ms packets carries them in
- * a block (u16 count, u16 length per packet, then the packets' bytes) and the
- * first one's media position in 48 kHz samples.
+ * a block (u16 count, u16 length per packet, then the packets' bytes) and
+ * the first one's media position in 48 kHz samples. A packet that repeats a
+ * settled pause's packet has the length's top bit (0x8000) set, and unless
+ * it is the block's first, no bytes of its own (length 0: the packet before
+ * it again), so a pause costs two bytes a packet, not the packet.
  *
  * A frame of zeros (peak 0) carries no sample bytes at all: its DATA and
  * PCM16 offsets are `ZEROS` where it would carry them, and the reader gives it

@@ -11,6 +11,8 @@ import { sharedZerosS16 } from '../media/shared-zeros.js';
 import { COUNTER_KEYS, MASK_BITS, OUT_FRAME, OUT_ITEM, OutFrame, ZEROS } from './batch-codec.js';
 
 const align4 = (n: number) => (n + 3) & ~3;
+/** Flag of a packet's length field in an Opus block: the packet repeats a settled pause's packet. */
+const REPEAT = 0x8000;
 
 /** One item's outcome as the worker packs it. */
 export interface OutputItem {
@@ -25,9 +27,16 @@ export interface OutputItem {
   encoded?: Array<Array<EncodedRun | undefined> | undefined>;
 }
 
+/** Whether a block carries packet `i`'s bytes: all but a repeat of the packet before it in the block. */
+function stored(run: EncodedRun, i: number): boolean {
+  return i === 0 || run.repeat?.[i] !== true;
+}
+
 function opusBlockBytes(run: EncodedRun): number {
   let n = 2 + 2 * run.packets.length;
-  for (const p of run.packets) n += p.length;
+  run.packets.forEach((p, i) => {
+    if (stored(run, i)) n += p.length;
+  });
   return n;
 }
 
@@ -141,9 +150,14 @@ function writeOpusBlock(run: EncodedRun, buffer: ArrayBuffer, at: number): numbe
   view.setUint16(at, run.packets.length, true);
   let bo = at + 2 + 2 * run.packets.length;
   run.packets.forEach((p, i) => {
-    view.setUint16(at + 2 + 2 * i, p.length, true);
-    u8.set(p, bo);
-    bo += p.length;
+    const repeat = run.repeat?.[i] === true ? REPEAT : 0;
+    if (stored(run, i)) {
+      view.setUint16(at + 2 + 2 * i, repeat | p.length, true);
+      u8.set(p, bo);
+      bo += p.length;
+    } else {
+      view.setUint16(at + 2 + 2 * i, repeat, true);
+    }
   });
   return at + align4(bo - at);
 }
@@ -203,6 +217,8 @@ export class OutputReader {
   opus: Uint8Array[] | undefined;
   /** Media position of `opus[0]`, 48 kHz samples. */
   opusPosition = 0;
+  /** Per packet of `opus`, whether it repeats a settled pause's packet (see `EncodedRun.repeat`); absent when none does. */
+  opusRepeat: boolean[] | undefined;
 
   /**
    * Moves to the next frame, in item order (each item's frames follow the
@@ -252,16 +268,22 @@ export class OutputReader {
       const view = new DataView(buffer);
       const count = view.getUint16(opusAt, true);
       const packets: Uint8Array[] = new Array(count);
+      let repeat: boolean[] | undefined;
       let bo = opusAt + 2 + 2 * count;
       for (let i = 0; i < count; i++) {
-        const length = view.getUint16(opusAt + 2 + 2 * i, true);
-        packets[i] = new Uint8Array(buffer, bo, length);
+        const field = view.getUint16(opusAt + 2 + 2 * i, true);
+        const length = field & ~REPEAT;
+        // A repeat without bytes of its own is the packet before it again: the same view.
+        packets[i] = length > 0 ? new Uint8Array(buffer, bo, length) : packets[i - 1];
         bo += length;
+        if (field & REPEAT) (repeat ??= new Array<boolean>(count).fill(false))[i] = true;
       }
       this.opus = packets;
+      this.opusRepeat = repeat;
       this.opusPosition = t[f + OutFrame.OPUS_POSITION];
     } else {
       this.opus = undefined;
+      this.opusRepeat = undefined;
     }
   }
 

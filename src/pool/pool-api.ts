@@ -167,8 +167,10 @@ export interface PoolStreamHandlers {
    * Opus packets of an encoded branch (see `opusBranches`): consecutive 20 ms
    * packets, the first at media position `position` (48 kHz samples). The
    * packets are views valid during the call only: copy what you keep.
+   * `repeat` says, per packet, whether it is a settled pause's packet
+   * repeated without coding (see `EncodedFrame.repeat`); absent when none is.
    */
-  onOpus?(branch: number, position: number, packets: readonly Uint8Array[]): void;
+  onOpus?(branch: number, position: number, packets: readonly Uint8Array[], repeat: readonly boolean[] | undefined): void;
   /**
    * The stream's stages failed in the worker, hung it or crashed it too often;
    * the stream has been closed and gets no more frames. For a worker fault,

@@ -1283,8 +1283,8 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
 }
 
 function deliverOpus(out: OutputReader, handlers: PoolStreamHandlers): void {
-  const { branch, opusPosition, opus } = out;
-  if (handlers.onOpus) safeCall(() => handlers.onOpus!(branch, opusPosition, opus!));
+  const { branch, opusPosition, opus, opusRepeat } = out;
+  if (handlers.onOpus) safeCall(() => handlers.onOpus!(branch, opusPosition, opus!, opusRepeat));
 }
 
 /** Whether the stream has something for its worker's next batch: frames (held ones too: they ride with it), its setup, or its close. */

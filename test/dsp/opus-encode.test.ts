@@ -5,7 +5,7 @@
  * pause is coded until libopus's packets for it settle, then repeated.
  */
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { BranchOpusEncoder, opusEncodable, type EncodedRun } from '../../src/dsp/opus-encode.js';
+import { BranchOpusEncoder, DEFAULT_COMPLEXITY, opusEncodable, type EncodedRun } from '../../src/dsp/opus-encode.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
 import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
 import { ItemStatus } from '../../src/pool/batch-codec.js';
@@ -81,27 +81,41 @@ describe('BranchOpusEncoder', () => {
       const encode = (list: AudioFrame[]) => {
         const encoder = new BranchOpusEncoder({ sampleRate: 48000, channels: 1, sampleFormat: 'f32' });
         coding.mockClear();
-        const packets = list.flatMap((f) => encoder.push(f)?.packets ?? []);
+        const runs = list.map((f) => encoder.push(f)).filter((r): r is EncodedRun => r !== undefined);
         encoder.close();
-        return { packets, coded: coding.mock.calls.length };
+        const repeat = runs.flatMap((r) => r.packets.map((_, i) => r.repeat?.[i] === true));
+        return { packets: runs.flatMap((r) => r.packets), repeat, coded: coding.mock.calls.length };
       };
       const repeated = encode(frames);
-      // The reference codes every packet: the same frames, with their zeros not known as such.
-      const everyPacket = encode(frames.map((f) => ({ ...f, data: (f.data as Float32Array).slice(), peak: f.peak === 0 ? 1e-9 : f.peak })));
+      // The reference codes every packet: libopus itself, set up as the branch encoder is, fed 20 ms at a time.
+      const input = concat(frames.map((f) => f.data as Float32Array));
+      const libopus = new OpusEncoder({ sampleRate: 48000, channels: 1, bitrate: 32000, fec: false, complexity: DEFAULT_COMPLEXITY });
+      const everyPacket = { packets: [] as Uint8Array[], repeat: [] as boolean[] };
+      for (let i = 0; i + 960 <= input.length; i += 960) everyPacket.packets.push(Uint8Array.from(libopus.encode(input.subarray(i, i + 960))));
+      libopus.close();
       const total = (48000 + gap) / 960;
       expect(repeated.packets).toHaveLength(total);
       expect(everyPacket.packets).toHaveLength(total);
-      expect(everyPacket.coded).toBe(total);
       // The pause's 500 packets: coded until two in a row were the same (15-16 here), then repeated.
       expect(repeated.coded).toBeLessThan(total - 450);
       const hex = (x: Uint8Array) => Buffer.from(x).toString('hex');
       const pause = repeated.packets.slice(25, 25 + gap / 960).map(hex);
       expect(new Set(pause.slice(30)).size).toBe(1);
       expect(repeated.packets.slice(0, 40).map(hex)).toEqual(everyPacket.packets.slice(0, 40).map(hex));
+      // Every packet not coded is marked a repeat, and is the packet before it again.
+      expect(repeated.repeat.filter(Boolean)).toHaveLength(total - repeated.coded);
+      repeated.repeat.forEach((r, i) => r && expect(repeated.packets[i]).toBe(repeated.packets[i - 1]));
+      // A decoder that skips the repeats (a WHEP player gets none) decodes the tone after the pause
+      // exactly as one that got them all; and they decode to silence.
+      const skipping = decodeAll(repeated.packets.filter((_, i) => !repeated.repeat[i]));
+      const all = decodeAll(repeated.packets);
+      const after = repeated.repeat.lastIndexOf(true) + 1;
+      expect(skipping.subarray(skipping.length - (total - after) * 960)).toEqual(all.subarray(after * 960));
+      const firstRepeat = repeated.repeat.indexOf(true);
+      expect(all.subarray(firstRepeat * 960, after * 960).every((v) => v === 0)).toBe(true);
       // Decoded: the pause as quiet as the reference's, the tone after it as close to what went in.
       const a = decodeAll(repeated.packets);
       const b = decodeAll(everyPacket.packets);
-      const input = concat(frames.map((f) => f.data as Float32Array));
       const peakOf = (x: Float32Array) => x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       const quiet = [48000, 24000 + gap - 4800] as const;
       expect(peakOf(a.subarray(...quiet))).toBeLessThanOrEqual(peakOf(b.subarray(...quiet)) + 1e-4);

@@ -4,8 +4,9 @@
  * gets float samples, a 16-bit copy, or both, as the masks ask.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BranchOpusEncoder } from '../../src/dsp/opus-encode.js';
 import { loadDspModules, StreamProcessor } from '../../src/dsp/stream-processor.js';
-import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
+import { branchFormatOf, type AudioFrame, type EncodedFrame } from '../../src/media/frames.js';
 import { ALL_BRANCHES, COUNTER_KEYS, ItemFlag, ItemStatus, packInput, unpackInput } from '../../src/pool/batch-codec.js';
 import { OutputReader, packOutput, type OutputItem } from '../../src/pool/batch-output.js';
 import { quantizeS16 } from '../../src/media/pcm16.js';
@@ -184,6 +185,51 @@ describe('batch codec', () => {
     expect(a.frame.data.buffer).not.toBe(b.frame.data.buffer);
     const positions = back.frames.filter((g) => g.branch === 0).map((g) => [g.frame.position, g.frame.data.length]);
     positions.slice(1).forEach(([pos], i) => expect(pos).toBe(positions[i][0] + positions[i][1]));
+  });
+
+  it('carries a settled pause\'s Opus packets marked as repeats, their bytes stored once a frame, each packet at its place', () => {
+    const p = new StreamProcessor({ channels: 1, branches: [{ stages: [] }] });
+    const gap = 48000 * 1200;
+    const outputs = p.process([frames[0], frames[1], { ...frames[2], position: 960 * 2 + gap }]);
+    const encoder = new BranchOpusEncoder(branchFormatOf(p.outputs[0]));
+    p.close();
+    // And a 2 s frame (as a PCM input's might be) of another pause and then sound: its repeats come before its sound.
+    const last = outputs[0][outputs[0].length - 1];
+    const onset = new Float32Array(96000);
+    for (let k = 72000; k < onset.length; k++) onset[k] = 0.3 * Math.sin(k / 5);
+    outputs[0].push({ ...last, position: last.position + last.data.length, data: onset, peak: 0.3, rms: 0.2 });
+    const runs = outputs[0].map((f) => encoder.push(f));
+    encoder.close();
+    const item: OutputItem = { key: 1, status: ItemStatus.OK, outputs, f32Mask: 0, pcm16Mask: 1, encoded: [runs] };
+    // 60,000 packets of 3 bytes or more, each with its length: 300 KB if every one were stored.
+    // A repeat costs its length field: 2 bytes.
+    const bytesFor = (it: OutputItem) => {
+      let needed = 0;
+      packOutput([it], (bytes) => void (needed = bytes));
+      return needed;
+    };
+    expect(bytesFor(item) - bytesFor({ ...item, encoded: undefined })).toBeLessThan(2 * 60_100 + 16 * outputs[0].length + 8192);
+    const r = new OutputReader(packOutput([item]));
+    const back: Array<{ position: number; packets: Uint8Array[]; repeat?: boolean[] } | undefined> = [];
+    r.frames(0, () => back.push(r.opus && { position: r.opusPosition, packets: r.opus, repeat: r.opusRepeat }));
+    expect(back).toHaveLength(runs.length);
+    const hex = (x: Uint8Array) => Buffer.from(x).toString('hex');
+    const flags = (run: { packets: unknown[]; repeat?: boolean[] }) => run.packets.map((_, i) => run.repeat?.[i] === true);
+    back.forEach((got, i) => {
+      const sent = runs[i];
+      if (!sent) return expect(got).toBeUndefined();
+      expect(got!.position).toBe(sent.position);
+      expect(flags(got!)).toEqual(flags(sent));
+      expect(got!.packets.map(hex)).toEqual(sent.packets.map(hex));
+    });
+    // All of the pause but the packets libopus took to settle; in the last frame, its pause's packets
+    // coded until they settled, then repeats, then its 25 packets of sound.
+    expect(runs.flatMap((x) => (x ? flags(x) : [])).filter(Boolean).length).toBeGreaterThan(gap / 960 - 50);
+    const tail = flags(runs[runs.length - 1]!);
+    const settled = tail.indexOf(true);
+    expect(settled).toBeGreaterThan(0);
+    expect(settled).toBeLessThan(30);
+    expect(tail).toEqual([...new Array<boolean>(settled).fill(false), ...new Array<boolean>(75 - settled).fill(true), ...new Array<boolean>(25).fill(false)]);
   });
 
   it('packs into a buffer given back when it is large enough, and says when a batch holds copies only', () => {
