@@ -98,9 +98,16 @@ export class ListenerSession {
     return session;
   }
 
-  /** Sends one packet (nothing before the player connected: it would be lost anyway). */
+  /**
+   * Sends one packet (nothing before the player connected: it would be lost
+   * anyway). A settled pause's repeated packets (`frame.repeat`) are not sent,
+   * as a DTX sender sends nothing while silent: the player hears the same. A
+   * sender's pause reaches the encoder only when the sender resumes, so its
+   * packets would all go at once, minutes of them after a long pause; only the
+   * dozen or so before the silence settles do.
+   */
   send(frame: EncodedFrame): void {
-    if (this.state !== 'connected' || frame.payload === null) return;
+    if (this.state !== 'connected' || frame.payload === null || frame.repeat) return;
     this.#origin ??= frame.position;
     // A jump in media position (a listener that missed packets) starts a talkspurt: marker bit (RFC 3551 §4.1).
     const marker = this.#nextPosition === undefined || frame.position !== this.#nextPosition;

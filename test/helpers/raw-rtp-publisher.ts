@@ -15,14 +15,15 @@ export type SendRtp = (sequenceNumber: number, timestamp: number, payload: Uint8
 
 /**
  * Publishes to `url` and calls `send` once connected; `fmtp` is the Opus
- * format parameters of the offer (e.g. with `usedtx=1`).
+ * format parameters of the offer (e.g. with `usedtx=1`), `token` the bearer
+ * token to publish with.
  */
-export async function publishRawOpus(url: string, send: (packet: SendRtp) => Promise<void>, { fmtp = 'minptime=10;useinbandfec=1' }: { fmtp?: string } = {}): Promise<void> {
+export async function publishRawOpus(url: string, send: (packet: SendRtp) => Promise<void>, { fmtp = 'minptime=10;useinbandfec=1', token }: { fmtp?: string; token?: string } = {}): Promise<void> {
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
     codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: fmtp })] },
   });
-  const whip = new WhipClient({});
+  const whip = new WhipClient({ token });
   try {
     const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
     await pc.setLocalDescription(await pc.createOffer());

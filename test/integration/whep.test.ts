@@ -9,9 +9,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { dominantFrequency, rmsDb } from '../helpers/audio.js';
+import { dominantFrequency, encodeOpusFrames, rmsDb } from '../helpers/audio.js';
 import { fixturePath, readFixture } from '../helpers/fixtures.js';
-import { decodeOpus, listen } from '../helpers/listening.js';
+import { decodeOpus, listen, type Listener } from '../helpers/listening.js';
+import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
 
@@ -84,6 +85,51 @@ describe('WHEP listeners', () => {
       await player.close();
     } finally {
       await tone.stop();
+    }
+  });
+
+  it('hear nothing of a pause once its silence settles: no burst when the sender resumes, a marked talkspurt after it', async () => {
+    const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+    const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!);
+    const pauseMs = 3000;
+    let player: Listener | undefined;
+    try {
+      // A sender that goes quiet for 3 s (sends nothing, as in DTX or on hold) between two runs of 1.5 s of tone.
+      await publishRawOpus(`${t.url}/whip/ops/pauser?pipeline=listen-tone`, async (send) => {
+        let k = 0;
+        const run = async (n: number, from: number) => {
+          for (let i = 0; i < n; i++, k++) {
+            send(100 + k, from + k * 960, packets[k % packets.length], i === 0);
+            await sleep(20);
+          }
+        };
+        await run(10, 0);
+        player = await listen(`${t.url}/whep/pauser`, { headers: ADMIN });
+        expect(player.status).toBe(201);
+        await player.connected();
+        await run(75, 0);
+        await sleep(pauseMs);
+        await run(75, (pauseMs / 20) * 960);
+        await sleep(300);
+      }, { token: 'publish-secret' });
+      const heard = player!.packets.slice();
+      // The pause reached the worker only when the sender resumed, and was filled with silence
+      // then: the player got the packets coded before the silence settled, not 3 s of them at once.
+      const jumps = heard.flatMap((p, i) => (i > 0 && ((p.timestamp - heard[i - 1].timestamp) >>> 0) !== 960 ? [i] : []));
+      expect(jumps).toHaveLength(1);
+      const [at] = jumps;
+      const skipped = ((heard[at].timestamp - heard[at - 1].timestamp) >>> 0) / 960 - 1;
+      expect(skipped).toBeGreaterThan(pauseMs / 20 - 30);
+      expect(heard[at].marker).toBe(true);
+      for (let i = 1; i < heard.length; i++) expect((heard[i].sequenceNumber - heard[i - 1].sequenceNumber) & 0xffff).toBe(1);
+      // Before the pause and after it, the tone (12 dB down through the pipeline's stages).
+      for (const part of [heard.slice(10, at - 30), heard.slice(at + 10)]) {
+        const pcm = decodeOpus(part);
+        expect(Math.abs(dominantFrequency(pcm, 48000) - 1000)).toBeLessThanOrEqual(5);
+        expect(rmsDb(pcm)).toBeGreaterThan(toneDb - 12 - 3);
+      }
+    } finally {
+      await player?.close();
     }
   });
 
