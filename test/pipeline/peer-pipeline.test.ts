@@ -5,13 +5,14 @@
  * order, and the stats see every frame either way. A pause of twenty
  * minutes in the middle of a stream is recorded whole.
  */
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
 import { usePipelineRig } from '../helpers/pipeline-rig.js';
+import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
 
 const rig = usePipelineRig({ fixture: 'speech-48k.wav', frames: 100 });
 
@@ -58,9 +59,19 @@ describe('PeerPipeline', () => {
       branches: {
         main: { stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
         float: { stages: [], sinks: [{ type: 'record', sampleFormat: 'f32' }] },
+        // Processed audio is Opus-encoded in the worker: the pause is 60,000 packets of silence.
+        coded: { stages: [{ type: 'gain', db: -1 }], sinks: [{ type: 'record', format: 'ogg-opus' }] },
       },
     });
     const p = await rig.open('paused', paused, { problems });
+    // What a WHEP listener of the coded branch gets: every 20 ms, the settled pause's packets marked as repeats.
+    const heard = { packets: 0, repeats: 0, next: 0, contiguous: true };
+    p.encodedAudio$('coded').subscribe((f) => {
+      if (heard.packets > 0 && f.position !== heard.next) heard.contiguous = false;
+      heard.next = f.position + f.samples;
+      heard.packets++;
+      if (f.repeat) heard.repeats++;
+    });
     for (let i = 0; i < rig.frames.length; i++) {
       // The second half comes after the pause (a sender that stopped for 20 minutes, within a long media timeout).
       const f = rig.frames[i];
@@ -69,16 +80,17 @@ describe('PeerPipeline', () => {
     }
     const infos = await p.close();
     expect(problems).toEqual([]);
-    expect(infos).toHaveLength(2);
+    expect(infos).toHaveLength(3);
     const samples = 960 * rig.frames.length + gap;
     for (const info of infos) {
+      if (info.format === 'ogg-opus') continue;
       expect(info.state).toBe('stopped');
       expect(info.seconds).toBe(samples / 48000);
       expect(info.droppedBytes).toBe(0);
       expect(info.droppedFrames).toBe(0);
       expect(info.gapSeconds).toBe(gap / 48000);
     }
-    expect(infos.map((i) => i.bytes).sort((a, b) => a - b)).toEqual([44 + 2 * samples, 58 + 4 * samples]);
+    expect(infos.filter((i) => i.format === 'wav').map((i) => i.bytes).sort((a, b) => a - b)).toEqual([44 + 2 * samples, 58 + 4 * samples]);
     expect(p.stats.processing(0).framesProcessed).toBeGreaterThanOrEqual(rig.frames.length);
     // The s16 file: the first half, zeros, then the second half exactly as a recording without the pause has it.
     const unpaused = await rig.recording('unpaused');
@@ -97,6 +109,21 @@ describe('PeerPipeline', () => {
     } finally {
       await fh.close();
     }
+    // The Opus file: every 20 ms of the pause a whole packet (none replaced by an empty frame because
+    // the disk fell behind), and the speech after it decodes at its place.
+    const coded = infos.find((i) => i.format === 'ogg-opus')!;
+    expect(coded.state).toBe('stopped');
+    expect(coded.droppedBytes).toBe(0);
+    expect(coded.seconds).toBe((samples - 312) / 48000);
+    const packets = oggPackets(await readFile(join(rig.dir, 'paused', coded.name)));
+    expect(packets).toHaveLength(samples / 960);
+    expect(Math.min(...packets.map((x) => x.length))).toBeGreaterThan(2);
+    expect(heard).toMatchObject({ packets: samples / 960, contiguous: true });
+    expect(heard.repeats).toBeGreaterThan(gap / 960 - 20);
+    const resume = (960 * half + gap) / 960;
+    const decoded = decodeRms(packets.slice(resume - 50));
+    expect(Math.max(...decoded.slice(0, 40))).toBeLessThan(1e-4);
+    expect(Math.max(...decoded.slice(50))).toBeGreaterThan(0.05);
   });
 
   it('gives a subscriber that comes mid-stream whole float frames, contiguous from its first one', async () => {
@@ -117,3 +144,40 @@ describe('PeerPipeline', () => {
     expect((await rig.recording('late')).length).toBe(44 + 2 * 960 * rig.frames.length);
   });
 });
+
+/** The audio packets of an Ogg Opus file (after its two header pages), checking nothing but the layout. */
+function oggPackets(file: Buffer): Buffer[] {
+  const packets: Buffer[] = [];
+  let partial: Buffer[] = [];
+  for (let o = 0, page = 0; o < file.length; page++) {
+    const n = file[o + 26];
+    let at = o + 27 + n;
+    for (let k = 0; k < n; k++) {
+      const len = file[o + 27 + k];
+      partial.push(file.subarray(at, at + len));
+      at += len;
+      if (len < 255) {
+        if (page >= 2) packets.push(Buffer.concat(partial));
+        partial = [];
+      }
+    }
+    o = at;
+  }
+  return packets;
+}
+
+/** RMS of each packet decoded, in order, by one decoder. */
+function decodeRms(packets: readonly Uint8Array[]): number[] {
+  const decoder = new OpusDecoder(1);
+  const out = new Float32Array(OPUS_MAX_FRAME_SAMPLES);
+  try {
+    return packets.map((p) => {
+      const n = decoder.decode(p, out);
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += out[i] * out[i];
+      return Math.sqrt(sum / n);
+    });
+  } finally {
+    decoder.close();
+  }
+}
