@@ -154,7 +154,7 @@ export const WebSocketSinkSchema = Type.Object(
         maximum: 30000,
         default: 250,
         description:
-          'Frames kept while the server is slow or unreachable (250 = 5 s of 20 ms frames). When full, the oldest frame is dropped and counted (statistics "websockets[].droppedFrames"); the stream and the other sinks never wait.',
+          'Frames kept while the server is slow or unreachable (250 = 5 s of 20 ms frames; a run of silence, however long, waits as its length and takes one place). When full, the oldest frame is dropped and counted (statistics "websockets[].droppedFrames"); the stream and the other sinks never wait.',
       }),
     ),
     reconnectDelayMs: Type.Optional(

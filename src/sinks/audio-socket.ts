@@ -11,10 +11,18 @@
  * of its own; a slow or absent reader fills the queue, and then the oldest
  * frame is dropped and counted. The stream, its other sinks and every other
  * stream go on.
+ *
+ * Silence waits as its length. A pause reaches the stream when the sender
+ * resumes, all at once, as frames of zeros up to a second long (an hour of
+ * them, with a long media timeout): consecutive frames of zeros join one run
+ * in the queue, holding no samples and taking one place, and the run is sent
+ * from a block of zeros a second at a time, as the socket takes it. So a
+ * pause is sent whole, at its media time, whatever its length.
  */
 import { endianness } from 'node:os';
 import type { AudioFrame, SampleFormat } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
+import { allZeros } from '../media/shared-zeros.js';
 import { SpeakingTracker } from './speaking.js';
 
 /** Bytes the socket may hold unsent before frames wait in the queue instead (~2 s of 16 kHz s16). */
@@ -50,7 +58,7 @@ export interface AudioSocketIdentity {
 export interface AudioSocketOptions extends AudioSocketIdentity {
   /** Encoding of the binary messages. */
   sampleFormat: SampleFormat;
-  /** Bound of the queue, in frames (default 250). */
+  /** Bound of the queue, in frames (default 250); a run of frames of zeros waits as its length and takes one place. */
   queueFrames?: number;
   /** The branch's format before its first frame (for a `start` sent when no audio came). */
   expected: { sampleRate: number; channels: number };
@@ -81,7 +89,22 @@ export interface AudioSocketCounters {
   bytesSent: number;
 }
 
-type Item = { audio: Buffer; position: number; samples: number } | { text: string };
+/**
+ * What waits to be sent: a frame's bytes; a run of frames of zeros by its
+ * length (`samples` per channel left to send from `position`, the run's
+ * `frames` counted when it is all sent or dropped); a text message.
+ */
+type Item = { audio: Buffer; position: number; samples: number } | { silence: number; position: number; frames: number } | { text: string };
+
+/** Most of a run of silence sent in one message: a second, as the longest frames of a pause are. */
+const SILENCE_MESSAGE_SECONDS = 1;
+/** Zeros that runs of silence are sent from (never written: views of it may wait in the socket). */
+let zeroBytes = Buffer.alloc(0);
+
+function zeros(bytes: number): Buffer {
+  if (zeroBytes.length < bytes) zeroBytes = Buffer.alloc(bytes);
+  return zeroBytes.subarray(0, bytes);
+}
 
 export class AudioSocketStream {
   readonly #o: AudioSocketOptions;
@@ -89,7 +112,10 @@ export class AudioSocketStream {
   /** Items from `#head` on wait to be sent (an array with a moving head: no shift() per frame). */
   #queue: Item[] = [];
   #head = 0;
+  /** Frames waiting (a run of silence counts its frames). */
   #queuedAudio = 0;
+  /** Audio items waiting, a run of silence as one: what `queueFrames` bounds. */
+  #queuedItems = 0;
   #socket: AudioSocket | undefined;
   /** The `start` of the current socket has been sent. */
   #started = false;
@@ -133,7 +159,9 @@ export class AudioSocketStream {
       if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }) });
     }
     this.#nextPosition = frame.position + samples;
-    this.#push({ audio: this.#bytes(frame, pcm16), position: frame.position, samples });
+    // Zeros by length: the peak says so, the samples confirm it (at once for the worker's shared zeros).
+    if (frame.peak === 0 && allZeros(frame.data)) this.#pushSilence(frame.position, samples);
+    else this.#push({ audio: this.#bytes(frame, pcm16), position: frame.position, samples });
     this.flush();
   }
 
@@ -186,8 +214,24 @@ export class AudioSocketStream {
       this.#queue[this.#head++] = undefined as unknown as Item;
       if ('text' in item) {
         socket.send(item.text);
+      } else if ('silence' in item) {
+        // A run of silence goes a second at a time; it leaves the queue with its last part.
+        const f = this.#format!;
+        const samples = Math.min(item.silence, f.sampleRate * SILENCE_MESSAGE_SECONDS);
+        const data = zeros(samples * f.channels * (this.#o.sampleFormat === 's16' ? 2 : 4));
+        item.silence -= samples;
+        item.position += samples;
+        if (item.silence > 0) this.#queue[--this.#head] = item;
+        else {
+          this.#queuedAudio -= item.frames;
+          this.#queuedItems--;
+          this.counters.sentFrames += item.frames;
+        }
+        this.counters.bytesSent += data.length;
+        socket.send(data, { binary: true }, this.#afterSend);
       } else {
         this.#queuedAudio--;
+        this.#queuedItems--;
         this.counters.sentFrames++;
         this.counters.bytesSent += item.audio.length;
         // The callback fires when the socket took the bytes: room for more.
@@ -206,7 +250,7 @@ export class AudioSocketStream {
     const f = this.#format ?? { ...this.#o.expected, frameMs: 20 };
     const { session, peer, room, pipeline, branch, sampleFormat } = this.#o;
     // The first audio that follows: the head of the queue, or the next frame to come.
-    const next = this.#queue.slice(this.#head).find((i): i is Extract<Item, { audio: Buffer }> => 'audio' in i);
+    const next = this.#queue.slice(this.#head).find((i): i is Exclude<Item, { text: string }> => !('text' in i));
     const at = seconds(next ? next.position : this.#nextPosition, f.sampleRate);
     return {
       type: 'start',
@@ -222,12 +266,26 @@ export class AudioSocketStream {
   }
 
   #push(item: Item): void {
-    if ('audio' in item) {
-      if (this.#queuedAudio >= this.#limit) this.#dropOldest();
+    if (!('text' in item)) {
+      if (this.#queuedItems >= this.#limit) this.#dropOldest();
       this.#queuedAudio++;
+      this.#queuedItems++;
     }
     this.#queue.push(item);
     this.counters.queuedFrames = this.#queuedAudio;
+  }
+
+  /** A frame of zeros: the run of silence last in the queue grows by it if it ends where the frame starts, else a new run. */
+  #pushSilence(position: number, samples: number): void {
+    const last = this.#head < this.#queue.length ? this.#queue[this.#queue.length - 1] : undefined;
+    if (last && 'silence' in last && last.position + last.silence === position) {
+      last.silence += samples;
+      last.frames++;
+      this.#queuedAudio++;
+      this.counters.queuedFrames = this.#queuedAudio;
+    } else {
+      this.#push({ silence: samples, position, frames: 1 });
+    }
   }
 
   /**
@@ -239,9 +297,12 @@ export class AudioSocketStream {
     while (this.#head < this.#queue.length) {
       const item = this.#queue[this.#head];
       this.#queue[this.#head++] = undefined as unknown as Item;
-      if (!('audio' in item)) continue;
-      this.#queuedAudio--;
-      this.counters.droppedFrames++;
+      if ('text' in item) continue;
+      // A run of silence goes whole, with every frame of it (some of its seconds may have been sent).
+      const frames = 'silence' in item ? item.frames : 1;
+      this.#queuedAudio -= frames;
+      this.#queuedItems--;
+      this.counters.droppedFrames += frames;
       if (!this.#dropping) {
         this.#dropping = true;
         this.#o.onDropping?.();

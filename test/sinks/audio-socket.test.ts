@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { AudioFrame } from '../../src/media/frames.js';
+import { sharedZerosF32, sharedZerosS16 } from '../../src/media/shared-zeros.js';
 import { AudioSocketStream, closeWhenDrained } from '../../src/sinks/audio-socket.js';
 
 let wss: WebSocketServer;
@@ -99,5 +100,52 @@ describe('AudioSocketStream', () => {
     await closeWhenDrained(d.socket, early);
     await d.closed;
     expect(d.received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type))).toEqual(['start', 6, 7, 8, 9, 'end']);
+  });
+
+  it('sends a 20-minute pause whole, however it arrives: every sample of it, nothing dropped, the sound after it at its place', async () => {
+    // As a worker delivers a pause: in 1 s frames of shared zeros, all at once (1,200 frames, past the queue's 250).
+    const a = await pair();
+    const s = new AudioSocketStream({ ...identity, sampleFormat: 's16' });
+    s.attach(a.socket);
+    const before = Int16Array.from({ length: 320 }, (_, i) => i + 1);
+    const after = Int16Array.from({ length: 320 }, (_, i) => -i - 1);
+    s.write(frame(0, before, { peak: 1 }), undefined);
+    for (let k = 0; k < 1200; k++) s.write(frame(320 + k * 16000, sharedZerosF32(16000)), sharedZerosS16(16000));
+    const resume = 320 + 1200 * 16000;
+    s.write(frame(resume, after, { peak: 1 }), undefined);
+    expect(s.counters.droppedFrames).toBe(0);
+    s.end('deleted');
+    await closeWhenDrained(a.socket, s, 60_000);
+    await a.closed;
+    const audio = Buffer.concat(a.received.filter((m): m is Buffer => Buffer.isBuffer(m)));
+    expect(audio.length).toBe(2 * (resume + 320));
+    const samples = new Int16Array(audio.buffer, audio.byteOffset, audio.length / 2);
+    expect(Array.from(samples.subarray(0, 320))).toEqual(Array.from(before));
+    expect(samples.subarray(320, resume).every((v) => v === 0)).toBe(true);
+    expect(Array.from(samples.subarray(resume))).toEqual(Array.from(after));
+    expect(a.received[a.received.length - 1]).toEqual({ type: 'end', reason: 'deleted', frames: 1202, sentFrames: 1202, droppedFrames: 0 });
+  });
+
+  it('while no socket is attached, a run of silence takes one place in the queue and is dropped whole, every frame of it counted', async () => {
+    const s = new AudioSocketStream({ ...identity, sampleFormat: 'f32', queueFrames: 3 });
+    const zeros = (k: number) => frame(k * 320, new Float32Array(320));
+    s.write(frame(0, new Float32Array(320).fill(0.25), { peak: 0.25 }), undefined);
+    for (let k = 1; k <= 100; k++) s.write(zeros(k), undefined);
+    s.write(frame(101 * 320, new Float32Array(320).fill(0.5), { peak: 0.5 }), undefined);
+    expect(s.counters).toMatchObject({ frames: 102, droppedFrames: 0, queuedFrames: 102 });
+    // Two more places taken: the oldest item goes (the first frame), then the run, its 100 frames with it.
+    for (let k = 102; k <= 103; k++) s.write(zeros(k), undefined);
+    expect(s.counters).toMatchObject({ frames: 104, droppedFrames: 1, queuedFrames: 103 });
+    s.write(frame(104 * 320, new Float32Array(320).fill(0.75), { peak: 0.75 }), undefined);
+    expect(s.counters).toMatchObject({ frames: 105, droppedFrames: 101, queuedFrames: 4 });
+    const c = await pair();
+    s.attach(c.socket);
+    s.end('shutdown');
+    await closeWhenDrained(c.socket, s);
+    await c.closed;
+    const firsts = c.received.map((m) => (Buffer.isBuffer(m) ? [new Float32Array(Uint8Array.from(m).buffer)[0], m.length / 4] : m.type));
+    expect(firsts).toEqual(['start', [0.5, 320], [0, 640], [0.75, 320], 'end']);
+    expect(c.received[0]).toMatchObject({ at: 2.02 });
+    expect(c.received[4]).toEqual({ type: 'end', reason: 'shutdown', frames: 105, sentFrames: 4, droppedFrames: 101 });
   });
 });
