@@ -33,9 +33,14 @@ export function sharedZerosS16(length: number): Int16Array {
   return s16.subarray(0, length);
 }
 
+/** Whether `data` is a view of shared zeros (never to be written: copy it for code that might). */
+export function isSharedZeros(data: Float32Array | Int16Array): boolean {
+  return blocks.has(data.buffer);
+}
+
 /** Whether every sample of `data` is zero (±0): a view of shared zeros at once, else a pass over it. */
 export function allZeros(data: Float32Array | Int16Array): boolean {
-  if (blocks.has(data.buffer)) return true;
+  if (isSharedZeros(data)) return true;
   for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
   return true;
 }

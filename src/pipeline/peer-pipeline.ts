@@ -42,6 +42,7 @@ import { Subject, type Observable, type Subscription } from 'rxjs';
 import { ENCODED_FRAME_SAMPLES_48K, opusEncodable } from '../dsp/opus-encode.js';
 import { errors } from '../errors.js';
 import type { AudioFrame, BranchFormat, EncodedFrame } from '../media/frames.js';
+import { isSharedZeros } from '../media/shared-zeros.js';
 import { nextInPool } from '../pool/default-pool.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
@@ -245,6 +246,8 @@ export class PeerPipeline {
           for (let i = 0; i < frames.length; i++) this.#deliver(branch, frames[i], copies?.[i], complete?.[i] !== false);
         },
         onFrame: (branch, frame, copy, complete) => this.#deliver(branch, frame, copy, complete),
+        // A pause's floats are read by the sinks as shared zeros; subscribers and processor stages get their own (#ownData).
+        sharedZeros: true,
         onFormats: (formats) => this.#formatsReported(formats),
         onCounters: (c) => {
           this.stats.setCounters(c);
@@ -562,7 +565,7 @@ export class PeerPipeline {
     }
     if (r.chain) {
       // Its sinks get what the processor stages make of the frame (always sent with its floats, see #floatBranches).
-      r.chain.push(f);
+      r.chain.push(ownData(f));
       return;
     }
     this.#toSinks(r, f, pcm16, complete, now);
@@ -596,7 +599,7 @@ export class PeerPipeline {
       }
     }
     // As this pipeline's pool's: a stage operator on the branch without a pool of its own runs on it (default-pool.ts).
-    if (complete && r.subject.observed) nextInPool(this.#options.pool, r.subject, f);
+    if (complete && r.subject.observed) nextInPool(this.#options.pool, r.subject, ownData(f));
   }
 
   /** The branches' formats from the worker: what recordings are written in, and what `branches` say from now on. */
@@ -673,6 +676,12 @@ export class PeerPipeline {
 
 function bit(branch: number): number {
   return branch < 30 ? 1 << branch : 0;
+}
+
+/** The frame with samples of its own for code that may keep or change them: a pause's shared zeros copied (see `sharedZeros` above). */
+function ownData(f: AudioFrame): AudioFrame {
+  if (isSharedZeros(f.data)) f.data = f.data instanceof Int16Array ? new Int16Array(f.data.length) : new Float32Array(f.data.length);
+  return f;
 }
 
 export { DROP_QUIET_MS, type PeerPipelineEvent } from './loss-accounting.js';

@@ -7,7 +7,7 @@
 import type { EncodedRun } from '../dsp/opus-encode.js';
 import type { AudioFrame, DecodeCounters } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
-import { sharedZerosS16 } from '../media/shared-zeros.js';
+import { sharedZerosF32, sharedZerosS16 } from '../media/shared-zeros.js';
 import { COUNTER_KEYS, MASK_BITS, OUT_FRAME, OUT_ITEM, OutFrame, ZEROS } from './batch-codec.js';
 
 const align4 = (n: number) => (n + 3) & ~3;
@@ -223,9 +223,11 @@ export class OutputReader {
   /**
    * Moves to the next frame, in item order (each item's frames follow the
    * previous item's: read items in order, `skip` the ones not read), and sets
-   * `branch`, `frame`, `pcm16` and `complete`.
+   * `branch`, `frame`, `pcm16` and `complete`. With `sharedZeros`, a frame of
+   * zeros whose floats were sent by length gets a view of shared zeros (read
+   * only) as its data instead of an array of its own.
    */
-  next(): void {
+  next(sharedZeros = false): void {
     const t = this.table;
     const buffer = this.#buffer;
     const f = this.#frame;
@@ -235,12 +237,14 @@ export class OutputReader {
     const pcmAt = t[f + OutFrame.PCM16];
     const s16Data = t[f + OutFrame.DATA_S16] === 1;
     // Zeros sent by length: the 16-bit copy (for this thread's sinks, valid during delivery) is a
-    // view of shared zeros; samples that anyone may keep and write to are an array of their own.
+    // view of shared zeros; samples that anyone may keep and write to are an array of their own,
+    // unless the caller will copy them for such code itself (`sharedZeros`).
     let pcm16: Int16Array | undefined;
     if (pcmAt >= 0) pcm16 = new Int16Array(buffer, pcmAt, length);
     else if (pcmAt === ZEROS) pcm16 = sharedZerosS16(length);
     let data: Float32Array | Int16Array;
     if (dataAt >= 0) data = s16Data ? new Int16Array(buffer, dataAt, length) : new Float32Array(buffer, dataAt, length);
+    else if (dataAt === ZEROS && sharedZeros) data = s16Data ? sharedZerosS16(length) : sharedZerosF32(length);
     else if (dataAt === ZEROS) data = s16Data ? new Int16Array(length) : new Float32Array(length);
     else data = pcm16!;
     const frame: AudioFrame = {

@@ -134,6 +134,17 @@ export interface PoolStreamHandlers {
    */
   onFrame?(branch: number, frame: AudioFrame, pcm16: Int16Array | undefined, complete: boolean): void;
   /**
+   * When true, a frame of zeros (a pause, a gate that closed) whose floats
+   * were asked for comes with a view of zeros shared with other frames as its
+   * data, read only and valid during the call, instead of an array of its
+   * own; the handler copies it before code that may keep or change it gets
+   * it. A long pause is seconds of such frames at
+   * once, an hour of them with a long media timeout, so where only the
+   * handler's own sinks read them this saves allocating and zeroing them all.
+   * Default false.
+   */
+  sharedZeros?: boolean;
+  /**
    * The format each branch delivers (index = branch), as the worker built
    * the stream's stages: called when the stream starts, before its first
    * frames, and again if it is rebuilt on another worker. It is what the

@@ -1241,7 +1241,7 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
   if (count === 0) return;
   if (handlers.onFrame) {
     for (let k = 0; k < count; k++) {
-      out.next();
+      out.next(handlers.sharedZeros === true);
       const { branch, frame, pcm16, complete } = out;
       try {
         handlers.onFrame(branch, frame!, pcm16, complete);
@@ -1265,7 +1265,7 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
     safeCall(() => handlers.onFrames(b, f, p, c));
   };
   for (let k = 0; k < count; k++) {
-    out.next();
+    out.next(handlers.sharedZeros === true);
     if (out.branch !== branch) {
       emit();
       branch = out.branch;

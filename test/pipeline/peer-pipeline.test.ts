@@ -13,6 +13,7 @@ import type { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
 import { usePipelineRig } from '../helpers/pipeline-rig.js';
 import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
+import { isSharedZeros } from '../../src/media/shared-zeros.js';
 
 const rig = usePipelineRig({ fixture: 'speech-48k.wav', frames: 100 });
 
@@ -64,6 +65,11 @@ describe('PeerPipeline', () => {
       },
     });
     const p = await rig.open('paused', paused, { problems });
+    // A subscriber of the f32 branch: the pause's frames come with samples of their own, which it may change.
+    const kept: AudioFrame[] = [];
+    p.branches[1].audio$.subscribe((f) => {
+      if (f.peak === 0 && kept.length < 2) kept.push(f);
+    });
     // What a WHEP listener of the coded branch gets: every 20 ms, the settled pause's packets marked as repeats.
     const heard = { packets: 0, repeats: 0, next: 0, contiguous: true };
     p.encodedAudio$('coded').subscribe((f) => {
@@ -118,6 +124,11 @@ describe('PeerPipeline', () => {
     const packets = oggPackets(await readFile(join(rig.dir, 'paused', coded.name)));
     expect(packets).toHaveLength(samples / 960);
     expect(Math.min(...packets.map((x) => x.length))).toBeGreaterThan(2);
+    expect(kept).toHaveLength(2);
+    kept[0].data[0] = 0.5;
+    expect(kept[1].data[0]).toBe(0);
+    expect(kept[0].data.buffer).not.toBe(kept[1].data.buffer);
+    expect(isSharedZeros(kept[1].data)).toBe(false);
     expect(heard).toMatchObject({ packets: samples / 960, contiguous: true });
     expect(heard.repeats).toBeGreaterThan(gap / 960 - 20);
     const resume = (960 * half + gap) / 960;

@@ -10,6 +10,7 @@ import { branchFormatOf, type AudioFrame, type EncodedFrame } from '../../src/me
 import { ALL_BRANCHES, COUNTER_KEYS, ItemFlag, ItemStatus, packInput, unpackInput } from '../../src/pool/batch-codec.js';
 import { OutputReader, packOutput, type OutputItem } from '../../src/pool/batch-output.js';
 import { quantizeS16 } from '../../src/media/pcm16.js';
+import { isSharedZeros } from '../../src/media/shared-zeros.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
 
@@ -185,6 +186,15 @@ describe('batch codec', () => {
     expect(a.frame.data.buffer).not.toBe(b.frame.data.buffer);
     const positions = back.frames.filter((g) => g.branch === 0).map((g) => [g.frame.position, g.frame.data.length]);
     positions.slice(1).forEach(([pos], i) => expect(pos).toBe(positions[i][0] + positions[i][1]));
+    // A reader whose caller copies for code that may write (sharedZeros) gets those floats as shared zeros.
+    const r = new OutputReader(buffer);
+    const shared: boolean[] = [];
+    for (let k = 0; k < r.frameCount(0); k++) {
+      r.next(true);
+      if (r.branch === 1 && r.frame!.peak === 0) shared.push(isSharedZeros(r.frame!.data));
+    }
+    expect(shared.length).toBeGreaterThanOrEqual(1200 - 1);
+    expect(shared.every(Boolean)).toBe(true);
   });
 
   it('carries a settled pause\'s Opus packets marked as repeats, their bytes stored once a frame, each packet at its place', () => {
