@@ -98,7 +98,12 @@ type Item = { audio: Buffer; position: number; samples: number } | { silence: nu
 
 /** Most of a run of silence sent in one message: a second, as the longest frames of a pause are. */
 const SILENCE_MESSAGE_SECONDS = 1;
-/** Zeros that runs of silence are sent from (never written: views of it may wait in the socket). */
+/**
+ * Zeros that runs of silence are sent from, never written: views of it may
+ * wait in a socket. A `ws` client masks what it sends into a copy when given
+ * a Buffer (it masks in place only data it converted itself); the tests send
+ * a long pause through such a client and get zeros throughout.
+ */
 let zeroBytes = Buffer.alloc(0);
 
 function zeros(bytes: number): Buffer {
