@@ -2,7 +2,8 @@
  * Opus encoding of processed audio in the worker: packets of 20 ms at their
  * media position whatever the branch's frame size and rate, decoding back to
  * the same tone, and carried through the batch format to the main thread. A
- * pause is coded until libopus's packets for it settle, then repeated.
+ * pause is coded until libopus's packets for it settle, then repeated and
+ * marked as repeats, which a decoder may skip without changing what follows.
  */
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { BranchOpusEncoder, DEFAULT_COMPLEXITY, opusEncodable, type EncodedRun } from '../../src/dsp/opus-encode.js';
@@ -90,7 +91,7 @@ describe('BranchOpusEncoder', () => {
       // The reference codes every packet: libopus itself, set up as the branch encoder is, fed 20 ms at a time.
       const input = concat(frames.map((f) => f.data as Float32Array));
       const libopus = new OpusEncoder({ sampleRate: 48000, channels: 1, bitrate: 32000, fec: false, complexity: DEFAULT_COMPLEXITY });
-      const everyPacket = { packets: [] as Uint8Array[], repeat: [] as boolean[] };
+      const everyPacket = { packets: [] as Uint8Array[] };
       for (let i = 0; i + 960 <= input.length; i += 960) everyPacket.packets.push(Uint8Array.from(libopus.encode(input.subarray(i, i + 960))));
       libopus.close();
       const total = (48000 + gap) / 960;

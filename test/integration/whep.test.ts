@@ -2,8 +2,9 @@
  * WHEP listeners over real loopback WebRTC: a werift publisher sends a tone
  * over WHIP, a werift player POSTs a receive-only offer to /whep/:peer and
  * hears the peer's processed audio (the stages' output, Opus-encoded in the
- * worker), until it DELETEs its session or the peer's stream ends. Refusals
- * are typed: unknown peer or branch, a branch Opus cannot code, too many
+ * worker), until it DELETEs its session or the peer's stream ends; a pause
+ * once settled is not sent, and the sound after it comes as a marked
+ * talkspurt. Refusals are typed: unknown peer or branch, a branch Opus cannot code, too many
  * listeners, an offer that does not receive audio, the wrong token.
  */
 import { setTimeout as sleep } from 'node:timers/promises';

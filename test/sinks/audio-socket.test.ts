@@ -4,7 +4,8 @@
  * encodings (s16 as given or quantized, f32 from 16-bit frames), frames
  * without floats skipped by an f32 stream, and the bounded queue while no
  * socket is attached — the oldest audio dropped and counted (with the speech
- * events queued before it), `start.at` where the kept audio begins.
+ * events queued before it), `start.at` where the kept audio begins. A long
+ * pause, delivered at once, waits as its length and arrives whole.
  */
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
