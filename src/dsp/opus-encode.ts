@@ -29,7 +29,7 @@
  * the first 60 ms after the pause about 20 dB worse.
  */
 import type { AudioFrame, BranchFormat } from '../media/frames.js';
-import { allZeros } from '../media/shared-zeros.js';
+import { isSilence } from '../media/shared-zeros.js';
 import { OPUS_INPUT_RATES, OpusEncoder } from '../../wasm/opus.js';
 
 export { OPUS_INPUT_RATES };
@@ -121,11 +121,10 @@ export class BranchOpusEncoder {
     }
     const data = frame.data;
     const scale = data instanceof Int16Array ? 1 / 32768 : 1;
-    // A frame of zeros (a pause, a gate that closed): the peak says so, the samples confirm it (at
-    // once for the shared zeros the worker's frames of silence carry), since a frame made by hand
-    // may carry any peak. Other frames are checked as they are copied, packet by packet: a pause
-    // often starts inside a frame (a resampler's or a filter's tail, then zeros).
-    const silent = frame.peak === 0 && allZeros(data);
+    // A frame of zeros (a pause, a gate that closed) is known at once. Other frames are checked as
+    // they are copied, packet by packet: a pause often starts inside a frame (a resampler's or a
+    // filter's tail, then zeros).
+    const silent = isSilence(frame.peak, data);
     let run: EncodedRun | undefined;
     let i = 0;
     const total = perChannel * this.#channels;
@@ -146,7 +145,7 @@ export class BranchOpusEncoder {
       if (this.#filled === this.#pending.length) {
         run ??= { position: this.#start * this.#scale, packets: [] };
         const repeat = this.#pendingSilent && this.#settled;
-        run.packets.push(this.#code());
+        run.packets.push(repeat ? this.#lastSilent! : this.#code());
         if (repeat) (run.repeat ??= new Array<boolean>(run.packets.length - 1).fill(false)).push(true);
         else run.repeat?.push(false);
         this.packets++;
@@ -158,15 +157,14 @@ export class BranchOpusEncoder {
     return run;
   }
 
-  /** The packet for the gathered samples: coded, or the settled packet of silence again. */
+  /** Codes the gathered samples; for zeros, notes whether libopus's packets for them have settled. */
   #code(): Uint8Array {
+    const packet = this.#encoder.encode(this.#pending);
     if (!this.#pendingSilent) {
       this.#lastSilent = undefined;
       this.#settled = false;
-      return this.#encoder.encode(this.#pending);
+      return packet;
     }
-    if (this.#settled) return this.#lastSilent!;
-    const packet = this.#encoder.encode(this.#pending);
     const last = this.#lastSilent;
     this.#settled = last !== undefined && last.length === packet.length && last.every((b, k) => b === packet[k]);
     this.#lastSilent = packet;

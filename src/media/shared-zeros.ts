@@ -44,3 +44,14 @@ export function allZeros(data: Float32Array | Int16Array): boolean {
   for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
   return true;
 }
+
+/**
+ * Whether a frame's samples (`data`: all of them, or the part a sink uses)
+ * are silence that may go by its length: its peak says so, and the samples
+ * confirm it (at once for shared zeros, the worker's frames of silence),
+ * since a frame made by hand may carry any peak. Frames of sound cost one
+ * comparison.
+ */
+export function isSilence(peak: number, data: Float32Array | Int16Array): boolean {
+  return peak === 0 && allZeros(data);
+}

@@ -22,7 +22,7 @@
 import { endianness } from 'node:os';
 import type { AudioFrame, SampleFormat } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
-import { allZeros } from '../media/shared-zeros.js';
+import { isSilence, sharedZerosF32, sharedZerosS16 } from '../media/shared-zeros.js';
 import { SpeakingTracker } from './speaking.js';
 
 /** Bytes the socket may hold unsent before frames wait in the queue instead (~2 s of 16 kHz s16). */
@@ -98,17 +98,17 @@ type Item = { audio: Buffer; position: number; samples: number } | { silence: nu
 
 /** Most of a run of silence sent in one message: a second, as the longest frames of a pause are. */
 const SILENCE_MESSAGE_SECONDS = 1;
-/**
- * Zeros that runs of silence are sent from, never written: views of it may
- * wait in a socket. A `ws` client masks what it sends into a copy when given
- * a Buffer (it masks in place only data it converted itself); the tests send
- * a long pause through such a client and get zeros throughout.
- */
-let zeroBytes = Buffer.alloc(0);
 
-function zeros(bytes: number): Buffer {
-  if (zeroBytes.length < bytes) zeroBytes = Buffer.alloc(bytes);
-  return zeroBytes.subarray(0, bytes);
+/**
+ * `samples` zeros in the wire encoding: the bytes of a view of this thread's
+ * shared zeros, never written (views of them may wait in a socket). A `ws`
+ * client masks what it sends into a copy when given a Buffer (it masks in
+ * place only data it converted itself); the tests send a long pause through
+ * such a client and get zeros throughout.
+ */
+function zeroBytes(samples: number, sampleFormat: SampleFormat): Buffer {
+  const zeros = sampleFormat === 's16' ? sharedZerosS16(samples) : sharedZerosF32(samples);
+  return Buffer.from(zeros.buffer, zeros.byteOffset, zeros.byteLength);
 }
 
 export class AudioSocketStream {
@@ -164,8 +164,7 @@ export class AudioSocketStream {
       if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }) });
     }
     this.#nextPosition = frame.position + samples;
-    // Zeros by length: the peak says so, the samples confirm it (at once for the worker's shared zeros).
-    if (frame.peak === 0 && allZeros(frame.data)) this.#pushSilence(frame.position, samples);
+    if (isSilence(frame.peak, frame.data)) this.#pushSilence(frame.position, samples);
     else this.#push({ audio: this.#bytes(frame, pcm16), position: frame.position, samples });
     this.flush();
   }
@@ -223,7 +222,7 @@ export class AudioSocketStream {
         // A run of silence goes a second at a time; it leaves the queue with its last part.
         const f = this.#format!;
         const samples = Math.min(item.silence, f.sampleRate * SILENCE_MESSAGE_SECONDS);
-        const data = zeros(samples * f.channels * (this.#o.sampleFormat === 's16' ? 2 : 4));
+        const data = zeroBytes(samples * f.channels, this.#o.sampleFormat);
         item.silence -= samples;
         item.position += samples;
         if (item.silence > 0) this.#queue[--this.#head] = item;

@@ -11,7 +11,7 @@
  * and the frames dropped on the way, by cause (`noteLoss`).
  */
 import type { AudioFrame } from '../media/frames.js';
-import { allZeros } from '../media/shared-zeros.js';
+import { isSilence } from '../media/shared-zeros.js';
 import { WavFileWriter, type WavFileHandle, type WavSampleFormat } from './wav-file-writer.js';
 
 /** Frames dropped on the way into a recording, by cause. */
@@ -134,10 +134,8 @@ export class Recorder {
       data = data.subarray(overlap * ch);
     }
     // A frame of zeros (DTX, a long gap's silence, a closed gate) goes in by its length: the
-    // writer places silence without copying it, and a long run without writing it. Its peak
-    // says so; the samples confirm it (at once for the pool's shared zeros), since a frame
-    // made by hand may carry any peak.
-    if (frame.peak === 0 && allZeros(data)) this.#writer.appendSilence(data.length / ch);
+    // writer places silence without copying it, and a long run without writing it.
+    if (isSilence(frame.peak, data)) this.#writer.appendSilence(data.length / ch);
     else this.#writer.append(data);
     this.#nextPosition = frame.position + frames;
   }
