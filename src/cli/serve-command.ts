@@ -12,15 +12,43 @@ import { CORES_PER_ENGINE, defaultProcesses } from '../cluster/processes.js';
 import { isEarshotError } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
 import { parseIceServerSpec } from '../rtc/ice-servers.js';
-import { POOL_OPTION_RANGES } from '../pool/pool-limits.js';
+import { POOL_OPTION_RANGES, describeRange, inRange, type OptionRange } from '../pool/pool-limits.js';
 import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc.js';
 
+/** Decimal digits only: `Number()` would read "" as 0 (an empty `PORT=` would listen on a random port) and "0x1f" as hex. */
 function integer(name: string, min: number, max: number) {
   return (value: string) => {
-    const n = Number(value);
+    const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}.`);
     return n;
   };
+}
+
+/** A pool option, checked against the range the library checks it with (fractions allowed where the library allows them). */
+function inPoolRange(name: string, range: OptionRange) {
+  return (value: string) => {
+    const n = /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+    if (!inRange(range, n)) throw new InvalidArgumentError(`${name} must be ${describeRange(range)}.`);
+    return n;
+  };
+}
+
+/**
+ * An on/off option's value when its environment variable set it. commander
+ * turns a boolean option on whenever its variable exists, so
+ * `EARSHOT_INSECURE=0` would open the server: the variable's value is read
+ * here instead, and anything but a clear yes or no is refused.
+ */
+export function switchOption(command: Command, key: string, flag: string): boolean {
+  const source = command.getOptionValueSource(key);
+  if (source === 'cli') return command.getOptionValue(key) === true;
+  if (source !== 'env') return false;
+  const option = command.options.find((o) => o.long === flag)!;
+  const raw = process.env[option.envVar!] ?? '';
+  const value = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['', '0', 'false', 'no', 'off'].includes(value)) return false;
+  throw new InvalidArgumentError(`${option.envVar} (${flag}) must be 1, true, yes or on to turn it on, or 0, false, no, off or empty to leave it off; got "${raw}".`);
 }
 
 function portRange(value: string): [number, number] {
@@ -63,6 +91,41 @@ function origins(value: string, previous: string[] | undefined): string[] {
 }
 const WHIP_DEFAULT = ['*'];
 
+/**
+ * The flag of each library option the server checks beyond the parsers
+ * above, so that its error names what the user typed: `options.corsOrigins
+ * must not contain "*"` reads `--cors-origin must not contain "*"`.
+ */
+const FLAG_OF_OPTION: Record<string, string> = {
+  host: '--host',
+  tlsCert: '--tls-cert',
+  tlsKey: '--tls-key',
+  token: '--token',
+  adminToken: '--admin-token',
+  corsOrigins: '--cors-origin',
+  whipCorsOrigins: '--whip-cors-origin',
+  pipeline: '--pipeline',
+  pipelinesDir: '--pipelines',
+  recordingsDir: '--recordings',
+  iceHostAddresses: '--ice-host',
+  icePortRange: '--ice-ports',
+  iceServers: '--ice-server',
+  stageModules: '--stage-module',
+  cluster: '--cluster',
+  'cluster.redis': '--cluster',
+  'cluster.publicUrl': '--public-url',
+  'cluster.nodeId': '--node-id',
+};
+
+/** An error's message with the library option it names (`options.X …`) replaced by its flag. */
+function inFlagTerms(e: Error): string {
+  const option = isEarshotError(e) ? e.extensions.option : undefined;
+  if (typeof option !== 'string') return e.message;
+  const flag = FLAG_OF_OPTION[option.replace(/\[\d+\]$/, '')];
+  const prefix = `options.${option} `;
+  return flag && e.message.startsWith(prefix) ? `${flag}: ${e.message.slice(prefix.length)}` : e.message;
+}
+
 /** `./pipelines` when the working directory has one (a project), else undefined (the bundled ones). */
 export function defaultPipelinesDir(): string | undefined {
   return existsSync('pipelines') && statSync('pipelines').isDirectory() ? 'pipelines' : undefined;
@@ -76,7 +139,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('-H, --host <host>', 'address to listen on (0.0.0.0 for all)').env('EARSHOT_HOST').default('127.0.0.1'))
     .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain), needs --tls-key (default: none, plain HTTP)').env('EARSHOT_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'PEM private key of --tls-cert (default: none)').env('EARSHOT_TLS_KEY'))
-    .addOption(new Option('--token <token>', 'publish token: required on WHIP POST/DELETE (default: none; publishing is open, but only token holders may replace a live peer)').env('EARSHOT_TOKEN'))
+    .addOption(new Option('--token <token>', 'publish token: required on WHIP POST, PATCH and DELETE (default: none; publishing is open, but only token holders may replace a live peer)').env('EARSHOT_TOKEN'))
     .addOption(new Option('--admin-token <token>', 'admin token: required for stats, events, recordings, pipelines, rooms and metrics (may equal --token) (default: none; the server then only listens on loopback)').env('EARSHOT_ADMIN_TOKEN'))
     .addOption(new Option('--insecure', 'allow open roles (no token) on a non-loopback --host and any Host header: only behind something that protects the server (default: off)').env('EARSHOT_INSECURE'))
     .addOption(new Option('--cors-origin <origin...>', 'origins whose pages may call the control API (default: same origin only)').env('EARSHOT_CORS_ORIGINS').argParser(origins))
@@ -105,23 +168,26 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--ice-host <ip...>', 'ICE host addresses to announce, e.g. the public IP behind 1:1 NAT (default: the --host address, or all interfaces for 0.0.0.0)').env('EARSHOT_ICE_HOSTS').argParser(addresses))
     .addOption(new Option('--ice-ports <min-max>', 'UDP port range for media, e.g. 40000-40999 (default: any free port)').env('EARSHOT_ICE_PORTS').argParser(portRange))
     .addOption(new Option('--ice-server <url[,username,credential]>', 'STUN/TURN server advertised to WHIP clients (Link rel="ice-server"), repeatable; the server never contacts it (default: none)').env('EARSHOT_ICE_SERVERS').argParser(iceServers))
-    .addOption(new Option('--batch-interval <ms>', 'milliseconds between batches of frames sent to each DSP worker: longer costs less CPU per stream at light load and adds up to as much latency').env('EARSHOT_BATCH_INTERVAL').default(5).argParser(integer('--batch-interval', POOL_OPTION_RANGES.batchIntervalMs.min, POOL_OPTION_RANGES.batchIntervalMs.max)))
-    .addOption(new Option('--early-output <ms>', 'how long a DSP worker\'s batch may run before it hands back the streams it has finished (0: after every stream)').env('EARSHOT_EARLY_OUTPUT').default(4).argParser(integer('--early-output', POOL_OPTION_RANGES.earlyOutputMs.min, POOL_OPTION_RANGES.earlyOutputMs.max)))
-    .addOption(new Option('--quiet-hold <ms>', 'how long a silent talker\'s comfort-noise updates (DTX) may wait for a batch their DSP worker runs anyway (0: never held)').env('EARSHOT_QUIET_HOLD').default(200).argParser(integer('--quiet-hold', POOL_OPTION_RANGES.quietHoldMs.min, POOL_OPTION_RANGES.quietHoldMs.max)))
+    .addOption(new Option('--batch-interval <ms>', 'milliseconds between batches of frames sent to each DSP worker: longer costs less CPU per stream at light load and adds up to as much latency').env('EARSHOT_BATCH_INTERVAL').default(5).argParser(inPoolRange('--batch-interval', POOL_OPTION_RANGES.batchIntervalMs)))
+    .addOption(new Option('--early-output <ms>', 'how long a DSP worker\'s batch may run before it hands back the streams it has finished (0: after every stream)').env('EARSHOT_EARLY_OUTPUT').default(4).argParser(inPoolRange('--early-output', POOL_OPTION_RANGES.earlyOutputMs)))
+    .addOption(new Option('--quiet-hold <ms>', 'how long a silent talker\'s comfort-noise updates (DTX) may wait for a batch their DSP worker runs anyway (0: never held)').env('EARSHOT_QUIET_HOLD').default(200).argParser(inPoolRange('--quiet-hold', POOL_OPTION_RANGES.quietHoldMs)))
     .addOption(new Option('--stage-timeout <ms>', 'longest a stream\'s stages may run on one batch before its worker is replaced and the stream ends').env('EARSHOT_STAGE_TIMEOUT').default(500).argParser(integer('--stage-timeout', 50, 600000)))
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
     .addOption(new Option('--parallel-scavenge <on|off>', "collect the young generation with V8's helper threads (on) or on the collecting thread (off: shorter pauses while the DSP threads keep the cores busy)").env('EARSHOT_PARALLEL_SCAVENGE').default('off').choices(['on', 'off']))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
-      port: number; host: string; token?: string; adminToken?: string; insecure?: boolean; corsOrigin?: string[]; whipCorsOrigin: string[]; metricsPublic?: boolean;
+      port: number; host: string; token?: string; adminToken?: string; corsOrigin?: string[]; whipCorsOrigin: string[];
       connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
-    }) => {
+    }, command: Command) => {
       let server: Awaited<ReturnType<typeof createServer>> | EarshotCluster | undefined;
       // Before any stream's garbage: the whole process (workers, and engine processes through the environment).
       applyParallelScavenge(opts.parallelScavenge);
+      let insecure = false;
       try {
+        insecure = switchOption(command, 'insecure', '--insecure');
+        const metricsPublic = switchOption(command, 'metricsPublic', '--metrics-public');
         const serverOptions: CreateServerOptions = {
           host: opts.host,
           port: opts.port,
@@ -129,10 +195,10 @@ export function registerServeCommand(program: Command): void {
           tlsKey: opts.tlsKey,
           token: opts.token,
           adminToken: opts.adminToken,
-          insecure: opts.insecure === true,
+          insecure,
           corsOrigins: opts.corsOrigin,
           whipCorsOrigins: opts.whipCorsOrigin,
-          metricsPublic: opts.metricsPublic === true,
+          metricsPublic,
           connectTimeoutMs: opts.connectTimeout * 1000,
           batchIntervalMs: opts.batchInterval,
           earlyOutputMs: opts.earlyOutput,
@@ -163,7 +229,7 @@ export function registerServeCommand(program: Command): void {
         server = processes > 1 || cluster ? await createCluster({ ...serverOptions, processes, cluster }) : await createServer(serverOptions);
         const url = await server.listen();
         if (!opts.adminToken) {
-          server.app.log.warn({ url }, opts.insecure
+          server.app.log.warn({ url }, insecure
             ? 'no admin token and --insecure: the admin API (recordings, stats, pipelines) is open to anyone who reaches this address'
             : 'no admin token: the admin API is open, so earshot serves loopback only (set --admin-token to listen elsewhere)');
         }
@@ -177,7 +243,7 @@ export function registerServeCommand(program: Command): void {
         server.app.log.info({ url, ...details }, `earshot listening on ${url}`);
       } catch (e) {
         const code = isEarshotError(e) ? ` [${e.code}]` : '';
-        process.stderr.write(`earshot: ${(e as Error).message}${code}\n`);
+        process.stderr.write(`earshot: ${inFlagTerms(e as Error)}${code}\n`);
         await server?.close().catch(() => {});
         process.exit(1);
       }

@@ -3,6 +3,7 @@
  * (DSP threads, session limits, the UDP media port range) are divided among them.
  */
 import { availableParallelism } from 'node:os';
+import { errors } from '../errors.js';
 
 /**
  * Cores one engine process can keep busy before its main thread (werift: ICE,
@@ -49,7 +50,7 @@ export function splitPortRange(range: [number, number], processes: number): Arra
   const ports = max - min + 1;
   const each = Math.floor(ports / processes);
   if (each < 2) {
-    throw new RangeError(`options.icePortRange ${min}-${max} has ${ports} ports: too few for ${processes} engine processes (each needs at least 2, and one per concurrent session); widen it or run fewer processes`);
+    throw errors.OPTION_INVALID('icePortRange', `${min}-${max} has ${ports} ports: too few for ${processes} engine processes (each needs at least 2, and one per concurrent session); widen it or run fewer processes`);
   }
   const extra = ports % processes;
   const out: Array<[number, number]> = [];

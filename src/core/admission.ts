@@ -210,7 +210,8 @@ export class AdmissionControl {
       reasons.push(`workers ${pct(this.#state.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
     }
     const machine = this.#state.machineUtilization + unsettled * this.#state.machineStreamCost;
-    if (unsettled > 0 && machine > this.#limits.maxMachineUtilization && !reasons.some((r) => r.startsWith('machine'))) {
+    // At 1 the machine's load is left out (the default): a projection past 100 % must not refuse either.
+    if (unsettled > 0 && this.#limits.maxMachineUtilization < 1 && machine > this.#limits.maxMachineUtilization && !reasons.some((r) => r.startsWith('machine'))) {
       reasons.push(`machine CPU ${pct(this.#state.machineUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(machine)}) > ${pct(this.#limits.maxMachineUtilization)}`);
     }
     const p99 = this.#state.latencyP99Ms;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
-import { registerServeCommand } from '../../src/cli/serve-command.js';
+import { registerServeCommand, switchOption } from '../../src/cli/serve-command.js';
 import { checkPoolOptions } from '../../src/core/option-checks.js';
 import { POOL_OPTION_RANGES } from '../../src/pool/pool-limits.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
@@ -127,17 +127,78 @@ describe('earshot serve options', () => {
   }
 
   it("--batch-interval sets the workers' batch interval, from the flag or EARSHOT_BATCH_INTERVAL, 1 to 100 ms", async () => {
-    await checkPoolFlag('--batch-interval', 'batchInterval', 'EARSHOT_BATCH_INTERVAL', { byDefault: 5, given: 12, fromEnv: 20, bad: ['0', '101', '7.5'], message: '--batch-interval must be an integer from 1 to 100.' });
+    await checkPoolFlag('--batch-interval', 'batchInterval', 'EARSHOT_BATCH_INTERVAL', { byDefault: 5, given: 12, fromEnv: 20, bad: ['0', '101', '', '0x10', '1e1'], message: '--batch-interval must be a number from 1 to 100 (ms).' });
+    // Fractions, as the library takes them.
+    expect((await parsedOptions(['--batch-interval', '7.5'])).batchInterval).toBe(7.5);
   });
 
   it('--early-output sets how long a batch runs before its worker hands back what it has finished, from the flag or EARSHOT_EARLY_OUTPUT', async () => {
-    await checkPoolFlag('--early-output', 'earlyOutput', 'EARSHOT_EARLY_OUTPUT', { byDefault: 4, given: 0, fromEnv: 9, bad: ['-1', '600001', '2.5'], message: '--early-output must be an integer from 0 to 600000.' });
+    await checkPoolFlag('--early-output', 'earlyOutput', 'EARSHOT_EARLY_OUTPUT', { byDefault: 4, given: 0, fromEnv: 9, bad: ['-1', '600001', ''], message: '--early-output must be a number from 0 to 600000 (ms).' });
     expect(() => checkPoolOptions({ earlyOutputMs: -1 })).toThrow('options.earlyOutputMs must be a number from 0 to 600000 (ms), got -1');
   });
 
   it("--quiet-hold sets how long a silent talker's comfort-noise updates may wait for a batch, from the flag or EARSHOT_QUIET_HOLD", async () => {
-    await checkPoolFlag('--quiet-hold', 'quietHold', 'EARSHOT_QUIET_HOLD', { byDefault: 200, given: 0, fromEnv: 50, bad: ['-1', '2001', '0.5'], message: '--quiet-hold must be an integer from 0 to 2000.' });
+    await checkPoolFlag('--quiet-hold', 'quietHold', 'EARSHOT_QUIET_HOLD', { byDefault: 200, given: 0, fromEnv: 50, bad: ['-1', '2001', 'x'], message: '--quiet-hold must be a number from 0 to 2000 (ms).' });
     expect(() => checkPoolOptions({ quietHoldMs: 2001 })).toThrow('options.quietHoldMs must be a number from 0 to 2000 (ms), got 2001');
+  });
+
+  it('reads numbers as decimal digits only: an empty PORT or a hex value is refused, not taken as 0 or 16', async () => {
+    for (const bad of ['', ' ', '0x46A6', '1e3', '-0']) await expect(parseServe(['--port', bad])).rejects.toThrow('--port must be an integer from 0 to 65535.');
+    process.env.PORT = '';
+    await expect(parseServe([])).rejects.toThrow('--port must be an integer from 0 to 65535.');
+    delete process.env.PORT;
+    expect((await parsedOptions(['--port', '18086'])).port).toBe(18086);
+  });
+
+  it('reads an on/off variable by its value: EARSHOT_INSECURE=0 or false leaves --insecure off, a value that is neither is refused', async () => {
+    /** --insecure as the server would get it, from `argv` and the environment. */
+    const insecure = async (argv: string[]) => {
+      const program = new Command('earshot').exitOverride();
+      registerServeCommand(program);
+      let value: boolean | undefined;
+      program.hook('preAction', (_program, command) => {
+        value = switchOption(command, 'insecure', '--insecure');
+        throw new Error('parsed');
+      });
+      await program.parseAsync(['serve', ...argv], { from: 'user' }).catch((e: Error) => {
+        if (e.message !== 'parsed') throw e;
+      });
+      return value;
+    };
+    expect(await insecure([])).toBe(false);
+    expect(await insecure(['--insecure'])).toBe(true);
+    for (const off of ['0', 'false', 'FALSE', 'no', 'off', '']) {
+      process.env.EARSHOT_INSECURE = off;
+      expect(await insecure([]), `EARSHOT_INSECURE=${off}`).toBe(false);
+    }
+    for (const on of ['1', 'true', 'Yes', 'on']) {
+      process.env.EARSHOT_INSECURE = on;
+      expect(await insecure([]), `EARSHOT_INSECURE=${on}`).toBe(true);
+    }
+    process.env.EARSHOT_INSECURE = 'maybe';
+    await expect(insecure([])).rejects.toThrow('EARSHOT_INSECURE (--insecure) must be 1, true, yes or on to turn it on, or 0, false, no, off or empty to leave it off; got "maybe".');
+    // The flag given on the command line wins over the variable.
+    process.env.EARSHOT_INSECURE = '0';
+    expect(await insecure(['--insecure'])).toBe(true);
+  });
+
+  it('EARSHOT_METRICS_PUBLIC=false keeps /metrics behind the admin token; a value that is neither on nor off stops the server', async () => {
+    process.env.EARSHOT_METRICS_PUBLIC = 'false';
+    const server = await startCli(['--admin-token', 'admin-secret', '--threads', '1']);
+    try {
+      expect((await fetch(`${server.url}/metrics`)).status).toBe(401);
+      expect((await fetch(`${server.url}/metrics`, { headers: { authorization: 'Bearer admin-secret' } })).status).toBe(200);
+    } finally {
+      await server.stop();
+      await server.cleanup();
+    }
+    process.env.EARSHOT_METRICS_PUBLIC = 'nope';
+    await expect(startCli(['--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*EARSHOT_METRICS_PUBLIC \(--metrics-public\) must be 1, true, yes or on/);
+  });
+
+  it('names the flag, not the library option, when the server refuses a value', async () => {
+    await expect(startCli(['--cors-origin', '*', '--threads', '1'])).rejects.toThrow(/earshot: --cors-origin: must not contain "\*"[^\n]*\[EARSHOT_OPTION_INVALID\]/);
+    await expect(startCli(['--ice-host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: [^\n]*999\.1\.1\.1[^\n]*\[EARSHOT_OPTION_INVALID\]/);
   });
 
   it('shows --batch-interval, --early-output and --quiet-hold in /stats of the server it starts', async () => {

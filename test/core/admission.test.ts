@@ -3,6 +3,7 @@
  * 503 EARSHOT_OVERLOADED with Retry-After and /health says ready: false; the
  * sessions just admitted count before their load shows.
  */
+import { availableParallelism } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { fixturePath } from '../helpers/fixtures.js';
@@ -74,6 +75,32 @@ describe('admission by measured load', () => {
     } finally {
       await stream;
     }
+  });
+
+  it("leaves the machine's CPUs out by default (1), even when the sessions just admitted project past all of it", async () => {
+    // Each new session is assumed to cost a whole core of the machine until measured, so with one
+    // more session than there are cores admitted, the next projects past 100 % even on an idle
+    // machine; the workers' projection stays under their limit (4 threads a core).
+    const cores = availableParallelism();
+    const sessions = cores + 2;
+    const options = { threads: 4 * cores, admission: { initialStreamCost: 1, maxWorkerUtilization: 1, settleMs: 60_000 } };
+    t = await startServer(options);
+    for (let i = 0; i < sessions; i++) {
+      const res = await post(`p${i}`);
+      expect(res.status, `session ${i + 1} of ${sessions}`).toBe(201);
+      await res.text();
+    }
+    expect(t.server.core.stats().admission!.unsettledSessions).toBe(sessions);
+    await t.close();
+    // The same with a machine limit set: the projection refuses.
+    t = await startServer({ ...options, admission: { ...options.admission, maxMachineUtilization: 0.99 } });
+    const statuses: number[] = [];
+    for (let i = 0; i < sessions; i++) {
+      const res = await post(`p${i}`);
+      statuses.push(res.status);
+      await res.text();
+    }
+    expect(statuses.at(-1)).toBe(503);
   });
 
   it('counts sessions just admitted at an estimated cost until their load shows', async () => {
