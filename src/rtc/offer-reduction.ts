@@ -7,7 +7,7 @@
  * exactly the offer's m-lines, in its order.
  */
 import { errors } from '../errors.js';
-import { type MediaSection, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
+import { directionOf, isRtp, ownDirection, type MediaSection, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 
 export interface NegotiationPlan {
   /** Indices (in the offer) of the sections werift negotiates, in offer order. */
@@ -97,6 +97,9 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
     // A bundle-only section has port 0 (RFC 8843 §6); werift would take it as rejected.
     if (s.port === 0 && s.lines.includes('a=bundle-only')) lines.push(s.lines[0].replace(/^(m=\S+) 0 /, '$1 9 '), ...s.lines.slice(1));
     else lines.push(...s.lines);
+    // werift reads a section without a direction attribute as inactive, and would answer
+    // inactive to a publisher that sends: it gets the direction the offer means, stated.
+    if (isRtp(s.proto) && ownDirection(s) === undefined) lines.push(`a=${directionOf(offer, s)}`);
   }
   return `${lines.join('\r\n')}\r\n`;
 }

@@ -74,7 +74,8 @@ export function parseOffer(sdp: string): ParsedOffer {
   if (sdp.length === 0) throw errors.SDP_INVALID('the body is empty');
   const bytes = Buffer.byteLength(sdp);
   if (bytes > MAX_SDP_BYTES) throw errors.SDP_INVALID(`it is ${bytes} bytes; the limit is ${MAX_SDP_BYTES}`);
-  const lines = sdp.split(/\r?\n/).filter((l) => l.length > 0);
+  // Trailing blanks after an attribute (`a=sendonly `) are not part of it: some stacks write them, and werift would not know the attribute.
+  const lines = sdp.split(/\r?\n/).filter((l) => l.length > 0).map((l) => (l.startsWith('a=') ? l.trimEnd() : l));
   if (lines[0] !== 'v=0') throw errors.SDP_INVALID('it must start with "v=0" (RFC 8866)');
   // Counted before anything else per section, so an offer over the limit costs one pass over its lines.
   let mediaLines = 0;
@@ -135,9 +136,9 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
       reasons.push(`audio section ${i} uses ${clip(s.proto, 40)}, not DTLS-SRTP (UDP/TLS/RTP/SAVPF)`);
       continue;
     }
-    const wrongWay = s.lines.find((l) => l === 'a=inactive' || l === (direction === 'send' ? 'a=recvonly' : 'a=sendonly'));
-    if (wrongWay) {
-      reasons.push(`audio section ${i} does not ${direction} (it is ${wrongWay.slice(2)})`);
+    const way = directionOf(offer, s);
+    if (way === 'inactive' || way === (direction === 'send' ? 'recvonly' : 'sendonly')) {
+      reasons.push(`audio section ${i} does not ${direction} (it is ${way})`);
       continue;
     }
     const opus = s.lines.map((l) => /^a=rtpmap:(\d+) opus\/48000(?:\/(\d))?$/i.exec(l)).find((x) => x);
@@ -151,6 +152,32 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
     return { opusPayloadType: pt, stereo: /(?:^|[;\s])stereo=1/.test(fmtp.slice(fmtp.indexOf(' '))), audioIndex: i };
   }
   throw errors.NO_OPUS_AUDIO(reasons.length ? listWithMore(reasons, 4, '; ') : 'it has only non-audio sections');
+}
+
+export type Direction = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+const DIRECTION = /^a=(sendrecv|sendonly|recvonly|inactive)$/;
+
+/** The section's own direction attribute, if it has one. */
+export function ownDirection(section: MediaSection): Direction | undefined {
+  for (const l of section.lines) {
+    const m = DIRECTION.exec(l);
+    if (m) return m[1] as Direction;
+  }
+  return undefined;
+}
+
+/**
+ * A section's direction as the offer means it: its own attribute, else the
+ * session part's, else `sendrecv` (RFC 8866 §6.7, RFC 3264 §5.1).
+ */
+export function directionOf(offer: ParsedOffer, section: MediaSection): Direction {
+  const own = ownDirection(section);
+  if (own) return own;
+  for (const l of offer.session) {
+    const m = DIRECTION.exec(l);
+    if (m) return m[1] as Direction;
+  }
+  return 'sendrecv';
 }
 
 /** Parses and summarizes an offer: see `parseOffer` and `summarizeOffer`. */

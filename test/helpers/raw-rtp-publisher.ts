@@ -16,9 +16,15 @@ export type SendRtp = (sequenceNumber: number, timestamp: number, payload: Uint8
 /**
  * Publishes to `url` and calls `send` once connected; `fmtp` is the Opus
  * format parameters of the offer (e.g. with `usedtx=1`), `token` the bearer
- * token to publish with.
+ * token to publish with, `editOffer` rewrites the offer as another stack
+ * would have written it (werift itself reads the answer). Resolves to the
+ * answer.
  */
-export async function publishRawOpus(url: string, send: (packet: SendRtp) => Promise<void>, { fmtp = 'minptime=10;useinbandfec=1', token }: { fmtp?: string; token?: string } = {}): Promise<void> {
+export async function publishRawOpus(
+  url: string,
+  send: (packet: SendRtp) => Promise<void>,
+  { fmtp = 'minptime=10;useinbandfec=1', token, editOffer = (sdp) => sdp }: { fmtp?: string; token?: string; editOffer?: (sdp: string) => string } = {},
+): Promise<string> {
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
     codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: fmtp })] },
@@ -29,7 +35,7 @@ export async function publishRawOpus(url: string, send: (packet: SendRtp) => Pro
     await pc.setLocalDescription(await pc.createOffer());
     disableImplicitStun(pc, []);
     await iceGatheringComplete(pc);
-    const { answer, sessionUrl } = await whip.publish(url, pc.localDescription!.sdp);
+    const { answer, sessionUrl } = await whip.publish(url, editOffer(pc.localDescription!.sdp));
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await sleep(50);
     expect(pc.connectionState).toBe('connected');
@@ -40,6 +46,7 @@ export async function publishRawOpus(url: string, send: (packet: SendRtp) => Pro
     });
     await sleep(200);
     await whip.end(sessionUrl);
+    return answer;
   } finally {
     await pc.close().catch(() => undefined);
   }

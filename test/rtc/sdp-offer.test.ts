@@ -127,6 +127,28 @@ describe('offer checks', () => {
   });
 });
 
+describe('the direction an offer means', () => {
+  const base = chromeLikeOffer().replace('a=sendonly\r\n', '');
+
+  it('reads a section without a direction attribute as sendrecv, and states it for werift', () => {
+    const parsed = parseOffer(base);
+    expect(summarizeOffer(parsed).audioIndex).toBe(0);
+    expect(planNegotiation(parsed, summarizeOffer(parsed)).offer).toMatch(/\r\na=sendrecv\r\n/);
+  });
+
+  it('applies a session-level attribute to a section without its own: recvonly there does not send', () => {
+    const recvonly = base.replace('\r\nm=audio', '\r\na=recvonly\r\nm=audio');
+    const e = thrown(() => inspectOffer(recvonly));
+    expect(e.code).toBe('EARSHOT_NO_OPUS_AUDIO');
+    expect(e.message).toContain('audio section 0 does not send (it is recvonly)');
+    // A section's own attribute overrides the session's.
+    const own = recvonly.replace('a=rtcp-mux', 'a=sendonly\r\na=rtcp-mux');
+    const parsed = parseOffer(own);
+    expect(summarizeOffer(parsed).audioIndex).toBe(0);
+    expect(planNegotiation(parsed, summarizeOffer(parsed)).offer.split(/(?=m=audio)/)[1]).not.toMatch(/a=(sendrecv|recvonly)/);
+  });
+});
+
 describe('offer reduction', () => {
   it('gives werift only the first receivable Opus section and the data channel, with a BUNDLE group of their mids', () => {
     const offer = parseOffer(withSections([video('1'), dataChannel('2'), opusAudio('3')]));

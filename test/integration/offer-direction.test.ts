@@ -1,0 +1,65 @@
+/**
+ * Offers whose direction is implied or written loosely, over real loopback
+ * WebRTC: a section without a direction attribute is sendrecv (RFC 8866
+ * §6.7, RFC 3264 §5.1), a session-level attribute applies to every section
+ * without its own, and blanks after an attribute do not change it. Each such
+ * publisher is answered `recvonly` and its audio arrives, packet for packet;
+ * werift alone answered the first `inactive`, and the publisher was connected
+ * with nothing received.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PeerStatsSnapshot } from '../../src/index.js';
+import { encodeOpusFrames } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
+import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({ pipeline: { name: 'plain', stages: [], sinks: [{ type: 'stats' }] } });
+});
+afterAll(() => t.close());
+
+async function finalStats(peer: string): Promise<PeerStatsSnapshot> {
+  for (let i = 0; ; i++) {
+    const res = await fetch(`${t.url}/stats/${peer}`);
+    const stats = (await res.json()) as PeerStatsSnapshot;
+    if (res.ok && stats.state === 'ended') return stats;
+    if (i > 100) throw new Error(`${peer} did not end`);
+    await sleep(100);
+  }
+}
+
+const withoutDirection = (sdp: string) => sdp.replace(/a=sendonly\r\n/g, '');
+
+describe('the direction an offer means', () => {
+  const cases = [
+    { peer: 'unstated', what: 'no direction attribute (sendrecv)', edit: withoutDirection },
+    { peer: 'session-level', what: 'a=sendonly in the session part only', edit: (sdp: string) => withoutDirection(sdp).replace(/\r\nm=/, '\r\na=sendonly\r\nm=') },
+    { peer: 'blank-after', what: '"a=sendonly " with a blank after it', edit: (sdp: string) => sdp.replace(/a=sendonly\r\n/g, 'a=sendonly \r\n') },
+  ];
+  for (const { peer, what, edit } of cases) {
+    it(`${what}: answered recvonly, and every packet arrives`, async () => {
+      const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+      const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
+      let offered = '';
+      const answer = await publishRawOpus(
+        `${t.url}/whip/demo/${peer}`,
+        async (send) => {
+          for (let k = 0; k < packets.length; k++) {
+            send(100 + k, k * 960, packets[k], k === 0);
+            await sleep(5);
+          }
+        },
+        { editOffer: (sdp) => (offered = edit(sdp)) },
+      );
+      // The edit took: the audio section states no sendonly of its own (or one with a blank after it).
+      expect(offered.split(/(?=m=audio)/)[1]).not.toMatch(/a=sendonly\r\n/);
+      expect(answer).toMatch(/\r\na=recvonly\r\n/);
+      expect(answer).not.toMatch(/a=inactive/);
+      const stats = await finalStats(peer);
+      expect(stats.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
+    });
+  }
+});
