@@ -131,6 +131,8 @@ export const errors = {
     (why: string) => `Cannot serve HTTPS: ${why}`),
   ICE_SERVER_INVALID: define('EARSHOT_ICE_SERVER_INVALID', 500, 'ICE server unusable',
     (where: string, why: string) => `${where}: ${why}. An ICE server is stun:HOST[:PORT] or stuns:HOST[:PORT] (RFC 7064), or turn:/turns:HOST[:PORT][?transport=udp|tcp] with a username and credential (RFC 7065).`),
+  METHOD_NOT_ALLOWED: define('EARSHOT_METHOD_NOT_ALLOWED', 405, 'Method not allowed',
+    (method: string, allowed: string) => `${method.slice(0, 16)} is not a method of this resource; it allows ${allowed} (see the Allow header).`),
   TRICKLE_NOT_SUPPORTED: define('EARSHOT_TRICKLE_NOT_SUPPORTED', 405, 'Trickle ICE not supported',
     () => 'This WHIP server answers with all its candidates and does not accept PATCH (trickle ICE / ICE restart). Send a complete offer with POST instead.'),
   PIPELINE_INVALID: define('EARSHOT_PIPELINE_INVALID', 422, 'Invalid pipeline',
@@ -151,7 +153,7 @@ export const errors = {
   BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body',
     (why: string) => why),
   BODY_TOO_LARGE: define('EARSHOT_BODY_TOO_LARGE', 413, 'Request body too large',
-    () => 'The request body exceeds the limit (64 KiB for SDP, 16 KiB for JSON).'),
+    () => 'The request body exceeds the limit: 64 KiB for SDP; for JSON 16 KiB, 256 KiB for a pipeline document, 4 KiB for a room binding.'),
   /** Any other malformed request fastify refused; carries fastify's 4xx status (400 when it gave none). */
   BAD_REQUEST: withStatus(define('EARSHOT_BAD_REQUEST', 400, 'Bad request',
     (why: string) => why)),

@@ -54,11 +54,11 @@ import { checkServerOptions } from '../server/server-options.js';
 import { checkInteger } from '../core/option-checks.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
-import { installProblemHandling } from '../server/problem.js';
+import { httpServerLimits, installProblemHandling } from '../server/problem.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
 import { registerRecordingRoutes } from '../server/routes/recordings.js';
-import { checkName, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
+import { checkName, notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
 import { loadTls } from '../server/tls.js';
 import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
@@ -230,8 +230,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const app = Fastify({
     logger: { level: options.logLevel ?? 'info' },
     logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
-    bodyLimit: 16 * 1024,
-    ...(tls ? { https: tls } : {}),
+    ...httpServerLimits(options.requestTimeoutMs, tls),
   }) as unknown as FastifyInstance;
   const log = app.log.child({ module: 'cluster' });
   // The front reads no body: each is passed on to an engine as it came, whatever its type.
@@ -457,11 +456,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     try {
       return relay(reply, await forward(anyEngine().port, req));
     } catch {
-      return reply.code(204).header('Allow', req.url.startsWith('/whip/sessions/') ? 'DELETE, PATCH, OPTIONS' : 'POST, OPTIONS').header('Accept-Post', 'application/sdp').send();
+      return reply.code(204).header('Allow', req.url.startsWith('/whip/sessions/') ? 'DELETE, OPTIONS' : 'POST, OPTIONS').header('Accept-Post', 'application/sdp').send();
     }
   };
   app.options('/whip/:room/:peer', whipOptions);
   app.options('/whip/sessions/:id', whipOptions);
+  // As on an engine (server/routes/whip.ts): 405 and Allow; a POST on a session URL publishes nothing.
+  notAllowed(app, '/whip/:room/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
+  notAllowed(app, '/whip/sessions/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');
 
   /** The one-machine placement: a live peer on the engine that runs it, a new one on the least-loaded engine with room. */
   const placeLocally = async (req: FastifyRequest, reply: FastifyReply, peer: string): Promise<EngineResponse> => {
@@ -590,6 +592,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   // WHEP listeners: to wherever the peer runs (the session URL names the peer for this).
   app.options('/whep/:peer', whipOptions);
   app.options('/whep/:peer/:id', whipOptions);
+  notAllowed(app, '/whep/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
+  notAllowed(app, '/whep/:peer/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');
   app.post<{ Params: { peer: string } }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES }, toPeer);
   app.delete<{ Params: { peer: string } }>('/whep/:peer/:id', toPeer);
   app.patch<{ Params: { peer: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);

@@ -13,8 +13,8 @@ import type { FastifyCorsOptions } from '@fastify/cors';
 import { errors } from '../errors.js';
 import { describeValue } from '../core/option-checks.js';
 
-const WHIP_EXPOSED = ['Location', 'ETag', 'Link', 'Accept-Post', 'Retry-After'];
-const API_EXPOSED = ['Location', 'ETag', 'Retry-After', 'Content-Range', 'Accept-Ranges', 'Content-Disposition'];
+const WHIP_EXPOSED = ['Location', 'ETag', 'Link', 'Accept-Post', 'Retry-After', 'WWW-Authenticate', 'Allow'];
+const API_EXPOSED = ['Location', 'ETag', 'Retry-After', 'Content-Range', 'Accept-Ranges', 'Content-Disposition', 'WWW-Authenticate', 'Allow'];
 
 export function corsPolicy(url: string, apiOrigins: string[], whipOrigins: string[]): FastifyCorsOptions {
   if (url.startsWith('/whip/')) {

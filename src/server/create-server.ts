@@ -15,7 +15,8 @@ import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
 import { checkServerOptions, type CreateServerOptions } from './server-options.js';
-import { installProblemHandling } from './problem.js';
+import { httpServerLimits, installProblemHandling } from './problem.js';
+import { installBodyTypeCheck } from './body-types.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
@@ -135,8 +136,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: options.logLevel ?? 'info' } }),
     // Polling routes log their requests at debug (request-logs.ts).
     logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
-    bodyLimit: 16 * 1024,
-    ...(tls ? { https: tls } : {}),
+    ...httpServerLimits(options.requestTimeoutMs, tls),
   }) as unknown as FastifyInstance;
   reloadLog.log = app.log.child({ module: 'pipelines' });
   if (options.watchPipelines !== false) pipelines.watch();
@@ -173,6 +173,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   });
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
+  installBodyTypeCheck(app);
   registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers });
   registerWhepRoutes(app, core);
   registerControlRoutes(app, core, access);

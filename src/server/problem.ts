@@ -8,7 +8,7 @@
  * a name), and an error that grows with the request would let one request
  * inflate every response and log line about it.
  */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, isEarshotError, type EarshotError, type ProblemDetails } from '../errors.js';
 
 /** Longest problem `detail` (and logged message), in characters; longer ones are cut, saying so. */
@@ -61,6 +61,46 @@ export function boundedProblem(problem: ProblemDetails): ProblemDetails {
   return state.truncated ? { ...bounded, truncated: true } : bounded;
 }
 
+/** Longest path parameter (a room, peer, session id) the router matches; longer ones get 414 (`frameworkProblem`). Names are checked for their own, shorter limit. */
+export const MAX_PATH_PARAMETER_CHARS = 1024;
+/** Default of `requestTimeoutMs`: how long a client may take to send a whole request (headers and body); then 408 and the connection is closed. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * The Fastify options every earshot HTTP server shares (one machine, and the
+ * front of `--processes` / `--cluster`): body and time limits, and problem
+ * documents for the errors the router raises before any hook runs.
+ */
+export function httpServerLimits(requestTimeoutMs = REQUEST_TIMEOUT_MS, tls?: object) {
+  const server = {
+    requestTimeout: requestTimeoutMs,
+    // Node takes the smaller of the two as the headers' limit and the larger as the request's:
+    // left at its 60 s, the headers' limit would make a shorter request limit 60 s.
+    headersTimeout: Math.min(requestTimeoutMs, 60_000),
+    // Node checks for requests past their time every `connectionsCheckingInterval` (default 30 s,
+    // which would let a 30 s limit run to a minute): a quarter of the limit, 0.25–5 s.
+    connectionsCheckingInterval: Math.min(5000, Math.max(250, requestTimeoutMs / 4)),
+  };
+  return {
+    ...(tls ? { https: { ...tls, ...server } } : { http: server }),
+    bodyLimit: 16 * 1024,
+    // Fastify's default (0) lets a client that never finishes its body hold a connection for ever.
+    requestTimeout: requestTimeoutMs,
+    // Fastify's default (100) answered a 101-character peer name with its own 414 JSON instead of EARSHOT_NAME_INVALID.
+    maxParamLength: MAX_PATH_PARAMETER_CHARS,
+    frameworkErrors: frameworkProblem,
+  };
+}
+
+/** A URL the router cannot take (a bad escape, a path parameter over `MAX_PATH_PARAMETER_CHARS`), as a problem document. */
+export function frameworkProblem(error: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const problem = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+    ? errors.BAD_REQUEST.withStatus(414, `A segment of the path is longer than ${MAX_PATH_PARAMETER_CHARS} characters.`)
+    : errors.BAD_REQUEST(`The path is not a valid URL: ${clip(error.message, 200)}`);
+  req.log.info({ code: problem.code, status: problem.statusCode }, problem.message);
+  void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(clip(req.url, 200))));
+}
+
 export function installProblemHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, req, reply) => {
     const problem = problemFor(err);
@@ -68,6 +108,8 @@ export function installProblemHandling(app: FastifyInstance): void {
     if (problem.statusCode === 503) req.log.warn({ code: problem.code, status: 503 }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
     else if (problem.statusCode >= 500) req.log.error({ err: loggableError(err) }, 'request failed');
     else req.log.info({ code: problem.code, status: problem.statusCode }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
+    // A 401 names its scheme (RFC 9110 §11.6.1, RFC 6750 §3); a token that was sent and is not valid says so.
+    if (problem.statusCode === 401) void reply.header('WWW-Authenticate', req.headers.authorization ? 'Bearer realm="earshot", error="invalid_token"' : 'Bearer realm="earshot"');
     void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
   app.setNotFoundHandler((req, reply) => {

@@ -85,6 +85,13 @@ export interface CreateServerOptions {
   /** Lifetime of the signed download links `GET /recordings` returns. Default 3600 s. */
   downloadLinkSeconds?: number;
   /**
+   * How long a client may take to send a whole request, headers and body; a
+   * slower one gets 408 and its connection is closed, so that clients that
+   * never finish a request cannot hold connections. Responses (downloads,
+   * event streams) and WebSockets are not limited by it. Default 30000 ms.
+   */
+  requestTimeoutMs?: number;
+  /**
    * Directory of pipeline files (`*.json`, each named after its pipeline),
    * loaded at start and watched for changes. Default: the package's
    * `pipelines/` (default, voice-agent, call-recording, telephony, podcast, handler).
@@ -202,7 +209,7 @@ export interface CreateServerOptions {
 const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true,
   corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxDownloadsPerClient: true, maxDownloads: true,
-  downloadIdleTimeoutMs: true, downloadLinkSeconds: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
+  downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
   maxListeners: true, maxListenersPerPeer: true,
@@ -228,6 +235,7 @@ export function checkServerOptions(options: CreateServerOptions, what = 'createS
   checkInteger('maxDownloads', options.maxDownloads, 1);
   checkInteger('downloadIdleTimeoutMs', options.downloadIdleTimeoutMs, 1, 2 ** 31 - 1);
   checkInteger('downloadLinkSeconds', options.downloadLinkSeconds, 1, 31_536_000);
+  checkInteger('requestTimeoutMs', options.requestTimeoutMs, 100, 2 ** 31 - 1);
   checkNonEmptyString('pipelinesDir', options.pipelinesDir);
   checkBoolean('watchPipelines', options.watchPipelines);
   checkPipelineOption('pipeline', options.pipeline);

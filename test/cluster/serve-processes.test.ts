@@ -132,6 +132,11 @@ describe('earshot serve --processes 2', () => {
       expect(await finalized(join(s.recordingsDir, before.recording!.name))).toBe(true);
       // The session is gone: a second DELETE is the usual 404.
       expect((await fetch(`${s.url}/whip/sessions/${before.session}`, { method: 'DELETE' })).status).toBe(404);
+      // The front, like an engine, has no other methods there: a POST to a session URL publishes nothing.
+      const post = await fetch(`${s.url}/whip/sessions/${before.session}`, { method: 'POST', body: 'v=0', headers: { 'content-type': 'application/sdp' } });
+      expect(post.status).toBe(405);
+      expect(post.headers.get('allow')).toBe('DELETE, OPTIONS');
+      expect(((await post.json()) as { code: string }).code).toBe('EARSHOT_METHOD_NOT_ALLOWED');
     } finally {
       controller.abort();
       await sending.catch(() => undefined);

@@ -2,6 +2,7 @@
  * Every documented error of the WHIP endpoint and the control API, with its
  * HTTP status, problem+json body and stable code — against the real server.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromeLikeOffer, weriftOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -48,6 +49,43 @@ describe('WHIP endpoint errors', () => {
     expect(res.status).toBe(401);
   });
 
+  it('names the Bearer scheme in WWW-Authenticate on every 401, and says when the token sent is not valid (RFC 6750 §3)', async () => {
+    const missing = await fetch(`${t.url}/whip/demo/alice`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
+    expect(missing.headers.get('www-authenticate')).toBe('Bearer realm="earshot"');
+    const wrong = await post('/whip/demo/alice', chromeLikeOffer(), { authorization: 'Bearer nope' });
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="earshot", error="invalid_token"');
+    const session = await fetch(`${t.url}/whip/sessions/0123456789abcdef`, { method: 'DELETE' });
+    expect(session.status).toBe(401);
+    expect(session.headers.get('www-authenticate')).toBe('Bearer realm="earshot"');
+    // A browser page may read it: CORS exposes it.
+    const cors = await fetch(`${t.url}/whip/demo/alice`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', origin: 'https://example.test' } });
+    expect(cors.headers.get('access-control-expose-headers')).toMatch(/WWW-Authenticate/);
+  });
+
+  it('answers other methods with 405 EARSHOT_METHOD_NOT_ALLOWED and an Allow that agrees with OPTIONS', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE']) {
+      const res = await fetch(`${t.url}/whip/demo/alice`, { method, headers: auth });
+      expect(res.status, method).toBe(405);
+      expect(res.headers.get('allow')).toBe('POST, OPTIONS');
+      expect((await problem(res)).code).toBe('EARSHOT_METHOD_NOT_ALLOWED');
+    }
+    const options = await fetch(`${t.url}/whip/sessions/0123456789abcdef`, { method: 'OPTIONS' });
+    expect(options.headers.get('allow')).toBe('DELETE, OPTIONS');
+    for (const method of ['GET', 'PUT']) {
+      const res = await fetch(`${t.url}/whip/sessions/0123456789abcdef`, { method, headers: auth });
+      expect(res.status, method).toBe(405);
+      expect(res.headers.get('allow')).toBe('DELETE, OPTIONS');
+    }
+  });
+
+  it('never publishes a POST to a session URL: 405, not a peer in a room called "sessions"', async () => {
+    const res = await post('/whip/sessions/anything', chromeLikeOffer());
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('DELETE, OPTIONS');
+    expect((await problem(res)).code).toBe('EARSHOT_METHOD_NOT_ALLOWED');
+    expect((await fetch(`${t.url}/stats/anything`)).status).toBe(404);
+  });
+
   it('refuses a body that is not application/sdp with 415 EARSHOT_UNSUPPORTED_MEDIA_TYPE', async () => {
     const res = await post('/whip/demo/alice', '{"sdp":"v=0"}', { 'content-type': 'application/json' });
     expect(res.status).toBe(415);
@@ -55,6 +93,16 @@ describe('WHIP endpoint errors', () => {
     const plain = await post('/whip/demo/alice', 'v=0', { 'content-type': 'text/plain' });
     expect(plain.status).toBe(415);
     expect((await problem(plain)).code).toBe('EARSHOT_UNSUPPORTED_MEDIA_TYPE');
+    // Before any body is read: JSON that does not parse is still the wrong type, not a bad body.
+    const broken = await post('/whip/demo/alice', '{', { 'content-type': 'application/json' });
+    expect(broken.status).toBe(415);
+    expect((await problem(broken)).code).toBe('EARSHOT_UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  it('refuses an SDP body on a control route with 415, not a schema error', async () => {
+    const res = await fetch(`${t.url}/pipelines/zz`, { method: 'PUT', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
+    expect(res.status).toBe(415);
+    expect((await problem(res)).detail).toMatch(/must be application\/json/);
   });
 
   it('refuses unparsable SDP with 400 EARSHOT_SDP_INVALID', async () => {
@@ -177,6 +225,15 @@ describe('control API errors', () => {
     expect((await problem(traversal)).code).toBe('EARSHOT_RECORDING_NAME_INVALID');
   });
 
+  it('answers a name longer than allowed with 400 EARSHOT_NAME_INVALID, and a path segment past 1024 characters with a 414 problem', async () => {
+    const long = await post(`/whip/demo/${'a'.repeat(101)}`, chromeLikeOffer());
+    expect(long.status).toBe(400);
+    expect((await problem(long)).code).toBe('EARSHOT_NAME_INVALID');
+    const huge = await post(`/whip/demo/${'a'.repeat(1025)}`, chromeLikeOffer());
+    expect(huge.status).toBe(414);
+    expect((await problem(huge)).code).toBe('EARSHOT_BAD_REQUEST');
+  });
+
   it('answers unknown routes with a problem document', async () => {
     const res = await fetch(`${t.url}/nope`);
     expect(res.status).toBe(404);
@@ -187,5 +244,29 @@ describe('control API errors', () => {
     const res = await fetch(`${t.url}/health`);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ status: 'ok', poolThreads: 2 });
+  });
+});
+
+describe('request time', () => {
+  it('closes a request whose body never finishes with 408 once requestTimeoutMs has passed', async () => {
+    const quick = await startServer({ requestTimeoutMs: 500 });
+    try {
+      const { port } = new URL(quick.url);
+      const started = Date.now();
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1');
+        let text = '';
+        socket.on('data', (d) => (text += d.toString('latin1')));
+        socket.on('close', () => resolve(text));
+        socket.on('error', reject);
+        // Headers promise 1000 bytes of body; 5 come, then nothing.
+        socket.write('POST /whip/demo/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\nContent-Length: 1000\r\n\r\nv=0\r\n');
+        setTimeout(() => reject(new Error(`still open after 10 s: ${text}`)), 10_000).unref();
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    } finally {
+      await quick.close();
+    }
   });
 });

@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { errors, isEarshotError } from '../../errors.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
 import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
-import { checkName, RETRY_AFTER_SECONDS } from './whip.js';
+import { checkName, notAllowed, RETRY_AFTER_SECONDS } from './whip.js';
 
 export function registerWhepRoutes(app: FastifyInstance, core: EarshotCore): void {
   const options = (methods: string) => async (_req: unknown, reply: FastifyReply) => {
@@ -22,13 +22,13 @@ export function registerWhepRoutes(app: FastifyInstance, core: EarshotCore): voi
     return reply.code(204).header('Content-Length', '0').send();
   };
   app.options('/whep/:peer', options('POST, OPTIONS'));
-  app.options('/whep/:peer/:id', options('DELETE, PATCH, OPTIONS'));
+  app.options('/whep/:peer/:id', options('DELETE, OPTIONS'));
+  notAllowed(app, '/whep/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
+  notAllowed(app, '/whep/:peer/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');
 
-  app.post<{ Params: { peer: string }; Querystring: Record<string, string> }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
+  app.post<{ Params: { peer: string }; Querystring: Record<string, string> }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES, config: { body: 'sdp' } }, async (req, reply) => {
     const { peer } = req.params;
     checkName('peer', peer);
-    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-    if (type !== 'application/sdp') throw errors.UNSUPPORTED_MEDIA_TYPE(req.headers['content-type']?.slice(0, 100), 'application/sdp');
     const branch = req.query.branch;
     if (branch !== undefined && (typeof branch !== 'string' || branch === '')) throw errors.BODY_INVALID('?branch= must name a branch of the peer\'s pipeline.');
     let session;

@@ -13,7 +13,7 @@
  * to a request with publish rights: OPTIONS needs no token, so an anonymous
  * OPTIONS on a server with a publish token gets the STUN servers alone.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { errors, isEarshotError } from '../../errors.js';
 import type { Access } from '../access.js';
 import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
@@ -55,18 +55,22 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
     return reply.code(204).header('Content-Length', '0').send();
   };
 
-  app.options('/whip/:room/:peer', options('POST, OPTIONS'));
-  app.options('/whip/sessions/:id', options('DELETE, PATCH, OPTIONS'));
+  // The session resource does not take PATCH (no trickle ICE, no ICE restart: 405 below), so its
+  // Allow says so; the CORS preflight still lets a browser send PATCH, so that it reads that 405.
+  app.options('/whip/:room/:peer', options(ENDPOINT_METHODS));
+  app.options('/whip/sessions/:id', options(SESSION_METHODS));
+  // Other methods get 405 and Allow (RFC 9110 §15.5.6), not 404. POST on a session URL must not
+  // publish to a room called "sessions": that name is the session resources'.
+  notAllowed(app, '/whip/:room/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], ENDPOINT_METHODS);
+  notAllowed(app, '/whip/sessions/:id', ['GET', 'PUT', 'POST'], SESSION_METHODS);
 
   app.post<{ Params: { room: string; peer: string }; Querystring: Record<string, string> }>(
     '/whip/:room/:peer',
-    { config: { access: 'publish' }, bodyLimit: SDP_LIMIT },
+    { config: { access: 'publish', body: 'sdp' }, bodyLimit: SDP_LIMIT },
     async (req, reply) => {
       const { room, peer } = req.params;
       checkName('room', room);
       checkName('peer', peer);
-      const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-      if (type !== 'application/sdp') throw errors.UNSUPPORTED_MEDIA_TYPE(req.headers['content-type']?.slice(0, 100), 'application/sdp');
       const offer = typeof req.body === 'string' ? req.body : '';
       // ?pipeline=NAME picks the pipeline for this session (before the room's binding and the default).
       const pipeline = req.query.pipeline;
@@ -103,8 +107,25 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
 
   app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, async (req, reply) => {
     if (!core.hasSession(req.params.id)) throw errors.SESSION_NOT_FOUND(req.params.id);
-    void reply.header('Allow', 'DELETE, OPTIONS');
+    void reply.header('Allow', SESSION_METHODS);
     throw errors.TRICKLE_NOT_SUPPORTED();
+  });
+}
+
+const ENDPOINT_METHODS = 'POST, OPTIONS';
+const SESSION_METHODS = 'DELETE, OPTIONS';
+
+/** Answers `methods` on `url` with 405 and `Allow: allowed`; it reveals no more than OPTIONS does, so it needs no token. */
+export function notAllowed(app: FastifyInstance, url: string, methods: HTTPMethods[], allowed: string): void {
+  app.route({
+    method: methods,
+    url,
+    config: { access: 'public', body: 'none' },
+    exposeHeadRoute: false,
+    handler: async (req, reply) => {
+      void reply.header('Allow', allowed);
+      throw errors.METHOD_NOT_ALLOWED(req.method, allowed);
+    },
   });
 }
 

@@ -1,0 +1,40 @@
+/**
+ * Request body types, checked before a body is read (RFC 9110 §15.5.16):
+ * a route that takes an SDP offer (WHIP and WHEP POST) takes nothing else,
+ * and no other route takes SDP (routes that read no body are not checked).
+ * Checked in an `onRequest` hook, after access
+ * control, so the JSON parser never runs on a body sent to a WHIP endpoint
+ * (which got 400 for bad JSON instead of 415), and an offer sent to a control
+ * route gets 415 instead of a schema error.
+ */
+import type { FastifyInstance } from 'fastify';
+import { errors } from '../errors.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** What the route reads of a body: `sdp` (an offer; any other Content-Type gets 415), `none` (nothing: not checked), or JSON when unset (SDP gets 415). */
+    body?: 'sdp' | 'none';
+  }
+}
+
+const SDP_TYPES = new Set(['application/sdp', 'application/trickle-ice-sdpfrag']);
+
+/** The media type of a Content-Type header, lower case, without parameters. */
+export function mediaType(header: string | undefined): string {
+  return (header ?? '').split(';')[0].trim().toLowerCase();
+}
+
+export function installBodyTypeCheck(app: FastifyInstance): void {
+  app.addHook('onRequest', async (req) => {
+    const route = req.routeOptions;
+    if (route.url === undefined || (req.method !== 'POST' && req.method !== 'PUT')) return;
+    const header = req.headers['content-type'];
+    const type = mediaType(header);
+    if (route.config.body === 'none') return;
+    if (route.config.body === 'sdp') {
+      if (type !== 'application/sdp') throw errors.UNSUPPORTED_MEDIA_TYPE(header?.slice(0, 100), 'application/sdp');
+    } else if (SDP_TYPES.has(type)) {
+      throw errors.UNSUPPORTED_MEDIA_TYPE(header?.slice(0, 100), 'application/json');
+    }
+  });
+}
