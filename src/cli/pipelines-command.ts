@@ -29,7 +29,12 @@ export function registerPipelinesCommand(program: Command): void {
       try {
         let list: PipelineSummary[];
         if (opts.url) {
-          const res = await fetch(new URL('/pipelines', opts.url), { signal: AbortSignal.timeout(10_000) });
+          const url = new URL('/pipelines', opts.url);
+          const res = await fetch(url, { signal: AbortSignal.timeout(10_000) }).catch((e: Error) => {
+            // fetch says only "fetch failed"; what failed is its cause (ECONNREFUSED, a name that does not resolve, …).
+            const cause = e.cause instanceof Error ? e.cause.message : e.message;
+            throw new Error(`the server at ${url.origin} did not answer: ${cause}`);
+          });
           if (!res.ok) throw new Error(`${res.status} from ${opts.url}/pipelines`);
           list = ((await res.json()) as { pipelines: PipelineSummary[] }).pipelines;
         } else {

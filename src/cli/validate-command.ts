@@ -5,7 +5,7 @@
  * invalid or unreadable, 0 if all are valid.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseJsonText, validatePipeline, type ValidateOptions } from '../pipeline/pipeline.js';
 
@@ -21,7 +21,13 @@ export function registerValidateCommand(program: Command): void {
     .action(async (paths: string[], opts: { stageTypes?: string }) => {
       const options: ValidateOptions = { customStages: (opts.stageTypes ?? '').split(',').map((t) => t.trim()).filter(Boolean) };
       let failed = false;
-      for (const file of await expand(paths)) {
+      const { files, skipped, problems } = await expand(paths);
+      for (const file of skipped) process.stdout.write(`skip  ${file}  (not a pipeline)\n`);
+      if (problems.length > 0) {
+        failed = true;
+        process.stdout.write(problems.map((line) => `${line}\n`).join(''));
+      }
+      for (const file of files) {
         const result = await validateFile(file, options);
         if ('problems' in result) {
           failed = true;
@@ -32,14 +38,35 @@ export function registerValidateCommand(program: Command): void {
     });
 }
 
-async function expand(paths: string[]): Promise<string[]> {
+/**
+ * The files to check: files as given, except the schema and package.json
+ * (skipped, saying so, so that `validate pipelines/*.json` checks what
+ * `validate pipelines` does), and the pipeline files of directories. A directory that cannot be
+ * read, or holds no pipeline file, is a problem of its own.
+ */
+async function expand(paths: string[]): Promise<{ files: string[]; skipped: string[]; problems: string[] }> {
   const files: string[] = [];
+  const skipped: string[] = [];
+  const problems: string[] = [];
   for (const p of paths) {
     const isDir = await stat(p).then((s) => s.isDirectory(), () => false);
-    if (!isDir) files.push(p);
-    else files.push(...(await readdir(p)).filter((f) => f.endsWith('.json') && !NOT_PIPELINES.has(f)).sort().map((f) => join(p, f)));
+    if (!isDir) {
+      if (NOT_PIPELINES.has(basename(p))) skipped.push(p);
+      else files.push(p);
+      continue;
+    }
+    let entries: string[];
+    try {
+      entries = await readdir(p);
+    } catch (e) {
+      problems.push(`${p}: cannot read: ${(e as Error).message}`);
+      continue;
+    }
+    const found = entries.filter((f) => f.endsWith('.json') && !NOT_PIPELINES.has(f)).sort();
+    if (found.length === 0) problems.push(`${p}: no pipeline files (*.json) in this directory`);
+    files.push(...found.map((f) => join(p, f)));
   }
-  return files;
+  return { files, skipped, problems };
 }
 
 /** `ok  <file>  (<name>: <branches>)`, or one `<file>: <path>: <message>` line per problem. */
@@ -51,7 +78,7 @@ export async function validateFile(file: string, options: ValidateOptions = {}):
     return { problems: [`${file}: cannot read: ${(e as Error).message}`] };
   }
   const parsed = parseJsonText(text);
-  if ('error' in parsed) return { problems: [`${file}: ${parsed.error}`] };
+  if ('error' in parsed) return { problems: [`${file}: /: ${parsed.error}`] };
   const result = validatePipeline(parsed.value, options);
   if (result.pipeline) return { ok: `ok  ${file}  (${result.pipeline.name}: ${result.pipeline.branches.map((b) => b.name).join(', ')})` };
   return { problems: result.problems.map((p) => `${file}: ${p.path || '/'}: ${p.message}`) };

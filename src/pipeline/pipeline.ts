@@ -151,7 +151,9 @@ export function parseJsonText(text: string): { value: unknown } | { error: strin
   try {
     return { value: JSON.parse(text) };
   } catch (e) {
-    const message = (e as Error).message;
+    // V8 quotes the text itself in some messages (`Unexpected token 'h', "hello\nworld" is not
+    // valid JSON`): the quote is left out, so that a problem stays one line.
+    const message = (e as Error).message.replace(/, ".*" is not valid JSON$/s, '').replace(/\s+/g, ' ');
     const at = /at position (\d+)/.exec(message);
     if (!at) return { error: `not valid JSON: ${message}` };
     const before = text.slice(0, Number(at[1]));

@@ -1,5 +1,5 @@
 /** `earshot validate`: the real CLI, spawned: every shipped pipeline passes; a broken file prints path-prefixed problems and exits 1. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,10 +50,38 @@ describe('earshot validate', () => {
       `${bad}: /stages/1/sampleRate: 100 is not allowed; use an integer from 8000 to 48000`,
       expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first$`)),
       `${bad}: /sinks: a branch needs at least one sink ("record", "stats", "processor" or "websocket")`,
-      expect.stringMatching(new RegExp(`^${broken}: not valid JSON: .*\\(line 3, column 1\\)$`)),
+      expect.stringMatching(new RegExp(`^${broken}: /: not valid JSON: .*\\(line 3, column 1\\)$`)),
       `ok  ${good}  (good: a, b)`,
       expect.stringMatching(new RegExp(`^${join(dir, 'missing.json')}: cannot read: ENOENT`)),
     ]);
+  }, 60_000);
+
+  it('keeps every problem on one line, skips the schema when it is named, and calls an empty directory a problem', async () => {
+    const quoted = join(dir, 'quoted.json');
+    // V8's message for this quotes the text, newline and all.
+    await writeFile(quoted, 'hello\nworld\n');
+    const empty = join(dir, 'empty');
+    await mkdir(empty, { recursive: true });
+    const { code, stdout } = await earshot('validate', quoted, join(ROOT, 'pipelines', 'pipeline.schema.json'), empty);
+    expect(code).toBe(1);
+    expect(stdout.trim().split('\n')).toEqual([
+      `skip  ${join(ROOT, 'pipelines', 'pipeline.schema.json')}  (not a pipeline)`,
+      `${empty}: no pipeline files (*.json) in this directory`,
+      `${quoted}: /: not valid JSON: Unexpected token 'h'`,
+    ]);
+  }, 60_000);
+
+  it('ends quietly when its reader stops early (`| head -1`)', async () => {
+    // A pipe whose reading end is closed before the output is written: EPIPE, which is not an error of the command.
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'validate', join(ROOT, 'pipelines')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.destroy();
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
   }, 60_000);
 
   it('accepts the custom stage types named with --stage-types, and validates every *.json of a directory', async () => {
