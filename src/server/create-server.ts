@@ -16,6 +16,7 @@ import { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
 import { checkServerOptions, type CreateServerOptions } from './server-options.js';
 import { httpServerLimits, installProblemHandling } from './problem.js';
+import { RecordingsStore } from '../sinks/recordings-store.js';
 import { installBodyTypeCheck } from './body-types.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
@@ -126,6 +127,9 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
         ),
     });
     pipeline = await resolveDefaultPipeline(options.pipeline, pipelines, pool.customStageTypes);
+    // Before the recordings' static files are registered: their plugin warns about a root that
+    // does not exist yet, and fails with a message of its own on a root that is a file.
+    await new RecordingsStore(options.recordingsDir ?? 'recordings').init();
   } catch (e) {
     await pool.close();
     throw e;

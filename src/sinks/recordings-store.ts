@@ -58,13 +58,16 @@ export class RecordingsStore {
     if (!(this.minFreeBytes >= 0)) throw new RangeError(`minFreeBytes must be 0 or more, got ${options.minFreeBytes}`);
   }
 
-  /** Creates the directory if needed and checks that it is writable. */
+  /** Creates the directory if needed and checks that it is a writable directory. */
   async init(): Promise<void> {
     try {
       await mkdir(this.dir, { recursive: true });
+      if (!(await stat(this.dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
       await access(this.dir, constants.W_OK);
     } catch (e) {
-      throw errors.RECORDINGS_DIR_UNWRITABLE(this.dir, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
+      const err = e as NodeJS.ErrnoException;
+      // mkdir on a path that exists as a file says EEXIST; what the operator must fix is "not a directory".
+      throw errors.RECORDINGS_DIR_UNWRITABLE(this.dir, err.code === 'EEXIST' ? 'ENOTDIR' : (err.code ?? err.message));
     }
   }
 

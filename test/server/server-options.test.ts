@@ -4,6 +4,10 @@
  * a message naming the option and what it got, and the option's name in
  * `extensions.option`.
  */
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createServer, EarshotError, type CreateServerOptions } from '../../src/index.js';
 
@@ -22,6 +26,7 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['maxDownloadsPerClient', { maxDownloadsPerClient: 0 }, 'options.maxDownloadsPerClient must be an integer ≥ 1, got 0'],
   ['maxDownloads', { maxDownloads: -3 }, 'options.maxDownloads must be an integer ≥ 1, got -3'],
   ['downloadIdleTimeoutMs', { downloadIdleTimeoutMs: 0 }, /^options\.downloadIdleTimeoutMs must be an integer from 1 to/],
+  ['requestTimeoutMs', { requestTimeoutMs: 0 }, /^options\.requestTimeoutMs must be an integer from 100 to/],
   ['downloadLinkSeconds', { downloadLinkSeconds: 1.5 }, /^options\.downloadLinkSeconds must be an integer from 1 to 31536000, got 1\.5$/],
   ['pipelinesDir', { pipelinesDir: '' }, 'options.pipelinesDir must be a non-empty string, got ""'],
   ['watchPipelines', { watchPipelines: 'no' }, 'options.watchPipelines must be true or false, got "no"'],
@@ -60,6 +65,34 @@ describe('createServer options', () => {
     expect(error).toBeInstanceOf(EarshotError);
     expect(error).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', statusCode: 500, extensions: { option } });
     expect((error as Error).message).toMatch(typeof message === 'string' ? new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : message);
+  });
+
+  it('refuses a recordings directory that is a file, naming it, before anything listens', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-recdir-'));
+    try {
+      const file = join(dir, 'not-a-dir');
+      await writeFile(file, '');
+      await expect(createServer({ logLevel: 'silent', recordingsDir: file })).rejects.toMatchObject({
+        code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE',
+        message: expect.stringContaining(`Cannot write recordings to "${file}": ENOTDIR`),
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('creates a recordings directory that does not exist yet, and logs no warning about it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-recdir-'));
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const server = await createServer({ logger, recordingsDir: join(dir, 'new', 'recordings'), threads: 1 });
+    try {
+      expect((await stat(join(dir, 'new', 'recordings'))).isDirectory()).toBe(true);
+      expect(lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 40)).toEqual([]);
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a non-object as the options', async () => {
