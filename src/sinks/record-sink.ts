@@ -18,7 +18,7 @@
  * before the worker) instead of the branch's PCM (`write`, which it ignores);
  * see ogg-opus-recorder.ts.
  */
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { AudioFrame, EncodedFrame } from '../media/frames.js';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { OggOpusRecorder } from './ogg-opus-recorder.js';
@@ -183,7 +183,8 @@ export class RecordSink {
           if (isEarshotError(e)) throw e;
           const code = (e as NodeJS.ErrnoException).code;
           if (code === 'EEXIST') throw errors.RECORDING_EXISTS(file);
-          throw errors.RECORDINGS_DIR_UNWRITABLE(store.dir, describeErrno(e as NodeJS.ErrnoException));
+          // A path given as is is written where the caller said: its directory is the one to name.
+          throw errors.RECORDINGS_DIR_UNWRITABLE(path !== undefined ? dirname(resolve(path)) : store.dir, describeErrno(e as NodeJS.ErrnoException));
         }
       } catch (e) {
         const error = isEarshotError(e) ? e : errors.INTERNAL((e as Error).message);

@@ -55,6 +55,12 @@ describe('WebRTCHandler', () => {
       if (live && live.rtp.packetsReceived >= 25) break;
       await new Promise((r) => setTimeout(r, 20));
     }
+    // A path whose directory does not exist: the error names that directory, not the recordings directory.
+    const missing = join(dir, 'no-such-dir');
+    await expect(handler.startAudioRecording('alice', join(missing, 'x.wav'))).rejects.toMatchObject({
+      code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE',
+      message: expect.stringContaining(`Cannot write recordings to "${missing}": ENOENT`),
+    });
     const started = await handler.startAudioRecording('alice', target);
     expect(started).toMatchObject({ name: 'alice-take1.wav', state: 'recording' });
     const sent = await sending;
