@@ -165,6 +165,9 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
   const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses }),
+    // RFC 9725 §4.5: WHIP clients use max-bundle. werift's default opens a transport per section,
+    // and the data channel's, bundled away, kept its UDP socket open after close().
+    bundlePolicy: 'max-bundle',
     codecs: {
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: `minptime=10;useinbandfec=1${channels === 2 ? ';stereo=1;sprop-stereo=1' : ''}` })],
     },

@@ -87,7 +87,7 @@ export function httpServerLimits(requestTimeoutMs = REQUEST_TIMEOUT_MS, tls?: ob
     // Fastify's default (0) lets a client that never finishes its body hold a connection for ever.
     requestTimeout: requestTimeoutMs,
     // Fastify's default (100) answered a 101-character peer name with its own 414 JSON instead of EARSHOT_NAME_INVALID.
-    maxParamLength: MAX_PATH_PARAMETER_CHARS,
+    routerOptions: { maxParamLength: MAX_PATH_PARAMETER_CHARS },
     frameworkErrors: frameworkProblem,
   };
 }

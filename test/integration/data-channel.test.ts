@@ -5,7 +5,13 @@
  * 10 messages a second, and what it sends reaches `events$` and processors,
  * within the size and rate limits, without costing the audio anything.
  */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { RTCDataChannel } from 'werift';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
@@ -14,6 +20,8 @@ import { fixturePath } from '../helpers/fixtures.js';
 import { expectComplete } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
 
 /** A message as the client got it: the parsed JSON and when it arrived (performance.now()). */
 type Received = { at: number; message: Record<string, unknown> };
@@ -241,6 +249,37 @@ describe('data channel', () => {
     ]);
     expect(recording[1].seconds as number).toBeGreaterThan(0);
   });
+
+  it('lets a client program with a data channel exit once sendAudio resolves: nothing of the connection is left open', async () => {
+    // The sender offered with werift's default bundle policy, which opened a second transport for the
+    // channel's section; that transport's UDP socket outlived the connection and the program never exited.
+    const s = await server();
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-dc-exit-'));
+    try {
+      const script = join(dir, 'send.mts');
+      await writeFile(
+        script,
+        [
+          `import { sendAudio } from ${JSON.stringify(pathToFileURL(join(ROOT, 'src', 'index.ts')).href)};`,
+          `const r = await sendAudio({ url: ${JSON.stringify(`${s.url}/whip/dc/exits`)}, source: ${JSON.stringify(fixturePath('speech-48k.wav'))}, seconds: 1, speed: 5, dataChannel: () => {} });`,
+          `console.log('sent', r.packetsSent);`,
+        ].join('\n'),
+      );
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = await Promise.race([
+        new Promise<number | null>((resolve) => child.once('exit', resolve)),
+        sleep(30_000).then(() => 'still running' as const),
+      ]);
+      child.kill('SIGKILL');
+      expect(out).toMatch(/sent 50/);
+      expect(exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('answers a client without a data channel as before: no channel in the answer or the stats', async () => {
     const s = await server();
