@@ -2,12 +2,24 @@
  * `earshot send <file>`: publish a WAV file over WHIP in real time (or faster, with --speed).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+import { BITRATE_RANGE, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+
+/** Most sessions one `send` runs: each is a WebRTC connection of this process. */
+const MAX_COUNT = 1000;
 
 function positive(name: string, integer: boolean) {
   return (v: string) => {
     const n = Number(v);
     if (!(n > 0) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be a positive ${integer ? 'integer' : 'number'}.`);
+    return n;
+  };
+}
+
+/** A number from `min` to `max`, decimal. */
+function between(name: string, min: number, max: number, integer: boolean, unit = '') {
+  return (v: string) => {
+    const n = /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : NaN;
+    if (!(n >= min && n <= max) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}${unit}.`);
     return n;
   };
 }
@@ -26,12 +38,12 @@ export function registerSendCommand(program: Command): void {
     .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
     .addOption(new Option('--seconds <n>', 'stop after n seconds of media').argParser(positive('--seconds', false)))
     .option('--loop', 'repeat the file (until --seconds or Ctrl-C)')
-    .addOption(new Option('--count <k>', 'K concurrent sessions (peers get -1 … -K)').default(1).argParser(positive('--count', true)))
+    .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K)`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
     .addOption(new Option('--channels <n>', 'channels to send').choices(['1', '2']))
-    .addOption(new Option('--bitrate <bps>', 'Opus bitrate in bit/s').argParser(positive('--bitrate', true)))
+    .addOption(new Option('--bitrate <bps>', `Opus bitrate in bit/s, ${BITRATE_RANGE.min}–${BITRATE_RANGE.max} (default: 32000 mono, 64000 stereo)`).argParser(between('--bitrate', BITRATE_RANGE.min, BITRATE_RANGE.max, true, ' bit/s')))
     .option('--dtx', 'discontinuous transmission as browsers send it: silence is not sent (Opus DTX)')
-    .addOption(new Option('--simulate-loss <fraction>', 'withhold this share of packets (0–0.5) to test loss handling').argParser(positive('--simulate-loss', false)))
+    .addOption(new Option('--simulate-loss <fraction>', 'withhold this share of packets (0–0.5) to test loss handling').argParser(between('--simulate-loss', 0, 0.5, false)))
     .addOption(
       new Option('--speed <factor>', 'send this many times faster than real time (1–50) when only the result matters, e.g. uploading a file; the server then measures jitter, bitrate and latency of a burst')
         .default(1)
@@ -78,7 +90,7 @@ export function registerSendCommand(program: Command): void {
         const results =
           opts.count === 1
             ? [await sendAudio({ ...base, url: opts.url, onProgress: (p) => (progress.set(0, p), print()) })]
-            : await sendMany(opts.count, { ...base, url: opts.url, onProgress: undefined });
+            : await sendMany(opts.count, { ...base, url: opts.url, onProgress: (p) => (progress.set(p.session ?? 0, p), print()) });
         if (tty) process.stdout.write('\n');
         const ok = results.filter((r): r is SendResult => !('error' in r));
         for (const r of results) if ('error' in r) process.stderr.write(`earshot send: ${r.url}: ${describe(r.error)}\n`);

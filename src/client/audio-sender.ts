@@ -44,7 +44,11 @@ export interface SendOptions {
   loop?: boolean;
   /** 1 or 2 channels to encode. Default: 1 for mono sources, 2 for stereo. */
   channels?: 1 | 2;
-  /** Opus bitrate in bit/s. Default 32000 mono, 64000 stereo (what browsers use). */
+  /**
+   * Opus bitrate in bit/s, 6000–510000 (Opus's range; below ~2000 libopus
+   * codes nothing but silence). Default 32000 mono, 64000 stereo (what
+   * browsers use).
+   */
   bitrate?: number;
   /**
    * Discontinuous transmission, as a browser sends when the answer carries
@@ -126,6 +130,8 @@ export interface ReceiverReport {
 }
 
 export interface SendProgress {
+  /** With `sendMany`: which session, 1 … count. */
+  session?: number;
   mediaSeconds: number;
   totalSeconds: number | undefined;
   packetsSent: number;
@@ -224,7 +230,8 @@ export async function sendMany(count: number, options: SendOptions): Promise<Arr
   return Promise.all(
     Array.from({ length: count }, (_, i) => {
       const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
-      return sendAudio({ ...options, url, source }).catch((error: Error) => ({ error, url }));
+      const onProgress = options.onProgress && ((p: SendProgress) => options.onProgress!({ ...p, session: i + 1 }));
+      return sendAudio({ ...options, url, source, onProgress }).catch((error: Error) => ({ error, url }));
     }),
   );
 }
@@ -269,7 +276,13 @@ function encodedFrames(source: EncodedSource): FrameSource {
   return { dtx: source.dtx ?? false, next: () => source.opus[i++] ?? null, rewind: () => void (i = 0), close() {} };
 }
 
+/** Opus's bitrates, bit/s. */
+export const BITRATE_RANGE = { min: 6000, max: 510_000 } as const;
+
 function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined, dtx: boolean): FrameSource {
+  if (bitrate !== undefined && !(Number.isInteger(bitrate) && bitrate >= BITRATE_RANGE.min && bitrate <= BITRATE_RANGE.max)) {
+    throw new RangeError(`bitrate must be an integer from ${BITRATE_RANGE.min} to ${BITRATE_RANGE.max} bit/s (Opus), got ${bitrate}`);
+  }
   const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
   const length = source.channels[0].length;
   const pcm = new Float32Array(FRAME * channels);

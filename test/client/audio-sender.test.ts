@@ -1,9 +1,16 @@
 /**
- * `sendAudio`'s options are checked before anything connects. (Sending itself,
- * in real time and faster, is exercised end to end by test/integration.)
+ * `sendAudio`'s options are checked before anything connects, and the CLI's
+ * flags take the same ranges. (Sending itself, in real time and faster, is
+ * exercised end to end by test/integration; here only `sendMany`'s progress.)
  */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { sendAudio } from '../../src/client/audio-sender.js';
+import { sendAudio, sendMany, type SendProgress } from '../../src/client/audio-sender.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import { startServer } from '../helpers/server.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
 
 const source = { sampleRate: 48000 as const, channels: [new Float32Array(960)] };
 // Nothing listens there: an option that passed the checks would fail to connect instead.
@@ -20,4 +27,48 @@ describe('sendAudio options', () => {
     await expect(sendAudio({ url, source, simulateLoss: 0.6 })).rejects.toThrow(RangeError);
     await expect(sendAudio({ url, source, seconds: 0 })).rejects.toThrow(/nothing to send/);
   });
+
+  it('takes an Opus bitrate from 6000 to 510000 bit/s: below, libopus codes nothing but silence', async () => {
+    for (const bitrate of [600, 5999, 510_001, 32000.5]) {
+      await expect(sendAudio({ url, source, bitrate })).rejects.toThrow(new RangeError(`bitrate must be an integer from 6000 to 510000 bit/s (Opus), got ${bitrate}`));
+    }
+  });
+
+  it('reports the progress of each of sendMany\'s sessions, numbered', async () => {
+    const t = await startServer({ threads: 1, pipeline: { name: 'plain', stages: [], sinks: [{ type: 'stats' }] } });
+    try {
+      const seen: SendProgress[] = [];
+      const results = await sendMany(2, { url: `${t.url}/whip/many/p`, source: fixturePath('tone-1k-48k.wav'), seconds: 3, speed: 2, onProgress: (p) => seen.push(p) });
+      expect(results.every((r) => !('error' in r))).toBe(true);
+      expect(new Set(seen.map((p) => p.session))).toEqual(new Set([1, 2]));
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('earshot send flags', () => {
+  const send = (...args: string[]) =>
+    new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'send', fixturePath('tone-1k-48k.wav'), '--url', url, ...args], { cwd: ROOT, timeout: 60_000 }, (error, _stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stderr }),
+      );
+    });
+
+  it('refuses values outside the ranges the help gives, before connecting', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--bitrate', '600'], /--bitrate must be an integer from 6000 to 510000 bit\/s\./],
+      [['--simulate-loss', '0.6'], /--simulate-loss must be a number from 0 to 0\.5\./],
+      [['--count', '1001'], /--count must be an integer from 1 to 1000\./],
+    ];
+    for (const [args, message] of cases) {
+      const { code, stderr } = await send(...args);
+      expect(code, args.join(' ')).toBe(1);
+      expect(stderr).toMatch(message);
+    }
+    // 0 is in the help's range: it is taken (and the send then fails to connect to the closed port, not on the flag).
+    const zero = await send('--simulate-loss', '0', '--seconds', '0.1');
+    expect(zero.stderr).not.toMatch(/--simulate-loss/);
+    expect(zero.stderr).toMatch(/earshot send: /);
+  }, 120_000);
 });
