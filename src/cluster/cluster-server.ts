@@ -461,6 +461,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   };
   app.options('/whip/:room/:peer', whipOptions);
   app.options('/whip/sessions/:id', whipOptions);
+  app.options('/whip/*', whipOptions);
   // As on an engine (server/routes/whip.ts): 405 and Allow; a POST on a session URL publishes nothing.
   notAllowed(app, '/whip/:room/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
   notAllowed(app, '/whip/sessions/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');

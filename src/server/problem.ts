@@ -8,6 +8,8 @@
  * a name), and an error that grows with the request would let one request
  * inflate every response and log line about it.
  */
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, isEarshotError, type EarshotError, type ProblemDetails } from '../errors.js';
 
@@ -89,7 +91,32 @@ export function httpServerLimits(requestTimeoutMs = REQUEST_TIMEOUT_MS, tls?: ob
     // Fastify's default (100) answered a 101-character peer name with its own 414 JSON instead of EARSHOT_NAME_INVALID.
     routerOptions: { maxParamLength: MAX_PATH_PARAMETER_CHARS },
     frameworkErrors: frameworkProblem,
+    clientErrorHandler: clientProblem,
   };
+}
+
+/**
+ * A request Node's HTTP parser refused before any route saw it (not valid
+ * HTTP, an unknown method, headers over the size limit, a request not sent
+ * within `requestTimeoutMs`), answered as a problem document as every other
+ * error is, then the connection closed. Fastify's own answer is JSON of
+ * another shape.
+ */
+function clientProblem(this: FastifyInstance, err: Error & { code?: string }, socket: Duplex): void {
+  // A connection reset: the socket is gone, there is no one to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, why] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'The request was not received in time: a client has requestTimeoutMs (default 30 s) to send a whole request.']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'The request headers are larger than the server takes.']
+        : [400, `The request is not valid HTTP (${clip(err.code ?? err.message, 60)}).`];
+  this.log.debug({ code: err.code, status }, 'client error');
+  if (socket.writable) {
+    const body = JSON.stringify(boundedProblem(errors.BAD_REQUEST.withStatus(status, why).toProblem()));
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
 }
 
 /** A URL the router cannot take (a bad escape, a path parameter over `MAX_PATH_PARAMETER_CHARS`), as a problem document. */

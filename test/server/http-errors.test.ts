@@ -234,10 +234,31 @@ describe('control API errors', () => {
     expect((await problem(huge)).code).toBe('EARSHOT_BAD_REQUEST');
   });
 
+  it('answers a request that is not valid HTTP (an unknown method) with a 400 problem document', async () => {
+    const { port } = new URL(t.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1');
+      let text = '';
+      socket.on('data', (d) => (text += d.toString('latin1')));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+      socket.write('FOO /whip/demo/alice HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', status: 400 });
+  });
+
   it('answers unknown routes with a problem document', async () => {
     const res = await fetch(`${t.url}/nope`);
     expect(res.status).toBe(404);
     expect((await problem(res)).code).toBe('EARSHOT_ROUTE_NOT_FOUND');
+    // OPTIONS of a /whip/ path that is no resource, preflight or not (the CORS layer answered 200).
+    for (const headers of [{}, { origin: 'https://example.test', 'access-control-request-method': 'POST' }]) {
+      const options = await fetch(`${t.url}/whip/a/b/c`, { method: 'OPTIONS', headers });
+      expect(options.status).toBe(404);
+      expect((await problem(options)).code).toBe('EARSHOT_ROUTE_NOT_FOUND');
+    }
   });
 
   it('reports health', async () => {
@@ -264,6 +285,8 @@ describe('request time', () => {
         setTimeout(() => reject(new Error(`still open after 10 s: ${text}`)), 10_000).unref();
       });
       expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/);
+      expect(answer).toMatch(/"code":"EARSHOT_BAD_REQUEST".*requestTimeoutMs/);
       expect(Date.now() - started).toBeGreaterThanOrEqual(400);
     } finally {
       await quick.close();
