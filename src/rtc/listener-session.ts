@@ -19,6 +19,7 @@ import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
 import { completeAnswer, reducedOffer, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer } from './sdp-offer.js';
+import { answerDtlsRole } from './dtls-role.js';
 import { reportAtRfcInterval } from './sender-reports.js';
 import { sendRtpPayload } from './werift-rtp-send.js';
 
@@ -80,6 +81,7 @@ export class ListenerSession {
       const pc = session.#pc;
       pc.connectionStateChange.subscribe((state) => session.#onConnectionState(state));
       await pc.setRemoteDescription({ type: 'offer', sdp: reducedOffer(parsed, [summary.audioIndex]) });
+      answerDtlsRole(pc, parsed, parsed.sections[summary.audioIndex]);
       const answer = await pc.createAnswer();
       disableImplicitStun(pc, []);
       await pc.setLocalDescription(answer);

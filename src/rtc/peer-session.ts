@@ -15,6 +15,7 @@ import type { EncodedFrame } from '../media/frames.js';
 import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats } from './rtp-ingest.js';
 import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
+import { answerDtlsRole } from './dtls-role.js';
 // Replace werift's string-based RTP header parsing and two per-packet costs of its receiver
 // before any packet arrives (see the modules).
 import './werift-rtp-header.js';
@@ -209,6 +210,7 @@ export class PeerSession {
     this.#watch();
     if (plan.dataChannel !== undefined) pc.onDataChannel.subscribe((channel) => this.channel.attach(channel));
     await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
+    answerDtlsRole(pc, offer, offer.sections[this.offer!.audioIndex]);
     const answer = await pc.createAnswer();
     disableImplicitStun(pc, []);
     await pc.setLocalDescription(answer);

@@ -254,7 +254,8 @@ describe('control API errors', () => {
     expect(res.status).toBe(404);
     expect((await problem(res)).code).toBe('EARSHOT_ROUTE_NOT_FOUND');
     // OPTIONS of a /whip/ path that is no resource, preflight or not (the CORS layer answered 200).
-    for (const headers of [{}, { origin: 'https://example.test', 'access-control-request-method': 'POST' }]) {
+    const plainOrPreflight: Array<Record<string, string>> = [{}, { origin: 'https://example.test', 'access-control-request-method': 'POST' }];
+    for (const headers of plainOrPreflight) {
       const options = await fetch(`${t.url}/whip/a/b/c`, { method: 'OPTIONS', headers });
       expect(options.status).toBe(404);
       expect((await problem(options)).code).toBe('EARSHOT_ROUTE_NOT_FOUND');
