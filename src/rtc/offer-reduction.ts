@@ -134,9 +134,19 @@ export function completeAnswer(offer: ParsedOffer, keep: readonly number[], answ
     if (s.mid !== undefined && mid !== s.mid) {
       throw new Error(`werift answered media section ${s.index} with mid ${JSON.stringify(mid)} instead of ${JSON.stringify(s.mid)}`);
     }
-    lines.push(...section);
+    // werift writes ICE-lite into each media section; it is a session-level attribute only (RFC 8839 §5.3).
+    if (section.includes('a=ice-lite')) {
+      if (!lines.includes('a=ice-lite')) lines.splice(sessionEnd(lines), 0, 'a=ice-lite');
+      lines.push(...section.filter((l) => l !== 'a=ice-lite'));
+    } else lines.push(...section);
   }
   return `${lines.join('\r\n')}\r\n`;
+}
+
+/** Where the session part of `lines` ends: before its first m= line. */
+function sessionEnd(lines: readonly string[]): number {
+  const first = lines.findIndex((l) => l.startsWith('m='));
+  return first < 0 ? lines.length : first;
 }
 
 /**
@@ -173,6 +183,8 @@ function requireTransport(offer: ParsedOffer, s: MediaSection): void {
   const has = (prefix: string) => s.lines.some((l) => l.startsWith(prefix)) || offer.session.some((l) => l.startsWith(prefix));
   if (!has('a=ice-ufrag:') || !has('a=ice-pwd:')) throw errors.SDP_INVALID(`ICE credentials (a=ice-ufrag / a=ice-pwd) are missing in media section ${s.index}`);
   if (!has('a=fingerprint:')) throw errors.SDP_INVALID(`the DTLS fingerprint (a=fingerprint) is missing in media section ${s.index}`);
+  // werift cannot answer a section without a mid ("mid not assigned"); WebRTC offers name each one.
+  if (s.mid === undefined) throw errors.SDP_INVALID(`media section ${s.index} has no a=mid; a WebRTC offer names every section (RFC 8843 §7.1, RFC 8829 §5.2.1)`);
 }
 
 /** The section has ICE credentials and a DTLS fingerprint, its own or the session's. */

@@ -189,6 +189,23 @@ describe('offer reduction', () => {
     expect(() => completeAnswer(offer, [0], weriftAnswer.replace('a=mid:0', 'a=mid:9'))).toThrow(/mid "9" instead of "0"/);
   });
 
+  it('moves ICE-lite, which werift writes into the media section, to the session part (RFC 8839 §5.3)', () => {
+    const offer = parseOffer(withSections([video('1')]));
+    const weriftAnswer = ['v=0', 'o=- 5 0 IN IP4 0.0.0.0', 's=-', 't=0 0', 'a=group:BUNDLE 0', 'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'c=IN IP4 0.0.0.0', 'a=ice-lite', 'a=recvonly', 'a=mid:0', 'a=rtpmap:111 opus/48000/2', ''].join(CRLF);
+    const lines = completeAnswer(offer, [0], weriftAnswer).split(CRLF);
+    const firstMedia = lines.findIndex((l) => l.startsWith('m='));
+    expect(lines.indexOf('a=ice-lite')).toBeGreaterThan(lines.indexOf('t=0 0'));
+    expect(lines.indexOf('a=ice-lite')).toBeLessThan(firstMedia);
+    expect(lines.filter((l) => l === 'a=ice-lite')).toHaveLength(1);
+  });
+
+  it('refuses a negotiated section without a mid with 400 EARSHOT_SDP_INVALID saying so (werift said "mid not assigned")', () => {
+    const offer = parseOffer(chromeLikeOffer().replace(/a=mid:0\r\n/, '').replace(/a=group:BUNDLE 0\r\n/, ''));
+    const e = thrown(() => planNegotiation(offer, summarizeOffer(offer)));
+    expect(e.code).toBe('EARSHOT_SDP_INVALID');
+    expect(e.message).toMatch(/media section 0 has no a=mid/);
+  });
+
   it('needs ICE and DTLS parameters only in the section werift negotiates', () => {
     const bundleOnlyVideo = ['m=video 0 UDP/TLS/RTP/SAVPF 96', 'a=bundle-only', 'a=mid:1', 'a=sendonly', 'a=rtpmap:96 VP8/90000'];
     const offer = parseOffer(withSections([bundleOnlyVideo]));
