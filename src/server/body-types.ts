@@ -1,11 +1,10 @@
 /**
- * Request body types, checked before a body is read (RFC 9110 §15.5.16):
- * a route that takes an SDP offer (WHIP and WHEP POST) takes nothing else,
- * and no other route takes SDP (routes that read no body are not checked).
- * Checked in an `onRequest` hook, after access
- * control, so the JSON parser never runs on a body sent to a WHIP endpoint
- * (which got 400 for bad JSON instead of 415), and an offer sent to a control
- * route gets 415 instead of a schema error.
+ * Request body types, checked before a body is read (RFC 9110 §15.5.16): a
+ * route that takes an SDP offer (WHIP and WHEP POST) takes nothing else, and
+ * no other route takes SDP (routes that read no body are not checked). It runs
+ * in an `onRequest` hook, after access control, so the JSON parser never runs
+ * on a body sent to a WHIP endpoint (bad JSON there got 400 instead of 415),
+ * and an offer sent to a control route gets 415 instead of a schema error.
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../errors.js';
@@ -20,7 +19,7 @@ declare module 'fastify' {
 const SDP_TYPES = new Set(['application/sdp', 'application/trickle-ice-sdpfrag']);
 
 /** The media type of a Content-Type header, lower case, without parameters. */
-export function mediaType(header: string | undefined): string {
+function mediaType(header: string | undefined): string {
   return (header ?? '').split(';')[0].trim().toLowerCase();
 }
 
