@@ -7,6 +7,9 @@
  * for them, then sends them on every call (the event stream included), and plays
  * and downloads recordings through signed links. Its Listen button plays a
  * peer's processed audio over WHEP, and Chromium's stats say it arrives.
+ * With more recordings listed than a client may download at once, none is
+ * refused (429): players fetch nothing until played. When the server ends the
+ * page's own session, the Talk button stops at once and says why.
  *
  * WebRTC between headless Chromium and the server over loopback: the test server
  * is ICE-lite and announces only 127.0.0.1 (the default of `startServer`). The
@@ -26,7 +29,7 @@
  * says how to install it (`.ci/run` does).
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -76,8 +79,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 interface MediaElement {
   readyState: number;
   duration: number;
+  muted: boolean;
   error: { code: number; message: string } | null;
   addEventListener(type: string, listener: () => void): void;
+  play(): Promise<void>;
+  pause(): void;
 }
 
 const PUBLISH_TOKEN = 'e2e-publish-token';
@@ -104,6 +110,8 @@ describe('dashboard', () => {
     }
     // The default pipeline (denoise with VAD → WAV recording + stats), with both roles protected.
     t = await startServer({ token: PUBLISH_TOKEN, adminToken: ADMIN_TOKEN });
+    // Earlier recordings, more than the 4 downloads a client may run at once (--max-downloads-per-client).
+    for (let i = 1; i <= 6; i++) await copyFile(fixturePath('speech-48k.wav'), join(t.recordingsDir, `earlier-call-${i}.wav`));
     scratchDir = await mkdtemp(join(tmpdir(), 'earshot-e2e-'));
     context = await chromium.launchPersistentContext(join(scratchDir, 'profile'), {
       executablePath: CHROMIUM,
@@ -120,6 +128,9 @@ describe('dashboard', () => {
       if (m.type() === 'error') problems.push(`console: ${m.text()}`);
     });
     page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    page.on('response', (r) => {
+      if (r.status() === 429) problems.push(`429: ${r.url()}`);
+    });
 
     // Without tokens in this tab the page asks for them before it calls anything.
     await page.goto(`${t.url}/`);
@@ -190,12 +201,17 @@ describe('dashboard', () => {
     // data-live="false": the page knows the file is finalized (its header has the final length).
     const row = page.locator(`[data-testid="recording-row"][data-name*="${me}"][data-live="false"]`);
     await row.waitFor({ timeout: 10_000 });
+    // The player fetches nothing until played (muted here: the page has had the user's clicks).
     const duration = await row.getByTestId('recording-audio').evaluate(
       (el) =>
         new Promise<number>((resolve, reject) => {
           const audio = el as unknown as MediaElement;
-          if (audio.readyState >= 1) resolve(audio.duration);
-          audio.addEventListener('loadedmetadata', () => resolve(audio.duration));
+          audio.addEventListener('loadedmetadata', () => {
+            audio.pause();
+            resolve(audio.duration);
+          });
+          audio.muted = true;
+          audio.play().catch(reject);
           audio.addEventListener('error', () => reject(new Error(`audio error ${audio.error?.code}: ${audio.error?.message}`)));
           setTimeout(() => reject(new Error('no loadedmetadata within 5 s')), 5000);
         }),
@@ -223,6 +239,22 @@ describe('dashboard', () => {
     const match = envelopeMatch(wav.channels[0], (await readFixture('speech-48k.wav')).channels[0], 48000);
     expect(match.correlation).toBeGreaterThan(0.8);
     expect(Math.abs(match.levelDifferenceDb)).toBeLessThan(6);
+
+    // Every earlier recording is listed, and the page fetched none of them (no player preloads).
+    expect(await page.locator('[data-testid="recording-row"][data-name^="earlier-call-"]').count()).toBe(6);
+
+    // The server ends the page's session: Talk stops at once and says so, not "Live" until ICE fails.
+    await talk.click();
+    const again = page.locator('[data-testid="talk-button"][data-state="live"]');
+    await again.waitFor({ timeout: 15_000 });
+    const mine2 = page.locator('[data-testid="peer-card"].mine');
+    await mine2.waitFor({ timeout: 15_000 });
+    const peer2 = (await mine2.getAttribute('data-peer'))!;
+    const stats = (await (await fetch(`${t.url}/stats/${peer2}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { session: string };
+    const ended = await fetch(`${t.url}/whip/sessions/${stats.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH_TOKEN}` } });
+    expect(ended.status).toBe(200);
+    await page.locator('[data-testid="talk-button"][data-state="idle"]').waitFor({ timeout: 5000 });
+    expect(await page.getByTestId('talk-status').textContent()).toBe('The server ended this session (deleted); the recording is below.');
 
     expect(problems).toEqual([]);
   });

@@ -54,7 +54,7 @@ export async function api(path, init = {}) {
   for (;;) {
     const res = await fetch(path, { ...init, headers: authHeaders('admin', init.headers) });
     if (res.status !== 401 && res.status !== 403) return res;
-    await askForTokens(await problemText(res));
+    await askForTokens(await refusalText(res, tokens.admin));
   }
 }
 
@@ -62,6 +62,18 @@ export async function api(path, init = {}) {
 export const recordingUrl = (name) => `/recordings/${String(name).split('/').map(encodeURIComponent).join('/')}`;
 /** The listing's signed URL (plays in <audio> without a header), else the plain one (open servers). */
 export const downloadUrl = (r) => (typeof r.url === 'string' && r.url.startsWith('/recordings/') ? r.url : recordingUrl(r.name));
+
+/**
+ * Why a request for a token's role was refused, in the page's words: a token
+ * the user typed and the server did not take (`sent`) says so; without one,
+ * the server's own detail (which says which token is needed).
+ */
+export async function refusalText(res, sent) {
+  if (!sent) return problemText(res);
+  return res.status === 403
+    ? 'That token is not the admin token (a publish token was given where the admin token is needed). Enter the admin token.'
+    : 'That token was not accepted. Check it and enter it again.';
+}
 
 /** Reads an error response: problem+json `detail` (or `title`), else the status line. */
 export async function problemText(res) {

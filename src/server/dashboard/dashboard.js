@@ -11,7 +11,7 @@ import { api, askForTokens, problemText, tokens } from './access.js';
 import { startListening, stopListening } from './listen.js';
 import { $, byTestId, fmt, log, num } from './page.js';
 import { markFinalized, recordingNames, refreshRecordings, showLiveRecordings } from './recordings.js';
-import { myPeer } from './talk.js';
+import { myPeer, talkEnded } from './talk.js';
 
 const SPARK_SAMPLES = 60;
 const METER_FLOOR_DB = -60;
@@ -229,6 +229,7 @@ async function connect() {
     const who = `${s.peer ?? '?'} in ${s.room ?? '?'}`;
     if (s.type === 'started') log(`${who} started (${s.pipeline ?? '?'})`, 'started', s.at);
     else if (s.type === 'ended') {
+      talkEnded(s.peer, s.reason);
       markFinalized(s.recordings);
       const files = recordingNames(s.recordings).length;
       log(`${who} ended${s.reason ? ` (${s.reason})` : ''}${files ? ` · ${files} recording${files > 1 ? 's' : ''}` : ''}`, 'ended', s.at);

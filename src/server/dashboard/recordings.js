@@ -72,7 +72,10 @@ function recordingRow(r, fresh) {
   meta.append(metaText, live);
   const audio = document.createElement('audio');
   audio.controls = true;
-  audio.preload = 'metadata';
+  // Nothing is fetched until the user plays: a player that preloads holds one of the client's
+  // few download slots (--max-downloads-per-client, 4) open, and past four recordings the rest
+  // were refused (429) and their players dead.
+  audio.preload = 'none';
   audio.src = downloadUrl(r);
   audio.dataset.testid = 'recording-audio';
   const link = document.createElement('a');

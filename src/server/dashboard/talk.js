@@ -1,7 +1,7 @@
 // The "Talk" button: publishes this browser's microphone over WHIP as a peer of
 // room "dashboard", and ends the session when stopped or when the page goes away.
 
-import { askForTokens, authHeaders, problemText } from './access.js';
+import { askForTokens, authHeaders, problemText, refusalText, tokens } from './access.js';
 import { byTestId } from './page.js';
 import { markFinalized, refreshRecordings } from './recordings.js';
 import { iceGatheringComplete, randomPeerId } from './webrtc.js';
@@ -42,7 +42,7 @@ async function startTalk() {
     });
     if (res.status === 401 || res.status === 403) {
       setTalk('busy', 'Publishing needs a token…');
-      await askForTokens(await problemText(res));
+      await askForTokens(await refusalText(res, tokens.publish || tokens.admin));
       res = await fetch(`/whip/dashboard/${peer}`, { method: 'POST', headers: authHeaders('publish', { 'Content-Type': 'application/sdp' }), body: pc.localDescription.sdp });
     }
     if (res.status !== 201) throw new Error(await problemText(res));
@@ -83,6 +83,20 @@ async function stopTalk(reason = '') {
   }
   setTalk('idle', error || 'Stopped; the recording is below.', Boolean(error));
   await refreshRecordings();
+}
+
+/**
+ * The server ended this page's session (media timeout, replaced, shutdown,
+ * ended over the API): the page stops too, at once, rather than showing
+ * "Live" until ICE gives up.
+ */
+export function talkEnded(peer, reason) {
+  const current = talk;
+  if (!current || current.peer !== peer) return;
+  talk = null;
+  current.pc.close();
+  for (const t of current.stream.getTracks()) t.stop();
+  setTalk('idle', `The server ended this session${reason ? ` (${reason})` : ''}; the recording is below.`);
 }
 
 talkButton.addEventListener('click', () => void (talk ? stopTalk() : startTalk()));
