@@ -160,7 +160,7 @@ export const errors = {
   ROUTE_NOT_FOUND: define('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found',
     (method: string, path: string) => `No route ${method} ${path}. The routes are listed in docs/http-api.md.`),
   NAME_INVALID: define('EARSHOT_NAME_INVALID', 400, 'Invalid name',
-    (kind: 'room' | 'peer', value: string) => `The ${kind} "${value.slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", "." or "-", starting with a letter or digit.`),
+    (kind: 'room' | 'peer', value: string) => `The ${kind} "${value.slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", "." or "-", starting with a letter or digit${kind === 'room' ? ' ("sessions" is taken by the WHIP session URLs)' : ''}.`),
   OVERLOADED: define('EARSHOT_OVERLOADED', 503, 'Server at capacity',
     (limit: number | string[], what: 'sessions' | 'pending' | 'load' = 'sessions') => what === 'sessions'
       ? `The server already has its maximum of ${limit} sessions; retry later or raise --max-sessions.`

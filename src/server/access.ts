@@ -118,7 +118,8 @@ export class Access {
  * subprotocol `earshot-bearer.<token, base64url>` (the way Kubernetes takes
  * tokens from browsers). See WEBSOCKET_TOKEN_PROTOCOL.
  */
-function presentedToken(req: FastifyRequest): string | undefined {
+/** The token a request presents: `Authorization: Bearer`, or a WebSocket subprotocol. */
+export function presentedToken(req: FastifyRequest): string | undefined {
   return bearer(req.headers.authorization) ?? protocolToken(req);
 }
 

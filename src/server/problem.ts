@@ -12,6 +12,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, isEarshotError, type EarshotError, type ProblemDetails } from '../errors.js';
+import { presentedToken } from './access.js';
 
 /** Longest problem `detail` (and logged message), in characters; longer ones are cut, saying so. */
 export const MAX_PROBLEM_DETAIL_CHARS = 2048;
@@ -136,7 +137,7 @@ export function installProblemHandling(app: FastifyInstance): void {
     else if (problem.statusCode >= 500) req.log.error({ err: loggableError(err) }, 'request failed');
     else req.log.info({ code: problem.code, status: problem.statusCode }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
     // A 401 names its scheme (RFC 9110 §11.6.1, RFC 6750 §3); a token that was sent and is not valid says so.
-    if (problem.statusCode === 401) void reply.header('WWW-Authenticate', req.headers.authorization ? 'Bearer realm="earshot", error="invalid_token"' : 'Bearer realm="earshot"');
+    if (problem.statusCode === 401) void reply.header('WWW-Authenticate', presentedToken(req) !== undefined ? 'Bearer realm="earshot", error="invalid_token"' : 'Bearer realm="earshot"');
     void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
   app.setNotFoundHandler((req, reply) => {

@@ -15,7 +15,7 @@ export function audioSocket(url: string, options: { headers?: Record<string, str
     const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
     messages.push(isBinary ? Buffer.from(buf) : (JSON.parse(buf.toString('utf8')) as Record<string, unknown>));
   });
-  const outcome = new Promise<{ open: true } | { open: false; status: number; type: string; body: Record<string, unknown> }>((resolve, reject) => {
+  const outcome = new Promise<{ open: true } | { open: false; status: number; type: string; headers: Record<string, string | string[] | undefined>; body: Record<string, unknown> }>((resolve, reject) => {
     socket.once('open', () => resolve({ open: true }));
     socket.once('unexpected-response', (req, res) => {
       let text = '';
@@ -29,7 +29,7 @@ export function audioSocket(url: string, options: { headers?: Record<string, str
         } catch {
           body = { text }; // not a problem document: kept for the assertion's message
         }
-        resolve({ open: false, status: res.statusCode ?? 0, type: String(res.headers['content-type']), body });
+        resolve({ open: false, status: res.statusCode ?? 0, type: String(res.headers['content-type']), headers: res.headers, body });
       });
     });
     socket.once('error', (e) => reject(e));

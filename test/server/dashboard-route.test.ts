@@ -58,6 +58,14 @@ describe('recording downloads', () => {
     expect(tail.headers.get('content-range')).toBe(`bytes ${size - 4}-${size - 1}/${size}`);
   });
 
+  it('ignore a Range that is not a valid byte range: the whole file (RFC 9110 §14.2)', async () => {
+    for (const range of ['bytes=10-5', 'bytes=abc', 'lines=1-2', 'bytes=-']) {
+      const res = await fetch(`${t.url}/recordings/tone.wav`, { headers: { range } });
+      expect(res.status, range).toBe(200);
+      expect((await res.arrayBuffer()).byteLength).toBe(size);
+    }
+  });
+
   it('answer a range beyond the end with 416 and the size', async () => {
     const res = await fetch(`${t.url}/recordings/tone.wav`, { headers: { range: `bytes=${size}-` } });
     expect(res.status).toBe(416);

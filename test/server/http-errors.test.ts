@@ -99,10 +99,25 @@ describe('WHIP endpoint errors', () => {
     expect((await problem(broken)).code).toBe('EARSHOT_UNSUPPORTED_MEDIA_TYPE');
   });
 
-  it('refuses an SDP body on a control route with 415, not a schema error', async () => {
+  it('refuses an SDP or text body on a control route with 415, not a schema error', async () => {
     const res = await fetch(`${t.url}/pipelines/zz`, { method: 'PUT', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
     expect(res.status).toBe(415);
     expect((await problem(res)).detail).toMatch(/must be application\/json/);
+    const text = await fetch(`${t.url}/rooms/sales`, { method: 'PUT', body: '{"pipeline":"default"}', headers: { 'content-type': 'text/plain' } });
+    expect(text.status).toBe(415);
+    expect((await problem(text)).code).toBe('EARSHOT_UNSUPPORTED_MEDIA_TYPE');
+    // The same body as JSON is taken.
+    const json = await fetch(`${t.url}/rooms/sales`, { method: 'PUT', body: '{"pipeline":"default"}', headers: { 'content-type': 'application/json' } });
+    expect(json.status).toBe(200);
+    await fetch(`${t.url}/rooms/sales`, { method: 'DELETE' });
+  });
+
+  it('keeps "sessions" from being a room: a binding for it is 400 EARSHOT_NAME_INVALID', async () => {
+    const res = await fetch(`${t.url}/rooms/sessions`, { method: 'PUT', body: '{"pipeline":"default"}', headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(400);
+    const p = await problem(res);
+    expect(p.code).toBe('EARSHOT_NAME_INVALID');
+    expect(p.detail).toMatch(/"sessions" is taken by the WHIP session URLs/);
   });
 
   it('refuses unparsable SDP with 400 EARSHOT_SDP_INVALID', async () => {

@@ -55,7 +55,8 @@ describe('GET /peers/:peer/audio', () => {
     expect(unknown).toMatchObject({ open: false, status: 404, body: { code: 'EARSHOT_PEER_NOT_FOUND' } });
     // The subprotocol form of the token is checked the same way.
     const wrong = await connect('/peers/nobody/audio', { protocols: ['earshot-audio', `earshot-bearer.${Buffer.from('not-the-token').toString('base64url')}`] }).outcome;
-    expect(wrong).toMatchObject({ open: false, status: 401 });
+    expect(wrong).toMatchObject({ open: false, status: 401, headers: { 'www-authenticate': 'Bearer realm="earshot", error="invalid_token"' } });
+    expect(none).toMatchObject({ headers: { 'www-authenticate': 'Bearer realm="earshot"' } });
     const plain = await fetch(`${t.url}/peers/nobody/audio`, { headers: { authorization: `Bearer ${ADMIN}` } });
     expect(plain.status).toBe(404);
     expect((await fetch(`${t.url}/peers/nobody/audio`)).status).toBe(401);

@@ -60,6 +60,8 @@ export function registerRecordingRoutes(app: FastifyInstance, core: Pick<Earshot
       if (!links.verify(name, req.query.expires, req.query.signature)) await access.require('admin')(req, reply);
       const entry = await core.store.describe(name); // 404s unknown files
       // Our own 416 (problem+json with the size), before any slot is taken.
+      // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
+      if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
       if (rangeBeyondEnd(req.headers.range, entry.bytes)) {
         void reply.header('Content-Range', `bytes */${entry.bytes}`);
         throw errors.RANGE_NOT_SATISFIABLE(entry.bytes, String(req.headers.range).slice(0, 100));
@@ -82,6 +84,17 @@ export function registerRecordingRoutes(app: FastifyInstance, core: Pick<Earshot
       return reply.sendFile(entry.name, core.store.dir, { acceptRanges: true, etag: true, lastModified: true, cacheControl: false, dotfiles: 'deny' });
     },
   );
+}
+
+/** `bytes=` and one or more `first-[last]` (last ≥ first) or `-suffix` specs (RFC 9110 §14.1.2). */
+function validByteRanges(header: string): boolean {
+  const m = /^\s*bytes\s*=\s*(.+)$/i.exec(header);
+  if (!m) return false;
+  return m[1].split(',').every((spec) => {
+    const r = /^\s*(\d*)-(\d*)\s*$/.exec(spec);
+    if (!r || (r[1] === '' && r[2] === '')) return false;
+    return r[1] === '' || r[2] === '' || Number(r[2]) >= Number(r[1]);
+  });
 }
 
 /** A single `bytes=` range that starts at or past the end (or asks for the last 0 bytes): RFC 9110 §14.1.1 416. */
