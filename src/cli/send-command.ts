@@ -36,7 +36,7 @@ export function registerSendCommand(program: Command): void {
     .description('stream a WAV file to a WHIP endpoint in real time (Opus over WebRTC)')
     .argument('<file>', 'WAV file (any rate and channel count)')
     .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
-    .addOption(new Option('--seconds <n>', 'stop after n seconds of media').argParser(positive('--seconds', false)))
+    .addOption(new Option('--seconds <n>', 'send n seconds of media (past the file\'s end: silence, unless --loop repeats the file)').argParser(positive('--seconds', false)))
     .option('--loop', 'repeat the file (until --seconds or Ctrl-C)')
     .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K)`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
