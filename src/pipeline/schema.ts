@@ -161,7 +161,7 @@ export const WebSocketSinkSchema = Type.Object(
       Type.Integer({ minimum: 10, maximum: 600000, default: 500, description: 'Wait before the first reconnection attempt after the connection failed or dropped; doubled after each failed attempt.' }),
     ),
     reconnectMaxDelayMs: Type.Optional(
-      Type.Integer({ minimum: 10, maximum: 600000, default: 10000, description: 'Longest wait between reconnection attempts.' }),
+      Type.Integer({ minimum: 10, maximum: 600000, default: 10000, description: 'Longest wait between reconnection attempts; at least reconnectDelayMs.' }),
     ),
   },
   { additionalProperties: false },

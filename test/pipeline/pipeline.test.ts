@@ -52,6 +52,15 @@ describe('pipeline validation', () => {
     });
   });
 
+  it("refuses a websocket sink whose first reconnection wait is longer than its longest, the default of either counting", () => {
+    const ws = (extra: Record<string, unknown>) => validatePipeline({ name: 'x', stages: [], sinks: [{ type: 'websocket', url: 'ws://127.0.0.1:9/asr', ...extra }] }).problems;
+    expect(ws({ reconnectDelayMs: 5000, reconnectMaxDelayMs: 100 })).toEqual([
+      expect.objectContaining({ path: '/sinks/0/reconnectDelayMs', message: 'the first reconnection wait (reconnectDelayMs, 5000 ms) is longer than the longest (reconnectMaxDelayMs, 100 ms)' }),
+    ]);
+    expect(ws({ reconnectMaxDelayMs: 100 })).toEqual([expect.objectContaining({ path: '/sinks/0/reconnectMaxDelayMs', allowed: 'at least reconnectDelayMs (500 ms)' })]);
+    expect(ws({ reconnectDelayMs: 100, reconnectMaxDelayMs: 100 })).toEqual([]);
+  });
+
   it('names the type of a value of the wrong type', () => {
     expect(byPath(validatePipeline(chain([{ type: 'resample', sampleRate: '16000' }, { type: 'gain', db: true }], [{ type: 'record', autoStart: 'yes' }])).problems)).toEqual({
       '/stages/0/sampleRate': '"16000" (a string) is not allowed; use an integer from 8000 to 48000',

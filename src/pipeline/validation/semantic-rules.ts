@@ -58,6 +58,7 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
       report(walk, { path: `${base}/sinks`, message: 'a branch needs at least one sink ("record", "stats", "processor" or "websocket")', found: [], allowed: 'one or more sinks' });
     }
     sinks.forEach((sink, i) => {
+      if (isObject(sink) && sink.type === 'websocket') checkReconnectDelays(sink, `${base}/sinks/${i}`, walk);
       if (!isObject(sink) || sink.type !== 'record') return;
       for (const key of ['directory', 'template'] as const) {
         const text = sink[key];
@@ -87,6 +88,21 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
       });
     }
   }
+}
+
+/** A websocket sink's first reconnection wait may not be longer than its longest one (the default of each counts). */
+function checkReconnectDelays(sink: Record<string, unknown>, path: string, walk: Walk): void {
+  const first = typeof sink.reconnectDelayMs === 'number' ? sink.reconnectDelayMs : 500;
+  const most = typeof sink.reconnectMaxDelayMs === 'number' ? sink.reconnectMaxDelayMs : 10_000;
+  if (first <= most) return;
+  const given = sink.reconnectDelayMs !== undefined;
+  report(walk, {
+    path: `${path}/${given ? 'reconnectDelayMs' : 'reconnectMaxDelayMs'}`,
+    message: `the first reconnection wait (reconnectDelayMs, ${first} ms) is longer than the longest (reconnectMaxDelayMs, ${most} ms)`,
+    found: given ? first : most,
+    allowed: given ? `at most reconnectMaxDelayMs (${most} ms)` : `at least reconnectDelayMs (${first} ms)`,
+    hint: 'raise reconnectMaxDelayMs or lower reconnectDelayMs',
+  });
 }
 
 /**
