@@ -240,6 +240,9 @@ describe('dashboard', () => {
     expect(match.correlation).toBeGreaterThan(0.8);
     expect(Math.abs(match.levelDifferenceDb)).toBeLessThan(6);
 
+    // The hint for publishing names this server, as the page reached it.
+    expect(await page.getByTestId('send-hint').textContent()).toBe(`npx earshot send file.wav --url ${t.url}/whip/room/peer`);
+
     // Every earlier recording is listed, and the page fetched none of them (no player preloads).
     expect(await page.locator('[data-testid="recording-row"][data-name^="earlier-call-"]').count()).toBe(6);
 

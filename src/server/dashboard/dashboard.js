@@ -42,6 +42,8 @@ function renderServer(server) {
 
 const peersEl = byTestId('peers');
 const peersEmpty = byTestId('peers-empty');
+// The hint names this server, as the page reached it.
+byTestId('send-hint').textContent = `npx earshot send file.wav --url ${location.origin}/whip/room/peer`;
 const cardTemplate = $('#peer-card');
 /** peer id → { el, parts, loss: number[], jitter: number[] } */
 const cards = new Map();
@@ -171,7 +173,7 @@ function renderPeers(peers) {
   showLiveRecordings(list.map((p) => p.recording).filter((r) => r?.state === 'recording' && typeof r.name === 'string'));
   for (const [peer, card] of cards) {
     if (seen.has(peer)) continue;
-    if (card.listening) void stopListening(card);
+    if (card.listening) void stopListening(card, '', true);
     card.el.remove();
     cards.delete(peer);
   }

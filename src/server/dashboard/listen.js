@@ -66,7 +66,12 @@ async function showListening(card) {
   }
 }
 
-export async function stopListening(card, reason = '') {
+/**
+ * Stops listening on `card`. `peerEnded`: the peer's session is over, and the
+ * server ended its listeners with it: there is nothing left to DELETE (it
+ * would be a 404, which the browser logs as an error).
+ */
+export async function stopListening(card, reason = '', peerEnded = false) {
   const listening = card.listening;
   if (!listening) return;
   card.listening = null;
@@ -76,8 +81,8 @@ export async function stopListening(card, reason = '') {
   parts.listen.dataset.listening = 'false';
   parts.listenStatus.hidden = true;
   listening.audio.srcObject = null;
-  // 404: the server ended it already (the peer's stream ended).
-  await fetch(listening.location, { method: 'DELETE', headers: authHeaders('admin') }).catch(() => undefined);
+  // 404 if the server ended it already (the peer's stream ended in the meantime).
+  if (!peerEnded) await fetch(listening.location, { method: 'DELETE', headers: authHeaders('admin') }).catch(() => undefined);
   listening.pc.close();
   if (reason) {
     parts.error.textContent = reason;

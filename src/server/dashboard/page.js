@@ -28,8 +28,22 @@ export const fmt = {
 
 const logEl = byTestId('log');
 
+/**
+ * Adds a line to the event log. The same line again right after it (an
+ * outage's "events: Failed to fetch" every 2 s) updates that line's time and
+ * count instead, so that it does not push the sessions' history out.
+ */
 export function log(text, kind = '', at = undefined) {
+  const last = logEl.firstElementChild;
+  if (last && last.dataset.text === text && last.className === kind) {
+    const count = Number(last.dataset.count ?? 1) + 1;
+    last.dataset.count = String(count);
+    last.querySelector('time').textContent = fmt.time(at);
+    last.lastChild.textContent = `${text} (×${count})`;
+    return;
+  }
   const li = document.createElement('li');
+  li.dataset.text = text;
   if (kind) li.className = kind;
   const time = document.createElement('time');
   time.textContent = fmt.time(at);
