@@ -254,7 +254,8 @@ export function registerServeCommand(program: Command): void {
       const stop = (signal: string) => {
         if (++signals > 1) {
           s.app.log.warn('second signal: exiting without draining');
-          process.exit(130);
+          // 128 + the signal's number, as a shell reports a process ended by it.
+          process.exit(signal === 'SIGTERM' ? 143 : 130);
         }
         s.app.log.info({ signal }, 'shutting down: draining streams and finalizing recordings');
         // A cluster node lets its sessions finish first (--drain-timeout); one machine ends them now.

@@ -39,6 +39,7 @@ import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { checkInteger, checkOptionNames } from '../core/option-checks.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { RecordingEntry } from '../sinks/recordings-store.js';
+import type { ServeRecording } from '../server/routes/recordings.js';
 import { ClusterState, HEARTBEAT_MS, type ConfigChange, type NodeRecord } from './cluster-state.js';
 import { forwardedHeaders, bodyOf, jsonOf, relay, requestUrl, streamFrom, type EngineResponse } from './forward.js';
 import { mergeClusterStats, type NodeStats, type NodeSummary } from './merge-cluster-stats.js';
@@ -84,6 +85,8 @@ export interface NodeHost {
   requireAdmin(req: FastifyRequest, reply: FastifyReply): Promise<void>;
   /** The node's own recordings, with signed download paths. */
   recordings(): Promise<{ recordings: Array<RecordingEntry & { url: string }>; total: number }>;
+  /** Serves one of the node's own recordings as its `GET /recordings/<name>` does. */
+  serveRecording: ServeRecording;
   /** Places an offer on one of this node's engines (the one-machine path). */
   placeLocally(req: FastifyRequest, reply: FastifyReply, peer: string): Promise<EngineResponse>;
   /** Makes a pipeline or room change on every local engine, as an admin (a change another node made). */
@@ -388,7 +391,8 @@ export class ClusterNode {
       instance: this.#instance,
       state: this.#draining ? 'draining' : 'up',
       accepting: load.accepting && !this.#draining,
-      ready: load.ready,
+      // As its /health says: a draining node takes no new session.
+      ready: load.ready && !this.#draining,
       sessions: load.sessions,
       pending: load.pending,
       workerUtilization: load.workerUtilization,
@@ -494,9 +498,10 @@ export class ClusterNode {
       const signed = typeof req.query.expires === 'string' && typeof req.query.signature === 'string';
       if (!signed) await this.#host.requireAdmin(req, reply);
       const name = RecordingsStore.checkName(req.params['*']);
+      // This node's own file is served here, not redirected: clients that follow no redirects get it too.
+      if (req.params.node === this.#id) return this.#host.serveRecording(req, reply, name);
       const query = signed ? `?${new URLSearchParams({ expires: req.query.expires!, signature: req.query.signature! }).toString()}` : '';
       const path = `/recordings/${name.split('/').map(encodeURIComponent).join('/')}${query}`;
-      if (req.params.node === this.#id) return reply.redirect(path, 307);
       const url = await this.#urlOf(req.params.node).catch((e: unknown) => {
         throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
       });

@@ -57,7 +57,7 @@ import type { SessionEvent } from '../core/earshot-core.js';
 import { httpServerLimits, installProblemHandling } from '../server/problem.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
-import { registerRecordingRoutes } from '../server/routes/recordings.js';
+import { registerRecordingRoutes, type ServeRecording } from '../server/routes/recordings.js';
 import { checkName, notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
 import { loadTls } from '../server/tls.js';
 import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
@@ -240,6 +240,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const placement = new LocalPlacement();
   /** With `cluster`: this machine as a node of the cluster (created once the routes it needs exist). */
   let node: ClusterNode | undefined;
+  /** Serves a recording of this machine's directory (set once the recording routes exist, before the server listens). */
+  let serveRecording: ServeRecording | undefined;
   const retired = new RetiredCounters();
   const frontRefusedBy: Record<string, number> = {};
   const sessions$ = new Subject<SessionEvent>();
@@ -434,6 +436,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         const page = await store.page({ limit: 1000 });
         return { recordings: page.recordings.map((r) => ({ ...r, url: links.sign(r.name) })), total: page.total };
       },
+      serveRecording: (req, reply, name) => serveRecording!(req, reply, name),
       placeLocally: (req, reply, peer) => placeLocally(req, reply, peer),
       apply: async (method, path, body) => {
         // No body, no content type: the engines refuse an empty JSON body (a DELETE from another node would never apply).
@@ -600,7 +603,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.patch<{ Params: { peer: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
 
   // ---- recordings: one directory for the machine, served here (signed links verify wherever they were made)
-  registerRecordingRoutes(app, { store }, access, links, downloadLimits);
+  serveRecording = registerRecordingRoutes(app, { store }, access, links, downloadLimits);
   await app.register(fastifyStatic, { root: store.dir, serve: false, decorateReply: true });
 
   // ---- pipelines and rooms

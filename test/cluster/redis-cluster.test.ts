@@ -114,11 +114,16 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       // The signed link is relative: it works without a token through whichever node the client reaches
       // (the compose file's public URLs, http://earshot-N:8080, are not reachable by clients).
       expect(entry.url).toMatch(/^\/cluster\/recordings\/[^?]+\?expires=\d+&signature=[\w-]+$/);
+      // Whichever node is asked, the owner too, answers with the file itself: no redirect to follow.
       for (const via of nodes) {
-        const signed = await fetch(`${via.url}${entry.url}`);
+        const signed = await fetch(`${via.url}${entry.url}`, { redirect: 'manual' });
         expect(signed.status).toBe(200);
         expect(Buffer.from(await signed.arrayBuffer()).equals(bytes)).toBe(true);
+        const withToken = await fetch(`${via.url}${entry.download}`, { headers: { ...admin, range: 'bytes=0-11' }, redirect: 'manual' });
+        expect(withToken.status).toBe(206);
+        expect(Buffer.from(await withToken.arrayBuffer()).equals(bytes.subarray(0, 12))).toBe(true);
       }
+      expect((await fetch(`${owner.url}${entry.url.replace(/signature=[\w-]+/, 'signature=AAAA')}`, { redirect: 'manual' })).status).toBe(401);
       // A forged signature opens nothing (the owner checks it), and neither does the path without a token.
       const forged = await fetch(`${other.url}${entry.url.replace(/signature=[\w-]+/, 'signature=AAAA')}`);
       expect(forged.status).toBe(401);

@@ -91,7 +91,7 @@ describe('earshot serve --cluster stopped with SIGTERM', () => {
       patient.child.kill('SIGTERM');
       await until('the node to show as draining', async () => {
         const n = (await nodesSeenBy(survivor)).find((x) => x.id === id);
-        return n?.state === 'draining' && !n.accepting ? true : undefined;
+        return n?.state === 'draining' && !n.accepting && !n.ready ? true : undefined;
       }, 5000);
       // New sessions, whether the POST reaches the draining node or another one, run elsewhere.
       await sendAudio({ url: `${patient.url}/whip/term/n1`, token: PUBLISH, source: tone, seconds: 0.5 });

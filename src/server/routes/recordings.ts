@@ -12,7 +12,7 @@
  * address and in all.
  */
 import type { ServerResponse } from 'node:http';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../../errors.js';
 import { RecordingsStore } from '../../sinks/recordings-store.js';
 import type { Access } from '../access.js';
@@ -31,8 +31,11 @@ export interface DownloadLimits {
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
 
+/** Serves recording `name` to `req` as `GET /recordings/<name>` does (signed link or admin, ranges, download limits). */
+export type ServeRecording = (req: FastifyRequest<{ Querystring: { expires?: string; signature?: string } }>, reply: FastifyReply, name: string) => Promise<FastifyReply>;
+
 // `core` needs only the store (hook: the `--processes N` front serves recordings from the shared directory with no core of its own).
-export function registerRecordingRoutes(app: FastifyInstance, core: Pick<EarshotCore, 'store'>, access: Access, links: DownloadLinks, limits: DownloadLimits): void {
+export function registerRecordingRoutes(app: FastifyInstance, core: Pick<EarshotCore, 'store'>, access: Access, links: DownloadLinks, limits: DownloadLimits): ServeRecording {
   app.get<{ Querystring: { limit?: string; cursor?: string } }>('/recordings', async (req) => {
     const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw errors.BODY_INVALID(`?limit= must be an integer from 1 to ${MAX_PAGE}.`);
@@ -50,40 +53,39 @@ export function registerRecordingRoutes(app: FastifyInstance, core: Pick<Earshot
   const active = new Map<string, number>();
   let running = 0;
 
+  const serve: ServeRecording = async (req, reply, given) => {
+    const name = RecordingsStore.checkName(given);
+    // A signed link opens exactly its file; anything else needs the admin role.
+    if (!links.verify(name, req.query.expires, req.query.signature)) await access.require('admin')(req, reply);
+    const entry = await core.store.describe(name); // 404s unknown files
+    // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
+    if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
+    // Our own 416 (problem+json with the size), before any slot is taken.
+    if (rangeBeyondEnd(req.headers.range, entry.bytes)) {
+      void reply.header('Content-Range', `bytes */${entry.bytes}`);
+      throw errors.RANGE_NOT_SATISFIABLE(entry.bytes, String(req.headers.range).slice(0, 100));
+    }
+    const client = req.ip;
+    const mine = active.get(client) ?? 0;
+    if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.perClient, 'from one address'));
+    if (running >= limits.total) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.total, 'on this server'));
+    active.set(client, mine + 1);
+    running++;
+    track(reply.raw, limits.idleTimeoutMs, () => {
+      running--;
+      const n = (active.get(client) ?? 1) - 1;
+      if (n > 0) active.set(client, n);
+      else active.delete(client);
+    });
+    void reply
+      .header('Content-Disposition', `attachment; filename="${entry.name.split('/').pop()}"`)
+      .header('Cache-Control', 'no-store');
+    return reply.sendFile(entry.name, core.store.dir, { acceptRanges: true, etag: true, lastModified: true, cacheControl: false, dotfiles: 'deny' });
+  };
+
   // `*`: names may include the subdirectories of a record sink's `directory` (calls/demo/x.wav).
-  app.get<{ Params: { '*': string }; Querystring: { expires?: string; signature?: string } }>(
-    '/recordings/*',
-    { config: { access: 'admin-or-signed' } },
-    async (req, reply) => {
-      const name = RecordingsStore.checkName(req.params['*']);
-      // A signed link opens exactly its file; anything else needs the admin role.
-      if (!links.verify(name, req.query.expires, req.query.signature)) await access.require('admin')(req, reply);
-      const entry = await core.store.describe(name); // 404s unknown files
-      // Our own 416 (problem+json with the size), before any slot is taken.
-      // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
-      if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
-      if (rangeBeyondEnd(req.headers.range, entry.bytes)) {
-        void reply.header('Content-Range', `bytes */${entry.bytes}`);
-        throw errors.RANGE_NOT_SATISFIABLE(entry.bytes, String(req.headers.range).slice(0, 100));
-      }
-      const client = req.ip;
-      const mine = active.get(client) ?? 0;
-      if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.perClient, 'from one address'));
-      if (running >= limits.total) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.total, 'on this server'));
-      active.set(client, mine + 1);
-      running++;
-      track(reply.raw, limits.idleTimeoutMs, () => {
-        running--;
-        const n = (active.get(client) ?? 1) - 1;
-        if (n > 0) active.set(client, n);
-        else active.delete(client);
-      });
-      void reply
-        .header('Content-Disposition', `attachment; filename="${entry.name.split('/').pop()}"`)
-        .header('Cache-Control', 'no-store');
-      return reply.sendFile(entry.name, core.store.dir, { acceptRanges: true, etag: true, lastModified: true, cacheControl: false, dotfiles: 'deny' });
-    },
-  );
+  app.get<{ Params: { '*': string }; Querystring: { expires?: string; signature?: string } }>('/recordings/*', { config: { access: 'admin-or-signed' } }, (req, reply) => serve(req, reply, req.params['*']));
+  return serve;
 }
 
 /** `bytes=` and one or more `first-[last]` (last ≥ first) or `-suffix` specs (RFC 9110 §14.1.2). */
