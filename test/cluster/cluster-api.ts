@@ -8,7 +8,7 @@ import { until } from '../helpers/until.js';
 import { startCli, type CliServer } from './cli-server.js';
 
 /** A node as `GET /cluster/nodes` lists it. */
-export type NodeView = { id: string; url: string; state: string; accepting: boolean; sessions: number; ageMs: number };
+export type NodeView = { id: string; url: string; state: string; accepting: boolean; ready: boolean; sessions: number; ageMs: number };
 /** A peer as `GET /cluster/stats` lists it. */
 export type ClusterPeer = { peer: string; session: string; node: string; state: string; pipeline: string; rtp: { packetsReceived: number }; recording: { name: string } | null };
 

@@ -24,6 +24,22 @@ async function problem(res: Response) {
   return (await res.json()) as { code: string; status: number; detail: string; title: string };
 }
 
+/** Writes `request` as raw bytes to the server at `url` and resolves to everything it answers before closing (at most 10 s). */
+function rawExchange(url: string, request: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    let text = '';
+    socket.on('data', (d) => (text += d.toString('latin1')));
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
+    socket.write(request);
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`still open after 10 s: ${text}`));
+    }, 10_000).unref();
+  });
+}
+
 async function post(path: string, body: string, headers: Record<string, string> = {}) {
   return fetch(`${t.url}${path}`, { method: 'POST', body, headers: { ...auth, 'content-type': 'application/sdp', ...headers } });
 }
@@ -250,15 +266,7 @@ describe('control API errors', () => {
   });
 
   it('answers a request that is not valid HTTP (an unknown method) with a 400 problem document', async () => {
-    const { port } = new URL(t.url);
-    const answer = await new Promise<string>((resolve, reject) => {
-      const socket = connect(Number(port), '127.0.0.1');
-      let text = '';
-      socket.on('data', (d) => (text += d.toString('latin1')));
-      socket.on('close', () => resolve(text));
-      socket.on('error', reject);
-      socket.write('FOO /whip/demo/alice HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-    });
+    const answer = await rawExchange(t.url, 'FOO /whip/demo/alice HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/);
     expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', status: 400 });
@@ -288,18 +296,9 @@ describe('request time', () => {
   it('closes a request whose body never finishes with 408 once requestTimeoutMs has passed', async () => {
     const quick = await startServer({ requestTimeoutMs: 500 });
     try {
-      const { port } = new URL(quick.url);
       const started = Date.now();
-      const answer = await new Promise<string>((resolve, reject) => {
-        const socket = connect(Number(port), '127.0.0.1');
-        let text = '';
-        socket.on('data', (d) => (text += d.toString('latin1')));
-        socket.on('close', () => resolve(text));
-        socket.on('error', reject);
-        // Headers promise 1000 bytes of body; 5 come, then nothing.
-        socket.write('POST /whip/demo/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\nContent-Length: 1000\r\n\r\nv=0\r\n');
-        setTimeout(() => reject(new Error(`still open after 10 s: ${text}`)), 10_000).unref();
-      });
+      // Headers promise 1000 bytes of body; 5 come, then nothing.
+      const answer = await rawExchange(quick.url, 'POST /whip/demo/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\nContent-Length: 1000\r\n\r\nv=0\r\n');
       expect(answer).toMatch(/^HTTP\/1\.1 408/);
       expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/);
       expect(answer).toMatch(/"code":"EARSHOT_BAD_REQUEST".*requestTimeoutMs/);
