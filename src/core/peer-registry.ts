@@ -138,10 +138,14 @@ function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
   into.sinkErrors += s.processing.sinkErrors;
   into.processorErrors += s.processing.processorErrors;
   for (const p of s.processing.processorStages ?? []) into.processorStageSeconds += p.cpuSeconds;
-  for (const w of s.websockets ?? []) {
-    into.websocketFramesSent += w.sentFrames;
-    into.websocketFramesDropped += w.droppedFrames;
-    into.websocketReconnects += w.reconnects;
+  addWebSocketTotals(into, s.websockets ?? [], 1);
+}
+
+function addWebSocketTotals(into: PeerTotals, sinks: WebSocketSinkStats[], sign: 1 | -1): void {
+  for (const w of sinks) {
+    into.websocketFramesSent += sign * w.sentFrames;
+    into.websocketFramesDropped += sign * w.droppedFrames;
+    into.websocketReconnects += sign * w.reconnects;
   }
 }
 
@@ -194,6 +198,16 @@ export class PeerRegistry {
     if (!this.#live.has(entry.peer)) {
       this.#ended.set(entry.peer, final);
       if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+    }
+    // Websocket sinks send their queue and end message after the recordings are final (bounded by
+    // their grace): once they are done, the ended peer's figures say `closed` and count what they sent.
+    if (final.websockets.length > 0) {
+      void entry.pipeline.socketsEnded().then(() => {
+        const websockets = entry.pipeline.websocketSinks();
+        addWebSocketTotals(this.#retiredTotals, final.websockets, -1);
+        addWebSocketTotals(this.#retiredTotals, websockets, 1);
+        if (this.#ended.get(entry.peer) === final) this.#ended.set(entry.peer, { ...final, websockets });
+      });
     }
   }
 

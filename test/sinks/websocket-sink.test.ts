@@ -191,6 +191,12 @@ describe('websocket sink', () => {
     expect(stats.websockets).toEqual([
       expect.objectContaining({ branch: 'main', url: 'ws://127.0.0.1:' + asr.port + '/v1/listen', sampleFormat: 's16', frames: binary.length, sentFrames: binary.length, droppedFrames: 0, reconnects: 0, connections: 1 }),
     ]);
+    // The connection has closed: the ended peer's figures say so (they read `closing` for ever before).
+    const closed = await until('the ended peer to show its sink closed', async () => {
+      const w = (await statsOf('tone')).websockets[0];
+      return w?.state === 'closed' ? w : undefined;
+    });
+    expect(closed).toMatchObject({ sentFrames: binary.length, queuedFrames: 0 });
 
     // The secret went into the connection request only.
     const everything = [
