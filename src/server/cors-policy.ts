@@ -35,6 +35,8 @@ export function corsPolicy(url: string, apiOrigins: string[], whipOrigins: strin
     allowedHeaders: ['Authorization', 'Content-Type', 'Range'],
     exposedHeaders: API_EXPOSED,
     maxAge: 600,
+    // An OPTIONS without `Origin` is a plain HTTP request, not a broken preflight: 204, not a text/plain 400.
+    strictPreflight: false,
   };
 }
 

@@ -221,6 +221,11 @@ describe('CORS allow-lists', () => {
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Authorization/i);
+    // A plain OPTIONS (no Origin: curl, a monitoring probe) is not a failed preflight.
+    const plain = await fetch(`${t.url}/stats`, { method: 'OPTIONS' });
+    expect(plain.status).toBe(204);
+    expect(plain.headers.get('access-control-allow-origin')).toBeNull();
+    expect(plain.headers.get('access-control-allow-methods')).toMatch(/GET/);
     // A refused request still carries CORS headers, so the page can read the 401.
     const refused = await fetch(`${t.url}/stats`, { headers: { origin: 'https://ops.example' } });
     expect(refused.status).toBe(401);
