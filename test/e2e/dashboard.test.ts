@@ -260,5 +260,24 @@ describe('dashboard', () => {
     expect(await page.getByTestId('talk-status').textContent()).toBe('The server ended this session (deleted); the recording is below.');
 
     expect(problems).toEqual([]);
+
+    // An outage: the server goes away. The page says so, dims the figures it can no longer
+    // update, and counts its repeated failure in one line of the log (every 2 s) rather than
+    // pushing the sessions' history out.
+    await t.server.close();
+    await page.locator('[data-testid="connection"][data-state="connecting"]').waitFor({ timeout: 10_000 });
+    await until('the tiles and cards to dim', async () => {
+      const opacity = await page.locator('.tiles').evaluate((el) => Number(getComputedStyle(el).opacity));
+      const cards = await page.getByTestId('peers').evaluate((el) => Number(getComputedStyle(el).opacity));
+      return opacity < 0.6 && cards < 0.6 ? true : undefined;
+    }, 5000);
+    const failures = page.locator('[data-testid="log"] li[data-text^="events:"]');
+    await until('three failed reconnections counted in one line', async () => Number((await failures.first().getAttribute('data-count')) ?? 1) >= 3 || undefined, 15_000);
+    // The stream's own end may have a line of its own before the reconnections' repeated one.
+    const texts = await failures.evaluateAll((els) => els.map((el) => (el as unknown as { dataset: { text: string } }).dataset.text));
+    expect(new Set(texts).size, texts.join(' | ')).toBe(texts.length);
+    expect(await failures.first().textContent()).toMatch(/\(×[3-9]\)$/);
+    // The session history is still there under it.
+    expect(await page.locator('[data-testid="log"] li.ended').count()).toBeGreaterThan(1);
   });
 });

@@ -218,6 +218,8 @@ async function connect() {
   const setState = (state, text) => {
     connEl.dataset.state = state;
     connEl.textContent = text;
+    // While the stream is down the tiles and cards show the last figures received: dimmed, so nobody reads them as live.
+    document.body.dataset.connection = state;
   };
   on('stats', (e) => {
     const data = parse(e.data);
