@@ -267,8 +267,10 @@ describe('dashboard', () => {
     await t.server.close();
     await page.locator('[data-testid="connection"][data-state="connecting"]').waitFor({ timeout: 10_000 });
     await until('the tiles and cards to dim', async () => {
-      const opacity = await page.locator('.tiles').evaluate((el) => Number(getComputedStyle(el).opacity));
-      const cards = await page.getByTestId('peers').evaluate((el) => Number(getComputedStyle(el).opacity));
+      // The page's own getComputedStyle (this file is type-checked without the DOM library).
+      const opacityOf = (el: unknown) => Number((globalThis as unknown as { getComputedStyle(e: unknown): { opacity: string } }).getComputedStyle(el).opacity);
+      const opacity = await page.locator('.tiles').evaluate(opacityOf);
+      const cards = await page.getByTestId('peers').evaluate(opacityOf);
       return opacity < 0.6 && cards < 0.6 ? true : undefined;
     }, 5000);
     const failures = page.locator('[data-testid="log"] li[data-text^="events:"]');
