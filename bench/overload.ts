@@ -43,7 +43,9 @@ function describe(options: { maxLatencyMs?: number; maxMachineCpu?: number }): s
   return flags.length > 0 ? flags.join(' ') : 'defaults';
 }
 
-export async function benchOverload(options: { offered?: number; seconds?: number; ramp?: number; maxLatencyMs?: number; maxMachineCpu?: number; log?: (line: string) => void } = {}): Promise<OverloadResult> {
+export async function benchOverload(
+  options: { offered?: number; seconds?: number; ramp?: number; maxLatencyMs?: number; maxMachineCpu?: number; trace?: boolean; log?: (line: string) => void } = {},
+): Promise<OverloadResult> {
   const log = options.log ?? ((l: string) => console.log(l));
   const offered = options.offered ?? 80;
   const seconds = options.seconds ?? 30;
@@ -76,6 +78,8 @@ export async function benchOverload(options: { offered?: number; seconds?: numbe
     const admittedPeers: string[] = [];
     const peakTimer = setInterval(() => (peak = Math.max(peak, rssBytes(child.pid))), 250);
     const started = performance.now();
+    // --trace: what admission measured, once a second, to see how the admissions met the load.
+    const traceTimer = options.trace ? setInterval(() => void traceAdmission(child.url, started, admittedPeers.length, log), 1000) : undefined;
     // Offers keep coming for `seconds`; every admitted stream sends until a common end, 15 s after that.
     const offerUntil = started + seconds * 1000;
     const sendUntil = offerUntil + 15_000;
@@ -123,6 +127,7 @@ export async function benchOverload(options: { offered?: number; seconds?: numbe
     );
     await Promise.all(runs);
     clearInterval(peakTimer);
+    clearInterval(traceTimer);
     await new Promise((r) => setTimeout(r, 10_000));
     const after = rssBytes(child.pid);
     const p99s = stats.map((s) => s.processing.recentLatencyMs.p99 ?? NaN).filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
@@ -143,5 +148,22 @@ export async function benchOverload(options: { offered?: number; seconds?: numbe
   } finally {
     await child.stop();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** One line of what admission last measured (`/stats` → `server.admission`). */
+async function traceAdmission(url: string, started: number, admitted: number, log: (line: string) => void): Promise<void> {
+  try {
+    const stats = (await (await fetch(`${url}/stats`, { signal: AbortSignal.timeout(900) })).json()) as {
+      server: { peers: number; admission: { ready: boolean; reasons: string[]; workerUtilization: number; eventLoopUtilization: number; machineUtilization: number; latencyP99Ms: number | null; unsettledSessions: number } | null };
+    };
+    const a = stats.server.admission;
+    if (!a) return;
+    const pct = (v: number) => `${Math.round(v * 100)}%`;
+    log(
+      `  t=${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s  admitted ${String(admitted).padStart(3)}  live ${String(stats.server.peers).padStart(3)}  p99 ${a.latencyP99Ms === null ? '–' : a.latencyP99Ms.toFixed(0).padStart(4)} ms  workers ${pct(a.workerUtilization)}  loop ${pct(a.eventLoopUtilization)}  machine ${pct(a.machineUtilization)}  unsettled ${a.unsettledSessions}  ${a.ready ? 'ready' : a.reasons.join('; ')}`,
+    );
+  } catch {
+    // a busy server may miss a line
   }
 }

@@ -60,6 +60,7 @@ Options:
   --pipeline <name>   profile: default | nodenoise (default: default)
   --source <name>     profile, mainpath: what the publishers send: ${Object.keys(SOURCES).join(' | ')} (default: speech)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
+  --trace             overload: print what admission measured once a second
   -h, --help          this text
 
 Examples:
@@ -85,6 +86,7 @@ const { values } = parseArgs({
     pipeline: { type: 'string' },
     source: { type: 'string' },
     build: { type: 'boolean' },
+    trace: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -229,7 +231,7 @@ if (sections.has('overload')) {
     ['maxLatency20', { maxLatencyMs: 20 }],
     ['maxMachineCpu85', { maxMachineCpu: 85 }],
   ];
-  for (const [name, config] of configs) runs[name] = await benchOverload({ offered: num(values.streams, 'streams'), seconds: num(values.window, 'window'), ...config, log });
+  for (const [name, config] of configs) runs[name] = await benchOverload({ offered: num(values.streams, 'streams'), seconds: num(values.window, 'window'), trace: values.trace, ...config, log });
   results.overload = runs;
 }
 if (sections.has('profile')) {
