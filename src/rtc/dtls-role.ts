@@ -3,8 +3,9 @@
  * takes the client role (`a=setup:active`) whatever the offer said; an offer
  * of `a=setup:active` (its sender will be the DTLS client) then got an
  * answer of `active` too, and two clients never complete a handshake. Such an
- * offer makes earshot the server (`passive`). `actpass` (what browsers offer)
- * and `passive` leave werift's client role, as the RFC has it.
+ * offer makes earshot the server (`passive`), as does an offer without
+ * `a=setup`, which means `active` (RFC 4145 §4.1). `actpass` (what browsers
+ * offer) and `passive` leave werift's client role, as the RFC has it.
  */
 import type { RTCPeerConnection } from 'werift';
 import type { MediaSection, ParsedOffer } from './sdp-offer.js';
@@ -20,7 +21,7 @@ export function setupOf(offer: ParsedOffer, section: MediaSection): string | und
 
 /** After `setRemoteDescription(offer)`, before `createAnswer()`: the server role for an offer whose sender is the client. */
 export function answerDtlsRole(pc: RTCPeerConnection, offer: ParsedOffer, section: MediaSection): void {
-  if (setupOf(offer, section) !== 'active') return;
+  if ((setupOf(offer, section) ?? 'active') !== 'active') return;
   for (const transceiver of pc.getTransceivers()) if (transceiver.dtlsTransport) transceiver.dtlsTransport.role = 'server';
   if (pc.sctpTransport) pc.sctpTransport.dtlsTransport.role = 'server';
 }

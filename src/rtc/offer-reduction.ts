@@ -8,6 +8,7 @@
  */
 import { errors } from '../errors.js';
 import { directionOf, isRtp, ownDirection, type MediaSection, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
+import { setupOf } from './dtls-role.js';
 
 export interface NegotiationPlan {
   /** Indices (in the offer) of the sections werift negotiates, in offer order. */
@@ -100,6 +101,9 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
     // werift reads a section without a direction attribute as inactive, and would answer
     // inactive to a publisher that sends: it gets the direction the offer means, stated.
     if (isRtp(s.proto) && ownDirection(s) === undefined) lines.push(`a=${directionOf(offer, s)}`);
+    // Without a=setup werift drops the section's fingerprints and no handshake can complete;
+    // the offer means active (RFC 4145 §4.1), so it is stated (and answered passive).
+    if (setupOf(offer, s) === undefined) lines.push('a=setup:active');
   }
   return `${lines.join('\r\n')}\r\n`;
 }

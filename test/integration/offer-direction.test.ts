@@ -5,8 +5,9 @@
  * section without its own, and blanks after an attribute do not change it:
  * each such publisher is answered `recvonly` and its audio arrives, packet
  * for packet (werift alone answered the first `inactive`, and the publisher
- * was connected with nothing received). An offer of `a=setup:active` is
- * answered `passive` (RFC 8842 §5.3; werift alone answered `active`).
+ * was connected with nothing received). An offer of `a=setup:active`, or
+ * without `a=setup` (active by default, RFC 4145 §4.1), is answered `passive`
+ * (RFC 8842 §5.3; werift alone answered `active`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,25 +41,32 @@ describe('the direction an offer means', () => {
     { peer: 'session-level', what: 'a=sendonly in the session part only', edit: (sdp: string) => withoutDirection(sdp).replace(/\r\nm=/, '\r\na=sendonly\r\nm=') },
     { peer: 'blank-after', what: '"a=sendonly " with a blank after it', edit: (sdp: string) => sdp.replace(/a=sendonly\r\n/g, 'a=sendonly \r\n') },
   ];
-  it('a=setup:active (the sender is the DTLS client): answered passive, and every packet arrives', async () => {
-    const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
-    const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
-    const answer = await publishRawOpus(
-      `${t.url}/whip/demo/active`,
-      async (send) => {
-        for (let k = 0; k < packets.length; k++) {
-          send(100 + k, k * 960, packets[k], k === 0);
-          await sleep(5);
-        }
-      },
-      // werift takes the role the answer leaves it: with "passive" it is the client its offer said.
-      { editOffer: (sdp) => sdp.replace(/a=setup:actpass/g, 'a=setup:active') },
-    );
-    // RFC 8842 §5.3: an active offer is answered passive (werift alone answered active: two clients).
-    expect(answer).toMatch(/\r\na=setup:passive\r\n/);
-    const stats = await finalStats('active');
-    expect(stats.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
-  });
+  const roles = [
+    { peer: 'active', what: 'a=setup:active (the sender is the DTLS client)', edit: (sdp: string) => sdp.replace(/a=setup:actpass/g, 'a=setup:active') },
+    // RFC 4145 §4.1: an offer without a=setup means active.
+    { peer: 'no-setup', what: 'no a=setup (active by default)', edit: (sdp: string) => sdp.replace(/a=setup:actpass\r\n/g, '') },
+  ];
+  for (const { peer, what, edit } of roles) {
+    it(`${what}: answered passive, and every packet arrives`, async () => {
+      const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+      const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
+      const answer = await publishRawOpus(
+        `${t.url}/whip/demo/${peer}`,
+        async (send) => {
+          for (let k = 0; k < packets.length; k++) {
+            send(100 + k, k * 960, packets[k], k === 0);
+            await sleep(5);
+          }
+        },
+        // werift takes the role the answer leaves it: with "passive" it is the client its offer said.
+        { editOffer: edit },
+      );
+      // RFC 8842 §5.3: an active offer is answered passive (werift alone answered active: two clients).
+      expect(answer).toMatch(/\r\na=setup:passive\r\n/);
+      const stats = await finalStats(peer);
+      expect(stats.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
+    });
+  }
 
   for (const { peer, what, edit } of cases) {
     it(`${what}: answered recvonly, and every packet arrives`, async () => {
