@@ -144,6 +144,10 @@ export const errors = {
     (name: string, known: string[]) => `No pipeline "${name}"; loaded: ${known.join(', ') || 'none'}. GET /pipelines lists them; PUT /pipelines/${name} adds one.`),
   PIPELINE_IN_USE: define('EARSHOT_PIPELINE_IN_USE', 409, 'Pipeline in use',
     (name: string, by: string) => `Pipeline "${name}" is in use (${by}); end those sessions, rebind the rooms or choose another default first.`),
+  PIPELINES_READ_ONLY: define('EARSHOT_PIPELINES_READ_ONLY', 409, 'Pipelines are read-only',
+    (dir: string) =>
+      `This server runs the bundled pipelines (${dir}), which belong to the installed package: a change there would be lost on its next install. ` +
+      'Start the server with --pipelines DIR (pipelinesDir in code), a directory of your own (copy the bundled files there to start from them), to add, replace or delete pipelines over HTTP.'),
   PIPELINE_NAME_MISMATCH: define('EARSHOT_PIPELINE_NAME_MISMATCH', 400, 'Pipeline name mismatch',
     (where: string, name: string) => `${where} holds a pipeline named "${name}": a pipeline's "name" must match its file name and URL (${name}.json, /pipelines/${name}).`),
   PIPELINE_WRITE_FAILED: define('EARSHOT_PIPELINE_WRITE_FAILED', 500, 'Pipeline not saved',

@@ -19,6 +19,12 @@ import { loadPipelineFile, parsePipeline, type Pipeline, type ValidateOptions } 
 export interface PipelineRegistryOptions {
   /** The pipelines directory; without one the registry lives in memory (PUT and DELETE don't touch disk). */
   dir?: string;
+  /**
+   * The directory is loaded and watched but never written: PUT and DELETE
+   * throw `EARSHOT_PIPELINES_READ_ONLY` (409). For the bundled pipelines,
+   * which belong to the installed package (a reinstall would undo a change).
+   */
+  readOnly?: boolean;
   /** Custom stage types valid at the moment (registered stage modules). */
   customStages?: () => readonly string[];
   /** Called when a file changed on disk could not be loaded (the previous version stays). */
@@ -104,12 +110,14 @@ export class PipelineRegistry {
   /**
    * Validates `doc` as pipeline `name` and saves it as `<dir>/<name>.json`
    * (written to a temporary file and renamed, so the watcher never reads half
-   * a file). Throws `EARSHOT_PIPELINE_INVALID` (422, every problem) before
+   * a file). Throws `EARSHOT_PIPELINES_READ_ONLY` (409) for a read-only
+   * directory, `EARSHOT_PIPELINE_INVALID` (422, every problem) before
    * touching anything. Returns the new version and whether it replaced one.
    * `options.processors` (the server's registry) also checks that processor
    * stages name processors registered as stages.
    */
   async put(name: string, doc: unknown, options: Pick<ValidateOptions, 'processors'> = {}): Promise<{ pipeline: Pipeline; created: boolean }> {
+    this.#checkWritable();
     const withName = typeof doc === 'object' && doc !== null && !Array.isArray(doc) && !('name' in doc) ? { name, ...doc } : doc;
     const pipeline = parsePipeline(withName, name, { ...this.#validateOptions(), ...options });
     if (pipeline.name !== name) throw errors.PIPELINE_NAME_MISMATCH(`The body of PUT /pipelines/${name}`, pipeline.name);
@@ -134,6 +142,7 @@ export class PipelineRegistry {
   /** Unloads a pipeline and deletes its file. The caller checks it is not in use. */
   async delete(name: string): Promise<void> {
     this.get(name);
+    this.#checkWritable();
     const dir = this.dir;
     if (dir !== undefined) {
       await unlink(join(dir, `${name}.json`)).catch((e: NodeJS.ErrnoException) => {
@@ -141,6 +150,15 @@ export class PipelineRegistry {
       });
     }
     this.#pipelines.delete(name);
+  }
+
+  /** Whether PUT and DELETE may change the directory (`readOnly`: the bundled pipelines). */
+  get writable(): boolean {
+    return this.#options.readOnly !== true;
+  }
+
+  #checkWritable(): void {
+    if (this.dir !== undefined && this.#options.readOnly) throw errors.PIPELINES_READ_ONLY(this.dir);
   }
 
   /**

@@ -2,6 +2,7 @@
  * `createServer`: the fastify app (WHIP, control API, recordings) around an
  * EarshotCore, with validated options and graceful shutdown.
  */
+import { realpathSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { packageRoot } from '../package-root.js';
@@ -112,8 +113,11 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
       await pool.start();
       for (const m of options.stageModules) await pool.registerStageModule(m);
     }
+    const pipelinesDir = options.pipelinesDir ?? join(packageRoot(), 'pipelines');
     pipelines = await PipelineRegistry.load({
-      dir: options.pipelinesDir ?? join(packageRoot(), 'pipelines'),
+      dir: pipelinesDir,
+      // The package's own files: changed over HTTP they would be lost on the next install.
+      readOnly: isBundledPipelinesDir(pipelinesDir),
       customStages: () => pool.customStageTypes,
       onReload: (name, change) => reloadLog.log?.info({ pipeline: name, change }, change === 'loaded' ? 'pipeline reloaded from disk' : 'pipeline file removed'),
       onReloadError: (file, error) =>
@@ -245,4 +249,13 @@ export function defaultIceHosts(host: string): string[] | undefined {
   if (host === 'localhost' || isLoopbackHost(host)) return ['127.0.0.1'];
   if (host === '0.0.0.0' || host === '::') return undefined;
   return isIP(host) ? [host] : undefined;
+}
+
+/** Whether `dir` is the package's own pipelines directory (however it is named: a link, `./pipelines` in the repository). */
+function isBundledPipelinesDir(dir: string): boolean {
+  try {
+    return realpathSync(dir) === realpathSync(join(packageRoot(), 'pipelines'));
+  } catch {
+    return false;
+  }
 }

@@ -93,8 +93,10 @@ export interface CreateServerOptions {
   requestTimeoutMs?: number;
   /**
    * Directory of pipeline files (`*.json`, each named after its pipeline),
-   * loaded at start and watched for changes. Default: the package's
-   * `pipelines/` (default, voice-agent, call-recording, telephony, podcast, handler).
+   * loaded at start and watched for changes; `PUT`/`DELETE /pipelines/:name`
+   * write here. Default: the package's `pipelines/` (default, voice-agent,
+   * call-recording, telephony, podcast, handler), which are read-only over
+   * HTTP (409 `EARSHOT_PIPELINES_READ_ONLY`): they belong to the installed package.
    */
   pipelinesDir?: string;
   /** Reload pipeline files when they change on disk. Default true. */

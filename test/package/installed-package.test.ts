@@ -13,6 +13,7 @@
  * up. npm installs from its cache when it can (`--prefer-offline`).
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
@@ -151,6 +152,7 @@ describe('the packed package', { timeout: 300_000 }, () => {
     const out = await must(process.execPath, [join(app, 'out', 'main.js'), FIXTURE], app);
     const result = JSON.parse(out.trim().split('\n').at(-1)!) as {
       dashboard: number;
+      bundledPipelines: { put: number; code: string; writable: boolean };
       streams: number;
       frames: number;
       firstFrame: { sampleRate: number; channels: number; samples: number };
@@ -171,5 +173,8 @@ describe('the packed package', { timeout: 300_000 }, () => {
     // The facade found its bundled pipeline and ran the user's processor on every frame.
     expect(result.handler).toEqual({ packetsSent: 50, packetsReceived: 50, pipeline: 'handler', processed: 50 });
     expect(result.health).toBe('ok, 0 quarantined');
+    // A PUT on the bundled pipelines is refused, and nothing was written into the installed package.
+    expect(result.bundledPipelines).toEqual({ put: 409, code: 'EARSHOT_PIPELINES_READ_ONLY', writable: false });
+    expect(existsSync(join(app, 'node_modules', 'earshot', 'pipelines', 'mine.json'))).toBe(false);
   });
 });

@@ -3,6 +3,7 @@
  * (refused while in use), room bindings and their precedence, and reloading
  * files edited on disk — running streams keep their version.
  */
+import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,5 +129,29 @@ describe('pipelines API', () => {
 
     await unlink(join(dir, 'quiet.json'));
     expect(await until(async () => (await api('/pipelines/quiet')).status === 404)).toBe(true);
+  });
+});
+
+describe('the bundled pipelines', () => {
+  it('are read-only over HTTP: PUT and DELETE get 409 EARSHOT_PIPELINES_READ_ONLY and the package files stay as they are', async () => {
+    const bundled = await startServer({ pipelinesDir: BUNDLED });
+    try {
+      const before = await readFile(join(BUNDLED, 'podcast.json'), 'utf8');
+      const put = await fetch(`${bundled.url}/pipelines/quiet`, json('PUT', QUIET));
+      expect(put.status).toBe(409);
+      const problem = (await put.json()) as { code: string; detail: string };
+      expect(problem.code).toBe('EARSHOT_PIPELINES_READ_ONLY');
+      expect(problem.detail).toMatch(/--pipelines DIR/);
+      expect(existsSync(join(BUNDLED, 'quiet.json'))).toBe(false);
+      // Replacing or deleting a bundled one is refused alike.
+      expect((await fetch(`${bundled.url}/pipelines/podcast`, json('PUT', { ...JSON.parse(before), description: 'mine' }))).status).toBe(409);
+      expect((await fetch(`${bundled.url}/pipelines/podcast`, json('DELETE'))).status).toBe(409);
+      expect(await readFile(join(BUNDLED, 'podcast.json'), 'utf8')).toBe(before);
+      expect(((await (await fetch(`${bundled.url}/pipelines`)).json()) as { writable: boolean }).writable).toBe(false);
+      // A directory of the user's own is writable, and says so.
+      expect((await api('/pipelines')).body!.writable).toBe(true);
+    } finally {
+      await bundled.close();
+    }
   });
 });

@@ -39,6 +39,8 @@ export function registerPipelineRoutes(app: FastifyInstance, core: EarshotCore):
   app.get('/pipelines', async () => ({
     default: core.defaultPipelineName,
     directory: core.pipelines.dir ?? null,
+    // False for the bundled pipelines: PUT and DELETE get 409 EARSHOT_PIPELINES_READ_ONLY.
+    writable: core.pipelines.writable,
     pipelines: core.pipelines.list().map((p) => summary(p, core)),
   }));
 

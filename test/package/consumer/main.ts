@@ -72,6 +72,10 @@ try {
   const server: EarshotServer = await createServer({ host: '127.0.0.1', port: 0, recordingsDir: recordings, pipeline, logLevel: 'warn' });
   const url = await server.listen();
   const dashboard = (await fetch(`${url}/`)).status; // the static page ships with the package
+  // The bundled pipelines belong to the installed package: the HTTP API reads them and changes none.
+  const put = await fetch(`${url}/pipelines/mine`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'mine', sinks: [{ type: 'stats' }] }) });
+  const listing = (await (await fetch(`${url}/pipelines`)).json()) as { writable: boolean };
+  const bundledPipelines = { put: put.status, code: ((await put.json()) as { code?: string }).code, writable: listing.writable };
   let streams = 0;
   let frames = 0;
   let frames16k = 0;
@@ -119,6 +123,7 @@ try {
   console.log(
     JSON.stringify({
       dashboard,
+      bundledPipelines,
       streams,
       frames,
       firstFrame: { sampleRate: first.sampleRate, channels: first.channels, samples: first.data.length },
