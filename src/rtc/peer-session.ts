@@ -16,6 +16,7 @@ import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats }
 import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
+import { reportFiguresFrom } from './receiver-reports.js';
 // Replace werift's string-based RTP header parsing and two per-packet costs of its receiver
 // before any packet arrives (see the modules).
 import './werift-rtp-header.js';
@@ -201,6 +202,8 @@ export class PeerSession {
       this.#trackPayloadType = track.codec?.payloadType;
       track.onReceiveRtp.subscribe((rtp) => this.#onRtp(rtp));
       leanReceivePath(pc);
+      // The receiver reports about this stream say what the ingest counted (RFC 3550 A.1, A.3).
+      for (const transceiver of pc.getTransceivers()) if (transceiver.kind === 'audio') reportFiguresFrom(transceiver.receiver, () => this.#ingest.reportFigures());
     });
     pc.connectionStateChange.subscribe((state) => this.#onConnectionState(state));
   }

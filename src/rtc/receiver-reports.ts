@@ -17,6 +17,7 @@
  */
 import { RtcpReceiverInfo, RtcpRrPacket } from 'werift';
 import { runReportLoop, type ReportingParticipant } from './rtcp-interval.js';
+import type { ReportFigures } from './rtp-ingest.js';
 
 /** What a stream's statistics give a report (werift's `StreamStatistics`; RFC 3550 A.3 and A.8). */
 interface StreamStatistics {
@@ -41,8 +42,38 @@ export function reportsLikeWerift(runRtcp: unknown): boolean {
   return ['rtcpCancel', 'remoteStreams', 'receiveLastSRTimestamp', 'RtcpRrPacket', 'sendRtcp', '65536'].every((s) => source.includes(s));
 }
 
-/** One report block per stream the receiver has seen, as werift builds them. */
+/**
+ * A stream's own figures for its reports, where earshot counts them (the
+ * session's RTP ingest): werift's statistics report the highest sequence
+ * number without its wraps (RFC 3550 §6.4.1 asks for the extended one, so a
+ * call past 65 536 packets, ~22 minutes, reported a number that went back),
+ * and count a sender's restarted sequence as packets lost (A.1 re-syncs).
+ */
+const figuresOf = new WeakMap<object, () => ReportFigures | undefined>();
+
+/** Reports about `receiver`'s stream take `figures` (for the SSRC they name) instead of werift's statistics. */
+export function reportFiguresFrom(receiver: object, figures: () => ReportFigures | undefined): void {
+  figuresOf.set(receiver, figures);
+}
+
+/** The last report's expected and received per receiver and SSRC, for the fraction lost over the interval (RFC 3550 A.3). */
+const priorOf = new WeakMap<object, { ssrc: number; expected: number; received: number }>();
+
+/** RFC 3550 A.3: cumulative lost as a signed 24-bit field, the fraction lost since the last report in 1/256. */
+function blockFigures(receiver: object, f: ReportFigures): { fractionLost: number; packetsLost: number; highestSequence: number; jitter: number } {
+  const prior = priorOf.get(receiver);
+  const same = prior !== undefined && prior.ssrc === f.ssrc;
+  const expectedInterval = f.expected - (same ? prior.expected : 0);
+  const lostInterval = expectedInterval - (f.received - (same ? prior.received : 0));
+  priorOf.set(receiver, { ssrc: f.ssrc, expected: f.expected, received: f.received });
+  const fractionLost = expectedInterval === 0 || lostInterval <= 0 ? 0 : Math.min(255, Math.floor((lostInterval * 256) / expectedInterval));
+  const lost = Math.max(-0x800000, Math.min(0x7fffff, f.expected - f.received));
+  return { fractionLost, packetsLost: lost & 0xffffff, highestSequence: f.extendedHighest >>> 0, jitter: Math.max(0, f.jitter) >>> 0 };
+}
+
+/** One report block per stream the receiver has seen, as werift builds them (from earshot's figures where it has them). */
 export function receiverReportBlocks(receiver: ReportingReceiver, nowSeconds = Date.now() / 1000): RtcpReceiverInfo[] {
+  const own = figuresOf.get(receiver)?.();
   return Object.entries(receiver.remoteStreams).map(([key, stream]) => {
     const ssrc = Number(key);
     const lsr = receiver.lastSRtimestamp[ssrc] || 0;
@@ -52,15 +83,8 @@ export function receiverReportBlocks(receiver: ReportingReceiver, nowSeconds = D
       const delaySeconds = nowSeconds - receiver.receiveLastSRTimestamp[ssrc];
       if (delaySeconds > 0 && delaySeconds < 65536) dlsr = Math.trunc(delaySeconds * 65536);
     }
-    return new RtcpReceiverInfo({
-      ssrc,
-      fractionLost: stream.fraction_lost,
-      packetsLost: stream.packets_lost,
-      highestSequence: stream.max_seq,
-      jitter: stream.jitter,
-      lsr,
-      dlsr,
-    });
+    const figures = own?.ssrc === ssrc ? blockFigures(receiver, own) : { fractionLost: stream.fraction_lost, packetsLost: stream.packets_lost, highestSequence: stream.max_seq, jitter: stream.jitter };
+    return new RtcpReceiverInfo({ ssrc, ...figures, lsr, dlsr });
   });
 }
 

@@ -62,7 +62,7 @@ export interface RtpReceiveStats {
   ssrc: number | undefined;
   /** Packets received, including late and duplicate ones (RFC 3550 counts them). */
   packetsReceived: number;
-  /** Expected packets: extended highest sequence number − first + 1. */
+  /** Expected packets: extended highest sequence number − first + 1, summed over the sources (SSRCs) the stream had. */
   packetsExpected: number;
   /** Cumulative lost = expected − received (RFC 3550; may be negative with duplicates). */
   packetsLost: number;
@@ -73,6 +73,12 @@ export interface RtpReceiveStats {
   packetsReordered: number;
   /** Packets that arrived after their slot was already declared lost or played out. */
   packetsLate: number;
+  /**
+   * Packets dropped and not counted as received: a sequence number 3000 or more
+   * ahead of the highest, or over 100 behind it, that the next packet did not
+   * follow (RFC 3550 A.1). Two in a row are a restarted sequence and are taken.
+   */
+  packetsDiscarded: number;
   /** RTP payload bytes received. */
   bytesReceived: number;
   headerBytesReceived: number;
@@ -88,7 +94,27 @@ export interface RtpReceiveStats {
   lastPacketAt: number | undefined;
 }
 
+/** The figures of an RTCP report block about one source, as the ingest counts them (RFC 3550 A.1, A.3, A.8). */
+export interface ReportFigures {
+  ssrc: number;
+  /** Extended highest sequence number, in the sender's numbering: wraps × 65536 + the highest. */
+  extendedHighest: number;
+  /** Packets expected and received since the source's first packet (a restarted sequence adds no leap). */
+  expected: number;
+  received: number;
+  /** Interarrival jitter, timestamp units. */
+  jitter: number;
+}
+
 const SEQ_MOD = 0x10000;
+/**
+ * RFC 3550 A.1: a sequence number 3000 or more ahead of the highest, or more
+ * than 100 behind it, is not taken at once. If the next packet follows it, the
+ * sender restarted its sequence (without a new SSRC) and the two are taken
+ * with no loss counted for the leap; otherwise it is dropped, uncounted.
+ */
+const MAX_DROPOUT = 3000;
+const MAX_MISORDER = 100;
 const RECENT_SLOTS = 1024;
 const BITRATE_WINDOW_MS = 2000;
 const BITRATE_BUCKET_MS = 100;
@@ -127,6 +153,9 @@ export class RtpIngest {
   #mediaSamples = 0;
   #unexplainedGap = 0;
   #timestampJumps = 0;
+  /** A packet whose sequence number leapt, held until the next one says whether the sequence restarted. */
+  #leap: RtpInput | undefined;
+  #leapsDropped = 0;
 
   // Reorder buffer, keyed by extended sequence number.
   readonly #held = new Map<number, { frame: EncodedFrame; extSeq: number; heldAt: number }>();
@@ -163,6 +192,32 @@ export class RtpIngest {
   /** Takes one packet. `p` is read, not kept: a caller may reuse one object for every packet. */
   receive(p: RtpInput): void {
     if (this.#ssrc !== p.ssrc) this.#startSource(p);
+    else {
+      const ahead = (p.sequenceNumber - this.#lastSeq) & 0xffff;
+      if (ahead >= MAX_DROPOUT && ahead <= SEQ_MOD - MAX_MISORDER) {
+        const leap = this.#leap;
+        if (leap === undefined || p.sequenceNumber !== ((leap.sequenceNumber + 1) & 0xffff)) {
+          // Not taken yet (RFC 3550 A.1): a restart only if the next packet follows it.
+          this.#leap = { ...p };
+          this.#leapsDropped += leap === undefined ? 0 : 1;
+          return;
+        }
+        // Two in a row: the sender restarted its sequence. It goes on from the highest sequence
+        // number so far, so the leap counts no packets lost (RFC 3550 A.1 re-syncs).
+        this.#leap = undefined;
+        this.#seqCycleBase = this.#maxExtSeq + 1 - leap.sequenceNumber;
+        this.#lastSeq = leap.sequenceNumber;
+        this.#cycles = 0;
+        this.#take(leap);
+      } else if (this.#leap !== undefined) {
+        this.#leap = undefined;
+        this.#leapsDropped++;
+      }
+    }
+    this.#take(p);
+  }
+
+  #take(p: RtpInput): void {
     this.#received++;
     this.#bytes += p.payload.length;
     this.#headerBytes += p.headerBytes;
@@ -252,13 +307,27 @@ export class RtpIngest {
 
   /** Emits everything held (end of stream). */
   flush(): void {
+    if (this.#leap !== undefined) this.#leapsDropped++;
+    this.#leap = undefined;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     while (this.#held.size > 0) this.#skipToNextHeld();
   }
 
+  /** What an RTCP report block about the current source says (RFC 3550 §6.4.1), before the interval's fraction lost. */
+  reportFigures(): ReportFigures | undefined {
+    if (this.#ssrc === undefined || this.#maxExtSeq < 0) return undefined;
+    return {
+      ssrc: this.#ssrc,
+      extendedHighest: (this.#cycles * SEQ_MOD + this.#lastSeq) % 2 ** 32,
+      expected: this.#maxExtSeq - this.#baseSeq + 1,
+      received: this.#received - this.#receivedBefore,
+      jitter: Math.floor(this.#jitter),
+    };
+  }
+
   stats(now: number): RtpReceiveStats {
-    const expected = this.#maxExtSeq < 0 ? 0 : this.#maxExtSeq - this.#baseSeq + 1;
+    const expected = this.#expectedBefore + (this.#maxExtSeq < 0 ? 0 : this.#maxExtSeq - this.#baseSeq + 1);
     const lost = expected - this.#received;
     return {
       ssrc: this.#ssrc,
@@ -269,6 +338,7 @@ export class RtpIngest {
       packetsDuplicated: this.#duplicates,
       packetsReordered: this.#reordered,
       packetsLate: this.#late,
+      packetsDiscarded: this.#leapsDropped,
       bytesReceived: this.#bytes,
       headerBytesReceived: this.#headerBytes,
       jitter: this.#jitter / this.#clockRate,
@@ -281,7 +351,12 @@ export class RtpIngest {
   }
 
   #startSource(p: RtpInput): void {
+    if (this.#leap !== undefined) this.#leapsDropped++;
+    this.#leap = undefined;
     if (this.#ssrc !== undefined) {
+      // The statistics go on over every source; a report block is about the current one.
+      this.#expectedBefore += Math.max(0, this.#maxExtSeq - this.#baseSeq + 1);
+      this.#receivedBefore = this.#received;
       // A new SSRC (sender restarted its stream): play out what we hold, then
       // continue media time where the old source ended.
       this.flush();
@@ -298,6 +373,7 @@ export class RtpIngest {
     this.#nextSeq = start;
     this.#seqCycleBase = start - p.sequenceNumber;
     this.#lastSeq = p.sequenceNumber;
+    this.#cycles = 0;
     this.#lastTs = p.timestamp;
     this.#extTs = p.timestamp;
     this.#baseTs = p.timestamp;
@@ -305,6 +381,11 @@ export class RtpIngest {
 
   #seqCycleBase = 0;
   #lastSeq = 0;
+  /** Packets expected from earlier sources, and received before the current one started. */
+  #expectedBefore = 0;
+  #receivedBefore = 0;
+  /** Wraps of the sender's sequence number since its first packet or restart (RFC 3550 A.1 `cycles`, counted in wraps). */
+  #cycles = 0;
 
   /** Extends a 16-bit sequence number to a monotonic one (RFC 3550 A.1, without probation). */
   #extendSeq(seq: number): number {
@@ -313,6 +394,7 @@ export class RtpIngest {
     else if (delta < -SEQ_MOD / 2) delta += SEQ_MOD;
     const ext = this.#lastSeq + this.#seqCycleBase + delta;
     if (delta > 0) {
+      if (seq < this.#lastSeq) this.#cycles++;
       this.#seqCycleBase = ext - seq;
       this.#lastSeq = seq;
     }

@@ -27,11 +27,11 @@ afterAll(() => t.close());
  * before it at once: the server moves media time on at a jump by the time
  * between the two arrivals, which a stall of this process must not lengthen.
  */
-async function sendWithJump(url: string, packets: readonly Uint8Array[], at: number, jump: number): Promise<void> {
+async function sendWithJump(url: string, packets: readonly Uint8Array[], at: number, jump: number, seqJump = 0): Promise<void> {
   await publishRawOpus(url, async (send) => {
     for (let k = 0; k < packets.length; k++) {
       if (k !== at) await sleep(5);
-      send(1000 + k, 5000 + k * 960 + (k >= at ? jump : 0), packets[k], k === 0);
+      send(1000 + k + (k >= at ? seqJump : 0), 5000 + k * 960 + (k >= at ? jump : 0), packets[k], k === 0);
     }
   });
 }
@@ -49,14 +49,16 @@ describe('RTP timestamps that jump', () => {
   const cases = [
     { peer: 'ahead', jump: 0x7fffffff, what: '12 hours ahead' },
     { peer: 'back', jump: -3600 * 48000, what: 'an hour back' },
+    // A gateway that restarts its stream under the same SSRC (RFC 3550 A.1 re-syncs): no loss for the leap.
+    { peer: 'restart', jump: 0x7fffffff, seqJump: 30_000, what: '12 hours ahead with the sequence numbers 30 000 on' },
   ];
-  for (const { peer, jump, what } of cases) {
+  for (const { peer, jump, what, seqJump } of cases) {
     it(`a jump ${what} halfway: the recording lasts what was sent, the tone on both sides, the jump counted`, async () => {
       const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
       const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 100);
-      await sendWithJump(`${t.url}/whip/demo/${peer}?pipeline=plain`, packets, 50, jump);
+      await sendWithJump(`${t.url}/whip/demo/${peer}?pipeline=plain`, packets, 50, jump, seqJump);
       const stats = await finalStats(peer);
-      expect(stats.rtp).toMatchObject({ packetsReceived: 100, packetsLost: 0, packetsLate: 0, timestampJumps: 1 });
+      expect(stats.rtp).toMatchObject({ packetsReceived: 100, packetsExpected: 100, packetsLost: 0, packetsLate: 0, packetsDiscarded: 0, timestampJumps: 1 });
       expect(stats.processing).toMatchObject({ framesDropped: 0, framesLate: 0, workerRestarts: 0 });
       const [rec] = stats.recordings;
       expect(rec).toMatchObject({ gapFrames: 0, droppedFrames: 0, droppedBytes: 0 });

@@ -10,7 +10,8 @@
 import { MediaStreamTrack, RtcpSourceDescriptionPacket, RtcpSrPacket, RTCRtpReceiver, RTCRtpSender, compactNtp } from 'werift';
 import { describe, expect, it } from 'vitest';
 import { RTCP_MIN_INTERVAL_MS, rtcpReportDelayMs } from '../../src/rtc/rtcp-interval.js';
-import { receiverReportBlocks, reportsLikeWerift, type ReportingReceiver } from '../../src/rtc/receiver-reports.js';
+import { receiverReportBlocks, reportFiguresFrom, reportsLikeWerift, type ReportingReceiver } from '../../src/rtc/receiver-reports.js';
+import { RtpIngest } from '../../src/rtc/rtp-ingest.js';
 import { reportAtRfcInterval, senderReportPackets, sendsLikeWerift, weriftSenderRunRtcp, type ReportingSender } from '../../src/rtc/sender-reports.js';
 import { weriftReceiver } from '../../src/rtc/werift-receiver.js';
 
@@ -60,6 +61,40 @@ describe('receiver reports', () => {
       { ssrc: 1111, fractionLost: 25, packetsLost: 7, highestSequence: 70_123, jitter: 41, lsr: 0x12345678, dlsr: 1.5 * 65536 },
       { ssrc: 2222, fractionLost: 0, packetsLost: 0, highestSequence: 500, jitter: 3, lsr: 0, dlsr: 0 },
     ]);
+  });
+
+  it("take the session's own counts (RFC 3550 A.1, A.3): the extended highest sequence number past a wrap, no loss for a restarted sequence, the fraction lost since the last report", () => {
+    const ingest = new RtpIngest(() => undefined, { reorderPackets: 0 });
+    let seq = 65_400;
+    let ts = 0;
+    let at = 0;
+    const send = (n: number, skipEvery = 0) => {
+      for (let i = 0; i < n; i++) {
+        if (!(skipEvery > 0 && i % skipEvery === 5)) {
+          ingest.receive({ sequenceNumber: seq & 0xffff, timestamp: ts >>> 0, ssrc: 7, payload: new Uint8Array([0xf8, 1, 2]), headerBytes: 12, arrival: at });
+        }
+        seq++;
+        ts += 960;
+        at += 20;
+      }
+    };
+    // werift's statistics for the same stream, as they read after a wrap and a restart: the 16-bit highest, the leap as loss.
+    const receiver = { remoteStreams: { 7: { fraction_lost: 0, packets_lost: 30_000, max_seq: 99, jitter: 0 } }, lastSRtimestamp: {}, receiveLastSRTimestamp: {} } as unknown as ReportingReceiver;
+    reportFiguresFrom(receiver, () => ingest.reportFigures());
+    send(236); // 65 400 … 65 635: past the wrap
+    expect(receiverReportBlocks(receiver)[0].toJSON()).toMatchObject({ ssrc: 7, highestSequence: 65_536 + 99, packetsLost: 0, fractionLost: 0 });
+    seq += 30_000; // the sender restarts its sequence
+    send(100, 10); // and loses 1 in 10 after it
+    const block = receiverReportBlocks(receiver)[0].toJSON();
+    expect(block.packetsLost).toBe(10);
+    expect(block.fractionLost).toBe(Math.floor((10 * 256) / 100));
+    expect(block.highestSequence).toBe((65_636 + 30_000 + 99) & 0xffff); // numbered afresh from the restart, which has not wrapped
+    // Nothing lost since: the fraction is of the interval, the count cumulative.
+    send(50);
+    expect(receiverReportBlocks(receiver)[0].toJSON()).toMatchObject({ packetsLost: 10, fractionLost: 0 });
+    // Another SSRC in the same receiver keeps werift's figures.
+    (receiver.remoteStreams as Record<number, unknown>)[8] = { fraction_lost: 3, packets_lost: 4, max_seq: 5, jitter: 6 };
+    expect(receiverReportBlocks(receiver)[1].toJSON()).toMatchObject({ ssrc: 8, fractionLost: 3, packetsLost: 4, highestSequence: 5, jitter: 6 });
   });
 
   it("end their loop at once when the receiver stops", async () => {

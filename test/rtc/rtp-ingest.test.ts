@@ -91,6 +91,66 @@ describe('RtpIngest', () => {
     expect(ingest.stats(200)).toMatchObject({ packetsExpected: 6, packetsLost: 0 });
   });
 
+  describe('sequence numbers that leap (RFC 3550 A.1)', () => {
+    it('a sender that restarts its sequence (30 000 on, the same SSRC) counts no loss for the leap and plays on', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 50; i++) ingest.receive(packet(i, i * 20));
+      for (let i = 50; i < 100; i++) ingest.receive(packet(i, i * 20, { sequenceNumber: (1000 + 30_000 + i) & 0xffff }));
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 100 }, (_, i) => i * 960));
+      expect(frames.every((f) => f.payload !== null)).toBe(true);
+      expect(ingest.stats(2000)).toMatchObject({ packetsReceived: 100, packetsExpected: 100, packetsLost: 0, packetsDiscarded: 0, packetsLate: 0 });
+    });
+
+    it('also backwards, and with the timestamps restarting too: media time goes on by the arrivals', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 50; i++) ingest.receive(packet(i, i * 20));
+      // A gateway that restarts both, 20 ms after the last packet: sequence 20 000 back, timestamps anywhere.
+      for (let i = 50; i < 100; i++) ingest.receive(packet(i, i * 20, { sequenceNumber: (1000 - 20_000 + i) & 0xffff, timestamp: (123_456_789 + i * 960) >>> 0 }));
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 100 }, (_, i) => i * 960));
+      expect(ingest.stats(2000)).toMatchObject({ packetsReceived: 100, packetsLost: 0, timestampJumps: 1 });
+    });
+
+    it('drops one stray packet whose sequence number leaps, uncounted, when the stream goes on as before', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 50; i++) ingest.receive(packet(i, i * 20));
+      ingest.receive(packet(50, 1000, { sequenceNumber: (1000 + 40_000) & 0xffff, timestamp: 99 }));
+      for (let i = 50; i < 100; i++) ingest.receive(packet(i, i * 20 + 5));
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 100 }, (_, i) => i * 960));
+      expect(frames.every((f) => f.payload !== null)).toBe(true);
+      expect(ingest.stats(2000)).toMatchObject({ packetsReceived: 100, packetsExpected: 100, packetsLost: 0, packetsDiscarded: 1, timestampJumps: 0 });
+    });
+
+    it('drops a packet over 100 behind the highest (not late: out of sequence), and one leap still pending at the end', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 300; i++) if (i !== 20) ingest.receive(packet(i, i * 20));
+      ingest.receive(packet(20, 6000)); // 279 behind
+      ingest.receive(packet(300, 6000, { sequenceNumber: 9 })); // a leap, and then the stream ends
+      ingest.flush();
+      expect(frames).toHaveLength(300);
+      expect(frames[20].payload).toBeNull(); // concealed
+      expect(ingest.stats(6000)).toMatchObject({ packetsReceived: 299, packetsExpected: 300, packetsLost: 1, packetsLate: 0, packetsDiscarded: 2 });
+    });
+
+    it('a new SSRC (the sender restarted its stream): the counts go on over both sources, none lost', () => {
+      const { frames, ingest } = collect();
+      for (let i = 0; i < 50; i++) ingest.receive(packet(i, i * 20));
+      for (let i = 50; i < 100; i++) ingest.receive(packet(i, i * 20, { ssrc: 43, sequenceNumber: 7 + i, timestamp: 99 + i * 960 }));
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 100 }, (_, i) => i * 960));
+      // Expected was the new source's alone (50) against all 100 received: −50 lost.
+      expect(ingest.stats(2000)).toMatchObject({ ssrc: 43, packetsReceived: 100, packetsExpected: 100, packetsLost: 0 });
+      // A report block is about the current source only.
+      expect(ingest.reportFigures()).toMatchObject({ ssrc: 43, expected: 50, received: 50, extendedHighest: 7 + 99 });
+    });
+
+    it('takes a packet up to 100 behind as reordered, and up to 2999 ahead as loss', () => {
+      const { ingest } = collect({ reorderPackets: 0 });
+      for (let i = 0; i < 200; i++) if (i !== 150) ingest.receive(packet(i, i * 20));
+      ingest.receive(packet(150, 4000)); // 49 behind: late, counted
+      ingest.receive(packet(200 + 2998, 4020));
+      expect(ingest.stats(4020)).toMatchObject({ packetsReceived: 201, packetsLate: 1, packetsDiscarded: 0, packetsLost: 2998 });
+    });
+  });
+
   it('computes interarrival jitter as RFC 3550 A.8 does', () => {
     const { ingest } = collect();
     const arrivals = [0, 22, 39, 61, 80, 104, 118, 140];
@@ -188,15 +248,15 @@ describe('RtpIngest', () => {
       expect(frames).toHaveLength(200);
     });
 
-    it('a packet whose sequence number and timestamp both leap an hour ahead is a jump: lost packets explain a step only up to the limit', () => {
+    it('a packet whose sequence number leaps 2900 on and timestamp an hour is a jump: lost packets explain a step only up to the limit', () => {
       const { frames, ingest } = collect({ reorderPackets: 0 });
       for (let i = 0; i < 100; i++) ingest.receive(packet(i, i * 20));
-      // 30 000 packets "lost" and an hour of timestamps, 20 ms after the packet before.
-      ingest.receive(packet(100 + 30_000, 2000, { timestamp: (5000 + 100 * 960 + 3600 * 48000) >>> 0 }));
-      expect(ingest.stats(2000).timestampJumps).toBe(1);
-      // Media time goes on by the lost packets at the length of the ones received, as far as the
-      // pauses allowed for the 2 s of media sent go (20 × 2 s + the 30 s slack): 70 s, not an hour.
-      expect(frames[frames.length - 1].position).toBe(100 * 960 + 70 * 48000);
+      // 2900 packets lost (58 s, under RFC 3550's 3000 of a restart) and an hour of timestamps, 20 ms after the packet before.
+      ingest.receive(packet(100 + 2900, 2000, { timestamp: (5000 + 100 * 960 + 3600 * 48000) >>> 0 }));
+      expect(ingest.stats(2000)).toMatchObject({ timestampJumps: 1, packetsLost: 2900 });
+      // Media time goes on by the lost packets at the length of the ones received (58 s), within
+      // the pauses allowed for the 2 s of media sent (20 × 2 s + the 30 s slack): not an hour.
+      expect(frames[frames.length - 1].position).toBe(3000 * 960);
     });
 
     it('drops a reordered packet whose timestamp lies past the newest packet\'s: it opens no gap and the packets after it play', () => {
