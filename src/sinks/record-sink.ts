@@ -161,30 +161,40 @@ export class RecordSink {
           const { sampleRate, channels } = await this.options.reportedFormat;
           this.#format = { sampleRate, channels };
         }
-        try {
-          if (path === undefined) await store.prepare(file);
-          const target = path !== undefined ? resolve(path) : store.pathOf(file);
-          const startPosition = fromStreamStart ? 0 : undefined;
-          const onError = (e: Error) => this.#writeFailed(file, e, self.recorder);
-          recorder =
-            this.format === 'ogg-opus'
-              ? await OggOpusRecorder.start({ path: target, name: file, channels: this.#oggChannels(), startPosition, onError })
-              : await Recorder.start({
-                  path: target,
-                  name: file,
-                  sampleRate: this.#format.sampleRate,
-                  channels: this.#format.channels,
-                  sampleFormat: this.options.sampleFormat,
-                  startPosition,
-                  onError,
-                });
-          self.recorder = recorder;
-        } catch (e) {
-          if (isEarshotError(e)) throw e;
-          const code = (e as NodeJS.ErrnoException).code;
-          if (code === 'EEXIST') throw errors.RECORDING_EXISTS(file);
-          // A path given as is is written where the caller said: its directory is the one to name.
-          throw errors.RECORDINGS_DIR_UNWRITABLE(path !== undefined ? dirname(resolve(path)) : store.dir, describeErrno(e as NodeJS.ErrnoException));
+        for (let attempt = 1; ; attempt++) {
+          if (path === undefined) await prepareDirectory(store, file);
+          try {
+            const target = path !== undefined ? resolve(path) : store.pathOf(file);
+            const startPosition = fromStreamStart ? 0 : undefined;
+            const opened = file;
+            const onError = (e: Error) => this.#writeFailed(opened, e, self.recorder);
+            recorder =
+              this.format === 'ogg-opus'
+                ? await OggOpusRecorder.start({ path: target, name: file, channels: this.#oggChannels(), startPosition, onError })
+                : await Recorder.start({
+                    path: target,
+                    name: file,
+                    sampleRate: this.#format.sampleRate,
+                    channels: this.#format.channels,
+                    sampleFormat: this.options.sampleFormat,
+                    startPosition,
+                    onError,
+                  });
+            self.recorder = recorder;
+            break;
+          } catch (e) {
+            if (isEarshotError(e)) throw e;
+            const code = (e as NodeJS.ErrnoException).code;
+            // A generated name another session (or branch) took between the check and the file's
+            // creation (the file is created exclusively): the next free one, as it would have had.
+            if (code === 'EEXIST' && path === undefined && name === undefined && attempt < NAME_ATTEMPTS) {
+              file = await store.freeName(fitBase(this.options.baseName, ext), ext);
+              continue;
+            }
+            if (code === 'EEXIST') throw errors.RECORDING_EXISTS(file);
+            // A path given as is is written where the caller said: its directory is the one to name.
+            throw errors.RECORDINGS_DIR_UNWRITABLE(path !== undefined ? dirname(resolve(path)) : store.dir, describeErrno(e as NodeJS.ErrnoException));
+          }
         }
       } catch (e) {
         const error = isEarshotError(e) ? e : errors.INTERNAL((e as Error).message);
@@ -361,6 +371,24 @@ export class RecordSink {
  * A generated base name cut to leave room for `ext` and a "-999": names are
  * generated to fit ".wav" (GENERATED_NAME_MAX), and ".opus" is one longer.
  */
+/**
+ * Creates the directories a recording name needs. A file where one of them
+ * should be fails with EEXIST, which must not read as a recording of that
+ * name existing: it is the directory that cannot be written.
+ */
+async function prepareDirectory(store: RecordingsStore, file: string): Promise<void> {
+  try {
+    await store.prepare(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const dir = dirname(store.pathOf(file));
+    throw errors.RECORDINGS_DIR_UNWRITABLE(dir, err.code === 'EEXIST' || err.code === 'ENOTDIR' ? `ENOTDIR (a file is where a directory should be, in ${dir})` : describeErrno(err));
+  }
+}
+
+/** Names tried for a generated recording whose name others keep taking first (each try re-reads the directory). */
+const NAME_ATTEMPTS = 50;
+
 function fitBase(base: string, ext: string): string {
   const cut = GENERATED_NAME_MAX - (ext.length - '.wav'.length);
   const slash = base.lastIndexOf('/');

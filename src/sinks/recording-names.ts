@@ -62,25 +62,56 @@ export function recordingNameProblem(name: string): RecordingNameProblem | undef
  * unless the template names the branch itself, so branches never collide.
  */
 export function fillRecordingName(sink: { directory?: string; template?: string } | undefined, vars: RecordingNameVars, multipleBranches: boolean): string {
-  const fill = (text: string) => text.replace(/\{(\w+)\}/g, (whole, key: string) => (key in vars ? vars[key as keyof RecordingNameVars] : whole));
+  return fillPlaceholders(recordingNamePattern(sink, multipleBranches), vars);
+}
+
+/** The sink's `directory/template`, placeholders unfilled, with "-{branch}" appended where several branches need it. */
+function recordingNamePattern(sink: { directory?: string; template?: string } | undefined, multipleBranches: boolean): string {
   let template = sink?.template ?? DEFAULT_RECORD_TEMPLATE;
   if (multipleBranches && !template.includes('{branch}')) template += '-{branch}';
   const directory = (sink?.directory ?? '').replace(/\/+$/, '');
-  return `${directory ? `${fill(directory)}/` : ''}${fill(template)}`;
+  return `${directory ? `${directory}/` : ''}${template}`;
+}
+
+function fillPlaceholders(text: string, vars: RecordingNameVars): string {
+  return text.replace(/\{(\w+)\}/g, (whole, key: string) => (key in vars ? vars[key as keyof RecordingNameVars] : whole));
+}
+
+/** Placeholders whose values come from clients and may be long (64 characters each), shortened first. */
+const SHORTENED: ReadonlyArray<keyof RecordingNameVars> = ['room', 'peer', 'pipeline', 'branch'];
+
+/**
+ * `template` (one path segment) filled in, at most `max` characters: the
+ * longest of the room, peer, pipeline and branch values it names is cut a
+ * character at a time until it fits, so the rest of the name (the date, the
+ * branch suffix that keeps branches apart) stays whole.
+ */
+function fitSegment(template: string, vars: RecordingNameVars, max: number): string {
+  const v = { ...vars };
+  let text = fillPlaceholders(template, v);
+  while (text.length > max) {
+    const longest = SHORTENED.filter((k) => template.includes(`{${k}}`) && v[k].length > 1).sort((a, b) => v[b].length - v[a].length)[0];
+    if (longest === undefined) return text.slice(0, max);
+    v[longest] = v[longest].slice(0, Math.max(1, v[longest].length - Math.max(1, Math.floor((text.length - max) / 2))));
+    text = fillPlaceholders(template, v);
+  }
+  return text;
 }
 
 /**
  * The name (relative to the recordings directory, without ".wav") a record
  * sink's next file gets. Room and peer names may be up to 64 characters each,
  * so a filled segment can exceed the limit where the template itself never
- * does: such a segment is cut (keeping its start) rather than leaving the
- * session without a recording. Validation refuses templates that are too long
- * even with the shortest values, so the cut only ever trims placeholder text.
+ * does: such a segment's room, peer, pipeline and branch values are shortened
+ * (the longest first), keeping the rest of it (the date, the branch suffix),
+ * rather than leaving the session without a recording. Validation refuses
+ * templates that are too long even with the shortest values, so only
+ * placeholder text is ever cut.
  */
 export function recordingBaseName(sink: { directory?: string; template?: string } | undefined, vars: RecordingNameVars, multipleBranches: boolean): string {
-  const segments = fillRecordingName(sink, vars, multipleBranches).split('/');
+  const segments = recordingNamePattern(sink, multipleBranches).split('/');
   const last = segments.length - 1;
-  return segments.map((s, i) => s.slice(0, i === last ? GENERATED_NAME_MAX : RECORDING_SEGMENT_MAX)).join('/');
+  return segments.map((t, i) => fitSegment(t, vars, i === last ? GENERATED_NAME_MAX : RECORDING_SEGMENT_MAX)).join('/');
 }
 
 /**

@@ -36,12 +36,12 @@ const frame = (position: number, n = 960): AudioFrame => ({
   arrival: 0,
 });
 
-function sink(store = new RecordingsStore(dir)) {
+function sink(store = new RecordingsStore(dir), baseName = 'demo-alice') {
   const failures: Array<{ error: EarshotError; info: RecordingInfo }> = [];
   const s = new RecordSink({
     store,
     peer: 'alice',
-    baseName: 'demo-alice',
+    baseName,
     sampleRate: 48000,
     channels: 1,
     sampleFormat: 's16',
@@ -157,6 +157,33 @@ describe('RecordSink', () => {
     expect(await s.finalize()).toMatchObject({ state: 'failed' });
   });
 
+  it('recordings whose generated names are the same, starting at the same moment, each get a file of their own', async () => {
+    // Sessions (or branches) whose template gives one name: each was checked free, then all but one
+    // lost their recording (EARSHOT_RECORDING_EXISTS) when their files were created.
+    const store = new RecordingsStore(dir);
+    const sinks = Array.from({ length: 6 }, () => sink(store));
+    for (const { s } of sinks) {
+      s.arm(true);
+      s.write(frame(0));
+    }
+    const infos = await Promise.all(sinks.map(({ s }) => s.finalize()));
+    expect(sinks.flatMap(({ failures }) => failures)).toEqual([]);
+    expect(infos.map((i) => i?.state)).toEqual(Array(6).fill('stopped'));
+    expect((await readdir(dir)).sort()).toEqual(['demo-alice-2.wav', 'demo-alice-3.wav', 'demo-alice-4.wav', 'demo-alice-5.wav', 'demo-alice-6.wav', 'demo-alice.wav']);
+  });
+
+  it('a file where the recording\'s directory should be is the directory that cannot be written, not a recording that exists', async () => {
+    await mkdir(join(dir, 'calls'), { recursive: true });
+    await writeFile(join(dir, 'calls', 'blocked'), '');
+    const { s, failures } = sink(new RecordingsStore(dir), 'calls/blocked/demo-alice');
+    s.arm(true);
+    s.write(frame(0));
+    await s.finalize();
+    expect(failures).toHaveLength(1);
+    expect(failures[0].error.code).toBe('EARSHOT_RECORDINGS_DIR_UNWRITABLE');
+    expect(failures[0].error.message).toMatch(/a file is where a directory should be/);
+  });
+
   it('answers a stop of an armed-only recording with "not recording" and disarms it', async () => {
     const { s } = sink();
     s.arm(true);
@@ -181,6 +208,13 @@ describe('recording names', () => {
     const base = recordingBaseName(undefined, vars, false);
     expect(base.length).toBe(120);
     expect(() => RecordingsStore.checkName(`${base}-999`)).not.toThrow();
+    // The room and peer are shortened, not the date after them.
+    expect(base).toMatch(/^r+-p+-20261124-101500$/);
+    // With two branches, each keeps its suffix: the two files never get the same name (one was lost).
+    const [a, b] = ['a', 'b'].map((branch) => recordingBaseName(undefined, { ...vars, branch }, true));
+    expect(a).toMatch(/^r+-p+-20261124-101500-a$/);
+    expect(b).toMatch(/^r+-p+-20261124-101500-b$/);
+    expect(a.length).toBeLessThanOrEqual(120);
     expect(recordingBaseName({ directory: 'calls/{room}' }, { ...vars, room: 'demo' }, false)).toBe(`calls/demo/demo-${'p'.repeat(64)}-20261124-101500`);
   });
 });
