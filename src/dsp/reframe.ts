@@ -2,8 +2,9 @@
  * `reframe`: cuts the stream into chunks of exactly `durationMs` (e.g. 20 ms
  * Opus frames into the 10 ms frames WebRTC VADs and some ASR engines want,
  * or into 30/60 ms frames). Samples are only regrouped: the concatenation of
- * the outputs equals the concatenation of the inputs, minus the tail still
- * buffered (less than one output frame, so at most `durationMs` of latency).
+ * the outputs equals the concatenation of the inputs. Less than one output
+ * frame waits for the next input (at most `durationMs` of latency); at the end
+ * of the stream it comes out as a last, shorter frame (`flush`).
  *
  * One input may complete several output frames (returned as a list, in
  * order) or none (null). Each output frame is a new array: it travels
@@ -27,7 +28,7 @@ export const ReframeStageSchema = Type.Object(
       REFRAME_DURATIONS_MS.map((ms) => Type.Literal(ms)),
       {
         description:
-          'Frame length in ms: 10, 20, 30, 40 or 60. Must be a whole number of samples at the stage input rate (10 ms at 22050 Hz is not). Adds up to one frame of latency.',
+          'Frame length in ms: 10, 20, 30, 40 or 60. Must be a whole number of samples at the stage input rate (10 ms at 22050 Hz is not). Adds up to one frame of latency; the last frame of a stream is what remains, shorter.',
       },
     ),
   },
@@ -78,6 +79,8 @@ class ReframeStage implements Stage {
   /** The partial output frame, preallocated; `#filled` samples of it are valid. */
   readonly #pending: Float32Array;
   #filled = 0;
+  /** The latest input, whose vad/speech the last frame carries. */
+  #last: PcmChunk | undefined;
 
   constructor(output: AudioFormat, frame: number) {
     this.output = output;
@@ -88,6 +91,7 @@ class ReframeStage implements Stage {
   process(chunk: PcmChunk): StageOutput {
     const data = chunk.data;
     const frame = this.#frame;
+    this.#last = chunk;
     // Fast path: nothing buffered and the chunk is already one frame (20 ms in, 20 ms out).
     if (this.#filled === 0 && data.length === frame) return chunk;
     // Every frame completed during this call holds samples of `chunk`, so its
@@ -110,6 +114,14 @@ class ReframeStage implements Stage {
     }
     if (out.length === 0) return null;
     return out.length === 1 ? out[0] : out;
+  }
+
+  /** The partial frame left at the end of the stream, as it is (shorter): the audio received, not padded. */
+  flush(): StageOutput {
+    if (this.#filled === 0 || this.#last === undefined) return null;
+    const rest = chunkWith(this.#last, this.#pending.slice(0, this.#filled));
+    this.#filled = 0;
+    return rest;
   }
 
   close(): void {}

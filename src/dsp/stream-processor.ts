@@ -97,6 +97,8 @@ export class StreamProcessor {
   /** The stages that count frames skipped on silence (`Stage.framesSkippedSilent`). */
   readonly #skipping: Stage[] = [];
   #closed = false;
+  /** Arrival of the latest input frame: the frames `drain` emits carry it (their latency is the stream's end). */
+  #lastArrival = 0;
 
   /**
    * Builds the input (decoder or PCM placement) and every branch's stages.
@@ -185,6 +187,7 @@ export class StreamProcessor {
         const branch = this.#branches[b];
         const out: AudioFrame[] = [];
         for (const chunk of chunks) {
+          this.#lastArrival = chunk.arrival;
           branch.next ??= Math.round((chunk.position * branch.output.sampleRate) / this.#inputRate);
           // Stages may work in place (denoise does), and a branch's output array is
           // handed to its sinks, so no two branches may share one. The input's array
@@ -218,6 +221,30 @@ export class StreamProcessor {
       }
     }
     return result;
+  }
+
+  /**
+   * At the end of the stream: what stages still hold (`Stage.flush`, e.g. a
+   * `reframe` stage's partial frame), each run through the stages after it.
+   * One frame list per branch, to follow the last `process` call's.
+   */
+  drain(): AudioFrame[][] {
+    if (this.#closed) return this.#branches.map(() => []);
+    const produced = this.#produced;
+    return this.#branches.map((branch) => {
+      const out: AudioFrame[] = [];
+      for (let i = 0; i < branch.stages.length; i++) {
+        const held = branch.stages[i].flush?.();
+        if (!held) continue;
+        for (const chunk of isChunkList(held) ? held : [held]) {
+          produced.length = 0;
+          runChain(branch.stages, i + 1, chunk, produced);
+          for (const p of produced) out.push(frameOf(branch, p, this.#lastArrival, false));
+        }
+      }
+      produced.length = 0;
+      return out;
+    });
   }
 
   /** Frees every stage and the decoder. Idempotent. */

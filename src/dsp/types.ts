@@ -35,6 +35,13 @@ export interface Stage {
   /** Frees WASM state. Called once; the stage is not used afterwards. */
   close(): void;
   /**
+   * Optional: at the end of the stream, what the stage still holds (`reframe`:
+   * its last, partial frame, shorter than the others), or null. Called once,
+   * before `close()`; what it returns runs through the stages after this one,
+   * so audio received is not lost at the end.
+   */
+  flush?(): StageOutput;
+  /**
    * For a stage that skips its work on silent input (`denoise` does): frames,
    * in the stage's own unit, skipped since it was created. StreamProcessor sums
    * it over a stream's stages into `DecodeCounters.framesSkippedSilent`. A

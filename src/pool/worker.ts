@@ -252,6 +252,15 @@ function watched(create: StageFactory): StageFactory {
       };
     }
     if (typeof stage.framesSkippedSilent === 'number') Object.defineProperty(wrapped, 'framesSkippedSilent', { get: () => stage.framesSkippedSilent });
+    if (typeof stage.flush === 'function') {
+      const flush = stage.flush;
+      wrapped.flush = () => {
+        enterStage(code);
+        const out = flush.call(stage);
+        leaveStage();
+        return out;
+      };
+    }
     return wrapped;
   };
 }
@@ -293,6 +302,8 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
       return out;
     }
     out.outputs = stream.pcmInput ? stream.processPcm(frames as PcmInput[]) : stream.process(frames as EncodedFrame[]);
+    // The stream ends: what stages still hold (a reframe's partial frame) follows its last frames.
+    if (close) stream.drain().forEach((tail, b) => out.outputs[b]?.push(...tail));
     out.counters = stream.counters;
     if (item.opusMask !== 0 || encoders.has(item.key)) out.encoded = encode(item.key, stream, out.outputs, item.opusMask);
     if (close) {

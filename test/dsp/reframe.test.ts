@@ -1,7 +1,8 @@
 /**
  * The `reframe` stage: it only regroups samples. Fed chunks of random sizes,
  * its outputs are all exactly one frame long and, joined, equal the input
- * sample for sample up to the tail it still holds.
+ * sample for sample up to the tail it still holds, which comes out, shorter,
+ * at the end of the stream.
  */
 import { describe, expect, it } from 'vitest';
 import { createReframeStage } from '../../src/dsp/reframe.js';
@@ -43,6 +44,11 @@ describe('reframe stage', () => {
           const whole = Math.floor(input.length / channels / frame);
           expect(outputs.length).toBe(whole); // the rest (under one frame) is still buffered
           expect(sameSamples(output, input.subarray(0, whole * frame * channels))).toBe(true);
+          // At the end of the stream the rest comes out, shorter: joined, everything that went in.
+          const rest = chunksOf(stage.flush!());
+          expect(rest.length).toBe(input.length > whole * frame * channels ? 1 : 0);
+          expect(sameSamples(concat([output, ...rest.map((c) => c.data)]), input)).toBe(true);
+          expect(chunksOf(stage.flush!())).toEqual([]);
         });
       }
     }
