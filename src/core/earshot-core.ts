@@ -172,6 +172,11 @@ export class EarshotCore {
     return this.#rooms.usersOf(name, this.peers.live());
   }
 
+  /** Whether a pipeline is the default or bound to rooms (what new sessions would lose without it), or undefined. */
+  pipelineRole(name: string): string | undefined {
+    return this.#rooms.usersOf(name, []);
+  }
+
   async start(): Promise<void> {
     await this.store.init();
     await this.pool.start();

@@ -32,6 +32,14 @@ export interface PipelineRegistryOptions {
   /** Called after a file changed on disk was (re)loaded or removed. */
   onReload?(name: string, change: 'loaded' | 'removed'): void;
   /**
+   * Why a pipeline may not be unloaded (it is the default, or bound to rooms),
+   * or undefined. Its file removed on disk, such a pipeline stays loaded (as
+   * `DELETE` refuses it, 409), and `onRemovedInUse` says so.
+   */
+  inUse?(name: string): string | undefined;
+  /** A file was removed whose pipeline stays loaded because it is in use (`inUse`). */
+  onRemovedInUse?(file: string, name: string, use: string): void;
+  /**
    * Called when the directory cannot be watched, at start or later (the system's
    * inotify limits reached, the directory removed): the pipelines loaded so far
    * stay and keep working; only reloading on file changes stops.
@@ -213,7 +221,10 @@ export class PipelineRegistry {
     } catch (e) {
       const error = isEarshotError(e) ? e : errors.INTERNAL((e as Error).message);
       if (error.code === errors.PIPELINE_FILE_UNREADABLE.code && /ENOENT/.test(error.message)) {
-        if (this.#pipelines.delete(name)) this.#options.onReload?.(name, 'removed');
+        // The default (or a room's) pipeline must not vanish under new sessions: it stays, as an invalid edit keeps the last version.
+        const use = this.#pipelines.has(name) ? this.#options.inUse?.(name) : undefined;
+        if (use !== undefined) this.#options.onRemovedInUse?.(join(this.dir ?? '', file), name, use);
+        else if (this.#pipelines.delete(name)) this.#options.onReload?.(name, 'removed');
         return;
       }
       this.#options.onReloadError?.(join(this.dir ?? '', file), error);

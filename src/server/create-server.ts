@@ -108,6 +108,8 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   let pipeline: Pipeline;
   // Reload messages go to the app's logger once it exists.
   const reloadLog: { log?: FastifyBaseLogger } = {};
+  // What a pipeline is to the server (the default, a room's), once the core exists to say.
+  const pipelineRoles: { of: (name: string) => string | undefined } = { of: () => undefined };
   try {
     if (options.stageModules?.length) {
       await pool.start();
@@ -120,6 +122,10 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
       readOnly: isBundledPipelinesDir(pipelinesDir),
       customStages: () => pool.customStageTypes,
       onReload: (name, change) => reloadLog.log?.info({ pipeline: name, change }, change === 'loaded' ? 'pipeline reloaded from disk' : 'pipeline file removed'),
+      // Live sessions keep their version anyway; the default and room bindings would be left without one.
+      inUse: (name) => pipelineRoles.of(name),
+      onRemovedInUse: (file, name, use) =>
+        reloadLog.log?.error({ file, pipeline: name, use }, `pipeline file removed, but the pipeline is in use (${use}): the loaded version stays; restore the file, or choose another default or room binding first`),
       onReloadError: (file, error) =>
         reloadLog.log?.error({ file, problems: error.extensions.problems, err: error.message }, 'pipeline file changed but is invalid; the previous version stays'),
       onWatchError: (e) =>
@@ -168,6 +174,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     admission: options.admission,
     log: app.log.child({ module: 'core' }),
   });
+  pipelineRoles.of = (name) => core.pipelineRole(name);
 
   // CORS first, so that even a refused request carries the headers a browser needs to read the refusal.
   await app.register(fastifyCors, {

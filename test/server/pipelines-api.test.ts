@@ -132,6 +132,28 @@ describe('pipelines API', () => {
   });
 });
 
+describe('pipeline files removed on disk', () => {
+  it('the default and a room\'s pipeline stay loaded (new sessions would have none); another one is unloaded', async () => {
+    expect((await api('/rooms/phones', json('PUT', { pipeline: 'call-recording' }))).status).toBe(200);
+    const saved = Object.fromEntries(await Promise.all(['default', 'call-recording', 'podcast'].map(async (n) => [n, await readFile(join(dir, `${n}.json`), 'utf8')] as const)));
+    try {
+      for (const n of ['default', 'call-recording', 'podcast']) await unlink(join(dir, `${n}.json`));
+      expect(await until(async () => (await api('/pipelines/podcast')).status === 404)).toBe(true);
+      await new Promise((r) => setTimeout(r, 300)); // the watcher has seen all three
+      expect((await api('/pipelines/default')).status).toBe(200);
+      expect((await api('/pipelines/call-recording')).status).toBe(200);
+      // A session without ?pipeline= still gets the default, and the room its pipeline.
+      await send('any', 'after-removal');
+      expect((await recordingOf('after-removal')).pipeline).toBe('default');
+      await send('phones', 'phone-after-removal');
+      expect((await recordingOf('phone-after-removal')).pipeline).toBe('call-recording');
+    } finally {
+      for (const [n, text] of Object.entries(saved)) await writeFile(join(dir, `${n}.json`), text);
+      await api('/rooms/phones', json('DELETE'));
+    }
+  });
+});
+
 describe('the bundled pipelines', () => {
   it('are read-only over HTTP: PUT and DELETE get 409 EARSHOT_PIPELINES_READ_ONLY and the package files stay as they are', async () => {
     const bundled = await startServer({ pipelinesDir: BUNDLED });
