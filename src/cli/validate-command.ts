@@ -21,14 +21,14 @@ export function registerValidateCommand(program: Command): void {
     .action(async (paths: string[], opts: { stageTypes?: string }) => {
       const options: ValidateOptions = { customStages: (opts.stageTypes ?? '').split(',').map((t) => t.trim()).filter(Boolean) };
       let failed = false;
-      const { files, skipped, problems } = await expand(paths);
+      const { files, inDirectory, skipped, problems } = await expand(paths);
       for (const file of skipped) process.stdout.write(`skip  ${file}  (not a pipeline)\n`);
       if (problems.length > 0) {
         failed = true;
         process.stdout.write(problems.map((line) => `${line}\n`).join(''));
       }
       for (const file of files) {
-        const result = await validateFile(file, options);
+        const result = await validateFile(file, { ...options, directory: inDirectory.has(file) });
         if ('problems' in result) {
           failed = true;
           process.stdout.write(result.problems.map((line) => `${line}\n`).join(''));
@@ -44,8 +44,9 @@ export function registerValidateCommand(program: Command): void {
  * `validate pipelines` does), and the pipeline files of directories. A directory that cannot be
  * read, or holds no pipeline file, is a problem of its own.
  */
-async function expand(paths: string[]): Promise<{ files: string[]; skipped: string[]; problems: string[] }> {
+async function expand(paths: string[]): Promise<{ files: string[]; inDirectory: Set<string>; skipped: string[]; problems: string[] }> {
   const files: string[] = [];
+  const inDirectory = new Set<string>();
   const skipped: string[] = [];
   const problems: string[] = [];
   for (const p of paths) {
@@ -64,13 +65,21 @@ async function expand(paths: string[]): Promise<{ files: string[]; skipped: stri
     }
     const found = entries.filter((f) => f.endsWith('.json') && !NOT_PIPELINES.has(f)).sort();
     if (found.length === 0) problems.push(`${p}: no pipeline files (*.json) in this directory`);
-    files.push(...found.map((f) => join(p, f)));
+    for (const f of found) {
+      files.push(join(p, f));
+      inDirectory.add(join(p, f));
+    }
   }
-  return { files, skipped, problems };
+  return { files, inDirectory, skipped, problems };
 }
 
-/** `ok  <file>  (<name>: <branches>)`, or one `<file>: <path>: <message>` line per problem. */
-export async function validateFile(file: string, options: ValidateOptions = {}): Promise<{ ok: string } | { problems: string[] }> {
+/**
+ * `ok  <file>  (<name>: <branches>)`, or one `<file>: <path>: <message>` line per problem.
+ * `directory`: the file was found in a directory named, which the server loads as a pipelines
+ * directory, where a pipeline must be named after its file (a single file may also be a
+ * `--pipeline` file, named anything).
+ */
+export async function validateFile(file: string, options: ValidateOptions & { directory?: boolean } = {}): Promise<{ ok: string } | { problems: string[] }> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -80,6 +89,10 @@ export async function validateFile(file: string, options: ValidateOptions = {}):
   const parsed = parseJsonText(text);
   if ('error' in parsed) return { problems: [`${file}: /: ${parsed.error}`] };
   const result = validatePipeline(parsed.value, options);
+  const own = basename(file, '.json');
+  if (result.pipeline && options.directory && result.pipeline.name !== own) {
+    return { problems: [`${file}: /name: "${result.pipeline.name}" is not this file's name; in a pipelines directory a pipeline is loaded only from a file named after it: rename the file to ${result.pipeline.name}.json, or set "name": "${own}"`] };
+  }
   if (result.pipeline) return { ok: `ok  ${file}  (${result.pipeline.name}: ${result.pipeline.branches.map((b) => b.name).join(', ')})` };
   return { problems: result.problems.map((p) => `${file}: ${p.path || '/'}: ${p.message}`) };
 }

@@ -71,6 +71,24 @@ describe('earshot validate', () => {
     ]);
   }, 60_000);
 
+  it('in a directory, refuses a pipeline not named after its file, as the server does; a file named alone may be any name (a --pipeline file)', async () => {
+    const sub = join(dir, 'named');
+    await rm(sub, { recursive: true, force: true });
+    await mkdir(sub);
+    const file = join(sub, 'mismatch.json');
+    await writeFile(file, JSON.stringify({ name: 'other', stages: [], sinks: [{ type: 'stats' }] }));
+    const inDir = await earshot('validate', sub);
+    expect(inDir.stdout).toBe(`${file}: /name: "other" is not this file's name; in a pipelines directory a pipeline is loaded only from a file named after it: rename the file to other.json, or set "name": "mismatch"\n`);
+    expect(inDir.code).toBe(1);
+    // The server agrees: it does not start with that directory.
+    const serve = await earshot('serve', '--port', '0', '--pipelines', sub, '--pipeline', 'other');
+    expect(serve.code).not.toBe(0);
+    expect(serve.stderr).toMatch(/EARSHOT_PIPELINE_NAME_MISMATCH/);
+    const alone = await earshot('validate', file);
+    expect(alone.stdout).toBe(`ok  ${file}  (other: main)\n`);
+    expect(alone.code).toBe(0);
+  }, 60_000);
+
   it('ends quietly when its reader stops early (`| head -1`)', async () => {
     // A pipe whose reading end is closed before the output is written: EPIPE, which is not an error of the command.
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
