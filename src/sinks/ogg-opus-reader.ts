@@ -1,6 +1,6 @@
 /**
  * What the recordings listing needs from an Ogg Opus file without decoding
- * it: channels and pre-skip from OpusHead (first page), and the duration from
+ * it: channels, pre-skip and input sample rate from OpusHead (first page), and the duration from
  * the granule position of the last complete page (RFC 7845 §4: granule minus
  * pre-skip is the sample count at 48 kHz). Only the head and the last 64 KiB
  * are read; a page still being written (bad CRC or cut short) is skipped.
@@ -11,6 +11,8 @@ import { oggCrc, OPUS_GRANULE_RATE } from './ogg-opus-writer.js';
 export interface OggOpusSummary {
   channels: number;
   preSkip: number;
+  /** OpusHead's input sample rate: the rate of the audio that was encoded (players decode at 48 kHz); 48000 when the field is 0. */
+  inputSampleRate: number;
   seconds: number;
 }
 
@@ -26,6 +28,7 @@ export async function readOggOpusSummary(path: string, size: number): Promise<Og
     if (!first || first.body.length < 19 || first.body.toString('ascii', 0, 8) !== 'OpusHead') return undefined;
     const channels = first.body[9];
     const preSkip = first.body.readUInt16LE(10);
+    const inputSampleRate = first.body.readUInt32LE(12) || OPUS_GRANULE_RATE;
     const from = Math.max(0, size - TAIL);
     const tail = Buffer.alloc(size - from);
     const got = (await fh.read(tail, 0, tail.length, from)).bytesRead;
@@ -40,7 +43,7 @@ export async function readOggOpusSummary(path: string, size: number): Promise<Og
       }
     }
     const samples = Number(granule) - preSkip;
-    return { channels, preSkip, seconds: Math.max(0, samples) / OPUS_GRANULE_RATE };
+    return { channels, preSkip, inputSampleRate, seconds: Math.max(0, samples) / OPUS_GRANULE_RATE };
   } finally {
     await fh.close().catch(() => {});
   }

@@ -26,6 +26,8 @@ export interface OggOpusRecorderOptions {
   path: string;
   name: string;
   channels: 1 | 2;
+  /** The rate of the audio encoded (OpusHead's input sample rate, and the listing's `sampleRate`). Default 48000. */
+  inputSampleRate?: number;
   /** Media position (48 kHz samples) the file starts at. Default: the first packet's position. */
   startPosition?: number;
   onError?(error: Error): void;
@@ -71,6 +73,7 @@ export class OggOpusRecorder {
   static async start(options: OggOpusRecorderOptions): Promise<OggOpusRecorder> {
     const writer = await OggOpusWriter.create(options.path, {
       channels: options.channels,
+      inputSampleRate: options.inputSampleRate,
       onError: options.onError,
       openFile: options.openFile,
       flushIntervalMs: options.flushIntervalMs,
@@ -118,7 +121,7 @@ export class OggOpusRecorder {
 
   info(): RecordingInfo {
     const w = this.#writer;
-    return recordingInfo(this, 'ogg-opus', this.#stopped, w, { bytes: w.bytesWritten, sampleRate: OPUS_GRANULE_RATE, sampleFormat: 's16', gapFrames: this.gapFrames });
+    return recordingInfo(this, 'ogg-opus', this.#stopped, w, { bytes: w.bytesWritten, sampleRate: w.inputSampleRate, sampleFormat: 's16', gapFrames: this.gapFrames });
   }
 
 

@@ -46,6 +46,13 @@ export interface OggOpusWriterOptions {
    * rejects a pre-skip that low as implausible.)
    */
   preSkip?: number;
+  /**
+   * OpusHead's input sample rate (RFC 7845 §5.1: the rate of the audio before
+   * encoding; informational, players decode at 48 kHz). Default 48000: packets
+   * recorded as received come from WebRTC senders' 48 kHz. A branch the worker
+   * encodes at 16 kHz says 16000.
+   */
+  inputSampleRate?: number;
   /** OpusTags vendor string. Default "earshot". */
   vendor?: string;
   /** Comments for OpusTags, "KEY=value" each (RFC 7845 §5.2). */
@@ -127,13 +134,13 @@ function segmentsOf(packet: Uint8Array): number {
 }
 
 /** OpusHead, RFC 7845 §5.1, channel mapping family 0 (mono or stereo). */
-function opusHead(channels: number, preSkip: number): Buffer {
+function opusHead(channels: number, preSkip: number, inputSampleRate: number): Buffer {
   const h = Buffer.alloc(19);
   h.write('OpusHead', 0, 'ascii');
   h[8] = 1; // version
   h[9] = channels;
   h.writeUInt16LE(preSkip, 10);
-  h.writeUInt32LE(OPUS_GRANULE_RATE, 12); // input sample rate: informational; WebRTC Opus is 48 kHz
+  h.writeUInt32LE(inputSampleRate, 12); // informational: what was encoded; decoders output 48 kHz
   h.writeInt16LE(0, 16); // output gain
   h[18] = 0; // mapping family 0
   return h;
@@ -159,6 +166,7 @@ function opusTags(vendor: string, comments: readonly string[]): Buffer {
 export class OggOpusWriter {
   readonly channels: 1 | 2;
   readonly preSkip: number;
+  readonly inputSampleRate: number;
   readonly serial: number;
   /** Granule position after every packet appended: their samples, the pre-skip among them. */
   granule: number;
@@ -197,6 +205,7 @@ export class OggOpusWriter {
     this.#fh = fh;
     this.channels = options.channels;
     this.preSkip = options.preSkip ?? DEFAULT_PRE_SKIP;
+    this.inputSampleRate = options.inputSampleRate ?? OPUS_GRANULE_RATE;
     this.serial = options.serial ?? randomInt(0, 2 ** 32 - 1);
     this.granule = 0;
     this.#granuleOnDisk = 0;
@@ -210,13 +219,15 @@ export class OggOpusWriter {
     if (options.channels !== 1 && options.channels !== 2) throw new RangeError(`channels must be 1 or 2, got ${String(options.channels)}`);
     const preSkip = options.preSkip ?? DEFAULT_PRE_SKIP;
     if (!Number.isInteger(preSkip) || preSkip < 0 || preSkip > 0xffff) throw new RangeError(`preSkip must be an integer 0–65535, got ${preSkip}`);
+    const rate = options.inputSampleRate ?? OPUS_GRANULE_RATE;
+    if (!Number.isInteger(rate) || rate < 1 || rate > 0xffffffff) throw new RangeError(`inputSampleRate must be a positive integer, got ${rate}`);
     const interval = options.flushIntervalMs ?? 1000;
     if (!(interval > 0) || !Number.isFinite(interval)) throw new RangeError(`flushIntervalMs must be a positive number, got ${interval}`);
     const fh = await (options.openFile ?? ((p: string) => open(p, 'wx')))(path);
     const writer = new OggOpusWriter(fh, options);
     try {
       // RFC 7845 §3: OpusHead alone on the first page (beginning of stream), OpusTags on the next, audio on fresh pages.
-      const head = oggPage([opusHead(writer.channels, writer.preSkip)], 0n, writer.serial, writer.#sequence++, HEADER_FLAG_BOS);
+      const head = oggPage([opusHead(writer.channels, writer.preSkip, writer.inputSampleRate)], 0n, writer.serial, writer.#sequence++, HEADER_FLAG_BOS);
       const tags = oggPage([opusTags(options.vendor ?? 'earshot', options.comments ?? [])], 0n, writer.serial, writer.#sequence++, 0);
       await writer.#writeFully(Buffer.concat([head, tags]));
       writer.bytesWritten = writer.#onDisk;

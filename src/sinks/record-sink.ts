@@ -170,7 +170,7 @@ export class RecordSink {
             const onError = (e: Error) => this.#writeFailed(opened, e, self.recorder);
             recorder =
               this.format === 'ogg-opus'
-                ? await OggOpusRecorder.start({ path: target, name: file, channels: this.#oggChannels(), startPosition, onError })
+                ? await OggOpusRecorder.start({ path: target, name: file, channels: this.#oggChannels(), inputSampleRate: this.#format.sampleRate, startPosition, onError })
                 : await Recorder.start({
                     path: target,
                     name: file,

@@ -208,7 +208,7 @@ export class RecordingsStore {
     const base = { name: checked, bytes: info.size, modifiedAt: info.mtime.toISOString() };
     if (checked.toLowerCase().endsWith('.opus')) {
       const ogg = await readOggOpusSummary(path, info.size);
-      return { ...base, format: 'ogg-opus', seconds: ogg?.seconds ?? 0, sampleRate: ogg ? 48000 : 0, channels: ogg?.channels ?? 0 };
+      return { ...base, format: 'ogg-opus', seconds: ogg?.seconds ?? 0, sampleRate: ogg?.inputSampleRate ?? 0, channels: ogg?.channels ?? 0 };
     }
     const header = await readWavHeader(path);
     return { ...base, format: 'wav', seconds: header ? header.dataBytes / header.byteRate : 0, sampleRate: header?.sampleRate ?? 0, channels: header?.channels ?? 0 };

@@ -7,6 +7,7 @@
  * On a branch with stages the worker encodes what the stages output: the
  * file holds the processed audio (resampled, 6 dB quieter) at media time.
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -196,7 +197,13 @@ describe('ogg-opus recordings over loopback WebRTC', () => {
 
   it('records processed audio encoded in the worker: the stages\' output at media time, under DTX pauses too', async () => {
     const { stats, opus, pcm } = await recordWithDtxPause('coded', 'opus-processed');
-    expect(opus).toMatchObject({ format: 'ogg-opus', state: 'stopped', sampleRate: 48000, channels: 1 });
+    // The branch is 16 kHz: OpusHead's input sample rate says so (RFC 7845 §5.1), and so does the listing.
+    expect(opus).toMatchObject({ format: 'ogg-opus', state: 'stopped', sampleRate: 16000, channels: 1 });
+    const bytes = await readFile(join(t.recordingsDir, opus.name));
+    expect(bytes.toString('ascii', 28, 36)).toBe('OpusHead');
+    expect(bytes.readUInt32LE(28 + 12)).toBe(16000);
+    const listed = (await (await fetch(`${t.url}/recordings`)).json()) as { recordings: Array<{ name: string; sampleRate: number }> };
+    expect(listed.recordings.find((r) => r.name === opus.name)?.sampleRate).toBe(16000);
     const wav = stats.recordings.find((r) => r.name.endsWith('.wav'))!;
     const original = (await readWav(join(t.recordingsDir, wav.name))).channels[0];
     expect(rmsOfFrames(pcm, 55, 85)).toBeLessThan(1e-3); // the pause, at its media time

@@ -103,7 +103,7 @@ describe('Ogg Opus writer', () => {
     const wav = await opusdec(path);
     expect(wav.channels[0].length).toBe(3 * 48000 - 312);
     expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThanOrEqual(2);
-    expect(await readOggOpusSummary(path, file.length)).toEqual({ channels: 1, preSkip: 312, seconds: 3 - PRE });
+    expect(await readOggOpusSummary(path, file.length)).toEqual({ channels: 1, preSkip: 312, inputSampleRate: 48000, seconds: 3 - PRE });
   });
 
   it('keeps media time across loss and DTX gaps: granule positions count the gap, opusdec decodes to the media duration', async () => {
