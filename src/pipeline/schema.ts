@@ -154,14 +154,14 @@ export const WebSocketSinkSchema = Type.Object(
         maximum: 30000,
         default: 250,
         description:
-          'Frames kept while the server is slow or unreachable (250 = 5 s of 20 ms frames; a run of silence, however long, waits as its length and takes one place). When full, the oldest frame is dropped and counted (statistics "websockets[].droppedFrames"); the stream and the other sinks never wait.',
+          'Frames kept while the server is slow or unreachable, 1–30000 (250 = 5 s of 20 ms frames; a run of silence, however long, waits as its length and takes one place). When full, the oldest frame is dropped and counted (statistics "websockets[].droppedFrames"); the stream and the other sinks never wait.',
       }),
     ),
     reconnectDelayMs: Type.Optional(
-      Type.Integer({ minimum: 10, maximum: 600000, default: 500, description: 'Wait before the first reconnection attempt after the connection failed or dropped; doubled after each failed attempt.' }),
+      Type.Integer({ minimum: 10, maximum: 600000, default: 500, description: 'Wait in ms before the first reconnection attempt after the connection failed or dropped, 10–600000; doubled after each failed attempt.' }),
     ),
     reconnectMaxDelayMs: Type.Optional(
-      Type.Integer({ minimum: 10, maximum: 600000, default: 10000, description: 'Longest wait between reconnection attempts; at least reconnectDelayMs.' }),
+      Type.Integer({ minimum: 10, maximum: 600000, default: 10000, description: 'Longest wait in ms between reconnection attempts, 10–600000; at least reconnectDelayMs.' }),
     ),
   },
   { additionalProperties: false },

@@ -48,7 +48,7 @@ export function recordingNameProblem(name: string): RecordingNameProblem | undef
     const shown = s.length > 40 ? `${s.slice(0, 37)}…` : s;
     let message: string;
     if (s === '') message = 'it has an empty path segment (a leading "/" or "//")';
-    else if (s.length > RECORDING_SEGMENT_MAX) message = `"${shown}" is ${s.length} characters long; a directory or file name may have at most ${RECORDING_SEGMENT_MAX} (".wav" included)`;
+    else if (s.length > RECORDING_SEGMENT_MAX) message = `"${shown}" is ${s.length} characters long; a directory or file name may have at most ${RECORDING_SEGMENT_MAX} (its ".wav" or ".opus" included)`;
     else if (!/^[A-Za-z0-9_-]/.test(s)) message = `"${shown}" starts with "${s[0]}"; a directory or file name must start with a letter, digit, "_" or "-" (so "." and ".." can never be one)`;
     else message = `"${shown}" contains "${/[^A-Za-z0-9._-]/.exec(s)![0]}"; only letters, digits, ".", "_" and "-" are allowed`;
     return { segment: i, message };
