@@ -108,9 +108,13 @@ export const errors = {
   RECORDING_WRITE_FAILED: define('EARSHOT_RECORDING_WRITE_FAILED', 500, 'Recording write failed',
     (file: string, why: string) => `Writing ${file} failed: ${why}${/^E[A-Z]+/.test(why) ? storageHint(why) : ''}`),
   UNAUTHORIZED: define('EARSHOT_UNAUTHORIZED', 401, 'Unauthorized',
-    (role: 'publish' | 'admin' = 'publish') => role === 'publish'
-      ? 'Publishing needs a bearer token: send "Authorization: Bearer <token>" with the --token / EARSHOT_TOKEN value (the admin token works too).'
-      : 'This route needs the admin token: send "Authorization: Bearer <token>" with the --admin-token / EARSHOT_ADMIN_TOKEN value.'),
+    (role: 'publish' | 'admin' = 'publish', presented = false) => {
+      const needs = role === 'publish'
+        ? 'send "Authorization: Bearer <token>" with the --token / EARSHOT_TOKEN value (the admin token works too)'
+        : 'send "Authorization: Bearer <token>" with the --admin-token / EARSHOT_ADMIN_TOKEN value';
+      if (presented) return `The bearer token sent is not accepted here: ${needs}.`;
+      return role === 'publish' ? `Publishing needs a bearer token: ${needs}.` : `This route needs the admin token: ${needs}.`;
+    }),
   FORBIDDEN: define('EARSHOT_FORBIDDEN', 403, 'Forbidden',
     (role: 'publish' | 'admin') => `Your token does not grant the ${role} role this route needs${role === 'admin' ? ': the publish token (--token) only allows WHIP; use the admin token (--admin-token)' : ''}.`),
   HOST_NOT_ALLOWED: define('EARSHOT_HOST_NOT_ALLOWED', 403, 'Host not allowed',

@@ -94,7 +94,8 @@ export class Access {
       const presented = presentedToken(req);
       // A valid token of the other role: the caller is known but not allowed.
       if (presented !== undefined && grant.authenticated) throw errors.FORBIDDEN(role);
-      throw errors.UNAUTHORIZED(role);
+      // A token that matches neither: say it was refused, not that none was sent.
+      throw errors.UNAUTHORIZED(role, presented !== undefined);
     };
   }
 

@@ -60,9 +60,12 @@ describe('WHIP endpoint errors', () => {
     expect((await problem(res)).code).toBe('EARSHOT_UNAUTHORIZED');
   });
 
-  it('refuses a wrong token with 401', async () => {
+  it('refuses a wrong token with 401, saying the token was not accepted (not that none was sent)', async () => {
     const res = await post('/whip/demo/alice', chromeLikeOffer(), { authorization: 'Bearer nope' });
     expect(res.status).toBe(401);
+    expect((await problem(res)).detail).toMatch(/^The bearer token sent is not accepted here: send "Authorization: Bearer <token>" with the --token/);
+    const none = await fetch(`${t.url}/whip/demo/alice`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
+    expect((await problem(none)).detail).toMatch(/^Publishing needs a bearer token/);
   });
 
   it('names the Bearer scheme in WWW-Authenticate on every 401, and says when the token sent is not valid (RFC 6750 §3)', async () => {
