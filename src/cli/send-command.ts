@@ -40,7 +40,7 @@ export function registerSendCommand(program: Command): void {
     .option('--loop', 'repeat the file (until --seconds or Ctrl-C)')
     .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K)`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
-    .addOption(new Option('--channels <n>', 'channels to send').choices(['1', '2']))
+    .addOption(new Option('--channels <n>', 'channels to send (default: 1 for a mono file, 2 otherwise; more than two are mixed down to stereo)').choices(['1', '2']))
     .addOption(new Option('--bitrate <bps>', `Opus bitrate in bit/s, ${BITRATE_RANGE.min}–${BITRATE_RANGE.max} (default: 32000 mono, 64000 stereo)`).argParser(between('--bitrate', BITRATE_RANGE.min, BITRATE_RANGE.max, true, ' bit/s')))
     .option('--dtx', 'discontinuous transmission as browsers send it: silence is not sent (Opus DTX)')
     .addOption(new Option('--simulate-loss <fraction>', 'withhold this share of packets (0–0.5) to test loss handling').argParser(between('--simulate-loss', 0, 0.5, false)))

@@ -39,7 +39,8 @@ export async function readWavSource(file: string, channels?: 1 | 2): Promise<Pcm
     throw unreadable(file, `unsupported encoding (${(e as Error).message})`);
   }
   if (planes.length === 0 || planes[0].length === 0) throw unreadable(file, 'it holds no audio');
-  return toSource(planes, fmt.sampleRate, channels ?? (planes.length === 1 ? 1 : 2));
+  const stereo = planes.length > 2 ? downmix(planes, fmt.audioFormat === EXTENSIBLE ? fmt.dwChannelMask : 0) : planes;
+  return toSource(stereo, fmt.sampleRate, channels ?? (planes.length === 1 ? 1 : 2));
 }
 
 interface WavFormat {
@@ -48,6 +49,8 @@ interface WavFormat {
   sampleRate: number;
   bitsPerSample: number;
   blockAlign: number;
+  /** WAVE_FORMAT_EXTENSIBLE: which speaker each channel feeds (bit i set: the next channel is speaker i; 0: unassigned). */
+  dwChannelMask: number;
   /** WAVE_FORMAT_EXTENSIBLE: the sub-format GUID as four 32-bit words; the first is the format code. */
   subformat: number[];
 }
@@ -109,6 +112,68 @@ function decodeAny(wav: InstanceType<typeof wavefile.WaveFile>, numChannels: num
   wav.toBitDepth('32f'); // normalizes any integer depth to −1..1 floats
   const raw = wav.getSamples(false, Float32Array) as unknown as Float32Array | Float32Array[];
   return numChannels === 1 ? [raw as Float32Array] : (raw as Float32Array[]);
+}
+
+// Speaker positions, as WAVE_FORMAT_EXTENSIBLE's channel mask numbers them (the channels are in bit order).
+const FL = 0x1;
+const FR = 0x2;
+const FC = 0x4;
+const LFE = 0x8;
+const BL = 0x10;
+const BR = 0x20;
+const FLC = 0x40;
+const FRC = 0x80;
+const BC = 0x100;
+const SL = 0x200;
+const SR = 0x400;
+// 0x800 top centre, 0x2000 top front centre, 0x10000 top back centre: centre speakers, as FC and BC.
+const TFL = 0x1000;
+const TFR = 0x4000;
+const TBL = 0x8000;
+const TBR = 0x20000;
+const LEFT = BL | FLC | SL | TFL | TBL;
+const RIGHT = BR | FRC | SR | TFR | TBR;
+const LAST_SPEAKER = TBR;
+
+/**
+ * The layout of a file without a channel mask (or a mask of 0, which sox writes for 3, 5 and 7
+ * channels): the usual one for the count, as sox and Windows write them (quad for 4, 5.0 for 5,
+ * 6.1 for 7, 7.1 for 8). Channels past 8 have no position.
+ */
+const DEFAULT_MASK: Record<number, number> = { 3: FL | FR | FC, 4: FL | FR | BL | BR, 5: FL | FR | FC | BL | BR, 6: FL | FR | FC | LFE | BL | BR, 7: FL | FR | FC | LFE | BC | SL | SR, 8: FL | FR | FC | LFE | BL | BR | SL | SR };
+
+/**
+ * Mixes more than two channels down to stereo, the standard way (ITU-R BS.775, as ffmpeg and
+ * sox do): the front left and right as they are, every other left or right speaker at −3 dB
+ * (0.707) into its side, centre speakers and channels without a position at −3 dB into both, the
+ * LFE left out (a low-frequency effect, not program). Taking the first two channels lost the
+ * dialogue of a film's centre channel.
+ */
+function downmix(planes: Float32Array[], mask: number): Float32Array[] {
+  const speakers = mask || (DEFAULT_MASK[planes.length] ?? DEFAULT_MASK[8]);
+  const length = planes[0].length;
+  const left = new Float32Array(length);
+  const right = new Float32Array(length);
+  let bit = 1;
+  for (const plane of planes) {
+    while (bit <= LAST_SPEAKER && !(speakers & bit)) bit *= 2;
+    // A mask with fewer speakers than channels leaves the rest without a position (0).
+    const [l, r] = gains(bit <= LAST_SPEAKER ? bit : 0);
+    bit *= 2;
+    if (l) for (let i = 0; i < length; i++) left[i] += l * plane[i];
+    if (r) for (let i = 0; i < length; i++) right[i] += r * plane[i];
+  }
+  return [left, right];
+}
+
+/** Into the left and right of a stereo downmix. */
+function gains(speaker: number): [number, number] {
+  if (speaker === FL) return [1, 0];
+  if (speaker === FR) return [0, 1];
+  if (speaker === LFE) return [0, 0];
+  if (speaker & LEFT) return [Math.SQRT1_2, 0];
+  if (speaker & RIGHT) return [0, Math.SQRT1_2];
+  return [Math.SQRT1_2, Math.SQRT1_2]; // centre speakers, and channels without a position
 }
 
 /** Mixes to 1 or 2 channels and resamples to 48 kHz, keeping the exact duration and alignment. */

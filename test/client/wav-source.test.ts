@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
 import { readWavSource } from '../../src/client/wav-source.js';
-import { sameSamples } from '../helpers/audio.js';
+import { rmsDb, sameSamples, toneLevelDb } from '../helpers/audio.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -45,6 +45,62 @@ async function stereoWav(depth: string): Promise<{ path: string; reference: Floa
   ref.toBitDepth('32f');
   return { path, reference: ref.getSamples(false, Float32Array) as unknown as Float32Array[] };
 }
+
+/** A chunk as RIFF lays it out: id, little-endian size, the bytes, a pad byte after an odd size. */
+function chunk(id: string, bytes: Uint8Array): Buffer {
+  const head = Buffer.alloc(8);
+  head.write(id, 'latin1');
+  head.writeUInt32LE(bytes.length, 4);
+  return Buffer.concat([head, bytes, Buffer.alloc(bytes.length % 2)]);
+}
+
+/** A RIFF WAVE file of these chunks, in this order. */
+function riff(...chunks: Buffer[]): Buffer {
+  const body = Buffer.concat([Buffer.from('WAVE'), ...chunks]);
+  const head = Buffer.alloc(8);
+  head.write('RIFF');
+  head.writeUInt32LE(body.length, 4);
+  return Buffer.concat([head, body]);
+}
+
+/** A `fmt ` chunk; with `mask`, WAVE_FORMAT_EXTENSIBLE with that channel mask and `format` as its sub-format. */
+function fmt({ format = 1, channels = 1, rate = 48000, bits = 16, blockAlign = (channels * bits) / 8, mask }: { format?: number; channels?: number; rate?: number; bits?: number; blockAlign?: number; mask?: number }): Buffer {
+  const b = Buffer.alloc(mask === undefined ? 16 : 40);
+  b.writeUInt16LE(mask === undefined ? format : 0xfffe, 0);
+  b.writeUInt16LE(channels, 2);
+  b.writeUInt32LE(rate, 4);
+  b.writeUInt32LE(rate * blockAlign, 8);
+  b.writeUInt16LE(blockAlign, 12);
+  b.writeUInt16LE(bits, 14);
+  if (mask !== undefined) {
+    b.writeUInt16LE(22, 16);
+    b.writeUInt16LE(bits, 18);
+    b.writeUInt32LE(mask, 20);
+    b.writeUInt32LE(format, 24); // the sub-format GUID: the format code, then KSDATAFORMAT's fixed part
+    Buffer.from('000000001000800000aa00389b71', 'hex').copy(b, 28);
+  }
+  return chunk('fmt ', b);
+}
+
+/** 16-bit PCM `data`, channels interleaved. */
+function pcm16(planes: Float64Array[]): Buffer {
+  const b = Buffer.alloc(planes[0].length * planes.length * 2);
+  for (let i = 0; i < planes[0].length; i++) for (let c = 0; c < planes.length; c++) b.writeInt16LE(Math.round(planes[c][i] * 32767), (i * planes.length + c) * 2);
+  return chunk('data', b);
+}
+
+async function file(name: string, bytes: Buffer): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, bytes);
+  return path;
+}
+
+const tone = (hz: number, amplitude: number, seconds = 1, rate = 48000) => Float64Array.from({ length: Math.round(seconds * rate) }, (_, i) => amplitude * Math.sin((2 * Math.PI * hz * i) / rate));
+const silent = (seconds = 1, rate = 48000) => new Float64Array(Math.round(seconds * rate));
+/** Channels with `signal` at `index`, silence elsewhere. */
+const only = (channels: number, index: number, signal: Float64Array) => Array.from({ length: channels }, (_, c) => (c === index ? signal : new Float64Array(signal.length)));
+/** The level of the 1 kHz test tone, dB relative to full scale. */
+const level1k = (samples: Float32Array) => toneLevelDb(samples, 48000, 1000);
 
 describe('readWavSource', () => {
   for (const depth of ['8', '16', '24', '32', '32f', '64']) {
@@ -82,5 +138,36 @@ describe('readWavSource', () => {
     await writeFile(text, 'hello');
     await expect(readWavSource(text)).rejects.toMatchObject({ code: 'EARSHOT_WAV_UNREADABLE', message: expect.stringMatching(/not a WAV file/) });
     await expect(readWavSource(join(dir, 'missing.wav'))).rejects.toMatchObject({ code: 'EARSHOT_WAV_UNREADABLE', message: expect.stringMatching(/no such file/) });
+  });
+
+  describe('more than two channels: a standard stereo downmix', () => {
+    const half = 20 * Math.log10(0.5); // the tone's level in its channel: −6 dB
+
+    it('brings a 5.1 centre channel to both sides at −3 dB, in stereo and in mono, with or without a channel mask', async () => {
+      for (const mask of [0x3f, undefined]) {
+        const path = await file(`centre-${mask}.wav`, riff(fmt({ channels: 6, mask }), pcm16(only(6, 2, tone(1000, 0.5)))));
+        const stereo = await readWavSource(path, 2);
+        for (const side of stereo.channels) expect(level1k(side)).toBeCloseTo(half - 3.01, 1);
+        const mono = await readWavSource(path, 1);
+        expect(level1k(mono.channels[0])).toBeCloseTo(half - 3.01, 1);
+        expect((await readWavSource(path)).channels, 'default: stereo').toHaveLength(2);
+      }
+    });
+
+    it('keeps the front left on the left at full level, puts a surround on its side at −3 dB and leaves the LFE out', async () => {
+      const front = await readWavSource(await file('front-left.wav', riff(fmt({ channels: 6, mask: 0x3f }), pcm16(only(6, 0, tone(1000, 0.5))))), 2);
+      expect(level1k(front.channels[0])).toBeCloseTo(half, 1);
+      expect(rmsDb(front.channels[1])).toBeLessThan(-90);
+      // 7.1 by its mask (FL FR FC LFE BL BR SL SR): channel 8 is the right surround.
+      const side = await readWavSource(await file('side-right.wav', riff(fmt({ channels: 8, mask: 0x63f }), pcm16(only(8, 7, tone(1000, 0.5))))), 2);
+      expect(rmsDb(side.channels[0])).toBeLessThan(-90);
+      expect(level1k(side.channels[1])).toBeCloseTo(half - 3.01, 1);
+      // Quad without a mask: channel 3 is the back left.
+      const quad = await readWavSource(await file('quad-back-left.wav', riff(fmt({ channels: 4 }), pcm16(only(4, 2, tone(1000, 0.5))))), 2);
+      expect(level1k(quad.channels[0])).toBeCloseTo(half - 3.01, 1);
+      expect(rmsDb(quad.channels[1])).toBeLessThan(-90);
+      const lfe = await readWavSource(await file('lfe.wav', riff(fmt({ channels: 6, mask: 0x3f }), pcm16(only(6, 3, tone(60, 0.5))))), 1);
+      expect(rmsDb(lfe.channels[0])).toBeLessThan(-90);
+    });
   });
 });
