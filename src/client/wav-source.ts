@@ -23,9 +23,19 @@ export async function readWavSource(file: string, channels?: 1 | 2): Promise<Pcm
   } catch (e) {
     throw unreadable(file, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message);
   }
+  const container = buf.toString('latin1', 0, 4);
   let wav: InstanceType<typeof wavefile.WaveFile>;
+  let data: Uint8Array;
   try {
-    wav = new wavefile.WaveFile(buf);
+    if ((container === 'RIFF' || container === 'RIFX') && buf.toString('latin1', 8, 12) === 'WAVE') {
+      const chunks = wavChunks(buf, container === 'RIFX');
+      if (chunks.fmt && chunks.fmt.length < 16) throw new Error(`its "fmt " chunk has ${chunks.fmt.length} bytes, fewer than 16`);
+      wav = new wavefile.WaveFile(headerOnly(buf, chunks));
+      data = chunks.data ?? new Uint8Array(0);
+    } else {
+      wav = new wavefile.WaveFile(buf); // RF64 (wavefile reads its ds64 sizes), or not a WAV file at all
+      data = (wav.data as { samples: Uint8Array }).samples;
+    }
   } catch (e) {
     throw unreadable(file, `not a WAV file (${(e as Error).message})`);
   }
@@ -34,13 +44,58 @@ export async function readWavSource(file: string, channels?: 1 | 2): Promise<Pcm
   if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range`);
   let planes: Float32Array[];
   try {
-    planes = decodeLinear(wav, fmt) ?? decodeAny(wav, fmt.numChannels);
+    planes = decodeLinear(data, fmt, container === 'RIFX') ?? decodeAny(wav, data, fmt.numChannels);
   } catch (e) {
     throw unreadable(file, `unsupported encoding (${(e as Error).message})`);
   }
   if (planes.length === 0 || planes[0].length === 0) throw unreadable(file, 'it holds no audio');
   const stereo = planes.length > 2 ? downmix(planes, fmt.audioFormat === EXTENSIBLE ? fmt.dwChannelMask : 0) : planes;
   return toSource(stereo, fmt.sampleRate, channels ?? (planes.length === 1 ? 1 : 2));
+}
+
+interface Chunks {
+  fmt?: Uint8Array;
+  fact?: Uint8Array;
+  /** The data chunk's bytes: as many as its header declares (a RIFF pad byte after an odd size is not audio), or as many as the file has when it was cut short. */
+  data?: Uint8Array;
+}
+
+/**
+ * The first `fmt `, `fact` and `data` chunks of a RIFF (or big-endian RIFX) WAVE file, found by
+ * walking its chunks by their sizes and pad bytes. wavefile walks them too, but it reads the rest
+ * of the file after a LIST chunk as that chunk's contents, and refused valid files with two LIST
+ * chunks ("Cannot read properties of undefined (reading 'start')"); and it counts an odd-sized
+ * data chunk's pad byte as audio (a full-scale click at the end of 8-bit files).
+ */
+function wavChunks(buf: Buffer, bigEndian: boolean): Chunks {
+  const found: Chunks = {};
+  for (let at = 12; at + 8 <= buf.length; ) {
+    const id = buf.toString('latin1', at, at + 4);
+    const size = bigEndian ? buf.readUInt32BE(at + 4) : buf.readUInt32LE(at + 4);
+    const bytes = buf.subarray(at + 8, Math.min(at + 8 + size, buf.length));
+    if (id === 'fmt ' || id === 'fact' || id === 'data') found[id === 'fmt ' ? 'fmt' : id] ??= bytes;
+    at += 8 + size + (size % 2);
+  }
+  return found;
+}
+
+/**
+ * A WAVE file of `chunks`' format alone (its `fmt ` and `fact`, and an empty `data`), for wavefile
+ * to read the format from: the samples are decoded from `chunks.data` directly, or handed to
+ * wavefile's codecs as its `data.samples`.
+ */
+function headerOnly(buf: Buffer, chunks: Chunks): Buffer {
+  const bigEndian = buf.toString('latin1', 0, 4) === 'RIFX';
+  const parts: Buffer[] = [buf.subarray(0, 12)];
+  for (const [id, bytes] of [['fmt ', chunks.fmt], ['fact', chunks.fact], ['data', chunks.data && new Uint8Array(0)]] as const) {
+    if (!bytes) continue;
+    const head = Buffer.alloc(8);
+    head.write(id, 'latin1');
+    if (bigEndian) head.writeUInt32BE(bytes.length, 4);
+    else head.writeUInt32LE(bytes.length, 4);
+    parts.push(head, Buffer.from(bytes), Buffer.alloc(bytes.length % 2));
+  }
+  return Buffer.concat(parts);
 }
 
 interface WavFormat {
@@ -68,15 +123,14 @@ const EXTENSIBLE = 0xfffe;
  * off; this is the exact quotient), but wavefile takes 1–3 s for a few seconds
  * of audio on a busy machine, longer than sending it fast.
  */
-function decodeLinear(wav: InstanceType<typeof wavefile.WaveFile>, fmt: WavFormat): Float32Array[] | undefined {
+function decodeLinear(data: Uint8Array, fmt: WavFormat, bigEndian: boolean): Float32Array[] | undefined {
   const code = fmt.audioFormat === EXTENSIBLE ? fmt.subformat[0] : fmt.audioFormat;
   const bits = fmt.bitsPerSample;
   const float = code === IEEE_FLOAT && (bits === 32 || bits === 64);
   const integer = code === PCM && (bits === 8 || bits === 16 || bits === 24 || bits === 32);
   const channels = fmt.numChannels;
   const bytes = bits / 8;
-  if (wav.container === 'RIFX' || !(float || integer) || !(channels >= 1) || fmt.blockAlign !== bytes * channels) return undefined;
-  const data = (wav.data as { samples: Uint8Array }).samples;
+  if (bigEndian || !(float || integer) || !(channels >= 1) || fmt.blockAlign !== bytes * channels) return undefined;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const frames = Math.floor(data.byteLength / fmt.blockAlign);
   const max = 2 ** (bits - 1) - 1;
@@ -104,7 +158,8 @@ function decodeLinear(wav: InstanceType<typeof wavefile.WaveFile>, fmt: WavForma
 }
 
 /** Any other encoding wavefile knows (A-law, µ-law, IMA ADPCM, odd depths), through its slow general conversion. */
-function decodeAny(wav: InstanceType<typeof wavefile.WaveFile>, numChannels: number): Float32Array[] {
+function decodeAny(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, numChannels: number): Float32Array[] {
+  (wav.data as { samples: Uint8Array }).samples = data;
   // Companded and ADPCM data must be expanded to 16-bit PCM first: toBitDepth would scale the codes themselves.
   if (wav.bitDepth === '8a') wav.fromALaw();
   else if (wav.bitDepth === '8m') wav.fromMuLaw();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
 import { readWavSource } from '../../src/client/wav-source.js';
-import { rmsDb, sameSamples, toneLevelDb } from '../helpers/audio.js';
+import { dominantFrequency, rmsDb, sameSamples, toneLevelDb } from '../helpers/audio.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -168,6 +168,37 @@ describe('readWavSource', () => {
       expect(rmsDb(quad.channels[1])).toBeLessThan(-90);
       const lfe = await readWavSource(await file('lfe.wav', riff(fmt({ channels: 6, mask: 0x3f }), pcm16(only(6, 3, tone(60, 0.5))))), 1);
       expect(rmsDb(lfe.channels[0])).toBeLessThan(-90);
+    });
+  });
+
+  describe('chunks', () => {
+    const list = (type: string, ...subchunks: Buffer[]) => chunk('LIST', Buffer.concat([Buffer.from(type), ...subchunks]));
+
+    it('reads a file with two LIST chunks and odd-sized chunks around the audio', async () => {
+      const path = await file(
+        'lists.wav',
+        riff(chunk('bext', new Uint8Array(603)), fmt({}), list('INFO', chunk('INAM', Buffer.from('abc'))), pcm16([tone(1000, 0.5)]), list('INFO', chunk('ISFT', Buffer.from('Lavf\0'))), list('adtl', chunk('labl', Buffer.from('\x01\0\0\0cue\0', 'latin1')))),
+      );
+      const source = await readWavSource(path);
+      expect(source.channels[0]).toHaveLength(48000);
+      expect(dominantFrequency(source.channels[0], 48000)).toBe(1000);
+      expect(level1k(source.channels[0])).toBeCloseTo(20 * Math.log10(0.5), 1);
+    });
+
+    it('sends what a cut-short file has when its data chunk claims more', async () => {
+      const whole = riff(fmt({}), pcm16([tone(1000, 0.5)]));
+      whole.writeUInt32LE(4 * 48000, 40); // the data chunk claims 2 s; the file has 1
+      const source = await readWavSource(await file('cut.wav', whole));
+      expect(source.channels[0]).toHaveLength(48000);
+      expect(dominantFrequency(source.channels[0], 48000)).toBe(1000);
+    });
+
+    it('does not play the pad byte after an odd-sized 8-bit data chunk (it was a full-scale click)', async () => {
+      const silence = chunk('data', new Uint8Array(8001).fill(128)); // 8-bit WAV is unsigned: 128 is zero
+      const path = await file('odd8.wav', riff(fmt({ rate: 8000, bits: 8 }), silence, list('INFO', chunk('ISFT', Buffer.from('sox\0')))));
+      const source = await readWavSource(path);
+      expect(source.channels[0]).toHaveLength(8001 * 6);
+      expect(source.channels[0].reduce((peak, v) => Math.max(peak, Math.abs(v)), 0)).toBe(0);
     });
   });
 });
