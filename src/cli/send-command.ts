@@ -34,7 +34,7 @@ export function registerSendCommand(program: Command): void {
   program
     .command('send')
     .description('stream a WAV file to a WHIP endpoint in real time (Opus over WebRTC)')
-    .argument('<file>', 'WAV file (any rate and channel count)')
+    .argument('<file>', 'WAV file: PCM, float, A-law, µ-law or mono IMA ADPCM, any rate and channel count')
     .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
     .addOption(new Option('--seconds <n>', 'send n seconds of media (past the file\'s end: silence, unless --loop repeats the file)').argParser(positive('--seconds', false)))
     .option('--loop', 'repeat the file (until --seconds or Ctrl-C)')

@@ -1,5 +1,5 @@
 /**
- * Reads a WAV file (any PCM or float encoding, any rate, any channel count) and
+ * Reads a WAV file (any PCM or float encoding, A-law, µ-law or mono IMA ADPCM; any rate, any channel count) and
  * returns 48 kHz float PCM with 1 or 2 channels, ready for the Opus encoder.
  */
 import { readFile } from 'node:fs/promises';
@@ -44,9 +44,9 @@ export async function readWavSource(file: string, channels?: 1 | 2): Promise<Pcm
   if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range`);
   let planes: Float32Array[];
   try {
-    planes = decodeLinear(data, fmt, container === 'RIFX') ?? decodeAny(wav, data, fmt.numChannels);
+    planes = decode(wav, data, fmt, container === 'RIFX');
   } catch (e) {
-    throw unreadable(file, `unsupported encoding (${(e as Error).message})`);
+    throw unreadable(file, e instanceof Unsupported ? e.message : `unsupported encoding (${(e as Error).message})`);
   }
   if (planes.length === 0 || planes[0].length === 0) throw unreadable(file, 'it holds no audio');
   const stereo = planes.length > 2 ? downmix(planes, fmt.audioFormat === EXTENSIBLE ? fmt.dwChannelMask : 0) : planes;
@@ -112,61 +112,119 @@ interface WavFormat {
 
 const PCM = 1;
 const IEEE_FLOAT = 3;
+const ALAW = 6;
+const MULAW = 7;
+const IMA_ADPCM = 0x11;
 const EXTENSIBLE = 0xfffe;
 
+/** Names of the WAVE format codes users meet (RFC 2361 and mmreg.h), for saying which one a file has. */
+const FORMAT_NAMES: Record<number, string> = {
+  [PCM]: 'PCM',
+  0x2: 'MS ADPCM',
+  [IEEE_FLOAT]: 'IEEE float',
+  [ALAW]: 'A-law',
+  [MULAW]: 'µ-law',
+  [IMA_ADPCM]: 'IMA ADPCM',
+  0x22: 'TrueSpeech',
+  0x31: 'GSM 6.10',
+  0x40: 'G.721 ADPCM',
+  0x50: 'MPEG audio',
+  0x55: 'MP3',
+  0x161: 'Windows Media Audio',
+  0x2000: 'AC-3',
+  0xf1ac: 'FLAC',
+};
+
+function formatName(code: number): string {
+  return `format 0x${code.toString(16).toUpperCase().padStart(4, '0')}${FORMAT_NAMES[code] ? ` (${FORMAT_NAMES[code]})` : ''}`;
+}
+
+const TO_PCM = 'convert it to PCM, e.g. `sox in.wav -e signed-integer out.wav`';
+
+/** A file earshot cannot decode; the message says which encoding it has and what to do. */
+class Unsupported extends Error {}
+
 /**
- * Linear PCM (8, 16, 24, 32-bit integer) and float (32, 64-bit), little-endian,
- * decoded straight from the data chunk's bytes; undefined for anything else.
- * Integers are scaled as wavefile's `toBitDepth('32f')` scales them (by
- * 2^(n−1)−1 above zero and 2^(n−1) below), to the same bits up to 24-bit (for
- * 32-bit integers wavefile rounds to float32 along the way and may be one step
- * off; this is the exact quotient), but wavefile takes 1–3 s for a few seconds
- * of audio on a busy machine, longer than sending it fast.
+ * The file's audio as −1..1 floats, one array per channel. Linear PCM and float are read
+ * straight from the data chunk's bytes; A-law, µ-law and mono IMA ADPCM are expanded by
+ * wavefile's codecs first. Anything else is refused by name: wavefile's general conversion
+ * decoded MS ADPCM as IMA ADPCM (noise, 6 dB too loud) and failed on others with "Invalid typed
+ * array length: Infinity".
  */
-function decodeLinear(data: Uint8Array, fmt: WavFormat, bigEndian: boolean): Float32Array[] | undefined {
-  const code = fmt.audioFormat === EXTENSIBLE ? fmt.subformat[0] : fmt.audioFormat;
-  const bits = fmt.bitsPerSample;
-  const float = code === IEEE_FLOAT && (bits === 32 || bits === 64);
-  const integer = code === PCM && (bits === 8 || bits === 16 || bits === 24 || bits === 32);
+function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, fmt: WavFormat, bigEndian: boolean): Float32Array[] {
+  const code = fmt.audioFormat === EXTENSIBLE ? (fmt.subformat[0] ?? 0) : fmt.audioFormat;
   const channels = fmt.numChannels;
-  const bytes = bits / 8;
-  if (bigEndian || !(float || integer) || !(channels >= 1) || fmt.blockAlign !== bytes * channels) return undefined;
+  if (!(channels >= 1)) throw new Unsupported('its header says it has no channels');
+  if (code === PCM || code === IEEE_FLOAT) return decodeLinear(data, { ...fmt, code }, bigEndian);
+  const companded = (code === ALAW || code === MULAW) && fmt.bitsPerSample === 8;
+  // wavefile's IMA ADPCM decoder reads one channel of 4-bit codes; a stereo file came out as noise.
+  const ima = code === IMA_ADPCM && fmt.bitsPerSample === 4 && channels === 1;
+  if (!companded && !ima) {
+    const detail = code === IMA_ADPCM ? ` with ${channels} channels of ${fmt.bitsPerSample}-bit codes (earshot reads mono 4-bit)` : '';
+    throw new Unsupported(`${formatName(code)}${detail} is not supported; ${TO_PCM}`);
+  }
+  // IMA ADPCM fills its last block with padding; the fact chunk says how many samples are audio.
+  const fact = wav.fact as { chunkId: string; dwSampleLength: number };
+  const samples = ima && fact.chunkId === 'fact' ? fact.dwSampleLength : Infinity;
+  (wav.data as { samples: Uint8Array }).samples = data;
+  if (code === ALAW) wav.fromALaw();
+  else if (code === MULAW) wav.fromMuLaw();
+  else wav.fromIMAADPCM();
+  // Now 16-bit PCM, in the file's byte order.
+  const planes = decodeLinear((wav.data as { samples: Uint8Array }).samples, { code: PCM, numChannels: channels, bitsPerSample: 16 }, wav.container === 'RIFX');
+  return samples < planes[0].length ? planes.map((p) => p.subarray(0, samples)) : planes;
+}
+
+/**
+ * Linear PCM (1–32 bits) and float (32, 64-bit) from the data chunk's bytes. A sample takes whole
+ * bytes: one of fewer bits is left-justified in them (12-bit audio in 16-bit containers, 20 in
+ * 24), so it is scaled by its container; scaled by its own bits, such audio came out 16 or 8 times
+ * too loud. The samples are laid out by the bits, as wavefile reads them, whatever the header's
+ * block size says. Integers are scaled as wavefile's `toBitDepth('32f')` scales them
+ * (by 2^(n−1)−1 above zero and 2^(n−1) below), to the same bits up to 24-bit (for 32-bit
+ * integers wavefile rounds to float32 along the way and may be one step off; this is the exact
+ * quotient), but wavefile takes 1–3 s for a few seconds of audio on a busy machine, longer than
+ * sending it fast. A float sample that is not finite (NaN, ±Infinity) becomes 0: the encoder
+ * would spread it over the whole packet.
+ */
+function decodeLinear(data: Uint8Array, fmt: Pick<WavFormat, 'numChannels' | 'bitsPerSample'> & { code: number }, bigEndian: boolean): Float32Array[] {
+  const { code, numChannels: channels, bitsPerSample: bits } = fmt;
+  const float = code === IEEE_FLOAT;
+  const bytes = Math.ceil(bits / 8); // one sample's container
+  if (float ? bits !== 32 && bits !== 64 : !(bits >= 1 && bits <= 32)) {
+    // 64-bit integers read as floats were NaN and Infinity.
+    const what = !float && bits === 64 ? '64-bit integer PCM' : `${formatName(code)} with ${bits}-bit samples`;
+    const todo = !float && bits === 64 ? 'convert it to 32-bit, e.g. `ffmpeg -i in.wav -c:a pcm_s32le out.wav`' : TO_PCM;
+    throw new Unsupported(`${what} is not supported; ${todo}`);
+  }
+  const blockAlign = bytes * channels;
+  const le = !bigEndian;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const frames = Math.floor(data.byteLength / fmt.blockAlign);
-  const max = 2 ** (bits - 1) - 1;
-  const min = 2 ** (bits - 1);
+  const frames = Math.floor(data.byteLength / blockAlign);
+  const max = 2 ** (bytes * 8 - 1) - 1;
+  const min = 2 ** (bytes * 8 - 1);
   const read: (offset: number) => number = float
     ? bits === 32
-      ? (o) => view.getFloat32(o, true)
-      : (o) => view.getFloat64(o, true)
-    : bits === 8
+      ? (o) => view.getFloat32(o, le)
+      : (o) => view.getFloat64(o, le)
+    : bytes === 1
       ? (o) => view.getUint8(o) - 128 // 8-bit WAV is unsigned
-      : bits === 16
-        ? (o) => view.getInt16(o, true)
-        : bits === 24
-          ? (o) => ((view.getUint8(o + 2) << 24) >> 8) | (view.getUint8(o + 1) << 8) | view.getUint8(o)
-          : (o) => view.getInt32(o, true);
+      : bytes === 2
+        ? (o) => view.getInt16(o, le)
+        : bytes === 3
+          ? le
+            ? (o) => ((view.getUint8(o + 2) << 24) >> 8) | (view.getUint8(o + 1) << 8) | view.getUint8(o)
+            : (o) => ((view.getUint8(o) << 24) >> 8) | (view.getUint8(o + 1) << 8) | view.getUint8(o + 2)
+          : (o) => view.getInt32(o, le);
   const planes = Array.from({ length: channels }, () => new Float32Array(frames));
   for (let c = 0; c < channels; c++) {
     const plane = planes[c];
-    for (let i = 0, o = c * bytes; i < frames; i++, o += fmt.blockAlign) {
+    for (let i = 0, o = c * bytes; i < frames; i++, o += blockAlign) {
       const v = read(o);
-      plane[i] = float ? v : v > 0 ? v / max : v / min;
+      plane[i] = float ? (Number.isFinite(v) ? v : 0) : v > 0 ? v / max : v / min;
     }
   }
   return planes;
-}
-
-/** Any other encoding wavefile knows (A-law, µ-law, IMA ADPCM, odd depths), through its slow general conversion. */
-function decodeAny(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, numChannels: number): Float32Array[] {
-  (wav.data as { samples: Uint8Array }).samples = data;
-  // Companded and ADPCM data must be expanded to 16-bit PCM first: toBitDepth would scale the codes themselves.
-  if (wav.bitDepth === '8a') wav.fromALaw();
-  else if (wav.bitDepth === '8m') wav.fromMuLaw();
-  else if (wav.bitDepth === '4') wav.fromIMAADPCM();
-  wav.toBitDepth('32f'); // normalizes any integer depth to −1..1 floats
-  const raw = wav.getSamples(false, Float32Array) as unknown as Float32Array | Float32Array[];
-  return numChannels === 1 ? [raw as Float32Array] : (raw as Float32Array[]);
 }
 
 // Speaker positions, as WAVE_FORMAT_EXTENSIBLE's channel mask numbers them (the channels are in bit order).

@@ -3,8 +3,10 @@
  * as wavefile's own conversion would (its fast path reads the data chunk
  * directly), other encodings (A-law) decode too, and unusable files say why.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
@@ -88,6 +90,9 @@ function pcm16(planes: Float64Array[]): Buffer {
   for (let i = 0; i < planes[0].length; i++) for (let c = 0; c < planes.length; c++) b.writeInt16LE(Math.round(planes[c][i] * 32767), (i * planes.length + c) * 2);
   return chunk('data', b);
 }
+
+/** Runs sox (the reference encoder for the ADPCM files) in the test directory. */
+const sox = (...args: string[]) => promisify(execFile)('sox', args, { cwd: dir });
 
 async function file(name: string, bytes: Buffer): Promise<string> {
   const path = join(dir, name);
@@ -199,6 +204,60 @@ describe('readWavSource', () => {
       const source = await readWavSource(path);
       expect(source.channels[0]).toHaveLength(8001 * 6);
       expect(source.channels[0].reduce((peak, v) => Math.max(peak, Math.abs(v)), 0)).toBe(0);
+    });
+  });
+
+  describe('encodings', () => {
+    const refused = (message: RegExp) => ({ code: 'EARSHOT_WAV_UNREADABLE', message: expect.stringMatching(message) });
+
+    it('refuses MS ADPCM by name (it was decoded as IMA ADPCM: noise, 6 dB too loud)', async () => {
+      await sox('-n', '-r', '8000', '-e', 'ms-adpcm', 'ms-adpcm.wav', 'synth', '1', 'sine', '440');
+      await expect(readWavSource(join(dir, 'ms-adpcm.wav'))).rejects.toMatchObject(refused(/: format 0x0002 \(MS ADPCM\) is not supported; convert it to PCM, e\.g\. `sox in\.wav -e signed-integer out\.wav`/));
+    });
+
+    it('ends IMA ADPCM where its fact chunk says, not with the padding of its last block', async () => {
+      await sox('-n', '-r', '8000', '-e', 'ima-adpcm', 'ima.wav', 'synth', '1.003', 'sine', '440'); // 8024 samples in blocks of 505
+      const source = await readWavSource(join(dir, 'ima.wav'));
+      expect(source.channels[0]).toHaveLength(8024 * 6);
+      expect(Math.abs(dominantFrequency(source.channels[0], 48000) - 440)).toBeLessThanOrEqual(2); // ADPCM's noise blurs the peak
+    });
+
+    it('scales samples of fewer bits by their container: 12-bit in 16, 20-bit in 24 (they came out 16× and 8× too loud)', async () => {
+      const twelve = await readWavSource(await file('12-bit.wav', riff(fmt({ bits: 12, blockAlign: 2 }), pcm16([tone(1000, 0.5)]))));
+      expect(level1k(twelve.channels[0])).toBeCloseTo(20 * Math.log10(0.5), 1);
+      const samples = tone(1000, 0.5);
+      const packed = Buffer.alloc(samples.length * 3);
+      samples.forEach((v, i) => packed.writeIntLE(Math.round(v * 2 ** 19) * 16, i * 3, 3)); // 20 bits, left-justified
+      const twenty = await readWavSource(await file('20-bit.wav', riff(fmt({ bits: 20, blockAlign: 3 }), chunk('data', packed))));
+      expect(level1k(twenty.channels[0])).toBeCloseTo(20 * Math.log10(0.5), 1);
+    });
+
+    it('never sends a float sample that is not a number: NaN and ±Infinity become silence', async () => {
+      const samples = Float32Array.from(tone(1000, 0.5));
+      for (let i = 1000; i < samples.length; i += 4000) samples.fill(Number.NaN, i, i + 3).fill(Infinity, i + 3, i + 4).fill(-Infinity, i + 4, i + 5);
+      const path = await file('nan.wav', riff(fmt({ format: 3, bits: 32 }), chunk('data', Buffer.from(samples.buffer))));
+      const source = await readWavSource(path);
+      expect(source.channels[0].every(Number.isFinite)).toBe(true);
+      expect(level1k(source.channels[0])).toBeCloseTo(20 * Math.log10(0.5), 1);
+      // At 44.1 kHz the resampler would have spread a NaN over the whole file.
+      const resampled = await readWavSource(await file('nan-44k.wav', riff(fmt({ format: 3, bits: 32, rate: 44100 }), chunk('data', Buffer.from(samples.buffer)))));
+      expect(resampled.channels[0].every(Number.isFinite)).toBe(true);
+    });
+
+    it('refuses 64-bit integer PCM (it decoded to NaN and Infinity) and other encodings by their format tag, saying what to do', async () => {
+      const data = chunk('data', new Uint8Array(8000));
+      const cases: Array<[Buffer, RegExp]> = [
+        [fmt({ bits: 64 }), /: 64-bit integer PCM is not supported; convert it to 32-bit, e\.g\. `ffmpeg -i in\.wav -c:a pcm_s32le out\.wav`/],
+        [fmt({ bits: 64, mask: 0x4 }), /: 64-bit integer PCM is not supported/],
+        [fmt({ format: 0x31, bits: 0, blockAlign: 65 }), /: format 0x0031 \(GSM 6\.10\) is not supported; convert it to PCM, e\.g\. `sox in\.wav -e signed-integer out\.wav`/],
+        [fmt({ format: 0x55, bits: 0, blockAlign: 1 }), /: format 0x0055 \(MP3\) is not supported; convert it to PCM/],
+        [fmt({ format: 0x55, mask: 0x4 }), /: format 0x0055 \(MP3\) is not supported/],
+        [fmt({ bits: 0, blockAlign: 2 }), /: format 0x0001 \(PCM\) with 0-bit samples is not supported; convert it to PCM/],
+        [fmt({ format: 3, bits: 16 }), /: format 0x0003 \(IEEE float\) with 16-bit samples is not supported/],
+      ];
+      for (const [i, [header, message]] of cases.entries()) {
+        await expect(readWavSource(await file(`refused-${i}.wav`, riff(header, data))), message.source).rejects.toMatchObject(refused(message));
+      }
     });
   });
 });
