@@ -2,17 +2,16 @@
  * `earshot send <file>`: publish a WAV file over WHIP in real time (or faster, with --speed).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { BITRATE_RANGE, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+import { BITRATE_RANGE, MIN_SECONDS, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
 
 /** Most sessions one `send` runs: each is a WebRTC connection of this process. */
 const MAX_COUNT = 1000;
 
-function positive(name: string, integer: boolean) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!(n > 0) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be a positive ${integer ? 'integer' : 'number'}.`);
-    return n;
-  };
+/** At least one 20 ms packet, decimal: "Infinity" and "1e400" sent forever, 0.005 nothing. */
+function seconds(v: string): number {
+  const n = /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : NaN;
+  if (!(Number.isFinite(n) && n >= MIN_SECONDS)) throw new InvalidArgumentError(`--seconds must be a number of at least ${MIN_SECONDS} (one 20 ms packet).`);
+  return n;
 }
 
 /** A number from `min` to `max`, decimal. */
@@ -36,7 +35,7 @@ export function registerSendCommand(program: Command): void {
     .description('stream a WAV file to a WHIP endpoint in real time (Opus over WebRTC)')
     .argument('<file>', 'WAV file: PCM, float, A-law, µ-law or mono IMA ADPCM, any rate and channel count')
     .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
-    .addOption(new Option('--seconds <n>', 'send n seconds of media (past the file\'s end: silence, unless --loop repeats the file)').argParser(positive('--seconds', false)))
+    .addOption(new Option('--seconds <n>', `send n seconds of media, at least ${MIN_SECONDS} (past the file's end: silence, unless --loop repeats the file)`).argParser(seconds))
     .option('--loop', 'repeat the file (until --seconds or Ctrl-C)')
     .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K)`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))

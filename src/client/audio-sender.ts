@@ -12,7 +12,7 @@ import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
-import { readWavSource, type PcmSource } from './wav-source.js';
+import { checkChannels, readWavSource, type PcmSource } from './wav-source.js';
 import { WhipClient } from './whip-client.js';
 
 /** Audio already encoded as 20 ms Opus packets (load tests encode once, send many times). */
@@ -38,11 +38,11 @@ export interface SendOptions {
   signaling?: (offerSdp: string) => Promise<string>;
   /** A WAV file path (any rate/channels; converted to 48 kHz), decoded 48 kHz PCM, or Opus packets. */
   source: string | PcmSource | EncodedSource;
-  /** Stop after this many seconds of media (default: the whole source, or forever with `loop`). */
+  /** Stop after this many seconds of media, at least 0.02 (one packet); default: the whole source, or forever with `loop`. */
   seconds?: number;
   /** Repeat the source until `seconds` or `signal` ends it. */
   loop?: boolean;
-  /** 1 or 2 channels to encode. Default: 1 for mono sources, 2 for stereo. */
+  /** 1 or 2 channels to encode (a file of more is mixed down to stereo). Default: 1 for mono sources, 2 otherwise. */
   channels?: 1 | 2;
   /**
    * Opus bitrate in bit/s, 6000–510000 (Opus's range; below ~2000 libopus
@@ -156,16 +156,28 @@ const FRAME = 960; // 20 ms at 48 kHz
 /** A 20 ms Opus packet (CELT, fullband) that decodes to silence. */
 const SILENT_FRAME = new Uint8Array([0xf8, 0xff, 0xfe]);
 
-export async function sendAudio(options: SendOptions): Promise<SendResult> {
-  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
-  const channels = 'opus' in source ? source.channels : (options.channels ?? (source.channels.length >= 2 ? 2 : 1));
-  const sourceFrames = 'opus' in source ? source.opus.length : Math.ceil(source.channels[0].length / FRAME);
-  const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : sourceFrames;
-  if (!(totalFrames > 0)) throw new RangeError(`nothing to send: seconds must be > 0, got ${options.seconds}`);
+/** The least `seconds` to send: one 20 ms packet. */
+export const MIN_SECONDS = 0.02;
+
+/** Refuses options that cannot be sent, before a file is read or anything connects. */
+function checkOptions(options: SendOptions): void {
+  const { seconds, channels } = options;
+  // Below one packet nothing was sent, and an infinite duration sent forever.
+  if (seconds !== undefined && !(Number.isFinite(seconds) && seconds >= MIN_SECONDS)) throw new RangeError(`seconds must be a finite number of at least ${MIN_SECONDS} (one 20 ms packet), got ${seconds}`);
+  checkChannels(channels);
   const loss = options.simulateLoss ?? 0;
   if (!(loss >= 0 && loss <= 0.5)) throw new RangeError(`simulateLoss must be 0–0.5, got ${loss}`);
   const speed = options.speed ?? 1;
   if (!(speed >= 1 && speed <= 50)) throw new RangeError(`speed must be 1–50, got ${options.speed}`);
+}
+
+export async function sendAudio(options: SendOptions): Promise<SendResult> {
+  checkOptions(options);
+  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
+  const channels = 'opus' in source ? source.channels : (options.channels ?? (source.channels.length >= 2 ? 2 : 1));
+  const sourceFrames = 'opus' in source ? source.opus.length : Math.ceil(source.channels[0].length / FRAME);
+  const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : sourceFrames;
+  if (!(totalFrames > 0)) throw new RangeError('nothing to send: the source is empty');
 
   const loopback = !options.signaling && isLoopbackHost(new URL(options.url).hostname);
   const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
@@ -224,6 +236,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
 /** Sends `count` sessions at once; peer ids get `-1` … `-count` appended. One failure does not stop the others. */
 export async function sendMany(count: number, options: SendOptions): Promise<Array<SendResult | { error: Error; url: string }>> {
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be a positive integer, got ${count}`);
+  checkOptions(options);
   const decoded = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
   // Encode once for all sessions: K encoders would cost the sender K times the CPU.
   const source = 'opus' in decoded ? decoded : encodeSource(decoded, options.channels, options.bitrate, options.dtx ?? false);
@@ -280,6 +293,7 @@ function encodedFrames(source: EncodedSource): FrameSource {
 export const BITRATE_RANGE = { min: 6000, max: 510_000 } as const;
 
 function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined, dtx: boolean): FrameSource {
+  checkChannels(channels);
   if (bitrate !== undefined && !(Number.isInteger(bitrate) && bitrate >= BITRATE_RANGE.min && bitrate <= BITRATE_RANGE.max)) {
     throw new RangeError(`bitrate must be an integer from ${BITRATE_RANGE.min} to ${BITRATE_RANGE.max} bit/s (Opus), got ${bitrate}`);
   }

@@ -15,8 +15,17 @@ export interface PcmSource {
 
 const unreadable = errors.WAV_UNREADABLE;
 
-/** Loads `file` and converts it to 48 kHz with `channels` channels (default: 1 for mono files, 2 otherwise). */
+/** Throws unless `channels` is 1, 2 or not given: an encoder of other counts failed with a bare number. */
+export function checkChannels(channels: number | undefined): void {
+  if (channels !== undefined && channels !== 1 && channels !== 2) throw new RangeError(`channels must be 1 or 2, got ${channels}`);
+}
+
+/**
+ * Loads `file` and converts it to 48 kHz with `channels` channels, 1 or 2 (default: 1 for mono
+ * files, 2 otherwise; a file of more than two is mixed down to stereo first).
+ */
 export async function readWavSource(file: string, channels?: 1 | 2): Promise<PcmSource> {
+  checkChannels(channels);
   let buf: Buffer;
   try {
     buf = await readFile(file);

@@ -6,7 +6,8 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { sendAudio, sendMany, type SendProgress } from '../../src/client/audio-sender.js';
+import { encodeSource, sendAudio, sendMany, type SendProgress } from '../../src/client/audio-sender.js';
+import { readWavSource } from '../../src/client/wav-source.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer } from '../helpers/server.js';
 
@@ -23,9 +24,28 @@ describe('sendAudio options', () => {
     }
   });
 
-  it('refuses a loss share outside 0–0.5 and nothing to send', async () => {
+  it('refuses a loss share outside 0–0.5 and an empty source', async () => {
     await expect(sendAudio({ url, source, simulateLoss: 0.6 })).rejects.toThrow(RangeError);
-    await expect(sendAudio({ url, source, seconds: 0 })).rejects.toThrow(/nothing to send/);
+    await expect(sendAudio({ url, source: { sampleRate: 48000, channels: [new Float32Array(0)] } })).rejects.toThrow(/nothing to send/);
+  });
+
+  it('takes seconds from one 20 ms packet up, finite, and says so before reading the file', async () => {
+    // 0.005 s passed the check and then sent nothing; Infinity and 1e400 sent forever.
+    for (const seconds of [0.005, 0.019, 0, -1, Number.NaN, Infinity, 1e400]) {
+      await expect(sendAudio({ url, source: 'no-such.wav', seconds })).rejects.toThrow(new RangeError(`seconds must be a finite number of at least 0.02 (one 20 ms packet), got ${seconds}`));
+      await expect(sendMany(2, { url, source: 'no-such.wav', seconds })).rejects.toThrow(RangeError);
+    }
+  });
+
+  it('sends 1 or 2 channels and refuses any other count by name (it threw a bare number)', async () => {
+    for (const channels of [0, 3, 6, 1.5]) {
+      const message = new RangeError(`channels must be 1 or 2, got ${channels}`);
+      await expect(sendAudio({ url, source, channels: channels as 1 })).rejects.toThrow(message);
+      await expect(sendMany(2, { url, source, channels: channels as 1 })).rejects.toThrow(message);
+      // It returned two channels for 3.
+      await expect(readWavSource(fixturePath('tone-1k-48k.wav'), channels as 1)).rejects.toThrow(message);
+      expect(() => encodeSource(source, channels as 1)).toThrow(message);
+    }
   });
 
   it('takes an Opus bitrate from 6000 to 510000 bit/s: below, libopus codes nothing but silence', async () => {
@@ -60,6 +80,10 @@ describe('earshot send flags', () => {
       [['--bitrate', '600'], /--bitrate must be an integer from 6000 to 510000 bit\/s\./],
       [['--simulate-loss', '0.6'], /--simulate-loss must be a number from 0 to 0\.5\./],
       [['--count', '1001'], /--count must be an integer from 1 to 1000\./],
+      // 0.005 passed and then failed without a code; Infinity and 1e400 sent forever.
+      [['--seconds', '0.005'], /--seconds must be a number of at least 0\.02 \(one 20 ms packet\)\./],
+      [['--seconds', 'Infinity'], /--seconds must be a number of at least 0\.02/],
+      [['--seconds', '1e400'], /--seconds must be a number of at least 0\.02/],
     ];
     for (const [args, message] of cases) {
       const { code, stderr } = await send(...args);
