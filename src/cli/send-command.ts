@@ -3,6 +3,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BITRATE_RANGE, MIN_SECONDS, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+import { badTokenCharacter } from '../client/whip-client.js';
 
 /** Most sessions one `send` runs: each is a WebRTC connection of this process. */
 const MAX_COUNT = 1000;
@@ -49,11 +50,16 @@ export function registerSendCommand(program: Command): void {
         .argParser(speedFactor),
     )
     .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number }) => {
+      let protocol = '';
       try {
-        new URL(opts.url);
+        protocol = new URL(opts.url).protocol;
       } catch {
         fail(`--url "${opts.url}" is not a URL`);
       }
+      // Checked here, not by fetch: an ftp: URL or a token with a newline failed as a server that did not answer.
+      if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${opts.url}"`);
+      const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
+      if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       const tty = process.stdout.isTTY;

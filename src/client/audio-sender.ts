@@ -13,7 +13,7 @@ import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } 
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
 import { checkChannels, readWavSource, type PcmSource } from './wav-source.js';
-import { WhipClient } from './whip-client.js';
+import { checkToken, checkWhipUrl, WhipClient } from './whip-client.js';
 
 /** Audio already encoded as 20 ms Opus packets (load tests encode once, send many times). */
 export interface EncodedSource {
@@ -162,6 +162,8 @@ export const MIN_SECONDS = 0.02;
 /** Refuses options that cannot be sent, before a file is read or anything connects. */
 function checkOptions(options: SendOptions): void {
   const { seconds, channels } = options;
+  if (!options.signaling) checkWhipUrl(options.url);
+  checkToken(options.token);
   // Below one packet nothing was sent, and an infinite duration sent forever.
   if (seconds !== undefined && !(Number.isFinite(seconds) && seconds >= MIN_SECONDS)) throw new RangeError(`seconds must be a finite number of at least ${MIN_SECONDS} (one 20 ms packet), got ${seconds}`);
   checkChannels(channels);

@@ -29,6 +29,36 @@ export interface WhipPublishResult {
 
 const TIMEOUT_MS = 10_000;
 
+/**
+ * Throws `EARSHOT_OPTION_INVALID` unless `url` is an http: or https: URL. Any other reached
+ * fetch, which failed as "fetch failed", reported as an endpoint that did not answer.
+ */
+export function checkWhipUrl(url: string): void {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    throw errors.OPTION_INVALID('url', `must be a URL, got "${url}"`);
+  }
+  if (protocol !== 'http:' && protocol !== 'https:') throw errors.OPTION_INVALID('url', `must be an http: or https: URL (WHIP runs over HTTP), got "${url}"`);
+}
+
+/**
+ * Where `token` has a character other than visible ASCII (a space, a control character such as
+ * the newline of a file read whole, or non-ASCII), or −1: only visible ASCII goes into the
+ * Authorization header; fetch failed on the rest as "invalid header value".
+ */
+export function badTokenCharacter(token: string): number {
+  return token.search(/[^\x21-\x7e]/);
+}
+
+/** Throws `EARSHOT_OPTION_INVALID` unless `token` is visible ASCII; the message does not repeat the secret. */
+export function checkToken(token: string | undefined): void {
+  const at = token === undefined ? -1 : badTokenCharacter(token);
+  if (at < 0) return;
+  throw errors.OPTION_INVALID('token', `must be visible ASCII characters (a bearer token, sent in a header), but character ${at + 1} of ${token!.length} is ${JSON.stringify(token![at])}`);
+}
+
 export interface WhipClientOptions {
   /** Bearer token (RFC 9725 §4.5). */
   token?: string;
@@ -47,6 +77,7 @@ export class WhipClient {
   readonly #fetch: typeof globalThis.fetch;
 
   constructor(private readonly options: WhipClientOptions = {}) {
+    checkToken(options.token);
     this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   }
 
@@ -55,6 +86,7 @@ export class WhipClient {
   }
 
   async publish(url: string, sdpOffer: string): Promise<WhipPublishResult> {
+    checkWhipUrl(url);
     let res: Response;
     try {
       res = await this.#fetch(url, {

@@ -37,6 +37,14 @@ describe('sendAudio options', () => {
     }
   });
 
+  it('refuses a URL other than http(s) and a token that is not visible ASCII before anything is sent (they were "did not answer")', async () => {
+    await expect(sendAudio({ url: 'ftp://127.0.0.1/whip/room/peer', source: 'no-such.wav' })).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'url' }, message: 'options.url must be an http: or https: URL (WHIP runs over HTTP), got "ftp://127.0.0.1/whip/room/peer"' });
+    const refused = await sendAudio({ url, source: 'no-such.wav', token: 'secret\n' }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'token' }, message: 'options.token must be visible ASCII characters (a bearer token, sent in a header), but character 7 of 7 is "\\n"' });
+    // With its own signaling, the URL is not used.
+    await expect(sendAudio({ url: '', signaling: async () => '', source, seconds: 0.005 })).rejects.toThrow(/seconds must be/);
+  });
+
   it('sends 1 or 2 channels and refuses any other count by name (it threw a bare number)', async () => {
     for (const channels of [0, 3, 6, 1.5]) {
       const message = new RangeError(`channels must be 1 or 2, got ${channels}`);
@@ -80,6 +88,9 @@ describe('earshot send flags', () => {
       [['--bitrate', '600'], /--bitrate must be an integer from 6000 to 510000 bit\/s\./],
       [['--simulate-loss', '0.6'], /--simulate-loss must be a number from 0 to 0\.5\./],
       [['--count', '1001'], /--count must be an integer from 1 to 1000\./],
+      // Both were "EARSHOT_WHIP_UNREACHABLE … did not answer", though no request was sent.
+      [['--url', 'ftp://127.0.0.1/whip/room/peer'], /--url must be an http:\/\/ or https:\/\/ URL \(WHIP runs over HTTP\), got "ftp:\/\/127\.0\.0\.1\/whip\/room\/peer"/],
+      [['--token', 'secret\n'], /--token \(or EARSHOT_TOKEN\) must be visible ASCII characters, but character 7 of 7 is "\\n"/],
       // 0.005 passed and then failed without a code; Infinity and 1e400 sent forever.
       [['--seconds', '0.005'], /--seconds must be a number of at least 0\.02 \(one 20 ms packet\)\./],
       [['--seconds', 'Infinity'], /--seconds must be a number of at least 0\.02/],

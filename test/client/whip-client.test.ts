@@ -56,4 +56,24 @@ describe('WhipClient failures', () => {
     const e = await failure(url);
     expect(e).toMatchObject({ code: 'EARSHOT_NO_OPUS_AUDIO', status: 422, message: `422 from ${url}: no Opus` });
   });
+
+  it('refuses a URL other than http(s) and a token that is not visible ASCII, without sending anything', async () => {
+    let requests = 0;
+    server = createServer((req, res) => void (requests++, res.end()));
+    await new Promise<void>((done) => server!.listen(0, '127.0.0.1', done));
+    const port = (server.address() as AddressInfo).port;
+    await expect(new WhipClient().publish(`ftp://127.0.0.1:${port}/whip/room/peer`, 'v=0\r\n')).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'url' } });
+    for (const token of ['s3cr3t\n', 's3cr3t x', 's3cr3t\u00e9', '\u0000s3cr3t']) {
+      const e = (() => {
+        try {
+          new WhipClient({ token });
+        } catch (e) {
+          return e as Error;
+        }
+      })();
+      expect(e, JSON.stringify(token)).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'token' }, message: expect.stringMatching(/^options\.token must be visible ASCII characters/) });
+      expect(e!.message, 'the secret is not repeated').not.toContain('s3cr3t');
+    }
+    expect(requests).toBe(0);
+  });
 });
