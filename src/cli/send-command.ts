@@ -37,7 +37,7 @@ export function registerSendCommand(program: Command): void {
     .argument('<file>', 'WAV file: PCM, float, A-law, µ-law or mono IMA ADPCM, any rate and channel count')
     .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
     .addOption(new Option('--seconds <n>', `send n seconds of media, at least ${MIN_SECONDS} (past the file's end: silence, unless --loop repeats the file)`).argParser(seconds))
-    .option('--loop', 'repeat the file (until --seconds or Ctrl-C)')
+    .option('--loop', 'repeat the file (until --seconds, Ctrl-C or SIGTERM)')
     .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K)`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
     .addOption(new Option('--channels <n>', 'channels to send (default: 1 for a mono file, 2 otherwise; more than two are mixed down to stereo)').choices(['1', '2']))
@@ -61,7 +61,10 @@ export function registerSendCommand(program: Command): void {
       const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
       if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
       const controller = new AbortController();
+      // Ctrl-C, and `kill` / `docker stop` / a process manager: stop sending and end the session (DELETE),
+      // or the server holds it until its media timeout. A second signal ends the process at once.
       process.once('SIGINT', () => controller.abort());
+      process.once('SIGTERM', () => controller.abort());
       const tty = process.stdout.isTTY;
       const progress = new Map<number, SendProgress>();
       let lastPrint = 0;

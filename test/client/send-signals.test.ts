@@ -1,0 +1,62 @@
+/**
+ * `earshot send` stopped by a signal ends its WHIP session (DELETE) before it exits, for SIGTERM
+ * (`kill`, `docker stop`, a process manager) as for Ctrl-C: the real CLI, spawned, sending to
+ * the real server, which must see the session end at once, not after its media timeout.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixturePath } from '../helpers/fixtures.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+type Stats = { state: string; endReason: string | null; rtp: { packetsReceived: number } };
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({ threads: 1, pipeline: { name: 'plain', stages: [], sinks: [{ type: 'stats' }] } });
+});
+afterAll(() => t?.close());
+
+async function statsOf(peer: string): Promise<Stats | undefined> {
+  const res = await fetch(`${t.url}/stats/${peer}`);
+  return res.ok ? ((await res.json()) as Stats) : undefined;
+}
+
+/** Polls `peer`'s statistics until `done` holds or `ms` pass; the last statistics. */
+async function until(peer: string, done: (s: Stats) => boolean, ms: number): Promise<Stats | undefined> {
+  let s: Stats | undefined;
+  for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+    s = await statsOf(peer);
+    if (s && done(s)) break;
+  }
+  return s;
+}
+
+describe('earshot send stopped by a signal', () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`ends the session with DELETE on ${signal} and exits 0`, async () => {
+      const peer = `stopped-${signal.toLowerCase()}`;
+      const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'send', fixturePath('tone-1k-48k.wav'), '--loop', '--url', `${t.url}/whip/signals/${peer}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (b: Buffer) => (output += b));
+      child.stderr.on('data', (b: Buffer) => (output += b));
+      const exited = new Promise<number | string | null>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig)));
+      try {
+        const sending = await until(peer, (s) => s.rtp.packetsReceived >= 25, 30_000);
+        expect(sending?.rtp.packetsReceived, output).toBeGreaterThanOrEqual(25);
+        child.kill(signal);
+        const stoppedAt = Date.now();
+        expect(await exited, output).toBe(0);
+        const ended = await until(peer, (s) => s.state === 'ended', 5000);
+        // The server's media timeout is 10 s: without the DELETE it would end the session then, as media-timeout.
+        expect(ended).toMatchObject({ state: 'ended', endReason: 'deleted' });
+        expect(Date.now() - stoppedAt).toBeLessThan(5000);
+        expect(output).toMatch(/done: .* \(ended\)/);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    }, 60_000);
+  }
+});
