@@ -193,7 +193,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     },
   });
   const whip = new WhipClient({ token: options.token, fetch: options.fetch });
-  const encoder = 'opus' in source ? encodedFrames(source) : pcmFrames(source, channels, options.bitrate, options.dtx ?? false);
+  const encoder = 'opus' in source ? encodedFrames(source) : pcmFrames(source, channels, options.bitrate, options.dtx ?? false, options.loop);
   let sessionUrl: string | undefined;
   const started = performance.now();
   try {
@@ -294,7 +294,12 @@ function encodedFrames(source: EncodedSource): FrameSource {
 /** Opus's bitrates, bit/s. */
 export const BITRATE_RANGE = { min: 6000, max: 510_000 } as const;
 
-function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined, dtx: boolean): FrameSource {
+/**
+ * Encodes `source` 20 ms at a time. With `loop` the PCM repeats seamlessly: the next pass starts
+ * right after the last sample, in the same packet (padding each pass to a packet boundary put up
+ * to 20 ms of silence and a click between passes), and `next()` never returns null.
+ */
+function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined, dtx: boolean, loop = false): FrameSource {
   checkChannels(channels);
   if (bitrate !== undefined && !(Number.isInteger(bitrate) && bitrate >= BITRATE_RANGE.min && bitrate <= BITRATE_RANGE.max)) {
     throw new RangeError(`bitrate must be an integer from ${BITRATE_RANGE.min} to ${BITRATE_RANGE.max} bit/s (Opus), got ${bitrate}`);
@@ -306,12 +311,15 @@ function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefin
   return {
     dtx,
     next() {
-      if (offset >= length) return null;
-      pcm.fill(0); // the last frame is zero-padded
-      for (let i = 0; i < FRAME && offset + i < length; i++) {
-        for (let c = 0; c < channels; c++) pcm[i * channels + c] = source.channels[Math.min(c, source.channels.length - 1)][offset + i];
+      if (offset >= length && !(loop && length > 0)) return null;
+      pcm.fill(0); // without loop, the last frame is zero-padded
+      for (let i = 0; i < FRAME; i++, offset++) {
+        if (offset >= length) {
+          if (!loop) break;
+          offset = 0;
+        }
+        for (let c = 0; c < channels; c++) pcm[i * channels + c] = source.channels[Math.min(c, source.channels.length - 1)][offset];
       }
-      offset += FRAME;
       return encoder.encode(pcm);
     },
     rewind: () => void (offset = 0),
