@@ -35,7 +35,7 @@ describe('sending a file in a loop', () => {
     await writeFile(file, wav.toBuffer());
     const sent = await sendAudio({ url: `${t.url}/whip/loop/seamless`, source: file, loop: true, seconds: 3.2, speed: FAST });
     const stats = await expectComplete(t.url, 'seamless', sent);
-    const recorded = (await readWav(join(t.recordingsDir, stats.recording.name!))).channels[0];
+    const recorded = (await readWav(join(t.recordingsDir, stats.recording!.name))).channels[0];
     expect(recorded.length).toBe(3.2 * 48000);
     // Every 5 ms of the recording (past the codec's start) holds the tone at its level (−9 dB):
     // padded to a packet boundary, each pass ended in 10 ms of silence and a click.
