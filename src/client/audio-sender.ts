@@ -175,7 +175,7 @@ function checkOptions(options: SendOptions): void {
 
 export async function sendAudio(options: SendOptions): Promise<SendResult> {
   checkOptions(options);
-  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
+  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels, options.loop ? undefined : options.seconds) : options.source;
   const channels = 'opus' in source ? source.channels : (options.channels ?? (source.channels.length >= 2 ? 2 : 1));
   const sourceFrames = 'opus' in source ? source.opus.length : Math.ceil(source.channels[0].length / FRAME);
   const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : sourceFrames;
@@ -239,7 +239,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
 export async function sendMany(count: number, options: SendOptions): Promise<Array<SendResult | { error: Error; url: string }>> {
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be a positive integer, got ${count}`);
   checkOptions(options);
-  const decoded = typeof options.source === 'string' ? await readWavSource(options.source, options.channels) : options.source;
+  const decoded = typeof options.source === 'string' ? await readWavSource(options.source, options.channels, options.loop ? undefined : options.seconds) : options.source;
   // Encode once for all sessions: K encoders would cost the sender K times the CPU.
   const source = 'opus' in decoded ? decoded : encodeSource(decoded, options.channels, options.bitrate, options.dtx ?? false);
   return Promise.all(

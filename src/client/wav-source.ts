@@ -22,9 +22,12 @@ export function checkChannels(channels: number | undefined): void {
 
 /**
  * Loads `file` and converts it to 48 kHz with `channels` channels, 1 or 2 (default: 1 for mono
- * files, 2 otherwise; a file of more than two is mixed down to stereo first).
+ * files, 2 otherwise; a file of more than two is mixed down to stereo first). With `seconds`,
+ * only about that much of the start is decoded and resampled (at least `seconds`, exactly as
+ * the whole file would give it), for sending no more than that: a 10-minute file took 12 s and
+ * 1 GB of memory to send 1 s.
  */
-export async function readWavSource(file: string, channels?: 1 | 2): Promise<PcmSource> {
+export async function readWavSource(file: string, channels?: 1 | 2, seconds?: number): Promise<PcmSource> {
   checkChannels(channels);
   let buf: Buffer;
   try {
@@ -53,7 +56,9 @@ export async function readWavSource(file: string, channels?: 1 | 2): Promise<Pcm
   if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range`);
   let planes: Float32Array[];
   try {
-    planes = decode(wav, data, fmt, container === 'RIFX');
+    // Past `seconds`, the resampler's filter still reads ahead a few hundred samples: 0.1 s more covers it.
+    const frames = seconds === undefined ? Infinity : Math.ceil((seconds + 0.1) * fmt.sampleRate);
+    planes = decode(wav, data, fmt, container === 'RIFX', frames);
   } catch (e) {
     throw unreadable(file, e instanceof Unsupported ? e.message : `unsupported encoding (${(e as Error).message})`);
   }
@@ -160,11 +165,11 @@ class Unsupported extends Error {}
  * decoded MS ADPCM as IMA ADPCM (noise, 6 dB too loud) and failed on others with "Invalid typed
  * array length: Infinity".
  */
-function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, fmt: WavFormat, bigEndian: boolean): Float32Array[] {
+function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, fmt: WavFormat, bigEndian: boolean, maxFrames: number): Float32Array[] {
   const code = fmt.audioFormat === EXTENSIBLE ? (fmt.subformat[0] ?? 0) : fmt.audioFormat;
   const channels = fmt.numChannels;
   if (!(channels >= 1)) throw new Unsupported('its header says it has no channels');
-  if (code === PCM || code === IEEE_FLOAT) return decodeLinear(data, { ...fmt, code }, bigEndian);
+  if (code === PCM || code === IEEE_FLOAT) return decodeLinear(data, { ...fmt, code }, bigEndian, maxFrames);
   const companded = (code === ALAW || code === MULAW) && fmt.bitsPerSample === 8;
   // wavefile's IMA ADPCM decoder reads one channel of 4-bit codes; a stereo file came out as noise.
   const ima = code === IMA_ADPCM && fmt.bitsPerSample === 4 && channels === 1;
@@ -174,7 +179,7 @@ function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, f
   }
   // IMA ADPCM fills its last block with padding; the fact chunk says how many samples are audio.
   const fact = wav.fact as { chunkId: string; dwSampleLength: number };
-  const samples = ima && fact.chunkId === 'fact' ? fact.dwSampleLength : Infinity;
+  const samples = Math.min(maxFrames, ima && fact.chunkId === 'fact' ? fact.dwSampleLength : Infinity);
   (wav.data as { samples: Uint8Array }).samples = data;
   if (code === ALAW) wav.fromALaw();
   else if (code === MULAW) wav.fromMuLaw();
@@ -196,7 +201,7 @@ function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, f
  * sending it fast. A float sample that is not finite (NaN, ±Infinity) becomes 0: the encoder
  * would spread it over the whole packet.
  */
-function decodeLinear(data: Uint8Array, fmt: Pick<WavFormat, 'numChannels' | 'bitsPerSample'> & { code: number }, bigEndian: boolean): Float32Array[] {
+function decodeLinear(data: Uint8Array, fmt: Pick<WavFormat, 'numChannels' | 'bitsPerSample'> & { code: number }, bigEndian: boolean, maxFrames = Infinity): Float32Array[] {
   const { code, numChannels: channels, bitsPerSample: bits } = fmt;
   const float = code === IEEE_FLOAT;
   const bytes = Math.ceil(bits / 8); // one sample's container
@@ -209,7 +214,7 @@ function decodeLinear(data: Uint8Array, fmt: Pick<WavFormat, 'numChannels' | 'bi
   const blockAlign = bytes * channels;
   const le = !bigEndian;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const frames = Math.floor(data.byteLength / blockAlign);
+  const frames = Math.min(Math.floor(data.byteLength / blockAlign), maxFrames);
   const max = 2 ** (bytes * 8 - 1) - 1;
   const min = 2 ** (bytes * 8 - 1);
   const read: (offset: number) => number = float

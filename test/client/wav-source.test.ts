@@ -260,4 +260,15 @@ describe('readWavSource', () => {
       }
     });
   });
+
+  it('decodes only the start it is asked for, exactly as the whole file gives it', async () => {
+    // 60 s at 44.1 kHz stereo: decoding and resampling all of it took seconds and memory for a 1 s send.
+    const path = await file('minute.wav', riff(fmt({ channels: 2, rate: 44100 }), pcm16([tone(1000, 0.5, 60, 44100), tone(440, 0.5, 60, 44100)])));
+    const start = await readWavSource(path, 2, 1);
+    const whole = await readWavSource(path, 2);
+    expect(whole.channels[0]).toHaveLength(60 * 48000);
+    expect(start.channels[0].length).toBeGreaterThanOrEqual(48000);
+    expect(start.channels[0].length).toBeLessThan(1.2 * 48000);
+    for (let c = 0; c < 2; c++) expect(sameSamples(start.channels[c].subarray(0, 48000), whole.channels[c].subarray(0, 48000)), `channel ${c}`).toBe(true);
+  });
 });
