@@ -51,7 +51,7 @@ export async function readWavSource(file: string, channels?: 1 | 2, seconds?: nu
   } catch (e) {
     throw unreadable(file, `not a WAV file (${(e as Error).message})`);
   }
-  // Copy the format out: toBitDepth() rebuilds the file and resets this object.
+  // Copy the format out: wavefile's codecs (fromALaw() …) rebuild the file and reset this object.
   const fmt = { ...(wav.fmt as WavFormat) };
   if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range`);
   let planes: Float32Array[];
