@@ -108,7 +108,7 @@ export const errors = {
   RECORDING_WRITE_FAILED: define('EARSHOT_RECORDING_WRITE_FAILED', 500, 'Recording write failed',
     (file: string, why: string) => `Writing ${file} failed: ${why}${/^E[A-Z]+/.test(why) ? storageHint(why) : ''}`),
   UNAUTHORIZED: define('EARSHOT_UNAUTHORIZED', 401, 'Unauthorized',
-    (role: 'publish' | 'admin' = 'publish', presented = false) => {
+    (role: 'publish' | 'admin' = 'publish', presented: boolean = false) => {
       const needs = role === 'publish'
         ? 'send "Authorization: Bearer <token>" with the --token / EARSHOT_TOKEN value (the admin token works too)'
         : 'send "Authorization: Bearer <token>" with the --admin-token / EARSHOT_ADMIN_TOKEN value';
