@@ -135,6 +135,9 @@ describe('pipeline validation', () => {
         { type: 'bandpass', frequency: 100, lowFrequency: 50 },
         { type: 'bandpass', lowFrequency: 3000, highFrequency: 300 },
         { type: 'bandpass', highFrequency: 300 },
+        // A value the schema refuses is still the form given: one problem, not also "it got neither".
+        { type: 'bandpass', frequency: 0 },
+        { type: 'bandpass', lowFrequency: 0, highFrequency: 3000 },
       ]),
     );
     expect(byPath(problems)).toEqual({
@@ -144,7 +147,10 @@ describe('pipeline validation', () => {
       '/stages/4': '"bandpass" needs either "frequency" (and optionally "q"), or "lowFrequency" and "highFrequency"; it got both forms',
       '/stages/5/highFrequency': '300 is not allowed; use a number above "lowFrequency" (3000)',
       '/stages/6/lowFrequency': 'missing; "bandpass" with "highFrequency" needs "lowFrequency" too',
+      '/stages/7/frequency': '0 is not allowed; use a number above 0',
+      '/stages/8/lowFrequency': '0 is not allowed; use a number above 0',
     });
+    expect(problems).toHaveLength(8);
     expect(validatePipeline(chain([{ type: 'highpass', frequency: 12000 }, { type: 'reframe', durationMs: 10 }])).problems).toEqual([]);
   });
 
