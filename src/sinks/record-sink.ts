@@ -368,10 +368,6 @@ export class RecordSink {
 }
 
 /**
- * A generated base name cut to leave room for `ext` and a "-999": names are
- * generated to fit ".wav" (GENERATED_NAME_MAX), and ".opus" is one longer.
- */
-/**
  * Creates the directories a recording name needs. A file where one of them
  * should be fails with EEXIST, which must not read as a recording of that
  * name existing: it is the directory that cannot be written.
@@ -389,6 +385,10 @@ async function prepareDirectory(store: RecordingsStore, file: string): Promise<v
 /** Names tried for a generated recording whose name others keep taking first (each try re-reads the directory). */
 const NAME_ATTEMPTS = 50;
 
+/**
+ * A generated base name cut to leave room for `ext` and a "-999": names are
+ * generated to fit ".wav" (GENERATED_NAME_MAX), and ".opus" is one longer.
+ */
 function fitBase(base: string, ext: string): string {
   const cut = GENERATED_NAME_MAX - (ext.length - '.wav'.length);
   const slash = base.lastIndexOf('/');
