@@ -8,6 +8,7 @@ import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
+import { errors } from '../errors.js';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
@@ -78,6 +79,16 @@ export interface SendOptions {
   skipDelete?: boolean;
   /** Wait for ICE/DTLS to connect at most this long. Default 10000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * Give up, with `EARSHOT_WHIP_SESSION_LOST`, when the server has sent no
+   * RTCP report for this long: its session ended (deleted by someone else,
+   * drained, a server that stopped or crashed) and nothing else tells a
+   * sender so. RFC 3550 §6.3.5 times a participant out after five report
+   * intervals: 25 s at the 5 s minimum (the default). Only with a `url` or
+   * `signaling` answered by a server that reports, as earshot does; 0 turns
+   * it off.
+   */
+  rtcpTimeoutMs?: number;
   /**
    * Simulate network loss: this share of packets (0–0.5) is not sent, though
    * their sequence numbers are used, as if the network dropped them. Drops are
@@ -213,6 +224,9 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
 
     const ssrc = transceiver.sender.ssrc;
+    // The server's reports say its session is alive; a sender hears of nothing else when it ends.
+    const lastReport = { at: performance.now() };
+    transceiver.sender.onRtcp.subscribe(() => (lastReport.at = performance.now()));
     const onReport = options.onReceiverReport;
     if (onReport) {
       transceiver.sender.onRtcp.subscribe((packet) => {
@@ -222,10 +236,14 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
         }
       });
     }
-    const sent = await pace(transceiver, encoder, totalFrames, options);
+    const rtcpTimeoutMs = options.rtcpTimeoutMs ?? RTCP_TIMEOUT_MS;
+    const lost = (now: number) => rtcpTimeoutMs > 0 && now - lastReport.at > rtcpTimeoutMs;
+    const sent = await pace(transceiver, encoder, totalFrames, options, lost);
+    if (sent.lost) throw errors.WHIP_SESSION_LOST(published.sessionUrl || 'the session', rtcpTimeoutMs / 1000);
     await sleep(200); // let the last packets leave before the session ends
     if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl);
-    return { sessionUrl: published.sessionUrl, ...sent, wallSeconds: (performance.now() - started) / 1000, ssrc };
+    const { lost: _lost, ...counts } = sent;
+    return { sessionUrl: published.sessionUrl, ...counts, wallSeconds: (performance.now() - started) / 1000, ssrc };
   } catch (e) {
     if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl).catch(() => undefined);
     throw e;
@@ -336,7 +354,11 @@ export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channel
   return { opus, channels, dtx };
 }
 
-async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFrames: number, options: SendOptions) {
+/** RFC 3550 §6.3.5: five report intervals at the 5 s minimum. */
+const RTCP_TIMEOUT_MS = 25_000;
+
+/** Sends `totalFrames` frames on time; stops early when `lost(now)` says the server's session is gone. */
+async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFrames: number, options: SendOptions, lost: (now: number) => boolean) {
   const sender = transceiver.sender;
   let seq = randomInt(0, 0x10000);
   let ts = randomInt(0, 2 ** 32);
@@ -353,8 +375,13 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
   let offset = 0;
   const start = performance.now();
   let lastProgress = start;
+  let gone = false;
   for (let k = 0; k < totalFrames; k++) {
     if (options.signal?.aborted) break;
+    if (lost(performance.now())) {
+      gone = true;
+      break;
+    }
     let payload = frames.next();
     if (!payload && options.loop) {
       frames.rewind();
@@ -395,5 +422,5 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
       options.onProgress({ mediaSeconds: ((packets + dropped + dtxFrames) * FRAME) / 48000, totalSeconds: Number.isFinite(totalFrames) ? (totalFrames * FRAME) / 48000 : undefined, packetsSent: packets, bytesSent: bytes });
     }
   }
-  return { packetsSent: packets, packetsDropped: dropped, dtxFrames, bytesSent: bytes, mediaSeconds: ((packets + dropped + dtxFrames) * FRAME) / 48000 };
+  return { packetsSent: packets, packetsDropped: dropped, dtxFrames, bytesSent: bytes, mediaSeconds: ((packets + dropped + dtxFrames) * FRAME) / 48000, lost: gone };
 }

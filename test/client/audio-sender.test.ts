@@ -107,3 +107,28 @@ describe('earshot send flags', () => {
     expect(zero.stderr).toMatch(/earshot send: /);
   }, 120_000);
 });
+
+describe('a session that ends on the server while sending', () => {
+  it('stops the sender with EARSHOT_WHIP_SESSION_LOST once the server has sent no RTCP report for rtcpTimeoutMs', { timeout: 60_000 }, async () => {
+    const t = await startServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] } });
+    try {
+      const started = performance.now();
+      // 10 s: above the longest gap between two of the server's reports (6.2 s, RFC 3550 §6.3.1).
+      const sending = sendAudio({ url: `${t.url}/whip/lost/p1`, source: fixturePath('tone-1k-48k.wav'), loop: true, seconds: 50, rtcpTimeoutMs: 10_000 });
+      const outcome = sending.then(
+        () => 'finished',
+        (e: unknown) => e as { code?: string; message: string },
+      );
+      // Someone else ends the session after 3 s (an admin, a drain): nothing tells the sender but the reports' silence.
+      await new Promise((r) => setTimeout(r, 3000));
+      const stats = (await (await fetch(`${t.url}/stats/p1`)).json()) as { session: string };
+      expect((await fetch(`${t.url}/whip/sessions/${stats.session}`, { method: 'DELETE' })).status).toBe(200);
+      const result = await outcome;
+      expect(result).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/no RTCP report for 10 s/) });
+      // Well before the 50 s it was asked to send: at most the timeout after the last report.
+      expect((performance.now() - started) / 1000).toBeLessThan(3 + 10 + 6.2 + 2);
+    } finally {
+      await t.close();
+    }
+  });
+});
