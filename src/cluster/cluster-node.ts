@@ -227,6 +227,11 @@ export class ClusterNode {
             res = await requestUrl(new URL(url), 'POST', req.url, { ...this.#hopHeaders(req), [LOCK_HEADER]: ticket.token }, bodyOf(req));
           } catch (e) {
             this.#host.log.warn({ node, peer, err: (e as Error).message }, 'cluster: node did not answer an offer');
+            // A peer's owner that refuses or resets connections is gone (its registry entry outlives it by up
+            // to 5 s; a killed front's socket resets): the peer is placed on another node. A slow owner (a
+            // timeout) keeps it: it may still run the session.
+            const code = (e as NodeJS.ErrnoException).code;
+            if (node === ticket.owner && (code === 'ECONNREFUSED' || code === 'ECONNRESET')) ticket.ownerUnreachable();
             continue;
           }
         }

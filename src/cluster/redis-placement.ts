@@ -25,6 +25,13 @@ export interface ClusterTicket extends PlacementTicket {
   readonly token: string;
   /** The public URL of a node the ticket may return. */
   urlOf(node: string): string | undefined;
+  /**
+   * The owner refused or reset the connection (no process serves its URL): its
+   * session is ending with it (an engine without its front drains and exits),
+   * so the peer goes to another node, as a new one would, instead of waiting
+   * for the owner's registry entry to expire.
+   */
+  ownerUnreachable(): void;
 }
 
 /** How long a placement this node made counts against its target if no newer heartbeat arrives, ms. */
@@ -69,7 +76,12 @@ export class RedisPlacement implements Placement {
       current = undefined;
     };
     return {
-      owner,
+      get owner() {
+        return owner;
+      },
+      ownerUnreachable: () => {
+        owner = undefined;
+      },
       token,
       urlOf: (node) => byId.get(node)?.url,
       next: () => {

@@ -384,11 +384,28 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     }
   });
 
-  it('drops a SIGKILLed node from /cluster/nodes within the TTL; new POSTs still succeed', async () => {
+  it('drops a SIGKILLed node from /cluster/nodes within the TTL; new POSTs still succeed, and its peers publish again at once on another node', async () => {
     const victim = nodes[2];
     const id = idOf(victim);
+    // Peers until one runs on the victim (each goes to the least-loaded node).
+    const controller = new AbortController();
+    const sending: Array<Promise<unknown>> = [];
+    let doomed: string | undefined;
+    for (let i = 0; i < 6 && doomed === undefined; i++) {
+      const peer = `doomed${i}`;
+      sending.push(sendAudio({ url: `${nodes[0].url}/whip/afterkill/${peer}`, token: PUBLISH, source: tone, loop: true, skipDelete: true, rtcpTimeoutMs: 0, signal: controller.signal }).catch(() => undefined));
+      if ((await livePeer(nodes[0], peer)).node === id) doomed = peer;
+    }
+    expect(doomed).toBeDefined();
     const killedAt = Date.now();
     victim.child.kill('SIGKILL');
+    // Its registry entry outlives it by up to 5 s; the peer's owner refusing connections is enough to
+    // place it elsewhere (it got 503 EARSHOT_OVERLOADED "no node in the cluster has room" until then).
+    const again = await sendAudio({ url: `${nodes[0].url}/whip/afterkill/${doomed}`, token: PUBLISH, source: tone, seconds: 0.5 });
+    expect(again.packetsSent).toBe(25);
+    expect(Date.now() - killedAt).toBeLessThan(4000);
+    controller.abort();
+    await Promise.all(sending);
     await until('the killed node to drop out', async () => ((await nodesSeenBy(nodes[0])).some((n) => n.id === id) ? undefined : true), 10_000);
     const gone = Date.now() - killedAt;
     expect(gone).toBeLessThan(5000 + 1000);
