@@ -11,7 +11,7 @@
  * processors attached by scope (processor-attachment.ts), the live and ended
  * peers (peer-registry.ts) and what the core measures (monitoring.ts).
  */
-import { Observable, Subject, interval, map } from 'rxjs';
+import { EMPTY, Observable, Subject, interval, map, takeUntil } from 'rxjs';
 import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
@@ -56,6 +56,8 @@ export class EarshotCore {
   readonly #streams$ = new Subject<StreamHandle>();
   readonly #events$ = new Subject<ProcessorEvent>();
   readonly #sessions$ = new Subject<SessionEvent>();
+  /** Emits once when the server shuts down: ends the timers of `stats$` subscriptions. */
+  readonly #closing$ = new Subject<void>();
   readonly #options: EarshotCoreOptions;
   readonly #log: CoreLogger;
   readonly #monitor: CoreMonitor;
@@ -210,11 +212,17 @@ export class EarshotCore {
 
   /**
    * The statistics every `intervalMs` (default 1000), as `{ server, peers }`
-   * like `GET /stats`; cold: each subscriber gets its own timer.
+   * like `GET /stats`; cold: each subscriber gets its own timer. Completes when
+   * the server closes (at once for a subscription after that).
    */
   stats$(intervalMs = 1000): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }> {
     if (!(intervalMs >= 50)) throw new RangeError(`stats$: intervalMs must be at least 50, got ${intervalMs}`);
-    const stats$ = interval(intervalMs).pipe(map(() => ({ server: this.stats(), peers: this.peers.snapshots() })));
+    // Completes with the server, as streams$ and events$ do: its timer kept a program from exiting after close().
+    if (this.#gate.closed) return EMPTY;
+    const stats$ = interval(intervalMs).pipe(
+      takeUntil(this.#closing$),
+      map(() => ({ server: this.stats(), peers: this.peers.snapshots() })),
+    );
     return this.#guard(stats$, { observable: 'stats$' });
   }
 
@@ -329,6 +337,8 @@ export class EarshotCore {
     this.#streams$.complete();
     this.#events$.complete();
     this.#sessions$.complete();
+    this.#closing$.next();
+    this.#closing$.complete();
     this.#options.pipelines.close();
   }
 

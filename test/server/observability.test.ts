@@ -2,6 +2,11 @@
  * Statistics in their three outlets — JSON, Server-Sent Events, Prometheus —
  * checked against what was actually sent over real loopback WebRTC.
  */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
@@ -205,6 +210,34 @@ describe('statistics', () => {
     expect(three).toHaveLength(3);
     expect(three[2].server.sessionsStarted).toBe(1);
     expect(() => t.server.stats$(1)).toThrow(RangeError);
+  });
+
+  it('observable: server.stats$() completes when the server closes, so a program that used it exits', { timeout: 60_000 }, async () => {
+    // Its timer kept running after close(): the program never exited.
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-stats-exit-'));
+    try {
+      const script = join(dir, 'program.mts');
+      const index = pathToFileURL(join(import.meta.dirname, '..', '..', 'src', 'index.ts')).href;
+      await writeFile(
+        script,
+        [
+          `import { createServer } from ${JSON.stringify(index)};`,
+          `const server = await createServer({ port: 0, host: '127.0.0.1', logLevel: 'silent', recordingsDir: ${JSON.stringify(join(dir, 'rec'))} });`,
+          'await server.listen();',
+          "server.stats$(100).subscribe({ complete: () => console.log('stats$ completed') });",
+          'await new Promise((r) => setTimeout(r, 300));',
+          'await server.close();',
+          "server.stats$(100).subscribe({ complete: () => console.log('late stats$ completed') });",
+        ].join('\n'),
+      );
+      const run = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+        execFile(process.execPath, ['--import', 'tsx', script], { timeout: 30_000 }, (error, stdout) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout }));
+      });
+      expect(run.stdout.trim().split('\n')).toEqual(['stats$ completed', 'late stats$ completed']);
+      expect(run.code).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
