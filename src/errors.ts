@@ -87,6 +87,8 @@ export const errors = {
     (why: string) => `The offer could not be answered: ${why}`),
   SESSION_NOT_FOUND: define('EARSHOT_SESSION_NOT_FOUND', 404, 'Unknown WHIP session',
     (id: string) => `No WHIP session "${id}": it has ended or never existed. Start a new one with POST /whip/:room/:peer.`),
+  LISTENER_NOT_FOUND: define('EARSHOT_LISTENER_NOT_FOUND', 404, 'Unknown WHEP listener',
+    (id: string, peer: string) => `No WHEP listener "${id}" of peer "${peer}": it has ended (its DELETE, its peer's stream ended) or never existed. Start a new one with POST /whep/:peer.`),
   PEER_NOT_FOUND: define('EARSHOT_PEER_NOT_FOUND', 404, 'Unknown peer',
     (peer: string) => `No active peer "${peer}". GET /stats lists the active peers.`),
   RECORDING_NOT_FOUND: define('EARSHOT_RECORDING_NOT_FOUND', 404, 'Unknown recording',

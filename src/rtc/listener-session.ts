@@ -17,7 +17,7 @@ import { errors, isEarshotError } from '../errors.js';
 import type { EncodedFrame } from '../media/frames.js';
 import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
-import { completeAnswer, reducedOffer, withoutTrickle } from './offer-reduction.js';
+import { completeAnswer, reducedOffer, requireTransport, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
 import { reportAtRfcInterval } from './sender-reports.js';
@@ -76,6 +76,8 @@ export class ListenerSession {
   static async answer(sdp: string, options: ListenerSessionOptions): Promise<ListenerSession> {
     const parsed = parseOffer(sdp);
     const summary = summarizeOffer(parsed, 'receive');
+    // As WHIP checks it: without these werift answered 201 and the listener could never connect.
+    requireTransport(parsed, parsed.sections[summary.audioIndex]);
     const session = new ListenerSession(options);
     try {
       const pc = session.#pc;

@@ -183,7 +183,8 @@ export function rejectedSection(s: MediaSection): string[] {
   return [`m=${s.kind} 0 ${s.proto} ${s.formats[0]}`, 'c=IN IP4 0.0.0.0', ...(s.mid !== undefined ? [`a=mid:${s.mid}`] : []), ...(sctpPort ? [sctpPort] : [])];
 }
 
-function requireTransport(offer: ParsedOffer, s: MediaSection): void {
+/** Throws `EARSHOT_SDP_INVALID` unless the section has ICE credentials, a DTLS fingerprint (its own or the session's) and a mid. */
+export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
   const has = (prefix: string) => s.lines.some((l) => l.startsWith(prefix)) || offer.session.some((l) => l.startsWith(prefix));
   if (!has('a=ice-ufrag:') || !has('a=ice-pwd:')) throw errors.SDP_INVALID(`ICE credentials (a=ice-ufrag / a=ice-pwd) are missing in media section ${s.index}`);
   if (!has('a=fingerprint:')) throw errors.SDP_INVALID(`the DTLS fingerprint (a=fingerprint) is missing in media section ${s.index}`);

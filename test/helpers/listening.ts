@@ -29,7 +29,10 @@ export interface Listener {
 }
 
 /** POSTs a receive-only Opus offer to `url` (e.g. `${base}/whep/alice`) and connects if the server answers. */
-export async function listen(url: string, { headers = {}, direction = 'recvonly' }: { headers?: Record<string, string>; direction?: 'recvonly' | 'sendonly' } = {}): Promise<Listener> {
+export async function listen(
+  url: string,
+  { headers = {}, direction = 'recvonly', editOffer = (sdp) => sdp }: { headers?: Record<string, string>; direction?: 'recvonly' | 'sendonly'; editOffer?: (sdp: string) => string } = {},
+): Promise<Listener> {
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
     codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: 'minptime=10;useinbandfec=1' })] },
@@ -44,7 +47,7 @@ export async function listen(url: string, { headers = {}, direction = 'recvonly'
   await pc.setLocalDescription(await pc.createOffer());
   disableImplicitStun(pc, []);
   await iceGatheringComplete(pc);
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', ...headers }, body: pc.localDescription!.sdp });
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', ...headers }, body: editOffer(pc.localDescription!.sdp) });
   const close = () => pc.close().catch(() => undefined);
   if (res.status !== 201) {
     const problem = (await res.json().catch(() => ({}))) as Listener['problem'];

@@ -145,6 +145,9 @@ describe('WHEP listeners', () => {
         unknownBranch: await listen(`${t.url}/whep/bob?branch=nope`, { headers: ADMIN }),
         notEncodable: await listen(`${t.url}/whep/bob?branch=cd`, { headers: ADMIN }),
         sendOnly: await listen(`${t.url}/whep/bob`, { headers: ADMIN, direction: 'sendonly' }),
+        // As WHIP refuses them (WHEP answered 201 and the player could never connect).
+        noFingerprint: await listen(`${t.url}/whep/bob`, { headers: ADMIN, editOffer: (sdp) => sdp.replace(/a=fingerprint:[^\r]*\r\n/g, '') }),
+        noIceCredentials: await listen(`${t.url}/whep/bob`, { headers: ADMIN, editOffer: (sdp) => sdp.replace(/a=ice-pwd:[^\r]*\r\n/g, '') }),
       };
       expect(Object.fromEntries(Object.entries(refusals).map(([k, r]) => [k, [r.status, r.problem?.code]]))).toEqual({
         noToken: [401, 'EARSHOT_UNAUTHORIZED'],
@@ -153,6 +156,8 @@ describe('WHEP listeners', () => {
         unknownBranch: [404, 'EARSHOT_BRANCH_NOT_FOUND'],
         notEncodable: [422, 'EARSHOT_BRANCH_NOT_ENCODABLE'],
         sendOnly: [422, 'EARSHOT_NO_OPUS_AUDIO'],
+        noFingerprint: [400, 'EARSHOT_SDP_INVALID'],
+        noIceCredentials: [400, 'EARSHOT_SDP_INVALID'],
       });
       expect(refusals.notEncodable.problem?.detail).toMatch(/not 44100 Hz/);
 
@@ -169,7 +174,11 @@ describe('WHEP listeners', () => {
       ended = true;
       // The stream ended: so did its listeners (their session URLs are gone).
       await until('listeners ended with the stream', async () => ((await listenersOf()).length === 0 ? true : undefined));
-      for (const p of players) expect((await fetch(p.location!, { method: 'DELETE', headers: ADMIN })).status).toBe(404);
+      for (const p of players) {
+        const gone = await fetch(p.location!, { method: 'DELETE', headers: ADMIN });
+        expect(gone.status).toBe(404);
+        expect(((await gone.json()) as { code: string; detail: string })).toMatchObject({ code: 'EARSHOT_LISTENER_NOT_FOUND', detail: expect.stringMatching(/No WHEP listener .* POST \/whep\/:peer/) });
+      }
       for (const p of players) await p.close();
     } finally {
       if (!ended) await tone.stop();

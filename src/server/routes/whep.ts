@@ -49,13 +49,13 @@ export function registerWhepRoutes(app: FastifyInstance, core: EarshotCore): voi
 
   app.delete<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', async (req) => {
     const listener = core.listeners.list(req.params.peer).find((l) => l.id === req.params.id);
-    if (!listener) throw errors.SESSION_NOT_FOUND(req.params.id);
+    if (!listener) throw errors.LISTENER_NOT_FOUND(req.params.id, req.params.peer);
     const info = await core.listeners.end(listener.id);
     return { listener: info.id, peer: info.peer, branch: info.branch, packetsSent: info.packetsSent };
   });
 
   app.patch<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', async (req, reply) => {
-    if (!core.listeners.list(req.params.peer).some((l) => l.id === req.params.id)) throw errors.SESSION_NOT_FOUND(req.params.id);
+    if (!core.listeners.list(req.params.peer).some((l) => l.id === req.params.id)) throw errors.LISTENER_NOT_FOUND(req.params.id, req.params.peer);
     void reply.header('Allow', 'DELETE, OPTIONS');
     throw errors.TRICKLE_NOT_SUPPORTED();
   });
