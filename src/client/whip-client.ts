@@ -106,8 +106,14 @@ export class WhipClient {
 
   /** Ends the session. Resolves to the HTTP status (404 means it had already ended). */
   async end(sessionUrl: string): Promise<number> {
-    const res = await this.#fetch(sessionUrl, { method: 'DELETE', headers: this.#headers(), signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS) });
-    await res.arrayBuffer();
+    let res: Response;
+    try {
+      res = await this.#fetch(sessionUrl, { method: 'DELETE', headers: this.#headers(), signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS) });
+      await res.arrayBuffer();
+    } catch (e) {
+      // As publish says it: a server that stopped (a raw "fetch failed" TypeError before).
+      throw whipError(0, errors.WHIP_UNREACHABLE(sessionUrl, (e as Error).message));
+    }
     if (res.status !== 200 && res.status !== 204 && res.status !== 404) throw await errorFrom(res, sessionUrl);
     return res.status;
   }

@@ -37,6 +37,10 @@ describe('WhipClient failures', () => {
     expect(e.code).toBe(errors.WHIP_UNREACHABLE.code);
     expect(e.status).toBe(0);
     expect(e.message).toMatch(new RegExp(`^WHIP endpoint ${url} did not answer: `));
+    // Ending a session on a server that has gone is the same error, not a raw "fetch failed" TypeError.
+    const ended = await new WhipClient({ timeoutMs: 5000 }).end(`${url}/whip/sessions/abc`).catch((err: unknown) => err);
+    expect(ended).toBeInstanceOf(WhipRequestError);
+    expect(ended).toMatchObject({ code: errors.WHIP_UNREACHABLE.code, status: 0 });
   });
 
   it('a 201 without Location is EARSHOT_WHIP_NO_LOCATION', async () => {
