@@ -36,6 +36,14 @@ export interface EarshotCoreOptions {
   maxListenersPerPeer?: number;
   /** Most listeners (WHEP players and audio sockets) on the server; 0 turns listening off. Default 64. */
   maxListeners?: number;
+  /**
+   * A WHEP player that has sent no RTCP report for this long is gone (a closed
+   * tab, a crashed player that never sent its DELETE): its listener ends
+   * (reason `disconnected`) and frees its place. RFC 3550 §6.3.5 times a
+   * participant out after five report intervals: 25 s at the 5 s minimum
+   * (the default); 0 turns it off. ms.
+   */
+  listenerTimeoutMs?: number;
   /** Admission by measured load (see AdmissionOptions); `false` admits by the counts alone. Default: on, with its defaults. */
   admission?: AdmissionOptions | false;
   /**
@@ -51,7 +59,7 @@ export const DEFAULT_MAX_PENDING_SESSIONS = 50;
 
 /** The session options of the core, checked: `EARSHOT_OPTION_INVALID` naming the first one that is not usable. */
 export function checkCoreOptions(
-  options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'maxListeners' | 'maxListenersPerPeer' | 'admission'>,
+  options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'maxListeners' | 'maxListenersPerPeer' | 'listenerTimeoutMs' | 'admission'>,
 ): void {
   checkMilliseconds('mediaTimeoutMs', options.mediaTimeoutMs);
   checkMilliseconds('connectTimeoutMs', options.connectTimeoutMs);
@@ -59,5 +67,6 @@ export function checkCoreOptions(
   checkInteger('maxPendingSessions', options.maxPendingSessions, 1);
   checkInteger('maxListeners', options.maxListeners, 0);
   checkInteger('maxListenersPerPeer', options.maxListenersPerPeer, 0);
+  checkInteger('listenerTimeoutMs', options.listenerTimeoutMs, 0);
   checkAdmissionOptions(options.admission);
 }

@@ -110,6 +110,7 @@ export class EarshotCore {
       connectTimeoutMs: options.connectTimeoutMs,
       maxListeners: options.maxListeners,
       maxListenersPerPeer: options.maxListenersPerPeer,
+      rtcpTimeoutMs: options.listenerTimeoutMs,
       onEnd: (info, reason) => this.#log.info({ peer: info.peer, listener: info.id, reason, packetsSent: info.packetsSent }, 'listener ended'),
     });
   }

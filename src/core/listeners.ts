@@ -45,9 +45,9 @@ export class Listeners {
   readonly #byId = new Map<string, Listener>();
   /** Audio sockets by peer (they have no session URL: only their count matters here). */
   readonly #sockets = new Map<string, number>();
-  readonly #options: ListenerLimits & { ice?: IceOptions; connectTimeoutMs?: number; onEnd?(info: ListenerInfo, reason: ListenerEndReason): void };
+  readonly #options: ListenerLimits & { ice?: IceOptions; connectTimeoutMs?: number; rtcpTimeoutMs?: number; onEnd?(info: ListenerInfo, reason: ListenerEndReason): void };
 
-  constructor(options: ListenerLimits & { ice?: IceOptions; connectTimeoutMs?: number; onEnd?(info: ListenerInfo, reason: ListenerEndReason): void }) {
+  constructor(options: ListenerLimits & { ice?: IceOptions; connectTimeoutMs?: number; rtcpTimeoutMs?: number; onEnd?(info: ListenerInfo, reason: ListenerEndReason): void }) {
     this.#options = options;
   }
 
@@ -68,6 +68,7 @@ export class Listeners {
     const session = await ListenerSession.answer(offer, {
       ice: this.#options.ice,
       connectTimeoutMs: this.#options.connectTimeoutMs,
+      rtcpTimeoutMs: this.#options.rtcpTimeoutMs,
       channels: target.channels === 2 ? 2 : 1,
       onEnd: (reason) => {
         listener.subscription?.unsubscribe();

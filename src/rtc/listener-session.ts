@@ -29,11 +29,16 @@ export interface ListenerSessionOptions {
   ice?: IceOptions;
   /** End the listener when ICE/DTLS have not connected within this time. Default 15000 ms. */
   connectTimeoutMs?: number;
+  /** End the listener (`disconnected`) when its player has sent no RTCP for this long. Default 25000 ms (RFC 3550 §6.3.5); 0: never. */
+  rtcpTimeoutMs?: number;
   /** Channels of the packets sent (the answer says `stereo=1` for 2). */
   channels: 1 | 2;
   /** Called once when the listener ends, for any reason. */
   onEnd(reason: ListenerEndReason): void;
 }
+
+/** RFC 3550 §6.3.5: five report intervals at the 5 s minimum. */
+const RTCP_TIMEOUT_MS = 25_000;
 
 export class ListenerSession {
   /** Unguessable id used in the session URL (128 random bits). */
@@ -130,6 +135,7 @@ export class ListenerSession {
     if (state === 'connected' && this.state === 'connecting') {
       this.state = 'connected';
       clearTimeout(this.#timer);
+      this.#watchPlayer();
     } else if (state === 'failed') {
       void this.close(this.state === 'connecting' ? 'ice-failed' : 'disconnected');
     } else if (state === 'closed') {
@@ -137,12 +143,28 @@ export class ListenerSession {
     }
   }
 
+  /**
+   * An ICE-lite server hears nothing else when a player goes without its DELETE
+   * (a closed tab, a crash): its receiver reports stop. Without this the
+   * listener kept its place and was sent to until its peer's stream ended.
+   */
+  #watchPlayer(): void {
+    const timeoutMs = this.#options.rtcpTimeoutMs ?? RTCP_TIMEOUT_MS;
+    if (!(timeoutMs > 0)) return;
+    let last = performance.now();
+    this.#transceiver.sender.onRtcp.subscribe(() => (last = performance.now()));
+    this.#timer = setInterval(() => {
+      if (this.state === 'connected' && performance.now() - last > timeoutMs) void this.close('disconnected');
+    }, Math.min(5000, timeoutMs / 2));
+    this.#timer.unref();
+  }
+
   /** Ends the listener once: reports the reason, closes the connection. */
   async close(reason: ListenerEndReason): Promise<void> {
     if (this.state === 'ended') return;
     this.state = 'ended';
     this.endReason = reason;
-    clearTimeout(this.#timer);
+    clearTimeout(this.#timer); // the connect timeout, or the player watch's interval (clearTimeout clears both)
     this.#options.onEnd(reason);
     await this.#pc.close().catch(() => {});
   }

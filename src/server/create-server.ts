@@ -171,6 +171,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     maxPendingSessions: options.maxPendingSessions,
     maxListeners: options.maxListeners,
     maxListenersPerPeer: options.maxListenersPerPeer,
+    listenerTimeoutMs: options.listenerTimeoutMs,
     admission: options.admission,
     log: app.log.child({ module: 'core' }),
   });

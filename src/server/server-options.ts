@@ -156,6 +156,14 @@ export interface CreateServerOptions {
   /** Most listeners (WHEP players and audio sockets) on the server; 0 turns listening off. Default 64. */
   maxListeners?: number;
   /**
+   * A WHEP player that has sent no RTCP report for this long is gone (a closed
+   * tab, a crashed player that never sent its DELETE): its listener ends
+   * (reason `disconnected`) and frees its place. RFC 3550 §6.3.5 times a
+   * participant out after five report intervals: 25 s at the 5 s minimum
+   * (the default); 0 turns it off. ms.
+   */
+  listenerTimeoutMs?: number;
+  /**
    * Admission by measured load: a new session is refused (503 `EARSHOT_OVERLOADED`,
    * `Retry-After`) while the workers, the main thread, the frame queues or the
    * frame latency are past their limits, so admitted streams stay clean; `/health`
@@ -214,7 +222,7 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
-  maxListeners: true, maxListenersPerPeer: true,
+  maxListeners: true, maxListenersPerPeer: true, listenerTimeoutMs: true,
   admission: true, iceHostAddresses: true, icePortRange: true, iceServers: true, logLevel: true, logger: true,
   stageModules: true, processors: true,
 };

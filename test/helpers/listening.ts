@@ -31,14 +31,21 @@ export interface Listener {
 /** POSTs a receive-only Opus offer to `url` (e.g. `${base}/whep/alice`) and connects if the server answers. */
 export async function listen(
   url: string,
-  { headers = {}, direction = 'recvonly', editOffer = (sdp) => sdp }: { headers?: Record<string, string>; direction?: 'recvonly' | 'sendonly'; editOffer?: (sdp: string) => string } = {},
+  {
+    headers = {},
+    direction = 'recvonly',
+    editOffer = (sdp) => sdp,
+    silent = false,
+  }: { headers?: Record<string, string>; direction?: 'recvonly' | 'sendonly'; editOffer?: (sdp: string) => string; /** Sends no RTCP, as a player that vanished. */ silent?: boolean } = {},
 ): Promise<Listener> {
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
     codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: 'minptime=10;useinbandfec=1' })] },
   });
   const packets: HeardPacket[] = [];
-  pc.addTransceiver('audio', { direction });
+  const transceiver = pc.addTransceiver('audio', { direction });
+  // werift starts its report loop unless one runs: marked as running, it never starts.
+  if (silent) (transceiver.receiver as unknown as { rtcpRunning: boolean }).rtcpRunning = true;
   pc.onTrack.subscribe((track) => {
     track.onReceiveRtp.subscribe((rtp) => {
       packets.push({ payload: new Uint8Array(rtp.payload), sequenceNumber: rtp.header.sequenceNumber, timestamp: rtp.header.timestamp, marker: rtp.header.marker });

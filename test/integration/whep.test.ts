@@ -27,6 +27,8 @@ beforeAll(async () => {
     token: 'publish-secret',
     adminToken: 'admin-secret',
     maxListenersPerPeer: 2,
+    // Above the longest gap between a player's reports (6.2 s, RFC 3550 §6.3.1), for the test of a vanished player.
+    listenerTimeoutMs: 8000,
     extraPipelines: [
       {
         name: 'listen-tone',
@@ -182,6 +184,32 @@ describe('WHEP listeners', () => {
       for (const p of players) await p.close();
     } finally {
       if (!ended) await tone.stop();
+    }
+  });
+
+  it('end when their player goes away without a DELETE (no RTCP for listenerTimeoutMs), freeing their place', { timeout: 60_000 }, async () => {
+    const tone = await publishTone('carol');
+    const players: Array<{ close(): Promise<unknown> }> = [];
+    try {
+      // A player that sends no receiver reports, as one whose tab closed or that crashed; and a healthy one.
+      const vanished = await listen(`${t.url}/whep/carol`, { headers: ADMIN, silent: true });
+      const healthy = await listen(`${t.url}/whep/carol`, { headers: ADMIN });
+      players.push(vanished, healthy);
+      await vanished.connected();
+      await healthy.connected();
+      const listenersOf = async () => ((await (await fetch(`${t.url}/stats`, { headers: ADMIN })).json()) as { server: { listeners: Array<{ peer: string; state: string }> } }).server.listeners.filter((l) => l.peer === 'carol');
+      expect(await listenersOf()).toHaveLength(2);
+      await until('the vanished player to be ended', async () => ((await listenersOf()).length === 1 ? true : undefined), 20_000);
+      expect((await fetch(vanished.location!, { method: 'DELETE', headers: ADMIN })).status).toBe(404);
+      // The healthy one goes on, and the freed place takes a new player (maxListenersPerPeer is 2).
+      const heard = healthy.packets.length;
+      await until('the healthy player to go on hearing', async () => (healthy.packets.length > heard + 25 ? true : undefined), 5000);
+      const next = await listen(`${t.url}/whep/carol`, { headers: ADMIN });
+      players.push(next);
+      expect(next.status).toBe(201);
+    } finally {
+      for (const p of players) await p.close();
+      await tone.stop();
     }
   });
 });
