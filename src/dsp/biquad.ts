@@ -216,11 +216,14 @@ export const bandpassStage = defineStageType<typeof BandpassStageSchema, Bandpas
   schema: BandpassStageSchema,
   outputFormat: (_options, input) => derivedFormat(input),
   checkInput(options, input, given): StageInputProblem[] {
-    // The form is what the pipeline gave: `q` has a default, and a value the schema refused (a
-    // frequency of 0) is missing from `options` but was given, and has its own problem already.
-    const centre = given.frequency !== undefined || given.q !== undefined;
-    const edges = given.lowFrequency !== undefined || given.highFrequency !== undefined;
+    // `q` has a default, so only a `q` the pipeline gave counts toward the centre form. A value the
+    // schema refused (a frequency of 0) is missing from `options` but was given, and has its own
+    // problem already: it neither makes a form of its own nor leaves the stage with "neither".
+    const centre = options.frequency !== undefined || given.q !== undefined;
+    const edges = options.lowFrequency !== undefined || options.highFrequency !== undefined;
     const allowed = '"frequency" (and optionally "q"), or "lowFrequency" and "highFrequency"';
+    const refusedOnly = !centre && !edges && ['frequency', 'lowFrequency', 'highFrequency'].some((k) => given[k] !== undefined);
+    if (refusedOnly) return [];
     if (centre === edges) return [{ message: `"bandpass" needs either ${allowed}; it got ${centre ? 'both forms' : 'neither'}`, allowed, kind: 'type' }];
     if (centre && given.frequency === undefined) return [{ option: 'frequency', message: 'missing; "bandpass" with "q" needs "frequency" too', allowed: 'a number of Hz above 0', kind: 'type' }];
     if (centre) return belowNyquist(options, 'frequency', input.sampleRate);
