@@ -5,6 +5,7 @@
  * `create_peer_connection`, `start_audio_recording` and the rest
  * (docs/library.md, "Your own signaling: the WebRTCHandler API").
  */
+import { readdirSync } from 'node:fs';
 import { isAbsolute, join, sep } from 'node:path';
 import pino from 'pino';
 import { Subject, tap, type Observable } from 'rxjs';
@@ -26,7 +27,8 @@ import type { AudioProcessor } from './audio-processor.js';
 
 export interface WebRTCHandlerOptions {
   /**
-   * Pipeline: a JSON file path, a pipeline document or a built `Pipeline`.
+   * Pipeline: the name of a bundled one (`"default"`, `"voice-agent"`, …), a
+   * JSON file path, a pipeline document or a built `Pipeline`.
    * Default: `pipelines/handler.json` — audio passed through, a stats sink, and
    * a record sink that waits for `startAudioRecording` (autoStart false).
    */
@@ -256,7 +258,14 @@ function checkHandlerOptions(options: WebRTCHandlerOptions): void {
 }
 
 function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Pipeline {
-  if (p === undefined) return loadPipelineFileSync(join(packageRoot(), 'pipelines', 'handler.json'));
+  const bundled = join(packageRoot(), 'pipelines');
+  if (p === undefined) return loadPipelineFileSync(join(bundled, 'handler.json'));
+  // A name (no path, no .json) is a bundled pipeline, as for createServer: it was read as a file path.
+  if (typeof p === 'string' && !p.includes('/') && !p.includes('\\') && !p.endsWith('.json')) {
+    const names = readdirSync(bundled).filter((f) => f.endsWith('.json') && f !== 'pipeline.schema.json').map((f) => f.slice(0, -'.json'.length));
+    if (!names.includes(p)) throw errors.PIPELINE_NOT_FOUND(p, names.sort());
+    return loadPipelineFileSync(join(bundled, `${p}.json`));
+  }
   if (typeof p === 'string') return loadPipelineFileSync(p);
   if ('branches' in p && typeof (p as Pipeline).toJSON === 'function') return p as Pipeline;
   return parsePipeline(p);

@@ -31,6 +31,15 @@ describe('WebRTCHandler options', () => {
     expect((error as Error).message).toMatch(typeof message === 'string' ? new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : message);
   });
 
+  it('takes the name of a bundled pipeline, as createServer does, and lists them for an unknown name', async () => {
+    // Read as a file path before: "Cannot read pipeline telephony: ENOENT".
+    const handler = new WebRTCHandler({ pipeline: 'telephony', iceHostAddresses: ['127.0.0.1'] });
+    await handler.close();
+    expect(() => new WebRTCHandler({ pipeline: 'nope' })).toThrow(
+      expect.objectContaining({ code: 'EARSHOT_PIPELINE_NOT_FOUND', message: expect.stringMatching(/^No pipeline "nope"; loaded: call-recording, default, handler, podcast, telephony, voice-agent\./) }),
+    );
+  });
+
   it('checks ICE servers with their own code', () => {
     expect(() => new WebRTCHandler({ iceServers: [{ urls: 'http://stun.example.net' }] })).toThrow(expect.objectContaining({ code: 'EARSHOT_ICE_SERVER_INVALID' }));
   });
