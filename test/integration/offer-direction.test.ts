@@ -33,6 +33,22 @@ async function finalStats(peer: string): Promise<PeerStatsSnapshot> {
   }
 }
 
+/** Publishes 50 packets of the tone as `peer` with the offer as `editOffer` writes it; resolves to the answer. */
+async function publishFifty(peer: string, editOffer: (sdp: string) => string): Promise<string> {
+  const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+  const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
+  return publishRawOpus(
+    `${t.url}/whip/demo/${peer}`,
+    async (send) => {
+      for (let k = 0; k < packets.length; k++) {
+        send(100 + k, k * 960, packets[k], k === 0);
+        await sleep(5);
+      }
+    },
+    { editOffer },
+  );
+}
+
 const withoutDirection = (sdp: string) => sdp.replace(/a=sendonly\r\n/g, '');
 
 describe('the direction an offer means', () => {
@@ -48,19 +64,8 @@ describe('the direction an offer means', () => {
   ];
   for (const { peer, what, edit } of roles) {
     it(`${what}: answered passive, and every packet arrives`, async () => {
-      const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
-      const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
-      const answer = await publishRawOpus(
-        `${t.url}/whip/demo/${peer}`,
-        async (send) => {
-          for (let k = 0; k < packets.length; k++) {
-            send(100 + k, k * 960, packets[k], k === 0);
-            await sleep(5);
-          }
-        },
-        // werift takes the role the answer leaves it: with "passive" it is the client its offer said.
-        { editOffer: edit },
-      );
+      // werift takes the role the answer leaves it: with "passive" it is the client its offer said.
+      const answer = await publishFifty(peer, edit);
       // RFC 8842 §5.3: an active offer is answered passive (werift alone answered active: two clients).
       expect(answer).toMatch(/\r\na=setup:passive\r\n/);
       const stats = await finalStats(peer);
@@ -70,19 +75,8 @@ describe('the direction an offer means', () => {
 
   for (const { peer, what, edit } of cases) {
     it(`${what}: answered recvonly, and every packet arrives`, async () => {
-      const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
-      const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
       let offered = '';
-      const answer = await publishRawOpus(
-        `${t.url}/whip/demo/${peer}`,
-        async (send) => {
-          for (let k = 0; k < packets.length; k++) {
-            send(100 + k, k * 960, packets[k], k === 0);
-            await sleep(5);
-          }
-        },
-        { editOffer: (sdp) => (offered = edit(sdp)) },
-      );
+      const answer = await publishFifty(peer, (sdp) => (offered = edit(sdp)));
       // The edit took: the audio section states no sendonly of its own (or one with a blank after it).
       expect(offered.split(/(?=m=audio)/)[1]).not.toMatch(/a=sendonly\r\n/);
       expect(answer).toMatch(/\r\na=recvonly\r\n/);
