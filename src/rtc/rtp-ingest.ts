@@ -198,8 +198,8 @@ export class RtpIngest {
         const leap = this.#leap;
         if (leap === undefined || p.sequenceNumber !== ((leap.sequenceNumber + 1) & 0xffff)) {
           // Not taken yet (RFC 3550 A.1): a restart only if the next packet follows it.
+          this.#dropLeap();
           this.#leap = { ...p };
-          this.#leapsDropped += leap === undefined ? 0 : 1;
           return;
         }
         // Two in a row: the sender restarted its sequence. It goes on from the highest sequence
@@ -209,12 +209,16 @@ export class RtpIngest {
         this.#lastSeq = leap.sequenceNumber;
         this.#cycles = 0;
         this.#take(leap);
-      } else if (this.#leap !== undefined) {
-        this.#leap = undefined;
-        this.#leapsDropped++;
-      }
+      } else this.#dropLeap();
     }
     this.#take(p);
+  }
+
+  /** A leap the next packet did not follow: dropped, uncounted (RFC 3550 A.1), and counted as such. */
+  #dropLeap(): void {
+    if (this.#leap === undefined) return;
+    this.#leap = undefined;
+    this.#leapsDropped++;
   }
 
   #take(p: RtpInput): void {
@@ -307,8 +311,7 @@ export class RtpIngest {
 
   /** Emits everything held (end of stream). */
   flush(): void {
-    if (this.#leap !== undefined) this.#leapsDropped++;
-    this.#leap = undefined;
+    this.#dropLeap();
     clearTimeout(this.#timer);
     this.#timer = undefined;
     while (this.#held.size > 0) this.#skipToNextHeld();
@@ -351,8 +354,6 @@ export class RtpIngest {
   }
 
   #startSource(p: RtpInput): void {
-    if (this.#leap !== undefined) this.#leapsDropped++;
-    this.#leap = undefined;
     if (this.#ssrc !== undefined) {
       // The statistics go on over every source; a report block is about the current one.
       this.#expectedBefore += Math.max(0, this.#maxExtSeq - this.#baseSeq + 1);
