@@ -182,12 +182,12 @@ export class StreamProcessor {
     const produced = this.#produced;
     const last = this.#branches.length - 1;
     const result: AudioFrame[][] = [];
+    if (chunks.length > 0) this.#lastArrival = chunks[chunks.length - 1].arrival;
     try {
       for (let b = 0; b <= last; b++) {
         const branch = this.#branches[b];
         const out: AudioFrame[] = [];
         for (const chunk of chunks) {
-          this.#lastArrival = chunk.arrival;
           branch.next ??= Math.round((chunk.position * branch.output.sampleRate) / this.#inputRate);
           // Stages may work in place (denoise does), and a branch's output array is
           // handed to its sinks, so no two branches may share one. The input's array
