@@ -45,7 +45,7 @@ import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import client from 'prom-client';
 import { Subject } from 'rxjs';
-import { errors, type EarshotError } from '../errors.js';
+import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { Access } from '../server/access.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
@@ -337,7 +337,6 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     return e;
   };
   const refuse = (reply: FastifyReply, error: EarshotError, retryAfter: number): EarshotError => {
-    frontRefusedBy[error.code] = (frontRefusedBy[error.code] ?? 0) + 1;
     void reply.header('Retry-After', String(retryAfter));
     return error;
   };
@@ -510,9 +509,16 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const { room, peer } = req.params;
     checkName('room', room);
     checkName('peer', peer);
-    if (closing) throw refuse(reply, errors.SHUTTING_DOWN(), RETRY_AFTER_SECONDS);
-    if (node) return node.publish(req, reply, peer);
-    return relay(reply, await placeLocally(req, reply, peer));
+    try {
+      if (closing) throw refuse(reply, errors.SHUTTING_DOWN(), RETRY_AFTER_SECONDS);
+      if (node) return await node.publish(req, reply, peer);
+      return relay(reply, await placeLocally(req, reply, peer));
+    } catch (e) {
+      // Refused here, by the front or the cluster (shutting down, no engine up, the peer's lock, Redis away, no
+      // node with room): no engine counted it. An engine's own refusal is relayed, not thrown, and counted there.
+      if (isEarshotError(e)) frontRefusedBy[e.code] = (frontRefusedBy[e.code] ?? 0) + 1;
+      throw e;
+    }
   });
 
   const toSession = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
@@ -672,6 +678,17 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       for (const e of engines) this.inc({ slot: String(e.slot) }, e.restarts);
     },
     labelNames: ['slot'],
+  });
+  // Same name and help as the engines' counter: the front's own refusals are its `engine="front"` series.
+  new client.Counter({
+    name: 'earshot_sessions_refused_total',
+    help: 'Offers refused, by error code.',
+    labelNames: ['code'],
+    registers: [frontMetrics],
+    collect() {
+      this.reset();
+      for (const [code, n] of Object.entries(frontRefusedBy)) this.inc({ code }, n);
+    },
   });
   new client.Gauge({
     name: 'earshot_engines_up',

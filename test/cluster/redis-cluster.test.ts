@@ -59,6 +59,12 @@ async function finalized(file: string): Promise<boolean> {
   const at = bytes.indexOf('data', 12, 'latin1');
   return at > 0 && bytes.readUInt32LE(at + 4) === bytes.length - at - 8;
 }
+/** The node front's own count of offers refused with `code`, as its /metrics says (0 before the first). */
+async function frontRefusals(node: CliServer, code: string): Promise<number> {
+  const text = await (await fetch(`${node.url}/metrics`, { headers: admin })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`earshot_sessions_refused_total{engine="front",code="${code}"} `));
+  return line === undefined ? 0 : Number(line.split(' ')[1]);
+}
 /** A POST any node must refuse before negotiating (the offer is never parsed). */
 const rawPost = (node: CliServer, path: string) =>
   fetch(`${node.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${PUBLISH}`, 'content-type': 'application/sdp' }, body: 'v=0\r\n' });
@@ -271,6 +277,11 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       const res = await rawPost(node, '/whip/repl/busy');
       expect([res.status, res.headers.get('retry-after'), ((await res.json()) as { code: string }).code]).toEqual([409, '1', 'EARSHOT_PEER_BUSY']);
     }
+    // Counted where they were refused: each node's front, in /metrics and /stats (no engine saw these offers).
+    for (const node of nodes) {
+      expect(await frontRefusals(node, 'EARSHOT_PEER_BUSY')).toBe(1);
+      expect((await get<{ server: { refusedBy: Record<string, number> } }>(node, '/stats')).server.refusedBy.EARSHOT_PEER_BUSY).toBe(1);
+    }
     await redis.command('DEL', 'earshot:lock:busy');
     // With the lock free the offer is placed (and refused by the engine for what it is: no usable offer).
     const free = await rawPost(nodes[0], '/whip/repl/busy');
@@ -329,7 +340,9 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       const owner = byId.get(s.node)!;
       await redis.kill();
       killed = true;
+      const unavailableBefore = await frontRefusals(nodes[0], 'EARSHOT_CLUSTER_UNAVAILABLE');
       await expectProblem(await rawPost(nodes[0], '/whip/outage/new'), { status: 503, code: 'EARSHOT_CLUSTER_UNAVAILABLE', retryAfter: '2' });
+      expect(await frontRefusals(nodes[0], 'EARSHOT_CLUSTER_UNAVAILABLE')).toBe(unavailableBefore + 1);
       expect((await fetch(`${nodes[0].url}/cluster/nodes`, { headers: admin })).status).toBe(503);
       // Pipeline and room changes are refused too, on every node: made on one node only, they would never reach the others.
       const change = (node: CliServer, method: string, path: string, body?: unknown) =>
