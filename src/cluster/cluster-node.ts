@@ -89,6 +89,10 @@ export interface NodeHost {
   serveRecording: ServeRecording;
   /** Places an offer on one of this node's engines (the one-machine path). */
   placeLocally(req: FastifyRequest, reply: FastifyReply, peer: string): Promise<EngineResponse>;
+  /** Ends a session running on this node's engines, for `reason`. */
+  endSession(session: string, reason: 'replaced'): Promise<void>;
+  /** The room bindings this node's engines have now (room → pipeline). */
+  rooms(): Record<string, string>;
   /** Makes a pipeline or room change on every local engine, as an admin (a change another node made). */
   apply(method: 'PUT' | 'DELETE', path: string, body?: string): Promise<EngineResponse>;
   /** Ends the node: engines drain and finalize; the listener closes. */
@@ -117,6 +121,8 @@ export class ClusterNode {
   #draining = false;
   #drain: Promise<void> | undefined;
   #left = false;
+  /** Redis's `epoch` when this node last joined (undefined before its first join). */
+  #epoch: string | undefined;
   /** Changes from other nodes being applied here, in order (`#applyChange` never rejects). */
   #changes: Promise<void> = Promise.resolve();
 
@@ -165,7 +171,7 @@ export class ClusterNode {
     this.#url = (this.#options.publicUrl ?? listenUrl).replace(/\/+$/, '');
     this.#id = this.#options.nodeId ?? `${hostname()}-${listen.port}`;
     const id = this.#id;
-    this.#placement = new RedisPlacement(this.state, id, () => {
+    this.#placement = new RedisPlacement(this.state, id, this.#instance, () => {
       const load = this.#host.load();
       return { engine: id, accepting: load.accepting && !this.#draining, ready: load.ready, sessions: load.sessions, pending: load.pending, workerUtilization: load.workerUtilization };
     });
@@ -376,7 +382,13 @@ export class ClusterNode {
     if (this.#left || this.#id === undefined) return;
     try {
       await this.#beat();
-      await this.state.resync(this.id, this.placement.liveSessions());
+      const superseded = await this.state.resync(this.id, this.placement.liveSessions());
+      for (const session of superseded) {
+        const peer = this.placement.liveSessions().find((s) => s.session === session)?.peer;
+        this.#host.log.warn({ node: this.id, peer, session }, 'cluster: the peer published again on another node while this one was cut off from Redis; its session here ends (replaced)');
+        await this.#host.endSession(session, 'replaced').catch((e: unknown) => this.#host.log.error({ session, err: (e as Error).message }, 'cluster: a replaced session did not end'));
+      }
+      await this.#syncRooms();
       const { pipelines, rooms } = await this.state.config();
       for (const [name, doc] of Object.entries(pipelines)) await this.#applyOne('pipeline', name, doc);
       for (const [room, pipeline] of Object.entries(rooms)) await this.#applyOne('room', room, pipeline);
@@ -384,6 +396,29 @@ export class ClusterNode {
     } catch (e) {
       this.#host.log.warn({ err: (e as Error).message }, 'cluster: joining failed; retrying on the next reconnection');
     }
+  }
+
+  /**
+   * Room bindings live in the nodes' memory and in Redis. On a rejoin:
+   * - Redis lost its data (another epoch than this node saw): this node's
+   *   bindings are written back (the first node to write a room wins), so a
+   *   node that starts later still gets them;
+   * - otherwise a binding this node has and Redis does not was deleted
+   *   through another node while this one was cut off: it goes here too.
+   * Either way the nodes end up with the bindings Redis holds.
+   */
+  async #syncRooms(): Promise<void> {
+    const epoch = await this.state.epoch();
+    const local = this.#host.rooms();
+    if (this.#epoch !== undefined && this.#epoch !== epoch) {
+      for (const [room, pipeline] of Object.entries(local)) await this.state.restoreConfig({ kind: 'room', name: room, from: this.id }, pipeline);
+      this.#host.log.warn({ redis: this.state.address, rooms: Object.keys(local).length }, 'cluster: Redis lost its data; this node wrote its room bindings back');
+    } else if (this.#epoch === epoch) {
+      const { rooms } = await this.state.config();
+      for (const room of Object.keys(local)) if (!(room in rooms)) await this.#applyOne('room', room, undefined);
+    }
+    // Only once done: a join that failed half way is redone in full on the next reconnection.
+    this.#epoch = epoch;
   }
 
   async #beat(): Promise<void> {

@@ -437,6 +437,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       },
       serveRecording: (req, reply, name) => serveRecording!(req, reply, name),
       placeLocally: (req, reply, peer) => placeLocally(req, reply, peer),
+      rooms: () => Object.fromEntries(rooms),
+      endSession: async (session, reason) => {
+        const engine = await placement.ownerOfSession(session);
+        if (engine !== undefined) byId(engine)?.end(session, reason);
+      },
       apply: async (method, path, body) => {
         // No body, no content type: the engines refuse an empty JSON body (a DELETE from another node would never apply).
         const { 'content-type': _type, ...bodiless } = internalHeaders();

@@ -5,13 +5,18 @@
  *   public URL and load) written every `HEARTBEAT_MS` with a `NODE_TTL_MS`
  *   expiry, so a node that dies drops out by itself; a set of ids to list them;
  * - the per-peer placement lock: `SET earshot:lock:<peer> <token> NX PX`, freed
- *   only by its holder (compare-and-delete), and expiring if the holder dies;
+ *   only by its holder (compare-and-delete). The token names its holder
+ *   (`<node>/<instance>/<random>`): a lock whose node has left the registry
+ *   (killed mid-placement) or restarted is taken over instead of keeping the
+ *   peer busy until it expires;
  * - ownership: hashes `earshot:peers` (peer → `node\tsession`) and
  *   `earshot:sessions` (session → node). An entry whose node is no longer
  *   registered is ignored by readers: a killed node cannot clean up;
  * - cluster-wide configuration: hashes `earshot:pipelines` (name → document)
  *   and `earshot:rooms` (room → pipeline), with a pub/sub channel that tells
- *   every node to apply a change.
+ *   every node to apply a change;
+ * - `earshot:epoch`: a random id set by the first node to find none, so that
+ *   a rejoining node tells a Redis that lost its data from one that did not.
  *
  * Commands fail at once while Redis is unreachable (no offline queue): a
  * caller turns that into `EARSHOT_CLUSTER_UNAVAILABLE` rather than waiting.
@@ -63,6 +68,14 @@ export interface NodeRecord {
   seenAt: number;
 }
 
+/** Who takes a peer's placement lock. */
+export interface LockHolder {
+  /** The node's id. */
+  node: string;
+  /** The `instance` of the node's registry entry (random per start). */
+  instance: string;
+}
+
 /** Longest a Redis command may take before the caller gets `EARSHOT_CLUSTER_UNAVAILABLE`, ms. */
 const COMMAND_TIMEOUT_MS = 2000;
 
@@ -90,6 +103,28 @@ export interface ClusterStateOptions {
 // Compare-and-delete: only the holder frees a lock, only the owner's entry goes.
 const UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 const HDEL_IF = "if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) else return 0 end";
+// Compare-and-set: a dead holder's lock goes to the new placement only if nobody else took it meanwhile.
+const TAKE_OVER = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
+/**
+ * A rejoining node's live sessions written back, each unless another live
+ * node owns its peer now (the peer published again there while this node was
+ * cut off from Redis): those sessions are returned, for the node to end.
+ * KEYS: peers, sessions; ARGV: node key prefix, node, then peer/session pairs.
+ */
+const RESYNC = `
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local peer, session = ARGV[i], ARGV[i + 1]
+  local v = redis.call('hget', KEYS[1], peer)
+  local owner = v and string.match(v, '^([^\t]*)\t')
+  if owner and owner ~= ARGV[2] and redis.call('exists', ARGV[1] .. owner) == 1 then
+    table.insert(lost, session)
+  else
+    redis.call('hset', KEYS[1], peer, ARGV[2] .. '\t' .. session)
+    redis.call('hset', KEYS[2], session, ARGV[2])
+  end
+end
+return lost`;
 
 export class ClusterState {
   readonly #redis: Redis;
@@ -182,12 +217,42 @@ export class ClusterState {
 
   // ---- per-peer lock
 
-  /** Takes the placement lock of `peer`; resolves to its token, or throws `EARSHOT_PEER_BUSY` while another placement holds it. */
-  async lock(peer: string): Promise<string> {
-    const token = randomBytes(12).toString('base64url');
-    const ok = await this.#call((r) => r.set(this.#key(`lock:${peer}`), token, 'PX', LOCK_TTL_MS, 'NX'));
-    if (ok !== 'OK') throw errors.PEER_BUSY(peer);
+  /**
+   * Takes the placement lock of `peer` for `holder` (a node, by its id and
+   * the instance its registry entry names); resolves to its token, or throws
+   * `EARSHOT_PEER_BUSY` while another placement holds it. A lock whose holder
+   * is no longer registered, or registered as another instance (it restarted),
+   * is taken over: that placement died with its node.
+   */
+  async lock(peer: string, holder: LockHolder): Promise<string> {
+    const key = this.#key(`lock:${peer}`);
+    const token = `${holder.node}/${holder.instance}/${randomBytes(12).toString('base64url')}`;
+    const taken = await this.#call(async (r) => {
+      if ((await r.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) === 'OK') return true;
+      const held = await r.get(key);
+      if (held === null) return (await r.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) === 'OK';
+      return (await this.#holderGone(r, key, held)) && (await r.eval(TAKE_OVER, 1, key, held, token, LOCK_TTL_MS)) === 1;
+    });
+    if (!taken) throw errors.PEER_BUSY(peer);
     return token;
+  }
+
+  /**
+   * Whether the node named in a lock's token is gone: registered as another
+   * instance (it restarted), or unregistered with the lock older than a
+   * registry entry lives (a node that just connected may hold a lock before
+   * its first heartbeat lands). A token in another form: never.
+   */
+  async #holderGone(r: Redis, key: string, token: string): Promise<boolean> {
+    const m = /^([^/]+)\/([^/]+)\//.exec(token);
+    if (!m) return false;
+    const entry = await r.get(this.#key(`node:${m[1]}`));
+    if (entry === null) return (await r.pttl(key)) <= LOCK_TTL_MS - NODE_TTL_MS;
+    try {
+      return (JSON.parse(entry) as NodeRecord).instance !== m[2];
+    } catch {
+      return false;
+    }
   }
 
   /** Frees the lock if `token` still holds it (best effort: it expires anyway). */
@@ -226,13 +291,20 @@ export class ClusterState {
    * Makes Redis say exactly what `node` runs: its live sessions written, its
    * entries for sessions that ended meanwhile removed. After a reconnection
    * (Redis restarted empty, or session ends were missed while it was away).
+   *
+   * Resolves to the sessions `node` must end: those whose peer another live
+   * node owns now. Cut off from Redis while clients could still reach the
+   * cluster, the node's entry expired and the peer was placed again on
+   * another node; that newer session is the peer's, and writing this one back
+   * would leave the peer running twice.
    */
-  async resync(node: string, live: ReadonlyArray<{ peer: string; session: string }>): Promise<void> {
-    await this.#call(async (r) => {
-      const m = r.multi();
-      for (const s of live) m.hset(this.#key('peers'), s.peer, `${node}\t${s.session}`).hset(this.#key('sessions'), s.session, node);
-      await m.exec();
-      await this.#forgetOwned(r, node, new Set(live.map((s) => s.session)));
+  async resync(node: string, live: ReadonlyArray<{ peer: string; session: string }>): Promise<string[]> {
+    return this.#call(async (r) => {
+      const args = live.flatMap((s) => [s.peer, s.session]);
+      const lost = (await r.eval(RESYNC, 2, this.#key('peers'), this.#key('sessions'), this.#key('node:'), node, ...args)) as string[];
+      const superseded = new Set(lost);
+      await this.#forgetOwned(r, node, new Set(live.map((s) => s.session).filter((s) => !superseded.has(s))));
+      return lost;
     });
   }
 
@@ -258,6 +330,33 @@ export class ClusterState {
       if (value === undefined) m.hdel(hash, change.name);
       else m.hset(hash, change.name, value);
       return m.publish(this.#key('changes'), JSON.stringify(change)).exec();
+    });
+  }
+
+  /**
+   * Stores a room binding or pipeline document unless Redis has one under
+   * that name, and tells every node if it did: a node writing back what
+   * Redis lost. Resolves to whether it was stored.
+   */
+  async restoreConfig(change: ConfigChange, value: string): Promise<boolean> {
+    const hash = this.#key(change.kind === 'pipeline' ? 'pipelines' : 'rooms');
+    return this.#call(async (r) => {
+      if ((await r.hsetnx(hash, change.name, value)) === 0) return false;
+      await r.publish(this.#key('changes'), JSON.stringify(change));
+      return true;
+    });
+  }
+
+  /**
+   * The id of the data Redis holds, set by the first node to find none. A
+   * node that saw another before knows Redis lost everything meanwhile
+   * (restarted without persistence, or flushed), not that the cluster
+   * deleted it.
+   */
+  async epoch(): Promise<string> {
+    return this.#call(async (r) => {
+      await r.set(this.#key('epoch'), randomBytes(9).toString('base64url'), 'NX');
+      return (await r.get(this.#key('epoch'))) ?? '';
     });
   }
 

@@ -70,6 +70,10 @@ process.on('message', (message: FrontMessage) => {
       if (!server) send({ t: 'result', id: message.id, error: 'engine not started' });
       else send({ t: 'result', id: message.id, value: { server: server.core.stats(), peers: server.core.peers.snapshots() } });
       break;
+    case 'end':
+      // Gone already (ended by itself meanwhile): nothing to do.
+      void server?.core.endSession(message.session, message.reason).catch(() => undefined);
+      break;
     case 'shutdown':
       void stop(0);
       break;

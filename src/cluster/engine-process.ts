@@ -165,6 +165,12 @@ export class EngineProcess {
     });
   }
 
+  /** Ends one of the engine's sessions (no answer: its end is reported like any other). */
+  end(session: string, reason: 'replaced'): void {
+    const child = this.#child;
+    if (this.state === 'up' && child?.connected) child.send({ t: 'end', session, reason } satisfies FrontMessage, () => undefined);
+  }
+
   /**
    * Drains the engine (its sessions end, recordings are finalized) and waits
    * for it to exit; after `timeoutMs` it is killed.

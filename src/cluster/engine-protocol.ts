@@ -36,6 +36,8 @@ export type FrontMessage =
       rooms: Record<string, string>;
     }
   | { t: 'call'; id: number; method: 'stats' }
+  /** End one session (a cluster node that rejoins Redis ends the sessions whose peer was placed again on another node). */
+  | { t: 'end'; session: string; reason: 'replaced' }
   | { t: 'shutdown' };
 
 /**

@@ -40,6 +40,7 @@ const RECENT_MS = 5000;
 export class RedisPlacement implements Placement {
   readonly #state: ClusterState;
   readonly #self: string;
+  readonly #instance: string;
   readonly #selfLoad: () => EngineLoad | undefined;
   #reported: EngineLoad | undefined;
   /** Offers this node is sending to each node right now. */
@@ -49,15 +50,20 @@ export class RedisPlacement implements Placement {
   /** Live sessions on this node: session → peer (what a reconnection writes back). */
   readonly #mine = new Map<string, string>();
 
-  /** @param selfLoad this node's load now (its engines report every 250 ms: fresher than its registry entry). */
-  constructor(state: ClusterState, self: string, selfLoad: () => EngineLoad | undefined) {
+  /**
+   * @param self this node's id
+   * @param instance the `instance` its registry entry names (its locks name it: a restarted node's are taken over)
+   * @param selfLoad this node's load now (its engines report every 250 ms: fresher than its registry entry)
+   */
+  constructor(state: ClusterState, self: string, instance: string, selfLoad: () => EngineLoad | undefined) {
     this.#state = state;
     this.#self = self;
+    this.#instance = instance;
     this.#selfLoad = selfLoad;
   }
 
   async begin(peer: string): Promise<ClusterTicket> {
-    const token = await this.#state.lock(peer);
+    const token = await this.#state.lock(peer, { node: this.#self, instance: this.#instance });
     let nodes: NodeRecord[];
     let owner: string | undefined;
     try {

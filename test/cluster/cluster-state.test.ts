@@ -19,6 +19,9 @@ const ready = { a: 0, b: 0 };
 const changes: ConfigChange[] = [];
 
 
+const A = { node: 'node-a', instance: 'node-a' };
+const B = { node: 'node-b', instance: 'node-b' };
+
 const record = (id: string, load: Partial<NodeRecord> = {}): NodeRecord => ({
   id, url: `http://${id}:8080`, iceHosts: [], instance: id, state: 'up', accepting: true, ready: true,
   sessions: 0, pending: 0, workerUtilization: 0, engines: 1, startedAt: new Date().toISOString(), seenAt: Date.now(), ...load,
@@ -41,15 +44,37 @@ afterAll(async () => {
 
 describe('ClusterState on Redis', () => {
   it('locks a peer once in the whole cluster; only the holder frees it', async () => {
-    const token = await a.lock('alice');
-    const busy = await b.lock('alice').catch((e: unknown) => e);
+    const token = await a.lock('alice', A);
+    const busy = await b.lock('alice', B).catch((e: unknown) => e);
     expect(isEarshotError(busy) && busy.code).toBe('EARSHOT_PEER_BUSY');
     expect(await b.holds('alice', token)).toBe(true);
     expect(await b.holds('alice', 'forged')).toBe(false);
     await b.unlock('alice', 'forged');
     expect(await a.holds('alice', token)).toBe(true);
     await a.unlock('alice', token);
-    await b.unlock('alice', await b.lock('alice'));
+    await b.unlock('alice', await b.lock('alice', B));
+  });
+
+  it('takes over a lock whose holder left the registry or restarted, not one a live node holds', async () => {
+    await a.heartbeat(record('node-a'));
+    const busy = async (peer: string) => (await b.lock(peer, B).then(() => 'taken', (e: unknown) => (isEarshotError(e) ? e.code : String(e))));
+    // Held by the live node-a: busy.
+    await a.lock('held', A);
+    expect(await busy('held')).toBe('EARSHOT_PEER_BUSY');
+    // node-a restarted (a new instance under the same id): its old placement died with it.
+    await a.heartbeat(record('node-a', { instance: 'node-a-again' }));
+    expect(await busy('held')).toBe('taken');
+    // A node killed mid-placement: its registry entry expired (5 s), its lock had 29 s to go.
+    expect(await redis.command('SET', 'test:lock:orphan', 'node-gone/i1/xyz', 'PX', '29000')).toBe('+OK\r\n');
+    expect(await busy('orphan')).toBe('taken');
+    expect(await b.holds('orphan', 'node-gone/i1/xyz')).toBe(false);
+    // Unregistered, but locked just now: a node may lock before its first heartbeat lands.
+    expect(await redis.command('SET', 'test:lock:young', 'node-new/i1/xyz', 'PX', '35000')).toBe('+OK\r\n');
+    expect(await busy('young')).toBe('EARSHOT_PEER_BUSY');
+    // A lock whose holder it cannot tell waits for its expiry.
+    expect(await redis.command('SET', 'test:lock:opaque', 'someone-else', 'PX', '35000')).toBe('+OK\r\n');
+    expect(await busy('opaque')).toBe('EARSHOT_PEER_BUSY');
+    await redis.command('DEL', 'test:lock:opaque');
   });
 
   it('keeps ownership that only the owning node (and session) removes, and resyncs a node to what it runs', async () => {
@@ -67,6 +92,19 @@ describe('ClusterState on Redis', () => {
     expect(await a.ownerOfPeer('p1')).toEqual({ node: 'node-b', session: 's2' });
   });
 
+  it('resyncs a node that was cut off: a peer placed again on another live node stays there, and the node is told to end its own session', async () => {
+    await a.heartbeat(record('node-b'));
+    // node-a ran p5/s6 and p6/s7; meanwhile p5 published again on node-b, p6 on node-z (since gone).
+    await a.own('node-b', 'p5', 's8');
+    await a.own('node-z', 'p6', 's9');
+    const superseded = await a.resync('node-a', [{ peer: 'p5', session: 's6' }, { peer: 'p6', session: 's7' }]);
+    expect(superseded).toEqual(['s6']);
+    expect(await a.ownerOfPeer('p5')).toEqual({ node: 'node-b', session: 's8' });
+    expect([await a.ownerOfSession('s6'), await a.ownerOfSession('s8')]).toEqual([undefined, 'node-b']);
+    expect(await a.ownerOfPeer('p6')).toEqual({ node: 'node-a', session: 's7' });
+    expect(await a.ownerOfSession('s7')).toBe('node-a');
+  });
+
   it('publishes configuration changes to the other nodes, with the stored value', async () => {
     await a.putConfig({ kind: 'pipeline', name: 'shared', from: 'node-a' }, '{"name":"shared"}');
     const change = await until('the change to reach b', () => changes.find((c) => c.name === 'shared'));
@@ -81,7 +119,7 @@ describe('ClusterState on Redis', () => {
     await a.heartbeat(record('node-b', { sessions: 1 }));
     await a.heartbeat(record('node-c', { sessions: 0, accepting: false }));
     await a.heartbeat(record('node-d', { sessions: 1, ready: false }));
-    const placement = new RedisPlacement(a, 'node-a', () => undefined);
+    const placement = new RedisPlacement(a, 'node-a', 'node-a', () => undefined);
     const t1 = await placement.begin('new-peer');
     expect([t1.next(), t1.next(), t1.next(), t1.next()]).toEqual(['node-b', 'node-a', 'node-d', undefined]);
     t1.release();
@@ -96,17 +134,17 @@ describe('ClusterState on Redis', () => {
     const t4 = await placement.begin('live');
     expect([t4.owner, t4.next(), t4.next()]).toEqual(['node-b', 'node-b', undefined]);
     t4.release();
-    await until('the lock to be freed', async () => ((await b.lock('live').then((t) => b.unlock('live', t)).then(() => true, () => undefined))));
+    await until('the lock to be freed', async () => ((await b.lock('live', B).then((t) => b.unlock('live', t)).then(() => true, () => undefined))));
   });
 
   it('answers EARSHOT_CLUSTER_UNAVAILABLE while Redis is away, and calls onReady when it is back', async () => {
     const before = ready.a;
     await redis.kill();
     await until('a to notice', () => (a.available ? undefined : true));
-    const e = await a.lock('x').catch((err: unknown) => err);
+    const e = await a.lock('x', A).catch((err: unknown) => err);
     expect(isEarshotError(e) && [e.code, e.statusCode]).toEqual(['EARSHOT_CLUSTER_UNAVAILABLE', 503]);
     await redis.start();
     await until('a to reconnect', () => (a.available && ready.a > before ? true : undefined), 10_000);
-    await a.unlock('x', await a.lock('x'));
+    await a.unlock('x', await a.lock('x', A));
   });
 });

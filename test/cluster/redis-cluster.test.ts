@@ -338,6 +338,10 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     try {
       const s = await livePeer(nodes[1], 'steady', 25);
       const owner = byId.get(s.node)!;
+      // A room binding the cluster has before Redis loses everything.
+      const bound = await fetch(`${nodes[0].url}/rooms/kept`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'raw' }) });
+      expect(bound.status).toBeLessThan(300);
+      await until('every node to have the binding', async () => ((await Promise.all(nodes.map((n) => get<{ bound: boolean }>(n, '/rooms/kept')))).every((r) => r.bound) ? true : undefined), 5000);
       await redis.kill();
       killed = true;
       const unavailableBefore = await frontRefusals(nodes[0], 'EARSHOT_CLUSTER_UNAVAILABLE');
@@ -370,6 +374,9 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       await redis.start(); // empty: nothing was persisted
       killed = false;
       await until('all three nodes registered again', async () => ((await nodesSeenBy(nodes[0])).length === 3 ? true : undefined), 15_000);
+      // The nodes wrote their binding back into the empty Redis: a node that starts now gets it too.
+      await until('the room binding back in Redis', async () => ((await redis.command('HGET', 'earshot:rooms', 'kept')).includes('raw') ? true : undefined), 5000);
+      for (const n of nodes) expect((await get<{ bound: boolean }>(n, '/rooms/kept')).bound).toBe(true);
       // With Redis back, a change through one node reaches the others again.
       const created = await fetch(`${nodes[0].url}/pipelines/outage`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'outage', stages: [], sinks: [{ type: 'stats' }] }) });
       expect(created.status).toBe(201);
