@@ -16,7 +16,7 @@
  * socket error that ends the process.
  */
 import { networkInterfaces } from 'node:os';
-import { isIP } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import type { RTCPeerConnection, RTCIceServer } from 'werift';
 
 export interface IceOptions {
@@ -80,10 +80,14 @@ function localAddresses(): Set<string> {
   return new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address)));
 }
 
-/** True for 127.0.0.0/8, ::1 and `localhost`. */
+/**
+ * True for `localhost`, ::1 and an IPv4 address in 127.0.0.0/8. A name that
+ * merely starts with "127." (`127.attacker.example`) is not: a page can point
+ * such a name at this machine (DNS rebinding) and must not pass for loopback.
+ */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\./.test(h);
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || (isIPv4(h) && h.startsWith('127.'));
 }
 
 /** Resolves when the peer has gathered all its candidates (non-trickle offer/answer). */

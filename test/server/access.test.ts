@@ -178,6 +178,14 @@ describe('without tokens', () => {
     expect(JSON.parse(rebound.body).code).toBe('EARSHOT_HOST_NOT_ALLOWED');
     const recordings = await getWithHost(`${t.url}/recordings`, 'attacker.example');
     expect(recordings.status).toBe(403);
+    // A DNS name that starts like a loopback address is a name, which a page can point at this machine.
+    for (const host of [`127.rebind.attacker.example:${port}`, '127.0.0.1.attacker.example', '127.evil']) {
+      const res = await getWithHost(`${t.url}/stats`, host);
+      expect([host, res.status, JSON.parse(res.body).code]).toEqual([host, 403, 'EARSHOT_HOST_NOT_ALLOWED']);
+    }
+    // Any 127.0.0.0/8 address, and names in any case, are loopback.
+    expect((await getWithHost(`${t.url}/stats`, `127.0.0.2:${port}`)).status).toBe(200);
+    expect((await getWithHost(`${t.url}/stats`, `LocalHost:${port}`)).status).toBe(200);
     // /health stays answerable whatever the name (load balancers, probes).
     expect((await getWithHost(`${t.url}/health`, 'attacker.example')).status).toBe(200);
   });
@@ -253,6 +261,8 @@ describe('CORS allow-lists', () => {
 describe('binding', () => {
   it('refuses a non-loopback address without an admin token, with EARSHOT_INSECURE_BIND', async () => {
     await expect(createServer({ host: '0.0.0.0', port: 0, logLevel: 'silent' })).rejects.toMatchObject({ code: 'EARSHOT_INSECURE_BIND' });
+    // A name that starts like a loopback address may resolve anywhere.
+    await expect(createServer({ host: '127.bind.example', port: 0, logLevel: 'silent' })).rejects.toMatchObject({ code: 'EARSHOT_INSECURE_BIND' });
     await expect(createServer({ host: '0.0.0.0', port: 0, token: PUBLISH, logLevel: 'silent' })).rejects.toMatchObject({ code: 'EARSHOT_INSECURE_BIND' });
   });
 
