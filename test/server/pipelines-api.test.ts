@@ -91,6 +91,13 @@ describe('pipelines API', () => {
     expect((await api('/rooms/pstn', json('PUT', { pipeline: 'nope' }))).body).toMatchObject({ status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });
     expect((await api('/rooms/pstn', json('PUT', { pipe: 'x' }))).body).toMatchObject({ status: 400, code: 'EARSHOT_BODY_INVALID' });
     expect((await api('/rooms')).body).toEqual({ default: 'default', rooms: { pstn: 'telephony' } });
+    // Room names that are also names of every object's methods are rooms like any other.
+    for (const room of ['constructor', 'toString', 'hasOwnProperty']) {
+      expect((await api(`/rooms/${room}`)).body).toEqual({ room, pipeline: 'default', bound: false });
+    }
+    expect((await api('/rooms/constructor', json('PUT', { pipeline: 'telephony' }))).body).toEqual({ room: 'constructor', pipeline: 'telephony', bound: true });
+    expect((await api('/rooms/constructor')).body).toEqual({ room: 'constructor', pipeline: 'telephony', bound: true });
+    expect((await api('/rooms/constructor', { method: 'DELETE' })).status).toBeLessThan(300);
 
     await Promise.all([send('pstn', 'caller'), send('pstn', 'override', '?pipeline=quiet'), send('lobby', 'guest')]);
     expect((await recordingOf('caller')).wav.sampleRate).toBe(8000);

@@ -71,7 +71,9 @@ export function registerPipelineRoutes(app: FastifyInstance, core: EarshotCore):
 
   app.get<{ Params: { room: string } }>('/rooms/:room', async (req) => {
     checkName('room', req.params.room);
-    const bound = core.roomBindings()[req.params.room];
+    const bindings = core.roomBindings();
+    // Own keys only: `constructor` or `toString` is a room name like any other, not bound.
+    const bound = Object.hasOwn(bindings, req.params.room) ? bindings[req.params.room] : undefined;
     return { room: req.params.room, pipeline: bound ?? core.defaultPipelineName, bound: bound !== undefined };
   });
 
