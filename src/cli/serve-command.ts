@@ -173,12 +173,13 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--early-output <ms>', 'how long a DSP worker\'s batch may run before it hands back the streams it has finished (0: after every stream)').env('EARSHOT_EARLY_OUTPUT').default(4).argParser(inPoolRange('--early-output', POOL_OPTION_RANGES.earlyOutputMs)))
     .addOption(new Option('--quiet-hold <ms>', 'how long a silent talker\'s comfort-noise updates (DTX) may wait for a batch their DSP worker runs anyway (0: never held)').env('EARSHOT_QUIET_HOLD').default(200).argParser(inPoolRange('--quiet-hold', POOL_OPTION_RANGES.quietHoldMs)))
     .addOption(new Option('--stage-timeout <ms>', 'longest a stream\'s stages may run on one batch before its worker is replaced and the stream ends').env('EARSHOT_STAGE_TIMEOUT').default(500).argParser(integer('--stage-timeout', 50, 600000)))
+    .addOption(new Option('--processor-drain-timeout <ms>', 'when a session ends, how long to wait for each processor stage (operator form) that still holds audio; then what it holds is cut off, counted and logged (0: no wait)').env('EARSHOT_PROCESSOR_DRAIN_TIMEOUT').default(2000).argParser(integer('--processor-drain-timeout', 0, 600000)))
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
     .addOption(new Option('--parallel-scavenge <on|off>', "collect the young generation with V8's helper threads (on) or on the collecting thread (off: shorter pauses while the DSP threads keep the cores busy)").env('EARSHOT_PARALLEL_SCAVENGE').default('off').choices(['on', 'off']))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; corsOrigin?: string[]; whipCorsOrigin: string[];
-      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }, command: Command) => {
@@ -205,6 +206,7 @@ export function registerServeCommand(program: Command): void {
           earlyOutputMs: opts.earlyOutput,
           quietHoldMs: opts.quietHold,
           stageTimeoutMs: opts.stageTimeout,
+          processorDrainTimeoutMs: opts.processorDrainTimeout,
           admission: opts.admission === 'off' ? false : { maxLatencyMs: opts.admissionMaxLatency, maxMachineUtilization: opts.admissionMaxMachineCpu / 100 },
           maxPendingSessions: opts.maxPendingSessions,
           maxListeners: opts.maxListeners,

@@ -47,6 +47,12 @@ export interface EarshotCoreOptions {
   /** Admission by measured load (see AdmissionOptions); `false` admits by the counts alone. Default: on, with its defaults. */
   admission?: AdmissionOptions | false;
   /**
+   * How long a session's end waits for each processor stage (operator form)
+   * that still holds frames to complete, before what it holds is cut off
+   * (counted and reported). ms; 0 does not wait. Default 2000.
+   */
+  processorDrainTimeoutMs?: number;
+  /**
    * Processor registry for `processor` sinks and attachments. Default: a
    * registry of this core's own over the process-wide one (`registerProcessor`).
    */
@@ -59,7 +65,7 @@ export const DEFAULT_MAX_PENDING_SESSIONS = 50;
 
 /** The session options of the core, checked: `EARSHOT_OPTION_INVALID` naming the first one that is not usable. */
 export function checkCoreOptions(
-  options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'maxListeners' | 'maxListenersPerPeer' | 'listenerTimeoutMs' | 'admission'>,
+  options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'maxListeners' | 'maxListenersPerPeer' | 'listenerTimeoutMs' | 'admission' | 'processorDrainTimeoutMs'>,
 ): void {
   checkMilliseconds('mediaTimeoutMs', options.mediaTimeoutMs);
   checkMilliseconds('connectTimeoutMs', options.connectTimeoutMs);
@@ -68,5 +74,6 @@ export function checkCoreOptions(
   checkInteger('maxListeners', options.maxListeners, 0);
   checkInteger('maxListenersPerPeer', options.maxListenersPerPeer, 0);
   checkInteger('listenerTimeoutMs', options.listenerTimeoutMs, 0);
+  checkInteger('processorDrainTimeoutMs', options.processorDrainTimeoutMs, 0, 2 ** 31 - 1);
   checkAdmissionOptions(options.admission);
 }

@@ -104,6 +104,7 @@ export class EarshotCore {
       sessions$: this.#sessions$,
       guard: (source, label) => this.#guard(source, label),
       withPool: (fn) => this.withPool(fn),
+      processorDrainTimeoutMs: options.processorDrainTimeoutMs,
     });
     this.listeners = new Listeners({
       ice: options.ice,

@@ -85,6 +85,8 @@ export interface PeerTotals {
   processorErrors: number;
   /** Main-thread seconds spent in processor stages. */
   processorStageSeconds: number;
+  /** Frames processor stages still held when their stream ended, cut off after the drain timeout. */
+  framesProcessorStageCutOff: number;
   /** Frames websocket sinks handed to their servers. */
   websocketFramesSent: number;
   /** Frames websocket sinks dropped from a full queue. */
@@ -113,6 +115,7 @@ const ZERO_TOTALS: PeerTotals = {
   sinkErrors: 0,
   processorErrors: 0,
   processorStageSeconds: 0,
+  framesProcessorStageCutOff: 0,
   websocketFramesSent: 0,
   websocketFramesDropped: 0,
   websocketReconnects: 0,
@@ -137,7 +140,10 @@ function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
   into.clippedSamples += s.audio.clippedSamples;
   into.sinkErrors += s.processing.sinkErrors;
   into.processorErrors += s.processing.processorErrors;
-  for (const p of s.processing.processorStages ?? []) into.processorStageSeconds += p.cpuSeconds;
+  for (const p of s.processing.processorStages ?? []) {
+    into.processorStageSeconds += p.cpuSeconds;
+    into.framesProcessorStageCutOff += p.framesCutOff ?? 0;
+  }
   addWebSocketTotals(into, s.websockets ?? [], 1);
 }
 

@@ -97,6 +97,8 @@ export interface SessionLifecycleOptions {
   guard<T>(source: Observable<T>, label: StreamObservableLabel): Observable<T>;
   /** Runs code that may subscribe stage operators with this core's workers as their default pool. */
   withPool<R>(fn: () => R): R;
+  /** See `EarshotCoreOptions.processorDrainTimeoutMs`. */
+  processorDrainTimeoutMs?: number;
 }
 
 export class SessionLifecycle {
@@ -150,6 +152,7 @@ export class SessionLifecycle {
       session: session.id,
       processors: o.processors,
       latency: o.latency,
+      processorDrainTimeoutMs: o.processorDrainTimeoutMs,
       onProcessorEvent: (e) => {
         o.events$.next(e);
         feed.processorEvent(e);

@@ -20,9 +20,12 @@ export interface PeerPipelineEvent {
    * connection (once per outage; `data`: branch, url, error);
    * `websocket-reconnected`: it connected again (`data`: reconnects);
    * `websocket-dropping`: its queue is full and the oldest audio is being
-   * dropped (once until the queue drains).
+   * dropped (once until the queue drains);
+   * `processor-stage-cut-off`: a processor stage still held audio when the
+   * stream ended and did not complete within `processorDrainTimeoutMs`
+   * (`data`: branch, stage, processor, frames, seconds, timeoutMs, recording).
    */
-  type: 'recording-failed' | 'audio-dropping' | 'audio-dropped' | 'websocket-unavailable' | 'websocket-reconnected' | 'websocket-dropping';
+  type: 'recording-failed' | 'audio-dropping' | 'audio-dropped' | 'websocket-unavailable' | 'websocket-reconnected' | 'websocket-dropping' | 'processor-stage-cut-off';
   level: 'info' | 'warn' | 'error';
   /** One line for the log. */
   message: string;
@@ -32,7 +35,7 @@ export interface PeerPipelineEvent {
 /** Drops this far apart belong to one episode: it ends (and is summarized) after this long without any. */
 export const DROP_QUIET_MS = 5000;
 
-export type DropCounts = Omit<DroppedFrames, 'backlog'>;
+export type DropCounts = Omit<DroppedFrames, 'backlog' | 'processorStage'>;
 
 /** Where loss goes: the recordings, and the events. */
 export interface LossSinks {

@@ -56,7 +56,7 @@ import { runProcessor, type ProcessorClientLink, type ProcessorEvent, type Proce
 import { LossAccounting, type DropCounts, type PeerPipelineEvent } from './loss-accounting.js';
 import type { Pipeline } from './pipeline.js';
 import { processorContext } from './processor-context.js';
-import { ProcessorStageChain, type ProcessorStageStats } from './processor-stage-chain.js';
+import { ProcessorStageChain, type ProcessorStageCutOff, type ProcessorStageStats } from './processor-stage-chain.js';
 import { processorStages, workerStages, type ProcessorStageDefinition } from './processor-stages.js';
 import { openWebSocketSinks } from './websocket-sinks.js';
 
@@ -90,6 +90,13 @@ export interface PeerPipelineOptions {
   onRecording?(change: RecordingChange): void;
   /** The client's data channel, for processors (`context.messages$`, `context.send`); none: they see no messages and cannot send. */
   client?: ProcessorClientLink;
+  /**
+   * How long `close()` waits for each processor stage (operator form) that
+   * still holds frames to complete; one that has not by then is cut off, and
+   * what it held is counted and reported (`processor-stage-cut-off`). Default
+   * `DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS` (2000 ms).
+   */
+  processorDrainTimeoutMs?: number;
 }
 
 /** A recording's state changed (see `PeerPipelineOptions.onRecording`). */
@@ -635,9 +642,26 @@ export class PeerPipeline {
           this.processorErrors++;
           this.#sinkFailed(`processor:${name}`, error);
         },
+        completeTimeoutMs: this.#options.processorDrainTimeoutMs,
+        onCutOff: (cut) => this.#processorStageCutOff(r, cut),
       });
     }
     return r.chain.output;
+  }
+
+  /**
+   * A processor stage still held audio when the wait at the end ran out: its
+   * media time went on as silence (the chain did that); here the recording
+   * counts it as dropped and as a gap, and the operator hears of it.
+   */
+  #processorStageCutOff(r: BranchRuntime, cut: ProcessorStageCutOff): void {
+    r.record?.noteLoss({ processorStage: cut.frames }, Math.round(cut.seconds * DECODE_RATE));
+    this.#emit({
+      type: 'processor-stage-cut-off',
+      level: 'warn',
+      message: 'a processor stage still held audio when the stream ended and did not complete within the drain timeout; what it held was cut off (silence in its place)',
+      data: { branch: cut.branch, stage: cut.stage, processor: cut.name, frames: cut.frames, seconds: Math.round(cut.seconds * 1000) / 1000, timeoutMs: cut.timeoutMs, recording: r.record?.active ?? false },
+    });
   }
 
   #sinkFailed(sink: string, error: Error): void {
@@ -673,6 +697,9 @@ export class PeerPipeline {
     }
   }
 }
+
+/** The unit of the silence `RecordSink.noteLoss` is told about: samples of the decoded stream. */
+const DECODE_RATE = 48000;
 
 function bit(branch: number): number {
   return branch < 30 ? 1 << branch : 0;

@@ -14,10 +14,19 @@
  * The main-thread time each stage spends (its synchronous work, not the
  * stages and sinks after it) is counted: it competes with WebRTC for the
  * main thread, and the peer's statistics show it.
+ *
+ * When the stream ends, an operator stage's input completes and the chain
+ * waits for what it still holds, up to `completeTimeoutMs`. An operator that
+ * has not completed by then is cut off: what it still held is counted
+ * (`framesCutOff`, estimated from the media time its output is short of its
+ * input) and reported through `onCutOff`, and the media time it covered goes
+ * on as silence in the stage's output format, so the recording's duration
+ * stays the media duration and the loss is never silent.
  */
 import { performance } from 'node:perf_hooks';
 import { Observable, Subject, type Subscription } from 'rxjs';
 import { CLIP_LEVEL, measureLevels } from '../dsp/levels.js';
+import { isSharedZeros, sharedZerosF32 } from '../media/shared-zeros.js';
 import type { AudioFrame, BranchFormat } from '../media/frames.js';
 import type { ProcessorContext, ProcessorRegistry, ProcessorStageContext, ProcessorStageFormat, ProcessorStageInstance } from '../sinks/processors.js';
 import type { ProcessorStageDefinition } from './processor-stages.js';
@@ -37,6 +46,13 @@ export interface ProcessorStageStats {
   framesOut: number;
   /** Main-thread seconds spent in it (its synchronous work per frame). */
   cpuSeconds: number;
+  /**
+   * Frames it still held when the stream ended and the wait for it ran out
+   * (`processorDrainTimeoutMs`): estimated from the media time its output was
+   * short of its input, in frames of the size it was given. Their media time
+   * went on as silence. 0 while it keeps up.
+   */
+  framesCutOff: number;
   /** Why it failed. */
   error?: string;
 }
@@ -59,10 +75,36 @@ export interface ProcessorStageChainOptions {
   deliver(frame: AudioFrame): void;
   /** A stage failed and was detached (called once per stage). */
   onFailed(name: string, error: Error): void;
+  /**
+   * How long `complete()` waits for each operator stage that still holds
+   * frames to complete, ms. Default `DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS`.
+   */
+  completeTimeoutMs?: number;
+  /** An operator stage was cut off at the end (see the module comment); called once per stage, after its silence went on. */
+  onCutOff?(cut: ProcessorStageCutOff): void;
 }
 
-/** How long closing waits for an operator holding frames to complete. */
-const COMPLETE_TIMEOUT_MS = 2000;
+/** What a processor stage still held when the wait for it at the end of the stream ran out. */
+export interface ProcessorStageCutOff {
+  name: string;
+  branch: string;
+  /** Index of the stage in the branch's `stages`. */
+  stage: number;
+  /** Frames cut off (see `ProcessorStageStats.framesCutOff`). */
+  frames: number;
+  /** Media seconds they held, now silence. */
+  seconds: number;
+  /** The wait that ran out, ms. */
+  timeoutMs: number;
+}
+
+/**
+ * How long closing waits by default for an operator holding frames to
+ * complete: long enough for an operator that batches a second or so of audio
+ * (a model call) to emit it, short enough that a stuck one does not hold up
+ * the session's end for long.
+ */
+export const DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS = 2000;
 
 /** Time spent downstream of the stage being timed (shared by a chain's stages, see `StageRunner.#emit`). */
 interface Clock {
@@ -74,8 +116,12 @@ export class ProcessorStageChain {
   readonly output: BranchFormat;
   readonly #runners: StageRunner[] = [];
   readonly #first: (frame: AudioFrame) => void;
+  readonly #completeTimeoutMs: number;
+  readonly #onCutOff: ((cut: ProcessorStageCutOff) => void) | undefined;
 
   constructor(options: ProcessorStageChainOptions) {
+    this.#completeTimeoutMs = options.completeTimeoutMs ?? DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS;
+    this.#onCutOff = options.onCutOff;
     const clock: Clock = { downstreamMs: 0 };
     let format = options.input;
     const specs = options.stages.map(({ index, stage }) => {
@@ -100,9 +146,21 @@ export class ProcessorStageChain {
     this.#first(frame);
   }
 
-  /** Ends the input; settles when every stage has emitted what it holds (or was given up on after a bound). */
+  /**
+   * Ends the input; settles when every stage has emitted what it holds, or
+   * was cut off after `completeTimeoutMs`. In order: a stage cut off passes
+   * its silence on before the next stage's input completes.
+   */
   async complete(): Promise<void> {
-    for (const r of this.#runners) await r.complete();
+    for (const r of this.#runners) {
+      const cut = await r.complete(this.#completeTimeoutMs);
+      if (!cut) continue;
+      try {
+        this.#onCutOff?.(cut);
+      } catch {
+        // a listener's failure must not keep the other stages from completing
+      }
+    }
   }
 
   stats(): ProcessorStageStats[] {
@@ -130,6 +188,12 @@ class StageRunner {
   #settle: (() => void) | undefined;
   /** Next output position of the silence a failed format-changing stage leaves. */
   #silenceAt: number | undefined;
+  /** Media span of the input so far (samples at the input rate), and the size of its last frame: what a cut-off stage owed. */
+  #inStart: number | undefined;
+  #inEnd = 0;
+  #inFrameSamples = 0;
+  /** End of the media its output covers so far (samples at the output rate). */
+  #outEnd: number | undefined;
 
   constructor(
     spec: { index: number; stage: ProcessorStageDefinition; input: BranchFormat; output: BranchFormat; problem: string | undefined },
@@ -138,7 +202,7 @@ class StageRunner {
     next: (frame: AudioFrame) => void,
   ) {
     const { name } = spec.stage;
-    this.stats = { name, branch: options.branch, stage: spec.index, state: 'running', framesIn: 0, framesOut: 0, cpuSeconds: 0 };
+    this.stats = { name, branch: options.branch, stage: spec.index, state: 'running', framesIn: 0, framesOut: 0, cpuSeconds: 0, framesCutOff: 0 };
     this.#input = spec.input;
     this.#output = spec.output;
     this.#clock = clock;
@@ -187,6 +251,12 @@ class StageRunner {
 
   push(frame: AudioFrame): void {
     this.stats.framesIn++;
+    // User code may write to what it is given: never to the shared zeros (a cut-off stage's silence).
+    if (isSharedZeros(frame.data)) frame = { ...frame, data: frame.data instanceof Int16Array ? new Int16Array(frame.data.length) : new Float32Array(frame.data.length) };
+    const samples = frame.data.length / Math.max(1, frame.channels);
+    this.#inStart ??= frame.position;
+    this.#inEnd = Math.max(this.#inEnd, frame.position + samples);
+    if (samples > 0) this.#inFrameSamples = samples;
     if (this.stats.state === 'failed') return this.#bypass(frame);
     const t0 = performance.now();
     const downstream0 = this.#clock.downstreamMs;
@@ -210,18 +280,46 @@ class StageRunner {
     }
   }
 
-  complete(): Promise<void> {
-    if (!this.#subject) return Promise.resolve();
+  /**
+   * Completes an operator's input and waits for it to complete, up to
+   * `timeoutMs`. If it has not by then, it is cut off: unsubscribed (what it
+   * emits later goes nowhere), the media time its output is short of its
+   * input goes on as silence, and what that was is returned.
+   */
+  async complete(timeoutMs: number): Promise<ProcessorStageCutOff | undefined> {
+    if (!this.#subject) return undefined;
     this.#subject.complete();
     let timer: NodeJS.Timeout | undefined;
+    let completed = false;
     const bound = new Promise<void>((settle) => {
-      timer = setTimeout(settle, COMPLETE_TIMEOUT_MS);
+      timer = setTimeout(settle, timeoutMs);
       timer.unref?.();
     });
-    return Promise.race([this.#done, bound]).finally(() => {
+    try {
+      await Promise.race([this.#done.then(() => (completed = true)), bound]);
+    } finally {
       clearTimeout(timer);
       this.#sub?.unsubscribe();
-    });
+    }
+    if (completed || this.stats.state === 'failed') return undefined;
+    return this.#cutOff(timeoutMs);
+  }
+
+  /** The media time the output is short of the input, as silence in the output format; what it stood for. */
+  #cutOff(timeoutMs: number): ProcessorStageCutOff | undefined {
+    if (this.#inStart === undefined) return undefined;
+    const ratio = this.#output.sampleRate / this.#input.sampleRate;
+    const start = Math.max(this.#outEnd ?? 0, Math.round(this.#inStart * ratio));
+    const end = Math.round(this.#inEnd * ratio);
+    if (end <= start) return undefined;
+    const owed = end - start;
+    const frames = Math.ceil(owed / ratio / Math.max(1, this.#inFrameSamples));
+    this.stats.framesCutOff += frames;
+    this.#subject = undefined;
+    // In pieces of at most a second, views of the shared zeros: a stage that owed an hour costs no hour of memory.
+    const piece = this.#output.sampleRate;
+    for (let at = start; at < end; at += piece) this.#emitSilence(at, Math.min(end, at + piece), undefined, true);
+    return { name: this.stats.name, branch: this.stats.branch, stage: this.stats.stage, frames, seconds: owed / this.#output.sampleRate, timeoutMs };
   }
 
   /** An emitted frame: checked against the declared format, then passed on. `input`: the frame a map got (passed on instead if the output is refused). */
@@ -243,6 +341,7 @@ class StageRunner {
    * this call ran is counted once, in this call's duration.
    */
   #emit(frame: AudioFrame): void {
+    this.#outEnd = Math.max(this.#outEnd ?? 0, frame.position + frame.data.length / Math.max(1, frame.channels));
     const before = this.#clock.downstreamMs;
     const t = performance.now();
     try {
@@ -261,16 +360,22 @@ class StageRunner {
     const end = Math.round((frame.position + samples) * ratio);
     if (end <= start) return;
     this.#silenceAt = end;
+    this.#emitSilence(start, end, frame.arrival);
+  }
+
+  /** Silence in the output format over output positions [start, end); `shared`: a view of the shared zeros (the next stage copies it, the sinks only read it). */
+  #emitSilence(start: number, end: number, arrival: number | undefined, shared = false): void {
+    const length = (end - start) * this.#output.channels;
     this.#emit({
       position: start,
       sampleRate: this.#output.sampleRate,
       channels: this.#output.channels,
       sampleFormat: 'f32',
-      data: new Float32Array((end - start) * this.#output.channels),
+      data: shared ? sharedZerosF32(length) : new Float32Array(length),
       rms: 0,
       peak: 0,
       clipped: 0,
-      arrival: frame.arrival,
+      arrival: arrival ?? performance.now(),
     });
   }
 

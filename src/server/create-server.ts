@@ -173,6 +173,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     maxListenersPerPeer: options.maxListenersPerPeer,
     listenerTimeoutMs: options.listenerTimeoutMs,
     admission: options.admission,
+    processorDrainTimeoutMs: options.processorDrainTimeoutMs,
     log: app.log.child({ module: 'core' }),
   });
   pipelineRoles.of = (name) => core.pipelineRole(name);

@@ -95,9 +95,9 @@ export function createMetrics(core: EarshotCore): client.Registry {
   counter('earshot_frames_decoded_total', 'Opus packets decoded.', () => read().totals.framesDecoded);
   counter('earshot_frames_processed_total', 'Frames delivered to the sinks (first branch).', () => read().totals.framesProcessed);
   counter('earshot_frames_concealed_total', 'Frames made by Opus packet-loss concealment.', () => read().totals.framesConcealed);
-  labelled('earshot_frames_dropped_total', 'Frames not processed, by reason.', 'reason', () => {
+  labelled('earshot_frames_dropped_total', 'Frames not processed (or cut off in a processor stage at the stream\'s end), by reason.', 'reason', () => {
     const t = read().totals;
-    return { queue_full: t.framesDroppedQueueFull, late: t.framesLate, corrupt: t.framesCorrupt };
+    return { queue_full: t.framesDroppedQueueFull, late: t.framesLate, corrupt: t.framesCorrupt, processor_stage: t.framesProcessorStageCutOff };
   });
   counter('earshot_audio_clipped_samples_total', 'Samples at or beyond 16-bit full scale, measured after processing.', () => read().totals.clippedSamples);
   counter('earshot_sink_errors_total', 'Sinks and processors detached after failing.', () => read().totals.sinkErrors);

@@ -141,6 +141,16 @@ export interface CreateServerOptions {
   maxQueuedFrames?: number;
   /** End a session when no RTP arrives for this long. Default 10000 ms. */
   mediaTimeoutMs?: number;
+  /**
+   * When a session ends, how long to wait for each `processor` stage in
+   * operator form that still holds frames to emit them and complete. One that
+   * has not by then is cut off: the media time it held is recorded as
+   * silence, counted (`droppedBy.processorStage` of the recording,
+   * `processorStages[].framesCutOff`, `earshot_frames_dropped_total{reason="processor_stage"}`)
+   * and reported (`processor-stage-cut-off` event, logged). 0 does not wait.
+   * Default 2000 ms.
+   */
+  processorDrainTimeoutMs?: number;
   /** End a session that has not connected (ICE + DTLS) in this time. Default 15000 ms. */
   connectTimeoutMs?: number;
   /** Most concurrent sessions; more are refused with 503 and `Retry-After`. Default 500. */
@@ -221,7 +231,7 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxDownloadsPerClient: true, maxDownloads: true,
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
-  maxQueuedFrames: true, mediaTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
+  maxQueuedFrames: true, mediaTimeoutMs: true, processorDrainTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
   maxListeners: true, maxListenersPerPeer: true, listenerTimeoutMs: true,
   admission: true, iceHostAddresses: true, icePortRange: true, iceServers: true, logLevel: true, logger: true,
   stageModules: true, processors: true,

@@ -55,7 +55,7 @@ export class OggOpusRecorder {
   /** Packets known to be lost, written as zero-length frames for the decoder to conceal. */
   concealedPackets = 0;
   /** Frames dropped before they reached this recording (only while its file opened: packets never pass the worker queue). */
-  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0 };
+  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 };
   #nextPosition: number | undefined;
   /** TOC of the last packet received, code 0: what concealment packets are made of. */
   #lastToc: number | undefined;

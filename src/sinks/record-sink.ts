@@ -23,7 +23,7 @@ import type { AudioFrame, EncodedFrame } from '../media/frames.js';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { OggOpusRecorder } from './ogg-opus-recorder.js';
 import { opusPacketIsStereo } from '../media/opus-toc.js';
-import { Recorder, type DroppedFrames, type RecordingFormat, type RecordingInfo } from './recorder.js';
+import { droppedTotal, Recorder, type DroppedFrames, type RecordingFormat, type RecordingInfo } from './recorder.js';
 import { GENERATED_NAME_MAX } from './recording-names.js';
 import { RecordingsStore, type RecordingExtension } from './recordings-store.js';
 import type { WavSampleFormat } from './wav-file-writer.js';
@@ -358,7 +358,7 @@ export class RecordSink {
       sampleFormat: this.format === 'ogg-opus' ? 's16' : this.options.sampleFormat,
       gapFrames: 0,
       gapSeconds: 0,
-      droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
+      droppedFrames: droppedTotal(d),
       droppedBy: { ...d },
       droppedBytes: 0,
       error: error.message,
@@ -404,7 +404,7 @@ function keep(frame: AudioFrame, pcm16: Int16Array | undefined): { frame: AudioF
 }
 
 function emptyLoss(): { dropped: DroppedFrames; silence: number } {
-  return { dropped: { queueFull: 0, late: 0, workerRestart: 0, backlog: 0 }, silence: 0 };
+  return { dropped: { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 }, silence: 0 };
 }
 
 /** "ENOSPC (no space left on device)" from a system error, so the reason is readable and its errno leads (the error hints key on it). */

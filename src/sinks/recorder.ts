@@ -24,6 +24,12 @@ export interface DroppedFrames {
   workerRestart: number;
   /** While the file was being opened, beyond the frames kept for it. */
   backlog: number;
+  /**
+   * Held by a processor stage when the stream ended and cut off after
+   * `processorDrainTimeoutMs` (estimated from the media time they held; it
+   * is silence in the file).
+   */
+  processorStage: number;
 }
 
 /** The rate of the decoded stream, the unit of worker-inserted silence. */
@@ -89,7 +95,7 @@ export class Recorder {
   stoppedAt: Date | undefined;
   /** Silence the recorder inserted itself (sample frames at the file's rate). */
   gapFrames = 0;
-  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0 };
+  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 };
   /** Silence the worker inserted, in 48 kHz samples (converted when reported, so no rounding accumulates). */
   #workerSilence = 0;
   #nextPosition: number | undefined;
@@ -198,9 +204,14 @@ export function recordingInfo(
     sampleFormat: file.sampleFormat,
     gapFrames: file.gapFrames,
     gapSeconds: Math.round((file.gapFrames / file.sampleRate) * 1000) / 1000,
-    droppedFrames: d.queueFull + d.late + d.workerRestart + d.backlog,
+    droppedFrames: droppedTotal(d),
     droppedBy: { ...d },
     droppedBytes: writer.droppedBytes,
     ...(e ? { error: e.message, code: (e as { code?: string }).code } : {}),
   };
+}
+
+/** Every frame a recording lost on the way, whatever the cause. */
+export function droppedTotal(d: DroppedFrames): number {
+  return d.queueFull + d.late + d.workerRestart + d.backlog + d.processorStage;
 }

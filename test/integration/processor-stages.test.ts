@@ -3,11 +3,13 @@
  * in a branch's stages makes the audio its sinks get. The recording holds its
  * output (a ×0.5 gain records 6 dB quieter than the same audio without it),
  * after a resample it records at the resampled rate, a stage that throws is
- * detached while the recording goes on with the audio it got, and a pipeline
- * naming a processor that is not registered as a stage never starts.
+ * detached while the recording goes on with the audio it got, a pipeline
+ * naming a processor that is not registered as a stage never starts, and at
+ * the end of a stream a stage that still holds audio is waited for up to
+ * `processorDrainTimeoutMs`, then cut off with what it held counted.
  */
 import { join } from 'node:path';
-import { map, type Observable } from 'rxjs';
+import { concatWith, delay, filter, from, map, mergeMap, NEVER, toArray, type Observable } from 'rxjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { WhipRequestError } from '../../src/client/whip-client.js';
@@ -45,6 +47,13 @@ processors.register(
 );
 // Registered as a sink only.
 processors.register('listener', () => ({ next() {} }));
+// Holds every frame until its input completes, then emits them all DRAIN_LATE_MS later: longer than the default wait (2 s).
+const DRAIN_LATE_MS = 2500;
+processors.register('late', () => (frames$: Observable<AudioFrame>) => frames$.pipe(toArray(), delay(DRAIN_LATE_MS), mergeMap((fs) => from(fs))), { stage: true });
+// Passes the first second on, holds the rest, and never completes: it can only be cut off.
+processors.register('stuck', () => (frames$: Observable<AudioFrame>) => frames$.pipe(filter((f) => f.position < f.sampleRate), concatWith(NEVER)), { stage: true });
+/** The wait for processor stages at a stream's end on the test server: longer than `late` needs. */
+const DRAIN_TIMEOUT_MS = 4000;
 
 let server: Promise<TestServer> | undefined;
 function testServer(): Promise<TestServer> {
@@ -59,7 +68,10 @@ function testServer(): Promise<TestServer> {
         sinks: [{ type: 'record', sampleFormat: 'f32' }],
       },
       { name: 'boom', stages: [{ type: 'processor', name: 'boom' }], sinks: [{ type: 'record' }, { type: 'stats' }] },
+      { name: 'late', stages: [{ type: 'processor', name: 'late' }], sinks: [{ type: 'record' }, { type: 'stats' }] },
+      { name: 'stuck', stages: [{ type: 'processor', name: 'stuck' }], sinks: [{ type: 'record' }, { type: 'stats' }] },
     ],
+    processorDrainTimeoutMs: DRAIN_TIMEOUT_MS,
   }));
 }
 afterAll(async () => (await server)?.close());
@@ -86,7 +98,7 @@ describe('processor stages', () => {
     // The stats measure the stage's output too, and the stage's work is counted.
     expect(half.stats.audio.sessionPeakDbfs - plain.stats.audio.sessionPeakDbfs).toBeCloseTo(20 * Math.log10(0.5), 0);
     expect(half.stats.processing.processorStages).toEqual([
-      { name: 'gain', branch: 'main', stage: 0, state: 'running', framesIn: SECONDS * 50, framesOut: SECONDS * 50, cpuSeconds: expect.any(Number) },
+      { name: 'gain', branch: 'main', stage: 0, state: 'running', framesIn: SECONDS * 50, framesOut: SECONDS * 50, cpuSeconds: expect.any(Number), framesCutOff: 0 },
     ]);
     expect(half.stats.processing.processorStages[0].cpuSeconds).toBeGreaterThan(0);
     expect(half.stats.processing.processorErrors).toBe(0);
@@ -146,6 +158,41 @@ describe('processor stages', () => {
       expect((await fetch(`${t.url}/stats/never`)).status).toBe(404);
     } finally {
       processors.register('gain', (ctx: ProcessorStageContext) => ({ map: (f: AudioFrame) => scaled(f, Number(ctx.options.gain ?? 1)) }), { stage: true });
+    }
+  });
+
+  it('waits up to processorDrainTimeoutMs for a stage that still holds audio when the stream ends: all of it is recorded', async () => {
+    const t = await testServer();
+    const late = await publish(t, 'late-1', 'late');
+    expect(Math.abs(late.duration - SECONDS)).toBeLessThan(0.03);
+    expect(late.stats.processing.processorStages).toMatchObject([{ name: 'late', state: 'running', framesIn: SECONDS * 50, framesOut: SECONDS * 50, framesCutOff: 0 }]);
+    expect(late.stats.recordings[0]).toMatchObject({ droppedFrames: 0, gapFrames: 0, droppedBy: { processorStage: 0 } });
+  });
+
+  it('cuts off a stage that has not completed within processorDrainTimeoutMs: what it held is counted, reported and recorded as silence', async () => {
+    const t = await testServer();
+    const events: Array<{ event: string; peerId: string; data: unknown }> = [];
+    const sub = t.server.events$.subscribe((e) => events.push(e));
+    try {
+      const sent = await sendAudio({ url: `${t.url}/whip/stage-room/stuck-1?pipeline=stuck`, source: TONE, seconds: SECONDS, speed: FAST });
+      expect(sent.packetsSent).toBe(SECONDS * 50);
+      const stats = (await (await fetch(`${t.url}/stats/stuck-1`)).json()) as PeerStatsSnapshot;
+      // The second second never left the stage: 50 frames of 20 ms, counted where the recording's losses are.
+      expect(stats.processing.processorStages).toMatchObject([{ name: 'stuck', state: 'running', framesIn: SECONDS * 50, framesOut: 50, framesCutOff: 50 }]);
+      const recording = stats.recordings[0];
+      expect(recording).toMatchObject({ droppedFrames: 50, droppedBy: { processorStage: 50 }, gapSeconds: 1 });
+      // The file keeps the media duration: the first second as the stage emitted it, then silence for what it held.
+      const wav = await readWav(join(t.recordingsDir, recording.name));
+      expect(Math.abs(wav.durationSec - SECONDS)).toBeLessThan(0.03);
+      expect(levelDb(wav.channels[0], 48000, 0.2, 0.9)).toBeGreaterThan(-20);
+      expect(wav.channels[0].subarray(48000).every((v) => v === 0)).toBe(true);
+      expect(events.filter((e) => e.peerId === 'stuck-1' && e.event === 'processor-stage-cut-off').map((e) => e.data)).toEqual([
+        { branch: 'main', stage: 0, processor: 'stuck', frames: 50, seconds: 1, timeoutMs: DRAIN_TIMEOUT_MS, recording: true },
+      ]);
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      expect(metrics).toMatch(/^earshot_frames_dropped_total\{reason="processor_stage"\} 50$/m);
+    } finally {
+      sub.unsubscribe();
     }
   });
 });

@@ -215,7 +215,7 @@ describe('recording faults', () => {
     expect(rec.state).toBe('stopped');
     expect(rec.droppedBy.queueFull).toBeGreaterThan(0);
     expect(rec.droppedBy.queueFull).toBeGreaterThanOrEqual(stats.processing.dropped.queueFull);
-    expect(rec.droppedFrames).toBe(rec.droppedBy.queueFull + rec.droppedBy.late + rec.droppedBy.workerRestart + rec.droppedBy.backlog);
+    expect(rec.droppedFrames).toBe(rec.droppedBy.queueFull + rec.droppedBy.late + rec.droppedBy.workerRestart + rec.droppedBy.backlog + rec.droppedBy.processorStage);
     // Every dropped 20 ms frame is 960 samples of silence in the file (the worker filled the timeline).
     expect(rec.gapFrames).toBeGreaterThanOrEqual(rec.droppedBy.queueFull * 960);
     expect(rec.gapSeconds).toBeCloseTo(rec.gapFrames / 48000, 3);

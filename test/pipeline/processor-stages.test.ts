@@ -8,13 +8,13 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bufferCount, mergeMap, type Observable } from 'rxjs';
+import { bufferCount, concatWith, filter, mergeMap, NEVER, type Observable } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { PipelineChecks } from '../../src/core/pipeline-checks.js';
 import type { AudioFrame, BranchFormat } from '../../src/media/frames.js';
 import { parsePipeline, validatePipeline } from '../../src/pipeline/pipeline.js';
 import { processorStage } from '../../src/pipeline/pipeline-builder.js';
-import { ProcessorStageChain } from '../../src/pipeline/processor-stage-chain.js';
+import { ProcessorStageChain, type ProcessorStageCutOff } from '../../src/pipeline/processor-stage-chain.js';
 import { processorStages, workerStages } from '../../src/pipeline/processor-stages.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { usePipelineRig } from '../helpers/pipeline-rig.js';
@@ -120,11 +120,14 @@ describe('registration', () => {
 });
 
 /** Runs `frames` through a chain of the given processor stages; returns what came out, the failures and the chain. */
-async function run(r: ProcessorRegistry, names: Array<string | { name: string; options?: Record<string, unknown> }>, frames: AudioFrame[], input: BranchFormat = F48) {
+async function run(r: ProcessorRegistry, names: Array<string | { name: string; options?: Record<string, unknown> }>, frames: AudioFrame[], input: BranchFormat = F48, completeTimeoutMs?: number) {
   const out: AudioFrame[] = [];
   const failures: string[] = [];
   const events: string[] = [];
+  const cutOff: ProcessorStageCutOff[] = [];
   const chain = new ProcessorStageChain({
+    completeTimeoutMs,
+    onCutOff: (cut) => cutOff.push(cut),
     branch: 'main',
     stages: names.map((n, index) => ({ index, stage: { type: 'processor', ...(typeof n === 'string' ? { name: n } : n) } })),
     processors: r,
@@ -135,7 +138,7 @@ async function run(r: ProcessorRegistry, names: Array<string | { name: string; o
   });
   for (const f of frames) chain.push(f);
   await chain.complete();
-  return { out, failures, events, chain };
+  return { out, failures, events, chain, cutOff };
 }
 
 describe('the chain of processor stages', () => {
@@ -163,6 +166,22 @@ describe('the chain of processor stages', () => {
     r.register('pairs', () => (frames$: Observable<AudioFrame>) => frames$.pipe(bufferCount(2), mergeMap((fs) => fs)), { stage: true });
     const { out } = await run(r, ['pairs'], [frame(0), frame(1), frame(2)]);
     expect(out.map((f) => f.position)).toEqual([0, 960, 1920]);
+  });
+
+  it('cuts off an operator that has not completed within the bound: what it held goes on as silence, counted, and the next stage gets it', async () => {
+    const r = registry();
+    // Passes the first two frames, holds the rest, never completes.
+    r.register('stuck', () => (frames$: Observable<AudioFrame>) => frames$.pipe(filter((f) => f.position < 2 * 960), concatWith(NEVER)), { stage: true });
+    const { out, chain, cutOff } = await run(r, ['stuck', 'half'], [0, 1, 2, 3, 4].map((i) => frame(i)), F48, 50);
+    // The media time stays whole: two frames of audio (halved by the next stage), then 60 ms of silence.
+    expect(out.map((f) => [f.position, f.data.length])).toEqual([[0, 960], [960, 960], [1920, 2880]]);
+    expect(out[0].data.every((v) => v === 0.25)).toBe(true);
+    expect(out[2].data.every((v) => v === 0)).toBe(true);
+    expect(chain.stats().map((s) => [s.name, s.framesIn, s.framesOut, s.framesCutOff])).toEqual([
+      ['stuck', 5, 2, 3],
+      ['half', 3, 3, 0],
+    ]);
+    expect(cutOff).toEqual([{ name: 'stuck', branch: 'main', stage: 0, frames: 3, seconds: 0.06, timeoutMs: 50 }]);
   });
 
   it('gives the factory the formats and options, and writes frames in a declared output format', async () => {
