@@ -182,6 +182,9 @@ export const errors = {
   // `earshot serve --processes N` (src/cluster/): the front found no engine process to take the request.
   ENGINE_UNAVAILABLE: define('EARSHOT_ENGINE_UNAVAILABLE', 503, 'Engine unavailable',
     (why: string) => `No engine process can take this request now: ${why}. An engine that exits is restarted within seconds; retry then.`),
+  // `earshot serve --processes N`: a recording whose engine process died before finalizing it (its `code`; never an HTTP response).
+  ENGINE_EXITED: define('EARSHOT_ENGINE_EXITED', 500, 'Engine process exited',
+    (engine: number, how: string) => `Engine process ${engine}, which ran this session, exited (${how}) before the recording was finalized. The file holds all the audio that had reached the disk (its header was rewritten to cover it); what the engine still held in memory, up to about a second, was lost with it.`),
   // `earshot serve --cluster` (src/cluster/): placing a new session needs Redis (peer locks, node loads); sessions already running go on.
   CLUSTER_UNAVAILABLE: define('EARSHOT_CLUSTER_UNAVAILABLE', 503, 'Cluster state unavailable',
     (why: string, refused = 'place a new session without risking a peer running twice') => `This node cannot reach the cluster's Redis (${why}), so it cannot ${refused}. Sessions already running go on; retry once Redis is back.`),

@@ -22,9 +22,11 @@
  *   process; requests it forwards keep their Authorization and Host, and the
  *   engine checks them again with the same tokens.
  *
- * An engine that exits is restarted (its sessions have ended; their
- * recordings are valid up to the last second, as after any crash). `close()`
- * refuses new sessions, lets every engine drain and finalize, then stops.
+ * An engine that exits is restarted. Its sessions end with it; the front
+ * ends them in its place (reason `engine-exited`: statistics, events,
+ * metrics, their recordings' headers made to cover what reached the disk;
+ * src/cluster/engine-sessions.ts). `close()` refuses new sessions, lets every
+ * engine drain and finalize, then stops.
  *
  * With `cluster`, the front is also a node of a cluster of machines sharing
  * state in Redis (src/cluster/cluster-node.ts): it places sessions across
@@ -69,6 +71,7 @@ import type { EngineMessage, EngineServerOptions } from './engine-protocol.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
 import { bodyOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
 import { mergeExpositions } from './front-metrics.js';
+import { EngineSessions } from './engine-sessions.js';
 import { registerEventRoutes } from '../server/routes/events.js';
 import { mergeStats, RetiredCounters, type EngineSummary } from './merge-stats.js';
 import { LocalPlacement } from './placement.js';
@@ -248,8 +251,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const events$ = new Subject<ProcessorEvent>();
   /** Room bindings applied on every engine, replayed to restarted ones. */
   const rooms = new Map<string, string>();
-  /** Live sessions' start events, to announce their end when their engine dies with them. */
-  const liveSessions = new Map<string, SessionEvent>();
+  /** The live sessions' starts and latest figures, to end them in their engine's place when it dies with them. */
+  const engineSessions = new EngineSessions({ store, log, emit: (event) => sessions$.next(event) });
   const startedAt = performance.now();
   let closing = false;
   let listening = false;
@@ -267,15 +270,18 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         if (e.type === 'started') {
           placement.sessionStarted(engine.id, e.peer, e.session);
           if (node) node.placement.sessionStarted(node.id, e.peer, e.session);
-          liveSessions.set(e.session, e);
+          engineSessions.started(engine.id, e, message.snapshot);
         } else {
           placement.sessionEnded(engine.id, e.peer, e.session);
           if (node) node.placement.sessionEnded(node.id, e.peer, e.session);
-          liveSessions.delete(e.session);
+          engineSessions.ended(e);
         }
         sessions$.next(e);
         break;
       }
+      case 'peers':
+        engineSessions.report(engine.id, message.peers);
+        break;
       case 'processor':
         events$.next(message.event);
         break;
@@ -285,13 +291,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const lost = placement.engineDown(engine.id);
     if (!exit.wasUp) return; // a start that failed: start() reports it to its caller
     retired.retire(engine.report, lost.length);
-    for (const s of lost) {
-      const started = liveSessions.get(s.session);
-      liveSessions.delete(s.session);
-      if (node) node.placement.sessionEnded(node.id, s.peer, s.session);
-      // Not one of SessionEndReason's values: only the front can see this end.
-      sessions$.next({ type: 'ended', peer: s.peer, room: started?.room ?? '', session: s.session, pipeline: started?.pipeline ?? '', reason: 'engine-exited' as SessionEvent['reason'], recordings: [], at: exit.at });
-    }
+    for (const s of lost) if (node) node.placement.sessionEnded(node.id, s.peer, s.session);
+    // Their statistics now; their recordings' headers repaired, then their `ended` events.
+    void engineSessions.engineExited(engine.id, lost, { slot: engine.slot, code: exit.code, signal: exit.signal, at: exit.at });
     if (closing) return;
     const delayMs = restartDelay(engine, exit.at - engine.startedAt < STABLE_MS);
     log.error({ engine: engine.slot, pid: engine.pid, code: exit.code, signal: exit.signal, sessionsEnded: lost.length, restartInMs: delayMs }, 'engine process exited; its sessions ended; restarting it');
@@ -577,16 +579,19 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.get('/stats', async () => machineStats());
 
   app.get<{ Params: { peer: string } }>('/stats/:peer', async (req, reply) => {
-    // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn): the newest wins.
+    // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
+    // or by the front (its engine died with it): the newest wins.
     const answers = await fanOut(req);
-    let best: { engine: EngineProcess; doc: { state?: string; createdAt?: string } } | undefined;
+    let best: { engine: number; doc: { state?: string; createdAt?: string } } | undefined;
+    const exited = engineSessions.endedPeer(req.params.peer);
+    if (exited) best = { engine: exited.engine, doc: exited };
     for (const { engine, res } of answers) {
       if (res.status !== 200) continue;
       const doc = jsonOf<{ state?: string; createdAt?: string }>(res);
       if (!doc) continue;
-      if (!best || rank(doc) > rank(best.doc)) best = { engine, doc };
+      if (!best || rank(doc) > rank(best.doc)) best = { engine: engine.slot, doc };
     }
-    if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine.slot });
+    if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine });
     if (node) {
       const peer = req.params.peer;
       return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer));
@@ -695,6 +700,17 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       for (const [code, n] of Object.entries(frontRefusedBy)) this.inc({ code }, n);
     },
   });
+  // The sessions no engine can count: those that ended with their engine. The engines' own ends are in their expositions.
+  new client.Counter({
+    name: 'earshot_sessions_ended_total',
+    help: 'Sessions ended, by reason.',
+    registers: [frontMetrics],
+    labelNames: ['reason'],
+    collect() {
+      this.reset();
+      if (engineSessions.endedByExit > 0) this.inc({ reason: 'engine-exited' }, engineSessions.endedByExit);
+    },
+  });
   new client.Gauge({
     name: 'earshot_engines_up',
     help: 'Engine processes up and serving.',
@@ -749,6 +765,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         for (const e of engines) placement.report({ engine: e.id, accepting: false, ready: false, sessions: 0, pending: 0, workerUtilization: 0 });
         // Engines drain first (sessions end, recordings finalize) while the front still answers their DELETEs and /health.
         if (listening) await Promise.all(engines.map((e) => e.shutdown(drainTimeoutMs)));
+        // An engine killed after its drain timeout: its sessions' recordings repaired and their ends announced first.
+        await engineSessions.settled();
         await node?.leave();
         sessions$.complete();
         events$.complete();

@@ -16,7 +16,7 @@ import { applyInheritedParallelScavenge } from '../server/young-gc.js';
 import { isClientMessage } from '../core/client-feed.js';
 import { isEarshotError } from '../errors.js';
 import type { EngineMessage, EngineReport, FrontMessage } from './engine-protocol.js';
-import { REPORT_INTERVAL_MS } from './engine-protocol.js';
+import { PEERS_REPORT_INTERVAL_MS, REPORT_INTERVAL_MS } from './engine-protocol.js';
 
 /** Messages sent but not yet handed to the channel, past which processor events are dropped (counted). */
 const MAX_UNSENT_MESSAGES = 1000;
@@ -123,7 +123,11 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   const s = server;
   const address = s.app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  s.sessions$.subscribe((event) => send({ t: 'session', event }));
+  // A started session's first figures go with it, so that the front has a record of it should this process die.
+  s.sessions$.subscribe((event) => {
+    const snapshot = event.type === 'started' ? s.core.peers.snapshot(event.peer) : undefined;
+    send({ t: 'session', event, ...(snapshot?.session === event.session ? { snapshot } : {}) });
+  });
   // Clients' data channel messages stay with the processors of this engine (see isClientMessage).
   s.events$.subscribe((event) => {
     if (!isClientMessage(event)) send({ t: 'processor', event }, true);
@@ -131,6 +135,11 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   const report = () => send({ t: 'report', report: reportOf(s) });
   report();
   setInterval(report, REPORT_INTERVAL_MS).unref();
+  // What the front keeps of the live sessions (their figures and recordings) in case this process dies.
+  // Skipped, not counted, while the channel is backed up: the next one replaces it.
+  setInterval(() => {
+    if (s.core.peers.size > 0 && unsent < MAX_UNSENT_MESSAGES) send({ t: 'peers', peers: s.core.peers.snapshots() });
+  }, PEERS_REPORT_INTERVAL_MS).unref();
   send({ t: 'ready', port, threads: s.core.pool.threads });
 }
 

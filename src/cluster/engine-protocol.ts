@@ -16,6 +16,15 @@ import type { WorkerPoolHealth } from '../pool/worker-pool.js';
 export const REPORT_INTERVAL_MS = 250;
 
 /**
+ * How often an engine sends its live peers' statistics, ms: what the front
+ * keeps of a session whose engine dies (its last figures, its recordings).
+ * As often as a recording's header is rewritten: a crash loses about as much
+ * of the figures as of the audio. Each report is the `GET /stats` peers
+ * list, ~2–3 KB a peer.
+ */
+export const PEERS_REPORT_INTERVAL_MS = 1000;
+
+/**
  * The options an engine runs `createServer` with: the front's, minus what only
  * the front does (the public listener, TLS) and what cannot cross a process
  * boundary (a logger, processor functions, a built Pipeline object).
@@ -70,6 +79,9 @@ export type EngineMessage =
   | { t: 'ready'; port: number; threads: number }
   | { t: 'failed'; error: { code?: string; statusCode?: number; title?: string; message: string } }
   | { t: 'report'; report: EngineReport }
-  | { t: 'session'; event: SessionEvent }
+  /** A session started or ended; a started one comes with its first statistics (the front's record of it until the next `peers`). */
+  | { t: 'session'; event: SessionEvent; snapshot?: PeerStatsSnapshot }
+  /** The live peers' statistics, every `PEERS_REPORT_INTERVAL_MS` while there are any. */
+  | { t: 'peers'; peers: PeerStatsSnapshot[] }
   | { t: 'processor'; event: ProcessorEvent }
   | { t: 'result'; id: number; value?: EngineStats; error?: string };

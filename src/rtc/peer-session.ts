@@ -37,6 +37,12 @@ const SHORTCUT_TRIES = 5;
 /** Every session's connect and media timeouts, checked four times a second by one timer for the process, all in one turn (one slot). */
 const SESSION_CHECKS = new PeriodicClock(250, 250);
 
+/**
+ * Why a session ended (`endReason` in its statistics, `reason` of its `ended`
+ * event, the `reason` label of `earshot_sessions_ended_total`; docs/http-api.md
+ * says what each means). `engine-exited` comes only from `createCluster`
+ * (`earshot serve --processes N`): the engine process that ran the session died.
+ */
 export type SessionEndReason =
   | 'deleted'
   | 'replaced'
@@ -46,7 +52,9 @@ export type SessionEndReason =
   | 'connect-timeout'
   | 'media-timeout'
   | 'pipeline-error'
-  | 'shutdown';
+  | 'shutdown'
+  // Reported by the front process, which ends the session in its dead engine's place.
+  | 'engine-exited';
 
 export type SessionState = 'connecting' | 'connected' | 'ended';
 

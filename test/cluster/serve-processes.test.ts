@@ -2,7 +2,9 @@
  * `earshot serve --processes 2`: one public port, two engine processes, real
  * werift publishers over loopback. The sessions spread over both engines, each
  * recording is right, requests for a session reach the engine that runs it, a
- * killed engine is replaced, and SIGTERM drains everything.
+ * killed engine is replaced and its sessions end as `engine-exited` in every
+ * view (statistics, events with their recordings, metrics), and SIGTERM
+ * drains everything.
  */
 import { fixturePath } from '../helpers/fixtures.js';
 import { until } from '../helpers/until.js';
@@ -26,7 +28,7 @@ type PeerStats = {
   engine: number;
   pipeline: string;
   rtp: { packetsReceived: number };
-  recording: { name: string; state: string } | null;
+  recording: { name: string; state: string; seconds: number; bytes: number; code?: string } | null;
 };
 type Health = { status: string; reasons: string[]; engines: Array<{ engine: number; pid: number; state: string; restarts: number }> };
 
@@ -255,6 +257,55 @@ describe('earshot serve --processes 2', () => {
     expect(((await del.json()) as { code: string }).code).toBe('EARSHOT_PIPELINE_IN_USE');
     const { server } = await get<{ server: { endedBy: Record<string, number> } }>('/stats');
     expect(server.endedBy['engine-exited']).toBe(1);
+  });
+
+  it('ends a killed engine\'s sessions as engine-exited in /stats/:peer, in the ended event with their recordings, and in /metrics; the WAV covers all the audio on disk', async () => {
+    const events = await fetch(`${s.url}/events?interval=10000`);
+    const reader = events.body!.getReader();
+    let text = '';
+    const read = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        text += Buffer.from(value).toString('utf8');
+      }
+    })();
+    const endedEvents = () =>
+      text.split('\n\n').filter((e) => e.startsWith('event: session')).map((e) => JSON.parse(e.split('data: ')[1]) as { type: string; peer: string; session: string; reason?: string; recordings?: string[] }).filter((e) => e.type === 'ended' && e.peer === 'crashed');
+    const exitedBefore = Number(/^earshot_sessions_ended_total\{engine="front",reason="engine-exited"\} (\d+)$/m.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? 0);
+    const controller = new AbortController();
+    const crashed = sendAudio({ url: `${s.url}/whip/demo/crashed`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    try {
+      // 2 s of audio: the recording has run for longer than the engine's peers report interval (1 s),
+      // so the front has heard of it, and its header has been rewritten at least once.
+      const c = await packets('crashed', 100);
+      const { engines } = await get<Health>('/health');
+      process.kill(engines[c.engine].pid, 'SIGKILL');
+      const [ended] = await until('the ended event of the killed engine\'s session', async () => (endedEvents().length > 0 ? endedEvents() : undefined));
+      // The event, as a session its engine ended: the reason, and the recording it wrote.
+      expect(ended).toMatchObject({ session: c.session, reason: 'engine-exited', recordings: [c.recording!.name] });
+      // Its statistics stay readable, like an ended session's on its engine.
+      const after = await statsOf('crashed');
+      expect(after).toMatchObject({ session: c.session, state: 'ended', endReason: 'engine-exited', engine: c.engine, recording: { name: c.recording!.name, state: 'failed', code: 'EARSHOT_ENGINE_EXITED' } });
+      expect(after.rtp.packetsReceived).toBeGreaterThan(0);
+      // The recording: a header that covers every byte on disk, and figures that say what the file holds.
+      const file = join(s.recordingsDir, c.recording!.name);
+      expect(await finalized(file)).toBe(true);
+      const listed = (await get<{ recordings: Array<{ name: string; seconds: number; bytes: number }> }>('/recordings')).recordings.find((r) => r.name === c.recording!.name)!;
+      expect(listed.bytes).toBe((await stat(file)).size);
+      expect(after.recording).toMatchObject({ seconds: listed.seconds, bytes: listed.bytes });
+      expect((await readWav(file)).durationSec).toBeCloseTo(listed.seconds, 6);
+      // Counted by the front, the process that saw it end.
+      const metrics = await (await fetch(`${s.url}/metrics`)).text();
+      expect(metrics).toMatch(new RegExp(`^earshot_sessions_ended_total\\{engine="front",reason="engine-exited"\\} ${exitedBefore + 1}$`, 'm'));
+      expect(metrics.match(/^# TYPE earshot_sessions_ended_total /gm)).toHaveLength(1);
+      await until('the killed engine to be back', async () => ((await get<Health>('/health')).engines.every((e) => e.state === 'up') ? true : undefined), 60_000);
+    } finally {
+      controller.abort();
+      await crashed.catch(() => undefined);
+      await reader.cancel();
+      await read.catch(() => undefined);
+    }
   });
 
   it('drains on SIGTERM: the front and both engines exit 0 and a live session\'s recording is finalized', async () => {
