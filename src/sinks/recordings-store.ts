@@ -7,8 +7,8 @@
  * recording-names.ts, shared with pipeline validation).
  */
 import { constants } from 'node:fs';
-import { access, mkdir, open, readdir, stat, statfs } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { access, lstat, mkdir, open, readdir, realpath, stat, statfs } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import { errors } from '../errors.js';
 import { readOggOpusSummary } from './ogg-opus-reader.js';
 import { RECORDING_MAX_DEPTH, RECORDING_SEGMENT, recordingNameProblem } from './recording-names.js';
@@ -199,11 +199,13 @@ export class RecordingsStore {
     const path = this.pathOf(name);
     let info;
     try {
-      info = await stat(path);
+      // A regular file inside the directory, never through a symbolic link: one placed in the
+      // recordings volume (or a linked subdirectory) must not serve a file from elsewhere.
+      info = await lstat(path);
+      if (!info.isFile() || !isInside(await realpath(path), await realpath(this.dir))) throw new Error('not a recording');
     } catch {
       throw errors.RECORDING_NOT_FOUND(name);
     }
-    if (!info.isFile()) throw errors.RECORDING_NOT_FOUND(name);
     const checked = RecordingsStore.checkName(name);
     const base = { name: checked, bytes: info.size, modifiedAt: info.mtime.toISOString() };
     if (checked.toLowerCase().endsWith('.opus')) {
@@ -213,6 +215,10 @@ export class RecordingsStore {
     const header = await readWavHeader(path);
     return { ...base, format: 'wav', seconds: header ? header.dataBytes / header.byteRate : 0, sampleRate: header?.sampleRate ?? 0, channels: header?.channels ?? 0 };
   }
+}
+
+function isInside(path: string, dir: string): boolean {
+  return path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
 
 function formatBytes(n: number): string {

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -223,5 +223,23 @@ describe('signed download links', () => {
     expect((await fetch(`${t.url}${a.url.replace('/a.wav', '/b.wav')}`)).status).toBe(401);
     const later = a.url.replace(/expires=(\d+)/, (_, e: string) => `expires=${Number(e) + 1000}`);
     expect((await fetch(`${t.url}${later}`)).status).toBe(401);
+  });
+
+  it('never serve a file through a symbolic link in the recordings directory, even to the admin', async () => {
+    const outside = await mkdtemp(join(tmpdir(), 'earshot-outside-'));
+    await writeFile(join(outside, 'secret.wav'), 'not a recording: a file outside the recordings directory');
+    await copyFile(fixturePath('tone-1k-48k.wav'), join(outside, 'tone.wav'));
+    await symlink(join(outside, 'secret.wav'), join(t.recordingsDir, 'link.wav'));
+    await symlink(outside, join(t.recordingsDir, 'linked-dir'));
+    const admin = { authorization: 'Bearer admin-secret' };
+    for (const name of ['link.wav', 'linked-dir/tone.wav']) {
+      const res = await fetch(`${t.url}/recordings/${name}`, { headers: admin });
+      expect([name, res.status, ((await res.json()) as { code: string }).code]).toEqual([name, 404, 'EARSHOT_RECORDING_NOT_FOUND']);
+    }
+    // Nor are they listed; the real recordings still are, and download.
+    const list = (await (await fetch(`${t.url}/recordings`, { headers: admin })).json()) as { recordings: Array<{ name: string }> };
+    expect(list.recordings.map((r) => r.name).sort()).toEqual(['a.wav', 'b.wav']);
+    expect((await fetch(`${t.url}/recordings/a.wav`, { headers: admin })).status).toBe(200);
+    await rm(outside, { recursive: true, force: true });
   });
 });
