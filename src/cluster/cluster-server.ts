@@ -731,7 +731,15 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   installUpgradeProxy(app.server, async (req) => {
     const m = /^\/peers\/([^/?#]+)\/audio(?:[?#]|$)/.exec(req.url ?? '');
     if (!m) throw errors.ROUTE_NOT_FOUND('GET', (req.url ?? '').slice(0, 200));
-    const peer = decodeURIComponent(m[1]);
+    // As the engine's route would, before anything is looked up: whether a peer is live is for the admin to know.
+    access.check(req, 'admin');
+    let peer: string;
+    try {
+      peer = decodeURIComponent(m[1]);
+    } catch {
+      throw errors.BAD_REQUEST('the peer in the path is not valid percent-encoding');
+    }
+    checkName('peer', peer);
     const notFound = () => errors.PEER_NOT_FOUND(peer);
     const local = await placement.ownerOfPeer(peer);
     if (local === undefined && node) return node.upgradeTargetOf(peer, req.headers[HOP_HEADER], notFound);

@@ -7,11 +7,12 @@
  * received (plus the hop mark between nodes), then the two sockets are piped
  * to each other until either closes.
  *
- * The front checks nothing itself: the target applies the same access rules
- * to the upgrade as to its own requests (the engines and nodes share the
- * tokens), and answers refusals (401, 404, 503 …) as ordinary HTTP responses
- * that flow back through the splice. A peer the front cannot place gets the
- * usual problem document on the raw socket.
+ * The resolver checks what the engine's route would check first (the admin
+ * role, the peer's name), so that a refusal says the same whether or not the
+ * peer is live; the target checks again (the engines and nodes share the
+ * tokens), and its refusals (401, 404, 503 …) flow back through the splice. A
+ * peer the front cannot place gets the usual problem document on the raw
+ * socket.
  */
 import type { IncomingMessage, Server } from 'node:http';
 import { connect as connectTcp, type Socket } from 'node:net';

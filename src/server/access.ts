@@ -14,6 +14,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { describeValue } from '../core/option-checks.js';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
@@ -67,7 +68,7 @@ export class Access {
   }
 
   /** What this request may do. The admin token also grants publishing. */
-  grantOf(req: FastifyRequest): Grant {
+  grantOf(req: RequestHead): Grant {
     const cached = (req as unknown as Record<symbol, Grant | undefined>)[GRANT];
     if (cached) return cached;
     const presented = presentedToken(req);
@@ -87,16 +88,24 @@ export class Access {
    * 401 without a usable token, 403 with a token for the other role.
    */
   require(role: Role) {
-    return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-      this.checkHost(req, role);
-      const grant = this.grantOf(req);
-      if (grant[role]) return;
-      const presented = presentedToken(req);
-      // A valid token of the other role: the caller is known but not allowed.
-      if (presented !== undefined && grant.authenticated) throw errors.FORBIDDEN(role);
-      // A token that matches neither: say it was refused, not that none was sent.
-      throw errors.UNAUTHORIZED(role, presented !== undefined);
-    };
+    return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => this.check(req, role);
+  }
+
+  /**
+   * Throws unless the request carries `role`: 401 without a usable token, 403
+   * with a token for the other role, 403 `EARSHOT_HOST_NOT_ALLOWED` for a
+   * non-loopback Host while the role is open. For requests no route sees
+   * (a WebSocket upgrade the multi-process front splices), as for routes.
+   */
+  check(req: RequestHead, role: Role): void {
+    this.checkHost(req, role);
+    const grant = this.grantOf(req);
+    if (grant[role]) return;
+    const presented = presentedToken(req);
+    // A valid token of the other role: the caller is known but not allowed.
+    if (presented !== undefined && grant.authenticated) throw errors.FORBIDDEN(role);
+    // A token that matches neither: say it was refused, not that none was sent.
+    throw errors.UNAUTHORIZED(role, presented !== undefined);
   }
 
   /**
@@ -104,7 +113,7 @@ export class Access {
    * a browser that was tricked into calling 127.0.0.1 under another name
    * (DNS rebinding) sends that name as Host.
    */
-  checkHost(req: FastifyRequest, role: Role): void {
+  checkHost(req: RequestHead, role: Role): void {
     if (this.#insecure) return;
     const open = role === 'admin' ? this.#admin === undefined : this.#publish === undefined;
     if (!open) return;
@@ -113,21 +122,25 @@ export class Access {
   }
 }
 
+/** What access control reads of a request: its headers (a fastify request, or a raw one on an upgrade). */
+export interface RequestHead {
+  headers: IncomingHttpHeaders;
+}
+
 /**
  * The token a request presents: its `Authorization: Bearer` header, or, on a
  * WebSocket upgrade only (browsers cannot set headers on one), an offered
  * subprotocol `earshot-bearer.<token, base64url>` (the way Kubernetes takes
  * tokens from browsers). See WEBSOCKET_TOKEN_PROTOCOL.
  */
-/** The token a request presents: `Authorization: Bearer`, or a WebSocket subprotocol. */
-export function presentedToken(req: FastifyRequest): string | undefined {
+export function presentedToken(req: RequestHead): string | undefined {
   return bearer(req.headers.authorization) ?? protocolToken(req);
 }
 
 /** Prefix of the WebSocket subprotocol that carries a token: `earshot-bearer.` + the token in base64url. */
 export const WEBSOCKET_TOKEN_PROTOCOL = 'earshot-bearer.';
 
-function protocolToken(req: FastifyRequest): string | undefined {
+function protocolToken(req: RequestHead): string | undefined {
   const offered = req.headers['sec-websocket-protocol'];
   if (offered === undefined || String(req.headers.upgrade).toLowerCase() !== 'websocket') return undefined;
   for (const p of String(offered).split(',')) {

@@ -249,6 +249,8 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
 
       // Without the admin token: refused before any upgrade, by the node asked.
       expect(await audioSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`).outcome).toMatchObject({ open: false, status: 401 });
+      // Nor does it learn whether a peer is live: a peer no node runs is the same 401.
+      expect(await audioSocket(`${other.url.replace(/^http/, 'ws')}/peers/nobody/audio`).outcome).toMatchObject({ open: false, status: 401, body: { code: 'EARSHOT_UNAUTHORIZED' } });
     } finally {
       controller.abort();
       await sending.catch(() => undefined);

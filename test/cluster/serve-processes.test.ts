@@ -152,7 +152,12 @@ describe('earshot serve --processes 2', () => {
       await packets('heard', 10);
       await expectToneHeardThrough(s.url, 'heard');
       // A peer no engine runs: the problem document, before any upgrade.
-      expect(await audioSocket(`${s.url.replace(/^http/, 'ws')}/peers/nobody/audio`).outcome).toMatchObject({ open: false, status: 404 });
+      const ws = s.url.replace(/^http/, 'ws');
+      expect(await audioSocket(`${ws}/peers/nobody/audio`).outcome).toMatchObject({ open: false, status: 404 });
+      // Checked as the engine's route checks it, before any lookup: names, encoding, and (the admin API being open) the Host.
+      expect(await audioSocket(`${ws}/peers/${'x'.repeat(12_000)}/audio`).outcome).toMatchObject({ open: false, status: 400, body: { code: 'EARSHOT_NAME_INVALID' } });
+      expect(await audioSocket(`${ws}/peers/%E0%A4%A/audio`).outcome).toMatchObject({ open: false, status: 400, body: { code: 'EARSHOT_BAD_REQUEST' } });
+      expect(await audioSocket(`${ws}/peers/heard/audio`, { headers: { host: '127.rebind.example' } }).outcome).toMatchObject({ open: false, status: 403, body: { code: 'EARSHOT_HOST_NOT_ALLOWED' } });
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
