@@ -106,8 +106,9 @@ export class ClientFeed implements ProcessorClientLink {
     return this.#o.guard(this.#messages.asObservable(), onError);
   }
 
+  /** False, among the channel's other refusals, for `data` JSON has no form for (undefined, a function, a symbol). */
   send(processor: string, data: unknown): boolean {
-    return this.#channel.put({ type: 'message', processor, data: data ?? null, at: this.#at() }, { droppable: true }) === 'queued';
+    return this.#channel.put({ type: 'message', processor, data, at: this.#at() }, { droppable: true }) === 'queued';
   }
 
   /** The stream ended: no more levels, and processors' `messages$` complete. */

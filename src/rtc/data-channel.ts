@@ -135,13 +135,21 @@ export class ClientChannel {
   /**
    * Queues a message for the client (an object; `v` is added). A `key`
    * replaces the waiting message with the same key (coalescing). `droppable`
-   * messages are dropped first when the queue is full. Never throws.
+   * messages are dropped first when the queue is full. A message with a
+   * field JSON cannot hold (undefined, a function, a symbol), or that JSON
+   * cannot serialize at all, is `unserializable`. Never throws.
    */
   put(message: Record<string, unknown>, options: { key?: string; droppable?: boolean } = {}): PutResult {
     if (this.#state === 'none') return 'none';
     if (this.#state === 'closed') {
       this.#stats.droppedOut.closed++;
       return 'closed';
+    }
+    // JSON.stringify leaves out a field that is undefined, a function or a symbol: the
+    // message would arrive without it (`send(undefined)` as a message with no `data`).
+    if (Object.values(message).some(unrepresentable)) {
+      this.#stats.droppedOut.unserializable++;
+      return 'unserializable';
     }
     let json: string;
     try {
@@ -304,4 +312,9 @@ export class ClientChannel {
     }
     this.#schedule();
   }
+}
+
+/** A value JSON.stringify would leave out of an object (so the field would be missing on arrival). */
+function unrepresentable(value: unknown): boolean {
+  return value === undefined || typeof value === 'function' || typeof value === 'symbol';
 }

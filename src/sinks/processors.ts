@@ -43,8 +43,9 @@ export interface ProcessorContext {
    * `{"v":1,"type":"message","processor":<name>,"data":<data>,"at":<ms>}`
    * (see docs/data-channel.md): queued and paced with the stream's other
    * messages (at most 10 per second, batched). Returns false, never throws,
-   * when it cannot: no data channel, `data` not serializable as JSON or over
-   * 16 KiB as a message, or the queue full.
+   * when it cannot: no data channel, `data` that JSON cannot carry
+   * (`undefined`, a function, a symbol, a BigInt, a cycle; send `null` for
+   * "no data"), a message over 16 KiB, or the queue full.
    */
   send(data: unknown): boolean;
 }

@@ -27,12 +27,17 @@ const ROOT = join(import.meta.dirname, '..', '..');
 type Received = { at: number; message: Record<string, unknown> };
 
 const processors = new ProcessorRegistry();
-/** Answers `{ ask }` with `{ answer }`, `{ burst: n }` with n numbered messages at once; emits an event on its first frame. */
+/**
+ * Answers `{ ask }` with `{ answer }`, `{ burst: n }` with n numbered messages at once, and
+ * `{ probe }` with what `send` returned for data JSON has no form for (and for null, which
+ * it has); emits an event on its first frame.
+ */
 processors.register('echo', (ctx: ProcessorContext) => {
   const sub = ctx.messages$.subscribe((m) => {
-    const msg = m as { ask?: unknown; burst?: number };
+    const msg = m as { ask?: unknown; burst?: number; probe?: unknown };
     if (msg && typeof msg === 'object' && 'ask' in msg) ctx.send({ answer: msg.ask });
     if (msg && typeof msg === 'object' && typeof msg.burst === 'number') for (let i = 0; i < msg.burst; i++) ctx.send({ n: i });
+    if (msg && typeof msg === 'object' && 'probe' in msg) ctx.send({ probed: [ctx.send(undefined), ctx.send(() => 1), ctx.send(Symbol('s')), ctx.send(null)] });
   });
   let first = true;
   return {
@@ -214,6 +219,34 @@ describe('data channel', () => {
     expect(carriers.length).toBeGreaterThanOrEqual(1);
     expect(carriers.length).toBeLessThanOrEqual(3);
     expect(mostInOneSecond(received)).toBeLessThanOrEqual(10);
+  });
+
+  it("refuses a processor's send of data JSON has no form for (undefined, a function, a symbol): false, counted, nothing sent", async () => {
+    const s = await server();
+    const isProbed = (m: Record<string, unknown>) => m.type === 'message' && typeof m.data === 'object' && m.data !== null && 'probed' in m.data;
+    const stop = new AbortController();
+    let step: Promise<void> | undefined;
+    const { sent, received } = await publish(
+      `${s.url}/whip/dc/eve?pipeline=chat`,
+      60,
+      (channel, heard) => {
+        channel.send(JSON.stringify({ probe: true }));
+        step = (async () => {
+          try {
+            await until('the answer to the probe', () => (unpacked(heard).some(isProbed) ? true : undefined));
+          } finally {
+            stop.abort();
+          }
+        })();
+      },
+      stop.signal,
+    );
+    await step;
+    const stats = await expectComplete(s.url, 'eve', sent);
+    // Only send(null) went out (null is JSON), then the answer with what each send returned.
+    const answers = unpacked(received).filter((m) => m.type === 'message');
+    expect(answers.map((m) => m.data)).toEqual([null, { probed: [false, false, false, true] }]);
+    expect(stats.dataChannel.droppedOut).toMatchObject({ unserializable: 3, tooLarge: 0, queueFull: 0 });
   });
 
   it('reports a recording stopped and started over the API on the channel', async () => {
