@@ -4,8 +4,10 @@
  * directions, since what a client sends is hostile input and what the server
  * sends must not flood a browser tab.
  *
- * Out (server → client): JSON text only, at most one channel message every
- * `OUTBOUND_INTERVAL_MS` (so at most 10 in any second). Messages wait in a
+ * Out (server → client): JSON text only, each message at most
+ * `MAX_MESSAGE_BYTES` and at most the client's `a=max-message-size` (a larger
+ * one is refused and counted, never sent for werift to throw away), at most
+ * one channel message every `OUTBOUND_INTERVAL_MS` (so at most 10 in any second). Messages wait in a
  * bounded queue between sends; a message put with a key replaces the waiting
  * one with the same key (levels coalesce), and when several wait they leave
  * together as one `batch` message. Nothing is sent while the SCTP send
@@ -20,7 +22,11 @@
 import { performance } from 'node:perf_hooks';
 import type { RTCDataChannel } from 'werift';
 
-/** Largest message accepted from the client, and largest single message sent to it (UTF-8 bytes). */
+/**
+ * Largest message accepted from the client, and largest single message sent
+ * to it (UTF-8 bytes); smaller towards a client whose SDP declares a smaller
+ * `a=max-message-size` (RFC 8841 §6): it cannot take more.
+ */
 export const MAX_MESSAGE_BYTES = 16 * 1024;
 /** Client messages accepted per second (and in reserve for a burst). */
 export const INBOUND_PER_SECOND = 50;
@@ -53,9 +59,10 @@ export interface ClientChannelStats {
   /** Client messages dropped, by reason. */
   droppedIn: { tooLarge: number; rateLimited: number; binary: number };
   /**
-   * Messages for the client dropped, by reason: larger than 16 KiB, not
-   * serializable as JSON, the queue full (the channel not open yet or the
-   * client not reading), or the channel closed before they could leave.
+   * Messages for the client dropped, by reason: larger than 16 KiB or than
+   * the client's `a=max-message-size`, not serializable as JSON, the queue
+   * full (the channel not open yet or the client not reading), or the
+   * channel closed before they could leave.
    */
   droppedOut: { tooLarge: number; unserializable: number; queueFull: number; closed: number };
 }
@@ -123,6 +130,8 @@ export class ClientChannel {
       return;
     }
     this.#channel = channel;
+    // What waited for the channel was measured against 16 KiB only: the client's own limit is known now.
+    this.#dropTooLarge();
     channel.onMessage.subscribe((data) => this.#receive(data));
     channel.stateChanged.subscribe((state) => {
       if (state === 'open') this.#opened();
@@ -163,7 +172,7 @@ export class ClientChannel {
       return 'unserializable';
     }
     const bytes = Buffer.byteLength(json);
-    if (bytes > MAX_MESSAGE_BYTES) {
+    if (bytes > this.#messageLimit()) {
       this.#stats.droppedOut.tooLarge++;
       return 'too-large';
     }
@@ -253,6 +262,28 @@ export class ClientChannel {
     }
   }
 
+  /**
+   * The largest message the client takes: 16 KiB, or less when its offer's
+   * `a=max-message-size` says so (0 there means no limit; werift reads a
+   * missing one as 64 KiB, RFC 8841 §6.1). Before the channel is attached,
+   * 16 KiB: what is put then is measured again when it is.
+   */
+  #messageLimit(): number {
+    const remote = this.#channel?.sctp.remoteMaxMessageSize ?? 0;
+    return remote > 0 ? Math.min(MAX_MESSAGE_BYTES, remote) : MAX_MESSAGE_BYTES;
+  }
+
+  /** Drops (as `tooLarge`) every waiting message the client would refuse. */
+  #dropTooLarge(): void {
+    const limit = this.#messageLimit();
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      if (this.#queue[i].bytes <= limit) continue;
+      this.#queuedBytes -= this.#queue[i].bytes;
+      this.#queue.splice(i, 1);
+      this.#stats.droppedOut.tooLarge++;
+    }
+  }
+
   #dropOldest(): void {
     const at = this.#queue.findIndex((p) => p.droppable);
     const [dropped] = this.#queue.splice(at >= 0 ? at : 0, 1);
@@ -307,7 +338,7 @@ export class ClientChannel {
       this.#stats.sends++;
       this.#stats.sent += count;
     } catch {
-      // werift refuses a message larger than the client's max-message-size, or a channel that just closed
+      // A channel that just closed (every message fits the client's max-message-size: see #messageLimit)
       this.#stats.droppedOut.closed += count;
     }
     this.#schedule();

@@ -45,7 +45,8 @@ export interface ProcessorContext {
    * messages (at most 10 per second, batched). Returns false, never throws,
    * when it cannot: no data channel, `data` that JSON cannot carry
    * (`undefined`, a function, a symbol, a BigInt, a cycle; send `null` for
-   * "no data"), a message over 16 KiB, or the queue full.
+   * "no data"), a message over 16 KiB or over the client's
+   * `a=max-message-size`, or the queue full.
    */
   send(data: unknown): boolean;
 }

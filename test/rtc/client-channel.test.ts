@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
-import { ClientChannel, MAX_MESSAGE_BYTES, MAX_PENDING_MESSAGES } from '../../src/rtc/data-channel.js';
+import { ClientChannel, MAX_MESSAGE_BYTES, MAX_PENDING_MESSAGES, type PutResult } from '../../src/rtc/data-channel.js';
 import { iceConfig } from '../../src/rtc/ice-config.js';
 import { until } from '../helpers/until.js';
 import { negotiate } from '../helpers/werift-pair.js';
@@ -21,23 +21,29 @@ afterEach(async () => {
 /**
  * A client peer with a channel and a server peer whose `ClientChannel`
  * takes it. `before` runs on the server channel before the client's channel
- * opens. Returns what the client receives (channel messages as parsed).
+ * opens; `maxMessageSize` is the client's `a=max-message-size` (werift's
+ * default: 64 KiB). Returns what the client receives (channel messages as
+ * parsed, and their sizes in bytes).
  */
-async function connect(before: (server: ClientChannel) => void = () => undefined) {
+async function connect(before: (server: ClientChannel) => void = () => undefined, maxMessageSize?: number) {
   const ice = iceConfig({ hostAddresses: ['127.0.0.1'] });
-  const client = new RTCPeerConnection(ice);
+  const client = new RTCPeerConnection({ ...ice, ...(maxMessageSize === undefined ? {} : { maxMessageSize }) });
   const server = new RTCPeerConnection(ice);
   peers.push(client, server);
   const heard: Message[] = [];
+  const sizes: number[] = [];
   const inbound: unknown[] = [];
   const channel = new ClientChannel(true, { onMessage: (m) => inbound.push(m) });
   before(channel);
   server.onDataChannel.subscribe((ch) => channel.attach(ch));
   const clientChannel: RTCDataChannel = client.createDataChannel('test');
-  clientChannel.onMessage.subscribe((m) => heard.push(JSON.parse(String(m)) as Message));
+  clientChannel.onMessage.subscribe((m) => {
+    heard.push(JSON.parse(String(m)) as Message);
+    sizes.push(Buffer.byteLength(String(m)));
+  });
   await negotiate(client, server);
   await until('the channel to open', () => (channel.state === 'open' ? true : undefined), 10_000, 20);
-  return { channel, clientChannel, heard, inbound };
+  return { channel, clientChannel, heard, sizes, inbound };
 }
 
 /** The messages received, batches unpacked. */
@@ -83,6 +89,22 @@ describe('client channel', () => {
     await until('the message', () => (heard.length > 0 ? true : undefined), 10_000, 20);
     expect(heard).toEqual([{ v: 1, type: 'message', data: 'fine' }]);
     expect(channel.stats().droppedOut).toEqual({ tooLarge: 1, unserializable: 2, queueFull: 0, closed: 0 });
+  });
+
+  it("keeps to the client's a=max-message-size: a larger message is refused as too large, one that waited for the channel is dropped as such, batches stay within it", async () => {
+    const LIMIT = 8 * 1024;
+    const big = { type: 'message', data: 'x'.repeat(LIMIT) };
+    let early: PutResult | undefined;
+    const { channel, heard, sizes } = await connect((server) => (early = server.put(big)), LIMIT);
+    // Put before the channel opened, when the client's limit was not known yet.
+    expect(early).toBe('queued');
+    expect(channel.put(big)).toBe('too-large');
+    for (let i = 0; i < 20; i++) channel.put({ type: 'event', i, pad: 'y'.repeat(1000) });
+    await until('the 20 events', () => (unpacked(heard).length === 20 ? true : undefined), 10_000, 20);
+    expect(unpacked(heard).map((m) => m.i)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    // 20 kB of events leave in batches the client accepts.
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(LIMIT);
+    expect(channel.stats().droppedOut).toEqual({ tooLarge: 2, unserializable: 0, queueFull: 0, closed: 0 });
   });
 
   it('counts what is put after it closed, and stays quiet', async () => {
