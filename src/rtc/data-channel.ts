@@ -32,10 +32,21 @@ export const MAX_MESSAGE_BYTES = 16 * 1024;
 export const INBOUND_PER_SECOND = 50;
 /** Least time between two messages sent to the client: 100 ms, at most 10 per second. */
 export const OUTBOUND_INTERVAL_MS = 100;
-/** Messages waiting to be sent, at most; beyond it the oldest are dropped (`droppedOut.queueFull`). */
-export const MAX_PENDING_MESSAGES = 256;
-/** Bytes of messages waiting to be sent, at most (same policy). */
+/**
+ * Bytes of messages waiting to be sent, at most; beyond it the oldest are
+ * dropped (`droppedOut.queueFull`). The queue is bounded by bytes, not by
+ * count: a burst of many small messages (a processor answering in a loop)
+ * is what batches exist for, and a reading client takes up to
+ * `MAX_BATCH_BYTES` every `OUTBOUND_INTERVAL_MS`, so a full queue leaves
+ * within about 0.4 s.
+ */
 export const MAX_PENDING_BYTES = 256 * 1024;
+/**
+ * Messages waiting, at most (same policy): a backstop on the memory each
+ * waiting message costs beyond its text, reached only by messages under 64
+ * bytes (the shortest processor message is about 60).
+ */
+export const MAX_PENDING_MESSAGES = MAX_PENDING_BYTES / 64;
 /** Largest batch sent as one channel message (browsers accept 256 KiB; werift and others 64 KiB). */
 export const MAX_BATCH_BYTES = 64 * 1024;
 /** While the SCTP send buffer holds more than this, nothing more is sent (the client is not reading). */

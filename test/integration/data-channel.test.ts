@@ -175,9 +175,9 @@ describe('data channel', () => {
         step = (async () => {
           try {
             await new Promise((r) => setTimeout(r, 1500));
-            // The processor sends 40 messages at once: they arrive batched, in order.
-            channel.send(JSON.stringify({ burst: 40 }));
-            await until('the 40 answers', () => (unpacked(heard).filter(isBurst).length === 40 ? true : undefined));
+            // The processor sends 300 messages at once (one tick): none is dropped, they arrive batched, in order.
+            channel.send(JSON.stringify({ burst: 300 }));
+            await until('the 300 answers', () => (unpacked(heard).filter(isBurst).length === 300 ? true : undefined));
             await new Promise((r) => setTimeout(r, 500)); // some more audio after the flood
           } finally {
             stop.abort();
@@ -213,8 +213,9 @@ describe('data channel', () => {
     const messages = unpacked(received);
     expect(messages).toContainEqual({ v: 1, type: 'message', processor: 'echo', data: { answer: 'ping' }, at: expect.any(Number) });
     const burst = messages.filter(isBurst);
-    expect(burst.map((m) => (m.data as { n: number }).n)).toEqual(Array.from({ length: 40 }, (_, i) => i));
-    // 40 messages at once: a handful of channel messages, not 40.
+    expect(burst.map((m) => (m.data as { n: number }).n)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(dc.droppedOut.queueFull).toBe(0);
+    // 300 messages at once: a handful of channel messages, not 300.
     const carriers = received.filter((r) => r.message.type === 'batch' && (r.message.messages as Array<Record<string, unknown>>).some((m) => m.type === 'message'));
     expect(carriers.length).toBeGreaterThanOrEqual(1);
     expect(carriers.length).toBeLessThanOrEqual(3);

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
-import { ClientChannel, MAX_MESSAGE_BYTES, MAX_PENDING_MESSAGES, type PutResult } from '../../src/rtc/data-channel.js';
+import { ClientChannel, MAX_MESSAGE_BYTES, MAX_PENDING_BYTES, type PutResult } from '../../src/rtc/data-channel.js';
 import { iceConfig } from '../../src/rtc/ice-config.js';
 import { until } from '../helpers/until.js';
 import { negotiate } from '../helpers/werift-pair.js';
@@ -50,19 +50,33 @@ async function connect(before: (server: ClientChannel) => void = () => undefined
 const unpacked = (heard: Message[]) => heard.flatMap((m) => (m.type === 'batch' ? (m.messages as Message[]) : [m]));
 
 describe('client channel', () => {
-  it('keeps what is put before the channel opens; when too much waits, drops the oldest droppable messages, never a state change', async () => {
+  it('keeps what is put before the channel opens; when more than 256 KiB waits, drops the oldest droppable messages, never a state change', async () => {
+    // 300 events of about 1 kB (i of four digits: all of one size) after 10 state changes: ~300 kB.
+    const event = (i: number) => ({ type: 'event', i: 1000 + i, pad: 'y'.repeat(1000) });
+    const bytes = (m: Message) => Buffer.byteLength(JSON.stringify({ v: 1, ...m }));
+    const kept = Math.floor((MAX_PENDING_BYTES - 10 * bytes({ type: 'speaking', i: 0 })) / bytes(event(0)));
+    expect(kept).toBeLessThan(300);
     const { channel, heard } = await connect((server) => {
       for (let i = 0; i < 10; i++) server.put({ type: 'speaking', i });
-      for (let i = 0; i < 300; i++) server.put({ type: 'event', i }, { droppable: true });
+      for (let i = 0; i < 300; i++) server.put(event(i), { droppable: true });
     });
-    await until('every waiting message', () => (unpacked(heard).length === MAX_PENDING_MESSAGES ? true : undefined), 10_000, 20);
+    await until('every waiting message', () => (unpacked(heard).length === 10 + kept ? true : undefined), 10_000, 20);
     const got = unpacked(heard);
     expect(got.filter((m) => m.type === 'speaking').map((m) => m.i)).toEqual(Array.from({ length: 10 }, (_, i) => i));
-    // The newest 246 events: the 54 oldest were dropped.
-    expect(got.filter((m) => m.type === 'event').map((m) => m.i)).toEqual(Array.from({ length: 246 }, (_, i) => 54 + i));
+    // The newest events that fit: the oldest were dropped.
+    expect(got.filter((m) => m.type === 'event').map((m) => m.i)).toEqual(Array.from({ length: kept }, (_, i) => 1000 + 300 - kept + i));
     expect(got.every((m) => m.v === 1)).toBe(true);
-    expect(channel.stats()).toMatchObject({ state: 'open', label: 'test', sent: 256, droppedOut: { queueFull: 54 } });
-    // 256 short messages leave in one batch or a few, not one by one.
+    expect(channel.stats()).toMatchObject({ state: 'open', label: 'test', sent: 10 + kept, droppedOut: { queueFull: 300 - kept } });
+    // 256 KiB leave in batches of up to 64 KiB, not one by one.
+    expect(channel.stats().sends).toBeLessThanOrEqual(6);
+  });
+
+  it('absorbs a burst put in one tick on an open channel: 300 short messages all arrive, in order, in a few sends', async () => {
+    const { channel, heard } = await connect();
+    for (let i = 0; i < 300; i++) expect(channel.put({ type: 'message', processor: 'p', data: { n: i }, at: 0 }, { droppable: true })).toBe('queued');
+    await until('the 300 messages', () => (unpacked(heard).length === 300 ? true : undefined), 10_000, 20);
+    expect(unpacked(heard).map((m) => (m.data as { n: number }).n)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(channel.stats()).toMatchObject({ sent: 300, droppedOut: { queueFull: 0 } });
     expect(channel.stats().sends).toBeLessThanOrEqual(3);
   });
 
