@@ -112,6 +112,7 @@ const streams: Stream[] = Array.from({ length: K }, (_, i) => {
     onProcessorEvent: () => {},
     onPipelineError: (m) => process.stderr.write(`pipeline error: ${m}\n`),
     onSinkError: (sink, e) => process.stderr.write(`sink ${sink}: ${e.message}\n`),
+    onProcessorStageError: (processor, branch, stage, e) => process.stderr.write(`processor stage ${processor} (${branch}/${stage}): ${e.message}\n`),
   });
   // Diagnostics (MAINPATH_VARIANT): 'ingest' stops after the ingest, 'pool' sends to a bare pool stream.
   const variant = process.env.MAINPATH_VARIANT;

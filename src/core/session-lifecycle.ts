@@ -164,6 +164,8 @@ export class SessionLifecycle {
         void session.close('pipeline-error');
       },
       onSinkError: (sink, err) => log.error({ sink, err: err.message }, 'sink failed and was detached'),
+      onProcessorStageError: (processor, branch, stage, err) =>
+        log.error({ processorStage: processor, branch, stage, err: err.message }, `processor stage "${processor}" (stage ${stage} of branch "${branch}") failed and was detached; the branch goes on without it`),
       // Recording failures and dropped-audio episodes: logged, and published like processor events (processor "earshot").
       onEvent: (e) => {
         log[e.level](e.data, e.message);

@@ -78,6 +78,12 @@ export interface PeerPipelineOptions {
   /** Sink and processor failures (logged by the caller, once per sink); recording failures go to `onEvent` when given. */
   onSinkError(sink: string, error: Error): void;
   /**
+   * A processor stage (a `processor` in a branch's `stages`) failed and was
+   * detached: the branch goes on without it. `stage` is its index in the
+   * branch's stages. Logged by the caller, once per stage.
+   */
+  onProcessorStageError(processor: string, branch: string, stage: number, error: Error): void;
+  /**
    * Things an operator must hear about that don't stop the stream: a recording
    * that could not start or whose writes failed, and episodes of dropped
    * audio. The caller logs and publishes them.
@@ -638,9 +644,11 @@ export class PeerPipeline {
         input: { sampleRate: format.sampleRate, channels: format.channels, sampleFormat: format.sampleFormat ?? 'f32' },
         contextFor: (name, options, stage) => processorContext(this.#options, name, r.name, options, stage),
         deliver: (frame) => this.#toSinks(r, frame, undefined, true, performance.now()),
-        onFailed: (name, error) => {
+        onFailed: (name, error, stage) => {
+          // Counted as every detached processor is (sinkErrors holds them all), reported as the stage it is.
           this.processorErrors++;
-          this.#sinkFailed(`processor:${name}`, error);
+          this.sinkErrors++;
+          this.#options.onProcessorStageError(name, r.name, stage, error);
         },
         completeTimeoutMs: this.#options.processorDrainTimeoutMs,
         onCutOff: (cut) => this.#processorStageCutOff(r, cut),

@@ -73,8 +73,8 @@ export interface ProcessorStageChainOptions {
   input: BranchFormat;
   /** The branch's audio after the last stage. */
   deliver(frame: AudioFrame): void;
-  /** A stage failed and was detached (called once per stage). */
-  onFailed(name: string, error: Error): void;
+  /** A stage failed and was detached (called once per stage): its processor's name and its index in the branch's stages. */
+  onFailed(name: string, error: Error, stage: number): void;
   /**
    * How long `complete()` waits for each operator stage that still holds
    * frames to complete, ms. Default `DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS`.
@@ -207,7 +207,7 @@ class StageRunner {
     this.#output = spec.output;
     this.#clock = clock;
     this.#next = next;
-    this.#onFailed = (error) => options.onFailed(name, error);
+    this.#onFailed = (error) => options.onFailed(name, error, spec.index);
     if (spec.problem) {
       this.#fail(new TypeError(spec.problem));
       return;

@@ -58,6 +58,7 @@ export function usePipelineRig(options: { fixture: string; frames: number }): Pi
         onProcessorEvent: () => {},
         onPipelineError: (m) => seen.push(m),
         onSinkError: (sink, e) => seen.push(`${sink}: ${e.message}`),
+        onProcessorStageError: (processor, branch, stage, e) => seen.push(`processor stage ${processor} (${branch}/${stage}): ${e.message}`),
       });
       if (!problems) own.set(p, seen);
       return p;

@@ -9,6 +9,8 @@
  * `processorDrainTimeoutMs`, then cut off with what it held counted.
  */
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { concatWith, delay, filter, from, map, mergeMap, NEVER, toArray, type Observable } from 'rxjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
@@ -55,10 +57,20 @@ processors.register('stuck', () => (frames$: Observable<AudioFrame>) => frames$.
 /** The wait for processor stages at a stream's end on the test server: longer than `late` needs. */
 const DRAIN_TIMEOUT_MS = 4000;
 
+/** Every line the server logs (JSON). */
+const logLines: string[] = [];
+const logDestination = new Writable({
+  write(chunk: Buffer, _encoding, done) {
+    logLines.push(chunk.toString());
+    done();
+  },
+});
+
 let server: Promise<TestServer> | undefined;
 function testServer(): Promise<TestServer> {
   return (server ??= startServer({
     processors,
+    logger: pino({ level: 'warn' }, logDestination),
     extraPipelines: [
       { name: 'plain', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] },
       { name: 'half', stages: [{ type: 'processor', name: 'gain', options: { gain: 0.5 } }], sinks: [{ type: 'record' }, { type: 'stats' }] },
@@ -124,6 +136,18 @@ describe('processor stages', () => {
     expect(boom.stats.processing.processorErrors).toBe(1);
     expect(boom.stats.processing.sinkErrors).toBe(1);
     expect(boom.stats.processing.processorStages).toMatchObject([{ name: 'boom', state: 'failed', error: 'processor stage failed at 1 s', framesIn: SECONDS * 50, framesOut: 50 }]);
+    // Logged once, as the processor stage it is (it was logged as a failed sink).
+    const logged = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.peer === 'boom-1');
+    expect(logged).toEqual([
+      expect.objectContaining({
+        level: 50,
+        processorStage: 'boom',
+        branch: 'main',
+        stage: 0,
+        err: 'processor stage failed at 1 s',
+        msg: 'processor stage "boom" (stage 0 of branch "main") failed and was detached; the branch goes on without it',
+      }),
+    ]);
     // First second: halved by the stage; after it failed: the audio as it came.
     expect(levelDb(boom.samples, 48000, 0.2, 0.9) - levelDb(plain.samples, 48000, 0.2, 0.9)).toBeCloseTo(20 * Math.log10(0.5), 1);
     expect(levelDb(boom.samples, 48000, 1.1, 1.8) - levelDb(plain.samples, 48000, 1.1, 1.8)).toBeCloseTo(0, 1);
