@@ -47,6 +47,8 @@ export interface CreateServerOptions {
    * Token of the **publish** role: required (as `Authorization: Bearer …`) on
    * WHIP POST, DELETE and PATCH. Default: none — anyone who reaches the port may
    * publish, but only a token holder or an admin may replace a live peer.
+   * An RFC 6750 bearer token: letters, digits and `-._~+/`, optionally ending
+   * in `=`; anything else is refused (`EARSHOT_OPTION_INVALID`).
    */
   token?: string;
   /**
@@ -54,7 +56,8 @@ export interface CreateServerOptions {
    * rooms, recording control and metrics (and publishing). It may be the same
    * value as `token`. Default: none — the admin API is open, which is allowed
    * only on a loopback `host` (or with `insecure`); requests must then name a
-   * loopback host (protects against DNS rebinding).
+   * loopback host (protects against DNS rebinding). The same characters as
+   * `token`.
    */
   adminToken?: string;
   /**

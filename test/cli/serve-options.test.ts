@@ -199,6 +199,7 @@ describe('earshot serve options', () => {
   it('names the flag, not the library option, when the server refuses a value', async () => {
     await expect(startCli(['--cors-origin', '*', '--threads', '1'])).rejects.toThrow(/earshot: --cors-origin: must not contain "\*"[^\n]*\[EARSHOT_OPTION_INVALID\]/);
     await expect(startCli(['--ice-host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: [^\n]*999\.1\.1\.1[^\n]*\[EARSHOT_OPTION_INVALID\]/);
+    await expect(startCli(['--token', 'two words', '--threads', '1'])).rejects.toThrow(/earshot: --token: must be usable as an HTTP bearer token [^\n]*character 4 of 9 is " "[^\n]*\[EARSHOT_OPTION_INVALID\]/);
   });
 
   it('shows --batch-interval, --early-output and --quiet-hold in /stats of the server it starts', async () => {
