@@ -133,6 +133,10 @@ export const errors = {
   OPTION_INVALID: define('EARSHOT_OPTION_INVALID', 500, 'Invalid option',
     (option: string, problem: string) => `options${option ? `.${option}` : ''} ${problem}`,
     (option) => ({ option })),
+  // `listen()` (createServer, createCluster, `earshot serve`): the address is taken, by another earshot or any program.
+  PORT_IN_USE: define('EARSHOT_PORT_IN_USE', 500, 'Port in use',
+    (host: string, port: number) => `Cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: another process already listens there (another earshot, or any other program). Stop it, or choose another port: --port / PORT (port in code).`,
+    (host, port) => ({ host, port })),
   TLS_INVALID: define('EARSHOT_TLS_INVALID', 500, 'TLS configuration unusable',
     (why: string) => `Cannot serve HTTPS: ${why}`),
   ICE_SERVER_INVALID: define('EARSHOT_ICE_SERVER_INVALID', 500, 'ICE server unusable',

@@ -56,6 +56,7 @@ import { checkServerOptions } from '../server/server-options.js';
 import { checkInteger } from '../core/option-checks.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
+import { listenOn } from '../server/listen.js';
 import { httpServerLimits, installProblemHandling } from '../server/problem.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
@@ -133,7 +134,11 @@ export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'pr
 export interface EarshotCluster {
   /** The front's fastify instance (the public port). */
   readonly app: FastifyInstance;
-  /** Starts every engine, then the public listener; resolves to the base URL. Rejects with an engine's start-up error. */
+  /**
+   * Starts every engine, then the public listener; resolves to the base URL.
+   * Rejects with an engine's start-up error, or `EARSHOT_PORT_IN_USE` when
+   * another process already listens on the public `host`:`port`.
+   */
   listen(): Promise<string>;
   /** Graceful shutdown: refuse new sessions, let every engine drain and finalize its recordings, then stop. */
   close(): Promise<void>;
@@ -760,7 +765,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         await cluster.close();
         throw failed.reason;
       }
-      const url = await app.listen({ host, port });
+      const url = await listenOn(app, host, port);
       node?.start(url);
       return url;
     },

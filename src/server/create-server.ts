@@ -37,6 +37,7 @@ import { createMetrics } from './metrics.js';
 import { registerWhipRoutes } from './routes/whip.js';
 import { registerWhepRoutes } from './routes/whep.js';
 import { AUDIO_PROTOCOL, registerPeerAudioRoutes } from './routes/peer-audio.js';
+import { listenOn } from './listen.js';
 import { QuietRoutesLogController } from './request-logs.js';
 import { loadTls } from './tls.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
@@ -65,7 +66,11 @@ export interface EarshotServer {
   attachProcessor(name: string, scope?: ProcessorScope): () => void;
   /** Loads a custom worker stage module in every worker; resolves to the stage types it provides. */
   registerStageModule(pathOrUrl: string | URL): Promise<string[]>;
-  /** Starts the workers and the HTTP listener; resolves to the base URL (`https://…` with `tlsCert`). */
+  /**
+   * Starts the workers and the HTTP listener; resolves to the base URL
+   * (`https://…` with `tlsCert`). Rejects with `EARSHOT_PORT_IN_USE` when
+   * another process already listens on `host`:`port`.
+   */
   listen(): Promise<string>;
   /** Graceful shutdown: refuse new sessions, finalize every recording, stop workers and HTTP. */
   close(): Promise<void>;
@@ -221,7 +226,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     async listen() {
       // Stage operators on this server's streams run on its workers (core.withPool), never another server's.
       await core.start();
-      return app.listen({ host, port });
+      return listenOn(app, host, port);
     },
     close() {
       closing ??= (async () => {
