@@ -18,13 +18,16 @@ const SRC = join(ROOT, 'src');
 
 /** The catalog of errors (src/errors.ts): every room but media may raise one. */
 const ERRORS = 'errors';
-const BELOW_CORE = ['pipeline', 'pool', 'dsp', 'sinks', 'rtc', 'media', ERRORS];
+/** Checks of options any room that takes options makes (src/option-checks.ts): they raise catalog errors only. */
+const OPTION_CHECKS = 'option-checks';
+const BELOW_CORE = ['pipeline', 'pool', 'dsp', 'sinks', 'rtc', 'media', ERRORS, OPTION_CHECKS];
 
 /** What each room may import, besides itself. `wasm` is the WASM loaders outside src/ (wasm/). */
 const ALLOWED: Record<string, readonly string[]> = {
   // Frame types, 16-bit quantizing, Opus TOC, the latency histogram: plain data, no dependencies.
   media: [],
   errors: [],
+  [OPTION_CHECKS]: [ERRORS],
   'package-root': [],
   rtc: ['media', ERRORS],
   dsp: ['media', 'wasm'],
@@ -35,7 +38,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   core: BELOW_CORE,
   server: ['core', ...BELOW_CORE, 'package-root'],
   // The publisher (`earshot send`): WebRTC and Opus, never the server side.
-  client: ['rtc', 'media', ERRORS, 'wasm'],
+  client: ['rtc', 'media', ERRORS, OPTION_CHECKS, 'wasm'],
   // The seed-style API is the core without HTTP.
   facade: ['core', ...BELOW_CORE, 'package-root'],
   cluster: ['server', 'core', ...BELOW_CORE, 'package-root'],
