@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
 import { errors } from '../errors.js';
+import { checkBoolean, checkFunction, checkMilliseconds, checkNumber, checkOptionNames, checkStringArray, describeValue, failOption } from '../option-checks.js';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
@@ -170,27 +171,70 @@ const SILENT_FRAME = new Uint8Array([0xf8, 0xff, 0xfe]);
 /** The least `seconds` to send: one 20 ms packet. */
 export const MIN_SECONDS = 0.02;
 
-/** Refuses options that cannot be sent, before a file is read or anything connects. */
-function checkOptions(options: SendOptions): void {
-  const { seconds, channels } = options;
+/** Every option of `sendAudio`, for the check of the names given (a new option must be added here: the type says so). */
+const SEND_OPTIONS: Record<keyof SendOptions, true> = {
+  url: true, signaling: true, source: true, seconds: true, loop: true, channels: true, bitrate: true, dtx: true, token: true,
+  fetch: true, signal: true, onProgress: true, hostAddresses: true, skipDelete: true, connectTimeoutMs: true, rtcpTimeoutMs: true,
+  simulateLoss: true, speed: true, dataChannel: true, onReceiverReport: true,
+};
+
+/**
+ * Refuses options that cannot be sent, before a file is read or anything
+ * connects: `EARSHOT_OPTION_INVALID` naming the option (`options.speed must
+ * be a number from 1 to 50, got 60`), and a name that is not an option (a
+ * misspelt one would silently do nothing) with the nearest known one.
+ */
+function checkOptions(options: SendOptions, what: 'sendAudio' | 'sendMany'): void {
+  checkOptionNames(what, options, SEND_OPTIONS);
+  const { seconds, source } = options;
+  checkFunction('signaling', options.signaling);
   if (!options.signaling) checkWhipUrl(options.url);
   checkToken(options.token);
+  const inMemory = typeof source === 'object' && source !== null && (Array.isArray((source as EncodedSource).opus) || Array.isArray((source as PcmSource).channels));
+  if (typeof source !== 'string' && !inMemory) {
+    failOption('source', 'a WAV file path, decoded PCM { sampleRate: 48000, channels: Float32Array[] } or Opus packets { opus: Uint8Array[], channels }', source);
+  }
   // Below one packet nothing was sent, and an infinite duration sent forever.
-  if (seconds !== undefined && !(Number.isFinite(seconds) && seconds >= MIN_SECONDS)) throw new RangeError(`seconds must be a finite number of at least ${MIN_SECONDS} (one 20 ms packet), got ${seconds}`);
-  checkChannels(channels);
-  const loss = options.simulateLoss ?? 0;
-  if (!(loss >= 0 && loss <= 0.5)) throw new RangeError(`simulateLoss must be 0–0.5, got ${loss}`);
-  const speed = options.speed ?? 1;
-  if (!(speed >= 1 && speed <= 50)) throw new RangeError(`speed must be 1–50, got ${options.speed}`);
+  if (seconds !== undefined && !(typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= MIN_SECONDS)) failOption('seconds', `a finite number of at least ${MIN_SECONDS} (one 20 ms packet)`, seconds);
+  checkBoolean('loop', options.loop);
+  checkChannels(options.channels);
+  checkBitrate(options.bitrate);
+  checkBoolean('dtx', options.dtx);
+  checkFunction('fetch', options.fetch);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) failOption('signal', 'an AbortSignal', options.signal);
+  checkFunction('onProgress', options.onProgress);
+  checkStringArray('hostAddresses', options.hostAddresses);
+  checkBoolean('skipDelete', options.skipDelete);
+  checkMilliseconds('connectTimeoutMs', options.connectTimeoutMs);
+  checkNumber('rtcpTimeoutMs', options.rtcpTimeoutMs, 0, 2 ** 31 - 1, ' (ms; 0 turns it off)');
+  checkNumber('simulateLoss', options.simulateLoss, 0, 0.5);
+  checkNumber('speed', options.speed, 1, 50);
+  checkFunction('dataChannel', options.dataChannel);
+  checkFunction('onReceiverReport', options.onReceiverReport);
 }
 
+/** Opus's bitrates, or `EARSHOT_OPTION_INVALID`. */
+function checkBitrate(bitrate: unknown): void {
+  if (bitrate !== undefined && !(typeof bitrate === 'number' && Number.isInteger(bitrate) && bitrate >= BITRATE_RANGE.min && bitrate <= BITRATE_RANGE.max)) {
+    failOption('bitrate', `an integer from ${BITRATE_RANGE.min} to ${BITRATE_RANGE.max} bit/s (Opus)`, bitrate);
+  }
+}
+
+/**
+ * Publishes `options.source` to a WHIP endpoint (or over your `signaling`)
+ * and resolves when it has been sent and the session ended. Every option is
+ * checked first, before a file is read or anything connects: an unusable
+ * value or a name that is not an option rejects with `EARSHOT_OPTION_INVALID`
+ * naming it (`options.speeed is not an option of sendAudio (did you mean
+ * speed?)`).
+ */
 export async function sendAudio(options: SendOptions): Promise<SendResult> {
-  checkOptions(options);
+  checkOptions(options, 'sendAudio');
   const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels, options.loop ? undefined : options.seconds) : options.source;
   const channels = 'opus' in source ? source.channels : (options.channels ?? (source.channels.length >= 2 ? 2 : 1));
   const sourceFrames = 'opus' in source ? source.opus.length : Math.ceil(source.channels[0].length / FRAME);
   const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : sourceFrames;
-  if (!(totalFrames > 0)) throw new RangeError('nothing to send: the source is empty');
+  if (!(totalFrames > 0)) throw errors.OPTION_INVALID('source', 'holds no audio: nothing to send');
 
   const loopback = !options.signaling && isLoopbackHost(new URL(options.url).hostname);
   const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
@@ -253,10 +297,14 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
   }
 }
 
-/** Sends `count` sessions at once; peer ids get `-1` … `-count` appended. One failure does not stop the others. */
+/**
+ * Sends `count` sessions at once; peer ids get `-1` … `-count` appended. One
+ * failure does not stop the others. The options are checked as `sendAudio`'s
+ * (`EARSHOT_OPTION_INVALID`), once for all.
+ */
 export async function sendMany(count: number, options: SendOptions): Promise<Array<SendResult | { error: Error; url: string }>> {
-  if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be a positive integer, got ${count}`);
-  checkOptions(options);
+  if (!Number.isInteger(count) || count < 1) throw errors.OPTION_INVALID('count', `must be a positive integer, got ${describeValue(count)}`);
+  checkOptions(options, 'sendMany');
   const decoded = typeof options.source === 'string' ? await readWavSource(options.source, options.channels, options.loop ? undefined : options.seconds) : options.source;
   // Encode once for all sessions: K encoders would cost the sender K times the CPU.
   const source = 'opus' in decoded ? decoded : encodeSource(decoded, options.channels, options.bitrate, options.dtx ?? false);
@@ -319,9 +367,7 @@ export const BITRATE_RANGE = { min: 6000, max: 510_000 } as const;
  */
 function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined, dtx: boolean, loop = false): FrameSource {
   checkChannels(channels);
-  if (bitrate !== undefined && !(Number.isInteger(bitrate) && bitrate >= BITRATE_RANGE.min && bitrate <= BITRATE_RANGE.max)) {
-    throw new RangeError(`bitrate must be an integer from ${BITRATE_RANGE.min} to ${BITRATE_RANGE.max} bit/s (Opus), got ${bitrate}`);
-  }
+  checkBitrate(bitrate);
   const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
   const length = source.channels[0].length;
   const pcm = new Float32Array(FRAME * channels);

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import wavefile from 'wavefile';
 import { loadSpeex, SpeexResampler } from '../../wasm/speex.js';
 import { errors } from '../errors.js';
+import { failOption } from '../option-checks.js';
 
 export interface PcmSource {
   sampleRate: 48000;
@@ -15,9 +16,9 @@ export interface PcmSource {
 
 const unreadable = errors.WAV_UNREADABLE;
 
-/** Throws unless `channels` is 1, 2 or not given: an encoder of other counts failed with a bare number. */
-export function checkChannels(channels: number | undefined): void {
-  if (channels !== undefined && channels !== 1 && channels !== 2) throw new RangeError(`channels must be 1 or 2, got ${channels}`);
+/** `EARSHOT_OPTION_INVALID` unless `channels` is 1, 2 or not given: an encoder of other counts failed with a bare number. */
+export function checkChannels(channels: unknown): void {
+  if (channels !== undefined && channels !== 1 && channels !== 2) failOption('channels', '1 or 2', channels);
 }
 
 /**

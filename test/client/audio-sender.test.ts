@@ -1,6 +1,8 @@
 /**
- * `sendAudio`'s options are checked before anything connects, and the CLI's
- * flags take the same ranges. (Sending itself, in real time and faster, is
+ * `sendAudio`'s options are checked before anything connects, each refusal an
+ * `EARSHOT_OPTION_INVALID` naming the option (they were RangeErrors without a
+ * code), a misspelt option refused by name; and the CLI's flags take the same
+ * ranges. (Sending itself, in real time and faster, is
  * exercised end to end by test/integration; here only `sendMany`'s progress.)
  */
 import { execFile } from 'node:child_process';
@@ -8,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeSource, sendAudio, sendMany, type SendProgress } from '../../src/client/audio-sender.js';
 import { readWavSource } from '../../src/client/wav-source.js';
+import { EarshotError } from '../../src/errors.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer } from '../helpers/server.js';
 
@@ -17,24 +20,47 @@ const source = { sampleRate: 48000 as const, channels: [new Float32Array(960)] }
 // Nothing listens there: an option that passed the checks would fail to connect instead.
 const url = 'http://127.0.0.1:9/whip/room/peer';
 
+/** The refusal `EARSHOT_OPTION_INVALID` of `option`, with this message. */
+const refusal = (option: string, message: string) => ({ code: 'EARSHOT_OPTION_INVALID', extensions: { option }, message });
+
 describe('sendAudio options', () => {
   it('takes a speed from 1 (real time) to 50 and refuses anything else up front', async () => {
     for (const speed of [0, 0.5, 51, Number.NaN, Infinity, -1]) {
-      await expect(sendAudio({ url, source, speed })).rejects.toThrow(new RangeError(`speed must be 1–50, got ${speed}`));
+      await expect(sendAudio({ url, source, speed })).rejects.toMatchObject(refusal('speed', `options.speed must be a number from 1 to 50, got ${speed}`));
     }
   });
 
   it('refuses a loss share outside 0–0.5 and an empty source', async () => {
-    await expect(sendAudio({ url, source, simulateLoss: 0.6 })).rejects.toThrow(RangeError);
-    await expect(sendAudio({ url, source: { sampleRate: 48000, channels: [new Float32Array(0)] } })).rejects.toThrow(/nothing to send/);
+    await expect(sendAudio({ url, source, simulateLoss: 0.6 })).rejects.toMatchObject(refusal('simulateLoss', 'options.simulateLoss must be a number from 0 to 0.5, got 0.6'));
+    await expect(sendAudio({ url, source: { sampleRate: 48000, channels: [new Float32Array(0)] } })).rejects.toMatchObject(refusal('source', 'options.source holds no audio: nothing to send'));
+    await expect(sendAudio({ url, source: 42 as never })).rejects.toMatchObject(refusal('source', expect.stringMatching(/^options\.source must be a WAV file path, decoded PCM .* or Opus packets .*, got 42$/) as never));
   });
 
   it('takes seconds from one 20 ms packet up, finite, and says so before reading the file', async () => {
     // 0.005 s passed the check and then sent nothing; Infinity and 1e400 sent forever.
     for (const seconds of [0.005, 0.019, 0, -1, Number.NaN, Infinity, 1e400]) {
-      await expect(sendAudio({ url, source: 'no-such.wav', seconds })).rejects.toThrow(new RangeError(`seconds must be a finite number of at least 0.02 (one 20 ms packet), got ${seconds}`));
-      await expect(sendMany(2, { url, source: 'no-such.wav', seconds })).rejects.toThrow(RangeError);
+      const refused = refusal('seconds', `options.seconds must be a finite number of at least 0.02 (one 20 ms packet), got ${seconds}`);
+      await expect(sendAudio({ url, source: 'no-such.wav', seconds })).rejects.toMatchObject(refused);
+      await expect(sendMany(2, { url, source: 'no-such.wav', seconds })).rejects.toMatchObject(refused);
     }
+  });
+
+  it('refuses an option name it does not know, naming it and the nearest one (a misspelt option did nothing)', async () => {
+    const refused = (await sendAudio({ url, source, speeed: 5 } as never).catch((e: unknown) => e)) as EarshotError;
+    expect(refused).toBeInstanceOf(EarshotError);
+    expect(refused).toMatchObject(refusal('speeed', 'options.speeed is not an option of sendAudio (did you mean speed?)'));
+    await expect(sendMany(2, { url, source, simulatedLoss: 0.1 } as never)).rejects.toMatchObject(refusal('simulatedLoss', 'options.simulatedLoss is not an option of sendMany (did you mean simulateLoss?)'));
+    await expect(sendAudio({ url, source, volume: 2 } as never)).rejects.toMatchObject(refusal('volume', 'options.volume is not an option of sendAudio'));
+    await expect(sendMany(0, { url, source })).rejects.toMatchObject(refusal('count', 'options.count must be a positive integer, got 0'));
+  });
+
+  it('refuses options of the wrong kind by name', async () => {
+    await expect(sendAudio({ url, source, loop: 'yes' as never })).rejects.toMatchObject(refusal('loop', 'options.loop must be true or false, got "yes"'));
+    await expect(sendAudio({ url, source, connectTimeoutMs: 0 })).rejects.toMatchObject(refusal('connectTimeoutMs', 'options.connectTimeoutMs must be a number from 1 to 2147483647 (ms), got 0'));
+    await expect(sendAudio({ url, source, rtcpTimeoutMs: -1 })).rejects.toMatchObject(refusal('rtcpTimeoutMs', 'options.rtcpTimeoutMs must be a number from 0 to 2147483647 (ms; 0 turns it off), got -1'));
+    await expect(sendAudio({ url, source, onProgress: 'log' as never })).rejects.toMatchObject(refusal('onProgress', 'options.onProgress must be a function, got "log"'));
+    await expect(sendAudio({ url, source, signal: {} as never })).rejects.toMatchObject(refusal('signal', 'options.signal must be an AbortSignal, got an object'));
+    await expect(sendAudio({ url, source, hostAddresses: '127.0.0.1' as never })).rejects.toMatchObject(refusal('hostAddresses', 'options.hostAddresses must be an array of strings, got "127.0.0.1"'));
   });
 
   it('refuses a URL other than http(s) and a token that is not visible ASCII before anything is sent (they were "did not answer")', async () => {
@@ -47,18 +73,19 @@ describe('sendAudio options', () => {
 
   it('sends 1 or 2 channels and refuses any other count by name (it threw a bare number)', async () => {
     for (const channels of [0, 3, 6, 1.5]) {
-      const message = new RangeError(`channels must be 1 or 2, got ${channels}`);
-      await expect(sendAudio({ url, source, channels: channels as 1 })).rejects.toThrow(message);
-      await expect(sendMany(2, { url, source, channels: channels as 1 })).rejects.toThrow(message);
+      const refused = refusal('channels', `options.channels must be 1 or 2, got ${channels}`);
+      await expect(sendAudio({ url, source, channels: channels as 1 })).rejects.toMatchObject(refused);
+      await expect(sendMany(2, { url, source, channels: channels as 1 })).rejects.toMatchObject(refused);
       // It returned two channels for 3.
-      await expect(readWavSource(fixturePath('tone-1k-48k.wav'), channels as 1)).rejects.toThrow(message);
-      expect(() => encodeSource(source, channels as 1)).toThrow(message);
+      await expect(readWavSource(fixturePath('tone-1k-48k.wav'), channels as 1)).rejects.toMatchObject(refused);
+      expect(() => encodeSource(source, channels as 1)).toThrow(refused.message);
     }
   });
 
   it('takes an Opus bitrate from 6000 to 510000 bit/s: below, libopus codes nothing but silence', async () => {
     for (const bitrate of [600, 5999, 510_001, 32000.5]) {
-      await expect(sendAudio({ url, source, bitrate })).rejects.toThrow(new RangeError(`bitrate must be an integer from 6000 to 510000 bit/s (Opus), got ${bitrate}`));
+      // Before reading the file (it was checked once the file had been decoded).
+      await expect(sendAudio({ url, source: 'no-such.wav', bitrate })).rejects.toMatchObject(refusal('bitrate', `options.bitrate must be an integer from 6000 to 510000 bit/s (Opus), got ${bitrate}`));
     }
   });
 
