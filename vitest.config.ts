@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -31,12 +32,20 @@ const UNIT = [
 
 const shared = { testTimeout: 120_000, hookTimeout: 60_000 };
 
+/**
+ * `import … from 'earshot'` (the examples import it as a user's copy of them would) is the
+ * package's own entry, src/index.ts, as the tests' other imports are: Node's self-reference
+ * would resolve it to dist/, a build that may be missing or older than the sources.
+ * (tsc resolves it to src/ by itself: tsconfig's outDir maps dist/src back to src.)
+ */
+const resolve = { alias: [{ find: /^earshot$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) }] };
+
 export default defineConfig({
   test: {
     reporters: ['default'],
     projects: [
-      { test: { ...shared, name: 'unit', include: UNIT, maxWorkers: 2, sequence: { groupOrder: 0 } } },
-      { test: { ...shared, name: 'media', include: ['test/**/*.test.ts'], exclude: UNIT, fileParallelism: false, sequence: { groupOrder: 1 } } },
+      { resolve, test: { ...shared, name: 'unit', include: UNIT, maxWorkers: 2, sequence: { groupOrder: 0 } } },
+      { resolve, test: { ...shared, name: 'media', include: ['test/**/*.test.ts'], exclude: UNIT, fileParallelism: false, sequence: { groupOrder: 1 } } },
     ],
   },
 });

@@ -12,13 +12,13 @@
  * the JSDoc types check it against earshot's stage contract.
  */
 
-/** @type {import('../src/index.js').CustomStage} */
+/** @type {import('earshot').CustomStage} */
 const dcBlocker = {
   type: 'dc-blocker',
   /**
-   * @param {import('../src/index.js').StageSpec} options `{ cutoffHz?: number }`, 1–200 Hz, default 20
-   * @param {import('../src/index.js').AudioFormat} input
-   * @returns {import('../src/index.js').Stage}
+   * @param {import('earshot').StageSpec} options `{ cutoffHz?: number }`, 1–200 Hz, default 20
+   * @param {import('earshot').AudioFormat} input
+   * @returns {import('earshot').Stage}
    */
   create(options, input) {
     for (const key of Object.keys(options)) {

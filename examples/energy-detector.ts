@@ -12,8 +12,7 @@
  * comparisons per 20 ms frame on the main thread.
  */
 import { tap } from 'rxjs';
-import type { ProcessorFactory } from '../src/index.js';
-import { speechSegments } from '../src/index.js';
+import { speechSegments, type ProcessorFactory } from 'earshot';
 
 export const energyDetector: ProcessorFactory = (context) => {
   const thresholdDb = typeof context.options.thresholdDb === 'number' ? context.options.thresholdDb : -40;

@@ -95,6 +95,20 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
+let app: Promise<string> | undefined;
+/** A fresh project (under `work`) that installed the tarball, as a user's: made once, for the tests that need one. */
+function installedApp(): Promise<string> {
+  return (app ??= (async () => {
+    const dir = join(work, 'app');
+    await mkdir(dir);
+    await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'earshot-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2));
+    // Only what a user installs: earshot itself brings @types/multicast-dns, which werift's
+    // declarations need with skipLibCheck off (tsc's default).
+    await must('npm', ['install', tarball, 'typescript@5.9', '@types/node@20', '--no-audit', '--no-fund', '--prefer-offline'], dir);
+    return dir;
+  })());
+}
+
 // Generous: a build, a pack and an `npm install` (from the cache: ~15 s; longer on a cold cache).
 describe('the packed package', { timeout: 300_000 }, () => {
   it('ships what a user needs and nothing else: the build, its runtime files, no sources, maps, tests or tooling', async () => {
@@ -133,12 +147,7 @@ describe('the packed package', { timeout: 300_000 }, () => {
   });
 
   it('installs into a fresh project, type-checks strictly against its declarations, and runs a loopback session by package name', async () => {
-    const app = join(work, 'app');
-    await mkdir(app);
-    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'earshot-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2));
-    // Only what a user installs: earshot itself brings @types/multicast-dns, which werift's
-    // declarations need with skipLibCheck off (tsc's default).
-    await must('npm', ['install', tarball, 'typescript@5.9', '@types/node@20', '--no-audit', '--no-fund', '--prefer-offline'], app);
+    const app = await installedApp();
     await cp(join(CONSUMER, 'main.ts'), join(app, 'main.ts'));
     await cp(join(CONSUMER, 'tsconfig.json'), join(app, 'tsconfig.json'));
 
@@ -176,5 +185,24 @@ describe('the packed package', { timeout: 300_000 }, () => {
     // A PUT on the bundled pipelines is refused, and nothing was written into the installed package.
     expect(result.bundledPipelines).toEqual({ put: 409, code: 'EARSHOT_PIPELINES_READ_ONLY', writable: false });
     expect(existsSync(join(app, 'node_modules', 'earshot', 'pipelines', 'mine.json'))).toBe(false);
+  });
+
+  it('runs the examples copied into a user\'s project as they are: they import earshot by name, type-check against its declarations, load and work', async () => {
+    const app = await installedApp();
+    // They imported ../src/index.js: a copy outside the repository did not compile.
+    await cp(join(REPO, 'examples'), join(app, 'examples'), { recursive: true });
+    await cp(join(CONSUMER, 'examples.ts'), join(app, 'examples.ts'));
+    await cp(join(CONSUMER, 'tsconfig.json'), join(app, 'tsconfig.json'));
+    await cp(join(CONSUMER, 'tsconfig.examples.json'), join(app, 'tsconfig.examples.json'));
+    const tsc = await sh(join(app, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.examples.json'], app);
+    expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
+
+    const out = await must(process.execPath, [join(app, 'out', 'examples.js'), FIXTURE], app);
+    const result = JSON.parse(out.trim().split('\n').at(-1)!) as { packetsSent: number; events: string[] };
+    // 4 s of 20 ms packets, through a pipeline of the dc-blocker stage (createServer refuses a pipeline of a type no module gave).
+    expect(result.packetsSent).toBe(200);
+    // The energy detector heard the speech: turns that start and end, in order.
+    expect(result.events.length).toBeGreaterThanOrEqual(2);
+    result.events.forEach((event, i) => expect(event).toBe(i % 2 === 0 ? 'speech-start' : 'speech-end'));
   });
 });
