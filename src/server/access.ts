@@ -49,9 +49,9 @@ export class Access {
     for (const [name, value] of [['token', options.publishToken], ['adminToken', options.adminToken]] as const) {
       if (value !== undefined && (typeof value !== 'string' || value.trim() === '')) throw errors.OPTION_INVALID(name, `must be a non-empty string, got ${describeValue(value)}`);
       const bad = value === undefined ? -1 : badBearerCharacter(value);
-      // No client could present it: `Authorization: Bearer` carries one b64token, and a space ends it.
+      // No client could present it: `Authorization: Bearer` carries one token, and a space ends it.
       if (bad >= 0) {
-        throw errors.OPTION_INVALID(name, `must be usable as an HTTP bearer token (RFC 6750: letters, digits and - . _ ~ + /, optionally ending in =), but character ${bad + 1} of ${value!.length} is ${JSON.stringify(value![bad])}`);
+        throw errors.OPTION_INVALID(name, `must be usable as an HTTP bearer token (visible ASCII characters only: no spaces, line breaks or non-ASCII), but character ${bad + 1} of ${value!.length} is ${JSON.stringify(value![bad])}`);
       }
     }
     this.#publish = options.publishToken === undefined ? undefined : digest(options.publishToken);
@@ -158,14 +158,15 @@ function protocolToken(req: RequestHead): string | undefined {
 }
 
 /**
- * Where `token` has a character a bearer token cannot have, or −1. RFC 6750
- * §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
- * (The message names the character only, never the rest of the secret.)
+ * Where `token` has a character no `Authorization: Bearer` header can carry
+ * as part of one token, or −1: anything but visible ASCII (a space or tab
+ * ends it, a newline ends the header, non-ASCII is not sent as such).
+ * RFC 6750's b64token is stricter, but clients send other visible characters
+ * (`!`, `#`, `%` from password generators) and this server has always
+ * accepted them. (The message names the character only, never the secret.)
  */
 function badBearerCharacter(token: string): number {
-  const padded = /=*$/.exec(token)!.index;
-  const at = token.slice(0, padded).search(/[^A-Za-z0-9\-._~+/]/);
-  return at >= 0 ? at : padded === 0 ? 0 : -1;
+  return token.search(/[^\x21-\x7e]/);
 }
 
 /** The token of an `Authorization: Bearer …` header (scheme case-insensitive, RFC 6750). */

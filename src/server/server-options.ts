@@ -47,8 +47,9 @@ export interface CreateServerOptions {
    * Token of the **publish** role: required (as `Authorization: Bearer …`) on
    * WHIP POST, DELETE and PATCH. Default: none — anyone who reaches the port may
    * publish, but only a token holder or an admin may replace a live peer.
-   * An RFC 6750 bearer token: letters, digits and `-._~+/`, optionally ending
-   * in `=`; anything else is refused (`EARSHOT_OPTION_INVALID`).
+   * Visible ASCII characters only (what an `Authorization: Bearer` header
+   * carries as one token); a space, a line break or non-ASCII is refused
+   * (`EARSHOT_OPTION_INVALID`).
    */
   token?: string;
   /**
