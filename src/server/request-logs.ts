@@ -6,8 +6,30 @@
  * instead, so an info log shows what people and publishers did, not the
  * polling. Failures on those routes are still logged by the error handler
  * (problem.ts) at their usual level.
+ *
+ * Every request line carries its URL as `loggedUrl` gives it: no signed
+ * link's signature, at most `MAX_LOGGED_URL_CHARS`.
  */
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+
+/** Longest URL a request log line carries; the rest is cut, saying how long it was. */
+export const MAX_LOGGED_URL_CHARS = 200;
+
+/**
+ * The URL as logged: a signed link's `signature` replaced (the link opens its
+ * recording without a token until it expires, and logs travel further than
+ * links should), and cut to `MAX_LOGGED_URL_CHARS` (a client's 15 KB query
+ * string must not become 15 KB of log per request).
+ */
+export function loggedUrl(url: string): string {
+  const redacted = url.replace(/([?&]signature=)[^&#]*/gi, '$1…');
+  return redacted.length <= MAX_LOGGED_URL_CHARS ? redacted : `${redacted.slice(0, MAX_LOGGED_URL_CHARS)}… (${redacted.length} characters)`;
+}
+
+/** What fastify's request serializer reads, with the URL as `loggedUrl` gives it. */
+function loggedRequest(request: FastifyRequest) {
+  return { method: request.method, url: loggedUrl(request.url), headers: { 'accept-version': request.headers['accept-version'] }, host: request.host, ip: request.ip, socket: request.socket };
+}
 
 export class QuietRoutesLogController extends LogController {
   readonly #quiet: ReadonlySet<string>;
@@ -23,9 +45,11 @@ export class QuietRoutesLogController extends LogController {
     return url !== undefined && this.#quiet.has(url);
   }
 
-  override incomingRequest(request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
-    if (!this.#isQuiet(request)) return super.incomingRequest(request, reply, metadata);
-    request.log.debug({ req: request }, 'incoming request');
+  override incomingRequest(request: FastifyRequest, _reply: FastifyReply, _metadata?: Record<string, unknown>): void {
+    if (this.isLogDisabled(request)) return;
+    const req = loggedRequest(request);
+    if (this.#isQuiet(request)) request.log.debug({ req }, 'incoming request');
+    else request.log.info({ req }, 'incoming request');
   }
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {

@@ -83,6 +83,15 @@ describe('logging', () => {
     for (const path of ['/health', '/metrics', '/', '/dashboard.js', '/events?interval=100']) expect(urls).toContainEqual([DEBUG, path]);
   });
 
+  it("logs no signed link's signature, and at most 200 characters of a URL", async () => {
+    const before = info.lines.length;
+    await (await fetch(`${t.url}/recordings/a.wav?expires=4102444800&signature=c2VjcmV0LXNpZ25hdHVyZQ`)).arrayBuffer();
+    await (await fetch(`${t.url}/stats?q=${'x'.repeat(15_000)}`)).arrayBuffer();
+    const urls = requestLines(info.lines.slice(before)).flatMap((l) => (l.req ? [l.req.url] : []));
+    expect(urls).toEqual(['/recordings/a.wav?expires=4102444800&signature=…', `/stats?q=${'x'.repeat(191)}… (15009 characters)`]);
+    expect(JSON.stringify(info.lines.slice(before))).not.toContain('c2VjcmV0LXNpZ25hdHVyZQ');
+  });
+
   it('a refused request on a quiet route is still logged at info', async () => {
     const secured = capturingLogger('info');
     const s = await startServer({ logger: secured.logger, adminToken: 'admin-secret' });
