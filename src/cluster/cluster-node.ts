@@ -485,7 +485,7 @@ export class ClusterNode {
   // ---- routes
 
   #routes(app: FastifyInstance): void {
-    app.post('/admin/drain', async (_req, reply) => {
+    app.post('/admin/drain', { config: { body: 'none' } }, async (_req, reply) => {
       void this.drain().catch((e: unknown) => this.#host.log.error({ err: (e as Error).message }, 'cluster: draining failed'));
       return reply.code(202).send({ node: this.#id, state: 'draining', sessions: this.#host.load().sessions, timeoutMs: this.#options.drainTimeoutMs ?? 30_000 });
     });

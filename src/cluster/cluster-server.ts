@@ -59,6 +59,7 @@ import type { SessionEvent } from '../core/earshot-core.js';
 import { listenOn } from '../server/listen.js';
 import { httpServerLimits, installProblemHandling } from '../server/problem.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
+import { installBodyTypeCheck } from '../server/body-types.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
 import { registerRecordingRoutes, type ServeRecording } from '../server/routes/recordings.js';
 import { checkName, notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
@@ -412,6 +413,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   });
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
+  // As on an engine: a body of the wrong type gets 415 before it is read, not after the engine read it.
+  installBodyTypeCheck(app);
 
   // ---- the cluster of machines (its routes: /cluster/*, /admin/drain)
   if (options.cluster) {
@@ -517,7 +520,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
   };
 
-  app.post<{ Params: { room: string; peer: string } }>('/whip/:room/:peer', { config: { access: 'publish' }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
+  app.post<{ Params: { room: string; peer: string } }>('/whip/:room/:peer', { config: { access: 'publish', body: 'sdp' }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
     const { room, peer } = req.params;
     checkName('room', room);
     checkName('peer', peer);
@@ -619,7 +622,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.options('/whep/:peer/:id', whipOptions);
   notAllowed(app, '/whep/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
   notAllowed(app, '/whep/:peer/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');
-  app.post<{ Params: { peer: string } }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES }, toPeer);
+  app.post<{ Params: { peer: string } }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES, config: { body: 'sdp' } }, toPeer);
   app.delete<{ Params: { peer: string } }>('/whep/:peer/:id', toPeer);
   app.patch<{ Params: { peer: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
 

@@ -9,6 +9,7 @@
 import { fixturePath } from '../helpers/fixtures.js';
 import { until } from '../helpers/until.js';
 import { readFile, readdir, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
@@ -162,6 +163,29 @@ describe('earshot serve --processes 2', () => {
       controller.abort();
       await sending.catch(() => undefined);
     }
+  });
+
+  it('refuses a body of the wrong type with 415 before reading it, as an engine does', async () => {
+    // The headers announce 60 000 bytes that never come: only a check made before the body is read can answer.
+    const answer = (head: string) =>
+      new Promise<string>((resolve, reject) => {
+        const u = new URL(s.url);
+        const socket = connect(Number(u.port), u.hostname, () => socket.write(head));
+        let text = '';
+        socket.on('data', (d: Buffer) => {
+          text += d.toString('latin1');
+          if (text.includes('\r\n\r\n')) {
+            socket.destroy();
+            resolve(text.split('\r\n')[0]);
+          }
+        });
+        socket.on('error', reject);
+        socket.setTimeout(10_000, () => socket.destroy(new Error(`no answer to ${head.split('\r\n')[0]} before its body`)));
+      });
+    const head = (method: string, path: string, type: string) => `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nContent-Length: 60000\r\n\r\n`;
+    expect(await answer(head('POST', '/whip/demo/typed', 'text/plain'))).toBe('HTTP/1.1 415 Unsupported Media Type');
+    expect(await answer(head('POST', '/whep/typed', 'application/json'))).toBe('HTTP/1.1 415 Unsupported Media Type');
+    expect(await answer(head('PUT', '/rooms/typed', 'application/sdp'))).toBe('HTTP/1.1 415 Unsupported Media Type');
   });
 
   it('shares --max-listeners out among the engines: a peer\'s engine takes its share of listeners, then refuses', async () => {
