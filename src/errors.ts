@@ -100,7 +100,10 @@ export const errors = {
   RECORDING_NOT_ACTIVE: define('EARSHOT_RECORDING_NOT_ACTIVE', 409, 'No recording running',
     (peer: string) => `Peer "${peer}" is not recording. Start with POST /peers/${peer}/recording.`),
   RECORDING_EXISTS: define('EARSHOT_RECORDING_EXISTS', 409, 'Recording file exists',
-    (name: string) => `A recording named "${name}" already exists; choose another name.`),
+    (name: string, fileInTheWay?: string) =>
+      fileInTheWay === undefined
+        ? `A recording named "${name}" already exists; choose another name.`
+        : `The recording name "${name}" cannot be used: "${fileInTheWay}" is a recording, not a directory; choose another name.`),
   RANGE_NOT_SATISFIABLE: define('EARSHOT_RANGE_NOT_SATISFIABLE', 416, 'Range not satisfiable',
     (size: number, range: string) => `The file has ${size} bytes; the requested range "${range}" starts beyond it.`),
   RECORDINGS_DIR_UNWRITABLE: define('EARSHOT_RECORDINGS_DIR_UNWRITABLE', 500, 'Recordings directory not writable',

@@ -162,7 +162,7 @@ export class RecordSink {
           this.#format = { sampleRate, channels };
         }
         for (let attempt = 1; ; attempt++) {
-          if (path === undefined) await prepareDirectory(store, file);
+          if (path === undefined) await prepareDirectory(store, file, name !== undefined);
           try {
             const target = path !== undefined ? resolve(path) : store.pathOf(file);
             const startPosition = fromStreamStart ? 0 : undefined;
@@ -369,18 +369,24 @@ export class RecordSink {
 
 /**
  * Creates the directories a recording name needs. A file where one of them
- * should be fails with EEXIST, which must not read as a recording of that
- * name existing: it is the directory that cannot be written.
+ * should be fails with EEXIST. For a name the client chose (`chosen`), that
+ * is the client's conflict (409 `EARSHOT_RECORDING_EXISTS`, naming the file
+ * in the way); for a generated one, the directory cannot be written (the
+ * template and the files disagree: the operator's to fix).
  */
-async function prepareDirectory(store: RecordingsStore, file: string): Promise<void> {
+async function prepareDirectory(store: RecordingsStore, file: string, chosen: boolean): Promise<void> {
   try {
     await store.prepare(file);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
+    const blocked = err.code === 'EEXIST' || err.code === 'ENOTDIR';
+    const inTheWay = blocked && chosen ? await store.fileInTheWay(file) : undefined;
+    if (inTheWay !== undefined) throw errors.RECORDING_EXISTS(file, inTheWay);
     const dir = dirname(store.pathOf(file));
-    throw errors.RECORDINGS_DIR_UNWRITABLE(dir, err.code === 'EEXIST' || err.code === 'ENOTDIR' ? `ENOTDIR (a file is where a directory should be, in ${dir})` : describeErrno(err));
+    throw errors.RECORDINGS_DIR_UNWRITABLE(dir, blocked ? `ENOTDIR (a file is where a directory should be, in ${dir})` : describeErrno(err));
   }
 }
+
 
 /** Names tried for a generated recording whose name others keep taking first (each try re-reads the directory). */
 const NAME_ATTEMPTS = 50;

@@ -189,6 +189,17 @@ export class RecordingsStore {
     };
   }
 
+  /** The first of `name`'s parent names that is a file, not a directory (a recording in the way of a subdirectory), if any. */
+  async fileInTheWay(name: string): Promise<string | undefined> {
+    const parts = name.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join('/');
+      const info = await lstat(this.pathOf(parent)).catch(() => undefined);
+      if (info && !info.isDirectory()) return parent;
+    }
+    return undefined;
+  }
+
   /** Every recording, described, sorted by name (opens every file: prefer `page()` for large directories). */
   async list(): Promise<RecordingEntry[]> {
     const entries = await Promise.all((await this.names()).map((n) => this.describe(n).catch(() => undefined)));

@@ -184,6 +184,15 @@ describe('RecordSink', () => {
     expect(failures[0].error.message).toMatch(/a file is where a directory should be/);
   });
 
+  it('a name the client chose that needs a recording to be a directory is its conflict: 409 naming that recording, no path of the server', async () => {
+    await writeFile(join(dir, 'a.wav'), '');
+    const { s } = sink();
+    const refused = await s.start('a.wav/x').catch((e: unknown) => e as EarshotError);
+    expect(refused).toMatchObject({ code: 'EARSHOT_RECORDING_EXISTS', statusCode: 409 });
+    expect((refused as EarshotError).message).toBe('The recording name "a.wav/x.wav" cannot be used: "a.wav" is a recording, not a directory; choose another name.');
+    expect((refused as EarshotError).message).not.toContain(dir);
+  });
+
   it('answers a stop of an armed-only recording with "not recording" and disarms it', async () => {
     const { s } = sink();
     s.arm(true);
