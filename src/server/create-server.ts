@@ -19,6 +19,7 @@ import { checkServerOptions, type CreateServerOptions } from './server-options.j
 import { httpServerLimits, installProblemHandling } from './problem.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { installBodyTypeCheck } from './body-types.js';
+import { installJsonBodyParser } from './json-body.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
@@ -196,6 +197,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
   installBodyTypeCheck(app);
+  installJsonBodyParser(app);
   registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers });
   registerWhepRoutes(app, core);
   registerControlRoutes(app, core, access);

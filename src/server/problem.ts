@@ -27,12 +27,13 @@ const MAX_LOGGED_STACK_CHARS = 4096;
 /** The members RFC 9457 and earshot define; everything else is an extension. */
 const STANDARD_MEMBERS = ['type', 'title', 'status', 'code', 'detail', 'instance'];
 
-export function problemFor(err: unknown): EarshotError {
+/** The problem to answer `err` with; `contentType`: the request's, which a refusal of it quotes. */
+export function problemFor(err: unknown, contentType?: string): EarshotError {
   if (isEarshotError(err)) return err;
   const e = err as FastifyError & { validation?: unknown };
   switch (e.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return errors.UNSUPPORTED_MEDIA_TYPE(undefined, 'a type this route accepts (application/sdp for WHIP, application/json for the control API)');
+      return errors.UNSUPPORTED_MEDIA_TYPE(contentType?.slice(0, 100), 'a type this route accepts (application/sdp for WHIP, application/json for the control API)');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return errors.BODY_TOO_LARGE();
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -131,7 +132,7 @@ export function frameworkProblem(error: FastifyError, req: FastifyRequest, reply
 
 export function installProblemHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, req, reply) => {
-    const problem = problemFor(err);
+    const problem = problemFor(err, req.headers['content-type']);
     // 503 is load or shutdown, an expected condition: a warning without a stack, not an error.
     if (problem.statusCode === 503) req.log.warn({ code: problem.code, status: 503 }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
     else if (problem.statusCode >= 500) req.log.error({ err: loggableError(err) }, 'request failed');

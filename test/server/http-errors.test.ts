@@ -131,6 +131,22 @@ describe('WHIP endpoint errors', () => {
     await fetch(`${t.url}/rooms/sales`, { method: 'DELETE' });
   });
 
+  it('takes any +json type as JSON, and says what is wrong with a JSON body: its syntax, or a key that reaches a prototype', async () => {
+    const put = (body: string, type = 'application/json') => fetch(`${t.url}/rooms/typed`, { method: 'PUT', body, headers: { 'content-type': type } });
+    expect((await put('{"pipeline":"default"}', 'application/vnd.earshot+json')).status).toBe(200);
+    await fetch(`${t.url}/rooms/typed`, { method: 'DELETE' });
+    for (const [body, detail] of [
+      ['{bad', /^The JSON body could not be parsed: .*position 1/],
+      ['{"__proto__":{"pipeline":"x"}}', /^The JSON body has a "__proto__" key, which is refused/],
+      ['{"pipeline":"default","constructor":{"prototype":{"x":1}}}', /^The JSON body has a "constructor\.prototype" key, which is refused/],
+    ] as const) {
+      const res = await put(body);
+      const p = await problem(res);
+      expect([res.status, p.code]).toEqual([400, 'EARSHOT_BODY_INVALID']);
+      expect(p.detail).toMatch(detail);
+    }
+  });
+
   it('keeps "sessions" from being a room: a binding for it is 400 EARSHOT_NAME_INVALID', async () => {
     const res = await fetch(`${t.url}/rooms/sessions`, { method: 'PUT', body: '{"pipeline":"default"}', headers: { 'content-type': 'application/json' } });
     expect(res.status).toBe(400);
