@@ -165,6 +165,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--max-listeners-per-peer <n>', 'most listeners (WHEP players and audio sockets) of one peer').env('EARSHOT_MAX_LISTENERS_PER_PEER').default(8).argParser(integer('--max-listeners-per-peer', 0, 100000)))
     .addOption(new Option('--listener-timeout <seconds>', 'end a WHEP listener whose player has sent no RTCP report for this long (gone without DELETE); 0 never').env('EARSHOT_LISTENER_TIMEOUT').default(25).argParser(integer('--listener-timeout', 0, 3600)))
     .addOption(new Option('--max-downloads-per-client <n>', 'concurrent recording downloads per client address').env('EARSHOT_MAX_DOWNLOADS_PER_CLIENT').default(4).argParser(integer('--max-downloads-per-client', 1, 1000)))
+    .addOption(new Option('--max-connections <n>', 'most HTTP connections held at once, WebSockets and event streams included (default: half the open-file limit, 64–16384)').env('EARSHOT_MAX_CONNECTIONS').argParser(integer('--max-connections', 1, 1_000_000)))
     .addOption(new Option('--max-downloads <n>', 'concurrent recording downloads in all').env('EARSHOT_MAX_DOWNLOADS').default(32).argParser(integer('--max-downloads', 1, 10000)))
     .addOption(new Option('--ice-host <ip...>', 'ICE host addresses to announce, e.g. the public IP behind 1:1 NAT (default: the --host address, or all interfaces for 0.0.0.0)').env('EARSHOT_ICE_HOSTS').argParser(addresses))
     .addOption(new Option('--ice-ports <min-max>', 'UDP port range for media, e.g. 40000-40999 (default: any free port)').env('EARSHOT_ICE_PORTS').argParser(portRange))
@@ -179,7 +180,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; corsOrigin?: string[]; whipCorsOrigin: string[];
-      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }, command: Command) => {
@@ -214,6 +215,7 @@ export function registerServeCommand(program: Command): void {
           listenerTimeoutMs: opts.listenerTimeout * 1000,
           maxDownloadsPerClient: opts.maxDownloadsPerClient,
           maxDownloads: opts.maxDownloads,
+          maxConnections: opts.maxConnections,
           pipeline: opts.pipeline,
           pipelinesDir: opts.pipelines ?? defaultPipelinesDir(),
           recordingsDir: opts.recordings,

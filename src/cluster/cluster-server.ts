@@ -60,6 +60,7 @@ import { listenOn } from '../server/listen.js';
 import { httpServerLimits, installProblemHandling } from '../server/problem.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { installBodyTypeCheck } from '../server/body-types.js';
+import { applyConnectionLimit } from '../server/connection-limit.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
 import { registerRecordingRoutes, type ServeRecording } from '../server/routes/recordings.js';
 import { checkName, notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
@@ -241,6 +242,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
     ...httpServerLimits(options.requestTimeoutMs, tls),
   }) as unknown as FastifyInstance;
+  applyConnectionLimit(app.server, options.maxConnections);
   const log = app.log.child({ module: 'cluster' });
   // The front reads no body: each is passed on to an engine as it came, whatever its type.
   app.removeAllContentTypeParsers();

@@ -20,6 +20,7 @@ import { httpServerLimits, installProblemHandling } from './problem.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { installBodyTypeCheck } from './body-types.js';
 import { installJsonBodyParser } from './json-body.js';
+import { applyConnectionLimit } from './connection-limit.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
@@ -158,6 +159,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
     ...httpServerLimits(options.requestTimeoutMs, tls),
   }) as unknown as FastifyInstance;
+  applyConnectionLimit(app.server, options.maxConnections);
   reloadLog.log = app.log.child({ module: 'pipelines' });
   if (options.watchPipelines !== false) pipelines.watch();
   const core = new EarshotCore({

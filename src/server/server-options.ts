@@ -80,6 +80,14 @@ export interface CreateServerOptions {
   whipCorsOrigins?: string[];
   /** Serve `GET /metrics` without the admin token (for a scraper on a trusted network). Default false. */
   metricsPublic?: boolean;
+  /**
+   * Most HTTP connections held at once (WebSockets and event streams
+   * included); past it a new connection is closed at once. Default: half the
+   * process's open-file limit (`ulimit -n`), between 64 and 16384 (4096 where
+   * the limit cannot be read): the other half stays for sessions, recordings
+   * and workers, so idle connections cannot keep recordings from opening.
+   */
+  maxConnections?: number;
   /** Concurrent recording downloads per client address; more get 429. Default 4. */
   maxDownloadsPerClient?: number;
   /** Concurrent recording downloads in all; more get 429. Default 32. */
@@ -232,7 +240,7 @@ export interface CreateServerOptions {
 /** Every option of `createServer`, for the check of the names given (a new option must be added here: the type says so). */
 const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true,
-  corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxDownloadsPerClient: true, maxDownloads: true,
+  corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxConnections: true, maxDownloadsPerClient: true, maxDownloads: true,
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, processorDrainTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
@@ -255,6 +263,7 @@ export function checkServerOptions(options: CreateServerOptions, what = 'createS
   checkStringArray('corsOrigins', options.corsOrigins);
   checkStringArray('whipCorsOrigins', options.whipCorsOrigins);
   checkBoolean('metricsPublic', options.metricsPublic);
+  checkInteger('maxConnections', options.maxConnections, 1, 1_000_000);
   checkInteger('maxDownloadsPerClient', options.maxDownloadsPerClient, 1);
   checkInteger('maxDownloads', options.maxDownloads, 1);
   checkInteger('downloadIdleTimeoutMs', options.downloadIdleTimeoutMs, 1, 2 ** 31 - 1);
