@@ -184,6 +184,10 @@ export const errors = {
       : what === 'pending'
         ? `The server already has ${limit} sessions that have not connected yet; retry later or raise --max-pending-sessions.`
         : `The server is at its measured capacity (${(Array.isArray(limit) ? limit : [String(limit)]).join('; ')}): a new stream would degrade the ones running. Retry later, or add threads or servers.`),
+  // Its own code, not EARSHOT_OVERLOADED: the server has room, this one client does not (metrics and logs tell them apart).
+  TOO_MANY_PENDING: define('EARSHOT_TOO_MANY_PENDING', 503, 'Too many pending sessions from this client',
+    (limit: number) => `This client address already has its maximum of ${limit} pending sessions (answered, not yet connected: each holds server sockets until it connects or the connect timeout passes); let them connect or end them (DELETE) and retry, or raise --max-pending-sessions-per-client (a gateway publishing many peers from one address needs more).`,
+    (limit) => ({ limit })),
   SHUTTING_DOWN: define('EARSHOT_SHUTTING_DOWN', 503, 'Server shutting down',
     () => 'The server is shutting down and accepts no new sessions.'),
   // `earshot serve --processes N` (src/cluster/): the front found no engine process to take the request.

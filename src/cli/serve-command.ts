@@ -161,6 +161,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--admission-max-latency <ms>', 'admission: refuse new sessions while the recent frame latency p99 exceeds this').env('EARSHOT_ADMISSION_MAX_LATENCY').default(100).argParser(integer('--admission-max-latency', 1, 60000)))
     .addOption(new Option('--admission-max-machine-cpu <percent>', "admission: refuse new sessions while the machine's CPUs (all processes) are busier than this; 100 leaves it out").env('EARSHOT_ADMISSION_MAX_MACHINE_CPU').default(100).argParser(integer('--admission-max-machine-cpu', 1, 100)))
     .addOption(new Option('--max-pending-sessions <n>', 'most sessions not yet connected').env('EARSHOT_MAX_PENDING_SESSIONS').default(50).argParser(integer('--max-pending-sessions', 1, 100000)))
+    .addOption(new Option('--max-pending-sessions-per-client <n>', 'most sessions not yet connected from one client address (an IPv6 client: its /64); raise it for a gateway publishing many peers at once, or behind a reverse proxy').env('EARSHOT_MAX_PENDING_SESSIONS_PER_CLIENT').default(8).argParser(integer('--max-pending-sessions-per-client', 1, 100000)))
     .addOption(new Option('--max-listeners <n>', 'most listeners (WHEP players and audio sockets) on the server (0: listening off)').env('EARSHOT_MAX_LISTENERS').default(64).argParser(integer('--max-listeners', 0, 100000)))
     .addOption(new Option('--max-listeners-per-peer <n>', 'most listeners (WHEP players and audio sockets) of one peer').env('EARSHOT_MAX_LISTENERS_PER_PEER').default(8).argParser(integer('--max-listeners-per-peer', 0, 100000)))
     .addOption(new Option('--listener-timeout <seconds>', 'end a WHEP listener whose player has sent no RTCP report for this long (gone without DELETE); 0 never').env('EARSHOT_LISTENER_TIMEOUT').default(25).argParser(integer('--listener-timeout', 0, 3600)))
@@ -180,7 +181,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; corsOrigin?: string[]; whipCorsOrigin: string[];
-      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }, command: Command) => {
@@ -210,6 +211,7 @@ export function registerServeCommand(program: Command): void {
           processorDrainTimeoutMs: opts.processorDrainTimeout,
           admission: opts.admission === 'off' ? false : { maxLatencyMs: opts.admissionMaxLatency, maxMachineUtilization: opts.admissionMaxMachineCpu / 100 },
           maxPendingSessions: opts.maxPendingSessions,
+          maxPendingSessionsPerClient: opts.maxPendingSessionsPerClient,
           maxListeners: opts.maxListeners,
           maxListenersPerPeer: opts.maxListenersPerPeer,
           listenerTimeoutMs: opts.listenerTimeout * 1000,

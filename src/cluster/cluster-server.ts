@@ -228,6 +228,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       threads,
       maxSessions: perEngineLimit(options.maxSessions ?? 500, processes),
       maxPendingSessions: perEngineLimit(options.maxPendingSessions ?? 50, processes),
+      // Every request reaches an engine from the front's loopback address, which is no client's: until the
+      // front passes the client on, a per-client limit at the engines would be one limit for everyone.
+      maxPendingSessionsPerClient: perEngineLimit(options.maxPendingSessions ?? 50, processes),
       // A peer's listeners are on its engine, so each engine bounds its own: the machine's limit
       // shared out like maxSessions (0 keeps listening off). maxListenersPerPeer applies as given.
       maxListeners: options.maxListeners === 0 ? 0 : perEngineLimit(options.maxListeners ?? DEFAULT_MAX_LISTENERS, processes),

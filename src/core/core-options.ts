@@ -32,6 +32,18 @@ export interface EarshotCoreOptions {
    * a flood of offers that never connect can hold. Default 50.
    */
   maxPendingSessions?: number;
+  /**
+   * Most of those from one client (`publish`'s `client`: the server passes the
+   * client's address, an IPv6 client's /64), so that one client's offers that
+   * never connect cannot take every pending place and lock the other
+   * publishers out until `connectTimeoutMs`; more get 503
+   * `EARSHOT_TOO_MANY_PENDING`. A publisher that reconnects publishes its peer
+   * again, which replaces its own pending session rather than adding one. A
+   * gateway that starts many peers at once from one address, or clients
+   * behind a reverse proxy (all one address to earshot), need it raised, up
+   * to `maxPendingSessions`. Default 8.
+   */
+  maxPendingSessionsPerClient?: number;
   /** Most listeners of one peer, WHEP players and audio sockets together; more get 503 `EARSHOT_LISTENERS_FULL`. Default 8. */
   maxListenersPerPeer?: number;
   /** Most listeners (WHEP players and audio sockets) on the server; 0 turns listening off. Default 64. */
@@ -62,15 +74,17 @@ export interface EarshotCoreOptions {
 
 export const DEFAULT_MAX_SESSIONS = 500;
 export const DEFAULT_MAX_PENDING_SESSIONS = 50;
+export const DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT = 8;
 
 /** The session options of the core, checked: `EARSHOT_OPTION_INVALID` naming the first one that is not usable. */
 export function checkCoreOptions(
-  options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'maxListeners' | 'maxListenersPerPeer' | 'listenerTimeoutMs' | 'admission' | 'processorDrainTimeoutMs'>,
+  options: Pick<EarshotCoreOptions, 'mediaTimeoutMs' | 'connectTimeoutMs' | 'maxSessions' | 'maxPendingSessions' | 'maxPendingSessionsPerClient' | 'maxListeners' | 'maxListenersPerPeer' | 'listenerTimeoutMs' | 'admission' | 'processorDrainTimeoutMs'>,
 ): void {
   checkMilliseconds('mediaTimeoutMs', options.mediaTimeoutMs);
   checkMilliseconds('connectTimeoutMs', options.connectTimeoutMs);
   checkInteger('maxSessions', options.maxSessions, 1);
   checkInteger('maxPendingSessions', options.maxPendingSessions, 1);
+  checkInteger('maxPendingSessionsPerClient', options.maxPendingSessionsPerClient, 1);
   checkInteger('maxListeners', options.maxListeners, 0);
   checkInteger('maxListenersPerPeer', options.maxListenersPerPeer, 0);
   checkInteger('listenerTimeoutMs', options.listenerTimeoutMs, 0);

@@ -25,7 +25,7 @@ import type { RecordingInfo } from '../sinks/recorder.js';
 import { recordingPreflight } from '../sinks/recording-preflight.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { AdmissionControl } from './admission.js';
-import { checkCoreOptions, DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_SESSIONS, type EarshotCoreOptions } from './core-options.js';
+import { checkCoreOptions, DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT, DEFAULT_MAX_SESSIONS, type EarshotCoreOptions } from './core-options.js';
 import { Listeners } from './listeners.js';
 import { CoreMonitor, type ServerStats } from './monitoring.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
@@ -82,7 +82,11 @@ export class EarshotCore {
     this.#admission = options.admission === false ? undefined : new AdmissionControl(this.pool, this.#monitor.latency, options.admission);
     this.#gate = new SessionGate(
       this.peers,
-      { maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS, maxPendingSessions: options.maxPendingSessions ?? DEFAULT_MAX_PENDING_SESSIONS },
+      {
+        maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
+        maxPendingSessions: options.maxPendingSessions ?? DEFAULT_MAX_PENDING_SESSIONS,
+        maxPendingSessionsPerClient: options.maxPendingSessionsPerClient ?? DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT,
+      },
       this.#admission,
     );
     this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline);
@@ -236,19 +240,24 @@ export class EarshotCore {
    * Answers a WHIP offer. A second publish for a peer that is already live
    * replaces the old session: it is ended and finalized first (a reconnecting
    * client must not be locked out until the media timeout).
+   *
+   * `client` says who the offer is from (the server gives the client's
+   * address): at most `maxPendingSessionsPerClient` sessions from one client
+   * may be pending. Without it the offer is counted only in the totals.
    */
-  async publish(room: string, peer: string, offer: string, options: { pipeline?: string; mayReplace?: boolean } = {}): Promise<PeerSession> {
+  async publish(room: string, peer: string, offer: string, options: { pipeline?: string; mayReplace?: boolean; client?: string } = {}): Promise<PeerSession> {
     let placing = false;
     try {
-      this.#gate.beginPlacement(peer);
+      this.#gate.beginPlacement(peer, options.client);
       placing = true;
-      const existing = this.#gate.admit(peer, options.mayReplace ?? true);
+      const existing = this.#gate.admit(peer, options.mayReplace ?? true, options.client);
       // Resolved once: this stream keeps this version even if the pipeline is edited meanwhile.
       const pipeline = this.pipelineFor(room, options.pipeline);
       await this.#checks.check(pipeline);
       await recordingPreflight(pipeline, this.store); // `required` recording on an unusable directory: 507, no session
       const slot: SessionSlot = {};
       const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#lifecycle.sessionEvents(slot, room, peer));
+      this.#gate.answered(peer, session);
       await this.#lifecycle.start(slot, room, peer, session, pipeline, existing);
       if (!existing) this.#gate.admitted();
       return session;

@@ -1,10 +1,14 @@
 /**
  * Who may start a session now: none while shutting down, one placement per
  * peer at a time, at most `maxSessions` live and `maxPendingSessions` not yet
- * connected, and (unless off) only while the measured load leaves room
- * (`AdmissionControl`). A live peer publishing again may replace itself.
+ * connected — of those at most `maxPendingSessionsPerClient` from one client,
+ * so that one client's offers that never connect cannot take every pending
+ * place and lock the other publishers out until the connect timeout — and
+ * (unless off) only while the measured load leaves room (`AdmissionControl`).
+ * A live peer publishing again may replace itself.
  */
 import { errors } from '../errors.js';
+import type { PeerSession } from '../rtc/peer-session.js';
 import type { AdmissionControl } from './admission.js';
 import type { PeerEntry, PeerRegistry } from './peer-registry.js';
 
@@ -13,14 +17,21 @@ export interface SessionLimits {
   maxSessions: number;
   /** Most sessions being answered or not yet connected. */
   maxPendingSessions: number;
+  /** Most sessions being answered or not yet connected from one client (the `client` of an offer). */
+  maxPendingSessionsPerClient: number;
 }
 
 export class SessionGate {
   readonly #peers: PeerRegistry;
   readonly #limits: SessionLimits;
   readonly #load: AdmissionControl | undefined;
-  /** Peers whose offer is being answered now: placement of a peer is one step at a time. */
-  readonly #placing = new Set<string>();
+  /**
+   * Peers whose offer is being answered now (placement of a peer is one step
+   * at a time), with the client each offer is from (undefined: not counted per client).
+   */
+  readonly #placing = new Map<string, string | undefined>();
+  /** The client each answered session is from, while it may still be pending (weak: ended sessions go with their entries). */
+  readonly #clientOf = new WeakMap<PeerSession, string>();
   #closed = false;
 
   constructor(peers: PeerRegistry, limits: SessionLimits, load: AdmissionControl | undefined) {
@@ -43,9 +54,21 @@ export class SessionGate {
    * one peer would otherwise each build a session and all but one would be
    * orphaned (sockets held, never counted). `EARSHOT_PEER_BUSY` if it already is.
    */
-  beginPlacement(peer: string): void {
+  beginPlacement(peer: string, client?: string): void {
     this.checkNotPlacing(peer);
-    this.#placing.add(peer);
+    this.#placing.set(peer, client);
+  }
+
+  /**
+   * `session` answers the offer being placed for `peer`: from now on it is
+   * the session, not the placement, that counts against the offer's client,
+   * until it connects or ends. Called just before the session is registered.
+   */
+  answered(peer: string, session: PeerSession): void {
+    const client = this.#placing.get(peer);
+    if (client === undefined) return;
+    this.#clientOf.set(session, client);
+    this.#placing.set(peer, undefined);
   }
 
   endPlacement(peer: string): void {
@@ -59,19 +82,25 @@ export class SessionGate {
 
   /**
    * Refuses a new session while shutting down, full, with too many that have
-   * not connected (those being answered right now included) or past the
-   * measured load; returns the live session a new one replaces, if the caller
-   * may replace it.
+   * not connected (those being answered right now included) in all or from
+   * `client`, or past the measured load; returns the live session a new one
+   * replaces, if the caller may replace it.
    */
-  admit(peer: string, mayReplace: boolean): PeerEntry | undefined {
+  admit(peer: string, mayReplace: boolean, client?: string): PeerEntry | undefined {
     if (this.#closed) throw errors.SHUTTING_DOWN();
     const existing = this.#peers.get(peer);
     if (existing && !mayReplace) throw errors.PEER_ACTIVE(peer);
-    const { maxSessions, maxPendingSessions } = this.#limits;
+    const { maxSessions, maxPendingSessions, maxPendingSessionsPerClient } = this.#limits;
     // #placing holds this peer already; the others are offers in negotiation.
     const self = this.#placing.has(peer) ? 1 : 0;
     const negotiating = this.#placing.size - self;
     if (!existing && this.#peers.size + negotiating >= maxSessions) throw errors.OVERLOADED(maxSessions);
+    if (client !== undefined) {
+      // A client publishing a peer again (a quick reconnect) ends its own pending session: that one makes no room for more.
+      const replaced = existing?.session.state === 'connecting' && this.#clientOf.get(existing.session) === client ? 1 : 0;
+      const mine = this.#placing.get(peer) === client ? self : 0;
+      if (this.pendingFrom(client) - mine - replaced >= maxPendingSessionsPerClient) throw errors.TOO_MANY_PENDING(maxPendingSessionsPerClient);
+    }
     if (this.pendingSessions() - self >= maxPendingSessions) throw errors.OVERLOADED(maxPendingSessions, 'pending');
     // A replacement takes the place of a stream already counted in the load.
     const overloaded = existing ? [] : (this.#load?.check() ?? []);
@@ -89,5 +118,13 @@ export class SessionGate {
     let connecting = 0;
     for (const e of this.#peers.live()) if (e.session.state === 'connecting') connecting++;
     return connecting + this.#placing.size;
+  }
+
+  /** Sessions being answered or not yet connected from `client` (counted like `pendingSessions`). */
+  pendingFrom(client: string): number {
+    let n = 0;
+    for (const e of this.#peers.live()) if (e.session.state === 'connecting' && this.#clientOf.get(e.session) === client) n++;
+    for (const c of this.#placing.values()) if (c === client) n++;
+    return n;
   }
 }

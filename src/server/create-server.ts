@@ -177,6 +177,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
     connectTimeoutMs: options.connectTimeoutMs,
     maxSessions: options.maxSessions,
     maxPendingSessions: options.maxPendingSessions,
+    maxPendingSessionsPerClient: options.maxPendingSessionsPerClient,
     maxListeners: options.maxListeners,
     maxListenersPerPeer: options.maxListenersPerPeer,
     listenerTimeoutMs: options.listenerTimeoutMs,

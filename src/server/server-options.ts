@@ -173,6 +173,18 @@ export interface CreateServerOptions {
    * Default 50.
    */
   maxPendingSessions?: number;
+  /**
+   * Most of those from one client address (an IPv6 client: its /64), so that
+   * one client's offers that never connect cannot take every pending place
+   * and lock the other publishers out until `connectTimeoutMs`; more are
+   * refused with 503 `EARSHOT_TOO_MANY_PENDING` and `Retry-After`. A
+   * publisher that reconnects (publishes its peer again) replaces its own
+   * pending session rather than adding one. Raise it, up to
+   * `maxPendingSessions`, for a gateway that starts many peers at once from
+   * one address, and behind a reverse proxy (every client is then the
+   * proxy's address). Default 8.
+   */
+  maxPendingSessionsPerClient?: number;
   /** Most listeners of one peer, WHEP players (`POST /whep/:peer`) and audio sockets (`GET /peers/:peer/audio`) together; more get 503 `EARSHOT_LISTENERS_FULL`. Default 8. */
   maxListenersPerPeer?: number;
   /** Most listeners (WHEP players and audio sockets) on the server; 0 turns listening off. Default 64. */
@@ -243,7 +255,7 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxConnections: true, maxDownloadsPerClient: true, maxDownloads: true,
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
-  maxQueuedFrames: true, mediaTimeoutMs: true, processorDrainTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true,
+  maxQueuedFrames: true, mediaTimeoutMs: true, processorDrainTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true, maxPendingSessionsPerClient: true,
   maxListeners: true, maxListenersPerPeer: true, listenerTimeoutMs: true,
   admission: true, iceHostAddresses: true, icePortRange: true, iceServers: true, logLevel: true, logger: true,
   stageModules: true, processors: true,

@@ -1,9 +1,12 @@
 /**
  * Work a flood of WHIP offers can hold is bounded: placement of one peer is
  * atomic, sessions that never connect count against a limit and go away after
- * the connect timeout, and refusals for load say when to come back.
+ * the connect timeout, one client cannot take every place of that limit, and
+ * refusals for load say when to come back.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { expectProblem } from '../helpers/problems.js';
@@ -77,5 +80,84 @@ describe('sessions that never connect', () => {
     expect(statuses).toEqual([201, 201, 503, 503, 503]);
     expect(t.server.core.stats().peers).toBe(2);
     for (const r of responses.filter((x) => x.status === 503)) expect(r.headers.get('retry-after')).toBe('5');
+  });
+});
+
+describe('sessions that never connect, per client', () => {
+  // Offers whose ICE never completes (nobody answers the chromeLikeOffer's candidate): pending until the connect timeout.
+  const from = (client: string) => (peer: string) => t!.server.core.publish('flood', peer, chromeLikeOffer(), { client });
+
+  it('one client holds at most maxPendingSessionsPerClient of them; other clients, reconnects and ended sessions are not held back', async () => {
+    t = await startServer({ maxPendingSessions: 20, maxPendingSessionsPerClient: 2, connectTimeoutMs: 30_000 });
+    const core = t.server.core;
+    const a = from('client-a');
+    await a('a-0');
+    await a('a-1');
+    await expect(a('a-2')).rejects.toMatchObject({ code: 'EARSHOT_TOO_MANY_PENDING', statusCode: 503, extensions: { limit: 2 } });
+    // The pending places are not all taken: another client publishes.
+    await from('client-b')('b-0');
+    // A quick reconnect publishes the peer again: it replaces the client's own pending session, it needs no place of its own.
+    const again = await a('a-1');
+    expect(core.peers.get('a-1')!.session).toBe(again);
+    // A pending session that ends frees its client's place.
+    await core.endSession(core.peers.get('a-0')!.session.id, 'deleted');
+    await a('a-3');
+    // Without a client (a program calling publish itself) only the totals count.
+    for (let i = 0; i < 3; i++) await core.publish('flood', `n-${i}`, chromeLikeOffer());
+    expect(core.refusedBy().EARSHOT_TOO_MANY_PENDING).toBe(1);
+  });
+
+  it('counts offers still being answered: concurrent offers from one client get only its share', async () => {
+    t = await startServer({ maxPendingSessions: 20, maxPendingSessionsPerClient: 2, connectTimeoutMs: 30_000 });
+    const c = from('client-c');
+    const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => c(`c-${i}`)));
+    const refused = results.filter((r) => r.status === 'rejected').map((r) => (r.reason as { code: string }).code);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2);
+    expect(refused).toEqual(['EARSHOT_TOO_MANY_PENDING', 'EARSHOT_TOO_MANY_PENDING', 'EARSHOT_TOO_MANY_PENDING']);
+  });
+
+  it('over HTTP: a flood from one address cannot lock out a publisher at another address (503 EARSHOT_TOO_MANY_PENDING with Retry-After for the flood)', async () => {
+    // Dual stack: a client of 127.0.0.1 and one of ::1 are two addresses on one machine.
+    t = await startServer({
+      host: '::',
+      token: 'PUBTOKEN123',
+      adminToken: 'ADMINTOKEN456',
+      iceHostAddresses: ['127.0.0.1'],
+      maxPendingSessions: 4,
+      maxPendingSessionsPerClient: 3,
+      connectTimeoutMs: 30_000,
+    });
+    const port = new URL(t.url).port;
+    const offer = (host: string, peer: string) =>
+      fetch(`http://${host}:${port}/whip/flood/${peer}`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', authorization: 'Bearer PUBTOKEN123' } });
+    // More offers than there are pending places, as the audit sent: before the per-client limit they took all 4.
+    for (let i = 0; i < 3; i++) {
+      const res = await offer('127.0.0.1', `ghost-${i}`);
+      expect(res.status).toBe(201);
+      await res.text();
+    }
+    for (let i = 3; i < 6; i++) {
+      await expectProblem(await offer('127.0.0.1', `ghost-${i}`), { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5', detail: /--max-pending-sessions-per-client/ });
+    }
+    const other = await offer('[::1]', 'legit');
+    expect(other.status).toBe(201);
+    await other.text();
+    expect(t.server.core.stats().refusedBy).toEqual({ EARSHOT_TOO_MANY_PENDING: 3 });
+  });
+
+  it('connected sessions do not count: a client whose sessions connected may start more', async () => {
+    t = await startServer({ maxPendingSessions: 20, maxPendingSessionsPerClient: 1, connectTimeoutMs: 30_000 });
+    const stop = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/flood/talker`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: stop.signal });
+    try {
+      await until('the talker to connect', () => t!.server.core.peers.get('talker')?.session.state === 'connected');
+      const res = await post('ghost');
+      expect(res.status).toBe(201);
+      await res.text();
+      await expectProblem(await post('ghost-2'), { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5' });
+    } finally {
+      stop.abort();
+      await sending.catch(() => undefined);
+    }
   });
 });

@@ -45,6 +45,7 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['connectTimeoutMs', { connectTimeoutMs: '5s' }, 'options.connectTimeoutMs must be a number from 1 to 2147483647 (ms), got "5s"'],
   ['maxSessions', { maxSessions: -3 }, 'options.maxSessions must be an integer ≥ 1, got -3'],
   ['maxPendingSessions', { maxPendingSessions: 0 }, 'options.maxPendingSessions must be an integer ≥ 1, got 0'],
+  ['maxPendingSessionsPerClient', { maxPendingSessionsPerClient: 0 }, 'options.maxPendingSessionsPerClient must be an integer ≥ 1, got 0'],
   ['admission', { admission: true }, /^options\.admission must be false or an object of admission limits, got true/],
   ['admission.maxWorkerUtilization', { admission: { maxWorkerUtilization: 1.5 } }, 'options.admission.maxWorkerUtilization must be a share above 0 and at most 1, got 1.5'],
   ['admission.maxLatncyMs', { admission: { maxLatncyMs: 50 } }, 'options.admission.maxLatncyMs is not an option of admission (did you mean admission.maxLatencyMs?)'],

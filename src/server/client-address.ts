@@ -1,0 +1,41 @@
+/**
+ * Who a request is from, as the per-client limits count it (sessions not yet
+ * connected, event streams): the address of the connection's peer as fastify
+ * gives it (`req.ip`; earshot sets no `trustProxy`, so behind a reverse proxy
+ * every client is the proxy), made into one key per client:
+ *
+ * - an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack
+ *   listener sees of an IPv4 client) is its IPv4 address;
+ * - any other IPv6 address is its /64 prefix (`2001:db8:1:2::/64`): an IPv6
+ *   host usually has a whole /64 to itself (SLAAC, privacy addresses) and can
+ *   send from any address in it, so a limit per full address would let one
+ *   host open as many slots as it cares to pick addresses.
+ */
+import { isIP } from 'node:net';
+
+export function clientKey(ip: string): string {
+  // A zone (`fe80::1%eth0`) names the interface, not the host.
+  const address = ip.replace(/%.*$/, '');
+  if (isIP(address) !== 6) return address;
+  const groups = ipv6Groups(address);
+  if (!groups) return address;
+  const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
+  if (mapped) return [groups[6] >> 8, groups[6] & 0xff, groups[7] >> 8, groups[7] & 0xff].join('.');
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (`::` expanded, a dotted IPv4 tail read as two groups). */
+function ipv6Groups(address: string): number[] | undefined {
+  let text = address.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number);
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const missing = 8 - left.length - right.length;
+  if (missing < 0 || (tail === undefined && missing !== 0)) return undefined;
+  return [...left, ...Array<string>(missing).fill('0'), ...right].map((g) => parseInt(g, 16));
+}
