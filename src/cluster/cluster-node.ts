@@ -41,7 +41,7 @@ import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { RecordingEntry } from '../sinks/recordings-store.js';
 import type { ServeRecording } from '../server/routes/recordings.js';
 import { ClusterState, HEARTBEAT_MS, type ConfigChange, type NodeRecord } from './cluster-state.js';
-import { forwardedHeaders, bodyOf, jsonOf, relay, requestUrl, streamFrom, type EngineResponse } from './forward.js';
+import { forwardedHeaders, bodyOf, jsonOf, relay, requestUrl, streamFrom, vouchForClient, type EngineResponse } from './forward.js';
 import { mergeClusterStats, type NodeStats, type NodeSummary } from './merge-cluster-stats.js';
 import { RedisPlacement } from './redis-placement.js';
 import type { UpgradeTarget } from './upgrade-proxy.js';
@@ -204,6 +204,8 @@ export class ClusterNode {
         throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
       }
       if (!holds) throw retry(reply, errors.PEER_BUSY(peer), 1);
+      // A node of the cluster sent it: the client is the one it names, not that node's address.
+      vouchForClient(req);
       return relay(reply, await this.#placeHere(req, reply, peer));
     }
     let ticket;

@@ -83,6 +83,7 @@ import { installUpgradeProxy } from './upgrade-proxy.js';
 import type { NodeStats } from './merge-cluster-stats.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
 import { DEFAULT_MAX_LISTENERS } from '../core/listeners.js';
+import { DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT } from '../core/core-options.js';
 
 export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'processors' | 'pipeline'> {
   /**
@@ -110,6 +111,14 @@ export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'pr
   maxSessions?: number;
   /** Most not-yet-connected sessions on the machine, shared out like `maxSessions`. Default 50. */
   maxPendingSessions?: number;
+  /**
+   * Most not-yet-connected sessions from one client address (an IPv6 client:
+   * its /64) on the machine, shared out like `maxSessions`: each engine admits
+   * `ceil(maxPendingSessionsPerClient / processes)` from one client, and the
+   * front offers the session to another engine when one refuses. With
+   * `cluster`, on each node. Default 8.
+   */
+  maxPendingSessionsPerClient?: number;
   /**
    * Most listeners (WHEP players and audio sockets) on the machine, shared out
    * like `maxSessions`: a peer's listeners are on its engine, and each engine
@@ -228,9 +237,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       threads,
       maxSessions: perEngineLimit(options.maxSessions ?? 500, processes),
       maxPendingSessions: perEngineLimit(options.maxPendingSessions ?? 50, processes),
-      // Every request reaches an engine from the front's loopback address, which is no client's: until the
-      // front passes the client on, a per-client limit at the engines would be one limit for everyone.
-      maxPendingSessionsPerClient: perEngineLimit(options.maxPendingSessions ?? 50, processes),
+      // The front names the client of each request it forwards (forward.ts): an engine that refuses one
+      // client its share sends the front on to the next engine, so a client gets about the machine's limit.
+      maxPendingSessionsPerClient: perEngineLimit(options.maxPendingSessionsPerClient ?? DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT, processes),
       // A peer's listeners are on its engine, so each engine bounds its own: the machine's limit
       // shared out like maxSessions (0 keeps listening off). maxListenersPerPeer applies as given.
       maxListeners: options.maxListeners === 0 ? 0 : perEngineLimit(options.maxListeners ?? DEFAULT_MAX_LISTENERS, processes),

@@ -11,7 +11,7 @@
  */
 import { hostname } from 'node:os';
 import pino from 'pino';
-import { createServer, type EarshotServer } from '../server/create-server.js';
+import { createEngineServer, type EarshotServer } from '../server/create-server.js';
 import { applyInheritedParallelScavenge } from '../server/young-gc.js';
 import { isClientMessage } from '../core/client-feed.js';
 import { isEarshotError } from '../errors.js';
@@ -99,7 +99,7 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   });
   try {
     // Loopback only: clients reach the engine through the front, media goes to its own ICE candidates.
-    server = await createServer({ ...options, host: '127.0.0.1', port: 0, logger });
+    server = await createEngineServer({ ...options, host: '127.0.0.1', port: 0, logger });
     for (const [room, pipeline] of Object.entries(message.rooms)) {
       try {
         server.core.bindRoom(room, pipeline);

@@ -7,7 +7,9 @@
  * it exactly as a single-process server would — a replacement of a live peer
  * still needs a proven publisher, an open role still only answers loopback
  * Host names. CORS stays with the front: `Origin` is not forwarded and the
- * engine's `Access-Control-*` headers are not copied back.
+ * engine's `Access-Control-*` headers are not copied back. The engine sees
+ * the front's address, so the client's goes with it (`CLIENT_HEADER`), for
+ * the limit on sessions pending per client.
  *
  * Bodies are small here (SDP, JSON up to 256 KiB) and buffered; recordings,
  * the one large thing, are served by the front itself from the shared directory.
@@ -15,6 +17,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { CLIENT_HEADER, clientKey, forwardedClient } from '../server/client-address.js';
 
 export interface EngineResponse {
   status: number;
@@ -101,13 +104,39 @@ function open(base: URL, method: string, path: string, headers: OutgoingHttpHead
   return req;
 }
 
-/** The client's headers as sent on to an engine: hop-by-hop ones and `Origin` dropped. */
+/** Requests whose client a cluster node vouched for (see `vouchForClient`). */
+const vouched = new WeakMap<object, string>();
+
+/**
+ * Who `req` is from, for the engines' per-client limits: the client a cluster
+ * node that forwarded it vouched for, else its address.
+ */
+export function clientOf(req: FastifyRequest): string {
+  return vouched.get(req.raw) ?? clientKey(req.ip);
+}
+
+/**
+ * Takes `CLIENT_HEADER` of `req` as its client: only for a request from a
+ * cluster node that proved itself (it holds the peer's placement lock), whose
+ * own peer address is that node's, not the client's.
+ */
+export function vouchForClient(req: FastifyRequest): void {
+  const v = req.headers[CLIENT_HEADER];
+  if (typeof v === 'string' && v !== '') vouched.set(req.raw, forwardedClient(req.headers, req.ip));
+}
+
+/**
+ * The client's headers as sent on to an engine or another node: hop-by-hop
+ * ones and `Origin` dropped, and `CLIENT_HEADER` saying who the client is
+ * (whatever the client itself put there is replaced: it is not believed).
+ */
 export function forwardedHeaders(req: FastifyRequest): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || HOP_BY_HOP.has(name) || name === 'origin' || name.startsWith('access-control-request-')) continue;
     out[name] = value;
   }
+  out[CLIENT_HEADER] = clientOf(req);
   return out;
 }
 

@@ -13,6 +13,25 @@
  */
 import { isIP } from 'node:net';
 
+/**
+ * The header in which the front of `--processes N` tells its engines which
+ * client a request is from (every request reaches an engine from the front's
+ * loopback address), and a cluster node tells the node it forwards an offer
+ * to. Only an engine trusts it (`createEngineServer`), and a front only from
+ * a node that proved it holds the peer's placement lock; a front sets it
+ * itself on everything it forwards, over whatever the client sent.
+ */
+export const CLIENT_HEADER = 'x-earshot-client';
+
+/** Longest client key taken from `CLIENT_HEADER` (an IPv6 /64 is at most 24 characters). */
+const MAX_CLIENT_KEY = 64;
+
+/** The client an engine's request is from: what the front said in `CLIENT_HEADER`, else (a request not through the front) its address. */
+export function forwardedClient(headers: Record<string, string | string[] | undefined>, ip: string): string {
+  const v = headers[CLIENT_HEADER];
+  return typeof v === 'string' && v !== '' ? v.slice(0, MAX_CLIENT_KEY) : clientKey(ip);
+}
+
 export function clientKey(ip: string): string {
   // A zone (`fe80::1%eth0`) names the interface, not the host.
   const address = ip.replace(/%.*$/, '');

@@ -6,7 +6,7 @@ import { realpathSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { packageRoot } from '../package-root.js';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Observable } from 'rxjs';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
@@ -43,6 +43,7 @@ import { listenOn } from './listen.js';
 import { QuietRoutesLogController } from './request-logs.js';
 import { loadTls } from './tls.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
+import { forwardedClient } from './client-address.js';
 
 export type { CreateServerOptions } from './server-options.js';
 
@@ -82,7 +83,30 @@ export interface EarshotServer {
 /** How long `close()` lets open HTTP responses finish before cutting their connections. */
 const CLOSE_GRACE_MS = 2000;
 
-export async function createServer(options: CreateServerOptions = {}): Promise<EarshotServer> {
+export function createServer(options: CreateServerOptions = {}): Promise<EarshotServer> {
+  return buildServer(options, {});
+}
+
+/**
+ * An engine process of `--processes N` (src/cluster/engine-main.ts): a server
+ * on loopback that only the front talks to, so it counts a request against
+ * the client the front names in `CLIENT_HEADER` (its own peer is always the
+ * front). Anyone else who can reach its loopback port could name another
+ * client, but could as well publish to it directly; it gains nothing past the
+ * engine's own `maxPendingSessions`. Not part of the library's API.
+ * @internal
+ */
+export function createEngineServer(options: CreateServerOptions): Promise<EarshotServer> {
+  return buildServer(options, { clientOf: (req) => forwardedClient(req.headers, req.ip) });
+}
+
+/** What differs between a server and an engine process. */
+interface ServerRole {
+  /** Who a request is from, for the per-client limits. Default: its address (`clientKey(req.ip)`). */
+  clientOf?: (req: FastifyRequest) => string;
+}
+
+async function buildServer(options: CreateServerOptions, role: ServerRole): Promise<EarshotServer> {
   checkServerOptions(options);
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
@@ -201,7 +225,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<E
   installProblemHandling(app);
   installBodyTypeCheck(app);
   installJsonBodyParser(app);
-  registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers });
+  registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers, clientOf: role.clientOf });
   registerWhepRoutes(app, core);
   registerControlRoutes(app, core, access);
   registerPeerAudioRoutes(app, core);

@@ -1,0 +1,91 @@
+/**
+ * The per-client limits hold behind a front: engines of `--processes N` and
+ * the nodes of a cluster see requests come from the front or from another
+ * node, never from the client, so the front says who the client is. One
+ * client that floods offers that never connect gets its share and no more,
+ * and a publisher at another address still gets a session.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { fetchFrom } from '../helpers/from-address.js';
+import { chromeLikeOffer } from '../helpers/offers.js';
+import { expectProblem } from '../helpers/problems.js';
+import { until } from '../helpers/until.js';
+import { startCli, type CliServer } from './cli-server.js';
+import { startNodes, stopNodes } from './cluster-api.js';
+import { startRedis, type TestRedis } from './redis-server.js';
+
+const PUBLISH = 'publish-token-for-the-limits-test';
+const ADMIN = 'admin-token-for-the-limits-test';
+const COMMON = ['--token', PUBLISH, '--admin-token', ADMIN, '--pipeline', 'raw', '--connect-timeout', '60'];
+
+/** An offer whose ICE never completes (nobody answers its candidate): pending until the connect timeout. */
+const offerFrom = (address: string, node: CliServer, peer: string) =>
+  fetchFrom(address, `${node.url}/whip/flood/${peer}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` },
+    body: chromeLikeOffer(),
+  });
+
+let servers: CliServer[] = [];
+let redis: TestRedis | undefined;
+afterEach(async () => {
+  await stopNodes(servers);
+  servers = [];
+  await redis?.kill();
+  redis = undefined;
+});
+
+describe('sessions pending per client behind a front', () => {
+  it('--processes 2: the machine\'s per-client limit, shared out among the engines, counts the client and not the front', async () => {
+    // Per engine: 3 pending in all, 2 from one client.
+    servers.push(await startCli([...COMMON, '--processes', '2', '--max-pending-sessions', '6', '--max-pending-sessions-per-client', '4']));
+    const [front] = servers;
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await offerFrom('127.0.0.2', front, `ghost-${i}`);
+      statuses.push(res.status);
+      await res.text();
+    }
+    expect(statuses).toEqual([201, 201, 201, 201]);
+    for (let i = 4; i < 7; i++) {
+      await expectProblem(await offerFrom('127.0.0.2', front, `ghost-${i}`), { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5' });
+    }
+    // Two of the six pending places are left, and they are not the flood's.
+    for (const [address, peer] of [['127.0.0.3', 'legit'], ['127.0.0.4', 'other']]) {
+      const res = await offerFrom(address, front, peer);
+      expect(res.status, await res.text()).toBe(201);
+    }
+  }, 120_000);
+
+  it('--cluster: an offer forwarded to another node counts against its client there, not against the node that forwarded it', async () => {
+    redis = await startRedis();
+    const cluster = ['--cluster', redis.url, '--processes', '1', '--threads', '1'];
+    // Node A runs one session at most: once it has it, every offer A takes is forwarded to B.
+    await startNodes([[...COMMON, ...cluster, '--max-sessions', '1'], [...COMMON, ...cluster, '--max-pending-sessions-per-client', '2']], servers);
+    const [a, b] = servers;
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const peersOn = async (node: CliServer) => ((await (await fetch(`${node.url}/stats`, { headers: admin })).json()) as { peers: Array<{ peer: string }> }).peers.map((p) => p.peer);
+    await until('both nodes to see each other', async () => {
+      const res = await fetch(`${a.url}/cluster/nodes`, { headers: admin });
+      return ((await res.json()) as { nodes: unknown[] }).nodes.length === 2 ? true : undefined;
+    });
+    // Fill A (an offer may be placed on B instead: then another, from an address of its own).
+    for (let i = 0; (await peersOn(a)).length < 1; i++) {
+      expect(i).toBeLessThan(5);
+      const res = await offerFrom('127.0.0.9', a, `filler-${i}`);
+      expect(res.status, await res.text()).toBe(201);
+      await until(`filler-${i} in the statistics of the node that runs it`, async () => ((await peersOn(a)).includes(`filler-${i}`) || (await peersOn(b)).includes(`filler-${i}`) ? true : undefined));
+    }
+    // The flood, through A, all placed on B: B gives its client two places.
+    for (let i = 0; i < 2; i++) {
+      const res = await offerFrom('127.0.0.2', a, `ghost-${i}`);
+      expect(res.status, await res.text()).toBe(201);
+    }
+    const refused = await offerFrom('127.0.0.2', a, 'ghost-2');
+    expect(refused.status, await refused.text()).toBe(503);
+    // Another publisher through A gets a place on B: B counted the flood against its client, not against A.
+    const legit = await offerFrom('127.0.0.3', a, 'legit');
+    expect(legit.status, await legit.text()).toBe(201);
+    expect(await peersOn(b)).toEqual(expect.arrayContaining(['ghost-0', 'ghost-1', 'legit']));
+  }, 180_000);
+});

@@ -1,0 +1,27 @@
+/**
+ * An HTTP request sent from a chosen loopback address (127.0.0.2, 127.0.0.3 …:
+ * Linux routes all of 127.0.0.0/8 to the loopback interface), so that a test
+ * can be several clients of a server on one machine, as the per-client limits
+ * see them. Answers as a fetch `Response`, for `expectProblem`.
+ */
+import { request } from 'node:http';
+
+export function fetchFrom(localAddress: string, url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: init.method ?? 'GET', headers: init.headers, localAddress }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(res.headers)) {
+          if (typeof value === 'string') headers.set(name, value);
+          else if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+        }
+        resolve(new Response(res.statusCode === 204 || res.statusCode === 304 ? null : Buffer.concat(chunks), { status: res.statusCode, headers }));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
