@@ -130,6 +130,9 @@ export const errors = {
     (peer: string) => `Another request for peer "${peer}" is being answered right now; retry in a moment.`),
   TOO_MANY_DOWNLOADS: define('EARSHOT_TOO_MANY_DOWNLOADS', 429, 'Too many downloads',
     (limit: number, scope: string) => `At most ${limit} downloads may run at once ${scope}; wait for one to finish.`),
+  TOO_MANY_EVENT_STREAMS: define('EARSHOT_TOO_MANY_EVENT_STREAMS', 429, 'Too many event streams',
+    (limit: number, scope: string) => `At most ${limit} event streams (GET /events) may be open at once ${scope}; close one (another dashboard tab, a forgotten tool) and retry, or raise ${scope === 'from one address' ? '--max-event-streams-per-client' : '--max-event-streams'}.`,
+    (limit) => ({ limit })),
   INSECURE_BIND: define('EARSHOT_INSECURE_BIND', 500, 'Refusing to expose an open API',
     (host: string) => `Refusing to listen on ${host} without an admin token: anyone who reaches it could read and delete recordings and end sessions. Set --admin-token / EARSHOT_ADMIN_TOKEN (and --token for publishers; one value may serve both), bind 127.0.0.1, or pass --insecure if something in front of earshot already protects it.`),
   // Configuration errors: raised by createServer before anything listens (500 if one ever reaches an HTTP client).

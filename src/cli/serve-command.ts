@@ -168,6 +168,8 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--max-downloads-per-client <n>', 'concurrent recording downloads per client address').env('EARSHOT_MAX_DOWNLOADS_PER_CLIENT').default(4).argParser(integer('--max-downloads-per-client', 1, 1000)))
     .addOption(new Option('--max-connections <n>', 'most HTTP connections held at once, WebSockets and event streams included (default: half the open-file limit, 64–16384)').env('EARSHOT_MAX_CONNECTIONS').argParser(integer('--max-connections', 1, 1_000_000)))
     .addOption(new Option('--max-downloads <n>', 'concurrent recording downloads in all').env('EARSHOT_MAX_DOWNLOADS').default(32).argParser(integer('--max-downloads', 1, 10000)))
+    .addOption(new Option('--max-event-streams-per-client <n>', 'concurrent event streams (GET /events: dashboard tabs, tools) per client address').env('EARSHOT_MAX_EVENT_STREAMS_PER_CLIENT').default(8).argParser(integer('--max-event-streams-per-client', 1, 10000)))
+    .addOption(new Option('--max-event-streams <n>', 'concurrent event streams in all').env('EARSHOT_MAX_EVENT_STREAMS').default(64).argParser(integer('--max-event-streams', 1, 100000)))
     .addOption(new Option('--ice-host <ip...>', 'ICE host addresses to announce, e.g. the public IP behind 1:1 NAT (default: the --host address, or all interfaces for 0.0.0.0)').env('EARSHOT_ICE_HOSTS').argParser(addresses))
     .addOption(new Option('--ice-ports <min-max>', 'UDP port range for media, e.g. 40000-40999 (default: any free port)').env('EARSHOT_ICE_PORTS').argParser(portRange))
     .addOption(new Option('--ice-server <url[,username,credential]>', 'STUN/TURN server advertised to WHIP clients (Link rel="ice-server"), repeatable; the server never contacts it (default: none)').env('EARSHOT_ICE_SERVERS').argParser(iceServers))
@@ -181,7 +183,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; corsOrigin?: string[]; whipCorsOrigin: string[];
-      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; maxEventStreamsPerClient: number; maxEventStreams: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }, command: Command) => {
@@ -218,6 +220,8 @@ export function registerServeCommand(program: Command): void {
           maxDownloadsPerClient: opts.maxDownloadsPerClient,
           maxDownloads: opts.maxDownloads,
           maxConnections: opts.maxConnections,
+          maxEventStreamsPerClient: opts.maxEventStreamsPerClient,
+          maxEventStreams: opts.maxEventStreams,
           pipeline: opts.pipeline,
           pipelinesDir: opts.pipelines ?? defaultPipelinesDir(),
           recordingsDir: opts.recordings,

@@ -52,7 +52,7 @@ import { Access } from '../server/access.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
 import { defaultIceHosts, type CreateServerOptions } from '../server/create-server.js';
-import { checkServerOptions } from '../server/server-options.js';
+import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
 import { checkInteger } from '../core/option-checks.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
@@ -698,7 +698,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   });
 
   // ---- live events and metrics
-  registerEventRoutes(app, { stats: machineStats, sessions$, events$ });
+  // The front holds the streams (its engines' /events are never reached): the limits are the machine's.
+  registerEventRoutes(app, { stats: machineStats, sessions$, events$ }, eventStreamLimits(options));
   const frontMetrics = new client.Registry();
   client.collectDefaultMetrics({ register: frontMetrics });
   new client.Counter({

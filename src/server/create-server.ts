@@ -15,7 +15,7 @@ import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, 
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
-import { checkServerOptions, type CreateServerOptions } from './server-options.js';
+import { checkServerOptions, eventStreamLimits, type CreateServerOptions } from './server-options.js';
 import { httpServerLimits, installProblemHandling } from './problem.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { installBodyTypeCheck } from './body-types.js';
@@ -231,7 +231,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   registerPeerAudioRoutes(app, core);
   registerRecordingRoutes(app, core, access, links, downloadLimits);
   registerPipelineRoutes(app, core);
-  registerEventRoutes(app, { stats: () => ({ server: core.stats(), peers: core.peers.snapshots() }), sessions$: core.sessions$, events$: core.events$ });
+  registerEventRoutes(app, { stats: () => ({ server: core.stats(), peers: core.peers.snapshots() }), sessions$: core.sessions$, events$: core.events$ }, eventStreamLimits(options));
   registerDashboardRoutes(app);
   // A second static instance, only for `reply.sendFile` of recordings.
   await app.register(fastifyStatic, { root: core.store.dir, serve: false, decorateReply: true });

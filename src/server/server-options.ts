@@ -27,6 +27,7 @@ import {
 import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import { ProcessorRegistry } from '../sinks/processors.js';
+import type { EventStreamLimits } from './routes/events.js';
 
 export interface CreateServerOptions {
   /** Address to listen on. Default `127.0.0.1`. Use `0.0.0.0` to accept remote clients. */
@@ -92,6 +93,15 @@ export interface CreateServerOptions {
   maxDownloadsPerClient?: number;
   /** Concurrent recording downloads in all; more get 429. Default 32. */
   maxDownloads?: number;
+  /**
+   * Concurrent event streams (`GET /events`: a dashboard tab, a tool) per
+   * client address (an IPv6 client: its /64); more get 429
+   * `EARSHOT_TOO_MANY_EVENT_STREAMS`. Behind a reverse proxy every client is
+   * the proxy's address: raise it to `maxEventStreams`. Default 8.
+   */
+  maxEventStreamsPerClient?: number;
+  /** Concurrent event streams in all; more get 429 `EARSHOT_TOO_MANY_EVENT_STREAMS`. Default 64. */
+  maxEventStreams?: number;
   /** A download whose client reads nothing for this long is cut off. Default 30000 ms. */
   downloadIdleTimeoutMs?: number;
   /** Lifetime of the signed download links `GET /recordings` returns. Default 3600 s. */
@@ -252,7 +262,7 @@ export interface CreateServerOptions {
 /** Every option of `createServer`, for the check of the names given (a new option must be added here: the type says so). */
 const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true,
-  corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxConnections: true, maxDownloadsPerClient: true, maxDownloads: true,
+  corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxConnections: true, maxDownloadsPerClient: true, maxDownloads: true, maxEventStreamsPerClient: true, maxEventStreams: true,
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, processorDrainTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true, maxPendingSessionsPerClient: true,
@@ -261,6 +271,11 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   stageModules: true, processors: true,
 };
 
+
+/** The limits of `GET /events` from the options (createServer, and the front of createCluster). */
+export function eventStreamLimits(options: Pick<CreateServerOptions, 'maxEventStreamsPerClient' | 'maxEventStreams'>): EventStreamLimits {
+  return { perClient: options.maxEventStreamsPerClient ?? 8, total: options.maxEventStreams ?? 64 };
+}
 
 /**
  * Throws `EARSHOT_OPTION_INVALID` for the first option of `createServer` that
@@ -278,6 +293,8 @@ export function checkServerOptions(options: CreateServerOptions, what = 'createS
   checkInteger('maxConnections', options.maxConnections, 1, 1_000_000);
   checkInteger('maxDownloadsPerClient', options.maxDownloadsPerClient, 1);
   checkInteger('maxDownloads', options.maxDownloads, 1);
+  checkInteger('maxEventStreamsPerClient', options.maxEventStreamsPerClient, 1);
+  checkInteger('maxEventStreams', options.maxEventStreams, 1);
   checkInteger('downloadIdleTimeoutMs', options.downloadIdleTimeoutMs, 1, 2 ** 31 - 1);
   checkInteger('downloadLinkSeconds', options.downloadLinkSeconds, 1, 31_536_000);
   checkInteger('requestTimeoutMs', options.requestTimeoutMs, 100, 2 ** 31 - 1);

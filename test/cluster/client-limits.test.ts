@@ -3,10 +3,11 @@
  * the nodes of a cluster see requests come from the front or from another
  * node, never from the client, so the front says who the client is. One
  * client that floods offers that never connect gets its share and no more,
- * and a publisher at another address still gets a session.
+ * and a publisher at another address still gets a session. The front's own
+ * event streams are bounded as a single process's are.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { fetchFrom } from '../helpers/from-address.js';
+import { fetchFrom, openFrom, type OpenResponse } from '../helpers/from-address.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { expectProblem } from '../helpers/problems.js';
 import { until } from '../helpers/until.js';
@@ -88,4 +89,33 @@ describe('sessions pending per client behind a front', () => {
     expect(legit.status, await legit.text()).toBe(201);
     expect(await peersOn(b)).toEqual(expect.arrayContaining(['ghost-0', 'ghost-1', 'legit']));
   }, 180_000);
+});
+
+describe('event streams at the front of --processes 2', () => {
+  it('are limited per client address and in all (429 EARSHOT_TOO_MANY_EVENT_STREAMS), and HEAD /events answers at once', async () => {
+    servers.push(await startCli([...COMMON, '--processes', '2', '--max-event-streams-per-client', '1', '--max-event-streams', '2']));
+    const [front] = servers;
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const opened: OpenResponse[] = [];
+    const stream = async (address: string) => {
+      const res = await openFrom(address, `${front.url}/events`, { headers: admin });
+      opened.push(res);
+      return res;
+    };
+    try {
+      const head = await fetch(`${front.url}/events`, { method: 'HEAD', headers: admin });
+      expect(head.status).toBe(200);
+      expect(head.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+      expect((await stream('127.0.0.2')).status).toBe(200);
+      const again = await stream('127.0.0.2');
+      expect(again.status).toBe(429);
+      await expectProblem(await again.whole(), { status: 429, code: 'EARSHOT_TOO_MANY_EVENT_STREAMS', retryAfter: '5', detail: /--max-event-streams-per-client/ });
+      expect((await stream('127.0.0.3')).status).toBe(200);
+      const full = await stream('127.0.0.4');
+      expect(full.status).toBe(429);
+      await expectProblem(await full.whole(), { status: 429, code: 'EARSHOT_TOO_MANY_EVENT_STREAMS', retryAfter: '5', detail: /--max-event-streams\b(?!-)/ });
+    } finally {
+      for (const r of opened) r.close();
+    }
+  }, 120_000);
 });

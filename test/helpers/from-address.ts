@@ -1,5 +1,5 @@
 /**
- * An HTTP request sent from a chosen loopback address (127.0.0.2, 127.0.0.3 …:
+ * HTTP requests sent from a chosen loopback address (127.0.0.2, 127.0.0.3 …:
  * Linux routes all of 127.0.0.0/8 to the loopback interface), so that a test
  * can be several clients of a server on one machine, as the per-client limits
  * see them. Answers as a fetch `Response`, for `expectProblem`.
@@ -23,5 +23,44 @@ export function fetchFrom(localAddress: string, url: string, init: { method?: st
     });
     req.on('error', reject);
     req.end(init.body);
+  });
+}
+
+/** A response whose headers have arrived, its body still coming (an event stream never ends by itself). */
+export interface OpenResponse {
+  status: number;
+  headers: Headers;
+  /** The whole body as a fetch `Response` (for `expectProblem`); only for a response that ends. */
+  whole(): Promise<Response>;
+  /** Drops the connection, as a closed tab does. */
+  close(): void;
+}
+
+/** Sends a request from `localAddress` and resolves as soon as the answer's headers arrive. */
+export function openFrom(localAddress: string, url: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<OpenResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: init.method ?? 'GET', headers: init.headers, localAddress }, (res) => {
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(res.headers)) {
+        if (typeof value === 'string') headers.set(name, value);
+        else if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+      }
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      const ended = new Promise<void>((done) => res.on('end', done));
+      resolve({
+        status: res.statusCode ?? 0,
+        headers,
+        whole: async () => {
+          await ended;
+          return new Response(chunks.length > 0 ? Buffer.concat(chunks) : null, { status: res.statusCode, headers });
+        },
+        close: () => req.destroy(),
+      });
+    });
+    req.on('error', (e) => {
+      if (!req.destroyed || (e as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(e);
+    });
+    req.end();
   });
 }

@@ -28,6 +28,8 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['whipCorsOrigins', { whipCorsOrigins: ['https://a.example/path'] }, /^options\.whipCorsOrigins must list origins .*use "https:\/\/a\.example"/],
   ['metricsPublic', { metricsPublic: 1 }, 'options.metricsPublic must be true or false, got 1'],
   ['maxDownloadsPerClient', { maxDownloadsPerClient: 0 }, 'options.maxDownloadsPerClient must be an integer ≥ 1, got 0'],
+  ['maxEventStreamsPerClient', { maxEventStreamsPerClient: 0 }, 'options.maxEventStreamsPerClient must be an integer ≥ 1, got 0'],
+  ['maxEventStreams', { maxEventStreams: 2.5 }, 'options.maxEventStreams must be an integer ≥ 1, got 2.5'],
   ['maxDownloads', { maxDownloads: -3 }, 'options.maxDownloads must be an integer ≥ 1, got -3'],
   ['downloadIdleTimeoutMs', { downloadIdleTimeoutMs: 0 }, /^options\.downloadIdleTimeoutMs must be an integer from 1 to/],
   ['requestTimeoutMs', { requestTimeoutMs: 0 }, /^options\.requestTimeoutMs must be an integer from 100 to/],

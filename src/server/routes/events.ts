@@ -15,12 +15,19 @@
  * `--processes N` (the engines' figures merged, gathered asynchronously): a
  * tick never overlaps itself, so a slow engine delays `stats` events instead
  * of piling up requests.
+ *
+ * A stream holds a socket and a share of every tick's writes for as long as
+ * its client keeps it open, so they are bounded like downloads: only so many
+ * at once per client address and in all (429 `EARSHOT_TOO_MANY_EVENT_STREAMS`,
+ * `Retry-After`). `HEAD /events` answers at once with the headers a `GET`
+ * would get (RFC 9110 §9.3.2) and holds nothing.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Observable, Subscription } from 'rxjs';
 import { isClientMessage } from '../../core/client-feed.js';
 import { errors } from '../../errors.js';
 import type { ProcessorEvent } from '../../sinks/processors.js';
+import { clientKey } from '../client-address.js';
 
 const MAX_UNSENT_BYTES = 1024 * 1024;
 const DEFAULT_INTERVAL_MS = 500;
@@ -33,15 +40,30 @@ export interface EventSource {
   events$: Observable<unknown>;
 }
 
+/** How many event streams may be open at once. */
+export interface EventStreamLimits {
+  /** From one client address (an IPv6 client: its /64). */
+  perClient: number;
+  /** In all. */
+  total: number;
+}
+
+/** Seconds a client refused for the stream limits should wait before it tries again (as downloads). */
+const RETRY_AFTER_SECONDS = 5;
+
 interface Client {
   reply: FastifyReply;
+  /** Its address, as the per-client limit counts it. */
+  address: string;
   intervalMs: number;
   nextDue: number;
   skippedTicks: number;
 }
 
-export function registerEventRoutes(app: FastifyInstance, source: EventSource): void {
+export function registerEventRoutes(app: FastifyInstance, source: EventSource, limits: EventStreamLimits): void {
   const clients = new Set<Client>();
+  /** Open streams per client address. */
+  const perAddress = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
   let subscriptions: Subscription[] = [];
   let ticking = false;
@@ -93,9 +115,14 @@ export function registerEventRoutes(app: FastifyInstance, source: EventSource): 
     subscriptions = [];
   };
 
+  // fastify's HEAD route for it runs this handler too (exposeHeadRoutes): it answers what a GET would.
   app.get<{ Querystring: { interval?: string } }>('/events', async (req, reply) => {
     const interval = req.query.interval === undefined ? DEFAULT_INTERVAL_MS : Number(req.query.interval);
     if (!Number.isInteger(interval) || interval < 100 || interval > 10_000) throw errors.BODY_INVALID('?interval= must be an integer number of milliseconds from 100 to 10000.');
+    const address = clientKey(req.ip);
+    const mine = perAddress.get(address) ?? 0;
+    if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_EVENT_STREAMS(limits.perClient, 'from one address'));
+    if (clients.size >= limits.total) throw withRetry(reply, errors.TOO_MANY_EVENT_STREAMS(limits.total, 'on this server'));
     // Headers set so far (CORS for an allowed origin) would be lost by hijacking: carry them over.
     const earlier: Record<string, string | number | string[]> = {};
     for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) earlier[k] = v;
@@ -108,13 +135,23 @@ export function registerEventRoutes(app: FastifyInstance, source: EventSource): 
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
+    if (req.method === 'HEAD') {
+      // Node sends a HEAD response's headers only when it ends (it drops body writes): left open, as a
+      // stream is, it never answered and held its connection.
+      raw.end();
+      return;
+    }
     raw.write('retry: 2000\n\n');
-    const client: Client = { reply, intervalMs: interval, nextDue: 0, skippedTicks: 0 };
+    const client: Client = { reply, address, intervalMs: interval, nextDue: 0, skippedTicks: 0 };
     if (clients.size === 0) start();
     clients.add(client);
+    perAddress.set(address, mine + 1);
     void tick();
     const done = () => {
       if (!clients.delete(client)) return;
+      const n = (perAddress.get(address) ?? 1) - 1;
+      if (n > 0) perAddress.set(address, n);
+      else perAddress.delete(address);
       if (clients.size === 0) stop();
     };
     raw.on('close', done);
@@ -124,6 +161,12 @@ export function registerEventRoutes(app: FastifyInstance, source: EventSource): 
   app.addHook('onClose', async () => {
     for (const c of clients) c.reply.raw.end();
     clients.clear();
+    perAddress.clear();
     stop();
   });
+}
+
+function withRetry<E>(reply: FastifyReply, error: E): E {
+  void reply.header('Retry-After', String(RETRY_AFTER_SECONDS));
+  return error;
 }
