@@ -83,7 +83,7 @@ import { installUpgradeProxy } from './upgrade-proxy.js';
 import type { NodeStats } from './merge-cluster-stats.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
 import { DEFAULT_MAX_LISTENERS } from '../core/listeners.js';
-import { DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT } from '../core/core-options.js';
+import { defaultMaxPendingSessionsPerClient } from '../core/core-options.js';
 
 export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'processors' | 'pipeline'> {
   /**
@@ -116,7 +116,7 @@ export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'pr
    * its /64) on the machine, shared out like `maxSessions`: each engine admits
    * `ceil(maxPendingSessionsPerClient / processes)` from one client, and the
    * front offers the session to another engine when one refuses. With
-   * `cluster`, on each node. Default 8.
+   * `cluster`, on each node. Default: half of `maxPendingSessions` (25).
    */
   maxPendingSessionsPerClient?: number;
   /**
@@ -239,7 +239,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       maxPendingSessions: perEngineLimit(options.maxPendingSessions ?? 50, processes),
       // The front names the client of each request it forwards (forward.ts): an engine that refuses one
       // client its share sends the front on to the next engine, so a client gets about the machine's limit.
-      maxPendingSessionsPerClient: perEngineLimit(options.maxPendingSessionsPerClient ?? DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT, processes),
+      maxPendingSessionsPerClient: perEngineLimit(options.maxPendingSessionsPerClient ?? defaultMaxPendingSessionsPerClient(options.maxPendingSessions ?? 50), processes),
       // A peer's listeners are on its engine, so each engine bounds its own: the machine's limit
       // shared out like maxSessions (0 keeps listening off). maxListenersPerPeer applies as given.
       maxListeners: options.maxListeners === 0 ? 0 : perEngineLimit(options.maxListeners ?? DEFAULT_MAX_LISTENERS, processes),

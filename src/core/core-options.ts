@@ -41,7 +41,7 @@ export interface EarshotCoreOptions {
    * again, which replaces its own pending session rather than adding one. A
    * gateway that starts many peers at once from one address, or clients
    * behind a reverse proxy (all one address to earshot), need it raised, up
-   * to `maxPendingSessions`. Default 8.
+   * to `maxPendingSessions`. Default: half of `maxPendingSessions` (25).
    */
   maxPendingSessionsPerClient?: number;
   /** Most listeners of one peer, WHEP players and audio sockets together; more get 503 `EARSHOT_LISTENERS_FULL`. Default 8. */
@@ -74,7 +74,15 @@ export interface EarshotCoreOptions {
 
 export const DEFAULT_MAX_SESSIONS = 500;
 export const DEFAULT_MAX_PENDING_SESSIONS = 50;
-export const DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT = 8;
+/**
+ * The default of `maxPendingSessionsPerClient`: half of `maxPendingSessions`
+ * (25 of 50), rounded up. One client alone can then never hold every pending
+ * place, while one machine starting a batch of publishers at once (a load
+ * test, `earshot send --count 20`, a gateway) is not refused.
+ */
+export function defaultMaxPendingSessionsPerClient(maxPendingSessions: number): number {
+  return Math.ceil(maxPendingSessions / 2);
+}
 
 /** The session options of the core, checked: `EARSHOT_OPTION_INVALID` naming the first one that is not usable. */
 export function checkCoreOptions(

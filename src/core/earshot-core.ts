@@ -25,7 +25,7 @@ import type { RecordingInfo } from '../sinks/recorder.js';
 import { recordingPreflight } from '../sinks/recording-preflight.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { AdmissionControl } from './admission.js';
-import { checkCoreOptions, DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT, DEFAULT_MAX_SESSIONS, type EarshotCoreOptions } from './core-options.js';
+import { checkCoreOptions, DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_SESSIONS, defaultMaxPendingSessionsPerClient, type EarshotCoreOptions } from './core-options.js';
 import { Listeners } from './listeners.js';
 import { CoreMonitor, type ServerStats } from './monitoring.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
@@ -85,7 +85,7 @@ export class EarshotCore {
       {
         maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
         maxPendingSessions: options.maxPendingSessions ?? DEFAULT_MAX_PENDING_SESSIONS,
-        maxPendingSessionsPerClient: options.maxPendingSessionsPerClient ?? DEFAULT_MAX_PENDING_SESSIONS_PER_CLIENT,
+        maxPendingSessionsPerClient: options.maxPendingSessionsPerClient ?? defaultMaxPendingSessionsPerClient(options.maxPendingSessions ?? DEFAULT_MAX_PENDING_SESSIONS),
       },
       this.#admission,
     );

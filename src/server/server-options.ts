@@ -192,7 +192,8 @@ export interface CreateServerOptions {
    * pending session rather than adding one. Raise it, up to
    * `maxPendingSessions`, for a gateway that starts many peers at once from
    * one address, and behind a reverse proxy (every client is then the
-   * proxy's address). Default 8.
+   * proxy's address). Default: half of `maxPendingSessions` (25 of 50),
+   * so that one client can never hold every place alone.
    */
   maxPendingSessionsPerClient?: number;
   /** Most listeners of one peer, WHEP players (`POST /whep/:peer`) and audio sockets (`GET /peers/:peer/audio`) together; more get 503 `EARSHOT_LISTENERS_FULL`. Default 8. */

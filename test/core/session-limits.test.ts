@@ -55,7 +55,8 @@ describe('placement of a peer', () => {
 
 describe('sessions that never connect', () => {
   it('are limited by maxPendingSessions (503 EARSHOT_OVERLOADED with Retry-After) and release their sockets at the connect timeout', async () => {
-    t = await startServer({ maxPendingSessions: 3, connectTimeoutMs: 1500 });
+    // One client here: its own limit (10) is above the server's, which is what this test reaches.
+    t = await startServer({ maxPendingSessions: 3, maxPendingSessionsPerClient: 10, connectTimeoutMs: 1500 });
     const before = udpSockets();
     for (let i = 0; i < 3; i++) {
       const res = await post(`ghost-${i}`);
