@@ -7,6 +7,7 @@
  * @module
  */
 import { errors } from '../errors.js';
+import { checkFunction, checkMilliseconds, checkOptionNames } from '../option-checks.js';
 
 export class WhipRequestError extends Error {
   override readonly name = 'WhipRequestError';
@@ -73,11 +74,18 @@ export interface WhipClientOptions {
   fetch?: typeof globalThis.fetch;
 }
 
+/** The names `WhipClientOptions` has, to refuse misspelt ones (a `tokn` would publish without a token). */
+const WHIP_CLIENT_OPTIONS: Readonly<Record<keyof WhipClientOptions, true>> = { token: true, timeoutMs: true, fetch: true };
+
 export class WhipClient {
   readonly #fetch: typeof globalThis.fetch;
 
+  /** Throws `EARSHOT_OPTION_INVALID` for an option it cannot use, or one it does not have (with the nearest it has). */
   constructor(private readonly options: WhipClientOptions = {}) {
+    checkOptionNames('WhipClient', options, WHIP_CLIENT_OPTIONS);
     checkToken(options.token);
+    checkMilliseconds('timeoutMs', options.timeoutMs);
+    checkFunction('fetch', options.fetch);
     this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   }
 

@@ -80,4 +80,20 @@ describe('WhipClient failures', () => {
     }
     expect(requests).toBe(0);
   });
+
+  it('refuses an option it does not have (naming the nearest) or cannot use, as sendAudio does', () => {
+    const made = (options: unknown) => {
+      try {
+        new WhipClient(options as ConstructorParameters<typeof WhipClient>[0]);
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    };
+    // A misspelt token would publish without one.
+    expect(made({ tokn: 'abc' })).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: 'options.tokn is not an option of WhipClient (did you mean token?)' });
+    expect(made({ timeoutMs: -1 })).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'timeoutMs' } });
+    expect(made({ fetch: 'fetch' })).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'fetch' } });
+    expect(made({ token: 'abc', timeoutMs: 5000, fetch: globalThis.fetch })).toBeUndefined();
+  });
 });
