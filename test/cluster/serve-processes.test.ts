@@ -48,6 +48,31 @@ const get = async <T>(path: string): Promise<T> => {
   if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 };
+type SessionEventData = { type: string; peer: string; session: string; reason?: string; recordings?: string[] };
+
+/** `GET /events` read as it arrives: its text so far, its session events, and a way to stop. */
+async function eventStream(intervalMs: number) {
+  const res = await fetch(`${s.url}/events?interval=${intervalMs}`);
+  const reader = res.body!.getReader();
+  let text = '';
+  const read = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      text += Buffer.from(value).toString('utf8');
+    }
+  })();
+  return {
+    text: () => text,
+    // Complete events only: the text after the last blank line may be one still arriving.
+    sessions: () => text.split('\n\n').slice(0, -1).filter((e) => e.startsWith('event: session')).map((e) => JSON.parse(e.split('data: ')[1]) as SessionEventData),
+    async close() {
+      await reader.cancel();
+      await read.catch(() => undefined);
+    },
+  };
+}
+
 const statsOf = (peer: string) => get<PeerStats>(`/stats/${peer}`);
 
 const packets = (peer: string, n: number) => until(`${peer} to send ${n} packets`, async () => {
@@ -93,21 +118,11 @@ describe('earshot serve --processes 2', () => {
   });
 
   it('merges the engines\' /metrics (labelled engine="…") and /events (stats of the whole machine, every engine\'s session events)', async () => {
-    const events = await fetch(`${s.url}/events?interval=100`);
-    const reader = events.body!.getReader();
-    let text = '';
-    const read = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        text += Buffer.from(value).toString('utf8');
-      }
-    })();
+    const events = await eventStream(100);
     await sendMany(2, { url: `${s.url}/whip/events/e`, source: tone, seconds: 1 });
-    await until('stats and session events', async () => (/"processes":2/.test(text) && (text.match(/event: session/g) ?? []).length >= 4 ? true : undefined));
-    await reader.cancel();
-    await read.catch(() => undefined);
-    const sessions = text.split('\n\n').filter((e) => e.startsWith('event: session')).map((e) => JSON.parse(e.split('data: ')[1]) as { peer: string; type: string });
+    await until('stats and session events', async () => (/"processes":2/.test(events.text()) && (events.text().match(/event: session/g) ?? []).length >= 4 ? true : undefined));
+    await events.close();
+    const sessions = events.sessions();
     expect(sessions.filter((e) => e.peer.startsWith('e-')).map((e) => e.type).sort()).toEqual(['ended', 'ended', 'started', 'started']);
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
     expect(metrics).toMatch(/^earshot_sessions_started_total\{engine="0"\} \d+$/m);
@@ -289,18 +304,8 @@ describe('earshot serve --processes 2', () => {
   });
 
   it('ends a killed engine\'s sessions as engine-exited in /stats/:peer, in the ended event with their recordings, and in /metrics; the WAV covers all the audio on disk', async () => {
-    const events = await fetch(`${s.url}/events?interval=10000`);
-    const reader = events.body!.getReader();
-    let text = '';
-    const read = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        text += Buffer.from(value).toString('utf8');
-      }
-    })();
-    const endedEvents = () =>
-      text.split('\n\n').filter((e) => e.startsWith('event: session')).map((e) => JSON.parse(e.split('data: ')[1]) as { type: string; peer: string; session: string; reason?: string; recordings?: string[] }).filter((e) => e.type === 'ended' && e.peer === 'crashed');
+    const events = await eventStream(10_000);
+    const endedEvents = () => events.sessions().filter((e) => e.type === 'ended' && e.peer === 'crashed');
     const exitedBefore = Number(/^earshot_sessions_ended_total\{engine="front",reason="engine-exited"\} (\d+)$/m.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? 0);
     const controller = new AbortController();
     const crashed = sendAudio({ url: `${s.url}/whip/demo/crashed`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
@@ -332,8 +337,7 @@ describe('earshot serve --processes 2', () => {
     } finally {
       controller.abort();
       await crashed.catch(() => undefined);
-      await reader.cancel();
-      await read.catch(() => undefined);
+      await events.close();
     }
   });
 
