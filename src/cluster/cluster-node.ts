@@ -123,6 +123,13 @@ export class ClusterNode {
   #left = false;
   /** Redis's `epoch` when this node last joined (undefined before its first join). */
   #epoch: string | undefined;
+  /**
+   * The pipelines this node knows to be the cluster's (name → document as
+   * Redis holds it): stored through this node or applied from Redis since it
+   * started. Its pipelines directory may hold others of its own, which Redis
+   * never had; these it can tell apart on a rejoin (see `#syncConfig`).
+   */
+  readonly #sharedPipelines = new Map<string, string>();
   /** Changes from other nodes being applied here, in order (`#applyChange` never rejects). */
   #changes: Promise<void> = Promise.resolve();
 
@@ -342,6 +349,7 @@ export class ClusterNode {
   async changed(reply: FastifyReply, kind: ConfigChange['kind'], name: string, value: string | undefined): Promise<void> {
     try {
       await this.state.putConfig({ kind, name, from: this.id }, value);
+      if (kind === 'pipeline') this.#remember(name, value);
     } catch (e) {
       this.#host.log.error({ kind, name, err: (e as Error).message }, 'cluster: change made on this node only (Redis unreachable); the client was told to repeat it');
       throw retry(reply, errors.CLUSTER_UNAVAILABLE((e as Error).message, `${CHANGE_REFUSED} (the change was made on this node only: repeat it)`), CLUSTER_RETRY_AFTER);
@@ -376,7 +384,14 @@ export class ClusterNode {
     const res = await this.#host.apply(value === undefined ? 'DELETE' : 'PUT', path, body);
     if (res.status >= 400 && !(value === undefined && res.status === 404)) {
       this.#host.log.error({ kind, name, status: res.status, detail: jsonOf<{ detail?: string }>(res)?.detail }, 'cluster: change from another node refused here');
+    } else if (kind === 'pipeline') {
+      this.#remember(name, value);
     }
+  }
+
+  #remember(pipeline: string, doc: string | undefined): void {
+    if (doc === undefined) this.#sharedPipelines.delete(pipeline);
+    else this.#sharedPipelines.set(pipeline, doc);
   }
 
   /** (Re)connected to Redis: register, write back what runs here, apply the stored configuration. */
@@ -390,7 +405,7 @@ export class ClusterNode {
         this.#host.log.warn({ node: this.id, peer, session }, 'cluster: the peer published again on another node while this one was cut off from Redis; its session here ends (replaced)');
         await this.#host.endSession(session, 'replaced').catch((e: unknown) => this.#host.log.error({ session, err: (e as Error).message }, 'cluster: a replaced session did not end'));
       }
-      await this.#syncRooms();
+      await this.#syncConfig();
       const { pipelines, rooms } = await this.state.config();
       for (const [name, doc] of Object.entries(pipelines)) await this.#applyOne('pipeline', name, doc);
       for (const [room, pipeline] of Object.entries(rooms)) await this.#applyOne('room', room, pipeline);
@@ -401,23 +416,29 @@ export class ClusterNode {
   }
 
   /**
-   * Room bindings live in the nodes' memory and in Redis. On a rejoin:
+   * Room bindings live in the nodes' memory and in Redis, pipelines in their
+   * directories and in Redis. On a rejoin:
    * - Redis lost its data (another epoch than this node saw): this node's
-   *   bindings are written back (the first node to write a room wins), so a
-   *   node that starts later still gets them;
-   * - otherwise a binding this node has and Redis does not was deleted
-   *   through another node while this one was cut off: it goes here too.
-   * Either way the nodes end up with the bindings Redis holds.
+   *   bindings and the cluster's pipelines it has are written back (the first
+   *   node to write one wins), so a node that starts later still gets them;
+   * - otherwise a binding this node has and Redis does not, or a pipeline of
+   *   the cluster's it has and Redis does not, was deleted through another
+   *   node while this one was cut off: it goes here too. Pipelines of its own
+   *   directory that Redis never had stay.
+   * Either way the nodes end up with what Redis holds.
    */
-  async #syncRooms(): Promise<void> {
+  async #syncConfig(): Promise<void> {
     const epoch = await this.state.epoch();
     const local = this.#host.rooms();
     if (this.#epoch !== undefined && this.#epoch !== epoch) {
+      for (const [name, doc] of this.#sharedPipelines) await this.state.restoreConfig({ kind: 'pipeline', name, from: this.id }, doc);
       for (const [room, pipeline] of Object.entries(local)) await this.state.restoreConfig({ kind: 'room', name: room, from: this.id }, pipeline);
-      this.#host.log.warn({ redis: this.state.address, rooms: Object.keys(local).length }, 'cluster: Redis lost its data; this node wrote its room bindings back');
+      this.#host.log.warn({ redis: this.state.address, pipelines: this.#sharedPipelines.size, rooms: Object.keys(local).length }, 'cluster: Redis lost its data; this node wrote its pipelines and room bindings back');
     } else if (this.#epoch === epoch) {
-      const { rooms } = await this.state.config();
+      const { pipelines, rooms } = await this.state.config();
+      // Bindings first: a pipeline still bound to a room cannot be deleted.
       for (const room of Object.keys(local)) if (!(room in rooms)) await this.#applyOne('room', room, undefined);
+      for (const name of [...this.#sharedPipelines.keys()]) if (!(name in pipelines)) await this.#applyOne('pipeline', name, undefined);
     }
     // Only once done: a join that failed half way is redone in full on the next reconnection.
     this.#epoch = epoch;

@@ -344,6 +344,10 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       const bound = await fetch(`${nodes[0].url}/rooms/kept`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'raw' }) });
       expect(bound.status).toBeLessThan(300);
       await until('every node to have the binding', async () => ((await Promise.all(nodes.map((n) => get<{ bound: boolean }>(n, '/rooms/kept')))).every((r) => r.bound) ? true : undefined), 5000);
+      // And a pipeline, stored through another node.
+      const keptPipeline = await fetch(`${nodes[2].url}/pipelines/keptpipe`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'keptpipe', stages: [], sinks: [{ type: 'stats' }] }) });
+      expect(keptPipeline.status).toBe(201);
+      await until('every node to have the pipeline', async () => ((await Promise.all(nodes.map((n) => fetch(`${n.url}/pipelines/keptpipe`, { headers: admin })))).every((r) => r.status === 200) ? true : undefined), 5000);
       await redis.kill();
       killed = true;
       const unavailableBefore = await frontRefusals(nodes[0], 'EARSHOT_CLUSTER_UNAVAILABLE');
@@ -379,6 +383,9 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       // The nodes wrote their binding back into the empty Redis: a node that starts now gets it too.
       await until('the room binding back in Redis', async () => ((await redis.command('HGET', 'earshot:rooms', 'kept')).includes('raw') ? true : undefined), 5000);
       for (const n of nodes) expect((await get<{ bound: boolean }>(n, '/rooms/kept')).bound).toBe(true);
+      // And the cluster's pipelines, not only the bindings.
+      expect(await redis.command('HGET', 'earshot:pipelines', 'keptpipe')).toContain('"name":"keptpipe"');
+      for (const n of nodes) expect((await fetch(`${n.url}/pipelines/keptpipe`, { headers: admin })).status).toBe(200);
       // With Redis back, a change through one node reaches the others again.
       const created = await fetch(`${nodes[0].url}/pipelines/outage`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'outage', stages: [], sinks: [{ type: 'stats' }] }) });
       expect(created.status).toBe(201);

@@ -7,8 +7,9 @@
  * A's registry entry expires; its peer publishes again through node B and is
  * placed there. When A reaches Redis again, the peer must run once: A ends
  * its own session (reason `replaced`, recording finalized) and B's session
- * stays the peer's, in Redis and on B. A room binding deleted through B
- * meanwhile is gone from A too.
+ * stays the peer's, in Redis and on B. A room binding and a pipeline
+ * deleted through B meanwhile are gone from A too; a pipeline of A's own
+ * directory, which the cluster never had, stays.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -100,6 +101,8 @@ const { get, nodesSeenBy, livePeer } = clusterViews(admin);
 const change = (node: CliServer, method: string, path: string, body?: unknown) =>
   fetch(`${node.url}${path}`, { method, headers: { ...admin, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) });
 
+const pipelineStatus = async (node: CliServer, name: string) => (await fetch(`${node.url}/pipelines/${name}`, { headers: admin })).status;
+
 describe('earshot serve --cluster, a node cut off from Redis', () => {
   it('runs a peer once after the partition heals: the cut-off node ends its session (replaced), the newer one on the other node stays', async () => {
     const [a, b] = nodes;
@@ -112,13 +115,15 @@ describe('earshot serve --cluster, a node cut off from Redis', () => {
       const onA = await livePeer(b, 'twin', 25);
       expect(onA.node).toBe('node-a');
 
-      // A room binding both nodes have, which B deletes while A is cut off.
+      // A room binding and a pipeline both nodes have, which B deletes while A is cut off.
       expect((await change(b, 'PUT', '/rooms/cut', { pipeline: 'raw' })).status).toBeLessThan(300);
-      await until('A to have the binding', async () => ((await get<{ bound: boolean }>(a, '/rooms/cut')).bound ? true : undefined), 5000);
+      expect((await change(b, 'PUT', '/pipelines/gone', { name: 'gone', stages: [], sinks: [{ type: 'stats' }] })).status).toBe(201);
+      await until('A to have the binding and the pipeline', async () => ((await get<{ bound: boolean }>(a, '/rooms/cut')).bound && (await pipelineStatus(a, 'gone')) === 200 ? true : undefined), 5000);
 
       relay.cut();
       await until('node-a to drop out of the registry', async () => ((await nodesSeenBy(b)).some((n) => n.id === 'node-a') ? undefined : true), 15_000);
       expect((await change(b, 'DELETE', '/rooms/cut')).status).toBeLessThan(300);
+      expect((await change(b, 'DELETE', '/pipelines/gone')).status).toBeLessThan(300);
       // The peer publishes again, through B: A owns nothing any more as far as the cluster knows, so it runs on B.
       senders.push(sendAudio({ url: `${b.url}/whip/split/twin`, token: PUBLISH, source: tone, loop: true, skipDelete: true, rtcpTimeoutMs: 0, signal: second.signal }).catch(() => undefined));
       const onB = await until('the peer live on node-b', async () => {
@@ -146,6 +151,9 @@ describe('earshot serve --cluster, a node cut off from Redis', () => {
       expect(later.session).toBe(onB.session);
       // A learnt the deletion it missed: both nodes have no binding.
       expect((await get<{ bound: boolean }>(a, '/rooms/cut')).bound).toBe(false);
+      expect(await until('A to delete the pipeline B deleted', async () => ((await pipelineStatus(a, 'gone')) === 404 ? 404 : undefined), 5000)).toBe(404);
+      // Pipelines of A's own directory that the cluster never had are A's to keep.
+      expect(await pipelineStatus(a, 'podcast')).toBe(200);
       // Through either node, the peer is B's.
       expect((await livePeer(a, 'twin')).node).toBe('node-b');
       // A's recording of the time it ran is finalized: nothing it received is lost.
