@@ -17,7 +17,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { CLIENT_HEADER, clientKey, forwardedClient } from '../server/client-address.js';
+import { CLIENT_HEADER, forwardedClient, requestClient } from '../server/client-address.js';
 
 export interface EngineResponse {
   status: number;
@@ -112,7 +112,7 @@ const vouched = new WeakMap<object, string>();
  * node that forwarded it vouched for, else its address.
  */
 export function clientOf(req: FastifyRequest): string {
-  return vouched.get(req.raw) ?? clientKey(req.ip);
+  return vouched.get(req.raw) ?? requestClient(req);
 }
 
 /**

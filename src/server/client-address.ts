@@ -1,8 +1,9 @@
 /**
  * Who a request is from, as the per-client limits count it (sessions not yet
- * connected, event streams): the address of the connection's peer as fastify
- * gives it (`req.ip`; earshot sets no `trustProxy`, so behind a reverse proxy
- * every client is the proxy), made into one key per client:
+ * connected, event streams, downloads): the client's address as fastify gives
+ * it (`req.ip`: the connection's peer, or with `trustProxy` the client that a
+ * trusted reverse proxy names in `X-Forwarded-For`), made into one key per
+ * client:
  *
  * - an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack
  *   listener sees of an IPv4 client) is its IPv4 address;
@@ -25,6 +26,24 @@ export const CLIENT_HEADER = 'x-earshot-client';
 
 /** Longest client key taken from `CLIENT_HEADER` (an IPv6 /64 is at most 24 characters). */
 const MAX_CLIENT_KEY = 64;
+
+/**
+ * The key of the client `req` is from (`clientKey` of `req.ip`). An `ip` that
+ * is no address — a trusted proxy passed on what its client wrote in
+ * `X-Forwarded-For`, or wrote `address:port` (Azure's gateways do) — is read
+ * for its address if it has one, else the request counts as the connection's
+ * peer: a client must not pick a key of any length and content.
+ */
+export function requestClient(req: { ip: string; socket?: { remoteAddress?: string } }): string {
+  return clientKey(addressOf(req.ip) ?? addressOf(req.socket?.remoteAddress ?? '') ?? '');
+}
+
+/** `text` as an IP address: itself, or without the port of `192.0.2.1:443` / `[2001:db8::1]:443`; undefined if it holds none. */
+function addressOf(text: string): string | undefined {
+  if (isIP(text)) return text;
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(text) ?? /^\[([^\]]+)\](?::\d{1,5})?$/.exec(text);
+  return m && isIP(m[1]) ? m[1] : undefined;
+}
 
 /** The client an engine's request is from: what the front said in `CLIENT_HEADER`, else (a request not through the front) its address. */
 export function forwardedClient(headers: Record<string, string | string[] | undefined>, ip: string): string {

@@ -102,7 +102,7 @@ export function createEngineServer(options: CreateServerOptions): Promise<Earsho
 
 /** What differs between a server and an engine process. */
 interface ServerRole {
-  /** Who a request is from, for the per-client limits. Default: its address (`clientKey(req.ip)`). */
+  /** Who a request is from, for the per-client limits. Default: its address (`requestClient`). */
   clientOf?: (req: FastifyRequest) => string;
 }
 

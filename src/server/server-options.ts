@@ -89,7 +89,7 @@ export interface CreateServerOptions {
    * and workers, so idle connections cannot keep recordings from opening.
    */
   maxConnections?: number;
-  /** Concurrent recording downloads per client address; more get 429. Default 4. */
+  /** Concurrent recording downloads per client address (an IPv6 client: its /64); more get 429. Default 4. */
   maxDownloadsPerClient?: number;
   /** Concurrent recording downloads in all; more get 429. Default 32. */
   maxDownloads?: number;

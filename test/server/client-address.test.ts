@@ -4,7 +4,7 @@
  * client seen through a dual-stack listener counted as that IPv4 address.
  */
 import { describe, expect, it } from 'vitest';
-import { clientKey } from '../../src/server/client-address.js';
+import { clientKey, requestClient } from '../../src/server/client-address.js';
 
 describe('clientKey', () => {
   it('is the address itself for IPv4', () => {
@@ -32,5 +32,26 @@ describe('clientKey', () => {
   it('passes anything that is not an IP address through (a test double, a Unix socket)', () => {
     expect(clientKey('')).toBe('');
     expect(clientKey('not-an-address')).toBe('not-an-address');
+  });
+});
+
+describe('requestClient', () => {
+  const socket = { remoteAddress: '::ffff:127.0.0.1' };
+
+  it('is the key of the request\'s address', () => {
+    expect(requestClient({ ip: '2001:db8:1:2::7', socket })).toBe('2001:db8:1:2::/64');
+    expect(requestClient({ ip: '::ffff:198.51.100.7', socket })).toBe('198.51.100.7');
+  });
+
+  it('reads an address that a proxy wrote with its port', () => {
+    expect(requestClient({ ip: '198.51.100.7:51234', socket })).toBe('198.51.100.7');
+    expect(requestClient({ ip: '[2001:db8:1:2::7]:443', socket })).toBe('2001:db8:1:2::/64');
+  });
+
+  it('counts a request whose forwarded address is no address as its connection\'s peer: no key of the client\'s choosing', () => {
+    expect(requestClient({ ip: 'x'.repeat(5000), socket })).toBe('127.0.0.1');
+    expect(requestClient({ ip: 'unknown', socket })).toBe('127.0.0.1');
+    expect(requestClient({ ip: '999.1.1.1:80', socket })).toBe('127.0.0.1');
+    expect(requestClient({ ip: 'unknown', socket: {} })).toBe('');
   });
 });

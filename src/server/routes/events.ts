@@ -27,7 +27,7 @@ import type { Observable, Subscription } from 'rxjs';
 import { isClientMessage } from '../../core/client-feed.js';
 import { errors } from '../../errors.js';
 import type { ProcessorEvent } from '../../sinks/processors.js';
-import { clientKey } from '../client-address.js';
+import { requestClient } from '../client-address.js';
 
 const MAX_UNSENT_BYTES = 1024 * 1024;
 const DEFAULT_INTERVAL_MS = 500;
@@ -119,7 +119,7 @@ export function registerEventRoutes(app: FastifyInstance, source: EventSource, l
   app.get<{ Querystring: { interval?: string } }>('/events', async (req, reply) => {
     const interval = req.query.interval === undefined ? DEFAULT_INTERVAL_MS : Number(req.query.interval);
     if (!Number.isInteger(interval) || interval < 100 || interval > 10_000) throw errors.BODY_INVALID('?interval= must be an integer number of milliseconds from 100 to 10000.');
-    const address = clientKey(req.ip);
+    const address = requestClient(req);
     const mine = perAddress.get(address) ?? 0;
     if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_EVENT_STREAMS(limits.perClient, 'from one address'));
     if (clients.size >= limits.total) throw withRetry(reply, errors.TOO_MANY_EVENT_STREAMS(limits.total, 'on this server'));

@@ -9,7 +9,7 @@
  * A download holds a socket and a file descriptor while it runs, so they are
  * bounded: a client that stops reading is cut off after `idleTimeoutMs`
  * without progress, and only so many downloads may run at once per client
- * address and in all.
+ * (an address, an IPv6 client's /64; see client-address.ts) and in all.
  */
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -18,9 +18,10 @@ import { RecordingsStore } from '../../sinks/recordings-store.js';
 import type { Access } from '../access.js';
 import type { DownloadLinks } from '../download-links.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
+import { requestClient } from '../client-address.js';
 
 export interface DownloadLimits {
-  /** Concurrent downloads one client address may run. */
+  /** Concurrent downloads one client may run (one address; an IPv6 client: its /64). */
   perClient: number;
   /** Concurrent downloads in all. */
   total: number;
@@ -65,7 +66,9 @@ export function registerRecordingRoutes(app: FastifyInstance, core: Pick<Earshot
       void reply.header('Content-Range', `bytes */${entry.bytes}`);
       throw errors.RANGE_NOT_SATISFIABLE(entry.bytes, String(req.headers.range).slice(0, 100));
     }
-    const client = req.ip;
+    // As the other per-client limits count: an IPv6 client is its /64, so that one host cannot take a
+    // slot per address it picks; an IPv4 client seen through a dual-stack listener is its IPv4 address.
+    const client = requestClient(req);
     const mine = active.get(client) ?? 0;
     if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.perClient, 'from one address'));
     if (running >= limits.total) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.total, 'on this server'));

@@ -20,7 +20,7 @@ import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
 import type { IceServerUrl } from '../../rtc/ice-servers.js';
 import { iceServerLinks } from '../ice-server-links.js';
-import { clientKey } from '../client-address.js';
+import { requestClient } from '../client-address.js';
 
 const SDP_LIMIT = MAX_SDP_BYTES;
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -39,14 +39,14 @@ export function checkName(kind: 'room' | 'peer', value: string): void {
 export interface WhipRouteOptions {
   /** STUN/TURN servers to advertise to clients (checked, one entry per URL). Default none. */
   iceServers?: readonly IceServerUrl[];
-  /** Who an offer is from, for the limit on pending sessions per client. Default: its address (`clientKey(req.ip)`). */
+  /** Who an offer is from, for the limit on pending sessions per client. Default: its address (`requestClient`). */
   clientOf?: (req: FastifyRequest) => string;
 }
 
 export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, access: Access, routeOptions: WhipRouteOptions = {}): void {
   app.addContentTypeParser(['application/sdp', 'application/trickle-ice-sdpfrag'], { parseAs: 'string', bodyLimit: SDP_LIMIT }, (_req, body, done) => done(null, body));
   const iceServers = routeOptions.iceServers ?? [];
-  const clientOf = routeOptions.clientOf ?? ((req: FastifyRequest) => clientKey(req.ip));
+  const clientOf = routeOptions.clientOf ?? requestClient;
   const links = (req: FastifyRequest) => iceServerLinks(iceServers, mayPublish(access, req));
 
   // CORS headers (allow-list, methods, exposed headers) come from the CORS layer;
