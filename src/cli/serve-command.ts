@@ -14,6 +14,7 @@ import { isLoopbackHost } from '../rtc/ice-config.js';
 import { parseIceServerSpec } from '../rtc/ice-servers.js';
 import { POOL_OPTION_RANGES, describeRange, inRange, type OptionRange } from '../pool/pool-limits.js';
 import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc.js';
+import { trustedProxies } from '../server/trust-proxy.js';
 
 /** Decimal digits only: `Number()` would read "" as 0 (an empty `PORT=` would listen on a random port) and "0x1f" as hex. */
 function integer(name: string, min: number, max: number) {
@@ -83,6 +84,21 @@ function iceServers(value: string, previous: RTCIceServer[] | undefined): RTCIce
   return [...(previous ?? []), ...parsed];
 }
 
+/**
+ * Repeatable, or separated by commas or whitespace (`--trust-proxy 127.0.0.1
+ * --trust-proxy 10.0.0.0/8`, `EARSHOT_TRUST_PROXY=127.0.0.1,10.0.0.0/8`),
+ * each entry checked as `createServer` checks it. An empty value (an
+ * `EARSHOT_TRUST_PROXY=` a compose file leaves empty) believes no proxy.
+ */
+function proxies(value: string, previous: string[] | undefined): string[] | undefined {
+  if (value.trim() === '') return previous;
+  try {
+    return [...(previous ?? []), ...(trustedProxies(value) ?? [])];
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message.replace(/^options\.trustProxy /, '--trust-proxy '));
+  }
+}
+
 /** Repeatable or comma-separated origins (`--cors-origin a --cors-origin b`, `EARSHOT_CORS_ORIGINS=a,b`). */
 function origins(value: string, previous: string[] | undefined): string[] {
   const list = value.split(',').map((v) => v.trim()).filter(Boolean);
@@ -102,6 +118,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   tlsKey: '--tls-key',
   token: '--token',
   adminToken: '--admin-token',
+  trustProxy: '--trust-proxy',
   corsOrigins: '--cors-origin',
   whipCorsOrigins: '--whip-cors-origin',
   pipeline: '--pipeline',
@@ -142,6 +159,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--token <token>', 'publish token: required on WHIP POST, PATCH and DELETE (default: none; publishing is open, but only token holders may replace a live peer)').env('EARSHOT_TOKEN'))
     .addOption(new Option('--admin-token <token>', 'admin token: required for stats, events, recordings, pipelines, rooms and metrics (may equal --token) (default: none; the server then only listens on loopback)').env('EARSHOT_ADMIN_TOKEN'))
     .addOption(new Option('--insecure', 'allow open roles (no token) on a non-loopback --host and any Host header: only behind something that protects the server (default: off)').env('EARSHOT_INSECURE'))
+    .addOption(new Option('--trust-proxy <addresses>', "reverse proxies whose X-Forwarded-For to believe: IP addresses, CIDR ranges, loopback, linklocal or uniquelocal (repeatable, or comma-separated), so the per-client limits and the request logs see each client behind them; never every address nor a hop count; needs --admin-token and --token (default: none, every request is from the address it comes from)").env('EARSHOT_TRUST_PROXY').argParser(proxies))
     .addOption(new Option('--cors-origin <origin...>', 'origins whose pages may call the control API (default: same origin only)').env('EARSHOT_CORS_ORIGINS').argParser(origins))
     .addOption(new Option('--whip-cors-origin <origin...>', 'origins whose pages may publish over WHIP').env('EARSHOT_WHIP_CORS_ORIGINS').default(WHIP_DEFAULT, '*').argParser(origins))
     .addOption(new Option('--metrics-public', 'serve /metrics without the admin token (default: off)').env('EARSHOT_METRICS_PUBLIC'))
@@ -182,7 +200,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--parallel-scavenge <on|off>', "collect the young generation with V8's helper threads (on) or on the collecting thread (off: shorter pauses while the DSP threads keep the cores busy)").env('EARSHOT_PARALLEL_SCAVENGE').default('off').choices(['on', 'off']))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (opts: {
-      port: number; host: string; token?: string; adminToken?: string; corsOrigin?: string[]; whipCorsOrigin: string[];
+      port: number; host: string; token?: string; adminToken?: string; trustProxy?: string[]; corsOrigin?: string[]; whipCorsOrigin: string[];
       connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient?: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; maxEventStreamsPerClient: number; maxEventStreams: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
@@ -202,6 +220,7 @@ export function registerServeCommand(program: Command): void {
           token: opts.token,
           adminToken: opts.adminToken,
           insecure,
+          trustProxy: opts.trustProxy,
           corsOrigins: opts.corsOrigin,
           whipCorsOrigins: opts.whipCorsOrigin,
           metricsPublic,

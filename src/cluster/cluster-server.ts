@@ -53,6 +53,7 @@ import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
 import { defaultIceHosts, type CreateServerOptions } from '../server/create-server.js';
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
+import { checkProxyAccess, trustedProxies } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
@@ -206,6 +207,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   // The same checks as createServer, made here because the front is what faces the network.
   const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
   if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
+  // The front faces the proxies: it reads their headers and names the client to its engines and to the
+  // other nodes (`CLIENT_HEADER`, forward.ts); the engines believe no proxy (createEngineServer).
+  const trustProxy = trustedProxies(options.trustProxy);
+  checkProxyAccess(trustProxy, access, options.insecure);
   for (const [name, list] of [['corsOrigins', options.corsOrigins], ['whipCorsOrigins', options.whipCorsOrigins]] as const) {
     for (const origin of list ?? []) checkOrigin(name, origin, name === 'whipCorsOrigins');
   }
@@ -228,7 +233,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   await store.init();
 
   const engineOptions = (slot: number): EngineServerOptions => {
-    const { processes: _p, drainTimeoutMs: _d, host: _h, port: _port, tlsCert: _c, tlsKey: _k, cluster: _cl, ...rest } = options;
+    const { processes: _p, drainTimeoutMs: _d, host: _h, port: _port, tlsCert: _c, tlsKey: _k, cluster: _cl, trustProxy: _t, ...rest } = options;
     return {
       ...rest,
       pipeline: pipelineOption(options.pipeline),
@@ -253,6 +258,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     logger: { level: options.logLevel ?? 'info' },
     logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
     ...httpServerLimits(options.requestTimeoutMs, tls),
+    ...(trustProxy ? { trustProxy } : {}),
   }) as unknown as FastifyInstance;
   applyConnectionLimit(app.server, options.maxConnections);
   const log = app.log.child({ module: 'cluster' });

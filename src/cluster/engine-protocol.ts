@@ -26,10 +26,11 @@ export const PEERS_REPORT_INTERVAL_MS = 1000;
 
 /**
  * The options an engine runs `createServer` with: the front's, minus what only
- * the front does (the public listener, TLS) and what cannot cross a process
- * boundary (a logger, processor functions, a built Pipeline object).
+ * the front does (the public listener, TLS, reading the proxies' forwarding
+ * headers: it names the client in `CLIENT_HEADER`) and what cannot cross a
+ * process boundary (a logger, processor functions, a built Pipeline object).
  */
-export type EngineServerOptions = Omit<CreateServerOptions, 'host' | 'port' | 'tlsCert' | 'tlsKey' | 'logger' | 'processors' | 'pipeline'> & {
+export type EngineServerOptions = Omit<CreateServerOptions, 'host' | 'port' | 'tlsCert' | 'tlsKey' | 'logger' | 'processors' | 'pipeline' | 'trustProxy'> & {
   /** A pipeline name, a JSON file path, or a pipeline document. */
   pipeline?: string | object;
 };

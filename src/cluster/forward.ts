@@ -9,7 +9,8 @@
  * Host names. CORS stays with the front: `Origin` is not forwarded and the
  * engine's `Access-Control-*` headers are not copied back. The engine sees
  * the front's address, so the client's goes with it (`CLIENT_HEADER`), for
- * the limit on sessions pending per client.
+ * the limit on sessions pending per client: the client as the front saw it,
+ * which with `trustProxy` is the one a trusted proxy named.
  *
  * Bodies are small here (SDP, JSON up to 256 KiB) and buffered; recordings,
  * the one large thing, are served by the front itself from the shared directory.
@@ -17,7 +18,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { CLIENT_HEADER, forwardedClient, requestClient } from '../server/client-address.js';
+import { CLIENT_HEADER, forwardedClient, isForwardingHeader, requestClient } from '../server/client-address.js';
 
 export interface EngineResponse {
   status: number;
@@ -129,11 +130,16 @@ export function vouchForClient(req: FastifyRequest): void {
  * The client's headers as sent on to an engine or another node: hop-by-hop
  * ones and `Origin` dropped, and `CLIENT_HEADER` saying who the client is
  * (whatever the client itself put there is replaced: it is not believed).
+ * A proxy's forwarding headers (`X-Forwarded-For` …) are dropped too: this
+ * front has read them already (`trustProxy`) into `CLIENT_HEADER`, and passed
+ * on they would be believed by a node whose `trustProxy` covers this node's
+ * address even where this front did not believe them (a client that wrote
+ * its own and connected directly).
  */
 export function forwardedHeaders(req: FastifyRequest): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || name === 'origin' || name.startsWith('access-control-request-')) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || name === 'origin' || name.startsWith('access-control-request-') || isForwardingHeader(name)) continue;
     out[name] = value;
   }
   out[CLIENT_HEADER] = clientOf(req);

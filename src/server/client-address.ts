@@ -24,6 +24,22 @@ import { isIP } from 'node:net';
  */
 export const CLIENT_HEADER = 'x-earshot-client';
 
+/**
+ * Whether `name` (lower case) is a header in which a reverse proxy says whom
+ * it forwards for: RFC 7239's `Forwarded`, `Via` (RFC 9110 §7.6.3),
+ * `X-Real-IP` (nginx), and the `X-Forwarded-*` family (`-For`, `-Host`,
+ * `-Proto`, `-Port` …). A request carrying one came through a proxy, or
+ * claims to.
+ */
+export function isForwardingHeader(name: string): boolean {
+  return name === 'forwarded' || name === 'via' || name === 'x-real-ip' || name.startsWith('x-forwarded-');
+}
+
+/** The first forwarding header (`isForwardingHeader`) among `headers`, by its name; undefined if there is none. */
+export function forwardingHeaderOf(headers: Record<string, unknown>): string | undefined {
+  return Object.keys(headers).find((name) => headers[name] !== undefined && isForwardingHeader(name));
+}
+
 /** Longest client key taken from `CLIENT_HEADER` (an IPv6 /64 is at most 24 characters). */
 const MAX_CLIENT_KEY = 64;
 

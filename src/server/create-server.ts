@@ -44,6 +44,7 @@ import { QuietRoutesLogController } from './request-logs.js';
 import { loadTls } from './tls.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
 import { forwardedClient } from './client-address.js';
+import { checkProxyAccess, trustedProxies } from './trust-proxy.js';
 
 export type { CreateServerOptions } from './server-options.js';
 
@@ -93,11 +94,13 @@ export function createServer(options: CreateServerOptions = {}): Promise<Earshot
  * the client the front names in `CLIENT_HEADER` (its own peer is always the
  * front). Anyone else who can reach its loopback port could name another
  * client, but could as well publish to it directly; it gains nothing past the
- * engine's own `maxPendingSessions`. Not part of the library's API.
+ * engine's own `maxPendingSessions`. It believes no proxy's forwarding
+ * headers (`trustProxy`): the front faces the proxies and has already read
+ * them into `CLIENT_HEADER`. Not part of the library's API.
  * @internal
  */
 export function createEngineServer(options: CreateServerOptions): Promise<EarshotServer> {
-  return buildServer(options, { clientOf: (req) => forwardedClient(req.headers, req.ip) });
+  return buildServer({ ...options, trustProxy: undefined }, { clientOf: (req) => forwardedClient(req.headers, req.ip) });
 }
 
 /** What differs between a server and an engine process. */
@@ -113,6 +116,8 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
   // An open admin API on a reachable address hands out every recording: refuse it unless told otherwise.
   if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
+  const trustProxy = trustedProxies(options.trustProxy);
+  checkProxyAccess(trustProxy, access, options.insecure);
   const downloadLimits = {
     perClient: options.maxDownloadsPerClient ?? 4,
     total: options.maxDownloads ?? 32,
@@ -182,6 +187,8 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
     // Polling routes log their requests at debug (request-logs.ts).
     logController: new QuietRoutesLogController(['/health', '/metrics', '/events', ...dashboardRoutes()]),
     ...httpServerLimits(options.requestTimeoutMs, tls),
+    // `req.ip` (the per-client limits, the request logs) is then the client a listed proxy names.
+    ...(trustProxy ? { trustProxy } : {}),
   }) as unknown as FastifyInstance;
   applyConnectionLimit(app.server, options.maxConnections);
   reloadLog.log = app.log.child({ module: 'pipelines' });

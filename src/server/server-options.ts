@@ -28,6 +28,7 @@ import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import { ProcessorRegistry } from '../sinks/processors.js';
 import type { EventStreamLimits } from './routes/events.js';
+import { trustedProxies } from './trust-proxy.js';
 
 export interface CreateServerOptions {
   /** Address to listen on. Default `127.0.0.1`. Use `0.0.0.0` to accept remote clients. */
@@ -69,6 +70,23 @@ export interface CreateServerOptions {
    */
   insecure?: boolean;
   /**
+   * The reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` to
+   * believe: IP addresses, CIDR ranges (`10.0.0.0/8`, `fd00::/8`) and the
+   * names `loopback`, `linklocal`, `uniquelocal`, as a list or one string
+   * separated by commas (`'127.0.0.1,10.0.0.0/8'`). A request from a listed
+   * address is then from the client its proxy names (`req.ip`): the
+   * per-client limits (`maxPendingSessionsPerClient`,
+   * `maxEventStreamsPerClient`, `maxDownloadsPerClient`) count each client
+   * behind the proxy on its own, and the request logs show it. The header is
+   * ignored from any other address, so a client that connects directly
+   * cannot pick the address it is counted as. Never `true` (every address)
+   * nor a hop count: either would let a client name its own address.
+   * Needs `adminToken` and `token` (or `insecure`): an open role is served
+   * only to clients on this machine. Default: none — every request is from
+   * the address it comes from.
+   */
+  trustProxy?: string | string[];
+  /**
    * Origins (e.g. `https://ops.example.com`) whose pages may call the control
    * API from a browser (CORS). Default: none — the API answers same-origin
    * pages only (the dashboard it serves). Never `*`.
@@ -89,15 +107,15 @@ export interface CreateServerOptions {
    * and workers, so idle connections cannot keep recordings from opening.
    */
   maxConnections?: number;
-  /** Concurrent recording downloads per client address (an IPv6 client: its /64); more get 429. Default 4. */
+  /** Concurrent recording downloads per client address (an IPv6 client: its /64; behind a reverse proxy, see `trustProxy`); more get 429. Default 4. */
   maxDownloadsPerClient?: number;
   /** Concurrent recording downloads in all; more get 429. Default 32. */
   maxDownloads?: number;
   /**
    * Concurrent event streams (`GET /events`: a dashboard tab, a tool) per
    * client address (an IPv6 client: its /64); more get 429
-   * `EARSHOT_TOO_MANY_EVENT_STREAMS`. Behind a reverse proxy every client is
-   * the proxy's address: raise it to `maxEventStreams`. Default 8.
+   * `EARSHOT_TOO_MANY_EVENT_STREAMS`. Behind a reverse proxy, list it in
+   * `trustProxy`: otherwise every client is the proxy's address. Default 8.
    */
   maxEventStreamsPerClient?: number;
   /** Concurrent event streams in all; more get 429 `EARSHOT_TOO_MANY_EVENT_STREAMS`. Default 64. */
@@ -191,8 +209,8 @@ export interface CreateServerOptions {
    * publisher that reconnects (publishes its peer again) replaces its own
    * pending session rather than adding one. Raise it, up to
    * `maxPendingSessions`, for a gateway that starts many peers at once from
-   * one address, and behind a reverse proxy (every client is then the
-   * proxy's address). Default: half of `maxPendingSessions` (25 of 50),
+   * one address. Behind a reverse proxy, list it in `trustProxy` (otherwise
+   * every client is the proxy's address). Default: half of `maxPendingSessions` (25 of 50),
    * so that one client can never hold every place alone.
    */
   maxPendingSessionsPerClient?: number;
@@ -262,7 +280,7 @@ export interface CreateServerOptions {
 
 /** Every option of `createServer`, for the check of the names given (a new option must be added here: the type says so). */
 const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
-  host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true,
+  host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true, trustProxy: true,
   corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxConnections: true, maxDownloadsPerClient: true, maxDownloads: true, maxEventStreamsPerClient: true, maxEventStreams: true,
   downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
@@ -288,6 +306,7 @@ export function checkServerOptions(options: CreateServerOptions, what = 'createS
   checkNonEmptyString('host', options.host);
   checkInteger('port', options.port, 0, 65535);
   checkBoolean('insecure', options.insecure);
+  trustedProxies(options.trustProxy);
   checkStringArray('corsOrigins', options.corsOrigins);
   checkStringArray('whipCorsOrigins', options.whipCorsOrigins);
   checkBoolean('metricsPublic', options.metricsPublic);
