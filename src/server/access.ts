@@ -10,7 +10,9 @@
  * is only allowed on a loopback address (the server refuses to bind elsewhere
  * without an admin token unless `insecure` is set), and then requests must
  * also name a loopback host, so a web page that rebinds its own DNS name to
- * 127.0.0.1 still cannot read the open API.
+ * 127.0.0.1 still cannot read the open API, and must carry no proxy's
+ * forwarding header, so a reverse proxy on the same machine does not open it
+ * to the proxy's clients.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { describeValue } from '../core/option-checks.js';
@@ -18,6 +20,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
+import { forwardingHeaderOf } from './client-address.js';
 
 export type Role = 'publish' | 'admin';
 
@@ -26,7 +29,7 @@ export interface AccessOptions {
   publishToken?: string;
   /** Token for the admin role. Undefined: the admin API is open (loopback only, unless insecure). */
   adminToken?: string;
-  /** Accept any Host header even while a role is open (the operator took responsibility, `--insecure`). */
+  /** Accept any Host header, and requests through a proxy, even while a role is open (the operator took responsibility, `--insecure`). */
   insecure?: boolean;
 }
 
@@ -114,9 +117,18 @@ export class Access {
   }
 
   /**
-   * While `role` is open (no token), only loopback Host names are served:
-   * a browser that was tricked into calling 127.0.0.1 under another name
-   * (DNS rebinding) sends that name as Host.
+   * While `role` is open (no token), only clients on this machine are served:
+   *
+   * - only loopback Host names: a browser that was tricked into calling
+   *   127.0.0.1 under another name (DNS rebinding) sends that name as Host;
+   * - no request that carries a proxy's forwarding header (`X-Forwarded-For`,
+   *   `Forwarded`, `X-Real-IP`, `Via`, `X-Forwarded-*`): a reverse proxy on
+   *   this machine connects from loopback, and may send a loopback Host
+   *   (nginx's default `Host: $proxy_host` is `127.0.0.1:8080`), so it would
+   *   pass the other checks and hand the open role to everyone who reaches it.
+   *   A proxy that adds none of these headers and rewrites Host is not seen:
+   *   `trustProxy` therefore needs the tokens (trust-proxy.ts), and the docs
+   *   say to set them behind any proxy.
    */
   checkHost(req: RequestHead, role: Role): void {
     if (this.#insecure) return;
@@ -124,6 +136,8 @@ export class Access {
     if (!open) return;
     const host = hostName(req.headers.host);
     if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(req.headers.host ?? '').slice(0, 100));
+    const proxied = forwardingHeaderOf(req.headers);
+    if (proxied !== undefined) throw errors.PROXY_NOT_ALLOWED(proxyHeaderName(proxied), role);
   }
 }
 
@@ -182,6 +196,11 @@ function digest(value: string): Buffer {
 /** Constant-time comparison of digests, so neither content nor length leaks. */
 function safeEqual(presented: string, expected: Buffer): boolean {
   return timingSafeEqual(digest(presented), expected);
+}
+
+/** A forwarding header's name as proxies spell it (`x-forwarded-for` → `X-Forwarded-For`), for the message. */
+function proxyHeaderName(name: string): string {
+  return name === 'x-real-ip' ? 'X-Real-IP' : name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
 }
 
 /** The name part of a Host header: `127.0.0.1:8080` → `127.0.0.1`, `[::1]:80` → `::1`. */

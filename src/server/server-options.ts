@@ -47,8 +47,10 @@ export interface CreateServerOptions {
   tlsKey?: string | Buffer;
   /**
    * Token of the **publish** role: required (as `Authorization: Bearer …`) on
-   * WHIP POST, DELETE and PATCH. Default: none — anyone who reaches the port may
-   * publish, but only a token holder or an admin may replace a live peer.
+   * WHIP POST, DELETE and PATCH. Default: none — publishing is open (served,
+   * like an open admin API, only to loopback Host names and not through a
+   * proxy, unless `insecure`), but only a token holder or an admin may
+   * replace a live peer.
    * Visible ASCII characters only (what an `Authorization: Bearer` header
    * carries as one token); a space, a line break or non-ASCII is refused
    * (`EARSHOT_OPTION_INVALID`).
@@ -59,14 +61,17 @@ export interface CreateServerOptions {
    * rooms, recording control and metrics (and publishing). It may be the same
    * value as `token`. Default: none — the admin API is open, which is allowed
    * only on a loopback `host` (or with `insecure`); requests must then name a
-   * loopback host (protects against DNS rebinding). The same characters as
-   * `token`.
+   * loopback host (protects against DNS rebinding) and carry no proxy's
+   * forwarding header such as `X-Forwarded-For` (403
+   * `EARSHOT_PROXY_NOT_ALLOWED`: a reverse proxy on this machine would
+   * otherwise open it to everyone who reaches the proxy). The same characters
+   * as `token`.
    */
   adminToken?: string;
   /**
-   * Allow an open role (no token) on a non-loopback `host`, and any Host
-   * header. Only for a server that something in front of it already protects.
-   * Default false.
+   * Allow an open role (no token) on a non-loopback `host`, with any Host
+   * header and through a proxy (forwarding headers). Only for a server that
+   * something in front of it already protects. Default false.
    */
   insecure?: boolean;
   /**
