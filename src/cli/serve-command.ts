@@ -88,10 +88,11 @@ function iceServers(value: string, previous: RTCIceServer[] | undefined): RTCIce
  * Repeatable, or separated by commas or whitespace (`--trust-proxy 127.0.0.1
  * --trust-proxy 10.0.0.0/8`, `EARSHOT_TRUST_PROXY=127.0.0.1,10.0.0.0/8`),
  * each entry checked as `createServer` checks it. An empty value (an
- * `EARSHOT_TRUST_PROXY=` a compose file leaves empty) believes no proxy.
+ * `EARSHOT_TRUST_PROXY=` a compose file leaves empty) adds nothing: with
+ * nothing else, no proxy is believed (the action passes an empty list as none).
  */
-function proxies(value: string, previous: string[] | undefined): string[] | undefined {
-  if (value.trim() === '') return previous;
+function proxies(value: string, previous: string[] | undefined): string[] {
+  if (value.trim() === '') return previous ?? [];
   try {
     return [...(previous ?? []), ...(trustedProxies(value) ?? [])];
   } catch (e) {
@@ -220,7 +221,7 @@ export function registerServeCommand(program: Command): void {
           token: opts.token,
           adminToken: opts.adminToken,
           insecure,
-          trustProxy: opts.trustProxy,
+          trustProxy: opts.trustProxy?.length ? opts.trustProxy : undefined,
           corsOrigins: opts.corsOrigin,
           whipCorsOrigins: opts.whipCorsOrigin,
           metricsPublic,

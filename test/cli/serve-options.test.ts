@@ -96,6 +96,20 @@ describe('earshot serve options', () => {
     await expect(parseServe(['--ice-server', 'turn:b.example.net'])).rejects.toThrow(/a TURN server needs a username and a credential/);
   });
 
+  it('--trust-proxy takes the proxies\' addresses, repeated or comma-separated, from the flag or EARSHOT_TRUST_PROXY, and refuses every address or a hop count', async () => {
+    expect((await parsedOptions([])).trustProxy).toBeUndefined();
+    expect((await parsedOptions(['--trust-proxy', '127.0.0.1,10.0.0.0/8', '--trust-proxy', 'uniquelocal'])).trustProxy).toEqual(['127.0.0.1', '10.0.0.0/8', 'uniquelocal']);
+    process.env.EARSHOT_TRUST_PROXY = '127.0.0.1, fd00::/8';
+    expect((await parsedOptions([])).trustProxy).toEqual(['127.0.0.1', 'fd00::/8']);
+    // An empty variable (a compose file's `${PROXIES:-}`) believes no proxy.
+    process.env.EARSHOT_TRUST_PROXY = '';
+    expect((await parsedOptions([])).trustProxy).toEqual([]);
+    delete process.env.EARSHOT_TRUST_PROXY;
+    await expect(parseServe(['--trust-proxy', 'true'])).rejects.toThrow(/--trust-proxy must list the proxies to believe: .*, not "true" \(every address\)/);
+    await expect(parseServe(['--trust-proxy', '1'])).rejects.toThrow(/--trust-proxy must list .*, not a hop count \(1\)/);
+    await expect(parseServe(['--trust-proxy', '10.0.0.0/33'])).rejects.toThrow(/--trust-proxy has "10\.0\.0\.0\/33", whose prefix length is not a number from 1 to 32/);
+  });
+
   it('--threads takes the range the library takes: 1 to 4 × the cores', async () => {
     const { max } = POOL_OPTION_RANGES.threads;
     expect(max).toBeGreaterThanOrEqual(4);
@@ -184,6 +198,8 @@ describe('earshot serve options', () => {
 
   it('EARSHOT_METRICS_PUBLIC=false keeps /metrics behind the admin token; a value that is neither on nor off stops the server', async () => {
     process.env.EARSHOT_METRICS_PUBLIC = 'false';
+    // And an empty EARSHOT_TRUST_PROXY believes no proxy (it would need --token otherwise): the server starts.
+    process.env.EARSHOT_TRUST_PROXY = '';
     const server = await startCli(['--admin-token', 'admin-secret', '--threads', '1']);
     try {
       expect((await fetch(`${server.url}/metrics`)).status).toBe(401);
@@ -200,6 +216,7 @@ describe('earshot serve options', () => {
     await expect(startCli(['--cors-origin', '*', '--threads', '1'])).rejects.toThrow(/earshot: --cors-origin: must not contain "\*"[^\n]*\[EARSHOT_OPTION_INVALID\]/);
     await expect(startCli(['--ice-host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: [^\n]*999\.1\.1\.1[^\n]*\[EARSHOT_OPTION_INVALID\]/);
     await expect(startCli(['--token', 'two words', '--threads', '1'])).rejects.toThrow(/earshot: --token: must be usable as an HTTP bearer token [^\n]*character 4 of 9 is " "[^\n]*\[EARSHOT_OPTION_INVALID\]/);
+    await expect(startCli(['--trust-proxy', '127.0.0.1', '--token', 'p', '--threads', '1'])).rejects.toThrow(/earshot: --trust-proxy: needs an admin token [^\n]*\[EARSHOT_OPTION_INVALID\]/);
   });
 
   it('shows --batch-interval, --early-output and --quiet-hold in /stats of the server it starts', async () => {
