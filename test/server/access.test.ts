@@ -150,15 +150,20 @@ describe('metrics for a scraper', () => {
 
 /** A GET with a chosen Host header (fetch does not let a caller set Host). */
 function getWithHost(url: string, host: string): Promise<{ status: number; body: string }> {
+  return requestWith(url, { host });
+}
+
+/** A request with exactly these headers (fetch sets Host itself, and adds others). */
+function requestWith(url: string, headers: Record<string, string>, method = 'GET', body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { host } }, (res) => {
+    const req = request(url, { method, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -188,6 +193,33 @@ describe('without tokens', () => {
     expect((await getWithHost(`${t.url}/stats`, `LocalHost:${port}`)).status).toBe(200);
     // /health stays answerable whatever the name (load balancers, probes).
     expect((await getWithHost(`${t.url}/health`, 'attacker.example')).status).toBe(200);
+  });
+
+  it('refuses the open API to a request that came through a proxy (403 EARSHOT_PROXY_NOT_ALLOWED), even with a loopback Host', async () => {
+    const port = new URL(t.url).port;
+    // nginx's default `proxy_set_header Host $proxy_host` sends the upstream's own loopback address.
+    const local = { host: `127.0.0.1:${port}` };
+    expect((await requestWith(`${t.url}/stats`, local)).status).toBe(200);
+    const proxied: Array<[string, string, string]> = [
+      ['x-forwarded-for', '203.0.113.7', 'X-Forwarded-For'],
+      ['forwarded', 'for=203.0.113.7;proto=https', 'Forwarded'],
+      ['x-real-ip', '203.0.113.7', 'X-Real-IP'],
+      ['via', '1.1 nginx', 'Via'],
+      ['x-forwarded-proto', 'https', 'X-Forwarded-Proto'],
+    ];
+    for (const [name, value, spelt] of proxied) {
+      for (const path of ['/stats', '/recordings', '/pipelines']) {
+        const res = await requestWith(`${t.url}${path}`, { ...local, [name]: value });
+        const problem = JSON.parse(res.body) as { code: string; detail: string; header: string };
+        expect([name, path, res.status, problem.code, problem.header]).toEqual([name, path, 403, 'EARSHOT_PROXY_NOT_ALLOWED', spelt]);
+        expect(problem.detail).toMatch(/came through a proxy .* Set --admin-token/);
+      }
+    }
+    // Publishing is open too: the same.
+    const publish = await requestWith(`${t.url}/whip/proxied/p`, { ...local, 'content-type': 'application/sdp', 'x-forwarded-for': '203.0.113.7' }, 'POST', chromeLikeOffer());
+    expect([publish.status, (JSON.parse(publish.body) as { code: string; detail: string }).detail]).toEqual([403, expect.stringMatching(/no publish token\b.* Set --token/)]);
+    // /health answers any client (load balancers probe it through themselves).
+    expect((await requestWith(`${t.url}/health`, { ...local, 'x-forwarded-for': '203.0.113.7' })).status).toBe(200);
   });
 
   it('never answers the control API with Access-Control-Allow-Origin, so other pages cannot read it', async () => {
@@ -255,6 +287,18 @@ describe('CORS allow-lists', () => {
   it('refuses "*" for the control API at start', async () => {
     await expect(createServer({ port: 0, corsOrigins: ['*'], logLevel: 'silent' })).rejects.toThrow(/must not contain "\*"/);
     await expect(createServer({ port: 0, corsOrigins: ['https://ops.example/path'], logLevel: 'silent' })).rejects.toThrow(/not an origin/);
+  });
+});
+
+describe('with insecure', () => {
+  it('serves the open API through a proxy too: the operator answers for what fronts it', async () => {
+    const t = await startServer({ insecure: true, threads: 1 });
+    try {
+      const res = await requestWith(`${t.url}/stats`, { host: 'ingest.example', 'x-forwarded-for': '203.0.113.7', via: '1.1 nginx' });
+      expect(res.status).toBe(200);
+    } finally {
+      await t.close();
+    }
   });
 });
 
