@@ -4,9 +4,10 @@
  * node, never from the client, so the front says who the client is. One
  * client that floods offers that never connect gets its share and no more,
  * and a publisher at another address still gets a session. The front's own
- * event streams are bounded as a single process's are.
+ * event streams are bounded as a single process's are. Behind a reverse
+ * proxy listed in `--trust-proxy`, the client is the one the proxy names.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fetchFrom, openFrom, type OpenResponse } from '../helpers/from-address.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { expectProblem } from '../helpers/problems.js';
@@ -19,11 +20,18 @@ const PUBLISH = 'publish-token-for-the-limits-test';
 const ADMIN = 'admin-token-for-the-limits-test';
 const COMMON = ['--token', PUBLISH, '--admin-token', ADMIN, '--pipeline', 'raw', '--connect-timeout', '60'];
 
-/** An offer whose ICE never completes (nobody answers its candidate): pending until the connect timeout. */
-const offerFrom = (address: string, node: CliServer, peer: string) =>
+/** A reverse proxy's address (listed in --trust-proxy where a test says so), and a client's that connects directly. */
+const PROXY = '127.0.0.5';
+const DIRECT = '127.0.0.6';
+
+/**
+ * An offer whose ICE never completes (nobody answers its candidate): pending until the connect timeout.
+ * `forwardedFor`: the client a proxy at `address` forwards it for (its `X-Forwarded-For`).
+ */
+const offerFrom = (address: string, node: CliServer, peer: string, forwardedFor?: string) =>
   fetchFrom(address, `${node.url}/whip/flood/${peer}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` },
+    headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}`, ...(forwardedFor ? { 'x-forwarded-for': forwardedFor } : {}) },
     body: chromeLikeOffer(),
   });
 
@@ -58,11 +66,12 @@ describe('sessions pending per client behind a front', () => {
     }
   }, 120_000);
 
-  it('--cluster: an offer forwarded to another node counts against its client there, not against the node that forwarded it', async () => {
+  it('--cluster: an offer forwarded to another node counts against its client there, not against the node that forwarded it (nor the proxy in front of it)', async () => {
     redis = await startRedis();
     const cluster = ['--cluster', redis.url, '--processes', '1', '--threads', '1'];
-    // Node A runs one session at most: once it has it, every offer A takes is forwarded to B.
-    await startNodes([[...COMMON, ...cluster, '--max-sessions', '1'], [...COMMON, ...cluster, '--max-pending-sessions-per-client', '2']], servers);
+    // Node A runs one session at most: once it has it, every offer A takes is forwarded to B. A is behind a
+    // reverse proxy (--trust-proxy): the client it names to B is the one the proxy forwards for.
+    await startNodes([[...COMMON, ...cluster, '--max-sessions', '1', '--trust-proxy', PROXY], [...COMMON, ...cluster, '--max-pending-sessions-per-client', '2']], servers);
     const [a, b] = servers;
     const admin = { authorization: `Bearer ${ADMIN}` };
     const peersOn = async (node: CliServer) => ((await (await fetch(`${node.url}/stats`, { headers: admin })).json()) as { peers: Array<{ peer: string }> }).peers.map((p) => p.peer);
@@ -77,28 +86,35 @@ describe('sessions pending per client behind a front', () => {
       expect(res.status, await res.text()).toBe(201);
       await until(`filler-${i} in the statistics of the node that runs it`, async () => ((await peersOn(a)).includes(`filler-${i}`) || (await peersOn(b)).includes(`filler-${i}`) ? true : undefined));
     }
-    // The flood, through A, all placed on B: B gives its client two places.
+    // The flood, through the proxy and A, all placed on B: B gives its client two places.
     for (let i = 0; i < 2; i++) {
-      const res = await offerFrom('127.0.0.2', a, `ghost-${i}`);
+      const res = await offerFrom(PROXY, a, `ghost-${i}`, '198.51.100.2');
       expect(res.status, await res.text()).toBe(201);
     }
-    const refused = await offerFrom('127.0.0.2', a, 'ghost-2');
+    const refused = await offerFrom(PROXY, a, 'ghost-2', '198.51.100.2');
     expect(refused.status, await refused.text()).toBe(503);
-    // Another publisher through A gets a place on B: B counted the flood against its client, not against A.
-    const legit = await offerFrom('127.0.0.3', a, 'legit');
+    // Another publisher through the proxy and A gets a place on B: B counted the flood against its client,
+    // not against A nor the proxy.
+    const legit = await offerFrom(PROXY, a, 'legit', '198.51.100.3');
     expect(legit.status, await legit.text()).toBe(201);
     expect(await peersOn(b)).toEqual(expect.arrayContaining(['ghost-0', 'ghost-1', 'legit']));
   }, 180_000);
 });
 
-describe('event streams at the front of --processes 2', () => {
-  it('are limited per client address and in all (429 EARSHOT_TOO_MANY_EVENT_STREAMS), and HEAD /events answers at once', async () => {
-    servers.push(await startCli([...COMMON, '--processes', '2', '--max-event-streams-per-client', '1', '--max-event-streams', '2']));
-    const [front] = servers;
-    const admin = { authorization: `Bearer ${ADMIN}` };
+describe('the front of --processes 2, behind a reverse proxy it believes (--trust-proxy)', () => {
+  // One server for both tests (each start is seconds of engine start-up): one event stream per client,
+  // three in all; 2 pending sessions per client on each engine.
+  let front: CliServer;
+  beforeAll(async () => {
+    front = await startCli([...COMMON, '--processes', '2', '--trust-proxy', PROXY, '--max-event-streams-per-client', '1', '--max-event-streams', '3', '--max-pending-sessions-per-client', '4']);
+  }, 60_000);
+  afterAll(() => stopNodes(front ? [front] : []));
+  const admin = { authorization: `Bearer ${ADMIN}` };
+
+  it('limits event streams per client and in all (429 EARSHOT_TOO_MANY_EVENT_STREAMS), each client behind the proxy on its own; HEAD /events answers at once', async () => {
     const opened: OpenResponse[] = [];
-    const stream = async (address: string) => {
-      const res = await openFrom(address, `${front.url}/events`, { headers: admin });
+    const stream = async (address: string, forwardedFor?: string) => {
+      const res = await openFrom(address, `${front.url}/events`, { headers: { ...admin, ...(forwardedFor ? { 'x-forwarded-for': forwardedFor } : {}) } });
       opened.push(res);
       return res;
     };
@@ -110,12 +126,31 @@ describe('event streams at the front of --processes 2', () => {
       const again = await stream('127.0.0.2');
       expect(again.status).toBe(429);
       await expectProblem(await again.whole(), { status: 429, code: 'EARSHOT_TOO_MANY_EVENT_STREAMS', retryAfter: '5', detail: /--max-event-streams-per-client/ });
-      expect((await stream('127.0.0.3')).status).toBe(200);
+      // Behind the proxy: one client's second stream is refused, another client's is not.
+      expect((await stream(PROXY, '198.51.100.2')).status).toBe(200);
+      const proxiedAgain = await stream(PROXY, '198.51.100.2');
+      expect(proxiedAgain.status).toBe(429);
+      await proxiedAgain.whole();
+      expect((await stream(PROXY, '198.51.100.3')).status).toBe(200);
       const full = await stream('127.0.0.4');
       expect(full.status).toBe(429);
       await expectProblem(await full.whole(), { status: 429, code: 'EARSHOT_TOO_MANY_EVENT_STREAMS', retryAfter: '5', detail: /--max-event-streams\b(?!-)/ });
     } finally {
       for (const r of opened) r.close();
     }
-  }, 120_000);
+  });
+
+  it('names each client behind the proxy to the engines for the pending-session limit, and logs it; a client that connects directly is counted as itself', async () => {
+    for (let i = 0; i < 4; i++) {
+      const res = await offerFrom(PROXY, front, `flood-${i}`, '198.51.100.2');
+      expect(res.status, await res.text()).toBe(201);
+    }
+    await expectProblem(await offerFrom(PROXY, front, 'flood-4', '198.51.100.2'), { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5' });
+    // Another client behind the same proxy, and one that claims to be the flood's client without coming through it.
+    for (const [from, peer, forwardedFor] of [[PROXY, 'legit', '198.51.100.3'], [DIRECT, 'direct', '198.51.100.2']]) {
+      const res = await offerFrom(from, front, peer, forwardedFor);
+      expect(res.status, await res.text()).toBe(201);
+    }
+    expect(front.lines.some((l) => l.includes('"incoming request"') && l.includes('"url":"/whip/flood/legit"') && l.includes('"remoteAddress":"198.51.100.3"'))).toBe(true);
+  });
 });
