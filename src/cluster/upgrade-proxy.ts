@@ -4,7 +4,8 @@
  * runs the peer. HTTP forwarding (forward.ts) relays a request and its
  * response; an upgraded connection is a byte stream both ways, so it is
  * spliced instead: the client's request head is written to the target as
- * received (plus the hop mark between nodes), then the two sockets are piped
+ * received (plus the hop mark between nodes, minus a proxy's forwarding
+ * headers), then the two sockets are piped
  * to each other until either closes.
  *
  * The resolver checks what the engine's route would check first (the admin
@@ -19,6 +20,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { errors, isEarshotError } from '../errors.js';
+import { isForwardingHeader } from '../server/client-address.js';
 
 /** Where an upgrade goes. */
 export interface UpgradeTarget {
@@ -61,8 +63,12 @@ function splice(req: IncomingMessage, client: Duplex, head: Buffer, target: Upgr
   upstream.once(tls ? 'secureConnect' : 'connect', () => {
     const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1`];
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const name = req.rawHeaders[i].toLowerCase();
       // The Host of a remote node is its own (as in HTTP forwarding between nodes).
-      if (target.remote && req.rawHeaders[i].toLowerCase() === 'host') continue;
+      if (target.remote && name === 'host') continue;
+      // As HTTP forwarding does (forward.ts): a proxy's forwarding headers were for this front to read, not
+      // for a node whose trustProxy covers this node's address to believe.
+      if (isForwardingHeader(name)) continue;
       lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     }
     if (target.remote) lines.push(`Host: ${target.host}:${target.port}`);
