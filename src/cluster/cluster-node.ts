@@ -93,6 +93,8 @@ export interface NodeHost {
   endSession(session: string, reason: 'replaced'): Promise<void>;
   /** The room bindings this node's engines have now (room → pipeline). */
   rooms(): Record<string, string>;
+  /** Counts the answer the client gets to an offer if it is a load refusal (503): the engines and other nodes leave those to the node the client asked. */
+  countLoadRefusal(res: EngineResponse): void;
   /** Makes a pipeline or room change on every local engine, as an admin (a change another node made). */
   apply(method: 'PUT' | 'DELETE', path: string, body?: string): Promise<EngineResponse>;
   /** Ends the node: engines drain and finalize; the listener closes. */
@@ -259,7 +261,10 @@ export class ClusterNode {
         // Only a load refusal moves on, and never for a live peer: it is replaced where it runs.
         if (res.status !== 503 || ticket.owner !== undefined) break;
       }
-      if (last) return relay(reply, last);
+      if (last) {
+        this.#host.countLoadRefusal(last);
+        return relay(reply, last);
+      }
       throw retry(reply, errors.OVERLOADED(['no node in the cluster has room'], 'load'), 5);
     } finally {
       ticket.release();

@@ -273,6 +273,21 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   let serveRecording: ServeRecording | undefined;
   const retired = new RetiredCounters();
   const frontRefusedBy: Record<string, number> = {};
+  const countRefusal = (code: string) => {
+    frontRefusedBy[code] = (frontRefusedBy[code] ?? 0) + 1;
+  };
+  /**
+   * Counts the answer to an offer if it is a load refusal (503) from an engine
+   * or another node: they leave those to the front the client asked, which may
+   * have offered the session to several of them before it got this answer.
+   */
+  const countLoadRefusal = (res: EngineResponse) => {
+    if (res.status !== 503) return;
+    const code = jsonOf<{ code?: unknown }>(res)?.code;
+    countRefusal(typeof code === 'string' ? code.slice(0, 64) : 'EARSHOT_INTERNAL');
+  };
+  /** An offer another node of the cluster sent on (it counts the answer its client gets). */
+  const isNodeHop = (req: FastifyRequest) => node !== undefined && req.headers[HOP_HEADER] !== undefined;
   const sessions$ = new Subject<SessionEvent>();
   const events$ = new Subject<ProcessorEvent>();
   /** Room bindings applied on every engine, replayed to restarted ones. */
@@ -468,6 +483,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       serveRecording: (req, reply, name) => serveRecording!(req, reply, name),
       placeLocally: (req, reply, peer) => placeLocally(req, reply, peer),
       rooms: () => Object.fromEntries(rooms),
+      countLoadRefusal,
       endSession: async (session, reason) => {
         const engine = await placement.ownerOfSession(session);
         if (engine !== undefined) byId(engine)?.end(session, reason);
@@ -547,11 +563,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     try {
       if (closing) throw refuse(reply, errors.SHUTTING_DOWN(), RETRY_AFTER_SECONDS);
       if (node) return await node.publish(req, reply, peer);
-      return relay(reply, await placeLocally(req, reply, peer));
+      const res = await placeLocally(req, reply, peer);
+      countLoadRefusal(res);
+      return relay(reply, res);
     } catch (e) {
       // Refused here, by the front or the cluster (shutting down, no engine up, the peer's lock, Redis away, no
-      // node with room): no engine counted it. An engine's own refusal is relayed, not thrown, and counted there.
-      if (isEarshotError(e)) frontRefusedBy[e.code] = (frontRefusedBy[e.code] ?? 0) + 1;
+      // node with room): no engine counted it. An engine's own refusal is relayed, not thrown, and counted there
+      // (or, for load, by countLoadRefusal). A 503 for another node's offer is counted by that node, which relays it.
+      if (isEarshotError(e) && !(e.statusCode === 503 && isNodeHop(req))) countRefusal(e.code);
       throw e;
     }
   });

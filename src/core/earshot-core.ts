@@ -244,8 +244,12 @@ export class EarshotCore {
    * `client` says who the offer is from (the server gives the client's
    * address): at most `maxPendingSessionsPerClient` sessions from one client
    * may be pending. Without it the offer is counted only in the totals.
+   *
+   * A refusal is counted in `refusedBy`, except one for load (503) with
+   * `countLoadRefusal: false`: the caller (the front of `--processes`) may
+   * offer the session elsewhere, and counts the refusal the client gets.
    */
-  async publish(room: string, peer: string, offer: string, options: { pipeline?: string; mayReplace?: boolean; client?: string } = {}): Promise<PeerSession> {
+  async publish(room: string, peer: string, offer: string, options: { pipeline?: string; mayReplace?: boolean; client?: string; countLoadRefusal?: boolean } = {}): Promise<PeerSession> {
     let placing = false;
     try {
       this.#gate.beginPlacement(peer, options.client);
@@ -262,7 +266,8 @@ export class EarshotCore {
       if (!existing) this.#gate.admitted();
       return session;
     } catch (e) {
-      this.#monitor.refused((e as { code?: string }).code ?? 'EARSHOT_INTERNAL');
+      const forLoad = (e as { statusCode?: number }).statusCode === 503;
+      if (!(forLoad && options.countLoadRefusal === false)) this.#monitor.refused((e as { code?: string }).code ?? 'EARSHOT_INTERNAL');
       throw e;
     } finally {
       if (placing) this.#gate.endPlacement(peer);

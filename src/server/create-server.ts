@@ -96,17 +96,22 @@ export function createServer(options: CreateServerOptions = {}): Promise<Earshot
  * client, but could as well publish to it directly; it gains nothing past the
  * engine's own `maxPendingSessions`. It believes no proxy's forwarding
  * headers (`trustProxy`): the front faces the proxies and has already read
- * them into `CLIENT_HEADER`. Not part of the library's API.
+ * them into `CLIENT_HEADER`. It does not count the offers it refuses for
+ * load (503): the front may offer the session to another engine, and counts
+ * a load refusal once, when it is the answer the client gets. Not part of the
+ * library's API.
  * @internal
  */
 export function createEngineServer(options: CreateServerOptions): Promise<EarshotServer> {
-  return buildServer({ ...options, trustProxy: undefined }, { clientOf: (req) => forwardedClient(req.headers, req.ip) });
+  return buildServer({ ...options, trustProxy: undefined }, { clientOf: (req) => forwardedClient(req.headers, req.ip), countLoadRefusals: false });
 }
 
 /** What differs between a server and an engine process. */
 interface ServerRole {
   /** Who a request is from, for the per-client limits. Default: its address (`requestClient`). */
   clientOf?: (req: FastifyRequest) => string;
+  /** Count offers refused for load (503) in `refusedBy`. Default true; an engine leaves them to its front. */
+  countLoadRefusals?: boolean;
 }
 
 async function buildServer(options: CreateServerOptions, role: ServerRole): Promise<EarshotServer> {
@@ -232,7 +237,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   installProblemHandling(app);
   installBodyTypeCheck(app);
   installJsonBodyParser(app);
-  registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers, clientOf: role.clientOf });
+  registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers, clientOf: role.clientOf, countLoadRefusals: role.countLoadRefusals });
   registerWhepRoutes(app, core);
   registerControlRoutes(app, core, access);
   registerPeerAudioRoutes(app, core);

@@ -35,6 +35,18 @@ const offerFrom = (address: string, node: CliServer, peer: string, forwardedFor?
     body: chromeLikeOffer(),
   });
 
+/** The offers a server counts as refused: `/stats`' figures, and the metric's series with a count. */
+async function refusals(server: CliServer): Promise<{ total: number; byCode: Record<string, number>; series: string[] }> {
+  const auth = { authorization: `Bearer ${ADMIN}` };
+  const stats = (await (await fetch(`${server.url}/stats`, { headers: auth })).json()) as { server: { sessionsRefused: number; refusedBy: Record<string, number> } };
+  const metrics = await (await fetch(`${server.url}/metrics`, { headers: auth })).text();
+  const series = metrics
+    .split('\n')
+    .filter((l) => l.startsWith('earshot_sessions_refused_total{') && !l.endsWith(' 0'))
+    .map((l) => l.slice('earshot_sessions_refused_total{'.length).replace('} ', ' '));
+  return { total: stats.server.sessionsRefused, byCode: stats.server.refusedBy, series };
+}
+
 let servers: CliServer[] = [];
 let redis: TestRedis | undefined;
 afterEach(async () => {
@@ -59,6 +71,9 @@ describe('sessions pending per client behind a front', () => {
     for (let i = 4; i < 7; i++) {
       await expectProblem(await offerFrom('127.0.0.2', front, `ghost-${i}`), { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5' });
     }
+    // Each of the three was offered to both engines, and both refused it: three refusals, not six, and
+    // counted by the front, which gave the client the answer.
+    expect(await refusals(front)).toEqual({ total: 3, byCode: { EARSHOT_TOO_MANY_PENDING: 3 }, series: ['engine="front",code="EARSHOT_TOO_MANY_PENDING" 3'] });
     // Two of the six pending places are left, and they are not the flood's.
     for (const [address, peer] of [['127.0.0.3', 'legit'], ['127.0.0.4', 'other']]) {
       const res = await offerFrom(address, front, peer);
@@ -98,6 +113,11 @@ describe('sessions pending per client behind a front', () => {
     const legit = await offerFrom(PROXY, a, 'legit', '198.51.100.3');
     expect(legit.status, await legit.text()).toBe(201);
     expect(await peersOn(b)).toEqual(expect.arrayContaining(['ghost-0', 'ghost-1', 'legit']));
+    // One offer was refused, once, by the node the client asked (A's full engine refused the others too,
+    // before B took them): the cluster counts the answers clients got.
+    const [onA, onB] = [await refusals(a), await refusals(b)];
+    expect([onA.total, onB.total]).toEqual([1, 0]);
+    expect(onA.series).toEqual([expect.stringMatching(/^engine="front",code="EARSHOT_TOO_MANY_PENDING" 1$/)]);
   }, 180_000);
 });
 

@@ -41,6 +41,8 @@ export interface WhipRouteOptions {
   iceServers?: readonly IceServerUrl[];
   /** Who an offer is from, for the limit on pending sessions per client. Default: its address (`requestClient`). */
   clientOf?: (req: FastifyRequest) => string;
+  /** Count offers refused for load (503) in the server's `refusedBy`. Default true (see `EarshotCore.publish`). */
+  countLoadRefusals?: boolean;
 }
 
 export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, access: Access, routeOptions: WhipRouteOptions = {}): void {
@@ -91,7 +93,7 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
       const mayReplace = grant.admin || (grant.publish && !access.publishOpen);
       let session;
       try {
-        session = await core.publish(room, peer, offer, { pipeline, mayReplace, client: clientOf(req) });
+        session = await core.publish(room, peer, offer, { pipeline, mayReplace, client: clientOf(req), countLoadRefusal: routeOptions.countLoadRefusals });
       } catch (e) {
         if (isEarshotError(e) && (e.statusCode === 503 || e.code === errors.PEER_BUSY.code)) {
           void reply.header('Retry-After', String(e.code === errors.PEER_BUSY.code ? 1 : RETRY_AFTER_SECONDS));
