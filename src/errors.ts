@@ -238,6 +238,10 @@ export const errors = {
   // `sendAudio` / `earshot send` (src/client/): the input file.
   WAV_UNREADABLE: define('EARSHOT_WAV_UNREADABLE', 400, 'Unreadable WAV file',
     (file: string, why: string) => `Cannot use ${file}: ${why}. Give a PCM or float WAV file (convert others with e.g. "sox in.mp3 out.wav").`),
+  // The file was usable when opened, but reading its audio failed later: it was truncated or replaced while being sent, or
+  // the disk failed. What had been sent stays sent; the send stops with this error and its session is ended.
+  WAV_READ_FAILED: define('EARSHOT_WAV_READ_FAILED', 500, 'WAV file read failed',
+    (file: string, seconds: number, why: string) => `Reading ${file} failed ${seconds.toFixed(2)} s into its audio: ${why}. Keep the file in place and whole while it is sent.`),
   // The WHIP exchange of `sendAudio` / `earshot send` (src/client/whip-client.ts), thrown as a `WhipRequestError`
   // whose `status` is the server's (0 when none answered). Never an HTTP response of earshot's; 502 (a server
   // upstream failed) if one is ever relayed.

@@ -1,8 +1,11 @@
 /**
- * Reads a WAV file (any PCM or float encoding, A-law, µ-law or mono IMA ADPCM; any rate, any channel count) and
- * returns 48 kHz float PCM with 1 or 2 channels, ready for the Opus encoder.
+ * Reads WAV files (any PCM or float encoding, A-law, µ-law or mono IMA ADPCM; any rate, any
+ * channel count) as 48 kHz float PCM with 1 or 2 channels, ready for the Opus encoder.
+ * `readWavSource` decodes a whole file (or its start) into memory; `openWav` parses a file's
+ * header for the streaming reader (wav-stream.ts), which decodes the data chunk a stretch at a
+ * time with the same functions, so that the two give the same samples.
  */
-import { readFile } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import wavefile from 'wavefile';
 import { loadSpeex, SpeexResampler } from '../../wasm/speex.js';
 import { errors } from '../errors.js';
@@ -24,91 +27,293 @@ export function checkChannels(channels: unknown): void {
 /**
  * Loads `file` and converts it to 48 kHz with `channels` channels, 1 or 2 (default: 1 for mono
  * files, 2 otherwise; a file of more than two is mixed down to stereo first). With `seconds`,
- * only about that much of the start is decoded and resampled (at least `seconds`, exactly as
- * the whole file would give it), for sending no more than that: a 10-minute file took 12 s and
- * 1 GB of memory to send 1 s.
+ * only about that much of the start is read, decoded and resampled (at least `seconds`, exactly
+ * as the whole file would give it), for sending no more than that: a 10-minute file took 12 s
+ * and 1 GB of memory to send 1 s. The whole audio is held in memory (a 10-minute 48 kHz stereo
+ * file takes 230 MB).
  */
 export async function readWavSource(file: string, channels?: 1 | 2, seconds?: number): Promise<PcmSource> {
   checkChannels(channels);
-  let buf: Buffer;
+  const wav = await openWav(file);
+  let planes: Float32Array[];
   try {
-    buf = await readFile(file);
+    // Past `seconds`, the resampler's filter still reads ahead a few hundred samples: 0.1 s more covers it.
+    const frames = seconds === undefined ? wav.frames : Math.min(wav.frames, Math.ceil((seconds + 0.1) * wav.fmt.sampleRate));
+    const bytes = Math.min(wav.dataBytes, bytesFor(wav, frames));
+    planes = capFrames(decodeChunk(wav, await wav.read(0, bytes), bytes === wav.dataBytes), frames);
+  } finally {
+    await wav.close();
+  }
+  return toSource(toStereo(planes, wav.fmt), wav.fmt.sampleRate, channels ?? defaultChannels(wav));
+}
+
+/** 1 for a mono file, 2 for any other. */
+export function defaultChannels(wav: WavFile): 1 | 2 {
+  return wav.fmt.numChannels === 1 ? 1 : 2;
+}
+
+/** The first `frames` of each plane. */
+export function capFrames(planes: Float32Array[], frames: number): Float32Array[] {
+  return frames < planes[0].length ? planes.map((p) => p.subarray(0, frames)) : planes;
+}
+
+/** The file's channels as they are (one or two), or more than two mixed down to stereo. */
+export function toStereo(planes: Float32Array[], fmt: WavFormat): Float32Array[] {
+  return planes.length > 2 ? downmix(planes, fmt.audioFormat === EXTENSIBLE ? fmt.dwChannelMask : 0) : planes;
+}
+
+/** How the data chunk's bytes decode: linear PCM or float read directly, or expanded by wavefile's codecs. */
+type Encoding = 'linear' | 'companded' | 'ima';
+
+/** An open WAV file whose header has been read: its format, and where its audio is. */
+export interface WavFile {
+  readonly file: string;
+  readonly fmt: Readonly<WavFormat>;
+  /** The format code: the header's, or WAVE_FORMAT_EXTENSIBLE's sub-format. */
+  readonly code: number;
+  readonly encoding: Encoding;
+  readonly bigEndian: boolean;
+  /** Bytes of the data chunk the file holds (fewer than the chunk declares when the file was cut short). */
+  readonly dataBytes: number;
+  /** Frames (samples per channel, at the file's rate) the data chunk decodes to. */
+  readonly frames: number;
+  /** The bytes to read the data chunk in: one frame's, or one IMA ADPCM block's. */
+  readonly unitBytes: number;
+  /** Frames one unit decodes to. */
+  readonly unitFrames: number;
+  /** A WAVE file of the header alone, for wavefile's codecs. */
+  readonly header: Buffer;
+  /**
+   * `length` bytes of the data chunk from `offset` (into `into` when given and large enough).
+   * `EARSHOT_WAV_READ_FAILED` when the read fails or the file no longer has them: it was
+   * truncated after it was opened.
+   */
+  read(offset: number, length: number, into?: Buffer): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** Where a file's bytes come from: positioned reads of a regular file, or a pipe or device read whole. */
+interface ByteSource {
+  readonly size: number;
+  /** Up to `length` bytes from `at`: fewer only at the end of the file. */
+  read(at: number, length: number, into?: Buffer): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+function fileBytes(handle: FileHandle, size: number): ByteSource {
+  return {
+    size,
+    async read(at, length, into) {
+      const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await handle.read(buf, got, length - got, at + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    },
+    close: () => handle.close(),
+  };
+}
+
+/** A pipe or device (`/dev/stdin`) cannot be read at an offset: it is read whole, as every file once was. */
+async function wholeBytes(handle: FileHandle): Promise<ByteSource> {
+  let all: Buffer;
+  try {
+    all = await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+  return { size: all.length, read: async (at, length) => all.subarray(at, at + length), close: async () => undefined };
+}
+
+/**
+ * Opens `file` and reads its header: `EARSHOT_WAV_UNREADABLE` saying why when it is missing, not
+ * a WAV file, or of an encoding, rate or channel count earshot cannot send, or holds no audio.
+ * The audio is read later, with `read()`; the caller closes the file.
+ */
+export async function openWav(file: string): Promise<WavFile> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
   } catch (e) {
     throw unreadable(file, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message);
   }
-  const container = buf.toString('latin1', 0, 4);
-  let wav: InstanceType<typeof wavefile.WaveFile>;
-  let data: Uint8Array;
+  let bytes: ByteSource;
   try {
-    if ((container === 'RIFF' || container === 'RIFX') && buf.toString('latin1', 8, 12) === 'WAVE') {
-      const chunks = wavChunks(buf, container === 'RIFX');
-      if (chunks.fmt && chunks.fmt.length < 16) throw new Error(`its "fmt " chunk has ${chunks.fmt.length} bytes, fewer than 16`);
-      wav = new wavefile.WaveFile(headerOnly(buf, chunks));
-      data = chunks.data ?? new Uint8Array(0);
-    } else {
-      wav = new wavefile.WaveFile(buf); // RF64 (wavefile reads its ds64 sizes), or not a WAV file at all
-      data = (wav.data as { samples: Uint8Array }).samples;
-    }
+    const stat = await handle.stat();
+    bytes = stat.isFile() ? fileBytes(handle, stat.size) : await wholeBytes(handle);
+  } catch (e) {
+    await handle.close().catch(() => undefined);
+    throw unreadable(file, (e as Error).message);
+  }
+  try {
+    return await parseWav(file, bytes);
+  } catch (e) {
+    await bytes.close();
+    throw e;
+  }
+}
+
+async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
+  const head = Buffer.from(await bytes.read(0, 12));
+  const container = head.toString('latin1', 0, 4);
+  if (!((container === 'RIFF' || container === 'RIFX' || container === 'RF64') && head.toString('latin1', 8, 12) === 'WAVE')) {
+    throw unreadable(file, 'not a WAV file (it does not begin as one: RIFF, RIFX or RF64, then WAVE)');
+  }
+  const bigEndian = container === 'RIFX';
+  const chunks = await wavChunks(bytes, bigEndian, container === 'RF64');
+  let wav: InstanceType<typeof wavefile.WaveFile>;
+  let header: Buffer;
+  try {
+    if (chunks.fmt && chunks.fmt.length < 16) throw new Error(`its "fmt " chunk has ${chunks.fmt.length} bytes, fewer than 16`);
+    header = headerOnly(head, chunks, bigEndian);
+    wav = new wavefile.WaveFile(header);
   } catch (e) {
     throw unreadable(file, `not a WAV file (${(e as Error).message})`);
   }
   // Copy the format out: wavefile's codecs (fromALaw() …) rebuild the file and reset this object.
   const fmt = { ...(wav.fmt as WavFormat) };
   if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range`);
-  let planes: Float32Array[];
+  const code = fmt.audioFormat === EXTENSIBLE ? (fmt.subformat[0] ?? 0) : fmt.audioFormat;
+  let encoding: Encoding;
   try {
-    // Past `seconds`, the resampler's filter still reads ahead a few hundred samples: 0.1 s more covers it.
-    const frames = seconds === undefined ? Infinity : Math.ceil((seconds + 0.1) * fmt.sampleRate);
-    planes = decode(wav, data, fmt, container === 'RIFX', frames);
+    encoding = encodingOf(fmt, code);
   } catch (e) {
     throw unreadable(file, e instanceof Unsupported ? e.message : `unsupported encoding (${(e as Error).message})`);
   }
-  if (planes.length === 0 || planes[0].length === 0) throw unreadable(file, 'it holds no audio');
-  const stereo = planes.length > 2 ? downmix(planes, fmt.audioFormat === EXTENSIBLE ? fmt.dwChannelMask : 0) : planes;
-  return toSource(stereo, fmt.sampleRate, channels ?? (planes.length === 1 ? 1 : 2));
+  const dataStart = chunks.data?.start ?? 0;
+  const dataBytes = chunks.data?.bytes ?? 0;
+  const channels = fmt.numChannels;
+  let frames: number;
+  let unitBytes: number;
+  let unitFrames: number;
+  if (encoding === 'linear') {
+    unitBytes = Math.ceil(fmt.bitsPerSample / 8) * channels; // laid out by the bits, whatever the block size says (see decodeLinear)
+    unitFrames = 1;
+    frames = Math.floor(dataBytes / unitBytes);
+  } else if (encoding === 'companded') {
+    unitBytes = channels; // one byte a sample, each expanded to 16 bits
+    unitFrames = 1;
+    frames = Math.floor(dataBytes / channels);
+  } else {
+    // wavefile's IMA ADPCM decoder gives 2 × blockAlign − 6 samples a block (the header's sample
+    // twice) and leaves the last block silent, in an output of two samples a byte; the fact chunk
+    // says how many are audio. The stream reproduces exactly that (see decodeChunk).
+    unitBytes = fmt.blockAlign;
+    unitFrames = 2 * fmt.blockAlign - 6;
+    const fact = wav.fact as { chunkId: string; dwSampleLength: number };
+    frames = Math.min(2 * dataBytes, fact.chunkId === 'fact' ? fact.dwSampleLength : Infinity);
+  }
+  if (!(frames > 0)) throw unreadable(file, 'it holds no audio');
+  const secondsAt = (offset: number) => ((offset / dataBytes) * frames) / fmt.sampleRate;
+  return {
+    file,
+    fmt,
+    code,
+    encoding,
+    bigEndian,
+    dataBytes,
+    frames,
+    unitBytes,
+    unitFrames,
+    header,
+    async read(offset, length, into) {
+      let got: Uint8Array;
+      try {
+        got = await bytes.read(dataStart + offset, length, into);
+      } catch (e) {
+        throw errors.WAV_READ_FAILED(file, secondsAt(offset), (e as Error).message);
+      }
+      if (got.length < length) {
+        const end = dataStart + offset + got.length;
+        throw errors.WAV_READ_FAILED(file, secondsAt(offset + got.length), `the file now ends at byte ${end}, but it had ${dataStart + dataBytes} bytes of audio and header when it was opened: it was truncated while being read`);
+      }
+      return got;
+    },
+    close: () => bytes.close(),
+  };
+}
+
+/** The bytes of the data chunk that decode to at least its first `frames`. */
+function bytesFor(wav: WavFile, frames: number): number {
+  // An IMA ADPCM block more: wavefile's decoder leaves the last block of what it is given silent.
+  return wav.encoding === 'ima' ? (Math.ceil(frames / wav.unitFrames) + 1) * wav.unitBytes : frames * wav.unitBytes;
 }
 
 interface Chunks {
   fmt?: Uint8Array;
   fact?: Uint8Array;
-  /** The data chunk's bytes: as many as its header declares (a RIFF pad byte after an odd size is not audio), or as many as the file has when it was cut short. */
-  data?: Uint8Array;
+  /** Where the data chunk's bytes start, and how many: as many as its header declares (a RIFF pad byte after an odd size is not audio), or as many as the file has when it was cut short. */
+  data?: { start: number; bytes: number };
 }
 
+/** Most bytes of a `fmt ` or `fact` chunk kept: wavefile reads 40 of one and 4 of the other. */
+const MAX_HEADER_CHUNK = 65536;
+
 /**
- * The first `fmt `, `fact` and `data` chunks of a RIFF (or big-endian RIFX) WAVE file, found by
- * walking its chunks by their sizes and pad bytes. wavefile walks them too, but it reads the rest
- * of the file after a LIST chunk as that chunk's contents, and refused valid files with two LIST
- * chunks ("Cannot read properties of undefined (reading 'start')"); and it counts an odd-sized
- * data chunk's pad byte as audio (a full-scale click at the end of 8-bit files).
+ * The first `fmt `, `fact` and `data` chunks of a RIFF, RF64 or big-endian RIFX WAVE file, found
+ * by walking its chunks by their sizes and pad bytes, reading only their headers (and the small
+ * fmt and fact chunks). wavefile walks them too, but in a buffer of the whole file; it read the
+ * rest of the file after a LIST chunk as that chunk's contents, and refused valid files with two
+ * LIST chunks ("Cannot read properties of undefined (reading 'start')"); and it counts an
+ * odd-sized data chunk's pad byte as audio (a full-scale click at the end of 8-bit files). An
+ * RF64 file's data chunk says 0xFFFFFFFF bytes: its real size is in the ds64 chunk (EBU 3306).
+ * The walk stops once it has what decoding needs.
  */
-function wavChunks(buf: Buffer, bigEndian: boolean): Chunks {
+async function wavChunks(bytes: ByteSource, bigEndian: boolean, rf64: boolean): Promise<Chunks> {
   const found: Chunks = {};
-  for (let at = 12; at + 8 <= buf.length; ) {
-    const id = buf.toString('latin1', at, at + 4);
-    const size = bigEndian ? buf.readUInt32BE(at + 4) : buf.readUInt32LE(at + 4);
-    const bytes = buf.subarray(at + 8, Math.min(at + 8 + size, buf.length));
-    if (id === 'fmt ' || id === 'fact' || id === 'data') found[id === 'fmt ' ? 'fmt' : id] ??= bytes;
-    at += 8 + size + (size % 2);
+  // Chunk headers are read through a window of the file: one read for a usual header, not one per chunk.
+  let window: { at: number; bytes: Uint8Array } = { at: 0, bytes: new Uint8Array(0) };
+  const at = async (offset: number, length: number): Promise<Buffer> => {
+    if (offset < window.at || offset + length > window.at + window.bytes.length) window = { at: offset, bytes: await bytes.read(offset, Math.max(length, 65536)) };
+    const b = window.bytes.subarray(offset - window.at, offset - window.at + length);
+    return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  };
+  let ds64DataSize: number | undefined;
+  for (let offset = 12; offset + 8 <= bytes.size; ) {
+    const head = await at(offset, 8);
+    const id = head.toString('latin1', 0, 4);
+    let size = bigEndian ? head.readUInt32BE(4) : head.readUInt32LE(4);
+    if (rf64 && id === 'ds64' && ds64DataSize === undefined) {
+      const ds64 = await at(offset + 8, 16);
+      if (ds64.length === 16) ds64DataSize = Number(ds64.readBigUInt64LE(8));
+    }
+    if (rf64 && id === 'data' && size === 0xffffffff && ds64DataSize !== undefined) size = ds64DataSize;
+    const available = Math.min(size, bytes.size - offset - 8);
+    if ((id === 'fmt ' && !found.fmt) || (id === 'fact' && !found.fact)) found[id === 'fmt ' ? 'fmt' : 'fact'] = Uint8Array.from(await at(offset + 8, Math.min(available, MAX_HEADER_CHUNK)));
+    if (id === 'data') found.data ??= { start: offset + 8, bytes: available };
+    offset += 8 + size + (size % 2);
+    if (found.fmt && found.data && (found.fact || formatCode(found.fmt, bigEndian) !== IMA_ADPCM)) break; // only IMA ADPCM needs the fact chunk
   }
   return found;
 }
 
+/** The format code of a `fmt ` chunk's bytes (WAVE_FORMAT_EXTENSIBLE's sub-format), for knowing whether a fact chunk matters. */
+function formatCode(fmt: Uint8Array, bigEndian: boolean): number {
+  const b = Buffer.from(fmt.buffer, fmt.byteOffset, fmt.byteLength);
+  if (b.length < 2) return 0;
+  const tag = bigEndian ? b.readUInt16BE(0) : b.readUInt16LE(0);
+  if (tag !== EXTENSIBLE) return tag;
+  return b.length >= 28 ? (bigEndian ? b.readUInt32BE(24) : b.readUInt32LE(24)) : 0;
+}
+
 /**
  * A WAVE file of `chunks`' format alone (its `fmt ` and `fact`, and an empty `data`), for wavefile
- * to read the format from: the samples are decoded from `chunks.data` directly, or handed to
- * wavefile's codecs as its `data.samples`.
+ * to read the format from: the samples are decoded from the data chunk's bytes directly, or
+ * handed to wavefile's codecs as its `data.samples`.
  */
-function headerOnly(buf: Buffer, chunks: Chunks): Buffer {
-  const bigEndian = buf.toString('latin1', 0, 4) === 'RIFX';
-  const parts: Buffer[] = [buf.subarray(0, 12)];
+function headerOnly(head: Buffer, chunks: Chunks, bigEndian: boolean): Buffer {
+  // An RF64 header without its ds64 chunk, which wavefile requires, is a RIFF one: its sizes are the real ones.
+  const parts: Buffer[] = [head.toString('latin1', 0, 4) === 'RF64' ? Buffer.concat([Buffer.from('RIFF'), head.subarray(4, 12)]) : head.subarray(0, 12)];
   for (const [id, bytes] of [['fmt ', chunks.fmt], ['fact', chunks.fact], ['data', chunks.data && new Uint8Array(0)]] as const) {
     if (!bytes) continue;
-    const head = Buffer.alloc(8);
-    head.write(id, 'latin1');
-    if (bigEndian) head.writeUInt32BE(bytes.length, 4);
-    else head.writeUInt32LE(bytes.length, 4);
-    parts.push(head, Buffer.from(bytes), Buffer.alloc(bytes.length % 2));
+    const chunkHead = Buffer.alloc(8);
+    chunkHead.write(id, 'latin1');
+    if (bigEndian) chunkHead.writeUInt32BE(bytes.length, 4);
+    else chunkHead.writeUInt32LE(bytes.length, 4);
+    parts.push(chunkHead, Buffer.from(bytes), Buffer.alloc(bytes.length % 2));
   }
   return Buffer.concat(parts);
 }
@@ -160,17 +365,19 @@ const TO_PCM = 'convert it to PCM, e.g. `sox in.wav -e signed-integer out.wav`';
 class Unsupported extends Error {}
 
 /**
- * The file's audio as −1..1 floats, one array per channel. Linear PCM and float are read
- * straight from the data chunk's bytes; A-law, µ-law and mono IMA ADPCM are expanded by
- * wavefile's codecs first. Anything else is refused by name: wavefile's general conversion
- * decoded MS ADPCM as IMA ADPCM (noise, 6 dB too loud) and failed on others with "Invalid typed
- * array length: Infinity".
+ * How the file's data chunk decodes, or `Unsupported`. Linear PCM and float are read straight
+ * from the data chunk's bytes; A-law, µ-law and mono IMA ADPCM are expanded by wavefile's codecs
+ * first. Anything else is refused by name: wavefile's general conversion decoded MS ADPCM as IMA
+ * ADPCM (noise, 6 dB too loud) and failed on others with "Invalid typed array length: Infinity".
+ * Checked when the file is opened, before anything is sent.
  */
-function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, fmt: WavFormat, bigEndian: boolean, maxFrames: number): Float32Array[] {
-  const code = fmt.audioFormat === EXTENSIBLE ? (fmt.subformat[0] ?? 0) : fmt.audioFormat;
+function encodingOf(fmt: WavFormat, code: number): Encoding {
   const channels = fmt.numChannels;
   if (!(channels >= 1)) throw new Unsupported('its header says it has no channels');
-  if (code === PCM || code === IEEE_FLOAT) return decodeLinear(data, { ...fmt, code }, bigEndian, maxFrames);
+  if (code === PCM || code === IEEE_FLOAT) {
+    checkLinear(code, fmt.bitsPerSample);
+    return 'linear';
+  }
   const companded = (code === ALAW || code === MULAW) && fmt.bitsPerSample === 8;
   // wavefile's IMA ADPCM decoder reads one channel of 4-bit codes; a stereo file came out as noise.
   const ima = code === IMA_ADPCM && fmt.bitsPerSample === 4 && channels === 1;
@@ -178,16 +385,39 @@ function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, f
     const detail = code === IMA_ADPCM ? ` with ${channels} channels of ${fmt.bitsPerSample}-bit codes (earshot reads mono 4-bit)` : '';
     throw new Unsupported(`${formatName(code)}${detail} is not supported; ${TO_PCM}`);
   }
-  // IMA ADPCM fills its last block with padding; the fact chunk says how many samples are audio.
-  const fact = wav.fact as { chunkId: string; dwSampleLength: number };
-  const samples = Math.min(maxFrames, ima && fact.chunkId === 'fact' ? fact.dwSampleLength : Infinity);
-  (wav.data as { samples: Uint8Array }).samples = data;
-  if (code === ALAW) wav.fromALaw();
-  else if (code === MULAW) wav.fromMuLaw();
-  else wav.fromIMAADPCM();
+  return companded ? 'companded' : 'ima';
+}
+
+/** Linear PCM of 1–32 bits, float of 32 or 64, or `Unsupported`: 64-bit integers read as floats were NaN and Infinity. */
+function checkLinear(code: number, bits: number): void {
+  const float = code === IEEE_FLOAT;
+  if (float ? bits !== 32 && bits !== 64 : !(bits >= 1 && bits <= 32)) {
+    const what = !float && bits === 64 ? '64-bit integer PCM' : `${formatName(code)} with ${bits}-bit samples`;
+    const todo = !float && bits === 64 ? 'convert it to 32-bit, e.g. `ffmpeg -i in.wav -c:a pcm_s32le out.wav`' : TO_PCM;
+    throw new Unsupported(`${what} is not supported; ${todo}`);
+  }
+}
+
+/**
+ * Consecutive bytes of `wav`'s data chunk (whole frames, or whole IMA ADPCM blocks) as −1..1
+ * floats, one array per channel of the file. `last`: they end the data chunk. Every encoding
+ * decodes a sample, or an ADPCM block, on its own, so a file decoded a stretch at a time gives
+ * exactly what it gives decoded whole, with one exception made up for here: wavefile's IMA ADPCM
+ * decoder leaves the last block it is given silent (as it does the file's last), so a stretch
+ * that does not end the file is given one block of silence more and all of its own are decoded.
+ */
+export function decodeChunk(wav: WavFile, bytes: Uint8Array, last: boolean): Float32Array[] {
+  const { fmt, code } = wav;
+  if (wav.encoding === 'linear') return decodeLinear(bytes, { code, numChannels: fmt.numChannels, bitsPerSample: fmt.bitsPerSample }, wav.bigEndian);
+  const codec = new wavefile.WaveFile(wav.header);
+  const blocks = wav.encoding === 'ima' && !last ? Math.floor(bytes.length / wav.unitBytes) : 0;
+  (codec.data as { samples: Uint8Array }).samples = blocks ? Buffer.concat([bytes, new Uint8Array(wav.unitBytes)]) : bytes;
+  if (code === ALAW) codec.fromALaw();
+  else if (code === MULAW) codec.fromMuLaw();
+  else codec.fromIMAADPCM();
   // Now 16-bit PCM, in the file's byte order.
-  const planes = decodeLinear((wav.data as { samples: Uint8Array }).samples, { code: PCM, numChannels: channels, bitsPerSample: 16 }, wav.container === 'RIFX');
-  return samples < planes[0].length ? planes.map((p) => p.subarray(0, samples)) : planes;
+  const planes = decodeLinear((codec.data as { samples: Uint8Array }).samples, { code: PCM, numChannels: fmt.numChannels, bitsPerSample: 16 }, codec.container === 'RIFX');
+  return blocks ? capFrames(planes, blocks * wav.unitFrames) : planes;
 }
 
 /**
@@ -200,22 +430,16 @@ function decode(wav: InstanceType<typeof wavefile.WaveFile>, data: Uint8Array, f
  * integers wavefile rounds to float32 along the way and may be one step off; this is the exact
  * quotient), but wavefile takes 1–3 s for a few seconds of audio on a busy machine, longer than
  * sending it fast. A float sample that is not finite (NaN, ±Infinity) becomes 0: the encoder
- * would spread it over the whole packet.
+ * would spread it over the whole packet. A partial frame at the end is left out.
  */
-function decodeLinear(data: Uint8Array, fmt: Pick<WavFormat, 'numChannels' | 'bitsPerSample'> & { code: number }, bigEndian: boolean, maxFrames = Infinity): Float32Array[] {
+function decodeLinear(data: Uint8Array, fmt: Pick<WavFormat, 'numChannels' | 'bitsPerSample'> & { code: number }, bigEndian: boolean): Float32Array[] {
   const { code, numChannels: channels, bitsPerSample: bits } = fmt;
   const float = code === IEEE_FLOAT;
   const bytes = Math.ceil(bits / 8); // one sample's container
-  if (float ? bits !== 32 && bits !== 64 : !(bits >= 1 && bits <= 32)) {
-    // 64-bit integers read as floats were NaN and Infinity.
-    const what = !float && bits === 64 ? '64-bit integer PCM' : `${formatName(code)} with ${bits}-bit samples`;
-    const todo = !float && bits === 64 ? 'convert it to 32-bit, e.g. `ffmpeg -i in.wav -c:a pcm_s32le out.wav`' : TO_PCM;
-    throw new Unsupported(`${what} is not supported; ${todo}`);
-  }
   const blockAlign = bytes * channels;
   const le = !bigEndian;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const frames = Math.min(Math.floor(data.byteLength / blockAlign), maxFrames);
+  const frames = Math.floor(data.byteLength / blockAlign);
   const max = 2 ** (bytes * 8 - 1) - 1;
   const min = 2 ** (bytes * 8 - 1);
   const read: (offset: number) => number = float
@@ -306,26 +530,38 @@ function gains(speaker: number): [number, number] {
 
 /** Mixes to 1 or 2 channels and resamples to 48 kHz, keeping the exact duration and alignment. */
 export async function toSource(planes: Float32Array[], sampleRate: number, channels: 1 | 2): Promise<PcmSource> {
-  let mixed: Float32Array[];
-  if (channels === 1) {
-    const mono = new Float32Array(planes[0].length);
-    for (const p of planes) for (let i = 0; i < mono.length; i++) mono[i] += p[i] / planes.length;
-    mixed = [mono];
-  } else {
-    mixed = [planes[0], planes[1] ?? planes[0]];
-  }
+  const mixed = mixTo(planes, channels);
   if (sampleRate === 48000) return { sampleRate: 48000, channels: mixed };
   await loadSpeex();
-  const frames = Math.round((mixed[0].length * 48000) / sampleRate);
+  const frames = framesAt48k(mixed[0].length, sampleRate);
   return { sampleRate: 48000, channels: mixed.map((p) => resampleExact(p, sampleRate, frames)) };
 }
 
+/** One or two channels of the file's (at most two): mono the mean of them, stereo a mono file's channel twice. */
+export function mixTo(planes: Float32Array[], channels: 1 | 2): Float32Array[] {
+  if (channels === 2) return [planes[0], planes[1] ?? planes[0]];
+  const mono = new Float32Array(planes[0].length);
+  for (const p of planes) for (let i = 0; i < mono.length; i++) mono[i] += p[i] / planes.length;
+  return [mono];
+}
+
+/** How many 48 kHz frames `frames` at `rate` become: the same duration, to the nearest frame. */
+export function framesAt48k(frames: number, rate: number): number {
+  return Math.round((frames * 48000) / rate);
+}
+
+/** Speex at quality 7: the whole-file and streaming resamplers must be configured alike to give the same samples. */
+const newResampler = (rate: number) => new SpeexResampler(1, rate, 48000, 7);
+
+/** Zeros fed after the input to flush the filter: its delay and a margin, at the input rate. */
+const tailLength = (delay: number, rate: number) => Math.ceil(((delay + 64) * rate) / 48000);
+
 /** Offline resampling: feeds trailing zeros to flush the filter and drops its leading delay. */
 function resampleExact(input: Float32Array, rate: number, frames: number): Float32Array {
-  const r = new SpeexResampler(1, rate, 48000, 7);
+  const r = newResampler(rate);
   try {
     const delay = r.outputLatency;
-    const tail = new Float32Array(Math.ceil(((delay + 64) * rate) / 48000));
+    const tail = new Float32Array(tailLength(delay, rate));
     const a = r.process(input);
     const b = r.process(tail);
     const all = new Float32Array(a.length + b.length);
@@ -336,5 +572,56 @@ function resampleExact(input: Float32Array, rate: number, frames: number): Float
     return out;
   } finally {
     r.close();
+  }
+}
+
+/**
+ * `resampleExact` a stretch at a time, for a file streamed from disk: the same samples, since the
+ * Speex filter's output does not depend on how its input is split (its state carries over); the
+ * leading delay is dropped from the first outputs, the flush is fed by `finish()`, and the output
+ * is cut or padded with zeros to `frames` as the whole-file resampler's is. `loadSpeex()` first.
+ */
+export class StreamResampler {
+  readonly #speex: SpeexResampler[];
+  readonly #rate: number;
+  #skip: number;
+  /** Frames still to give. */
+  #left: number;
+
+  constructor(rate: number, channels: number, frames: number) {
+    this.#rate = rate;
+    this.#speex = Array.from({ length: channels }, () => newResampler(rate));
+    this.#skip = this.#speex[0].outputLatency;
+    this.#left = frames;
+  }
+
+  push(planes: Float32Array[]): Float32Array[] {
+    return this.#take(planes.map((p, c) => this.#speex[c].process(p)));
+  }
+
+  /** The rest, after the input's end. */
+  finish(): Float32Array[] {
+    const tail = new Float32Array(tailLength(this.#speex[0].outputLatency, this.#rate));
+    const out = this.#take(this.#speex.map((r) => r.process(tail)));
+    if (this.#left === 0) return out;
+    const padded = out.map((p) => {
+      const q = new Float32Array(p.length + this.#left);
+      q.set(p);
+      return q;
+    });
+    this.#left = 0;
+    return padded;
+  }
+
+  close(): void {
+    for (const r of this.#speex) r.close();
+  }
+
+  #take(outs: Float32Array[]): Float32Array[] {
+    const skip = Math.min(this.#skip, outs[0].length);
+    const n = Math.min(this.#left, outs[0].length - skip);
+    this.#skip -= skip;
+    this.#left -= n;
+    return outs.map((p) => p.subarray(skip, skip + n));
   }
 }

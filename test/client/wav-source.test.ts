@@ -198,6 +198,19 @@ describe('readWavSource', () => {
       expect(dominantFrequency(source.channels[0], 48000)).toBe(1000);
     });
 
+    it('ends an RF64 file\'s audio where its ds64 chunk says (a chunk after the audio was played as audio)', async () => {
+      const audio = pcm16([tone(1000, 0.5, 0.1)]).subarray(8);
+      const plain = await readWavSource(await file('plain.wav', riff(fmt({}), chunk('data', audio))));
+      const ds64 = Buffer.alloc(28);
+      ds64.writeBigUInt64LE(BigInt(audio.length), 8); // riff size, data size, sample count (EBU 3306)
+      const rf64 = riff(chunk('ds64', ds64), fmt({}), chunk('data', audio), list('INFO', chunk('ISFT', Buffer.from('Lavf\0'))));
+      rf64.write('RF64', 0);
+      rf64.writeUInt32LE(0xffffffff, 4);
+      rf64.writeUInt32LE(0xffffffff, 12 + 36 + 24 + 4); // the data chunk's size: in ds64
+      const source = await readWavSource(await file('list-after.rf64.wav', rf64));
+      expect(sameSamples(source.channels[0], plain.channels[0])).toBe(true);
+    });
+
     it('does not play the pad byte after an odd-sized 8-bit data chunk (it was a full-scale click)', async () => {
       const silence = chunk('data', new Uint8Array(8001).fill(128)); // 8-bit WAV is unsigned: 128 is zero
       const path = await file('odd8.wav', riff(fmt({ rate: 8000, bits: 8 }), silence, list('INFO', chunk('ISFT', Buffer.from('sox\0')))));
