@@ -14,7 +14,8 @@ import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
-import { checkChannels, readWavSource, type PcmSource } from './wav-source.js';
+import { checkChannels, type PcmSource } from './wav-source.js';
+import { openWavStream } from './wav-stream.js';
 import { checkToken, checkWhipUrl, WhipClient } from './whip-client.js';
 
 /** Audio already encoded as 20 ms Opus packets (load tests encode once, send many times). */
@@ -38,11 +39,19 @@ export interface SendOptions {
    * the peer connection ends the stream.
    */
   signaling?: (offerSdp: string) => Promise<string>;
-  /** A WAV file path (any rate/channels; converted to 48 kHz), decoded 48 kHz PCM, or Opus packets. */
+  /**
+   * A WAV file path (any rate/channels; converted to 48 kHz), decoded 48 kHz PCM, or Opus packets.
+   * A file is read from disk as it is sent, a second or so ahead, so a file of hours takes no more
+   * memory than one of seconds (a pipe or device, which cannot be read so, is read whole first).
+   */
   source: string | PcmSource | EncodedSource;
   /** Stop after this many seconds of media, at least 0.02 (one packet); default: the whole source, or forever with `loop`. */
   seconds?: number;
-  /** Repeat the source until `seconds` or `signal` ends it. */
+  /**
+   * Repeat the source until `seconds` or `signal` ends it. A file or PCM repeats seamlessly, in
+   * every session of `sendMany` too: the sample after its last is its first. Opus packets
+   * ({@link EncodedSource}) repeat packet by packet, with the gap and click their edges have.
+   */
   loop?: boolean;
   /** 1 or 2 channels to encode (a file of more is mixed down to stereo). Default: 1 for mono sources, 2 otherwise. */
   channels?: 1 | 2;
@@ -226,32 +235,64 @@ function checkBitrate(bitrate: unknown): void {
  * checked first, before a file is read or anything connects: an unusable
  * value or a name that is not an option rejects with `EARSHOT_OPTION_INVALID`
  * naming it (`options.speeed is not an option of sendAudio (did you mean
- * speed?)`).
+ * speed?)`). A file's header is read next, before anything connects
+ * (`EARSHOT_WAV_UNREADABLE`); its audio is read as it is sent, and if that
+ * fails (`EARSHOT_WAV_READ_FAILED`: the file was truncated meanwhile, a read
+ * error) sending stops and the session is ended.
  */
 export async function sendAudio(options: SendOptions): Promise<SendResult> {
   checkOptions(options, 'sendAudio');
-  const source = typeof options.source === 'string' ? await readWavSource(options.source, options.channels, options.loop ? undefined : options.seconds) : options.source;
-  const channels = 'opus' in source ? source.channels : (options.channels ?? (source.channels.length >= 2 ? 2 : 1));
-  const sourceFrames = 'opus' in source ? source.opus.length : Math.ceil(source.channels[0].length / FRAME);
-  const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : sourceFrames;
-  if (!(totalFrames > 0)) throw errors.OPTION_INVALID('source', 'holds no audio: nothing to send');
+  return publish(options, await prepare(options));
+}
 
-  const loopback = !options.signaling && isLoopbackHost(new URL(options.url).hostname);
-  const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
-  const pc = new RTCPeerConnection({
-    ...iceConfig({ hostAddresses }),
-    // RFC 9725 §4.5: WHIP clients use max-bundle. werift's default opens a transport per section,
-    // and the data channel's, bundled away, kept its UDP socket open after close().
-    bundlePolicy: 'max-bundle',
-    codecs: {
-      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: `minptime=10;useinbandfec=1${channels === 2 ? ';stereo=1;sprop-stereo=1' : ''}` })],
-    },
-  });
-  const whip = new WhipClient({ token: options.token, fetch: options.fetch });
-  const encoder = 'opus' in source ? encodedFrames(source) : pcmFrames(source, channels, options.bitrate, options.dtx ?? false, options.loop);
-  let sessionUrl: string | undefined;
+/** What a session sends: its packets, their channels, and how many packets one pass of the source is. */
+interface Prepared {
+  frames: FrameSource;
+  channels: 1 | 2;
+  packets: number;
+}
+
+/**
+ * The packets of `options.source`: a file is streamed from disk (its header read and checked
+ * here, its audio a stretch at a time while it is sent), PCM in memory encoded as it is sent,
+ * Opus packets sent as they are.
+ */
+async function prepare(options: SendOptions): Promise<Prepared> {
+  const { source, loop = false, bitrate, dtx = false } = options;
+  if (typeof source === 'string') {
+    const stream = await openWavStream(source, options.channels);
+    try {
+      return { frames: pcmFrames(stream, stream.channels, bitrate, dtx, loop), channels: stream.channels, packets: Math.ceil(stream.frames / FRAME) };
+    } catch (e) {
+      await stream.close();
+      throw e;
+    }
+  }
+  if ('opus' in source) return { frames: encodedFrames(source, loop), channels: source.channels, packets: source.opus.length };
+  const channels = options.channels ?? (source.channels.length >= 2 ? 2 : 1);
+  return { frames: pcmFrames(memoryReader(source), channels, bitrate, dtx, loop), channels, packets: Math.ceil(source.channels[0].length / FRAME) };
+}
+
+/** Publishes `prepared` as `options` say, and closes its frames. */
+async function publish(options: SendOptions, { frames, channels, packets }: Prepared): Promise<SendResult> {
   const started = performance.now();
+  let pc: RTCPeerConnection | undefined;
+  let sessionUrl: string | undefined;
+  const whip = new WhipClient({ token: options.token, fetch: options.fetch });
   try {
+    const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : packets;
+    if (!(totalFrames > 0)) throw errors.OPTION_INVALID('source', 'holds no audio: nothing to send');
+    const loopback = !options.signaling && isLoopbackHost(new URL(options.url).hostname);
+    const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
+    pc = new RTCPeerConnection({
+      ...iceConfig({ hostAddresses }),
+      // RFC 9725 §4.5: WHIP clients use max-bundle. werift's default opens a transport per section,
+      // and the data channel's, bundled away, kept its UDP socket open after close().
+      bundlePolicy: 'max-bundle',
+      codecs: {
+        audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: `minptime=10;useinbandfec=1${channels === 2 ? ';stereo=1;sprop-stereo=1' : ''}` })],
+      },
+    });
     const transceiver = pc.addTransceiver(new MediaStreamTrack({ kind: 'audio' }), { direction: 'sendonly' });
     // Sender reports every ~4 s (RFC 3550), as browsers send audio's, not werift's every ~1 s.
     reportAtRfcInterval(transceiver.sender);
@@ -282,7 +323,7 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     }
     const rtcpTimeoutMs = options.rtcpTimeoutMs ?? RTCP_TIMEOUT_MS;
     const lost = (now: number) => rtcpTimeoutMs > 0 && now - lastReport.at > rtcpTimeoutMs;
-    const sent = await pace(transceiver, encoder, totalFrames, options, lost);
+    const sent = await pace(transceiver, frames, totalFrames, options, lost);
     if (sent.lost) throw errors.WHIP_SESSION_LOST(published.sessionUrl || 'the session', rtcpTimeoutMs / 1000);
     await sleep(200); // let the last packets leave before the session ends
     if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl);
@@ -292,29 +333,39 @@ export async function sendAudio(options: SendOptions): Promise<SendResult> {
     if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl).catch(() => undefined);
     throw e;
   } finally {
-    encoder.close();
-    await pc.close().catch(() => undefined);
+    await frames.close();
+    await pc?.close().catch(() => undefined);
   }
 }
 
 /**
  * Sends `count` sessions at once; peer ids get `-1` … `-count` appended. One
  * failure does not stop the others. The options are checked as `sendAudio`'s
- * (`EARSHOT_OPTION_INVALID`), once for all.
+ * (`EARSHOT_OPTION_INVALID`), once for all. A file (or PCM) is read and
+ * encoded once for all sessions, as it is sent: each session sends the same
+ * packets from the first, at its own pace.
  */
 export async function sendMany(count: number, options: SendOptions): Promise<Array<SendResult | { error: Error; url: string }>> {
   if (!Number.isInteger(count) || count < 1) throw errors.OPTION_INVALID('count', `must be a positive integer, got ${describeValue(count)}`);
   checkOptions(options, 'sendMany');
-  const decoded = typeof options.source === 'string' ? await readWavSource(options.source, options.channels, options.loop ? undefined : options.seconds) : options.source;
-  // Encode once for all sessions: K encoders would cost the sender K times the CPU.
-  const source = 'opus' in decoded ? decoded : encodeSource(decoded, options.channels, options.bitrate, options.dtx ?? false);
-  return Promise.all(
-    Array.from({ length: count }, (_, i) => {
-      const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
-      const onProgress = options.onProgress && ((p: SendProgress) => options.onProgress!({ ...p, session: i + 1 }));
-      return sendAudio({ ...options, url, source, onProgress }).catch((error: Error) => ({ error, url }));
-    }),
-  );
+  const prepared = await prepare(options);
+  const { source } = options;
+  // One reader and encoder for all, as the sessions send: K encoders would cost the sender K times
+  // the CPU, and packets encoded up front are one pass, which a loop can only replay packet by
+  // packet (the last padded with silence, the first encoded from silence: a gap and a click).
+  const shared = typeof source === 'object' && 'opus' in source ? undefined : new SharedFrames(prepared.frames);
+  try {
+    return await Promise.all(
+      Array.from({ length: count }, (_, i) => {
+        const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
+        const onProgress = options.onProgress && ((p: SendProgress) => options.onProgress!({ ...p, session: i + 1 }));
+        const frames = shared ? shared.reader() : encodedFrames(source as EncodedSource, options.loop ?? false);
+        return publish({ ...options, url, onProgress }, { ...prepared, frames }).catch((error: Error) => ({ error, url }));
+      }),
+    );
+  } finally {
+    await prepared.frames.close();
+  }
 }
 
 function peerUrl(url: string, k: number): string {
@@ -343,61 +394,204 @@ function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSigna
   });
 }
 
-/** Yields the next 20 ms Opus packet of the source, or null at its end. */
+/** Yields the next 20 ms Opus packet of the source, or null at its end (never with `loop`, unless the source is empty). */
 interface FrameSource {
   /** Encoded with DTX: packets of ≤ 2 bytes are DTX frames. */
   readonly dtx: boolean;
-  next(): Uint8Array | null;
-  rewind(): void;
-  close(): void;
+  /** Rejects when the source fails (a file truncated while it is sent: `EARSHOT_WAV_READ_FAILED`). */
+  next(): Promise<Uint8Array | null>;
+  close(): Promise<void>;
 }
 
-function encodedFrames(source: EncodedSource): FrameSource {
+/**
+ * Packets as given. With `loop` they start over after the last: packet by packet, so not seamless
+ * (the last is padded to 20 ms, the first was encoded from silence); a PCM source or a file loops
+ * seamlessly.
+ */
+function encodedFrames(source: EncodedSource, loop: boolean): FrameSource {
   let i = 0;
-  return { dtx: source.dtx ?? false, next: () => source.opus[i++] ?? null, rewind: () => void (i = 0), close() {} };
+  return {
+    dtx: source.dtx ?? false,
+    async next() {
+      if (i >= source.opus.length && loop) i = 0;
+      return source.opus[i++] ?? null;
+    },
+    close: async () => undefined,
+  };
+}
+
+/** 48 kHz PCM a stretch at a time: a file streamed from disk (`WavStream`), or PCM in memory. */
+interface PcmReader {
+  /** The next stretch, one plane per channel, or null at the end of the source. */
+  read(): Promise<Float32Array[] | null>;
+  /** Back to the first sample. */
+  rewind(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** PCM in memory, as one stretch. */
+function memoryReader(source: PcmSource): PcmReader {
+  let done = false;
+  return {
+    read: async () => (done ? null : ((done = true), source.channels)),
+    rewind: async () => void (done = false),
+    close: async () => undefined,
+  };
 }
 
 /** Opus's bitrates, bit/s. */
 export const BITRATE_RANGE = { min: 6000, max: 510_000 } as const;
 
 /**
- * Encodes `source` 20 ms at a time. With `loop` the PCM repeats seamlessly: the next pass starts
- * right after the last sample, in the same packet (padding each pass to a packet boundary put up
- * to 20 ms of silence and a click between passes), and `next()` never returns null.
+ * Encodes `reader`'s PCM 20 ms at a time (channel c of the packets is the source's channel c, or
+ * its last). With `loop` the PCM repeats seamlessly: the next pass starts right after the last
+ * sample, in the same packet (padding each pass to a packet boundary put up to 20 ms of silence
+ * and a click between passes), through the same encoder, and `next()` never returns null.
  */
-function pcmFrames(source: PcmSource, channels: 1 | 2, bitrate: number | undefined, dtx: boolean, loop = false): FrameSource {
+function pcmFrames(reader: PcmReader, channels: 1 | 2, bitrate: number | undefined, dtx: boolean, loop = false): FrameSource {
   checkChannels(channels);
   checkBitrate(bitrate);
   const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
-  const length = source.channels[0].length;
   const pcm = new Float32Array(FRAME * channels);
+  let block: Float32Array[] = [];
   let offset = 0;
+  /** The pass so far has had audio: a source of none would loop forever. */
+  let audible = false;
+  let ended = false;
   return {
     dtx,
-    next() {
-      if (offset >= length && !(loop && length > 0)) return null;
+    async next() {
+      if (ended) return null;
       pcm.fill(0); // without loop, the last frame is zero-padded
-      for (let i = 0; i < FRAME; i++, offset++) {
+      let i = 0;
+      while (i < FRAME) {
+        const length = block.length > 0 ? block[0].length : 0;
         if (offset >= length) {
-          if (!loop) break;
+          const next = await reader.read();
           offset = 0;
+          if (next) {
+            block = next;
+            audible ||= next[0].length > 0;
+            continue;
+          }
+          block = [];
+          if (!(loop && audible)) {
+            ended = true;
+            break;
+          }
+          await reader.rewind();
+          audible = false;
+          continue;
         }
-        for (let c = 0; c < channels; c++) pcm[i * channels + c] = source.channels[Math.min(c, source.channels.length - 1)][offset];
+        const n = Math.min(FRAME - i, length - offset);
+        for (let c = 0; c < channels; c++) {
+          const plane = block[Math.min(c, block.length - 1)];
+          for (let k = 0; k < n; k++) pcm[(i + k) * channels + c] = plane[offset + k];
+        }
+        i += n;
+        offset += n;
       }
-      return encoder.encode(pcm);
+      return i === 0 ? null : encoder.encode(pcm);
     },
-    rewind: () => void (offset = 0),
-    close: () => encoder.close(),
+    async close() {
+      encoder.close();
+      await reader.close();
+    },
   };
 }
 
 /** Encodes a PCM source once into Opus packets (with `dtx`, as {@link SendOptions.dtx} sends them), for sending it many times. */
 export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channels.length >= 2 ? 2 : 1, bitrate?: number, dtx = false): EncodedSource {
-  const frames = pcmFrames(source, channels, bitrate, dtx);
+  checkChannels(channels);
+  checkBitrate(bitrate);
+  const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
+  const pcm = new Float32Array(FRAME * channels);
+  const length = source.channels[0].length;
   const opus: Uint8Array[] = [];
-  for (let p = frames.next(); p; p = frames.next()) opus.push(p);
-  frames.close();
+  try {
+    for (let offset = 0; offset < length; offset += FRAME) {
+      pcm.fill(0); // the last frame is zero-padded
+      const n = Math.min(FRAME, length - offset);
+      for (let c = 0; c < channels; c++) {
+        const plane = source.channels[Math.min(c, source.channels.length - 1)];
+        for (let k = 0; k < n; k++) pcm[k * channels + c] = plane[offset + k];
+      }
+      opus.push(encoder.encode(pcm));
+    }
+  } finally {
+    encoder.close();
+  }
   return { opus, channels, dtx };
+}
+
+/**
+ * One source's packets for several sessions (`sendMany`): each reader gets them all in order from
+ * the first, at its own pace, while the source is read and encoded once, as far as the foremost
+ * session has come. Packets are kept until every reader is past them: about the spread between
+ * the sessions (they start together and send in real time, so a few seconds at most, the longest
+ * a session takes to connect), never the whole source. A failure of the source is each reader's.
+ */
+class SharedFrames {
+  readonly #source: FrameSource;
+  /** Packets from number #first on. */
+  #packets: Uint8Array[] = [];
+  #first = 0;
+  #sinceTrim = 0;
+  #ended = false;
+  #failed: { error: unknown } | undefined;
+  #pulling: Promise<void> | undefined;
+  readonly #readers = new Set<{ at: number }>();
+
+  constructor(source: FrameSource) {
+    this.#source = source;
+  }
+
+  /** A session's packets, from the first. Every reader must exist before the first packet is dropped: made before any session sends. */
+  reader(): FrameSource {
+    const cursor = { at: this.#first };
+    this.#readers.add(cursor);
+    return {
+      dtx: this.#source.dtx,
+      next: () => this.#next(cursor),
+      close: async () => void this.#readers.delete(cursor),
+    };
+  }
+
+  async #next(cursor: { at: number }): Promise<Uint8Array | null> {
+    while (cursor.at - this.#first >= this.#packets.length) {
+      if (this.#failed) throw this.#failed.error;
+      if (this.#ended) return null;
+      await (this.#pulling ??= this.#pull());
+    }
+    return this.#packets[cursor.at++ - this.#first];
+  }
+
+  /** One more packet from the source; one pull at a time, for all readers. */
+  async #pull(): Promise<void> {
+    try {
+      const packet = await this.#source.next();
+      if (packet === null) this.#ended = true;
+      else {
+        this.#packets.push(packet);
+        // Dropping what every reader is past costs a pass over the readers (up to 1000): not at every packet.
+        if (++this.#sinceTrim >= 50) this.#trim();
+      }
+    } catch (error) {
+      this.#failed = { error };
+    } finally {
+      this.#pulling = undefined;
+    }
+  }
+
+  #trim(): void {
+    this.#sinceTrim = 0;
+    let slowest = this.#first + this.#packets.length;
+    for (const r of this.#readers) slowest = Math.min(slowest, r.at);
+    const drop = slowest - this.#first;
+    if (drop <= 0) return;
+    this.#packets = this.#packets.slice(drop);
+    this.#first = slowest;
+  }
 }
 
 /** RFC 3550 §6.3.5: five report intervals at the 5 s minimum. */
@@ -428,13 +622,8 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
       gone = true;
       break;
     }
-    let payload = frames.next();
-    if (!payload && options.loop) {
-      frames.rewind();
-      payload = frames.next();
-    }
     // Past the end without loop (a longer --seconds): keep time with silent frames.
-    payload ??= SILENT_FRAME;
+    const payload = (await frames.next()) ?? SILENT_FRAME;
     // Schedule by absolute time from the start so timer jitter does not accumulate.
     const due = start + k * intervalMs;
     const wait = due - performance.now();

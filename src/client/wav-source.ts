@@ -30,7 +30,7 @@ export function checkChannels(channels: unknown): void {
  * only about that much of the start is read, decoded and resampled (at least `seconds`, exactly
  * as the whole file would give it), for sending no more than that: a 10-minute file took 12 s
  * and 1 GB of memory to send 1 s. The whole audio is held in memory (a 10-minute 48 kHz stereo
- * file takes 230 MB).
+ * file takes 230 MB): `sendAudio` streams a file it is given by path instead.
  */
 export async function readWavSource(file: string, channels?: 1 | 2, seconds?: number): Promise<PcmSource> {
   checkChannels(channels);
