@@ -1,5 +1,6 @@
 /**
- * `earshot send <file>`: publish a WAV file over WHIP in real time (or faster, with --speed).
+ * `earshot send <file>`: publish a WAV file over WHIP in real time (or faster, with --speed),
+ * streamed from disk as it is sent.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BITRATE_RANGE, MIN_SECONDS, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
@@ -37,8 +38,8 @@ export function registerSendCommand(program: Command): void {
     .argument('<file>', 'WAV file: PCM, float, A-law, µ-law or mono IMA ADPCM, any rate and channel count')
     .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
     .addOption(new Option('--seconds <n>', `send n seconds of media, at least ${MIN_SECONDS} (past the file's end: silence, unless --loop repeats the file)`).argParser(seconds))
-    .option('--loop', 'repeat the file (until --seconds, Ctrl-C or SIGTERM)')
-    .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K)`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
+    .option('--loop', 'repeat the file seamlessly (until --seconds, Ctrl-C or SIGTERM)')
+    .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K), the file read and encoded once for all`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
     .addOption(new Option('--channels <n>', 'channels to send (default: 1 for a mono file, 2 otherwise; more than two are mixed down to stereo)').choices(['1', '2']))
     .addOption(new Option('--bitrate <bps>', `Opus bitrate in bit/s, ${BITRATE_RANGE.min}–${BITRATE_RANGE.max} (default: 32000 mono, 64000 stereo)`).argParser(between('--bitrate', BITRATE_RANGE.min, BITRATE_RANGE.max, true, ' bit/s')))
