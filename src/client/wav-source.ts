@@ -97,6 +97,8 @@ interface ByteSource {
   readonly size: number;
   /** Up to `length` bytes from `at`: fewer only at the end of the file. */
   read(at: number, length: number, into?: Buffer): Promise<Uint8Array>;
+  /** The file's size now, for saying how it changed since it was opened. */
+  sizeNow(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -113,6 +115,7 @@ function fileBytes(handle: FileHandle, size: number): ByteSource {
       }
       return buf.subarray(0, got);
     },
+    sizeNow: async () => (await handle.stat()).size,
     close: () => handle.close(),
   };
 }
@@ -125,7 +128,7 @@ async function wholeBytes(handle: FileHandle): Promise<ByteSource> {
   } finally {
     await handle.close();
   }
-  return { size: all.length, read: async (at, length) => all.subarray(at, at + length), close: async () => undefined };
+  return { size: all.length, read: async (at, length) => all.subarray(at, at + length), sizeNow: async () => all.length, close: async () => undefined };
 }
 
 /**
@@ -227,8 +230,8 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
         throw errors.WAV_READ_FAILED(file, secondsAt(offset), (e as Error).message);
       }
       if (got.length < length) {
-        const end = dataStart + offset + got.length;
-        throw errors.WAV_READ_FAILED(file, secondsAt(offset + got.length), `the file now ends at byte ${end}, but it had ${dataStart + dataBytes} bytes of audio and header when it was opened: it was truncated while being read`);
+        const now = await bytes.sizeNow().then(String, () => 'fewer');
+        throw errors.WAV_READ_FAILED(file, secondsAt(offset + got.length), `it now has ${now} bytes, ${bytes.size} when it was opened: it was truncated while being read`);
       }
       return got;
     },

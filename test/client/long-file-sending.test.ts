@@ -119,7 +119,7 @@ describe('sending a long file', () => {
       (e: unknown) => e,
     );
     // It was read whole before sending and sent 5 s though the file had only 1 left.
-    expect(failed).toMatchObject({ code: 'EARSHOT_WAV_READ_FAILED', message: expect.stringMatching(new RegExp(`^Reading ${path} failed 1\\.00 s into its audio: the file now ends at byte ${44 + RATE * 2}`)) });
+    expect(failed).toMatchObject({ code: 'EARSHOT_WAV_READ_FAILED', message: expect.stringMatching(new RegExp(`^Reading ${path} failed 1\\.00 s into its audio: it now has ${44 + RATE * 2} bytes, ${44 + 10 * RATE * 2} when it was opened: it was truncated`)) });
     // The session was ended (DELETE), not left to time out.
     expect(await endReason('cut')).toBe('deleted');
 
