@@ -109,6 +109,54 @@ function installedApp(): Promise<string> {
   })());
 }
 
+/**
+ * The official Node.js binary of `version` for this platform, from the npm registry (the package
+ * `node-<platform>-<arch>` holds the binaries nodejs.org ships), kept under the temp directory
+ * between runs.
+ */
+async function nodeBinary(version: string): Promise<string> {
+  const dir = join(tmpdir(), 'earshot-node-binaries', `${process.platform}-${process.arch}-${version}`);
+  const node = join(dir, 'package', 'bin', 'node');
+  if (existsSync(node)) return node;
+  await mkdir(dir, { recursive: true });
+  const out = await must('npm', ['pack', `node-${process.platform}-${process.arch}@${version}`, '--json', '--pack-destination', dir, '--prefer-offline'], dir);
+  const [{ filename }] = JSON.parse(out) as Array<{ filename: string }>;
+  await must('tar', ['-xzf', join(dir, filename), '-C', dir, 'package/bin/node'], dir);
+  await rm(join(dir, filename));
+  return node;
+}
+
+/** Runs the consumer's compiled program (out/main.js) with `node`: a loopback session, checked as a user would. */
+async function expectSession(node: string, app: string): Promise<void> {
+  const out = await must(node, [join(app, 'out', 'main.js'), FIXTURE], app);
+  const result = JSON.parse(out.trim().split('\n').at(-1)!) as {
+    dashboard: number;
+    bundledPipelines: { put: number; code: string; writable: boolean };
+    streams: number;
+    frames: number;
+    firstFrame: { sampleRate: number; channels: number; samples: number };
+    frames16k: number;
+    rate16k: number;
+    sentSeconds: number;
+    packetsSent: number;
+    recordings: number;
+    recordedSeconds: number | null;
+    handler: { packetsSent: number; packetsReceived: number; pipeline: string; processed: number };
+    health: string;
+  };
+  expect(result).toMatchObject({ dashboard: 200, streams: 1, firstFrame: { sampleRate: 48000, channels: 1, samples: 960 }, rate16k: 16000, recordings: 1 });
+  expect(result.packetsSent).toBe(150); // 3 s of 20 ms packets
+  expect(result.frames).toBe(result.packetsSent);
+  expect(result.frames16k).toBe(result.packetsSent);
+  expect(Math.abs(result.recordedSeconds! - result.sentSeconds)).toBeLessThan(0.1);
+  // The facade found its bundled pipeline and ran the user's processor on every frame.
+  expect(result.handler).toEqual({ packetsSent: 50, packetsReceived: 50, pipeline: 'handler', processed: 50 });
+  expect(result.health).toBe('ok, 0 quarantined');
+  // A PUT on the bundled pipelines is refused, and nothing was written into the installed package.
+  expect(result.bundledPipelines).toEqual({ put: 409, code: 'EARSHOT_PIPELINES_READ_ONLY', writable: false });
+  expect(existsSync(join(app, 'node_modules', 'earshot', 'pipelines', 'mine.json'))).toBe(false);
+}
+
 // Generous: a build, a pack and an `npm install` (from the cache: ~15 s; longer on a cold cache).
 describe('the packed package', { timeout: 300_000 }, () => {
   it('ships what a user needs and nothing else: the build, its runtime files, no sources, maps, tests or tooling', async () => {
@@ -158,33 +206,18 @@ describe('the packed package', { timeout: 300_000 }, () => {
     const version = await must(join(app, 'node_modules', '.bin', 'earshot'), ['--version'], app);
     expect(version.trim()).toBe(pkg.version);
 
-    const out = await must(process.execPath, [join(app, 'out', 'main.js'), FIXTURE], app);
-    const result = JSON.parse(out.trim().split('\n').at(-1)!) as {
-      dashboard: number;
-      bundledPipelines: { put: number; code: string; writable: boolean };
-      streams: number;
-      frames: number;
-      firstFrame: { sampleRate: number; channels: number; samples: number };
-      frames16k: number;
-      rate16k: number;
-      sentSeconds: number;
-      packetsSent: number;
-      recordings: number;
-      recordedSeconds: number | null;
-      handler: { packetsSent: number; packetsReceived: number; pipeline: string; processed: number };
-      health: string;
-    };
-    expect(result).toMatchObject({ dashboard: 200, streams: 1, firstFrame: { sampleRate: 48000, channels: 1, samples: 960 }, rate16k: 16000, recordings: 1 });
-    expect(result.packetsSent).toBe(150); // 3 s of 20 ms packets
-    expect(result.frames).toBe(result.packetsSent);
-    expect(result.frames16k).toBe(result.packetsSent);
-    expect(Math.abs(result.recordedSeconds! - result.sentSeconds)).toBeLessThan(0.1);
-    // The facade found its bundled pipeline and ran the user's processor on every frame.
-    expect(result.handler).toEqual({ packetsSent: 50, packetsReceived: 50, pipeline: 'handler', processed: 50 });
-    expect(result.health).toBe('ok, 0 quarantined');
-    // A PUT on the bundled pipelines is refused, and nothing was written into the installed package.
-    expect(result.bundledPipelines).toEqual({ put: 409, code: 'EARSHOT_PIPELINES_READ_ONLY', writable: false });
-    expect(existsSync(join(app, 'node_modules', 'earshot', 'pipelines', 'mine.json'))).toBe(false);
+    await expectSession(process.execPath, app);
+  });
+
+  // The Node versions package.json and the docs promise, with the official binaries (the npm
+  // package node-<platform>-<arch> holds nodejs.org's), not only the one these tests run on.
+  it.each(['20.19.0', '22', '24'])('runs the same loopback session on Node %s', async (version) => {
+    const app = await installedApp();
+    if (!existsSync(join(app, 'out', 'main.js'))) await must(join(app, 'node_modules', '.bin', 'tsc'), ['-p', '.'], app);
+    const node = await nodeBinary(version);
+    const reported = (await must(node, ['--version'], app)).trim();
+    expect(reported.startsWith(version.includes('.') ? `v${version}` : `v${version}.`), reported).toBe(true);
+    await expectSession(node, app);
   });
 
   it('runs the examples copied into a user\'s project as they are: they import earshot by name, type-check against its declarations, load and work', async () => {
