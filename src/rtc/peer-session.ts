@@ -23,6 +23,8 @@ import './werift-rtp-header.js';
 import './werift-receiver.js';
 import './werift-srtp-gcm.js';
 import './werift-srtp-context.js';
+// Bound the DTLS handshake fragments werift keeps (see the module).
+import './werift-dtls-fragments.js';
 import { leanReceivePath } from './werift-events.js';
 import { shortcutRtp } from './werift-rtp-shortcut.js';
 import { PeriodicClock } from '../media/periodic-clock.js';

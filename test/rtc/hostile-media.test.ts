@@ -1,0 +1,301 @@
+/**
+ * A hostile or broken peer must not crash the server, end other sessions or
+ * grow its memory without bound. One server, one good publisher streaming a
+ * tone in real time for the whole file, and real datagrams over loopback
+ * against other sessions' UDP ports: junk of every size and first byte
+ * (werift demultiplexes STUN, DTLS and RTP/RTCP by it), malformed STUN, DTLS
+ * garbage, from a stranger's address before and after the handshake; then,
+ * from an authenticated peer, malformed RTP (SRTP the test seals itself) and
+ * RTCP. The good session must receive and record every packet it sent; the
+ * hostile session's malformed packets are dropped uncounted and its good ones
+ * still counted. vitest fails the file on any uncaught exception or unhandled
+ * rejection, which in `earshot serve` would end or mark the process.
+ *
+ * Fails without the fix: the bounded DTLS fragment buffer
+ * (src/rtc/werift-dtls-fragments.ts). Every other case passed before the
+ * fixes too and is kept as proof that the server survives it.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DtlsSocket, Message } from 'werift';
+import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
+import type { PeerStatsSnapshot } from '../../src/index.js';
+import { MAX_FRAGMENTS } from '../../src/rtc/werift-dtls-fragments.js';
+import { fixturePath } from '../helpers/fixtures.js';
+import { hostilePeer, stranger, type HostilePeer } from '../helpers/hostile-peer.js';
+import { expectComplete } from '../helpers/sending.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
+
+let t: TestServer;
+const stopGood = new AbortController();
+let good: Promise<SendResult>;
+
+beforeAll(async () => {
+  t = await startServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] } });
+  // Real time, looping until the last test stops it: it publishes through every case.
+  good = sendAudio({ url: `${t.url}/whip/demo/good`, source: fixturePath('tone-1k-48k.wav'), loop: true, seconds: 120, signal: stopGood.signal });
+  await until('the good publisher', async () => ((await stats('good'))?.rtp.packetsReceived ?? 0) > 0 || undefined);
+});
+afterAll(async () => {
+  stopGood.abort();
+  await good.catch(() => undefined);
+  await t?.close();
+});
+
+async function stats(peer: string): Promise<PeerStatsSnapshot | undefined> {
+  const res = await fetch(`${t.url}/stats/${peer}`);
+  return res.ok ? ((await res.json()) as PeerStatsSnapshot) : undefined;
+}
+
+/** The good session received more packets while `action` ran: it kept publishing alongside. */
+async function goodGoesOn(action: () => Promise<void>): Promise<void> {
+  const before = (await stats('good'))!.rtp.packetsReceived;
+  await action();
+  await until('the good session to receive on', async () => ((await stats('good'))!.rtp.packetsReceived > before ? true : undefined));
+}
+
+/** Random datagrams of every size, and of every first byte werift demultiplexes on. */
+function junk(): Buffer[] {
+  const out: Buffer[] = [];
+  for (const n of [0, 1, 2, 20, 100, 1500]) for (let k = 0; k < 3; k++) out.push(randomBytes(n));
+  for (const first of [0, 1, 2, 3, 20, 21, 22, 23, 25, 63, 128, 129, 160, 191, 200, 255]) {
+    for (const n of [1, 2, 5, 12, 13, 14, 20, 40, 100]) {
+      const b = randomBytes(n);
+      b[0] = first;
+      out.push(b);
+    }
+  }
+  return out;
+}
+
+const MAGIC_COOKIE = 0x2112a442;
+
+/** A STUN message: `type`, the header's length as given, and `body` as it is. */
+function stun(type: number, length: number, body: Buffer): Buffer {
+  const header = Buffer.alloc(20);
+  header.writeUInt16BE(type, 0);
+  header.writeUInt16BE(length, 2);
+  header.writeUInt32BE(MAGIC_COOKIE, 4);
+  randomBytes(12).copy(header, 8);
+  return Buffer.concat([header, body]);
+}
+
+/** Malformed STUN: lengths beyond the data, attributes of every kind with wrong lengths, unknown comprehension-required ones, bad MESSAGE-INTEGRITY, another ufrag. */
+function badStun(): Buffer[] {
+  const out = [stun(0x0001, 100, Buffer.alloc(0)), stun(0x0001, 0xfffc, Buffer.alloc(8))];
+  // USERNAME, MESSAGE-INTEGRITY, FINGERPRINT, XOR-MAPPED-ADDRESS, MAPPED-ADDRESS, ICE-CONTROLLED/-ING, PRIORITY, USE-CANDIDATE, ERROR-CODE, unknown required ones.
+  for (const type of [0x0006, 0x0008, 0x8028, 0x0020, 0x0001, 0x8029, 0x802a, 0x0024, 0x0025, 0x0009, 0x7fff, 0x0003]) {
+    for (const len of [0, 1, 3, 4, 8, 20, 0xffff]) {
+      const attribute = Buffer.concat([Buffer.from([type >> 8, type & 0xff, len >> 8, len & 0xff]), randomBytes(Math.min(len, 12))]);
+      for (const messageType of [0x0001, 0x0101, 0x0111]) out.push(stun(messageType, attribute.length, attribute));
+    }
+  }
+  const request = new Message(1, 0);
+  request.setAttribute('USERNAME', 'nobody:else');
+  request.setAttribute('PRIORITY', 12345);
+  request.setAttribute('ICE-CONTROLLING', 1n);
+  request.addMessageIntegrity(Buffer.from('not the password'));
+  request.addFingerprint();
+  out.push(request.bytes);
+  return out;
+}
+
+/** A DTLS record of `type` at `epoch` (DTLS 1.2), its length field `length`. */
+function dtlsRecord(type: number, epoch: number, fragment: Buffer, length = fragment.length): Buffer {
+  const header = Buffer.alloc(13);
+  header[0] = type;
+  header[1] = 0xfe;
+  header[2] = 0xfd;
+  header.writeUInt16BE(epoch, 3);
+  header.writeUInt16BE(length, 11);
+  return Buffer.concat([header, fragment]);
+}
+
+/** A handshake message fragment: type, claimed length, sequence, offset and fragment length as given. */
+function handshake(type: number, length: number, offset: number, fragmentLength: number, body: Buffer): Buffer {
+  const header = Buffer.alloc(12);
+  header[0] = type;
+  header.writeUIntBE(length, 1, 3);
+  header.writeUIntBE(offset, 6, 3);
+  header.writeUIntBE(fragmentLength, 9, 3);
+  return Buffer.concat([header, body]);
+}
+
+function badDtls(): Buffer[] {
+  return [
+    dtlsRecord(22, 0, randomBytes(20), 0xffff),
+    dtlsRecord(22, 0, Buffer.alloc(0), 40),
+    dtlsRecord(22, 0, handshake(1, 0xffffff, 0, 0xffffff, randomBytes(30))),
+    dtlsRecord(22, 0, handshake(1, 0xffffff, 0xfffffe, 1, randomBytes(1))),
+    dtlsRecord(22, 0, handshake(1, 10, 0, 10, randomBytes(10))),
+    dtlsRecord(22, 1, randomBytes(60)),
+    dtlsRecord(23, 1, randomBytes(60)),
+    dtlsRecord(20, 0, Buffer.from([1])),
+    dtlsRecord(21, 0, Buffer.from([2, 40])),
+    dtlsRecord(21, 1, randomBytes(40)),
+    Buffer.concat([dtlsRecord(22, 0, randomBytes(20)), dtlsRecord(22, 0, randomBytes(5), 500)]),
+  ];
+}
+
+async function sendAll(send: (b: Buffer) => Promise<void>, datagrams: Buffer[]): Promise<void> {
+  // A pause now and then: a burst beyond the socket's receive buffer would be dropped by the kernel, unread.
+  for (let i = 0; i < datagrams.length; i++) {
+    await send(datagrams[i]);
+    if (i % 20 === 19) await sleep(1);
+  }
+}
+
+/** Packets of `peer`'s session received so far. */
+async function received(peer: string): Promise<number> {
+  return (await stats(peer))!.rtp.packetsReceived;
+}
+
+describe('a hostile or broken peer', () => {
+  let h: HostilePeer;
+
+  it('datagrams from a stranger before and after the handshake (junk, malformed STUN, DTLS garbage): the session connects, and goes on', async () => {
+    await goodGoesOn(async () => {
+      h = await hostilePeer(`${t.url}/whip/demo/hostile`, async (address) => {
+        const s = await stranger(address);
+        await sendAll(s.send, [...junk(), ...badStun(), ...badDtls()]);
+        s.close();
+      });
+      const s = await stranger(h.address);
+      await sendAll(s.send, [...junk(), ...badStun(), ...badDtls()]);
+      s.close();
+      // And the same from the peer's own address.
+      await sendAll(h.send, [...junk(), ...badStun(), ...badDtls()]);
+    });
+    expect((await stats('hostile'))!.state).toBe('connected');
+  });
+
+  it('DTLS handshake fragments that never complete a message are kept bounded', async () => {
+    // werift keeps every such fragment, from anyone, as long as the session lives (werift-dtls-fragments.ts).
+    let kept = 0;
+    const socket = DtlsSocket.prototype as unknown as { handleFragmentHandshake(this: { bufferFragmentedHandshakes: unknown[] }, m: unknown[]): unknown[] };
+    const handle = socket.handleFragmentHandshake;
+    socket.handleFragmentHandshake = function (m) {
+      const result = handle.call(this, m);
+      kept = Math.max(kept, this.bufferFragmentedHandshakes.length);
+      return result;
+    };
+    try {
+      const fragment = dtlsRecord(22, 0, handshake(1, 0xffffff, 0, 1100, randomBytes(1100)));
+      const s = await stranger(h.address);
+      await goodGoesOn(() => sendAll(s.send, Array.from({ length: 4 * MAX_FRAGMENTS }, () => fragment)));
+      s.close();
+    } finally {
+      socket.handleFragmentHandshake = handle;
+    }
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(MAX_FRAGMENTS);
+    expect((await stats('hostile'))!.state).toBe('connected');
+  });
+
+  it('malformed RTP from the authenticated peer is dropped uncounted; odd but well-formed RTP is counted; the session goes on', async () => {
+    let seq = 1000;
+    let ts = 0;
+    const header = (byte0: number, payloadType = 111, ssrc = h.ssrc) => {
+      const x = Buffer.alloc(12);
+      x[0] = byte0;
+      x[1] = payloadType;
+      x.writeUInt16BE(seq++ & 0xffff, 2);
+      x.writeUInt32BE((ts += 960) >>> 0, 4);
+      x.writeUInt32BE(ssrc >>> 0, 8);
+      return x;
+    };
+    const opus = Buffer.from([0xf8, 0xff, 0xfe]);
+    const malformed: Array<[Buffer, number]> = [];
+    for (let i = 0; i < 10; i++) {
+      malformed.push(
+        // 15 CSRCs claimed, 2 present.
+        [Buffer.concat([header(0x8f), randomBytes(8)]), 12],
+        // A one-byte-header extension block of 256 KiB claimed.
+        [Buffer.concat([header(0x90), Buffer.from([0xbe, 0xde, 0xff, 0xff]), randomBytes(8)]), 16],
+        // Padding of 0 bytes, and more than the payload.
+        [Buffer.concat([header(0xa0), Buffer.from([0xf8, 1, 2, 0])]), 12],
+        [Buffer.concat([header(0xa0), Buffer.from([0xf8, 1, 2, 200])]), 12],
+      );
+    }
+    const before = await received('hostile');
+    await goodGoesOn(async () => {
+      for (const [rtp, headerEnd] of malformed) await h.sendRtp(rtp, headerEnd);
+    });
+    expect(await received('hostile')).toBe(before);
+
+    await goodGoesOn(async () => {
+      const odd: Buffer[] = [];
+      // A zero-length payload, and padding that is the whole payload.
+      odd.push(header(0x80), Buffer.concat([header(0xa0), Buffer.from([0, 0, 0, 4])]));
+      // Every Opus TOC byte with codes 0–3 as they come, short and absurd frame counts (code 3 with 48 frames: 120 ms).
+      for (let toc = 0; toc < 256; toc++) {
+        odd.push(Buffer.concat([header(0x80), Buffer.from([toc]), randomBytes(20)]));
+        odd.push(Buffer.concat([header(0x80), Buffer.from([toc | 3, 0x80 | 48, 0]), randomBytes(60)]));
+        odd.push(Buffer.concat([header(0x80), Buffer.from([toc, 0xff, 0xff])]));
+      }
+      // A payload type that was not negotiated.
+      for (let i = 0; i < 10; i++) odd.push(Buffer.concat([header(0x80, 96), opus]));
+      // A new SSRC every packet.
+      for (let i = 0; i < 300; i++) odd.push(Buffer.concat([header(0x80, 111, 0x10000 + i), opus]));
+      // Sequence numbers and timestamps that leap both ways.
+      for (const [dSeq, dTs] of [[30000, 0], [-30000, 0], [0, 0x7fffffff], [0, -0x7fffffff], [1, -96000], [40000, 0x80000000]]) {
+        seq += dSeq;
+        ts += dTs;
+        for (let i = 0; i < 3; i++) odd.push(Buffer.concat([header(0x80), opus]));
+      }
+      await sendAll((b) => h.sendRtp(b, 12), odd);
+    });
+    await until('the odd packets to be counted', async () => ((await received('hostile')) > before ? true : undefined));
+    expect((await stats('hostile'))!.state).toBe('connected');
+  });
+
+  it('malformed RTCP from the authenticated peer (lengths beyond the data, unknown types, BYE, report counts beyond the data, SDES garbage, NACK, PLI): the session goes on', async () => {
+    const rtcp = (packetType: number, count: number, words: number, body: Buffer) => {
+      const x = Buffer.alloc(8);
+      x[0] = 0x80 | count;
+      x[1] = packetType;
+      x.writeUInt16BE(words, 2);
+      x.writeUInt32BE(h.ssrc, 4);
+      return Buffer.concat([x, body]);
+    };
+    const packets = [
+      rtcp(200, 0, 200, randomBytes(20)),
+      rtcp(210, 0, 3, randomBytes(8)),
+      rtcp(203, 1, 1, Buffer.alloc(0)),
+      rtcp(200, 31, 6, randomBytes(20)),
+      rtcp(201, 31, 1, Buffer.alloc(0)),
+      rtcp(202, 5, 4, Buffer.from([1, 200, 65, 66, 7, 0, 0, 0, 9, 9, 9, 9])),
+      rtcp(205, 1, 3, Buffer.from([0, 0, 0, 1, 0, 5, 0xff, 0xff])),
+      rtcp(206, 1, 2, Buffer.from([0, 0, 0, 1])),
+      rtcp(201, 0, 0, Buffer.alloc(0)),
+      Buffer.concat([rtcp(201, 0, 1, Buffer.alloc(0)), randomBytes(50)]),
+    ];
+    for (let i = 0; i < 200; i++) packets.push(Buffer.concat([Buffer.from([0x80 | (i & 31), 192 + (i % 16), 0, i % 8]), randomBytes(4 + (i % 40))]));
+    await goodGoesOn(() => sendAll(h.sendRtcp, packets));
+    const before = await received('hostile');
+    for (let i = 0; i < 5; i++) {
+      const rtp = Buffer.concat([Buffer.alloc(12), Buffer.from([0xf8, 0xff, 0xfe])]);
+      rtp[0] = 0x80;
+      rtp[1] = 111;
+      rtp.writeUInt16BE(0x7f00 + i, 2);
+      rtp.writeUInt32BE(h.ssrc, 8);
+      await h.sendRtp(rtp, 12);
+    }
+    await until('the session to count packets after the RTCP', async () => ((await received('hostile')) > before ? true : undefined));
+    expect((await stats('hostile'))!.state).toBe('connected');
+    await h.close();
+  });
+
+  it('the good session received and recorded every packet it sent', async () => {
+    stopGood.abort();
+    const sent = await good;
+    const final = await until('the good recording to stop', async () => {
+      const s = await stats('good');
+      return s?.recordings.length && s.recordings.every((r) => r.state === 'stopped') ? s : undefined;
+    });
+    expect(final.state).toBe('ended');
+    await expectComplete(t.url, 'good', sent);
+  });
+});
