@@ -23,8 +23,9 @@ import './werift-rtp-header.js';
 import './werift-receiver.js';
 import './werift-srtp-gcm.js';
 import './werift-srtp-context.js';
-// Bound the DTLS handshake fragments werift keeps (see the module).
+// Bound the DTLS handshake fragments werift keeps, and answer only authenticated STUN requests (see the modules).
 import './werift-dtls-fragments.js';
+import './werift-stun-auth.js';
 import { leanReceivePath } from './werift-events.js';
 import { shortcutRtp } from './werift-rtp-shortcut.js';
 import { PeriodicClock } from '../media/periodic-clock.js';

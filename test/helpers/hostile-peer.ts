@@ -53,9 +53,10 @@ export async function stranger(address: [string, number]): Promise<{ send(datagr
 
 /**
  * Publishes to `url`; `beforeConnect` runs once the answer is in and before
- * the peer starts ICE and DTLS (for what reaches the session's port first).
+ * the peer starts ICE and DTLS (for what reaches the session's port first),
+ * with the server's host candidate and its answer.
  */
-export async function hostilePeer(url: string, beforeConnect?: (address: [string, number]) => Promise<void>): Promise<HostilePeer> {
+export async function hostilePeer(url: string, beforeConnect?: (address: [string, number], answer: string) => Promise<void>): Promise<HostilePeer> {
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
     codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, parameters: 'minptime=10;useinbandfec=1' })] },
@@ -66,7 +67,7 @@ export async function hostilePeer(url: string, beforeConnect?: (address: [string
   await iceGatheringComplete(pc);
   const { answer } = await new WhipClient().publish(url, pc.localDescription!.sdp);
   const address = candidateOf(answer);
-  await beforeConnect?.(address);
+  await beforeConnect?.(address, answer);
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
   for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await sleep(50);
   expect(pc.connectionState).toBe('connected');

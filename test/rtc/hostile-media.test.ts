@@ -11,11 +11,13 @@
  * still counted. vitest fails the file on any uncaught exception or unhandled
  * rejection, which in `earshot serve` would end or mark the process.
  *
- * Fails without the fix: the bounded DTLS fragment buffer
- * (src/rtc/werift-dtls-fragments.ts). Every other case passed before the
- * fixes too and is kept as proof that the server survives it.
+ * Fail without their fixes: the bounded DTLS fragment buffer
+ * (src/rtc/werift-dtls-fragments.ts), and STUN requests answered only when
+ * they authenticate (src/rtc/werift-stun-auth.ts). Every other case passed
+ * before the fixes too and is kept as proof that the server survives it.
  */
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DtlsSocket, Message } from 'werift';
@@ -152,8 +154,65 @@ async function received(peer: string): Promise<number> {
   return (await stats(peer))!.rtp.packetsReceived;
 }
 
+/**
+ * A binding request as a peer of `answer`'s session sends it (RFC 8445 §7.2.2): USERNAME
+ * `<server ufrag>:<ours>`, USE-CANDIDATE unless `nominate` is false, signed with `key` (none:
+ * unsigned). The caller may spoil any part.
+ */
+function bindingRequest(username: string | undefined, key: Buffer | undefined, nominate = true): Message {
+  const request = new Message(1, 0);
+  if (username !== undefined) request.setAttribute('USERNAME', username);
+  request.setAttribute('PRIORITY', 1853817087);
+  request.setAttribute('ICE-CONTROLLING', 1n);
+  if (nominate) request.setAttribute('USE-CANDIDATE', null);
+  if (key) request.addMessageIntegrity(key);
+  request.addFingerprint();
+  return request;
+}
+
+/** What the server's answer says it is: its ICE ufrag and password. */
+function iceCredentials(answer: string): { ufrag: string; pwd: string } {
+  const ufrag = /^a=ice-ufrag:(\S+)/m.exec(answer)?.[1];
+  const pwd = /^a=ice-pwd:(\S+)/m.exec(answer)?.[1];
+  if (!ufrag || !pwd) throw new Error('the answer has no ICE credentials');
+  return { ufrag, pwd };
+}
+
 describe('a hostile or broken peer', () => {
   let h: HostilePeer;
+
+  it('STUN requests that do not authenticate are not answered, nor nominate the sender, before the client connects; an authentic one is answered', async () => {
+    const answered = new Set<string>();
+    const socket = dgram.createSocket('udp4');
+    socket.on('message', (data) => answered.add(data.subarray(8, 20).toString('hex')));
+    await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
+    const sent: Record<string, string> = {};
+    try {
+      const peer = await hostilePeer(`${t.url}/whip/demo/stunned`, async (address, answer) => {
+        const { ufrag, pwd } = iceCredentials(answer);
+        const key = Buffer.from(pwd, 'utf8');
+        const requests: Record<string, Message> = {
+          unsigned: bindingRequest(`${ufrag}:stranger`, undefined),
+          'no username': bindingRequest(undefined, key),
+          'another ufrag': bindingRequest(`not${ufrag}:stranger`, key),
+          'a wrong password': bindingRequest(`${ufrag}:stranger`, Buffer.from(`${pwd}x`, 'utf8')),
+          // Not nominating: whoever knows the password is the client, and may take the session.
+          authentic: bindingRequest(`${ufrag}:stranger`, key, false),
+        };
+        for (const [name, request] of Object.entries(requests)) {
+          sent[name] = request.transactionId.toString('hex');
+          await new Promise<void>((r) => socket.send(request.bytes, address[1], address[0], () => r()));
+        }
+        // The server reads its socket in order: once the last is answered, the others would have been.
+        await until('the authentic request to be answered', async () => (answered.has(sent.authentic) ? true : undefined));
+      });
+      // The stranger's USE-CANDIDATE did not take the session: its own client connected and publishes.
+      await peer.close();
+    } finally {
+      socket.close();
+    }
+    expect(Object.entries(sent).filter(([, id]) => answered.has(id)).map(([name]) => name)).toEqual(['authentic']);
+  });
 
   it('datagrams from a stranger before and after the handshake (junk, malformed STUN, DTLS garbage): the session connects, and goes on', async () => {
     await goodGoesOn(async () => {
