@@ -22,6 +22,15 @@
  *
  * The header is parsed from the bytes before the auth tag without a view of
  * them (`rtpHeaderUpTo`, werift-rtp-header.ts).
+ *
+ * Bounded: werift keeps a rollover state for every SSRC that ever
+ * authenticated, and never forgets one, so a publisher that sends each
+ * packet under a new SSRC grew the server's memory without limit (a state
+ * and its entry per packet). A context remembers the first
+ * `MAX_SSRC_STATES`; a packet of an SSRC beyond them is decrypted as the
+ * first of its stream (rollover counter 0) and not remembered. A real
+ * publisher has one SSRC per track, a few more over a session if its encoder
+ * restarts, all among the first.
  */
 import { SrtpAuthenticationError, type RtpHeader } from 'werift';
 import { rtpHeaderUpTo } from './werift-rtp-header.js';
@@ -55,6 +64,12 @@ export const replacesWeriftContextDecrypt = (() => {
   return /\{\s*\.\.\.existingState\s*\}/.test(source) && /parseSrtpRtpHeader/.test(source) && /updateRolloverCount/.test(source) && /Object\.assign\(existingState, nextState\)/.test(source);
 })();
 
+/** SSRCs whose rollover state one SRTP receive context keeps. */
+export const MAX_SSRC_STATES = 32;
+
+/** States each context has created, counted (werift's states are a plain object: not counted cheaply). */
+const created = new WeakMap<ContextInternals, number>();
+
 /** The rollover state a packet is tried under (werift's `nextState`); written back only once the packet authenticated. */
 const trial: SsrcState = { rolloverCounter: 0, lastSequenceNumber: 0, rolloverHasProcessed: false };
 
@@ -76,8 +91,14 @@ function parseHeader(cipherText: Buffer, authTagLength: number): RtpHeader {
 function decryptRtp(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHeader] {
   const header = parseHeader(cipherText, this.rtpAuthTagLength);
   const existing = this.srtpSSRCStates[header.ssrc];
-  // A new SSRC (once per stream): werift's own function, which creates its state.
-  if (existing === undefined) return weriftContextDecryptRtp.call(this, cipherText);
+  if (existing === undefined) {
+    // A new SSRC (once per stream): werift's own function, which creates its state once the packet authenticated.
+    const dec = weriftContextDecryptRtp.call(this, cipherText);
+    const n = (created.get(this) ?? 0) + 1;
+    if (n > MAX_SSRC_STATES) delete this.srtpSSRCStates[header.ssrc];
+    else created.set(this, n);
+    return dec;
+  }
   trial.rolloverCounter = existing.rolloverCounter;
   trial.lastSequenceNumber = existing.lastSequenceNumber;
   trial.rolloverHasProcessed = existing.rolloverHasProcessed;

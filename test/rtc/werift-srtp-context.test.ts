@@ -12,7 +12,7 @@ import { srtpOutcome } from '../helpers/srtp-outcome.js';
 // The parser and GCM decryption as the server runs them.
 import '../../src/rtc/werift-rtp-header.js';
 import '../../src/rtc/werift-srtp-gcm.js';
-import { replacesWeriftContextDecrypt, weriftContextDecryptRtp } from '../../src/rtc/werift-srtp-context.js';
+import { MAX_SSRC_STATES, replacesWeriftContextDecrypt, weriftContextDecryptRtp } from '../../src/rtc/werift-srtp-context.js';
 
 interface Context {
   srtpSSRCStates: Record<number, object>;
@@ -87,5 +87,23 @@ describe("werift's SRTP receive context, as earshot runs it", () => {
     bad[bad.length - 1] ^= 1;
     expect(() => receiver.decrypt(bad)).toThrow(SrtpAuthenticationError);
     expect(context.srtpSSRCStates).toEqual(before);
+  });
+
+  it('remembers the first SSRCs only: a sender with a new SSRC on every packet grows no state past the bound, and every packet still decrypts', () => {
+    const sender = session(ProtectionProfileAeadAes128Gcm, 12);
+    const receiver = session(ProtectionProfileAeadAes128Gcm, 12);
+    const context = receiver.remoteContext as unknown as Context;
+    // The publisher's own stream first, past a sequence-number wrap: its rollover counter must survive what follows.
+    const own = (n: number) => new RtpHeader({ payloadType: 111, sequenceNumber: n & 0xffff, timestamp: n * 960, ssrc: 7 });
+    for (let n = 65530; n < 65540; n++) receiver.decrypt(sender.encrypt(Buffer.from(`opus ${n}`), own(n)));
+    for (let i = 0; i < 1000; i++) {
+      const h = new RtpHeader({ payloadType: 111, sequenceNumber: i, timestamp: i * 960, ssrc: 0x10000 + i });
+      const payload = Buffer.from(`opus ${i}`);
+      expect(receiver.decrypt(sender.encrypt(payload, h))).toEqual(Buffer.concat([h.serialize(h.serializeSize), payload]));
+    }
+    expect(Object.keys(context.srtpSSRCStates).length).toBe(MAX_SSRC_STATES);
+    expect(context.srtpSSRCStates[7]).toMatchObject({ rolloverCounter: 1 });
+    const payload = Buffer.from('after');
+    expect(receiver.decrypt(sender.encrypt(payload, own(65540)))).toEqual(Buffer.concat([own(65540).serialize(own(65540).serializeSize), payload]));
   });
 });
