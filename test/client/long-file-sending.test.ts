@@ -5,17 +5,17 @@
  * it, decoded); and a file truncated while it is sent ends the send with EARSHOT_WAV_READ_FAILED
  * and a DELETE, rather than sending what the file no longer has.
  */
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import type { PeerStatsSnapshot } from '../../src/index.js';
 import { readWav, toneLevelDb } from '../helpers/audio.js';
+import { liveBytes } from '../helpers/memory.js';
 import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { sparseWav } from '../helpers/wav-files.js';
 
 let t: TestServer;
 let dir: string;
@@ -37,24 +37,9 @@ const RATE = 48000;
  */
 async function longWav(name: string, frames: number, channels: 1 | 2, toneSeconds: number): Promise<string> {
   const path = join(dir, name);
-  const dataBytes = frames * 2 * channels;
-  const head = Buffer.alloc(44);
-  head.write('RIFF', 0);
-  head.writeUInt32LE(Math.min(36 + dataBytes, 0xffffffff), 4);
-  head.write('WAVEfmt ', 8);
-  head.writeUInt32LE(16, 16);
-  head.writeUInt16LE(1, 20);
-  head.writeUInt16LE(channels, 22);
-  head.writeUInt32LE(RATE, 24);
-  head.writeUInt32LE(RATE * 2 * channels, 28);
-  head.writeUInt16LE(2 * channels, 32);
-  head.writeUInt16LE(16, 34);
-  head.write('data', 36);
-  head.writeUInt32LE(dataBytes, 40);
   const tone = Buffer.alloc(toneSeconds * RATE * 2 * channels);
   for (let i = 0; i < toneSeconds * RATE; i++) for (let c = 0; c < channels; c++) tone.writeInt16LE(Math.round(16384 * Math.sin((2 * Math.PI * 1000 * i) / RATE)), (i * channels + c) * 2);
-  await writeFile(path, Buffer.concat([head, tone]));
-  await truncate(path, 44 + dataBytes);
+  await sparseWav(path, frames * 2 * channels, { channels, rate: RATE, head: tone });
   return path;
 }
 
@@ -89,19 +74,9 @@ describe('sending a long file', () => {
   it('loops a 10-minute file holding a few megabytes of it, not the file: memory measured after GC while sending', async () => {
     // 115 MB of 48 kHz stereo: decoded whole (as looping it was), 230 MB of floats, kept while sending.
     const path = await longWav('ten-minutes.wav', 600 * RATE, 2, 1);
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as () => void;
-    /** Live memory: V8 frees unreachable buffers' memory after a collection, in the background; a second one finds it done. */
-    const used = async () => {
-      gc();
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      gc();
-      const m = process.memoryUsage();
-      return m.heapUsed + m.external;
-    };
-    const before = await used();
+    const before = await liveBytes();
     const growth: number[] = [];
-    const measure = fetchWith(async () => void growth.push((await used()) - before));
+    const measure = fetchWith(async () => void growth.push((await liveBytes()) - before));
     const one = await sendAudio({ url: `${t.url}/whip/long/loop`, source: path, loop: true, seconds: 1, speed: FAST, fetch: measure });
     await expectComplete(t.url, 'loop', one);
     const many = await sendMany(2, { url: `${t.url}/whip/long/loops`, source: path, loop: true, seconds: 1, speed: FAST, fetch: measure });

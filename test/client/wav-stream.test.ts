@@ -10,14 +10,13 @@ import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { runInNewContext } from 'node:vm';
-import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
 import { readWavSource } from '../../src/client/wav-source.js';
 import { openWavStream, type WavStream } from '../../src/client/wav-stream.js';
 import { concat, sameSamples } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
+import { liveBytes } from '../helpers/memory.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -214,18 +213,8 @@ describe('streaming a WAV file', () => {
     await writeFile(path, head);
     await truncate(path, 44 + frames * 4);
 
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as () => void;
-    /** Live memory: V8 frees unreachable buffers' memory after a collection, in the background; a second one finds it done. */
-    const used = async () => {
-      gc();
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      gc();
-      const m = process.memoryUsage();
-      return m.heapUsed + m.external;
-    };
     const stream = await openWavStream(path);
-    const before = await used();
+    const before = await liveBytes();
     let peak = 0;
     let read = 0;
     let nextCheck = 0;
@@ -233,7 +222,7 @@ describe('streaming a WAV file', () => {
       for (let p = await stream.read(); p; p = await stream.read()) {
         read += p[0].length;
         if (read >= nextCheck) {
-          peak = Math.max(peak, (await used()) - before);
+          peak = Math.max(peak, (await liveBytes()) - before);
           nextCheck += 30 * rate;
         }
       }

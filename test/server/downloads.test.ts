@@ -16,32 +16,16 @@ import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { expectProblem } from '../helpers/problems.js';
+import { sparseWav } from '../helpers/wav-files.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
 /**
- * A 96 MiB WAV (header + silence): more than the kernel buffers of a loopback
+ * The audio of a big WAV (silence): more than the kernel buffers of a loopback
  * connection hold (Linux autotunes a receive buffer up to tcp_rmem's maximum,
  * 32 MiB here, plus the sender's 4 MiB), so a reader that stops really stalls.
  */
 const BIG_BYTES = 96 * 1024 * 1024;
-async function bigWav(path: string): Promise<void> {
-  const data = BIG_BYTES;
-  const h = Buffer.alloc(44);
-  h.write('RIFF', 0, 'ascii');
-  h.writeUInt32LE(36 + data, 4);
-  h.write('WAVEfmt ', 8, 'ascii');
-  h.writeUInt32LE(16, 16);
-  h.writeUInt16LE(1, 20);
-  h.writeUInt16LE(1, 22);
-  h.writeUInt32LE(48000, 24);
-  h.writeUInt32LE(96000, 28);
-  h.writeUInt16LE(2, 32);
-  h.writeUInt16LE(16, 34);
-  h.write('data', 36, 'ascii');
-  h.writeUInt32LE(data, 40);
-  await writeFile(path, Buffer.concat([h, Buffer.alloc(data)]));
-}
 
 /** Opens a GET for `path` and never reads the body: the server's writes back up. */
 function stalledDownload(port: number, path: string): Promise<{ socket: Socket; status: number }> {
@@ -68,7 +52,7 @@ describe('stalled downloads', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'earshot-downloads-'));
-    await bigWav(join(dir, 'big.wav'));
+    await sparseWav(join(dir, 'big.wav'), BIG_BYTES);
     // The attack's conditions: 256 file descriptors for the whole server process.
     child = spawn('prlimit', ['--nofile=256:256', process.execPath, '--import', 'tsx', join(ROOT, 'test', 'helpers', 'child-server.ts')], {
       cwd: ROOT,

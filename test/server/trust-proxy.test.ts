@@ -7,7 +7,6 @@
  * needs the tokens. The requests here come from 127.0.0.5 (the "proxy") and
  * 127.0.0.6 (a client that connects directly), both on loopback.
  */
-import { open as openFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -17,6 +16,7 @@ import { fetchFrom, openFrom, type OpenResponse } from '../helpers/from-address.
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { expectProblem } from '../helpers/problems.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { sparseWav } from '../helpers/wav-files.js';
 
 const PUBLISH = 'publish-token-behind-a-proxy';
 const ADMIN = 'admin-token-behind-a-proxy';
@@ -73,31 +73,6 @@ describe('trustProxy is checked at start', () => {
   });
 });
 
-/** A 96 MiB WAV of silence, sparse (no disk written): more than a loopback connection buffers, so a reader that stops really stalls the download. */
-async function sparseWav(path: string): Promise<void> {
-  const bytes = 96 * 1024 * 1024;
-  const h = Buffer.alloc(44);
-  h.write('RIFF', 0, 'ascii');
-  h.writeUInt32LE(36 + bytes, 4);
-  h.write('WAVEfmt ', 8, 'ascii');
-  h.writeUInt32LE(16, 16);
-  h.writeUInt16LE(1, 20);
-  h.writeUInt16LE(1, 22);
-  h.writeUInt32LE(48000, 24);
-  h.writeUInt32LE(96000, 28);
-  h.writeUInt16LE(2, 32);
-  h.writeUInt16LE(16, 34);
-  h.write('data', 36, 'ascii');
-  h.writeUInt32LE(bytes, 40);
-  const file = await openFile(path, 'w');
-  try {
-    await file.write(h);
-    await file.truncate(44 + bytes);
-  } finally {
-    await file.close();
-  }
-}
-
 describe('behind a trusted proxy', () => {
   let t: TestServer;
   const lines: string[] = [];
@@ -114,7 +89,8 @@ describe('behind a trusted proxy', () => {
       threads: 1,
       logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }),
     });
-    await sparseWav(join(t.recordingsDir, 'long.wav'));
+    // 96 MiB of silence: more than a loopback connection buffers, so a reader that stops really stalls the download.
+    await sparseWav(join(t.recordingsDir, 'long.wav'), 96 * 1024 * 1024);
   });
   afterAll(async () => {
     for (const h of held) 'destroy' in h ? h.destroy() : h.close();
