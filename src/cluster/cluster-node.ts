@@ -41,7 +41,7 @@ import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { RecordingEntry } from '../sinks/recordings-store.js';
 import type { ServeRecording } from '../server/routes/recordings.js';
 import { ClusterState, HEARTBEAT_MS, type ConfigChange, type NodeRecord } from './cluster-state.js';
-import { forwardedHeaders, bodyOf, jsonOf, relay, requestUrl, streamFrom, vouchForClient, type EngineResponse } from './forward.js';
+import { forwardedHeaders, bodyOf, clientOf, jsonOf, relay, requestUrl, streamFrom, vouchForClient, type EngineResponse } from './forward.js';
 import { mergeClusterStats, type NodeStats, type NodeSummary } from './merge-cluster-stats.js';
 import { RedisPlacement } from './redis-placement.js';
 import type { UpgradeTarget } from './upgrade-proxy.js';
@@ -105,6 +105,8 @@ export interface NodeHost {
 export const HOP_HEADER = 'x-earshot-cluster-hop';
 /** The peer lock's token on a forwarded WHIP POST. */
 const LOCK_HEADER = 'x-earshot-cluster-lock';
+/** A client ticket (`ClusterState.clientTicket`) on a forwarded recording download: whom the owner counts it against. */
+const CLIENT_TICKET_HEADER = 'x-earshot-cluster-client';
 /** Seconds a client refused because Redis is away should wait. */
 const CLUSTER_RETRY_AFTER = 2;
 /** Why a configuration change is refused without Redis (the error's detail). */
@@ -513,6 +515,15 @@ export class ClusterNode {
   // ---- routes
 
   #routes(app: FastifyInstance): void {
+    // A download another node forwards (`/cluster/recordings/…`) names its client with a ticket through
+    // Redis: the per-client download limit then counts that client here, not the node that forwarded it.
+    app.addHook('preHandler', async (req) => {
+      const ticket = header(req, CLIENT_TICKET_HEADER);
+      if (ticket === undefined) return;
+      const client = await this.state.redeemClient(ticket).catch(() => undefined);
+      if (client !== undefined) vouchForClient(req, client);
+    });
+
     app.post('/admin/drain', { config: { body: 'none' } }, async (_req, reply) => {
       void this.drain().catch((e: unknown) => this.#host.log.error({ err: (e as Error).message }, 'cluster: draining failed'));
       return reply.code(202).send({ node: this.#id, state: 'draining', sessions: this.#host.load().sessions, timeoutMs: this.#options.drainTimeoutMs ?? 30_000 });
@@ -575,6 +586,9 @@ export class ClusterNode {
       });
       if (!url) throw errors.NODE_NOT_FOUND(req.params.node);
       const headers = this.#hopHeaders(req);
+      // Without Redis the owner counts the download against this node, as any client's.
+      const ticket = await this.state.clientTicket(clientOf(req)).catch(() => undefined);
+      if (ticket !== undefined) headers[CLIENT_TICKET_HEADER] = ticket;
       return streamFrom(new URL(url), reply, path, headers);
     });
   }
@@ -604,7 +618,7 @@ export class ClusterNode {
 
   /** The client's headers for another node: its own Host (from the URL), and the hop mark. */
   #hopHeaders(req: FastifyRequest): OutgoingHttpHeaders {
-    const { host: _host, ...rest } = forwardedHeaders(req);
+    const { host: _host, [CLIENT_TICKET_HEADER]: _ticket, [LOCK_HEADER]: _lock, ...rest } = forwardedHeaders(req);
     return { ...rest, [HOP_HEADER]: this.#id ?? '' };
   }
 }

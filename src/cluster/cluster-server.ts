@@ -73,7 +73,7 @@ import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { ProcessorEvent } from '../sinks/processors.js';
 import type { EngineMessage, EngineServerOptions } from './engine-protocol.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
-import { bodyOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
+import { bodyOf, clientOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
 import { mergeExpositions } from './front-metrics.js';
 import { EngineSessions } from './engine-sessions.js';
 import { registerEventRoutes } from '../server/routes/events.js';
@@ -666,7 +666,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.patch<{ Params: { peer: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
 
   // ---- recordings: one directory for the machine, served here (signed links verify wherever they were made)
-  serveRecording = registerRecordingRoutes(app, { store }, access, links, downloadLimits);
+  serveRecording = registerRecordingRoutes(app, { store }, access, links, downloadLimits, clientOf);
   await app.register(fastifyStatic, { root: store.dir, serve: false, decorateReply: true });
 
   // ---- pipelines and rooms

@@ -15,6 +15,8 @@
  * - cluster-wide configuration: hashes `earshot:pipelines` (name → document)
  *   and `earshot:rooms` (room → pipeline), with a pub/sub channel that tells
  *   every node to apply a change;
+ * - client tickets: `earshot:client:<ticket>`, the client a node forwards a
+ *   request for, redeemed once by the node it is forwarded to;
  * - `earshot:epoch`: a random id set by the first node to find none, so that
  *   a rejoining node tells a Redis that lost its data from one that did not.
  *
@@ -37,6 +39,8 @@ export const HEARTBEAT_MS = 1000;
  * (the forward's 30 s timeout), so a slow answer never loses its lock.
  */
 export const LOCK_TTL_MS = 35_000;
+/** How long a client ticket (`clientTicket`) can be redeemed, ms: the forwarded request arrives at once. */
+export const CLIENT_TICKET_TTL_MS = 30_000;
 
 /** What a node says about itself in the registry. */
 export interface NodeRecord {
@@ -102,6 +106,8 @@ export interface ClusterStateOptions {
 
 // Compare-and-delete: only the holder frees a lock, only the owner's entry goes.
 const UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+// GETDEL, for Redis before 6.2.
+const GET_AND_DELETE = "local v = redis.call('get', KEYS[1]) if v then redis.call('del', KEYS[1]) end return v";
 const HDEL_IF = "if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) else return 0 end";
 // Compare-and-set: a dead holder's lock goes to the new placement only if nobody else took it meanwhile.
 const TAKE_OVER = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
@@ -263,6 +269,28 @@ export class ClusterState {
   /** Whether `token` holds the lock of `peer` (a node placing a session on another proves it this way). */
   async holds(peer: string, token: string): Promise<boolean> {
     return (await this.#call((r) => r.get(this.#key(`lock:${peer}`)))) === token;
+  }
+
+  // ---- clients vouched for
+
+  /**
+   * A one-time ticket naming `client` (its key, `clientKey`) for `CLIENT_TICKET_TTL_MS`:
+   * a node that forwards a client's request to another passes it along, and
+   * the other redeems it (`redeemClient`) to count the request against that
+   * client rather than the forwarding node. Only nodes reach Redis, so a
+   * ticket that redeems is a node's word.
+   */
+  async clientTicket(client: string): Promise<string> {
+    const ticket = randomBytes(18).toString('base64url');
+    await this.#call((r) => r.set(this.#key(`client:${ticket}`), client.slice(0, 64), 'PX', CLIENT_TICKET_TTL_MS));
+    return ticket;
+  }
+
+  /** The client a ticket names, once (the ticket is deleted); undefined for an unknown or expired ticket. */
+  async redeemClient(ticket: string): Promise<string | undefined> {
+    if (!/^[A-Za-z0-9_-]{24}$/.test(ticket)) return undefined;
+    const client = await this.#call((r) => r.eval(GET_AND_DELETE, 1, this.#key(`client:${ticket}`)));
+    return typeof client === 'string' ? client : undefined;
   }
 
   // ---- ownership

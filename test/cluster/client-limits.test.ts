@@ -7,11 +7,14 @@
  * event streams are bounded as a single process's are. Behind a reverse
  * proxy listed in `--trust-proxy`, the client is the one the proxy names.
  */
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { fetchFrom, openFrom, type OpenResponse } from '../helpers/from-address.js';
+import { fetchFrom, openFrom, stalledGet, type OpenResponse } from '../helpers/from-address.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { expectProblem } from '../helpers/problems.js';
 import { until } from '../helpers/until.js';
+import { sparseWav } from '../helpers/wav-files.js';
 import { startCli, type CliServer } from './cli-server.js';
 import { startNodes, stopNodes } from './cluster-api.js';
 import { startRedis, type TestRedis } from './redis-server.js';
@@ -119,6 +122,41 @@ describe('sessions pending per client behind a front', () => {
     expect([onA.total, onB.total]).toEqual([1, 0]);
     expect(onA.series).toEqual([expect.stringMatching(/^engine="front",code="EARSHOT_TOO_MANY_PENDING" 1$/)]);
   }, 180_000);
+});
+
+describe('downloads through another node of a cluster', () => {
+  it('count against their client on the node that has the recording, not against the node that forwarded them', async () => {
+    redis = await startRedis();
+    const cluster = ['--cluster', redis.url, '--processes', '1', '--threads', '1'];
+    await startNodes([[...COMMON, ...cluster], [...COMMON, ...cluster, '--max-downloads-per-client', '1']], servers);
+    const [a, b] = servers;
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    // B's recording: 96 MiB of silence, more than the loopback connections (client to A, A to B) buffer,
+    // so a client that stops reading holds its download on B.
+    await sparseWav(join(b.recordingsDir, 'long.wav'), 96 * 1024 * 1024);
+    const bId = await until('A to see B', async () => {
+      const { nodes } = (await (await fetch(`${a.url}/cluster/nodes`, { headers: admin })).json()) as { nodes: Array<{ id: string; url: string }> };
+      return nodes.find((n) => n.url === b.url)?.id;
+    });
+    const held: Socket[] = [];
+    const download = async (from: string, node: CliServer, path: string) => {
+      const { status, socket } = await stalledGet(from, node.url, path, admin);
+      held.push(socket);
+      return status;
+    };
+    try {
+      const throughA = `/cluster/recordings/${encodeURIComponent(bId)}/long.wav`;
+      expect(await download('127.0.0.2', a, throughA)).toBe(200);
+      // Another client through A has a download of its own on B (B counted both as A before)…
+      expect(await download('127.0.0.3', a, throughA)).toBe(200);
+      // …and each client has its one: through A, or straight from B.
+      expect(await download('127.0.0.2', a, throughA)).toBe(429);
+      expect(await download('127.0.0.3', b, '/recordings/long.wav')).toBe(429);
+      expect(await download('127.0.0.4', b, '/recordings/long.wav')).toBe(200);
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  }, 120_000);
 });
 
 describe('the front of --processes 2, behind a reverse proxy it believes (--trust-proxy)', () => {

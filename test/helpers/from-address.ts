@@ -5,6 +5,7 @@
  * see them. Answers as a fetch `Response`, for `expectProblem`.
  */
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 
 export function fetchFrom(localAddress: string, url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Response> {
   return new Promise((resolve, reject) => {
@@ -62,5 +63,29 @@ export function openFrom(localAddress: string, url: string, init: { method?: str
       if (!req.destroyed || (e as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(e);
     });
     req.end();
+  });
+}
+
+/**
+ * A GET of `path` on `url`'s server from `localAddress` whose reader stops as soon as the answer
+ * begins: TCP flow control then stalls the server's writes, so a download holds its place (its
+ * per-client and total slots) until the returned socket is destroyed. Resolves with the status.
+ */
+export function stalledGet(localAddress: string, url: string, path: string, headers: Record<string, string>): Promise<{ status: number; socket: Socket }> {
+  return new Promise((resolve, reject) => {
+    const port = Number(new URL(url).port);
+    const socket = connect({ port, host: '127.0.0.1', localAddress });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer to GET ${path} within 10 s`));
+    }, 10_000);
+    socket.once('error', reject);
+    const lines = Object.entries({ host: `127.0.0.1:${port}`, ...headers }).map(([k, v]) => `${k}: ${v}\r\n`);
+    socket.write(`GET ${path} HTTP/1.1\r\n${lines.join('')}\r\n`);
+    socket.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
+      socket.pause();
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(chunk.toString('latin1'))?.[1] ?? 0), socket });
+    });
   });
 }

@@ -7,12 +7,12 @@
  * needs the tokens. The requests here come from 127.0.0.5 (the "proxy") and
  * 127.0.0.6 (a client that connects directly), both on loopback.
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCluster, createServer, EarshotError, type CreateServerOptions } from '../../src/index.js';
-import { fetchFrom, openFrom, type OpenResponse } from '../helpers/from-address.js';
+import { fetchFrom, openFrom, stalledGet, type OpenResponse } from '../helpers/from-address.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { expectProblem } from '../helpers/problems.js';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -135,20 +135,11 @@ describe('behind a trusted proxy', () => {
   });
 
   /** A download of long.wav from `from` for `chain` whose reader stops at once: it holds its place until closed. */
-  const stalledDownload = (from: string, chain: string) =>
-    new Promise<number>((resolve, reject) => {
-      const port = Number(new URL(t.url).port);
-      const socket = connect({ port, host: '127.0.0.1', localAddress: from });
-      held.push(socket);
-      const timer = setTimeout(() => reject(new Error('no response to the download within 10 s')), 10_000);
-      socket.once('error', reject);
-      socket.write(`GET /recordings/long.wav HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${ADMIN}\r\nX-Forwarded-For: ${chain}\r\n\r\n`);
-      socket.once('data', (chunk: Buffer) => {
-        clearTimeout(timer);
-        socket.pause(); // TCP flow control stalls the server's writes
-        resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(chunk.toString('latin1'))?.[1] ?? 0));
-      });
-    });
+  const stalledDownload = async (from: string, chain: string) => {
+    const { status, socket } = await stalledGet(from, t.url, '/recordings/long.wav', { ...admin, ...forwardedFor(chain) });
+    held.push(socket);
+    return status;
+  };
 
   it('gives each client behind it its own downloads, an IPv6 client per /64 and an IPv4-mapped one as its IPv4 address', async () => {
     expect(await stalledDownload(PROXY, '2001:db8:1:2::1')).toBe(200);

@@ -35,8 +35,18 @@ const MAX_PAGE = 1000;
 /** Serves recording `name` to `req` as `GET /recordings/<name>` does (signed link or admin, ranges, download limits). */
 export type ServeRecording = (req: FastifyRequest<{ Querystring: { expires?: string; signature?: string } }>, reply: FastifyReply, name: string) => Promise<FastifyReply>;
 
-// `core` needs only the store (hook: the `--processes N` front serves recordings from the shared directory with no core of its own).
-export function registerRecordingRoutes(app: FastifyInstance, core: Pick<EarshotCore, 'store'>, access: Access, links: DownloadLinks, limits: DownloadLimits): ServeRecording {
+/**
+ * `core` needs only the store (hook: the `--processes N` front serves recordings from the shared directory with no core of its own).
+ * `clientOf`: who a download is from, for `limits.perClient` (a cluster node counts a download another node forwards against the client that node vouches for).
+ */
+export function registerRecordingRoutes(
+  app: FastifyInstance,
+  core: Pick<EarshotCore, 'store'>,
+  access: Access,
+  links: DownloadLinks,
+  limits: DownloadLimits,
+  clientOf: (req: FastifyRequest) => string = requestClient,
+): ServeRecording {
   app.get<{ Querystring: { limit?: string; cursor?: string } }>('/recordings', async (req) => {
     const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw errors.BODY_INVALID(`?limit= must be an integer from 1 to ${MAX_PAGE}.`);
@@ -68,7 +78,7 @@ export function registerRecordingRoutes(app: FastifyInstance, core: Pick<Earshot
     }
     // As the other per-client limits count: an IPv6 client is its /64, so that one host cannot take a
     // slot per address it picks; an IPv4 client seen through a dual-stack listener is its IPv4 address.
-    const client = requestClient(req);
+    const client = clientOf(req);
     const mine = active.get(client) ?? 0;
     if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.perClient, 'from one address'));
     if (running >= limits.total) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.total, 'on this server'));
