@@ -20,6 +20,7 @@
  * fragments of messages other than the one being assembled).
  */
 import { DtlsSocket } from 'werift';
+import { guardCounts } from './guard-counts.js';
 
 /** Fragments of handshake messages kept per DTLS socket. */
 export const MAX_FRAGMENTS = 64;
@@ -41,7 +42,7 @@ if (boundsWeriftFragments) {
   proto.handleFragmentHandshake = function handleFragmentHandshake(this: FragmentInternals, messages: unknown[]): unknown[] {
     const handshakes = weriftHandleFragments.call(this, messages);
     const kept = this.bufferFragmentedHandshakes;
-    if (Array.isArray(kept) && kept.length > MAX_FRAGMENTS) kept.splice(0, kept.length - MAX_FRAGMENTS);
+    if (Array.isArray(kept) && kept.length > MAX_FRAGMENTS) guardCounts.dtlsFragmentsDropped += kept.splice(0, kept.length - MAX_FRAGMENTS).length;
     return handshakes;
   };
 }

@@ -33,6 +33,7 @@
  * restarts, all among the first.
  */
 import { SrtpAuthenticationError, type RtpHeader } from 'werift';
+import { guardCounts } from './guard-counts.js';
 import { rtpHeaderUpTo } from './werift-rtp-header.js';
 import { MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
 
@@ -95,8 +96,10 @@ function decryptRtp(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHea
     // A new SSRC (once per stream): werift's own function, which creates its state once the packet authenticated.
     const dec = weriftContextDecryptRtp.call(this, cipherText);
     const n = (created.get(this) ?? 0) + 1;
-    if (n > MAX_SSRC_STATES) delete this.srtpSSRCStates[header.ssrc];
-    else created.set(this, n);
+    if (n > MAX_SSRC_STATES) {
+      delete this.srtpSSRCStates[header.ssrc];
+      guardCounts.srtpPacketsNotKept++;
+    } else created.set(this, n);
     return dec;
   }
   trial.rolloverCounter = existing.rolloverCounter;

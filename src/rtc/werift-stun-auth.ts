@@ -24,6 +24,7 @@
  * handler, before answering.
  */
 import { Connection, parseMessage } from 'werift';
+import { guardCounts } from './guard-counts.js';
 
 /** What a request event passes to its handlers: werift's parsed message, the sender, the datagram as received. */
 type RequestArgs = [message: { getAttributeValue(name: 'USERNAME'): unknown }, addr: unknown, data: unknown];
@@ -73,7 +74,11 @@ if (authenticatesWeriftRequests) {
     const event = protocol.onRequestReceived;
     if (event && typeof event.execute === 'function' && !(GUARDED in event)) {
       const execute = event.execute;
-      event.execute = (message, addr, data) => (authenticRequest(this, message, data) ? execute(message, addr, data) : undefined);
+      event.execute = (message, addr, data) => {
+        if (authenticRequest(this, message, data)) return execute(message, addr, data);
+        guardCounts.stunUnauthenticated++;
+        return undefined;
+      };
       Object.defineProperty(event, GUARDED, { value: true });
     }
     return weriftEnsureProtocol.call(this, protocol);

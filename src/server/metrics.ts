@@ -24,6 +24,7 @@ import client, { type Metric } from 'prom-client';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import type { EarshotCore } from '../core/earshot-core.js';
 import { LOOP_DELAY_SAMPLE_MS } from '../core/monitoring.js';
+import { guardCounts } from '../rtc/guard-counts.js';
 
 /** How long one read of the server serves a scrape's metrics. */
 const SCRAPE_CACHE_MS = 250;
@@ -107,6 +108,13 @@ export function createMetrics(core: EarshotCore): client.Registry {
   counter('earshot_websocket_frames_dropped_total', 'Audio frames websocket sinks dropped because their queue was full (server slow or unreachable).', () => read().totals.websocketFramesDropped);
   counter('earshot_websocket_reconnects_total', 'Reconnection attempts of websocket sinks.', () => read().totals.websocketReconnects);
   gauge('earshot_websocket_sinks_connected', 'Websocket sinks of live peers whose connection is open now.', () => read().live.reduce((n, p) => n + p.websockets.filter((w) => w.state === 'open').length, 0));
+
+  // Process-wide: the guards patch werift's classes, which every server of the process shares.
+  labelled('earshot_rtc_guarded_total', 'What the guards on the WebRTC stack turned away (process-wide), by guard: unauthenticated STUN requests, DTLS handshake fragments beyond the bound, SRTP packets of streams beyond the ones kept.', 'guard', () => ({
+    stun_unauthenticated: guardCounts.stunUnauthenticated,
+    dtls_fragment_dropped: guardCounts.dtlsFragmentsDropped,
+    srtp_packet_not_kept: guardCounts.srtpPacketsNotKept,
+  }));
 
   gauge('earshot_pool_threads', 'DSP worker threads.', () => read().stats.pool.threads);
   // Utilization over a window: rate(earshot_pool_busy_seconds_total[1m]) / earshot_pool_threads.

@@ -24,6 +24,7 @@ import { DtlsSocket, Message } from 'werift';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
 import type { PeerStatsSnapshot } from '../../src/index.js';
 import { MAX_FRAGMENTS } from '../../src/rtc/werift-dtls-fragments.js';
+import { MAX_SSRC_STATES } from '../../src/rtc/werift-srtp-context.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { hostilePeer, stranger, type HostilePeer } from '../helpers/hostile-peer.js';
 import { expectComplete } from '../helpers/sending.js';
@@ -149,6 +150,14 @@ async function sendAll(send: (b: Buffer) => Promise<void>, datagrams: Buffer[]):
   }
 }
 
+/** What the guards on werift turned away so far, by guard (`earshot_rtc_guarded_total` in /metrics). */
+async function guarded(): Promise<Record<string, number>> {
+  const text = await (await fetch(`${t.url}/metrics`)).text();
+  const counts: Record<string, number> = {};
+  for (const m of text.matchAll(/^earshot_rtc_guarded_total\{guard="(\w+)"\} (\d+)$/gm)) counts[m[1]] = Number(m[2]);
+  return counts;
+}
+
 /** Packets of `peer`'s session received so far. */
 async function received(peer: string): Promise<number> {
   return (await stats(peer))!.rtp.packetsReceived;
@@ -187,6 +196,7 @@ describe('a hostile or broken peer', () => {
     socket.on('message', (data) => answered.add(data.subarray(8, 20).toString('hex')));
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
     const sent: Record<string, string> = {};
+    const before = await guarded();
     try {
       const peer = await hostilePeer(`${t.url}/whip/demo/stunned`, async (address, answer) => {
         const { ufrag, pwd } = iceCredentials(answer);
@@ -212,6 +222,8 @@ describe('a hostile or broken peer', () => {
       socket.close();
     }
     expect(Object.entries(sent).filter(([, id]) => answered.has(id)).map(([name]) => name)).toEqual(['authentic']);
+    // Counted for operators: the four that did not authenticate.
+    expect((await guarded()).stun_unauthenticated - before.stun_unauthenticated).toBe(4);
   });
 
   it('datagrams from a stranger before and after the handshake (junk, malformed STUN, DTLS garbage): the session connects, and goes on', async () => {
@@ -240,6 +252,7 @@ describe('a hostile or broken peer', () => {
       kept = Math.max(kept, this.bufferFragmentedHandshakes.length);
       return result;
     };
+    const before = await guarded();
     try {
       const fragment = dtlsRecord(22, 0, handshake(1, 0xffffff, 0, 1100, randomBytes(1100)));
       const s = await stranger(h.address);
@@ -250,6 +263,10 @@ describe('a hostile or broken peer', () => {
     }
     expect(kept).toBeGreaterThan(0);
     expect(kept).toBeLessThanOrEqual(MAX_FRAGMENTS);
+    // 4 × MAX_FRAGMENTS sent, at most MAX_FRAGMENTS kept: the rest counted as dropped (a datagram the kernel lost is neither).
+    const dropped = (await guarded()).dtls_fragment_dropped - before.dtls_fragment_dropped;
+    expect(dropped).toBeGreaterThanOrEqual(2 * MAX_FRAGMENTS);
+    expect(dropped).toBeLessThanOrEqual(4 * MAX_FRAGMENTS);
     expect((await stats('hostile'))!.state).toBe('connected');
   });
 
@@ -279,6 +296,7 @@ describe('a hostile or broken peer', () => {
       );
     }
     const before = await received('hostile');
+    const guardedBefore = await guarded();
     await goodGoesOn(async () => {
       for (const [rtp, headerEnd] of malformed) await h.sendRtp(rtp, headerEnd);
     });
@@ -308,6 +326,10 @@ describe('a hostile or broken peer', () => {
     });
     await until('the odd packets to be counted', async () => ((await received('hostile')) > before ? true : undefined));
     expect((await stats('hostile'))!.state).toBe('connected');
+    // Of the 300 new SSRCs, the session keeps state for the first MAX_SSRC_STATES − 1 (its own is one): the others' packets are counted.
+    const notKept = (await guarded()).srtp_packet_not_kept - guardedBefore.srtp_packet_not_kept;
+    expect(notKept).toBeGreaterThan(200);
+    expect(notKept).toBeLessThanOrEqual(300 - (MAX_SSRC_STATES - 1));
   });
 
   it('malformed RTCP from the authenticated peer (lengths beyond the data, unknown types, BYE, report counts beyond the data, SDES garbage, NACK, PLI): the session goes on', async () => {

@@ -3,7 +3,7 @@
  * checked against what was actually sent over real loopback WebRTC.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -181,6 +181,9 @@ describe('statistics', () => {
     }
     const latencyBounds = text.split('\n').filter((l) => l.startsWith('earshot_processing_latency_seconds_bucket')).map((l) => /le="([^"]+)"/.exec(l)![1]);
     expect(latencyBounds).toEqual([...EXPORT_BOUNDS_MS.map((ms) => String(ms / 1000)), '+Inf']);
+    // docs/metrics.md documents every metric of earshot's own.
+    const documented = await readFile(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
+    expect([...types.keys()].filter((name) => name.startsWith('earshot_') && !documented.includes(`\`${name}\``))).toEqual([]);
   });
 
   it('event-loop delay: a stall of the main thread shows in /stats (since start) and in /metrics (since the last scrape)', async () => {
