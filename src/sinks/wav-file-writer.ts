@@ -11,7 +11,10 @@
  * file is extended over it (a hole the file system reads as zeros, and
  * stores in no blocks where it can), so an hour's pause costs neither memory
  * nor a pass over hundreds of megabytes of zeros, and never counts against
- * `maxPendingBytes`.
+ * `maxPendingBytes`. So is any silence a flush finds with no audio before it
+ * in the chunk: a pause that arrives a little at a time (a DTX talker's, a
+ * few hundred ms per update) is extended over at each flush, not written as
+ * zeros.
  *
  * The header never claims bytes the file does not hold. Only bytes the system
  * reports written are counted (a write to a full disk can be short: part of
@@ -252,10 +255,25 @@ export class WavFileWriter {
     }
   }
 
+  /**
+   * Puts the silence appended so far into the file's order before a flush:
+   * as a hole when no audio waits in the chunk (the flush would otherwise
+   * write the zeros alone: a silent talker's pause, delivered a few hundred
+   * ms at a time, would reach the disk as ~100 KB of zeros a second), else as
+   * `#placeSilence` does (a short gap after audio goes into the same write).
+   */
+  #settleSilence(): void {
+    if (this.#silence === 0) return;
+    if (this.#chunkUsed > 0) return this.#placeSilence();
+    const hole = this.#silence;
+    this.#silence = 0;
+    this.#queueChunk(hole);
+  }
+
   /** Writes everything appended so far and the final header, then closes the file. */
   async close(): Promise<void> {
     if (this.#closed) return this.#writing;
-    if (this.#silence > 0 && !this.error) this.#placeSilence();
+    if (!this.error) this.#settleSilence();
     this.#closed = true;
     this.#stopFlushing?.();
     this.#queueChunk();
@@ -271,7 +289,7 @@ export class WavFileWriter {
 
   #periodic(): void {
     if (this.#closed || this.error) return;
-    if (this.#silence > 0) this.#placeSilence();
+    this.#settleSilence();
     this.#queueChunk();
     this.#pump();
     // The header follows the data that is on disk, never ahead of it.

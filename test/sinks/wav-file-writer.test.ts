@@ -123,6 +123,31 @@ describe('WavFileWriter', () => {
     }
   });
 
+  it('stores a pause that arrives a little at a time (a DTX talker\'s) as a hole, not as zeros written: it reads as zeros, the audio after it at its time', async () => {
+    const path = join(dir, 'dtx-pause.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1, headerIntervalMs: 20 });
+    w.append(tone(48000));
+    await new Promise((r) => setTimeout(r, 60)); // the tone reaches the disk on its own
+    // 6 s of pause, 200 ms at a time, with flushes in between: each finds silence and no audio.
+    for (let k = 0; k < 30; k++) {
+      w.appendSilence(9600);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    w.append(tone(48000, 48000, 48000));
+    await w.close();
+    const dataBytes = 8 * 48000 * 2;
+    expect(w.dataBytesWritten).toBe(dataBytes);
+    const { size, blocks } = await stat(path);
+    expect(size).toBe(44 + dataBytes);
+    // The two seconds of tone take their blocks; the 6 s of pause (576 000 bytes) next to none.
+    expect(blocks * 512).toBeLessThan(2 * 96000 + 64 * 1024);
+    const samples = new Int16Array((await readFile(path)).buffer, 44, dataBytes / 2);
+    const q = (x: Float32Array) => Array.from(Int16Array.from(x, (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32768)))));
+    expect(Array.from(samples.subarray(0, 48000))).toEqual(q(tone(48000)));
+    expect(samples.subarray(48000, 7 * 48000).every((v) => v === 0)).toBe(true);
+    expect(Array.from(samples.subarray(7 * 48000))).toEqual(q(tone(48000, 48000, 48000)));
+  });
+
   it('ends a file on a long pause with the pause in it', async () => {
     const path = join(dir, 'trailing.wav');
     const w = await WavFileWriter.create(path, { sampleRate: 16000, channels: 2, sampleFormat: 'f32', maxPendingBytes: 64 * 1024 });
