@@ -517,9 +517,10 @@ export class ClusterNode {
   #routes(app: FastifyInstance): void {
     // A download another node forwards (`/cluster/recordings/…`) names its client with a ticket through
     // Redis: the per-client download limit then counts that client here, not the node that forwarded it.
+    // Only there: a ticket costs a Redis call, which no other route need spend on a client's header.
     app.addHook('preHandler', async (req) => {
       const ticket = header(req, CLIENT_TICKET_HEADER);
-      if (ticket === undefined) return;
+      if (ticket === undefined || req.routeOptions.url !== '/recordings/*' || header(req, HOP_HEADER) === undefined) return;
       const client = await this.state.redeemClient(ticket).catch(() => undefined);
       if (client !== undefined) vouchForClient(req, client);
     });
