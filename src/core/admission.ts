@@ -40,7 +40,10 @@ export interface AdmissionOptions {
   maxMachineUtilization?: number;
   /** Refuse while frames wait for a worker beyond this many per stream on average (20 ms each). Default 5. */
   maxQueuedFramesPerStream?: number;
-  /** Refuse while the recent p99 frame latency (RTP in → frame at the sinks) exceeds this, ms. Default 100. */
+  /**
+   * Refuse while the recent p99 frame latency (RTP in → frame at the sinks; a frame that waited in the
+   * reorder buffer for a lost or late packet counts from the end of that wait) exceeds this, ms. Default 100.
+   */
   maxLatencyMs?: number;
   /**
    * The latency p99 is taken over this recent window, ms (the other signals

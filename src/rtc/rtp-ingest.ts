@@ -57,6 +57,19 @@ export interface RtpIngestOptions {
   maxTimestampJumpMs?: number;
 }
 
+/**
+ * `frame`, which waited in the reorder buffer, as released at `now`: its
+ * latency (`arrival` → the sinks) counts from the end of the wait. The wait
+ * is the buffer's own policy (up to `reorderDelayMs` for a missing packet),
+ * as the pool's quiet hold is; what the network did shows in the loss and
+ * reorder counts. Counted from the packet's arrival, every loss would put
+ * the frames after it tens of ms late, and a latency limit (admission's
+ * `maxLatencyMs`) would read a lossy network as an overloaded server.
+ */
+function releasedAt(frame: EncodedFrame, now: number): EncodedFrame {
+  return frame.arrival >= now ? frame : { ...frame, arrival: now };
+}
+
 /** RFC 3550 §6.4.1 receiver statistics, plus counters RTCP does not carry. */
 export interface RtpReceiveStats {
   ssrc: number | undefined;
@@ -314,7 +327,8 @@ export class RtpIngest {
     this.#dropLeap();
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    while (this.#held.size > 0) this.#skipToNextHeld();
+    const now = performance.now();
+    while (this.#held.size > 0) this.#skipToNextHeld(now);
   }
 
   /** What an RTCP report block about the current source says (RFC 3550 §6.4.1), before the interval's fraction lost. */
@@ -436,14 +450,14 @@ export class RtpIngest {
       const next = this.#held.get(this.#nextSeq);
       if (next) {
         this.#held.delete(this.#nextSeq);
-        this.#play(next.frame);
+        this.#play(releasedAt(next.frame, now));
         this.#nextSeq++;
         continue;
       }
       if (this.#held.size === 0) break;
       const oldest = this.#oldestHeld();
       if (this.#held.size > this.#reorderPackets || now - oldest.heldAt >= this.#reorderDelayMs) {
-        this.#skipToNextHeld();
+        this.#skipToNextHeld(now);
         continue;
       }
       break;
@@ -465,9 +479,10 @@ export class RtpIngest {
     return oldest!;
   }
 
-  /** Declares the packets before the lowest held one lost, and plays that one. */
-  #skipToNextHeld(): void {
+  /** Declares the packets before the lowest held one lost, and plays that one, as released at `now`. */
+  #skipToNextHeld(now: number): void {
     const next = this.#oldestHeld();
+    next.frame = releasedAt(next.frame, now);
     const missing = next.extSeq - this.#nextSeq;
     const span = next.frame.position - this.#nextPosition;
     if (missing > 0 && span > 0) {

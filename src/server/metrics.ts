@@ -133,7 +133,7 @@ export function createMetrics(core: EarshotCore): client.Registry {
   gauge('earshot_pool_degraded', '1 while GET /health says degraded (a worker restarting, or a worker fault within the health window), else 0.', () => (core.pool.health().status === 'degraded' ? 1 : 0));
   // The main thread's event-loop delay is prom-client's nodejs_eventloop_lag_* (per scrape, not since start).
 
-  register.registerMetric(histogram('earshot_processing_latency_seconds', 'RTP arrival → processed frame at the sinks, every frame.', core.latency, 1e-3, EXPORT_BOUNDS_MS));
+  register.registerMetric(histogram('earshot_processing_latency_seconds', 'RTP arrival (or the end of a reorder wait) → processed frame at the sinks, every frame.', core.latency, 1e-3, EXPORT_BOUNDS_MS));
   register.registerMetric(histogram('earshot_rtp_jitter_seconds', 'Interarrival jitter (RFC 3550) of each live peer, sampled every second.', core.jitter, 1));
   register.registerMetric(histogram('earshot_pool_task_duration_seconds', 'Worker time per batch task.', core.pool.taskTimes, 1e-3, EXPORT_BOUNDS_MS));
   return register;

@@ -63,7 +63,10 @@ export interface ProcessingStats {
   silenceSeconds: number;
   /** 10 ms frames (per channel, all branches) that skipped a skippable stage (denoise) because they were silent. */
   framesSkippedSilent: number;
-  /** RTP arrival → frame at the sinks over the session (histogram-interpolated percentiles). */
+  /**
+   * RTP arrival → frame at the sinks over the session (histogram-interpolated percentiles): the server's own
+   * delay. A frame that waited in the reorder buffer for an earlier packet counts from the end of that wait.
+   */
   latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null; samples: number };
   /** The same over the last `windowSeconds` (10): what the stream is like now, without its start-up. */
   recentLatencyMs: { p50: number | null; p99: number | null; samples: number; windowSeconds: number };

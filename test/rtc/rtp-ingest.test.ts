@@ -165,6 +165,25 @@ describe('RtpIngest', () => {
     expect(ingest.stats(200).jitter).toBeGreaterThan(0);
   });
 
+  it('counts a frame\'s latency from the end of its wait in the reorder buffer, not from its packet\'s arrival', () => {
+    const { frames, ingest } = collect({ reorderPackets: 3 });
+    // Packet 2 arrives late (at 50, after 3 at 40): 3 waits for it. Packet 5 never arrives: 6, 7 and 8
+    // wait for it until a fourth packet is held, at 180; the one concealed in its place leaves then too.
+    for (const [i, at] of [[0, 0], [1, 20], [3, 40], [2, 50], [4, 80], [6, 120], [7, 140], [8, 160], [9, 180]]) ingest.receive(packet(i, at));
+    expect(frames.map((f) => [f.position / 960, f.payload === null ? 'lost' : 'sent', f.arrival])).toEqual([
+      [0, 'sent', 0],
+      [1, 'sent', 20],
+      [2, 'sent', 50],
+      [3, 'sent', 50],
+      [4, 'sent', 80],
+      [5, 'lost', 180],
+      [6, 'sent', 180],
+      [7, 'sent', 180],
+      [8, 'sent', 180],
+      [9, 'sent', 180],
+    ]);
+  });
+
   it('releases a held packet after the reorder delay even if nothing else arrives', async () => {
     const { frames, ingest } = collect({ reorderDelayMs: 30 });
     const now = performance.now();
