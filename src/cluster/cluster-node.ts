@@ -515,16 +515,6 @@ export class ClusterNode {
   // ---- routes
 
   #routes(app: FastifyInstance): void {
-    // A download another node forwards (`/cluster/recordings/…`) names its client with a ticket through
-    // Redis: the per-client download limit then counts that client here, not the node that forwarded it.
-    // Only there: a ticket costs a Redis call, which no other route need spend on a client's header.
-    app.addHook('preHandler', async (req) => {
-      const ticket = header(req, CLIENT_TICKET_HEADER);
-      if (ticket === undefined || req.routeOptions.url !== '/recordings/*' || header(req, HOP_HEADER) === undefined) return;
-      const client = await this.state.redeemClient(ticket).catch(() => undefined);
-      if (client !== undefined) vouchForClient(req, client);
-    });
-
     app.post('/admin/drain', { config: { body: 'none' } }, async (_req, reply) => {
       void this.drain().catch((e: unknown) => this.#host.log.error({ err: (e as Error).message }, 'cluster: draining failed'));
       return reply.code(202).send({ node: this.#id, state: 'draining', sessions: this.#host.load().sessions, timeoutMs: this.#options.drainTimeoutMs ?? 30_000 });
@@ -587,11 +577,26 @@ export class ClusterNode {
       });
       if (!url) throw errors.NODE_NOT_FOUND(req.params.node);
       const headers = this.#hopHeaders(req);
-      // Without Redis the owner counts the download against this node, as any client's.
-      const ticket = await this.state.clientTicket(clientOf(req)).catch(() => undefined);
+      // The owner counts the download against the client this names (`downloadClient`). A link that has
+      // expired gets no ticket (the owner refuses it), and if the ticket cannot be written the owner
+      // counts the download against this node, as it would any client's.
+      const live = !signed || Number(req.query.expires) * 1000 >= Date.now();
+      const ticket = live ? await this.state.clientTicket(clientOf(req)).catch(() => undefined) : undefined;
       if (ticket !== undefined) headers[CLIENT_TICKET_HEADER] = ticket;
       return streamFrom(new URL(url), reply, path, headers);
     });
+  }
+
+  /**
+   * Who a download of one of this node's recordings is from, for the limit
+   * per client: for one another node forwarded (`/cluster/recordings/…`), the
+   * client its ticket names; else the request's own client. Called once the
+   * request is authorized (a ticket costs a Redis call).
+   */
+  async downloadClient(req: FastifyRequest): Promise<string> {
+    const ticket = header(req, CLIENT_TICKET_HEADER);
+    const named = ticket !== undefined && header(req, HOP_HEADER) !== undefined ? await this.state.redeemClient(ticket).catch(() => undefined) : undefined;
+    return named ?? clientOf(req);
   }
 
   async #nodesOr503(reply: FastifyReply): Promise<NodeRecord[]> {

@@ -666,7 +666,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.patch<{ Params: { peer: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
 
   // ---- recordings: one directory for the machine, served here (signed links verify wherever they were made)
-  serveRecording = registerRecordingRoutes(app, { store }, access, links, downloadLimits, clientOf);
+  // A download another node of the cluster forwards counts against the client it names (ClusterNode.downloadClient).
+  serveRecording = registerRecordingRoutes(app, { store }, access, links, downloadLimits, (req) => (node ? node.downloadClient(req) : clientOf(req)));
   await app.register(fastifyStatic, { root: store.dir, serve: false, decorateReply: true });
 
   // ---- pipelines and rooms

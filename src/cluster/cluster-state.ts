@@ -40,7 +40,7 @@ export const HEARTBEAT_MS = 1000;
  */
 export const LOCK_TTL_MS = 35_000;
 /** How long a client ticket (`clientTicket`) can be redeemed, ms: the forwarded request arrives at once. */
-export const CLIENT_TICKET_TTL_MS = 30_000;
+export const CLIENT_TICKET_TTL_MS = 10_000;
 
 /** What a node says about itself in the registry. */
 export interface NodeRecord {

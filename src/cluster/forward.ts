@@ -117,16 +117,13 @@ export function clientOf(req: FastifyRequest): string {
 }
 
 /**
- * Takes `client` (a key, `clientKey`) as the client of `req`, by default the
- * one `CLIENT_HEADER` names: only for a request from a cluster node that
- * proved itself through Redis (it holds the peer's placement lock, or
- * redeemed a client ticket), whose own peer address is that node's, not the
- * client's.
+ * Takes `CLIENT_HEADER` of `req` as its client: only for a request from a
+ * cluster node that proved itself (it holds the peer's placement lock), whose
+ * own peer address is that node's, not the client's.
  */
-export function vouchForClient(req: FastifyRequest, client?: string): void {
-  const named = req.headers[CLIENT_HEADER];
-  const key = client ?? (typeof named === 'string' && named !== '' ? forwardedClient(req.headers, req.ip) : undefined);
-  if (key !== undefined) vouched.set(req.raw, key.slice(0, 64));
+export function vouchForClient(req: FastifyRequest): void {
+  const v = req.headers[CLIENT_HEADER];
+  if (typeof v === 'string' && v !== '') vouched.set(req.raw, forwardedClient(req.headers, req.ip));
 }
 
 /**

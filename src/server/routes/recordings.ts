@@ -37,7 +37,7 @@ export type ServeRecording = (req: FastifyRequest<{ Querystring: { expires?: str
 
 /**
  * `core` needs only the store (hook: the `--processes N` front serves recordings from the shared directory with no core of its own).
- * `clientOf`: who a download is from, for `limits.perClient` (a cluster node counts a download another node forwards against the client that node vouches for).
+ * `clientOf`: who a download is from, for `limits.perClient`, asked once the download is authorized (a cluster node counts a download another node forwards against the client that node names).
  */
 export function registerRecordingRoutes(
   app: FastifyInstance,
@@ -45,7 +45,7 @@ export function registerRecordingRoutes(
   access: Access,
   links: DownloadLinks,
   limits: DownloadLimits,
-  clientOf: (req: FastifyRequest) => string = requestClient,
+  clientOf: (req: FastifyRequest) => string | Promise<string> = requestClient,
 ): ServeRecording {
   app.get<{ Querystring: { limit?: string; cursor?: string } }>('/recordings', async (req) => {
     const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
@@ -78,7 +78,7 @@ export function registerRecordingRoutes(
     }
     // As the other per-client limits count: an IPv6 client is its /64, so that one host cannot take a
     // slot per address it picks; an IPv4 client seen through a dual-stack listener is its IPv4 address.
-    const client = clientOf(req);
+    const client = await clientOf(req);
     const mine = active.get(client) ?? 0;
     if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.perClient, 'from one address'));
     if (running >= limits.total) throw withRetry(reply, errors.TOO_MANY_DOWNLOADS(limits.total, 'on this server'));
