@@ -322,12 +322,11 @@ export class RtpIngest {
     return position;
   }
 
-  /** Emits everything held (end of stream). */
-  flush(): void {
+  /** Emits everything held (end of stream), as released at `now` (the clock of the packets' `arrival`). */
+  flush(now = performance.now()): void {
     this.#dropLeap();
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const now = performance.now();
     while (this.#held.size > 0) this.#skipToNextHeld(now);
   }
 
@@ -374,7 +373,7 @@ export class RtpIngest {
       this.#receivedBefore = this.#received;
       // A new SSRC (sender restarted its stream): play out what we hold, then
       // continue media time where the old source ended.
-      this.flush();
+      this.flush(p.arrival);
       this.#positionOffset = this.#nextPosition;
       this.#recent.fill(-1);
       this.#lastTransit = undefined;
