@@ -129,6 +129,11 @@ describe('earshot serve --processes 2', () => {
     expect(metrics).toMatch(/^earshot_sessions_started_total\{engine="1"\} \d+$/m);
     expect(metrics).toMatch(/^earshot_engines_up\{engine="front"\} 2$/m);
     expect(metrics.match(/^# TYPE earshot_sessions_started_total /gm)).toHaveLength(1);
+    // docs/metrics.md documents every earshot_ metric of the machine, the front's included.
+    const documented = await readFile(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
+    const names = [...metrics.matchAll(/^# TYPE (earshot_\w+) /gm)].map((m) => m[1]);
+    expect(names).toContain('earshot_engine_restarts_total');
+    expect(names.filter((name) => !documented.includes(`\`${name}\``))).toEqual([]);
     expect((await fetch(`${s.url}/`)).status).toBe(200); // the dashboard
     // A browser's CORS preflight for WHIP: the front's CORS headers, the engine's WHIP headers.
     const preflight = await fetch(`${s.url}/whip/room/peer`, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
