@@ -125,21 +125,48 @@ describe('WavFileWriter', () => {
 
   it('stores a pause that arrives a little at a time (a DTX talker\'s) as a hole, not as zeros written: it reads as zeros, the audio after it at its time', async () => {
     const path = join(dir, 'dtx-pause.wav');
-    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1, headerIntervalMs: 20 });
+    // The bytes of audio the writer hands the file system (past the header), and how often it extends the file.
+    let dataWritten = 0;
+    let extended = 0;
+    const w = await WavFileWriter.create(path, {
+      sampleRate: 48000,
+      channels: 1,
+      headerIntervalMs: 20,
+      openFile: async (p) => {
+        const fh = await open(p, 'wx');
+        return {
+          write: (buffer: Buffer, offset: number, length: number, position: number) => {
+            if (position >= 44) dataWritten += length;
+            return fh.write(buffer, offset, length, position);
+          },
+          truncate: (length: number) => {
+            extended++;
+            return fh.truncate(length);
+          },
+          close: () => fh.close(),
+        };
+      },
+    });
+    const sizeReaches = async (bytes: number) => {
+      while ((await stat(path)).size < bytes) await new Promise((r) => setTimeout(r, 5));
+    };
     w.append(tone(48000));
-    await new Promise((r) => setTimeout(r, 60)); // the tone reaches the disk on its own
-    // 6 s of pause, 200 ms at a time, with flushes in between: each finds silence and no audio.
-    for (let k = 0; k < 30; k++) {
+    await sizeReaches(44 + 96000); // the tone is on disk: what comes next starts a chunk of its own
+    // 6 s of pause, 200 ms at a time, each placed by a flush before the next arrives.
+    for (let k = 1; k <= 30; k++) {
       w.appendSilence(9600);
-      await new Promise((r) => setTimeout(r, 25));
+      await sizeReaches(44 + 96000 + k * 19200);
     }
     w.append(tone(48000, 48000, 48000));
     await w.close();
     const dataBytes = 8 * 48000 * 2;
     expect(w.dataBytesWritten).toBe(dataBytes);
+    // Only the two seconds of tone were written; the pause extended the file, 30 times.
+    expect(dataWritten).toBe(2 * 96000);
+    expect(extended).toBe(30);
     const { size, blocks } = await stat(path);
     expect(size).toBe(44 + dataBytes);
-    // The two seconds of tone take their blocks; the 6 s of pause (576 000 bytes) next to none.
+    // On disk (ext4, XFS, tmpfs: file systems with holes) the pause takes next to no blocks.
     expect(blocks * 512).toBeLessThan(2 * 96000 + 64 * 1024);
     const samples = new Int16Array((await readFile(path)).buffer, 44, dataBytes / 2);
     const q = (x: Float32Array) => Array.from(Int16Array.from(x, (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32768)))));
