@@ -1,6 +1,7 @@
 /**
  * What earshot's guards on werift turned away (werift-stun-auth.ts,
- * werift-dtls-fragments.ts, werift-srtp-context.ts), counted for the metrics
+ * werift-dtls-fragments.ts, werift-srtp-context.ts), and the SRTP packets
+ * that failed authentication, counted for the metrics
  * (`earshot_rtc_guarded_total`): a peer or a stranger sending what no real
  * client sends shows there, where it otherwise leaves no trace. The guards
  * patch werift's classes, which every server in the process shares, so the
@@ -11,6 +12,8 @@ export const guardCounts = {
   stunUnauthenticated: 0,
   /** DTLS handshake fragments dropped from a socket's reassembly buffer, beyond its bound. */
   dtlsFragmentsDropped: 0,
+  /** SRTP packets that failed authentication (or were too malformed to check): dropped. */
+  srtpUnauthenticated: 0,
   /** SRTP packets of streams (SSRCs) beyond the ones whose state a session keeps: decrypted as their stream's first, not remembered. */
   srtpPacketsNotKept: 0,
 };

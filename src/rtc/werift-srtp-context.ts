@@ -113,4 +113,18 @@ function decryptRtp(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHea
   return dec;
 }
 
-if (replacesWeriftContextDecrypt) proto.decryptRtp = decryptRtp;
+/**
+ * `decryptRtp`, counting the packets that fail SRTP's checks
+ * (`guardCounts.srtpUnauthenticated`) on their way to werift's transport,
+ * which drops them without a trace.
+ */
+function decryptRtpCounted(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHeader] {
+  try {
+    return decryptRtp.call(this, cipherText);
+  } catch (e) {
+    if (e instanceof SrtpAuthenticationError) guardCounts.srtpUnauthenticated++;
+    throw e;
+  }
+}
+
+if (replacesWeriftContextDecrypt) proto.decryptRtp = decryptRtpCounted;
