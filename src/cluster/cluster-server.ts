@@ -48,12 +48,11 @@ import fastifyStatic from '@fastify/static';
 import client from 'prom-client';
 import { Subject } from 'rxjs';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
-import { Access } from '../server/access.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
 import { defaultIceHosts, type CreateServerOptions } from '../server/create-server.js';
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
-import { checkProxyAccess, trustedProxies } from '../server/trust-proxy.js';
+import { listenerAccess } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
@@ -66,7 +65,7 @@ import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashb
 import { registerRecordingRoutes, type ServeRecording } from '../server/routes/recordings.js';
 import { checkName, notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
 import { loadTls } from '../server/tls.js';
-import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
+import { iceConfig } from '../rtc/ice-config.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp-offer.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
@@ -204,13 +203,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const processes = options.processes ?? defaultProcesses();
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
-  // The same checks as createServer, made here because the front is what faces the network.
-  const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
-  if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
-  // The front faces the proxies: it reads their headers and names the client to its engines and to the
-  // other nodes (`CLIENT_HEADER`, forward.ts); the engines believe no proxy (createEngineServer).
-  const trustProxy = trustedProxies(options.trustProxy);
-  checkProxyAccess(trustProxy, access, options.insecure);
+  // The same checks as createServer, made here because the front is what faces the network. It also faces
+  // the proxies: it reads their headers and names the client to its engines and to the other nodes
+  // (`CLIENT_HEADER`, forward.ts); the engines believe no proxy (createEngineServer).
+  const { access, trustProxy } = listenerAccess(options, host);
   for (const [name, list] of [['corsOrigins', options.corsOrigins], ['whipCorsOrigins', options.whipCorsOrigins]] as const) {
     for (const origin of list ?? []) checkOrigin(name, origin, name === 'whipCorsOrigins');
   }

@@ -24,8 +24,6 @@ import { applyConnectionLimit } from './connection-limit.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
-import { errors } from '../errors.js';
-import { Access } from './access.js';
 import { corsPolicy, checkOrigin } from './cors-policy.js';
 import { installAccessControl } from './access-control.js';
 import { DownloadLinks } from './download-links.js';
@@ -44,7 +42,7 @@ import { QuietRoutesLogController } from './request-logs.js';
 import { loadTls } from './tls.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
 import { forwardedClient } from './client-address.js';
-import { checkProxyAccess, trustedProxies } from './trust-proxy.js';
+import { listenerAccess } from './trust-proxy.js';
 
 export type { CreateServerOptions } from './server-options.js';
 
@@ -118,11 +116,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   checkServerOptions(options);
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
-  const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
-  // An open admin API on a reachable address hands out every recording: refuse it unless told otherwise.
-  if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
-  const trustProxy = trustedProxies(options.trustProxy);
-  checkProxyAccess(trustProxy, access, options.insecure);
+  const { access, trustProxy } = listenerAccess(options, host);
   const downloadLimits = {
     perClient: options.maxDownloadsPerClient ?? 4,
     total: options.maxDownloads ?? 32,

@@ -20,7 +20,8 @@
 import { isIP } from 'node:net';
 import { errors } from '../errors.js';
 import { describeValue } from '../core/option-checks.js';
-import type { Access } from './access.js';
+import { Access } from './access.js';
+import { isLoopbackHost } from '../rtc/ice-config.js';
 
 /** The range names proxy-addr expands (loopback: 127.0.0.0/8 and ::1; linklocal: 169.254.0.0/16, fe80::/10; uniquelocal: 10/8, 172.16/12, 192.168/16, fc00::/7). */
 export const PROXY_RANGE_NAMES: readonly string[] = ['loopback', 'linklocal', 'uniquelocal'];
@@ -90,4 +91,18 @@ export function checkProxyAccess(trusted: readonly string[] | undefined, access:
   if (access.publishOpen) {
     throw errors.OPTION_INVALID(name, 'needs a publish token (token, --token): without one publishing is open, which earshot allows only to clients on its own machine, and clients through a proxy are not. Set the publish token, or insecure (--insecure) to let anyone who reaches the proxy publish (the admin token still guards the admin API)');
   }
+}
+
+/**
+ * The roles and the proxies to believe of a listener that faces the network
+ * (`createServer`, the front of `createCluster`), with its refusals: an open
+ * admin API on a reachable `host` (`EARSHOT_INSECURE_BIND`: it would hand out
+ * every recording), and proxies named while a role is open (`checkProxyAccess`).
+ */
+export function listenerAccess(options: { token?: string; adminToken?: string; insecure?: boolean; trustProxy?: unknown }, host: string): { access: Access; trustProxy: string[] | undefined } {
+  const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
+  if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
+  const trustProxy = trustedProxies(options.trustProxy);
+  checkProxyAccess(trustProxy, access, options.insecure);
+  return { access, trustProxy };
 }
