@@ -37,7 +37,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { encodeSource, sendAudio, sendMany, type EncodedSource } from '../src/client/audio-sender.js';
-import { readWavSource } from '../src/client/wav-source.js';
+import { readWavSource } from '../src/client/wav-stream.js';
 import { quantileOf, type LatencyHistogramSnapshot } from '../src/media/latency-histogram.js';
 import type { ProbeWindow } from './probe.js';
 

@@ -22,7 +22,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeSource, sendMany } from '../src/client/audio-sender.js';
-import { readWavSource } from '../src/client/wav-source.js';
+import { readWavSource } from '../src/client/wav-stream.js';
 import { quantileOf, type LatencyHistogramSnapshot } from '../src/media/latency-histogram.js';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');

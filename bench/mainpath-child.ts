@@ -25,7 +25,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { GCProfiler, getHeapStatistics } from 'node:v8';
 import { encodeSource } from '../src/client/audio-sender.js';
-import { readWavSource } from '../src/client/wav-source.js';
+import { readWavSource } from '../src/client/wav-stream.js';
 import { PeerPipeline } from '../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../src/pipeline/pipeline.js';
 import { WorkerPool } from '../src/pool/worker-pool.js';

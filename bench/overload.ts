@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSource, sendAudio, type SendResult } from '../src/client/audio-sender.js';
 import { WhipRequestError } from '../src/client/whip-client.js';
-import { readWavSource } from '../src/client/wav-source.js';
+import { readWavSource } from '../src/client/wav-stream.js';
 import { ROOT, rssBytes, startEarshot } from './capacity.js';
 
 export interface OverloadResult {

@@ -27,7 +27,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSource, sendMany } from '../src/client/audio-sender.js';
-import { readWavSource } from '../src/client/wav-source.js';
+import { readWavSource } from '../src/client/wav-stream.js';
 import { cpuNs, median, ROOT, rssBytes, startEarshot } from './capacity.js';
 
 export interface SoakMinute {

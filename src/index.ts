@@ -93,5 +93,6 @@ export {
   type BiquadSetting,
 } from './facade/audio-processor.js';
 export { sendAudio, sendMany, encodeSource, type SendOptions, type SendResult, type SendProgress, type EncodedSource, type ReceiverReport } from './client/audio-sender.js';
-export { readWavSource, type PcmSource } from './client/wav-source.js';
+export { type PcmSource } from './client/wav-source.js';
+export { readWavSource } from './client/wav-stream.js';
 export { WhipClient, WhipRequestError, type WhipPublishResult, type WhipClientOptions } from './client/whip-client.js';

@@ -1,13 +1,13 @@
 /**
- * Reads WAV files (any PCM or float encoding, A-law, µ-law or mono IMA ADPCM; any rate, any
- * channel count) as 48 kHz float PCM with 1 or 2 channels, ready for the Opus encoder.
- * `readWavSource` decodes a whole file (or its start) into memory; `openWav` parses a file's
- * header for the streaming reader (wav-stream.ts), which decodes the data chunk a stretch at a
- * time with the same functions, so that the two give the same samples.
+ * Decodes WAV files (any PCM or float encoding, A-law, µ-law or mono IMA ADPCM; any rate, any
+ * channel count) for the Opus encoder: `openWav` parses a file's header, `decodeChunk` decodes
+ * its data chunk a stretch at a time, and the mixing and resampling turn the stretches into
+ * 48 kHz float PCM with 1 or 2 channels. wav-stream.ts reads a file with them, a stretch at a
+ * time (`openWavStream`) or whole (`readWavSource`).
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import wavefile from 'wavefile';
-import { loadSpeex, SpeexResampler } from '../../wasm/speex.js';
+import { SpeexResampler } from '../../wasm/speex.js';
 import { errors } from '../errors.js';
 import { failOption } from '../option-checks.js';
 
@@ -22,29 +22,6 @@ const unreadable = errors.WAV_UNREADABLE;
 /** `EARSHOT_OPTION_INVALID` unless `channels` is 1, 2 or not given: an encoder of other counts failed with a bare number. */
 export function checkChannels(channels: unknown): void {
   if (channels !== undefined && channels !== 1 && channels !== 2) failOption('channels', '1 or 2', channels);
-}
-
-/**
- * Loads `file` and converts it to 48 kHz with `channels` channels, 1 or 2 (default: 1 for mono
- * files, 2 otherwise; a file of more than two is mixed down to stereo first). With `seconds`,
- * only about that much of the start is read, decoded and resampled (at least `seconds`, exactly
- * as the whole file would give it), for sending no more than that: a 10-minute file took 12 s
- * and 1 GB of memory to send 1 s. The whole audio is held in memory (a 10-minute 48 kHz stereo
- * file takes 230 MB): `sendAudio` streams a file it is given by path instead.
- */
-export async function readWavSource(file: string, channels?: 1 | 2, seconds?: number): Promise<PcmSource> {
-  checkChannels(channels);
-  const wav = await openWav(file);
-  let planes: Float32Array[];
-  try {
-    // Past `seconds`, the resampler's filter still reads ahead a few hundred samples: 0.1 s more covers it.
-    const frames = seconds === undefined ? wav.frames : Math.min(wav.frames, Math.ceil((seconds + 0.1) * wav.fmt.sampleRate));
-    const bytes = Math.min(wav.dataBytes, bytesFor(wav, frames));
-    planes = capFrames(decodeChunk(wav, await wav.read(0, bytes), bytes === wav.dataBytes), frames);
-  } finally {
-    await wav.close();
-  }
-  return toSource(toStereo(planes, wav.fmt), wav.fmt.sampleRate, channels ?? defaultChannels(wav));
 }
 
 /** 1 for a mono file, 2 for any other. */
@@ -237,12 +214,6 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
     },
     close: () => bytes.close(),
   };
-}
-
-/** The bytes of the data chunk that decode to at least its first `frames`. */
-function bytesFor(wav: WavFile, frames: number): number {
-  // An IMA ADPCM block more: wavefile's decoder leaves the last block of what it is given silent.
-  return wav.encoding === 'ima' ? (Math.ceil(frames / wav.unitFrames) + 1) * wav.unitBytes : frames * wav.unitBytes;
 }
 
 interface Chunks {
@@ -531,15 +502,6 @@ function gains(speaker: number): [number, number] {
   return [Math.SQRT1_2, Math.SQRT1_2]; // centre speakers, and channels without a position
 }
 
-/** Mixes to 1 or 2 channels and resamples to 48 kHz, keeping the exact duration and alignment. */
-export async function toSource(planes: Float32Array[], sampleRate: number, channels: 1 | 2): Promise<PcmSource> {
-  const mixed = mixTo(planes, channels);
-  if (sampleRate === 48000) return { sampleRate: 48000, channels: mixed };
-  await loadSpeex();
-  const frames = framesAt48k(mixed[0].length, sampleRate);
-  return { sampleRate: 48000, channels: mixed.map((p) => resampleExact(p, sampleRate, frames)) };
-}
-
 /** One or two channels of the file's (at most two): mono the mean of them, stereo a mono file's channel twice. */
 export function mixTo(planes: Float32Array[], channels: 1 | 2): Float32Array[] {
   if (channels === 2) return [planes[0], planes[1] ?? planes[0]];
@@ -553,36 +515,18 @@ export function framesAt48k(frames: number, rate: number): number {
   return Math.round((frames * 48000) / rate);
 }
 
-/** Speex at quality 7: the whole-file and streaming resamplers must be configured alike to give the same samples. */
+/** Speex at quality 7. */
 const newResampler = (rate: number) => new SpeexResampler(1, rate, 48000, 7);
 
 /** Zeros fed after the input to flush the filter: its delay and a margin, at the input rate. */
 const tailLength = (delay: number, rate: number) => Math.ceil(((delay + 64) * rate) / 48000);
 
-/** Offline resampling: feeds trailing zeros to flush the filter and drops its leading delay. */
-function resampleExact(input: Float32Array, rate: number, frames: number): Float32Array {
-  const r = newResampler(rate);
-  try {
-    const delay = r.outputLatency;
-    const tail = new Float32Array(tailLength(delay, rate));
-    const a = r.process(input);
-    const b = r.process(tail);
-    const all = new Float32Array(a.length + b.length);
-    all.set(a);
-    all.set(b, a.length);
-    const out = new Float32Array(frames);
-    out.set(all.subarray(delay, delay + frames));
-    return out;
-  } finally {
-    r.close();
-  }
-}
-
 /**
- * `resampleExact` a stretch at a time, for a file streamed from disk: the same samples, since the
- * Speex filter's output does not depend on how its input is split (its state carries over); the
- * leading delay is dropped from the first outputs, the flush is fed by `finish()`, and the output
- * is cut or padded with zeros to `frames` as the whole-file resampler's is. `loadSpeex()` first.
+ * A file's rate to 48 kHz, a stretch at a time: the Speex filter's output does not depend on how
+ * its input is split (its state carries over), so every split gives the same samples. The
+ * filter's leading delay is dropped from the first outputs, `finish()` feeds zeros to flush its
+ * tail, and the output is cut or padded with zeros to `frames`: the same duration, aligned with
+ * the input. `loadSpeex()` first.
  */
 export class StreamResampler {
   readonly #speex: SpeexResampler[];

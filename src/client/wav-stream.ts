@@ -1,18 +1,41 @@
 /**
- * A WAV file streamed from disk as 48 kHz PCM, a stretch at a time: what `sendAudio` sends a file
- * by path from. `readWavSource` held a whole file's audio in memory as 48 kHz floats (a 10-minute
- * stereo file took 230 MB, a 2-hour recording gigabytes); this holds about a second of it. The
- * samples are exactly `readWavSource`'s: the same header parsing and decoders, the same mixing,
- * and the same resampler fed the same input in pieces.
+ * A WAV file read from disk as 48 kHz PCM, a stretch at a time: what `sendAudio` sends a file by
+ * path from, holding about a second of it whatever the file's length (a 10-minute stereo file is
+ * 230 MB of 48 kHz floats, a 2-hour recording gigabytes). `readWavSource` reads the same
+ * stretches into memory whole, for a program that wants the samples.
  */
 import { loadSpeex } from '../../wasm/speex.js';
-import { capFrames, checkChannels, decodeChunk, defaultChannels, framesAt48k, mixTo, openWav, StreamResampler, toStereo, type WavFile } from './wav-source.js';
+import { capFrames, checkChannels, decodeChunk, defaultChannels, framesAt48k, mixTo, openWav, StreamResampler, toStereo, type PcmSource, type WavFile } from './wav-source.js';
+
+/**
+ * Reads `file` whole as 48 kHz PCM with `channels` channels, 1 or 2 (default: 1 for mono files, 2
+ * otherwise; a file of more than two is mixed down to stereo first). With `seconds`, only about
+ * that much of the start is read, decoded and resampled, and the first `seconds` are given,
+ * exactly as the whole file gives them. The whole audio is held in memory (a 10-minute 48 kHz
+ * stereo file takes 230 MB): `sendAudio` streams a file it is given by path instead.
+ */
+export async function readWavSource(file: string, channels?: 1 | 2, seconds?: number): Promise<PcmSource> {
+  const stream = await openWavStream(file, channels);
+  try {
+    const frames = seconds === undefined ? stream.frames : Math.min(stream.frames, Math.ceil(seconds * 48000));
+    const planes = Array.from({ length: stream.channels }, () => new Float32Array(frames));
+    for (let at = 0; at < frames; ) {
+      const stretch = await stream.read();
+      if (stretch === null) break;
+      const n = Math.min(stretch[0].length, frames - at);
+      planes.forEach((p, c) => p.set(stretch[c].subarray(0, n), at));
+      at += n;
+    }
+    return { sampleRate: 48000, channels: planes };
+  } finally {
+    await stream.close();
+  }
+}
 
 /** A pass over a WAV file's audio, 48 kHz, one plane per channel. */
 export interface WavStream {
-  readonly file: string;
   readonly channels: 1 | 2;
-  /** 48 kHz frames in one pass: exactly as many as `readWavSource` gives. */
+  /** 48 kHz frames in one pass: the file's duration at 48 kHz. */
   readonly frames: number;
   /**
    * The next stretch (about half a second, never empty), or null once the pass has ended. Not to
@@ -35,9 +58,9 @@ export interface WavStreamOptions {
 const MAX_CHUNK_BYTES = 1 << 20;
 
 /**
- * Opens `file` and reads its header: `EARSHOT_WAV_UNREADABLE` at once for a file `readWavSource`
- * refuses, with the same message. `channels` as `readWavSource`'s (default 1 for a mono file, 2
- * otherwise; more than two mixed down to stereo). Close it when done.
+ * Opens `file` and reads its header: `EARSHOT_WAV_UNREADABLE` at once for a file that is no WAV
+ * file earshot can decode, saying why. `channels` as `readWavSource`'s (default 1 for a mono
+ * file, 2 otherwise; more than two mixed down to stereo). Close it when done.
  */
 export async function openWavStream(file: string, channels?: 1 | 2, options: WavStreamOptions = {}): Promise<WavStream> {
   checkChannels(channels);
@@ -52,7 +75,6 @@ export async function openWavStream(file: string, channels?: 1 | 2, options: Wav
 }
 
 class Reader implements WavStream {
-  readonly file: string;
   readonly channels: 1 | 2;
   readonly frames: number;
   readonly #wav: WavFile;
@@ -73,7 +95,6 @@ class Reader implements WavStream {
   #ahead: Promise<Float32Array[] | null> | undefined;
 
   constructor(wav: WavFile, channels: 1 | 2, chunkFrames?: number) {
-    this.file = wav.file;
     this.channels = channels;
     this.#wav = wav;
     const rate = wav.fmt.sampleRate;

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeSource, sendAudio, sendMany, type SendProgress } from '../../src/client/audio-sender.js';
-import { readWavSource } from '../../src/client/wav-source.js';
+import { readWavSource } from '../../src/client/wav-stream.js';
 import { EarshotError } from '../../src/errors.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer } from '../helpers/server.js';

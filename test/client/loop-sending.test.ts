@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
 import { sendAudio, sendMany, type SendResult } from '../../src/client/audio-sender.js';
-import { readWavSource } from '../../src/client/wav-source.js';
+import { readWavSource } from '../../src/client/wav-stream.js';
 import { readWav, rmsDb } from '../helpers/audio.js';
 import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';

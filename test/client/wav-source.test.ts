@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
-import { readWavSource } from '../../src/client/wav-source.js';
+import { readWavSource } from '../../src/client/wav-stream.js';
 import { dominantFrequency, rmsDb, sameSamples, toneLevelDb } from '../helpers/audio.js';
 
 let dir: string;

@@ -13,7 +13,7 @@ import Fastify from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
 import { encodeSource } from '../../src/client/audio-sender.js';
-import { readWavSource } from '../../src/client/wav-source.js';
+import { readWavSource } from '../../src/client/wav-stream.js';
 import { EarshotError } from '../../src/errors.js';
 import type { PeerStatsSnapshot } from '../../src/core/peer-registry.js';
 import { installProblemHandling } from '../../src/server/problem.js';
