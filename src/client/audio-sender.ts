@@ -349,18 +349,17 @@ export async function sendMany(count: number, options: SendOptions): Promise<Arr
   if (!Number.isInteger(count) || count < 1) throw errors.OPTION_INVALID('count', `must be a positive integer, got ${describeValue(count)}`);
   checkOptions(options, 'sendMany');
   const prepared = await prepare(options);
-  const { source } = options;
   // One reader and encoder for all, as the sessions send: K encoders would cost the sender K times
   // the CPU, and packets encoded up front are one pass, which a loop can only replay packet by
   // packet (the last padded with silence, the first encoded from silence: a gap and a click).
-  const shared = typeof source === 'object' && 'opus' in source ? undefined : new SharedFrames(prepared.frames);
+  // Packets encoded before (an EncodedSource) are shared the same way.
+  const shared = new SharedFrames(prepared.frames);
   try {
     return await Promise.all(
       Array.from({ length: count }, (_, i) => {
         const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
         const onProgress = options.onProgress && ((p: SendProgress) => options.onProgress!({ ...p, session: i + 1 }));
-        const frames = shared ? shared.reader() : encodedFrames(source as EncodedSource, options.loop ?? false);
-        return publish({ ...options, url, onProgress }, { ...prepared, frames }).catch((error: Error) => ({ error, url }));
+        return publish({ ...options, url, onProgress }, { ...prepared, frames: shared.reader() }).catch((error: Error) => ({ error, url }));
       }),
     );
   } finally {
@@ -442,6 +441,21 @@ function memoryReader(source: PcmSource): PcmReader {
 /** Opus's bitrates, bit/s. */
 export const BITRATE_RANGE = { min: 6000, max: 510_000 } as const;
 
+/** An Opus encoder for `channels` (1 or 2) at `bitrate` (default 32 kbit/s mono, 64 stereo), both checked. */
+function newEncoder(channels: 1 | 2, bitrate: number | undefined, dtx: boolean): OpusEncoder {
+  checkChannels(channels);
+  checkBitrate(bitrate);
+  return new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
+}
+
+/** `n` frames of `planes` from `from` into the interleaved `pcm` at frame `at`: channel c is plane c, or the last plane. */
+function interleave(planes: Float32Array[], from: number, pcm: Float32Array, at: number, n: number, channels: number): void {
+  for (let c = 0; c < channels; c++) {
+    const plane = planes[Math.min(c, planes.length - 1)];
+    for (let k = 0; k < n; k++) pcm[(at + k) * channels + c] = plane[from + k];
+  }
+}
+
 /**
  * Encodes `reader`'s PCM 20 ms at a time (channel c of the packets is the source's channel c, or
  * its last). With `loop` the PCM repeats seamlessly: the next pass starts right after the last
@@ -449,9 +463,7 @@ export const BITRATE_RANGE = { min: 6000, max: 510_000 } as const;
  * and a click between passes), through the same encoder, and `next()` never returns null.
  */
 function pcmFrames(reader: PcmReader, channels: 1 | 2, bitrate: number | undefined, dtx: boolean, loop = false): FrameSource {
-  checkChannels(channels);
-  checkBitrate(bitrate);
-  const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
+  const encoder = newEncoder(channels, bitrate, dtx);
   const pcm = new Float32Array(FRAME * channels);
   let block: Float32Array[] = [];
   let offset = 0;
@@ -484,10 +496,7 @@ function pcmFrames(reader: PcmReader, channels: 1 | 2, bitrate: number | undefin
           continue;
         }
         const n = Math.min(FRAME - i, length - offset);
-        for (let c = 0; c < channels; c++) {
-          const plane = block[Math.min(c, block.length - 1)];
-          for (let k = 0; k < n; k++) pcm[(i + k) * channels + c] = plane[offset + k];
-        }
+        interleave(block, offset, pcm, i, n, channels);
         i += n;
         offset += n;
       }
@@ -502,20 +511,14 @@ function pcmFrames(reader: PcmReader, channels: 1 | 2, bitrate: number | undefin
 
 /** Encodes a PCM source once into Opus packets (with `dtx`, as {@link SendOptions.dtx} sends them), for sending it many times. */
 export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channels.length >= 2 ? 2 : 1, bitrate?: number, dtx = false): EncodedSource {
-  checkChannels(channels);
-  checkBitrate(bitrate);
-  const encoder = new OpusEncoder({ channels, bitrate: bitrate ?? (channels === 2 ? 64000 : 32000), dtx });
+  const encoder = newEncoder(channels, bitrate, dtx);
   const pcm = new Float32Array(FRAME * channels);
   const length = source.channels[0].length;
   const opus: Uint8Array[] = [];
   try {
     for (let offset = 0; offset < length; offset += FRAME) {
       pcm.fill(0); // the last frame is zero-padded
-      const n = Math.min(FRAME, length - offset);
-      for (let c = 0; c < channels; c++) {
-        const plane = source.channels[Math.min(c, source.channels.length - 1)];
-        for (let k = 0; k < n; k++) pcm[k * channels + c] = plane[offset + k];
-      }
+      interleave(source.channels, offset, pcm, 0, Math.min(FRAME, length - offset), channels);
       opus.push(encoder.encode(pcm));
     }
   } finally {
