@@ -96,6 +96,14 @@ describe('sendAudio options', () => {
       const results = await sendMany(2, { url: `${t.url}/whip/many/p`, source: fixturePath('tone-1k-48k.wav'), seconds: 3, speed: 2, onProgress: (p) => seen.push(p) });
       expect(results.every((r) => !('error' in r))).toBe(true);
       expect(new Set(seen.map((p) => p.session))).toEqual(new Set([1, 2]));
+      // Packets encoded before (an EncodedSource): each session sends every one of them, and the server gets them.
+      const encoded = encodeSource(await readWavSource(fixturePath('tone-1k-48k.wav'), 1, 1));
+      const twice = await sendMany(2, { url: `${t.url}/whip/many/e`, source: encoded, speed: 2 });
+      expect(twice.map((r) => ('error' in r ? r.error.message : r.packetsSent))).toEqual([encoded.opus.length, encoded.opus.length]);
+      for (const peer of ['e-1', 'e-2']) {
+        const stats = (await (await fetch(`${t.url}/stats/${peer}`)).json()) as { rtp: { packetsReceived: number } };
+        expect(stats.rtp.packetsReceived, peer).toBe(encoded.opus.length);
+      }
     } finally {
       await t.close();
     }
