@@ -71,7 +71,7 @@ describe('sending a long file', () => {
     expect(level).toBeLessThan(-6 + 1.5);
   });
 
-  it('loops a 10-minute file holding a few megabytes of it, not the file: memory measured after GC while sending', async () => {
+  it('loops a 10-minute file holding a few megabytes of it, not the file: memory measured after GC as each session starts', async () => {
     // 115 MB of 48 kHz stereo: decoded whole (as looping it was), 230 MB of floats, kept while sending.
     const path = await longWav('ten-minutes.wav', 600 * RATE, 2, 1);
     const before = await liveBytes();

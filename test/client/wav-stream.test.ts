@@ -6,7 +6,7 @@
  * file; and a file truncated while it is read ends the stream with a clear error.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,7 @@ import { openWavStream, readWavSource, type WavStream } from '../../src/client/w
 import { concat, sameSamples } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { liveBytes } from '../helpers/memory.js';
+import { sparseWav } from '../helpers/wav-files.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -208,10 +209,7 @@ describe('streaming a WAV file', () => {
     const rate = 48000;
     const frames = 600 * rate;
     const path = join(dir, 'ten-minutes.wav');
-    const head = wave([fmt({ channels: 2 }), chunk('data', samples({ channels: 2, rate, seconds: 1, bits: 16 }))]);
-    head.writeUInt32LE(frames * 4, 40);
-    await writeFile(path, head);
-    await truncate(path, 44 + frames * 4);
+    await sparseWav(path, frames * 4, { channels: 2, head: samples({ channels: 2, rate, seconds: 1, bits: 16 }) });
 
     const stream = await openWavStream(path);
     const before = await liveBytes();
