@@ -1,7 +1,7 @@
 /**
  * What earshot's guards on werift turned away (werift-stun-auth.ts,
- * werift-dtls-fragments.ts, werift-srtp-context.ts), and the SRTP packets
- * that failed authentication, counted for the metrics
+ * werift-dtls-fragments.ts, werift-srtp-context.ts), and the SRTP and SRTCP
+ * packets that failed authentication (werift-srtcp-count.ts), counted for the metrics
  * (`earshot_rtc_guarded_total`): a peer or a stranger sending what no real
  * client sends shows there, where it otherwise leaves no trace. The guards
  * patch werift's classes, which every server in the process shares, so the
@@ -14,6 +14,8 @@ export const guardCounts = {
   dtlsFragmentsDropped: 0,
   /** SRTP packets that failed authentication (or were too malformed to check): dropped. */
   srtpUnauthenticated: 0,
+  /** SRTCP packets that failed authentication (or were too malformed to check): dropped. */
+  srtcpUnauthenticated: 0,
   /** SRTP packets of streams (SSRCs) beyond the ones whose state a session keeps: decrypted as their stream's first, not remembered. */
   srtpPacketsNotKept: 0,
 };

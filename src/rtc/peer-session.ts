@@ -26,6 +26,8 @@ import './werift-srtp-context.js';
 // Bound the DTLS handshake fragments werift keeps, and answer only authenticated STUN requests (see the modules).
 import './werift-dtls-fragments.js';
 import './werift-stun-auth.js';
+// Count the SRTCP packets that fail authentication, which werift drops without a trace.
+import './werift-srtcp-count.js';
 import { leanReceivePath } from './werift-events.js';
 import { shortcutRtp } from './werift-rtp-shortcut.js';
 import { PeriodicClock } from '../media/periodic-clock.js';

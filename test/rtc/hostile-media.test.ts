@@ -336,7 +336,7 @@ describe('a hostile or broken peer', () => {
     expect(notKept).toBeLessThanOrEqual(300 - (MAX_SSRC_STATES - 1));
   });
 
-  it('malformed RTCP from the authenticated peer (lengths beyond the data, unknown types, BYE, report counts beyond the data, SDES garbage, NACK, PLI): the session goes on', async () => {
+  it('malformed RTCP from the authenticated peer (lengths beyond the data, unknown types, BYE, report counts beyond the data, SDES garbage, NACK, PLI), and RTCP-shaped datagrams that do not authenticate (counted): the session goes on', async () => {
     const rtcp = (packetType: number, count: number, words: number, body: Buffer) => {
       const x = Buffer.alloc(8);
       x[0] = 0x80 | count;
@@ -358,7 +358,20 @@ describe('a hostile or broken peer', () => {
       Buffer.concat([rtcp(201, 0, 1, Buffer.alloc(0)), randomBytes(50)]),
     ];
     for (let i = 0; i < 200; i++) packets.push(Buffer.concat([Buffer.from([0x80 | (i & 31), 192 + (i % 16), 0, i % 8]), randomBytes(4 + (i % 40))]));
+    const guardedBefore = await guarded();
     await goodGoesOn(() => sendAll(h.sendRtcp, packets));
+    // Sealed by the peer's own SRTCP, every one of them authenticates: none counted.
+    expect((await guarded()).srtcp_unauthenticated).toBe(guardedBefore.srtcp_unauthenticated);
+    // RTCP-shaped datagrams from the peer's address that do not authenticate: a forged tag, a flipped byte, too short.
+    const forged: Buffer[] = [];
+    for (let i = 0; i < 20; i++) {
+      forged.push(Buffer.concat([rtcp(200, 0, 6, randomBytes(24)), randomBytes(16), Buffer.from([0x80, 0, 0, i + 1])]));
+      forged.push(Buffer.concat([rtcp(201, 0, 1, Buffer.alloc(0)), randomBytes(8)]));
+    }
+    await goodGoesOn(() => sendAll(h.send, forged));
+    const unauthenticated = (await guarded()).srtcp_unauthenticated - guardedBefore.srtcp_unauthenticated;
+    expect(unauthenticated).toBeGreaterThanOrEqual(36);
+    expect(unauthenticated).toBeLessThanOrEqual(forged.length);
     const before = await received('hostile');
     for (let i = 0; i < 5; i++) {
       const rtp = Buffer.concat([Buffer.alloc(12), Buffer.from([0xf8, 0xff, 0xfe])]);
