@@ -27,7 +27,8 @@
  * event-loop utilization and delay; earshot also reports frame latency (RTP
  * arrival → frame at the sinks, over every frame of every peer), drops and
  * loss. CPU per stream is then given as a ratio to `werift+wav` at the same K.
- * The publishers run in this process on the same cores; their CPU is not counted.
+ * The publishers run in this process on the same cores (or, with
+ * `publishers`, in that many child processes); their CPU is not counted.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -35,61 +36,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
-import { encodeSource, sendAudio, sendMany, type EncodedSource } from '../src/client/audio-sender.js';
-import { readWavSource } from '../src/client/wav-stream.js';
+import { childPublishers, encodedSources, localPublishers, SOURCES, type Publishers, type SourceName } from './publishers.js';
 import { quantileOf, type LatencyHistogramSnapshot } from '../src/media/latency-histogram.js';
 import type { ProbeWindow } from './probe.js';
 
 export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const PROBE = join(ROOT, 'bench', 'probe.ts');
 
-/**
- * What a target's publishers send (the `@<source>` suffix of its name):
- * - `speech`: noisy speech, every 20 ms packet sent (the default);
- * - `talk-dtx`: clean speech, then as long again of silence, sent with DTX as
- *   a browser does: a talker who speaks at most half the time. Each publisher
- *   starts at another point of the loop, so talkers do not all speak at once;
- * - `silence-dtx`: digital silence sent with DTX (a muted or silent talker).
- */
-export const SOURCES = {
-  speech: 'noisy speech, every packet sent',
-  'talk-dtx': 'speech half the time or less, silence withheld by DTX (phases spread over the publishers)',
-  'silence-dtx': 'digital silence sent with DTX',
-} as const;
-export type SourceName = keyof typeof SOURCES;
-
-export async function encodedSources(needed: Set<SourceName>): Promise<Record<SourceName, EncodedSource | undefined>> {
-  const fixture = (name: string) => readWavSource(join(ROOT, 'test', 'fixtures', name));
-  const clean = needed.has('talk-dtx') ? (await fixture('speech-48k.wav')).channels[0] : undefined;
-  const talk = clean ? new Float32Array(clean.length * 2) : undefined;
-  talk?.set(clean!);
-  return {
-    speech: needed.has('speech') ? encodeSource(await fixture('speech-noisy-48k.wav')) : undefined,
-    'talk-dtx': talk ? encodeSource({ sampleRate: 48000, channels: [talk] }, 1, undefined, true) : undefined,
-    'silence-dtx': needed.has('silence-dtx') ? steadySilence(encodeSource({ sampleRate: 48000, channels: [new Float32Array(10 * 48000)] }, 1, undefined, true)) : undefined,
-  };
-}
-
-/**
- * A silent DTX talker as it sends once its encoder has settled: an update every
- * ~400 ms with DTX frames between, the clip cut from its first update to just
- * before its last so that looping it repeats that pattern seamlessly. Looped
- * whole, the clip's first half-second (ten silence frames before DTX sets in,
- * which a talker sends once, when it starts) would recur every 10 s: ~1.1
- * frames a second per talker that no silent browser sends.
- */
-function steadySilence(source: EncodedSource): EncodedSource {
-  const updates = source.opus.flatMap((p, i) => (i > 0 && p.length > 2 && source.opus[i - 1].length <= 2 ? [i] : []));
-  if (updates.length < 2) throw new Error('silence-dtx: the encoder made fewer than two DTX updates');
-  return { ...source, opus: source.opus.slice(updates[0], updates[updates.length - 1]) };
-}
-
-/** Publisher `i` of `k` starts `i/k` of the way through the source (DTX sources only: a room of talkers is not in step). */
-function startingAt(source: EncodedSource, i: number, k: number): EncodedSource {
-  const at = Math.floor((source.opus.length * i) / k);
-  return { ...source, opus: [...source.opus.slice(at), ...source.opus.slice(0, at)] };
-}
+export { encodedSources, SOURCES, type SourceName } from './publishers.js';
 
 function sourceOf(name: TargetName): SourceName {
   const suffix = name.split('@')[1] ?? 'speech';
@@ -128,6 +82,12 @@ export interface CapacityOptions {
   /** Run earshot from dist/ (bin/earshot.js) instead of the sources. */
   build?: boolean;
   threads?: number;
+  /**
+   * Processes the publishers run in, sharing them out (bench/publishers.ts).
+   * Default 1: this process, one event loop for all K, whose stalls send
+   * every stream's held-back packets at once.
+   */
+  publishers?: number;
   /** Progress lines go here (stdout, or stderr with --json). */
   log?: (line: string) => void;
 }
@@ -158,9 +118,10 @@ export interface CapacityStep {
   elu: number;
   eventLoopDelayP99Ms: number;
   /**
-   * The publishing process (this one) over the window: its event loop's delay
-   * (p99 and worst) and its longest GC pause. When it stalls, every publisher's
-   * next packets leave together, and the receivers see a burst.
+   * The publishing processes over the window (the worst of them): its event
+   * loop's delay (p99 and worst) and its longest GC pause. When one stalls,
+   * every one of its publishers' next packets leave together, and the
+   * receivers see a burst.
    */
   publisherLoopDelayP99Ms: number;
   publisherLoopDelayMaxMs: number;
@@ -412,9 +373,9 @@ async function poolBusyMs(url: string): Promise<number> {
   return ((await (await fetch(`${url}/stats`)).json()) as { server: { pool: { busyMs: number } } }).server.pool.busyMs;
 }
 
-async function runStep(t: Target, k: number, round: number, windowS: number, source: EncodedSource, threads: number, settleS?: number): Promise<CapacityStep> {
+async function runStep(t: Target, k: number, round: number, windowS: number, publishers: Publishers, threads: number, settleS?: number): Promise<CapacityStep> {
   const id = `r${round}k${k}${t.name.replace(/[^a-z]/g, '')}`;
-  const peers = Array.from({ length: k }, (_, i) => `${id}-${i + 1}`);
+  const peers = publishers.peers(id, k);
   // Time for K sessions to negotiate DTLS at once (a few seconds at K = 40 on 2 cores), unless told.
   const warmS = settleS ?? 2.5 + 0.06 * k;
   const seconds = warmS + windowS + 1;
@@ -426,20 +387,19 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
   let utilization: number | undefined;
   const rss0 = rssBytes(t.child.pid);
   let rss1 = rss0;
-  const publisher = publisherStalls();
   let stalls = { loopDelayP99Ms: NaN, loopDelayMaxMs: NaN, gcMaxMs: NaN };
   const sampler = (async () => {
     await new Promise((r) => setTimeout(r, warmS * 1000));
     const h0 = t.earshot ? await histograms(t.child.url, peers) : [];
     const b0 = t.earshot ? await poolBusyMs(t.child.url) : 0;
     await t.child.probe('start');
-    publisher.start();
+    publishers.watch();
     const c0 = threadTimes(t.child.pid);
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, windowS * 1000));
     const c1 = threadTimes(t.child.pid);
     elapsed = (performance.now() - t0) / 1000;
-    stalls = publisher.stop();
+    stalls = await publishers.watched();
     rss1 = rssBytes(t.child.pid);
     w = (await t.child.probe('stop')).window as ProbeWindow;
     cpu = { total: c1.total - c0.total, main: c1.main - c0.main, wakes: c1.wakes - c0.wakes, mainWakes: c1.mainWakes - c0.mainWakes };
@@ -450,11 +410,8 @@ async function runStep(t: Target, k: number, round: number, windowS: number, sou
       steadyMax = Math.max(0, ...h1.map((h) => h?.max ?? 0));
     }
   })();
-  const sent = source.dtx
-    ? await Promise.all(peers.map((p, i) => sendAudio({ url: t.whip(p), source: startingAt(source, i, k), seconds, loop: true }).catch((error: Error) => ({ error }))))
-    : await sendMany(k, { url: t.whip(id), source, seconds, loop: true });
+  const failed = await publishers.send(id, k, t.whip, t.source, seconds);
   await sampler;
-  const failed = sent.filter((s) => 'error' in s).length;
   const probe = w as ProbeWindow | null;
   const cpuPct = (cpu.total / 1e9 / elapsed) * 100;
   const mainCpuPct = (cpu.main / 1e9 / elapsed) * 100;
@@ -563,12 +520,14 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
   if (options.compare && !names.some((n) => n.split(/[@:-]/)[0] === label)) names.push(label, `${label}-nodenoise`);
   if (options.compare && options.compareBaselines) names.push(`${label}:werift+wav`, `${label}:werift`);
   const work = await mkdtemp(join(tmpdir(), 'earshot-capacity-'));
-  const sources = await encodedSources(new Set(names.map(sourceOf)));
+  const needed = new Set(names.map(sourceOf));
+  const publisherProcesses = options.publishers ?? 1;
+  const publishers = publisherProcesses > 1 ? await childPublishers(publisherProcesses, [...needed]) : localPublishers(await encodedSources(needed));
   const children: Child[] = [];
   const targets: Target[] = [];
   const asr = names.some((n) => n.endsWith('-ws16k')) ? await benchWebSocketServer() : undefined;
   const m = machine();
-  log(`\n(b) Capacity on ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ${threads} DSP worker threads; K = ${steps.join(', ')}, ${windowS} s steady window${options.settle !== undefined ? ` from ${options.settle} s after the publishers start` : ''}, ${repeat} round${repeat > 1 ? 's' : ''}`);
+  log(`\n(b) Capacity on ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ${threads} DSP worker threads; K = ${steps.join(', ')}, ${windowS} s steady window${options.settle !== undefined ? ` from ${options.settle} s after the publishers start` : ''}, ${repeat} round${repeat > 1 ? 's' : ''}${publisherProcesses > 1 ? `; publishers in ${publisherProcesses} processes` : ''}`);
   try {
     let port = 18931;
     const earshotTree = async (root: string, label: string) => {
@@ -598,7 +557,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
       }
     }
     // Warm-up: JIT, worker start-up, first sessions: not measured.
-    for (const t of targets) await runStep(t, 4, 0, 1, sources[t.source]!, threads).catch(() => undefined);
+    for (const t of targets) await runStep(t, 4, 0, 1, publishers, threads).catch(() => undefined);
     printHeader(log);
     const results: CapacityStep[] = [];
     for (let round = 1; round <= repeat; round++) {
@@ -607,7 +566,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
         const order = round % 2 === 1 ? targets : [...targets].reverse();
         for (const t of order) {
           await new Promise((r) => setTimeout(r, 500));
-          const step = await runStep(t, k, round, windowS, sources[t.source]!, threads, options.settle);
+          const step = await runStep(t, k, round, windowS, publishers, threads, options.settle);
           results.push(step);
           log(formatStep(step));
         }
@@ -618,33 +577,11 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
     return { machine: m, steps: results, summary };
   } finally {
     await Promise.all(children.map((c) => c.stop()));
+    await publishers.close();
     if (asr) log(`websocket sink target: ${(asr.bytes() / 1e6).toFixed(1)} MB received by the bench's WebSocket server`);
     await asr?.close();
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/**
- * Watches this process, where the publishers run, over a window: how late its
- * event loop ran (libuv's timer, sampled every 10 ms) and its longest GC pause.
- */
-function publisherStalls(): { start(): void; stop(): { loopDelayP99Ms: number; loopDelayMaxMs: number; gcMaxMs: number } } {
-  const delay = monitorEventLoopDelay({ resolution: 10 });
-  let gcMaxMs = 0;
-  const gc = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) gcMaxMs = Math.max(gcMaxMs, e.duration);
-  });
-  return {
-    start() {
-      delay.enable();
-      gc.observe({ entryTypes: ['gc'] });
-    },
-    stop() {
-      delay.disable();
-      gc.disconnect();
-      return { loopDelayP99Ms: delay.percentile(99) / 1e6, loopDelayMaxMs: delay.max / 1e6, gcMaxMs };
-    },
-  };
 }
 
 function printHeader(log: (l: string) => void): void {

@@ -59,6 +59,9 @@ Options:
   --step-seconds <s>  soak: seconds each ladder step holds before the soak (default 60)
   --pipeline <name>   profile: default | nodenoise (default: default)
   --source <name>     profile, mainpath: what the publishers send: ${Object.keys(SOURCES).join(' | ')} (default: speech)
+  --publishers <n>    capacity, dtx, outputs, threads: run the publishers in n child
+                      processes, each sending its share (default 1: all in the
+                      bench process, whose stalls send every stream's packets at once)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
   --trace             overload: print what admission measured once a second
   -h, --help          this text
@@ -86,6 +89,7 @@ const { values } = parseArgs({
     pipeline: { type: 'string' },
     source: { type: 'string' },
     build: { type: 'boolean' },
+    publishers: { type: 'string' },
     trace: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -124,6 +128,11 @@ const num = (v: string | undefined, name: string): number | undefined => {
 };
 const stepsArg = values.steps ?? process.env.BENCH_STEPS;
 const steps = stepsArg ? stepsArg.split(',').map((s) => num(s, 'steps')!) : undefined;
+const publishers = num(values.publishers, 'publishers');
+if (publishers !== undefined && !Number.isInteger(publishers)) {
+  process.stderr.write(`--publishers must be a whole number of processes, got "${values.publishers}"\n`);
+  process.exit(2);
+}
 const targets = values.targets?.split(',').map((s) => s.trim()) as TargetName[] | undefined;
 const results: Record<string, unknown> = { machine: machine() };
 
@@ -166,6 +175,7 @@ if (sections.has('capacity')) {
     compareLabel: values['compare-label'],
     compareBaselines: values['compare-baselines'],
     build: values.build,
+    publishers,
     log,
   });
   const svg = capacitySvg(capacity.summary, capacity.machine);
@@ -187,7 +197,7 @@ if (sections.has('threads')) {
   const runs: Record<string, CapacityResult> = {};
   for (const threads of [1, 3]) {
     log(`\nPool size: ${threads} worker thread${threads === 1 ? '' : 's'} (2 is the default above)`);
-    runs[String(threads)] = await benchCapacity({ steps: steps ?? [20, 40, 60], window: num(values.window, 'window'), threads, targets: ['earshot'], build: values.build, log });
+    runs[String(threads)] = await benchCapacity({ steps: steps ?? [20, 40, 60], window: num(values.window, 'window'), threads, targets: ['earshot'], build: values.build, publishers, log });
   }
   results.threads = runs;
 }
@@ -199,19 +209,20 @@ if (sections.has('outputs')) {
     repeat: num(values.repeat, 'repeat'),
     targets: ['earshot-nodenoise', ...Object.keys(OUTPUT_PIPELINES).map((p) => `earshot-${p}`), 'werift+wav'],
     build: values.build,
+    publishers,
     log,
   });
 }
 if (sections.has('dtx')) {
   log('\nDTX: what a silent talker costs next to a speaking one, same run (default pipeline)');
-  const silence = await benchCapacity({ steps: steps ?? [20, 40], window: num(values.window, 'window'), settle: num(values.settle, 'settle'), repeat: num(values.repeat, 'repeat'), targets: ['earshot', 'earshot@silence-dtx'], build: values.build, log });
+  const silence = await benchCapacity({ steps: steps ?? [20, 40], window: num(values.window, 'window'), settle: num(values.settle, 'settle'), repeat: num(values.repeat, 'repeat'), targets: ['earshot', 'earshot@silence-dtx'], build: values.build, publishers, log });
   for (const k of [...new Set(silence.summary.map((r) => r.streams))]) {
     const speaking = silence.summary.find((r) => r.streams === k && r.target === 'earshot');
     const silent = silence.summary.find((r) => r.streams === k && r.target === 'earshot@silence-dtx');
     if (speaking && silent) log(`  K = ${k}: a silent DTX stream costs ${(silent.cpuPerStreamPct / speaking.cpuPerStreamPct).toFixed(3)} of a speaking one (${silent.cpuPerStreamPct.toFixed(3)} vs ${speaking.cpuPerStreamPct.toFixed(2)} % of a core; whole process, idle overhead included)`);
   }
   log('\nDTX: talkers speaking half the time or less, sent with DTX, against werift+wav receiving the same');
-  const talk = await benchCapacity({ steps: steps ?? [60, 100], window: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), targets: ['earshot@talk-dtx', 'werift+wav@talk-dtx'], build: values.build, log });
+  const talk = await benchCapacity({ steps: steps ?? [60, 100], window: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), targets: ['earshot@talk-dtx', 'werift+wav@talk-dtx'], build: values.build, publishers, log });
   results.dtx = { silence, talk };
 }
 if (sections.has('soak')) {
