@@ -394,7 +394,7 @@ function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSigna
 }
 
 /** Yields the next 20 ms Opus packet of the source, or null at its end (never with `loop`, unless the source is empty). */
-interface FrameSource {
+export interface FrameSource {
   /** Encoded with DTX: packets of ≤ 2 bytes are DTX frames. */
   readonly dtx: boolean;
   /** Rejects when the source fails (a file truncated while it is sent: `EARSHOT_WAV_READ_FAILED`). */
@@ -534,7 +534,7 @@ export function encodeSource(source: PcmSource, channels: 1 | 2 = source.channel
  * the sessions (they start together and send in real time, so a few seconds at most, the longest
  * a session takes to connect), never the whole source. A failure of the source is each reader's.
  */
-class SharedFrames {
+export class SharedFrames {
   readonly #source: FrameSource;
   /** Packets from number #first on. */
   #packets: Uint8Array[] = [];
@@ -547,6 +547,11 @@ class SharedFrames {
 
   constructor(source: FrameSource) {
     this.#source = source;
+  }
+
+  /** Packets kept for the readers that are behind (dropped 50 pulls at a time once every reader is past them). */
+  get held(): number {
+    return this.#packets.length;
   }
 
   /** A session's packets, from the first. Every reader must exist before the first packet is dropped: made before any session sends. */
