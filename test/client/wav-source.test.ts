@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
 import { readWavSource } from '../../src/client/wav-stream.js';
 import { dominantFrequency, rmsDb, sameSamples, toneLevelDb } from '../helpers/audio.js';
+import { chunk, fmt, wave } from '../helpers/wav-files.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -46,42 +47,6 @@ async function stereoWav(depth: string): Promise<{ path: string; reference: Floa
   const ref = new wavefile.WaveFile(bytes);
   ref.toBitDepth('32f');
   return { path, reference: ref.getSamples(false, Float32Array) as unknown as Float32Array[] };
-}
-
-/** A chunk as RIFF lays it out: id, little-endian size, the bytes, a pad byte after an odd size. */
-function chunk(id: string, bytes: Uint8Array): Buffer {
-  const head = Buffer.alloc(8);
-  head.write(id, 'latin1');
-  head.writeUInt32LE(bytes.length, 4);
-  return Buffer.concat([head, bytes, Buffer.alloc(bytes.length % 2)]);
-}
-
-/** A RIFF WAVE file of these chunks, in this order. */
-function riff(...chunks: Buffer[]): Buffer {
-  const body = Buffer.concat([Buffer.from('WAVE'), ...chunks]);
-  const head = Buffer.alloc(8);
-  head.write('RIFF');
-  head.writeUInt32LE(body.length, 4);
-  return Buffer.concat([head, body]);
-}
-
-/** A `fmt ` chunk; with `mask`, WAVE_FORMAT_EXTENSIBLE with that channel mask and `format` as its sub-format. */
-function fmt({ format = 1, channels = 1, rate = 48000, bits = 16, blockAlign = (channels * bits) / 8, mask }: { format?: number; channels?: number; rate?: number; bits?: number; blockAlign?: number; mask?: number }): Buffer {
-  const b = Buffer.alloc(mask === undefined ? 16 : 40);
-  b.writeUInt16LE(mask === undefined ? format : 0xfffe, 0);
-  b.writeUInt16LE(channels, 2);
-  b.writeUInt32LE(rate, 4);
-  b.writeUInt32LE(rate * blockAlign, 8);
-  b.writeUInt16LE(blockAlign, 12);
-  b.writeUInt16LE(bits, 14);
-  if (mask !== undefined) {
-    b.writeUInt16LE(22, 16);
-    b.writeUInt16LE(bits, 18);
-    b.writeUInt32LE(mask, 20);
-    b.writeUInt32LE(format, 24); // the sub-format GUID: the format code, then KSDATAFORMAT's fixed part
-    Buffer.from('000000001000800000aa00389b71', 'hex').copy(b, 28);
-  }
-  return chunk('fmt ', b);
 }
 
 /** 16-bit PCM `data`, channels interleaved. */
@@ -150,7 +115,7 @@ describe('readWavSource', () => {
 
     it('brings a 5.1 centre channel to both sides at −3 dB, in stereo and in mono, with or without a channel mask', async () => {
       for (const mask of [0x3f, undefined]) {
-        const path = await file(`centre-${mask}.wav`, riff(fmt({ channels: 6, mask }), pcm16(only(6, 2, tone(1000, 0.5)))));
+        const path = await file(`centre-${mask}.wav`, wave([fmt({ channels: 6, mask }), pcm16(only(6, 2, tone(1000, 0.5)))]));
         const stereo = await readWavSource(path, 2);
         for (const side of stereo.channels) expect(level1k(side)).toBeCloseTo(half - 3.01, 1);
         const mono = await readWavSource(path, 1);
@@ -160,18 +125,18 @@ describe('readWavSource', () => {
     });
 
     it('keeps the front left on the left at full level, puts a surround on its side at −3 dB and leaves the LFE out', async () => {
-      const front = await readWavSource(await file('front-left.wav', riff(fmt({ channels: 6, mask: 0x3f }), pcm16(only(6, 0, tone(1000, 0.5))))), 2);
+      const front = await readWavSource(await file('front-left.wav', wave([fmt({ channels: 6, mask: 0x3f }), pcm16(only(6, 0, tone(1000, 0.5)))])), 2);
       expect(level1k(front.channels[0])).toBeCloseTo(half, 1);
       expect(rmsDb(front.channels[1])).toBeLessThan(-90);
       // 7.1 by its mask (FL FR FC LFE BL BR SL SR): channel 8 is the right surround.
-      const side = await readWavSource(await file('side-right.wav', riff(fmt({ channels: 8, mask: 0x63f }), pcm16(only(8, 7, tone(1000, 0.5))))), 2);
+      const side = await readWavSource(await file('side-right.wav', wave([fmt({ channels: 8, mask: 0x63f }), pcm16(only(8, 7, tone(1000, 0.5)))])), 2);
       expect(rmsDb(side.channels[0])).toBeLessThan(-90);
       expect(level1k(side.channels[1])).toBeCloseTo(half - 3.01, 1);
       // Quad without a mask: channel 3 is the back left.
-      const quad = await readWavSource(await file('quad-back-left.wav', riff(fmt({ channels: 4 }), pcm16(only(4, 2, tone(1000, 0.5))))), 2);
+      const quad = await readWavSource(await file('quad-back-left.wav', wave([fmt({ channels: 4 }), pcm16(only(4, 2, tone(1000, 0.5)))])), 2);
       expect(level1k(quad.channels[0])).toBeCloseTo(half - 3.01, 1);
       expect(rmsDb(quad.channels[1])).toBeLessThan(-90);
-      const lfe = await readWavSource(await file('lfe.wav', riff(fmt({ channels: 6, mask: 0x3f }), pcm16(only(6, 3, tone(60, 0.5))))), 1);
+      const lfe = await readWavSource(await file('lfe.wav', wave([fmt({ channels: 6, mask: 0x3f }), pcm16(only(6, 3, tone(60, 0.5)))])), 1);
       expect(rmsDb(lfe.channels[0])).toBeLessThan(-90);
     });
   });
@@ -182,7 +147,7 @@ describe('readWavSource', () => {
     it('reads a file with two LIST chunks and odd-sized chunks around the audio', async () => {
       const path = await file(
         'lists.wav',
-        riff(chunk('bext', new Uint8Array(603)), fmt({}), list('INFO', chunk('INAM', Buffer.from('abc'))), pcm16([tone(1000, 0.5)]), list('INFO', chunk('ISFT', Buffer.from('Lavf\0'))), list('adtl', chunk('labl', Buffer.from('\x01\0\0\0cue\0', 'latin1')))),
+        wave([chunk('bext', new Uint8Array(603)), fmt({}), list('INFO', chunk('INAM', Buffer.from('abc'))), pcm16([tone(1000, 0.5)]), list('INFO', chunk('ISFT', Buffer.from('Lavf\0'))), list('adtl', chunk('labl', Buffer.from('\x01\0\0\0cue\0', 'latin1')))]),
       );
       const source = await readWavSource(path);
       expect(source.channels[0]).toHaveLength(48000);
@@ -191,7 +156,7 @@ describe('readWavSource', () => {
     });
 
     it('sends what a cut-short file has when its data chunk claims more', async () => {
-      const whole = riff(fmt({}), pcm16([tone(1000, 0.5)]));
+      const whole = wave([fmt({}), pcm16([tone(1000, 0.5)])]);
       whole.writeUInt32LE(4 * 48000, 40); // the data chunk claims 2 s; the file has 1
       const source = await readWavSource(await file('cut.wav', whole));
       expect(source.channels[0]).toHaveLength(48000);
@@ -200,10 +165,10 @@ describe('readWavSource', () => {
 
     it('ends an RF64 file\'s audio where its ds64 chunk says (a chunk after the audio was played as audio)', async () => {
       const audio = pcm16([tone(1000, 0.5, 0.1)]).subarray(8);
-      const plain = await readWavSource(await file('plain.wav', riff(fmt({}), chunk('data', audio))));
+      const plain = await readWavSource(await file('plain.wav', wave([fmt({}), chunk('data', audio)])));
       const ds64 = Buffer.alloc(28);
       ds64.writeBigUInt64LE(BigInt(audio.length), 8); // riff size, data size, sample count (EBU 3306)
-      const rf64 = riff(chunk('ds64', ds64), fmt({}), chunk('data', audio), list('INFO', chunk('ISFT', Buffer.from('Lavf\0'))));
+      const rf64 = wave([chunk('ds64', ds64), fmt({}), chunk('data', audio), list('INFO', chunk('ISFT', Buffer.from('Lavf\0')))]);
       rf64.write('RF64', 0);
       rf64.writeUInt32LE(0xffffffff, 4);
       rf64.writeUInt32LE(0xffffffff, 12 + 36 + 24 + 4); // the data chunk's size: in ds64
@@ -213,7 +178,7 @@ describe('readWavSource', () => {
 
     it('does not play the pad byte after an odd-sized 8-bit data chunk (it was a full-scale click)', async () => {
       const silence = chunk('data', new Uint8Array(8001).fill(128)); // 8-bit WAV is unsigned: 128 is zero
-      const path = await file('odd8.wav', riff(fmt({ rate: 8000, bits: 8 }), silence, list('INFO', chunk('ISFT', Buffer.from('sox\0')))));
+      const path = await file('odd8.wav', wave([fmt({ rate: 8000, bits: 8 }), silence, list('INFO', chunk('ISFT', Buffer.from('sox\0')))]));
       const source = await readWavSource(path);
       expect(source.channels[0]).toHaveLength(8001 * 6);
       expect(source.channels[0].reduce((peak, v) => Math.max(peak, Math.abs(v)), 0)).toBe(0);
@@ -236,24 +201,24 @@ describe('readWavSource', () => {
     });
 
     it('scales samples of fewer bits by their container: 12-bit in 16, 20-bit in 24 (they came out 16× and 8× too loud)', async () => {
-      const twelve = await readWavSource(await file('12-bit.wav', riff(fmt({ bits: 12, blockAlign: 2 }), pcm16([tone(1000, 0.5)]))));
+      const twelve = await readWavSource(await file('12-bit.wav', wave([fmt({ bits: 12, blockAlign: 2 }), pcm16([tone(1000, 0.5)])])));
       expect(level1k(twelve.channels[0])).toBeCloseTo(20 * Math.log10(0.5), 1);
       const samples = tone(1000, 0.5);
       const packed = Buffer.alloc(samples.length * 3);
       samples.forEach((v, i) => packed.writeIntLE(Math.round(v * 2 ** 19) * 16, i * 3, 3)); // 20 bits, left-justified
-      const twenty = await readWavSource(await file('20-bit.wav', riff(fmt({ bits: 20, blockAlign: 3 }), chunk('data', packed))));
+      const twenty = await readWavSource(await file('20-bit.wav', wave([fmt({ bits: 20, blockAlign: 3 }), chunk('data', packed)])));
       expect(level1k(twenty.channels[0])).toBeCloseTo(20 * Math.log10(0.5), 1);
     });
 
     it('never sends a float sample that is not a number: NaN and ±Infinity become silence', async () => {
       const samples = Float32Array.from(tone(1000, 0.5));
       for (let i = 1000; i < samples.length; i += 4000) samples.fill(Number.NaN, i, i + 3).fill(Infinity, i + 3, i + 4).fill(-Infinity, i + 4, i + 5);
-      const path = await file('nan.wav', riff(fmt({ format: 3, bits: 32 }), chunk('data', Buffer.from(samples.buffer))));
+      const path = await file('nan.wav', wave([fmt({ format: 3, bits: 32 }), chunk('data', Buffer.from(samples.buffer))]));
       const source = await readWavSource(path);
       expect(source.channels[0].every(Number.isFinite)).toBe(true);
       expect(level1k(source.channels[0])).toBeCloseTo(20 * Math.log10(0.5), 1);
       // At 44.1 kHz the resampler would have spread a NaN over the whole file.
-      const resampled = await readWavSource(await file('nan-44k.wav', riff(fmt({ format: 3, bits: 32, rate: 44100 }), chunk('data', Buffer.from(samples.buffer)))));
+      const resampled = await readWavSource(await file('nan-44k.wav', wave([fmt({ format: 3, bits: 32, rate: 44100 }), chunk('data', Buffer.from(samples.buffer))])));
       expect(resampled.channels[0].every(Number.isFinite)).toBe(true);
     });
 
@@ -269,14 +234,14 @@ describe('readWavSource', () => {
         [fmt({ format: 3, bits: 16 }), /: format 0x0003 \(IEEE float\) with 16-bit samples is not supported/],
       ];
       for (const [i, [header, message]] of cases.entries()) {
-        await expect(readWavSource(await file(`refused-${i}.wav`, riff(header, data))), message.source).rejects.toMatchObject(refused(message));
+        await expect(readWavSource(await file(`refused-${i}.wav`, wave([header, data]))), message.source).rejects.toMatchObject(refused(message));
       }
     });
   });
 
   it('decodes only the start it is asked for, exactly as the whole file gives it', async () => {
     // 60 s at 44.1 kHz stereo: decoding and resampling all of it took seconds and memory for a 1 s send.
-    const path = await file('minute.wav', riff(fmt({ channels: 2, rate: 44100 }), pcm16([tone(1000, 0.5, 60, 44100), tone(440, 0.5, 60, 44100)])));
+    const path = await file('minute.wav', wave([fmt({ channels: 2, rate: 44100 }), pcm16([tone(1000, 0.5, 60, 44100), tone(440, 0.5, 60, 44100)])]));
     const start = await readWavSource(path, 2, 1);
     const whole = await readWavSource(path, 2);
     expect(whole.channels[0]).toHaveLength(60 * 48000);

@@ -16,53 +16,13 @@ import { openWavStream, readWavSource, type WavStream } from '../../src/client/w
 import { concat, sameSamples } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { liveBytes } from '../helpers/memory.js';
-import { sparseWav } from '../helpers/wav-files.js';
+import { chunk, fmt, sparseWav, wave } from '../helpers/wav-files.js';
 
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'earshot-wav-stream-'));
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
-
-/** A chunk as RIFF (or RIFX) lays it out: id, size, the bytes, a pad byte after an odd size. */
-function chunk(id: string, bytes: Uint8Array, bigEndian = false): Buffer {
-  const head = Buffer.alloc(8);
-  head.write(id, 'latin1');
-  if (bigEndian) head.writeUInt32BE(bytes.length, 4);
-  else head.writeUInt32LE(bytes.length, 4);
-  return Buffer.concat([head, bytes, Buffer.alloc(bytes.length % 2)]);
-}
-
-/** A WAVE file of these chunks: RIFF, or big-endian RIFX. */
-function wave(chunks: Buffer[], bigEndian = false): Buffer {
-  const body = Buffer.concat([Buffer.from('WAVE'), ...chunks]);
-  const head = Buffer.alloc(8);
-  head.write(bigEndian ? 'RIFX' : 'RIFF');
-  if (bigEndian) head.writeUInt32BE(body.length, 4);
-  else head.writeUInt32LE(body.length, 4);
-  return Buffer.concat([head, body]);
-}
-
-/** A `fmt ` chunk; with `mask`, WAVE_FORMAT_EXTENSIBLE with that channel mask and `format` as its sub-format. */
-function fmt({ format = 1, channels = 1, rate = 48000, bits = 16, blockAlign = (channels * Math.ceil(bits / 8)), mask, bigEndian = false }: { format?: number; channels?: number; rate?: number; bits?: number; blockAlign?: number; mask?: number; bigEndian?: boolean }): Buffer {
-  const b = Buffer.alloc(mask === undefined ? 16 : 40);
-  const u16 = (v: number, at: number) => (bigEndian ? b.writeUInt16BE(v, at) : b.writeUInt16LE(v, at));
-  const u32 = (v: number, at: number) => (bigEndian ? b.writeUInt32BE(v, at) : b.writeUInt32LE(v, at));
-  u16(mask === undefined ? format : 0xfffe, 0);
-  u16(channels, 2);
-  u32(rate, 4);
-  u32(rate * blockAlign, 8);
-  u16(blockAlign, 12);
-  u16(bits, 14);
-  if (mask !== undefined) {
-    u16(22, 16);
-    u16(bits, 18);
-    u32(mask, 20);
-    u32(format, 24); // the sub-format GUID: the format code, then KSDATAFORMAT's fixed part
-    Buffer.from('000000001000800000aa00389b71', 'hex').copy(b, 28);
-  }
-  return chunk('fmt ', b, bigEndian);
-}
 
 /** Channel c of a test signal: two partials, a different pair per channel, never silent for long. */
 const signal = (frames: number, rate: number, c: number) => Float64Array.from({ length: frames }, (_, i) => 0.6 * Math.sin((2 * Math.PI * (220 + 110 * c) * i) / rate) + 0.3 * Math.sin((2 * Math.PI * (3000 + 500 * c) * i) / rate));
