@@ -27,4 +27,6 @@ process.on('message', (m: { type: string; job?: PublishJob }) => {
   }
 });
 process.on('SIGTERM', () => process.exit(0));
+// The bench went away (killed, or failed): its publishers with it.
+process.on('disconnect', () => process.exit(0));
 reply({ type: 'ready' });
