@@ -9,6 +9,7 @@ import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { packageRoot } from '../package-root.js';
 import { join } from 'node:path';
 import { defaultPipelinesDir } from './serve-command.js';
+import { checkToken, fetchFailure } from '../client/whip-client.js';
 
 interface PipelineSummary {
   name: string;
@@ -23,20 +24,14 @@ export function registerPipelinesCommand(program: Command): void {
     .command('pipelines')
     .description('list the pipelines of a directory (as serve loads them) or of a running server (--url)')
     .addOption(new Option('--pipelines <dir>', 'pipelines directory (default: ./pipelines if it exists, else the bundled ones)').env('EARSHOT_PIPELINES'))
-    .addOption(new Option('--url <url>', 'ask a running server instead, e.g. http://127.0.0.1:8080'))
+    .addOption(new Option('--url <url>', 'ask a running server instead, e.g. http://127.0.0.1:8080 (a path is kept: https://host/earshot/ asks https://host/earshot/pipelines)'))
+    .addOption(new Option('--admin-token <token>', "with --url: the server's admin token, which its pipelines route needs when it has one").env('EARSHOT_ADMIN_TOKEN'))
     .option('--json', 'print JSON')
-    .action(async (opts: { pipelines?: string; url?: string; json?: boolean }) => {
+    .action(async (opts: { pipelines?: string; url?: string; adminToken?: string; json?: boolean }) => {
       try {
         let list: PipelineSummary[];
         if (opts.url) {
-          const url = new URL('/pipelines', opts.url);
-          const res = await fetch(url, { signal: AbortSignal.timeout(10_000) }).catch((e: Error) => {
-            // fetch says only "fetch failed"; what failed is its cause (ECONNREFUSED, a name that does not resolve, …).
-            const cause = e.cause instanceof Error ? e.cause.message : e.message;
-            throw new Error(`the server at ${url.origin} did not answer: ${cause}`);
-          });
-          if (!res.ok) throw new Error(`${res.status} from ${opts.url}/pipelines`);
-          list = ((await res.json()) as { pipelines: PipelineSummary[] }).pipelines;
+          list = await serverPipelines(opts.url, opts.adminToken);
         } else {
           const dir = opts.pipelines ?? defaultPipelinesDir() ?? join(packageRoot(), 'pipelines');
           const registry = await PipelineRegistry.load({ dir });
@@ -63,4 +58,27 @@ export function registerPipelinesCommand(program: Command): void {
         process.exitCode = 1;
       }
     });
+}
+
+/** The pipelines of the server at `base` (its path kept, as behind a proxy's prefix), asked with `adminToken` if given. */
+async function serverPipelines(base: string, adminToken: string | undefined): Promise<PipelineSummary[]> {
+  checkToken(adminToken);
+  let url: URL;
+  try {
+    url = new URL('pipelines', base.endsWith('/') ? base : `${base}/`);
+  } catch {
+    throw new Error(`--url must be a URL such as http://127.0.0.1:8080, got "${base}"`);
+  }
+  const headers: Record<string, string> = adminToken ? { authorization: `Bearer ${adminToken}` } : {};
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => {
+    throw new Error(`the server at ${url.origin} did not answer: ${fetchFailure(e)}`);
+  });
+  if (!res.ok) {
+    // The server's problem (RFC 9457) says what to change; the status alone does not.
+    const problem = (await res.json().catch(() => undefined)) as { code?: string; detail?: string; title?: string } | undefined;
+    const why = problem?.detail ?? problem?.title ?? res.statusText;
+    const hint = res.status === 401 && !adminToken ? ' (pass the admin token: --admin-token or EARSHOT_ADMIN_TOKEN)' : '';
+    throw new Error(`${url.href} answered ${res.status}: ${why}${problem?.code ? ` [${problem.code}]` : ''}${hint}`);
+  }
+  return ((await res.json()) as { pipelines: PipelineSummary[] }).pipelines;
 }

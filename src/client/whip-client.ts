@@ -31,6 +31,23 @@ export interface WhipPublishResult {
 const TIMEOUT_MS = 10_000;
 
 /**
+ * Why a fetch failed, as a user can act on it: fetch itself says only "fetch
+ * failed", and what failed is its cause (connect ECONNREFUSED 127.0.0.1:1,
+ * getaddrinfo ENOTFOUND …, a certificate not trusted, …).
+ */
+export function fetchFailure(e: unknown): string {
+  const error = e as Error;
+  const cause = error?.cause;
+  if (cause instanceof Error) {
+    // undici wraps several attempts (IPv6 and IPv4) in an AggregateError with an empty message.
+    const inner = cause instanceof AggregateError && cause.errors.length > 0 ? cause.errors.map((x: Error) => x.message).join('; ') : cause.message;
+    const code = (cause as NodeJS.ErrnoException).code;
+    return inner || code || error.message;
+  }
+  return error?.message ?? String(e);
+}
+
+/**
  * Throws `EARSHOT_OPTION_INVALID` unless `url` is an http: or https: URL. Any other reached
  * fetch, which failed as "fetch failed", reported as an endpoint that did not answer.
  */
@@ -104,7 +121,7 @@ export class WhipClient {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS),
       });
     } catch (e) {
-      throw whipError(0, errors.WHIP_UNREACHABLE(url, (e as Error).message));
+      throw whipError(0, errors.WHIP_UNREACHABLE(url, fetchFailure(e)));
     }
     if (res.status !== 201) throw await errorFrom(res, url);
     const location = res.headers.get('location');
@@ -120,7 +137,7 @@ export class WhipClient {
       await res.arrayBuffer();
     } catch (e) {
       // As publish says it: a server that stopped (a raw "fetch failed" TypeError before).
-      throw whipError(0, errors.WHIP_UNREACHABLE(sessionUrl, (e as Error).message));
+      throw whipError(0, errors.WHIP_UNREACHABLE(sessionUrl, fetchFailure(e)));
     }
     if (res.status !== 200 && res.status !== 204 && res.status !== 404) throw await errorFrom(res, sessionUrl);
     return res.status;

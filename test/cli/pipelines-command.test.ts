@@ -1,0 +1,62 @@
+/**
+ * `earshot pipelines --url`: the real CLI, spawned, against a real server that
+ * has an admin token (as every server reachable beyond loopback must): it asks
+ * with `--admin-token` or EARSHOT_ADMIN_TOKEN, and without one says what the
+ * server answered and what to pass.
+ */
+import { execFile } from 'node:child_process';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
+
+function earshot(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, timeout: 60_000, env: { ...process.env, EARSHOT_ADMIN_TOKEN: '', ...env } }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({ adminToken: 'admin-secret' });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe('earshot pipelines --url', () => {
+  it("lists a token-guarded server's pipelines with --admin-token or EARSHOT_ADMIN_TOKEN", async () => {
+    for (const run of [earshot(['pipelines', '--url', t.url, '--admin-token', 'admin-secret']), earshot(['pipelines', '--url', `${t.url}/`, '--json'], { EARSHOT_ADMIN_TOKEN: 'admin-secret' })]) {
+      const { code, stdout, stderr } = await run;
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(stdout).toMatch(/default/);
+    }
+    const listed = JSON.parse((await earshot(['pipelines', '--url', t.url, '--json'], { EARSHOT_ADMIN_TOKEN: 'admin-secret' })).stdout) as Array<{ name: string; default?: boolean }>;
+    expect(listed.find((p) => p.default)?.name).toBe('default');
+  }, 60_000);
+
+  it("without the token, or with a wrong one, says what the server answered and what to pass, and exits 1", async () => {
+    const none = await earshot(['pipelines', '--url', t.url]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(new RegExp(`^earshot pipelines: ${t.url}/pipelines answered 401: .+ \\[EARSHOT_UNAUTHORIZED\\] \\(pass the admin token: --admin-token or EARSHOT_ADMIN_TOKEN\\)\\n$`));
+    const wrong = await earshot(['pipelines', '--url', t.url, '--admin-token', 'nope']);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/answered 401: .+ \[EARSHOT_UNAUTHORIZED\]\n$/);
+  }, 60_000);
+
+  it('a server that is not there: the reason, not "fetch failed"', async () => {
+    const closed = createTcpServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const { code, stderr } = await earshot(['pipelines', '--url', `http://127.0.0.1:${port}`]);
+    expect(code).toBe(1);
+    expect(stderr).toBe(`earshot pipelines: the server at http://127.0.0.1:${port} did not answer: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+  }, 60_000);
+});
