@@ -120,6 +120,10 @@ export const errors = {
       if (presented) return `The bearer token sent is not accepted here: ${needs}.`;
       return role === 'publish' ? `Publishing needs a bearer token: ${needs}.` : `This route needs the admin token: ${needs}.`;
     }),
+  DOWNLOAD_LINK_EXPIRED: define('EARSHOT_DOWNLOAD_LINK_EXPIRED', 401, 'Download link expired',
+    (at: string) => `This download link expired at ${at}. List the recordings again (GET /recordings, or reload the dashboard) for a fresh link, or send the admin token.`),
+  DOWNLOAD_LINK_INVALID: define('EARSHOT_DOWNLOAD_LINK_INVALID', 401, 'Download link not valid',
+    () => 'This download link does not open this recording: it was altered, or made by a server process that has since restarted (links die with it). List the recordings again (GET /recordings, or reload the dashboard) for a fresh link, or send the admin token.'),
   FORBIDDEN: define('EARSHOT_FORBIDDEN', 403, 'Forbidden',
     (role: 'publish' | 'admin') => `Your token does not grant the ${role} role this route needs${role === 'admin' ? ': the publish token (--token) only allows WHIP; use the admin token (--admin-token)' : ''}.`),
   HOST_NOT_ALLOWED: define('EARSHOT_HOST_NOT_ALLOWED', 403, 'Host not allowed',

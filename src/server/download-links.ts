@@ -25,11 +25,22 @@ export class DownloadLinks {
 
   /** True when `signature` was made by `sign(name)` and has not expired. */
   verify(name: string, expires: unknown, signature: unknown, now = Date.now()): boolean {
-    if (typeof expires !== 'string' || typeof signature !== 'string' || !/^\d{1,12}$/.test(expires)) return false;
-    if (Number(expires) * 1000 < now) return false;
+    return this.check(name, expires, signature, now) === 'valid';
+  }
+
+  /**
+   * What a request's link parameters are: `none` (neither given), `valid`,
+   * `expired` (well formed, past its time: the time is the link's own, so
+   * saying so tells nothing secret) or `invalid` (malformed, or a signature
+   * that does not match: altered, or made by another server or process).
+   */
+  check(name: string, expires: unknown, signature: unknown, now = Date.now()): 'none' | 'valid' | 'expired' | 'invalid' {
+    if (expires === undefined && signature === undefined) return 'none';
+    if (typeof expires !== 'string' || typeof signature !== 'string' || !/^\d{1,12}$/.test(expires)) return 'invalid';
     const expected = Buffer.from(this.#mac(name, Number(expires)));
     const given = Buffer.from(signature);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    if (!(given.length === expected.length && timingSafeEqual(given, expected))) return 'invalid';
+    return Number(expires) * 1000 < now ? 'expired' : 'valid';
   }
 
   #mac(name: string, expires: number): string {

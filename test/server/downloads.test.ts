@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
@@ -207,6 +208,39 @@ describe('signed download links', () => {
     expect((await fetch(`${t.url}${a.url.replace('/a.wav', '/b.wav')}`)).status).toBe(401);
     const later = a.url.replace(/expires=(\d+)/, (_, e: string) => `expires=${Number(e) + 1000}`);
     expect((await fetch(`${t.url}${later}`)).status).toBe(401);
+  });
+
+  it('an expired or altered link says so, with its own code; the admin token still opens the file', async () => {
+    const short = await startServer({ adminToken: 'admin-secret', downloadLinkSeconds: 1 });
+    try {
+      await copyFile(fixturePath('tone-1k-48k.wav'), join(short.recordingsDir, 'a.wav'));
+      const admin = { authorization: 'Bearer admin-secret' };
+      const list = (await (await fetch(`${short.url}/recordings`, { headers: admin })).json()) as { recordings: Array<{ url: string }> };
+      const link = list.recordings[0].url;
+      const expires = Number(/expires=(\d+)/.exec(link)![1]);
+      const problem = async (path: string, headers: Record<string, string> = {}) => {
+        const res = await fetch(`${short.url}${path}`, { headers });
+        return { status: res.status, ...((await res.json()) as { code: string; detail: string }) };
+      };
+      // Altered: another signature, or another expiry under the same one.
+      const altered = await problem(link.replace(/signature=[\w-]+/, 'signature=AAAA'));
+      expect(altered).toMatchObject({ status: 401, code: 'EARSHOT_DOWNLOAD_LINK_INVALID' });
+      expect(altered.detail).toMatch(/does not open this recording: .* for a fresh link, or send the admin token\.$/);
+      expect(await problem(link.replace(/expires=\d+/, `expires=${expires + 60}`))).toMatchObject({ status: 401, code: 'EARSHOT_DOWNLOAD_LINK_INVALID' });
+      // No link at all: the route's own answer.
+      expect(await problem('/recordings/a.wav')).toMatchObject({ status: 401, code: 'EARSHOT_UNAUTHORIZED' });
+      await sleep(Math.max(0, expires * 1000 - Date.now()) + 200);
+      const expired = await problem(link);
+      expect(expired).toMatchObject({ status: 401, code: 'EARSHOT_DOWNLOAD_LINK_EXPIRED' });
+      expect(expired.detail).toBe(`This download link expired at ${new Date(expires * 1000).toISOString()}. List the recordings again (GET /recordings, or reload the dashboard) for a fresh link, or send the admin token.`);
+      // With the admin token the same request opens the file; with a wrong one it is the token's error.
+      const withToken = await fetch(`${short.url}${link}`, { headers: admin });
+      expect(withToken.status).toBe(200);
+      expect((await withToken.arrayBuffer()).byteLength).toBe(288_044);
+      expect(await problem(link, { authorization: 'Bearer wrong' })).toMatchObject({ status: 401, code: 'EARSHOT_UNAUTHORIZED' });
+    } finally {
+      await short.close();
+    }
   });
 
   it('never serve a file through a symbolic link in the recordings directory, even to the admin', async () => {

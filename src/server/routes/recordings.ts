@@ -66,8 +66,16 @@ export function registerRecordingRoutes(
 
   const serve: ServeRecording = async (req, reply, given) => {
     const name = RecordingsStore.checkName(given);
-    // A signed link opens exactly its file; anything else needs the admin role.
-    if (!links.verify(name, req.query.expires, req.query.signature)) await access.require('admin')(req, reply);
+    // A signed link opens exactly its file; anything else needs the admin role. A link that no
+    // longer opens it, sent without a token, is told so: "needs the admin token" would puzzle
+    // whoever holds an hour-old link from the dashboard.
+    const link = links.check(name, req.query.expires, req.query.signature);
+    if (link !== 'valid') {
+      if (link !== 'none' && req.headers.authorization === undefined) {
+        throw link === 'expired' ? errors.DOWNLOAD_LINK_EXPIRED(new Date(Number(req.query.expires) * 1000).toISOString()) : errors.DOWNLOAD_LINK_INVALID();
+      }
+      await access.require('admin')(req, reply);
+    }
     const entry = await core.store.describe(name); // 404s unknown files
     // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
     if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
