@@ -262,6 +262,9 @@ export const errors = {
     (why: string) => `Internal error: ${why}`),
 } as const;
 
+/** Where recordings go, as the CLI and the library each say it; a recording started with a path of its own goes there. */
+const ELSEWHERE = 'the server\'s --recordings DIR or recordingsDir, a record sink\'s "directory", or the path a recording is started with';
+
 /**
  * What to do about a failed write to the recordings directory, by errno: the
  * hint must match the cause ("create the directory" is no help on a full disk).
@@ -270,26 +273,26 @@ function storageHint(why: string): string {
   const code = /^E[A-Z]+/.exec(why)?.[0];
   switch (code) {
     case 'ENOSPC':
-      return ' — the disk is full. Free space on that file system or pass --recordings DIR on another.';
+      return ` — the disk is full. Free space on that file system, or record to another (${ELSEWHERE}).`;
     case 'EDQUOT':
       return ' — the disk quota is used up. Free space or raise the quota of the user earshot runs as.';
     case 'EACCES':
     case 'EPERM':
-      return ' — the directory is not writable by the user earshot runs as. Fix its permissions or pass --recordings DIR.';
+      return ` — the directory is not writable by the user earshot runs as. Fix its permissions, or record elsewhere (${ELSEWHERE}).`;
     case 'EROFS':
-      return ' — the file system is read-only. Pass --recordings DIR on a writable one.';
+      return ` — the file system is read-only. Record to a writable one (${ELSEWHERE}).`;
     case 'ENOENT':
-      return ' — the directory does not exist. Create it or pass --recordings DIR.';
+      return ` — the directory does not exist. Create it, or record elsewhere (${ELSEWHERE}).`;
     case 'ENOTDIR':
     case 'EEXIST':
-      return ' — the path (or part of it) is a file, not a directory. Remove the file or pass --recordings DIR.';
+      return ` — the path (or part of it) is a file, not a directory. Remove the file, or record elsewhere (${ELSEWHERE}).`;
     case 'EMFILE':
     case 'ENFILE':
       return ' — too many open files. Raise the open-file limit (ulimit -n) or lower --max-sessions.';
     case 'EIO':
       return ' — the disk reported an I/O error. Check the device.';
     default:
-      return '. Check the directory or pass --recordings DIR.';
+      return `. Check the directory, or record elsewhere (${ELSEWHERE}).`;
   }
 }
 

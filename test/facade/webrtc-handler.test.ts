@@ -61,6 +61,10 @@ describe('WebRTCHandler', () => {
       code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE',
       message: expect.stringContaining(`Cannot write recordings to "${missing}": ENOENT`),
     });
+    // The advice fits code that gave the path, not only the CLI (it said "pass --recordings DIR").
+    await expect(handler.startAudioRecording('alice', join(missing, 'x.wav'))).rejects.toMatchObject({
+      message: expect.stringMatching(/the directory does not exist\. Create it, or record elsewhere \(.*the path a recording is started with\)\.$/),
+    });
     const started = await handler.startAudioRecording('alice', target);
     expect(started).toMatchObject({ name: 'alice-take1.wav', state: 'recording' });
     const sent = await sending;
