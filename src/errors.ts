@@ -90,7 +90,9 @@ export const errors = {
   LISTENER_NOT_FOUND: define('EARSHOT_LISTENER_NOT_FOUND', 404, 'Unknown WHEP listener',
     (id: string, peer: string) => `No WHEP listener "${id}" of peer "${peer}": it has ended (its DELETE, its peer's stream ended) or never existed. Start a new one with POST /whep/:peer.`),
   PEER_NOT_FOUND: define('EARSHOT_PEER_NOT_FOUND', 404, 'Unknown peer',
-    (peer: string) => `No active peer "${peer}". GET /stats lists the active peers.`),
+    /** `live`: the route needs the peer's stream; `known`: its statistics, kept a while after it ends. */
+    (peer: string, scope: 'live' | 'known' = 'live') =>
+      scope === 'live' ? `No live peer "${peer}": it has ended or never connected. GET /stats lists the peers, live and recently ended.` : `No peer "${peer}", live or recently ended. GET /stats lists the peers.`),
   RECORDING_NOT_FOUND: define('EARSHOT_RECORDING_NOT_FOUND', 404, 'Unknown recording',
     (name: string) => `No recording "${name}". GET /recordings lists them.`),
   RECORDING_NAME_INVALID: define('EARSHOT_RECORDING_NAME_INVALID', 400, 'Invalid recording name',
@@ -185,7 +187,7 @@ export const errors = {
   BAD_REQUEST: withStatus(define('EARSHOT_BAD_REQUEST', 400, 'Bad request',
     (why: string) => why)),
   ROUTE_NOT_FOUND: define('EARSHOT_ROUTE_NOT_FOUND', 404, 'Not found',
-    (method: string, path: string) => `No route ${method} ${path}. The routes are listed in docs/http-api.md.`),
+    (method: string, path: string) => `No route ${method} ${path}. The routes are listed in the HTTP API reference: docs/http-api.md in the earshot repository (https://github.com/earshot-dev/earshot).`),
   NAME_INVALID: define('EARSHOT_NAME_INVALID', 400, 'Invalid name',
     (kind: 'room' | 'peer', value: string) => `The ${kind} "${value.slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", "." or "-", starting with a letter or digit${kind === 'room' ? ' ("sessions" is taken by the WHIP session URLs)' : ''}.`),
   OVERLOADED: define('EARSHOT_OVERLOADED', 503, 'Server at capacity',

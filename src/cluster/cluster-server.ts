@@ -637,10 +637,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine });
     if (node) {
       const peer = req.params.peer;
-      return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer));
+      return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer, 'known'));
     }
     if (answers[0]) return relay(reply, answers[0].res);
-    throw errors.PEER_NOT_FOUND(req.params.peer);
+    throw errors.PEER_NOT_FOUND(req.params.peer, 'known');
   });
 
   const toPeer = async (req: FastifyRequest<{ Params: { peer: string } }>, reply: FastifyReply) => {

@@ -334,7 +334,7 @@ export class EarshotCore {
 
   peerStats(peer: string): PeerStatsSnapshot {
     const s = this.peers.snapshot(peer);
-    if (!s) throw errors.PEER_NOT_FOUND(peer);
+    if (!s) throw errors.PEER_NOT_FOUND(peer, 'known');
     return s;
   }
 
