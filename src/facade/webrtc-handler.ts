@@ -263,7 +263,7 @@ function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Pipeline {
   // A name (no path, no .json) is a bundled pipeline, as for createServer: it was read as a file path.
   if (typeof p === 'string' && !p.includes('/') && !p.includes('\\') && !p.endsWith('.json')) {
     const names = readdirSync(bundled).filter((f) => f.endsWith('.json') && f !== 'pipeline.schema.json').map((f) => f.slice(0, -'.json'.length));
-    if (!names.includes(p)) throw errors.PIPELINE_NOT_FOUND(p, names.sort());
+    if (!names.includes(p)) throw errors.PIPELINE_NOT_FOUND(p, names.sort(), 'Name a bundled one, or pass a pipeline file\'s path (ending in .json) or a definePipeline() object.');
     return loadPipelineFileSync(join(bundled, `${p}.json`));
   }
   if (typeof p === 'string') return loadPipelineFileSync(p);

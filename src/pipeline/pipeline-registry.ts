@@ -106,7 +106,11 @@ export class PipelineRegistry {
   /** The current version of a pipeline, or `EARSHOT_PIPELINE_NOT_FOUND` (404). */
   get(name: string): Pipeline {
     const p = this.#pipelines.get(name);
-    if (!p) throw errors.PIPELINE_NOT_FOUND(name, this.names());
+    if (!p) {
+      // The bundled pipelines are read-only: "PUT /pipelines/x adds one" would get 409.
+      const adding = this.writable ? undefined : 'GET /pipelines lists them. The bundled pipelines are read-only: start the server with --pipelines DIR (pipelinesDir in code), a directory of your own, to add one.';
+      throw errors.PIPELINE_NOT_FOUND(name, this.names(), adding);
+    }
     return p;
   }
 

@@ -36,7 +36,7 @@ describe('WebRTCHandler options', () => {
     const handler = new WebRTCHandler({ pipeline: 'telephony', iceHostAddresses: ['127.0.0.1'] });
     await handler.close();
     expect(() => new WebRTCHandler({ pipeline: 'nope' })).toThrow(
-      expect.objectContaining({ code: 'EARSHOT_PIPELINE_NOT_FOUND', message: expect.stringMatching(/^No pipeline "nope"; loaded: call-recording, default, handler, podcast, telephony, voice-agent\./) }),
+      expect.objectContaining({ code: 'EARSHOT_PIPELINE_NOT_FOUND', message: expect.stringMatching(/^No pipeline "nope"; loaded: call-recording, default, handler, podcast, telephony, voice-agent\. Name a bundled one, or pass a pipeline file's path \(ending in \.json\) or a definePipeline\(\) object\.$/) }),
     );
   });
 

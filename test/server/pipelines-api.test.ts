@@ -177,6 +177,12 @@ describe('the bundled pipelines', () => {
       expect((await fetch(`${bundled.url}/pipelines/podcast`, json('DELETE'))).status).toBe(409);
       expect(await readFile(join(BUNDLED, 'podcast.json'), 'utf8')).toBe(before);
       expect(((await (await fetch(`${bundled.url}/pipelines`)).json()) as { writable: boolean }).writable).toBe(false);
+      // An unknown one is not offered a PUT that would get 409.
+      const unknown = (await (await fetch(`${bundled.url}/pipelines/nope`)).json()) as { code: string; detail: string };
+      expect(unknown.code).toBe('EARSHOT_PIPELINE_NOT_FOUND');
+      expect(unknown.detail).toMatch(/The bundled pipelines are read-only: start the server with --pipelines DIR/);
+      expect(unknown.detail).not.toMatch(/PUT/);
+      expect((await api('/pipelines/nope')).body).toMatchObject({ detail: expect.stringMatching(/PUT \/pipelines\/nope adds one\.$/) });
       // A directory of the user's own is writable, and says so.
       expect((await api('/pipelines')).body!.writable).toBe(true);
     } finally {
