@@ -167,7 +167,7 @@ export const errors = {
     (_name, problems) => ({ problems })),
   PIPELINE_NOT_FOUND: define('EARSHOT_PIPELINE_NOT_FOUND', 404, 'Unknown pipeline',
     /** `adding`: how one is added where the name was asked (default: over HTTP). */
-    (name: string, known: string[], adding = `GET /pipelines lists them; PUT /pipelines/${name} adds one.`) => `No pipeline "${name}"; loaded: ${known.join(', ') || 'none'}. ${adding}`),
+    (name: string, known: string[], adding: string = `GET /pipelines lists them; PUT /pipelines/${name} adds one.`) => `No pipeline "${name}"; loaded: ${known.join(', ') || 'none'}. ${adding}`),
   PIPELINE_IN_USE: define('EARSHOT_PIPELINE_IN_USE', 409, 'Pipeline in use',
     (name: string, by: string) => `Pipeline "${name}" is in use (${by}); end those sessions, rebind the rooms or choose another default first.`),
   PIPELINES_READ_ONLY: define('EARSHOT_PIPELINES_READ_ONLY', 409, 'Pipelines are read-only',
