@@ -96,7 +96,7 @@ export function publisherStalls(): { start(): void; stop(): PublisherStalls } {
 export interface PublishJob {
   source: SourceName;
   seconds: number;
-  /** Peer ids and their WHIP URLs; publisher `i` of these is publisher `index[i]` of `k` (its phase in a DTX source). */
+  /** The sessions' WHIP URLs, each with its number among the step's `k` (its phase in a DTX source). */
   peers: Array<{ url: string; index: number }>;
   k: number;
   /** Speech only: the WHIP URL sendMany numbers (-1 … -count) when the peers are `base-1` … `base-count`. */
@@ -105,8 +105,9 @@ export interface PublishJob {
 
 /** Sends one process's share of a step; resolves with how many sessions failed. */
 export async function publish(job: PublishJob, source: EncodedSource): Promise<number> {
-  const sent = source.dtx
-    ? await Promise.all(job.peers.map((p) => sendAudio({ url: p.url, source: startingAt(source, p.index, job.k), seconds: job.seconds, loop: true }).catch((error: Error) => ({ error }))))
+  // sendMany numbers its sessions only when there are several: one alone goes to its own URL.
+  const sent = source.dtx || job.peers.length === 1
+    ? await Promise.all(job.peers.map((p) => sendAudio({ url: p.url, source: source.dtx ? startingAt(source, p.index, job.k) : source, seconds: job.seconds, loop: true }).catch((error: Error) => ({ error }))))
     : await sendMany(job.peers.length, { url: job.base!, source, seconds: job.seconds, loop: true });
   return sent.filter((s) => 'error' in s).length;
 }
@@ -198,7 +199,8 @@ export async function childPublishers(count: number, sources: SourceName[]): Pro
       return failed.reduce((a, b) => a + b, 0);
     },
     watch() {
-      for (const c of children) void c.request({ type: 'watch' }, 'watching', 10_000);
+      // Not awaited (the window starts now); a child that does not answer shows in `watched`.
+      for (const c of children) c.request({ type: 'watch' }, 'watching', 10_000).catch(() => undefined);
     },
     async watched() {
       const all = await Promise.all(children.map((c) => c.request({ type: 'watched' }, 'stalls', 10_000).then((m) => m.stalls as PublisherStalls)));
