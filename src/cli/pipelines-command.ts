@@ -62,7 +62,11 @@ export function registerPipelinesCommand(program: Command): void {
 
 /** The pipelines of the server at `base` (its path kept, as behind a proxy's prefix), asked with `adminToken` if given. */
 async function serverPipelines(base: string, adminToken: string | undefined): Promise<PipelineSummary[]> {
-  checkToken(adminToken);
+  try {
+    checkToken(adminToken);
+  } catch (e) {
+    throw new Error((e as Error).message.replace(/^options\.token /, '--admin-token '));
+  }
   let url: URL;
   try {
     url = new URL('pipelines', base.endsWith('/') ? base : `${base}/`);
