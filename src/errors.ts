@@ -180,7 +180,7 @@ export const errors = {
     (file: string, why: string) => `Could not write ${file}: ${why}. Check that the pipelines directory is writable.`),
   PIPELINE_FILE_UNREADABLE: define('EARSHOT_PIPELINE_FILE_UNREADABLE', 400, 'Pipeline file unreadable',
     (file: string, why: string) => `Cannot read pipeline ${file}: ${why}`),
-  BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body',
+  BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body or query parameter',
     (why: string) => why),
   BODY_TOO_LARGE: define('EARSHOT_BODY_TOO_LARGE', 413, 'Request body too large',
     () => 'The request body exceeds the limit: 64 KiB for SDP; for JSON 16 KiB, 256 KiB for a pipeline document, 4 KiB for a room binding.'),

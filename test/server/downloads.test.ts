@@ -183,7 +183,8 @@ describe('the recordings listing', () => {
     for (const limit of ['0', '1001', 'x']) {
       const res = await fetch(`${t.url}/recordings?limit=${limit}`);
       expect(res.status).toBe(400);
-      expect(((await res.json()) as { code: string }).code).toBe('EARSHOT_BODY_INVALID');
+      // The title is the problem type's (RFC 9457): a body or a query parameter; the detail names which.
+      expect(await res.json()).toMatchObject({ code: 'EARSHOT_BODY_INVALID', title: 'Invalid request body or query parameter', detail: '?limit= must be an integer from 1 to 1000.' });
     }
   });
 });
