@@ -7,11 +7,12 @@
  * recording-names.ts, shared with pipeline validation).
  */
 import { constants } from 'node:fs';
-import { access, lstat, mkdir, open, readdir, realpath, stat, statfs } from 'node:fs/promises';
+import { access, lstat, open, readdir, realpath, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { errors } from '../errors.js';
 import { readOggOpusSummary } from './ogg-opus-reader.js';
 import { RECORDING_MAX_DEPTH, RECORDING_SEGMENT, recordingNameProblem } from './recording-names.js';
+import { makeDirectory } from './make-directory.js';
 
 /** Suffixes of recording files: WAV, and Ogg Opus (".opus", as RFC 7845 §9 recommends for audio-only Ogg Opus). */
 export const RECORDING_EXTENSIONS = ['.wav', '.opus'] as const;
@@ -61,7 +62,7 @@ export class RecordingsStore {
   /** Creates the directory if needed and checks that it is a writable directory. */
   async init(): Promise<void> {
     try {
-      await mkdir(this.dir, { recursive: true });
+      await makeDirectory(this.dir);
       if (!(await stat(this.dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
       await access(this.dir, constants.W_OK);
     } catch (e) {
@@ -81,7 +82,7 @@ export class RecordingsStore {
   async checkUsable(): Promise<void> {
     let code: string;
     try {
-      await mkdir(this.dir, { recursive: true });
+      await makeDirectory(this.dir);
       if (!(await stat(this.dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
       await access(this.dir, constants.W_OK);
       const fs = await statfs(this.dir);
@@ -118,7 +119,7 @@ export class RecordingsStore {
   /** Creates the subdirectories a recording name needs (no-op for a top-level name). */
   async prepare(name: string): Promise<void> {
     const dir = dirname(this.pathOf(name));
-    if (dir !== this.dir) await mkdir(dir, { recursive: true });
+    if (dir !== this.dir) await makeDirectory(dir);
   }
 
   /** A name not yet used in the directory, from a base like `demo-alice-20261124-101500`, with suffix `ext`. */
