@@ -544,7 +544,7 @@ export class ClusterNode {
     app.get('/cluster/recordings', async (req, reply) => {
       const nodes = await this.#nodesOr503(reply);
       type Listing = { recordings: Array<RecordingEntry & { url: string }>; total: number };
-      const answers = await Promise.all(nodes.map(async (n) => ({ n, list: await this.#nodeDoc<Listing>(n, req, '/recordings?limit=1000', () => this.#host.recordings()) })));
+      const answers = await Promise.all(nodes.map(async (n) => ({ n, list: await this.#nodeDoc<Listing>(n, req, '/recordings?limit=1000&order=newest', () => this.#host.recordings()) })));
       const recordings = answers
         .flatMap(({ n, list }) => (list?.recordings ?? []).map((r) => ({
           ...r,

@@ -473,7 +473,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       requireAdmin: (req, reply) => access.require('admin')(req, reply),
       stats: async () => (await machineStats()) as NodeStats,
       recordings: async () => {
-        const page = await store.page({ limit: 1000 });
+        const page = await store.page({ limit: 1000, order: 'newest' });
         return { recordings: page.recordings.map((r) => ({ ...r, url: links.sign(r.name) })), total: page.total };
       },
       serveRecording: (req, reply, name) => serveRecording!(req, reply, name),

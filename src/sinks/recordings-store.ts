@@ -163,31 +163,39 @@ export class RecordingsStore {
   }
 
   /**
-   * One page of recordings in name order: those after `cursor` (a name from a
-   * previous page's `next`), at most `limit`. Only the page's files are opened.
+   * One page of recordings, at most `limit`, after `cursor` (a previous page's
+   * `next`). In name order by default: only directory reads, and only the
+   * page's files are opened. `newest`: by modification time, newest first
+   * (then by name), which reads every recording's time (one `lstat` each, no
+   * open) — what a list that shows the latest recordings needs once there are
+   * more than a page of them. A recording being written moves to the front
+   * as it is written; a cursor stays valid (it names a time and a name, not a
+   * position).
    */
-  async page(options: { limit: number; cursor?: string }): Promise<{ recordings: RecordingEntry[]; next: string | null; total: number }> {
-    const all = await this.names();
-    let from = 0;
-    if (options.cursor !== undefined) {
-      // First name after the cursor (binary search: the list is sorted by code units).
-      let lo = 0;
-      let hi = all.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (all[mid] <= options.cursor) lo = mid + 1;
-        else hi = mid;
-      }
-      from = lo;
-    }
-    const slice = all.slice(from, from + options.limit);
-    const entries = await Promise.all(slice.map((n) => this.describe(n).catch(() => undefined)));
-    const more = from + options.limit < all.length;
+  async page(options: { limit: number; cursor?: string; order?: RecordingOrder }): Promise<{ recordings: RecordingEntry[]; next: string | null; total: number }> {
+    const names = await this.names();
+    const { slice, more } = options.order === 'newest' ? await this.#newestAfter(names, options.cursor, options.limit) : nameOrderAfter(names, options.cursor, options.limit);
+    const entries = await Promise.all(slice.map((key) => this.describe(key.name).catch(() => undefined)));
     return {
       recordings: entries.filter((e): e is RecordingEntry => e !== undefined),
-      next: more && slice.length > 0 ? slice[slice.length - 1] : null,
-      total: all.length,
+      next: more && slice.length > 0 ? slice[slice.length - 1].cursor : null,
+      total: names.length,
     };
+  }
+
+  async #newestAfter(names: string[], cursor: string | undefined, limit: number): Promise<{ slice: PageKey[]; more: boolean }> {
+    const timed = await Promise.all(names.map(async (name) => ({ name, ms: Math.floor((await lstat(join(this.dir, name)).catch(() => undefined))?.mtimeMs ?? 0) })));
+    const newerFirst = (a: { name: string; ms: number }, b: { name: string; ms: number }) => b.ms - a.ms || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    timed.sort(newerFirst);
+    let from = 0;
+    if (cursor !== undefined) {
+      const at = /^(\d{1,16}):(.+)$/.exec(cursor);
+      const after = at ? { ms: Number(at[1]), name: at[2] } : { ms: Number.MAX_SAFE_INTEGER, name: '' };
+      from = timed.findIndex((t) => newerFirst(after, t) < 0);
+      if (from < 0) from = timed.length;
+    }
+    const slice = timed.slice(from, from + limit).map((t) => ({ name: t.name, cursor: `${t.ms}:${t.name}` }));
+    return { slice, more: from + limit < timed.length };
   }
 
   /** The first of `name`'s parent names that is a file, not a directory (a recording in the way of a subdirectory), if any. */
@@ -227,6 +235,31 @@ export class RecordingsStore {
     const header = await readWavHeader(path);
     return { ...base, format: 'wav', seconds: header ? header.dataBytes / header.byteRate : 0, sampleRate: header?.sampleRate ?? 0, channels: header?.channels ?? 0 };
   }
+}
+
+/** How `page()` orders recordings: by name (the default), or newest first. */
+export type RecordingOrder = 'name' | 'newest';
+
+/** A recording of a page, and the cursor that resumes after it. */
+interface PageKey {
+  name: string;
+  cursor: string;
+}
+
+/** The names after `cursor` in name order (a binary search: `names` is sorted by code units). */
+function nameOrderAfter(names: string[], cursor: string | undefined, limit: number): { slice: PageKey[]; more: boolean } {
+  let from = 0;
+  if (cursor !== undefined) {
+    let lo = 0;
+    let hi = names.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (names[mid] <= cursor) lo = mid + 1;
+      else hi = mid;
+    }
+    from = lo;
+  }
+  return { slice: names.slice(from, from + limit).map((name) => ({ name, cursor: name })), more: from + limit < names.length };
 }
 
 function isInside(path: string, dir: string): boolean {

@@ -29,7 +29,7 @@
  * says how to install it (`.ci/run` does).
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -38,6 +38,7 @@ import { sendAudio } from '../../src/client/audio-sender.js';
 import { envelopeMatch, readWav } from '../helpers/audio.js';
 import { fixturePath, readFixture } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { sparseWav } from '../helpers/wav-files.js';
 
 const CHROMIUM = process.env.EARSHOT_CHROMIUM ?? '/usr/bin/chromium';
 // The README's screenshot is rewritten by `npm run docs` (UPDATE_DOCS=1); a plain test run
@@ -112,6 +113,13 @@ describe('dashboard', () => {
     t = await startServer({ token: PUBLISH_TOKEN, adminToken: ADMIN_TOKEN });
     // Earlier recordings, more than the 4 downloads a client may run at once (--max-downloads-per-client).
     for (let i = 1; i <= 6; i++) await copyFile(fixturePath('speech-48k.wav'), join(t.recordingsDir, `earlier-call-${i}.wav`));
+    // More than the list shows (200), older and first by name: the newest must be listed, not the first names.
+    const dayAgo = Date.now() / 1000 - 86_400;
+    for (let i = 1; i <= 205; i++) {
+      const archived = join(t.recordingsDir, `archive-${String(i).padStart(3, '0')}.wav`);
+      await sparseWav(archived, 9600);
+      await utimes(archived, dayAgo, dayAgo);
+    }
     scratchDir = await mkdtemp(join(tmpdir(), 'earshot-e2e-'));
     context = await chromium.launchPersistentContext(join(scratchDir, 'profile'), {
       executablePath: CHROMIUM,

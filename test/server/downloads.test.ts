@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFile, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +177,34 @@ describe('the recordings listing', () => {
     expect(download.headers.get('content-type')).toMatch(/^audio\/(x-)?wav/);
     expect(download.headers.get('etag')).toBeTruthy();
     await download.arrayBuffer();
+  });
+
+  it('comes newest first with ?order=newest, a page at a time: every recording once, by modification time', async () => {
+    // A shuffle of the times, so that name order and time order differ; two share each second, ordered then by name.
+    const key = (i: number) => Math.floor(((i * 7919) % 5000) / 2);
+    const base = Date.now() / 1000 - 10_000;
+    await Promise.all(Array.from({ length: 5000 }, (_, i) => utimes(join(t.recordingsDir, `call-${String(i).padStart(5, '0')}.wav`), base + key(i), base + key(i))));
+    const expected = Array.from({ length: 5000 }, (_, i) => i)
+      .sort((a, b) => key(b) - key(a) || a - b)
+      .map((i) => `call-${String(i).padStart(5, '0')}.wav`);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await fetch(`${t.url}/recordings?order=newest&limit=700${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      const page = (await res.json()) as { recordings: Array<{ name: string; modifiedAt: string }>; next: string | null; total: number };
+      expect(page.total).toBe(5000);
+      seen.push(...page.recordings.map((r) => r.name));
+      cursor = page.next;
+    } while (cursor);
+    expect(seen).toEqual(expected);
+    // A recording written now comes first.
+    await copyFile(fixturePath('tone-1k-48k.wav'), join(t.recordingsDir, 'aaa-oldest-name.wav'));
+    const first = (await (await fetch(`${t.url}/recordings?order=newest&limit=1`)).json()) as { recordings: Array<{ name: string }> };
+    expect(first.recordings.map((r) => r.name)).toEqual(['aaa-oldest-name.wav']);
+    await rm(join(t.recordingsDir, 'aaa-oldest-name.wav'));
+    // An order it does not know, or a name-order cursor given to the newest-first order: 400, saying which.
+    await expectProblem(await fetch(`${t.url}/recordings?order=oldest`), { status: 400, code: 'EARSHOT_BODY_INVALID', detail: /\?order= must be "name" \(the default\) or "newest"/ });
+    await expectProblem(await fetch(`${t.url}/recordings?order=newest&cursor=call-00001.wav`), { status: 400, code: 'EARSHOT_BODY_INVALID', detail: /\?cursor= must be the "next" value of the previous page of the same order/ });
   });
 
   it('rejects a bad limit with 400', async () => {

@@ -88,7 +88,8 @@ function recordingRow(r, fresh) {
 }
 
 async function loadRecordings() {
-  const res = await api('/recordings?limit=200', { cache: 'no-store' });
+  // The newest 200: in name order, a long-running server's first page is its oldest recordings.
+  const res = await api('/recordings?limit=200&order=newest', { cache: 'no-store' });
   if (!res.ok) throw new Error(await problemText(res));
   const body = await res.json();
   const list = (Array.isArray(body?.recordings) ? body.recordings : []).filter((r) => r && typeof r.name === 'string');

@@ -47,12 +47,17 @@ export function registerRecordingRoutes(
   limits: DownloadLimits,
   clientOf: (req: FastifyRequest) => string | Promise<string> = requestClient,
 ): ServeRecording {
-  app.get<{ Querystring: { limit?: string; cursor?: string } }>('/recordings', async (req) => {
+  app.get<{ Querystring: { limit?: string; cursor?: string; order?: string } }>('/recordings', async (req) => {
     const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw errors.BODY_INVALID(`?limit= must be an integer from 1 to ${MAX_PAGE}.`);
+    const order = req.query.order ?? 'name';
+    if (order !== 'name' && order !== 'newest') throw errors.BODY_INVALID('?order= must be "name" (the default) or "newest".');
     const cursor = req.query.cursor;
-    if (cursor !== undefined && (typeof cursor !== 'string' || cursor.length > 1024)) throw errors.BODY_INVALID('?cursor= must be the "next" value of the previous page.');
-    const page = await core.store.page({ limit, cursor });
+    // A cursor of the newest-first order is the time and name of the last recording of a page.
+    if (cursor !== undefined && (typeof cursor !== 'string' || cursor.length > 1024 || (order === 'newest' && !/^\d{1,16}:./.test(cursor)))) {
+      throw errors.BODY_INVALID(`?cursor= must be the "next" value of the previous page${order === 'newest' ? ' of the same order' : ''}.`);
+    }
+    const page = await core.store.page({ limit, cursor, order });
     return {
       recordings: page.recordings.map((r) => ({ ...r, url: links.sign(r.name) })),
       next: page.next,
