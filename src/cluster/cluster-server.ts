@@ -643,8 +643,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     throw errors.PEER_NOT_FOUND(req.params.peer, 'known');
   });
 
-  const toPeer = async (req: FastifyRequest<{ Params: { peer: string } }>, reply: FastifyReply) => {
-    const notFound = () => errors.PEER_NOT_FOUND(req.params.peer);
+  const toPeer = async (req: FastifyRequest<{ Params: { peer: string; id?: string } }>, reply: FastifyReply) => {
+    // A listener's route answers as one process does when its peer is not here: the listener is not found.
+    const id = req.params.id;
+    const notFound = () => (id !== undefined ? errors.LISTENER_NOT_FOUND(id, req.params.peer) : errors.PEER_NOT_FOUND(req.params.peer));
     const local = await placement.ownerOfPeer(req.params.peer);
     if (local === undefined && node) return node.toOwner(req, reply, () => node.ownerOfPeer(req.params.peer), notFound);
     const engine = await owned(local, notFound);
@@ -658,8 +660,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   notAllowed(app, '/whep/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
   notAllowed(app, '/whep/:peer/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');
   app.post<{ Params: { peer: string } }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES, config: { body: 'sdp' } }, toPeer);
-  app.delete<{ Params: { peer: string } }>('/whep/:peer/:id', toPeer);
-  app.patch<{ Params: { peer: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
+  app.delete<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', toPeer);
+  app.patch<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
 
   // ---- recordings: one directory for the machine, served here (signed links verify wherever they were made)
   // A download another node of the cluster forwards counts against the client it names (ClusterNode.downloadClient).

@@ -230,6 +230,14 @@ describe('earshot serve --processes 2', () => {
       const again = await listen(`${s.url}/whep/crowd`);
       players.push(again);
       expect(again.status).toBe(201);
+      // Once the peer has ended, its listener is not found, as one process answers (the front said "peer not found").
+      controller.abort();
+      await sending.catch(() => undefined);
+      await until('the peer to end', async () => ((await (await fetch(`${s.url}/stats/crowd`)).json()) as { state?: string }).state === 'ended' || undefined);
+      const ended = await fetch(again.location!, { method: 'DELETE' });
+      expect(ended.status).toBe(404);
+      expect(await ended.json()).toMatchObject({ code: 'EARSHOT_LISTENER_NOT_FOUND' });
+      expect(await (await fetch(`${s.url}/whep/nobody/abc`, { method: 'DELETE' })).json()).toMatchObject({ code: 'EARSHOT_LISTENER_NOT_FOUND' });
     } finally {
       await Promise.all(players.map((p) => p.close().catch(() => undefined)));
       controller.abort();
