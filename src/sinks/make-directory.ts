@@ -15,14 +15,15 @@ import { dirname } from 'node:path';
 export async function makeDirectory(dir: string): Promise<void> {
   const missing: string[] = [];
   for (let at = dir; ; at = dirname(at)) {
-    const exists = await stat(at).then(
-      () => true,
-      (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') return false;
-        throw e;
-      },
-    );
-    if (exists || dirname(at) === at) break;
+    const info = await stat(at).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+    if (info && !info.isDirectory()) {
+      // As Node's own says it: EEXIST for the directory itself, ENOTDIR for a file above it.
+      throw Object.assign(new Error(`${at} is not a directory`), { code: at === dir ? 'EEXIST' : 'ENOTDIR', path: at });
+    }
+    if (info || dirname(at) === at) break;
     missing.push(at);
   }
   for (const level of missing.reverse()) {
