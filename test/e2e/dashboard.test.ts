@@ -291,3 +291,38 @@ describe('dashboard', () => {
     expect(await page.locator('[data-testid="log"] li.ended').count()).toBeGreaterThan(1);
   });
 });
+
+describe('dashboard on a server that guards only publishing', () => {
+  it('asks for the publish token when Talk needs it, and takes it alone (the admin field may stay empty)', { timeout: 90_000 }, async () => {
+    // No admin token: the admin API is open on loopback, publishing needs its token.
+    const server = await startServer({ token: PUBLISH_TOKEN });
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-e2e-publish-'));
+    const browser = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath: CHROMIUM, headless: true, args: chromiumArgs(fixturePath('speech-48k.wav')), timeout: 20_000 });
+    try {
+      const page = browser.pages()[0] ?? (await browser.newPage());
+      await page.goto(`${server.url}/`);
+      await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 10_000 });
+      const form = page.getByTestId('token-form');
+      expect(await form.isVisible()).toBe(false);
+      await page.getByTestId('talk-button').click();
+      await form.waitFor({ state: 'visible', timeout: 10_000 });
+      // Nothing entered: the form says what it needs and stays.
+      await page.getByTestId('token-submit').click();
+      expect(await page.getByTestId('token-error').textContent()).toBe('Enter the admin token, the publish token, or both.');
+      expect(await form.isVisible()).toBe(true);
+      await page.getByTestId('publish-token').fill(PUBLISH_TOKEN);
+      await page.getByTestId('token-submit').click();
+      await form.waitFor({ state: 'hidden', timeout: 5000 });
+      await page.locator('[data-testid="talk-button"][data-state="live"]').waitFor({ timeout: 15_000 });
+      const mine = page.locator('[data-testid="peer-card"].mine');
+      await mine.waitFor({ timeout: 15_000 });
+      // The open admin API still answers without a token: statistics of the page's own peer.
+      const me = (await mine.getAttribute('data-peer'))!;
+      expect((await fetch(`${server.url}/stats/${me}`)).status).toBe(200);
+    } finally {
+      await browser.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

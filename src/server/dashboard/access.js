@@ -37,8 +37,16 @@ export function askForTokens(message) {
 
 tokenForm.addEventListener('submit', (e) => {
   e.preventDefault();
-  tokens.admin = byTestId('admin-token').value.trim();
-  tokens.publish = byTestId('publish-token').value.trim();
+  const admin = byTestId('admin-token').value.trim();
+  const publish = byTestId('publish-token').value.trim();
+  // Either may be empty: a server may guard only publishing (its admin API open on loopback).
+  if (!admin && !publish) {
+    tokenError.textContent = 'Enter the admin token, the publish token, or both.';
+    tokenError.hidden = false;
+    return;
+  }
+  tokens.admin = admin;
+  tokens.publish = publish;
   sessionStorage.setItem(TOKENS_KEY, JSON.stringify(tokens));
   tokenForm.hidden = true;
   const waiting = afterSignIn;
