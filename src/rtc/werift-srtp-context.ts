@@ -35,7 +35,7 @@
 import { SrtpAuthenticationError, type RtpHeader } from 'werift';
 import { guardCounts } from './guard-counts.js';
 import { rtpHeaderUpTo } from './werift-rtp-header.js';
-import { MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
+import { countingAuthFailures, MIN_RTP_HEADER, SRTP_AUTH_FAILED as FAILED, throwawaySrtpSession } from './werift-srtp-internals.js';
 
 /** werift's per-SSRC rollover state (its `ssrc` field is not read here). */
 interface SsrcState {
@@ -113,18 +113,5 @@ function decryptRtp(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHea
   return dec;
 }
 
-/**
- * `decryptRtp`, counting the packets that fail SRTP's checks
- * (`guardCounts.srtpUnauthenticated`) on their way to werift's transport,
- * which drops them without a trace.
- */
-function decryptRtpCounted(this: ContextInternals, cipherText: Buffer): [Buffer, RtpHeader] {
-  try {
-    return decryptRtp.call(this, cipherText);
-  } catch (e) {
-    if (e instanceof SrtpAuthenticationError) guardCounts.srtpUnauthenticated++;
-    throw e;
-  }
-}
-
-if (replacesWeriftContextDecrypt) proto.decryptRtp = decryptRtpCounted;
+// Counting the packets that fail SRTP's checks (`guardCounts.srtpUnauthenticated`).
+if (replacesWeriftContextDecrypt) proto.decryptRtp = countingAuthFailures(decryptRtp, 'srtpUnauthenticated');
