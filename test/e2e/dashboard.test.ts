@@ -11,81 +11,25 @@
  * refused (429): players fetch nothing until played. When the server ends the
  * page's own session, the Talk button stops at once and says why.
  *
- * WebRTC between headless Chromium and the server over loopback: the test server
- * is ICE-lite and announces only 127.0.0.1 (the default of `startServer`). The
- * page calls getUserMedia first, so Chromium exposes real host addresses instead
- * of mDNS names — and an ICE-lite server answers connectivity checks from
- * whatever source address they come, so the browser's own candidates do not have
- * to be reachable anyway. What matters is that Chromium has a socket that can
- * reach 127.0.0.1: by default it gathers only on non-loopback interfaces (which
- * happens to work while the machine has one, since Linux routes a packet from
- * eth0's address to 127.0.0.1 over `lo`), and on a machine or container with
- * only `lo` it gathers nothing and never connects. `--allow-loopback-in-peer-connection`
- * lets it gather on 127.0.0.1 too, so the test works on both (checked with
- * `unshare -n`). No STUN server is configured, and `--host-resolver-rules` makes
- * every name but localhost unresolvable, so nothing leaves the machine.
- *
- * Chromium is required: when /usr/bin/chromium is missing the test fails and
- * says how to install it (`.ci/run` does).
+ * Chromium runs headless with nothing reaching outside the machine
+ * (test/helpers/chromium.ts says how, and why ICE works over loopback).
  */
-import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { envelopeMatch, readWav } from '../helpers/audio.js';
 import { fixturePath, readFixture } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { sparseWav } from '../helpers/wav-files.js';
+import { launchChromium, pageProblems, playerDuration, signIn } from '../helpers/chromium.js';
+import { until } from '../helpers/until.js';
 
-const CHROMIUM = process.env.EARSHOT_CHROMIUM ?? '/usr/bin/chromium';
 // The README's screenshot is rewritten by `npm run docs` (UPDATE_DOCS=1); a plain test run
 // takes it too, into the temp dir, so running the tests never dirties the working tree.
 const SCREENSHOT = process.env.UPDATE_DOCS ? join(import.meta.dirname, 'dashboard.png') : join(tmpdir(), `earshot-dashboard-${process.pid}.png`);
-
-function chromiumArgs(microphoneWav: string): string[] {
-  return [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
-    // Gather ICE candidates on loopback too (see the file comment).
-    '--allow-loopback-in-peer-connection',
-    // A microphone without a permission prompt, playing the fixture in a loop.
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${microphoneWav}`,
-  ];
-}
-
-/** Polls `probe` until it returns something other than undefined; fails naming `what` after `timeoutMs`. */
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** The part of HTMLMediaElement the test reads (tsconfig has no DOM lib). */
-interface MediaElement {
-  readyState: number;
-  duration: number;
-  muted: boolean;
-  error: { code: number; message: string } | null;
-  addEventListener(type: string, listener: () => void): void;
-  play(): Promise<void>;
-  pause(): void;
-}
 
 const PUBLISH_TOKEN = 'e2e-publish-token';
 const ADMIN_TOKEN = 'e2e-admin-token';
@@ -103,12 +47,6 @@ afterAll(async () => {
 
 describe('dashboard', () => {
   it('shows both live peers with moving meters and VAD, and the Talk recording plays and downloads as WAV', { timeout: 120_000 }, async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `Chromium is needed for the dashboard test and was not found at ${CHROMIUM}. Install it with ` +
-          '`sudo apt-get install -y --no-install-recommends chromium` (.ci/run does) or point EARSHOT_CHROMIUM at a Chromium binary.',
-      );
-    }
     // The default pipeline (denoise with VAD → WAV recording + stats), with both roles protected.
     t = await startServer({ token: PUBLISH_TOKEN, adminToken: ADMIN_TOKEN });
     // Earlier recordings, more than the 4 downloads a client may run at once (--max-downloads-per-client).
@@ -121,33 +59,14 @@ describe('dashboard', () => {
       await utimes(archived, dayAgo, dayAgo);
     }
     scratchDir = await mkdtemp(join(tmpdir(), 'earshot-e2e-'));
-    context = await chromium.launchPersistentContext(join(scratchDir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: chromiumArgs(fixturePath('speech-48k.wav')),
-      viewport: { width: 1280, height: 800 },
-      colorScheme: 'dark',
-      acceptDownloads: true,
-      timeout: 20_000,
-    });
-    const page = context.pages()[0] ?? (await context.newPage());
-    const problems: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-    page.on('response', (r) => {
-      if (r.status() === 429) problems.push(`429: ${r.url()}`);
-    });
+    const launched = await launchChromium(scratchDir, fixturePath('speech-48k.wav'), { screenshot: true });
+    context = launched.context;
+    const page = launched.page;
+    const problems = pageProblems(page);
 
     // Without tokens in this tab the page asks for them before it calls anything.
-    await page.goto(`${t.url}/`);
+    await signIn(page, `${t.url}/`, { admin: ADMIN_TOKEN, publish: PUBLISH_TOKEN });
     const form = page.getByTestId('token-form');
-    await form.waitFor({ state: 'visible', timeout: 10_000 });
-    await page.getByTestId('admin-token').fill(ADMIN_TOKEN);
-    await page.getByTestId('publish-token').fill(PUBLISH_TOKEN);
-    await page.getByTestId('token-submit').click();
-    await form.waitFor({ state: 'hidden', timeout: 5000 });
     await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 10_000 });
     // Kept for the tab: a reload does not ask again.
     await page.reload();
@@ -210,20 +129,7 @@ describe('dashboard', () => {
     const row = page.locator(`[data-testid="recording-row"][data-name*="${me}"][data-live="false"]`);
     await row.waitFor({ timeout: 10_000 });
     // The player fetches nothing until played (muted here: the page has had the user's clicks).
-    const duration = await row.getByTestId('recording-audio').evaluate(
-      (el) =>
-        new Promise<number>((resolve, reject) => {
-          const audio = el as unknown as MediaElement;
-          audio.addEventListener('loadedmetadata', () => {
-            audio.pause();
-            resolve(audio.duration);
-          });
-          audio.muted = true;
-          audio.play().catch(reject);
-          audio.addEventListener('error', () => reject(new Error(`audio error ${audio.error?.code}: ${audio.error?.message}`)));
-          setTimeout(() => reject(new Error('no loadedmetadata within 5 s')), 5000);
-        }),
-    );
+    const duration = await playerDuration(row);
     expect(duration).toBeGreaterThan(0);
     expect(Number.isFinite(duration)).toBe(true);
 
@@ -297,9 +203,8 @@ describe('dashboard on a server that guards only publishing', () => {
     // No admin token: the admin API is open on loopback, publishing needs its token.
     const server = await startServer({ token: PUBLISH_TOKEN });
     const dir = await mkdtemp(join(tmpdir(), 'earshot-e2e-publish-'));
-    const browser = await chromium.launchPersistentContext(join(dir, 'profile'), { executablePath: CHROMIUM, headless: true, args: chromiumArgs(fixturePath('speech-48k.wav')), timeout: 20_000 });
+    const { context: browser, page } = await launchChromium(dir, fixturePath('speech-48k.wav'));
     try {
-      const page = browser.pages()[0] ?? (await browser.newPage());
       await page.goto(`${server.url}/`);
       await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 10_000 });
       const form = page.getByTestId('token-form');
