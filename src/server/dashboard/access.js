@@ -68,8 +68,16 @@ export async function api(path, init = {}) {
 
 /** URL of a recording; names may hold subdirectories, each segment is encoded. */
 export const recordingUrl = (name) => `/recordings/${String(name).split('/').map(encodeURIComponent).join('/')}`;
-/** The listing's signed URL (plays in <audio> without a header), else the plain one (open servers). */
-export const downloadUrl = (r) => (typeof r.url === 'string' && r.url.startsWith('/recordings/') ? r.url : recordingUrl(r.name));
+/**
+ * The listing's signed URL (plays in <audio> without a header), else the plain
+ * one (open servers). A cluster's listing gives paths through this node to the
+ * node that holds the file (`/cluster/recordings/<node>/<name>`).
+ */
+export const downloadUrl = (r) => {
+  if (typeof r.url === 'string' && /^\/(cluster\/)?recordings\//.test(r.url)) return r.url;
+  if (typeof r.download === 'string' && r.download.startsWith('/cluster/recordings/')) return r.download;
+  return recordingUrl(r.name);
+};
 
 /**
  * Why a request for a token's role was refused, in the page's words: a token

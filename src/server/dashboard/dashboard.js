@@ -1,4 +1,5 @@
-// earshot dashboard: live statistics from GET /events, recording control,
+// earshot dashboard: live statistics from GET /events (on a cluster node, from
+// GET /cluster/stats: cluster.js), recording control,
 // recordings with players, and a "Talk" button that publishes the microphone
 // over WHIP. Plain browser JavaScript (ES modules, no build step), no
 // dependencies; every value from the server is treated as possibly missing and
@@ -8,6 +9,7 @@
 // (WHIP), webrtc.js.
 
 import { api, askForTokens, problemText, tokens } from './access.js';
+import { allNodesAnswered, clusterNode, followCluster, nodesText, useCluster } from './cluster.js';
 import { startListening, stopListening } from './listen.js';
 import { $, byTestId, fmt, log, num } from './page.js';
 import { markFinalized, recordingNames, refreshRecordings, showLiveRecordings } from './recordings.js';
@@ -58,6 +60,7 @@ function createCard(peer) {
     state: part('peer-state'),
     room: part('peer-room'),
     pipeline: part('peer-pipeline'),
+    node: part('peer-node'),
     level: part('level'),
     rms: part('level-rms'),
     peak: part('level-peak'),
@@ -110,6 +113,9 @@ function updateCard(card, p) {
   parts.state.dataset.state = state;
   parts.room.textContent = p.room ? `room ${p.room}` : 'room –';
   parts.pipeline.textContent = p.pipeline ? `pipeline ${p.pipeline}` : 'pipeline –';
+  // On a cluster, the node that runs the peer (this node's peers say so too).
+  parts.node.hidden = typeof p.node !== 'string';
+  parts.node.textContent = typeof p.node === 'string' ? ` · node ${p.node}${p.node === clusterNode ? ' (this one)' : ''}` : '';
   const mine = p.peer === myPeer;
   parts.you.hidden = !mine;
   el.classList.toggle('mine', mine);
@@ -170,7 +176,7 @@ function renderPeers(peers) {
     }
     updateCard(card, p);
   }
-  showLiveRecordings(list.map((p) => p.recording).filter((r) => r?.state === 'recording' && typeof r.name === 'string'));
+  showLiveRecordings(list.filter((p) => p.recording?.state === 'recording' && typeof p.recording.name === 'string').map((p) => (typeof p.node === 'string' ? { ...p.recording, node: p.node } : p.recording)));
   for (const [peer, card] of cards) {
     if (seen.has(peer)) continue;
     if (card.listening) void stopListening(card, '', true);
@@ -207,6 +213,13 @@ async function toggleRecording(peer, card) {
 
 const connEl = byTestId('connection');
 
+function setConnection(state, text) {
+  connEl.dataset.state = state;
+  connEl.textContent = text;
+  // While the figures are not coming in, the tiles and cards show the last ones received: dimmed, so nobody reads them as live.
+  document.body.dataset.connection = state;
+}
+
 /**
  * GET /events over fetch, not EventSource: EventSource cannot send the admin
  * token. Parses the text/event-stream framing itself and reconnects after
@@ -215,13 +228,12 @@ const connEl = byTestId('connection');
 async function connect() {
   const handlers = new Map();
   const on = (type, fn) => handlers.set(type, fn);
+  // On a cluster node the figures come from the cluster's view (followCluster): this stream only feeds the log.
   const setState = (state, text) => {
-    connEl.dataset.state = state;
-    connEl.textContent = text;
-    // While the stream is down the tiles and cards show the last figures received: dimmed, so nobody reads them as live.
-    document.body.dataset.connection = state;
+    if (!clusterNode) setConnection(state, text);
   };
   on('stats', (e) => {
+    if (clusterNode) return;
     const data = parse(e.data);
     if (!data) return;
     renderServer(data.server);
@@ -283,6 +295,36 @@ async function connect() {
   }
 }
 
+// ---------------------------------------------------------------- a cluster's view
+
+/** Other nodes' live peers at the last poll (peer → { room, node }): their starts and ends go to the log. */
+let elsewhere = null;
+/** This page's own Talk peer, once seen live on the cluster. */
+let mineSeen = null;
+
+function renderCluster(doc) {
+  setConnection('live', `live · ${nodesText(doc.server)}`);
+  renderServer(doc.server);
+  renderPeers(doc.peers);
+  const live = (Array.isArray(doc.peers) ? doc.peers : []).filter((p) => p && typeof p.peer === 'string' && p.state !== 'ended');
+  const complete = allNodesAnswered(doc.server);
+  // This node's sessions are in the log from its own events; other nodes' are seen here, a poll at a time.
+  const now = new Map(live.filter((p) => p.node !== clusterNode).map((p) => [p.peer, { room: p.room, node: p.node }]));
+  if (elsewhere) {
+    for (const [peer, p] of now) if (!elsewhere.has(peer)) log(`${peer} in ${p.room ?? '?'} started on node ${p.node ?? '?'}`, 'started');
+    if (complete) for (const [peer, p] of elsewhere) if (!now.has(peer)) log(`${peer} in ${p.room ?? '?'} ended on node ${p.node ?? '?'}`, 'ended');
+  }
+  if (complete || !elsewhere) elsewhere = now;
+  // The page's own session on another node: its end is not among this node's events.
+  if (myPeer !== null && live.some((p) => p.peer === myPeer)) mineSeen = myPeer;
+  else if (mineSeen !== null && complete) {
+    // Gone from every node: ended (by the page's Stop, or by the server, which then stops the page too).
+    talkEnded(mineSeen, '');
+    mineSeen = null;
+    void refreshRecordings();
+  }
+}
+
 function parse(text) {
   try {
     const v = JSON.parse(text);
@@ -301,10 +343,18 @@ async function start() {
     const health = await (await fetch('/health', { cache: 'no-store' })).json();
     const needsAdmin = health?.access?.admin === 'token' && !tokens.admin;
     if (needsAdmin) await askForTokens();
+    useCluster(health?.cluster);
   } catch {
     // /health unreadable: the API calls below ask for tokens if they get 401
   }
   void connect();
+  if (clusterNode) {
+    setConnection('connecting', 'connecting to the cluster…');
+    void followCluster(renderCluster, (message) => {
+      log(`cluster: ${message}`, 'ended');
+      setConnection('connecting', 'cluster unavailable, retrying…');
+    });
+  }
   void refreshRecordings();
 }
 

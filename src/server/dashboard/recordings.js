@@ -1,13 +1,17 @@
 // The dashboard's recordings list: players and downloads, new files highlighted,
-// files being written marked until they are final.
+// files being written marked until they are final. On a cluster node, every
+// node's recordings (cluster.js), each saying which node holds it.
 
 import { api, downloadUrl, problemText, recordingUrl } from './access.js';
+import { clusterNode } from './cluster.js';
 import { $, byTestId, fmt, log, num } from './page.js';
 
 const recordingsEl = byTestId('recordings');
 const recordingsEmpty = byTestId('recordings-empty');
 /** Names already listed, so new ones can be highlighted. */
 let knownRecordings = null;
+/** Most rows shown: the newest. */
+const SHOWN = 200;
 /** Files live peers are writing now (from the stats), and files known to be finalized since. */
 let liveRecordings = new Set();
 const finalizedRecordings = new Set();
@@ -31,7 +35,7 @@ export function markFinalized(list) {
  */
 function updateRecordingStates() {
   for (const row of recordingsEl.children) {
-    const live = liveRecordings.has(row.dataset.name) && !finalizedRecordings.has(row.dataset.name);
+    const live = liveRecordings.has(row.dataset.key) && !finalizedRecordings.has(row.dataset.name);
     if (row.dataset.live === String(live)) continue;
     const wasLive = row.dataset.live === 'true';
     row.dataset.live = String(live);
@@ -48,7 +52,8 @@ function updateRecordingStates() {
 function recordingMeta(r) {
   const rate = num(r.sampleRate) === null ? '' : ` · ${r.sampleRate / 1000} kHz`;
   const channels = r.channels === 2 ? ' stereo' : r.channels === 1 ? ' mono' : '';
-  return `${fmt.seconds(r.seconds)} · ${fmt.bytes(r.bytes)}${rate}${channels}`;
+  const node = typeof r.node === 'string' ? ` · node ${r.node}` : '';
+  return `${fmt.seconds(r.seconds)} · ${fmt.bytes(r.bytes)}${rate}${channels}${node}`;
 }
 
 function recordingRow(r, fresh) {
@@ -56,6 +61,7 @@ function recordingRow(r, fresh) {
   li.className = `recording${fresh ? ' fresh' : ''}`;
   li.dataset.testid = 'recording-row';
   li.dataset.name = r.name;
+  li.dataset.key = rowKey(r);
   li.dataset.url = downloadUrl(r);
   const name = document.createElement('span');
   name.className = 'recording-name';
@@ -87,18 +93,23 @@ function recordingRow(r, fresh) {
   return li;
 }
 
+/** A row's identity: its name, and on a cluster its node (two nodes may hold files of the same name). */
+const rowKey = (r) => (typeof r.node === 'string' ? `${r.node}/${r.name}` : r.name);
+
 async function loadRecordings() {
-  // The newest 200: in name order, a long-running server's first page is its oldest recordings.
-  const res = await api('/recordings?limit=200&order=newest', { cache: 'no-store' });
+  // The newest: in name order, a long-running server's first page is its oldest recordings.
+  // A cluster lists every node's newest 1000, newest first.
+  const res = await api(clusterNode ? '/cluster/recordings' : `/recordings?limit=${SHOWN}&order=newest`, { cache: 'no-store' });
   if (!res.ok) throw new Error(await problemText(res));
   const body = await res.json();
   const list = (Array.isArray(body?.recordings) ? body.recordings : []).filter((r) => r && typeof r.name === 'string');
   list.sort((a, b) => String(b.modifiedAt ?? '').localeCompare(String(a.modifiedAt ?? '')) || a.name.localeCompare(b.name));
+  list.splice(SHOWN);
   // Rows that are already there stay (a playing <audio> is not interrupted); their figures are updated.
-  const existing = new Map([...recordingsEl.children].map((li) => [li.dataset.name, li]));
+  const existing = new Map([...recordingsEl.children].map((li) => [li.dataset.key, li]));
   const rows = list.map((r) => {
-    const row = existing.get(r.name);
-    if (!row) return recordingRow(r, knownRecordings !== null && !knownRecordings.has(r.name));
+    const row = existing.get(rowKey(r));
+    if (!row) return recordingRow(r, knownRecordings !== null && !knownRecordings.has(rowKey(r)));
     $('.recording-meta > span', row).textContent = recordingMeta(r);
     // Signed links expire: keep the newest, and hand it to a player that is not playing.
     row.dataset.url = downloadUrl(r);
@@ -109,7 +120,7 @@ async function loadRecordings() {
     return row;
   });
   recordingsEl.replaceChildren(...rows);
-  knownRecordings = new Set(list.map((r) => r.name));
+  knownRecordings = new Set(list.map(rowKey));
   recordingsEmpty.hidden = list.length > 0;
   updateRecordingStates();
 }
@@ -132,17 +143,24 @@ export function refreshRecordings() {
   return refreshing;
 }
 
-/** The recordings live peers are writing now (from the statistics): their rows say so and show their figures so far. */
+/**
+ * The recordings live peers are writing now (from the statistics; on a
+ * cluster each with the `node` of its peer): their rows say so and show their
+ * figures so far.
+ */
 export function showLiveRecordings(recording) {
-  const live = new Set(recording.map((r) => r.name));
-  if (live.size !== liveRecordings.size || [...live].some((n) => !liveRecordings.has(n))) {
-    const started = [...live].some((n) => !liveRecordings.has(n) && !knownRecordings?.has(n));
+  const live = new Set(recording.map(rowKey));
+  const started = [...live].some((k) => !liveRecordings.has(k) && !knownRecordings?.has(k));
+  // A recording that stopped: its row gets its final figures. (A session's end on this node also refreshes,
+  // from its event; on a cluster, another node's does not reach this page as an event.)
+  const stopped = [...liveRecordings].some((k) => !live.has(k));
+  if (started || stopped || live.size !== liveRecordings.size) {
     liveRecordings = live;
     updateRecordingStates();
-    if (started) void refreshRecordings(); // list a new recording while it is being written
+    if (started || stopped) void refreshRecordings(); // a new recording is listed while it is being written
   }
   for (const r of recording) {
-    const row = recordingsEl.querySelector(`[data-testid="recording-row"][data-name="${CSS.escape(r.name)}"]`);
+    const row = recordingsEl.querySelector(`[data-testid="recording-row"][data-key="${CSS.escape(rowKey(r))}"]`);
     if (row) $('.recording-meta > span', row).textContent = recordingMeta(r);
   }
 }
