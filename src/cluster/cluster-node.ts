@@ -286,9 +286,16 @@ export class ClusterNode {
 
   /**
    * A request for a session or peer this node does not run: forwarded to the
-   * node that does (looked up in Redis), or `notFound`.
+   * node that does (looked up in Redis); where no other node does, what
+   * `ownerless` answers (nothing: `notFound`).
    */
-  async toOwner(req: FastifyRequest, reply: FastifyReply, owner: () => Promise<string | undefined>, notFound: () => EarshotError): Promise<FastifyReply> {
+  async toOwner(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    owner: () => Promise<string | undefined>,
+    notFound: () => EarshotError,
+    ownerless?: () => Promise<FastifyReply | undefined>,
+  ): Promise<FastifyReply> {
     if (header(req, HOP_HEADER) !== undefined) throw notFound();
     let node: string | undefined;
     try {
@@ -296,7 +303,11 @@ export class ClusterNode {
     } catch (e) {
       throw retry(reply, e as EarshotError, CLUSTER_RETRY_AFTER);
     }
-    if (node === undefined || node === this.id) throw notFound();
+    if (node === undefined || node === this.id) {
+      const answered = await ownerless?.();
+      if (answered) return answered;
+      throw notFound();
+    }
     const url = await this.#urlOf(node);
     if (!url) throw notFound();
     let res: EngineResponse;
@@ -307,6 +318,18 @@ export class ClusterNode {
       throw retry(reply, errors.ENGINE_UNAVAILABLE(`cluster node "${node}" did not answer (${(e as Error).message})`), 1);
     }
     return relay(reply, res);
+  }
+
+  /**
+   * The same GET to every other live node, marked as a node's (so none of them
+   * asks further): the answers of those that answered. For what no node owns
+   * any more, such as an ended peer's statistics, which the node or nodes that
+   * ran it remember.
+   */
+  async askOtherNodes(req: FastifyRequest, reply: FastifyReply): Promise<EngineResponse[]> {
+    const nodes = (await this.#nodesOr503(reply)).filter((n) => n.id !== this.#id);
+    const answers = await Promise.all(nodes.map((n) => requestUrl(new URL(n.url), 'GET', req.url, this.#hopHeaders(req)).catch(() => undefined)));
+    return answers.filter((a): a is EngineResponse => a !== undefined);
   }
 
   ownerOfSession(session: string): Promise<string | undefined> {

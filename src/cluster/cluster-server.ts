@@ -637,7 +637,16 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine });
     if (node) {
       const peer = req.params.peer;
-      return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer, 'known'));
+      // A live peer elsewhere: its node answers. An ended one: the nodes that ran it remember it, the newest wins.
+      const ended = async () => {
+        let newest: { state?: string; createdAt?: string } | undefined;
+        for (const res of await node.askOtherNodes(req, reply)) {
+          const doc = res.status === 200 ? jsonOf<{ state?: string; createdAt?: string }>(res) : undefined;
+          if (doc && (!newest || rank(doc) > rank(newest))) newest = doc;
+        }
+        return newest ? reply.code(200).type('application/json; charset=utf-8').send(newest) : undefined;
+      };
+      return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer, 'known'), ended);
     }
     if (answers[0]) return relay(reply, answers[0].res);
     throw errors.PEER_NOT_FOUND(req.params.peer, 'known');

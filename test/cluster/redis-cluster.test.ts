@@ -108,6 +108,13 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       expect(ended.recordings.map((r) => r.name)).toEqual([f.recording!.name]);
       expect(await finalized(join(owner.recordingsDir, f.recording!.name))).toBe(true);
       expect((await fetch(`${other.url}/whip/sessions/${f.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } })).status).toBe(404);
+      // The ended peer's statistics through every node: no node owns it now, the one that ran it remembers it.
+      for (const via of nodes) {
+        const doc = await get<{ peer: string; state: string; endReason: string; session: string; rtp: { packetsReceived: number } }>(via, '/stats/first');
+        expect({ peer: doc.peer, state: doc.state, endReason: doc.endReason, session: doc.session }).toEqual({ peer: 'first', state: 'ended', endReason: 'deleted', session: f.session });
+        expect(doc.rtp.packetsReceived).toBeGreaterThanOrEqual(25);
+      }
+      await expectProblem(await fetch(`${other.url}/stats/never-was`, { headers: admin }), { status: 404, code: 'EARSHOT_PEER_NOT_FOUND' });
 
       // Recordings of every node, listed and downloaded through any node.
       const listing = await get<{ recordings: Array<{ name: string; node: string; bytes: number; download: string; url: string }> }>(other, '/cluster/recordings');
