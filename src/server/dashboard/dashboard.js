@@ -314,7 +314,8 @@ function renderCluster(doc) {
     for (const [peer, p] of now) if (!elsewhere.has(peer)) log(`${peer} in ${p.room ?? '?'} started on node ${p.node ?? '?'}`, 'started');
     if (complete) for (const [peer, p] of elsewhere) if (!now.has(peer)) log(`${peer} in ${p.room ?? '?'} ended on node ${p.node ?? '?'}`, 'ended');
   }
-  if (complete || !elsewhere) elsewhere = now;
+  // A node that did not answer keeps its peers until it does (they are not known to have ended).
+  elsewhere = complete || !elsewhere ? now : new Map([...elsewhere, ...now]);
   // The page's own session on another node: its end is not among this node's events.
   if (myPeer !== null && live.some((p) => p.peer === myPeer)) mineSeen = myPeer;
   else if (mineSeen !== null && complete) {
