@@ -1,6 +1,6 @@
 /**
  * What earshot's guards on werift turned away (werift-stun-auth.ts,
- * werift-dtls-fragments.ts, werift-srtp-context.ts), and the SRTP and SRTCP
+ * werift-dtls-fragments.ts, werift-srtp-context.ts, werift-unsignalled-ssrc.ts), and the SRTP and SRTCP
  * packets that failed authentication (werift-srtcp-count.ts), counted for the metrics
  * (`earshot_rtc_guarded_total`): a peer or a stranger sending what no real
  * client sends shows there, where it otherwise leaves no trace. The guards
@@ -18,4 +18,6 @@ export const guardCounts = {
   srtcpUnauthenticated: 0,
   /** SRTP packets of streams (SSRCs) beyond the ones whose state a session keeps: decrypted as their stream's first, not remembered. */
   srtpPacketsNotKept: 0,
+  /** RTP packets of SSRCs neither the offer announced nor the session took (beyond its bound): dropped. */
+  rtpSsrcsNotAdopted: 0,
 };

@@ -30,6 +30,7 @@ import './werift-stun-auth.js';
 import './werift-srtcp-count.js';
 import { leanReceivePath } from './werift-events.js';
 import { shortcutRtp } from './werift-rtp-shortcut.js';
+import { routeUnsignalledSsrcs } from './werift-unsignalled-ssrc.js';
 import { PeriodicClock } from '../media/periodic-clock.js';
 
 /**
@@ -226,6 +227,7 @@ export class PeerSession {
     this.#watch();
     if (plan.dataChannel !== undefined) pc.onDataChannel.subscribe((channel) => this.channel.attach(channel));
     await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
+    routeUnsignalledSsrcs(pc);
     answerDtlsRole(pc, offer, offer.sections[this.offer!.audioIndex]);
     const answer = await pc.createAnswer();
     disableImplicitStun(pc, []);

@@ -10,8 +10,8 @@ import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, 
 import { WhipClient } from '../../src/client/whip-client.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 
-/** Sends one Opus packet with these RTP header fields. */
-export type SendRtp = (sequenceNumber: number, timestamp: number, payload: Uint8Array, marker?: boolean) => void;
+/** Sends one Opus packet with these RTP header fields; `ssrc` switches the sender to that SSRC from this packet on. */
+export type SendRtp = (sequenceNumber: number, timestamp: number, payload: Uint8Array, marker?: boolean, ssrc?: number) => void;
 
 /**
  * Publishes to `url` and calls `send` once connected; `fmtp` is the Opus
@@ -41,7 +41,9 @@ export async function publishRawOpus(
     expect(pc.connectionState).toBe('connected');
     const sender = transceiver.sender;
     const payloadType = sender.codec?.payloadType ?? 111;
-    await send((sequenceNumber, timestamp, payload, marker = false) => {
+    await send((sequenceNumber, timestamp, payload, marker = false, ssrc = undefined) => {
+      // werift stamps every packet with the sender's SSRC (synchronously, once connected).
+      if (ssrc !== undefined) (sender as unknown as { ssrc: number }).ssrc = ssrc >>> 0;
       sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType, sequenceNumber: sequenceNumber & 0xffff, timestamp: timestamp >>> 0, marker }), Buffer.from(payload)));
     });
     await sleep(200);
