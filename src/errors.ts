@@ -257,8 +257,7 @@ export const errors = {
   WHIP_NO_LOCATION: define('EARSHOT_WHIP_NO_LOCATION', 502, 'WHIP answer without session URL',
     (url: string) => `WHIP endpoint ${url} answered 201 without a Location header`),
   WHIP_SESSION_LOST: define('EARSHOT_WHIP_SESSION_LOST', 502, 'WHIP session lost',
-    (session: string, seconds: number) =>
-      `The server sent no RTCP report for ${seconds} s (RFC 3550 §6.3.5): ${session} has ended on the server (deleted by another client, drained, or the server stopped). Sending stopped.`),
+    (session: string, why: string) => `${why}: ${session} has ended on the server (deleted by another client, replaced, drained, or the server stopped). Sending stopped.`),
   WHIP_HTTP: define('EARSHOT_WHIP_HTTP', 502, 'WHIP request refused',
     (url: string, status: string, detail: string) => `${status} from ${url}${detail ? `: ${detail}` : ''}`),
   INTERNAL: define('EARSHOT_INTERNAL', 500, 'Internal error',

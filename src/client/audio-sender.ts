@@ -91,12 +91,14 @@ export interface SendOptions {
   connectTimeoutMs?: number;
   /**
    * Give up, with `EARSHOT_WHIP_SESSION_LOST`, when the server has sent no
-   * RTCP report for this long: its session ended (deleted by someone else,
-   * drained, a server that stopped or crashed) and nothing else tells a
-   * sender so. RFC 3550 §6.3.5 times a participant out after five report
-   * intervals: 25 s at the 5 s minimum (the default). Only with a `url` or
-   * `signaling` answered by a server that reports, as earshot does; 0 turns
-   * it off.
+   * RTCP report for this long: a server that stopped or crashed, or one that
+   * ended the session without closing DTLS, tells a sender nothing else.
+   * (A server that closes DTLS when it ends a session, as earshot does —
+   * deleted by someone else, replaced, drained — stops the sender at once,
+   * with the same error.) RFC 3550 §6.3.5 times a participant out after five
+   * report intervals: 25 s at the 5 s minimum (the default). Only with a
+   * `url` or `signaling` answered by a server that reports, as earshot does;
+   * 0 turns it off.
    */
   rtcpTimeoutMs?: number;
   /**
@@ -322,9 +324,17 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
       });
     }
     const rtcpTimeoutMs = options.rtcpTimeoutMs ?? RTCP_TIMEOUT_MS;
-    const lost = (now: number) => rtcpTimeoutMs > 0 && now - lastReport.at > rtcpTimeoutMs;
+    // A server that ends the session closes DTLS (close_notify; earshot does): the transport closes at once.
+    // One that vanishes says nothing, and its reports stop.
+    const closed = { byServer: false };
+    transceiver.sender.dtlsTransport.onStateChange.subscribe((state) => (closed.byServer ||= state === 'closed'));
+    const lost = (now: number) => closed.byServer || (rtcpTimeoutMs > 0 && now - lastReport.at > rtcpTimeoutMs);
     const sent = await pace(transceiver, frames, totalFrames, options, lost);
-    if (sent.lost) throw errors.WHIP_SESSION_LOST(published.sessionUrl || 'the session', rtcpTimeoutMs / 1000);
+    if (sent.lost) {
+      if (closed.byServer) sessionUrl = undefined; // nothing left to DELETE
+      const why = closed.byServer ? 'The server closed the connection (DTLS close_notify)' : `The server sent no RTCP report for ${rtcpTimeoutMs / 1000} s (RFC 3550 §6.3.5)`;
+      throw errors.WHIP_SESSION_LOST(published.sessionUrl || 'the session', why);
+    }
     await sleep(200); // let the last packets leave before the session ends
     if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl);
     const { lost: _lost, ...counts } = sent;

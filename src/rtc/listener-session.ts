@@ -22,6 +22,7 @@ import { parseOffer, summarizeOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
 import { reportAtRfcInterval } from './sender-reports.js';
 import { sendRtpPayload } from './werift-rtp-send.js';
+import { sayGoodbye } from './werift-goodbye.js';
 
 export type ListenerEndReason = 'deleted' | 'stream-ended' | 'ice-failed' | 'disconnected' | 'closed-by-peer' | 'connect-timeout' | 'shutdown';
 
@@ -165,6 +166,8 @@ export class ListenerSession {
     this.state = 'ended';
     this.endReason = reason;
     clearTimeout(this.#timer); // the connect timeout, or the player watch's interval (clearTimeout clears both)
+    // The player hears that the listener ended (DTLS close_notify), unless it ended it itself.
+    if (reason !== 'closed-by-peer') await sayGoodbye(this.#pc);
     this.#options.onEnd(reason);
     await this.#pc.close().catch(() => {});
   }

@@ -16,7 +16,7 @@ import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats }
 import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
-import { reportFiguresFrom } from './receiver-reports.js';
+import { reportCname, reportFiguresFrom } from './receiver-reports.js';
 // Replace werift's string-based RTP header parsing and two per-packet costs of its receiver
 // before any packet arrives (see the modules).
 import './werift-rtp-header.js';
@@ -31,6 +31,7 @@ import './werift-srtcp-count.js';
 import { leanReceivePath } from './werift-events.js';
 import { shortcutRtp } from './werift-rtp-shortcut.js';
 import { routeUnsignalledSsrcs } from './werift-unsignalled-ssrc.js';
+import { sayGoodbye } from './werift-goodbye.js';
 import { PeriodicClock } from '../media/periodic-clock.js';
 
 /**
@@ -217,7 +218,11 @@ export class PeerSession {
       track.onReceiveRtp.subscribe((rtp) => this.#onRtp(rtp));
       leanReceivePath(pc);
       // The receiver reports about this stream say what the ingest counted (RFC 3550 A.1, A.3).
-      for (const transceiver of pc.getTransceivers()) if (transceiver.kind === 'audio') reportFiguresFrom(transceiver.receiver, () => this.#ingest.reportFigures());
+      for (const transceiver of pc.getTransceivers()) {
+        if (transceiver.kind !== 'audio') continue;
+        reportFiguresFrom(transceiver.receiver, () => this.#ingest.reportFigures());
+        reportCname(transceiver.receiver, pc.cname);
+      }
     });
     pc.connectionStateChange.subscribe((state) => this.#onConnectionState(state));
   }
@@ -313,6 +318,8 @@ export class PeerSession {
     this.#unwatch?.();
     this.channel.close();
     this.#ingest.flush();
+    // The client hears that the session ended (RTCP BYE, DTLS close_notify), unless it ended it itself.
+    if (reason !== 'closed-by-peer') await sayGoodbye(this.#pc);
     this.#events.onEnd(reason);
     await this.#pc.close().catch(() => {});
   }

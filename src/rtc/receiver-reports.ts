@@ -14,8 +14,13 @@
  * was written against keeps its own (`reportsLikeWerift`). The upstream
  * change: take the delay from RFC 3550 §6.3.1 (or a configured interval)
  * instead of `500 + Math.random() * 1e3`.
+ *
+ * Each report is a compound packet with the receiver's CNAME (an SDES
+ * packet), as RFC 3550 §6.1 requires of every compound RTCP packet; werift's
+ * receiver sent the report alone. The CNAME is the one the answer's
+ * `a=ssrc:… cname:` line gives the same SSRC (`reportCname`).
  */
-import { RtcpReceiverInfo, RtcpRrPacket } from 'werift';
+import { RtcpReceiverInfo, RtcpRrPacket, RtcpSourceDescriptionPacket, SourceDescriptionChunk, SourceDescriptionItem } from 'werift';
 import { runReportLoop, type ReportingParticipant } from './rtcp-interval.js';
 import type { ReportFigures } from './rtp-ingest.js';
 
@@ -33,7 +38,7 @@ export interface ReportingReceiver extends ReportingParticipant {
   readonly remoteStreams: Record<number, StreamStatistics>;
   readonly lastSRtimestamp: Record<number, number>;
   readonly receiveLastSRTimestamp: Record<number, number>;
-  readonly dtlsTransport: { sendRtcp(packets: RtcpRrPacket[]): Promise<unknown> };
+  readonly dtlsTransport: { sendRtcp(packets: Array<RtcpRrPacket | RtcpSourceDescriptionPacket>): Promise<unknown> };
 }
 
 /** Whether werift's report loop is the one replicated here. */
@@ -54,6 +59,14 @@ const figuresOf = new WeakMap<object, () => ReportFigures | undefined>();
 /** Reports about `receiver`'s stream take `figures` (for the SSRC they name) instead of werift's statistics. */
 export function reportFiguresFrom(receiver: object, figures: () => ReportFigures | undefined): void {
   figuresOf.set(receiver, figures);
+}
+
+/** The CNAME each receiver's reports carry (RFC 3550 §6.1): its connection's, as the answer gives it. */
+const cnameOf = new WeakMap<object, string>();
+
+/** Reports about `receiver`'s stream carry `cname` in an SDES packet. */
+export function reportCname(receiver: object, cname: string): void {
+  cnameOf.set(receiver, cname);
 }
 
 /** The last report's expected and received per receiver and SSRC, for the fraction lost over the interval (RFC 3550 A.3). */
@@ -90,5 +103,16 @@ export function receiverReportBlocks(receiver: ReportingReceiver, nowSeconds = D
 
 /** The receiver's report loop until it stops (the caller has checked that it is not already running). */
 export function runReceiverReports(receiver: ReportingReceiver): Promise<void> {
-  return runReportLoop(receiver, () => receiver.dtlsTransport.sendRtcp([new RtcpRrPacket({ ssrc: receiver.rtcpSsrc, reports: receiverReportBlocks(receiver) })]));
+  return runReportLoop(receiver, () => receiver.dtlsTransport.sendRtcp(receiverReport(receiver)));
+}
+
+/** One compound report: the receiver report, then the SDES packet with the CNAME where one is known. */
+export function receiverReport(receiver: ReportingReceiver): Array<RtcpRrPacket | RtcpSourceDescriptionPacket> {
+  const report: Array<RtcpRrPacket | RtcpSourceDescriptionPacket> = [new RtcpRrPacket({ ssrc: receiver.rtcpSsrc, reports: receiverReportBlocks(receiver) })];
+  const cname = cnameOf.get(receiver);
+  if (cname !== undefined) {
+    const item = new SourceDescriptionItem({ type: 1, text: cname }); // 1: CNAME (RFC 3550 §6.5.1)
+    report.push(new RtcpSourceDescriptionPacket({ chunks: [new SourceDescriptionChunk({ source: receiver.rtcpSsrc, items: [item] })] }));
+  }
+  return report;
 }

@@ -13,6 +13,7 @@ import { readWavSource } from '../../src/client/wav-stream.js';
 import { EarshotError } from '../../src/errors.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer } from '../helpers/server.js';
+import { spawnServer } from '../helpers/spawn-server.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -144,26 +145,46 @@ describe('earshot send flags', () => {
 });
 
 describe('a session that ends on the server while sending', () => {
-  it('stops the sender with EARSHOT_WHIP_SESSION_LOST once the server has sent no RTCP report for rtcpTimeoutMs', { timeout: 60_000 }, async () => {
+  /** Sends the tone for up to 50 s; what it ends with (an error, or 'finished'), and when. */
+  function sendLong(url: string) {
+    const started = performance.now();
+    const outcome = sendAudio({ url, source: fixturePath('tone-1k-48k.wav'), loop: true, seconds: 50, rtcpTimeoutMs: 10_000 }).then(
+      () => 'finished' as const,
+      (e: unknown) => e as { code?: string; message: string },
+    );
+    return { outcome, seconds: () => (performance.now() - started) / 1000 };
+  }
+
+  it('stops the sender at once with EARSHOT_WHIP_SESSION_LOST when the server ends the session (it closes DTLS)', { timeout: 60_000 }, async () => {
     const t = await startServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] } });
     try {
-      const started = performance.now();
-      // 10 s: above the longest gap between two of the server's reports (6.2 s, RFC 3550 §6.3.1).
-      const sending = sendAudio({ url: `${t.url}/whip/lost/p1`, source: fixturePath('tone-1k-48k.wav'), loop: true, seconds: 50, rtcpTimeoutMs: 10_000 });
-      const outcome = sending.then(
-        () => 'finished',
-        (e: unknown) => e as { code?: string; message: string },
-      );
-      // Someone else ends the session after 3 s (an admin, a drain): nothing tells the sender but the reports' silence.
+      const sending = sendLong(`${t.url}/whip/lost/p1`);
+      // Someone else ends the session after 3 s (an admin, a drain).
       await new Promise((r) => setTimeout(r, 3000));
       const stats = (await (await fetch(`${t.url}/stats/p1`)).json()) as { session: string };
       expect((await fetch(`${t.url}/whip/sessions/${stats.session}`, { method: 'DELETE' })).status).toBe(200);
-      const result = await outcome;
-      expect(result).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/no RTCP report for 10 s/) });
-      // Well before the 50 s it was asked to send: at most the timeout after the last report.
-      expect((performance.now() - started) / 1000).toBeLessThan(3 + 10 + 6.2 + 2);
+      expect(await sending.outcome).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/^The server closed the connection \(DTLS close_notify\): /) });
+      // Within a packet or two of the DELETE, not the RTCP timeout.
+      expect(sending.seconds()).toBeLessThan(3 + 2);
     } finally {
       await t.close();
     }
   });
+
+  it('stops the sender with EARSHOT_WHIP_SESSION_LOST once a server that vanished has sent no RTCP report for rtcpTimeoutMs', { timeout: 90_000 }, async () => {
+    // A server killed without a word: no close_notify, its reports just stop.
+    const server = await spawnServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] } });
+    try {
+      // 10 s: above the longest gap between two of the server's reports (6.2 s, RFC 3550 §6.3.1).
+      const sending = sendLong(`${server.url}/whip/lost/p2`);
+      await new Promise((r) => setTimeout(r, 3000));
+      await server.stop('SIGKILL');
+      expect(await sending.outcome).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/no RTCP report for 10 s/) });
+      // Well before the 50 s it was asked to send: at most the timeout after the last report.
+      expect(sending.seconds()).toBeLessThan(3 + 10 + 6.2 + 2);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
 });
+

@@ -25,6 +25,8 @@ export interface Listener {
   headers: Headers;
   packets: HeardPacket[];
   connected(): Promise<void>;
+  /** The state of the player's DTLS transport (`closed` once the server sent close_notify). */
+  dtlsState(): string | undefined;
   close(): Promise<void>;
 }
 
@@ -59,7 +61,7 @@ export async function listen(
   if (res.status !== 201) {
     const problem = (await res.json().catch(() => ({}))) as Listener['problem'];
     await close();
-    return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, close };
+    return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, dtlsState: () => undefined, close };
   }
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   const location = new URL(res.headers.get('location')!, url).toString();
@@ -72,6 +74,7 @@ export async function listen(
       for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await new Promise((r) => setTimeout(r, 50));
       if (pc.connectionState !== 'connected') throw new Error(`listener did not connect (${pc.connectionState})`);
     },
+    dtlsState: () => transceiver.receiver.dtlsTransport?.state,
     close,
   };
 }

@@ -4,8 +4,6 @@
  * 256-descriptor limit made /health and WHIP fail with EMFILE), and listings
  * of thousands of recordings come in pages.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { copyFile, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,8 +16,8 @@ import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { expectProblem } from '../helpers/problems.js';
 import { sparseWav } from '../helpers/wav-files.js';
+import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 
 /**
  * The audio of a big WAV (silence): more than the kernel buffers of a loopback
@@ -47,7 +45,7 @@ function stalledDownload(port: number, path: string): Promise<{ socket: Socket; 
 
 describe('stalled downloads', () => {
   let dir: string;
-  let child: ChildProcess | undefined;
+  let server: SpawnedServer | undefined;
   let url = '';
   const sockets: Socket[] = [];
 
@@ -55,32 +53,13 @@ describe('stalled downloads', () => {
     dir = await mkdtemp(join(tmpdir(), 'earshot-downloads-'));
     await sparseWav(join(dir, 'big.wav'), BIG_BYTES);
     // The attack's conditions: 256 file descriptors for the whole server process.
-    child = spawn('prlimit', ['--nofile=256:256', process.execPath, '--import', 'tsx', join(ROOT, 'test', 'helpers', 'child-server.ts')], {
-      cwd: ROOT,
-      env: { ...process.env, EARSHOT_TEST_OPTIONS: JSON.stringify({ recordingsDir: dir, downloadIdleTimeoutMs: 2000, maxDownloadsPerClient: 4, maxDownloads: 16 }) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (c: string) => (out += c));
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (c: string) => (err = (err + c).slice(-4000)));
-    const spawnFailed = new Promise<Error>((r) => child!.once('error', r));
-    for (const deadline = Date.now() + 45_000; !/URL (\S+)/.test(out); ) {
-      const failed = await Promise.race([spawnFailed, new Promise((r) => setTimeout(r, 50, undefined))]);
-      if (failed || Date.now() > deadline || child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`server did not start (exit ${child.exitCode ?? child.signalCode}${failed ? `, ${String(failed)}` : ''}): stdout: ${out} stderr: ${err}`);
-    }
-    url = /URL (\S+)/.exec(out)![1];
+    server = await spawnServer({ recordingsDir: dir, downloadIdleTimeoutMs: 2000, maxDownloadsPerClient: 4, maxDownloads: 16 }, ['prlimit', '--nofile=256:256']);
+    url = server.url;
   });
 
   afterAll(async () => {
     for (const s of sockets) s.destroy();
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    }
+    await server?.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
