@@ -9,6 +9,7 @@
 import { errors } from '../errors.js';
 import { directionOf, isRtp, ownDirection, type MediaSection, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { setupOf } from './dtls-role.js';
+import { clip, quote } from './bounded-text.js';
 
 export interface NegotiationPlan {
   /** Indices (in the offer) of the sections werift negotiates, in offer order. */
@@ -183,11 +184,53 @@ export function rejectedSection(s: MediaSection): string[] {
   return [`m=${s.kind} 0 ${s.proto} ${s.formats[0]}`, 'c=IN IP4 0.0.0.0', ...(s.mid !== undefined ? [`a=mid:${s.mid}`] : []), ...(sctpPort ? [sctpPort] : [])];
 }
 
-/** Throws `EARSHOT_SDP_INVALID` unless the section has ICE credentials, a DTLS fingerprint (its own or the session's) and a mid. */
+/** RFC 8839 §5.4: `ice-char = ALPHA / DIGIT / "+" / "/"`; a ufrag has 4–256 of them, a password 22–256. */
+const ICE_CHARS = /^[A-Za-z0-9+/]*$/;
+/** RFC 8122 §5 hash functions a DTLS fingerprint may name, with their length in bytes (MD2 and MD5 are not allowed). */
+const FINGERPRINT_BYTES: Readonly<Record<string, number>> = { 'sha-1': 20, 'sha-224': 28, 'sha-256': 32, 'sha-384': 48, 'sha-512': 64 };
+const SETUP_ROLES = ['active', 'passive', 'actpass', 'holdconn'];
+
+/** Why an ICE credential's value is unusable (RFC 8839 §5.4), or undefined when it is fine. */
+function iceCredentialProblem(name: string, value: string, min: number): string | undefined {
+  if (value.length < min || value.length > 256) return `a=${name} has ${value.length} characters; RFC 8839 §5.4 asks for ${min} to 256`;
+  if (!ICE_CHARS.test(value)) return `a=${name} has characters other than letters, digits, "+" and "/" (RFC 8839 §5.4)`;
+  return undefined;
+}
+
+/** Why a DTLS fingerprint line's value is unusable (RFC 8122 §5), or undefined when it is fine. */
+function fingerprintProblem(value: string): string | undefined {
+  const [hash, hex, ...rest] = value.trim().split(/\s+/);
+  const bytes = FINGERPRINT_BYTES[(hash ?? '').toLowerCase()];
+  if (bytes === undefined) return `a=fingerprint names the hash ${quote(hash ?? '', 40)}; a DTLS fingerprint uses sha-256 (or sha-1, sha-224, sha-384, sha-512; RFC 8122 §5)`;
+  if (rest.length > 0 || hex === undefined || !new RegExp(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){${bytes - 1}}$`).test(hex)) {
+    return `a=fingerprint's ${hash.toLowerCase()} value is not ${bytes} hexadecimal bytes separated by colons (RFC 8122 §5)`;
+  }
+  return undefined;
+}
+
+/**
+ * Throws `EARSHOT_SDP_INVALID` unless the section has usable ICE credentials, a
+ * usable DTLS fingerprint (its own or the session's), a known DTLS role if it
+ * names one, and a mid. An offer werift cannot connect with is refused here,
+ * before a socket is opened, with what is wrong: with an empty ICE password
+ * werift gave up on the connection while answering, and a malformed
+ * fingerprint or role left a session that could only time out.
+ */
 export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
-  const has = (prefix: string) => s.lines.some((l) => l.startsWith(prefix)) || offer.session.some((l) => l.startsWith(prefix));
-  if (!has('a=ice-ufrag:') || !has('a=ice-pwd:')) throw errors.SDP_INVALID(`ICE credentials (a=ice-ufrag / a=ice-pwd) are missing in media section ${s.index}`);
-  if (!has('a=fingerprint:')) throw errors.SDP_INVALID(`the DTLS fingerprint (a=fingerprint) is missing in media section ${s.index}`);
+  const value = (prefix: string) => (s.lines.find((l) => l.startsWith(prefix)) ?? offer.session.find((l) => l.startsWith(prefix)))?.slice(prefix.length);
+  const ufrag = value('a=ice-ufrag:');
+  const pwd = value('a=ice-pwd:');
+  if (ufrag === undefined || pwd === undefined) throw errors.SDP_INVALID(`ICE credentials (a=ice-ufrag / a=ice-pwd) are missing in media section ${s.index}`);
+  const credentials = iceCredentialProblem('ice-ufrag', ufrag.trim(), 4) ?? iceCredentialProblem('ice-pwd', pwd.trim(), 22);
+  if (credentials) throw errors.SDP_INVALID(`${credentials}, in media section ${s.index}`);
+  const fingerprints = s.lines.some((l) => l.startsWith('a=fingerprint:')) ? s.lines.filter((l) => l.startsWith('a=fingerprint:')) : offer.session.filter((l) => l.startsWith('a=fingerprint:'));
+  if (fingerprints.length === 0) throw errors.SDP_INVALID(`the DTLS fingerprint (a=fingerprint) is missing in media section ${s.index}`);
+  for (const line of fingerprints) {
+    const problem = fingerprintProblem(line.slice('a=fingerprint:'.length));
+    if (problem) throw errors.SDP_INVALID(`${problem}, in media section ${s.index}`);
+  }
+  const setup = setupOf(offer, s);
+  if (setup !== undefined && !SETUP_ROLES.includes(setup)) throw errors.SDP_INVALID(`a=setup:${clip(setup, 40)} is not a DTLS role (active, passive, actpass or holdconn; RFC 8842 §5.1), in media section ${s.index}`);
   // werift cannot answer a section without a mid ("mid not assigned"); WebRTC offers name each one.
   if (s.mid === undefined) throw errors.SDP_INVALID(`media section ${s.index} has no a=mid; a WebRTC offer names every section (RFC 8843 §7.1, RFC 8829 §5.2.1)`);
 }

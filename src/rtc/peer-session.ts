@@ -178,6 +178,9 @@ export class PeerSession {
       // werift's messages may quote the offer: bounded, so a crafted offer cannot inflate the response or the log.
       throw isEarshotError(e) ? e : errors.NEGOTIATION_FAILED(clip(e instanceof Error ? e.message : String(e)));
     }
+    // werift can give up on the connection while the offer is being answered (it did on offers whose ICE
+    // credentials it could not use): such a session must not be handed out, or it would be registered dead.
+    if (session.state === 'ended') throw errors.NEGOTIATION_FAILED(`the connection failed while the offer was answered (${session.endReason ?? 'ended'})`);
     return session;
   }
 

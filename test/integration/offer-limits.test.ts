@@ -139,6 +139,25 @@ describe('media section limit', () => {
       expect(problem.detail).toMatch(/payload types are whole numbers 0–127/);
     }
   });
+
+  it('refuses an offer with an empty ICE password or ufrag with 400 EARSHOT_SDP_INVALID, and keeps no session', async () => {
+    // werift gave up on such a connection while answering it, and the session it left was never ended: it held a
+    // session slot (and the peer) until a restart, so a few such offers locked every publisher out.
+    const sockets = udpSockets();
+    for (const [peer, sdp] of [
+      ['empty-pwd', chromeLikeOffer().replace(/a=ice-pwd:\S+/, 'a=ice-pwd:')],
+      ['empty-ufrag', chromeLikeOffer().replace(/a=ice-ufrag:\S+/, 'a=ice-ufrag:')],
+    ]) {
+      const res = await post(peer, sdp);
+      expect(res.status).toBe(400);
+      const problem = (await res.json()) as Problem;
+      expect(problem.code).toBe('EARSHOT_SDP_INVALID');
+      expect(problem.detail).toMatch(/a=ice-(pwd|ufrag) has 0 characters/);
+      expect((await fetch(`${t.url}/stats/${peer}`)).status).toBe(404);
+    }
+    expect(t.server.core.stats().peers).toBe(0);
+    expect(udpSockets()).toBe(sockets);
+  });
 });
 
 describe('sections earshot does not receive', () => {

@@ -206,6 +206,31 @@ describe('offer reduction', () => {
     expect(e.message).toMatch(/media section 0 has no a=mid/);
   });
 
+  it('refuses unusable ICE credentials, DTLS fingerprints and roles with 400 EARSHOT_SDP_INVALID saying which and why', () => {
+    const problem = (edit: (sdp: string) => string) => {
+      const offer = parseOffer(edit(chromeLikeOffer()));
+      return thrown(() => planNegotiation(offer, summarizeOffer(offer)));
+    };
+    const cases: Array<[string, (sdp: string) => string, RegExp]> = [
+      ['an empty ufrag', (o) => o.replace('a=ice-ufrag:Gx2b', 'a=ice-ufrag:'), /a=ice-ufrag has 0 characters; RFC 8839 §5.4 asks for 4 to 256, in media section 0/],
+      ['a blank ufrag', (o) => o.replace('a=ice-ufrag:Gx2b', 'a=ice-ufrag: '), /a=ice-ufrag has 0 characters/],
+      ['a 1-character ufrag', (o) => o.replace('a=ice-ufrag:Gx2b', 'a=ice-ufrag:G'), /a=ice-ufrag has 1 characters/],
+      ['an empty password', (o) => o.replace('a=ice-pwd:9uB6tUq5Vd7fGx0mKzLp2QwE', 'a=ice-pwd:'), /a=ice-pwd has 0 characters; RFC 8839 §5.4 asks for 22 to 256/],
+      ['a ufrag with a colon', (o) => o.replace('a=ice-ufrag:Gx2b', 'a=ice-ufrag:Gx:2b'), /a=ice-ufrag has characters other than letters, digits, "\+" and "\/"/],
+      ['a fingerprint that is not hex', (o) => o.replace(/a=fingerprint:sha-256 \S+/, 'a=fingerprint:sha-256 ZZ'), /a=fingerprint's sha-256 value is not 32 hexadecimal bytes/],
+      ['an MD5 fingerprint', (o) => o.replace(/a=fingerprint:sha-256 \S+/, 'a=fingerprint:md5 1E:4B:2A:77:0C:9D:3F:61:AB:54:C8:E2:90:17:6D:F3'), /a=fingerprint names the hash "md5"; a DTLS fingerprint uses sha-256/],
+      ['a role that is none', (o) => o.replace('a=setup:actpass', 'a=setup:bogus'), /a=setup:bogus is not a DTLS role/],
+    ];
+    for (const [what, edit, message] of cases) {
+      const e = problem(edit);
+      expect(e.code, what).toBe('EARSHOT_SDP_INVALID');
+      expect(e.message, what).toMatch(message);
+    }
+    // What real stacks send passes: Chrome's 4/24, a 22-character password (libnice, aiortc), sha-1, lower-case hex.
+    const fine = parseOffer(chromeLikeOffer().replace('a=ice-pwd:9uB6tUq5Vd7fGx0mKzLp2QwE', 'a=ice-pwd:abcdefghijklmnopqrstu+').replace(/a=fingerprint:sha-256 \S+/, 'a=fingerprint:sha-1 1e:4b:2a:77:0c:9d:3f:61:ab:54:c8:e2:90:17:6d:f3:25:88:b1:4e'));
+    expect(planNegotiation(fine, summarizeOffer(fine)).sections).toEqual([0]);
+  });
+
   it('needs ICE and DTLS parameters only in the section werift negotiates', () => {
     const bundleOnlyVideo = ['m=video 0 UDP/TLS/RTP/SAVPF 96', 'a=bundle-only', 'a=mid:1', 'a=sendonly', 'a=rtpmap:96 VP8/90000'];
     const offer = parseOffer(withSections([bundleOnlyVideo]));
