@@ -378,7 +378,13 @@ async function prepareDirectory(store: RecordingsStore, file: string, chosen: bo
   try {
     await store.prepare(file);
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
+    const err = e as NodeJS.ErrnoException & { link?: string };
+    if (err.code === 'ELINKOUT') {
+      // Recordings are written, as they are served, only inside the recordings directory.
+      const why = `"${err.link}" in it is a link to a directory outside the recordings directory`;
+      if (chosen) throw errors.RECORDING_NAME_INVALID(file, `${why}; choose a name without it.`);
+      throw errors.RECORDINGS_DIR_UNWRITABLE(store.dir, `${why} (recordings are written only inside it; make it a directory, or remove the link)`);
+    }
     const blocked = err.code === 'EEXIST' || err.code === 'ENOTDIR';
     const inTheWay = blocked && chosen ? await store.fileInTheWay(file) : undefined;
     if (inTheWay !== undefined) throw errors.RECORDING_EXISTS(file, inTheWay);

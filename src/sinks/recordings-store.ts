@@ -116,10 +116,27 @@ export class RecordingsStore {
     return join(this.dir, RecordingsStore.checkName(name));
   }
 
-  /** Creates the subdirectories a recording name needs (no-op for a top-level name). */
+  /**
+   * Creates the subdirectories a recording name needs (no-op for a top-level
+   * name). A recording is never written outside the directory, as none is
+   * served from outside it: a subdirectory that is a link to a directory
+   * elsewhere fails with code `ELINKOUT` and `link`, the name up to that link.
+   */
   async prepare(name: string): Promise<void> {
     const dir = dirname(this.pathOf(name));
-    if (dir !== this.dir) await makeDirectory(dir);
+    if (dir === this.dir) return;
+    // Checked before anything is made: a link's target must not get new directories either.
+    const root = await realpath(this.dir);
+    const parts = RecordingsStore.checkName(name).split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const link = parts.slice(0, i).join('/');
+      // A level that does not exist yet (or a file in the way, which makeDirectory reports) ends the walk.
+      // (The name was checked whole: its directory parts are plain names, joined as they are.)
+      const real = await realpath(join(this.dir, link)).catch(() => undefined);
+      if (real === undefined) break;
+      if (!isInside(real, root)) throw Object.assign(new Error(`${join(this.dir, link)} is a link to a directory outside the recordings directory`), { code: 'ELINKOUT', link });
+    }
+    await makeDirectory(dir);
   }
 
   /** A name not yet used in the directory, from a base like `demo-alice-20261124-101500`, with suffix `ext`. */

@@ -3,12 +3,16 @@
  * that does not record by itself, started and stopped over HTTP, listed and
  * downloaded as a valid WAV.
  */
+import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { dominantFrequency } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { expectProblem } from '../helpers/problems.js';
 
 let t: TestServer | undefined;
 afterEach(async () => {
@@ -64,6 +68,32 @@ describe('recording control', () => {
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
+    }
+  });
+
+  it('never writes through a link to a directory outside the recordings directory (400), and writes through one inside it', async () => {
+    t = await startServer({ pipeline: { name: 'manual', stages: [], sinks: [{ type: 'record', autoStart: false }, { type: 'stats' }] } });
+    const outside = await mkdtemp(join(tmpdir(), 'earshot-outside-'));
+    await symlink(outside, join(t.recordingsDir, 'outlink'));
+    await mkdir(join(t.recordingsDir, 'sub'));
+    await symlink(join(t.recordingsDir, 'sub'), join(t.recordingsDir, 'inlink'));
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/studio/linker`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal });
+    const record = (name: string) => fetch(`${t!.url}/peers/linker/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+    try {
+      for (let i = 0; i < 50 && !(await fetch(`${t.url}/stats/linker`)).ok; i++) await new Promise((res) => setTimeout(res, 100));
+      for (const name of ['outlink/x', 'outlink/new/x']) {
+        await expectProblem(await record(name), { status: 400, code: 'EARSHOT_RECORDING_NAME_INVALID', detail: /"outlink" in it is a link to a directory outside the recordings directory; choose a name without it/ });
+      }
+      // Nothing was made there, not even the subdirectory.
+      expect(await readdir(outside)).toEqual([]);
+      expect((await record('inlink/y')).status).toBe(201);
+      expect((await fetch(`${t.url}/peers/linker/recording`, { method: 'DELETE' })).status).toBe(200);
+      expect(await readdir(join(t.recordingsDir, 'sub'))).toEqual(['y.wav']);
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+      await rm(outside, { recursive: true, force: true });
     }
   });
 });

@@ -4,7 +4,7 @@
  * mkdir never settles on a file system that answers ENOENT for a directory
  * whose parent exists (`/proc/…`): `serve --recordings /proc/x` hung, silent.
  */
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -34,6 +34,20 @@ describe('the recordings directory', () => {
     });
     await expect(new RecordingsStore('/proc/earshot-no-such-dir').checkUsable()).rejects.toMatchObject({ code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE', message: expect.stringContaining(': ENOENT') });
   }, 10_000);
+
+  it("never makes a recording's subdirectories through a link to a directory outside it (ELINKOUT, naming the link)", async () => {
+    const store = new RecordingsStore(join(dir, 'rec'));
+    await store.init();
+    await mkdir(join(dir, 'elsewhere'));
+    await symlink(join(dir, 'elsewhere'), join(dir, 'rec', 'out'));
+    await mkdir(join(dir, 'rec', 'in'));
+    await symlink(join(dir, 'rec', 'in'), join(dir, 'rec', 'inside'));
+    for (const name of ['out/x.wav', 'out/deeper/x.wav']) await expect(store.prepare(name)).rejects.toMatchObject({ code: 'ELINKOUT', link: 'out' });
+    expect(await readdir(join(dir, 'elsewhere'))).toEqual([]);
+    // A link that stays inside is a directory like any other.
+    await store.prepare('inside/deeper/x.wav');
+    expect(await readdir(join(dir, 'rec', 'in'))).toEqual(['deeper']);
+  });
 
   it('under a file is ENOTDIR, "a file, not a directory"', async () => {
     await writeFile(join(dir, 'file'), 'x');
