@@ -136,6 +136,8 @@ export const errors = {
   PROXY_NOT_ALLOWED: define('EARSHOT_PROXY_NOT_ALLOWED', 403, 'Proxied request not allowed',
     (header: string, role: 'publish' | 'admin') => `This request came through a proxy (it carries ${header}), and this server has no ${role} token, so it answers that role only to clients on its own machine, not through a proxy. Set ${role === 'admin' ? '--admin-token' : '--token'} (clients then send it through the proxy), or --insecure if the proxy authenticates every request by itself.`,
     (header) => ({ header })),
+  CROSS_SITE_NOT_ALLOWED: define('EARSHOT_CROSS_SITE_NOT_ALLOWED', 403, 'Request from another site not allowed',
+    (from: string) => `This request came from another site's page (${from}), and this server has no admin token, so it answers the admin API only to its own pages and to programs on its machine. Set --admin-token (pages then need it), or --cors-origin to let that page's origin call the admin API.`),
   PEER_ACTIVE: define('EARSHOT_PEER_ACTIVE', 409, 'Peer already publishing',
     (peer: string) => `Peer "${peer}" is already publishing. Only a request with publish rights proven by a token (or the admin token) may replace a live peer: end your old session with DELETE on its session URL, wait for it to time out, or configure --token.`),
   PEER_BUSY: define('EARSHOT_PEER_BUSY', 409, 'Peer being placed',

@@ -645,9 +645,14 @@ export class ClusterNode {
     return (await this.state.nodes()).find((n) => n.id === node)?.url;
   }
 
-  /** The client's headers for another node: its own Host (from the URL), and the hop mark. */
+  /**
+   * The client's headers for another node: its own Host (from the URL), and
+   * the hop mark. Not the browser's Origin and Sec-Fetch-Site: this node has
+   * checked them (access.ts), and against the other node's Host a page of
+   * this one would read as another site's.
+   */
   #hopHeaders(req: FastifyRequest): OutgoingHttpHeaders {
-    const { host: _host, [CLIENT_TICKET_HEADER]: _ticket, [LOCK_HEADER]: _lock, ...rest } = forwardedHeaders(req);
+    const { host: _host, origin: _origin, 'sec-fetch-site': _site, [CLIENT_TICKET_HEADER]: _ticket, [LOCK_HEADER]: _lock, ...rest } = forwardedHeaders(req);
     return { ...rest, [HOP_HEADER]: this.#id ?? '' };
   }
 }

@@ -64,8 +64,9 @@ function splice(req: IncomingMessage, client: Duplex, head: Buffer, target: Upgr
     const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1`];
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       const name = req.rawHeaders[i].toLowerCase();
-      // The Host of a remote node is its own (as in HTTP forwarding between nodes).
-      if (target.remote && name === 'host') continue;
+      // The Host of a remote node is its own (as in HTTP forwarding between nodes), and the page's Origin,
+      // checked here, would read as another site's against it (cluster-node.ts, #hopHeaders).
+      if (target.remote && (name === 'host' || name === 'origin' || name === 'sec-fetch-site')) continue;
       // As HTTP forwarding does (forward.ts): a proxy's forwarding headers were for this front to read, not
       // for a node whose trustProxy covers this node's address to believe.
       if (isForwardingHeader(name)) continue;

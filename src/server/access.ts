@@ -31,6 +31,8 @@ export interface AccessOptions {
   adminToken?: string;
   /** Accept any Host header, and requests through a proxy, even while a role is open (the operator took responsibility, `--insecure`). */
   insecure?: boolean;
+  /** Origins whose pages may call the admin API (`corsOrigins`): while it is open, other sites' pages may not. */
+  adminOrigins?: readonly string[];
 }
 
 /** The roles a request has proven; computed once per request. */
@@ -60,7 +62,10 @@ export class Access {
     this.#publish = options.publishToken === undefined ? undefined : digest(options.publishToken);
     this.#admin = options.adminToken === undefined ? undefined : digest(options.adminToken);
     this.#insecure = options.insecure === true;
+    this.#adminOrigins = new Set(options.adminOrigins ?? []);
   }
+
+  readonly #adminOrigins: ReadonlySet<string>;
 
   /** True when some role needs no token. */
   get hasOpenRole(): boolean {
@@ -129,6 +134,14 @@ export class Access {
    *   A proxy that adds none of these headers and rewrites Host is not seen:
    *   `trustProxy` therefore needs the tokens (trust-proxy.ts), and the docs
    *   say to set them behind any proxy.
+   * - for the admin role, no request a browser sends from another site's page
+   *   (`Sec-Fetch-Site: cross-site` or `same-site`, or an `Origin` that is not
+   *   this server's own nor one of `adminOrigins`): a page the operator visits
+   *   could otherwise start recordings with a form-like POST (no preflight)
+   *   or listen to a peer over a WebSocket (not subject to CORS), since the
+   *   browser addresses 127.0.0.1 by its loopback name. Publishing stays open
+   *   to other sites' pages: browser WHIP clients are cross-origin by design
+   *   (RFC 9725 §4.8).
    */
   checkHost(req: RequestHead, role: Role): void {
     if (this.#insecure) return;
@@ -138,6 +151,26 @@ export class Access {
     if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(req.headers.host ?? '').slice(0, 100));
     const proxied = forwardingHeaderOf(req.headers);
     if (proxied !== undefined) throw errors.PROXY_NOT_ALLOWED(proxyHeaderName(proxied), role);
+    if (role === 'admin') this.#checkSite(req);
+  }
+
+  /** Throws `EARSHOT_CROSS_SITE_NOT_ALLOWED` for a request from another site's page (see `checkHost`). */
+  #checkSite(req: RequestHead): void {
+    const origin = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
+    if (origin !== undefined && this.#adminOrigins.has(origin)) return;
+    const site = req.headers['sec-fetch-site'];
+    const fromElsewhere = site === 'cross-site' || site === 'same-site' || (origin !== undefined && !sameOrigin(origin, req.headers.host));
+    if (fromElsewhere) throw errors.CROSS_SITE_NOT_ALLOWED(origin === undefined ? String(site) : origin.slice(0, 100));
+  }
+}
+
+/** Whether an `Origin` header names the server the request is addressed to (its Host: name and port). */
+function sameOrigin(origin: string, host: string | string[] | undefined): boolean {
+  if (typeof host !== 'string') return false;
+  try {
+    return new URL(origin).host.toLowerCase() === host.toLowerCase();
+  } catch {
+    return false; // "null" (a sandboxed page, a file) or garbage: not this server's
   }
 }
 

@@ -99,8 +99,8 @@ export function checkProxyAccess(trusted: readonly string[] | undefined, access:
  * admin API on a reachable `host` (`EARSHOT_INSECURE_BIND`: it would hand out
  * every recording), and proxies named while a role is open (`checkProxyAccess`).
  */
-export function listenerAccess(options: { token?: string; adminToken?: string; insecure?: boolean; trustProxy?: unknown }, host: string): { access: Access; trustProxy: string[] | undefined } {
-  const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure });
+export function listenerAccess(options: { token?: string; adminToken?: string; insecure?: boolean; trustProxy?: unknown; corsOrigins?: readonly string[] }, host: string): { access: Access; trustProxy: string[] | undefined } {
+  const access = new Access({ publishToken: options.token, adminToken: options.adminToken, insecure: options.insecure, adminOrigins: options.corsOrigins });
   if (access.adminOpen && !options.insecure && !isLoopbackHost(host)) throw errors.INSECURE_BIND(host);
   const trustProxy = trustedProxies(options.trustProxy);
   checkProxyAccess(trustProxy, access, options.insecure);

@@ -6,6 +6,9 @@
 import { request } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../../src/index.js';
+import WebSocket from 'ws';
+import { sendAudio } from '../../src/client/audio-sender.js';
+import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
@@ -224,13 +227,58 @@ describe('without tokens', () => {
 
   it('never answers the control API with Access-Control-Allow-Origin, so other pages cannot read it', async () => {
     const res = await fetch(`${t.url}/stats`, { headers: { origin: 'https://evil.example' } });
-    expect(res.status).toBe(200);
+    expect(res.status).toBe(403);
     expect(res.headers.get('access-control-allow-origin')).toBeNull();
     const preflight = await fetch(`${t.url}/recordings`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'GET' } });
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
     const events = await fetch(`${t.url}/events`, { headers: { origin: 'https://evil.example' }, signal: AbortSignal.timeout(2000) });
     expect(events.headers.get('access-control-allow-origin')).toBeNull();
     await events.body?.cancel();
+  });
+
+  it("refuses the open admin API to other sites' pages (403 EARSHOT_CROSS_SITE_NOT_ALLOWED), WebSockets included; serves its own pages and programs", async () => {
+    const publisher = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/csrf/victim`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: publisher.signal });
+    try {
+      for (let i = 0; i < 50 && !(await fetch(`${t.url}/stats/victim`)).ok; i++) await new Promise((r) => setTimeout(r, 100));
+      const self = new URL(t.url).origin;
+      // What a page elsewhere can send without a preflight: a POST with no body, or a form's.
+      const elsewhere: Array<Record<string, string>> = [{ origin: 'https://evil.example' }, { origin: 'null' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site', origin: 'http://localhost:1' }];
+      for (const headers of elsewhere) {
+        const res = await fetch(`${t.url}/peers/victim/recording`, { method: 'POST', headers });
+        const problem = (await res.json()) as { code: string; detail: string };
+        expect([JSON.stringify(headers), res.status, problem.code]).toEqual([JSON.stringify(headers), 403, 'EARSHOT_CROSS_SITE_NOT_ALLOWED']);
+        expect(problem.detail).toMatch(/another site's page .* Set --admin-token/);
+      }
+      expect((await fetch(`${t.url}/stats/victim`).then((r) => r.json()) as { recording: unknown }).recording).toBeNull();
+      // A WebSocket is not subject to CORS: a page elsewhere could otherwise listen to the peer.
+      const refused = await new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`${t.url.replace('http', 'ws')}/peers/victim/audio`, { headers: { origin: 'https://evil.example' } });
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => reject(new Error('the cross-site WebSocket was opened')));
+        ws.on('error', () => undefined);
+      });
+      expect(refused).toBe(403);
+      // The server's own pages (the dashboard), and programs that send no Origin, are served.
+      expect((await fetch(`${t.url}/stats`, { headers: { origin: self, 'sec-fetch-site': 'same-origin' } })).status).toBe(200);
+      const own = await fetch(`${t.url}/peers/victim/recording`, { method: 'POST', headers: { origin: self } });
+      expect(own.status).toBe(201);
+      expect((await fetch(`${t.url}/peers/victim/recording`, { method: 'DELETE' })).status).toBe(200);
+    } finally {
+      publisher.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+
+  it('lets the --cors-origin pages call the open admin API, and only them', async () => {
+    const ops = await startServer({ corsOrigins: ['https://ops.example'] });
+    try {
+      const allowed = await fetch(`${ops.url}/stats`, { headers: { origin: 'https://ops.example', 'sec-fetch-site': 'cross-site' } });
+      expect([allowed.status, allowed.headers.get('access-control-allow-origin')]).toEqual([200, 'https://ops.example']);
+      expect((await fetch(`${ops.url}/stats`, { headers: { origin: 'https://evil.example' } })).status).toBe(403);
+    } finally {
+      await ops.close();
+    }
   });
 
   it('answers WHIP to any origin (the default allow-list is *), exposing Location', async () => {
