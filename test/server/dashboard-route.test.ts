@@ -56,6 +56,13 @@ describe('recording downloads', () => {
     const tail = await fetch(`${t.url}/recordings/tone.wav`, { headers: { range: 'bytes=-4' } });
     expect(tail.status).toBe(206);
     expect(tail.headers.get('content-range')).toBe(`bytes ${size - 4}-${size - 1}/${size}`);
+
+    // A suffix longer than the file is the whole file (RFC 9110 §14.1.3), not a 416.
+    for (const suffix of [size, size + 1, 800_000]) {
+      const all = await fetch(`${t.url}/recordings/tone.wav`, { headers: { range: `bytes=-${suffix}` } });
+      expect([suffix, all.status, all.headers.get('content-range')]).toEqual([suffix, 206, `bytes 0-${size - 1}/${size}`]);
+      expect((await all.arrayBuffer()).byteLength).toBe(size);
+    }
   });
 
   it('ignore a Range that is not a valid byte range: the whole file (RFC 9110 §14.2)', async () => {

@@ -84,6 +84,8 @@ export function registerRecordingRoutes(
     const entry = await core.store.describe(name); // 404s unknown files
     // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
     if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
+    // A suffix longer than the file is the whole file (RFC 9110 §14.1.3), as a range from 0: 206, not 416.
+    if (suffixCoversAll(req.headers.range, entry.bytes)) req.headers.range = 'bytes=0-';
     // Our own 416 (problem+json with the size), before any slot is taken.
     if (rangeBeyondEnd(req.headers.range, entry.bytes)) {
       void reply.header('Content-Range', `bytes */${entry.bytes}`);
@@ -125,11 +127,17 @@ function validByteRanges(header: string): boolean {
   });
 }
 
-/** A single `bytes=` range that starts at or past the end (or asks for the last 0 bytes): RFC 9110 §14.1.1 416. */
+/** A single `bytes=` range that starts at or past the end, or asks for the last 0 bytes or the last bytes of an empty file: RFC 9110 §14.1.1 416. */
 function rangeBeyondEnd(header: string | undefined, size: number): boolean {
   const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
   if (!m || (m[1] === '' && m[2] === '')) return false;
-  return m[1] === '' ? Number(m[2]) === 0 : Number(m[1]) >= size;
+  return m[1] === '' ? Number(m[2]) === 0 || size === 0 : Number(m[1]) >= size;
+}
+
+/** A single suffix range (`bytes=-N`) at least as long as a file that is not empty. */
+function suffixCoversAll(header: string | undefined, size: number): boolean {
+  const m = header ? /^bytes=-(\d+)$/.exec(header.trim()) : null;
+  return m !== null && size > 0 && Number(m[1]) >= size;
 }
 
 function withRetry<E>(reply: { header(k: string, v: string): unknown }, error: E): E {
