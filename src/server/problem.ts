@@ -8,6 +8,7 @@
  * a name), and an error that grows with the request would let one request
  * inflate every response and log line about it.
  */
+import { RouteMethods } from './route-methods.js';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -141,9 +142,17 @@ export function installProblemHandling(app: FastifyInstance): void {
     if (problem.statusCode === 401) void reply.header('WWW-Authenticate', presentedToken(req) !== undefined ? 'Bearer realm="earshot", error="invalid_token"' : 'Bearer realm="earshot"');
     void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
+  const methods = new RouteMethods(app);
   app.setNotFoundHandler((req, reply) => {
-    const path = clip(req.url.split('?')[0], 200);
-    const problem = errors.ROUTE_NOT_FOUND(req.method, path);
+    const path = req.url.split('?')[0];
+    // A path that exists with other methods: 405 and what it allows, not 404.
+    const allowed = methods.allowed(path);
+    if (allowed.length > 0) {
+      const allow = allowed.join(', ');
+      void reply.code(405).header('Allow', allow).type('application/problem+json').send(boundedProblem(errors.METHOD_NOT_ALLOWED(req.method, allow).toProblem(req.url)));
+      return;
+    }
+    const problem = errors.ROUTE_NOT_FOUND(req.method, clip(path, 200));
     void reply.code(404).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
 }

@@ -151,7 +151,8 @@ export class RecordSink {
       try {
         // A `path` is recorded where the caller said, as given; names go through the store.
         if (path === undefined && name !== undefined) {
-          file = RecordingsStore.checkName(name, ext);
+          // The extension as this sink writes it ("a.WAV" is recorded as a.wav, and checked as such).
+          file = `${RecordingsStore.checkName(name, ext).slice(0, -ext.length)}${ext}`;
           if ((await store.freeName(file.slice(0, -ext.length), ext)) !== file) throw errors.RECORDING_EXISTS(file);
         } else if (path === undefined) {
           file = await store.freeName(fitBase(this.options.baseName, ext), ext);

@@ -65,6 +65,11 @@ describe('recording control', () => {
       const again = await fetch(`${t.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"interview-1"}' });
       expect(again.status).toBe(409);
       expect(((await again.json()) as { code: string }).code).toBe('EARSHOT_RECORDING_EXISTS');
+      // An extension in capitals is the extension: recorded as .wav (it was a 409 for a file that did not exist).
+      const loud = await fetch(`${t.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"interview-2.WAV"}' });
+      expect(loud.status).toBe(201);
+      expect(((await loud.json()) as { recordings: Array<{ name: string }> }).recordings.map((r) => r.name)).toEqual(['interview-2.wav']);
+      expect((await fetch(`${t.url}/peers/host/recording`, { method: 'DELETE' })).status).toBe(200);
     } finally {
       controller.abort();
       await sending.catch(() => undefined);

@@ -95,6 +95,25 @@ describe('WHIP endpoint errors', () => {
       expect(res.status, method).toBe(405);
       expect(res.headers.get('allow')).toBe('DELETE, OPTIONS');
     }
+    // HEAD is GET without a body (RFC 9110 §9.3.2): 405 where GET is, not 404.
+    const head = await fetch(`${t.url}/whip/demo/alice`, { method: 'HEAD', headers: auth });
+    expect([head.status, head.headers.get('allow')]).toEqual([405, 'POST, OPTIONS']);
+  });
+
+  it('answers a method a control route does not take with 405 and what it allows (RFC 9110 §15.5.6), not 404', async () => {
+    const cases: Array<[string, string, string]> = [
+      ['POST', '/stats', 'GET, HEAD'],
+      ['DELETE', '/health', 'GET, HEAD'],
+      ['PATCH', '/pipelines/default', 'GET, HEAD, PUT, DELETE'],
+      ['PUT', '/peers/x/recording', 'POST, DELETE'],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await fetch(`${t.url}${path}`, { method, headers: auth });
+      expect([method, path, res.status, res.headers.get('allow')]).toEqual([method, path, 405, allow]);
+      const p = await problem(res);
+      expect(p.code).toBe('EARSHOT_METHOD_NOT_ALLOWED');
+      expect(p.detail).toBe(`${method} is not a method of this resource; it allows ${allow} (see the Allow header).`);
+    }
   });
 
   it('never publishes a POST to a session URL: 405, not a peer in a room called "sessions"', async () => {

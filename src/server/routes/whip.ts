@@ -133,7 +133,7 @@ export function notAllowed(app: FastifyInstance, url: string, methods: HTTPMetho
   app.route({
     method: methods,
     url,
-    config: { access: 'public', body: 'none' },
+    config: { access: 'public', body: 'none', methodNotAllowed: true },
     exposeHeadRoute: false,
     handler: async (req, reply) => {
       void reply.header('Allow', allowed);

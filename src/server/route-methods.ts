@@ -1,0 +1,43 @@
+/**
+ * Which methods a path has, for a 405 with `Allow` (RFC 9110 §15.5.6) where
+ * a known resource is asked with a method it does not take (`POST /stats`,
+ * `HEAD /whip/room/peer`, `PROPFIND …`), instead of a 404 that says the path
+ * does not exist. Fastify's router is not public, so the routes are mirrored
+ * into a find-my-way router (the one Fastify uses) as they are added; the
+ * not-found handler asks it. Routes that only answer 405 themselves (WHIP's,
+ * `notAllowed`) are left out, so that `Allow` lists what the path does take.
+ */
+import FindMyWay, { type HTTPMethod } from 'find-my-way';
+import type { FastifyInstance } from 'fastify';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route only answers 405 (see route-methods.ts): not a method the path takes. */
+    methodNotAllowed?: boolean;
+  }
+}
+
+const METHODS: readonly HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
+
+export class RouteMethods {
+  readonly #router = FindMyWay();
+
+  /** Mirrors every route added to `app` from now on. */
+  constructor(app: FastifyInstance) {
+    app.addHook('onRoute', (route) => {
+      if (route.config?.methodNotAllowed) return;
+      for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
+        try {
+          this.#router.on(method.toUpperCase() as HTTPMethod, route.url, () => undefined);
+        } catch {
+          // the same method and path twice (Fastify refuses that itself), or one find-my-way does not take
+        }
+      }
+    });
+  }
+
+  /** The methods `path` (no query) has, in a fixed order; empty for a path no route has. */
+  allowed(path: string): HTTPMethod[] {
+    return METHODS.filter((m) => this.#router.find(m, path) !== null);
+  }
+}
