@@ -80,6 +80,7 @@ import { mergeStats, RetiredCounters, type EngineSummary } from './merge-stats.j
 import { LocalPlacement } from './placement.js';
 import { checkClusterNodeOptions, ClusterNode, HOP_HEADER, type ClusterNodeOptions, type NodeLoad } from './cluster-node.js';
 import { installUpgradeProxy } from './upgrade-proxy.js';
+import { noWebSocketHere } from '../server/websocket-upgrades.js';
 import type { NodeStats } from './merge-cluster-stats.js';
 import { defaultProcesses, defaultThreadsPerEngine, perEngineLimit, splitPortRange } from './processes.js';
 import { DEFAULT_MAX_LISTENERS } from '../core/listeners.js';
@@ -786,7 +787,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   // GET /peers/:peer/audio as a WebSocket: spliced to the engine, or the node, that runs the peer.
   installUpgradeProxy(app.server, async (req) => {
     const m = /^\/peers\/([^/?#]+)\/audio(?:[?#]|$)/.exec(req.url ?? '');
-    if (!m) throw errors.ROUTE_NOT_FOUND('GET', (req.url ?? '').slice(0, 200));
+    if (!m) throw noWebSocketHere((req.url ?? '').split('?')[0]);
     // As the engine's route would, before anything is looked up: whether a peer is live is for the admin to know.
     access.check(req, 'admin');
     let peer: string;

@@ -24,6 +24,7 @@ import { applyConnectionLimit } from './connection-limit.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
+import { refuseUpgradesWithoutHandler } from './websocket-upgrades.js';
 import { corsPolicy, checkOrigin } from './cors-policy.js';
 import { installAccessControl } from './access-control.js';
 import { DownloadLinks } from './download-links.js';
@@ -227,6 +228,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   await app.register(fastifyWebsocket, {
     options: { maxPayload: 4096, handleProtocols: (offered: Set<string>) => (offered.has(AUDIO_PROTOCOL) ? AUDIO_PROTOCOL : false) },
   });
+  refuseUpgradesWithoutHandler(app);
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
   installBodyTypeCheck(app);

@@ -62,6 +62,15 @@ describe('GET /peers/:peer/audio', () => {
     expect((await fetch(`${t.url}/peers/nobody/audio`)).status).toBe(401);
   });
 
+  it('refuses an upgrade to a route without a WebSocket with a problem document, not a socket that opens and closes', async () => {
+    for (const path of ['/stats', '/events', '/health']) {
+      const refused = await connect(path, { headers: { authorization: `Bearer ${ADMIN}` } }).outcome;
+      expect(refused, path).toMatchObject({ open: false, status: 400, body: { code: 'EARSHOT_BAD_REQUEST', detail: `${path} takes no WebSocket upgrade: the WebSocket endpoint is GET /peers/:peer/audio (docs/websocket.md in the earshot repository).` } });
+    }
+    // A path no route has: as over plain HTTP.
+    expect(await connect('/nothing-here').outcome).toMatchObject({ open: false, status: 404, body: { code: 'EARSHOT_ROUTE_NOT_FOUND' } });
+  });
+
   it('streams a live peer: start, 16 kHz PCM in the asked format with the tone, and end when the peer leaves', async () => {
     const controller = new AbortController();
     const sending = sendAudio({ url: `${t.url}/whip/demo/speaker?pipeline=listen16k`, token: PUBLISH, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal });
