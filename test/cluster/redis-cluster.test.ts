@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
+import { mayBeEnded } from '../helpers/sending.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { audioSocket } from '../helpers/audio-socket.js';
 import { expectToneHeardThrough } from '../helpers/hearing.js';
@@ -83,7 +84,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
 
   it('places a POST on the least-loaded node, records it right there, and ends a session with a DELETE through another node', async () => {
     const controller = new AbortController();
-    const first = sendAudio({ url: `${nodes[0].url}/whip/load/first`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    const first = mayBeEnded(sendAudio({ url: `${nodes[0].url}/whip/load/first`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal }));
     try {
       const f = await livePeer(nodes[0], 'first', 25);
       const owner = byId.get(f.node)!;
@@ -152,7 +153,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     const ORIGIN = 'https://app.example';
     const controller = new AbortController();
     // A loaded node: the POSTs it receives are placed on the other nodes.
-    const load = sendAudio({ url: `${nodes[2].url}/whip/browser/load`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    const load = mayBeEnded(sendAudio({ url: `${nodes[2].url}/whip/browser/load`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal }));
     try {
       const l = await livePeer(nodes[2], 'load', 25);
       const entry = byId.get(l.node)!;
@@ -247,7 +248,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
 
   it('lets a WHEP listener and an audio WebSocket reach a peer through a node that does not run it', async () => {
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${nodes[0].url}/whip/demo/heard`, source: tone, loop: true, token: PUBLISH, signal: controller.signal });
+    const sending = mayBeEnded(sendAudio({ url: `${nodes[0].url}/whip/demo/heard`, source: tone, loop: true, token: PUBLISH, signal: controller.signal }));
     try {
       const live = await livePeer(nodes[0], 'heard', 10);
       const other = nodes.find((n) => idOf(n) !== live.node)!;
@@ -266,7 +267,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
 
   it('replaces a live peer on the node that runs it, whichever node the second POST reaches', async () => {
     const controller = new AbortController();
-    const first = sendAudio({ url: `${nodes[0].url}/whip/repl/twice`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    const first = mayBeEnded(sendAudio({ url: `${nodes[0].url}/whip/repl/twice`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal }));
     try {
       const a = await livePeer(nodes[0], 'twice', 25);
       const elsewhere = nodes.find((n) => n !== byId.get(a.node))!;
@@ -342,7 +343,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
 
   it('without Redis: a live session keeps recording, new POSTs get 503 EARSHOT_CLUSTER_UNAVAILABLE; with Redis back, placements work again', async () => {
     const controller = new AbortController();
-    const steady = sendAudio({ url: `${nodes[1].url}/whip/outage/steady`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal });
+    const steady = mayBeEnded(sendAudio({ url: `${nodes[1].url}/whip/outage/steady`, token: PUBLISH, source: tone, loop: true, skipDelete: true, signal: controller.signal }));
     let killed = false;
     try {
       const s = await livePeer(nodes[1], 'steady', 25);

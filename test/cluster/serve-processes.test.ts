@@ -13,6 +13,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
+import { mayBeEnded } from '../helpers/sending.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { startCli, type CliServer } from './cli-server.js';
 import { listen } from '../helpers/listening.js';
@@ -144,7 +145,7 @@ describe('earshot serve --processes 2', () => {
 
   it('ends a session on its engine with a DELETE through the front', async () => {
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${s.url}/whip/demo/deleted`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    const sending = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/deleted`, source: tone, loop: true, signal: controller.signal, skipDelete: true }));
     try {
       const before = await packets('deleted', 25);
       const res = await fetch(`${s.url}/whip/sessions/${before.session}`, { method: 'DELETE' });
@@ -168,7 +169,7 @@ describe('earshot serve --processes 2', () => {
 
   it('lets a WHEP listener and an audio WebSocket reach a peer through the front, on whichever engine runs it', async () => {
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${s.url}/whip/demo/heard`, source: tone, loop: true, signal: controller.signal });
+    const sending = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/heard`, source: tone, loop: true, signal: controller.signal }));
     try {
       await packets('heard', 10);
       await expectToneHeardThrough(s.url, 'heard');
@@ -210,7 +211,7 @@ describe('earshot serve --processes 2', () => {
 
   it('shares --max-listeners out among the engines: a peer\'s engine takes its share of listeners, then refuses', async () => {
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${s.url}/whip/demo/crowd`, source: tone, loop: true, signal: controller.signal });
+    const sending = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/crowd`, source: tone, loop: true, signal: controller.signal }));
     const players: Array<Awaited<ReturnType<typeof listen>>> = [];
     try {
       await packets('crowd', 10);
@@ -247,12 +248,12 @@ describe('earshot serve --processes 2', () => {
 
   it('replaces a live peer on the engine that owns it, even when the other engine is less loaded', async () => {
     const controller = new AbortController();
-    const first = sendAudio({ url: `${s.url}/whip/demo/twice`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    const first = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/twice`, source: tone, loop: true, signal: controller.signal, skipDelete: true }));
     try {
       const a = await packets('twice', 25);
       // Load the owner with one more session, so least-loaded placement would pick the other engine.
       const other = new AbortController();
-      const extra = sendAudio({ url: `${s.url}/whip/demo/extra`, source: tone, loop: true, signal: other.signal });
+      const extra = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/extra`, source: tone, loop: true, signal: other.signal }));
       try {
         await packets('extra', 5);
         await sendAudio({ url: `${s.url}/whip/demo/twice`, source: tone, seconds: 1 });
@@ -276,7 +277,7 @@ describe('earshot serve --processes 2', () => {
 
   it('restarts an engine killed with SIGKILL; its session ends with a readable recording and new sessions still succeed', async () => {
     const controller = new AbortController();
-    const victim = sendAudio({ url: `${s.url}/whip/demo/victim`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    const victim = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/victim`, source: tone, loop: true, signal: controller.signal, skipDelete: true }));
     const v = await packets('victim', 100); // 2 s: the WAV header has been rewritten at least once
     // Changes every engine must know, made before the kill: the restarted engine must know them too.
     const tagged = { name: 'tagged', stages: [], sinks: [{ type: 'record', template: 'tagged-{peer}' }] };
@@ -321,7 +322,7 @@ describe('earshot serve --processes 2', () => {
     const endedEvents = () => events.sessions().filter((e) => e.type === 'ended' && e.peer === 'crashed');
     const exitedBefore = Number(/^earshot_sessions_ended_total\{engine="front",reason="engine-exited"\} (\d+)$/m.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? 0);
     const controller = new AbortController();
-    const crashed = sendAudio({ url: `${s.url}/whip/demo/crashed`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    const crashed = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/crashed`, source: tone, loop: true, signal: controller.signal, skipDelete: true }));
     try {
       // 2 s of audio: the recording has run for longer than the engine's peers report interval (1 s),
       // so the front has heard of it, and its header has been rewritten at least once.
@@ -356,7 +357,7 @@ describe('earshot serve --processes 2', () => {
 
   it('drains on SIGTERM: the front and both engines exit 0 and a live session\'s recording is finalized', async () => {
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${s.url}/whip/demo/drain`, source: tone, loop: true, signal: controller.signal, skipDelete: true });
+    const sending = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/drain`, source: tone, loop: true, signal: controller.signal, skipDelete: true }));
     const d = await packets('drain', 50);
     const { engines } = await get<Health>('/health');
     const started = Date.now();

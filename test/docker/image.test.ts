@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
+import { mayBeEnded } from '../helpers/sending.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
 
@@ -156,7 +157,7 @@ describe.skipIf(!dockerReady)('docker/Dockerfile', () => {
 
   it('drains on docker stop: exit code 0 and a live session\'s recording finalized', async () => {
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${url}/whip/docker/live`, source: tone, loop: true, signal: controller.signal, skipDelete: true, token: PUBLISH });
+    const sending = mayBeEnded(sendAudio({ url: `${url}/whip/docker/live`, source: tone, loop: true, signal: controller.signal, skipDelete: true, token: PUBLISH }));
     let name: string | undefined;
     for (const deadline = Date.now() + 20_000; Date.now() < deadline && !name; ) {
       const res = await fetch(`${url}/stats/live`, { headers: { authorization: `Bearer ${ADMIN}` } });

@@ -9,7 +9,7 @@ import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import type { AudioFrame } from '../../src/index.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
-import { expectComplete, FAST } from '../helpers/sending.js';
+import { expectComplete, FAST, mayBeEnded } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
@@ -99,7 +99,7 @@ describe('sessions', () => {
   it('finalizes the recording of a peer that disappears without DELETE within the media timeout', async () => {
     t = await startServer({ pipeline: RAW_PIPELINE, mediaTimeoutMs: 1500 });
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${t.url}/whip/demo/ghost`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    const sending = mayBeEnded(sendAudio({ url: `${t.url}/whip/demo/ghost`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true }));
     await untilPackets('ghost', 50);
     controller.abort();
     await sending.catch(() => undefined);
@@ -144,7 +144,7 @@ describe('sessions', () => {
   it('replaces a live session when the same peer publishes again, finalizing the first recording', async () => {
     t = await sharedServer();
     const controller = new AbortController();
-    const first = sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    const first = mayBeEnded(sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true }));
     // Replace it once half a second of its audio has arrived.
     const firstStats = await untilPackets('twice', 25);
     await expectComplete(t.url, 'twice', await sendAudio({ url: `${t.url}/whip/demo/twice`, source: fixturePath('tone-1k-48k.wav'), seconds: 1, speed: FAST }));
@@ -164,7 +164,7 @@ describe('sessions', () => {
   it('finalizes every recording on shutdown, after draining in-flight audio', async () => {
     t = await startServer({ pipeline: RAW_PIPELINE });
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${t.url}/whip/demo/shut`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    const sending = mayBeEnded(sendAudio({ url: `${t.url}/whip/demo/shut`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true }));
     await untilPackets('shut', 50);
     const { recordingsDir } = t;
     const name = (await statsOf('shut')).recording.name;

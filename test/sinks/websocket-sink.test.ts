@@ -19,7 +19,7 @@ import { sendAudio } from '../../src/client/audio-sender.js';
 import type { PeerStatsSnapshot, ProcessorEvent } from '../../src/index.js';
 import { dominantFrequency } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
-import { expectComplete, FAST } from '../helpers/sending.js';
+import { expectComplete, FAST, mayBeEnded } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
 
@@ -335,7 +335,7 @@ describe('websocket sink', () => {
 
   it('server shutdown: the sink sends its end message (reason "shutdown") before the server is closed', async () => {
     const controller = new AbortController();
-    const sending = sendAudio({ url: `${t.url}/whip/demo/lastone?pipeline=asr16`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true });
+    const sending = mayBeEnded(sendAudio({ url: `${t.url}/whip/demo/lastone?pipeline=asr16`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, skipDelete: true }));
     try {
       const c = await until('audio from the last stream', () => {
         const conn = asr.connections.find((x) => x.texts[0]?.peer === 'lastone');
