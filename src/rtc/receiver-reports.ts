@@ -106,9 +106,14 @@ export function runReceiverReports(receiver: ReportingReceiver): Promise<void> {
   return runReportLoop(receiver, () => receiver.dtlsTransport.sendRtcp(receiverReport(receiver)));
 }
 
-/** One compound report: the receiver report, then the SDES packet with the CNAME where one is known. */
-export function receiverReport(receiver: ReportingReceiver): Array<RtcpRrPacket | RtcpSourceDescriptionPacket> {
-  const report: Array<RtcpRrPacket | RtcpSourceDescriptionPacket> = [new RtcpRrPacket({ ssrc: receiver.rtcpSsrc, reports: receiverReportBlocks(receiver) })];
+/**
+ * One compound report: the receiver report, then the SDES packet with the
+ * CNAME where one is known. `blocks: false` leaves the report's blocks out
+ * (the head a BYE needs, RFC 3550 §6.1, without another report at less than
+ * the interval).
+ */
+export function receiverReport(receiver: ReportingReceiver, { blocks = true }: { blocks?: boolean } = {}): Array<RtcpRrPacket | RtcpSourceDescriptionPacket> {
+  const report: Array<RtcpRrPacket | RtcpSourceDescriptionPacket> = [new RtcpRrPacket({ ssrc: receiver.rtcpSsrc, reports: blocks ? receiverReportBlocks(receiver) : [] })];
   const cname = cnameOf.get(receiver);
   if (cname !== undefined) {
     const item = new SourceDescriptionItem({ type: 1, text: cname }); // 1: CNAME (RFC 3550 §6.5.1)

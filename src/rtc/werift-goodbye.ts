@@ -10,7 +10,7 @@
  * the session's DTLS to be torn down, which a close_notify does (RFC 6347
  * §4.2.7 via TLS's closure alerts; browsers close the transport at once), and
  * RFC 3550 §6.3.7 asks a participant that leaves to send a BYE, in a compound
- * packet after a report and its SDES CNAME.
+ * packet after a report (here one without blocks) and its SDES CNAME.
  *
  * Both are sent only on an established DTLS association whose internals look
  * as this module expects; anything else is left to werift's close as before.
@@ -79,7 +79,7 @@ function closeNotify(socket: Partial<DtlsSocketInternals>): Buffer | undefined {
 }
 
 /**
- * Sends the BYE (one per receiving audio transceiver, after its report) and the
+ * Sends the BYE (one per receiving audio transceiver, after an empty report and the CNAME) and the
  * close_notify on each connected DTLS transport of `pc`, and returns once
  * they have left: werift's UDP send resolves before the datagram is handed
  * to the system (an address lookup comes first, a tick later), and a socket
@@ -97,7 +97,8 @@ export async function sayGoodbye(pc: RTCPeerConnection): Promise<void> {
     const receiver = t.receiver as unknown as ReportingReceiver;
     if (typeof receiver.rtcpSsrc !== 'number' || typeof receiver.remoteStreams !== 'object') continue;
     try {
-      await transport.sendRtcp([...receiverReport(receiver), byePacket(receiver.rtcpSsrc)]);
+      // Reports keep RFC 3550's interval (a client times them): the BYE's compound has an empty one at its head.
+      await transport.sendRtcp([...receiverReport(receiver, { blocks: false }), byePacket(receiver.rtcpSsrc)]);
     } catch {
       // the transport is going away anyway
     }

@@ -3,7 +3,8 @@
  * WebRTC with a werift publisher that reads every RTCP packet it decrypts:
  * every receiver report comes in a compound packet with the CNAME the answer
  * gives the reporting SSRC (RFC 3550 §6.1); when the server ends the session
- * (here: someone else's DELETE), the client gets a last report with a BYE
+ * (here: someone else's DELETE), the client gets a BYE (after an empty report:
+ * reports keep their interval, which clients time)
  * (RFC 3550 §6.3.7) and a DTLS close_notify, so its DTLS transport closes at
  * once (RFC 9725 §4.2) instead of sending on until its consent checks fail.
  * A WHEP player whose stream ends gets the close_notify too.
@@ -33,6 +34,8 @@ interface Compound {
   cnames: Array<[number, string]>;
   byes: number[];
   reportFrom?: number;
+  /** The receiver report's blocks. */
+  blocks?: number;
 }
 
 function parseCompound(d: Buffer): Compound {
@@ -41,7 +44,10 @@ function parseCompound(d: Buffer): Compound {
     const type = d[pos + 1];
     const count = d[pos] & 0x1f;
     c.types.push(type);
-    if (type === 201) c.reportFrom = d.readUInt32BE(pos + 4);
+    if (type === 201) {
+      c.reportFrom = d.readUInt32BE(pos + 4);
+      c.blocks = count;
+    }
     if (type === 202 && count >= 1 && d[pos + 8] === 1) c.cnames.push([d.readUInt32BE(pos + 4), d.toString('utf8', pos + 10, pos + 10 + d[pos + 9])]);
     if (type === 203) for (let i = 0; i < count; i++) c.byes.push(d.readUInt32BE(pos + 4 + 4 * i));
   }
@@ -91,7 +97,7 @@ describe('RTCP and DTLS as the client hears them', () => {
       const [, ssrc, cname] = /^a=ssrc:(\d+) cname:(\S+)$/m.exec(p.answer)!;
       // The first report comes 1.0–3.1 s in (RFC 3550 §6.3.1).
       const first = await until('a receiver report', () => p.compounds.find((c) => c.types.includes(201)), 8000, 50);
-      expect(first).toEqual({ types: [201, 202], cnames: [[Number(ssrc), cname]], byes: [], reportFrom: Number(ssrc) });
+      expect(first).toEqual({ types: [201, 202], cnames: [[Number(ssrc), cname]], byes: [], reportFrom: Number(ssrc), blocks: 1 });
       expect(p.dtlsState()).toBe('connected');
 
       // Someone else ends the session: the client hears so at once.
@@ -99,7 +105,7 @@ describe('RTCP and DTLS as the client hears them', () => {
       const ended = performance.now();
       expect((await fetch(p.sessionUrl, { method: 'DELETE' })).status).toBe(200);
       const last = await until('the BYE', () => p.compounds.slice(before).find((c) => c.types.includes(203)), 2000, 20);
-      expect(last).toEqual({ types: [201, 202, 203], cnames: [[Number(ssrc), cname]], byes: [Number(ssrc)], reportFrom: Number(ssrc) });
+      expect(last).toEqual({ types: [201, 202, 203], cnames: [[Number(ssrc), cname]], byes: [Number(ssrc)], reportFrom: Number(ssrc), blocks: 0 });
       await until('the DTLS transport to close', () => (p.dtlsState() === 'closed' ? true : undefined), 2000, 20);
       expect(performance.now() - ended).toBeLessThan(2000);
     } finally {
