@@ -58,6 +58,7 @@ import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
 import { listenOn } from '../server/listen.js';
 import { httpServerLimits, installProblemHandling } from '../server/problem.js';
+import { continueOnlyWhenRead } from '../server/expect-continue.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { installBodyTypeCheck } from '../server/body-types.js';
 import { applyConnectionLimit } from '../server/connection-limit.js';
@@ -447,6 +448,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   installProblemHandling(app);
   // As on an engine: a body of the wrong type gets 415 before it is read, not after the engine read it.
   installBodyTypeCheck(app);
+  continueOnlyWhenRead(app);
 
   // ---- the cluster of machines (its routes: /cluster/*, /admin/drain)
   if (options.cluster) {

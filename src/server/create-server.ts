@@ -17,6 +17,7 @@ import { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
 import { checkServerOptions, eventStreamLimits, type CreateServerOptions } from './server-options.js';
 import { httpServerLimits, installProblemHandling } from './problem.js';
+import { continueOnlyWhenRead } from './expect-continue.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import { installBodyTypeCheck } from './body-types.js';
 import { installJsonBodyParser } from './json-body.js';
@@ -232,6 +233,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
   installBodyTypeCheck(app);
+  continueOnlyWhenRead(app);
   installJsonBodyParser(app);
   registerWhipRoutes(app, core, access, { iceServers: advertisedIceServers, clientOf: role.clientOf, countLoadRefusals: role.countLoadRefusals });
   registerWhepRoutes(app, core);

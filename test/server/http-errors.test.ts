@@ -116,6 +116,36 @@ describe('WHIP endpoint errors', () => {
     }
   });
 
+  it('sends 100 Continue only to a request it will read: not before a 401, 415 or 413 (RFC 9110 §10.1.1)', async () => {
+    const port = Number(new URL(t.url).port);
+    // A client that waits for 100 before it sends its body, as curl does for bodies over 1 KB.
+    const exchange = (headers: Record<string, string>, body: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let got = '';
+        socket.setEncoding('latin1');
+        socket.on('data', (d: string) => {
+          got += d;
+          if (got === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write(body);
+        });
+        socket.on('error', reject);
+        socket.on('close', () => resolve(got));
+        const head = Object.entries({ host: `127.0.0.1:${port}`, expect: '100-continue', connection: 'close', ...headers }).map(([k, v]) => `${k}: ${v}`);
+        socket.write(`POST /whip/demo/expecting HTTP/1.1\r\n${head.join('\r\n')}\r\n\r\n`);
+      });
+    const offer = chromeLikeOffer();
+    const sdp = { 'content-type': 'application/sdp', 'content-length': String(Buffer.byteLength(offer)) };
+    // Refused on the headers alone: no 100, so the client never sends its body.
+    expect(await exchange({ ...sdp }, offer)).toMatch(/^HTTP\/1\.1 401 /);
+    expect(await exchange({ ...sdp, ...auth, 'content-type': 'text/plain' }, offer)).toMatch(/^HTTP\/1\.1 415 /);
+    expect(await exchange({ ...sdp, ...auth, 'content-length': String(70_000) }, offer)).toMatch(/^HTTP\/1\.1 413 /);
+    // Taken: 100 first, then the answer to the body sent after it.
+    const taken = await exchange({ ...sdp, ...auth }, offer);
+    expect(taken).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
+    const location = /\r\nlocation: (\S+)\r\n/i.exec(taken)![1];
+    expect((await fetch(new URL(location, t.url), { method: 'DELETE', headers: auth })).status).toBe(200);
+  });
+
   it('never publishes a POST to a session URL: 405, not a peer in a room called "sessions"', async () => {
     const res = await post('/whip/sessions/anything', chromeLikeOffer());
     expect(res.status).toBe(405);
