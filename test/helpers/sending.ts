@@ -53,3 +53,13 @@ export function mayBeEnded<T>(sending: Promise<T>): Promise<T> {
   sending.catch(() => undefined);
   return sending;
 }
+
+/** The statistics of `peer` once every recording of its session has stopped (polled for up to 10 s). */
+export async function statsOnceRecorded(serverUrl: string, peer: string): Promise<PeerStatsSnapshot> {
+  for (let i = 0; ; i++) {
+    const stats = (await (await fetch(`${serverUrl}/stats/${peer}`)).json()) as PeerStatsSnapshot;
+    if (stats.recordings.length > 0 && stats.recordings.every((r) => r.state === 'stopped')) return stats;
+    if (i > 100) throw new Error(`the recording of ${peer} did not stop`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -9,11 +9,11 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PeerStatsSnapshot } from '../../src/index.js';
 import { dominantFrequency, encodeOpusFrames, readWav } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
 import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { statsOnceRecorded } from '../helpers/sending.js';
 
 let t: TestServer;
 beforeAll(async () => {
@@ -36,14 +36,7 @@ async function sendWithJump(url: string, packets: readonly Uint8Array[], at: num
   });
 }
 
-async function finalStats(peer: string): Promise<PeerStatsSnapshot> {
-  for (let i = 0; ; i++) {
-    const stats = (await (await fetch(`${t.url}/stats/${peer}`)).json()) as PeerStatsSnapshot;
-    if (stats.recordings.length > 0 && stats.recordings.every((r) => r.state === 'stopped')) return stats;
-    if (i > 100) throw new Error(`the recording of ${peer} did not stop`);
-    await sleep(100);
-  }
-}
+const finalStats = (peer: string) => statsOnceRecorded(t.url, peer);
 
 describe('RTP timestamps that jump', () => {
   const cases = [

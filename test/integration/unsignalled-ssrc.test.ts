@@ -15,6 +15,7 @@ import { dominantFrequency, encodeOpusFrames, readWav } from '../helpers/audio.j
 import { readFixture } from '../helpers/fixtures.js';
 import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { statsOnceRecorded } from '../helpers/sending.js';
 
 let t: TestServer;
 let packets: Uint8Array[];
@@ -27,14 +28,7 @@ afterAll(() => t.close());
 /** The offer as a stack that announces no SSRC writes it: no `a=ssrc`, `a=ssrc-group` or `a=msid` lines. */
 const withoutSsrcs = (sdp: string) => sdp.split('\r\n').filter((l) => !/^a=(ssrc|ssrc-group|msid):/.test(l)).join('\r\n');
 
-async function finalStats(peer: string): Promise<PeerStatsSnapshot> {
-  for (let i = 0; ; i++) {
-    const stats = (await (await fetch(`${t.url}/stats/${peer}`)).json()) as PeerStatsSnapshot;
-    if (stats.recordings.length > 0 && stats.recordings.every((r) => r.state === 'stopped')) return stats;
-    if (i > 100) throw new Error(`the recording of ${peer} did not stop`);
-    await sleep(100);
-  }
-}
+const finalStats = (peer: string) => statsOnceRecorded(t.url, peer);
 
 async function notAdopted(): Promise<number> {
   const text = await (await fetch(`${t.url}/metrics`)).text();
