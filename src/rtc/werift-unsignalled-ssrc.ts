@@ -63,7 +63,7 @@ export function routeUnsignalledSsrcs(pc: RTCPeerConnection): boolean {
   r.routeRtp = (packet: RtpPacket) => {
     const ssrc = packet.header.ssrc;
     // Known SSRCs, and everything while streams are routed by RID (simulcast), take werift's path as they are.
-    if (r.ssrcTable[ssrc] === undefined && internals.codecs[packet.header.payloadType] !== undefined && Object.keys(r.ridTable).length === 0) {
+    if (r.ssrcTable[ssrc] === undefined && internals.codecs[packet.header.payloadType] !== undefined && isEmpty(r.ridTable)) {
       if (adopted >= MAX_ADOPTED_SSRCS) {
         guardCounts.rtpSsrcsNotAdopted++;
         return;
@@ -74,5 +74,11 @@ export function routeUnsignalledSsrcs(pc: RTCPeerConnection): boolean {
     }
     routeRtp(packet);
   };
+  return true;
+}
+
+/** Whether `table` has no key (no array made: this runs for every packet of an SSRC not taken). */
+function isEmpty(table: object): boolean {
+  for (const _ in table) return false;
   return true;
 }

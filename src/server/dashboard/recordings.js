@@ -150,14 +150,14 @@ export function refreshRecordings() {
  */
 export function showLiveRecordings(recording) {
   const live = new Set(recording.map(rowKey));
-  const started = [...live].some((k) => !liveRecordings.has(k) && !knownRecordings?.has(k));
-  // A recording that stopped: its row gets its final figures. (A session's end on this node also refreshes,
-  // from its event; on a cluster, another node's does not reach this page as an event.)
+  const added = [...live].filter((k) => !liveRecordings.has(k));
   const stopped = [...liveRecordings].some((k) => !live.has(k));
-  if (started || stopped || live.size !== liveRecordings.size) {
+  if (added.length > 0 || stopped) {
     liveRecordings = live;
     updateRecordingStates();
-    if (started || stopped) void refreshRecordings(); // a new recording is listed while it is being written
+    // A new recording is listed while it is being written; a stopped one gets its final figures (a session's
+    // end on this node also refreshes, from its event; on a cluster, another node's is no event of this page).
+    if (stopped || added.some((k) => !knownRecordings?.has(k))) void refreshRecordings();
   }
   for (const r of recording) {
     const row = recordingsEl.querySelector(`[data-testid="recording-row"][data-key="${CSS.escape(rowKey(r))}"]`);
