@@ -62,6 +62,7 @@ import { continueOnlyWhenRead } from '../server/expect-continue.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { installBodyTypeCheck } from '../server/body-types.js';
 import { applyConnectionLimit } from '../server/connection-limit.js';
+import { refuseDuplicateHost } from '../server/host-header.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
 import { registerRecordingRoutes, type ServeRecording } from '../server/routes/recordings.js';
 import { checkName, notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
@@ -259,6 +260,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     ...(trustProxy ? { trustProxy } : {}),
   }) as unknown as FastifyInstance;
   applyConnectionLimit(app.server, options.maxConnections);
+  refuseDuplicateHost(app);
   const log = app.log.child({ module: 'cluster' });
   // The front reads no body: each is passed on to an engine as it came, whatever its type.
   app.removeAllContentTypeParsers();

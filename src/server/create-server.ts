@@ -22,10 +22,11 @@ import { RecordingsStore } from '../sinks/recordings-store.js';
 import { installBodyTypeCheck } from './body-types.js';
 import { installJsonBodyParser } from './json-body.js';
 import { applyConnectionLimit } from './connection-limit.js';
+import { refuseDuplicateHost } from './host-header.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
-import { refuseUpgradesWithoutHandler } from './websocket-upgrades.js';
+import { answerRefusedHandshakes, refuseUpgradesWithoutHandler } from './websocket-upgrades.js';
 import { corsPolicy, checkOrigin } from './cors-policy.js';
 import { installAccessControl } from './access-control.js';
 import { DownloadLinks } from './download-links.js';
@@ -192,6 +193,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
     ...(trustProxy ? { trustProxy } : {}),
   }) as unknown as FastifyInstance;
   applyConnectionLimit(app.server, options.maxConnections);
+  refuseDuplicateHost(app);
   reloadLog.log = app.log.child({ module: 'pipelines' });
   if (options.watchPipelines !== false) pipelines.watch();
   const core = new EarshotCore({
@@ -230,6 +232,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
     options: { maxPayload: 4096, handleProtocols: (offered: Set<string>) => (offered.has(AUDIO_PROTOCOL) ? AUDIO_PROTOCOL : false) },
   });
   refuseUpgradesWithoutHandler(app);
+  answerRefusedHandshakes(app);
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
   installProblemHandling(app);
   installBodyTypeCheck(app);

@@ -115,11 +115,20 @@ function clientProblem(this: FastifyInstance, err: Error & { code?: string }, so
         ? [431, 'The request headers are larger than the server takes.']
         : [400, `The request is not valid HTTP (${clip(err.code ?? err.message, 60)}).`];
   this.log.debug({ code: err.code, status }, 'client error');
-  if (socket.writable) {
-    const body = JSON.stringify(boundedProblem(errors.BAD_REQUEST.withStatus(status, why).toProblem()));
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  }
+  writeRawProblem(socket, errors.BAD_REQUEST.withStatus(status, why));
   socket.destroy(err);
+}
+
+/**
+ * `problem` written straight to `socket` as a whole HTTP/1.1 response that closes the connection,
+ * for the answers no reply object exists for (a request Node's parser refused, a WebSocket handshake
+ * ws refused). The caller closes the socket.
+ */
+export function writeRawProblem(socket: Duplex, problem: EarshotError, headers: Record<string, string> = {}): void {
+  if (!socket.writable) return;
+  const body = JSON.stringify(boundedProblem(problem.toProblem()));
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.write(`HTTP/1.1 ${problem.statusCode} ${STATUS_CODES[problem.statusCode]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`);
 }
 
 /** A URL the router cannot take (a bad escape, a path parameter over `MAX_PATH_PARAMETER_CHARS`), as a problem document. */

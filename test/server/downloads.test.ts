@@ -187,7 +187,7 @@ describe('the recordings listing', () => {
   });
 
   it('rejects a bad limit with 400', async () => {
-    for (const limit of ['0', '1001', 'x']) {
+    for (const limit of ['0', '1001', 'x', '1e3', '0x10', '5.0', '%205']) {
       const res = await fetch(`${t.url}/recordings?limit=${limit}`);
       expect(res.status).toBe(400);
       // The title is the problem type's (RFC 9457): a body or a query parameter; the detail names which.

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { openFrom, type OpenResponse } from '../helpers/from-address.js';
 import { expectProblem } from '../helpers/problems.js';
+import { rawExchange } from '../helpers/raw-http.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
 
@@ -46,10 +47,25 @@ describe('HEAD /events', () => {
       expect(head.headers.get('cache-control')).toBe('no-store');
       expect(await head.text()).toBe('');
     }
-    // Three HEADs later, the one place is still free.
+    // A client that asks to close the connection has it closed after the answer (rawExchange resolves on close).
+    const answer = await rawExchange(t.url, `HEAD /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN}\r\nConnection: close\r\n\r\n`);
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+    // Four HEADs later, the one place is still free.
     expect((await stream('127.0.0.1')).status).toBe(200);
     // Admin only, as GET.
     expect((await fetch(`${t.url}/events`, { method: 'HEAD' })).status).toBe(401);
+  });
+});
+
+describe('GET /events ?interval=', () => {
+  it('takes a whole number of milliseconds from 100 to 10000, written in digits, and refuses anything else with 400', async () => {
+    t = await startServer({ token: 'PUBTOKEN123', adminToken: ADMIN });
+    for (const interval of ['99', '10001', 'x', '1e3', '0x100', '500.0', '%20500', '']) {
+      const res = await fetch(`${t.url}/events?interval=${interval}`, { headers: admin });
+      await expectProblem(res, { status: 400, code: 'EARSHOT_BODY_INVALID', detail: /^\?interval= must be an integer number of milliseconds from 100 to 10000\.$/ });
+    }
+    expect((await fetch(`${t.url}/events?interval=100`, { method: 'HEAD', headers: admin })).status).toBe(200);
   });
 });
 

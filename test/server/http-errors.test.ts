@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromeLikeOffer, weriftOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { rawExchange } from '../helpers/raw-http.js';
 
 let t: TestServer;
 const TOKEN = 's3cret-token';
@@ -22,22 +23,6 @@ const auth = { authorization: `Bearer ${TOKEN}` };
 async function problem(res: Response) {
   expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
   return (await res.json()) as { code: string; status: number; detail: string; title: string };
-}
-
-/** Writes `request` as raw bytes to the server at `url` and resolves to everything it answers before closing (at most 10 s). */
-function rawExchange(url: string, request: string): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const socket = connect(Number(new URL(url).port), '127.0.0.1');
-    let text = '';
-    socket.on('data', (d) => (text += d.toString('latin1')));
-    socket.on('close', () => resolve(text));
-    socket.on('error', reject);
-    socket.write(request);
-    setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`still open after 10 s: ${text}`));
-    }, 10_000).unref();
-  });
 }
 
 async function post(path: string, body: string, headers: Record<string, string> = {}) {
@@ -339,6 +324,14 @@ describe('control API errors', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/);
     expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', status: 400 });
+  });
+
+  it('refuses a request with two Host headers with 400 (RFC 9112 §3.2), rather than reading the first', async () => {
+    const ask = (hosts: string) => rawExchange(t.url, `GET /health HTTP/1.1\r\n${hosts}Connection: close\r\n\r\n`);
+    expect(await ask('Host: 127.0.0.1\r\n')).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    const answer = await ask('Host: 127.0.0.1\r\nhost: attacker.example\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', detail: 'The request has 2 Host headers; HTTP/1.1 allows one (RFC 9112 §3.2).' });
   });
 
   it('answers unknown routes with a problem document', async () => {

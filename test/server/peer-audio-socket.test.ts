@@ -2,7 +2,8 @@
  * `GET /peers/:peer/audio` upgraded to a WebSocket, against the real server
  * with a peer publishing over loopback WebRTC: refusals come before the
  * upgrade as problem responses (401 without a token, 403 with the publish
- * token, 404 for an unknown peer, 426 without an upgrade); with the admin
+ * token, 404 for an unknown peer, 426 without an upgrade, 400 for a handshake
+ * that is not valid WebSocket); with the admin
  * token (header, or the browser's subprotocol form) the socket carries the
  * peer's processed audio in the sink's framing — start, 16 kHz PCM in the
  * asked encoding with the tone's pitch, end when the peer leaves.
@@ -13,6 +14,7 @@ import { dominantFrequency } from '../helpers/audio.js';
 import { audioSocket, binaryOf } from '../helpers/audio-socket.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { listen } from '../helpers/listening.js';
+import { rawExchange } from '../helpers/raw-http.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
 
@@ -84,6 +86,19 @@ describe('GET /peers/:peer/audio', () => {
       expect(upgrade.status).toBe(426);
       const bad = await connect('/peers/speaker/audio?branch=nope', { headers: { authorization: `Bearer ${ADMIN}` } }).outcome;
       expect(bad).toMatchObject({ open: false, status: 404 });
+      // A handshake that is not valid WebSocket is refused with a problem document too (RFC 6455 §4.2.1, §4.4).
+      const handshake = (headers: string) => rawExchange(t.url, `GET /peers/speaker/audio HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${headers}\r\n`);
+      for (const [headers, why, versions] of [
+        ['Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: too-short\r\n', 'Missing or invalid Sec-WebSocket-Key header', null],
+        ['Sec-WebSocket-Version: 12\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n', 'Missing or invalid Sec-WebSocket-Version header', '13, 8'],
+      ] as const) {
+        const answer = await handshake(headers);
+        const [head, body] = answer.split('\r\n\r\n');
+        expect(head).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+        expect(head).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/);
+        expect(head.match(/\r\nSec-WebSocket-Version: ([^\r]*)/)?.[1] ?? null).toBe(versions);
+        expect(JSON.parse(body)).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', status: 400, detail: `The WebSocket handshake is not valid: ${why} (RFC 6455 §4.2.1).` });
+      }
 
       // An operator's tool: the token in the Authorization header, default branch (the first) and format (s16).
       const s16 = connect('/peers/speaker/audio', { headers: { authorization: `Bearer ${ADMIN}` } });

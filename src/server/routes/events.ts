@@ -28,6 +28,7 @@ import { isClientMessage } from '../../core/client-feed.js';
 import { errors } from '../../errors.js';
 import type { ProcessorEvent } from '../../sinks/processors.js';
 import { requestClient } from '../client-address.js';
+import { queryInteger } from '../query-integer.js';
 
 const MAX_UNSENT_BYTES = 1024 * 1024;
 const DEFAULT_INTERVAL_MS = 500;
@@ -117,8 +118,7 @@ export function registerEventRoutes(app: FastifyInstance, source: EventSource, l
 
   // fastify's HEAD route for it runs this handler too (exposeHeadRoutes): it answers what a GET would.
   app.get<{ Querystring: { interval?: string } }>('/events', async (req, reply) => {
-    const interval = req.query.interval === undefined ? DEFAULT_INTERVAL_MS : Number(req.query.interval);
-    if (!Number.isInteger(interval) || interval < 100 || interval > 10_000) throw errors.BODY_INVALID('?interval= must be an integer number of milliseconds from 100 to 10000.');
+    const interval = queryInteger(req.query.interval, DEFAULT_INTERVAL_MS, 100, 10_000, '?interval= must be an integer number of milliseconds from 100 to 10000.');
     const address = requestClient(req);
     const mine = perAddress.get(address) ?? 0;
     if (mine >= limits.perClient) throw withRetry(reply, errors.TOO_MANY_EVENT_STREAMS(limits.perClient, 'from one address'));
@@ -128,19 +128,16 @@ export function registerEventRoutes(app: FastifyInstance, source: EventSource, l
     for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) earlier[k] = v;
     reply.hijack();
     const raw = reply.raw;
-    raw.writeHead(200, {
-      ...earlier,
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
+    const headers = { ...earlier, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' };
     if (req.method === 'HEAD') {
       // Node sends a HEAD response's headers only when it ends (it drops body writes): left open, as a
-      // stream is, it never answered and held its connection.
+      // stream is, it never answered and held its connection. Node's own Connection header is kept,
+      // so a client that asked for `Connection: close` has its socket closed.
+      raw.writeHead(200, headers);
       raw.end();
       return;
     }
+    raw.writeHead(200, { ...headers, connection: 'keep-alive' });
     raw.write('retry: 2000\n\n');
     const client: Client = { reply, address, intervalMs: interval, nextDue: 0, skippedTicks: 0 };
     if (clients.size === 0) start();

@@ -19,6 +19,7 @@ import type { Access } from '../access.js';
 import type { DownloadLinks } from '../download-links.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
 import { requestClient } from '../client-address.js';
+import { queryInteger } from '../query-integer.js';
 
 export interface DownloadLimits {
   /** Concurrent downloads one client may run (one address; an IPv6 client: its /64). */
@@ -48,8 +49,7 @@ export function registerRecordingRoutes(
   clientOf: (req: FastifyRequest) => string | Promise<string> = requestClient,
 ): ServeRecording {
   app.get<{ Querystring: { limit?: string; cursor?: string; order?: string } }>('/recordings', async (req) => {
-    const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw errors.BODY_INVALID(`?limit= must be an integer from 1 to ${MAX_PAGE}.`);
+    const limit = queryInteger(req.query.limit, DEFAULT_PAGE, 1, MAX_PAGE, `?limit= must be an integer from 1 to ${MAX_PAGE}.`);
     const order = req.query.order ?? 'name';
     if (order !== 'name' && order !== 'newest') throw errors.BODY_INVALID('?order= must be "name" (the default) or "newest".');
     const cursor = req.query.cursor;
