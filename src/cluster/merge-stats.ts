@@ -163,6 +163,7 @@ function mergeAdmission(list: Array<{ engine: number; admission: AdmissionState 
     workerUtilization: Math.max(...a.map((s) => s.workerUtilization)),
     eventLoopUtilization: Math.max(...a.map((s) => s.eventLoopUtilization)),
     machineUtilization: Math.max(...a.map((s) => s.machineUtilization)),
+    processUtilization: Math.max(...a.map((s) => s.processUtilization)),
     queuedFramesPerStream: Math.max(...a.map((s) => s.queuedFramesPerStream)),
     latencyP99Ms: latencies.length > 0 ? Math.max(...latencies) : null,
     unsettledSessions: sum(a, (s) => s.unsettledSessions),

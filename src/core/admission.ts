@@ -7,7 +7,8 @@
  *
  * Every `sampleMs` it reads, over the last sample: the workers' busy share
  * (task time ÷ wall time ÷ threads), frames waiting for a worker per stream,
- * the main thread's event-loop utilization; and, over the last
+ * the main thread's event-loop utilization, the process's CPU time over the
+ * CPUs it may use; and, over the last
  * `latencyWindowMs`, the frame latency p99 (RTP in → frame at the sinks). A
  * POST is decided synchronously from the last sample (no race between
  * concurrent POSTs), plus the cost of the sessions admitted
@@ -27,6 +28,18 @@ export interface AdmissionOptions {
   maxWorkerUtilization?: number;
   /** Refuse while the main thread's event loop is busier than this share (0–1). Default 0.85. */
   maxEventLoopUtilization?: number;
+  /**
+   * Refuse while this process's CPU time, all its threads together (the main
+   * thread, the DSP workers, GC and file I/O threads), exceeds this share of
+   * the CPUs it may run on (`availableParallelism()`: the machine's, or the
+   * ones its CPU affinity allows). The workers' limit judges each DSP thread
+   * alone, but they share the cores with the main thread: with one DSP thread
+   * per core, workers 85 % busy and a main thread 20 % busy are more than the
+   * cores have, and a DSP thread then waits for a core in the middle of its
+   * batch. Default 0.85. (With `--processes`, each engine is judged against
+   * all the machine's CPUs, so this limit rarely applies there.)
+   */
+  maxProcessUtilization?: number;
   /**
    * Refuse while the machine's CPUs, all processes together, are busier than
    * this share (0–1; time at nice > 0 counts as idle: it yields to earshot).
@@ -79,19 +92,22 @@ export interface AdmissionState {
   eventLoopUtilization: number;
   /** Share of the machine's CPU time busy (all processes; niced time counts as idle). */
   machineUtilization: number;
+  /** This process's CPU time (all threads) as a share of the CPUs it may run on. */
+  processUtilization: number;
   queuedFramesPerStream: number;
   latencyP99Ms: number | null;
   /** Sessions admitted recently enough that their cost is estimated, not measured. */
   unsettledSessions: number;
   /** Estimated share of one worker thread per stream. */
   streamCost: number;
-  /** Estimated share of the machine's CPU per stream (this process's CPU ÷ cores ÷ streams). */
+  /** Estimated share of the machine's CPU per stream (this process's CPU ÷ cores ÷ streams); also what a session just admitted adds to `processUtilization`. */
   machineStreamCost: number;
 }
 
 interface Limits {
   maxWorkerUtilization: number;
   maxEventLoopUtilization: number;
+  maxProcessUtilization: number;
   maxMachineUtilization: number;
   maxQueuedFramesPerStream: number;
   maxLatencyMs: number;
@@ -106,6 +122,7 @@ interface Limits {
 const ADMISSION_OPTIONS: Record<keyof AdmissionOptions, true> = {
   maxWorkerUtilization: true,
   maxEventLoopUtilization: true,
+  maxProcessUtilization: true,
   maxMachineUtilization: true,
   maxQueuedFramesPerStream: true,
   maxLatencyMs: true,
@@ -140,6 +157,7 @@ function limitsOf(options: AdmissionOptions): Limits {
   return {
     maxWorkerUtilization: share('maxWorkerUtilization', options.maxWorkerUtilization, 0.85),
     maxEventLoopUtilization: share('maxEventLoopUtilization', options.maxEventLoopUtilization, 0.85),
+    maxProcessUtilization: share('maxProcessUtilization', options.maxProcessUtilization, 0.85),
     maxMachineUtilization: share('maxMachineUtilization', options.maxMachineUtilization, 1),
     maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
     maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 100),
@@ -179,6 +197,7 @@ export class AdmissionControl {
       workerUtilization: 0,
       eventLoopUtilization: 0,
       machineUtilization: 0,
+      processUtilization: 0,
       queuedFramesPerStream: 0,
       latencyP99Ms: null,
       unsettledSessions: 0,
@@ -211,6 +230,10 @@ export class AdmissionControl {
     const reasons = [...this.#state.reasons];
     if (unsettled > 0 && projected > this.#limits.maxWorkerUtilization && !reasons.some((r) => r.startsWith('workers'))) {
       reasons.push(`workers ${pct(this.#state.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
+    }
+    const own = this.#state.processUtilization + unsettled * this.#state.machineStreamCost;
+    if (unsettled > 0 && this.#limits.maxProcessUtilization < 1 && own > this.#limits.maxProcessUtilization && !reasons.some((r) => r.startsWith('earshot'))) {
+      reasons.push(`earshot's CPU ${pct(this.#state.processUtilization)} of ${cpuCount()} plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(own)}) > ${pct(this.#limits.maxProcessUtilization)}`);
     }
     const machine = this.#state.machineUtilization + unsettled * this.#state.machineStreamCost;
     // At 1 the machine's load is left out (the default): a projection past 100 % must not refuse either.
@@ -272,21 +295,23 @@ export class AdmissionControl {
     const queuedFramesPerStream = stats.streams > 0 ? stats.queuedFrames / stats.streams : 0;
     // The cost of an average stream, from streams that have been running for a while.
     const streamCost = stats.streams > 0 && workerUtilization > 0 ? Math.max(workerUtilization * stats.threads / stats.streams, 0.001) : this.#limits.initialStreamCost;
+    const processUtilization = wall > 0 ? Math.min(1, Math.max(0, processMs / wall / CORES)) : 0;
     const machineStreamCost = stats.streams > 0 && wall > 0 && processMs > 0 ? Math.max(processMs / wall / CORES / stats.streams, 0.0005) : this.#initialMachineCost();
     const l = this.#limits;
     const reasons: string[] = [];
     // With no stream running there is nothing to protect: load from elsewhere in the process
     // (start-up, a program that embeds the server) must not keep the first stream out.
     if (stats.streams === 0) {
-      this.#state = { ready: true, reasons, workerUtilization, eventLoopUtilization: elu, machineUtilization, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost, machineStreamCost };
+      this.#state = { ready: true, reasons, workerUtilization, eventLoopUtilization: elu, machineUtilization, processUtilization, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost, machineStreamCost };
       return;
     }
     if (workerUtilization > l.maxWorkerUtilization) reasons.push(`workers ${pct(workerUtilization)} busy > ${pct(l.maxWorkerUtilization)}`);
     if (elu > l.maxEventLoopUtilization) reasons.push(`main thread ${pct(elu)} busy > ${pct(l.maxEventLoopUtilization)}`);
+    if (processUtilization > l.maxProcessUtilization) reasons.push(`earshot's CPU ${pct(processUtilization)} of ${cpuCount()} > ${pct(l.maxProcessUtilization)}`);
     if (machineUtilization > l.maxMachineUtilization) reasons.push(`machine CPU ${pct(machineUtilization)} busy > ${pct(l.maxMachineUtilization)}`);
     if (queuedFramesPerStream > l.maxQueuedFramesPerStream) reasons.push(`${queuedFramesPerStream.toFixed(1)} frames queued per stream > ${l.maxQueuedFramesPerStream}`);
     if (latencyP99Ms !== null && latencyP99Ms > l.maxLatencyMs) reasons.push(`frame latency p99 ${Math.round(latencyP99Ms)} ms > ${l.maxLatencyMs} ms`);
-    this.#state = { ready: reasons.length === 0, reasons, workerUtilization, eventLoopUtilization: elu, machineUtilization, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost, machineStreamCost };
+    this.#state = { ready: reasons.length === 0, reasons, workerUtilization, eventLoopUtilization: elu, machineUtilization, processUtilization, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost, machineStreamCost };
   }
 
   /** Before any stream is measured: one stream's worker cost, as a share of the machine (its main-thread share comes on top, so this errs low). */
@@ -296,6 +321,11 @@ export class AdmissionControl {
 }
 
 const CORES = Math.max(1, availableParallelism());
+
+/** "1 CPU", "2 CPUs": what the process's share is of, in its refusal reason. */
+function cpuCount(): string {
+  return CORES === 1 ? '1 CPU' : `${CORES} CPUs`;
+}
 
 /** Busy and total CPU time of the machine, all cores, ms. Niced time counts as idle: it yields to earshot. */
 interface MachineTimes {

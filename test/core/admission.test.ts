@@ -31,10 +31,10 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 15
 describe('admission by measured load', () => {
   it('refuses new sessions while a running stream keeps the workers past the budget, and admits again once it ends', async () => {
     // A budget one real stream exceeds: 0.1 % of the workers' time. The publisher runs in this
-    // process (it encodes Opus on the main thread), so the event-loop limit is left out of this test.
+    // process (it encodes Opus on the main thread), so the event-loop and process limits are left out of this test.
     t = await startServer({
       pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
-      admission: { maxWorkerUtilization: 0.001, maxEventLoopUtilization: 1, maxLatencyMs: 60_000, sampleMs: 100, settleMs: 100 },
+      admission: { maxWorkerUtilization: 0.001, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, sampleMs: 100, settleMs: 100 },
     });
     // Idle (once start-up work has left the measurement window): ready.
     await until('the idle server to be ready', async () => (await health()).ready === true);
@@ -59,7 +59,7 @@ describe('admission by measured load', () => {
     // A budget any running machine exceeds (0.1 % busy); every other limit out of reach.
     t = await startServer({
       pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
-      admission: { maxMachineUtilization: 0.001, maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxLatencyMs: 60_000, sampleMs: 100, settleMs: 100 },
+      admission: { maxMachineUtilization: 0.001, maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, sampleMs: 100, settleMs: 100 },
     });
     const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 3 });
     try {
@@ -77,13 +77,47 @@ describe('admission by measured load', () => {
     }
   });
 
+  it("refuses while earshot's own CPU time, all its threads, is past the budget of the CPUs it may use; sessions just admitted count", async () => {
+    // A budget one running stream exceeds (0.1 % of the CPUs); every other limit out of reach.
+    t = await startServer({
+      pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
+      admission: { maxProcessUtilization: 0.001, maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxLatencyMs: 60_000, sampleMs: 100, settleMs: 100 },
+    });
+    const cpus = availableParallelism() === 1 ? '1 CPU' : `${availableParallelism()} CPUs`;
+    const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 3 });
+    try {
+      await until("earshot's load to show", async () => (await health()).ready === false);
+      expect((await health()).load?.join(' ')).toMatch(new RegExp(`earshot's CPU \\d+ % of ${cpus} > 0 %`));
+      const state = t.server.core.stats().admission!;
+      expect(state.processUtilization).toBeGreaterThan(0);
+      expect(state.processUtilization).toBeLessThanOrEqual(1);
+      await expectProblem(await post('late'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5', detail: /earshot's CPU/ });
+    } finally {
+      await stream;
+    }
+    await t.close();
+    // Before anything is measured, each session just admitted counts at its estimated cost: one
+    // worker thread's share of the CPUs each (initialStreamCost 1), so the limit's worth is admitted.
+    // No sample is taken meanwhile (sampleMs a minute), so the estimate is what counts.
+    const cores = availableParallelism();
+    t = await startServer({ threads: 4 * cores, admission: { initialStreamCost: 1, maxWorkerUtilization: 1, maxProcessUtilization: 0.99, sampleMs: 60_000, settleMs: 60_000 } });
+    const statuses: number[] = [];
+    for (let i = 0; i <= cores; i++) {
+      const res = await post(`p${i}`);
+      statuses.push(res.status);
+      if (res.status === 503) expect(((await res.json()) as { detail: string }).detail).toMatch(new RegExp(`earshot's CPU \\d+ % of ${cpus} plus ${cores} sessions? just admitted`));
+      else await res.text();
+    }
+    expect(statuses).toEqual([...Array.from({ length: cores }, () => 201), 503]);
+  });
+
   it("leaves the machine's CPUs out by default (1), even when the sessions just admitted project past all of it", async () => {
     // Each new session is assumed to cost a whole core of the machine until measured, so with one
     // more session than there are cores admitted, the next projects past 100 % even on an idle
     // machine; the workers' projection stays under their limit (4 threads a core).
     const cores = availableParallelism();
     const sessions = cores + 2;
-    const options = { threads: 4 * cores, admission: { initialStreamCost: 1, maxWorkerUtilization: 1, settleMs: 60_000 } };
+    const options = { threads: 4 * cores, admission: { initialStreamCost: 1, maxWorkerUtilization: 1, maxProcessUtilization: 1, settleMs: 60_000 } };
     t = await startServer(options);
     for (let i = 0; i < sessions; i++) {
       const res = await post(`p${i}`);
@@ -105,7 +139,7 @@ describe('admission by measured load', () => {
 
   it('counts sessions just admitted at an estimated cost until their load shows', async () => {
     // Each new session is assumed to cost half a worker until measured: two fit under 90 %, a third does not.
-    t = await startServer({ threads: 1, admission: { initialStreamCost: 0.5, maxWorkerUtilization: 0.9, settleMs: 60_000 } });
+    t = await startServer({ threads: 1, admission: { initialStreamCost: 0.5, maxWorkerUtilization: 0.9, maxProcessUtilization: 1, settleMs: 60_000 } });
     for (const peer of ['a', 'b']) {
       const res = await post(peer);
       expect(res.status).toBe(201);
@@ -124,7 +158,7 @@ describe('admission by measured load', () => {
     const settleMs = 1500;
     t = await startServer({
       pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
-      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, sampleMs: 100, settleMs },
+      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, sampleMs: 100, settleMs },
     });
     const admission = () => t!.server.core.stats().admission!;
     const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 6 });
