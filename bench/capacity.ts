@@ -319,7 +319,12 @@ function writePipelines(dir: string, root: string): void {
   for (const [name, p] of Object.entries(OUTPUT_PIPELINES)) writeFileSync(join(dir, `${name}.json`), JSON.stringify({ name, ...p }));
 }
 
-export async function startEarshot(options: { root: string; port: number; work: string; threads: number; build?: boolean; nodeFlags?: string[]; admission?: boolean; serveArgs?: string[] }): Promise<Child> {
+/**
+ * The server under test as a child process. `threads` undefined: the server's own default (one per
+ * CPU it may run on). `cpus`: a CPU list (`taskset -c`, e.g. "0") the server is confined to, as a
+ * server with cores of its own.
+ */
+export async function startEarshot(options: { root: string; port: number; work: string; threads?: number; cpus?: string; build?: boolean; nodeFlags?: string[]; admission?: boolean; serveArgs?: string[] }): Promise<Child> {
   const { root, port, work, threads } = options;
   // BENCH_SERVER_NODE_FLAGS (e.g. "--trace-gc --max-semi-space-size=4") reaches the server process only.
   const envFlags = process.env.BENCH_SERVER_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
@@ -328,12 +333,14 @@ export async function startEarshot(options: { root: string; port: number; work: 
   writePipelines(pipelines, root);
   const recordings = join(work, 'recordings');
   mkdirSync(recordings, { recursive: true });
-  const args = ['serve', '--port', String(port), '--pipelines', pipelines, '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--max-pending-sessions', '1000', '--admission', options.admission ? 'on' : 'off', '--threads', String(threads), ...(options.serveArgs ?? [])];
+  const args = ['serve', '--port', String(port), '--pipelines', pipelines, '--recordings', recordings, '--log-level', 'warn', '--max-sessions', '1000', '--max-pending-sessions', '1000', '--admission', options.admission ? 'on' : 'off', ...(threads === undefined ? [] : ['--threads', String(threads)]), ...(options.serveArgs ?? [])];
   // The probe is TypeScript, so a built server loads it through tsx too; its workers start with
   // no loader (execArgv: [], pool/worker-pool.ts), as users run them.
   const entry = [...nodeArgs(options.nodeFlags), options.build ? join(root, 'bin', 'earshot.js') : join(root, 'src', 'cli', 'main.ts')];
   // The server's log goes to stderr: stdout carries --json.
-  const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, stdio: ['ignore', 2, 2, 'ipc'] });
+  // taskset execs node in its place: the child's pid is the server's.
+  const command = options.cpus === undefined ? [process.execPath, ...entry, ...args] : ['taskset', '-c', options.cpus, process.execPath, ...entry, ...args];
+  const child = spawn(command[0], command.slice(1), { cwd: ROOT, stdio: ['ignore', 2, 2, 'ipc'] });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/health`, child);
   return new Child(child, url);

@@ -13,10 +13,11 @@
  * and the server's RSS before the load, at its peak and 10 s after the
  * last stream ended.
  *
- * Run: `npm run bench -- --only overload [--streams 80] [--window 20]`.
+ * Run: `npm run bench -- --only overload [--streams 80] [--window 20] [--server-cpus 0]`.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSource, sendAudio, type SendResult } from '../src/client/audio-sender.js';
 import { WhipRequestError } from '../src/client/whip-client.js';
@@ -38,13 +39,13 @@ export interface OverloadResult {
   rssMiB: { before: number; peak: number; after: number };
 }
 
-function describe(options: { maxLatencyMs?: number; maxMachineCpu?: number }): string {
-  const flags = [options.maxLatencyMs === undefined ? '' : `--admission-max-latency ${options.maxLatencyMs}`, options.maxMachineCpu === undefined ? '' : `--admission-max-machine-cpu ${options.maxMachineCpu}`].filter(Boolean);
+function describe(options: { maxLatencyMs?: number; maxMachineCpu?: number; serveArgs?: string[] }): string {
+  const flags = [options.maxLatencyMs === undefined ? '' : `--admission-max-latency ${options.maxLatencyMs}`, options.maxMachineCpu === undefined ? '' : `--admission-max-machine-cpu ${options.maxMachineCpu}`, ...(options.serveArgs ?? [])].filter(Boolean);
   return flags.length > 0 ? flags.join(' ') : 'defaults';
 }
 
 export async function benchOverload(
-  options: { offered?: number; seconds?: number; ramp?: number; maxLatencyMs?: number; maxMachineCpu?: number; trace?: boolean; log?: (line: string) => void } = {},
+  options: { offered?: number; seconds?: number; ramp?: number; maxLatencyMs?: number; maxMachineCpu?: number; trace?: boolean; serverCpus?: string; build?: boolean; serveArgs?: string[]; log?: (line: string) => void } = {},
 ): Promise<OverloadResult> {
   const log = options.log ?? ((l: string) => console.log(l));
   const offered = options.offered ?? 80;
@@ -52,20 +53,28 @@ export async function benchOverload(
   const ramp = options.ramp ?? 8;
   const work = await mkdtemp(join(tmpdir(), 'earshot-overload-'));
   const source = encodeSource(await readWavSource(join(ROOT, 'test', 'fixtures', 'speech-noisy-48k.wav')));
+  // --server-cpus: the server on CPUs of its own (its DSP threads then its default, one per CPU), the
+  // publishers (this process) on the others, as when they run on other machines.
+  const publisherCpus = options.serverCpus === undefined ? undefined : otherCpus(options.serverCpus);
+  if (publisherCpus !== undefined) execFileSync('taskset', ['-a', '-p', '-c', publisherCpus, String(process.pid)], { stdio: 'ignore' });
   const child = await startEarshot({
     root: ROOT,
     port: 18991,
     work,
-    threads: 2,
+    threads: options.serverCpus === undefined ? 2 : undefined,
+    cpus: options.serverCpus,
+    build: options.build,
     admission: true,
     serveArgs: [
       ...(options.maxLatencyMs === undefined ? [] : ['--admission-max-latency', String(options.maxLatencyMs)]),
       ...(options.maxMachineCpu === undefined ? [] : ['--admission-max-machine-cpu', String(options.maxMachineCpu)]),
+      ...(options.serveArgs ?? []),
     ],
   });
   const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
   try {
-    log(`\n(o) Overload: ${offered} publishers offered at ${ramp}/s, retrying refusals for ${seconds} s, default pipeline, admission on (${describe(options)})`);
+    const placement = publisherCpus === undefined ? '' : `; the server on CPU ${options.serverCpus}, the publishers on ${publisherCpus}`;
+    log(`\n(o) Overload: ${offered} publishers offered at ${ramp}/s, retrying refusals for ${seconds} s, default pipeline, admission on (${describe(options)})${placement}`);
     // Warm-up (JIT, workers), then the resting RSS.
     await Promise.all(Array.from({ length: 4 }, (_, i) => sendAudio({ url: `${child.url}/whip/warm/w${i}`, source, seconds: 3 }).catch(() => undefined)));
     await new Promise((r) => setTimeout(r, 3000));
@@ -148,20 +157,34 @@ export async function benchOverload(
   } finally {
     await child.stop();
     await rm(work, { recursive: true, force: true });
+    if (publisherCpus !== undefined) execFileSync('taskset', ['-a', '-p', '-c', `0-${cpus().length - 1}`, String(process.pid)], { stdio: 'ignore' });
   }
+}
+
+/** The machine's CPUs not in `list` (a taskset list such as "0" or "0-1,4"), as a taskset list. */
+function otherCpus(list: string): string {
+  const taken = new Set<number>();
+  for (const part of list.split(',')) {
+    const [a, b = a] = part.split('-').map(Number);
+    if (!Number.isInteger(a) || !Number.isInteger(b)) throw new Error(`--server-cpus: "${list}" is not a CPU list such as 0 or 0-1,4`);
+    for (let c = a; c <= b; c++) taken.add(c);
+  }
+  const rest = Array.from({ length: cpus().length }, (_, c) => c).filter((c) => !taken.has(c));
+  if (rest.length === 0) throw new Error(`--server-cpus ${list} leaves no CPU for the publishers`);
+  return rest.join(',');
 }
 
 /** One line of what admission last measured (`/stats` → `server.admission`). */
 async function traceAdmission(url: string, started: number, admitted: number, log: (line: string) => void): Promise<void> {
   try {
     const stats = (await (await fetch(`${url}/stats`, { signal: AbortSignal.timeout(900) })).json()) as {
-      server: { peers: number; admission: { ready: boolean; reasons: string[]; workerUtilization: number; eventLoopUtilization: number; machineUtilization: number; latencyP99Ms: number | null; unsettledSessions: number } | null };
+      server: { peers: number; admission: { ready: boolean; reasons: string[]; workerUtilization: number; eventLoopUtilization: number; processUtilization: number; machineUtilization: number; latencyP99Ms: number | null; unsettledSessions: number } | null };
     };
     const a = stats.server.admission;
     if (!a) return;
     const pct = (v: number) => `${Math.round(v * 100)}%`;
     log(
-      `  t=${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s  admitted ${String(admitted).padStart(3)}  live ${String(stats.server.peers).padStart(3)}  p99 ${a.latencyP99Ms === null ? '–' : a.latencyP99Ms.toFixed(0).padStart(4)} ms  workers ${pct(a.workerUtilization)}  loop ${pct(a.eventLoopUtilization)}  machine ${pct(a.machineUtilization)}  unsettled ${a.unsettledSessions}  ${a.ready ? 'ready' : a.reasons.join('; ')}`,
+      `  t=${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s  admitted ${String(admitted).padStart(3)}  live ${String(stats.server.peers).padStart(3)}  p99 ${a.latencyP99Ms === null ? '–' : a.latencyP99Ms.toFixed(0).padStart(4)} ms  workers ${pct(a.workerUtilization)}  loop ${pct(a.eventLoopUtilization)}  earshot ${pct(a.processUtilization)}  machine ${pct(a.machineUtilization)}  unsettled ${a.unsettledSessions}  ${a.ready ? 'ready' : a.reasons.join('; ')}`,
     );
   } catch {
     // a busy server may miss a line

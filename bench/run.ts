@@ -64,6 +64,12 @@ Options:
                       bench process, whose stalls send every stream's packets at once)
   --build             run the server from dist/ (bin/earshot.js) instead of the sources
   --trace             overload: print what admission measured once a second
+  --admission <flags> overload: one more setting to run, as \`earshot serve\` flags (repeatable),
+                      written with "=", e.g. --admission="--admission-max-process-cpu 75"
+  --admission-only    overload: run only the --admission settings, not the three built in
+  --server-cpus <l>   overload: confine the server to these CPUs (taskset -c list, e.g. 0) and
+                      the publishers to the others, as a server with cores of its own; its
+                      DSP threads then take the server's default (one per CPU it has)
   -h, --help          this text
 
 Examples:
@@ -91,6 +97,9 @@ const { values } = parseArgs({
     build: { type: 'boolean' },
     publishers: { type: 'string' },
     trace: { type: 'boolean' },
+    'server-cpus': { type: 'string' },
+    admission: { type: 'string', multiple: true },
+    'admission-only': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -237,12 +246,16 @@ if (sections.has('overload')) {
   const { benchOverload } = await import('./overload.js');
   const runs: Record<string, unknown> = {};
   // The defaults, the latency limit the issue's target names (20 ms), and the machine's CPU as a limit.
-  const configs: Array<[string, { maxLatencyMs?: number; maxMachineCpu?: number }]> = [
-    ['defaults', {}],
-    ['maxLatency20', { maxLatencyMs: 20 }],
-    ['maxMachineCpu85', { maxMachineCpu: 85 }],
-  ];
-  for (const [name, config] of configs) runs[name] = await benchOverload({ offered: num(values.streams, 'streams'), seconds: num(values.window, 'window'), trace: values.trace, ...config, log });
+  // --admission adds settings of its own: each is run after (or, with --admission-only, instead of) these.
+  const configs: Array<[string, { maxLatencyMs?: number; maxMachineCpu?: number; serveArgs?: string[] }]> = values['admission-only']
+    ? []
+    : [
+        ['defaults', {}],
+        ['maxLatency20', { maxLatencyMs: 20 }],
+        ['maxMachineCpu85', { maxMachineCpu: 85 }],
+      ];
+  for (const flags of values.admission ?? []) configs.push([flags, { serveArgs: flags.split(' ').filter(Boolean) }]);
+  for (const [name, config] of configs) runs[name] = await benchOverload({ offered: num(values.streams, 'streams'), seconds: num(values.window, 'window'), trace: values.trace, serverCpus: values['server-cpus'], build: values.build, ...config, log });
   results.overload = runs;
 }
 if (sections.has('profile')) {
