@@ -36,8 +36,11 @@ export interface AdmissionOptions {
    * alone, but they share the cores with the main thread: with one DSP thread
    * per core, workers 85 % busy and a main thread 20 % busy are more than the
    * cores have, and a DSP thread then waits for a core in the middle of its
-   * batch. Default 0.85. (With `--processes`, each engine is judged against
-   * all the machine's CPUs, so this limit rarely applies there.)
+   * batch. Default 0.75: on a core of its own, twice the sustainable load
+   * offered, it kept every admitted stream's p99 under 20 ms where 0.85 let it
+   * reach 24–82 ms (docs/performance.md, "Overload"). (With `--processes`, each
+   * engine is judged against all the machine's CPUs, so this limit rarely
+   * applies there.)
    */
   maxProcessUtilization?: number;
   /**
@@ -157,7 +160,7 @@ function limitsOf(options: AdmissionOptions): Limits {
   return {
     maxWorkerUtilization: share('maxWorkerUtilization', options.maxWorkerUtilization, 0.85),
     maxEventLoopUtilization: share('maxEventLoopUtilization', options.maxEventLoopUtilization, 0.85),
-    maxProcessUtilization: share('maxProcessUtilization', options.maxProcessUtilization, 0.85),
+    maxProcessUtilization: share('maxProcessUtilization', options.maxProcessUtilization, 0.75),
     maxMachineUtilization: share('maxMachineUtilization', options.maxMachineUtilization, 1),
     maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
     maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 100),
