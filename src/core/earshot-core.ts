@@ -377,19 +377,25 @@ export class EarshotCore {
   }
 
   #guard<T>(source: Observable<T>, label: Partial<StreamObservableLabel> & { observable: string }): Observable<T> {
-    return guardSubscribers(source, (error, value) => this.#subscriberFailed(label, error, value));
+    return guardSubscribers(source, (error, value, ended) => this.#subscriberFailed(label, error, value, ended === true));
   }
 
   /**
    * Once per subscriber: logged with its stack, and published on `events$` as
    * `subscriber-error` of processor `earshot` (the stream's ids where known).
+   * `ended`: an operator of the subscriber's chain threw, which ended the chain.
    */
-  #subscriberFailed(label: Partial<StreamObservableLabel> & { observable: string }, error: Error, value: unknown): void {
+  #subscriberFailed(label: Partial<StreamObservableLabel> & { observable: string }, error: Error, value: unknown, ended: boolean): void {
     const about = streamIdsOf(value);
     const peer = label.peer ?? about.peer ?? '';
     const room = label.room ?? about.room ?? '';
     const session = label.session ?? about.session ?? '';
-    this.#log.error({ observable: label.observable, peer, room, session, err: error }, `a subscriber of ${label.observable} threw; it stays subscribed and further errors of it are not reported`);
+    this.#log.error(
+      { observable: label.observable, peer, room, session, err: error },
+      ended
+        ? `an operator of a chain on ${label.observable} threw, which ended the chain (RxJS ends a chain on an error; catchError keeps it going)`
+        : `a subscriber of ${label.observable} threw; it stays subscribed and further errors of it are not reported`,
+    );
     if (this.#events$.closed) return;
     this.#events$.next({
       peerId: peer,
@@ -397,7 +403,7 @@ export class EarshotCore {
       sessionId: session,
       processor: 'earshot',
       event: 'subscriber-error',
-      data: { observable: label.observable, message: error.message },
+      data: { observable: label.observable, message: error.message, ended },
       at: Date.now(),
     });
   }

@@ -8,13 +8,22 @@
  *
  * Chains built with `.pipe()` keep the guard, because operators build on
  * `lift`: `streams$.pipe(mergeMap((s) => s.audio$)).subscribe(fn)` is covered.
- * The operators' own subscribers (RxJS `Subscriber` instances) are passed
- * through untouched, so `firstValueFrom`, `mergeMap` and friends behave as usual.
+ * An operator of such a chain that throws (a `map`, a `tap`) sends an error
+ * down the chain, which ends it, as RxJS does; a subscriber with no `error`
+ * callback would have it rethrown as an uncaughtException, so that error is
+ * reported too (`ended`: the chain is over). A subscriber that handles errors
+ * gets them as usual. The operators' own subscribers (RxJS `Subscriber`
+ * instances) are passed through untouched, so `firstValueFrom`, `mergeMap`
+ * and friends behave as usual.
  */
 import { Observable, Subscriber, type Observer, type Operator, type Subscription, type TeardownLogic } from 'rxjs';
 
-/** Called once per subscriber, with what its callback threw and the value it was given (undefined for `complete`). */
-export type SubscriberErrorReport = (error: Error, value: unknown) => void;
+/**
+ * Called once per subscriber, with what its callback threw and the value it was given (undefined
+ * for `complete`); or, `ended` true, with the error that ended the chain of a subscriber that has
+ * no `error` callback of its own.
+ */
+export type SubscriberErrorReport = (error: Error, value: unknown, ended?: boolean) => void;
 
 /** `source` with every application subscriber's callbacks guarded. */
 export function guardSubscribers<T>(source: Observable<T>, report: SubscriberErrorReport): Observable<T> {
@@ -70,8 +79,8 @@ function guardObserver<T>(
       }
     });
   const next = guarded(observer.next?.bind(observer));
-  const failed = guarded(observer.error?.bind(observer));
+  // Without an `error` callback, RxJS would rethrow the error that ended the chain on a timer.
+  const failed = guarded(observer.error?.bind(observer)) ?? ((e: unknown) => report(e instanceof Error ? e : new Error(String(e)), undefined, true));
   const completed = guarded<undefined>(observer.complete ? () => observer.complete?.() : undefined);
-  // A missing `error` callback stays missing: an error of the source itself keeps RxJS's handling.
   return { next, error: failed, complete: completed && (() => completed(undefined)) };
 }

@@ -5,6 +5,7 @@
  */
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { mergeMap, tap } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import type { ProcessorEvent } from '../../src/index.js';
@@ -62,6 +63,41 @@ describe('subscribers that throw', () => {
       expect(framesSeen).toBeGreaterThan(40);
       expect(eventsThrown).toBeGreaterThanOrEqual(3);
       const stats = (await (await fetch(`${t.url}/stats/ann`)).json()) as { processing: { framesProcessed: number }; endReason: string };
+      expect(stats.processing.framesProcessed).toBeGreaterThanOrEqual(result.packetsSent - 5);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
+  it('report an operator that throws in a chain on streams$ (the chain ends, as in RxJS), and neither the process nor the stream fails', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      t = await startServer({ logLevel: 'silent' });
+      const events: ProcessorEvent[] = [];
+      t.server.events$.subscribe((e) => events.push(e));
+      let frames = 0;
+      // library.md's first pattern, with a bug in the user's operator: the chain has no error callback.
+      t.server.streams$
+        .pipe(
+          mergeMap((s) =>
+            s.audio$.pipe(
+              tap(() => {
+                if (++frames === 10) throw new Error('operator bug');
+              }),
+            ),
+          ),
+        )
+        .subscribe();
+      const result = await sendAudio({ url: `${t.url}/whip/room/bob`, source: fixturePath('speech-48k.wav'), seconds: 1 });
+      await new Promise((r) => setTimeout(r, 200)); // an uncaught rethrow would come on a timer
+      expect(uncaught).toEqual([]);
+      const reported = events.filter((e) => e.processor === 'earshot' && e.event === 'subscriber-error');
+      expect(reported.map((e) => e.data)).toEqual([{ observable: 'streams$', message: 'operator bug', ended: true }]);
+      // The chain ended at the error; the stream was processed in full.
+      expect(frames).toBe(10);
+      const stats = (await (await fetch(`${t.url}/stats/bob`)).json()) as { processing: { framesProcessed: number } };
       expect(stats.processing.framesProcessed).toBeGreaterThanOrEqual(result.packetsSent - 5);
     } finally {
       process.off('uncaughtException', onUncaught);

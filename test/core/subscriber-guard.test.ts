@@ -97,15 +97,39 @@ describe('guardSubscribers', () => {
     expect(unhandled).not.toHaveBeenCalled();
   });
 
-  it('leaves RxJS subscribers (firstValueFrom, operators) and an error without a handler as RxJS has them', async () => {
+  it('leaves RxJS subscribers (firstValueFrom, operators) as RxJS has them', async () => {
     const source = new Subject<number>();
     const report = vi.fn();
     const first = firstValueFrom(guardSubscribers(source, report));
     source.next(7);
     await expect(first).resolves.toBe(7);
-
-    guardSubscribers(throwError(() => new Error('nobody listens')), report).subscribe(() => {});
-    await vi.waitFor(() => expect(unhandled).toHaveBeenCalledWith(expect.objectContaining({ message: 'nobody listens' })));
+    const failing = firstValueFrom(guardSubscribers(throwError(() => new Error('handled by the promise')), report));
+    await expect(failing).rejects.toThrow('handled by the promise');
     expect(report).not.toHaveBeenCalled();
+  });
+
+  it('reports an error that ends the chain of a subscriber without an error callback (an operator threw), instead of rethrowing it', async () => {
+    const source = new Subject<number>();
+    const report = vi.fn();
+    const seen: number[] = [];
+    guardSubscribers(source, report)
+      .pipe(
+        map((v) => {
+          if (v === 2) throw new Error('operator bug');
+          return v;
+        }),
+      )
+      .subscribe((v) => seen.push(v));
+    source.next(1);
+    source.next(2);
+    source.next(3);
+    // RxJS ends the chain at the error; the error is reported, marked as having ended it.
+    expect(seen).toEqual([1]);
+    expect(report).toHaveBeenCalledTimes(1);
+    expect(report).toHaveBeenCalledWith(expect.objectContaining({ message: 'operator bug' }), undefined, true);
+    guardSubscribers(throwError(() => new Error('nobody listens')), report).subscribe(() => {});
+    expect(report).toHaveBeenLastCalledWith(expect.objectContaining({ message: 'nobody listens' }), undefined, true);
+    await new Promise((r) => setTimeout(r, 20)); // RxJS rethrows unhandled errors on a timer
+    expect(unhandled).not.toHaveBeenCalled();
   });
 });
