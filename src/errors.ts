@@ -157,6 +157,10 @@ export const errors = {
   PORT_IN_USE: define('EARSHOT_PORT_IN_USE', 500, 'Port in use',
     (host: string, port: number) => `Cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: another process already listens there (another earshot, or any other program). Stop it, or choose another port: --port / PORT (port in code).`,
     (host, port) => ({ host, port })),
+  // `listen()`: anything else that keeps the server from listening (an address not on this machine, a name that does not resolve, a port below 1024 without the privilege, a server already listening or closed).
+  LISTEN_FAILED: define('EARSHOT_LISTEN_FAILED', 500, 'Cannot listen',
+    (host: string, port: number, why: string) => `Cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${why}`,
+    (host, port) => ({ host, port })),
   TLS_INVALID: define('EARSHOT_TLS_INVALID', 500, 'TLS configuration unusable',
     (why: string) => `Cannot serve HTTPS: ${why}`),
   ICE_SERVER_INVALID: define('EARSHOT_ICE_SERVER_INVALID', 500, 'ICE server unusable',

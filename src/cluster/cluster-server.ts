@@ -814,6 +814,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const cluster: EarshotCluster = {
     app,
     async listen() {
+      if (closingPromise) throw errors.LISTEN_FAILED(host, port, 'this server has been closed. Create a new one.');
+      if (listening) throw errors.LISTEN_FAILED(host, port, 'listen() was already called; a server listens once.');
       listening = true;
       const started = await Promise.allSettled(engines.map((e) => startEngine(e)));
       const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');

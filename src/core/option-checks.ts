@@ -31,6 +31,19 @@ export function checkIpAddresses(name: string, value: unknown): void {
   });
 }
 
+/**
+ * An address to listen on: an IP address, or a host name (RFC 1123: labels of letters, digits and
+ * hyphens). Dotted digits that are not an IPv4 address (`999.1.1.1`) would be looked up as a name.
+ * Whether the machine has the address is known only when it listens (`EARSHOT_LISTEN_FAILED`).
+ */
+export function checkListenHost(name: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value === 'string' && isIP(value) !== 0) return;
+  const label = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+  const hostName = typeof value === 'string' && value.length <= 253 && new RegExp(`^${label}(?:\\.${label})*\\.?$`, 'i').test(value) && !/^[\d.]+$/.test(value);
+  if (!hostName) failOption(name, 'an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0, ::, localhost)', value);
+}
+
 /** A UDP port range `[min, max]`, 1–65535, min < max. */
 export function checkPortRange(name: string, value: unknown): void {
   if (value === undefined) return;

@@ -23,6 +23,7 @@ import { installBodyTypeCheck } from './body-types.js';
 import { installJsonBodyParser } from './json-body.js';
 import { applyConnectionLimit } from './connection-limit.js';
 import { refuseDuplicateHost } from './host-header.js';
+import { errors } from '../errors.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
@@ -252,6 +253,8 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   app.get('/metrics', { config: { access: 'metrics' } }, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
   let closing: Promise<void> | undefined;
+  /** listen() has been called and has not failed. */
+  let listening = false;
   return {
     app,
     core,
@@ -266,9 +269,18 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
     attachProcessor: (name, scope) => core.attachProcessor(name, scope),
     registerStageModule: (m) => pool.registerStageModule(m),
     async listen() {
-      // Stage operators on this server's streams run on its workers (core.withPool), never another server's.
-      await core.start();
-      return listenOn(app, host, port);
+      if (closing) throw errors.LISTEN_FAILED(host, port, 'this server has been closed. Create a new one with createServer().');
+      if (listening) throw errors.LISTEN_FAILED(host, port, 'listen() was already called; a server listens once. Create another with createServer() for another address.');
+      listening = true;
+      try {
+        // Stage operators on this server's streams run on its workers (core.withPool), never another server's.
+        await core.start();
+        return await listenOn(app, host, port);
+      } catch (e) {
+        // A failed listen (the port taken) may be tried again.
+        listening = false;
+        throw e;
+      }
     },
     close() {
       closing ??= (async () => {

@@ -14,6 +14,7 @@ import {
   checkBoolean,
   checkInteger,
   checkIpAddresses,
+  checkListenHost,
   checkNonEmptyString,
   checkOneOf,
   checkOptionNames,
@@ -308,7 +309,7 @@ export function eventStreamLimits(options: Pick<CreateServerOptions, 'maxEventSt
  */
 export function checkServerOptions(options: CreateServerOptions, what = 'createServer', ownOptions: Readonly<Record<string, true>> = {}): void {
   checkOptionNames(what, options, { ...SERVER_OPTIONS, ...ownOptions });
-  checkNonEmptyString('host', options.host);
+  checkListenHost('host', options.host);
   checkInteger('port', options.port, 0, 65535);
   checkBoolean('insecure', options.insecure);
   trustedProxies(options.trustProxy);
