@@ -25,12 +25,6 @@ function between(name: string, min: number, max: number, integer: boolean, unit 
   };
 }
 
-function speedFactor(v: string): number {
-  const n = Number(v);
-  if (!(n >= 1 && n <= 50)) throw new InvalidArgumentError('--speed must be a number from 1 (real time) to 50.');
-  return n;
-}
-
 export function registerSendCommand(program: Command): void {
   program
     .command('send')
@@ -48,7 +42,7 @@ export function registerSendCommand(program: Command): void {
     .addOption(
       new Option('--speed <factor>', 'send this many times faster than real time (1–50) when only the result matters, e.g. uploading a file; the server then measures jitter, bitrate and latency of a burst')
         .default(1)
-        .argParser(speedFactor),
+        .argParser(between('--speed', 1, 50, false, ' (1: real time)')),
     )
     .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number }) => {
       let protocol = '';

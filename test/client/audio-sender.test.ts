@@ -131,6 +131,9 @@ describe('earshot send flags', () => {
       [['--seconds', '0.005'], /--seconds must be a number of at least 0\.02 \(one 20 ms packet\)\./],
       [['--seconds', 'Infinity'], /--seconds must be a number of at least 0\.02/],
       [['--seconds', '1e400'], /--seconds must be a number of at least 0\.02/],
+      // Read by Number() once: hex and exponents were taken as speeds.
+      [['--speed', '0x10'], /--speed must be a number from 1 to 50 \(1: real time\)\./],
+      [['--speed', '1e1'], /--speed must be a number from 1 to 50 \(1: real time\)\./],
     ];
     for (const [args, message] of cases) {
       const { code, stderr } = await send(...args);
