@@ -228,29 +228,34 @@ export class AdmissionControl {
 
   /** The load as last measured, with the sessions admitted since counted in. */
   state(): AdmissionState {
+    // No stream now: what the last sample measured was the load of streams that have since ended
+    // (an upload at --speed ends within settleMs), and must not keep the next session out; only
+    // the sessions being admitted count, so a burst of POSTs at an idle server is still bounded.
+    const measured: AdmissionState =
+      this.#pool.streamCount === 0 ? { ...this.#state, reasons: [], workerUtilization: 0, eventLoopUtilization: 0, processUtilization: 0, queuedFramesPerStream: 0, latencyP99Ms: null } : this.#state;
     const unsettled = this.#unsettled();
-    const projected = this.#state.workerUtilization + (unsettled * this.#state.streamCost) / this.#pool.threads;
-    const reasons = [...this.#state.reasons];
+    const projected = measured.workerUtilization + (unsettled * measured.streamCost) / this.#pool.threads;
+    const reasons = [...measured.reasons];
     if (unsettled > 0 && projected > this.#limits.maxWorkerUtilization && !reasons.some((r) => r.startsWith('workers'))) {
-      reasons.push(`workers ${pct(this.#state.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
+      reasons.push(`workers ${pct(measured.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
     }
-    const own = this.#state.processUtilization + unsettled * this.#state.machineStreamCost;
+    const own = measured.processUtilization + unsettled * measured.machineStreamCost;
     if (unsettled > 0 && this.#limits.maxProcessUtilization < 1 && own > this.#limits.maxProcessUtilization && !reasons.some((r) => r.startsWith('earshot'))) {
-      reasons.push(`earshot's CPU ${pct(this.#state.processUtilization)} of ${cpuCount()} plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(own)}) > ${pct(this.#limits.maxProcessUtilization)}`);
+      reasons.push(`earshot's CPU ${pct(measured.processUtilization)} of ${cpuCount()} plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(own)}) > ${pct(this.#limits.maxProcessUtilization)}`);
     }
-    const machine = this.#state.machineUtilization + unsettled * this.#state.machineStreamCost;
+    const machine = measured.machineUtilization + unsettled * measured.machineStreamCost;
     // At 1 the machine's load is left out (the default): a projection past 100 % must not refuse either.
     if (unsettled > 0 && this.#limits.maxMachineUtilization < 1 && machine > this.#limits.maxMachineUtilization && !reasons.some((r) => r.startsWith('machine'))) {
-      reasons.push(`machine CPU ${pct(this.#state.machineUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(machine)}) > ${pct(this.#limits.maxMachineUtilization)}`);
+      reasons.push(`machine CPU ${pct(measured.machineUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(machine)}) > ${pct(this.#limits.maxMachineUtilization)}`);
     }
-    const p99 = this.#state.latencyP99Ms;
+    const p99 = measured.latencyP99Ms;
     const caution = this.#limits.maxLatencyMs * this.#limits.cautionLatencyShare;
     if (unsettled > 0 && p99 !== null && p99 > caution && !reasons.some((r) => r.startsWith('frame latency'))) {
       reasons.push(
         `frame latency p99 ${Math.round(p99)} ms is past ${Math.round(caution)} ms (${pct(this.#limits.cautionLatencyShare)} of the ${this.#limits.maxLatencyMs} ms limit) with ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted whose load does not show yet`,
       );
     }
-    return { ...this.#state, unsettledSessions: unsettled, ready: reasons.length === 0, reasons };
+    return { ...measured, unsettledSessions: unsettled, ready: reasons.length === 0, reasons };
   }
 
   /** Reasons to refuse one more session now (empty: admit). */

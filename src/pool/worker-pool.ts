@@ -616,6 +616,14 @@ export class WorkerPool {
     };
   }
 
+  /**
+   * Streams open on the pool now (what `stats().streams` reports, without building the rest).
+   * @internal for admission; not part of the library's API.
+   */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
   stats(): WorkerPoolStats {
     let queued = 0;
     for (const s of this.#streams.values()) queued += s.queue.length;

@@ -137,6 +137,29 @@ describe('admission by measured load', () => {
     expect(statuses.at(-1)).toBe(503);
   });
 
+  it('admits a session while no stream runs, whatever was measured while the last one ran', async () => {
+    // Any latency at all puts admission in its cautious mode (one session at a time) while a session
+    // admitted in the last 10 s has not settled; nothing else can refuse.
+    t = await startServer({
+      pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
+      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, sampleMs: 100, settleMs: 10_000 },
+    });
+    // A short upload: it ends well within settleMs, and its frames' latency is still in the window.
+    const upload = sendAudio({ url: `${t.url}/whip/adm/upload`, source: fixturePath('tone-1k-48k.wav'), seconds: 2, speed: 2 });
+    try {
+      await until('the upload to be measured', async () => (t!.server.core.stats().admission!.latencyP99Ms ?? 0) > 0);
+      await expectProblem(await post('during'), { status: 503, code: 'EARSHOT_OVERLOADED', detail: /just admitted whose load does not show yet/ });
+    } finally {
+      await upload;
+    }
+    await until('the upload to end', async () => t!.server.core.stats().pool.streams === 0);
+    const next = await post('next');
+    expect(next.status).toBe(201);
+    await next.text();
+    // With that session running (and not settled), the caution applies again.
+    await expectProblem(await post('third'), { status: 503, code: 'EARSHOT_OVERLOADED', detail: /just admitted whose load does not show yet/ });
+  });
+
   it('counts sessions just admitted at an estimated cost until their load shows', async () => {
     // Each new session is assumed to cost half a worker until measured: two fit under 90 %, a third does not.
     t = await startServer({ threads: 1, admission: { initialStreamCost: 0.5, maxWorkerUtilization: 0.9, maxProcessUtilization: 1, settleMs: 60_000 } });
