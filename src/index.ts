@@ -11,6 +11,7 @@ export type { EarshotCore, ServerStats, StreamHandle, StreamInfo, ProcessorScope
 export type { PeerStatsSnapshot, PeerTotals } from './core/peer-registry.js';
 export type { ClientChannelStats, ClientChannelState } from './rtc/data-channel.js';
 export type { AdmissionOptions, AdmissionState } from './core/admission.js';
+export type { LogLevel } from './core/option-checks.js';
 export { EarshotError, errors, isEarshotError, type ProblemDetails } from './errors.js';
 export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions, type ValidationResult } from './pipeline/pipeline.js';
 export {

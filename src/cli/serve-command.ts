@@ -15,6 +15,7 @@ import { parseIceServerSpec } from '../rtc/ice-servers.js';
 import { POOL_OPTION_RANGES, describeRange, inRange, type OptionRange } from '../pool/pool-limits.js';
 import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc.js';
 import { trustedProxies } from '../server/trust-proxy.js';
+import { LOG_LEVELS, type LogLevel } from '../core/option-checks.js';
 
 /** Decimal digits only: `Number()` would read "" as 0 (an empty `PORT=` would listen on a random port) and "0x1f" as hex. */
 function integer(name: string, min: number, max: number) {
@@ -200,11 +201,11 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--processor-drain-timeout <ms>', 'when a session ends, how long to wait for each processor stage (operator form) that still holds audio; then what it holds is cut off, counted and logged (0: no wait)').env('EARSHOT_PROCESSOR_DRAIN_TIMEOUT').default(2000).argParser(integer('--processor-drain-timeout', 0, 600000)))
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
     .addOption(new Option('--parallel-scavenge <on|off>', "collect the young generation with V8's helper threads (on) or on the collecting thread (off: shorter pauses while the DSP threads keep the cores busy)").env('EARSHOT_PARALLEL_SCAVENGE').default('off').choices(['on', 'off']))
-    .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(LOG_LEVELS))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; trustProxy?: string[]; corsOrigin?: string[]; whipCorsOrigin: string[];
       connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxProcessCpu: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient?: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; maxEventStreamsPerClient: number; maxEventStreams: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
-      mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: string; stageModule?: string[];
+      mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: LogLevel; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }, command: Command) => {
       let server: Awaited<ReturnType<typeof createServer>> | EarshotCluster | undefined;

@@ -31,8 +31,8 @@ export interface EncodedSource {
 }
 
 export interface SendOptions {
-  /** WHIP endpoint, e.g. `http://127.0.0.1:8080/whip/demo/alice`. Ignored when `signaling` is given. */
-  url: string;
+  /** WHIP endpoint, e.g. `http://127.0.0.1:8080/whip/demo/alice`. Required unless `signaling` is given, which replaces it. */
+  url?: string;
   /**
    * Your own signaling instead of WHIP: given the complete offer (all
    * candidates), resolve to the answer. No DELETE is sent at the end; closing
@@ -284,7 +284,8 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
   try {
     const totalFrames = options.seconds !== undefined ? Math.round((options.seconds * 48000) / FRAME) : options.loop ? Infinity : packets;
     if (!(totalFrames > 0)) throw errors.OPTION_INVALID('source', 'holds no audio: nothing to send');
-    const loopback = !options.signaling && isLoopbackHost(new URL(options.url).hostname);
+    // checkOptions made sure a WHIP send has its URL.
+    const loopback = !options.signaling && isLoopbackHost(new URL(options.url ?? '').hostname);
     const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
     pc = new RTCPeerConnection({
       ...iceConfig({ hostAddresses }),
@@ -305,7 +306,7 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     await iceGatheringComplete(pc);
     const published = options.signaling
       ? { answer: await options.signaling(pc.localDescription!.sdp), sessionUrl: '' }
-      : await whip.publish(options.url, pc.localDescription!.sdp);
+      : await whip.publish(options.url ?? '', pc.localDescription!.sdp);
     sessionUrl = published.sessionUrl || undefined;
     await pc.setRemoteDescription({ type: 'answer', sdp: published.answer });
     await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
@@ -367,9 +368,9 @@ export async function sendMany(count: number, options: SendOptions): Promise<Arr
   try {
     return await Promise.all(
       Array.from({ length: count }, (_, i) => {
-        const url = count === 1 ? options.url : peerUrl(options.url, i + 1);
+        const url = count === 1 || options.url === undefined ? options.url : peerUrl(options.url, i + 1);
         const onProgress = options.onProgress && ((p: SendProgress) => options.onProgress!({ ...p, session: i + 1 }));
-        return publish({ ...options, url, onProgress }, { ...prepared, frames: shared.reader() }).catch((error: Error) => ({ error, url }));
+        return publish({ ...options, url, onProgress }, { ...prepared, frames: shared.reader() }).catch((error: Error) => ({ error, url: url ?? '' }));
       }),
     );
   } finally {

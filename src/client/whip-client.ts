@@ -51,7 +51,8 @@ export function fetchFailure(e: unknown): string {
  * Throws `EARSHOT_OPTION_INVALID` unless `url` is an http: or https: URL. Any other reached
  * fetch, which failed as "fetch failed", reported as an endpoint that did not answer.
  */
-export function checkWhipUrl(url: string): void {
+export function checkWhipUrl(url: string | undefined): void {
+  if (url === undefined) throw errors.OPTION_INVALID('url', 'is required: the WHIP endpoint to publish to (or give signaling instead)');
   let protocol: string | undefined;
   try {
     protocol = new URL(url).protocol;

@@ -56,6 +56,9 @@ export function checkPortRange(name: string, value: unknown): void {
 /** pino's levels (`silent` turns logging off). */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** A level of the built-in logger (pino's, and `silent`). */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** The worker pool's options as `createServer` names them (`stageTimeoutMs` is the pool's `taskTimeoutMs`). */
 export function checkPoolOptions(options: { threads?: unknown; batchIntervalMs?: unknown; earlyOutputMs?: unknown; quietHoldMs?: unknown; stageTimeoutMs?: unknown; maxStreamCrashes?: unknown; maxQueuedFrames?: unknown }): void {
   checkRange('threads', options.threads, POOL_OPTION_RANGES.threads);

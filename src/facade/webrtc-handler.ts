@@ -21,7 +21,7 @@ import { ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { AudioFrame } from '../pipeline/operators.js';
 import { checkCoreOptions } from '../core/core-options.js';
-import { checkIpAddresses, checkNonEmptyString, checkOptionNames, checkOneOf, checkPipelineOption, checkPoolOptions, checkPortRange, LOG_LEVELS } from '../core/option-checks.js';
+import { checkIpAddresses, checkNonEmptyString, checkOptionNames, checkOneOf, checkPipelineOption, checkPoolOptions, checkPortRange, LOG_LEVELS, type LogLevel } from '../core/option-checks.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
 import type { AudioProcessor } from './audio-processor.js';
 
@@ -47,8 +47,8 @@ export interface WebRTCHandlerOptions {
   mediaTimeoutMs?: number;
   /** End a stream that has not connected in this time. Default 15000 ms. */
   connectTimeoutMs?: number;
-  /** Log level (pino). Default `warn`. */
-  logLevel?: string;
+  /** Log level: fatal, error, warn (default), info, debug, trace, silent. */
+  logLevel?: LogLevel;
 }
 
 /** A frame a registered custom processor produced, with where it came from. */

@@ -21,6 +21,7 @@ import {
   checkPipelineOption,
   checkPoolOptions,
   LOG_LEVELS,
+  type LogLevel,
   checkPortRange,
   checkStringArray,
   describeValue,
@@ -261,7 +262,7 @@ export interface CreateServerOptions {
    * Log level of the built-in logger: fatal, error, warn, info (default),
    * debug, trace, silent. Ignored with `logger` (set your logger's level).
    */
-  logLevel?: string;
+  logLevel?: LogLevel;
   /**
    * Your own pino logger (or a pino-compatible one) for everything the server
    * logs; fastify adds its request serializers. Default: a pino logger to

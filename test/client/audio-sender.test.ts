@@ -31,6 +31,10 @@ describe('sendAudio options', () => {
     }
   });
 
+  it('needs a url unless signaling replaces it', async () => {
+    await expect(sendAudio({ source })).rejects.toMatchObject(refusal('url', 'options.url is required: the WHIP endpoint to publish to (or give signaling instead)'));
+  });
+
   it('refuses a loss share outside 0–0.5 and an empty source', async () => {
     await expect(sendAudio({ url, source, simulateLoss: 0.6 })).rejects.toMatchObject(refusal('simulateLoss', 'options.simulateLoss must be a number from 0 to 0.5, got 0.6'));
     await expect(sendAudio({ url, source: { sampleRate: 48000, channels: [new Float32Array(0)] } })).rejects.toMatchObject(refusal('source', 'options.source holds no audio: nothing to send'));
@@ -69,7 +73,7 @@ describe('sendAudio options', () => {
     const refused = await sendAudio({ url, source: 'no-such.wav', token: 'secret\n' }).catch((e: unknown) => e);
     expect(refused).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'token' }, message: 'options.token must be visible ASCII characters (a bearer token, sent in a header), but character 7 of 7 is "\\n"' });
     // With its own signaling, the URL is not used.
-    await expect(sendAudio({ url: '', signaling: async () => '', source, seconds: 0.005 })).rejects.toThrow(/seconds must be/);
+    await expect(sendAudio({ signaling: async () => '', source, seconds: 0.005 })).rejects.toThrow(/seconds must be/);
   });
 
   it('sends 1 or 2 channels and refuses any other count by name (it threw a bare number)', async () => {

@@ -47,7 +47,7 @@ describe('WebRTCHandler', () => {
     handler.registerCustomAudioProcessor('same', new DefaultAudioProcessor());
 
     const target = join(dir, 'alice-take1.wav');
-    const sending = sendAudio({ url: 'custom:', signaling: signalingFor(handler, 'lobby', 'alice'), hostAddresses: ['127.0.0.1'], source: fixturePath('tone-1k-48k.wav'), seconds: 2 });
+    const sending = sendAudio({ signaling: signalingFor(handler, 'lobby', 'alice'), hostAddresses: ['127.0.0.1'], source: fixturePath('tone-1k-48k.wav'), seconds: 2 });
     // Start recording once half a second of the stream has arrived (ICE and DTLS take their time).
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {

@@ -24,7 +24,9 @@ import {
   statsSink,
   WebRTCHandler,
   type AudioFrame,
+  type CreateServerOptions,
   type EarshotServer,
+  type LogLevel,
   type PeerStatsSnapshot,
   type ProcessedAudio,
   type QuarantinedStream,
@@ -56,6 +58,12 @@ function describeHealth(health: WorkerPoolHealth): string {
   const quarantined: readonly QuarantinedStream[] = health.quarantined;
   return `${health.status}, ${quarantined.length} quarantined`;
 }
+
+/** Options are typed as documented: a log level that does not exist does not compile. */
+const quiet: LogLevel = 'silent';
+// @ts-expect-error 'loud' is not a log level
+const misspelt: CreateServerOptions = { logLevel: 'loud' };
+void [quiet, misspelt];
 
 /** An AudioProcessor: frames in, frames out. */
 class PassThrough extends AudioProcessor {
@@ -105,8 +113,8 @@ try {
   handler.processedAudio$.subscribe((p) => processed.push(p));
   handler.registerCustomAudioProcessor('pass-through', new PassThrough());
   const pc = handler.createPeerConnection('room', 'facade-peer');
+  // Signaling replaces the WHIP URL: none is given.
   const viaHandler = await sendAudio({
-    url: 'custom:',
     source: fixture,
     seconds: 1,
     hostAddresses: ['127.0.0.1'],
