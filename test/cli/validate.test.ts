@@ -48,7 +48,7 @@ describe('earshot validate', () => {
     expect(stdout.trim().split('\n')).toEqual([
       expect.stringMatching(new RegExp(`^${bad}: /stages/0/type: "denoize" is not a stage type; use one of passthrough, .*\\(did you mean "denoise"\\?\\)`)),
       `${bad}: /stages/1/sampleRate: 100 is not allowed; use an integer from 8000 to 48000`,
-      expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first$`)),
+      expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first \\(in code: options\\.customStages\\)$`)),
       `${bad}: /sinks: a branch needs at least one sink ("record", "stats", "processor" or "websocket")`,
       expect.stringMatching(new RegExp(`^${broken}: /: not valid JSON: .*\\(line 3, column 1\\)$`)),
       `ok  ${good}  (good: a, b)`,
