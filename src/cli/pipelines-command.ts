@@ -27,14 +27,18 @@ export function registerPipelinesCommand(program: Command): void {
     .addOption(new Option('--url <url>', 'ask a running server instead, e.g. http://127.0.0.1:8080 (a path is kept: https://host/earshot/ asks https://host/earshot/pipelines)'))
     .addOption(new Option('--admin-token <token>', "with --url: the server's admin token, which its pipelines route needs when it has one").env('EARSHOT_ADMIN_TOKEN'))
     .option('--json', 'print JSON')
-    .action(async (opts: { pipelines?: string; url?: string; adminToken?: string; json?: boolean }) => {
+    .action(async (opts: { pipelines?: string; url?: string; adminToken?: string; json?: boolean }, command: Command) => {
       try {
         let list: PipelineSummary[];
         if (opts.url) {
+          // From the environment, --pipelines may be set for serve; on the command line it asks for something else.
+          if (command.getOptionValueSource('pipelines') === 'cli') throw new Error('--pipelines and --url ask for different lists (a directory, a running server): give one of them.');
           list = await serverPipelines(opts.url, opts.adminToken);
         } else {
           const dir = opts.pipelines ?? defaultPipelinesDir() ?? join(packageRoot(), 'pipelines');
           const registry = await PipelineRegistry.load({ dir });
+          // serve refuses such a directory (it has no default pipeline); say so rather than list nothing.
+          if (registry.list().length === 0) throw new Error(`${dir}: no pipeline files (*.json) in this directory`);
           list = registry.list().map((p) => ({
             name: p.name,
             description: p.description,

@@ -257,7 +257,9 @@ export function registerServeCommand(program: Command): void {
           stageModules: opts.stageModule,
         };
         const processes = opts.processes ?? defaultProcesses();
+        // Given on the command line, a cluster-only option without --cluster would do nothing (from the environment it may be shared by every configuration, so it is left alone).
         if (!opts.cluster && (opts.publicUrl || opts.nodeId)) throw new InvalidArgumentError('--public-url and --node-id need --cluster');
+        if (!opts.cluster && command.getOptionValueSource('drainTimeout') === 'cli') throw new InvalidArgumentError('--drain-timeout needs --cluster (one machine ends its sessions at once on SIGTERM)');
         // A cluster node always runs the front (it places, forwards and shares state), with at least one engine process.
         const cluster = opts.cluster ? { redis: opts.cluster, publicUrl: opts.publicUrl, nodeId: opts.nodeId, drainTimeoutMs: opts.drainTimeout * 1000 } : undefined;
         server = processes > 1 || cluster ? await createCluster({ ...serverOptions, processes, cluster }) : await createServer(serverOptions);

@@ -146,8 +146,13 @@ function pipelineFromText(text: string, file: string, options: ValidateOptions):
   return parsePipeline(parsed.value, file, options);
 }
 
-/** `JSON.parse` with the error worded for people: `not valid JSON: … (line 3, column 5)`. */
+/**
+ * `JSON.parse` of a file's text with the error worded for people: `not valid JSON: … (line 3,
+ * column 5)`. A leading byte order mark, which some editors write at the start of UTF-8 files
+ * (Windows Notepad did by default), is not part of the JSON (RFC 8259 §8.1 lets a parser ignore it).
+ */
 export function parseJsonText(text: string): { value: unknown } | { error: string } {
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
     return { value: JSON.parse(text) };
   } catch (e) {

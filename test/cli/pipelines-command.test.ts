@@ -6,6 +6,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -58,5 +60,28 @@ describe('earshot pipelines --url', () => {
     const { code, stderr } = await earshot(['pipelines', '--url', `http://127.0.0.1:${port}`]);
     expect(code).toBe(1);
     expect(stderr).toBe(`earshot pipelines: the server at http://127.0.0.1:${port} did not answer: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+  }, 60_000);
+});
+
+describe('earshot pipelines: what it refuses', () => {
+  it('--url with --pipelines on the command line: one list or the other, not --pipelines silently ignored', async () => {
+    const both = await earshot(['pipelines', '--url', t.url, '--pipelines', 'pipelines', '--admin-token', 'admin-secret']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toBe('earshot pipelines: --pipelines and --url ask for different lists (a directory, a running server): give one of them.\n');
+    // From the environment (set for serve), --pipelines does not stand in the way of --url.
+    const env = await earshot(['pipelines', '--url', t.url, '--admin-token', 'admin-secret'], { EARSHOT_PIPELINES: 'pipelines' });
+    expect(env.code).toBe(0);
+  }, 60_000);
+
+  it('a directory without pipeline files: says so and exits 1, as serve and validate refuse it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-no-pipelines-'));
+    try {
+      const { code, stdout, stderr } = await earshot(['pipelines', '--pipelines', dir]);
+      expect(code).toBe(1);
+      expect(stdout).toBe('');
+      expect(stderr).toBe(`earshot pipelines: ${dir}: no pipeline files (*.json) in this directory\n`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });

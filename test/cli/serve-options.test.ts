@@ -217,6 +217,12 @@ describe('earshot serve options', () => {
     await expect(startCli(['--ice-host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: [^\n]*999\.1\.1\.1[^\n]*\[EARSHOT_OPTION_INVALID\]/);
     await expect(startCli(['--token', 'two words', '--threads', '1'])).rejects.toThrow(/earshot: --token: must be usable as an HTTP bearer token [^\n]*character 4 of 9 is " "[^\n]*\[EARSHOT_OPTION_INVALID\]/);
     await expect(startCli(['--trust-proxy', '127.0.0.1', '--token', 'p', '--threads', '1'])).rejects.toThrow(/earshot: --trust-proxy: needs an admin token [^\n]*\[EARSHOT_OPTION_INVALID\]/);
+    await expect(startCli(['--host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --host: must be an IP address or a host name [^\n]*"999\.1\.1\.1"[^\n]*\[EARSHOT_OPTION_INVALID\]/);
+  });
+
+  it('refuses an option of --cluster given without it, rather than doing nothing with it', async () => {
+    await expect(startCli(['--drain-timeout', '5', '--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*--drain-timeout needs --cluster/);
+    await expect(startCli(['--node-id', 'a', '--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*--public-url and --node-id need --cluster/);
   });
 
   it('shows --batch-interval, --early-output and --quiet-hold in /stats of the server it starts', async () => {

@@ -89,6 +89,14 @@ describe('earshot validate', () => {
     expect(alone.code).toBe(0);
   }, 60_000);
 
+  it('reads a file that starts with a UTF-8 byte order mark, as some editors write it', async () => {
+    const file = join(dir, 'bom.json');
+    await writeFile(file, `\uFEFF${JSON.stringify({ name: 'bom', stages: [], sinks: [{ type: 'stats' }] }, null, 2)}`);
+    const { code, stdout } = await earshot('validate', file);
+    expect(stdout).toBe(`ok  ${file}  (bom: main)\n`);
+    expect(code).toBe(0);
+  }, 60_000);
+
   it('ends quietly when its reader stops early (`| head -1`)', async () => {
     // A pipe whose reading end is closed before the output is written: EPIPE, which is not an error of the command.
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
