@@ -13,7 +13,7 @@ import { createServer, EarshotError, type CreateServerOptions } from '../../src/
 
 /** [option as reported, options given, the message]. */
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
-  ['host', { host: '' }, 'options.host must be a non-empty string, got ""'],
+  ['host', { host: '' }, 'options.host must be an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0, ::, localhost), got ""'],
   ['port', { port: 70000 }, 'options.port must be an integer from 0 to 65535, got 70000'],
   ['port', { port: 1.5 }, 'options.port must be an integer from 0 to 65535, got 1.5'],
   ['token', { token: '' }, 'options.token must be a non-empty string, got ""'],
