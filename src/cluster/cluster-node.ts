@@ -192,8 +192,9 @@ export class ClusterNode {
   }
 
   /** What `GET /health` says about the node's place in the cluster (public: no addresses). */
-  health(): { node: string | undefined; state: 'up' | 'draining'; redis: 'up' | 'down' } {
-    return { node: this.#id, state: this.#draining ? 'draining' : 'up', redis: this.state.available ? 'up' : 'down' };
+  health(): { node: string | undefined; state: 'up' | 'draining'; redis: 'up' | 'down'; problem?: string } {
+    const problem = this.state.problem;
+    return { node: this.#id, state: this.#draining ? 'draining' : 'up', redis: this.state.connected ? 'up' : 'down', ...(problem ? { problem } : {}) };
   }
 
   describe(): Record<string, unknown> {
@@ -475,7 +476,8 @@ export class ClusterNode {
   }
 
   async #beat(): Promise<void> {
-    if (this.#left || this.#id === undefined || !this.state.available) return;
+    // Beats go on while another node holds this id: they find out when it has left.
+    if (this.#left || this.#id === undefined || !this.state.connected) return;
     const load = this.#host.load();
     const record: NodeRecord = {
       id: this.#id,
@@ -494,7 +496,17 @@ export class ClusterNode {
       seenAt: Date.now(),
     };
     this.placement.report({ engine: this.#id, accepting: record.accepting, ready: record.ready, sessions: record.sessions, pending: record.pending, workerUtilization: record.workerUtilization });
-    await this.state.heartbeat(record).catch(() => undefined);
+    const wasHeld = this.state.idConflict !== undefined;
+    const holder = await this.state.heartbeat(record).catch(() => undefined);
+    if (holder && !wasHeld) {
+      this.#host.log.error(
+        { node: this.#id, heldBy: holder.url, since: new Date(holder.startedAt).toISOString() },
+        'cluster: another live node holds this node id; this node does not join, and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE), until it leaves. Give each node its own --node-id',
+      );
+    } else if (!holder && wasHeld && this.state.idConflict === undefined) {
+      this.#host.log.info({ node: this.#id }, 'cluster: the node that held this id has left; joining');
+      void this.#joined();
+    }
   }
 
   // ---- draining and leaving
@@ -530,7 +542,7 @@ export class ClusterNode {
     if (this.#left) return;
     this.#left = true;
     if (this.#timer) clearInterval(this.#timer);
-    if (this.#id !== undefined) await this.state.deregister(this.#id).catch(() => undefined);
+    if (this.#id !== undefined) await this.state.deregister(this.#id, this.#instance).catch(() => undefined);
     await this.state.close();
     this.#host.log.info({ node: this.#id }, 'cluster: left');
   }
@@ -680,12 +692,26 @@ function retry(reply: FastifyReply, error: EarshotError, seconds: number): Earsh
 /** Throws `EARSHOT_OPTION_INVALID` for the first unusable cluster option (misspelt names included). */
 export function checkClusterNodeOptions(options: ClusterNodeOptions): void {
   checkOptionNames('createCluster', options, CLUSTER_NODE_OPTIONS, 'cluster.');
-  if (typeof options.redis !== 'string' || !/^rediss?:\/\//.test(options.redis)) throw errors.OPTION_INVALID('cluster.redis', `must be a redis:// or rediss:// URL, got "${String(options.redis).slice(0, 80)}"`);
+  checkRedisUrl(options.redis);
   if (options.publicUrl !== undefined) checkPublicUrl(String(options.publicUrl));
   if (options.nodeId !== undefined && (typeof options.nodeId !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(options.nodeId))) {
     throw errors.OPTION_INVALID('cluster.nodeId', `"${String(options.nodeId).slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", ".", ":" or "-", starting with a letter or digit`);
   }
   checkInteger('cluster.drainTimeoutMs', options.drainTimeoutMs, 1, 2 ** 31 - 1);
+}
+
+/** redis[s]://[user:password@]host[:port][/db]: a URL that parses, a database that is a number (its existence is checked on connecting). */
+function checkRedisUrl(url: unknown): void {
+  const shown = String(url).slice(0, 80);
+  let u: URL | undefined;
+  try {
+    u = typeof url === 'string' && /^rediss?:\/\//.test(url) ? new URL(url) : undefined;
+  } catch {
+    u = undefined;
+  }
+  if (!u || u.hostname === '') throw errors.OPTION_INVALID('cluster.redis', `must be a redis:// or rediss:// URL (redis://[user:password@]host[:port][/db]), got "${shown}"`);
+  const db = u.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d{1,5}$/.test(db)) throw errors.OPTION_INVALID('cluster.redis', `names database "${db.slice(0, 40)}": after the host, "/" and a database number (0 when left out), got "${shown}"`);
 }
 
 function checkPublicUrl(url: string): void {

@@ -601,9 +601,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
     const reports = up.flatMap((e) => (e.report ? [{ slot: e.slot, report: e.report }] : []));
     const cluster = node?.health();
-    if (cluster?.redis === 'down') reasons.push('cluster: Redis unreachable; new sessions are refused (EARSHOT_CLUSTER_UNAVAILABLE) until it is back');
-    // A node that cannot place (no Redis) or is draining is not ready for publishers.
-    const ready = !closing && reports.some((r) => r.report.ready) && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up'));
+    if (cluster?.problem) reasons.push(`cluster: ${cluster.problem}; this node stays out of the cluster and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE)`);
+    else if (cluster?.redis === 'down') reasons.push('cluster: Redis unreachable; new sessions are refused (EARSHOT_CLUSTER_UNAVAILABLE) until it is back');
+    // A node that cannot place (no Redis, or out of the cluster) or is draining is not ready for publishers.
+    const ready = !closing && reports.some((r) => r.report.ready) && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
     const restartTimes = reports.map((r) => r.report.health.lastRestartAt).filter((t): t is string => t !== null).sort();
     return {
       status: reasons.length > 0 ? 'degraded' : 'ok',

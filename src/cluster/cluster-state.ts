@@ -109,6 +109,24 @@ const UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call(
 // GETDEL, for Redis before 6.2.
 const GET_AND_DELETE = "local v = redis.call('get', KEYS[1]) if v then redis.call('del', KEYS[1]) end return v";
 const HDEL_IF = "if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) else return 0 end";
+/**
+ * A node's registry entry written, unless another instance holds the id (a second node started with the
+ * same --node-id, or this one restarted while its last entry lives): then that entry is returned, and
+ * nothing is written. KEYS: node entry, node set; ARGV: the record, its instance, TTL ms, the id.
+ */
+const REGISTER = `
+local current = redis.call('get', KEYS[1])
+if current and cjson.decode(current).instance ~= ARGV[2] then return current end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('sadd', KEYS[2], ARGV[4])
+return false`;
+/** A node's entry removed only if it is this instance's (or gone): KEYS: node entry, node set; ARGV: instance, id. 1: removed. */
+const DEREGISTER = `
+local current = redis.call('get', KEYS[1])
+if current and cjson.decode(current).instance ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[1])
+redis.call('srem', KEYS[2], ARGV[2])
+return 1`;
 // Compare-and-set: a dead holder's lock goes to the new placement only if nobody else took it meanwhile.
 const TAKE_OVER = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
 /**
@@ -140,6 +158,10 @@ export class ClusterState {
   /** Redis is known to be unreachable (so each outage, the first failed connection included, is logged once). */
   #down = false;
   #closed = false;
+  /** Set while the last heartbeat found this node's id held by another live instance: why. */
+  #idHeldBy: string | undefined;
+  /** Set when Redis refused the URL's database on connecting (it has fewer): why. Nothing joins database 0 instead. */
+  #noDatabase: string | undefined;
 
   constructor(options: ClusterStateOptions) {
     this.#options = options;
@@ -155,10 +177,7 @@ export class ClusterState {
     this.#redis = new Redis(options.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: COMMAND_TIMEOUT_MS });
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes after a reconnection.
     this.#sub = new Redis(options.url, { ...common, maxRetriesPerRequest: null });
-    this.#redis.on('ready', () => {
-      this.#down = false;
-      options.onReady();
-    });
+    this.#redis.on('ready', () => void this.#ready());
     const lost = (why: string) => {
       if (this.#down || this.#closed) return;
       this.#down = true;
@@ -178,15 +197,56 @@ export class ClusterState {
     });
   }
 
+  /**
+   * Connected. ioredis goes on in database 0 when the URL's database cannot be selected (Redis has
+   * 16 by default), where another cluster may live: it is selected again here, and a refusal keeps
+   * the node out of the cluster, saying why.
+   */
+  async #ready(): Promise<void> {
+    const db = this.#redis.options.db ?? 0;
+    if (db !== 0) {
+      try {
+        await this.#redis.select(db);
+      } catch (e) {
+        this.#noDatabase = `Redis at ${this.address} has no database ${db} (${(e as Error).message}): set the --cluster URL's database to one it has`;
+        this.#options.onDown(this.#noDatabase);
+        return;
+      }
+    }
+    this.#noDatabase = undefined;
+    this.#down = false;
+    this.#options.onReady();
+  }
+
   /** Starts connecting (resolves at once; `onReady` says when it is connected). */
   connect(): void {
     this.#redis.connect().catch(() => undefined);
     this.#sub.connect().then(() => this.#sub.subscribe(this.#key('changes')), () => undefined);
   }
 
-  /** Connected and ready for commands. */
+  /** Connected and ready for commands, and this node's id is its own. */
   get available(): boolean {
-    return this.#redis.status === 'ready';
+    return this.connected && this.#idHeldBy === undefined;
+  }
+
+  /**
+   * Why the node is out of the cluster though Redis answers, for `/health` (no addresses): its
+   * database does not exist, or another live node holds its id.
+   */
+  get problem(): string | undefined {
+    if (this.#noDatabase !== undefined) return `Redis has no database ${this.#redis.options.db}: set the --cluster URL's database to one it has`;
+    if (this.#idHeldBy !== undefined) return 'another live node holds this node id: give each node its own --node-id';
+    return undefined;
+  }
+
+  /** Connected to Redis, in the URL's database (whether or not this node's id is its own). */
+  get connected(): boolean {
+    return this.#redis.status === 'ready' && this.#noDatabase === undefined;
+  }
+
+  /** Why commands are refused while Redis is connected: another live node holds this node's id. */
+  get idConflict(): string | undefined {
+    return this.#idHeldBy;
   }
 
   /** Where Redis is, without credentials (for logs and views). */
@@ -197,8 +257,23 @@ export class ClusterState {
 
   // ---- node registry
 
-  async heartbeat(record: NodeRecord): Promise<void> {
-    await this.#call((r) => r.multi().set(this.#key(`node:${record.id}`), JSON.stringify(record), 'PX', NODE_TTL_MS).sadd(this.#key('nodes'), record.id).exec());
+  /**
+   * Writes this node's registry entry; resolves to the entry of another live instance that holds the
+   * same id instead (nothing is written then), else undefined. While one does, commands other than
+   * this one fail with `EARSHOT_CLUSTER_UNAVAILABLE` saying so: two nodes under one id would each
+   * take the other's peers for their own.
+   */
+  async heartbeat(record: NodeRecord): Promise<NodeRecord | undefined> {
+    if (!this.connected) throw errors.CLUSTER_UNAVAILABLE(`Redis at ${this.address} is ${this.#redis.status}`);
+    let held: unknown;
+    try {
+      held = await this.#redis.eval(REGISTER, 2, this.#key(`node:${record.id}`), this.#key('nodes'), JSON.stringify(record), record.instance, NODE_TTL_MS, record.id);
+    } catch (e) {
+      throw unavailable(e);
+    }
+    const holder = typeof held === 'string' ? (JSON.parse(held) as NodeRecord) : undefined;
+    this.#idHeldBy = holder && `node id "${record.id}" is held by another live node (${holder.url}, started ${new Date(holder.startedAt).toISOString()}): give each node its own --node-id`;
+    return holder;
   }
 
   /** Every registered node (ids whose entry expired are dropped from the set on the way). */
@@ -213,10 +288,10 @@ export class ClusterState {
     });
   }
 
-  /** Leaves the registry, and forgets what `node` owned. */
-  async deregister(node: string): Promise<void> {
+  /** Leaves the registry, and forgets what `node` owned; unless another instance holds the id (nothing of its is touched). */
+  async deregister(node: string, instance: string): Promise<void> {
     await this.#call(async (r) => {
-      await r.multi().del(this.#key(`node:${node}`)).srem(this.#key('nodes'), node).exec();
+      if ((await r.eval(DEREGISTER, 2, this.#key(`node:${node}`), this.#key('nodes'), instance, node)) !== 1) return;
       await this.#forgetOwned(r, node, new Set());
     });
   }
@@ -411,6 +486,8 @@ export class ClusterState {
 
   /** Runs Redis commands; any failure of Redis itself becomes `EARSHOT_CLUSTER_UNAVAILABLE`. */
   async #call<T>(f: (r: Redis) => Promise<T>): Promise<T> {
+    if (this.#noDatabase !== undefined) throw errors.CLUSTER_UNAVAILABLE(this.#noDatabase);
+    if (this.#idHeldBy !== undefined && this.#redis.status === 'ready') throw errors.CLUSTER_UNAVAILABLE(this.#idHeldBy);
     if (!this.available) throw errors.CLUSTER_UNAVAILABLE(`Redis at ${this.address} is ${this.#redis.status}`);
     try {
       return await f(this.#redis);

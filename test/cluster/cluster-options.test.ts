@@ -15,6 +15,9 @@ const cases: Array<[string, Record<string, unknown>, RegExp]> = [
   ['logger', { logger: console }, /not supported by createCluster/],
   ['processors', { processors: {} }, /not supported by createCluster/],
   ['cluster.redis', { cluster: { redis: 'http://10.0.0.5:6379' } }, /redis:\/\/ or rediss:\/\/ URL/],
+  // Both were taken, then failed as "Invalid URL" without a code, or joined database 0 with an unhandled rejection.
+  ['cluster.redis', { cluster: { redis: 'redis://127.0.0.1:99999' } }, /must be a redis:\/\/ or rediss:\/\/ URL \(redis:\/\/\[user:password@\]host\[:port\]\[\/db\]\), got "redis:\/\/127\.0\.0\.1:99999"/],
+  ['cluster.redis', { cluster: { redis: 'redis://127.0.0.1:6379/abc' } }, /names database "abc": after the host, "\/" and a database number/],
   ['cluster.publicUrl', { cluster: { redis: 'redis://127.0.0.1:1', publicUrl: 'http://node-1.example/earshot' } }, /no path/],
   ['cluster.nodeId', { cluster: { redis: 'redis://127.0.0.1:1', nodeId: 'bad id!' } }, /is not allowed/],
   ['cluster.publicUrll', { cluster: { redis: 'redis://127.0.0.1:1', publicUrll: 'http://x' } }, /did you mean cluster.publicUrl\?/],

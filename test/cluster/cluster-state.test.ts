@@ -2,7 +2,8 @@
  * The cluster's shared state on a real redis-server: the per-peer lock (only
  * its holder frees it), ownership that only its owner removes, a resync that
  * makes Redis say exactly what a node runs, configuration changes published to
- * the other nodes, node placement by load with ties to the receiving node, and
+ * the other nodes, a node id registered for one live instance at a time, node
+ * placement by load with ties to the receiving node, and
  * `EARSHOT_CLUSTER_UNAVAILABLE` while Redis is away, then a rejoin.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,8 +62,8 @@ describe('ClusterState on Redis', () => {
     // Held by the live node-a: busy.
     await a.lock('held', A);
     expect(await busy('held')).toBe('EARSHOT_PEER_BUSY');
-    // node-a restarted (a new instance under the same id): its old placement died with it.
-    await a.heartbeat(record('node-a', { instance: 'node-a-again' }));
+    // node-a restarted (a new instance under the same id, registered once its old entry expired): its old placement died with it.
+    expect(await redis.command('SET', 'test:node:node-a', JSON.stringify(record('node-a', { instance: 'node-a-again' })), 'PX', '5000')).toBe('+OK\r\n');
     expect(await busy('held')).toBe('taken');
     // A node killed mid-placement: its registry entry expired (5 s), its lock had 29 s to go.
     expect(await redis.command('SET', 'test:lock:orphan', 'node-gone/i1/xyz', 'PX', '29000')).toBe('+OK\r\n');
@@ -75,6 +76,28 @@ describe('ClusterState on Redis', () => {
     expect(await redis.command('SET', 'test:lock:opaque', 'someone-else', 'PX', '35000')).toBe('+OK\r\n');
     expect(await busy('opaque')).toBe('EARSHOT_PEER_BUSY');
     await redis.command('DEL', 'test:lock:opaque');
+    // The restarted node-a leaves, for the tests after this one.
+    await redis.command('DEL', 'test:node:node-a');
+  });
+
+  it('registers a node id for one live instance at a time: another is told who holds it and writes nothing; only the holder deregisters it', async () => {
+    expect(await b.heartbeat(record('node-x', { instance: 'x1' }))).toBeUndefined();
+    await b.own('node-x', 'px', 'sx');
+    // A second node started with the same id: refused, told who holds it, and out of the cluster.
+    expect(await a.heartbeat(record('node-x', { instance: 'x2', url: 'http://impostor:8080' }))).toMatchObject({ instance: 'x1', url: 'http://node-x:8080' });
+    expect([a.available, a.problem]).toEqual([false, 'another live node holds this node id: give each node its own --node-id']);
+    await expect(a.ownerOfPeer('px')).rejects.toMatchObject({ code: 'EARSHOT_CLUSTER_UNAVAILABLE', message: expect.stringMatching(/node id "node-x" is held by another live node \(http:\/\/node-x:8080/) });
+    // It stops: the holder's entry and what it owns stay.
+    await b.deregister('node-x', 'x2');
+    expect(JSON.parse(await b.nodes().then((n) => JSON.stringify(n.find((x) => x.id === 'node-x'))))).toMatchObject({ instance: 'x1' });
+    expect(await b.ownerOfPeer('px')).toEqual({ node: 'node-x', session: 'sx' });
+    // The holder leaves: its entry and what it owned go, and the id is free for the other.
+    await b.deregister('node-x', 'x1');
+    expect((await b.nodes()).some((x) => x.id === 'node-x')).toBe(false);
+    expect(await b.ownerOfPeer('px')).toBeUndefined();
+    expect(await a.heartbeat(record('node-x', { instance: 'x2' }))).toBeUndefined();
+    expect([a.available, a.problem]).toEqual([true, undefined]);
+    await a.deregister('node-x', 'x2');
   });
 
   it('keeps ownership that only the owning node (and session) removes, and resyncs a node to what it runs', async () => {
