@@ -98,7 +98,7 @@ export const errors = {
   RECORDING_NAME_INVALID: define('EARSHOT_RECORDING_NAME_INVALID', 400, 'Invalid recording name',
     (name: string, why?: string) =>
       why === undefined
-        ? `Recording name "${name}" is not allowed: use 1–128 letters, digits, ".", "_" or "-", not starting with "." (optionally ending in .wav); no paths.`
+        ? `Recording name "${name}" is not allowed: a name is a file name with up to 4 directories before it ("calls/sales/take1"), each 1–128 letters, digits, ".", "_" or "-", not starting with ".", optionally ending in .wav or .opus.`
         : `Recording name "${name}" is not allowed: ${why}`),
   RECORDING_ACTIVE: define('EARSHOT_RECORDING_ACTIVE', 409, 'Recording already running',
     (peer: string, file: string) => `Peer "${peer}" is already recording to ${file}. Stop it first with DELETE /peers/${peer}/recording.`),

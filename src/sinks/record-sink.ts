@@ -153,7 +153,7 @@ export class RecordSink {
         if (path === undefined && name !== undefined) {
           // The extension as this sink writes it ("a.WAV" is recorded as a.wav, and checked as such).
           file = `${RecordingsStore.checkName(name, ext).slice(0, -ext.length)}${ext}`;
-          if ((await store.freeName(file.slice(0, -ext.length), ext)) !== file) throw errors.RECORDING_EXISTS(file);
+          if (await store.exists(file)) throw errors.RECORDING_EXISTS(file);
         } else if (path === undefined) {
           file = await store.freeName(fitBase(this.options.baseName, ext), ext);
         }

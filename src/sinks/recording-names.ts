@@ -23,6 +23,9 @@ export const RECORDING_MAX_DEPTH = 4;
 export const GENERATED_NAME_MAX = RECORDING_SEGMENT_MAX - '-999.wav'.length;
 
 /** Default file name of a record sink, without ".wav". */
+/** What a recording name may be, for the errors that refuse one. */
+export const RECORDING_NAME_RULE = `A name is a file name with up to ${RECORDING_MAX_DEPTH} directories before it ("calls/sales/take1"), each 1–${RECORDING_SEGMENT_MAX} letters, digits, ".", "_" or "-", not starting with ".", optionally ending in .wav or .opus.`;
+
 export const DEFAULT_RECORD_TEMPLATE = '{room}-{peer}-{date}';
 
 export type RecordingNameVars = Record<'room' | 'peer' | 'date' | 'time' | 'session' | 'branch' | 'pipeline', string>;

@@ -9,9 +9,9 @@
 import { constants } from 'node:fs';
 import { access, lstat, open, readdir, realpath, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { errors } from '../errors.js';
+import { errors, isEarshotError } from '../errors.js';
 import { readOggOpusSummary } from './ogg-opus-reader.js';
-import { RECORDING_MAX_DEPTH, RECORDING_SEGMENT, recordingNameProblem } from './recording-names.js';
+import { RECORDING_MAX_DEPTH, RECORDING_NAME_RULE, RECORDING_SEGMENT, recordingNameProblem } from './recording-names.js';
 import { makeDirectory } from './make-directory.js';
 
 /** Suffixes of recording files: WAV, and Ogg Opus (".opus", as RFC 7845 §9 recommends for audio-only Ogg Opus). */
@@ -108,8 +108,20 @@ export class RecordingsStore {
     const lower = name.toLowerCase();
     const has = ext !== undefined ? lower.endsWith(ext) : RECORDING_EXTENSIONS.some((e) => lower.endsWith(e));
     const withExt = has ? name : `${name}${ext ?? '.wav'}`;
-    if (recordingNameProblem(withExt)) throw errors.RECORDING_NAME_INVALID(name);
+    const problem = recordingNameProblem(withExt);
+    if (problem) throw errors.RECORDING_NAME_INVALID(name, `${problem.message}. ${RECORDING_NAME_RULE}`);
     return withExt;
+  }
+
+  /** Whether a recording of this name (checked, with its suffix) exists in the directory. */
+  async exists(name: string): Promise<boolean> {
+    try {
+      await access(join(this.dir, RecordingsStore.checkName(name)));
+      return true;
+    } catch (e) {
+      if (isEarshotError(e)) throw e;
+      return false;
+    }
   }
 
   pathOf(name: string): string {

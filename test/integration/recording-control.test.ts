@@ -3,7 +3,7 @@
  * that does not record by itself, started and stopped over HTTP, listed and
  * downloaded as a valid WAV.
  */
-import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -70,6 +70,17 @@ describe('recording control', () => {
       expect(loud.status).toBe(201);
       expect(((await loud.json()) as { recordings: Array<{ name: string }> }).recordings.map((r) => r.name)).toEqual(['interview-2.wav']);
       expect((await fetch(`${t.url}/peers/host/recording`, { method: 'DELETE' })).status).toBe(200);
+      const record = (name: string) => fetch(`${t!.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+      // A long name that exists is a conflict too (it was a 400 about "<name>-2", a name never sent).
+      const long = 'a'.repeat(124);
+      await writeFile(join(t.recordingsDir, `${long}.wav`), '');
+      await expectProblem(await record(long), { status: 409, code: 'EARSHOT_RECORDING_EXISTS' });
+      // A refused name is told what is wrong with it: subdirectories are allowed, up to four.
+      await expectProblem(await record('a/b/c/d/e/f'), {
+        status: 400,
+        code: 'EARSHOT_RECORDING_NAME_INVALID',
+        detail: /^Recording name "a\/b\/c\/d\/e\/f" is not allowed: it has 5 subdirectory levels; at most 4 are allowed\. A name is a file name with up to 4 directories before it \("calls\/sales\/take1"\)/,
+      });
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
