@@ -315,7 +315,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         } else {
           placement.sessionEnded(engine.id, e.peer, e.session);
           if (node) node.placement.sessionEnded(node.id, e.peer, e.session);
-          engineSessions.ended(e);
+          engineSessions.ended(e, engine.slot, message.snapshot);
         }
         sessions$.next(e);
         break;

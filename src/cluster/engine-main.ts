@@ -123,9 +123,10 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   const s = server;
   const address = s.app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  // A started session's first figures go with it, so that the front has a record of it should this process die.
+  // A started session's first figures go with it, so that the front has a record of it should this process die;
+  // an ended one's final figures, so that the front still answers for it once this process has restarted.
   s.sessions$.subscribe((event) => {
-    const snapshot = event.type === 'started' ? s.core.peers.snapshot(event.peer) : undefined;
+    const snapshot = s.core.peers.snapshot(event.peer);
     send({ t: 'session', event, ...(snapshot?.session === event.session ? { snapshot } : {}) });
   });
   // Clients' data channel messages stay with the processors of this engine (see isClientMessage).

@@ -80,7 +80,11 @@ export type EngineMessage =
   | { t: 'ready'; port: number; threads: number }
   | { t: 'failed'; error: { code?: string; statusCode?: number; title?: string; message: string } }
   | { t: 'report'; report: EngineReport }
-  /** A session started or ended; a started one comes with its first statistics (the front's record of it until the next `peers`). */
+  /**
+   * A session started or ended, with its statistics: a started one's first (the front's record of it
+   * until the next `peers`), an ended one's final (the front keeps them, as the engine does, for after
+   * the engine has restarted).
+   */
   | { t: 'session'; event: SessionEvent; snapshot?: PeerStatsSnapshot }
   /** The live peers' statistics, every `PEERS_REPORT_INTERVAL_MS` while there are any. */
   | { t: 'peers'; peers: PeerStatsSnapshot[] }

@@ -2,8 +2,10 @@
  * The sessions the engine processes run, as the front knows them, and what
  * becomes of them when their engine dies.
  *
- * An engine that ends a session itself says so (a session event, then its
- * statistics stay readable on it). One that dies (a crash, the OOM killer,
+ * An engine that ends a session itself says so (a session event with the
+ * peer's final statistics): its statistics stay readable on it, and the front
+ * keeps them too, for after that engine has restarted (a rolling restart, a
+ * drain) and forgotten them. One that dies (a crash, the OOM killer,
  * `kill -9`) says nothing: the front ends its sessions in its place, with
  * reason `engine-exited`, and makes them look like any ended session from
  * outside:
@@ -61,7 +63,7 @@ export class EngineSessions {
   endedByExit = 0;
   readonly #o: EngineSessionsOptions;
   readonly #live = new Map<string, LiveSession>();
-  /** Peers whose session ended with its engine: their final statistics, with the engine's slot. */
+  /** Ended peers, the newest `ENDED_KEPT`: their final statistics, with the slot of the engine that ran them. */
   readonly #ended = new Map<string, PeerStatsSnapshot & { engine: number }>();
   /** Exits still repairing recordings; their events are not out yet. */
   readonly #pending = new Set<Promise<void>>();
@@ -77,9 +79,10 @@ export class EngineSessions {
     this.#ended.delete(event.peer);
   }
 
-  /** A session its engine ended itself. */
-  ended(event: SessionEvent): void {
+  /** A session its engine (in `slot`) ended itself, with the peer's final statistics if it sent them. */
+  ended(event: SessionEvent, slot: number, final?: PeerStatsSnapshot): void {
     this.#live.delete(event.session);
+    if (final?.session === event.session && final.state === 'ended') this.#remember({ ...final, engine: slot });
   }
 
   /** An engine's live peers' statistics. */
@@ -90,7 +93,7 @@ export class EngineSessions {
     }
   }
 
-  /** The final statistics of a peer whose session ended with its engine (the newest such session), if kept. */
+  /** The final statistics of an ended peer (its newest session), if kept. */
   endedPeer(peer: string): (PeerStatsSnapshot & { engine: number }) | undefined {
     return this.#ended.get(peer);
   }
@@ -159,10 +162,15 @@ export class EngineSessions {
       durationSeconds: Math.round((exit.at - Date.parse(last.createdAt)) / 100) / 10,
       engine: exit.slot,
     };
-    this.#ended.delete(last.peer);
-    this.#ended.set(last.peer, record);
-    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+    this.#remember(record);
     return record;
+  }
+
+  /** Keeps an ended peer's record, newest last; the oldest goes past `ENDED_KEPT`. */
+  #remember(record: PeerStatsSnapshot & { engine: number }): void {
+    this.#ended.delete(record.peer);
+    this.#ended.set(record.peer, record);
+    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
   }
 
   /**

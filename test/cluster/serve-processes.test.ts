@@ -317,6 +317,26 @@ describe('earshot serve --processes 2', () => {
     expect(server.endedBy['engine-exited']).toBe(1);
   });
 
+  it('still answers /stats/:peer for a peer that ended on an engine restarted since (a rolling restart by SIGTERM)', async () => {
+    await sendAudio({ url: `${s.url}/whip/demo/bygone`, source: tone, seconds: 1 });
+    const ended = await until('bygone to have ended', async () => {
+      const p = await statsOf('bygone');
+      return p.state === 'ended' ? p : undefined;
+    });
+    const before = await get<Health>('/health');
+    const engine = before.engines[ended.engine];
+    process.kill(engine.pid, 'SIGTERM');
+    await until('its engine to be back', async () => {
+      const e = (await get<Health>('/health')).engines[ended.engine];
+      return e.state === 'up' && e.pid !== engine.pid ? true : undefined;
+    }, 60_000);
+    // The restarted engine has forgotten it; the front kept what the engine sent when the session ended.
+    const after = await statsOf('bygone');
+    expect(after).toMatchObject({ state: 'ended', engine: ended.engine, session: ended.session, endReason: ended.endReason });
+    expect(after.rtp.packetsReceived).toBe(ended.rtp.packetsReceived);
+    expect(after.recording?.name).toBe(ended.recording?.name);
+  });
+
   it('ends a killed engine\'s sessions as engine-exited in /stats/:peer, in the ended event with their recordings, and in /metrics; the WAV covers all the audio on disk', async () => {
     const events = await eventStream(10_000);
     const endedEvents = () => events.sessions().filter((e) => e.type === 'ended' && e.peer === 'crashed');
