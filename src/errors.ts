@@ -96,10 +96,7 @@ export const errors = {
   RECORDING_NOT_FOUND: define('EARSHOT_RECORDING_NOT_FOUND', 404, 'Unknown recording',
     (name: string) => `No recording "${name}". GET /recordings lists them.`),
   RECORDING_NAME_INVALID: define('EARSHOT_RECORDING_NAME_INVALID', 400, 'Invalid recording name',
-    (name: string, why?: string) =>
-      why === undefined
-        ? `Recording name "${name}" is not allowed: a name is a file name with up to 4 directories before it ("calls/sales/take1"), each 1–128 letters, digits, ".", "_" or "-", not starting with ".", optionally ending in .wav or .opus.`
-        : `Recording name "${name}" is not allowed: ${why}`),
+    (name: string, why: string) => `Recording name "${name}" is not allowed: ${why}`),
   RECORDING_ACTIVE: define('EARSHOT_RECORDING_ACTIVE', 409, 'Recording already running',
     (peer: string, file: string) => `Peer "${peer}" is already recording to ${file}. Stop it first with DELETE /peers/${peer}/recording.`),
   RECORDING_NOT_ACTIVE: define('EARSHOT_RECORDING_NOT_ACTIVE', 409, 'No recording running',

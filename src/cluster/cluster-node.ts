@@ -503,7 +503,7 @@ export class ClusterNode {
         { node: this.#id, heldBy: holder.url, since: new Date(holder.startedAt).toISOString() },
         'cluster: another live node holds this node id; this node does not join, and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE), until it leaves. Give each node its own --node-id',
       );
-    } else if (!holder && wasHeld && this.state.idConflict === undefined) {
+    } else if (wasHeld && this.state.idConflict === undefined) {
       this.#host.log.info({ node: this.#id }, 'cluster: the node that held this id has left; joining');
       void this.#joined();
     }

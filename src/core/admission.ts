@@ -234,25 +234,26 @@ export class AdmissionControl {
     const measured: AdmissionState =
       this.#pool.streamCount === 0 ? { ...this.#state, reasons: [], workerUtilization: 0, eventLoopUtilization: 0, processUtilization: 0, queuedFramesPerStream: 0, latencyP99Ms: null } : this.#state;
     const unsettled = this.#unsettled();
+    const justAdmitted = `${unsettled} session${unsettled > 1 ? 's' : ''} just admitted`;
     const projected = measured.workerUtilization + (unsettled * measured.streamCost) / this.#pool.threads;
     const reasons = [...measured.reasons];
     if (unsettled > 0 && projected > this.#limits.maxWorkerUtilization && !reasons.some((r) => r.startsWith('workers'))) {
-      reasons.push(`workers ${pct(measured.workerUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
+      reasons.push(`workers ${pct(measured.workerUtilization)} busy plus ${justAdmitted} (~${pct(projected)}) > ${pct(this.#limits.maxWorkerUtilization)}`);
     }
     const own = measured.processUtilization + unsettled * measured.machineStreamCost;
     if (unsettled > 0 && this.#limits.maxProcessUtilization < 1 && own > this.#limits.maxProcessUtilization && !reasons.some((r) => r.startsWith('earshot'))) {
-      reasons.push(`earshot's CPU ${pct(measured.processUtilization)} of ${cpuCount()} plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(own)}) > ${pct(this.#limits.maxProcessUtilization)}`);
+      reasons.push(`earshot's CPU ${pct(measured.processUtilization)} of ${CPU_COUNT} plus ${justAdmitted} (~${pct(own)}) > ${pct(this.#limits.maxProcessUtilization)}`);
     }
     const machine = measured.machineUtilization + unsettled * measured.machineStreamCost;
     // At 1 the machine's load is left out (the default): a projection past 100 % must not refuse either.
     if (unsettled > 0 && this.#limits.maxMachineUtilization < 1 && machine > this.#limits.maxMachineUtilization && !reasons.some((r) => r.startsWith('machine'))) {
-      reasons.push(`machine CPU ${pct(measured.machineUtilization)} busy plus ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted (~${pct(machine)}) > ${pct(this.#limits.maxMachineUtilization)}`);
+      reasons.push(`machine CPU ${pct(measured.machineUtilization)} busy plus ${justAdmitted} (~${pct(machine)}) > ${pct(this.#limits.maxMachineUtilization)}`);
     }
     const p99 = measured.latencyP99Ms;
     const caution = this.#limits.maxLatencyMs * this.#limits.cautionLatencyShare;
     if (unsettled > 0 && p99 !== null && p99 > caution && !reasons.some((r) => r.startsWith('frame latency'))) {
       reasons.push(
-        `frame latency p99 ${Math.round(p99)} ms is past ${Math.round(caution)} ms (${pct(this.#limits.cautionLatencyShare)} of the ${this.#limits.maxLatencyMs} ms limit) with ${unsettled} session${unsettled > 1 ? 's' : ''} just admitted whose load does not show yet`,
+        `frame latency p99 ${Math.round(p99)} ms is past ${Math.round(caution)} ms (${pct(this.#limits.cautionLatencyShare)} of the ${this.#limits.maxLatencyMs} ms limit) with ${justAdmitted} whose load does not show yet`,
       );
     }
     return { ...measured, unsettledSessions: unsettled, ready: reasons.length === 0, reasons };
@@ -315,7 +316,7 @@ export class AdmissionControl {
     }
     if (workerUtilization > l.maxWorkerUtilization) reasons.push(`workers ${pct(workerUtilization)} busy > ${pct(l.maxWorkerUtilization)}`);
     if (elu > l.maxEventLoopUtilization) reasons.push(`main thread ${pct(elu)} busy > ${pct(l.maxEventLoopUtilization)}`);
-    if (processUtilization > l.maxProcessUtilization) reasons.push(`earshot's CPU ${pct(processUtilization)} of ${cpuCount()} > ${pct(l.maxProcessUtilization)}`);
+    if (processUtilization > l.maxProcessUtilization) reasons.push(`earshot's CPU ${pct(processUtilization)} of ${CPU_COUNT} > ${pct(l.maxProcessUtilization)}`);
     if (machineUtilization > l.maxMachineUtilization) reasons.push(`machine CPU ${pct(machineUtilization)} busy > ${pct(l.maxMachineUtilization)}`);
     if (queuedFramesPerStream > l.maxQueuedFramesPerStream) reasons.push(`${queuedFramesPerStream.toFixed(1)} frames queued per stream > ${l.maxQueuedFramesPerStream}`);
     if (latencyP99Ms !== null && latencyP99Ms > l.maxLatencyMs) reasons.push(`frame latency p99 ${Math.round(latencyP99Ms)} ms > ${l.maxLatencyMs} ms`);
@@ -331,9 +332,7 @@ export class AdmissionControl {
 const CORES = Math.max(1, availableParallelism());
 
 /** "1 CPU", "2 CPUs": what the process's share is of, in its refusal reason. */
-function cpuCount(): string {
-  return CORES === 1 ? '1 CPU' : `${CORES} CPUs`;
-}
+const CPU_COUNT = CORES === 1 ? '1 CPU' : `${CORES} CPUs`;
 
 /** Busy and total CPU time of the machine, all cores, ms. Niced time counts as idle: it yields to earshot. */
 interface MachineTimes {

@@ -104,7 +104,7 @@ export class RecordingsStore {
    * other gets ".wav".
    */
   static checkName(name: string, ext?: RecordingExtension): string {
-    if (typeof name !== 'string') throw errors.RECORDING_NAME_INVALID(String(name));
+    if (typeof name !== 'string') throw errors.RECORDING_NAME_INVALID(String(name), `it is not a string. ${RECORDING_NAME_RULE}`);
     const lower = name.toLowerCase();
     const has = ext !== undefined ? lower.endsWith(ext) : RECORDING_EXTENSIONS.some((e) => lower.endsWith(e));
     const withExt = has ? name : `${name}${ext ?? '.wav'}`;
