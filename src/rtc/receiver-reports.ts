@@ -30,6 +30,8 @@ interface StreamStatistics {
   readonly packets_lost: number;
   readonly max_seq: number;
   readonly jitter: number;
+  /** Packets received (absent from werift versions that do not count them). */
+  readonly packets_received?: number;
 }
 
 /** The parts of werift's receiver the report loop reads and sets (werift declares most of them public). */
@@ -84,11 +86,36 @@ function blockFigures(receiver: object, f: ReportFigures): { fractionLost: numbe
   return { fractionLost, packetsLost: lost & 0xffffff, highestSequence: f.extendedHighest >>> 0, jitter: Math.max(0, f.jitter) >>> 0 };
 }
 
-/** One report block per stream the receiver has seen, as werift builds them (from earshot's figures where it has them). */
+/** Packets received from each SSRC when the receiver's last report was built, by receiver. */
+const reportedOf = new WeakMap<object, Map<number, number>>();
+
+/**
+ * Whether the receiver has had packets from `ssrc` since its last report
+ * (`received`: its count now), and notes the count for the next. A count
+ * werift does not keep (undefined) reads as news.
+ */
+function heardSinceLastReport(receiver: object, ssrc: number, received: number | undefined): boolean {
+  if (received === undefined) return true;
+  let reported = reportedOf.get(receiver);
+  if (!reported) reportedOf.set(receiver, (reported = new Map()));
+  if (reported.get(ssrc) === received) return false;
+  reported.set(ssrc, received);
+  return true;
+}
+
+/**
+ * One report block per stream the receiver has had packets from since its
+ * last report, as werift builds them (from earshot's figures where it has
+ * them). RFC 3550 §6.4.2: a source silent since the last report (a muted
+ * sender, one that stopped without a BYE) gets no block; werift's loop gave
+ * every source it had ever heard one, for as long as the session lasted.
+ */
 export function receiverReportBlocks(receiver: ReportingReceiver, nowSeconds = Date.now() / 1000): RtcpReceiverInfo[] {
   const own = figuresOf.get(receiver)?.();
-  return Object.entries(receiver.remoteStreams).map(([key, stream]) => {
+  return Object.entries(receiver.remoteStreams).flatMap(([key, stream]) => {
     const ssrc = Number(key);
+    const ours = own?.ssrc === ssrc;
+    if (!heardSinceLastReport(receiver, ssrc, ours ? own.received : stream.packets_received)) return [];
     const lsr = receiver.lastSRtimestamp[ssrc] || 0;
     let dlsr = 0;
     if (lsr) {
@@ -96,8 +123,8 @@ export function receiverReportBlocks(receiver: ReportingReceiver, nowSeconds = D
       const delaySeconds = nowSeconds - receiver.receiveLastSRTimestamp[ssrc];
       if (delaySeconds > 0 && delaySeconds < 65536) dlsr = Math.trunc(delaySeconds * 65536);
     }
-    const figures = own?.ssrc === ssrc ? blockFigures(receiver, own) : { fractionLost: stream.fraction_lost, packetsLost: stream.packets_lost, highestSequence: stream.max_seq, jitter: stream.jitter };
-    return new RtcpReceiverInfo({ ssrc, ...figures, lsr, dlsr });
+    const figures = ours ? blockFigures(receiver, own) : { fractionLost: stream.fraction_lost, packetsLost: stream.packets_lost, highestSequence: stream.max_seq, jitter: stream.jitter };
+    return [new RtcpReceiverInfo({ ssrc, ...figures, lsr, dlsr })];
   });
 }
 

@@ -94,7 +94,38 @@ describe('receiver reports', () => {
     expect(receiverReportBlocks(receiver)[0].toJSON()).toMatchObject({ packetsLost: 10, fractionLost: 0 });
     // Another SSRC in the same receiver keeps werift's figures.
     (receiver.remoteStreams as Record<number, unknown>)[8] = { fraction_lost: 3, packets_lost: 4, max_seq: 5, jitter: 6 };
-    expect(receiverReportBlocks(receiver)[1].toJSON()).toMatchObject({ ssrc: 8, fractionLost: 3, packetsLost: 4, highestSequence: 5, jitter: 6 });
+    send(1);
+    const blocks = receiverReportBlocks(receiver).map((b) => b.toJSON());
+    expect(blocks.map((b) => b.ssrc)).toEqual([7, 8]);
+    expect(blocks[1]).toMatchObject({ ssrc: 8, fractionLost: 3, packetsLost: 4, highestSequence: 5, jitter: 6 });
+  });
+
+  it('leave out a source that sent nothing since the last report (RFC 3550 §6.4.2), and report it again once it sends', () => {
+    const ingest = new RtpIngest(() => undefined, { reorderPackets: 0 });
+    let seq = 100;
+    const send = (n: number) => {
+      for (let i = 0; i < n; i++, seq++) {
+        ingest.receive({ sequenceNumber: seq, timestamp: seq * 960, ssrc: 7, payload: new Uint8Array([0xf8, 1, 2]), headerBytes: 12, arrival: seq * 20 });
+      }
+    };
+    // SSRC 9 is counted by werift's statistics (packets_received), 7 by the session's own.
+    const werift9 = { fraction_lost: 0, packets_lost: 0, max_seq: 40, jitter: 2, packets_received: 40 };
+    const receiver = { remoteStreams: { 7: { fraction_lost: 0, packets_lost: 0, max_seq: 0, jitter: 0 }, 9: werift9 }, lastSRtimestamp: {}, receiveLastSRTimestamp: {} } as unknown as ReportingReceiver;
+    reportFiguresFrom(receiver, () => ingest.reportFigures());
+    const ssrcs = () => receiverReportBlocks(receiver).map((b) => b.ssrc);
+    send(50);
+    expect(ssrcs()).toEqual([7, 9]);
+    // Both silent since (a muted sender; one that stopped without a BYE): no blocks, an empty report.
+    expect(ssrcs()).toEqual([]);
+    // 9 sends again; 7 stays silent.
+    werift9.packets_received = 41;
+    werift9.max_seq = 41;
+    expect(ssrcs()).toEqual([9]);
+    // 7 resumes: its block counts what arrived since, nothing lost, its highest sequence the last sent.
+    send(10);
+    const blocks = receiverReportBlocks(receiver).map((b) => b.toJSON());
+    expect(blocks).toHaveLength(1);
+    expect(blocks[0]).toMatchObject({ ssrc: 7, packetsLost: 0, fractionLost: 0, highestSequence: seq - 1 });
   });
 
   it("end their loop at once when the receiver stops", async () => {
