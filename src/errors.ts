@@ -161,7 +161,9 @@ export const errors = {
   TLS_INVALID: define('EARSHOT_TLS_INVALID', 500, 'TLS configuration unusable',
     (why: string) => `Cannot serve HTTPS: ${why}`),
   ICE_SERVER_INVALID: define('EARSHOT_ICE_SERVER_INVALID', 500, 'ICE server unusable',
-    (where: string, why: string) => `${where}: ${why}. An ICE server is stun:HOST[:PORT] or stuns:HOST[:PORT] (RFC 7064), or turn:/turns:HOST[:PORT][?transport=udp|tcp] with a username and credential (RFC 7065).`),
+    (where: string, why: string) => `${where}: ${why}. An ICE server is stun:HOST[:PORT] or stuns:HOST[:PORT] (RFC 7064), or turn:/turns:HOST[:PORT][?transport=udp|tcp] with a username and credential (RFC 7065).`,
+    // The option it came from, as OPTION_INVALID names one (`--ice-server` and EARSHOT_ICE_SERVERS fill the same option).
+    () => ({ option: 'iceServers' })),
   METHOD_NOT_ALLOWED: define('EARSHOT_METHOD_NOT_ALLOWED', 405, 'Method not allowed',
     (method: string, allowed: string) => `${method.slice(0, 16)} is not a method of this resource; it allows ${allowed} (see the Allow header).`),
   TRICKLE_NOT_SUPPORTED: define('EARSHOT_TRICKLE_NOT_SUPPORTED', 405, 'Trickle ICE not supported',

@@ -9,7 +9,7 @@ const failure = (f: () => unknown) => {
   try {
     f();
   } catch (e) {
-    return e as Error & { code?: string };
+    return e as Error & { code?: string; extensions?: Record<string, unknown> };
   }
   throw new Error('expected an error');
 };
@@ -44,6 +44,7 @@ describe('checkIceServers', () => {
   ])('refuses %j', (server, message) => {
     const e = failure(() => checkIceServers([server]));
     expect(e.code).toBe('EARSHOT_ICE_SERVER_INVALID');
+    expect(e.extensions).toEqual({ option: 'iceServers' });
     expect(e.message).toMatch(message);
     // A credential is never quoted back (messages end up in logs).
     expect(e.message).not.toContain('X-Injected');
