@@ -705,10 +705,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   });
   app.delete<{ Params: { name: string } }>('/pipelines/:name', async (req, reply) => {
     node?.refuseChangeWithoutRedis(reply);
-    type Listing = { pipelines: Array<{ name: string; inUse: string | null }> };
+    type Listing = { writable: boolean; pipelines: Array<{ name: string; inUse: string | null }> };
     const listings = (await fanOut(req, 'GET', '/pipelines')).filter((a) => a.res.status === 200).map((a) => jsonOf<Listing>(a.res));
     const uses = mergeUses(listings.map((l) => l?.pipelines.find((p) => p.name === req.params.name)?.inUse ?? null));
-    if (uses) throw errors.PIPELINE_IN_USE(req.params.name, uses);
+    // Bundled pipelines: the engines answer that they are read-only, in use or not (as one process does).
+    if (uses && !listings.some((l) => l?.writable === false)) throw errors.PIPELINE_IN_USE(req.params.name, uses);
     const res = await onEveryEngine(req);
     if (node && res.status < 300) await node.changed(reply, 'pipeline', req.params.name, undefined);
     return relay(reply, res);

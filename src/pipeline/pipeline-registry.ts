@@ -129,7 +129,7 @@ export class PipelineRegistry {
    * stages name processors registered as stages.
    */
   async put(name: string, doc: unknown, options: Pick<ValidateOptions, 'processors'> = {}): Promise<{ pipeline: Pipeline; created: boolean }> {
-    this.#checkWritable();
+    this.checkWritable();
     const withName = typeof doc === 'object' && doc !== null && !Array.isArray(doc) && !('name' in doc) ? { name, ...doc } : doc;
     const pipeline = parsePipeline(withName, name, { ...this.#validateOptions(), ...options });
     if (pipeline.name !== name) throw errors.PIPELINE_NAME_MISMATCH(`The body of PUT /pipelines/${name}`, pipeline.name);
@@ -154,7 +154,7 @@ export class PipelineRegistry {
   /** Unloads a pipeline and deletes its file. The caller checks it is not in use. */
   async delete(name: string): Promise<void> {
     this.get(name);
-    this.#checkWritable();
+    this.checkWritable();
     const dir = this.dir;
     if (dir !== undefined) {
       await unlink(join(dir, `${name}.json`)).catch((e: NodeJS.ErrnoException) => {
@@ -169,7 +169,8 @@ export class PipelineRegistry {
     return this.#options.readOnly !== true;
   }
 
-  #checkWritable(): void {
+  /** Throws `EARSHOT_PIPELINES_READ_ONLY` (409) if PUT and DELETE may not change the directory. */
+  checkWritable(): void {
     if (this.dir !== undefined && this.#options.readOnly) throw errors.PIPELINES_READ_ONLY(this.dir);
   }
 

@@ -6,9 +6,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const ROOT = join(import.meta.dirname, '..', '..');
+const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** Records the tone as it arrives: no processing, so a recording can be checked sample for sample. */
 export const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
@@ -25,18 +28,26 @@ export interface CliServer {
   cleanup(): Promise<void>;
 }
 
-export async function startCli(args: string[], options: { startTimeoutMs?: number } = {}): Promise<CliServer> {
+/**
+ * `bundled`: no `--pipelines`, run from an empty directory, so the server runs
+ * the bundled pipelines (read-only over HTTP) as a fresh install does.
+ */
+export async function startCli(args: string[], options: { startTimeoutMs?: number; bundled?: boolean } = {}): Promise<CliServer> {
   const dir = await mkdtemp(join(tmpdir(), 'earshot-cli-'));
   const recordingsDir = join(dir, 'recordings');
   const pipelinesDir = join(dir, 'pipelines');
-  // A copy of the bundled pipelines plus `raw`: PUT/DELETE in a test must never touch the repository's.
-  await cp(join(ROOT, 'pipelines'), pipelinesDir, { recursive: true });
-  await writeFile(join(pipelinesDir, 'raw.json'), JSON.stringify(RAW_PIPELINE));
+  const pipelineArgs = options.bundled ? [] : ['--pipelines', pipelinesDir];
+  if (!options.bundled) {
+    // A copy of the bundled pipelines plus `raw`: PUT/DELETE in a test must never touch the repository's.
+    await cp(join(ROOT, 'pipelines'), pipelinesDir, { recursive: true });
+    await writeFile(join(pipelinesDir, 'raw.json'), JSON.stringify(RAW_PIPELINE));
+  }
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--recordings', recordingsDir, '--pipelines', pipelinesDir, '--log-level', 'info', ...args],
+    // tsx by its path: from the empty directory of `bundled`, a bare `tsx` would not resolve.
+    ['--import', TSX_LOADER, join(ROOT, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--recordings', recordingsDir, ...pipelineArgs, '--log-level', 'info', ...args],
     // Admission off: the publishers run on the same two cores, so the measured load is not the server's own.
-    { cwd: ROOT, env: { ...process.env, EARSHOT_ADMISSION: 'off' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: options.bundled ? dir : ROOT, env: { ...process.env, EARSHOT_ADMISSION: 'off' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const lines: string[] = [];
   let exited: number | null | undefined;

@@ -317,6 +317,20 @@ describe('earshot serve --processes 2', () => {
     expect(server.endedBy['engine-exited']).toBe(1);
   });
 
+  it('answers that the bundled pipelines are read-only, even for the default, which is in use', async () => {
+    const bundled = await startCli(['--processes', '2'], { bundled: true });
+    try {
+      for (const name of ['default', 'podcast']) {
+        const del = await fetch(`${bundled.url}/pipelines/${name}`, { method: 'DELETE' });
+        expect(del.status).toBe(409);
+        expect(((await del.json()) as { code: string }).code).toBe('EARSHOT_PIPELINES_READ_ONLY');
+      }
+    } finally {
+      await bundled.stop();
+      await bundled.cleanup();
+    }
+  });
+
   it('still answers /stats/:peer for a peer that ended on an engine restarted since (a rolling restart by SIGTERM)', async () => {
     await sendAudio({ url: `${s.url}/whip/demo/bygone`, source: tone, seconds: 1 });
     const ended = await until('bygone to have ended', async () => {

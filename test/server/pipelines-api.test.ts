@@ -175,6 +175,10 @@ describe('the bundled pipelines', () => {
       // Replacing or deleting a bundled one is refused alike.
       expect((await fetch(`${bundled.url}/pipelines/podcast`, json('PUT', { ...JSON.parse(before), description: 'mine' }))).status).toBe(409);
       expect((await fetch(`${bundled.url}/pipelines/podcast`, json('DELETE'))).status).toBe(409);
+      // The default pipeline is in use as the default, but it is read-only that the client must hear: it can never be deleted.
+      const inUse = await fetch(`${bundled.url}/pipelines/default`, json('DELETE'));
+      expect(inUse.status).toBe(409);
+      expect(((await inUse.json()) as { code: string }).code).toBe('EARSHOT_PIPELINES_READ_ONLY');
       expect(await readFile(join(BUNDLED, 'podcast.json'), 'utf8')).toBe(before);
       expect(((await (await fetch(`${bundled.url}/pipelines`)).json()) as { writable: boolean }).writable).toBe(false);
       // An unknown one is not offered a PUT that would get 409.
