@@ -226,7 +226,7 @@ export const errors = {
     (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is { type, create } (or an array of them); see examples/dc-blocker-stage.js.`),
   // Worker faults end one stream (session end reason `pipeline-error`); 500 if one ever reaches an HTTP client.
   STAGE_TIMEOUT: define('EARSHOT_STAGE_TIMEOUT', 500, 'Worker stage hung',
-    (stage: string, stream: string, limitMs: number) => `${stage} of pool stream ${stream} made no progress for ${limitMs} ms (taskTimeoutMs): its worker was replaced and the stream ended; the worker's other streams went on. Make the stage return sooner, or raise taskTimeoutMs if it is legitimately slow.`,
+    (stage: string, stream: string, limitMs: number) => `${stage} of pool stream ${stream} made no progress for ${limitMs} ms (the stage timeout: --stage-timeout / stageTimeoutMs, a WorkerPool's taskTimeoutMs): its worker was replaced and the stream ended; the worker's other streams went on. Make the stage return sooner, or raise the stage timeout if it is legitimately slow.`,
     (stage, stream, limitMs) => ({ stage, stream, limitMs })),
   STAGE_CRASHED: define('EARSHOT_STAGE_CRASHED', 500, 'Worker stage crashed its worker',
     (stage: string, stream: string, crashes: number, why: string) => `${stage} of pool stream ${stream} crashed its worker ${crashes} times (last: ${why}); stream quarantined (maxStreamCrashes ${crashes}) instead of rebuilt again. Fix the stage: it must not exit the process or crash its thread.`,

@@ -98,7 +98,7 @@ describe('stage faults over WebRTC', () => {
     expect(after.status).toBe('degraded');
     expect(after.workerRestarts).toBe(1);
     expect(after.lastRestartAt).not.toBeNull();
-    expect(after.quarantined).toMatchObject([{ stage: 'hang', reason: 'timeout', message: expect.stringMatching(/made no progress for 500 ms \(taskTimeoutMs\)/) }]);
+    expect(after.quarantined).toMatchObject([{ stage: 'hang', reason: 'timeout', message: expect.stringMatching(/made no progress for 500 ms \(the stage timeout: --stage-timeout \/ stageTimeoutMs/) }]);
 
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     const value = (name: string) => Number(metrics.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);

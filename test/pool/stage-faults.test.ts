@@ -67,7 +67,7 @@ describe('a stage that hangs', () => {
     expect(hung.errors).toHaveLength(1);
     const [{ message, error }] = hung.errors;
     expect(error?.code).toBe('EARSHOT_STAGE_TIMEOUT');
-    expect(message).toMatch(/^EARSHOT_STAGE_TIMEOUT: stage "hang" \(branch 0, stage 1\) of pool stream s\d+ made no progress for 300 ms \(taskTimeoutMs\)/);
+    expect(message).toMatch(/^EARSHOT_STAGE_TIMEOUT: stage "hang" \(branch 0, stage 1\) of pool stream s\d+ made no progress for 300 ms \(the stage timeout: --stage-timeout \/ stageTimeoutMs, a WorkerPool's taskTimeoutMs\)/);
     expect(message).toContain(hung.handle.id);
 
     expectComplete(healthy.out, 60);
