@@ -63,6 +63,7 @@ import { QuietRoutesLogController } from '../server/request-logs.js';
 import { installBodyTypeCheck } from '../server/body-types.js';
 import { applyConnectionLimit } from '../server/connection-limit.js';
 import { refuseDuplicateHost } from '../server/host-header.js';
+import { readForwardedHeader } from '../server/forwarded-header.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
 import { registerRecordingRoutes, type ServeRecording } from '../server/routes/recordings.js';
 import { checkName, notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
@@ -261,6 +262,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   }) as unknown as FastifyInstance;
   applyConnectionLimit(app.server, options.maxConnections);
   refuseDuplicateHost(app);
+  if (trustProxy) readForwardedHeader(app.server);
   const log = app.log.child({ module: 'cluster' });
   // The front reads no body: each is passed on to an engine as it came, whatever its type.
   app.removeAllContentTypeParsers();

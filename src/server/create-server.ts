@@ -23,6 +23,7 @@ import { installBodyTypeCheck } from './body-types.js';
 import { installJsonBodyParser } from './json-body.js';
 import { applyConnectionLimit } from './connection-limit.js';
 import { refuseDuplicateHost } from './host-header.js';
+import { readForwardedHeader } from './forwarded-header.js';
 import { errors } from '../errors.js';
 import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
@@ -195,6 +196,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   }) as unknown as FastifyInstance;
   applyConnectionLimit(app.server, options.maxConnections);
   refuseDuplicateHost(app);
+  if (trustProxy) readForwardedHeader(app.server);
   reloadLog.log = app.log.child({ module: 'pipelines' });
   if (options.watchPipelines !== false) pipelines.watch();
   const core = new EarshotCore({

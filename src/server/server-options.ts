@@ -77,8 +77,8 @@ export interface CreateServerOptions {
    */
   insecure?: boolean;
   /**
-   * The reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` to
-   * believe: IP addresses, CIDR ranges (`10.0.0.0/8`, `fd00::/8`) and the
+   * The reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` (or,
+   * in a request without one, RFC 7239 `Forwarded`) to believe: IP addresses, CIDR ranges (`10.0.0.0/8`, `fd00::/8`) and the
    * names `loopback`, `linklocal`, `uniquelocal`, as a list or one string
    * separated by commas (`'127.0.0.1,10.0.0.0/8'`). A request from a listed
    * address is then from the client its proxy names (`req.ip`): the

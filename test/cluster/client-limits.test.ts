@@ -189,6 +189,11 @@ describe('the front of --processes 2, behind a reverse proxy it believes (--trus
       const proxiedAgain = await stream(PROXY, '198.51.100.2');
       expect(proxiedAgain.status).toBe(429);
       await proxiedAgain.whole();
+      // The same client named in RFC 7239's Forwarded (a proxy that sends only that) is the same client.
+      const standard = await openFrom(PROXY, `${front.url}/events`, { headers: { ...admin, forwarded: 'for="198.51.100.2:5000";proto=https' } });
+      opened.push(standard);
+      expect(standard.status).toBe(429);
+      await standard.whole();
       expect((await stream(PROXY, '198.51.100.3')).status).toBe(200);
       const full = await stream('127.0.0.4');
       expect(full.status).toBe(429);

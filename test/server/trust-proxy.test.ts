@@ -150,6 +150,25 @@ describe('behind a trusted proxy', () => {
     expect(await stalledDownload(PROXY, '198.51.100.20')).toBe(429);
   });
 
+  it("reads RFC 7239's Forwarded when the proxy sends it instead of X-Forwarded-For, by the same rule", async () => {
+    const forwarded = async (from: string, value: string, extra: Record<string, string> = {}) => {
+      const res = await openFrom(from, `${t.url}/events`, { headers: { ...admin, forwarded: value, ...extra } });
+      held.push(res);
+      return res.status;
+    };
+    expect(await forwarded(PROXY, 'for=198.51.100.71;proto=https;by=127.0.0.5')).toBe(200);
+    expect(await forwarded(PROXY, 'for="198.51.100.71:50000"')).toBe(429); // the same client, its port aside
+    expect(await forwarded(PROXY, 'for="[2001:db8:7:1::1]:4711"')).toBe(200);
+    expect(await forwarded(PROXY, 'For="[2001:db8:7:1::2]"')).toBe(429); // the same /64
+    // What a client wrote before the proxy's element is not believed.
+    expect(await forwarded(PROXY, 'for=198.51.100.72, for=198.51.100.73')).toBe(200);
+    expect(await forwarded(PROXY, 'for=198.51.100.99, for=198.51.100.73')).toBe(429);
+    // Not from the proxy: ignored, as X-Forwarded-For is: 127.0.0.6 holds its one stream already (the test before).
+    expect(await forwarded(DIRECT, 'for=198.51.100.74')).toBe(429);
+    // Both headers: X-Forwarded-For is the one read.
+    expect(await forwarded(PROXY, 'for=198.51.100.76', forwardedFor('198.51.100.73'))).toBe(429);
+  });
+
   it('logs each request with the client the proxy names', async () => {
     const res = await fetchFrom(PROXY, `${t.url}/stats`, { headers: { ...admin, ...forwardedFor('192.0.2.44') } });
     expect(res.status).toBe(200);
@@ -158,5 +177,13 @@ describe('behind a trusted proxy', () => {
       .map((l) => JSON.parse(l) as { msg?: string; req?: { url?: string; remoteAddress?: string } })
       .filter((l) => l.msg === 'incoming request' && l.req?.url === '/stats');
     expect(incoming.map((l) => l.req?.remoteAddress)).toEqual(['192.0.2.44']);
+    // And as RFC 7239 spells it.
+    const standard = await fetchFrom(PROXY, `${t.url}/stats?via=forwarded`, { headers: { ...admin, forwarded: 'for="[2001:db8::45]:443";proto=https' } });
+    expect(standard.status).toBe(200);
+    await standard.arrayBuffer();
+    const logged = lines
+      .map((l) => JSON.parse(l) as { msg?: string; req?: { url?: string; remoteAddress?: string } })
+      .filter((l) => l.msg === 'incoming request' && l.req?.url === '/stats?via=forwarded');
+    expect(logged.map((l) => l.req?.remoteAddress)).toEqual(['2001:db8::45']);
   });
 });
