@@ -11,6 +11,12 @@
  *   the ingest chose not to conceal): the gap becomes silence;
  * - a lost packet (`payload === null`) becomes Opus packet-loss concealment for
  *   exactly its duration, and so does a packet libopus rejects as corrupt.
+ *   libopus is asked to conceal one frame of the last packet's length at a
+ *   time (a packet of its TOC byte alone, RFC 6716 §3.2.1: a frame of length
+ *   zero), not the 120 ms an empty packet makes it conceal: those 120 ms
+ *   advance the decoder's state six frames for a 20 ms loss, so the frames
+ *   after it came out 2–6 dB too quiet and a second loss in a row was a
+ *   dropout (−74 dB) where concealment fades.
  *
  * So the output duration always equals the media duration, which is what lets a
  * recording's length match the call's length under loss.
@@ -31,8 +37,14 @@ const MAX_SILENCE_CHUNK = 48000;
 /** Frame length assumed for a lost or corrupt packet of unknown length before anything was decoded (20 ms). */
 const DEFAULT_FRAME_SAMPLES = 960;
 
-/** An empty packet asks libopus for concealment; one shared instance, so PLC allocates nothing. */
-const PLC_PACKET = new Uint8Array(0);
+/**
+ * TOC of a mono 20 ms CELT fullband packet (config 31, code 0): what a loss
+ * before any packet was decoded is concealed as (libopus then gives silence).
+ */
+const DEFAULT_TOC = 0xf8;
+
+/** The TOC byte with code 0 (one frame), config and stereo flag kept: a packet of it alone is one lost frame. */
+const TOC_ONE_FRAME = 0xfc;
 
 export class OpusStreamDecoder {
   /** Live counters (the same object for the decoder's life; copy it to snapshot). */
@@ -43,6 +55,8 @@ export class OpusStreamDecoder {
   readonly #timeline: MediaTimeline;
   /** Length of the last decoded packet: the best guess for a lost or corrupt one of unknown length. */
   #frameSamples = DEFAULT_FRAME_SAMPLES;
+  /** A packet of the last decoded packet's TOC alone, code 0: libopus conceals one frame of its length for it. */
+  readonly #plcPacket = Uint8Array.of(DEFAULT_TOC);
   #closed = false;
 
   /** @param channels channels to decode to (1 or 2); libopus downmixes or upmixes the coded stream. */
@@ -92,6 +106,7 @@ export class OpusStreamDecoder {
       return this.#conceal(f, out);
     }
     this.counters.decoded++;
+    this.#plcPacket[0] = payload[0] & TOC_ONE_FRAME;
     // A packet with no audio (0 samples, e.g. an empty DTX keep-alive) advances nothing;
     // the next input's position fills the time it stood for with silence.
     if (samples === 0) return 0;
@@ -101,22 +116,31 @@ export class OpusStreamDecoder {
   }
 
   /**
-   * Opus PLC for the input's duration (or the last frame's length if unknown).
-   * libopus conceals a fixed stretch (60–120 ms) per call; only the samples the
-   * input stands for are kept, and anything beyond what PLC made is silence.
+   * Opus PLC for the input's duration (or the last frame's length if
+   * unknown), one frame of the last packet's length per libopus call, so the
+   * decoder's state advances by what was lost and no more. A last call that
+   * makes more than is left keeps what is needed (a loss shorter than a
+   * frame). Concealment stops at 120 ms, the longest Opus packet (by then it
+   * has faded out), and if libopus makes nothing: the rest is silence.
    */
   #conceal(f: EncodedFrame, out: DecodedChunk[]): number {
     const want = f.samples > 0 && Number.isFinite(f.samples) ? Math.floor(f.samples) : this.#frameSamples;
-    let made = 0;
-    try {
-      made = this.#decoder.decode(PLC_PACKET, this.#scratch);
-    } catch (e) {
-      // libopus does not reject PLC today; if a build ever does, fall back to silence rather than fail the stream.
-      if (!(e instanceof OpusPacketError)) throw e;
-    }
     this.counters.concealed++;
-    const kept = Math.min(made, want);
-    if (kept > 0) out.push({ position: f.position, data: this.#scratch.slice(0, kept * this.channels), arrival: f.arrival });
+    const concealed = Math.min(want, OPUS_MAX_FRAME_SAMPLES);
+    let kept = 0;
+    while (kept < concealed) {
+      let made = 0;
+      try {
+        made = this.#decoder.decode(this.#plcPacket, this.#scratch);
+      } catch (e) {
+        // libopus does not reject PLC today; if a build ever does, fall back to silence rather than fail the stream.
+        if (!(e instanceof OpusPacketError)) throw e;
+      }
+      if (made <= 0) break;
+      const take = Math.min(made, concealed - kept);
+      out.push({ position: f.position + kept, data: this.#scratch.slice(0, take * this.channels), arrival: f.arrival });
+      kept += take;
+    }
     if (want > kept) this.#timeline.silence(f.position + kept, want - kept, f.arrival, out);
     return want;
   }

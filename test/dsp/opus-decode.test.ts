@@ -56,8 +56,27 @@ describe('OpusStreamDecoder', () => {
     expect(rmsDb(pcm.subarray(10 * 960, 11 * 960))).toBeGreaterThan(rmsDb(tone.subarray(0, 960)) - 10);
   });
 
+  it('conceals a burst of lost packets as a fade, not a dropout, one frame of concealment per lost frame', async () => {
+    // Speech (concealment of a steady tone is easy): three packets lost in a row while someone talks.
+    const speech = (await readFixture('speech-48k.wav')).channels[0];
+    const frames = encodeOpusFrames(speech, 1, 32000);
+    const level = (pcm: Float32Array, frame: number) => rmsDb(pcm.subarray(frame * 960, (frame + 1) * 960));
+    // A frame where the talker is loud, so that a fade has room to show.
+    const reference = decodeAll(frames).pcm;
+    let at = 50;
+    while (level(reference, at - 1) < -30) at++;
+    const { pcm, chunks, counters } = decodeAll(frames.slice(0, at + 8).map((f, i) => (i >= at && i < at + 3 ? { ...f, payload: null } : f)));
+    expect(pcm.length).toBe((at + 8) * 960);
+    expectContiguous(chunks);
+    expect(counters).toMatchObject({ concealed: 3, silenceSamples: 0 });
+    // Each concealed frame stays within 15 dB of the last one received: concealment of 120 ms per
+    // lost packet had run the decoder ahead, and the second and third lost frames read −74 and −81 dB.
+    const before = level(pcm, at - 1);
+    for (let k = 0; k < 3; k++) expect(level(pcm, at + k)).toBeGreaterThan(before - 15);
+  });
+
   it('pads a loss longer than one concealment with silence so the duration still matches', () => {
-    // One lost input standing for 200 ms: more than libopus conceals in one call (≤ 120 ms).
+    // One lost input standing for 200 ms: more than the longest Opus packet (120 ms), which is as far as concealment goes.
     const lost: EncodedFrame = { position: 5 * 960, payload: null, samples: 9600, arrival: 0 };
     const after = toneFrames.slice(15, 20);
     const { pcm, counters, next } = decodeAll([...toneFrames.slice(0, 5), lost, ...after]);
