@@ -272,7 +272,11 @@ export function bandEdgeSections(low: number, high: number, sampleRate: number):
 }
 
 
-/** Below this a state value is flushed to 0: decaying into subnormal doubles makes every operation ~100× slower on x86. */
+/**
+ * Below this a state value is flushed to 0: decaying into subnormal doubles makes every operation ~100× slower on x86.
+ * A state that is not a finite number (a NaN or ±Infinity sample from a custom stage) is reset to 0 too: the
+ * filter's feedback would otherwise carry it into every sample after, for the rest of the stream.
+ */
 const SUBNORMAL_GUARD = 1e-30;
 
 class BiquadStage implements ChunkStage {
@@ -304,8 +308,9 @@ class BiquadStage implements ChunkStage {
         s2 = b2 * x - a2 * y;
         data[i] = y;
       }
-      state[2 * c] = Math.abs(s1) < SUBNORMAL_GUARD ? 0 : s1;
-      state[2 * c + 1] = Math.abs(s2) < SUBNORMAL_GUARD ? 0 : s2;
+      // `>=` is false for NaN; ±Infinity fails the upper bound.
+      state[2 * c] = Math.abs(s1) >= SUBNORMAL_GUARD && Math.abs(s1) < Infinity ? s1 : 0;
+      state[2 * c + 1] = Math.abs(s2) >= SUBNORMAL_GUARD && Math.abs(s2) < Infinity ? s2 : 0;
     }
     return chunk;
   }

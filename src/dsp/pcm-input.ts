@@ -92,12 +92,29 @@ export class PcmStreamInput {
       const samples = data.length / channels;
       this.#timeline.advance(f.position, samples);
       if (samples === 0) continue;
-      const chunk: PlacedChunk = { position: f.position, data: data instanceof Float32Array ? data : toFloat(data), arrival: f.arrival };
+      const chunk: PlacedChunk = { position: f.position, data: data instanceof Float32Array ? this.#finite(data) : toFloat(data), arrival: f.arrival };
       if (f.vad !== undefined) chunk.vad = f.vad;
       if (f.speech !== undefined) chunk.speech = f.speech;
       out.push(chunk);
     }
     return out;
+  }
+
+  /**
+   * `data`, or a copy with every sample that is not a finite number (NaN,
+   * ±Infinity) made 0, counted as a corrupt frame. One such sample would
+   * otherwise poison a stage's state for the rest of the stream: a filter's
+   * feedback, RNNoise's recurrent state; every frame after it came out as
+   * zeros. The producer's array is never changed.
+   */
+  #finite(data: Float32Array): Float32Array {
+    let i = 0;
+    while (i < data.length && Number.isFinite(data[i])) i++;
+    if (i === data.length) return data;
+    const copy = data.slice();
+    for (; i < copy.length; i++) if (!Number.isFinite(copy[i])) copy[i] = 0;
+    this.counters.corrupt++;
+    return copy;
   }
 }
 

@@ -81,14 +81,15 @@ export interface AudioFrame {
  * Counters a stream's decoder keeps; forwarded to the main thread with every
  * batch. A PCM-input stream (`StreamSpec.input`) keeps the same counters:
  * `decoded` counts PCM frames accepted, `silenceSamples` is at the input rate,
- * and `concealed`/`corrupt` stay 0.
+ * `corrupt` counts frames that held samples that are not finite numbers
+ * (NaN, ±Infinity: made 0), and `concealed` stays 0.
  */
 export interface DecodeCounters {
   /** Packets decoded normally (PCM input: frames accepted). */
   decoded: number;
   /** Frames produced by Opus packet-loss concealment (lost or corrupt packets). */
   concealed: number;
-  /** Packets libopus rejected as corrupt (also counted in `concealed`). */
+  /** Packets libopus rejected as corrupt (also counted in `concealed`); PCM input: frames with non-finite samples, made 0. */
   corrupt: number;
   /** Samples (48 kHz; PCM input: at the input rate) of silence inserted for gaps with no packets (DTX, or loss beyond concealment). */
   silenceSamples: number;
