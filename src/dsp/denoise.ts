@@ -59,7 +59,7 @@
 import { RNNOISE_FRAME_SAMPLES, RNNOISE_SAMPLE_RATE, RnnoiseState } from '../../wasm/rnnoise.js';
 import { Type } from '@sinclair/typebox';
 import { createStageOf, defineStageType, derivedFormat, type StageInputProblem } from './stage-type.js';
-import type { ChunkStage, PcmChunk, StageSpec } from './types.js';
+import type { ChunkStage, PcmChunk, StageOutput, StageSpec } from './types.js';
 import type { AudioFormat } from '../media/frames.js';
 
 /** Options of the `denoise` stage. RNNoise itself has no strength setting; `mix` is the way to soften it. */
@@ -248,6 +248,24 @@ class DenoiseStage implements ChunkStage {
     chunk.data = out;
     chunk.vad = vad;
     chunk.speech = vad >= this.#vadThreshold;
+    return chunk;
+  }
+
+  /**
+   * At the end of the stream, the input left over that did not fill an
+   * RNNoise frame (its length is not a multiple of 480 samples: PCM input
+   * of other frame sizes, 2.5 ms Opus packets): zero-padded to a frame,
+   * denoised, and cut back to its own length, so the branch outputs as many
+   * samples as came in and a recording lasts as long as the media.
+   */
+  flush(): StageOutput {
+    const length = this.#pendingLength;
+    if (length === 0) return null;
+    const block = new Float32Array(this.#block);
+    block.set(this.#pending.subarray(0, length));
+    this.#pendingLength = 0;
+    const chunk = this.process({ data: block });
+    if (chunk) chunk.data = chunk.data.subarray(0, length);
     return chunk;
   }
 

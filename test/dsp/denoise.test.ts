@@ -104,6 +104,24 @@ describe('denoise stage', () => {
     for (const v of odd.vads) expect(v).toBeGreaterThanOrEqual(0);
   });
 
+  it('gives out, at the end of the stream, the input that did not fill an RNNoise frame: as many samples out as in', async () => {
+    const noisy = (await readFixture('speech-noisy-48k.wav')).channels[0].subarray(0, 51712); // 101 frames of 512
+    for (const [channels, frameSamples] of [[1, 512], [1, 120], [2, 700]] as const) {
+      const sp = new StreamProcessor({ input: { sampleRate: 48000, channels }, branches: [{ stages: [{ type: 'denoise' }] }] });
+      const signal = channels === 1 ? noisy : interleave([noisy, noisy]);
+      const step = frameSamples * channels;
+      const frames = [];
+      for (let i = 0, k = 0; i < signal.length; i += step, k++) frames.push({ position: k * frameSamples, data: signal.slice(i, i + step), arrival: 0 });
+      const out = [...sp.processPcm(frames)[0], ...sp.drain()[0]];
+      const total = out.reduce((n, f) => n + f.data.length, 0);
+      expect(total, `${channels} ch, ${frameSamples}-sample frames`).toBe(signal.length);
+      // Contiguous in media time up to the last input sample.
+      const last = out.at(-1)!;
+      expect(last.position + last.data.length / channels).toBe(signal.length / channels);
+      sp.close();
+    }
+  });
+
   it('denoises each stereo channel with its own state', async () => {
     const noisy = (await readFixture('speech-noisy-48k.wav')).channels[0].subarray(0, 48000 * 2);
     const pink = (await readFixture('noise-pink-48k.wav')).channels[0].subarray(0, 48000 * 2);
