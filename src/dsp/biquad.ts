@@ -65,7 +65,7 @@ export const BandpassStageSchema = Type.Object(
   {
     type: Type.Literal('bandpass', {
       description:
-        'Band-pass filter. Either "frequency" (and optionally "q"): one RBJ-cookbook biquad, 0 dB at the centre, 6 dB/octave skirts; or "lowFrequency" and "highFrequency": a Butterworth high-pass at the low edge then a Butterworth low-pass at the high edge, flat between, −3 dB at each edge, 12 dB/octave skirts. Not both forms.',
+        'Band-pass filter. Either "frequency" (and optionally "q"): one RBJ-cookbook biquad, 0 dB at the centre, 6 dB/octave skirts; or "lowFrequency" and "highFrequency": a Butterworth high-pass at the low edge then a Butterworth low-pass at the high edge, 12 dB/octave skirts, flat between (within 0.5 dB) and −3 dB at each edge when the edges are two octaves or more apart; closer edges overlap and cost level: an octave apart, −1.9 dB at the centre and −3.3 dB at the edges; 1000–1200 Hz, −4.6 and −4.7 dB (for a narrow band, use "frequency" and "q" = centre ÷ bandwidth). Not both forms.',
     }),
     frequency: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: frequencyDescription('Centre frequency (0 dB there); with optional "q"') })),
     q: Type.Optional(
@@ -76,7 +76,7 @@ export const BandpassStageSchema = Type.Object(
         description: 'Centre frequency ÷ bandwidth between the −3 dB points, 0.1–20. Default 0.7071. Only with "frequency".',
       }),
     ),
-    lowFrequency: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Lower −3 dB edge in Hz (Butterworth high-pass there); with "highFrequency".' })),
+    lowFrequency: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Lower edge in Hz (Butterworth high-pass there); with "highFrequency". Each edge is at −3 dB and the band flat between (within 0.5 dB) when the edges are two octaves or more apart; closer ones cost level (an octave apart: −1.9 dB at the centre, −3.3 dB at the edges). For a narrow band use "frequency" and "q".' })),
     highFrequency: Type.Optional(
       Type.Number({ exclusiveMinimum: 0, description: 'Upper −3 dB edge in Hz, above "lowFrequency" and below half the stage input sample rate; with "lowFrequency".' }),
     ),
@@ -125,11 +125,13 @@ export interface BandpassOptions extends StageSpec {
   /** Centre frequency ÷ bandwidth between the −3 dB points, 0.1–20. Default 0.7071. Only with `frequency`. */
   q?: number;
   /**
-   * Lower −3 dB edge in Hz; with `highFrequency`. The filter is centred at
-   * f0 = √(low·high) with Q = f0 / (high − low), which puts the analog
-   * prototype's −3 dB points exactly at the two edges (the bilinear transform
-   * moves them slightly toward f0 near Nyquist). A band wider than ~3 octaves
-   * gives a very gentle single-biquad slope: prefer highpass + lowpass there.
+   * Lower edge in Hz; with `highFrequency`. The stage is a Butterworth
+   * high-pass at this edge then a Butterworth low-pass at the high one
+   * (12 dB/octave skirts): flat between (within 0.5 dB) and −3 dB at each
+   * edge when they are two octaves or more apart. Closer edges overlap and
+   * cost level: an octave apart, −1.9 dB at the centre and −3.3 dB at the
+   * edges; 1000–1200 Hz, −4.6 and −4.7 dB. For a narrow band use `frequency`
+   * and `q` (centre ÷ bandwidth) instead.
    */
   lowFrequency?: number;
   /** Upper −3 dB edge in Hz, above `lowFrequency` and below half the input sample rate; with `lowFrequency`. */

@@ -90,6 +90,18 @@ describe('biquad stages', () => {
     expect(measuredGainDb(spec, 37, 48000)).toBeLessThan(-35); // a telephone band really drops the rumble
   });
 
+  it('loses level in a band-edge bandpass whose edges are close, as its description says', () => {
+    // Measured through the stage: an octave apart, and 1000–1200 Hz.
+    const octave = { type: 'bandpass', lowFrequency: 1000, highFrequency: 2000 };
+    expect(measuredGainDb(octave, Math.sqrt(2) * 1000, 48000)).toBeCloseTo(-1.9, 0);
+    expect(measuredGainDb(octave, 1000, 48000)).toBeCloseTo(-3.3, 0);
+    const narrow = { type: 'bandpass', lowFrequency: 1000, highFrequency: 1200 };
+    expect(measuredGainDb(narrow, Math.sqrt(1000 * 1200), 48000)).toBeCloseTo(-4.6, 0);
+    expect(measuredGainDb(narrow, 1200, 48000)).toBeCloseTo(-4.7, 0);
+    // Two octaves apart: within 0.5 dB at the centre.
+    expect(Math.abs(measuredGainDb({ type: 'bandpass', lowFrequency: 1000, highFrequency: 4000 }, 2000, 48000))).toBeLessThan(0.55);
+  });
+
   it('filters each stereo channel with its own state, exactly as two mono filters would', async () => {
     const stereo = await readFixture('tone-stereo-48k.wav'); // 440 Hz left, 880 Hz right
     const spec: StageSpec = { type: 'highpass', frequency: 700, q: 1 };
