@@ -38,7 +38,7 @@ export const ResampleStageSchema = Type.Object(
         minimum: 0,
         maximum: 10,
         default: RESAMPLE_DEFAULT_QUALITY,
-        description: 'Speex quality 0 (fastest) … 10 (best). Default 6, the lowest that keeps the passband within 1 dB up to 0.9 × the new Nyquist (5 is −1.9 dB there).',
+        description: 'Speex quality 0 (fastest) … 10 (best). Default 6, the lowest that keeps the passband within 1 dB up to 0.9 × the new Nyquist (5 is −1.9 dB there). The output lags the input by the filter\'s delay, in output samples 4 at 0, 24 at 3, 48 at 6, 128 at 10 (3 ms at 16 kHz by default): frame positions count from the first output sample, so to line a resampled branch up with another, shift it by that.',
       }),
     ),
   },
@@ -54,7 +54,10 @@ export interface ResampleOptions extends StageSpec {
    * Speex quality, integer 0 (fastest) to 10 (best). Default 6: the lowest
    * quality whose passband stays within 1 dB up to 0.9 × the new Nyquist
    * (measured: q5 is −1.85 dB there, q6 −0.21 dB; test/dsp/resample-quality.test.ts),
-   * for ~3 µs more than q5 per 20 ms (`npm run bench`).
+   * for ~3 µs more than q5 per 20 ms (`npm run bench`). The output lags
+   * the input by the filter's delay, in output samples 4 at 0, 24 at 3, 48
+   * at 6, 128 at 10 (3 ms at 16 kHz by default); positions count from the
+   * first output sample, so shift by it to line branches of two rates up.
    */
   quality?: number;
 }

@@ -88,6 +88,21 @@ describe('resample stage', () => {
     expect(Math.abs(rmsDb(out) - rmsDb(speech16k))).toBeLessThan(1);
   });
 
+  it('delays its output by the filter delay its quality description gives, in output samples', () => {
+    for (const [quality, delay] of [[0, 4], [3, 24], [6, 48], [10, 128]] as const) {
+      for (const rate of [8000, 16000, 24000]) {
+        const sp = new StreamProcessor({ input: { sampleRate: 48000, channels: 1 }, branches: [{ stages: [{ type: 'resample', sampleRate: rate, quality }] }] });
+        // An impulse at input sample 4800 (frame 5).
+        const frames = Array.from({ length: 10 }, (_, k) => ({ position: k * 960, data: Float32Array.from({ length: 960 }, (_, i) => (k === 5 && i === 0 ? 1 : 0)), arrival: 0 }));
+        const out = concat(sp.processPcm(frames)[0].map((f) => f.data as Float32Array));
+        let peak = 0;
+        for (let i = 0; i < out.length; i++) if (Math.abs(out[i]) > Math.abs(out[peak])) peak = i;
+        expect(peak - (4800 * rate) / 48000, `quality ${quality}, ${rate} Hz`).toBe(delay);
+        sp.close();
+      }
+    }
+  });
+
   it('keeps stereo channels interleaved and carries vad through', () => {
     const stage = createResampleStage({ type: 'resample', sampleRate: 16000 }, { sampleRate: 48000, channels: 2 });
     expect(stage.output).toEqual({ sampleRate: 16000, channels: 2 });
