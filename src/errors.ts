@@ -209,6 +209,9 @@ export const errors = {
   TOO_MANY_PENDING: define('EARSHOT_TOO_MANY_PENDING', 503, 'Too many pending sessions from this client',
     (limit: number) => `This client address already has its maximum of ${limit} pending sessions (answered, not yet connected: each holds server sockets until it connects or the connect timeout passes); let them connect or end them (DELETE) and retry, or raise --max-pending-sessions-per-client (a gateway publishing many peers from one address needs more).`,
     (limit) => ({ limit })),
+  // werift gathered no candidate: every port of the media port range holds a session or listener (or no address could be bound).
+  NO_MEDIA_PORT: define('EARSHOT_NO_MEDIA_PORT', 503, 'No media port free',
+    () => 'The server could not open a UDP socket for this session\'s media: every port of its media port range (--ice-ports, icePortRange) is held by a session or a listener, one each. Retry later; or widen the range, which should hold at least --max-sessions plus --max-listeners ports.'),
   SHUTTING_DOWN: define('EARSHOT_SHUTTING_DOWN', 503, 'Server shutting down',
     () => 'The server is shutting down and accepts no new sessions.'),
   // `earshot serve --processes N` (src/cluster/): the front found no engine process to take the request.

@@ -18,6 +18,7 @@
 import { networkInterfaces } from 'node:os';
 import { isIP, isIPv4 } from 'node:net';
 import type { RTCPeerConnection, RTCIceServer } from 'werift';
+import { errors } from '../errors.js';
 
 export interface IceOptions {
   /**
@@ -88,6 +89,15 @@ function localAddresses(): Set<string> {
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
   return h === 'localhost' || h === '::1' || (isIPv4(h) && h.startsWith('127.'));
+}
+
+/**
+ * Throws `EARSHOT_NO_MEDIA_PORT` (503) for a local description without a
+ * candidate: werift answers so when no UDP socket could be opened (every
+ * port of the range is held), and a client could never connect with it.
+ */
+export function requireCandidates(localSdp: string): void {
+  if (!/^a=candidate:/m.test(localSdp)) throw errors.NO_MEDIA_PORT();
 }
 
 /** Resolves when the peer has gathered all its candidates (non-trickle offer/answer). */

@@ -16,7 +16,7 @@ import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, type RTCRtp
 import { errors, isEarshotError } from '../errors.js';
 import type { EncodedFrame } from '../media/frames.js';
 import { clip } from './bounded-text.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates, type IceOptions } from './ice-config.js';
 import { completeAnswer, reducedOffer, requireTransport, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
@@ -96,6 +96,7 @@ export class ListenerSession {
       await iceGatheringComplete(pc);
       const local = pc.localDescription?.sdp;
       if (!local || !/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
+      requireCandidates(local);
       session.answer = withoutTrickle(completeAnswer(parsed, [summary.audioIndex], local));
     } catch (e) {
       await session.#pc.close().catch(() => {});

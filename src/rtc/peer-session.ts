@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { RTCPeerConnection, RTCRtpCodecParameters, type MediaStreamTrack, type RtpPacket } from 'werift';
 import { errors, isEarshotError } from '../errors.js';
 import { clip } from './bounded-text.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete, type IceOptions } from './ice-config.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates, type IceOptions } from './ice-config.js';
 import { completeAnswer, planNegotiation, withoutTrickle, type NegotiationPlan } from './offer-reduction.js';
 import { withOpusPreferences } from './opus-answer.js';
 import type { EncodedFrame } from '../media/frames.js';
@@ -244,6 +244,7 @@ export class PeerSession {
     const local = pc.localDescription?.sdp;
     if (!local) throw new Error('werift produced no local description');
     if (!/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
+    requireCandidates(local);
     const opus = /^a=rtpmap:(\d+) opus\/48000/im.exec(local);
     const completed = withoutTrickle(completeAnswer(offer, plan.sections, local));
     this.answer = opus ? withOpusPreferences(completed, Number(opus[1]), { stereo: this.#stereo, dtx: this.#dtx }) : completed;
