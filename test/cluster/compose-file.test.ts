@@ -62,6 +62,8 @@ describe('docker/compose.yaml', () => {
       expect(env.EARSHOT_PUBLIC_URL).toBe(`http://${s.hostname}:8080`);
       expect(s.hostname).toBe(name);
       for (const token of ['EARSHOT_TOKEN', 'EARSHOT_ADMIN_TOKEN']) expect(env[token]).toMatch(new RegExp(`^\\$\\{${token}:\\?`));
+      // The address announced for media has no default: 127.0.0.1 would bind the media socket to the container's own loopback.
+      expect(env.EARSHOT_ICE_HOSTS).toMatch(/^\$\{EARSHOT_PUBLIC_IP:\?/);
       // Draining needs longer than Docker's default 10 s before SIGKILL.
       expect(parseInt(s.stop_grace_period ?? '10s', 10)).toBeGreaterThan(30);
     }
