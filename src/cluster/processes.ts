@@ -2,7 +2,7 @@
  * How many engine processes a machine runs, and how the per-machine settings
  * (DSP threads, session limits, the UDP media port range) are divided among them.
  */
-import { availableParallelism } from 'node:os';
+import { usableCpus } from '../pool/cpu-quota.js';
 import { errors } from '../errors.js';
 
 /**
@@ -25,12 +25,12 @@ export const CORES_PER_ENGINE = 3;
  * no extra hop. Larger machines were not available to measure; the rule follows from
  * the per-stream split above.
  */
-export function defaultProcesses(cores: number = availableParallelism()): number {
+export function defaultProcesses(cores: number = usableCpus()): number {
   return cores <= CORES_PER_ENGINE ? 1 : Math.ceil(cores / CORES_PER_ENGINE);
 }
 
 /** DSP threads per engine when `threads` is not given: the machine's cores shared out, at least one each. */
-export function defaultThreadsPerEngine(processes: number, cores: number = availableParallelism()): number {
+export function defaultThreadsPerEngine(processes: number, cores: number = usableCpus()): number {
   return Math.max(1, Math.floor(cores / processes));
 }
 

@@ -16,7 +16,8 @@
  * measured cost of an average stream. With no stream running, every new
  * session is admitted: there is nothing to protect yet.
  */
-import { availableParallelism, cpus } from 'node:os';
+import { cpus } from 'node:os';
+import { cpuBudget } from '../pool/cpu-quota.js';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { quantileOf, type LatencyHistogram } from '../media/latency-histogram.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
@@ -32,8 +33,8 @@ export interface AdmissionOptions {
    * Refuse while this process's CPU time, all its threads together (the main
    * thread, the DSP workers, GC and file I/O threads), exceeds this share of
    * the CPUs it may run on (`availableParallelism()`: the machine's, or the
-   * ones its CPU affinity allows). The workers' limit judges each DSP thread
-   * alone, but they share the cores with the main thread: with one DSP thread
+   * ones its CPU affinity allows; a container's CPU limit where that is
+   * lower). The workers' limit judges each DSP thread alone, but they share the cores with the main thread: with one DSP thread
    * per core, workers 85 % busy and a main thread 20 % busy are more than the
    * cores have, and a DSP thread then waits for a core in the middle of its
    * batch. Default 0.75: on a core of its own, twice the sustainable load
@@ -329,10 +330,11 @@ export class AdmissionControl {
   }
 }
 
-const CORES = Math.max(1, availableParallelism());
+/** The CPUs this process may use: its affinity's, or a container's CPU limit where lower (cpu-quota.ts; 1.5 for `--cpus=1.5`). */
+const CORES = cpuBudget();
 
-/** "1 CPU", "2 CPUs": what the process's share is of, in its refusal reason. */
-const CPU_COUNT = CORES === 1 ? '1 CPU' : `${CORES} CPUs`;
+/** "1 CPU", "2 CPUs", "1.5 CPUs": what the process's share is of, in its refusal reason. */
+const CPU_COUNT = CORES === 1 ? '1 CPU' : `${Number(CORES.toFixed(2))} CPUs`;
 
 /** Busy and total CPU time of the machine, all cores, ms. Niced time counts as idle: it yields to earshot. */
 interface MachineTimes {

@@ -35,7 +35,7 @@ export interface WebRTCHandlerOptions {
   pipeline?: string | Pipeline | object;
   /** Directory for recordings started without an absolute path. Default `recordings`. */
   recordingsDir?: string;
-  /** DSP worker threads, 1 to 4 × the cores. Default: one per core (`availableParallelism()`). */
+  /** DSP worker threads, 1 to 4 × the cores. Default: one per CPU the process may use (its affinity, or a container's CPU limit where lower). */
   threads?: number;
   /** ICE host candidates to announce (e.g. `['127.0.0.1']` for loopback). Default: every non-loopback interface. */
   iceHostAddresses?: string[];

@@ -10,7 +10,9 @@ import type { StreamInput } from './protocol.js';
 
 export interface WorkerPoolOptions {
   /**
-   * Worker threads. Default: one per core (`availableParallelism()`). The DSP
+   * Worker threads. Default: one per CPU the process may use (its affinity,
+   * `availableParallelism()`, or a container's CPU limit where lower,
+   * rounded up: cpu-quota.ts). The DSP
    * (RNNoise above all) is where the CPU goes — the main thread took 24–36 % of
    * one core at 30–40 denoised streams — so the workers should be able to use
    * every core, and they share the main thread's: on the 2-core reference

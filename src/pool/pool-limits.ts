@@ -4,7 +4,7 @@
  * `EARSHOT_OPTION_INVALID`, src/core/option-checks.ts) and `earshot serve
  * --threads` all check against these, so a value one accepts the others do too.
  */
-import { availableParallelism } from 'node:os';
+import { usableCpus } from './cpu-quota.js';
 
 export interface OptionRange {
   readonly min: number;
@@ -15,9 +15,9 @@ export interface OptionRange {
   readonly unit?: string;
 }
 
-/** Worker threads by default: one per core. */
+/** Worker threads by default: one per CPU this process may use (its affinity, or a container's CPU limit: cpu-quota.ts). */
 export function defaultThreads(): number {
-  return Math.max(1, availableParallelism());
+  return usableCpus();
 }
 
 export const POOL_OPTION_RANGES = {

@@ -158,7 +158,7 @@ export interface CreateServerOptions {
   pipeline?: string | Pipeline | object;
   /** Directory for recordings (created if missing). Default `recordings`. */
   recordingsDir?: string;
-  /** DSP worker threads, 1 to 4 × the cores. Default: one per core (`availableParallelism()`; see docs/performance.md). */
+  /** DSP worker threads, 1 to 4 × the cores. Default: one per CPU the process may use (its affinity, or a container's CPU limit where lower; see docs/performance.md). */
   threads?: number;
   /** Milliseconds between batches sent to the workers. Default 5. */
   batchIntervalMs?: number;

@@ -140,6 +140,25 @@ describe.skipIf(!dockerReady)('docker/Dockerfile', () => {
     expect(health).toMatchObject({ status: 'ok', processes: 2, access: { publish: 'token', admin: 'token' } });
   });
 
+  it('sizes itself by a CPU limit (docker run --cpus): one process, one DSP thread for --cpus 1', async () => {
+    const port = await freePort();
+    const limited = `${container}-cpus`;
+    await docker(['run', '-d', '--name', limited, '--network', 'host', '--cpus', '1', '-e', `PORT=${port}`, '-e', `EARSHOT_ADMIN_TOKEN=${ADMIN}`, '-e', `EARSHOT_TOKEN=${PUBLISH}`, '-e', 'EARSHOT_ICE_HOSTS=127.0.0.1', image]);
+    try {
+      let health: { processes?: number; engines?: unknown; poolThreads?: number } | undefined;
+      for (const deadline = Date.now() + 60_000; !health && Date.now() < deadline; ) {
+        health = await fetch(`http://127.0.0.1:${port}/health`).then((r) => (r.ok ? (r.json() as Promise<typeof health>) : undefined), () => undefined);
+        if (!health) await new Promise((r) => setTimeout(r, 300));
+      }
+      // Without the limit this machine's cores would set the thread count (a 2-core CI machine: 2).
+      expect(health?.poolThreads).toBe(1);
+      // One process: no engines (--processes defaults to one up to 3 CPUs).
+      expect(health?.engines).toBeUndefined();
+    } finally {
+      await docker(['rm', '-f', limited]).catch(() => undefined);
+    }
+  });
+
   it('records WHIP publishers onto the volume: right duration and tone, files owned by the image user', async () => {
     const results = await timed('publish', () => sendMany(2, { url: `${url}/whip/docker/peer`, source: tone, seconds: 2, token: PUBLISH }));
     expect(results.filter((r) => 'error' in r)).toEqual([]);
