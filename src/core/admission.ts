@@ -34,8 +34,8 @@ export interface AdmissionOptions {
    * thread, the DSP workers, GC and file I/O threads), exceeds this share of
    * the CPUs it may run on (`availableParallelism()`: the machine's, or the
    * ones its CPU affinity allows; a container's CPU limit where that is
-   * lower). The workers' limit judges each DSP thread alone, but they share the cores with the main thread: with one DSP thread
-   * per core, workers 85 % busy and a main thread 20 % busy are more than the
+   * lower). The workers' limit judges each DSP thread alone, but they share
+   * the cores with the main thread: with one DSP thread per core, workers 85 % busy and a main thread 20 % busy are more than the
    * cores have, and a DSP thread then waits for a core in the middle of its
    * batch. Default 0.75: on a core of its own, twice the sustainable load
    * offered, it kept every admitted stream's p99 under 20 ms where 0.85 let it

@@ -3,8 +3,9 @@
  * the CPUs its affinity allows (`taskset`, `docker run --cpuset-cpus`), not a
  * CPU limit: a container started with `--cpus=2`, or a Kubernetes pod with a
  * CPU limit of 2, on a 64-core host reads 64. Sized by that, earshot started
- * 22 engine processes and 64 DSP threads that the kernel then throttled to
- * two CPUs' worth of time, and admission judged its CPU against 64.
+ * 22 engine processes of two DSP threads each, which the kernel then
+ * throttled to two CPUs' worth of time, and admission judged its CPU
+ * against 64.
  *
  * A limit is the cgroup's CFS quota over its period: cgroup v2's `cpu.max`
  * (`200000 100000`: two CPUs; `max 100000`: none), cgroup v1's
