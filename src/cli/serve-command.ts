@@ -16,6 +16,7 @@ import { POOL_OPTION_RANGES, describeRange, inRange, type OptionRange } from '..
 import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc.js';
 import { trustedProxies } from '../server/trust-proxy.js';
 import { LOG_LEVELS, type LogLevel } from '../core/option-checks.js';
+import { insideContainer } from './container.js';
 
 /** Decimal digits only: `Number()` would read "" as 0 (an empty `PORT=` would listen on a random port) and "0x1f" as hex. */
 function integer(name: string, min: number, max: number) {
@@ -272,6 +273,12 @@ export function registerServeCommand(program: Command): void {
         if (!opts.tlsCert && !isLoopbackHost(opts.host)) {
           // RFC 9725 §6: WHIP outside development is HTTPS (bearer tokens and SDP travel in the clear otherwise).
           server.app.log.warn({ url }, 'serving plain HTTP on a non-loopback address: give --tls-cert and --tls-key, or put a TLS-terminating reverse proxy in front (then ignore this)');
+        }
+        if (!opts.iceHost?.length && !isLoopbackHost(opts.host) && insideContainer()) {
+          server.app.log.warn(
+            { url },
+            "running in a container without --ice-host (EARSHOT_ICE_HOSTS): the media candidates carry the container's own addresses, which clients outside its network cannot reach (they get 201 and never connect); set it to the address clients reach the host on, unless the container uses the host's network",
+          );
         }
         const details = 'core' in server
           ? { pipeline: server.pipeline.name, pipelines: server.core.pipelines.names(), threads: server.core.pool.threads, recordings: server.core.store.dir }

@@ -140,10 +140,11 @@ describe.skipIf(!dockerReady)('docker/Dockerfile', () => {
     expect(health).toMatchObject({ status: 'ok', processes: 2, access: { publish: 'token', admin: 'token' } });
   });
 
-  it('sizes itself by a CPU limit (docker run --cpus): one process, one DSP thread for --cpus 1', async () => {
+  it('sizes itself by a CPU limit (docker run --cpus): one process, one DSP thread for --cpus 1; warns without EARSHOT_ICE_HOSTS', async () => {
     const port = await freePort();
     const limited = `${container}-cpus`;
-    await docker(['run', '-d', '--name', limited, '--network', 'host', '--cpus', '1', '-e', `PORT=${port}`, '-e', `EARSHOT_ADMIN_TOKEN=${ADMIN}`, '-e', `EARSHOT_TOKEN=${PUBLISH}`, '-e', 'EARSHOT_ICE_HOSTS=127.0.0.1', image]);
+    // No EARSHOT_ICE_HOSTS: the server must warn that its candidates carry the container's own addresses.
+    await docker(['run', '-d', '--name', limited, '--network', 'host', '--cpus', '1', '-e', `PORT=${port}`, '-e', `EARSHOT_ADMIN_TOKEN=${ADMIN}`, '-e', `EARSHOT_TOKEN=${PUBLISH}`, image]);
     try {
       let health: { processes?: number; engines?: unknown; poolThreads?: number } | undefined;
       for (const deadline = Date.now() + 60_000; !health && Date.now() < deadline; ) {
@@ -154,6 +155,7 @@ describe.skipIf(!dockerReady)('docker/Dockerfile', () => {
       expect(health?.poolThreads).toBe(1);
       // One process: no engines (--processes defaults to one up to 3 CPUs).
       expect(health?.engines).toBeUndefined();
+      expect(await docker(['logs', limited])).toMatch(/running in a container without --ice-host \(EARSHOT_ICE_HOSTS\)/);
     } finally {
       await docker(['rm', '-f', limited]).catch(() => undefined);
     }
