@@ -121,10 +121,11 @@ const ZERO_TOTALS: PeerTotals = {
   websocketReconnects: 0,
 };
 
-function addTotals(into: PeerTotals, s: PeerStatsSnapshot): void {
+/** `lost`: the session's packets lost as the total counts them (`PeerRegistry.#lostSoFar`). */
+function addTotals(into: PeerTotals, s: PeerStatsSnapshot, lost: number): void {
   into.packetsReceived += s.rtp.packetsReceived;
   into.packetsExpected += s.rtp.packetsExpected;
-  into.packetsLost += Math.max(0, s.rtp.packetsLost);
+  into.packetsLost += lost;
   into.packetsDuplicated += s.rtp.packetsDuplicated;
   into.packetsReordered += s.rtp.packetsReordered;
   into.packetsLate += s.rtp.packetsLate;
@@ -164,6 +165,13 @@ export class PeerRegistry {
   /** Sessions that ended, by reason. */
   readonly endedBy = new Map<SessionEndReason, number>();
   readonly #retiredTotals: PeerTotals = { ...ZERO_TOTALS };
+  /**
+   * Each live session's packets lost as last counted in `totals()`, by session id. RFC 3550's
+   * lost (expected − received) goes down when a late packet or a duplicate arrives, but the total
+   * is a Prometheus counter, which must never go down (a drop reads as a reset, and rate() then
+   * spikes by the whole total): a session counts the most it has shown, floored at 0.
+   */
+  readonly #lostShown = new Map<string, number>();
 
   get size(): number {
     return this.#live.size;
@@ -200,7 +208,8 @@ export class PeerRegistry {
     const reason = entry.session.endReason ?? 'closed-by-peer';
     this.endedBy.set(reason, (this.endedBy.get(reason) ?? 0) + 1);
     const final = snapshot(entry, false);
-    addTotals(this.#retiredTotals, final);
+    addTotals(this.#retiredTotals, final, this.#lostSoFar(final));
+    this.#lostShown.delete(final.session);
     if (!this.#live.has(entry.peer)) {
       this.#ended.set(entry.peer, final);
       if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
@@ -220,8 +229,15 @@ export class PeerRegistry {
   /** Counters over every session since start: the ended ones' final figures plus the live ones' current. */
   totals(live: PeerStatsSnapshot[] = this.snapshots()): PeerTotals {
     const t = { ...this.#retiredTotals };
-    for (const s of live) addTotals(t, s);
+    for (const s of live) addTotals(t, s, this.#lostSoFar(s));
     return t;
+  }
+
+  /** The session's packets lost for the totals: the most it has counted so far, so the total never goes down. */
+  #lostSoFar(s: PeerStatsSnapshot): number {
+    const lost = Math.max(0, s.rtp.packetsLost, this.#lostShown.get(s.session) ?? 0);
+    if (this.#live.get(s.peer)?.session.id === s.session) this.#lostShown.set(s.session, lost);
+    return lost;
   }
 
   snapshot(peer: string): PeerStatsSnapshot | undefined {

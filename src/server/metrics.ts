@@ -83,7 +83,7 @@ export function createMetrics(core: EarshotCore): client.Registry {
 
   counter('earshot_rtp_packets_received_total', 'RTP packets received (RFC 3550: late and duplicates included).', () => read().totals.packetsReceived);
   counter('earshot_rtp_packets_expected_total', 'RTP packets expected from sequence numbers (RFC 3550).', () => read().totals.packetsExpected);
-  counter('earshot_rtp_packets_lost_total', 'RTP packets lost (expected − received, per session, floored at 0).', () => read().totals.packetsLost);
+  counter('earshot_rtp_packets_lost_total', 'RTP packets lost (expected − received, per session, floored at 0; the most each session has shown, so the counter never goes down).', () => read().totals.packetsLost);
   counter('earshot_rtp_packets_duplicated_total', 'Duplicate RTP packets dropped.', () => read().totals.packetsDuplicated);
   counter('earshot_rtp_packets_reordered_total', 'RTP packets that arrived after a later one.', () => read().totals.packetsReordered);
   counter('earshot_rtp_packets_late_total', 'RTP packets that arrived after their slot was concealed or played.', () => read().totals.packetsLate);
