@@ -484,6 +484,9 @@ export class RtpIngest {
     next.frame = releasedAt(next.frame, now);
     const missing = next.extSeq - this.#nextSeq;
     const span = next.frame.position - this.#nextPosition;
+    // The lost packets past the concealment limit: their time becomes silence (the gap #play
+    // leaves), but it is loss, not DTX.
+    let unconcealedLoss = 0;
     if (missing > 0 && span > 0) {
       const count = Math.min(missing, this.#maxConcealed);
       const each = Math.min(5760, Math.floor(span / missing));
@@ -491,20 +494,23 @@ export class RtpIngest {
         this.#emit({ position: this.#nextPosition, payload: null, samples: each, arrival: next.frame.arrival });
         this.#nextPosition += each;
       }
+      unconcealedLoss = (missing - count) * each;
     }
     this.#held.delete(next.extSeq);
     this.#nextSeq = next.extSeq + 1;
-    this.#play(next.frame);
+    this.#play(next.frame, unconcealedLoss);
   }
 
-  #play(frame: EncodedFrame): void {
+  /** Plays `frame`; `lossSamples` of the gap before it, if any, stood for lost packets rather than a pause. */
+  #play(frame: EncodedFrame, lossSamples = 0): void {
     if (frame.position < this.#nextPosition) {
       // Overlaps audio already played out (a sender timestamp glitch): drop it.
       this.#late++;
       return;
     }
     const gap = frame.position - this.#nextPosition;
-    if (gap > 0 && this.#nextPosition > 0) this.#dtxSamples += gap; // no packets were sent: DTX
+    // No packets were sent: DTX (the part of the gap lost packets account for is loss).
+    if (gap > lossSamples && this.#nextPosition > 0) this.#dtxSamples += gap - lossSamples;
     this.#emit(frame);
     this.#nextPosition = frame.position + (frame.samples || 960);
   }

@@ -82,6 +82,17 @@ describe('RtpIngest', () => {
     expect(ingest.stats(500).dtxSeconds).toBeCloseTo((20 * 960) / 48000, 6);
   });
 
+  it('counts a loss burst longer than concealment covers as loss, not DTX: silence after the concealed frames', () => {
+    const { frames, ingest } = collect();
+    // 60 packets at 20 ms with 20–44 lost: 25 lost, more than the 10 concealed.
+    for (let i = 0; i < 60; i++) if (i < 20 || i > 44) ingest.receive(packet(i, i * 20));
+    const s = ingest.stats(1300);
+    expect(s).toMatchObject({ packetsLost: 25, dtxSeconds: 0 });
+    expect(frames.filter((f) => f.payload === null)).toHaveLength(10);
+    // Media time goes on by all 25: the packet after the burst sits at its place.
+    expect(frames.at(-15)!.position).toBe(45 * 960);
+  });
+
   it('extends sequence numbers and timestamps across wraparound', () => {
     const { frames, ingest } = collect();
     for (let i = 0; i < 6; i++) {
@@ -239,8 +250,8 @@ describe('RtpIngest', () => {
       expect(ingest.stats(t).timestampJumps).toBe(0);
       const last = frames[frames.length - 1];
       expect(last.position).toBe(5 * 960 + 300 * 48000 + 201 * 960);
-      // The DTX pause, and the part of the loss burst too long to conceal (silence, not loss).
-      expect(ingest.stats(t).dtxSeconds).toBeCloseTo(300 + (150 - 10) * 0.02, 6);
+      // The DTX pause only: the part of the loss burst too long to conceal becomes silence, but it is loss.
+      expect(ingest.stats(t).dtxSeconds).toBeCloseTo(300, 6);
     });
 
     it('follows a file sent 50 times faster than real time with DTX pauses: none is a jump', () => {
