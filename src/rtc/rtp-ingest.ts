@@ -89,7 +89,9 @@ export interface RtpReceiveStats {
   /**
    * Packets dropped and not counted as received: a sequence number 3000 or more
    * ahead of the highest, or over 100 behind it, that the next packet did not
-   * follow (RFC 3550 A.1). Two in a row are a restarted sequence and are taken.
+   * follow (RFC 3550 A.1). Two in a row are a restarted sequence and are taken,
+   * unless they are back by over 100 with timestamps a little behind too:
+   * stragglers, taken as late packets.
    */
   packetsDiscarded: number;
   /** RTP payload bytes received. */
@@ -215,16 +217,37 @@ export class RtpIngest {
           this.#leap = { ...p };
           return;
         }
-        // Two in a row: the sender restarted its sequence. It goes on from the highest sequence
-        // number so far, so the leap counts no packets lost (RFC 3550 A.1 re-syncs).
         this.#leap = undefined;
-        this.#seqCycleBase = this.#maxExtSeq + 1 - leap.sequenceNumber;
-        this.#lastSeq = leap.sequenceNumber;
-        this.#cycles = 0;
-        this.#take(leap);
+        if (this.#straggler(leap)) {
+          // Two packets over 100 behind whose timestamps are a little behind the newest too: two
+          // stragglers (a network queue that held them for seconds), not a sender that restarted.
+          // RFC 3550 A.1 would re-sync on them; taken as they are, they are late, and media time
+          // and the loss count stay as they were.
+          this.#take(leap);
+        } else {
+          // Two in a row: the sender restarted its sequence. It goes on from the highest sequence
+          // number so far, so the leap counts no packets lost (RFC 3550 A.1 re-syncs).
+          this.#seqCycleBase = this.#maxExtSeq + 1 - leap.sequenceNumber;
+          this.#lastSeq = leap.sequenceNumber;
+          this.#cycles = 0;
+          this.#take(leap);
+        }
       } else this.#dropLeap();
     }
     this.#take(p);
+  }
+
+  /**
+   * Whether a leap is a packet from this sequence that came very late: over
+   * 100 behind by its sequence number, and behind the newest packet by its
+   * timestamp, by no more than `maxTimestampJumpMs`. A restarted sender's
+   * timestamps start anywhere; a straggler's are where its sequence number
+   * says.
+   */
+  #straggler(leap: RtpInput): boolean {
+    const ahead = (leap.sequenceNumber - this.#lastSeq) & 0xffff;
+    const behind = (this.#lastTs - leap.timestamp) >>> 0;
+    return ahead > SEQ_MOD / 2 && behind > 0 && behind <= this.#maxJump;
   }
 
   /** A leap the next packet did not follow: dropped, uncounted (RFC 3550 A.1), and counted as such. */

@@ -142,6 +142,20 @@ describe('RtpIngest', () => {
       expect(ingest.stats(6000)).toMatchObject({ packetsReceived: 299, packetsExpected: 300, packetsLost: 1, packetsLate: 0, packetsDiscarded: 2 });
     });
 
+    it('takes two stragglers over 100 behind, their timestamps where their sequence numbers say, as late: no restart', () => {
+      const { frames, ingest } = collect();
+      // 400 packets; 140 and 141 held by the network and delivered after 299 (over 100 behind).
+      for (let i = 0; i < 300; i++) if (i !== 140 && i !== 141) ingest.receive(packet(i, i * 20));
+      ingest.receive(packet(140, 6000));
+      ingest.receive(packet(141, 6000));
+      for (let i = 300; i < 400; i++) ingest.receive(packet(i, i * 20));
+      ingest.flush();
+      // RFC 3550 A.1 re-syncs on them (lost 158, and here ~3 s of silence put into the recording);
+      // taken as late, media time and the loss count stay as they were.
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 400 }, (_, i) => i * 960));
+      expect(ingest.stats(8000)).toMatchObject({ packetsReceived: 400, packetsExpected: 400, packetsLost: 0, packetsLate: 2, timestampJumps: 0, dtxSeconds: 0 });
+    });
+
     it('a new SSRC (the sender restarted its stream): the counts go on over both sources, none lost', () => {
       const { frames, ingest } = collect();
       for (let i = 0; i < 50; i++) ingest.receive(packet(i, i * 20));
