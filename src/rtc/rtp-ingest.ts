@@ -206,8 +206,10 @@ export class RtpIngest {
 
   /** Takes one packet. `p` is read, not kept: a caller may reuse one object for every packet. */
   receive(p: RtpInput): void {
-    if (this.#ssrc !== p.ssrc) this.#startSource(p);
-    else {
+    if (this.#ssrc !== p.ssrc) {
+      if (this.#fromPreviousSource(p)) return;
+      this.#startSource(p);
+    } else {
       const ahead = (p.sequenceNumber - this.#lastSeq) & 0xffff;
       if (ahead >= MAX_DROPOUT && ahead <= SEQ_MOD - MAX_MISORDER) {
         const leap = this.#leap;
@@ -248,6 +250,27 @@ export class RtpIngest {
     const ahead = (leap.sequenceNumber - this.#lastSeq) & 0xffff;
     const behind = (this.#lastTs - leap.timestamp) >>> 0;
     return ahead > SEQ_MOD / 2 && behind > 0 && behind <= this.#maxJump;
+  }
+
+  /**
+   * A packet of the source before the current one, from before the switch
+   * (not ahead of that source's highest sequence number): a straggler the
+   * network held. Counted as received (for the old source) and late, and
+   * dropped. Taken as a new source, it had reset the current one's sequence,
+   * duplicate and jitter state, and played the old source's audio inside the
+   * new one's. A packet ahead of it is that source resuming: a new source.
+   */
+  #fromPreviousSource(p: RtpInput): boolean {
+    const previous = this.#previousSource;
+    if (previous === undefined || p.ssrc !== previous.ssrc) return false;
+    const ahead = (p.sequenceNumber - previous.highest) & 0xffff;
+    if (ahead !== 0 && ahead < SEQ_MOD / 2) return false;
+    this.#received++;
+    this.#receivedBefore++;
+    this.#late++;
+    this.#bytes += p.payload.length;
+    this.#headerBytes += p.headerBytes;
+    return true;
   }
 
   /** A leap the next packet did not follow: dropped, uncounted (RFC 3550 A.1), and counted as such. */
@@ -391,6 +414,7 @@ export class RtpIngest {
 
   #startSource(p: RtpInput): void {
     if (this.#ssrc !== undefined) {
+      this.#previousSource = { ssrc: this.#ssrc, highest: this.#lastSeq };
       // The statistics go on over every source; a report block is about the current one.
       this.#expectedBefore += Math.max(0, this.#maxExtSeq - this.#baseSeq + 1);
       this.#receivedBefore = this.#received;
@@ -418,6 +442,8 @@ export class RtpIngest {
 
   #seqCycleBase = 0;
   #lastSeq = 0;
+  /** The source before the current one, for its stragglers (`#fromPreviousSource`). */
+  #previousSource: { ssrc: number; highest: number } | undefined;
   /** Packets expected from earlier sources, and received before the current one started. */
   #expectedBefore = 0;
   #receivedBefore = 0;

@@ -167,6 +167,23 @@ describe('RtpIngest', () => {
       expect(ingest.reportFigures()).toMatchObject({ ssrc: 43, expected: 50, received: 50, extendedHighest: 7 + 99 });
     });
 
+    it('a straggler of the previous SSRC, after the switch, is late: the new source goes on as it was', () => {
+      const { frames, ingest } = collect();
+      // Source 42: 50 packets, 45 held by the network until after source 43 has started.
+      for (let i = 0; i < 50; i++) if (i !== 45) ingest.receive(packet(i, i * 20));
+      const b = (i: number, arrival: number) => packet(i, arrival, { ssrc: 43, sequenceNumber: 7 + i, timestamp: 99 + i * 960 });
+      ingest.receive(b(50, 1000));
+      ingest.receive(packet(45, 1005)); // the straggler of 42
+      for (let i = 51; i < 100; i++) ingest.receive(b(i, i * 20));
+      ingest.flush();
+      // 42's slot 45 was concealed when 43 started; the straggler is not played inside 43's audio.
+      expect(frames.map((f) => f.position)).toEqual(Array.from({ length: 100 }, (_, i) => i * 960));
+      expect(frames[45].payload).toBeNull();
+      expect(ingest.stats(2000)).toMatchObject({ ssrc: 43, packetsReceived: 100, packetsExpected: 100, packetsLost: 0, packetsLate: 1, packetsDuplicated: 0 });
+      // Source 42 resuming (ahead of its highest) is a new source again.
+      ingest.receive(packet(50, 2020));
+      expect(ingest.stats(2100).ssrc).toBe(42);
+    });
     it('takes a packet up to 100 behind as reordered, and up to 2999 ahead as loss', () => {
       const { ingest } = collect({ reorderPackets: 0 });
       for (let i = 0; i < 200; i++) if (i !== 150) ingest.receive(packet(i, i * 20));
