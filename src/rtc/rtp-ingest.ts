@@ -220,20 +220,17 @@ export class RtpIngest {
           return;
         }
         this.#leap = undefined;
-        if (this.#straggler(leap)) {
-          // Two packets over 100 behind whose timestamps are a little behind the newest too: two
-          // stragglers (a network queue that held them for seconds), not a sender that restarted.
-          // RFC 3550 A.1 would re-sync on them; taken as they are, they are late, and media time
-          // and the loss count stay as they were.
-          this.#take(leap);
-        } else {
-          // Two in a row: the sender restarted its sequence. It goes on from the highest sequence
-          // number so far, so the leap counts no packets lost (RFC 3550 A.1 re-syncs).
+        // Two in a row: the sender restarted its sequence. It goes on from the highest sequence
+        // number so far, so the leap counts no packets lost (RFC 3550 A.1 re-syncs). Unless they
+        // are two stragglers (a network queue that held them for seconds): RFC 3550 A.1 would
+        // re-sync on them too; taken as they are, they are late, and media time and the loss
+        // count stay as they were.
+        if (!this.#straggler(leap)) {
           this.#seqCycleBase = this.#maxExtSeq + 1 - leap.sequenceNumber;
           this.#lastSeq = leap.sequenceNumber;
           this.#cycles = 0;
-          this.#take(leap);
         }
+        this.#take(leap);
       } else this.#dropLeap();
     }
     this.#take(p);
