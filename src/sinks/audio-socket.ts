@@ -125,7 +125,7 @@ export class AudioSocketStream {
   /** The `start` of the current socket has been sent. */
   #started = false;
   #connections = 0;
-  /** What the first frame said: rate, channels, duration. */
+  /** What the first frames said: rate, channels, duration (the longer of the first two). */
   #format: { sampleRate: number; channels: number; frameMs: number } | undefined;
   /** Media position (samples) just past the last frame written. */
   #nextPosition = 0;
@@ -157,7 +157,12 @@ export class AudioSocketStream {
     if (this.#ended) return;
     const samples = frame.data.length / frame.channels;
     if (this.#o.sampleFormat === 'f32' && !complete) return;
-    this.#format ??= { sampleRate: frame.sampleRate, channels: frame.channels, frameMs: Math.round((samples / frame.sampleRate) * 1e5) / 100 };
+    // The longer of the first two frames: a resampled branch's first frame is short by the filter's delay.
+    if (this.counters.frames < 2) {
+      const frameMs = Math.round((samples / frame.sampleRate) * 1e5) / 100;
+      if (!this.#format) this.#format = { sampleRate: frame.sampleRate, channels: frame.channels, frameMs };
+      else this.#format.frameMs = Math.max(this.#format.frameMs, frameMs);
+    }
     this.counters.frames++;
     if (frame.speech !== undefined || frame.vad !== undefined) {
       const change = this.#speaking.update(frame.speech ?? (frame.vad ?? 0) >= 0.5);
@@ -208,8 +213,9 @@ export class AudioSocketStream {
     const socket = this.#socket;
     if (!socket || socket.readyState !== 1 /* OPEN */) return;
     if (!this.#started) {
-      // A start needs the format: from the first frame, or the expected one when the stream ends without audio.
-      if (!this.#format && !this.#ended) return;
+      // A start needs the format: from the first two frames (a resampled branch's first is short), the
+      // first if the stream ends after it, or the expected one when it ends without audio.
+      if (this.counters.frames < 2 && !this.#ended) return;
       socket.send(JSON.stringify(this.#startMessage()));
       this.#started = true;
     }

@@ -40,6 +40,8 @@ describe('resample stage', () => {
       const stage = createResampleStage({ type: 'resample', sampleRate }, mono48k);
       let total = 0;
       for (let i = 0; i + 960 <= tone.length; i += 960) total += stage.process({ data: tone.slice(i, i + 960) })?.data.length ?? 0;
+      // The filter's delay is cut from the start, so the end comes out at the flush.
+      total += (stage.flush?.() as PcmChunk | null)?.data.length ?? 0;
       stage.close();
       expect(total).toBe((tone.length * sampleRate) / 48000);
     }
@@ -59,7 +61,8 @@ describe('resample stage', () => {
         const calls = run.mock.calls.length;
         stage.close();
         const reference = new SpeexResampler(channels, 48000, sampleRate, quality);
-        const want = concat(chunks.map((c) => reference.process(c)));
+        // The stage cuts the filter's delay from the start; otherwise it is Speex's output.
+        const want = concat(chunks.map((c) => reference.process(c))).subarray(reference.outputLatency * channels);
         reference.close();
         // At least the five 1 s pieces were not filtered (at rest after the first short zeros), and nothing differs.
         expect(calls).toBeLessThanOrEqual(chunks.length - 5);
@@ -82,23 +85,39 @@ describe('resample stage', () => {
     const speech16k = (await readFixture('speech-16k.wav')).channels[0];
     const stage = createResampleStage({ type: 'resample', sampleRate: 48000 }, { sampleRate: 16000, channels: 1 });
     expect(stage.output).toEqual({ sampleRate: 48000, channels: 1 });
-    const out = stage.process({ data: speech16k })!.data;
+    const out = concat([stage.process({ data: speech16k })!.data, (stage.flush?.() as PcmChunk).data]);
     stage.close();
     expect(out.length).toBe(speech16k.length * 3);
     expect(Math.abs(rmsDb(out) - rmsDb(speech16k))).toBeLessThan(1);
   });
 
-  it('delays its output by the filter delay its quality description gives, in output samples', () => {
-    for (const [quality, delay] of [[0, 4], [3, 24], [6, 48], [10, 128]] as const) {
-      for (const rate of [8000, 16000, 24000]) {
-        const sp = new StreamProcessor({ input: { sampleRate: 48000, channels: 1 }, branches: [{ stages: [{ type: 'resample', sampleRate: rate, quality }] }] });
-        // An impulse at input sample 4800 (frame 5).
-        const frames = Array.from({ length: 10 }, (_, k) => ({ position: k * 960, data: Float32Array.from({ length: 960 }, (_, i) => (k === 5 && i === 0 ? 1 : 0)), arrival: 0 }));
-        const out = concat(sp.processPcm(frames)[0].map((f) => f.data as Float32Array));
-        let peak = 0;
-        for (let i = 0; i < out.length; i++) if (Math.abs(out[i]) > Math.abs(out[peak])) peak = i;
-        expect(peak - (4800 * rate) / 48000, `quality ${quality}, ${rate} Hz`).toBe(delay);
+  it('compensates its filter delay: an impulse comes out at its own time, and the stream keeps its length to the end', () => {
+    for (const quality of [0, 3, 6, 10]) {
+      for (const [from, to] of [[48000, 8000], [48000, 16000], [48000, 24000], [48000, 44100], [16000, 48000]]) {
+        const spf = from / 50;
+        // Frame positions from 9600 on (a stream that starts mid-media); an impulse at input sample 5 × spf,
+        // and one in the last frame's last samples, which only the end's flush brings out.
+        const sp = new StreamProcessor({ input: { sampleRate: from, channels: 1 }, branches: [{ stages: [{ type: 'resample', sampleRate: to, quality }] }] });
+        const frames = Array.from({ length: 10 }, (_, k) => ({
+          position: 9600 + k * spf,
+          data: Float32Array.from({ length: spf }, (_, i) => (k === 5 && i === 0 ? 1 : k === 9 && i === spf - 8 ? 1 : 0)),
+          arrival: 0,
+        }));
+        const got = [...sp.processPcm(frames)[0], ...sp.drain()[0]];
         sp.close();
+        const out = concat(got.map((f) => f.data as Float32Array));
+        const label = `quality ${quality}, ${from} → ${to} Hz`;
+        // Contiguous from the stream's first position at the new rate, and as long as the media.
+        expect(got[0].position, label).toBe(Math.round((9600 * to) / from));
+        got.forEach((f, i) => i > 0 && expect(f.position, label).toBe(got[i - 1].position + got[i - 1].data.length));
+        expect(out.length, label).toBe((10 * spf * to) / from);
+        let peak = 0;
+        for (let i = 0; i < out.length / 2; i++) if (Math.abs(out[i]) > Math.abs(out[peak])) peak = i;
+        expect(Math.abs(peak - (5 * spf * to) / from), label).toBeLessThanOrEqual(1);
+        // The impulse 8 input samples before the end arrives in the output's last samples.
+        let last = out.length - 1;
+        for (let i = Math.floor(out.length * 0.75); i < out.length; i++) if (Math.abs(out[i]) > Math.abs(out[last])) last = i;
+        expect(Math.abs(last - ((10 * spf - 8) * to) / from), label).toBeLessThanOrEqual(1);
       }
     }
   });
@@ -107,8 +126,10 @@ describe('resample stage', () => {
     const stage = createResampleStage({ type: 'resample', sampleRate: 16000 }, { sampleRate: 48000, channels: 2 });
     expect(stage.output).toEqual({ sampleRate: 16000, channels: 2 });
     const out = stage.process({ data: new Float32Array(1920), vad: 0.75 })!;
+    const end = stage.flush?.() as PcmChunk;
     stage.close();
-    expect(out.data.length).toBe(640);
+    // 640 samples (2 × 320) in all: the filter's delay (2 × 48) comes out at the end.
+    expect(out.data.length + end.data.length).toBe(640);
     expect(out.vad).toBe(0.75);
   });
 

@@ -23,9 +23,11 @@ beforeAll(async () => {
 
 const joined = joinFrames;
 
-function run(spec: StreamSpec, inputs: EncodedFrame[]) {
+/** Runs `inputs` as a whole stream: processed, then drained as at its end (unless `ends` is false). */
+function run(spec: StreamSpec, inputs: EncodedFrame[], ends = true) {
   const processor = new StreamProcessor(spec);
   const out = processor.process(inputs);
+  if (ends) processor.drain().forEach((held, b) => out[b].push(...held));
   const counters = { ...processor.counters };
   processor.close();
   return { out, counters };
@@ -51,7 +53,7 @@ describe('StreamProcessor', () => {
   });
 
   it('attaches the levels of each output frame and the arrival of the packet that completed it', () => {
-    const { out } = run({ channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }] }] }, toneFrames.slice(0, 50));
+    const { out } = run({ channels: 1, branches: [{ stages: [] }, { stages: [{ type: 'resample', sampleRate: 16000 }] }] }, toneFrames.slice(0, 50), false);
     for (const frames of out) {
       expect(frames).toHaveLength(50);
       frames.forEach((f, i) => {
@@ -84,16 +86,19 @@ describe('StreamProcessor', () => {
     };
     const { out } = run(spec, toneFrames.slice(0, 25));
     expect(out.map((frames) => frames[0].sampleRate)).toEqual([48000, 16000, 8000]);
-    expect(out.map((frames) => frames[10].position)).toEqual([9600, 3200, 1600]);
+    // The resampled branches' first frames are short by the filter's delay (48 and 24 samples): frame 10 starts that much early.
+    expect(out.map((frames) => frames[10].position)).toEqual([9600, 3200 - 48, 1600 - 24]);
+    expect(out.map((frames) => frames[0].position)).toEqual([0, 0, 0]);
     for (const frames of out) expectContiguous(frames);
   });
 
   it('continues at the right media time when a stream is rebuilt mid-way (worker restart)', () => {
     const spec: StreamSpec = { channels: 1, branches: [{ stages: [{ type: 'denoise' }] }, { stages: [{ type: 'resample', sampleRate: 16000 }] }] };
-    const first = run(spec, toneFrames.slice(0, 50)).out;
+    const first = run(spec, toneFrames.slice(0, 50), false).out; // the worker dies: no end
     const second = run(spec, toneFrames.slice(50, 100)).out; // a new processor, as on another worker
     expect(second[0][0].position).toBe(first[0].at(-1)!.position + 960);
-    expect(second[1][0].position).toBe(first[1].at(-1)!.position + 320);
+    // The 16 kHz branch's last 48 samples (the resampler's delay) died with the first worker.
+    expect(second[1][0].position).toBe(first[1].at(-1)!.position + 320 + 48);
     expect(second[0][0].position).toBe(50 * 960);
     expect(second[1][0].position).toBe((50 * 960) / 3);
   });
@@ -104,6 +109,7 @@ describe('StreamProcessor', () => {
     const batched = run(spec, inputs).out[0];
     const processor = new StreamProcessor(spec);
     const single = inputs.flatMap((f) => processor.process([f])[0]);
+    single.push(...processor.drain()[0]);
     processor.close();
     expect(single.map((f) => f.position)).toEqual(batched.map((f) => f.position));
     expect(sameSamples(joined(single), joined(batched))).toBe(true);

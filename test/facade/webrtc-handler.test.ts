@@ -85,7 +85,8 @@ describe('WebRTCHandler', () => {
     const by = (name: string) => processed.filter((p) => p.processor === name && p.peerId === 'alice');
     const samples16 = by('to16k').reduce((n, p) => n + p.frame.data.length, 0);
     expect(by('to16k').every((p) => p.frame.sampleRate === 16000)).toBe(true);
-    expect(Math.abs(samples16 - 32000)).toBeLessThanOrEqual(32);
+    // The stream is still open: the resampler's last 48 samples (its filter's delay) come out when it ends.
+    expect(Math.abs(samples16 - (32000 - 48))).toBeLessThanOrEqual(32);
     expect(by('same').length).toBe(100);
   });
 

@@ -136,6 +136,7 @@ async function expectSession(node: string, app: string): Promise<void> {
     frames: number;
     firstFrame: { sampleRate: number; channels: number; samples: number };
     frames16k: number;
+    samples16k: number;
     rate16k: number;
     sentSeconds: number;
     packetsSent: number;
@@ -147,7 +148,9 @@ async function expectSession(node: string, app: string): Promise<void> {
   expect(result).toMatchObject({ dashboard: 200, streams: 1, firstFrame: { sampleRate: 48000, channels: 1, samples: 960 }, rate16k: 16000, recordings: 1 });
   expect(result.packetsSent).toBe(150); // 3 s of 20 ms packets
   expect(result.frames).toBe(result.packetsSent);
-  expect(result.frames16k).toBe(result.packetsSent);
+  // Every 20 ms of the media at 16 kHz: the resampler's delay (48 samples) cut from the first frame comes out in a frame of its own at the end.
+  expect(result.samples16k).toBe(result.packetsSent * 320);
+  expect(result.frames16k).toBe(result.packetsSent + 1);
   expect(Math.abs(result.recordedSeconds! - result.sentSeconds)).toBeLessThan(0.1);
   // The facade found its bundled pipeline and ran the user's processor on every frame.
   expect(result.handler).toEqual({ packetsSent: 50, packetsReceived: 50, pipeline: 'handler', processed: 50 });

@@ -181,7 +181,10 @@ describe('websocket sink', () => {
     });
     expect(c.messages[0]).toBe(start);
     const binary = c.messages.filter((m) => Buffer.isBuffer(m));
-    for (const b of binary) expect(b.length).toBe(320 * 2); // one 20 ms frame at 16 kHz, 16-bit
+    // One 20 ms frame at 16 kHz, 16-bit; the resampler's delay (48 samples) cut from the first and sent last.
+    expect(binary[0].length).toBe((320 - 48) * 2);
+    for (const b of binary.slice(1, -1)) expect(b.length).toBe(320 * 2);
+    expect(binary.at(-1)!.length).toBe(48 * 2);
     const pcm = samplesOf(c);
     expect(Math.abs(pcm.length / 16000 - sent.mediaSeconds)).toBeLessThanOrEqual(2 * FRAME_SECONDS);
     expect(Math.abs(dominantFrequency(toFloat(pcm), 16000) - 1000)).toBeLessThanOrEqual(2);
@@ -286,15 +289,16 @@ describe('websocket sink', () => {
       await Promise.all(conns.map((x) => x.closed));
       return conns;
     });
-    const firstFrames = samplesOf(first).length / 320;
-    expect(firstFrames).toBeGreaterThanOrEqual(25);
+    const firstSamples = samplesOf(first).length;
+    // 25 frames of 20 ms, the first short by the resampler's delay (48 samples).
+    expect(firstSamples).toBeGreaterThanOrEqual(25 * 320 - 48);
     expect(first.texts[0]).toMatchObject({ type: 'start', at: 0 });
     expect(first.texts[0]).not.toHaveProperty('resumedAt');
     const start2 = second.texts[0];
     expect(start2).toMatchObject({ type: 'start', peer: 'dropped', session: first.texts[0].session });
     expect(start2.resumedAt).toBe(start2.at);
     // It resumes after what the first connection got (frames in flight when it closed are lost, nothing else) ...
-    expect(start2.resumedAt as number).toBeGreaterThanOrEqual(firstFrames * 0.02 - 1e-9);
+    expect(start2.resumedAt as number).toBeGreaterThanOrEqual(firstSamples / 16000 - 1e-9);
     // ... and the audio from there runs to the end of the send.
     const endAt = (start2.resumedAt as number) + samplesOf(second).length / 16000;
     expect(Math.abs(endAt - sent.mediaSeconds)).toBeLessThanOrEqual(2 * FRAME_SECONDS);

@@ -87,6 +87,7 @@ try {
   let streams = 0;
   let frames = 0;
   let frames16k = 0;
+  let samples16k = 0;
   let rate16k = 0;
   const firstFrame = new Promise<AudioFrame>((resolve) => {
     server.streams$.subscribe((stream: StreamHandle) => {
@@ -97,6 +98,7 @@ try {
       });
       stream.audio$.pipe(inWorkers(resample({ sampleRate: 16000 }), gain({ db: -6 }))).subscribe((frame) => {
         frames16k++;
+        samples16k += frame.data.length;
         rate16k = frame.sampleRate;
       });
     });
@@ -136,6 +138,7 @@ try {
       frames,
       firstFrame: { sampleRate: first.sampleRate, channels: first.channels, samples: first.data.length },
       frames16k,
+      samples16k,
       rate16k,
       sentSeconds: sent.mediaSeconds,
       packetsSent: sent.packetsSent,
