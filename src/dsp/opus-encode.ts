@@ -40,6 +40,12 @@ export const ENCODED_FRAME_MS = 20;
 export const DEFAULT_COMPLEXITY = 5;
 /** Packet duration in 48 kHz samples. */
 export const ENCODED_FRAME_SAMPLES_48K = 960;
+/**
+ * libopus's lookahead in 48 kHz samples at every input rate (2.5 ms + 4 ms):
+ * a decoder's output lags the encoder's input by it, which is the Ogg pre-skip
+ * of a file of these packets.
+ */
+export const ENCODER_LOOKAHEAD_48K = 312;
 
 export interface BranchEncoderOptions {
   /** Target bitrate, bits per second. Default: 32000 mono, 64000 stereo (browsers' voice defaults). */
@@ -62,6 +68,8 @@ export interface EncodedRun {
    * absent when none does.
    */
   repeat?: boolean[];
+  /** Set by `flush`: the media position (48 kHz samples) just past the stream's last sample; the run's packets code zeros past it. */
+  end?: number;
 }
 
 /** Whether Opus can code a branch of this format; the reason if not. */
@@ -153,6 +161,28 @@ export class BranchOpusEncoder {
         this.#filled = 0;
         this.#pendingSilent = true;
       }
+    }
+    return run;
+  }
+
+  /**
+   * At the end of the stream: codes what is gathered, padded with zeros, and
+   * packets of zeros after it until the encoder's lookahead is covered, so
+   * that a decoder's output reaches the last sample pushed. Returns those
+   * packets with `end`, the media position just past that sample (48 kHz);
+   * undefined if nothing was pushed. The encoder is not used afterwards.
+   */
+  flush(): EncodedRun | undefined {
+    if (this.#start === undefined) return undefined;
+    const end = (this.#start + this.#filled / this.#channels) * this.#scale;
+    const run: EncodedRun = { position: this.#start * this.#scale, packets: [], end };
+    while (this.#start * this.#scale < end + ENCODER_LOOKAHEAD_48K) {
+      this.#pending.fill(0, this.#filled);
+      run.packets.push(this.#code());
+      this.packets++;
+      this.#start += this.#frameSamples;
+      this.#filled = 0;
+      this.#pendingSilent = true;
     }
     return run;
   }

@@ -51,6 +51,14 @@ export interface EncodedFrame {
    * WHEP listeners get none.
    */
   repeat?: boolean;
+  /**
+   * Set on the last packet earshot encoded for a stream that ended: the media
+   * position (48 kHz samples) just past the stream's last sample. Encoding
+   * ends by coding zeros past it, for the encoder's lookahead (6.5 ms) and the
+   * last packet's rest, so that a decoder's output reaches that sample; a
+   * recording ends there (an Ogg file by end trimming, RFC 7845 §4.4).
+   */
+  end?: number;
 }
 
 /** One processed PCM frame leaving a worker for the sinks, processors and subscribers of a branch. */

@@ -270,7 +270,7 @@ export class PeerPipeline {
         f32Branches: () => this.#floatBranches(),
         pcm16Branches: () => this.#pcm16Branches(),
         opusBranches: () => this.#opusBranches(),
-        onOpus: (branch, position, packets, repeat) => this.#deliverOpus(branch, position, packets, repeat),
+        onOpus: (branch, position, packets, repeat, end) => this.#deliverOpus(branch, position, packets, repeat, end),
       },
     );
 
@@ -511,12 +511,13 @@ export class PeerPipeline {
   }
 
   /** Packets the worker encoded for a branch (views into its batch: the recording and listeners copy what they keep). */
-  #deliverOpus(branch: number, position: number, packets: readonly Uint8Array[], repeat: readonly boolean[] | undefined): void {
+  #deliverOpus(branch: number, position: number, packets: readonly Uint8Array[], repeat: readonly boolean[] | undefined, end: number | undefined): void {
     const r = this.#runtime[branch];
     if (!r) return;
     const arrival = performance.now();
     packets.forEach((payload, i) => {
       const frame: EncodedFrame = { position: position + i * ENCODED_FRAME_SAMPLES_48K, payload, samples: ENCODED_FRAME_SAMPLES_48K, arrival, repeat: repeat?.[i] === true };
+      if (end !== undefined && i === packets.length - 1) frame.end = end;
       if (r.recordCoded && r.recording) {
         try {
           r.record!.writeEncoded(frame);

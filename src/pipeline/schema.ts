@@ -66,7 +66,7 @@ export const RecordSinkSchema = Type.Object(
       Type.Union([Type.Literal('wav'), Type.Literal('ogg-opus')], {
         default: 'wav',
         description:
-          'Container format. "wav": the branch output as PCM (".wav"). "ogg-opus": Opus in an Ogg Opus file (RFC 7845, ".opus"), about 20× smaller than 48 kHz s16 WAV: on a branch without stages the packets as received, not re-encoded; on a branch with stages their output, encoded to 20 ms Opus packets in the worker (the branch must output 8, 12, 16, 24 or 48 kHz). Media time is kept across loss (concealed by the player) and DTX (silence); pre-skip 312. A file encoded in the worker ends up to 26.5 ms before the media does: the 6.5 ms encoder lookahead and a last partial 20 ms packet are not coded at the end (the WAV of the same branch is exact). Not with "sampleFormat".',
+          'Container format. "wav": the branch output as PCM (".wav"). "ogg-opus": Opus in an Ogg Opus file (RFC 7845, ".opus"), about 20× smaller than 48 kHz s16 WAV: on a branch without stages the packets as received, not re-encoded; on a branch with stages their output, encoded to 20 ms Opus packets in the worker (the branch must output 8, 12, 16, 24 or 48 kHz). Media time is kept across loss (concealed by the player) and DTX (silence); pre-skip 312. A file encoded in the worker ends at the media\'s last sample when the stream ends: the encoder\'s lookahead is coded and the file end-trimmed there. Not with "sampleFormat".',
       }),
     ),
     sampleFormat: Type.Optional(

@@ -31,7 +31,10 @@
  * Branches in the item's opus mask are also Opus-encoded in the worker
  * (dsp/opus-encode.ts): a frame that completed 20 ms packets carries them in
  * a block (u16 count, u16 length per packet, then the packets' bytes) and
- * the first one's media position in 48 kHz samples. A packet that repeats a
+ * the first one's media position in 48 kHz samples; a stream's last packets,
+ * coded past its end at its close (`BranchOpusEncoder.flush`), also carry
+ * where the media ends. When the closing batch has no frame of the branch,
+ * a frame of no samples carries them, and the main thread hands it to no one. A packet that repeats a
  * settled pause's packet has the length's top bit (0x8000) set, and unless
  * it is the block's first, no bytes of its own (length 0: the packet before
  * it again), so a pause costs two bytes a packet, not the packet.
@@ -91,8 +94,10 @@ export const OutFrame = {
   OPUS: 14,
   /** Media position of the block's first packet, 48 kHz samples. */
   OPUS_POSITION: 15,
+  /** The block's `EncodedRun.end` (a stream's last packets); NaN: absent. */
+  OPUS_END: 16,
 } as const;
-export const OUT_FRAME = 16;
+export const OUT_FRAME = 17;
 /** A DATA or PCM16 offset that stands for samples that are all zeros (none in the buffer). */
 export const ZEROS = -2;
 

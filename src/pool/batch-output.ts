@@ -132,6 +132,7 @@ export function packOutput(items: readonly OutputItem[], spare?: ArrayBuffer | (
         if (run) {
           t[fi + OutFrame.OPUS] = bo;
           t[fi + OutFrame.OPUS_POSITION] = run.position;
+          t[fi + OutFrame.OPUS_END] = run.end ?? NaN;
           bo = writeOpusBlock(run, buffer, bo);
         } else {
           t[fi + OutFrame.OPUS] = -1;
@@ -219,6 +220,8 @@ export class OutputReader {
   opusPosition = 0;
   /** Per packet of `opus`, whether it repeats a settled pause's packet (see `EncodedRun.repeat`); absent when none does. */
   opusRepeat: boolean[] | undefined;
+  /** For a stream's last packets: the media position just past its last sample (see `EncodedRun.end`). */
+  opusEnd: number | undefined;
 
   /**
    * Moves to the next frame, in item order (each item's frames follow the
@@ -285,9 +288,12 @@ export class OutputReader {
       this.opus = packets;
       this.opusRepeat = repeat;
       this.opusPosition = t[f + OutFrame.OPUS_POSITION];
+      const end = t[f + OutFrame.OPUS_END];
+      this.opusEnd = Number.isNaN(end) ? undefined : end;
     } else {
       this.opus = undefined;
       this.opusRepeat = undefined;
+      this.opusEnd = undefined;
     }
   }
 

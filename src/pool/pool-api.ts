@@ -182,8 +182,10 @@ export interface PoolStreamHandlers {
    * packets are views valid during the call only: copy what you keep.
    * `repeat` says, per packet, whether it is a settled pause's packet
    * repeated without coding (see `EncodedFrame.repeat`); absent when none is.
+   * `end` comes with the stream's last packets, which code zeros past it: the
+   * media position just past the stream's last sample (see `EncodedFrame.end`).
    */
-  onOpus?(branch: number, position: number, packets: readonly Uint8Array[], repeat: readonly boolean[] | undefined): void;
+  onOpus?(branch: number, position: number, packets: readonly Uint8Array[], repeat: readonly boolean[] | undefined, end?: number): void;
   /**
    * The stream's stages failed in the worker, hung it or crashed it too often;
    * the stream has been closed and gets no more frames. For a worker fault,

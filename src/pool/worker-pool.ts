@@ -1251,6 +1251,11 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
     for (let k = 0; k < count; k++) {
       out.next(handlers.sharedZeros === true);
       const { branch, frame, pcm16, complete } = out;
+      if (frame!.data.length === 0) {
+        // No samples: it only carries a stream's last Opus packets (see worker.ts, finishEncoders).
+        if (out.opus) deliverOpus(out, handlers);
+        continue;
+      }
       try {
         handlers.onFrame(branch, frame!, pcm16, complete);
       } catch (err) {
@@ -1274,6 +1279,10 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
   };
   for (let k = 0; k < count; k++) {
     out.next(handlers.sharedZeros === true);
+    if (out.frame!.data.length === 0) {
+      if (out.opus) deliverOpus(out, handlers); // a carrier of Opus packets only, as above
+      continue;
+    }
     if (out.branch !== branch) {
       emit();
       branch = out.branch;
@@ -1291,8 +1300,8 @@ function deliverFrames(out: OutputReader, i: number, handlers: PoolStreamHandler
 }
 
 function deliverOpus(out: OutputReader, handlers: PoolStreamHandlers): void {
-  const { branch, opusPosition, opus, opusRepeat } = out;
-  if (handlers.onOpus) safeCall(() => handlers.onOpus!(branch, opusPosition, opus!, opusRepeat));
+  const { branch, opusPosition, opus, opusRepeat, opusEnd } = out;
+  if (handlers.onOpus) safeCall(() => handlers.onOpus!(branch, opusPosition, opus!, opusRepeat, opusEnd));
 }
 
 /** Whether the stream has something for its worker's next batch: frames (held ones too: they ride with it), its setup, or its close. */

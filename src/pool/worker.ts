@@ -306,6 +306,7 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
     if (close) stream.drain().forEach((tail, b) => out.outputs[b]?.push(...tail));
     out.counters = stream.counters;
     if (item.opusMask !== 0 || encoders.has(item.key)) out.encoded = encode(item.key, stream, out.outputs, item.opusMask);
+    if (close) finishEncoders(item.key, stream, out);
     if (close) {
       stream.close();
       streams.delete(item.key);
@@ -365,6 +366,43 @@ function encode(key: number, stream: StreamProcessor, outputs: AudioFrame[][], m
   }
   if (list && list.every((e) => e === undefined)) encoders.delete(key);
   return runs;
+}
+
+/**
+ * The stream ends: each encoder codes what it still holds and its lookahead
+ * (`BranchOpusEncoder.flush`), and those packets ride with the branch's last
+ * frame of this batch, or, when the batch has none, with a frame of no
+ * samples that only carries them (the main thread hands its packets on and
+ * the frame to no one).
+ */
+function finishEncoders(key: number, stream: StreamProcessor, out: ItemOutcome): void {
+  const list = encoders.get(key);
+  if (!list) return;
+  list.forEach((encoder, b) => {
+    const run = encoder?.flush();
+    if (!run) return;
+    const frames = (out.outputs[b] ??= []);
+    const runs = ((out.encoded ??= [])[b] ??= new Array<EncodedRun | undefined>(frames.length));
+    const last = frames.length - 1;
+    const before = last >= 0 ? runs[last] : undefined;
+    if (before) {
+      // The flush's packets follow the last frame's: one run.
+      if (run.repeat || before.repeat) {
+        before.repeat ??= new Array<boolean>(before.packets.length).fill(false);
+        before.repeat.push(...(run.repeat ?? new Array<boolean>(run.packets.length).fill(false)));
+      }
+      before.packets.push(...run.packets);
+      before.end = run.end;
+      return;
+    }
+    if (last >= 0) {
+      runs[last] = run;
+      return;
+    }
+    const format = stream.outputs[b];
+    frames.push({ position: Math.round((run.end! * format.sampleRate) / 48000), sampleRate: format.sampleRate, channels: format.channels, sampleFormat: 'f32', data: new Float32Array(0), rms: 0, peak: 0, arrival: performance.now() });
+    runs[0] = run;
+  });
 }
 
 function closeEncoders(key: number): void {

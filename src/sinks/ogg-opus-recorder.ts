@@ -57,6 +57,10 @@ export class OggOpusRecorder {
   /** Frames dropped before they reached this recording (only while its file opened: packets never pass the worker queue). */
   readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 };
   #nextPosition: number | undefined;
+  /** Where the media ends, once the stream's last coded packet said so (`EncodedFrame.end`): the file is end-trimmed there. */
+  #end: number | undefined;
+  /** The first packet's position: where the file starts in media time. */
+  #startPosition: number | undefined;
   /** TOC of the last packet received, code 0: what concealment packets are made of. */
   #lastToc: number | undefined;
   readonly #writer: OggOpusWriter;
@@ -85,6 +89,8 @@ export class OggOpusRecorder {
   write(frame: EncodedFrame): void {
     if (this.#stopped) return;
     const next = this.#nextPosition ?? frame.position;
+    this.#startPosition ??= next;
+    if (frame.end !== undefined) this.#end = frame.end;
     if (frame.position > next) this.#silence(frame.position - next);
     else if (frame.position < next) return; // already covered (a duplicate or overlap)
     if (frame.payload === null) {
@@ -114,7 +120,11 @@ export class OggOpusRecorder {
     if (!this.#stopped) {
       this.#stopped = true;
       this.stoppedAt = new Date();
-      await this.#writer.close();
+      // Packets coded past the media's end (the encoder's lookahead and its last packet's rest):
+      // the final granule ends the file at the media's end (RFC 7845 §4.4), pre-skip included.
+      const end = this.#end;
+      const start = this.#startPosition;
+      await this.#writer.close(end !== undefined && start !== undefined ? this.#writer.preSkip + Math.max(0, end - start) : undefined);
     }
     return this.info();
   }

@@ -14,7 +14,9 @@
  *
  * Pages are flushed at least every `flushIntervalMs`. One packet is held back
  * at each periodic flush, so the final page, which must carry the
- * end-of-stream flag, always has a packet to end on.
+ * end-of-stream flag, always has a packet to end on. Its granule may be set
+ * lower than its packets add up to (`close(finalGranule)`), for packets coded
+ * past the audio's end: players stop there (end trimming, RFC 7845 §4.4).
  *
  * Errors mirror the WAV writer: only bytes the system reports written count;
  * when a write fails the file is cut back to its last complete page (a
@@ -273,12 +275,23 @@ export class OggOpusWriter {
     this.packetsAppended++;
   }
 
-  /** Writes every packet appended in pages, the last one flagged end of stream, then closes the file. */
-  async close(): Promise<void> {
+  /**
+   * Writes every packet appended in pages, the last one flagged end of
+   * stream, then closes the file. `finalGranule`, for packets that code
+   * zeros past the audio's end: the last page's granule, lower than the
+   * packets' samples add up to, so that players stop there (end trimming,
+   * RFC 7845 §4.4). It is kept within the last page's packets.
+   */
+  async close(finalGranule?: number): Promise<void> {
     if (this.#closed) return this.#writing;
     this.#closed = true;
     this.#stopFlushing?.();
     if (!this.error) {
+      if (this.#packets.length > 0 && finalGranule !== undefined) {
+        // Not below the page before it: trimming only takes samples of the last page's packets.
+        const onLastPage = this.#durations.reduce((n, d) => n + d, 0);
+        this.granule = Math.min(this.granule, Math.max(this.granule - onLastPage, finalGranule));
+      }
       if (this.#packets.length > 0) this.#closePage(this.#packets.length, HEADER_FLAG_EOS);
       // No audio at all (an explicit start that got none; pages are otherwise closed only with a
       // packet left over). Players refuse a stream without packets, so it gets one silent frame,

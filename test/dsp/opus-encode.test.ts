@@ -60,6 +60,34 @@ describe('BranchOpusEncoder', () => {
     expect(rmsDb(decoded.subarray(4800))).toBeGreaterThan(rmsDb(at16k) - 1.5);
   });
 
+  it('flushes at the end: a decoder\'s output, less the lookahead, reaches the last sample pushed', () => {
+    for (const rate of [16000, 48000]) {
+      const encoder = new BranchOpusEncoder({ sampleRate: rate, channels: 1, sampleFormat: 'f32' });
+      // 1 s and 7 ms of tone in 512-sample frames, from media position 2 s: the last packet is partial.
+      const n = rate + (7 * rate) / 1000;
+      const samples = Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 1000 * i) / rate));
+      const frames = framesOf(samples, 512, rate, 2 * rate);
+      const last = frames.at(-1)!;
+      const rest = samples.subarray(last.position - 2 * rate + 512);
+      if (rest.length > 0) frames.push({ ...last, position: last.position + 512, data: rest });
+      const runs = frames.map((f) => encoder.push(f)).filter((r): r is EncodedRun => r !== undefined);
+      const end = encoder.flush()!;
+      encoder.close();
+      const label = `${rate} Hz`;
+      // The media position just past the last sample, and packets that follow the ones before.
+      expect(end.end, label).toBe(2 * 48000 + (n * 48000) / rate);
+      expect(end.position, label).toBe(runs.at(-1)!.position + 960 * runs.at(-1)!.packets.length);
+      const packets = [...runs.flatMap((r) => r.packets), ...end.packets];
+      // Enough to cover the media and the 312-sample lookahead, not a packet more.
+      const media = (n * 48000) / rate;
+      expect(packets.length * 960, label).toBeGreaterThanOrEqual(media + 312);
+      expect(packets.length * 960 - 960, label).toBeLessThan(media + 312);
+      // Decoded, less the pre-skip: the tone runs to the media's last sample.
+      const decoded = decodeAll(packets).subarray(312, 312 + media);
+      expect(rmsDb(decoded.subarray(media - 240)), label).toBeGreaterThan(rmsDb(samples) - 2);
+    }
+  });
+
   it('restarts at the new position when a frame does not follow the previous one', () => {
     const encoder = new BranchOpusEncoder({ sampleRate: 48000, channels: 1, sampleFormat: 'f32' });
     const [a, , c] = framesOf(tone.subarray(0, 3 * 700), 700, 48000);

@@ -14,6 +14,8 @@ import { parsePipeline } from '../../src/pipeline/pipeline.js';
 import { usePipelineRig } from '../helpers/pipeline-rig.js';
 import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
 import { isSharedZeros } from '../../src/media/shared-zeros.js';
+import { readWav, rmsDb } from '../helpers/audio.js';
+import { opusdec, opusinfo } from '../helpers/opus-tools.js';
 
 const rig = usePipelineRig({ fixture: 'speech-48k.wav', frames: 100 });
 
@@ -120,21 +122,54 @@ describe('PeerPipeline', () => {
     const coded = infos.find((i) => i.format === 'ogg-opus')!;
     expect(coded.state).toBe('stopped');
     expect(coded.droppedBytes).toBe(0);
-    expect(coded.seconds).toBe((samples - 312) / 48000);
+    // To the media's last sample: one packet more codes the encoder's lookahead, and the end is trimmed.
+    expect(coded.seconds).toBe(samples / 48000);
     const packets = oggPackets(await readFile(join(rig.dir, 'paused', coded.name)));
-    expect(packets).toHaveLength(samples / 960);
+    expect(packets).toHaveLength(samples / 960 + 1);
     expect(Math.min(...packets.map((x) => x.length))).toBeGreaterThan(2);
     expect(kept).toHaveLength(2);
     kept[0].data[0] = 0.5;
     expect(kept[1].data[0]).toBe(0);
     expect(kept[0].data.buffer).not.toBe(kept[1].data.buffer);
     expect(isSharedZeros(kept[1].data)).toBe(false);
-    expect(heard).toMatchObject({ packets: samples / 960, contiguous: true });
+    expect(heard).toMatchObject({ packets: samples / 960 + 1, contiguous: true });
     expect(heard.repeats).toBeGreaterThan(gap / 960 - 20);
     const resume = (960 * half + gap) / 960;
     const decoded = decodeRms(packets.slice(resume - 50));
     expect(Math.max(...decoded.slice(0, 40))).toBeLessThan(1e-4);
     expect(Math.max(...decoded.slice(50))).toBeGreaterThan(0.05);
+  });
+
+  it('ends a recording encoded in the worker at the media\'s last sample, whether the last frames close the stream or came before', async () => {
+    const media = (960 * rig.frames.length) / 48000;
+    for (const lastBatch of ['frames', 'empty'] as const) {
+      const name = `ends-${lastBatch}`;
+      const p = await pipelineOf(name, {
+        branches: {
+          coded: { stages: [{ type: 'gain', db: -1 }], sinks: [{ type: 'record', format: 'ogg-opus' }, { type: 'stats' }] },
+          wav: { stages: [{ type: 'gain', db: -1 }], sinks: [{ type: 'record' }] },
+        },
+      });
+      for (const f of rig.frames) p.push({ ...f, arrival: performance.now() });
+      if (lastBatch === 'empty') {
+        // Every frame processed before the close: the closing batch carries no frame of the branch.
+        const deadline = Date.now() + 10_000;
+        while (p.stats.processing(0).framesProcessed < rig.frames.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        expect(p.stats.processing(0).framesProcessed).toBe(rig.frames.length);
+      }
+      const infos = await p.close();
+      const coded = infos.find((i) => i.format === 'ogg-opus')!;
+      expect(coded.seconds, lastBatch).toBe(media);
+      const path = join(rig.dir, name, coded.name);
+      await opusinfo(path);
+      const decoded = (await opusdec(path)).channels[0];
+      expect(decoded.length, lastBatch).toBe(960 * rig.frames.length);
+      // The last 6.5 ms (the encoder's lookahead, not coded before) holds the audio the WAV has there.
+      const wav = (await readWav(join(rig.dir, name, infos.find((i) => i.format === 'wav')!.name))).channels[0];
+      const tail = (x: Float32Array) => rmsDb(x.subarray(x.length - 312));
+      expect(tail(wav), 'the fixture is not silent there').toBeGreaterThan(-50);
+      expect(Math.abs(tail(decoded) - tail(wav)), lastBatch).toBeLessThan(3);
+    }
   });
 
   it('gives a subscriber that comes mid-stream whole float frames, contiguous from its first one', async () => {
