@@ -34,7 +34,8 @@
  * the first one's media position in 48 kHz samples; a stream's last packets,
  * coded past its end at its close (`BranchOpusEncoder.flush`), also carry
  * where the media ends. When the closing batch has no frame of the branch,
- * a frame of no samples carries them, and the main thread hands it to no one. A packet that repeats a
+ * a frame of no samples carries them, and the main thread hands that frame
+ * to no one. A packet that repeats a
  * settled pause's packet has the length's top bit (0x8000) set, and unless
  * it is the block's first, no bytes of its own (length 0: the packet before
  * it again), so a pause costs two bytes a packet, not the packet.

@@ -386,11 +386,8 @@ function finishEncoders(key: number, stream: StreamProcessor, out: ItemOutcome):
     const last = frames.length - 1;
     const before = last >= 0 ? runs[last] : undefined;
     if (before) {
-      // The flush's packets follow the last frame's: one run.
-      if (run.repeat || before.repeat) {
-        before.repeat ??= new Array<boolean>(before.packets.length).fill(false);
-        before.repeat.push(...(run.repeat ?? new Array<boolean>(run.packets.length).fill(false)));
-      }
+      // The flush's packets (coded, none a repeat) follow the last frame's: one run.
+      before.repeat?.push(...new Array<boolean>(run.packets.length).fill(false));
       before.packets.push(...run.packets);
       before.end = run.end;
       return;
