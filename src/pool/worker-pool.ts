@@ -252,6 +252,10 @@ export class WorkerPool {
   readonly #modules: string[] = [];
   /** Stage types each registered module provides. */
   readonly #moduleTypes = new Map<string, string[]>();
+  /** Modules being loaded, by URL. */
+  readonly #moduleLoads = new Map<string, Promise<string[]>>();
+  /** `close()` has begun (it drains first): no new stream or module is taken. */
+  #closing: Promise<void> | undefined;
 
   constructor(options: WorkerPoolOptions = {}) {
     // Ranges: pool-limits.ts, shared with createServer's checks and `earshot serve`.
@@ -420,7 +424,8 @@ export class WorkerPool {
   }
 
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
-    if (this.#closed) throw new Error('WorkerPool is closed');
+    // Also while close() drains: a stream opened then would never be processed, nor its close() resolve.
+    if (this.#closed || this.#closing) throw new Error('WorkerPool is closed');
     const openedAt = performance.now();
     const cost = streamCost(setup);
     const slot = this.#placement.place(this.#slotStreams, cost, openedAt);
@@ -517,10 +522,21 @@ export class WorkerPool {
    * and the workers stay as they were.
    */
   async registerStageModule(pathOrUrl: string | URL): Promise<string[]> {
-    if (this.#closed) throw new Error('WorkerPool is closed');
+    if (this.#closed || this.#closing) throw new Error('WorkerPool is closed');
     const url = stageModuleUrl(pathOrUrl);
     const known = this.#moduleTypes.get(url);
     if (known) return known;
+    // The same module asked for again while it loads: one load, both callers get its outcome
+    // (two loads would each find the other's types and call it a clash).
+    let loading = this.#moduleLoads.get(url);
+    if (!loading) {
+      loading = this.#loadStageModule(url).finally(() => this.#moduleLoads.delete(url));
+      this.#moduleLoads.set(url, loading);
+    }
+    return loading;
+  }
+
+  async #loadStageModule(url: string): Promise<string[]> {
     const results = await Promise.all(
       this.#slotStreams.map((_, slot) =>
         this.#runExclusive(slot, { modules: [...this.#modules, url] }).catch((err: unknown) => {
@@ -660,9 +676,13 @@ export class WorkerPool {
     };
   }
 
-  /** Drains every stream (processes queued frames), then stops the workers. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /** Drains every stream (processes queued frames), then stops the workers. Idempotent; streams cannot be opened once it is called. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     const pending = [...this.#streams.values()].map(
       (e) =>
         new Promise<void>((resolve) => {

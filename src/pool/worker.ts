@@ -108,14 +108,27 @@ function openLane(port: MessagePort): void {
   });
 }
 
-/** Imports stage modules and registers their stages; a failing module is reported, never thrown. */
+/** The module each custom stage type of this worker came from. */
+const stageOwners = new Map<string, string>();
+
+/**
+ * Imports stage modules and registers their stages; a failing module is
+ * reported, never thrown. A module with a stage type another module already
+ * provides registers none of its stages (the main thread refuses it too: the
+ * workers must keep the first module's stage, as replacement workers do).
+ */
 async function importModules(urls: string[]): Promise<ModuleLoadResult[]> {
   const results: ModuleLoadResult[] = [];
   for (const url of urls) {
     let result: ModuleLoadResult;
     try {
       const definitions = await loadStageModule(url);
-      for (const d of definitions) registerStageFactory(d.type, watched(declaredFactory(d)));
+      const taken = definitions.find((d) => stageOwners.has(d.type) && stageOwners.get(d.type) !== url);
+      if (taken) throw new Error(`stage type "${taken.type}" is already provided by ${stageOwners.get(taken.type)}`);
+      for (const d of definitions) {
+        registerStageFactory(d.type, watched(declaredFactory(d)));
+        stageOwners.set(d.type, url);
+      }
       result = { url, types: definitions.map((d) => d.type) };
     } catch (e) {
       result = { url, types: [], error: e instanceof Error ? e.message : String(e) };

@@ -85,6 +85,27 @@ describe('custom worker stage modules', () => {
     expect(out[5].data[0]).toBeCloseTo(0.5 * 10 ** (-6 / 20), 5);
   });
 
+  it('refuses a module whose stage type another module provides, and the first module\'s stage keeps running in every worker', async () => {
+    await pool.registerStageModule(fixtureModule('strict-options.js')); // provides "invert"
+    await expect(pool.registerStageModule(fixtureModule('invert-twin.js'))).rejects.toMatchObject({
+      code: 'EARSHOT_STAGE_MODULE_INVALID',
+      message: expect.stringContaining('stage type "invert" is already provided by'),
+    });
+    // Both workers: two streams are spread over the two.
+    const runs = await Promise.all(
+      [0, 1].map(() => lastValueFrom(from(monoFrames(new Float32Array(4800).fill(0.25))).pipe(inWorkers({ pool }, stage('invert', {})), toArray()))),
+    );
+    for (const out of runs) expect(out[2].data[10]).toBeCloseTo(-0.25, 5); // inverted, not the twin's 0.123
+  });
+
+  it('loads a module asked for twice at once once: both callers get its stage types', async () => {
+    const both = await Promise.allSettled([pool.registerStageModule(fixtureModule('decimate.js')), pool.registerStageModule(fixtureModule('decimate.js'))]);
+    expect(both.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    const [a, b] = both.map((r) => (r as PromiseFulfilledResult<string[]>).value);
+    expect(a).toEqual(b);
+    expect(pool.customStageTypes.filter((t) => a.includes(t))).toEqual(a); // listed once
+  });
+
   it('checks a setup before use: a custom stage that rejects its options is an error naming branch and stage', async () => {
     await pool.registerStageModule(fixtureModule('strict-options.js'));
     const [ok, bad] = await pool.checkSetups([

@@ -289,6 +289,22 @@ describe('WorkerPool', () => {
     await Promise.all(streams.map((h) => h.close()));
   });
 
+  it('refuses a stream opened while close() drains (it would never be processed), and drains the open ones', async () => {
+    pool = new WorkerPool({ threads: 1, batchIntervalMs: 10 });
+    await pool.start();
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 20));
+    const out: AudioFrame[] = [];
+    const first = pool.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => out.push(...f), onError: () => {} });
+    for (const f of frames) first.push({ ...f, arrival: performance.now() });
+    const closing = pool.close();
+    expect(() => pool!.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: () => {}, onError: () => {} })).toThrow('WorkerPool is closed');
+    await expect(pool.registerStageModule(fixtureModule('strict-options.js'))).rejects.toThrow('WorkerPool is closed');
+    expect(pool.close()).toBe(closing); // one close, however often asked
+    await closing;
+    expect(out).toHaveLength(20);
+    pool = undefined;
+  });
+
   it('keeps a stream going on a new worker when its worker dies, at the right media time', async () => {
     pool = new WorkerPool({ threads: 2, batchIntervalMs: 10 });
     await pool.start();
