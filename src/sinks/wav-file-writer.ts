@@ -4,7 +4,8 @@
  * second, so a copy of the file taken at any moment is a valid WAV holding
  * everything written so far. Memory is bounded: at most
  * `maxPendingBytes` wait for the disk; beyond that the oldest chunk is dropped
- * and counted.
+ * and counted (`droppedBytes`), and a hole of its length takes its place, so
+ * the audio after it stays at its media time (it plays as silence).
  *
  * Silence is kept as a length until audio follows it or the file is flushed.
  * A run longer than the current chunk and one more is not written at all: the
@@ -308,8 +309,11 @@ export class WavFileWriter {
     }
     if (hole > 0) this.#pending.push(hole);
     while (this.#pendingBytes > this.#maxPending && this.#pendingChunks > 1) {
-      // The oldest chunk, not a hole: a hole holds no memory, and without it the file would lose its time.
-      const dropped = this.#pending.splice(this.#pending.findIndex((p) => typeof p !== 'number'), 1)[0] as Buffer;
+      // The oldest chunk, not a hole: a hole holds no memory. The chunk becomes a hole of its length:
+      // the audio after it keeps its place in the file (cut out, everything later would move earlier).
+      const at = this.#pending.findIndex((p) => typeof p !== 'number');
+      const dropped = this.#pending[at] as Buffer;
+      this.#pending[at] = dropped.length;
       this.#pendingBytes -= dropped.length;
       this.#pendingChunks--;
       this.droppedBytes += dropped.length;

@@ -79,6 +79,41 @@ describe('WavFileWriter', () => {
     expect(read(await readFile(path)).samples.length).toBe(12 * 4800);
   });
 
+  it('on a disk that falls behind, drops the oldest chunks as holes: counted, and the audio after them at its media time', async () => {
+    const path = join(dir, 'slow.wav');
+    const slowDisk = async (p: string) => {
+      const fh = await open(p, 'wx');
+      return {
+        write: async (b: Uint8Array, o: number, l: number, pos: number) => {
+          await new Promise((r) => setTimeout(r, 150));
+          return fh.write(b, o, l, pos);
+        },
+        truncate: (n: number) => fh.truncate(n),
+        close: () => fh.close(),
+      };
+    };
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1, chunkBytes: 32 * 1024, maxPendingBytes: 64 * 1024, openFile: slowDisk });
+    // 5 s of tone in 20 ms frames, ten times faster than real time.
+    const audio = tone(5 * 48000);
+    for (let i = 0; i < 250; i++) {
+      w.append(audio.subarray(i * 960, (i + 1) * 960));
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 20));
+    }
+    await w.close();
+    expect(w.droppedBytes).toBeGreaterThan(0);
+    const { fmt, samples } = read(await readFile(path));
+    expect(fmt.sampleRate).toBe(48000);
+    // As long as the media; every sample either the tone at its own time or a dropped chunk's zeros.
+    expect(samples.length).toBe(5 * 48000);
+    let zeros = 0;
+    for (let i = 0; i < samples.length; i++) {
+      if (samples[i] === 0 && Math.abs(audio[i]) > 1e-3) zeros++;
+      else if (Math.abs(samples[i] / 32767 - audio[i]) > 1.5 / 32767) throw new Error(`sample ${i} is ${samples[i] / 32767}, not the tone's ${audio[i]}`);
+    }
+    expect(zeros * 2).toBeGreaterThan(w.droppedBytes * 0.9);
+    expect(w.durationSeconds).toBe(5);
+  });
+
   it('refuses to overwrite an existing file', async () => {
     const path = join(dir, 'x.wav');
     const w = await WavFileWriter.create(path, { sampleRate: 8000, channels: 1 });
