@@ -28,7 +28,6 @@ import { getDefaultPool, scopedPool, withDefaultPool } from '../pool/default-poo
 export type { AudioFrame } from '../media/frames.js';
 
 const STAGES = Symbol.for('earshot.stages');
-const MAX_EARLY_FRAMES = 250;
 
 /** An operator that runs worker stages; `inWorkers()` fuses several into one hop. */
 export interface StageOperator extends OperatorFunction<AudioFrame, AudioFrame> {
@@ -127,6 +126,9 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
           },
           onError: (message) => fail(new Error(`inWorkers(${stages.map((s) => s.type).join(', ')}): ${message}`)),
         },
+        // Every frame the source gives comes out: one faster than the workers (a file read in a
+        // script) waits in memory, where it already was, rather than losing all but its last 2 s.
+        { lossless: true },
       );
     };
     const push = (f: AudioFrame) => {
@@ -171,8 +173,7 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
         if (failed) return;
         if (!poolReady) usePool(getDefaultPool());
         if (!ready) {
-          // Bounded while the pool starts (~0.1–0.3 s): beyond 5 s of 20 ms frames, drop the oldest.
-          if (early.length >= MAX_EARLY_FRAMES) early.shift();
+          // Kept while the pool starts (~0.1–0.3 s), every one (see `lossless` above).
           early.push(f);
           return;
         }

@@ -55,6 +55,8 @@ interface StreamEntry {
   setup: StreamSetup;
   handlers: PoolStreamHandlers;
   queue: StreamInput[];
+  /** Frames the queue may hold before the oldest are dropped (Infinity: a lossless stream, see `openStream`). */
+  maxQueued: number;
   needsSetup: boolean;
   closing: boolean;
   closed: boolean;
@@ -423,7 +425,13 @@ export class WorkerPool {
     if (this.#flushSlot(slot)) this.#scheduleSlot(slot, true);
   }
 
-  openStream(setup: StreamSetup, handlers: PoolStreamHandlers): PoolStream {
+  /**
+   * Opens a stream on a worker. `options.lossless`: never drop a queued frame
+   * (for frames the caller already holds, such as a script's file: the queue
+   * then waits in memory); otherwise a stream keeps at most `maxQueuedFrames`
+   * waiting and drops the oldest (a live stream: the newest audio matters most).
+   */
+  openStream(setup: StreamSetup, handlers: PoolStreamHandlers, options: { lossless?: boolean } = {}): PoolStream {
     // Also while close() drains: a stream opened then would never be processed, nor its close() resolve.
     if (this.#closed || this.#closing) throw new Error('WorkerPool is closed');
     const openedAt = performance.now();
@@ -439,6 +447,7 @@ export class WorkerPool {
       setup,
       handlers,
       queue: [],
+      maxQueued: options.lossless === true ? Infinity : this.#maxQueuedFrames,
       needsSetup: true,
       closing: false,
       closed: false,
@@ -475,7 +484,7 @@ export class WorkerPool {
       },
       push(frame) {
         if (entry.closing) return;
-        if (entry.queue.length >= pool.#maxQueuedFrames) {
+        if (entry.queue.length >= entry.maxQueued) {
           entry.queue.shift(); // drop oldest: the newest audio matters most for a live stream
           entry.dropped++;
           if (entry.held > 0) {
@@ -735,10 +744,15 @@ export class WorkerPool {
       entries ??= [];
       const index = items.length;
       const frames = e.queue;
+      // A lossless stream's backlog goes at most maxQueuedFrames a batch (the watchdog's limit is
+      // for one stream's share of a batch); the rest follows as soon as this batch lands.
+      const rest = frames.length > this.#maxQueuedFrames ? frames.splice(this.#maxQueuedFrames) : undefined;
+      if (rest) this.#behind[slot] = true;
+      const closing = e.closing && !rest;
       const isPcm = e.setup.input !== undefined;
       const item = e.item;
       item.frames = isPcm ? NO_FRAMES : (frames as EncodedFrame[]);
-      item.flags = (e.closing ? ItemFlag.CLOSE : 0) | (isPcm ? ItemFlag.PCM : 0);
+      item.flags = (closing ? ItemFlag.CLOSE : 0) | (isPcm ? ItemFlag.PCM : 0);
       item.f32Mask = maskOf(e, 'f32');
       item.pcm16Mask = maskOf(e, 'pcm16');
       item.opusMask = maskOf(e, 'opus');
@@ -746,11 +760,14 @@ export class WorkerPool {
       if (isPcm) (pcm ??= {})[index] = frames as PcmInput[];
       if (e.needsSetup) (setups ??= {})[index] = e.setup;
       e.inflight = frames;
-      e.inflightClose = e.closing;
+      e.inflightClose = closing;
       entries.push(e);
       e.needsSetup = false;
-      e.queue = e.spareQueue ?? [];
-      e.spareQueue = undefined;
+      if (rest) e.queue = rest;
+      else {
+        e.queue = e.spareQueue ?? [];
+        e.spareQueue = undefined;
+      }
     }
     if (items && entries) {
       const task: BatchTask = { input: packInput(items) };
@@ -1110,7 +1127,7 @@ export class WorkerPool {
     if (frames.length === 0) return;
     this.#release(e); // the held count is of the queue's head, which this replaces
     const queue = frames.concat(e.queue);
-    const excess = queue.length - this.#maxQueuedFrames;
+    const excess = queue.length - e.maxQueued;
     if (excess > 0) {
       queue.splice(0, excess);
       e.dropped += excess;

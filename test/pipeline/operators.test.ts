@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
 import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
+import { closeDefaultPool } from '../../src/pool/default-pool.js';
 import { concat as concatSamples, monoFrames } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
 
@@ -25,6 +26,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await pool.close();
+  await closeDefaultPool();
 });
 
 describe('inWorkers', () => {
@@ -53,6 +55,20 @@ describe('inWorkers', () => {
     const source = monoFrames(new Float32Array(48000 * 2).fill(0.1));
     const out = await lastValueFrom(from(source).pipe(inWorkers({ pool }, stage('passthrough')), toArray()));
     expect(out.map((f) => f.position)).toEqual(source.map((f) => f.position));
+  });
+
+  it('keeps every frame of a source faster than the workers (a file read at once): nothing dropped, in order', async () => {
+    // 30 s of speech as one synchronous array: far more than the 2 s a live stream may queue.
+    const speech = (await readFixture('speech-48k.wav')).channels[0];
+    const source = monoFrames(Float32Array.from({ length: 48000 * 30 }, (_, i) => speech[i % speech.length]));
+    for (const p of [pool, undefined]) {
+      // Given a started pool, and on the default pool while it starts.
+      const out = await lastValueFrom(from(source).pipe(p ? inWorkers({ pool: p }, gain({ db: -6 })) : gain({ db: -6 }), toArray()));
+      expect(out).toHaveLength(source.length);
+      out.forEach((f, i) => expect(f.position).toBe(i * 960));
+      const k = 1234;
+      expect(out[k].data[7]).toBeCloseTo(source[k].data[7] * 10 ** (-6 / 20), 5);
+    }
   });
 
   it('checks built-in stage options against the stage definition when the operator is made, not when audio flows', () => {
