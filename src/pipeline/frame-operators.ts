@@ -3,8 +3,9 @@
  * and voice activity the workers already measured (no per-sample work here:
  * the main thread never touches samples). Marble-tested for ordering, completion and errors.
  */
-import { Observable, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import type { AudioFrame } from './operators.js';
+import { liftOperator } from './lift-operator.js';
 
 /** A change between speaking and silent. */
 export interface SpeechEvent {
@@ -47,7 +48,8 @@ export function speechSegments(options: SpeechSegmentsOptions = {}): OperatorFun
   const threshold = 10 ** (thresholdDb / 20);
 
   return (source) =>
-    new Observable<SpeechEvent>((subscriber) => {
+    // Through `lift`: a guarded source (a server's `audio$`) stays guarded (lift-operator.ts).
+    liftOperator<AudioFrame, SpeechEvent>(source, (subscriber) => {
       // Arithmetic in samples (exact integers), seconds only on output.
       let rate = 0;
       let minSpeechSamples = 0;

@@ -15,7 +15,7 @@
  * fails in the worker errors the output with its message; unsubscribing frees
  * the worker state.
  */
-import { Observable, type OperatorFunction } from 'rxjs';
+import type { Observable, OperatorFunction, Subscriber } from 'rxjs';
 import { builtinStageDefinitions } from '../dsp/registry.js';
 import { optionProblems } from '../dsp/stage-type.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
@@ -23,6 +23,7 @@ import type { StageSpec } from '../dsp/types.js';
 import type { AudioFrame } from '../media/frames.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
 import { getDefaultPool, scopedPool, withDefaultPool } from '../pool/default-pool.js';
+import { liftOperator } from './lift-operator.js';
 
 /** A frame of processed audio (what the sinks, processors and these operators see). */
 export type { AudioFrame } from '../media/frames.js';
@@ -92,7 +93,10 @@ export function makeStageOperator(stages: StageSpec[], pool?: WorkerPool): Stage
 }
 
 function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolOption: WorkerPool | undefined): Observable<AudioFrame> {
-  return new Observable<AudioFrame>((subscriber) => {
+  // Through `lift`, as RxJS's own operators are built: a source that guards its subscribers (a
+  // server's `audio$`: a throwing callback is reported, not an uncaught exception) keeps doing so
+  // after this operator. A `new Observable` here lost the guard.
+  return liftOperator(source, (subscriber: Subscriber<AudioFrame>) => {
     // The pool: the one given; else that of the server whose code subscribes now (a `streams$`
     // subscriber, a processor); else that of whoever delivers the first frame (a server's stream,
     // a stage operator upstream), so an operator subscribed after an `await` still runs on its

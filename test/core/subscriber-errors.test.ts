@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { mergeMap, tap } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import type { ProcessorEvent } from '../../src/index.js';
+import { gain, speechSegments, type ProcessorEvent } from '../../src/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
@@ -64,6 +64,39 @@ describe('subscribers that throw', () => {
       expect(eventsThrown).toBeGreaterThanOrEqual(3);
       const stats = (await (await fetch(`${t.url}/stats/ann`)).json()) as { processing: { framesProcessed: number }; endReason: string };
       expect(stats.processing.framesProcessed).toBeGreaterThanOrEqual(result.packetsSent - 5);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
+  it('stay reported past earshot\'s own operators: a stage operator and speechSegments keep the guard', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      t = await startServer({ logLevel: 'silent' });
+      const events: ProcessorEvent[] = [];
+      t.server.events$.subscribe((e) => events.push(e));
+      let gained = 0;
+      let segments = 0;
+      t.server.streams$.subscribe((s) => {
+        // library.md's pattern: a worker stage on a stream's audio, then the application's callback.
+        s.audio$.pipe(gain({ db: -6 })).subscribe(() => {
+          if (++gained === 5) throw new Error('bug after a stage');
+        });
+        s.audio$.pipe(speechSegments({ by: 'energy', thresholdDb: -60 })).subscribe(() => {
+          segments++;
+          throw new Error('bug after speechSegments');
+        });
+      });
+      await sendAudio({ url: `${t.url}/whip/room/cy`, source: fixturePath('speech-48k.wav'), seconds: 1 });
+      await new Promise((r) => setTimeout(r, 300)); // an uncaught rethrow would come on a timer
+      expect(uncaught).toEqual([]);
+      const reported = events.filter((e) => e.processor === 'earshot' && e.event === 'subscriber-error');
+      expect(reported.map((e) => (e.data as { message: string }).message).sort()).toEqual(['bug after a stage', 'bug after speechSegments']);
+      // Still subscribed: the frames after the throw came too.
+      expect(gained).toBeGreaterThan(40);
+      expect(segments).toBeGreaterThanOrEqual(1);
     } finally {
       process.off('uncaughtException', onUncaught);
     }
