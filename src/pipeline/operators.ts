@@ -107,6 +107,7 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
     let format: { sampleRate: number; channels: 1 | 2; sampleFormat: 'f32' | 's16' } | undefined;
     let failed = false;
     let ready = false;
+    let unsubscribed = false;
     const early: AudioFrame[] = [];
 
     const fail = (e: unknown) => {
@@ -160,6 +161,11 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
       pool = chosen;
       poolReady = chosen.start().then(
         () => {
+          // Unsubscribed while the pool started: open nothing (no one would ever close it).
+          if (unsubscribed) {
+            early.length = 0;
+            return;
+          }
           ready = true;
           try {
             for (const f of early.splice(0)) push(f);
@@ -191,6 +197,7 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
       complete: () => void settled().then(() => end()),
     });
     return () => {
+      unsubscribed = true;
       sub.unsubscribe();
       void stream?.close();
     };

@@ -71,6 +71,24 @@ describe('inWorkers', () => {
     }
   });
 
+  it('opens no worker stream when unsubscribed before its pool is ready (a cold pool, or the microtask after subscribing)', async () => {
+    const frames = monoFrames(new Float32Array(9600).fill(0.25));
+    const cold = new WorkerPool({ threads: 1, spareWorker: false });
+    try {
+      for (const p of [cold, pool]) {
+        const before = p.stats().streamsOpened;
+        // switchMap's pattern: a new inner stream replaces the one before at once.
+        from(frames).pipe(inWorkers({ pool: p }, gain({ db: -6 }))).subscribe().unsubscribe();
+        await p.start();
+        await new Promise((r) => setTimeout(r, 50));
+        expect(p.stats().streamsOpened - before).toBe(0);
+        expect(p.streamCount).toBe(0);
+      }
+    } finally {
+      await cold.close();
+    }
+  });
+
   it('checks built-in stage options against the stage definition when the operator is made, not when audio flows', () => {
     expect(() => gain({ db: 100 })).toThrow(new TypeError('gain(): db: must be a number from -60 to 60, got 100'));
     expect(() => resample({ sampleRate: 16000, quality: 11 })).toThrow(TypeError);
