@@ -56,7 +56,7 @@ import { runProcessor, type ProcessorClientLink, type ProcessorEvent, type Proce
 import { LossAccounting, type DropCounts, type PeerPipelineEvent } from './loss-accounting.js';
 import type { Pipeline } from './pipeline.js';
 import { processorContext } from './processor-context.js';
-import { ProcessorStageChain, type ProcessorStageCutOff, type ProcessorStageStats } from './processor-stage-chain.js';
+import { DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS, ProcessorStageChain, type ProcessorStageCutOff, type ProcessorStageStats } from './processor-stage-chain.js';
 import { processorStages, workerStages, type ProcessorStageDefinition } from './processor-stages.js';
 import { openWebSocketSinks } from './websocket-sinks.js';
 
@@ -365,6 +365,7 @@ export class PeerPipeline {
         r.subject.complete();
         r.opus?.complete();
       }
+      this.#endProcessors();
       this.#loss.end();
       // Sockets get their end message; they finish on their own (bounded), never holding up the recordings.
       const ending: unknown[] = [];
@@ -382,6 +383,27 @@ export class PeerPipeline {
       return infos.filter((i): i is RecordingInfo => i !== undefined);
     })();
     return this.#closed;
+  }
+
+  /**
+   * The stream ended and the processors' `audio$` completed: a processor
+   * whose output has not completed `processorDrainTimeoutMs` later (a timer
+   * merged in, a socket it keeps) is unsubscribed, so nothing of it outlives
+   * its stream or keeps the process alive. In the background: the session's
+   * end and its recordings do not wait for it.
+   */
+  #endProcessors(): void {
+    const open = this.#processors.filter((p) => p.sub !== undefined && !p.sub.closed);
+    if (open.length === 0) return;
+    const cut = () => {
+      clearTimeout(timer);
+      for (const p of open) p.sub!.unsubscribe();
+    };
+    const timer = setTimeout(cut, this.#options.processorDrainTimeoutMs ?? DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS);
+    timer.unref();
+    let left = open.length;
+    // Completed (or failed) by themselves: no need to wait for the timer.
+    for (const p of open) p.sub!.add(() => --left === 0 && clearTimeout(timer));
   }
 
   /**

@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { map, type Observable } from 'rxjs';
+import { finalize, interval, map, merge, type Observable } from 'rxjs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { WhipRequestError } from '../../src/client/whip-client.js';
@@ -16,6 +16,7 @@ import { readWav } from '../helpers/audio.js';
 import { fixtureModule, fixturePath } from '../helpers/fixtures.js';
 import { expectComplete, FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 const EXAMPLE_STAGE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
 const STRICT_STAGE = fixtureModule('strict-options.js');
@@ -141,6 +142,26 @@ describe('custom processors over WebRTC', () => {
     expect(e.audio).toBe(48000);
     expect(e.lowRate).toBe(16000);
     expect(Math.abs(e.low - 16000)).toBeLessThanOrEqual(16); // resampler start-up, within 1 ms
+  });
+
+  it('unsubscribes a processor that does not complete when its stream ends, after processorDrainTimeoutMs; one that completes is left to do so', async () => {
+    own = await startServer({ processorDrainTimeoutMs: 300 });
+    let ticks = 0;
+    let completed = 0;
+    // A timer merged into the frames: its output never completes by itself.
+    own.server.registerProcessor('ticker', () => (frames$: Observable<AudioFrame>) => merge(frames$, interval(20).pipe(map(() => ticks++))));
+    own.server.registerProcessor('finite', () => (frames$: Observable<AudioFrame>) => frames$.pipe(finalize(() => completed++)));
+    own.server.attachProcessor('ticker', {});
+    own.server.attachProcessor('finite', {});
+    await sendAudio({ url: `${own.url}/whip/room/tick`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.5, speed: FAST });
+    const ended = await until('the stream to end', async () => ((await (await fetch(`${own!.url}/stats/tick`)).json()) as { endReason?: string }).endReason);
+    expect(ended).toBeTruthy();
+    expect(completed).toBe(1);
+    await new Promise((r) => setTimeout(r, 600)); // past the 300 ms drain
+    const after = ticks;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ticks).toBe(after); // its timer was unsubscribed with it
+    expect(after).toBeGreaterThan(0);
   });
 
   it('refuses to start a pipeline whose processor is not registered or whose custom stage rejects its options (422, no session)', async () => {
