@@ -43,7 +43,12 @@ export interface StreamHandle {
   encoded$: Observable<EncodedFrame>;
   /** The peer's statistics now (same shape as `GET /stats/:peer`). */
   stats(): PeerStatsSnapshot;
-  /** Attaches a registered processor to this stream; returns a detach function. */
+  /**
+   * Attaches a registered processor to this stream (to `branch`, default the
+   * first); returns a detach function. Throws `EARSHOT_PROCESSOR_NOT_FOUND`
+   * for a name not registered, `EARSHOT_BRANCH_NOT_FOUND` for a branch the
+   * pipeline does not have.
+   */
   attachProcessor(name: string, options?: Record<string, unknown>, branch?: string): () => void;
 }
 

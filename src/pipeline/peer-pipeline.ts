@@ -385,6 +385,11 @@ export class PeerPipeline {
     return this.#closed;
   }
 
+  /** `EARSHOT_BRANCH_NOT_FOUND` (404), naming the branches there are. */
+  #unknownBranch(branch: string): Error {
+    return errors.BRANCH_NOT_FOUND(this.#options.peer, branch, this.#runtime.map((r) => r.name));
+  }
+
   /**
    * The stream ended and the processors' `audio$` completed: a processor
    * whose output has not completed `processorDrainTimeoutMs` later (a timer
@@ -415,7 +420,7 @@ export class PeerPipeline {
   attachProcessor(name: string, options: Record<string, unknown> = {}, branch?: string): () => void {
     const factory = this.#options.processors.get(name);
     const r = branch === undefined ? this.#runtime[0] : this.#runtime.find((x) => x.name === branch);
-    if (!r) throw new RangeError(`pipeline "${this.#options.pipeline.name}" has no branch "${branch}"`);
+    if (!r) throw this.#unknownBranch(branch!);
     const entry: AttachedProcessor & { sub?: Subscription } = { name, branch: r.name, state: 'running' };
     this.#processors.push(entry);
     const failed = (error: Error) => {
@@ -437,12 +442,12 @@ export class PeerPipeline {
   /**
    * Sends a branch's PCM (default: the first branch) to `listener` from the
    * next batch on, in its sample format; returns a function that detaches it
-   * (its `end` is then not called). An unknown branch throws a RangeError; a
+   * (its `end` is then not called). An unknown branch throws `EARSHOT_BRANCH_NOT_FOUND`; a
    * stream that already ended gets `end('ended')` at once.
    */
   addListener(listener: PcmListener, branch?: string): () => void {
     const r = branch === undefined ? this.#runtime[0] : this.#runtime.find((x) => x.name === branch);
-    if (!r) throw new RangeError(`pipeline "${this.#options.pipeline.name}" has no branch "${branch}"`);
+    if (!r) throw this.#unknownBranch(branch!);
     if (this.#closed) {
       listener.end('ended');
       return () => undefined;
@@ -560,13 +565,13 @@ export class PeerPipeline {
    * what you keep. Every 20 ms comes, pauses included; a settled pause's
    * packets are marked `repeat` (skip them to send as a DTX sender does).
    * Throws `EARSHOT_BRANCH_NOT_ENCODABLE` for a branch Opus
-   * cannot code (a rate other than 8, 12, 16, 24 or 48 kHz) and a RangeError
-   * for an unknown branch.
+   * cannot code (a rate other than 8, 12, 16, 24 or 48 kHz) and
+   * `EARSHOT_BRANCH_NOT_FOUND` for an unknown branch.
    */
   encodedAudio$(branch?: string): Observable<EncodedFrame> {
     const i = branch === undefined ? 0 : this.#runtime.findIndex((r) => r.name === branch);
     const r = this.#runtime[i];
-    if (!r) throw new RangeError(`pipeline "${this.#options.pipeline.name}" has no branch "${branch}"`);
+    if (!r) throw this.#unknownBranch(branch!);
     // The worker encodes what its stages output; processor stages run after it, on this thread.
     const refused = r.processorStages.length > 0 ? 'its processor stages run on the main thread, after the worker that would encode it' : opusEncodable(this.branches[i]);
     if (refused) throw errors.BRANCH_NOT_ENCODABLE(r.name, refused);

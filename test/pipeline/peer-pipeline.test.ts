@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
+import { ProcessorRegistry } from '../../src/sinks/processors.js';
 import { usePipelineRig } from '../helpers/pipeline-rig.js';
 import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
 import { isSharedZeros } from '../../src/media/shared-zeros.js';
@@ -170,6 +171,17 @@ describe('PeerPipeline', () => {
       expect(tail(wav), 'the fixture is not silent there').toBeGreaterThan(-50);
       expect(Math.abs(tail(decoded) - tail(wav)), lastBatch).toBeLessThan(3);
     }
+  });
+
+  it('answers an unknown branch with EARSHOT_BRANCH_NOT_FOUND, naming the branches there are', async () => {
+    const processors = new ProcessorRegistry();
+    processors.register('count', () => ({ next() {} }));
+    const p = await rig.open('branches', parsePipeline({ name: 'branches', branches: { main: { stages: [], sinks: [{ type: 'stats' }] }, low: { stages: [{ type: 'gain', db: -6 }], sinks: [{ type: 'stats' }] } } }), { processors });
+    const unknown = { code: 'EARSHOT_BRANCH_NOT_FOUND', statusCode: 404, message: 'The pipeline of peer "branches" has no branch "nope"; its branches: main, low.' };
+    expect(() => p.attachProcessor('count', {}, 'nope')).toThrow(expect.objectContaining(unknown));
+    expect(() => p.addListener({ write() {}, end() {} } as never, 'nope')).toThrow(expect.objectContaining(unknown));
+    expect(() => p.encodedAudio$('nope')).toThrow(expect.objectContaining(unknown));
+    await p.close();
   });
 
   it('gives a subscriber that comes mid-stream whole float frames, contiguous from its first one', async () => {
