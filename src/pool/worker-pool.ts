@@ -695,10 +695,14 @@ export class WorkerPool {
     const pending = [...this.#streams.values()].map(
       (e) =>
         new Promise<void>((resolve) => {
+          // A stream its owner had not closed: once what it pushed is out, it hears that nothing
+          // more will be (its later pushes are dropped), rather than frames vanishing unsaid.
+          const unasked = !e.closing;
           e.closing = true;
           const prev = e.onClosed;
           e.onClosed = () => {
             prev?.();
+            if (unasked) safeCall(() => e.handlers.onError('the worker pool was closed; frames pushed after that are not processed'));
             resolve();
           };
         }),

@@ -4,7 +4,7 @@
  * Real workers, real audio.
  */
 import { fileURLToPath } from 'node:url';
-import { from, lastValueFrom, toArray } from 'rxjs';
+import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
 import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
@@ -87,6 +87,21 @@ describe('inWorkers', () => {
     } finally {
       await cold.close();
     }
+  });
+
+  it('errors its output when its pool is closed under it, after the frames pushed before', async () => {
+    const own = new WorkerPool({ threads: 1, spareWorker: false });
+    await own.start();
+    const source = new Subject<AudioFrame>();
+    const out: AudioFrame[] = [];
+    const ended = new Promise<unknown>((resolve) => source.pipe(inWorkers({ pool: own }, gain({ db: -6 }))).subscribe({ next: (f) => out.push(f), error: resolve, complete: () => resolve('completed') }));
+    const frames = monoFrames(new Float32Array(960 * 10).fill(0.25));
+    for (const f of frames.slice(0, 5)) source.next(f);
+    await new Promise((r) => setTimeout(r, 50)); // the operator's worker stream is open
+    await own.close();
+    for (const f of frames.slice(5)) source.next(f); // after the close: not processed, and said so
+    expect(String(await ended)).toMatch(/the worker pool was closed/);
+    expect(out).toHaveLength(5);
   });
 
   it('checks built-in stage options against the stage definition when the operator is made, not when audio flows', () => {
