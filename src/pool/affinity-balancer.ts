@@ -20,13 +20,28 @@ export interface SlotQueueOptions {
   slot: number;
 }
 
+/**
+ * A task that must run on a worker no slot holds, so that Piscina starts one
+ * when there is none (the pool's way to get a worker replaced once Piscina has
+ * stopped replacing them by itself; see WorkerPool's #ensureWorkers).
+ */
+export interface SpawnQueueOptions {
+  spawn: true;
+}
+
 export function createAffinityBalancer(): { balancer: Balancer; workerOf(slot: number): number | undefined } {
   const slotWorker = new Map<number, number>(); // slot → worker thread id
 
   const balancer = ((task: Record<symbol, unknown>, workers: PiscinaWorkerView[]) => {
     const live = workers.filter((w) => !w.terminating && !w.destroyed);
     if (live.length === 0) return null; // nothing to run on yet; Piscina retries when one is ready
-    const options = task[Piscina.queueOptionsSymbol] as SlotQueueOptions | undefined;
+    const options = task[Piscina.queueOptionsSymbol] as SlotQueueOptions | SpawnQueueOptions | undefined;
+    if (options !== undefined && 'spawn' in options) {
+      // Only a free worker; none: null, and Piscina starts one (its pool is below maxThreads) and
+      // gives it the task once ready.
+      const taken = new Set(slotWorker.values());
+      return live.find((w) => !taken.has(w.id)) ?? null;
+    }
     if (options === undefined) {
       // Untargeted task (none are sent today): least busy worker.
       return live.reduce((a, b) => (b.currentUsage < a.currentUsage ? b : a));

@@ -30,7 +30,7 @@ import { Piscina } from 'piscina';
 import type { AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 import { errors, type EarshotError } from '../errors.js';
-import { createAffinityBalancer, type SlotQueueOptions } from './affinity-balancer.js';
+import { createAffinityBalancer, type SlotQueueOptions, type SpawnQueueOptions } from './affinity-balancer.js';
 import { defaultThreads, describeRange, inRange, POOL_OPTION_RANGES } from './pool-limits.js';
 import { checkIndexOf, MARKER_IDLE, MARKER_LENGTH, MarkerField, sinceMark, stagePosition } from './protocol.js';
 import type { BatchResult, BatchTask, StreamInput, StreamSetup } from './protocol.js';
@@ -147,6 +147,8 @@ class WorkerFault extends Error {
  * slot for good.
  */
 const START_LIMIT_MS = 60_000;
+/** How soon after a worker's death the pool checks that Piscina replaced it (see #watchWorkerCount). */
+const WORKER_CHECK_MS = 1000;
 /**
  * Where the worker thread's scheduler times are known (Linux), a task
  * without progress for `taskTimeoutMs` is spared while its thread has had
@@ -256,6 +258,10 @@ export class WorkerPool {
   readonly #moduleTypes = new Map<string, string[]>();
   /** Modules being loaded, by URL. */
   readonly #moduleLoads = new Map<string, Promise<string[]>>();
+  /** Workers the pool should have: one per slot, and the spare. */
+  readonly #minWorkers: number;
+  /** The pending check that the workers were replaced (#watchWorkerCount). */
+  #workerCheck: NodeJS.Timeout | undefined;
   /** `close()` has begun (it drains first): no new stream or module is taken. */
   #closing: Promise<void> | undefined;
 
@@ -302,6 +308,7 @@ export class WorkerPool {
     this.#spares = Array.from({ length: threads }, () => []);
     const { balancer, workerOf } = createAffinityBalancer();
     this.#workerOf = workerOf;
+    this.#minWorkers = threads + (spare ? 1 : 0);
     this.#piscina = new Piscina<BatchTask, BatchResult>({
       ...workerEntry(),
       // Fixed: one worker per slot, plus the spare that no slot is bound to until a worker is lost.
@@ -711,6 +718,7 @@ export class WorkerPool {
     this.#schedule();
     await Promise.all(pending);
     this.#closed = true;
+    clearTimeout(this.#workerCheck);
     for (const t of this.#timers) clearTimeout(t);
     for (const t of this.#holdTimers) clearTimeout(t);
     clearInterval(this.#watchdog);
@@ -985,6 +993,34 @@ export class WorkerPool {
     if (slots === 0) this.#recordFault(`an idle spare worker exited${id === -1 ? '' : ` (thread ${id})`}; another is starting`);
     // A microtask: Piscina removes the worker from its lists after this event.
     queueMicrotask(() => this.#resumeWaiting());
+    this.#watchWorkerCount();
+  }
+
+  /**
+   * Piscina replaces a worker that dies, unless one died while it was still
+   * starting: from then on it replaces none (so as not to restart a worker
+   * that cannot start, over and over), and the next crash would leave its
+   * slot's streams waiting for ever, and `close()` with them. So while the
+   * pool has fewer workers than it should, it asks Piscina for one a second:
+   * a task only a free worker may run makes Piscina start one.
+   */
+  #watchWorkerCount(): void {
+    if (this.#workerCheck !== undefined || this.#closed) return;
+    this.#workerCheck = setTimeout(() => {
+      this.#workerCheck = undefined;
+      if (this.#closed) return;
+      const missing = this.#minWorkers - this.#piscina.threads.length;
+      if (missing <= 0) return;
+      for (let i = 0; i < missing; i++) {
+        const spawn: SpawnQueueOptions = { spawn: true };
+        this.#piscina.run(Object.assign({}, { [Piscina.queueOptionsSymbol]: spawn }) as BatchTask).catch(() => {
+          // It died too: counted by workerDestroy, and asked for again below.
+        });
+      }
+      this.#recordFault(`${missing} DSP worker${missing === 1 ? ' was' : 's were'} not replaced; starting ${missing === 1 ? 'one' : missing}`);
+      this.#watchWorkerCount();
+    }, WORKER_CHECK_MS);
+    this.#workerCheck.unref();
   }
 
   #workerReady(id: number): void {

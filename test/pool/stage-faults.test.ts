@@ -145,6 +145,36 @@ describe('a stage that crashes its worker', () => {
     expect(health.reasons.some((r) => /stage "exit" .* crashed its worker \(worker exited with code: 7\).*restarts/.test(r))).toBe(true);
   }, 60_000);
 
+  it('gets its workers back after a replacement died while it started (Piscina then replaces none): the next crash strands no stream', async () => {
+    pool = new WorkerPool({ threads: 1, batchIntervalMs: 10, maxQueuedFrames: 1000, maxStreamCrashes: 10 });
+    await pool.start();
+    await pool.registerStageModule(fixtureModule('exit-stage.js'));
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 200));
+    const crashing = open(pool, [{ type: 'exit', afterChunks: 20 }]);
+    const before = new Set(pool.workerThreads.map((t) => t.threadId));
+    let killed = false;
+    for (const f of frames) {
+      crashing.handle.push({ ...f, arrival: performance.now() });
+      // The first crash starts a replacement: it dies while it starts (OOM, a thread limit, a failed WASM load).
+      const fresh = killed ? undefined : pool.workerThreads.find((t) => t.threadId !== -1 && !before.has(t.threadId));
+      if (fresh) {
+        killed = true;
+        void fresh.terminate();
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(killed).toBe(true);
+    // Every crash after that found a worker: the stream ran to its end and closes.
+    const state = await Promise.race([crashing.handle.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('close() still pending after 10 s'), 10_000))]);
+    expect(state).toBe('closed');
+    expect(crashing.handle.workers.length).toBeGreaterThanOrEqual(3);
+    // And the pool is back to its slot's worker and the spare.
+    const deadline = Date.now() + 10_000;
+    while (pool.workerThreads.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(pool.workerThreads.length).toBe(2);
+    expect(pool.health().reasons.some((r) => /not replaced; starting/.test(r))).toBe(true);
+  }, 60_000);
+
   it('reports a stage module that kills its worker on import as unusable, and keeps serving', async () => {
     pool = new WorkerPool({ threads: 1 });
     await pool.start();
