@@ -23,7 +23,7 @@ export interface SlotQueueOptions {
 /**
  * A task that must run on a worker no slot holds, so that Piscina starts one
  * when there is none (the pool's way to get a worker replaced once Piscina has
- * stopped replacing them by itself; see WorkerPool's #ensureWorkers).
+ * stopped replacing them by itself; see WorkerPool's #watchWorkerCount).
  */
 export interface SpawnQueueOptions {
   spawn: true;
