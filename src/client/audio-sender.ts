@@ -162,6 +162,7 @@ export interface SendProgress {
 }
 
 export interface SendResult {
+  /** The WHIP session's URL (the answer's `Location`); `''` when `signaling` did the exchange: there is no WHIP session. */
   sessionUrl: string;
   packetsSent: number;
   /** Packets withheld by `simulateLoss`. */

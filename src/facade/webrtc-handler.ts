@@ -72,6 +72,8 @@ export class WebRTCHandler {
   readonly #started: Promise<void>;
   #startError: unknown;
   readonly #processors = new ProcessorRegistry();
+  /** Detaches the current attachment of each custom processor, by name (a name registered again replaces it). */
+  readonly #customDetach = new Map<string, () => void>();
   readonly #processed$ = new Subject<ProcessedAudio>();
   /** `processedAudio$`, its subscribers' exceptions reported by the core. */
   readonly #processedForApplication: Observable<ProcessedAudio>;
@@ -175,16 +177,25 @@ export class WebRTCHandler {
    * an `AudioProcessor` (or any object with a `process(peerId, frames$)` method
    * returning an Observable); anything else is refused here with
    * `EARSHOT_PROCESSOR_INVALID` rather than failing on every stream later.
+   * A name registered again replaces the processor: the one before is
+   * detached from every stream first, so each frame is processed once.
    * Returns a function that detaches it.
    */
   registerCustomAudioProcessor(name: string, processor: AudioProcessor): () => void {
     const core = this.#live();
     const problem = processorProblem(processor);
     if (problem) throw errors.PROCESSOR_INVALID(String(name), problem);
+    this.#customDetach.get(name)?.();
     this.#processors.register(name, (ctx) => (frames$: Observable<AudioFrame>) =>
       processor.process(ctx.peerId, frames$).pipe(tap((frame) => this.#processed$.next({ peerId: ctx.peerId, processor: name, frame }))),
     );
-    return core.attachProcessor(name);
+    const detachNow = core.attachProcessor(name);
+    const detach = () => {
+      detachNow();
+      if (this.#customDetach.get(name) === detach) this.#customDetach.delete(name);
+    };
+    this.#customDetach.set(name, detach);
+    return detach;
   }
 
   /** `{ server, peers }` every `intervalMs` (default 1000): the statistics as an observable. */

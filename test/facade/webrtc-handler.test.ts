@@ -99,6 +99,8 @@ describe('WebRTCHandler', () => {
     const processed: ProcessedAudio[] = [];
     handler.processedAudio$.subscribe((p) => processed.push(p));
     handler.registerCustomAudioProcessor('same', new DefaultAudioProcessor());
+    // The name again: it replaces the processor, each frame still processed once (it ran twice).
+    handler.registerCustomAudioProcessor('same', new DefaultAudioProcessor());
     const pc = handler.createPeerConnection('lobby', 'bob');
     expect(streams.map((s) => s.peerId)).toEqual(['bob']);
     let samples = 0;
@@ -123,7 +125,9 @@ describe('WebRTCHandler', () => {
     expect(sent.packetsSent).toBe(75);
     expect(handler.getAudioStatistics('bob').rtp.packetsReceived).toBe(sent.packetsSent);
     expect(samples).toBe(1.5 * 48000);
-    expect(processed.filter((p) => p.peerId === 'bob' && p.processor === 'same')).toHaveLength(75);
+    const same = processed.filter((p) => p.peerId === 'bob' && p.processor === 'same');
+    expect(same).toHaveLength(75);
+    expect(new Set(same.map((p) => p.frame.position)).size).toBe(75);
   });
 
   it('refuses at registration anything that is not an AudioProcessor', async () => {
