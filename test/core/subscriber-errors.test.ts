@@ -18,6 +18,18 @@ afterEach(async () => {
   t = undefined;
 });
 
+/** Runs `body` collecting uncaught exceptions (where RxJS rethrows what an unguarded subscriber threw), then stops collecting. */
+async function withUncaught(body: (uncaught: unknown[]) => Promise<void>): Promise<void> {
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown) => uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  try {
+    await body(uncaught);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+  }
+}
+
 describe('subscribers that throw', () => {
   it('are reported once each, and neither the process nor the stream fails', async () => {
     const lines: Array<{ msg: string; observable?: string; peer?: string; err?: { message: string } }> = [];
@@ -27,10 +39,7 @@ describe('subscribers that throw', () => {
         done();
       },
     });
-    const uncaught: unknown[] = [];
-    const onUncaught = (e: unknown) => uncaught.push(e);
-    process.on('uncaughtException', onUncaught);
-    try {
+    await withUncaught(async (uncaught) => {
       t = await startServer({ logger: pino({ level: 'error' }, sink) });
       const events: ProcessorEvent[] = [];
       t.server.events$.subscribe((e) => events.push(e));
@@ -64,16 +73,11 @@ describe('subscribers that throw', () => {
       expect(eventsThrown).toBeGreaterThanOrEqual(3);
       const stats = (await (await fetch(`${t.url}/stats/ann`)).json()) as { processing: { framesProcessed: number }; endReason: string };
       expect(stats.processing.framesProcessed).toBeGreaterThanOrEqual(result.packetsSent - 5);
-    } finally {
-      process.off('uncaughtException', onUncaught);
-    }
+    });
   });
 
   it('stay reported past earshot\'s own operators: a stage operator and speechSegments keep the guard', async () => {
-    const uncaught: unknown[] = [];
-    const onUncaught = (e: unknown) => uncaught.push(e);
-    process.on('uncaughtException', onUncaught);
-    try {
+    await withUncaught(async (uncaught) => {
       t = await startServer({ logLevel: 'silent' });
       const events: ProcessorEvent[] = [];
       t.server.events$.subscribe((e) => events.push(e));
@@ -97,16 +101,11 @@ describe('subscribers that throw', () => {
       // Still subscribed: the frames after the throw came too.
       expect(gained).toBeGreaterThan(40);
       expect(segments).toBeGreaterThanOrEqual(1);
-    } finally {
-      process.off('uncaughtException', onUncaught);
-    }
+    });
   });
 
   it('report an operator that throws in a chain on streams$ (the chain ends, as in RxJS), and neither the process nor the stream fails', async () => {
-    const uncaught: unknown[] = [];
-    const onUncaught = (e: unknown) => uncaught.push(e);
-    process.on('uncaughtException', onUncaught);
-    try {
+    await withUncaught(async (uncaught) => {
       t = await startServer({ logLevel: 'silent' });
       const events: ProcessorEvent[] = [];
       t.server.events$.subscribe((e) => events.push(e));
@@ -132,8 +131,6 @@ describe('subscribers that throw', () => {
       expect(frames).toBe(10);
       const stats = (await (await fetch(`${t.url}/stats/bob`)).json()) as { processing: { framesProcessed: number } };
       expect(stats.processing.framesProcessed).toBeGreaterThanOrEqual(result.packetsSent - 5);
-    } finally {
-      process.off('uncaughtException', onUncaught);
-    }
+    });
   });
 });
