@@ -49,13 +49,27 @@ async function startPool(taskTimeoutMs: number): Promise<{ pool: WorkerPool; wor
   return { pool: p, workerThreads: [...threads()].filter((t) => !before.has(t)) };
 }
 
-/** Leaves `tids` a sliver of CPU 0: pinned there at nice 19, next to HOGS busy processes pinned there too. */
-function starve(tids: number[]): void {
+/**
+ * Leaves `tids` a sliver of CPU 0: pinned there at nice 19, next to HOGS busy
+ * processes pinned there too. Resolves once every hog spins: a Node process
+ * takes 50–300 ms to start on a loaded host, longer than some of the frames
+ * fed after this would otherwise overlap it.
+ */
+async function starve(tids: number[]): Promise<void> {
   for (const tid of tids) {
     execFileSync('taskset', ['-p', '-c', '0', String(tid)], { stdio: 'ignore' });
     execFileSync('renice', ['-n', '19', '-p', String(tid)], { stdio: 'ignore' });
   }
-  for (let i = 0; i < HOGS; i++) hogs.push(spawn('taskset', ['-c', '0', process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' }));
+  const spinning: Array<Promise<unknown>> = [];
+  for (let i = 0; i < HOGS; i++) {
+    const hog = spawn('taskset', ['-c', '0', process.execPath, '-e', 'process.stdout.write("spinning\\n", () => { for (;;) {} })'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    hogs.push(hog);
+    spinning.push(new Promise((resolve, reject) => {
+      hog.stdout!.once('data', resolve);
+      hog.once('exit', (code) => reject(new Error(`the busy process exited (${code}) before it spun`)));
+    }));
+  }
+  await Promise.all(spinning);
 }
 
 /** Pushes frames `from` … `from + count − 1` of the tone at real-time pace (20 ms). */
@@ -92,7 +106,7 @@ describe('the hung-stage watchdog on a loaded machine', () => {
     expect(started.workerThreads.length).toBeGreaterThan(0);
     const slow = open(pool, [{ type: 'busy', ms: 6 }]);
     await feed([slow], 5); // the stream is built and running before the machine gets loaded
-    starve(started.workerThreads);
+    await starve(started.workerThreads);
     // Each 6 ms stage call then takes ~0.4 s or more of wall time (past the 300 ms limit); few frames,
     // so that the starved worker's whole backlog (~0.2 s of CPU at ~1 % of one) ends in bounded time.
     await feed([slow], 8, 5);
