@@ -51,9 +51,7 @@ export class LossAccounting {
   readonly droppedBy: DropCounts = { queueFull: 0, late: 0, workerRestart: 0 };
   readonly #sinks: LossSinks;
   /** Cumulative figures already accounted for, to turn the pool's and the worker's totals into increments. */
-  readonly #seen = { queueFull: 0, late: 0, silence: 0, workers: 0 };
-  /** Media position the next frame of branch 0 should have; a frame beyond it means frames were lost with a worker. */
-  #next0: number | undefined;
+  readonly #seen = { queueFull: 0, lost: 0, late: 0, silence: 0, workers: 0 };
   #episode: (DropCounts & { startedAt: number; lastAt: number }) | undefined;
 
   constructor(sinks: LossSinks) {
@@ -61,24 +59,12 @@ export class LossAccounting {
   }
 
   /**
-   * A frame of the first branch, `length` samples per channel at `position`.
-   * Within one worker stream positions are contiguous (the worker fills every
-   * gap with silence); a jump means frames died with a worker before they
-   * were processed.
+   * Decoder counters after each batch, with the pool's counts of frames
+   * dropped for a full queue and lost to worker faults (`PoolStream.dropped`,
+   * `lost`) and the number of workers the stream has had: the increments since
+   * the last call are loss to account for.
    */
-  frame(position: number, length: number): void {
-    if (this.#next0 !== undefined && position > this.#next0 && length > 0) {
-      this.#lost({ queueFull: 0, late: 0, workerRestart: Math.ceil((position - this.#next0) / length) }, 0);
-    }
-    this.#next0 = Math.max(this.#next0 ?? 0, position + length);
-  }
-
-  /**
-   * Decoder counters after each batch, with the pool's count of frames dropped
-   * for a full queue and the number of workers the stream has had: the
-   * increments since the last call are loss to account for.
-   */
-  counters(c: DecodeCounters, dropped: number, workers: number): void {
+  counters(c: DecodeCounters, dropped: number, lost: number, workers: number): void {
     const seen = this.#seen;
     // A stream rebuilt on another worker counts from 0 again.
     if (workers !== seen.workers || c.late < seen.late || c.silenceSamples < seen.silence) {
@@ -86,15 +72,31 @@ export class LossAccounting {
       seen.silence = 0;
       seen.workers = workers;
     }
-    const queueFull = dropped - seen.queueFull;
     const late = c.late - seen.late;
     const silence = c.silenceSamples - seen.silence;
-    seen.queueFull = dropped;
     seen.late = c.late;
     seen.silence = c.silenceSamples;
+    this.#poolCounts(dropped, lost, late, silence);
+  }
+
+  /**
+   * The pool's final counts, once the stream is closed: loss after its last
+   * batch (a fault in it, or a stream the pool ended, whose queued frames went
+   * with it) has no batch to report it.
+   */
+  settle(dropped: number, lost: number): void {
+    this.#poolCounts(dropped, lost, 0, 0);
+  }
+
+  #poolCounts(dropped: number, lost: number, late: number, silence: number): void {
+    const seen = this.#seen;
+    const queueFull = dropped - seen.queueFull;
+    const workerRestart = lost - seen.lost;
+    seen.queueFull = dropped;
+    seen.lost = lost;
     // The usual batch lost nothing: no counts object (this runs for every stream after every batch).
-    if (queueFull === 0 && late === 0 && silence === 0) this.#nothingLost();
-    else this.#lost({ queueFull, late, workerRestart: 0 }, silence);
+    if (queueFull === 0 && late === 0 && silence === 0 && workerRestart === 0) this.#nothingLost();
+    else this.#lost({ queueFull, late, workerRestart }, silence);
   }
 
   /** A report without loss: a drop episode quiet for long enough ends. */
@@ -152,7 +154,7 @@ export class LossAccounting {
 function dropCause(c: DropCounts): string {
   const causes: string[] = [];
   if (c.queueFull) causes.push('the worker queue is full (the workers fall behind)');
-  if (c.workerRestart) causes.push('frames were lost with a restarted worker');
+  if (c.workerRestart) causes.push('frames were lost to a worker fault or a failed stage');
   if (c.late) causes.push('packets arrived too late to play');
   return causes.join('; ');
 }

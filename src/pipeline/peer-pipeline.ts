@@ -187,6 +187,11 @@ export class PeerPipeline {
   #closed: Promise<RecordingInfo[]> | undefined;
   /** Audio lost on the way: counted into the recordings it cost, and reported in episodes. */
   readonly #loss: LossAccounting;
+  /**
+   * Media position (48 kHz samples) just past the last packet pushed: where
+   * the recordings end, even when a worker fault cost the frames before it.
+   */
+  #mediaEnd = 0;
 
   constructor(options: PeerPipelineOptions) {
     this.#options = options;
@@ -228,6 +233,7 @@ export class PeerPipeline {
         reportedFormat: this.#formats.then((formats) => formats[i] ?? b),
         sampleFormat: recordFormat,
         format: container,
+        coded: runtime.recordCoded,
         onFailed: (error, info) => this.#recordingFailed(b.name, error, info),
         onStarted: (info) => this.#recordingChanged('started', b.name, info),
         onStopped: (info) => this.#recordingChanged('stopped', b.name, info),
@@ -264,7 +270,7 @@ export class PeerPipeline {
         onFormats: (formats) => this.#formatsReported(formats),
         onCounters: (c) => {
           this.stats.setCounters(c);
-          this.#loss.counters(c, this.#stream.dropped, this.#stream.workers.length);
+          this.#loss.counters(c, this.#stream.dropped, this.#stream.lost, this.#stream.workers.length);
         },
         onError: (message) => options.onPipelineError(message),
         f32Branches: () => this.#floatBranches(),
@@ -302,6 +308,8 @@ export class PeerPipeline {
   }
 
   push(frame: EncodedFrame): void {
+    const end = frame.position + frame.samples;
+    if (end > this.#mediaEnd) this.#mediaEnd = end;
     this.#stream.push(frame);
     // Pass-through recordings take the packets here, before the worker (and its queue) sees them.
     for (const r of this.#runtime) {
@@ -366,6 +374,8 @@ export class PeerPipeline {
         r.opus?.complete();
       }
       this.#endProcessors();
+      // Loss after the stream's last batch (a fault in it; a stream the pool ended, with its queue).
+      this.#loss.settle(this.#stream.dropped, this.#stream.lost);
       this.#loss.end();
       // Sockets get their end message; they finish on their own (bounded), never holding up the recordings.
       const ending: unknown[] = [];
@@ -379,7 +389,8 @@ export class PeerPipeline {
         }
       }
       this.#socketsEnded = Promise.allSettled(ending);
-      const infos = await Promise.all(this.#runtime.map((r) => r.record?.finalize()));
+      // Every recording reaches the media's end: frames lost at the end leave silence, not a short file.
+      const infos = await Promise.all(this.#runtime.map((r) => r.record?.finalize(this.#mediaEnd)));
       return infos.filter((i): i is RecordingInfo => i !== undefined);
     })();
     return this.#closed;
@@ -592,9 +603,6 @@ export class PeerPipeline {
     if (!r) return;
     const now = performance.now();
     if (branch === 0) {
-      // Within one worker stream positions are contiguous (the worker fills every gap with
-      // silence); a jump means frames died with a worker before they were processed.
-      this.#loss.frame(f.position, f.data.length / f.channels);
       // One figure per frame of the first branch; the bucket is searched once for both histograms.
       const ms = now - f.arrival;
       const bucket = this.stats.addLatency(ms);

@@ -203,9 +203,12 @@ export interface PoolStream {
   /** Frames dropped because the stream's worker queue was full. */
   readonly dropped: number;
   /**
-   * Frames lost to worker faults: the batch a stream was blamed for crashing
-   * its worker in, or a batch no stream could be blamed for that failed twice
-   * in a row. Streams that merely shared the worker get their frames re-sent.
+   * Frames lost to worker faults and stream failures: the batch a stream was
+   * blamed for crashing its worker in, or a batch no stream could be blamed
+   * for that failed twice in a row; and once the pool ended the stream (its
+   * stages failed, or it was quarantined: see `onError`), the frames it had
+   * queued and those pushed after. Streams that merely shared the worker get
+   * their frames re-sent.
    */
   readonly lost: number;
   /** Queues a frame for the stream's worker: encoded Opus, or PCM for a stream opened with `setup.input`. */
@@ -247,7 +250,7 @@ export interface WorkerPoolStats {
   workerRestarts: number;
   /** Streams ended for a worker fault: a stage hung, or crashed its worker `maxStreamCrashes` times. */
   streamsQuarantined: number;
-  /** Frames lost to worker faults, all streams (see `PoolStream.lost`). */
+  /** Frames lost to worker faults and failed streams, all streams (see `PoolStream.lost`). */
   framesLost: number;
   streams: number;
   /** Streams opened since the pool started (each one is a worker hop for its frames). */

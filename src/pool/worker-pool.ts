@@ -60,6 +60,8 @@ interface StreamEntry {
   needsSetup: boolean;
   closing: boolean;
   closed: boolean;
+  /** Ended by the pool (its stages failed, or a worker fault quarantined it), not by its owner: what is pushed after is lost. */
+  failed: boolean;
   onClosed?: () => void;
   dropped: number;
   /** Frames lost with failed batches (see `PoolStream.lost`). */
@@ -458,6 +460,7 @@ export class WorkerPool {
       needsSetup: true,
       closing: false,
       closed: false,
+      failed: false,
       dropped: 0,
       lost: 0,
       crashes: 0,
@@ -490,7 +493,11 @@ export class WorkerPool {
         return entry.lost;
       },
       push(frame) {
-        if (entry.closing) return;
+        if (entry.closing) {
+          // A stream the pool ended loses what its owner still pushes, until the owner closes it too.
+          if (entry.failed) pool.#lose(entry, 1);
+          return;
+        }
         if (entry.queue.length >= entry.maxQueued) {
           entry.queue.shift(); // drop oldest: the newest audio matters most for a live stream
           entry.dropped++;
@@ -1175,6 +1182,14 @@ export class WorkerPool {
     e.queue = queue;
   }
 
+  /** A stream the pool ends: its queued frames are lost (counted), and the slot stops holding them. */
+  #dropQueue(e: StreamEntry): void {
+    e.failed = true;
+    this.#lose(e, e.queue.length);
+    this.#release(e); // the slot's count of held frames drops them too
+    e.queue = [];
+  }
+
   #lose(e: StreamEntry, frames: number): void {
     e.lost += frames;
     this.#framesLost += frames;
@@ -1203,9 +1218,7 @@ export class WorkerPool {
   /** Ends a stream for a worker fault: its handler hears why, its queued frames are dropped with it. */
   #quarantine(e: StreamEntry, reason: QuarantinedStream['reason'], stage: string | null, error: EarshotError): void {
     this.#streamsQuarantined++;
-    this.#lose(e, e.queue.length);
-    this.#release(e); // the slot's count of held frames drops them too
-    e.queue = [];
+    this.#dropQueue(e);
     const message = `${error.code}: ${error.message}`;
     this.#quarantined.push({ stream: e.id, stage, reason, message, at: new Date().toISOString() });
     if (this.#quarantined.length > FAULTS_KEPT) this.#quarantined.shift();
@@ -1263,11 +1276,14 @@ export class WorkerPool {
         }
       }
       deliverFrames(out, j, e.handlers);
+      // The failed item's frames came back as nothing: lost with it.
+      if (status === ItemStatus.ERROR) this.#lose(e, frames.length);
       // Delivered: the list becomes the stream's next queue (the frames themselves are let go).
       emptyKeepingCapacity(frames);
       e.spareQueue = frames;
       if (status === ItemStatus.ERROR) {
         const error = result.errors?.[i] ?? 'the stream failed in its worker';
+        this.#dropQueue(e);
         safeCall(() => e.handlers.onError(error));
         this.#finish(e);
         continue;

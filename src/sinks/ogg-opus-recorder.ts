@@ -30,6 +30,12 @@ export interface OggOpusRecorderOptions {
   inputSampleRate?: number;
   /** Media position (48 kHz samples) the file starts at. Default: the first packet's position. */
   startPosition?: number;
+  /**
+   * The packets are coded by the worker from the branch's stages' output,
+   * not received: loss on the way to the worker reaches them (`noteLoss`
+   * counts it, as a WAV recording does). Default false.
+   */
+  coded?: boolean;
   onError?(error: Error): void;
   openFile?(path: string): Promise<OggFileHandle>;
   /** Page flush period, ms (tests). Default 1000. */
@@ -54,7 +60,7 @@ export class OggOpusRecorder {
   gapFrames = 0;
   /** Packets known to be lost, written as zero-length frames for the decoder to conceal. */
   concealedPackets = 0;
-  /** Frames dropped before they reached this recording (only while its file opened: packets never pass the worker queue). */
+  /** Frames dropped before they reached this recording (received packets: only while its file opened; coded ones: also on the way to the worker). */
   readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 };
   #nextPosition: number | undefined;
   /** Where the media ends, once the stream's last coded packet said so (`EncodedFrame.end`): the file is end-trimmed there. */
@@ -65,6 +71,7 @@ export class OggOpusRecorder {
   #lastToc: number | undefined;
   readonly #writer: OggOpusWriter;
   readonly #stereoBit: number;
+  readonly #coded: boolean;
   #stopped = false;
 
   private constructor(writer: OggOpusWriter, options: OggOpusRecorderOptions) {
@@ -72,6 +79,7 @@ export class OggOpusRecorder {
     this.name = options.name;
     this.#nextPosition = options.startPosition;
     this.#stereoBit = options.channels === 2 ? 0x04 : 0;
+    this.#coded = options.coded === true;
   }
 
   static async start(options: OggOpusRecorderOptions): Promise<OggOpusRecorder> {
@@ -106,18 +114,39 @@ export class OggOpusRecorder {
     this.#nextPosition = frame.position + frame.samples;
   }
 
-  /** Ignored: loss on the way to the worker does not reach packets recorded before it. */
-  noteLoss(dropped: Partial<DroppedFrames>): void {
+  /**
+   * Loss before the packets got here. Received packets are recorded before
+   * the worker, so only a backlog while the file opened reaches them; coded
+   * ones come from the worker, so every cause does, and the silence the
+   * worker put in place of lost audio (48 kHz samples) counts in `gapFrames`.
+   */
+  noteLoss(dropped: Partial<DroppedFrames>, workerSilenceSamples = 0): void {
     if (this.#stopped) return;
-    this.dropped.backlog += dropped.backlog ?? 0;
+    if (!this.#coded) {
+      this.dropped.backlog += dropped.backlog ?? 0;
+      return;
+    }
+    for (const key of Object.keys(this.dropped) as Array<keyof DroppedFrames>) this.dropped[key] += dropped[key] ?? 0;
+    this.gapFrames += workerSilenceSamples;
   }
 
   get error(): Error | undefined {
     return this.#writer.error;
   }
 
-  async stop(): Promise<RecordingInfo> {
+  /**
+   * Stops and finalizes the file. `mediaEnd` (48 kHz samples), when given, is
+   * where the stream's media ends: a recording of coded packets short of it
+   * (the stream's last packets lost to a worker fault) is filled with silence
+   * up to it, counted in `gapFrames`.
+   */
+  async stop(mediaEnd?: number): Promise<RecordingInfo> {
     if (!this.#stopped) {
+      const next = this.#nextPosition;
+      if (mediaEnd !== undefined && next !== undefined && mediaEnd > next) {
+        this.#silence(mediaEnd - next);
+        this.#nextPosition = mediaEnd;
+      }
       this.#stopped = true;
       this.stoppedAt = new Date();
       // Packets coded past the media's end (the encoder's lookahead and its last packet's rest):

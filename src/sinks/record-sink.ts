@@ -45,6 +45,8 @@ export interface RecordSinkOptions {
   sampleFormat: WavSampleFormat;
   /** "wav" (default): the branch's PCM; "ogg-opus": the received Opus packets, given to `writeEncoded`. */
   format?: RecordingFormat;
+  /** For "ogg-opus": the packets are the worker's coding of the branch (after its stages), not the received ones, so loss on the way to the worker reaches them. */
+  coded?: boolean;
   /**
    * A recording could not start (not for a name the caller chose badly: that
    * error goes to the caller), or its writes failed. Called once per recording.
@@ -171,7 +173,7 @@ export class RecordSink {
             const onError = (e: Error) => this.#writeFailed(opened, e, self.recorder);
             recorder =
               this.format === 'ogg-opus'
-                ? await OggOpusRecorder.start({ path: target, name: file, channels: this.#oggChannels(), inputSampleRate: this.#format.sampleRate, startPosition, onError })
+                ? await OggOpusRecorder.start({ path: target, name: file, channels: this.#oggChannels(), inputSampleRate: this.#format.sampleRate, startPosition, coded: this.options.coded, onError })
                 : await Recorder.start({
                     path: target,
                     name: file,
@@ -296,8 +298,11 @@ export class RecordSink {
     pending.silence += workerSilenceSamples;
   }
 
-  /** Stops and finalizes the recording; throws if none is running (an armed one is only disarmed). */
-  async stop(): Promise<RecordingInfo> {
+  /**
+   * Stops and finalizes the recording; throws if none is running (an armed
+   * one is only disarmed). `mediaEnd`: see `Recorder.stop`.
+   */
+  async stop(mediaEnd?: number): Promise<RecordingInfo> {
     if (this.#starting) await this.#starting.catch(() => undefined);
     const recorder = this.#recorder;
     if (!recorder) {
@@ -305,7 +310,7 @@ export class RecordSink {
       throw errors.RECORDING_NOT_ACTIVE(this.options.peer);
     }
     this.#recorder = undefined;
-    await recorder.stop();
+    await recorder.stop(mediaEnd);
     this.#last = this.#withFailure(recorder.info());
     this.#notify(this.options.onStopped, this.#last);
     return this.#last;
@@ -319,11 +324,14 @@ export class RecordSink {
     }
   }
 
-  /** Stops if recording, disarms if armed; never throws (used on session end). */
-  async finalize(): Promise<RecordingInfo | undefined> {
+  /**
+   * Stops if recording, disarms if armed; never throws (used on session end,
+   * with where the stream's media ends: see `Recorder.stop`).
+   */
+  async finalize(mediaEnd?: number): Promise<RecordingInfo | undefined> {
     this.disarm();
     if (!this.active) return this.#last;
-    return this.stop().catch(() => this.#last);
+    return this.stop(mediaEnd).catch(() => this.#last);
   }
 
   info(): RecordingInfo | undefined {

@@ -20,7 +20,11 @@ export interface DroppedFrames {
   queueFull: number;
   /** At the worker: their media time had already been played out (late or duplicate packets). */
   late: number;
-  /** Lost with a worker that died or restarted (estimated from the gap they left, in frames of the size that followed). */
+  /**
+   * Lost to a worker fault or a failed stream: the batch a worker died or hung
+   * in, or a stage threw in; and once that ended the stream, the frames it had
+   * queued and those that came until the session ended (counted as received).
+   */
   workerRestart: number;
   /** While the file was being opened, beyond the frames kept for it. */
   backlog: number;
@@ -161,8 +165,24 @@ export class Recorder {
     return this.#writer.error;
   }
 
-  async stop(): Promise<RecordingInfo> {
+  /**
+   * Stops and finalizes the file. `mediaEnd`, when given, is where the
+   * stream's media ends (48 kHz samples): a recording short of it (frames
+   * lost at the end of the stream, to a worker fault) is filled with silence
+   * up to it, counted in `gapFrames`, so its duration is still the media's.
+   */
+  async stop(mediaEnd?: number): Promise<RecordingInfo> {
     if (!this.#stopped) {
+      const next = this.#nextPosition;
+      if (mediaEnd !== undefined && next !== undefined) {
+        // Floor: a resampled branch's last sample is the last whole one before the media's end.
+        const end = Math.floor((mediaEnd * this.#writer.sampleRate) / DECODE_RATE);
+        if (end > next) {
+          this.#writer.appendSilence(end - next);
+          this.gapFrames += end - next;
+          this.#nextPosition = end;
+        }
+      }
       this.#stopped = true;
       this.stoppedAt = new Date();
       await this.#writer.close();
