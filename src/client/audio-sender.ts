@@ -14,6 +14,7 @@ import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
+import { sayGoodbye } from '../rtc/werift-goodbye.js';
 import { checkChannels, type PcmSource } from './wav-source.js';
 import { openWavStream } from './wav-stream.js';
 import { checkToken, checkWhipUrl, WhipClient } from './whip-client.js';
@@ -35,8 +36,9 @@ export interface SendOptions {
   url?: string;
   /**
    * Your own signaling instead of WHIP: given the complete offer (all
-   * candidates), resolve to the answer. No DELETE is sent at the end; closing
-   * the peer connection ends the stream.
+   * candidates), resolve to the answer. No DELETE is sent at the end: the
+   * peer connection is closed with a DTLS close_notify, as a browser's is,
+   * which ends the session at once on earshot.
    */
   signaling?: (offerSdp: string) => Promise<string>;
   /**
@@ -85,7 +87,7 @@ export interface SendOptions {
   onProgress?(progress: SendProgress): void;
   /** ICE host addresses. Default: 127.0.0.1 for a loopback URL, otherwise all interfaces (never STUN). */
   hostAddresses?: string[];
-  /** Leave the session without DELETE at the end (simulates a client that vanishes). Default false. */
+  /** Leave the session without DELETE and without closing DTLS at the end (simulates a client that vanishes). Default false. */
   skipDelete?: boolean;
   /** Wait for ICE/DTLS to connect at most this long. Default 10000 ms. */
   connectTimeoutMs?: number;
@@ -346,6 +348,9 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     throw e;
   } finally {
     await frames.close();
+    // As a browser closes: the DTLS close_notify tells the server at once (with `signaling`, the only
+    // word it gets). A client simulating one that vanished says nothing.
+    if (pc && !options.skipDelete) await sayGoodbye(pc);
     await pc?.close().catch(() => undefined);
   }
 }

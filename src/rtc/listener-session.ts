@@ -20,6 +20,7 @@ import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates
 import { completeAnswer, reducedOffer, requireTransport, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
+import { onDtlsClosed } from './dtls-closed.js';
 import { reportAtRfcInterval } from './sender-reports.js';
 import { sendRtpPayload } from './werift-rtp-send.js';
 import { sayGoodbye } from './werift-goodbye.js';
@@ -89,6 +90,7 @@ export class ListenerSession {
       const pc = session.#pc;
       pc.connectionStateChange.subscribe((state) => session.#onConnectionState(state));
       await pc.setRemoteDescription({ type: 'offer', sdp: reducedOffer(parsed, [summary.audioIndex]) });
+      onDtlsClosed(pc, () => void session.close('closed-by-peer'));
       answerDtlsRole(pc, parsed, parsed.sections[summary.audioIndex]);
       const answer = await pc.createAnswer();
       disableImplicitStun(pc, []);

@@ -16,6 +16,7 @@ import { RtpIngest, type RtpIngestOptions, type RtpInput, type RtpReceiveStats }
 import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
+import { onDtlsClosed } from './dtls-closed.js';
 import { reportCname, reportFiguresFrom } from './receiver-reports.js';
 // Replace werift's string-based RTP header parsing and two per-packet costs of its receiver
 // before any packet arrives (see the modules).
@@ -235,6 +236,7 @@ export class PeerSession {
     this.#watch();
     if (plan.dataChannel !== undefined) pc.onDataChannel.subscribe((channel) => this.channel.attach(channel));
     await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
+    onDtlsClosed(pc, () => void this.close('closed-by-peer'));
     routeUnsignalledSsrcs(pc);
     answerDtlsRole(pc, offer, offer.sections[this.offer!.audioIndex]);
     const answer = await pc.createAnswer();

@@ -5,6 +5,7 @@
  */
 import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import { sayGoodbye } from '../../src/rtc/werift-goodbye.js';
 import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
 import { concat } from './audio.js';
 
@@ -28,6 +29,8 @@ export interface Listener {
   /** The state of the player's DTLS transport (`closed` once the server sent close_notify). */
   dtlsState(): string | undefined;
   close(): Promise<void>;
+  /** Closes as a browser's player does: a DTLS close_notify, then the connection, and no DELETE. */
+  leave(): Promise<void>;
 }
 
 /** POSTs a receive-only Opus offer to `url` (e.g. `${base}/whep/alice`) and connects if the server answers. */
@@ -61,7 +64,7 @@ export async function listen(
   if (res.status !== 201) {
     const problem = (await res.json().catch(() => ({}))) as Listener['problem'];
     await close();
-    return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, dtlsState: () => undefined, close };
+    return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, dtlsState: () => undefined, close, leave: close };
   }
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   const location = new URL(res.headers.get('location')!, url).toString();
@@ -76,6 +79,10 @@ export async function listen(
     },
     dtlsState: () => transceiver.receiver.dtlsTransport?.state,
     close,
+    async leave() {
+      await sayGoodbye(pc);
+      await close();
+    },
   };
 }
 

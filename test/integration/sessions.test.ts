@@ -118,6 +118,30 @@ describe('sessions', () => {
     expect(Math.abs(wav.durationSec - s.rtp.packetsReceived * 0.02)).toBeLessThanOrEqual(0.02);
   });
 
+  it('ends the session of a client that closes its connection without DELETE (DTLS close_notify) at once, as closed-by-peer, and frees its name', async () => {
+    t = await startServer({ pipeline: RAW_PIPELINE, mediaTimeoutMs: 30_000 });
+    // Its own signaling, as an app that POSTs the offer itself: no DELETE at the end, only the connection's close.
+    const signaling = async (offer: string) => {
+      const res = await fetch(`${t!.url}/whip/demo/leaver`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: offer });
+      expect(res.status).toBe(201);
+      return res.text();
+    };
+    const sent = await sendAudio({ signaling, hostAddresses: ['127.0.0.1'], source: fixturePath('tone-1k-48k.wav'), seconds: 1 });
+    let s = await statsOf('leaver');
+    // Well before the 30 s media timeout (which ended such sessions before).
+    for (const deadline = Date.now() + 5000; s.state !== 'ended' && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await statsOf('leaver');
+    }
+    expect([s.state, s.endReason]).toEqual(['ended', 'closed-by-peer']);
+    expect(s.recording.state).toBe('stopped');
+    const wav = await readWav(join(t.recordingsDir, s.recording.name));
+    expect(Math.abs(wav.durationSec - sent.packetsSent * 0.02)).toBeLessThanOrEqual(0.02);
+    // Its name is free: publishing as the same peer again is accepted (it got 409 EARSHOT_PEER_ACTIVE while the session ran on).
+    const again = await sendAudio({ url: `${t.url}/whip/demo/leaver`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.5 });
+    expect(again.packetsSent).toBeGreaterThan(0);
+  });
+
   it('leaves a valid WAV while recording: a copy taken mid-stream reads back', async () => {
     t = await sharedServer();
     const sending = sendAudio({ url: `${t.url}/whip/demo/live`, source: fixturePath('tone-1k-48k.wav') });

@@ -187,6 +187,30 @@ describe('WHEP listeners', () => {
     }
   });
 
+  it('end at once when their player closes its connection without a DELETE (DTLS close_notify), freeing their place', async () => {
+    const tone = await publishTone('dave');
+    const players: Array<{ close(): Promise<unknown> }> = [];
+    try {
+      const first = await listen(`${t.url}/whep/dave`, { headers: ADMIN });
+      const second = await listen(`${t.url}/whep/dave`, { headers: ADMIN });
+      players.push(first, second);
+      await first.connected();
+      await second.connected();
+      const listenersOf = async () => ((await (await fetch(`${t.url}/stats`, { headers: ADMIN })).json()) as { server: { listeners: Array<{ peer: string }> } }).server.listeners.filter((l) => l.peer === 'dave');
+      expect(await listenersOf()).toHaveLength(2);
+      await first.leave();
+      // Well before listenerTimeoutMs (8 s), which ended such a listener before.
+      await until('the player that left to be ended', async () => ((await listenersOf()).length === 1 ? true : undefined), 3000);
+      expect((await fetch(first.location!, { method: 'DELETE', headers: ADMIN })).status).toBe(404);
+      const next = await listen(`${t.url}/whep/dave`, { headers: ADMIN });
+      players.push(next);
+      expect(next.status).toBe(201);
+    } finally {
+      for (const p of players) await p.close();
+      await tone.stop();
+    }
+  });
+
   it('end when their player goes away without a DELETE (no RTCP for listenerTimeoutMs), freeing their place', { timeout: 60_000 }, async () => {
     const tone = await publishTone('carol');
     const players: Array<{ close(): Promise<unknown> }> = [];
