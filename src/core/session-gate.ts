@@ -93,8 +93,7 @@ export class SessionGate {
     const { maxSessions, maxPendingSessions, maxPendingSessionsPerClient } = this.#limits;
     // #placing holds this peer already; the others are offers in negotiation.
     const self = this.#placing.has(peer) ? 1 : 0;
-    const negotiating = this.#placing.size - self;
-    if (!existing && this.#peers.size + negotiating >= maxSessions) throw errors.OVERLOADED(maxSessions);
+    if (!existing && this.#peers.size + this.#newPlacements(peer) >= maxSessions) throw errors.OVERLOADED(maxSessions);
     if (client !== undefined) {
       // A client publishing a peer again (a quick reconnect) ends its own pending session: that one makes no room for more.
       const replaced = existing?.session.state === 'connecting' && this.#clientOf.get(existing.session) === client ? 1 : 0;
@@ -106,6 +105,18 @@ export class SessionGate {
     const overloaded = existing ? [] : (this.#load?.check() ?? []);
     if (overloaded.length > 0) throw errors.OVERLOADED(overloaded, 'load');
     return existing;
+  }
+
+  /**
+   * Offers being answered for peers other than `peer` that will take a place
+   * of their own: a live peer publishing again replaces its session, and is
+   * counted in the registry already (counting it twice refused another peer
+   * the last place for as long as the replacement took).
+   */
+  #newPlacements(peer: string): number {
+    let n = 0;
+    for (const p of this.#placing.keys()) if (p !== peer && !this.#peers.get(p)) n++;
+    return n;
   }
 
   /** Counts a new (not replacing) session in the load until its own cost shows in the measurements. */

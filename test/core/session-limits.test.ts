@@ -84,6 +84,22 @@ describe('sessions that never connect', () => {
   });
 });
 
+describe('a peer publishing again', () => {
+  it('takes no second place against maxSessions: beside its replacement, another peer gets the last place', async () => {
+    t = await startServer({ maxSessions: 2, maxPendingSessions: 100, connectTimeoutMs: 30_000 });
+    const first = await post('alice');
+    expect(first.status).toBe(201);
+    await first.text();
+    // alice replaces her session while carol asks for the second place.
+    const responses = await Promise.all([post('alice'), post('carol')]);
+    for (const r of responses) await r.arrayBuffer();
+    expect(responses.map((r) => r.status)).toEqual([201, 201]);
+    expect(t.server.core.stats().peers).toBe(2);
+    // Full now: a third peer is refused.
+    await expectProblem(await post('dave'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5' });
+  });
+});
+
 describe('sessions that never connect, per client', () => {
   // Offers whose ICE never completes (nobody answers the chromeLikeOffer's candidate): pending until the connect timeout.
   const from = (client: string) => (peer: string) => t!.server.core.publish('flood', peer, chromeLikeOffer(), { client });
