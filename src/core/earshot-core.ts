@@ -252,6 +252,8 @@ export class EarshotCore {
   async publish(room: string, peer: string, offer: string, options: { pipeline?: string; mayReplace?: boolean; client?: string; countLoadRefusal?: boolean } = {}): Promise<PeerSession> {
     let placing = false;
     try {
+      // First: an offer that can never be accepted gets its 400 / 422, not a 503 with Retry-After at a limit.
+      const prepared = PeerSession.prepareOffer(offer);
       this.#gate.beginPlacement(peer, options.client);
       placing = true;
       const existing = this.#gate.admit(peer, options.mayReplace ?? true, options.client);
@@ -260,7 +262,7 @@ export class EarshotCore {
       await this.#checks.check(pipeline);
       await recordingPreflight(pipeline, this.store); // `required` recording on an unusable directory: 507, no session
       const slot: SessionSlot = {};
-      const session = await PeerSession.answer(room, peer, offer, this.#sessionOptions(pipeline), this.#lifecycle.sessionEvents(slot, room, peer));
+      const session = await PeerSession.answer(room, peer, prepared, this.#sessionOptions(pipeline), this.#lifecycle.sessionEvents(slot, room, peer));
       this.#gate.answered(peer, session);
       await this.#lifecycle.start(slot, room, peer, session, pipeline, existing);
       if (!existing) this.#gate.admitted();

@@ -43,7 +43,7 @@ interface Listener {
 
 export class Listeners {
   readonly #byId = new Map<string, Listener>();
-  /** Audio sockets by peer (they have no session URL: only their count matters here). */
+  /** Audio sockets and WHEP offers being answered, by peer (they have no session URL yet: only their count matters here). */
   readonly #sockets = new Map<string, number>();
   readonly #options: ListenerLimits & { ice?: IceOptions; connectTimeoutMs?: number; rtcpTimeoutMs?: number; onEnd?(info: ListenerInfo, reason: ListenerEndReason): void };
 
@@ -58,24 +58,32 @@ export class Listeners {
    * error before anything is opened.
    */
   async listen(entry: PeerEntry, offer: string, branch?: string): Promise<ListenerSession> {
-    this.checkRoom(entry.peer);
+    // What can never be accepted first (400, 422, 404): it must not be told to retry at a limit (503).
+    const prepared = ListenerSession.prepareOffer(offer);
     const branches = entry.pipeline.branches;
     const target = branch === undefined ? branches[0] : branches.find((b) => b.name === branch);
     if (!target) throw errors.BRANCH_NOT_FOUND(entry.peer, branch ?? '', branches.map((b) => b.name));
     // Checked before answering: a branch Opus cannot code throws here, with no socket opened.
     const packets$ = entry.pipeline.encodedAudio$(target.name);
+    // The place is held while the answer is made, so concurrent offers cannot all pass the check.
+    const release = this.#hold(entry.peer);
     const listener: Listener = { peer: entry.peer, branch: target.name, session: undefined as unknown as ListenerSession };
-    const session = await ListenerSession.answer(offer, {
-      ice: this.#options.ice,
-      connectTimeoutMs: this.#options.connectTimeoutMs,
-      rtcpTimeoutMs: this.#options.rtcpTimeoutMs,
-      channels: target.channels === 2 ? 2 : 1,
-      onEnd: (reason) => {
-        listener.subscription?.unsubscribe();
-        this.#byId.delete(session.id);
-        this.#options.onEnd?.(this.#info(listener), reason);
-      },
-    });
+    let session: ListenerSession;
+    try {
+      session = await ListenerSession.answer(prepared, {
+        ice: this.#options.ice,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        rtcpTimeoutMs: this.#options.rtcpTimeoutMs,
+        channels: target.channels === 2 ? 2 : 1,
+        onEnd: (reason) => {
+          listener.subscription?.unsubscribe();
+          this.#byId.delete(session.id);
+          this.#options.onEnd?.(this.#info(listener), reason);
+        },
+      });
+    } finally {
+      release();
+    }
     listener.session = session;
     // The peer may have ended while the answer was made: then the stream has completed, and so does this.
     if (entry.session.state === 'ended') {
@@ -103,6 +111,15 @@ export class Listeners {
    * when there is none); the returned function gives it back (idempotent).
    */
   takeSocketSlot(peer: string): () => void {
+    return this.#hold(peer);
+  }
+
+  /**
+   * Takes a place of `peer` that only its count shows (an audio socket, or a
+   * WHEP offer being answered), or throws `EARSHOT_LISTENERS_FULL`; the
+   * returned function gives it back (idempotent).
+   */
+  #hold(peer: string): () => void {
     this.checkRoom(peer);
     this.#sockets.set(peer, (this.#sockets.get(peer) ?? 0) + 1);
     let held = true;

@@ -18,7 +18,7 @@ import type { EncodedFrame } from '../media/frames.js';
 import { clip } from './bounded-text.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates, type IceOptions } from './ice-config.js';
 import { completeAnswer, reducedOffer, requireTransport, withoutTrickle } from './offer-reduction.js';
-import { parseOffer, summarizeOffer } from './sdp-offer.js';
+import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
 import { onDtlsClosed } from './dtls-closed.js';
 import { reportAtRfcInterval } from './sender-reports.js';
@@ -26,6 +26,12 @@ import { sendRtpPayload } from './werift-rtp-send.js';
 import { sayGoodbye } from './werift-goodbye.js';
 
 export type ListenerEndReason = 'deleted' | 'stream-ended' | 'ice-failed' | 'disconnected' | 'closed-by-peer' | 'connect-timeout' | 'shutdown';
+
+/** A player's offer checked by `ListenerSession.prepareOffer`. */
+export interface PreparedPlayerOffer {
+  readonly parsed: ParsedOffer;
+  readonly summary: OfferSummary;
+}
 
 export interface ListenerSessionOptions {
   ice?: IceOptions;
@@ -76,15 +82,25 @@ export class ListenerSession {
   }
 
   /**
-   * Validates a player's offer (it must receive Opus audio) and answers it.
-   * Throws typed errors (`EARSHOT_SDP_INVALID`, `EARSHOT_NO_OPUS_AUDIO`, …)
-   * before any socket is opened for an unusable offer.
+   * Validates a player's offer (it must receive Opus audio), opening nothing:
+   * typed errors for an unusable one. Cheap, so a server checks it before its
+   * limits: an offer that can never be accepted must not be told to retry.
    */
-  static async answer(sdp: string, options: ListenerSessionOptions): Promise<ListenerSession> {
+  static prepareOffer(sdp: string): PreparedPlayerOffer {
     const parsed = parseOffer(sdp);
     const summary = summarizeOffer(parsed, 'receive');
     // As WHIP checks it: without these werift answered 201 and the listener could never connect.
     requireTransport(parsed, parsed.sections[summary.audioIndex]);
+    return { parsed, summary };
+  }
+
+  /**
+   * Validates a player's offer (unless prepared already) and answers it.
+   * Throws typed errors (`EARSHOT_SDP_INVALID`, `EARSHOT_NO_OPUS_AUDIO`, …)
+   * before any socket is opened for an unusable offer.
+   */
+  static async answer(sdp: string | PreparedPlayerOffer, options: ListenerSessionOptions): Promise<ListenerSession> {
+    const { parsed, summary } = typeof sdp === 'string' ? ListenerSession.prepareOffer(sdp) : sdp;
     const session = new ListenerSession(options);
     try {
       const pc = session.#pc;

@@ -66,6 +66,13 @@ export type SessionEndReason =
 
 export type SessionState = 'connecting' | 'connected' | 'ended';
 
+/** An offer checked and planned by `PeerSession.prepareOffer`. */
+export interface PreparedOffer {
+  readonly parsed: ParsedOffer;
+  readonly offer: OfferSummary;
+  readonly plan: NegotiationPlan;
+}
+
 export interface PeerSessionOptions {
   ice?: IceOptions;
   /** End the session when no RTP arrives for this long after it connected. Default 10000 ms. */
@@ -161,15 +168,26 @@ export class PeerSession {
   }
 
   /**
-   * Validates the offer, creates the peer and returns it once the answer (with
-   * every candidate) is ready. Throws typed errors for unusable offers. werift
-   * sees only the sections earshot negotiates (offer-reduction.ts), so the
-   * checks and the reduction run before any socket is opened.
+   * Validates an offer and plans what of it is negotiated, opening nothing:
+   * typed errors for an unusable one (`EARSHOT_SDP_INVALID`,
+   * `EARSHOT_NO_OPUS_AUDIO`, …). Cheap, so a server checks it before its
+   * limits: an offer that can never be accepted must not be told to retry.
    */
-  static async answer(room: string, peer: string, sdp: string, options: PeerSessionOptions, events: PeerSessionEvents): Promise<PeerSession> {
+  static prepareOffer(sdp: string): PreparedOffer {
     const parsed = parseOffer(sdp);
     const offer = summarizeOffer(parsed);
-    const plan = planNegotiation(parsed, offer);
+    return { parsed, offer, plan: planNegotiation(parsed, offer) };
+  }
+
+  /**
+   * Validates the offer (unless prepared already), creates the peer and
+   * returns it once the answer (with every candidate) is ready. Throws typed
+   * errors for unusable offers. werift sees only the sections earshot
+   * negotiates (offer-reduction.ts), so the checks and the reduction run
+   * before any socket is opened.
+   */
+  static async answer(room: string, peer: string, sdp: string | PreparedOffer, options: PeerSessionOptions, events: PeerSessionEvents): Promise<PeerSession> {
+    const { parsed, offer, plan } = typeof sdp === 'string' ? PeerSession.prepareOffer(sdp) : sdp;
     const session = new PeerSession(room, peer, options, events, true, plan.dataChannel !== undefined);
     session.offer = offer;
     try {

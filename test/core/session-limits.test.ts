@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { fixturePath } from '../helpers/fixtures.js';
-import { chromeLikeOffer } from '../helpers/offers.js';
+import { chromeLikeOffer, weriftOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { expectProblem } from '../helpers/problems.js';
 
@@ -18,8 +18,8 @@ afterEach(async () => {
 });
 
 const udpSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
-const post = (peer: string) =>
-  fetch(`${t!.url}/whip/flood/${peer}`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } });
+const post = (peer: string, body = chromeLikeOffer()) =>
+  fetch(`${t!.url}/whip/flood/${peer}`, { method: 'POST', body, headers: { 'content-type': 'application/sdp' } });
 
 async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
@@ -97,6 +97,26 @@ describe('a peer publishing again', () => {
     expect(t.server.core.stats().peers).toBe(2);
     // Full now: a third peer is refused.
     await expectProblem(await post('dave'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5' });
+  });
+});
+
+describe('an offer that can never be accepted', () => {
+  it('gets its own error at a limit (400, 422), not a 503 with Retry-After that a client would retry for ever', async () => {
+    t = await startServer({ maxSessions: 1, maxPendingSessions: 100, connectTimeoutMs: 30_000 });
+    const first = await post('alice');
+    expect(first.status).toBe(201);
+    await first.text();
+    await expectProblem(await post('bob', 'this is not SDP'), { status: 400, code: 'EARSHOT_SDP_INVALID' });
+    await expectProblem(await post('bob', ''), { status: 400, code: 'EARSHOT_SDP_INVALID' });
+    const pcmu = await weriftOffer({ mimeType: 'audio/PCMU', clockRate: 8000 });
+    try {
+      await expectProblem(await post('bob', pcmu.sdp), { status: 422, code: 'EARSHOT_NO_OPUS_AUDIO' });
+    } finally {
+      await pcmu.pc.close();
+    }
+    // A good offer is the one told to come back.
+    await expectProblem(await post('bob'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5' });
+    expect(t.server.core.refusedBy()).toMatchObject({ EARSHOT_SDP_INVALID: 2, EARSHOT_NO_OPUS_AUDIO: 1, EARSHOT_OVERLOADED: 1 });
   });
 });
 

@@ -163,10 +163,16 @@ describe('WHEP listeners', () => {
       });
       expect(refusals.notEncodable.problem?.detail).toMatch(/not 44100 Hz/);
 
-      // maxListenersPerPeer is 2: the third waits.
-      const players = [await listen(`${t.url}/whep/bob`, { headers: ADMIN }), await listen(`${t.url}/whep/bob`, { headers: ADMIN })];
-      const third = await listen(`${t.url}/whep/bob`, { headers: ADMIN });
-      expect([third.status, third.problem?.code, third.headers.get('retry-after')]).toEqual([503, 'EARSHOT_LISTENERS_FULL', '5']);
+      // maxListenersPerPeer is 2: of four offers at once (each place is held while its answer is made), two wait.
+      const offered = await Promise.all(Array.from({ length: 4 }, () => listen(`${t.url}/whep/bob`, { headers: ADMIN })));
+      const players = offered.filter((p) => p.status === 201);
+      expect(players).toHaveLength(2);
+      for (const refused of offered.filter((p) => p.status !== 201)) {
+        expect([refused.status, refused.problem?.code, refused.headers.get('retry-after')]).toEqual([503, 'EARSHOT_LISTENERS_FULL', '5']);
+      }
+      // Full: an offer that can never be accepted still gets its own error, not one to retry.
+      const invalid = await listen(`${t.url}/whep/bob`, { headers: ADMIN, editOffer: (sdp) => sdp.replace(/a=fingerprint:[^\r]*\r\n/g, '') });
+      expect([invalid.status, invalid.problem?.code]).toEqual([400, 'EARSHOT_SDP_INVALID']);
       for (const p of players) await p.connected();
       const listenersOf = async () => ((await (await fetch(`${t.url}/stats`, { headers: ADMIN })).json()) as { server: { listeners: Array<{ peer: string; state: string }> } }).server.listeners.filter((l) => l.peer === 'bob');
       expect((await listenersOf()).map((l) => l.state)).toEqual(['connected', 'connected']);
