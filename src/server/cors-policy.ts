@@ -5,6 +5,8 @@
  *   publish from any page; the publish token protects the endpoint). WHIP's
  *   own OPTIONS handler answers after the CORS headers are set, so it can add
  *   `Accept-Post` and, for a plain OPTIONS without CORS, still reply.
+ * - WHEP (`/whep/…`): WHIP's methods and headers (PATCH, so that a player's
+ *   page can read its 405), with the control API's origins.
  * - Everything else: only the origins the operator lists; none by default, so a
  *   page on another origin that the operator happens to visit cannot read
  *   recordings or statistics from a server on their machine. Never `*`.
@@ -25,6 +27,19 @@ export function corsPolicy(url: string, apiOrigins: string[], whipOrigins: strin
       exposedHeaders: WHIP_EXPOSED,
       maxAge: 86400,
       // The WHIP OPTIONS route replies itself (Accept-Post), preflight or not.
+      preflightContinue: true,
+      strictPreflight: false,
+    };
+  }
+  if (url.startsWith('/whep/')) {
+    // WHEP is WHIP's protocol for listening: its methods and headers, but the control API's
+    // origins (a peer's audio is an operator's to hear). Its OPTIONS routes add Allow and Accept-Post.
+    return {
+      origin: apiOrigins.length > 0 ? apiOrigins : false,
+      methods: ['POST', 'DELETE', 'PATCH', 'OPTIONS'],
+      allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
+      exposedHeaders: WHIP_EXPOSED,
+      maxAge: 600,
       preflightContinue: true,
       strictPreflight: false,
     };

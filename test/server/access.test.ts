@@ -332,6 +332,26 @@ describe('CORS allow-lists', () => {
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 
+  it('answers WHEP with the control API\'s origins and WHIP\'s methods and headers, PATCH included', async () => {
+    const allowed = await fetch(`${t.url}/whep/p/some-id`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://ops.example', 'access-control-request-method': 'PATCH', 'access-control-request-headers': 'authorization, content-type, if-match' },
+    });
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://ops.example');
+    expect(allowed.headers.get('access-control-allow-methods')).toMatch(/PATCH/);
+    expect(allowed.headers.get('access-control-allow-headers')).toMatch(/If-Match/i);
+    const endpoint = await fetch(`${t.url}/whep/p`, { method: 'OPTIONS', headers: { origin: 'https://ops.example', 'access-control-request-method': 'POST' } });
+    expect(endpoint.headers.get('accept-post')).toBe('application/sdp');
+    // A page can read the Location, Link and Retry-After of a WHEP answer.
+    const post = await fetch(`${t.url}/whep/nobody`, { method: 'POST', headers: { origin: 'https://ops.example', 'content-type': 'application/sdp', ...bearer(ADMIN) }, body: 'v=0' });
+    expect(post.headers.get('access-control-expose-headers')).toMatch(/Location.*Link.*Retry-After/);
+    await post.arrayBuffer();
+    // The WHIP allow-list does not open WHEP.
+    const app = await fetch(`${t.url}/whep/p`, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+    expect(app.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
   it('refuses "*" for the control API at start', async () => {
     await expect(createServer({ port: 0, corsOrigins: ['*'], logLevel: 'silent' })).rejects.toThrow(/must not contain "\*"/);
     await expect(createServer({ port: 0, corsOrigins: ['https://ops.example/path'], logLevel: 'silent' })).rejects.toThrow(/not an origin/);
