@@ -71,6 +71,18 @@ export interface WavFileWriterOptions {
   openFile?(path: string): Promise<WavFileHandle>;
 }
 
+/**
+ * Why a writer stopped at `WavFileWriter.maxFrames`: the file is complete and
+ * valid up to there, and whatever was appended after is not in it.
+ */
+export class WavFileFullError extends Error {
+  constructor(readonly seconds: number) {
+    super(`a WAV file holds at most 4 GiB of audio; full after ${seconds} s`);
+  }
+}
+
+/** RIFF sizes are 32 bits: a WAV file's header and data together stay within this. */
+const RIFF_MAX = 0xffffffff;
 const S16_HEADER = 44;
 /** What a closed writer holds instead of a chunk (nothing is appended after close). */
 const NO_CHUNK = Buffer.from(new ArrayBuffer(0));
@@ -93,6 +105,15 @@ export class WavFileWriter {
   dataBytesWritten = 0;
   /** Data bytes dropped because the disk could not keep up. */
   droppedBytes = 0;
+  /**
+   * The most sample frames the file can hold (RIFF's sizes are 32 bits: ~4
+   * GiB of data, 12.4 h of s16 mono at 48 kHz, 3.1 h of f32 stereo). What is
+   * appended beyond is not written: the writer flushes the file full, with
+   * its header, and then fails with a `WavFileFullError`.
+   */
+  readonly maxFrames: number;
+  /** Reached `maxFrames`: nothing more is taken, and the writer fails once the file is written. */
+  #full = false;
   error: Error | undefined;
 
   readonly #fh: WavFileHandle;
@@ -129,6 +150,7 @@ export class WavFileWriter {
     this.#bytesPerSample = this.sampleFormat === 's16' ? 2 : 4;
     this.#blockAlign = this.#bytesPerSample * this.channels;
     this.headerBytes = this.sampleFormat === 's16' ? S16_HEADER : F32_HEADER;
+    this.maxFrames = Math.floor((RIFF_MAX - (this.headerBytes - 8)) / this.#blockAlign);
     this.#chunkBytes = options.chunkBytes ?? defaultChunkBytes(options.sampleRate * this.#blockAlign);
     this.#maxPending = options.maxPendingBytes ?? 8 * 1024 * 1024;
     this.#onError = options.onError;
@@ -189,7 +211,13 @@ export class WavFileWriter {
    * file as ÷32768; floats go into an s16 file quantized by media/pcm16.ts.
    */
   append(samples: Float32Array | Int16Array): void {
-    if (this.#closed || this.error) return;
+    if (this.#closed || this.error || this.#full) return;
+    const room = this.maxFrames - this.framesAppended;
+    if (samples.length / this.channels > room) {
+      if (room > 0) this.append(samples.subarray(0, room * this.channels));
+      this.#fill();
+      return;
+    }
     if (this.#silence > 0) this.#placeSilence();
     this.framesAppended += samples.length / this.channels;
     const bps = this.#bytesPerSample;
@@ -225,9 +253,31 @@ export class WavFileWriter {
    * so consecutive runs add up to one (see the module comment).
    */
   appendSilence(frames: number): void {
-    if (this.#closed || this.error || !(frames > 0)) return;
-    this.framesAppended += frames;
-    this.#silence += frames * this.#blockAlign;
+    if (this.#closed || this.error || this.#full || !(frames > 0)) return;
+    const room = this.maxFrames - this.framesAppended;
+    const n = Math.min(frames, room);
+    this.framesAppended += n;
+    this.#silence += n * this.#blockAlign;
+    if (n < frames) this.#fill();
+  }
+
+  /**
+   * The file is full (`maxFrames`): what was appended goes to the disk with
+   * the final header, then the writer fails with `WavFileFullError` (after
+   * which it writes nothing more, as after any failure).
+   */
+  #fill(): void {
+    if (this.#full) return;
+    this.#full = true;
+    this.#settleSilence();
+    this.#queueChunk();
+    this.#pump();
+    const full = new WavFileFullError(Math.round(this.framesAppended / this.sampleRate));
+    // After the writes just queued (the pump's loop is on the chain already).
+    this.#writing = this.#writing
+      .then(() => (this.error ? undefined : this.#writeHeader()))
+      .then(() => this.#fail(full))
+      .catch((e) => this.#fail(e as Error));
   }
 
   /**

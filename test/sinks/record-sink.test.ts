@@ -4,7 +4,7 @@
  * start says why, and the naming rule is one function shared with pipeline
  * validation. The preflight for `required` recording: recording-preflight.test.ts.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
@@ -225,5 +225,44 @@ describe('recording names', () => {
     expect(b).toMatch(/^r+-p+-20261124-101500-b$/);
     expect(a.length).toBeLessThanOrEqual(120);
     expect(recordingBaseName({ directory: 'calls/{room}' }, { ...vars, room: 'demo' }, false)).toBe(`calls/demo/demo-${'p'.repeat(64)}-20261124-101500`);
+  });
+});
+
+describe('a WAV recording that reaches the 4 GiB a WAV file can hold', () => {
+  it('ends full and valid, with the audio up to the limit, and fails with EARSHOT_RECORDING_TOO_LARGE (no RangeError)', async () => {
+    const { s, failures } = sink();
+    s.arm(true);
+    s.write(frame(0));
+    // 12.4 hours of s16 mono later (a gap: silence the file is extended over, no blocks written),
+    // a frame that crosses the limit, and one after it.
+    await new Promise((r) => setTimeout(r, 50));
+    const maxFrames = Math.floor((0xffffffff - 36) / 2);
+    const tone = (position: number): AudioFrame => {
+      const data = Float32Array.from({ length: 960 }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 1000 * (position + i)) / 48000));
+      return { ...frame(position), data, peak: 0.5 };
+    };
+    const crossing = maxFrames - 480;
+    s.write(tone(crossing));
+    s.write(tone(crossing + 960));
+    const info = (await s.finalize(crossing + 1920))!;
+    expect(failures.map((f) => f.error.code)).toEqual(['EARSHOT_RECORDING_TOO_LARGE']);
+    expect(failures[0].error.message).toMatch(/4 GiB.*ogg-opus/);
+    expect(info).toMatchObject({ state: 'failed', code: 'EARSHOT_RECORDING_TOO_LARGE', bytes: 44 + maxFrames * 2 });
+    expect(info.seconds).toBeCloseTo(maxFrames / 48000, 6);
+    // The file: a header whose sizes are the most 32 bits hold, and the tone's first half-frame at its end.
+    const [name] = await readdir(dir);
+    const fh = await open(join(dir, name), 'r');
+    try {
+      expect((await fh.stat()).size).toBe(44 + maxFrames * 2);
+      const header = Buffer.alloc(44);
+      await fh.read(header, 0, 44, 0);
+      expect([header.readUInt32LE(4), header.readUInt32LE(40)]).toEqual([36 + maxFrames * 2, maxFrames * 2]);
+      const tail = Buffer.alloc(960);
+      await fh.read(tail, 0, 960, 44 + (maxFrames - 480) * 2);
+      const expected = tone(crossing).data.subarray(0, 480);
+      for (let i = 0; i < 480; i++) expect(Math.abs(tail.readInt16LE(2 * i) / 32768 - expected[i])).toBeLessThan(1e-4);
+    } finally {
+      await fh.close();
+    }
   });
 });

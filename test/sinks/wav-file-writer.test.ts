@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Recorder } from '../../src/sinks/recorder.js';
-import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
+import { WavFileFullError, WavFileWriter } from '../../src/sinks/wav-file-writer.js';
 import { ChunkPool } from '../../src/sinks/chunk-pool.js';
 import type { AudioFrame } from '../../src/media/frames.js';
 
@@ -367,6 +367,39 @@ describe('WavFileWriter silence', () => {
       const near = (got: Float64Array, want: Float32Array) => got.length === want.length && want.every((v, i) => Math.abs(got[i] / scale - v) <= step);
       expect(near(samples.subarray(0, 600), head)).toBe(true);
       expect(near(samples.subarray(600 + gapFrames * 2), tail)).toBe(true);
+    }
+  });
+});
+
+describe('a WAV file at its size limit', () => {
+  it('f32 stereo: takes sample frames up to maxFrames (RIFF sizes are 32 bits), writes them with a valid header, then fails with WavFileFullError', async () => {
+    const path = join(dir, 'full.wav');
+    const errors: Error[] = [];
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 2, sampleFormat: 'f32', onError: (e) => errors.push(e) });
+    expect(w.maxFrames).toBe(Math.floor((0xffffffff - 50) / 8)); // 3.1 hours at 48 kHz
+    w.appendSilence(w.maxFrames - 10); // extended over, not written
+    w.append(new Float32Array(2 * 30).fill(0.5)); // 10 frames fit, 20 do not
+    w.append(new Float32Array(2 * 30).fill(0.5));
+    w.appendSilence(1000);
+    await w.close();
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(WavFileFullError);
+    expect(w.error).toBe(errors[0]);
+    expect(w.dataBytesWritten).toBe(w.maxFrames * 8);
+    expect((await stat(path)).size).toBe(58 + w.maxFrames * 8);
+    const fh = await open(path, 'r');
+    try {
+      const header = Buffer.alloc(58);
+      await fh.read(header, 0, 58, 0);
+      expect(header.readUInt32LE(4)).toBe(50 + w.maxFrames * 8);
+      expect(header.readUInt32LE(54)).toBe(w.maxFrames * 8);
+      const tail = Buffer.alloc(88);
+      await fh.read(tail, 0, 88, 58 + (w.maxFrames - 11) * 8);
+      // One frame of the silence, then the ten frames of 0.5 that fitted.
+      expect([tail.readFloatLE(0), tail.readFloatLE(4)]).toEqual([0, 0]);
+      for (let i = 8; i < 88; i += 4) expect(tail.readFloatLE(i)).toBe(0.5);
+    } finally {
+      await fh.close();
     }
   });
 });
