@@ -62,6 +62,12 @@ export function speechSegments(options: SpeechSegmentsOptions = {}): OperatorFun
       return source.subscribe({
         next(f) {
           if (f.sampleRate !== rate) {
+            // Positions count samples at each frame's rate: what is kept in the old rate's samples is rescaled.
+            if (rate > 0) {
+              const k = f.sampleRate / rate;
+              segmentStart = Math.round(segmentStart * k);
+              if (runStart !== undefined) runStart = Math.round(runStart * k);
+            }
             rate = f.sampleRate;
             minSpeechSamples = Math.round(minSpeech * rate);
             hangoverSamples = Math.round(hangover * rate);

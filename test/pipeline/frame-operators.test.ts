@@ -56,6 +56,19 @@ describe('speechSegments', () => {
     });
   });
 
+  it('keeps its times when the rate changes mid-segment (positions count samples at each frame\'s rate)', () => {
+    scheduler().run(({ cold, expectObservable }) => {
+      // 20 ms frames: quiet then loud at 48 kHz, the stream goes on at 16 kHz (a rebuilt stream, a stage that
+      // changed its output), loud then quiet: speech from 0.04 s to 0.10 s.
+      const at16k = (i: number, rms: number): AudioFrame => ({ ...frame(i, rms), position: i * 320, sampleRate: 16000, data: new Float32Array(320) });
+      const src = cold('abCDEfgh|', { a: frame(0, QUIET), b: frame(1, QUIET), C: frame(2, LOUD), D: frame(3, LOUD), E: at16k(4, LOUD), f: at16k(5, QUIET), g: at16k(6, QUIET), h: at16k(7, QUIET) });
+      expectObservable(src.pipe(speechSegments({ minSpeechMs: 40, hangoverMs: 40 }))).toBe('---s--e-|', {
+        s: { type: 'speech-start', time: 0.04 },
+        e: { type: 'speech-end', time: 0.1, duration: 0.06 },
+      });
+    });
+  });
+
   it('rejects bad options up front', () => {
     expect(() => speechSegments({ by: 'loudness' as 'vad' })).toThrow(RangeError);
     expect(() => speechSegments({ thresholdDb: Number.NaN })).toThrow(/thresholdDb/);
