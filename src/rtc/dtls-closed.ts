@@ -8,9 +8,10 @@
  * by default), its peer name taken (a republish got 409), and a WHEP player's
  * listener slot stayed taken until its receiver reports stopped (~24 s).
  *
- * Subscribe after `setRemoteDescription`, once the transports exist. A
- * transport also reads `closed` when this side closes the connection: the
- * handler must ignore a session that has ended already.
+ * Subscribe once the connection is connected (the transports exist, and a
+ * close_notify needs an established association). A transport also reads
+ * `closed` when this side closes the connection: the handler must ignore a
+ * session that has ended already.
  */
 import type { RTCPeerConnection } from 'werift';
 

@@ -106,7 +106,6 @@ export class ListenerSession {
       const pc = session.#pc;
       pc.connectionStateChange.subscribe((state) => session.#onConnectionState(state));
       await pc.setRemoteDescription({ type: 'offer', sdp: reducedOffer(parsed, [summary.audioIndex]) });
-      onDtlsClosed(pc, () => void session.close('closed-by-peer'));
       answerDtlsRole(pc, parsed, parsed.sections[summary.audioIndex]);
       const answer = await pc.createAnswer();
       disableImplicitStun(pc, []);
@@ -155,6 +154,7 @@ export class ListenerSession {
     if (state === 'connected' && this.state === 'connecting') {
       this.state = 'connected';
       clearTimeout(this.#timer);
+      onDtlsClosed(this.#pc, () => void this.close('closed-by-peer'));
       this.#watchPlayer();
     } else if (state === 'failed') {
       void this.close(this.state === 'connecting' ? 'ice-failed' : 'disconnected');

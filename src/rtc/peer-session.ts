@@ -254,7 +254,6 @@ export class PeerSession {
     this.#watch();
     if (plan.dataChannel !== undefined) pc.onDataChannel.subscribe((channel) => this.channel.attach(channel));
     await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
-    onDtlsClosed(pc, () => void this.close('closed-by-peer'));
     routeUnsignalledSsrcs(pc);
     answerDtlsRole(pc, offer, offer.sections[this.offer!.audioIndex]);
     const answer = await pc.createAnswer();
@@ -311,6 +310,9 @@ export class PeerSession {
       this.state = 'connected';
       this.connectedAt = Date.now();
       leanReceivePath(this.#pc);
+      // A close_notify can only come over an established association: watched from now, for WHIP's
+      // sessions and for connections negotiated with the caller's own signaling alike.
+      onDtlsClosed(this.#pc, () => void this.close('closed-by-peer'));
       this.#lastPacketAt = performance.now();
       this.#events.onConnected?.();
     } else if (state === 'failed') {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Observable } from 'rxjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, WebRTCHandler, type AudioFrame, type ProcessedAudio, type StreamHandle } from '../../src/index.js';
+import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, WebRTCHandler, type AudioFrame, type PeerStatsSnapshot, type ProcessedAudio, type StreamHandle } from '../../src/index.js';
 import { iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
@@ -67,9 +67,20 @@ describe('WebRTCHandler', () => {
     });
     const started = await handler.startAudioRecording('alice', target);
     expect(started).toMatchObject({ name: 'alice-take1.wav', state: 'recording' });
-    const sent = await sending;
+    expect(Object.keys(handler.getAllAudioStatistics())).toEqual(['alice']);
+    // Stopped while the stream runs (at 1.5 s of the 2 s): the sender's close ends the stream at once.
+    while (Date.now() < deadline && handler.getAudioStatistics('alice').rtp.packetsReceived < 75) await new Promise((r) => setTimeout(r, 20));
     const stopped = await handler.stopAudioRecording('alice');
     expect(stopped.state).toBe('stopped');
+    const sent = await sending;
+    // The sender closed its connection with a close_notify (no DELETE with custom signaling): the stream
+    // ends at once for that reason, not at the media timeout.
+    let ended: PeerStatsSnapshot | undefined;
+    for (const until = Date.now() + 5000; Date.now() < until && !ended; await new Promise((r) => setTimeout(r, 20))) {
+      const s = handler.getAudioStatistics('alice');
+      if (s.state === 'ended') ended = s;
+    }
+    expect(ended?.endReason).toBe('closed-by-peer');
 
     const wav = await readWav(target);
     // Started half a second in: the rest of the 2 s, not all of it.
@@ -80,13 +91,12 @@ describe('WebRTCHandler', () => {
     const stats = handler.getAudioStatistics('alice');
     expect(stats).toMatchObject({ peer: 'alice', room: 'lobby', pipeline: 'handler' });
     expect(stats.rtp.packetsReceived).toBe(sent.packetsSent);
-    expect(Object.keys(handler.getAllAudioStatistics())).toEqual(['alice']);
 
     const by = (name: string) => processed.filter((p) => p.processor === name && p.peerId === 'alice');
     const samples16 = by('to16k').reduce((n, p) => n + p.frame.data.length, 0);
     expect(by('to16k').every((p) => p.frame.sampleRate === 16000)).toBe(true);
-    // The stream is still open: the resampler's last 48 samples (its filter's delay) come out when it ends.
-    expect(Math.abs(samples16 - (32000 - 48))).toBeLessThanOrEqual(32);
+    // The stream ended: the resampler's last samples (its filter's delay) came out too, 2 s at 16 kHz.
+    expect(Math.abs(samples16 - 32000)).toBeLessThanOrEqual(32);
     expect(by('same').length).toBe(100);
   });
 
