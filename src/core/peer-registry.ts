@@ -172,6 +172,14 @@ export class PeerRegistry {
    * spikes by the whole total): a session counts the most it has shown, floored at 0.
    */
   readonly #lostShown = new Map<string, number>();
+  /**
+   * Sessions a new one for their peer replaced, until they are retired: they
+   * still drain and finalize, out of the live map and not yet in the retired
+   * totals. Counted in `totals()` meanwhile, or every counter fell by their
+   * figures for as long as the old session took to end (to 0 in the review's
+   * run, for the drain of a processor stage: a reset to Prometheus).
+   */
+  readonly #replaced = new Set<PeerEntry>();
 
   get size(): number {
     return this.#live.size;
@@ -194,6 +202,8 @@ export class PeerRegistry {
   }
 
   add(entry: PeerEntry): void {
+    const replaced = this.#live.get(entry.peer);
+    if (replaced && replaced !== entry) this.#replaced.add(replaced);
     this.#live.set(entry.peer, entry);
     this.#bySession.set(entry.session.id, entry);
     this.#ended.delete(entry.peer);
@@ -203,6 +213,7 @@ export class PeerRegistry {
   /** Moves a peer to the ended list (with its final numbers) once its outputs are finalized. */
   retire(entry: PeerEntry): void {
     if (this.#live.get(entry.peer) === entry) this.#live.delete(entry.peer);
+    this.#replaced.delete(entry);
     this.#bySession.delete(entry.session.id);
     this.sessionsEnded++;
     const reason = entry.session.endReason ?? 'closed-by-peer';
@@ -230,13 +241,18 @@ export class PeerRegistry {
   totals(live: PeerStatsSnapshot[] = this.snapshots()): PeerTotals {
     const t = { ...this.#retiredTotals };
     for (const s of live) addTotals(t, s, this.#lostSoFar(s));
+    for (const e of this.#replaced) {
+      const s = snapshot(e);
+      addTotals(t, s, this.#lostSoFar(s));
+    }
     return t;
   }
 
   /** The session's packets lost for the totals: the most it has counted so far, so the total never goes down. */
   #lostSoFar(s: PeerStatsSnapshot): number {
     const lost = Math.max(0, s.rtp.packetsLost, this.#lostShown.get(s.session) ?? 0);
-    if (this.#live.get(s.peer)?.session.id === s.session) this.#lostShown.set(s.session, lost);
+    // Live or replaced and still ending (not retired: its final figure is in the retired totals then).
+    if (this.#bySession.has(s.session)) this.#lostShown.set(s.session, lost);
     return lost;
   }
 
