@@ -269,7 +269,7 @@ export class PeerPipeline {
         sharedZeros: true,
         onFormats: (formats) => this.#formatsReported(formats),
         onCounters: (c) => {
-          this.stats.setCounters(c);
+          this.stats.setCounters(c, this.#stream.workers.length);
           this.#loss.counters(c, this.#stream.dropped, this.#stream.lost, this.#stream.workers.length);
         },
         onError: (message) => options.onPipelineError(message),

@@ -9,6 +9,10 @@ import { bucketOf, LatencyHistogram, RecentHistogram } from '../media/latency-hi
 import { SpeakingTracker } from './speaking.js';
 
 /** Floor for dBFS figures of digital silence (log of 0 is −∞, which JSON cannot carry). */
+
+/** The decoder counters, summed over a stream's workers. */
+const COUNTER_KEYS = ['decoded', 'concealed', 'corrupt', 'silenceSamples', 'late', 'framesSkippedSilent'] as const;
+
 export const SILENCE_DBFS = -120;
 
 export function toDbfs(linear: number): number {
@@ -121,7 +125,18 @@ export class PeerAudioStats {
    * first silent frame after it. One listener (the client's data channel feed).
    */
   onSpeakingChange: ((speaking: boolean, atMs: number) => void) | undefined;
-  #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 };
+  /** The current worker's decoder counters, as last reported (the worker's own object). */
+  #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0, framesSkippedSilent: 0 };
+  /**
+   * What the stream's earlier workers counted: a stream rebuilt on another
+   * worker (a crash, a hang, a restart) counts from 0 there, and the session's
+   * figures (Prometheus counters among them) must not fall with it.
+   */
+  readonly #before: Required<DecodeCounters> = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0, framesSkippedSilent: 0 };
+  /** A copy of the counters last reported, to see a rebuilt stream's restart from 0. */
+  readonly #last: Required<DecodeCounters> = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0, framesSkippedSilent: 0 };
+  /** Workers the stream had at the last report. */
+  #workers = 0;
   // Ten one-second buckets (energy, samples, peak) keyed by the second they cover.
   readonly #lSecond = new Float64Array(LONG_BUCKETS).fill(-1);
   readonly #lEnergy = new Float64Array(LONG_BUCKETS);
@@ -241,7 +256,33 @@ export class PeerAudioStats {
     return bucket;
   }
 
-  setCounters(c: DecodeCounters): void {
+  /**
+   * The worker's decoder counters after a batch, and the number of workers
+   * the stream has had: a new worker, or counters that went back, mean a
+   * rebuilt stream counting from 0, and what the last one counted is kept.
+   */
+  setCounters(c: DecodeCounters, workers = 1): void {
+    const last = this.#last;
+    const skipped = c.framesSkippedSilent ?? 0;
+    const restarted =
+      workers !== this.#workers ||
+      c.decoded < last.decoded ||
+      c.concealed < last.concealed ||
+      c.corrupt < last.corrupt ||
+      c.silenceSamples < last.silenceSamples ||
+      c.late < last.late ||
+      skipped < last.framesSkippedSilent;
+    if (restarted) {
+      const before = this.#before;
+      for (const k of COUNTER_KEYS) before[k] += last[k];
+    }
+    this.#workers = workers;
+    last.decoded = c.decoded;
+    last.concealed = c.concealed;
+    last.corrupt = c.corrupt;
+    last.silenceSamples = c.silenceSamples;
+    last.late = c.late;
+    last.framesSkippedSilent = skipped;
     this.#counters = c;
   }
 
@@ -285,7 +326,16 @@ export class PeerAudioStats {
   }
 
   processing(dropped: number): ProcessingStats {
-    const c = this.#counters;
+    const b = this.#before;
+    const now = this.#counters;
+    const c = {
+      decoded: b.decoded + now.decoded,
+      concealed: b.concealed + now.concealed,
+      corrupt: b.corrupt + now.corrupt,
+      silenceSamples: b.silenceSamples + now.silenceSamples,
+      late: b.late + now.late,
+      framesSkippedSilent: b.framesSkippedSilent + (now.framesSkippedSilent ?? 0),
+    };
     const q = (p: number) => {
       const v = this.latency.quantile(p);
       return v === null ? null : round(v, 2);
@@ -304,7 +354,7 @@ export class PeerAudioStats {
       framesLate: c.late,
       dropped: { queueFull: dropped, late: c.late, corrupt: c.corrupt },
       silenceSeconds: round(c.silenceSamples / 48000, 3),
-      framesSkippedSilent: c.framesSkippedSilent ?? 0,
+      framesSkippedSilent: c.framesSkippedSilent,
       latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: n > 0 ? round(this.latency.max, 2) : null, samples: n },
       recentLatencyMs: { p50: recent(0.5), p99: recent(0.99), samples: this.recentLatency.count(), windowSeconds: this.recentLatency.windowSeconds },
     };

@@ -29,7 +29,7 @@ afterEach(async () => {
 type PeerStats = {
   state: string;
   endReason: string | null;
-  processing: { workerRestarts: number; framesDropped: number };
+  processing: { workerRestarts: number; framesDropped: number; framesDecoded: number };
   recording: { name: string; state: string; gapFrames: number };
 };
 type Health = { status: string; reasons: string[]; workerRestarts: number; lastRestartAt: string | null; quarantined: Array<{ stage: string | null; reason: string; message: string }> };
@@ -86,6 +86,8 @@ describe('stage faults over WebRTC', () => {
     expect(healthyStats.processing.framesDropped).toBe(0);
     expect(healthyStats.recording.gapFrames).toBeLessThanOrEqual(960);
     const sent = healthy as { mediaSeconds: number; packetsSent: number };
+    // Every packet counted as decoded, across its workers (the replacement counts from 0).
+    expect(healthyStats.processing.framesDecoded).toBe(sent.packetsSent);
     const wav = await readWav(join(t.recordingsDir, healthyStats.recording.name));
     expect(Math.abs(wav.durationSec - sent.mediaSeconds)).toBeLessThanOrEqual(0.02);
     expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
