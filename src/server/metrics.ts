@@ -76,7 +76,8 @@ export function createMetrics(core: EarshotCore): client.Registry {
   gauge('earshot_peers', 'Live peers (sessions).', () => read().stats.peers);
   gauge('earshot_rooms', 'Rooms with at least one live peer.', () => read().stats.rooms);
   gauge('earshot_peers_speaking', 'Live peers speaking now (voice activity, debounced).', () => read().live.filter((p) => p.audio.speaking === true).length);
-  gauge('earshot_recordings_active', 'Recordings being written now.', () => read().live.filter((p) => p.recording?.state === 'recording').length);
+  // Every recording of every branch: a pipeline may record several (the bundled call-recording two).
+  gauge('earshot_recordings_active', 'Recordings being written now.', () => read().live.reduce((n, p) => n + p.recordings.filter((r) => r.state === 'recording').length, 0));
   counter('earshot_sessions_started_total', 'Sessions started.', () => read().stats.sessionsStarted);
   labelled('earshot_sessions_ended_total', 'Sessions ended, by reason.', 'reason', () => read().stats.endedBy);
   labelled('earshot_sessions_refused_total', 'Offers refused, by error code.', 'code', () => read().stats.refusedBy);
