@@ -17,7 +17,7 @@ import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { EarshotCore, type ServerStats, type StreamHandle } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
-import { ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
+import { defaultProcessors, ProcessorRegistry, type ProcessorEvent } from '../sinks/processors.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { AudioFrame } from '../pipeline/operators.js';
 import { checkCoreOptions } from '../core/core-options.js';
@@ -71,7 +71,8 @@ export class WebRTCHandler {
   /** Resolves once the workers run; rejects with the reason they or the recordings directory could not start. */
   readonly #started: Promise<void>;
   #startError: unknown;
-  readonly #processors = new ProcessorRegistry();
+  /** Its own processors, then those registered process-wide (`registerProcessor`), as a server's. */
+  readonly #processors = new ProcessorRegistry({ fallback: defaultProcessors });
   /** Detaches the current attachment of each custom processor, by name (a name registered again replaces it). */
   readonly #customDetach = new Map<string, () => void>();
   readonly #processed$ = new Subject<ProcessedAudio>();
