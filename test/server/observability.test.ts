@@ -155,17 +155,6 @@ describe('statistics', () => {
     }
   });
 
-  it('Prometheus: earshot_recordings_active counts recordings, not peers (call-recording writes two per peer)', async () => {
-    const sending = sendAudio({ url: `${t.url}/whip/obs/two?pipeline=call-recording`, source: fixturePath('speech-48k.wav'), seconds: 2 });
-    const active = async () => Number(/^earshot_recordings_active (\S+)$/m.exec(await (await fetch(`${t.url}/metrics`)).text())?.[1]);
-    let most = 0;
-    for (const until = Date.now() + 5000; Date.now() < until && most < 2; await new Promise((r) => setTimeout(r, 50))) most = Math.max(most, await active());
-    const peer = (await (await fetch(`${t.url}/stats/two`)).json()) as { recordings: Array<{ state: string }> };
-    await sending;
-    expect(most).toBe(2);
-    expect(peer.recordings.map((r) => r.state)).toEqual(['recording', 'recording']);
-  });
-
   it('Prometheus: standard Node names, counters rather than since-start gauges, bytes, ≤ 15 buckets per histogram', async () => {
     const text = await (await fetch(`${t.url}/metrics`)).text();
     const types = new Map(text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => [l.split(' ')[2], l.split(' ')[3]]));
@@ -252,6 +241,18 @@ describe('statistics', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  // Last: it starts a second session on the shared server.
+  it('Prometheus: earshot_recordings_active counts recordings, not peers (call-recording writes two per peer)', async () => {
+    const sending = sendAudio({ url: `${t.url}/whip/obs/two?pipeline=call-recording`, source: fixturePath('speech-48k.wav'), seconds: 2 });
+    const active = async () => Number(/^earshot_recordings_active (\S+)$/m.exec(await (await fetch(`${t.url}/metrics`)).text())?.[1]);
+    let most = 0;
+    for (const until = Date.now() + 5000; Date.now() < until && most < 2; await new Promise((r) => setTimeout(r, 50))) most = Math.max(most, await active());
+    const peer = (await (await fetch(`${t.url}/stats/two`)).json()) as { recordings: Array<{ state: string }> };
+    await sending;
+    expect(most).toBe(2);
+    expect(peer.recordings.map((r) => r.state)).toEqual(['recording', 'recording']);
   });
 });
 
