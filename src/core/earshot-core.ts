@@ -12,6 +12,7 @@
  * peers (peer-registry.ts) and what the core measures (monitoring.ts).
  */
 import { EMPTY, Observable, Subject, interval, map, takeUntil } from 'rxjs';
+import { checkName } from './names.js';
 import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
@@ -282,6 +283,9 @@ export class EarshotCore {
    * with the server's pipeline like a WHIP publisher's.
    */
   adopt(room: string, peer: string, options: { pipeline?: string } = {}): PeerSession {
+    // The names WHIP would take: they become recording file names and URLs (/stats/:peer, /whep/:peer).
+    checkName('room', room);
+    checkName('peer', peer);
     this.#gate.checkNotPlacing(peer);
     const existing = this.#gate.admit(peer, true);
     const pipeline = this.pipelineFor(room, options.pipeline);

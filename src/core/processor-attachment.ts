@@ -3,6 +3,7 @@
  * applied to the streams running now and to every stream that starts later,
  * until detached.
  */
+import { checkNonEmptyString, checkOptionNames, failOption } from '../option-checks.js';
 import type { ProcessorRegistry } from '../sinks/processors.js';
 import type { PeerEntry } from './peer-registry.js';
 
@@ -33,6 +34,7 @@ export class ProcessorAttachments {
 
   /** Attaches `name` to the `live` streams in `scope` and to later ones; returns the detach function. */
   attach(name: string, scope: ProcessorScope, live: readonly PeerEntry[]): () => void {
+    checkScope(scope);
     this.#processors.get(name); // unknown names fail now, not per stream
     const attachment: Attachment = { name, scope, detach: [] };
     this.#attachments.add(attachment);
@@ -54,4 +56,18 @@ function apply(a: Attachment, entry: PeerEntry): void {
   if ((peer !== undefined && peer !== entry.peer) || (room !== undefined && room !== entry.room)) return;
   if (branch !== undefined && !entry.pipeline.branches.some((b) => b.name === branch)) return;
   a.detach.push(entry.pipeline.attachProcessor(a.name, options ?? {}, branch));
+}
+
+const SCOPE_KEYS = { peer: true, room: true, branch: true, options: true } as const;
+
+/**
+ * `EARSHOT_OPTION_INVALID` for a scope that is not what `ProcessorScope`
+ * says: a misspelt key (`rooom`) or a string scope would otherwise attach the
+ * processor to every stream, and a number for a name would match none.
+ */
+function checkScope(scope: unknown): void {
+  checkOptionNames("attachProcessor's scope", scope, SCOPE_KEYS, 'scope.');
+  const s = scope as ProcessorScope;
+  for (const key of ['peer', 'room', 'branch'] as const) checkNonEmptyString(`scope.${key}`, s[key]);
+  if (s.options !== undefined && (typeof s.options !== 'object' || s.options === null || Array.isArray(s.options))) failOption('scope.options', 'an object', s.options);
 }

@@ -31,6 +31,11 @@ describe('two servers in one process', () => {
     expect(a.server.core.processors.names()).toEqual(['everywhere', 'only-a']);
     expect(b.server.core.processors.names()).toEqual(['everywhere']);
     b.server.attachProcessor('everywhere')();
+    // A scope that is not a ProcessorScope is refused: a misspelt key or a bare string would attach to every stream.
+    for (const [scope, option] of [[{ rooom: 'support' }, 'scope.rooom'], ['support', 'scope'], [{ room: 5 }, 'scope.room'], [{ peer: '' }, 'scope.peer'], [{ options: 'x' }, 'scope.options']] as const) {
+      expect(() => b.server.attachProcessor('everywhere', scope as never), JSON.stringify(scope)).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } }));
+    }
+    b.server.attachProcessor('everywhere', { room: 'support', branch: 'main', options: { k: 1 } })();
   });
 
   it('run stage operators on their own streams on their own pool, and closing one does not stop the other', async () => {

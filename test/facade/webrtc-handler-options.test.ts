@@ -3,6 +3,9 @@
  * worker starts: `EARSHOT_OPTION_INVALID` naming the option (ICE servers keep
  * their own code).
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
 
@@ -38,6 +41,21 @@ describe('WebRTCHandler options', () => {
     expect(() => new WebRTCHandler({ pipeline: 'nope' })).toThrow(
       expect.objectContaining({ code: 'EARSHOT_PIPELINE_NOT_FOUND', message: expect.stringMatching(/^No pipeline "nope"; loaded: call-recording, default, handler, podcast, telephony, voice-agent\. Name a bundled one, or pass a pipeline file's path \(ending in \.json\) or a definePipeline\(\) object\.$/) }),
     );
+  });
+
+  it('takes the room and peer names WHIP takes, and refuses others with EARSHOT_NAME_INVALID before any connection is made', async () => {
+    const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-names-')) });
+    try {
+      const bad: Array<[unknown, unknown]> = [['room with space', 'p'], ['r', '../../escaped'], ['r', 'a/b'], ['', 'p'], ['r', ''], [1, 2], ['sessions', 'p'], [undefined, undefined]];
+      for (const [room, peer] of bad) {
+        expect(() => handler.createPeerConnection(room as string, peer as string), `${String(room)} / ${String(peer)}`).toThrow(expect.objectContaining({ code: 'EARSHOT_NAME_INVALID', statusCode: 400 }));
+      }
+      expect(handler.getAllAudioStatistics()).toEqual({});
+      const pc = handler.createPeerConnection('lobby-1', 'alice.b_c-d');
+      await pc.close();
+    } finally {
+      await handler.close();
+    }
   });
 
   it('checks ICE servers with their own code', () => {

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
-import { checkName } from './whip.js';
+import { checkName } from '../../core/names.js';
 
 const PIPELINE_BODY_LIMIT = 256 * 1024;
 const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;

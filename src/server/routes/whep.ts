@@ -13,7 +13,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { errors, isEarshotError } from '../../errors.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
 import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
-import { checkName, notAllowed, RETRY_AFTER_SECONDS } from './whip.js';
+import { checkName } from '../../core/names.js';
+import { notAllowed, RETRY_AFTER_SECONDS } from './whip.js';
 
 export function registerWhepRoutes(app: FastifyInstance, core: EarshotCore): void {
   const options = (methods: string) => async (_req: unknown, reply: FastifyReply) => {

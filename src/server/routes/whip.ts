@@ -21,20 +21,11 @@ import type { EarshotCore } from '../../core/earshot-core.js';
 import type { IceServerUrl } from '../../rtc/ice-servers.js';
 import { iceServerLinks } from '../ice-server-links.js';
 import { requestClient } from '../client-address.js';
+import { checkName } from '../../core/names.js';
 
 const SDP_LIMIT = MAX_SDP_BYTES;
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** Seconds a client refused for load should wait before retrying (RFC 9725 §4.2, RFC 9110 §10.2.3). */
 export const RETRY_AFTER_SECONDS = 5;
-
-/** `/whip/sessions/…` are the session resources: no room may take that name. */
-const RESERVED_ROOMS = new Set(['sessions']);
-
-export function checkName(kind: 'room' | 'peer', value: string): void {
-  if (!NAME_PATTERN.test(value) || (kind === 'room' && RESERVED_ROOMS.has(value))) {
-    throw errors.NAME_INVALID(kind, value);
-  }
-}
 
 export interface WhipRouteOptions {
   /** STUN/TURN servers to advertise to clients (checked, one entry per URL). Default none. */
