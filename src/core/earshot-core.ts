@@ -43,6 +43,9 @@ export { JITTER_BOUNDS_S, type ServerStats } from './monitoring.js';
 export type { ProcessorScope } from './processor-attachment.js';
 export type { SessionEvent, StreamHandle, StreamInfo } from './session-lifecycle.js';
 
+/** Errors `publish` threw, counted there (or left to its caller) already: `countRefusal` skips them. */
+const seenByPublish = new WeakSet<object>();
+
 export class EarshotCore {
   readonly peers = new PeerRegistry();
   readonly store: RecordingsStore;
@@ -218,6 +221,17 @@ export class EarshotCore {
   }
 
   /**
+   * Counts a WHIP offer refused before `publish` saw it (a bad name, media
+   * type or size, a bad query), unless `publish` already did: an error it
+   * threw is marked and counted there (or, for a load refusal the caller
+   * counts itself, deliberately not).
+   */
+  countRefusal(error: unknown): void {
+    if (typeof error === 'object' && error !== null && seenByPublish.has(error)) return;
+    this.#monitor.refused((error as { code?: string }).code ?? 'EARSHOT_INTERNAL');
+  }
+
+  /**
    * The statistics every `intervalMs` (default 1000), as `{ server, peers }`
    * like `GET /stats`; cold: each subscriber gets its own timer. Completes when
    * the server closes (at once for a subscription after that).
@@ -271,6 +285,7 @@ export class EarshotCore {
     } catch (e) {
       const forLoad = (e as { statusCode?: number }).statusCode === 503;
       if (!(forLoad && options.countLoadRefusal === false)) this.#monitor.refused((e as { code?: string }).code ?? 'EARSHOT_INTERNAL');
+      if (typeof e === 'object' && e !== null) seenByPublish.add(e);
       throw e;
     } finally {
       if (placing) this.#gate.endPlacement(peer);

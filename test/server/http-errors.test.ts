@@ -220,6 +220,21 @@ describe('WHIP endpoint errors', () => {
     expect((await problem(res)).code).toBe('EARSHOT_NAME_INVALID');
   });
 
+  it('counts every refused offer by its code, also those refused before the offer is read (not 401/403)', async () => {
+    const before = t.server.core.refusedBy();
+    const counted = (code: string) => (t.server.core.refusedBy()[code] ?? 0) - (before[code] ?? 0);
+    expect((await post('/whip/demo/alice', 'v=0', { 'content-type': 'text/plain' })).status).toBe(415);
+    expect((await post('/whip/demo/alice', 'v=0\r\n'.padEnd(200_000, 'a'))).status).toBe(413);
+    expect((await post('/whip/demo/bad%20name', chromeLikeOffer())).status).toBe(400);
+    expect((await post('/whip/demo/alice?pipeline=', chromeLikeOffer())).status).toBe(400);
+    expect((await post('/whip/demo/alice', 'not sdp')).status).toBe(400);
+    expect((await fetch(`${t.url}/whip/demo/alice`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp' } })).status).toBe(401);
+    expect([counted('EARSHOT_UNSUPPORTED_MEDIA_TYPE'), counted('EARSHOT_BODY_TOO_LARGE'), counted('EARSHOT_NAME_INVALID'), counted('EARSHOT_BODY_INVALID'), counted('EARSHOT_SDP_INVALID')]).toEqual([1, 1, 1, 1, 1]);
+    expect(counted('EARSHOT_UNAUTHORIZED')).toBe(0);
+    const metrics = await (await fetch(`${t.url}/metrics`, { headers: auth })).text();
+    expect(metrics).toMatch(/^earshot_sessions_refused_total\{code="EARSHOT_UNSUPPORTED_MEDIA_TYPE"\} [1-9]/m);
+  });
+
   it('answers a Chromium-shaped offer (many codecs, extensions) with Opus on its payload type', async () => {
     const res = await post('/whip/demo/chrome', chromeLikeOffer());
     expect(res.status).toBe(201);

@@ -22,6 +22,7 @@ import type { IceServerUrl } from '../../rtc/ice-servers.js';
 import { iceServerLinks } from '../ice-server-links.js';
 import { requestClient } from '../client-address.js';
 import { checkName } from '../../core/names.js';
+import { problemFor } from '../problem.js';
 
 const SDP_LIMIT = MAX_SDP_BYTES;
 /** Seconds a client refused for load should wait before retrying (RFC 9725 §4.2, RFC 9110 §10.2.3). */
@@ -70,7 +71,16 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
 
   app.post<{ Params: { room: string; peer: string }; Querystring: Record<string, string> }>(
     '/whip/:room/:peer',
-    { config: { access: 'publish', body: 'sdp' }, bodyLimit: SDP_LIMIT },
+    {
+      config: { access: 'publish', body: 'sdp' },
+      bodyLimit: SDP_LIMIT,
+      // Every refused offer is counted (earshot_sessions_refused_total), also those refused before the
+      // handler or before publish (415, 413, a bad name or query); not a missing or wrong token (401, 403).
+      onError: async (req, _reply, error) => {
+        const problem = problemFor(error, req.headers['content-type']);
+        if (problem.statusCode !== 401 && problem.statusCode !== 403) core.countRefusal(problem);
+      },
+    },
     async (req, reply) => {
       const { room, peer } = req.params;
       checkName('room', room);
