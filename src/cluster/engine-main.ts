@@ -146,11 +146,12 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
 
 function reportOf(s: EarshotServer): EngineReport {
   const stats = s.core.stats();
+  const readiness = s.core.readiness();
   return {
     peers: stats.peers,
     pending: s.core.pendingSessions(),
-    ready: stats.admission?.ready ?? true,
-    loadReasons: stats.admission?.reasons ?? [],
+    ready: readiness.ready,
+    loadReasons: readiness.reasons,
     workerUtilization: stats.admission?.workerUtilization ?? stats.pool.utilization,
     poolThreads: stats.pool.threads,
     roomNames: stats.roomNames,

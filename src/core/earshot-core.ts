@@ -215,6 +215,18 @@ export class EarshotCore {
     return withDefaultPool(this.pool, fn);
   }
 
+  /**
+   * Whether a new peer's offer would be admitted now (`/health`'s `ready`),
+   * and if not why: the measured load (`--admission`), the session limits, or
+   * a shutdown. What load balancers read to route publishers elsewhere.
+   */
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons = [...this.#gate.fullReasons()];
+    const admission = this.#admission?.state();
+    if (admission && !admission.ready) reasons.push(...admission.reasons);
+    return { ready: reasons.length === 0, reasons };
+  }
+
   /** Sessions refused so far, by error code (`EARSHOT_OVERLOADED`, `EARSHOT_SDP_INVALID`, …). */
   refusedBy(): Record<string, number> {
     return this.#monitor.refusedBy();

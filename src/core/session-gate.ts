@@ -119,6 +119,22 @@ export class SessionGate {
     return n;
   }
 
+  /**
+   * Why a new peer's offer would be refused now by the counts (not by the
+   * measured load): shutting down, or at `maxSessions` or `maxPendingSessions`.
+   * Empty when there is room. A peer publishing again is not held back by them.
+   */
+  fullReasons(): string[] {
+    const reasons: string[] = [];
+    const { maxSessions, maxPendingSessions } = this.#limits;
+    if (this.#closed) reasons.push('shutting down');
+    const sessions = this.#peers.size + this.#newPlacements('');
+    if (sessions >= maxSessions) reasons.push(`${sessions} sessions, the most allowed (--max-sessions ${maxSessions})`);
+    const pending = this.pendingSessions();
+    if (pending >= maxPendingSessions) reasons.push(`${pending} sessions not yet connected, the most allowed (--max-pending-sessions ${maxPendingSessions})`);
+    return reasons;
+  }
+
   /** Counts a new (not replacing) session in the load until its own cost shows in the measurements. */
   admitted(): void {
     this.#load?.admitted();

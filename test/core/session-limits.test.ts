@@ -73,6 +73,19 @@ describe('sessions that never connect', () => {
     await again.text();
   });
 
+  it('make /health say ready: false while the server holds maxSessions, with the reason, and ready again once one ends', async () => {
+    t = await startServer({ maxSessions: 1, maxPendingSessions: 100, connectTimeoutMs: 30_000 });
+    const health = async () => (await (await fetch(`${t!.url}/health`)).json()) as { ready: boolean; load?: string[] };
+    expect(await health()).toMatchObject({ ready: true });
+    const first = await post('alice');
+    expect(first.status).toBe(201);
+    await first.text();
+    expect(await health()).toEqual(expect.objectContaining({ ready: false, load: [expect.stringMatching(/1 sessions, the most allowed \(--max-sessions 1\)/)] }));
+    await expectProblem(await post('bob'), { status: 503, code: 'EARSHOT_OVERLOADED' });
+    await t.server.core.endSession(t.server.core.peers.get('alice')!.session.id, 'deleted');
+    expect(await health()).toMatchObject({ ready: true });
+  });
+
   it('count against maxSessions while they are being answered', async () => {
     t = await startServer({ maxSessions: 2, maxPendingSessions: 100, connectTimeoutMs: 30_000 });
     const responses = await Promise.all(Array.from({ length: 5 }, (_, i) => post(`burst-${i}`)));

@@ -15,12 +15,13 @@ export function registerControlRoutes(app: FastifyInstance, core: EarshotCore, a
   app.get('/health', async () => {
     const pool = core.pool.health();
     const stats = core.stats();
+    // false while a new session would get 503: the measured load, the session limits, a shutdown.
+    const { ready, reasons: full } = core.readiness();
     return {
       status: pool.status,
       reasons: pool.reasons,
-      // false while the measured load leaves no room for another stream: new sessions get 503.
-      ready: stats.admission?.ready ?? true,
-      ...(stats.admission && !stats.admission.ready ? { load: stats.admission.reasons } : {}),
+      ready,
+      ...(!ready ? { load: full } : {}),
       ...pick(stats),
       workerRestarts: pool.workerRestarts,
       lastRestartAt: pool.lastRestartAt,
