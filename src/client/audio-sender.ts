@@ -311,6 +311,8 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
       ? { answer: await options.signaling(pc.localDescription!.sdp), sessionUrl: '' }
       : await whip.publish(options.url ?? '', pc.localDescription!.sdp);
     sessionUrl = published.sessionUrl || undefined;
+    const unusable = answerProblem(published.answer);
+    if (unusable) throw errors.WHIP_ANSWER_INVALID(options.signaling ? 'your signaling' : (options.url ?? ''), unusable);
     await pc.setRemoteDescription({ type: 'answer', sdp: published.answer });
     await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
 
@@ -390,13 +392,26 @@ function peerUrl(url: string, k: number): string {
   return u.href;
 }
 
+/**
+ * Why an SDP answer cannot carry the audio, or undefined: werift takes almost
+ * any string as an answer and then reports `connected` with no transport, so
+ * that a sender would "send" into nothing (an answer of "x" sent 50 packets).
+ */
+function answerProblem(sdp: unknown): string | undefined {
+  if (typeof sdp !== 'string' || !/^v=0\r?$/m.test(sdp.split('\n', 1)[0] ?? '')) return 'it does not start with "v=0"';
+  if (!/^m=audio [1-9]\d* /m.test(sdp)) return 'it accepts no audio (no m=audio line with a port)';
+  if (!/^a=fingerprint:/m.test(sdp)) return 'it has no DTLS fingerprint (a=fingerprint)';
+  if (!/^a=ice-ufrag:/m.test(sdp) || !/^a=ice-pwd:/m.test(sdp)) return 'it has no ICE credentials (a=ice-ufrag, a=ice-pwd)';
+  return undefined;
+}
+
 function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   if (pc.connectionState === 'connected') return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => finish(new Error(`WebRTC did not connect within ${timeoutMs} ms (ICE/DTLS); check that UDP reaches the server`)), timeoutMs);
+    const timer = setTimeout(() => finish(errors.WEBRTC_CONNECT_FAILED(`WebRTC did not connect within ${timeoutMs} ms (ICE/DTLS)`)), timeoutMs);
     const sub = pc.connectionStateChange.subscribe((s) => {
       if (s === 'connected') finish();
-      else if (s === 'failed' || s === 'closed') finish(new Error(`WebRTC connection ${s} before media could flow`));
+      else if (s === 'failed' || s === 'closed') finish(errors.WEBRTC_CONNECT_FAILED(`WebRTC connection ${s} before media could flow`));
     });
     const onAbort = () => finish(new Error('aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -7,10 +7,12 @@
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { RTCPeerConnection } from 'werift';
 import { describe, expect, it } from 'vitest';
 import { encodeSource, sendAudio, sendMany, type SendProgress } from '../../src/client/audio-sender.js';
 import { readWavSource } from '../../src/client/wav-stream.js';
 import { EarshotError } from '../../src/errors.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer } from '../helpers/server.js';
 import { spawnServer } from '../helpers/spawn-server.js';
@@ -112,6 +114,32 @@ describe('sendAudio options', () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+describe('answers and connections that cannot carry audio', () => {
+  it('refuses an answer that is not a usable SDP answer with EARSHOT_WHIP_ANSWER_INVALID, sending nothing', async () => {
+    // werift took these and reported "connected" with no transport: 50 packets "sent" into nothing.
+    for (const answer of ['x', 'v=0\r\n', 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\n']) {
+      await expect(sendAudio({ signaling: async () => answer, hostAddresses: ['127.0.0.1'], source, seconds: 1 }), JSON.stringify(answer)).rejects.toMatchObject({
+        code: 'EARSHOT_WHIP_ANSWER_INVALID',
+        message: expect.stringMatching(/^The answer from your signaling is not a usable SDP answer: .*Nothing was sent\.$/),
+      });
+    }
+  });
+
+  it('says EARSHOT_WEBRTC_CONNECT_FAILED when a real answer never connects (its peer is gone)', async () => {
+    const gone = async (offer: string) => {
+      const pc = new RTCPeerConnection(iceConfig({ hostAddresses: ['127.0.0.1'] }));
+      await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+      await pc.setLocalDescription(await pc.createAnswer());
+      disableImplicitStun(pc, []);
+      await iceGatheringComplete(pc);
+      const answer = pc.localDescription!.sdp;
+      await pc.close();
+      return answer;
+    };
+    await expect(sendAudio({ signaling: gone, hostAddresses: ['127.0.0.1'], source, seconds: 1, connectTimeoutMs: 1500 })).rejects.toMatchObject({ code: 'EARSHOT_WEBRTC_CONNECT_FAILED', statusCode: 504 });
   });
 });
 
