@@ -267,11 +267,23 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
     events$: core.events$,
     sessions$: core.sessions$,
     stats$: (intervalMs) => core.stats$(intervalMs),
-    registerProcessor: (name, factory, processorOptions) => core.processors.register(name, factory, processorOptions),
-    attachProcessor: (name, scope) => core.attachProcessor(name, scope),
-    registerStageModule: (m) => pool.registerStageModule(m),
+    // After close() these would register or attach into a server that runs no more streams, and
+    // hand back a detach that does nothing: EARSHOT_SHUTTING_DOWN, as a new session gets.
+    registerProcessor: (name, factory, processorOptions) => {
+      if (closing) throw errors.SHUTTING_DOWN();
+      core.processors.register(name, factory, processorOptions);
+    },
+    attachProcessor: (name, scope) => {
+      if (closing) throw errors.SHUTTING_DOWN();
+      return core.attachProcessor(name, scope);
+    },
+    registerStageModule: async (m) => {
+      if (closing) throw errors.SHUTTING_DOWN();
+      return pool.registerStageModule(m);
+    },
     async listen() {
-      if (closing) throw errors.LISTEN_FAILED(host, port, 'this server has been closed. Create a new one with createServer().');
+      const closed = () => errors.LISTEN_FAILED(host, port, 'this server has been closed. Create a new one with createServer().');
+      if (closing) throw closed();
       if (listening) throw errors.LISTEN_FAILED(host, port, 'listen() was already called; a server listens once. Create another with createServer() for another address.');
       listening = true;
       try {
@@ -281,6 +293,8 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
       } catch (e) {
         // A failed listen (the port taken) may be tried again.
         listening = false;
+        // close() while listen() waited for the workers: they were stopped under it.
+        if (closing) throw closed();
         throw e;
       }
     },

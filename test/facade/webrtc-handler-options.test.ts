@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
+import { DefaultAudioProcessor, EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
 
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['pipeline', { pipeline: 7 }, /^options\.pipeline must be a pipeline name, a JSON file path, a pipeline document or a Pipeline, got 7$/],
@@ -56,6 +56,13 @@ describe('WebRTCHandler options', () => {
     } finally {
       await handler.close();
     }
+  });
+
+  it('refuses a processor registered after close() with EARSHOT_SHUTTING_DOWN, as a new peer connection', async () => {
+    const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-closed-')) });
+    await handler.close();
+    expect(() => handler.registerCustomAudioProcessor('late', new DefaultAudioProcessor())).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
+    expect(() => handler.createPeerConnection('lobby', 'late')).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
   });
 
   it('checks ICE servers with their own code', () => {

@@ -80,6 +80,17 @@ describe('other listen failures', () => {
       await server.close();
     }
     expect(await rejection(server.listen())).toMatchObject({ code: 'EARSHOT_LISTEN_FAILED', message: expect.stringMatching(/this server has been closed/) });
+    // Nor does a closed server take processors or stage modules (they would run on nothing, and detach nothing).
+    expect(() => server.registerProcessor('late', () => ({ next() {} }))).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
+    expect(() => server.attachProcessor('late')).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
+    expect(await rejection(server.registerStageModule('no-such-module.js'))).toMatchObject({ code: 'EARSHOT_SHUTTING_DOWN' });
+  });
+
+  it('rejects a listen() that close() overtook (while the workers started) with EARSHOT_LISTEN_FAILED, not an internal error', async () => {
+    const server = await createServer({ logLevel: 'silent', host: '127.0.0.1', port: 0, threads: 1 });
+    const listening = rejection(server.listen());
+    await server.close();
+    expect(await listening).toMatchObject({ code: 'EARSHOT_LISTEN_FAILED', message: expect.stringMatching(/this server has been closed/) });
   });
 
   it('refuses a host that is neither an IP address nor a host name at createServer', async () => {
