@@ -12,6 +12,7 @@
  * peers (peer-registry.ts) and what the core measures (monitoring.ts).
  */
 import { EMPTY, Observable, Subject, interval, map, takeUntil } from 'rxjs';
+import { checkNumber } from '../option-checks.js';
 import { checkName } from './names.js';
 import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
@@ -249,7 +250,7 @@ export class EarshotCore {
    * the server closes (at once for a subscription after that).
    */
   stats$(intervalMs = 1000): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }> {
-    if (!(intervalMs >= 50)) throw new RangeError(`stats$: intervalMs must be at least 50, got ${intervalMs}`);
+    checkNumber('intervalMs', intervalMs, 50, 2_147_483_647, ' (ms)');
     // Completes with the server, as streams$ and events$ do: its timer kept a program from exiting after close().
     if (this.#gate.closed) return EMPTY;
     const stats$ = interval(intervalMs).pipe(

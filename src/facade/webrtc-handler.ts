@@ -21,6 +21,7 @@ import { defaultProcessors, ProcessorRegistry, type ProcessorEvent } from '../si
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { AudioFrame } from '../pipeline/operators.js';
 import { checkCoreOptions } from '../core/core-options.js';
+import { failOption } from '../option-checks.js';
 import { checkIpAddresses, checkNonEmptyString, checkOptionNames, checkOneOf, checkPipelineOption, checkPoolOptions, checkPortRange, LOG_LEVELS, type LogLevel } from '../core/option-checks.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
 import type { AudioProcessor } from './audio-processor.js';
@@ -147,6 +148,7 @@ export class WebRTCHandler {
    * Waits for `ready()` first.
    */
   async startAudioRecording(peerId: string, path?: string): Promise<RecordingInfo> {
+    if (path !== undefined && (typeof path !== 'string' || path === '')) failOption('path', 'a file name or path', path);
     await this.#started;
     const pipeline = this.#core.peer(peerId).pipeline;
     const explicit = path !== undefined && (isAbsolute(path) || path.includes('/') || path.includes(sep));

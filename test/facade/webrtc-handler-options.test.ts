@@ -65,6 +65,16 @@ describe('WebRTCHandler options', () => {
     expect(() => handler.createPeerConnection('lobby', 'late')).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
   });
 
+  it('types its arguments\' errors: a recording path that is not a string, a statistics interval out of range', async () => {
+    const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-args-')) });
+    try {
+      await expect(handler.startAudioRecording('p', 42 as unknown as string)).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'path' } });
+      expect(() => handler.statistics$(10)).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'intervalMs' } }));
+    } finally {
+      await handler.close();
+    }
+  });
+
   it('checks ICE servers with their own code', () => {
     expect(() => new WebRTCHandler({ iceServers: [{ urls: 'http://stun.example.net' }] })).toThrow(expect.objectContaining({ code: 'EARSHOT_ICE_SERVER_INVALID' }));
   });
