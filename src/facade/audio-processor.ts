@@ -8,10 +8,16 @@
 import type { Observable } from 'rxjs';
 import type { StageSpec } from '../dsp/types.js';
 import { inWorkers, stage, type AudioFrame, type StageOperator } from '../pipeline/operators.js';
-import type { WorkerPool } from '../pool/worker-pool.js';
+import { WorkerPool } from '../pool/worker-pool.js';
+import { errors } from '../errors.js';
+import { checkOptionNames, failOption } from '../option-checks.js';
 
 export abstract class AudioProcessor {
-  /** Name the processor is registered under (`registerCustomAudioProcessor`). */
+  /**
+   * The processor's own name (for your logs; defaults below). What
+   * `processedAudio$` and the statistics report is the name it is registered
+   * under: the first argument of `registerCustomAudioProcessor(name, processor)`.
+   */
   abstract readonly name: string;
   /** Processes one peer's frames; called once per stream. */
   abstract process(peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame>;
@@ -38,7 +44,15 @@ abstract class StageChainProcessor extends AudioProcessor {
   constructor(stages: StageSpec[], pool: WorkerPool | undefined) {
     super();
     this.stages = Object.freeze(stages.map((s) => Object.freeze({ ...s })));
-    this.#operator = stages.length > 0 ? inWorkers({ pool }, ...stages.map((s) => stage(s.type, s))) : undefined;
+    let operators: StageOperator[];
+    try {
+      operators = stages.map((s) => stage(s.type, s));
+    } catch (e) {
+      // A stage's option out of range (the stage names it): typed, as every option check is.
+      if (e instanceof TypeError || e instanceof RangeError) throw errors.OPTION_INVALID('', `are refused by a stage: ${e.message}`);
+      throw e;
+    }
+    this.#operator = operators.length > 0 ? inWorkers({ pool }, ...operators) : undefined;
   }
 
   process(_peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame> {
@@ -70,10 +84,12 @@ export interface AudioTranscoderOptions {
 export class AudioTranscoder extends StageChainProcessor {
   readonly name: string;
   constructor(options: AudioTranscoderOptions = {}) {
+    checkProcessorOptions('AudioTranscoder', options, TRANSCODER_OPTIONS);
+    if (options.quality !== undefined && options.sampleRate === undefined) throw errors.OPTION_INVALID('quality', 'is the resampler\'s: it takes effect only with options.sampleRate');
     const stages: StageSpec[] = [];
     if (options.channels === 1) stages.push({ type: 'downmix' });
     else if (options.channels === 2) stages.push({ type: 'upmix' });
-    else if (options.channels !== undefined) throw new RangeError(`AudioTranscoder: channels must be 1 or 2, got ${String(options.channels)}`);
+    else if (options.channels !== undefined) failOption('channels', '1 or 2', options.channels);
     if (options.sampleRate !== undefined) stages.push({ type: 'resample', sampleRate: options.sampleRate, ...(options.quality !== undefined ? { quality: options.quality } : {}) });
     if (options.frameDurationMs !== undefined) stages.push({ type: 'reframe', durationMs: options.frameDurationMs });
     if (options.sampleFormat !== undefined) stages.push({ type: 'format', sampleFormat: options.sampleFormat });
@@ -117,6 +133,7 @@ export interface AudioFilterOptions {
 export class AudioFilter extends StageChainProcessor {
   readonly name: string;
   constructor(options: AudioFilterOptions = {}) {
+    checkProcessorOptions('AudioFilter', options, FILTER_OPTIONS);
     const stages: StageSpec[] = [];
     const biquad = (type: string, s: BiquadSetting | undefined) => {
       if (s === undefined) return;
@@ -138,4 +155,23 @@ export class AudioFilter extends StageChainProcessor {
     super(stages, options.pool);
     this.name = options.name ?? 'filter';
   }
+}
+
+/** Every option of each class, for the check of the names given (a new option must be added here: the type says so). */
+const TRANSCODER_OPTIONS: Record<keyof AudioTranscoderOptions, true> = { name: true, sampleRate: true, quality: true, channels: true, sampleFormat: true, frameDurationMs: true, pool: true };
+const FILTER_OPTIONS: Record<keyof AudioFilterOptions, true> = {
+  name: true, denoise: true, highpass: true, lowpass: true, bandpass: true, notch: true, gainDb: true, gate: true, normalize: true, limiter: true, pool: true,
+};
+
+/**
+ * `EARSHOT_OPTION_INVALID` for options that are not an object, a name the
+ * class does not take (a misspelt one was ignored: a transcoder that did
+ * nothing), a name that is not a non-empty string, or a pool that is not one.
+ */
+function checkProcessorOptions(what: string, options: unknown, known: Readonly<Record<string, unknown>>): void {
+  checkOptionNames(what, options, known);
+  if (options === undefined) return;
+  const { name, pool } = options as { name?: unknown; pool?: unknown };
+  if (name !== undefined && (typeof name !== 'string' || name === '')) failOption('name', 'a non-empty string', name);
+  if (pool !== undefined && !(pool instanceof WorkerPool)) failOption('pool', 'a WorkerPool', pool);
 }

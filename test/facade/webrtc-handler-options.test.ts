@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DefaultAudioProcessor, EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
+import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
 
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['pipeline', { pipeline: 7 }, /^options\.pipeline must be a pipeline name, a JSON file path, a pipeline document or a Pipeline, got 7$/],
@@ -73,6 +73,22 @@ describe('WebRTCHandler options', () => {
     } finally {
       await handler.close();
     }
+  });
+
+  it('checks AudioTranscoder\'s and AudioFilter\'s options with EARSHOT_OPTION_INVALID: a misspelt one is refused, not ignored', () => {
+    const refused: Array<[() => unknown, string]> = [
+      [() => new AudioTranscoder({ sampleRat: 16000 } as never), 'sampleRat'],
+      [() => new AudioTranscoder({ quality: 5 }), 'quality'],
+      [() => new AudioTranscoder({ channels: '1' } as never), 'channels'],
+      [() => new AudioTranscoder(null as never), ''],
+      [() => new AudioTranscoder({ pool: {} } as never), 'pool'],
+      [() => new AudioTranscoder({ sampleRate: 7 }), ''],
+      [() => new AudioFilter({ denoize: true } as never), 'denoize'],
+      [() => new AudioFilter({ name: '' }), 'name'],
+      [() => new AudioFilter({ gainDb: 100 }), ''],
+    ];
+    for (const [make, option] of refused) expect(make, option).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } }));
+    expect(new AudioTranscoder({ sampleRate: 16000, quality: 6, channels: 1 }).stages.map((s) => s.type)).toEqual(['downmix', 'resample']);
   });
 
   it('checks ICE servers with their own code', () => {

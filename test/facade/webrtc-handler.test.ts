@@ -201,7 +201,7 @@ describe('WebRTCHandler', () => {
       { type: 'gain', db: 3 },
       { type: 'limiter' },
     ]);
-    expect(() => new AudioTranscoder({ channels: 3 as 1 })).toThrow(RangeError);
+    expect(() => new AudioTranscoder({ channels: 3 as 1 })).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', message: 'options.channels must be 1 or 2, got 3' }));
     expect(() => new AudioFilter({ highpass: -5 })).toThrow(/highpass\(\): frequency/);
     expect(() => new AudioTranscoder({ sampleRate: 4000 })).toThrow(/resample\(\): sampleRate/);
   });
