@@ -591,21 +591,31 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' }, bodyLimit: MAX_SDP_BYTES }, toSession);
 
   // ---- health and statistics
-  app.get('/health', async () => {
-    const now = Date.now();
-    const up = live();
+  /**
+   * Why this machine is degraded beyond what its engines report of their own
+   * workers: engines (re)starting or lately exited, the cluster. /health lists
+   * them, and the front's `earshot_pool_degraded` series says 1 while there are any.
+   */
+  const frontReasons = (now: number): string[] => {
     const reasons: string[] = [];
     for (const e of engines) {
       if (e.state !== 'up') reasons.push(`engine ${e.slot} ${e.state === 'starting' ? (e.restarts > 0 ? 'restarting' : 'starting') : e.state}`);
       if (e.lastExit?.wasUp && now - e.lastExit.at < HEALTH_WINDOW_MS) {
         reasons.push(`${((now - e.lastExit.at) / 1000).toFixed(1)} s ago: engine ${e.slot} exited (${e.lastExit.signal ?? `code ${e.lastExit.code}`}); its sessions ended`);
       }
-      if (e.state === 'up') for (const r of e.report?.health.reasons ?? []) reasons.push(`engine ${e.slot}: ${r}`);
     }
-    const reports = up.flatMap((e) => (e.report ? [{ slot: e.slot, report: e.report }] : []));
     const cluster = node?.health();
     if (cluster?.problem) reasons.push(`cluster: ${cluster.problem}; this node stays out of the cluster and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE)`);
     else if (cluster?.redis === 'down') reasons.push('cluster: Redis unreachable; new sessions are refused (EARSHOT_CLUSTER_UNAVAILABLE) until it is back');
+    return reasons;
+  };
+  app.get('/health', async () => {
+    const now = Date.now();
+    const up = live();
+    const reasons = frontReasons(now);
+    for (const e of up) for (const r of e.report?.health.reasons ?? []) reasons.push(`engine ${e.slot}: ${r}`);
+    const reports = up.flatMap((e) => (e.report ? [{ slot: e.slot, report: e.report }] : []));
+    const cluster = node?.health();
     // A node that cannot place (no Redis, or out of the cluster) or is draining is not ready for publishers.
     const ready = !closing && reports.some((r) => r.report.ready) && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
     const restartTimes = reports.map((r) => r.report.health.lastRestartAt).filter((t): t is string => t !== null).sort();
@@ -775,6 +785,16 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     collect() {
       this.reset();
       if (engineSessions.endedByExit > 0) this.inc({ reason: 'engine-exited' }, engineSessions.endedByExit);
+    },
+  });
+  // Same name as the engines' gauge: its engine="front" series is 1 while /health is degraded for what only
+  // the front sees (an engine restarting or lately exited, the cluster), so one alert on the metric covers all.
+  new client.Gauge({
+    name: 'earshot_pool_degraded',
+    help: '1 while GET /health says degraded (a worker restarting, or a worker fault within the health window), else 0.',
+    registers: [frontMetrics],
+    collect() {
+      this.set(frontReasons(Date.now()).length > 0 ? 1 : 0);
     },
   });
   new client.Gauge({

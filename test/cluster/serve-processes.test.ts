@@ -300,6 +300,8 @@ describe('earshot serve --processes 2', () => {
     expect(health.engines[v.engine].restarts).toBe(1);
     expect(health.status).toBe('degraded');
     expect(health.reasons.join('\n')).toMatch(new RegExp(`engine ${v.engine} exited \\(SIGKILL\\)`));
+    // The metric alerts are written on says so too: the front's series, as no engine's own pool is degraded.
+    expect(await (await fetch(`${s.url}/metrics`)).text()).toMatch(/^earshot_pool_degraded\{engine="front"\} 1$/m);
     // What the killed engine wrote is a valid WAV up to its last header rewrite.
     const wav = await readWav(join(s.recordingsDir, v.recording!.name));
     expect(wav.durationSec).toBeGreaterThan(0.9);
