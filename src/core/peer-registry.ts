@@ -8,6 +8,7 @@ import type { PeerSession, SessionEndReason } from '../rtc/peer-session.js';
 import type { AudioStats, ProcessingStats } from '../sinks/peer-stats.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { EncodedFrame } from '../media/frames.js';
+import type { LatencyHistogramSnapshot } from '../media/latency-histogram.js';
 import type { RtpReceiveStats } from '../rtc/rtp-ingest.js';
 import type { ClientChannelStats } from '../rtc/data-channel.js';
 import type { Subject } from 'rxjs';
@@ -159,6 +160,8 @@ function addWebSocketTotals(into: PeerTotals, sinks: WebSocketSinkStats[], sign:
 export class PeerRegistry {
   readonly #live = new Map<string, PeerEntry>();
   readonly #ended = new Map<string, PeerStatsSnapshot>();
+  /** The latency histogram of each ended peer in `#ended` (`GET /stats/:peer?histogram`). */
+  readonly #endedLatency = new Map<string, LatencyHistogramSnapshot>();
   readonly #bySession = new Map<string, PeerEntry>();
   sessionsStarted = 0;
   sessionsEnded = 0;
@@ -202,6 +205,7 @@ export class PeerRegistry {
   }
 
   add(entry: PeerEntry): void {
+    this.#endedLatency.delete(entry.peer);
     const replaced = this.#live.get(entry.peer);
     if (replaced && replaced !== entry) this.#replaced.add(replaced);
     this.#live.set(entry.peer, entry);
@@ -223,7 +227,12 @@ export class PeerRegistry {
     this.#lostShown.delete(final.session);
     if (!this.#live.has(entry.peer)) {
       this.#ended.set(entry.peer, final);
-      if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.keys().next().value!);
+      this.#endedLatency.set(entry.peer, entry.pipeline.stats.latency.snapshot());
+      if (this.#ended.size > ENDED_KEPT) {
+        const oldest = this.#ended.keys().next().value!;
+        this.#ended.delete(oldest);
+        this.#endedLatency.delete(oldest);
+      }
     }
     // Websocket sinks send their queue and end message after the recordings are final (bounded by
     // their grace): once they are done, the ended peer's figures say `closed` and count what they sent.
@@ -256,6 +265,11 @@ export class PeerRegistry {
     return lost;
   }
 
+  /** The latency histogram of a live or recently ended peer. */
+  latency(peer: string): LatencyHistogramSnapshot | undefined {
+    return this.#live.get(peer)?.pipeline.stats.latency.snapshot() ?? this.#endedLatency.get(peer);
+  }
+
   snapshot(peer: string): PeerStatsSnapshot | undefined {
     const live = this.#live.get(peer);
     return live ? snapshot(live) : this.#ended.get(peer);
@@ -282,7 +296,8 @@ function snapshot(e: PeerEntry, live = true): PeerStatsSnapshot {
     createdAt: new Date(s.createdAt).toISOString(),
     connectedAt: s.connectedAt ? new Date(s.connectedAt).toISOString() : null,
     durationSeconds: Math.round((end - s.createdAt) / 100) / 10,
-    rtp: { ...rtp, jitter: Math.round(rtp.jitter * 1e6) / 1e6, bitrate: Math.round(rtp.bitrate), codec: 'opus/48000/2', channels: e.pipeline.branches[0]?.channels ?? 1 },
+    // An ended session receives nothing: its rate over the last 2 s is 0, not the one it had at its end.
+    rtp: { ...rtp, jitter: Math.round(rtp.jitter * 1e6) / 1e6, bitrate: s.state === 'ended' ? 0 : Math.round(rtp.bitrate), codec: 'opus/48000/2', channels: e.pipeline.branches[0]?.channels ?? 1 },
     processing: {
       ...e.pipeline.stats.processing(e.pipeline.droppedFrames),
       worker: e.pipeline.worker ?? null,

@@ -108,6 +108,20 @@ describe('statistics', () => {
     expect(server.pool.taskMs.p99).toBeGreaterThanOrEqual(server.pool.taskMs.p50);
   });
 
+  it('JSON: an ended peer keeps its latency histogram (?histogram) and reports no bitrate now', async () => {
+    const s = (await (await fetch(`${t.url}/stats/ana?histogram`)).json()) as {
+      state: string;
+      rtp: { bitrate: number };
+      processing: { latencyMs: { samples: number } };
+      latencyHistogram: { boundsMs: number[]; counts: number[] } | null;
+    };
+    expect(s.state).toBe('ended');
+    expect(s.rtp.bitrate).toBe(0);
+    expect(s.latencyHistogram).not.toBeNull();
+    expect(s.latencyHistogram!.counts.reduce((a, b) => a + b, 0)).toBe(s.processing.latencyMs.samples);
+    expect(s.processing.latencyMs.samples).toBeGreaterThan(100);
+  });
+
   it('SSE: /events streams the session start, moving levels with the speaking state, and the end with its recording', async () => {
     expect((await sse.headers).get('content-type')).toMatch(/^text\/event-stream/);
     const sessions = sse.events.filter((e) => e.event === 'session').map((e) => e.data);

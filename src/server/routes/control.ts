@@ -37,8 +37,7 @@ export function registerControlRoutes(app: FastifyInstance, core: EarshotCore, a
     const stats = core.peerStats(req.params.peer);
     if (req.query.histogram === undefined) return stats;
     // The latency histogram on request: windows can be measured by subtracting two of them.
-    const live = core.peers.get(req.params.peer);
-    return { ...stats, latencyHistogram: live?.pipeline.stats.latency.snapshot() ?? null };
+    return { ...stats, latencyHistogram: core.peers.latency(req.params.peer) ?? null };
   });
 
   app.post<{ Params: { peer: string }; Body: unknown }>('/peers/:peer/recording', { bodyLimit: 16 * 1024 }, async (req, reply) => {
