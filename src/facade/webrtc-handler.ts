@@ -21,6 +21,7 @@ import { defaultProcessors, ProcessorRegistry, type ProcessorEvent } from '../si
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { AudioFrame } from '../pipeline/operators.js';
 import { checkCoreOptions } from '../core/core-options.js';
+import type { AdmissionOptions } from '../core/admission.js';
 import { failOption } from '../option-checks.js';
 import { checkIpAddresses, checkNonEmptyString, checkOptionNames, checkOneOf, checkPipelineOption, checkPoolOptions, checkPortRange, LOG_LEVELS, type LogLevel } from '../core/option-checks.js';
 import { checkIceServers } from '../rtc/ice-servers.js';
@@ -50,6 +51,14 @@ export interface WebRTCHandlerOptions {
   connectTimeoutMs?: number;
   /** Log level: fatal, error, warn (default), info, debug, trace, silent. */
   logLevel?: LogLevel;
+  /**
+   * Admission by measured load, as `createServer`'s: a new peer connection is
+   * refused (`EARSHOT_OVERLOADED`) while the workers, the main thread, the
+   * frame queues or the frame latency are past their limits, so the streams
+   * already running stay clean. `false` admits every peer. Default: on, with
+   * the defaults of `AdmissionOptions`.
+   */
+  admission?: AdmissionOptions | false;
 }
 
 /** A frame a registered custom processor produced, with where it came from. */
@@ -100,6 +109,7 @@ export class WebRTCHandler {
       ice: { hostAddresses: options.iceHostAddresses, portRange: options.icePortRange, iceServers: options.iceServers },
       mediaTimeoutMs: options.mediaTimeoutMs,
       connectTimeoutMs: options.connectTimeoutMs,
+      admission: options.admission,
       log: pino({ level: options.logLevel ?? 'warn' }),
     });
     this.#core = core;
@@ -257,7 +267,7 @@ function processorProblem(value: unknown): string | undefined {
 /** Every option of `WebRTCHandler`, for the check of the names given (a new option must be added here: the type says so). */
 const HANDLER_OPTIONS: Record<keyof WebRTCHandlerOptions, true> = {
   pipeline: true, recordingsDir: true, threads: true, iceHostAddresses: true, icePortRange: true, iceServers: true,
-  mediaTimeoutMs: true, connectTimeoutMs: true, logLevel: true,
+  mediaTimeoutMs: true, connectTimeoutMs: true, logLevel: true, admission: true,
 };
 
 /** Throws `EARSHOT_OPTION_INVALID` (or `EARSHOT_ICE_SERVER_INVALID`) for the first option that is not usable. */
@@ -269,7 +279,7 @@ function checkHandlerOptions(options: WebRTCHandlerOptions): void {
   checkIpAddresses('iceHostAddresses', options.iceHostAddresses);
   checkPortRange('icePortRange', options.icePortRange);
   if (options.iceServers !== undefined) checkIceServers(options.iceServers);
-  checkCoreOptions({ mediaTimeoutMs: options.mediaTimeoutMs, connectTimeoutMs: options.connectTimeoutMs });
+  checkCoreOptions({ mediaTimeoutMs: options.mediaTimeoutMs, connectTimeoutMs: options.connectTimeoutMs, admission: options.admission });
   checkOneOf('logLevel', options.logLevel, LOG_LEVELS);
 }
 

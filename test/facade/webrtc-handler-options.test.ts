@@ -6,6 +6,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { firstValueFrom } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
 
@@ -19,6 +20,7 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['connectTimeoutMs', { connectTimeoutMs: -1 }, 'options.connectTimeoutMs must be a number from 1 to 2147483647 (ms), got -1'],
   ['logLevel', { logLevel: 'chatty' }, 'options.logLevel must be one of fatal, error, warn, info, debug, trace, silent, got "chatty"'],
   ['thread', { thread: 2 }, 'options.thread is not an option of WebRTCHandler (did you mean threads?)'],
+  ['admission', { admission: true }, 'options.admission must be false or an object of admission limits, got true (admission is on by default)'],
 ];
 
 describe('WebRTCHandler options', () => {
@@ -89,6 +91,21 @@ describe('WebRTCHandler options', () => {
     ];
     for (const [make, option] of refused) expect(make, option).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } }));
     expect(new AudioTranscoder({ sampleRate: 16000, quality: 6, channels: 1 }).stages.map((s) => s.type)).toEqual(['downmix', 'resample']);
+  });
+
+  it('takes admission: false (every peer admitted) or admission limits, as createServer does', async () => {
+    for (const admission of [false, { maxProcessUtilization: 0.9 }, undefined] as const) {
+      const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-adm-')), admission });
+      try {
+        await handler.ready();
+        const { server } = await firstValueFrom(handler.statistics$(50));
+        // Off: no admission state at all; on (limits given, or the default): measured.
+        expect(server.admission === null, String(admission)).toBe(admission === false);
+      } finally {
+        await handler.close();
+      }
+    }
+    expect(() => new WebRTCHandler({ admission: { maxProcessCpu: 0.9 } as never })).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'admission.maxProcessCpu' } }));
   });
 
   it('checks ICE servers with their own code', () => {
