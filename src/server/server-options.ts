@@ -299,6 +299,9 @@ const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
 };
 
 
+/** Options only `createCluster` takes (it checks them itself). */
+const CLUSTER_ONLY = ['processes', 'cluster', 'drainTimeoutMs'] as const;
+
 /** The limits of `GET /events` from the options (createServer, and the front of createCluster). */
 export function eventStreamLimits(options: Pick<CreateServerOptions, 'maxEventStreamsPerClient' | 'maxEventStreams'>): EventStreamLimits {
   return { perClient: options.maxEventStreamsPerClient ?? 8, total: options.maxEventStreams ?? 64 };
@@ -310,6 +313,11 @@ export function eventStreamLimits(options: Pick<CreateServerOptions, 'maxEventSt
  * (`createCluster`) names itself and its own options, which it checks itself.
  */
 export function checkServerOptions(options: CreateServerOptions, what = 'createServer', ownOptions: Readonly<Record<string, true>> = {}): void {
+  // createCluster's own options given to createServer: say where they belong (the near name would be "processors").
+  if (what === 'createServer' && typeof options === 'object' && options !== null) {
+    const clusterOption = CLUSTER_ONLY.find((k) => Object.hasOwn(options, k));
+    if (clusterOption) throw errors.OPTION_INVALID(clusterOption, 'is an option of createCluster (several processes or machines), not of createServer');
+  }
   checkOptionNames(what, options, { ...SERVER_OPTIONS, ...ownOptions });
   checkListenHost('host', options.host);
   checkInteger('port', options.port, 0, 65535);

@@ -60,6 +60,8 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['stageModules[1]', { stageModules: ['a.js', 7] }, 'options.stageModules[1] must be a file path or a file: URL, got 7'],
   ['processors', { processors: {} }, 'options.processors must be a ProcessorRegistry, got an object'],
   ['maxSesions', { maxSesions: 10 }, 'options.maxSesions is not an option of createServer (did you mean maxSessions?)'],
+  // Not "did you mean processors?": it belongs to createCluster.
+  ['processes', { processes: 2 }, 'options.processes is an option of createCluster (several processes or machines), not of createServer'],
 ];
 
 describe('createServer options', () => {
