@@ -260,7 +260,10 @@ export class ClusterNode {
           if (session) ticket.placed(node, session);
           return relay(reply, res);
         }
-        last = res;
+        // The client hears the refusal of the candidate ranked first (the likeliest to have room, ready
+        // ones first): its reason (a per-client limit, say) is the one that matters, not that a full
+        // candidate tried after it refused too.
+        if (last === undefined || res.status !== 503) last = res;
         // Only a load refusal moves on, and never for a live peer: it is replaced where it runs.
         if (res.status !== 503 || ticket.owner !== undefined) break;
       }

@@ -549,7 +549,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
           if (session) ticket.placed(engine.id, decodeURIComponent(session));
           return res;
         }
-        last = res;
+        // The client hears the refusal of the candidate ranked first (the likeliest to have room, ready
+        // ones first): its reason (a per-client limit, say) is the one that matters, not that a full
+        // candidate tried after it refused too.
+        if (last === undefined || res.status !== 503) last = res;
         // Only a load refusal (503) moves on, and never for a live peer: it must be replaced where it runs.
         if (res.status !== 503 || ticket.owner !== undefined) break;
       }
