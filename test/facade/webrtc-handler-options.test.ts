@@ -3,11 +3,11 @@
  * worker starts: `EARSHOT_OPTION_INVALID` naming the option (ICE servers keep
  * their own code).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom } from 'rxjs';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
 
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
@@ -22,6 +22,19 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['thread', { thread: 2 }, 'options.thread is not an option of WebRTCHandler (did you mean threads?)'],
   ['admission', { admission: true }, 'options.admission must be false or an object of admission limits, got true (admission is on by default)'],
 ];
+
+/** Directories the handlers below record into, removed after each test. */
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A handler on one worker thread (these tests send no audio) with a temporary recordings directory. */
+function smallHandler(options: WebRTCHandlerOptions = {}): WebRTCHandler {
+  const recordingsDir = mkdtempSync(join(tmpdir(), 'earshot-handler-options-'));
+  dirs.push(recordingsDir);
+  return new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], threads: 1, recordingsDir, ...options });
+}
 
 describe('WebRTCHandler options', () => {
   it.each(cases)('%s: %j', (option, given, message) => {
@@ -46,7 +59,7 @@ describe('WebRTCHandler options', () => {
   });
 
   it('takes the room and peer names WHIP takes, and refuses others with EARSHOT_NAME_INVALID before any connection is made', async () => {
-    const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-names-')) });
+    const handler = smallHandler();
     try {
       const bad: Array<[unknown, unknown]> = [['room with space', 'p'], ['r', '../../escaped'], ['r', 'a/b'], ['', 'p'], ['r', ''], [1, 2], ['sessions', 'p'], [undefined, undefined]];
       for (const [room, peer] of bad) {
@@ -61,14 +74,14 @@ describe('WebRTCHandler options', () => {
   });
 
   it('refuses a processor registered after close() with EARSHOT_SHUTTING_DOWN, as a new peer connection', async () => {
-    const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-closed-')) });
+    const handler = smallHandler();
     await handler.close();
     expect(() => handler.registerCustomAudioProcessor('late', new DefaultAudioProcessor())).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
     expect(() => handler.createPeerConnection('lobby', 'late')).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
   });
 
   it('types its arguments\' errors: a recording path that is not a string, a statistics interval out of range', async () => {
-    const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-args-')) });
+    const handler = smallHandler();
     try {
       await expect(handler.startAudioRecording('p', 42 as unknown as string)).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'path' } });
       expect(() => handler.statistics$(10)).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'intervalMs' } }));
@@ -95,7 +108,7 @@ describe('WebRTCHandler options', () => {
 
   it('takes admission: false (every peer admitted) or admission limits, as createServer does', async () => {
     for (const admission of [false, { maxProcessUtilization: 0.9 }, undefined] as const) {
-      const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], recordingsDir: mkdtempSync(join(tmpdir(), 'earshot-adm-')), admission });
+      const handler = smallHandler({ admission });
       try {
         await handler.ready();
         const { server } = await firstValueFrom(handler.statistics$(50));

@@ -34,12 +34,12 @@ it('keeps every counter from going down while a replaced session drains', async 
     return COUNTERS.map((name) => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN));
   };
   const tone = fixturePath('tone-1k-48k.wav');
-  const first = sendAudio({ url: `${base}/whip/demo/carol`, source: tone, seconds: 4 }).catch((e: Error) => e);
+  const first = sendAudio({ url: `${base}/whip/demo/carol`, source: tone, seconds: 3 }).catch((e: Error) => e);
   for (const until = Date.now() + 10_000; Date.now() < until && (await scrape())[0] < 50; ) await new Promise((r) => setTimeout(r, 50));
   const second = sendAudio({ url: `${base}/whip/demo/carol`, source: tone, seconds: 1 });
   // Through the replacement and the old session's drain (its processor stage holds 1.5 s).
   const seen: number[][] = [];
-  for (const until = Date.now() + 3000; Date.now() < until; ) {
+  for (const until = Date.now() + 2500; Date.now() < until; ) {
     seen.push(await scrape());
     await new Promise((r) => setTimeout(r, 50));
   }
