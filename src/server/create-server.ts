@@ -289,7 +289,11 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
       try {
         // Stage operators on this server's streams run on its workers (core.withPool), never another server's.
         await core.start();
-        return await listenOn(app, host, port);
+        if (closing) throw closed();
+        const url = await listenOn(app, host, port);
+        // close() during these awaits: no URL of a server that is shutting down.
+        if (closing) throw closed();
+        return url;
       } catch (e) {
         // A failed listen (the port taken) may be tried again.
         listening = false;
