@@ -18,32 +18,27 @@ import { describeValue } from '../core/option-checks.js';
 const WHIP_EXPOSED = ['Location', 'ETag', 'Link', 'Accept-Post', 'Retry-After', 'WWW-Authenticate', 'Allow'];
 const API_EXPOSED = ['Location', 'ETag', 'Retry-After', 'Content-Range', 'Accept-Ranges', 'Content-Disposition', 'WWW-Authenticate', 'Allow'];
 
+/**
+ * WHIP's resources and WHEP's, which follow it: POST an offer, DELETE or PATCH
+ * the session (PATCH answers 405, and a page must be able to read that). Their
+ * OPTIONS routes reply themselves, adding Allow and Accept-Post.
+ */
+function sdpResourcePolicy(origin: FastifyCorsOptions['origin'], maxAge: number): FastifyCorsOptions {
+  return {
+    origin,
+    methods: ['POST', 'DELETE', 'PATCH', 'OPTIONS'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
+    exposedHeaders: WHIP_EXPOSED,
+    maxAge,
+    preflightContinue: true,
+    strictPreflight: false,
+  };
+}
+
 export function corsPolicy(url: string, apiOrigins: string[], whipOrigins: string[]): FastifyCorsOptions {
-  if (url.startsWith('/whip/')) {
-    return {
-      origin: whipOrigins.includes('*') ? '*' : whipOrigins.length > 0 ? whipOrigins : false,
-      methods: ['POST', 'DELETE', 'PATCH', 'OPTIONS'],
-      allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
-      exposedHeaders: WHIP_EXPOSED,
-      maxAge: 86400,
-      // The WHIP OPTIONS route replies itself (Accept-Post), preflight or not.
-      preflightContinue: true,
-      strictPreflight: false,
-    };
-  }
-  if (url.startsWith('/whep/')) {
-    // WHEP is WHIP's protocol for listening: its methods and headers, but the control API's
-    // origins (a peer's audio is an operator's to hear). Its OPTIONS routes add Allow and Accept-Post.
-    return {
-      origin: apiOrigins.length > 0 ? apiOrigins : false,
-      methods: ['POST', 'DELETE', 'PATCH', 'OPTIONS'],
-      allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
-      exposedHeaders: WHIP_EXPOSED,
-      maxAge: 600,
-      preflightContinue: true,
-      strictPreflight: false,
-    };
-  }
+  if (url.startsWith('/whip/')) return sdpResourcePolicy(whipOrigins.includes('*') ? '*' : whipOrigins.length > 0 ? whipOrigins : false, 86400);
+  // WHEP: WHIP's methods and headers, with the control API's origins (a peer's audio is an operator's to hear).
+  if (url.startsWith('/whep/')) return sdpResourcePolicy(apiOrigins.length > 0 ? apiOrigins : false, 600);
   return {
     origin: apiOrigins.length > 0 ? apiOrigins : false,
     methods: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'],
