@@ -108,14 +108,14 @@ export class SessionGate {
   }
 
   /**
-   * Offers being answered for peers other than `peer` that will take a place
+   * Offers being answered (for peers other than `except`) that will take a place
    * of their own: a live peer publishing again replaces its session, and is
    * counted in the registry already (counting it twice refused another peer
    * the last place for as long as the replacement took).
    */
-  #newPlacements(peer: string): number {
+  #newPlacements(except?: string): number {
     let n = 0;
-    for (const p of this.#placing.keys()) if (p !== peer && !this.#peers.get(p)) n++;
+    for (const p of this.#placing.keys()) if (p !== except && !this.#peers.get(p)) n++;
     return n;
   }
 
@@ -128,7 +128,7 @@ export class SessionGate {
     const reasons: string[] = [];
     const { maxSessions, maxPendingSessions } = this.#limits;
     if (this.#closed) reasons.push('shutting down');
-    const sessions = this.#peers.size + this.#newPlacements('');
+    const sessions = this.#peers.size + this.#newPlacements();
     if (sessions >= maxSessions) reasons.push(`${sessions} sessions, the most allowed (--max-sessions ${maxSessions})`);
     const pending = this.pendingSessions();
     if (pending >= maxPendingSessions) reasons.push(`${pending} sessions not yet connected, the most allowed (--max-pending-sessions ${maxPendingSessions})`);
