@@ -125,15 +125,13 @@ export class PeerAudioStats {
    * first silent frame after it. One listener (the client's data channel feed).
    */
   onSpeakingChange: ((speaking: boolean, atMs: number) => void) | undefined;
-  /** The current worker's decoder counters, as last reported (the worker's own object). */
-  #counters: DecodeCounters = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0, framesSkippedSilent: 0 };
   /**
    * What the stream's earlier workers counted: a stream rebuilt on another
    * worker (a crash, a hang, a restart) counts from 0 there, and the session's
    * figures (Prometheus counters among them) must not fall with it.
    */
   readonly #before: Required<DecodeCounters> = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0, framesSkippedSilent: 0 };
-  /** A copy of the counters last reported, to see a rebuilt stream's restart from 0. */
+  /** The current worker's counters as last reported (copied: the worker's object is updated in place). */
   readonly #last: Required<DecodeCounters> = { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0, framesSkippedSilent: 0 };
   /** Workers the stream had at the last report. */
   #workers = 0;
@@ -263,27 +261,11 @@ export class PeerAudioStats {
    */
   setCounters(c: DecodeCounters, workers = 1): void {
     const last = this.#last;
-    const skipped = c.framesSkippedSilent ?? 0;
-    const restarted =
-      workers !== this.#workers ||
-      c.decoded < last.decoded ||
-      c.concealed < last.concealed ||
-      c.corrupt < last.corrupt ||
-      c.silenceSamples < last.silenceSamples ||
-      c.late < last.late ||
-      skipped < last.framesSkippedSilent;
-    if (restarted) {
-      const before = this.#before;
-      for (const k of COUNTER_KEYS) before[k] += last[k];
-    }
+    let restarted = workers !== this.#workers;
+    for (const k of COUNTER_KEYS) if ((c[k] ?? 0) < last[k]) restarted = true;
+    if (restarted) for (const k of COUNTER_KEYS) this.#before[k] += last[k];
     this.#workers = workers;
-    last.decoded = c.decoded;
-    last.concealed = c.concealed;
-    last.corrupt = c.corrupt;
-    last.silenceSamples = c.silenceSamples;
-    last.late = c.late;
-    last.framesSkippedSilent = skipped;
-    this.#counters = c;
+    for (const k of COUNTER_KEYS) last[k] = c[k] ?? 0;
   }
 
   audio(now: number): AudioStats {
@@ -327,14 +309,14 @@ export class PeerAudioStats {
 
   processing(dropped: number): ProcessingStats {
     const b = this.#before;
-    const now = this.#counters;
+    const now = this.#last;
     const c = {
       decoded: b.decoded + now.decoded,
       concealed: b.concealed + now.concealed,
       corrupt: b.corrupt + now.corrupt,
       silenceSamples: b.silenceSamples + now.silenceSamples,
       late: b.late + now.late,
-      framesSkippedSilent: b.framesSkippedSilent + (now.framesSkippedSilent ?? 0),
+      framesSkippedSilent: b.framesSkippedSilent + now.framesSkippedSilent,
     };
     const q = (p: number) => {
       const v = this.latency.quantile(p);
