@@ -4,7 +4,7 @@
  * Real workers, real audio.
  */
 import { fileURLToPath } from 'node:url';
-import { from, lastValueFrom, share, Subject, toArray } from 'rxjs';
+import { from, lastValueFrom, share, Subject, toArray, type Observable } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
 import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
@@ -53,27 +53,26 @@ describe('inWorkers', () => {
 
   it('are cold, as documented: each subscription opens its own worker stream, on frames it does not share with the other; share() makes one serve both', async () => {
     const source = monoFrames((await readFixture('speech-48k.wav')).channels[0].subarray(0, 9600));
-    const opened = () => pool.stats().streamsOpened;
-    const subject = new Subject<AudioFrame>();
-    const cold$ = subject.pipe(inWorkers({ pool }, gain({ db: -6 })));
-    const before = opened();
-    const both = [lastValueFrom(cold$.pipe(toArray())), lastValueFrom(cold$.pipe(toArray()))];
-    for (const f of source) subject.next(f);
-    subject.complete();
-    const [a, b] = await Promise.all(both);
-    expect(opened() - before).toBe(2);
+    /** The source pushed through `pipe` to two subscribers at once: what each got, and the worker streams opened. */
+    const twoSubscribers = async (pipe: (frames$: Subject<AudioFrame>) => Observable<AudioFrame>) => {
+      const subject = new Subject<AudioFrame>();
+      const out$ = pipe(subject);
+      const before = pool.stats().streamsOpened;
+      const both = [lastValueFrom(out$.pipe(toArray())), lastValueFrom(out$.pipe(toArray()))];
+      for (const f of source) subject.next(f);
+      subject.complete();
+      return { outputs: await Promise.all(both), opened: pool.stats().streamsOpened - before };
+    };
+    const cold = await twoSubscribers((frames$) => frames$.pipe(inWorkers({ pool }, gain({ db: -6 }))));
+    const [a, b] = cold.outputs;
+    expect(cold.opened).toBe(2);
     // Each got -6 dB once: the two streams' frames met in one batch, and neither processed the other's output.
     const input = concat(source);
     for (const out of [concat(a), concat(b)]) for (let k = 0; k < input.length; k += 97) expect(out[k]).toBeCloseTo(input[k] * 10 ** (-6 / 20), 6);
     expect(concat(a)).toEqual(concat(b));
-    const shared = new Subject<AudioFrame>();
-    const hot$ = shared.pipe(inWorkers({ pool }, gain({ db: -6 })), share());
-    const afterCold = opened();
-    const sharedBoth = [lastValueFrom(hot$.pipe(toArray())), lastValueFrom(hot$.pipe(toArray()))];
-    for (const f of source) shared.next(f);
-    shared.complete();
-    const [c, d] = await Promise.all(sharedBoth);
-    expect(opened() - afterCold).toBe(1);
+    const hot = await twoSubscribers((frames$) => frames$.pipe(inWorkers({ pool }, gain({ db: -6 })), share()));
+    const [c, d] = hot.outputs;
+    expect(hot.opened).toBe(1);
     expect(c).toEqual(d);
     expect(concat(c)).toEqual(concat(a));
   });
