@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { EarshotError } from '../../src/errors.js';
 import { WorkerPool, type PoolStream } from '../../src/pool/worker-pool.js';
-import { threadSchedMs } from '../../src/pool/thread-cpu.js';
+import { currentThreadTid, threadSchedMs } from '../../src/pool/thread-cpu.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
 import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
@@ -83,7 +83,10 @@ async function feed(streams: Array<{ handle: PoolStream }>, count: number, from 
 
 describe('thread scheduler times', () => {
   it('are readable for this process\'s threads on Linux, and CPU time grows while a thread works', () => {
-    const self = Number(readdirSync('/proc/self/task')[0]);
+    // This thread's own id: not the first name /proc/self/task lists, which Node sorts as strings
+    // (once thread ids cross a power of ten, "10012" sorts before the main thread's "9987").
+    const self = currentThreadTid();
+    expect(self).toBeGreaterThan(0);
     const before = threadSchedMs(self)!;
     // Work until 20 ms of CPU time show (bounded at 5 s): on a loaded machine 50 ms of wall time may hold far less.
     let after = before;
