@@ -22,8 +22,35 @@ export const MAX_LOGGED_URL_CHARS = 200;
  * string must not become 15 KB of log per request).
  */
 export function loggedUrl(url: string): string {
-  const redacted = url.replace(/([?&]signature=)[^&#]*/gi, '$1…');
+  const redacted = withoutSignature(url);
   return redacted.length <= MAX_LOGGED_URL_CHARS ? redacted : `${redacted.slice(0, MAX_LOGGED_URL_CHARS)}… (${redacted.length} characters)`;
+}
+
+/**
+ * `url` with the value of every query parameter named `signature` replaced,
+ * however its name is spelt: the server decodes names (`%73ignature` is
+ * `signature` to it), so the log must too. A name that does not decode is
+ * redacted as well: nothing says what a client's parser made of it.
+ */
+function withoutSignature(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0 || !/signature|%/i.test(url)) return url;
+  const hash = url.indexOf('#', q);
+  const end = hash < 0 ? url.length : hash;
+  const params = url.slice(q + 1, end).split('&').map((param) => {
+    const eq = param.indexOf('=');
+    const name = eq < 0 ? param : param.slice(0, eq);
+    return isSignatureName(name) ? `${name}=…` : param;
+  });
+  return `${url.slice(0, q + 1)}${params.join('&')}${url.slice(end)}`;
+}
+
+function isSignatureName(name: string): boolean {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' ')).trim().toLowerCase() === 'signature';
+  } catch {
+    return true;
+  }
 }
 
 /** What fastify's request serializer reads, with the URL as `loggedUrl` gives it. */

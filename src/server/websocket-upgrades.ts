@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../errors.js';
 import { writeRawProblem } from './problem.js';
+import { loggedUrl } from './request-logs.js';
 
 /** What an upgrade to a route without a WebSocket handler gets (the multi-process front says the same). */
 export function noWebSocketHere(path: string): Error {
@@ -41,7 +42,7 @@ export function answerRefusedHandshakes(app: FastifyInstance): void {
   app.websocketServer.on('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) => {
     const version = /Sec-WebSocket-Version/.test(err.message);
     const problem = errors.BAD_REQUEST.withStatus(req.method === 'GET' ? 400 : 405, `The WebSocket handshake is not valid: ${err.message} (RFC 6455 §4.2.1).`);
-    app.log.info({ code: problem.code, status: problem.statusCode, url: req.url?.slice(0, 200) }, problem.message);
+    app.log.info({ code: problem.code, status: problem.statusCode, url: loggedUrl(req.url ?? '') }, problem.message);
     writeRawProblem(socket, problem, version ? { 'Sec-WebSocket-Version': '13, 8' } : {});
     socket.once('finish', () => socket.destroy());
     socket.end();
