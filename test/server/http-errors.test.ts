@@ -91,6 +91,8 @@ describe('WHIP endpoint errors', () => {
       ['DELETE', '/health', 'GET, HEAD'],
       ['PATCH', '/pipelines/default', 'GET, HEAD, PUT, DELETE'],
       ['PUT', '/peers/x/recording', 'POST, DELETE'],
+      // A plain OPTIONS (no Origin) on the control API without --cors-origin: as docs/security.md says.
+      ['OPTIONS', '/stats', 'GET, HEAD'],
     ];
     for (const [method, path, allow] of cases) {
       const res = await fetch(`${t.url}${path}`, { method, headers: auth });
