@@ -246,6 +246,9 @@ export const errors = {
   SINK_ENV_MISSING: define('EARSHOT_SINK_ENV_MISSING', 500, 'Sink configuration incomplete',
     (pipeline: string, path: string, variable: string) => `Pipeline "${pipeline}" ${path} uses \${${variable}}, but the environment variable ${variable} is not set in the earshot process, so the stream was not started. Set ${variable} where earshot runs, or change the pipeline.`,
     (_pipeline, path, variable) => ({ path, variable })),
+  SINK_ENV_NOT_ALLOWED: define('EARSHOT_SINK_ENV_NOT_ALLOWED', 500, 'Sink configuration not allowed',
+    (pipeline: string, path: string, variable: string) => `Pipeline "${pipeline}" ${path} uses \${${variable}}, which sink headers may not read, so the stream was not started: earshot fills in only variables named EARSHOT_SINK_… and those listed in EARSHOT_SINK_ENV (earshot serve --sink-env ${variable}).`,
+    (_pipeline, path, variable) => ({ path, variable })),
   // Listening (WHEP): the peer's pipeline has no such branch, or the peer already has its most listeners.
   BRANCH_NOT_FOUND: define('EARSHOT_BRANCH_NOT_FOUND', 404, 'Unknown branch',
     (peer: string, branch: string, known: string[]) => `The pipeline of peer "${peer}" has no branch "${branch}"; its branches: ${known.join(', ')}.`,

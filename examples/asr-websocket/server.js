@@ -14,7 +14,7 @@ const token = process.env.ASR_TOKEN;
 const server = new WebSocketServer({
   host: '127.0.0.1',
   port,
-  // Refuse connections without the expected token (earshot sends it from its own ASR_TOKEN).
+  // Refuse connections without the expected token (earshot sends it from its own EARSHOT_SINK_ASR_TOKEN).
   verifyClient: ({ req }) => token === undefined || req.headers.authorization === `Bearer ${token}`,
 });
 console.log(`listening on ws://127.0.0.1:${port}/listen${token ? ' (token required)' : ''}`);

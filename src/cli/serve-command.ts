@@ -17,6 +17,7 @@ import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc
 import { trustedProxies } from '../server/trust-proxy.js';
 import { LOG_LEVELS, type LogLevel } from '../core/option-checks.js';
 import { insideContainer } from './container.js';
+import { SINK_ENV_LIST } from '../sinks/sink-environment.js';
 
 /** Decimal digits only: `Number()` would read "" as 0 (an empty `PORT=` would listen on a random port) and "0x1f" as hex. */
 function integer(name: string, min: number, max: number) {
@@ -102,7 +103,7 @@ function proxies(value: string, previous: string[] | undefined): string[] {
   }
 }
 
-/** Repeatable or comma-separated origins (`--cors-origin a --cors-origin b`, `EARSHOT_CORS_ORIGINS=a,b`). */
+/** Repeatable or comma-separated values (`--cors-origin a --cors-origin b`, `EARSHOT_CORS_ORIGINS=a,b`). */
 function origins(value: string, previous: string[] | undefined): string[] {
   const list = value.split(',').map((v) => v.trim()).filter(Boolean);
   // commander passes the default as `previous` on the first use: a given value replaces it.
@@ -200,6 +201,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--quiet-hold <ms>', 'how long a silent talker\'s comfort-noise updates (DTX) may wait for a batch their DSP worker runs anyway (0: never held)').env('EARSHOT_QUIET_HOLD').default(200).argParser(inPoolRange('--quiet-hold', POOL_OPTION_RANGES.quietHoldMs)))
     .addOption(new Option('--stage-timeout <ms>', 'longest a stream\'s stages may run on one batch before its worker is replaced and the stream ends').env('EARSHOT_STAGE_TIMEOUT').default(500).argParser(integer('--stage-timeout', 50, 600000)))
     .addOption(new Option('--processor-drain-timeout <ms>', 'when a session ends, how long to wait for each processor stage (operator form) that still holds audio; then what it holds is cut off, counted and logged (0: no wait); attached processors that have not completed by then are unsubscribed').env('EARSHOT_PROCESSOR_DRAIN_TIMEOUT').default(2000).argParser(integer('--processor-drain-timeout', 0, 600000)))
+    .addOption(new Option('--sink-env <name...>', 'environment variables, besides those named EARSHOT_SINK_…, that a websocket sink\'s headers may name as ${NAME}, repeatable or comma-separated (default: none)').env('EARSHOT_SINK_ENV').argParser(origins))
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
     .addOption(new Option('--parallel-scavenge <on|off>', "collect the young generation with V8's helper threads (on) or on the collecting thread (off: shorter pauses while the DSP threads keep the cores busy)").env('EARSHOT_PARALLEL_SCAVENGE').default('off').choices(['on', 'off']))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(LOG_LEVELS))
@@ -207,11 +209,13 @@ export function registerServeCommand(program: Command): void {
       port: number; host: string; token?: string; adminToken?: string; trustProxy?: string[]; corsOrigin?: string[]; whipCorsOrigin: string[];
       connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxProcessCpu: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient?: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; maxEventStreamsPerClient: number; maxEventStreams: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: LogLevel; stageModule?: string[];
-      tlsCert?: string; tlsKey?: string; processes?: number; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
+      tlsCert?: string; tlsKey?: string; processes?: number; sinkEnv?: string[]; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }, command: Command) => {
       let server: Awaited<ReturnType<typeof createServer>> | EarshotCluster | undefined;
       // Before any stream's garbage: the whole process (workers, and engine processes through the environment).
       applyParallelScavenge(opts.parallelScavenge);
+      // Read where headers are checked and filled in (pipelines, and engine processes through the environment).
+      if (opts.sinkEnv) process.env[SINK_ENV_LIST] = opts.sinkEnv.join(',');
       let insecure = false;
       try {
         insecure = switchOption(command, 'insecure', '--insecure');

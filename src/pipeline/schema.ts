@@ -139,7 +139,7 @@ export const WebSocketSinkSchema = Type.Object(
         additionalProperties: false,
         default: {},
         description:
-          'HTTP headers of the connection request, e.g. {"Authorization": "Bearer ${ASR_TOKEN}"}. "${NAME}" is replaced by the environment variable NAME of the earshot process when a stream starts (a stream whose variable is not set is refused, EARSHOT_SINK_ENV_MISSING). Put secrets in the environment, not in the pipeline: header values never appear in statistics, events or logs.',
+          'HTTP headers of the connection request, e.g. {"Authorization": "Bearer ${EARSHOT_SINK_ASR_TOKEN}"}. "${NAME}" is replaced by the environment variable NAME of the earshot process when a stream starts (a stream whose variable is not set is refused, EARSHOT_SINK_ENV_MISSING). Only variables meant for sinks may be named: EARSHOT_SINK_… and those listed in EARSHOT_SINK_ENV (earshot serve --sink-env), since pipelines may arrive over HTTP. Put secrets in the environment, not in the pipeline: header values never appear in statistics, events or logs.',
       }),
     ),
     format: Type.Optional(

@@ -22,13 +22,8 @@ import { errors } from '../errors.js';
 import type { SampleFormat } from '../media/frames.js';
 import { AudioSocketStream, closeWhenDrained, DEFAULT_QUEUE_FRAMES, type AudioSocketIdentity } from './audio-socket.js';
 import type { AudioFrame } from '../media/frames.js';
+import { ENV_REFERENCE, sinkVariableAllowed } from './sink-environment.js';
 
-/**
- * `${NAME}` in a header value: replaced by that environment variable when a
- * stream starts. Defined here, where it is resolved; the pipeline schema only
- * describes it in words.
- */
-export const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 /** Time for the connection (TCP, TLS, HTTP upgrade) to open. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -77,14 +72,16 @@ export interface WebSocketSinkStats {
 }
 
 /**
- * The header values with `${NAME}` replaced by `env.NAME`; a missing variable
- * is `EARSHOT_SINK_ENV_MISSING` naming the variable and the header's place in
- * the pipeline (never a value).
+ * The header values with `${NAME}` replaced by `env.NAME`. A variable sink
+ * headers may not read (sink-environment.ts) is `EARSHOT_SINK_ENV_NOT_ALLOWED`,
+ * a missing one `EARSHOT_SINK_ENV_MISSING`, each naming the variable and the
+ * header's place in the pipeline (never a value).
  */
 export function resolveHeaders(headers: Record<string, string> | undefined, where: { pipeline: string; path: string }, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers ?? {})) {
     out[name] = value.replace(ENV_REFERENCE, (_, variable: string) => {
+      if (!sinkVariableAllowed(variable, env)) throw errors.SINK_ENV_NOT_ALLOWED(where.pipeline, `${where.path}/headers/${name}`, variable);
       const v = env[variable];
       if (v === undefined) throw errors.SINK_ENV_MISSING(where.pipeline, `${where.path}/headers/${name}`, variable);
       return v;

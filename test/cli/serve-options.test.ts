@@ -5,6 +5,8 @@
  * like their flags.
  */
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
@@ -223,6 +225,28 @@ describe('earshot serve options', () => {
   it('refuses an option of --cluster given without it, rather than doing nothing with it', async () => {
     await expect(startCli(['--drain-timeout', '5', '--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*--drain-timeout needs --cluster/);
     await expect(startCli(['--node-id', 'a', '--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*--public-url and --node-id need --cluster/);
+  });
+
+  it("--sink-env lets a websocket sink's header name a variable besides EARSHOT_SINK_…; without it such a pipeline stops the server at start", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-sink-env-'));
+    try {
+      const file = join(dir, 'asr.json');
+      await writeFile(file, JSON.stringify({ name: 'asr', stages: [], sinks: [{ type: 'websocket', url: 'ws://127.0.0.1:9/', headers: { Authorization: 'Bearer ${ASR_TOKEN}' } }] }));
+      await expect(startCli(['--pipeline', file, '--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*\$\{ASR_TOKEN\} is not a variable sink headers may read/);
+      expect(await parsedOptions(['--sink-env', 'ASR_TOKEN', '--sink-env', 'B,C'])).toMatchObject({ sinkEnv: ['ASR_TOKEN', 'B', 'C'] });
+      process.env.EARSHOT_SINK_ENV = 'OTHER,ASR_TOKEN';
+      expect(await parsedOptions([])).toMatchObject({ sinkEnv: ['OTHER', 'ASR_TOKEN'] });
+      delete process.env.EARSHOT_SINK_ENV;
+      const server = await startCli(['--pipeline', file, '--sink-env', 'ASR_TOKEN', '--threads', '1']);
+      try {
+        expect(((await (await fetch(`${server.url}/pipelines`)).json()) as { default: string }).default).toBe('asr');
+      } finally {
+        await server.stop();
+        await server.cleanup();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('shows --batch-interval, --early-output and --quiet-hold in /stats of the server it starts', async () => {

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadPipelineFile, parsePipeline, validatePipeline, type PipelineProblem } from '../../src/pipeline/pipeline.js';
+import { resolveHeaders } from '../../src/sinks/websocket-sink.js';
 import { fixturePath } from '../helpers/fixtures.js';
 
 const byPath = (problems: PipelineProblem[]) => Object.fromEntries(problems.map((p) => [p.path, p.message]));
@@ -59,6 +60,35 @@ describe('pipeline validation', () => {
     ]);
     expect(ws({ reconnectMaxDelayMs: 100 })).toEqual([expect.objectContaining({ path: '/sinks/0/reconnectMaxDelayMs', allowed: 'at least reconnectDelayMs (500 ms)' })]);
     expect(ws({ reconnectDelayMs: 100, reconnectMaxDelayMs: 100 })).toEqual([]);
+  });
+
+  it('lets a websocket sink header name only variables meant for sinks: EARSHOT_SINK_…, or those listed in EARSHOT_SINK_ENV', () => {
+    const ws = (headers: Record<string, string>) => validatePipeline({ name: 'x', stages: [], sinks: [{ type: 'websocket', url: 'ws://127.0.0.1:9/asr', headers }] }).problems;
+    expect(ws({ Authorization: 'Bearer ${EARSHOT_SINK_ASR_TOKEN}', 'X-Plain': 'no variable' })).toEqual([]);
+    expect(ws({ Authorization: 'Bearer ${EARSHOT_ADMIN_TOKEN}', 'X-Two': '${AWS_SECRET_ACCESS_KEY}:${EARSHOT_SINK_OK}' })).toEqual([
+      expect.objectContaining({
+        path: '/sinks/0/headers/Authorization',
+        found: '${EARSHOT_ADMIN_TOKEN}',
+        message: '${EARSHOT_ADMIN_TOKEN} is not a variable sink headers may read: name it EARSHOT_SINK_…, or list it in EARSHOT_SINK_ENV (earshot serve --sink-env EARSHOT_ADMIN_TOKEN)',
+      }),
+      expect.objectContaining({ path: '/sinks/0/headers/X-Two', found: '${AWS_SECRET_ACCESS_KEY}' }),
+    ]);
+    // The prefix alone is not a name meant for sinks.
+    expect(ws({ A: '${EARSHOT_SINK_}' })).toHaveLength(1);
+    process.env.EARSHOT_SINK_ENV = ' ASR_TOKEN , DEEPGRAM_KEY';
+    try {
+      expect(ws({ A: '${ASR_TOKEN}', B: '${DEEPGRAM_KEY}' })).toEqual([]);
+      expect(ws({ A: '${ASR_TOKEN_2}' })).toHaveLength(1);
+    } finally {
+      delete process.env.EARSHOT_SINK_ENV;
+    }
+    // Where the header is filled in (a stream's start), the same rule, as a typed error naming the variable only.
+    process.env.EARSHOT_TEST_SECRET = 'not-for-sinks';
+    try {
+      expect(() => resolveHeaders({ X: '${EARSHOT_TEST_SECRET}' }, { pipeline: 'x', path: '/sinks/0' })).toThrow(expect.objectContaining({ code: 'EARSHOT_SINK_ENV_NOT_ALLOWED', extensions: { path: '/sinks/0/headers/X', variable: 'EARSHOT_TEST_SECRET' } }));
+    } finally {
+      delete process.env.EARSHOT_TEST_SECRET;
+    }
   });
 
   it('names the type of a value of the wrong type', () => {

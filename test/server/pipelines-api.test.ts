@@ -72,6 +72,17 @@ describe('pipelines API', () => {
     const paths = (bad.body!.problems as Array<{ path: string }>).map((p) => p.path);
     expect(paths).toEqual(expect.arrayContaining(['/stages/0/db', '/stages/1/type']));
     expect((await api('/pipelines/quiet')).status).toBe(404);
+    // A sink header may not read any variable of the process (the admin token would read every secret).
+    process.env.EARSHOT_TEST_SECRET = 'not-for-sinks';
+    try {
+      const leak = await api('/pipelines/leak', json('PUT', { name: 'leak', stages: [], sinks: [{ type: 'websocket', url: 'ws://127.0.0.1:9/', headers: { 'X-Leak': '${EARSHOT_TEST_SECRET}' } }] }));
+      expect(leak.status).toBe(422);
+      expect(leak.body!.problems).toEqual([expect.objectContaining({ path: '/sinks/0/headers/X-Leak', found: '${EARSHOT_TEST_SECRET}' })]);
+      expect(JSON.stringify(leak.body)).not.toContain('not-for-sinks');
+      expect((await api('/pipelines/leak')).status).toBe(404);
+    } finally {
+      delete process.env.EARSHOT_TEST_SECRET;
+    }
 
     expect((await api('/pipelines/quiet', json('PUT', { ...QUIET, name: 'other' }))).body).toMatchObject({ status: 400, code: 'EARSHOT_PIPELINE_NAME_MISMATCH' });
 

@@ -102,7 +102,7 @@ let stuck: Awaited<ReturnType<typeof asrServer>>;
 let latePort: number;
 
 beforeAll(async () => {
-  process.env.EARSHOT_TEST_ASR_TOKEN = TOKEN;
+  process.env.EARSHOT_SINK_TEST_ASR_TOKEN = TOKEN;
   asr = await asrServer();
   // Closes the first connection after 25 frames: the sink must reconnect and resume.
   let closedOne = false;
@@ -128,14 +128,14 @@ beforeAll(async () => {
   t = await startServer({
     logger: pino({ level: 'debug' }, destination),
     extraPipelines: [
-      { name: 'asr16', stages: resample16k, sinks: [sink(asr.port, { headers: { Authorization: 'Bearer ${EARSHOT_TEST_ASR_TOKEN}', 'X-Client': 'earshot-test' } }), { type: 'stats' }] },
+      { name: 'asr16', stages: resample16k, sinks: [sink(asr.port, { headers: { Authorization: 'Bearer ${EARSHOT_SINK_TEST_ASR_TOKEN}', 'X-Client': 'earshot-test' } }), { type: 'stats' }] },
       { name: 'asr-vad', stages: [{ type: 'denoise' }, ...resample16k], sinks: [sink(asr.port), { type: 'stats' }] },
       { name: 'asr-late', stages: resample16k, sinks: [sink(latePort, { reconnectDelayMs: 100, reconnectMaxDelayMs: 200 })] },
       { name: 'asr-drop', stages: resample16k, sinks: [sink(dropper.port, { reconnectDelayMs: 50 })] },
       // 48 kHz stereo floats (384 kB/s) into a server that never reads: the kernel's buffers (a few MB on loopback) fill within seconds.
       { name: 'asr-stuck', channels: 2, stages: [], sinks: [sink(stuck.port, { format: 'f32', queueFrames: 25 })] },
       { name: 'rec', stages: [], sinks: [{ type: 'record' }] },
-      { name: 'asr-env', stages: [], sinks: [sink(asr.port, { headers: { Authorization: 'Bearer ${EARSHOT_TEST_NOT_SET}' } })] },
+      { name: 'asr-env', stages: [], sinks: [sink(asr.port, { headers: { Authorization: 'Bearer ${EARSHOT_SINK_TEST_NOT_SET}' } })] },
     ],
   });
   t.server.events$.subscribe((e) => events.push(e));
@@ -143,7 +143,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
   await Promise.all([asr?.close(), dropper?.close(), stuck?.close()]);
-  delete process.env.EARSHOT_TEST_ASR_TOKEN;
+  delete process.env.EARSHOT_SINK_TEST_ASR_TOKEN;
 });
 
 async function statsOf(peer: string): Promise<PeerStatsSnapshot> {
@@ -333,7 +333,7 @@ describe('websocket sink', () => {
   it('a header naming an environment variable that is not set refuses the session before it starts (EARSHOT_SINK_ENV_MISSING)', async () => {
     const err = await sendAudio({ url: `${t.url}/whip/demo/noenv?pipeline=asr-env`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
-    expect(String((err as Error).message)).toMatch(/EARSHOT_SINK_ENV_MISSING|EARSHOT_TEST_NOT_SET/);
+    expect(String((err as Error).message)).toMatch(/EARSHOT_SINK_ENV_MISSING|EARSHOT_SINK_TEST_NOT_SET/);
     expect((await fetch(`${t.url}/stats/noenv`)).status).toBe(404);
   });
 

@@ -1,7 +1,8 @@
 /**
  * The rules of a pipeline that a JSON schema cannot say: one chain or
  * branches, not both; at least one sink and at most one recording per branch;
- * recording names the store accepts; processor stages after the worker
+ * recording names the store accepts; websocket sink headers that name only
+ * variables meant for sinks; processor stages after the worker
  * stages (processor-stages.ts); and each stage's own rules for the
  * format it gets at its place in the branch (from its definition in src/dsp,
  * the same check its factory makes in the worker).
@@ -12,6 +13,7 @@ import { OPUS_INPUT_RATES, opusEncodable } from '../../dsp/opus-encode.js';
 import { decodedFlow, followStages, nextFlow, usableStage, type BranchFlow } from '../branch-format.js';
 import { processorStageProblems, processorStageSinkProblems } from '../processor-stages.js';
 import { RECORD_PLACEHOLDERS, RecordSinkSchema } from '../schema.js';
+import { namedVariables, SINK_ENV_LIST, SINK_ENV_PREFIX, sinkVariableAllowed, sinkVariableRefusal } from '../../sinks/sink-environment.js';
 import { isObject, pointerKey } from './json-values.js';
 import { report, type Walk } from './problems.js';
 import { excerpt, nearest } from './wording.js';
@@ -58,7 +60,10 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
       report(walk, { path: `${base}/sinks`, message: 'a branch needs at least one sink ("record", "stats", "processor" or "websocket")', found: [], allowed: 'one or more sinks' });
     }
     sinks.forEach((sink, i) => {
-      if (isObject(sink) && sink.type === 'websocket') checkReconnectDelays(sink, `${base}/sinks/${i}`, walk);
+      if (isObject(sink) && sink.type === 'websocket') {
+        checkReconnectDelays(sink, `${base}/sinks/${i}`, walk);
+        checkHeaderVariables(sink, `${base}/sinks/${i}`, walk);
+      }
       if (!isObject(sink) || sink.type !== 'record') return;
       for (const key of ['directory', 'template'] as const) {
         const text = sink[key];
@@ -91,6 +96,18 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
 }
 
 /** A websocket sink's first reconnection wait may not be longer than its longest one (the default of each counts). */
+/** Every `${NAME}` in a websocket sink's headers is a variable sink headers may read (sink-environment.ts). */
+function checkHeaderVariables(sink: Record<string, unknown>, path: string, walk: Walk): void {
+  if (!isObject(sink.headers)) return;
+  for (const [header, value] of Object.entries(sink.headers)) {
+    if (typeof value !== 'string') continue;
+    for (const name of namedVariables(value)) {
+      if (sinkVariableAllowed(name)) continue;
+      report(walk, { path: `${path}/headers/${pointerKey(header)}`, message: sinkVariableRefusal(name), found: `\${${name}}`, allowed: `\${${SINK_ENV_PREFIX}…} or a variable listed in ${SINK_ENV_LIST}` });
+    }
+  }
+}
+
 function checkReconnectDelays(sink: Record<string, unknown>, path: string, walk: Walk): void {
   const first = typeof sink.reconnectDelayMs === 'number' ? sink.reconnectDelayMs : 500;
   const most = typeof sink.reconnectMaxDelayMs === 'number' ? sink.reconnectMaxDelayMs : 10_000;
