@@ -414,4 +414,31 @@ describe('replacing a live peer', () => {
     const after = (await (await fetch(`${t.url}/stats/erin`, { headers: bearer(ADMIN) })).json()) as { session: string };
     expect(firstLocation.endsWith(after.session)).toBe(false);
   });
+
+  it('with no tokens, is allowed on this machine but not to another site\'s page (the open admin role refuses those)', async () => {
+    t = await startServer({});
+    const post = (headers: Record<string, string> = {}) =>
+      fetch(`${t!.url}/whip/open/fay`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', ...headers } });
+    const session = async () => ((await (await fetch(`${t!.url}/stats/fay`)).json()) as { session: string }).session;
+    const first = await post();
+    expect(first.status).toBe(201);
+    await first.text();
+    const live = await session();
+    // A page on another site may publish a new peer (browser WHIP clients are cross-origin), not take a live one.
+    const pages: Array<Record<string, string>> = [{ origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }];
+    for (const from of pages) {
+      const hijack = await post(from);
+      expect(hijack.status).toBe(409);
+      expect(await code(hijack)).toBe('EARSHOT_PEER_ACTIVE');
+      expect(await session()).toBe(live);
+    }
+    const fresh = await fetch(`${t.url}/whip/open/gus`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' } });
+    expect(fresh.status).toBe(201);
+    await fresh.text();
+    // A program on this machine (no Origin) still may: the reconnecting client of loopback development.
+    const again = await post();
+    expect(again.status).toBe(201);
+    await again.text();
+    expect(await session()).not.toBe(live);
+  });
 });

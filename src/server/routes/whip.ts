@@ -89,9 +89,11 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
       // ?pipeline=NAME picks the pipeline for this session (before the room's binding and the default).
       const pipeline = req.query.pipeline;
       if (pipeline !== undefined && (typeof pipeline !== 'string' || pipeline === '')) throw errors.BODY_INVALID('?pipeline= must name a pipeline (GET /pipelines lists them).');
-      // Replacing a live peer ends someone's stream: only a proven publisher or an admin may.
+      // Replacing a live peer ends someone's stream: only a proven publisher or an admin may. The
+      // open admin role counts only where the admin API would serve the request: not from another
+      // site's page, which may publish (browser WHIP clients are cross-origin) but not take a live peer.
       const grant = access.grantOf(req);
-      const mayReplace = grant.admin || (grant.publish && !access.publishOpen);
+      const mayReplace = access.holds(req, 'admin') || (grant.publish && !access.publishOpen);
       let session;
       try {
         session = await core.publish(room, peer, offer, { pipeline, mayReplace, client: clientOf(req), countLoadRefusal: routeOptions.countLoadRefusals });
