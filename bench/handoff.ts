@@ -66,6 +66,8 @@ export async function benchHandoff(options: { rounds?: number; log: (line: strin
   const pools: Piscina[] = [];
   const workers: Worker[] = [];
   const variants: Record<string, RoundTrip> = { idle: async () => ({}) };
+  /** Called as a variant's block starts (true) and ends (false). */
+  const blockHooks: Record<string, (on: boolean) => void> = {};
   for (const [name, atomics] of [['piscina', 'sync'], ['piscina (no atomics)', 'disabled']] as const) {
     const pool = new Piscina({ filename: new URL('./handoff/piscina-worker.mjs', import.meta.url).href, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, concurrentTasksPerWorker: 1, recordTiming: false, atomics });
     pools.push(pool);
@@ -114,22 +116,50 @@ export async function benchHandoff(options: { rounds?: number; log: (line: strin
       });
     port1.unref();
   }
+  {
+    // No message either way: the main thread writes the batch and goes on; the worker finds it on its
+    // own 1 ms timer; the main thread reads the result on its next turn (here the next round trip,
+    // 5 ms later; a 1 ms timer waits for it if it is not there yet).
+    const worker = new Worker(new URL('./handoff/polled-worker.mjs', import.meta.url));
+    workers.push(worker);
+    const shared = { control: new SharedArrayBuffer(16), input: new SharedArrayBuffer(64 * 1024), output: new SharedArrayBuffer(64 * 1024) };
+    const control = new Int32Array(shared.control);
+    const input = new Uint8Array(shared.input);
+    worker.postMessage({ shared });
+    let posted = 0;
+    variants['shared memory, polled'] = async () => {
+      while (Atomics.load(control, 2) !== posted) await sleep(1);
+      input.fill(1, 0, 600);
+      Atomics.store(control, 1, 600);
+      Atomics.store(control, 0, ++posted);
+      return {};
+    };
+    worker.unref();
+    blockHooks['shared memory, polled'] = (on) => {
+      Atomics.store(control, 3, on ? 1 : 0);
+      Atomics.notify(control, 3);
+    };
+  }
   const names = Object.keys(variants);
   const main: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   const other: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   for (const n of names) {
     let spare: ArrayBuffer | undefined;
+    blockHooks[n]?.(true);
     for (let i = 0; i < 20; i++) spare = (await variants[n](spare)).output; // warm-up
+    blockHooks[n]?.(false);
   }
   for (let r = 0; r < rounds; r++) {
     for (const n of names) {
       let spare: ArrayBuffer | undefined;
+      blockHooks[n]?.(true);
       const c0 = cpuUs();
       for (let i = 0; i < BLOCK; i++) {
         spare = (await variants[n](spare)).output;
         await sleep(GAP_MS);
       }
       const c1 = cpuUs();
+      blockHooks[n]?.(false);
       main[n].push((c1.main - c0.main) / BLOCK);
       other[n].push((c1.all - c1.main - (c0.all - c0.main)) / BLOCK);
     }
