@@ -21,6 +21,10 @@
  * - `port, worker in Atomics.wait`: the same port, but the idle worker blocks in
  *   Atomics.wait and reads the port synchronously when the main thread wakes it
  *   (Piscina's own trick, without the rest of a Piscina task): a possible next step.
+ * - `shared memory, polled`: no message either way: the main thread writes the
+ *   batch into shared memory and goes on, the worker looks for it on its own
+ *   1 ms timer, and the main thread reads the result on its next turn (tried in
+ *   the pool on 2026-12-06, branch experiment/lane-memory: docs/performance.md).
  *
  * CPU per thread from /proc/self/task/<tid>/schedstat (Linux only).
  */
