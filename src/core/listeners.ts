@@ -15,6 +15,9 @@ import type { IceOptions } from '../rtc/ice-config.js';
 import { ListenerSession, type ListenerEndReason } from '../rtc/listener-session.js';
 import type { PeerEntry } from './peer-registry.js';
 
+/** `listenerTimeoutMs` by default, as a WHEP listener's RTCP timeout is. */
+const LISTENER_TIMEOUT_MS = 25_000;
+
 export interface ListenerLimits {
   /** Most listeners (WHEP players and audio sockets) of one peer. Default 8. */
   maxListenersPerPeer?: number;
@@ -96,6 +99,15 @@ export class Listeners {
       complete: () => void session.close('stream-ended'),
     });
     return session;
+  }
+
+  /**
+   * How long (ms) a listener may stay silent before it is taken for gone
+   * (`listenerTimeoutMs`): a WHEP player without an RTCP report, an audio
+   * socket without an answer to its pings. 0: never.
+   */
+  get timeoutMs(): number {
+    return this.#options.rtcpTimeoutMs ?? LISTENER_TIMEOUT_MS;
   }
 
   /** Throws `EARSHOT_LISTENERS_FULL` when `peer` (or the server) has no room for another listener. */

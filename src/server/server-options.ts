@@ -231,7 +231,9 @@ export interface CreateServerOptions {
    * tab, a crashed player that never sent its DELETE): its listener ends
    * (reason `disconnected`) and frees its place. RFC 3550 §6.3.5 times a
    * participant out after five report intervals: 25 s at the 5 s minimum
-   * (the default); 0 turns it off. ms.
+   * (the default); 0 turns it off. ms. An audio socket (`GET
+   * /peers/:peer/audio`) is pinged every half of it and closed, its place
+   * freed, once a half passes without an answer (a pong or any message).
    */
   listenerTimeoutMs?: number;
   /**

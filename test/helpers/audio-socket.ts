@@ -8,8 +8,9 @@ import { WebSocket } from 'ws';
 export type SocketMessage = Record<string, unknown> | Buffer;
 
 /** Opens `url` (ws://…/peers/:peer/audio); `outcome` says whether it opened or how it was refused. */
-export function audioSocket(url: string, options: { headers?: Record<string, string>; protocols?: string[] } = {}) {
-  const socket = new WebSocket(url, options.protocols ?? [], { headers: options.headers });
+export function audioSocket(url: string, options: { headers?: Record<string, string>; protocols?: string[]; autoPong?: boolean } = {}) {
+  // autoPong false: a client that vanished without closing (it answers no ping).
+  const socket = new WebSocket(url, options.protocols ?? [], { headers: options.headers, autoPong: options.autoPong ?? true });
   const messages: SocketMessage[] = [];
   socket.on('message', (data, isBinary) => {
     const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);

@@ -144,4 +144,40 @@ describe('GET /peers/:peer/audio', () => {
       await sending.catch(() => undefined);
     }
   });
+
+  it('ends a socket whose client answers no ping within --listener-timeout, and frees its place; one that answers stays', async () => {
+    const s = await startServer({ adminToken: ADMIN, token: PUBLISH, maxListenersPerPeer: 2, listenerTimeoutMs: 1000 });
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${s.url}/whip/demo/pinged`, token: PUBLISH, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal }).catch(() => {});
+    try {
+      const url = `${s.url.replace(/^http/, 'ws')}/peers/pinged/audio`;
+      const headers = { authorization: `Bearer ${ADMIN}` };
+      await until('the peer to be live', async () => {
+        const res = await fetch(`${s.url}/stats/pinged`, { headers });
+        return res.ok && ((await res.json()) as { processing: { framesProcessed: number } }).processing.framesProcessed >= 25 ? true : undefined;
+      });
+      const gone = audioSocket(url, { headers, autoPong: false });
+      const alive = audioSocket(url, { headers });
+      expect(await gone.outcome).toEqual({ open: true });
+      expect(await alive.outcome).toEqual({ open: true });
+      const opened = performance.now();
+      await Promise.race([gone.closed, new Promise((r) => setTimeout(r, 5000))]);
+      const after = performance.now() - opened;
+      // Pinged every 0.5 s: ended once a half-period passed unanswered, 0.5–1 s after it opened (and scheduling slack).
+      expect(after).toBeGreaterThan(400);
+      expect(after).toBeLessThan(5000);
+      // Its place is free again: a third socket fits beside the one that answers.
+      const third = audioSocket(url, { headers });
+      expect(await third.outcome).toEqual({ open: true });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(alive.socket.readyState).toBe(alive.socket.OPEN);
+      expect(alive.messages.filter(Buffer.isBuffer).length).toBeGreaterThan(50);
+      alive.socket.close();
+      third.socket.close();
+    } finally {
+      controller.abort();
+      await sending;
+      await s.close();
+    }
+  });
 });

@@ -29,6 +29,38 @@ import { AudioSocketStream, closeWhenDrained } from '../../sinks/audio-socket.js
 /** The subprotocol the server selects when a client offers it (browsers need one selected when they offer any). */
 export const AUDIO_PROTOCOL = 'earshot-audio';
 
+/**
+ * Pings the socket every half of `timeoutMs` and ends it (its listener place
+ * with it) once a whole half has passed without an answer: a pong, or any
+ * message. A client that vanished without closing (a laptop that slept, a
+ * dropped network) otherwise holds its place until TCP gives up, which takes
+ * many minutes. A pong answers only once the client has read what was sent
+ * before the ping, so one that stops reading for that long is ended too.
+ * Returns the timer, for the caller to clear on close; none when `timeoutMs` is 0.
+ */
+function watchAnswers(socket: WebSocket, timeoutMs: number, onSilent: () => void): ReturnType<typeof setInterval> | undefined {
+  if (!(timeoutMs > 0)) return undefined;
+  let answered = true;
+  const heard = () => {
+    answered = true;
+  };
+  socket.on('pong', heard);
+  socket.on('message', heard);
+  const timer = setInterval(() => {
+    if (!answered) {
+      clearInterval(timer);
+      onSilent();
+      socket.terminate();
+      return;
+    }
+    answered = false;
+    socket.ping();
+  }, timeoutMs / 2);
+  // A socket's own timer must not hold a closing process open.
+  timer.unref();
+  return timer;
+}
+
 type AudioRequest = FastifyRequest<{ Params: { peer: string }; Querystring: { branch?: string; format?: string } }>;
 
 export function registerPeerAudioRoutes(app: FastifyInstance, core: EarshotCore): void {
@@ -93,8 +125,10 @@ export function registerPeerAudioRoutes(app: FastifyInstance, core: EarshotCore)
       const detach = entry.pipeline.addListener(listener, branch.name);
       stream.attach(socket);
       log.info({ format }, 'audio listener connected');
+      const heartbeat = watchAnswers(socket, core.listeners.timeoutMs, () => log.info({ timeoutMs: core.listeners.timeoutMs }, 'audio listener answered no ping; closing its socket'));
       // The protocol is one way: what the client sends is ignored (ws bounds its size).
       socket.on('close', () => {
+        clearInterval(heartbeat);
         release();
         detach();
         stream.detach();
