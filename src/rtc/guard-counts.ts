@@ -1,6 +1,7 @@
 /**
  * What earshot's guards on werift turned away (werift-stun-auth.ts,
- * werift-dtls-fragments.ts, werift-srtp-context.ts, werift-unsignalled-ssrc.ts), and the SRTP and SRTCP
+ * werift-dtls-fragments.ts, werift-srtp-context.ts, werift-unsignalled-ssrc.ts,
+ * werift-sctp-window.ts), and the SRTP and SRTCP
  * packets that failed authentication (werift-srtcp-count.ts), counted for the metrics
  * (`earshot_rtc_guarded_total`): a peer or a stranger sending what no real
  * client sends shows there, where it otherwise leaves no trace. The guards
@@ -20,4 +21,6 @@ export const guardCounts = {
   srtpPacketsNotKept: 0,
   /** RTP packets of SSRCs neither the offer announced nor the session took (beyond its bound): dropped. */
   rtpSsrcsNotAdopted: 0,
+  /** Data-channel (SCTP DATA) chunks dropped because the peer sent beyond the receive window (werift-sctp-window.ts). */
+  sctpChunksDropped: 0,
 };

@@ -27,6 +27,8 @@ import './werift-srtp-context.js';
 // Bound the DTLS handshake fragments werift keeps, and answer only authenticated STUN requests (see the modules).
 import './werift-dtls-fragments.js';
 import './werift-stun-auth.js';
+// Drop data-channel chunks a peer sends beyond the receive window, as RFC 9260 §6.2 says (see the module).
+import './werift-sctp-window.js';
 // Count the SRTCP packets that fail authentication, which werift drops without a trace.
 import './werift-srtcp-count.js';
 import { leanReceivePath } from './werift-events.js';
