@@ -48,6 +48,11 @@ export class EarshotError extends Error {
   }
 }
 
+/** How a limit shared out among engine processes is worded: the machine's figure, and that it is split. */
+function sharedOut(engines: number | undefined): string {
+  return engines !== undefined && engines > 1 ? ` (shared out among its ${engines} engine processes)` : '';
+}
+
 type ErrorFactory<A extends unknown[]> = ((...args: A) => EarshotError) & { code: string; statusCode: number };
 
 function define<A extends unknown[]>(
@@ -203,16 +208,18 @@ export const errors = {
     (method: string, path: string) => `No route ${method} ${path}. The routes are listed in the HTTP API reference: docs/http-api.md in the earshot repository (https://github.com/earshot-dev/earshot).`),
   NAME_INVALID: define('EARSHOT_NAME_INVALID', 400, 'Invalid name',
     (kind: 'room' | 'peer', value: string) => `The ${kind} "${value.slice(0, 80)}" is not allowed: use 1–64 letters, digits, "_", "." or "-", starting with a letter or digit${kind === 'room' ? ' ("sessions" is taken by the WHIP session URLs)' : ''}.`),
+  // `engines`: the machine's limit is shared out among that many engine processes (serve --processes).
   OVERLOADED: define('EARSHOT_OVERLOADED', 503, 'Server at capacity',
-    (limit: number | string[], what: 'sessions' | 'pending' | 'load' = 'sessions') => what === 'sessions'
-      ? `The server already has its maximum of ${limit} sessions; retry later or raise --max-sessions.`
+    (limit: number | string[], what: 'sessions' | 'pending' | 'load' = 'sessions', engines?: number) => what === 'sessions'
+      ? `The server already has its maximum of ${limit} sessions${sharedOut(engines)}; retry later or raise --max-sessions.`
       : what === 'pending'
-        ? `The server already has ${limit} sessions that have not connected yet; retry later or raise --max-pending-sessions.`
-        : `The server is at its measured capacity (${(Array.isArray(limit) ? limit : [String(limit)]).join('; ')}): a new stream would degrade the ones running. Retry later, or add threads or servers.`),
+        ? `The server already has ${limit} sessions that have not connected yet${sharedOut(engines)}; retry later or raise --max-pending-sessions.`
+        : `The server is at its measured capacity (${(Array.isArray(limit) ? limit : [String(limit)]).join('; ')}): a new stream would degrade the ones running. Retry later, or add threads or servers.`,
+    (limit, what = 'sessions', _engines?: number) => (what === 'load' ? {} : { limit, of: what })),
   // Its own code, not EARSHOT_OVERLOADED: the server has room, this one client does not (metrics and logs tell them apart).
   TOO_MANY_PENDING: define('EARSHOT_TOO_MANY_PENDING', 503, 'Too many pending sessions from this client',
-    (limit: number) => `This client address already has its maximum of ${limit} pending sessions (answered, not yet connected: each holds server sockets until it connects or the connect timeout passes); let them connect or end them (DELETE) and retry, or raise --max-pending-sessions-per-client (a gateway publishing many peers from one address needs more).`,
-    (limit) => ({ limit })),
+    (limit: number, engines?: number) => `This client address already has its maximum of ${limit} pending sessions${sharedOut(engines)} (answered, not yet connected: each holds server sockets until it connects or the connect timeout passes); let them connect or end them (DELETE) and retry, or raise --max-pending-sessions-per-client (a gateway publishing many peers from one address needs more).`,
+    (limit, _engines?: number) => ({ limit })),
   // werift gathered no candidate: every port of the media port range holds a session or listener (or no address could be bound).
   NO_MEDIA_PORT: define('EARSHOT_NO_MEDIA_PORT', 503, 'No media port free',
     () => 'The server could not open a UDP socket for this session\'s media: every port of its media port range (--ice-ports, icePortRange) is held by a session or a listener, one each. Retry later; or widen the range, which should hold at least --max-sessions plus --max-listeners ports.'),

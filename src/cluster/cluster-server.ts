@@ -556,11 +556,32 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         // Only a load refusal (503) moves on, and never for a live peer: it must be replaced where it runs.
         if (res.status !== 503 || ticket.owner !== undefined) break;
       }
-      if (last) return last;
+      if (last) return machineWide(last);
       throw refuse(reply, errors.ENGINE_UNAVAILABLE(ticket.owner !== undefined ? `the engine running peer "${peer}" is not answering` : 'no engine process is up'), 1);
     } finally {
       ticket.release();
     }
+  };
+
+  /**
+   * An engine's refusal for a limit it holds a share of (`--max-sessions`,
+   * `--max-pending-sessions`, the per-client one), worded with the machine's
+   * limit, which is the one the operator set: an engine says "its maximum of
+   * 250 sessions" where the server was given 500.
+   */
+  const machineLimits = {
+    sessions: options.maxSessions ?? 500,
+    pending: options.maxPendingSessions ?? 50,
+    perClient: options.maxPendingSessionsPerClient ?? defaultMaxPendingSessionsPerClient(options.maxPendingSessions ?? 50),
+  };
+  const machineWide = (res: EngineResponse): EngineResponse => {
+    if (res.status !== 503) return res;
+    const problem = jsonOf<{ code?: string; of?: string; instance?: string }>(res);
+    let e: EarshotError | undefined;
+    if (problem?.code === errors.OVERLOADED.code && (problem.of === 'sessions' || problem.of === 'pending')) {
+      e = errors.OVERLOADED(problem.of === 'sessions' ? machineLimits.sessions : machineLimits.pending, problem.of, processes);
+    } else if (problem?.code === errors.TOO_MANY_PENDING.code) e = errors.TOO_MANY_PENDING(machineLimits.perClient, processes);
+    return e ? { ...res, body: Buffer.from(JSON.stringify(e.toProblem(problem?.instance))) } : res;
   };
 
   app.post<{ Params: { room: string; peer: string } }>('/whip/:room/:peer', { config: { access: 'publish', body: 'sdp' }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {

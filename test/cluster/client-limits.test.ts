@@ -72,7 +72,10 @@ describe('sessions pending per client behind a front', () => {
     }
     expect(statuses).toEqual([201, 201, 201, 201]);
     for (let i = 4; i < 7; i++) {
-      await expectProblem(await offerFrom('127.0.0.2', front, `ghost-${i}`), { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5' });
+      const refused = await offerFrom('127.0.0.2', front, `ghost-${i}`);
+      // The machine's limit as the operator set it (4), not an engine's share of it (2).
+      expect(await refused.clone().json()).toMatchObject({ limit: 4, detail: expect.stringContaining('maximum of 4 pending sessions (shared out among its 2 engine processes)') });
+      await expectProblem(refused, { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5' });
     }
     // Each of the three was offered to both engines, and both refused it: three refusals, not six, and
     // counted by the front, which gave the client the answer.
@@ -82,6 +85,10 @@ describe('sessions pending per client behind a front', () => {
       const res = await offerFrom(address, front, peer);
       expect(res.status, await res.text()).toBe(201);
     }
+    // All six taken: the next is refused for the machine's limit, 6, not an engine's 3.
+    const full = await offerFrom('127.0.0.7', front, 'late');
+    expect(await full.clone().json()).toMatchObject({ limit: 6, of: 'pending', detail: expect.stringContaining('already has 6 sessions that have not connected yet (shared out among its 2 engine processes)') });
+    await expectProblem(full, { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5' });
   }, 120_000);
 
   it('--cluster: an offer forwarded to another node counts against its client there, not against the node that forwarded it (nor the proxy in front of it)', async () => {
