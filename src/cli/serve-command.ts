@@ -18,6 +18,7 @@ import { trustedProxies } from '../server/trust-proxy.js';
 import { LOG_LEVELS, type LogLevel } from '../core/option-checks.js';
 import { insideContainer } from './container.js';
 import { SINK_ENV_LIST } from '../sinks/sink-environment.js';
+import { writeHealthFile } from './health-file.js';
 
 /** Decimal digits only: `Number()` would read "" as 0 (an empty `PORT=` would listen on a random port) and "0x1f" as hex. */
 function integer(name: string, min: number, max: number) {
@@ -288,6 +289,8 @@ export function registerServeCommand(program: Command): void {
           ? { pipeline: server.pipeline.name, pipelines: server.core.pipelines.names(), threads: server.core.pool.threads, recordings: server.core.store.dir }
           : server.describe();
         server.app.log.info({ url, ...details }, `earshot listening on ${url}`);
+        const unwritten = await writeHealthFile(url);
+        if (unwritten) server.app.log.warn({ url }, unwritten);
       } catch (e) {
         const code = isEarshotError(e) ? ` [${e.code}]` : '';
         process.stderr.write(`earshot: ${inFlagTerms(e as Error)}${code}\n`);

@@ -5,7 +5,7 @@
  * like their flags.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -227,7 +227,7 @@ describe('earshot serve options', () => {
     await expect(startCli(['--node-id', 'a', '--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*--public-url and --node-id need --cluster/);
   });
 
-  it("--sink-env lets a websocket sink's header name a variable besides EARSHOT_SINK_…; without it such a pipeline stops the server at start", async () => {
+  it("--sink-env lets a websocket sink's header name a variable besides EARSHOT_SINK_…; without it such a pipeline stops the server at start; the URL goes to EARSHOT_HEALTH_FILE", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'earshot-sink-env-'));
     try {
       const file = join(dir, 'asr.json');
@@ -237,9 +237,12 @@ describe('earshot serve options', () => {
       process.env.EARSHOT_SINK_ENV = 'OTHER,ASR_TOKEN';
       expect(await parsedOptions([])).toMatchObject({ sinkEnv: ['OTHER', 'ASR_TOKEN'] });
       delete process.env.EARSHOT_SINK_ENV;
+      // (And the URL it listens on goes to EARSHOT_HEALTH_FILE, for a container's health check.)
+      process.env.EARSHOT_HEALTH_FILE = join(dir, 'earshot.url');
       const server = await startCli(['--pipeline', file, '--sink-env', 'ASR_TOKEN', '--threads', '1']);
       try {
         expect(((await (await fetch(`${server.url}/pipelines`)).json()) as { default: string }).default).toBe('asr');
+        expect((await readFile(join(dir, 'earshot.url'), 'utf8')).trim()).toBe(server.url);
       } finally {
         await server.stop();
         await server.cleanup();

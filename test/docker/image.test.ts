@@ -101,7 +101,6 @@ describe.skipIf(!dockerReady)('docker/Dockerfile', () => {
     await timed('docker run', () =>
       docker([
         'run', '-d', '--init', '--name', container, '--network', 'host', '--health-interval', '2s',
-        '-e', `PORT=${port}`,
         '-e', `EARSHOT_ADMIN_TOKEN=${ADMIN}`,
         '-e', `EARSHOT_TOKEN=${PUBLISH}`,
         '-e', 'EARSHOT_ICE_HOSTS=127.0.0.1',
@@ -111,7 +110,8 @@ describe.skipIf(!dockerReady)('docker/Dockerfile', () => {
         '-e', 'EARSHOT_PIPELINE=/etc/earshot/raw.json',
         '-v', `${join(dir, 'raw.json')}:/etc/earshot/raw.json:ro`,
         '-v', `${recordings}:/var/lib/earshot/recordings`,
-        image,
+        // The port as an argument, not PORT: the health check must follow what serve listens on.
+        image, 'serve', '--port', String(port),
       ]),
     );
     await timed('healthy', async () => {
