@@ -57,7 +57,7 @@ import { checkInteger } from '../core/option-checks.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
 import { listenOn } from '../server/listen.js';
-import { httpServerLimits, installProblemHandling } from '../server/problem.js';
+import { httpServerLimits, installProblemHandling, problemFor } from '../server/problem.js';
 import { continueOnlyWhenRead } from '../server/expect-continue.js';
 import { QuietRoutesLogController } from '../server/request-logs.js';
 import { installBodyTypeCheck } from '../server/body-types.js';
@@ -584,24 +584,32 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     return e ? { ...res, body: Buffer.from(JSON.stringify(e.toProblem(problem?.instance))) } : res;
   };
 
-  app.post<{ Params: { room: string; peer: string } }>('/whip/:room/:peer', { config: { access: 'publish', body: 'sdp' }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
-    const { room, peer } = req.params;
-    checkName('room', room);
-    checkName('peer', peer);
-    try {
+  app.post<{ Params: { room: string; peer: string } }>(
+    '/whip/:room/:peer',
+    {
+      config: { access: 'publish', body: 'sdp' },
+      bodyLimit: MAX_SDP_BYTES,
+      // Refused here, by the front or the cluster — before the handler (415, 413), a bad name, shutting down,
+      // no engine up, the peer's lock, Redis away, no node with room — no engine counted it; not a missing or
+      // wrong token (401, 403), as in one process. An engine's own refusal is relayed, not thrown, and counted
+      // there (or, for load, by countLoadRefusal). A 503 for another node's offer is counted by that node, which relays it.
+      onError: async (req, _reply, error) => {
+        const problem = problemFor(error, req.headers['content-type']);
+        if (problem.statusCode === 401 || problem.statusCode === 403 || (problem.statusCode === 503 && isNodeHop(req))) return;
+        countRefusal(problem.code);
+      },
+    },
+    async (req, reply) => {
+      const { room, peer } = req.params;
+      checkName('room', room);
+      checkName('peer', peer);
       if (closing) throw refuse(reply, errors.SHUTTING_DOWN(), RETRY_AFTER_SECONDS);
       if (node) return await node.publish(req, reply, peer);
       const res = await placeLocally(req, reply, peer);
       countLoadRefusal(res);
       return relay(reply, res);
-    } catch (e) {
-      // Refused here, by the front or the cluster (shutting down, no engine up, the peer's lock, Redis away, no
-      // node with room): no engine counted it. An engine's own refusal is relayed, not thrown, and counted there
-      // (or, for load, by countLoadRefusal). A 503 for another node's offer is counted by that node, which relays it.
-      if (isEarshotError(e) && !(e.statusCode === 503 && isNodeHop(req))) countRefusal(e.code);
-      throw e;
-    }
-  });
+    },
+  );
 
   const toSession = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
     const notFound = () => errors.SESSION_NOT_FOUND(req.params.id);

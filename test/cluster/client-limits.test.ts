@@ -80,6 +80,15 @@ describe('sessions pending per client behind a front', () => {
     // Each of the three was offered to both engines, and both refused it: three refusals, not six, and
     // counted by the front, which gave the client the answer.
     expect(await refusals(front)).toEqual({ total: 3, byCode: { EARSHOT_TOO_MANY_PENDING: 3 }, series: ['engine="front",code="EARSHOT_TOO_MANY_PENDING" 3'] });
+    // Refused by the front itself, before any engine sees them (a wrong type, too large, a bad name): counted
+    // there once each, as one process counts them; a missing token is not.
+    const post = (path: string, body: string, type = 'application/sdp', auth = true) =>
+      fetch(`${front.url}${path}`, { method: 'POST', body, headers: { 'content-type': type, ...(auth ? { authorization: `Bearer ${PUBLISH}` } : {}) } });
+    expect((await post('/whip/flood/typed', 'v=0', 'text/plain')).status).toBe(415);
+    expect((await post('/whip/flood/large', 'v=0\r\n'.padEnd(200_000, 'a'))).status).toBe(413);
+    expect((await post('/whip/flood/bad%20name', chromeLikeOffer())).status).toBe(400);
+    expect((await post('/whip/flood/anonymous', chromeLikeOffer(), 'application/sdp', false)).status).toBe(401);
+    expect((await refusals(front)).byCode).toEqual({ EARSHOT_TOO_MANY_PENDING: 3, EARSHOT_UNSUPPORTED_MEDIA_TYPE: 1, EARSHOT_BODY_TOO_LARGE: 1, EARSHOT_NAME_INVALID: 1 });
     // Two of the six pending places are left, and they are not the flood's.
     for (const [address, peer] of [['127.0.0.3', 'legit'], ['127.0.0.4', 'other']]) {
       const res = await offerFrom(address, front, peer);
