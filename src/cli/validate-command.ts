@@ -8,9 +8,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseJsonText, validatePipeline, type ValidateOptions } from '../pipeline/pipeline.js';
-
-/** Files in a directory argument that are not pipelines. */
-const NOT_PIPELINES = new Set(['pipeline.schema.json', 'package.json']);
+import { isPipelineFile, NOT_PIPELINES } from '../pipeline/pipeline-registry.js';
 
 export function registerValidateCommand(program: Command): void {
   program
@@ -63,7 +61,8 @@ async function expand(paths: string[]): Promise<{ files: string[]; inDirectory: 
       problems.push(`${p}: cannot read: ${(e as Error).message}`);
       continue;
     }
-    const found = entries.filter((f) => f.endsWith('.json') && !NOT_PIPELINES.has(f)).sort();
+    // What the server reads from a pipelines directory: not the schema, package.json or hidden files.
+    const found = entries.filter(isPipelineFile).sort();
     if (found.length === 0) problems.push(`${p}: no pipeline files (*.json) in this directory`);
     for (const f of found) {
       files.push(join(p, f));

@@ -10,6 +10,7 @@
  * newest. A file edited into something invalid keeps the previous version and
  * reports the problems (`onReloadError`); a deleted file unloads its pipeline.
  */
+import { randomUUID } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -48,9 +49,21 @@ export interface PipelineRegistryOptions {
 }
 
 /** Files in the pipelines directory that are not pipelines. */
-const NOT_PIPELINES = new Set(['pipeline.schema.json', 'package.json']);
+export const NOT_PIPELINES: ReadonlySet<string> = new Set(['pipeline.schema.json', 'package.json']);
+
+/** Whether `file` (a name in the pipelines directory) is read as a pipeline: `*.json`, not hidden (editors' lock and temporary files), not one of NOT_PIPELINES. */
+export function isPipelineFile(file: string): boolean {
+  return file.endsWith('.json') && !file.startsWith('.') && !NOT_PIPELINES.has(file);
+}
+
+/** Whether pipeline `name` could not be saved as a file that is read back (`package` is package.json). */
+export function reservedPipelineName(name: string): boolean {
+  return !isPipelineFile(`${name}.json`);
+}
 /** Changes to one file within this window are read once (editors write in several steps). */
 const RELOAD_DEBOUNCE_MS = 100;
+/** The debounce key of a full rescan (no file name can be empty). */
+const RESCAN = '';
 
 export class PipelineRegistry {
   readonly dir: string | undefined;
@@ -58,6 +71,10 @@ export class PipelineRegistry {
   readonly #options: PipelineRegistryOptions;
   #watcher: FSWatcher | undefined;
   readonly #pending = new Map<string, NodeJS.Timeout>();
+  /** Names whose pipeline came from (or went to) a file of the directory, not from code (`add`). */
+  readonly #fromFiles = new Set<string>();
+  /** Each name's PUT or DELETE in progress: the next waits for it, so the reply, memory and file agree. */
+  readonly #changing = new Map<string, Promise<unknown>>();
 
   private constructor(options: PipelineRegistryOptions) {
     this.#options = options;
@@ -82,11 +99,11 @@ export class PipelineRegistry {
     if (dir === undefined) return registry;
     let files: string[];
     try {
-      files = (await readdir(dir)).filter((f) => f.endsWith('.json') && !NOT_PIPELINES.has(f)).sort();
+      files = (await readdir(dir)).filter(isPipelineFile).sort();
     } catch (e) {
       throw errors.PIPELINE_FILE_UNREADABLE(dir, `the pipelines directory can't be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
-    for (const file of files) registry.#set(await registry.#loadFile(file));
+    for (const file of files) registry.#setFromFile(await registry.#loadFile(file));
     return registry;
   }
 
@@ -130,38 +147,61 @@ export class PipelineRegistry {
    */
   async put(name: string, doc: unknown, options: Pick<ValidateOptions, 'processors'> = {}): Promise<{ pipeline: Pipeline; created: boolean }> {
     this.checkWritable();
+    if (reservedPipelineName(name)) throw errors.BODY_INVALID(`Pipeline name "${name}" is reserved: ${name}.json in the pipelines directory is not read as a pipeline.`);
     const withName = typeof doc === 'object' && doc !== null && !Array.isArray(doc) && !('name' in doc) ? { name, ...doc } : doc;
     const pipeline = parsePipeline(withName, name, { ...this.#validateOptions(), ...options });
     if (pipeline.name !== name) throw errors.PIPELINE_NAME_MISMATCH(`The body of PUT /pipelines/${name}`, pipeline.name);
-    const created = !this.#pipelines.has(name);
-    if (this.dir === undefined) {
-      this.#set(pipeline);
+    return this.#oneAtATime(name, async () => {
+      const created = !this.#pipelines.has(name);
+      if (this.dir === undefined) {
+        this.#set(pipeline);
+        return { pipeline, created };
+      }
+      const file = join(this.dir, `${name}.json`);
+      // A temporary file of this request's own: two writers of one file would interleave their bytes.
+      const temp = join(this.dir, `.${name}.json.${process.pid}.${randomUUID()}.tmp`);
+      try {
+        await writeFile(temp, `${JSON.stringify(pipeline.toJSON(), null, 2)}\n`, { flag: 'wx' });
+        await rename(temp, file);
+      } catch (e) {
+        await unlink(temp).catch(() => {});
+        throw errors.PIPELINE_WRITE_FAILED(file, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
+      }
+      this.#setFromFile(pipeline);
       return { pipeline, created };
-    }
-    const file = join(this.dir, `${name}.json`);
-    const temp = join(this.dir, `.${name}.json.${process.pid}.tmp`);
-    try {
-      await writeFile(temp, `${JSON.stringify(pipeline.toJSON(), null, 2)}\n`);
-      await rename(temp, file);
-    } catch (e) {
-      await unlink(temp).catch(() => {});
-      throw errors.PIPELINE_WRITE_FAILED(file, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
-    }
-    this.#set(pipeline);
-    return { pipeline, created };
+    });
   }
 
   /** Unloads a pipeline and deletes its file. The caller checks it is not in use. */
   async delete(name: string): Promise<void> {
     this.get(name);
     this.checkWritable();
-    const dir = this.dir;
-    if (dir !== undefined) {
-      await unlink(join(dir, `${name}.json`)).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw errors.PIPELINE_WRITE_FAILED(join(dir, `${name}.json`), e.code ?? e.message);
-      });
-    }
-    this.#pipelines.delete(name);
+    await this.#oneAtATime(name, async () => {
+      this.get(name); // a PUT or DELETE before this one may have changed it
+      const dir = this.dir;
+      if (dir !== undefined) {
+        await unlink(join(dir, `${name}.json`)).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') throw errors.PIPELINE_WRITE_FAILED(join(dir, `${name}.json`), e.code ?? e.message);
+        });
+      }
+      this.#pipelines.delete(name);
+      this.#fromFiles.delete(name);
+    });
+  }
+
+  /** Runs `change` after the PUT or DELETE of `name` before it has finished, however that ended. */
+  #oneAtATime<T>(name: string, change: () => Promise<T>): Promise<T> {
+    const before = this.#changing.get(name) ?? Promise.resolve();
+    const run = before.then(change, change);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#changing.set(name, settled);
+    void settled.then(() => {
+      if (this.#changing.get(name) === settled) this.#changing.delete(name);
+    });
+    return run;
   }
 
   /** Whether PUT and DELETE may change the directory (`readOnly`: the bundled pipelines). */
@@ -195,15 +235,40 @@ export class PipelineRegistry {
   }
 
   #changed(file: string | undefined): void {
-    if (!file || !file.endsWith('.json') || file.startsWith('.') || NOT_PIPELINES.has(file)) return;
+    if (file && NOT_PIPELINES.has(file)) return;
+    // Anything else that changes (no name given, a directory or link such as Kubernetes' `..data`
+    // swapped to a new version of every file): read every pipeline file again.
+    if (!file || !isPipelineFile(file)) {
+      if (file?.startsWith('.') && file.endsWith('.tmp')) return; // our own PUT's temporary file
+      this.#schedule(RESCAN, () => this.#rescan());
+      return;
+    }
+    this.#schedule(file, () => this.#reload(file));
+  }
+
+  /** Runs `action` once `key` has had no change for RELOAD_DEBOUNCE_MS. */
+  #schedule(key: string, action: () => Promise<void>): void {
+    const file = key;
     clearTimeout(this.#pending.get(file));
     this.#pending.set(
       file,
       setTimeout(() => {
         this.#pending.delete(file);
-        void this.#reload(file);
+        void action();
       }, RELOAD_DEBOUNCE_MS),
     );
+  }
+
+  /** Reloads every pipeline file of the directory, and unloads (or keeps, if in use) those whose file is gone. */
+  async #rescan(): Promise<void> {
+    let files: string[];
+    try {
+      files = (await readdir(this.dir!)).filter(isPipelineFile);
+    } catch {
+      return; // the directory itself went away: the watcher reports that
+    }
+    const gone = [...this.#fromFiles].filter((n) => !files.includes(`${n}.json`));
+    for (const file of [...files, ...gone.map((n) => `${n}.json`)]) await this.#reload(file);
   }
 
   /** Stops watching. */
@@ -221,7 +286,7 @@ export class PipelineRegistry {
       const current = this.#pipelines.get(name);
       // Our own PUT wrote exactly this: nothing changed.
       if (current && JSON.stringify(current.toJSON()) === JSON.stringify(pipeline.toJSON())) return;
-      this.#set(pipeline);
+      this.#setFromFile(pipeline);
       this.#options.onReload?.(name, 'loaded');
     } catch (e) {
       const error = isEarshotError(e) ? e : errors.INTERNAL((e as Error).message);
@@ -229,7 +294,10 @@ export class PipelineRegistry {
         // The default (or a room's) pipeline must not vanish under new sessions: it stays, as an invalid edit keeps the last version.
         const use = this.#pipelines.has(name) ? this.#options.inUse?.(name) : undefined;
         if (use !== undefined) this.#options.onRemovedInUse?.(join(this.dir ?? '', file), name, use);
-        else if (this.#pipelines.delete(name)) this.#options.onReload?.(name, 'removed');
+        else if (this.#pipelines.delete(name)) {
+          this.#fromFiles.delete(name);
+          this.#options.onReload?.(name, 'removed');
+        }
         return;
       }
       this.#options.onReloadError?.(join(this.dir ?? '', file), error);
@@ -245,6 +313,11 @@ export class PipelineRegistry {
 
   #set(pipeline: Pipeline): void {
     this.#pipelines.set(pipeline.name, pipeline);
+  }
+
+  #setFromFile(pipeline: Pipeline): void {
+    this.#set(pipeline);
+    this.#fromFiles.add(pipeline.name);
   }
 
   #validateOptions(): ValidateOptions {
