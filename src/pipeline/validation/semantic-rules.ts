@@ -95,7 +95,6 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
   }
 }
 
-/** A websocket sink's first reconnection wait may not be longer than its longest one (the default of each counts). */
 /** Every `${NAME}` in a websocket sink's headers is a variable sink headers may read (sink-environment.ts). */
 function checkHeaderVariables(sink: Record<string, unknown>, path: string, walk: Walk): void {
   if (!isObject(sink.headers)) return;
@@ -108,6 +107,7 @@ function checkHeaderVariables(sink: Record<string, unknown>, path: string, walk:
   }
 }
 
+/** A websocket sink's first reconnection wait may not be longer than its longest one (the default of each counts). */
 function checkReconnectDelays(sink: Record<string, unknown>, path: string, walk: Walk): void {
   const first = typeof sink.reconnectDelayMs === 'number' ? sink.reconnectDelayMs : 500;
   const most = typeof sink.reconnectMaxDelayMs === 'number' ? sink.reconnectMaxDelayMs : 10_000;
