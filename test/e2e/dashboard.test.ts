@@ -231,3 +231,36 @@ describe('dashboard on a server that guards only publishing', () => {
     }
   });
 });
+
+describe("dashboard's recording links", () => {
+  it('are renewed before they expire: a page left open keeps links that open their files', { timeout: 90_000 }, async () => {
+    // Links that last 12 s: the page lists again after 80 % of that (10 s at least).
+    const server = await startServer({ token: PUBLISH_TOKEN, adminToken: ADMIN_TOKEN, downloadLinkSeconds: 12 });
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-e2e-links-'));
+    const { context: browser, page } = await launchChromium(dir, fixturePath('speech-48k.wav'));
+    try {
+      await copyFile(fixturePath('tone-1k-48k.wav'), join(server.recordingsDir, 'kept-open.wav'));
+      await signIn(page, `${server.url}/`, { admin: ADMIN_TOKEN, publish: PUBLISH_TOKEN });
+      const row = page.locator('[data-testid="recording-row"][data-key="kept-open.wav"]');
+      await row.waitFor({ timeout: 10_000 });
+      const first = (await row.getAttribute('data-url'))!;
+      const expiresOf = (url: string) => Number(/expires=(\d+)/.exec(url)?.[1]);
+      await until('a renewed link', async () => {
+        const now = (await row.getAttribute('data-url'))!;
+        return expiresOf(now) > expiresOf(first) ? now : undefined;
+      }, 20_000, 250).then(async (renewed) => {
+        // The renewed link opens the file without a token, after the first one has expired.
+        await until('the first link to expire', () => (Date.now() / 1000 > expiresOf(first) + 1 ? true : undefined), 20_000, 250);
+        expect((await fetch(new URL(first, server.url))).status).toBe(401);
+        const res = await fetch(new URL(renewed, server.url));
+        expect(res.status).toBe(200);
+        expect((await res.arrayBuffer()).byteLength).toBe(288_044);
+        expect(await row.locator('a').getAttribute('href')).toBe(renewed);
+      });
+    } finally {
+      await browser.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

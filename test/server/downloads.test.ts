@@ -186,6 +186,19 @@ describe('the recordings listing', () => {
     await expectProblem(await fetch(`${t.url}/recordings?order=newest&cursor=call-00001.wav`), { status: 400, code: 'EARSHOT_BODY_INVALID', detail: /\?cursor= must be the "next" value of the previous page of the same order/ });
   });
 
+  it('with the admin role open (no admin token), a stale or altered link opens its file as the bare URL does', async () => {
+    // A dashboard tab kept across a server restart holds links signed with the old key.
+    for (const query of ['?expires=1&signature=abc', `?expires=${Math.floor(Date.now() / 1000) + 60}&signature=AAAA`]) {
+      const res = await fetch(`${t.url}/recordings/call-00000.wav${query}`);
+      expect(res.status, query).toBe(200);
+      expect((await res.arrayBuffer()).byteLength).toBe(288_044);
+    }
+    // Not from another site's page: the open admin role does not serve those, link or no link.
+    const cross = await fetch(`${t.url}/recordings/call-00000.wav?expires=1&signature=abc`, { headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' } });
+    expect(cross.status).toBe(401);
+    await cross.arrayBuffer();
+  });
+
   it('rejects a bad limit with 400', async () => {
     for (const limit of ['0', '1001', 'x', '1e3', '0x10', '5.0', '%205']) {
       const res = await fetch(`${t.url}/recordings?limit=${limit}`);

@@ -226,6 +226,7 @@ function setConnection(state, text) {
  * 2 s (what the server asks for) when the stream ends or fails.
  */
 async function connect() {
+  let reconnecting = false;
   const handlers = new Map();
   const on = (type, fn) => handlers.set(type, fn);
   // On a cluster node the figures come from the cluster's view (followCluster): this stream only feeds the log.
@@ -268,6 +269,10 @@ async function connect() {
       const res = await api('/events?interval=250', { headers: { Accept: 'text/event-stream' }, cache: 'no-store' });
       if (!res.ok || !res.body) throw new Error(await problemText(res));
       setState('live', 'live');
+      // Back after a break (a restart, a network drop): what was recorded meanwhile, with links the
+      // server signs now (a restarted server's key is new: the old links no longer open).
+      if (reconnecting) void refreshRecordings();
+      reconnecting = true;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
       for (;;) {

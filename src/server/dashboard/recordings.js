@@ -17,6 +17,8 @@ let liveRecordings = new Set();
 const finalizedRecordings = new Set();
 let refreshing = null;
 let refreshAgain = false;
+/** The refresh that renews the signed links before they expire (a tab left open for hours keeps working links). */
+let renewal = null;
 
 /** Names from `recordings` of a session event or a DELETE response (strings or { name }). */
 export function recordingNames(list) {
@@ -121,6 +123,10 @@ async function loadRecordings() {
   });
   recordingsEl.replaceChildren(...rows);
   knownRecordings = new Set(list.map(rowKey));
+  // Links last linkSeconds (an hour by default): list again well before, for fresh ones.
+  const linkSeconds = Number(body?.linkSeconds);
+  clearTimeout(renewal);
+  if (linkSeconds > 0) renewal = setTimeout(() => void refreshRecordings(), Math.max(10, linkSeconds * 0.8) * 1000);
   recordingsEmpty.hidden = list.length > 0;
   updateRecordingStates();
 }
