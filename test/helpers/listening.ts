@@ -3,7 +3,7 @@
  * with the server's SDP, and keeps every RTP packet it gets (payload,
  * sequence number, timestamp, marker).
  */
-import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
+import { RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket } from 'werift';
 import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { sayGoodbye } from '../../src/rtc/werift-goodbye.js';
 import { OpusDecoder, OPUS_MAX_FRAME_SAMPLES } from '../../wasm/opus.js';
@@ -41,7 +41,16 @@ export async function listen(
     direction = 'recvonly',
     editOffer = (sdp) => sdp,
     silent = false,
-  }: { headers?: Record<string, string>; direction?: 'recvonly' | 'sendonly'; editOffer?: (sdp: string) => string; /** Sends no RTCP, as a player that vanished. */ silent?: boolean } = {},
+    emptyReports = false,
+  }: {
+    headers?: Record<string, string>;
+    direction?: 'recvonly' | 'sendonly';
+    editOffer?: (sdp: string) => string;
+    /** Sends no RTCP, as a player that vanished. */
+    silent?: boolean;
+    /** Sends receiver reports without report blocks, once a second, as Chromium does while it hears nothing (RFC 3550 §6.4.2). */
+    emptyReports?: boolean;
+  } = {},
 ): Promise<Listener> {
   const pc = new RTCPeerConnection({
     ...iceConfig({ hostAddresses: ['127.0.0.1'] }),
@@ -50,7 +59,13 @@ export async function listen(
   const packets: HeardPacket[] = [];
   const transceiver = pc.addTransceiver('audio', { direction });
   // werift starts its report loop unless one runs: marked as running, it never starts.
-  if (silent) (transceiver.receiver as unknown as { rtcpRunning: boolean }).rtcpRunning = true;
+  if (silent || emptyReports) (transceiver.receiver as unknown as { rtcpRunning: boolean }).rtcpRunning = true;
+  const reporting = emptyReports
+    ? setInterval(() => {
+        const transport = transceiver.receiver.dtlsTransport;
+        if (transport?.state === 'connected') transport.sendRtcp([new RtcpRrPacket({ ssrc: 0x1234abcd, reports: [] })]).catch(() => undefined);
+      }, 1000)
+    : undefined;
   pc.onTrack.subscribe((track) => {
     track.onReceiveRtp.subscribe((rtp) => {
       packets.push({ payload: new Uint8Array(rtp.payload), sequenceNumber: rtp.header.sequenceNumber, timestamp: rtp.header.timestamp, marker: rtp.header.marker });
@@ -60,7 +75,10 @@ export async function listen(
   disableImplicitStun(pc, []);
   await iceGatheringComplete(pc);
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', ...headers }, body: editOffer(pc.localDescription!.sdp) });
-  const close = () => pc.close().catch(() => undefined);
+  const close = () => {
+    clearInterval(reporting);
+    return pc.close().catch(() => undefined);
+  };
   if (res.status !== 201) {
     const problem = (await res.json().catch(() => ({}))) as Listener['problem'];
     await close();

@@ -217,13 +217,15 @@ describe('WHEP listeners', () => {
     }
   });
 
-  it('end when their player goes away without a DELETE (no RTCP for listenerTimeoutMs), freeing their place', { timeout: 60_000 }, async () => {
+  it('end when their player goes away without a DELETE (no RTCP for listenerTimeoutMs), freeing their place; any RTCP keeps one', { timeout: 60_000 }, async () => {
     const tone = await publishTone('carol');
     const players: Array<{ close(): Promise<unknown> }> = [];
     try {
-      // A player that sends no receiver reports, as one whose tab closed or that crashed; and a healthy one.
+      // A player that sends no receiver reports, as one whose tab closed or that crashed; and a healthy one
+      // whose reports carry no report block, as Chromium's do while it hears nothing (a silent peer, RFC 3550
+      // §6.4.2): werift passes those to no sender, and such a player was ended as gone.
       const vanished = await listen(`${t.url}/whep/carol`, { headers: ADMIN, silent: true });
-      const healthy = await listen(`${t.url}/whep/carol`, { headers: ADMIN });
+      const healthy = await listen(`${t.url}/whep/carol`, { headers: ADMIN, emptyReports: true });
       players.push(vanished, healthy);
       await vanished.connected();
       await healthy.connected();
