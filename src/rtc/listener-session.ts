@@ -20,6 +20,7 @@ import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates
 import { completeAnswer, reducedOffer, requireTransport, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
+import { withOpusPreferences } from './opus-answer.js';
 import { onDtlsClosed } from './dtls-closed.js';
 import { reportAtRfcInterval } from './sender-reports.js';
 import { sendRtpPayload } from './werift-rtp-send.js';
@@ -39,7 +40,7 @@ export interface ListenerSessionOptions {
   connectTimeoutMs?: number;
   /** End the listener (`disconnected`) when its player has sent no RTCP for this long. Default 25000 ms (RFC 3550 §6.3.5); 0: never. */
   rtcpTimeoutMs?: number;
-  /** Channels of the packets sent (the answer says `stereo=1` for 2). */
+  /** Channels of the packets sent (the answer says `sprop-stereo=1` for 2). */
   channels: 1 | 2;
   /** Called once when the listener ends, for any reason. */
   onEnd(reason: ListenerEndReason): void;
@@ -114,7 +115,9 @@ export class ListenerSession {
       const local = pc.localDescription?.sdp;
       if (!local || !/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
       requireCandidates(local);
-      session.answer = withoutTrickle(completeAnswer(parsed, [summary.audioIndex], local));
+      // The Opus lines say what this sender does (sprop-stereo for a stereo branch), not what werift
+      // copied from the offer (the player's useinbandfec, minptime, transport-cc feedback).
+      session.answer = withOpusPreferences(withoutTrickle(completeAnswer(parsed, [summary.audioIndex], local)), summary.opusPayloadType, { stereo: false, dtx: false, spropStereo: options.channels === 2 });
     } catch (e) {
       await session.#pc.close().catch(() => {});
       throw isEarshotError(e) ? e : errors.NEGOTIATION_FAILED(clip(e instanceof Error ? e.message : String(e)));

@@ -16,10 +16,18 @@
  *   no fmtp line at all when there is nothing to ask for;
  * - no `a=rtcp-fb:PT` line: earshot sends no transport-wide congestion
  *   control or NACK feedback for audio, and negotiates no header extension.
+ *
+ * As a sender (WHEP), the answer's fmtp says `sprop-stereo=1` when the branch
+ * it sends has two channels (RFC 7587 §7.1: the sender's hint), and nothing
+ * of the offerer's.
  */
 export interface OpusPreferences {
+  /** Ask for two channels (as a receiver). */
   stereo: boolean;
+  /** Ask the sender for DTX (as a receiver). */
   dtx: boolean;
+  /** Say that what is sent has two channels (as a sender). */
+  spropStereo?: boolean;
 }
 
 export function withOpusPreferences(answer: string, payloadType: number, prefs: OpusPreferences): string {
@@ -32,7 +40,7 @@ export function withOpusPreferences(answer: string, payloadType: number, prefs: 
   while (start > 0 && !lines[start].startsWith('m=')) start--;
   let end = rtpmap + 1;
   while (end < lines.length && !lines[end].startsWith('m=')) end++;
-  const ours = [prefs.stereo ? 'stereo=1' : undefined, prefs.dtx ? 'usedtx=1' : undefined].filter((p) => p !== undefined);
+  const ours = [prefs.stereo ? 'stereo=1' : undefined, prefs.spropStereo ? 'sprop-stereo=1' : undefined, prefs.dtx ? 'usedtx=1' : undefined].filter((p) => p !== undefined);
   const section: string[] = [];
   for (const line of lines.slice(start, end)) {
     if (line.startsWith(`a=fmtp:${payloadType} `) || line.startsWith(`a=rtcp-fb:${payloadType} `)) continue;

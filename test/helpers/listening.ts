@@ -24,6 +24,8 @@ export interface Listener {
   /** The problem document of a refused POST. */
   problem?: { code?: string; status?: number; detail?: string };
   headers: Headers;
+  /** The server's SDP answer, when the POST succeeded. */
+  answer?: string;
   packets: HeardPacket[];
   connected(): Promise<void>;
   /** The state of the player's DTLS transport (`closed` once the server sent close_notify). */
@@ -84,11 +86,13 @@ export async function listen(
     await close();
     return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, dtlsState: () => undefined, close, leave: close };
   }
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const answer = await res.text();
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
   const location = new URL(res.headers.get('location')!, url).toString();
   return {
     status: res.status,
     location,
+    answer,
     headers: res.headers,
     packets,
     async connected() {
@@ -111,4 +115,25 @@ export function decodeOpus(packets: readonly HeardPacket[]): Float32Array {
   const parts = packets.map((p) => out.slice(0, decoder.decode(p.payload, out)));
   decoder.close();
   return concat(parts);
+}
+
+/** Decodes heard packets to 48 kHz stereo: the left and right channels, one after another. */
+export function decodeOpusStereo(packets: readonly HeardPacket[]): [Float32Array, Float32Array] {
+  const decoder = new OpusDecoder(2);
+  const out = new Float32Array(OPUS_MAX_FRAME_SAMPLES * 2);
+  const left: Float32Array[] = [];
+  const right: Float32Array[] = [];
+  for (const p of packets) {
+    const n = decoder.decode(p.payload, out);
+    const l = new Float32Array(n);
+    const r = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      l[i] = out[2 * i];
+      r[i] = out[2 * i + 1];
+    }
+    left.push(l);
+    right.push(r);
+  }
+  decoder.close();
+  return [concat(left), concat(right)];
 }

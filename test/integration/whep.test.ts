@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { dominantFrequency, encodeOpusFrames, rmsDb } from '../helpers/audio.js';
 import { fixturePath, readFixture } from '../helpers/fixtures.js';
-import { decodeOpus, listen, type Listener } from '../helpers/listening.js';
+import { decodeOpus, decodeOpusStereo, listen, type Listener } from '../helpers/listening.js';
 import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/until.js';
@@ -37,6 +37,7 @@ beforeAll(async () => {
           cd: { stages: [{ type: 'resample', sampleRate: 44100 }], sinks: [{ type: 'stats' }] },
         },
       },
+      { name: 'listen-stereo', channels: 2, stages: [], sinks: [{ type: 'stats' }] },
     ],
   });
   toneDb = rmsDb((await readFixture('tone-1k-48k.wav')).channels[0]);
@@ -64,6 +65,9 @@ describe('WHEP listeners', () => {
       expect(player.status).toBe(201);
       expect(player.headers.get('content-type')).toMatch(/^application\/sdp/);
       expect(player.location).toMatch(/\/whep\/alice\/[A-Za-z0-9_-]{22}$/);
+      // A mono branch: no Opus parameter to say, and none of the player's (useinbandfec, minptime, feedback).
+      const pt = /^a=rtpmap:(\d+) opus\/48000\/2/m.exec(player.answer!)![1];
+      expect(player.answer!.split(/\r?\n/).filter((l) => l.startsWith(`a=fmtp:${pt} `) || l.startsWith(`a=rtcp-fb:${pt} `))).toEqual([]);
       await player.connected();
       await until('100 packets heard', () => player.packets.length >= 100 || undefined, 15_000);
       const heard = player.packets.slice();
@@ -88,6 +92,30 @@ describe('WHEP listeners', () => {
       await player.close();
     } finally {
       await tone.stop();
+    }
+  });
+
+  it('hear a stereo branch in stereo when their offer asks for it (stereo=1), and the answer says what is sent (sprop-stereo), not what the player offered', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/ops/duo?pipeline=listen-stereo`, source: fixturePath('tone-stereo-48k.wav'), loop: true, signal: controller.signal, token: 'publish-secret' });
+    try {
+      await until('peer duo live', async () => (await fetch(`${t.url}/stats/duo`, { headers: ADMIN })).ok || undefined);
+      // As a browser that plays stereo offers it (RFC 7587 §6.1): stereo=1 on the Opus line.
+      const player = await listen(`${t.url}/whep/duo`, { headers: ADMIN, editOffer: (sdp) => sdp.replace(/(a=fmtp:\d+ [^\r\n]*)/, '$1;stereo=1') });
+      expect(player.status).toBe(201);
+      const pt = /^a=rtpmap:(\d+) opus\/48000\/2/m.exec(player.answer!)![1];
+      const opusLines = player.answer!.split(/\r?\n/).filter((l) => l.startsWith(`a=fmtp:${pt} `) || l.startsWith(`a=rtcp-fb:${pt} `));
+      expect(opusLines).toEqual([`a=fmtp:${pt} sprop-stereo=1`]);
+      await player.connected();
+      await until('60 packets heard', () => player.packets.length >= 60 || undefined, 15_000);
+      // The fixture: 440 Hz on the left, 880 Hz on the right, each kept on its side.
+      const [left, right] = decodeOpusStereo(player.packets.slice(10));
+      expect(Math.abs(dominantFrequency(left, 48000) - 440)).toBeLessThanOrEqual(2);
+      expect(Math.abs(dominantFrequency(right, 48000) - 880)).toBeLessThanOrEqual(2);
+      await player.close();
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
     }
   });
 
