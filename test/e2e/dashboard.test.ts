@@ -111,6 +111,19 @@ describe('dashboard', () => {
       await listenCard.getByTestId('listen-button').click();
       await listenStatus.waitFor({ state: 'hidden', timeout: 5000 });
       expect(await listenCard.getByTestId('listen-button').textContent()).toBe('Listen');
+      // Ended by the server (here a DELETE from another client): the card stops listening at once, from
+      // the DTLS close_notify, not when Chromium's connection fails 15–20 s later.
+      const posted = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.startsWith('/whep/'));
+      await listenCard.getByTestId('listen-button').click();
+      const location = new URL((await (await posted).headerValue('location'))!, t.url).href;
+      const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+      await until('the listener to connect', async () => {
+        const { server } = (await (await fetch(`${t!.url}/stats`, { headers: admin })).json()) as { server: { listeners: Array<{ peer: string; state: string }> } };
+        return server.listeners.some((l) => l.peer === me && l.state === 'connected') ? true : undefined;
+      }, 20_000);
+      expect((await fetch(location, { method: 'DELETE', headers: admin })).status).toBe(200);
+      await listenStatus.waitFor({ state: 'hidden', timeout: 5000 });
+      expect(await listenCard.getByTestId('listen-button').textContent()).toBe('Listen');
 
       // Both cards with sound on them, for the README.
       await until('audio on the bot card', async () => {

@@ -18,12 +18,12 @@ export async function startListening(peer, card) {
   const audio = new Audio();
   audio.autoplay = true;
   try {
-    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const { receiver } = pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addEventListener('track', (e) => {
       audio.srcObject = e.streams[0] ?? new MediaStream([e.track]);
       void audio.play().catch(() => undefined);
     });
-    await pc.setLocalDescription(await pc.createOffer());
+    await pc.setLocalDescription({ type: 'offer', sdp: askForStereo((await pc.createOffer()).sdp) });
     await iceGatheringComplete(pc);
     const post = () => fetch(`/whep/${encodeURIComponent(peer)}`, { method: 'POST', headers: authHeaders('admin', { 'Content-Type': 'application/sdp' }), body: pc.localDescription.sdp });
     let res = await post();
@@ -39,6 +39,12 @@ export async function startListening(peer, card) {
     pc.addEventListener('connectionstatechange', () => {
       if (card.listening?.pc === pc && (pc.connectionState === 'failed' || pc.connectionState === 'closed')) void stopListening(card, 'The listening connection ended.');
     });
+    // The server ends a listener (the peer published again, a DELETE elsewhere, shutdown) with a DTLS
+    // close_notify: the transport closes at once, where connectionState takes 15 s or more to fail.
+    const transport = receiver.transport;
+    transport?.addEventListener('statechange', () => {
+      if (card.listening?.pc === pc && transport.state === 'closed') void stopListening(card, 'The server ended the listening connection.', true);
+    });
     parts.listen.textContent = 'Stop listening';
     parts.listen.dataset.listening = 'true';
     parts.listenStatus.hidden = false;
@@ -50,6 +56,17 @@ export async function startListening(peer, card) {
   } finally {
     parts.listen.disabled = false;
   }
+}
+
+/**
+ * The offer with `stereo=1` on its Opus line: a browser decodes Opus to two
+ * channels only when its own offer asks for them (RFC 7587 §6.1), so a stereo
+ * pipeline would otherwise play as mono.
+ */
+function askForStereo(sdp) {
+  const pt = /a=rtpmap:(\d+) opus\/48000/i.exec(sdp)?.[1];
+  if (pt === undefined) return sdp;
+  return sdp.replace(new RegExp(`(a=fmtp:${pt} [^\\r\\n]*)`), (line) => (/(^|[; ])stereo=1/.test(line) ? line : `${line};stereo=1`));
 }
 
 async function showListening(card) {
