@@ -34,6 +34,8 @@ export interface ListenerInfo {
   branch: string;
   state: ListenerSession['state'];
   packetsSent: number;
+  /** Packets not sent because they came too late to play (the start of a sender's pause, coded only when it resumed). */
+  packetsLate: number;
   createdAt: string;
 }
 
@@ -175,6 +177,6 @@ export class Listeners {
   }
 
   #info(l: Listener): ListenerInfo {
-    return { id: l.session.id, peer: l.peer, branch: l.branch, state: l.session.state, packetsSent: l.session.packetsSent, createdAt: new Date(l.session.createdAt).toISOString() };
+    return { id: l.session.id, peer: l.peer, branch: l.branch, state: l.session.state, packetsSent: l.session.packetsSent, packetsLate: l.session.packetsLate, createdAt: new Date(l.session.createdAt).toISOString() };
   }
 }

@@ -57,7 +57,7 @@ export interface ServerStats {
   /** The measured load that admission decides on (null with admission off). */
   admission: AdmissionState | null;
   /** WHEP listeners of live peers (their session URLs are the listeners' own). */
-  listeners: Array<{ peer: string; branch: string; state: 'connecting' | 'connected' | 'ended'; packetsSent: number; createdAt: string }>;
+  listeners: Array<{ peer: string; branch: string; state: 'connecting' | 'connected' | 'ended'; packetsSent: number; packetsLate: number; createdAt: string }>;
 }
 
 export class CoreMonitor {

@@ -48,6 +48,12 @@ export interface ListenerSessionOptions {
 
 /** RFC 3550 §6.3.5: five report intervals at the 5 s minimum. */
 const RTCP_TIMEOUT_MS = 25_000;
+/** A packet this much later (ms) than the pace of those sent before it is not sent (see `#late`). */
+const LATE_MS = 200;
+/** Late packets in a row for this much media (ms) move the pace instead (the stream fell behind for good). */
+const LATE_RUN_MS = 1000;
+/** How fast the pace may drift later by itself (ms per ms: a sender's clock slower than ours, up to 0.1 %). */
+const PACE_DRIFT = 0.001;
 
 export class ListenerSession {
   /** Unguessable id used in the session URL (128 random bits). */
@@ -59,6 +65,12 @@ export class ListenerSession {
   answer = '';
   /** Packets sent to the player. */
   packetsSent = 0;
+  /** Packets not sent because they came too late to play (the start of a sender's pause: `#late`). */
+  packetsLate = 0;
+  /** The pace packets are sent at: their smallest lag of wall clock (ms) to media position, and when it was seen. */
+  #pace: { lag: number; at: number } | undefined;
+  /** Media position of the first of the late packets skipped in a row. */
+  #lateSince: number | undefined;
   readonly #pc: RTCPeerConnection;
   readonly #transceiver: RTCRtpTransceiver;
   readonly #options: ListenerSessionOptions;
@@ -130,6 +142,38 @@ export class ListenerSession {
   }
 
   /**
+   * Whether `frame` comes too late to send (counted in `packetsLate`): more
+   * than LATE_MS behind the pace of the packets sent before it (the
+   * smallest lag of wall clock to media position, allowed to drift later by
+   * PACE_DRIFT). A sender's pause reaches the encoder only with its next
+   * packet (a DTX sender's comfort-noise update, 400 ms later), so the
+   * packets coded for the start of a pause leave together, 260–400 ms late:
+   * sent, a browser's jitter buffer took that burst for network jitter and
+   * raised its delay to ~350 ms for good. Not sent, the player conceals a
+   * few packets of near silence and the next one sent starts a talkspurt
+   * (marker bit). Packets late for more than LATE_RUN_MS of media in a row
+   * are a stream whose pace moved (a worker fallen behind): the pace follows.
+   */
+  #late(frame: EncodedFrame): boolean {
+    const now = performance.now();
+    const lag = now - frame.position / 48;
+    const pace = this.#pace === undefined ? lag : this.#pace.lag + (now - this.#pace.at) * PACE_DRIFT;
+    if (lag - pace <= LATE_MS) {
+      if (lag <= pace) this.#pace = { lag, at: now };
+      this.#lateSince = undefined;
+      return false;
+    }
+    this.#lateSince ??= frame.position;
+    if ((frame.position - this.#lateSince) / 48 < LATE_RUN_MS) {
+      this.packetsLate++;
+      return true;
+    }
+    this.#pace = { lag, at: now };
+    this.#lateSince = undefined;
+    return false;
+  }
+
+  /**
    * Sends one packet (nothing before the player connected: it would be lost
    * anyway). A settled pause's repeated packets (`frame.repeat`) are not sent,
    * as a DTX sender sends nothing while silent: the player hears the same. A
@@ -139,6 +183,7 @@ export class ListenerSession {
    */
   send(frame: EncodedFrame): void {
     if (this.state !== 'connected' || frame.payload === null || frame.repeat) return;
+    if (this.#late(frame)) return;
     this.#origin ??= frame.position;
     // A jump in media position (a listener that missed packets) starts a talkspurt: marker bit (RFC 3551 §4.1).
     const marker = this.#nextPosition === undefined || frame.position !== this.#nextPosition;

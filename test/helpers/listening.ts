@@ -14,6 +14,8 @@ export interface HeardPacket {
   sequenceNumber: number;
   timestamp: number;
   marker: boolean;
+  /** `performance.now()` when the player got it. */
+  at: number;
 }
 
 export interface Listener {
@@ -70,7 +72,7 @@ export async function listen(
     : undefined;
   pc.onTrack.subscribe((track) => {
     track.onReceiveRtp.subscribe((rtp) => {
-      packets.push({ payload: new Uint8Array(rtp.payload), sequenceNumber: rtp.header.sequenceNumber, timestamp: rtp.header.timestamp, marker: rtp.header.marker });
+      packets.push({ payload: new Uint8Array(rtp.payload), sequenceNumber: rtp.header.sequenceNumber, timestamp: rtp.header.timestamp, marker: rtp.header.marker, at: performance.now() });
     });
   });
   await pc.setLocalDescription(await pc.createOffer());
