@@ -19,7 +19,9 @@ export function installJsonBodyParser(app: FastifyInstance): void {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(JSON_TYPES, { parseAs: 'string' }, (_req, body, done) => {
     try {
-      done(null, parseJsonBody(body as string));
+      // No body at all is no body, whatever the type says (a client that always sends
+      // Content-Type: application/json): the route decides whether it needs one.
+      done(null, (body as string).trim() === '' ? undefined : parseJsonBody(body as string));
     } catch (e) {
       done(e as Error, undefined);
     }

@@ -81,6 +81,11 @@ describe('recording control', () => {
         code: 'EARSHOT_RECORDING_NAME_INVALID',
         detail: /^Recording name "a\/b\/c\/d\/e\/f" is not allowed: it has 5 subdirectory levels; at most 4 are allowed\. A name is a file name with up to 4 directories before it \("calls\/sales\/take1"\)/,
       });
+      // The body is optional, also from a client that always says it sends JSON: the template's name.
+      const bare = await fetch(`${t.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+      expect(bare.status).toBe(201);
+      expect(((await bare.json()) as { recordings: Array<{ name: string }> }).recordings[0].name).toMatch(/^studio-host-\d{8}-\d{6}\.wav$/);
+      expect((await fetch(`${t.url}/peers/host/recording`, { method: 'DELETE' })).status).toBe(200);
     } finally {
       controller.abort();
       await sending.catch(() => undefined);

@@ -154,8 +154,10 @@ function updateCard(card, p) {
   const rec = p.recording && typeof p.recording === 'object' ? p.recording : null;
   card.recording = rec?.state === 'recording';
   parts.recInfo.dataset.recording = String(card.recording);
-  parts.recInfo.textContent = rec ? `${card.recording ? '' : `${rec.state ?? 'stopped'} · `}${rec.name ?? ''} · ${fmt.seconds(rec.seconds)}` : 'not recording';
-  parts.recInfo.title = rec?.name ?? '';
+  // A failed recording says why: its code on the card, the whole message on hover.
+  const why = rec?.state === 'failed' && typeof rec.code === 'string' ? ` (${rec.code})` : '';
+  parts.recInfo.textContent = rec ? `${card.recording ? '' : `${rec.state ?? 'stopped'}${why} · `}${rec.name ?? ''} · ${fmt.seconds(rec.seconds)}` : 'not recording';
+  parts.recInfo.title = rec ? `${rec.name ?? ''}${typeof rec.error === 'string' ? `: ${rec.error}` : ''}` : '';
   if (!card.busy) {
     parts.record.textContent = card.recording ? 'Stop recording' : 'Record';
     parts.record.dataset.recording = String(card.recording);
