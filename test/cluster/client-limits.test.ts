@@ -120,6 +120,13 @@ describe('sessions pending per client behind a front', () => {
       expect(res.status, await res.text()).toBe(201);
       await until(`filler-${i} in the statistics of the node that runs it`, async () => ((await peersOn(a)).includes(`filler-${i}`) || (await peersOn(b)).includes(`filler-${i}`) ? true : undefined));
     }
+    // The cluster knows A is full (its record says not ready), so B ranks first and the client hears B's
+    // answer: without this wait, an offer placed while A's record still said ready heard A's full engine.
+    await until('A to be seen as full', async () => {
+      const { nodes } = (await (await fetch(`${b.url}/cluster/nodes`, { headers: admin })).json()) as { self: string; nodes: Array<{ id: string; url: string; ready: boolean }> };
+      const self = ((await (await fetch(`${a.url}/cluster/nodes`, { headers: admin })).json()) as { self: string }).self;
+      return nodes.find((n) => n.id === self)?.ready === false ? true : undefined;
+    });
     // The flood, through the proxy and A, all placed on B: B gives its client two places.
     for (let i = 0; i < 2; i++) {
       const res = await offerFrom(PROXY, a, `ghost-${i}`, '198.51.100.2');
