@@ -60,6 +60,7 @@ export function isPipelineFile(file: string): boolean {
 export function reservedPipelineName(name: string): boolean {
   return !isPipelineFile(`${name}.json`);
 }
+
 /** Changes to one file within this window are read once (editors write in several steps). */
 const RELOAD_DEBOUNCE_MS = 100;
 /** The debounce key of a full rescan (no file name can be empty). */
@@ -248,12 +249,11 @@ export class PipelineRegistry {
 
   /** Runs `action` once `key` has had no change for RELOAD_DEBOUNCE_MS. */
   #schedule(key: string, action: () => Promise<void>): void {
-    const file = key;
-    clearTimeout(this.#pending.get(file));
+    clearTimeout(this.#pending.get(key));
     this.#pending.set(
-      file,
+      key,
       setTimeout(() => {
-        this.#pending.delete(file);
+        this.#pending.delete(key);
         void action();
       }, RELOAD_DEBOUNCE_MS),
     );
