@@ -11,8 +11,8 @@
  * although the loop already runs; here it returns a settled one then.
  *
  * The loop is werift's with RFC 3550's delays: the same packets (SR from the
- * sender's counters and the NTP/RTP time of its last packet, then SDES with
- * the CNAME), the same bookkeeping for round-trip times (`lastSRtimestamp`,
+ * sender's counters and the NTP/RTP time of the report's moment, then SDES
+ * with the CNAME), the same bookkeeping for round-trip times (`lastSRtimestamp`,
  * `lastSentSRTimestamp`), the same cancellation. It is set on each sender
  * earshot creates, not on werift's prototype: senders of other code in the
  * process keep werift's. A werift whose loop no longer looks like the one
@@ -20,6 +20,7 @@
  */
 import { compactNtp, RtcpSenderInfo, RtcpSourceDescriptionPacket, RtcpSrPacket, RTCRtpSender, SourceDescriptionChunk, SourceDescriptionItem } from 'werift';
 import { runReportLoop, type ReportingParticipant } from './rtcp-interval.js';
+import { lastPlainSend, ntpOfMs } from './werift-rtp-send.js';
 
 /** The parts of werift's sender the report loop reads and sets (some private in werift's typings). */
 export interface ReportingSender extends ReportingParticipant {
@@ -27,6 +28,8 @@ export interface ReportingSender extends ReportingParticipant {
   readonly ssrc: number;
   readonly cname?: string;
   readonly ntpTimestamp: bigint;
+  /** The negotiated codec (its RTP clock rate), once there is one. */
+  readonly codec?: { clockRate: number };
   readonly rtpTimestamp: number;
   readonly packetCount: number;
   readonly octetCount: number;
@@ -47,12 +50,22 @@ export function sendsLikeWerift(runRtcp: unknown): boolean {
 
 const SETTLED: Promise<void> = Promise.resolve();
 
-/** The sender's report: SR from its counters, then its CNAME (if it has one), as werift builds them. */
-export function senderReportPackets(sender: ReportingSender): Array<RtcpSrPacket | RtcpSourceDescriptionPacket> {
+/**
+ * The sender's report: SR from its counters, then its CNAME (if it has one),
+ * as werift builds them; but with the NTP time of the report's own moment and
+ * the RTP time of that same moment (RFC 3550 §6.4.1), where werift puts those
+ * of the last packet sent (during a pause, seconds old). Known for senders
+ * the plain path sends for (werift-rtp-send.ts); others keep werift's pair.
+ */
+export function senderReportPackets(sender: ReportingSender, at: number = performance.timeOrigin + performance.now()): Array<RtcpSrPacket | RtcpSourceDescriptionPacket> {
+  const sentAt = lastPlainSend.get(sender);
+  const clockRate = sender.codec?.clockRate ?? 48_000;
+  const ntpTimestamp = sentAt === undefined ? sender.ntpTimestamp : ntpOfMs(at);
+  const rtpTimestamp = sentAt === undefined ? sender.rtpTimestamp : (sender.rtpTimestamp + Math.round(((at - sentAt) * clockRate) / 1000)) >>> 0;
   const packets: Array<RtcpSrPacket | RtcpSourceDescriptionPacket> = [
     new RtcpSrPacket({
       ssrc: sender.ssrc,
-      senderInfo: new RtcpSenderInfo({ ntpTimestamp: sender.ntpTimestamp, rtpTimestamp: sender.rtpTimestamp, packetCount: sender.packetCount, octetCount: sender.octetCount }),
+      senderInfo: new RtcpSenderInfo({ ntpTimestamp, rtpTimestamp, packetCount: sender.packetCount, octetCount: sender.octetCount }),
     }),
   ];
   if (sender.cname) {
@@ -66,7 +79,7 @@ function runSenderReports(sender: ReportingSender): Promise<void> {
   return runReportLoop(sender, () => {
     const packets = senderReportPackets(sender);
     // What the peer's receiver report will echo (LSR), and when this left, for the round trip.
-    sender.lastSRtimestamp = compactNtp(sender.ntpTimestamp);
+    sender.lastSRtimestamp = compactNtp((packets[0] as RtcpSrPacket).senderInfo.ntpTimestamp);
     sender.lastSentSRTimestamp = Date.now() / 1000;
     return sender.dtlsTransport.sendRtcp(packets);
   });

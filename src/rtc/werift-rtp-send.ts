@@ -96,11 +96,22 @@ const NTP_UNIX_OFFSET_S = 2_208_988_800;
 
 /** Now, as RFC 3550's 64-bit NTP timestamp: seconds since 1900, then the fraction of a second in units of 2^-32 s. */
 export function ntpNow(): bigint {
-  const ms = performance.timeOrigin + performance.now();
+  return ntpOfMs(performance.timeOrigin + performance.now());
+}
+
+/** RFC 3550's NTP timestamp of `ms` (milliseconds since the Unix epoch). */
+export function ntpOfMs(ms: number): bigint {
   const seconds = Math.floor(ms / 1000);
   const fraction = Math.floor(((ms - seconds * 1000) / 1000) * 2 ** 32);
   return (BigInt(seconds + NTP_UNIX_OFFSET_S) << 32n) | BigInt(fraction);
 }
+
+/**
+ * When (ms since the Unix epoch) the plain path last sent for a sender, whose
+ * `rtpTimestamp` is that packet's: a sender report pairs its own moment with
+ * the RTP time of that moment from these (sender-reports.ts).
+ */
+export const lastPlainSend = new WeakMap<object, number>();
 
 /** A send context the plain path may use, with its GCM context (made on its first packet, for the key it was made for). */
 interface PlainSend {
@@ -164,8 +175,10 @@ export function sendRtpPayload(sender: RTCRtpSender, payload: Uint8Array, sequen
   const ssrc = s.ssrc;
   s.sequenceNumber = seq;
   s.timestamp = ts;
-  s.ntpTimestamp = ntpNow();
+  const sentAt = performance.timeOrigin + performance.now();
+  s.ntpTimestamp = ntpOfMs(sentAt);
   s.rtpTimestamp = ts;
+  lastPlainSend.set(sender, sentAt);
   s.octetCount += payload.length;
   s.headerBytesSent += MIN_RTP_HEADER;
   s.packetCount = (s.packetCount + 1) >>> 0;

@@ -13,6 +13,7 @@ import { RTCP_MIN_INTERVAL_MS, rtcpReportDelayMs } from '../../src/rtc/rtcp-inte
 import { receiverReportBlocks, reportFiguresFrom, reportsLikeWerift, type ReportingReceiver } from '../../src/rtc/receiver-reports.js';
 import { RtpIngest } from '../../src/rtc/rtp-ingest.js';
 import { reportAtRfcInterval, senderReportPackets, sendsLikeWerift, weriftSenderRunRtcp, type ReportingSender } from '../../src/rtc/sender-reports.js';
+import { lastPlainSend, ntpOfMs } from '../../src/rtc/werift-rtp-send.js';
 import { weriftReceiver } from '../../src/rtc/werift-receiver.js';
 
 const E_MINUS_3_2 = Math.E - 1.5;
@@ -157,7 +158,7 @@ function recordingSender(): { sender: RTCRtpSender; internals: ReportingSender; 
 }
 
 describe('sender reports', () => {
-  it("are an SR from the sender's counters and last packet's times, then an SDES with its CNAME", () => {
+  it("are an SR from the sender's counters and last packet's times (a sender werift sends for), then an SDES with its CNAME", () => {
     const { sender, internals } = recordingSender();
     const [sr, sdes] = senderReportPackets(internals);
     expect(sr).toBeInstanceOf(RtcpSrPacket);
@@ -174,6 +175,22 @@ describe('sender reports', () => {
     // Without a CNAME, the SR alone.
     Object.assign(sender, { cname: undefined });
     expect(senderReportPackets(internals)).toHaveLength(1);
+  });
+
+  it("pair the report's own moment with the RTP time of that moment (RFC 3550 §6.4.1) for a sender earshot sends for, not the last packet's", () => {
+    const { internals } = recordingSender();
+    // Its last packet (RTP 960 000) left 2.5 s before the report, as in a pause.
+    const sentAt = performance.timeOrigin + performance.now() - 2500;
+    lastPlainSend.set(internals, sentAt);
+    const at = sentAt + 2500;
+    const info = (senderReportPackets(internals, at)[0] as RtcpSrPacket).senderInfo;
+    expect(info.ntpTimestamp).toBe(ntpOfMs(at));
+    expect(info.rtpTimestamp).toBe(960_000 + 2.5 * 48_000);
+    // The counters are the sender's, as before.
+    expect([info.packetCount, info.octetCount]).toEqual([500, 40_000]);
+    // The RTP time wraps at 2^32 as the packets' does.
+    Object.assign(internals, { rtpTimestamp: 0xffff_ff00 });
+    expect((senderReportPackets(internals, at)[0] as RtcpSrPacket).senderInfo.rtpTimestamp).toBe((0xffff_ff00 + 120_000) >>> 0);
   });
 
   it('come from one loop however often runRtcp is called, first within RFC 3550’s first interval, and end when the sender stops', async () => {
