@@ -9,7 +9,7 @@
 import { writeFile } from 'node:fs/promises';
 
 /** The variable that names the file. */
-export const HEALTH_FILE_VARIABLE = 'EARSHOT_HEALTH_FILE';
+const HEALTH_FILE_VARIABLE = 'EARSHOT_HEALTH_FILE';
 
 /** `listenUrl` (fastify's answer to listen) as a client on this machine reaches it: all-interfaces addresses become loopback. */
 export function localUrlOf(listenUrl: string): string {

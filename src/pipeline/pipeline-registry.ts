@@ -57,7 +57,7 @@ export function isPipelineFile(file: string): boolean {
 }
 
 /** Whether pipeline `name` could not be saved as a file that is read back (`package` is package.json). */
-export function reservedPipelineName(name: string): boolean {
+function reservedPipelineName(name: string): boolean {
   return !isPipelineFile(`${name}.json`);
 }
 

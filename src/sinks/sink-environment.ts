@@ -18,7 +18,7 @@ export const SINK_ENV_PREFIX = 'EARSHOT_SINK_';
 export const SINK_ENV_LIST = 'EARSHOT_SINK_ENV';
 
 /** Names listed in `EARSHOT_SINK_ENV` of `env`. */
-export function listedSinkVariables(env: NodeJS.ProcessEnv = process.env): string[] {
+function listedSinkVariables(env: NodeJS.ProcessEnv = process.env): string[] {
   return (env[SINK_ENV_LIST] ?? '')
     .split(',')
     .map((n) => n.trim())

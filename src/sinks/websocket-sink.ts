@@ -24,7 +24,6 @@ import { AudioSocketStream, closeWhenDrained, DEFAULT_QUEUE_FRAMES, type AudioSo
 import type { AudioFrame } from '../media/frames.js';
 import { ENV_REFERENCE, sinkVariableAllowed } from './sink-environment.js';
 
-
 /** Time for the connection (TCP, TLS, HTTP upgrade) to open. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
