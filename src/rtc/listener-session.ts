@@ -223,10 +223,9 @@ export class ListenerSession {
     const heard = () => {
       last = performance.now();
     };
-    this.#transceiver.sender.onRtcp.subscribe(heard);
-    // Any RTCP that decrypts on the connection: a player that hears nothing (a silent peer) reports
-    // without report blocks (RFC 3550 §6.4.2), and werift passes a report only to the senders its
-    // blocks name, so the sender's own event alone took Chromium for gone after 25 s of silence.
+    // Any RTCP that decrypts on the connection, before werift routes it: a player that hears nothing
+    // (a silent peer) reports without report blocks (RFC 3550 §6.4.2), and werift passes a report only
+    // to the senders its blocks name, so the sender's own event took Chromium for gone after 25 s of silence.
     for (const transport of this.#pc.dtlsTransports) transport.onRtcp.subscribe(heard);
     this.#timer = setInterval(() => {
       if (this.state === 'connected' && performance.now() - last > timeoutMs) void this.close('disconnected');
