@@ -13,7 +13,7 @@ import { RTCP_MIN_INTERVAL_MS, rtcpReportDelayMs } from '../../src/rtc/rtcp-inte
 import { receiverReportBlocks, reportFiguresFrom, reportsLikeWerift, type ReportingReceiver } from '../../src/rtc/receiver-reports.js';
 import { RtpIngest } from '../../src/rtc/rtp-ingest.js';
 import { reportAtRfcInterval, senderReportPackets, sendsLikeWerift, weriftSenderRunRtcp, type ReportingSender } from '../../src/rtc/sender-reports.js';
-import { lastPlainSend, ntpOfMs } from '../../src/rtc/werift-rtp-send.js';
+import { lastPlainSend } from '../../src/rtc/werift-rtp-send.js';
 import { weriftReceiver } from '../../src/rtc/werift-receiver.js';
 
 const E_MINUS_3_2 = Math.E - 1.5;
@@ -184,7 +184,9 @@ describe('sender reports', () => {
     lastPlainSend.set(internals, sentAt);
     const at = sentAt + 2500;
     const info = (senderReportPackets(internals, at)[0] as RtcpSrPacket).senderInfo;
-    expect(info.ntpTimestamp).toBe(ntpOfMs(at));
+    // NTP: seconds since 1900, then the fraction in units of 2^-32 s (RFC 3550 §4), of the report's moment.
+    const ntpMs = Number(info.ntpTimestamp >> 32n) * 1000 - 2_208_988_800_000 + (Number(info.ntpTimestamp & 0xffff_ffffn) / 2 ** 32) * 1000;
+    expect(Math.abs(ntpMs - at)).toBeLessThan(0.01);
     expect(info.rtpTimestamp).toBe(960_000 + 2.5 * 48_000);
     // The counters are the sender's, as before.
     expect([info.packetCount, info.octetCount]).toEqual([500, 40_000]);
