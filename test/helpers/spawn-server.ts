@@ -18,13 +18,11 @@ export interface SpawnedServer {
 }
 
 /**
- * Starts the server with `options` in a child process, behind `wrapper` (a
- * command and its arguments that run the rest, e.g. `['prlimit',
- * '--nofile=256:256']`), and resolves once it listens.
+ * Starts the server with `options` in a child process and resolves once it
+ * listens. `child.pid` is the server's own process (for `prlimit --pid`).
  */
-export async function spawnServer(options: Partial<CreateServerOptions>, wrapper: string[] = []): Promise<SpawnedServer> {
-  const command = [...wrapper, process.execPath, '--import', 'tsx', join(ROOT, 'test', 'helpers', 'child-server.ts')];
-  const child = spawn(command[0], command.slice(1), { cwd: ROOT, env: { ...process.env, EARSHOT_TEST_OPTIONS: JSON.stringify(options) }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function spawnServer(options: Partial<CreateServerOptions>): Promise<SpawnedServer> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'helpers', 'child-server.ts')], { cwd: ROOT, env: { ...process.env, EARSHOT_TEST_OPTIONS: JSON.stringify(options) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8');

@@ -4,6 +4,8 @@
  * 256-descriptor limit made /health and WHIP fail with EMFILE), and listings
  * of thousands of recordings come in pages.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -52,8 +54,12 @@ describe('stalled downloads', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'earshot-downloads-'));
     await sparseWav(join(dir, 'big.wav'), BIG_BYTES);
-    // The attack's conditions: 256 file descriptors for the whole server process.
-    server = await spawnServer({ recordingsDir: dir, downloadIdleTimeoutMs: 2000, maxDownloadsPerClient: 4, maxDownloads: 16 }, ['prlimit', '--nofile=256:256']);
+    // The attack's conditions: 256 file descriptors for the whole server process, set once it
+    // listens. (Under that limit from the first instruction, start-up itself can fail: each DSP
+    // worker loads its modules with many files open at once.)
+    server = await spawnServer({ recordingsDir: dir, downloadIdleTimeoutMs: 2000, maxDownloadsPerClient: 4, maxDownloads: 16 });
+    execFileSync('prlimit', ['--pid', String(server.child.pid), '--nofile=256:256']);
+    expect(readFileSync(`/proc/${server.child.pid}/limits`, 'utf8')).toMatch(/Max open files\s+256\s+256/);
     url = server.url;
   });
 
