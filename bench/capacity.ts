@@ -306,6 +306,16 @@ export const OUTPUT_PIPELINES: Record<string, { description: string; stages: unk
   },
 };
 
+/**
+ * Pipelines only the profile runs (`--only profile --pipeline NAME`): `norecord` is the
+ * default pipeline without its recording, what the main thread would keep were recording done
+ * in the workers (stats stays: a pipeline needs a sink, and its per-frame figures come from
+ * the worker already).
+ */
+export const PROFILE_PIPELINES: Record<string, { description: string; stages: unknown[]; sinks: unknown[] }> = {
+  norecord: { description: 'bench: the default pipeline without its recording', stages: [{ type: 'denoise' }], sinks: [{ type: 'stats' }] },
+};
+
 /** Pipelines for the earshot targets: the default one, the same without stages, and the output pipelines. */
 function writePipelines(dir: string, root: string): void {
   mkdirSync(dir, { recursive: true });
@@ -316,7 +326,7 @@ function writePipelines(dir: string, root: string): void {
   );
   // Only this tree's: a compared older tree may not know these sinks.
   if (root !== ROOT) return;
-  for (const [name, p] of Object.entries(OUTPUT_PIPELINES)) writeFileSync(join(dir, `${name}.json`), JSON.stringify({ name, ...p }));
+  for (const [name, p] of Object.entries({ ...OUTPUT_PIPELINES, ...PROFILE_PIPELINES })) writeFileSync(join(dir, `${name}.json`), JSON.stringify({ name, ...p }));
 }
 
 /**

@@ -33,7 +33,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { sendMany } from '../src/client/audio-sender.js';
-import { cpuNs, encodedSources, machine, resultsDir, ROOT, startEarshot, type Machine, type SourceName } from './capacity.js';
+import { cpuNs, encodedSources, machine, PROFILE_PIPELINES, resultsDir, ROOT, startEarshot, type Machine, type SourceName } from './capacity.js';
 import type { ProbeWindow } from './probe.js';
 import { jsFrame, perfUnavailable, readStacks, recordThread, type PerfStack } from './perf-record.js';
 
@@ -250,7 +250,17 @@ export function categorize(profile: Pick<CpuProfile, 'nodes' | 'samples' | 'time
   return { categories, files, functions, totalUs: total, handoffUs: handoff };
 }
 
-export async function benchProfile(options: { streams?: number; window?: number; compare?: string; build?: boolean; threads?: number; pipeline?: 'default' | 'nodenoise'; source?: SourceName; log?: (l: string) => void } = {}): Promise<ProfileResult> {
+/** What `--pipeline` may name: the two capacity pipelines and the profile's own. */
+export type ProfilePipeline = 'default' | 'nodenoise' | keyof typeof PROFILE_PIPELINES;
+
+/** `--pipeline`'s value, checked. */
+export function profilePipeline(name: string | undefined): ProfilePipeline {
+  if (name === undefined) return 'default';
+  if (name === 'default' || name === 'nodenoise' || name in PROFILE_PIPELINES) return name;
+  throw new Error(`--pipeline: one of default, nodenoise, ${Object.keys(PROFILE_PIPELINES).join(', ')}; got ${JSON.stringify(name)}`);
+}
+
+export async function benchProfile(options: { streams?: number; window?: number; compare?: string; build?: boolean; threads?: number; pipeline?: ProfilePipeline; source?: SourceName; log?: (l: string) => void } = {}): Promise<ProfileResult> {
   const log = options.log ?? console.log;
   const k = options.streams ?? 30;
   const windowS = options.window ?? 8;

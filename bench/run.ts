@@ -57,7 +57,8 @@ Options:
   --streams <k>       profile: publishers (default 30); overload: publishers offered (default 80);
                       soak: streams (default 40)
   --step-seconds <s>  soak: seconds each ladder step holds before the soak (default 60)
-  --pipeline <name>   profile: default | nodenoise (default: default)
+  --pipeline <name>   profile: default | nodenoise | norecord (the default without its
+                      recording) (default: default)
   --source <name>     profile, mainpath: what the publishers send: ${Object.keys(SOURCES).join(' | ')} (default: speech)
   --publishers <n>    capacity, dtx, outputs, threads: run the publishers in n child
                       processes, each sending its share (default 1: all in the
@@ -259,13 +260,13 @@ if (sections.has('overload')) {
   results.overload = runs;
 }
 if (sections.has('profile')) {
-  const { benchProfile } = await import('./profile.js');
+  const { benchProfile, profilePipeline } = await import('./profile.js');
   results.profile = await benchProfile({
     streams: num(values.streams, 'streams'),
     window: num(values.window, 'window'),
     compare: values.compare,
     build: values.build,
-    pipeline: values.pipeline === 'nodenoise' ? 'nodenoise' : 'default',
+    pipeline: profilePipeline(values.pipeline),
     source: values.source as SourceName | undefined,
     log,
   });
