@@ -195,6 +195,11 @@ export const errors = {
     (where: string, name: string) => `${where} holds a pipeline named "${name}": a pipeline's "name" must match its file name and URL (${name}.json, /pipelines/${name}).`),
   PIPELINE_WRITE_FAILED: define('EARSHOT_PIPELINE_WRITE_FAILED', 500, 'Pipeline not saved',
     (file: string, why: string) => `Could not write ${file}: ${why}. Check that the pipelines directory is writable.`),
+  ROOM_BINDINGS_INVALID: define('EARSHOT_ROOM_BINDINGS_INVALID', 500, 'Room bindings file invalid',
+    /** `why` finishes the sentence "The room bindings file F …". */
+    (file: string, why: string) => `The room bindings file ${file} ${why}. Fix or remove it, then start the server again.`),
+  ROOM_BINDINGS_WRITE_FAILED: define('EARSHOT_ROOM_BINDINGS_WRITE_FAILED', 500, 'Room binding not saved',
+    (file: string, why: string) => `Could not write ${file}: ${why}. Check that the pipelines directory is writable; the binding was not changed.`),
   PIPELINE_FILE_UNREADABLE: define('EARSHOT_PIPELINE_FILE_UNREADABLE', 400, 'Pipeline file unreadable',
     (file: string, why: string) => `Cannot read pipeline ${file}: ${why}`),
   BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body or query parameter',

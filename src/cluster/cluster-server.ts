@@ -238,6 +238,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     return {
       ...rest,
       pipeline: pipelineOption(options.pipeline),
+      // A cluster's bindings are in Redis; the engines of one machine each keep the shared file (the first to answer decides).
+      persistRoomBindings: options.cluster ? false : options.persistRoomBindings,
       stageModules: options.stageModules?.map((m) => (m instanceof URL ? m.href : m)),
       recordingsDir: store.dir,
       threads,

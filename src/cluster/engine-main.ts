@@ -100,13 +100,9 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   try {
     // Loopback only: clients reach the engine through the front, media goes to its own ICE candidates.
     server = await createEngineServer({ ...options, host: '127.0.0.1', port: 0, logger });
-    for (const [room, pipeline] of Object.entries(message.rooms)) {
-      try {
-        server.core.bindRoom(room, pipeline);
-      } catch (e) {
-        logger.warn({ room, pipeline, err: (e as Error).message }, 'room binding not restored');
-      }
-    }
+    // The machine's bindings as the front knows them; the bindings file, read at start, has the same (or, after a
+    // restart of the whole machine, the ones made before it, which the front never saw).
+    server.core.restoreRoomBindings(message.rooms);
     await server.listen();
   } catch (e) {
     const error = isEarshotError(e)

@@ -16,6 +16,12 @@ export interface EarshotCoreOptions {
   pipelines: PipelineRegistry;
   /** Name of the pipeline a stream runs when neither the request nor its room names one. */
   defaultPipeline: string;
+  /**
+   * A JSON file that keeps the room bindings (`bindRoom`) across restarts:
+   * read by `start()`, written before each change applies. Default: none, the
+   * bindings live in memory.
+   */
+  roomBindingsFile?: string;
   recordingsDir: string;
   /** Pool options, or a pool to use (created by the caller, closed by `shutdown()`). */
   pool?: WorkerPoolOptions | WorkerPool;

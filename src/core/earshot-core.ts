@@ -33,6 +33,7 @@ import { CoreMonitor, type ServerStats } from './monitoring.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
 import { PipelineChecks } from './pipeline-checks.js';
 import { ProcessorAttachments, type ProcessorScope } from './processor-attachment.js';
+import { RoomBindingsFile } from './room-bindings-file.js';
 import { RoomPipelines } from './rooms.js';
 import { SessionGate } from './session-gate.js';
 import { SessionLifecycle, type SessionEvent, type SessionSlot, type StreamHandle, type StreamObservableLabel } from './session-lifecycle.js';
@@ -94,7 +95,7 @@ export class EarshotCore {
       },
       this.#admission,
     );
-    this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline);
+    this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline, options.roomBindingsFile === undefined ? undefined : new RoomBindingsFile(options.roomBindingsFile));
     this.#checks = new PipelineChecks(this.pool, this.processors);
     this.#attachments = new ProcessorAttachments(this.processors);
     this.streams$ = this.#guard(this.#streams$, { observable: 'streams$' });
@@ -165,14 +166,29 @@ export class EarshotCore {
     return this.#rooms.pipelineFor(room, requested);
   }
 
-  /** Binds a room to a pipeline for streams that start from now on. */
-  bindRoom(room: string, pipeline: string): void {
-    this.#rooms.bind(room, pipeline);
+  /**
+   * Binds a room to a pipeline for streams that start from now on (saved in
+   * `roomBindingsFile` first, if there is one): `EARSHOT_PIPELINE_NOT_FOUND`
+   * (404) for an unknown pipeline, `EARSHOT_ROOM_BINDINGS_WRITE_FAILED` (500)
+   * when the file cannot be written (nothing changes).
+   */
+  bindRoom(room: string, pipeline: string): Promise<void> {
+    return this.#rooms.bind(room, pipeline);
   }
 
-  /** Removes a room's binding; false if it had none. */
-  unbindRoom(room: string): boolean {
+  /** Removes a room's binding (saved first, as `bindRoom`); false if it had none. */
+  unbindRoom(room: string): Promise<boolean> {
     return this.#rooms.unbind(room);
+  }
+
+  /**
+   * Sets room bindings made elsewhere (the bindings of an engine process's
+   * machine, given to it when it restarts), in memory only: not checked
+   * against the pipelines (a room bound to one that is not loaded gets 404,
+   * as a bindings file's) and not written to the bindings file.
+   */
+  restoreRoomBindings(bindings: Record<string, string>): void {
+    this.#rooms.restore(bindings);
   }
 
   /** Room → pipeline bindings. */
@@ -191,6 +207,10 @@ export class EarshotCore {
   }
 
   async start(): Promise<void> {
+    const missing = await this.#rooms.load();
+    for (const [room, pipeline] of Object.entries(missing)) {
+      this.#log.error({ room, pipeline, file: this.#rooms.file }, `room "${room}" is bound to pipeline "${pipeline}", which is not loaded: its streams get 404 until the pipeline is back or the room is bound again`);
+    }
     await this.store.init();
     await this.pool.start();
     this.#monitor.start();

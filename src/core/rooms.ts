@@ -1,20 +1,54 @@
 /**
  * Which pipeline a stream runs: the one its request names, else its room's
  * binding (`PUT /rooms/:room`), else the default; and what keeps a pipeline
- * from being deleted.
+ * from being deleted. With a bindings file (core/room-bindings-file.ts) the
+ * bindings outlive a restart: each change is written before it applies.
  */
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { PeerEntry } from './peer-registry.js';
+import type { RoomBindingsFile } from './room-bindings-file.js';
 
 export class RoomPipelines {
   readonly #pipelines: PipelineRegistry;
   readonly #defaultPipeline: string;
   readonly #bindings = new Map<string, string>();
+  readonly #file: RoomBindingsFile | undefined;
+  /** The change in progress: the next waits for it. */
+  #changing: Promise<unknown> = Promise.resolve();
 
-  constructor(pipelines: PipelineRegistry, defaultPipeline: string) {
+  constructor(pipelines: PipelineRegistry, defaultPipeline: string, file?: RoomBindingsFile) {
     this.#pipelines = pipelines;
     this.#defaultPipeline = defaultPipeline;
+    this.#file = file;
+  }
+
+  /** Where the bindings are kept, if anywhere but in memory. */
+  get file(): string | undefined {
+    return this.#file?.path;
+  }
+
+  /**
+   * Reads the bindings file (at start). Returns the bindings whose pipeline is
+   * not loaded: they are kept (the room's streams get 404 naming it, rather
+   * than silently the default pipeline), and the caller says so.
+   */
+  async load(): Promise<Record<string, string>> {
+    if (!this.#file) return {};
+    const missing: Record<string, string> = {};
+    for (const [room, pipeline] of Object.entries(await this.#file.read())) {
+      this.#bindings.set(room, pipeline);
+      if (!this.#pipelines.has(pipeline)) missing[room] = pipeline;
+    }
+    return missing;
+  }
+
+  /**
+   * Sets bindings as they were elsewhere (a restarted engine process gets its
+   * machine's), in memory only and unchecked, like `load`'s.
+   */
+  restore(bindings: Record<string, string>): void {
+    for (const [room, pipeline] of Object.entries(bindings)) this.#bindings.set(room, pipeline);
   }
 
   get defaultPipeline(): string {
@@ -26,20 +60,52 @@ export class RoomPipelines {
     return this.#pipelines.get(requested ?? this.#bindings.get(room) ?? this.#defaultPipeline);
   }
 
-  /** Binds a room to a pipeline for streams that start from now on. */
-  bind(room: string, pipeline: string): void {
-    this.#pipelines.get(pipeline); // 404 for an unknown name
-    this.#bindings.set(room, pipeline);
+  /**
+   * Binds a room to a pipeline for streams that start from now on: 404 for an
+   * unknown pipeline; with a file, saved first (a failed write changes nothing).
+   */
+  async bind(room: string, pipeline: string): Promise<void> {
+    await this.#change(room, pipeline);
   }
 
-  /** Removes a room's binding; false if it had none. */
-  unbind(room: string): boolean {
-    return this.#bindings.delete(room);
+  /** Removes a room's binding (saved first, with a file); false if it had none. */
+  unbind(room: string): Promise<boolean> {
+    return this.#change(room, undefined);
+  }
+
+  /**
+   * Makes one change once the changes before it are done, onto the bindings
+   * as they left them; with a file, the bindings with this change are saved
+   * first. So the file and memory agree whatever the order of the writes.
+   * Resolves to whether the room had a binding before.
+   */
+  #change(room: string, pipeline: string | undefined): Promise<boolean> {
+    const change = async (): Promise<boolean> => {
+      // 404 for an unknown name, asked in turn: a DELETE of the pipeline may have come first.
+      if (pipeline !== undefined) this.#pipelines.get(pipeline);
+      const had = this.#bindings.has(room);
+      if (!had && pipeline === undefined) return false;
+      if (this.#file) await this.#file.write(this.#sorted(room, pipeline));
+      if (pipeline === undefined) this.#bindings.delete(room);
+      else this.#bindings.set(room, pipeline);
+      return had;
+    };
+    const run = this.#changing.then(change, change);
+    this.#changing = run.catch(() => false);
+    return run;
   }
 
   /** Room → pipeline bindings, by room name. */
   bindings(): Record<string, string> {
     return Object.fromEntries([...this.#bindings].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  /** The bindings with `room` bound to `pipeline` (undefined: unbound), by room name. */
+  #sorted(room: string, pipeline: string | undefined): Record<string, string> {
+    const all = new Map(this.#bindings);
+    if (pipeline === undefined) all.delete(room);
+    else all.set(room, pipeline);
+    return Object.fromEntries([...all].sort(([a], [b]) => a.localeCompare(b)));
   }
 
   /** What keeps a pipeline from being deleted (live sessions, room bindings, being the default), or undefined. */

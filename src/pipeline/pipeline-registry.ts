@@ -48,15 +48,15 @@ export interface PipelineRegistryOptions {
   onWatchError?(error: NodeJS.ErrnoException): void;
 }
 
-/** Files in the pipelines directory that are not pipelines. */
-export const NOT_PIPELINES: ReadonlySet<string> = new Set(['pipeline.schema.json', 'package.json']);
+/** Files in the pipelines directory that are not pipelines (rooms.json: the room bindings, core/room-bindings-file.ts). */
+export const NOT_PIPELINES: ReadonlySet<string> = new Set(['pipeline.schema.json', 'package.json', 'rooms.json']);
 
 /** Whether `file` (a name in the pipelines directory) is read as a pipeline: `*.json`, not hidden (editors' lock and temporary files), not one of NOT_PIPELINES. */
 export function isPipelineFile(file: string): boolean {
   return file.endsWith('.json') && !file.startsWith('.') && !NOT_PIPELINES.has(file);
 }
 
-/** Whether pipeline `name` could not be saved as a file that is read back (`package` is package.json). */
+/** Whether pipeline `name` could not be saved as a file that is read back (`package` is package.json, `rooms` the room bindings). */
 function reservedPipelineName(name: string): boolean {
   return !isPipelineFile(`${name}.json`);
 }

@@ -13,6 +13,7 @@ import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
+import { ROOM_BINDINGS_FILE } from '../core/room-bindings-file.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
 import { checkServerOptions, eventStreamLimits, type CreateServerOptions } from './server-options.js';
@@ -202,6 +203,8 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   const core = new EarshotCore({
     pipelines,
     defaultPipeline: pipeline.name,
+    // Beside the pipelines they name; the bundled ones belong to the package (a reinstall would lose the file).
+    roomBindingsFile: options.persistRoomBindings !== false && pipelines.writable && pipelines.dir !== undefined ? join(pipelines.dir, ROOM_BINDINGS_FILE) : undefined,
     recordingsDir: options.recordingsDir ?? 'recordings',
     pool,
     processors: options.processors,

@@ -149,6 +149,15 @@ export interface CreateServerOptions {
   /** Reload pipeline files when they change on disk. Default true. */
   watchPipelines?: boolean;
   /**
+   * Keep room bindings (`PUT /rooms/:room`) across restarts in `rooms.json`
+   * of `pipelinesDir`: read at start, written before each change applies (a
+   * failed write is 500 `EARSHOT_ROOM_BINDINGS_WRITE_FAILED` and changes
+   * nothing). Only with a `pipelinesDir` of your own: with the bundled
+   * pipelines, and with `cluster` (where Redis keeps them), bindings live in
+   * memory. Default true.
+   */
+  persistRoomBindings?: boolean;
+  /**
    * The default pipeline (used when neither the request's `?pipeline=` nor the
    * room's binding names one): the name of a pipeline in `pipelinesDir`, a JSON
    * file path (anything with a "/" or ending in ".json"), a pipeline document,
@@ -292,7 +301,7 @@ export interface CreateServerOptions {
 const SERVER_OPTIONS: Record<keyof CreateServerOptions, true> = {
   host: true, port: true, tlsCert: true, tlsKey: true, token: true, adminToken: true, insecure: true, trustProxy: true,
   corsOrigins: true, whipCorsOrigins: true, metricsPublic: true, maxConnections: true, maxDownloadsPerClient: true, maxDownloads: true, maxEventStreamsPerClient: true, maxEventStreams: true,
-  downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, pipeline: true,
+  downloadIdleTimeoutMs: true, downloadLinkSeconds: true, requestTimeoutMs: true, pipelinesDir: true, watchPipelines: true, persistRoomBindings: true, pipeline: true,
   recordingsDir: true, threads: true, batchIntervalMs: true, earlyOutputMs: true, quietHoldMs: true, stageTimeoutMs: true, maxStreamCrashes: true,
   maxQueuedFrames: true, mediaTimeoutMs: true, processorDrainTimeoutMs: true, connectTimeoutMs: true, maxSessions: true, maxPendingSessions: true, maxPendingSessionsPerClient: true,
   maxListeners: true, maxListenersPerPeer: true, listenerTimeoutMs: true,
@@ -338,6 +347,7 @@ export function checkServerOptions(options: CreateServerOptions, what = 'createS
   checkInteger('requestTimeoutMs', options.requestTimeoutMs, 100, 2 ** 31 - 1);
   checkNonEmptyString('pipelinesDir', options.pipelinesDir);
   checkBoolean('watchPipelines', options.watchPipelines);
+  checkBoolean('persistRoomBindings', options.persistRoomBindings);
   checkPipelineOption('pipeline', options.pipeline);
   checkNonEmptyString('recordingsDir', options.recordingsDir);
   checkPoolOptions(options);

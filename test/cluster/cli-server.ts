@@ -20,6 +20,8 @@ export interface CliServer {
   url: string;
   child: ChildProcess;
   recordingsDir: string;
+  /** The `--pipelines` directory (unused with `bundled`). */
+  pipelinesDir: string;
   /** Every log line so far (JSON, one per line; the engines' lines carry `engine`). */
   lines: string[];
   /** SIGTERM; resolves to the exit code (null if it had to be killed after `timeoutMs`). */
@@ -31,13 +33,15 @@ export interface CliServer {
 /**
  * `bundled`: no `--pipelines`, run from an empty directory, so the server runs
  * the bundled pipelines (read-only over HTTP) as a fresh install does.
+ * `pipelinesDir`: this directory as `--pipelines`, as it is (another server's,
+ * to start again on what it left).
  */
-export async function startCli(args: string[], options: { startTimeoutMs?: number; bundled?: boolean } = {}): Promise<CliServer> {
+export async function startCli(args: string[], options: { startTimeoutMs?: number; bundled?: boolean; pipelinesDir?: string } = {}): Promise<CliServer> {
   const dir = await mkdtemp(join(tmpdir(), 'earshot-cli-'));
   const recordingsDir = join(dir, 'recordings');
-  const pipelinesDir = join(dir, 'pipelines');
+  const pipelinesDir = options.pipelinesDir ?? join(dir, 'pipelines');
   const pipelineArgs = options.bundled ? [] : ['--pipelines', pipelinesDir];
-  if (!options.bundled) {
+  if (!options.bundled && options.pipelinesDir === undefined) {
     // A copy of the bundled pipelines plus `raw`: PUT/DELETE in a test must never touch the repository's.
     await cp(join(ROOT, 'pipelines'), pipelinesDir, { recursive: true });
     await writeFile(join(pipelinesDir, 'raw.json'), JSON.stringify(RAW_PIPELINE));
@@ -82,6 +86,7 @@ export async function startCli(args: string[], options: { startTimeoutMs?: numbe
     url,
     child,
     recordingsDir,
+    pipelinesDir,
     lines,
     async stop(timeoutMs = 30_000) {
       if (exited !== undefined) return exited;

@@ -319,6 +319,25 @@ describe('earshot serve --processes 2', () => {
     expect(server.endedBy['engine-exited']).toBe(1);
   });
 
+  it('keeps the room bindings in the pipelines directory: a restart of the whole machine finds them on every engine', async () => {
+    const bind = await fetch(`${s.url}/rooms/kept`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'telephony' }) });
+    expect(bind.status).toBe(200);
+    expect(JSON.parse(await readFile(join(s.pipelinesDir, 'rooms.json'), 'utf8')).rooms.kept).toBe('telephony');
+    const again = await startCli(['--processes', '2', '--pipeline', 'raw'], { pipelinesDir: s.pipelinesDir });
+    try {
+      // Each engine read the file: every session in the room runs the bound pipeline, whichever engine has it.
+      const results = await sendMany(4, { url: `${again.url}/whip/kept/q`, source: tone, seconds: 0.5 });
+      expect(results.filter((r) => 'error' in r)).toEqual([]);
+      const stats = await Promise.all([1, 2, 3, 4].map(async (k) => (await (await fetch(`${again.url}/stats/q-${k}`)).json()) as PeerStats));
+      expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
+      expect(stats.map((p) => p.pipeline)).toEqual(['telephony', 'telephony', 'telephony', 'telephony']);
+    } finally {
+      await again.stop();
+      await again.cleanup();
+    }
+    expect((await fetch(`${s.url}/rooms/kept`, { method: 'DELETE' })).status).toBe(204);
+  });
+
   it('answers that the bundled pipelines are read-only, even for the default, which is in use', async () => {
     const bundled = await startCli(['--processes', '2'], { bundled: true });
     try {

@@ -87,13 +87,13 @@ export function registerPipelineRoutes(app: FastifyInstance, core: EarshotCore):
     if (typeof pipeline !== 'string' || keys.some((k) => k !== 'pipeline')) {
       throw errors.BODY_INVALID('The body must be {"pipeline": "<name>"} (GET /pipelines lists the names).');
     }
-    core.bindRoom(req.params.room, pipeline);
+    await core.bindRoom(req.params.room, pipeline);
     return { room: req.params.room, pipeline, bound: true };
   });
 
   app.delete<{ Params: { room: string } }>('/rooms/:room', async (req, reply) => {
     checkName('room', req.params.room);
-    core.unbindRoom(req.params.room);
+    await core.unbindRoom(req.params.room);
     return reply.code(204).send();
   });
 }
