@@ -73,6 +73,24 @@ describe('recording downloads', () => {
     }
   });
 
+  it('send the range under If-Range only when its validator matches strongly (RFC 9110 §13.1.5)', async () => {
+    const whole = await fetch(`${t.url}/recordings/tone.wav`);
+    const etag = whole.headers.get('etag')!;
+    const modified = whole.headers.get('last-modified')!;
+    await whole.arrayBuffer();
+    // Our entity tags are weak: as If-Range, a weak tag never matches, so the whole file comes.
+    expect(etag).toMatch(/^W\//);
+    for (const ifRange of [etag, etag.slice(2), 'W/"0-0"', '"other"']) {
+      const res = await fetch(`${t.url}/recordings/tone.wav`, { headers: { range: 'bytes=0-11', 'if-range': ifRange } });
+      expect([ifRange, res.status]).toEqual([ifRange, 200]);
+      expect((await res.arrayBuffer()).byteLength).toBe(size);
+    }
+    // The modification date the file still has: the range.
+    const resumed = await fetch(`${t.url}/recordings/tone.wav`, { headers: { range: 'bytes=0-11', 'if-range': modified } });
+    expect(resumed.status).toBe(206);
+    expect((await resumed.arrayBuffer()).byteLength).toBe(12);
+  });
+
   it('answer a range beyond the end with 416 and the size', async () => {
     const res = await fetch(`${t.url}/recordings/tone.wav`, { headers: { range: `bytes=${size}-` } });
     expect(res.status).toBe(416);
