@@ -66,6 +66,22 @@ const RELOAD_DEBOUNCE_MS = 100;
 /** The debounce key of a full rescan (no file name can be empty). */
 const RESCAN = '';
 
+/** A pipeline file of the directory that changed on disk and could not be loaded. */
+export interface PipelineFileProblem {
+  /** The file's name in the pipelines directory. */
+  file: string;
+  /** The pipeline it would be (its file name); its last good version, if any, still runs. */
+  pipeline: string;
+  /** Whether an earlier version of that pipeline is loaded and runs instead. */
+  previousVersionLoaded: boolean;
+  code: string;
+  detail: string;
+  /** Each problem found, where validation gives them. */
+  problems?: unknown;
+  /** When it was found (ISO 8601). */
+  since: string;
+}
+
 export class PipelineRegistry {
   readonly dir: string | undefined;
   readonly #pipelines = new Map<string, Pipeline>();
@@ -76,6 +92,8 @@ export class PipelineRegistry {
   readonly #fromFiles = new Set<string>();
   /** Each name's PUT or DELETE in progress: the next waits for it, so the reply, memory and file agree. */
   readonly #changing = new Map<string, Promise<unknown>>();
+  /** Files that changed on disk into something that cannot be loaded, until they load, go or are replaced. */
+  readonly #fileProblems = new Map<string, PipelineFileProblem>();
 
   private constructor(options: PipelineRegistryOptions) {
     this.#options = options;
@@ -169,6 +187,7 @@ export class PipelineRegistry {
         throw errors.PIPELINE_WRITE_FAILED(file, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
       }
       this.#setFromFile(pipeline);
+      this.#fileProblems.delete(`${name}.json`);
       return { pipeline, created };
     });
   }
@@ -187,6 +206,7 @@ export class PipelineRegistry {
       }
       this.#pipelines.delete(name);
       this.#fromFiles.delete(name);
+      this.#fileProblems.delete(`${name}.json`);
     });
   }
 
@@ -203,6 +223,15 @@ export class PipelineRegistry {
       if (this.#changing.get(name) === settled) this.#changing.delete(name);
     });
     return run;
+  }
+
+  /**
+   * Pipeline files edited on disk into something that cannot be loaded (the
+   * previous version of each, if there was one, still runs), by file name.
+   * A file leaves the list once it loads, is removed, or a PUT replaces it.
+   */
+  fileProblems(): PipelineFileProblem[] {
+    return [...this.#fileProblems.values()].sort((a, b) => a.file.localeCompare(b.file));
   }
 
   /** Whether PUT and DELETE may change the directory (`readOnly`: the bundled pipelines). */
@@ -283,6 +312,7 @@ export class PipelineRegistry {
     const name = basename(file, '.json');
     try {
       const pipeline = await this.#loadFile(file);
+      this.#fileProblems.delete(file);
       const current = this.#pipelines.get(name);
       // Our own PUT wrote exactly this: nothing changed.
       if (current && JSON.stringify(current.toJSON()) === JSON.stringify(pipeline.toJSON())) return;
@@ -291,6 +321,7 @@ export class PipelineRegistry {
     } catch (e) {
       const error = isEarshotError(e) ? e : errors.INTERNAL((e as Error).message);
       if (error.code === errors.PIPELINE_FILE_UNREADABLE.code && /ENOENT/.test(error.message)) {
+        this.#fileProblems.delete(file);
         // The default (or a room's) pipeline must not vanish under new sessions: it stays, as an invalid edit keeps the last version.
         const use = this.#pipelines.has(name) ? this.#options.inUse?.(name) : undefined;
         if (use !== undefined) this.#options.onRemovedInUse?.(join(this.dir ?? '', file), name, use);
@@ -300,6 +331,17 @@ export class PipelineRegistry {
         }
         return;
       }
+      const known = this.#fileProblems.get(file);
+      this.#fileProblems.set(file, {
+        file,
+        pipeline: name,
+        previousVersionLoaded: this.#pipelines.has(name),
+        code: error.code,
+        detail: error.message,
+        ...(error.extensions.problems !== undefined ? { problems: error.extensions.problems } : {}),
+        // The same file still broken by a later save: since the first time.
+        since: known?.since ?? new Date().toISOString(),
+      });
       this.#options.onReloadError?.(join(this.dir ?? '', file), error);
     }
   }

@@ -42,6 +42,8 @@ export function registerPipelineRoutes(app: FastifyInstance, core: EarshotCore):
     // False for the bundled pipelines: PUT and DELETE get 409 EARSHOT_PIPELINES_READ_ONLY.
     writable: core.pipelines.writable,
     pipelines: core.pipelines.list().map((p) => summary(p, core)),
+    // Files edited on disk into something that cannot be loaded: the log said so once, this says so until fixed.
+    invalidFiles: core.pipelines.fileProblems(),
   }));
 
   app.get<{ Params: { name: string } }>('/pipelines/:name', async (req) => {
