@@ -75,6 +75,7 @@ export function createMetrics(core: EarshotCore): client.Registry {
 
   gauge('earshot_peers', 'Live peers (sessions).', () => read().stats.peers);
   gauge('earshot_rooms', 'Rooms with at least one live peer.', () => read().stats.rooms);
+  gauge('earshot_pipeline_files_invalid', 'Pipeline files edited on disk into something that cannot be loaded (GET /pipelines "invalidFiles"); the previous version of each still runs.', () => core.pipelines.fileProblems().length);
   gauge('earshot_peers_speaking', 'Live peers speaking now (voice activity, debounced).', () => read().live.filter((p) => p.audio.speaking === true).length);
   // Every recording of every branch: a pipeline may record several (the bundled call-recording two).
   gauge('earshot_recordings_active', 'Recordings being written now.', () => read().live.reduce((n, p) => n + p.recordings.filter((r) => r.state === 'recording').length, 0));

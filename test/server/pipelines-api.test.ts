@@ -144,6 +144,21 @@ describe('pipelines API', () => {
     await writeFile(file, '{ "name": "podcast", "stages": [ {"type": "resample"} ');
     await new Promise((r) => setTimeout(r, 500));
     expect(((await api('/pipelines/podcast')).body!.stages as unknown[]).length).toBe(5); // the last good version stays
+    // ... and says so until the file is fixed: in GET /pipelines and as a metric.
+    const invalidFiles = async () => (await api('/pipelines')).body!.invalidFiles as Array<Record<string, unknown>>;
+    const gauge = async () => Number(/^earshot_pipeline_files_invalid (\d+)$/m.exec(await (await fetch(`${t.url}/metrics`)).text())?.[1]);
+    expect(await invalidFiles()).toEqual([expect.objectContaining({ file: 'podcast.json', pipeline: 'podcast', previousVersionLoaded: true, code: 'EARSHOT_PIPELINE_INVALID', since: expect.any(String) })]);
+    expect(await gauge()).toBe(1);
+    // A new file that never loaded: no version runs; removing it ends the problem.
+    await writeFile(join(dir, 'typo.json'), '{ "name": "typo", "stages": [{ "type": "denoize" }], "sinks": [{ "type": "stats" }] }');
+    expect(await until(async () => (await invalidFiles()).length === 2)).toBe(true);
+    const typo = (await invalidFiles()).find((f) => f.file === 'typo.json')!;
+    expect(typo).toMatchObject({ pipeline: 'typo', previousVersionLoaded: false, code: 'EARSHOT_PIPELINE_INVALID' });
+    expect(JSON.stringify(typo.problems)).toContain('denoize');
+    await unlink(join(dir, 'typo.json'));
+    await writeFile(file, JSON.stringify({ ...original, stages: [...original.stages, { type: 'resample', sampleRate: 16000 }] }));
+    expect(await until(async () => (await invalidFiles()).length === 0)).toBe(true);
+    expect(await gauge()).toBe(0);
 
     await unlink(join(dir, 'quiet.json'));
     expect(await until(async () => (await api('/pipelines/quiet')).status === 404)).toBe(true);
