@@ -1,25 +1,29 @@
 /**
  * `earshot validate <file...>`: checks pipeline files offline, exactly as the
  * server would, and prints every problem of every file, one per line as
- * `<file>: <path>: <message>` (for editors and CI). Exit code 1 if any file is
- * invalid or unreadable, 0 if all are valid.
+ * `<file>: <path>: <message>` (for editors and CI). A directory's room
+ * bindings (rooms.json) are checked too: their form, and that each names a
+ * pipeline of the directory. Exit code 1 if any file is invalid or
+ * unreadable, 0 if all are valid.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
+import { isEarshotError } from '../errors.js';
+import { RoomBindingsFile, ROOM_BINDINGS_FILE } from '../core/room-bindings-file.js';
 import { parseJsonText, validatePipeline, type ValidateOptions } from '../pipeline/pipeline.js';
 import { isPipelineFile, NOT_PIPELINES } from '../pipeline/pipeline-registry.js';
 
 export function registerValidateCommand(program: Command): void {
   program
     .command('validate')
-    .description('check pipeline JSON files (or every *.json of a directory) and print each problem with its JSON path')
+    .description('check pipeline JSON files (or every *.json of a directory, its room bindings included) and print each problem with its JSON path')
     .argument('<file...>', 'pipeline files or directories')
     .addOption(new Option('--stage-types <list>', 'comma-separated custom stage types to accept (those of your stage modules)'))
     .action(async (paths: string[], opts: { stageTypes?: string }) => {
       const options: ValidateOptions = { customStages: (opts.stageTypes ?? '').split(',').map((t) => t.trim()).filter(Boolean) };
       let failed = false;
-      const { files, inDirectory, skipped, problems } = await expand(paths);
+      const { files, inDirectory, skipped, bindings, problems } = await expand(paths);
       for (const file of skipped) process.stdout.write(`skip  ${file}  (not a pipeline)\n`);
       if (problems.length > 0) {
         failed = true;
@@ -32,6 +36,13 @@ export function registerValidateCommand(program: Command): void {
           process.stdout.write(result.problems.map((line) => `${line}\n`).join(''));
         } else process.stdout.write(`${result.ok}\n`);
       }
+      for (const file of bindings) {
+        const result = await validateRoomBindings(file);
+        if ('problems' in result) {
+          failed = true;
+          process.stdout.write(result.problems.map((line) => `${line}\n`).join(''));
+        } else process.stdout.write(`${result.ok}\n`);
+      }
       if (failed) process.exitCode = 1;
     });
 }
@@ -39,18 +50,21 @@ export function registerValidateCommand(program: Command): void {
 /**
  * The files to check: files as given, except the schema and package.json
  * (skipped, saying so, so that `validate pipelines/*.json` checks what
- * `validate pipelines` does), and the pipeline files of directories. A directory that cannot be
+ * `validate pipelines` does), and the pipeline files of directories; room
+ * bindings (rooms.json, given or in a directory given) apart. A directory that cannot be
  * read, or holds no pipeline file, is a problem of its own.
  */
-async function expand(paths: string[]): Promise<{ files: string[]; inDirectory: Set<string>; skipped: string[]; problems: string[] }> {
+async function expand(paths: string[]): Promise<{ files: string[]; inDirectory: Set<string>; skipped: string[]; bindings: string[]; problems: string[] }> {
   const files: string[] = [];
   const inDirectory = new Set<string>();
   const skipped: string[] = [];
+  const bindings: string[] = [];
   const problems: string[] = [];
   for (const p of paths) {
     const isDir = await stat(p).then((s) => s.isDirectory(), () => false);
     if (!isDir) {
-      if (NOT_PIPELINES.has(basename(p))) skipped.push(p);
+      if (basename(p) === ROOM_BINDINGS_FILE) bindings.push(p);
+      else if (NOT_PIPELINES.has(basename(p))) skipped.push(p);
       else files.push(p);
       continue;
     }
@@ -68,8 +82,30 @@ async function expand(paths: string[]): Promise<{ files: string[]; inDirectory: 
       files.push(join(p, f));
       inDirectory.add(join(p, f));
     }
+    if (entries.includes(ROOM_BINDINGS_FILE)) bindings.push(join(p, ROOM_BINDINGS_FILE));
   }
-  return { files, inDirectory, skipped, problems };
+  return { files, inDirectory, skipped, bindings, problems };
+}
+
+/**
+ * `ok  <file>  (room bindings: <room> → <pipeline>, …)`, or a line per problem: the file
+ * as the server would refuse it at start, or a room bound to a pipeline its directory does
+ * not hold (the server starts, and that room's streams get 404).
+ */
+export async function validateRoomBindings(file: string): Promise<{ ok: string } | { problems: string[] }> {
+  let rooms: Record<string, string>;
+  try {
+    rooms = await new RoomBindingsFile(file).read();
+  } catch (e) {
+    return { problems: [`${file}: ${isEarshotError(e) ? e.message : (e as Error).message}`] };
+  }
+  const pipelines = new Set((await readdir(dirname(file)).catch(() => [] as string[])).filter(isPipelineFile).map((f) => basename(f, '.json')));
+  const problems = Object.entries(rooms)
+    .filter(([, pipeline]) => !pipelines.has(pipeline))
+    .map(([room, pipeline]) => `${file}: /rooms/${room}: pipeline "${pipeline}" is not in this directory; the room's streams would get 404`);
+  if (problems.length > 0) return { problems };
+  const list = Object.entries(rooms).map(([room, pipeline]) => `${room} → ${pipeline}`);
+  return { ok: `ok  ${file}  (room bindings: ${list.join(', ') || 'none'})` };
 }
 
 /**

@@ -89,6 +89,26 @@ describe('earshot validate', () => {
     expect(alone.code).toBe(0);
   }, 60_000);
 
+  it('checks a directory\'s room bindings (rooms.json): their form, and that each names a pipeline of the directory', async () => {
+    const sub = join(dir, 'rooms');
+    await rm(sub, { recursive: true, force: true });
+    await mkdir(sub);
+    await writeFile(join(sub, 'phone.json'), JSON.stringify({ name: 'phone', stages: [], sinks: [{ type: 'stats' }] }));
+    await writeFile(join(sub, 'rooms.json'), JSON.stringify({ rooms: { pstn: 'phone', lobby: 'gone' } }));
+    const missing = await earshot('validate', sub);
+    expect(missing.stdout.trim().split('\n')).toEqual([`ok  ${join(sub, 'phone.json')}  (phone: main)`, `${join(sub, 'rooms.json')}: /rooms/lobby: pipeline "gone" is not in this directory; the room's streams would get 404`]);
+    expect(missing.code).toBe(1);
+    await writeFile(join(sub, 'rooms.json'), JSON.stringify({ rooms: { pstn: 'phone' } }));
+    const named = await earshot('validate', join(sub, 'rooms.json'));
+    expect(named.stdout).toBe(`ok  ${join(sub, 'rooms.json')}  (room bindings: pstn → phone)\n`);
+    expect(named.code).toBe(0);
+    // What the server refuses to start with.
+    await writeFile(join(sub, 'rooms.json'), JSON.stringify({ pstn: 'phone' }));
+    const form = await earshot('validate', sub);
+    expect(form.stdout).toContain(`${join(sub, 'rooms.json')}: The room bindings file ${join(sub, 'rooms.json')} must be {"rooms": {"<room>": "<pipeline>", …}}.`);
+    expect(form.code).toBe(1);
+  }, 60_000);
+
   it('reads a file that starts with a UTF-8 byte order mark, as some editors write it', async () => {
     const file = join(dir, 'bom.json');
     await writeFile(file, `\uFEFF${JSON.stringify({ name: 'bom', stages: [], sinks: [{ type: 'stats' }] }, null, 2)}`);
