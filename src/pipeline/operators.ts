@@ -21,7 +21,7 @@ import { optionProblems } from '../dsp/stage-type.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 import type { StageSpec } from '../dsp/types.js';
 import type { AudioFrame } from '../media/frames.js';
-import type { WorkerPool } from '../pool/worker-pool.js';
+import { WorkerPool } from '../pool/worker-pool.js';
 import { getDefaultPool, scopedPool, withDefaultPool } from '../pool/default-pool.js';
 import { liftOperator } from './lift-operator.js';
 
@@ -57,17 +57,50 @@ export function stagesOf(op: StageOperator): StageSpec[] {
 
 /**
  * Fuses stage operators into one worker hop. Accepts stage operators (also
- * fused ones), optionally preceded by `{ pool }`.
+ * fused ones), optionally preceded by `{ pool }`. Anything else (a stage
+ * operator's factory not called, `denoise` for `denoise()`; an RxJS
+ * operator; an object that is not these options) is a TypeError naming the
+ * argument, rather than a stage silently left out.
  */
 export function inWorkers(...args: Array<StageOperator | InWorkersOptions>): StageOperator {
   const first = args[0];
-  const options: InWorkersOptions = first !== undefined && !isStageOperator(first) ? (args.shift() as InWorkersOptions) : {};
+  const hasOptions = first !== undefined && !isStageOperator(first) && isOptionsObject(first);
+  if (hasOptions) {
+    const problem = optionsProblem(first);
+    if (problem) throw new TypeError(`inWorkers: argument 0 is not a stage operator nor valid options: ${problem}`);
+  }
+  const options: InWorkersOptions = hasOptions ? (first as InWorkersOptions) : {};
   const stages: StageSpec[] = [];
-  for (const [i, op] of args.entries()) {
-    if (!isStageOperator(op)) throw new TypeError(`inWorkers: argument ${i} is not a stage operator (use denoise(), resample({…}), stage(type, options), …)`);
+  for (let i = hasOptions ? 1 : 0; i < args.length; i++) {
+    const op = args[i];
+    if (!isStageOperator(op)) throw new TypeError(`inWorkers: argument ${i} is not a stage operator (use denoise(), resample({…}), stage(type, options), …; options go first: { pool })`);
     stages.push(...op[STAGES]);
   }
   return makeStageOperator(stages, options.pool);
+}
+
+const OPTION_NAMES: ReadonlySet<string> = new Set<keyof InWorkersOptions>(['pool']);
+
+/** A plain object (`{ … }` or `Object.create(null)`): what options look like, as opposed to a function or a class instance. */
+function isOptionsObject(x: unknown): x is Record<string, unknown> {
+  if (typeof x !== 'object' || x === null) return false;
+  const proto = Object.getPrototypeOf(x) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** What is wrong with `options` as `InWorkersOptions`, or undefined: every key known, `pool` a WorkerPool. */
+function optionsProblem(options: Record<string, unknown>): string | undefined {
+  const unknown = Object.keys(options).filter((k) => !OPTION_NAMES.has(k));
+  if (unknown.length > 0) return `unknown option ${unknown.map((k) => `"${k}"`).join(', ')}; allowed: ${[...OPTION_NAMES].join(', ')}`;
+  const pool = options.pool;
+  if (pool !== undefined && !(pool instanceof WorkerPool)) return `pool: must be a WorkerPool, got ${describe(pool)}`;
+  return undefined;
+}
+
+function describe(x: unknown): string {
+  if (typeof x === 'function') return 'a function';
+  if (typeof x === 'object' && x !== null) return `an object (${(x as object).constructor?.name ?? 'no prototype'})`;
+  return typeof x === 'string' ? JSON.stringify(x) : String(x);
 }
 
 /**

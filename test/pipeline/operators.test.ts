@@ -4,7 +4,7 @@
  * Real workers, real audio.
  */
 import { fileURLToPath } from 'node:url';
-import { from, lastValueFrom, share, Subject, toArray, type Observable } from 'rxjs';
+import { from, lastValueFrom, map, share, Subject, toArray, type Observable } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
 import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
@@ -140,5 +140,24 @@ describe('inWorkers', () => {
 
   it('rejects a non-stage argument with a TypeError', () => {
     expect(() => inWorkers({ pool }, (() => null) as never)).toThrow(TypeError);
+  });
+
+  it('rejects a first argument that is neither a stage operator nor its options, naming it, rather than leaving it out', () => {
+    const notStage = /^inWorkers: argument 0 is not a stage operator/;
+    // The factory instead of the operator (`denoise` for `denoise()`): it ran only gain before.
+    expect(() => inWorkers(denoise as never, gain({ db: -6 }))).toThrow(notStage);
+    // A plain RxJS operator: dropped before.
+    expect(() => inWorkers(map((f: AudioFrame) => f) as never, gain({ db: -6 }))).toThrow(TypeError);
+    expect(() => inWorkers(map((f: AudioFrame) => f) as never, gain({ db: -6 }))).toThrow(notStage);
+    // Options-like objects that are not the options: before, `chosen.start is not a function` once audio flowed.
+    expect(() => inWorkers({ pool: 5 } as never, gain({ db: -6 }))).toThrow(new TypeError('inWorkers: argument 0 is not a stage operator nor valid options: pool: must be a WorkerPool, got 5'));
+    expect(() => inWorkers({ pol: pool } as never, gain({ db: -6 }))).toThrow('unknown option "pol"; allowed: pool');
+    expect(() => inWorkers(new Date() as never, gain({ db: -6 }))).toThrow(notStage);
+    // A later argument is named by its place among all the arguments, options included.
+    expect(() => inWorkers({ pool }, gain({ db: -6 }), denoise as never)).toThrow(/^inWorkers: argument 2 is not a stage operator/);
+    // The options themselves still pass, empty or with a pool.
+    expect(stagesOf(inWorkers({}, gain({ db: -6 }))).map((s) => s.type)).toEqual(['gain']);
+    expect(stagesOf(inWorkers({ pool: undefined }, gain({ db: -6 }))).map((s) => s.type)).toEqual(['gain']);
+    expect(stagesOf(inWorkers({ pool }, gain({ db: -6 }))).map((s) => s.type)).toEqual(['gain']);
   });
 });
