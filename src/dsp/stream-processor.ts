@@ -83,6 +83,25 @@ interface BranchChain {
   next: number | undefined;
 }
 
+/**
+ * A stage threw part-way through a `process`/`processPcm` call: its error's
+ * message, with what the call had produced before it, so that the frames
+ * already processed are delivered ahead of the failure rather than lost with it.
+ */
+export class StageFailure extends Error {
+  /** What each branch produced before the failure (index = branch): whole frames, in order. */
+  readonly outputs: AudioFrame[][];
+  /** Chunks of the call (one per input frame placed, plus any gap's silence) every branch had finished: the input after them is lost. */
+  readonly processed: number;
+
+  constructor(cause: unknown, outputs: AudioFrame[][], processed: number) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'StageFailure';
+    this.outputs = outputs;
+    this.processed = processed;
+  }
+}
+
 export class StreamProcessor {
   /** Exactly one of the two inputs exists, fixed by the spec. */
   readonly #decoder: OpusStreamDecoder | undefined;
@@ -176,18 +195,27 @@ export class StreamProcessor {
     return this.#run();
   }
 
-  /** Runs every branch on the chunks the input placed, then lets go of them. */
+  /**
+   * Runs every branch on the chunks the input placed, then lets go of them.
+   * A stage that throws ends the call with a `StageFailure` carrying what the
+   * branches produced before it.
+   */
   #run(): AudioFrame[][] {
     const chunks = this.#chunks;
     const produced = this.#produced;
     const last = this.#branches.length - 1;
     const result: AudioFrame[][] = [];
     if (chunks.length > 0) this.#lastArrival = chunks[chunks.length - 1].arrival;
+    // Where a stage threw: the branch, and the chunk (the branch's frames before it are complete).
+    let b = 0;
+    let k = 0;
+    let out: AudioFrame[] = [];
     try {
-      for (let b = 0; b <= last; b++) {
+      for (b = 0; b <= last; b++) {
         const branch = this.#branches[b];
-        const out: AudioFrame[] = [];
-        for (const chunk of chunks) {
+        out = [];
+        for (k = 0; k < chunks.length; k++) {
+          const chunk = chunks[k];
           branch.next ??= Math.round((chunk.position * branch.output.sampleRate) / this.#inputRate);
           // Stages may work in place (denoise does), and a branch's output array is
           // handed to its sinks, so no two branches may share one. The input's array
@@ -211,6 +239,14 @@ export class StreamProcessor {
         }
         result.push(out);
       }
+    } catch (e) {
+      // The frames made before the failure are good audio: they go out ahead of the error
+      // (an RxJS user sees each frame processed before a stage failed, then the error).
+      // `out` holds chunks 0..k-1 of the failing branch: chunk k's frames are added only once its chain returned.
+      result.push(out);
+      while (result.length < this.#branches.length) result.push([]);
+      // Branches run one after the other: those after the failing one processed none of this call.
+      throw new StageFailure(e, result, b === last ? k : 0);
     } finally {
       chunks.length = 0; // don't keep the batch's PCM alive until the next call
       produced.length = 0;

@@ -12,7 +12,8 @@
  * Semantics (marble-tested): frames come out in media order; completion of the
  * source drains the worker (every frame already pushed comes out) and then
  * completes; an error of the source is forwarded after the drain; a stage that
- * fails in the worker errors the output with its message; unsubscribing frees
+ * fails in the worker errors the output with its message, after the frames it
+ * processed before (stream-processor.ts, `StageFailure`); unsubscribing frees
  * the worker state.
  */
 import type { Observable, OperatorFunction, Subscriber } from 'rxjs';

@@ -205,7 +205,9 @@ export interface PoolStream {
   /**
    * Frames lost to worker faults and stream failures: the batch a stream was
    * blamed for crashing its worker in, or a batch no stream could be blamed
-   * for that failed twice in a row; and once the pool ended the stream (its
+   * for that failed twice in a row; of a batch a stage threw in, the frames
+   * from the one it threw on (those before were delivered, then `onError`);
+   * and once the pool ended the stream (its
    * stages failed, or it was quarantined: see `onError`), the frames it had
    * queued and those pushed after. Streams that merely shared the worker get
    * their frames re-sent.

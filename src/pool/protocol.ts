@@ -96,6 +96,12 @@ export interface BatchResult {
   /** Why an item failed (its stages could not be created or threw), by item index; the stream is ended. */
   errors?: Record<number, string>;
   /**
+   * Of a failed item whose stage threw part-way: how many of its input frames
+   * every branch had finished (their output is in `output`, delivered before
+   * the error); the item's other frames are lost. Absent: none.
+   */
+  processed?: Record<number, number>;
+  /**
    * The format each branch of a stream delivers, by item index, for the
    * items whose setup the worker built in this batch (a stream's start, or
    * its rebuild after a worker restart): what the stages it built output,

@@ -1276,8 +1276,8 @@ export class WorkerPool {
         }
       }
       deliverFrames(out, j, e.handlers);
-      // The failed item's frames came back as nothing: lost with it.
-      if (status === ItemStatus.ERROR) this.#lose(e, frames.length);
+      // The failed item's frames that its stages had not finished when one threw are lost with it.
+      if (status === ItemStatus.ERROR) this.#lose(e, Math.max(0, frames.length - (result.processed?.[i] ?? 0)));
       // Delivered: the list becomes the stream's next queue (the frames themselves are let go).
       emptyKeepingCapacity(frames);
       e.spareQueue = frames;

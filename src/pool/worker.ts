@@ -16,7 +16,7 @@ import { threadId, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { registerStageFactory } from '../dsp/registry.js';
-import { loadDspModules, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
+import { loadDspModules, StageFailure, StreamProcessor, type PcmInput } from '../dsp/stream-processor.js';
 import type { PcmChunk, Stage, StageFactory, StageSpec } from '../dsp/types.js';
 import { branchFormatOf, type AudioFrame, type BranchFormat, type EncodedFrame } from '../media/frames.js';
 import { BranchOpusEncoder, type EncodedRun } from '../dsp/opus-encode.js';
@@ -194,8 +194,9 @@ const spareOutputs = new SpareOutputs();
 /** Packs `outputs[first..]` into `result` (errors and formats by batch item index). */
 function packResults(result: BatchResult, outputs: readonly ItemOutcome[], first: number): void {
   for (let i = first; i < outputs.length; i++) {
-    const { error, formats } = outputs[i];
+    const { error, formats, processed } = outputs[i];
     if (error !== undefined) (result.errors ??= {})[i] = error;
+    if (processed) (result.processed ??= {})[i] = processed;
     if (formats !== undefined) (result.formats ??= {})[i] = formats;
   }
   result.output = packOutput(first === 0 ? outputs : outputs.slice(first), spareOutputs.take);
@@ -309,7 +310,7 @@ function unaliasPcm(pcm: Record<number, PcmInput[]>): void {
 }
 
 /** An item's outcome: what is packed, plus what travels beside the buffer (an error, the formats of a stream just built). */
-type ItemOutcome = OutputItem & { error?: string; formats?: BranchFormat[] };
+type ItemOutcome = OutputItem & { error?: string; formats?: BranchFormat[]; processed?: number };
 
 function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemOutcome {
   enterItem(index);
@@ -318,6 +319,8 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
   const setup = task.setups?.[index];
   const frames = item.flags & ItemFlag.PCM ? (task.pcm?.[index] ?? []) : item.frames;
   let stream = streams.get(item.key);
+  // Frames every branch finished: set once the item's frames went through (a drain may still fail).
+  let processed = 0;
   try {
     if (setup) {
       stream?.close();
@@ -334,6 +337,7 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
       return out;
     }
     out.outputs = stream.pcmInput ? stream.processPcm(frames as PcmInput[]) : stream.process(frames as EncodedFrame[]);
+    processed = frames.length;
     // The stream ends: what stages still hold (a reframe's partial frame) follows its last frames.
     if (close) stream.drain().forEach((tail, b) => out.outputs[b]?.push(...tail));
     out.counters = stream.counters;
@@ -355,8 +359,17 @@ function processItem(item: UnpackedInput, index: number, task: BatchTask): ItemO
     streams.delete(item.key);
     closeEncoders(item.key);
     out.status = ItemStatus.ERROR;
-    out.outputs = [];
-    delete out.formats;
+    // What the stages finished before one threw goes out ahead of the error (in order); the
+    // rest of the item is lost. Anything else (a setup that failed to build, a drain) delivers nothing.
+    if (e instanceof StageFailure) {
+      out.outputs = e.outputs;
+      processed = Math.min(e.processed, frames.length);
+    } else if (processed === 0) {
+      out.outputs = [];
+      delete out.formats;
+    }
+    out.processed = processed;
+    delete out.encoded;
     out.error = e instanceof Error ? e.message : String(e);
     return out;
   }

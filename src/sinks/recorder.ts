@@ -22,8 +22,10 @@ export interface DroppedFrames {
   late: number;
   /**
    * Lost to a worker fault or a failed stream: the batch a worker died or hung
-   * in, or a stage threw in; and once that ended the stream, the frames it had
-   * queued and those that came until the session ended (counted as received).
+   * in, or the frames of a batch from the one a stage threw on (no worker
+   * restarts for that, the name notwithstanding); and once that ended the
+   * stream, the frames it had queued and those that came until the session
+   * ended (counted as received).
    */
   workerRestart: number;
   /** While the file was being opened, beyond the frames kept for it. */

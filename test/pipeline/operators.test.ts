@@ -11,7 +11,7 @@ import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-oper
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { closeDefaultPool } from '../../src/pool/default-pool.js';
 import { concat as concatSamples, monoFrames } from '../helpers/audio.js';
-import { readFixture } from '../helpers/fixtures.js';
+import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../examples/dc-blocker-stage.js', import.meta.url));
 
@@ -23,6 +23,7 @@ beforeAll(async () => {
   pool = new WorkerPool({ threads: 2 });
   await pool.start();
   await pool.registerStageModule(EXAMPLE);
+  await pool.registerStageModule(fixtureModule('throw-stage.js'));
 });
 afterAll(async () => {
   await pool.close();
@@ -128,6 +129,22 @@ describe('inWorkers', () => {
     for (const f of frames.slice(5)) source.next(f); // after the close: not processed, and said so
     expect(String(await ended)).toMatch(/the worker pool was closed/);
     expect(out).toHaveLength(5);
+  });
+
+  it('delivers every frame processed before a stage failed, in order, then the error: also when they came in one batch', async () => {
+    const source = monoFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 150));
+    // A source that gives all its frames at once (`from(array)`) puts up to 100 in one batch: the failure falls in the first or the second.
+    for (const at of [1, 5, 40, 99, 101, 150]) {
+      const out: AudioFrame[] = [];
+      const error = await new Promise<unknown>((resolve) =>
+        from(source)
+          .pipe(inWorkers({ pool }, gain({ db: 0 }), stage('throw', { afterChunks: at })))
+          .subscribe({ next: (f) => out.push(f), error: resolve, complete: () => resolve('completed') }),
+      );
+      expect(String(error), `failing at chunk ${at}`).toMatch(new RegExp(`throw stage: chunk ${at}$`));
+      expect(out.map((f) => f.position), `failing at chunk ${at}`).toEqual(source.slice(0, at - 1).map((f) => f.position));
+      expect(concat(out)).toEqual(concat(source.slice(0, at - 1)));
+    }
   });
 
   it('checks built-in stage options against the stage definition when the operator is made, not when audio flows', () => {
