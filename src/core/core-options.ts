@@ -69,7 +69,9 @@ export interface EarshotCoreOptions {
   /**
    * How long a session's end waits for each processor stage (operator form)
    * that still holds frames to complete, before what it holds is cut off
-   * (counted and reported). ms; 0 does not wait. Default 2000.
+   * (counted and reported). ms; 0 does not wait. Also how long `shutdown()`
+   * waits, at most, for the stage operators on the ended streams to drain
+   * before it closes the pool. Default 2000.
    */
   processorDrainTimeoutMs?: number;
   /**

@@ -17,6 +17,7 @@ import { checkName } from './names.js';
 import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
+import { DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS } from '../pipeline/processor-stage-chain.js';
 import { withDefaultPool } from '../pool/default-pool.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { PeerSession, type SessionEndReason } from '../rtc/peer-session.js';
@@ -392,7 +393,11 @@ export class EarshotCore {
     return s;
   }
 
-  /** Refuses new sessions, ends every live one (draining in-flight frames), stops the pool. */
+  /**
+   * Refuses new sessions, ends every live one (draining in-flight frames),
+   * lets the application's stage operators on the ended streams drain (up to
+   * `processorDrainTimeoutMs`), stops the pool.
+   */
   async shutdown(): Promise<void> {
     if (this.#gate.closed) return;
     this.#gate.close();
@@ -401,6 +406,11 @@ export class EarshotCore {
     await Promise.all(live.map((e) => this.#lifecycle.end(e, 'shutdown')));
     // Websocket sinks and audio listeners get their end message out before the process goes (bounded: END_GRACE_MS).
     await Promise.all(live.map((e) => e.pipeline.socketsEnded()));
+    // The streams still open are the application's operators (`s.audio$.pipe(denoise(), resample(…))`).
+    // Each hop closes its worker stream only once the hop before it has drained; closing the pool now
+    // would cut off every later hop and error its chain. So they drain first, bounded as a processor's
+    // drain is: an operator on a source of its own that never completes is cut off after that.
+    await this.pool.streamsClosed(this.#options.processorDrainTimeoutMs ?? DEFAULT_PROCESSOR_DRAIN_TIMEOUT_MS);
     await this.pool.close();
     this.#monitor.stop();
     this.#admission?.stop();

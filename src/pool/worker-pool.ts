@@ -266,6 +266,8 @@ export class WorkerPool {
   #workerCheck: NodeJS.Timeout | undefined;
   /** `close()` has begun (it drains first): no new stream or module is taken. */
   #closing: Promise<void> | undefined;
+  /** Callers of `streamsClosed()` waiting for the last open stream to finish. */
+  readonly #idleWaiters = new Set<() => void>();
 
   constructor(options: WorkerPoolOptions = {}) {
     // Ranges: pool-limits.ts, shared with createServer's checks and `earshot serve`.
@@ -661,6 +663,29 @@ export class WorkerPool {
    */
   get streamCount(): number {
     return this.#streams.size;
+  }
+
+  /**
+   * Resolves true once no stream is open on the pool (each closed by its owner
+   * and drained, or ended by the pool), or false after `timeoutMs`; streams
+   * opened meanwhile count too. The pool goes on working as usual meanwhile.
+   * Before `close()`, a caller that ended its own streams lets chains of
+   * streams finish: an RxJS chain of stage operators (`denoise(), gain()`: one
+   * stream each) closes each stream only once the one before it has drained,
+   * and `close()` cuts off every stream its owner has not closed yet.
+   */
+  streamsClosed(timeoutMs: number): Promise<boolean> {
+    if (this.#streams.size === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const done = (idle: boolean) => {
+        clearTimeout(timer);
+        this.#idleWaiters.delete(waiter);
+        resolve(idle);
+      };
+      const waiter = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#idleWaiters.add(waiter);
+    });
   }
 
   stats(): WorkerPoolStats {
@@ -1302,6 +1327,7 @@ export class WorkerPool {
     this.#placement.closed(e.slot, e.openedAt);
     if (this.#streams.size === 0) for (const t of this.#timers) t?.unref();
     e.onClosed?.();
+    if (this.#streams.size === 0) for (const waiter of [...this.#idleWaiters]) waiter();
   }
 }
 

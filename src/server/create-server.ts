@@ -80,7 +80,11 @@ export interface EarshotServer {
    * another process already listens on `host`:`port`.
    */
   listen(): Promise<string>;
-  /** Graceful shutdown: refuse new sessions, finalize every recording, stop workers and HTTP. */
+  /**
+   * Graceful shutdown: refuse new sessions, finalize every recording, let
+   * the stage operators on the streams drain (each chain completes with every
+   * frame, up to `processorDrainTimeoutMs`), stop workers and HTTP.
+   */
   close(): Promise<void>;
 }
 

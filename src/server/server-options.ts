@@ -205,7 +205,8 @@ export interface CreateServerOptions {
    * `processorStages[].framesCutOff`, `earshot_frames_dropped_total{reason="processor_stage"}`)
    * and reported (`processor-stage-cut-off` event, logged). 0 does not wait.
    * Attached processors (sinks) get as long to complete after their input
-   * does; one that has not is unsubscribed. Default 2000 ms.
+   * does; one that has not is unsubscribed. `close()` waits as long, at most,
+   * for the stage operators on the ended streams to drain. Default 2000 ms.
    */
   processorDrainTimeoutMs?: number;
   /** End a session that has not connected (ICE + DTLS) in this time. Default 15000 ms. */

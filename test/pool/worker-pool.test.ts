@@ -305,6 +305,25 @@ describe('WorkerPool', () => {
     pool = undefined;
   });
 
+  it('says when every stream is closed (streamsClosed), counting streams opened meanwhile, or gives up after its timeout', async () => {
+    pool = new WorkerPool({ threads: 1, batchIntervalMs: 10 });
+    await pool.start();
+    expect(await pool.streamsClosed(10)).toBe(true); // none open
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 10));
+    const out: AudioFrame[] = [];
+    const open = () => pool!.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => out.push(...f), onError: () => {} });
+    const a = open();
+    for (const f of frames) a.push({ ...f, arrival: performance.now() });
+    expect(await pool.streamsClosed(50)).toBe(false); // its owner keeps it open
+    const idle = pool.streamsClosed(5000);
+    // A chain's next hop: opened while the first drains, closed once it has.
+    const b = open();
+    void a.close().then(() => b.close());
+    expect(await idle).toBe(true);
+    expect(pool.streamCount).toBe(0);
+    expect(out).toHaveLength(10);
+  });
+
   it('keeps a stream going on a new worker when its worker dies, at the right media time', async () => {
     pool = new WorkerPool({ threads: 2, batchIntervalMs: 10 });
     await pool.start();
