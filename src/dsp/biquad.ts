@@ -217,7 +217,7 @@ type BandpassSettings = Omit<Static<typeof BandpassStageSchema>, 'q'> & { q: num
 export const bandpassStage = defineStageType<typeof BandpassStageSchema, BandpassSettings>({
   schema: BandpassStageSchema,
   outputFormat: (_options, input) => derivedFormat(input),
-  checkInput(options, input, given): StageInputProblem[] {
+  checkOptions(options, given): StageInputProblem[] {
     // `q` has a default, so only a `q` the pipeline gave counts toward the centre form. A value the
     // schema refused (a frequency of 0) is missing from `options` but was given, and has its own
     // problem already: it neither makes a form of its own nor leaves the stage with "neither".
@@ -228,14 +228,13 @@ export const bandpassStage = defineStageType<typeof BandpassStageSchema, Bandpas
     if (refusedOnly) return [];
     if (centre === edges) return [{ message: `"bandpass" needs either ${allowed}; it got ${centre ? 'both forms' : 'neither'}`, allowed, kind: 'type' }];
     if (centre && given.frequency === undefined) return [{ option: 'frequency', message: 'missing; "bandpass" with "q" needs "frequency" too', allowed: 'a number of Hz above 0', kind: 'type' }];
-    if (centre) return belowNyquist(options, 'frequency', input.sampleRate);
+    if (centre) return [];
     const problems: StageInputProblem[] = [];
     for (const [key, other] of [['lowFrequency', 'highFrequency'], ['highFrequency', 'lowFrequency']] as const) {
       if (given[key] === undefined) {
         problems.push({ option: key, message: `missing; "bandpass" with "${other}" needs "${key}" too`, allowed: 'a number of Hz above 0', kind: 'type' });
       }
     }
-    problems.push(...belowNyquist(options, 'lowFrequency', input.sampleRate), ...belowNyquist(options, 'highFrequency', input.sampleRate));
     const { lowFrequency: low, highFrequency: high } = options;
     if (low !== undefined && high !== undefined && high <= low) {
       const allowed = `a number above "lowFrequency" (${low})`;
@@ -243,6 +242,8 @@ export const bandpassStage = defineStageType<typeof BandpassStageSchema, Bandpas
     }
     return problems;
   },
+  // The form's frequencies below Nyquist (the form itself is checkOptions' rule).
+  checkInput: (options, input) => ['frequency', 'lowFrequency', 'highFrequency'].flatMap((key) => belowNyquist(options, key, input.sampleRate)),
   build({ frequency, q, lowFrequency, highFrequency }, input, output): ChunkStage {
     if (frequency !== undefined) return new BiquadStage(input, output, biquadCoefficients('bandpass', frequency, q, input.sampleRate));
     // Band edges: a Butterworth high-pass at the low edge then a Butterworth low-pass at the high edge.

@@ -7,7 +7,9 @@
  * factories all read the same definition, so they cannot disagree.
  *
  * Option checks run when a stage is created or a pipeline validated, never
- * while audio flows, and every error names the stage and the option
+ * while audio flows; those that need no input format (the schema, and rules
+ * across options: `checkOptions`) also when an RxJS operator or a facade
+ * class is built. Every error names the stage and the option
  * (piscina's convention): TypeError for a missing or mistyped option or an
  * unknown key, RangeError for a value of the right type out of range.
  */
@@ -51,9 +53,17 @@ export interface StageTypeDefinition<S extends TObject = TObject, O = Static<S>>
   /** The format the stage outputs for `input`, given valid options. */
   outputFormat(options: O, input: AudioFormat): AudioFormat;
   /**
+   * Problems of options the schema accepts one by one but not together,
+   * whatever the input (bandpass: one form, not both; the high edge above the
+   * low one). Checked before `checkInput`, and also where no input format is
+   * known yet: when a stage operator (`bandpass({…})`) or a facade class is
+   * built. `given` is the options as given, before defaults, for a rule about
+   * what was written (bandpass: "q" belongs to the centre form).
+   */
+  checkOptions?(options: O, given: Readonly<Record<string, unknown>>): StageInputProblem[];
+  /**
    * Problems of valid options with this input (none: the stage can be built).
-   * `given` is the options as the pipeline gave them, before defaults, for a
-   * rule about what was written (bandpass: "q" belongs to the centre form).
+   * `given`: as for `checkOptions`.
    */
   checkInput?(options: O, input: AudioFormat, given: Readonly<Record<string, unknown>>): StageInputProblem[];
   /** Builds the stage for one stream; `output` is `outputFormat(options, input)`. */
@@ -95,6 +105,21 @@ export function optionProblems(schema: TObject, spec: Record<string, unknown>): 
     problems.push({ option: key, kind, text: `must be ${words}, got ${describe(v)}` });
   }
   return problems;
+}
+
+/**
+ * Every problem of `spec`'s options without an input format: the schema's,
+ * then (when the schema has none) the definition's rules across options
+ * (`checkOptions`), worded as the schema's are. Empty: the options are valid.
+ */
+export function stageOptionProblems<S extends TObject, O>(definition: StageTypeDefinition<S, O>, spec: Record<string, unknown>): StageOptionProblem[] {
+  const problems = optionProblems(definition.schema, spec);
+  if (problems.length > 0 || !definition.checkOptions) return problems;
+  return definition.checkOptions(withDefaults(definition.schema, spec) as O, spec).map((p) => ({
+    option: p.option ?? '',
+    kind: p.kind ?? 'range',
+    text: p.message,
+  }));
 }
 
 /** The error a stage factory throws for an option problem: `gain: option "db" must be …`. */
@@ -145,7 +170,7 @@ export function createStageOf<S extends TObject, O>(definition: StageTypeDefinit
   checkInputFormat(definition.type, input);
   // The schema guarantees the shape: every option valid, every optional one with a default filled.
   const options = withDefaults(definition.schema, spec) as O;
-  const [inputProblem] = definition.checkInput?.(options, input, spec) ?? [];
+  const [inputProblem] = [...(definition.checkOptions?.(options, spec) ?? []), ...(definition.checkInput?.(options, input, spec) ?? [])];
   if (inputProblem) throw inputError(definition.type, inputProblem);
   return definition.build(options, input, definition.outputFormat(options, input));
 }

@@ -8,6 +8,7 @@
 import type { Observable } from 'rxjs';
 import type { StageSpec } from '../dsp/types.js';
 import { inWorkers, stage, type AudioFrame, type StageOperator } from '../pipeline/operators.js';
+import type { BandpassOperatorOptions } from '../pipeline/stage-operators.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { errors } from '../errors.js';
 import { checkOptionNames, failOption } from '../option-checks.js';
@@ -110,8 +111,8 @@ export interface AudioFilterOptions {
   highpass?: BiquadSetting;
   /** Low-pass. */
   lowpass?: BiquadSetting;
-  /** Band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }`. */
-  bandpass?: { lowFrequency: number; highFrequency: number } | { frequency: number; q?: number };
+  /** Band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }` (not both). */
+  bandpass?: BandpassOperatorOptions;
   /** Notch (e.g. 50 or 60 for mains hum). */
   notch?: BiquadSetting;
   /** Gain in dB. */

@@ -18,7 +18,7 @@
  */
 import type { Observable, OperatorFunction, Subscriber } from 'rxjs';
 import { builtinStageDefinitions } from '../dsp/registry.js';
-import { optionProblems } from '../dsp/stage-type.js';
+import { stageOptionProblems } from '../dsp/stage-type.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 import type { StageSpec } from '../dsp/types.js';
 import type { AudioFrame } from '../media/frames.js';
@@ -106,15 +106,18 @@ function describe(x: unknown): string {
 
 /**
  * A worker stage by type: built-in (options checked against its definition
- * now, a TypeError naming each option at fault: `gain(): db: must be a number
- * from -60 to 60, got 100`) or from a registered stage module (options
- * checked by its `create()` when the stream starts).
+ * now, its schema and its rules across options, a TypeError naming each
+ * option at fault: `gain(): db: must be a number from -60 to 60, got 100`,
+ * `bandpass(): highFrequency: 300 is not allowed; use a number above
+ * "lowFrequency" (3000)`) or from a registered stage module (options checked
+ * by its `create()` when the stream starts). What depends on the frames'
+ * format (a frequency below half their rate) is checked when they come.
  */
 export function stage(type: string, options: Record<string, unknown> = {}): StageOperator {
   const spec = { ...options, type };
   const definition = builtinStageDefinitions.get(type);
-  const problems = definition ? optionProblems(definition.schema, spec) : [];
-  if (problems.length > 0) throw new TypeError(`${type}(): ${problems.map((p) => `${p.option}: ${p.text}`).join('; ')}`);
+  const problems = definition ? stageOptionProblems(definition, spec) : [];
+  if (problems.length > 0) throw new TypeError(`${type}(): ${problems.map((p) => (p.option ? `${p.option}: ${p.text}` : p.text)).join('; ')}`);
   return makeStageOperator([spec]);
 }
 

@@ -47,8 +47,18 @@ export const gain = (options: OptionsOf<typeof GainStageSchema>): StageOperator 
 export const highpass = (options: OptionsOf<typeof HighpassStageSchema>): StageOperator => checked(HighpassStageSchema, options);
 /** Biquad low-pass at `frequency` (Hz), `q` default 0.7071. */
 export const lowpass = (options: OptionsOf<typeof LowpassStageSchema>): StageOperator => checked(LowpassStageSchema, options);
-/** Biquad band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }`. */
-export const bandpass = (options: OptionsOf<typeof BandpassStageSchema>): StageOperator => checked(BandpassStageSchema, options);
+/**
+ * Options of `bandpass()` (and `AudioFilter`'s `bandpass`): its two forms, a
+ * centre `{ frequency, q? }` or the band's edges `{ lowFrequency,
+ * highFrequency }`, never both nor half of one. The schema types each option
+ * alone; this says which go together, so a mix is a type error too.
+ */
+export type BandpassOperatorOptions =
+  | { frequency: number; q?: number; lowFrequency?: never; highFrequency?: never }
+  | { lowFrequency: number; highFrequency: number; frequency?: never; q?: never };
+
+/** Biquad band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }`; the form is checked when called (a TypeError), as the options are. */
+export const bandpass = (options: BandpassOperatorOptions): StageOperator => checked(BandpassStageSchema, options);
 /** Biquad notch at `frequency` (Hz), `q` default 5. */
 export const notch = (options: OptionsOf<typeof NotchStageSchema>): StageOperator => checked(NotchStageSchema, options);
 /** Noise gate. */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, EarshotError, WebRTCHandler, type WebRTCHandlerOptions } from '../../src/index.js';
+import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, EarshotError, WebRTCHandler, type AudioFilterOptions, type WebRTCHandlerOptions } from '../../src/index.js';
 
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['pipeline', { pipeline: 7 }, /^options\.pipeline must be a pipeline name, a JSON file path, a pipeline document or a Pipeline, got 7$/],
@@ -104,6 +104,18 @@ describe('WebRTCHandler options', () => {
     ];
     for (const [make, option] of refused) expect(make, option).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } }));
     expect(new AudioTranscoder({ sampleRate: 16000, quality: 6, channels: 1 }).stages.map((s) => s.type)).toEqual(['downmix', 'resample']);
+  });
+
+  it('checks AudioFilter\'s bandpass form when it is built, not when audio flows', () => {
+    const refused: Array<[AudioFilterOptions['bandpass'], RegExp]> = [
+      [{ lowFrequency: 3000, highFrequency: 300 }, /highFrequency: 300 is not allowed; use a number above "lowFrequency" \(3000\)/],
+      [{ frequency: 1000, lowFrequency: 300, highFrequency: 3000 } as never, /it got both forms/],
+      [{ lowFrequency: 300 } as never, /highFrequency: missing/],
+    ];
+    for (const [bandpass, message] of refused) {
+      expect(() => new AudioFilter({ bandpass }), JSON.stringify(bandpass)).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', message: expect.stringMatching(message) }));
+    }
+    expect(new AudioFilter({ bandpass: { lowFrequency: 300, highFrequency: 3400 } }).stages).toEqual([{ type: 'bandpass', lowFrequency: 300, highFrequency: 3400 }]);
   });
 
   it('takes admission: false (every peer admitted) or admission limits, as createServer does', async () => {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { from, lastValueFrom, map, share, Subject, toArray, type Observable } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
-import { denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
+import { bandpass, denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { closeDefaultPool } from '../../src/pool/default-pool.js';
 import { concat as concatSamples, monoFrames } from '../helpers/audio.js';
@@ -155,6 +155,21 @@ describe('inWorkers', () => {
     expect(stagesOf(inWorkers(denoise(), highpass({ frequency: 80 })))).toEqual([{ type: 'denoise' }, { type: 'highpass', frequency: 80 }]);
   });
 
+  it('checks a stage\'s rules across options when the operator is made: bandpass takes one form, whole, its edges in order', () => {
+    expect(() => bandpass({ lowFrequency: 3000, highFrequency: 300 })).toThrow(new TypeError('bandpass(): highFrequency: 300 is not allowed; use a number above "lowFrequency" (3000)'));
+    expect(() => bandpass({ frequency: 1000, lowFrequency: 300, highFrequency: 3000 } as never)).toThrow(
+      new TypeError('bandpass(): "bandpass" needs either "frequency" (and optionally "q"), or "lowFrequency" and "highFrequency"; it got both forms'),
+    );
+    expect(() => bandpass({ lowFrequency: 300 } as never)).toThrow(new TypeError('bandpass(): highFrequency: missing; "bandpass" with "lowFrequency" needs "highFrequency" too'));
+    expect(() => bandpass({ q: 2 } as never)).toThrow(/^bandpass\(\): frequency: missing/);
+    expect(() => stage('bandpass', {})).toThrow(/it got neither$/);
+    // The schema's problems come first, alone (a refused value is not also a missing form).
+    expect(() => bandpass({ frequency: 0 })).toThrow(new TypeError('bandpass(): frequency: must be a number above 0, got 0'));
+    // What depends on the frames' rate is judged when they come: 20 kHz is fine at 48 kHz.
+    expect(stagesOf(bandpass({ lowFrequency: 300, highFrequency: 20000 }))).toEqual([{ type: 'bandpass', lowFrequency: 300, highFrequency: 20000 }]);
+    expect(stagesOf(bandpass({ frequency: 1000, q: 2 }))).toEqual([{ type: 'bandpass', frequency: 1000, q: 2 }]);
+  });
+
   it('rejects a non-stage argument with a TypeError', () => {
     expect(() => inWorkers({ pool }, (() => null) as never)).toThrow(TypeError);
   });
@@ -178,3 +193,18 @@ describe('inWorkers', () => {
     expect(stagesOf(inWorkers({ pool }, gain({ db: -6 }))).map((s) => s.type)).toEqual(['gain']);
   });
 });
+
+/** Compiled by `tsc -p .`, never run: bandpass's options type takes its two forms and nothing between. */
+export function bandpassFormsAreTyped(): void {
+  bandpass({ frequency: 1000 });
+  bandpass({ frequency: 1000, q: 2 });
+  bandpass({ lowFrequency: 300, highFrequency: 3400 });
+  // @ts-expect-error both forms
+  bandpass({ frequency: 1000, lowFrequency: 300, highFrequency: 3000 });
+  // @ts-expect-error half of the edge form
+  bandpass({ lowFrequency: 300 });
+  // @ts-expect-error q belongs to the centre form
+  bandpass({ q: 2, lowFrequency: 300, highFrequency: 3000 });
+  // @ts-expect-error neither
+  bandpass({});
+}

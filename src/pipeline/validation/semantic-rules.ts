@@ -46,10 +46,11 @@ export function checkSemantics(doc: unknown, walk: Walk): void {
 function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 | 2, walk: Walk, names: RecordNameContext): void {
   if (Array.isArray(stages)) {
     let flow = decodedFlow(channels);
-    // Past a stage whose output is not known here (a custom one, or one with unusable options), nothing can be judged by its format.
-    for (let i = 0; i < stages.length && flow.known; i++) {
-      checkStageInput(stages[i], `${base}/stages/${i}`, flow, walk);
-      flow = nextFlow(flow, stages[i]);
+    // Past a stage whose output is not known here (a custom one, or one with unusable options), nothing can be judged by its
+    // format; rules across a stage's options need none.
+    for (let i = 0; i < stages.length; i++) {
+      checkStage(stages[i], `${base}/stages/${i}`, flow.known ? flow : undefined, walk);
+      if (flow.known) flow = nextFlow(flow, stages[i]);
     }
     // Worker stages, then processor stages (main thread), each naming a processor registered as a stage.
     for (const problem of processorStageProblems(stages, base, walk.processors)) report(walk, problem);
@@ -196,17 +197,20 @@ function checkRecordNames(sink: Record<string, unknown>, path: string, names: Re
 }
 
 /**
- * What a stage's definition refuses for the format it gets at its place in
- * the branch (denoise below 48 kHz, a filter frequency at or above Nyquist, a
- * frame duration that is not whole samples): the very check its factory makes
- * when the stream starts, reported now with the rest. Options that break the
- * schema were reported already; their defaults stand in, so the other
- * options are still judged.
+ * What a stage's definition refuses across its options (bandpass: one form,
+ * not both) and, where the format it gets at its place in the branch is
+ * known, for that format (denoise below 48 kHz, a filter frequency at or
+ * above Nyquist, a frame duration that is not whole samples): the very checks
+ * its factory makes when the stream starts, reported now with the rest.
+ * Options that break the schema were reported already; their defaults stand
+ * in, so the other options are still judged.
  */
-function checkStageInput(stage: unknown, path: string, flow: BranchFlow, walk: Walk): void {
+function checkStage(stage: unknown, path: string, flow: BranchFlow | undefined, walk: Walk): void {
   const found = usableStage(stage);
-  if (!found?.options || !found.definition.checkInput || !isObject(stage)) return;
-  for (const p of found.definition.checkInput(found.options, flow.format, stage)) {
+  if (!found?.options || !isObject(stage)) return;
+  const { definition, options } = found;
+  const problems = [...(definition.checkOptions?.(options, stage) ?? []), ...(flow ? (definition.checkInput?.(options, flow.format, stage) ?? []) : [])];
+  for (const p of problems) {
     if (p.option !== undefined && found.unusable.has(p.option)) continue; // reported by the schema walk already
     report(walk, {
       path: p.option === undefined ? path : `${path}/${pointerKey(p.option)}`,
