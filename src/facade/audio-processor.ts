@@ -6,6 +6,8 @@
  * `inWorkers`), so their DSP never runs on the main thread.
  */
 import type { Observable } from 'rxjs';
+import { builtinStageDefinitions } from '../dsp/registry.js';
+import { stageOptionProblems } from '../dsp/stage-type.js';
 import type { StageSpec } from '../dsp/types.js';
 import { inWorkers, stage, type AudioFrame, type StageOperator } from '../pipeline/operators.js';
 import type { BandpassOperatorOptions } from '../pipeline/stage-operators.js';
@@ -36,29 +38,53 @@ export class DefaultAudioProcessor extends AudioProcessor {
   }
 }
 
+/**
+ * A stage a facade class builds, and the class option it came from: `option`
+ * names it for a problem with one of the stage's options (`undefined`: the
+ * stage as a whole), e.g. `notch.q` for the `q` of `{ notch: { frequency, q } }`.
+ */
+interface StageFromOption {
+  spec: StageSpec;
+  option(stageOption: string | undefined): string;
+}
+
+/** The class option `name` as a whole (a number, `true`, or an option made into several stage options). */
+const whole = (name: string) => (): string => name;
+/** The class option `name` whose object holds the stage's options: `name.stageOption`. */
+const nested = (name: string) => (stageOption: string | undefined): string => (stageOption ? `${name}.${stageOption}` : name);
+
 /** Base of processors that run a fixed list of worker stages in one hop. */
 abstract class StageChainProcessor extends AudioProcessor {
   /** The worker stages this processor runs, as pipeline `stages` declarations. */
   readonly stages: readonly StageSpec[];
   readonly #operator: StageOperator | undefined;
 
-  constructor(stages: StageSpec[], pool: WorkerPool | undefined) {
+  constructor(stages: StageFromOption[], pool: WorkerPool | undefined) {
     super();
-    this.stages = Object.freeze(stages.map((s) => Object.freeze({ ...s })));
-    let operators: StageOperator[];
-    try {
-      operators = stages.map((s) => stage(s.type, s));
-    } catch (e) {
-      // A stage's option out of range (the stage names it): typed, as every option check is.
-      if (e instanceof TypeError || e instanceof RangeError) throw errors.OPTION_INVALID('', `are refused by a stage: ${e.message}`);
-      throw e;
-    }
+    this.stages = Object.freeze(stages.map(({ spec }) => Object.freeze({ ...spec })));
+    const operators = stages.map((s) => {
+      try {
+        return stage(s.spec.type, s.spec);
+      } catch (e) {
+        // A stage's option out of range (the stage names it): typed, as every option check is, and
+        // naming the class option it came from (`gainDb`, `notch.q`), as the other option errors do.
+        if (e instanceof TypeError || e instanceof RangeError) throw errors.OPTION_INVALID(faultyOption(s), `is refused by a stage: ${e.message}`);
+        throw e;
+      }
+    });
     this.#operator = operators.length > 0 ? inWorkers({ pool }, ...operators) : undefined;
   }
 
   process(_peerId: string, frames$: Observable<AudioFrame>): Observable<AudioFrame> {
     return this.#operator ? frames$.pipe(this.#operator) : frames$;
   }
+}
+
+/** The class option behind the first problem of a stage's options (the one `stage()` reports first). */
+function faultyOption(s: StageFromOption): string {
+  const definition = builtinStageDefinitions.get(s.spec.type);
+  const [problem] = definition ? stageOptionProblems(definition, s.spec) : [];
+  return s.option(problem?.option || undefined);
 }
 
 export interface AudioTranscoderOptions {
@@ -87,13 +113,18 @@ export class AudioTranscoder extends StageChainProcessor {
   constructor(options: AudioTranscoderOptions = {}) {
     checkProcessorOptions('AudioTranscoder', options, TRANSCODER_OPTIONS);
     if (options.quality !== undefined && options.sampleRate === undefined) throw errors.OPTION_INVALID('quality', 'is the resampler\'s: it takes effect only with options.sampleRate');
-    const stages: StageSpec[] = [];
-    if (options.channels === 1) stages.push({ type: 'downmix' });
-    else if (options.channels === 2) stages.push({ type: 'upmix' });
+    const stages: StageFromOption[] = [];
+    if (options.channels === 1) stages.push({ spec: { type: 'downmix' }, option: whole('channels') });
+    else if (options.channels === 2) stages.push({ spec: { type: 'upmix' }, option: whole('channels') });
     else if (options.channels !== undefined) failOption('channels', '1 or 2', options.channels);
-    if (options.sampleRate !== undefined) stages.push({ type: 'resample', sampleRate: options.sampleRate, ...(options.quality !== undefined ? { quality: options.quality } : {}) });
-    if (options.frameDurationMs !== undefined) stages.push({ type: 'reframe', durationMs: options.frameDurationMs });
-    if (options.sampleFormat !== undefined) stages.push({ type: 'format', sampleFormat: options.sampleFormat });
+    if (options.sampleRate !== undefined) {
+      stages.push({
+        spec: { type: 'resample', sampleRate: options.sampleRate, ...(options.quality !== undefined ? { quality: options.quality } : {}) },
+        option: (o) => (o === 'quality' ? 'quality' : 'sampleRate'),
+      });
+    }
+    if (options.frameDurationMs !== undefined) stages.push({ spec: { type: 'reframe', durationMs: options.frameDurationMs }, option: whole('frameDurationMs') });
+    if (options.sampleFormat !== undefined) stages.push({ spec: { type: 'format', sampleFormat: options.sampleFormat }, option: whole('sampleFormat') });
     super(stages, options.pool);
     this.name = options.name ?? 'transcoder';
   }
@@ -135,21 +166,22 @@ export class AudioFilter extends StageChainProcessor {
   readonly name: string;
   constructor(options: AudioFilterOptions = {}) {
     checkProcessorOptions('AudioFilter', options, FILTER_OPTIONS);
-    const stages: StageSpec[] = [];
+    const stages: StageFromOption[] = [];
+    // Each stage is named after the option it came from, which here is the stage's type.
     const biquad = (type: string, s: BiquadSetting | undefined) => {
       if (s === undefined) return;
-      stages.push(typeof s === 'number' ? { type, frequency: s } : { type, ...s });
+      stages.push(typeof s === 'number' ? { spec: { type, frequency: s }, option: whole(type) } : { spec: { type, ...s }, option: nested(type) });
     };
     const optional = (type: string, s: boolean | object | undefined) => {
       if (s === undefined || s === false) return;
-      stages.push(s === true ? { type } : { type, ...s });
+      stages.push(s === true ? { spec: { type }, option: whole(type) } : { spec: { type, ...s }, option: nested(type) });
     };
     optional('denoise', options.denoise);
     biquad('highpass', options.highpass);
     biquad('lowpass', options.lowpass);
-    if (options.bandpass) stages.push({ type: 'bandpass', ...options.bandpass });
+    if (options.bandpass) stages.push({ spec: { type: 'bandpass', ...options.bandpass }, option: nested('bandpass') });
     biquad('notch', options.notch);
-    if (options.gainDb !== undefined) stages.push({ type: 'gain', db: options.gainDb });
+    if (options.gainDb !== undefined) stages.push({ spec: { type: 'gain', db: options.gainDb }, option: whole('gainDb') });
     optional('gate', options.gate);
     optional('normalize', options.normalize);
     optional('limiter', options.limiter);

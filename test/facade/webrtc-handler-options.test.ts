@@ -97,12 +97,24 @@ describe('WebRTCHandler options', () => {
       [() => new AudioTranscoder({ channels: '1' } as never), 'channels'],
       [() => new AudioTranscoder(null as never), ''],
       [() => new AudioTranscoder({ pool: {} } as never), 'pool'],
-      [() => new AudioTranscoder({ sampleRate: 7 }), ''],
+      [() => new AudioTranscoder({ sampleRate: 7 }), 'sampleRate'],
+      [() => new AudioTranscoder({ sampleRate: 7000 }), 'sampleRate'],
+      [() => new AudioTranscoder({ sampleRate: 16000, quality: 11 }), 'quality'],
+      [() => new AudioTranscoder({ frameDurationMs: 25 as 20 }), 'frameDurationMs'],
+      [() => new AudioTranscoder({ sampleFormat: 's24' as 's16' }), 'sampleFormat'],
       [() => new AudioFilter({ denoize: true } as never), 'denoize'],
       [() => new AudioFilter({ name: '' }), 'name'],
-      [() => new AudioFilter({ gainDb: 100 }), ''],
+      [() => new AudioFilter({ gainDb: 100 }), 'gainDb'],
+      [() => new AudioFilter({ highpass: Number.NaN }), 'highpass'],
+      [() => new AudioFilter({ notch: { frequency: 50, q: 30 } }), 'notch.q'],
+      [() => new AudioFilter({ denoise: { mix: 2 } }), 'denoise.mix'],
+      [() => new AudioFilter({ limiter: { ceilingDb: 'loud' } as never }), 'limiter.ceilingDb'],
+      [() => new AudioFilter({ bandpass: { lowFrequency: 3000, highFrequency: 300 } }), 'bandpass.highFrequency'],
+      [() => new AudioFilter({ bandpass: { frequency: 1000, lowFrequency: 300, highFrequency: 3000 } as never }), 'bandpass'],
     ];
     for (const [make, option] of refused) expect(make, option).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } }));
+    // The message names the class option, then the stage's own words.
+    expect(() => new AudioFilter({ gainDb: 100 })).toThrow('options.gainDb is refused by a stage: gain(): db: must be a number from -60 to 60, got 100');
     expect(new AudioTranscoder({ sampleRate: 16000, quality: 6, channels: 1 }).stages.map((s) => s.type)).toEqual(['downmix', 'resample']);
   });
 
