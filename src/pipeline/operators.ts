@@ -25,6 +25,7 @@ import type { AudioFrame } from '../media/frames.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { getDefaultPool, scopedPool, withDefaultPool } from '../pool/default-pool.js';
 import { liftOperator } from './lift-operator.js';
+import { checkStageChain } from './stage-chain-checks.js';
 
 /** A frame of processed audio (what the sinks, processors and these operators see). */
 export type { AudioFrame } from '../media/frames.js';
@@ -157,6 +158,8 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
       if (f.channels !== 1 && f.channels !== 2) throw new RangeError(`inWorkers: frames must be mono or stereo, got ${f.channels} channels`);
       format = { sampleRate: f.sampleRate, channels: f.channels, sampleFormat: f.data instanceof Int16Array ? 's16' : 'f32' };
       const own = pool!;
+      // What the chain refuses for this format is an option error now, not a worker's plain one later.
+      checkStageChain(stages, format, own.customStageTypes);
       stream = own.openStream(
         { channels: format.channels, input: { ...format }, branches: [{ stages }] },
         {

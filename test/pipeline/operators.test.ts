@@ -6,7 +6,8 @@
 import { fileURLToPath } from 'node:url';
 import { from, lastValueFrom, map, share, Subject, toArray, type Observable } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inWorkers, stage, stagesOf, type AudioFrame } from '../../src/pipeline/operators.js';
+import { inWorkers, stage, stagesOf, type AudioFrame, type StageOperator } from '../../src/pipeline/operators.js';
+import { EarshotError } from '../../src/errors.js';
 import { bandpass, denoise, gain, highpass, resample } from '../../src/pipeline/stage-operators.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { closeDefaultPool } from '../../src/pool/default-pool.js';
@@ -168,6 +169,35 @@ describe('inWorkers', () => {
     // What depends on the frames' rate is judged when they come: 20 kHz is fine at 48 kHz.
     expect(stagesOf(bandpass({ lowFrequency: 300, highFrequency: 20000 }))).toEqual([{ type: 'bandpass', lowFrequency: 300, highFrequency: 20000 }]);
     expect(stagesOf(bandpass({ frequency: 1000, q: 2 }))).toEqual([{ type: 'bandpass', frequency: 1000, q: 2 }]);
+  });
+
+  it('refuses a chain the frames\' format does not allow with EARSHOT_OPTION_INVALID naming the stage option, before any worker stream opens', async () => {
+    const frames = monoFrames(new Float32Array(960 * 5).fill(0.1));
+    const failure = async (op: StageOperator) => {
+      const before = pool.stats().streamsOpened;
+      const error = await lastValueFrom(from(frames).pipe(op, toArray())).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(pool.stats().streamsOpened).toBe(before);
+      return error;
+    };
+    const cases: Array<[StageOperator, string, RegExp]> = [
+      // At or above half the rate: judged by the frames' rate, 48 kHz here.
+      [inWorkers({ pool }, highpass({ frequency: 30000 })), 'highpass.frequency', /30000 is not allowed; use a number above 0 and below 24000/],
+      [inWorkers({ pool }, resample({ sampleRate: 16000 }), bandpass({ lowFrequency: 300, highFrequency: 9000 })), 'bandpass.highFrequency', /below 8000/],
+      [inWorkers({ pool }, resample({ sampleRate: 16000 }), denoise()), 'denoise', /denoise needs 48000 Hz audio but gets 16000 Hz here/],
+      [inWorkers({ pool }, resample({ sampleRate: 22050 }), stage('reframe', { durationMs: 10 })), 'reframe.durationMs', /220\.5 samples/],
+      [inWorkers({ pool }, stage('reverb')), 'reverb', /is not a stage type: stage 0 \(reverb\) of inWorkers\(reverb\) is neither built in nor from a module registered on its pool/],
+    ];
+    for (const [op, option, message] of cases) {
+      const error = await failure(op);
+      expect(error, option).toBeInstanceOf(EarshotError);
+      expect(error, option).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } });
+      expect((error as Error).message, option).toMatch(message);
+    }
+    // A registered custom stage is the workers' to judge, and so is what follows it.
+    expect(await lastValueFrom(from(frames).pipe(inWorkers({ pool }, stage('dc-blocker'), gain({ db: -6 })), toArray()))).toHaveLength(5);
   });
 
   it('rejects a non-stage argument with a TypeError', () => {

@@ -1,0 +1,44 @@
+/**
+ * What a stage operator's chain refuses for the frames it gets, judged on the
+ * main thread when its first frame comes, before any worker stream opens: a
+ * stage type that is neither built in nor registered on the pool, a filter
+ * frequency at or above half the rate, `denoise` after a `resample`, a frame
+ * duration that is not whole samples. The same definitions the workers build
+ * from say it (dsp/), so the two cannot disagree; here it becomes
+ * `EARSHOT_OPTION_INVALID` naming the stage's option (`highpass.frequency`),
+ * as every other option check, rather than the worker's plain error once the
+ * stream had started. A custom stage's output format is known in the workers
+ * only: the stages after one are left to them.
+ */
+import { builtinStageDefinitions } from '../dsp/registry.js';
+import { formatText, withDefaults } from '../dsp/stage-type.js';
+import type { AudioFormat } from '../media/frames.js';
+import type { StageSpec } from '../dsp/types.js';
+import { errors } from '../errors.js';
+
+/**
+ * Throws `EARSHOT_OPTION_INVALID` for the first stage of `stages` that cannot
+ * run on `input` (through the stages before it). `customTypes`: the stage
+ * types the pool's modules provide. `extensions.option` is `TYPE.OPTION`, or
+ * the stage type for a problem of the stage as a whole.
+ */
+export function checkStageChain(stages: readonly StageSpec[], input: AudioFormat, customTypes: readonly string[]): void {
+  let format = input;
+  for (const [i, spec] of stages.entries()) {
+    const where = `stage ${i} (${spec.type}) of inWorkers(${stages.map((s) => s.type).join(', ')})`;
+    const definition = builtinStageDefinitions.get(spec.type);
+    if (!definition) {
+      if (customTypes.includes(spec.type)) return;
+      const known = [...builtinStageDefinitions.keys(), ...customTypes].join(', ');
+      throw errors.OPTION_INVALID(spec.type, `is not a stage type: ${where} is neither built in nor from a module registered on its pool (registerStageModule); known types: ${known}`);
+    }
+    // The schema was checked when the operator was made (stage()); these depend on the format too.
+    const options = withDefaults(definition.schema, spec);
+    const [problem] = [...(definition.checkOptions?.(options, spec) ?? []), ...(definition.checkInput?.(options, format, spec) ?? [])];
+    if (problem) {
+      const option = problem.option !== undefined ? `${spec.type}.${problem.option}` : spec.type;
+      throw errors.OPTION_INVALID(option, `is refused by ${where} for the ${formatText(format)} audio it gets: ${problem.message}`);
+    }
+    format = definition.outputFormat(options, format);
+  }
+}
