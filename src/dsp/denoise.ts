@@ -113,7 +113,11 @@ export const DenoiseStageSchema = Type.Object(
       Type.Number({ minimum: 0, maximum: 1, default: DENOISE_DEFAULTS.vadThreshold, description: 'Voice-activity probability (0–1) from which a frame is marked as speech.' }),
     ),
   },
-  { additionalProperties: false, description: 'Remove background noise (RNNoise). Needs 48 kHz input.' },
+  {
+    additionalProperties: false,
+    description:
+      'Remove background noise (RNNoise). Needs 48 kHz input. Delays the audio by 10 ms (480 samples): the output keeps the input\'s length and positions, so its first 10 ms are RNNoise starting up and the input\'s last 10 ms never come out (an impulse at sample 4800 comes out at 5280).',
+  },
 );
 
 export const denoiseStage = defineStageType({

@@ -136,7 +136,7 @@ export type BiquadSetting = number | { frequency: number; q?: number };
 export interface AudioFilterOptions {
   /** Processor name. Default `filter`. */
   name?: string;
-  /** RNNoise first (true, or its options `{ mix, vadThreshold }`). Needs 48 kHz input. */
+  /** RNNoise first (true, or its options `{ mix, vadThreshold }`). Needs 48 kHz input; delays the audio by 10 ms (see `denoise()`). */
   denoise?: boolean | { mix?: number; vadThreshold?: number };
   /** High-pass (e.g. 80 to remove rumble). */
   highpass?: BiquadSetting;

@@ -29,7 +29,11 @@ function checked<S extends TObject>(schema: S, options: object): StageOperator {
 
 /** Frames unchanged (a placeholder or a benchmark baseline). */
 export const passthrough = (): StageOperator => checked(PassthroughStageSchema, {});
-/** RNNoise noise suppression at 48 kHz; frames carry `vad` and `speech`. */
+/**
+ * RNNoise noise suppression at 48 kHz; frames carry `vad` and `speech`. Delays
+ * the audio by 10 ms (480 samples), uncompensated: the output keeps the
+ * input's length and positions, so the input's last 10 ms never come out.
+ */
 export const denoise = (options: OptionsOf<typeof DenoiseStageSchema> = {}): StageOperator => checked(DenoiseStageSchema, options);
 /** Speex resampler to `sampleRate` (8000–48000), `quality` 0–10 (default 6). */
 export const resample = (options: OptionsOf<typeof ResampleStageSchema>): StageOperator => checked(ResampleStageSchema, options);
