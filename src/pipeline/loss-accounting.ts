@@ -1,6 +1,7 @@
 /**
  * The audio a peer's stream loses on the way (worker queue full, packets too
- * late to play, frames that died with a restarted worker): counted into the
+ * late to play, frames that died with a restarted worker or with a stage that
+ * failed): counted into the
  * recordings it cost, and reported once per episode, when drops start after a
  * quiet spell and as a summary when they stop.
  */
@@ -37,6 +38,14 @@ export const DROP_QUIET_MS = 5000;
 
 export type DropCounts = Omit<DroppedFrames, 'backlog' | 'processorStage'>;
 
+const DROP_KEYS = ['queueFull', 'late', 'workerRestart', 'stageFailed'] as const;
+
+/** The pool's counts of a stream's lost frames: all of them, and of those, the ones lost to a failed stage (`PoolStream`). */
+export interface PoolLoss {
+  lost: number;
+  lostToFailedStage: number;
+}
+
 /** Where loss goes: the recordings, and the events. */
 export interface LossSinks {
   /** Loss since the last report, into every recording it affects. */
@@ -48,10 +57,10 @@ export interface LossSinks {
 
 export class LossAccounting {
   /** Frames dropped over the session, by cause. */
-  readonly droppedBy: DropCounts = { queueFull: 0, late: 0, workerRestart: 0 };
+  readonly droppedBy: DropCounts = { queueFull: 0, late: 0, workerRestart: 0, stageFailed: 0 };
   readonly #sinks: LossSinks;
   /** Cumulative figures already accounted for, to turn the pool's and the worker's totals into increments. */
-  readonly #seen = { queueFull: 0, lost: 0, late: 0, silence: 0, workers: 0 };
+  readonly #seen = { queueFull: 0, lost: 0, stageFailed: 0, late: 0, silence: 0, workers: 0 };
   #episode: (DropCounts & { startedAt: number; lastAt: number }) | undefined;
 
   constructor(sinks: LossSinks) {
@@ -60,11 +69,11 @@ export class LossAccounting {
 
   /**
    * Decoder counters after each batch, with the pool's counts of frames
-   * dropped for a full queue and lost to worker faults (`PoolStream.dropped`,
-   * `lost`) and the number of workers the stream has had: the increments since
-   * the last call are loss to account for.
+   * dropped for a full queue and lost (`PoolStream.dropped`, `lost`, and of
+   * those, `lostToFailedStage`) and the number of workers the stream has had:
+   * the increments since the last call are loss to account for.
    */
-  counters(c: DecodeCounters, dropped: number, lost: number, workers: number): void {
+  counters(c: DecodeCounters, dropped: number, lost: PoolLoss, workers: number): void {
     const seen = this.#seen;
     // A stream rebuilt on another worker counts from 0 again.
     if (workers !== seen.workers || c.late < seen.late || c.silenceSamples < seen.silence) {
@@ -84,19 +93,22 @@ export class LossAccounting {
    * batch (a fault in it, or a stream the pool ended, whose queued frames went
    * with it) has no batch to report it.
    */
-  settle(dropped: number, lost: number): void {
+  settle(dropped: number, lost: PoolLoss): void {
     this.#poolCounts(dropped, lost, 0, 0);
   }
 
-  #poolCounts(dropped: number, lost: number, late: number, silence: number): void {
+  #poolCounts(dropped: number, { lost, lostToFailedStage }: PoolLoss, late: number, silence: number): void {
     const seen = this.#seen;
     const queueFull = dropped - seen.queueFull;
-    const workerRestart = lost - seen.lost;
+    const faults = lost - lostToFailedStage;
+    const workerRestart = faults - seen.lost;
+    const stageFailed = lostToFailedStage - seen.stageFailed;
     seen.queueFull = dropped;
-    seen.lost = lost;
+    seen.lost = faults;
+    seen.stageFailed = lostToFailedStage;
     // The usual batch lost nothing: no counts object (this runs for every stream after every batch).
-    if (queueFull === 0 && late === 0 && silence === 0 && workerRestart === 0) this.#nothingLost();
-    else this.#lost({ queueFull, late, workerRestart }, silence);
+    if (queueFull === 0 && late === 0 && silence === 0 && workerRestart === 0 && stageFailed === 0) this.#nothingLost();
+    else this.#lost({ queueFull, late, workerRestart, stageFailed }, silence);
   }
 
   /** A report without loss: a drop episode quiet for long enough ends. */
@@ -106,16 +118,16 @@ export class LossAccounting {
 
   /** Loss since the last report: into every recording it affects, and into the drop episode. */
   #lost(counts: DropCounts, workerSilence: number): void {
-    const frames = counts.queueFull + counts.late + counts.workerRestart;
+    const frames = counts.queueFull + counts.late + counts.workerRestart + counts.stageFailed;
     if (frames > 0 || workerSilence > 0) this.#sinks.noteLoss(counts, workerSilence);
     if (frames === 0) {
       this.#nothingLost();
       return;
     }
     const now = Date.now();
-    for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.droppedBy[k] += counts[k];
+    for (const k of DROP_KEYS) this.droppedBy[k] += counts[k];
     if (this.#episode) {
-      for (const k of ['queueFull', 'late', 'workerRestart'] as const) this.#episode[k] += counts[k];
+      for (const k of DROP_KEYS) this.#episode[k] += counts[k];
       this.#episode.lastAt = now;
       return;
     }
@@ -133,19 +145,20 @@ export class LossAccounting {
     const e = this.#episode;
     if (!e) return;
     this.#episode = undefined;
-    const { queueFull, late, workerRestart } = e;
+    const { queueFull, late, workerRestart, stageFailed } = e;
     const total = this.droppedBy;
     this.#sinks.emit({
       type: 'audio-dropped',
       level: 'warn',
       message: 'stopped dropping audio',
       data: {
-        frames: queueFull + late + workerRestart,
+        frames: queueFull + late + workerRestart + stageFailed,
         queueFull,
         late,
         workerRestart,
+        stageFailed,
         seconds: Math.round((e.lastAt - e.startedAt) / 100) / 10,
-        sessionFrames: total.queueFull + total.late + total.workerRestart,
+        sessionFrames: total.queueFull + total.late + total.workerRestart + total.stageFailed,
       },
     });
   }
@@ -154,7 +167,8 @@ export class LossAccounting {
 function dropCause(c: DropCounts): string {
   const causes: string[] = [];
   if (c.queueFull) causes.push('the worker queue is full (the workers fall behind)');
-  if (c.workerRestart) causes.push('frames were lost to a worker fault or a failed stage');
+  if (c.workerRestart) causes.push('frames were lost to a worker fault');
+  if (c.stageFailed) causes.push('frames were lost to a stage that failed');
   if (c.late) causes.push('packets arrived too late to play');
   return causes.join('; ');
 }

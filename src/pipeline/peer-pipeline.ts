@@ -270,7 +270,7 @@ export class PeerPipeline {
         onFormats: (formats) => this.#formatsReported(formats),
         onCounters: (c) => {
           this.stats.setCounters(c, this.#stream.workers.length);
-          this.#loss.counters(c, this.#stream.dropped, this.#stream.lost, this.#stream.workers.length);
+          this.#loss.counters(c, this.#stream.dropped, this.#stream, this.#stream.workers.length);
         },
         onError: (message) => options.onPipelineError(message),
         f32Branches: () => this.#floatBranches(),
@@ -375,7 +375,7 @@ export class PeerPipeline {
       }
       this.#endProcessors();
       // Loss after the stream's last batch (a fault in it; a stream the pool ended, with its queue).
-      this.#loss.settle(this.#stream.dropped, this.#stream.lost);
+      this.#loss.settle(this.#stream.dropped, this.#stream);
       this.#loss.end();
       // Sockets get their end message; they finish on their own (bounded), never holding up the recordings.
       const ending: unknown[] = [];

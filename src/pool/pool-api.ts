@@ -213,6 +213,12 @@ export interface PoolStream {
    * their frames re-sent.
    */
   readonly lost: number;
+  /**
+   * Of `lost`, those lost to a stage that failed without a worker fault (it
+   * threw, or could not be built): the frames of its batch from the one it
+   * failed on, and those the stream had queued or was pushed after.
+   */
+  readonly lostToFailedStage: number;
   /** Queues a frame for the stream's worker: encoded Opus, or PCM for a stream opened with `setup.input`. */
   push(frame: StreamInput): void;
   /** Processes everything queued, frees the worker state, then resolves. */

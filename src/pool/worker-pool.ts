@@ -66,6 +66,10 @@ interface StreamEntry {
   dropped: number;
   /** Frames lost with failed batches (see `PoolStream.lost`). */
   lost: number;
+  /** Its stages failed (threw, or could not be built), not its worker: what it loses from then on is `lostToFailedStage`. */
+  stageFailed: boolean;
+  /** Of `lost`, those lost to a failed stage (see `PoolStream.lostToFailedStage`). */
+  lostToFailedStage: number;
   /** Worker deaths blamed on this stream. */
   crashes: number;
   workers: number[];
@@ -465,6 +469,8 @@ export class WorkerPool {
       failed: false,
       dropped: 0,
       lost: 0,
+      stageFailed: false,
+      lostToFailedStage: 0,
       crashes: 0,
       workers: [],
       counters: { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 },
@@ -493,6 +499,9 @@ export class WorkerPool {
       },
       get lost() {
         return entry.lost;
+      },
+      get lostToFailedStage() {
+        return entry.lostToFailedStage;
       },
       push(frame) {
         if (entry.closing) {
@@ -1217,6 +1226,7 @@ export class WorkerPool {
 
   #lose(e: StreamEntry, frames: number): void {
     e.lost += frames;
+    if (e.stageFailed) e.lostToFailedStage += frames;
     this.#framesLost += frames;
   }
 
@@ -1301,8 +1311,12 @@ export class WorkerPool {
         }
       }
       deliverFrames(out, j, e.handlers);
-      // The failed item's frames that its stages had not finished when one threw are lost with it.
-      if (status === ItemStatus.ERROR) this.#lose(e, Math.max(0, frames.length - (result.processed?.[i] ?? 0)));
+      // The failed item's frames that its stages had not finished when one threw are lost with it:
+      // to the stage, not to a worker fault (the worker goes on).
+      if (status === ItemStatus.ERROR) {
+        e.stageFailed = true;
+        this.#lose(e, Math.max(0, frames.length - (result.processed?.[i] ?? 0)));
+      }
       // Delivered: the list becomes the stream's next queue (the frames themselves are let go).
       emptyKeepingCapacity(frames);
       e.spareQueue = frames;

@@ -61,7 +61,7 @@ export class OggOpusRecorder {
   /** Packets known to be lost, written as zero-length frames for the decoder to conceal. */
   concealedPackets = 0;
   /** Frames dropped before they reached this recording (received packets: only while its file opened; coded ones: also on the way to the worker). */
-  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 };
+  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, stageFailed: 0, backlog: 0, processorStage: 0 };
   #nextPosition: number | undefined;
   /** Where the media ends, once the stream's last coded packet said so (`EncodedFrame.end`): the file is end-trimmed there. */
   #end: number | undefined;

@@ -425,7 +425,7 @@ function keep(frame: AudioFrame, pcm16: Int16Array | undefined): { frame: AudioF
 }
 
 function emptyLoss(): { dropped: DroppedFrames; silence: number } {
-  return { dropped: { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 }, silence: 0 };
+  return { dropped: { queueFull: 0, late: 0, workerRestart: 0, stageFailed: 0, backlog: 0, processorStage: 0 }, silence: 0 };
 }
 
 /** "ENOSPC (no space left on device)" from a system error, so the reason is readable and its errno leads (the error hints key on it). */

@@ -21,13 +21,20 @@ export interface DroppedFrames {
   /** At the worker: their media time had already been played out (late or duplicate packets). */
   late: number;
   /**
-   * Lost to a worker fault or a failed stream: the batch a worker died or hung
-   * in, or the frames of a batch from the one a stage threw on (no worker
-   * restarts for that, the name notwithstanding); and once that ended the
-   * stream, the frames it had queued and those that came until the session
-   * ended (counted as received).
+   * Lost to a worker fault: the batch a worker died or hung in; and once the
+   * pool ended the stream for it (a hung stage, a stage that keeps crashing
+   * its worker), the frames it had queued and those that came until the
+   * session ended (counted as received).
    */
   workerRestart: number;
+  /**
+   * Lost to a stage that failed without taking its worker down (threw, or
+   * could not be built): the frames of its batch from the one it failed on
+   * (those before it are delivered); and, since that ends the stream, the
+   * frames it had queued and those that came until the session ended
+   * (counted as received). No worker restarts for it.
+   */
+  stageFailed: number;
   /** While the file was being opened, beyond the frames kept for it. */
   backlog: number;
   /**
@@ -101,7 +108,7 @@ export class Recorder {
   stoppedAt: Date | undefined;
   /** Silence the recorder inserted itself (sample frames at the file's rate). */
   gapFrames = 0;
-  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, backlog: 0, processorStage: 0 };
+  readonly dropped: DroppedFrames = { queueFull: 0, late: 0, workerRestart: 0, stageFailed: 0, backlog: 0, processorStage: 0 };
   /** Silence the worker inserted, in 48 kHz samples (converted when reported, so no rounding accumulates). */
   #workerSilence = 0;
   #nextPosition: number | undefined;
@@ -235,5 +242,5 @@ export function recordingInfo(
 
 /** Every frame a recording lost on the way, whatever the cause. */
 export function droppedTotal(d: DroppedFrames): number {
-  return d.queueFull + d.late + d.workerRestart + d.backlog + d.processorStage;
+  return d.queueFull + d.late + d.workerRestart + d.stageFailed + d.backlog + d.processorStage;
 }

@@ -215,7 +215,7 @@ describe('recording faults', () => {
     expect(rec.state).toBe('stopped');
     expect(rec.droppedBy.queueFull).toBeGreaterThan(0);
     expect(rec.droppedBy.queueFull).toBeGreaterThanOrEqual(stats.processing.dropped.queueFull);
-    expect(rec.droppedFrames).toBe(rec.droppedBy.queueFull + rec.droppedBy.late + rec.droppedBy.workerRestart + rec.droppedBy.backlog + rec.droppedBy.processorStage);
+    expect(rec.droppedFrames).toBe(rec.droppedBy.queueFull + rec.droppedBy.late + rec.droppedBy.workerRestart + rec.droppedBy.stageFailed + rec.droppedBy.backlog + rec.droppedBy.processorStage);
     // Every dropped 20 ms frame is 960 samples of silence in the file (the worker filled the timeline).
     expect(rec.gapFrames).toBeGreaterThanOrEqual(rec.droppedBy.queueFull * 960);
     expect(rec.gapSeconds).toBeCloseTo(rec.gapFrames / 48000, 3);
@@ -228,7 +228,7 @@ describe('recording faults', () => {
     expect(dropped).toHaveLength(dropping.length); // every episode is summarized, at the latest when the stream ends
     expect(dropping[0]).toMatchObject({ peerId: 'busy', data: expect.objectContaining({ cause: expect.stringMatching(/worker queue is full/) }) });
     const summarized = dropped.reduce((n, e) => n + (e.data as { frames: number }).frames, 0);
-    expect(summarized).toBe(rec.droppedBy.queueFull + rec.droppedBy.late + rec.droppedBy.workerRestart);
+    expect(summarized).toBe(rec.droppedBy.queueFull + rec.droppedBy.late + rec.droppedBy.workerRestart + rec.droppedBy.stageFailed);
     // Logged per episode, not per frame.
     expect(dropping.length).toBeLessThan(rec.droppedFrames);
   });

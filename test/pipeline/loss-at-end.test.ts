@@ -32,11 +32,11 @@ async function record(name: string, stage: Record<string, unknown>): Promise<{ i
   return { info, samples: (await readWav(join(rig.dir, name, file))).channels[0], problems };
 }
 
-/** The file lasts as long as the media: the tone, then the lost frames' time as exact zeros, each lost frame counted. */
-function expectLossAtEnd({ info, samples }: { info: RecordingInfo; samples: Float32Array }): number {
+/** The file lasts as long as the media: the tone, then the lost frames' time as exact zeros, each lost frame counted under `reason`. */
+function expectLossAtEnd({ info, samples }: { info: RecordingInfo; samples: Float32Array }, reason: 'workerRestart' | 'stageFailed' = 'workerRestart'): number {
   expect(samples.length).toBe(FRAMES * 960);
   expect(info.seconds).toBeCloseTo(FRAMES * 0.02, 6);
-  const lost = info.droppedBy.workerRestart;
+  const lost = info.droppedBy[reason];
   expect(lost).toBeGreaterThan(0);
   expect(lost).toBeLessThan(FRAMES);
   expect(info.droppedFrames).toBe(lost);
@@ -49,11 +49,13 @@ function expectLossAtEnd({ info, samples }: { info: RecordingInfo; samples: Floa
 }
 
 describe('audio lost at the end of a stream', () => {
-  it('a stage that throws: the failed batch, the queue and the frames after are counted and recorded as silence', async () => {
+  it('a stage that throws: the rest of its batch, the queue and the frames after are counted (as stageFailed) and recorded as silence', async () => {
     const r = await record('throw-mid', { type: 'throw', afterChunks: 50 });
     expect(r.problems).toEqual([expect.stringMatching(/throw stage: chunk 50/)]);
     // Chunk 50, the rest of its batch, the queue and every frame after: the 49 frames before it were recorded, even those in its batch.
-    expect(expectLossAtEnd(r)).toBe(FRAMES - 49);
+    // Counted as lost to the stage: no worker restarted.
+    expect(expectLossAtEnd(r, 'stageFailed')).toBe(FRAMES - 49);
+    expect(r.info.droppedBy.workerRestart).toBe(0);
   });
 
   it('a worker that crashes in the last batch: its frames are silence at the end of a full-length recording, counted', async () => {

@@ -115,7 +115,7 @@ describe('RecordSink', () => {
     s.write(frame(0));
     s.noteLoss({ late: 1 });
     const info = (await s.finalize())!;
-    expect(info.droppedBy).toEqual({ queueFull: 2, late: 1, workerRestart: 0, backlog: 0, processorStage: 0 });
+    expect(info.droppedBy).toEqual({ queueFull: 2, late: 1, workerRestart: 0, stageFailed: 0, backlog: 0, processorStage: 0 });
     expect(info.gapFrames).toBe(1920);
   });
 

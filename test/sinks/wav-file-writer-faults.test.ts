@@ -170,7 +170,7 @@ describe('Recorder loss accounting', () => {
     expect(info.gapFrames).toBe(960 + 320);
     expect(info.gapSeconds).toBe(0.08);
     expect(info.droppedFrames).toBe(4);
-    expect(info.droppedBy).toEqual({ queueFull: 3, late: 1, workerRestart: 0, backlog: 0, processorStage: 0 });
+    expect(info.droppedBy).toEqual({ queueFull: 3, late: 1, workerRestart: 0, stageFailed: 0, backlog: 0, processorStage: 0 });
   });
 });
 
