@@ -705,7 +705,8 @@ export function checkClusterNodeOptions(options: ClusterNodeOptions): void {
 
 /** redis[s]://[user:password@]host[:port][/db]: a URL that parses, a database that is a number (its existence is checked on connecting). */
 function checkRedisUrl(url: unknown): void {
-  const shown = String(url).slice(0, 80);
+  // The refusal is printed (stderr, logs): never with the password it carries.
+  const shown = maskRedisUrl(String(url)).slice(0, 80);
   let u: URL | undefined;
   try {
     u = typeof url === 'string' && /^rediss?:\/\//.test(url) ? new URL(url) : undefined;
@@ -715,6 +716,18 @@ function checkRedisUrl(url: unknown): void {
   if (!u || u.hostname === '') throw errors.OPTION_INVALID('cluster.redis', `must be a redis:// or rediss:// URL (redis://[user:password@]host[:port][/db]), got "${shown}"`);
   const db = u.pathname.replace(/^\//, '');
   if (db !== '' && !/^\d{1,5}$/.test(db)) throw errors.OPTION_INVALID('cluster.redis', `names database "${db.slice(0, 40)}": after the host, "/" and a database number (0 when left out), got "${shown}"`);
+}
+
+/**
+ * A Redis URL fit to show: its password (whatever follows the user name up to
+ * the last "@", or the whole user part when it has no ":") replaced by `***`.
+ * Works on text that does not parse as a URL, which is when it is shown.
+ */
+export function maskRedisUrl(url: string): string {
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(.*)@/s, (_m, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(':');
+    return `${scheme}${colon < 0 ? '***' : `${userinfo.slice(0, colon)}:***`}@`;
+  });
 }
 
 function checkPublicUrl(url: string): void {

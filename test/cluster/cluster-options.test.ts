@@ -25,6 +25,23 @@ const cases: Array<[string, Record<string, unknown>, RegExp]> = [
 ];
 
 describe('createCluster options', () => {
+  // Refusals are printed (the CLI writes them to stderr): a password in the URL must not be.
+  it.each([
+    ['redis://user:hunter2@127.0.0.1:16379/abc', /names database "abc".*got "redis:\/\/user:\*\*\*@127\.0\.0\.1:16379\/abc"/],
+    ['redis://user:hunter2@127.0.0.1:99999', /got "redis:\/\/user:\*\*\*@127\.0\.0\.1:99999"/],
+    ['redis://:hunter2@:6379', /got "redis:\/\/:\*\*\*@:6379"/],
+    ['redis://hunter2@127.0.0.1:6379/x', /got "redis:\/\/\*\*\*@127\.0\.0\.1:6379\/x"/],
+  ])('never shows the password of %s in its refusal', async (redis, message) => {
+    const error = await createCluster({ cluster: { redis } } as ClusterOptions).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'cluster.redis' } });
+    expect((error as Error).message).toMatch(message);
+    expect(JSON.stringify(error)).not.toContain('hunter2');
+    expect((error as Error).message).not.toContain('hunter2');
+  });
+
   it.each(cases)('refuses %s before starting anything', async (option, options, message) => {
     const error = await createCluster(options as ClusterOptions).then(
       () => undefined,
