@@ -8,7 +8,8 @@
  *   only by its holder (compare-and-delete). The token names its holder
  *   (`<node>/<instance>/<random>`): a lock whose node has left the registry
  *   (killed mid-placement) or restarted is taken over instead of keeping the
- *   peer busy until it expires;
+ *   peer busy until it expires; one whose command failed (timed out: Redis
+ *   may run it later) is freed by its token once Redis answers again;
  * - ownership: hashes `earshot:peers` (peer → `node\tsession`) and
  *   `earshot:sessions` (session → node). An entry whose node is no longer
  *   registered is ignored by readers: a killed node cannot clean up;
@@ -82,6 +83,8 @@ export interface LockHolder {
 
 /** Longest a Redis command may take before the caller gets `EARSHOT_CLUSTER_UNAVAILABLE`, ms. */
 const COMMAND_TIMEOUT_MS = 2000;
+/** First wait before freeing again a lock whose release failed, ms (doubles up to 2 s). */
+const RELEASE_RETRY_MS = 250;
 
 /** A configuration change every node applies. */
 export interface ConfigChange {
@@ -162,6 +165,8 @@ export class ClusterState {
   #idHeldBy: string | undefined;
   /** Set when Redis refused the URL's database on connecting (it has fewer): why. Nothing joins database 0 instead. */
   #noDatabase: string | undefined;
+  /** The timers of locks being freed again after a failed command (`#release`). */
+  readonly #releases = new Set<NodeJS.Timeout>();
 
   constructor(options: ClusterStateOptions) {
     this.#options = options;
@@ -308,12 +313,21 @@ export class ClusterState {
   async lock(peer: string, holder: LockHolder): Promise<string> {
     const key = this.#key(`lock:${peer}`);
     const token = `${holder.node}/${holder.instance}/${randomBytes(12).toString('base64url')}`;
-    const taken = await this.#call(async (r) => {
-      if ((await r.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) === 'OK') return true;
-      const held = await r.get(key);
-      if (held === null) return (await r.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) === 'OK';
-      return (await this.#holderGone(r, key, held)) && (await r.eval(TAKE_OVER, 1, key, held, token, LOCK_TTL_MS)) === 1;
-    });
+    let taken: boolean;
+    try {
+      taken = await this.#call(async (r) => {
+        if ((await r.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) === 'OK') return true;
+        const held = await r.get(key);
+        if (held === null) return (await r.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) === 'OK';
+        return (await this.#holderGone(r, key, held)) && (await r.eval(TAKE_OVER, 1, key, held, token, LOCK_TTL_MS)) === 1;
+      });
+    } catch (e) {
+      // A command that timed out (Redis stalled) or was sent before the connection dropped may still run:
+      // the lock would then be held by a token nobody knows, and every retry of the peer, through any
+      // node, would get EARSHOT_PEER_BUSY until it expires (35 s). Ours is freed once Redis answers.
+      this.#release(key, token);
+      throw e;
+    }
     if (!taken) throw errors.PEER_BUSY(peer);
     return token;
   }
@@ -336,9 +350,37 @@ export class ClusterState {
     }
   }
 
-  /** Frees the lock if `token` still holds it (best effort: it expires anyway). */
+  /**
+   * Frees the lock if `token` still holds it. If Redis does not answer, it is
+   * tried again in the background (`#release`): the peer must not stay busy
+   * until the lock expires because one command was lost.
+   */
   async unlock(peer: string, token: string): Promise<void> {
-    await this.#call((r) => r.eval(UNLOCK, 1, this.#key(`lock:${peer}`), token)).catch(() => undefined);
+    const key = this.#key(`lock:${peer}`);
+    await this.#call((r) => r.eval(UNLOCK, 1, key, token)).catch(() => this.#release(key, token));
+  }
+
+  /**
+   * Compare-and-delete of a lock `token` may hold, tried until Redis answers
+   * (every `RELEASE_RETRY_MS`, doubling up to 2 s), for as long as the lock
+   * could live: after that it has expired by itself.
+   */
+  #release(key: string, token: string): void {
+    const until = Date.now() + LOCK_TTL_MS;
+    let delay = RELEASE_RETRY_MS;
+    const attempt = (): void => {
+      if (this.#closed || Date.now() > until) return;
+      this.#call((r) => r.eval(UNLOCK, 1, key, token)).catch(() => {
+        const timer = setTimeout(() => {
+          this.#releases.delete(timer);
+          attempt();
+        }, delay);
+        timer.unref();
+        this.#releases.add(timer);
+        delay = Math.min(delay * 2, 2000);
+      });
+    };
+    attempt();
   }
 
   /** Whether `token` holds the lock of `peer` (a node placing a session on another proves it this way). */
@@ -474,6 +516,8 @@ export class ClusterState {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const timer of this.#releases.values()) clearTimeout(timer);
+    this.#releases.clear();
     // QUIT only on a live connection: on one that is reconnecting it would wait for Redis to return.
     await Promise.allSettled([this.#redis, this.#sub].map((r) => (r.status === 'ready' ? r.quit() : undefined)));
     this.#redis.disconnect();

@@ -29,7 +29,8 @@ const record = (id: string, load: Partial<NodeRecord> = {}): NodeRecord => ({
 });
 
 beforeAll(async () => {
-  redis = await startRedis();
+  // DEBUG SLEEP stalls Redis as a slow disk or a busy script would.
+  redis = await startRedis(10_000, ['--enable-debug-command', 'local']);
   const make = (name: 'a' | 'b') => new ClusterState({ url: redis.url, prefix: 'test:', onReady: () => ready[name]++, onDown: () => undefined, onChange: (c) => name === 'b' && changes.push(c) });
   a = make('a');
   b = make('b');
@@ -158,6 +159,22 @@ describe('ClusterState on Redis', () => {
     expect([t4.owner, t4.next(), t4.next()]).toEqual(['node-b', 'node-b', undefined]);
     t4.release();
     await until('the lock to be freed', async () => ((await b.lock('live', B).then((t) => b.unlock('live', t)).then(() => true, () => undefined))));
+  });
+
+  it('frees a lock whose command timed out once Redis answers: a retry of the peer is not busy until the lock expires', async () => {
+    await a.heartbeat(record('node-a'));
+    // Redis stalls for 3 s; the lock's SET waits in its input, and times out here after 2 s.
+    const stalled = redis.command('DEBUG', 'SLEEP', '3').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    const e = await a.lock('stalled', A).catch((err: unknown) => err);
+    expect(isEarshotError(e) && [e.code, e.message]).toEqual(['EARSHOT_CLUSTER_UNAVAILABLE', expect.stringMatching(/Command timed out/)]);
+    await stalled;
+    // Redis ran the SET when it woke: the lock was taken for a token the caller never got, by a node
+    // still registered (no takeover). It is freed: a retry through any node takes it, long before 35 s.
+    await a.heartbeat(record('node-a'));
+    const token = await until('a retry to take the lock', () => b.lock('stalled', B).catch(() => undefined), 3000);
+    await b.unlock('stalled', token);
+    await a.unlock('stalled', await a.lock('stalled', A));
   });
 
   it('answers EARSHOT_CLUSTER_UNAVAILABLE while Redis is away, and calls onReady when it is back', async () => {

@@ -31,14 +31,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(timeoutMs = 10_000): Promise<TestRedis> {
+/** `args`: more redis-server options, e.g. `['--enable-debug-command', 'local']` for `DEBUG SLEEP`. */
+export async function startRedis(timeoutMs = 10_000, args: string[] = []): Promise<TestRedis> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const redis: TestRedis = {
     port,
     url: `redis://127.0.0.1:${port}`,
     async start() {
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
       let failed: Error | undefined;
       child.once('error', (e: NodeJS.ErrnoException) => {
         failed = e.code === 'ENOENT' ? new Error('redis-server is not installed: the cluster tests need it (Debian: apt-get install redis-server; .ci/run installs it)') : e;
