@@ -136,6 +136,10 @@ export class ClusterNode {
   readonly #sharedPipelines = new Map<string, string>();
   /** Changes from other nodes being applied here, in order (`#applyChange` never rejects). */
   #changes: Promise<void> = Promise.resolve();
+  /** The join running now (one at a time: a heartbeat and a reconnection may both ask for one). */
+  #joining: Promise<void> | undefined;
+  /** Another join was asked for while one ran: it runs once that one is done (it may have started before what prompted this). */
+  #joinAgain = false;
 
   constructor(options: ClusterNodeOptions, host: NodeHost) {
     checkClusterNodeOptions(options);
@@ -428,8 +432,28 @@ export class ClusterNode {
     else this.#sharedPipelines.set(pipeline, doc);
   }
 
-  /** (Re)connected to Redis: register, write back what runs here, apply the stored configuration. */
-  async #joined(): Promise<void> {
+  /**
+   * (Re)connected to Redis, or Redis lost its data while connected: register,
+   * write back what runs here, apply the stored configuration. One join at a
+   * time; one asked for meanwhile runs after it.
+   */
+  #joined(): Promise<void> {
+    if (this.#joining) {
+      this.#joinAgain = true;
+      return this.#joining;
+    }
+    this.#joining = (async () => {
+      do {
+        this.#joinAgain = false;
+        await this.#join();
+      } while (this.#joinAgain && !this.#left);
+    })().finally(() => {
+      this.#joining = undefined;
+    });
+    return this.#joining;
+  }
+
+  async #join(): Promise<void> {
     if (this.#left || this.#id === undefined) return;
     try {
       await this.#beat();
@@ -500,7 +524,11 @@ export class ClusterNode {
     };
     this.placement.report({ engine: this.#id, accepting: record.accepting, ready: record.ready, sessions: record.sessions, pending: record.pending, workerUtilization: record.workerUtilization });
     const wasHeld = this.state.idConflict !== undefined;
-    const holder = await this.state.heartbeat(record).catch(() => undefined);
+    let beaten = true;
+    const holder = await this.state.heartbeat(record).catch(() => {
+      beaten = false;
+      return undefined;
+    });
     if (holder && !wasHeld) {
       this.#host.log.error(
         { node: this.#id, heldBy: holder.url, since: new Date(holder.startedAt).toISOString() },
@@ -509,7 +537,31 @@ export class ClusterNode {
     } else if (wasHeld && this.state.idConflict === undefined) {
       this.#host.log.info({ node: this.#id }, 'cluster: the node that held this id has left; joining');
       void this.#joined();
+    } else if (beaten && !holder && this.#epoch !== undefined && this.#joining === undefined) {
+      await this.#checkEpoch();
     }
+  }
+
+  /**
+   * Redis can lose its data without the connection dropping (FLUSHALL,
+   * FLUSHDB, eviction of the cluster's keys), so without a reconnection to
+   * say so: the heartbeat puts this node's entry back, but the sessions it
+   * runs and the cluster's configuration would stay unknown to the other
+   * nodes (a PATCH through them 404s, a POST places the peer a second time).
+   * An epoch other than the one this node joined under (none: lost; another:
+   * a node that noticed first set a new one) means the same as a reconnection
+   * to an empty Redis: rejoin, writing everything back.
+   */
+  async #checkEpoch(): Promise<void> {
+    let stored: string | undefined;
+    try {
+      stored = await this.state.storedEpoch();
+    } catch {
+      return; // the next heartbeat asks again
+    }
+    if (stored === this.#epoch || this.#joining !== undefined || this.#left) return;
+    this.#host.log.warn({ node: this.#id, redis: this.state.address }, 'cluster: Redis lost its data while connected (flushed or evicted); rejoining: writing back this node\'s sessions, pipelines and room bindings');
+    void this.#joined();
   }
 
   // ---- draining and leaving

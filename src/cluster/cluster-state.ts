@@ -505,6 +505,11 @@ export class ClusterState {
     });
   }
 
+  /** The id of the data Redis holds now, without setting one (undefined: none, Redis lost its data). */
+  async storedEpoch(): Promise<string | undefined> {
+    return (await this.#call((r) => r.get(this.#key('epoch')))) ?? undefined;
+  }
+
   async getConfig(kind: ConfigChange['kind'], name: string): Promise<string | undefined> {
     return (await this.#call((r) => r.hget(this.#key(kind === 'pipeline' ? 'pipelines' : 'rooms'), name))) ?? undefined;
   }
