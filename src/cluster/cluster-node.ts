@@ -109,6 +109,8 @@ const LOCK_HEADER = 'x-earshot-cluster-lock';
 const CLIENT_TICKET_HEADER = 'x-earshot-cluster-client';
 /** Seconds a client refused because Redis is away should wait. */
 const CLUSTER_RETRY_AFTER = 2;
+/** How often a failure that repeats every second (the heartbeat) is logged again, ms. */
+const FAILURE_LOG_MS = 60_000;
 /** Why a configuration change is refused without Redis (the error's detail). */
 const CHANGE_REFUSED = 'share a pipeline or room change with the other nodes';
 
@@ -140,6 +142,10 @@ export class ClusterNode {
   #joining: Promise<void> | undefined;
   /** Another join was asked for while one ran: it runs once that one is done (it may have started before what prompted this). */
   #joinAgain = false;
+  /** Heartbeats failing in a row while connected (a Redis ACL refusing the script or the keys, say): the last error, how many, when last logged. */
+  #beatFailure: { error: string; count: number; loggedAt: number } | undefined;
+  /** The last join's error, until a join succeeds. */
+  #joinFailure: string | undefined;
 
   constructor(options: ClusterNodeOptions, host: NodeHost) {
     checkClusterNodeOptions(options);
@@ -186,10 +192,16 @@ export class ClusterNode {
     this.#url = (this.#options.publicUrl ?? listenUrl).replace(/\/+$/, '');
     this.#id = this.#options.nodeId ?? `${hostname()}-${listen.port}`;
     const id = this.#id;
-    this.#placement = new RedisPlacement(this.state, id, this.#instance, () => {
-      const load = this.#host.load();
-      return { engine: id, accepting: load.accepting && !this.#draining, ready: load.ready, sessions: load.sessions, pending: load.pending, workerUtilization: load.workerUtilization };
-    });
+    this.#placement = new RedisPlacement(
+      this.state,
+      id,
+      this.#instance,
+      () => {
+        const load = this.#host.load();
+        return { engine: id, accepting: load.accepting && !this.#draining, ready: load.ready, sessions: load.sessions, pending: load.pending, workerUtilization: load.workerUtilization };
+      },
+      () => (this.#beatFailure ? `its heartbeat fails: ${this.#beatFailure.error}` : undefined),
+    );
     this.state.connect();
     this.#timer = setInterval(() => void this.#beat(), HEARTBEAT_MS);
     this.#timer.unref();
@@ -197,8 +209,21 @@ export class ClusterNode {
 
   /** What `GET /health` says about the node's place in the cluster (public: no addresses). */
   health(): { node: string | undefined; state: 'up' | 'draining'; redis: 'up' | 'down'; problem?: string } {
-    const problem = this.state.problem;
+    const problem = this.state.problem ?? this.#redisRefuses();
     return { node: this.#id, state: this.#draining ? 'draining' : 'up', redis: this.state.connected ? 'up' : 'down', ...(problem ? { problem } : {}) };
+  }
+
+  /**
+   * Why Redis, though connected, does not let this node take part: its
+   * heartbeat failed twice in a row (one failure may be a blip; its entry
+   * lives 5 s), or its last join failed. The error is Redis's own (NOPERM
+   * names the refused command or key), never an address.
+   */
+  #redisRefuses(): string | undefined {
+    if (!this.state.connected) return undefined;
+    if (this.#beatFailure && this.#beatFailure.count >= 2) return `this node's heartbeat fails (${this.#beatFailure.error})${aclHint(this.#beatFailure.error)}`;
+    if (this.#joinFailure !== undefined) return `joining the cluster failed (${this.#joinFailure})`;
+    return undefined;
   }
 
   describe(): Record<string, unknown> {
@@ -467,8 +492,10 @@ export class ClusterNode {
       const { pipelines, rooms } = await this.state.config();
       for (const [name, doc] of Object.entries(pipelines)) await this.#applyOne('pipeline', name, doc);
       for (const [room, pipeline] of Object.entries(rooms)) await this.#applyOne('room', room, pipeline);
+      this.#joinFailure = undefined;
       this.#host.log.info({ node: this.id, url: this.#url, redis: this.state.address, sessions: this.placement.liveSessions().length }, 'cluster: joined');
     } catch (e) {
+      this.#joinFailure = firstLine(e);
       this.#host.log.warn({ err: (e as Error).message }, 'cluster: joining failed; retrying on the next reconnection');
     }
   }
@@ -525,10 +552,15 @@ export class ClusterNode {
     this.placement.report({ engine: this.#id, accepting: record.accepting, ready: record.ready, sessions: record.sessions, pending: record.pending, workerUtilization: record.workerUtilization });
     const wasHeld = this.state.idConflict !== undefined;
     let beaten = true;
-    const holder = await this.state.heartbeat(record).catch(() => {
+    const holder = await this.state.heartbeat(record).catch((e: unknown) => {
       beaten = false;
+      this.#beatFailed(e);
       return undefined;
     });
+    if (beaten && this.#beatFailure) {
+      this.#host.log.info({ node: this.#id, failures: this.#beatFailure.count }, 'cluster: the heartbeat works again');
+      this.#beatFailure = undefined;
+    }
     if (holder && !wasHeld) {
       this.#host.log.error(
         { node: this.#id, heldBy: holder.url, since: new Date(holder.startedAt).toISOString() },
@@ -540,6 +572,27 @@ export class ClusterNode {
     } else if (beaten && !holder && this.#epoch !== undefined && this.#joining === undefined) {
       await this.#checkEpoch();
     }
+  }
+
+  /**
+   * A heartbeat Redis refused or did not answer while connected. Logged at
+   * once, then at most every `FAILURE_LOG_MS` while it goes on (not once a
+   * second forever); `/health` says so from the second in a row.
+   */
+  #beatFailed(e: unknown): void {
+    // Not connected: the connection's own outage is logged (onDown), and /health says Redis is down.
+    if (!this.state.connected) return;
+    const error = firstLine(e);
+    const now = Date.now();
+    const f = (this.#beatFailure ??= { error, count: 0, loggedAt: 0 });
+    f.count++;
+    f.error = error;
+    if (now - f.loggedAt < FAILURE_LOG_MS) return;
+    f.loggedAt = now;
+    this.#host.log.error(
+      { node: this.#id, redis: this.state.address, err: error, failures: f.count },
+      `cluster: the heartbeat failed; while it does, this node drops out of the registry (its entry expires within 5 s) and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE)${aclHint(error)}`,
+    );
   }
 
   /**
@@ -727,6 +780,17 @@ export class ClusterNode {
 /** The path of a recording of `node` through any node: `/cluster/recordings/<node>/<name>`. */
 function clusterPath(node: string, name: string): string {
   return `/cluster/recordings/${encodeURIComponent(node)}/${name.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** Advice for an error that says Redis refused the command for the user's rights, else nothing. */
+function aclHint(error: string): string {
+  return /^(NOPERM|NOAUTH|WRONGPASS)\b/.test(error) ? ": check the --cluster URL's user and its ACL (commands, scripting, the cluster's keys and channel)" : '';
+}
+
+/** What Redis said (the cause of an `EARSHOT_CLUSTER_UNAVAILABLE`), its first line and at most 200 characters (for /health and logs). */
+function firstLine(e: unknown): string {
+  const cause = (e as Error)?.cause instanceof Error ? (e as Error).cause : e;
+  return String((cause as Error)?.message ?? cause).split('\n')[0].slice(0, 200);
 }
 
 function header(req: FastifyRequest, name: string): string | undefined {

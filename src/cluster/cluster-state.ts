@@ -547,5 +547,8 @@ export class ClusterState {
 }
 
 function unavailable(e: unknown): EarshotError {
-  return errors.CLUSTER_UNAVAILABLE((e as Error)?.message ?? String(e));
+  const error = errors.CLUSTER_UNAVAILABLE((e as Error)?.message ?? String(e));
+  // Redis's own error (NOPERM …), for /health and logs, which say what this one wraps in its own words.
+  error.cause = e;
+  return error;
 }

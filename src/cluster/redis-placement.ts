@@ -19,6 +19,7 @@
  */
 import { compareCandidates, type EngineEntry, type EngineLoad, type Placement, type PlacementTicket } from './placement.js';
 import type { ClusterState, NodeRecord } from './cluster-state.js';
+import { errors } from '../errors.js';
 
 /** A cluster placement: the lock's token proves it to the node the session goes to. */
 export interface ClusterTicket extends PlacementTicket {
@@ -42,6 +43,7 @@ export class RedisPlacement implements Placement {
   readonly #self: string;
   readonly #instance: string;
   readonly #selfLoad: () => EngineLoad | undefined;
+  readonly #whyUnregistered: () => string | undefined;
   #reported: EngineLoad | undefined;
   /** Offers this node is sending to each node right now. */
   readonly #answering = new Map<string, number>();
@@ -54,12 +56,14 @@ export class RedisPlacement implements Placement {
    * @param self this node's id
    * @param instance the `instance` its registry entry names (its locks name it: a restarted node's are taken over)
    * @param selfLoad this node's load now (its engines report every 250 ms: fresher than its registry entry)
+   * @param whyUnregistered why this node's registry entry may be missing (its heartbeat's error), for the refusal
    */
-  constructor(state: ClusterState, self: string, instance: string, selfLoad: () => EngineLoad | undefined) {
+  constructor(state: ClusterState, self: string, instance: string, selfLoad: () => EngineLoad | undefined, whyUnregistered: () => string | undefined = () => undefined) {
     this.#state = state;
     this.#self = self;
     this.#instance = instance;
     this.#selfLoad = selfLoad;
+    this.#whyUnregistered = whyUnregistered;
   }
 
   async begin(peer: string): Promise<ClusterTicket> {
@@ -68,6 +72,12 @@ export class RedisPlacement implements Placement {
     let owner: string | undefined;
     try {
       nodes = await this.#state.nodes();
+      // Not registered itself, the node is out of the cluster as the others see it (Redis refuses its heartbeat,
+      // or lost its data a moment ago): it cannot place safely, and "no node has room" would be the wrong answer.
+      if (!nodes.some((n) => n.id === this.#self)) {
+        const why = this.#whyUnregistered();
+        throw errors.CLUSTER_UNAVAILABLE(`this node ("${this.#self}") is not registered in Redis${why ? `: ${why}` : ''}`);
+      }
       owner = await this.#liveOwner(peer, nodes);
     } catch (e) {
       await this.#state.unlock(peer, token);
