@@ -111,6 +111,9 @@ const CLIENT_TICKET_HEADER = 'x-earshot-cluster-client';
 const CLUSTER_RETRY_AFTER = 2;
 /** How often a failure that repeats every second (the heartbeat) is logged again, ms. */
 const FAILURE_LOG_MS = 60_000;
+/** The first wait before trying a failed join again, ms; it doubles on each failure, up to `JOIN_RETRY_MAX_MS`. */
+const JOIN_RETRY_FIRST_MS = 500;
+const JOIN_RETRY_MAX_MS = 10_000;
 /** Why a configuration change is refused without Redis (the error's detail). */
 const CHANGE_REFUSED = 'share a pipeline or room change with the other nodes';
 
@@ -146,6 +149,8 @@ export class ClusterNode {
   #beatFailure: { error: string; count: number; loggedAt: number } | undefined;
   /** The last join's error, until a join succeeds. */
   #joinFailure: string | undefined;
+  /** Joins failed in a row, when that was last logged, and the timer of the next try. */
+  #joinRetry: { failures: number; loggedAt: number; timer: NodeJS.Timeout | undefined } = { failures: 0, loggedAt: 0, timer: undefined };
 
   constructor(options: ClusterNodeOptions, host: NodeHost) {
     checkClusterNodeOptions(options);
@@ -480,6 +485,8 @@ export class ClusterNode {
 
   async #join(): Promise<void> {
     if (this.#left || this.#id === undefined) return;
+    clearTimeout(this.#joinRetry.timer);
+    this.#joinRetry.timer = undefined;
     try {
       await this.#beat();
       const superseded = await this.state.resync(this.id, this.placement.liveSessions());
@@ -493,11 +500,48 @@ export class ClusterNode {
       for (const [name, doc] of Object.entries(pipelines)) await this.#applyOne('pipeline', name, doc);
       for (const [room, pipeline] of Object.entries(rooms)) await this.#applyOne('room', room, pipeline);
       this.#joinFailure = undefined;
+      this.#joinRetry.failures = 0;
       this.#host.log.info({ node: this.id, url: this.#url, redis: this.state.address, sessions: this.placement.liveSessions().length }, 'cluster: joined');
     } catch (e) {
-      this.#joinFailure = firstLine(e);
-      this.#host.log.warn({ err: (e as Error).message }, 'cluster: joining failed; retrying on the next reconnection');
+      this.#joinFailed(e);
     }
+  }
+
+  /**
+   * A join that failed while the connection stays up (Redis paused or slow,
+   * an ACL refusing a command) is tried again on a timer, 0.5 s doubling to
+   * `JOIN_RETRY_MAX_MS`, until one succeeds: waiting for the next
+   * reconnection would leave the stored configuration unapplied, and an
+   * emptied Redis without this node's sessions and bindings, for as long as
+   * the connection lasts. Logged at once, then at most once a minute.
+   */
+  #joinFailed(e: unknown): void {
+    this.#joinFailure = firstLine(e);
+    const r = this.#joinRetry;
+    r.failures++;
+    const delayMs = Math.min(JOIN_RETRY_FIRST_MS * 2 ** (r.failures - 1), JOIN_RETRY_MAX_MS);
+    const now = Date.now();
+    if (now - r.loggedAt >= FAILURE_LOG_MS) {
+      r.loggedAt = now;
+      this.#host.log.warn({ node: this.#id, err: this.#joinFailure, failures: r.failures, retryInMs: delayMs }, 'cluster: joining failed; retrying');
+    }
+    // Another live node holding this id: its heartbeat says when the id is free, and joins then.
+    if (this.#left || this.state.idConflict !== undefined) return;
+    clearTimeout(r.timer);
+    r.timer = setTimeout(() => {
+      r.timer = undefined;
+      // Disconnected meanwhile: the reconnection joins.
+      if (this.state.connected) void this.#joined();
+    }, delayMs);
+    r.timer.unref();
+  }
+
+  /** The heartbeat works again after failing: a join that failed meanwhile is tried now, not after its backoff. */
+  #rejoinNowIfFailed(): void {
+    if (this.#joinFailure === undefined || this.#joinRetry.timer === undefined) return;
+    clearTimeout(this.#joinRetry.timer);
+    this.#joinRetry.timer = undefined;
+    void this.#joined();
   }
 
   /**
@@ -560,6 +604,7 @@ export class ClusterNode {
     if (beaten && this.#beatFailure) {
       this.#host.log.info({ node: this.#id, failures: this.#beatFailure.count }, 'cluster: the heartbeat works again');
       this.#beatFailure = undefined;
+      this.#rejoinNowIfFailed();
     }
     if (holder && !wasHeld) {
       this.#host.log.error(
@@ -650,6 +695,7 @@ export class ClusterNode {
     if (this.#left) return;
     this.#left = true;
     if (this.#timer) clearInterval(this.#timer);
+    clearTimeout(this.#joinRetry.timer);
     if (this.#id !== undefined) await this.state.deregister(this.#id, this.#instance).catch(() => undefined);
     await this.state.close();
     this.#host.log.info({ node: this.#id }, 'cluster: left');

@@ -5,7 +5,8 @@
  * ready with Redis's own error, a POST refused with
  * `EARSHOT_CLUSTER_UNAVAILABLE` naming it (not `EARSHOT_OVERLOADED`), the
  * failure logged without repeating every second. Once the ACL is fixed, the
- * node joins by itself, the connection never having dropped: it registers
+ * node joins by itself, the connection never having dropped (a failed join
+ * is retried on a timer, not only on the next reconnection): it registers
  * and applies the room bindings Redis holds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -70,5 +71,23 @@ describe('a cluster node whose Redis ACL refuses scripting', () => {
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatch(/NOPERM.*check the --cluster URL's user and its ACL/);
     expect(logged[0]).not.toContain(':pw@');
+  }, 30_000);
+
+  it('joins by itself once the ACL allows it, the connection never having dropped: registered, ready, the stored room binding applied', async () => {
+    expect((await get<{ bound: boolean }>(limited, '/rooms/aclroom')).bound).toBe(false);
+    expect(limited.lines.filter((l) => l.includes('cluster: joining failed')).length).toBeGreaterThan(0);
+    expect(await redis.command('ACL', 'SETUSER', 'limited', '+@scripting')).toBe('+OK\r\n');
+    const fixedAt = Date.now();
+    const joined = await until('the node to join', async () => {
+      const h = await health();
+      return h.ready && !h.cluster?.problem ? h : undefined;
+    }, 15_000);
+    expect(joined.reasons).toEqual([]);
+    expect(await redis.command('SISMEMBER', 'earshot:nodes', 'limited')).toBe(':1\r\n');
+    expect((await get<{ pipeline: string }>(limited, '/rooms/aclroom')).pipeline).toBe('raw');
+    expect(Date.now() - fixedAt).toBeLessThan(5000);
+    expect(limited.lines.some((l) => l.includes('cluster: joined'))).toBe(true);
+    // Logged once while it failed, not once a try.
+    expect(limited.lines.filter((l) => l.includes('cluster: joining failed'))).toHaveLength(1);
   }, 30_000);
 });
