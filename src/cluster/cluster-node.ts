@@ -40,7 +40,7 @@ import { checkInteger, checkOptionNames } from '../core/option-checks.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { RecordingEntry } from '../sinks/recordings-store.js';
 import type { ServeRecording } from '../server/routes/recordings.js';
-import { ClusterState, HEARTBEAT_MS, type ConfigChange, type NodeRecord } from './cluster-state.js';
+import { ClusterState, HEARTBEAT_MS, NODE_TTL_MS, type ConfigChange, type NodeRecord } from './cluster-state.js';
 import { forwardedHeaders, bodyOf, clientOf, jsonOf, relay, requestUrl, streamFrom, vouchForClient, type EngineResponse } from './forward.js';
 import { mergeClusterStats, type NodeStats, type NodeSummary } from './merge-cluster-stats.js';
 import { RedisPlacement } from './redis-placement.js';
@@ -147,6 +147,8 @@ export class ClusterNode {
   #joinAgain = false;
   /** Heartbeats failing in a row while connected (a Redis ACL refusing the script or the keys, say): the last error, how many, when last logged. */
   #beatFailure: { error: string; count: number; loggedAt: number } | undefined;
+  /** When this node's heartbeat last succeeded (its registry entry lives `NODE_TTL_MS` from then). */
+  #lastBeatAt: number | undefined;
   /** The last join's error, until a join succeeds. */
   #joinFailure: string | undefined;
   /** Joins failed in a row, when that was last logged, and the timer of the next try. */
@@ -614,8 +616,22 @@ export class ClusterNode {
     } else if (wasHeld && this.state.idConflict === undefined) {
       this.#host.log.info({ node: this.#id }, 'cluster: the node that held this id has left; joining');
       void this.#joined();
-    } else if (beaten && !holder && this.#epoch !== undefined && this.#joining === undefined) {
+    }
+    if (!beaten || holder) return;
+    const lastBeatAt = this.#lastBeatAt;
+    this.#lastBeatAt = Date.now();
+    // Outside a join (which does all of this itself), once joined.
+    if (this.#epoch !== undefined && this.#joining === undefined && !wasHeld) {
+      if (lastBeatAt !== undefined && this.#lastBeatAt - lastBeatAt >= NODE_TTL_MS - HEARTBEAT_MS) {
+        // Heartbeats failed long enough for this node's entry to expire while connected: the other
+        // nodes' sweeps may have removed what it owns. Rejoining writes its sessions back.
+        this.#host.log.warn({ node: this.#id, sinceMs: this.#lastBeatAt - lastBeatAt }, "cluster: this node's registry entry may have expired; rejoining to write its sessions back");
+        void this.#joined();
+        return;
+      }
       await this.#checkEpoch();
+      // Bounded work a beat: a slice of the ownership hashes (best effort: the next beat goes on).
+      await this.state.sweep().catch(() => undefined);
     }
   }
 

@@ -12,7 +12,8 @@
  *   may run it later) is freed by its token once Redis answers again;
  * - ownership: hashes `earshot:peers` (peer → `node\tsession`) and
  *   `earshot:sessions` (session → node). An entry whose node is no longer
- *   registered is ignored by readers: a killed node cannot clean up;
+ *   registered is ignored by readers (a killed node cannot clean up), and
+ *   removed by the live nodes' heartbeats, a slice at a time (`sweep`);
  * - cluster-wide configuration: hashes `earshot:pipelines` (name → document)
  *   and `earshot:rooms` (room → pipeline), with a pub/sub channel that tells
  *   every node to apply a change;
@@ -153,6 +154,28 @@ for i = 3, #ARGV, 2 do
 end
 return lost`;
 
+/**
+ * Ownership entries of nodes no longer registered removed, each only if it
+ * still holds the value read (its node may have rejoined and written it
+ * again meanwhile). KEYS: the hash; ARGV: node key prefix, 1 for `peers`
+ * (value `node\tsession`) or 0 for `sessions` (value `node`), then
+ * field/value pairs. Returns how many went.
+ */
+const SWEEP = `
+local removed = 0
+for i = 3, #ARGV, 2 do
+  local field, value = ARGV[i], ARGV[i + 1]
+  local owner = value
+  if ARGV[2] == '1' then owner = string.match(value, '^([^\t]*)\t') end
+  if owner and redis.call('exists', ARGV[1] .. owner) == 0 and redis.call('hget', KEYS[1], field) == value then
+    redis.call('hdel', KEYS[1], field)
+    removed = removed + 1
+  end
+end
+return removed`;
+/** Fields of each ownership hash a sweep looks at (an HSCAN COUNT: Redis may return a few more). */
+const SWEEP_COUNT = 100;
+
 export class ClusterState {
   readonly #redis: Redis;
   readonly #sub: Redis;
@@ -165,6 +188,8 @@ export class ClusterState {
   #idHeldBy: string | undefined;
   /** Set when Redis refused the URL's database on connecting (it has fewer): why. Nothing joins database 0 instead. */
   #noDatabase: string | undefined;
+  /** Where the sweep of each ownership hash goes on from (HSCAN cursors; '0': from the start). */
+  readonly #sweepCursor = { peers: '0', sessions: '0' };
   /** The timers of locks being freed again after a failed command (`#release`). */
   readonly #releases = new Set<NodeJS.Timeout>();
 
@@ -450,6 +475,28 @@ export class ClusterState {
       const superseded = new Set(lost);
       await this.#forgetOwned(r, node, new Set(live.map((s) => s.session).filter((s) => !superseded.has(s))));
       return lost;
+    });
+  }
+
+  /**
+   * Removes the ownership entries of nodes that are no longer registered, a
+   * slice of each hash per call (`SWEEP_COUNT` fields, through HSCAN, going
+   * on where the last call stopped). A node that is killed never removes its
+   * own; readers ignore them, but with a node id per start (a pod name) they
+   * would pile up forever. Resolves to how many went.
+   */
+  async sweep(): Promise<number> {
+    return this.#call(async (r) => {
+      let removed = 0;
+      for (const hash of ['peers', 'sessions'] as const) {
+        const [next, flat] = await r.hscan(this.#key(hash), this.#sweepCursor[hash], 'COUNT', SWEEP_COUNT);
+        this.#sweepCursor[hash] = next;
+        // HSCAN's COUNT is a hint (a hash being rehashed returns more): each script gets at most SWEEP_COUNT fields.
+        for (let i = 0; i < flat.length; i += 2 * SWEEP_COUNT) {
+          removed += Number(await r.eval(SWEEP, 1, this.#key(hash), this.#key('node:'), hash === 'peers' ? 1 : 0, ...flat.slice(i, i + 2 * SWEEP_COUNT)));
+        }
+      }
+      return removed;
     });
   }
 

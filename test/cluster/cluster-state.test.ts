@@ -129,6 +129,26 @@ describe('ClusterState on Redis', () => {
     expect(await a.ownerOfSession('s7')).toBe('node-a');
   });
 
+  it('sweeps the ownership entries of nodes no longer registered, a slice per call; a live node\'s stay', async () => {
+    await a.heartbeat(record('node-live'));
+    await a.own('node-live', 'kept-peer', 'kept-session');
+    // 1000 peers of a node that was killed (its entry expired): more than one sweep looks at.
+    const pairs = Array.from({ length: 1000 }, (_, i) => [`dead-peer-${i}`, `node-killed\tdead-session-${i}`]).flat();
+    expect(await redis.command('HSET', 'test:peers', ...pairs)).toBe(':1000\r\n');
+    expect(await redis.command('HSET', 'test:sessions', 'dead-session-0', 'node-killed')).toBe(':1\r\n');
+    const first = await b.sweep();
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThan(1000);
+    await until('every entry of the killed node to go', async () => {
+      await b.sweep();
+      return (await redis.command('HVALS', 'test:peers')).includes('node-killed') || (await redis.command('HVALS', 'test:sessions')).includes('node-killed') ? undefined : true;
+    }, 5000);
+    expect(await a.ownerOfPeer('kept-peer')).toEqual({ node: 'node-live', session: 'kept-session' });
+    expect(await a.ownerOfSession('kept-session')).toBe('node-live');
+    await a.disown('node-live', 'kept-peer', 'kept-session');
+    await a.deregister('node-live', 'node-live');
+  });
+
   it('publishes configuration changes to the other nodes, with the stored value', async () => {
     await a.putConfig({ kind: 'pipeline', name: 'shared', from: 'node-a' }, '{"name":"shared"}');
     const change = await until('the change to reach b', () => changes.find((c) => c.name === 'shared'));

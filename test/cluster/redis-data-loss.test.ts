@@ -1,9 +1,14 @@
 /**
- * `earshot serve --cluster redis://…` when Redis loses the cluster's data
- * while the nodes stay connected to it (`FLUSHALL`, `FLUSHDB`, eviction): no
- * reconnection says so, yet every node must write back what it runs and the
- * cluster's configuration, as after a Redis restart. Two real nodes on one
- * real redis-server, a real WebRTC publisher.
+ * `earshot serve --cluster redis://…` and Redis data no single node looks
+ * after: two real nodes on one real redis-server, real WebRTC publishers.
+ *
+ * - Redis loses the cluster's data while the nodes stay connected to it
+ *   (`FLUSHALL`, `FLUSHDB`, eviction): no reconnection says so, yet every
+ *   node must write back what it runs and the cluster's configuration, as
+ *   after a Redis restart.
+ * - A node is SIGKILLed: it never removes what it owned; the live node does,
+ *   once its registry entry has expired, so that entries of node ids that
+ *   never return (one per pod) do not pile up.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
@@ -65,6 +70,29 @@ describe('earshot serve --cluster, Redis flushed while connected', () => {
       const res = await fetch(`${a.url}/whip/sessions/${live.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { peer: string }).peer).toBe('p2');
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  }, 30_000);
+
+  it("removes a SIGKILLed node's ownership entries once its registry entry has expired", async () => {
+    const [a, b] = nodes;
+    const controller = new AbortController();
+    const sending = mayBeEnded(sendAudio({ url: `${b.url}/whip/kept/p3`, token: PUBLISH, source: fixturePath('tone-1k-48k.wav'), loop: true, skipDelete: true, rtcpTimeoutMs: 0, signal: controller.signal }));
+    try {
+      const live = await livePeer(a, 'p3', 10);
+      expect(live.node).toBe('node-b');
+      await until('B to own p3 in Redis', async () => ((await redis.command('HGET', 'earshot:peers', 'p3')).includes('node-b') ? true : undefined), 5000);
+      b.child.kill('SIGKILL');
+      const killedAt = Date.now();
+      await until("node-b's entries to go", async () => {
+        const [peer, session] = await Promise.all([redis.command('HEXISTS', 'earshot:peers', 'p3'), redis.command('HEXISTS', 'earshot:sessions', live.session)]);
+        return peer === ':0\r\n' && session === ':0\r\n' ? true : undefined;
+      }, 15_000);
+      // Not before its entry could expire (5 s): a node that is only slow keeps what it owns.
+      expect(Date.now() - killedAt).toBeGreaterThan(4000);
+      expect(await redis.command('HVALS', 'earshot:sessions')).not.toContain('node-b');
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
