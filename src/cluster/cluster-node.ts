@@ -207,7 +207,10 @@ export class ClusterNode {
         const load = this.#host.load();
         return { engine: id, accepting: load.accepting && !this.#draining, ready: load.ready, sessions: load.sessions, pending: load.pending, workerUtilization: load.workerUtilization };
       },
-      () => (this.#beatFailure ? `its heartbeat fails: ${this.#beatFailure.error}` : undefined),
+      {
+        whyUnregistered: () => (this.#beatFailure ? `its heartbeat fails: ${this.#beatFailure.error}` : undefined),
+        epoch: () => this.#epoch,
+      },
     );
     this.state.connect();
     this.#timer = setInterval(() => void this.#beat(), HEARTBEAT_MS);
@@ -674,6 +677,9 @@ export class ClusterNode {
       return; // the next heartbeat asks again
     }
     if (stored === this.#epoch || this.#joining !== undefined || this.#left) return;
+    // The first node to notice holds placements off until the others have noticed too (their next
+    // heartbeat): until then a peer of theirs looks unowned, and would be placed a second time.
+    if (stored === undefined) await this.state.holdPlacements().catch(() => undefined);
     this.#host.log.warn({ node: this.#id, redis: this.state.address }, 'cluster: Redis lost its data while connected (flushed or evicted); rejoining: writing back this node\'s sessions, pipelines and room bindings');
     void this.#joined();
   }

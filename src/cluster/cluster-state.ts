@@ -20,7 +20,9 @@
  * - client tickets: `earshot:client:<ticket>`, the client a node forwards a
  *   request for, redeemed once by the node it is forwarded to;
  * - `earshot:epoch`: a random id set by the first node to find none, so that
- *   a rejoining node tells a Redis that lost its data from one that did not.
+ *   a rejoining node tells a Redis that lost its data from one that did not;
+ *   `earshot:rebuilding`, set for `HOLD_MS` by the node that notices the loss
+ *   while connected (a FLUSHALL): no placement until every node wrote back.
  *
  * Commands fail at once while Redis is unreachable (no offline queue): a
  * caller turns that into `EARSHOT_CLUSTER_UNAVAILABLE` rather than waiting.
@@ -84,6 +86,13 @@ export interface LockHolder {
 
 /** Longest a Redis command may take before the caller gets `EARSHOT_CLUSTER_UNAVAILABLE`, ms. */
 const COMMAND_TIMEOUT_MS = 2000;
+/**
+ * How long placements are held after a node finds that Redis lost the
+ * cluster's data while connected, ms: every other node notices at its next
+ * heartbeat (within `HEARTBEAT_MS`) and writes back what it runs, with room
+ * for a slow one.
+ */
+export const HOLD_MS = 3000;
 /** First wait before freeing again a lock whose release failed, ms (doubles up to 2 s). */
 const RELEASE_RETRY_MS = 250;
 
@@ -550,6 +559,21 @@ export class ClusterState {
       await r.set(this.#key('epoch'), randomBytes(9).toString('base64url'), 'NX');
       return (await r.get(this.#key('epoch'))) ?? '';
     });
+  }
+
+  /**
+   * Marks the cluster's data as being written back after Redis lost it while
+   * the nodes stayed connected (`HOLD_MS`): `placementHold` says so, and no
+   * node places a new session meanwhile. Set by the first node to notice.
+   */
+  async holdPlacements(): Promise<void> {
+    await this.#call((r) => r.set(this.#key('rebuilding'), '1', 'PX', HOLD_MS, 'NX'));
+  }
+
+  /** Whether `holdPlacements` holds them now, and the epoch Redis has (undefined: none). */
+  async placementHold(): Promise<{ held: boolean; epoch: string | undefined }> {
+    const [held, epoch] = await this.#call((r) => r.mget(this.#key('rebuilding'), this.#key('epoch')));
+    return { held: held !== null, epoch: epoch ?? undefined };
   }
 
   /** The id of the data Redis holds now, without setting one (undefined: none, Redis lost its data). */

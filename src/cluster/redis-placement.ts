@@ -10,6 +10,9 @@
  *   token goes with the offer when it is placed on another node, which checks
  *   it, so only the lock's holder can place a session there;
  * - a live peer is placed on the node that owns it (replaced there), never on a second one;
+ *   so nothing is placed while Redis has lost that knowledge (another epoch
+ *   than this node joined under, or the hold a node sets when it notices a
+ *   FLUSHALL) and the nodes write it back;
  * - a new peer goes to the least-loaded accepting node, by the very order
  *   engines are chosen in (`compareCandidates` in placement.ts: ready first,
  *   fewest sessions, idler workers), this node winning ties (no hop). A node's load is its last heartbeat (at most a second old)
@@ -35,6 +38,14 @@ export interface ClusterTicket extends PlacementTicket {
   ownerUnreachable(): void;
 }
 
+/** What a node tells its placement about itself. */
+export interface PlacingNode {
+  /** Why its registry entry may be missing (its heartbeat's error), for the refusal. */
+  whyUnregistered?(): string | undefined;
+  /** The epoch it last joined under (undefined before its first join). */
+  epoch?(): string | undefined;
+}
+
 /** How long a placement this node made counts against its target if no newer heartbeat arrives, ms. */
 const RECENT_MS = 5000;
 
@@ -43,7 +54,7 @@ export class RedisPlacement implements Placement {
   readonly #self: string;
   readonly #instance: string;
   readonly #selfLoad: () => EngineLoad | undefined;
-  readonly #whyUnregistered: () => string | undefined;
+  readonly #node: PlacingNode;
   #reported: EngineLoad | undefined;
   /** Offers this node is sending to each node right now. */
   readonly #answering = new Map<string, number>();
@@ -56,14 +67,14 @@ export class RedisPlacement implements Placement {
    * @param self this node's id
    * @param instance the `instance` its registry entry names (its locks name it: a restarted node's are taken over)
    * @param selfLoad this node's load now (its engines report every 250 ms: fresher than its registry entry)
-   * @param whyUnregistered why this node's registry entry may be missing (its heartbeat's error), for the refusal
+   * @param node what the node knows of its place in the cluster (default: nothing)
    */
-  constructor(state: ClusterState, self: string, instance: string, selfLoad: () => EngineLoad | undefined, whyUnregistered: () => string | undefined = () => undefined) {
+  constructor(state: ClusterState, self: string, instance: string, selfLoad: () => EngineLoad | undefined, node: PlacingNode = {}) {
     this.#state = state;
     this.#self = self;
     this.#instance = instance;
     this.#selfLoad = selfLoad;
-    this.#whyUnregistered = whyUnregistered;
+    this.#node = node;
   }
 
   async begin(peer: string): Promise<ClusterTicket> {
@@ -71,13 +82,18 @@ export class RedisPlacement implements Placement {
     let nodes: NodeRecord[];
     let owner: string | undefined;
     try {
-      nodes = await this.#state.nodes();
+      let hold: { held: boolean; epoch: string | undefined };
+      [nodes, hold] = await Promise.all([this.#state.nodes(), this.#state.placementHold()]);
       // Not registered itself, the node is out of the cluster as the others see it (Redis refuses its heartbeat,
       // or lost its data a moment ago): it cannot place safely, and "no node has room" would be the wrong answer.
       if (!nodes.some((n) => n.id === this.#self)) {
-        const why = this.#whyUnregistered();
+        const why = this.#node.whyUnregistered?.();
         throw errors.CLUSTER_UNAVAILABLE(`this node ("${this.#self}") is not registered in Redis${why ? `: ${why}` : ''}`);
       }
+      // Redis lost its data and not every node has written back what it runs (a node noticed and holds placements, or
+      // this one has not rejoined under the new epoch yet): a peer of theirs would look unowned and run twice.
+      const joinedUnder = this.#node.epoch?.();
+      if (hold.held || (joinedUnder !== undefined && hold.epoch !== joinedUnder)) throw errors.CLUSTER_UNAVAILABLE("Redis lost the cluster's data a moment ago (flushed, evicted or restarted empty): the nodes are writing back the sessions they run");
       owner = await this.#liveOwner(peer, nodes);
     } catch (e) {
       await this.#state.unlock(peer, token);

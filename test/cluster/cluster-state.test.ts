@@ -181,6 +181,29 @@ describe('ClusterState on Redis', () => {
     await until('the lock to be freed', async () => ((await b.lock('live', B).then((t) => b.unlock('live', t)).then(() => true, () => undefined))));
   });
 
+  it('places nothing while Redis lost the epoch a node joined under or a node holds placements after finding the data lost, nor on a node not registered', async () => {
+    const joinedUnder = await a.epoch();
+    const placement = new RedisPlacement(a, 'node-a', 'node-a', () => undefined, { whyUnregistered: () => 'its heartbeat fails: NOPERM', epoch: () => joinedUnder });
+    const refusal = () => placement.begin('on-hold').then((t) => (t.release(), 'placed'), (e: unknown) => (isEarshotError(e) ? `${e.code}: ${e.message}` : String(e)));
+    await redis.command('DEL', 'test:node:node-a');
+    expect(await refusal()).toMatch(/^EARSHOT_CLUSTER_UNAVAILABLE: .*this node \("node-a"\) is not registered in Redis: its heartbeat fails: NOPERM/);
+    await a.heartbeat(record('node-a'));
+    await redis.command('DEL', 'test:epoch');
+    expect(await refusal()).toMatch(/^EARSHOT_CLUSTER_UNAVAILABLE: .*Redis lost the cluster's data a moment ago/);
+    // Another epoch (a node that noticed first set one): this node has not written back under it yet.
+    await b.epoch();
+    expect(await refusal()).toMatch(/Redis lost the cluster's data a moment ago/);
+    await redis.command('SET', 'test:epoch', joinedUnder);
+    await b.holdPlacements();
+    expect(await refusal()).toMatch(/Redis lost the cluster's data a moment ago/);
+    // Each refusal freed the peer's lock; the hold ends by itself.
+    expect(await until('the hold to end', async () => {
+      await a.heartbeat(record('node-a'));
+      const r = await refusal();
+      return r === 'placed' ? r : undefined;
+    }, 5000)).toBe('placed');
+  });
+
   it('frees a lock whose command timed out once Redis answers: a retry of the peer is not busy until the lock expires', async () => {
     await a.heartbeat(record('node-a'));
     // Redis stalls for 3 s; the lock's SET waits in its input, and times out here after 2 s.

@@ -5,7 +5,7 @@
  * - Redis loses the cluster's data while the nodes stay connected to it
  *   (`FLUSHALL`, `FLUSHDB`, eviction): no reconnection says so, yet every
  *   node must write back what it runs and the cluster's configuration, as
- *   after a Redis restart.
+ *   after a Redis restart, and no node places a session until they have.
  * - A node is SIGKILLed: it never removes what it owned; the live node does,
  *   once its registry entry has expired, so that entries of node ids that
  *   never return (one per pod) do not pile up.
@@ -56,6 +56,14 @@ describe('earshot serve --cluster, Redis flushed while connected', () => {
 
       expect(await redis.command('FLUSHALL')).toBe('+OK\r\n');
       const flushedAt = Date.now();
+      // Until every node has written back what it runs, no node places: p2 would look unowned and run twice.
+      const answers = new Set<string>();
+      while (Date.now() - flushedAt < 1500) {
+        const res = await fetch(`${a.url}/whip/kept/p2`, { method: 'POST', headers: { authorization: `Bearer ${PUBLISH}`, 'content-type': 'application/sdp' }, body: 'v=0\r\n' });
+        answers.add(`${res.status} ${((await res.json()) as { code: string }).code}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect([...answers]).toEqual(['503 EARSHOT_CLUSTER_UNAVAILABLE']);
       // Without a reconnection, only the heartbeat can notice: B writes its session back, a node the epoch and the binding.
       await until('B to write its session back', async () => ((await redis.command('HGET', 'earshot:peers', 'p2')).includes(`node-b\t${live.session}`) ? true : undefined), 8000);
       expect(await redis.command('HGET', 'earshot:sessions', live.session)).toContain('node-b');
@@ -70,6 +78,9 @@ describe('earshot serve --cluster, Redis flushed while connected', () => {
       const res = await fetch(`${a.url}/whip/sessions/${live.session}`, { method: 'DELETE', headers: { authorization: `Bearer ${PUBLISH}` } });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { peer: string }).peer).toBe('p2');
+      // Placements resume once the nodes have written back.
+      const after = await until('a POST through A to be placed', () => sendAudio({ url: `${a.url}/whip/kept/after`, token: PUBLISH, source: fixturePath('tone-1k-48k.wav'), seconds: 0.3 }).catch(() => undefined), 8000, 500);
+      expect(after.packetsSent).toBeGreaterThan(10);
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
@@ -82,17 +93,19 @@ describe('earshot serve --cluster, Redis flushed while connected', () => {
     const sending = mayBeEnded(sendAudio({ url: `${b.url}/whip/kept/p3`, token: PUBLISH, source: fixturePath('tone-1k-48k.wav'), loop: true, skipDelete: true, rtcpTimeoutMs: 0, signal: controller.signal }));
     try {
       const live = await livePeer(a, 'p3', 10);
-      expect(live.node).toBe('node-b');
-      await until('B to own p3 in Redis', async () => ((await redis.command('HGET', 'earshot:peers', 'p3')).includes('node-b') ? true : undefined), 5000);
-      b.child.kill('SIGKILL');
+      // Ties go to B, which received the POST; whichever runs it is killed.
+      const [owner, survivor] = live.node === 'node-b' ? [b, a] : [a, b];
+      await until('the owner to own p3 in Redis', async () => ((await redis.command('HGET', 'earshot:peers', 'p3')).includes(live.node) ? true : undefined), 5000);
+      owner.child.kill('SIGKILL');
       const killedAt = Date.now();
-      await until("node-b's entries to go", async () => {
+      await until("the killed node's entries to go", async () => {
         const [peer, session] = await Promise.all([redis.command('HEXISTS', 'earshot:peers', 'p3'), redis.command('HEXISTS', 'earshot:sessions', live.session)]);
         return peer === ':0\r\n' && session === ':0\r\n' ? true : undefined;
       }, 15_000);
       // Not before its entry could expire (5 s): a node that is only slow keeps what it owns.
       expect(Date.now() - killedAt).toBeGreaterThan(4000);
-      expect(await redis.command('HVALS', 'earshot:sessions')).not.toContain('node-b');
+      expect(await redis.command('HVALS', 'earshot:sessions')).not.toContain(live.node);
+      expect(await redis.command('SISMEMBER', 'earshot:nodes', survivor === a ? 'node-a' : 'node-b')).toBe(':1\r\n');
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
