@@ -40,7 +40,7 @@
  * cluster node).
  */
 import type { OutgoingHttpHeaders } from 'node:http';
-import { resolve as resolvePath } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifyCors from '@fastify/cors';
@@ -50,10 +50,12 @@ import { Subject } from 'rxjs';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
-import { defaultIceHosts, type CreateServerOptions } from '../server/create-server.js';
+import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from '../server/create-server.js';
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
 import { listenerAccess } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
+import { RoomBindingsFile } from '../core/room-bindings-file.js';
+import { packageRoot } from '../package-root.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
 import { listenOn } from '../server/listen.js';
@@ -238,8 +240,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     return {
       ...rest,
       pipeline: pipelineOption(options.pipeline),
-      // A cluster's bindings are in Redis; the engines of one machine each keep the shared file (the first to answer decides).
-      persistRoomBindings: options.cluster ? false : options.persistRoomBindings,
+      // The front keeps the machine's bindings (rooms.json, or Redis for a cluster) and gives them to each engine.
+      persistRoomBindings: false,
       stageModules: options.stageModules?.map((m) => (m instanceof URL ? m.href : m)),
       recordingsDir: store.dir,
       threads,
@@ -295,8 +297,22 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const isNodeHop = (req: FastifyRequest) => node !== undefined && req.headers[HOP_HEADER] !== undefined;
   const sessions$ = new Subject<SessionEvent>();
   const events$ = new Subject<ProcessorEvent>();
-  /** Room bindings applied on every engine, replayed to restarted ones. */
+  /**
+   * Room bindings applied on every engine, replayed to restarted ones. The
+   * front owns them: it keeps them in rooms.json of the pipelines directory
+   * (a cluster: in Redis), and makes each change on the engines in turn.
+   */
   const rooms = new Map<string, string>();
+  const pipelinesDir = options.pipelinesDir ?? join(packageRoot(), 'pipelines');
+  const roomsFile = options.cluster ? undefined : await RoomBindingsFile.of(pipelinesDir, { bundled: isBundledPipelinesDir(pipelinesDir), persist: options.persistRoomBindings });
+  for (const [room, pipeline] of Object.entries((await roomsFile?.read()) ?? {})) rooms.set(room, pipeline);
+  /** The room change in progress (and an engine's catching up): the next waits for it. */
+  let roomTurn: Promise<unknown> = Promise.resolve();
+  const inTurn = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = roomTurn.then(task, task);
+    roomTurn = run.catch(() => undefined);
+    return run;
+  };
   /** The live sessions' starts and latest figures, to end them in their engine's place when it dies with them. */
   const engineSessions = new EngineSessions({ store, log, emit: (event) => sessions$.next(event) });
   const startedAt = performance.now();
@@ -350,6 +366,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const startEngine = async (engine: EngineProcess) => {
     const snapshot = Object.fromEntries(rooms);
     await engine.start(engineOptions(engine.slot), snapshot);
+    // A change made while it started reached the engines that were up, not this one: it catches up now.
+    await inTurn(() => catchUpRooms(engine)).catch((e: unknown) => log.error({ engine: engine.slot, err: (e as Error).message }, 'engine did not take the room bindings'));
     placement.report({ engine: engine.id, accepting: !closing, ready: engine.report?.ready ?? true, sessions: 0, pending: 0, workerUtilization: 0 });
   };
   const restartDelays = new Map<EngineProcess, number>();
@@ -761,25 +779,82 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     if (node && res.status < 300) await node.changed(reply, 'pipeline', req.params.name, undefined);
     return relay(reply, res);
   });
+  /** The front's own requests to an engine (loopback; the admin token where there is one). */
+  const ownHeaders = (): OutgoingHttpHeaders => ({
+    host: '127.0.0.1',
+    'content-type': 'application/json',
+    ...(options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {}),
+  });
+  const bindingPath = (room: string) => `/rooms/${encodeURIComponent(room)}`;
+  const bindingBody = (pipeline: string) => Buffer.from(JSON.stringify({ pipeline }));
+  /** Makes the engine's bindings the machine's: those it lacks or has otherwise are put, those it has besides deleted. */
+  async function catchUpRooms(engine: EngineProcess): Promise<void> {
+    if (engine.state !== 'up') return;
+    const res = await requestEngine(engine.port, 'GET', '/rooms', ownHeaders());
+    const has = jsonOf<{ rooms?: Record<string, string> }>(res)?.rooms ?? {};
+    for (const room of Object.keys(has)) if (!rooms.has(room)) await requestEngine(engine.port, 'DELETE', bindingPath(room), ownHeaders());
+    for (const [room, pipeline] of rooms) {
+      if (has[room] === pipeline) continue;
+      const put = await requestEngine(engine.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(pipeline));
+      if (put.status >= 400) log.error({ engine: engine.slot, room, pipeline, status: put.status }, 'engine refused a room binding the others have');
+    }
+  }
+  /**
+   * A room's binding changed on every engine, in turn with the other changes:
+   * the first engine decides (its 404 or 400 comes back, nothing changed);
+   * then the bindings file is written (a write that fails undoes the first
+   * engine's change: 500, nothing changed); then the other engines follow.
+   */
+  const changeRoom = (req: FastifyRequest<{ Params: { room: string } }>) =>
+    inTurn(async (): Promise<EngineResponse> => {
+      const room = req.params.room;
+      const [first, ...others] = live();
+      if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
+      const res = await requestEngine(first.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
+      if (res.status >= 400) return res;
+      const bound = req.method === 'PUT' ? jsonOf<{ pipeline?: string }>(res)?.pipeline : undefined;
+      const before = rooms.get(room);
+      if (bound !== before && roomsFile) {
+        const next = new Map(rooms);
+        if (bound === undefined) next.delete(room);
+        else next.set(room, bound);
+        try {
+          await roomsFile.write(Object.fromEntries([...next].sort(([a], [b]) => a.localeCompare(b))));
+        } catch (e) {
+          const undo = before === undefined ? requestEngine(first.port, 'DELETE', bindingPath(room), ownHeaders()) : requestEngine(first.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(before));
+          await undo.catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));
+          throw e;
+        }
+      }
+      if (bound === undefined) rooms.delete(room);
+      else rooms.set(room, bound);
+      for (const e of others) {
+        try {
+          const r = await requestEngine(e.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
+          if (r.status >= 400) log.error({ engine: e.slot, status: r.status, url: req.url }, 'engine disagreed on a change the others made');
+        } catch (err) {
+          log.error({ engine: e.slot, err: (err as Error).message, url: req.url }, 'change not applied on an engine (it exited; a restarted one is given the bindings)');
+        }
+      }
+      return res;
+    });
   app.get('/rooms', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.get('/rooms/:room', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.put<{ Params: { room: string } }>('/rooms/:room', { bodyLimit: 4096 }, async (req, reply) => {
     node?.refuseChangeWithoutRedis(reply);
-    let res = await onEveryEngine(req);
+    let res = await changeRoom(req);
     // A pipeline another node has just stored may not have reached this one yet: fetch it, then bind.
     if (node && res.status === 404 && jsonOf<{ code?: string }>(res)?.code === errors.PIPELINE_NOT_FOUND.code) {
       const wanted = pipelineOfBinding(bodyOf(req));
-      if (typeof wanted === 'string' && (await node.fetchPipeline(wanted))) res = await onEveryEngine(req);
+      if (typeof wanted === 'string' && (await node.fetchPipeline(wanted))) res = await changeRoom(req);
     }
     const bound = res.status < 300 ? jsonOf<{ pipeline?: string }>(res)?.pipeline : undefined;
-    if (bound) rooms.set(req.params.room, bound);
     if (node && bound) await node.changed(reply, 'room', req.params.room, bound);
     return relay(reply, res);
   });
   app.delete<{ Params: { room: string } }>('/rooms/:room', async (req, reply) => {
     node?.refuseChangeWithoutRedis(reply);
-    const res = await onEveryEngine(req);
-    if (res.status < 300) rooms.delete(req.params.room);
+    const res = await changeRoom(req);
     if (node && res.status < 300) await node.changed(reply, 'room', req.params.room, undefined);
     return relay(reply, res);
   });

@@ -100,8 +100,8 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   try {
     // Loopback only: clients reach the engine through the front, media goes to its own ICE candidates.
     server = await createEngineServer({ ...options, host: '127.0.0.1', port: 0, logger });
-    // The machine's bindings as the front knows them; the bindings file, read at start, has the same (or, after a
-    // restart of the whole machine, the ones made before it, which the front never saw).
+    // The machine's bindings, which the front keeps (in rooms.json, or Redis): an engine keeps no file of its own.
+    // A change made while this engine starts reaches it once it is up (the front's catch-up).
     server.core.restoreRoomBindings(message.rooms);
     await server.listen();
   } catch (e) {

@@ -10,6 +10,7 @@ import type { ProcessorRegistry } from '../sinks/processors.js';
 import { checkAdmissionOptions, type AdmissionOptions } from './admission.js';
 import { checkInteger, checkMilliseconds } from './option-checks.js';
 import type { CoreLogger } from './logger.js';
+import type { RoomBindingsFile } from './room-bindings-file.js';
 
 export interface EarshotCoreOptions {
   /** The pipelines by name (a directory's, or in memory). */
@@ -17,11 +18,11 @@ export interface EarshotCoreOptions {
   /** Name of the pipeline a stream runs when neither the request nor its room names one. */
   defaultPipeline: string;
   /**
-   * A JSON file that keeps the room bindings (`bindRoom`) across restarts:
-   * read by `start()`, written before each change applies. Default: none, the
-   * bindings live in memory.
+   * Where the room bindings (`bindRoom`) outlive a restart: read at `start()`
+   * (or before the first change), written before each change applies (not
+   * when read-only). Default: none, the bindings live in memory.
    */
-  roomBindingsFile?: string;
+  roomBindingsFile?: RoomBindingsFile;
   recordingsDir: string;
   /** Pool options, or a pool to use (created by the caller, closed by `shutdown()`). */
   pool?: WorkerPoolOptions | WorkerPool;

@@ -34,7 +34,6 @@ import { CoreMonitor, type ServerStats } from './monitoring.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
 import { PipelineChecks } from './pipeline-checks.js';
 import { ProcessorAttachments, type ProcessorScope } from './processor-attachment.js';
-import { RoomBindingsFile } from './room-bindings-file.js';
 import { RoomPipelines } from './rooms.js';
 import { SessionGate } from './session-gate.js';
 import { SessionLifecycle, type SessionEvent, type SessionSlot, type StreamHandle, type StreamObservableLabel } from './session-lifecycle.js';
@@ -96,7 +95,7 @@ export class EarshotCore {
       },
       this.#admission,
     );
-    this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline, options.roomBindingsFile === undefined ? undefined : new RoomBindingsFile(options.roomBindingsFile));
+    this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline, options.roomBindingsFile);
     this.#checks = new PipelineChecks(this.pool, this.processors);
     this.#attachments = new ProcessorAttachments(this.processors);
     this.streams$ = this.#guard(this.#streams$, { observable: 'streams$' });
@@ -197,6 +196,20 @@ export class EarshotCore {
     return this.#rooms.bindings();
   }
 
+  /**
+   * Deletes a pipeline (its file too), unless it is in use:
+   * `EARSHOT_PIPELINE_IN_USE` (409) while it is the default, bound to a room
+   * or run by a live session. Taken in turn with room binding changes, so a
+   * room cannot be bound to it while it goes.
+   */
+  deletePipeline(name: string): Promise<void> {
+    return this.#rooms.exclusive(async () => {
+      const users = this.pipelineUsers(name);
+      if (users) throw errors.PIPELINE_IN_USE(name, users);
+      await this.#options.pipelines.delete(name);
+    });
+  }
+
   /** What keeps a pipeline from being deleted (live sessions, room bindings, being the default), or undefined. */
   pipelineUsers(name: string): string | undefined {
     return this.#rooms.usersOf(name, this.peers.live());
@@ -208,6 +221,10 @@ export class EarshotCore {
   }
 
   async start(): Promise<void> {
+    const bindingsFile = this.#options.roomBindingsFile;
+    if (bindingsFile?.readOnly) {
+      this.#log.info({ file: bindingsFile.path }, 'the pipelines directory is read-only: room bindings are read from its rooms.json (if any) and changes over HTTP are kept in memory until a restart');
+    }
     const missing = await this.#rooms.load();
     for (const [room, pipeline] of Object.entries(missing)) {
       this.#log.error({ room, pipeline, file: this.#rooms.file }, `room "${room}" is bound to pipeline "${pipeline}", which is not loaded: its streams get 404 until the pipeline is back or the room is bound again`);

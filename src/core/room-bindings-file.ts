@@ -7,10 +7,13 @@
  *
  * Read once at start; written whole on every change (a temporary file renamed
  * over it, so a crash mid-write leaves the old file or the new one, never half
- * of either).
+ * of either). Not read again while the server runs: a hand edit is replaced
+ * by the next change over HTTP. In a directory the server may not write (a
+ * ConfigMap), the file is read and changes stay in memory.
  */
 import { randomUUID } from 'node:crypto';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errors } from '../errors.js';
 import { checkName } from './names.js';
@@ -20,9 +23,30 @@ export const ROOM_BINDINGS_FILE = 'rooms.json';
 
 export class RoomBindingsFile {
   readonly path: string;
+  /**
+   * The file is read, never written: its directory is read-only (a
+   * Kubernetes ConfigMap's). Bindings changed over HTTP then live in memory.
+   */
+  readonly readOnly: boolean;
 
-  constructor(path: string) {
+  constructor(path: string, options: { readOnly?: boolean } = {}) {
     this.path = path;
+    this.readOnly = options.readOnly === true;
+  }
+
+  /**
+   * The bindings file of pipelines directory `dir`: undefined where bindings
+   * live in memory (`persist` false, or the bundled pipelines, which belong to
+   * the package), read-only where the directory cannot be written (checked
+   * now: a read-only mount answers so even to root).
+   */
+  static async of(dir: string | undefined, options: { bundled: boolean; persist?: boolean }): Promise<RoomBindingsFile | undefined> {
+    if (dir === undefined || options.bundled || options.persist === false) return undefined;
+    const writable = await access(dir, constants.W_OK).then(
+      () => true,
+      () => false,
+    );
+    return new RoomBindingsFile(join(dir, ROOM_BINDINGS_FILE), { readOnly: !writable });
   }
 
   /**
@@ -41,7 +65,8 @@ export class RoomBindingsFile {
     }
     let doc: unknown;
     try {
-      doc = JSON.parse(text);
+      // Some editors begin a UTF-8 file with a byte order mark; pipeline files are read past it too.
+      doc = JSON.parse(text.replace(/^\uFEFF/, ''));
     } catch (e) {
       throw errors.ROOM_BINDINGS_INVALID(this.path, `is not JSON (${(e as Error).message})`);
     }
@@ -63,11 +88,12 @@ export class RoomBindingsFile {
   }
 
   /**
-   * Replaces the file with `bindings`. Rejects with
+   * Replaces the file with `bindings` (nothing, `readOnly`). Rejects with
    * `EARSHOT_ROOM_BINDINGS_WRITE_FAILED` (500), the file left as it was. The
    * caller makes one write at a time (RoomPipelines).
    */
   async write(bindings: Record<string, string>): Promise<void> {
+    if (this.readOnly) return;
     // Hidden and ending in .tmp: the pipelines directory's watcher ignores it.
     const temp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.${randomUUID()}.tmp`);
     try {

@@ -16,6 +16,8 @@ export class RoomPipelines {
   readonly #file: RoomBindingsFile | undefined;
   /** The change in progress: the next waits for it. */
   #changing: Promise<unknown> = Promise.resolve();
+  /** The bindings file's reading (`load`), once begun. */
+  #loaded: Promise<Record<string, string>> | undefined;
 
   constructor(pipelines: PipelineRegistry, defaultPipeline: string, file?: RoomBindingsFile) {
     this.#pipelines = pipelines;
@@ -29,18 +31,24 @@ export class RoomPipelines {
   }
 
   /**
-   * Reads the bindings file (at start). Returns the bindings whose pipeline is
-   * not loaded: they are kept (the room's streams get 404 naming it, rather
-   * than silently the default pipeline), and the caller says so.
+   * Reads the bindings file, once (at start, or before the first change if
+   * that comes first: a change must not write the file without what it
+   * held). Returns the bindings whose pipeline is not loaded: they are kept
+   * (the room's streams get 404 naming it, rather than silently the default
+   * pipeline), and the caller says so.
    */
-  async load(): Promise<Record<string, string>> {
-    if (!this.#file) return {};
-    const missing: Record<string, string> = {};
-    for (const [room, pipeline] of Object.entries(await this.#file.read())) {
-      this.#bindings.set(room, pipeline);
-      if (!this.#pipelines.has(pipeline)) missing[room] = pipeline;
-    }
-    return missing;
+  load(): Promise<Record<string, string>> {
+    this.#loaded ??= (async () => {
+      if (!this.#file) return {};
+      const missing: Record<string, string> = {};
+      for (const [room, pipeline] of Object.entries(await this.#file.read())) {
+        // A change made before the file was read (none can be: each waits for this) would be newer.
+        this.#bindings.set(room, pipeline);
+        if (!this.#pipelines.has(pipeline)) missing[room] = pipeline;
+      }
+      return missing;
+    })();
+    return this.#loaded;
   }
 
   /**
@@ -80,7 +88,8 @@ export class RoomPipelines {
    * Resolves to whether the room had a binding before.
    */
   #change(room: string, pipeline: string | undefined): Promise<boolean> {
-    const change = async (): Promise<boolean> => {
+    return this.exclusive(async (): Promise<boolean> => {
+      await this.load();
       // 404 for an unknown name, asked in turn: a DELETE of the pipeline may have come first.
       if (pipeline !== undefined) this.#pipelines.get(pipeline);
       const had = this.#bindings.has(room);
@@ -89,9 +98,17 @@ export class RoomPipelines {
       if (pipeline === undefined) this.#bindings.delete(room);
       else this.#bindings.set(room, pipeline);
       return had;
-    };
-    const run = this.#changing.then(change, change);
-    this.#changing = run.catch(() => false);
+    });
+  }
+
+  /**
+   * Runs `task` once the binding changes before it are done, and the next
+   * wait for it: a pipeline's deletion runs here, so that a binding made
+   * meanwhile cannot name the pipeline it removes (each sees the other).
+   */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#changing.then(task, task);
+    this.#changing = run.catch(() => undefined);
     return run;
   }
 

@@ -13,7 +13,7 @@ import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
-import { ROOM_BINDINGS_FILE } from '../core/room-bindings-file.js';
+import { RoomBindingsFile } from '../core/room-bindings-file.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
 import { checkServerOptions, eventStreamLimits, type CreateServerOptions } from './server-options.js';
@@ -151,6 +151,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   });
   let pipelines: PipelineRegistry;
   let pipeline: Pipeline;
+  let roomBindingsFile: RoomBindingsFile | undefined;
   // Reload messages go to the app's logger once it exists.
   const reloadLog: { log?: FastifyBaseLogger } = {};
   // What a pipeline is to the server (the default, a room's), once the core exists to say.
@@ -182,6 +183,8 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
         ),
     });
     pipeline = await resolveDefaultPipeline(options.pipeline, pipelines, pool.customStageTypes);
+    // Beside the pipelines they name; the bundled ones belong to the package (a reinstall would lose the file).
+    roomBindingsFile = await RoomBindingsFile.of(pipelines.dir, { bundled: !pipelines.writable, persist: options.persistRoomBindings });
     // Before the recordings' static files are registered: their plugin warns about a root that
     // does not exist yet, and fails with a message of its own on a root that is a file.
     await new RecordingsStore(options.recordingsDir ?? 'recordings').init();
@@ -207,8 +210,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   const core = new EarshotCore({
     pipelines,
     defaultPipeline: pipeline.name,
-    // Beside the pipelines they name; the bundled ones belong to the package (a reinstall would lose the file).
-    roomBindingsFile: options.persistRoomBindings !== false && pipelines.writable && pipelines.dir !== undefined ? join(pipelines.dir, ROOM_BINDINGS_FILE) : undefined,
+    roomBindingsFile,
     recordingsDir: options.recordingsDir ?? 'recordings',
     pool,
     processors: options.processors,
@@ -347,7 +349,7 @@ export function defaultIceHosts(host: string): string[] | undefined {
 }
 
 /** Whether `dir` is the package's own pipelines directory (however it is named: a link, `./pipelines` in the repository). */
-function isBundledPipelinesDir(dir: string): boolean {
+export function isBundledPipelinesDir(dir: string): boolean {
   try {
     return realpathSync(dir) === realpathSync(join(packageRoot(), 'pipelines'));
   } catch {

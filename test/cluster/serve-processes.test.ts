@@ -338,6 +338,35 @@ describe('earshot serve --processes 2', () => {
     expect((await fetch(`${s.url}/rooms/kept`, { method: 'DELETE' })).status).toBe(204);
   });
 
+  it('a binding changed while an engine restarts reaches it once it is up, and the file keeps only what the machine has', async () => {
+    const bind = (room: string, pipeline: string) => fetch(`${s.url}/rooms/${room}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline }) });
+    expect((await bind('r7', 'telephony')).status).toBe(200);
+    const before = await get<Health>('/health');
+    const victim = before.engines[1];
+    process.kill(victim.pid, 'SIGKILL');
+    await until('engine 1 restarting', async () => {
+      const e = (await get<Health>('/health')).engines[1];
+      return e.state === 'starting' && e.pid !== victim.pid ? true : undefined;
+    }, 10_000);
+    // Made while engine 1's new process starts (it was given the bindings with r7): only engine 0 takes it now.
+    expect((await fetch(`${s.url}/rooms/r7`, { method: 'DELETE' })).status).toBe(204);
+    await until('engine 1 back', async () => {
+      const e = (await get<Health>('/health')).engines[1];
+      return e.state === 'up' && e.pid !== victim.pid ? true : undefined;
+    }, 60_000);
+    expect((await bind('r8', 'telephony')).status).toBe(200);
+    const file = JSON.parse(await readFile(join(s.pipelinesDir, 'rooms.json'), 'utf8')) as { rooms: Record<string, string> };
+    expect(file.rooms.r7).toBeUndefined();
+    expect(file.rooms.r8).toBe('telephony');
+    // Both engines run r7's streams on the default pipeline again, r8's on the bound one.
+    const results = await sendMany(4, { url: `${s.url}/whip/r7/u`, source: tone, seconds: 0.5 });
+    expect(results.filter((r) => 'error' in r)).toEqual([]);
+    const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`u-${k}`)));
+    expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
+    expect(stats.map((p) => p.pipeline)).toEqual(['raw', 'raw', 'raw', 'raw']);
+    expect((await fetch(`${s.url}/rooms/r8`, { method: 'DELETE' })).status).toBe(204);
+  });
+
   it('answers that the bundled pipelines are read-only, even for the default, which is in use', async () => {
     const bundled = await startCli(['--processes', '2'], { bundled: true });
     try {

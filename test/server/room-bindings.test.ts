@@ -133,6 +133,39 @@ describe('room bindings on disk', () => {
     await rm(join(dir, 'recordings'), { recursive: true, force: true });
   });
 
+  it('a binding racing the deletion of its pipeline: one of the two wins, never both', async () => {
+    const t = await start();
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const name = `gone-${i}`;
+      const doc = { stages: [], sinks: [{ type: 'stats' }] };
+      expect((await fetch(`${t.url}/pipelines/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(doc) })).status).toBe(201);
+      const [bind, del] = await Promise.all([put(t.url, `room-${i}`, name), fetch(`${t.url}/pipelines/${name}`, { method: 'DELETE' })]);
+      outcomes.add(`${bind.status}/${del.status}`);
+      // Bound (and the pipeline kept, 409) or deleted (and the binding refused, 404).
+      expect([`${bind.status}/${del.status}`]).toEqual([expect.stringMatching(/^(200\/409|404\/204)$/)]);
+      if (bind.status === 200) expect((await fetch(`${t.url}/rooms/room-${i}`, { method: 'DELETE' })).status).toBe(204);
+    }
+    // Written only if some binding won; every one was taken back.
+    if (existsSync(join(dir, 'rooms.json'))) expect(await fileOf(dir)).toEqual({ rooms: {} });
+    console.log(`binding against deletion, 30 races: ${[...outcomes].join(', ')}`);
+  });
+
+  it('in code, a binding made before listen() keeps those of the file; one with a byte order mark is read', async () => {
+    await writeFile(join(dir, 'rooms.json'), `\uFEFF${JSON.stringify({ rooms: { pstn: 'telephony' } })}`);
+    const server = await createServer({ port: 0, host: '127.0.0.1', pipelinesDir: dir, recordingsDir: join(dir, 'recordings'), logLevel: 'silent', admission: false });
+    try {
+      await server.core.bindRoom('shows', 'podcast');
+      expect(await fileOf(dir)).toEqual({ rooms: { pstn: 'telephony', shows: 'podcast' } });
+      await server.listen();
+      expect(server.core.roomBindings()).toEqual({ pstn: 'telephony', shows: 'podcast' });
+    } finally {
+      await server.close();
+      await rm(join(dir, 'rooms.json'));
+      await rm(join(dir, 'recordings'), { recursive: true, force: true });
+    }
+  });
+
   it('stay in memory with the bundled pipelines, or with persistRoomBindings: false', async () => {
     const bundled = await startServer({ pipelinesDir: BUNDLED });
     servers.push(bundled);

@@ -65,9 +65,7 @@ export function registerPipelineRoutes(app: FastifyInstance, core: EarshotCore):
     core.pipelines.get(req.params.name); // 404 first
     // Then read-only: a bundled pipeline can never be deleted, so "in use" would send the client to end sessions for nothing.
     core.pipelines.checkWritable();
-    const users = core.pipelineUsers(req.params.name);
-    if (users) throw errors.PIPELINE_IN_USE(req.params.name, users);
-    await core.pipelines.delete(req.params.name);
+    await core.deletePipeline(req.params.name);
     return reply.code(204).send();
   });
 
