@@ -95,8 +95,19 @@ function optionsProblem(options: Record<string, unknown>): string | undefined {
   const unknown = Object.keys(options).filter((k) => !OPTION_NAMES.has(k));
   if (unknown.length > 0) return `unknown option ${unknown.map((k) => `"${k}"`).join(', ')}; allowed: ${[...OPTION_NAMES].join(', ')}`;
   const pool = options.pool;
-  if (pool !== undefined && !(pool instanceof WorkerPool)) return `pool: must be a WorkerPool, got ${describe(pool)}`;
+  if (pool !== undefined && !isPool(pool)) return `pool: must be a WorkerPool, got ${describe(pool)}`;
   return undefined;
+}
+
+/**
+ * A WorkerPool, or one from another copy of this package (an application and a
+ * library of its own may each install one): judged by what the operators call
+ * on it, as `instanceof` would refuse the other copy's class.
+ */
+function isPool(x: unknown): boolean {
+  if (x instanceof WorkerPool) return true;
+  const p = x as Partial<Record<'openStream' | 'start' | 'close', unknown>> | null;
+  return typeof p === 'object' && p !== null && typeof p.openStream === 'function' && typeof p.start === 'function' && typeof p.close === 'function';
 }
 
 function describe(x: unknown): string {

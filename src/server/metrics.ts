@@ -135,7 +135,7 @@ export function createMetrics(core: EarshotCore): client.Registry {
   counter('earshot_pool_worker_crashes_total', 'Workers that exited while running a task (process.exit, out of memory, …).', () => read().stats.pool.workerCrashes);
   counter('earshot_pool_worker_restarts_total', 'Workers replaced for any reason (watchdog, crash, killed from outside).', () => read().stats.pool.workerRestarts);
   counter('earshot_pool_streams_quarantined_total', 'Streams ended for a worker fault: a stage hung, or crashed its worker maxStreamCrashes times.', () => read().stats.pool.streamsQuarantined);
-  counter('earshot_pool_frames_lost_total', 'Frames lost to worker faults and failed streams (the blamed stream\'s batch, and the queue of a stream they ended; streams sharing the worker get theirs re-sent).', () => read().stats.pool.framesLost);
+  counter('earshot_pool_frames_lost_total', 'Frames lost to worker faults and failed streams: a worker that died or hung (the blamed stream\'s batch; streams sharing the worker get theirs re-sent), a stage that threw (from the frame it threw on), and the queue of a stream they ended.', () => read().stats.pool.framesLost);
   gauge('earshot_pool_degraded', '1 while GET /health says degraded (a worker restarting, or a worker fault within the health window), else 0.', () => (core.pool.health().status === 'degraded' ? 1 : 0));
   // The main thread's event-loop delay is prom-client's nodejs_eventloop_lag_* (per scrape, not since start).
 

@@ -222,6 +222,22 @@ describe('inWorkers', () => {
     expect(stagesOf(inWorkers({ pool: undefined }, gain({ db: -6 }))).map((s) => s.type)).toEqual(['gain']);
     expect(stagesOf(inWorkers({ pool }, gain({ db: -6 }))).map((s) => s.type)).toEqual(['gain']);
   });
+
+  it('takes the WorkerPool of another copy of the package (an application and a library of its own may each install one)', async () => {
+    // A second instance of the module: its class is not this one's, as in a second installed copy.
+    const another = new URL('../../src/pool/worker-pool.ts?another-copy', import.meta.url).href;
+    const { WorkerPool: OtherPool } = (await import(another)) as typeof import('../../src/pool/worker-pool.js');
+    expect(OtherPool).not.toBe(WorkerPool);
+    const other = new OtherPool({ threads: 1 });
+    try {
+      const source = monoFrames(new Float32Array(4800).fill(0.5));
+      const out = await lastValueFrom(from(source).pipe(inWorkers({ pool: other as unknown as WorkerPool }, gain({ db: -6 })), toArray()));
+      expect(concat(out).length).toBe(4800);
+      expect(concat(out)[100]).toBeCloseTo(0.5 * 10 ** (-6 / 20), 4);
+    } finally {
+      await other.close();
+    }
+  });
 });
 
 /** Compiled by `tsc -p .`, never run: bandpass's options type takes its two forms and nothing between. */

@@ -86,9 +86,10 @@ export function registerRecordingRoutes(
     // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
     if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
     // If-Range compares entity tags strongly (RFC 9110 §13.1.5): a weak tag (ours all are, W/"size-mtime")
-    // never matches, so the whole file is sent. @fastify/send would match it and send the range.
+    // never matches, so the whole file is sent; so is it for anything but one strong tag in that form (a
+    // list, or the header twice), which @fastify/send would search for ours as a substring. Dates go on.
     const ifRange = req.headers['if-range'];
-    if (typeof ifRange === 'string' && ifRange.trimStart().startsWith('W/')) delete req.headers.range;
+    if (typeof ifRange === 'string' && /^\s*(W\/|")/.test(ifRange) && !/^\s*"[^"]*"\s*$/.test(ifRange)) delete req.headers.range;
     // A suffix longer than the file is the whole file (RFC 9110 §14.1.3), as a range from 0: 206, not 416.
     if (suffixCoversAll(req.headers.range, entry.bytes)) req.headers.range = 'bytes=0-';
     // Our own 416 (problem+json with the size), before any slot is taken.
