@@ -143,8 +143,12 @@ export class PipelineRegistry {
   get(name: string): Pipeline {
     const p = this.#pipelines.get(name);
     if (!p) {
-      // The bundled pipelines are read-only: "PUT /pipelines/x adds one" would get 409.
-      const adding = this.writable ? undefined : 'GET /pipelines lists them. The bundled pipelines are read-only: start the server with --pipelines DIR (pipelinesDir in code), a directory of your own, to add one.';
+      // The bundled pipelines are read-only: "PUT /pipelines/x adds one" would get 409; a reserved name 400.
+      const adding = reservedPipelineName(name)
+        ? `GET /pipelines lists them. "${name}" cannot be a pipeline's name: ${name}.json in the pipelines directory is not read as a pipeline.`
+        : this.writable
+          ? undefined
+          : 'GET /pipelines lists them. The bundled pipelines are read-only: start the server with --pipelines DIR (pipelinesDir in code), a directory of your own, to add one.';
       throw errors.PIPELINE_NOT_FOUND(name, this.names(), adding);
     }
     return p;

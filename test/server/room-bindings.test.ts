@@ -64,6 +64,12 @@ describe('room bindings on disk', () => {
     expect(names).not.toContain('rooms');
     const reserved = await fetch(`${second.url}/pipelines/rooms`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [], sinks: [{ type: 'stats' }] }) });
     await expectProblem(reserved, { status: 400, code: 'EARSHOT_BODY_INVALID' });
+    // Asked for by name, it is not there, and is not offered as something a PUT would add.
+    await expectProblem(await fetch(`${second.url}/whip/pstn/x?pipeline=rooms`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: chromeLikeOffer() }), {
+      status: 404,
+      code: 'EARSHOT_PIPELINE_NOT_FOUND',
+      detail: /"rooms" cannot be a pipeline's name/,
+    });
     for (const room of ['pstn', 'shows']) expect((await fetch(`${second.url}/rooms/${room}`, { method: 'DELETE' })).status).toBe(204);
     expect(await fileOf(dir)).toEqual({ rooms: {} });
   });
