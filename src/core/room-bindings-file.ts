@@ -5,17 +5,17 @@
  *
  *     { "rooms": { "pstn": "telephony", "support": "call-recording" } }
  *
- * Read once at start; written whole on every change (a temporary file renamed
- * over it, so a crash mid-write leaves the old file or the new one, never half
- * of either). Not read again while the server runs: a hand edit is replaced
+ * Read once at start; written whole on every change (pipeline/replace-file.ts:
+ * a crash or power cut leaves the old file or the new one, never half of
+ * either). Not read again while the server runs: a hand edit is replaced
  * by the next change over HTTP. In a directory the server may not write (a
  * ConfigMap), the file is read and changes stay in memory.
  */
-import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { errors } from '../errors.js';
+import { replaceFile } from '../pipeline/replace-file.js';
 import { checkName } from './names.js';
 
 /** The file's name in the pipelines directory (never read as a pipeline). */
@@ -94,13 +94,9 @@ export class RoomBindingsFile {
    */
   async write(bindings: Record<string, string>): Promise<void> {
     if (this.readOnly) return;
-    // Hidden and ending in .tmp: the pipelines directory's watcher ignores it.
-    const temp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.${randomUUID()}.tmp`);
     try {
-      await writeFile(temp, `${JSON.stringify({ rooms: bindings }, null, 2)}\n`, { flag: 'wx' });
-      await rename(temp, this.path);
+      await replaceFile(this.path, `${JSON.stringify({ rooms: bindings }, null, 2)}\n`);
     } catch (e) {
-      await unlink(temp).catch(() => {});
       throw errors.ROOM_BINDINGS_WRITE_FAILED(this.path, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
     }
   }

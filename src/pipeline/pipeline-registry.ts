@@ -10,12 +10,12 @@
  * newest. A file edited into something invalid keeps the previous version and
  * reports the problems (`onReloadError`); a deleted file unloads its pipeline.
  */
-import { randomUUID } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { loadPipelineFile, parsePipeline, type Pipeline, type ValidateOptions } from './pipeline.js';
+import { replaceFile } from './replace-file.js';
 
 export interface PipelineRegistryOptions {
   /** The pipelines directory; without one the registry lives in memory (PUT and DELETE don't touch disk). */
@@ -161,8 +161,8 @@ export class PipelineRegistry {
 
   /**
    * Validates `doc` as pipeline `name` and saves it as `<dir>/<name>.json`
-   * (written to a temporary file and renamed, so the watcher never reads half
-   * a file). Throws `EARSHOT_PIPELINES_READ_ONLY` (409) for a read-only
+   * (replace-file.ts: the watcher never reads half a file, and a crash or a
+   * power cut leaves the old file or the new one). Throws `EARSHOT_PIPELINES_READ_ONLY` (409) for a read-only
    * directory, `EARSHOT_PIPELINE_INVALID` (422, every problem) before
    * touching anything. Returns the new version and whether it replaced one.
    * `options.processors` (the server's registry) also checks that processor
@@ -181,13 +181,9 @@ export class PipelineRegistry {
         return { pipeline, created };
       }
       const file = join(this.dir, `${name}.json`);
-      // A temporary file of this request's own: two writers of one file would interleave their bytes.
-      const temp = join(this.dir, `.${name}.json.${process.pid}.${randomUUID()}.tmp`);
       try {
-        await writeFile(temp, `${JSON.stringify(pipeline.toJSON(), null, 2)}\n`, { flag: 'wx' });
-        await rename(temp, file);
+        await replaceFile(file, `${JSON.stringify(pipeline.toJSON(), null, 2)}\n`);
       } catch (e) {
-        await unlink(temp).catch(() => {});
         throw errors.PIPELINE_WRITE_FAILED(file, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
       }
       this.#setFromFile(pipeline);
