@@ -13,6 +13,8 @@ export const guardCounts = {
   stunUnauthenticated: 0,
   /** DTLS handshake fragments dropped from a socket's reassembly buffer, beyond its bound. */
   dtlsFragmentsDropped: 0,
+  /** Datagrams dropped after the DTLS handshake because an alert in them did not authenticate (dtls-alert-guard.ts). */
+  dtlsAlertsUnauthenticated: 0,
   /** SRTP packets that failed authentication (or were too malformed to check): dropped. */
   srtpUnauthenticated: 0,
   /** SRTCP packets that failed authentication (or were too malformed to check): dropped. */

@@ -244,6 +244,23 @@ describe('a hostile or broken peer', () => {
     expect(s.state, `ended as ${String(s.endReason)}; guards: ${JSON.stringify(await guarded())}`).toBe('connected');
   });
 
+  it('a forged closure alert from the peer\'s own address (plaintext, at epoch 0 or 1) does not end the session; counted', async () => {
+    const before = await guarded();
+    await goodGoesOn(async () => {
+      for (const epoch of [0, 1]) {
+        // close_notify and user_canceled at warning level, as plaintext: werift took these as the peer's.
+        for (const alert of [[1, 0], [1, 90]]) {
+          await h.send(dtlsRecord(21, epoch, Buffer.from(alert)));
+          await h.send(dtlsRecord(21, epoch, Buffer.concat([Buffer.from(alert), randomBytes(24)])));
+        }
+      }
+      await sleep(300);
+    });
+    const s = (await stats('hostile'))!;
+    expect(s.state, `ended as ${String(s.endReason)}`).toBe('connected');
+    expect((await guarded()).dtls_alert_unauthenticated - (before.dtls_alert_unauthenticated ?? 0)).toBe(8);
+  });
+
   it('DTLS handshake fragments that never complete a message are kept bounded', async () => {
     // werift keeps every such fragment, from anyone, as long as the session lives (werift-dtls-fragments.ts).
     let kept = 0;
