@@ -54,7 +54,7 @@ import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
 import { listenerAccess } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
-import { RoomBindingsFile } from '../core/room-bindings-file.js';
+import { byRoom, RoomBindingsFile } from '../core/room-bindings-file.js';
 import { packageRoot } from '../package-root.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
@@ -447,17 +447,27 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
     const res = await requestEngine(first.port, method, path, headers, body);
     if (res.status >= 400) return res;
+    await followOnOthers(others, method, path, headers, body);
+    return res;
+  };
+  /** The engines after the first make the change it made; one that refuses or is gone is logged (a restarted one is given the machine's state). */
+  const followOnOthers = async (others: EngineProcess[], method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | undefined): Promise<void> => {
     for (const e of others) {
       try {
         const r = await requestEngine(e.port, method, path, headers, body);
         // 404 after the first engine deleted a shared pipeline file: that engine's watcher was quicker.
-        if (r.status >= 400 && r.status !== 404) log.error({ engine: e.slot, status: r.status, url: path }, 'engine disagreed on a change the others made');
+        if (r.status >= 400 && !(r.status === 404 && method === 'DELETE')) log.error({ engine: e.slot, status: r.status, url: path }, 'engine disagreed on a change the others made');
       } catch (err) {
-        log.error({ engine: e.slot, err: (err as Error).message, url: path }, 'change not applied on an engine (it exited; a restarted one reads the shared state)');
+        log.error({ engine: e.slot, err: (err as Error).message, url: path }, 'change not applied on an engine (it exited; a restarted one is given the machine\'s state)');
       }
     }
-    return res;
   };
+  /** The front's own requests to an engine (loopback; the admin token where there is one). */
+  const ownHeaders = (): OutgoingHttpHeaders => ({
+    host: '127.0.0.1',
+    'content-type': 'application/json',
+    ...(options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {}),
+  });
   const byId = (id: string) => engines.find((e) => e.id === id);
   const owned = async (engineId: string | undefined, notFound: () => EarshotError): Promise<EngineProcess> => {
     const engine = engineId === undefined ? undefined : byId(engineId);
@@ -477,11 +487,6 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
 
   // ---- the cluster of machines (its routes: /cluster/*, /admin/drain)
   if (options.cluster) {
-    const internalHeaders = (): OutgoingHttpHeaders => ({
-      host: '127.0.0.1',
-      'content-type': 'application/json',
-      ...(options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {}),
-    });
     node = new ClusterNode(options.cluster, {
       app,
       log,
@@ -514,8 +519,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       },
       apply: async (method, path, body) => {
         // No body, no content type: the engines refuse an empty JSON body (a DELETE from another node would never apply).
-        const { 'content-type': _type, ...bodiless } = internalHeaders();
-        const res = await changeEveryEngine(method, path, body === undefined ? bodiless : internalHeaders(), body === undefined ? undefined : Buffer.from(body));
+        const { 'content-type': _type, ...bodiless } = ownHeaders();
+        const res = await changeEveryEngine(method, path, body === undefined ? bodiless : ownHeaders(), body === undefined ? undefined : Buffer.from(body));
         const room = /^\/rooms\/([^/]+)$/.exec(path)?.[1];
         if (room && res.status < 300) {
           if (method === 'DELETE') rooms.delete(decodeURIComponent(room));
@@ -779,12 +784,6 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     if (node && res.status < 300) await node.changed(reply, 'pipeline', req.params.name, undefined);
     return relay(reply, res);
   });
-  /** The front's own requests to an engine (loopback; the admin token where there is one). */
-  const ownHeaders = (): OutgoingHttpHeaders => ({
-    host: '127.0.0.1',
-    'content-type': 'application/json',
-    ...(options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {}),
-  });
   const bindingPath = (room: string) => `/rooms/${encodeURIComponent(room)}`;
   const bindingBody = (pipeline: string) => Buffer.from(JSON.stringify({ pipeline }));
   /** Makes the engine's bindings the machine's: those it lacks or has otherwise are put, those it has besides deleted. */
@@ -819,7 +818,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         if (bound === undefined) next.delete(room);
         else next.set(room, bound);
         try {
-          await roomsFile.write(Object.fromEntries([...next].sort(([a], [b]) => a.localeCompare(b))));
+          await roomsFile.write(byRoom(next));
         } catch (e) {
           const undo = before === undefined ? requestEngine(first.port, 'DELETE', bindingPath(room), ownHeaders()) : requestEngine(first.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(before));
           await undo.catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));
@@ -828,14 +827,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       }
       if (bound === undefined) rooms.delete(room);
       else rooms.set(room, bound);
-      for (const e of others) {
-        try {
-          const r = await requestEngine(e.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
-          if (r.status >= 400) log.error({ engine: e.slot, status: r.status, url: req.url }, 'engine disagreed on a change the others made');
-        } catch (err) {
-          log.error({ engine: e.slot, err: (err as Error).message, url: req.url }, 'change not applied on an engine (it exited; a restarted one is given the bindings)');
-        }
-      }
+      await followOnOthers(others, req.method, req.url, forwardedHeaders(req), bodyOf(req));
       return res;
     });
   app.get('/rooms', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));

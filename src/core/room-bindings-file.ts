@@ -21,6 +21,11 @@ import { checkName } from './names.js';
 /** The file's name in the pipelines directory (never read as a pipeline). */
 export const ROOM_BINDINGS_FILE = 'rooms.json';
 
+/** Bindings as an object in room order: what the file, `GET /rooms` and `roomBindings()` hold. */
+export function byRoom(bindings: ReadonlyMap<string, string>): Record<string, string> {
+  return Object.fromEntries([...bindings].sort(([a], [b]) => a.localeCompare(b)));
+}
+
 export class RoomBindingsFile {
   readonly path: string;
   /**

@@ -7,7 +7,7 @@
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { PeerEntry } from './peer-registry.js';
-import type { RoomBindingsFile } from './room-bindings-file.js';
+import { byRoom, type RoomBindingsFile } from './room-bindings-file.js';
 
 export class RoomPipelines {
   readonly #pipelines: PipelineRegistry;
@@ -114,7 +114,7 @@ export class RoomPipelines {
 
   /** Room → pipeline bindings, by room name. */
   bindings(): Record<string, string> {
-    return Object.fromEntries([...this.#bindings].sort(([a], [b]) => a.localeCompare(b)));
+    return byRoom(this.#bindings);
   }
 
   /** The bindings with `room` bound to `pipeline` (undefined: unbound), by room name. */
@@ -122,7 +122,7 @@ export class RoomPipelines {
     const all = new Map(this.#bindings);
     if (pipeline === undefined) all.delete(room);
     else all.set(room, pipeline);
-    return Object.fromEntries([...all].sort(([a], [b]) => a.localeCompare(b)));
+    return byRoom(all);
   }
 
   /** What keeps a pipeline from being deleted (live sessions, room bindings, being the default), or undefined. */
