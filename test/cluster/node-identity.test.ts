@@ -105,7 +105,8 @@ describe('cluster node identity', () => {
     });
     expect(h.ready).toBe(false);
     expect(h.cluster?.problem).toBe("Redis has no database 99: set the --cluster URL's database to one it has");
-    expect(lost.lines.some((l) => l.includes('has no database 99'))).toBe(true);
+    // Logged when found; the line reaches this test through the node's stdout, which may come after its /health answer.
+    await until('the log line saying so', async () => (lost.lines.some((l) => l.includes('has no database 99')) ? true : undefined), 5000);
     // Database 0, where the other nodes are, never heard of it.
     expect(await redis.command('SISMEMBER', 'earshot:nodes', 'lost')).toBe(':0\r\n');
     await expectProblem(
