@@ -363,9 +363,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   };
   const engines = Array.from({ length: processes }, (_, slot) => new EngineProcess(slot, { onMessage, onExit }));
 
-  const startEngine = async (engine: EngineProcess) => {
+  /** Restarted, an engine must start even if a pipeline file is broken now, and run what the engines that are up run. */
+  const startEngine = async (engine: EngineProcess, restart = false) => {
+    const previous = restart ? await previousPipelines(engine) : undefined;
     const snapshot = Object.fromEntries(rooms);
-    await engine.start(engineOptions(engine.slot), snapshot);
+    await engine.start(engineOptions(engine.slot), snapshot, previous);
     // A change made while it started reached the engines that were up, not this one: it catches up now.
     await inTurn(() => catchUpRooms(engine)).catch((e: unknown) => log.error({ engine: engine.slot, err: (e as Error).message }, 'engine did not take the room bindings'));
     placement.report({ engine: engine.id, accepting: !closing, ready: engine.report?.ready ?? true, sessions: 0, pending: 0, workerUtilization: 0 });
@@ -383,7 +385,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       if (closing) return;
       engine.restarts++;
       try {
-        await startEngine(engine);
+        await startEngine(engine, true);
         log.info({ engine: engine.slot, pid: engine.pid, port: engine.port }, 'engine process restarted');
       } catch (e) {
         if (closing) return; // told to stop while it was starting
@@ -784,6 +786,29 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     if (node && res.status < 300) await node.changed(reply, 'pipeline', req.params.name, undefined);
     return relay(reply, res);
   });
+  /**
+   * What an engine that is up runs for each pipeline file it found invalid
+   * (edited on disk while it ran), by file name: a restarted engine loads these
+   * instead of failing on the files. None up, or none answering: {} (the
+   * restarted engine then leaves such files out, and says so).
+   */
+  async function previousPipelines(restarting: EngineProcess): Promise<Record<string, unknown>> {
+    const versions: Record<string, unknown> = {};
+    const sibling = live().find((e) => e !== restarting);
+    if (!sibling) return versions;
+    try {
+      const listing = jsonOf<{ invalidFiles?: Array<{ file: string; pipeline: string; previousVersionLoaded: boolean }> }>(await requestEngine(sibling.port, 'GET', '/pipelines', ownHeaders()));
+      for (const f of listing?.invalidFiles ?? []) {
+        if (!f.previousVersionLoaded) continue;
+        const res = await requestEngine(sibling.port, 'GET', `/pipelines/${encodeURIComponent(f.pipeline)}`, ownHeaders());
+        const doc = res.status === 200 ? jsonOf<unknown>(res) : undefined;
+        if (doc !== undefined) versions[f.file] = doc;
+      }
+    } catch (e) {
+      log.warn({ engine: sibling.slot, err: (e as Error).message }, 'could not read the pipelines of a running engine for a restarted one');
+    }
+    return versions;
+  }
   const bindingPath = (room: string) => `/rooms/${encodeURIComponent(room)}`;
   const bindingBody = (pipeline: string) => Buffer.from(JSON.stringify({ pipeline }));
   /** Makes the engine's bindings the machine's: those it lacks or has otherwise are put, those it has besides deleted. */

@@ -99,7 +99,7 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
   });
   try {
     // Loopback only: clients reach the engine through the front, media goes to its own ICE candidates.
-    server = await createEngineServer({ ...options, host: '127.0.0.1', port: 0, logger });
+    server = await createEngineServer({ ...options, host: '127.0.0.1', port: 0, logger }, message.previousPipelines ? { previousPipelines: message.previousPipelines } : undefined);
     // The machine's bindings, which the front keeps (in rooms.json, or Redis): an engine keeps no file of its own.
     // A change made while this engine starts reaches it once it is up (the front's catch-up).
     server.core.restoreRoomBindings(message.rooms);

@@ -71,7 +71,7 @@ export class EngineProcess {
    * Forks the process and resolves once it listens; rejects with its start-up
    * error (the same `EARSHOT_…` a single process would throw) if it fails.
    */
-  start(options: EngineServerOptions, rooms: Record<string, string>): Promise<void> {
+  start(options: EngineServerOptions, rooms: Record<string, string>, previousPipelines?: Record<string, unknown>): Promise<void> {
     const { path, execArgv } = engineEntry();
     this.state = 'starting';
     this.port = 0;
@@ -141,7 +141,7 @@ export class EngineProcess {
     });
     // 'error' (fork failed, or a send to a dead channel): the exit handler does the bookkeeping.
     child.on('error', () => undefined);
-    child.send({ t: 'start', engine: this.slot, options, rooms } satisfies FrontMessage);
+    child.send({ t: 'start', engine: this.slot, options, rooms, ...(previousPipelines ? { previousPipelines } : {}) } satisfies FrontMessage);
     return ready;
   }
 

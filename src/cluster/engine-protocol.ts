@@ -44,6 +44,12 @@ export type FrontMessage =
       options: EngineServerOptions;
       /** Room → pipeline bindings to apply before taking sessions (a restarted engine learns them here). */
       rooms: Record<string, string>;
+      /**
+       * Given to a restarted engine: pipeline files that fail to load do not stop it, and
+       * these documents (by file name: what the engines that are up run for files now
+       * invalid) are loaded instead. A first start has none: a broken file stops the machine's start.
+       */
+      previousPipelines?: Record<string, unknown>;
     }
   | { t: 'call'; id: number; method: 'stats' }
   /** End one session (a cluster node that rejoins Redis ends the sessions whose peer was placed again on another node). */

@@ -46,6 +46,16 @@ export interface PipelineRegistryOptions {
    * stay and keep working; only reloading on file changes stops.
    */
   onWatchError?(error: NodeJS.ErrnoException): void;
+  /**
+   * Given, a file that fails to load at start does not stop the start: it is
+   * reported in `fileProblems()` as one edited into something invalid while
+   * running, and the document given here under its file name, if any, is
+   * loaded instead. For an engine process that `--processes` restarts: its
+   * siblings ran on while the file was broken, and it must start (a broken
+   * file must not take an engine's share of the machine away) and run their
+   * last good version. Left out, the first invalid file is thrown.
+   */
+  previousVersions?: Readonly<Record<string, unknown>>;
 }
 
 /** Files in the pipelines directory that are not pipelines (rooms.json: the room bindings, core/room-bindings-file.ts). */
@@ -110,7 +120,8 @@ export class PipelineRegistry {
   /**
    * Loads every pipeline file of `options.dir`. Throws the first file's error
    * (with every problem of that file) if any is invalid: a server should not
-   * start with a pipeline it cannot run. A missing directory is an error too.
+   * start with a pipeline it cannot run (unless `previousVersions` is given).
+   * A missing directory is an error too.
    */
   static async load(options: PipelineRegistryOptions): Promise<PipelineRegistry> {
     const registry = new PipelineRegistry(options);
@@ -122,7 +133,17 @@ export class PipelineRegistry {
     } catch (e) {
       throw errors.PIPELINE_FILE_UNREADABLE(dir, `the pipelines directory can't be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
-    for (const file of files) registry.#setFromFile(await registry.#loadFile(file));
+    for (const file of files) {
+      try {
+        registry.#setFromFile(await registry.#loadFile(file));
+      } catch (e) {
+        const previous = options.previousVersions;
+        if (previous === undefined || !isEarshotError(e)) throw e;
+        // Checked as any document is: a version the siblings run is valid there, with the same stage modules.
+        if (Object.hasOwn(previous, file)) registry.#setFromFile(parsePipeline(previous[file], join(dir, file), registry.#validateOptions()));
+        registry.#fileProblem(file, e);
+      }
+    }
     return registry;
   }
 
@@ -331,19 +352,25 @@ export class PipelineRegistry {
         }
         return;
       }
-      const known = this.#fileProblems.get(file);
-      this.#fileProblems.set(file, {
-        file,
-        pipeline: name,
-        previousVersionLoaded: this.#pipelines.has(name),
-        code: error.code,
-        detail: error.message,
-        ...(error.extensions.problems !== undefined ? { problems: error.extensions.problems } : {}),
-        // The same file still broken by a later save: since the first time.
-        since: known?.since ?? new Date().toISOString(),
-      });
+      this.#fileProblem(file, error);
       this.#options.onReloadError?.(join(this.dir ?? '', file), error);
     }
+  }
+
+  /** Records `file` as one that cannot be loaded, until it loads, goes or is replaced. */
+  #fileProblem(file: string, error: EarshotError): void {
+    const name = basename(file, '.json');
+    const known = this.#fileProblems.get(file);
+    this.#fileProblems.set(file, {
+      file,
+      pipeline: name,
+      previousVersionLoaded: this.#pipelines.has(name),
+      code: error.code,
+      detail: error.message,
+      ...(error.extensions.problems !== undefined ? { problems: error.extensions.problems } : {}),
+      // The same file still broken by a later save: since the first time.
+      since: known?.since ?? new Date().toISOString(),
+    });
   }
 
   async #loadFile(file: string): Promise<Pipeline> {

@@ -110,8 +110,8 @@ export function createServer(options: CreateServerOptions = {}): Promise<Earshot
  * library's API.
  * @internal
  */
-export function createEngineServer(options: CreateServerOptions): Promise<EarshotServer> {
-  return buildServer({ ...options, trustProxy: undefined }, { clientOf: (req) => forwardedClient(req.headers, req.ip), countLoadRefusals: false });
+export function createEngineServer(options: CreateServerOptions, restart?: { previousPipelines: Record<string, unknown> }): Promise<EarshotServer> {
+  return buildServer({ ...options, trustProxy: undefined }, { clientOf: (req) => forwardedClient(req.headers, req.ip), countLoadRefusals: false, previousPipelines: restart?.previousPipelines });
 }
 
 /** What differs between a server and an engine process. */
@@ -120,6 +120,12 @@ interface ServerRole {
   clientOf?: (req: FastifyRequest) => string;
   /** Count offers refused for load (503) in `refusedBy`. Default true; an engine leaves them to its front. */
   countLoadRefusals?: boolean;
+  /**
+   * A restarted engine: pipeline files that fail to load do not stop its start,
+   * and these documents (by file name: its siblings' last good versions) are
+   * loaded instead (`PipelineRegistryOptions.previousVersions`).
+   */
+  previousPipelines?: Record<string, unknown>;
 }
 
 async function buildServer(options: CreateServerOptions, role: ServerRole): Promise<EarshotServer> {
@@ -166,6 +172,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
       dir: pipelinesDir,
       // The package's own files: changed over HTTP they would be lost on the next install.
       readOnly: isBundledPipelinesDir(pipelinesDir),
+      previousVersions: role.previousPipelines,
       customStages: () => pool.customStageTypes,
       onReload: (name, change) => reloadLog.log?.info({ pipeline: name, change }, change === 'loaded' ? 'pipeline reloaded from disk' : 'pipeline file removed'),
       // Live sessions keep their version anyway; the default and room bindings would be left without one.
@@ -206,6 +213,13 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   refuseDuplicateHost(app);
   if (trustProxy) readForwardedHeader(app.server);
   reloadLog.log = app.log.child({ module: 'pipelines' });
+  // Only a restarted engine starts with files it could not load (previousPipelines): said once here, listed by GET /pipelines.
+  for (const p of pipelines.fileProblems()) {
+    reloadLog.log.error(
+      { file: join(pipelines.dir ?? '', p.file), problems: p.problems, err: p.detail },
+      p.previousVersionLoaded ? 'pipeline file is invalid; the version the other engines run is loaded' : 'pipeline file is invalid, and no other engine runs a version of it: it is not loaded',
+    );
+  }
   if (options.watchPipelines !== false) pipelines.watch();
   const core = new EarshotCore({
     pipelines,

@@ -8,7 +8,7 @@
  */
 import { fixturePath } from '../helpers/fixtures.js';
 import { until } from '../helpers/until.js';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -365,6 +365,43 @@ describe('earshot serve --processes 2', () => {
     expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
     expect(stats.map((p) => p.pipeline)).toEqual(['raw', 'raw', 'raw', 'raw']);
     expect((await fetch(`${s.url}/rooms/r8`, { method: 'DELETE' })).status).toBe(204);
+  });
+
+  it('restarts an engine killed while pipeline files are broken on disk: it runs the version the other engine runs', async () => {
+    const telephony = await get<Record<string, unknown>>('/pipelines/telephony');
+    const put = await fetch(`${s.url}/pipelines/brittle`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...telephony, name: 'brittle' }) });
+    expect(put.status).toBe(201);
+    expect((await fetch(`${s.url}/rooms/b9`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'brittle' }) })).status).toBe(200);
+    const good = await readFile(join(s.pipelinesDir, 'brittle.json'), 'utf8');
+    // An edit that went wrong (the engines keep the version they have), and a new file that never loaded.
+    await writeFile(join(s.pipelinesDir, 'brittle.json'), '{"name": "brittle", "branches": [');
+    await writeFile(join(s.pipelinesDir, 'never.json'), '{"name": "never"');
+    try {
+      type Listing = { invalidFiles: Array<{ file: string; previousVersionLoaded: boolean }> };
+      await until('both files reported invalid', async () => ((await get<Listing>('/pipelines')).invalidFiles.length === 2 ? true : undefined), 10_000);
+      const victim = (await get<Health>('/health')).engines[1];
+      process.kill(victim.pid, 'SIGKILL');
+      await until('engine 1 back', async () => {
+        const e = (await get<Health>('/health')).engines[1];
+        return e.state === 'up' && e.pid !== victim.pid ? true : undefined;
+      }, 60_000);
+      // Both engines run b9's streams on the version loaded before the file broke.
+      const results = await sendMany(4, { url: `${s.url}/whip/b9/w`, source: tone, seconds: 0.5 });
+      expect(results.filter((r) => 'error' in r)).toEqual([]);
+      const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`w-${k}`)));
+      expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
+      expect(stats.map((p) => p.pipeline)).toEqual(['brittle', 'brittle', 'brittle', 'brittle']);
+      expect((await get<Listing>('/pipelines')).invalidFiles.map((f) => [f.file, f.previousVersionLoaded])).toEqual([
+        ['brittle.json', true],
+        ['never.json', false],
+      ]);
+    } finally {
+      await writeFile(join(s.pipelinesDir, 'brittle.json'), good);
+      await rm(join(s.pipelinesDir, 'never.json'), { force: true });
+    }
+    await until('the files fixed', async () => ((await get<{ invalidFiles: unknown[] }>('/pipelines')).invalidFiles.length === 0 ? true : undefined), 10_000);
+    expect((await fetch(`${s.url}/rooms/b9`, { method: 'DELETE' })).status).toBe(204);
+    expect((await fetch(`${s.url}/pipelines/brittle`, { method: 'DELETE' })).status).toBe(204);
   });
 
   it('answers that the bundled pipelines are read-only, even for the default, which is in use', async () => {

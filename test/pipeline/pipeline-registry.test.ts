@@ -57,6 +57,27 @@ describe('PipelineRegistry with its directory', () => {
     });
   });
 
+  it('refuses a broken file at start, unless given previous versions (a restarted engine): then it loads those and reports the files', async () => {
+    await withDir(async (dir) => {
+      await writeFile(join(dir, 'edited.json'), '{"name": "edited", "stages": [');
+      await writeFile(join(dir, 'never.json'), JSON.stringify({ name: 'never', stages: [{ type: 'no-such-stage' }], sinks: [] }));
+      await expect(PipelineRegistry.load({ dir })).rejects.toMatchObject({ code: 'EARSHOT_PIPELINE_INVALID' });
+      const registry = await PipelineRegistry.load({ dir, previousVersions: { 'edited.json': doc('edited', 'as the other engines run it') } });
+      expect(registry.names()).toEqual(['default', 'edited']);
+      expect(registry.get('edited').description).toBe('as the other engines run it');
+      expect(registry.fileProblems().map((p) => [p.file, p.previousVersionLoaded, p.code])).toEqual([
+        ['edited.json', true, 'EARSHOT_PIPELINE_INVALID'],
+        ['never.json', false, 'EARSHOT_PIPELINE_INVALID'],
+      ]);
+      // Fixed on disk, the file's own version replaces the one given, and the problem goes.
+      registry.watch();
+      await writeFile(join(dir, 'edited.json'), JSON.stringify(doc('edited', 'fixed')));
+      await until('the fixed file loaded', () => (registry.get('edited').description === 'fixed' ? true : undefined), 5000);
+      expect(registry.fileProblems().map((p) => p.file)).toEqual(['never.json']);
+      registry.close();
+    });
+  });
+
   it('refuses a name whose file would not be read back (package.json), and ignores hidden files such as an editor\'s lock', async () => {
     await withDir(async (dir) => {
       // Emacs' lock file: a dangling symlink named .#default.json.
