@@ -30,7 +30,8 @@ const UNIT = [
   'test/pool/{batch-codec,slot-placement}.test.ts',
 ];
 
-const shared = { testTimeout: 120_000, hookTimeout: 60_000 };
+/** Builds dist/ first where it is older than the sources (test/global-setup.ts says what runs from it). */
+const shared = { testTimeout: 120_000, hookTimeout: 60_000, globalSetup: ['test/global-setup.ts'] };
 
 /**
  * `import … from 'earshot'` (the examples import it as a user's copy of them would) is the

@@ -1,11 +1,19 @@
 // Worker bootstrap used only when earshot runs from its TypeScript sources
 // (tests, `tsx`): registers tsx in this worker thread, then loads the real entry.
+// The tests' global setup builds the package first and names the built worker
+// in EARSHOT_DEV_WORKER_BUILD: that worker needs no tsx, whose loader hooks
+// made each worker's start ~1 s slower (test/global-setup.ts).
 // No top-level await, for the reason worker-entry.ts gives: Piscina require()s
 // this file, and the real entry is loaded by import() only.
-import { register } from 'tsx/esm/api';
+import { pathToFileURL } from 'node:url';
 
-register();
-const loading = import('./worker.ts');
+const built = process.env.EARSHOT_DEV_WORKER_BUILD;
+const loading = built
+  ? import(pathToFileURL(built).href)
+  : import('tsx/esm/api').then(({ register }) => {
+      register();
+      return import('./worker.ts');
+    });
 loading.catch(() => undefined);
 
 export default async function handleTask(task) {

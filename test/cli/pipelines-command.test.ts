@@ -11,13 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { EARSHOT_BIN } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
+const MAIN = EARSHOT_BIN;
 
 function earshot(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, timeout: 60_000, env: { ...process.env, EARSHOT_ADMIN_TOKEN: '', ...env } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [MAIN, ...args], { cwd: ROOT, timeout: 60_000, env: { ...process.env, EARSHOT_ADMIN_TOKEN: '', ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
     });
   });

@@ -16,12 +16,13 @@ import { checkPoolOptions } from '../../src/core/option-checks.js';
 import { POOL_OPTION_RANGES } from '../../src/pool/pool-limits.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
 import { startCli } from '../cluster/cli-server.js';
+import { EARSHOT_BIN } from '../helpers/cli.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
 /** The option entries of `serve --help`, each joined onto one line. */
 async function helpEntries(): Promise<string[]> {
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--help'], { cwd: root, env: { ...process.env, COLUMNS: '100' } });
+  const { stdout } = await promisify(execFile)(process.execPath, [EARSHOT_BIN, 'serve', '--help'], { cwd: root, env: { ...process.env, COLUMNS: '100' } });
   const options = stdout.slice(stdout.indexOf('Options:') + 'Options:'.length);
   const entries: string[] = [];
   for (const line of options.split('\n')) {

@@ -16,6 +16,7 @@ import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer } from '../helpers/server.js';
 import { spawnServer } from '../helpers/spawn-server.js';
+import { EARSHOT_BIN } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -146,7 +147,7 @@ describe('answers and connections that cannot carry audio', () => {
 describe('earshot send flags', () => {
   const send = (...args: string[]) =>
     new Promise<{ code: number; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'send', fixturePath('tone-1k-48k.wav'), '--url', url, ...args], { cwd: ROOT, timeout: 60_000 }, (error, _stdout, stderr) =>
+      execFile(process.execPath, [EARSHOT_BIN, 'send', fixturePath('tone-1k-48k.wav'), '--url', url, ...args], { cwd: ROOT, timeout: 60_000 }, (error, _stdout, stderr) =>
         resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stderr }),
       );
     });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { EARSHOT_BIN } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -38,7 +39,7 @@ describe('earshot send stopped by a signal', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`ends the session with DELETE on ${signal} and exits 0`, async () => {
       const peer = `stopped-${signal.toLowerCase()}`;
-      const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'send', fixturePath('tone-1k-48k.wav'), '--loop', '--url', `${t.url}/whip/signals/${peer}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [EARSHOT_BIN, 'send', fixturePath('tone-1k-48k.wav'), '--loop', '--url', `${t.url}/whip/signals/${peer}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
       child.stdout.on('data', (b: Buffer) => (output += b));
       child.stderr.on('data', (b: Buffer) => (output += b));

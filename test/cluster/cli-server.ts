@@ -1,17 +1,15 @@
 /**
- * Runs `earshot serve` from the sources as its own process (a front and its
+ * Runs `earshot serve` (the build, as users run it) as its own process (a front and its
  * engine processes with `--processes N`), on a free loopback port, and reads
  * the URL from the log line it prints when listening.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { EARSHOT_BIN } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** Records the tone as it arrives: no processing, so a recording can be checked sample for sample. */
 export const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
@@ -48,8 +46,8 @@ export async function startCli(args: string[], options: { startTimeoutMs?: numbe
   }
   const child = spawn(
     process.execPath,
-    // tsx by its path: from the empty directory of `bundled`, a bare `tsx` would not resolve.
-    ['--import', TSX_LOADER, join(ROOT, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', '--recordings', recordingsDir, ...pipelineArgs, '--log-level', 'info', ...args],
+    // The command as users run it (the build; test/helpers/cli.ts), from any directory.
+    [EARSHOT_BIN, 'serve', '--port', '0', '--recordings', recordingsDir, ...pipelineArgs, '--log-level', 'info', ...args],
     // Admission off: the publishers run on the same two cores, so the measured load is not the server's own.
     { cwd: options.bundled ? dir : ROOT, env: { ...process.env, EARSHOT_ADMISSION: 'off' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );

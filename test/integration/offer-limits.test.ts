@@ -24,6 +24,7 @@ import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { EARSHOT_BIN } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
@@ -320,7 +321,7 @@ describe('offers arriving during live streams', () => {
 /** The real `earshot send` CLI, as a separate process. */
 function earshotSend(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'send', ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [EARSHOT_BIN, 'send', ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
     });
   });

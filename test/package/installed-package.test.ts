@@ -1,5 +1,5 @@
 /**
- * The package as a user meets it: built (`npm run build`), packed (`npm pack`),
+ * The package as a user meets it: built (`npm run build`, by the tests' global setup), packed (`npm pack`),
  * installed from the tarball into a fresh project outside this repository,
  * imported by name from a strict TypeScript program that is type-checked
  * against the shipped declarations, compiled and run with node through a real
@@ -82,8 +82,8 @@ let pkg: { main: string; types: string; bin: Record<string, string>; exports: Re
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'earshot-package-'));
-  // Build here rather than trust `prepare` to have run: dist/ must be what the sources say now.
-  await must('npm', ['run', 'build'], REPO);
+  // dist/ is what the sources say now: the tests' global setup built it (test/global-setup.ts). Not
+  // built again here: other tests run the CLI and the DSP workers from it meanwhile.
   // --ignore-scripts: `prepare` would build a second time (and print into the JSON).
   const out = await must('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], REPO);
   [packed] = JSON.parse(out) as PackResult[];
