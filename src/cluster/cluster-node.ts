@@ -41,7 +41,7 @@ import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { RecordingEntry } from '../sinks/recordings-store.js';
 import type { ServeRecording } from '../server/routes/recordings.js';
 import { ClusterState, HEARTBEAT_MS, NODE_TTL_MS, type ConfigChange, type NodeRecord } from './cluster-state.js';
-import { forwardedHeaders, bodyOf, clientOf, jsonOf, relay, requestUrl, streamFrom, vouchForClient, type EngineResponse } from './forward.js';
+import { forwardedHeaders, bodyOf, clientOf, jsonOf, NODE_READ_TIMEOUT_MS, relay, requestUrl, streamFrom, vouchForClient, type EngineResponse } from './forward.js';
 import { mergeClusterStats, type NodeStats, type NodeSummary } from './merge-cluster-stats.js';
 import { RedisPlacement } from './redis-placement.js';
 import type { UpgradeTarget } from './upgrade-proxy.js';
@@ -355,7 +355,9 @@ export class ClusterNode {
     if (!url) throw notFound();
     let res: EngineResponse;
     try {
-      res = await requestUrl(new URL(url), req.method, req.url, this.#hopHeaders(req), bodyOf(req));
+      // A read is not waited for past a node frozen mid-request; a change (a DELETE that drains a session) may take longer.
+      const read = req.method === 'GET' || req.method === 'HEAD';
+      res = await requestUrl(new URL(url), req.method, req.url, this.#hopHeaders(req), bodyOf(req), read ? NODE_READ_TIMEOUT_MS : undefined);
     } catch (e) {
       // Registered but not answering (dying, or unreachable from here): its entry expires within the TTL.
       throw retry(reply, errors.ENGINE_UNAVAILABLE(`cluster node "${node}" did not answer (${(e as Error).message})`), 1);
@@ -371,7 +373,7 @@ export class ClusterNode {
    */
   async askOtherNodes(req: FastifyRequest, reply: FastifyReply): Promise<EngineResponse[]> {
     const nodes = (await this.#nodesOr503(reply)).filter((n) => n.id !== this.#id);
-    const answers = await Promise.all(nodes.map((n) => requestUrl(new URL(n.url), 'GET', req.url, this.#hopHeaders(req)).catch(() => undefined)));
+    const answers = await Promise.all(nodes.map((n) => requestUrl(new URL(n.url), 'GET', req.url, this.#hopHeaders(req), undefined, NODE_READ_TIMEOUT_MS).catch(() => undefined)));
     return answers.filter((a): a is EngineResponse => a !== undefined);
   }
 
@@ -822,7 +824,7 @@ export class ClusterNode {
   async #nodeDoc<T>(n: NodeRecord, req: FastifyRequest, path: string, local: () => Promise<T>): Promise<T | undefined> {
     try {
       if (n.id === this.#id) return await local();
-      const res = await requestUrl(new URL(n.url), 'GET', path, this.#hopHeaders(req));
+      const res = await requestUrl(new URL(n.url), 'GET', path, this.#hopHeaders(req), undefined, NODE_READ_TIMEOUT_MS);
       return res.status === 200 ? jsonOf<T>(res) : undefined;
     } catch {
       return undefined;

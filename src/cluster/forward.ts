@@ -32,6 +32,13 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 /** A WHIP answer waits for ICE gathering; nothing an engine answers should take longer than this, ms. */
 const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * A read between cluster nodes (a peer's statistics, a listing, a node's part of
+ * `/cluster/stats`) is answered in milliseconds; a node that says nothing for this
+ * long is frozen (stopped, swapping, its host hung) and is not waited for, ms. Its
+ * registry entry expires within 5 s, after which it is no longer asked at all.
+ */
+export const NODE_READ_TIMEOUT_MS = 5_000;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
@@ -47,9 +54,9 @@ const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
  * node at its public URL, HTTP or HTTPS) and buffers the answer. Rejects on a
  * connection failure or timeout.
  */
-export function requestUrl(base: URL, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer): Promise<EngineResponse> {
+export function requestUrl(base: URL, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer, timeoutMs = REQUEST_TIMEOUT_MS): Promise<EngineResponse> {
   return new Promise((resolve, reject) => {
-    const req = open(base, method, path, headers, body, (res) => {
+    const req = open(base, method, path, headers, body, timeoutMs, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -72,7 +79,7 @@ export function requestUrl(base: URL, method: string, path: string, headers: Out
  */
 export function streamFrom(base: URL, reply: FastifyReply, path: string, headers: OutgoingHttpHeaders): Promise<FastifyReply> {
   return new Promise((resolve, reject) => {
-    const out = open(base, 'GET', path, headers, undefined, (res) => {
+    const out = open(base, 'GET', path, headers, undefined, REQUEST_TIMEOUT_MS, (res) => {
       for (const [name, value] of Object.entries(res.headers)) {
         // Content-Length stays: the body is passed on as it is.
         if (value === undefined || (HOP_BY_HOP.has(name) && name !== 'content-length') || name.startsWith('access-control-') || name === 'vary' || name === 'date') continue;
@@ -87,7 +94,7 @@ export function streamFrom(base: URL, reply: FastifyReply, path: string, headers
   });
 }
 
-function open(base: URL, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | undefined, onResponse: (res: IncomingMessage) => void): http.ClientRequest {
+function open(base: URL, method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | undefined, timeoutMs: number, onResponse: (res: IncomingMessage) => void): http.ClientRequest {
   const secure = base.protocol === 'https:';
   const req = (secure ? https : http).request(
     {
@@ -96,12 +103,12 @@ function open(base: URL, method: string, path: string, headers: OutgoingHttpHead
       method,
       path,
       agent: secure ? httpsAgent : agent,
-      timeout: REQUEST_TIMEOUT_MS,
+      timeout: timeoutMs,
       headers: { ...headers, ...(body ? { 'content-length': body.length } : {}) },
     },
     onResponse,
   );
-  req.on('timeout', () => req.destroy(new Error(`${base.host} did not answer within ${REQUEST_TIMEOUT_MS} ms`)));
+  req.on('timeout', () => req.destroy(new Error(`${base.host} did not answer within ${timeoutMs} ms`)));
   return req;
 }
 

@@ -421,6 +421,37 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     }
   });
 
+  it('does not wait 30 s for a frozen node: a read of its peer through another node is refused within seconds, /cluster/stats answers without it', async () => {
+    const frozen = nodes[2];
+    const id = idOf(frozen);
+    const controller = new AbortController();
+    const sending: Array<Promise<unknown>> = [];
+    let held: string | undefined;
+    for (let i = 0; i < 6 && held === undefined; i++) {
+      const peer = `held${i}`;
+      sending.push(sendAudio({ url: `${nodes[0].url}/whip/frozen/${peer}`, token: PUBLISH, source: tone, loop: true, rtcpTimeoutMs: 0, signal: controller.signal }).catch(() => undefined));
+      if ((await livePeer(nodes[0], peer)).node === id) held = peer;
+    }
+    expect(held).toBeDefined();
+    frozen.child.kill('SIGSTOP');
+    try {
+      // It still listens (the kernel accepts connections) and is still registered, but answers nothing.
+      const started = Date.now();
+      const [stats, cluster] = await Promise.all([fetch(`${nodes[0].url}/stats/${held}`, { headers: admin }), fetch(`${nodes[1].url}/cluster/stats`, { headers: admin })]);
+      // The read timeout between nodes is 5 s; before it, both waited for the 30 s of a forwarded POST.
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await expectProblem(stats, { status: 503, code: 'EARSHOT_ENGINE_UNAVAILABLE', detail: new RegExp(`cluster node "${id}" did not answer`) });
+      expect(stats.headers.get('retry-after')).toBe('1');
+      expect(cluster.status).toBe(200);
+    } finally {
+      frozen.child.kill('SIGCONT');
+      controller.abort();
+      await Promise.all(sending);
+    }
+    // Woken, it joins again (its entry expired meanwhile) and takes sessions, for the tests after this one.
+    await until('the woken node back in the registry', async () => ((await nodesSeenBy(nodes[0])).some((n) => n.id === id && n.state === 'up') ? true : undefined), 20_000);
+  });
+
   it('drops a SIGKILLed node from /cluster/nodes within the TTL; new POSTs still succeed, and its peers publish again at once on another node', async () => {
     const victim = nodes[2];
     const id = idOf(victim);
