@@ -573,6 +573,14 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
         targets.push({ name: target, child, earshot: false, source: sourceOf(target), whip: (id) => `${child.url}/whip/bench/${id}` });
       }
     }
+    // A name that made no target was a typo, or names a compared tree not given: said, not skipped.
+    const unknown = names.filter((n) => !targets.some((t) => t.name === n));
+    if (unknown.length > 0) {
+      const known = ['earshot', 'earshot-nodenoise', ...Object.keys(OUTPUT_PIPELINES).map((p) => `earshot-${p}`), 'werift+wav', 'werift'];
+      throw new Error(
+        `unknown capacity target${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')} (targets: ${known.join(', ')}, each with @source; with --compare also <label>, <label>-nodenoise, <label>:werift+wav, <label>:werift${options.compare ? `, label "${label}"` : ': no --compare was given'})`,
+      );
+    }
     // Warm-up: JIT, worker start-up, first sessions: not measured.
     for (const t of targets) await runStep(t, 4, 0, 1, publishers, threads).catch(() => undefined);
     printHeader(log);
