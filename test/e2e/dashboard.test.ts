@@ -83,7 +83,9 @@ describe('dashboard', () => {
     await card(page, me).locator('[data-testid="peer-state"]').filter({ hasText: 'connected' }).waitFor({ timeout: 15_000 });
 
     // A second peer from Node shows up as its own card while it streams.
-    const bot = sendAudio({ url: `${t.url}/whip/e2e/bot`, source: fixturePath('tone-1k-48k.wav'), seconds: 4, loop: true, token: PUBLISH_TOKEN });
+    // Sends until the screenshot of both cards is taken: a fixed 4 s ended before it on a slow host.
+    const stopBot = new AbortController();
+    const bot = sendAudio({ url: `${t.url}/whip/e2e/bot`, source: fixturePath('tone-1k-48k.wav'), seconds: 60, loop: true, token: PUBLISH_TOKEN, signal: stopBot.signal });
     try {
       await card(page, 'bot').waitFor({ timeout: 10_000 });
 
@@ -132,7 +134,8 @@ describe('dashboard', () => {
       });
       await page.screenshot({ path: SCREENSHOT });
     } finally {
-      await bot;
+      stopBot.abort();
+      await bot.catch(() => undefined);
     }
 
     // Stop: the session ends, its recording appears with a player and a download link.
