@@ -525,6 +525,11 @@ export function summarize(steps: CapacityStep[]): CapacitySummaryRow[] {
   return rows;
 }
 
+/** An earshot tree's targets (`label`, `label-nodenoise`, `label-<output>`) and the pipeline each runs (undefined: the default). */
+function earshotTargets(label: string): Map<string, string | undefined> {
+  return new Map<string, string | undefined>([[label, undefined], [`${label}-nodenoise`, 'nodenoise'], ...Object.keys(OUTPUT_PIPELINES).map((p): [string, string] => [`${label}-${p}`, p])]);
+}
+
 export async function benchCapacity(options: CapacityOptions = {}): Promise<CapacityResult> {
   const log = options.log ?? ((l: string) => console.log(l));
   const steps = options.steps ?? [10, 20, 40];
@@ -552,7 +557,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
       if (!names.some((n) => base(n) === label || base(n).startsWith(`${label}-`))) return;
       const child = await startEarshot({ root, port: port++, work: join(work, label), threads, build: options.build });
       children.push(child);
-      const pipelineOf = new Map<string, string | undefined>([[label, undefined], [`${label}-nodenoise`, 'nodenoise'], ...Object.keys(OUTPUT_PIPELINES).map((p): [string, string] => [`${label}-${p}`, p])]);
+      const pipelineOf = earshotTargets(label);
       for (const name of names) {
         if (!pipelineOf.has(base(name))) continue;
         const pipeline = pipelineOf.get(base(name));
@@ -576,7 +581,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
     // A name that made no target was a typo, or names a compared tree not given: said, not skipped.
     const unknown = names.filter((n) => !targets.some((t) => t.name === n));
     if (unknown.length > 0) {
-      const known = ['earshot', 'earshot-nodenoise', ...Object.keys(OUTPUT_PIPELINES).map((p) => `earshot-${p}`), 'werift+wav', 'werift'];
+      const known = [...earshotTargets('earshot').keys(), 'werift+wav', 'werift'];
       throw new Error(
         `unknown capacity target${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')} (targets: ${known.join(', ')}, each with @source; with --compare also <label>, <label>-nodenoise, <label>:werift+wav, <label>:werift${options.compare ? `, label "${label}"` : ': no --compare was given'})`,
       );

@@ -54,6 +54,21 @@ afterAll(async () => {
 
 const { get, nodesSeenBy, livePeer } = clusterViews(admin);
 const idOf = (node: CliServer) => [...byId].find(([, n]) => n === node)![0];
+
+/**
+ * Peers published through the first node, one after another, until one runs on node `id` (each
+ * goes to the least-loaded node): that peer (undefined after 6), and the sends, which go on until
+ * `controller` aborts them. For the tests that stop or freeze a node under a live peer.
+ */
+async function publishUntilOn(id: string, room: string, prefix: string, controller: AbortController, options: { skipDelete?: boolean } = {}) {
+  const sending: Array<Promise<unknown>> = [];
+  for (let i = 0; i < 6; i++) {
+    const peer = `${prefix}${i}`;
+    sending.push(sendAudio({ url: `${nodes[0].url}/whip/${room}/${peer}`, token: PUBLISH, source: tone, loop: true, rtcpTimeoutMs: 0, signal: controller.signal, ...options }).catch(() => undefined));
+    if ((await livePeer(nodes[0], peer)).node === id) return { peer, sending };
+  }
+  return { peer: undefined, sending };
+}
 const recordingsOf = (prefix: string) => recordingsIn(nodes, prefix);
 async function finalized(file: string): Promise<boolean> {
   const bytes = await readFile(file);
@@ -425,13 +440,7 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     const frozen = nodes[2];
     const id = idOf(frozen);
     const controller = new AbortController();
-    const sending: Array<Promise<unknown>> = [];
-    let held: string | undefined;
-    for (let i = 0; i < 6 && held === undefined; i++) {
-      const peer = `held${i}`;
-      sending.push(sendAudio({ url: `${nodes[0].url}/whip/frozen/${peer}`, token: PUBLISH, source: tone, loop: true, rtcpTimeoutMs: 0, signal: controller.signal }).catch(() => undefined));
-      if ((await livePeer(nodes[0], peer)).node === id) held = peer;
-    }
+    const { peer: held, sending } = await publishUntilOn(id, 'frozen', 'held', controller);
     expect(held).toBeDefined();
     frozen.child.kill('SIGSTOP');
     try {
@@ -455,15 +464,8 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
   it('drops a SIGKILLed node from /cluster/nodes within the TTL; new POSTs still succeed, and its peers publish again at once on another node', async () => {
     const victim = nodes[2];
     const id = idOf(victim);
-    // Peers until one runs on the victim (each goes to the least-loaded node).
     const controller = new AbortController();
-    const sending: Array<Promise<unknown>> = [];
-    let doomed: string | undefined;
-    for (let i = 0; i < 6 && doomed === undefined; i++) {
-      const peer = `doomed${i}`;
-      sending.push(sendAudio({ url: `${nodes[0].url}/whip/afterkill/${peer}`, token: PUBLISH, source: tone, loop: true, skipDelete: true, rtcpTimeoutMs: 0, signal: controller.signal }).catch(() => undefined));
-      if ((await livePeer(nodes[0], peer)).node === id) doomed = peer;
-    }
+    const { peer: doomed, sending } = await publishUntilOn(id, 'afterkill', 'doomed', controller, { skipDelete: true });
     expect(doomed).toBeDefined();
     const killedAt = Date.now();
     victim.child.kill('SIGKILL');
