@@ -75,15 +75,19 @@ export class OpusStreamDecoder {
   /**
    * Decodes `frames` (in media order) and appends the resulting chunks to `out`.
    * Never throws for bad input: late, corrupt and lost packets are counted and
-   * handled as described above.
+   * handled as described above. `ends`, if given, gets `out.length` after each
+   * frame: the chunks (a gap's silence included) that frame `i` accounts for
+   * end there.
    */
-  decode(frames: readonly EncodedFrame[], out: DecodedChunk[] = []): DecodedChunk[] {
+  decode(frames: readonly EncodedFrame[], out: DecodedChunk[] = [], ends?: number[]): DecodedChunk[] {
     if (this.#closed) throw new Error('OpusStreamDecoder is closed');
     for (const f of frames) {
-      if (!this.#timeline.admit(f.position, f.arrival, out)) continue;
-      // An empty payload carries no audio, and libopus reads a zero-length packet as a loss anyway.
-      const samples = f.payload === null || f.payload.length === 0 ? this.#conceal(f, out) : this.#decodePacket(f, f.payload, out);
-      this.#timeline.advance(f.position, samples);
+      if (this.#timeline.admit(f.position, f.arrival, out)) {
+        // An empty payload carries no audio, and libopus reads a zero-length packet as a loss anyway.
+        const samples = f.payload === null || f.payload.length === 0 ? this.#conceal(f, out) : this.#decodePacket(f, f.payload, out);
+        this.#timeline.advance(f.position, samples);
+      }
+      ends?.push(out.length);
     }
     return out;
   }

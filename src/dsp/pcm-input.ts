@@ -71,9 +71,10 @@ export class PcmStreamInput {
    * chunks to `out`. Throws, placing none of the batch, a TypeError for data
    * that is not a Float32Array or Int16Array and a RangeError for a length
    * that is not a whole number of sample frames: those are bugs in the
-   * producer, not network weather.
+   * producer, not network weather. `ends`, if given, gets `out.length` after
+   * each frame (see `OpusStreamDecoder.decode`).
    */
-  place(frames: readonly PcmInput[], out: PlacedChunk[] = []): PlacedChunk[] {
+  place(frames: readonly PcmInput[], out: PlacedChunk[] = [], ends?: number[]): PlacedChunk[] {
     const channels = this.#channels;
     // Checked before anything is placed, so a bad frame leaves the stream's position untouched.
     for (const f of frames) {
@@ -86,18 +87,23 @@ export class PcmStreamInput {
       }
     }
     for (const f of frames) {
-      const data = f.data;
-      if (!this.#timeline.admit(f.position, f.arrival, out)) continue;
-      this.counters.decoded++;
-      const samples = data.length / channels;
-      this.#timeline.advance(f.position, samples);
-      if (samples === 0) continue;
-      const chunk: PlacedChunk = { position: f.position, data: data instanceof Float32Array ? this.#finite(data) : toFloat(data), arrival: f.arrival };
-      if (f.vad !== undefined) chunk.vad = f.vad;
-      if (f.speech !== undefined) chunk.speech = f.speech;
-      out.push(chunk);
+      this.#placeOne(f, out);
+      ends?.push(out.length);
     }
     return out;
+  }
+
+  #placeOne(f: PcmInput, out: PlacedChunk[]): void {
+    const data = f.data;
+    if (!this.#timeline.admit(f.position, f.arrival, out)) return;
+    this.counters.decoded++;
+    const samples = data.length / this.#channels;
+    this.#timeline.advance(f.position, samples);
+    if (samples === 0) return;
+    const chunk: PlacedChunk = { position: f.position, data: data instanceof Float32Array ? this.#finite(data) : toFloat(data), arrival: f.arrival };
+    if (f.vad !== undefined) chunk.vad = f.vad;
+    if (f.speech !== undefined) chunk.speech = f.speech;
+    out.push(chunk);
   }
 
   /**

@@ -91,7 +91,7 @@ interface BranchChain {
 export class StageFailure extends Error {
   /** What each branch produced before the failure (index = branch): whole frames, in order. */
   readonly outputs: AudioFrame[][];
-  /** Chunks of the call (one per input frame placed, plus any gap's silence) every branch had finished: the input after them is lost. */
+  /** Input frames of the call every branch had finished (with the gap's silence placed before each): the input after them is lost. */
   readonly processed: number;
 
   constructor(cause: unknown, outputs: AudioFrame[][], processed: number) {
@@ -111,6 +111,8 @@ export class StreamProcessor {
   readonly #branches: BranchChain[] = [];
   /** Reused between calls: the input appends to it, so a batch allocates no list. */
   readonly #chunks: PlacedChunk[] = [];
+  /** Reused between calls: `#chunks.length` after each input frame was placed (a failure counts the input frames it lost by them). */
+  readonly #ends: number[] = [];
   /** Reused by runChain for the chunks one input produced at a branch's end. */
   readonly #produced: PcmChunk[] = [];
   /** The stages that count frames skipped on silence (`Stage.framesSkippedSilent`). */
@@ -173,7 +175,7 @@ export class StreamProcessor {
   process(frames: readonly EncodedFrame[]): AudioFrame[][] {
     if (this.#closed) throw new Error('StreamProcessor is closed');
     if (!this.#decoder) throw new Error('StreamProcessor: this stream takes PCM input (spec.input is set); use processPcm()');
-    this.#decoder.decode(frames, this.#chunks);
+    this.#decoder.decode(frames, this.#chunks, this.#ends);
     return this.#run();
   }
 
@@ -187,9 +189,10 @@ export class StreamProcessor {
     if (this.#closed) throw new Error('StreamProcessor is closed');
     if (!this.#pcm) throw new Error('StreamProcessor: this stream decodes Opus (spec.input is not set); use process()');
     try {
-      this.#pcm.place(frames, this.#chunks);
+      this.#pcm.place(frames, this.#chunks, this.#ends);
     } catch (e) {
       this.#chunks.length = 0;
+      this.#ends.length = 0;
       throw e;
     }
     return this.#run();
@@ -246,9 +249,13 @@ export class StreamProcessor {
       result.push(out);
       while (result.length < this.#branches.length) result.push([]);
       // Branches run one after the other: those after the failing one processed none of this call.
-      throw new StageFailure(e, result, b === last ? k : 0);
+      // Input frame i is done when its last chunk is (ends[i] ≤ k): a gap's silence counts with the frame after it.
+      let inputs = 0;
+      if (b === last) while (inputs < this.#ends.length && this.#ends[inputs] <= k) inputs++;
+      throw new StageFailure(e, result, inputs);
     } finally {
       chunks.length = 0; // don't keep the batch's PCM alive until the next call
+      this.#ends.length = 0;
       produced.length = 0;
       if (this.#skipping.length > 0) {
         let skipped = 0;

@@ -2,10 +2,12 @@
  * StreamProcessor, the unit a pool worker hosts per stream: one decode feeding
  * every branch's stage chain, output at media time, on real fixtures.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureLevels } from '../../src/dsp/levels.js';
-import { loadDspModules, StreamProcessor, type StreamSpec } from '../../src/dsp/stream-processor.js';
-import type { AudioFrame, EncodedFrame } from '../../src/media/frames.js';
+import { registerStageFactory, unregisterStageFactory } from '../../src/dsp/registry.js';
+import { loadDspModules, StageFailure, StreamProcessor, type StreamSpec } from '../../src/dsp/stream-processor.js';
+import type { PcmChunk, Stage } from '../../src/dsp/types.js';
+import type { AudioFormat, AudioFrame, EncodedFrame } from '../../src/media/frames.js';
 import { channelOf, concat, dominantFrequency, encodeOpusFrames, interleave, rmsDb, sameSamples } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
 import { floatData, joinFrames } from './frames.js';
@@ -19,7 +21,21 @@ beforeAll(async () => {
   tone = (await readFixture('tone-1k-48k.wav')).channels[0];
   pink = (await readFixture('noise-pink-48k.wav')).channels[0];
   toneFrames = encodeOpusFrames(tone);
+  // A mono stage that throws on the chunk starting at sample `at` of the stream, and passes every other through.
+  registerStageFactory('throw-at', (spec, input: AudioFormat): Stage => {
+    let seen = 0;
+    return {
+      output: input,
+      process(c: PcmChunk) {
+        if (seen === spec.at) throw new Error(`thrown at ${String(spec.at)}`);
+        seen += c.data.length;
+        return c;
+      },
+      close() {},
+    };
+  });
 });
+afterAll(() => unregisterStageFactory('throw-at'));
 
 const joined = joinFrames;
 
@@ -131,6 +147,60 @@ describe('StreamProcessor', () => {
     expect(joined(out[1]).length).toBe(45 * 320);
     const gap16k = joined(out[1]).subarray(11 * 320, 34 * 320); // inside the gap, clear of filter ringing
     expect(rmsDb(gap16k)).toBeLessThan(-80);
+  });
+
+  describe('a stage that throws', () => {
+    /** Frames 0, 1, 4, 5 of the tone: frames 2 and 3 never came (a DTX gap), so 2 × 960 samples of silence go before frame 4. */
+    const withGap = () => [0, 1, 4, 5].map((i) => toneFrames[i]);
+    function failure(spec: StreamSpec, inputs: EncodedFrame[]): StageFailure {
+      const processor = new StreamProcessor(spec);
+      try {
+        processor.process(inputs);
+      } catch (e) {
+        expect(e).toBeInstanceOf(StageFailure);
+        return e as StageFailure;
+      } finally {
+        processor.close();
+      }
+      throw new Error('expected the stage to throw');
+    }
+
+    it('counts as done the input frames whose every chunk went through, a gap\'s silence with the frame after it', () => {
+      // On frame 4, after frame 0, frame 1 and the gap's silence came out: 2 input frames done, 2 lost.
+      const onFrame = failure({ channels: 1, branches: [{ stages: [{ type: 'throw-at', at: 4 * 960 }] }] }, withGap());
+      expect(onFrame.message).toBe(`thrown at ${4 * 960}`);
+      expect(onFrame.processed).toBe(2);
+      expect(onFrame.outputs[0].map((f) => [f.position, f.data.length])).toEqual([[0, 960], [960, 960], [1920, 1920]]);
+      // On the gap's silence: it belongs to frame 4, so still 2 done.
+      expect(failure({ channels: 1, branches: [{ stages: [{ type: 'throw-at', at: 2 * 960 }] }] }, withGap()).processed).toBe(2);
+      // On frame 5: 3 done.
+      expect(failure({ channels: 1, branches: [{ stages: [{ type: 'throw-at', at: 5 * 960 }] }] }, withGap()).processed).toBe(3);
+      // In a branch before the last: the branches after it processed nothing of the call.
+      const early = failure({ channels: 1, branches: [{ stages: [{ type: 'throw-at', at: 5 * 960 }] }, { stages: [] }] }, withGap());
+      expect(early.processed).toBe(0);
+      expect(early.outputs[0]).toHaveLength(4);
+      expect(early.outputs[1]).toEqual([]);
+    });
+
+    it('counts PCM input the same way', () => {
+      const processor = new StreamProcessor({ channels: 1, input: { sampleRate: 48000, channels: 1 }, branches: [{ stages: [{ type: 'throw-at', at: 4 * 960 }] }] });
+      const pcm = [0, 1, 4, 5].map((i) => ({ position: i * 960, data: tone.slice(i * 960, (i + 1) * 960), arrival: 0 }));
+      let failed: unknown;
+      try {
+        processor.processPcm(pcm);
+      } catch (e) {
+        failed = e;
+      }
+      processor.close();
+      expect(failed).toBeInstanceOf(StageFailure);
+      expect((failed as StageFailure).processed).toBe(2);
+    });
+
+    it('counts a late frame, which makes no chunk, with the frames before the failure', () => {
+      // Frame 1 comes twice (the second time late, dropped): it is not lost to the failure on frame 2.
+      const inputs = [toneFrames[0], toneFrames[1], toneFrames[1], toneFrames[2]];
+      expect(failure({ channels: 1, branches: [{ stages: [{ type: 'throw-at', at: 2 * 960 }] }] }, inputs).processed).toBe(3);
+    });
   });
 
   it('denoises stereo and keeps both channels', async () => {
