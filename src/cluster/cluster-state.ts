@@ -222,7 +222,7 @@ export class ClusterState {
       this.#down = true;
       options.onDown(why);
     };
-    this.#redis.on('error', (e: Error) => lost(e.message));
+    this.#redis.on('error', (e: Error) => lost(e.message + tlsHint(options.url, e.message)));
     this.#redis.on('close', () => lost('connection closed'));
     this.#sub.on('error', () => undefined); // reported through the command connection
     this.#sub.on('message', (channel: string, message: string) => {
@@ -615,6 +615,18 @@ export class ClusterState {
       throw unavailable(e);
     }
   }
+}
+
+/**
+ * What a connection error may mean about the URL's scheme: a TLS client on a
+ * plain port waits for a handshake that never comes (Redis reads the hello as
+ * an unfinished command), and a plain client on a TLS port is cut off.
+ */
+export function tlsHint(url: string, error: string): string {
+  const tls = url.startsWith('rediss:');
+  if (tls && /ETIMEDOUT/.test(error)) return ' (with rediss://, a Redis port that does not serve TLS ends this way too: then use redis://)';
+  if (!tls && /ECONNRESET|EPIPE|socket hang up/.test(error)) return ' (if this Redis port serves TLS, use rediss://)';
+  return '';
 }
 
 function unavailable(e: unknown): EarshotError {

@@ -4,13 +4,20 @@
  * makes Redis say exactly what a node runs, configuration changes published to
  * the other nodes, a node id registered for one live instance at a time, node
  * placement by load with ties to the receiving node, and
- * `EARSHOT_CLUSTER_UNAVAILABLE` while Redis is away, then a rejoin.
+ * `EARSHOT_CLUSTER_UNAVAILABLE` while Redis is away, then a rejoin; a URL
+ * whose scheme does not match the port's TLS is named as the likely cause.
  */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterState, type ConfigChange, type NodeRecord } from '../../src/cluster/cluster-state.js';
 import { RedisPlacement } from '../../src/cluster/redis-placement.js';
 import { isEarshotError } from '../../src/errors.js';
-import { startRedis, type TestRedis } from './redis-server.js';
+import { freePort, startRedis, type TestRedis } from './redis-server.js';
+import { selfSignedCert } from '../helpers/tls.js';
 import { until } from '../helpers/until.js';
 
 let redis: TestRedis;
@@ -229,5 +236,42 @@ describe('ClusterState on Redis', () => {
     await redis.start();
     await until('a to reconnect', () => (a.available && ready.a > before ? true : undefined), 10_000);
     await a.unlock('x', await a.lock('x', A));
+  });
+});
+
+describe('ClusterState on the wrong scheme', () => {
+  /** The first `onDown` reason of a ClusterState on `url`. */
+  async function firstDown(url: string): Promise<string> {
+    let why: string | undefined;
+    const state = new ClusterState({ url, prefix: 'scheme:', onReady: () => undefined, onDown: (w) => (why ??= w), onChange: () => undefined });
+    state.connect();
+    try {
+      return await until(`onDown for ${url}`, () => why, 10_000);
+    } finally {
+      await state.close();
+    }
+  }
+
+  it('says rediss:// may be wrong when the TLS connection to a plain port times out', async () => {
+    const why = await firstDown(redis.url.replace('redis://', 'rediss://'));
+    expect(why).toBe('connect ETIMEDOUT (with rediss://, a Redis port that does not serve TLS ends this way too: then use redis://)');
+  });
+
+  it('says rediss:// may be needed when a TLS port cuts a plain connection off', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-redis-tls-'));
+    const { certFile, keyFile } = selfSignedCert(dir);
+    const port = await freePort();
+    const server = spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', certFile, '--tls-key-file', keyFile, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    try {
+      await until('the TLS port listens', () => new Promise<true | undefined>((resolve) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => (s.destroy(), resolve(true)));
+        s.once('error', () => resolve(undefined));
+      }));
+      const why = await firstDown(`redis://127.0.0.1:${port}`);
+      expect(why).toMatch(/^(read|write) ECONNRESET \(if this Redis port serves TLS, use rediss:\/\/\)$/);
+    } finally {
+      server.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
