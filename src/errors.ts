@@ -285,7 +285,13 @@ export const errors = {
   WHIP_UNREACHABLE: define('EARSHOT_WHIP_UNREACHABLE', 502, 'WHIP endpoint unreachable',
     (url: string, why: string) => `WHIP endpoint ${url} did not answer: ${why}`),
   WHIP_NO_LOCATION: define('EARSHOT_WHIP_NO_LOCATION', 502, 'WHIP answer without session URL',
-    (url: string) => `WHIP endpoint ${url} answered 201 without a Location header`),
+    (url: string, why = 'without a Location header') => `WHIP endpoint ${url} answered 201 ${why}`),
+  // A redirect the client cannot follow: 303, none or a bad Location, too many hops, or the token would go in clear text to another host.
+  WHIP_REDIRECT: define('EARSHOT_WHIP_REDIRECT', 502, 'WHIP redirect not followed',
+    (url: string, status: number, why: string) => `WHIP endpoint ${url} redirected (${status}) ${why}. Nothing was published.`),
+  // The caller's AbortSignal (Ctrl-C, SIGTERM for `earshot send`) fired before media flowed. Never an HTTP response.
+  SEND_ABORTED: define('EARSHOT_SEND_ABORTED', 499, 'Send aborted',
+    (step: string) => `Stopped ${step}, before any audio was sent; a session the server had created was ended (DELETE).`),
   WHIP_SESSION_LOST: define('EARSHOT_WHIP_SESSION_LOST', 502, 'WHIP session lost',
     (session: string, why: string) => `${why}: ${session} has ended on the server (deleted by another client, replaced, drained, or the server stopped). Sending stopped.`),
   WHIP_ANSWER_INVALID: define('EARSHOT_WHIP_ANSWER_INVALID', 502, 'Unusable SDP answer',

@@ -29,6 +29,10 @@ export function registerSendCommand(program: Command): void {
   program
     .command('send')
     .description('stream a WAV file to a WHIP endpoint in real time (Opus over WebRTC)')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when every session was sent and ended, also when Ctrl-C or SIGTERM stopped it while sending; 1 on an error;\n130 (Ctrl-C) or 143 (SIGTERM) when stopped before media flowed. Either way a session the server made is ended (DELETE).',
+    )
     .argument('<file>', 'WAV file: PCM, float, A-law, µ-law or mono IMA ADPCM, any rate and channel count')
     .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
     .addOption(new Option('--seconds <n>', `send n seconds of media, at least ${MIN_SECONDS} (past the file's end: silence, unless --loop repeats the file)`).argParser(seconds))
@@ -58,8 +62,16 @@ export function registerSendCommand(program: Command): void {
       const controller = new AbortController();
       // Ctrl-C, and `kill` / `docker stop` / a process manager: stop sending and end the session (DELETE),
       // or the server holds it until its media timeout. A second signal ends the process at once.
-      process.once('SIGINT', () => controller.abort());
-      process.once('SIGTERM', () => controller.abort());
+      let stoppedBy: 'SIGINT' | 'SIGTERM' | undefined;
+      const stop = (signal: 'SIGINT' | 'SIGTERM') => {
+        stoppedBy = signal;
+        controller.abort();
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      // Stopped before media flowed: a session the server had made was ended; exit as a shell reports the signal (128 + its number).
+      const aborted = (e: unknown) => stoppedBy !== undefined && (e as { code?: unknown })?.code === 'EARSHOT_SEND_ABORTED';
+      const signalExit = (): never => process.exit(stoppedBy === 'SIGTERM' ? 143 : 130);
       const tty = process.stdout.isTTY;
       const progress = new Map<number, SendProgress>();
       let lastPrint = 0;
@@ -101,16 +113,24 @@ export function registerSendCommand(program: Command): void {
           const dtx = r.dtxFrames > 0 ? ` (${r.dtxFrames} silent frames not sent: DTX)` : '';
           process.stdout.write(`done: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets${dtx}, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
         }
-        if (ok.length < results.length) process.exit(1);
+        if (ok.length < results.length) {
+          if (results.every((r) => !('error' in r) || aborted(r.error))) signalExit();
+          process.exit(1);
+        }
       } catch (e) {
         if (tty) process.stdout.write('\n');
+        if (aborted(e)) {
+          process.stderr.write(`earshot send: ${describe(e as Error)}\n`);
+          signalExit();
+        }
         fail(describe(e as Error));
       }
     });
 }
 
-function describe(e: Error & { code?: string }): string {
-  return `${e.message}${e.code ? ` [${e.code}]` : ''}`;
+/** The message, and the error's code where it is one of earshot's (a DOMException's number or a system code would mean nothing here). */
+function describe(e: Error & { code?: unknown }): string {
+  return `${e.message}${typeof e.code === 'string' && e.code.startsWith('EARSHOT_') ? ` [${e.code}]` : ''}`;
 }
 
 function fail(message: string): never {

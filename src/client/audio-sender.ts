@@ -81,7 +81,12 @@ export interface SendOptions {
    * or use a proxy.
    */
   fetch?: typeof globalThis.fetch;
-  /** Aborts sending; the session is then ended (DELETE) unless `skipDelete`. */
+  /**
+   * Aborts sending; the session is then ended (DELETE) unless `skipDelete`.
+   * Once media flows, `sendAudio` then resolves with what was sent; before
+   * (while gathering, publishing or connecting) it rejects with
+   * `EARSHOT_SEND_ABORTED` at once.
+   */
   signal?: AbortSignal;
   /** Called about every second with progress. */
   onProgress?(progress: SendProgress): void;
@@ -98,9 +103,9 @@ export interface SendOptions {
    * (A server that closes DTLS when it ends a session, as earshot does —
    * deleted by someone else, replaced, drained — stops the sender at once,
    * with the same error.) RFC 3550 §6.3.5 times a participant out after five
-   * report intervals: 25 s at the 5 s minimum (the default). Only with a
-   * `url` or `signaling` answered by a server that reports, as earshot does;
-   * 0 turns it off.
+   * report intervals: 25 s at the 5 s minimum (the default), timed from the
+   * connection. Every WebRTC endpoint sends RTCP receiver reports (RFC 8834
+   * §4.1); for a `signaling` peer that does not, 0 turns this off.
    */
   rtcpTimeoutMs?: number;
   /**
@@ -307,9 +312,11 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     disableImplicitStun(pc, []);
     await pc.setLocalDescription(offer);
     await iceGatheringComplete(pc);
+    // Stopped while gathering: nothing was posted, so no session to end.
+    if (options.signal?.aborted) throw errors.SEND_ABORTED('while gathering ICE candidates');
     const published = options.signaling
       ? { answer: await options.signaling(pc.localDescription!.sdp), sessionUrl: '' }
-      : await whip.publish(options.url ?? '', pc.localDescription!.sdp);
+      : await whip.publish(options.url ?? '', pc.localDescription!.sdp, options.signal);
     sessionUrl = published.sessionUrl || undefined;
     const unusable = answerProblem(published.answer);
     if (unusable) throw errors.WHIP_ANSWER_INVALID(options.signaling ? 'your signaling' : (options.url ?? ''), unusable);
@@ -318,6 +325,7 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
 
     const ssrc = transceiver.sender.ssrc;
     // The server's reports say its session is alive; a sender hears of nothing else when it ends.
+    // Timed from the connection: a WebRTC endpoint must send RTCP (RFC 8834 §4.1), receiver reports included.
     const lastReport = { at: performance.now() };
     transceiver.sender.onRtcp.subscribe(() => (lastReport.at = performance.now()));
     const onReport = options.onReceiverReport;
@@ -342,7 +350,9 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
       throw errors.WHIP_SESSION_LOST(published.sessionUrl || 'the session', why);
     }
     await sleep(200); // let the last packets leave before the session ends
-    if (sessionUrl && !options.skipDelete) await whip.end(sessionUrl);
+    const ending = sessionUrl;
+    sessionUrl = undefined; // a DELETE that fails is not sent again by the catch below
+    if (ending && !options.skipDelete) await whip.end(ending);
     const { lost: _lost, ...counts } = sent;
     return { sessionUrl: published.sessionUrl, ...counts, wallSeconds: (performance.now() - started) / 1000, ssrc };
   } catch (e) {
@@ -402,10 +412,16 @@ function answerProblem(sdp: unknown): string | undefined {
   if (!/^m=audio [1-9]\d* /m.test(sdp)) return 'it accepts no audio (no m=audio line with a port)';
   if (!/^a=fingerprint:/m.test(sdp)) return 'it has no DTLS fingerprint (a=fingerprint)';
   if (!/^a=ice-ufrag:/m.test(sdp) || !/^a=ice-pwd:/m.test(sdp)) return 'it has no ICE credentials (a=ice-ufrag, a=ice-pwd)';
+  // The offer's audio section (the first): Opus is all it offers, and the server must want to receive.
+  const audio = sdp.slice(sdp.search(/^m=audio /m)).split(/^m=/m)[1] ?? '';
+  if (!/^a=rtpmap:\d+ opus\/48000\/2\r?$/im.test(audio)) return 'its audio section accepts no Opus (a=rtpmap:… opus/48000/2), the only codec offered';
+  const direction = /^a=(sendrecv|recvonly|sendonly|inactive)\r?$/m.exec(audio)?.[1] ?? 'sendrecv';
+  if (direction === 'sendonly' || direction === 'inactive') return `its audio section is a=${direction}: the server would receive nothing`;
   return undefined;
 }
 
 function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.reject(errors.SEND_ABORTED('while connecting'));
   if (pc.connectionState === 'connected') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => finish(errors.WEBRTC_CONNECT_FAILED(`WebRTC did not connect within ${timeoutMs} ms (ICE/DTLS)`)), timeoutMs);
@@ -413,7 +429,7 @@ function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSigna
       if (s === 'connected') finish();
       else if (s === 'failed' || s === 'closed') finish(errors.WEBRTC_CONNECT_FAILED(`WebRTC connection ${s} before media could flow`));
     });
-    const onAbort = () => finish(new Error('aborted'));
+    const onAbort = () => finish(errors.SEND_ABORTED('while connecting'));
     signal?.addEventListener('abort', onAbort, { once: true });
     function finish(err?: Error) {
       clearTimeout(timer);

@@ -16,6 +16,8 @@ export class WhipRequestError extends Error {
     /** The server's problem `code` (e.g. EARSHOT_NO_OPUS_AUDIO), or EARSHOT_WHIP_HTTP. */
     readonly code: string,
     message: string,
+    /** Seconds the server asked to wait before trying again (its `Retry-After`, e.g. with 503 or 429), if it said. */
+    readonly retryAfter?: number,
   ) {
     super(message);
   }
@@ -29,6 +31,10 @@ export interface WhipPublishResult {
 }
 
 const TIMEOUT_MS = 10_000;
+/** Redirects of an offer followed before giving up (a loop between two servers ends here). */
+const MAX_REDIRECTS = 5;
+/** Redirects that keep the method: the offer is posted again to the new URL (RFC 9725 §4.5, RFC 9110 §15.4). */
+const REPOST = new Set([301, 302, 307, 308]);
 
 /**
  * Why a fetch failed, as a user can act on it: fetch itself says only "fetch
@@ -111,23 +117,81 @@ export class WhipClient {
     return { ...extra, ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}) };
   }
 
-  async publish(url: string, sdpOffer: string): Promise<WhipPublishResult> {
+  /**
+   * POSTs the offer; resolves to the answer and the session's URL. Follows
+   * 307/308 (and 301/302) redirects itself, posting the offer again (fetch
+   * would drop the token on the way to another port, and turn a 302 into a
+   * GET), at most 5; the session URL is resolved against the URL that
+   * answered. The token follows a redirect to the same host, or to any host
+   * over https; a redirect that would send it in clear text to another host
+   * is refused (`EARSHOT_WHIP_REDIRECT`). `signal` aborts the request
+   * (`EARSHOT_SEND_ABORTED`).
+   */
+  async publish(url: string, sdpOffer: string, signal?: AbortSignal): Promise<WhipPublishResult> {
     checkWhipUrl(url);
+    const timeout = AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS);
+    const abort = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    let at = url;
     let res: Response;
-    try {
-      res = await this.#fetch(url, {
-        method: 'POST',
-        headers: this.#headers({ 'content-type': 'application/sdp' }),
-        body: sdpOffer,
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS),
-      });
-    } catch (e) {
-      throw whipError(0, errors.WHIP_UNREACHABLE(url, fetchFailure(e)));
+    for (let hops = 0; ; hops++) {
+      if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer');
+      try {
+        res = await this.#fetch(at, { method: 'POST', headers: this.#headers({ 'content-type': 'application/sdp' }), body: sdpOffer, redirect: 'manual', signal: abort });
+      } catch (e) {
+        if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer');
+        throw whipError(0, errors.WHIP_UNREACHABLE(at, fetchFailure(e)));
+      }
+      if (res.status === 303 || (REPOST.has(res.status) && hops < MAX_REDIRECTS)) at = await this.#redirect(res, at);
+      else if (REPOST.has(res.status)) throw whipError(res.status, errors.WHIP_REDIRECT(at, res.status, `more than ${MAX_REDIRECTS} times in a row`));
+      else break;
     }
-    if (res.status !== 201) throw await errorFrom(res, url);
+    if (res.status !== 201) {
+      if (res.ok) {
+        await res.body?.cancel();
+        throw whipError(res.status, errors.WHIP_HTTP(at, `${res.status} ${res.statusText}`, 'a WHIP endpoint answers an offer with 201 Created and the session\'s Location (RFC 9725 §4.2)'));
+      }
+      throw await errorFrom(res, at);
+    }
     const location = res.headers.get('location');
-    if (!location) throw whipError(res.status, errors.WHIP_NO_LOCATION(url));
-    return { answer: await res.text(), sessionUrl: new URL(location, url).href, etag: res.headers.get('etag') ?? undefined };
+    let sessionUrl: string | undefined;
+    try {
+      sessionUrl = location ? new URL(location, at).href : undefined;
+    } catch {
+      // not a URL: refused below
+    }
+    if (sessionUrl === undefined) {
+      await res.body?.cancel();
+      throw whipError(res.status, errors.WHIP_NO_LOCATION(at, location ? `with Location "${location.slice(0, 200)}", which is not a URL` : undefined));
+    }
+    let answer: string;
+    try {
+      answer = await res.text();
+    } catch (e) {
+      // The session exists on the server: end it rather than leave it until the server's connect timeout.
+      await this.end(sessionUrl).catch(() => undefined);
+      if (signal?.aborted) throw errors.SEND_ABORTED('while the answer arrived');
+      throw whipError(res.status, errors.WHIP_UNREACHABLE(at, `its answer's body did not arrive (${fetchFailure(e)}); the session it created was ended`));
+    }
+    return { answer, sessionUrl, etag: res.headers.get('etag') ?? undefined };
+  }
+
+  /** The URL a redirect of the offer at `from` leads to, or `EARSHOT_WHIP_REDIRECT` saying why it is not followed. */
+  async #redirect(res: Response, from: string): Promise<string> {
+    await res.body?.cancel();
+    if (res.status === 303) throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, 'with 303 See Other, which asks for a GET: a WHIP endpoint redirects an offer with 307 (RFC 9725 §4.5)'));
+    const location = res.headers.get('location');
+    if (!location) throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, 'without a Location header'));
+    let to: URL;
+    try {
+      to = new URL(location, from);
+    } catch {
+      throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to "${location.slice(0, 200)}", which is not a URL`));
+    }
+    if (to.protocol !== 'http:' && to.protocol !== 'https:') throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to ${to.href}, which is not an http: or https: URL`));
+    if (this.options.token && to.protocol !== 'https:' && to.hostname !== new URL(from).hostname) {
+      throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to ${to.href}: the token is not sent to another host over plain HTTP (publish to an https:// endpoint, or to that host directly)`));
+    }
+    return to.href;
   }
 
   /** Ends the session. Resolves to the HTTP status (404 means it had already ended). */
@@ -147,16 +211,29 @@ export class WhipClient {
 
 async function errorFrom(res: Response, url: string): Promise<WhipRequestError> {
   const type = res.headers.get('content-type') ?? '';
+  const retryAfter = retryAfterSeconds(res.headers.get('retry-after'));
+  const retry = retryAfter === undefined ? '' : ` (the server asks to retry after ${retryAfter} s)`;
+  const status = `${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
   if (/json/.test(type)) {
-    const body = (await res.json().catch(() => ({}))) as { code?: string; detail?: string; title?: string };
-    const e = errors.WHIP_HTTP(url, String(res.status), body.detail ?? body.title ?? res.statusText);
-    return new WhipRequestError(res.status, body.code ?? e.code, e.message);
+    const body = (await res.json().catch(() => ({}))) as { code?: unknown; detail?: unknown; title?: unknown };
+    const detail = [body.detail, body.title].find((x): x is string => typeof x === 'string') ?? '';
+    const e = errors.WHIP_HTTP(url, status, detail);
+    return new WhipRequestError(res.status, typeof body.code === 'string' ? body.code : e.code, e.message + retry, retryAfter);
   }
   const text = (await res.text().catch(() => '')).slice(0, 200);
-  return whipError(res.status, errors.WHIP_HTTP(url, `${res.status} ${res.statusText}`, text));
+  return whipError(res.status, errors.WHIP_HTTP(url, status, text), retry, retryAfter);
+}
+
+/** `Retry-After` (RFC 9110 §10.2.3) in whole seconds from now: delay-seconds or an HTTP date; undefined when absent or unreadable. */
+function retryAfterSeconds(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  const v = value.trim();
+  if (/^\d{1,9}$/.test(v)) return Number(v);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
 /** A catalog error as the `WhipRequestError` this client has always thrown (its `status` is the server's, not the catalog's). */
-function whipError(status: number, e: { code: string; message: string }): WhipRequestError {
-  return new WhipRequestError(status, e.code, e.message);
+function whipError(status: number, e: { code: string; message: string }, suffix = '', retryAfter?: number): WhipRequestError {
+  return new WhipRequestError(status, e.code, e.message + suffix, retryAfter);
 }

@@ -129,18 +129,56 @@ describe('answers and connections that cannot carry audio', () => {
     }
   });
 
+  /** A real werift answer to the offer, from a peer closed at once (it never connects), edited by `edit`. */
+  const gone = (edit: (sdp: string) => string = (sdp) => sdp) => async (offer: string) => {
+    const pc = new RTCPeerConnection(iceConfig({ hostAddresses: ['127.0.0.1'] }));
+    await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+    await pc.setLocalDescription(await pc.createAnswer());
+    disableImplicitStun(pc, []);
+    await iceGatheringComplete(pc);
+    const answer = pc.localDescription!.sdp;
+    await pc.close();
+    return edit(answer);
+  };
+
   it('says EARSHOT_WEBRTC_CONNECT_FAILED when a real answer never connects (its peer is gone)', async () => {
-    const gone = async (offer: string) => {
-      const pc = new RTCPeerConnection(iceConfig({ hostAddresses: ['127.0.0.1'] }));
-      await pc.setRemoteDescription({ type: 'offer', sdp: offer });
-      await pc.setLocalDescription(await pc.createAnswer());
-      disableImplicitStun(pc, []);
-      await iceGatheringComplete(pc);
-      const answer = pc.localDescription!.sdp;
-      await pc.close();
-      return answer;
-    };
-    await expect(sendAudio({ signaling: gone, hostAddresses: ['127.0.0.1'], source, seconds: 1, connectTimeoutMs: 1500 })).rejects.toMatchObject({ code: 'EARSHOT_WEBRTC_CONNECT_FAILED', statusCode: 504 });
+    await expect(sendAudio({ signaling: gone(), hostAddresses: ['127.0.0.1'], source, seconds: 1, connectTimeoutMs: 1500 })).rejects.toMatchObject({ code: 'EARSHOT_WEBRTC_CONNECT_FAILED', statusCode: 504 });
+  });
+
+  it('refuses an answer that takes no Opus or will not receive (a=inactive, a=sendonly), sending nothing', async () => {
+    // werift threw a bare InvalidAccessError (code 15) for the first, and sent into the other two.
+    const cases: Array<[(sdp: string) => string, RegExp]> = [
+      [(sdp) => sdp.replace(/opus\/48000\/2/g, 'PCMU/8000'), /its audio section accepts no Opus \(a=rtpmap:… opus\/48000\/2\), the only codec offered/],
+      [(sdp) => sdp.replace(/^a=recvonly/m, 'a=inactive'), /its audio section is a=inactive: the server would receive nothing/],
+      [(sdp) => sdp.replace(/^a=recvonly/m, 'a=sendonly'), /its audio section is a=sendonly: the server would receive nothing/],
+    ];
+    for (const [edit, message] of cases) {
+      await expect(sendAudio({ signaling: gone(edit), hostAddresses: ['127.0.0.1'], source, seconds: 1 })).rejects.toMatchObject({ code: 'EARSHOT_WHIP_ANSWER_INVALID', message });
+    }
+  });
+
+  it('stops with EARSHOT_SEND_ABORTED at once when its signal aborts while connecting, and ends the session it made', async () => {
+    const t = await startServer({ threads: 1, pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] } });
+    try {
+      const controller = new AbortController();
+      // The answer is real, but its ICE candidates are dropped: it never connects, so the abort comes while connecting.
+      const fetchDroppingCandidates: typeof fetch = async (input, init) => {
+        const res = await fetch(input, init);
+        if (init?.method !== 'POST' || res.status !== 201) return res;
+        setTimeout(() => controller.abort(), 100);
+        const sdp = (await res.text()).replace(/^a=candidate:.*\r\n/gm, '');
+        return new Response(sdp, { status: 201, headers: res.headers });
+      };
+      const outcome = await sendAudio({ url: `${t.url}/whip/aborted/p1`, fetch: fetchDroppingCandidates, source, seconds: 1, connectTimeoutMs: 60_000, signal: controller.signal }).catch((e: unknown) => e);
+      expect(outcome).toMatchObject({ code: 'EARSHOT_SEND_ABORTED', message: expect.stringMatching(/^Stopped while connecting, before any audio was sent/) });
+      const stats = (await (await fetch(`${t.url}/stats/p1`)).json()) as { state: string; endReason: string };
+      expect(stats).toMatchObject({ state: 'ended', endReason: 'deleted' });
+      // Aborted before anything: nothing is posted.
+      await expect(sendAudio({ url: `${t.url}/whip/aborted/p2`, source, seconds: 1, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'EARSHOT_SEND_ABORTED' });
+      expect((await fetch(`${t.url}/stats/p2`)).status).toBe(404);
+    } finally {
+      await t.close();
+    }
   });
 });
 

@@ -1,9 +1,12 @@
 /**
  * `earshot send` stopped by a signal ends its WHIP session (DELETE) before it exits, for SIGTERM
  * (`kill`, `docker stop`, a process manager) as for Ctrl-C: the real CLI, spawned, sending to
- * the real server, which must see the session end at once, not after its media timeout.
+ * the real server, which must see the session end at once, not after its media timeout. Stopped
+ * before media flows, it exits at once as a shell reports the signal (130, 143).
  */
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturePath } from '../helpers/fixtures.js';
@@ -57,6 +60,35 @@ describe('earshot send stopped by a signal', () => {
         expect(output).toMatch(/done: .* \(ended\)/);
       } finally {
         child.kill('SIGKILL');
+      }
+    }, 60_000);
+  }
+});
+
+describe('earshot send stopped by a signal before media flows', () => {
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`exits ${code} at once on ${signal} while its offer waits for an answer, saying so`, async () => {
+      // An endpoint that takes the offer and never answers (the POST's own timeout is 10 s).
+      let posted = false;
+      const stub = createServer((req) => {
+        posted = true;
+        req.resume();
+      });
+      await new Promise<void>((done) => stub.listen(0, '127.0.0.1', done));
+      const child = spawn(process.execPath, [EARSHOT_BIN, 'send', fixturePath('tone-1k-48k.wav'), '--url', `http://127.0.0.1:${(stub.address() as AddressInfo).port}/whip/r/p`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b));
+      const exited = new Promise<number | string | null>((resolve) => child.on('exit', (c, sig) => resolve(c ?? sig)));
+      try {
+        for (const deadline = Date.now() + 30_000; !posted && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+        expect(posted).toBe(true);
+        child.kill(signal);
+        expect(await exited, stderr).toBe(code);
+        expect(stderr).toMatch(/^earshot send: Stopped while publishing the offer, before any audio was sent; .* \[EARSHOT_SEND_ABORTED\]\n$/);
+      } finally {
+        child.kill('SIGKILL');
+        stub.closeAllConnections();
+        await new Promise<void>((done) => stub.close(() => done()));
       }
     }, 60_000);
   }

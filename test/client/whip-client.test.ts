@@ -2,15 +2,51 @@
  * The WHIP client's own failures, against real HTTP servers on loopback: each
  * is a `WhipRequestError` with the catalog's code and words (src/errors.ts),
  * and the server's status; a server's problem `code` wins over the client's.
+ * Redirects are followed as RFC 9725 §4.5 asks (the offer posted again, the
+ * session URL resolved against the server that answered).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WhipClient, WhipRequestError } from '../../src/client/whip-client.js';
 import { errors } from '../../src/errors.js';
+import { until } from '../helpers/until.js';
 
 let server: Server | undefined;
-afterEach(() => new Promise<void>((done) => (server ? server.close(() => done()) : done())));
+/** More servers a test started (redirect targets), closed after it. */
+const others: Server[] = [];
+afterEach(async () => {
+  for (const s of [server, ...others.splice(0)]) {
+    s?.closeAllConnections();
+    await new Promise<void>((done) => (s ? s.close(() => done()) : done()));
+  }
+  server = undefined;
+});
+
+interface Seen {
+  method: string;
+  url: string;
+  authorization?: string;
+  contentType?: string;
+  body: string;
+}
+
+/** A loopback server answering each request with `reply(request, its body)`; resolves to its base URL and the requests it saw. */
+async function serving(reply: (req: Seen, res: ServerResponse) => void): Promise<{ base: string; seen: Seen[]; server: Server }> {
+  const seen: Seen[] = [];
+  const s = createServer((req, res) => {
+    let body = '';
+    req.on('data', (b: Buffer) => (body += b));
+    req.on('end', () => {
+      const r: Seen = { method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization, contentType: req.headers['content-type'], body };
+      seen.push(r);
+      reply(r, res);
+    });
+  });
+  await new Promise<void>((done) => s.listen(0, '127.0.0.1', done));
+  others.push(s);
+  return { base: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, seen, server: s };
+}
 
 /** A server that answers every request with `status`, `headers` and `body`; resolves to its WHIP URL. */
 async function answering(status: number, headers: Record<string, string>, body: string): Promise<string> {
@@ -61,7 +97,7 @@ describe('WhipClient failures', () => {
   it("a problem document's code and detail are the server's", async () => {
     const url = await answering(422, { 'content-type': 'application/problem+json' }, JSON.stringify({ code: 'EARSHOT_NO_OPUS_AUDIO', detail: 'no Opus' }));
     const e = await failure(url);
-    expect(e).toMatchObject({ code: 'EARSHOT_NO_OPUS_AUDIO', status: 422, message: `422 from ${url}: no Opus` });
+    expect(e).toMatchObject({ code: 'EARSHOT_NO_OPUS_AUDIO', status: 422, message: `422 Unprocessable Entity from ${url}: no Opus` });
   });
 
   it('refuses a URL other than http(s) and a token that is not visible ASCII, without sending anything', async () => {
@@ -98,5 +134,106 @@ describe('WhipClient failures', () => {
     expect(made({ timeoutMs: -1 })).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'timeoutMs' } });
     expect(made({ fetch: 'fetch' })).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'fetch' } });
     expect(made({ token: 'abc', timeoutMs: 5000, fetch: globalThis.fetch })).toBeUndefined();
+  });
+});
+
+describe('WhipClient redirects and answers', () => {
+  const OFFER = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n';
+  const ANSWER = 'v=0\r\nanswer\r\n';
+  /** The media server: 201 with a Location relative to itself; DELETE 204. */
+  const media = () =>
+    serving((req, res) => {
+      if (req.method === 'DELETE') res.writeHead(204).end();
+      else res.writeHead(201, { 'content-type': 'application/sdp', location: 'sessions/abc' }).end(ANSWER);
+    });
+
+  it.each([307, 308, 301, 302])('follows a %i by posting the offer again, with its token, and resolves the session URL against the server that answered', async (status) => {
+    const target = await media();
+    const front = await serving((_req, res) => res.writeHead(status, { location: `${target.base}/whip/room/peer` }).end());
+    const client = new WhipClient({ token: 'tok', timeoutMs: 5000 });
+    const published = await client.publish(`${front.base}/whip/room/peer`, OFFER);
+    expect(published).toMatchObject({ answer: ANSWER, sessionUrl: `${target.base}/whip/room/sessions/abc` });
+    expect(target.seen).toEqual([{ method: 'POST', url: '/whip/room/peer', authorization: 'Bearer tok', contentType: 'application/sdp', body: OFFER }]);
+    // The session is ended where it lives.
+    expect(await client.end(published.sessionUrl)).toBe(204);
+    expect(target.seen.at(-1)).toMatchObject({ method: 'DELETE', url: '/whip/room/sessions/abc', authorization: 'Bearer tok' });
+    expect(front.seen).toHaveLength(1);
+  });
+
+  it('refuses a redirect it must not follow with EARSHOT_WHIP_REDIRECT, naming why', async () => {
+    const target = await media();
+    const redirecting = async (status: number, location?: string) => {
+      const front = await serving((_req, res) => res.writeHead(status, location === undefined ? {} : { location }).end());
+      return `${front.base}/whip/room/peer`;
+    };
+    const refused = async (url: string, token?: string) => {
+      const e = await new WhipClient({ token, timeoutMs: 5000 }).publish(url, OFFER).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(WhipRequestError);
+      expect(e).toMatchObject({ code: 'EARSHOT_WHIP_REDIRECT' });
+      return (e as Error).message;
+    };
+    const see = await redirecting(303, `${target.base}/x`);
+    expect(await refused(see)).toBe(`WHIP endpoint ${see} redirected (303) with 303 See Other, which asks for a GET: a WHIP endpoint redirects an offer with 307 (RFC 9725 §4.5). Nothing was published.`);
+    expect(await refused(await redirecting(307))).toMatch(/redirected \(307\) without a Location header\./);
+    expect(await refused(await redirecting(307, 'ftp://127.0.0.1/x'))).toMatch(/redirected \(307\) to ftp:\/\/127\.0\.0\.1\/x, which is not an http: or https: URL\./);
+    // A loop between two endpoints ends.
+    const loop = await serving((req, res) => res.writeHead(307, { location: req.url }).end());
+    expect(await refused(`${loop.base}/whip/room/peer`)).toMatch(/redirected \(307\) more than 5 times in a row\./);
+    expect(loop.seen).toHaveLength(6);
+    // The token goes in clear text to the same host only: "localhost" is another name.
+    const elsewhere = await redirecting(307, `${target.base.replace('127.0.0.1', 'localhost')}/whip/room/peer`);
+    expect(await refused(elsewhere, 'tok')).toMatch(/the token is not sent to another host over plain HTTP/);
+    expect(target.seen).toEqual([]);
+    // Without a token there is nothing to protect.
+    expect((await new WhipClient({ timeoutMs: 5000 }).publish(elsewhere, OFFER)).sessionUrl).toMatch(/^http:\/\/localhost:\d+\/whip\/room\/sessions\/abc$/);
+  });
+
+  it("carries a 503's or 429's Retry-After, in seconds, on the error and in its message", async () => {
+    const busy = await serving((_req, res) => res.writeHead(503, { 'retry-after': '2', 'content-type': 'application/problem+json' }).end(JSON.stringify({ code: 'EARSHOT_OVERLOADED', detail: 'full' })));
+    const e = await failure(`${busy.base}/whip/room/peer`);
+    expect(e).toMatchObject({ code: 'EARSHOT_OVERLOADED', status: 503, retryAfter: 2, message: `503 Service Unavailable from ${busy.base}/whip/room/peer: full (the server asks to retry after 2 s)` });
+    const date = new Date(Date.now() + 30_000).toUTCString();
+    const limited = await serving((_req, res) => res.writeHead(429, { 'retry-after': date, 'content-type': 'text/plain' }).end('slow down'));
+    const later = await failure(`${limited.base}/whip/room/peer`);
+    expect(later).toMatchObject({ code: 'EARSHOT_WHIP_HTTP', status: 429 });
+    expect(later.retryAfter).toBeGreaterThanOrEqual(28);
+    expect(later.retryAfter).toBeLessThanOrEqual(31);
+  });
+
+  it('says that an offer is answered with 201 when a server answers 200', async () => {
+    const ok = await serving((_req, res) => res.writeHead(200, { 'content-type': 'application/sdp', location: '/s/1' }).end(ANSWER));
+    const e = await failure(`${ok.base}/whip/room/peer`);
+    expect(e).toMatchObject({ code: 'EARSHOT_WHIP_HTTP', status: 200, message: `200 OK from ${ok.base}/whip/room/peer: a WHIP endpoint answers an offer with 201 Created and the session's Location (RFC 9725 §4.2)` });
+  });
+
+  it('refuses a Location that is not a URL', async () => {
+    const bad = await serving((_req, res) => res.writeHead(201, { 'content-type': 'application/sdp', location: 'http://[x' }).end(ANSWER));
+    const e = await failure(`${bad.base}/whip/room/peer`);
+    expect(e).toMatchObject({ code: 'EARSHOT_WHIP_NO_LOCATION', status: 201, message: `WHIP endpoint ${bad.base}/whip/room/peer answered 201 with Location "http://[x", which is not a URL` });
+  });
+
+  it('ends the session it created when the answer\'s body never arrives', async () => {
+    const stalled = await serving((req, res) => {
+      if (req.method === 'DELETE') return void res.writeHead(204).end();
+      // Headers and half the answer, then nothing.
+      res.writeHead(201, { 'content-type': 'application/sdp', location: '/whip/sessions/half', 'content-length': '100' });
+      res.write('v=0\r\n');
+    });
+    const e = await new WhipClient({ timeoutMs: 500 }).publish(`${stalled.base}/whip/room/peer`, OFFER).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(WhipRequestError);
+    expect(e).toMatchObject({ code: 'EARSHOT_WHIP_UNREACHABLE', status: 201, message: expect.stringMatching(/its answer's body did not arrive \(.+\); the session it created was ended$/) });
+    expect(stalled.seen.map((r) => `${r.method} ${r.url}`)).toEqual(['POST /whip/room/peer', 'DELETE /whip/sessions/half']);
+  });
+
+  it('stops at once when its signal aborts, with EARSHOT_SEND_ABORTED', async () => {
+    const silent = await serving(() => undefined); // never answers
+    const controller = new AbortController();
+    const publishing = new WhipClient({ timeoutMs: 60_000 }).publish(`${silent.base}/whip/room/peer`, OFFER, controller.signal).catch((x: unknown) => x);
+    await until('the offer reached the server', () => (silent.seen.length > 0 ? true : undefined));
+    controller.abort();
+    expect(await publishing).toMatchObject({ code: 'EARSHOT_SEND_ABORTED', message: expect.stringMatching(/^Stopped while publishing the offer, before any audio was sent/) });
+    // Aborted before it starts: nothing is sent.
+    await expect(new WhipClient().publish(`${silent.base}/whip/room/peer`, OFFER, AbortSignal.abort())).rejects.toMatchObject({ code: 'EARSHOT_SEND_ABORTED' });
+    expect(silent.seen).toHaveLength(1);
   });
 });
