@@ -4,7 +4,9 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BITRATE_RANGE, MIN_SECONDS, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+import type { RTCIceServer } from 'werift';
 import { badTokenCharacter } from '../client/whip-client.js';
+import { iceServers } from './ice-server-option.js';
 
 /** Most sessions one `send` runs: each is a WebRTC connection of this process. */
 const MAX_COUNT = 1000;
@@ -48,7 +50,9 @@ export function registerSendCommand(program: Command): void {
         .default(1)
         .argParser(between('--speed', 1, 50, false, ' (1: real time)')),
     )
-    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number }) => {
+    .addOption(new Option('--ice-server <url[,username,credential]>', 'STUN/TURN server to connect through, e.g. a TURN server where the network blocks UDP to the server; repeatable (default: none, nothing but the WHIP exchange and the media leaves the machine)').argParser(iceServers))
+    .option('--relay-only', 'connect only through the --ice-server TURN server (its relayed candidates), e.g. to check that it works')
+    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number; iceServer?: RTCIceServer[]; relayOnly?: boolean }) => {
       let protocol = '';
       try {
         protocol = new URL(opts.url).protocol;
@@ -59,6 +63,7 @@ export function registerSendCommand(program: Command): void {
       if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${opts.url}"`);
       const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
       if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
+      if (opts.relayOnly && !opts.iceServer?.some((server) => [server.urls].flat().some((u) => /^turns?:/i.test(u)))) fail('--relay-only needs a turn: or turns: --ice-server to relay through');
       const controller = new AbortController();
       // Ctrl-C, and `kill` / `docker stop` / a process manager: stop sending and end the session (DELETE),
       // or the server holds it until its media timeout. A second signal ends the process at once.
@@ -99,6 +104,8 @@ export function registerSendCommand(program: Command): void {
         dtx: opts.dtx,
         simulateLoss: opts.simulateLoss,
         speed: opts.speed,
+        iceServers: opts.iceServer,
+        iceTransportPolicy: opts.relayOnly ? ('relay' as const) : undefined,
         signal: controller.signal,
       };
       try {

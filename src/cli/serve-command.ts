@@ -11,7 +11,7 @@ import { createCluster, type EarshotCluster } from '../cluster/cluster-server.js
 import { CORES_PER_ENGINE, defaultProcesses } from '../cluster/processes.js';
 import { isEarshotError } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
-import { parseIceServerSpec } from '../rtc/ice-servers.js';
+import { iceServers } from './ice-server-option.js';
 import { POOL_OPTION_RANGES, describeRange, inRange, type OptionRange } from '../pool/pool-limits.js';
 import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc.js';
 import { trustedProxies } from '../server/trust-proxy.js';
@@ -70,22 +70,6 @@ function list(value: string, previous: string[] | undefined): string[] {
 /** Repeatable, or separated by commas or whitespace (`--ice-host a --ice-host b`, `EARSHOT_ICE_HOSTS="a b"`). */
 function addresses(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...value.split(/[\s,]+/).filter(Boolean)];
-}
-
-/**
- * Repeatable `URL[,username,credential]`; one value (the environment
- * variable) may hold several, separated by whitespace. Credentials therefore
- * cannot contain whitespace here (createServer's `iceServers` takes any).
- */
-function iceServers(value: string, previous: RTCIceServer[] | undefined): RTCIceServer[] {
-  const parsed = value.split(/\s+/).filter(Boolean).map((spec) => {
-    try {
-      return parseIceServerSpec(spec);
-    } catch (e) {
-      throw new InvalidArgumentError((e as Error).message);
-    }
-  });
-  return [...(previous ?? []), ...parsed];
 }
 
 /**

@@ -7,11 +7,12 @@
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, type RTCDataChannel, type RTCRtpTransceiver } from 'werift';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, type RTCDataChannel, type RTCIceServer, type RTCRtpTransceiver } from 'werift';
 import { errors } from '../errors.js';
 import { checkBoolean, checkFunction, checkMilliseconds, checkNumber, checkOptionNames, checkStringArray, describeValue, failOption } from '../option-checks.js';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
+import { checkIceServers } from '../rtc/ice-servers.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
 import { sayGoodbye } from '../rtc/werift-goodbye.js';
@@ -92,6 +93,18 @@ export interface SendOptions {
   onProgress?(progress: SendProgress): void;
   /** ICE host addresses. Default: 127.0.0.1 for a loopback URL, otherwise all interfaces (never STUN). */
   hostAddresses?: string[];
+  /**
+   * STUN/TURN servers to gather candidates with (W3C `RTCIceServer`s: `urls`,
+   * and `username` + `credential` for TURN), e.g. a TURN server where the
+   * network blocks UDP to the WHIP server. Checked up front
+   * (`EARSHOT_ICE_SERVER_INVALID`). Default none: no request leaves the
+   * machine but the WHIP exchange and the media. werift, the WebRTC stack,
+   * uses the first STUN and the first TURN URL given (TURN over UDP, TCP or
+   * TLS: `turns:`).
+   */
+  iceServers?: RTCIceServer[];
+  /** `'relay'`: connect through the TURN server only (its relayed candidates), as a browser's `iceTransportPolicy`. Default `'all'`. */
+  iceTransportPolicy?: 'all' | 'relay';
   /** Leave the session without DELETE and without closing DTLS at the end (simulates a client that vanishes). Default false. */
   skipDelete?: boolean;
   /** Wait for ICE/DTLS to connect at most this long. Default 10000 ms. */
@@ -193,7 +206,7 @@ export const MIN_SECONDS = 0.02;
 /** Every option of `sendAudio`, for the check of the names given (a new option must be added here: the type says so). */
 const SEND_OPTIONS: Record<keyof SendOptions, true> = {
   url: true, signaling: true, source: true, seconds: true, loop: true, channels: true, bitrate: true, dtx: true, token: true,
-  fetch: true, signal: true, onProgress: true, hostAddresses: true, skipDelete: true, connectTimeoutMs: true, rtcpTimeoutMs: true,
+  fetch: true, signal: true, onProgress: true, hostAddresses: true, iceServers: true, iceTransportPolicy: true, skipDelete: true, connectTimeoutMs: true, rtcpTimeoutMs: true,
   simulateLoss: true, speed: true, dataChannel: true, onReceiverReport: true,
 };
 
@@ -223,6 +236,11 @@ function checkOptions(options: SendOptions, what: 'sendAudio' | 'sendMany'): voi
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) failOption('signal', 'an AbortSignal', options.signal);
   checkFunction('onProgress', options.onProgress);
   checkStringArray('hostAddresses', options.hostAddresses);
+  if (options.iceServers !== undefined) checkIceServers(options.iceServers);
+  if (options.iceTransportPolicy !== undefined && options.iceTransportPolicy !== 'all' && options.iceTransportPolicy !== 'relay') failOption('iceTransportPolicy', '"all" or "relay"', options.iceTransportPolicy);
+  if (options.iceTransportPolicy === 'relay' && !options.iceServers?.some((s) => [s.urls].flat().some((u) => /^turns?:/i.test(u)))) {
+    throw errors.OPTION_INVALID('iceTransportPolicy', 'is "relay", which needs a turn: server in iceServers: there is nothing to relay through');
+  }
   checkBoolean('skipDelete', options.skipDelete);
   checkMilliseconds('connectTimeoutMs', options.connectTimeoutMs);
   checkNumber('rtcpTimeoutMs', options.rtcpTimeoutMs, 0, 2 ** 31 - 1, ' (ms; 0 turns it off)');
@@ -296,7 +314,8 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     const loopback = !options.signaling && isLoopbackHost(new URL(options.url ?? '').hostname);
     const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
     pc = new RTCPeerConnection({
-      ...iceConfig({ hostAddresses }),
+      ...iceConfig({ hostAddresses, iceServers: options.iceServers }),
+      iceTransportPolicy: options.iceTransportPolicy ?? 'all',
       // RFC 9725 §4.5: WHIP clients use max-bundle. werift's default opens a transport per section,
       // and the data channel's, bundled away, kept its UDP socket open after close().
       bundlePolicy: 'max-bundle',
@@ -309,11 +328,19 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     reportAtRfcInterval(transceiver.sender);
     if (options.dataChannel) options.dataChannel(pc.createDataChannel('earshot'));
     const offer = await pc.createOffer();
-    disableImplicitStun(pc, []);
+    disableImplicitStun(pc, options.iceServers);
     await pc.setLocalDescription(offer);
     await iceGatheringComplete(pc);
     // Stopped while gathering: nothing was posted, so no session to end.
     if (options.signal?.aborted) throw errors.SEND_ABORTED('while gathering ICE candidates');
+    // An offer without a candidate can never connect: say why now rather than after connectTimeoutMs.
+    if (!/^a=candidate:/m.test(pc.localDescription!.sdp)) {
+      throw errors.WEBRTC_CONNECT_FAILED(
+        options.iceTransportPolicy === 'relay'
+          ? 'No relayed ICE candidate was gathered: the TURN server did not answer, or refused the username and credential'
+          : 'No ICE candidate was gathered (no usable network address)',
+      );
+    }
     const published = options.signaling
       ? { answer: await options.signaling(pc.localDescription!.sdp), sessionUrl: '' }
       : await whip.publish(options.url ?? '', pc.localDescription!.sdp, options.signal);
