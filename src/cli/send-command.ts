@@ -43,7 +43,7 @@ export function registerSendCommand(program: Command): void {
     .addOption(new Option('--token <token>', 'bearer token').env('EARSHOT_TOKEN'))
     .addOption(new Option('--channels <n>', 'channels to send (default: 1 for a mono file, 2 otherwise; more than two are mixed down to stereo)').choices(['1', '2']))
     .addOption(new Option('--bitrate <bps>', `Opus bitrate in bit/s, ${BITRATE_RANGE.min}–${BITRATE_RANGE.max} (default: 32000 mono, 64000 stereo)`).argParser(between('--bitrate', BITRATE_RANGE.min, BITRATE_RANGE.max, true, ' bit/s')))
-    .option('--dtx', 'discontinuous transmission as browsers send it: silence is not sent (Opus DTX)')
+    .option('--dtx', 'discontinuous transmission as browsers send it: silence is not sent (Opus DTX), when the answer asks for it (usedtx=1)')
     .addOption(new Option('--simulate-loss <fraction>', 'withhold this share of packets (0–0.5) to test loss handling').argParser(between('--simulate-loss', 0, 0.5, false)))
     .addOption(
       new Option('--speed <factor>', 'send this many times faster than real time (1–50) when only the result matters, e.g. uploading a file; the server then measures jitter, bitrate and latency of a burst')

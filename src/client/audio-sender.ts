@@ -70,7 +70,8 @@ export interface SendOptions {
    * the first DTX frame of a run is sent, plus the encoder's own periodic
    * updates; the RTP timestamp keeps advancing, sequence numbers do not, and
    * the first packet after a gap carries the marker bit. A silent stretch then
-   * costs the network and the server next to nothing. For an
+   * costs the network and the server next to nothing. An answer without
+   * `usedtx=1` gets every frame, as a browser sends it then. For an
    * {@link EncodedSource} its own `dtx` decides. Default false.
    */
   dtx?: boolean;
@@ -370,7 +371,8 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     const closed = { byServer: false };
     transceiver.sender.dtlsTransport.onStateChange.subscribe((state) => (closed.byServer ||= state === 'closed'));
     const lost = (now: number) => closed.byServer || (rtcpTimeoutMs > 0 && now - lastReport.at > rtcpTimeoutMs);
-    const sent = await pace(transceiver, frames, totalFrames, options, lost);
+    // DTX is the receiver's to ask for (RFC 7587 §6.1, usedtx): without it, every frame goes out, as libwebrtc sends.
+    const sent = await pace(transceiver, frames, totalFrames, options, lost, frames.dtx && answerAsksDtx(published.answer));
     if (sent.lost) {
       if (closed.byServer) sessionUrl = undefined; // nothing left to DELETE
       const why = closed.byServer ? 'The server closed the connection (DTLS close_notify)' : `The server sent no RTCP report for ${rtcpTimeoutMs / 1000} s (RFC 3550 §6.3.5)`;
@@ -445,6 +447,14 @@ function answerProblem(sdp: unknown): string | undefined {
   const direction = /^a=(sendrecv|recvonly|sendonly|inactive)\r?$/m.exec(audio)?.[1] ?? 'sendrecv';
   if (direction === 'sendonly' || direction === 'inactive') return `its audio section is a=${direction}: the server would receive nothing`;
   return undefined;
+}
+
+/** Whether the answer's Opus format asks for DTX (`usedtx=1` in its fmtp). */
+function answerAsksDtx(sdp: string): boolean {
+  const pt = /^a=rtpmap:(\d+) opus\/48000\/2\r?$/im.exec(sdp)?.[1];
+  if (pt === undefined) return false;
+  const fmtp = new RegExp(`^a=fmtp:${pt} (.*)$`, 'm').exec(sdp)?.[1] ?? '';
+  return /(?:^|;)\s*usedtx=1\s*(?:;|$)/.test(fmtp.trim());
 }
 
 function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -681,7 +691,7 @@ export class SharedFrames {
 const RTCP_TIMEOUT_MS = 25_000;
 
 /** Sends `totalFrames` frames on time; stops early when `lost(now)` says the server's session is gone. */
-async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFrames: number, options: SendOptions, lost: (now: number) => boolean) {
+async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFrames: number, options: SendOptions, lost: (now: number) => boolean, withholdDtx: boolean) {
   const sender = transceiver.sender;
   let seq = randomInt(0, 0x10000);
   let ts = randomInt(0, 2 ** 32);
@@ -715,7 +725,7 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
     // receiver in this process reads its socket between packets instead of after a burst that
     // overflows the socket's receive buffer.
     else await yieldToEventLoop();
-    const isDtx = frames.dtx && payload.length <= 2;
+    const isDtx = withholdDtx && payload.length <= 2;
     if (isDtx && inDtx) {
       // Withheld, not lost: the timestamp moves on, the sequence number does not (RFC 3551 §4.1).
       dtxFrames++;

@@ -1,6 +1,6 @@
 /**
  * `sendAudio({ dtx: true })` sends as a browser does after an answer with
- * `usedtx=1`: silence is withheld, not lost. Over real loopback WebRTC to the
+ * `usedtx=1` (and only then): silence is withheld, not lost. Over real loopback WebRTC to the
  * real server with the default pipeline (denoise): the server counts the
  * withheld stretch as DTX (not loss), records it as silence at its media time
  * without running the denoiser on it (its comfort-noise updates waiting for a
@@ -23,7 +23,8 @@ type Stats = {
 let t: TestServer;
 let speech: Float32Array;
 beforeAll(async () => {
-  t = await startServer();
+  // A pipeline that asks for no DTX: its answers carry no usedtx=1.
+  t = await startServer({ extraPipelines: [{ name: 'nodtx', dtx: false, stages: [], sinks: [{ type: 'stats' }] }] });
   speech = (await readFixture('speech-48k.wav')).channels[0].subarray(0, 48000);
 });
 afterAll(() => t?.close());
@@ -73,6 +74,16 @@ describe('sending with DTX', () => {
     expect(at(1.5, 3.5)).toBeLessThan(-80);
     expect(at(0.2, 0.9)).toBeGreaterThan(-45);
     expect(at(4.1, 4.9)).toBeGreaterThan(-45);
+  });
+
+  it('sends every frame, silence included, when the answer does not ask for DTX (no usedtx=1)', async () => {
+    const asked = await sendAudio({ url: `${t.url}/whip/dtx/unasked?pipeline=nodtx`, source: talkPauseTalk(), dtx: true, speed: FAST });
+    expect(asked.dtxFrames).toBe(0);
+    expect(asked.packetsSent).toBe(250);
+    const s = await statsOf('unasked');
+    expect(s.rtp.dtxSeconds).toBe(0);
+    expect(s.rtp.packetsReceived).toBe(250);
+    expect(s.rtp.packetsLost).toBe(0);
   });
 
   it('without dtx every frame is sent, silence included', async () => {
