@@ -123,8 +123,8 @@ export class WhipClient {
    * would drop the token on the way to another port, and turn a 302 into a
    * GET), at most 5; the session URL is resolved against the URL that
    * answered. The token follows a redirect to the same host, or to any host
-   * over https; a redirect that would send it in clear text to another host
-   * is refused (`EARSHOT_WHIP_REDIRECT`). `signal` aborts the request
+   * over https; a redirect that would send it in clear text to another host,
+   * or from https to http, is refused (`EARSHOT_WHIP_REDIRECT`). `signal` aborts the request
    * (`EARSHOT_SEND_ABORTED`).
    */
   async publish(url: string, sdpOffer: string, signal?: AbortSignal): Promise<WhipPublishResult> {
@@ -188,8 +188,10 @@ export class WhipClient {
       throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to "${location.slice(0, 200)}", which is not a URL`));
     }
     if (to.protocol !== 'http:' && to.protocol !== 'https:') throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to ${to.href}, which is not an http: or https: URL`));
-    if (this.options.token && to.protocol !== 'https:' && to.hostname !== new URL(from).hostname) {
-      throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to ${to.href}: the token is not sent to another host over plain HTTP (publish to an https:// endpoint, or to that host directly)`));
+    const was = new URL(from);
+    if (this.options.token && to.protocol === 'http:' && (was.protocol === 'https:' || to.hostname !== was.hostname)) {
+      const why = was.protocol === 'https:' ? 'from https to plain HTTP' : 'to another host over plain HTTP';
+      throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to ${to.href}: the token is not sent ${why} (publish to an https:// endpoint, or to that host directly)`));
     }
     return to.href;
   }

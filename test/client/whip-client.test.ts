@@ -5,11 +5,16 @@
  * Redirects are followed as RFC 9725 §4.5 asks (the offer posted again, the
  * session URL resolved against the server that answered).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WhipClient, WhipRequestError } from '../../src/client/whip-client.js';
 import { errors } from '../../src/errors.js';
+import { fetchTrusting, selfSignedCert } from '../helpers/tls.js';
 import { until } from '../helpers/until.js';
 
 let server: Server | undefined;
@@ -186,6 +191,27 @@ describe('WhipClient redirects and answers', () => {
     expect(target.seen).toEqual([]);
     // Without a token there is nothing to protect.
     expect((await new WhipClient({ timeoutMs: 5000 }).publish(elsewhere, OFFER)).sessionUrl).toMatch(/^http:\/\/localhost:\d+\/whip\/room\/sessions\/abc$/);
+  });
+
+  it('does not carry the token from https to plain http, even on the same host', async () => {
+    const target = await media();
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-whip-tls-'));
+    const { cert, key } = selfSignedCert(dir);
+    const front = createHttpsServer({ cert, key }, (req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(307, { location: `${target.base}/whip/room/peer` }).end());
+    });
+    try {
+      await new Promise<void>((done) => front.listen(0, '127.0.0.1', done));
+      const url = `https://127.0.0.1:${(front.address() as AddressInfo).port}/whip/room/peer`;
+      const e = await new WhipClient({ token: 'tok', timeoutMs: 5000, fetch: fetchTrusting(cert) }).publish(url, OFFER).catch((x: unknown) => x);
+      expect(e).toMatchObject({ code: 'EARSHOT_WHIP_REDIRECT', message: expect.stringMatching(/the token is not sent from https to plain HTTP/) });
+      expect(target.seen).toEqual([]);
+    } finally {
+      front.closeAllConnections();
+      await new Promise<void>((done) => front.close(() => done()));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("carries a 503's or 429's Retry-After, in seconds, on the error and in its message", async () => {
