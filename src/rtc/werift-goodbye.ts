@@ -1,7 +1,8 @@
 /**
  * Ending a session so that the client hears of it: an RTCP BYE, then a DTLS
  * close_notify alert, before the connection is closed (a WHEP listener's
- * player gets the close_notify).
+ * player gets both, the BYE for the stream it heard; `earshot send` says the
+ * same to the server as it leaves).
  *
  * werift's `close()` just stops its sockets (its DTLS transport's `stop` has
  * "todo impl send alert"), so a browser or OBS whose session the server ended
@@ -16,7 +17,7 @@
  * as this module expects; anything else is left to werift's close as before.
  * The upstream change: send close_notify in `RTCDtlsTransport.stop()`.
  */
-import type { RTCPeerConnection } from 'werift';
+import { RtcpRrPacket, RtcpSourceDescriptionPacket, SourceDescriptionChunk, SourceDescriptionItem, type RTCPeerConnection } from 'werift';
 import { receiverReport, type ReportingReceiver } from './receiver-reports.js';
 
 /** What this module reads of werift's DTLS socket (`RTCDtlsTransport.dtls`). */
@@ -56,6 +57,22 @@ function byePacket(ssrc: number): { serialize(): Buffer } {
   };
 }
 
+/** The SDES packet naming `ssrc`'s CNAME (RFC 3550 §6.5.1), if it has one. */
+function sdesOf(ssrc: number, cname: unknown): RtcpSourceDescriptionPacket[] {
+  if (typeof cname !== 'string' || cname === '') return [];
+  const item = new SourceDescriptionItem({ type: 1, text: cname }); // 1: CNAME
+  return [new RtcpSourceDescriptionPacket({ chunks: [new SourceDescriptionChunk({ source: ssrc, items: [item] })] })];
+}
+
+/** Sends a compound; a transport going away is no reason to fail a close. */
+async function sendQuietly(transport: DtlsTransportInternals, packets: Array<{ serialize(): Buffer }>): Promise<void> {
+  try {
+    await transport.sendRtcp(packets);
+  } catch {
+    // the transport is going away anyway
+  }
+}
+
 /** The close_notify alert, encrypted as the association's next record; undefined where the socket is not as expected. */
 function closeNotify(socket: Partial<DtlsSocketInternals>): Buffer | undefined {
   const { dtls, cipher, transport } = socket;
@@ -79,7 +96,8 @@ function closeNotify(socket: Partial<DtlsSocketInternals>): Buffer | undefined {
 }
 
 /**
- * Sends the BYE (one per receiving audio transceiver, after an empty report and the CNAME) and the
+ * Sends the BYEs (for each audio transceiver, one about the source it receives and one about
+ * the source it sends, each after an empty report and the CNAME) and the
  * close_notify on each connected DTLS transport of `pc`, and returns once
  * they have left: werift's UDP send resolves before the datagram is handed
  * to the system (an address lookup comes first, a tick later), and a socket
@@ -92,15 +110,19 @@ export async function sayGoodbye(pc: RTCPeerConnection): Promise<void> {
     const transport = t.receiver.dtlsTransport as unknown as DtlsTransportInternals | undefined;
     if (!transport || transport.state !== 'connected') continue;
     transports.add(transport);
-    // A BYE about what this side receives (a WHIP session); a WHEP listener's server only sends.
-    if (t.kind !== 'audio' || !(t.currentDirection === 'recvonly' || t.currentDirection === 'sendrecv')) continue;
+    if (t.kind !== 'audio') continue;
+    const receiving = t.currentDirection === 'recvonly' || t.currentDirection === 'sendrecv';
+    const sending = t.currentDirection === 'sendonly' || t.currentDirection === 'sendrecv';
+    // A BYE about what this side receives (a WHIP session's server).
     const receiver = t.receiver as unknown as ReportingReceiver;
-    if (typeof receiver.rtcpSsrc !== 'number' || typeof receiver.remoteStreams !== 'object') continue;
-    try {
+    if (receiving && typeof receiver.rtcpSsrc === 'number' && typeof receiver.remoteStreams === 'object') {
       // Reports keep RFC 3550's interval (a client times them): the BYE's compound has an empty one at its head.
-      await transport.sendRtcp([...receiverReport(receiver, { blocks: false }), byePacket(receiver.rtcpSsrc)]);
-    } catch {
-      // the transport is going away anyway
+      await sendQuietly(transport, [...receiverReport(receiver, { blocks: false }), byePacket(receiver.rtcpSsrc)]);
+    }
+    // And one about what it sends (a WHEP listener's server, `earshot send`), as a browser sends for its own source as it leaves.
+    const sender = t.sender as unknown as { ssrc?: unknown; cname?: unknown };
+    if (sending && typeof sender.ssrc === 'number') {
+      await sendQuietly(transport, [new RtcpRrPacket({ ssrc: sender.ssrc, reports: [] }), ...sdesOf(sender.ssrc, sender.cname), byePacket(sender.ssrc)]);
     }
   }
   for (const transport of transports) {

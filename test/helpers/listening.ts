@@ -35,6 +35,8 @@ export interface Listener {
   close(): Promise<void>;
   /** Closes as a browser's player does: a DTLS close_notify, then the connection, and no DELETE. */
   leave(): Promise<void>;
+  /** Every RTCP compound the player decrypted since it connected (raw), for tests that read what the server says. */
+  rtcp: Buffer[];
 }
 
 /** POSTs a receive-only Opus offer to `url` (e.g. `${base}/whep/alice`) and connects if the server answers. */
@@ -86,20 +88,31 @@ export async function listen(
   if (res.status !== 201) {
     const problem = (await res.json().catch(() => ({}))) as Listener['problem'];
     await close();
-    return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, dtlsState: () => undefined, close, leave: close };
+    return { status: res.status, problem, headers: res.headers, packets, connected: async () => undefined, dtlsState: () => undefined, close, leave: close, rtcp: [] };
   }
   const answer = await res.text();
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
   const location = new URL(res.headers.get('location')!, url).toString();
+  const rtcp: Buffer[] = [];
   return {
     status: res.status,
     location,
     answer,
     headers: res.headers,
     packets,
+    rtcp,
     async connected() {
       for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++) await new Promise((r) => setTimeout(r, 50));
       if (pc.connectionState !== 'connected') throw new Error(`listener did not connect (${pc.connectionState})`);
+      const srtcp = (transceiver.receiver.dtlsTransport as unknown as { srtcp?: { decrypt(b: Buffer): Buffer } }).srtcp;
+      if (srtcp && rtcp.length === 0) {
+        const decrypt = srtcp.decrypt.bind(srtcp);
+        srtcp.decrypt = (b: Buffer) => {
+          const d = decrypt(b);
+          rtcp.push(Buffer.from(d));
+          return d;
+        };
+      }
     },
     dtlsState: () => transceiver.receiver.dtlsTransport?.state,
     close,

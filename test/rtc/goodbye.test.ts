@@ -7,11 +7,13 @@
  * reports keep their interval, which clients time)
  * (RFC 3550 §6.3.7) and a DTLS close_notify, so its DTLS transport closes at
  * once (RFC 9725 §4.2) instead of sending on until its consent checks fail.
- * A WHEP player whose stream ends gets the close_notify too.
+ * A WHEP player whose stream ends gets a BYE for it and the close_notify too,
+ * and `earshot send` says goodbye the same way for the source it sent.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
+import { sendAudio } from '../../src/client/audio-sender.js';
 import { WhipClient } from '../../src/client/whip-client.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { encodeOpusFrames } from '../helpers/audio.js';
@@ -89,6 +91,38 @@ async function publish(url: string) {
   };
 }
 
+describe('RTCP as the server hears it from earshot send', () => {
+  it('ends with a BYE for the source it sent, after an empty report and its CNAME', { timeout: 30_000 }, async () => {
+    // A werift answerer that keeps every RTCP compound it decrypts.
+    const compounds: Compound[] = [];
+    const answerer = new RTCPeerConnection(iceConfig({ hostAddresses: ['127.0.0.1'] }));
+    answerer.connectionStateChange.subscribe((state) => {
+      if (state !== 'connected') return;
+      const transport = answerer.getTransceivers()[0].receiver.dtlsTransport as unknown as { srtcp: { decrypt(b: Buffer): Buffer } };
+      const decrypt = transport.srtcp.decrypt.bind(transport.srtcp);
+      transport.srtcp.decrypt = (b: Buffer) => {
+        const d = decrypt(b);
+        compounds.push(parseCompound(d));
+        return d;
+      };
+    });
+    const signaling = async (offer: string) => {
+      await answerer.setRemoteDescription({ type: 'offer', sdp: offer });
+      await answerer.setLocalDescription(await answerer.createAnswer());
+      disableImplicitStun(answerer, []);
+      await iceGatheringComplete(answerer);
+      return answerer.localDescription!.sdp;
+    };
+    try {
+      const sent = await sendAudio({ signaling, hostAddresses: ['127.0.0.1'], source: { sampleRate: 48000, channels: [new Float32Array(48000)] }, seconds: 1 });
+      const bye = await until('the BYE', () => compounds.find((c) => c.types.includes(203)), 2000, 20);
+      expect(bye).toEqual({ types: [201, 202, 203], cnames: [[sent.ssrc, expect.stringMatching(/\S/)]], byes: [sent.ssrc], reportFrom: sent.ssrc, blocks: 0 });
+    } finally {
+      await answerer.close();
+    }
+  });
+});
+
 describe('RTCP and DTLS as the client hears them', () => {
   it('reports with the CNAME of the answer, and ends a session with a BYE and a DTLS close_notify', { timeout: 30_000 }, async () => {
     const p = await publish(`${t.url}/whip/bye/p1`);
@@ -113,7 +147,7 @@ describe('RTCP and DTLS as the client hears them', () => {
     }
   });
 
-  it('closes DTLS to a WHEP player when the stream it listens to ends', { timeout: 30_000 }, async () => {
+  it('sends a WHEP player a BYE for the stream it hears and closes DTLS when that stream ends', { timeout: 30_000 }, async () => {
     const p = await publish(`${t.url}/whip/bye/p2`);
     const player = await listen(`${t.url}/whep/p2`);
     try {
@@ -121,8 +155,12 @@ describe('RTCP and DTLS as the client hears them', () => {
       await player.connected();
       await until('the player to hear packets', () => (player.packets.length >= 10 ? true : undefined), 5000, 20);
       expect(player.dtlsState()).toBe('connected');
+      // The source it hears, as the answer names it (a=ssrc:<ssrc> cname:<cname>).
+      const [, ssrc, cname] = /^a=ssrc:(\d+) cname:(\S+)$/m.exec(player.answer!)!;
       expect((await fetch(p.sessionUrl, { method: 'DELETE' })).status).toBe(200);
       await until("the player's DTLS transport to close", () => (player.dtlsState() === 'closed' ? true : undefined), 2000, 20);
+      const bye = player.rtcp.map(parseCompound).find((c) => c.types.includes(203));
+      expect(bye).toEqual({ types: [201, 202, 203], cnames: [[Number(ssrc), cname]], byes: [Number(ssrc)], reportFrom: Number(ssrc), blocks: 0 });
     } finally {
       await player.close();
       await p.close();
