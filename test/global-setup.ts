@@ -6,7 +6,7 @@
  * - the CLI, as users do (`bin/earshot.js`, which imports dist/): `earshot serve`, `validate`,
  *   `pipelines`, `send`, and the engine processes of `--processes`;
  * - the DSP worker threads of servers the tests start in their own process
- *   (src/pool/worker-dev.mjs reads EARSHOT_DEV_WORKER_BUILD): under the sources, each worker
+ *   (src/pool/worker-dev.cjs reads EARSHOT_DEV_WORKER_BUILD): under the sources, each worker
  *   registered tsx, whose module loader hooks made every server's start ~1.5 s slower (a
  *   quarter of the media tests' time);
  * - the packed package (test/package), which packs dist/ as it is.

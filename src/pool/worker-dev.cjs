@@ -3,9 +3,10 @@
 // The tests' global setup builds the package first and names the built worker
 // in EARSHOT_DEV_WORKER_BUILD: that worker needs no tsx, whose loader hooks
 // made each worker's start ~1 s slower (test/global-setup.ts).
-// No top-level await, for the reason worker-entry.ts gives: Piscina require()s
-// this file, and the real entry is loaded by import() only.
-import { pathToFileURL } from 'node:url';
+// CommonJS, for the reason worker-entry.cts gives: Piscina require()s this file,
+// and the real entry is loaded by import() only.
+'use strict';
+const { pathToFileURL } = require('node:url');
 
 const built = process.env.EARSHOT_DEV_WORKER_BUILD;
 const loading = built
@@ -16,6 +17,6 @@ const loading = built
     });
 loading.catch(() => undefined);
 
-export default async function handleTask(task) {
+module.exports = async function handleTask(task) {
   return (await loading).default(task);
-}
+};

@@ -1477,14 +1477,13 @@ function emptyKeepingCapacity(list: unknown[]): void {
 
 /**
  * Worker file. Under the TypeScript sources (tests, `tsx`), workers start from a
- * bootstrap that registers tsx; from the build from `worker-entry.js`. Both
- * load `worker` by `import()` behind an entry without top-level await
- * (worker-entry.ts says why).
+ * bootstrap that registers tsx; from the build from `worker-entry.cjs`. Both
+ * are CommonJS and load `worker` by `import()` (worker-entry.cts says why).
  */
 function workerEntry(): { filename: string; execArgv?: string[] } {
   const self = fileURLToPath(import.meta.url);
   if (self.endsWith('.ts')) {
-    return { filename: fileURLToPath(new URL('./worker-dev.mjs', import.meta.url)), execArgv: [] };
+    return { filename: fileURLToPath(new URL('./worker-dev.cjs', import.meta.url)), execArgv: [] };
   }
-  return { filename: fileURLToPath(new URL('./worker-entry.js', import.meta.url)), execArgv: [] };
+  return { filename: fileURLToPath(new URL('./worker-entry.cjs', import.meta.url)), execArgv: [] };
 }
