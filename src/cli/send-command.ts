@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { BITRATE_RANGE, MIN_SECONDS, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
 import type { RTCIceServer } from 'werift';
 import { badTokenCharacter } from '../client/whip-client.js';
+import { hasTurnServer } from '../rtc/ice-servers.js';
 import { iceServers } from './ice-server-option.js';
 
 /** Most sessions one `send` runs: each is a WebRTC connection of this process. */
@@ -63,7 +64,7 @@ export function registerSendCommand(program: Command): void {
       if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${opts.url}"`);
       const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
       if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
-      if (opts.relayOnly && !opts.iceServer?.some((server) => [server.urls].flat().some((u) => /^turns?:/i.test(u)))) fail('--relay-only needs a turn: or turns: --ice-server to relay through');
+      if (opts.relayOnly && !hasTurnServer(opts.iceServer)) fail('--relay-only needs a turn: or turns: --ice-server to relay through');
       const controller = new AbortController();
       // Ctrl-C, and `kill` / `docker stop` / a process manager: stop sending and end the session (DELETE),
       // or the server holds it until its media timeout. A second signal ends the process at once.

@@ -12,7 +12,7 @@ import { errors } from '../errors.js';
 import { checkBoolean, checkFunction, checkMilliseconds, checkNumber, checkOptionNames, checkStringArray, describeValue, failOption } from '../option-checks.js';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
-import { checkIceServers } from '../rtc/ice-servers.js';
+import { checkIceServers, hasTurnServer } from '../rtc/ice-servers.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
 import { sayGoodbye } from '../rtc/werift-goodbye.js';
@@ -239,7 +239,7 @@ function checkOptions(options: SendOptions, what: 'sendAudio' | 'sendMany'): voi
   checkStringArray('hostAddresses', options.hostAddresses);
   if (options.iceServers !== undefined) checkIceServers(options.iceServers);
   if (options.iceTransportPolicy !== undefined && options.iceTransportPolicy !== 'all' && options.iceTransportPolicy !== 'relay') failOption('iceTransportPolicy', '"all" or "relay"', options.iceTransportPolicy);
-  if (options.iceTransportPolicy === 'relay' && !options.iceServers?.some((s) => [s.urls].flat().some((u) => /^turns?:/i.test(u)))) {
+  if (options.iceTransportPolicy === 'relay' && !hasTurnServer(options.iceServers)) {
     throw errors.OPTION_INVALID('iceTransportPolicy', 'is "relay", which needs a turn: server in iceServers: there is nothing to relay through');
   }
   checkBoolean('skipDelete', options.skipDelete);

@@ -90,3 +90,8 @@ export function parseIceServerSpec(spec: string, option = '--ice-server'): RTCIc
   checkIceServers([server], () => option);
   return server;
 }
+
+/** Whether `servers` name a TURN server (a `turn:` or `turns:` URL): what relaying needs. */
+export function hasTurnServer(servers: readonly RTCIceServer[] | undefined): boolean {
+  return (servers ?? []).some((server) => [server.urls].flat().some((url) => /^turns?:/i.test(url)));
+}
