@@ -175,7 +175,14 @@ export class StreamProcessor {
   process(frames: readonly EncodedFrame[]): AudioFrame[][] {
     if (this.#closed) throw new Error('StreamProcessor is closed');
     if (!this.#decoder) throw new Error('StreamProcessor: this stream takes PCM input (spec.input is set); use processPcm()');
-    this.#decoder.decode(frames, this.#chunks, this.#ends);
+    try {
+      this.#decoder.decode(frames, this.#chunks, this.#ends);
+    } catch (e) {
+      // Nothing of a call that failed here may count in the next one.
+      this.#chunks.length = 0;
+      this.#ends.length = 0;
+      throw e;
+    }
     return this.#run();
   }
 
