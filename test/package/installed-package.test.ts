@@ -164,17 +164,18 @@ async function expectSession(node: string, app: string): Promise<void> {
 describe('the packed package', { timeout: 300_000 }, () => {
   it('ships what a user needs and nothing else: the build, its runtime files, no sources, maps, tests or tooling', async () => {
     const files = packed.files.map((f) => f.path).sort();
-    const allowed = /^(package\.json|README\.md|LICENSE|bin\/earshot\.js|dist\/(src|wasm)\/.+\.(js|d\.ts)|pipelines\/[\w.-]+\.json|src\/server\/dashboard\/[\w.-]+)$/;
+    const allowed = /^(package\.json|README\.md|LICENSE|bin\/earshot\.js|dist\/(src|wasm)\/.+\.(js|cjs|d\.ts|d\.cts)|pipelines\/[\w.-]+\.json|src\/server\/dashboard\/[\w.-]+)$/;
     expect(files.filter((f) => !allowed.test(f))).toEqual([]);
 
     // Exactly the compiled runtime sources: every module of src/ and wasm/ (less build tooling), once.
     const sources = [...(await filesUnder(join(REPO, 'src'))), ...(await filesUnder(join(REPO, 'wasm')))]
-      .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && f !== 'wasm/compile-kernel.ts')
-      .flatMap((f) => [`dist/${f.replace(/\.ts$/, '.js')}`, `dist/${f.replace(/\.ts$/, '.d.ts')}`]);
+      .filter((f) => /\.c?ts$/.test(f) && !f.endsWith('.d.ts') && f !== 'wasm/compile-kernel.ts')
+      // A .cts module (the DSP worker's CommonJS entry) compiles to .cjs and .d.cts.
+      .flatMap((f) => [`dist/${f.replace(/\.(c?)ts$/, '.$1js')}`, `dist/${f.replace(/\.(c?)ts$/, '.d.$1ts')}`]);
     expect(files.filter((f) => f.startsWith('dist/'))).toEqual(sources.sort());
 
     // What the runtime reads from the package root, and what package.json points at.
-    const runtime = ['LICENSE', 'pipelines/handler.json', 'pipelines/default.json', 'pipelines/pipeline.schema.json', 'src/server/dashboard/index.html', 'dist/src/pool/worker.js'];
+    const runtime = ['LICENSE', 'pipelines/handler.json', 'pipelines/default.json', 'pipelines/pipeline.schema.json', 'src/server/dashboard/index.html', 'dist/src/pool/worker.js', 'dist/src/pool/worker-entry.cjs'];
     const entries = [pkg.main, pkg.types, ...Object.values(pkg.bin), ...JSON.stringify(pkg.exports).match(/\.\/[^"]+/g)!].map((p) => p.replace(/^\.\//, ''));
     for (const f of [...runtime, ...entries]) expect(files, f).toContain(f);
     expect(files).toContain('dist/src/cli/main.js'); // what bin/earshot.js imports

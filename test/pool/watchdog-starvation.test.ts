@@ -113,8 +113,9 @@ describe('the hung-stage watchdog on a loaded machine', () => {
     // Frames at real-time pace until a batch has run past the 300 ms limit in wall time. How much CPU
     // the starved worker still gets depends on the host (~1 % alone, ~10 % in a busy CI run): each
     // 6 ms call then takes ~0.4 s, or the worker falls behind and its batches grow until one does.
-    // Bounded, so that the backlog (a few frames, well under the limit in CPU time) ends soon.
-    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 30)).slice(5);
+    // Bounded, so that the backlog (a few frames, well under the limit in CPU time) ends soon: at most
+    // 2 s of frames (25 were once too few: a CI host let the worker finish every batch within 278 ms).
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 105)).slice(5);
     const completedBefore = pool.stats().tasksCompleted;
     let fed = 0;
     const push = async () => {
