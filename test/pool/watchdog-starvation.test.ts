@@ -113,19 +113,28 @@ describe('the hung-stage watchdog on a loaded machine', () => {
     // Frames at real-time pace until a batch has run past the 300 ms limit in wall time. How much CPU
     // the starved worker still gets depends on the host (~1 % alone, ~10 % in a busy CI run): each
     // 6 ms call then takes ~0.4 s, or the worker falls behind and its batches grow until one does.
-    // Bounded, so that the backlog (a few frames, well under the limit in CPU time) ends soon: at most
-    // 2 s of frames (25 were once too few: a CI host let the worker finish every batch within 278 ms).
-    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 105)).slice(5);
-    const completedBefore = pool.stats().tasksCompleted;
+    // At most 45 frames: were they all one batch, its 270 ms of CPU would still be under the limit.
+    const frames = encodeOpusFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 50)).slice(5);
+    let seen = pool.stats().tasksCompleted;
+    let lastCompletion = performance.now();
     let fed = 0;
     const push = async () => {
       slow.handle.push({ ...frames[fed++], arrival: performance.now() });
       await new Promise((r) => setTimeout(r, 20));
     };
-    while (fed < 8) await push();
-    // Where the worker still gets its batches done (a host that starves it less), more frames until one
-    // runs past the limit; where none has finished since the starvation began, its batch is past it already.
-    while (fed < frames.length && pool.stats().tasksCompleted > completedBefore && (pool.stats().taskMs.max ?? 0) <= 300) await push();
+    // Until a batch has run past the limit. Known when one finishes past it, or when none has finished for
+    // 350 ms: a frame always waits, so a batch starts within a batch interval of the last one's end, and the
+    // one in flight is then past the limit already (it finishes later, its time counted). Stopping as soon
+    // as nothing had finished, as this did before, read a batch that then finished at 278–283 ms as one past
+    // the limit, twice in CI.
+    while (fed < frames.length && (pool.stats().taskMs.max ?? 0) <= 300) {
+      const completed = pool.stats().tasksCompleted;
+      if (completed !== seen) {
+        seen = completed;
+        lastCompletion = performance.now();
+      } else if (performance.now() - lastCompletion > 350) break;
+      await push();
+    }
     await slow.handle.close();
     expect(slow.errors).toEqual([]);
     expect(pool.stats()).toMatchObject({ tasksTimedOut: 0, workerRestarts: 0 });
