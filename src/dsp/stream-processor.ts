@@ -175,14 +175,8 @@ export class StreamProcessor {
   process(frames: readonly EncodedFrame[]): AudioFrame[][] {
     if (this.#closed) throw new Error('StreamProcessor is closed');
     if (!this.#decoder) throw new Error('StreamProcessor: this stream takes PCM input (spec.input is set); use processPcm()');
-    try {
-      this.#decoder.decode(frames, this.#chunks, this.#ends);
-    } catch (e) {
-      // Nothing of a call that failed here may count in the next one.
-      this.#chunks.length = 0;
-      this.#ends.length = 0;
-      throw e;
-    }
+    this.#clearInput();
+    this.#decoder.decode(frames, this.#chunks, this.#ends);
     return this.#run();
   }
 
@@ -195,14 +189,15 @@ export class StreamProcessor {
   processPcm(frames: readonly PcmInput[]): AudioFrame[][] {
     if (this.#closed) throw new Error('StreamProcessor is closed');
     if (!this.#pcm) throw new Error('StreamProcessor: this stream decodes Opus (spec.input is not set); use process()');
-    try {
-      this.#pcm.place(frames, this.#chunks, this.#ends);
-    } catch (e) {
-      this.#chunks.length = 0;
-      this.#ends.length = 0;
-      throw e;
-    }
+    this.#clearInput();
+    this.#pcm.place(frames, this.#chunks, this.#ends);
     return this.#run();
+  }
+
+  /** Forgets the placed input: at the end of a call, and at the start of one (an input that threw left some). */
+  #clearInput(): void {
+    this.#chunks.length = 0;
+    this.#ends.length = 0;
   }
 
   /**
@@ -261,8 +256,7 @@ export class StreamProcessor {
       if (b === last) while (inputs < this.#ends.length && this.#ends[inputs] <= k) inputs++;
       throw new StageFailure(e, result, inputs);
     } finally {
-      chunks.length = 0; // don't keep the batch's PCM alive until the next call
-      this.#ends.length = 0;
+      this.#clearInput(); // don't keep the batch's PCM alive until the next call
       produced.length = 0;
       if (this.#skipping.length > 0) {
         let skipped = 0;
