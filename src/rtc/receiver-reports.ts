@@ -20,7 +20,8 @@
  * receiver sent the report alone. The CNAME is the one the answer's
  * `a=ssrc:… cname:` line gives the same SSRC (`reportCname`).
  */
-import { RtcpReceiverInfo, RtcpRrPacket, RtcpSourceDescriptionPacket, SourceDescriptionChunk, SourceDescriptionItem } from 'werift';
+import { RtcpReceiverInfo, RtcpRrPacket, RtcpSourceDescriptionPacket } from 'werift';
+import { cnamePacket } from './rtcp-cname.js';
 import { runReportLoop, type ReportingParticipant } from './rtcp-interval.js';
 import type { ReportFigures } from './rtp-ingest.js';
 
@@ -142,9 +143,6 @@ export function runReceiverReports(receiver: ReportingReceiver): Promise<void> {
 export function receiverReport(receiver: ReportingReceiver, { blocks = true }: { blocks?: boolean } = {}): Array<RtcpRrPacket | RtcpSourceDescriptionPacket> {
   const report: Array<RtcpRrPacket | RtcpSourceDescriptionPacket> = [new RtcpRrPacket({ ssrc: receiver.rtcpSsrc, reports: blocks ? receiverReportBlocks(receiver) : [] })];
   const cname = cnameOf.get(receiver);
-  if (cname !== undefined) {
-    const item = new SourceDescriptionItem({ type: 1, text: cname }); // 1: CNAME (RFC 3550 §6.5.1)
-    report.push(new RtcpSourceDescriptionPacket({ chunks: [new SourceDescriptionChunk({ source: receiver.rtcpSsrc, items: [item] })] }));
-  }
+  if (cname !== undefined) report.push(cnamePacket(receiver.rtcpSsrc, cname));
   return report;
 }

@@ -18,7 +18,8 @@
  * process keep werift's. A werift whose loop no longer looks like the one
  * this was written against keeps its own (`sendsLikeWerift`).
  */
-import { compactNtp, RtcpSenderInfo, RtcpSourceDescriptionPacket, RtcpSrPacket, RTCRtpSender, SourceDescriptionChunk, SourceDescriptionItem } from 'werift';
+import { compactNtp, RtcpSenderInfo, RtcpSourceDescriptionPacket, RtcpSrPacket, RTCRtpSender } from 'werift';
+import { cnamePacket } from './rtcp-cname.js';
 import { runReportLoop, type ReportingParticipant } from './rtcp-interval.js';
 import { lastPlainSend, ntpOfMs } from './werift-rtp-send.js';
 
@@ -69,7 +70,7 @@ export function senderReportPackets(sender: ReportingSender, at: number = perfor
     }),
   ];
   if (sender.cname) {
-    packets.push(new RtcpSourceDescriptionPacket({ chunks: [new SourceDescriptionChunk({ source: sender.ssrc, items: [new SourceDescriptionItem({ type: 1, text: sender.cname })] })] }));
+    packets.push(cnamePacket(sender.ssrc, sender.cname));
   }
   return packets;
 }

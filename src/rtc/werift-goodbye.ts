@@ -17,7 +17,8 @@
  * as this module expects; anything else is left to werift's close as before.
  * The upstream change: send close_notify in `RTCDtlsTransport.stop()`.
  */
-import { RtcpRrPacket, RtcpSourceDescriptionPacket, SourceDescriptionChunk, SourceDescriptionItem, type RTCPeerConnection } from 'werift';
+import { RtcpRrPacket, type RTCPeerConnection } from 'werift';
+import { cnamePacket } from './rtcp-cname.js';
 import { receiverReport, type ReportingReceiver } from './receiver-reports.js';
 
 /** What this module reads of werift's DTLS socket (`RTCDtlsTransport.dtls`). */
@@ -55,13 +56,6 @@ function byePacket(ssrc: number): { serialize(): Buffer } {
       return b;
     },
   };
-}
-
-/** The SDES packet naming `ssrc`'s CNAME (RFC 3550 §6.5.1), if it has one. */
-function sdesOf(ssrc: number, cname: unknown): RtcpSourceDescriptionPacket[] {
-  if (typeof cname !== 'string' || cname === '') return [];
-  const item = new SourceDescriptionItem({ type: 1, text: cname }); // 1: CNAME
-  return [new RtcpSourceDescriptionPacket({ chunks: [new SourceDescriptionChunk({ source: ssrc, items: [item] })] })];
 }
 
 /** Sends a compound; a transport going away is no reason to fail a close. */
@@ -122,7 +116,8 @@ export async function sayGoodbye(pc: RTCPeerConnection): Promise<void> {
     // And one about what it sends (a WHEP listener's server, `earshot send`), as a browser sends for its own source as it leaves.
     const sender = t.sender as unknown as { ssrc?: unknown; cname?: unknown };
     if (sending && typeof sender.ssrc === 'number') {
-      await sendQuietly(transport, [new RtcpRrPacket({ ssrc: sender.ssrc, reports: [] }), ...sdesOf(sender.ssrc, sender.cname), byePacket(sender.ssrc)]);
+      const cname = typeof sender.cname === 'string' && sender.cname !== '' ? [cnamePacket(sender.ssrc, sender.cname)] : [];
+      await sendQuietly(transport, [new RtcpRrPacket({ ssrc: sender.ssrc, reports: [] }), ...cname, byePacket(sender.ssrc)]);
     }
   }
   for (const transport of transports) {
