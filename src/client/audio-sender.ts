@@ -442,18 +442,30 @@ function answerProblem(sdp: unknown): string | undefined {
   if (!/^a=fingerprint:/m.test(sdp)) return 'it has no DTLS fingerprint (a=fingerprint)';
   if (!/^a=ice-ufrag:/m.test(sdp) || !/^a=ice-pwd:/m.test(sdp)) return 'it has no ICE credentials (a=ice-ufrag, a=ice-pwd)';
   // The offer's audio section (the first): Opus is all it offers, and the server must want to receive.
-  const audio = sdp.slice(sdp.search(/^m=audio /m)).split(/^m=/m)[1] ?? '';
-  if (!/^a=rtpmap:\d+ opus\/48000\/2\r?$/im.test(audio)) return 'its audio section accepts no Opus (a=rtpmap:… opus/48000/2), the only codec offered';
+  const audio = audioSection(sdp);
+  if (opusPayloadType(audio) === undefined) return 'its audio section accepts no Opus (a=rtpmap:… opus/48000/2), the only codec offered';
   const direction = /^a=(sendrecv|recvonly|sendonly|inactive)\r?$/m.exec(audio)?.[1] ?? 'sendrecv';
   if (direction === 'sendonly' || direction === 'inactive') return `its audio section is a=${direction}: the server would receive nothing`;
   return undefined;
 }
 
+/** An SDP's first audio section, from its m= line to the next one ('' without one). */
+function audioSection(sdp: string): string {
+  const at = sdp.search(/^m=audio /m);
+  return at < 0 ? '' : (sdp.slice(at).split(/^m=/m)[1] ?? '');
+}
+
+/** The payload type an audio section gives Opus (`a=rtpmap:<pt> opus/48000/2`), if it has it. */
+function opusPayloadType(audio: string): string | undefined {
+  return /^a=rtpmap:(\d+) opus\/48000\/2\r?$/im.exec(audio)?.[1];
+}
+
 /** Whether the answer's Opus format asks for DTX (`usedtx=1` in its fmtp). */
 function answerAsksDtx(sdp: string): boolean {
-  const pt = /^a=rtpmap:(\d+) opus\/48000\/2\r?$/im.exec(sdp)?.[1];
+  const audio = audioSection(sdp);
+  const pt = opusPayloadType(audio);
   if (pt === undefined) return false;
-  const fmtp = new RegExp(`^a=fmtp:${pt} (.*)$`, 'm').exec(sdp)?.[1] ?? '';
+  const fmtp = new RegExp(`^a=fmtp:${pt} (.*)$`, 'm').exec(audio)?.[1] ?? '';
   return /(?:^|;)\s*usedtx=1\s*(?:;|$)/.test(fmtp.trim());
 }
 

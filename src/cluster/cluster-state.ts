@@ -622,7 +622,7 @@ export class ClusterState {
  * plain port waits for a handshake that never comes (Redis reads the hello as
  * an unfinished command), and a plain client on a TLS port is cut off.
  */
-export function tlsHint(url: string, error: string): string {
+function tlsHint(url: string, error: string): string {
   const tls = url.startsWith('rediss:');
   if (tls && /ETIMEDOUT/.test(error)) return ' (with rediss://, a Redis port that does not serve TLS ends this way too: then use redis://)';
   if (!tls && /ECONNRESET|EPIPE|socket hang up/.test(error)) return ' (if this Redis port serves TLS, use rediss://)';
