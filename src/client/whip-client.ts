@@ -87,7 +87,7 @@ export function checkToken(token: string | undefined): void {
 export interface WhipClientOptions {
   /** Bearer token (RFC 9725 §4.5). */
   token?: string;
-  /** Per-request timeout. Default 10000 ms. */
+  /** Timeout of each request (each hop of a redirect, the answer's body included). Default 10000 ms. */
   timeoutMs?: number;
   /**
    * The `fetch` to use. Default: the global one, which trusts the system's
@@ -129,14 +129,14 @@ export class WhipClient {
    */
   async publish(url: string, sdpOffer: string, signal?: AbortSignal): Promise<WhipPublishResult> {
     checkWhipUrl(url);
-    const timeout = AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS);
-    const abort = signal ? AbortSignal.any([signal, timeout]) : timeout;
     let at = url;
     let res: Response;
     for (let hops = 0; ; hops++) {
       if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer');
+      // Each request of a redirect chain has the whole timeout (it covers the answer's body too).
+      const timeout = AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS);
       try {
-        res = await this.#fetch(at, { method: 'POST', headers: this.#headers({ 'content-type': 'application/sdp' }), body: sdpOffer, redirect: 'manual', signal: abort });
+        res = await this.#fetch(at, { method: 'POST', headers: this.#headers({ 'content-type': 'application/sdp' }), body: sdpOffer, redirect: 'manual', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
       } catch (e) {
         if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer');
         throw whipError(0, errors.WHIP_UNREACHABLE(at, fetchFailure(e)));

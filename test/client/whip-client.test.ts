@@ -165,6 +165,17 @@ describe('WhipClient redirects and answers', () => {
     expect(front.seen).toHaveLength(1);
   });
 
+  it('gives each request of a redirect chain the whole timeoutMs, and times out one that takes longer', async () => {
+    // Each server answers in 600 ms: the chain takes 1.2 s, each request less than the 1 s timeout.
+    const slowly = (reply: (req: Seen, res: ServerResponse) => void) => serving((req, res) => setTimeout(() => reply(req, res), 600));
+    const target = await slowly((_req, res) => res.writeHead(201, { 'content-type': 'application/sdp', location: 'sessions/abc' }).end(ANSWER));
+    const front = await slowly((_req, res) => res.writeHead(307, { location: `${target.base}/whip/room/peer` }).end());
+    const client = new WhipClient({ timeoutMs: 1000 });
+    expect(await client.publish(`${front.base}/whip/room/peer`, OFFER)).toMatchObject({ answer: ANSWER, sessionUrl: `${target.base}/whip/room/sessions/abc` });
+    const tooSlow = new WhipClient({ timeoutMs: 500 });
+    await expect(tooSlow.publish(`${front.base}/whip/room/peer`, OFFER)).rejects.toMatchObject({ code: 'EARSHOT_WHIP_UNREACHABLE', status: 0 });
+  });
+
   it('refuses a redirect it must not follow with EARSHOT_WHIP_REDIRECT, naming why', async () => {
     const target = await media();
     const redirecting = async (status: number, location?: string) => {
