@@ -23,7 +23,7 @@ const UNIT = [
   'test/server/ice-server-links.test.ts',
   'test/pipeline/{pipeline,pipeline-builder,pipeline-properties,pipeline-registry,record-names,frame-operators}.test.ts',
   'test/rtc/{sdp-offer,rtp-ingest,ice-servers,werift-rtp-header,werift-receiver,rtcp-reports}.test.ts',
-  'test/sinks/{audio-socket,record-sink,recording-preflight,recordings-directory,s16-recording,wav-file-writer,wav-file-writer-faults,ogg-opus-writer,processors}.test.ts',
+  'test/sinks/{audio-socket,file-size-limit,record-sink,recording-preflight,recordings-directory,s16-recording,wav-file-writer,wav-file-writer-faults,ogg-opus-writer,processors}.test.ts',
   'test/client/{wav-source,wav-stream,audio-sender,whip-client,shared-frames}.test.ts',
   'test/core/{listeners,subscriber-guard}.test.ts',
   'test/cluster/{placement,compose-file,cluster-options}.test.ts',

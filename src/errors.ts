@@ -117,10 +117,6 @@ export const errors = {
     (dir: string, why: string) => `Cannot write recordings to "${dir}": ${why}${storageHint(why)}`),
   RECORDING_UNAVAILABLE: define('EARSHOT_RECORDING_UNAVAILABLE', 507, 'Recording unavailable',
     (pipeline: string, why: string) => `Pipeline "${pipeline}" requires recording (a record sink with "required": true), and recording is not possible now, so the session was not started. ${why}`),
-  RECORDING_TOO_LARGE: define('EARSHOT_RECORDING_TOO_LARGE', 507, 'Recording too large',
-    (file: string, seconds: number) =>
-      `${file} holds the most a WAV file can (4 GiB of audio, ${seconds.toFixed(0)} s here), and the rest of the stream was not recorded. ` +
-      'For longer recordings, record "ogg-opus" (no such limit, ~20 times smaller) or "s16" rather than "f32", or stop and start the recording before it fills.'),
   RECORDING_WRITE_FAILED: define('EARSHOT_RECORDING_WRITE_FAILED', 500, 'Recording write failed',
     (file: string, why: string) => `Writing ${file} failed: ${why}${/^E[A-Z]+/.test(why) ? storageHint(why) : ''}`),
   UNAUTHORIZED: define('EARSHOT_UNAUTHORIZED', 401, 'Unauthorized',
@@ -321,6 +317,8 @@ function storageHint(why: string): string {
     case 'EACCES':
     case 'EPERM':
       return ` — the directory is not writable by the user earshot runs as. Fix its permissions, or record elsewhere (${ELSEWHERE}).`;
+    case 'EFBIG':
+      return ` — the file system cannot hold a file this large (FAT32: 4 GiB). Record to another file system (${ELSEWHERE}), or record "ogg-opus", ~20 times smaller.`;
     case 'EROFS':
       return ` — the file system is read-only. Record to a writable one (${ELSEWHERE}).`;
     case 'ENOENT':

@@ -72,7 +72,7 @@ export const RecordSinkSchema = Type.Object(
     sampleFormat: Type.Optional(
       Type.Union([Type.Literal('s16'), Type.Literal('f32')], {
         default: 's16',
-        description: 'Sample encoding of the file: "s16" (16-bit PCM) or "f32" (32-bit float). Frames a "format" stage made s16 are written as they are. A WAV file holds at most 4 GiB of audio (48 kHz: 12.4 h of s16 mono, 3.1 h of f32 stereo); a recording that reaches it stops there, failed with EARSHOT_RECORDING_TOO_LARGE ("ogg-opus" has no such limit).',
+        description: 'Sample encoding of the file: "s16" (16-bit PCM) or "f32" (32-bit float). Frames a "format" stage made s16 are written as they are. A recording that passes 4 GiB (48 kHz: 12.4 h of s16 mono, 3.1 h of f32 stereo) goes on as an RF64 file (EBU Tech 3306), which tools that read RF64 read whole.',
       }),
     ),
     directory: Type.Optional(

@@ -26,7 +26,7 @@ import { opusPacketIsStereo } from '../media/opus-toc.js';
 import { droppedTotal, Recorder, type DroppedFrames, type RecordingFormat, type RecordingInfo } from './recorder.js';
 import { GENERATED_NAME_MAX } from './recording-names.js';
 import { RecordingsStore, type RecordingExtension } from './recordings-store.js';
-import { WavFileFullError, type WavSampleFormat } from './wav-file-writer.js';
+import type { WavSampleFormat } from './wav-file-writer.js';
 
 export interface RecordSinkOptions {
   store: RecordingsStore;
@@ -339,7 +339,7 @@ export class RecordSink {
   }
 
   #writeFailed(file: string, e: Error, recorder: Recorder | OggOpusRecorder | undefined): void {
-    const failure = e instanceof WavFileFullError ? errors.RECORDING_TOO_LARGE(file, e.seconds) : errors.RECORDING_WRITE_FAILED(file, describeErrno(e as NodeJS.ErrnoException));
+    const failure = errors.RECORDING_WRITE_FAILED(file, describeErrno(e as NodeJS.ErrnoException));
     this.#failure = failure;
     this.options.onFailed(failure, recorder ? this.#withFailure(recorder.info()) : this.#failedInfo(file, failure));
   }

@@ -13,6 +13,7 @@ import { errors, isEarshotError } from '../errors.js';
 import { readOggOpusSummary } from './ogg-opus-reader.js';
 import { RECORDING_MAX_DEPTH, RECORDING_NAME_RULE, RECORDING_SEGMENT, recordingNameProblem } from './recording-names.js';
 import { makeDirectory } from './make-directory.js';
+import { readWavHeaderInfo, type WavHeaderInfo } from './wav-header.js';
 
 /** Suffixes of recording files: WAV, and Ogg Opus (".opus", as RFC 7845 §9 recommends for audio-only Ogg Opus). */
 export const RECORDING_EXTENSIONS = ['.wav', '.opus'] as const;
@@ -299,33 +300,13 @@ function formatBytes(n: number): string {
   return n >= 1024 * 1024 ? `${Math.round((n / 1024 / 1024) * 10) / 10} MiB` : `${Math.round(n / 1024)} KiB`;
 }
 
-interface WavHeader {
-  sampleRate: number;
-  channels: number;
-  byteRate: number;
-  dataBytes: number;
-}
-
-/** Reads the fmt and data chunk sizes of a WAV file (first 4 KiB). */
-async function readWavHeader(path: string): Promise<WavHeader | undefined> {
+/** The header of a WAV file (RIFF or RF64, first 4 KiB). */
+async function readWavHeader(path: string): Promise<WavHeaderInfo | undefined> {
   const fh = await open(path, 'r');
   try {
     const buf = Buffer.alloc(4096);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    if (bytesRead < 12 || buf.toString('ascii', 0, 4) !== 'RIFF' || buf.toString('ascii', 8, 12) !== 'WAVE') return undefined;
-    let o = 12;
-    let fmt: Omit<WavHeader, 'dataBytes'> | undefined;
-    while (o + 8 <= bytesRead) {
-      const id = buf.toString('ascii', o, o + 4);
-      const size = buf.readUInt32LE(o + 4);
-      if (id === 'fmt ' && o + 24 <= bytesRead) {
-        fmt = { channels: buf.readUInt16LE(o + 10), sampleRate: buf.readUInt32LE(o + 12), byteRate: buf.readUInt32LE(o + 16) };
-      } else if (id === 'data') {
-        return fmt && fmt.byteRate > 0 ? { ...fmt, dataBytes: size } : undefined;
-      }
-      o += 8 + size + (size & 1);
-    }
-    return undefined;
+    return readWavHeaderInfo(buf.subarray(0, bytesRead));
   } finally {
     await fh.close();
   }

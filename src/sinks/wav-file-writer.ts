@@ -23,14 +23,18 @@
  * rewritten to the data actually on disk, cut to whole sample frames, and the
  * file truncated to match. A file that cannot get even its first header is
  * removed rather than left empty.
+ *
+ * A recording has no 4 GiB limit: below it the file is a plain WAV, past it
+ * the header becomes RF64's, in place (wav-header.ts).
  */
 import { open, unlink } from 'node:fs/promises';
 import { writeAll, type RecordingFileHandle } from './file-writes.js';
 import { quantizeS16 } from '../media/pcm16.js';
 import { sharedChunkPool, type ChunkPool } from './chunk-pool.js';
 import { sharedClock } from '../media/periodic-clock.js';
+import { wavHeader, wavHeaderBytes, type WavSampleFormat } from './wav-header.js';
 
-export type WavSampleFormat = 's16' | 'f32';
+export type { WavSampleFormat } from './wav-header.js';
 
 /** The part of `fs.promises.FileHandle` the writer uses (file-writes.ts). */
 export type WavFileHandle = RecordingFileHandle;
@@ -71,19 +75,6 @@ export interface WavFileWriterOptions {
   openFile?(path: string): Promise<WavFileHandle>;
 }
 
-/**
- * Why a writer stopped at `WavFileWriter.maxFrames`: the file is complete and
- * valid up to there, and whatever was appended after is not in it.
- */
-export class WavFileFullError extends Error {
-  constructor(readonly seconds: number) {
-    super(`a WAV file holds at most 4 GiB of audio; full after ${seconds} s`);
-  }
-}
-
-/** RIFF sizes are 32 bits: a WAV file's header and data together stay within this. */
-const RIFF_MAX = 0xffffffff;
-const S16_HEADER = 44;
 /** What a closed writer holds instead of a chunk (nothing is appended after close). */
 const NO_CHUNK = Buffer.from(new ArrayBuffer(0));
 
@@ -92,7 +83,6 @@ function defaultChunkBytes(bytesPerSecond: number): number {
   const pages = Math.ceil((bytesPerSecond * 1.25) / 4096);
   return Math.min(1024 * 1024, Math.max(32 * 1024, pages * 4096));
 }
-const F32_HEADER = 58; // fmt chunk with cbSize, plus the fact chunk non-PCM formats need
 
 export class WavFileWriter {
   readonly sampleRate: number;
@@ -105,15 +95,6 @@ export class WavFileWriter {
   dataBytesWritten = 0;
   /** Data bytes dropped because the disk could not keep up. */
   droppedBytes = 0;
-  /**
-   * The most sample frames the file can hold (RIFF's sizes are 32 bits: ~4
-   * GiB of data, 12.4 h of s16 mono at 48 kHz, 3.1 h of f32 stereo). What is
-   * appended beyond is not written: the writer flushes the file full, with
-   * its header, and then fails with a `WavFileFullError`.
-   */
-  readonly maxFrames: number;
-  /** Reached `maxFrames`: nothing more is taken, and the writer fails once the file is written. */
-  #full = false;
   error: Error | undefined;
 
   readonly #fh: WavFileHandle;
@@ -149,8 +130,7 @@ export class WavFileWriter {
     this.sampleFormat = options.sampleFormat ?? 's16';
     this.#bytesPerSample = this.sampleFormat === 's16' ? 2 : 4;
     this.#blockAlign = this.#bytesPerSample * this.channels;
-    this.headerBytes = this.sampleFormat === 's16' ? S16_HEADER : F32_HEADER;
-    this.maxFrames = Math.floor((RIFF_MAX - (this.headerBytes - 8)) / this.#blockAlign);
+    this.headerBytes = wavHeaderBytes(this.sampleFormat);
     this.#chunkBytes = options.chunkBytes ?? defaultChunkBytes(options.sampleRate * this.#blockAlign);
     this.#maxPending = options.maxPendingBytes ?? 8 * 1024 * 1024;
     this.#onError = options.onError;
@@ -211,13 +191,7 @@ export class WavFileWriter {
    * file as ÷32768; floats go into an s16 file quantized by media/pcm16.ts.
    */
   append(samples: Float32Array | Int16Array): void {
-    if (this.#closed || this.error || this.#full) return;
-    const room = this.maxFrames - this.framesAppended;
-    if (samples.length / this.channels > room) {
-      if (room > 0) this.append(samples.subarray(0, room * this.channels));
-      this.#fill();
-      return;
-    }
+    if (this.#closed || this.error) return;
     if (this.#silence > 0) this.#placeSilence();
     this.framesAppended += samples.length / this.channels;
     const bps = this.#bytesPerSample;
@@ -253,31 +227,9 @@ export class WavFileWriter {
    * so consecutive runs add up to one (see the module comment).
    */
   appendSilence(frames: number): void {
-    if (this.#closed || this.error || this.#full || !(frames > 0)) return;
-    const room = this.maxFrames - this.framesAppended;
-    const n = Math.min(frames, room);
-    this.framesAppended += n;
-    this.#silence += n * this.#blockAlign;
-    if (n < frames) this.#fill();
-  }
-
-  /**
-   * The file is full (`maxFrames`): what was appended goes to the disk with
-   * the final header, then the writer fails with `WavFileFullError` (after
-   * which it writes nothing more, as after any failure).
-   */
-  #fill(): void {
-    if (this.#full) return;
-    this.#full = true;
-    this.#settleSilence();
-    this.#queueChunk();
-    this.#pump();
-    const full = new WavFileFullError(Math.round(this.framesAppended / this.sampleRate));
-    // After the writes just queued (the pump's loop is on the chain already).
-    this.#writing = this.#writing
-      .then(() => (this.error ? undefined : this.#writeHeader()))
-      .then(() => this.#fail(full))
-      .catch((e) => this.#fail(e as Error));
+    if (this.#closed || this.error || !(frames > 0)) return;
+    this.framesAppended += frames;
+    this.#silence += frames * this.#blockAlign;
   }
 
   /**
@@ -458,35 +410,7 @@ export class WavFileWriter {
   }
 
   #header(dataBytes: number): Buffer {
-    const h = Buffer.alloc(this.headerBytes);
-    const blockAlign = this.channels * this.#bytesPerSample;
-    h.write('RIFF', 0, 'ascii');
-    h.writeUInt32LE(this.headerBytes - 8 + dataBytes, 4);
-    h.write('WAVE', 8, 'ascii');
-    h.write('fmt ', 12, 'ascii');
-    if (this.sampleFormat === 's16') {
-      h.writeUInt32LE(16, 16);
-      h.writeUInt16LE(1, 20); // WAVE_FORMAT_PCM
-    } else {
-      h.writeUInt32LE(18, 16);
-      h.writeUInt16LE(3, 20); // WAVE_FORMAT_IEEE_FLOAT
-    }
-    h.writeUInt16LE(this.channels, 22);
-    h.writeUInt32LE(this.sampleRate, 24);
-    h.writeUInt32LE(this.sampleRate * blockAlign, 28);
-    h.writeUInt16LE(blockAlign, 32);
-    h.writeUInt16LE(this.#bytesPerSample * 8, 34);
-    let o = 36;
-    if (this.sampleFormat === 'f32') {
-      h.writeUInt16LE(0, 36); // cbSize
-      h.write('fact', 38, 'ascii');
-      h.writeUInt32LE(4, 42);
-      h.writeUInt32LE(dataBytes / blockAlign, 46);
-      o = 50;
-    }
-    h.write('data', o, 'ascii');
-    h.writeUInt32LE(dataBytes, o + 4);
-    return h;
+    return wavHeader(this, dataBytes);
   }
 
   #fail(e: Error): void {

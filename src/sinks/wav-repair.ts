@@ -15,6 +15,7 @@
  * rewrites the header after this.
  */
 import { open } from 'node:fs/promises';
+import { readWavHeaderInfo, wavSizesPatch } from './wav-header.js';
 
 export interface WavRepair {
   /** Data bytes the header covers now (whole sample frames). */
@@ -27,14 +28,17 @@ export interface WavRepair {
   seconds: number;
 }
 
-/** How far into the file the `fmt ` and `data` chunk headers may be (ours: 44 or 58 bytes). */
+/** How far into the file the `fmt ` and `data` chunk headers may be (ours: 80 or 94 bytes). */
 const HEADER_SEARCH = 4096;
 
 /**
- * Rewrites the RIFF and `data` sizes (and an IEEE-float file's `fact` sample
- * count) of the WAV file at `path` to cover all of its whole sample frames.
- * Resolves to what it covers, or undefined for a file that is not a WAV it
- * can read (left as it is).
+ * Rewrites the sizes of the WAV file at `path` (RIFF and `data`, an
+ * IEEE-float file's `fact` sample count; an RF64 file's ds64) to cover all of
+ * its whole sample frames. A file that has grown past 4 GiB since its header
+ * was last written becomes RF64, as its writer would have made it, when it
+ * has the JUNK chunk earshot's recordings begin with. Resolves to what it
+ * covers, or undefined for a file that is not a WAV it can read, or cannot
+ * say its size (past 4 GiB without that JUNK chunk): left as it is.
  */
 export async function repairWavHeader(path: string): Promise<WavRepair | undefined> {
   const fh = await open(path, 'r+');
@@ -42,41 +46,18 @@ export async function repairWavHeader(path: string): Promise<WavRepair | undefin
     const { size } = await fh.stat();
     const head = Buffer.alloc(Math.min(size, HEADER_SEARCH));
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    if (bytesRead < 12 || head.toString('ascii', 0, 4) !== 'RIFF' || head.toString('ascii', 8, 12) !== 'WAVE') return undefined;
-    let blockAlign = 0;
-    let byteRate = 0;
-    let factAt: number | undefined;
-    for (let o = 12; o + 8 <= bytesRead; ) {
-      const id = head.toString('ascii', o, o + 4);
-      const chunkSize = head.readUInt32LE(o + 4);
-      if (id === 'fmt ' && o + 24 <= bytesRead) {
-        byteRate = head.readUInt32LE(o + 16);
-        blockAlign = head.readUInt16LE(o + 20);
-      } else if (id === 'fact' && o + 12 <= bytesRead) {
-        factAt = o + 8;
-      } else if (id === 'data') {
-        if (!(blockAlign > 0) || !(byteRate > 0)) return undefined;
-        const dataStart = o + 8;
-        const held = Math.max(0, size - dataStart);
-        const dataBytes = held - (held % blockAlign);
-        const fixed = { dataBytes, previousDataBytes: chunkSize, bytes: dataStart + dataBytes, seconds: dataBytes / byteRate };
-        if (chunkSize === dataBytes && size === dataStart + dataBytes) return fixed;
-        // Past what a RIFF size can say (4 GiB): left as the writer left it.
-        if (dataStart - 8 + dataBytes > 0xffffffff) return undefined;
-        const u32 = (value: number) => {
-          const b = Buffer.alloc(4);
-          b.writeUInt32LE(value);
-          return b;
-        };
-        await fh.write(u32(dataStart - 8 + dataBytes), 0, 4, 4);
-        if (factAt !== undefined) await fh.write(u32(dataBytes / blockAlign), 0, 4, factAt);
-        await fh.write(u32(dataBytes), 0, 4, o + 4);
-        if (size !== dataStart + dataBytes) await fh.truncate(dataStart + dataBytes);
-        return fixed;
-      }
-      o += 8 + chunkSize + (chunkSize & 1);
-    }
-    return undefined;
+    const info = readWavHeaderInfo(head.subarray(0, bytesRead));
+    if (!info) return undefined;
+    const dataStart = info.dataSizeAt + 4;
+    const held = Math.max(0, size - dataStart);
+    const dataBytes = held - (held % info.blockAlign);
+    const fixed = { dataBytes, previousDataBytes: info.dataBytes, bytes: dataStart + dataBytes, seconds: dataBytes / info.byteRate };
+    if (info.dataBytes === dataBytes && size === dataStart + dataBytes) return fixed;
+    const patch = wavSizesPatch(head, info, dataBytes);
+    if (!patch) return undefined;
+    await fh.write(patch, 0, patch.length, 0);
+    if (size !== dataStart + dataBytes) await fh.truncate(dataStart + dataBytes);
+    return fixed;
   } finally {
     await fh.close();
   }

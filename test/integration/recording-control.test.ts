@@ -47,7 +47,7 @@ describe('recording control', () => {
       expect(rec.name).toBe('interview-1.wav');
       expect(rec.seconds).toBeGreaterThan(1.0);
       expect(rec.seconds).toBeLessThan(2.5);
-      expect(rec.bytes).toBe(58 + Math.round(rec.seconds * 48000) * 4);
+      expect(rec.bytes).toBe(94 + Math.round(rec.seconds * 48000) * 4);
 
       const list = (await (await fetch(`${t.url}/recordings`)).json()) as { recordings: Array<{ name: string; seconds: number; bytes: number }> };
       expect(list.recordings).toEqual([expect.objectContaining({ name: 'interview-1.wav', seconds: rec.seconds, bytes: rec.bytes })]);

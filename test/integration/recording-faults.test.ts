@@ -174,7 +174,7 @@ describe('recording faults', () => {
     expect(rec.seconds).toBeGreaterThan(0.5);
     expect(rec.seconds).toBeLessThan(2.5);
     const { dataBytes, samples } = await expectConsistentWav(join(disk, rec.name));
-    expect(rec.bytes).toBe(58 + dataBytes);
+    expect(rec.bytes).toBe(94 + dataBytes);
     expect(samples / 48000).toBeCloseTo(rec.seconds, 6);
 
     // A new session on the full disk: 201, no (empty) file, and the reason in its stats.

@@ -6,6 +6,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import wavefile from 'wavefile';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
@@ -30,11 +31,11 @@ async function record(name: string, stages: Array<Record<string, unknown>>): Pro
   return { pipeline, wav: await rig.recording(name) };
 }
 
-/** Sample rate, channels and duration from a 16-bit PCM WAV's header. */
+/** Sample rate, channels and duration from a 16-bit PCM WAV's header (read by wavefile, which walks its chunks). */
 function wavHeader(wav: Buffer): { sampleRate: number; channels: number; seconds: number } {
-  const channels = wav.readUInt16LE(22);
-  const sampleRate = wav.readUInt32LE(24);
-  const dataBytes = wav.readUInt32LE(40);
+  const file = new wavefile.WaveFile(wav);
+  const { numChannels: channels, sampleRate } = file.fmt as { numChannels: number; sampleRate: number };
+  const dataBytes = (file.data as { chunkSize: number }).chunkSize;
   return { sampleRate, channels, seconds: dataBytes / (2 * channels * sampleRate) };
 }
 

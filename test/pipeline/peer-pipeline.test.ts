@@ -44,7 +44,7 @@ describe('PeerPipeline', () => {
     for (const f of seen) expect(f.data).toBeInstanceOf(Float32Array);
     const a = await rig.recording('copies');
     const b = await rig.recording('floats');
-    expect(a.length).toBe(44 + 2 * 960 * rig.frames.length);
+    expect(a.length).toBe(80 + 2 * 960 * rig.frames.length);
     expect(a.equals(b)).toBe(true);
     // The stats saw every frame in both.
     expect(copies.stats.processing(0).framesProcessed).toBe(rig.frames.length);
@@ -99,7 +99,7 @@ describe('PeerPipeline', () => {
       expect(info.droppedFrames).toBe(0);
       expect(info.gapSeconds).toBe(gap / 48000);
     }
-    expect(infos.filter((i) => i.format === 'wav').map((i) => i.bytes).sort((a, b) => a - b)).toEqual([44 + 2 * samples, 58 + 4 * samples]);
+    expect(infos.filter((i) => i.format === 'wav').map((i) => i.bytes).sort((a, b) => a - b)).toEqual([80 + 2 * samples, 94 + 4 * samples]);
     expect(p.stats.processing(0).framesProcessed).toBeGreaterThanOrEqual(rig.frames.length);
     // The s16 file: the first half, zeros, then the second half exactly as a recording without the pause has it.
     const unpaused = await rig.recording('unpaused');
@@ -112,9 +112,9 @@ describe('PeerPipeline', () => {
         return b;
       };
       const halfBytes = 2 * 960 * half;
-      expect((await read(0, 44 + halfBytes)).subarray(44).equals(unpaused.subarray(44, 44 + halfBytes))).toBe(true);
-      for (const at of [1, gap / 2, gap - 4800]) expect((await read(44 + halfBytes + 2 * at, 9600)).every((v) => v === 0)).toBe(true);
-      expect((await read(44 + halfBytes + 2 * gap, halfBytes)).equals(unpaused.subarray(44 + halfBytes))).toBe(true);
+      expect((await read(0, 80 + halfBytes)).subarray(80).equals(unpaused.subarray(80, 80 + halfBytes))).toBe(true);
+      for (const at of [1, gap / 2, gap - 4800]) expect((await read(80 + halfBytes + 2 * at, 9600)).every((v) => v === 0)).toBe(true);
+      expect((await read(80 + halfBytes + 2 * gap, halfBytes)).equals(unpaused.subarray(80 + halfBytes))).toBe(true);
     } finally {
       await fh.close();
     }
@@ -199,7 +199,7 @@ describe('PeerPipeline', () => {
     for (let i = 1; i < seen.length; i++) expect(seen[i].position).toBe(seen[i - 1].position + 960);
     expect(seen[seen.length - 1].position).toBe(960 * (rig.frames.length - 1));
     // The recording has every frame.
-    expect((await rig.recording('late')).length).toBe(44 + 2 * 960 * rig.frames.length);
+    expect((await rig.recording('late')).length).toBe(80 + 2 * 960 * rig.frames.length);
   });
 });
 

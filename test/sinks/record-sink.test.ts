@@ -228,39 +228,41 @@ describe('recording names', () => {
   });
 });
 
-describe('a WAV recording that reaches the 4 GiB a WAV file can hold', () => {
-  it('ends full and valid, with the audio up to the limit, and fails with EARSHOT_RECORDING_TOO_LARGE (no RangeError)', async () => {
-    const { s, failures } = sink();
+describe('a WAV recording past the 4 GiB a RIFF file can hold', () => {
+  it('goes on as RF64 with every frame, stops whole, and is listed with its whole duration', async () => {
+    const store = new RecordingsStore(dir);
+    const { s, failures } = sink(store);
     s.arm(true);
     s.write(frame(0));
     // 12.4 hours of s16 mono later (a gap: silence the file is extended over, no blocks written),
-    // a frame that crosses the limit, and one after it.
+    // a frame that crosses the 4 GiB a RIFF size can say, and one after it.
     await new Promise((r) => setTimeout(r, 50));
-    const maxFrames = Math.floor((0xffffffff - 36) / 2);
+    const riffFrames = Math.floor((0xffffffff - (80 - 8)) / 2);
     const tone = (position: number): AudioFrame => {
       const data = Float32Array.from({ length: 960 }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 1000 * (position + i)) / 48000));
       return { ...frame(position), data, peak: 0.5 };
     };
-    const crossing = maxFrames - 480;
+    const crossing = riffFrames - 480;
     s.write(tone(crossing));
     s.write(tone(crossing + 960));
-    const info = (await s.finalize(crossing + 1920))!;
-    expect(failures.map((f) => f.error.code)).toEqual(['EARSHOT_RECORDING_TOO_LARGE']);
-    expect(failures[0].error.message).toMatch(/4 GiB.*ogg-opus/);
-    expect(info).toMatchObject({ state: 'failed', code: 'EARSHOT_RECORDING_TOO_LARGE', bytes: 44 + maxFrames * 2 });
-    expect(info.seconds).toBeCloseTo(maxFrames / 48000, 6);
-    // The file: a header whose sizes are the most 32 bits hold, and the tone's first half-frame at its end.
+    const frames = crossing + 1920;
+    const info = (await s.finalize(frames))!;
+    expect(failures).toEqual([]);
+    expect(info).toMatchObject({ state: 'stopped', bytes: 80 + frames * 2 });
+    expect(info.seconds).toBeCloseTo(frames / 48000, 6);
     const [name] = await readdir(dir);
+    expect(await store.describe(name)).toMatchObject({ format: 'wav', bytes: 80 + frames * 2, sampleRate: 48000, channels: 1, seconds: frames / 48000 });
+    // The file: RF64, its sizes in ds64, and both tone frames at its end, the second all past 4 GiB.
     const fh = await open(join(dir, name), 'r');
     try {
-      expect((await fh.stat()).size).toBe(44 + maxFrames * 2);
-      const header = Buffer.alloc(44);
-      await fh.read(header, 0, 44, 0);
-      expect([header.readUInt32LE(4), header.readUInt32LE(40)]).toEqual([36 + maxFrames * 2, maxFrames * 2]);
-      const tail = Buffer.alloc(960);
-      await fh.read(tail, 0, 960, 44 + (maxFrames - 480) * 2);
-      const expected = tone(crossing).data.subarray(0, 480);
-      for (let i = 0; i < 480; i++) expect(Math.abs(tail.readInt16LE(2 * i) / 32768 - expected[i])).toBeLessThan(1e-4);
+      expect((await fh.stat()).size).toBe(80 + frames * 2);
+      const header = Buffer.alloc(80);
+      await fh.read(header, 0, 80, 0);
+      expect([header.toString('ascii', 0, 4), header.toString('ascii', 12, 16), header.readBigUInt64LE(28), header.readUInt32LE(76)]).toEqual(['RF64', 'ds64', BigInt(frames * 2), 0xffffffff]);
+      const tail = Buffer.alloc(1920 * 2);
+      await fh.read(tail, 0, tail.length, 80 + crossing * 2);
+      const expected = [...tone(crossing).data, ...tone(crossing + 960).data];
+      for (let i = 0; i < 1920; i++) expect(Math.abs(tail.readInt16LE(2 * i) / 32768 - expected[i])).toBeLessThan(1e-4);
     } finally {
       await fh.close();
     }

@@ -76,9 +76,9 @@ function ramp(samples: number): Float32Array {
 
 describe('WavFileWriter on a full disk', () => {
   const cases: Array<{ format: WavSampleFormat; channels: number; header: number }> = [
-    { format: 's16', channels: 1, header: 44 },
-    { format: 's16', channels: 2, header: 44 },
-    { format: 'f32', channels: 2, header: 58 },
+    { format: 's16', channels: 1, header: 80 },
+    { format: 's16', channels: 2, header: 80 },
+    { format: 'f32', channels: 2, header: 94 },
   ];
   for (const { format, channels, header } of cases) {
     it(`keeps a valid ${format} ${channels}-channel WAV whose header matches the bytes on disk after a short write and ENOSPC`, async () => {
@@ -120,7 +120,7 @@ describe('WavFileWriter on a full disk', () => {
 
   it('cuts the file back to what the header on disk claims when even the header cannot be rewritten', async () => {
     const path = join(dir, 'refused.wav');
-    const { openFile, log } = quotaOpener(44 + 5000, { refuseAll: true });
+    const { openFile, log } = quotaOpener(80 + 5000, { refuseAll: true });
     const errors: Error[] = [];
     const w = await WavFileWriter.create(path, { sampleRate: 8000, channels: 1, chunkBytes: 1024, openFile, onError: (e) => errors.push(e) });
     w.append(ramp(8000));
@@ -129,7 +129,7 @@ describe('WavFileWriter on a full disk', () => {
     expect(errors.length).toBeGreaterThan(0); // the failed writes were reported, not only absorbed
     const size = (await stat(path)).size;
     const { dataBytes } = await readChecked(path);
-    expect(dataBytes).toBe(size - 44);
+    expect(dataBytes).toBe(size - 80);
     expect(w.dataBytesWritten).toBe(dataBytes);
   });
 
@@ -142,7 +142,7 @@ describe('WavFileWriter on a full disk', () => {
 
   it('a recorder on a full disk reports failed with the seconds and bytes the file really holds', async () => {
     const path = join(dir, 'rec.wav');
-    const { openFile } = quotaOpener(44 + 9600 + 1); // 0.1 s of 48 kHz s16 mono, and one byte
+    const { openFile } = quotaOpener(80 + 9600 + 1); // 0.1 s of 48 kHz s16 mono, and one byte
     const failures: Error[] = [];
     const r = await Recorder.start({ path, name: 'rec.wav', sampleRate: 48000, channels: 1, startPosition: 0, openFile, onError: (e) => failures.push(e) });
     for (let k = 0; k < 50; k++) r.write({ position: k * 960, sampleRate: 48000, channels: 1, sampleFormat: 'f32', data: ramp(960), rms: 0, peak: 0, arrival: 0 });
@@ -150,7 +150,7 @@ describe('WavFileWriter on a full disk', () => {
     expect(failures).toHaveLength(1);
     expect(info.state).toBe('failed');
     expect(info.bytes).toBe((await stat(path)).size);
-    expect(info.bytes).toBe(44 + 9600);
+    expect(info.bytes).toBe(80 + 9600);
     expect(info.seconds).toBeCloseTo(0.1, 9);
     expect(info.error).toMatch(/ENOSPC/);
   });
@@ -206,7 +206,7 @@ describe('WavFileWriter on a real full tmpfs', () => {
     expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(['ENOSPC']);
     const size = (await stat(path)).size;
     const { dataBytes } = await readChecked(path);
-    expect(dataBytes).toBe(size - 58);
+    expect(dataBytes).toBe(size - 94);
     expect(dataBytes % 8).toBe(0);
     expect(dataBytes).toBeGreaterThan(100_000);
 

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Recorder } from '../../src/sinks/recorder.js';
-import { WavFileFullError, WavFileWriter } from '../../src/sinks/wav-file-writer.js';
+import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
+import { openWav } from '../../src/client/wav-source.js';
 import { ChunkPool } from '../../src/sinks/chunk-pool.js';
 import type { AudioFrame } from '../../src/media/frames.js';
 
@@ -131,24 +132,24 @@ describe('WavFileWriter', () => {
     w.append(tone(48000, 48000, 48000));
     expect(w.framesAppended).toBe((pause + 2) * 48000);
     await new Promise((r) => setTimeout(r, 200)); // header rewrites while it stands
-    const live = await readFile(path, { encoding: null }).then((b) => b.subarray(0, 44));
+    const live = await readFile(path, { encoding: null }).then((b) => b.subarray(0, 80));
     const size = (await stat(path)).size;
-    expect(live.readUInt32LE(40)).toBeLessThanOrEqual(size - 44); // the header never claims more than the file holds
+    expect(live.readUInt32LE(76)).toBeLessThanOrEqual(size - 80); // the header never claims more than the file holds
     await w.close();
     expect(w.droppedBytes).toBe(0);
     const dataBytes = (pause + 2) * 48000 * 2;
     expect(w.dataBytesWritten).toBe(dataBytes);
-    expect((await stat(path)).size).toBe(44 + dataBytes);
+    expect((await stat(path)).size).toBe(80 + dataBytes);
     const fh = await open(path, 'r');
     try {
       const at = async (frame: number, frames: number) => {
         const b = Buffer.alloc(frames * 2);
-        await fh.read(b, 0, b.length, 44 + frame * 2);
+        await fh.read(b, 0, b.length, 80 + frame * 2);
         return Array.from(new Int16Array(b.buffer, b.byteOffset, frames));
       };
-      const header = Buffer.alloc(44);
-      await fh.read(header, 0, 44, 0);
-      expect(header.readUInt32LE(40)).toBe(dataBytes);
+      const header = Buffer.alloc(80);
+      await fh.read(header, 0, 80, 0);
+      expect(header.readUInt32LE(76)).toBe(dataBytes);
       const q = (x: Float32Array) => Array.from(Int16Array.from(x, (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32768)))));
       expect(await at(0, 48000)).toEqual(q(tone(48000)));
       for (const second of [1, 2, 600, pause]) expect((await at(second * 48000, 48000)).every((v) => v === 0)).toBe(true);
@@ -171,7 +172,7 @@ describe('WavFileWriter', () => {
         const fh = await open(p, 'wx');
         return {
           write: (buffer: Buffer, offset: number, length: number, position: number) => {
-            if (position >= 44) dataWritten += length;
+            if (position >= 80) dataWritten += length;
             return fh.write(buffer, offset, length, position);
           },
           truncate: (length: number) => {
@@ -186,11 +187,11 @@ describe('WavFileWriter', () => {
       while ((await stat(path)).size < bytes) await new Promise((r) => setTimeout(r, 5));
     };
     w.append(tone(48000));
-    await sizeReaches(44 + 96000); // the tone is on disk: what comes next starts a chunk of its own
+    await sizeReaches(80 + 96000); // the tone is on disk: what comes next starts a chunk of its own
     // 6 s of pause, 200 ms at a time, each placed by a flush before the next arrives.
     for (let k = 1; k <= 30; k++) {
       w.appendSilence(9600);
-      await sizeReaches(44 + 96000 + k * 19200);
+      await sizeReaches(80 + 96000 + k * 19200);
     }
     w.append(tone(48000, 48000, 48000));
     await w.close();
@@ -200,10 +201,10 @@ describe('WavFileWriter', () => {
     expect(dataWritten).toBe(2 * 96000);
     expect(extended).toBe(30);
     const { size, blocks } = await stat(path);
-    expect(size).toBe(44 + dataBytes);
+    expect(size).toBe(80 + dataBytes);
     // On disk (ext4, XFS, tmpfs: file systems with holes) the pause takes next to no blocks.
     expect(blocks * 512).toBeLessThan(2 * 96000 + 64 * 1024);
-    const samples = new Int16Array((await readFile(path)).buffer, 44, dataBytes / 2);
+    const samples = new Int16Array((await readFile(path)).buffer, 80, dataBytes / 2);
     const q = (x: Float32Array) => Array.from(Int16Array.from(x, (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32768)))));
     expect(Array.from(samples.subarray(0, 48000))).toEqual(q(tone(48000)));
     expect(samples.subarray(48000, 7 * 48000).every((v) => v === 0)).toBe(true);
@@ -219,11 +220,11 @@ describe('WavFileWriter', () => {
     expect(w.droppedBytes).toBe(0);
     expect(w.durationSeconds).toBe(300.1);
     const bytes = (1600 + 16000 * 300) * 8;
-    expect((await stat(path)).size).toBe(58 + bytes);
+    expect((await stat(path)).size).toBe(94 + bytes);
     const fh = await open(path, 'r');
     try {
       const tail = Buffer.alloc(4096);
-      await fh.read(tail, 0, tail.length, 58 + bytes - tail.length);
+      await fh.read(tail, 0, tail.length, 94 + bytes - tail.length);
       expect(tail.every((v) => v === 0)).toBe(true);
     } finally {
       await fh.close();
@@ -241,7 +242,7 @@ describe('WavFileWriter', () => {
     }
     await w.close();
     const bytes = await readFile(path);
-    expect(Array.from(new Int16Array(bytes.buffer.slice(bytes.byteOffset + 44, bytes.byteOffset + bytes.length)))).toEqual(Array.from(all));
+    expect(Array.from(new Int16Array(bytes.buffer.slice(bytes.byteOffset + 80, bytes.byteOffset + bytes.length)))).toEqual(Array.from(all));
   });
 });
 
@@ -279,14 +280,14 @@ describe('Recorder and silence', () => {
     expect(info.seconds).toBe(1202);
     expect(info.droppedBytes).toBe(0);
     const bytes = 1202 * 16000 * 2;
-    expect(info.bytes).toBe(44 + bytes);
+    expect(info.bytes).toBe(80 + bytes);
     const fh = await open(path, 'r');
     try {
       const b = Buffer.alloc(32000);
-      await fh.read(b, 0, b.length, 44 + 1201 * 32000);
+      await fh.read(b, 0, b.length, 80 + 1201 * 32000);
       const last = new Int16Array(b.buffer, b.byteOffset, 16000);
       expect(Array.from(last)).toEqual(Array.from(Int16Array.from(loud, (v) => Math.round(v * 32768))));
-      await fh.read(b, 0, b.length, 44 + 600 * 32000);
+      await fh.read(b, 0, b.length, 80 + 600 * 32000);
       expect(b.every((v) => v === 0)).toBe(true);
     } finally {
       await fh.close();
@@ -371,35 +372,47 @@ describe('WavFileWriter silence', () => {
   });
 });
 
-describe('a WAV file at its size limit', () => {
-  it('f32 stereo: takes sample frames up to maxFrames (RIFF sizes are 32 bits), writes them with a valid header, then fails with WavFileFullError', async () => {
-    const path = join(dir, 'full.wav');
+describe('a WAV recording past 4 GiB', () => {
+  it('f32 stereo: goes on past the 4 GiB a RIFF size can say, as RF64 (EBU 3306), and the file reads whole', async () => {
+    const path = join(dir, 'long.wav');
     const errors: Error[] = [];
-    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 2, sampleFormat: 'f32', onError: (e) => errors.push(e) });
-    expect(w.maxFrames).toBe(Math.floor((0xffffffff - 50) / 8)); // 3.1 hours at 48 kHz
-    w.appendSilence(w.maxFrames - 10); // extended over, not written
-    w.append(new Float32Array(2 * 30).fill(0.5)); // 10 frames fit, 20 do not
-    w.append(new Float32Array(2 * 30).fill(0.5));
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 2, sampleFormat: 'f32', headerIntervalMs: 50, onError: (e) => errors.push(e) });
+    // Below the limit: a RIFF WAV whose first chunk is a 28-byte JUNK, room for the ds64 chunk.
+    const start = await readFile(path);
+    expect([start.toString('ascii', 0, 4), start.toString('ascii', 12, 16), start.readUInt32LE(16)]).toEqual(['RIFF', 'JUNK', 28]);
+    // The most sample frames a RIFF size allows: 3.1 hours, extended over (a hole), not written.
+    const riffFrames = Math.floor((0xffffffff - (94 - 8)) / 8);
+    w.appendSilence(riffFrames - 10);
+    w.append(new Float32Array(2 * 30).fill(0.5)); // across the 4 GiB: 10 frames below, 20 past it
     w.appendSilence(1000);
+    w.append(new Float32Array(2 * 5).fill(-0.25));
+    const frames = riffFrames - 10 + 30 + 1000 + 5;
     await w.close();
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toBeInstanceOf(WavFileFullError);
-    expect(w.error).toBe(errors[0]);
-    expect(w.dataBytesWritten).toBe(w.maxFrames * 8);
-    expect((await stat(path)).size).toBe(58 + w.maxFrames * 8);
+    expect(errors).toEqual([]);
+    expect(w.error).toBeUndefined();
+    const dataBytes = frames * 8;
+    expect(w.dataBytesWritten).toBe(dataBytes);
+    expect(dataBytes).toBeGreaterThan(0xffffffff);
+    expect((await stat(path)).size).toBe(94 + dataBytes);
     const fh = await open(path, 'r');
     try {
-      const header = Buffer.alloc(58);
-      await fh.read(header, 0, 58, 0);
-      expect(header.readUInt32LE(4)).toBe(50 + w.maxFrames * 8);
-      expect(header.readUInt32LE(54)).toBe(w.maxFrames * 8);
-      const tail = Buffer.alloc(88);
-      await fh.read(tail, 0, 88, 58 + (w.maxFrames - 11) * 8);
-      // One frame of the silence, then the ten frames of 0.5 that fitted.
-      expect([tail.readFloatLE(0), tail.readFloatLE(4)]).toEqual([0, 0]);
-      for (let i = 8; i < 88; i += 4) expect(tail.readFloatLE(i)).toBe(0.5);
+      const header = Buffer.alloc(94);
+      await fh.read(header, 0, 94, 0);
+      expect([header.toString('ascii', 0, 4), header.readUInt32LE(4), header.toString('ascii', 8, 16), header.readUInt32LE(16)]).toEqual(['RF64', 0xffffffff, 'WAVEds64', 28]);
+      // ds64: RIFF size, data size, sample count (64 bits each), no table.
+      expect([header.readBigUInt64LE(20), header.readBigUInt64LE(28), header.readBigUInt64LE(36), header.readUInt32LE(44)]).toEqual([BigInt(86 + dataBytes), BigInt(dataBytes), BigInt(frames), 0]);
+      // fact's and data's 32-bit sizes say "see ds64".
+      expect([header.toString('ascii', 74, 78), header.readUInt32LE(82), header.toString('ascii', 86, 90), header.readUInt32LE(90)]).toEqual(['fact', 0xffffffff, 'data', 0xffffffff]);
+      const tail = Buffer.alloc(8 * (1 + 30 + 1000 + 5));
+      await fh.read(tail, 0, tail.length, 94 + (riffFrames - 11) * 8);
+      const samples = Array.from(new Float32Array(tail.buffer, tail.byteOffset, tail.length / 4));
+      // One frame of the silence, the 30 frames of 0.5 (the 20 past 4 GiB too), the silence, the last 5.
+      expect(samples).toEqual([0, 0, ...Array(60).fill(0.5), ...Array(2000).fill(0), ...Array(10).fill(-0.25)]);
     } finally {
       await fh.close();
     }
+    // Read as a WAV file by earshot's reader (the one earshot send uses), which follows ds64. (sox reads it
+    // too, but takes ~40 s to count 4 GiB of samples.)
+    expect((await openWav(path)).frames).toBe(frames);
   });
 });

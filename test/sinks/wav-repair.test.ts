@@ -5,13 +5,15 @@
  * of it, cut to whole sample frames, and leaves a finalized file as it is.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
 import { repairWavHeader } from '../../src/sinks/wav-repair.js';
+import { openWav } from '../../src/client/wav-source.js';
+import { sparseWav } from '../helpers/wav-files.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -50,7 +52,7 @@ describe('repairWavHeader', () => {
     const written = await writeAndKill(path, 's16', 1, 4096);
     // As the writer was killed: the audio is on disk, the header still says none of it.
     expect(decode(await readFile(path)).samples.length).toBe(0);
-    expect(await repairWavHeader(path)).toEqual({ dataBytes: written, previousDataBytes: 0, bytes: 44 + written, seconds: written / 96000 });
+    expect(await repairWavHeader(path)).toEqual({ dataBytes: written, previousDataBytes: 0, bytes: 80 + written, seconds: written / 96000 });
     const { samples } = decode(await readFile(path));
     expect(samples.length).toBe(written / 2);
     // The tone as it was appended, sample for sample (16-bit).
@@ -64,10 +66,10 @@ describe('repairWavHeader', () => {
     expect(written % 8).not.toBe(0);
     const whole = written - (written % 8);
     const repaired = await repairWavHeader(path);
-    expect(repaired).toMatchObject({ dataBytes: whole, previousDataBytes: 0, bytes: 58 + whole });
-    expect((await stat(path)).size).toBe(58 + whole);
+    expect(repaired).toMatchObject({ dataBytes: whole, previousDataBytes: 0, bytes: 94 + whole });
+    expect((await stat(path)).size).toBe(94 + whole);
     const buf = await readFile(path);
-    expect(buf.readUInt32LE(46)).toBe(whole / 8); // fact: sample frames
+    expect(buf.readUInt32LE(82)).toBe(whole / 8); // fact: sample frames
     const { samples, fmt } = decode(buf);
     expect(fmt).toMatchObject({ numChannels: 2, bitsPerSample: 32 });
     expect(samples.length).toBe(whole / 4);
@@ -79,8 +81,51 @@ describe('repairWavHeader', () => {
     w.append(new Float32Array(4800).fill(0.25));
     await w.close();
     const before = await readFile(path);
-    expect(await repairWavHeader(path)).toEqual({ dataBytes: 9600, previousDataBytes: 9600, bytes: 44 + 9600, seconds: 0.1 });
+    expect(await repairWavHeader(path)).toEqual({ dataBytes: 9600, previousDataBytes: 9600, bytes: 80 + 9600, seconds: 0.1 });
     expect(await readFile(path)).toEqual(before);
+  });
+
+  it('makes a file that passed 4 GiB after its last header RF64, as its writer would have, and follows it on as RF64', async () => {
+    const path = join(dir, 'long.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 1 });
+    w.append(new Float32Array(4800).fill(0.25));
+    await w.close();
+    // The writer killed after writing past 4 GiB and before its next header: the data stands on disk
+    // (here a hole, zeros), the header still a RIFF one for 0.1 s.
+    const fh = await open(path, 'r+');
+    const past = 2 ** 32 + 9600; // whole 2-byte frames
+    await fh.truncate(80 + past + 1); // and half a sample frame
+    await fh.close();
+    expect(await repairWavHeader(path)).toEqual({ dataBytes: past, previousDataBytes: 9600, bytes: 80 + past, seconds: past / 96000 });
+    const header = Buffer.alloc(80);
+    const check = await open(path, 'r');
+    await check.read(header, 0, 80, 0);
+    await check.close();
+    expect([header.toString('ascii', 0, 4), header.readUInt32LE(4), header.toString('ascii', 12, 16), header.readUInt32LE(16)]).toEqual(['RF64', 0xffffffff, 'ds64', 28]);
+    expect([header.readBigUInt64LE(20), header.readBigUInt64LE(28), header.readBigUInt64LE(36), header.readUInt32LE(76)]).toEqual([BigInt(72 + past), BigInt(past), BigInt(past / 2), 0xffffffff]);
+    expect((await stat(path)).size).toBe(80 + past);
+    expect((await openWav(path)).frames).toBe(past / 2);
+    // An RF64 file its writer left short of what it holds: its ds64 says the rest.
+    await truncate(path, 80 + past + 4800);
+    expect(await repairWavHeader(path)).toMatchObject({ dataBytes: past + 4800, previousDataBytes: past });
+    expect((await openWav(path)).frames).toBe((past + 4800) / 2);
+  });
+
+  it('leaves a plain WAV past 4 GiB that has no room for a ds64 chunk as it is', async () => {
+    const path = join(dir, 'plain.wav');
+    await sparseWav(path, 9600);
+    await truncate(path, 44 + 0xffffffff + 9600);
+    const head = async () => {
+      const fh = await open(path, 'r');
+      const b = Buffer.alloc(44);
+      await fh.read(b, 0, 44, 0);
+      await fh.close();
+      return b;
+    };
+    const before = await head();
+    expect(await repairWavHeader(path)).toBeUndefined();
+    expect(await head()).toEqual(before);
+    expect((await stat(path)).size).toBe(44 + 0xffffffff + 9600);
   });
 
   it('leaves a file that is not a WAV alone', async () => {
