@@ -4,6 +4,7 @@
  * (default.json is covered by recording-quality.test.ts.)
  */
 import { join } from 'node:path';
+import wavefile from 'wavefile';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
 import { ProcessorRegistry, type AudioFrame } from '../../src/index.js';
@@ -110,9 +111,9 @@ describe('ready pipelines over WebRTC', () => {
     const wav = await readWav(join(t.recordingsDir, name));
     expect(wav.sampleRate).toBe(48000);
     expect(Math.abs(wav.durationSec - 4)).toBeLessThan(0.03);
-    const header = Buffer.from(await (await fetch(`${t.url}/recordings/${name}`)).arrayBuffer());
-    expect(header.readUInt16LE(20) === 3 || header.readUInt16LE(20) === 0xfffe).toBe(true); // IEEE float (or extensible)
-    expect(header.readUInt16LE(34)).toBe(32);
+    const fmt = new wavefile.WaveFile(Buffer.from(await (await fetch(`${t.url}/recordings/${name}`)).arrayBuffer())).fmt as { audioFormat: number; bitsPerSample: number };
+    expect(fmt.audioFormat === 3 || fmt.audioFormat === 0xfffe).toBe(true); // IEEE float (or extensible)
+    expect(fmt.bitsPerSample).toBe(32);
     const ceiling = 10 ** (-1 / 20);
     expect(wav.channels[0].reduce((m, v) => Math.max(m, Math.abs(v)), 0)).toBeLessThanOrEqual(ceiling + 1e-6);
     // Speech is there, brought up toward the −18 dBFS target, not gated away.
