@@ -193,7 +193,7 @@ export const errors = {
     (file: string, why: string) => `Could not write ${file}: ${why}. Check that the pipelines directory is writable.`),
   ROOM_BINDINGS_INVALID: define('EARSHOT_ROOM_BINDINGS_INVALID', 500, 'Room bindings file invalid',
     /** `why` finishes the sentence "The room bindings file F …". */
-    (file: string, why: string) => `The room bindings file ${file} ${why}. Fix or remove it, then start the server again.`),
+    (file: string, why: string) => `The room bindings file ${file} ${why}. Fix or remove it: until then a server does not start, and a running one keeps its room bindings as they are and refuses changes to them.`),
   ROOM_BINDINGS_WRITE_FAILED: define('EARSHOT_ROOM_BINDINGS_WRITE_FAILED', 500, 'Room binding not saved',
     (file: string, why: string) => `Could not write ${file}: ${why}. Check that the pipelines directory is writable; the binding was not changed.`),
   PIPELINE_FILE_UNREADABLE: define('EARSHOT_PIPELINE_FILE_UNREADABLE', 400, 'Pipeline file unreadable',

@@ -54,7 +54,7 @@ import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
 import { listenerAccess } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
-import { byRoom, RoomBindingsFile } from '../core/room-bindings-file.js';
+import { byRoom, changedBetween, RoomBindingsFile } from '../core/room-bindings-file.js';
 import { packageRoot } from '../package-root.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
@@ -305,7 +305,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const rooms = new Map<string, string>();
   const pipelinesDir = options.pipelinesDir ?? join(packageRoot(), 'pipelines');
   const roomsFile = options.cluster ? undefined : await RoomBindingsFile.of(pipelinesDir, { bundled: isBundledPipelinesDir(pipelinesDir), persist: options.persistRoomBindings });
-  for (const [room, pipeline] of Object.entries((await roomsFile?.read()) ?? {})) rooms.set(room, pipeline);
+  /** What rooms.json held when last read or written: a change on disk is what differs from it (as core/rooms.ts). */
+  let roomsOnDisk: Record<string, string> = (await roomsFile?.read()) ?? {};
+  for (const [room, pipeline] of Object.entries(roomsOnDisk)) rooms.set(room, pipeline);
   /** The room change in progress (and an engine's catching up): the next waits for it. */
   let roomTurn: Promise<unknown> = Promise.resolve();
   const inTurn = <T>(task: () => Promise<T>): Promise<T> => {
@@ -824,6 +826,36 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
   }
   /**
+   * Applies what changed in rooms.json on disk since it was last read (an
+   * edit, another server sharing the directory) to the machine's bindings and
+   * every engine; run in turn. A file that is not room bindings rejects with
+   * `EARSHOT_ROOM_BINDINGS_INVALID`, nothing changed.
+   */
+  async function syncRoomsFromDisk(): Promise<void> {
+    if (!roomsFile) return;
+    const now = await roomsFile.read();
+    let changed = false;
+    for (const { room, pipeline } of changedBetween(roomsOnDisk, now)) {
+      if (rooms.get(room) === pipeline) continue;
+      if (pipeline === undefined) rooms.delete(room);
+      else rooms.set(room, pipeline);
+      changed = true;
+      log.info({ room, pipeline: pipeline ?? null, file: roomsFile.path }, 'room binding changed on disk');
+    }
+    roomsOnDisk = now;
+    if (changed) for (const engine of live()) await catchUpRooms(engine);
+  }
+  const stopWatchingRooms =
+    roomsFile && options.watchPipelines !== false
+      ? roomsFile.watch(
+          () =>
+            void inTurn(syncRoomsFromDisk).catch((e: unknown) =>
+              log.error({ file: roomsFile.path, err: (e as Error).message }, 'rooms.json changed on disk but cannot be read: the room bindings stay as they were, and changes over HTTP are refused until it is fixed'),
+            ),
+          (e) => log.warn({ file: roomsFile.path, code: e.code, err: e.message }, 'cannot watch the pipelines directory: rooms.json edited on disk applies at the next change over HTTP or restart'),
+        )
+      : undefined;
+  /**
    * A room's binding changed on every engine, in turn with the other changes:
    * the first engine decides (its 404 or 400 comes back, nothing changed);
    * then the bindings file is written (a write that fails undoes the first
@@ -832,6 +864,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const changeRoom = (req: FastifyRequest<{ Params: { room: string } }>) =>
     inTurn(async (): Promise<EngineResponse> => {
       const room = req.params.room;
+      // Onto what the file holds now, as a single server does (core/rooms.ts).
+      if (roomsFile && !roomsFile.readOnly) await syncRoomsFromDisk();
       const [first, ...others] = live();
       if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
       const res = await requestEngine(first.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
@@ -844,6 +878,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         else next.set(room, bound);
         try {
           await roomsFile.write(byRoom(next));
+          if (!roomsFile.readOnly) roomsOnDisk = byRoom(next);
         } catch (e) {
           const undo = before === undefined ? requestEngine(first.port, 'DELETE', bindingPath(room), ownHeaders()) : requestEngine(first.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(before));
           await undo.catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));
@@ -981,6 +1016,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     close() {
       closingPromise ??= (async () => {
         closing = true;
+        stopWatchingRooms?.();
         await node?.stopAccepting();
         for (const t of restartTimers) clearTimeout(t);
         restartTimers.clear();

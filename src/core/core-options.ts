@@ -19,10 +19,13 @@ export interface EarshotCoreOptions {
   defaultPipeline: string;
   /**
    * Where the room bindings (`bindRoom`) outlive a restart: read at `start()`
-   * (or before the first change), written before each change applies (not
-   * when read-only). Default: none, the bindings live in memory.
+   * (or before the first change), again when it changes on disk and before
+   * each change, which is written before it applies (not when read-only).
+   * Default: none, the bindings live in memory.
    */
   roomBindingsFile?: RoomBindingsFile;
+  /** Apply changes made to `roomBindingsFile` on disk while running (from `start()`). Default true. */
+  watchRoomBindings?: boolean;
   recordingsDir: string;
   /** Pool options, or a pool to use (created by the caller, closed by `shutdown()`). */
   pool?: WorkerPoolOptions | WorkerPool;

@@ -70,6 +70,8 @@ export class EarshotCore {
   readonly #admission: AdmissionControl | undefined;
   readonly #gate: SessionGate;
   readonly #rooms: RoomPipelines;
+  /** Stops applying changes to the room bindings file made on disk (from `start()`). */
+  #stopWatchingRooms: (() => void) | undefined;
   readonly #checks: PipelineChecks;
   readonly #attachments: ProcessorAttachments;
   readonly #lifecycle: SessionLifecycle;
@@ -226,13 +228,33 @@ export class EarshotCore {
       this.#log.info({ file: bindingsFile.path }, 'the pipelines directory is read-only: room bindings are read from its rooms.json (if any) and changes over HTTP are kept in memory until a restart');
     }
     const missing = await this.#rooms.load();
-    for (const [room, pipeline] of Object.entries(missing)) {
-      this.#log.error({ room, pipeline, file: this.#rooms.file }, `room "${room}" is bound to pipeline "${pipeline}", which is not loaded: its streams get 404 until the pipeline is back or the room is bound again`);
+    for (const [room, pipeline] of Object.entries(missing)) this.#logMissingPipeline(room, pipeline);
+    if (bindingsFile && this.#options.watchRoomBindings !== false) {
+      this.#stopWatchingRooms = bindingsFile.watch(
+        () => void this.#reloadRoomBindings(),
+        (e) => this.#log.warn({ file: bindingsFile.path, code: e.code, err: e.message }, 'cannot watch the pipelines directory: rooms.json edited on disk applies at the next change over HTTP or restart'),
+      );
     }
     await this.store.init();
     await this.pool.start();
     this.#monitor.start();
     this.#admission?.start();
+  }
+
+  #logMissingPipeline(room: string, pipeline: string): void {
+    this.#log.error({ room, pipeline, file: this.#rooms.file }, `room "${room}" is bound to pipeline "${pipeline}", which is not loaded: its streams get 404 until the pipeline is back or the room is bound again`);
+  }
+
+  /** Applies what changed in the room bindings file on disk, saying what. */
+  async #reloadRoomBindings(): Promise<void> {
+    try {
+      for (const change of await this.#rooms.reload()) {
+        if (change.pipeline !== undefined && change.missing) this.#logMissingPipeline(change.room, change.pipeline);
+        else this.#log.info({ room: change.room, pipeline: change.pipeline ?? null, before: change.before ?? null, file: this.#rooms.file }, 'room binding changed on disk');
+      }
+    } catch (e) {
+      this.#log.error({ file: this.#rooms.file, err: (e as Error).message }, 'rooms.json changed on disk but cannot be read: the room bindings stay as they were, and changes over HTTP are refused until it is fixed');
+    }
   }
 
   /**
@@ -437,6 +459,7 @@ export class EarshotCore {
     this.#closing$.next();
     this.#closing$.complete();
     this.#options.pipelines.close();
+    this.#stopWatchingRooms?.();
   }
 
   #sessionOptions(pipeline: Pipeline) {

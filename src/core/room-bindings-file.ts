@@ -5,15 +5,17 @@
  *
  *     { "rooms": { "pstn": "telephony", "support": "call-recording" } }
  *
- * Read once at start; written whole on every change (pipeline/replace-file.ts:
- * a crash or power cut leaves the old file or the new one, never half of
- * either). Not read again while the server runs: a hand edit is replaced
- * by the next change over HTTP. In a directory the server may not write (a
- * ConfigMap), the file is read and changes stay in memory.
+ * Read at start, again when it changes on disk (a hand edit, another server
+ * sharing the directory, a new ConfigMap version), and again before each
+ * change, which is made onto what the file holds then; written whole on every
+ * change (pipeline/replace-file.ts: a crash or power cut leaves the old file
+ * or the new one, never half of either). So a change over HTTP never undoes
+ * one made on disk. In a directory the server may not write (a ConfigMap),
+ * the file is read and changes stay in memory.
  */
-import { constants } from 'node:fs';
+import { constants, watch, type FSWatcher } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { errors } from '../errors.js';
 import { replaceFile } from '../pipeline/replace-file.js';
 import { checkName } from './names.js';
@@ -21,9 +23,18 @@ import { checkName } from './names.js';
 /** The file's name in the pipelines directory (never read as a pipeline). */
 export const ROOM_BINDINGS_FILE = 'rooms.json';
 
+/** An editor's save is often several writes (truncate, write, rename): read once they settle. */
+const CHANGE_DEBOUNCE_MS = 100;
+
 /** Bindings as an object in room order: what the file, `GET /rooms` and `roomBindings()` hold. */
 export function byRoom(bindings: ReadonlyMap<string, string>): Record<string, string> {
   return Object.fromEntries([...bindings].sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** The rooms whose binding differs between two readings of the file, with the later one's (`pipeline` undefined: unbound). */
+export function changedBetween(before: Record<string, string>, now: Record<string, string>): Array<{ room: string; pipeline: string | undefined }> {
+  const rooms = new Set([...Object.keys(before), ...Object.keys(now)]);
+  return [...rooms].filter((room) => before[room] !== now[room]).map((room) => ({ room, pipeline: now[room] }));
 }
 
 export class RoomBindingsFile {
@@ -90,6 +101,44 @@ export class RoomBindingsFile {
       bindings[room] = pipeline;
     }
     return bindings;
+  }
+
+  /**
+   * Calls `onChange` once the file may have changed on disk (debounced):
+   * written, replaced or removed, or the directory's entries swapped (a
+   * Kubernetes ConfigMap's `..data` link). Not for the server's own
+   * temporary files. Returns what stops watching. A directory the system
+   * will not watch (the limit on file watches reached) calls `onError`; the
+   * file is then still read before each change.
+   */
+  watch(onChange: () => void, onError: (e: NodeJS.ErrnoException) => void): () => void {
+    const dir = dirname(this.path);
+    const name = basename(this.path);
+    let timer: NodeJS.Timeout | undefined;
+    let watcher: FSWatcher | undefined;
+    const stop = () => {
+      clearTimeout(timer);
+      watcher?.close();
+      watcher = undefined;
+    };
+    try {
+      watcher = watch(dir, { persistent: false }, (_event, filename) => {
+        const file = filename?.toString();
+        // Another file of the directory (a pipeline, a temporary file): not ours. No name, or a
+        // name that is no file of ours (`..data`): the directory's entries may have been swapped.
+        if (file !== undefined && file !== name && (file.endsWith('.json') || file.endsWith('.tmp'))) return;
+        clearTimeout(timer);
+        timer = setTimeout(onChange, CHANGE_DEBOUNCE_MS);
+      });
+    } catch (e) {
+      onError(e as NodeJS.ErrnoException);
+      return stop;
+    }
+    watcher.on('error', (e: NodeJS.ErrnoException) => {
+      stop();
+      onError(e);
+    });
+    return stop;
   }
 
   /**

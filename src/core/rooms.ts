@@ -2,12 +2,24 @@
  * Which pipeline a stream runs: the one its request names, else its room's
  * binding (`PUT /rooms/:room`), else the default; and what keeps a pipeline
  * from being deleted. With a bindings file (core/room-bindings-file.ts) the
- * bindings outlive a restart: each change is written before it applies.
+ * bindings outlive a restart: each change is written before it applies, onto
+ * what the file holds then, and a change made to the file on disk applies too.
  */
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { PeerEntry } from './peer-registry.js';
-import { byRoom, type RoomBindingsFile } from './room-bindings-file.js';
+import { byRoom, changedBetween, type RoomBindingsFile } from './room-bindings-file.js';
+
+/** A room whose binding changed on disk. */
+export interface RoomChange {
+  room: string;
+  /** The pipeline it is bound to now; undefined: unbound. */
+  pipeline: string | undefined;
+  /** What it was bound to before. */
+  before: string | undefined;
+  /** `pipeline` is not loaded: the room's streams get 404 naming it until it is. */
+  missing: boolean;
+}
 
 export class RoomPipelines {
   readonly #pipelines: PipelineRegistry;
@@ -18,6 +30,13 @@ export class RoomPipelines {
   #changing: Promise<unknown> = Promise.resolve();
   /** The bindings file's reading (`load`), once begun. */
   #loaded: Promise<Record<string, string>> | undefined;
+  /**
+   * What the file held when last read or written. A change on disk is what
+   * differs from it; only that is applied, so that in a read-only directory
+   * the bindings changed over HTTP (kept in memory) stay unless the file
+   * changes those rooms.
+   */
+  #onDisk: Record<string, string> = {};
 
   constructor(pipelines: PipelineRegistry, defaultPipeline: string, file?: RoomBindingsFile) {
     this.#pipelines = pipelines;
@@ -41,14 +60,41 @@ export class RoomPipelines {
     this.#loaded ??= (async () => {
       if (!this.#file) return {};
       const missing: Record<string, string> = {};
-      for (const [room, pipeline] of Object.entries(await this.#file.read())) {
-        // A change made before the file was read (none can be: each waits for this) would be newer.
-        this.#bindings.set(room, pipeline);
-        if (!this.#pipelines.has(pipeline)) missing[room] = pipeline;
-      }
+      // A change made before the file was read (none can be: each waits for this) would be newer.
+      for (const { room, pipeline } of await this.#sync()) if (pipeline !== undefined && !this.#pipelines.has(pipeline)) missing[room] = pipeline;
       return missing;
     })();
     return this.#loaded;
+  }
+
+  /**
+   * Reads the bindings file again (it changed on disk: edited, or written by
+   * another server sharing the directory) and applies what changed in it
+   * since it was last read, in turn with the changes over HTTP. Resolves to
+   * those changes (`pipeline` undefined: unbound); a binding to a pipeline
+   * that is not loaded is kept, as at start. A file that is not room bindings
+   * rejects with `EARSHOT_ROOM_BINDINGS_INVALID` and changes nothing.
+   */
+  reload(): Promise<RoomChange[]> {
+    return this.exclusive(async () => {
+      await this.load();
+      return this.#sync();
+    });
+  }
+
+  /** Applies the file's changes since it was last read (see `#onDisk`). */
+  async #sync(): Promise<RoomChange[]> {
+    if (!this.#file) return [];
+    const now = await this.#file.read();
+    const changes: RoomChange[] = [];
+    for (const { room, pipeline } of changedBetween(this.#onDisk, now)) {
+      const before = this.#bindings.get(room);
+      if (pipeline === undefined) this.#bindings.delete(room);
+      else this.#bindings.set(room, pipeline);
+      if (before !== pipeline) changes.push({ room, pipeline, before, missing: pipeline !== undefined && !this.#pipelines.has(pipeline) });
+    }
+    this.#onDisk = now;
+    return changes;
   }
 
   /**
@@ -90,11 +136,18 @@ export class RoomPipelines {
   #change(room: string, pipeline: string | undefined): Promise<boolean> {
     return this.exclusive(async (): Promise<boolean> => {
       await this.load();
+      // Onto what the file holds now: an edit on disk the watcher has not applied yet (or cannot:
+      // no watch) is not undone by writing the bindings as they were.
+      if (this.#file && !this.#file.readOnly) await this.#sync();
       // 404 for an unknown name, asked in turn: a DELETE of the pipeline may have come first.
       if (pipeline !== undefined) this.#pipelines.get(pipeline);
       const had = this.#bindings.has(room);
       if (!had && pipeline === undefined) return false;
-      if (this.#file) await this.#file.write(this.#sorted(room, pipeline));
+      if (this.#file && !this.#file.readOnly) {
+        const next = this.#sorted(room, pipeline);
+        await this.#file.write(next);
+        this.#onDisk = next;
+      }
       if (pipeline === undefined) this.#bindings.delete(room);
       else this.#bindings.set(room, pipeline);
       return had;

@@ -225,6 +225,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
     pipelines,
     defaultPipeline: pipeline.name,
     roomBindingsFile,
+    watchRoomBindings: options.watchPipelines !== false,
     recordingsDir: options.recordingsDir ?? 'recordings',
     pool,
     processors: options.processors,

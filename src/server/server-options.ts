@@ -146,13 +146,15 @@ export interface CreateServerOptions {
    * HTTP (409 `EARSHOT_PIPELINES_READ_ONLY`): they belong to the installed package.
    */
   pipelinesDir?: string;
-  /** Reload pipeline files when they change on disk. Default true. */
+  /** Reload pipeline files, and apply the room bindings file (`rooms.json`), when they change on disk. Default true. */
   watchPipelines?: boolean;
   /**
    * Keep room bindings (`PUT /rooms/:room`) across restarts in `rooms.json`
-   * of `pipelinesDir`: read at start, written before each change applies (a
-   * failed write is 500 `EARSHOT_ROOM_BINDINGS_WRITE_FAILED` and changes
-   * nothing). Only with a `pipelinesDir` of your own: with the bundled
+   * of `pipelinesDir`: read at start and when it changes on disk (an edit,
+   * another server sharing the directory), written before each change
+   * applies, onto what the file holds then (a failed write is 500
+   * `EARSHOT_ROOM_BINDINGS_WRITE_FAILED`, a file broken on disk 500
+   * `EARSHOT_ROOM_BINDINGS_INVALID`; either changes nothing). Only with a `pipelinesDir` of your own: with the bundled
    * pipelines, and with `cluster` (where Redis keeps them), bindings live in
    * memory. Default true.
    */

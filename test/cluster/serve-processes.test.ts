@@ -367,6 +367,25 @@ describe('earshot serve --processes 2', () => {
     expect((await fetch(`${s.url}/rooms/r8`, { method: 'DELETE' })).status).toBe(204);
   });
 
+  it('applies rooms.json edited on disk on every engine, and makes a change over HTTP onto the edit', async () => {
+    const file = join(s.pipelinesDir, 'rooms.json');
+    const rooms = async () => (JSON.parse(await readFile(file, 'utf8').catch(() => '{"rooms": {}}')) as { rooms: Record<string, string> }).rooms;
+    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), e1: 'telephony' } }));
+    // Both engines run e1's streams on the pipeline the edit bound it to.
+    await until('the edit applied', async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms.e1 === 'telephony' ? true : undefined), 10_000);
+    const results = await sendMany(4, { url: `${s.url}/whip/e1/v`, source: tone, seconds: 0.5 });
+    expect(results.filter((r) => 'error' in r)).toEqual([]);
+    const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`v-${k}`)));
+    expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
+    expect(stats.map((p) => p.pipeline)).toEqual(['telephony', 'telephony', 'telephony', 'telephony']);
+    // An edit the front has not seen yet, then a change over HTTP: both stay.
+    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), e2: 'telephony' } }));
+    expect((await fetch(`${s.url}/rooms/e3`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'telephony' }) })).status).toBe(200);
+    expect(await rooms()).toMatchObject({ e1: 'telephony', e2: 'telephony', e3: 'telephony' });
+    for (const room of ['e1', 'e2', 'e3']) expect((await fetch(`${s.url}/rooms/${room}`, { method: 'DELETE' })).status).toBe(204);
+    expect(Object.keys(await rooms()).filter((r) => r.startsWith('e'))).toEqual([]);
+  });
+
   it('restarts an engine killed while pipeline files are broken on disk: it runs the version the other engine runs', async () => {
     const telephony = await get<Record<string, unknown>>('/pipelines/telephony');
     const put = await fetch(`${s.url}/pipelines/brittle`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...telephony, name: 'brittle' }) });

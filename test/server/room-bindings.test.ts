@@ -1,9 +1,11 @@
 /**
  * Room bindings outlive a restart: PUT /rooms/:room is written to rooms.json
- * in the pipelines directory before it applies, read back at start, and a
- * failed write changes nothing. The bundled (read-only) pipelines keep them
+ * in the pipelines directory before it applies, onto what the file holds then,
+ * read back at start and when edited on disk, and a failed write changes
+ * nothing. The bundled (read-only) pipelines keep them
  * in memory, and a bad file stops the server from starting.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,8 @@ import { chromeLikeOffer } from '../helpers/offers.js';
 import { expectProblem } from '../helpers/problems.js';
 import { FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { spawnServer } from '../helpers/spawn-server.js';
+import { until } from '../helpers/until.js';
 
 const BUNDLED = join(import.meta.dirname, '..', '..', 'pipelines');
 
@@ -86,19 +90,90 @@ describe('room bindings on disk', () => {
   });
 
   it('a write that fails is 500 and changes nothing', async () => {
+    // The server in a process of its own, whose file-size limit is then set to 0: every write fails (EFBIG), reads do not.
+    const server = await spawnServer({ pipelinesDir: dir, recordingsDir: join(dir, 'recordings'), admission: false });
+    try {
+      expect((await put(server.url, 'kept', 'telephony')).status).toBe(200);
+      execFileSync('prlimit', ['--pid', String(server.child.pid), '--fsize=0:unlimited']); // the soft limit: it can be raised again
+      await expectProblem(await put(server.url, 'refused', 'podcast'), { status: 500, code: 'EARSHOT_ROOM_BINDINGS_WRITE_FAILED', detail: /EFBIG/ });
+      await expectProblem(await fetch(`${server.url}/rooms/kept`, { method: 'DELETE' }), { status: 500, code: 'EARSHOT_ROOM_BINDINGS_WRITE_FAILED' });
+      expect(await roomsOf(server.url)).toEqual({ kept: 'telephony' });
+      expect(await fileOf(dir)).toEqual({ rooms: { kept: 'telephony' } });
+      execFileSync('prlimit', ['--pid', String(server.child.pid), '--fsize=unlimited:unlimited']);
+      expect((await fetch(`${server.url}/rooms/kept`, { method: 'DELETE' })).status).toBe(204);
+    } finally {
+      await server.stop();
+      await rm(join(dir, 'recordings'), { recursive: true, force: true });
+    }
+  });
+
+  it('edited on disk while the server runs, apply; a change over HTTP is made onto the edit, never undoing it', async () => {
     const t = await start();
-    expect((await put(t.url, 'kept', 'telephony')).status).toBe(200);
-    // A directory where the file goes: renaming the new file over it fails, even for root.
+    expect((await put(t.url, 'pstn', 'telephony')).status).toBe(200);
+    // An editor's save, in place: pstn rebound, a room added.
+    await writeFile(join(dir, 'rooms.json'), JSON.stringify({ rooms: { pstn: 'podcast', shows: 'telephony' } }, null, 2));
+    await until('the edit applied', async () => (JSON.stringify(await roomsOf(t.url)) === JSON.stringify({ pstn: 'podcast', shows: 'telephony' }) ? true : undefined), 5000, 50);
+    await sendAudio({ url: `${t.url}/whip/shows/guest`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.4, speed: FAST });
+    expect(((await (await fetch(`${t.url}/stats/guest`)).json()) as { pipeline: string }).pipeline).toBe('telephony');
+    expect((await put(t.url, 'support', 'podcast')).status).toBe(200);
+    expect(await fileOf(dir)).toEqual({ rooms: { pstn: 'podcast', shows: 'telephony', support: 'podcast' } });
+    // An edit and, before the server could have seen it, a change over HTTP: the change is made onto the edit.
+    await writeFile(join(dir, 'rooms.json'), JSON.stringify({ rooms: { pstn: 'podcast', support: 'podcast' } }));
+    expect((await fetch(`${t.url}/rooms/pstn`, { method: 'DELETE' })).status).toBe(204);
+    expect(await fileOf(dir)).toEqual({ rooms: { support: 'podcast' } });
+    expect(await roomsOf(t.url)).toEqual({ support: 'podcast' });
+    // The file removed: no bindings.
+    await rm(join(dir, 'rooms.json'));
+    await until('the removal applied', async () => (Object.keys(await roomsOf(t.url)).length === 0 ? true : undefined), 5000, 50);
+  });
+
+  it('with watchPipelines: false, an edit applies at the next change over HTTP, which keeps it', async () => {
+    const t = await start({ watchPipelines: false });
+    expect((await put(t.url, 'pstn', 'telephony')).status).toBe(200);
+    await writeFile(join(dir, 'rooms.json'), JSON.stringify({ rooms: { pstn: 'telephony', shows: 'podcast' } }));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await roomsOf(t.url)).toEqual({ pstn: 'telephony' });
+    expect((await put(t.url, 'support', 'podcast')).status).toBe(200);
+    expect(await roomsOf(t.url)).toEqual({ pstn: 'telephony', shows: 'podcast', support: 'podcast' });
+    expect(await fileOf(dir)).toEqual({ rooms: { pstn: 'telephony', shows: 'podcast', support: 'podcast' } });
+    await rm(join(dir, 'rooms.json'));
+  });
+
+  it('broken on disk while the server runs: the bindings stay, changes over HTTP are refused with EARSHOT_ROOM_BINDINGS_INVALID, the file untouched', async () => {
+    const t = await start();
+    expect((await put(t.url, 'pstn', 'telephony')).status).toBe(200);
+    for (const [broken, why] of [
+      ['{"rooms": {"pstn": "podc', /is not JSON/],
+      ['{"rooms": {"../x": "podcast"}}', /room name that is not allowed/],
+    ] as const) {
+      await writeFile(join(dir, 'rooms.json'), broken);
+      await new Promise((r) => setTimeout(r, 300)); // the watcher has read it (and kept the bindings)
+      expect(await roomsOf(t.url)).toEqual({ pstn: 'telephony' });
+      const refused = await expectProblem(await put(t.url, 'shows', 'podcast'), { status: 500, code: 'EARSHOT_ROOM_BINDINGS_INVALID', detail: why });
+      expect(refused.detail).toMatch(/Fix or remove it: until then a server does not start, and a running one keeps its room bindings as they are and refuses changes to them\.$/);
+      expect(await readFile(join(dir, 'rooms.json'), 'utf8')).toBe(broken);
+    }
+    // Replaced by a directory: it cannot be read either.
     await rm(join(dir, 'rooms.json'));
     await mkdir(join(dir, 'rooms.json'));
-    try {
-      await expectProblem(await put(t.url, 'refused', 'podcast'), { status: 500, code: 'EARSHOT_ROOM_BINDINGS_WRITE_FAILED' });
-      await expectProblem(await fetch(`${t.url}/rooms/kept`, { method: 'DELETE' }), { status: 500, code: 'EARSHOT_ROOM_BINDINGS_WRITE_FAILED' });
-      expect(await roomsOf(t.url)).toEqual({ kept: 'telephony' });
-    } finally {
-      await rm(join(dir, 'rooms.json'), { recursive: true });
-    }
-    expect((await fetch(`${t.url}/rooms/kept`, { method: 'DELETE' })).status).toBe(204);
+    await expectProblem(await fetch(`${t.url}/rooms/pstn`, { method: 'DELETE' }), { status: 500, code: 'EARSHOT_ROOM_BINDINGS_INVALID', detail: /cannot be read \(EISDIR\)/ });
+    await rm(join(dir, 'rooms.json'), { recursive: true });
+    // Fixed: it applies, and changes go through again.
+    await writeFile(join(dir, 'rooms.json'), JSON.stringify({ rooms: { pstn: 'podcast' } }));
+    await until('the fixed file applied', async () => ((await roomsOf(t.url)).pstn === 'podcast' ? true : undefined), 5000, 50);
+    expect((await fetch(`${t.url}/rooms/pstn`, { method: 'DELETE' })).status).toBe(204);
+    expect(await fileOf(dir)).toEqual({ rooms: {} });
+  });
+
+  it('two servers sharing the directory keep each other\'s bindings, and each applies the other\'s', async () => {
+    const [a, b] = [await start(), await start()];
+    expect((await put(a.url, 'pstn', 'telephony')).status).toBe(200);
+    expect((await put(b.url, 'shows', 'podcast')).status).toBe(200);
+    expect(await fileOf(dir)).toEqual({ rooms: { pstn: 'telephony', shows: 'podcast' } });
+    for (const t of [a, b]) await until('both bindings on each server', async () => (JSON.stringify(await roomsOf(t.url)) === JSON.stringify({ pstn: 'telephony', shows: 'podcast' }) ? true : undefined), 5000, 50);
+    expect((await fetch(`${a.url}/rooms/shows`, { method: 'DELETE' })).status).toBe(204);
+    expect((await fetch(`${b.url}/rooms/pstn`, { method: 'DELETE' })).status).toBe(204);
+    expect(await fileOf(dir)).toEqual({ rooms: {} });
   });
 
   it('a room bound to a pipeline that is no longer there keeps its binding: its streams get 404 naming it', async () => {
