@@ -352,6 +352,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
   };
   const onExit = (engine: EngineProcess, exit: EngineExit) => {
+    placing.delete(engine);
     const lost = placement.engineDown(engine.id);
     if (!exit.wasUp) return; // a start that failed: start() reports it to its caller
     retired.retire(engine.report, lost.length);
@@ -364,6 +365,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     scheduleRestart(engine, delayMs);
   };
   const engines = Array.from({ length: processes }, (_, slot) => new EngineProcess(slot, { onMessage, onExit }));
+  /** Engines new sessions are placed on: up, and caught up with the room bindings. */
+  const placing = new Set<EngineProcess>();
 
   /** Restarted, an engine must start even if a pipeline file is broken now, and run what the engines that are up run. */
   const startEngine = async (engine: EngineProcess, restart = false) => {
@@ -373,6 +376,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     // A change made while it started reached the engines that were up, not this one: it catches up now.
     await inTurn(() => catchUpRooms(engine)).catch((e: unknown) => log.error({ engine: engine.slot, err: (e as Error).message }, 'engine did not take the room bindings'));
     placement.report({ engine: engine.id, accepting: !closing, ready: engine.report?.ready ?? true, sessions: 0, pending: 0, workerUtilization: 0 });
+    placing.add(engine);
   };
   const restartDelays = new Map<EngineProcess, number>();
   /** 0.5 s after a process that ran for a while; doubling, up to 30 s, while it keeps dying soon after starting (a crash loop). */
@@ -417,7 +421,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       state: e.state,
       restarts: e.restarts,
       peers: e.state === 'up' ? (e.report?.peers ?? 0) : 0,
-      ready: e.state === 'up' && (e.report?.ready ?? false),
+      // Up, and taking sessions: its room bindings caught up (`startEngine`).
+      ready: e.state === 'up' && placing.has(e) && (e.report?.ready ?? false),
       threads: e.threads,
       uptimeSeconds: e.state === 'up' ? (e.report?.uptimeSeconds ?? 0) : null,
     }));

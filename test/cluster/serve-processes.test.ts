@@ -32,7 +32,7 @@ type PeerStats = {
   rtp: { packetsReceived: number };
   recording: { name: string; state: string; seconds: number; bytes: number; code?: string } | null;
 };
-type Health = { status: string; reasons: string[]; engines: Array<{ engine: number; pid: number; state: string; restarts: number }> };
+type Health = { status: string; reasons: string[]; engines: Array<{ engine: number; pid: number; state: string; ready: boolean; restarts: number }> };
 
 let s: CliServer;
 beforeAll(async () => {
@@ -352,7 +352,7 @@ describe('earshot serve --processes 2', () => {
     expect((await fetch(`${s.url}/rooms/r7`, { method: 'DELETE' })).status).toBe(204);
     await until('engine 1 back', async () => {
       const e = (await get<Health>('/health')).engines[1];
-      return e.state === 'up' && e.pid !== victim.pid ? true : undefined;
+      return e.state === 'up' && e.ready && e.pid !== victim.pid ? true : undefined;
     }, 60_000);
     expect((await bind('r8', 'telephony')).status).toBe(200);
     const file = JSON.parse(await readFile(join(s.pipelinesDir, 'rooms.json'), 'utf8')) as { rooms: Record<string, string> };
@@ -402,7 +402,7 @@ describe('earshot serve --processes 2', () => {
       process.kill(victim.pid, 'SIGKILL');
       await until('engine 1 back', async () => {
         const e = (await get<Health>('/health')).engines[1];
-        return e.state === 'up' && e.pid !== victim.pid ? true : undefined;
+        return e.state === 'up' && e.ready && e.pid !== victim.pid ? true : undefined;
       }, 60_000);
       // Both engines run b9's streams on the version loaded before the file broke.
       const results = await sendMany(4, { url: `${s.url}/whip/b9/w`, source: tone, seconds: 0.5 });
