@@ -12,6 +12,7 @@
  *   RIFF|RF64 size WAVE, JUNK|ds64 28 (riff size, data size, sample count: u64; table 0),
  *   fmt  16|18 …, [fact 4 frames], data size
  */
+/** "s16" (16-bit PCM) or "f32" (32-bit IEEE float). */
 export type WavSampleFormat = 's16' | 'f32';
 
 /** Bytes of the JUNK / ds64 chunk's body (EBU 3306, with no table). */
@@ -47,7 +48,10 @@ export function wavHeader(layout: WavLayout, dataBytes: number): Buffer {
   h.write('WAVE', 8, 'ascii');
   h.write(rf64 ? 'ds64' : 'JUNK', 12, 'ascii');
   h.writeUInt32LE(DS64_BODY, 16);
-  if (rf64) writeDs64(h, 20, size - 8 + dataBytes, dataBytes, dataBytes / blockAlign);
+  if (rf64) {
+    writeDs64(h, 20, size - 8 + dataBytes, dataBytes, dataBytes / blockAlign);
+    h.writeUInt32LE(0, 20 + 24); // no table of other chunks' sizes
+  }
   let o = 20 + DS64_BODY;
   h.write('fmt ', o, 'ascii');
   h.writeUInt32LE(layout.sampleFormat === 's16' ? 16 : 18, o + 4);
@@ -70,11 +74,11 @@ export function wavHeader(layout: WavLayout, dataBytes: number): Buffer {
   return h;
 }
 
+/** The three 64-bit sizes of a ds64 chunk's body at `at` (its table, if any, is left as it is). */
 function writeDs64(h: Buffer, at: number, riffSize: number, dataBytes: number, frames: number): void {
   h.writeBigUInt64LE(BigInt(riffSize), at);
   h.writeBigUInt64LE(BigInt(dataBytes), at + 8);
   h.writeBigUInt64LE(BigInt(frames), at + 16);
-  h.writeUInt32LE(0, at + 24); // no table of other chunks' sizes
 }
 
 /** Where a WAV file's sizes are, as read from the start of the file. */
@@ -117,7 +121,8 @@ export function readWavHeaderInfo(head: Buffer): WavHeaderInfo | undefined {
     else if (id === 'data') {
       if (!fmt || !(fmt.byteRate > 0) || !(fmt.blockAlign > 0)) return undefined;
       if (rf64 && ds64At === undefined) return undefined;
-      const dataBytes = rf64 && size === SEE_DS64 ? Number(head.readBigUInt64LE(ds64At! + 8)) : size;
+      // An RF64 file's sizes are ds64's (as ffmpeg and libsndfile read them), whatever the 32-bit field says.
+      const dataBytes = rf64 ? Number(head.readBigUInt64LE(ds64At! + 8)) : size;
       return { rf64, ...fmt, ds64At, factAt, dataSizeAt: o + 4, dataBytes };
     }
     o += 8 + size + (size & 1);
@@ -138,9 +143,13 @@ export function wavSizesPatch(head: Buffer, info: WavHeaderInfo, dataBytes: numb
   const h = Buffer.from(head.subarray(0, dataStart));
   const frames = dataBytes / info.blockAlign;
   if (rf64) {
-    h.write('RF64', 0, 'ascii');
+    if (!info.rf64) {
+      // The JUNK placeholder becomes the ds64 chunk, with no table.
+      h.write('RF64', 0, 'ascii');
+      h.write('ds64', info.ds64At! - 8, 'ascii');
+      h.writeUInt32LE(0, info.ds64At! + 24);
+    }
     h.writeUInt32LE(SEE_DS64, 4);
-    h.write('ds64', info.ds64At! - 8, 'ascii');
     writeDs64(h, info.ds64At!, dataStart - 8 + dataBytes, dataBytes, frames);
   } else h.writeUInt32LE(dataStart - 8 + dataBytes, 4);
   if (info.factAt !== undefined) h.writeUInt32LE(rf64 ? SEE_DS64 : frames, info.factAt);

@@ -1,16 +1,17 @@
 /**
  * A recording on a file system that cannot hold a file as large as it grows
- * (FAT32: 4 GiB; here a process file-size limit of 256 KiB, `ulimit -f`, which
- * fails writes the same way, EFBIG): the recording fails with
+ * (FAT32: 4 GiB; here a process file-size limit of 256 KiB, `prlimit --fsize`,
+ * which fails writes the same way, EFBIG): the recording fails with
  * EARSHOT_RECORDING_WRITE_FAILED naming why, and what reached the disk is a
  * valid WAV whose header covers it. The process goes on.
  */
-import { execFile } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { until } from '../helpers/until.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -24,11 +25,16 @@ describe('a recording that reaches the largest file its file system takes', () =
   it('fails with EARSHOT_RECORDING_WRITE_FAILED (EFBIG) and a hint, and leaves a valid WAV of what fit', async () => {
     const helper = join(import.meta.dirname, '..', 'helpers', 'size-limited-recording.ts');
     const limitKiB = 256;
-    const out = await new Promise<string>((resolve, reject) =>
-      execFile('bash', ['-c', `ulimit -f ${limitKiB} && exec "$0" --import tsx "$1" "$2"`, process.execPath, helper, dir], { timeout: 60_000 }, (e, stdout, stderr) =>
-        e ? reject(new Error(`${e.message}\n${stderr}`)) : resolve(stdout),
-      ),
-    );
+    const child = spawn(process.execPath, ['--import', 'tsx', helper, dir], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await until('the recorder to load', () => (out.includes('READY') ? true : undefined), 30_000, 20);
+    execFileSync('prlimit', ['--pid', String(child.pid), `--fsize=${limitKiB * 1024}:unlimited`]);
+    child.stdin.end('go\n');
+    expect(await exited, err).toBe(0);
     const { failures, info } = JSON.parse(out.trim().split('\n').at(-1)!) as { failures: Array<{ code: string; message: string }>; info: { state: string; bytes: number; seconds: number; code?: string } };
     expect(failures).toHaveLength(1);
     expect(failures[0].code).toBe('EARSHOT_RECORDING_WRITE_FAILED');

@@ -12,6 +12,7 @@ import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
 import { openWav } from '../../src/client/wav-source.js';
 import { ChunkPool } from '../../src/sinks/chunk-pool.js';
 import type { AudioFrame } from '../../src/media/frames.js';
+import { until } from '../helpers/until.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -382,8 +383,20 @@ describe('a WAV recording past 4 GiB', () => {
     expect([start.toString('ascii', 0, 4), start.toString('ascii', 12, 16), start.readUInt32LE(16)]).toEqual(['RIFF', 'JUNK', 28]);
     // The most sample frames a RIFF size allows: 3.1 hours, extended over (a hole), not written.
     const riffFrames = Math.floor((0xffffffff - (94 - 8)) / 8);
+    const headerOnDisk = async () => {
+      const fh = await open(path, 'r');
+      const b = Buffer.alloc(94);
+      await fh.read(b, 0, 94, 0);
+      await fh.close();
+      return b;
+    };
     w.appendSilence(riffFrames - 10);
+    // The periodic rewrite while it is still under the limit: a RIFF header for what is on disk.
+    await until('a header for the silence', async () => ((await headerOnDisk()).readUInt32LE(90) === (riffFrames - 10) * 8 ? true : undefined), 5000, 20);
+    expect((await headerOnDisk()).toString('ascii', 0, 4)).toBe('RIFF');
     w.append(new Float32Array(2 * 30).fill(0.5)); // across the 4 GiB: 10 frames below, 20 past it
+    // The next rewrite, while recording: the same file's header is RF64's now.
+    await until('an RF64 header', async () => ((await headerOnDisk()).toString('ascii', 0, 4) === 'RF64' ? true : undefined), 5000, 20);
     w.appendSilence(1000);
     w.append(new Float32Array(2 * 5).fill(-0.25));
     const frames = riffFrames - 10 + 30 + 1000 + 5;

@@ -111,6 +111,23 @@ describe('repairWavHeader', () => {
     expect((await openWav(path)).frames).toBe((past + 4800) / 2);
   });
 
+  it('makes a float file that passed 4 GiB RF64 with its fact chunk saying "see ds64"', async () => {
+    const path = join(dir, 'long-f32.wav');
+    const w = await WavFileWriter.create(path, { sampleRate: 48000, channels: 2, sampleFormat: 'f32' });
+    w.append(new Float32Array(9600).fill(0.25));
+    await w.close();
+    const past = 2 ** 32 + 8 * 1000; // whole 8-byte frames
+    await truncate(path, 94 + past + 5);
+    expect(await repairWavHeader(path)).toMatchObject({ dataBytes: past, previousDataBytes: 38400, bytes: 94 + past });
+    const fh = await open(path, 'r');
+    const header = Buffer.alloc(94);
+    await fh.read(header, 0, 94, 0);
+    await fh.close();
+    expect([header.toString('ascii', 0, 4), header.toString('ascii', 12, 16), header.readBigUInt64LE(28), header.readBigUInt64LE(36)]).toEqual(['RF64', 'ds64', BigInt(past), BigInt(past / 8)]);
+    expect([header.toString('ascii', 74, 78), header.readUInt32LE(82), header.readUInt32LE(90)]).toEqual(['fact', 0xffffffff, 0xffffffff]);
+    expect((await openWav(path)).frames).toBe(past / 8);
+  });
+
   it('leaves a plain WAV past 4 GiB that has no room for a ds64 chunk as it is', async () => {
     const path = join(dir, 'plain.wav');
     await sparseWav(path, 9600);
