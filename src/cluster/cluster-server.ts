@@ -855,9 +855,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       ? roomsFile.watch(
           () =>
             void inTurn(syncRoomsFromDisk).catch((e: unknown) =>
-              log.error({ file: roomsFile.path, err: (e as Error).message }, 'rooms.json changed on disk but cannot be read: the room bindings stay as they were, and changes over HTTP are refused until it is fixed'),
+              log.error(
+                { file: roomsFile.path, err: (e as Error).message },
+                `rooms.json changed on disk but cannot be read: the room bindings stay as they were${roomsFile.readOnly ? '' : ', and changes over HTTP are refused until it is fixed'}`,
+              ),
             ),
-          (e) => log.warn({ file: roomsFile.path, code: e.code, err: e.message }, 'cannot watch the pipelines directory: rooms.json edited on disk applies at the next change over HTTP or restart'),
+          (e) =>
+            log.warn({ file: roomsFile.path, code: e.code, err: e.message }, `cannot watch the pipelines directory: rooms.json edited on disk applies ${roomsFile.readOnly ? 'at restart' : 'at the next change over HTTP or restart'}`),
         )
       : undefined;
   /**
@@ -867,34 +871,36 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    * engine's change: 500, nothing changed); then the other engines follow.
    */
   const changeRoom = (req: FastifyRequest<{ Params: { room: string } }>) =>
-    inTurn(async (): Promise<EngineResponse> => {
-      const room = req.params.room;
-      // Onto what the file holds now, as a single server does (core/rooms.ts).
-      if (roomsFile && !roomsFile.readOnly) await syncRoomsFromDisk();
-      const [first, ...others] = live();
-      if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
-      const res = await requestEngine(first.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
-      if (res.status >= 400) return res;
-      const bound = req.method === 'PUT' ? jsonOf<{ pipeline?: string }>(res)?.pipeline : undefined;
-      const before = rooms.get(room);
-      if (bound !== before && roomsFile) {
-        const next = new Map(rooms);
-        if (bound === undefined) next.delete(room);
-        else next.set(room, bound);
-        try {
-          await roomsFile.write(byRoom(next));
-          if (!roomsFile.readOnly) roomsOnDisk = byRoom(next);
-        } catch (e) {
-          const undo = before === undefined ? requestEngine(first.port, 'DELETE', bindingPath(room), ownHeaders()) : requestEngine(first.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(before));
-          await undo.catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));
-          throw e;
-        }
+    inTurn(() => (roomsFile ? roomsFile.locked(() => changeRoomNow(req)) : changeRoomNow(req)));
+  /** `changeRoom`'s change, in turn (and, with a bindings file, holding its lock). */
+  async function changeRoomNow(req: FastifyRequest<{ Params: { room: string } }>): Promise<EngineResponse> {
+    const room = req.params.room;
+    // Onto what the file holds now, as a single server does (core/rooms.ts).
+    if (roomsFile && !roomsFile.readOnly) await syncRoomsFromDisk();
+    const [first, ...others] = live();
+    if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
+    const res = await requestEngine(first.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
+    if (res.status >= 400) return res;
+    const bound = req.method === 'PUT' ? jsonOf<{ pipeline?: string }>(res)?.pipeline : undefined;
+    const before = rooms.get(room);
+    if (bound !== before && roomsFile) {
+      const next = new Map(rooms);
+      if (bound === undefined) next.delete(room);
+      else next.set(room, bound);
+      try {
+        await roomsFile.write(byRoom(next));
+        if (!roomsFile.readOnly) roomsOnDisk = byRoom(next);
+      } catch (e) {
+        const undo = before === undefined ? requestEngine(first.port, 'DELETE', bindingPath(room), ownHeaders()) : requestEngine(first.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(before));
+        await undo.catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));
+        throw e;
       }
-      if (bound === undefined) rooms.delete(room);
-      else rooms.set(room, bound);
-      await followOnOthers(others, req.method, req.url, forwardedHeaders(req), bodyOf(req));
-      return res;
-    });
+    }
+    if (bound === undefined) rooms.delete(room);
+    else rooms.set(room, bound);
+    await followOnOthers(others, req.method, req.url, forwardedHeaders(req), bodyOf(req));
+    return res;
+  }
   app.get('/rooms', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.get('/rooms/:room', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));
   app.put<{ Params: { room: string } }>('/rooms/:room', { bodyLimit: 4096 }, async (req, reply) => {

@@ -34,7 +34,7 @@ import { CoreMonitor, type ServerStats } from './monitoring.js';
 import { PeerRegistry, type PeerEntry, type PeerStatsSnapshot } from './peer-registry.js';
 import { PipelineChecks } from './pipeline-checks.js';
 import { ProcessorAttachments, type ProcessorScope } from './processor-attachment.js';
-import { RoomPipelines } from './rooms.js';
+import { RoomPipelines, type RoomChange } from './rooms.js';
 import { SessionGate } from './session-gate.js';
 import { SessionLifecycle, type SessionEvent, type SessionSlot, type StreamHandle, type StreamObservableLabel } from './session-lifecycle.js';
 import { guardSubscribers } from './subscriber-guard.js';
@@ -97,7 +97,7 @@ export class EarshotCore {
       },
       this.#admission,
     );
-    this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline, options.roomBindingsFile);
+    this.#rooms = new RoomPipelines(options.pipelines, options.defaultPipeline, options.roomBindingsFile, (changes) => this.#logRoomChanges(changes));
     this.#checks = new PipelineChecks(this.pool, this.processors);
     this.#attachments = new ProcessorAttachments(this.processors);
     this.streams$ = this.#guard(this.#streams$, { observable: 'streams$' });
@@ -229,14 +229,16 @@ export class EarshotCore {
     }
     const missing = await this.#rooms.load();
     for (const [room, pipeline] of Object.entries(missing)) this.#logMissingPipeline(room, pipeline);
-    if (bindingsFile && this.#options.watchRoomBindings !== false) {
-      this.#stopWatchingRooms = bindingsFile.watch(
-        () => void this.#reloadRoomBindings(),
-        (e) => this.#log.warn({ file: bindingsFile.path, code: e.code, err: e.message }, 'cannot watch the pipelines directory: rooms.json edited on disk applies at the next change over HTTP or restart'),
-      );
-    }
     await this.store.init();
     await this.pool.start();
+    // Once nothing of the start can fail any more, and once (a failed listen() may be tried again).
+    if (bindingsFile && this.#options.watchRoomBindings !== false && !this.#stopWatchingRooms) {
+      const applies = bindingsFile.readOnly ? 'at restart' : 'at the next change over HTTP or restart';
+      this.#stopWatchingRooms = bindingsFile.watch(
+        () => void this.#reloadRoomBindings(),
+        (e) => this.#log.warn({ file: bindingsFile.path, code: e.code, err: e.message }, `cannot watch the pipelines directory: rooms.json edited on disk applies ${applies}`),
+      );
+    }
     this.#monitor.start();
     this.#admission?.start();
   }
@@ -245,15 +247,20 @@ export class EarshotCore {
     this.#log.error({ room, pipeline, file: this.#rooms.file }, `room "${room}" is bound to pipeline "${pipeline}", which is not loaded: its streams get 404 until the pipeline is back or the room is bound again`);
   }
 
-  /** Applies what changed in the room bindings file on disk, saying what. */
+  #logRoomChanges(changes: RoomChange[]): void {
+    for (const change of changes) {
+      if (change.pipeline !== undefined && change.missing) this.#logMissingPipeline(change.room, change.pipeline);
+      else this.#log.info({ room: change.room, pipeline: change.pipeline ?? null, before: change.before ?? null, file: this.#rooms.file }, 'room binding changed on disk');
+    }
+  }
+
+  /** Applies what changed in the room bindings file on disk (`#logRoomChanges` says what). */
   async #reloadRoomBindings(): Promise<void> {
     try {
-      for (const change of await this.#rooms.reload()) {
-        if (change.pipeline !== undefined && change.missing) this.#logMissingPipeline(change.room, change.pipeline);
-        else this.#log.info({ room: change.room, pipeline: change.pipeline ?? null, before: change.before ?? null, file: this.#rooms.file }, 'room binding changed on disk');
-      }
+      await this.#rooms.reload();
     } catch (e) {
-      this.#log.error({ file: this.#rooms.file, err: (e as Error).message }, 'rooms.json changed on disk but cannot be read: the room bindings stay as they were, and changes over HTTP are refused until it is fixed');
+      const refused = this.#options.roomBindingsFile?.readOnly ? '' : ', and changes over HTTP are refused until it is fixed';
+      this.#log.error({ file: this.#rooms.file, err: (e as Error).message }, `rooms.json changed on disk but cannot be read: the room bindings stay as they were${refused}`);
     }
   }
 
@@ -440,6 +447,7 @@ export class EarshotCore {
   async shutdown(): Promise<void> {
     if (this.#gate.closed) return;
     this.#gate.close();
+    this.#stopWatchingRooms?.();
     await this.listeners.closeAll();
     const live = this.peers.live();
     await Promise.all(live.map((e) => this.#lifecycle.end(e, 'shutdown')));
@@ -459,7 +467,6 @@ export class EarshotCore {
     this.#closing$.next();
     this.#closing$.complete();
     this.#options.pipelines.close();
-    this.#stopWatchingRooms?.();
   }
 
   #sessionOptions(pipeline: Pipeline) {

@@ -14,7 +14,7 @@
  * the file is read and changes stay in memory.
  */
 import { constants, watch, type FSWatcher } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access, open, readFile, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errors } from '../errors.js';
 import { replaceFile } from '../pipeline/replace-file.js';
@@ -25,6 +25,10 @@ export const ROOM_BINDINGS_FILE = 'rooms.json';
 
 /** An editor's save is often several writes (truncate, write, rename): read once they settle. */
 const CHANGE_DEBOUNCE_MS = 100;
+/** How long a change waits for another server's lock on the file before it fails. */
+const LOCK_WAIT_MS = 5000;
+/** A lock older than this was left by a server that died holding it: taken over. */
+const LOCK_STALE_MS = 10_000;
 
 /** Bindings as an object in room order: what the file, `GET /rooms` and `roomBindings()` hold. */
 export function byRoom(bindings: ReadonlyMap<string, string>): Record<string, string> {
@@ -33,8 +37,10 @@ export function byRoom(bindings: ReadonlyMap<string, string>): Record<string, st
 
 /** The rooms whose binding differs between two readings of the file, with the later one's (`pipeline` undefined: unbound). */
 export function changedBetween(before: Record<string, string>, now: Record<string, string>): Array<{ room: string; pipeline: string | undefined }> {
+  // Own properties only: a room may be called "constructor" or "toString".
+  const of = (bindings: Record<string, string>, room: string) => (Object.hasOwn(bindings, room) ? bindings[room] : undefined);
   const rooms = new Set([...Object.keys(before), ...Object.keys(now)]);
-  return [...rooms].filter((room) => before[room] !== now[room]).map((room) => ({ room, pipeline: now[room] }));
+  return [...rooms].filter((room) => of(before, room) !== of(now, room)).map((room) => ({ room, pipeline: of(now, room) }));
 }
 
 export class RoomBindingsFile {
@@ -139,6 +145,43 @@ export class RoomBindingsFile {
       onError(e);
     });
     return stop;
+  }
+
+  /**
+   * Runs `task` (a reading of the file and the writing of a change) holding
+   * the lock on the file, so that two servers sharing the directory cannot
+   * both read it and then each write it without the other's change. The lock
+   * is a file of its own beside it (`.rooms.json.lock.tmp`, created only if
+   * absent, which the directory's watchers ignore); one older than 10 s was
+   * left by a server that died holding it and is taken over. Waits at most
+   * 5 s for another server's, then rejects with
+   * `EARSHOT_ROOM_BINDINGS_WRITE_FAILED`. `readOnly`: no lock.
+   */
+  async locked<T>(task: () => Promise<T>): Promise<T> {
+    if (this.readOnly) return task();
+    const lock = join(dirname(this.path), `.${basename(this.path)}.lock.tmp`);
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        await (await open(lock, 'wx')).close();
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST') throw errors.ROOM_BINDINGS_WRITE_FAILED(this.path, `its lock ${lock} cannot be made (${code ?? (e as Error).message})`);
+        const age = await stat(lock).then(
+          (s) => Date.now() - s.mtimeMs,
+          () => 0,
+        );
+        if (age > LOCK_STALE_MS) await unlink(lock).catch(() => undefined);
+        else if (Date.now() > deadline) throw errors.ROOM_BINDINGS_WRITE_FAILED(this.path, `another server has held its lock ${lock} for more than ${LOCK_WAIT_MS / 1000} s`);
+        else await new Promise((r) => setTimeout(r, 10 + Math.random() * 20));
+      }
+    }
+    try {
+      return await task();
+    } finally {
+      await unlink(lock).catch(() => undefined);
+    }
   }
 
   /**

@@ -26,6 +26,8 @@ export class RoomPipelines {
   readonly #defaultPipeline: string;
   readonly #bindings = new Map<string, string>();
   readonly #file: RoomBindingsFile | undefined;
+  /** Told of the bindings changed on disk, whichever reading found them (the watcher's, or one before a change). */
+  readonly #onChangedOnDisk: ((changes: RoomChange[]) => void) | undefined;
   /** The change in progress: the next waits for it. */
   #changing: Promise<unknown> = Promise.resolve();
   /** The bindings file's reading (`load`), once begun. */
@@ -38,10 +40,11 @@ export class RoomPipelines {
    */
   #onDisk: Record<string, string> = {};
 
-  constructor(pipelines: PipelineRegistry, defaultPipeline: string, file?: RoomBindingsFile) {
+  constructor(pipelines: PipelineRegistry, defaultPipeline: string, file?: RoomBindingsFile, onChangedOnDisk?: (changes: RoomChange[]) => void) {
     this.#pipelines = pipelines;
     this.#defaultPipeline = defaultPipeline;
     this.#file = file;
+    this.#onChangedOnDisk = onChangedOnDisk;
   }
 
   /** Where the bindings are kept, if anywhere but in memory. */
@@ -61,29 +64,34 @@ export class RoomPipelines {
       if (!this.#file) return {};
       const missing: Record<string, string> = {};
       // A change made before the file was read (none can be: each waits for this) would be newer.
-      for (const { room, pipeline } of await this.#sync()) if (pipeline !== undefined && !this.#pipelines.has(pipeline)) missing[room] = pipeline;
+      for (const { room, pipeline } of await this.#sync(false)) if (pipeline !== undefined && !this.#pipelines.has(pipeline)) missing[room] = pipeline;
       return missing;
     })();
     return this.#loaded;
   }
 
   /**
-   * Reads the bindings file again (it changed on disk: edited, or written by
-   * another server sharing the directory) and applies what changed in it
-   * since it was last read, in turn with the changes over HTTP. Resolves to
-   * those changes (`pipeline` undefined: unbound); a binding to a pipeline
-   * that is not loaded is kept, as at start. A file that is not room bindings
-   * rejects with `EARSHOT_ROOM_BINDINGS_INVALID` and changes nothing.
+   * Reads the bindings file again (it changed on disk: edited, written by
+   * another server sharing the directory, a new ConfigMap version) and
+   * applies what changed in it since it was last read, in turn with the
+   * changes over HTTP; `onChangedOnDisk` hears of them. A binding to a
+   * pipeline that is not loaded is kept, as at start. A file that is not room
+   * bindings rejects with `EARSHOT_ROOM_BINDINGS_INVALID` and changes nothing.
    */
-  reload(): Promise<RoomChange[]> {
-    return this.exclusive(async () => {
+  reload(): Promise<void> {
+    return this.#inTurn(async () => {
       await this.load();
-      return this.#sync();
+      await this.#sync(true);
     });
   }
 
-  /** Applies the file's changes since it was last read (see `#onDisk`). */
-  async #sync(): Promise<RoomChange[]> {
+  /** Whether the file is read before each change (it may change on disk under a writable directory's other writers). */
+  get #readBeforeChanges(): boolean {
+    return this.#file !== undefined && !this.#file.readOnly;
+  }
+
+  /** Applies the file's changes since it was last read (see `#onDisk`); `report`: to `onChangedOnDisk`. */
+  async #sync(report: boolean): Promise<RoomChange[]> {
     if (!this.#file) return [];
     const now = await this.#file.read();
     const changes: RoomChange[] = [];
@@ -94,6 +102,7 @@ export class RoomPipelines {
       if (before !== pipeline) changes.push({ room, pipeline, before, missing: pipeline !== undefined && !this.#pipelines.has(pipeline) });
     }
     this.#onDisk = now;
+    if (report && changes.length > 0) this.#onChangedOnDisk?.(changes);
     return changes;
   }
 
@@ -135,15 +144,11 @@ export class RoomPipelines {
    */
   #change(room: string, pipeline: string | undefined): Promise<boolean> {
     return this.exclusive(async (): Promise<boolean> => {
-      await this.load();
-      // Onto what the file holds now: an edit on disk the watcher has not applied yet (or cannot:
-      // no watch) is not undone by writing the bindings as they were.
-      if (this.#file && !this.#file.readOnly) await this.#sync();
       // 404 for an unknown name, asked in turn: a DELETE of the pipeline may have come first.
       if (pipeline !== undefined) this.#pipelines.get(pipeline);
       const had = this.#bindings.has(room);
       if (!had && pipeline === undefined) return false;
-      if (this.#file && !this.#file.readOnly) {
+      if (this.#file && this.#readBeforeChanges) {
         const next = this.#sorted(room, pipeline);
         await this.#file.write(next);
         this.#onDisk = next;
@@ -156,10 +161,28 @@ export class RoomPipelines {
 
   /**
    * Runs `task` once the binding changes before it are done, and the next
-   * wait for it: a pipeline's deletion runs here, so that a binding made
-   * meanwhile cannot name the pipeline it removes (each sees the other).
+   * wait for it, on the bindings as the file holds them then: a pipeline's
+   * deletion runs here, so that a binding made meanwhile cannot name the
+   * pipeline it removes (each sees the other), nor can one made on disk
+   * that the watcher has not applied yet. An edit the watcher has not applied
+   * yet (or cannot: no watch) is applied first, so a change never writes the
+   * bindings as they were before it. A file broken on disk rejects with
+   * `EARSHOT_ROOM_BINDINGS_INVALID` and `task` does not run. (A read-only
+   * file changes only with a new version, which the watcher applies.)
    */
   exclusive<T>(task: () => Promise<T>): Promise<T> {
+    return this.#inTurn(async () => {
+      await this.load();
+      if (!this.#readBeforeChanges) return task();
+      // Another server sharing the directory neither writes between this reading and this change's write.
+      return this.#file!.locked(async () => {
+        await this.#sync(true);
+        return task();
+      });
+    });
+  }
+
+  #inTurn<T>(task: () => Promise<T>): Promise<T> {
     const run = this.#changing.then(task, task);
     this.#changing = run.catch(() => undefined);
     return run;

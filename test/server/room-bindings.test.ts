@@ -26,6 +26,8 @@ const BUNDLED = join(import.meta.dirname, '..', '..', 'pipelines');
 const put = (url: string, room: string, pipeline: string) =>
   fetch(`${url}/rooms/${room}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline }) });
 const roomsOf = async (url: string) => ((await (await fetch(`${url}/rooms`)).json()) as { rooms: Record<string, string> }).rooms;
+/** Bindings ordered by room, as the server keeps and writes them. */
+const byName = (bindings: Record<string, string>) => Object.fromEntries(Object.entries(bindings).sort(([x], [y]) => x.localeCompare(y)));
 const fileOf = async (dir: string) => JSON.parse(await readFile(join(dir, 'rooms.json'), 'utf8')) as { rooms: Record<string, string> };
 
 let dir: string;
@@ -165,15 +167,35 @@ describe('room bindings on disk', () => {
     expect(await fileOf(dir)).toEqual({ rooms: {} });
   });
 
-  it('two servers sharing the directory keep each other\'s bindings, and each applies the other\'s', async () => {
+  it('two servers sharing the directory keep each other\'s bindings, made at the same moments, and each applies the other\'s', async () => {
     const [a, b] = [await start(), await start()];
-    expect((await put(a.url, 'pstn', 'telephony')).status).toBe(200);
-    expect((await put(b.url, 'shows', 'podcast')).status).toBe(200);
-    expect(await fileOf(dir)).toEqual({ rooms: { pstn: 'telephony', shows: 'podcast' } });
-    for (const t of [a, b]) await until('both bindings on each server', async () => (JSON.stringify(await roomsOf(t.url)) === JSON.stringify({ pstn: 'telephony', shows: 'podcast' }) ? true : undefined), 5000, 50);
-    expect((await fetch(`${a.url}/rooms/shows`, { method: 'DELETE' })).status).toBe(204);
-    expect((await fetch(`${b.url}/rooms/pstn`, { method: 'DELETE' })).status).toBe(204);
+    // 12 bindings on each, all at once: each server reads the file and writes it holding its lock, so none is lost.
+    const all: Record<string, string> = {};
+    const changes: Array<Promise<Response>> = [];
+    for (let i = 0; i < 12; i++) {
+      for (const [t, side] of [[a, 'a'], [b, 'b']] as const) {
+        all[`${side}${i}`] = i % 2 ? 'podcast' : 'telephony';
+        changes.push(put(t.url, `${side}${i}`, all[`${side}${i}`]));
+      }
+    }
+    for (const res of await Promise.all(changes)) expect(res.status).toBe(200);
+    expect(await fileOf(dir)).toEqual({ rooms: byName(all) });
+    for (const t of [a, b]) await until('every binding on each server', async () => (JSON.stringify(await roomsOf(t.url)) === JSON.stringify(byName(all)) ? true : undefined), 5000, 50);
+    expect(existsSync(join(dir, '.rooms.json.lock.tmp'))).toBe(false);
+    await Promise.all(Object.keys(all).map((room, i) => fetch(`${(i % 2 ? a : b).url}/rooms/${room}`, { method: 'DELETE' })));
     expect(await fileOf(dir)).toEqual({ rooms: {} });
+  });
+
+  it('a room named as a property every object has ("constructor") is unbound when the file no longer binds it', async () => {
+    const t = await start();
+    await writeFile(join(dir, 'rooms.json'), JSON.stringify({ rooms: { constructor: 'telephony' } }));
+    await until('the binding applied', async () => (((await roomsOf(t.url)) as Record<string, unknown>)['constructor'] === 'telephony' ? true : undefined), 5000, 50);
+    await writeFile(join(dir, 'rooms.json'), JSON.stringify({ rooms: {} }));
+    await until('the binding removed', async () => (Object.hasOwn(await roomsOf(t.url), 'constructor') ? undefined : true), 5000, 50);
+    // Its streams run the default pipeline again.
+    await sendAudio({ url: `${t.url}/whip/constructor/visitor`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.3, speed: FAST });
+    expect(((await (await fetch(`${t.url}/stats/visitor`)).json()) as { pipeline: string }).pipeline).toBe('default');
+    await rm(join(dir, 'rooms.json'));
   });
 
   it('a room bound to a pipeline that is no longer there keeps its binding: its streams get 404 naming it', async () => {
