@@ -54,7 +54,7 @@ import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
 import { listenerAccess } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
-import { byRoom, changedBetween, RoomBindingsFile } from '../core/room-bindings-file.js';
+import { byRoom, RoomBindingsFile } from '../core/room-bindings-file.js';
 import { packageRoot } from '../package-root.js';
 import { DownloadLinks } from '../server/download-links.js';
 import type { SessionEvent } from '../core/earshot-core.js';
@@ -305,9 +305,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const rooms = new Map<string, string>();
   const pipelinesDir = options.pipelinesDir ?? join(packageRoot(), 'pipelines');
   const roomsFile = options.cluster ? undefined : await RoomBindingsFile.of(pipelinesDir, { bundled: isBundledPipelinesDir(pipelinesDir), persist: options.persistRoomBindings });
-  /** What rooms.json held when last read or written: a change on disk is what differs from it (as core/rooms.ts). */
-  let roomsOnDisk: Record<string, string> = (await roomsFile?.read()) ?? {};
-  for (const [room, pipeline] of Object.entries(roomsOnDisk)) rooms.set(room, pipeline);
+  for (const { room, pipeline } of (await roomsFile?.changes()) ?? []) if (pipeline !== undefined) rooms.set(room, pipeline);
   /** The room change in progress (and an engine's catching up): the next waits for it. */
   let roomTurn: Promise<unknown> = Promise.resolve();
   const inTurn = <T>(task: () => Promise<T>): Promise<T> => {
@@ -838,16 +836,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    */
   async function syncRoomsFromDisk(): Promise<void> {
     if (!roomsFile) return;
-    const now = await roomsFile.read();
     let changed = false;
-    for (const { room, pipeline } of changedBetween(roomsOnDisk, now)) {
+    for (const { room, pipeline } of await roomsFile.changes()) {
       if (rooms.get(room) === pipeline) continue;
       if (pipeline === undefined) rooms.delete(room);
       else rooms.set(room, pipeline);
       changed = true;
       log.info({ room, pipeline: pipeline ?? null, file: roomsFile.path }, 'room binding changed on disk');
     }
-    roomsOnDisk = now;
     if (changed) for (const engine of live()) await catchUpRooms(engine);
   }
   const stopWatchingRooms =
@@ -889,7 +885,6 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       else next.set(room, bound);
       try {
         await roomsFile.write(byRoom(next));
-        if (!roomsFile.readOnly) roomsOnDisk = byRoom(next);
       } catch (e) {
         const undo = before === undefined ? requestEngine(first.port, 'DELETE', bindingPath(room), ownHeaders()) : requestEngine(first.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(before));
         await undo.catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));

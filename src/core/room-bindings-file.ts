@@ -35,8 +35,14 @@ export function byRoom(bindings: ReadonlyMap<string, string>): Record<string, st
   return Object.fromEntries([...bindings].sort(([a], [b]) => a.localeCompare(b)));
 }
 
-/** The rooms whose binding differs between two readings of the file, with the later one's (`pipeline` undefined: unbound). */
-export function changedBetween(before: Record<string, string>, now: Record<string, string>): Array<{ room: string; pipeline: string | undefined }> {
+/** A room whose binding differs from the file's last reading; `pipeline` undefined: unbound. */
+export interface RoomBindingChange {
+  room: string;
+  pipeline: string | undefined;
+}
+
+/** The rooms whose binding differs between two readings of the file, with the later one's. */
+function changedBetween(before: Record<string, string>, now: Record<string, string>): RoomBindingChange[] {
   // Own properties only: a room may be called "constructor" or "toString".
   const of = (bindings: Record<string, string>, room: string) => (Object.hasOwn(bindings, room) ? bindings[room] : undefined);
   const rooms = new Set([...Object.keys(before), ...Object.keys(now)]);
@@ -50,6 +56,13 @@ export class RoomBindingsFile {
    * Kubernetes ConfigMap's). Bindings changed over HTTP then live in memory.
    */
   readonly readOnly: boolean;
+  /**
+   * What the file held when `changes()` last read it or `write()` wrote it:
+   * a change on disk is what differs from it. Only that is applied, so that
+   * in a read-only directory the bindings changed over HTTP (kept in memory)
+   * stay unless the file changes those rooms.
+   */
+  #lastSeen: Record<string, string> = {};
 
   constructor(path: string, options: { readOnly?: boolean } = {}) {
     this.path = path;
@@ -185,6 +198,18 @@ export class RoomBindingsFile {
   }
 
   /**
+   * Reads the file and resolves to the rooms whose binding differs from what
+   * it held when last read here or written (at the first reading: every
+   * room it binds). Rejects as `read()` does, and then forgets nothing.
+   */
+  async changes(): Promise<RoomBindingChange[]> {
+    const now = await this.read();
+    const changed = changedBetween(this.#lastSeen, now);
+    this.#lastSeen = now;
+    return changed;
+  }
+
+  /**
    * Replaces the file with `bindings` (nothing, `readOnly`). Rejects with
    * `EARSHOT_ROOM_BINDINGS_WRITE_FAILED` (500), the file left as it was. The
    * caller makes one write at a time (RoomPipelines).
@@ -196,5 +221,6 @@ export class RoomBindingsFile {
     } catch (e) {
       throw errors.ROOM_BINDINGS_WRITE_FAILED(this.path, (e as NodeJS.ErrnoException).code ?? (e as Error).message);
     }
+    this.#lastSeen = { ...bindings };
   }
 }

@@ -8,7 +8,7 @@
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import type { PeerEntry } from './peer-registry.js';
-import { byRoom, changedBetween, type RoomBindingsFile } from './room-bindings-file.js';
+import { byRoom, type RoomBindingsFile } from './room-bindings-file.js';
 
 /** A room whose binding changed on disk. */
 export interface RoomChange {
@@ -32,13 +32,6 @@ export class RoomPipelines {
   #changing: Promise<unknown> = Promise.resolve();
   /** The bindings file's reading (`load`), once begun. */
   #loaded: Promise<Record<string, string>> | undefined;
-  /**
-   * What the file held when last read or written. A change on disk is what
-   * differs from it; only that is applied, so that in a read-only directory
-   * the bindings changed over HTTP (kept in memory) stay unless the file
-   * changes those rooms.
-   */
-  #onDisk: Record<string, string> = {};
 
   constructor(pipelines: PipelineRegistry, defaultPipeline: string, file?: RoomBindingsFile, onChangedOnDisk?: (changes: RoomChange[]) => void) {
     this.#pipelines = pipelines;
@@ -90,18 +83,16 @@ export class RoomPipelines {
     return this.#file !== undefined && !this.#file.readOnly;
   }
 
-  /** Applies the file's changes since it was last read (see `#onDisk`); `report`: to `onChangedOnDisk`. */
+  /** Applies the file's changes since it was last read or written (`RoomBindingsFile.changes`); `report`: to `onChangedOnDisk`. */
   async #sync(report: boolean): Promise<RoomChange[]> {
     if (!this.#file) return [];
-    const now = await this.#file.read();
     const changes: RoomChange[] = [];
-    for (const { room, pipeline } of changedBetween(this.#onDisk, now)) {
+    for (const { room, pipeline } of await this.#file.changes()) {
       const before = this.#bindings.get(room);
       if (pipeline === undefined) this.#bindings.delete(room);
       else this.#bindings.set(room, pipeline);
       if (before !== pipeline) changes.push({ room, pipeline, before, missing: pipeline !== undefined && !this.#pipelines.has(pipeline) });
     }
-    this.#onDisk = now;
     if (report && changes.length > 0) this.#onChangedOnDisk?.(changes);
     return changes;
   }
@@ -148,11 +139,7 @@ export class RoomPipelines {
       if (pipeline !== undefined) this.#pipelines.get(pipeline);
       const had = this.#bindings.has(room);
       if (!had && pipeline === undefined) return false;
-      if (this.#file && this.#readBeforeChanges) {
-        const next = this.#sorted(room, pipeline);
-        await this.#file.write(next);
-        this.#onDisk = next;
-      }
+      if (this.#file && this.#readBeforeChanges) await this.#file.write(this.#sorted(room, pipeline));
       if (pipeline === undefined) this.#bindings.delete(room);
       else this.#bindings.set(room, pipeline);
       return had;
