@@ -77,3 +77,15 @@ export function fmt({ format = 1, channels = 1, rate = 48000, bits = 16, blockAl
   }
   return chunk('fmt ', b, bigEndian);
 }
+
+/** `length` bytes of the file at `path` from `position`: a header or a stretch of a file too large to read whole (past 2 GiB). */
+export async function fileBytes(path: string, position: number, length: number): Promise<Buffer> {
+  const file = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    await file.read(b, 0, length, position);
+    return b;
+  } finally {
+    await file.close();
+  }
+}

@@ -4,7 +4,7 @@
  * start says why, and the naming rule is one function shared with pipeline
  * validation. The preflight for `required` recording: recording-preflight.test.ts.
  */
-import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
@@ -16,6 +16,7 @@ import { RecordSink } from '../../src/sinks/record-sink.js';
 import type { RecordingInfo } from '../../src/sinks/recorder.js';
 import { recordingBaseName, recordingNameProblem } from '../../src/sinks/recording-names.js';
 import { RecordingsStore } from '../../src/sinks/recordings-store.js';
+import { fileBytes } from '../helpers/wav-files.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -253,18 +254,12 @@ describe('a WAV recording past the 4 GiB a RIFF file can hold', () => {
     const [name] = await readdir(dir);
     expect(await store.describe(name)).toMatchObject({ format: 'wav', bytes: 80 + frames * 2, sampleRate: 48000, channels: 1, seconds: frames / 48000 });
     // The file: RF64, its sizes in ds64, and both tone frames at its end, the second all past 4 GiB.
-    const fh = await open(join(dir, name), 'r');
-    try {
-      expect((await fh.stat()).size).toBe(80 + frames * 2);
-      const header = Buffer.alloc(80);
-      await fh.read(header, 0, 80, 0);
-      expect([header.toString('ascii', 0, 4), header.toString('ascii', 12, 16), header.readBigUInt64LE(28), header.readUInt32LE(76)]).toEqual(['RF64', 'ds64', BigInt(frames * 2), 0xffffffff]);
-      const tail = Buffer.alloc(1920 * 2);
-      await fh.read(tail, 0, tail.length, 80 + crossing * 2);
-      const expected = [...tone(crossing).data, ...tone(crossing + 960).data];
-      for (let i = 0; i < 1920; i++) expect(Math.abs(tail.readInt16LE(2 * i) / 32768 - expected[i])).toBeLessThan(1e-4);
-    } finally {
-      await fh.close();
-    }
+    const path = join(dir, name);
+    expect((await stat(path)).size).toBe(80 + frames * 2);
+    const header = await fileBytes(path, 0, 80);
+    expect([header.toString('ascii', 0, 4), header.toString('ascii', 12, 16), header.readBigUInt64LE(28), header.readUInt32LE(76)]).toEqual(['RF64', 'ds64', BigInt(frames * 2), 0xffffffff]);
+    const tail = await fileBytes(path, 80 + crossing * 2, 1920 * 2);
+    const expected = [...tone(crossing).data, ...tone(crossing + 960).data];
+    for (let i = 0; i < 1920; i++) expect(Math.abs(tail.readInt16LE(2 * i) / 32768 - expected[i])).toBeLessThan(1e-4);
   });
 });

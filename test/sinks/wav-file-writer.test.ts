@@ -13,6 +13,7 @@ import { openWav } from '../../src/client/wav-source.js';
 import { ChunkPool } from '../../src/sinks/chunk-pool.js';
 import type { AudioFrame } from '../../src/media/frames.js';
 import { until } from '../helpers/until.js';
+import { fileBytes } from '../helpers/wav-files.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -383,13 +384,7 @@ describe('a WAV recording past 4 GiB', () => {
     expect([start.toString('ascii', 0, 4), start.toString('ascii', 12, 16), start.readUInt32LE(16)]).toEqual(['RIFF', 'JUNK', 28]);
     // The most sample frames a RIFF size allows: 3.1 hours, extended over (a hole), not written.
     const riffFrames = Math.floor((0xffffffff - (94 - 8)) / 8);
-    const headerOnDisk = async () => {
-      const fh = await open(path, 'r');
-      const b = Buffer.alloc(94);
-      await fh.read(b, 0, 94, 0);
-      await fh.close();
-      return b;
-    };
+    const headerOnDisk = () => fileBytes(path, 0, 94);
     w.appendSilence(riffFrames - 10);
     // The periodic rewrite while it is still under the limit: a RIFF header for what is on disk.
     await until('a header for the silence', async () => ((await headerOnDisk()).readUInt32LE(90) === (riffFrames - 10) * 8 ? true : undefined), 5000, 20);
@@ -407,23 +402,16 @@ describe('a WAV recording past 4 GiB', () => {
     expect(w.dataBytesWritten).toBe(dataBytes);
     expect(dataBytes).toBeGreaterThan(0xffffffff);
     expect((await stat(path)).size).toBe(94 + dataBytes);
-    const fh = await open(path, 'r');
-    try {
-      const header = Buffer.alloc(94);
-      await fh.read(header, 0, 94, 0);
-      expect([header.toString('ascii', 0, 4), header.readUInt32LE(4), header.toString('ascii', 8, 16), header.readUInt32LE(16)]).toEqual(['RF64', 0xffffffff, 'WAVEds64', 28]);
-      // ds64: RIFF size, data size, sample count (64 bits each), no table.
-      expect([header.readBigUInt64LE(20), header.readBigUInt64LE(28), header.readBigUInt64LE(36), header.readUInt32LE(44)]).toEqual([BigInt(86 + dataBytes), BigInt(dataBytes), BigInt(frames), 0]);
-      // fact's and data's 32-bit sizes say "see ds64".
-      expect([header.toString('ascii', 74, 78), header.readUInt32LE(82), header.toString('ascii', 86, 90), header.readUInt32LE(90)]).toEqual(['fact', 0xffffffff, 'data', 0xffffffff]);
-      const tail = Buffer.alloc(8 * (1 + 30 + 1000 + 5));
-      await fh.read(tail, 0, tail.length, 94 + (riffFrames - 11) * 8);
-      const samples = Array.from(new Float32Array(tail.buffer, tail.byteOffset, tail.length / 4));
-      // One frame of the silence, the 30 frames of 0.5 (the 20 past 4 GiB too), the silence, the last 5.
-      expect(samples).toEqual([0, 0, ...Array(60).fill(0.5), ...Array(2000).fill(0), ...Array(10).fill(-0.25)]);
-    } finally {
-      await fh.close();
-    }
+    const header = await fileBytes(path, 0, 94);
+    expect([header.toString('ascii', 0, 4), header.readUInt32LE(4), header.toString('ascii', 8, 16), header.readUInt32LE(16)]).toEqual(['RF64', 0xffffffff, 'WAVEds64', 28]);
+    // ds64: RIFF size, data size, sample count (64 bits each), no table.
+    expect([header.readBigUInt64LE(20), header.readBigUInt64LE(28), header.readBigUInt64LE(36), header.readUInt32LE(44)]).toEqual([BigInt(86 + dataBytes), BigInt(dataBytes), BigInt(frames), 0]);
+    // fact's and data's 32-bit sizes say "see ds64".
+    expect([header.toString('ascii', 74, 78), header.readUInt32LE(82), header.toString('ascii', 86, 90), header.readUInt32LE(90)]).toEqual(['fact', 0xffffffff, 'data', 0xffffffff]);
+    const tail = await fileBytes(path, 94 + (riffFrames - 11) * 8, 8 * (1 + 30 + 1000 + 5));
+    const samples = Array.from(new Float32Array(tail.buffer, tail.byteOffset, tail.length / 4));
+    // One frame of the silence, the 30 frames of 0.5 (the 20 past 4 GiB too), the silence, the last 5.
+    expect(samples).toEqual([0, 0, ...Array(60).fill(0.5), ...Array(2000).fill(0), ...Array(10).fill(-0.25)]);
     // Read as a WAV file by earshot's reader (the one earshot send uses), which follows ds64. (sox reads it
     // too, but takes ~40 s to count 4 GiB of samples.)
     expect((await openWav(path)).frames).toBe(frames);

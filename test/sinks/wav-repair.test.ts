@@ -5,7 +5,7 @@
  * of it, cut to whole sample frames, and leaves a finalized file as it is.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WavFileWriter } from '../../src/sinks/wav-file-writer.js';
 import { repairWavHeader } from '../../src/sinks/wav-repair.js';
 import { openWav } from '../../src/client/wav-source.js';
-import { sparseWav } from '../helpers/wav-files.js';
+import { fileBytes, sparseWav } from '../helpers/wav-files.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -92,15 +92,10 @@ describe('repairWavHeader', () => {
     await w.close();
     // The writer killed after writing past 4 GiB and before its next header: the data stands on disk
     // (here a hole, zeros), the header still a RIFF one for 0.1 s.
-    const fh = await open(path, 'r+');
     const past = 2 ** 32 + 9600; // whole 2-byte frames
-    await fh.truncate(80 + past + 1); // and half a sample frame
-    await fh.close();
+    await truncate(path, 80 + past + 1); // and half a sample frame
     expect(await repairWavHeader(path)).toEqual({ dataBytes: past, previousDataBytes: 9600, bytes: 80 + past, seconds: past / 96000 });
-    const header = Buffer.alloc(80);
-    const check = await open(path, 'r');
-    await check.read(header, 0, 80, 0);
-    await check.close();
+    const header = await fileBytes(path, 0, 80);
     expect([header.toString('ascii', 0, 4), header.readUInt32LE(4), header.toString('ascii', 12, 16), header.readUInt32LE(16)]).toEqual(['RF64', 0xffffffff, 'ds64', 28]);
     expect([header.readBigUInt64LE(20), header.readBigUInt64LE(28), header.readBigUInt64LE(36), header.readUInt32LE(76)]).toEqual([BigInt(72 + past), BigInt(past), BigInt(past / 2), 0xffffffff]);
     expect((await stat(path)).size).toBe(80 + past);
@@ -119,10 +114,7 @@ describe('repairWavHeader', () => {
     const past = 2 ** 32 + 8 * 1000; // whole 8-byte frames
     await truncate(path, 94 + past + 5);
     expect(await repairWavHeader(path)).toMatchObject({ dataBytes: past, previousDataBytes: 38400, bytes: 94 + past });
-    const fh = await open(path, 'r');
-    const header = Buffer.alloc(94);
-    await fh.read(header, 0, 94, 0);
-    await fh.close();
+    const header = await fileBytes(path, 0, 94);
     expect([header.toString('ascii', 0, 4), header.toString('ascii', 12, 16), header.readBigUInt64LE(28), header.readBigUInt64LE(36)]).toEqual(['RF64', 'ds64', BigInt(past), BigInt(past / 8)]);
     expect([header.toString('ascii', 74, 78), header.readUInt32LE(82), header.readUInt32LE(90)]).toEqual(['fact', 0xffffffff, 0xffffffff]);
     expect((await openWav(path)).frames).toBe(past / 8);
@@ -132,16 +124,9 @@ describe('repairWavHeader', () => {
     const path = join(dir, 'plain.wav');
     await sparseWav(path, 9600);
     await truncate(path, 44 + 0xffffffff + 9600);
-    const head = async () => {
-      const fh = await open(path, 'r');
-      const b = Buffer.alloc(44);
-      await fh.read(b, 0, 44, 0);
-      await fh.close();
-      return b;
-    };
-    const before = await head();
+    const before = await fileBytes(path, 0, 44);
     expect(await repairWavHeader(path)).toBeUndefined();
-    expect(await head()).toEqual(before);
+    expect(await fileBytes(path, 0, 44)).toEqual(before);
     expect((await stat(path)).size).toBe(44 + 0xffffffff + 9600);
   });
 
