@@ -814,19 +814,22 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
     return versions;
   }
-  const bindingPath = (room: string) => `/rooms/${encodeURIComponent(room)}`;
-  const bindingBody = (pipeline: string) => Buffer.from(JSON.stringify({ pipeline }));
-  /** Makes the engine's bindings the machine's: those it lacks or has otherwise are put, those it has besides deleted. */
+  /** Rooms bound to a pipeline the engines have not loaded, as last logged (room → pipeline): each is logged once. */
+  const missingLogged = new Map<string, string>();
+  /**
+   * Makes the engine's bindings the machine's, kept as they are: one bound to
+   * a pipeline the engine has not loaded (an edit of rooms.json) is kept too,
+   * and its room's streams get 404 naming the pipeline, as on a single server.
+   */
   async function catchUpRooms(engine: EngineProcess): Promise<void> {
     if (engine.state !== 'up') return;
-    const res = await requestEngine(engine.port, 'GET', '/rooms', ownHeaders());
-    const has = jsonOf<{ rooms?: Record<string, string> }>(res)?.rooms ?? {};
-    for (const room of Object.keys(has)) if (!rooms.has(room)) await requestEngine(engine.port, 'DELETE', bindingPath(room), ownHeaders());
-    for (const [room, pipeline] of rooms) {
-      if (has[room] === pipeline) continue;
-      const put = await requestEngine(engine.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(pipeline));
-      if (put.status >= 400) log.error({ engine: engine.slot, room, pipeline, status: put.status }, 'engine refused a room binding the others have');
+    const missing = await engine.setRooms(Object.fromEntries(rooms));
+    for (const [room, pipeline] of Object.entries(missing)) {
+      if (missingLogged.get(room) === pipeline) continue;
+      missingLogged.set(room, pipeline);
+      log.error({ room, pipeline, file: roomsFile?.path }, `room "${room}" is bound to pipeline "${pipeline}", which is not loaded: its streams get 404 until the pipeline is back or the room is bound again`);
     }
+    for (const room of [...missingLogged.keys()]) if (!Object.hasOwn(missing, room)) missingLogged.delete(room);
   }
   /**
    * Applies what changed in rooms.json on disk since it was last read (an
@@ -886,8 +889,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       try {
         await roomsFile.write(byRoom(next));
       } catch (e) {
-        const undo = before === undefined ? requestEngine(first.port, 'DELETE', bindingPath(room), ownHeaders()) : requestEngine(first.port, 'PUT', bindingPath(room), ownHeaders(), bindingBody(before));
-        await undo.catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));
+        // The machine's bindings, still as they were: a binding to a pipeline not loaded is put back too.
+        await first.setRooms(Object.fromEntries(rooms)).catch((err: unknown) => log.error({ engine: first.slot, room, err: (err as Error).message }, 'room binding not undone on an engine'));
         throw e;
       }
     }

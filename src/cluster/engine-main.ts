@@ -68,6 +68,7 @@ process.on('message', (message: FrontMessage) => {
       break;
     case 'call':
       if (!server) send({ t: 'result', id: message.id, error: 'engine not started' });
+      else if (message.method === 'rooms') send({ t: 'result', id: message.id, value: { missing: server.core.restoreRoomBindings(message.rooms) } });
       else send({ t: 'result', id: message.id, value: { server: server.core.stats(), peers: server.core.peers.snapshots() } });
       break;
     case 'end':

@@ -7,7 +7,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { EarshotError, errors } from '../errors.js';
-import type { EngineMessage, EngineReport, EngineServerOptions, EngineStats, FrontMessage } from './engine-protocol.js';
+import type { EngineMessage, EngineReport, EngineServerOptions, EngineStats, FrontMessage, RoomsResult } from './engine-protocol.js';
 
 export type EngineState = 'starting' | 'up' | 'stopping' | 'exited';
 
@@ -26,7 +26,7 @@ export interface EngineEvents {
   onExit(engine: EngineProcess, exit: EngineExit): void;
 }
 
-/** How long a statistics call may take before it counts as failed, ms. */
+/** How long a call (statistics, room bindings) may take before it counts as failed, ms. */
 const CALL_TIMEOUT_MS = 5000;
 
 /** The engine's entry module: the compiled one, or the TypeScript source (with tsx) when running from src/. */
@@ -57,7 +57,7 @@ export class EngineProcess {
   lastExit: EngineExit | undefined;
   readonly #events: EngineEvents;
   #child: ChildProcess | undefined;
-  readonly #calls = new Map<number, { resolve(v: EngineStats): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  readonly #calls = new Map<number, { resolve(v: EngineStats | RoomsResult): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   #nextCall = 1;
   #exited: Promise<void> = Promise.resolve();
 
@@ -147,6 +147,19 @@ export class EngineProcess {
 
   /** `{ server, peers }` from the engine, as its own `GET /stats` would answer. */
   stats(): Promise<EngineStats> {
+    return this.#call({ method: 'stats' }) as Promise<EngineStats>;
+  }
+
+  /**
+   * Makes the engine's room bindings exactly `rooms` (see the `rooms` call in
+   * engine-protocol.ts); resolves to those whose pipeline it has not loaded.
+   */
+  async setRooms(rooms: Record<string, string>): Promise<Record<string, string>> {
+    return ((await this.#call({ method: 'rooms', rooms })) as RoomsResult).missing;
+  }
+
+  /** Sends a call and resolves with the engine's answer; rejects if it is not up, exits, or does not answer in time. */
+  #call(call: { method: 'stats' } | { method: 'rooms'; rooms: Record<string, string> }): Promise<EngineStats | RoomsResult> {
     const child = this.#child;
     if (this.state !== 'up' || !child?.connected) return Promise.reject(new Error(`engine ${this.slot} is not up`));
     const id = this.#nextCall++;
@@ -156,7 +169,7 @@ export class EngineProcess {
         reject(new Error(`engine ${this.slot} did not answer within ${CALL_TIMEOUT_MS} ms`));
       }, CALL_TIMEOUT_MS);
       this.#calls.set(id, { resolve, reject, timer });
-      child.send({ t: 'call', id, method: 'stats' } satisfies FrontMessage, (err) => {
+      child.send({ t: 'call', id, ...call } satisfies FrontMessage, (err) => {
         if (!err) return;
         clearTimeout(timer);
         this.#calls.delete(id);

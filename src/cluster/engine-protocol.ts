@@ -52,6 +52,13 @@ export type FrontMessage =
       previousPipelines?: Record<string, unknown>;
     }
   | { t: 'call'; id: number; method: 'stats' }
+  /**
+   * The machine's room bindings as a whole: the engine's become exactly these,
+   * kept as they are (as at start), a binding to a pipeline it has not loaded
+   * included (its room's streams then get 404 naming it, as on a single
+   * server). Answered with the rooms whose pipeline is not loaded (`RoomsResult`).
+   */
+  | { t: 'call'; id: number; method: 'rooms'; rooms: Record<string, string> }
   /** End one session (a cluster node that rejoins Redis ends the sessions whose peer was placed again on another node). */
   | { t: 'end'; session: string; reason: 'replaced' }
   | { t: 'shutdown' };
@@ -81,6 +88,11 @@ export interface EngineStats {
   peers: PeerStatsSnapshot[];
 }
 
+/** An engine's answer to the room bindings it was given: those whose pipeline it has not loaded, room → pipeline. */
+export interface RoomsResult {
+  missing: Record<string, string>;
+}
+
 /** Engine → front. */
 export type EngineMessage =
   | { t: 'ready'; port: number; threads: number }
@@ -95,4 +107,4 @@ export type EngineMessage =
   /** The live peers' statistics, every `PEERS_REPORT_INTERVAL_MS` while there are any. */
   | { t: 'peers'; peers: PeerStatsSnapshot[] }
   | { t: 'processor'; event: ProcessorEvent }
-  | { t: 'result'; id: number; value?: EngineStats; error?: string };
+  | { t: 'result'; id: number; value?: EngineStats | RoomsResult; error?: string };

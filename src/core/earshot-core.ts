@@ -184,13 +184,14 @@ export class EarshotCore {
   }
 
   /**
-   * Sets room bindings made elsewhere (the bindings of an engine process's
-   * machine, given to it when it restarts), in memory only: not checked
-   * against the pipelines (a room bound to one that is not loaded gets 404,
-   * as a bindings file's) and not written to the bindings file.
+   * Makes the room bindings exactly those made elsewhere (an engine process's
+   * machine's, given to it at start and whenever they change), in memory
+   * only: not checked against the pipelines (a room bound to one that is not
+   * loaded gets 404, as a bindings file's) and not written to the bindings
+   * file. Returns the bindings whose pipeline is not loaded, room → pipeline.
    */
-  restoreRoomBindings(bindings: Record<string, string>): void {
-    this.#rooms.restore(bindings);
+  restoreRoomBindings(bindings: Record<string, string>): Record<string, string> {
+    return this.#rooms.restore(bindings);
   }
 
   /** Room → pipeline bindings. */

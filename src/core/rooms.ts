@@ -98,11 +98,19 @@ export class RoomPipelines {
   }
 
   /**
-   * Sets bindings as they were elsewhere (a restarted engine process gets its
-   * machine's), in memory only and unchecked, like `load`'s.
+   * Makes the bindings exactly these, as they are elsewhere (an engine process
+   * gets its machine's: at start, and whenever they change), in memory only
+   * and unchecked, like `load`'s. Returns those whose pipeline is not loaded:
+   * they are kept, and their rooms' streams get 404 naming it.
    */
-  restore(bindings: Record<string, string>): void {
-    for (const [room, pipeline] of Object.entries(bindings)) this.#bindings.set(room, pipeline);
+  restore(bindings: Record<string, string>): Record<string, string> {
+    this.#bindings.clear();
+    const missing: Record<string, string> = {};
+    for (const [room, pipeline] of Object.entries(bindings)) {
+      this.#bindings.set(room, pipeline);
+      if (!this.#pipelines.has(pipeline)) missing[room] = pipeline;
+    }
+    return missing;
   }
 
   get defaultPipeline(): string {

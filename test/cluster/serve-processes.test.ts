@@ -18,6 +18,8 @@ import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { startCli, type CliServer } from './cli-server.js';
 import { listen } from '../helpers/listening.js';
 import { audioSocket } from '../helpers/audio-socket.js';
+import { chromeLikeOffer } from '../helpers/offers.js';
+import { expectProblem } from '../helpers/problems.js';
 import { expectToneHeardThrough } from '../helpers/hearing.js';
 
 const tone = fixturePath('tone-1k-48k.wav');
@@ -384,6 +386,28 @@ describe('earshot serve --processes 2', () => {
     expect(await rooms()).toMatchObject({ e1: 'telephony', e2: 'telephony', e3: 'telephony' });
     for (const room of ['e1', 'e2', 'e3']) expect((await fetch(`${s.url}/rooms/${room}`, { method: 'DELETE' })).status).toBe(204);
     expect(Object.keys(await rooms()).filter((r) => r.startsWith('e'))).toEqual([]);
+  });
+
+  it('keeps a room bound on disk to a pipeline no engine has, as one process does: its streams get 404 naming it on either engine', async () => {
+    const file = join(s.pipelinesDir, 'rooms.json');
+    const rooms = async () => (JSON.parse(await readFile(file, 'utf8').catch(() => '{"rooms": {}}')) as { rooms: Record<string, string> }).rooms;
+    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), m1: 'deleted-by-hand' } }));
+    await until('the edit applied', async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms.m1 === 'deleted-by-hand' ? true : undefined), 10_000);
+    // Offers answered at the same time go to both engines (each counts the other's offer in progress).
+    const offer = (peer: string) => fetch(`${s.url}/whip/m1/${peer}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: chromeLikeOffer() });
+    for (const res of await Promise.all(['l1', 'l2', 'l3', 'l4'].map(offer))) {
+      const problem = await expectProblem(res, { status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });
+      expect(problem.detail).toContain('deleted-by-hand');
+    }
+    // Bound again on disk to a pipeline they have: both engines run it.
+    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), m1: 'telephony' } }));
+    await until('the second edit applied', async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms.m1 === 'telephony' ? true : undefined), 10_000);
+    const results = await sendMany(4, { url: `${s.url}/whip/m1/w`, source: tone, seconds: 0.5 });
+    expect(results.filter((r) => 'error' in r)).toEqual([]);
+    const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`w-${k}`)));
+    expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
+    expect(stats.map((p) => p.pipeline)).toEqual(['telephony', 'telephony', 'telephony', 'telephony']);
+    expect((await fetch(`${s.url}/rooms/m1`, { method: 'DELETE' })).status).toBe(204);
   });
 
   it('restarts an engine killed while pipeline files are broken on disk: it runs the version the other engine runs', async () => {
