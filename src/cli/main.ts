@@ -9,6 +9,7 @@ import { registerSendCommand } from './send-command.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerValidateCommand } from './validate-command.js';
 import { registerPipelinesCommand } from './pipelines-command.js';
+import { unknownCommandMessage } from './unknown-command.js';
 
 const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -35,5 +36,8 @@ program.hook('preAction', (_program, command) => {
     process.exit(process.exitCode ?? 0);
   });
 });
+
+const unknown = unknownCommandMessage(process.argv.slice(2), program.commands.map((c) => c.name()));
+if (unknown) program.error(`error: ${unknown}`, { code: 'commander.unknownCommand', exitCode: 1 });
 
 await program.parseAsync(process.argv);
