@@ -79,6 +79,9 @@ function withStatus<A extends unknown[]>(factory: ErrorFactory<A>): ErrorFactory
   });
 }
 
+/** What `EARSHOT_WAV_UNREADABLE` advises unless the reason comes with advice of its own. */
+const WAV_ADVICE = 'Give a WAV file of PCM, float, A-law, µ-law or mono IMA ADPCM audio (convert others, e.g. `sox in.mp3 out.wav`).';
+
 export const errors = {
   UNSUPPORTED_MEDIA_TYPE: define('EARSHOT_UNSUPPORTED_MEDIA_TYPE', 415, 'Unsupported media type',
     (got: string | undefined, want: string) => `Content-Type must be ${want}, got ${got ? `"${got}"` : 'none'}`),
@@ -87,7 +90,10 @@ export const errors = {
   SDP_TOO_COMPLEX: define('EARSHOT_SDP_TOO_COMPLEX', 400, 'SDP offer too complex',
     (sections: number, limit: number) => `The offer has ${sections} media sections (m= lines); earshot accepts at most ${limit} per offer and receives one Opus audio section (the others are answered as rejected). Offer fewer sections.`),
   NO_OPUS_AUDIO: define('EARSHOT_NO_OPUS_AUDIO', 422, 'No Opus audio in offer',
-    (why: string) => `The offer has no audio section earshot can receive: ${why}. Offer an audio m-line with opus/48000/2 and direction sendonly or sendrecv (RFC 7587).`),
+    (why: string, listener = false) =>
+      listener
+        ? `The offer has no audio section earshot can send to: ${why}. A listener (WHEP) offers an audio m-line with opus/48000/2 and direction recvonly or sendrecv (RFC 7587).`
+        : `The offer has no audio section earshot can receive: ${why}. Offer an audio m-line with opus/48000/2 and direction sendonly or sendrecv (RFC 7587).`),
   NEGOTIATION_FAILED: define('EARSHOT_NEGOTIATION_FAILED', 422, 'WebRTC negotiation failed',
     (why: string) => `The offer could not be answered: ${why}`),
   SESSION_NOT_FOUND: define('EARSHOT_SESSION_NOT_FOUND', 404, 'Unknown WHIP session',
@@ -270,7 +276,7 @@ export const errors = {
     (branch) => ({ branch })),
   // `sendAudio` / `earshot send` (src/client/): the input file.
   WAV_UNREADABLE: define('EARSHOT_WAV_UNREADABLE', 400, 'Unreadable WAV file',
-    (file: string, why: string) => `Cannot use ${file}: ${why}. Give a PCM or float WAV file (convert others with e.g. "sox in.mp3 out.wav").`),
+    (file: string, why: string, advice = WAV_ADVICE) => `Cannot use ${file}: ${why}.${advice ? ` ${advice}` : ''}`),
   // The file was usable when opened, but reading its audio failed later: it was truncated or replaced while being sent, or
   // the disk failed. What had been sent stays sent; the send stops with this error and its session is ended.
   WAV_READ_FAILED: define('EARSHOT_WAV_READ_FAILED', 500, 'WAV file read failed',

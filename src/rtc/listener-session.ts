@@ -100,7 +100,7 @@ export class ListenerSession {
    * limits: an offer that can never be accepted must not be told to retry.
    */
   static prepareOffer(sdp: string): PreparedPlayerOffer {
-    const parsed = parseOffer(sdp);
+    const parsed = parseOffer(sdp, 'receive');
     const summary = summarizeOffer(parsed, 'receive');
     // As WHIP checks it: without these werift answered 201 and the listener could never connect.
     requireTransport(parsed, parsed.sections[summary.audioIndex]);
@@ -125,7 +125,7 @@ export class ListenerSession {
       await pc.setLocalDescription(answer);
       await iceGatheringComplete(pc);
       const local = pc.localDescription?.sdp;
-      if (!local || !/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2');
+      if (!local || !/^m=audio [1-9]/m.test(local)) throw errors.NO_OPUS_AUDIO('no offered audio codec matched opus/48000/2', true);
       requireCandidates(local);
       // The Opus lines say what this sender does (sprop-stereo for a stereo branch), not what werift
       // copied from the offer (the player's useinbandfec, minptime, transport-cc feedback).

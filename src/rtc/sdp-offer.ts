@@ -68,9 +68,11 @@ const RTPMAP = /^a=rtpmap:(\S+) ([^\s/]+)\/(\d+)(?:\/(\S+))?$/;
  * Splits an offer into sections and checks what earshot relies on: size,
  * `v=0` / `o=`, line syntax, the media-section limit, m= lines, payload types
  * (0–127 in m= lines, `a=rtpmap`, `a=fmtp`, `a=rtcp-fb`) and unique mids.
- * Throws `EARSHOT_SDP_INVALID` or `EARSHOT_SDP_TOO_COMPLEX` (both 400).
+ * Throws `EARSHOT_SDP_INVALID` or `EARSHOT_SDP_TOO_COMPLEX` (both 400), and
+ * `EARSHOT_NO_OPUS_AUDIO` (422) for an offer without media sections, whose
+ * advice fits `direction` (as in `summarizeOffer`).
  */
-export function parseOffer(sdp: string): ParsedOffer {
+export function parseOffer(sdp: string, direction: 'send' | 'receive' = 'send'): ParsedOffer {
   if (sdp.length === 0) throw errors.SDP_INVALID('the body is empty');
   const bytes = Buffer.byteLength(sdp);
   if (bytes > MAX_SDP_BYTES) throw errors.SDP_INVALID(`it is ${bytes} bytes; the limit is ${MAX_SDP_BYTES}`);
@@ -94,7 +96,7 @@ export function parseOffer(sdp: string): ParsedOffer {
       sections.push(mediaSection(sections.length, current));
     } else current.push(line);
   }
-  if (sections.length === 0) throw errors.NO_OPUS_AUDIO('it has no media sections (m= lines)');
+  if (sections.length === 0) throw errors.NO_OPUS_AUDIO('it has no media sections (m= lines)', direction === 'receive');
 
   checkRtpmaps(session, 'the session part');
   const mids = new Set<string>();
@@ -151,7 +153,7 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
     const fmtp = s.lines.find((l) => l.startsWith(`a=fmtp:${pt} `)) ?? '';
     return { opusPayloadType: pt, stereo: /(?:^|[;\s])stereo=1/.test(fmtp.slice(fmtp.indexOf(' '))), audioIndex: i };
   }
-  throw errors.NO_OPUS_AUDIO(reasons.length ? listWithMore(reasons, 4, '; ') : 'it has only non-audio sections');
+  throw errors.NO_OPUS_AUDIO(reasons.length ? listWithMore(reasons, 4, '; ') : 'it has only non-audio sections', direction === 'receive');
 }
 
 export type Direction = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';

@@ -249,6 +249,8 @@ describe('WHEP listeners', () => {
         noIceCredentials: [400, 'EARSHOT_SDP_INVALID'],
       });
       expect(refusals.notEncodable.problem?.detail).toMatch(/not 44100 Hz/);
+      // A listener is told what a listener offers, not what a publisher does.
+      expect(refusals.sendOnly.problem?.detail).toMatch(/does not receive \(it is sendonly\)\. A listener \(WHEP\) offers .* direction recvonly or sendrecv/);
 
       // maxListenersPerPeer is 2: of four offers at once (each place is held while its answer is made), two wait.
       const offered = await Promise.all(Array.from({ length: 4 }, () => listen(`${t.url}/whep/bob`, { headers: ADMIN })));
