@@ -2,8 +2,10 @@
  * `earshot send <file>`: publish a WAV file over WHIP in real time (or faster, with --speed),
  * streamed from disk as it is sent.
  */
+import { stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { BITRATE_RANGE, MIN_SECONDS, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+import { BITRATE_RANGE, MIN_SECONDS, peerUrl, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
+import { openWav } from '../client/wav-source.js';
 import type { RTCIceServer } from 'werift';
 import { badTokenCharacter } from '../client/whip-client.js';
 import { hasTurnServer } from '../rtc/ice-servers.js';
@@ -110,6 +112,7 @@ export function registerSendCommand(program: Command): void {
         signal: controller.signal,
       };
       try {
+        await warnIfCutShort(file);
         const results =
           opts.count === 1
             ? [await sendAudio({ ...base, url: opts.url, onProgress: (p) => (progress.set(0, p), print()) })]
@@ -117,9 +120,13 @@ export function registerSendCommand(program: Command): void {
         if (tty) process.stdout.write('\n');
         const ok = results.filter((r): r is SendResult => !('error' in r));
         for (const r of results) if ('error' in r) process.stderr.write(`earshot send: ${r.url}: ${describe(r.error)}\n`);
-        for (const r of ok) {
+        // A send that a signal cut short says so: its figures are not the whole file's.
+        const ending = stoppedBy === undefined ? 'done' : `stopped by ${stoppedBy === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'}`;
+        for (const [i, r] of results.entries()) {
+          if ('error' in r) continue;
           const dtx = r.dtxFrames > 0 ? ` (${r.dtxFrames} silent frames not sent: DTX)` : '';
-          process.stdout.write(`done: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets${dtx}, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
+          const peer = opts.count > 1 ? ` ${peerUrl(opts.url, i + 1)}` : '';
+          process.stdout.write(`${ending}${peer}: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets${dtx}, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
         }
         if (ok.length < results.length) {
           if (results.every((r) => !('error' in r) || aborted(r.error))) signalExit();
@@ -134,6 +141,26 @@ export function registerSendCommand(program: Command): void {
         fail(describe(e as Error));
       }
     });
+}
+
+/**
+ * A file cut short (a copy or download that stopped) sends what it holds, which
+ * without a word looks like a complete send of a shorter file.
+ */
+async function warnIfCutShort(file: string): Promise<void> {
+  // A regular file only: a pipe (`/dev/stdin`) read here would be read up before it is sent. A file that
+  // cannot be opened is left to the send, which says why.
+  if (!(await stat(file).catch(() => undefined))?.isFile()) return;
+  const wav = await openWav(file);
+  try {
+    if (wav.missingSeconds < 0.02) return;
+    const holds = wav.frames / wav.fmt.sampleRate;
+    process.stderr.write(
+      `earshot send: warning: ${file} is cut short: its header declares ${(holds + wav.missingSeconds).toFixed(2)} s of audio, the file holds ${holds.toFixed(2)} s; sending what it holds\n`,
+    );
+  } finally {
+    await wav.close();
+  }
 }
 
 /** The message, and the error's code where it is one of earshot's (a DOMException's number or a system code would mean nothing here). */

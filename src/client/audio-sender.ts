@@ -425,7 +425,8 @@ export async function sendMany(count: number, options: SendOptions): Promise<Arr
   }
 }
 
-function peerUrl(url: string, k: number): string {
+/** The WHIP URL of `sendMany`'s session `k` (1-based): the peer id of `url` with `-k` appended. */
+export function peerUrl(url: string, k: number): string {
   const u = new URL(url);
   u.pathname = u.pathname.replace(/\/?$/, '').replace(/([^/]+)$/, `$1-${k}`);
   return u.href;

@@ -52,6 +52,12 @@ export interface WavFile {
   readonly bigEndian: boolean;
   /** Bytes of the data chunk the file holds (fewer than the chunk declares when the file was cut short). */
   readonly dataBytes: number;
+  /**
+   * Seconds of audio the data chunk declares that the file does not hold: it
+   * was cut short (a copy or download that stopped). 0 when it is whole, or
+   * when its header gives no size (0xFFFFFFFF: a WAV written to a pipe).
+   */
+  readonly missingSeconds: number;
   /** Frames (samples per channel, at the file's rate) the data chunk decodes to. */
   readonly frames: number;
   /** The bytes to read the data chunk in: one frame's, or one IMA ADPCM block's. */
@@ -118,15 +124,20 @@ export async function openWav(file: string): Promise<WavFile> {
   try {
     handle = await open(file, 'r');
   } catch (e) {
-    throw unreadable(file, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw unreadable(file, 'no such file', 'Check the path.');
+    if (code === 'EACCES' || code === 'EPERM') throw unreadable(file, 'permission denied', 'Make the file readable by this user.');
+    throw unreadable(file, (e as Error).message, '');
   }
   let bytes: ByteSource;
   try {
     const stat = await handle.stat();
+    if (stat.isDirectory()) throw new IsADirectory();
     bytes = stat.isFile() ? fileBytes(handle, stat.size) : await wholeBytes(handle);
   } catch (e) {
     await handle.close().catch(() => undefined);
-    throw unreadable(file, (e as Error).message);
+    if (e instanceof IsADirectory) throw unreadable(file, 'it is a directory', 'Give the path of a WAV file.');
+    throw unreadable(file, (e as Error).message, '');
   }
   try {
     return await parseWav(file, bytes);
@@ -161,7 +172,9 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
   try {
     encoding = encodingOf(fmt, code);
   } catch (e) {
-    throw unreadable(file, e instanceof Unsupported ? e.message : `unsupported encoding (${(e as Error).message})`);
+    // Unsupported's message says what to do with this file (convert it, and how).
+    if (e instanceof Unsupported) throw unreadable(file, e.message, '');
+    throw unreadable(file, `unsupported encoding (${(e as Error).message})`);
   }
   const dataStart = chunks.data?.start ?? 0;
   const dataBytes = chunks.data?.bytes ?? 0;
@@ -188,6 +201,7 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
   }
   if (!(frames > 0)) throw unreadable(file, 'it holds no audio');
   const secondsAt = (offset: number) => ((offset / dataBytes) * frames) / fmt.sampleRate;
+  const missingBytes = Math.max(0, (chunks.data?.declared ?? 0) - dataBytes);
   return {
     file,
     fmt,
@@ -195,6 +209,7 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
     encoding,
     bigEndian,
     dataBytes,
+    missingSeconds: (Math.floor(missingBytes / unitBytes) * unitFrames) / fmt.sampleRate,
     frames,
     unitBytes,
     unitFrames,
@@ -220,7 +235,7 @@ interface Chunks {
   fmt?: Uint8Array;
   fact?: Uint8Array;
   /** Where the data chunk's bytes start, and how many: as many as its header declares (a RIFF pad byte after an odd size is not audio), or as many as the file has when it was cut short. */
-  data?: { start: number; bytes: number };
+  data?: { start: number; bytes: number; declared: number | undefined };
 }
 
 /** Most bytes of a `fmt ` or `fact` chunk kept: wavefile reads 40 of one and 4 of the other. */
@@ -257,7 +272,8 @@ async function wavChunks(bytes: ByteSource, bigEndian: boolean, rf64: boolean): 
     if (rf64 && id === 'data' && size === 0xffffffff && ds64DataSize !== undefined) size = ds64DataSize;
     const available = Math.min(size, bytes.size - offset - 8);
     if ((id === 'fmt ' && !found.fmt) || (id === 'fact' && !found.fact)) found[id === 'fmt ' ? 'fmt' : 'fact'] = Uint8Array.from(await at(offset + 8, Math.min(available, MAX_HEADER_CHUNK)));
-    if (id === 'data') found.data ??= { start: offset + 8, bytes: available };
+    // 0xFFFFFFFF (without a ds64 size): a WAV written to a pipe, which could not say its size.
+    if (id === 'data') found.data ??= { start: offset + 8, bytes: available, declared: size === 0xffffffff ? undefined : size };
     offset += 8 + size + (size % 2);
     if (found.fmt && found.data && (found.fact || formatCode(found.fmt, bigEndian) !== IMA_ADPCM)) break; // only IMA ADPCM needs the fact chunk
   }
@@ -337,6 +353,9 @@ const TO_PCM = 'convert it to PCM, e.g. `sox in.wav -e signed-integer out.wav`';
 
 /** A file earshot cannot decode; the message says which encoding it has and what to do. */
 class Unsupported extends Error {}
+
+/** The path names a directory (read as a file, it fails with a bare `EISDIR`). */
+class IsADirectory extends Error {}
 
 /**
  * How the file's data chunk decodes, or `Unsupported`. Linear PCM and float are read straight

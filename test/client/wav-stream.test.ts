@@ -161,6 +161,14 @@ describe('streaming a WAV file', () => {
       expect(refusal, name).toMatchObject({ code: 'EARSHOT_WAV_UNREADABLE' });
       expect(refusal.message, name).toContain(`Cannot use ${path}: `);
     }
+    // One piece of advice each, the one that fits the fault.
+    const refusal = async (path: string) => ((await openWavStream(path).then(() => undefined, (e: unknown) => e)) as Error).message;
+    const gsm = await refusal(join(dir, 'gsm.wav'));
+    expect(gsm).toMatch(/\(GSM 6\.10\) is not supported; convert it to PCM, e\.g\. `sox in\.wav -e signed-integer out\.wav`\.$/);
+    expect(gsm.match(/sox/g)).toHaveLength(1);
+    expect(await refusal(join(dir, 'missing.wav'))).toBe(`Cannot use ${join(dir, 'missing.wav')}: no such file. Check the path.`);
+    expect(await refusal(dir)).toBe(`Cannot use ${dir}: it is a directory. Give the path of a WAV file.`);
+    expect(await refusal(join(dir, 'text.wav'))).toMatch(/: not a WAV file \(.*\)\. Give a WAV file of PCM, float, A-law, µ-law or mono IMA ADPCM audio \(convert others, e\.g\. `sox in\.mp3 out\.wav`\)\.$/);
   });
 
   it('holds a few megabytes of a 10-minute file, not the file: memory measured after GC all through a pass', async () => {

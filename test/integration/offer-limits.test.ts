@@ -299,8 +299,10 @@ describe('offers arriving during live streams', () => {
     }
     const { code, stdout, stderr } = await sender;
     expect(code, stderr).toBe(0);
-    const sentPackets = [...stdout.matchAll(/done: [\d.]+ s, (\d+) packets/g)].map((m) => Number(m[1]));
-    expect(sentPackets).toHaveLength(2);
+    // With --count, each line names its peer.
+    const done = [...stdout.matchAll(/done (\S+): [\d.]+ s, (\d+) packets/g)];
+    expect(done.map((m) => m[1].split('/').at(-1))).toEqual(['live-1', 'live-2']);
+    const sentPackets = done.map((m) => Number(m[2]));
     burstMs.sort((a, b) => a - b);
     console.info(`${burstMs.length} bursts of 4 × 1000-section offers, answered in ${burstMs[0].toFixed(1)}–${burstMs[burstMs.length - 1].toFixed(1)} ms (median ${burstMs[burstMs.length >> 1].toFixed(1)})`);
     for (const [k, peer] of ['live-1', 'live-2'].entries()) {
