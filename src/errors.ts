@@ -105,7 +105,11 @@ export const errors = {
     (peer: string, scope: 'live' | 'known' = 'live') =>
       scope === 'live' ? `No live peer "${peer}": it has ended or never connected. GET /stats lists the peers, live and recently ended.` : `No peer "${peer}", live or recently ended. GET /stats lists the peers.`),
   RECORDING_NOT_FOUND: define('EARSHOT_RECORDING_NOT_FOUND', 404, 'Unknown recording',
-    (name: string) => `No recording "${name}". GET /recordings lists them.`),
+    /** `asked`: the name as given, when the suffix was added to it (`x` → `x.wav`). */
+    (name: string, asked?: string) =>
+      asked !== undefined && asked !== name
+        ? `No recording "${asked}": looked for "${name}" (a name without .wav or .opus is a WAV recording's). GET /recordings lists them.`
+        : `No recording "${name}". GET /recordings lists them.`),
   RECORDING_NAME_INVALID: define('EARSHOT_RECORDING_NAME_INVALID', 400, 'Invalid recording name',
     (name: string, why: string) => `Recording name "${name}" is not allowed: ${why}`),
   RECORDING_ACTIVE: define('EARSHOT_RECORDING_ACTIVE', 409, 'Recording already running',
@@ -203,7 +207,11 @@ export const errors = {
   ROOM_BINDINGS_WRITE_FAILED: define('EARSHOT_ROOM_BINDINGS_WRITE_FAILED', 500, 'Room binding not saved',
     (file: string, why: string) => `Could not write ${file}: ${why}. Check that the pipelines directory is writable; the binding was not changed.`),
   PIPELINE_FILE_UNREADABLE: define('EARSHOT_PIPELINE_FILE_UNREADABLE', 400, 'Pipeline file unreadable',
-    (file: string, why: string) => `Cannot read pipeline ${file}: ${why}`),
+    /** `directory`: `file` is the pipelines directory, which cannot be read. */
+    (file: string, why: string, directory = false) =>
+      directory
+        ? `Cannot read the pipelines directory ${file}: ${why}. Give --pipelines (pipelinesDir) a directory of pipeline files, or leave it out for the bundled pipelines.`
+        : `Cannot read pipeline ${file}: ${why}.`),
   BODY_INVALID: define('EARSHOT_BODY_INVALID', 400, 'Invalid request body or query parameter',
     (why: string) => why),
   BODY_TOO_LARGE: define('EARSHOT_BODY_TOO_LARGE', 413, 'Request body too large',

@@ -15,7 +15,10 @@ const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'),
 
 const program = new Command('earshot')
   .description('Live audio in over WebRTC (WHIP), processed off the main thread, out to recordings, statistics and your code.')
-  .version(version);
+  .version(version)
+  // serve's and send's option names are long (`--trust-proxy <addresses>`): on an 80-column terminal their
+  // descriptions get ~36 columns, under commander's default of 40 for wrapping, and came out as 400-character lines.
+  .configureHelp({ minWidthToWrap: 24 });
 registerServeCommand(program);
 registerSendCommand(program);
 registerValidateCommand(program);

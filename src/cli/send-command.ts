@@ -36,10 +36,10 @@ export function registerSendCommand(program: Command): void {
     .description('stream a WAV file to a WHIP endpoint in real time (Opus over WebRTC)')
     .addHelpText(
       'after',
-      '\nExit status: 0 when every session was sent and ended, also when Ctrl-C or SIGTERM stopped it while sending; 1 on an error;\n130 (Ctrl-C) or 143 (SIGTERM) when stopped before media flowed. Either way a session the server made is ended (DELETE).',
+      '\nExit status: 0 when every session was sent and ended, also when Ctrl-C or SIGTERM\nstopped it while sending; 1 on an error; 130 (Ctrl-C) or 143 (SIGTERM) when stopped\nbefore media flowed. Either way a session the server made is ended (DELETE).',
     )
     .argument('<file>', 'WAV file: PCM, float, A-law, µ-law or mono IMA ADPCM, any rate and channel count')
-    .requiredOption('--url <url>', 'WHIP endpoint, e.g. http://127.0.0.1:8080/whip/demo/alice')
+    .option('--url <url>', 'WHIP endpoint (required), e.g. http://127.0.0.1:8080/whip/demo/alice')
     .addOption(new Option('--seconds <n>', `send n seconds of media, at least ${MIN_SECONDS} (past the file's end: silence, unless --loop repeats the file)`).argParser(seconds))
     .option('--loop', 'repeat the file seamlessly (until --seconds, Ctrl-C or SIGTERM)')
     .addOption(new Option('--count <k>', `K concurrent sessions, 1–${MAX_COUNT} (peers get -1 … -K), the file read and encoded once for all`).default(1).argParser(between('--count', 1, MAX_COUNT, true)))
@@ -55,15 +55,19 @@ export function registerSendCommand(program: Command): void {
     )
     .addOption(new Option('--ice-server <url[,username,credential]>', 'STUN/TURN server to connect through, e.g. a TURN server where the network blocks UDP to the server; repeatable (default: none, nothing but the WHIP exchange and the media leaves the machine)').argParser(iceServers))
     .option('--relay-only', 'connect only through the --ice-server TURN server (its relayed candidates), e.g. to check that it works')
-    .action(async (file: string, opts: { url: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number; iceServer?: RTCIceServer[]; relayOnly?: boolean }) => {
+    .action(async (file: string, opts: { url?: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number; iceServer?: RTCIceServer[]; relayOnly?: boolean }) => {
+      // Checked here rather than as a required option: commander checks those before the arguments, so
+      // `earshot send` with nothing asked for --url, not for the file.
+      if (opts.url === undefined) fail('--url is required: the WHIP endpoint to publish to, e.g. --url http://127.0.0.1:8080/whip/demo/alice');
+      const url = opts.url;
       let protocol = '';
       try {
-        protocol = new URL(opts.url).protocol;
+        protocol = new URL(url).protocol;
       } catch {
-        fail(`--url "${opts.url}" is not a URL`);
+        fail(`--url "${url}" is not a URL`);
       }
       // Checked here, not by fetch: an ftp: URL or a token with a newline failed as a server that did not answer.
-      if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${opts.url}"`);
+      if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${url}"`);
       const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
       if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
       if (opts.relayOnly && !hasTurnServer(opts.iceServer)) fail('--relay-only needs a turn: or turns: --ice-server to relay through');
@@ -115,8 +119,8 @@ export function registerSendCommand(program: Command): void {
         await warnIfCutShort(file);
         const results =
           opts.count === 1
-            ? [await sendAudio({ ...base, url: opts.url, onProgress: (p) => (progress.set(0, p), print()) })]
-            : await sendMany(opts.count, { ...base, url: opts.url, onProgress: (p) => (progress.set(p.session ?? 0, p), print()) });
+            ? [await sendAudio({ ...base, url, onProgress: (p) => (progress.set(0, p), print()) })]
+            : await sendMany(opts.count, { ...base, url, onProgress: (p) => (progress.set(p.session ?? 0, p), print()) });
         if (tty) process.stdout.write('\n');
         const ok = results.filter((r): r is SendResult => !('error' in r));
         for (const r of results) if ('error' in r) process.stderr.write(`earshot send: ${r.url}: ${describe(r.error)}\n`);
@@ -125,7 +129,7 @@ export function registerSendCommand(program: Command): void {
         for (const [i, r] of results.entries()) {
           if ('error' in r) continue;
           const dtx = r.dtxFrames > 0 ? ` (${r.dtxFrames} silent frames not sent: DTX)` : '';
-          const peer = opts.count > 1 ? ` ${peerUrl(opts.url, i + 1)}` : '';
+          const peer = opts.count > 1 ? ` ${peerUrl(url, i + 1)}` : '';
           process.stdout.write(`${ending}${peer}: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets${dtx}, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
         }
         if (ok.length < results.length) {

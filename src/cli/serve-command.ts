@@ -58,7 +58,9 @@ export function switchOption(command: Command, key: string, flag: string): boole
 
 function portRange(value: string): [number, number] {
   const m = /^(\d+)-(\d+)$/.exec(value);
-  if (!m || Number(m[1]) >= Number(m[2]) || Number(m[2]) > 65535) throw new InvalidArgumentError('use MIN-MAX, e.g. 40000-40999');
+  if (!m) throw new InvalidArgumentError('use MIN-MAX, e.g. 40000-40999');
+  if (Number(m[2]) > 65535) throw new InvalidArgumentError(`${m[2]} is not a port: ports go up to 65535 (use MIN-MAX, e.g. 40000-40999)`);
+  if (Number(m[1]) >= Number(m[2])) throw new InvalidArgumentError(`the first port must be below the second, got ${m[1]}-${m[2]} (use MIN-MAX, e.g. 40000-40999)`);
   return [Number(m[1]), Number(m[2])];
 }
 

@@ -131,7 +131,8 @@ export class PipelineRegistry {
     try {
       files = (await readdir(dir)).filter(isPipelineFile).sort();
     } catch (e) {
-      throw errors.PIPELINE_FILE_UNREADABLE(dir, `the pipelines directory can't be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw errors.PIPELINE_FILE_UNREADABLE(dir, code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'it is not a directory' : (code ?? (e as Error).message), true);
     }
     for (const file of files) {
       try {
