@@ -128,6 +128,15 @@ export async function validateFile(file: string, options: ValidateOptions & { di
   if (result.pipeline && options.directory && result.pipeline.name !== own) {
     return { problems: [`${file}: /name: "${result.pipeline.name}" is not this file's name; in a pipelines directory a pipeline is loaded only from a file named after it: rename the file to ${result.pipeline.name}.json, or set "name": "${own}"`] };
   }
-  if (result.pipeline) return { ok: `ok  ${file}  (${result.pipeline.name}: ${result.pipeline.branches.map((b) => b.name).join(', ')})` };
+  if (result.pipeline) {
+    // Processors are registered in code, which an offline check cannot see: say which this pipeline
+    // needs (a server refuses it at PUT /pipelines, or a stream when it starts, without them).
+    const processors = new Set<string>();
+    for (const b of result.pipeline.branches) {
+      for (const x of [...b.stages, ...b.sinks]) if (x.type === 'processor' && 'name' in x && typeof x.name === 'string') processors.add(x.name);
+    }
+    const needs = processors.size > 0 ? `; needs the processor${processors.size > 1 ? 's' : ''} ${[...processors].join(', ')} registered in code` : '';
+    return { ok: `ok  ${file}  (${result.pipeline.name}: ${result.pipeline.branches.map((b) => b.name).join(', ')}${needs})` };
+  }
   return { problems: result.problems.map((p) => `${file}: ${p.path || '/'}: ${p.message}`) };
 }

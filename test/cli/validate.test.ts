@@ -34,7 +34,9 @@ describe('earshot validate', () => {
     const lines = stdout.trim().split('\n');
     expect(lines).toHaveLength(files.length);
     expect(lines).toContain('ok  pipelines/default.json  (default: main)');
-    for (const [i, file] of files.entries()) expect(lines[i]).toMatch(new RegExp(`^ok  ${file}  \\([A-Za-z0-9_-]+: [A-Za-z0-9_, -]+\\)$`));
+    // Processors are registered in code, which validate cannot see: it says which the pipeline needs.
+    expect(lines).toContain('ok  pipelines/voice-agent.json  (voice-agent: main; needs the processor asr registered in code)');
+    for (const [i, file] of files.entries()) expect(lines[i]).toMatch(new RegExp(`^ok  ${file}  \\([A-Za-z0-9_-]+: [A-Za-z0-9_, -]+(; needs the processors? [a-z0-9, -]+ registered in code)?\\)$`));
   }, 60_000);
 
   it('prints every problem as <file>: <path>: <message>, reports JSON errors with the file name, and exits 1', async () => {
@@ -49,7 +51,7 @@ describe('earshot validate', () => {
     expect(stdout.trim().split('\n')).toEqual([
       expect.stringMatching(new RegExp(`^${bad}: /stages/0/type: "denoize" is not a stage type; use one of passthrough, .*\\(did you mean "denoise"\\?\\)`)),
       `${bad}: /stages/1/sampleRate: 100 is not allowed; use an integer from 8000 to 48000`,
-      expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first \\(in code: options\\.customStages\\)$`)),
+      expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first \\(earshot serve --stage-module, earshot validate --stage-types; in code: the stageModules option, or customStages of validatePipeline\\)$`)),
       `${bad}: /sinks: a branch needs at least one sink ("record", "stats", "processor" or "websocket")`,
       expect.stringMatching(new RegExp(`^${broken}: /: not valid JSON: .*\\(line 3, column 1\\)$`)),
       `ok  ${good}  (good: a, b)`,

@@ -29,7 +29,7 @@ describe('pipeline validation', () => {
     });
     expect(byPath(problems)).toEqual({
       '/name': '"bad name" is not allowed; use a string of 1–64 characters: letters, digits, "_" and "-", starting with a letter or digit',
-      '/stages/0/type': expect.stringMatching(/^"denoize" is not a stage type; use one of passthrough, denoise, resample, .* \(did you mean "denoise"\?\); custom stages need their module registered first \(in code: options\.customStages\)$/),
+      '/stages/0/type': expect.stringMatching(/^"denoize" is not a stage type; use one of passthrough, denoise, resample, .* \(did you mean "denoise"\?\); custom stages need their module registered first \(earshot serve --stage-module, earshot validate --stage-types; in code: the stageModules option, or customStages of validatePipeline\)$/),
       '/stages/1/sampleRate': '100 is not allowed; use an integer from 8000 to 48000',
       '/stages/1/speed': 'unknown option "speed" for stage "resample"; allowed: sampleRate, quality',
       '/sinks/0/sampleFormat': '"u8" is not allowed; use "s16" or "f32"',
@@ -137,7 +137,7 @@ describe('pipeline validation', () => {
 
   it('accepts custom stage types only when they are registered, without checking their options', () => {
     const doc = chain([{ type: 'dc-blocker', cutoff: 5 }]);
-    expect(validatePipeline(doc).problems).toEqual([{ path: '/stages/0/type', message: expect.stringMatching(/"dc-blocker" is not a stage type; .*; custom stages need their module registered first \(in code: options\.customStages\)$/), found: 'dc-blocker', allowed: expect.any(String) }]);
+    expect(validatePipeline(doc).problems).toEqual([{ path: '/stages/0/type', message: expect.stringMatching(/"dc-blocker" is not a stage type; .*; custom stages need their module registered first \(earshot serve --stage-module, earshot validate --stage-types; in code: the stageModules option, or customStages of validatePipeline\)$/), found: 'dc-blocker', allowed: expect.any(String) }]);
     expect(validatePipeline(doc, { customStages: ['dc-blocker'] }).pipeline?.branches[0].stages).toEqual([{ type: 'dc-blocker', cutoff: 5 }]);
     expect(validatePipeline(chain([{ type: 'dc-bloker' }]), { customStages: ['dc-blocker'] }).problems[0].message).toMatch(/use one of passthrough, .*, normalize, processor, dc-blocker \(did you mean "dc-blocker"\?\)$/);
   });

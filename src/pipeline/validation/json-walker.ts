@@ -189,7 +189,7 @@ function checkTyped(kind: 'stage' | 'sink', schema: Schema, value: unknown, path
     note = !regex(customPattern).test(type)
       ? ', or a registered custom stage (lower-case letters, digits, "-")'
       : walk.custom.length === 0
-        ? '; custom stages need their module registered first (in code: options.customStages)'
+        ? '; custom stages need their module registered first (earshot serve --stage-module, earshot validate --stage-types; in code: the stageModules option, or customStages of validatePipeline)'
         : '';
   }
   const found = typeof type === 'string' ? quote(type) : foundText(type, { type: 'string' });
