@@ -245,7 +245,8 @@ export class RecordingsStore {
     return entries.filter((e): e is RecordingEntry => e !== undefined);
   }
 
-  async describe(name: string): Promise<RecordingEntry> {
+  /** `asked`: the name as the caller gave it (before `checkName` added its suffix), for the 404's message. */
+  async describe(name: string, asked?: string): Promise<RecordingEntry> {
     const path = this.pathOf(name);
     let info;
     try {
@@ -254,7 +255,7 @@ export class RecordingsStore {
       info = await lstat(path);
       if (!info.isFile() || !isInside(await realpath(path), await realpath(this.dir))) throw new Error('not a recording');
     } catch {
-      throw errors.RECORDING_NOT_FOUND(name);
+      throw errors.RECORDING_NOT_FOUND(name, asked);
     }
     const checked = RecordingsStore.checkName(name);
     const base = { name: checked, bytes: info.size, modifiedAt: info.mtime.toISOString() };

@@ -321,7 +321,10 @@ describe('control API errors', () => {
   it('answers unknown or unsafe recording downloads with 404 or 400', async () => {
     const missing = await fetch(`${t.url}/recordings/none.wav`);
     expect(missing.status).toBe(404);
-    expect((await problem(missing)).code).toBe('EARSHOT_RECORDING_NOT_FOUND');
+    expect(await problem(missing)).toMatchObject({ code: 'EARSHOT_RECORDING_NOT_FOUND', detail: 'No recording "none.wav". GET /recordings lists them.' });
+    // A name without a recording's suffix is a WAV recording's: the answer names both.
+    const other = await fetch(`${t.url}/recordings/none.mp3`);
+    expect(await problem(other)).toMatchObject({ code: 'EARSHOT_RECORDING_NOT_FOUND', detail: 'No recording "none.mp3": looked for "none.mp3.wav" (a name without .wav or .opus is a WAV recording\'s). GET /recordings lists them.' });
     const traversal = await fetch(`${t.url}/recordings/..%2Fpackage.json`);
     expect(traversal.status).toBe(400);
     expect((await problem(traversal)).code).toBe('EARSHOT_RECORDING_NAME_INVALID');

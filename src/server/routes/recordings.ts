@@ -82,7 +82,7 @@ export function registerRecordingRoutes(
       }
       await access.require('admin')(req, reply);
     }
-    const entry = await core.store.describe(name); // 404s unknown files
+    const entry = await core.store.describe(name, given); // 404s unknown files, naming the name as given
     // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
     if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
     // If-Range compares entity tags strongly (RFC 9110 §13.1.5): a weak tag (ours all are, W/"size-mtime")
