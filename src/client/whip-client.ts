@@ -48,6 +48,8 @@ export function fetchFailure(e: unknown): string {
     // undici wraps several attempts (IPv6 and IPv4) in an AggregateError with an empty message.
     const inner = cause instanceof AggregateError && cause.errors.length > 0 ? cause.errors.map((x: Error) => x.message).join('; ') : cause.message;
     const code = (cause as NodeJS.ErrnoException).code;
+    // The Fetch standard's "bad port" list (ports of other protocols: 9, 25, 6000, …): nothing was sent.
+    if (inner === 'bad port') return 'bad port: fetch does not connect to this port (it belongs to another protocol, see the Fetch standard\'s list of bad ports); nothing was sent. Use another port';
     return inner || code || error.message;
   }
   return error?.message ?? String(e);

@@ -85,6 +85,10 @@ describe('WhipClient failures', () => {
     expect(ended).toBeInstanceOf(WhipRequestError);
     expect(ended).toMatchObject({ code: errors.WHIP_UNREACHABLE.code, status: 0 });
     expect((ended as Error).message).toMatch(/did not answer: connect ECONNREFUSED /);
+    // A port fetch will not connect to at all is not a server that did not answer: it says why.
+    const blocked = await failure('http://127.0.0.1:9/whip/a/b');
+    expect(blocked.code).toBe(errors.WHIP_UNREACHABLE.code);
+    expect(blocked.message).toMatch(/: bad port: fetch does not connect to this port .*; nothing was sent\. Use another port$/);
   });
 
   it('a 201 without Location is EARSHOT_WHIP_NO_LOCATION', async () => {
