@@ -186,8 +186,8 @@ export class AdmissionControl {
   #lastLatency: number[] = [];
   /** Latency bucket counts of each sample within `latencyWindowMs`, oldest first. */
   readonly #latencySamples: number[][] = [];
-  /** `performance.now()` of each session admitted within `settleMs`. */
-  #admitted: number[] = [];
+  /** Each session admitted within `settleMs`: when, and whether it still runs. */
+  #admitted: Array<{ at: number; running: () => boolean }> = [];
   #state: AdmissionState;
 
   constructor(pool: WorkerPool, latency: LatencyHistogram, options: AdmissionOptions = {}) {
@@ -265,15 +265,22 @@ export class AdmissionControl {
     return this.state().reasons;
   }
 
-  /** Counts a session just admitted until its own load shows in the measurements. */
-  admitted(): void {
-    this.#admitted.push(performance.now());
+  /**
+   * Counts a session just admitted until its own load shows in the measurements
+   * (`settleMs`), for as long as `running()` says it runs: one that has ended
+   * (an upload sent faster than real time ends within `settleMs`) adds no load,
+   * and must not keep the next session out.
+   */
+  admitted(running: () => boolean = () => true): void {
+    this.#admitted.push({ at: performance.now(), running });
   }
 
   #unsettled(): number {
     const cutoff = performance.now() - this.#limits.settleMs;
-    while (this.#admitted.length > 0 && this.#admitted[0] < cutoff) this.#admitted.shift();
-    return this.#admitted.length;
+    while (this.#admitted.length > 0 && this.#admitted[0].at < cutoff) this.#admitted.shift();
+    let running = 0;
+    for (const a of this.#admitted) if (a.running()) running++;
+    return running;
   }
 
   #sample(): void {

@@ -361,7 +361,7 @@ export class EarshotCore {
       const session = await PeerSession.answer(room, peer, prepared, this.#sessionOptions(pipeline), this.#lifecycle.sessionEvents(slot, room, peer));
       this.#gate.answered(peer, session);
       await this.#lifecycle.start(slot, room, peer, session, pipeline, existing);
-      if (!existing) this.#gate.admitted();
+      if (!existing) this.#gate.admitted(() => session.state !== 'ended');
       return session;
     } catch (e) {
       const forLoad = (e as { statusCode?: number }).statusCode === 503;

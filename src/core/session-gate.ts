@@ -135,9 +135,9 @@ export class SessionGate {
     return reasons;
   }
 
-  /** Counts a new (not replacing) session in the load until its own cost shows in the measurements. */
-  admitted(): void {
-    this.#load?.admitted();
+  /** Counts a new (not replacing) session in the load until its own cost shows in the measurements, while `running()`. */
+  admitted(running: () => boolean): void {
+    this.#load?.admitted(running);
   }
 
   /** Sessions being answered or not yet connected. */

@@ -160,6 +160,18 @@ describe('admission by measured load', () => {
     await expectProblem(await post('third'), { status: 503, code: 'EARSHOT_OVERLOADED', detail: /just admitted whose load does not show yet/ });
   });
 
+  it('admits uploads sent one after the other faster than real time: one that has ended is no longer counted as just admitted', async () => {
+    // Any stream's CPU is past this budget, so a session admitted within settleMs and counted at its
+    // measured cost would keep the next one out, though it has ended and nothing runs.
+    t = await startServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] }, admission: { maxProcessUtilization: 0.01, sampleMs: 100, settleMs: 60_000 } });
+    for (const peer of ['u1', 'u2', 'u3']) {
+      const sent = await sendAudio({ url: `${t.url}/whip/adm/${peer}`, source: fixturePath('tone-1k-48k.wav'), seconds: 1, speed: 5 });
+      expect(sent.packetsSent, peer).toBe(50);
+      await until('the upload to end', async () => t!.server.core.stats().pool.streams === 0);
+    }
+    expect(t.server.core.stats().admission!.unsettledSessions).toBe(0);
+  });
+
   it('counts sessions just admitted at an estimated cost until their load shows', async () => {
     // Each new session is assumed to cost half a worker until measured: two fit under 90 %, a third does not.
     t = await startServer({ threads: 1, admission: { initialStreamCost: 0.5, maxWorkerUtilization: 0.9, maxProcessUtilization: 1, settleMs: 60_000 } });
