@@ -573,8 +573,9 @@ export class ClusterNode {
     } else if (this.#epoch === epoch) {
       const { pipelines, rooms } = await this.state.config();
       // Bindings first: a pipeline still bound to a room cannot be deleted.
-      for (const room of Object.keys(local)) if (!(room in rooms)) await this.#applyOne('room', room, undefined);
-      for (const name of [...this.#sharedPipelines.keys()]) if (!(name in pipelines)) await this.#applyOne('pipeline', name, undefined);
+      // Own properties only: `in` finds "constructor" on every object, and such a room would never be unbound.
+      for (const room of Object.keys(local)) if (!Object.hasOwn(rooms, room)) await this.#applyOne('room', room, undefined);
+      for (const name of [...this.#sharedPipelines.keys()]) if (!Object.hasOwn(pipelines, name)) await this.#applyOne('pipeline', name, undefined);
     }
     // Only once done: a join that failed half way is redone in full on the next reconnection.
     this.#epoch = epoch;

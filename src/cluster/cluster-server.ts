@@ -303,6 +303,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    * (a cluster: in Redis), and makes each change on the engines in turn.
    */
   const rooms = new Map<string, string>();
+  /** Rooms bound to a pipeline the engines have not loaded, as last logged (room → pipeline): each is logged once. */
+  const missingLogged = new Map<string, string>();
   const pipelinesDir = options.pipelinesDir ?? join(packageRoot(), 'pipelines');
   const roomsFile = options.cluster ? undefined : await RoomBindingsFile.of(pipelinesDir, { bundled: isBundledPipelinesDir(pipelinesDir), persist: options.persistRoomBindings });
   for (const { room, pipeline } of (await roomsFile?.changes()) ?? []) if (pipeline !== undefined) rooms.set(room, pipeline);
@@ -527,13 +529,21 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       apply: async (method, path, body) => {
         // No body, no content type: the engines refuse an empty JSON body (a DELETE from another node would never apply).
         const { 'content-type': _type, ...bodiless } = ownHeaders();
-        const res = await changeEveryEngine(method, path, body === undefined ? bodiless : ownHeaders(), body === undefined ? undefined : Buffer.from(body));
+        const headers = body === undefined ? bodiless : ownHeaders();
         const room = /^\/rooms\/([^/]+)$/.exec(path)?.[1];
-        if (room && res.status < 300) {
+        if (!room) return changeEveryEngine(method, path, headers, body === undefined ? undefined : Buffer.from(body));
+        // A room binding, in turn with the others (a restarting engine's catch-up must not send the bindings
+        // from before it): the first engine decides, then every engine gets the machine's bindings.
+        return inTurn(async () => {
+          const [first] = live();
+          if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
+          const res = await requestEngine(first.port, method, path, headers, body === undefined ? undefined : Buffer.from(body));
+          if (res.status >= 300) return res;
           if (method === 'DELETE') rooms.delete(decodeURIComponent(room));
           else rooms.set(decodeURIComponent(room), (JSON.parse(body ?? '{}') as { pipeline: string }).pipeline);
-        }
-        return res;
+          await catchUpAll();
+          return res;
+        });
       },
       close: () => cluster.close(),
     });
@@ -814,8 +824,6 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
     return versions;
   }
-  /** Rooms bound to a pipeline the engines have not loaded, as last logged (room → pipeline): each is logged once. */
-  const missingLogged = new Map<string, string>();
   /**
    * Makes the engine's bindings the machine's, kept as they are: one bound to
    * a pipeline the engine has not loaded (an edit of rooms.json) is kept too,
@@ -823,6 +831,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    */
   async function catchUpRooms(engine: EngineProcess): Promise<void> {
     if (engine.state !== 'up') return;
+    // Over the IPC channel, whose messages an engine takes in order: a snapshot that arrives late (its call
+    // timed out) is replaced by the next one, which every change sends to every engine (catchUpAll).
     const missing = await engine.setRooms(Object.fromEntries(rooms));
     for (const [room, pipeline] of Object.entries(missing)) {
       if (missingLogged.get(room) === pipeline) continue;
@@ -830,6 +840,16 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       log.error({ room, pipeline, file: roomsFile?.path }, `room "${room}" is bound to pipeline "${pipeline}", which is not loaded: its streams get 404 until the pipeline is back or the room is bound again`);
     }
     for (const room of [...missingLogged.keys()]) if (!Object.hasOwn(missing, room)) missingLogged.delete(room);
+  }
+  /**
+   * Gives every engine that is up the machine's bindings; one that fails (it
+   * exited, or did not answer) is logged, and the others still get them (a
+   * restarted engine is caught up when it is back).
+   */
+  async function catchUpAll(): Promise<void> {
+    for (const engine of live()) {
+      await catchUpRooms(engine).catch((e: unknown) => log.error({ engine: engine.slot, err: (e as Error).message }, 'engine did not take the room bindings'));
+    }
   }
   /**
    * Applies what changed in rooms.json on disk since it was last read (an
@@ -847,7 +867,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       changed = true;
       log.info({ room, pipeline: pipeline ?? null, file: roomsFile.path }, 'room binding changed on disk');
     }
-    if (changed) for (const engine of live()) await catchUpRooms(engine);
+    if (changed) await catchUpAll();
   }
   const stopWatchingRooms =
     roomsFile && options.watchPipelines !== false
@@ -876,7 +896,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const room = req.params.room;
     // Onto what the file holds now, as a single server does (core/rooms.ts).
     if (roomsFile && !roomsFile.readOnly) await syncRoomsFromDisk();
-    const [first, ...others] = live();
+    const [first] = live();
     if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
     const res = await requestEngine(first.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
     if (res.status >= 400) return res;
@@ -896,7 +916,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     }
     if (bound === undefined) rooms.delete(room);
     else rooms.set(room, bound);
-    await followOnOthers(others, req.method, req.url, forwardedHeaders(req), bodyOf(req));
+    // The first engine too: a snapshot it has not taken yet (a catch-up that timed out) would undo its change.
+    await catchUpAll();
     return res;
   }
   app.get('/rooms', async (req, reply) => relay(reply, await forward(anyEngine().port, req)));

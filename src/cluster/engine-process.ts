@@ -26,8 +26,10 @@ export interface EngineEvents {
   onExit(engine: EngineProcess, exit: EngineExit): void;
 }
 
-/** How long a call (statistics, room bindings) may take before it counts as failed, ms. */
+/** How long a statistics call may take before it counts as failed, ms. */
 const CALL_TIMEOUT_MS = 5000;
+/** How long an engine may take to take the room bindings, ms: as long as a change over HTTP may (cluster/forward.ts). */
+const ROOMS_TIMEOUT_MS = 30_000;
 
 /** The engine's entry module: the compiled one, or the TypeScript source (with tsx) when running from src/. */
 function engineEntry(): { path: string; execArgv: string[] } {
@@ -155,19 +157,19 @@ export class EngineProcess {
    * engine-protocol.ts); resolves to those whose pipeline it has not loaded.
    */
   async setRooms(rooms: Record<string, string>): Promise<Record<string, string>> {
-    return ((await this.#call({ method: 'rooms', rooms })) as RoomsResult).missing;
+    return ((await this.#call({ method: 'rooms', rooms }, ROOMS_TIMEOUT_MS)) as RoomsResult).missing;
   }
 
   /** Sends a call and resolves with the engine's answer; rejects if it is not up, exits, or does not answer in time. */
-  #call(call: { method: 'stats' } | { method: 'rooms'; rooms: Record<string, string> }): Promise<EngineStats | RoomsResult> {
+  #call(call: { method: 'stats' } | { method: 'rooms'; rooms: Record<string, string> }, timeoutMs = CALL_TIMEOUT_MS): Promise<EngineStats | RoomsResult> {
     const child = this.#child;
     if (this.state !== 'up' || !child?.connected) return Promise.reject(new Error(`engine ${this.slot} is not up`));
     const id = this.#nextCall++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#calls.delete(id);
-        reject(new Error(`engine ${this.slot} did not answer within ${CALL_TIMEOUT_MS} ms`));
-      }, CALL_TIMEOUT_MS);
+        reject(new Error(`engine ${this.slot} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
       this.#calls.set(id, { resolve, reject, timer });
       child.send({ t: 'call', id, ...call } satisfies FrontMessage, (err) => {
         if (!err) return;

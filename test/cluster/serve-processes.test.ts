@@ -399,6 +399,11 @@ describe('earshot serve --processes 2', () => {
       const problem = await expectProblem(res, { status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });
       expect(problem.detail).toContain('deleted-by-hand');
     }
+    // Each engine answered some of them (an engine counts the offers it refuses).
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    for (const engine of ['0', '1']) {
+      expect(metrics, `engine ${engine}`).toMatch(new RegExp(`^earshot_sessions_refused_total\\{(?=[^}]*code="EARSHOT_PIPELINE_NOT_FOUND")(?=[^}]*engine="${engine}")[^}]*\\} [1-9]`, 'm'));
+    }
     // Bound again on disk to a pipeline they have: both engines run it.
     await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), m1: 'telephony' } }));
     await until('the second edit applied', async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms.m1 === 'telephony' ? true : undefined), 10_000);
