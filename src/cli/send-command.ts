@@ -36,7 +36,7 @@ export function registerSendCommand(program: Command): void {
     .description('stream a WAV file to a WHIP endpoint in real time (Opus over WebRTC)')
     .addHelpText(
       'after',
-      '\nExit status: 0 when every session was sent and ended, also when Ctrl-C or SIGTERM\nstopped it while sending; 1 on an error; 130 (Ctrl-C) or 143 (SIGTERM) when stopped\nbefore media flowed. Either way a session the server made is ended (DELETE).',
+      '\nExit status: 0 when every session was sent and ended, also when Ctrl-C or\nSIGTERM stopped it while sending; 1 on an error; 130 (Ctrl-C) or 143 (SIGTERM)\nwhen stopped before media flowed. Either way a session the server made is\nended (DELETE).',
     )
     .argument('<file>', 'WAV file: PCM, float, A-law, µ-law or mono IMA ADPCM, any rate and channel count')
     .option('--url <url>', 'WHIP endpoint (required), e.g. http://127.0.0.1:8080/whip/demo/alice')

@@ -126,6 +126,7 @@ export async function openWav(file: string): Promise<WavFile> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw unreadable(file, 'no such file', 'Check the path.');
+    if (code === 'EISDIR') throw unreadable(file, 'it is a directory', 'Give the path of a WAV file.'); // opening one fails so on Windows
     if (code === 'EACCES' || code === 'EPERM') throw unreadable(file, 'permission denied', 'Make the file readable by this user.');
     throw unreadable(file, (e as Error).message, '');
   }
@@ -166,7 +167,7 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
   }
   // Copy the format out: wavefile's codecs (fromALaw() …) rebuild the file and reset this object.
   const fmt = { ...(wav.fmt as WavFormat) };
-  if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range`);
+  if (!(fmt.sampleRate >= 1000 && fmt.sampleRate <= 384000)) throw unreadable(file, `sample rate ${fmt.sampleRate} Hz is out of range (1000–384000 Hz)`, 'Resample it, e.g. `sox in.wav -r 48000 out.wav`.');
   const code = fmt.audioFormat === EXTENSIBLE ? (fmt.subformat[0] ?? 0) : fmt.audioFormat;
   let encoding: Encoding;
   try {
@@ -179,17 +180,18 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
   const dataStart = chunks.data?.start ?? 0;
   const dataBytes = chunks.data?.bytes ?? 0;
   const channels = fmt.numChannels;
-  let frames: number;
+  /** Frames in `bytes` of the data chunk. */
+  let framesIn: (bytes: number) => number;
   let unitBytes: number;
   let unitFrames: number;
   if (encoding === 'linear') {
     unitBytes = Math.ceil(fmt.bitsPerSample / 8) * channels; // laid out by the bits, whatever the block size says (see decodeLinear)
     unitFrames = 1;
-    frames = Math.floor(dataBytes / unitBytes);
+    framesIn = (bytes) => Math.floor(bytes / unitBytes);
   } else if (encoding === 'companded') {
     unitBytes = channels; // one byte a sample, each expanded to 16 bits
     unitFrames = 1;
-    frames = Math.floor(dataBytes / channels);
+    framesIn = (bytes) => Math.floor(bytes / channels);
   } else {
     // wavefile's IMA ADPCM decoder gives 2 × blockAlign − 6 samples a block (the header's sample
     // twice) and leaves the last block silent, in an output of two samples a byte; the fact chunk
@@ -197,11 +199,13 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
     unitBytes = fmt.blockAlign;
     unitFrames = 2 * fmt.blockAlign - 6;
     const fact = wav.fact as { chunkId: string; dwSampleLength: number };
-    frames = Math.min(2 * dataBytes, fact.chunkId === 'fact' ? fact.dwSampleLength : Infinity);
+    const audio = fact.chunkId === 'fact' ? fact.dwSampleLength : Infinity;
+    framesIn = (bytes) => Math.min(2 * bytes, audio);
   }
-  if (!(frames > 0)) throw unreadable(file, 'it holds no audio');
+  const frames = framesIn(dataBytes);
+  if (!(frames > 0)) throw unreadable(file, 'it holds no audio', 'Give a WAV file with samples in its data chunk.');
   const secondsAt = (offset: number) => ((offset / dataBytes) * frames) / fmt.sampleRate;
-  const missingBytes = Math.max(0, (chunks.data?.declared ?? 0) - dataBytes);
+  const declared = chunks.data?.declared;
   return {
     file,
     fmt,
@@ -209,7 +213,7 @@ async function parseWav(file: string, bytes: ByteSource): Promise<WavFile> {
     encoding,
     bigEndian,
     dataBytes,
-    missingSeconds: (Math.floor(missingBytes / unitBytes) * unitFrames) / fmt.sampleRate,
+    missingSeconds: declared === undefined ? 0 : Math.max(0, framesIn(declared) - frames) / fmt.sampleRate,
     frames,
     unitBytes,
     unitFrames,
@@ -237,6 +241,13 @@ interface Chunks {
   /** Where the data chunk's bytes start, and how many: as many as its header declares (a RIFF pad byte after an odd size is not audio), or as many as the file has when it was cut short. */
   data?: { start: number; bytes: number; declared: number | undefined };
 }
+
+/**
+ * Data sizes that say "not known" (a WAV written to a pipe, which cannot go back to its header):
+ * 0xFFFFFFFF (ffmpeg, and RF64 without a ds64 size), 0x7FFFF000 (sox's MS_UNSPEC), and an
+ * all-ones ds64 size.
+ */
+const UNKNOWN_SIZES = new Set([0xffffffff, 0x7ffff000, Number(0xffffffffffffffffn)]);
 
 /** Most bytes of a `fmt ` or `fact` chunk kept: wavefile reads 40 of one and 4 of the other. */
 const MAX_HEADER_CHUNK = 65536;
@@ -272,8 +283,7 @@ async function wavChunks(bytes: ByteSource, bigEndian: boolean, rf64: boolean): 
     if (rf64 && id === 'data' && size === 0xffffffff && ds64DataSize !== undefined) size = ds64DataSize;
     const available = Math.min(size, bytes.size - offset - 8);
     if ((id === 'fmt ' && !found.fmt) || (id === 'fact' && !found.fact)) found[id === 'fmt ' ? 'fmt' : 'fact'] = Uint8Array.from(await at(offset + 8, Math.min(available, MAX_HEADER_CHUNK)));
-    // 0xFFFFFFFF (without a ds64 size): a WAV written to a pipe, which could not say its size.
-    if (id === 'data') found.data ??= { start: offset + 8, bytes: available, declared: size === 0xffffffff ? undefined : size };
+    if (id === 'data') found.data ??= { start: offset + 8, bytes: available, declared: UNKNOWN_SIZES.has(size) ? undefined : size };
     offset += 8 + size + (size % 2);
     if (found.fmt && found.data && (found.fact || formatCode(found.fmt, bigEndian) !== IMA_ADPCM)) break; // only IMA ADPCM needs the fact chunk
   }

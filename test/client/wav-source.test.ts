@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import wavefile from 'wavefile';
+import { openWav } from '../../src/client/wav-source.js';
 import { readWavSource } from '../../src/client/wav-stream.js';
 import { dominantFrequency, rmsDb, sameSamples, toneLevelDb } from '../helpers/audio.js';
 import { chunk, fmt, wave } from '../helpers/wav-files.js';
@@ -248,5 +249,52 @@ describe('readWavSource', () => {
     expect(start.channels[0].length).toBeGreaterThanOrEqual(48000);
     expect(start.channels[0].length).toBeLessThan(1.2 * 48000);
     for (let c = 0; c < 2; c++) expect(sameSamples(start.channels[c].subarray(0, 48000), whole.channels[c].subarray(0, 48000)), `channel ${c}`).toBe(true);
+  });
+});
+
+describe('a file cut short', () => {
+  /** A 1 s, 48 kHz 16-bit mono WAV's bytes, and where its data chunk's samples begin. */
+  function second(): { bytes: Buffer; dataAt: number } {
+    const wav = new wavefile.WaveFile();
+    wav.fromScratch(1, 48000, '16', Int16Array.from({ length: 48000 }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 48000))));
+    const bytes = Buffer.from(wav.toBuffer());
+    return { bytes, dataAt: bytes.indexOf('data', 12, 'latin1') + 8 };
+  }
+  const missingOf = async (name: string, bytes: Buffer) => {
+    const path = join(dir, name);
+    await writeFile(path, bytes);
+    const wav = await openWav(path);
+    await wav.close();
+    return { missing: wav.missingSeconds, holds: wav.frames / wav.fmt.sampleRate };
+  };
+
+  it('reports the audio its header declares that the file lacks; none for a whole file or a size the header does not know', async () => {
+    const { bytes, dataAt } = second();
+    expect(await missingOf('whole.wav', bytes)).toEqual({ missing: 0, holds: 1 });
+    // Cut after 0.25 s of samples.
+    expect(await missingOf('cut.wav', bytes.subarray(0, dataAt + 24_000))).toEqual({ missing: 0.75, holds: 0.25 });
+    // Sizes that say "not known", as WAVs written to a pipe have them: ffmpeg's and sox's.
+    for (const unknown of [0xffffffff, 0x7ffff000]) {
+      const piped = Buffer.from(bytes.subarray(0, dataAt + 24_000));
+      piped.writeUInt32LE(unknown, dataAt - 4);
+      expect(await missingOf(`piped-${unknown}.wav`, piped), unknown.toString(16)).toEqual({ missing: 0, holds: 0.25 });
+    }
+  });
+
+  it('counts an IMA ADPCM file\'s missing audio by its fact chunk, as its frames are counted', async () => {
+    // wavefile codes IMA ADPCM from 8 kHz only: 1 s of it.
+    const wav = new wavefile.WaveFile();
+    wav.fromScratch(1, 8000, '16', Int16Array.from({ length: 8000 }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 8000))));
+    wav.toIMAADPCM();
+    const bytes = Buffer.from(wav.toBuffer());
+    const dataAt = bytes.indexOf('data', 12, 'latin1') + 8;
+    const blockAlign = (wav.fmt as { blockAlign: number }).blockAlign;
+    const whole = await missingOf('ima-whole.wav', bytes);
+    expect(whole.missing).toBe(0);
+    // Cut after half its blocks.
+    const blocks = Math.floor((bytes.length - dataAt) / blockAlign);
+    const cut = await missingOf('ima-cut.wav', bytes.subarray(0, dataAt + Math.floor(blocks / 2) * blockAlign));
+    expect(cut.holds + cut.missing).toBeCloseTo(whole.holds, 6);
+    expect(cut.missing).toBeGreaterThan(0.4);
   });
 });
