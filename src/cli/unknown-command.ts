@@ -15,7 +15,8 @@ import { nearest } from '../pipeline/validation/wording.js';
 export function unknownCommandMessage(args: readonly string[], commands: readonly string[]): string | undefined {
   const [first, second] = args;
   const word = first === 'help' ? second : first;
-  if (word === undefined || word.startsWith('-') || commands.includes(word) || (first !== 'help' && word === 'help')) return undefined;
+  // `help` is commander's own command (`earshot help`, `earshot help help`).
+  if (word === undefined || word.startsWith('-') || word === 'help' || commands.includes(word)) return undefined;
   const hint = nearest(word, commands);
   return `unknown command "${word}"${hint ? ` (${hint})` : ''}; the commands are ${commands.join(', ')} (earshot --help)`;
 }

@@ -4,25 +4,17 @@
  * with `--admin-token` or EARSHOT_ADMIN_TOKEN, and without one says what the
  * server answered and what to pass.
  */
-import { execFile } from 'node:child_process';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { EARSHOT_BIN } from '../helpers/cli.js';
+import { runEarshot } from '../helpers/cli.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const MAIN = EARSHOT_BIN;
 
-function earshot(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { cwd: ROOT, timeout: 60_000, env: { ...process.env, EARSHOT_ADMIN_TOKEN: '', ...env } }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+// No admin token from the environment running the tests: each case gives its own.
+const earshot = (args: string[], env: Record<string, string> = {}) => runEarshot(args, { EARSHOT_ADMIN_TOKEN: '', ...env });
 
 let t: TestServer;
 beforeAll(async () => {

@@ -1,21 +1,14 @@
 /** `earshot validate`: the real CLI, spawned: every shipped pipeline passes; a broken file prints path-prefixed problems and exits 1. */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EARSHOT_BIN } from '../helpers/cli.js';
+import { EARSHOT_BIN, runEarshot } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const MAIN = EARSHOT_BIN;
 
-function earshot(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const earshot = (...args: string[]) => runEarshot(args);
 
 describe('earshot validate', () => {
   let dir: string;
@@ -123,7 +116,7 @@ describe('earshot validate', () => {
   it('ends quietly when its reader stops early (`| head -1`)', async () => {
     // A pipe whose reading end is closed before the output is written: EPIPE, which is not an error of the command.
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [MAIN, 'validate', join(ROOT, 'pipelines')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [EARSHOT_BIN, 'validate', join(ROOT, 'pipelines')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout.destroy();
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -5,16 +5,13 @@
  * missing; a whole file, and one written to a pipe (no size in its header), get
  * no warning.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EARSHOT_BIN } from '../helpers/cli.js';
+import { runEarshot } from '../helpers/cli.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-
-const ROOT = join(import.meta.dirname, '..', '..');
 
 let t: TestServer;
 let dir: string;
@@ -27,13 +24,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function send(file: string, peer: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [EARSHOT_BIN, 'send', file, '--url', `${t.url}/whip/cli/${peer}`, '--speed', '10'], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+const send = (file: string, peer: string) => runEarshot(['send', file, '--url', `${t.url}/whip/cli/${peer}`, '--speed', '10']);
 
 describe('earshot send', () => {
   it('sends a file cut short as far as it goes, warning how much its header declares that it lacks; a whole file gets no warning', async () => {
