@@ -90,7 +90,7 @@ export const errors = {
   SDP_TOO_COMPLEX: define('EARSHOT_SDP_TOO_COMPLEX', 400, 'SDP offer too complex',
     (sections: number, limit: number) => `The offer has ${sections} media sections (m= lines); earshot accepts at most ${limit} per offer and receives one Opus audio section (the others are answered as rejected). Offer fewer sections.`),
   NO_OPUS_AUDIO: define('EARSHOT_NO_OPUS_AUDIO', 422, 'No Opus audio in offer',
-    (why: string, listener = false) =>
+    (why: string, listener?: boolean) =>
       listener
         ? `The offer has no audio section earshot can send to: ${why}. A listener (WHEP) offers an audio m-line with opus/48000/2 and direction recvonly or sendrecv (RFC 7587).`
         : `The offer has no audio section earshot can receive: ${why}. Offer an audio m-line with opus/48000/2 and direction sendonly or sendrecv (RFC 7587).`),
@@ -208,7 +208,7 @@ export const errors = {
     (file: string, why: string) => `Could not write ${file}: ${why}. Check that the pipelines directory is writable; the binding was not changed.`),
   PIPELINE_FILE_UNREADABLE: define('EARSHOT_PIPELINE_FILE_UNREADABLE', 400, 'Pipeline file unreadable',
     /** `directory`: `file` is the pipelines directory, which cannot be read. */
-    (file: string, why: string, directory = false) =>
+    (file: string, why: string, directory?: boolean) =>
       directory
         ? `Cannot read the pipelines directory ${file}: ${why}. Give --pipelines (pipelinesDir) a directory of pipeline files, or leave it out for the bundled pipelines.`
         : `Cannot read pipeline ${file}: ${why}.`),
@@ -284,7 +284,8 @@ export const errors = {
     (branch) => ({ branch })),
   // `sendAudio` / `earshot send` (src/client/): the input file.
   WAV_UNREADABLE: define('EARSHOT_WAV_UNREADABLE', 400, 'Unreadable WAV file',
-    (file: string, why: string, advice = WAV_ADVICE) => `Cannot use ${file}: ${why}.${advice ? ` ${advice}` : ''}`),
+    /** `advice`: what to do, instead of the default (WAV_ADVICE); '' for none (`why` says it). */
+    (file: string, why: string, advice?: string) => `Cannot use ${file}: ${why}.${(advice ?? WAV_ADVICE) ? ` ${advice ?? WAV_ADVICE}` : ''}`),
   // The file was usable when opened, but reading its audio failed later: it was truncated or replaced while being sent, or
   // the disk failed. What had been sent stays sent; the send stops with this error and its session is ended.
   WAV_READ_FAILED: define('EARSHOT_WAV_READ_FAILED', 500, 'WAV file read failed',
