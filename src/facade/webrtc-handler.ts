@@ -197,7 +197,7 @@ export class WebRTCHandler {
   registerCustomAudioProcessor(name: string, processor: AudioProcessor): () => void {
     const core = this.#live();
     // After close() it would register into a handler that runs no more streams: refused, as a new peer is.
-    if (this.#shutdown) throw errors.SHUTTING_DOWN();
+    if (this.#shutdown) throw errors.SHUTTING_DOWN('registerCustomAudioProcessor() after close() registers into a handler that runs no more streams; create a new WebRTCHandler');
     const problem = processorProblem(processor);
     if (problem) throw errors.PROCESSOR_INVALID(String(name), problem);
     this.#customDetach.get(name)?.();

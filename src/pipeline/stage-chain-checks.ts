@@ -25,8 +25,9 @@ import { errors } from '../errors.js';
 export function checkStageChain(stages: readonly StageSpec[], input: AudioFormat, customTypes: readonly string[]): void {
   let format = input;
   for (const [i, spec] of stages.entries()) {
-    const where = `stage ${i} (${spec.type}) of inWorkers(${stages.map((s) => s.type).join(', ')})`;
     const definition = builtinStageDefinitions.get(spec.type);
+    // A chain of one is an operator on its own (`denoise()`), which the caller did not write as inWorkers(…).
+    const where = stages.length === 1 ? `the stage "${spec.type}"` : `stage ${i} (${spec.type}) of inWorkers(${stages.map((s) => s.type).join(', ')})`;
     if (!definition) {
       if (customTypes.includes(spec.type)) return;
       const known = [...builtinStageDefinitions.keys(), ...customTypes].join(', ');

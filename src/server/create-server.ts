@@ -294,21 +294,26 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
     // After close() these would register or attach into a server that runs no more streams, and
     // hand back a detach that does nothing: EARSHOT_SHUTTING_DOWN, as a new session gets.
     registerProcessor: (name, factory, processorOptions) => {
-      if (closing) throw errors.SHUTTING_DOWN();
+      if (closing) throw errors.SHUTTING_DOWN('registerProcessor() after close() registers into a server that runs no more streams; create a new one with createServer()');
       core.processors.register(name, factory, processorOptions);
     },
     attachProcessor: (name, scope) => {
-      if (closing) throw errors.SHUTTING_DOWN();
+      if (closing) throw errors.SHUTTING_DOWN('attachProcessor() after close() attaches to a server that runs no more streams; create a new one with createServer()');
       return core.attachProcessor(name, scope);
     },
     registerStageModule: async (m) => {
-      if (closing) throw errors.SHUTTING_DOWN();
+      if (closing) throw errors.SHUTTING_DOWN('registerStageModule() after close() loads into workers that have stopped; create a new server with createServer()');
       return pool.registerStageModule(m);
     },
     async listen() {
       const closed = () => errors.LISTEN_FAILED(host, port, 'this server has been closed. Create a new one with createServer().');
       if (closing) throw closed();
-      if (listening) throw errors.LISTEN_FAILED(host, port, 'listen() was already called; a server listens once. Create another with createServer() for another address.');
+      if (listening) {
+        // Where it listens (port 0 was given a real one), not the address it was asked for.
+        const at = app.server.address();
+        const bound = at !== null && typeof at === 'object' ? at.port : port;
+        throw errors.LISTEN_FAILED(host, bound, 'listen() was already called; a server listens once. Create another with createServer() for another address.');
+      }
       listening = true;
       try {
         // Stage operators on this server's streams run on its workers (core.withPool), never another server's.

@@ -188,7 +188,7 @@ describe('inWorkers', () => {
       [inWorkers({ pool }, resample({ sampleRate: 16000 }), bandpass({ lowFrequency: 300, highFrequency: 9000 })), 'bandpass.highFrequency', /below 8000/],
       [inWorkers({ pool }, resample({ sampleRate: 16000 }), denoise()), 'denoise', /denoise needs 48000 Hz audio but gets 16000 Hz here/],
       [inWorkers({ pool }, resample({ sampleRate: 22050 }), stage('reframe', { durationMs: 10 })), 'reframe.durationMs', /220\.5 samples/],
-      [inWorkers({ pool }, stage('reverb')), 'reverb', /is not a stage type: stage 0 \(reverb\) of inWorkers\(reverb\) is neither built in nor from a module registered on its pool/],
+      [inWorkers({ pool }, stage('reverb')), 'reverb', /is not a stage type: the stage "reverb" is neither built in nor from a module registered on its pool/],
     ];
     for (const [op, option, message] of cases) {
       const error = await failure(op);
@@ -196,6 +196,9 @@ describe('inWorkers', () => {
       expect(error, option).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option } });
       expect((error as Error).message, option).toMatch(message);
     }
+    // Two operators one after the other: the second is named as written, not as one stage of an inWorkers(…).
+    const apart = await lastValueFrom(from(frames).pipe(inWorkers({ pool }, resample({ sampleRate: 16000 })), inWorkers({ pool }, denoise()), toArray())).catch((e: unknown) => e);
+    expect(apart).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: expect.stringMatching(/^options\.denoise is refused by the stage "denoise" for the 16000 Hz .*audio it gets: denoise needs 48000 Hz/) });
     // A registered custom stage is the workers' to judge, and so is what follows it.
     expect(await lastValueFrom(from(frames).pipe(inWorkers({ pool }, stage('dc-blocker'), gain({ db: -6 })), toArray()))).toHaveLength(5);
   });

@@ -81,9 +81,20 @@ describe('other listen failures', () => {
     }
     expect(await rejection(server.listen())).toMatchObject({ code: 'EARSHOT_LISTEN_FAILED', message: expect.stringMatching(/this server has been closed/) });
     // Nor does a closed server take processors or stage modules (they would run on nothing, and detach nothing).
-    expect(() => server.registerProcessor('late', () => ({ next() {} }))).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
-    expect(() => server.attachProcessor('late')).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
-    expect(await rejection(server.registerStageModule('no-such-module.js'))).toMatchObject({ code: 'EARSHOT_SHUTTING_DOWN' });
+    // Each says which call it refused, not that the server takes no new sessions.
+    expect(() => server.registerProcessor('late', () => ({ next() {} }))).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/^The server is shutting down or closed: registerProcessor\(\) after close\(\) registers into a server that runs no more streams/) }));
+    expect(() => server.attachProcessor('late')).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/attachProcessor\(\) after close\(\)/) }));
+    expect(await rejection(server.registerStageModule('no-such-module.js'))).toMatchObject({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/registerStageModule\(\) after close\(\)/) });
+  });
+
+  it('names the address it listens on when listen() is called twice, the port it was given for port 0', async () => {
+    const server = await createServer({ logLevel: 'silent', host: '127.0.0.1', port: 0, threads: 1 });
+    try {
+      const url = await server.listen();
+      expect(await rejection(server.listen())).toMatchObject({ code: 'EARSHOT_LISTEN_FAILED', message: expect.stringContaining(`Cannot listen on 127.0.0.1:${new URL(url).port}: listen() was already called`) });
+    } finally {
+      await server.close();
+    }
   });
 
   it('rejects a listen() that close() overtook (while the workers started) with EARSHOT_LISTEN_FAILED, not an internal error', async () => {
