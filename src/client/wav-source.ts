@@ -55,7 +55,7 @@ export interface WavFile {
   /**
    * Seconds of audio the data chunk declares that the file does not hold: it
    * was cut short (a copy or download that stopped). 0 when it is whole, or
-   * when its header gives no size (0xFFFFFFFF: a WAV written to a pipe).
+   * when its header gives no size (a WAV written to a pipe: `UNKNOWN_SIZES`).
    */
   readonly missingSeconds: number;
   /** Frames (samples per channel, at the file's rate) the data chunk decodes to. */
