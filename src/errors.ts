@@ -19,7 +19,8 @@ export interface ProblemDetails {
 }
 
 export class EarshotError extends Error {
-  override readonly name = 'EarshotError';
+  // string, not the literal: a subclass (WhipRequestError) names itself.
+  override readonly name: string = 'EarshotError';
   constructor(
     /** Stable machine-readable code, e.g. `EARSHOT_SDP_INVALID`. */
     readonly code: string,

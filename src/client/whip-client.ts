@@ -6,20 +6,25 @@
  *
  * @module
  */
-import { errors } from '../errors.js';
+import { EarshotError, errors } from '../errors.js';
 import { checkFunction, checkMilliseconds, checkOptionNames } from '../option-checks.js';
 
-export class WhipRequestError extends Error {
+/**
+ * A failed WHIP exchange. An `EarshotError` (`isEarshotError()` catches it with
+ * the others) whose `statusCode` is 502, a server upstream having failed, and
+ * whose `status` is that server's own (0 when none answered).
+ */
+export class WhipRequestError extends EarshotError {
   override readonly name = 'WhipRequestError';
   constructor(
     readonly status: number,
-    /** The server's problem `code` (e.g. EARSHOT_NO_OPUS_AUDIO), or EARSHOT_WHIP_HTTP. */
-    readonly code: string,
+    /** The server's problem `code` (e.g. EARSHOT_NO_OPUS_AUDIO), or the client's own (EARSHOT_WHIP_HTTP, EARSHOT_WHIP_UNREACHABLE, …). */
+    code: string,
     message: string,
     /** Seconds the server asked to wait before trying again (its `Retry-After`, e.g. with 503 or 429), if it said. */
     readonly retryAfter?: number,
   ) {
-    super(message);
+    super(code, 502, 'WHIP request failed', message, { status, ...(retryAfter !== undefined ? { retryAfter } : {}) });
   }
 }
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WhipClient, WhipRequestError } from '../../src/client/whip-client.js';
-import { errors } from '../../src/errors.js';
+import { errors, isEarshotError } from '../../src/errors.js';
 import { fetchTrusting, selfSignedCert } from '../helpers/tls.js';
 import { until } from '../helpers/until.js';
 
@@ -107,6 +107,9 @@ describe('WhipClient failures', () => {
     const url = await answering(422, { 'content-type': 'application/problem+json' }, JSON.stringify({ code: 'EARSHOT_NO_OPUS_AUDIO', detail: 'no Opus' }));
     const e = await failure(url);
     expect(e).toMatchObject({ code: 'EARSHOT_NO_OPUS_AUDIO', status: 422, message: `422 Unprocessable Entity from ${url}: no Opus` });
+    // One check catches it with earshot's other errors: an EarshotError of a server upstream (502).
+    expect(isEarshotError(e)).toBe(true);
+    expect(e).toMatchObject({ name: 'WhipRequestError', statusCode: 502, extensions: { status: 422 } });
   });
 
   it('refuses a URL other than http(s) and a token that is not visible ASCII, without sending anything', async () => {
