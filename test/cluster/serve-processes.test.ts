@@ -78,6 +78,27 @@ async function eventStream(intervalMs: number) {
 
 const statsOf = (peer: string) => get<PeerStats>(`/stats/${peer}`);
 
+/**
+ * Four publishers at once in `room` of the machine at `url` (peers `prefix-1` … `prefix-4`): all
+ * succeed, they land on both engines, and every one runs `pipeline`.
+ */
+async function expectRoomRunsOnBothEngines(url: string, room: string, prefix: string, pipeline: string): Promise<void> {
+  const results = await sendMany(4, { url: `${url}/whip/${room}/${prefix}`, source: tone, seconds: 0.5 });
+  expect(results.filter((r) => 'error' in r)).toEqual([]);
+  const stats = await Promise.all([1, 2, 3, 4].map(async (k) => (await (await fetch(`${url}/stats/${prefix}-${k}`)).json()) as PeerStats));
+  expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
+  expect(stats.map((p) => p.pipeline)).toEqual([pipeline, pipeline, pipeline, pipeline]);
+}
+
+/** rooms.json of the machine's pipelines directory as it is on disk ({} when there is none). */
+const roomsOnDisk = async () => (JSON.parse(await readFile(join(s.pipelinesDir, 'rooms.json'), 'utf8').catch(() => '{"rooms": {}}')) as { rooms: Record<string, string> }).rooms;
+
+/** Binds `room` to `pipeline` by editing rooms.json on disk, and waits until the machine answers with it. */
+async function bindOnDisk(room: string, pipeline: string): Promise<void> {
+  await writeFile(join(s.pipelinesDir, 'rooms.json'), JSON.stringify({ rooms: { ...(await roomsOnDisk()), [room]: pipeline } }));
+  await until(`the edit binding ${room} applied`, async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms[room] === pipeline ? true : undefined), 10_000);
+}
+
 const packets = (peer: string, n: number) => until(`${peer} to send ${n} packets`, async () => {
   const p = await statsOf(peer);
   return p.rtp.packetsReceived >= n && p.state !== 'ended' ? p : undefined;
@@ -328,11 +349,7 @@ describe('earshot serve --processes 2', () => {
     const again = await startCli(['--processes', '2', '--pipeline', 'raw'], { pipelinesDir: s.pipelinesDir });
     try {
       // Each engine read the file: every session in the room runs the bound pipeline, whichever engine has it.
-      const results = await sendMany(4, { url: `${again.url}/whip/kept/q`, source: tone, seconds: 0.5 });
-      expect(results.filter((r) => 'error' in r)).toEqual([]);
-      const stats = await Promise.all([1, 2, 3, 4].map(async (k) => (await (await fetch(`${again.url}/stats/q-${k}`)).json()) as PeerStats));
-      expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
-      expect(stats.map((p) => p.pipeline)).toEqual(['telephony', 'telephony', 'telephony', 'telephony']);
+      await expectRoomRunsOnBothEngines(again.url, 'kept', 'q', 'telephony');
     } finally {
       await again.stop();
       await again.cleanup();
@@ -361,38 +378,24 @@ describe('earshot serve --processes 2', () => {
     expect(file.rooms.r7).toBeUndefined();
     expect(file.rooms.r8).toBe('telephony');
     // Both engines run r7's streams on the default pipeline again, r8's on the bound one.
-    const results = await sendMany(4, { url: `${s.url}/whip/r7/u`, source: tone, seconds: 0.5 });
-    expect(results.filter((r) => 'error' in r)).toEqual([]);
-    const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`u-${k}`)));
-    expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
-    expect(stats.map((p) => p.pipeline)).toEqual(['raw', 'raw', 'raw', 'raw']);
+    await expectRoomRunsOnBothEngines(s.url, 'r7', 'u', 'raw');
     expect((await fetch(`${s.url}/rooms/r8`, { method: 'DELETE' })).status).toBe(204);
   });
 
   it('applies rooms.json edited on disk on every engine, and makes a change over HTTP onto the edit', async () => {
-    const file = join(s.pipelinesDir, 'rooms.json');
-    const rooms = async () => (JSON.parse(await readFile(file, 'utf8').catch(() => '{"rooms": {}}')) as { rooms: Record<string, string> }).rooms;
-    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), e1: 'telephony' } }));
     // Both engines run e1's streams on the pipeline the edit bound it to.
-    await until('the edit applied', async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms.e1 === 'telephony' ? true : undefined), 10_000);
-    const results = await sendMany(4, { url: `${s.url}/whip/e1/v`, source: tone, seconds: 0.5 });
-    expect(results.filter((r) => 'error' in r)).toEqual([]);
-    const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`v-${k}`)));
-    expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
-    expect(stats.map((p) => p.pipeline)).toEqual(['telephony', 'telephony', 'telephony', 'telephony']);
+    await bindOnDisk('e1', 'telephony');
+    await expectRoomRunsOnBothEngines(s.url, 'e1', 'v', 'telephony');
     // An edit the front has not seen yet, then a change over HTTP: both stay.
-    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), e2: 'telephony' } }));
+    await writeFile(join(s.pipelinesDir, 'rooms.json'), JSON.stringify({ rooms: { ...(await roomsOnDisk()), e2: 'telephony' } }));
     expect((await fetch(`${s.url}/rooms/e3`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'telephony' }) })).status).toBe(200);
-    expect(await rooms()).toMatchObject({ e1: 'telephony', e2: 'telephony', e3: 'telephony' });
+    expect(await roomsOnDisk()).toMatchObject({ e1: 'telephony', e2: 'telephony', e3: 'telephony' });
     for (const room of ['e1', 'e2', 'e3']) expect((await fetch(`${s.url}/rooms/${room}`, { method: 'DELETE' })).status).toBe(204);
-    expect(Object.keys(await rooms()).filter((r) => r.startsWith('e'))).toEqual([]);
+    expect(Object.keys(await roomsOnDisk()).filter((r) => r.startsWith('e'))).toEqual([]);
   });
 
   it('keeps a room bound on disk to a pipeline no engine has, as one process does: its streams get 404 naming it on either engine', async () => {
-    const file = join(s.pipelinesDir, 'rooms.json');
-    const rooms = async () => (JSON.parse(await readFile(file, 'utf8').catch(() => '{"rooms": {}}')) as { rooms: Record<string, string> }).rooms;
-    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), m1: 'deleted-by-hand' } }));
-    await until('the edit applied', async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms.m1 === 'deleted-by-hand' ? true : undefined), 10_000);
+    await bindOnDisk('m1', 'deleted-by-hand');
     // Offers answered at the same time go to both engines (each counts the other's offer in progress).
     const offer = (peer: string) => fetch(`${s.url}/whip/m1/${peer}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: chromeLikeOffer() });
     for (const res of await Promise.all(['l1', 'l2', 'l3', 'l4'].map(offer))) {
@@ -405,13 +408,8 @@ describe('earshot serve --processes 2', () => {
       expect(metrics, `engine ${engine}`).toMatch(new RegExp(`^earshot_sessions_refused_total\\{(?=[^}]*code="EARSHOT_PIPELINE_NOT_FOUND")(?=[^}]*engine="${engine}")[^}]*\\} [1-9]`, 'm'));
     }
     // Bound again on disk to a pipeline they have: both engines run it.
-    await writeFile(file, JSON.stringify({ rooms: { ...(await rooms()), m1: 'telephony' } }));
-    await until('the second edit applied', async () => ((await get<{ rooms: Record<string, string> }>('/rooms')).rooms.m1 === 'telephony' ? true : undefined), 10_000);
-    const results = await sendMany(4, { url: `${s.url}/whip/m1/w`, source: tone, seconds: 0.5 });
-    expect(results.filter((r) => 'error' in r)).toEqual([]);
-    const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`w-${k}`)));
-    expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
-    expect(stats.map((p) => p.pipeline)).toEqual(['telephony', 'telephony', 'telephony', 'telephony']);
+    await bindOnDisk('m1', 'telephony');
+    await expectRoomRunsOnBothEngines(s.url, 'm1', 'w', 'telephony');
     expect((await fetch(`${s.url}/rooms/m1`, { method: 'DELETE' })).status).toBe(204);
   });
 
@@ -434,11 +432,7 @@ describe('earshot serve --processes 2', () => {
         return e.state === 'up' && e.ready && e.pid !== victim.pid ? true : undefined;
       }, 60_000);
       // Both engines run b9's streams on the version loaded before the file broke.
-      const results = await sendMany(4, { url: `${s.url}/whip/b9/w`, source: tone, seconds: 0.5 });
-      expect(results.filter((r) => 'error' in r)).toEqual([]);
-      const stats = await Promise.all([1, 2, 3, 4].map((k) => statsOf(`w-${k}`)));
-      expect(new Set(stats.map((p) => p.engine))).toEqual(new Set([0, 1]));
-      expect(stats.map((p) => p.pipeline)).toEqual(['brittle', 'brittle', 'brittle', 'brittle']);
+      await expectRoomRunsOnBothEngines(s.url, 'b9', 'w', 'brittle');
       expect((await get<Listing>('/pipelines')).invalidFiles.map((f) => [f.file, f.previousVersionLoaded])).toEqual([
         ['brittle.json', true],
         ['never.json', false],
