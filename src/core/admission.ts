@@ -271,7 +271,7 @@ export class AdmissionControl {
    * (an upload sent faster than real time ends within `settleMs`) adds no load,
    * and must not keep the next session out.
    */
-  admitted(running: () => boolean = () => true): void {
+  admitted(running: () => boolean): void {
     this.#admitted.push({ at: performance.now(), running });
   }
 
