@@ -11,6 +11,7 @@ export interface ProblemDetails {
   type: string;
   title: string;
   status: number;
+  /** The error's `code`: one of `EarshotErrorCode`, or another server's relayed by the WHIP client. */
   code: string;
   detail: string;
   instance?: string;
@@ -22,8 +23,12 @@ export class EarshotError extends Error {
   // string, not the literal: a subclass (WhipRequestError) names itself.
   override readonly name: string = 'EarshotError';
   constructor(
-    /** Stable machine-readable code, e.g. `EARSHOT_SDP_INVALID`. */
-    readonly code: string,
+    /**
+     * Stable machine-readable code, e.g. `EARSHOT_SDP_INVALID`: one of
+     * `EarshotErrorCode`, or, from `WhipRequestError`, a code another WHIP
+     * server answered with (typed so that editors offer earshot's codes).
+     */
+    readonly code: EarshotErrorCode | (string & {}),
     /** HTTP status used when the error reaches an HTTP client. */
     readonly statusCode: number,
     /** Short, fixed summary of the error class (the problem `title`). */
@@ -54,15 +59,16 @@ function sharedOut(engines: number | undefined): string {
   return engines !== undefined && engines > 1 ? ` (shared out among its ${engines} engine processes)` : '';
 }
 
-type ErrorFactory<A extends unknown[]> = ((...args: A) => EarshotError) & { code: string; statusCode: number };
+/** Builds one kind of error; `code` and `statusCode` say which, without building one. */
+export type ErrorFactory<A extends unknown[], C extends string = string> = ((...args: A) => EarshotError) & { readonly code: C; readonly statusCode: number };
 
-function define<A extends unknown[]>(
-  code: string,
+function define<const C extends string, A extends unknown[]>(
+  code: C,
   statusCode: number,
   title: string,
   message: (...args: A) => string,
   extensions?: (...args: A) => Record<string, unknown>,
-): ErrorFactory<A> {
+): ErrorFactory<A, C> {
   const factory = (...args: A) => new EarshotError(code, statusCode, title, message(...args), extensions?.(...args));
   return Object.assign(factory, { code, statusCode });
 }
@@ -71,7 +77,7 @@ function define<A extends unknown[]>(
  * A factory whose error may carry another status of its class than the catalog's
  * (`EARSHOT_BAD_REQUEST` keeps the 4xx status fastify chose): `factory.withStatus(status, …args)`.
  */
-function withStatus<A extends unknown[]>(factory: ErrorFactory<A>): ErrorFactory<A> & { withStatus(status: number, ...args: A): EarshotError } {
+function withStatus<A extends unknown[], C extends string>(factory: ErrorFactory<A, C>): ErrorFactory<A, C> & { withStatus(status: number, ...args: A): EarshotError } {
   return Object.assign(factory, {
     withStatus(status: number, ...args: A) {
       const e = factory(...args);
@@ -352,6 +358,13 @@ function storageHint(why: string): string {
       return `. Check the directory, or record elsewhere (${ELSEWHERE}).`;
   }
 }
+
+/**
+ * Every code earshot's own errors carry (`errors.X.code`), as a union of
+ * literals: a `switch (e.code)` gets them offered, and a misspelt one in a
+ * comparison with `errors.X.code` does not compile.
+ */
+export type EarshotErrorCode = (typeof errors)[keyof typeof errors]['code'];
 
 export function isEarshotError(e: unknown): e is EarshotError {
   return e instanceof EarshotError;

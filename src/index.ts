@@ -12,7 +12,7 @@ export type { PeerStatsSnapshot, PeerTotals } from './core/peer-registry.js';
 export type { ClientChannelStats, ClientChannelState } from './rtc/data-channel.js';
 export type { AdmissionOptions, AdmissionState } from './core/admission.js';
 export type { LogLevel } from './core/option-checks.js';
-export { EarshotError, errors, isEarshotError, type ProblemDetails } from './errors.js';
+export { EarshotError, errors, isEarshotError, type EarshotErrorCode, type ErrorFactory, type ProblemDetails } from './errors.js';
 export { parsePipeline, validatePipeline, loadPipelineFile, type Pipeline, type PipelineProblem, type Branch, type ValidateOptions, type ValidationResult } from './pipeline/pipeline.js';
 export {
   definePipeline,
@@ -22,6 +22,7 @@ export {
   processorSink,
   processorStage,
   type PipelineDefinition,
+  type PipelineSource,
   type BranchDefinition,
   type StageInput,
   type RecordSink,
@@ -33,11 +34,13 @@ export {
 export { publishedSchema, PIPELINE_SCHEMA_ID } from './pipeline/schema-docs.js';
 export { PipelineSchema, type PipelineDocument, type StageDefinition, type SinkDefinition } from './pipeline/schema.js';
 export type { PeerPipeline, BranchOutput, AttachedProcessor, PcmListener } from './pipeline/peer-pipeline.js';
+export type { DropCounts } from './pipeline/loss-accounting.js';
+export type { ProcessorNames } from './pipeline/processor-stages.js';
 export type { ProcessorStageStats } from './pipeline/processor-stage-chain.js';
 export type { AudioFormat, SampleFormat, AudioFrame, EncodedFrame, BranchFormat, DecodeCounters, ProcessedFrame, EncodedInput, IngestFrame } from './media/frames.js';
 export type { Stage, StageOutput, StageSpec, StageFactory, PcmChunk } from './dsp/types.js';
 export type { PcmInput } from './dsp/pcm-input.js';
-export type { RecordingInfo, DroppedFrames } from './sinks/recorder.js';
+export type { RecordingInfo, RecordingFormat, DroppedFrames } from './sinks/recorder.js';
 export type { WavSampleFormat } from './sinks/wav-file-writer.js';
 export type { RecordingEntry } from './sinks/recordings-store.js';
 export type { AudioStats, ProcessingStats } from './sinks/peer-stats.js';

@@ -51,6 +51,7 @@ import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
 import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from '../server/create-server.js';
+import { asPipelineDocument, isBuiltPipeline, type PipelineDefinition, type PipelineSource } from '../pipeline/pipeline-builder.js';
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
 import { listenerAccess } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
@@ -109,7 +110,7 @@ export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'pr
    * pipeline document (a built `Pipeline` is sent as its `toJSON()`).
    * Each engine loads it. Default `default`.
    */
-  pipeline?: string | object;
+  pipeline?: PipelineSource;
   /**
    * Most concurrent sessions on the machine; each engine admits
    * `ceil(maxSessions / processes)`, and the front offers a session another
@@ -1083,9 +1084,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
 }
 
 /** A pipeline option as engines take it: a built Pipeline becomes its document. */
-function pipelineOption(p: ClusterOptions['pipeline']): string | object | undefined {
-  if (p && typeof p === 'object' && 'toJSON' in p && typeof (p as { toJSON: unknown }).toJSON === 'function') return (p as { toJSON(): object }).toJSON();
-  return p;
+function pipelineOption(p: ClusterOptions['pipeline']): string | PipelineDefinition | undefined {
+  if (typeof p !== 'object' || p === null) return p;
+  // Not checked here: each engine validates it as createServer does, and says what is wrong.
+  return (isBuiltPipeline(p) ? p.toJSON() : asPipelineDocument(p)) as PipelineDefinition;
 }
 
 /** The pipeline a `PUT /rooms/:room` body names, if it is one. */

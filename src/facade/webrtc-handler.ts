@@ -13,6 +13,7 @@ import type { RTCIceServer, RTCPeerConnection } from 'werift';
 import { packageRoot } from '../package-root.js';
 import { errors } from '../errors.js';
 import { loadPipelineFileSync, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
+import { asPipelineDocument, isBuiltPipeline, type PipelineSource } from '../pipeline/pipeline-builder.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { EarshotCore, type ServerStats, type StreamHandle } from '../core/earshot-core.js';
@@ -34,7 +35,7 @@ export interface WebRTCHandlerOptions {
    * Default: `pipelines/handler.json` — audio passed through, a stats sink, and
    * a record sink that waits for `startAudioRecording` (autoStart false).
    */
-  pipeline?: string | Pipeline | object;
+  pipeline?: PipelineSource;
   /** Directory for recordings started without an absolute path. Default `recordings`. */
   recordingsDir?: string;
   /** DSP worker threads, 1 to 4 × the cores. Default: one per CPU the process may use (its affinity, or a container's CPU limit where lower). */
@@ -293,6 +294,6 @@ function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Pipeline {
     return loadPipelineFileSync(join(bundled, `${p}.json`));
   }
   if (typeof p === 'string') return loadPipelineFileSync(p);
-  if ('branches' in p && typeof (p as Pipeline).toJSON === 'function') return p as Pipeline;
-  return parsePipeline(p);
+  if (isBuiltPipeline(p)) return p;
+  return parsePipeline(asPipelineDocument(p));
 }

@@ -36,6 +36,7 @@ export interface PeerPipelineEvent {
 /** Drops this far apart belong to one episode: it ends (and is summarized) after this long without any. */
 export const DROP_QUIET_MS = 5000;
 
+/** Frames of a stream lost on the way to its sinks, by cause (`PeerPipeline.droppedBy`): a full queue, late packets, a restarted worker, a failed stage. */
 export type DropCounts = Omit<DroppedFrames, 'backlog' | 'processorStage'>;
 
 const DROP_KEYS = ['queueFull', 'late', 'workerRestart', 'stageFailed'] as const;

@@ -44,6 +44,40 @@ export interface PipelineDefinition {
   branches?: Readonly<Record<string, BranchDefinition>>;
 }
 
+/**
+ * A pipeline as options take it (`createServer`'s and `WebRTCHandler`'s
+ * `pipeline`): the name of one in the pipelines directory (or bundled), a
+ * JSON file path (anything with a "/" or ending in ".json"), a pipeline
+ * document or definition (stage operators allowed, as for `definePipeline`),
+ * or a built `Pipeline`. A document kept in a variable before it is passed
+ * needs its type (`const doc: PipelineDefinition = …`), or TypeScript widens
+ * its `type` members to `string`.
+ */
+export type PipelineSource = string | Pipeline | PipelineDefinition;
+
+/** A `PipelineSource` that is not a name or path: a built `Pipeline`, or else a document or definition. */
+export function isBuiltPipeline(p: Pipeline | PipelineDefinition): p is Pipeline {
+  return Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function';
+}
+
+/**
+ * A document or definition given as an option, for validation: its stage
+ * operators replaced by their stage objects and nothing else changed, so that
+ * validation still reports every member it would in a file (unlike
+ * `pipelineDocument`, which keeps only the members it knows).
+ */
+export function asPipelineDocument(p: PipelineDefinition): unknown {
+  if (typeof p !== 'object' || p === null) return p;
+  const out: Record<string, unknown> = { ...p };
+  if (Array.isArray(p.stages)) out.stages = stageObjects(p.stages);
+  if (typeof p.branches === 'object' && p.branches !== null) {
+    out.branches = Object.fromEntries(
+      Object.entries(p.branches).map(([name, b]) => [name, typeof b === 'object' && b !== null && Array.isArray(b.stages) ? { ...b, stages: stageObjects(b.stages) } : b]),
+    );
+  }
+  return out;
+}
+
 export type RecordSink = Static<typeof RecordSinkSchema>;
 export type RecordSinkOptions = Omit<RecordSink, 'type'>;
 export type StatsSink = Static<typeof StatsSinkSchema>;

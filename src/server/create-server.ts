@@ -10,6 +10,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Observable } from 'rxjs';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
+import { asPipelineDocument, isBuiltPipeline } from '../pipeline/pipeline-builder.js';
 import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
@@ -355,8 +356,8 @@ async function resolveDefaultPipeline(p: CreateServerOptions['pipeline'], pipeli
   if (typeof p === 'string' && !p.includes('/') && !p.includes('\\') && !p.endsWith('.json')) return pipelines.get(p);
   let pipeline: Pipeline;
   if (typeof p === 'string') pipeline = await loadPipelineFile(p, { customStages });
-  else if ('branches' in p && Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function') pipeline = p as Pipeline;
-  else pipeline = parsePipeline(p, 'pipeline', { customStages });
+  else if (isBuiltPipeline(p)) pipeline = p;
+  else pipeline = parsePipeline(asPipelineDocument(p), 'pipeline', { customStages });
   pipelines.add(pipeline);
   return pipeline;
 }

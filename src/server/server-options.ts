@@ -27,7 +27,7 @@ import {
   describeValue,
 } from '../core/option-checks.js';
 import { errors } from '../errors.js';
-import type { Pipeline } from '../pipeline/pipeline.js';
+import type { PipelineSource } from '../pipeline/pipeline-builder.js';
 import { ProcessorRegistry } from '../sinks/processors.js';
 import type { EventStreamLimits } from './routes/events.js';
 import { trustedProxies } from './trust-proxy.js';
@@ -166,7 +166,7 @@ export interface CreateServerOptions {
    * or a built `Pipeline`; the last three are added to the pipelines under
    * their name, in memory. Default: `default` (denoise → WAV + stats).
    */
-  pipeline?: string | Pipeline | object;
+  pipeline?: PipelineSource;
   /** Directory for recordings (created if missing). Default `recordings`. */
   recordingsDir?: string;
   /** DSP worker threads, 1 to 4 × the cores. Default: one per CPU the process may use (its affinity, or a container's CPU limit where lower; see docs/performance.md). */

@@ -5,6 +5,7 @@
  * payload types are checked, and error responses and log lines stay small
  * whatever the client sent. Durations are printed, never asserted.
  */
+import type { PipelineDefinition } from '../../src/pipeline/pipeline-builder.js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -27,7 +28,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { EARSHOT_BIN } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
+const RAW_PIPELINE: PipelineDefinition = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
 const CRLF = '\r\n';
 
 let t: TestServer;

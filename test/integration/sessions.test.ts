@@ -1,6 +1,7 @@
 /**
  * Session lifecycle, concurrency and worker affinity over real loopback WebRTC.
  */
+import type { PipelineDefinition } from '../../src/pipeline/pipeline-builder.js';
 import { copyFile, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
@@ -12,7 +13,7 @@ import { fixturePath } from '../helpers/fixtures.js';
 import { expectComplete, FAST, mayBeEnded } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const RAW_PIPELINE = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
+const RAW_PIPELINE: PipelineDefinition = { name: 'raw', stages: [], sinks: [{ type: 'record' }, { type: 'stats' }] };
 
 /** The current test's server: the shared one, or its own when it needs other options or closes it. */
 let t: TestServer | undefined;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createServer, EarshotError, type CreateServerOptions } from '../../src/index.js';
+import { createServer, EarshotError, gain, statsSink, type CreateServerOptions } from '../../src/index.js';
 
 /** [option as reported, options given, the message]. */
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
@@ -114,6 +114,18 @@ describe('createServer options', () => {
     } finally {
       await server.close();
     }
+  });
+
+  it('takes a pipeline definition inline, stage operators included, and reports a misspelt member of one as a file\'s', async () => {
+    const server = await createServer({ logLevel: 'silent', threads: 1, pipeline: { name: 'inline', stages: [gain({ db: -6 })], sinks: [statsSink()] } });
+    try {
+      expect(server.core.pipelines.get('inline').toJSON()).toMatchObject({ name: 'inline', stages: [{ type: 'gain', db: -6 }], sinks: [{ type: 'stats' }] });
+    } finally {
+      await server.close();
+    }
+    // Members validation does not know are problems, as in a file: the operators' replacement keeps them.
+    const typo = { name: 'typo', stages: [gain({ db: -6 })], sinks: [statsSink()], sinkz: [] } as CreateServerOptions['pipeline'];
+    await expect(createServer({ logLevel: 'silent', threads: 1, pipeline: typo })).rejects.toMatchObject({ code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringContaining('sinkz') });
   });
 
   it('refuses a non-object as the options', async () => {

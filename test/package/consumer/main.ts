@@ -16,6 +16,7 @@ import {
   createServer,
   definePipeline,
   denoise,
+  errors,
   gain,
   inWorkers,
   recordSink,
@@ -25,11 +26,18 @@ import {
   WebRTCHandler,
   type AudioFrame,
   type CreateServerOptions,
+  type DenoiseOptions,
+  type DropCounts,
+  type EarshotErrorCode,
   type EarshotServer,
   type LogLevel,
   type PeerStatsSnapshot,
+  type PipelineDefinition,
   type ProcessedAudio,
+  type ProcessorNames,
   type QuarantinedStream,
+  type RecordingFormat,
+  type ResampleOptions,
   type SendResult,
   type StreamHandle,
   type WorkerPoolHealth,
@@ -64,6 +72,27 @@ const quiet: LogLevel = 'silent';
 // @ts-expect-error 'loud' is not a log level
 const misspelt: CreateServerOptions = { logLevel: 'loud' };
 void [quiet, misspelt];
+
+/** A pipeline given inline is checked as one: a misspelt sink type does not compile. */
+const inline: CreateServerOptions = { pipeline: { name: 'inline', stages: [denoise()], sinks: [statsSink()] } };
+// @ts-expect-error 'recrod' is not a sink type
+const badSink: CreateServerOptions = { pipeline: { name: 'typo', sinks: [{ type: 'recrod' }] } };
+const kept: PipelineDefinition = { name: 'kept', stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'stats' }] };
+void [inline, badSink, kept];
+
+/** Error codes are literals: a comparison offers them, and one that is not earshot's does not compile. */
+const overloaded: EarshotErrorCode = errors.OVERLOADED.code;
+// @ts-expect-error not one of earshot's codes
+const notACode: EarshotErrorCode = 'EARSHOT_OVERLOADD';
+void [overloaded, notACode];
+
+/** The types options and results use can be named. */
+const denoiseOptions: DenoiseOptions = {};
+const resampleOptions: ResampleOptions = { sampleRate: 16000, quality: 5 };
+const recordingFormat: RecordingFormat = 'ogg-opus';
+const drops: Partial<DropCounts> = {};
+const names: ProcessorNames = { has: () => false, isStage: () => false, stageNames: () => [] };
+void [denoiseOptions, resampleOptions, recordingFormat, drops, names];
 
 /** An AudioProcessor: frames in, frames out. */
 class PassThrough extends AudioProcessor {
