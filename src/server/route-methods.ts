@@ -5,7 +5,9 @@
  * does not exist. Fastify's router is not public, so the routes are mirrored
  * into a find-my-way router (the one Fastify uses) as they are added; the
  * not-found handler asks it. Routes that only answer 405 themselves (WHIP's,
- * `notAllowed`) are left out, so that `Allow` lists what the path does take.
+ * `notAllowed`) are left out, so that `Allow` lists what the path does take,
+ * and so are catch-alls that only answer 404 (`OPTIONS /whip/*`): a path
+ * they match is no resource, and a POST there is a 404, not a 405.
  */
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +16,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The route only answers 405 (see route-methods.ts): not a method the path takes. */
     methodNotAllowed?: boolean;
+    /** The route only answers 404 (a catch-all): the paths it matches are no resource. */
+    notAResource?: boolean;
   }
 }
 
@@ -25,7 +29,7 @@ export class RouteMethods {
   /** Mirrors every route added to `app` from now on. */
   constructor(app: FastifyInstance) {
     app.addHook('onRoute', (route) => {
-      if (route.config?.methodNotAllowed) return;
+      if (route.config?.methodNotAllowed || route.config?.notAResource) return;
       for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
         try {
           this.#router.on(method.toUpperCase() as HTTPMethod, route.url, () => undefined);

@@ -80,9 +80,12 @@ describe('WHIP endpoint errors', () => {
       expect(res.status, method).toBe(405);
       expect(res.headers.get('allow')).toBe('DELETE, OPTIONS');
     }
-    // HEAD is GET without a body (RFC 9110 §9.3.2): 405 where GET is, not 404.
+    // HEAD is GET without a body (RFC 9110 §9.3.2): 405 where GET is, not 404, with the same Allow.
     const head = await fetch(`${t.url}/whip/demo/alice`, { method: 'HEAD', headers: auth });
     expect([head.status, head.headers.get('allow')]).toEqual([405, 'POST, OPTIONS']);
+    // It matched the endpoint's POST route too (room "sessions") and was told POST.
+    const sessionHead = await fetch(`${t.url}/whip/sessions/0123456789abcdef`, { method: 'HEAD', headers: auth });
+    expect([sessionHead.status, sessionHead.headers.get('allow')]).toEqual([405, 'DELETE, OPTIONS']);
   });
 
   it('answers a method a control route does not take with 405 and what it allows (RFC 9110 §15.5.6), not 404', async () => {
@@ -364,6 +367,13 @@ describe('control API errors', () => {
       const options = await fetch(`${t.url}/whip/a/b/c`, { method: 'OPTIONS', headers });
       expect(options.status).toBe(404);
       expect((await problem(options)).code).toBe('EARSHOT_ROUTE_NOT_FOUND');
+    }
+    // A WHIP URL mistyped by a user (no peer, a trailing slash, one segment too many) is no resource:
+    // 404, not 405 "it allows OPTIONS" (the OPTIONS catch-all that answers 404 is no method of it).
+    for (const path of ['/whip/demo', '/whip/demo/alice/', '/whip/a/b/c']) {
+      const res = await fetch(`${t.url}${path}`, { method: 'POST', body: chromeLikeOffer(), headers: { ...auth, 'content-type': 'application/sdp' } });
+      expect([path, res.status, res.headers.get('allow')]).toEqual([path, 404, null]);
+      expect((await problem(res)).code).toBe('EARSHOT_ROUTE_NOT_FOUND');
     }
   });
 

@@ -61,13 +61,15 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
   app.options('/whip/:room/:peer', options(ENDPOINT_METHODS));
   app.options('/whip/sessions/:id', options(SESSION_METHODS));
   // Any other /whip/ path is no resource: 404 (the CORS layer's catch-all answered 200, empty).
-  app.options('/whip/*', async (req) => {
+  app.options('/whip/*', { config: { notAResource: true } }, async (req) => {
     throw errors.ROUTE_NOT_FOUND(req.method, req.url.split('?')[0].slice(0, 200));
   });
   // Other methods get 405 and Allow (RFC 9110 §15.5.6), not 404. POST on a session URL must not
   // publish to a room called "sessions": that name is the session resources'.
-  notAllowed(app, '/whip/:room/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], ENDPOINT_METHODS);
-  notAllowed(app, '/whip/sessions/:id', ['GET', 'PUT', 'POST'], SESSION_METHODS);
+  // HEAD too: left to the not-found handler, HEAD on a session URL matched the endpoint's route
+  // (room "sessions") and was told POST.
+  notAllowed(app, '/whip/:room/:peer', ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH'], ENDPOINT_METHODS);
+  notAllowed(app, '/whip/sessions/:id', ['GET', 'HEAD', 'PUT', 'POST'], SESSION_METHODS);
 
   app.post<{ Params: { room: string; peer: string }; Querystring: Record<string, string> }>(
     '/whip/:room/:peer',
