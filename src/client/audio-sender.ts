@@ -11,7 +11,7 @@ import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacke
 import { errors } from '../errors.js';
 import { checkBoolean, checkFunction, checkMilliseconds, checkNumber, checkOptionNames, checkStringArray, describeValue, failOption } from '../option-checks.js';
 import { OpusEncoder } from '../../wasm/opus.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost } from '../rtc/ice-config.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost, strengthenIceCredentials } from '../rtc/ice-config.js';
 import { checkIceServers, hasTurnServer } from '../rtc/ice-servers.js';
 import { reportAtRfcInterval } from '../rtc/sender-reports.js';
 import { sendRtpPayload } from '../rtc/werift-rtp-send.js';
@@ -328,6 +328,7 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     // Sender reports every ~4 s (RFC 3550), as browsers send audio's, not werift's every ~1 s.
     reportAtRfcInterval(transceiver.sender);
     if (options.dataChannel) options.dataChannel(pc.createDataChannel('earshot'));
+    strengthenIceCredentials(pc);
     const offer = await pc.createOffer();
     disableImplicitStun(pc, options.iceServers);
     await pc.setLocalDescription(offer);

@@ -1,12 +1,14 @@
 /**
  * ICE settings for werift peers, shared by the server and `earshot send`.
  *
- * Two werift defaults are wrong for us and are overridden here:
+ * Three werift defaults are wrong for us and are overridden here:
  * - it asks `stun.l.google.com` for a server-reflexive candidate even with
  *   `iceServers: []`; a server must never reach out on its own, so STUN is off
  *   unless servers are configured explicitly;
  * - it skips loopback interfaces and, when asked for them, still announces every
- *   other interface; with `hostAddresses` we announce exactly the given ones.
+ *   other interface; with `hostAddresses` we announce exactly the given ones;
+ * - its ICE credentials are hex, 4 and 22 characters: 16 and 88 bits, where
+ *   RFC 8839 §5.4 asks for at least 24 and 128 (`strengthenIceCredentials`).
  *
  * An announced address need not be one of this machine's: behind 1:1 NAT (a
  * cloud VM's public IP) it is the public address, and the media sockets are
@@ -15,6 +17,7 @@
  * itself fails (EADDRNOTAVAIL), and werift reports that as an unhandled
  * socket error that ends the process.
  */
+import { randomBytes } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import { isIP, isIPv4 } from 'node:net';
 import type { RTCPeerConnection, RTCIceServer } from 'werift';
@@ -74,6 +77,32 @@ export function disableImplicitStun(pc: RTCPeerConnection, iceServers: RTCIceSer
   for (const transport of pc.iceTransports) {
     (transport.connection as { stunServer?: unknown }).stunServer = undefined;
   }
+}
+
+/** ICE connections whose credentials `strengthenIceCredentials` replaced already. */
+const strengthened = new WeakSet<object>();
+
+/**
+ * Gives every ICE transport of `pc` credentials with the randomness RFC 8839
+ * §5.4 asks for (ufrag at least 24 bits, password at least 128): 8 and 24
+ * characters of its ice-char alphabet (ALPHA / DIGIT / "+" / "/", 6 bits
+ * each), 48 and 144 bits, the lengths browsers use. Call once the transports
+ * exist and before the description that carries them is created; a
+ * transport is given new ones only once, so later calls are harmless.
+ */
+export function strengthenIceCredentials(pc: RTCPeerConnection): void {
+  for (const transport of pc.iceTransports) {
+    const connection = transport.connection as { localUsername: string; localPassword: string };
+    if (strengthened.has(connection)) continue;
+    strengthened.add(connection);
+    connection.localUsername = iceChars(8);
+    connection.localPassword = iceChars(24);
+  }
+}
+
+/** `n` random ice-chars (n a multiple of 4): base64 is exactly that alphabet, and needs no padding then. */
+function iceChars(n: number): string {
+  return randomBytes((n / 4) * 3).toString('base64');
 }
 
 /** This machine's interface addresses (loopback included). */

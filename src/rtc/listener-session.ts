@@ -16,7 +16,7 @@ import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, type RTCRtp
 import { errors, isEarshotError } from '../errors.js';
 import type { EncodedFrame } from '../media/frames.js';
 import { clip } from './bounded-text.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates, type IceOptions } from './ice-config.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates, strengthenIceCredentials, type IceOptions } from './ice-config.js';
 import { completeAnswer, reducedOffer, requireTransport, withoutTrickle } from './offer-reduction.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
@@ -120,6 +120,7 @@ export class ListenerSession {
       pc.connectionStateChange.subscribe((state) => session.#onConnectionState(state));
       await pc.setRemoteDescription({ type: 'offer', sdp: reducedOffer(parsed, [summary.audioIndex]) });
       answerDtlsRole(pc, parsed, parsed.sections[summary.audioIndex]);
+      strengthenIceCredentials(pc);
       const answer = await pc.createAnswer();
       disableImplicitStun(pc, []);
       await pc.setLocalDescription(answer);

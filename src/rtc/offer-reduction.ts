@@ -214,9 +214,14 @@ function fingerprintProblem(value: string): string | undefined {
  * names one, and a mid. An offer werift cannot connect with is refused here,
  * before a socket is opened, with what is wrong: with an empty ICE password
  * werift gave up on the connection while answering, and a malformed
- * fingerprint or role left a session that could only time out.
+ * fingerprint or role left a session that could only time out. So did an
+ * offer from an ICE-lite agent: earshot answers as one, and two ICE-lite
+ * agents never send each other a connectivity check (RFC 8445 §2.5).
  */
 export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
+  if (offer.session.some((l) => /^a=ice-lite\s*$/.test(l))) {
+    throw errors.SDP_INVALID('it declares a=ice-lite, and so does earshot\'s answer: two ICE-lite agents never check connectivity, so the session could never connect. Offer as a full ICE agent, as RFC 9725 asks of WHIP clients (browsers and WebRTC libraries do)');
+  }
   const value = (prefix: string) => (s.lines.find((l) => l.startsWith(prefix)) ?? offer.session.find((l) => l.startsWith(prefix)))?.slice(prefix.length);
   const ufrag = value('a=ice-ufrag:');
   const pwd = value('a=ice-pwd:');

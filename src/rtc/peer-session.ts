@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { RTCPeerConnection, RTCRtpCodecParameters, type MediaStreamTrack, type RtpPacket } from 'werift';
 import { errors, isEarshotError } from '../errors.js';
 import { clip } from './bounded-text.js';
-import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates, type IceOptions } from './ice-config.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete, requireCandidates, strengthenIceCredentials, type IceOptions } from './ice-config.js';
 import { completeAnswer, planNegotiation, withoutTrickle, type NegotiationPlan } from './offer-reduction.js';
 import { withOpusPreferences } from './opus-answer.js';
 import type { EncodedFrame } from '../media/frames.js';
@@ -221,9 +221,22 @@ export class PeerSession {
     // the STUN server of every transport right before that, on this instance only.
     const setLocalDescription = pc.setLocalDescription.bind(pc);
     pc.setLocalDescription = ((description?: Parameters<RTCPeerConnection['setLocalDescription']>[0]) => {
+      strengthenIceCredentials(pc);
       disableImplicitStun(pc, options.ice?.iceServers);
       return setLocalDescription(description as never);
     }) as RTCPeerConnection['setLocalDescription'];
+    // The description the user's signaling sends is made here, before setLocalDescription: its ICE
+    // credentials must be the strengthened ones already.
+    const createAnswer = pc.createAnswer.bind(pc);
+    pc.createAnswer = (() => {
+      strengthenIceCredentials(pc);
+      return createAnswer();
+    }) as RTCPeerConnection['createAnswer'];
+    const createOffer = pc.createOffer.bind(pc);
+    pc.createOffer = ((...args: Parameters<RTCPeerConnection['createOffer']>) => {
+      strengthenIceCredentials(pc);
+      return createOffer(...args);
+    }) as RTCPeerConnection['createOffer'];
     session.#unwatch = SESSION_CHECKS.add(() => session.#checkTimeouts());
     return session;
   }
@@ -258,6 +271,7 @@ export class PeerSession {
     await pc.setRemoteDescription({ type: 'offer', sdp: plan.offer });
     routeUnsignalledSsrcs(pc);
     answerDtlsRole(pc, offer, offer.sections[this.offer!.audioIndex]);
+    strengthenIceCredentials(pc);
     const answer = await pc.createAnswer();
     disableImplicitStun(pc, []);
     await pc.setLocalDescription(answer);

@@ -194,6 +194,16 @@ describe('WHIP endpoint errors', () => {
     expect(p.detail).toMatch(/"sessions" is taken by the WHIP session URLs/);
   });
 
+  it('refuses an offer from an ICE-lite agent with 400 EARSHOT_SDP_INVALID at once, not a session that can only time out', async () => {
+    const offer = chromeLikeOffer().replace(/^(t=.*\r\n)/m, '$1a=ice-lite\r\n');
+    expect(offer).toMatch(/^a=ice-lite\r$/m);
+    const res = await post('/whip/demo/lite', offer);
+    expect(res.status).toBe(400);
+    const p = await problem(res);
+    expect(p.code).toBe('EARSHOT_SDP_INVALID');
+    expect(p.detail).toMatch(/declares a=ice-lite.*Offer as a full ICE agent/);
+  });
+
   it('refuses unparsable SDP with 400 EARSHOT_SDP_INVALID', async () => {
     for (const body of ['hello world', '', 'v=0\r\nthis is not sdp\r\n']) {
       const res = await post('/whip/demo/alice', body);
