@@ -114,12 +114,19 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
  * for every section werift did not see, so the answer has as many m-lines as
  * the offer, in the same order (RFC 3264 §6). werift's BUNDLE group already
  * lists only the sections it accepted, so rejected mids are never in it.
+ *
+ * Two things werift writes whatever was offered follow the offer, as JSEP
+ * says an answer's do (RFC 8829 §5.3.1): an RTP section's `<proto>` is the
+ * offer's exactly (werift wrote UDP/TLS/RTP/SAVPF for an offered RTP/SAVPF),
+ * and `a=extmap-allow-mixed` is answered only when offered (RFC 8285 §6).
  */
 export function completeAnswer(offer: ParsedOffer, keep: readonly number[], answer: string): string {
   const session: string[] = [];
   const answered: string[][] = [];
+  const mixedOffered = [...offer.session, ...offer.sections.flatMap((s) => s.lines)].includes('a=extmap-allow-mixed');
   for (const line of answer.split(/\r?\n/)) {
     if (line.length === 0) continue;
+    if (line === 'a=extmap-allow-mixed' && !mixedOffered) continue;
     if (line.startsWith('m=')) answered.push([line]);
     else (answered.length ? answered[answered.length - 1] : session).push(line);
   }
@@ -135,6 +142,7 @@ export function completeAnswer(offer: ParsedOffer, keep: readonly number[], answ
       continue;
     }
     const section = answered[next++];
+    if (isRtp(s.proto)) section[0] = section[0].replace(/^(m=\S+ \d+) \S+/, `$1 ${s.proto}`);
     const mid = section.find((l) => l.startsWith('a=mid:'))?.slice('a=mid:'.length);
     if (s.mid !== undefined && mid !== s.mid) {
       throw new Error(`werift answered media section ${s.index} with mid ${JSON.stringify(mid)} instead of ${JSON.stringify(s.mid)}`);

@@ -250,6 +250,18 @@ describe('WHIP endpoint errors', () => {
     expect(metrics).toMatch(/^earshot_sessions_refused_total\{code="EARSHOT_UNSUPPORTED_MEDIA_TYPE"\} [1-9]/m);
   });
 
+  it('echoes what JSEP says an answer echoes: the offer\'s <proto>, and a=extmap-allow-mixed only when offered (RFC 8829 §5.3.1)', async () => {
+    const legacy = chromeLikeOffer().replace('m=audio 9 UDP/TLS/RTP/SAVPF ', 'm=audio 9 RTP/SAVPF ').replace(/^a=extmap-allow-mixed\r\n/m, '');
+    expect(legacy).toMatch(/^m=audio 9 RTP\/SAVPF /m);
+    expect(legacy).not.toMatch(/extmap-allow-mixed/);
+    const res = await post('/whip/demo/legacy', legacy);
+    expect(res.status).toBe(201);
+    const answer = await res.text();
+    expect(answer).toMatch(/^m=audio [1-9]\d* RTP\/SAVPF 111\r?$/m);
+    expect(answer).not.toMatch(/extmap-allow-mixed/);
+    await fetch(`${t.url}${res.headers.get('location')}`, { method: 'DELETE', headers: auth });
+  });
+
   it('answers a Chromium-shaped offer (many codecs, extensions) with Opus on its payload type', async () => {
     const res = await post('/whip/demo/chrome', chromeLikeOffer());
     expect(res.status).toBe(201);
@@ -263,6 +275,7 @@ describe('WHIP endpoint errors', () => {
     expect(answer).toMatch(/a=candidate:.* 127\.0\.0\.1 \d+ typ host/);
     expect(answer).toMatch(/a=ice-lite/);
     expect(answer).toMatch(/a=recvonly/);
+    expect(answer).toMatch(/^a=extmap-allow-mixed\r?$/m);
     // PATCH (trickle ICE) is not supported: 405 per RFC 9725.
     const patch = await fetch(`${t.url}${location}`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/trickle-ice-sdpfrag' }, body: 'a=end-of-candidates' });
     expect(patch.status).toBe(405);
