@@ -1,7 +1,8 @@
 /**
  * `earshot pipelines`: lists the pipelines a server loads from a directory
  * (offline, validated exactly as `serve` would), or those a running server has
- * (`--url`), with their branches, stages and sinks.
+ * (`--url`), with their branches, stages and sinks, and marks the default one
+ * (offline: the one `serve` would take from the same environment).
  */
 import { Command, Option } from 'commander';
 import { isEarshotError } from '../errors.js';
@@ -39,9 +40,12 @@ export function registerPipelinesCommand(program: Command): void {
           const registry = await PipelineRegistry.load({ dir });
           // serve refuses such a directory (it has no default pipeline); say so rather than list nothing.
           if (registry.list().length === 0) throw new Error(`${dir}: no pipeline files (*.json) in this directory`);
+          // The one serve would start with from the same environment (its --pipeline defaults to EARSHOT_PIPELINE, else "default").
+          const defaultName = process.env.EARSHOT_PIPELINE || 'default';
           list = registry.list().map((p) => ({
             name: p.name,
             description: p.description,
+            ...(p.name === defaultName ? { default: true } : {}),
             branches: p.branches.map((b) => ({ name: b.name, stages: b.stages.map((s) => s.type), sinks: b.sinks.map((s) => s.type), sampleRate: b.sampleRate, channels: b.channels })),
           }));
         }

@@ -56,6 +56,18 @@ describe('earshot pipelines --url', () => {
   }, 60_000);
 });
 
+describe('earshot pipelines of a directory', () => {
+  it('marks the default pipeline as serve would pick it: "default", or EARSHOT_PIPELINE', async () => {
+    const plain = await earshot(['pipelines', '--json'], { EARSHOT_PIPELINE: '' });
+    expect([plain.code, plain.stderr]).toEqual([0, '']);
+    const marked = (out: string) => (JSON.parse(out) as Array<{ name: string; default?: boolean }>).filter((p) => p.default).map((p) => p.name);
+    expect(marked(plain.stdout)).toEqual(['default']);
+    const telephony = await earshot(['pipelines'], { EARSHOT_PIPELINE: 'telephony' });
+    expect(telephony.stdout).toMatch(/^telephony \(default\)/m);
+    expect(telephony.stdout).not.toMatch(/^default \(default\)/m);
+  }, 60_000);
+});
+
 describe('earshot pipelines: what it refuses', () => {
   it('--url with --pipelines on the command line: one list or the other, not --pipelines silently ignored', async () => {
     const both = await earshot(['pipelines', '--url', t.url, '--pipelines', 'pipelines', '--admin-token', 'admin-secret']);
