@@ -107,7 +107,8 @@ export interface ClusterOptions extends Omit<CreateServerOptions, 'logger' | 'pr
   threads?: number;
   /**
    * The default pipeline: a name in `pipelinesDir`, a JSON file path, or a
-   * pipeline document (a built `Pipeline` is sent as its `toJSON()`).
+   * pipeline document or definition (stage operators allowed; a built
+   * `Pipeline` is sent as its `toJSON()`).
    * Each engine loads it. Default `default`.
    */
   pipeline?: PipelineSource;

@@ -31,7 +31,8 @@ import type { AudioProcessor } from './audio-processor.js';
 export interface WebRTCHandlerOptions {
   /**
    * Pipeline: the name of a bundled one (`"default"`, `"voice-agent"`, …), a
-   * JSON file path, a pipeline document or a built `Pipeline`.
+   * JSON file path, a pipeline document or definition (stage operators
+   * allowed), or a built `Pipeline`.
    * Default: `pipelines/handler.json` — audio passed through, a stats sink, and
    * a record sink that waits for `startAudioRecording` (autoStart false).
    */

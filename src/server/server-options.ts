@@ -162,9 +162,10 @@ export interface CreateServerOptions {
   /**
    * The default pipeline (used when neither the request's `?pipeline=` nor the
    * room's binding names one): the name of a pipeline in `pipelinesDir`, a JSON
-   * file path (anything with a "/" or ending in ".json"), a pipeline document,
-   * or a built `Pipeline`; the last three are added to the pipelines under
-   * their name, in memory. Default: `default` (denoise → WAV + stats).
+   * file path (anything with a "/" or ending in ".json"), a pipeline document
+   * or definition (stage operators allowed, as for `definePipeline`), or a
+   * built `Pipeline`; the last three are added to the pipelines under their
+   * name, in memory. Default: `default` (denoise → WAV + stats).
    */
   pipeline?: PipelineSource;
   /** Directory for recordings (created if missing). Default `recordings`. */
