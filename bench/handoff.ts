@@ -24,7 +24,7 @@
  * - `shared memory, polled`: no message either way: the main thread writes the
  *   batch into shared memory and goes on, the worker looks for it on its own
  *   1 ms timer, and the main thread reads the result on its next turn (tried in
- *   the pool on 2026-12-06, branch experiment/lane-memory: docs/performance.md).
+ *   the pool on 2026-12-06 and not kept: docs/performance.md).
  *
  * CPU per thread from /proc/self/task/<tid>/schedstat (Linux only).
  */
