@@ -22,6 +22,7 @@ import { stageOptionProblems } from '../dsp/stage-type.js';
 import type { PcmInput } from '../dsp/stream-processor.js';
 import type { StageSpec } from '../dsp/types.js';
 import type { AudioFrame } from '../media/frames.js';
+import { EarshotError, errors } from '../errors.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { getDefaultPool, scopedPool, withDefaultPool } from '../pool/default-pool.js';
 import { liftOperator } from './lift-operator.js';
@@ -180,7 +181,11 @@ function runInWorkers(source: Observable<AudioFrame>, stages: StageSpec[], poolO
               for (const out of frames) subscriber.next(out);
             });
           },
-          onError: (message) => fail(new Error(`inWorkers(${stages.map((s) => s.type).join(', ')}): ${message}`)),
+          // A coded error: the pool's own (a hung or crashing stage) with the chain named, else EARSHOT_STAGE_FAILED.
+          onError: (message, error) => {
+            const chain = `inWorkers(${stages.map((s) => s.type).join(', ')})`;
+            fail(error ? new EarshotError(error.code, error.statusCode, error.title, `${chain}: ${error.message}`, error.extensions, { cause: error }) : errors.STAGE_FAILED(chain, message));
+          },
         },
         // Every frame the source gives comes out: one faster than the workers (a file read in a
         // script) waits in memory, where it already was, rather than losing all but its last 2 s.

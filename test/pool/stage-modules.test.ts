@@ -119,5 +119,7 @@ describe('custom worker stage modules', () => {
   it('errors the output of inWorkers with the stage message when a stage cannot be built', async () => {
     const run = lastValueFrom(from(monoFrames(new Float32Array(1920))).pipe(inWorkers({ pool }, stage('invert', { strength: 3 })), toArray()));
     await expect(run).rejects.toThrow(/inWorkers\(invert\).*strength/);
+    // A coded error, as every error earshot reports.
+    await expect(run).rejects.toMatchObject({ code: 'EARSHOT_STAGE_FAILED', statusCode: 500, extensions: { chain: 'inWorkers(invert)' } });
   });
 });
