@@ -4,12 +4,14 @@
  * is quarantined, and the streams that shared the worker lose no frames.
  * Real workers, real stage modules (test/fixtures/modules).
  */
+import { from, lastValueFrom, toArray } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { inWorkers, stage } from '../../src/pipeline/operators.js';
 import type { StageSpec } from '../../src/dsp/types.js';
 import type { AudioFrame } from '../../src/media/frames.js';
 import type { EarshotError } from '../../src/errors.js';
 import { WorkerPool, type PoolStream, type WorkerPoolHealth } from '../../src/pool/worker-pool.js';
-import { encodeOpusFrames } from '../helpers/audio.js';
+import { encodeOpusFrames, monoFrames } from '../helpers/audio.js';
 import { fixtureModule, readFixture } from '../helpers/fixtures.js';
 
 let pool: WorkerPool | undefined;
@@ -90,6 +92,17 @@ describe('a stage that hangs', () => {
     expect(health.quarantined).toEqual([{ stream: hung.handle.id, stage: 'hang', reason: 'timeout', message, at: expect.any(String) }]);
     expect(health.reasons.join('\n')).toContain('EARSHOT_STAGE_TIMEOUT');
   }, 60_000);
+
+  it('errors the output of inWorkers with EARSHOT_STAGE_TIMEOUT, naming the chain', async () => {
+    pool = new WorkerPool({ threads: 1, batchIntervalMs: 10, taskTimeoutMs: 300 });
+    await pool.start();
+    await pool.registerStageModule(fixtureModule('hang-stage.js'));
+    const frames = monoFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 20));
+    const run = lastValueFrom(from(frames).pipe(inWorkers({ pool }, stage('hang', { afterChunks: 2, forMs: 15_000 })), toArray()));
+    const error = await run.then(() => expect.fail('the output completed'), (e: unknown) => e);
+    expect(error).toMatchObject({ code: 'EARSHOT_STAGE_TIMEOUT', statusCode: 500 });
+    expect((error as Error).message).toMatch(/^inWorkers\(hang\): stage "hang" .* made no progress for 300 ms/);
+  });
 
   it('fails the pipeline check of a stage that hangs while being created, and checks the other setups', async () => {
     pool = new WorkerPool({ threads: 1, taskTimeoutMs: 300 });
