@@ -315,7 +315,8 @@ export const errors = {
   SEND_ABORTED: define('EARSHOT_SEND_ABORTED', 499, 'Send aborted',
     (step: string) => `Stopped ${step}, before any audio was sent; a session the server had created was ended (DELETE).`),
   WHIP_SESSION_LOST: define('EARSHOT_WHIP_SESSION_LOST', 502, 'WHIP session lost',
-    (session: string, why: string) => `${why}: ${session} has ended on the server (deleted by another client, replaced, drained, or the server stopped). Sending stopped.`),
+    (session: string, why: string, noticedAtEnd?: boolean) =>
+      `${why}: ${session} has ended on the server (deleted by another client, replaced, drained, or the server stopped or restarted). ${noticedAtEnd ? 'What was sent after it ended was not received.' : 'Sending stopped.'}`),
   WHIP_ANSWER_INVALID: define('EARSHOT_WHIP_ANSWER_INVALID', 502, 'Unusable SDP answer',
     (from: string, why: string) => `The answer from ${from} is not a usable SDP answer: ${why}. Nothing was sent.`),
   WEBRTC_CONNECT_FAILED: define('EARSHOT_WEBRTC_CONNECT_FAILED', 504, 'WebRTC did not connect',

@@ -382,7 +382,11 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     await sleep(200); // let the last packets leave before the session ends
     const ending = sessionUrl;
     sessionUrl = undefined; // a DELETE that fails is not sent again by the catch below
-    if (ending && !options.skipDelete) await whip.end(ending);
+    // 404: the server no longer has the session (it was restarted, or an engine of it was), and
+    // said nothing the sender heard; what was sent since it ended went nowhere.
+    if (ending && !options.skipDelete && (await whip.end(ending)) === 404) {
+      throw errors.WHIP_SESSION_LOST(published.sessionUrl, 'The server no longer had the session when sending ended (its DELETE answered 404)', true);
+    }
     const { lost: _lost, ...counts } = sent;
     return { sessionUrl: published.sessionUrl, ...counts, wallSeconds: (performance.now() - started) / 1000, ssrc };
   } catch (e) {

@@ -14,7 +14,7 @@ import { readWavSource } from '../../src/client/wav-stream.js';
 import { EarshotError } from '../../src/errors.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { fixturePath } from '../helpers/fixtures.js';
-import { startServer } from '../helpers/server.js';
+import { startServer, type TestServer } from '../helpers/server.js';
 import { spawnServer } from '../helpers/spawn-server.js';
 import { EARSHOT_BIN } from '../helpers/cli.js';
 
@@ -242,6 +242,31 @@ describe('a session that ends on the server while sending', () => {
       expect(sending.seconds()).toBeLessThan(3 + 2);
     } finally {
       await t.close();
+    }
+  });
+
+  it('fails with EARSHOT_WHIP_SESSION_LOST, not a finished send, when the server was restarted while it sent (the DELETE finds no session)', { timeout: 90_000 }, async () => {
+    // Killed without a word and started again on its port before the send ends: within the RTCP timeout.
+    const first = await spawnServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] } });
+    let second: TestServer | undefined;
+    try {
+      const url = `${first.url}/whip/lost/p3`;
+      const started = performance.now();
+      const outcome = sendAudio({ url, source: fixturePath('tone-1k-48k.wav'), loop: true, seconds: 8, rtcpTimeoutMs: 25_000 }).then(
+        () => 'finished' as const,
+        (e: unknown) => e as { code?: string; message: string },
+      );
+      await new Promise((r) => setTimeout(r, 2000));
+      await first.stop('SIGKILL');
+      second = await startServer({ port: Number(new URL(first.url).port), pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] } });
+      expect(await outcome).toMatchObject({
+        code: 'EARSHOT_WHIP_SESSION_LOST',
+        message: expect.stringMatching(/^The server no longer had the session when sending ended \(its DELETE answered 404\): .* What was sent after it ended was not received\.$/),
+      });
+      expect((performance.now() - started) / 1000).toBeGreaterThan(7);
+    } finally {
+      await first.stop('SIGKILL');
+      await second?.close();
     }
   });
 
