@@ -2,9 +2,9 @@
  * The `--ice-server URL[,username,credential]` option of `earshot serve` (the
  * servers advertised to clients) and `earshot send` (the servers it gathers with).
  */
-import { InvalidArgumentError } from 'commander';
 import type { RTCIceServer } from 'werift';
 import { parseIceServerSpec } from '../rtc/ice-servers.js';
+import { invalidArgument } from './invalid-argument.js';
 
 /**
  * Repeatable `URL[,username,credential]`; one value (an environment
@@ -16,7 +16,7 @@ export function iceServers(value: string, previous: RTCIceServer[] | undefined):
     try {
       return parseIceServerSpec(spec);
     } catch (e) {
-      throw new InvalidArgumentError((e as Error).message);
+      throw invalidArgument(e);
     }
   });
   return [...(previous ?? []), ...parsed];

@@ -12,6 +12,7 @@ import { CORES_PER_ENGINE, defaultProcesses } from '../cluster/processes.js';
 import { isEarshotError } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
 import { iceServers } from './ice-server-option.js';
+import { invalidArgument } from './invalid-argument.js';
 import { POOL_OPTION_RANGES, describeRange, inRange, type OptionRange } from '../pool/pool-limits.js';
 import { applyParallelScavenge, type ParallelScavenge } from '../server/young-gc.js';
 import { trustedProxies } from '../server/trust-proxy.js';
@@ -86,7 +87,7 @@ function proxies(value: string, previous: string[] | undefined): string[] {
   try {
     return [...(previous ?? []), ...(trustedProxies(value) ?? [])];
   } catch (e) {
-    throw new InvalidArgumentError((e as Error).message.replace(/^options\.trustProxy /, '--trust-proxy '));
+    throw invalidArgument(e, (e as Error).message.replace(/^options\.trustProxy /, '--trust-proxy '));
   }
 }
 

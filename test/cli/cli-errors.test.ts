@@ -71,6 +71,13 @@ describe('earshot <mistyped command>', () => {
       stderr: "error: option '--ice-ports <min-max>' argument '5000-3000' is invalid. the first port must be below the second, got 5000-3000 (use MIN-MAX, e.g. 40000-40999)\n",
       exitCode: 1,
     });
+    // A value earshot's own check refuses carries its code, as serve's other refusals print it.
+    const ice = commanderSays(['serve', '--ice-server', 'http://x']);
+    expect(ice.exitCode).toBe(1);
+    expect(ice.stderr).toMatch(/^error: option '--ice-server <url\[,username,credential\]>' argument 'http:\/\/x' is invalid\. .+ \[EARSHOT_ICE_SERVER_INVALID\]\n$/);
+    const proxy = commanderSays(['serve', '--trust-proxy', 'true']);
+    expect(proxy.exitCode).toBe(1);
+    expect(proxy.stderr).toMatch(/^error: option '--trust-proxy <addresses>' argument 'true' is invalid\. --trust-proxy .+ \[EARSHOT_OPTION_INVALID\]\n$/);
     const noUrl = await runEarshot(['send', 'speech.wav']);
     expect([noUrl.code, noUrl.stderr]).toEqual([1, 'earshot send: --url is required: the WHIP endpoint to publish to, e.g. --url http://127.0.0.1:8080/whip/demo/alice\n']);
     const missing = join(ROOT, 'no-such-pipelines');
