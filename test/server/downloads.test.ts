@@ -45,6 +45,9 @@ function stalledDownload(port: number, path: string): Promise<{ socket: Socket; 
   });
 }
 
+/** The idle timeout of the stalled-downloads server: long enough that 120 connections are made before it cuts any. */
+const IDLE_MS = 4000;
+
 describe('stalled downloads', () => {
   let dir: string;
   let server: SpawnedServer | undefined;
@@ -57,7 +60,7 @@ describe('stalled downloads', () => {
     // The attack's conditions: 256 file descriptors for the whole server process, set once it
     // listens. (Under that limit from the first instruction, start-up itself can fail: each DSP
     // worker loads its modules with many files open at once.)
-    server = await spawnServer({ recordingsDir: dir, downloadIdleTimeoutMs: 2000, maxDownloadsPerClient: 4, maxDownloads: 16 });
+    server = await spawnServer({ recordingsDir: dir, downloadIdleTimeoutMs: IDLE_MS, maxDownloadsPerClient: 4, maxDownloads: 16 });
     execFileSync('prlimit', ['--pid', String(server.child.pid), '--nofile=256:256']);
     expect(readFileSync(`/proc/${server.child.pid}/limits`, 'utf8')).toMatch(/Max open files\s+256\s+256/);
     url = server.url;
@@ -72,8 +75,10 @@ describe('stalled downloads', () => {
   it('120 stalled downloads: 4 are served, the rest get 429 with Retry-After, and /health and WHIP keep working; the stalled ones are cut after the idle timeout', async () => {
     const port = Number(new URL(url).port);
     const results: number[] = [];
+    let firstStalled = 0;
     for (let i = 0; i < 120; i++) {
       const r = await stalledDownload(port, '/recordings/big.wav');
+      if (i === 0) firstStalled = performance.now();
       sockets.push(r.socket);
       results.push(r.status);
     }
@@ -87,7 +92,7 @@ describe('stalled downloads', () => {
     await whip.text();
     await expectProblem(await fetch(`${url}/recordings/big.wav`), { status: 429, code: 'EARSHOT_TOO_MANY_DOWNLOADS', retryAfter: '5' });
 
-    // The server cuts the 4 stalled transfers once they make no progress for 2 s, which frees their
+    // The server cuts the 4 stalled transfers once they make no progress for IDLE_MS, which frees their
     // slots: new downloads are served again, four at once once all four are cut. (Reading on from a
     // stalled socket the server has not cut yet would be progress, and the whole file would follow.)
     let freed: number[] = [];
@@ -104,6 +109,11 @@ describe('stalled downloads', () => {
       await new Promise((r) => setTimeout(r, 250));
     }
     expect(freed).toEqual([206, 206, 206, 206]);
+    // After the idle timeout, not before, and not at twice it (Node's own socket timeout let its first
+    // expiry pass while a write was pending: 60 s for the default 30).
+    const freedAfter = performance.now() - firstStalled;
+    expect(freedAfter).toBeGreaterThanOrEqual(IDLE_MS);
+    expect(freedAfter).toBeLessThan(1.75 * IDLE_MS);
     // Reading on, each stalled download ends early, far short of the file.
     const served = sockets.filter((_, i) => results[i] === 200);
     const received = await Promise.all(
