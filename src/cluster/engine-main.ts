@@ -55,10 +55,40 @@ function stop(code: number): Promise<void> {
     try {
       await server?.close();
     } finally {
+      await finalReport();
       process.exit(code);
     }
   })();
   return stopping;
+}
+
+/**
+ * The counts after the drain (its sessions ended as `shutdown`): the front
+ * keeps an exited engine's last report in the machine's counters, and the
+ * periodic one before the drain left those sessions started but never ended.
+ * Read by the front before it handles the exit (it waits for the channel to
+ * empty); at most a second, so that a front that is gone cannot hold the exit.
+ */
+async function finalReport(): Promise<void> {
+  if (!server || !process.connected) return;
+  let report: EngineReport;
+  try {
+    report = reportOf(server);
+  } catch {
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 1000);
+    try {
+      process.send!({ t: 'report', report } satisfies EngineMessage, undefined, {}, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    } catch {
+      clearTimeout(timer);
+      resolve();
+    }
+  });
 }
 
 process.on('message', (message: FrontMessage) => {

@@ -480,6 +480,32 @@ describe('earshot serve --processes 2', () => {
     expect(after.recording?.name).toBe(ended.recording?.name);
   });
 
+  it('counts the sessions an engine\'s drain ended (a rolling restart by SIGTERM) in /stats: ended, by shutdown', async () => {
+    const controller = new AbortController();
+    const live = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/drained`, source: tone, loop: true, signal: controller.signal }));
+    try {
+      const p = await packets('drained', 50);
+      type Counts = { sessionsStarted: number; sessionsEnded: number; endedBy: Record<string, number> };
+      const before = (await get<{ server: Counts }>('/stats')).server;
+      const engine = (await get<Health>('/health')).engines[p.engine];
+      process.kill(engine.pid, 'SIGTERM');
+      await until('its engine to be back', async () => {
+        const e = (await get<Health>('/health')).engines[p.engine];
+        return e.state === 'up' && e.pid !== engine.pid ? true : undefined;
+      }, 60_000);
+      expect(await statsOf('drained')).toMatchObject({ state: 'ended', endReason: 'shutdown' });
+      // The engine's report before the drain had it started and not ended: the machine's counts kept a
+      // session that never ended, and no shutdown.
+      const after = (await get<{ server: Counts }>('/stats')).server;
+      expect(after.endedBy.shutdown ?? 0).toBe((before.endedBy.shutdown ?? 0) + 1);
+      expect(after.sessionsEnded).toBeGreaterThanOrEqual(before.sessionsEnded + 1);
+      expect(after.sessionsStarted).toBe(before.sessionsStarted);
+    } finally {
+      controller.abort();
+      await live.catch(() => undefined);
+    }
+  });
+
   it('ends a killed engine\'s sessions as engine-exited in /stats/:peer, in the ended event with their recordings, and in /metrics; the WAV covers all the audio on disk', async () => {
     const events = await eventStream(10_000);
     const endedEvents = () => events.sessions().filter((e) => e.type === 'ended' && e.peer === 'crashed');
