@@ -5,7 +5,10 @@
  * reconnecting) and the dashboard's own files — those two lines go to debug
  * instead, so an info log shows what people and publishers did, not the
  * polling. Failures on those routes are still logged by the error handler
- * (problem.ts) at their usual level.
+ * (problem.ts) at their usual level, and their "request completed" line at
+ * info with the request (method, URL, client address): without it the error
+ * line did not say which route failed, nor for whom (a scraper with a stale
+ * token, a scanner).
  *
  * Every request line carries its URL as `loggedUrl` gives it: no signed
  * link's signature, at most `MAX_LOGGED_URL_CHARS`.
@@ -81,6 +84,7 @@ export class QuietRoutesLogController extends LogController {
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
     if (error || !this.#isQuiet(request)) return super.requestCompleted(error, request, reply, metadata);
-    reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    if (reply.statusCode >= 400) reply.log.info({ req: loggedRequest(request), res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    else reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed');
   }
 }

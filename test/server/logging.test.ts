@@ -103,7 +103,15 @@ describe('logging', () => {
     const s = await startServer({ logger: secured.logger, adminToken: 'admin-secret' });
     try {
       expect((await fetch(`${s.url}/metrics`)).status).toBe(401);
+      expect((await fetch(`${s.url}/events`, { headers: { authorization: 'Bearer stale' } })).status).toBe(401);
       expect(secured.lines.filter((l) => l.level >= INFO).map((l) => l.msg)).toContainEqual(expect.stringMatching(/admin token/));
+      // Which route, and for whom: the error line alone said neither.
+      const completed = secured.lines.filter((l) => l.level >= INFO && l.msg === 'request completed') as Array<Line & { req?: { method?: string; url: string; remoteAddress?: string } }>;
+      expect(completed.map((l) => [l.req?.method, l.req?.url, l.res?.statusCode])).toEqual([
+        ['GET', '/metrics', 401],
+        ['GET', '/events', 401],
+      ]);
+      for (const l of completed) expect(l.req?.remoteAddress).toBe('127.0.0.1');
     } finally {
       await s.close();
     }
