@@ -135,7 +135,12 @@ export class EngineSessions {
             pipeline: event.pipeline,
             reason: 'engine-exited',
             engine: exit.slot,
+            // What an engine's own line says, as of its last report (at most a second before it died).
+            seconds: e.started ? Math.round((exit.at - e.started.at) / 100) / 10 : null,
             packets: e.record?.rtp.packetsReceived ?? null,
+            lost: e.record?.rtp.packetsLost ?? null,
+            lossRatio: e.record ? Math.round(e.record.rtp.lossRatio * 10000) / 10000 : null,
+            jitterMs: e.record ? Math.round(e.record.rtp.jitter * 1e5) / 100 : null,
             recordings: recordings.map((r) => ({ name: r.name, seconds: r.seconds, bytes: r.bytes })),
           },
           'session ended',

@@ -536,6 +536,17 @@ describe('earshot serve --processes 2', () => {
       const metrics = await (await fetch(`${s.url}/metrics`)).text();
       expect(metrics).toMatch(new RegExp(`^earshot_sessions_ended_total\\{engine="front",reason="engine-exited"\\} ${exitedBefore + 1}$`, 'm'));
       expect(metrics.match(/^# TYPE earshot_sessions_ended_total /gm)).toHaveLength(1);
+      // Logged by the front as an engine logs a session's end, with the figures of its last report.
+      const logged = s.lines.flatMap((l) => {
+        try {
+          const entry = JSON.parse(l) as { msg?: string; session?: string; engine?: number };
+          return entry.msg === 'session ended' && entry.session === c.session && entry.engine === c.engine ? [entry as Record<string, unknown>] : [];
+        } catch {
+          return [];
+        }
+      });
+      expect(logged).toEqual([expect.objectContaining({ reason: 'engine-exited', seconds: expect.any(Number), packets: expect.any(Number), lost: expect.any(Number), lossRatio: expect.any(Number), jitterMs: expect.any(Number) })]);
+      expect(logged[0].seconds as number).toBeGreaterThanOrEqual(2);
       await until('the killed engine to be back', async () => ((await get<Health>('/health')).engines.every((e) => e.state === 'up') ? true : undefined), 60_000);
     } finally {
       controller.abort();
