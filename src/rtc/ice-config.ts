@@ -79,25 +79,51 @@ export function disableImplicitStun(pc: RTCPeerConnection, iceServers: RTCIceSer
   }
 }
 
-/** ICE connections whose credentials `strengthenIceCredentials` replaced already. */
-const strengthened = new WeakSet<object>();
+/** werift's ICE connection, as far as its credentials go. */
+interface IceCredentials {
+  localUsername: string;
+  localPassword: string;
+  /** Earlier credentials still accepted in connectivity checks (an ICE restart keeps the old ones). */
+  userHistory?: Record<string, string>;
+  restart(): Promise<void>;
+}
+
+/** Per ICE connection: the ufrag given it here; another one there is werift's own (a restart made it). */
+const given = new WeakMap<object, string>();
 
 /**
  * Gives every ICE transport of `pc` credentials with the randomness RFC 8839
  * §5.4 asks for (ufrag at least 24 bits, password at least 128): 8 and 24
  * characters of its ice-char alphabet (ALPHA / DIGIT / "+" / "/", 6 bits
- * each), 48 and 144 bits, the lengths browsers use. Call once the transports
- * exist and before the description that carries them is created; a
- * transport is given new ones only once, so later calls are harmless.
+ * each), 48 and 144 bits, the lengths browsers use. Transports that shared a
+ * pair of werift's share the new one, as werift has them. Call once the
+ * transports exist and before the description that carries them is made;
+ * later calls leave given credentials alone. An ICE restart (werift makes new
+ * ones of its own, local or asked by the remote side) gets new ones at once.
  */
 export function strengthenIceCredentials(pc: RTCPeerConnection): void {
-  for (const transport of pc.iceTransports) {
-    const connection = transport.connection as { localUsername: string; localPassword: string };
-    if (strengthened.has(connection)) continue;
-    strengthened.add(connection);
-    connection.localUsername = iceChars(8);
-    connection.localPassword = iceChars(24);
+  const replaced = new Map<string, { ufrag: string; pwd: string }>();
+  for (const transport of pc.iceTransports) strengthen(transport.connection as unknown as IceCredentials, replaced);
+}
+
+function strengthen(connection: IceCredentials, replaced = new Map<string, { ufrag: string; pwd: string }>()): void {
+  if (!given.has(connection)) {
+    const restart = connection.restart.bind(connection);
+    connection.restart = () => {
+      const restarted = restart();
+      strengthen(connection);
+      return restarted;
+    };
   }
+  const weak = connection.localUsername;
+  if (given.get(connection) === weak) return;
+  const pair = replaced.get(weak) ?? { ufrag: iceChars(8), pwd: iceChars(24) };
+  replaced.set(weak, pair);
+  connection.localUsername = pair.ufrag;
+  connection.localPassword = pair.pwd;
+  given.set(connection, pair.ufrag);
+  // A restart files its new (weak) pair among those checks may still use: they were never sent.
+  if (connection.userHistory && Object.hasOwn(connection.userHistory, weak)) delete connection.userHistory[weak];
 }
 
 /** `n` random ice-chars (n a multiple of 4): base64 is exactly that alphabet, and needs no padding then. */

@@ -106,4 +106,24 @@ describe('ICE credentials', () => {
       await handler.close();
     }
   });
+
+  it('are strong again after an ICE restart, and the weak ones werift made for it are not accepted', async () => {
+    const handler = new WebRTCHandler({ iceHostAddresses: ['127.0.0.1'], threads: 1 });
+    try {
+      await handler.ready();
+      const pc = handler.createPeerConnection('lobby', 'erin');
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      const first = expectStrong((await pc.createOffer()).sdp, 'first offer');
+      // werift makes a new hex pair on restart; an application's next offer must not carry it.
+      pc.restartIce();
+      const restarted = expectStrong((await pc.createOffer()).sdp, 'offer after restartIce()');
+      expect(restarted.ufrag).not.toBe(first.ufrag);
+      const connection = pc.iceTransports[0].connection as unknown as { localUsername: string; userHistory: Record<string, string> };
+      expect(connection.localUsername).toBe(restarted.ufrag);
+      for (const ufrag of Object.keys(connection.userHistory)) expect(ufrag).toMatch(/^[A-Za-z0-9+/]{8}$/);
+      await pc.close();
+    } finally {
+      await handler.close();
+    }
+  });
 });
