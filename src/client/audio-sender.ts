@@ -382,9 +382,8 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     await sleep(200); // let the last packets leave before the session ends
     const ending = sessionUrl;
     sessionUrl = undefined; // a DELETE that fails is not sent again by the catch below
-    // 404: the server no longer has the session (it was restarted, or an engine of it was), and
-    // said nothing the sender heard; what was sent since it ended went nowhere.
-    if (ending && !options.skipDelete && (await whip.end(ending)) === 404) {
+    // Ended by the server as the last packets left (it closed DTLS): nothing was sent after that.
+    if (ending && !options.skipDelete && !closed.byServer && (await endOnce(whip, ending)) === 404) {
       throw errors.WHIP_SESSION_LOST(published.sessionUrl, 'The server no longer had the session when sending ended (its DELETE answered 404)', true);
     }
     const { lost: _lost, ...counts } = sent;
@@ -399,6 +398,23 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     if (pc && !options.skipDelete) await sayGoodbye(pc);
     await pc?.close().catch(() => undefined);
   }
+}
+
+/** How long a DELETE answered 404 waits before it is sent once more (a cluster node that rejoined answers 404 for about a second). */
+const DELETE_RETRY_MS = 1500;
+
+/**
+ * Ends the session, and asks once more after a 404. A 404 that stays means
+ * the server no longer has the session and said nothing the sender heard (it
+ * was restarted, or an engine of it was): what was sent since then went
+ * nowhere. Once more, because a node of a Redis cluster that rejoined answers
+ * 404 for about a second for the sessions it runs.
+ */
+async function endOnce(whip: WhipClient, sessionUrl: string): Promise<number> {
+  const status = await whip.end(sessionUrl);
+  if (status !== 404) return status;
+  await sleep(DELETE_RETRY_MS);
+  return whip.end(sessionUrl);
 }
 
 /**

@@ -203,7 +203,7 @@ export class WhipClient {
     return to.href;
   }
 
-  /** Ends the session. Resolves to the HTTP status (404 means it had already ended). */
+  /** Ends the session. Resolves to the HTTP status: 200 or 204, or 404 when the server does not have it (any longer). */
   async end(sessionUrl: string): Promise<number> {
     let res: Response;
     try {
