@@ -156,23 +156,28 @@ function withRetry<E>(reply: { header(k: string, v: string): unknown }, error: E
  * (its reader stopped: the socket buffer is full and nothing is written), and
  * calls `done` once when the response ends, whichever way.
  *
- * Progress is what the socket has handed to the operating system: it hands
- * on a chunk only once the one before was written, so the figure stands
- * still while the reader does. Not the socket's own timeout: Node lets its
- * first expiry pass while a write is pending, so a stalled download was cut
- * at twice the setting (60 s for 30).
+ * Progress is what the socket has handed to the operating system: the
+ * chunks whose writes completed (a chunk is handed on only once the one
+ * before was written) and, within the chunk being written, what libuv still
+ * holds of it (`writeQueueSize`, which shrinks as the kernel takes bytes), so
+ * a slow reader is progress and a stalled one is not. Not the socket's own
+ * timeout: Node lets its first expiry pass while a write is pending, so a
+ * stalled download was cut at twice the setting (60 s for 30). The socket is
+ * read on every check: a pipelined request's response gets it only once the
+ * responses before it are sent.
  */
 function track(res: ServerResponse, idleMs: number, done: () => void): void {
-  const socket = res.socket;
   let finished = false;
-  let handedOn = -1;
+  let handedOn = '';
   let since = performance.now();
   const check = setInterval(() => {
+    const socket = res.socket;
     if (!socket) return;
     const now = performance.now();
-    const sent = socket.bytesWritten - socket.writableLength;
-    if (sent !== handedOn) {
-      handedOn = sent;
+    const pending = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
+    const state = `${socket.bytesWritten - socket.writableLength}/${pending}`;
+    if (state !== handedOn) {
+      handedOn = state;
       since = now;
     } else if (now - since >= idleMs) socket.destroy();
   }, Math.min(1000, Math.max(50, idleMs / 10)));
