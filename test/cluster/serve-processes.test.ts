@@ -184,6 +184,14 @@ describe('earshot serve --processes 2', () => {
       expect(post.status).toBe(405);
       expect(post.headers.get('allow')).toBe('DELETE, OPTIONS');
       expect(((await post.json()) as { code: string }).code).toBe('EARSHOT_METHOD_NOT_ALLOWED');
+      // HEAD there says what the session URL takes, not the endpoint's POST (room "sessions").
+      const head = await fetch(`${s.url}/whip/sessions/${before.session}`, { method: 'HEAD' });
+      expect([head.status, head.headers.get('allow')]).toEqual([405, 'DELETE, OPTIONS']);
+      // A mistyped WHIP URL is no resource: 404, as on a single server, not 405 "it allows OPTIONS".
+      for (const path of ['/whip/demo', '/whip/a/b/c']) {
+        const mistyped = await fetch(`${s.url}${path}`, { method: 'POST', body: 'v=0', headers: { 'content-type': 'application/sdp' } });
+        expect([path, mistyped.status, mistyped.headers.get('allow')]).toEqual([path, 404, null]);
+      }
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
