@@ -51,7 +51,8 @@ import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
 import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from '../server/create-server.js';
-import { asPipelineDocument, isBuiltPipeline, type PipelineDefinition, type PipelineSource } from '../pipeline/pipeline-builder.js';
+import { asPipelineDocument, isBuiltPipeline, type PipelineSource } from '../pipeline/pipeline-builder.js';
+import type { PipelineDocument } from '../pipeline/schema.js';
 import { checkServerOptions, eventStreamLimits } from '../server/server-options.js';
 import { listenerAccess } from '../server/trust-proxy.js';
 import { checkInteger } from '../core/option-checks.js';
@@ -1086,10 +1087,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
 }
 
 /** A pipeline option as engines take it: a built Pipeline becomes its document. */
-function pipelineOption(p: ClusterOptions['pipeline']): string | PipelineDefinition | undefined {
+function pipelineOption(p: ClusterOptions['pipeline']): string | PipelineDocument | undefined {
   if (typeof p !== 'object' || p === null) return p;
   // Not checked here: each engine validates it as createServer does, and says what is wrong.
-  return (isBuiltPipeline(p) ? p.toJSON() : asPipelineDocument(p)) as PipelineDefinition;
+  return (isBuiltPipeline(p) ? p.toJSON() : asPipelineDocument(p)) as PipelineDocument;
 }
 
 /** The pipeline a `PUT /rooms/:room` body names, if it is one. */

@@ -11,7 +11,7 @@ import type { CreateServerOptions } from '../server/create-server.js';
 import type { SessionEvent, ServerStats } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import type { WorkerPoolHealth } from '../pool/worker-pool.js';
-import type { PipelineDefinition } from '../pipeline/pipeline-builder.js';
+import type { PipelineDocument } from '../pipeline/schema.js';
 
 /** How often an engine reports its load, ms. Placement and `/health` read these reports. */
 export const REPORT_INTERVAL_MS = 250;
@@ -33,7 +33,7 @@ export const PEERS_REPORT_INTERVAL_MS = 1000;
  */
 export type EngineServerOptions = Omit<CreateServerOptions, 'host' | 'port' | 'tlsCert' | 'tlsKey' | 'logger' | 'processors' | 'pipeline' | 'trustProxy'> & {
   /** A pipeline name, a JSON file path, or a pipeline document (stage operators already replaced: it crosses as JSON; the engine validates it). */
-  pipeline?: string | PipelineDefinition;
+  pipeline?: string | PipelineDocument;
 };
 
 /** Front → engine. */

@@ -29,6 +29,8 @@ export interface BranchDefinition {
 
 /** A pipeline in code: the members of the JSON document, with stage operators allowed as stages. */
 export interface PipelineDefinition {
+  /** Path or URL of pipeline.schema.json, for editors (as in a pipeline file; not part of the pipeline). */
+  $schema?: string;
   /** Letters, digits, "_" and "-". */
   name: string;
   description?: string;
@@ -50,13 +52,14 @@ export interface PipelineDefinition {
  * JSON file path (anything with a "/" or ending in ".json"), a pipeline
  * document or definition (stage operators allowed, as for `definePipeline`),
  * or a built `Pipeline`. A document kept in a variable before it is passed
- * needs its type (`const doc: PipelineDefinition = …`), or TypeScript widens
- * its `type` members to `string`.
+ * needs its type (`const doc: PipelineDefinition = …`, or `satisfies`), or
+ * TypeScript widens its `type` members to `string`; so does one imported from
+ * a JSON file (`import doc from './p.json'`: `doc as PipelineDocument`).
  */
-export type PipelineSource = string | Pipeline | PipelineDefinition;
+export type PipelineSource = string | Pipeline | PipelineDocument | PipelineDefinition;
 
 /** A `PipelineSource` that is not a name or path: a built `Pipeline`, or else a document or definition. */
-export function isBuiltPipeline(p: Pipeline | PipelineDefinition): p is Pipeline {
+export function isBuiltPipeline(p: Pipeline | PipelineDocument | PipelineDefinition): p is Pipeline {
   return Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function';
 }
 
@@ -66,7 +69,7 @@ export function isBuiltPipeline(p: Pipeline | PipelineDefinition): p is Pipeline
  * validation still reports every member it would in a file (unlike
  * `pipelineDocument`, which keeps only the members it knows).
  */
-export function asPipelineDocument(p: PipelineDefinition): unknown {
+export function asPipelineDocument(p: PipelineDocument | PipelineDefinition): unknown {
   if (typeof p !== 'object' || p === null) return p;
   const out: Record<string, unknown> = { ...p };
   if (Array.isArray(p.stages)) out.stages = stageObjects(p.stages);

@@ -78,7 +78,9 @@ const inline: CreateServerOptions = { pipeline: { name: 'inline', stages: [denoi
 // @ts-expect-error 'recrod' is not a sink type
 const badSink: CreateServerOptions = { pipeline: { name: 'typo', sinks: [{ type: 'recrod' }] } };
 const kept: PipelineDefinition = { name: 'kept', stages: [{ type: 'resample', sampleRate: 16000 }], sinks: [{ type: 'stats' }] };
-void [inline, badSink, kept];
+// As a pipeline file begins, for editors.
+const withSchema: CreateServerOptions = { pipeline: { $schema: './pipeline.schema.json', name: 'file-like', sinks: [{ type: 'stats' }] } };
+void [inline, badSink, kept, withSchema];
 
 /** Error codes are literals: a comparison offers them, and one that is not earshot's does not compile. */
 const overloaded: EarshotErrorCode = errors.OVERLOADED.code;
