@@ -123,7 +123,7 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
 export function completeAnswer(offer: ParsedOffer, keep: readonly number[], answer: string): string {
   const session: string[] = [];
   const answered: string[][] = [];
-  const mixedOffered = [...offer.session, ...offer.sections.flatMap((s) => s.lines)].includes('a=extmap-allow-mixed');
+  const mixedOffered = [...offer.session, ...offer.sections.flatMap((s) => s.lines)].some((l) => /^a=extmap-allow-mixed\s*$/.test(l));
   for (const line of answer.split(/\r?\n/)) {
     if (line.length === 0) continue;
     if (line === 'a=extmap-allow-mixed' && !mixedOffered) continue;
@@ -142,7 +142,8 @@ export function completeAnswer(offer: ParsedOffer, keep: readonly number[], answ
       continue;
     }
     const section = answered[next++];
-    if (isRtp(s.proto)) section[0] = section[0].replace(/^(m=\S+ \d+) \S+/, `$1 ${s.proto}`);
+    // Only the DTLS-SRTP protos over UDP (the legacy name too): earshot's candidates are UDP, so a TCP one stays werift's.
+    if (/^(UDP\/TLS\/)?RTP\/SAVPF?$/i.test(s.proto)) section[0] = section[0].replace(/^(m=\S+ \d+) \S+/, `$1 ${s.proto}`);
     const mid = section.find((l) => l.startsWith('a=mid:'))?.slice('a=mid:'.length);
     if (s.mid !== undefined && mid !== s.mid) {
       throw new Error(`werift answered media section ${s.index} with mid ${JSON.stringify(mid)} instead of ${JSON.stringify(s.mid)}`);
