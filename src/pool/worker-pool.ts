@@ -750,7 +750,10 @@ export class WorkerPool {
           const prev = e.onClosed;
           e.onClosed = () => {
             prev?.();
-            if (unasked) safeCall(() => e.handlers.onError('the worker pool was closed; frames pushed after that are not processed'));
+            if (unasked) {
+              const why = 'the worker pool was closed; frames pushed after that are not processed';
+              safeCall(() => e.handlers.onError(why, errors.SHUTTING_DOWN(why)));
+            }
             resolve();
           };
         }),

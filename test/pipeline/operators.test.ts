@@ -128,7 +128,10 @@ describe('inWorkers', () => {
     await new Promise((r) => setTimeout(r, 50)); // the operator's worker stream is open
     await own.close();
     for (const f of frames.slice(5)) source.next(f); // after the close: not processed, and said so
-    expect(String(await ended)).toMatch(/the worker pool was closed/);
+    const error = await ended;
+    expect(String(error)).toMatch(/the worker pool was closed/);
+    // The pool's own code, not a failing stage's.
+    expect(error).toMatchObject({ code: 'EARSHOT_SHUTTING_DOWN' });
     expect(out).toHaveLength(5);
   });
 
