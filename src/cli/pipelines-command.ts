@@ -41,7 +41,7 @@ export function registerPipelinesCommand(program: Command): void {
           // serve refuses such a directory (it has no default pipeline); say so rather than list nothing.
           if (registry.list().length === 0) throw new Error(`${dir}: no pipeline files (*.json) in this directory`);
           // The one serve would start with from the same environment (its --pipeline defaults to EARSHOT_PIPELINE, else "default").
-          const defaultName = process.env.EARSHOT_PIPELINE || 'default';
+          const defaultName = process.env.EARSHOT_PIPELINE ?? 'default';
           list = registry.list().map((p) => ({
             name: p.name,
             description: p.description,

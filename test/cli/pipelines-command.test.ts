@@ -14,7 +14,7 @@ import { runEarshot } from '../helpers/cli.js';
 
 
 // No admin token from the environment running the tests: each case gives its own.
-const earshot = (args: string[], env: Record<string, string> = {}) => runEarshot(args, { EARSHOT_ADMIN_TOKEN: '', ...env });
+const earshot = (args: string[], env: Record<string, string | undefined> = {}) => runEarshot(args, { EARSHOT_ADMIN_TOKEN: '', ...env });
 
 let t: TestServer;
 beforeAll(async () => {
@@ -58,7 +58,7 @@ describe('earshot pipelines --url', () => {
 
 describe('earshot pipelines of a directory', () => {
   it('marks the default pipeline as serve would pick it: "default", or EARSHOT_PIPELINE', async () => {
-    const plain = await earshot(['pipelines', '--json'], { EARSHOT_PIPELINE: '' });
+    const plain = await earshot(['pipelines', '--json'], { EARSHOT_PIPELINE: undefined });
     expect([plain.code, plain.stderr]).toEqual([0, '']);
     const marked = (out: string) => (JSON.parse(out) as Array<{ name: string; default?: boolean }>).filter((p) => p.default).map((p) => p.name);
     expect(marked(plain.stdout)).toEqual(['default']);

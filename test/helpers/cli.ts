@@ -19,8 +19,8 @@ export interface CliRun {
   stderr: string;
 }
 
-/** Runs `earshot …args` from the repository's root to its end (60 s at most); `env` is added to this process's. */
-export function runEarshot(args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
+/** Runs `earshot …args` from the repository's root to its end (60 s at most); `env` is added to this process's (`undefined` removes a variable). */
+export function runEarshot(args: readonly string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     execFile(process.execPath, [EARSHOT_BIN, ...args], { cwd: ROOT, timeout: 60_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
