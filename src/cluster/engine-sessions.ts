@@ -136,7 +136,8 @@ export class EngineSessions {
             reason: 'engine-exited',
             engine: exit.slot,
             // What an engine's own line says, as of its last report (at most a second before it died).
-            seconds: e.started ? Math.round((exit.at - e.started.at) / 100) / 10 : null,
+            // From the session's creation, as an engine counts it, to the engine's exit.
+            seconds: e.record ? Math.round((exit.at - Date.parse(e.record.createdAt)) / 100) / 10 : e.started ? Math.round((exit.at - e.started.at) / 100) / 10 : null,
             packets: e.record?.rtp.packetsReceived ?? null,
             lost: e.record?.rtp.packetsLost ?? null,
             lossRatio: e.record ? Math.round(e.record.rtp.lossRatio * 10000) / 10000 : null,
