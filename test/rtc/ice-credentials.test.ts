@@ -64,18 +64,23 @@ describe('ICE credentials', () => {
   });
 
   it('are strong in a WHEP listener\'s answer', async () => {
-    const sending = sendAudio({ url: `${t.url}/whip/creds/carol`, source: fixturePath('tone-1k-48k.wav'), seconds: 3, hostAddresses: ['127.0.0.1'] });
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && !(await fetch(`${t.url}/stats/carol`)).ok) await new Promise((r) => setTimeout(r, 50));
-    const listener = await listen(`${t.url}/whep/carol`);
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/creds/carol`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal, hostAddresses: ['127.0.0.1'] });
     try {
-      expect(listener.status).toBe(201);
-      await listener.connected();
-      expectStrong(listener.answer!, 'WHEP answer');
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && !(await fetch(`${t.url}/stats/carol`)).ok) await new Promise((r) => setTimeout(r, 50));
+      const listener = await listen(`${t.url}/whep/carol`);
+      try {
+        expect(listener.status).toBe(201);
+        await listener.connected();
+        expectStrong(listener.answer!, 'WHEP answer');
+      } finally {
+        await listener.close();
+      }
     } finally {
-      await listener.close();
+      controller.abort();
+      await sending.catch(() => undefined);
     }
-    await sending;
   });
 
   it('are strong in the answer a WebRTCHandler peer connection creates for the application\'s own signaling', async () => {
