@@ -216,11 +216,14 @@ describe('earshot serve options', () => {
   });
 
   it('names the flag, not the library option, when the server refuses a value', async () => {
-    await expect(startCli(['--cors-origin', '*', '--threads', '1'])).rejects.toThrow(/earshot: --cors-origin: must not contain "\*"[^\n]*\[EARSHOT_OPTION_INVALID\]/);
-    await expect(startCli(['--ice-host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: [^\n]*999\.1\.1\.1[^\n]*\[EARSHOT_OPTION_INVALID\]/);
-    await expect(startCli(['--token', 'two words', '--threads', '1'])).rejects.toThrow(/earshot: --token: must be usable as an HTTP bearer token [^\n]*character 4 of 9 is " "[^\n]*\[EARSHOT_OPTION_INVALID\]/);
-    await expect(startCli(['--trust-proxy', '127.0.0.1', '--token', 'p', '--threads', '1'])).rejects.toThrow(/earshot: --trust-proxy: needs an admin token [^\n]*\[EARSHOT_OPTION_INVALID\]/);
-    await expect(startCli(['--host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --host: must be an IP address or a host name [^\n]*"999\.1\.1\.1"[^\n]*\[EARSHOT_OPTION_INVALID\]/);
+    // Each its own process, all at once (one after the other: 10 s of the suite).
+    await Promise.all([
+      expect(startCli(['--cors-origin', '*', '--threads', '1'])).rejects.toThrow(/earshot: --cors-origin: must not contain "\*"[^\n]*\[EARSHOT_OPTION_INVALID\]/),
+      expect(startCli(['--ice-host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: [^\n]*999\.1\.1\.1[^\n]*\[EARSHOT_OPTION_INVALID\]/),
+      expect(startCli(['--token', 'two words', '--threads', '1'])).rejects.toThrow(/earshot: --token: must be usable as an HTTP bearer token [^\n]*character 4 of 9 is " "[^\n]*\[EARSHOT_OPTION_INVALID\]/),
+      expect(startCli(['--trust-proxy', '127.0.0.1', '--token', 'p', '--threads', '1'])).rejects.toThrow(/earshot: --trust-proxy: needs an admin token [^\n]*\[EARSHOT_OPTION_INVALID\]/),
+      expect(startCli(['--host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --host: must be an IP address or a host name [^\n]*"999\.1\.1\.1"[^\n]*\[EARSHOT_OPTION_INVALID\]/),
+    ]);
   });
 
   it('refuses an option of --cluster given without it, rather than doing nothing with it', async () => {
