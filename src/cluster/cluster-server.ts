@@ -566,8 +566,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   // No resource: the engine's 404 is relayed, and a POST there is a 404 too, not a 405 (route-methods.ts).
   app.options('/whip/*', { config: { notAResource: true } }, whipOptions);
   // As on an engine (server/routes/whip.ts): 405 and Allow; a POST on a session URL publishes nothing.
-  notAllowed(app, '/whip/:room/:peer', ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
-  notAllowed(app, '/whip/sessions/:id', ['GET', 'HEAD', 'PUT', 'POST'], 'DELETE, OPTIONS');
+  notAllowed(app, '/whip/:room/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], 'POST, OPTIONS');
+  notAllowed(app, '/whip/sessions/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');
 
   /** The one-machine placement: a live peer on the engine that runs it, a new one on the least-loaded engine with room. */
   const placeLocally = async (req: FastifyRequest, reply: FastifyReply, peer: string): Promise<EngineResponse> => {

@@ -86,6 +86,11 @@ describe('WHIP endpoint errors', () => {
     // It matched the endpoint's POST route too (room "sessions") and was told POST.
     const sessionHead = await fetch(`${t.url}/whip/sessions/0123456789abcdef`, { method: 'HEAD', headers: auth });
     expect([sessionHead.status, sessionHead.headers.get('allow')]).toEqual([405, 'DELETE, OPTIONS']);
+    // WHEP's resources alike.
+    for (const [path, allow] of [['/whep/alice', 'POST, OPTIONS'], ['/whep/alice/0123456789abcdef', 'DELETE, OPTIONS']]) {
+      const whepHead = await fetch(`${t.url}${path}`, { method: 'HEAD', headers: auth });
+      expect([path, whepHead.status, whepHead.headers.get('allow')]).toEqual([path, 405, allow]);
+    }
   });
 
   it('answers a method a control route does not take with 405 and what it allows (RFC 9110 §15.5.6), not 404', async () => {

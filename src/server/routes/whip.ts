@@ -66,10 +66,8 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
   });
   // Other methods get 405 and Allow (RFC 9110 §15.5.6), not 404. POST on a session URL must not
   // publish to a room called "sessions": that name is the session resources'.
-  // HEAD too: left to the not-found handler, HEAD on a session URL matched the endpoint's route
-  // (room "sessions") and was told POST.
-  notAllowed(app, '/whip/:room/:peer', ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH'], ENDPOINT_METHODS);
-  notAllowed(app, '/whip/sessions/:id', ['GET', 'HEAD', 'PUT', 'POST'], SESSION_METHODS);
+  notAllowed(app, '/whip/:room/:peer', ['GET', 'PUT', 'DELETE', 'PATCH'], ENDPOINT_METHODS);
+  notAllowed(app, '/whip/sessions/:id', ['GET', 'PUT', 'POST'], SESSION_METHODS);
 
   app.post<{ Params: { room: string; peer: string }; Querystring: Record<string, string> }>(
     '/whip/:room/:peer',
@@ -133,10 +131,14 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
 const ENDPOINT_METHODS = 'POST, OPTIONS';
 const SESSION_METHODS = 'DELETE, OPTIONS';
 
-/** Answers `methods` on `url` with 405 and `Allow: allowed`; it reveals no more than OPTIONS does, so it needs no token. */
+/**
+ * Answers `methods` on `url` with 405 and `Allow: allowed`; it reveals no more than OPTIONS does, so it
+ * needs no token. HEAD goes with GET (RFC 9110 §9.3.2): left to the not-found handler, HEAD on a WHIP
+ * session URL matched the endpoint's route (room "sessions") and was told POST.
+ */
 export function notAllowed(app: FastifyInstance, url: string, methods: HTTPMethods[], allowed: string): void {
   app.route({
-    method: methods,
+    method: methods.includes('GET') && !methods.includes('HEAD') ? [...methods, 'HEAD'] : methods,
     url,
     config: { access: 'public', body: 'none', methodNotAllowed: true },
     exposeHeadRoute: false,
