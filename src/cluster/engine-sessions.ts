@@ -23,6 +23,7 @@
  */
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import type { SessionEvent } from '../core/earshot-core.js';
+import { sessionEndFigures } from '../core/session-end-figures.js';
 import { errors } from '../errors.js';
 import type { RecordingInfo } from '../sinks/recorder.js';
 import type { RecordingsStore } from '../sinks/recordings-store.js';
@@ -135,13 +136,9 @@ export class EngineSessions {
             pipeline: event.pipeline,
             reason: 'engine-exited',
             engine: exit.slot,
-            // What an engine's own line says, as of its last report (at most a second before it died).
-            // From the session's creation, as an engine counts it, to the engine's exit.
-            seconds: e.record ? Math.round((exit.at - Date.parse(e.record.createdAt)) / 100) / 10 : e.started ? Math.round((exit.at - e.started.at) / 100) / 10 : null,
-            packets: e.record?.rtp.packetsReceived ?? null,
-            lost: e.record?.rtp.packetsLost ?? null,
-            lossRatio: e.record ? Math.round(e.record.rtp.lossRatio * 10000) / 10000 : null,
-            jitterMs: e.record ? Math.round(e.record.rtp.jitter * 1e5) / 100 : null,
+            // What an engine's own line says, as of its last report (at most a second before it died):
+            // from the session's creation, as an engine counts it, to the engine's exit.
+            ...(e.record ? sessionEndFigures(Date.parse(e.record.createdAt), exit.at, e.record.rtp) : { seconds: null, packets: null }),
             recordings: recordings.map((r) => ({ name: r.name, seconds: r.seconds, bytes: r.bytes })),
           },
           'session ended',

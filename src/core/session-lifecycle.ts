@@ -20,6 +20,7 @@ import type { ProcessorAttachments } from './processor-attachment.js';
 import { ClientFeed } from './client-feed.js';
 import { guardSubscribers } from './subscriber-guard.js';
 import type { CoreLogger } from './logger.js';
+import { sessionEndFigures } from './session-end-figures.js';
 
 /**
  * A stream as it starts, for programmatic consumers (`server.streams$`):
@@ -238,11 +239,7 @@ export class SessionLifecycle {
           session: entry.session.id,
           pipeline: entry.pipelineName,
           reason,
-          seconds: Math.round((Date.now() - entry.session.createdAt) / 100) / 10,
-          packets: rtp.packetsReceived,
-          lost: rtp.packetsLost,
-          lossRatio: Math.round(rtp.lossRatio * 10000) / 10000,
-          jitterMs: Math.round(rtp.jitter * 1e5) / 100,
+          ...sessionEndFigures(entry.session.createdAt, Date.now(), rtp),
           recordings: recordings.map((r) => r.name),
         },
         'session ended',
