@@ -168,16 +168,18 @@ function withRetry<E>(reply: { header(k: string, v: string): unknown }, error: E
  */
 function track(res: ServerResponse, idleMs: number, done: () => void): void {
   let finished = false;
-  let handedOn = '';
+  let handedOn = -1;
+  let pending = -1;
   let since = performance.now();
   const check = setInterval(() => {
     const socket = res.socket;
     if (!socket) return;
     const now = performance.now();
-    const pending = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
-    const state = `${socket.bytesWritten - socket.writableLength}/${pending}`;
-    if (state !== handedOn) {
-      handedOn = state;
+    const sent = socket.bytesWritten - socket.writableLength;
+    const queued = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
+    if (sent !== handedOn || queued !== pending) {
+      handedOn = sent;
+      pending = queued;
       since = now;
     } else if (now - since >= idleMs) socket.destroy();
   }, Math.min(1000, Math.max(50, idleMs / 10)));
