@@ -14,11 +14,11 @@
  * session that has ended already.
  */
 import type { RTCPeerConnection } from 'werift';
-import { guardDtlsAlerts } from './dtls-alert-guard.js';
+import { guardDtlsRecords } from './dtls-record-guard.js';
 
 export function onDtlsClosed(pc: RTCPeerConnection, closed: () => void): void {
-  // Only an authentic alert may close it: werift takes a forged plaintext one as the peer's (dtls-alert-guard.ts).
-  guardDtlsAlerts(pc);
+  // Only an authentic alert may close it: werift takes a forged plaintext one, or a record of no DTLS type, as the peer's (dtls-record-guard.ts).
+  guardDtlsRecords(pc);
   for (const transport of pc.dtlsTransports) {
     transport.onStateChange.subscribe((state) => {
       if (state === 'closed') closed();

@@ -1,6 +1,6 @@
 /**
  * What earshot's guards on werift turned away (werift-stun-auth.ts,
- * werift-dtls-fragments.ts, werift-srtp-context.ts, werift-unsignalled-ssrc.ts,
+ * werift-dtls-fragments.ts, dtls-record-guard.ts, werift-srtp-context.ts, werift-unsignalled-ssrc.ts,
  * werift-sctp-window.ts), and the SRTP and SRTCP
  * packets that failed authentication (werift-srtcp-count.ts), counted for the metrics
  * (`earshot_rtc_guarded_total`): a peer or a stranger sending what no real
@@ -13,8 +13,10 @@ export const guardCounts = {
   stunUnauthenticated: 0,
   /** DTLS handshake fragments dropped from a socket's reassembly buffer, beyond its bound. */
   dtlsFragmentsDropped: 0,
-  /** Datagrams dropped after the DTLS handshake because an alert in them did not authenticate (dtls-alert-guard.ts). */
+  /** Datagrams dropped after the DTLS handshake because an alert in them did not authenticate (dtls-record-guard.ts). */
   dtlsAlertsUnauthenticated: 0,
+  /** Datagrams dropped because a record in them had a content type DTLS does not define (dtls-record-guard.ts). */
+  dtlsRecordsUnknown: 0,
   /** SRTP packets that failed authentication (or were too malformed to check): dropped. */
   srtpUnauthenticated: 0,
   /** SRTCP packets that failed authentication (or were too malformed to check): dropped. */

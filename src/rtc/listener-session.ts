@@ -22,6 +22,7 @@ import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from 
 import { answerDtlsRole } from './dtls-role.js';
 import { withOpusPreferences } from './opus-answer.js';
 import { onDtlsClosed } from './dtls-closed.js';
+import { guardDtlsRecords } from './dtls-record-guard.js';
 import { reportAtRfcInterval } from './sender-reports.js';
 import { sendRtpPayload } from './werift-rtp-send.js';
 import { sayGoodbye } from './werift-goodbye.js';
@@ -200,6 +201,8 @@ export class ListenerSession {
   }
 
   #onConnectionState(state: string): void {
+    // Before its DTLS handshake: a stranger's datagram may reach the socket from its first moment.
+    if (state === 'connecting') guardDtlsRecords(this.#pc);
     if (state === 'connected' && this.state === 'connecting') {
       this.state = 'connected';
       clearTimeout(this.#timer);

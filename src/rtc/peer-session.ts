@@ -17,6 +17,7 @@ import { ClientChannel } from './data-channel.js';
 import { parseOffer, summarizeOffer, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { answerDtlsRole } from './dtls-role.js';
 import { onDtlsClosed } from './dtls-closed.js';
+import { guardDtlsRecords } from './dtls-record-guard.js';
 import { reportCname, reportFiguresFrom } from './receiver-reports.js';
 // Replace werift's string-based RTP header parsing and two per-packet costs of its receiver
 // before any packet arrives (see the modules).
@@ -322,6 +323,8 @@ export class PeerSession {
   }
 
   #onConnectionState(state: string): void {
+    // Before its DTLS handshake: a stranger's datagram may reach the socket from its first moment.
+    if (state === 'connecting') guardDtlsRecords(this.#pc);
     if (state === 'connected' && this.state === 'connecting') {
       this.state = 'connected';
       this.connectedAt = Date.now();

@@ -112,10 +112,11 @@ export function createMetrics(core: EarshotCore): client.Registry {
   gauge('earshot_websocket_sinks_connected', 'Websocket sinks of live peers whose connection is open now.', () => read().live.reduce((n, p) => n + p.websockets.filter((w) => w.state === 'open').length, 0));
 
   // Process-wide: the guards patch werift's classes, which every server of the process shares.
-  labelled('earshot_rtc_guarded_total', 'What the guards on the WebRTC stack turned away (process-wide), by guard: unauthenticated STUN requests, DTLS handshake fragments beyond the bound, DTLS alerts after the handshake that did not authenticate, SRTP and SRTCP packets that failed authentication, SRTP packets of streams beyond the ones kept, RTP packets of unannounced SSRCs beyond the ones a session takes, data-channel chunks sent beyond the receive window.', 'guard', () => ({
+  labelled('earshot_rtc_guarded_total', 'What the guards on the WebRTC stack turned away (process-wide), by guard: unauthenticated STUN requests, DTLS handshake fragments beyond the bound, DTLS alerts after the handshake that did not authenticate, DTLS records of no defined content type, SRTP and SRTCP packets that failed authentication, SRTP packets of streams beyond the ones kept, RTP packets of unannounced SSRCs beyond the ones a session takes, data-channel chunks sent beyond the receive window.', 'guard', () => ({
     stun_unauthenticated: guardCounts.stunUnauthenticated,
     dtls_fragment_dropped: guardCounts.dtlsFragmentsDropped,
     dtls_alert_unauthenticated: guardCounts.dtlsAlertsUnauthenticated,
+    dtls_record_unknown: guardCounts.dtlsRecordsUnknown,
     srtp_unauthenticated: guardCounts.srtpUnauthenticated,
     srtp_packet_not_kept: guardCounts.srtpPacketsNotKept,
     rtp_ssrc_not_adopted: guardCounts.rtpSsrcsNotAdopted,

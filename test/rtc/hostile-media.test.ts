@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DtlsSocket, Message } from 'werift';
+import { DtlsSocket, Message, RTCDtlsTransport } from 'werift';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
 import type { PeerStatsSnapshot } from '../../src/index.js';
 import { MAX_FRAGMENTS } from '../../src/rtc/werift-dtls-fragments.js';
@@ -259,6 +259,64 @@ describe('a hostile or broken peer', () => {
     const s = (await stats('hostile'))!;
     expect(s.state, `ended as ${String(s.endReason)}`).toBe('connected');
     expect((await guarded()).dtls_alert_unauthenticated - (before.dtls_alert_unauthenticated ?? 0)).toBe(8);
+  });
+
+  it('a record of a content type DTLS does not define, from a stranger or the peer\'s address, does not end the session; counted', async () => {
+    // werift took any record it had no case for (not 20–23) as an alert, and closed: random datagrams did so now and then.
+    const before = await guarded();
+    const s = await stranger(h.address);
+    await goodGoesOn(async () => {
+      for (const type of [24, 25, 63]) {
+        await s.send(dtlsRecord(type, 0, Buffer.from([1, 0])));
+        await h.send(dtlsRecord(type, 1, randomBytes(24)));
+      }
+      // After a handshake record, as one datagram.
+      await h.send(Buffer.concat([dtlsRecord(22, 0, randomBytes(20)), dtlsRecord(40, 0, Buffer.from([1, 0]))]));
+      await sleep(300);
+    });
+    s.close();
+    const after = (await stats('hostile'))!;
+    expect(after.state, `ended as ${String(after.endReason)}`).toBe('connected');
+    expect((await guarded()).dtls_record_unknown - (before.dtls_record_unknown ?? 0)).toBe(7);
+  });
+
+  it('records of no DTLS content type sprayed at a session\'s port while it connects (its DTLS handshake included) do not stop it', async () => {
+    // Every DTLS transport's state changes in this process, the server's and the test client's.
+    const changes: string[] = [];
+    const transport = RTCDtlsTransport.prototype as unknown as { setState(this: { state: string }, state: string, emit?: boolean): void };
+    const setState = transport.setState;
+    transport.setState = function (state, emit) {
+      changes.push(`${this.state} → ${state}`);
+      setState.call(this, state, emit);
+    };
+    const before = await guarded();
+    let spraying = true;
+    let spray: Promise<void> = Promise.resolve();
+    let peer: HostilePeer;
+    try {
+      peer = await hostilePeer(`${t.url}/whip/demo/sprayed`, async (address) => {
+        const s = await stranger(address);
+        spray = (async () => {
+          while (spraying) {
+            await s.send(dtlsRecord(25, 0, Buffer.from([1, 0])));
+            await sleep(1);
+          }
+          s.close();
+        })();
+      });
+      await sleep(300);
+    } finally {
+      spraying = false;
+      await spray;
+      transport.setState = setState;
+    }
+    const s = (await stats('sprayed'))!;
+    expect(s.state, `ended as ${String(s.endReason)}`).toBe('connected');
+    // werift took each for a closure alert: the server's transport read 'closed' in the middle of its handshake.
+    expect(changes.filter((c) => c.endsWith('closed'))).toEqual([]);
+    // Dropped from the moment the DTLS socket existed (before it, werift's ICE had nowhere to hand them).
+    expect((await guarded()).dtls_record_unknown - (before.dtls_record_unknown ?? 0)).toBeGreaterThan(50);
+    await peer.close();
   });
 
   it('DTLS handshake fragments that never complete a message are kept bounded', async () => {
