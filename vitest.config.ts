@@ -30,8 +30,17 @@ const UNIT = [
   'test/pool/{batch-codec,slot-placement}.test.ts',
 ];
 
-/** Builds dist/ first where it is older than the sources (test/global-setup.ts says what runs from it). */
-const shared = { testTimeout: 120_000, hookTimeout: 60_000, globalSetup: ['test/global-setup.ts'] };
+/**
+ * Builds dist/ first where it is older than the sources (test/global-setup.ts says what runs from it).
+ *
+ * `isolate: false`: the files of a worker share one process and one module graph, instead of a
+ * new process and a new import of earshot (and werift) each. That took the whole run from about
+ * 1,120 s to 920 s on the 2-core machine. So a test must leave nothing process-wide behind:
+ * close what it starts, unregister what it registers with `registerProcessor`, restore what it
+ * patches by hand, and read process-wide counters as differences. `vi.spyOn` spies are restored
+ * after each test (`restoreMocks`), so none outlives its test into another file.
+ */
+const shared = { testTimeout: 120_000, hookTimeout: 60_000, globalSetup: ['test/global-setup.ts'], isolate: false, restoreMocks: true };
 
 /**
  * `import … from 'earshot'` (the examples import it as a user's copy of them would) is the

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Observable } from 'rxjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, registerProcessor, WebRTCHandler, type AudioFrame, type PeerStatsSnapshot, type ProcessedAudio, type StreamHandle } from '../../src/index.js';
+import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, defaultProcessors, registerProcessor, WebRTCHandler, type AudioFrame, type PeerStatsSnapshot, type ProcessedAudio, type StreamHandle } from '../../src/index.js';
 import { iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
@@ -143,11 +143,16 @@ describe('WebRTCHandler', () => {
   it('runs processors registered process-wide (registerProcessor), as a server does: the bundled voice-agent pipeline works', async () => {
     let heard = 0;
     registerProcessor('asr', () => ({ next: () => void heard++ }));
-    handler = new WebRTCHandler({ pipeline: 'voice-agent', recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
-    const sent = await sendAudio({ signaling: signalingFor(handler, 'lobby', 'vic'), hostAddresses: ['127.0.0.1'], source: fixturePath('speech-48k.wav'), seconds: 1 });
-    for (const until = Date.now() + 5000; Date.now() < until && handler.getAudioStatistics('vic').state !== 'ended'; ) await new Promise((r) => setTimeout(r, 20));
-    expect(sent.packetsSent).toBe(50);
-    expect(heard).toBeGreaterThanOrEqual(45);
+    try {
+      handler = new WebRTCHandler({ pipeline: 'voice-agent', recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'], mediaTimeoutMs: 1000 });
+      const sent = await sendAudio({ signaling: signalingFor(handler, 'lobby', 'vic'), hostAddresses: ['127.0.0.1'], source: fixturePath('speech-48k.wav'), seconds: 1 });
+      for (const until = Date.now() + 5000; Date.now() < until && handler.getAudioStatistics('vic').state !== 'ended'; ) await new Promise((r) => setTimeout(r, 20));
+      expect(sent.packetsSent).toBe(50);
+      expect(heard).toBeGreaterThanOrEqual(45);
+    } finally {
+      // Process-wide: the files after this one share the process.
+      defaultProcessors.unregister('asr');
+    }
   });
 
   it('refuses at registration anything that is not an AudioProcessor', async () => {
