@@ -225,7 +225,8 @@ function fingerprintProblem(value: string): string | undefined {
  * werift gave up on the connection while answering, and a malformed
  * fingerprint or role left a session that could only time out. So did an
  * offer from an ICE-lite agent: earshot answers as one, and two ICE-lite
- * agents never send each other a connectivity check (RFC 8445 §2.5).
+ * agents never send each other a connectivity check (RFC 8445 §2.5). An RTP
+ * section must offer RTCP multiplexing, the only way werift carries RTCP.
  */
 export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
   if (offer.session.some((l) => /^a=ice-lite\s*$/.test(l))) {
@@ -247,6 +248,11 @@ export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
   if (setup !== undefined && !SETUP_ROLES.includes(setup)) throw errors.SDP_INVALID(`a=setup:${clip(setup, 40)} is not a DTLS role (active, passive, actpass or holdconn; RFC 8842 §5.1), in media section ${s.index}`);
   // werift cannot answer a section without a mid ("mid not assigned"); WebRTC offers name each one.
   if (s.mid === undefined) throw errors.SDP_INVALID(`media section ${s.index} has no a=mid; a WebRTC offer names every section (RFC 8843 §7.1, RFC 8829 §5.2.1)`);
+  // werift sends and reads RTCP on the RTP port only. Answering a=rtcp-mux to an offer without it
+  // (JSEP answers it only if offered) left a client that sends RTCP to the next port unheard.
+  if (/RTP/i.test(s.proto) && !s.lines.some((l) => /^a=rtcp-mux(-only)?\s*$/.test(l))) {
+    throw errors.SDP_INVALID(`media section ${s.index} does not offer RTP and RTCP on one port (a=rtcp-mux, RFC 5761), which earshot needs, as RFC 9725 asks of WHIP clients (browsers and WebRTC libraries offer it)`);
+  }
 }
 
 /** The section has ICE credentials and a DTLS fingerprint, its own or the session's. */

@@ -209,6 +209,20 @@ describe('WHIP endpoint errors', () => {
     expect(p.detail).toMatch(/declares a=ice-lite.*Offer as a full ICE agent/);
   });
 
+  it('refuses an offer without RTP/RTCP multiplexing (a=rtcp-mux) with 400 EARSHOT_SDP_INVALID, not an answer that claims it', async () => {
+    const offer = chromeLikeOffer().replace(/^a=rtcp-mux\r\n/m, '');
+    expect(offer).not.toMatch(/^a=rtcp-mux/m);
+    const res = await post('/whip/demo/unmuxed', offer);
+    expect(res.status).toBe(400);
+    const p = await problem(res);
+    expect(p.code).toBe('EARSHOT_SDP_INVALID');
+    expect(p.detail).toMatch(/does not offer RTP and RTCP on one port \(a=rtcp-mux/);
+    // a=rtcp-mux-only (RFC 8858) alone is multiplexing too.
+    const only = await post('/whip/demo/mux-only', chromeLikeOffer().replace(/^a=rtcp-mux\r\n/m, 'a=rtcp-mux-only\r\n'));
+    expect(only.status).toBe(201);
+    await fetch(new URL(only.headers.get('location')!, t.url), { method: 'DELETE' });
+  });
+
   it('refuses unparsable SDP with 400 EARSHOT_SDP_INVALID', async () => {
     for (const body of ['hello world', '', 'v=0\r\nthis is not sdp\r\n']) {
       const res = await post('/whip/demo/alice', body);
