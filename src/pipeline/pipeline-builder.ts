@@ -100,7 +100,9 @@ export function definePipeline(definition: PipelineDefinition, options: Validate
 /**
  * The JSON document of a definition, not validated: stage operators replaced by
  * their stage objects, a branch without `stages` given `"stages": []`, and
- * nothing else added (no defaults).
+ * nothing else added (no defaults). Members a pipeline does not have are kept,
+ * for validation to name (from JavaScript, a misspelt `sink` would otherwise
+ * vanish, and the pipeline run without sinks).
  */
 export function pipelineDocument(definition: PipelineDefinition): PipelineDocument {
   const d = definition as PipelineDefinition | null | undefined;
@@ -122,8 +124,12 @@ export function pipelineDocument(definition: PipelineDefinition): PipelineDocume
           )
         : d.branches;
   }
+  for (const [key, value] of Object.entries(d)) if (!DEFINITION_MEMBERS.has(key) && value !== undefined) doc[key] = value;
   return doc as PipelineDocument;
 }
+
+/** The members `pipelineDocument` reads itself. */
+const DEFINITION_MEMBERS = new Set(['name', 'description', 'channels', 'dtx', 'stages', 'sinks', 'branches']);
 
 function stageObjects(stages: readonly StageInput[]): unknown {
   return Array.isArray(stages) ? stages.flatMap((s: StageInput) => (isStageOperator(s) ? stagesOf(s) : [s])) : stages;

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inWorkers, stage } from '../../src/pipeline/operators.js';
-import { definePipeline, pipelineDocument, processorSink, recordSink, statsSink } from '../../src/pipeline/pipeline-builder.js';
+import { definePipeline, pipelineDocument, processorSink, recordSink, statsSink, type PipelineDefinition } from '../../src/pipeline/pipeline-builder.js';
 import { parsePipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import { denoise, format, highpass, reframe, resample } from '../../src/pipeline/stage-operators.js';
 
@@ -101,6 +101,14 @@ describe('definePipeline', () => {
   it('documents what it would validate with pipelineDocument(), adding nothing but empty branch stages', () => {
     expect(pipelineDocument({ name: 'd', branches: { a: { sinks: [statsSink()] } } })).toStrictEqual({ name: 'd', branches: { a: { stages: [], sinks: [{ type: 'stats' }] } } });
     expect(pipelineDocument({ name: 'd', sinks: [statsSink()] })).toStrictEqual({ name: 'd', stages: [], sinks: [{ type: 'stats' }] });
+  });
+
+  it('names a member a pipeline does not have, as a pipeline file\'s would be, instead of dropping it (a JavaScript caller\'s misspelt "sink")', () => {
+    const misspelt = { name: 'typo', stages: [denoise()], sink: [recordSink()] } as unknown as PipelineDefinition;
+    expect(pipelineDocument(misspelt)).toStrictEqual({ name: 'typo', stages: [{ type: 'denoise' }], sink: [{ type: 'record' }] });
+    expect(() => definePipeline(misspelt)).toThrow(expect.objectContaining({ code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringMatching(/\/sink/) }));
+    // What a pipeline file may say beyond a definition's members is kept too.
+    expect(definePipeline({ $schema: 'https://example.com/pipeline.schema.json', name: 'ok', sinks: [statsSink()] }).name).toBe('ok');
   });
 });
 
