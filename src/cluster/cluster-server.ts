@@ -363,8 +363,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     // Their statistics now; their recordings' headers repaired, then their `ended` events.
     void engineSessions.engineExited(engine.id, lost, { slot: engine.slot, code: exit.code, signal: exit.signal, at: exit.at });
     if (closing) return;
-    const delayMs = restartDelay(engine, exit.at - engine.startedAt < STABLE_MS);
-    log.error({ engine: engine.slot, pid: engine.pid, code: exit.code, signal: exit.signal, sessionsEnded: lost.length, restartInMs: delayMs }, 'engine process exited; its sessions ended; restarting it');
+    // An engine that drained and exited 0 was stopped (a SIGTERM to it alone: a rolling restart), not
+    // crashed, however soon after its start: it comes back at once, and starts no crash-loop backoff.
+    const stopped = exit.code === 0;
+    const delayMs = restartDelay(engine, !stopped && exit.at - engine.startedAt < STABLE_MS);
+    log[stopped ? 'info' : 'error']({ engine: engine.slot, pid: engine.pid, code: exit.code, signal: exit.signal, sessionsEnded: lost.length, restartInMs: delayMs }, 'engine process exited; its sessions ended; restarting it');
     scheduleRestart(engine, delayMs);
   };
   const engines = Array.from({ length: processes }, (_, slot) => new EngineProcess(slot, { onMessage, onExit }));
@@ -382,7 +385,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     placing.add(engine);
   };
   const restartDelays = new Map<EngineProcess, number>();
-  /** 0.5 s after a process that ran for a while; doubling, up to 30 s, while it keeps dying soon after starting (a crash loop). */
+  /** 0.5 s after a process that ran for a while or was stopped; doubling, up to 30 s, while it keeps dying soon after starting (a crash loop). */
   const restartDelay = (engine: EngineProcess, quick: boolean): number => {
     const delay = quick ? Math.min(MAX_RESTART_DELAY_MS, (restartDelays.get(engine) ?? RESTART_DELAY_MS / 2) * 2) : RESTART_DELAY_MS;
     restartDelays.set(engine, delay);

@@ -468,9 +468,7 @@ describe('earshot serve --processes 2', () => {
     }
   });
 
-  it('a rolling restart (SIGTERM to one engine): its session ends as shutdown, is counted as ended in /stats, and /stats/:peer still answers for it once the engine is back', async () => {
-    // One restart for both checks: an engine that exits again within 10 s of its start is restarted
-    // with a growing delay (a crash loop), which the next test's kill would wait out.
+  it('a rolling restart (SIGTERM to one engine): its session ends as shutdown, is counted as ended in /stats, and /stats/:peer still answers for it once the engine is back; stopped again at once, it is back at once', async () => {
     const controller = new AbortController();
     const live = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/drained`, source: tone, loop: true, signal: controller.signal }));
     try {
@@ -499,6 +497,26 @@ describe('earshot serve --processes 2', () => {
       expect(counts.endedBy.shutdown ?? 0).toBe((before.endedBy.shutdown ?? 0) + 1);
       expect(counts.sessionsEnded).toBeGreaterThanOrEqual(before.sessionsEnded + 1);
       expect(counts.sessionsStarted).toBe(before.sessionsStarted);
+
+      // Stopped again within seconds of its start: a drained exit is not a crash loop, so no growing delay.
+      const restarted = (await get<Health>('/health')).engines[p.engine];
+      process.kill(restarted.pid, 'SIGTERM');
+      await until('its engine to be back again', async () => {
+        const e = (await get<Health>('/health')).engines[p.engine];
+        return e.state === 'up' && e.pid !== restarted.pid ? true : undefined;
+      }, 60_000);
+      const exits = s.lines.flatMap((l) => {
+        try {
+          const entry = JSON.parse(l) as { msg?: string; pid?: number; level?: number; code?: number; restartInMs?: number };
+          return entry.msg === 'engine process exited; its sessions ended; restarting it' && (entry.pid === engine.pid || entry.pid === restarted.pid) ? [entry] : [];
+        } catch {
+          return [];
+        }
+      });
+      expect(exits.map(({ pid, level, code, restartInMs }) => ({ pid, level, code, restartInMs }))).toEqual([
+        { pid: engine.pid, level: 30, code: 0, restartInMs: 500 },
+        { pid: restarted.pid, level: 30, code: 0, restartInMs: 500 },
+      ]);
     } finally {
       controller.abort();
       await live.catch(() => undefined);
