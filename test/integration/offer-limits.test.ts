@@ -56,6 +56,19 @@ async function end(res: Response): Promise<void> {
 /** UDP sockets open in this process (the server runs in it). */
 const udpSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
 
+/** The count once it has held for 300 ms: sockets of earlier test files in this process may still be closing. */
+async function steadySockets(): Promise<number> {
+  let count = udpSockets();
+  for (let since = Date.now(), deadline = since + 5000; Date.now() - since < 300 && Date.now() < deadline; ) {
+    await sleep(20);
+    if (udpSockets() !== count) {
+      count = udpSockets();
+      since = Date.now();
+    }
+  }
+  return count;
+}
+
 async function untilSockets(count: number): Promise<number> {
   for (const deadline = Date.now() + 5000; udpSockets() !== count && Date.now() < deadline; ) await sleep(20);
   return udpSockets();
@@ -79,7 +92,7 @@ const TRANSPORT = [
  */
 function manyAudioSections(n: number, minimal = false): string {
   const head = ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', ...TRANSPORT];
-  const section = (i: number) => [`m=audio 9 UDP/TLS/RTP/SAVPF 111`, `a=mid:${i}`, ...(minimal && i > 0 ? [] : ['a=sendonly', 'a=rtpmap:111 opus/48000/2'])];
+  const section = (i: number) => [`m=audio 9 UDP/TLS/RTP/SAVPF 111`, `a=mid:${i}`, ...(minimal && i > 0 ? [] : ['a=sendonly', 'a=rtcp-mux', 'a=rtpmap:111 opus/48000/2'])];
   return [...head, ...Array.from({ length: n }, (_, i) => section(i)).flat(), ''].join(CRLF);
 }
 
@@ -96,7 +109,7 @@ describe('media section limit', () => {
     const sdp = manyAudioSections(600);
     expect(sdp.length).toBeGreaterThan(40_000);
     const werift = vi.spyOn(RTCPeerConnection.prototype, 'setRemoteDescription');
-    const before = udpSockets();
+    const before = await steadySockets();
     const started = performance.now();
     const res = await post('many', sdp);
     const ms = performance.now() - started;
@@ -111,7 +124,7 @@ describe('media section limit', () => {
   });
 
   it(`answers ${MAX_MEDIA_SECTIONS} Opus sections with one negotiated and the rest rejected, opening no more sockets than a one-section offer`, async () => {
-    const base = udpSockets();
+    const base = await steadySockets();
     const one = await post('one-section', chromeLikeOffer());
     expect(one.status).toBe(201);
     const oneSockets = udpSockets() - base;
@@ -145,7 +158,7 @@ describe('media section limit', () => {
   it('refuses an offer with an empty ICE password or ufrag with 400 EARSHOT_SDP_INVALID, and keeps no session', async () => {
     // werift gave up on such a connection while answering it, and the session it left was never ended: it held a
     // session slot (and the peer) until a restart, so a few such offers locked every publisher out.
-    const sockets = udpSockets();
+    const sockets = await steadySockets();
     for (const [peer, sdp] of [
       ['empty-pwd', chromeLikeOffer().replace(/a=ice-pwd:\S+/, 'a=ice-pwd:')],
       ['empty-ufrag', chromeLikeOffer().replace(/a=ice-ufrag:\S+/, 'a=ice-ufrag:')],
