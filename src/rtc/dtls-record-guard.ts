@@ -1,27 +1,31 @@
 /**
  * DTLS records that would close a session must be real.
  *
- * werift 0.25 closes a session's DTLS transport (`closed-by-peer`) on two
- * kinds of record, from any address (werift hands the DTLS layer every
- * datagram a session's port receives, whoever sent it):
+ * werift 0.25 closes a session's DTLS transport on two kinds of record, from
+ * any address (werift hands the DTLS layer every datagram a session's port
+ * receives, whoever sent it):
  *
  * - **An alert it did not authenticate.** `parsePlainText` reads an alert
  *   record as plaintext whenever its first two bytes name a known alert,
  *   whatever its epoch, and `DtlsSocket.udpOnMessage` closes on any alert that
  *   is not fatal. So a 15-byte plaintext close_notify (`15 fe fd 00 00 …` +
- *   `01 00`) ended a session.
- * - **A record of a content type DTLS does not define** (not 20–23): werift's
- *   parser has no case for it and returns it as an alert. A random datagram
- *   whose first byte is 24–63 and whose length field fits does that: the junk
- *   of a port scan ended a session now and then.
+ *   `01 00`) ended a session (`closed-by-peer`); during the handshake it closed
+ *   the transport, which then connected all the same, its data channel (SCTP
+ *   follows the transport's state) closed for good.
+ * - **A record of a content type werift does not handle** (not 20–23: 24–26
+ *   are extensions werift does not negotiate, the rest undefined): its parser
+ *   has no case for it and returns it as an alert. A random datagram whose
+ *   first byte is 24–63 and whose length field fits does that: the junk of a
+ *   port scan ended a session now and then.
  *
- * RFC 6347 §4.1.2.7: invalid records are silently discarded. So a datagram
- * with a record of an undefined content type is dropped before werift reads
- * it (counted: `dtls_record_unknown`), from the moment the DTLS socket exists;
- * and once the handshake is done, one whose alert records do not decrypt with
- * the association's keys is dropped too (counted: `dtls_alert_unauthenticated`).
- * A real peer's closure alerts are encrypted, and go through. An alert during
- * the handshake is plaintext by nature, and is left to werift. The upstream
+ * RFC 6347 §4.1.2.7: invalid records are silently discarded. From the moment
+ * the DTLS socket exists, a datagram is dropped before werift reads it if it
+ * holds a record of such a type (counted: `dtls_record_unknown`), or an alert
+ * record that does not decrypt with the association's keys (counted:
+ * `dtls_alert_unauthenticated`): before the handshake is done there are no
+ * keys, and every alert is dropped. A real peer's closure alerts come after
+ * the handshake, encrypted, and go through; an alert a real peer sends during
+ * the handshake is fatal, and werift ignores those anyway. The upstream
  * change: discard records of unknown type, decrypt alerts of epochs above 0,
  * and drop epoch-0 records once the handshake is done.
  */
@@ -44,9 +48,9 @@ interface DtlsSocketInternals {
 export type RecordVerdict = 'unknown-type' | 'alert-unauthenticated' | undefined;
 
 /**
- * Reads the records of `data` as werift splits them. A record of a content type DTLS does not
- * define makes it `unknown-type`; once `socket`'s handshake is done, an alert record that does not
- * decrypt with its keys makes it `alert-unauthenticated`. Other records are werift's to judge.
+ * Reads the records of `data` as werift splits them. A record of a content type werift does not
+ * handle makes it `unknown-type`; an alert record makes it `alert-unauthenticated` unless
+ * `socket`'s handshake is done and it decrypts with its keys. Other records are werift's to judge.
  */
 export function judgeRecords(socket: DtlsSocketInternals, data: Buffer): RecordVerdict {
   for (let start = 0; start + RECORD_HEADER <= data.length; ) {
@@ -55,7 +59,7 @@ export function judgeRecords(socket: DtlsSocketInternals, data: Buffer): RecordV
     if (end > data.length) break; // werift reads no further (or drops the datagram)
     const type = data[start];
     if (type < CHANGE_CIPHER_SPEC || type > APPLICATION_DATA) return 'unknown-type';
-    if (type === ALERT && socket.connected && !decrypts(socket, data, start, end)) return 'alert-unauthenticated';
+    if (type === ALERT && !(socket.connected && decrypts(socket, data, start, end))) return 'alert-unauthenticated';
     start = end;
   }
   return undefined;

@@ -13,9 +13,9 @@ export const guardCounts = {
   stunUnauthenticated: 0,
   /** DTLS handshake fragments dropped from a socket's reassembly buffer, beyond its bound. */
   dtlsFragmentsDropped: 0,
-  /** Datagrams dropped after the DTLS handshake because an alert in them did not authenticate (dtls-record-guard.ts). */
+  /** Datagrams dropped because an alert in them did not authenticate: any alert before the DTLS handshake is done (dtls-record-guard.ts). */
   dtlsAlertsUnauthenticated: 0,
-  /** Datagrams dropped because a record in them had a content type DTLS does not define (dtls-record-guard.ts). */
+  /** Datagrams dropped because a record in them had a content type werift does not handle, not 20–23 (dtls-record-guard.ts). */
   dtlsRecordsUnknown: 0,
   /** SRTP packets that failed authentication (or were too malformed to check): dropped. */
   srtpUnauthenticated: 0,

@@ -261,7 +261,7 @@ describe('a hostile or broken peer', () => {
     expect((await guarded()).dtls_alert_unauthenticated - (before.dtls_alert_unauthenticated ?? 0)).toBe(8);
   });
 
-  it('a record of a content type DTLS does not define, from a stranger or the peer\'s address, does not end the session; counted', async () => {
+  it('a record of a content type werift does not handle (not 20–23), from a stranger or the peer\'s address, does not end the session; counted', async () => {
     // werift took any record it had no case for (not 20–23) as an alert, and closed: random datagrams did so now and then.
     const before = await guarded();
     const s = await stranger(h.address);
@@ -280,7 +280,7 @@ describe('a hostile or broken peer', () => {
     expect((await guarded()).dtls_record_unknown - (before.dtls_record_unknown ?? 0)).toBe(7);
   });
 
-  it('records of no DTLS content type sprayed at a session\'s port while it connects (its DTLS handshake included) do not stop it', async () => {
+  it('records of a type werift does not handle, and plaintext closure alerts, sprayed at a session\'s port while it connects (its DTLS handshake included) do not stop it; counted', async () => {
     // Every DTLS transport's state changes in this process, the server's and the test client's.
     const changes: string[] = [];
     const transport = RTCDtlsTransport.prototype as unknown as { setState(this: { state: string }, state: string, emit?: boolean): void };
@@ -299,6 +299,7 @@ describe('a hostile or broken peer', () => {
         spray = (async () => {
           while (spraying) {
             await s.send(dtlsRecord(25, 0, Buffer.from([1, 0])));
+            await s.send(dtlsRecord(21, 0, Buffer.from([1, 0])));
             await sleep(1);
           }
           s.close();
@@ -315,7 +316,9 @@ describe('a hostile or broken peer', () => {
     // werift took each for a closure alert: the server's transport read 'closed' in the middle of its handshake.
     expect(changes.filter((c) => c.endsWith('closed'))).toEqual([]);
     // Dropped from the moment the DTLS socket existed (before it, werift's ICE had nowhere to hand them).
-    expect((await guarded()).dtls_record_unknown - (before.dtls_record_unknown ?? 0)).toBeGreaterThan(50);
+    const after = await guarded();
+    expect(after.dtls_record_unknown - (before.dtls_record_unknown ?? 0)).toBeGreaterThan(50);
+    expect(after.dtls_alert_unauthenticated - (before.dtls_alert_unauthenticated ?? 0)).toBeGreaterThan(50);
     await peer.close();
   });
 
