@@ -82,6 +82,7 @@ import type { EngineMessage, EngineServerOptions } from './engine-protocol.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
 import { bodyOf, clientOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
 import { mergeExpositions } from './front-metrics.js';
+import { withProcessMetrics } from '../server/process-metrics.js';
 import { EngineSessions } from './engine-sessions.js';
 import { registerEventRoutes } from '../server/routes/events.js';
 import { mergeStats, RetiredCounters, type EngineSummary } from './merge-stats.js';
@@ -364,7 +365,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     void engineSessions.engineExited(engine.id, lost, { slot: engine.slot, code: exit.code, signal: exit.signal, at: exit.at });
     if (closing) return;
     // An engine that drained and exited 0 was stopped (a SIGTERM to it alone: a rolling restart), not
-    // crashed, however soon after its start: it comes back at once, and starts no crash-loop backoff.
+    // crashed, however soon after its start: it comes back after the first delay, never a backed-off one.
     const stopped = exit.code === 0;
     const delayMs = restartDelay(engine, !stopped && exit.at - engine.startedAt < STABLE_MS);
     log[stopped ? 'info' : 'error']({ engine: engine.slot, pid: engine.pid, code: exit.code, signal: exit.signal, sessionsEnded: lost.length, restartInMs: delayMs }, 'engine process exited; its sessions ended; restarting it');
@@ -952,7 +953,6 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   // The front holds the streams (its engines' /events are never reached): the limits are the machine's.
   registerEventRoutes(app, { stats: machineStats, sessions$, events$ }, eventStreamLimits(options));
   const frontMetrics = new client.Registry();
-  client.collectDefaultMetrics({ register: frontMetrics });
   new client.Counter({
     name: 'earshot_engine_restarts_total',
     help: 'Engine processes restarted after they exited, by slot.',
@@ -1003,10 +1003,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       this.set(live().length);
     },
   });
+  const frontExposed = withProcessMetrics(frontMetrics);
   app.get('/metrics', { config: { access: 'metrics' } }, async (req, reply) => {
     const texts = (await fanOut(req)).filter((a) => a.res.status === 200).map((a) => ({ label: 'engine', value: String(a.engine.slot), text: a.res.body.toString('utf8') }));
-    texts.push({ label: 'engine', value: 'front', text: await frontMetrics.metrics() });
-    return reply.type(frontMetrics.contentType).send(mergeExpositions(texts));
+    texts.push({ label: 'engine', value: 'front', text: await frontExposed.metrics() });
+    return reply.type(frontExposed.contentType).send(mergeExpositions(texts));
   });
 
   registerDashboardRoutes(app);

@@ -23,8 +23,8 @@
 import client, { type Metric } from 'prom-client';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import type { EarshotCore } from '../core/earshot-core.js';
-import { LOOP_DELAY_SAMPLE_MS } from '../core/monitoring.js';
 import { guardCounts } from '../rtc/guard-counts.js';
+import { processMetrics, withProcessMetrics } from './process-metrics.js';
 
 /** How long one read of the server serves a scrape's metrics. */
 const SCRAPE_CACHE_MS = 250;
@@ -39,10 +39,11 @@ export const EXPORT_BOUNDS_MS: readonly number[] = [1, 2, 5, 10, 15, 20, 30, 50,
 export function createMetrics(core: EarshotCore): client.Registry {
   const register = new client.Registry();
   // prom-client samples event-loop delay with a timer of its own (nodejs_eventloop_lag_*, per
-  // scrape, at its standard 10 ms); /stats has the core's (since start, every 5 ms). Restarted in
-  // this same tick, prom-client's samples start out in the turns of the core's, instead of
-  // waking the main thread in between (a late turn can put them out of step again).
-  client.collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 2 * LOOP_DELAY_SAMPLE_MS });
+  // scrape, at its standard 10 ms; started with the process's first server); /stats has the
+  // core's (since start, every 5 ms). Restarted in this same tick, the core's samples start out
+  // in the turns of prom-client's, instead of waking the main thread in between (a late turn can
+  // put them out of step again).
+  processMetrics();
   core.sampleLoopDelayFromNow();
 
   // Counters and gauges filled at scrape time from one consistent read of the server.
@@ -144,7 +145,7 @@ export function createMetrics(core: EarshotCore): client.Registry {
   register.registerMetric(histogram('earshot_processing_latency_seconds', 'RTP arrival (or the end of a reorder wait) → processed frame at the sinks, every frame.', core.latency, 1e-3, EXPORT_BOUNDS_MS));
   register.registerMetric(histogram('earshot_rtp_jitter_seconds', 'Interarrival jitter (RFC 3550) of each live peer, sampled every second.', core.jitter, 1));
   register.registerMetric(histogram('earshot_pool_task_duration_seconds', 'Worker time per batch task.', core.pool.taskTimes, 1e-3, EXPORT_BOUNDS_MS));
-  return register;
+  return withProcessMetrics(register);
 }
 
 /**

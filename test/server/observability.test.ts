@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import client from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
 import { cumulativeBuckets, EXPORT_BOUNDS_MS } from '../../src/server/metrics.js';
 import { LATENCY_BOUNDS_MS } from '../../src/media/latency-histogram.js';
@@ -205,6 +206,22 @@ describe('statistics', () => {
     // docs/metrics.md documents every metric of earshot's own that a server exports (the front of --processes adds two, documented there too).
     const documented = await readFile(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
     expect([...types.keys()].filter((name) => name.startsWith('earshot_') && !documented.includes(`\`${name}\``))).toEqual([]);
+  });
+
+  it('servers created and closed in one process start Node\'s default metrics once, not once each (prom-client never stops their monitors); each still exports them', async () => {
+    const started = vi.spyOn(client, 'collectDefaultMetrics');
+    for (let i = 0; i < 2; i++) {
+      const other = await startServer({ threads: 1 });
+      try {
+        const text = await (await fetch(`${other.url}/metrics`)).text();
+        expect(text).toMatch(/^# TYPE process_cpu_seconds_total counter$/m);
+        expect(text).toMatch(/^# TYPE nodejs_eventloop_lag_p99_seconds gauge$/m);
+      } finally {
+        await other.close();
+      }
+    }
+    // This file's server started them already (or another server of the process did).
+    expect(started).not.toHaveBeenCalled();
   });
 
   it('event-loop delay: a stall of the main thread shows in /stats (since start) and in /metrics (since the last scrape)', async () => {
