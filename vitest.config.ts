@@ -37,10 +37,11 @@ const UNIT = [
  * new process and a new import of earshot (and werift) each. That took the whole run from about
  * 1,120 s to 920 s on the 2-core machine. So a test must leave nothing process-wide behind:
  * close what it starts, unregister what it registers with `registerProcessor`, restore what it
- * patches by hand, and read process-wide counters as differences. `vi.spyOn` spies are restored
- * after each test (`restoreMocks`), so none outlives its test into another file.
+ * patches by hand, and read process-wide counters as differences, or counts of open resources
+ * once they are steady (an earlier file's sockets may still be closing). vitest restores
+ * `vi.spyOn` spies itself after each file.
  */
-const shared = { testTimeout: 120_000, hookTimeout: 60_000, globalSetup: ['test/global-setup.ts'], isolate: false, restoreMocks: true };
+const shared = { testTimeout: 120_000, hookTimeout: 60_000, globalSetup: ['test/global-setup.ts'], isolate: false };
 
 /**
  * `import … from 'earshot'` (the examples import it as a user's copy of them would) is the

@@ -66,8 +66,8 @@ export function isBuiltPipeline(p: Pipeline | PipelineDocument | PipelineDefinit
 /**
  * A document or definition given as an option, for validation: its stage
  * operators replaced by their stage objects and nothing else changed, so that
- * validation still reports every member it would in a file (unlike
- * `pipelineDocument`, which keeps only the members it knows).
+ * validation reports everything it would in a file (`pipelineDocument` also
+ * gives a pipeline without branches its empty `stages`).
  */
 export function asPipelineDocument(p: PipelineDocument | PipelineDefinition): unknown {
   if (typeof p !== 'object' || p === null) return p;
@@ -124,7 +124,8 @@ export function pipelineDocument(definition: PipelineDefinition): PipelineDocume
           )
         : d.branches;
   }
-  for (const [key, value] of Object.entries(d)) if (!DEFINITION_MEMBERS.has(key) && value !== undefined) doc[key] = value;
+  // defineProperty: an own "__proto__" (JSON.parse makes one) must stay a member, for validation to name, not become the prototype.
+  for (const [key, value] of Object.entries(d)) if (!DEFINITION_MEMBERS.has(key) && value !== undefined) Object.defineProperty(doc, key, { value, enumerable: true, writable: true, configurable: true });
   return doc as PipelineDocument;
 }
 

@@ -250,7 +250,7 @@ export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
   if (s.mid === undefined) throw errors.SDP_INVALID(`media section ${s.index} has no a=mid; a WebRTC offer names every section (RFC 8843 §7.1, RFC 8829 §5.2.1)`);
   // werift sends and reads RTCP on the RTP port only. Answering a=rtcp-mux to an offer without it
   // (JSEP answers it only if offered) left a client that sends RTCP to the next port unheard.
-  if (/RTP/i.test(s.proto) && !s.lines.some((l) => /^a=rtcp-mux(-only)?\s*$/.test(l))) {
+  if (isRtp(s.proto) && !s.lines.some((l) => /^a=rtcp-mux(-only)?\s*$/.test(l))) {
     throw errors.SDP_INVALID(`media section ${s.index} does not offer RTP and RTCP on one port (a=rtcp-mux, RFC 5761), which earshot needs, as RFC 9725 asks of WHIP clients (browsers and WebRTC libraries offer it)`);
   }
 }

@@ -107,6 +107,10 @@ describe('definePipeline', () => {
     const misspelt = { name: 'typo', stages: [denoise()], sink: [recordSink()] } as unknown as PipelineDefinition;
     expect(pipelineDocument(misspelt)).toStrictEqual({ name: 'typo', stages: [{ type: 'denoise' }], sink: [{ type: 'record' }] });
     expect(() => definePipeline(misspelt)).toThrow(expect.objectContaining({ code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringMatching(/\/sink/) }));
+    // A member named __proto__ (JSON.parse makes one) stays a member, not the document's prototype.
+    const parsed = JSON.parse('{"name":"p","stages":[],"sinks":[],"__proto__":{"sinks":[{"type":"record"}]}}') as PipelineDefinition;
+    expect(Object.getPrototypeOf(pipelineDocument(parsed))).toBe(Object.prototype);
+    expect(() => definePipeline(parsed)).toThrow(expect.objectContaining({ code: 'EARSHOT_PIPELINE_INVALID', message: expect.stringMatching(/__proto__/) }));
     // What a pipeline file may say beyond a definition's members is kept too.
     expect(definePipeline({ $schema: 'https://example.com/pipeline.schema.json', name: 'ok', sinks: [statsSink()] }).name).toBe('ok');
   });

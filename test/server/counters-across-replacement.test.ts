@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { delay } from 'rxjs';
 import { afterAll, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { createServer, definePipeline, processorStage, recordSink, registerProcessor, statsSink, type EarshotServer } from '../../src/index.js';
+import { createServer, defaultProcessors, definePipeline, processorStage, recordSink, registerProcessor, statsSink, type EarshotServer } from '../../src/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
 
 let server: EarshotServer | undefined;
@@ -19,6 +19,8 @@ let dir: string | undefined;
 afterAll(async () => {
   await server?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
+  // Process-wide: the test files after this one share the process.
+  defaultProcessors.unregister('hold-1500ms');
 });
 
 const COUNTERS = ['earshot_rtp_packets_received_total', 'earshot_frames_decoded_total'];
