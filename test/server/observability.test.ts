@@ -197,9 +197,17 @@ describe('statistics', () => {
     const histograms = [...types].filter(([, type]) => type === 'histogram').map(([name]) => name);
     expect(histograms).toEqual(expect.arrayContaining(['earshot_processing_latency_seconds', 'earshot_rtp_jitter_seconds', 'earshot_pool_task_duration_seconds']));
     for (const name of histograms) {
-      const buckets = text.split('\n').filter((l) => l.startsWith(`${name}_bucket{`));
-      expect(buckets.length, name).toBeGreaterThan(1);
-      expect(buckets.length, name).toBeLessThanOrEqual(15);
+      // Per series: Node's GC histogram has one per kind of collection (minor, major, …) that has happened.
+      const series = new Map<string, number>();
+      for (const line of text.split('\n').filter((l) => l.startsWith(`${name}_bucket{`))) {
+        const labels = line.slice(line.indexOf('{'), line.lastIndexOf('}') + 1).replace(/le="[^"]*",?/, '').replace(/,}$/, '}');
+        series.set(labels, (series.get(labels) ?? 0) + 1);
+      }
+      expect(series.size, name).toBeGreaterThan(0);
+      for (const [labels, buckets] of series) {
+        expect(buckets, `${name}${labels}`).toBeGreaterThan(1);
+        expect(buckets, `${name}${labels}`).toBeLessThanOrEqual(15);
+      }
     }
     const latencyBounds = text.split('\n').filter((l) => l.startsWith('earshot_processing_latency_seconds_bucket')).map((l) => /le="([^"]+)"/.exec(l)![1]);
     expect(latencyBounds).toEqual([...EXPORT_BOUNDS_MS.map((ms) => String(ms / 1000)), '+Inf']);
