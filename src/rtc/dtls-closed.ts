@@ -17,7 +17,7 @@ import type { RTCPeerConnection } from 'werift';
 import { guardDtlsRecords } from './dtls-record-guard.js';
 
 export function onDtlsClosed(pc: RTCPeerConnection, closed: () => void): void {
-  // Only an authentic alert may close it: werift takes a forged plaintext one, or a record of no DTLS type, as the peer's (dtls-record-guard.ts).
+  // Only an authentic alert may close it: werift takes a forged plaintext one, or a record of a type it does not handle, as the peer's (dtls-record-guard.ts).
   guardDtlsRecords(pc);
   for (const transport of pc.dtlsTransports) {
     transport.onStateChange.subscribe((state) => {
