@@ -97,3 +97,15 @@ export async function startCli(args: string[], options: { startTimeoutMs?: numbe
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 }
+
+/** The JSON log entries among `lines` whose message is `msg` (other output skipped). */
+export function logEntries<T extends object>(lines: readonly string[], msg: string): Array<T & Record<string, unknown>> {
+  return lines.flatMap((line) => {
+    try {
+      const entry = JSON.parse(line) as { msg?: unknown };
+      return entry.msg === msg ? [entry as T & Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
+}

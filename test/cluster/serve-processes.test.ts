@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio, sendMany } from '../../src/client/audio-sender.js';
 import { mayBeEnded } from '../helpers/sending.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
-import { startCli, type CliServer } from './cli-server.js';
+import { logEntries, startCli, type CliServer } from './cli-server.js';
 import { listen } from '../helpers/listening.js';
 import { audioSocket } from '../helpers/audio-socket.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
@@ -505,14 +505,9 @@ describe('earshot serve --processes 2', () => {
         const e = (await get<Health>('/health')).engines[p.engine];
         return e.state === 'up' && e.pid !== restarted.pid ? true : undefined;
       }, 60_000);
-      const exits = s.lines.flatMap((l) => {
-        try {
-          const entry = JSON.parse(l) as { msg?: string; pid?: number; level?: number; code?: number; restartInMs?: number };
-          return entry.msg === 'engine process exited; its sessions ended; restarting it' && (entry.pid === engine.pid || entry.pid === restarted.pid) ? [entry] : [];
-        } catch {
-          return [];
-        }
-      });
+      const exits = logEntries<{ pid?: number; level?: number; code?: number; restartInMs?: number }>(s.lines, 'engine process exited; its sessions ended; restarting it').filter(
+        (e) => e.pid === engine.pid || e.pid === restarted.pid,
+      );
       expect(exits.map(({ pid, level, code, restartInMs }) => ({ pid, level, code, restartInMs }))).toEqual([
         { pid: engine.pid, level: 30, code: 0, restartInMs: 500 },
         { pid: restarted.pid, level: 30, code: 0, restartInMs: 500 },
@@ -554,14 +549,7 @@ describe('earshot serve --processes 2', () => {
       expect(metrics).toMatch(new RegExp(`^earshot_sessions_ended_total\\{engine="front",reason="engine-exited"\\} ${exitedBefore + 1}$`, 'm'));
       expect(metrics.match(/^# TYPE earshot_sessions_ended_total /gm)).toHaveLength(1);
       // Logged by the front as an engine logs a session's end, with the figures of its last report.
-      const logged = s.lines.flatMap((l) => {
-        try {
-          const entry = JSON.parse(l) as { msg?: string; session?: string; engine?: number };
-          return entry.msg === 'session ended' && entry.session === c.session && entry.engine === c.engine ? [entry as Record<string, unknown>] : [];
-        } catch {
-          return [];
-        }
-      });
+      const logged = logEntries<{ session?: string; engine?: number }>(s.lines, 'session ended').filter((e) => e.session === c.session && e.engine === c.engine);
       expect(logged).toEqual([expect.objectContaining({ reason: 'engine-exited', seconds: expect.any(Number), packets: expect.any(Number), lost: expect.any(Number), lossRatio: expect.any(Number), jitterMs: expect.any(Number) })]);
       expect(logged[0].seconds as number).toBeGreaterThanOrEqual(2);
       await until('the killed engine to be back', async () => ((await get<Health>('/health')).engines.every((e) => e.state === 'up') ? true : undefined), 60_000);
