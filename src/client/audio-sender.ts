@@ -383,7 +383,7 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     const ending = sessionUrl;
     sessionUrl = undefined; // a DELETE that fails is not sent again by the catch below
     // Ended by the server as the last packets left (it closed DTLS): nothing was sent after that.
-    if (ending && !options.skipDelete && !closed.byServer && (await endOnce(whip, ending)) === 404) {
+    if (ending && !options.skipDelete && !closed.byServer && (await endSession(whip, ending)) === 404) {
       throw errors.WHIP_SESSION_LOST(published.sessionUrl, 'The server no longer had the session when sending ended (its DELETE answered 404)', true);
     }
     const { lost: _lost, ...counts } = sent;
@@ -410,7 +410,7 @@ const DELETE_RETRY_MS = 1500;
  * nowhere. Once more, because a node of a Redis cluster that rejoined answers
  * 404 for about a second for the sessions it runs.
  */
-async function endOnce(whip: WhipClient, sessionUrl: string): Promise<number> {
+async function endSession(whip: WhipClient, sessionUrl: string): Promise<number> {
   const status = await whip.end(sessionUrl);
   if (status !== 404) return status;
   await sleep(DELETE_RETRY_MS);

@@ -138,7 +138,7 @@ export class EngineSessions {
             engine: exit.slot,
             // What an engine's own line says, as of its last report (at most a second before it died):
             // from the session's creation, as an engine counts it, to the engine's exit.
-            ...(e.record ? sessionEndFigures(Date.parse(e.record.createdAt), exit.at, e.record.rtp) : { seconds: null, packets: null }),
+            ...(e.record ? sessionEndFigures(Date.parse(e.record.createdAt), exit.at, e.record.rtp) : { seconds: null, packets: null, lost: null, lossRatio: null, jitterMs: null }),
             recordings: recordings.map((r) => ({ name: r.name, seconds: r.seconds, bytes: r.bytes })),
           },
           'session ended',
