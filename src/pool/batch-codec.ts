@@ -68,6 +68,16 @@ export const ItemFlag = { CLOSE: 1, PCM: 2 } as const;
  */
 export const COUNTER_KEYS = ['decoded', 'concealed', 'corrupt', 'silenceSamples', 'late', 'framesSkippedSilent'] as const satisfies ReadonlyArray<keyof DecodeCounters>;
 
+/** Where each counter travels among an item's counters (from COUNTER_KEYS, so the two cannot disagree). */
+export const Counter = {
+  DECODED: COUNTER_KEYS.indexOf('decoded'),
+  CONCEALED: COUNTER_KEYS.indexOf('concealed'),
+  CORRUPT: COUNTER_KEYS.indexOf('corrupt'),
+  SILENCE_SAMPLES: COUNTER_KEYS.indexOf('silenceSamples'),
+  LATE: COUNTER_KEYS.indexOf('late'),
+  SKIPPED_SILENT: COUNTER_KEYS.indexOf('framesSkippedSilent'),
+} as const;
+
 export const OUT_ITEM = 3 + COUNTER_KEYS.length;
 /** Fields of an output frame. */
 export const OutFrame = {

@@ -8,7 +8,7 @@ import type { EncodedRun } from '../dsp/opus-encode.js';
 import type { AudioFrame, DecodeCounters } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
 import { sharedZerosF32, sharedZerosS16 } from '../media/shared-zeros.js';
-import { COUNTER_KEYS, MASK_BITS, OUT_FRAME, OUT_ITEM, OutFrame, ZEROS } from './batch-codec.js';
+import { COUNTER_KEYS, Counter, MASK_BITS, OUT_FRAME, OUT_ITEM, OutFrame, ZEROS } from './batch-codec.js';
 
 const align4 = (n: number) => (n + 3) & ~3;
 /** Flag of a packet's length field in an Opus block: the packet repeats a settled pause's packet. */
@@ -197,12 +197,22 @@ export class OutputReader {
 
   /** Copies item `i`'s counters into `into` (absent ones are left out). */
   counters(i: number, into: DecodeCounters): DecodeCounters {
+    // Named stores, not a loop over the keys: this runs for every stream in every batch, and
+    // keyed stores of a Float64Array's values into an object box each number on the heap.
+    const t = this.table;
     const b = 1 + OUT_ITEM * i + 3;
-    const c = into as unknown as Record<string, number>;
-    for (let k = 0; k < COUNTER_KEYS.length; k++) {
-      const v = this.table[b + k];
-      if (!Number.isNaN(v)) c[COUNTER_KEYS[k]] = v;
-    }
+    let v = t[b + Counter.DECODED];
+    if (v === v) into.decoded = v;
+    v = t[b + Counter.CONCEALED];
+    if (v === v) into.concealed = v;
+    v = t[b + Counter.CORRUPT];
+    if (v === v) into.corrupt = v;
+    v = t[b + Counter.SILENCE_SAMPLES];
+    if (v === v) into.silenceSamples = v;
+    v = t[b + Counter.LATE];
+    if (v === v) into.late = v;
+    v = t[b + Counter.SKIPPED_SILENT];
+    if (v === v) into.framesSkippedSilent = v;
     return into;
   }
 

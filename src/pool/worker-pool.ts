@@ -473,7 +473,8 @@ export class WorkerPool {
       lostToFailedStage: 0,
       crashes: 0,
       workers: [],
-      counters: { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0 },
+      // Every counter from the start, so the object keeps one shape as batches fill it in.
+      counters: { decoded: 0, concealed: 0, corrupt: 0, silenceSamples: 0, late: 0, framesSkippedSilent: 0 },
       inflight: undefined,
       inflightClose: false,
       spareQueue: undefined,

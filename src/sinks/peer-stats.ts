@@ -260,12 +260,30 @@ export class PeerAudioStats {
    * rebuilt stream counting from 0, and what the last one counted is kept.
    */
   setCounters(c: DecodeCounters, workers = 1): void {
+    // Named fields, not a loop over the keys: this runs for every stream in every batch.
     const last = this.#last;
-    let restarted = workers !== this.#workers;
-    for (const k of COUNTER_KEYS) if ((c[k] ?? 0) < last[k]) restarted = true;
+    const decoded = c.decoded;
+    const concealed = c.concealed;
+    const corrupt = c.corrupt;
+    const silenceSamples = c.silenceSamples;
+    const late = c.late;
+    const skipped = c.framesSkippedSilent ?? 0;
+    const restarted =
+      workers !== this.#workers ||
+      decoded < last.decoded ||
+      concealed < last.concealed ||
+      corrupt < last.corrupt ||
+      silenceSamples < last.silenceSamples ||
+      late < last.late ||
+      skipped < last.framesSkippedSilent;
     if (restarted) for (const k of COUNTER_KEYS) this.#before[k] += last[k];
     this.#workers = workers;
-    for (const k of COUNTER_KEYS) last[k] = c[k] ?? 0;
+    last.decoded = decoded;
+    last.concealed = concealed;
+    last.corrupt = corrupt;
+    last.silenceSamples = silenceSamples;
+    last.late = late;
+    last.framesSkippedSilent = skipped;
   }
 
   audio(now: number): AudioStats {
