@@ -41,6 +41,12 @@ export function installBodyTypeCheck(app: FastifyInstance): void {
     } else if (SDP_TYPES.has(type) || (hasBody(req.headers) && type !== 'application/json' && !type.endsWith('+json'))) {
       // fastify would parse text/plain as a string, which then failed the route's schema (400).
       throw errors.UNSUPPORTED_MEDIA_TYPE(header?.slice(0, 100), 'application/json');
+    } else if (header !== undefined && !hasBody(req.headers)) {
+      // An empty body is no body, whatever its type (a browser's `fetch` with `body: ''` says
+      // text/plain, `curl -d ''` a form): without this, fastify parses it by its type, so
+      // text/plain reached the route as '' (400) and a form type found no parser (415).
+      // fastify reads the header after this hook, and reads no body for a request without one.
+      delete req.headers['content-type'];
     }
   });
 }

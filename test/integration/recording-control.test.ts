@@ -86,6 +86,18 @@ describe('recording control', () => {
       expect(bare.status).toBe(201);
       expect(((await bare.json()) as { recordings: Array<{ name: string }> }).recordings[0].name).toMatch(/^studio-host-\d{8}-\d{6}\.wav$/);
       expect((await fetch(`${t.url}/peers/host/recording`, { method: 'DELETE' })).status).toBe(200);
+      // An empty body is no body whatever its type: a browser's fetch with body '' says text/plain,
+      // `curl -d ''` says application/x-www-form-urlencoded.
+      for (const type of ['text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'application/octet-stream']) {
+        const empty = await fetch(`${t.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': type }, body: '' });
+        expect(empty.status, `${type}: ${await empty.clone().text()}`).toBe(201);
+        expect((await fetch(`${t.url}/peers/host/recording`, { method: 'DELETE' })).status).toBe(200);
+      }
+      // A body of another type is still refused for what it is.
+      await expectProblem(await fetch(`${t.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'name=x' }), {
+        status: 415,
+        code: 'EARSHOT_UNSUPPORTED_MEDIA_TYPE',
+      });
     } finally {
       controller.abort();
       await sending.catch(() => undefined);
