@@ -247,7 +247,7 @@ export const errors = {
     () => 'The server could not open a UDP socket for this session\'s media: every port of its media port range (--ice-ports, icePortRange) is held by a session or a listener, one each. Retry later; or widen the range, which should hold at least --max-sessions plus --max-listeners ports.'),
   SHUTTING_DOWN: define('EARSHOT_SHUTTING_DOWN', 503, 'Server shutting down',
     /** `why`: what was refused, for a call other than a new session's (registerProcessor() after close()). */
-    (why?: string) => (why === undefined ? 'The server is shutting down and accepts no new sessions.' : `The server is shutting down or closed: ${why}.`)),
+    (why?: string) => (why === undefined ? 'The server is shutting down and accepts no new sessions.' : `Shutting down or closed: ${why}.`)),
   // `earshot serve --processes N` (src/cluster/): the front found no engine process to take the request.
   ENGINE_UNAVAILABLE: define('EARSHOT_ENGINE_UNAVAILABLE', 503, 'Engine unavailable',
     (why: string) => `No engine process can take this request now: ${why}. An engine that exits is restarted within seconds; retry then.`),

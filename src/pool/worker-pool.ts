@@ -258,6 +258,13 @@ export class WorkerPool {
   readonly taskTimes = new LatencyHistogram();
   #closed = false;
   #started: Promise<void> | undefined;
+  /** The workers answered their first task (`start()` done). */
+  #warmed = false;
+  /**
+   * close() was called while the workers started: streams may still be opened until they have,
+   * by whoever was waiting for `start()` (an `inWorkers` operator holding its first frames).
+   */
+  #openWhileStarting = false;
   /** Stage module URLs every worker must have loaded (sent with every task). */
   readonly #modules: string[] = [];
   /** Stage types each registered module provides. */
@@ -347,9 +354,13 @@ export class WorkerPool {
     return this.#piscina.threads;
   }
 
-  /** Starts the tick and pre-warms every worker (the first task on a fresh worker takes ~80 ms). Idempotent. */
-  async start(): Promise<void> {
+  /**
+   * Starts the tick and pre-warms every worker (the first task on a fresh worker takes ~80 ms). Idempotent.
+   * Rejects with `EARSHOT_SHUTTING_DOWN` once `close()` was called on a pool not started.
+   */
+  start(): Promise<void> {
     if (this.#started) return this.#started;
+    if (this.#closing || this.#closed) return Promise.reject(errors.SHUTTING_DOWN('the worker pool was closed before it started'));
     this.#started = this.#warm();
     return this.#started;
   }
@@ -363,6 +374,7 @@ export class WorkerPool {
       ),
     );
     this.#startedAt = performance.now();
+    this.#warmed = true;
     this.#ticking = true;
     this.#schedule();
   }
@@ -448,7 +460,7 @@ export class WorkerPool {
    */
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers, options: { lossless?: boolean } = {}): PoolStream {
     // Also while close() drains: a stream opened then would never be processed, nor its close() resolve.
-    if (this.#closed || this.#closing) throw new Error('WorkerPool is closed');
+    if (this.#closed || (this.#closing && !this.#openWhileStarting)) throw new Error('WorkerPool is closed');
     const openedAt = performance.now();
     const cost = streamCost(setup);
     const slot = this.#placement.place(this.#slotStreams, cost, openedAt);
@@ -736,11 +748,24 @@ export class WorkerPool {
 
   /** Drains every stream (processes queued frames), then stops the workers. Idempotent; streams cannot be opened once it is called. */
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    if (!this.#closing) {
+      this.#openWhileStarting = this.#started !== undefined && !this.#warmed;
+      this.#closing = this.#close();
+    }
     return this.#closing;
   }
 
   async #close(): Promise<void> {
+    if (this.#openWhileStarting) {
+      // Closed while the workers started: let them finish, so that whoever waited for start()
+      // (it did before this call, so it hears first) opens its stream and pushes what it holds,
+      // which is then drained below; destroying the workers now failed start() and lost those
+      // frames. A start that failed has opened nothing.
+      await this.#started!.catch(() => undefined);
+      // Every promise chain waiting on start() runs before the next turn of the event loop.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.#openWhileStarting = false;
+    }
     const pending = [...this.#streams.values()].map(
       (e) =>
         new Promise<void>((resolve) => {

@@ -135,6 +135,25 @@ describe('inWorkers', () => {
     expect(out).toHaveLength(5);
   });
 
+  it('closed before its workers have started: the frames given before still come out, then the same error', async () => {
+    const cold = new WorkerPool({ threads: 1, spareWorker: false });
+    const frames = monoFrames(new Float32Array(960 * 4).fill(0.25));
+    const out: AudioFrame[] = [];
+    // A source that gives its frames at once, held by the operator while the pool starts.
+    const ended = new Promise<unknown>((resolve) => from(frames).pipe(inWorkers({ pool: cold }, gain({ db: -6 }))).subscribe({ next: (f) => out.push(f), error: resolve, complete: () => resolve('completed') }));
+    await cold.close(); // at once: the workers are still starting
+    const end = await ended;
+    // Not a failed start (EARSHOT_INTERNAL "a DSP worker failed to start"), and no frame lost.
+    expect(out.map((f) => f.position)).toEqual(frames.map((f) => f.position));
+    expect(out[0].data[0]).toBeCloseTo(0.25 * 10 ** (-6 / 20), 4);
+    // The source completed before the drain, so the operator completes; had it not, the pool's error.
+    expect(end === 'completed' || (end as { code?: string }).code === 'EARSHOT_SHUTTING_DOWN').toBe(true);
+    // And a pool closed before anything started it refuses to start, with the same code.
+    const never = new WorkerPool({ threads: 1, spareWorker: false });
+    await never.close();
+    await expect(never.start()).rejects.toMatchObject({ code: 'EARSHOT_SHUTTING_DOWN' });
+  });
+
   it('delivers every frame processed before a stage failed, in order, then the error: also when they came in one batch', async () => {
     const source = monoFrames((await readFixture('tone-1k-48k.wav')).channels[0].subarray(0, 960 * 150));
     // A source that gives all its frames at once (`from(array)`) puts up to 100 in one batch: the failure falls in the first or the second.

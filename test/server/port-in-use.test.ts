@@ -82,7 +82,7 @@ describe('other listen failures', () => {
     expect(await rejection(server.listen())).toMatchObject({ code: 'EARSHOT_LISTEN_FAILED', message: expect.stringMatching(/this server has been closed/) });
     // Nor does a closed server take processors or stage modules (they would run on nothing, and detach nothing).
     // Each says which call it refused, not that the server takes no new sessions.
-    expect(() => server.registerProcessor('late', () => ({ next() {} }))).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/^The server is shutting down or closed: registerProcessor\(\) after close\(\) registers into a server that runs no more streams/) }));
+    expect(() => server.registerProcessor('late', () => ({ next() {} }))).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/^Shutting down or closed: registerProcessor\(\) after close\(\) registers into a server that runs no more streams/) }));
     expect(() => server.attachProcessor('late')).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/attachProcessor\(\) after close\(\)/) }));
     expect(await rejection(server.registerStageModule('no-such-module.js'))).toMatchObject({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/registerStageModule\(\) after close\(\)/) });
   });
