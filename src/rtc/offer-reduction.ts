@@ -197,7 +197,7 @@ export function rejectedSection(s: MediaSection): string[] {
 const ICE_CHARS = /^[A-Za-z0-9+/]*$/;
 /** RFC 8122 §5 hash functions a DTLS fingerprint may name, with their length in bytes (MD2 and MD5 are not allowed). */
 const FINGERPRINT_BYTES: Readonly<Record<string, number>> = { 'sha-1': 20, 'sha-224': 28, 'sha-256': 32, 'sha-384': 48, 'sha-512': 64 };
-const SETUP_ROLES = ['active', 'passive', 'actpass', 'holdconn'];
+const SETUP_ROLES = ['active', 'passive', 'actpass'];
 
 /** Why an ICE credential's value is unusable (RFC 8839 §5.4), or undefined when it is fine. */
 function iceCredentialProblem(name: string, value: string, min: number): string | undefined {
@@ -245,7 +245,9 @@ export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
     if (problem) throw errors.SDP_INVALID(`${problem}, in media section ${s.index}`);
   }
   const setup = setupOf(offer, s);
-  if (setup !== undefined && !SETUP_ROLES.includes(setup)) throw errors.SDP_INVALID(`a=setup:${clip(setup, 40)} is not a DTLS role (active, passive, actpass or holdconn; RFC 8842 §5.1), in media section ${s.index}`);
+  // holdconn (RFC 4145 §4) asks for no connection for now: it names no DTLS role, and was answered as `active`.
+  if (setup === 'holdconn') throw errors.SDP_INVALID(`a=setup:holdconn asks for no connection (RFC 4145 §4), and a session needs one, in media section ${s.index}; offer a=setup:actpass (as browsers do), active or passive`);
+  if (setup !== undefined && !SETUP_ROLES.includes(setup)) throw errors.SDP_INVALID(`a=setup:${clip(setup, 40)} is not a DTLS role (actpass, active or passive; RFC 8842 §5.1), in media section ${s.index}`);
   // werift cannot answer a section without a mid ("mid not assigned"); WebRTC offers name each one.
   if (s.mid === undefined) throw errors.SDP_INVALID(`media section ${s.index} has no a=mid; a WebRTC offer names every section (RFC 8843 §7.1, RFC 8829 §5.2.1)`);
   // werift sends and reads RTCP on the RTP port only. Answering a=rtcp-mux to an offer without it

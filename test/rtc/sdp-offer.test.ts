@@ -219,7 +219,9 @@ describe('offer reduction', () => {
       ['a ufrag with a colon', (o) => o.replace('a=ice-ufrag:Gx2b', 'a=ice-ufrag:Gx:2b'), /a=ice-ufrag has characters other than letters, digits, "\+" and "\/"/],
       ['a fingerprint that is not hex', (o) => o.replace(/a=fingerprint:sha-256 \S+/, 'a=fingerprint:sha-256 ZZ'), /a=fingerprint's sha-256 value is not 32 hexadecimal bytes/],
       ['an MD5 fingerprint', (o) => o.replace(/a=fingerprint:sha-256 \S+/, 'a=fingerprint:md5 1E:4B:2A:77:0C:9D:3F:61:AB:54:C8:E2:90:17:6D:F3'), /a=fingerprint names the hash "md5"; a DTLS fingerprint uses sha-256/],
-      ['a role that is none', (o) => o.replace('a=setup:actpass', 'a=setup:bogus'), /a=setup:bogus is not a DTLS role/],
+      ['a role that is none', (o) => o.replace('a=setup:actpass', 'a=setup:bogus'), /a=setup:bogus is not a DTLS role \(actpass, active or passive/],
+      // RFC 4145's "no connection for now": was answered a=setup:active, as if it were a role.
+      ['holdconn', (o) => o.replace('a=setup:actpass', 'a=setup:holdconn'), /a=setup:holdconn asks for no connection .*offer a=setup:actpass/],
     ];
     for (const [what, edit, message] of cases) {
       const e = problem(edit);
