@@ -49,7 +49,8 @@ import client from 'prom-client';
 import { Subject } from 'rxjs';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { installAccessControl } from '../server/access-control.js';
-import { corsPolicy, checkOrigin } from '../server/cors-policy.js';
+import { corsDelegator, checkOrigin } from '../server/cors-policy.js';
+import type { RouteMethods } from '../server/route-methods.js';
 import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from '../server/create-server.js';
 import { asPipelineDocument, isBuiltPipeline, type PipelineSource } from '../pipeline/pipeline-builder.js';
 import type { PipelineDocument } from '../pipeline/schema.js';
@@ -492,11 +493,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   };
 
   // CORS first, so that even a refused request carries the headers a browser needs to read the refusal.
-  await app.register(fastifyCors, {
-    delegator: (req, callback) => callback(null, corsPolicy(req.url, options.corsOrigins ?? [], options.whipCorsOrigins ?? ['*'])),
-  });
+  let routes: RouteMethods | undefined;
+  await app.register(fastifyCors, { delegator: corsDelegator(options.corsOrigins ?? [], options.whipCorsOrigins ?? ['*'], () => routes) });
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
-  installProblemHandling(app);
+  routes = installProblemHandling(app);
   // As on an engine: a body of the wrong type gets 415 before it is read, not after the engine read it.
   installBodyTypeCheck(app);
   continueOnlyWhenRead(app);

@@ -14,6 +14,7 @@
 import type { FastifyCorsOptions } from '@fastify/cors';
 import { errors } from '../errors.js';
 import { describeValue } from '../core/option-checks.js';
+import type { RouteMethods } from './route-methods.js';
 
 const WHIP_EXPOSED = ['Location', 'ETag', 'Link', 'Accept-Post', 'Retry-After', 'WWW-Authenticate', 'Allow'];
 const API_EXPOSED = ['Location', 'ETag', 'Retry-After', 'Content-Range', 'Accept-Ranges', 'Content-Disposition', 'WWW-Authenticate', 'Allow'];
@@ -32,6 +33,19 @@ function sdpResourcePolicy(origin: FastifyCorsOptions['origin'], maxAge: number)
     maxAge,
     preflightContinue: true,
     strictPreflight: false,
+  };
+}
+
+/**
+ * The CORS options of a request, for @fastify/cors's `delegator`. An OPTIONS request to a
+ * path no route has (`paths` knows them once the routes exist) gets no CORS: it then falls
+ * through to the 404 every unknown path gets, instead of a preflight's 204.
+ */
+export function corsDelegator(apiOrigins: string[], whipOrigins: string[], paths: () => RouteMethods | undefined) {
+  return (req: { url: string; method: string }, callback: (error: Error | null, options: FastifyCorsOptions) => void): void => {
+    const known = paths();
+    if (req.method === 'OPTIONS' && known !== undefined && known.allowed(req.url.split('?')[0]).length === 0) return callback(null, { origin: false });
+    callback(null, corsPolicy(req.url, apiOrigins, whipOrigins));
   };
 }
 

@@ -31,7 +31,8 @@ import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
 import { answerRefusedHandshakes, refuseUpgradesWithoutHandler } from './websocket-upgrades.js';
-import { corsPolicy, checkOrigin } from './cors-policy.js';
+import { corsDelegator, checkOrigin } from './cors-policy.js';
+import type { RouteMethods } from './route-methods.js';
 import { installAccessControl } from './access-control.js';
 import { DownloadLinks } from './download-links.js';
 import { dashboardRoutes } from './routes/dashboard.js';
@@ -250,9 +251,8 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   pipelineRoles.of = (name) => core.pipelineRole(name);
 
   // CORS first, so that even a refused request carries the headers a browser needs to read the refusal.
-  await app.register(fastifyCors, {
-    delegator: (req, callback) => callback(null, corsPolicy(req.url, options.corsOrigins ?? [], options.whipCorsOrigins ?? ['*'])),
-  });
+  let routes: RouteMethods | undefined;
+  await app.register(fastifyCors, { delegator: corsDelegator(options.corsOrigins ?? [], options.whipCorsOrigins ?? ['*'], () => routes) });
   // WebSocket upgrades go through fastify's routing and hooks (access control, problem responses) before
   // the socket is upgraded. Registered before access control: its own hook must see every upgrade request,
   // or a refused one's socket is never released. Clients send nothing earshot reads: messages are kept small.
@@ -262,7 +262,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
   refuseUpgradesWithoutHandler(app);
   answerRefusedHandshakes(app);
   installAccessControl(app, access, { metricsPublic: options.metricsPublic === true, publicRoutes: new Set(['/health', ...dashboardRoutes()]) });
-  installProblemHandling(app);
+  routes = installProblemHandling(app);
   installBodyTypeCheck(app);
   continueOnlyWhenRead(app);
   installJsonBodyParser(app);

@@ -140,7 +140,8 @@ export function frameworkProblem(error: FastifyError, req: FastifyRequest, reply
   void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(clip(req.url, 200))));
 }
 
-export function installProblemHandling(app: FastifyInstance): void {
+/** Installs the error and not-found handlers; returns the index of the routes added from now on (route-methods.ts). */
+export function installProblemHandling(app: FastifyInstance): RouteMethods {
   app.setErrorHandler((err, req, reply) => {
     const problem = problemFor(err, req.headers['content-type']);
     // 503 is load or shutdown, an expected condition: a warning without a stack, not an error.
@@ -164,6 +165,7 @@ export function installProblemHandling(app: FastifyInstance): void {
     const problem = errors.ROUTE_NOT_FOUND(req.method, clip(path, 200));
     void reply.code(404).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
+  return methods;
 }
 
 /** `text` cut to `max` characters, saying how much was left out. */

@@ -11,6 +11,7 @@ import { sendAudio } from '../../src/client/audio-sender.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { expectProblem } from '../helpers/problems.js';
 
 const PUBLISH = 'publish-token-123';
 const ADMIN = 'admin-token-456';
@@ -314,6 +315,11 @@ describe('CORS allow-lists', () => {
     expect(plain.status).toBe(204);
     expect(plain.headers.get('access-control-allow-origin')).toBeNull();
     expect(plain.headers.get('access-control-allow-methods')).toMatch(/GET/);
+    // A path that does not exist is a 404 for OPTIONS too, preflight or not, as for any method (it was a 204).
+    for (const headers of [{}, { origin: 'https://ops.example', 'access-control-request-method': 'GET' }]) {
+      await expectProblem(await fetch(`${t.url}/nope`, { method: 'OPTIONS', headers }), { status: 404, code: 'EARSHOT_ROUTE_NOT_FOUND' });
+      await expectProblem(await fetch(`${t.url}/stats/alice/nope`, { method: 'OPTIONS', headers }), { status: 404, code: 'EARSHOT_ROUTE_NOT_FOUND' });
+    }
     // A refused request still carries CORS headers, so the page can read the 401.
     const refused = await fetch(`${t.url}/stats`, { headers: { origin: 'https://ops.example' } });
     expect(refused.status).toBe(401);
