@@ -313,7 +313,17 @@ export const errors = {
     (url: string, status: number, why: string) => `WHIP endpoint ${url} redirected (${status}) ${why}. Nothing was published.`),
   // The caller's AbortSignal (Ctrl-C, SIGTERM for `earshot send`) fired before media flowed. Never an HTTP response.
   SEND_ABORTED: define('EARSHOT_SEND_ABORTED', 499, 'Send aborted',
-    (step: string) => `Stopped ${step}, before any audio was sent; a session the server had created was ended (DELETE).`),
+    /** `session`: what became of the server's session: none was made yet, one may have been (the offer was out, no answer read), it was ended with DELETE, or left (`skipDelete`, or the caller's own signaling). */
+    (step: string, session: 'none' | 'maybe' | 'ended' | 'left' = 'ended') =>
+      `Stopped ${step}, before any audio was sent; ${
+        session === 'none'
+          ? 'no session had been created'
+          : session === 'maybe'
+            ? 'if the server had created a session already, it ends it when no media arrives'
+            : session === 'ended'
+              ? 'the session the server had created was ended (DELETE)'
+              : 'the session the server had created was not deleted (skipDelete, or signaling of your own)'
+      }.`),
   WHIP_SESSION_LOST: define('EARSHOT_WHIP_SESSION_LOST', 502, 'WHIP session lost',
     (session: string, why: string, noticedAtEnd?: boolean) =>
       `${why}: ${session} has ended on the server (deleted by another client, replaced, drained, or the server stopped or restarted). ${noticedAtEnd ? 'What was sent after it ended was not received.' : 'Sending stopped.'}`),

@@ -334,7 +334,7 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     await pc.setLocalDescription(offer);
     await iceGatheringComplete(pc);
     // Stopped while gathering: nothing was posted, so no session to end.
-    if (options.signal?.aborted) throw errors.SEND_ABORTED('while gathering ICE candidates');
+    if (options.signal?.aborted) throw errors.SEND_ABORTED('while gathering ICE candidates', 'none');
     // An offer without a candidate can never connect: say why now rather than after connectTimeoutMs.
     if (!/^a=candidate:/m.test(pc.localDescription!.sdp)) {
       throw errors.WEBRTC_CONNECT_FAILED(
@@ -350,7 +350,8 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     const unusable = answerProblem(published.answer);
     if (unusable) throw errors.WHIP_ANSWER_INVALID(options.signaling ? 'your signaling' : (options.url ?? ''), unusable);
     await pc.setRemoteDescription({ type: 'answer', sdp: published.answer });
-    await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal);
+    // Stopped while connecting, the catch below ends the session with DELETE, unless told not to or there is no URL.
+    await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal, sessionUrl && !options.skipDelete ? 'ended' : 'left');
 
     const ssrc = transceiver.sender.ssrc;
     // The server's reports say its session is alive; a sender hears of nothing else when it ends.
@@ -491,8 +492,8 @@ function answerAsksDtx(sdp: string): boolean {
   return /(?:^|;)\s*usedtx=1\s*(?:;|$)/.test(fmtp.trim());
 }
 
-function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.reject(errors.SEND_ABORTED('while connecting'));
+function connected(pc: RTCPeerConnection, timeoutMs: number, signal: AbortSignal | undefined, session: 'ended' | 'left'): Promise<void> {
+  if (signal?.aborted) return Promise.reject(errors.SEND_ABORTED('while connecting', session));
   if (pc.connectionState === 'connected') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => finish(errors.WEBRTC_CONNECT_FAILED(`WebRTC did not connect within ${timeoutMs} ms (ICE/DTLS)`)), timeoutMs);
@@ -500,7 +501,7 @@ function connected(pc: RTCPeerConnection, timeoutMs: number, signal?: AbortSigna
       if (s === 'connected') finish();
       else if (s === 'failed' || s === 'closed') finish(errors.WEBRTC_CONNECT_FAILED(`WebRTC connection ${s} before media could flow`));
     });
-    const onAbort = () => finish(errors.SEND_ABORTED('while connecting'));
+    const onAbort = () => finish(errors.SEND_ABORTED('while connecting', session));
     signal?.addEventListener('abort', onAbort, { once: true });
     function finish(err?: Error) {
       clearTimeout(timer);

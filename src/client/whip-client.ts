@@ -139,13 +139,15 @@ export class WhipClient {
     let at = url;
     let res: Response;
     for (let hops = 0; ; hops++) {
-      if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer');
+      // Before this hop's POST: none made a session (an earlier hop was redirected).
+      if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer', 'none');
       // Each request of a redirect chain has the whole timeout (it covers the answer's body too).
       const timeout = AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS);
       try {
         res = await this.#fetch(at, { method: 'POST', headers: this.#headers({ 'content-type': 'application/sdp' }), body: sdpOffer, redirect: 'manual', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
       } catch (e) {
-        if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer');
+        // The offer was out: the server may have made a session, whose Location never arrived.
+        if (signal?.aborted) throw errors.SEND_ABORTED('while publishing the offer', 'maybe');
         throw whipError(0, errors.WHIP_UNREACHABLE(at, fetchFailure(e)));
       }
       if (res.status === 303 || (REPOST.has(res.status) && hops < MAX_REDIRECTS)) at = await this.#redirect(res, at);
@@ -176,7 +178,7 @@ export class WhipClient {
     } catch (e) {
       // The session exists on the server: end it rather than leave it until the server's connect timeout.
       await this.end(sessionUrl).catch(() => undefined);
-      if (signal?.aborted) throw errors.SEND_ABORTED('while the answer arrived');
+      if (signal?.aborted) throw errors.SEND_ABORTED('while the answer arrived', 'ended');
       throw whipError(res.status, errors.WHIP_UNREACHABLE(at, `its answer's body did not arrive (${fetchFailure(e)}); the session it created was ended`));
     }
     return { answer, sessionUrl, etag: res.headers.get('etag') ?? undefined };

@@ -275,9 +275,16 @@ describe('WhipClient redirects and answers', () => {
     const publishing = new WhipClient({ timeoutMs: 60_000 }).publish(`${silent.base}/whip/room/peer`, OFFER, controller.signal).catch((x: unknown) => x);
     await until('the offer reached the server', () => (silent.seen.length > 0 ? true : undefined));
     controller.abort();
-    expect(await publishing).toMatchObject({ code: 'EARSHOT_SEND_ABORTED', message: expect.stringMatching(/^Stopped while publishing the offer, before any audio was sent/) });
-    // Aborted before it starts: nothing is sent.
-    await expect(new WhipClient().publish(`${silent.base}/whip/room/peer`, OFFER, AbortSignal.abort())).rejects.toMatchObject({ code: 'EARSHOT_SEND_ABORTED' });
+    // The offer was out and no Location came back: the message does not claim a DELETE it could not send.
+    expect(await publishing).toMatchObject({
+      code: 'EARSHOT_SEND_ABORTED',
+      message: 'Stopped while publishing the offer, before any audio was sent; if the server had created a session already, it ends it when no media arrives.',
+    });
+    // Aborted before it starts: nothing is sent, and the message says no session was made.
+    await expect(new WhipClient().publish(`${silent.base}/whip/room/peer`, OFFER, AbortSignal.abort())).rejects.toMatchObject({
+      code: 'EARSHOT_SEND_ABORTED',
+      message: expect.stringMatching(/; no session had been created\.$/),
+    });
     expect(silent.seen).toHaveLength(1);
   });
 });

@@ -316,7 +316,7 @@ describe('CORS allow-lists', () => {
     expect(plain.headers.get('access-control-allow-origin')).toBeNull();
     expect(plain.headers.get('access-control-allow-methods')).toMatch(/GET/);
     // A path that does not exist is a 404 for OPTIONS too, preflight or not, as for any method (it was a 204).
-    for (const headers of [{}, { origin: 'https://ops.example', 'access-control-request-method': 'GET' }]) {
+    for (const headers of [{}, { origin: 'https://ops.example', 'access-control-request-method': 'GET' }] as Array<Record<string, string>>) {
       await expectProblem(await fetch(`${t.url}/nope`, { method: 'OPTIONS', headers }), { status: 404, code: 'EARSHOT_ROUTE_NOT_FOUND' });
       await expectProblem(await fetch(`${t.url}/stats/alice/nope`, { method: 'OPTIONS', headers }), { status: 404, code: 'EARSHOT_ROUTE_NOT_FOUND' });
     }
