@@ -10,7 +10,7 @@ import { builtinStageDefinitions } from '../dsp/registry.js';
 import { stageOptionProblems } from '../dsp/stage-type.js';
 import type { StageSpec } from '../dsp/types.js';
 import { inWorkers, stage, type AudioFrame, type StageOperator } from '../pipeline/operators.js';
-import type { BandpassOperatorOptions } from '../pipeline/stage-operators.js';
+import type { BandpassOptions } from '../pipeline/stage-operators.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { errors } from '../errors.js';
 import { checkOptionNames, failOption } from '../option-checks.js';
@@ -143,7 +143,7 @@ export interface AudioFilterOptions {
   /** Low-pass. */
   lowpass?: BiquadSetting;
   /** Band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }` (not both). */
-  bandpass?: BandpassOperatorOptions;
+  bandpass?: BandpassOptions;
   /** Notch (e.g. 50 or 60 for mains hum). */
   notch?: BiquadSetting;
   /** Gain in dB. */

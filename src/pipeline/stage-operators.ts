@@ -80,12 +80,14 @@ export const lowpass = (options: LowpassOptions): StageOperator => checked(Lowpa
  * highFrequency }`, never both nor half of one. The schema types each option
  * alone; this says which go together, so a mix is a type error too.
  */
-export type BandpassOperatorOptions =
+export type BandpassOptions =
   | { frequency: number; q?: number; lowFrequency?: never; highFrequency?: never }
   | { lowFrequency: number; highFrequency: number; frequency?: never; q?: never };
+/** @deprecated The same as `BandpassOptions`, named as no other stage's options are. */
+export type BandpassOperatorOptions = BandpassOptions;
 
 /** Biquad band-pass: `{ lowFrequency, highFrequency }` or `{ frequency, q }`; the form is checked when called (a TypeError), as the options are. */
-export const bandpass = (options: BandpassOperatorOptions): StageOperator => checked(BandpassStageSchema, options);
+export const bandpass = (options: BandpassOptions): StageOperator => checked(BandpassStageSchema, options);
 /** Biquad notch at `frequency` (Hz), `q` default 5. */
 export const notch = (options: NotchOptions): StageOperator => checked(NotchStageSchema, options);
 /** Noise gate. */

@@ -25,6 +25,7 @@ import {
   statsSink,
   WebRTCHandler,
   type AudioFrame,
+  type BandpassOptions,
   type CreateServerOptions,
   type DenoiseOptions,
   type DropCounts,
@@ -94,7 +95,9 @@ const resampleOptions: ResampleOptions = { sampleRate: 16000, quality: 5 };
 const recordingFormat: RecordingFormat = 'ogg-opus';
 const drops: Partial<DropCounts> = {};
 const names: ProcessorNames = { has: () => false, isStage: () => false, stageNames: () => [] };
-void [denoiseOptions, resampleOptions, recordingFormat, drops, names];
+// Named as every stage operator's options are (it was only BandpassOperatorOptions).
+const band: BandpassOptions = { lowFrequency: 300, highFrequency: 3400 };
+void [denoiseOptions, resampleOptions, recordingFormat, drops, names, band];
 
 /** An AudioProcessor: frames in, frames out. */
 class PassThrough extends AudioProcessor {
