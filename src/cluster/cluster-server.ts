@@ -50,6 +50,7 @@ import { Subject } from 'rxjs';
 import { errors, isEarshotError, type EarshotError } from '../errors.js';
 import { installAccessControl } from '../server/access-control.js';
 import { corsDelegator, checkOrigin } from '../server/cors-policy.js';
+import { queryFlag } from '../server/query-flag.js';
 import type { RouteMethods } from '../server/route-methods.js';
 import { defaultIceHosts, isBundledPipelinesDir, type CreateServerOptions } from '../server/create-server.js';
 import { asPipelineDocument, isBuiltPipeline, type PipelineSource } from '../pipeline/pipeline-builder.js';
@@ -722,19 +723,23 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
 
   app.get('/stats', async () => machineStats());
 
-  app.get<{ Params: { peer: string } }>('/stats/:peer', async (req, reply) => {
+  app.get<{ Params: { peer: string }; Querystring: { histogram?: string } }>('/stats/:peer', async (req, reply) => {
+    // Checked here too: an engine's 400 would read as "not this engine's peer", and the answer be a 404.
+    const histogram = queryFlag(req.query.histogram, 'histogram');
     // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
     // or by the front (its engine died with it): the newest wins.
     const answers = await fanOut(req);
     let best: { engine: number; doc: { state?: string; createdAt?: string } } | undefined;
-    const exited = engineSessions.endedPeer(req.params.peer);
-    if (exited) best = { engine: exited.engine, doc: exited };
     for (const { engine, res } of answers) {
       if (res.status !== 200) continue;
       const doc = jsonOf<{ state?: string; createdAt?: string }>(res);
       if (!doc) continue;
       if (!best || rank(doc) > rank(best.doc)) best = { engine: engine.slot, doc };
     }
+    // The front keeps every ended peer's final figures, but an engine that still has the session
+    // answers for it: its answer has what was asked (?histogram), which the front's copy does not.
+    const exited = engineSessions.endedPeer(req.params.peer);
+    if (exited && (!best || rank(exited) > rank(best.doc))) best = { engine: exited.engine, doc: histogram ? Object.assign({}, exited, { latencyHistogram: null }) : exited };
     if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine });
     if (node) {
       const peer = req.params.peer;

@@ -132,6 +132,10 @@ describe('earshot serve --processes 2', () => {
       expect(Math.abs(dominantFrequency(wav.channels[0], 48000) - 1000)).toBeLessThan(10);
     }
     expect((await readdir(s.recordingsDir)).filter((f) => f.startsWith('load-peer-'))).toHaveLength(6);
+    // ?histogram through the front: a yes/no as on one process, a bad value 400 (not the engines' refusals read as "not found").
+    expect(await get<object>('/stats/peer-1?histogram=1')).toHaveProperty('latencyHistogram');
+    expect(await get<object>('/stats/peer-1?histogram=false')).not.toHaveProperty('latencyHistogram');
+    expect((await fetch(`${s.url}/stats/peer-1?histogram=yes`)).status).toBe(400);
     // The front lists the shared directory and serves its files under signed links.
     const listing = await get<{ recordings: Array<{ name: string; url: string }> }>('/recordings');
     const first = (await statsOf('peer-1')).recording!.name;
@@ -537,6 +541,8 @@ describe('earshot serve --processes 2', () => {
       const after = await statsOf('crashed');
       expect(after).toMatchObject({ session: c.session, state: 'ended', endReason: 'engine-exited', engine: c.engine, recording: { name: c.recording!.name, state: 'failed', code: 'EARSHOT_ENGINE_EXITED' } });
       expect(after.rtp.packetsReceived).toBeGreaterThan(0);
+      // Its histogram died with the engine: asked for, it is null, as for an ended peer without one.
+      expect(await get<{ latencyHistogram?: unknown }>('/stats/crashed?histogram')).toMatchObject({ session: c.session, latencyHistogram: null });
       // The recording: a header that covers every byte on disk, and figures that say what the file holds.
       const file = join(s.recordingsDir, c.recording!.name);
       expect(await finalized(file)).toBe(true);

@@ -14,6 +14,7 @@ import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
 import { cumulativeBuckets, EXPORT_BOUNDS_MS } from '../../src/server/metrics.js';
 import { LATENCY_BOUNDS_MS } from '../../src/media/latency-histogram.js';
 import { fixturePath } from '../helpers/fixtures.js';
+import { expectProblem } from '../helpers/problems.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 interface SseEvent {
@@ -121,6 +122,12 @@ describe('statistics', () => {
     expect(s.latencyHistogram).not.toBeNull();
     expect(s.latencyHistogram!.counts.reduce((a, b) => a + b, 0)).toBe(s.processing.latencyMs.samples);
     expect(s.processing.latencyMs.samples).toBeGreaterThan(100);
+    // A yes or no in the value is read as such, and anything else refused.
+    for (const [query, has] of [['histogram=true', true], ['histogram=1', true], ['histogram=false', false], ['histogram=0', false], ['', false]] as const) {
+      const body = (await (await fetch(`${t.url}/stats/ana?${query}`)).json()) as object;
+      expect('latencyHistogram' in body, query).toBe(has);
+    }
+    await expectProblem(await fetch(`${t.url}/stats/ana?histogram=yes`), { status: 400, code: 'EARSHOT_BODY_INVALID', detail: /histogram must be given alone/ });
   });
 
   it('SSE: /events streams the session start, moving levels with the speaking state, and the end with its recording', async () => {

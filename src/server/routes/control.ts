@@ -3,6 +3,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
+import { queryFlag } from '../query-flag.js';
 import { RecordingsStore } from '../../sinks/recordings-store.js';
 import type { Access } from '../access.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
@@ -34,8 +35,10 @@ export function registerControlRoutes(app: FastifyInstance, core: EarshotCore, a
   app.get('/stats', async () => ({ server: core.stats(), peers: core.peers.snapshots() }));
 
   app.get<{ Params: { peer: string }; Querystring: { histogram?: string } }>('/stats/:peer', async (req) => {
+    // `?histogram=false` asked for none, and got one while the parameter's presence was the flag.
+    const histogram = queryFlag(req.query.histogram, 'histogram');
     const stats = core.peerStats(req.params.peer);
-    if (req.query.histogram === undefined) return stats;
+    if (!histogram) return stats;
     // The latency histogram on request: windows can be measured by subtracting two of them.
     return { ...stats, latencyHistogram: core.peers.latency(req.params.peer) ?? null };
   });
