@@ -170,7 +170,8 @@ export const errors = {
     (host: string) => `Refusing to listen on ${host} without an admin token: anyone who reaches it could read recordings and statistics, listen to live peers, start and stop recordings, and change pipelines and room bindings. Set --admin-token / EARSHOT_ADMIN_TOKEN (and --token for publishers; one value may serve both), bind 127.0.0.1, or pass --insecure if something in front of earshot already protects it.`),
   // Configuration errors: raised by createServer before anything listens (500 if one ever reaches an HTTP client).
   OPTION_INVALID: define('EARSHOT_OPTION_INVALID', 500, 'Invalid option',
-    (option: string, problem: string) => `options${option ? `.${option}` : ''} ${problem}`,
+    /** `subject`: what the message is about, when not a member of an options object the caller wrote (a stage operator's chain). */
+    (option: string, problem: string, subject?: string) => `${subject ?? `options${option ? `.${option}` : ''}`} ${problem}`,
     (option) => ({ option })),
   // `listen()` (createServer, createCluster, `earshot serve`): the address is taken, by another earshot or any program.
   PORT_IN_USE: define('EARSHOT_PORT_IN_USE', 500, 'Port in use',

@@ -31,14 +31,16 @@ export function checkStageChain(stages: readonly StageSpec[], input: AudioFormat
     if (!definition) {
       if (customTypes.includes(spec.type)) return;
       const known = [...builtinStageDefinitions.keys(), ...customTypes].join(', ');
-      throw errors.OPTION_INVALID(spec.type, `is not a stage type: ${where} is neither built in nor from a module registered on its pool (registerStageModule); known types: ${known}`);
+      // About the stage as the caller wrote it (stage('x')), not an "options.x" the caller never wrote.
+      throw errors.OPTION_INVALID(spec.type, `is not a stage type: ${where} is neither built in nor from a module registered on its pool (registerStageModule); known types: ${known}`, `"${spec.type}"`);
     }
     // The schema was checked when the operator was made (stage()); these depend on the format too.
     const options = withDefaults(definition.schema, spec);
     const [problem] = [...(definition.checkOptions?.(options, spec) ?? []), ...(definition.checkInput?.(options, format, spec) ?? [])];
     if (problem) {
       const option = problem.option !== undefined ? `${spec.type}.${problem.option}` : spec.type;
-      throw errors.OPTION_INVALID(option, `is refused by ${where} for the ${formatText(format)} audio it gets: ${problem.message}`);
+      const subject = problem.option !== undefined ? `The option ${problem.option} of ${where}` : `${where[0].toUpperCase()}${where.slice(1)}`;
+      throw errors.OPTION_INVALID(option, `is refused for the ${formatText(format)} audio it gets: ${problem.message}`, subject);
     }
     format = definition.outputFormat(options, format);
   }

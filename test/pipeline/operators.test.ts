@@ -206,11 +206,12 @@ describe('inWorkers', () => {
     };
     const cases: Array<[StageOperator, string, RegExp]> = [
       // At or above half the rate: judged by the frames' rate, 48 kHz here.
-      [inWorkers({ pool }, highpass({ frequency: 30000 })), 'highpass.frequency', /30000 is not allowed; use a number above 0 and below 24000/],
+      // Named as the caller wrote it, not as an options.highpass.frequency the caller never wrote.
+      [inWorkers({ pool }, highpass({ frequency: 30000 })), 'highpass.frequency', /^The option frequency of the stage "highpass" is refused for the 48000 Hz .*30000 is not allowed; use a number above 0 and below 24000/],
       [inWorkers({ pool }, resample({ sampleRate: 16000 }), bandpass({ lowFrequency: 300, highFrequency: 9000 })), 'bandpass.highFrequency', /below 8000/],
       [inWorkers({ pool }, resample({ sampleRate: 16000 }), denoise()), 'denoise', /denoise needs 48000 Hz audio but gets 16000 Hz here/],
       [inWorkers({ pool }, resample({ sampleRate: 22050 }), stage('reframe', { durationMs: 10 })), 'reframe.durationMs', /220\.5 samples/],
-      [inWorkers({ pool }, stage('reverb')), 'reverb', /is not a stage type: the stage "reverb" is neither built in nor from a module registered on its pool/],
+      [inWorkers({ pool }, stage('reverb')), 'reverb', /^"reverb" is not a stage type: the stage "reverb" is neither built in nor from a module registered on its pool/],
     ];
     for (const [op, option, message] of cases) {
       const error = await failure(op);
@@ -220,7 +221,7 @@ describe('inWorkers', () => {
     }
     // Two operators one after the other: the second is named as written, not as one stage of an inWorkers(…).
     const apart = await lastValueFrom(from(frames).pipe(inWorkers({ pool }, resample({ sampleRate: 16000 })), inWorkers({ pool }, denoise()), toArray())).catch((e: unknown) => e);
-    expect(apart).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: expect.stringMatching(/^options\.denoise is refused by the stage "denoise" for the 16000 Hz .*audio it gets: denoise needs 48000 Hz/) });
+    expect(apart).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: expect.stringMatching(/^The stage "denoise" is refused for the 16000 Hz .*audio it gets: denoise needs 48000 Hz/) });
     // A registered custom stage is the workers' to judge, and so is what follows it.
     expect(await lastValueFrom(from(frames).pipe(inWorkers({ pool }, stage('dc-blocker'), gain({ db: -6 })), toArray()))).toHaveLength(5);
   });
