@@ -746,7 +746,11 @@ export class WorkerPool {
     };
   }
 
-  /** Drains every stream (processes queued frames), then stops the workers. Idempotent; streams cannot be opened once it is called. */
+  /**
+   * Drains every stream (processes queued frames), then stops the workers. Idempotent; streams
+   * cannot be opened once it is called, except by those already waiting for a start in progress
+   * (it lets the start finish first).
+   */
   close(): Promise<void> {
     if (!this.#closing) {
       this.#openWhileStarting = this.#started !== undefined && !this.#warmed;
