@@ -153,6 +153,8 @@ class WorkerFault extends Error {
  * slot for good.
  */
 const START_LIMIT_MS = 60_000;
+/** How long close() lets a start in progress finish before it stops the workers anyway. */
+const CLOSE_START_WAIT_MS = 10_000;
 /** How soon after a worker's death the pool checks that Piscina replaced it (see #watchWorkerCount). */
 const WORKER_CHECK_MS = 1000;
 /**
@@ -460,7 +462,7 @@ export class WorkerPool {
    */
   openStream(setup: StreamSetup, handlers: PoolStreamHandlers, options: { lossless?: boolean } = {}): PoolStream {
     // Also while close() drains: a stream opened then would never be processed, nor its close() resolve.
-    if (this.#closed || (this.#closing && !this.#openWhileStarting)) throw new Error('WorkerPool is closed');
+    if (this.#closed || (this.#closing && !this.#openWhileStarting)) throw errors.SHUTTING_DOWN('WorkerPool is closed: no stream can be opened on it');
     const openedAt = performance.now();
     const cost = streamCost(setup);
     const slot = this.#placement.place(this.#slotStreams, cost, openedAt);
@@ -748,8 +750,8 @@ export class WorkerPool {
 
   /**
    * Drains every stream (processes queued frames), then stops the workers. Idempotent; streams
-   * cannot be opened once it is called, except by those already waiting for a start in progress
-   * (it lets the start finish first).
+   * cannot be opened once it is called (`EARSHOT_SHUTTING_DOWN`), except while a start in progress
+   * finishes (up to 10 s) and what waited for it runs: an operator holding its first frames.
    */
   close(): Promise<void> {
     if (!this.#closing) {
@@ -765,7 +767,11 @@ export class WorkerPool {
       // (it did before this call, so it hears first) opens its stream and pushes what it holds,
       // which is then drained below; destroying the workers now failed start() and lost those
       // frames. A start that failed has opened nothing.
-      await this.#started!.catch(() => undefined);
+      // At most CLOSE_START_WAIT_MS: a worker that does not start (it is given a minute) must not hold a
+      // shutdown that long; its start then fails as before, and what waited for it hears so.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.#started!.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_START_WAIT_MS)))]);
+      clearTimeout(timer);
       // Every promise chain waiting on start() runs before the next turn of the event loop.
       await new Promise<void>((resolve) => setImmediate(resolve));
       this.#openWhileStarting = false;

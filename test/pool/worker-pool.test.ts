@@ -297,7 +297,7 @@ describe('WorkerPool', () => {
     const first = pool.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: (_b, f) => out.push(...f), onError: () => {} });
     for (const f of frames) first.push({ ...f, arrival: performance.now() });
     const closing = pool.close();
-    expect(() => pool!.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: () => {}, onError: () => {} })).toThrow('WorkerPool is closed');
+    expect(() => pool!.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: () => {}, onError: () => {} })).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/WorkerPool is closed/) }));
     await expect(pool.registerStageModule(fixtureModule('strict-options.js'))).rejects.toThrow('WorkerPool is closed');
     expect(pool.close()).toBe(closing); // one close, however often asked
     await closing;
