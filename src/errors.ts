@@ -167,7 +167,7 @@ export const errors = {
     (limit: number, scope: string) => `At most ${limit} event streams (GET /events) may be open at once ${scope}; close one (another dashboard tab, a forgotten tool) and retry, or raise ${scope === 'from one address' ? '--max-event-streams-per-client' : '--max-event-streams'}.`,
     (limit) => ({ limit })),
   INSECURE_BIND: define('EARSHOT_INSECURE_BIND', 500, 'Refusing to expose an open API',
-    (host: string) => `Refusing to listen on ${host} without an admin token: anyone who reaches it could read recordings and statistics, listen to live peers, start and stop recordings, and change pipelines and room bindings. Set --admin-token / EARSHOT_ADMIN_TOKEN (and --token for publishers; one value may serve both), bind 127.0.0.1, or pass --insecure if something in front of earshot already protects it.`),
+    (host: string) => `Refusing to listen on ${host} without an admin token: anyone who reaches it could read recordings and statistics, listen to live peers, start and stop recordings, change pipelines and room bindings, and in a cluster drain the node, which ends its sessions. Set --admin-token / EARSHOT_ADMIN_TOKEN (and --token for publishers; one value may serve both), bind 127.0.0.1, or pass --insecure if something in front of earshot already protects it.`),
   // Configuration errors: raised by createServer before anything listens (500 if one ever reaches an HTTP client).
   OPTION_INVALID: define('EARSHOT_OPTION_INVALID', 500, 'Invalid option',
     /** `subject`: what the message is about, when not a member of an options object the caller wrote (a stage operator's chain). */
@@ -261,7 +261,7 @@ export const errors = {
   NODE_NOT_FOUND: define('EARSHOT_NODE_NOT_FOUND', 404, 'Unknown cluster node',
     (node: string) => `No live cluster node "${node.slice(0, 100)}" is registered; GET /cluster/nodes lists them.`),
   STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',
-    (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is a stage definition, { type, create } (or an array of them; defineStage() from earshot types one), where create(options, inputFormat) returns the stage: see "Custom worker stages" in earshot's docs/pipelines.md.`),
+    (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is a stage definition, { type, create } (or an array of them; defineStage() from earshot types one), where create(options, inputFormat) returns the stage: see "Custom worker stages" in docs/pipelines.md of earshot's repository.`),
   // Worker faults end one stream (session end reason `pipeline-error`); 500 if one ever reaches an HTTP client.
   STAGE_TIMEOUT: define('EARSHOT_STAGE_TIMEOUT', 500, 'Worker stage hung',
     (stage: string, stream: string, limitMs: number) => `${stage} of pool stream ${stream} made no progress for ${limitMs} ms (the stage timeout: --stage-timeout / stageTimeoutMs, a WorkerPool's taskTimeoutMs): its worker was replaced and the stream ended; the worker's other streams went on. Make the stage return sooner, or raise the stage timeout if it is legitimately slow.`,

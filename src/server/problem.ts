@@ -152,7 +152,7 @@ export function installProblemHandling(app: FastifyInstance): RouteMethods {
     if (problem.statusCode === 401) void reply.header('WWW-Authenticate', presentedToken(req) !== undefined ? 'Bearer realm="earshot", error="invalid_token"' : 'Bearer realm="earshot"');
     void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
-  const methods = new RouteMethods(app);
+  const methods = new RouteMethods(app, { maxParamLength: MAX_PATH_PARAMETER_CHARS });
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0];
     // A path that exists with other methods: 405 and what it allows, not 404.

@@ -24,10 +24,14 @@ declare module 'fastify' {
 const METHODS: readonly HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 
 export class RouteMethods {
-  readonly #router = FindMyWay();
+  readonly #router: ReturnType<typeof FindMyWay>;
 
-  /** Mirrors every route added to `app` from now on. */
-  constructor(app: FastifyInstance) {
+  /**
+   * Mirrors every route added to `app` from now on. `maxParamLength`: the app's router's, so that
+   * a path it matches is found here too (find-my-way's default is 100).
+   */
+  constructor(app: FastifyInstance, options: { maxParamLength: number }) {
+    this.#router = FindMyWay({ maxParamLength: options.maxParamLength });
     app.addHook('onRoute', (route) => {
       if (route.config?.methodNotAllowed || route.config?.notAResource) return;
       for (const method of Array.isArray(route.method) ? route.method : [route.method]) {

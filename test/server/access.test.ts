@@ -320,6 +320,11 @@ describe('CORS allow-lists', () => {
       await expectProblem(await fetch(`${t.url}/nope`, { method: 'OPTIONS', headers }), { status: 404, code: 'EARSHOT_ROUTE_NOT_FOUND' });
       await expectProblem(await fetch(`${t.url}/stats/alice/nope`, { method: 'OPTIONS', headers }), { status: 404, code: 'EARSHOT_ROUTE_NOT_FOUND' });
     }
+    // A path the router takes, with a parameter longer than find-my-way's default 100 characters, is a route:
+    // its preflight is answered, so that the page can read the route's own refusal (400 EARSHOT_NAME_INVALID).
+    const long = await fetch(`${t.url}/stats/${'a'.repeat(200)}`, { method: 'OPTIONS', headers: { origin: 'https://ops.example', 'access-control-request-method': 'GET' } });
+    expect(long.status).toBe(204);
+    expect(long.headers.get('access-control-allow-origin')).toBe('https://ops.example');
     // A refused request still carries CORS headers, so the page can read the 401.
     const refused = await fetch(`${t.url}/stats`, { headers: { origin: 'https://ops.example' } });
     expect(refused.status).toBe(401);
