@@ -108,9 +108,14 @@ export const errors = {
   LISTENER_NOT_FOUND: define('EARSHOT_LISTENER_NOT_FOUND', 404, 'Unknown WHEP listener',
     (id: string, peer: string) => `No WHEP listener "${id}" of peer "${peer}": it has ended (its DELETE, its peer's stream ended) or never existed. Start a new one with POST /whep/:peer.`),
   PEER_NOT_FOUND: define('EARSHOT_PEER_NOT_FOUND', 404, 'Unknown peer',
-    /** `live`: the route needs the peer's stream; `known`: its statistics, kept a while after it ends. */
-    (peer: string, scope: 'live' | 'known' = 'live') =>
-      scope === 'live' ? `No live peer "${peer}": it has ended or never connected. GET /stats lists the peers, live and recently ended.` : `No peer "${peer}", live or recently ended. GET /stats lists the peers.`),
+    /**
+     * `live`: the route needs the peer's stream; `known`: its statistics, kept a while after it ends.
+     * `listedBy`: what lists the peers, for a caller without HTTP (a WebRTCHandler's method).
+     */
+    (peer: string, scope: 'live' | 'known' = 'live', listedBy?: string) =>
+      scope === 'live'
+        ? `No live peer "${peer}": it has ended or never connected. ${listedBy ?? 'GET /stats lists the peers, live and recently ended.'}`
+        : `No peer "${peer}", live or recently ended. ${listedBy ?? 'GET /stats lists the peers.'}`),
   RECORDING_NOT_FOUND: define('EARSHOT_RECORDING_NOT_FOUND', 404, 'Unknown recording',
     /** `asked`: the name as given, when the suffix was added to it (`x` → `x.wav`). */
     (name: string, asked?: string) =>

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { Subject, tap, type Observable } from 'rxjs';
 import type { RTCIceServer, RTCPeerConnection } from 'werift';
 import { packageRoot } from '../package-root.js';
-import { errors } from '../errors.js';
+import { errors, isEarshotError } from '../errors.js';
 import { loadPipelineFileSync, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { asPipelineDocument, isBuiltPipeline, type PipelineSource } from '../pipeline/pipeline-builder.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
@@ -162,7 +162,7 @@ export class WebRTCHandler {
   async startAudioRecording(peerId: string, path?: string): Promise<RecordingInfo> {
     if (path !== undefined && (typeof path !== 'string' || path === '')) failOption('path', 'a file name or path', path);
     await this.#started;
-    const pipeline = this.#core.peer(peerId).pipeline;
+    const pipeline = this.#peer(peerId).pipeline;
     const explicit = path !== undefined && (isAbsolute(path) || path.includes('/') || path.includes(sep));
     const [info] = explicit ? await pipeline.startRecording(undefined, path) : await pipeline.startRecording(path);
     return info;
@@ -171,13 +171,17 @@ export class WebRTCHandler {
   /** Stops a peer's recording and finalizes the file. */
   async stopAudioRecording(peerId: string): Promise<RecordingInfo> {
     await this.#started;
-    const [info] = await this.#core.peer(peerId).pipeline.stopRecording();
+    const [info] = await this.#peer(peerId).pipeline.stopRecording();
     return info;
   }
 
   /** A peer's statistics (live, or one of the last 1000 ended peers). */
   getAudioStatistics(peerId: string): PeerStatsSnapshot {
-    return this.#live().peerStats(peerId);
+    try {
+      return this.#live().peerStats(peerId);
+    } catch (e) {
+      throw peerNotFoundHere(e, peerId, 'known');
+    }
   }
 
   /** Statistics of every live peer, by peer id. */
@@ -249,6 +253,15 @@ export class WebRTCHandler {
     return this.#shutdown;
   }
 
+  /** The live peer, or EARSHOT_PEER_NOT_FOUND naming this class's own list rather than an HTTP route. */
+  #peer(peerId: string): ReturnType<EarshotCore['peer']> {
+    try {
+      return this.#core.peer(peerId);
+    } catch (e) {
+      throw peerNotFoundHere(e, peerId, 'live');
+    }
+  }
+
   #live(): EarshotCore {
     if (this.#startError !== undefined) throw this.#startError;
     return this.#core;
@@ -297,4 +310,10 @@ function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Pipeline {
   if (typeof p === 'string') return loadPipelineFileSync(p);
   if (isBuiltPipeline(p)) return p;
   return parsePipeline(asPipelineDocument(p));
+}
+
+/** The core's EARSHOT_PEER_NOT_FOUND said "GET /stats lists the peers", which a handler has no route for. */
+function peerNotFoundHere(e: unknown, peerId: string, scope: 'live' | 'known'): unknown {
+  if (!isEarshotError(e) || e.code !== 'EARSHOT_PEER_NOT_FOUND') return e;
+  return errors.PEER_NOT_FOUND(peerId, scope, 'getAllAudioStatistics() lists the live peers.');
 }

@@ -175,8 +175,15 @@ describe('WebRTCHandler', () => {
 
   it('names unknown peers', async () => {
     handler = new WebRTCHandler({ recordingsDir: join(dir, 'rec'), iceHostAddresses: ['127.0.0.1'] });
-    expect(() => handler!.getAudioStatistics('ghost')).toThrow(expect.objectContaining({ code: 'EARSHOT_PEER_NOT_FOUND' }));
-    await expect(handler.startAudioRecording('ghost', 'x.wav')).rejects.toMatchObject({ code: 'EARSHOT_PEER_NOT_FOUND' });
+    // Pointing to what lists peers here, not to an HTTP route a handler does not have.
+    expect(() => handler!.getAudioStatistics('ghost')).toThrow(
+      expect.objectContaining({ code: 'EARSHOT_PEER_NOT_FOUND', message: 'No peer "ghost", live or recently ended. getAllAudioStatistics() lists the live peers.' }),
+    );
+    await expect(handler.startAudioRecording('ghost', 'x.wav')).rejects.toMatchObject({
+      code: 'EARSHOT_PEER_NOT_FOUND',
+      message: 'No live peer "ghost": it has ended or never connected. getAllAudioStatistics() lists the live peers.',
+    });
+    await expect(handler.stopAudioRecording('ghost')).rejects.toMatchObject({ code: 'EARSHOT_PEER_NOT_FOUND', message: expect.stringMatching(/getAllAudioStatistics\(\) lists/) });
   });
 
   it('throws at once for a pipeline it cannot read, and reports a recordings directory it cannot create from ready() and every call after', async () => {
