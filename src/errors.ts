@@ -269,8 +269,10 @@ export const errors = {
     (module: string, why: string) => `Worker stage module ${module} cannot be used: ${why}. A stage module must be an ES module whose default export is a stage definition, { type, create } (or an array of them; defineStage() from earshot types one), where create(options, inputFormat) returns the stage: see "Custom worker stages" in docs/pipelines.md of earshot's repository.`),
   // Worker faults end one stream (session end reason `pipeline-error`); 500 if one ever reaches an HTTP client.
   STAGE_TIMEOUT: define('EARSHOT_STAGE_TIMEOUT', 500, 'Worker stage hung',
-    (stage: string, stream: string, limitMs: number) => `${stage} of pool stream ${stream} made no progress for ${limitMs} ms (the stage timeout: --stage-timeout / stageTimeoutMs, a WorkerPool's taskTimeoutMs): its worker was replaced and the stream ended; the worker's other streams went on. Make the stage return sooner, or raise the stage timeout if it is legitimately slow.`,
-    (stage, stream, limitMs) => ({ stage, stream, limitMs })),
+    /** `seen`: what the watchdog measured (the time without progress, and how much of it the thread had a CPU). */
+    (stage: string, stream: string, limitMs: number, seen?: string) =>
+      `${stage} of pool stream ${stream} made no progress for ${limitMs} ms (the stage timeout: --stage-timeout / stageTimeoutMs, a WorkerPool's taskTimeoutMs): its worker was replaced and the stream ended; the worker's other streams went on. Make the stage return sooner, or raise the stage timeout if it is legitimately slow.${seen ? ` The watchdog saw ${seen}.` : ''}`,
+    (stage, stream, limitMs, _seen) => ({ stage, stream, limitMs })),
   STAGE_FAILED: define('EARSHOT_STAGE_FAILED', 500, 'Worker stage failed',
     (chain: string, why: string) => `${chain}: ${why}`,
     (chain) => ({ chain })),

@@ -1274,7 +1274,8 @@ export class WorkerPool {
     const { text, type } = describeStage(e.setup, fault.stage);
     this.#lose(e, frames);
     if (fault.kind === 'timeout') {
-      this.#quarantine(e, 'timeout', type, errors.STAGE_TIMEOUT(text, e.id, this.#taskTimeoutMs));
+      // What the watchdog measured, so that a stage killed on a starved machine can be told from a hung one.
+      this.#quarantine(e, 'timeout', type, errors.STAGE_TIMEOUT(text, e.id, this.#taskTimeoutMs, fault.why));
       return;
     }
     e.crashes++;

@@ -70,6 +70,8 @@ describe('a stage that hangs', () => {
     const [{ message, error }] = hung.errors;
     expect(error?.code).toBe('EARSHOT_STAGE_TIMEOUT');
     expect(message).toMatch(/^EARSHOT_STAGE_TIMEOUT: stage "hang" \(branch 0, stage 1\) of pool stream s\d+ made no progress for 300 ms \(the stage timeout: --stage-timeout \/ stageTimeoutMs, a WorkerPool's taskTimeoutMs\)/);
+    // And what the watchdog measured: a blocked stage has had (next to) no CPU.
+    expect(message).toMatch(/ The watchdog saw no progress for \d+ ms, ~\d+ ms of it on a CPU \(taskTimeoutMs 300\)\.$/);
     expect(message).toContain(hung.handle.id);
 
     expectComplete(healthy.out, 60);
