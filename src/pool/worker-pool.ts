@@ -260,8 +260,6 @@ export class WorkerPool {
   readonly taskTimes = new LatencyHistogram();
   #closed = false;
   #started: Promise<void> | undefined;
-  /** The workers answered their first task (`start()` done). */
-  #warmed = false;
   /**
    * close() was called while the workers started: streams may still be opened until they have,
    * by whoever was waiting for `start()` (an `inWorkers` operator holding its first frames).
@@ -376,7 +374,6 @@ export class WorkerPool {
       ),
     );
     this.#startedAt = performance.now();
-    this.#warmed = true;
     this.#ticking = true;
     this.#schedule();
   }
@@ -755,7 +752,7 @@ export class WorkerPool {
    */
   close(): Promise<void> {
     if (!this.#closing) {
-      this.#openWhileStarting = this.#started !== undefined && !this.#warmed;
+      this.#openWhileStarting = this.#started !== undefined && !this.#ticking;
       this.#closing = this.#close();
     }
     return this.#closing;
