@@ -1,6 +1,6 @@
 /**
- * The package as a user meets it: built (`npm run build`, by the tests' global setup), packed (`npm pack`),
- * installed from the tarball into a fresh project outside this repository,
+ * The package as a user meets it: packed (`npm pack`, whose `prepack` builds it) from a copy of the
+ * repository's sources, installed from the tarball into a fresh project outside this repository,
  * imported by name from a strict TypeScript program that is type-checked
  * against the shipped declarations, compiled and run with node through a real
  * loopback session. Also: the tarball holds only what a user needs, publint
@@ -14,7 +14,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
@@ -78,17 +78,26 @@ async function filesUnder(dir: string): Promise<string[]> {
 let work: string;
 let tarball: string;
 let packed: PackResult;
-let pkg: { main: string; types: string; bin: Record<string, string>; exports: Record<string, unknown>; version: string };
+let pkg: { main: string; types: string; bin: Record<string, string>; exports: Record<string, unknown>; version: string; files: string[] };
+let sourceManifestAfterPack: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'earshot-package-'));
-  // dist/ is what the sources say now: the tests' global setup built it (test/global-setup.ts). Not
-  // built again here: other tests run the CLI and the DSP workers from it meanwhile.
-  // --ignore-scripts: `prepare` would build a second time (and print into the JSON).
-  const out = await must('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], REPO);
-  [packed] = JSON.parse(out) as PackResult[];
-  tarball = join(work, packed.filename);
   pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as typeof pkg;
+  // Packed as a maintainer publishes, lifecycle scripts and all (`prepack` builds, then takes `prepare`
+  // out of the published package.json; `postpack` puts it back), from a copy of what the package is
+  // made of: the build cleans dist/, and other tests run the CLI and the DSP workers from this
+  // repository's dist/ meanwhile.
+  const source = join(work, 'source');
+  for (const entry of new Set(['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'src', 'wasm', ...pkg.files])) {
+    if (entry !== 'dist') await cp(join(REPO, entry), join(source, entry), { recursive: true });
+  }
+  await symlink(join(REPO, 'node_modules'), join(source, 'node_modules'), 'dir');
+  const out = await must('npm', ['pack', '--json', '--pack-destination', work], source);
+  // The JSON is npm's last output: scripts run with their output piped, but keep it robust to a `--foreground-scripts` config.
+  [packed] = JSON.parse(out.slice(out.search(/^\[/m))) as PackResult[];
+  tarball = join(work, packed.filename);
+  sourceManifestAfterPack = await readFile(join(source, 'package.json'), 'utf8');
 }, 180_000);
 
 afterAll(async () => {
@@ -181,6 +190,15 @@ describe('the packed package', { timeout: 300_000 }, () => {
     expect(files).toContain('dist/src/cli/main.js'); // what bin/earshot.js imports
 
     console.log(`npm pack: ${packed.entryCount} files, ${(packed.size / 1024).toFixed(1)} kB packed, ${(packed.unpackedSize / 1024).toFixed(1)} kB unpacked`);
+  });
+
+  it('declares no install script, so installing it runs nothing and npm has nothing to warn about; the repository keeps its own', async () => {
+    const published = JSON.parse(await must('tar', ['-xzOf', tarball, 'package/package.json'], work)) as { scripts?: Record<string, string> };
+    // npm runs these when a package is installed (or lists them for approval: npm 11's allowScripts).
+    const installScripts = ['preinstall', 'install', 'postinstall', 'prepare'].filter((name) => published.scripts?.[name] !== undefined);
+    expect(installScripts).toEqual([]);
+    // `postpack` put `prepare` back, byte for byte: a clone's `npm install` still builds.
+    expect(sourceManifestAfterPack).toBe(await readFile(join(REPO, 'package.json'), 'utf8'));
   });
 
   it('passes publint (strict: warnings are errors, and no suggestions either)', async () => {
