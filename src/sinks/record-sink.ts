@@ -159,8 +159,10 @@ export class RecordSink {
         } else if (path === undefined) {
           file = await store.freeName(fitBase(this.options.baseName, ext), ext);
         }
-        // Packets are recorded as received: the worker's report about its output is not needed.
-        if (this.options.reportedFormat && this.format === 'wav') {
+        // Packets recorded as received need no report of the worker's output; a WAV file, and Opus the
+        // worker codes after the branch's stages, are written at the rate the stages really make
+        // (a custom stage's may differ from what the pipeline's validation could tell).
+        if (this.options.reportedFormat && (this.format === 'wav' || this.options.coded)) {
           const { sampleRate, channels } = await this.options.reportedFormat;
           this.#format = { sampleRate, channels };
         }
@@ -362,7 +364,7 @@ export class RecordSink {
       stoppedAt: at,
       seconds: 0,
       bytes: 0,
-      sampleRate: this.format === 'ogg-opus' ? 48000 : this.#format.sampleRate,
+      sampleRate: this.format === 'ogg-opus' && !this.options.coded ? 48000 : this.#format.sampleRate,
       channels: this.#format.channels,
       sampleFormat: this.format === 'ogg-opus' ? 's16' : this.options.sampleFormat,
       gapFrames: 0,

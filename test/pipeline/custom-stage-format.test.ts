@@ -4,12 +4,13 @@
  * real worker, a real module, a real WAV file), whether the module declares
  * its output format or only builds a stage that says it.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PeerPipeline } from '../../src/pipeline/peer-pipeline.js';
 import { parsePipeline } from '../../src/pipeline/pipeline.js';
+import { readOggOpusSummary } from '../../src/sinks/ogg-opus-reader.js';
 import { readWav } from '../helpers/audio.js';
 import { fixtureModule } from '../helpers/fixtures.js';
 import { usePipelineRig } from '../helpers/pipeline-rig.js';
@@ -58,6 +59,19 @@ describe('a custom stage that changes the sample rate', () => {
     const header = wavHeader(wav);
     expect(header.sampleRate).toBe(24000);
     expect(header.seconds).toBeCloseTo(FRAMES * 0.02, 2);
+  });
+
+  it('codes Ogg Opus of what the stage makes and says its rate: OpusHead and the recording info read 16 kHz', async () => {
+    const name = 'ogg';
+    const pipeline = await rig.open(name, parsePipeline({ name, stages: [{ type: 'decimate', factor: 3 }], sinks: [{ type: 'record', format: 'ogg-opus' }] }, name, { customStages: rig.pool.customStageTypes }));
+    const [info] = await rig.feed(pipeline);
+    // Before, the file was started before the worker's report and said what validation assumed: 48 kHz.
+    expect(info).toMatchObject({ format: 'ogg-opus', sampleRate: 16000, channels: 1 });
+    const [file] = (await readdir(join(rig.dir, name))).filter((f) => f.endsWith('.opus'));
+    const path = join(rig.dir, name, file);
+    const summary = await readOggOpusSummary(path, (await stat(path)).size);
+    expect(summary).toMatchObject({ inputSampleRate: 16000, channels: 1 });
+    expect(summary!.seconds).toBeCloseTo(FRAMES * 0.02, 1);
   });
 
   it('refuses a stage whose output differs from the format its module declares, before any audio flows', async () => {
