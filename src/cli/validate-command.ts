@@ -11,7 +11,8 @@ import { basename, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { isEarshotError } from '../errors.js';
 import { RoomBindingsFile, ROOM_BINDINGS_FILE } from '../core/room-bindings-file.js';
-import { parseJsonText, validatePipeline, type ValidateOptions } from '../pipeline/pipeline.js';
+import { validatePipeline, type ValidateOptions } from '../pipeline/pipeline.js';
+import { parseJsonText } from '../pipeline/json-text.js';
 import { isPipelineFile, NOT_PIPELINES } from '../pipeline/pipeline-registry.js';
 
 export function registerValidateCommand(program: Command): void {
@@ -122,13 +123,15 @@ export async function validateFile(file: string, options: ValidateOptions & { di
     return { problems: [`${file}: cannot read: ${(e as Error).message}`] };
   }
   const parsed = parseJsonText(text);
-  if ('error' in parsed) return { problems: [`${file}: /: ${parsed.error}`] };
+  if (!('value' in parsed)) return { problems: parsed.problems.map((p) => `${file}: /: ${p.message}`) };
   const result = validatePipeline(parsed.value, options);
+  // Keys given twice (which JSON.parse resolved by keeping the last) with the document's own problems.
+  const problems = [...parsed.problems, ...result.problems];
   const own = basename(file, '.json');
   if (result.pipeline && options.directory && result.pipeline.name !== own) {
-    return { problems: [`${file}: /name: "${result.pipeline.name}" is not this file's name; in a pipelines directory a pipeline is loaded only from a file named after it: rename the file to ${result.pipeline.name}.json, or set "name": "${own}"`] };
+    problems.push({ path: '/name', message: `"${result.pipeline.name}" is not this file's name; in a pipelines directory a pipeline is loaded only from a file named after it: rename the file to ${result.pipeline.name}.json, or set "name": "${own}"` });
   }
-  if (result.pipeline) {
+  if (result.pipeline && problems.length === 0) {
     // Processors are registered in code, which an offline check cannot see: say which this pipeline
     // needs (a server refuses it at PUT /pipelines, or a stream when it starts, without them).
     const processors = new Set<string>();
@@ -138,5 +141,5 @@ export async function validateFile(file: string, options: ValidateOptions & { di
     const needs = processors.size > 0 ? `; needs the processor${processors.size > 1 ? 's' : ''} ${[...processors].join(', ')} registered in code` : '';
     return { ok: `ok  ${file}  (${result.pipeline.name}: ${result.pipeline.branches.map((b) => b.name).join(', ')}${needs})` };
   }
-  return { problems: result.problems.map((p) => `${file}: ${p.path || '/'}: ${p.message}`) };
+  return { problems: problems.map((p) => `${file}: ${p.path || '/'}: ${p.message}`) };
 }

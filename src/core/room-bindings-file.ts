@@ -17,6 +17,7 @@ import { constants, watch, type FSWatcher } from 'node:fs';
 import { access, open, readFile, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errors } from '../errors.js';
+import { KEEPS_LAST, parseJsonText } from '../pipeline/json-text.js';
 import { replaceFile } from '../pipeline/replace-file.js';
 import { checkName } from './names.js';
 
@@ -98,13 +99,12 @@ export class RoomBindingsFile {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
       throw errors.ROOM_BINDINGS_INVALID(this.path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
-    let doc: unknown;
-    try {
-      // Some editors begin a UTF-8 file with a byte order mark; pipeline files are read past it too.
-      doc = JSON.parse(text.replace(/^\uFEFF/, ''));
-    } catch (e) {
-      throw errors.ROOM_BINDINGS_INVALID(this.path, `is not JSON (${(e as Error).message})`);
-    }
+    // A byte order mark is read past; a syntax error says where, and a room bound twice is refused
+    // (JSON would keep the last binding without a word).
+    const parsed = parseJsonText(text);
+    const [problem] = parsed.problems;
+    if (problem) throw errors.ROOM_BINDINGS_INVALID(this.path, problem.lines ? `has the key ${problem.path} twice (lines ${problem.lines.join(' and ')}); ${KEEPS_LAST}` : `is not JSON (${problem.message})`);
+    const doc = parsed.value;
     const rooms = (doc as { rooms?: unknown } | null)?.rooms;
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || typeof rooms !== 'object' || rooms === null || Array.isArray(rooms)) {
       throw errors.ROOM_BINDINGS_INVALID(this.path, 'must be {"rooms": {"<room>": "<pipeline>", …}}');

@@ -16,6 +16,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { Schema } from '../dsp/schema-words.js';
 import { errors } from '../errors.js';
 import { followStages } from './branch-format.js';
+import { parseJsonText } from './json-text.js';
 import type { ProcessorNames } from './processor-stages.js';
 import { PipelineSchema, type PipelineDocument, type SinkDefinition, type StageDefinition } from './schema.js';
 import { checkValue, toJson } from './validation/json-walker.js';
@@ -142,30 +143,9 @@ export function loadPipelineFileSync(file: string, options: ValidateOptions = {}
 
 function pipelineFromText(text: string, file: string, options: ValidateOptions): Pipeline {
   const parsed = parseJsonText(text);
-  if ('error' in parsed) throw errors.PIPELINE_INVALID(file, [{ path: '', message: parsed.error }]);
-  return parsePipeline(parsed.value, file, options);
-}
-
-/**
- * `JSON.parse` of a file's text with the error worded for people: `not valid JSON: … (line 3,
- * column 5)`. A leading byte order mark, which some editors write at the start of UTF-8 files
- * (Windows Notepad did by default), is not part of the JSON (RFC 8259 §8.1 lets a parser ignore it).
- */
-export function parseJsonText(text: string): { value: unknown } | { error: string } {
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  try {
-    return { value: JSON.parse(text) };
-  } catch (e) {
-    // V8 quotes the text itself in some messages (`Unexpected token 'h', "hello\nworld" is not
-    // valid JSON`): the quote is left out, so that a problem stays one line.
-    const message = (e as Error).message.replace(/, ".*" is not valid JSON$/s, '').replace(/\s+/g, ' ');
-    const at = /at position (\d+)/.exec(message);
-    if (!at) return { error: `not valid JSON: ${message}` };
-    const before = text.slice(0, Number(at[1]));
-    const line = before.split('\n').length;
-    const column = before.length - before.lastIndexOf('\n');
-    return { error: `not valid JSON: ${message.replace(/ in JSON at position \d+.*$/s, '')} (line ${line}, column ${column})` };
-  }
+  if (parsed.problems.length === 0) return parsePipeline(parsed.value, file, options);
+  // Keys given twice, and what else is wrong with the document: every problem at once.
+  throw errors.PIPELINE_INVALID(file, 'value' in parsed ? [...parsed.problems, ...validatePipeline(parsed.value, options).problems] : parsed.problems);
 }
 
 // ---------------------------------------------------------------------------

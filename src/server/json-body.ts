@@ -5,12 +5,16 @@
  * wrong. Fastify's own said "Body is not valid JSON" for a syntax error and
  * for a refused key alike.
  *
+ * A key given twice in one object is refused (JSON.parse would keep the last
+ * silently), and a syntax error says its line and column.
+ *
  * Keys that would reach an object's prototype when a handler copies the
  * document (`__proto__`, and `constructor` holding `prototype`) are refused,
  * as fastify refuses them (prototype poisoning).
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../errors.js';
+import { KEEPS_LAST, parseJsonText } from '../pipeline/json-text.js';
 
 /** Content types parsed as JSON. */
 const JSON_TYPES = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json$/i;
@@ -31,12 +35,19 @@ export function installJsonBodyParser(app: FastifyInstance): void {
 /** Parses a request body as JSON; throws `EARSHOT_BODY_INVALID` saying why it cannot be. */
 export function parseJsonBody(text: string): unknown {
   if (text.trim() === '') throw errors.BODY_INVALID('The JSON body is empty.');
+  let parsed: ReturnType<typeof parseJsonText>;
   try {
-    return JSON.parse(text, refuseProtoKeys);
+    parsed = parseJsonText(text, refuseProtoKeys);
   } catch (e) {
     if (e instanceof RefusedKey) throw errors.BODY_INVALID(`The JSON body has a "${e.key}" key, which is refused: it could change the prototype of the objects the server builds from it.`);
-    throw errors.BODY_INVALID(`The JSON body could not be parsed: ${(e as Error).message.slice(0, 200)}`);
+    throw e;
   }
+  const [first, ...more] = parsed.problems;
+  if (!first) return parsed.value;
+  if (!('value' in parsed)) throw errors.BODY_INVALID(`The JSON body could not be parsed: ${first.message.slice(0, 300)}`);
+  // A key given twice: JSON.parse kept the last, and whatever the first said would be lost without a word.
+  const others = more.length > 0 ? ` (and ${more.length} more key${more.length === 1 ? '' : 's'} given twice: ${more.slice(0, 5).map((p) => p.path).join(', ')})` : '';
+  throw errors.BODY_INVALID(`The JSON body has the key ${first.path} twice (lines ${first.lines!.join(' and ')}); ${KEEPS_LAST}${others}.`);
 }
 
 class RefusedKey extends Error {

@@ -46,7 +46,7 @@ describe('earshot validate', () => {
       `${bad}: /stages/1/sampleRate: 100 is not allowed; use an integer from 8000 to 48000`,
       expect.stringMatching(new RegExp(`^${bad}: /stages/2/type: "dc-blocker" is not a stage type; .*custom stages need their module registered first \\(earshot serve --stage-module, earshot validate --stage-types; in code: the stageModules option, or customStages of validatePipeline\\)$`)),
       `${bad}: /sinks: a branch needs at least one sink ("record", "stats", "processor" or "websocket")`,
-      expect.stringMatching(new RegExp(`^${broken}: /: not valid JSON: .*\\(line 3, column 1\\)$`)),
+      expect.stringMatching(new RegExp(`^${broken}: /: not valid JSON: .*\\(line 3, column 1\\); JSON allows no comma after the last item of an array or object$`)),
       `ok  ${good}  (good: a, b)`,
       expect.stringMatching(new RegExp(`^${join(dir, 'missing.json')}: cannot read: ENOENT`)),
     ]);
@@ -63,7 +63,7 @@ describe('earshot validate', () => {
     expect(stdout.trim().split('\n')).toEqual([
       `skip  ${join(ROOT, 'pipelines', 'pipeline.schema.json')}  (not a pipeline)`,
       `${empty}: no pipeline files (*.json) in this directory`,
-      `${quoted}: /: not valid JSON: Unexpected token 'h'`,
+      `${quoted}: /: not valid JSON: Unexpected token 'h' (line 1, column 1)`,
     ]);
   }, 60_000);
 
@@ -135,5 +135,21 @@ describe('earshot validate', () => {
     const { code, stdout } = await earshot('validate', '--stage-types', 'dc-blocker, my-vad', sub);
     expect(stdout).toBe(`ok  ${join(sub, 'custom.json')}  (custom: main)\n`);
     expect(code).toBe(0);
+  }, 60_000);
+
+  it('refuses a key given twice, which JSON would resolve silently by keeping the last, with the file\'s other problems; a syntax error says its line and column', async () => {
+    const twice = join(dir, 'twice.json');
+    // A branch copied and pasted under the same name, an option written twice, and a problem of the document itself.
+    await writeFile(twice, '{\n  "name": "twice",\n  "branches": {\n    "a": { "sinks": [{ "type": "record" }] },\n    "a": { "stages": [{ "type": "gain", "db": -6, "db": 60 }], "sinks": [{ "type": "stats" }] },\n    "b": { "stages": [{ "type": "gian" }], "sinks": [{ "type": "stats" }] }\n  }\n}\n');
+    const comma = join(dir, 'comma.json');
+    await writeFile(comma, '{\n  "name": "comma",\n  "stages": [{ "type": "gain", "db": -6 }, ],\n  "sinks": [{ "type": "stats" }]\n}\n');
+    const { code, stdout } = await earshot('validate', twice, comma);
+    expect(code).toBe(1);
+    expect(stdout.trim().split('\n')).toEqual([
+      `${twice}: /branches/a: is given twice in its object (lines 4 and 5); JSON keeps only the last, so the first would be lost: rename or remove one`,
+      `${twice}: /branches/a/stages/0/db: is given twice in its object (lines 5 and 5); JSON keeps only the last, so the first would be lost: rename or remove one`,
+      expect.stringMatching(new RegExp(`^${twice}: /branches/b/stages/0/type: "gian" is not a stage type`)),
+      expect.stringMatching(new RegExp(`^${comma}: /: not valid JSON: .*\\(line 3, column 44\\); JSON allows no comma after the last item of an array or object$`)),
+    ]);
   }, 60_000);
 });

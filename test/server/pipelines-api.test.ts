@@ -85,6 +85,10 @@ describe('pipelines API', () => {
     }
 
     expect((await api('/pipelines/quiet', json('PUT', { ...QUIET, name: 'other' }))).body).toMatchObject({ status: 400, code: 'EARSHOT_PIPELINE_NAME_MISMATCH' });
+    // A key given twice: JSON.parse would keep the last (here a +60 dB gain over the -12 meant) without a word.
+    const twice = await api('/pipelines/quiet', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"name": "quiet",\n "stages": [{"type": "gain", "db": -12,\n "db": 60}], "sinks": [{"type": "record"}]}' });
+    expect(twice.body).toMatchObject({ status: 400, code: 'EARSHOT_BODY_INVALID', detail: 'The JSON body has the key /stages/0/db twice (lines 2 and 3); JSON keeps only the last, so the first would be lost: rename or remove one.' });
+    expect(existsSync(join(dir, 'quiet.json'))).toBe(false);
 
     const created = await api('/pipelines/quiet', json('PUT', QUIET));
     expect(created.status).toBe(201);

@@ -214,6 +214,8 @@ describe('room bindings on disk', () => {
   it('a file that is not room bindings stops the server from starting, saying which file and why', async () => {
     for (const [content, why] of [
       ['{"rooms": ', /is not JSON/],
+      // JSON would keep the second binding without a word.
+      ['{"rooms": {\n  "pstn": "telephony",\n  "pstn": "podcast"\n}}', /has the key \/rooms\/pstn twice \(lines 2 and 3\); JSON keeps only the last/],
       ['{"pstn": "telephony"}', /must be \{"rooms"/],
       ['{"rooms": {"../x": "telephony"}}', /room name that is not allowed/],
       ['{"rooms": {"pstn": 3}}', /binds room "pstn" to no pipeline name/],
