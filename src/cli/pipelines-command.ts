@@ -26,18 +26,21 @@ export function registerPipelinesCommand(program: Command): void {
     .description('list the pipelines of a directory (as serve loads them) or of a running server (--url)')
     .addOption(new Option('--pipelines <dir>', 'pipelines directory (default: ./pipelines if it exists, else the bundled ones)').env('EARSHOT_PIPELINES'))
     .addOption(new Option('--url <url>', 'ask a running server instead, e.g. http://127.0.0.1:8080 (a path is kept: https://host/earshot/ asks https://host/earshot/pipelines)'))
+    .addOption(new Option('--stage-types <list>', 'comma-separated custom stage types to accept (those of your stage modules, which serve loads with --stage-module)'))
     .addOption(new Option('--admin-token <token>', "with --url: the server's admin token, which its pipelines route needs when it has one").env('EARSHOT_ADMIN_TOKEN'))
     .option('--json', 'print JSON')
-    .action(async (opts: { pipelines?: string; url?: string; adminToken?: string; json?: boolean }, command: Command) => {
+    .action(async (opts: { pipelines?: string; url?: string; adminToken?: string; stageTypes?: string; json?: boolean }, command: Command) => {
       try {
         let list: PipelineSummary[];
         if (opts.url) {
           // From the environment, --pipelines may be set for serve; on the command line it asks for something else.
           if (command.getOptionValueSource('pipelines') === 'cli') throw new Error('--pipelines and --url ask for different lists (a directory, a running server): give one of them.');
+          if (opts.stageTypes !== undefined) throw new Error('--stage-types is for a directory: a running server (--url) knows its own stage modules.');
           list = await serverPipelines(opts.url, opts.adminToken);
         } else {
           const dir = opts.pipelines ?? defaultPipelinesDir() ?? join(packageRoot(), 'pipelines');
-          const registry = await PipelineRegistry.load({ dir });
+          const customStages = (opts.stageTypes ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+          const registry = await PipelineRegistry.load({ dir, customStages: () => customStages });
           // serve refuses such a directory (it has no default pipeline); say so rather than list nothing.
           if (registry.list().length === 0) throw new Error(`${dir}: no pipeline files (*.json) in this directory`);
           // The one serve would start with from the same environment (its --pipeline defaults to EARSHOT_PIPELINE, else "default").
@@ -62,7 +65,8 @@ export function registerPipelinesCommand(program: Command): void {
         }
       } catch (e) {
         const code = isEarshotError(e) ? ` [${e.code}]` : '';
-        process.stderr.write(`earshot pipelines: ${(e as Error).message}${code}\n`);
+        const hint = opts.stageTypes === undefined && /is not a stage type/.test((e as Error).message) ? '\nFor a directory whose pipelines use custom stages: earshot pipelines --stage-types TYPE,…' : '';
+        process.stderr.write(`earshot pipelines: ${(e as Error).message}${code}${hint}\n`);
         process.exitCode = 1;
       }
     });

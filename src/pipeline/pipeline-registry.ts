@@ -13,7 +13,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { errors, isEarshotError, type EarshotError } from '../errors.js';
+import { EarshotError, errors, isEarshotError } from '../errors.js';
 import { loadPipelineFile, parsePipeline, type Pipeline, type ValidateOptions } from './pipeline.js';
 import { replaceFile } from './replace-file.js';
 
@@ -134,16 +134,29 @@ export class PipelineRegistry {
       const code = (e as NodeJS.ErrnoException).code;
       throw errors.PIPELINE_FILE_UNREADABLE(dir, code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'it is not a directory' : (code ?? (e as Error).message), true);
     }
+    // Every file is read before a start is refused, so that one attempt tells of every broken file.
+    const broken: Array<{ file: string; error: EarshotError }> = [];
     for (const file of files) {
       try {
         registry.#setFromFile(await registry.#loadFile(file));
       } catch (e) {
         const previous = options.previousVersions;
-        if (previous === undefined || !isEarshotError(e)) throw e;
+        if (!isEarshotError(e)) throw e;
+        if (previous === undefined) {
+          broken.push({ file, error: e });
+          continue;
+        }
         // Checked as any document is: a version the siblings run is valid there, with the same stage modules.
         if (Object.hasOwn(previous, file)) registry.#setFromFile(parsePipeline(previous[file], join(dir, file), registry.#validateOptions()));
         registry.#fileProblem(file, e);
       }
+    }
+    if (broken.length === 1) throw broken[0].error;
+    if (broken.length > 1) {
+      // The first file's code (each is a documented one); the message tells of every file.
+      const [{ error }] = broken;
+      const each = broken.map((b) => `${b.file}: ${b.error.message.replace(/\n/g, '\n  ')} [${b.error.code}]`).join('\n');
+      throw new EarshotError(error.code, error.statusCode, error.title, `${broken.length} pipeline files in ${dir} have problems:\n${each}`, { ...error.extensions, files: broken.map((b) => ({ file: b.file, ...b.error.toProblem() })) }, { cause: error });
     }
     return registry;
   }

@@ -358,8 +358,26 @@ async function resolveDefaultPipeline(p: CreateServerOptions['pipeline'], pipeli
   if (typeof p === 'string') pipeline = await loadPipelineFile(p, { customStages });
   else if (isBuiltPipeline(p)) pipeline = p;
   else pipeline = parsePipeline(asPipelineDocument(p), 'pipeline', { customStages });
+  // A pipeline of the operator's own directory by the same name would be hidden (unreachable by
+  // name), and a PUT of what GET /pipelines/:name shows would overwrite its file with this one.
+  // The bundled pipelines may be replaced: their directory is read-only.
+  const own = pipelines.dir !== undefined && pipelines.writable && pipelines.has(pipeline.name) ? join(pipelines.dir, `${pipeline.name}.json`) : undefined;
+  if (own !== undefined && !(typeof p === 'string' && sameFile(p, own))) {
+    throw errors.OPTION_INVALID(
+      'pipeline',
+      `names its pipeline "${pipeline.name}", as does ${own} in the pipelines directory: it would hide that pipeline, and a PUT /pipelines/${pipeline.name} would overwrite that file with it. Give one of them another "name" (and file name), or name the directory's pipeline instead: "${pipeline.name}"`,
+    );
+  }
   pipelines.add(pipeline);
   return pipeline;
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
 }
 
 // Exported for src/cluster/ (hook: `--processes N`): engines listen on loopback but announce the front's addresses.

@@ -5,7 +5,7 @@
  * server answered and what to pass.
  */
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,6 +85,45 @@ describe('earshot pipelines: what it refuses', () => {
       expect(code).toBe(1);
       expect(stdout).toBe('');
       expect(stderr).toBe(`earshot pipelines: ${dir}: no pipeline files (*.json) in this directory\n`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a directory whose pipelines use custom stages: lists it with --stage-types, and without them says what to pass', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-custom-pipelines-'));
+    try {
+      await writeFile(join(dir, 'default.json'), JSON.stringify({ name: 'default', stages: [], sinks: [{ type: 'stats' }] }));
+      await writeFile(join(dir, 'custom.json'), JSON.stringify({ name: 'custom', stages: [{ type: 'dc-blocker' }, { type: 'gain', db: -6 }], sinks: [{ type: 'record' }] }));
+      const without = await earshot(['pipelines', '--pipelines', dir]);
+      expect(without.code).toBe(1);
+      expect(without.stderr).toMatch(/"dc-blocker" is not a stage type/);
+      expect(without.stderr).toMatch(/\nFor a directory whose pipelines use custom stages: earshot pipelines --stage-types TYPE,…\n$/);
+      const listed = await earshot(['pipelines', '--pipelines', dir, '--stage-types', 'dc-blocker']);
+      expect([listed.code, listed.stderr]).toEqual([0, '']);
+      expect(listed.stdout).toMatch(/^custom\n  main: dc-blocker → gain ⇒ record {2}\[48000 Hz, mono\]$/m);
+      expect(listed.stdout).toMatch(/^default \(default\)$/m);
+      // A running server knows its own stage modules.
+      const both = await earshot(['pipelines', '--url', t.url, '--stage-types', 'dc-blocker', '--admin-token', 'admin-secret']);
+      expect(both.code).toBe(1);
+      expect(both.stderr).toMatch(/--stage-types is for a directory/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a directory with several broken files: names every one with its problems, as serve does', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-broken-pipelines-'));
+    try {
+      await writeFile(join(dir, 'default.json'), JSON.stringify({ name: 'default', stages: [], sinks: [{ type: 'stats' }] }));
+      await writeFile(join(dir, 'a.json'), JSON.stringify({ name: 'wrong', stages: [], sinks: [{ type: 'stats' }] }));
+      await writeFile(join(dir, 'b.json'), JSON.stringify({ name: 'b', stages: [{ type: 'gian' }], sinks: [{ type: 'stats' }] }));
+      for (const args of [['pipelines', '--pipelines', dir], ['serve', '--port', '0', '--pipelines', dir]]) {
+        // serve refuses an empty admin token before it reads pipelines: none at all here.
+        const { code, stderr } = await earshot(args, { EARSHOT_ADMIN_TOKEN: undefined });
+        expect(code, args[0]).toBe(1);
+        expect(stderr, args[0]).toMatch(new RegExp(`2 pipeline files in ${dir} have problems:\na\\.json: .*holds a pipeline named "wrong".*\\[EARSHOT_PIPELINE_NAME_MISMATCH\\]\nb\\.json: Pipeline "b" has 1 problem:\n {4}/stages/0/type: "gian" is not a stage type`));
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

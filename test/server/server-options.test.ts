@@ -4,7 +4,7 @@
  * a message naming the option and what it got, and the option's name in
  * `extensions.option`.
  */
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -85,6 +85,34 @@ describe('createServer options', () => {
         code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE',
         message: expect.stringContaining(`Cannot write recordings to "${file}": ENOTDIR`),
       });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a pipeline given by file or in code that has the name of one in its own pipelines directory; the same file, or a bundled name, is fine', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'earshot-clash-'));
+    try {
+      const pipelinesDir = join(dir, 'pipelines');
+      await mkdir(pipelinesDir);
+      const multi = { name: 'multi', branches: { a: { stages: [], sinks: [{ type: 'record' }] }, b: { stages: [{ type: 'gain', db: -6 }], sinks: [{ type: 'stats' }] } } };
+      await writeFile(join(pipelinesDir, 'multi.json'), JSON.stringify(multi));
+      await writeFile(join(pipelinesDir, 'default.json'), JSON.stringify({ name: 'default', stages: [], sinks: [{ type: 'stats' }] }));
+      const shadow = join(dir, 'shadow.json');
+      await writeFile(shadow, JSON.stringify({ name: 'multi', stages: [], sinks: [{ type: 'stats' }] }));
+      // Before, the file hid the directory's pipeline, and a PUT of what GET showed overwrote multi.json with it.
+      for (const pipeline of [shadow, { name: 'multi', stages: [], sinks: [statsSink()] }]) {
+        await expect(createServer({ logLevel: 'silent', threads: 1, pipelinesDir, pipeline })).rejects.toMatchObject({
+          code: 'EARSHOT_OPTION_INVALID',
+          extensions: { option: 'pipeline' },
+          message: `options.pipeline names its pipeline "multi", as does ${join(pipelinesDir, 'multi.json')} in the pipelines directory: it would hide that pipeline, and a PUT /pipelines/multi would overwrite that file with it. Give one of them another "name" (and file name), or name the directory's pipeline instead: "multi"`,
+        });
+      }
+      // The directory's own file, named by path; and the bundled pipelines (read-only) may be replaced.
+      for (const options of [{ pipelinesDir, pipeline: join(pipelinesDir, 'multi.json') }, { pipeline: { name: 'default', stages: [], sinks: [statsSink()] } }]) {
+        const server = await createServer({ logLevel: 'silent', threads: 1, ...options });
+        await server.close();
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
