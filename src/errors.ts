@@ -261,8 +261,9 @@ export const errors = {
   ENGINE_EXITED: define('EARSHOT_ENGINE_EXITED', 500, 'Engine process exited',
     (engine: number, how: string) => `Engine process ${engine}, which ran this session, exited (${how}) before the recording was finalized. The file holds all the audio that had reached the disk (its header was rewritten to cover it); what the engine still held in memory, up to about a second, was lost with it.`),
   // `earshot serve --cluster` (src/cluster/): placing a new session needs Redis (peer locks, node loads); sessions already running go on.
+  // `why`: Redis unreachable, its database missing, or this node's id held by another live node.
   CLUSTER_UNAVAILABLE: define('EARSHOT_CLUSTER_UNAVAILABLE', 503, 'Cluster state unavailable',
-    (why: string, refused = 'place a new session without risking a peer running twice') => `This node cannot reach the cluster's Redis (${why}), so it cannot ${refused}. Sessions already running go on; retry once Redis is back.`),
+    (why: string, refused = 'place a new session without risking a peer running twice') => `This node cannot use the cluster's shared state in Redis (${why}), so it cannot ${refused}. Sessions already running go on; retry shortly (GET /health says why the node is out of the cluster).`),
   NODE_NOT_FOUND: define('EARSHOT_NODE_NOT_FOUND', 404, 'Unknown cluster node',
     (node: string) => `No live cluster node "${node.slice(0, 100)}" is registered; GET /cluster/nodes lists them.`),
   STAGE_MODULE_INVALID: define('EARSHOT_STAGE_MODULE_INVALID', 422, 'Worker stage module unusable',

@@ -220,7 +220,8 @@ export class ClusterNode {
   /** What `GET /health` says about the node's place in the cluster (public: no addresses). */
   health(): { node: string | undefined; state: 'up' | 'draining'; redis: 'up' | 'down'; problem?: string } {
     const problem = this.state.problem ?? this.#redisRefuses();
-    return { node: this.#id, state: this.#draining ? 'draining' : 'up', redis: this.state.connected ? 'up' : 'down', ...(problem ? { problem } : {}) };
+    // `redis` is the connection; a node connected but out of the cluster (no such database, its id held) says why in `problem`.
+    return { node: this.#id, state: this.#draining ? 'draining' : 'up', redis: this.state.reachable ? 'up' : 'down', ...(problem ? { problem } : {}) };
   }
 
   /**
@@ -267,6 +268,7 @@ export class ClusterNode {
     }
     try {
       let last: EngineResponse | undefined;
+      let triedOther = false;
       for (let node = ticket.next(); node !== undefined; node = ticket.next()) {
         let res: EngineResponse;
         if (node === this.id) {
@@ -282,6 +284,7 @@ export class ClusterNode {
         } else {
           const url = ticket.urlOf(node);
           if (!url) continue;
+          triedOther = true;
           try {
             res = await requestUrl(new URL(url), 'POST', req.url, { ...this.#hopHeaders(req), [LOCK_HEADER]: ticket.token }, bodyOf(req));
           } catch (e) {
@@ -310,6 +313,9 @@ export class ClusterNode {
         this.#host.countLoadRefusal(last);
         return relay(reply, last);
       }
+      // No node answered with a refusal. A draining node that found no other to forward to is not
+      // overloaded: it is leaving (load alerts on EARSHOT_OVERLOADED would fire in a rolling restart).
+      if (this.#draining && !triedOther) throw retry(reply, errors.SHUTTING_DOWN('this node is draining, and no other node of the cluster is up to take a new stream; retry once one has joined'), 5);
       throw retry(reply, errors.OVERLOADED(['no node in the cluster has room'], 'load'), 5);
     } finally {
       ticket.release();

@@ -80,7 +80,7 @@ import { checkIceServers } from '../rtc/ice-servers.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp-offer.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { ProcessorEvent } from '../sinks/processors.js';
-import type { EngineMessage, EngineServerOptions } from './engine-protocol.js';
+import type { EngineMessage, EngineReport, EngineServerOptions } from './engine-protocol.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
 import { bodyOf, clientOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
 import { mergeExpositions } from './front-metrics.js';
@@ -692,6 +692,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     else if (cluster?.redis === 'down') reasons.push('cluster: Redis unreachable; new sessions are refused (EARSHOT_CLUSTER_UNAVAILABLE) until it is back');
     return reasons;
   };
+  /** Why a new session would be refused (`load` of /health): the machine's own reasons first, then each engine's. */
+  const notReady = (cluster: ReturnType<ClusterNode['health']> | undefined, reports: Array<{ slot: number; report: EngineReport }>): string[] => [
+    ...(closing ? ['shutting down'] : []),
+    ...(cluster?.state === 'draining' ? ['this node is draining: it takes no new sessions (a POST to it is forwarded to another node)'] : []),
+    ...(cluster?.problem ? [`out of the cluster: ${cluster.problem}`] : cluster !== undefined && cluster.redis !== 'up' ? ['Redis unreachable'] : []),
+    ...(reports.length === 0 ? ['no engine process is up'] : []),
+    ...reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${x}`)),
+  ];
   app.get('/health', async () => {
     const now = Date.now();
     const up = live();
@@ -706,7 +714,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       status: reasons.length > 0 ? 'degraded' : 'ok',
       reasons,
       ready,
-      ...(!ready && reports.length > 0 ? { load: reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${x}`)) } : {}),
+      ...(!ready ? { load: notReady(cluster, reports) } : {}),
       uptimeSeconds: Math.round((performance.now() - startedAt) / 1000),
       peers: reports.reduce((n, r) => n + r.report.peers, 0),
       rooms: new Set(reports.flatMap((r) => r.report.roomNames)).size,

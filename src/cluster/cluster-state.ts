@@ -278,6 +278,11 @@ export class ClusterState {
     return undefined;
   }
 
+  /** Redis answers (whether or not its URL's database exists, or this node's id is its own). */
+  get reachable(): boolean {
+    return this.#redis.status === 'ready';
+  }
+
   /** Connected to Redis, in the URL's database (whether or not this node's id is its own). */
   get connected(): boolean {
     return this.#redis.status === 'ready' && this.#noDatabase === undefined;

@@ -60,7 +60,8 @@ describe('cluster node identity', () => {
       expect(refused.reasons).toContain('cluster: another live node holds this node id: give each node its own --node-id; this node stays out of the cluster and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE)');
       await expectProblem(
         await fetch(`${second.url}/whip/room/bob`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` } }),
-        { status: 503, code: 'EARSHOT_CLUSTER_UNAVAILABLE', detail: /node id "twin" is held by another live node/ },
+        // Redis is reachable: the refusal says what is wrong, not that Redis cannot be reached.
+        { status: 503, code: 'EARSHOT_CLUSTER_UNAVAILABLE', detail: /^This node cannot use the cluster's shared state in Redis \(.*node id "twin" is held by another live node/ },
       );
       expect(second.lines.some((l) => l.includes('another live node holds this node id'))).toBe(true);
       // The registry still names the first node, and a third node (another id) sees ann there.
@@ -104,7 +105,8 @@ describe('cluster node identity', () => {
       return x.cluster?.problem ? x : undefined;
     });
     expect(h.ready).toBe(false);
-    expect(h.cluster?.problem).toBe("Redis has no database 99: set the --cluster URL's database to one it has");
+    // Redis answers; the node is out for another reason, which `problem` gives.
+    expect(h.cluster).toMatchObject({ redis: 'up', problem: "Redis has no database 99: set the --cluster URL's database to one it has" });
     // Logged when found; the line reaches this test through the node's stdout, which may come after its /health answer.
     await until('the log line saying so', async () => (lost.lines.some((l) => l.includes('has no database 99')) ? true : undefined), 5000);
     // Database 0, where the other nodes are, never heard of it.
@@ -114,4 +116,32 @@ describe('cluster node identity', () => {
       { status: 503, code: 'EARSHOT_CLUSTER_UNAVAILABLE', detail: /has no database 99/ },
     );
   }, 60_000);
+
+  it('a lone node draining refuses a new peer as leaving (503 EARSHOT_SHUTTING_DOWN), not as overloaded, and /health says it is draining', async () => {
+    // Database 2: a cluster of its own, so that no other node of this file can take the peer.
+    const lone = await node('lone', `${redis.url}/2`);
+    await until('the node to join', async () => ((await health(lone)).ready ? true : undefined));
+    const controller = new AbortController();
+    const sending = mayBeEnded(sendAudio({ url: `${lone.url}/whip/room/dee`, token: PUBLISH, source: fixturePath('tone-1k-48k.wav'), loop: true, skipDelete: true, signal: controller.signal }));
+    try {
+      await until('dee to run', async () => ((await get<{ peers: Array<{ peer: string }> }>(lone, '/stats')).peers.some((p) => p.peer === 'dee') ? true : undefined));
+      expect((await fetch(`${lone.url}/admin/drain`, { method: 'POST', headers: admin })).status).toBe(202);
+      const draining = await until('the node to drain', async () => {
+        const h = (await (await fetch(`${lone.url}/health`)).json()) as Health & { load?: string[]; cluster?: { state: string } };
+        return h.cluster?.state === 'draining' ? h : undefined;
+      });
+      expect(draining.ready).toBe(false);
+      expect(draining.load).toContain('this node is draining: it takes no new sessions (a POST to it is forwarded to another node)');
+      // Once the registry says so too, the node is no candidate of its own placement: there is no other.
+      await until('the registry to show the node draining', async () => ((await nodesSeenBy(lone)).find((n) => n.id === 'lone')?.state === 'draining' ? true : undefined), 10_000);
+      const res = await fetch(`${lone.url}/whip/room/eve`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` } });
+      await expectProblem(res, { status: 503, code: 'EARSHOT_SHUTTING_DOWN', detail: /this node is draining, and no other node of the cluster is up to take a new stream/ });
+      expect(res.headers.get('retry-after')).toBe('5');
+      const metrics = await (await fetch(`${lone.url}/metrics`, { headers: admin })).text();
+      expect(metrics).not.toMatch(/earshot_sessions_refused_total\{[^}]*code="EARSHOT_OVERLOADED"[^}]*\} [1-9]/);
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  }, 90_000);
 });
