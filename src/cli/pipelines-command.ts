@@ -65,7 +65,9 @@ export function registerPipelinesCommand(program: Command): void {
         }
       } catch (e) {
         const code = isEarshotError(e) ? ` [${e.code}]` : '';
-        const hint = opts.stageTypes === undefined && /is not a stage type/.test((e as Error).message) ? '\nFor a directory whose pipelines use custom stages: earshot pipelines --stage-types TYPE,…' : '';
+        // Not for a misspelt built-in stage (its problem says "did you mean"): only for a type that could be a custom one.
+        const unknownType = (e as Error).message.split('\n').some((line) => /is not a stage type/.test(line) && !/did you mean/.test(line));
+        const hint = opts.stageTypes === undefined && unknownType ? '\nFor a directory whose pipelines use custom stages: earshot pipelines --stage-types TYPE,…' : '';
         process.stderr.write(`earshot pipelines: ${(e as Error).message}${code}${hint}\n`);
         process.exitCode = 1;
       }

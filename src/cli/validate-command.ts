@@ -123,10 +123,10 @@ export async function validateFile(file: string, options: ValidateOptions & { di
     return { problems: [`${file}: cannot read: ${(e as Error).message}`] };
   }
   const parsed = parseJsonText(text);
-  if (!('value' in parsed)) return { problems: parsed.problems.map((p) => `${file}: /: ${p.message}`) };
+  if ('notJson' in parsed) return { problems: [`${file}: /: ${parsed.notJson}`] };
   const result = validatePipeline(parsed.value, options);
   // Keys given twice (which JSON.parse resolved by keeping the last) with the document's own problems.
-  const problems = [...parsed.problems, ...result.problems];
+  const problems = [...parsed.repeatedKeys, ...result.problems];
   const own = basename(file, '.json');
   if (result.pipeline && options.directory && result.pipeline.name !== own) {
     problems.push({ path: '/name', message: `"${result.pipeline.name}" is not this file's name; in a pipelines directory a pipeline is loaded only from a file named after it: rename the file to ${result.pipeline.name}.json, or set "name": "${own}"` });

@@ -268,12 +268,15 @@ export class ClusterNode {
     }
     try {
       let last: EngineResponse | undefined;
-      let triedOther = false;
       for (let node = ticket.next(); node !== undefined; node = ticket.next()) {
         let res: EngineResponse;
         if (node === this.id) {
-          // The live peer runs here and this node is leaving: it cannot be replaced now.
-          if (this.#draining) throw retry(reply, errors.SHUTTING_DOWN(), 5);
+          if (this.#draining) {
+            // The live peer runs here and this node is leaving: it cannot be replaced now.
+            if (ticket.owner !== undefined) throw retry(reply, errors.SHUTTING_DOWN(), 5);
+            // A new peer goes to another node (the registry may not yet show this one draining).
+            continue;
+          }
           try {
             res = await this.#placeHere(req, reply, peer);
           } catch (e) {
@@ -284,7 +287,6 @@ export class ClusterNode {
         } else {
           const url = ticket.urlOf(node);
           if (!url) continue;
-          triedOther = true;
           try {
             res = await requestUrl(new URL(url), 'POST', req.url, { ...this.#hopHeaders(req), [LOCK_HEADER]: ticket.token }, bodyOf(req));
           } catch (e) {
@@ -313,9 +315,10 @@ export class ClusterNode {
         this.#host.countLoadRefusal(last);
         return relay(reply, last);
       }
-      // No node answered with a refusal. A draining node that found no other to forward to is not
-      // overloaded: it is leaving (load alerts on EARSHOT_OVERLOADED would fire in a rolling restart).
-      if (this.#draining && !triedOther) throw retry(reply, errors.SHUTTING_DOWN('this node is draining, and no other node of the cluster is up to take a new stream; retry once one has joined'), 5);
+      // No node answered, not even with a refusal. A draining node is not overloaded: it is leaving, and
+      // the others are gone or not yet up (a stopped node stays registered for a few seconds), as in a
+      // rolling restart, where load alerts on EARSHOT_OVERLOADED would fire.
+      if (this.#draining) throw retry(reply, errors.SHUTTING_DOWN('this node is draining, and no other node of the cluster is up to take a new stream; retry once one has joined'), 5);
       throw retry(reply, errors.OVERLOADED(['no node in the cluster has room'], 'load'), 5);
     } finally {
       ticket.release();

@@ -102,8 +102,9 @@ export class RoomBindingsFile {
     // A byte order mark is read past; a syntax error says where, and a room bound twice is refused
     // (JSON would keep the last binding without a word).
     const parsed = parseJsonText(text);
-    const [problem] = parsed.problems;
-    if (problem) throw errors.ROOM_BINDINGS_INVALID(this.path, problem.lines ? `has the key ${problem.path} twice (lines ${problem.lines.join(' and ')}); ${KEEPS_LAST}` : `is not JSON (${problem.message})`);
+    if ('notJson' in parsed) throw errors.ROOM_BINDINGS_INVALID(this.path, `is ${parsed.notJson}`);
+    const [twice] = parsed.repeatedKeys;
+    if (twice) throw errors.ROOM_BINDINGS_INVALID(this.path, `has the key ${twice.path} twice (${twice.where}); ${KEEPS_LAST}`);
     const doc = parsed.value;
     const rooms = (doc as { rooms?: unknown } | null)?.rooms;
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || typeof rooms !== 'object' || rooms === null || Array.isArray(rooms)) {

@@ -10,7 +10,7 @@
  * newest. A file edited into something invalid keeps the previous version and
  * reports the problems (`onReloadError`); a deleted file unloads its pipeline.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { EarshotError, errors, isEarshotError } from '../errors.js';
@@ -100,6 +100,8 @@ export class PipelineRegistry {
   readonly #pending = new Map<string, NodeJS.Timeout>();
   /** Names whose pipeline came from (or went to) a file of the directory, not from code (`add`). */
   readonly #fromFiles = new Set<string>();
+  /** Pipelines given in code or as a file outside the directory (`add`): a file of the directory may not take their name. */
+  readonly #fromCode = new Set<string>();
   /** Each name's PUT or DELETE in progress: the next waits for it, so the reply, memory and file agree. */
   readonly #changing = new Map<string, Promise<unknown>>();
   /** Files that changed on disk into something that cannot be loaded, until they load, go or are replaced. */
@@ -118,10 +120,12 @@ export class PipelineRegistry {
   }
 
   /**
-   * Loads every pipeline file of `options.dir`. Throws the first file's error
-   * (with every problem of that file) if any is invalid: a server should not
-   * start with a pipeline it cannot run (unless `previousVersions` is given).
-   * A missing directory is an error too.
+   * Loads every pipeline file of `options.dir`. Throws if any is invalid: a
+   * server should not start with a pipeline it cannot run (unless
+   * `previousVersions` is given). One invalid file: its error, with every
+   * problem of that file; several: an error of the first one's code whose
+   * message tells of every file, and whose `files` holds each one's problem
+   * document. A missing directory is an error too.
    */
   static async load(options: PipelineRegistryOptions): Promise<PipelineRegistry> {
     const registry = new PipelineRegistry(options);
@@ -156,7 +160,8 @@ export class PipelineRegistry {
       // The first file's code (each is a documented one); the message tells of every file.
       const [{ error }] = broken;
       const each = broken.map((b) => `${b.file}: ${b.error.message.replace(/\n/g, '\n  ')} [${b.error.code}]`).join('\n');
-      throw new EarshotError(error.code, error.statusCode, error.title, `${broken.length} pipeline files in ${dir} have problems:\n${each}`, { ...error.extensions, files: broken.map((b) => ({ file: b.file, ...b.error.toProblem() })) }, { cause: error });
+      // Only `files` beside the message: the first file's own extensions (its `problems`) would read as the whole list.
+      throw new EarshotError(error.code, error.statusCode, error.title, `${broken.length} pipeline files in ${dir} have problems:\n${each}`, { files: broken.map((b) => ({ file: b.file, ...b.error.toProblem() })) }, { cause: error });
     }
     return registry;
   }
@@ -189,9 +194,19 @@ export class PipelineRegistry {
     return p;
   }
 
-  /** Adds or replaces a pipeline in memory only (e.g. one given to `createServer` in code). */
+  /**
+   * Adds or replaces a pipeline in memory only (e.g. one given to `createServer` in code). From
+   * then on a PUT of its name is refused, and a file of its name appearing in the directory is not
+   * loaded: either would put a second pipeline of that name in its place, and the next start
+   * would refuse the two (createServer checks the name against the directory).
+   */
   add(pipeline: Pipeline): void {
     this.#set(pipeline);
+    this.#fromCode.add(pipeline.name);
+  }
+
+  #givenInCode(name: string): EarshotError {
+    return errors.PIPELINE_IN_USE(name, `it was given to the server as a file outside its pipelines directory, or in code, and a file ${name}.json here would replace it, which the next start would refuse; give the new pipeline another name`);
   }
 
   /**
@@ -209,6 +224,7 @@ export class PipelineRegistry {
     const withName = typeof doc === 'object' && doc !== null && !Array.isArray(doc) && !('name' in doc) ? { name, ...doc } : doc;
     const pipeline = parsePipeline(withName, name, { ...this.#validateOptions(), ...options });
     if (pipeline.name !== name) throw errors.PIPELINE_NAME_MISMATCH(`The body of PUT /pipelines/${name}`, pipeline.name);
+    if (this.#fromCode.has(name)) throw this.#givenInCode(name);
     return this.#oneAtATime(name, async () => {
       const created = !this.#pipelines.has(name);
       if (this.dir === undefined) {
@@ -345,6 +361,15 @@ export class PipelineRegistry {
 
   async #reload(file: string): Promise<void> {
     const name = basename(file, '.json');
+    if (this.#fromCode.has(name)) {
+      // Listed as a file that cannot be loaded (GET /pipelines invalidFiles), and logged.
+      if (existsSync(join(this.dir ?? '', file))) {
+        const error = this.#givenInCode(name);
+        this.#fileProblem(file, error);
+        this.#options.onReloadError?.(join(this.dir ?? '', file), error);
+      } else this.#fileProblems.delete(file);
+      return;
+    }
     try {
       const pipeline = await this.#loadFile(file);
       this.#fileProblems.delete(file);

@@ -143,9 +143,11 @@ export function loadPipelineFileSync(file: string, options: ValidateOptions = {}
 
 function pipelineFromText(text: string, file: string, options: ValidateOptions): Pipeline {
   const parsed = parseJsonText(text);
-  if (parsed.problems.length === 0) return parsePipeline(parsed.value, file, options);
+  if ('notJson' in parsed) throw errors.PIPELINE_INVALID(file, [{ path: '', message: parsed.notJson }]);
+  if (parsed.repeatedKeys.length === 0) return parsePipeline(parsed.value, file, options);
   // Keys given twice, and what else is wrong with the document: every problem at once.
-  throw errors.PIPELINE_INVALID(file, 'value' in parsed ? [...parsed.problems, ...validatePipeline(parsed.value, options).problems] : parsed.problems);
+  const repeated = parsed.repeatedKeys.map(({ path, message }) => ({ path, message }));
+  throw errors.PIPELINE_INVALID(file, [...repeated, ...validatePipeline(parsed.value, options).problems]);
 }
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
  * `createServer`: the fastify app (WHIP, control API, recordings) around an
  * EarshotCore, with validated options and graceful shutdown.
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { packageRoot } from '../package-root.js';
@@ -362,19 +362,25 @@ async function resolveDefaultPipeline(p: CreateServerOptions['pipeline'], pipeli
   // name), and a PUT of what GET /pipelines/:name shows would overwrite its file with this one.
   // The bundled pipelines may be replaced: their directory is read-only.
   const own = pipelines.dir !== undefined && pipelines.writable && pipelines.has(pipeline.name) ? join(pipelines.dir, `${pipeline.name}.json`) : undefined;
-  if (own !== undefined && !(typeof p === 'string' && sameFile(p, own))) {
+  if (own !== undefined) {
+    // The directory's own file, named by its path: the directory's pipeline, reloaded when the file changes.
+    if (typeof p === 'string' && sameFile(p, own)) return pipelines.get(pipeline.name);
     throw errors.OPTION_INVALID(
       'pipeline',
-      `names its pipeline "${pipeline.name}", as does ${own} in the pipelines directory: it would hide that pipeline, and a PUT /pipelines/${pipeline.name} would overwrite that file with it. Give one of them another "name" (and file name), or name the directory's pipeline instead: "${pipeline.name}"`,
+      `names its pipeline "${pipeline.name}", as does ${own} in the pipelines directory: it would hide that pipeline, and a PUT /pipelines/${pipeline.name} would overwrite that file with it. Give one of them another "name" (and file name), or name the directory's pipeline instead (--pipeline ${pipeline.name}, or pipeline: "${pipeline.name}" in code)`,
     );
   }
   pipelines.add(pipeline);
   return pipeline;
 }
 
+/** The same file, whatever the path's case on a case-insensitive file system, links, or a hard link. */
 function sameFile(a: string, b: string): boolean {
   try {
-    return realpathSync(a) === realpathSync(b);
+    const [x, y] = [statSync(a), statSync(b)];
+    // A file system without inode numbers (FAT) gives 0 for every file: compare where the paths lead.
+    if (x.ino === 0 || y.ino === 0) return realpathSync.native(a) === realpathSync.native(b);
+    return x.dev === y.dev && x.ino === y.ino;
   } catch {
     return false;
   }

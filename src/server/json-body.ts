@@ -14,7 +14,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../errors.js';
-import { KEEPS_LAST, parseJsonText } from '../pipeline/json-text.js';
+import { KEEPS_LAST, parseJsonText, type JsonText } from '../pipeline/json-text.js';
 
 /** Content types parsed as JSON. */
 const JSON_TYPES = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json$/i;
@@ -35,19 +35,19 @@ export function installJsonBodyParser(app: FastifyInstance): void {
 /** Parses a request body as JSON; throws `EARSHOT_BODY_INVALID` saying why it cannot be. */
 export function parseJsonBody(text: string): unknown {
   if (text.trim() === '') throw errors.BODY_INVALID('The JSON body is empty.');
-  let parsed: ReturnType<typeof parseJsonText>;
+  let parsed: JsonText;
   try {
     parsed = parseJsonText(text, refuseProtoKeys);
   } catch (e) {
     if (e instanceof RefusedKey) throw errors.BODY_INVALID(`The JSON body has a "${e.key}" key, which is refused: it could change the prototype of the objects the server builds from it.`);
-    throw e;
+    throw errors.BODY_INVALID(`The JSON body could not be read: ${(e as Error).message.slice(0, 200)}`);
   }
-  const [first, ...more] = parsed.problems;
+  if ('notJson' in parsed) throw errors.BODY_INVALID(`The JSON body is ${parsed.notJson.slice(0, 300)}`);
+  const [first, ...more] = parsed.repeatedKeys;
   if (!first) return parsed.value;
-  if (!('value' in parsed)) throw errors.BODY_INVALID(`The JSON body could not be parsed: ${first.message.slice(0, 300)}`);
   // A key given twice: JSON.parse kept the last, and whatever the first said would be lost without a word.
   const others = more.length > 0 ? ` (and ${more.length} more key${more.length === 1 ? '' : 's'} given twice: ${more.slice(0, 5).map((p) => p.path).join(', ')})` : '';
-  throw errors.BODY_INVALID(`The JSON body has the key ${first.path} twice (lines ${first.lines!.join(' and ')}); ${KEEPS_LAST}${others}.`);
+  throw errors.BODY_INVALID(`The JSON body has the key ${first.path} twice (${first.where}); ${KEEPS_LAST}${others}.`);
 }
 
 class RefusedKey extends Error {

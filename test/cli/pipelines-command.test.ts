@@ -122,6 +122,8 @@ describe('earshot pipelines: what it refuses', () => {
         // serve refuses an empty admin token before it reads pipelines: none at all here.
         const { code, stderr } = await earshot(args, { EARSHOT_ADMIN_TOKEN: undefined });
         expect(code, args[0]).toBe(1);
+        // "gian" is a misspelt built-in stage ("did you mean"), not a custom one: no --stage-types hint.
+        expect(stderr, args[0]).not.toMatch(/--stage-types TYPE/);
         expect(stderr, args[0]).toMatch(new RegExp(`2 pipeline files in ${dir} have problems:\na\\.json: .*holds a pipeline named "wrong".*\\[EARSHOT_PIPELINE_NAME_MISMATCH\\]\nb\\.json: Pipeline "b" has 1 problem:\n {4}/stages/0/type: "gian" is not a stage type`));
       }
     } finally {

@@ -147,7 +147,7 @@ describe('earshot validate', () => {
     expect(code).toBe(1);
     expect(stdout.trim().split('\n')).toEqual([
       `${twice}: /branches/a: is given twice in its object (lines 4 and 5); JSON keeps only the last, so the first would be lost: rename or remove one`,
-      `${twice}: /branches/a/stages/0/db: is given twice in its object (lines 5 and 5); JSON keeps only the last, so the first would be lost: rename or remove one`,
+      `${twice}: /branches/a/stages/0/db: is given twice in its object (line 5, columns 41 and 51); JSON keeps only the last, so the first would be lost: rename or remove one`,
       expect.stringMatching(new RegExp(`^${twice}: /branches/b/stages/0/type: "gian" is not a stage type`)),
       expect.stringMatching(new RegExp(`^${comma}: /: not valid JSON: .*\\(line 3, column 44\\); JSON allows no comma after the last item of an array or object$`)),
     ]);

@@ -132,12 +132,19 @@ describe('cluster node identity', () => {
       });
       expect(draining.ready).toBe(false);
       expect(draining.load).toContain('this node is draining: it takes no new sessions (a POST to it is forwarded to another node)');
-      // Once the registry says so too, the node is no candidate of its own placement: there is no other.
+      // Before the registry shows it draining the node is still a candidate of its own placement, and after, none
+      // is left: either way the new peer is refused as leaving (before, the second was refused as overloaded).
+      const refuse = async (peer: string) => {
+        const res = await fetch(`${lone.url}/whip/room/${peer}`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` } });
+        await expectProblem(res, { status: 503, code: 'EARSHOT_SHUTTING_DOWN', detail: /this node is draining, and no other node of the cluster is up to take a new stream/ });
+        expect(res.headers.get('retry-after')).toBe('5');
+      };
+      await refuse('eve');
       await until('the registry to show the node draining', async () => ((await nodesSeenBy(lone)).find((n) => n.id === 'lone')?.state === 'draining' ? true : undefined), 10_000);
-      const res = await fetch(`${lone.url}/whip/room/eve`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` } });
-      await expectProblem(res, { status: 503, code: 'EARSHOT_SHUTTING_DOWN', detail: /this node is draining, and no other node of the cluster is up to take a new stream/ });
-      expect(res.headers.get('retry-after')).toBe('5');
+      await refuse('fay');
       const metrics = await (await fetch(`${lone.url}/metrics`, { headers: admin })).text();
+      // Counted as what it was, not as a load refusal.
+      expect(metrics).toMatch(/earshot_sessions_refused_total\{[^}]*code="EARSHOT_SHUTTING_DOWN"[^}]*\} [1-9]/);
       expect(metrics).not.toMatch(/earshot_sessions_refused_total\{[^}]*code="EARSHOT_OVERLOADED"[^}]*\} [1-9]/);
     } finally {
       controller.abort();

@@ -10,9 +10,9 @@ import { parseJsonText } from '../../src/pipeline/json-text.js';
 describe('parseJsonText', () => {
   it('gives JSON.parse\'s value and no problem for valid text, past a byte order mark', () => {
     for (const text of ['{"a": [1, {"b": null}], "c": "x"}', '[]', '3', '"s"', 'null', '{"a": {"a": {"a": 1}}}', '[{"k": 1}, {"k": 2}]']) {
-      expect(parseJsonText(text), text).toEqual({ value: JSON.parse(text), problems: [] });
+      expect(parseJsonText(text), text).toEqual({ value: JSON.parse(text), repeatedKeys: [] });
     }
-    expect(parseJsonText('\uFEFF{"a": 1}')).toEqual({ value: { a: 1 }, problems: [] });
+    expect(parseJsonText('\uFEFF{"a": 1}')).toEqual({ value: { a: 1 }, repeatedKeys: [] });
   });
 
   it('says where a syntax error is, with no value, and names the trailing comma people write', () => {
@@ -26,24 +26,28 @@ describe('parseJsonText', () => {
       // V8 quotes the text in this message, newline and all: the problem stays one line.
       ['hello\nworld\n', /^not valid JSON: Unexpected token 'h' \(line 1, column 1\)$/],
     ];
-    for (const [text, message] of cases) {
-      const parsed = parseJsonText(text);
-      expect('value' in parsed, text).toBe(false);
-      expect(parsed.problems, text).toEqual([{ path: '', message: expect.stringMatching(message) }]);
-    }
+    for (const [text, message] of cases) expect(parseJsonText(text), text).toEqual({ notJson: expect.stringMatching(message) });
+  });
+
+  it('says a document nested too deeply to read is so, rather than overflowing the stack (a reviver and both parsers recurse)', () => {
+    const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    expect(parseJsonText(deep)).toEqual({ notJson: 'nested too deeply to read (thousands of arrays or objects inside one another)' });
+    expect(parseJsonText(deep, (_k, v) => v)).toEqual({ notJson: 'nested too deeply to read (thousands of arrays or objects inside one another)' });
   });
 
   it('finds every key given twice, nested or in arrays, at its path (RFC 6901 escapes) and lines, and still gives the value', () => {
     const text = '{\n  "b": {"x": 1,\n    "x": 2},\n  "list": [{"k": 1, "k": 2}],\n  "a/b~c": 1, "a/b~c": 2,\n  "b": 3\n}';
     const parsed = parseJsonText(text);
+    if ('notJson' in parsed) throw new Error(parsed.notJson);
     expect(parsed.value).toEqual(JSON.parse(text));
-    expect(parsed.problems.map(({ path, lines }) => ({ path, lines }))).toEqual([
-      { path: '/b/x', lines: [2, 3] },
-      { path: '/list/0/k', lines: [4, 4] },
-      { path: '/a~1b~0c', lines: [5, 5] },
-      { path: '/b', lines: [2, 6] },
+    // On one line (a minified body), the columns tell the two apart.
+    expect(parsed.repeatedKeys.map(({ path, where }) => ({ path, where }))).toEqual([
+      { path: '/b/x', where: 'lines 2 and 3' },
+      { path: '/list/0/k', where: 'line 4, columns 13 and 21' },
+      { path: '/a~1b~0c', where: 'line 5, columns 3 and 15' },
+      { path: '/b', where: 'lines 2 and 6' },
     ]);
-    expect(parsed.problems[0].message).toBe('is given twice in its object (lines 2 and 3); JSON keeps only the last, so the first would be lost: rename or remove one');
+    expect(parsed.repeatedKeys[0].message).toBe('is given twice in its object (lines 2 and 3); JSON keeps only the last, so the first would be lost: rename or remove one');
   });
 
   it('passes a reviver\'s own refusal through as it threw it', () => {

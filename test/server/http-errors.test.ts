@@ -180,7 +180,7 @@ describe('WHIP endpoint errors', () => {
     expect((await put('{"pipeline":"default"}', 'application/vnd.earshot+json')).status).toBe(200);
     await fetch(`${t.url}/rooms/typed`, { method: 'DELETE' });
     for (const [body, detail] of [
-      ['{bad', /^The JSON body could not be parsed: not valid JSON: .* \(line 1, column 2\)$/],
+      ['{bad', /^The JSON body is not valid JSON: .* \(line 1, column 2\)$/],
       ['{"pipeline":"telephony",\n"pipeline":"default"}', /^The JSON body has the key \/pipeline twice \(lines 1 and 2\); JSON keeps only the last/],
       ['{"__proto__":{"pipeline":"x"}}', /^The JSON body has a "__proto__" key, which is refused/],
       ['{"pipeline":"default","constructor":{"prototype":{"x":1}}}', /^The JSON body has a "constructor\.prototype" key, which is refused/],

@@ -89,6 +89,9 @@ describe('pipelines API', () => {
     const twice = await api('/pipelines/quiet', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"name": "quiet",\n "stages": [{"type": "gain", "db": -12,\n "db": 60}], "sinks": [{"type": "record"}]}' });
     expect(twice.body).toMatchObject({ status: 400, code: 'EARSHOT_BODY_INVALID', detail: 'The JSON body has the key /stages/0/db twice (lines 2 and 3); JSON keeps only the last, so the first would be lost: rename or remove one.' });
     expect(existsSync(join(dir, 'quiet.json'))).toBe(false);
+    // Nested too deeply to read: a 400 like any unreadable body, not the stack overflow's 500.
+    const deep = await api('/pipelines/quiet', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: `${'['.repeat(120_000)}${']'.repeat(120_000)}` });
+    expect(deep.body).toMatchObject({ status: 400, code: 'EARSHOT_BODY_INVALID', detail: 'The JSON body is nested too deeply to read (thousands of arrays or objects inside one another)' });
 
     const created = await api('/pipelines/quiet', json('PUT', QUIET));
     expect(created.status).toBe(201);

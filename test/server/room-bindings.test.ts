@@ -145,7 +145,7 @@ describe('room bindings on disk', () => {
     const t = await start();
     expect((await put(t.url, 'pstn', 'telephony')).status).toBe(200);
     for (const [broken, why] of [
-      ['{"rooms": {"pstn": "podc', /is not JSON/],
+      ['{"rooms": {"pstn": "podc', /is not valid JSON: .* \(line 1, column 20\)/],
       ['{"rooms": {"../x": "podcast"}}', /room name that is not allowed/],
     ] as const) {
       await writeFile(join(dir, 'rooms.json'), broken);
@@ -213,7 +213,7 @@ describe('room bindings on disk', () => {
 
   it('a file that is not room bindings stops the server from starting, saying which file and why', async () => {
     for (const [content, why] of [
-      ['{"rooms": ', /is not JSON/],
+      ['{"rooms": ', /is not valid JSON: /],
       // JSON would keep the second binding without a word.
       ['{"rooms": {\n  "pstn": "telephony",\n  "pstn": "podcast"\n}}', /has the key \/rooms\/pstn twice \(lines 2 and 3\); JSON keeps only the last/],
       ['{"pstn": "telephony"}', /must be \{"rooms"/],

@@ -4,12 +4,14 @@
  * a message naming the option and what it got, and the option's name in
  * `extensions.option`.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createServer, EarshotError, gain, statsSink, type CreateServerOptions } from '../../src/index.js';
+import { until } from '../helpers/until.js';
 
 /** [option as reported, options given, the message]. */
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
@@ -105,12 +107,35 @@ describe('createServer options', () => {
         await expect(createServer({ logLevel: 'silent', threads: 1, pipelinesDir, pipeline })).rejects.toMatchObject({
           code: 'EARSHOT_OPTION_INVALID',
           extensions: { option: 'pipeline' },
-          message: `options.pipeline names its pipeline "multi", as does ${join(pipelinesDir, 'multi.json')} in the pipelines directory: it would hide that pipeline, and a PUT /pipelines/multi would overwrite that file with it. Give one of them another "name" (and file name), or name the directory's pipeline instead: "multi"`,
+          message: `options.pipeline names its pipeline "multi", as does ${join(pipelinesDir, 'multi.json')} in the pipelines directory: it would hide that pipeline, and a PUT /pipelines/multi would overwrite that file with it. Give one of them another "name" (and file name), or name the directory's pipeline instead (--pipeline multi, or pipeline: "multi" in code)`,
         });
       }
       // The directory's own file, named by path; and the bundled pipelines (read-only) may be replaced.
       for (const options of [{ pipelinesDir, pipeline: join(pipelinesDir, 'multi.json') }, { pipeline: { name: 'default', stages: [], sinks: [statsSink()] } }]) {
         const server = await createServer({ logLevel: 'silent', threads: 1, ...options });
+        await server.close();
+      }
+
+      // Nor can the directory take the name later: a PUT is refused, and a file dropped in is not loaded.
+      const outside = join(dir, 'outside.json');
+      await writeFile(outside, JSON.stringify({ name: 'outside', stages: [{ type: 'gain', db: -6 }], sinks: [statsSink()] }));
+      const server = await createServer({ logLevel: 'silent', threads: 1, port: 0, host: '127.0.0.1', pipelinesDir, pipeline: outside });
+      try {
+        const url = await server.listen();
+        const put = await fetch(`${url}/pipelines/outside`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'outside', stages: [], sinks: [{ type: 'record' }] }) });
+        expect(put.status).toBe(409);
+        expect(await put.json()).toMatchObject({ code: 'EARSHOT_PIPELINE_IN_USE', detail: expect.stringMatching(/given to the server as a file outside its pipelines directory, or in code/) });
+        expect(existsSync(join(pipelinesDir, 'outside.json'))).toBe(false);
+        await writeFile(join(pipelinesDir, 'outside.json'), JSON.stringify({ name: 'outside', stages: [], sinks: [{ type: 'record' }] }));
+        const listed = await until('the dropped-in file to be listed as not loaded', async () => {
+          const body = (await (await fetch(`${url}/pipelines`)).json()) as { invalidFiles: Array<{ file: string; code: string }> };
+          return body.invalidFiles.some((f) => f.file === 'outside.json') ? body : undefined;
+        });
+        expect(listed.invalidFiles.find((f) => f.file === 'outside.json')).toMatchObject({ code: 'EARSHOT_PIPELINE_IN_USE' });
+        // The default is still the one given: its gain stage, not the file's record sink.
+        const doc = (await (await fetch(`${url}/pipelines/outside`)).json()) as { stages: Array<{ type: string }> };
+        expect(doc.stages.map((x) => x.type)).toEqual(['gain']);
+      } finally {
         await server.close();
       }
     } finally {
