@@ -54,8 +54,9 @@ export function registerSendCommand(program: Command): void {
         .argParser(between('--speed', 1, 50, false, ' (1: real time)')),
     )
     .addOption(new Option('--ice-server <url[,username,credential]>', 'STUN/TURN server to connect through, e.g. a TURN server where the network blocks UDP to the server; repeatable (default: none, nothing but the WHIP exchange and the media leaves the machine)').argParser(iceServers))
-    .option('--relay-only', 'connect only through the --ice-server TURN server (its relayed candidates), e.g. to check that it works')
-    .action(async (file: string, opts: { url?: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number; iceServer?: RTCIceServer[]; relayOnly?: boolean }) => {
+    .option('--ice-servers-from-server', 'ask the endpoint for its STUN/TURN servers first (its Link rel="ice-server" fields, RFC 9725 §4.6) and connect through them; ignored with --ice-server')
+    .option('--relay-only', 'connect only through a TURN server (--ice-server, or one the endpoint advertises with --ice-servers-from-server), e.g. to check that it works')
+    .action(async (file: string, opts: { url?: string; seconds?: number; loop?: boolean; count: number; token?: string; channels?: '1' | '2'; bitrate?: number; dtx?: boolean; simulateLoss?: number; speed: number; iceServer?: RTCIceServer[]; iceServersFromServer?: boolean; relayOnly?: boolean }) => {
       // Checked here rather than as a required option: commander checks those before the arguments, so
       // `earshot send` with nothing asked for --url, not for the file.
       if (opts.url === undefined) fail('--url is required: the WHIP endpoint to publish to, e.g. --url http://127.0.0.1:8080/whip/demo/alice');
@@ -70,7 +71,9 @@ export function registerSendCommand(program: Command): void {
       if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${url}"`);
       const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
       if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
-      if (opts.relayOnly && !hasTurnServer(opts.iceServer)) fail('--relay-only needs a turn: or turns: --ice-server to relay through');
+      if (opts.relayOnly && !hasTurnServer(opts.iceServer) && !(opts.iceServersFromServer && opts.iceServer === undefined)) {
+        fail('--relay-only needs a turn: or turns: --ice-server to relay through, or --ice-servers-from-server for one the endpoint advertises');
+      }
       const controller = new AbortController();
       // Ctrl-C, and `kill` / `docker stop` / a process manager: stop sending and end the session (DELETE),
       // or the server holds it until its media timeout. A second signal ends the process at once.
@@ -112,6 +115,7 @@ export function registerSendCommand(program: Command): void {
         simulateLoss: opts.simulateLoss,
         speed: opts.speed,
         iceServers: opts.iceServer,
+        iceServersFromServer: opts.iceServersFromServer,
         iceTransportPolicy: opts.relayOnly ? ('relay' as const) : undefined,
         signal: controller.signal,
       };

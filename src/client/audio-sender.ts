@@ -104,6 +104,15 @@ export interface SendOptions {
    * TLS: `turns:`).
    */
   iceServers?: RTCIceServer[];
+  /**
+   * Ask the WHIP endpoint for its STUN/TURN servers before the offer, and gather candidates with
+   * them: the `Link: <…>; rel="ice-server"` fields it answers an OPTIONS request with (RFC 9725
+   * §4.6; `earshot serve --ice-server` advertises them, and TURN credentials only to a client with
+   * the publish token). For a network that blocks UDP to the server when the server's operator
+   * runs a TURN server. Ignored when `iceServers` is given: yours win, as the RFC allows. Not with
+   * `signaling`. Default false: nothing leaves the machine but the WHIP exchange and the media.
+   */
+  iceServersFromServer?: boolean;
   /** `'relay'`: connect through the TURN server only (its relayed candidates), as a browser's `iceTransportPolicy`. Default `'all'`. */
   iceTransportPolicy?: 'all' | 'relay';
   /** Leave the session without DELETE and without closing DTLS at the end (simulates a client that vanishes). Default false. */
@@ -207,7 +216,7 @@ export const MIN_SECONDS = 0.02;
 /** Every option of `sendAudio`, for the check of the names given (a new option must be added here: the type says so). */
 const SEND_OPTIONS: Record<keyof SendOptions, true> = {
   url: true, signaling: true, source: true, seconds: true, loop: true, channels: true, bitrate: true, dtx: true, token: true,
-  fetch: true, signal: true, onProgress: true, hostAddresses: true, iceServers: true, iceTransportPolicy: true, skipDelete: true, connectTimeoutMs: true, rtcpTimeoutMs: true,
+  fetch: true, signal: true, onProgress: true, hostAddresses: true, iceServers: true, iceServersFromServer: true, iceTransportPolicy: true, skipDelete: true, connectTimeoutMs: true, rtcpTimeoutMs: true,
   simulateLoss: true, speed: true, dataChannel: true, onReceiverReport: true,
 };
 
@@ -239,7 +248,11 @@ function checkOptions(options: SendOptions, what: 'sendAudio' | 'sendMany'): voi
   checkStringArray('hostAddresses', options.hostAddresses);
   if (options.iceServers !== undefined) checkIceServers(options.iceServers);
   if (options.iceTransportPolicy !== undefined && options.iceTransportPolicy !== 'all' && options.iceTransportPolicy !== 'relay') failOption('iceTransportPolicy', '"all" or "relay"', options.iceTransportPolicy);
-  if (options.iceTransportPolicy === 'relay' && !hasTurnServer(options.iceServers)) {
+  checkBoolean('iceServersFromServer', options.iceServersFromServer);
+  if (options.iceServersFromServer && options.signaling) throw errors.OPTION_INVALID('iceServersFromServer', 'asks a WHIP endpoint for its ICE servers; with signaling there is none to ask: give iceServers');
+  // With the endpoint's servers, whether one is TURN is known once it has answered (publish checks it then).
+  const fromServer = options.iceServersFromServer === true && options.iceServers === undefined;
+  if (options.iceTransportPolicy === 'relay' && !fromServer && !hasTurnServer(options.iceServers)) {
     throw errors.OPTION_INVALID('iceTransportPolicy', 'is "relay", which needs a turn: server in iceServers: there is nothing to relay through');
   }
   checkBoolean('skipDelete', options.skipDelete);
@@ -314,8 +327,15 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     // checkOptions made sure a WHIP send has its URL.
     const loopback = !options.signaling && isLoopbackHost(new URL(options.url ?? '').hostname);
     const hostAddresses = options.hostAddresses ?? (loopback ? ['127.0.0.1'] : undefined);
+    let iceServers = options.iceServers;
+    if (options.iceServersFromServer && iceServers === undefined) {
+      iceServers = await whip.iceServers(options.url!, options.signal);
+      if (options.iceTransportPolicy === 'relay' && !hasTurnServer(iceServers)) {
+        throw errors.OPTION_INVALID('iceTransportPolicy', `is "relay", but ${options.url} advertises no TURN server to relay through (its answer to OPTIONS has no Link: <turn:…>; rel="ice-server" with credentials for this token)`);
+      }
+    }
     pc = new RTCPeerConnection({
-      ...iceConfig({ hostAddresses, iceServers: options.iceServers }),
+      ...iceConfig({ hostAddresses, iceServers }),
       iceTransportPolicy: options.iceTransportPolicy ?? 'all',
       // RFC 9725 §4.5: WHIP clients use max-bundle. werift's default opens a transport per section,
       // and the data channel's, bundled away, kept its UDP socket open after close().
@@ -330,7 +350,7 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     if (options.dataChannel) options.dataChannel(pc.createDataChannel('earshot'));
     strengthenIceCredentials(pc);
     const offer = await pc.createOffer();
-    disableImplicitStun(pc, options.iceServers);
+    disableImplicitStun(pc, iceServers);
     await pc.setLocalDescription(offer);
     await iceGatheringComplete(pc);
     // Stopped while gathering: nothing was posted, so no session to end.

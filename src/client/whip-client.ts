@@ -6,8 +6,11 @@
  *
  * @module
  */
+import LinkHeader from 'http-link-header';
+import type { RTCIceServer } from 'werift';
 import { EarshotError, errors } from '../errors.js';
 import { checkFunction, checkMilliseconds, checkOptionNames } from '../option-checks.js';
+import { checkIceServers } from '../rtc/ice-servers.js';
 
 /**
  * A failed WHIP exchange. An `EarshotError` (`isEarshotError()` catches it with
@@ -203,6 +206,43 @@ export class WhipClient {
       throw whipError(res.status, errors.WHIP_REDIRECT(from, res.status, `to ${to.href}: the token is not sent ${why} (publish to an https:// endpoint, or to that host directly)`));
     }
     return to.href;
+  }
+
+  /**
+   * The STUN/TURN servers the WHIP endpoint at `url` advertises for a client that needs them
+   * before its offer (RFC 9725 §4.6): the `Link: <…>; rel="ice-server"` fields of its answer to an
+   * OPTIONS request, sent with the token (a server gives TURN credentials only to a client that may
+   * publish). As W3C `RTCIceServer`s; a TURN server whose `credential-type` is not `password`
+   * (the default) is left out, since only a password can be used. An endpoint that advertises none,
+   * or answers OPTIONS with an error or a redirect, gives `[]`: its answer to the offer then says what
+   * is wrong. Throws `EARSHOT_WHIP_UNREACHABLE` when it does not answer, `EARSHOT_ICE_SERVER_INVALID`
+   * when what it advertises is not a STUN or TURN server, `EARSHOT_SEND_ABORTED` on `signal`.
+   */
+  async iceServers(url: string, signal?: AbortSignal): Promise<RTCIceServer[]> {
+    checkWhipUrl(url);
+    const timeout = AbortSignal.timeout(this.options.timeoutMs ?? TIMEOUT_MS);
+    let res: Response;
+    try {
+      res = await this.#fetch(url, { method: 'OPTIONS', headers: this.#headers(), redirect: 'manual', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+      await res.arrayBuffer();
+    } catch (e) {
+      if (signal?.aborted) throw errors.SEND_ABORTED('while asking the endpoint for its ICE servers', 'none');
+      throw whipError(0, errors.WHIP_UNREACHABLE(url, fetchFailure(e)));
+    }
+    const field = res.ok ? res.headers.get('link') : null;
+    if (!field) return [];
+    let links: LinkHeader.Reference[];
+    try {
+      // fetch joins several Link fields with ", ", which is one field's list (RFC 8288 §3).
+      links = LinkHeader.parse(field).rel('ice-server');
+    } catch (e) {
+      throw errors.ICE_SERVER_INVALID(`The Link header of ${url}`, `cannot be read (${(e as Error).message})`);
+    }
+    const servers = links
+      .filter((l) => l['credential-type'] === undefined || l['credential-type'] === 'password')
+      .map((l): RTCIceServer => ({ urls: l.uri, ...(l.username !== undefined ? { username: l.username } : {}), ...(l.credential !== undefined ? { credential: l.credential } : {}) }));
+    checkIceServers(servers, (i) => `The ICE server ${url} advertises in its Link header (#${i + 1})`);
+    return servers;
   }
 
   /** Ends the session. Resolves to the HTTP status: 200 or 204, or 404 when the server does not have it (any longer). */

@@ -9,6 +9,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
+import { WhipClient } from '../../src/client/whip-client.js';
 import { EARSHOT_BIN } from '../helpers/cli.js';
 import { fixturePath } from '../helpers/fixtures.js';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -96,5 +97,74 @@ describe('sending through a TURN server', () => {
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/done: 1\.00 s, 50 packets/);
     expect(await packetsReceived('cli')).toBe(50);
+  });
+});
+
+describe('the ICE servers the endpoint advertises (RFC 9725 §4.6), asked for before the offer', () => {
+  let advertising: TestServer;
+  beforeAll(async () => {
+    advertising = await startServer({ threads: 1, pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] }, iceServers: [{ urls: TURN.urls(), username: TURN.username, credential: TURN.credential }] });
+  });
+  afterAll(async () => {
+    await advertising?.close();
+  });
+
+  /** The methods of the requests `fetch` makes, and the candidates of the offers it posts. */
+  function recording(methods: string[], offers: string[][]): typeof fetch {
+    const inner = recordingOffers(offers);
+    return (input, init) => (methods.push(init?.method ?? 'GET'), inner(input, init));
+  }
+
+  it('reads them from the Link fields of its answer to OPTIONS, credentials quoted as RFC 8288 quotes them', async () => {
+    const server = await startServer({ threads: 1, pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] }, iceServers: [{ urls: 'stun:127.0.0.1:3478' }, { urls: 'turn:127.0.0.1:3478?transport=udp', username: 'user', credential: 'my"pa\\ss, word;x' }] });
+    try {
+      expect(await new WhipClient().iceServers(`${server.url}/whip/room/peer`)).toEqual([
+        { urls: 'stun:127.0.0.1:3478' },
+        { urls: 'turn:127.0.0.1:3478?transport=udp', username: 'user', credential: 'my"pa\\ss, word;x' },
+      ]);
+    } finally {
+      await server.close();
+    }
+    // An endpoint that advertises none.
+    expect(await new WhipClient().iceServers(`${t.url}/whip/room/peer`)).toEqual([]);
+  });
+
+  it('sendAudio({ iceServersFromServer }) relays through the TURN server the endpoint advertises, and every packet arrives', async () => {
+    const methods: string[] = [];
+    const offers: string[][] = [];
+    const result = await sendAudio({ url: `${advertising.url}/whip/turn/advertised`, source: fixturePath('tone-1k-48k.wav'), seconds: 2, fetch: recording(methods, offers), iceServersFromServer: true, iceTransportPolicy: 'relay' });
+    expect(result.packetsSent).toBe(100);
+    expect(methods.slice(0, 2)).toEqual(['OPTIONS', 'POST']);
+    expect(offers[0].length).toBeGreaterThan(0);
+    for (const c of offers[0]) expect(c).toMatch(/ typ relay raddr /);
+    const stats = (await (await fetch(`${advertising.url}/stats/advertised`)).json()) as { rtp: { packetsReceived: number } };
+    expect(stats.rtp.packetsReceived).toBe(100);
+  });
+
+  it('your own iceServers win (no OPTIONS); "relay" against an endpoint that advertises no TURN server is refused before an offer is posted', async () => {
+    const methods: string[] = [];
+    const offers: string[][] = [];
+    await sendAudio({ url: `${t.url}/whip/turn/own`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.5, fetch: recording(methods, offers), iceServersFromServer: true, iceServers: [{ urls: TURN.urls(), username: TURN.username, credential: TURN.credential }], iceTransportPolicy: 'relay' });
+    expect(methods[0]).toBe('POST');
+    const refusedMethods: string[] = [];
+    const refusedOffers: string[][] = [];
+    await expect(sendAudio({ url: `${t.url}/whip/turn/nothing`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.5, fetch: recording(refusedMethods, refusedOffers), iceServersFromServer: true, iceTransportPolicy: 'relay' })).rejects.toMatchObject({
+      code: 'EARSHOT_OPTION_INVALID',
+      message: expect.stringMatching(/^options\.iceTransportPolicy is "relay", but http:\/\/127\.0\.0\.1:\d+\/whip\/turn\/nothing advertises no TURN server to relay through/),
+    });
+    expect(refusedMethods).toEqual(['OPTIONS']);
+    await expect(sendAudio({ signaling: async () => '', source: fixturePath('tone-1k-48k.wav'), seconds: 0.5, iceServersFromServer: true })).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'iceServersFromServer' } });
+  });
+
+  it('earshot send --ice-servers-from-server --relay-only sends through it', async () => {
+    const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, [EARSHOT_BIN, 'send', fixturePath('tone-1k-48k.wav'), '--seconds', '1', '--url', `${advertising.url}/whip/turn/cli-advertised`, '--ice-servers-from-server', '--relay-only'], { timeout: 60_000 }, (error, out, err) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout: out, stderr: err }),
+      ),
+    );
+    expect(code, stderr).toBe(0);
+    expect(stdout).toMatch(/done: 1\.00 s, 50 packets/);
+    const stats = (await (await fetch(`${advertising.url}/stats/cli-advertised`)).json()) as { rtp: { packetsReceived: number } };
+    expect(stats.rtp.packetsReceived).toBe(50);
   });
 });
