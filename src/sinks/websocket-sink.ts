@@ -10,9 +10,11 @@
  * `start` message whose `resumedAt` says where the audio resumes.
  *
  * When the stream ends the sink sends what is queued and the `end` message,
- * and closes; it gives that `END_GRACE_MS` (5 s) at most and never holds up
- * the session's end or its recordings (they do not await `end()`; only server
- * shutdown does, so the message leaves before the process does).
+ * and closes; a sink waiting to reconnect tries once more at once. It gives
+ * that `END_GRACE_MS` (5 s) at most and never holds up the session's end or
+ * its recordings (they do not await `end()`; only server shutdown does, so the
+ * message leaves before the process does). Frames that never went out are
+ * counted as dropped.
  *
  * Header values are secrets: they go into the connection request and nowhere
  * else (statistics show the URL without its query or credentials).
@@ -24,8 +26,15 @@ import { AudioSocketStream, closeWhenDrained, DEFAULT_QUEUE_FRAMES, type AudioSo
 import type { AudioFrame } from '../media/frames.js';
 import { ENV_REFERENCE, sinkVariableAllowed } from './sink-environment.js';
 
-/** Time for the connection (TCP, TLS, HTTP upgrade) to open. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Time for the connection (TCP, TLS, HTTP upgrade) to open; past it, the attempt has failed and the next waits its turn. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * The largest message read from the server (and ignored). A voice agent may answer with speech of
+ * its own, seconds of PCM in one message: a smaller limit closed such a connection (1009) and lost
+ * audio at each reconnection. Larger messages still close it, so that one cannot fill the memory.
+ */
+export const MAX_REPLY_BYTES = 16 * 1024 * 1024;
 
 /** A `websocket` sink as the pipeline declares it. */
 export interface WebSocketSinkConfig {
@@ -113,6 +122,8 @@ export class WebSocketSink {
   /** The last connection failed and the outage was reported (once per outage). */
   #outage = false;
   #ending: Promise<void> | undefined;
+  /** `end()` has begun: its one last connection attempt may be made. */
+  #finishing = false;
 
   constructor(options: WebSocketSinkOptions) {
     this.#o = options;
@@ -164,30 +175,39 @@ export class WebSocketSink {
   /**
    * The stream ended: sends the queue and the `end` message, then closes.
    * Resolves when done, or after END_GRACE_MS (the socket is then cut). A
-   * sink waiting to reconnect does not try again.
+   * sink waiting to reconnect tries once more now, within the same grace,
+   * rather than after its backoff. What never went out is counted as dropped.
    */
   end(reason: string): Promise<void> {
     this.#ending ??= (async () => {
+      this.#finishing = true;
       clearTimeout(this.#timer);
       this.stream.end(reason);
+      if (!this.#socket && this.#state === 'waiting') {
+        this.#reconnects++;
+        this.#connect();
+      }
       const socket = this.#socket;
       if (socket) {
         this.#state = 'closing';
         // A socket still connecting gets the start, the queue and the end once it opens, within the same grace.
         await closeWhenDrained(socket, this.stream);
       }
+      // Counted in droppedFrames (and earshot_websocket_frames_dropped_total), as the queue's own drops are.
+      this.stream.abandon();
       this.#state = 'closed';
     })();
     return this.#ending;
   }
 
   #connect(): void {
-    if (this.#ending) return;
+    // After the end, only the one last attempt `end()` makes.
+    if (this.#ending && !this.#finishing) return;
     this.#state = 'connecting';
     let socket: WebSocket;
     try {
-      // What the server sends is ignored; a large message is refused rather than buffered.
-      socket = new WebSocket(this.#o.config.url, { headers: this.#o.headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, perMessageDeflate: false, maxPayload: 64 * 1024 });
+      // What the server sends is ignored; a message past MAX_REPLY_BYTES is refused rather than buffered.
+      socket = new WebSocket(this.#o.config.url, { headers: this.#o.headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, perMessageDeflate: false, maxPayload: MAX_REPLY_BYTES });
     } catch (e) {
       this.#failed((e as Error).message);
       return;
@@ -220,6 +240,8 @@ export class WebSocketSink {
   /** Waits, then tries again; the wait doubles up to the maximum. */
   #failed(why: string): void {
     this.#lastError = why;
+    // The last attempt, made by end(), failed at once: no more.
+    if (this.#finishing) return;
     this.#state = 'waiting';
     if (!this.#outage) {
       this.#outage = true;

@@ -91,6 +91,19 @@ describe('pipeline validation', () => {
     }
   });
 
+  it('refuses a websocket sink header value HTTP cannot carry, or a "${" that names no variable, without quoting the value (it may be a secret)', () => {
+    const ws = (headers: Record<string, string>) => validatePipeline({ name: 'x', stages: [], sinks: [{ type: 'websocket', url: 'ws://127.0.0.1:9/asr', headers }] }).problems;
+    // Spaces, tabs and Latin-1 are a header value's; these connected before and every attempt then failed.
+    expect(ws({ A: 'Bearer x\ty', B: 'naïve' })).toEqual([]);
+    expect(ws({ 'X-Nl': 'secret\nmore', 'X-Emoji': 'a🙂' })).toEqual([
+      { path: '/sinks/0/headers/X-Nl', message: 'has a character an HTTP header value cannot hold (character 7, U+000A: a line break, another control character, or one beyond Latin-1)' },
+      { path: '/sinks/0/headers/X-Emoji', message: 'has a character an HTTP header value cannot hold (character 2, U+1F642: a line break, another control character, or one beyond Latin-1)' },
+    ]);
+    expect(ws({ A: 'Bearer ${EARSHOT_SINK_A', B: '${EARSHOT_SINK_OK}' })).toEqual([
+      { path: '/sinks/0/headers/A', message: 'has "${" that does not name a variable: write ${NAME}, with a name of letters, digits and "_" and the closing "}" (it would be sent as it is)' },
+    ]);
+  });
+
   it('names the type of a value of the wrong type', () => {
     expect(byPath(validatePipeline(chain([{ type: 'resample', sampleRate: '16000' }, { type: 'gain', db: true }], [{ type: 'record', autoStart: 'yes' }])).problems)).toEqual({
       '/stages/0/sampleRate': '"16000" (a string) is not allowed; use an integer from 8000 to 48000',

@@ -100,6 +100,10 @@ let asr: Awaited<ReturnType<typeof asrServer>>;
 let dropper: Awaited<ReturnType<typeof asrServer>>;
 let stuck: Awaited<ReturnType<typeof asrServer>>;
 let latePort: number;
+/** Nothing listens here until a test starts a server, after the sink's first attempt failed. */
+let lastChancePort: number;
+/** Nothing ever listens here. */
+let deadPort: number;
 
 beforeAll(async () => {
   process.env.EARSHOT_SINK_TEST_ASR_TOKEN = TOKEN;
@@ -116,6 +120,8 @@ beforeAll(async () => {
   });
   stuck = await asrServer({ read: false });
   latePort = await freePort();
+  lastChancePort = await freePort();
+  deadPort = await freePort();
   const sink = (port: number, extra: Record<string, unknown> = {}) => ({ type: 'websocket', url: `ws://127.0.0.1:${port}/v1/listen?model=test`, ...extra });
   const resample16k = [{ type: 'resample', sampleRate: 16000 }];
   // Every line the server logs, at debug: none may carry the token.
@@ -135,6 +141,9 @@ beforeAll(async () => {
       // 48 kHz stereo floats (384 kB/s) into a server that never reads: the kernel's buffers (a few MB on loopback) fill within seconds.
       { name: 'asr-stuck', channels: 2, stages: [], sinks: [sink(stuck.port, { format: 'f32', queueFrames: 25 })] },
       { name: 'rec', stages: [], sinks: [{ type: 'record' }] },
+      // A backoff longer than any send here: only the attempt the session's end makes can reach the server.
+      { name: 'asr-last-chance', stages: resample16k, sinks: [sink(lastChancePort, { reconnectDelayMs: 600_000, reconnectMaxDelayMs: 600_000 })] },
+      { name: 'asr-dead', stages: resample16k, sinks: [sink(deadPort, { reconnectDelayMs: 100, reconnectMaxDelayMs: 200 })] },
       { name: 'asr-env', stages: [], sinks: [sink(asr.port, { headers: { Authorization: 'Bearer ${EARSHOT_SINK_TEST_NOT_SET}' } })] },
     ],
   });
@@ -328,6 +337,52 @@ describe('websocket sink', () => {
 
     const other = await expectComplete(t.url, 'other', otherSent);
     expect(Math.abs(other.recordings[0].seconds - otherSent.mediaSeconds)).toBeLessThanOrEqual(FRAME_SECONDS);
+  });
+
+  it('a sink waiting out its backoff when the session ends tries once more at once, and delivers the queue and the end message', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/demo/last?pipeline=asr-last-chance`, source: fixturePath('tone-1k-48k.wav'), seconds: 1.5, signal: controller.signal });
+    await until('the first attempt to fail', async () => {
+      const w = (await statsOf('last')).websockets[0];
+      return w?.state === 'waiting' ? w : undefined;
+    });
+    const late = await asrServer({ port: lastChancePort });
+    try {
+      const sent = await sending;
+      const c = await until('the connection made at the end to close', async () => {
+        const conn = late.connections[0];
+        if (!conn) return undefined;
+        await conn.closed;
+        return conn;
+      }, 10_000);
+      expect(c.texts[0]).toMatchObject({ type: 'start', peer: 'last', at: 0 });
+      expect(Math.abs(samplesOf(c).length / 16000 - sent.mediaSeconds)).toBeLessThanOrEqual(2 * FRAME_SECONDS);
+      expect(c.texts[c.texts.length - 1]).toMatchObject({ type: 'end', reason: 'deleted', droppedFrames: 0 });
+      const w = await until('the sink to close', async () => {
+        const x = (await statsOf('last')).websockets[0];
+        return x.state === 'closed' ? x : undefined;
+      });
+      expect(w).toMatchObject({ connections: 1, reconnects: 1, droppedFrames: 0, queuedFrames: 0 });
+      expect(w.sentFrames).toBe(w.frames);
+    } finally {
+      controller.abort();
+      await late.close();
+    }
+  });
+
+  it('audio that never reached the server by the end of the session is counted as dropped, not left uncounted in the queue', async () => {
+    const sent = await sendAudio({ url: `${t.url}/whip/demo/dead?pipeline=asr-dead`, source: fixturePath('tone-1k-48k.wav'), seconds: 1 });
+    const w = await until('the sink to close', async () => {
+      const x = (await statsOf('dead')).websockets[0];
+      return x?.state === 'closed' ? x : undefined;
+    }, 10_000);
+    // Every frame of the send (the resampler's tail may add a short one).
+    expect(w.frames).toBeGreaterThanOrEqual(Math.round(sent.mediaSeconds / 0.02));
+    expect(w).toMatchObject({ sentFrames: 0, queuedFrames: 0, connections: 0 });
+    expect(w.droppedFrames).toBe(w.frames);
+    expect(w.lastError).toMatch(/ECONNREFUSED/);
+    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    expect(Number(/^earshot_websocket_frames_dropped_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(w.frames);
   });
 
   it('a header naming an environment variable that is not set refuses the session before it starts (EARSHOT_SINK_ENV_MISSING)', async () => {

@@ -13,7 +13,7 @@ import { OPUS_INPUT_RATES, opusEncodable } from '../../dsp/opus-encode.js';
 import { decodedFlow, followStages, nextFlow, usableStage, type BranchFlow } from '../branch-format.js';
 import { processorStageProblems, processorStageSinkProblems } from '../processor-stages.js';
 import { RECORD_PLACEHOLDERS, RecordSinkSchema } from '../schema.js';
-import { namedVariables, SINK_ENV_LIST, SINK_ENV_PREFIX, sinkVariableAllowed, sinkVariableRefusal } from '../../sinks/sink-environment.js';
+import { ENV_REFERENCE, namedVariables, SINK_ENV_LIST, SINK_ENV_PREFIX, sinkVariableAllowed, sinkVariableRefusal } from '../../sinks/sink-environment.js';
 import { isObject, pointerKey } from './json-values.js';
 import { report, type Walk } from './problems.js';
 import { excerpt, nearest } from './wording.js';
@@ -96,11 +96,24 @@ function checkBranch(stages: unknown, sinks: unknown, base: string, channels: 1 
   }
 }
 
-/** Every `${NAME}` in a websocket sink's headers is a variable sink headers may read (sink-environment.ts). */
+/**
+ * Every `${NAME}` in a websocket sink's headers is a variable sink headers may read (sink-environment.ts),
+ * and every value is one HTTP can carry. Problems here never quote the value: it may hold a secret.
+ */
 function checkHeaderVariables(sink: Record<string, unknown>, path: string, walk: Walk): void {
   if (!isObject(sink.headers)) return;
   for (const [header, value] of Object.entries(sink.headers)) {
     if (typeof value !== 'string') continue;
+    const at = `${path}/headers/${pointerKey(header)}`;
+    // RFC 9110 §5.5, as Node sends headers: a line break made every connection attempt fail, losing all the branch's audio.
+    const bad = value.search(/[^\t\x20-\x7e\x80-\xff]/);
+    if (bad >= 0) {
+      const code = value.codePointAt(bad)!.toString(16).toUpperCase().padStart(4, '0');
+      report(walk, { path: at, message: `has a character an HTTP header value cannot hold (character ${bad + 1}, U+${code}: a line break, another control character, or one beyond Latin-1)` });
+    }
+    if (value.replace(ENV_REFERENCE, '').includes('${')) {
+      report(walk, { path: at, message: 'has "${" that does not name a variable: write ${NAME}, with a name of letters, digits and "_" and the closing "}" (it would be sent as it is)' });
+    }
     for (const name of namedVariables(value)) {
       if (sinkVariableAllowed(name)) continue;
       report(walk, { path: `${path}/headers/${pointerKey(header)}`, message: sinkVariableRefusal(name), found: `\${${name}}`, allowed: `\${${SINK_ENV_PREFIX}…} or a variable listed in ${SINK_ENV_LIST}` });
