@@ -94,7 +94,8 @@ export interface AudioSocketCounters {
  * length (`samples` per channel left to send from `position`, the run's
  * `frames` counted when it is all sent or dropped); a text message.
  */
-type Item = { audio: Buffer; position: number; samples: number } | { silence: number; position: number; frames: number } | { text: string };
+/** `speech`: the item is a speech event, and whether the talker is speaking after it. */
+type Item = { audio: Buffer; position: number; samples: number } | { silence: number; position: number; frames: number } | { text: string; speech?: boolean };
 
 /** Most of a run of silence sent in one message: a second, as the longest frames of a pause are. */
 const SILENCE_MESSAGE_SECONDS = 1;
@@ -132,6 +133,8 @@ export class AudioSocketStream {
   #dropping = false;
   #ended = false;
   readonly #speaking = new SpeakingTracker();
+  /** Whether the talker was speaking as of the last speech event that left the queue (sent, or dropped with its audio). */
+  #speakingAtHead = false;
   readonly counters: AudioSocketCounters = { frames: 0, sentFrames: 0, droppedFrames: 0, queuedFrames: 0, bytesSent: 0 };
 
   constructor(options: AudioSocketOptions) {
@@ -166,7 +169,7 @@ export class AudioSocketStream {
     this.counters.frames++;
     if (frame.speech !== undefined || frame.vad !== undefined) {
       const change = this.#speaking.update(frame.speech ?? (frame.vad ?? 0) >= 0.5);
-      if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }) });
+      if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }), speech: change === 'start' });
     }
     this.#nextPosition = frame.position + samples;
     if (isSilence(frame.peak, frame.data)) this.#pushSilence(frame.position, samples);
@@ -232,13 +235,19 @@ export class AudioSocketStream {
       // A start needs the format: from the first two frames (a resampled branch's first is short), the
       // first if the stream ends after it, or the expected one when it ends without audio.
       if (this.counters.frames < 2 && !this.#ended) return;
-      socket.send(JSON.stringify(this.#startMessage()));
+      const start = this.#startMessage();
+      socket.send(JSON.stringify(start));
       this.#started = true;
+      // Mid-speech (the speech-start went out on an earlier connection, or was dropped with its audio):
+      // this connection hears it start where its audio does, so that its first speech-end has a pair,
+      // as a listener joining mid-speech gets one.
+      if (this.#speakingAtHead) socket.send(JSON.stringify({ type: 'speech-start', at: start.at }));
     }
     while (this.#head < this.#queue.length && socket.bufferedAmount < HIGH_WATER_BYTES) {
       const item = this.#queue[this.#head];
       this.#queue[this.#head++] = undefined as unknown as Item;
       if ('text' in item) {
+        if (item.speech !== undefined) this.#speakingAtHead = item.speech;
         socket.send(item.text);
       } else if ('silence' in item) {
         // A run of silence goes a second at a time; it leaves the queue with its last part.
@@ -323,7 +332,10 @@ export class AudioSocketStream {
     while (this.#head < this.#queue.length) {
       const item = this.#queue[this.#head];
       this.#queue[this.#head++] = undefined as unknown as Item;
-      if ('text' in item) continue;
+      if ('text' in item) {
+        if (item.speech !== undefined) this.#speakingAtHead = item.speech;
+        continue;
+      }
       // A run of silence goes whole, with every frame of it (some of its seconds may have been sent).
       const frames = 'silence' in item ? item.frames : 1;
       this.#queuedAudio -= frames;

@@ -92,7 +92,8 @@ describe('AudioSocketStream', () => {
     expect(c.received[3]).toEqual({ type: 'speech-start', at: 0.16 });
     expect(c.received[6]).toEqual({ type: 'end', reason: 'shutdown', frames: 10, sentFrames: 4, droppedFrames: 6 });
 
-    // Speech in frames 0–2: its start (queued before frame 2) is dropped with that frame.
+    // Speech in frames 0–2: its start (queued before frame 2) is dropped with that frame. The talker still
+    // counts as speaking (it takes 15 quiet frames to stop), so the connection hears it start where its audio does.
     const early = new AudioSocketStream({ ...identity, sampleFormat: 's16', queueFrames: 4 });
     for (let k = 0; k < 10; k++) early.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k < 3 ? 0.9 : 0.1, speech: k < 3 }), undefined);
     const d = await pair();
@@ -100,7 +101,31 @@ describe('AudioSocketStream', () => {
     early.end('shutdown');
     await closeWhenDrained(d.socket, early);
     await d.closed;
-    expect(d.received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type))).toEqual(['start', 6, 7, 8, 9, 'end']);
+    expect(d.received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type))).toEqual(['start', 'speech-start', 6, 7, 8, 9, 'end']);
+    expect(d.received[1]).toEqual({ type: 'speech-start', at: 0.12 });
+  });
+
+  it('a connection that starts mid-speech hears the speech start where its audio does, so that its speech-end has a pair', async () => {
+    const s = new AudioSocketStream({ ...identity, sampleFormat: 's16' });
+    const a = await pair();
+    s.attach(a.socket);
+    // Speech from frame 2 on: its start goes out on the first connection, which then closes.
+    for (let k = 0; k < 6; k++) s.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k >= 2 ? 0.9 : 0.1, speech: k >= 2 }), undefined);
+    a.socket.close();
+    await a.closed;
+    s.detach();
+    expect(a.received.filter((m) => !Buffer.isBuffer(m)).map((m) => (m as { type: string }).type)).toEqual(['start', 'speech-start']);
+    // The talker goes on, then stops (15 quiet frames end a turn), while no socket is attached.
+    for (let k = 6; k < 30; k++) s.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k < 9 ? 0.9 : 0.1, speech: k < 9 }), undefined);
+    const b = await pair();
+    s.attach(b.socket);
+    s.end('deleted');
+    await closeWhenDrained(b.socket, s);
+    await b.closed;
+    const texts = b.received.filter((m): m is Record<string, unknown> => !Buffer.isBuffer(m));
+    expect(texts.map((m) => m.type)).toEqual(['start', 'speech-start', 'speech-end', 'end']);
+    expect(texts[0]).toMatchObject({ at: 0.12, resumedAt: 0.12 });
+    expect(texts[1]).toEqual({ type: 'speech-start', at: 0.12 });
   });
 
   it('sends a 20-minute pause whole, however it arrives: every sample of it, nothing dropped, the sound after it at its place', async () => {
