@@ -64,6 +64,15 @@ describe('GET /peers/:peer/audio', () => {
     expect((await fetch(`${t.url}/peers/nobody/audio`)).status).toBe(401);
   });
 
+  it('refuses, as HTTP, subprotocols offered without "earshot-audio" (a 101 selecting none fails the client with no reason), naming none of the token', async () => {
+    const token = `earshot-bearer.${Buffer.from(ADMIN).toString('base64url')}`;
+    for (const protocols of [['foo'], [token]]) {
+      const refused = await connect('/peers/nobody/audio', { headers: { authorization: `Bearer ${ADMIN}` }, protocols }).outcome;
+      expect(refused, protocols.join()).toMatchObject({ open: false, status: 400, body: { code: 'EARSHOT_BAD_REQUEST', detail: expect.stringContaining('offer "earshot-audio"') } });
+      expect(JSON.stringify(refused)).not.toContain(Buffer.from(ADMIN).toString('base64url'));
+    }
+  });
+
   it('refuses an upgrade to a route without a WebSocket with a problem document, not a socket that opens and closes', async () => {
     for (const path of ['/stats', '/events', '/health']) {
       const refused = await connect(path, { headers: { authorization: `Bearer ${ADMIN}` } }).outcome;

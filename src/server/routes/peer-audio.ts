@@ -80,6 +80,12 @@ export function registerPeerAudioRoutes(app: FastifyInstance, core: EarshotCore)
     url: '/peers/:peer/audio',
     // Before the upgrade: a refusal is an HTTP problem response, not a socket that closes.
     preHandler: async (req, reply) => {
+      // A client that offers subprotocols needs one selected (RFC 6455 §4.1: else it fails the connection,
+      // a browser with a bare error event): without ours among them, say so now, as HTTP.
+      const offered = req.headers['sec-websocket-protocol'];
+      if (offered !== undefined && !offered.split(',').some((p) => p.trim() === AUDIO_PROTOCOL)) {
+        throw errors.BAD_REQUEST(`The WebSocket offers the subprotocols "${offered.slice(0, 200).replace(/earshot-bearer\.[^,\s]*/g, 'earshot-bearer.…')}", without "${AUDIO_PROTOCOL}", the one this endpoint speaks: offer "${AUDIO_PROTOCOL}" (beside earshot-bearer.<token> if you send the token that way), or none.`);
+      }
       const { entry } = target(req as AudioRequest);
       try {
         core.listeners.checkRoom(entry.peer);
