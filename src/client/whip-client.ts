@@ -26,8 +26,14 @@ export class WhipRequestError extends EarshotError {
     message: string,
     /** Seconds the server asked to wait before trying again (its `Retry-After`, e.g. with 503 or 429), if it said. */
     readonly retryAfter?: number,
+    /**
+     * The server's problem document (RFC 9457) when it sent one, whole: what it adds beside the
+     * code and detail is there, e.g. earshot's `variable` and `path` with
+     * `EARSHOT_SINK_ENV_MISSING`, or `problems` with `EARSHOT_PIPELINE_INVALID`.
+     */
+    readonly problem?: Readonly<Record<string, unknown>>,
   ) {
-    super(code, 502, 'WHIP request failed', message, { status, ...(retryAfter !== undefined ? { retryAfter } : {}) });
+    super(code, 502, 'WHIP request failed', message, { status, ...(retryAfter !== undefined ? { retryAfter } : {}), ...(problem !== undefined ? { problem } : {}) });
   }
 }
 
@@ -266,10 +272,12 @@ async function errorFrom(res: Response, url: string): Promise<WhipRequestError> 
   const retry = retryAfter === undefined ? '' : ` (the server asks to retry after ${retryAfter} s)`;
   const status = `${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
   if (/json/.test(type)) {
-    const body = (await res.json().catch(() => ({}))) as { code?: unknown; detail?: unknown; title?: unknown };
+    const parsed: unknown = await res.json().catch(() => undefined);
+    const document = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+    const body = (document ?? {}) as { code?: unknown; detail?: unknown; title?: unknown };
     const detail = [body.detail, body.title].find((x): x is string => typeof x === 'string') ?? '';
     const e = errors.WHIP_HTTP(url, status, detail);
-    return new WhipRequestError(res.status, typeof body.code === 'string' ? body.code : e.code, e.message + retry, retryAfter);
+    return new WhipRequestError(res.status, typeof body.code === 'string' ? body.code : e.code, e.message + retry, retryAfter, document);
   }
   const text = (await res.text().catch(() => '')).slice(0, 200);
   return whipError(res.status, errors.WHIP_HTTP(url, status, text), retry, retryAfter);

@@ -389,6 +389,8 @@ describe('websocket sink', () => {
     const err = await sendAudio({ url: `${t.url}/whip/demo/noenv?pipeline=asr-env`, source: fixturePath('tone-1k-48k.wav'), seconds: 0.2 }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     expect(String((err as Error).message)).toMatch(/EARSHOT_SINK_ENV_MISSING|EARSHOT_SINK_TEST_NOT_SET/);
+    // The server's problem document comes whole with the client's error: what to set, and where it is named.
+    expect(err).toMatchObject({ code: 'EARSHOT_SINK_ENV_MISSING', status: 500, problem: { variable: 'EARSHOT_SINK_TEST_NOT_SET', path: '/sinks/0/headers/Authorization' } });
     expect((await fetch(`${t.url}/stats/noenv`)).status).toBe(404);
   });
 
