@@ -116,8 +116,8 @@ export interface RecordingChange {
 export interface AttachedProcessor {
   name: string;
   branch: string;
-  /** `detached` after it threw or errored (see `sinkErrors`), or after `detach()`. */
-  state: 'running' | 'detached' | 'failed';
+  /** `failed` after it threw or errored (see `sinkErrors`), `detached` after `detach()`, `completed` once it finished with the stream. */
+  state: 'running' | 'detached' | 'failed' | 'completed';
 }
 
 export interface BranchOutput {
@@ -442,7 +442,9 @@ export class PeerPipeline {
       this.#sinkFailed(`processor:${name}`, error);
     };
     const context = processorContext(this.#options, name, r.name, Object.freeze({ ...options }), { running: () => entry.state === 'running', failed });
-    entry.sub = runProcessor(r.subject, factory, context, failed);
+    entry.sub = runProcessor(r.subject, factory, context, failed, () => {
+      if (entry.state === 'running') entry.state = 'completed';
+    });
     if (entry.state === 'failed') entry.sub?.unsubscribe();
     return () => {
       if (entry.state === 'running') entry.state = 'detached';

@@ -229,6 +229,8 @@ export function runProcessor(
   factory: ProcessorFactory,
   context: ProcessorContext,
   onError: (error: Error) => void,
+  /** The processor finished: the operator's output completed, or the observer's `complete()` returned. */
+  onComplete?: () => void,
 ): Subscription | undefined {
   let failed = false;
   const fail = (e: unknown) => {
@@ -255,7 +257,7 @@ export function runProcessor(
       fail(new TypeError('the operator did not return an Observable (a frame handler must be returned as { next(frame) { … } })'));
       return undefined;
     }
-    return out.subscribe({ error: fail });
+    return out.subscribe({ error: fail, complete: () => onComplete?.() });
   }
   if (typeof instance !== 'object' || instance === null) {
     fail(new TypeError('the factory returned neither an RxJS operator nor an observer'));
@@ -264,12 +266,12 @@ export function runProcessor(
   // A stage's `{ map(frame) }` used as a sink: it sees every frame, its results are discarded.
   const stageMap = (instance as { map?: unknown }).map;
   if (typeof stageMap === 'function' && typeof instance.next !== 'function') {
-    return subscribeGuarded(audio$, { next: (f) => void stageMap.call(instance, f) }, fail);
+    return subscribeGuarded(audio$, { next: (f) => void stageMap.call(instance, f) }, fail, onComplete);
   }
-  return subscribeGuarded(audio$, instance, fail);
+  return subscribeGuarded(audio$, instance, fail, onComplete);
 }
 
-function subscribeGuarded(audio$: Observable<AudioFrame>, observer: Partial<Observer<AudioFrame>>, fail: (e: unknown) => void): Subscription {
+function subscribeGuarded(audio$: Observable<AudioFrame>, observer: Partial<Observer<AudioFrame>>, fail: (e: unknown) => void, onComplete?: () => void): Subscription {
   // try/catch around each callback: RxJS would otherwise rethrow asynchronously
   // (reportUnhandledError) and crash the process.
   const sub: Subscription = audio$.subscribe({
@@ -286,7 +288,9 @@ function subscribeGuarded(audio$: Observable<AudioFrame>, observer: Partial<Obse
         observer.complete?.();
       } catch (e) {
         fail(e);
+        return;
       }
+      onComplete?.();
     },
   });
   return sub;

@@ -78,7 +78,8 @@ describe('custom processors over WebRTC', () => {
     await expectComplete(t.url, 'ann', sent);
 
     const s = await statsOf(t, 'ann');
-    expect(s.processing.processors).toEqual([{ name: 'energy', branch: 'main', state: 'running' }]);
+    // It finished with the stream: completed, not still running.
+    expect(s.processing.processors).toEqual([{ name: 'energy', branch: 'main', state: 'completed' }]);
     expect(events.length).toBeGreaterThanOrEqual(2);
     expect(events.every((e) => e.peerId === 'ann' && e.roomId === 'talk' && e.processor === 'energy')).toBe(true);
     // Starts and ends alternate, starting with a start, in media order, within the 4 s sent.
@@ -107,7 +108,7 @@ describe('custom processors over WebRTC', () => {
     expect(s.processing.sinkErrors).toBe(1);
     expect(s.processing.processors).toEqual([
       { name: 'boom', branch: 'main', state: 'failed' },
-      { name: 'count', branch: 'main', state: 'running' },
+      { name: 'count', branch: 'main', state: 'completed' },
     ]);
     expect(goodFrames).toBe(100); // every 20 ms frame of 2 s
     const wav = await readWav(join(t.recordingsDir, s.recording.name));
