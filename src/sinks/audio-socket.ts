@@ -92,9 +92,9 @@ export interface AudioSocketCounters {
 /**
  * What waits to be sent: a frame's bytes; a run of frames of zeros by its
  * length (`samples` per channel left to send from `position`, the run's
- * `frames` counted when it is all sent or dropped); a text message.
+ * `frames` counted when it is all sent or dropped); a text message (a speech
+ * event's `speech` says whether the talker speaks after it).
  */
-/** `speech`: the item is a speech event, and whether the talker is speaking after it. */
 type Item = { audio: Buffer; position: number; samples: number } | { silence: number; position: number; frames: number } | { text: string; speech?: boolean };
 
 /** Most of a run of silence sent in one message: a second, as the longest frames of a pause are. */

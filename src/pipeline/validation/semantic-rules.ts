@@ -116,7 +116,7 @@ function checkHeaderVariables(sink: Record<string, unknown>, path: string, walk:
     }
     for (const name of namedVariables(value)) {
       if (sinkVariableAllowed(name)) continue;
-      report(walk, { path: `${path}/headers/${pointerKey(header)}`, message: sinkVariableRefusal(name), found: `\${${name}}`, allowed: `\${${SINK_ENV_PREFIX}…} or a variable listed in ${SINK_ENV_LIST}` });
+      report(walk, { path: at, message: sinkVariableRefusal(name), found: `\${${name}}`, allowed: `\${${SINK_ENV_PREFIX}…} or a variable listed in ${SINK_ENV_LIST}` });
     }
   }
 }
