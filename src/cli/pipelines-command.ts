@@ -10,6 +10,7 @@ import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { packageRoot } from '../package-root.js';
 import { join } from 'node:path';
 import { defaultPipelinesDir } from './serve-command.js';
+import { stageTypesOf } from './validate-command.js';
 import { checkToken, fetchFailure } from '../client/whip-client.js';
 
 interface PipelineSummary {
@@ -39,7 +40,7 @@ export function registerPipelinesCommand(program: Command): void {
           list = await serverPipelines(opts.url, opts.adminToken);
         } else {
           const dir = opts.pipelines ?? defaultPipelinesDir() ?? join(packageRoot(), 'pipelines');
-          const customStages = (opts.stageTypes ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+          const customStages = stageTypesOf(opts.stageTypes);
           const registry = await PipelineRegistry.load({ dir, customStages: () => customStages });
           // serve refuses such a directory (it has no default pipeline); say so rather than list nothing.
           if (registry.list().length === 0) throw new Error(`${dir}: no pipeline files (*.json) in this directory`);

@@ -15,6 +15,11 @@ import { validatePipeline, type ValidateOptions } from '../pipeline/pipeline.js'
 import { parseJsonText } from '../pipeline/json-text.js';
 import { isPipelineFile, NOT_PIPELINES } from '../pipeline/pipeline-registry.js';
 
+/** `--stage-types a, b`: the custom stage types named (validate's and pipelines' option). */
+export function stageTypesOf(list: string | undefined): string[] {
+  return (list ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+}
+
 export function registerValidateCommand(program: Command): void {
   program
     .command('validate')
@@ -22,7 +27,7 @@ export function registerValidateCommand(program: Command): void {
     .argument('<file...>', 'pipeline files or directories')
     .addOption(new Option('--stage-types <list>', 'comma-separated custom stage types to accept (those of your stage modules)'))
     .action(async (paths: string[], opts: { stageTypes?: string }) => {
-      const options: ValidateOptions = { customStages: (opts.stageTypes ?? '').split(',').map((t) => t.trim()).filter(Boolean) };
+      const options: ValidateOptions = { customStages: stageTypesOf(opts.stageTypes) };
       let failed = false;
       const { files, inDirectory, skipped, bindings, problems } = await expand(paths);
       for (const file of skipped) process.stdout.write(`skip  ${file}  (not a pipeline)\n`);

@@ -209,17 +209,15 @@ export class AudioSocketStream {
   /**
    * Nothing more will be sent (the stream ended and its socket closed, or never opened): every
    * frame still waiting is counted as dropped, so that `frames` = `sentFrames` + `droppedFrames`
-   * in the end. Returns how many.
+   * in the end.
    */
-  abandon(): number {
-    const lost = this.#queuedAudio;
-    this.counters.droppedFrames += lost;
+  abandon(): void {
+    this.counters.droppedFrames += this.#queuedAudio;
     this.#queue = [];
     this.#head = 0;
     this.#queuedAudio = 0;
     this.#queuedItems = 0;
     this.counters.queuedFrames = 0;
-    return lost;
   }
 
   /** Nothing is left to send (after `end`: the `end` message went out). */

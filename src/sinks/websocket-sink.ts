@@ -122,7 +122,10 @@ export class WebSocketSink {
   /** The last connection failed and the outage was reported (once per outage). */
   #outage = false;
   #ending: Promise<void> | undefined;
-  /** `end()` has begun: its one last connection attempt may be made. */
+  /**
+   * `end()` has begun (set before `#ending`, which is assigned once end's synchronous part has run):
+   * its one last connection attempt failing schedules no other.
+   */
   #finishing = false;
 
   constructor(options: WebSocketSinkOptions) {
@@ -201,8 +204,6 @@ export class WebSocketSink {
   }
 
   #connect(): void {
-    // After the end, only the one last attempt `end()` makes.
-    if (this.#ending && !this.#finishing) return;
     this.#state = 'connecting';
     let socket: WebSocket;
     try {

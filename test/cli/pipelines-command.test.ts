@@ -16,6 +16,19 @@ import { runEarshot } from '../helpers/cli.js';
 // No admin token from the environment running the tests: each case gives its own.
 const earshot = (args: string[], env: Record<string, string | undefined> = {}) => runEarshot(args, { EARSHOT_ADMIN_TOKEN: '', ...env });
 
+/** Runs `check` on a fresh temp directory holding `files` (name → pipeline document), removed afterwards. */
+async function withPipelinesDir(files: Record<string, unknown>, check: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'earshot-pipelines-command-'));
+  try {
+    for (const [name, doc] of Object.entries(files)) await writeFile(join(dir, name), JSON.stringify(doc));
+    await check(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const DEFAULT = { name: 'default', stages: [], sinks: [{ type: 'stats' }] };
+
 let t: TestServer;
 beforeAll(async () => {
   t = await startServer({ adminToken: 'admin-secret' });
@@ -79,22 +92,17 @@ describe('earshot pipelines: what it refuses', () => {
   }, 60_000);
 
   it('a directory without pipeline files: says so and exits 1, as serve and validate refuse it', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'earshot-no-pipelines-'));
-    try {
+    await withPipelinesDir({}, async (dir) => {
       const { code, stdout, stderr } = await earshot(['pipelines', '--pipelines', dir]);
       expect(code).toBe(1);
       expect(stdout).toBe('');
       expect(stderr).toBe(`earshot pipelines: ${dir}: no pipeline files (*.json) in this directory\n`);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   it('a directory whose pipelines use custom stages: lists it with --stage-types, and without them says what to pass', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'earshot-custom-pipelines-'));
-    try {
-      await writeFile(join(dir, 'default.json'), JSON.stringify({ name: 'default', stages: [], sinks: [{ type: 'stats' }] }));
-      await writeFile(join(dir, 'custom.json'), JSON.stringify({ name: 'custom', stages: [{ type: 'dc-blocker' }, { type: 'gain', db: -6 }], sinks: [{ type: 'record' }] }));
+    const custom = { name: 'custom', stages: [{ type: 'dc-blocker' }, { type: 'gain', db: -6 }], sinks: [{ type: 'record' }] };
+    await withPipelinesDir({ 'default.json': DEFAULT, 'custom.json': custom }, async (dir) => {
       const without = await earshot(['pipelines', '--pipelines', dir]);
       expect(without.code).toBe(1);
       expect(without.stderr).toMatch(/"dc-blocker" is not a stage type/);
@@ -107,17 +115,12 @@ describe('earshot pipelines: what it refuses', () => {
       const both = await earshot(['pipelines', '--url', t.url, '--stage-types', 'dc-blocker', '--admin-token', 'admin-secret']);
       expect(both.code).toBe(1);
       expect(both.stderr).toMatch(/--stage-types is for a directory/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   it('a directory with several broken files: names every one with its problems, as serve does', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'earshot-broken-pipelines-'));
-    try {
-      await writeFile(join(dir, 'default.json'), JSON.stringify({ name: 'default', stages: [], sinks: [{ type: 'stats' }] }));
-      await writeFile(join(dir, 'a.json'), JSON.stringify({ name: 'wrong', stages: [], sinks: [{ type: 'stats' }] }));
-      await writeFile(join(dir, 'b.json'), JSON.stringify({ name: 'b', stages: [{ type: 'gian' }], sinks: [{ type: 'stats' }] }));
+    const broken = { 'default.json': DEFAULT, 'a.json': { ...DEFAULT, name: 'wrong' }, 'b.json': { name: 'b', stages: [{ type: 'gian' }], sinks: [{ type: 'stats' }] } };
+    await withPipelinesDir(broken, async (dir) => {
       for (const args of [['pipelines', '--pipelines', dir], ['serve', '--port', '0', '--pipelines', dir]]) {
         // serve refuses an empty admin token before it reads pipelines: none at all here.
         const { code, stderr } = await earshot(args, { EARSHOT_ADMIN_TOKEN: undefined });
@@ -126,8 +129,6 @@ describe('earshot pipelines: what it refuses', () => {
         expect(stderr, args[0]).not.toMatch(/--stage-types TYPE/);
         expect(stderr, args[0]).toMatch(new RegExp(`2 pipeline files in ${dir} have problems:\na\\.json: .*holds a pipeline named "wrong".*\\[EARSHOT_PIPELINE_NAME_MISMATCH\\]\nb\\.json: Pipeline "b" has 1 problem:\n {4}/stages/0/type: "gian" is not a stage type`));
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 });

@@ -38,6 +38,19 @@ async function pair() {
   return { socket, received, closed: (await serverSide).closed };
 }
 
+/** Attaches `stream` to a new connection, ends it with `reason`, and returns what the server side received once it closed. */
+async function deliverRest(stream: AudioSocketStream, reason: string): Promise<Array<Record<string, unknown> | Buffer>> {
+  const c = await pair();
+  stream.attach(c.socket);
+  stream.end(reason);
+  await closeWhenDrained(c.socket, stream);
+  await c.closed;
+  return c.received;
+}
+
+/** Each message as the test reads it: a binary one by its first sample (the frame's number), a text one by its type. */
+const kindsOf = (received: Array<Record<string, unknown> | Buffer>) => received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type));
+
 const identity = { session: 's1', peer: 'alice', room: 'demo', pipeline: 'p', branch: 'main', expected: { sampleRate: 16000, channels: 1 } };
 
 function frame(position: number, data: Float32Array | Int16Array, extra: Partial<AudioFrame> = {}): AudioFrame {
@@ -81,28 +94,19 @@ describe('AudioSocketStream', () => {
     for (let k = 0; k < 10; k++) s.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k >= 6 ? 0.9 : 0.1, speech: k >= 6 }), undefined);
     expect(s.counters).toMatchObject({ frames: 10, droppedFrames: 6, queuedFrames: 4, sentFrames: 0 });
     expect(dropping).toBe(1);
-    const c = await pair();
-    s.attach(c.socket);
-    s.end('shutdown');
-    await closeWhenDrained(c.socket, s);
-    await c.closed;
-    const kinds = c.received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type));
-    expect(kinds).toEqual(['start', 6, 7, 'speech-start', 8, 9, 'end']);
-    expect(c.received[0]).toMatchObject({ at: 0.12 });
-    expect(c.received[3]).toEqual({ type: 'speech-start', at: 0.16 });
-    expect(c.received[6]).toEqual({ type: 'end', reason: 'shutdown', frames: 10, sentFrames: 4, droppedFrames: 6 });
+    const received = await deliverRest(s, 'shutdown');
+    expect(kindsOf(received)).toEqual(['start', 6, 7, 'speech-start', 8, 9, 'end']);
+    expect(received[0]).toMatchObject({ at: 0.12 });
+    expect(received[3]).toEqual({ type: 'speech-start', at: 0.16 });
+    expect(received[6]).toEqual({ type: 'end', reason: 'shutdown', frames: 10, sentFrames: 4, droppedFrames: 6 });
 
     // Speech in frames 0–2: its start (queued before frame 2) is dropped with that frame. The talker still
     // counts as speaking (it takes 15 quiet frames to stop), so the connection hears it start where its audio does.
     const early = new AudioSocketStream({ ...identity, sampleFormat: 's16', queueFrames: 4 });
     for (let k = 0; k < 10; k++) early.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k < 3 ? 0.9 : 0.1, speech: k < 3 }), undefined);
-    const d = await pair();
-    early.attach(d.socket);
-    early.end('shutdown');
-    await closeWhenDrained(d.socket, early);
-    await d.closed;
-    expect(d.received.map((m) => (Buffer.isBuffer(m) ? new Int16Array(Uint8Array.from(m).buffer)[0] : m.type))).toEqual(['start', 'speech-start', 6, 7, 8, 9, 'end']);
-    expect(d.received[1]).toEqual({ type: 'speech-start', at: 0.12 });
+    const fromEarly = await deliverRest(early, 'shutdown');
+    expect(kindsOf(fromEarly)).toEqual(['start', 'speech-start', 6, 7, 8, 9, 'end']);
+    expect(fromEarly[1]).toEqual({ type: 'speech-start', at: 0.12 });
   });
 
   it('a connection that starts mid-speech hears the speech start where its audio does, so that its speech-end has a pair', async () => {
@@ -117,12 +121,7 @@ describe('AudioSocketStream', () => {
     expect(a.received.filter((m) => !Buffer.isBuffer(m)).map((m) => (m as { type: string }).type)).toEqual(['start', 'speech-start']);
     // The talker goes on, then stops (15 quiet frames end a turn), while no socket is attached.
     for (let k = 6; k < 30; k++) s.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k < 9 ? 0.9 : 0.1, speech: k < 9 }), undefined);
-    const b = await pair();
-    s.attach(b.socket);
-    s.end('deleted');
-    await closeWhenDrained(b.socket, s);
-    await b.closed;
-    const texts = b.received.filter((m): m is Record<string, unknown> => !Buffer.isBuffer(m));
+    const texts = (await deliverRest(s, 'deleted')).filter((m): m is Record<string, unknown> => !Buffer.isBuffer(m));
     expect(texts.map((m) => m.type)).toEqual(['start', 'speech-start', 'speech-end', 'end']);
     expect(texts[0]).toMatchObject({ at: 0.12, resumedAt: 0.12 });
     expect(texts[1]).toEqual({ type: 'speech-start', at: 0.12 });

@@ -74,6 +74,16 @@ async function asrServer(options: { port?: number; read?: boolean; onMessage?(c:
   };
 }
 
+/** The server's first connection, once it has closed. */
+function firstConnectionClosed(server: { connections: Connection[] }, what: string, timeoutMs?: number): Promise<Connection> {
+  return until(what, async () => {
+    const conn = server.connections[0];
+    if (!conn) return undefined;
+    await conn.closed;
+    return conn;
+  }, timeoutMs);
+}
+
 /** A loopback port nothing listens on (for a server that comes up later). */
 async function freePort(): Promise<number> {
   const s = createTcpServer();
@@ -267,12 +277,7 @@ describe('websocket sink', () => {
     const late = await asrServer({ port: latePort });
     try {
       const sent = await sending;
-      const c = await until('the late connection to close', async () => {
-        const conn = late.connections[0];
-        if (!conn) return undefined;
-        await conn.closed;
-        return conn;
-      });
+      const c = await firstConnectionClosed(late, 'the late connection to close');
       expect(c.texts[0]).toMatchObject({ type: 'start', peer: 'late', at: 0, format: { sampleRate: 16000, sampleFormat: 's16' } });
       expect(c.texts[0]).not.toHaveProperty('resumedAt'); // its first connection: nothing was sent before
       const pcm = samplesOf(c);
@@ -349,12 +354,7 @@ describe('websocket sink', () => {
     const late = await asrServer({ port: lastChancePort });
     try {
       const sent = await sending;
-      const c = await until('the connection made at the end to close', async () => {
-        const conn = late.connections[0];
-        if (!conn) return undefined;
-        await conn.closed;
-        return conn;
-      }, 10_000);
+      const c = await firstConnectionClosed(late, 'the connection made at the end to close', 10_000);
       expect(c.texts[0]).toMatchObject({ type: 'start', peer: 'last', at: 0 });
       expect(Math.abs(samplesOf(c).length / 16000 - sent.mediaSeconds)).toBeLessThanOrEqual(2 * FRAME_SECONDS);
       expect(c.texts[c.texts.length - 1]).toMatchObject({ type: 'end', reason: 'deleted', droppedFrames: 0 });
