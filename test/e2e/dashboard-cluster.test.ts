@@ -123,6 +123,9 @@ describe('the dashboard on a cluster node', () => {
       expect(await botRow.locator('.recording-meta').textContent()).toContain(`node ${idA}`);
 
       // Node B ends the page's next session (a DELETE through node A): Talk stops without waiting for ICE.
+      // Placed on B again once A sees B free (B's heartbeat after the first session ended): before, B still
+      // counted it, the two tied, and a tie goes to the node asked, A.
+      await until('node A to see node B free', async () => ((await nodesSeenBy(a)).find((n) => n.id === idB)?.sessions === 0) || undefined, 10_000);
       await talk.click();
       await page.locator('[data-testid="talk-button"][data-state="live"]').waitFor({ timeout: 15_000 });
       const mine2 = page.locator(`[data-testid="peer-card"].mine:not([data-peer="${me}"])`);
