@@ -514,8 +514,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         return {
           accepting: !closing && up.length > 0,
           ready: reports.length === 0 ? up.length > 0 : reports.some((r) => r.ready),
-          sessions: reports.reduce((n, r) => n + r.peers, 0),
-          pending: reports.reduce((n, r) => n + r.pending, 0),
+          // The engines report every 250 ms; a session placed or started since counts at once (a drain that
+          // read no session would close the node and end it), and so does an offer on its way to an engine.
+          sessions: Math.max(reports.reduce((n, r) => n + r.peers, 0), placement.sessions),
+          pending: Math.max(reports.reduce((n, r) => n + r.pending, 0), placement.placing),
           workerUtilization: reports.length > 0 ? Math.min(...reports.map((r) => r.workerUtilization)) : 0,
           engines: processes,
         };

@@ -121,6 +121,20 @@ export class LocalPlacement implements Placement {
     };
   }
 
+  /**
+   * Live sessions this placement knows of: placed (a 201 came back) or
+   * announced by their engine. Both arrive before the engines' next load
+   * report counts them.
+   */
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  /** Peers being placed right now (their offers are on their way to, or being answered by, an engine). */
+  get placing(): number {
+    return this.#placing.size;
+  }
+
   async ownerOfPeer(peer: string): Promise<string | undefined> {
     return this.#peers.get(peer)?.engine;
   }

@@ -117,6 +117,21 @@ describe('LocalPlacement', () => {
     expect(u.next()).toBe('0');
     u.release();
   });
+
+  it('counts the sessions it placed or heard of and the offers being placed, before any engine reports them', async () => {
+    const p = twoEngines();
+    const t = await p.begin('alice');
+    expect([p.sessions, p.placing]).toEqual([0, 1]);
+    t.placed(t.next()!, 's1');
+    t.release();
+    p.sessionStarted('1', 'bob', 's2');
+    // An engine announcing a session placement recorded already counts it once.
+    p.sessionStarted('0', 'alice', 's1');
+    expect([p.sessions, p.placing]).toEqual([2, 0]);
+    p.sessionEnded('0', 'alice', 's1');
+    p.engineDown('1');
+    expect(p.sessions).toBe(0);
+  });
 });
 
 describe('per-machine settings shared among engine processes', () => {
