@@ -52,11 +52,17 @@ let stopping: Promise<void> | undefined;
 
 function stop(code: number): Promise<void> {
   stopping ??= (async () => {
+    let exitCode = code;
     try {
       await server?.close();
+    } catch (e) {
+      // A drain that failed is not a clean stop: exit 1, so that the front repairs the recordings
+      // this engine may have left unfinished and logs the exit as an error (0 means drained).
+      exitCode = code || 1;
+      server?.app.log.error({ err: (e as Error)?.message ?? String(e) }, 'engine: closing failed; exiting 1');
     } finally {
       await finalReport();
-      process.exit(code);
+      process.exit(exitCode);
     }
   })();
   return stopping;
