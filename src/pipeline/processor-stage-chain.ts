@@ -38,8 +38,12 @@ export interface ProcessorStageStats {
   branch: string;
   /** Index of the stage in the branch's `stages`. */
   stage: number;
-  /** `failed` after it threw, errored or emitted a frame of the wrong format: the branch goes on without it. */
-  state: 'running' | 'failed';
+  /**
+   * `failed` after it threw, errored or emitted a frame of the wrong format: the branch goes on without it.
+   * `completed` once the stream ended and the stage finished: it emitted what it held, or the wait
+   * for it ran out (`framesCutOff`).
+   */
+  state: 'running' | 'failed' | 'completed';
   /** Frames it was given. */
   framesIn: number;
   /** Frames it emitted (that passed to the next stage or the sinks). */
@@ -154,6 +158,7 @@ export class ProcessorStageChain {
   async complete(): Promise<void> {
     for (const r of this.#runners) {
       const cut = await r.complete(this.#completeTimeoutMs);
+      if (r.stats.state === 'running') r.stats.state = 'completed';
       if (!cut) continue;
       try {
         this.#onCutOff?.(cut);

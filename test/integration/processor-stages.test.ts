@@ -110,7 +110,7 @@ describe('processor stages', () => {
     // The stats measure the stage's output too, and the stage's work is counted.
     expect(half.stats.audio.sessionPeakDbfs - plain.stats.audio.sessionPeakDbfs).toBeCloseTo(20 * Math.log10(0.5), 0);
     expect(half.stats.processing.processorStages).toEqual([
-      { name: 'gain', branch: 'main', stage: 0, state: 'running', framesIn: SECONDS * 50, framesOut: SECONDS * 50, cpuSeconds: expect.any(Number), framesCutOff: 0 },
+      { name: 'gain', branch: 'main', stage: 0, state: 'completed', framesIn: SECONDS * 50, framesOut: SECONDS * 50, cpuSeconds: expect.any(Number), framesCutOff: 0 },
     ]);
     expect(half.stats.processing.processorStages[0].cpuSeconds).toBeGreaterThan(0);
     expect(half.stats.processing.processorErrors).toBe(0);
@@ -126,7 +126,7 @@ describe('processor stages', () => {
     expect(Math.abs(half16.duration - SECONDS)).toBeLessThan(0.03);
     expect(levelDb(half16.samples, 16000) - levelDb(plain.samples, 48000)).toBeCloseTo(20 * Math.log10(0.5), 1);
     // One frame more than the media's 20 ms frames: the resampler's delay (48 samples), brought out at the end.
-    expect(half16.stats.processing.processorStages).toMatchObject([{ name: 'gain-op', stage: 1, state: 'running', framesIn: SECONDS * 50 + 1, framesOut: SECONDS * 50 + 1 }]);
+    expect(half16.stats.processing.processorStages).toMatchObject([{ name: 'gain-op', stage: 1, state: 'completed', framesIn: SECONDS * 50 + 1, framesOut: SECONDS * 50 + 1 }]);
   });
 
   it('detaches a stage that throws; the recording goes on with the audio the stage got, for the whole duration', async () => {
@@ -190,7 +190,7 @@ describe('processor stages', () => {
     const t = await testServer();
     const late = await publish(t, 'late-1', 'late');
     expect(Math.abs(late.duration - SECONDS)).toBeLessThan(0.03);
-    expect(late.stats.processing.processorStages).toMatchObject([{ name: 'late', state: 'running', framesIn: SECONDS * 50, framesOut: SECONDS * 50, framesCutOff: 0 }]);
+    expect(late.stats.processing.processorStages).toMatchObject([{ name: 'late', state: 'completed', framesIn: SECONDS * 50, framesOut: SECONDS * 50, framesCutOff: 0 }]);
     expect(late.stats.recordings[0]).toMatchObject({ droppedFrames: 0, gapFrames: 0, droppedBy: { processorStage: 0 } });
   });
 
@@ -203,7 +203,7 @@ describe('processor stages', () => {
       expect(sent.packetsSent).toBe(SECONDS * 50);
       const stats = (await (await fetch(`${t.url}/stats/stuck-1`)).json()) as PeerStatsSnapshot;
       // The second second never left the stage: 50 frames of 20 ms, counted where the recording's losses are.
-      expect(stats.processing.processorStages).toMatchObject([{ name: 'stuck', state: 'running', framesIn: SECONDS * 50, framesOut: 50, framesCutOff: 50 }]);
+      expect(stats.processing.processorStages).toMatchObject([{ name: 'stuck', state: 'completed', framesIn: SECONDS * 50, framesOut: 50, framesCutOff: 50 }]);
       const recording = stats.recordings[0];
       expect(recording).toMatchObject({ droppedFrames: 50, droppedBy: { processorStage: 50 }, gapSeconds: 1 });
       // The file keeps the media duration: the first second as the stage emitted it, then silence for what it held.

@@ -153,9 +153,9 @@ describe('the chain of processor stages', () => {
     expect(out[0].rms).toBeCloseTo(0.25, 6);
     expect(out[0].peak).toBeCloseTo(0.25, 6);
     expect(chain.stats().map((s) => [s.name, s.stage, s.state, s.framesIn, s.framesOut])).toEqual([
-      ['half', 0, 'running', 3, 3],
-      ['double-op', 1, 'running', 3, 3],
-      ['half', 2, 'running', 3, 3],
+      ['half', 0, 'completed', 3, 3],
+      ['double-op', 1, 'completed', 3, 3],
+      ['half', 2, 'completed', 3, 3],
     ]);
     expect(chain.stats().every((s) => s.cpuSeconds >= 0)).toBe(true);
   });
@@ -280,6 +280,6 @@ describe('a processor stage on a real stream', () => {
     const wav = await readWav(join(rig.dir, 'halve', files.find((f) => f.endsWith('.wav'))!));
     expect(wav.sampleRate).toBe(24000);
     expect(wav.channels[0].length).toBe((FRAMES * 960) / 2);
-    expect(pipeline.processorStages()).toMatchObject([{ name: 'halve-rate', state: 'running', framesIn: FRAMES, framesOut: FRAMES }]);
+    expect(pipeline.processorStages()).toMatchObject([{ name: 'halve-rate', state: 'completed', framesIn: FRAMES, framesOut: FRAMES }]);
   });
 });
