@@ -383,7 +383,7 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
       transceiver.sender.onRtcp.subscribe((packet) => {
         if (!(packet instanceof RtcpRrPacket || packet instanceof RtcpSrPacket)) return;
         for (const r of packet.reports) {
-          if (r.ssrc === ssrc) onReport({ fractionLost: r.fractionLost / 256, packetsLost: r.packetsLost, highestSequence: r.highestSequence, jitter: r.jitter });
+          if (r.ssrc === ssrc) onReport({ fractionLost: r.fractionLost / 256, packetsLost: signed24(r.packetsLost), highestSequence: r.highestSequence, jitter: r.jitter });
         }
       });
     }
@@ -806,4 +806,13 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
     }
   }
   return { packetsSent: packets, packetsDropped: dropped, dtxFrames, bytesSent: bytes, mediaSeconds: ((packets + dropped + dtxFrames) * FRAME) / 48000, lost: gone };
+}
+
+/**
+ * A report block's cumulative number of packets lost, a signed 24-bit field
+ * (RFC 3550 §6.4.1): duplicates make it negative. werift reads it unsigned,
+ * so −6 arrived as 16777210.
+ */
+export function signed24(value: number): number {
+  return (value << 8) >> 8;
 }
