@@ -194,7 +194,7 @@ export const errors = {
     () => ({ option: 'iceServers' })),
   METHOD_NOT_ALLOWED: define('EARSHOT_METHOD_NOT_ALLOWED', 405, 'Method not allowed',
     (method: string, allowed: string) => `${method.slice(0, 16)} is not a method of this resource; it allows ${allowed} (see the Allow header).`),
-  TRICKLE_NOT_SUPPORTED: define('EARSHOT_TRICKLE_NOT_SUPPORTED', 405, 'Trickle ICE not supported',
+  TRICKLE_NOT_SUPPORTED: define('EARSHOT_TRICKLE_NOT_SUPPORTED', 501, 'Trickle ICE not supported',
     () => 'This server answers WHIP and WHEP offers with all its candidates and does not accept PATCH (trickle ICE / ICE restart). Send a complete offer with POST instead.'),
   PIPELINE_INVALID: define('EARSHOT_PIPELINE_INVALID', 422, 'Invalid pipeline',
     (name: string, problems: Array<{ path: string; message: string }>) =>

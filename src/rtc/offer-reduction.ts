@@ -165,7 +165,7 @@ function sessionEnd(lines: readonly string[]): number {
 
 /**
  * `sdp` without the `trickle` ICE option (RFC 8838 §3, RFC 8840 §4.1.3):
- * earshot answers with every candidate and refuses PATCH (405), so an answer
+ * earshot answers with every candidate and refuses PATCH (501), so an answer
  * that advertised trickle would invite a client to send candidates that are
  * then refused. Other tokens (`ice2`, …) stay; a line left empty is dropped.
  */

@@ -21,7 +21,7 @@ const API_EXPOSED = ['Location', 'ETag', 'Retry-After', 'Content-Range', 'Accept
 
 /**
  * WHIP's resources and WHEP's, which follow it: POST an offer, DELETE or PATCH
- * the session (PATCH answers 405, and a page must be able to read that). Their
+ * the session (PATCH answers 501, and a page must be able to read that). Their
  * OPTIONS routes reply themselves, adding Allow and Accept-Post.
  */
 function sdpResourcePolicy(origin: FastifyCorsOptions['origin'], maxAge: number): FastifyCorsOptions {

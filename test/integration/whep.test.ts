@@ -82,6 +82,10 @@ describe('WHEP listeners', () => {
       expect(rmsDb(pcm)).toBeGreaterThan(toneDb - 12 - 1.5);
       expect(rmsDb(pcm)).toBeLessThan(toneDb - 12 + 1.5);
 
+      // No trickle ICE or ICE restart: a listener takes PATCH for no purpose, 501 as WHEP asks.
+      const patch = await fetch(player.location!, { method: 'PATCH', headers: { ...ADMIN, 'content-type': 'application/trickle-ice-sdpfrag' }, body: 'a=end-of-candidates' });
+      expect(patch.status).toBe(501);
+      expect(((await patch.json()) as { code: string }).code).toBe('EARSHOT_TRICKLE_NOT_SUPPORTED');
       const del = await fetch(player.location!, { method: 'DELETE', headers: ADMIN });
       expect(del.status).toBe(200);
       expect(await del.json()).toMatchObject({ peer: 'alice', branch: 'quiet' });

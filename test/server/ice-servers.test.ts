@@ -3,7 +3,7 @@
  * `Link: <…>; rel="ice-server"` fields (RFC 9725 §4.6) on the 201 and on
  * OPTIONS, parsed as RFC 8288 links; nothing advertised by default; TURN
  * credentials only with publish rights; an answer that never offers trickle
- * (PATCH is 405); a NAT address announced without being bound. Loopback only:
+ * (PATCH is 501); a NAT address announced without being bound. Loopback only:
  * the advertised hosts are never contacted (the server has host candidates only).
  */
 import { request } from 'node:http';
@@ -177,7 +177,7 @@ describe('ICE servers advertised to WHIP clients (RFC 9725 §4.6)', () => {
   });
 });
 
-describe('no trickle in the answer (PATCH is 405)', () => {
+describe('no trickle in the answer (PATCH is 501)', () => {
   it('a real answer has no a=ice-options:trickle, though werift writes it', async () => {
     const { pc, sdp } = await weriftOffer();
     try {
@@ -188,7 +188,7 @@ describe('no trickle in the answer (PATCH is 405)', () => {
       expect(answer).not.toMatch(/^a=ice-options:.*\btrickle\b/m);
       expect(answer).toMatch(/^a=end-of-candidates$/m);
       const patch = await fetch(new URL(res.headers.get('location')!, plain.url), { method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag' }, body: 'a=end-of-candidates' });
-      expect(patch.status).toBe(405);
+      expect(patch.status).toBe(501);
       await fetch(new URL(res.headers.get('location')!, plain.url), { method: 'DELETE' });
     } finally {
       await pc.close();

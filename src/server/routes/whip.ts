@@ -56,8 +56,9 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
     return reply.code(204).header('Content-Length', '0').send();
   };
 
-  // The session resource does not take PATCH (no trickle ICE, no ICE restart: 405 below), so its
-  // Allow says so; the CORS preflight still lets a browser send PATCH, so that it reads that 405.
+  // The session resource does not take PATCH (no trickle ICE, no ICE restart: 501 below, as RFC 9725 §4.3.1 asks of a
+  // session that takes PATCH for no purpose), so its
+  // Allow says so; the CORS preflight still lets a browser send PATCH, so that it reads that 501.
   app.options('/whip/:room/:peer', options(ENDPOINT_METHODS));
   app.options('/whip/sessions/:id', options(SESSION_METHODS));
   // Any other /whip/ path is no resource: 404 (the CORS layer's catch-all answered 200, empty).
