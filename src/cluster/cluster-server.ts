@@ -673,7 +673,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     return relay(reply, await forward(engine.port, req));
   };
   app.delete<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, toSession);
-  app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' }, bodyLimit: MAX_SDP_BYTES }, toSession);
+  app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish', methodNotAllowed: true }, bodyLimit: MAX_SDP_BYTES }, toSession);
 
   // ---- health and statistics
   /**
@@ -786,7 +786,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   notAllowed(app, '/whep/:peer/:id', ['GET', 'PUT', 'POST'], 'DELETE, OPTIONS');
   app.post<{ Params: { peer: string } }>('/whep/:peer', { bodyLimit: MAX_SDP_BYTES, config: { body: 'sdp' } }, toPeer);
   app.delete<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', toPeer);
-  app.patch<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', { bodyLimit: MAX_SDP_BYTES }, toPeer);
+  app.patch<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', { config: { methodNotAllowed: true }, bodyLimit: MAX_SDP_BYTES }, toPeer);
 
   // ---- recordings: one directory for the machine, served here (signed links verify wherever they were made)
   // A download another node of the cluster forwards counts against the client it names (ClusterNode.downloadClient).

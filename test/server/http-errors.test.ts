@@ -91,6 +91,19 @@ describe('WHIP endpoint errors', () => {
       const whepHead = await fetch(`${t.url}${path}`, { method: 'HEAD', headers: auth });
       expect([path, whepHead.status, whepHead.headers.get('allow')]).toEqual([path, 405, allow]);
     }
+    // A PUT with a body is refused for its method, whatever the body's type (it was a 415 for a type no route reads).
+    for (const type of ['', 'application/octet-stream', 'text/plain', 'application/sdp']) {
+      const raw = await rawExchange(t.url, `PUT /whip/demo/alice HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${auth.authorization}\r\nContent-Type: ${type}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx`);
+      expect([type, /^HTTP\/1\.1 (\d+)/.exec(raw)?.[1], /\r\nallow: ([^\r]*)/i.exec(raw)?.[1]]).toEqual([type, '405', 'POST, OPTIONS']);
+    }
+    // Methods no route has (which fetch cannot send): the Allow of the resource the path names. A session
+    // URL also matches the endpoint's pattern (room "sessions"), whose POST it does not take, and PATCH is 501.
+    for (const [path, allow] of [['/whip/sessions/0123456789abcdef', 'DELETE, OPTIONS'], ['/whep/alice/0123456789abcdef', 'DELETE, OPTIONS'], ['/whip/demo/alice', 'POST, OPTIONS']]) {
+      for (const method of ['TRACE', 'PROPFIND']) {
+        const raw = await rawExchange(t.url, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+        expect([method, path, /^HTTP\/1\.1 (\d+)/.exec(raw)?.[1], /\r\nallow: ([^\r]*)/i.exec(raw)?.[1]]).toEqual([method, path, '405', allow]);
+      }
+    }
   });
 
   it('answers a method a control route does not take with 405 and what it allows (RFC 9110 §15.5.6), not 404', async () => {

@@ -55,7 +55,7 @@ export function registerWhepRoutes(app: FastifyInstance, core: EarshotCore): voi
     return { listener: info.id, peer: info.peer, branch: info.branch, packetsSent: info.packetsSent };
   });
 
-  app.patch<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', async (req, reply) => {
+  app.patch<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', { config: { methodNotAllowed: true } }, async (req, reply) => {
     if (!core.listeners.list(req.params.peer).some((l) => l.id === req.params.id)) throw errors.LISTENER_NOT_FOUND(req.params.id, req.params.peer);
     void reply.header('Allow', 'DELETE, OPTIONS');
     throw errors.TRICKLE_NOT_SUPPORTED();

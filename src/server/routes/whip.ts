@@ -122,7 +122,7 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
     return { session: req.params.id, peer: result.peer, room: result.room, recordings: result.recordings };
   });
 
-  app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, async (req, reply) => {
+  app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish', methodNotAllowed: true } }, async (req, reply) => {
     if (!core.hasSession(req.params.id)) throw errors.SESSION_NOT_FOUND(req.params.id);
     void reply.header('Allow', SESSION_METHODS);
     throw errors.TRICKLE_NOT_SUPPORTED();
@@ -143,10 +143,13 @@ export function notAllowed(app: FastifyInstance, url: string, methods: HTTPMetho
     url,
     config: { access: 'public', body: 'none', methodNotAllowed: true },
     exposeHeadRoute: false,
-    handler: async (req, reply) => {
+    // Refused before the body is read: a PUT with a body of any type (or none) is a 405, not a 415 from
+    // parsing a body that no route here takes.
+    onRequest: async (req, reply) => {
       void reply.header('Allow', allowed);
       throw errors.METHOD_NOT_ALLOWED(req.method, allowed);
     },
+    handler: async () => undefined,
   });
 }
 
