@@ -94,13 +94,14 @@ export class SessionGate {
     // #placing holds this peer already; the others are offers in negotiation.
     const self = this.#placing.has(peer) ? 1 : 0;
     if (!existing && this.#peers.size + this.#newPlacements(peer) >= maxSessions) throw errors.OVERLOADED(maxSessions);
+    // A peer published again (a quick reconnect) ends its pending session: the new one takes that place, not another.
+    const pendingReplaced = existing?.session.state === 'connecting' ? 1 : 0;
     if (client !== undefined) {
-      // A client publishing a peer again (a quick reconnect) ends its own pending session: that one makes no room for more.
-      const replaced = existing?.session.state === 'connecting' && this.#clientOf.get(existing.session) === client ? 1 : 0;
+      const replaced = pendingReplaced === 1 && this.#clientOf.get(existing!.session) === client ? 1 : 0;
       const mine = this.#placing.get(peer) === client ? self : 0;
       if (this.pendingFrom(client) - mine - replaced >= maxPendingSessionsPerClient) throw errors.TOO_MANY_PENDING(maxPendingSessionsPerClient);
     }
-    if (this.pendingSessions() - self >= maxPendingSessions) throw errors.OVERLOADED(maxPendingSessions, 'pending');
+    if (this.pendingSessions() - self - pendingReplaced >= maxPendingSessions) throw errors.OVERLOADED(maxPendingSessions, 'pending');
     // A replacement takes the place of a stream already counted in the load.
     const overloaded = existing ? [] : (this.#load?.check() ?? []);
     if (overloaded.length > 0) throw errors.OVERLOADED(overloaded, 'load');

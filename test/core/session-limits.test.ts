@@ -157,6 +157,21 @@ describe('sessions that never connect, per client', () => {
     expect(core.refusedBy().EARSHOT_TOO_MANY_PENDING).toBe(1);
   });
 
+  it('lets a client reconnect its own pending peer when every pending place is taken: the replacement takes no new place', async () => {
+    t = await startServer({ maxPendingSessions: 3, maxPendingSessionsPerClient: 2, connectTimeoutMs: 30_000 });
+    const core = t.server.core;
+    const [a, b] = [from('client-a'), from('client-b')];
+    await a('a-0');
+    await a('a-1');
+    await b('b-0');
+    await expect(from('client-c')('c-0')).rejects.toMatchObject({ code: 'EARSHOT_OVERLOADED', statusCode: 503 });
+    // Below its own limit or at it, a client publishing its pending peer again replaces that session.
+    const [b0, a1] = [await b('b-0'), await a('a-1')];
+    expect([core.peers.get('b-0')!.session, core.peers.get('a-1')!.session]).toEqual([b0, a1]);
+    expect(core.pendingSessions()).toBe(3);
+    await expect(b('b-1')).rejects.toMatchObject({ code: 'EARSHOT_OVERLOADED', statusCode: 503 });
+  });
+
   it('counts offers still being answered: concurrent offers from one client get only its share', async () => {
     t = await startServer({ maxPendingSessions: 20, maxPendingSessionsPerClient: 2, connectTimeoutMs: 30_000 });
     const c = from('client-c');
