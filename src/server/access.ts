@@ -163,8 +163,13 @@ export class Access {
     if (this.#insecure) return;
     const open = role === 'admin' ? this.#admin === undefined : this.#publish === undefined;
     if (!open) return;
-    const host = hostName(req.headers.host);
-    if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(req.headers.host ?? '').slice(0, 100));
+    // A target in absolute form (`GET http://name/stats`) names the host itself, and Host is then
+    // ignored (RFC 9112 §3.2.2): its authority is the name checked.
+    const target = req.raw?.url ?? req.url;
+    const absolute = target !== undefined && !target.startsWith('/') && target !== '*' ? authorityOf(target) : undefined;
+    const named = absolute ?? req.headers.host;
+    const host = hostName(named);
+    if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(named ?? '').slice(0, 100));
     const proxied = forwardingHeaderOf(req.headers);
     if (proxied !== undefined) throw errors.PROXY_NOT_ALLOWED(proxyHeaderName(proxied), role);
     if (role === 'admin') this.#checkSite(req);
@@ -193,6 +198,9 @@ function sameOrigin(origin: string, host: string | string[] | undefined): boolea
 /** What access control reads of a request: its headers (a fastify request, or a raw one on an upgrade). */
 export interface RequestHead {
   headers: IncomingHttpHeaders;
+  /** The request target (a raw request's; a fastify request's own is read from `raw`). */
+  url?: string;
+  raw?: { url?: string };
 }
 
 /**
@@ -250,6 +258,15 @@ function safeEqual(presented: string, expected: Buffer): boolean {
 /** A forwarding header's name as proxies spell it (`x-forwarded-for` → `X-Forwarded-For`), for the message. */
 function proxyHeaderName(name: string): string {
   return name === 'x-real-ip' ? 'X-Real-IP' : name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+/** The authority (`name:port`) of a request target in absolute form; '' when it has none or does not parse (no name is loopback). */
+function authorityOf(target: string): string {
+  try {
+    return new URL(target).host;
+  } catch {
+    return '';
+  }
 }
 
 /** The name part of a Host header: `127.0.0.1:8080` → `127.0.0.1`, `[::1]:80` → `::1`. */

@@ -12,6 +12,7 @@ import { fixturePath } from '../helpers/fixtures.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { expectProblem } from '../helpers/problems.js';
+import { rawExchange } from '../helpers/raw-http.js';
 
 const PUBLISH = 'publish-token-123';
 const ADMIN = 'admin-token-456';
@@ -197,6 +198,12 @@ describe('without tokens', () => {
     expect((await getWithHost(`${t.url}/stats`, `LocalHost:${port}`)).status).toBe(200);
     // /health stays answerable whatever the name (load balancers, probes).
     expect((await getWithHost(`${t.url}/health`, 'attacker.example')).status).toBe(200);
+    // A request target in absolute form names the host itself, and Host is then ignored (RFC 9112 §3.2.2).
+    const absolute = async (target: string) => rawExchange(t.url, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+    const elsewhere = await absolute('http://attacker.example/stats');
+    expect(elsewhere).toMatch(/^HTTP\/1\.1 403 /);
+    expect(elsewhere).toContain('EARSHOT_HOST_NOT_ALLOWED');
+    expect(await absolute(`http://127.0.0.1:${port}/stats`)).toMatch(/^HTTP\/1\.1 200 /);
   });
 
   it('refuses the open API to a request that came through a proxy (403 EARSHOT_PROXY_NOT_ALLOWED), even with a loopback Host', async () => {
