@@ -8,7 +8,7 @@ import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, RtcpSrPacket, type RTCDataChannel, type RTCIceServer, type RTCRtpTransceiver } from 'werift';
-import { errors } from '../errors.js';
+import { errors, isEarshotError } from '../errors.js';
 import { checkBoolean, checkFunction, checkMilliseconds, checkNumber, checkOptionNames, checkStringArray, describeValue, failOption } from '../option-checks.js';
 import { OpusEncoder } from '../../wasm/opus.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete, isLoopbackHost, strengthenIceCredentials } from '../rtc/ice-config.js';
@@ -48,7 +48,10 @@ export interface SendOptions {
    * memory than one of seconds (a pipe or device, which cannot be read so, is read whole first).
    */
   source: string | PcmSource | EncodedSource;
-  /** Stop after this many seconds of media, at least 0.02 (one packet); default: the whole source, or forever with `loop`. */
+  /**
+   * Stop after this many seconds of media, at least 0.02 (one packet); default: the whole source, or
+   * forever with `loop`. Longer than the source (without `loop`), the rest is sent as silence.
+   */
   seconds?: number;
   /**
    * Repeat the source until `seconds` or `signal` ends it. A file or PCM repeats seamlessly, in
@@ -227,6 +230,8 @@ const SEND_OPTIONS: Record<keyof SendOptions, true> = {
  * misspelt one would silently do nothing) with the nearest known one.
  */
 function checkOptions(options: SendOptions, what: 'sendAudio' | 'sendMany'): void {
+  // Required (a source, and a url or signaling): none at all is refused as a wrong value, as null is.
+  if (options === undefined) throw errors.OPTION_INVALID('', `must be an object (the options of ${what}), got undefined`);
   checkOptionNames(what, options, SEND_OPTIONS);
   const { seconds, source } = options;
   checkFunction('signaling', options.signaling);
@@ -371,7 +376,19 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
     if (unusable) throw errors.WHIP_ANSWER_INVALID(options.signaling ? 'your signaling' : (options.url ?? ''), unusable);
     await pc.setRemoteDescription({ type: 'answer', sdp: published.answer });
     // Stopped while connecting, the catch below ends the session with DELETE, unless told not to or there is no URL.
-    await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal, sessionUrl && !options.skipDelete ? 'ended' : 'left');
+    try {
+      await connected(pc, options.connectTimeoutMs ?? 10_000, options.signal, sessionUrl && !options.skipDelete ? 'ended' : 'left');
+    } catch (e) {
+      // A session the server ended before it connected (replaced by another publisher of the peer, ended by
+      // an admin) leaves no DTLS connection to close: the DELETE tells it from a network that never carried.
+      if (!(isEarshotError(e) && e.code === errors.WEBRTC_CONNECT_FAILED.code) || !sessionUrl || options.skipDelete) throw e;
+      const ending = sessionUrl;
+      sessionUrl = undefined;
+      if ((await endSession(whip, ending).catch(() => undefined)) === 404) {
+        throw errors.WHIP_SESSION_LOST(published.sessionUrl, 'The server ended the session before WebRTC connected (its DELETE answered 404)');
+      }
+      throw e;
+    }
 
     const ssrc = transceiver.sender.ssrc;
     // The server's reports say its session is alive; a sender hears of nothing else when it ends.

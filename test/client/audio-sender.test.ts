@@ -14,6 +14,7 @@ import { readWavSource } from '../../src/client/wav-stream.js';
 import { EarshotError } from '../../src/errors.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { fixturePath } from '../helpers/fixtures.js';
+import { chromeLikeOffer } from '../helpers/offers.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { spawnServer } from '../helpers/spawn-server.js';
 import { EARSHOT_BIN } from '../helpers/cli.js';
@@ -60,6 +61,9 @@ describe('sendAudio options', () => {
     await expect(sendMany(2, { url, source, simulatedLoss: 0.1 } as never)).rejects.toMatchObject(refusal('simulatedLoss', 'options.simulatedLoss is not an option of sendMany (did you mean simulateLoss?)'));
     await expect(sendAudio({ url, source, volume: 2 } as never)).rejects.toMatchObject(refusal('volume', 'options.volume is not an option of sendAudio'));
     await expect(sendMany(0, { url, source })).rejects.toMatchObject(refusal('count', 'options.count must be a positive integer, got 0'));
+    // No options at all, as null: refused as such (it was a TypeError from reading undefined).
+    await expect((sendAudio as (o?: unknown) => Promise<unknown>)()).rejects.toMatchObject(refusal('', 'options must be an object (the options of sendAudio), got undefined'));
+    await expect(sendAudio(null as never)).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: expect.stringMatching(/^options must be an object \(the options of sendAudio\)/) });
   });
 
   it('refuses options of the wrong kind by name', async () => {
@@ -246,6 +250,26 @@ describe('a session that ends on the server while sending', () => {
       expect(await sending.outcome).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/^The server closed the connection \(DTLS close_notify\): /) });
       // Within a packet or two of the DELETE, not the RTCP timeout.
       expect(sending.seconds()).toBeLessThan(3 + 2);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('fails with EARSHOT_WHIP_SESSION_LOST, not a network failure, when its session is replaced before it connects', { timeout: 60_000 }, async () => {
+    const t = await startServer({ pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] } });
+    try {
+      const url = `${t.url}/whip/lost/twice`;
+      // The second publisher of the peer posts as soon as the first has its answer, before the first connects.
+      const fetchThenReplace: typeof fetch = async (input, init) => {
+        const res = await fetch(input, init);
+        if (init?.method === 'POST' && res.status === 201) {
+          const replacing = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: chromeLikeOffer() });
+          expect(replacing.status).toBe(201);
+        }
+        return res;
+      };
+      const outcome = await sendAudio({ url, source: fixturePath('tone-1k-48k.wav'), seconds: 1, connectTimeoutMs: 2000, fetch: fetchThenReplace }).catch((e: unknown) => e);
+      expect(outcome).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/^The server ended the session before WebRTC connected \(its DELETE answered 404\): /) });
     } finally {
       await t.close();
     }
