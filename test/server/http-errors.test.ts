@@ -126,7 +126,7 @@ describe('WHIP endpoint errors', () => {
 
   it('sends 100 Continue only to a request it will read: not before a 401, 415 or 413 (RFC 9110 §10.1.1)', async () => {
     const port = Number(new URL(t.url).port);
-    // A client that waits for 100 before it sends its body, as curl does for bodies over 1 KB.
+    // A client that waits for 100 before it sends its body, as some clients do for large bodies.
     const exchange = (headers: Record<string, string>, body: string) =>
       new Promise<string>((resolve, reject) => {
         const socket = connect(port, '127.0.0.1');
