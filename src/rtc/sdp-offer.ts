@@ -76,15 +76,23 @@ export function parseOffer(sdp: string, direction: 'send' | 'receive' = 'send'):
   if (sdp.length === 0) throw errors.SDP_INVALID('the body is empty');
   const bytes = Buffer.byteLength(sdp);
   if (bytes > MAX_SDP_BYTES) throw errors.SDP_INVALID(`it is ${bytes} bytes; the limit is ${MAX_SDP_BYTES}`);
-  // Trailing blanks after an attribute (`a=sendonly `) are not part of it: some stacks write them, and werift would not know the attribute.
-  const lines = sdp.split(/\r?\n/).filter((l) => l.length > 0).map((l) => (l.startsWith('a=') ? l.trimEnd() : l));
-  if (lines[0] !== 'v=0') throw errors.SDP_INVALID('it must start with "v=0" (RFC 8866)');
+  if (sdp.startsWith('\uFEFF')) throw errors.SDP_INVALID('it starts with a byte order mark (U+FEFF); send the SDP text without one');
+  // Trailing blanks (`a=sendonly `, `c=IN IP4 0.0.0.0 `) are not part of a line's value: some stacks
+  // write them, and werift would not know the attribute, or failed on the address.
+  const lines = sdp.split(/\r?\n/).map((l) => l.trimEnd()).filter((l) => l.length > 0);
+  if (lines[0] !== 'v=0') {
+    if (lines[0]?.startsWith('v=0\r')) throw errors.SDP_INVALID('its lines end with a bare CR; SDP lines end with CRLF, or LF (RFC 8866 §5)');
+    throw errors.SDP_INVALID(`it must start with "v=0" (RFC 8866); its first line is ${quote(lines[0] ?? '', 60)}`);
+  }
   // Counted before anything else per section, so an offer over the limit costs one pass over its lines.
   let mediaLines = 0;
   for (const line of lines) if (line.startsWith('m=')) mediaLines++;
   if (mediaLines > MAX_MEDIA_SECTIONS) throw errors.SDP_TOO_COMPLEX(mediaLines, MAX_MEDIA_SECTIONS);
   const bad = lines.find((l) => !/^[a-z]=/.test(l));
   if (bad) throw errors.SDP_INVALID(`line ${quote(bad, 60)} is not "<type>=<value>"`);
+  // werift answered a malformed one with a bare "exception" (RFC 8866 §5.7: IN, IP4 or IP6, an address with an optional /TTL/count).
+  const connection = lines.find((l) => l.startsWith('c=') && !/^c=IN IP[46] [^ /]+(?:\/\d+){0,2}$/.test(l));
+  if (connection) throw errors.SDP_INVALID(`line ${quote(connection, 60)} is not "c=IN IP4 <address>" or "c=IN IP6 <address>" (RFC 8866 §5.7)`);
   if (!lines.some((l) => l.startsWith('o='))) throw errors.SDP_INVALID('the "o=" line is missing');
 
   const session: string[] = [];
@@ -131,10 +139,17 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
     const i = s.index;
     if (s.kind !== 'audio') continue;
     if (s.port === 0) {
-      reasons.push(`audio section ${i} is rejected (port 0)`);
+      // bundle-only (RFC 8843 §6): acceptable only inside its BUNDLE group, whose tagged section (the
+      // group's first) carries the transport; earshot takes an audio section only as that section.
+      reasons.push(
+        s.lines.includes('a=bundle-only')
+          ? `audio section ${i} is bundle-only (port 0): it can be accepted only inside its BUNDLE group, whose first section, which earshot does not take, would carry its transport (RFC 8843 §7.3.1); offer the audio section first, as its group's first section`
+          : `audio section ${i} is rejected (port 0)`,
+      );
       continue;
     }
-    if (!/UDP\/TLS\/RTP\/SAVPF|UDP\/TLS\/RTP\/SAVP|RTP\/SAVPF/i.test(s.proto)) {
+    // The whole name: TCP/DTLS/RTP/SAVPF (RFC 7850) contains RTP/SAVPF, and earshot has UDP candidates only.
+    if (!/^(UDP\/TLS\/RTP\/SAVPF?|RTP\/SAVPF)$/i.test(s.proto)) {
       reasons.push(`audio section ${i} uses ${clip(s.proto, 40)}, not DTLS-SRTP (UDP/TLS/RTP/SAVPF)`);
       continue;
     }
@@ -143,7 +158,8 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
       reasons.push(`audio section ${i} does not ${direction} (it is ${way})`);
       continue;
     }
-    const opus = s.lines.map((l) => /^a=rtpmap:(\d+) opus\/48000(?:\/(\d))?$/i.exec(l)).find((x) => x);
+    // Only a payload type the m= line lists (RFC 3264 §6.1: an answer's formats come from the offer's).
+    const opus = s.lines.map((l) => /^a=rtpmap:(\d+) opus\/48000(?:\/(\d))?$/i.exec(l)).find((x) => x !== null && s.formats.includes(x[1]));
     if (!opus) {
       const codecs = s.lines.map((l) => RTPMAP.exec(l)?.[2]).filter((c): c is string => c !== undefined).map((c) => clip(c, 32));
       reasons.push(`audio section ${i} offers ${codecs.length ? listWithMore(codecs, 8) : 'no codecs'} but not opus/48000/2`);

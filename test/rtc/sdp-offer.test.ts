@@ -125,6 +125,53 @@ describe('offer checks', () => {
     expect(e.message).toContain('audio section 1 offers G722 but not opus/48000/2');
     expect(e.message).toContain('… and 6 more');
   });
+
+  it('drops trailing blanks from every line, and says what is wrong with a first line, line ends or c= it cannot read', () => {
+    const blanks = chromeLikeOffer().replace('v=0\r\n', 'v=0 \r\n').replace('c=IN IP4 0.0.0.0\r\n', 'c=IN IP4 0.0.0.0 \r\n').replace('a=sendonly', 'a=sendonly\t');
+    const parsed = parseOffer(blanks);
+    const seen = planNegotiation(parsed, summarizeOffer(parsed)).offer;
+    expect(seen).toMatch(/^v=0\r\n/);
+    expect(seen).toContain('\r\nc=IN IP4 0.0.0.0\r\n');
+    expect(seen).toContain('\r\na=sendonly\r\n');
+    expect(thrown(() => parseOffer(`\uFEFF${chromeLikeOffer()}`)).message).toContain('it starts with a byte order mark (U+FEFF)');
+    expect(thrown(() => parseOffer(chromeLikeOffer().replaceAll('\r\n', '\r'))).message).toContain('its lines end with a bare CR');
+    expect(thrown(() => parseOffer(`o=- 1 1 IN IP4 127.0.0.1\r\n${chromeLikeOffer()}`)).message).toContain('it must start with "v=0" (RFC 8866); its first line is "o=- 1 1 IN IP4 127.0.0.1"');
+    for (const c of ['c=IN IP4', 'c=IN IP4 ', 'c=IN IPX 1.2.3.4', 'c=IN IP4 1.2.3.4 extra']) {
+      const e = thrown(() => parseOffer(chromeLikeOffer().replace('c=IN IP4 0.0.0.0', c)));
+      expect([c, e.code, e.message]).toEqual([c, 'EARSHOT_SDP_INVALID', expect.stringMatching(/is not "c=IN IP4 <address>" or "c=IN IP6 <address>" \(RFC 8866 §5\.7\)/)]);
+    }
+    for (const c of ['c=IN IP6 ::1', 'c=IN IP4 224.2.36.42/127', 'c=IN IP4 host.example']) expect(() => parseOffer(chromeLikeOffer().replace('c=IN IP4 0.0.0.0', c))).not.toThrow();
+  });
+
+  it('takes DTLS-SRTP over UDP only: TCP/DTLS/RTP/SAVPF (which contains RTP/SAVPF) is passed over', () => {
+    const e = thrown(() => inspectOffer(chromeLikeOffer().replace('m=audio 9 UDP/TLS/RTP/SAVPF ', 'm=audio 9 TCP/DTLS/RTP/SAVPF ')));
+    expect(e.code).toBe('EARSHOT_NO_OPUS_AUDIO');
+    expect(e.message).toContain('audio section 0 uses TCP/DTLS/RTP/SAVPF, not DTLS-SRTP (UDP/TLS/RTP/SAVPF)');
+    for (const proto of ['UDP/TLS/RTP/SAVPF', 'UDP/TLS/RTP/SAVP', 'RTP/SAVPF']) {
+      expect(inspectOffer(chromeLikeOffer().replace('m=audio 9 UDP/TLS/RTP/SAVPF ', `m=audio 9 ${proto} `)).opusPayloadType).toBe(111);
+    }
+  });
+
+  it('takes Opus only on a payload type the m= line lists (RFC 3264 §6.1): an rtpmap for another is not an offer of it', () => {
+    const stray = chromeLikeOffer().replace('a=rtpmap:111 opus/48000/2', 'a=rtpmap:111 G7221/16000\r\na=rtpmap:100 opus/48000/2');
+    const e = thrown(() => inspectOffer(stray));
+    expect(e.code).toBe('EARSHOT_NO_OPUS_AUDIO');
+    // The same rtpmap on a listed payload type is taken, also after an unlisted one.
+    const listed = chromeLikeOffer().replace('a=rtpmap:111 opus/48000/2', 'a=rtpmap:100 opus/48000/2\r\na=rtpmap:111 opus/48000/2');
+    expect(inspectOffer(listed).opusPayloadType).toBe(111);
+  });
+
+  it('says why a bundle-only audio section behind a section earshot does not take cannot be accepted (RFC 8843 §7.3.1)', () => {
+    // Video first, audio bundle-only in its group (max-bundle with the camera added first).
+    const [head, audio] = chromeLikeOffer().split(/(?=m=audio)/);
+    const bundleOnly = audio.replace('m=audio 9 ', 'm=audio 0 ').replace('a=mid:0', 'a=mid:1\r\na=bundle-only');
+    const offer = head.replace('a=group:BUNDLE 0', 'a=group:BUNDLE 0 1') + video('0').join(CRLF) + CRLF + bundleOnly;
+    const e = thrown(() => inspectOffer(offer));
+    expect(e.code).toBe('EARSHOT_NO_OPUS_AUDIO');
+    expect(e.message).toContain('audio section 1 is bundle-only (port 0): it can be accepted only inside its BUNDLE group, whose first section, which earshot does not take');
+    // Port 0 without bundle-only is a rejected section, as before.
+    expect(thrown(() => inspectOffer(chromeLikeOffer().replace('m=audio 9 ', 'm=audio 0 '))).message).toContain('audio section 0 is rejected (port 0)');
+  });
 });
 
 describe('the direction an offer means', () => {
