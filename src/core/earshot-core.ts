@@ -12,7 +12,7 @@
  * peers (peer-registry.ts) and what the core measures (monitoring.ts).
  */
 import { EMPTY, Observable, Subject, interval, map, takeUntil } from 'rxjs';
-import { checkNumber } from '../option-checks.js';
+import { describeValue } from '../option-checks.js';
 import { checkName } from './names.js';
 import { errors } from '../errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
@@ -318,7 +318,10 @@ export class EarshotCore {
    * the server closes (at once for a subscription after that).
    */
   stats$(intervalMs = 1000): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }> {
-    checkNumber('intervalMs', intervalMs, 50, 2_147_483_647, ' (ms)');
+    // An argument, not a member of an options object: the message names it as such.
+    if (!(typeof intervalMs === 'number' && intervalMs >= 50 && intervalMs <= 2_147_483_647)) {
+      throw errors.OPTION_INVALID('intervalMs', `must be a number from 50 to 2147483647 (ms), got ${describeValue(intervalMs)}`, 'stats$(intervalMs): intervalMs');
+    }
     // Completes with the server, as streams$ and events$ do: its timer kept a program from exiting after close().
     if (this.#gate.closed) return EMPTY;
     const stats$ = interval(intervalMs).pipe(

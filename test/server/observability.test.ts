@@ -265,7 +265,7 @@ describe('statistics', () => {
     const three = await firstValueFrom(t.server.stats$(50).pipe(take(3), toArray()));
     expect(three).toHaveLength(3);
     expect(three[2].server.sessionsStarted).toBe(1);
-    expect(() => t.server.stats$(1)).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', message: 'options.intervalMs must be a number from 50 to 2147483647 (ms), got 1' }));
+    expect(() => t.server.stats$(1)).toThrow(expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', message: 'stats$(intervalMs): intervalMs must be a number from 50 to 2147483647 (ms), got 1' }));
   });
 
   it('observable: server.stats$() completes when the server closes, so a program that used it exits', { timeout: 60_000 }, async () => {
