@@ -17,7 +17,8 @@ interface PipelineSummary {
   name: string;
   description: string;
   default?: boolean;
-  branches: Array<{ name: string; stages: string[]; sinks: string[]; sampleRate: number; channels: number }>;
+  /** `formatKnown`: false after a custom stage (the rate and channels are then assumed); absent from a server older than the field. */
+  branches: Array<{ name: string; stages: string[]; sinks: string[]; sampleRate: number; channels: number; formatKnown?: boolean }>;
   inUse?: string | null;
 }
 
@@ -50,7 +51,7 @@ export function registerPipelinesCommand(program: Command): void {
             name: p.name,
             description: p.description,
             ...(p.name === defaultName ? { default: true } : {}),
-            branches: p.branches.map((b) => ({ name: b.name, stages: b.stages.map((s) => s.type), sinks: b.sinks.map((s) => s.type), sampleRate: b.sampleRate, channels: b.channels })),
+            branches: p.branches.map((b) => ({ name: b.name, stages: b.stages.map((s) => s.type), sinks: b.sinks.map((s) => s.type), sampleRate: b.sampleRate, channels: b.channels, formatKnown: b.formatKnown })),
           }));
         }
         if (opts.json) {
@@ -61,7 +62,8 @@ export function registerPipelinesCommand(program: Command): void {
           process.stdout.write(`${p.name}${p.default ? ' (default)' : ''}${p.description ? ` — ${p.description}` : ''}\n`);
           for (const b of p.branches) {
             const stages = b.stages.length ? b.stages.join(' → ') : '(decoded audio)';
-            process.stdout.write(`  ${b.name}: ${stages} ⇒ ${b.sinks.join(', ')}  [${b.sampleRate} Hz, ${b.channels === 2 ? 'stereo' : 'mono'}]\n`);
+            const format = `${b.sampleRate} Hz, ${b.channels === 2 ? 'stereo' : 'mono'}${b.formatKnown === false ? ', assumed: a custom stage decides' : ''}`;
+            process.stdout.write(`  ${b.name}: ${stages} ⇒ ${b.sinks.join(', ')}  [${format}]\n`);
           }
         }
       } catch (e) {

@@ -41,6 +41,12 @@ export interface Branch {
   channels: 1 | 2;
   /** Sample encoding of the frames the branch delivers (`s16` after a `format` stage asking for it). */
   sampleFormat: 'f32' | 's16';
+  /**
+   * Whether `sampleRate`, `channels` and `sampleFormat` are known here: false after a custom
+   * stage, whose output the workers report only when a stream starts (they are then assumed
+   * unchanged from the stage on).
+   */
+  formatKnown: boolean;
 }
 
 export interface ValidateOptions {
@@ -160,8 +166,8 @@ function buildPipeline(doc: PipelineDocument): Pipeline {
     : [['main', { stages: doc.stages, sinks: doc.sinks }]];
   const branches = entries.map(([name, b]): Branch => {
     const stages = structuredClone(b.stages ?? []);
-    const { format } = followStages(stages, doc.channels ?? 1);
-    return { name, stages, sinks: structuredClone(b.sinks ?? []), sampleRate: format.sampleRate, channels: format.channels, sampleFormat: format.sampleFormat };
+    const { format, known } = followStages(stages, doc.channels ?? 1);
+    return { name, stages, sinks: structuredClone(b.sinks ?? []), sampleRate: format.sampleRate, channels: format.channels, sampleFormat: format.sampleFormat, formatKnown: known };
   });
   return {
     name: doc.name,

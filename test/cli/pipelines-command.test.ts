@@ -109,7 +109,8 @@ describe('earshot pipelines: what it refuses', () => {
       expect(without.stderr).toMatch(/\nFor a directory whose pipelines use custom stages: earshot pipelines --stage-types TYPE,…\n$/);
       const listed = await earshot(['pipelines', '--pipelines', dir, '--stage-types', 'dc-blocker']);
       expect([listed.code, listed.stderr]).toEqual([0, '']);
-      expect(listed.stdout).toMatch(/^custom\n  main: dc-blocker → gain ⇒ record {2}\[48000 Hz, mono\]$/m);
+      expect(listed.stdout).toMatch(/^custom\n  main: dc-blocker → gain ⇒ record {2}\[48000 Hz, mono, assumed: a custom stage decides\]$/m);
+      expect(listed.stdout).toMatch(/^default \(default\)\n  main: \(decoded audio\) ⇒ stats {2}\[48000 Hz, mono\]$/m);
       expect(listed.stdout).toMatch(/^default \(default\)$/m);
       // A running server knows its own stage modules.
       const both = await earshot(['pipelines', '--url', t.url, '--stage-types', 'dc-blocker', '--admin-token', 'admin-secret']);

@@ -152,6 +152,10 @@ describe('pipeline validation', () => {
     const doc = chain([{ type: 'dc-blocker', cutoff: 5 }]);
     expect(validatePipeline(doc).problems).toEqual([{ path: '/stages/0/type', message: expect.stringMatching(/"dc-blocker" is not a stage type; .*; custom stages need their module registered first \(earshot serve --stage-module, earshot validate --stage-types; in code: the stageModules option, or customStages of validatePipeline\)$/), found: 'dc-blocker', allowed: expect.any(String) }]);
     expect(validatePipeline(doc, { customStages: ['dc-blocker'] }).pipeline?.branches[0].stages).toEqual([{ type: 'dc-blocker', cutoff: 5 }]);
+    // What follows a custom stage is assumed, and says so; a branch of built-in stages is known.
+    const after = validatePipeline(chain([{ type: 'resample', sampleRate: 16000 }, { type: 'dc-blocker' }]), { customStages: ['dc-blocker'] }).pipeline!.branches[0];
+    expect([after.sampleRate, after.formatKnown]).toEqual([16000, false]);
+    expect(validatePipeline(chain([{ type: 'resample', sampleRate: 16000 }])).pipeline!.branches[0].formatKnown).toBe(true);
     expect(validatePipeline(chain([{ type: 'dc-bloker' }]), { customStages: ['dc-blocker'] }).problems[0].message).toMatch(/use one of passthrough, .*, normalize, processor, dc-blocker \(did you mean "dc-blocker"\?\)$/);
   });
 

@@ -60,6 +60,9 @@ describe('pipelines API', () => {
     expect(list.body!.default).toBe('default');
     const names = (list.body!.pipelines as Array<{ name: string }>).map((p) => p.name);
     expect(names).toEqual(expect.arrayContaining(['default', 'telephony', 'podcast', 'voice-agent', 'call-recording']));
+    // Built-in stages only: each branch's format is known, not assumed.
+    const voiceAgent = (list.body!.pipelines as Array<{ name: string; branches: Array<{ sampleRate: number; formatKnown: boolean }> }>).find((p) => p.name === 'voice-agent')!;
+    expect(voiceAgent.branches.every((b) => b.formatKnown)).toBe(true);
     const telephony = await api('/pipelines/telephony');
     expect(telephony.body).toEqual(JSON.parse(await readFile(join(dir, 'telephony.json'), 'utf8')));
     expect((await api('/pipelines/nope')).body).toMatchObject({ status: 404, code: 'EARSHOT_PIPELINE_NOT_FOUND' });

@@ -26,6 +26,8 @@ function summary(p: Pipeline, core: EarshotCore) {
       sampleRate: b.sampleRate,
       channels: b.channels,
       sampleFormat: b.sampleFormat,
+      // False after a custom stage: the three above are assumed until a stream starts (GET /stats/:peer has the real format).
+      formatKnown: b.formatKnown,
     })),
     inUse: core.pipelineUsers(p.name) ?? null,
   };
