@@ -360,7 +360,8 @@ export class PeerPipeline {
 
   /**
    * Drains the worker (every frame received is processed), completes the
-   * branch streams and finalizes every recording. Idempotent.
+   * branch streams and finalizes every recording. Idempotent. Resolves to
+   * every recording file the stream made, in order per branch.
    */
   close(reason = 'closed'): Promise<RecordingInfo[]> {
     this.#closed ??= (async () => {
@@ -390,8 +391,9 @@ export class PeerPipeline {
       }
       this.#socketsEnded = Promise.allSettled(ending);
       // Every recording reaches the media's end: frames lost at the end leave silence, not a short file.
-      const infos = await Promise.all(this.#runtime.map((r) => r.record?.finalize(this.#mediaEnd)));
-      return infos.filter((i): i is RecordingInfo => i !== undefined);
+      await Promise.all(this.#runtime.map((r) => r.record?.finalize(this.#mediaEnd)));
+      // Every file the session made, those stopped before the end (recording stopped and started again) included.
+      return this.#runtime.flatMap((r) => r.record?.made() ?? []);
     })();
     return this.#closed;
   }

@@ -77,6 +77,8 @@ export class RecordSink {
   #pendingLoss: { dropped: DroppedFrames; silence: number } | undefined;
   #failure: EarshotError | undefined;
   #last: RecordingInfo | undefined;
+  /** Every recording this sink stopped (a session can record, stop and record again): what the session leaves on disk. */
+  readonly #stopped: RecordingInfo[] = [];
   /** The format files are written in: the options', until the worker's report replaces it. */
   #format: { sampleRate: number; channels: number };
 
@@ -314,8 +316,17 @@ export class RecordSink {
     this.#recorder = undefined;
     await recorder.stop(mediaEnd);
     this.#last = this.#withFailure(recorder.info());
+    this.#stopped.push(this.#last);
     this.#notify(this.options.onStopped, this.#last);
     return this.#last;
+  }
+
+  /**
+   * The files this sink made, in order: each stopped recording, then the
+   * running one. Not one that failed before its file existed.
+   */
+  made(): RecordingInfo[] {
+    return this.#recorder ? [...this.#stopped, this.#withFailure(this.#recorder.info())] : [...this.#stopped];
   }
 
   #notify(listener: ((info: RecordingInfo) => void) | undefined, info: RecordingInfo): void {

@@ -23,8 +23,13 @@ afterEach(async () => {
 describe('recording control', () => {
   it('starts on POST with a chosen name, stops on DELETE, lists and serves the file (32-bit float)', async () => {
     t = await startServer({ pipeline: { name: 'manual', stages: [], sinks: [{ type: 'record', sampleFormat: 'f32', autoStart: false }, { type: 'stats' }] } });
+    const ended: string[][] = [];
+    const watching = t.server.core.sessions$.subscribe((e) => {
+      if (e.type === 'ended') ended.push(e.recordings ?? []);
+    });
     const controller = new AbortController();
     const sending = sendAudio({ url: `${t.url}/whip/studio/host`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal });
+    let placeholder = '';
     try {
       // Wait for the peer to exist, then check nothing records yet.
       let stats: { recording: unknown } | undefined;
@@ -73,7 +78,8 @@ describe('recording control', () => {
       const record = (name: string) => fetch(`${t!.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
       // A long name that exists is a conflict too (it was a 400 about "<name>-2", a name never sent).
       const long = 'a'.repeat(124);
-      await writeFile(join(t.recordingsDir, `${long}.wav`), '');
+      placeholder = `${long}.wav`;
+      await writeFile(join(t.recordingsDir, placeholder), '');
       await expectProblem(await record(long), { status: 409, code: 'EARSHOT_RECORDING_EXISTS' });
       // A refused name is told what is wrong with it: subdirectories are allowed, up to four.
       await expectProblem(await record('a/b/c/d/e/f'), {
@@ -102,6 +108,12 @@ describe('recording control', () => {
       controller.abort();
       await sending.catch(() => undefined);
     }
+    // The session's end names every file it made (it named only the last one), none that is not its own.
+    watching.unsubscribe();
+    const listed = ((await (await fetch(`${t.url}/recordings`)).json()) as { recordings: Array<{ name: string }> }).recordings.map((r) => r.name).filter((n) => n !== placeholder);
+    expect(listed).toHaveLength(6);
+    expect(ended).toHaveLength(1);
+    expect([...ended[0]].sort()).toEqual([...listed].sort());
   });
 
   it('never writes through a link to a directory outside the recordings directory (400), and writes through one inside it', async () => {

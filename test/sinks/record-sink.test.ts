@@ -156,6 +156,8 @@ describe('RecordSink', () => {
     s.write(frame(1920)); // frames after the failure are ignored, not retried per frame
     expect(failures).toHaveLength(1);
     expect(await s.finalize()).toMatchObject({ state: 'failed' });
+    // The files it made: none (a session's end names no file that never existed).
+    expect(s.made()).toEqual([]);
   });
 
   it('recordings whose generated names are the same, starting at the same moment, each get a file of their own', async () => {
