@@ -253,7 +253,12 @@ export class OggOpusWriter {
    * packet is copied: the caller may reuse its buffer.
    */
   appendPacket(packet: Uint8Array, samples: number): void {
-    if (this.#closed || this.error) return;
+    if (this.#closed) return;
+    // After a write failure nothing more reaches the disk: counted as dropped.
+    if (this.error) {
+      this.droppedBytes += packet.length;
+      return;
+    }
     if (packet.length === 0) throw new RangeError('an Opus packet has at least its TOC byte');
     let data: Uint8Array = packet;
     if (this.#pendingBytes > this.#maxPending && packet.length > 2) {

@@ -191,7 +191,12 @@ export class WavFileWriter {
    * file as ÷32768; floats go into an s16 file quantized by media/pcm16.ts.
    */
   append(samples: Float32Array | Int16Array): void {
-    if (this.#closed || this.error) return;
+    if (this.#closed) return;
+    // After a write failure nothing more reaches the disk: counted as dropped, as the deployment guide says.
+    if (this.error) {
+      this.droppedBytes += (samples.length / this.channels) * this.#blockAlign;
+      return;
+    }
     if (this.#silence > 0) this.#placeSilence();
     this.framesAppended += samples.length / this.channels;
     const bps = this.#bytesPerSample;
@@ -227,7 +232,11 @@ export class WavFileWriter {
    * so consecutive runs add up to one (see the module comment).
    */
   appendSilence(frames: number): void {
-    if (this.#closed || this.error || !(frames > 0)) return;
+    if (this.#closed || !(frames > 0)) return;
+    if (this.error) {
+      this.droppedBytes += frames * this.#blockAlign;
+      return;
+    }
     this.framesAppended += frames;
     this.#silence += frames * this.#blockAlign;
   }
@@ -329,19 +338,26 @@ export class WavFileWriter {
     if (this.#writeActive || this.#pending.length === 0 || this.error) return;
     this.#writeActive = true;
     this.#writing = this.#writing.then(async () => {
+      let inFlight: { bytes: number; from: number } | undefined;
       try {
         while (this.#pending.length > 0 && !this.error) {
           const next = this.#pending.shift()!;
+          const onDisk = this.#dataOnDisk;
           if (typeof next === 'number') {
+            inFlight = { bytes: next, from: onDisk };
             await this.#extend(next);
             continue;
           }
           this.#pendingBytes -= next.length;
           this.#pendingChunks--;
+          inFlight = { bytes: next.length, from: onDisk };
           await this.#writeFully(next, this.headerBytes, true);
           this.#recycle(next);
         }
+        inFlight = undefined;
       } catch (e) {
+        // The part of the chunk (or hole) that failed which never reached the disk is lost too.
+        if (inFlight) this.droppedBytes += Math.max(0, inFlight.bytes - (this.#dataOnDisk - inFlight.from));
         this.#fail(e as Error);
       } finally {
         this.#writeActive = false;

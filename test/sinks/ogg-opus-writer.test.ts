@@ -222,7 +222,13 @@ describe('Ogg Opus writer', () => {
     };
     const errors: Error[] = [];
     const writer = await OggOpusWriter.create(path, { channels: 1, openFile, onError: (e) => errors.push(e), pageBytes: 1000 });
-    for (const f of encodeOpusFrames(tone(5), 1)) writer.appendPacket(f.payload!, 960);
+    const packets = encodeOpusFrames(tone(5), 1);
+    for (const f of packets) writer.appendPacket(f.payload!, 960);
+    for (let i = 0; i < 100 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    // A packet after the failure never reaches the disk: counted as dropped.
+    const before = writer.droppedBytes;
+    writer.appendPacket(packets[0].payload!, 960);
+    expect(writer.droppedBytes - before).toBe(packets[0].payload!.length);
     await writer.close();
     expect(errors).toHaveLength(1);
     expect((errors[0] as NodeJS.ErrnoException).code).toBe('ENOSPC');

@@ -92,6 +92,11 @@ describe('WavFileWriter on a full disk', () => {
       const w = await WavFileWriter.create(path, { sampleRate: 48000, channels, sampleFormat: format, chunkBytes: 4096, openFile, onError: (e) => errors.push(e) });
       const input = ramp(48000 * channels); // far more than fits
       for (let i = 0; i < input.length; i += 960 * channels) w.append(input.subarray(i, i + 960 * channels));
+      // Audio that comes after the failure never reaches the disk either.
+      for (let i = 0; i < 100 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(errors).toHaveLength(1);
+      w.append(input.subarray(0, 960 * channels));
+      w.appendSilence(960);
       await w.close();
 
       expect(log.shortWrites).toBe(1);
@@ -107,7 +112,10 @@ describe('WavFileWriter on a full disk', () => {
       expect(dataBytes).toBe(10_003 - (10_003 % block));
       expect(w.dataBytesWritten).toBe(dataBytes);
       expect(w.durationSeconds).toBeCloseTo(dataBytes / block / 48000, 9);
-      expect(w.droppedBytes).toBeGreaterThan(0);
+      // Every byte appended is on disk or counted as dropped (the part frame cut from the end aside).
+      const appended = (input.length + 960 * channels) * bps + 960 * block;
+      expect(appended - dataBytes - w.droppedBytes).toBeGreaterThanOrEqual(0);
+      expect(appended - dataBytes - w.droppedBytes).toBeLessThan(block);
       // The samples on disk are the first ones appended, in order.
       const samples = wav.getSamples(true, Float64Array) as unknown as Float64Array;
       expect(samples.length).toBe(dataBytes / bps);
