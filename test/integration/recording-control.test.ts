@@ -81,6 +81,8 @@ describe('recording control', () => {
       placeholder = `${long}.wav`;
       await writeFile(join(t.recordingsDir, placeholder), '');
       await expectProblem(await record(long), { status: 409, code: 'EARSHOT_RECORDING_EXISTS' });
+      // A name for the other format is refused, not recorded as "take.opus.wav".
+      await expectProblem(await record('take.opus'), { status: 400, code: 'EARSHOT_RECORDING_NAME_INVALID', detail: /^Recording name "take\.opus" is not allowed: it ends in \.opus, but this recording is WAV \(\.wav\): give the name without an extension, or with \.wav\./ });
       // A refused name is told what is wrong with it: subdirectories are allowed, up to four.
       await expectProblem(await record('a/b/c/d/e/f'), {
         status: 400,
