@@ -259,7 +259,8 @@ export const errors = {
     (why: string) => `No engine process can take this request now: ${why}. An engine that exits is restarted within seconds; retry then.`),
   // `earshot serve --processes N`: a recording whose engine process died before finalizing it (its `code`; never an HTTP response).
   ENGINE_EXITED: define('EARSHOT_ENGINE_EXITED', 500, 'Engine process exited',
-    (engine: number, how: string) => `Engine process ${engine}, which ran this session, exited (${how}) before the recording was finalized. The file holds all the audio that had reached the disk (its header was rewritten to cover it); what the engine still held in memory, up to about a second, was lost with it.`),
+    (engine: number, how: string, format: 'wav' | 'ogg-opus' = 'wav') =>
+      `Engine process ${engine}, which ran this session, exited (${how}) before the recording was finalized. The file holds all the audio that had reached the disk (${format === 'wav' ? 'its header was rewritten to cover it' : 'up to its last complete page, which players read to'}); what the engine still held in memory, up to about a second, was lost with it.`),
   // `earshot serve --cluster` (src/cluster/): placing a new session needs Redis (peer locks, node loads); sessions already running go on.
   // `why`: Redis unreachable, its database missing, or this node's id held by another live node.
   CLUSTER_UNAVAILABLE: define('EARSHOT_CLUSTER_UNAVAILABLE', 503, 'Cluster state unavailable',

@@ -204,7 +204,7 @@ export class EngineSessions {
         } catch (e) {
           this.#o.log.warn({ recording: r.name, engine: exit.slot, err: (e as Error).message }, 'recording of a session whose engine exited could not be read');
         }
-        const failure = errors.ENGINE_EXITED(exit.slot, how);
+        const failure = errors.ENGINE_EXITED(exit.slot, how, r.format);
         return { ...r, state: 'failed', stoppedAt, seconds, bytes, error: failure.message, code: failure.code };
       }),
     );
