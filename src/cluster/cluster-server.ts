@@ -80,7 +80,7 @@ import { checkIceServers } from '../rtc/ice-servers.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp-offer.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { ProcessorEvent } from '../sinks/processors.js';
-import type { EngineMessage, EngineReport, EngineServerOptions } from './engine-protocol.js';
+import { ENGINE_SILENT_MS, type EngineMessage, type EngineReport, type EngineServerOptions } from './engine-protocol.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
 import { bodyOf, clientOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
 import { mergeExpositions } from './front-metrics.js';
@@ -332,6 +332,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     switch (message.t) {
       case 'report': {
         const r = message.report;
+        if (silent.delete(engine)) log.warn({ engine: engine.slot, pid: engine.pid, silentMs: Math.round(performance.now() - engine.reportedAt) }, 'engine process answers again; it takes new sessions');
+        engine.reportedAt = performance.now();
         placement.report({ engine: engine.id, accepting: engine.state === 'up' && !closing, ready: r.ready, sessions: r.peers, pending: r.pending, workerUtilization: r.workerUtilization });
         break;
       }
@@ -413,7 +415,31 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     restartTimers.add(timer);
   };
 
+  /** How long a read asked of every engine (/metrics, /stats/:peer, /pipelines) waits for each. */
+  const FAN_OUT_TIMEOUT_MS = 5000;
   const live = () => engines.filter((e) => e.state === 'up');
+  /**
+   * Engines that are up but have sent no load report for ENGINE_SILENT_MS (a report comes every
+   * 250 ms): hung (a processor that never returns, a stopped process) or starved of CPU. They take
+   * no new session, /health says so, and reads (/metrics, /stats) do not wait for them: a scrape
+   * that waited out the 30 s request timeout failed as a whole.
+   */
+  const silent = new Set<EngineProcess>();
+  const isSilent = (e: EngineProcess, now = performance.now()) => e.state === 'up' && now - e.reportedAt > ENGINE_SILENT_MS;
+  /** Engines up and answering: the ones reads ask. */
+  const serving = () => live().filter((e) => !silent.has(e));
+  const silenceWatch = setInterval(() => {
+    const now = performance.now();
+    for (const e of engines) {
+      if (e.state !== 'up') silent.delete(e);
+      else if (!silent.has(e) && isSilent(e, now)) {
+        silent.add(e);
+        log.error({ engine: e.slot, pid: e.pid, silentMs: Math.round(now - e.reportedAt) }, 'engine process has sent no report (hung, or starved of CPU); it takes no new sessions until it answers');
+        placement.report({ engine: e.id, accepting: false, ready: false, sessions: e.report?.peers ?? 0, pending: e.report?.pending ?? 0, workerUtilization: e.report?.workerUtilization ?? 0 });
+      }
+    }
+  }, ENGINE_SILENT_MS / 4);
+  silenceWatch.unref();
   const anyEngine = (): EngineProcess => {
     const e = live()[0];
     if (!e) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
@@ -427,16 +453,16 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     engines.map((e) => ({
       engine: e.slot,
       pid: e.pid ?? null,
-      state: e.state,
+      state: silent.has(e) ? 'unresponsive' : e.state,
       restarts: e.restarts,
       peers: e.state === 'up' ? (e.report?.peers ?? 0) : 0,
       // Up, and taking sessions: its room bindings caught up (`startEngine`).
-      ready: e.state === 'up' && placing.has(e) && (e.report?.ready ?? false),
+      ready: e.state === 'up' && !silent.has(e) && placing.has(e) && (e.report?.ready ?? false),
       threads: e.threads,
       uptimeSeconds: e.state === 'up' ? (e.report?.uptimeSeconds ?? 0) : null,
     }));
   const machineStats = async () => {
-    const up = live();
+    const up = serving();
     const results = await Promise.allSettled(up.map((e) => e.stats()));
     const parts = results.flatMap((r, i) => (r.status === 'fulfilled' ? [{ engine: up[i].slot, stats: r.value }] : []));
     const mem = process.memoryUsage();
@@ -450,8 +476,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   };
   /** Every live engine's answer to the client's request (or to `method path` with its headers). */
   const fanOut = async (req: FastifyRequest, method = req.method, path = req.url) => {
-    const up = live();
-    const results = await Promise.allSettled(up.map((e) => requestEngine(e.port, method, path, forwardedHeaders(req), method === req.method ? bodyOf(req) : undefined)));
+    const up = serving();
+    // Reads: an engine that hangs while asked is left out after FAN_OUT_TIMEOUT_MS, not waited for
+    // (Prometheus gives up on a scrape after 10 s by default, and with it on every engine's figures).
+    const results = await Promise.allSettled(up.map((e) => requestEngine(e.port, method, path, forwardedHeaders(req), method === req.method ? bodyOf(req) : undefined, FAN_OUT_TIMEOUT_MS)));
     return results.flatMap((r, i) => (r.status === 'fulfilled' ? [{ engine: up[i], res: r.value }] : []));
   };
   /**
@@ -509,7 +537,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       log,
       iceHosts: options.iceHostAddresses ?? defaultIceHosts(host) ?? [],
       load: (): NodeLoad => {
-        const up = live();
+        const up = serving();
         const reports = up.flatMap((e) => (e.report ? [e.report] : []));
         return {
           accepting: !closing && up.length > 0,
@@ -685,6 +713,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const reasons: string[] = [];
     for (const e of engines) {
       if (e.state !== 'up') reasons.push(`engine ${e.slot} ${e.state === 'starting' ? (e.restarts > 0 ? 'restarting' : 'starting') : e.state}`);
+      else if (silent.has(e)) reasons.push(`engine ${e.slot} has sent no report for ${((performance.now() - e.reportedAt) / 1000).toFixed(1)} s (hung, or starved of CPU): it takes no new sessions, and its sessions may have stalled`);
       if (e.lastExit?.wasUp && now - e.lastExit.at < HEALTH_WINDOW_MS) {
         reasons.push(`${((now - e.lastExit.at) / 1000).toFixed(1)} s ago: engine ${e.slot} exited (${e.lastExit.signal ?? `code ${e.lastExit.code}`}); its sessions ended`);
       }
@@ -704,7 +733,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   ];
   app.get('/health', async () => {
     const now = Date.now();
-    const up = live();
+    const up = serving();
     const reasons = frontReasons(now);
     for (const e of up) for (const r of e.report?.health.reasons ?? []) reasons.push(`engine ${e.slot}: ${r}`);
     const reports = up.flatMap((e) => (e.report ? [{ slot: e.slot, report: e.report }] : []));
@@ -765,6 +794,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer, 'known'), ended);
     }
     if (answers[0]) return relay(reply, answers[0].res);
+    // Not answered because its engine does not answer: say that, not that the peer is unknown.
+    const owner = byId((await placement.ownerOfPeer(req.params.peer)) ?? '');
+    if (owner && silent.has(owner)) throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${owner.slot}, which runs peer "${req.params.peer}", has sent nothing for ${((performance.now() - owner.reportedAt) / 1000).toFixed(1)} s`), RETRY_AFTER_SECONDS);
     throw errors.PEER_NOT_FOUND(req.params.peer, 'known');
   });
 
@@ -1015,7 +1047,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     help: 'Engine processes up and serving.',
     registers: [frontMetrics],
     collect() {
-      this.set(live().length);
+      this.set(serving().length);
     },
   });
   const frontExposed = withProcessMetrics(frontMetrics);
@@ -1069,6 +1101,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     close() {
       closingPromise ??= (async () => {
         closing = true;
+        clearInterval(silenceWatch);
         stopWatchingRooms?.();
         await node?.stopAccepting();
         for (const t of restartTimers) clearTimeout(t);

@@ -56,6 +56,8 @@ export class EngineProcess {
   restarts = 0;
   startedAt = 0;
   report: EngineReport | undefined;
+  /** When its last load report came (performance.now()), or when it came up: a hung engine's stops. */
+  reportedAt = 0;
   lastExit: EngineExit | undefined;
   readonly #events: EngineEvents;
   #child: ChildProcess | undefined;
@@ -91,6 +93,7 @@ export class EngineProcess {
         this.port = message.port;
         this.threads = message.threads;
         this.state = 'up';
+        this.reportedAt = performance.now();
         settle?.resolve();
         settle = undefined;
         return;

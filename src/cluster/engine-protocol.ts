@@ -17,6 +17,13 @@ import type { PipelineDocument } from '../pipeline/schema.js';
 export const REPORT_INTERVAL_MS = 250;
 
 /**
+ * An engine that has sent no report for this long (eight missed reports) is
+ * unresponsive: hung, or starved of CPU. It takes no new session until it
+ * reports again. Long enough that a GC pause or a busy second does not trip it.
+ */
+export const ENGINE_SILENT_MS = 2000;
+
+/**
  * How often an engine sends its live peers' statistics, ms: what the front
  * keeps of a session whose engine dies (its last figures, its recordings).
  * As often as a recording's header is rewritten: a crash loses about as much

@@ -43,8 +43,8 @@ export const NODE_READ_TIMEOUT_MS = 5_000;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 /** Sends one request to the engine listening on 127.0.0.1:`port`. Rejects on a connection failure (the engine died). */
-export function requestEngine(port: number, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer): Promise<EngineResponse> {
-  return requestUrl(new URL(`http://127.0.0.1:${port}`), method, path, headers, body);
+export function requestEngine(port: number, method: string, path: string, headers: OutgoingHttpHeaders, body?: Buffer, timeoutMs = REQUEST_TIMEOUT_MS): Promise<EngineResponse> {
+  return requestUrl(new URL(`http://127.0.0.1:${port}`), method, path, headers, body, timeoutMs);
 }
 
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });

@@ -20,7 +20,8 @@ import type { EngineReport, EngineStats } from './engine-protocol.js';
 export interface EngineSummary {
   engine: number;
   pid: number | null;
-  state: 'starting' | 'up' | 'stopping' | 'exited';
+  /** `unresponsive`: up, but no load report for `ENGINE_SILENT_MS` (hung, or starved of CPU): it takes no new sessions. */
+  state: 'starting' | 'up' | 'unresponsive' | 'stopping' | 'exited';
   /** Times this slot's process was replaced since the front started. */
   restarts: number;
   peers: number;

@@ -311,6 +311,32 @@ describe('earshot serve --processes 2', () => {
     }
   });
 
+  it('leaves out an engine that stops answering (SIGSTOP): /health says so, /metrics and new sessions do not wait for it; once it answers it is back', async () => {
+    const frozen = (await get<Health>('/health')).engines[0];
+    process.kill(frozen.pid, 'SIGSTOP');
+    try {
+      const health = await until('the front to find engine 0 silent', async () => {
+        const h = await get<Health>('/health');
+        return h.engines[0].state === 'unresponsive' ? h : undefined;
+      }, 15_000);
+      expect(health.status).toBe('degraded');
+      expect(health.engines[0].ready).toBe(false);
+      expect(health.reasons.join('\n')).toMatch(/engine 0 has sent no report for \d+\.\d s \(hung, or starved of CPU\): it takes no new sessions/);
+      // A scrape answers with the engine that does (it waited 30 s for the frozen one; Prometheus gives up after 10 s).
+      const metrics = await (await fetch(`${s.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+      expect(metrics).toMatch(/^earshot_engines_up\{engine="front"\} 1$/m);
+      expect(metrics).not.toMatch(/engine="0"/);
+      // New sessions go to the engine that answers (each waited 30 s on the frozen one first).
+      const results = await sendMany(2, { url: `${s.url}/whip/demo/thaw`, source: tone, seconds: 0.5, signal: AbortSignal.timeout(20_000) });
+      expect(results.filter((r) => 'error' in r)).toEqual([]);
+      expect((await Promise.all([1, 2].map((k) => statsOf(`thaw-${k}`)))).map((p) => p.engine)).toEqual([1, 1]);
+    } finally {
+      process.kill(frozen.pid, 'SIGCONT');
+    }
+    await until('engine 0 to answer again', async () => ((await get<Health>('/health')).engines[0].state === 'up' ? true : undefined), 15_000);
+    expect((await get<Health>('/health')).engines[0].ready).toBe(true);
+  });
+
   it('restarts an engine killed with SIGKILL; its session ends with a readable recording and new sessions still succeed', async () => {
     const controller = new AbortController();
     const victim = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/victim`, source: tone, loop: true, signal: controller.signal, skipDelete: true }));
