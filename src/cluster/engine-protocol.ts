@@ -17,11 +17,11 @@ import type { PipelineDocument } from '../pipeline/schema.js';
 export const REPORT_INTERVAL_MS = 250;
 
 /**
- * An engine that has sent no report for this long (eight missed reports) is
+ * An engine that has sent no report for this long (twelve missed reports) is
  * unresponsive: hung, or starved of CPU. It takes no new session until it
  * reports again. Long enough that a GC pause or a busy second does not trip it.
  */
-export const ENGINE_SILENT_MS = 2000;
+export const ENGINE_SILENT_MS = 3000;
 
 /**
  * How often an engine sends its live peers' statistics, ms: what the front
