@@ -98,6 +98,13 @@ describe('dashboard', () => {
         return levels.size >= 3 ? true : undefined;
       });
       await card(page, me).locator('[data-testid="speaking"][data-active="true"]').waitFor({ timeout: 10_000 });
+      // The load tiles: the workers' recent share (between two figures); with admission off (as this
+      // test's server runs), the event-loop lag since start, labelled so, instead of admission's main-thread share.
+      await until('the load tiles to read their figures', async () => {
+        const [pool, label, lag] = await Promise.all([page.getByTestId('tile-pool').textContent(), page.getByTestId('tile-lag-label').textContent(), page.getByTestId('tile-lag').textContent()]);
+        if (/^\d+ %$/.test(pool ?? '') && label === 'Event-loop lag p99 (since start)' && /^\d+(\.\d+)? ms$/.test(lag ?? '')) return true;
+        throw new Error(`the tiles read ${JSON.stringify([pool, label, lag])}`);
+      });
 
       // Listen (WHEP): the page plays its own card's processed audio; Chromium's own WebRTC
       // stats (inbound-rtp, shown on the card) say packets and sound arrive.

@@ -26,17 +26,39 @@ const tiles = {
   pool: byTestId('tile-pool'),
   poolBar: byTestId('tile-pool-bar'),
   lag: byTestId('tile-lag'),
+  lagLabel: byTestId('tile-lag-label'),
   sessions: byTestId('tile-sessions'),
 };
+
+/** The workers' busy time at the previous figures: utilization is shown over the time between two, not since start. */
+let lastPool = null;
+
+/**
+ * The workers' share of time busy since the previous figures (`busyMs` counts up), or, for the
+ * first figures and after a restart (the count went back), what admission measured lately; the
+ * since-start share only when neither is there. A server up for days read ~0 % under load.
+ */
+function recentUtilization(s) {
+  const busy = num(s.pool?.busyMs);
+  const threads = num(s.pool?.threads);
+  const now = performance.now();
+  const last = lastPool;
+  lastPool = busy === null || !threads ? null : { busy, threads, at: now };
+  if (last && lastPool && busy >= last.busy && threads === last.threads && now - last.at >= 200) return (busy - last.busy) / ((now - last.at) * threads);
+  return num(s.admission?.workerUtilization) ?? num(s.pool?.utilization);
+}
 
 function renderServer(server) {
   const s = server ?? {};
   tiles.peers.textContent = fmt.int(s.peers);
   tiles.rooms.textContent = fmt.int(s.rooms);
-  const utilization = num(s.pool?.utilization);
-  tiles.pool.textContent = fmt.percent(utilization);
+  const utilization = recentUtilization(s);
+  tiles.pool.textContent = fmt.percent(utilization === null ? null : Math.min(1, utilization));
   tiles.poolBar.style.width = `${Math.min(100, Math.max(0, (utilization ?? 0) * 100))}%`;
-  tiles.lag.textContent = fmt.ms(s.eventLoopDelayMs?.p99);
+  // The main thread's recent load, as admission measures it; without admission, the delay since start.
+  const loop = num(s.admission?.eventLoopUtilization);
+  tiles.lagLabel.textContent = loop !== null ? 'Main thread busy' : 'Event-loop lag p99 (since start)';
+  tiles.lag.textContent = loop !== null ? fmt.percent(loop) : fmt.ms(s.eventLoopDelayMs?.p99);
   tiles.sessions.textContent = `${fmt.int(s.sessionsStarted)} / ${fmt.int(s.sessionsEnded)}`;
 }
 
