@@ -729,8 +729,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     ...(cluster?.state === 'draining' ? ['this node is draining: it takes no new sessions (a POST to it is forwarded to another node)'] : []),
     ...(cluster?.problem ? [`out of the cluster: ${cluster.problem}`] : cluster !== undefined && cluster.redis !== 'up' ? ['Redis unreachable'] : []),
     ...(reports.length === 0 ? ['no engine process is up'] : []),
-    ...reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${x}`)),
+    ...reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${engineShare(x)}`)),
   ];
+  /** An engine's limit is its share of the machine's (`ceil(limit / N)`): its reason says so, naming the limit the operator set. */
+  const engineShare = (reason: string): string =>
+    reason
+      .replace(/\(--max-sessions (\d+)\)/, (_m, n: string) => `(its share, ${n}, of --max-sessions ${machineLimits.sessions})`)
+      .replace(/\(--max-pending-sessions (\d+)\)/, (_m, n: string) => `(its share, ${n}, of --max-pending-sessions ${machineLimits.pending})`);
   app.get('/health', async () => {
     const now = Date.now();
     const up = serving();

@@ -127,6 +127,9 @@ describe('sessions pending per client behind a front', () => {
       const self = ((await (await fetch(`${a.url}/cluster/nodes`, { headers: admin })).json()) as { self: string }).self;
       return nodes.find((n) => n.id === self)?.ready === false ? true : undefined;
     });
+    // A's /health says why, with the limit the operator set (an engine holds its share of it).
+    const aLoad = ((await (await fetch(`${a.url}/health`)).json()) as { load?: string[] }).load;
+    expect(aLoad).toContainEqual(expect.stringMatching(/^engine 0: 1 sessions, the most allowed \(its share, 1, of --max-sessions 1\)$/));
     // The flood, through the proxy and A, all placed on B: B gives its client two places.
     for (let i = 0; i < 2; i++) {
       const res = await offerFrom(PROXY, a, `ghost-${i}`, '198.51.100.2');
