@@ -11,7 +11,7 @@ import { packageRoot } from '../package-root.js';
 import { join } from 'node:path';
 import { defaultPipelinesDir } from './serve-command.js';
 import { stageTypesOf } from './validate-command.js';
-import { checkToken, fetchFailure } from '../client/whip-client.js';
+import { checkToken, credentialsProblem, fetchFailure, withoutCredentials } from '../client/whip-client.js';
 
 interface PipelineSummary {
   name: string;
@@ -88,8 +88,10 @@ async function serverPipelines(base: string, adminToken: string | undefined): Pr
   try {
     url = new URL('pipelines', base.endsWith('/') ? base : `${base}/`);
   } catch {
-    throw new Error(`--url must be a URL such as http://127.0.0.1:8080, got "${base}"`);
+    throw new Error(`--url must be a URL such as http://127.0.0.1:8080, got "${withoutCredentials(base)}"`);
   }
+  const credentials = credentialsProblem(base);
+  if (credentials) throw new Error(`--url ${credentials.replace('the token option, --token or EARSHOT_TOKEN', '--admin-token or EARSHOT_ADMIN_TOKEN')}`);
   const headers: Record<string, string> = adminToken ? { authorization: `Bearer ${adminToken}` } : {};
   const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => {
     throw new Error(`the server at ${url.origin} did not answer: ${fetchFailure(e)}`);

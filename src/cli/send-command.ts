@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { BITRATE_RANGE, MIN_SECONDS, peerUrl, sendAudio, sendMany, type SendProgress, type SendResult } from '../client/audio-sender.js';
 import { openWav } from '../client/wav-source.js';
 import type { RTCIceServer } from 'werift';
-import { badTokenCharacter } from '../client/whip-client.js';
+import { badTokenCharacter, credentialsProblem, withoutCredentials } from '../client/whip-client.js';
 import { hasTurnServer } from '../rtc/ice-servers.js';
 import { iceServers } from './ice-server-option.js';
 
@@ -68,7 +68,9 @@ export function registerSendCommand(program: Command): void {
         fail(`--url "${url}" is not a URL`);
       }
       // Checked here, not by fetch: an ftp: URL or a token with a newline failed as a server that did not answer.
-      if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${url}"`);
+      if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${withoutCredentials(url)}"`);
+      const credentials = credentialsProblem(url);
+      if (credentials) fail(`--url ${credentials.replace('the token option, --token or EARSHOT_TOKEN', '--token or EARSHOT_TOKEN')}`);
       const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
       if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
       if (opts.relayOnly && !hasTurnServer(opts.iceServer) && !(opts.iceServersFromServer && opts.iceServer === undefined)) {

@@ -75,13 +75,45 @@ export function fetchFailure(e: unknown): string {
  */
 export function checkWhipUrl(url: string | undefined): void {
   if (url === undefined) throw errors.OPTION_INVALID('url', 'is required: the WHIP endpoint to publish to (or give signaling instead)');
-  let protocol: string | undefined;
+  let parsed: URL;
   try {
-    protocol = new URL(url).protocol;
+    parsed = new URL(url);
   } catch {
     throw errors.OPTION_INVALID('url', `must be a URL, got "${url}"`);
   }
-  if (protocol !== 'http:' && protocol !== 'https:') throw errors.OPTION_INVALID('url', `must be an http: or https: URL (WHIP runs over HTTP), got "${url}"`);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw errors.OPTION_INVALID('url', `must be an http: or https: URL (WHIP runs over HTTP), got "${withoutCredentials(url)}"`);
+  const credentials = credentialsProblem(url);
+  if (credentials) throw errors.OPTION_INVALID('url', credentials);
+}
+
+/**
+ * Why a URL that carries a user name or password cannot be used, or undefined:
+ * fetch refuses such a URL ("cannot be constructed from a URL that includes
+ * credentials"), which read as a server that did not answer, with the password
+ * in the message. The message shows the URL without them.
+ */
+export function credentialsProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.username === '' && parsed.password === '') return undefined;
+  return `must not carry a user name or password ("${withoutCredentials(url)}"): earshot authenticates with a bearer token (the token option, --token or EARSHOT_TOKEN), which is sent as Authorization: Bearer`;
+}
+
+/** `url` with any user name and password replaced by "***" (for messages and logs). */
+export function withoutCredentials(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.username === '' && parsed.password === '') return url;
+    parsed.username = '***';
+    parsed.password = '';
+    return parsed.href;
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//***@');
+  }
 }
 
 /**

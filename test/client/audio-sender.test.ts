@@ -77,6 +77,10 @@ describe('sendAudio options', () => {
 
   it('refuses a URL other than http(s) and a token that is not visible ASCII before anything is sent (they were "did not answer")', async () => {
     await expect(sendAudio({ url: 'ftp://127.0.0.1/whip/room/peer', source: 'no-such.wav' })).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'url' }, message: 'options.url must be an http: or https: URL (WHIP runs over HTTP), got "ftp://127.0.0.1/whip/room/peer"' });
+    // A user name and password in the URL: refused as such, never printed (fetch refused it, read as a server that did not answer).
+    const withPassword = (await sendAudio({ url: 'http://user:s3cr3t@127.0.0.1:9/whip/room/peer', source: 'no-such.wav' }).catch((e: unknown) => e)) as Error;
+    expect(withPassword).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'url' }, message: expect.stringMatching(/^options\.url must not carry a user name or password \("http:\/\/\*\*\*@127\.0\.0\.1:9\/whip\/room\/peer"\): earshot authenticates with a bearer token/) });
+    expect(withPassword.message).not.toContain('s3cr3t');
     const refused = await sendAudio({ url, source: 'no-such.wav', token: 'secret\n' }).catch((e: unknown) => e);
     expect(refused).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'token' }, message: 'options.token must be visible ASCII characters (a bearer token, sent in a header), but character 7 of 7 is "\\n"' });
     // With its own signaling, the URL is not used.
@@ -205,6 +209,8 @@ describe('earshot send flags', () => {
       // Both were "EARSHOT_WHIP_UNREACHABLE … did not answer", though no request was sent.
       [['--url', 'ftp://127.0.0.1/whip/room/peer'], /--url must be an http:\/\/ or https:\/\/ URL \(WHIP runs over HTTP\), got "ftp:\/\/127\.0\.0\.1\/whip\/room\/peer"/],
       [['--token', 'secret\n'], /--token \(or EARSHOT_TOKEN\) must be visible ASCII characters, but character 7 of 7 is "\\n"/],
+      // A password in the URL was printed, in a "did not answer" about a server never asked.
+      [['--url', 'http://user:s3cr3t@127.0.0.1:9/whip/room/peer'], /--url must not carry a user name or password \("http:\/\/\*\*\*@127\.0\.0\.1:9\/whip\/room\/peer"\): earshot authenticates with a bearer token \(--token or EARSHOT_TOKEN\)/],
       // 0.005 passed and then failed without a code; Infinity and 1e400 sent forever.
       [['--seconds', '0.005'], /--seconds must be a number of at least 0\.02 \(one 20 ms packet\)\./],
       [['--seconds', 'Infinity'], /--seconds must be a number of at least 0\.02/],
@@ -222,6 +228,7 @@ describe('earshot send flags', () => {
     cases.forEach(([args, message], i) => {
       expect(runs[i].code, args.join(' ')).toBe(1);
       expect(runs[i].stderr).toMatch(message);
+      expect(runs[i].stderr).not.toContain('s3cr3t');
     });
     expect(zero.stderr).not.toMatch(/--simulate-loss/);
     expect(zero.stderr).toMatch(/earshot send: /);
