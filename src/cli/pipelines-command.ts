@@ -34,6 +34,7 @@ export function registerPipelinesCommand(program: Command): void {
     .action(async (opts: { pipelines?: string; url?: string; adminToken?: string; stageTypes?: string; json?: boolean }, command: Command) => {
       try {
         let list: PipelineSummary[];
+        let missingDefault: string | undefined;
         if (opts.url) {
           // From the environment, --pipelines may be set for serve; on the command line it asks for something else.
           if (command.getOptionValueSource('pipelines') === 'cli') throw new Error('--pipelines and --url ask for different lists (a directory, a running server): give one of them.');
@@ -47,6 +48,11 @@ export function registerPipelinesCommand(program: Command): void {
           if (registry.list().length === 0) throw new Error(`${dir}: no pipeline files (*.json) in this directory`);
           // The one serve would start with from the same environment (its --pipeline defaults to EARSHOT_PIPELINE, else "default").
           const defaultName = process.env.EARSHOT_PIPELINE ?? 'default';
+          // A name (not a file) the directory lacks: serve would not start; the list is still shown.
+          const isName = !defaultName.includes('/') && !defaultName.includes('\\') && !defaultName.endsWith('.json');
+          if (isName && !registry.list().some((p) => p.name === defaultName)) {
+            missingDefault = `${process.env.EARSHOT_PIPELINE === undefined ? 'there is no "default" pipeline' : `EARSHOT_PIPELINE names "${defaultName}", which is not a pipeline`} of ${dir}: serve would refuse to start (EARSHOT_PIPELINE_NOT_FOUND)`;
+          }
           list = registry.list().map((p) => ({
             name: p.name,
             description: p.description,
@@ -54,20 +60,15 @@ export function registerPipelinesCommand(program: Command): void {
             branches: p.branches.map((b) => ({ name: b.name, stages: b.stages.map((s) => s.type), sinks: b.sinks.map((s) => s.type), sampleRate: b.sampleRate, channels: b.channels, formatKnown: b.formatKnown })),
           }));
         }
-        if (opts.json) {
-          process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-          return;
-        }
-        for (const p of list) {
-          process.stdout.write(`${p.name}${p.default ? ' (default)' : ''}${p.description ? ` — ${p.description}` : ''}\n`);
-          for (const b of p.branches) {
-            const stages = b.stages.length ? b.stages.join(' → ') : '(decoded audio)';
-            const format = `${b.sampleRate} Hz, ${b.channels === 2 ? 'stereo' : 'mono'}${b.formatKnown === false ? ', assumed: a custom stage decides' : ''}`;
-            process.stdout.write(`  ${b.name}: ${stages} ⇒ ${b.sinks.join(', ')}  [${format}]\n`);
-          }
+        if (opts.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        else printList(list);
+        if (missingDefault) {
+          process.stderr.write(`earshot pipelines: ${missingDefault}\n`);
+          process.exitCode = 1;
         }
       } catch (e) {
-        const code = isEarshotError(e) ? ` [${e.code}]` : '';
+        // An error about several files has each file's code in its lines: the first one's again after the last read as the last one's.
+        const code = isEarshotError(e) && e.extensions?.files === undefined ? ` [${e.code}]` : '';
         // Not for a misspelt built-in stage (its problem says "did you mean"): only for a type that could be a custom one.
         const unknownType = (e as Error).message.split('\n').some((line) => /is not a stage type/.test(line) && !/did you mean/.test(line));
         const hint = opts.stageTypes === undefined && unknownType ? '\nFor a directory whose pipelines use custom stages: earshot pipelines --stage-types TYPE,…' : '';
@@ -75,6 +76,18 @@ export function registerPipelinesCommand(program: Command): void {
         process.exitCode = 1;
       }
     });
+}
+
+/** The list as text: each pipeline, its branches, their stages, sinks and format. */
+function printList(list: PipelineSummary[]): void {
+  for (const p of list) {
+    process.stdout.write(`${p.name}${p.default ? ' (default)' : ''}${p.description ? ` — ${p.description}` : ''}\n`);
+    for (const b of p.branches) {
+      const stages = b.stages.length ? b.stages.join(' → ') : '(decoded audio)';
+      const format = `${b.sampleRate} Hz, ${b.channels === 2 ? 'stereo' : 'mono'}${b.formatKnown === false ? ', assumed: a custom stage decides' : ''}`;
+      process.stdout.write(`  ${b.name}: ${stages} ⇒ ${b.sinks.join(', ')}  [${format}]\n`);
+    }
+  }
 }
 
 /** The pipelines of the server at `base` (its path kept, as behind a proxy's prefix), asked with `adminToken` if given. */

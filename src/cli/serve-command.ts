@@ -279,7 +279,8 @@ export function registerServeCommand(program: Command): void {
         const unwritten = await writeHealthFile(url);
         if (unwritten) server.app.log.warn({ url }, unwritten);
       } catch (e) {
-        const code = isEarshotError(e) ? ` [${e.code}]` : '';
+        // An error about several files has each file's code in its lines: the first one's again after the last read as the last one's.
+        const code = isEarshotError(e) && e.extensions?.files === undefined ? ` [${e.code}]` : '';
         process.stderr.write(`earshot: ${inFlagTerms(e as Error)}${code}\n`);
         await server?.close().catch(() => {});
         process.exit(1);

@@ -78,6 +78,11 @@ describe('earshot pipelines of a directory', () => {
     const telephony = await earshot(['pipelines'], { EARSHOT_PIPELINE: 'telephony' });
     expect(telephony.stdout).toMatch(/^telephony \(default\)/m);
     expect(telephony.stdout).not.toMatch(/^default \(default\)/m);
+    // A name the directory lacks: serve would not start; the list is shown, and the exit says so.
+    const nope = await earshot(['pipelines'], { EARSHOT_PIPELINE: 'nope' });
+    expect(nope.code).toBe(1);
+    expect(nope.stdout).toMatch(/^telephony/m);
+    expect(nope.stderr).toMatch(/^earshot pipelines: EARSHOT_PIPELINE names "nope", which is not a pipeline of .*: serve would refuse to start \(EARSHOT_PIPELINE_NOT_FOUND\)\n$/);
   }, 60_000);
 });
 
@@ -129,6 +134,8 @@ describe('earshot pipelines: what it refuses', () => {
         // "gian" is a misspelt built-in stage ("did you mean"), not a custom one: no --stage-types hint.
         expect(stderr, args[0]).not.toMatch(/--stage-types TYPE/);
         expect(stderr, args[0]).toMatch(new RegExp(`2 pipeline files in ${dir} have problems:\na\\.json: .*holds a pipeline named "wrong".*\\[EARSHOT_PIPELINE_NAME_MISMATCH\\]\nb\\.json: Pipeline "b" has 1 problem:\n {4}/stages/0/type: "gian" is not a stage type`));
+        // Each file's own code, once: the first file's code was written again after the last file's.
+        expect(stderr, args[0]).toMatch(/\(did you mean "gain"\?\); .* \[EARSHOT_PIPELINE_INVALID\]\n/);
       }
     });
   }, 60_000);
