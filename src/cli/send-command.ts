@@ -98,7 +98,8 @@ export function registerSendCommand(program: Command): void {
         const media = Math.min(...all.map((p) => p.mediaSeconds));
         const total = all[0].totalSeconds;
         const packets = all.reduce((n, p) => n + p.packetsSent, 0);
-        const kbps = (all.reduce((n, p) => n + p.bytesSent, 0) * 8) / 1000 / Math.max(media, 0.001) / all.length;
+        // Each session's own rate, averaged: all the bytes over the slowest session's time counted the ones ahead too fast.
+        const kbps = all.reduce((n, p) => n + (p.bytesSent * 8) / 1000 / Math.max(p.mediaSeconds, 0.001), 0) / all.length;
         const line = `sent ${media.toFixed(1)}${total ? `/${total.toFixed(1)}` : ''} s · ${packets} packets · ${kbps.toFixed(1)} kb/s per session · ${all.length}/${opts.count} sessions`;
         if (tty) process.stdout.write(`\r${line}   `);
         else if (Date.now() - lastPrint >= 5000) {
