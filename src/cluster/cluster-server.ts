@@ -80,7 +80,7 @@ import { checkIceServers } from '../rtc/ice-servers.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp-offer.js';
 import { RecordingsStore } from '../sinks/recordings-store.js';
 import type { ProcessorEvent } from '../sinks/processors.js';
-import { ENGINE_SILENT_MS, type EngineMessage, type EngineReport, type EngineServerOptions } from './engine-protocol.js';
+import { ENGINE_SILENT_MS, type EngineMessage, type EngineReport, type EngineServerOptions, type EngineStats } from './engine-protocol.js';
 import { EngineProcess, type EngineExit } from './engine-process.js';
 import { bodyOf, clientOf, forward, forwardedHeaders, jsonOf, relay, requestEngine, type EngineResponse } from './forward.js';
 import { mergeExpositions } from './front-metrics.js';
@@ -332,7 +332,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     switch (message.t) {
       case 'report': {
         const r = message.report;
-        if (silent.delete(engine)) log.warn({ engine: engine.slot, pid: engine.pid, silentMs: Math.round(performance.now() - engine.reportedAt) }, 'engine process answers again; it takes new sessions');
+        if (silent.delete(engine) && !closing) log.warn({ engine: engine.slot, pid: engine.pid, silentMs: Math.round(performance.now() - engine.reportedAt) }, 'engine process answers again; it takes new sessions');
         engine.reportedAt = performance.now();
         placement.report({ engine: engine.id, accepting: engine.state === 'up' && !closing, ready: r.ready, sessions: r.peers, pending: r.pending, workerUtilization: r.workerUtilization });
         break;
@@ -361,6 +361,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   };
   const onExit = (engine: EngineProcess, exit: EngineExit) => {
     placing.delete(engine);
+    // What a silent process was is no concern of the next one (and its counts are retired below).
+    silent.delete(engine);
+    lastStats.delete(engine);
     const lost = placement.engineDown(engine.id);
     if (!exit.wasUp) return; // a start that failed: start() reports it to its caller
     retired.retire(engine.report, lost.length);
@@ -428,8 +431,18 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const isSilent = (e: EngineProcess, now = performance.now()) => e.state === 'up' && now - e.reportedAt > ENGINE_SILENT_MS;
   /** Engines up and answering: the ones reads ask. */
   const serving = () => live().filter((e) => !silent.has(e));
+  /** Engines up, those answering first: the one asked first (a read, the engine that decides a change) is not a hung one. */
+  const upServingFirst = () => [...serving(), ...live().filter((e) => silent.has(e))];
+  /** Each engine's last full statistics: a silent engine's counts stay in /stats (they only go up) while it is not asked. */
+  const lastStats = new Map<EngineProcess, EngineStats>();
+  let lastWatch = performance.now();
   const silenceWatch = setInterval(() => {
     const now = performance.now();
+    // The front itself stalled (its timers then run before the reports that queued meanwhile are read):
+    // judge the engines at the next turn, not now.
+    const late = now - lastWatch > ENGINE_SILENT_MS / 2;
+    lastWatch = now;
+    if (late) return;
     for (const e of engines) {
       if (e.state !== 'up') silent.delete(e);
       else if (!silent.has(e) && isSilent(e, now)) {
@@ -441,7 +454,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   }, ENGINE_SILENT_MS / 4);
   silenceWatch.unref();
   const anyEngine = (): EngineProcess => {
-    const e = live()[0];
+    const e = upServingFirst()[0];
     if (!e) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
     return e;
   };
@@ -453,7 +466,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     engines.map((e) => ({
       engine: e.slot,
       pid: e.pid ?? null,
-      state: silent.has(e) ? 'unresponsive' : e.state,
+      state: e.state === 'up' && silent.has(e) ? 'unresponsive' : e.state,
       restarts: e.restarts,
       peers: e.state === 'up' ? (e.report?.peers ?? 0) : 0,
       // Up, and taking sessions: its room bindings caught up (`startEngine`).
@@ -462,9 +475,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       uptimeSeconds: e.state === 'up' ? (e.report?.uptimeSeconds ?? 0) : null,
     }));
   const machineStats = async () => {
-    const up = serving();
-    const results = await Promise.allSettled(up.map((e) => e.stats()));
-    const parts = results.flatMap((r, i) => (r.status === 'fulfilled' ? [{ engine: up[i].slot, stats: r.value }] : []));
+    const up = live();
+    // A silent engine is not asked (its answer would take the call's timeout): its last figures stand in.
+    const results = await Promise.allSettled(up.map((e) => (silent.has(e) ? Promise.resolve(lastStats.get(e)) : e.stats())));
+    const parts = results.flatMap((r, i) => {
+      if (r.status !== 'fulfilled' || r.value === undefined) return [];
+      lastStats.set(up[i], r.value);
+      return [{ engine: up[i].slot, stats: r.value }];
+    });
     const mem = process.memoryUsage();
     return mergeStats(parts, {
       uptimeSeconds: Math.round((performance.now() - startedAt) / 1000),
@@ -489,7 +507,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    */
   const onEveryEngine = (req: FastifyRequest): Promise<EngineResponse> => changeEveryEngine(req.method, req.url, forwardedHeaders(req), bodyOf(req));
   const changeEveryEngine = async (method: string, path: string, headers: OutgoingHttpHeaders, body: Buffer | undefined): Promise<EngineResponse> => {
-    const [first, ...others] = live();
+    const [first, ...others] = upServingFirst();
     if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
     const res = await requestEngine(first.port, method, path, headers, body);
     if (res.status >= 400) return res;
@@ -573,7 +591,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         // A room binding, in turn with the others (a restarting engine's catch-up must not send the bindings
         // from before it): the first engine decides, then every engine gets the machine's bindings.
         return inTurn(async () => {
-          const [first] = live();
+          const [first] = upServingFirst();
           if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
           const res = await requestEngine(first.port, method, path, headers, body === undefined ? undefined : Buffer.from(body));
           if (res.status >= 300) return res;
@@ -617,6 +635,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       for (let id = ticket.next(); id !== undefined; id = ticket.next()) {
         const engine = byId(id);
         if (!engine || engine.state !== 'up') continue;
+        // A hung engine would hold the offer for the 30 s request timeout; a live peer of its can only be replaced there.
+        if (silent.has(engine)) {
+          if (ticket.owner !== undefined) throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${engine.slot}, which runs peer "${peer}", is not answering (no report for ${((performance.now() - engine.reportedAt) / 1000).toFixed(1)} s)`), RETRY_AFTER_SECONDS);
+          continue;
+        }
         let res: EngineResponse;
         try {
           res = await forward(engine.port, req);
@@ -638,7 +661,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         if (res.status !== 503 || ticket.owner !== undefined) break;
       }
       if (last) return machineWide(last);
-      throw refuse(reply, errors.ENGINE_UNAVAILABLE(ticket.owner !== undefined ? `the engine running peer "${peer}" is not answering` : 'no engine process is up'), 1);
+      throw refuse(reply, errors.ENGINE_UNAVAILABLE(ticket.owner !== undefined ? `the engine running peer "${peer}" is not answering` : live().length > 0 ? 'no engine process is answering' : 'no engine process is up'), 1);
     } finally {
       ticket.release();
     }
@@ -728,7 +751,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     ...(closing ? ['shutting down'] : []),
     ...(cluster?.state === 'draining' ? ['this node is draining: it takes no new sessions (a POST to it is forwarded to another node)'] : []),
     ...(cluster?.problem ? [`out of the cluster: ${cluster.problem}`] : cluster !== undefined && cluster.redis !== 'up' ? ['Redis unreachable'] : []),
-    ...(reports.length === 0 ? ['no engine process is up'] : []),
+    ...(reports.length === 0 ? [live().length > 0 ? 'no engine process is answering' : 'no engine process is up'] : []),
     ...reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${engineShare(x)}`)),
   ];
   /** An engine's limit is its share of the machine's (`ceil(limit / N)`): its reason says so, naming the limit the operator set. */
@@ -738,19 +761,22 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       .replace(/\(--max-pending-sessions (\d+)\)/, (_m, n: string) => `(its share, ${n}, of --max-pending-sessions ${machineLimits.pending})`);
   app.get('/health', async () => {
     const now = Date.now();
-    const up = serving();
+    // Every engine up, silent ones with their last report (counts that only go up must not drop), but only
+    // those that answer can be ready.
+    const up = live();
     const reasons = frontReasons(now);
     for (const e of up) for (const r of e.report?.health.reasons ?? []) reasons.push(`engine ${e.slot}: ${r}`);
     const reports = up.flatMap((e) => (e.report ? [{ slot: e.slot, report: e.report }] : []));
+    const answering = reports.filter((r) => !silent.has(engines[r.slot]));
     const cluster = node?.health();
     // A node that cannot place (no Redis, or out of the cluster) or is draining is not ready for publishers.
-    const ready = !closing && reports.some((r) => r.report.ready) && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
+    const ready = !closing && answering.some((r) => r.report.ready) && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
     const restartTimes = reports.map((r) => r.report.health.lastRestartAt).filter((t): t is string => t !== null).sort();
     return {
       status: reasons.length > 0 ? 'degraded' : 'ok',
       reasons,
       ready,
-      ...(!ready ? { load: notReady(cluster, reports) } : {}),
+      ...(!ready ? { load: notReady(cluster, answering) } : {}),
       uptimeSeconds: Math.round((performance.now() - startedAt) / 1000),
       peers: reports.reduce((n, r) => n + r.report.peers, 0),
       rooms: new Set(reports.flatMap((r) => r.report.roomNames)).size,
@@ -772,6 +798,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const histogram = queryFlag(req.query.histogram, 'histogram');
     // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
     // or by the front (its engine died with it): the newest wins.
+    // A live peer of an engine that does not answer: say so, not another engine's 404.
+    const owner = byId((await placement.ownerOfPeer(req.params.peer)) ?? '');
+    if (owner && owner.state === 'up' && silent.has(owner)) {
+      throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${owner.slot}, which runs peer "${req.params.peer}", is not answering (no report for ${((performance.now() - owner.reportedAt) / 1000).toFixed(1)} s)`), RETRY_AFTER_SECONDS);
+    }
     const answers = await fanOut(req);
     let best: { engine: number; doc: { state?: string; createdAt?: string } } | undefined;
     for (const { engine, res } of answers) {
@@ -799,9 +830,6 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       return node.toOwner(req, reply, () => node.ownerOfPeer(peer), () => errors.PEER_NOT_FOUND(peer, 'known'), ended);
     }
     if (answers[0]) return relay(reply, answers[0].res);
-    // Not answered because its engine does not answer: say that, not that the peer is unknown.
-    const owner = byId((await placement.ownerOfPeer(req.params.peer)) ?? '');
-    if (owner && silent.has(owner)) throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${owner.slot}, which runs peer "${req.params.peer}", has sent nothing for ${((performance.now() - owner.reportedAt) / 1000).toFixed(1)} s`), RETRY_AFTER_SECONDS);
     throw errors.PEER_NOT_FOUND(req.params.peer, 'known');
   });
 
@@ -852,8 +880,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   });
   app.delete<{ Params: { name: string } }>('/pipelines/:name', async (req, reply) => {
     node?.refuseChangeWithoutRedis(reply);
+    // Whether it is in use is every engine's to say: one that does not answer (silent, or not within the
+    // read's time) may run it.
     type Listing = { writable: boolean; pipelines: Array<{ name: string; inUse: string | null }> };
-    const listings = (await fanOut(req, 'GET', '/pipelines')).filter((a) => a.res.status === 200).map((a) => jsonOf<Listing>(a.res));
+    const answered = (await fanOut(req, 'GET', '/pipelines')).filter((a) => a.res.status === 200);
+    const unanswered = live().find((e) => !answered.some((a) => a.engine === e));
+    if (unanswered) throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${unanswered.slot} did not say whether it runs pipeline "${req.params.name}"; retry once it answers`), RETRY_AFTER_SECONDS);
+    const listings = answered.map((a) => jsonOf<Listing>(a.res));
     const uses = mergeUses(listings.map((l) => l?.pipelines.find((p) => p.name === req.params.name)?.inUse ?? null));
     // Bundled pipelines: the engines answer that they are read-only, in use or not (as one process does).
     if (uses && !listings.some((l) => l?.writable === false)) throw errors.PIPELINE_IN_USE(req.params.name, uses);
@@ -956,7 +989,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const room = req.params.room;
     // Onto what the file holds now, as a single server does (core/rooms.ts).
     if (roomsFile && !roomsFile.readOnly) await syncRoomsFromDisk();
-    const [first] = live();
+    const [first] = upServingFirst();
     if (!first) throw errors.ENGINE_UNAVAILABLE('every engine process is starting or restarting');
     const res = await requestEngine(first.port, req.method, req.url, forwardedHeaders(req), bodyOf(req));
     if (res.status >= 400) return res;

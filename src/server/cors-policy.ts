@@ -6,7 +6,7 @@
  *   own OPTIONS handler answers after the CORS headers are set, so it can add
  *   `Accept-Post` and, for a plain OPTIONS without CORS, still reply.
  * - WHEP (`/whep/…`): WHIP's methods and headers (PATCH, so that a player's
- *   page can read its 405), with the control API's origins.
+ *   page can read its 501), with the control API's origins.
  * - Everything else: only the origins the operator lists; none by default, so a
  *   page on another origin that the operator happens to visit cannot read
  *   recordings or statistics from a server on their machine. Never `*`.

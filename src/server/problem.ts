@@ -144,9 +144,10 @@ export function frameworkProblem(error: FastifyError, req: FastifyRequest, reply
 export function installProblemHandling(app: FastifyInstance): RouteMethods {
   app.setErrorHandler((err, req, reply) => {
     const problem = problemFor(err, req.headers['content-type']);
-    // 503 is load or shutdown, an expected condition: a warning without a stack, not an error.
+    // 503 is load or shutdown, an expected condition: a warning without a stack, not an error. 501 is a
+    // method this server does not implement (PATCH on a session: one per trickled candidate), the client's matter.
     if (problem.statusCode === 503) req.log.warn({ code: problem.code, status: 503 }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
-    else if (problem.statusCode >= 500) req.log.error({ err: loggableError(err) }, 'request failed');
+    else if (problem.statusCode >= 500 && problem.statusCode !== 501) req.log.error({ err: loggableError(err) }, 'request failed');
     else req.log.info({ code: problem.code, status: problem.statusCode }, clip(problem.message, MAX_PROBLEM_DETAIL_CHARS));
     // A 401 names its scheme (RFC 9110 §11.6.1, RFC 6750 §3); a token that was sent and is not valid says so.
     if (problem.statusCode === 401) void reply.header('WWW-Authenticate', presentedToken(req) !== undefined ? 'Bearer realm="earshot", error="invalid_token"' : 'Bearer realm="earshot"');

@@ -156,7 +156,7 @@ export class RecordSink {
         // A `path` is recorded where the caller said, as given; names go through the store.
         if (path === undefined && name !== undefined) {
           // The extension as this sink writes it ("a.WAV" is recorded as a.wav, and checked as such).
-          file = `${RecordingsStore.checkName(name, ext).slice(0, -ext.length)}${ext}`;
+          file = `${RecordingsStore.checkChosenName(name, ext).slice(0, -ext.length)}${ext}`;
           if (await store.exists(file)) throw errors.RECORDING_EXISTS(file);
         } else if (path === undefined) {
           file = await store.freeName(fitBase(this.options.baseName, ext), ext);

@@ -107,16 +107,24 @@ export class RecordingsStore {
   static checkName(name: string, ext?: RecordingExtension): string {
     if (typeof name !== 'string') throw errors.RECORDING_NAME_INVALID(String(name), `it is not a string. ${RECORDING_NAME_RULE}`);
     const lower = name.toLowerCase();
-    // "x.opus" for a WAV recording would be x.opus.wav: a name that says the other format is refused.
-    const other = ext !== undefined ? RECORDING_EXTENSIONS.find((e) => e !== ext && lower.endsWith(e)) : undefined;
-    if (other !== undefined) {
-      throw errors.RECORDING_NAME_INVALID(name, `it ends in ${other}, but this recording is ${ext === '.wav' ? 'WAV' : 'Ogg Opus'} (${ext}): give the name without an extension, or with ${ext}. ${RECORDING_NAME_RULE}`);
-    }
     const has = ext !== undefined ? lower.endsWith(ext) : RECORDING_EXTENSIONS.some((e) => lower.endsWith(e));
     const withExt = has ? name : `${name}${ext ?? '.wav'}`;
     const problem = recordingNameProblem(withExt);
     if (problem) throw errors.RECORDING_NAME_INVALID(name, `${problem.message}. ${RECORDING_NAME_RULE}`);
     return withExt;
+  }
+
+  /**
+   * `checkName` for a name a caller chose (`POST /peers/:peer/recording`): one that says the other
+   * format ("x.opus" for a WAV recording, which would be x.opus.wav) is refused too. Not for generated
+   * names: a peer may be called "x.opus", and a template's name is no caller's to fix.
+   */
+  static checkChosenName(name: string, ext: RecordingExtension): string {
+    const other = typeof name === 'string' ? RECORDING_EXTENSIONS.find((e) => e !== ext && name.toLowerCase().endsWith(e)) : undefined;
+    if (other !== undefined) {
+      throw errors.RECORDING_NAME_INVALID(name, `it ends in ${other}, but this recording is ${ext === '.wav' ? 'WAV' : 'Ogg Opus'} (${ext}): give the name without an extension, or with ${ext}. ${RECORDING_NAME_RULE}`);
+    }
+    return RecordingsStore.checkName(name, ext);
   }
 
   /** Whether a recording of this name (checked, with its suffix) exists in the directory. */

@@ -17,6 +17,7 @@ import type { RecordingInfo } from '../../src/sinks/recorder.js';
 import { recordingBaseName, recordingNameProblem } from '../../src/sinks/recording-names.js';
 import { RecordingsStore } from '../../src/sinks/recordings-store.js';
 import { fileBytes } from '../helpers/wav-files.js';
+import { until } from '../helpers/until.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -118,6 +119,15 @@ describe('RecordSink', () => {
     const info = (await s.finalize())!;
     expect(info.droppedBy).toEqual({ queueFull: 2, late: 1, workerRestart: 0, stageFailed: 0, backlog: 0, processorStage: 0 });
     expect(info.gapFrames).toBe(1920);
+  });
+
+  it('a generated name may end like the other format (a peer called "x.opus"); a chosen one may not', async () => {
+    const { s } = sink(new RecordingsStore(dir), 'room-x.opus');
+    s.arm(true);
+    s.write(frame(0));
+    await until('the automatic recording to start', async () => (s.active ? true : undefined));
+    expect((await s.stop()).name).toBe('room-x.opus.wav');
+    await expect(s.start('take.opus')).rejects.toMatchObject({ code: 'EARSHOT_RECORDING_NAME_INVALID', message: expect.stringMatching(/it ends in \.opus, but this recording is WAV/) });
   });
 
   it('an explicit start replaces an armed recording and creates its file at once', async () => {
