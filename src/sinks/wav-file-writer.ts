@@ -78,6 +78,11 @@ export interface WavFileWriterOptions {
 /** What a closed writer holds instead of a chunk (nothing is appended after close). */
 const NO_CHUNK = Buffer.from(new ArrayBuffer(0));
 
+/** Where a chunk dropped for a slow disk was: a hole of its length, its bytes counted as dropped already. */
+interface DroppedHole {
+  dropped: number;
+}
+
 /** About 1.25 s of audio at `bytesPerSecond`, in whole 4 KiB pages, 32 KiB–1 MiB. */
 function defaultChunkBytes(bytesPerSecond: number): number {
   const pages = Math.ceil((bytesPerSecond * 1.25) / 4096);
@@ -110,7 +115,8 @@ export class WavFileWriter {
   /** Chunk buffers come from here and go back once written: no allocation per chunk in steady state. */
   readonly #chunks: ChunkPool;
   /** Chunks waiting for the disk, in order, and holes (a number: bytes of silence the file is extended by). */
-  readonly #pending: Array<Buffer | number> = [];
+  /** Chunks, holes of silence (a number of bytes), and holes where a dropped chunk was (counted in `droppedBytes` already). */
+  readonly #pending: Array<Buffer | number | DroppedHole> = [];
   /** Bytes of the chunks in `#pending` (holes take no memory). */
   #pendingBytes = 0;
   /** Chunks in `#pending`. */
@@ -322,9 +328,9 @@ export class WavFileWriter {
     while (this.#pendingBytes > this.#maxPending && this.#pendingChunks > 1) {
       // The oldest chunk, not a hole: a hole holds no memory. The chunk becomes a hole of its length:
       // the audio after it keeps its place in the file (cut out, everything later would move earlier).
-      const at = this.#pending.findIndex((p) => typeof p !== 'number');
+      const at = this.#pending.findIndex((p) => Buffer.isBuffer(p));
       const dropped = this.#pending[at] as Buffer;
-      this.#pending[at] = dropped.length;
+      this.#pending[at] = { dropped: dropped.length };
       this.#pendingBytes -= dropped.length;
       this.#pendingChunks--;
       this.droppedBytes += dropped.length;
@@ -346,6 +352,12 @@ export class WavFileWriter {
           if (typeof next === 'number') {
             inFlight = { bytes: next, from: onDisk };
             await this.#extend(next);
+            continue;
+          }
+          if (!Buffer.isBuffer(next)) {
+            // Counted as dropped when its chunk was: a failure here loses nothing more.
+            inFlight = undefined;
+            await this.#extend(next.dropped);
             continue;
           }
           this.#pendingBytes -= next.length;
@@ -436,8 +448,9 @@ export class WavFileWriter {
     this.droppedBytes += this.#pendingBytes + this.#chunkUsed + this.#silence;
     // None of them is being written (a write takes its chunk off the list first): they go back.
     for (const p of this.#pending) {
+      // Silence holes only: a dropped chunk's hole was counted when it was dropped.
       if (typeof p === 'number') this.droppedBytes += p;
-      else this.#recycle(p);
+      else if (Buffer.isBuffer(p)) this.#recycle(p);
     }
     this.#pending.length = 0;
     this.#pendingBytes = 0;
