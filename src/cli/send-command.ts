@@ -65,7 +65,7 @@ export function registerSendCommand(program: Command): void {
       try {
         protocol = new URL(url).protocol;
       } catch {
-        fail(`--url "${url}" is not a URL`);
+        fail(`--url "${withoutCredentials(url)}" is not a URL`);
       }
       // Checked here, not by fetch: an ftp: URL or a token with a newline failed as a server that did not answer.
       if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${withoutCredentials(url)}"`);

@@ -385,7 +385,10 @@ async function publish(options: SendOptions, { frames, channels, packets }: Prep
       const ending = sessionUrl;
       sessionUrl = undefined;
       if ((await endSession(whip, ending).catch(() => undefined)) === 404) {
-        throw errors.WHIP_SESSION_LOST(published.sessionUrl, 'The server ended the session before WebRTC connected (its DELETE answered 404)');
+        throw errors.WHIP_SESSION_LOST(
+          published.sessionUrl,
+          `The server ended the session before WebRTC connected (its DELETE answered 404): another publisher of the peer replaced it, an admin ended it, or the server's own connect timeout ran out before this sender's ${options.connectTimeoutMs ?? 10_000} ms (then check that UDP reaches the server)`,
+        );
       }
       throw e;
     }

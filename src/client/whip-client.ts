@@ -79,7 +79,7 @@ export function checkWhipUrl(url: string | undefined): void {
   try {
     parsed = new URL(url);
   } catch {
-    throw errors.OPTION_INVALID('url', `must be a URL, got "${url}"`);
+    throw errors.OPTION_INVALID('url', `must be a URL, got "${withoutCredentials(url)}"`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw errors.OPTION_INVALID('url', `must be an http: or https: URL (WHIP runs over HTTP), got "${withoutCredentials(url)}"`);
   const credentials = credentialsProblem(url);

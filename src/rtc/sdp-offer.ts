@@ -141,11 +141,7 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
     if (s.port === 0) {
       // bundle-only (RFC 8843 §6): acceptable only inside its BUNDLE group, whose tagged section (the
       // group's first) carries the transport; earshot takes an audio section only as that section.
-      reasons.push(
-        s.lines.includes('a=bundle-only')
-          ? `audio section ${i} is bundle-only (port 0): it can be accepted only inside its BUNDLE group, whose first section, which earshot does not take, would carry its transport (RFC 8843 §7.3.1); offer the audio section first, as its group's first section`
-          : `audio section ${i} is rejected (port 0)`,
-      );
+      reasons.push(s.lines.includes('a=bundle-only') ? bundleOnlyReason(offer, s) : `audio section ${i} is rejected (port 0)`);
       continue;
     }
     // The whole name: TCP/DTLS/RTP/SAVPF (RFC 7850) contains RTP/SAVPF, and earshot has UDP candidates only.
@@ -170,6 +166,18 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
     return { opusPayloadType: pt, stereo: /(?:^|[;\s])stereo=1/.test(fmtp.slice(fmtp.indexOf(' '))), audioIndex: i };
   }
   throw errors.NO_OPUS_AUDIO(reasons.length ? listWithMore(reasons, 4, '; ') : 'it has only non-audio sections', direction === 'receive');
+}
+
+/** Why a bundle-only audio section (port 0) cannot be taken, by where it stands in its BUNDLE group. */
+function bundleOnlyReason(offer: ParsedOffer, s: MediaSection): string {
+  const group = offer.session
+    .filter((l) => l.startsWith('a=group:BUNDLE'))
+    .map((l) => l.slice('a=group:BUNDLE'.length).trim().split(/\s+/))
+    .find((mids) => s.mid !== undefined && mids.includes(s.mid));
+  const at = `audio section ${s.index} is bundle-only (port 0)`;
+  if (!group) return `${at} but in no BUNDLE group, so nothing carries its transport (RFC 8843 §6); offer it with a port`;
+  if (group[0] === s.mid) return `${at} and first in its BUNDLE group, where it would have to carry the group's transport, which a bundle-only section cannot (RFC 8843 §7.2.1); offer it with a port`;
+  return `${at}: it can be accepted only inside its BUNDLE group, whose first section, which earshot does not take, would carry its transport (RFC 8843 §7.3.1); offer the audio section first, as its group's first section`;
 }
 
 export type Direction = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';

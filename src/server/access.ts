@@ -172,15 +172,15 @@ export class Access {
     if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(named ?? '').slice(0, 100));
     const proxied = forwardingHeaderOf(req.headers);
     if (proxied !== undefined) throw errors.PROXY_NOT_ALLOWED(proxyHeaderName(proxied), role);
-    if (role === 'admin') this.#checkSite(req);
+    if (role === 'admin') this.#checkSite(req, typeof named === 'string' ? named : undefined);
   }
 
   /** Throws `EARSHOT_CROSS_SITE_NOT_ALLOWED` for a request from another site's page (see `checkHost`). */
-  #checkSite(req: RequestHead): void {
+  #checkSite(req: RequestHead, host: string | undefined): void {
     const origin = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
     if (origin !== undefined && this.#adminOrigins.has(origin)) return;
     const site = req.headers['sec-fetch-site'];
-    const fromElsewhere = site === 'cross-site' || site === 'same-site' || (origin !== undefined && !sameOrigin(origin, req.headers.host));
+    const fromElsewhere = site === 'cross-site' || site === 'same-site' || (origin !== undefined && !sameOrigin(origin, host));
     if (fromElsewhere) throw errors.CROSS_SITE_NOT_ALLOWED(origin === undefined ? String(site) : origin.slice(0, 100));
   }
 }

@@ -81,6 +81,9 @@ describe('sendAudio options', () => {
     const withPassword = (await sendAudio({ url: 'http://user:s3cr3t@127.0.0.1:9/whip/room/peer', source: 'no-such.wav' }).catch((e: unknown) => e)) as Error;
     expect(withPassword).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'url' }, message: expect.stringMatching(/^options\.url must not carry a user name or password \("http:\/\/\*\*\*@127\.0\.0\.1:9\/whip\/room\/peer"\): earshot authenticates with a bearer token/) });
     expect(withPassword.message).not.toContain('s3cr3t');
+    // Nor in a URL that does not parse.
+    const unparsable = (await sendAudio({ url: 'http://user:s3cr3t@bad host/whip/room/peer', source: 'no-such.wav' }).catch((e: unknown) => e)) as Error;
+    expect(unparsable).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: 'options.url must be a URL, got "http://***@bad host/whip/room/peer"' });
     const refused = await sendAudio({ url, source: 'no-such.wav', token: 'secret\n' }).catch((e: unknown) => e);
     expect(refused).toMatchObject({ code: 'EARSHOT_OPTION_INVALID', extensions: { option: 'token' }, message: 'options.token must be visible ASCII characters (a bearer token, sent in a header), but character 7 of 7 is "\\n"' });
     // With its own signaling, the URL is not used.
@@ -276,7 +279,7 @@ describe('a session that ends on the server while sending', () => {
         return res;
       };
       const outcome = await sendAudio({ url, source: fixturePath('tone-1k-48k.wav'), seconds: 1, connectTimeoutMs: 2000, fetch: fetchThenReplace }).catch((e: unknown) => e);
-      expect(outcome).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/^The server ended the session before WebRTC connected \(its DELETE answered 404\): /) });
+      expect(outcome).toMatchObject({ code: 'EARSHOT_WHIP_SESSION_LOST', message: expect.stringMatching(/^The server ended the session before WebRTC connected \(its DELETE answered 404\): another publisher of the peer replaced it, /) });
     } finally {
       await t.close();
     }

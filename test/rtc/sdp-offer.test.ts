@@ -169,6 +169,10 @@ describe('offer checks', () => {
     const e = thrown(() => inspectOffer(offer));
     expect(e.code).toBe('EARSHOT_NO_OPUS_AUDIO');
     expect(e.message).toContain('audio section 1 is bundle-only (port 0): it can be accepted only inside its BUNDLE group, whose first section, which earshot does not take');
+    // Bundle-only and first in its group, or in none: said as such.
+    const first = chromeLikeOffer().replace('m=audio 9 ', 'm=audio 0 ').replace('a=mid:0', 'a=mid:0\r\na=bundle-only');
+    expect(thrown(() => inspectOffer(first)).message).toContain('audio section 0 is bundle-only (port 0) and first in its BUNDLE group');
+    expect(thrown(() => inspectOffer(first.replace('a=group:BUNDLE 0\r\n', ''))).message).toContain('audio section 0 is bundle-only (port 0) but in no BUNDLE group');
     // Port 0 without bundle-only is a rejected section, as before.
     expect(thrown(() => inspectOffer(chromeLikeOffer().replace('m=audio 9 ', 'm=audio 0 '))).message).toContain('audio section 0 is rejected (port 0)');
   });
