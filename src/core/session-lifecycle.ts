@@ -229,6 +229,8 @@ export class SessionLifecycle {
   finish(entry: PeerEntry, reason: SessionEndReason): Promise<RecordingInfo[]> {
     entry.ended ??= (async () => {
       const recordings = await entry.pipeline.close(reason);
+      // The files: not a recording that failed before its file existed (0 bytes), which the DELETE answer still tells of.
+      const files = recordings.filter((r) => !(r.state === 'failed' && r.bytes === 0)).map((r) => r.name);
       entry.encoded$?.complete();
       this.#o.peers.retire(entry);
       const rtp = entry.session.rtpStats();
@@ -240,7 +242,7 @@ export class SessionLifecycle {
           pipeline: entry.pipelineName,
           reason,
           ...sessionEndFigures(entry.session.createdAt, Date.now(), rtp),
-          recordings: recordings.map((r) => r.name),
+          recordings: files,
         },
         'session ended',
       );
@@ -251,7 +253,7 @@ export class SessionLifecycle {
         session: entry.session.id,
         pipeline: entry.pipelineName,
         reason,
-        recordings: recordings.map((r) => r.name),
+        recordings: files,
         at: Date.now(),
       });
       return recordings;

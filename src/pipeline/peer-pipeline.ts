@@ -361,7 +361,8 @@ export class PeerPipeline {
   /**
    * Drains the worker (every frame received is processed), completes the
    * branch streams and finalizes every recording. Idempotent. Resolves to
-   * every recording file the stream made, in order per branch.
+   * every recording file the stream made, in order per branch, and a
+   * recording that failed before its file existed (state `failed`, 0 bytes).
    */
   close(reason = 'closed'): Promise<RecordingInfo[]> {
     this.#closed ??= (async () => {
@@ -391,9 +392,14 @@ export class PeerPipeline {
       }
       this.#socketsEnded = Promise.allSettled(ending);
       // Every recording reaches the media's end: frames lost at the end leave silence, not a short file.
-      await Promise.all(this.#runtime.map((r) => r.record?.finalize(this.#mediaEnd)));
-      // Every file the session made, those stopped before the end (recording stopped and started again) included.
-      return this.#runtime.flatMap((r) => r.record?.made() ?? []);
+      const last = await Promise.all(this.#runtime.map((r) => r.record?.finalize(this.#mediaEnd)));
+      // Every file the session made, those stopped before the end (recording stopped and started again) included,
+      // and a branch's recording that failed before its file existed (its reason is worth telling; it has no file).
+      return this.#runtime.flatMap((r, i) => {
+        const made = r.record?.made() ?? [];
+        const final = last[i];
+        return final && !made.includes(final) ? [...made, final] : made;
+      });
     })();
     return this.#closed;
   }

@@ -123,6 +123,10 @@ describe('recording faults', () => {
     const server = t;
     server.server.core.pipelines.add(parsePipeline({ name: 'must-record', stages: [], sinks: [{ type: 'record', required: true }, { type: 'stats' }] }));
     const events = earshotEvents(server);
+    const ended: Array<string[] | undefined> = [];
+    const watching = server.server.core.sessions$.subscribe((e) => {
+      if (e.type === 'ended') ended.push(e.recordings);
+    });
     // The directory turns into a file after start: every write into it fails with ENOTDIR.
     await rm(server.recordingsDir, { recursive: true });
     await writeFile(server.recordingsDir, 'not a directory');
@@ -146,7 +150,10 @@ describe('recording faults', () => {
     expect(stats.recording!.error).toMatch(/ENOTDIR.*is a file, not a directory/);
     expect(stats.recording!.error).not.toMatch(/Create the directory/);
     const recordings = await endSession(server.url, sent.sessionUrl);
-    expect(recordings).toMatchObject([{ state: 'failed' }]);
+    // The DELETE answer tells of the recording that never started, with its reason; the ended event names no file.
+    expect(recordings).toMatchObject([{ state: 'failed', bytes: 0, code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE' }]);
+    watching.unsubscribe();
+    expect(ended).toEqual([[]]);
     expect(events.filter((e) => e.event === 'recording-failed')).toEqual([
       expect.objectContaining({ peerId: 'lenient', data: expect.objectContaining({ code: 'EARSHOT_RECORDINGS_DIR_UNWRITABLE', branch: 'main' }) }),
     ]);
