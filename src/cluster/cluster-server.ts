@@ -796,13 +796,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   app.get<{ Params: { peer: string }; Querystring: { histogram?: string } }>('/stats/:peer', async (req, reply) => {
     // Checked here too: an engine's 400 would read as "not this engine's peer", and the answer be a 404.
     const histogram = queryFlag(req.query.histogram, 'histogram');
-    // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
-    // or by the front (its engine died with it): the newest wins.
     // A live peer of an engine that does not answer: say so, not another engine's 404.
     const owner = byId((await placement.ownerOfPeer(req.params.peer)) ?? '');
     if (owner && owner.state === 'up' && silent.has(owner)) {
       throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${owner.slot}, which runs peer "${req.params.peer}", is not answering (no report for ${((performance.now() - owner.reportedAt) / 1000).toFixed(1)} s)`), RETRY_AFTER_SECONDS);
     }
+    // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
+    // or by the front (its engine died with it): the newest wins.
     const answers = await fanOut(req);
     let best: { engine: number; doc: { state?: string; createdAt?: string } } | undefined;
     for (const { engine, res } of answers) {
