@@ -7,6 +7,7 @@
 import { Command, Option } from 'commander';
 import { isEarshotError } from '../errors.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
+import { isPipelineName } from '../pipeline/pipeline-builder.js';
 import { packageRoot } from '../package-root.js';
 import { join } from 'node:path';
 import { defaultPipelinesDir } from './serve-command.js';
@@ -49,8 +50,7 @@ export function registerPipelinesCommand(program: Command): void {
           // The one serve would start with from the same environment (its --pipeline defaults to EARSHOT_PIPELINE, else "default").
           const defaultName = process.env.EARSHOT_PIPELINE ?? 'default';
           // A name (not a file) the directory lacks: serve would not start; the list is still shown.
-          const isName = !defaultName.includes('/') && !defaultName.includes('\\') && !defaultName.endsWith('.json');
-          if (isName && !registry.list().some((p) => p.name === defaultName)) {
+          if (isPipelineName(defaultName) && !registry.list().some((p) => p.name === defaultName)) {
             missingDefault = `${process.env.EARSHOT_PIPELINE === undefined ? 'there is no "default" pipeline' : `EARSHOT_PIPELINE names "${defaultName}", which is not a pipeline`} of ${dir}: serve would refuse to start (EARSHOT_PIPELINE_NOT_FOUND)`;
           }
           list = registry.list().map((p) => ({
@@ -103,8 +103,8 @@ async function serverPipelines(base: string, adminToken: string | undefined): Pr
   } catch {
     throw new Error(`--url must be a URL such as http://127.0.0.1:8080, got "${withoutCredentials(base)}"`);
   }
-  const credentials = credentialsProblem(base);
-  if (credentials) throw new Error(`--url ${credentials.replace('the token option, --token or EARSHOT_TOKEN', '--admin-token or EARSHOT_ADMIN_TOKEN')}`);
+  const credentials = credentialsProblem(base, '--admin-token or EARSHOT_ADMIN_TOKEN');
+  if (credentials) throw new Error(`--url ${credentials}`);
   const headers: Record<string, string> = adminToken ? { authorization: `Bearer ${adminToken}` } : {};
   const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => {
     throw new Error(`the server at ${url.origin} did not answer: ${fetchFailure(e)}`);

@@ -69,8 +69,8 @@ export function registerSendCommand(program: Command): void {
       }
       // Checked here, not by fetch: an ftp: URL or a token with a newline failed as a server that did not answer.
       if (protocol !== 'http:' && protocol !== 'https:') fail(`--url must be an http:// or https:// URL (WHIP runs over HTTP), got "${withoutCredentials(url)}"`);
-      const credentials = credentialsProblem(url);
-      if (credentials) fail(`--url ${credentials.replace('the token option, --token or EARSHOT_TOKEN', '--token or EARSHOT_TOKEN')}`);
+      const credentials = credentialsProblem(url, '--token or EARSHOT_TOKEN');
+      if (credentials) fail(`--url ${credentials}`);
       const bad = opts.token === undefined ? -1 : badTokenCharacter(opts.token);
       if (bad >= 0) fail(`--token (or EARSHOT_TOKEN) must be visible ASCII characters, but character ${bad + 1} of ${opts.token!.length} is ${JSON.stringify(opts.token![bad])}`);
       if (opts.relayOnly && !hasTurnServer(opts.iceServer) && !(opts.iceServersFromServer && opts.iceServer === undefined)) {

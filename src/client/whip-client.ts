@@ -92,7 +92,7 @@ export function checkWhipUrl(url: string | undefined): void {
  * credentials"), which read as a server that did not answer, with the password
  * in the message. The message shows the URL without them.
  */
-export function credentialsProblem(url: string): string | undefined {
+export function credentialsProblem(url: string, token = 'the token option'): string | undefined {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -100,7 +100,7 @@ export function credentialsProblem(url: string): string | undefined {
     return undefined;
   }
   if (parsed.username === '' && parsed.password === '') return undefined;
-  return `must not carry a user name or password ("${withoutCredentials(url)}"): earshot authenticates with a bearer token (the token option, --token or EARSHOT_TOKEN), which is sent as Authorization: Bearer`;
+  return `must not carry a user name or password ("${withoutCredentials(url)}"): earshot authenticates with a bearer token (${token}), which is sent as Authorization: Bearer`;
 }
 
 /** `url` with any user name and password replaced by "***" (for messages and logs). */

@@ -429,6 +429,11 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    */
   const silent = new Set<EngineProcess>();
   const isSilent = (e: EngineProcess, now = performance.now()) => e.state === 'up' && now - e.reportedAt > ENGINE_SILENT_MS;
+  /** How long a silent engine has been so, as messages say it. */
+  const silentFor = (e: EngineProcess) => `no report for ${((performance.now() - e.reportedAt) / 1000).toFixed(1)} s`;
+  /** A live peer's engine does not answer: 503, not a wait of the request timeout nor another engine's 404. */
+  const peerEngineSilent = (reply: FastifyReply, e: EngineProcess, peer: string) =>
+    refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${e.slot}, which runs peer "${peer}", is not answering (${silentFor(e)})`), RETRY_AFTER_SECONDS);
   /** Engines up and answering: the ones reads ask. */
   const serving = () => live().filter((e) => !silent.has(e));
   /** Engines up, those answering first: the one asked first (a read, the engine that decides a change) is not a hung one. */
@@ -637,7 +642,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         if (!engine || engine.state !== 'up') continue;
         // A hung engine would hold the offer for the 30 s request timeout; a live peer of its can only be replaced there.
         if (silent.has(engine)) {
-          if (ticket.owner !== undefined) throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${engine.slot}, which runs peer "${peer}", is not answering (no report for ${((performance.now() - engine.reportedAt) / 1000).toFixed(1)} s)`), RETRY_AFTER_SECONDS);
+          if (ticket.owner !== undefined) throw peerEngineSilent(reply, engine, peer);
           continue;
         }
         let res: EngineResponse;
@@ -736,7 +741,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const reasons: string[] = [];
     for (const e of engines) {
       if (e.state !== 'up') reasons.push(`engine ${e.slot} ${e.state === 'starting' ? (e.restarts > 0 ? 'restarting' : 'starting') : e.state}`);
-      else if (silent.has(e)) reasons.push(`engine ${e.slot} has sent no report for ${((performance.now() - e.reportedAt) / 1000).toFixed(1)} s (hung, or starved of CPU): it takes no new sessions, and its sessions may have stalled`);
+      else if (silent.has(e)) reasons.push(`engine ${e.slot} has sent ${silentFor(e)} (hung, or starved of CPU): it takes no new sessions, and its sessions may have stalled`);
       if (e.lastExit?.wasUp && now - e.lastExit.at < HEALTH_WINDOW_MS) {
         reasons.push(`${((now - e.lastExit.at) / 1000).toFixed(1)} s ago: engine ${e.slot} exited (${e.lastExit.signal ?? `code ${e.lastExit.code}`}); its sessions ended`);
       }
@@ -798,9 +803,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const histogram = queryFlag(req.query.histogram, 'histogram');
     // A live peer of an engine that does not answer: say so, not another engine's 404.
     const owner = byId((await placement.ownerOfPeer(req.params.peer)) ?? '');
-    if (owner && owner.state === 'up' && silent.has(owner)) {
-      throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${owner.slot}, which runs peer "${req.params.peer}", is not answering (no report for ${((performance.now() - owner.reportedAt) / 1000).toFixed(1)} s)`), RETRY_AFTER_SECONDS);
-    }
+    if (owner && owner.state === 'up' && silent.has(owner)) throw peerEngineSilent(reply, owner, req.params.peer);
     // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
     // or by the front (its engine died with it): the newest wins.
     const answers = await fanOut(req);

@@ -13,7 +13,7 @@ import type { RTCIceServer, RTCPeerConnection } from 'werift';
 import { packageRoot } from '../package-root.js';
 import { errors, isEarshotError } from '../errors.js';
 import { loadPipelineFileSync, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
-import { asPipelineDocument, isBuiltPipeline, type PipelineSource } from '../pipeline/pipeline-builder.js';
+import { asPipelineDocument, isBuiltPipeline, isPipelineName, type PipelineSource } from '../pipeline/pipeline-builder.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import { EarshotCore, type ServerStats, type StreamHandle } from '../core/earshot-core.js';
@@ -302,7 +302,7 @@ function resolvePipeline(p: WebRTCHandlerOptions['pipeline']): Pipeline {
   const bundled = join(packageRoot(), 'pipelines');
   if (p === undefined) return loadPipelineFileSync(join(bundled, 'handler.json'));
   // A name (no path, no .json) is a bundled pipeline, as for createServer: it was read as a file path.
-  if (typeof p === 'string' && !p.includes('/') && !p.includes('\\') && !p.endsWith('.json')) {
+  if (typeof p === 'string' && isPipelineName(p)) {
     const names = readdirSync(bundled).filter((f) => f.endsWith('.json') && f !== 'pipeline.schema.json').map((f) => f.slice(0, -'.json'.length));
     if (!names.includes(p)) throw errors.PIPELINE_NOT_FOUND(p, names.sort(), 'Name a bundled one, or pass a pipeline file\'s path (ending in .json) or a definePipeline() object.');
     return loadPipelineFileSync(join(bundled, `${p}.json`));

@@ -58,6 +58,14 @@ export interface PipelineDefinition {
  */
 export type PipelineSource = string | Pipeline | PipelineDocument | PipelineDefinition;
 
+/**
+ * Whether a `pipeline` string names a pipeline (of the directory, or bundled) rather than a file:
+ * no path separator and no `.json` ending. One rule for `createServer`, `WebRTCHandler` and `earshot pipelines`.
+ */
+export function isPipelineName(value: string): boolean {
+  return !value.includes('/') && !value.includes('\\') && !value.endsWith('.json');
+}
+
 /** A `PipelineSource` that is not a name or path: a built `Pipeline`, or else a document or definition. */
 export function isBuiltPipeline(p: Pipeline | PipelineDocument | PipelineDefinition): p is Pipeline {
   return Array.isArray((p as Pipeline).branches) && typeof (p as Pipeline).toJSON === 'function';

@@ -7,7 +7,7 @@
  * exactly the offer's m-lines, in its order.
  */
 import { errors } from '../errors.js';
-import { directionOf, isRtp, ownDirection, type MediaSection, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
+import { bundleGroups, directionOf, isRtp, ownDirection, type MediaSection, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { setupOf } from './dtls-role.js';
 import { clip, quote } from './bounded-text.js';
 
@@ -61,11 +61,6 @@ export function dataChannelSection(offer: ParsedOffer, summary: OfferSummary): n
     return s.index;
   }
   return undefined;
-}
-
-/** The mids of each `a=group:BUNDLE` line of the session part. */
-function bundleGroups(offer: ParsedOffer): string[][] {
-  return offer.session.flatMap((l) => (l.startsWith('a=group:BUNDLE') ? [l.slice('a=group:BUNDLE'.length).trim().split(/\s+/).filter(Boolean)] : []));
 }
 
 /** Decides what werift gets and builds the offer it sees. Throws `EARSHOT_SDP_INVALID` if a negotiated section lacks ICE or DTLS parameters. */

@@ -168,12 +168,14 @@ export function summarizeOffer(offer: ParsedOffer, direction: 'send' | 'receive'
   throw errors.NO_OPUS_AUDIO(reasons.length ? listWithMore(reasons, 4, '; ') : 'it has only non-audio sections', direction === 'receive');
 }
 
+/** The mids of each `a=group:BUNDLE` line of the session part. */
+export function bundleGroups(offer: ParsedOffer): string[][] {
+  return offer.session.flatMap((l) => (l.startsWith('a=group:BUNDLE') ? [l.slice('a=group:BUNDLE'.length).trim().split(/\s+/).filter(Boolean)] : []));
+}
+
 /** Why a bundle-only audio section (port 0) cannot be taken, by where it stands in its BUNDLE group. */
 function bundleOnlyReason(offer: ParsedOffer, s: MediaSection): string {
-  const group = offer.session
-    .filter((l) => l.startsWith('a=group:BUNDLE'))
-    .map((l) => l.slice('a=group:BUNDLE'.length).trim().split(/\s+/))
-    .find((mids) => s.mid !== undefined && mids.includes(s.mid));
+  const group = bundleGroups(offer).find((mids) => s.mid !== undefined && mids.includes(s.mid));
   const at = `audio section ${s.index} is bundle-only (port 0)`;
   if (!group) return `${at} but in no BUNDLE group, so nothing carries its transport (RFC 8843 §6); offer it with a port`;
   if (group[0] === s.mid) return `${at} and first in its BUNDLE group, where it would have to carry the group's transport, which a bundle-only section cannot (RFC 8843 §7.2.1); offer it with a port`;

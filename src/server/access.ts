@@ -172,7 +172,7 @@ export class Access {
     if (host === undefined || !isLoopbackHost(host)) throw errors.HOST_NOT_ALLOWED(String(named ?? '').slice(0, 100));
     const proxied = forwardingHeaderOf(req.headers);
     if (proxied !== undefined) throw errors.PROXY_NOT_ALLOWED(proxyHeaderName(proxied), role);
-    if (role === 'admin') this.#checkSite(req, typeof named === 'string' ? named : undefined);
+    if (role === 'admin') this.#checkSite(req, named);
   }
 
   /** Throws `EARSHOT_CROSS_SITE_NOT_ALLOWED` for a request from another site's page (see `checkHost`). */

@@ -10,7 +10,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Observable } from 'rxjs';
 import { loadPipelineFile, parsePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { PipelineRegistry } from '../pipeline/pipeline-registry.js';
-import { asPipelineDocument, isBuiltPipeline } from '../pipeline/pipeline-builder.js';
+import { asPipelineDocument, isBuiltPipeline, isPipelineName } from '../pipeline/pipeline-builder.js';
 import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
@@ -353,7 +353,7 @@ async function buildServer(options: CreateServerOptions, role: ServerRole): Prom
 /** The default pipeline from the `pipeline` option; files, documents and built pipelines join the registry. */
 async function resolveDefaultPipeline(p: CreateServerOptions['pipeline'], pipelines: PipelineRegistry, customStages: string[]): Promise<Pipeline> {
   if (p === undefined) return pipelines.get('default');
-  if (typeof p === 'string' && !p.includes('/') && !p.includes('\\') && !p.endsWith('.json')) return pipelines.get(p);
+  if (typeof p === 'string' && isPipelineName(p)) return pipelines.get(p);
   let pipeline: Pipeline;
   if (typeof p === 'string') pipeline = await loadPipelineFile(p, { customStages });
   else if (isBuiltPipeline(p)) pipeline = p;
