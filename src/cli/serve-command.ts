@@ -61,7 +61,12 @@ function portRange(value: string): [number, number] {
   const m = /^(\d+)-(\d+)$/.exec(value);
   if (!m) throw new InvalidArgumentError('use MIN-MAX, e.g. 40000-40999');
   if (Number(m[2]) > 65535) throw new InvalidArgumentError(`${m[2]} is not a port: ports go up to 65535 (use MIN-MAX, e.g. 40000-40999)`);
-  if (Number(m[1]) >= Number(m[2])) throw new InvalidArgumentError(`the first port must be below the second, got ${m[1]}-${m[2]} (use MIN-MAX, e.g. 40000-40999)`);
+  // werift refuses a range of one port (its RTCPeerConnection throws "should not be same value").
+  if (Number(m[1]) === Number(m[2])) {
+    const p = Number(m[1]);
+    throw new InvalidArgumentError(`a range needs at least two ports, got ${m[1]}-${m[2]} (use MIN-MAX, e.g. ${p < 65535 ? `${p}-${p + 1}` : `${p - 1}-${p}`} for two sessions at a time)`);
+  }
+  if (Number(m[1]) > Number(m[2])) throw new InvalidArgumentError(`the first port must be below the second, got ${m[1]}-${m[2]} (use MIN-MAX, e.g. 40000-40999)`);
   return [Number(m[1]), Number(m[2])];
 }
 

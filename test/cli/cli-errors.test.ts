@@ -71,6 +71,7 @@ describe('earshot <mistyped command>', () => {
       stderr: "error: option '--ice-ports <min-max>' argument '5000-3000' is invalid. the first port must be below the second, got 5000-3000 (use MIN-MAX, e.g. 40000-40999)\n",
       exitCode: 1,
     });
+    expect(commanderSays(['serve', '--ice-ports', '40000-40000']).stderr).toMatch(/argument '40000-40000' is invalid\. a range needs at least two ports, got 40000-40000 \(use MIN-MAX, e\.g\. 40000-40001 for two sessions at a time\)/);
     // A value earshot's own check refuses carries its code, as serve's other refusals print it.
     const ice = commanderSays(['serve', '--ice-server', 'http://x']);
     expect(ice.exitCode).toBe(1);
