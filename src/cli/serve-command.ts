@@ -131,13 +131,21 @@ const FLAG_OF_OPTION: Record<string, string> = {
   'cluster.nodeId': '--node-id',
 };
 
-/** An error's message with the library option it names (`options.X …`) replaced by its flag. */
-function inFlagTerms(e: Error): string {
+/**
+ * An error's message with the library option it names (`options.X …`)
+ * replaced by what the user set: its flag, or its variable when the value
+ * came from the environment (`EARSHOT_TOKEN= earshot serve` reads
+ * `EARSHOT_TOKEN (--token): …`, not a flag nobody typed).
+ */
+function inFlagTerms(e: Error, command: Command): string {
   const option = isEarshotError(e) ? e.extensions.option : undefined;
   if (typeof option !== 'string') return e.message;
   const flag = FLAG_OF_OPTION[option.replace(/\[\d+\]$/, '')];
   const prefix = `options.${option} `;
-  return flag && e.message.startsWith(prefix) ? `${flag}: ${e.message.slice(prefix.length)}` : e.message;
+  if (!flag || !e.message.startsWith(prefix)) return e.message;
+  const declared = command.options.find((o) => o.long === flag);
+  const fromEnv = declared?.envVar !== undefined && command.getOptionValueSource(declared.attributeName()) === 'env';
+  return `${fromEnv ? `${declared.envVar} (${flag})` : flag}: ${e.message.slice(prefix.length)}`;
 }
 
 /** `./pipelines` when the working directory has one (a project), else undefined (the bundled ones). */
@@ -286,7 +294,7 @@ export function registerServeCommand(program: Command): void {
       } catch (e) {
         // An error about several files has each file's code in its lines: the first one's again after the last read as the last one's.
         const code = isEarshotError(e) && e.extensions?.files === undefined ? ` [${e.code}]` : '';
-        process.stderr.write(`earshot: ${inFlagTerms(e as Error)}${code}\n`);
+        process.stderr.write(`earshot: ${inFlagTerms(e as Error, command)}${code}\n`);
         await server?.close().catch(() => {});
         process.exit(1);
       }

@@ -215,7 +215,7 @@ describe('earshot serve options', () => {
     await expect(startCli(['--threads', '1'])).rejects.toThrow(/exited with 1 before listening:[\s\S]*EARSHOT_METRICS_PUBLIC \(--metrics-public\) must be 1, true, yes or on/);
   });
 
-  it('names the flag, not the library option, when the server refuses a value', async () => {
+  it('names the flag, not the library option, when the server refuses a value, and the variable when the value came from one', async () => {
     // Each its own process, all at once (one after the other: 10 s of the suite).
     await Promise.all([
       expect(startCli(['--cors-origin', '*', '--threads', '1'])).rejects.toThrow(/earshot: --cors-origin: must not contain "\*"[^\n]*\[EARSHOT_OPTION_INVALID\]/),
@@ -224,6 +224,13 @@ describe('earshot serve options', () => {
       expect(startCli(['--trust-proxy', '127.0.0.1', '--token', 'p', '--threads', '1'])).rejects.toThrow(/earshot: --trust-proxy: needs an admin token [^\n]*\[EARSHOT_OPTION_INVALID\]/),
       expect(startCli(['--host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --host: must be an IP address or a host name [^\n]*"999\.1\.1\.1"[^\n]*\[EARSHOT_OPTION_INVALID\]/),
     ]);
+    // A value from the environment is named by its variable (an empty EARSHOT_TOKEN= in a compose file read as a --token nobody typed).
+    process.env.EARSHOT_TOKEN = '';
+    try {
+      await expect(startCli(['--threads', '1'])).rejects.toThrow(/earshot: EARSHOT_TOKEN \(--token\): must be a non-empty string, got ""[^\n]*\[EARSHOT_OPTION_INVALID\]/);
+    } finally {
+      delete process.env.EARSHOT_TOKEN;
+    }
   });
 
   it('refuses an option of --cluster given without it, rather than doing nothing with it', async () => {
