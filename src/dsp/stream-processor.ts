@@ -29,7 +29,7 @@ import { loadSpeex } from '../../wasm/speex.js';
 import { measureLevels, type Levels } from './levels.js';
 import { OpusStreamDecoder } from './opus-decode.js';
 import { PcmStreamInput, type PcmInput, type PcmInputFormat, type PlacedChunk } from './pcm-input.js';
-import { createStage } from './registry.js';
+import { builtinStages, createStage } from './registry.js';
 import type { PcmChunk, Stage, StageOutput, StageSpec } from './types.js';
 import type { AudioFormat, AudioFrame, DecodeCounters, EncodedFrame } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
@@ -78,6 +78,10 @@ export async function loadDspModules(): Promise<void> {
 
 interface BranchChain {
   readonly stages: Stage[];
+  /** What each stage is called in an error: `branch 0, stage 1 (my-gain)`. */
+  readonly names: string[];
+  /** Per stage: its output is checked chunk by chunk (a custom stage's: earshot's own keep their contract). */
+  readonly checked: boolean[];
   readonly output: AudioFormat;
   /** Position (at the output rate) of the branch's next output sample; set by the first chunk fed in. */
   next: number | undefined;
@@ -239,7 +243,7 @@ export class StreamProcessor {
             continue;
           }
           if (silent) first.data = new Float32Array(first.data.length);
-          runChain(branch.stages, from, first, produced);
+          runChain(branch, from, first, produced);
           for (const p of produced) out.push(frameOf(branch, p, chunk.arrival, false));
         }
         result.push(out);
@@ -282,7 +286,7 @@ export class StreamProcessor {
         if (!held) continue;
         for (const chunk of isChunkList(held) ? held : [held]) {
           produced.length = 0;
-          runChain(branch.stages, i + 1, chunk, produced);
+          runChain(branch, i + 1, chunk, produced);
           for (const p of produced) out.push(frameOf(branch, p, this.#lastArrival, false));
         }
       }
@@ -336,23 +340,28 @@ function checkInput(input: PcmInputFormat): void {
 /** Creates a branch's stages in order, feeding each the previous one's output format. */
 function buildChain(branch: BranchSpec, bi: number, input: AudioFormat): BranchChain {
   const stages: Stage[] = [];
+  const names: string[] = [];
+  const checked: boolean[] = [];
   let format = input;
   try {
     branch.stages.forEach((spec, si) => {
       let stage: Stage;
+      const name = `branch ${bi}, stage ${si} (${describeType(spec)})`;
       try {
         stage = createStage(spec, format);
       } catch (e) {
-        throw withContext(e, `branch ${bi}, stage ${si} (${describeType(spec)})`);
+        throw withContext(e, name);
       }
       stages.push(stage);
+      names.push(name);
+      checked.push(!builtinStages.has(describeType(spec)));
       format = stage.output;
     });
   } catch (e) {
     for (const s of stages) s.close(); // the processor's close() only sees complete branches
     throw e;
   }
-  return { stages, output: format, next: undefined };
+  return { stages, names, checked, output: format, next: undefined };
 }
 
 /** Same error class (TypeError/RangeError callers may branch on), message prefixed with where it happened. */
@@ -388,18 +397,62 @@ function skippedStages(stages: Stage[], chunk: PcmChunk): number {
  * of the last stage to `out`. When a stage returns several chunks, each runs
  * through the remaining stages before the next one, so order is kept.
  */
-function runChain(stages: Stage[], from: number, chunk: PcmChunk, out: PcmChunk[]): void {
+function runChain(branch: BranchChain, from: number, chunk: PcmChunk, out: PcmChunk[]): void {
+  const stages = branch.stages;
   let current = chunk;
-  for (let i = from; i < stages.length; i++) {
-    const result = stages[i].process(current);
-    if (result === null) return;
-    if (isChunkList(result)) {
-      for (const c of result) runChain(stages, i + 1, c, out);
-      return;
+  let i = from;
+  try {
+    for (; i < stages.length; i++) {
+      const result = stages[i].process(current);
+      if (result === null) return;
+      if (branch.checked[i]) checkOutput(result, stages[i].output.channels);
+      if (isChunkList(result)) {
+        for (const c of result) runChain(branch, i + 1, c, out);
+        return;
+      }
+      current = result;
     }
-    current = result;
+  } catch (e) {
+    // Named once, by the stage that threw or returned what it must not (the chain after a
+    // stage that returned several chunks rethrows it as it is).
+    if (i < stages.length && !(e instanceof Error && NAMED.has(e))) {
+      const named = withContext(e, branch.names[i]);
+      NAMED.add(named);
+      throw named;
+    }
+    throw e;
   }
   out.push(current);
+}
+
+/** Errors already prefixed with the stage they came from. */
+const NAMED = new WeakSet<Error>();
+
+/**
+ * A custom stage's result, checked before the next stage or a sink reads it:
+ * a stage that forgot to return its chunk, returned 16-bit samples, or a
+ * length that is not whole frames would otherwise fail somewhere else with a
+ * message about something else, or corrupt the audio without a word (an odd
+ * length of stereo swaps left and right from one chunk to the next).
+ */
+function checkOutput(result: Exclude<StageOutput, null> | undefined, channels: number): void {
+  if (result === undefined) throw new TypeError('process() returned undefined: return the chunk (changed in place or new), an array of chunks, or null for no output yet');
+  if (isChunkList(result)) {
+    for (const c of result) checkChunk(c, channels);
+  } else {
+    checkChunk(result, channels);
+  }
+}
+
+function checkChunk(chunk: PcmChunk, channels: number): void {
+  const data = (chunk as Partial<PcmChunk> | null)?.data;
+  if (!(data instanceof Float32Array)) {
+    const got = data === undefined || data === null ? String(data) : (data as object).constructor?.name ?? typeof data;
+    throw new TypeError(`process() must return chunks whose data is a Float32Array (samples from -1 to 1, channels interleaved), got data ${got}`);
+  }
+  if (data.length % channels !== 0) {
+    throw new RangeError(`process() returned ${data.length} samples, not whole frames of ${channels} channels (its declared output): interleaved samples come in groups of ${channels}`);
+  }
 }
 
 /**

@@ -168,7 +168,8 @@ describe('StreamProcessor', () => {
     it('counts as done the input frames whose every chunk went through, a gap\'s silence with the frame after it', () => {
       // On frame 4, after frame 0, frame 1 and the gap's silence came out: 2 input frames done, 2 lost.
       const onFrame = failure({ channels: 1, branches: [{ stages: [{ type: 'throw-at', at: 4 * 960 }] }] }, withGap());
-      expect(onFrame.message).toBe(`thrown at ${4 * 960}`);
+      // The message names the stage that threw: a custom module's own error says nothing of where it ran.
+      expect(onFrame.message).toBe(`branch 0, stage 0 (throw-at): thrown at ${4 * 960}`);
       expect(onFrame.processed).toBe(2);
       expect(onFrame.outputs[0].map((f) => [f.position, f.data.length])).toEqual([[0, 960], [960, 960], [1920, 1920]]);
       // On the gap's silence: it belongs to frame 4, so still 2 done.
@@ -194,6 +195,36 @@ describe('StreamProcessor', () => {
       processor.close();
       expect(failed).toBeInstanceOf(StageFailure);
       expect((failed as StageFailure).processed).toBe(2);
+    });
+
+    it("refuses a custom stage's output that breaks the contract, naming the stage: undefined, data not Float32Array, a length that is not whole frames", () => {
+      // What each returns for a chunk; the stage before it is a built-in one (gain 0 dB), whose output is not checked.
+      const returns: Record<string, (c: PcmChunk) => unknown> = {
+        'forgot-return': (c) => {
+          for (let i = 0; i < c.data.length; i++) c.data[i] *= 0.5; // in place, then no return
+        },
+        'int16-out': (c) => ({ data: Int16Array.from(c.data, (x) => x * 32767) }),
+        'odd-stereo': (c) => ({ data: new Float32Array(c.data.length * 2 + 1) }),
+        'bad-in-list': (c) => [c, { data: [0, 0] }],
+      };
+      for (const [type, fn] of Object.entries(returns)) {
+        registerStageFactory(type, (_spec, input: AudioFormat): Stage => ({
+          output: type === 'odd-stereo' ? { ...input, channels: 2 } : input,
+          process: fn as Stage['process'],
+          close() {},
+        }));
+      }
+      try {
+        const message = (type: string) => failure({ channels: 1, branches: [{ stages: [{ type: 'gain', db: 0 }, { type }] }] }, toneFrames.slice(0, 2)).message;
+        expect(message('forgot-return')).toBe('branch 0, stage 1 (forgot-return): process() returned undefined: return the chunk (changed in place or new), an array of chunks, or null for no output yet');
+        expect(message('int16-out')).toBe('branch 0, stage 1 (int16-out): process() must return chunks whose data is a Float32Array (samples from -1 to 1, channels interleaved), got data Int16Array');
+        expect(message('odd-stereo')).toBe('branch 0, stage 1 (odd-stereo): process() returned 1921 samples, not whole frames of 2 channels (its declared output): interleaved samples come in groups of 2');
+        expect(message('bad-in-list')).toBe('branch 0, stage 1 (bad-in-list): process() must return chunks whose data is a Float32Array (samples from -1 to 1, channels interleaved), got data Array');
+        // The frames before the failure still come out: none here, the first chunk failed.
+        expect(failure({ channels: 1, branches: [{ stages: [{ type: 'forgot-return' }] }] }, toneFrames.slice(0, 2)).processed).toBe(0);
+      } finally {
+        for (const type of Object.keys(returns)) unregisterStageFactory(type);
+      }
     });
 
     it('counts a late frame, which makes no chunk, with the frames before the failure', () => {
