@@ -46,6 +46,7 @@ import { isSharedZeros } from '../media/shared-zeros.js';
 import { nextInPool } from '../pool/default-pool.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
+import { SpeakingTracker } from '../sinks/speaking.js';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import { RecordSink } from '../sinks/record-sink.js';
 import type { WebSocketSink, WebSocketSinkStats } from '../sinks/websocket-sink.js';
@@ -153,6 +154,8 @@ interface BranchRuntime {
   chain?: ProcessorStageChain;
   /** Websocket sinks and `GET /peers/:peer/audio` sockets of this branch: they take its PCM on this thread. */
   listeners: PcmListener[];
+  /** The branch's debounced speaking verdict (frames with voice activity only), for a listener that joins mid-stream. */
+  speaking: SpeakingTracker;
 }
 
 /**
@@ -216,6 +219,7 @@ export class PeerPipeline {
         subject: new Subject<AudioFrame>(),
         measured: i === statsBranch,
         listeners: [],
+        speaking: new SpeakingTracker(),
         recording: true,
         recordF32: recordFormat === 'f32' && container === 'wav',
         // Validation refuses ogg-opus with processor stages: what the worker encodes is the worker stages' output.
@@ -438,8 +442,7 @@ export class PeerPipeline {
    */
   attachProcessor(name: string, options: Record<string, unknown> = {}, branch?: string): () => void {
     const factory = this.#options.processors.get(name);
-    const r = branch === undefined ? this.#runtime[0] : this.#runtime.find((x) => x.name === branch);
-    if (!r) throw this.#unknownBranch(branch!);
+    const r = this.#branchRuntime(branch);
     const entry: AttachedProcessor & { sub?: Subscription } = { name, branch: r.name, state: 'running' };
     this.#processors.push(entry);
     const failed = (error: Error) => {
@@ -460,6 +463,23 @@ export class PeerPipeline {
     };
   }
 
+  /** A branch by name (default: the first); an unknown one throws `EARSHOT_BRANCH_NOT_FOUND`. */
+  #branchRuntime(branch: string | undefined): BranchRuntime {
+    const r = branch === undefined ? this.#runtime[0] : this.#runtime.find((x) => x.name === branch);
+    if (!r) throw this.#unknownBranch(branch!);
+    return r;
+  }
+
+  /**
+   * Whether the talker speaks now, as the branch's frames so far say (the
+   * debounced verdict of its voice activity; false on a branch without one).
+   * An unknown branch throws `EARSHOT_BRANCH_NOT_FOUND`.
+   */
+  speakingNow(branch?: string): boolean {
+    const r = this.#branchRuntime(branch);
+    return r.speaking.speaking === true;
+  }
+
   /**
    * Sends a branch's PCM (default: the first branch) to `listener` from the
    * next batch on, in its sample format; returns a function that detaches it
@@ -467,8 +487,7 @@ export class PeerPipeline {
    * stream that already ended gets `end('ended')` at once.
    */
   addListener(listener: PcmListener, branch?: string): () => void {
-    const r = branch === undefined ? this.#runtime[0] : this.#runtime.find((x) => x.name === branch);
-    if (!r) throw this.#unknownBranch(branch!);
+    const r = this.#branchRuntime(branch);
     if (this.#closed) {
       listener.end('ended');
       return () => undefined;
@@ -648,6 +667,7 @@ export class PeerPipeline {
         this.#sinkFailed(`record:${r.name}`, e as Error);
       }
     }
+    if (f.speech !== undefined || f.vad !== undefined) r.speaking.update(f.speech ?? (f.vad ?? 0) >= 0.5);
     for (let k = 0; k < r.listeners.length; k++) {
       const l = r.listeners[k];
       try {

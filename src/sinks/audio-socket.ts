@@ -64,6 +64,13 @@ export interface AudioSocketOptions extends AudioSocketIdentity {
   expected: { sampleRate: number; channels: number };
   /** Called once when the oldest frames start being dropped after a spell without drops. */
   onDropping?(): void;
+  /**
+   * Whether the talker is speaking as the stream is joined (a listener that
+   * connects mid-stream): the branch's own debounced verdict, so that the
+   * connection gets its `speech-start` right after `start`, and its first
+   * `speech-end` has a pair, rather than 60 ms later. Default: not speaking.
+   */
+  speaking?: boolean;
 }
 
 /** The `start` message. */
@@ -140,6 +147,10 @@ export class AudioSocketStream {
   constructor(options: AudioSocketOptions) {
     this.#o = options;
     this.#limit = options.queueFrames ?? DEFAULT_QUEUE_FRAMES;
+    if (options.speaking === true) {
+      this.#speaking.speaking = true;
+      this.#speakingAtHead = true;
+    }
   }
 
   get sampleFormat(): SampleFormat {
@@ -201,6 +212,12 @@ export class AudioSocketStream {
   end(reason: string): void {
     if (this.#ended) return;
     this.#ended = true;
+    // A turn still open when the stream ends closes where its audio does: events come in pairs.
+    if (this.#speaking.speaking === true) {
+      this.#speaking.speaking = false;
+      const rate = this.#format?.sampleRate ?? this.#o.expected.sampleRate;
+      this.#push({ text: JSON.stringify({ type: 'speech-end', at: seconds(this.#nextPosition, rate) }), speech: false });
+    }
     const c = this.counters;
     this.#queue.push({ text: JSON.stringify({ type: 'end', reason, frames: c.frames, sentFrames: c.sentFrames + this.#queuedAudio, droppedFrames: c.droppedFrames }) });
     this.flush();

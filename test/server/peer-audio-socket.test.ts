@@ -154,6 +154,37 @@ describe('GET /peers/:peer/audio', () => {
     }
   });
 
+  it('a socket that joins while the peer speaks gets its speech-start right after start, where its audio begins', async () => {
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/demo/talker?pipeline=default`, token: PUBLISH, source: fixturePath('speech-48k.wav'), loop: true, signal: controller.signal });
+    const speaking = async () => {
+      const res = await fetch(`${t.url}/stats/talker`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      return res.ok ? ((await res.json()) as { audio: { speaking: boolean | null } }).audio.speaking : null;
+    };
+    try {
+      // Join right as a turn starts (silent, then speaking), so that it is still on when the socket opens.
+      let before: boolean | null = null;
+      await until('a turn to start', async () => {
+        const now = await speaking();
+        const started = before === false && now === true;
+        before = now;
+        return started ? true : undefined;
+      }, 20_000);
+      const c = connect('/peers/talker/audio', { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(await c.outcome).toEqual({ open: true });
+      await until('a few frames', () => (c.messages.filter((m) => Buffer.isBuffer(m)).length >= 5 ? true : undefined));
+      const [start, next] = c.messages as Array<Record<string, unknown>>;
+      expect(start).toMatchObject({ type: 'start', branch: 'main' });
+      // Not 60 ms of audio later, when a tracker of its own would have decided it.
+      expect(next).toEqual({ type: 'speech-start', at: start.at });
+      c.socket.close();
+      await c.closed;
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+
   it('ends a socket whose client answers no ping within --listener-timeout, and frees its place; one that answers stays', async () => {
     const s = await startServer({ adminToken: ADMIN, token: PUBLISH, maxListenersPerPeer: 2, listenerTimeoutMs: 1000 });
     const controller = new AbortController();

@@ -95,17 +95,19 @@ describe('AudioSocketStream', () => {
     expect(s.counters).toMatchObject({ frames: 10, droppedFrames: 6, queuedFrames: 4, sentFrames: 0 });
     expect(dropping).toBe(1);
     const received = await deliverRest(s, 'shutdown');
-    expect(kindsOf(received)).toEqual(['start', 6, 7, 'speech-start', 8, 9, 'end']);
+    // Still speaking when the stream ends: the turn closes where the audio does.
+    expect(kindsOf(received)).toEqual(['start', 6, 7, 'speech-start', 8, 9, 'speech-end', 'end']);
     expect(received[0]).toMatchObject({ at: 0.12 });
     expect(received[3]).toEqual({ type: 'speech-start', at: 0.16 });
-    expect(received[6]).toEqual({ type: 'end', reason: 'shutdown', frames: 10, sentFrames: 4, droppedFrames: 6 });
+    expect(received[6]).toEqual({ type: 'speech-end', at: 0.2 });
+    expect(received[7]).toEqual({ type: 'end', reason: 'shutdown', frames: 10, sentFrames: 4, droppedFrames: 6 });
 
     // Speech in frames 0–2: its start (queued before frame 2) is dropped with that frame. The talker still
     // counts as speaking (it takes 15 quiet frames to stop), so the connection hears it start where its audio does.
     const early = new AudioSocketStream({ ...identity, sampleFormat: 's16', queueFrames: 4 });
     for (let k = 0; k < 10; k++) early.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k < 3 ? 0.9 : 0.1, speech: k < 3 }), undefined);
     const fromEarly = await deliverRest(early, 'shutdown');
-    expect(kindsOf(fromEarly)).toEqual(['start', 'speech-start', 6, 7, 8, 9, 'end']);
+    expect(kindsOf(fromEarly)).toEqual(['start', 'speech-start', 6, 7, 8, 9, 'speech-end', 'end']);
     expect(fromEarly[1]).toEqual({ type: 'speech-start', at: 0.12 });
   });
 
@@ -125,6 +127,37 @@ describe('AudioSocketStream', () => {
     expect(texts.map((m) => m.type)).toEqual(['start', 'speech-start', 'speech-end', 'end']);
     expect(texts[0]).toMatchObject({ at: 0.12, resumedAt: 0.12 });
     expect(texts[1]).toEqual({ type: 'speech-start', at: 0.12 });
+  });
+
+  it('a stream that ends mid-speech closes the turn where its audio ends, before `end`', async () => {
+    const s = new AudioSocketStream({ ...identity, sampleFormat: 's16' });
+    // Speech from frame 1 on, to the last of 8 frames.
+    for (let k = 0; k < 8; k++) s.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k >= 1 ? 0.9 : 0.1, speech: k >= 1 }), undefined);
+    const received = await deliverRest(s, 'deleted');
+    expect(kindsOf(received)).toEqual(['start', 0, 1, 2, 'speech-start', 3, 4, 5, 6, 7, 'speech-end', 'end']);
+    expect(received[10]).toEqual({ type: 'speech-end', at: 0.16 });
+    // Not speaking at the end: no extra event.
+    const quiet = new AudioSocketStream({ ...identity, sampleFormat: 's16' });
+    for (let k = 0; k < 3; k++) quiet.write(frame(k * 320, new Int16Array(320).fill(k), { vad: 0.1, speech: false }), undefined);
+    expect(kindsOf(await deliverRest(quiet, 'deleted'))).toEqual(['start', 0, 1, 2, 'end']);
+  });
+
+  it('a listener that joins while the talker speaks (`speaking`) hears the speech start with its first audio, and its end', async () => {
+    const s = new AudioSocketStream({ ...identity, sampleFormat: 's16', speaking: true });
+    const c = await pair();
+    s.attach(c.socket);
+    // The listener's first frames are speech (from frame 50 of the stream), then 15 quiet ones end the turn.
+    for (let k = 50; k < 70; k++) s.write(frame(k * 320, new Int16Array(320).fill(k), { vad: k < 53 ? 0.9 : 0.1, speech: k < 53 }), undefined);
+    s.end('deleted');
+    await closeWhenDrained(c.socket, s);
+    await c.closed;
+    const texts = c.received.filter((m): m is Record<string, unknown> => !Buffer.isBuffer(m));
+    expect(texts.map((m) => m.type)).toEqual(['start', 'speech-start', 'speech-end', 'end']);
+    expect(texts[0]).toMatchObject({ at: 1 });
+    expect(texts[1]).toEqual({ type: 'speech-start', at: 1 });
+    // 15 quiet frames after frame 52: the turn ends at frame 67.
+    expect(texts[2]).toEqual({ type: 'speech-end', at: (67 * 320) / 16000 });
+    expect(kindsOf(c.received)[1]).toBe('speech-start');
   });
 
   it('sends a 20-minute pause whole, however it arrives: every sample of it, nothing dropped, the sound after it at its place', async () => {
