@@ -136,8 +136,9 @@ export function registerSendCommand(program: Command): void {
         for (const [i, r] of results.entries()) {
           if ('error' in r) continue;
           const dtx = r.dtxFrames > 0 ? ` (${r.dtxFrames} silent frames not sent: DTX)` : '';
+          const held = r.packetsDropped > 0 ? ` (${r.packetsDropped} more withheld: --simulate-loss)` : '';
           const peer = opts.count > 1 ? ` ${peerUrl(url, i + 1)}` : '';
-          process.stdout.write(`${ending}${peer}: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets${dtx}, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
+          process.stdout.write(`${ending}${peer}: ${r.mediaSeconds.toFixed(2)} s, ${r.packetsSent} packets${held}${dtx}, ${r.bytesSent} bytes, session ${r.sessionUrl} (ended)\n`);
         }
         if (ok.length < results.length) {
           if (results.every((r) => !('error' in r) || aborted(r.error))) signalExit();

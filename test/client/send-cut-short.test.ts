@@ -3,7 +3,7 @@
  * server): a WAV file cut short (a copy or download that stopped) is sent as far
  * as it goes, with a warning saying how much of what its header declares is
  * missing; a whole file, and one written to a pipe (no size in its header), get
- * no warning.
+ * no warning. The summary counts the packets `--simulate-loss` withheld.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,4 +54,13 @@ describe('earshot send', () => {
     expect(unsized.stderr).toBe('');
     expect(unsized.stdout).toMatch(/^done: 1\.00 s, 50 packets, /m);
   }, 90_000);
+
+  it('says how many packets --simulate-loss withheld: sent and withheld make the whole file', async () => {
+    const lossy = await runEarshot(['send', fixturePath('tone-1k-48k.wav'), '--url', `${t.url}/whip/cli/lossy`, '--speed', '10', '--simulate-loss', '0.2']);
+    expect(lossy.code, lossy.stderr).toBe(0);
+    const m = /^done: 3\.00 s, (\d+) packets \((\d+) more withheld: --simulate-loss\), /m.exec(lossy.stdout);
+    expect(m, lossy.stdout).not.toBeNull();
+    expect(Number(m![1]) + Number(m![2])).toBe(150);
+    expect(Number(m![2])).toBeGreaterThan(0);
+  }, 60_000);
 });
