@@ -91,7 +91,9 @@ export function registerSendCommand(program: Command): void {
       const signalExit = (): never => process.exit(stoppedBy === 'SIGTERM' ? 143 : 130);
       const tty = process.stdout.isTTY;
       const progress = new Map<number, SendProgress>();
-      let lastPrint = 0;
+      // Not a line at the first report: the sessions report a second after each connects, and a line
+      // then read "1/2 sessions" while both were sending.
+      let lastPrint = Date.now();
       const print = () => {
         const all = [...progress.values()];
         if (all.length === 0) return;
