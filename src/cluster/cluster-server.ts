@@ -538,10 +538,35 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     ...(options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {}),
   });
   const byId = (id: string) => engines.find((e) => e.id === id);
-  const owned = async (engineId: string | undefined, notFound: () => EarshotError): Promise<EngineProcess> => {
+  /**
+   * The engine that runs a peer or session, up and answering; `what` names it
+   * in the refusal when it is silent: 503 at once (with `reply`, Retry-After),
+   * not a wait of the 30 s request timeout that ends in a 500.
+   */
+  const owned = async (engineId: string | undefined, notFound: () => EarshotError, what: string, reply?: FastifyReply): Promise<EngineProcess> => {
     const engine = engineId === undefined ? undefined : byId(engineId);
     if (!engine || engine.state !== 'up') throw notFound();
+    if (silent.has(engine)) {
+      const error = errors.ENGINE_UNAVAILABLE(`engine ${engine.slot}, which runs ${what}, is not answering (${silentFor(engine)})`);
+      throw reply ? refuse(reply, error, RETRY_AFTER_SECONDS) : error;
+    }
     return engine;
+  };
+
+  /**
+   * The engine's answer to the client's request. An engine that does not answer (it hung past the
+   * request timeout, or died while answering) is a 503 saying so, not a 500: the request may still
+   * have been carried out (a DELETE the engine does once it answers again).
+   */
+  const forwardToOwner = async (engine: EngineProcess, req: FastifyRequest, reply: FastifyReply, what: string): Promise<FastifyReply> => {
+    let res: EngineResponse;
+    try {
+      res = await forward(engine.port, req);
+    } catch (e) {
+      log.warn({ engine: engine.slot, method: req.method, url: req.url, err: (e as Error).message }, 'engine did not answer a request');
+      throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${engine.slot}, which runs ${what}, did not answer (${(e as Error).message}); it may still carry the request out when it answers again, so check before repeating it`), RETRY_AFTER_SECONDS);
+    }
+    return relay(reply, res);
   };
 
   // CORS first, so that even a refused request carries the headers a browser needs to read the refusal.
@@ -725,8 +750,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const local = await placement.ownerOfSession(req.params.id);
     // Not on this node: in a cluster, the node that runs it answers.
     if (local === undefined && node) return node.toOwner(req, reply, () => node.ownerOfSession(req.params.id), notFound);
-    const engine = await owned(local, notFound);
-    return relay(reply, await forward(engine.port, req));
+    const what = 'this session';
+    return forwardToOwner(await owned(local, notFound, what, reply), req, reply, what);
   };
   app.delete<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, toSession);
   app.patch<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish', methodNotAllowed: true }, bodyLimit: MAX_SDP_BYTES }, toSession);
@@ -842,10 +867,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const notFound = () => (id !== undefined ? errors.LISTENER_NOT_FOUND(id, req.params.peer) : errors.PEER_NOT_FOUND(req.params.peer));
     const local = await placement.ownerOfPeer(req.params.peer);
     if (local === undefined && node) return node.toOwner(req, reply, () => node.ownerOfPeer(req.params.peer), notFound);
-    const engine = await owned(local, notFound);
-    return relay(reply, await forward(engine.port, req));
+    const what = `peer "${req.params.peer}"`;
+    return forwardToOwner(await owned(local, notFound, what, reply), req, reply, what);
   };
   app.post<{ Params: { peer: string } }>('/peers/:peer/recording', { bodyLimit: 16 * 1024 }, toPeer);
+  // Without an upgrade (the upgrade itself is spliced below): the peer's engine answers as one process
+  // does — 426, or the peer's or branch's 404 — rather than the front's 404 for an unknown route.
+  app.get<{ Params: { peer: string } }>('/peers/:peer/audio', toPeer);
   app.delete<{ Params: { peer: string } }>('/peers/:peer/recording', toPeer);
   // WHEP listeners: to wherever the peer runs (the session URL names the peer for this).
   app.options('/whep/:peer', whipOptions);
@@ -1116,7 +1144,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const notFound = () => errors.PEER_NOT_FOUND(peer);
     const local = await placement.ownerOfPeer(peer);
     if (local === undefined && node) return node.upgradeTargetOf(peer, req.headers[HOP_HEADER], notFound);
-    const engine = await owned(local, notFound);
+    const engine = await owned(local, notFound, `peer "${peer}"`);
     return { host: '127.0.0.1', port: engine.port };
   });
 

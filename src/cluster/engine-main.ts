@@ -16,7 +16,7 @@ import { applyInheritedParallelScavenge } from '../server/young-gc.js';
 import { isClientMessage } from '../core/client-feed.js';
 import { isEarshotError } from '../errors.js';
 import type { EngineMessage, EngineReport, FrontMessage } from './engine-protocol.js';
-import { PEERS_REPORT_INTERVAL_MS, REPORT_INTERVAL_MS } from './engine-protocol.js';
+import { PEERS_REPORT_INTERVAL_MS, POOL_COUNTERS, REPORT_INTERVAL_MS, type PoolCounters } from './engine-protocol.js';
 
 /** Messages sent but not yet handed to the channel, past which processor events are dropped (counted). */
 const MAX_UNSENT_MESSAGES = 1000;
@@ -195,5 +195,6 @@ function reportOf(s: EarshotServer): EngineReport {
     refusedBy: stats.refusedBy,
     endedBy: stats.endedBy,
     eventsDropped,
+    poolCounters: Object.fromEntries(POOL_COUNTERS.map((k) => [k, stats.pool[k]])) as PoolCounters,
   };
 }

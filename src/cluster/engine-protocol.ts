@@ -10,8 +10,8 @@ import type { ProcessorEvent } from '../sinks/processors.js';
 import type { CreateServerOptions } from '../server/create-server.js';
 import type { SessionEvent, ServerStats } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
-import type { WorkerPoolHealth } from '../pool/worker-pool.js';
 import type { PipelineDocument } from '../pipeline/schema.js';
+import type { WorkerPoolHealth, WorkerPoolStats } from '../pool/worker-pool.js';
 
 /** How often an engine reports its load, ms. Placement and `/health` read these reports. */
 export const REPORT_INTERVAL_MS = 250;
@@ -89,7 +89,13 @@ export interface EngineReport extends Pick<ServerStats, 'peers' | 'roomNames' | 
   health: WorkerPoolHealth;
   /** Processor events not sent to the front because the IPC channel was backed up. */
   eventsDropped: number;
+  /** The pool's counters, for the front to keep once this process has exited (they restart from 0 in the next). */
+  poolCounters: PoolCounters;
 }
+
+/** The counters of `WorkerPoolStats` (they only go up while the process lives). */
+export const POOL_COUNTERS = ['busyMs', 'tasksCompleted', 'earlyResults', 'framesHeld', 'tasksFailed', 'tasksTimedOut', 'workerCrashes', 'streamsQuarantined', 'framesLost', 'streamsOpened'] as const;
+export type PoolCounters = Pick<WorkerPoolStats, (typeof POOL_COUNTERS)[number]>;
 
 export interface EngineStats {
   server: ServerStats;

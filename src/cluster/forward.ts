@@ -169,6 +169,8 @@ export function relay(reply: FastifyReply, res: EngineResponse): FastifyReply {
     if (value === undefined || HOP_BY_HOP.has(name) || name.startsWith('access-control-') || name === 'vary' || name === 'date') continue;
     void reply.header(name, value);
   }
+  // Hop-by-hop, but a 426 must name the protocol to upgrade to (RFC 9110 §15.5.22), whoever answers.
+  if (res.status === 426 && res.headers.upgrade !== undefined) void reply.header('upgrade', res.headers.upgrade);
   return reply.code(res.status).send(res.body);
 }
 

@@ -14,7 +14,7 @@ import type { AdmissionState } from '../core/admission.js';
 import type { ServerStats } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import type { WorkerPoolStats } from '../pool/worker-pool.js';
-import type { EngineReport, EngineStats } from './engine-protocol.js';
+import { POOL_COUNTERS, type EngineReport, type EngineStats, type PoolCounters } from './engine-protocol.js';
 
 /** One engine process as `GET /stats` and `GET /health` describe it. */
 export interface EngineSummary {
@@ -45,6 +45,8 @@ export class RetiredCounters {
   readonly refusedBy: Record<string, number> = {};
   readonly endedBy: Record<string, number> = {};
   workerRestarts = 0;
+  /** The pool counters of exited processes, summed. */
+  readonly pool = Object.fromEntries(POOL_COUNTERS.map((k) => [k, 0])) as PoolCounters;
 
   /** Adds an exited process's last report, and the sessions that ended with it (reason `engine-exited`). */
   retire(report: EngineReport | undefined, lostSessions: number): void {
@@ -54,6 +56,7 @@ export class RetiredCounters {
       addInto(this.refusedBy, report.refusedBy);
       addInto(this.endedBy, report.endedBy);
       this.workerRestarts += report.health.workerRestarts;
+      for (const k of POOL_COUNTERS) this.pool[k] += report.poolCounters[k];
     }
     if (lostSessions > 0) {
       this.sessionsEnded += lostSessions;
@@ -95,7 +98,10 @@ export function mergeStats(
     sessionsRefused: Object.values(refusedBy).reduce((a, b) => a + b, 0),
     refusedBy: sorted(refusedBy),
     endedBy: sorted(endedBy),
-    pool: mergePools(parts.map((p) => ({ engine: p.engine, pool: p.stats.server.pool }))),
+    pool: mergePools(
+      parts.map((p) => ({ engine: p.engine, pool: p.stats.server.pool })),
+      context.retired,
+    ),
     // The worst engine's: a stream on it waits as long as its own loop makes it.
     eventLoopDelayMs: {
       p50: max(servers, (s) => s.eventLoopDelayMs.p50),
@@ -115,7 +121,8 @@ export function mergeStats(
   return { server, peers };
 }
 
-function mergePools(pools: Array<{ engine: number; pool: WorkerPoolStats }>): WorkerPoolStats {
+/** The live engines' pools as one, their counters with those of the processes that exited added in. */
+function mergePools(pools: Array<{ engine: number; pool: WorkerPoolStats }>, retired: RetiredCounters): WorkerPoolStats {
   const list = pools.map((p) => p.pool);
   const threads = sum(list, (p) => p.threads);
   const streamsPerThread: Record<string, number> = {};
@@ -132,20 +139,20 @@ function mergePools(pools: Array<{ engine: number; pool: WorkerPoolStats }>): Wo
     quietHoldMs: list.reduce((m, p) => Math.max(m, p.quietHoldMs), 0),
     // Weighted by threads: the share of all the machine's DSP threads' time.
     utilization: threads > 0 ? sum(list, (p) => p.utilization * p.threads) / threads : 0,
-    busyMs: sum(list, (p) => p.busyMs),
+    busyMs: retired.pool.busyMs + sum(list, (p) => p.busyMs),
     queuedFrames: sum(list, (p) => p.queuedFrames),
     tasksInFlight: sum(list, (p) => p.tasksInFlight),
-    tasksCompleted: sum(list, (p) => p.tasksCompleted),
-    earlyResults: sum(list, (p) => p.earlyResults),
-    framesHeld: sum(list, (p) => p.framesHeld),
-    tasksFailed: sum(list, (p) => p.tasksFailed),
-    tasksTimedOut: sum(list, (p) => p.tasksTimedOut),
-    workerCrashes: sum(list, (p) => p.workerCrashes),
-    workerRestarts: sum(list, (p) => p.workerRestarts),
-    streamsQuarantined: sum(list, (p) => p.streamsQuarantined),
-    framesLost: sum(list, (p) => p.framesLost),
+    tasksCompleted: retired.pool.tasksCompleted + sum(list, (p) => p.tasksCompleted),
+    earlyResults: retired.pool.earlyResults + sum(list, (p) => p.earlyResults),
+    framesHeld: retired.pool.framesHeld + sum(list, (p) => p.framesHeld),
+    tasksFailed: retired.pool.tasksFailed + sum(list, (p) => p.tasksFailed),
+    tasksTimedOut: retired.pool.tasksTimedOut + sum(list, (p) => p.tasksTimedOut),
+    workerCrashes: retired.pool.workerCrashes + sum(list, (p) => p.workerCrashes),
+    workerRestarts: retired.workerRestarts + sum(list, (p) => p.workerRestarts),
+    streamsQuarantined: retired.pool.streamsQuarantined + sum(list, (p) => p.streamsQuarantined),
+    framesLost: retired.pool.framesLost + sum(list, (p) => p.framesLost),
     streams: sum(list, (p) => p.streams),
-    streamsOpened: sum(list, (p) => p.streamsOpened),
+    streamsOpened: retired.pool.streamsOpened + sum(list, (p) => p.streamsOpened),
     taskMs: { p50: worst((p) => p.taskMs.p50), p99: worst((p) => p.taskMs.p99), max: worst((p) => p.taskMs.max) },
     streamsPerThread,
   };

@@ -209,6 +209,11 @@ describe('earshot serve --processes 2', () => {
     try {
       await packets('heard', 10);
       await expectToneHeardThrough(s.url, 'heard');
+      // Without an upgrade, the peer's engine answers as one process does: 426 saying how to connect, or the peer's 404.
+      const plain = await fetch(`${s.url}/peers/heard/audio`);
+      expect([plain.status, ((await plain.json()) as { code: string }).code, plain.headers.get('upgrade')]).toEqual([426, 'EARSHOT_BAD_REQUEST', 'websocket']);
+      const nobody = await fetch(`${s.url}/peers/nobody/audio`);
+      expect([nobody.status, ((await nobody.json()) as { code: string }).code]).toEqual([404, 'EARSHOT_PEER_NOT_FOUND']);
       // A peer no engine runs: the problem document, before any upgrade.
       const ws = s.url.replace(/^http/, 'ws');
       expect(await audioSocket(`${ws}/peers/nobody/audio`).outcome).toMatchObject({ open: false, status: 404 });
@@ -311,30 +316,44 @@ describe('earshot serve --processes 2', () => {
     }
   });
 
-  it('leaves out an engine that stops answering (SIGSTOP): /health says so, /metrics and new sessions do not wait for it; once it answers it is back', async () => {
-    const frozen = (await get<Health>('/health')).engines[0];
+  it('leaves out an engine that stops answering (SIGSTOP): /health says so, /metrics and new sessions do not wait for it, requests for its peers get 503 at once; once it answers it is back', async () => {
+    // A peer on the engine that will stop answering.
+    const controller = new AbortController();
+    const held = mayBeEnded(sendAudio({ url: `${s.url}/whip/demo/held`, source: tone, loop: true, signal: controller.signal }));
+    const h0 = await packets('held', 10);
+    const frozenSlot = h0.engine;
+    const frozen = (await get<Health>('/health')).engines[frozenSlot];
     process.kill(frozen.pid, 'SIGSTOP');
     try {
-      const health = await until('the front to find engine 0 silent', async () => {
+      const health = await until(`the front to find engine ${frozenSlot} silent`, async () => {
         const h = await get<Health>('/health');
-        return h.engines[0].state === 'unresponsive' ? h : undefined;
+        return h.engines[frozenSlot].state === 'unresponsive' ? h : undefined;
       }, 15_000);
       expect(health.status).toBe('degraded');
-      expect(health.engines[0].ready).toBe(false);
-      expect(health.reasons.join('\n')).toMatch(/engine 0 has sent no report for \d+\.\d s \(hung, or starved of CPU\): it takes no new sessions/);
+      expect(health.engines[frozenSlot].ready).toBe(false);
+      expect(health.reasons.join('\n')).toMatch(new RegExp(`engine ${frozenSlot} has sent no report for \\d+\\.\\d s \\(hung, or starved of CPU\\): it takes no new sessions`));
       // A scrape answers with the engine that does (it waited 30 s for the frozen one; Prometheus gives up after 10 s).
       const metrics = await (await fetch(`${s.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
       expect(metrics).toMatch(/^earshot_engines_up\{engine="front"\} 1$/m);
-      expect(metrics).not.toMatch(/engine="0"/);
+      expect(metrics).not.toMatch(new RegExp(`engine="${frozenSlot}"`));
+      // Requests for its peer and session: 503 at once with Retry-After (each waited 30 s, then got 500).
+      for (const [method, path] of [['DELETE', `/whip/sessions/${h0.session}`], ['POST', '/peers/held/recording'], ['GET', '/peers/held/audio'], ['GET', '/stats/held']] as const) {
+        const res = await fetch(`${s.url}${path}`, { method, signal: AbortSignal.timeout(5_000) });
+        const problem = (await res.json()) as { code: string; detail: string };
+        expect([method, path, res.status, problem.code, res.headers.get('retry-after')]).toEqual([method, path, 503, 'EARSHOT_ENGINE_UNAVAILABLE', '5']);
+        expect(problem.detail).toMatch(new RegExp(`engine ${frozenSlot}, which runs (peer "held"|this session), is not answering \\(no report for`));
+      }
       // New sessions go to the engine that answers (each waited 30 s on the frozen one first).
       const results = await sendMany(2, { url: `${s.url}/whip/demo/thaw`, source: tone, seconds: 0.5, signal: AbortSignal.timeout(20_000) });
       expect(results.filter((r) => 'error' in r)).toEqual([]);
-      expect((await Promise.all([1, 2].map((k) => statsOf(`thaw-${k}`)))).map((p) => p.engine)).toEqual([1, 1]);
+      expect((await Promise.all([1, 2].map((k) => statsOf(`thaw-${k}`)))).map((p) => p.engine)).toEqual([1 - frozenSlot, 1 - frozenSlot]);
     } finally {
       process.kill(frozen.pid, 'SIGCONT');
+      controller.abort();
+      await held.catch(() => undefined);
     }
-    await until('engine 0 to answer again', async () => ((await get<Health>('/health')).engines[0].state === 'up' ? true : undefined), 15_000);
-    expect((await get<Health>('/health')).engines[0].ready).toBe(true);
+    await until(`engine ${frozenSlot} to answer again`, async () => ((await get<Health>('/health')).engines[frozenSlot].state === 'up' ? true : undefined), 15_000);
+    expect((await get<Health>('/health')).engines[frozenSlot].ready).toBe(true);
   });
 
   it('restarts an engine killed with SIGKILL; its session ends with a readable recording and new sessions still succeed', async () => {
@@ -347,6 +366,8 @@ describe('earshot serve --processes 2', () => {
     expect((await fetch(`${s.url}/rooms/after`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'tagged' }) })).status).toBe(200);
     const before = await get<Health>('/health');
     const killed = before.engines[v.engine];
+    type Pool = { tasksCompleted: number; busyMs: number; streamsOpened: number };
+    const poolBefore = (await get<{ server: { pool: Pool } }>('/stats')).server.pool;
     process.kill(killed.pid, 'SIGKILL');
     // Right away, while that engine is down, a new session goes to the other one.
     const during = await sendAudio({ url: `${s.url}/whip/demo/during`, source: tone, seconds: 1 });
@@ -377,8 +398,13 @@ describe('earshot serve --processes 2', () => {
     const del = await fetch(`${s.url}/pipelines/tagged`, { method: 'DELETE' });
     expect(del.status).toBe(409);
     expect(((await del.json()) as { code: string }).code).toBe('EARSHOT_PIPELINE_IN_USE');
-    const { server } = await get<{ server: { endedBy: Record<string, number> } }>('/stats');
+    const { server } = await get<{ server: { endedBy: Record<string, number>; pool: Pool } }>('/stats');
     expect(server.endedBy['engine-exited']).toBe(1);
+    // The pool's counters keep what the killed engine counted (they went back to the other engine's and
+    // the new one's): 5 more streams since (during, p-1 … p-4), and more batches and busy time.
+    expect(server.pool.streamsOpened).toBeGreaterThanOrEqual(poolBefore.streamsOpened + 5);
+    expect(server.pool.tasksCompleted).toBeGreaterThan(poolBefore.tasksCompleted);
+    expect(server.pool.busyMs).toBeGreaterThan(poolBefore.busyMs);
   });
 
   it('keeps the room bindings in the pipelines directory: a restart of the whole machine finds them on every engine', async () => {
