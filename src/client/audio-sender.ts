@@ -212,6 +212,8 @@ export interface SendResult {
 const FRAME = 960; // 20 ms at 48 kHz
 /** A 20 ms Opus packet (CELT, fullband) that decodes to silence. */
 const SILENT_FRAME = new Uint8Array([0xf8, 0xff, 0xfe]);
+/** In DTX, libopus sends a comfort-noise update every 400 ms (20 frames) of silence. */
+const DTX_UPDATE_FRAMES = 20;
 
 /** The least `seconds` to send: one 20 ms packet. */
 export const MIN_SECONDS = 0.02;
@@ -776,6 +778,8 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
   let bytes = 0;
   // In a run of DTX frames after its first one: not sent (libwebrtc's behaviour with usedtx=1).
   let inDtx = false;
+  /** Silent frames sent past the end of the source (`seconds` longer than it). */
+  let padded = 0;
   let talkspurt = true;
   const loss = options.simulateLoss ?? 0;
   const dropEvery = loss > 0 ? Math.round(1 / loss) : 0;
@@ -791,7 +795,8 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
       break;
     }
     // Past the end without loop (a longer --seconds): keep time with silent frames.
-    const payload = (await frames.next()) ?? SILENT_FRAME;
+    const next = await frames.next();
+    const payload = next ?? SILENT_FRAME;
     // Schedule by absolute time from the start so timer jitter does not accumulate.
     const due = start + k * intervalMs;
     const wait = due - performance.now();
@@ -800,8 +805,12 @@ async function pace(transceiver: RTCRtpTransceiver, frames: FrameSource, totalFr
     // receiver in this process reads its socket between packets instead of after a burst that
     // overflows the socket's receive buffer.
     else await yieldToEventLoop();
-    const isDtx = withholdDtx && payload.length <= 2;
-    if (isDtx && inDtx) {
+    // With DTX, that silence is withheld as libopus's own DTX frames are (≤ 2 bytes), but for a
+    // comfort-noise update every 400 ms, as libopus sends one: the session never looks dead.
+    const isDtx = withholdDtx && (next === null ? padded++ % DTX_UPDATE_FRAMES !== 0 : payload.length <= 2);
+    // The last frame is sent whatever it is: the receiver learns of a DTX gap from the packet after it,
+    // so a stream that ended in one would end, to it, where the gap began.
+    if (isDtx && inDtx && k + 1 < totalFrames) {
       // Withheld, not lost: the timestamp moves on, the sequence number does not (RFC 3551 §4.1).
       dtxFrames++;
       talkspurt = true;

@@ -13,6 +13,7 @@ import { concat, readWav, rmsDb } from '../helpers/audio.js';
 import { readFixture } from '../helpers/fixtures.js';
 import { FAST } from '../helpers/sending.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 type Stats = {
   rtp: { packetsReceived: number; packetsLost: number; dtxSeconds: number };
@@ -74,6 +75,24 @@ describe('sending with DTX', () => {
     expect(at(1.5, 3.5)).toBeLessThan(-80);
     expect(at(0.2, 0.9)).toBeGreaterThan(-45);
     expect(at(4.1, 4.9)).toBeGreaterThan(-45);
+  });
+
+  it('withholds the silence past the end of the source (`seconds` longer than it) as DTX, with an update every 400 ms', async () => {
+    // 1 s of speech, then 3 s of silence the sender makes up: 150 frames, 2 of each 20 sent (an update, then
+    // the first DTX frame): 7 × 18 + 7 withheld (the last frame is sent, so the stream ends where it should), and
+    // any DTX frame of the speech's own.
+    const padded = await sendAudio({ url: `${t.url}/whip/dtx/padded`, source: { sampleRate: 48000, channels: [speech] }, seconds: 4, dtx: true, speed: FAST });
+    expect(padded.mediaSeconds).toBeCloseTo(4, 6);
+    expect(padded.dtxFrames).toBeGreaterThanOrEqual(133);
+    expect(padded.packetsSent + padded.dtxFrames).toBe(200);
+    const s = await statsOf('padded');
+    expect(s.rtp.packetsReceived).toBe(padded.packetsSent);
+    expect(s.rtp.packetsLost).toBe(0);
+    expect(s.rtp.dtxSeconds).toBeCloseTo(padded.dtxFrames * 0.02, 6);
+    // Recorded to the end: 4 s, the silence included.
+    await until('the recording to stop', async () => ((await statsOf('padded')).recording.state === 'stopped' ? true : undefined));
+    const wav = await readWav(join(t.recordingsDir, (await statsOf('padded')).recording.name));
+    expect(wav.durationSec).toBeCloseTo(4, 2);
   });
 
   it('sends every frame, silence included, when the answer does not ask for DTX (no usedtx=1)', async () => {
