@@ -661,6 +661,12 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       throw refuse(reply, e as EarshotError, 1);
     }
     try {
+      // --max-sessions is the machine's: each engine admits its share rounded up, so N engines alone
+      // would admit up to N × ceil(limit / N). A new peer (not a replacement) is counted here, over all
+      // of them: the sessions placed, and the offers being placed besides this one.
+      if (ticket.owner === undefined && placement.sessions + placement.placing - 1 >= machineLimits.sessions) {
+        throw refuse(reply, errors.OVERLOADED(machineLimits.sessions, 'sessions', processes), RETRY_AFTER_SECONDS);
+      }
       let last: EngineResponse | undefined;
       for (let id = ticket.next(); id !== undefined; id = ticket.next()) {
         const engine = byId(id);

@@ -636,3 +636,24 @@ describe('earshot serve --processes 2', () => {
     expect(s.lines.some((l) => l.includes('"reason":"shutdown"') && l.includes('"peer":"drain"'))).toBe(true);
   });
 });
+
+describe('earshot serve --processes 2 --max-sessions 1', () => {
+  it('holds --max-sessions for the whole machine, not per engine: a second peer is refused though the other engine has room; a reconnect is not', async () => {
+    const one = await startCli(['--processes', '2', '--pipeline', 'raw', '--max-sessions', '1', '--threads', '1']);
+    try {
+      const offer = (peer: string) => fetch(`${one.url}/whip/demo/${peer}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: chromeLikeOffer() });
+      const first = await offer('a');
+      expect(first.status, await first.clone().text()).toBe(201);
+      await first.text();
+      // Each engine's share is ceil(1 / 2) = 1: without the machine's count, the other engine took it.
+      await expectProblem(await offer('b'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5', detail: /maximum of 1 sessions \(shared out among its 2 engine processes\)/ });
+      // The same peer again replaces its session: never held back by the count.
+      const again = await offer('a');
+      expect(again.status, await again.clone().text()).toBe(201);
+      await again.text();
+    } finally {
+      await one.stop();
+      await one.cleanup();
+    }
+  }, 90_000);
+});
