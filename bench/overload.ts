@@ -1,7 +1,7 @@
 /**
  * (o) Overload: publishers offered at about twice what the server sustains,
  * against the real server with admission on (its defaults, then a latency
- * limit, then a machine-CPU limit: bench/run.ts), the default pipeline
+ * limit of 100 ms, then that with a machine-CPU limit: bench/run.ts), the default pipeline
  * (denoise → WAV + stats). Publishers arrive at `ramp` per second; a refused
  * one (503) retries after its Retry-After, as a WHIP client should,
  * for as long as the offer lasts (`seconds`); every admitted one sends speech

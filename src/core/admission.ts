@@ -59,9 +59,24 @@ export interface AdmissionOptions {
   maxQueuedFramesPerStream?: number;
   /**
    * Refuse while the recent p99 frame latency (RTP in → frame at the sinks; a frame that waited in the
-   * reorder buffer for a lost or late packet counts from the end of that wait) exceeds this, ms. Default 100.
+   * reorder buffer for a lost or late packet counts from the end of that wait) exceeds this, ms,
+   * and earshot is loaded (`latencyMinLoad`). Default 20: the latency a live voice needs, and the
+   * one that kept admitted streams' p99 at 20 ms with twice the sustainable load offered when the
+   * publishers share the server's cores, where no CPU signal of earshot's own sees their load
+   * (docs/performance.md, "Overload"). A service that wants every stream it can carry and
+   * tolerates more latency (recording) sets 100 or more.
    */
   maxLatencyMs?: number;
+  /**
+   * The latency limit (`maxLatencyMs`, and admitting one at a time past
+   * `cautionLatencyShare` of it) applies only while earshot is at least
+   * this loaded (0–1): its workers' busy share or its CPU share
+   * (`maxProcessUtilization`'s reading), whichever is higher. Below it, a
+   * p99 past the limit comes from a stall (a GC pause, a neighbour's burst on
+   * a shared host, one lossy stream), not from the streams earshot carries,
+   * and refusing sessions would not bring it down. Default 0.25.
+   */
+  latencyMinLoad?: number;
   /**
    * The latency p99 is taken over this recent window, ms (the other signals
    * over the last `sampleMs`). Half a second of frames misses the spikes that
@@ -115,6 +130,7 @@ interface Limits {
   maxMachineUtilization: number;
   maxQueuedFramesPerStream: number;
   maxLatencyMs: number;
+  latencyMinLoad: number;
   latencyWindowMs: number;
   cautionLatencyShare: number;
   sampleMs: number;
@@ -130,6 +146,7 @@ const ADMISSION_OPTIONS: Record<keyof AdmissionOptions, true> = {
   maxMachineUtilization: true,
   maxQueuedFramesPerStream: true,
   maxLatencyMs: true,
+  latencyMinLoad: true,
   latencyWindowMs: true,
   cautionLatencyShare: true,
   sampleMs: true,
@@ -164,7 +181,8 @@ function limitsOf(options: AdmissionOptions): Limits {
     maxProcessUtilization: share('maxProcessUtilization', options.maxProcessUtilization, 0.75),
     maxMachineUtilization: share('maxMachineUtilization', options.maxMachineUtilization, 1),
     maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
-    maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 100),
+    maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 20),
+    latencyMinLoad: share('latencyMinLoad', options.latencyMinLoad, 0.25),
     latencyWindowMs: positive('latencyWindowMs', options.latencyWindowMs, 5000),
     cautionLatencyShare: share('cautionLatencyShare', options.cautionLatencyShare, 0.6),
     sampleMs: positive('sampleMs', options.sampleMs, 500),
@@ -252,7 +270,9 @@ export class AdmissionControl {
     }
     const p99 = measured.latencyP99Ms;
     const caution = this.#limits.maxLatencyMs * this.#limits.cautionLatencyShare;
-    if (unsettled > 0 && p99 !== null && p99 > caution && !reasons.some((r) => r.startsWith('frame latency'))) {
+    // The load floor is the projected load: sessions admitted but not yet measured count toward it.
+    const loaded = Math.max(projected, own) >= this.#limits.latencyMinLoad;
+    if (unsettled > 0 && loaded && p99 !== null && p99 > caution && !reasons.some((r) => r.startsWith('frame latency'))) {
       reasons.push(
         `frame latency p99 ${Math.round(p99)} ms is past ${Math.round(caution)} ms (${pct(this.#limits.cautionLatencyShare)} of the ${this.#limits.maxLatencyMs} ms limit) with ${justAdmitted} whose load does not show yet`,
       );
@@ -327,7 +347,9 @@ export class AdmissionControl {
     if (processUtilization > l.maxProcessUtilization) reasons.push(`earshot's CPU ${pct(processUtilization)} of ${CPU_COUNT} > ${pct(l.maxProcessUtilization)}`);
     if (machineUtilization > l.maxMachineUtilization) reasons.push(`machine CPU ${pct(machineUtilization)} busy > ${pct(l.maxMachineUtilization)}`);
     if (queuedFramesPerStream > l.maxQueuedFramesPerStream) reasons.push(`${queuedFramesPerStream.toFixed(1)} frames queued per stream > ${l.maxQueuedFramesPerStream}`);
-    if (latencyP99Ms !== null && latencyP99Ms > l.maxLatencyMs) reasons.push(`frame latency p99 ${Math.round(latencyP99Ms)} ms > ${l.maxLatencyMs} ms`);
+    // A stall at light load is not overload: refusing would not bring the latency down.
+    const loaded = Math.max(workerUtilization, processUtilization) >= l.latencyMinLoad;
+    if (loaded && latencyP99Ms !== null && latencyP99Ms > l.maxLatencyMs) reasons.push(`frame latency p99 ${Math.round(latencyP99Ms)} ms > ${l.maxLatencyMs} ms`);
     this.#state = { ready: reasons.length === 0, reasons, workerUtilization, eventLoopUtilization: elu, machineUtilization, processUtilization, queuedFramesPerStream, latencyP99Ms, unsettledSessions: 0, streamCost, machineStreamCost };
   }
 

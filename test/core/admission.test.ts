@@ -142,7 +142,7 @@ describe('admission by measured load', () => {
     // admitted in the last 10 s has not settled; nothing else can refuse.
     t = await startServer({
       pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
-      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, sampleMs: 100, settleMs: 10_000 },
+      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, latencyMinLoad: 1e-6, sampleMs: 100, settleMs: 10_000 },
     });
     // A short upload: it ends well within settleMs, and its frames' latency is still in the window.
     const upload = sendAudio({ url: `${t.url}/whip/adm/upload`, source: fixturePath('tone-1k-48k.wav'), seconds: 2, speed: 2 });
@@ -193,7 +193,7 @@ describe('admission by measured load', () => {
     const settleMs = 1500;
     t = await startServer({
       pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
-      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, sampleMs: 100, settleMs },
+      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, latencyMinLoad: 1e-6, sampleMs: 100, settleMs },
     });
     const admission = () => t!.server.core.stats().admission!;
     const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 6 });
@@ -218,6 +218,38 @@ describe('admission by measured load', () => {
       await third.text();
     } finally {
       await stream;
+    }
+  });
+
+  it('refuses for latency only while earshot is loaded: a stall at light load is not overload', async () => {
+    // A latency limit every frame passes (1 µs), every other limit out of reach; the same stream
+    // once with a load floor it cannot reach (100 %), once with one any stream passes.
+    for (const latencyMinLoad of [1, 1e-6]) {
+      t = await startServer({
+        pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
+        admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 0.001, latencyMinLoad, sampleMs: 100, settleMs: 100 },
+      });
+      const admission = () => t!.server.core.stats().admission!;
+      const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 3 });
+      try {
+        // Two samples after the stream's frames show in the latency, and it has settled.
+        await until('latency measured with nothing unsettled', async () => admission().latencyP99Ms !== null && admission().unsettledSessions === 0);
+        await new Promise((r) => setTimeout(r, 250));
+        expect(admission().latencyP99Ms!).toBeGreaterThan(0.001);
+        if (latencyMinLoad === 1) {
+          expect(admission().reasons).toEqual([]);
+          const admitted = await post('light');
+          expect(admitted.status).toBe(201);
+          await admitted.text();
+        } else {
+          expect(admission().reasons.join(' ')).toMatch(/^frame latency p99 \d+ ms > 0\.001 ms$/);
+          await expectProblem(await post('loaded'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5', detail: /frame latency p99/ });
+        }
+      } finally {
+        await stream;
+      }
+      await t.close();
+      t = undefined;
     }
   });
 
