@@ -237,7 +237,7 @@ export class StreamProcessor {
           if (chunk.speech !== undefined) first.speech = chunk.speech;
           produced.length = 0;
           // A gap's silence goes past every stage that can skip it; from the first that can't, it is processed as usual.
-          const from = silent ? skippedStages(branch.stages, first) : 0;
+          const from = silent ? skippedStages(branch, first) : 0;
           if (silent && from === branch.stages.length) {
             out.push(frameOf(branch, first, chunk.arrival, true));
             continue;
@@ -282,7 +282,13 @@ export class StreamProcessor {
     return this.#branches.map((branch) => {
       const out: AudioFrame[] = [];
       for (let i = 0; i < branch.stages.length; i++) {
-        const held = branch.stages[i].flush?.();
+        let held: StageOutput | undefined;
+        try {
+          held = branch.stages[i].flush?.();
+          if (held && branch.checked[i]) checkOutput(held, branch.stages[i].output.channels, 'flush()');
+        } catch (e) {
+          throw named(e, branch.names[i]);
+        }
         if (!held) continue;
         for (const chunk of isChunkList(held) ? held : [held]) {
           produced.length = 0;
@@ -387,8 +393,14 @@ function isChunkList(r: Exclude<StageOutput, null>): r is readonly PcmChunk[] {
  * returns how many skipped it (all of them: the branch's output is the chunk
  * as it is, zeros).
  */
-function skippedStages(stages: Stage[], chunk: PcmChunk): number {
-  for (let i = 0; i < stages.length; i++) if (stages[i].skipSilence?.(chunk) !== true) return i;
+function skippedStages(branch: BranchChain, chunk: PcmChunk): number {
+  const stages = branch.stages;
+  let i = 0;
+  try {
+    for (; i < stages.length; i++) if (stages[i].skipSilence?.(chunk) !== true) return i;
+  } catch (e) {
+    throw named(e, branch.names[i]);
+  }
   return stages.length;
 }
 
@@ -405,7 +417,7 @@ function runChain(branch: BranchChain, from: number, chunk: PcmChunk, out: PcmCh
     for (; i < stages.length; i++) {
       const result = stages[i].process(current);
       if (result === null) return;
-      if (branch.checked[i]) checkOutput(result, stages[i].output.channels);
+      if (branch.checked[i]) checkOutput(result, stages[i].output.channels, 'process()');
       if (isChunkList(result)) {
         for (const c of result) runChain(branch, i + 1, c, out);
         return;
@@ -415,18 +427,21 @@ function runChain(branch: BranchChain, from: number, chunk: PcmChunk, out: PcmCh
   } catch (e) {
     // Named once, by the stage that threw or returned what it must not (the chain after a
     // stage that returned several chunks rethrows it as it is).
-    if (i < stages.length && !(e instanceof Error && NAMED.has(e))) {
-      const named = withContext(e, branch.names[i]);
-      NAMED.add(named);
-      throw named;
-    }
-    throw e;
+    throw i < stages.length ? named(e, branch.names[i]) : e;
   }
   out.push(current);
 }
 
 /** Errors already prefixed with the stage they came from. */
 const NAMED = new WeakSet<Error>();
+
+/** `e` prefixed with the stage it came from (`branch 0, stage 1 (my-gain): …`), once. */
+function named(e: unknown, name: string): unknown {
+  if (e instanceof Error && NAMED.has(e)) return e;
+  const error = withContext(e, name);
+  NAMED.add(error);
+  return error;
+}
 
 /**
  * A custom stage's result, checked before the next stage or a sink reads it:
@@ -435,23 +450,23 @@ const NAMED = new WeakSet<Error>();
  * message about something else, or corrupt the audio without a word (an odd
  * length of stereo swaps left and right from one chunk to the next).
  */
-function checkOutput(result: Exclude<StageOutput, null> | undefined, channels: number): void {
-  if (result === undefined) throw new TypeError('process() returned undefined: return the chunk (changed in place or new), an array of chunks, or null for no output yet');
+function checkOutput(result: Exclude<StageOutput, null> | undefined, channels: number, what: 'process()' | 'flush()'): void {
+  if (result === undefined) throw new TypeError(`${what} returned undefined: return the chunk (changed in place or new), an array of chunks, or null for no output yet`);
   if (isChunkList(result)) {
-    for (const c of result) checkChunk(c, channels);
+    for (const c of result) checkChunk(c, channels, what);
   } else {
-    checkChunk(result, channels);
+    checkChunk(result, channels, what);
   }
 }
 
-function checkChunk(chunk: PcmChunk, channels: number): void {
+function checkChunk(chunk: PcmChunk, channels: number, what: string): void {
   const data = (chunk as Partial<PcmChunk> | null)?.data;
   if (!(data instanceof Float32Array)) {
     const got = data === undefined || data === null ? String(data) : (data as object).constructor?.name ?? typeof data;
-    throw new TypeError(`process() must return chunks whose data is a Float32Array (samples from -1 to 1, channels interleaved), got data ${got}`);
+    throw new TypeError(`${what} must return chunks whose data is a Float32Array (samples from -1 to 1, channels interleaved), got data ${got}`);
   }
   if (data.length % channels !== 0) {
-    throw new RangeError(`process() returned ${data.length} samples, not whole frames of ${channels} channels (its declared output): interleaved samples come in groups of ${channels}`);
+    throw new RangeError(`${what} returned ${data.length} samples, not whole frames of ${channels} channels (its declared output): interleaved samples come in groups of ${channels}`);
   }
 }
 

@@ -222,8 +222,16 @@ describe('StreamProcessor', () => {
         expect(message('bad-in-list')).toBe('branch 0, stage 1 (bad-in-list): process() must return chunks whose data is a Float32Array (samples from -1 to 1, channels interleaved), got data Array');
         // The frames before the failure still come out: none here, the first chunk failed.
         expect(failure({ channels: 1, branches: [{ stages: [{ type: 'forgot-return' }] }] }, toneFrames.slice(0, 2)).processed).toBe(0);
+        // What flush() returns at the end of the stream is checked too, and what skipSilence() throws is named.
+        registerStageFactory('bad-flush', (_spec, input: AudioFormat): Stage => ({ output: input, process: (c) => c, flush: () => ({ data: new Int16Array(4) as unknown as Float32Array }), close() {} }));
+        registerStageFactory('bad-skip', (_spec, input: AudioFormat): Stage => ({ output: input, process: (c) => c, skipSilence: () => { throw new Error('skip failed'); }, close() {} }));
+        const flushing = new StreamProcessor({ channels: 1, branches: [{ stages: [{ type: 'bad-flush' }] }] });
+        flushing.process(toneFrames.slice(0, 2));
+        expect(() => flushing.drain()).toThrow('branch 0, stage 0 (bad-flush): flush() must return chunks whose data is a Float32Array (samples from -1 to 1, channels interleaved), got data Int16Array');
+        flushing.close();
+        expect(failure({ channels: 1, branches: [{ stages: [{ type: 'bad-skip' }] }] }, [0, 1, 4, 5].map((i) => toneFrames[i])).message).toBe('branch 0, stage 0 (bad-skip): skip failed');
       } finally {
-        for (const type of Object.keys(returns)) unregisterStageFactory(type);
+        for (const type of [...Object.keys(returns), 'bad-flush', 'bad-skip']) unregisterStageFactory(type);
       }
     });
 
