@@ -46,7 +46,7 @@ import { isSharedZeros } from '../media/shared-zeros.js';
 import { nextInPool } from '../pool/default-pool.js';
 import type { WorkerPool, PoolStream } from '../pool/worker-pool.js';
 import { PeerAudioStats } from '../sinks/peer-stats.js';
-import { SpeakingTracker } from '../sinks/speaking.js';
+import { SpeakingTracker, type SpeakingState } from '../sinks/speaking.js';
 import type { LatencyHistogram } from '../media/latency-histogram.js';
 import { RecordSink } from '../sinks/record-sink.js';
 import type { WebSocketSink, WebSocketSinkStats } from '../sinks/websocket-sink.js';
@@ -471,13 +471,13 @@ export class PeerPipeline {
   }
 
   /**
-   * Whether the talker speaks now, as the branch's frames so far say (the
-   * debounced verdict of its voice activity; false on a branch without one).
-   * An unknown branch throws `EARSHOT_BRANCH_NOT_FOUND`.
+   * Where the branch's debounced speaking verdict stands (from the voice
+   * activity of its frames so far; `speaking: null` on a branch without
+   * any), for a listener that joins mid-stream. An unknown branch throws
+   * `EARSHOT_BRANCH_NOT_FOUND`.
    */
-  speakingNow(branch?: string): boolean {
-    const r = this.#branchRuntime(branch);
-    return r.speaking.speaking === true;
+  speakingState(branch?: string): SpeakingState {
+    return this.#branchRuntime(branch).speaking.state();
   }
 
   /**

@@ -23,7 +23,7 @@ import { endianness } from 'node:os';
 import type { AudioFrame, SampleFormat } from '../media/frames.js';
 import { quantizeS16 } from '../media/pcm16.js';
 import { isSilence, sharedZerosF32, sharedZerosS16 } from '../media/shared-zeros.js';
-import { SpeakingTracker } from './speaking.js';
+import { SpeakingTracker, type SpeakingState } from './speaking.js';
 
 /** Bytes the socket may hold unsent before frames wait in the queue instead (~2 s of 16 kHz s16). */
 export const HIGH_WATER_BYTES = 64 * 1024;
@@ -65,12 +65,13 @@ export interface AudioSocketOptions extends AudioSocketIdentity {
   /** Called once when the oldest frames start being dropped after a spell without drops. */
   onDropping?(): void;
   /**
-   * Whether the talker is speaking as the stream is joined (a listener that
-   * connects mid-stream): the branch's own debounced verdict, so that the
-   * connection gets its `speech-start` right after `start`, and its first
-   * `speech-end` has a pair, rather than 60 ms later. Default: not speaking.
+   * Where the branch's speaking verdict stands as the stream is joined (a
+   * listener that connects mid-stream): its turns then start and end at the
+   * frames the branch's own (the statistics') do, and a connection that
+   * joins mid-speech gets its `speech-start` right after `start`, rather than
+   * 60 ms later. Default: not speaking.
    */
-  speaking?: boolean;
+  speaking?: SpeakingState;
 }
 
 /** The `start` message. */
@@ -147,9 +148,9 @@ export class AudioSocketStream {
   constructor(options: AudioSocketOptions) {
     this.#o = options;
     this.#limit = options.queueFrames ?? DEFAULT_QUEUE_FRAMES;
-    if (options.speaking === true) {
-      this.#speaking.speaking = true;
-      this.#speakingAtHead = true;
+    if (options.speaking) {
+      this.#speaking.resume(options.speaking);
+      this.#speakingAtHead = options.speaking.speaking === true;
     }
   }
 

@@ -13,12 +13,30 @@
 export const SPEECH_ON_FRAMES = 3;
 export const SPEECH_OFF_FRAMES = 15;
 
+/** Where a tracker stands: what another tracker of the same frames starts from (a listener joining mid-stream). */
+export interface SpeakingState {
+  speaking: boolean | null;
+  /** Consecutive frames so far that disagree with `speaking` (a turn about to start or end). */
+  run: number;
+}
+
 export class SpeakingTracker {
   /** Speaking now; null until the first frame with a voice-activity verdict. */
   speaking: boolean | null = null;
   /** Silent → speaking transitions so far. */
   segments = 0;
   #run = 0; // consecutive frames disagreeing with `speaking`
+
+  /** Where it stands now. */
+  state(): SpeakingState {
+    return { speaking: this.speaking, run: this.#run };
+  }
+
+  /** Starts from another tracker's state, so that both decide a turn's start and end at the same frame. */
+  resume(state: SpeakingState): void {
+    this.speaking = state.speaking;
+    this.#run = state.run;
+  }
 
   /** Adds one frame's verdict; returns the transition it completed, if any. */
   update(speech: boolean): 'start' | 'end' | undefined {

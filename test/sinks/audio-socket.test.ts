@@ -143,7 +143,7 @@ describe('AudioSocketStream', () => {
   });
 
   it('a listener that joins while the talker speaks (`speaking`) hears the speech start with its first audio, and its end', async () => {
-    const s = new AudioSocketStream({ ...identity, sampleFormat: 's16', speaking: true });
+    const s = new AudioSocketStream({ ...identity, sampleFormat: 's16', speaking: { speaking: true, run: 0 } });
     const c = await pair();
     s.attach(c.socket);
     // The listener's first frames are speech (from frame 50 of the stream), then 15 quiet ones end the turn.
@@ -158,6 +158,10 @@ describe('AudioSocketStream', () => {
     // 15 quiet frames after frame 52: the turn ends at frame 67.
     expect(texts[2]).toEqual({ type: 'speech-end', at: (67 * 320) / 16000 });
     expect(kindsOf(c.received)[1]).toBe('speech-start');
+    // Joined 10 quiet frames into the branch's hangover: the turn ends 5 frames later, where the branch's does.
+    const late = new AudioSocketStream({ ...identity, sampleFormat: 's16', speaking: { speaking: true, run: 10 } });
+    for (let k = 0; k < 8; k++) late.write(frame(k * 320, new Int16Array(320).fill(k), { vad: 0.1, speech: false }), undefined);
+    expect(kindsOf(await deliverRest(late, 'deleted'))).toEqual(['start', 'speech-start', 0, 1, 2, 3, 'speech-end', 4, 5, 6, 7, 'end']);
   });
 
   it('sends a 20-minute pause whole, however it arrives: every sample of it, nothing dropped, the sound after it at its place', async () => {

@@ -118,8 +118,8 @@ export function registerPeerAudioRoutes(app: FastifyInstance, core: EarshotCore)
         branch: branch.name,
         sampleFormat: format,
         expected: { sampleRate: branch.sampleRate, channels: branch.channels },
-        // Joining mid-speech: its speech-start comes right after start, where its audio begins.
-        speaking: entry.pipeline.speakingNow(branch.name),
+        // Joining mid-speech: its speech-start comes right after start, where its audio begins, and its turns end where the branch's do.
+        speaking: entry.pipeline.speakingState(branch.name),
       });
       const log = req.log.child({ peer: entry.peer, branch: branch.name });
       const listener: PcmListener = {
