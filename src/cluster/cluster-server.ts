@@ -543,8 +543,9 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    * in the refusal when it is silent: 503 at once (with `reply`, Retry-After),
    * not a wait of the 30 s request timeout that ends in a 500.
    */
-  const owned = async (engineId: string | undefined, notFound: () => EarshotError, what: string, reply?: FastifyReply): Promise<EngineProcess> => {
-    const engine = engineId === undefined ? undefined : byId(engineId);
+  const engineOf = (id: string | undefined): EngineProcess | undefined => (id === undefined ? undefined : byId(id));
+  const owned = async (id: string | undefined, notFound: () => EarshotError, what: string, reply?: FastifyReply): Promise<EngineProcess> => {
+    const engine = engineOf(id);
     if (!engine || engine.state !== 'up') throw notFound();
     if (silent.has(engine)) {
       const error = errors.ENGINE_UNAVAILABLE(`engine ${engine.slot}, which runs ${what}, is not answering (${silentFor(engine)})`);
@@ -564,7 +565,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       res = await forward(engine.port, req);
     } catch (e) {
       log.warn({ engine: engine.slot, method: req.method, url: req.url, err: (e as Error).message }, 'engine did not answer a request');
-      throw refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${engine.slot}, which runs ${what}, did not answer (${(e as Error).message}); it may still carry the request out when it answers again, so check before repeating it`), RETRY_AFTER_SECONDS);
+      // A connection reset or refused: the process died while answering (it is restarted; what it ran ended
+      // with it). A timeout: it hung after taking the request, which it may still carry out.
+      const died = ['ECONNRESET', 'ECONNREFUSED', 'EPIPE'].includes(String((e as NodeJS.ErrnoException).code));
+      const why = died
+        ? `engine ${engine.slot}, which ran ${what}, exited while answering; what it ran ended with it`
+        : `engine ${engine.slot}, which runs ${what}, did not answer (${(e as Error).message}); it may still carry the request out when it answers again, so check before repeating it`;
+      throw refuse(reply, errors.ENGINE_UNAVAILABLE(why), RETRY_AFTER_SECONDS);
     }
     return relay(reply, res);
   };
@@ -663,8 +670,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     try {
       // --max-sessions is the machine's: each engine admits its share rounded up, so N engines alone
       // would admit up to N × ceil(limit / N). A new peer (not a replacement) is counted here, over all
-      // of them: the sessions placed, and the offers being placed besides this one.
-      if (ticket.owner === undefined && placement.sessions + placement.placing - 1 >= machineLimits.sessions) {
+      // of them: the live peers, and the new peers whose offers came before this one.
+      if (ticket.owner === undefined && placement.sessionsAhead(peer) >= machineLimits.sessions) {
         throw refuse(reply, errors.OVERLOADED(machineLimits.sessions, 'sessions', processes), RETRY_AFTER_SECONDS);
       }
       let last: EngineResponse | undefined;
@@ -757,6 +764,20 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     // Not on this node: in a cluster, the node that runs it answers.
     if (local === undefined && node) return node.toOwner(req, reply, () => node.ownerOfSession(req.params.id), notFound);
     const what = 'this session';
+    // A DELETE for a hung engine is passed on all the same (it ends the session once the engine
+    // answers; a client seldom repeats a DELETE), and answered 202 at once, not held for the request timeout.
+    const engine = engineOf(local);
+    if (req.method === 'DELETE' && engine?.state === 'up' && silent.has(engine)) {
+      forward(engine.port, req).then(
+        (res) => log.info({ engine: engine.slot, status: res.status }, 'engine answered a DELETE passed on while it did not answer'),
+        (e: unknown) => log.warn({ engine: engine.slot, err: (e as Error).message }, 'engine did not take a DELETE passed on while it did not answer'),
+      );
+      return reply.code(202).type('application/json; charset=utf-8').send({
+        session: req.params.id,
+        state: 'ending',
+        detail: `engine ${engine.slot}, which runs this session, is not answering (${silentFor(engine)}); the DELETE was passed on and ends the session when it answers (its recordings are then final)`,
+      });
+    }
     return forwardToOwner(await owned(local, notFound, what, reply), req, reply, what);
   };
   app.delete<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, toSession);

@@ -130,6 +130,21 @@ export class LocalPlacement implements Placement {
     return this.#sessions.size;
   }
 
+  /**
+   * The sessions ahead of `peer`'s offer (a new peer's, being placed): the
+   * live peers, and the new peers (not reconnects, not announced by their
+   * engine yet) whose offers came before it. Counted in arrival order, so of
+   * several offers at once for the last place, the first gets it.
+   */
+  sessionsAhead(peer: string): number {
+    let n = this.#peers.size;
+    for (const p of this.#placing) {
+      if (p === peer) break;
+      if (!this.#peers.has(p)) n++;
+    }
+    return n;
+  }
+
   /** Peers being placed right now (their offers are on their way to, or being answered by, an engine). */
   get placing(): number {
     return this.#placing.size;

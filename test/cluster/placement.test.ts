@@ -44,6 +44,20 @@ describe('LocalPlacement', () => {
     expect(chosen.sort()).toEqual(['0', '0', '1', '1']);
   });
 
+  it("counts the sessions ahead of a new peer's offer in arrival order: live peers once, earlier new offers, not reconnects", async () => {
+    const p = twoEngines();
+    p.sessionStarted('0', 'live', 's1');
+    const reconnect = await p.begin('live');
+    const first = await p.begin('a');
+    const second = await p.begin('b');
+    // The reconnect adds no session; 'a' came before 'b'.
+    expect([p.sessionsAhead('a'), p.sessionsAhead('b')]).toEqual([1, 2]);
+    // 'a' announced by its engine before its 201 reached the front: counted once, as a live peer.
+    p.sessionStarted('1', 'a', 's2');
+    expect([p.sessionsAhead('a'), p.sessionsAhead('b')]).toEqual([2, 2]);
+    for (const t of [reconnect, first, second]) t.release();
+  });
+
   it('places a new peer on the engine with the fewest sessions it owns', async () => {
     const p = twoEngines();
     p.sessionStarted('0', 'x', 's1');

@@ -336,13 +336,17 @@ describe('earshot serve --processes 2', () => {
       const metrics = await (await fetch(`${s.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
       expect(metrics).toMatch(/^earshot_engines_up\{engine="front"\} 1$/m);
       expect(metrics).not.toMatch(new RegExp(`engine="${frozenSlot}"`));
-      // Requests for its peer and session: 503 at once with Retry-After (each waited 30 s, then got 500).
-      for (const [method, path] of [['DELETE', `/whip/sessions/${h0.session}`], ['POST', '/peers/held/recording'], ['GET', '/peers/held/audio'], ['GET', '/stats/held']] as const) {
+      // Requests for its peer: 503 at once with Retry-After (each waited 30 s, then got 500).
+      for (const [method, path] of [['POST', '/peers/held/recording'], ['GET', '/peers/held/audio'], ['GET', '/stats/held']] as const) {
         const res = await fetch(`${s.url}${path}`, { method, signal: AbortSignal.timeout(5_000) });
         const problem = (await res.json()) as { code: string; detail: string };
         expect([method, path, res.status, problem.code, res.headers.get('retry-after')]).toEqual([method, path, 503, 'EARSHOT_ENGINE_UNAVAILABLE', '5']);
         expect(problem.detail).toMatch(new RegExp(`engine ${frozenSlot}, which runs (peer "held"|this session), is not answering \\(no report for`));
       }
+      // A DELETE of its session is passed on, for when it answers, and answered 202 at once (a client seldom repeats one).
+      const deleted = await fetch(`${s.url}/whip/sessions/${h0.session}`, { method: 'DELETE', signal: AbortSignal.timeout(5_000) });
+      expect(deleted.status).toBe(202);
+      expect(await deleted.json()).toMatchObject({ session: h0.session, state: 'ending', detail: expect.stringMatching(new RegExp(`engine ${frozenSlot}, which runs this session, is not answering`)) });
       // New sessions go to the engine that answers (each waited 30 s on the frozen one first).
       const results = await sendMany(2, { url: `${s.url}/whip/demo/thaw`, source: tone, seconds: 0.5, signal: AbortSignal.timeout(20_000) });
       expect(results.filter((r) => 'error' in r)).toEqual([]);
@@ -354,6 +358,18 @@ describe('earshot serve --processes 2', () => {
     }
     await until(`engine ${frozenSlot} to answer again`, async () => ((await get<Health>('/health')).engines[frozenSlot].state === 'up' ? true : undefined), 15_000);
     expect((await get<Health>('/health')).engines[frozenSlot].ready).toBe(true);
+    // Once it answered, it got the DELETE passed on, and the session is over (by that DELETE, or by the
+    // media timeout of 3 s, which its timers may find past first when it wakes: either way it ended).
+    const answered = await until('the engine to answer the DELETE passed on', async () => {
+      const [entry] = logEntries<{ status: number }>(s.lines, 'engine answered a DELETE passed on while it did not answer');
+      return entry;
+    }, 15_000);
+    expect([200, 404]).toContain(answered.status);
+    const ended = await until('the held session to end', async () => {
+      const p = await statsOf('held');
+      return p.state === 'ended' ? p : undefined;
+    }, 15_000);
+    expect(['deleted', 'media-timeout']).toContain(ended.endReason);
   });
 
   it('restarts an engine killed with SIGKILL; its session ends with a readable recording and new sessions still succeed', async () => {
