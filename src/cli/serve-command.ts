@@ -182,6 +182,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--max-sessions <n>', 'concurrent session limit').env('EARSHOT_MAX_SESSIONS').default(500).argParser(integer('--max-sessions', 1, 100000)))
     .addOption(new Option('--admission <on|off>', 'admit new sessions only while the measured load leaves room (off: by --max-sessions alone)').env('EARSHOT_ADMISSION').default('on').choices(['on', 'off']))
     .addOption(new Option('--admission-max-latency <ms>', 'admission: refuse new sessions while the recent frame latency p99 (RTP in → frame at the sinks) exceeds this, ms, and earshot is at least 25 % loaded; 100 or more suits a service that wants every stream it can carry over latency').env('EARSHOT_ADMISSION_MAX_LATENCY').default(20).argParser(integer('--admission-max-latency', 1, 60000)))
+    .addOption(new Option('--admission-latency-min-load <percent>', "admission: apply --admission-max-latency only while earshot's workers or its CPU are at least this busy, %; 0 at any load (a many-core host whose neighbours, not earshot, make the latency)").env('EARSHOT_ADMISSION_LATENCY_MIN_LOAD').default(25).argParser(integer('--admission-latency-min-load', 0, 100)))
     .addOption(new Option('--admission-max-process-cpu <percent>', "admission: refuse new sessions while earshot's own CPU time (all its threads) is more than this share of the CPUs it may run on; 100 leaves it out").env('EARSHOT_ADMISSION_MAX_PROCESS_CPU').default(75).argParser(integer('--admission-max-process-cpu', 1, 100)))
     .addOption(new Option('--admission-max-machine-cpu <percent>', "admission: refuse new sessions while the machine's CPUs (all processes) are busier than this; 100 leaves it out").env('EARSHOT_ADMISSION_MAX_MACHINE_CPU').default(100).argParser(integer('--admission-max-machine-cpu', 1, 100)))
     .addOption(new Option('--max-pending-sessions <n>', 'most sessions not yet connected').env('EARSHOT_MAX_PENDING_SESSIONS').default(50).argParser(integer('--max-pending-sessions', 1, 100000)))
@@ -208,7 +209,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(LOG_LEVELS))
     .action(async (opts: {
       port: number; host: string; token?: string; adminToken?: string; trustProxy?: string[]; corsOrigin?: string[]; whipCorsOrigin: string[];
-      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionMaxProcessCpu: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient?: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; maxEventStreamsPerClient: number; maxEventStreams: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
+      connectTimeout: number; batchInterval: number; earlyOutput: number; quietHold: number; stageTimeout: number; processorDrainTimeout: number; admission: 'on' | 'off'; admissionMaxLatency: number; admissionLatencyMinLoad: number; admissionMaxProcessCpu: number; admissionMaxMachineCpu: number; maxPendingSessions: number; maxPendingSessionsPerClient?: number; maxListeners: number; maxListenersPerPeer: number; listenerTimeout: number; maxConnections?: number; maxDownloadsPerClient: number; maxDownloads: number; maxEventStreamsPerClient: number; maxEventStreams: number; pipeline: string; pipelines?: string; recordings: string; threads?: number;
       mediaTimeout: number; maxSessions: number; iceHost?: string[]; icePorts?: [number, number]; iceServer?: RTCIceServer[]; logLevel: LogLevel; stageModule?: string[];
       tlsCert?: string; tlsKey?: string; processes?: number; sinkEnv?: string[]; parallelScavenge: ParallelScavenge; cluster?: string; publicUrl?: string; nodeId?: string; drainTimeout: number;
     }, command: Command) => {
@@ -239,7 +240,7 @@ export function registerServeCommand(program: Command): void {
           quietHoldMs: opts.quietHold,
           stageTimeoutMs: opts.stageTimeout,
           processorDrainTimeoutMs: opts.processorDrainTimeout,
-          admission: opts.admission === 'off' ? false : { maxLatencyMs: opts.admissionMaxLatency, maxProcessUtilization: opts.admissionMaxProcessCpu / 100, maxMachineUtilization: opts.admissionMaxMachineCpu / 100 },
+          admission: opts.admission === 'off' ? false : { maxLatencyMs: opts.admissionMaxLatency, latencyMinLoad: opts.admissionLatencyMinLoad / 100, maxProcessUtilization: opts.admissionMaxProcessCpu / 100, maxMachineUtilization: opts.admissionMaxMachineCpu / 100 },
           maxPendingSessions: opts.maxPendingSessions,
           maxPendingSessionsPerClient: opts.maxPendingSessionsPerClient,
           maxListeners: opts.maxListeners,

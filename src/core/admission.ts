@@ -74,7 +74,9 @@ export interface AdmissionOptions {
    * (`maxProcessUtilization`'s reading), whichever is higher. Below it, a
    * p99 past the limit comes from a stall (a GC pause, a neighbour's burst on
    * a shared host, one lossy stream), not from the streams earshot carries,
-   * and refusing sessions would not bring it down. Default 0.25.
+   * and refusing sessions would not bring it down. Default 0.25; 0 applies the
+   * limit at any load (a host with many cores, whose neighbours' load is what
+   * the latency shows while earshot's own stays light).
    */
   latencyMinLoad?: number;
   /**
@@ -160,6 +162,13 @@ function share(name: string, value: number | undefined, fallback: number): numbe
   return v;
 }
 
+/** A share from 0 (none) to 1. */
+function fraction(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!(typeof v === 'number' && v >= 0 && v <= 1)) throw errors.OPTION_INVALID(`admission.${name}`, `must be a share from 0 to 1, got ${describeValue(v)}`);
+  return v;
+}
+
 function positive(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback;
   if (!(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw errors.OPTION_INVALID(`admission.${name}`, `must be a positive number, got ${describeValue(v)}`);
@@ -182,7 +191,7 @@ function limitsOf(options: AdmissionOptions): Limits {
     maxMachineUtilization: share('maxMachineUtilization', options.maxMachineUtilization, 1),
     maxQueuedFramesPerStream: positive('maxQueuedFramesPerStream', options.maxQueuedFramesPerStream, 5),
     maxLatencyMs: positive('maxLatencyMs', options.maxLatencyMs, 20),
-    latencyMinLoad: share('latencyMinLoad', options.latencyMinLoad, 0.25),
+    latencyMinLoad: fraction('latencyMinLoad', options.latencyMinLoad, 0.25),
     latencyWindowMs: positive('latencyWindowMs', options.latencyWindowMs, 5000),
     cautionLatencyShare: share('cautionLatencyShare', options.cautionLatencyShare, 0.6),
     sampleMs: positive('sampleMs', options.sampleMs, 500),

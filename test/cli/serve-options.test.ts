@@ -93,6 +93,12 @@ describe('earshot serve options', () => {
     });
   });
 
+  it("admission's latency limit: 20 ms from 25 % load by default; the floor from 0 (any load) to 100", async () => {
+    expect(await parsedOptions([])).toMatchObject({ admissionMaxLatency: 20, admissionLatencyMinLoad: 25 });
+    expect(await parsedOptions(['--admission-latency-min-load', '0'])).toMatchObject({ admissionLatencyMinLoad: 0 });
+    await expect(parsedOptions(['--admission-latency-min-load', '101'])).rejects.toThrow(/--admission-latency-min-load/);
+  });
+
   it('--ice-server repeats and refuses a bad server with a clear message', async () => {
     const opts = await parsedOptions(['--ice-server', 'stun:a.example.net', '--ice-server', 'turns:b.example.net,u,p']);
     expect(opts.iceServer).toEqual([{ urls: 'stun:a.example.net' }, { urls: 'turns:b.example.net', username: 'u', credential: 'p' }]);

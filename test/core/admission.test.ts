@@ -227,7 +227,7 @@ describe('admission by measured load', () => {
     for (const latencyMinLoad of [1, 1e-6]) {
       t = await startServer({
         pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
-        admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 0.001, latencyMinLoad, sampleMs: 100, settleMs: 100 },
+        admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxQueuedFramesPerStream: 1e6, maxLatencyMs: 0.001, latencyMinLoad, sampleMs: 100, settleMs: 100 },
       });
       const admission = () => t!.server.core.stats().admission!;
       const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 3 });
