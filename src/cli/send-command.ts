@@ -91,12 +91,15 @@ export function registerSendCommand(program: Command): void {
       const signalExit = (): never => process.exit(stoppedBy === 'SIGTERM' ? 143 : 130);
       const tty = process.stdout.isTTY;
       const progress = new Map<number, SendProgress>();
-      // Not a line at the first report: the sessions report a second after each connects, and a line
-      // then read "1/2 sessions" while both were sending.
-      let lastPrint = Date.now();
+      let lastPrint = 0;
+      let firstReport: number | undefined;
       const print = () => {
         const all = [...progress.values()];
         if (all.length === 0) return;
+        // The first line once every session has reported (each does a second after it connects), or 5 s
+        // after the first did: at the first report, a line read "1/2 sessions" while both were sending.
+        firstReport ??= Date.now();
+        if (all.length < opts.count && Date.now() - firstReport < 5000) return;
         const media = Math.min(...all.map((p) => p.mediaSeconds));
         const total = all[0].totalSeconds;
         const packets = all.reduce((n, p) => n + p.packetsSent, 0);
