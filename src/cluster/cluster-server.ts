@@ -538,12 +538,12 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     ...(options.adminToken ? { authorization: `Bearer ${options.adminToken}` } : {}),
   });
   const byId = (id: string) => engines.find((e) => e.id === id);
+  const engineOf = (id: string | undefined): EngineProcess | undefined => (id === undefined ? undefined : byId(id));
   /**
    * The engine that runs a peer or session, up and answering; `what` names it
    * in the refusal when it is silent: 503 at once (with `reply`, Retry-After),
    * not a wait of the 30 s request timeout that ends in a 500.
    */
-  const engineOf = (id: string | undefined): EngineProcess | undefined => (id === undefined ? undefined : byId(id));
   const owned = async (id: string | undefined, notFound: () => EarshotError, what: string, reply?: FastifyReply): Promise<EngineProcess> => {
     const engine = engineOf(id);
     if (!engine || engine.state !== 'up') throw notFound();
