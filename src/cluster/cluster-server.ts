@@ -431,9 +431,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const isSilent = (e: EngineProcess, now = performance.now()) => e.state === 'up' && now - e.reportedAt > ENGINE_SILENT_MS;
   /** How long a silent engine has been so, as messages say it. */
   const silentFor = (e: EngineProcess) => `no report for ${((performance.now() - e.reportedAt) / 1000).toFixed(1)} s`;
-  /** A live peer's engine does not answer: 503, not a wait of the request timeout nor another engine's 404. */
-  const peerEngineSilent = (reply: FastifyReply, e: EngineProcess, peer: string) =>
-    refuse(reply, errors.ENGINE_UNAVAILABLE(`engine ${e.slot}, which runs peer "${peer}", is not answering (${silentFor(e)})`), RETRY_AFTER_SECONDS);
+  /**
+   * The engine that runs `what` (a peer, a session) does not answer: 503 (with `reply`, Retry-After),
+   * not a wait of the request timeout nor another engine's 404.
+   */
+  const engineSilent = (e: EngineProcess, what: string, reply?: FastifyReply): EarshotError => {
+    const error = errors.ENGINE_UNAVAILABLE(`engine ${e.slot}, which runs ${what}, is not answering (${silentFor(e)})`);
+    return reply ? refuse(reply, error, RETRY_AFTER_SECONDS) : error;
+  };
   /** Engines up and answering: the ones reads ask. */
   const serving = () => live().filter((e) => !silent.has(e));
   /** Engines up, those answering first: the one asked first (a read, the engine that decides a change) is not a hung one. */
@@ -547,10 +552,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   const owned = async (id: string | undefined, notFound: () => EarshotError, what: string, reply?: FastifyReply): Promise<EngineProcess> => {
     const engine = engineOf(id);
     if (!engine || engine.state !== 'up') throw notFound();
-    if (silent.has(engine)) {
-      const error = errors.ENGINE_UNAVAILABLE(`engine ${engine.slot}, which runs ${what}, is not answering (${silentFor(engine)})`);
-      throw reply ? refuse(reply, error, RETRY_AFTER_SECONDS) : error;
-    }
+    if (silent.has(engine)) throw engineSilent(engine, what, reply);
     return engine;
   };
 
@@ -680,7 +682,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         if (!engine || engine.state !== 'up') continue;
         // A hung engine would hold the offer for the 30 s request timeout; a live peer of its can only be replaced there.
         if (silent.has(engine)) {
-          if (ticket.owner !== undefined) throw peerEngineSilent(reply, engine, peer);
+          if (ticket.owner !== undefined) throw engineSilent(engine, `peer "${peer}"`, reply);
           continue;
         }
         let res: EngineResponse;
@@ -855,7 +857,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const histogram = queryFlag(req.query.histogram, 'histogram');
     // A live peer of an engine that does not answer: say so, not another engine's 404.
     const owner = byId((await placement.ownerOfPeer(req.params.peer)) ?? '');
-    if (owner && owner.state === 'up' && silent.has(owner)) throw peerEngineSilent(reply, owner, req.params.peer);
+    if (owner && owner.state === 'up' && silent.has(owner)) throw engineSilent(owner, `peer "${req.params.peer}"`, reply);
     // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
     // or by the front (its engine died with it): the newest wins.
     const answers = await fanOut(req);
