@@ -154,17 +154,25 @@ export function installProblemHandling(app: FastifyInstance): RouteMethods {
     void reply.code(problem.statusCode).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
   });
   const methods = new RouteMethods(app, { maxParamLength: MAX_PATH_PARAMETER_CHARS });
-  app.setNotFoundHandler((req, reply) => {
+  const notFound = (req: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const path = req.url.split('?')[0];
     // A path that exists with other methods: 405 and what it allows, not 404.
     const allowed = methods.allowed(path);
     if (allowed.length > 0) {
       const allow = allowed.join(', ');
-      void reply.code(405).header('Allow', allow).type('application/problem+json').send(boundedProblem(errors.METHOD_NOT_ALLOWED(req.method, allow).toProblem(req.url)));
-      return;
+      return reply.code(405).header('Allow', allow).type('application/problem+json').send(boundedProblem(errors.METHOD_NOT_ALLOWED(req.method, allow).toProblem(req.url)));
     }
     const problem = errors.ROUTE_NOT_FOUND(req.method, clip(path, 200));
-    void reply.code(404).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
+    return reply.code(404).type('application/problem+json').send(boundedProblem(problem.toProblem(req.url)));
+  };
+  // Answered before the body is read (the not-found handler runs after it is parsed): a method with a
+  // body Fastify insists on reading (QUERY without a Content-Type is its 400) still gets its 405, and a
+  // request for no resource sends no body and waits for no 100 Continue.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.routeOptions.url === undefined) return notFound(req, reply);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    notFound(req, reply);
   });
   return methods;
 }

@@ -99,7 +99,8 @@ describe('WHIP endpoint errors', () => {
     // Methods no route has (which fetch cannot send): the Allow of the resource the path names. A session
     // URL also matches the endpoint's pattern (room "sessions"), whose POST it does not take, and PATCH is 501.
     for (const [path, allow] of [['/whip/sessions/0123456789abcdef', 'DELETE, OPTIONS'], ['/whep/alice/0123456789abcdef', 'DELETE, OPTIONS'], ['/whip/demo/alice', 'POST, OPTIONS']]) {
-      for (const method of ['TRACE', 'PROPFIND']) {
+      // QUERY without a Content-Type was Fastify's 400 ("must provide a 'Content-Type' header"): it reads a body for QUERY.
+      for (const method of ['TRACE', 'PROPFIND', 'QUERY']) {
         const raw = await rawExchange(t.url, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
         expect([method, path, /^HTTP\/1\.1 (\d+)/.exec(raw)?.[1], /\r\nallow: ([^\r]*)/i.exec(raw)?.[1]]).toEqual([method, path, '405', allow]);
       }
