@@ -598,7 +598,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
         const reports = up.flatMap((e) => (e.report ? [e.report] : []));
         return {
           accepting: !closing && up.length > 0,
-          ready: reports.length === 0 ? up.length > 0 : reports.some((r) => r.ready),
+          ready: (reports.length === 0 ? up.length > 0 : reports.some((r) => r.ready)) && machineFull(reports).length === 0,
           // The engines report every 250 ms; a session placed or started since counts at once (a drain that
           // read no session would close the node and end it), and so does an offer on its way to an engine.
           sessions: Math.max(reports.reduce((n, r) => n + r.peers, 0), placement.sessions),
@@ -811,8 +811,22 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     ...(cluster?.state === 'draining' ? ['this node is draining: it takes no new sessions (a POST to it is forwarded to another node)'] : []),
     ...(cluster?.problem ? [`out of the cluster: ${cluster.problem}`] : cluster !== undefined && cluster.redis !== 'up' ? ['Redis unreachable'] : []),
     ...(reports.length === 0 ? [live().length > 0 ? 'no engine process is answering' : 'no engine process is up'] : []),
+    ...machineFull(reports.map((r) => r.report)),
     ...reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${engineShare(x)}`)),
   ];
+  /**
+   * The machine's own limits reached (`--max-sessions`, `--max-pending-sessions` over all engines): each
+   * engine holds only its share, rounded up, so with every engine but the full one still "ready" the
+   * machine refuses new sessions all the same (placeLocally) and must not read as ready.
+   */
+  const machineFull = (reports: readonly EngineReport[]): string[] => {
+    const reasons: string[] = [];
+    const sessions = Math.max(reports.reduce((n, r) => n + r.peers, 0), placement.sessions);
+    if (sessions >= machineLimits.sessions) reasons.push(`${sessions} sessions on this machine, the most allowed (--max-sessions ${machineLimits.sessions})`);
+    const pending = reports.reduce((n, r) => n + r.pending, 0);
+    if (pending >= machineLimits.pending) reasons.push(`${pending} sessions on this machine not yet connected, the most allowed (--max-pending-sessions ${machineLimits.pending})`);
+    return reasons;
+  };
   /** An engine's limit is its share of the machine's (`ceil(limit / N)`): its reason says so, naming the limit the operator set. */
   const engineShare = (reason: string): string =>
     reason
@@ -829,7 +843,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const answering = reports.filter((r) => !silent.has(engines[r.slot]));
     const cluster = node?.health();
     // A node that cannot place (no Redis, or out of the cluster) or is draining is not ready for publishers.
-    const ready = !closing && answering.some((r) => r.report.ready) && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
+    const ready = !closing && answering.some((r) => r.report.ready) && machineFull(reports.map((r) => r.report)).length === 0 && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
     const restartTimes = reports.map((r) => r.report.health.lastRestartAt).filter((t): t is string => t !== null).sort();
     return {
       status: reasons.length > 0 ? 'degraded' : 'ok',

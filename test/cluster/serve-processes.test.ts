@@ -663,6 +663,10 @@ describe('earshot serve --processes 2 --max-sessions 1', () => {
       await first.text();
       // Each engine's share is ceil(1 / 2) = 1: without the machine's count, the other engine took it.
       await expectProblem(await offer('b'), { status: 503, code: 'EARSHOT_OVERLOADED', retryAfter: '5', detail: /maximum of 1 sessions \(shared out among its 2 engine processes\)/ });
+      // And /health says so, for a load balancer: it read ready while the other engine had room.
+      const health = (await (await fetch(`${one.url}/health`)).json()) as { ready: boolean; load?: string[] };
+      expect(health.ready).toBe(false);
+      expect(health.load).toContain('1 sessions on this machine, the most allowed (--max-sessions 1)');
       // The same peer again replaces its session: never held back by the count.
       const again = await offer('a');
       expect(again.status, await again.clone().text()).toBe(201);
