@@ -59,6 +59,17 @@ function sharedOut(engines: number | undefined): string {
   return engines !== undefined && engines > 1 ? ` (shared out among its ${engines} engine processes)` : '';
 }
 
+/**
+ * How a per-client limit held by each engine process is worded: an engine counts only the client's
+ * sessions it holds, so the machine's figure is reached at one engine, and a client may hold up to
+ * N × ceil(limit / N) on the machine (the limit itself where N divides it).
+ */
+function perEngineShare(limit: number, engines: number | undefined): string {
+  if (engines === undefined || engines <= 1) return '';
+  const share = Math.ceil(limit / engines);
+  return ` (shared out among its ${engines} engine processes: ${share} from one client at each, up to ${share * engines} on the machine)`;
+}
+
 /** Builds one kind of error; `code` and `statusCode` say which, without building one. */
 export type ErrorFactory<A extends unknown[], C extends string = string> = ((...args: A) => EarshotError) & { readonly code: C; readonly statusCode: number };
 
@@ -246,7 +257,7 @@ export const errors = {
     (limit, what = 'sessions', _engines?: number) => (what === 'load' ? {} : { limit, of: what })),
   // Its own code, not EARSHOT_OVERLOADED: the server has room, this one client does not (metrics and logs tell them apart).
   TOO_MANY_PENDING: define('EARSHOT_TOO_MANY_PENDING', 503, 'Too many pending sessions from this client',
-    (limit: number, engines?: number) => `This client address already has its maximum of ${limit} pending sessions${sharedOut(engines)} (answered, not yet connected: each holds server sockets until it connects or the connect timeout passes); let them connect or end them (DELETE) and retry, or raise --max-pending-sessions-per-client (a gateway publishing many peers from one address needs more).`,
+    (limit: number, engines?: number) => `This client address already has its maximum of ${limit} pending sessions${perEngineShare(limit, engines)} (answered, not yet connected: each holds server sockets until it connects or the connect timeout passes); let them connect or end them (DELETE) and retry, or raise --max-pending-sessions-per-client (a gateway publishing many peers from one address needs more).`,
     (limit, _engines?: number) => ({ limit })),
   // werift gathered no candidate: every port of the media port range holds a session or listener (or no address could be bound).
   NO_MEDIA_PORT: define('EARSHOT_NO_MEDIA_PORT', 503, 'No media port free',

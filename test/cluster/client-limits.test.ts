@@ -74,7 +74,7 @@ describe('sessions pending per client behind a front', () => {
     for (let i = 4; i < 7; i++) {
       const refused = await offerFrom('127.0.0.2', front, `ghost-${i}`);
       // The machine's limit as the operator set it (4), not an engine's share of it (2).
-      expect(await refused.clone().json()).toMatchObject({ limit: 4, detail: expect.stringContaining('maximum of 4 pending sessions (shared out among its 2 engine processes)') });
+      expect(await refused.clone().json()).toMatchObject({ limit: 4, detail: expect.stringContaining('maximum of 4 pending sessions (shared out among its 2 engine processes: 2 from one client at each, up to 4 on the machine)') });
       await expectProblem(refused, { status: 503, code: 'EARSHOT_TOO_MANY_PENDING', retryAfter: '5' });
     }
     // Each of the three was offered to both engines, and both refused it: three refusals, not six, and
