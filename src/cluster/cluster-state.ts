@@ -195,6 +195,11 @@ export class ClusterState {
   #closed = false;
   /** Set while the last heartbeat found this node's id held by another live instance: why. */
   #idHeldBy: string | undefined;
+  /**
+   * Set while Redis refuses the URL's credentials on connecting (WRONGPASS, NOAUTH): its error. Redis
+   * answers, so this is no outage: `/health` and refusals say what to change, not "unreachable".
+   */
+  #credentialsRefused: string | undefined;
   /** Set when Redis refused the URL's database on connecting (it has fewer): why. Nothing joins database 0 instead. */
   #noDatabase: string | undefined;
   /** Where the sweep of each ownership hash goes on from (HSCAN cursors; '0': from the start). */
@@ -222,7 +227,10 @@ export class ClusterState {
       this.#down = true;
       options.onDown(why);
     };
-    this.#redis.on('error', (e: Error) => lost(e.message + tlsHint(options.url, e.message)));
+    this.#redis.on('error', (e: Error) => {
+      this.#credentialsRefused = CREDENTIALS_REFUSED.test(e.message) ? e.message.split('\n')[0].slice(0, 200) : undefined;
+      lost(e.message + tlsHint(options.url, e.message));
+    });
     this.#redis.on('close', () => lost('connection closed'));
     this.#sub.on('error', () => undefined); // reported through the command connection
     this.#sub.on('message', (channel: string, message: string) => {
@@ -253,6 +261,7 @@ export class ClusterState {
       }
     }
     this.#noDatabase = undefined;
+    this.#credentialsRefused = undefined;
     this.#down = false;
     this.#options.onReady();
   }
@@ -269,18 +278,19 @@ export class ClusterState {
   }
 
   /**
-   * Why the node is out of the cluster though Redis answers, for `/health` (no addresses): its
-   * database does not exist, or another live node holds its id.
+   * Why the node is out of the cluster though Redis answers, for `/health` (no addresses): it refuses
+   * the URL's credentials, its database does not exist, or another live node holds its id.
    */
   get problem(): string | undefined {
+    if (this.#credentialsRefused !== undefined && !this.connected) return `Redis refuses this node's credentials (${this.#credentialsRefused}): check the --cluster URL's user name and password`;
     if (this.#noDatabase !== undefined) return `Redis has no database ${this.#redis.options.db}: set the --cluster URL's database to one it has`;
     if (this.#idHeldBy !== undefined) return 'another live node holds this node id: give each node its own --node-id';
     return undefined;
   }
 
-  /** Redis answers (whether or not its URL's database exists, or this node's id is its own). */
+  /** Redis answers (whether or not it takes the URL's credentials, its database exists, or this node's id is its own). */
   get reachable(): boolean {
-    return this.#redis.status === 'ready';
+    return this.#redis.status === 'ready' || this.#credentialsRefused !== undefined;
   }
 
   /** Connected to Redis, in the URL's database (whether or not this node's id is its own). */
@@ -308,7 +318,7 @@ export class ClusterState {
    * take the other's peers for their own.
    */
   async heartbeat(record: NodeRecord): Promise<NodeRecord | undefined> {
-    if (!this.connected) throw errors.CLUSTER_UNAVAILABLE(`Redis at ${this.address} is ${this.#redis.status}`);
+    if (!this.connected) throw errors.CLUSTER_UNAVAILABLE(this.#notConnected());
     let held: unknown;
     try {
       held = await this.#redis.eval(REGISTER, 2, this.#key(`node:${record.id}`), this.#key('nodes'), JSON.stringify(record), record.instance, NODE_TTL_MS, record.id);
@@ -605,6 +615,12 @@ export class ClusterState {
     this.#sub.disconnect();
   }
 
+  /** Why commands cannot run while not connected: the credentials Redis refuses, else the connection's state. */
+  #notConnected(): string {
+    const status = `Redis at ${this.address} is ${this.#redis.status}`;
+    return this.#credentialsRefused !== undefined ? `${status}: it refuses the --cluster URL's credentials (${this.#credentialsRefused})` : status;
+  }
+
   #key(name: string): string {
     return `${this.#prefix}${name}`;
   }
@@ -613,7 +629,7 @@ export class ClusterState {
   async #call<T>(f: (r: Redis) => Promise<T>): Promise<T> {
     if (this.#noDatabase !== undefined) throw errors.CLUSTER_UNAVAILABLE(this.#noDatabase);
     if (this.#idHeldBy !== undefined && this.#redis.status === 'ready') throw errors.CLUSTER_UNAVAILABLE(this.#idHeldBy);
-    if (!this.available) throw errors.CLUSTER_UNAVAILABLE(`Redis at ${this.address} is ${this.#redis.status}`);
+    if (!this.available) throw errors.CLUSTER_UNAVAILABLE(this.#notConnected());
     try {
       return await f(this.#redis);
     } catch (e) {
@@ -621,6 +637,9 @@ export class ClusterState {
     }
   }
 }
+
+/** Redis's errors for a user name or password it does not take (AUTH on connecting, or none sent where one is needed). */
+const CREDENTIALS_REFUSED = /^(WRONGPASS|NOAUTH)\b|^ERR (invalid password|AUTH )/;
 
 /**
  * What a connection error may mean about the URL's scheme: a TLS client on a

@@ -91,3 +91,31 @@ describe('a cluster node whose Redis ACL refuses scripting', () => {
     expect(limited.lines.filter((l) => l.includes('cluster: joining failed'))).toHaveLength(1);
   }, 30_000);
 });
+
+describe('a cluster node whose Redis password is wrong', () => {
+  it('says Redis refuses its credentials (not "unreachable"), refuses a POST naming them, and joins once Redis takes the password', async () => {
+    const wrong = await startCli(
+      ['--cluster', `redis://limited:not-the-password@127.0.0.1:${redis.port}`, '--node-id', 'wrong-password', '--processes', '1', '--threads', '1', '--pipeline', 'raw', '--token', PUBLISH, '--admin-token', ADMIN],
+      { startTimeoutMs: 60_000 },
+    );
+    nodes.push(wrong);
+    const h = await until('/health to name the refusal', async () => {
+      const x = (await (await fetch(`${wrong.url}/health`)).json()) as Health;
+      return x.cluster?.problem ? x : undefined;
+    }, 10_000);
+    // Redis answers: it refuses the credentials, which is what to change.
+    expect(h).toMatchObject({ ready: false, status: 'degraded', cluster: { node: 'wrong-password', redis: 'up', problem: expect.stringMatching(/^Redis refuses this node's credentials \(WRONGPASS .*\): check the --cluster URL's user name and password$/) } });
+    expect(h.reasons.some((r) => r.startsWith('cluster: Redis refuses') && r.includes('EARSHOT_CLUSTER_UNAVAILABLE'))).toBe(true);
+    expect(JSON.stringify(h)).not.toMatch(/not-the-password|127\.0\.0\.1/);
+    await expectProblem(
+      await fetch(`${wrong.url}/whip/room/carol`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` } }),
+      { status: 503, code: 'EARSHOT_CLUSTER_UNAVAILABLE', detail: /refuses the --cluster URL's credentials \(WRONGPASS/ },
+    );
+    // The password added to the user: the node connects on its next try and joins.
+    expect(await redis.command('ACL', 'SETUSER', 'limited', '>not-the-password')).toBe('+OK\r\n');
+    await until('the node to join', async () => {
+      const x = (await (await fetch(`${wrong.url}/health`)).json()) as Health;
+      return x.ready && !x.cluster?.problem ? x : undefined;
+    }, 15_000);
+  }, 60_000);
+});
