@@ -23,11 +23,18 @@ export {
   describeValue,
 } from '../option-checks.js';
 
-/** ICE host candidate addresses: IP addresses (announced as they are, so no names). */
+/**
+ * ICE host candidate addresses: IP addresses (announced as they are, so no names) a client can
+ * send to. 0.0.0.0 and :: mean "every interface" to a socket, not to a client: announced, no
+ * client could ever connect (an easy slip, copying `--host 0.0.0.0`).
+ */
 export function checkIpAddresses(name: string, value: unknown): void {
   checkStringArray(name, value);
   (value as string[] | undefined)?.forEach((v, i) => {
     if (v !== '' && !isIP(v)) failOption(`${name}[${i}]`, 'an IP address', v);
+    if (isIP(v) !== 0 && /^(0\.0\.0\.0|(0{0,4}:){2,7}0{0,4})$/.test(v)) {
+      failOption(`${name}[${i}]`, 'an address clients can reach, not the unspecified address (it means every interface when listening; to announce every interface\'s address, leave the ICE host addresses out)', v);
+    }
   });
 }
 

@@ -54,6 +54,9 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['admission.maxWorkerUtilization', { admission: { maxWorkerUtilization: 1.5 } }, 'options.admission.maxWorkerUtilization must be a share above 0 and at most 1, got 1.5'],
   ['admission.maxLatncyMs', { admission: { maxLatncyMs: 50 } }, 'options.admission.maxLatncyMs is not an option of admission (did you mean admission.maxLatencyMs?)'],
   ['iceHostAddresses[0]', { iceHostAddresses: ['media.example.com'] }, 'options.iceHostAddresses[0] must be an IP address, got "media.example.com"'],
+  // "Every interface" when listening, no address to a client: announced, nobody could connect.
+  ['iceHostAddresses[1]', { iceHostAddresses: ['203.0.113.7', '0.0.0.0'] }, /^options\.iceHostAddresses\[1\] must be an address clients can reach, not the unspecified address .*got "0\.0\.0\.0"$/],
+  ['iceHostAddresses[0]', { iceHostAddresses: ['::'] }, /^options\.iceHostAddresses\[0\] must be an address clients can reach, not the unspecified address .*got "::"$/],
   ['icePortRange', { icePortRange: [5000, 4000] }, 'options.icePortRange must be two ports [min, max] from 1 to 65535 with min < max, got [5000, 4000]'],
   ['iceServers', { iceServers: 'stun:stun.example.net' }, /^options\.iceServers must be an array of \{ urls, username\?, credential\? \}/],
   ['logLevel', { logLevel: 'loud' }, 'options.logLevel must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
