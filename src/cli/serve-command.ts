@@ -9,7 +9,7 @@ import { createServer, type CreateServerOptions } from '../server/create-server.
 // Hook for `--processes N` (src/cluster/): a front process and N engine processes behind the one port.
 import { createCluster, type EarshotCluster } from '../cluster/cluster-server.js';
 import { CORES_PER_ENGINE, defaultProcesses } from '../cluster/processes.js';
-import { isEarshotError } from '../errors.js';
+import { errors, isEarshotError } from '../errors.js';
 import { isLoopbackHost } from '../rtc/ice-config.js';
 import { iceServers } from './ice-server-option.js';
 import { invalidArgument } from './invalid-argument.js';
@@ -294,7 +294,8 @@ export function registerServeCommand(program: Command): void {
         if (unwritten) server.app.log.warn({ url }, unwritten);
       } catch (e) {
         // An error about several files has each file's code in its lines: the first one's again after the last read as the last one's.
-        const code = isEarshotError(e) && e.extensions?.files === undefined ? ` [${e.code}]` : '';
+        // A refusal of the command line's own (options that need each other, a variable's value) is an option's.
+        const code = isEarshotError(e) ? (e.extensions?.files === undefined ? ` [${e.code}]` : '') : e instanceof InvalidArgumentError ? ` [${errors.OPTION_INVALID.code}]` : '';
         process.stderr.write(`earshot: ${inFlagTerms(e as Error, command)}${code}\n`);
         await server?.close().catch(() => {});
         process.exit(1);

@@ -52,7 +52,7 @@ describe('earshot <mistyped command>', () => {
     expect(message('bogus')).toBe(`unknown command "bogus"; ${COMMANDS}`);
     expect(message('help', 'pipeline')).toBe(`unknown command "pipeline" (did you mean "pipelines"?); ${COMMANDS}`);
     for (const args of [[], ['serve'], ['send', 'f.wav'], ['--port', '8080'], ['-h'], ['help'], ['help', 'help'], ['help', 'send']]) expect(message(...args), args.join(' ')).toBeUndefined();
-    expect(commanderSays(['--no-such-option'])).toEqual({ stderr: "error: unknown option '--no-such-option'\n", exitCode: 1 });
+    expect(commanderSays(['--no-such-option'])).toEqual({ stderr: "error: unknown option '--no-such-option' [EARSHOT_OPTION_INVALID]\n", exitCode: 1 });
   });
 
   it('wraps every command\'s help for 80 columns; only a word that cannot be broken (a URL, a variable\'s name) may stand out', () => {
@@ -68,11 +68,17 @@ describe('earshot <mistyped command>', () => {
   it('says what is missing or wrong: the file before --url, --url itself, a backwards port range, a pipelines directory that is not there', async () => {
     expect(commanderSays(['send'])).toEqual({ stderr: "error: missing required argument 'file'\n", exitCode: 1 });
     expect(commanderSays(['serve', '--ice-ports', '5000-3000'])).toEqual({
-      stderr: "error: option '--ice-ports <min-max>' argument '5000-3000' is invalid. the first port must be below the second, got 5000-3000 (use MIN-MAX, e.g. 40000-40999)\n",
+      stderr: "error: option '--ice-ports <min-max>' argument '5000-3000' is invalid. the first port must be below the second, got 5000-3000 (use MIN-MAX, e.g. 40000-40999) [EARSHOT_OPTION_INVALID]\n",
       exitCode: 1,
     });
     expect(commanderSays(['serve', '--ice-ports', '40000-40000']).stderr).toMatch(/argument '40000-40000' is invalid\. a range needs at least two ports, got 40000-40000 \(use MIN-MAX, e\.g\. 40000-40001 for two sessions at a time\)/);
-    // A value earshot's own check refuses carries its code, as serve's other refusals print it.
+    // Every refusal of an option's value carries a code, so that a script finds it: commander's own range
+    // and choice checks too (they printed none), and earshot's own check's code where it has one.
+    expect(commanderSays(['serve', '--max-sessions', '-3']).stderr).toBe("error: option '--max-sessions <n>' argument '-3' is invalid. --max-sessions must be an integer from 1 to 100000. [EARSHOT_OPTION_INVALID]\n");
+    expect(commanderSays(['serve', '--log-level', 'loud']).stderr).toMatch(/^error: option '--log-level <level>' argument 'loud' is invalid\. Allowed choices are .+ \[EARSHOT_OPTION_INVALID\]\n$/);
+    expect(commanderSays(['send', 'f.wav', '--bitrate', '5']).stderr).toMatch(/--bitrate must be an integer from 6000 to 510000 bit\/s\. \[EARSHOT_OPTION_INVALID\]\n$/);
+    // A missing argument is no option's value: no option code.
+    expect(commanderSays(['validate']).stderr).toBe("error: missing required argument 'file'\n");
     const ice = commanderSays(['serve', '--ice-server', 'http://x']);
     expect(ice.exitCode).toBe(1);
     expect(ice.stderr).toMatch(/^error: option '--ice-server <url\[,username,credential\]>' argument 'http:\/\/x' is invalid\. .+ \[EARSHOT_ICE_SERVER_INVALID\]\n$/);

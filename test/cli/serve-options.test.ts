@@ -226,6 +226,8 @@ describe('earshot serve options', () => {
     await Promise.all([
       expect(startCli(['--cors-origin', '*', '--threads', '1'])).rejects.toThrow(/earshot: --cors-origin: must not contain "\*"[^\n]*\[EARSHOT_OPTION_INVALID\]/),
       expect(startCli(['--ice-host', '999.1.1.1', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: [^\n]*999\.1\.1\.1[^\n]*\[EARSHOT_OPTION_INVALID\]/),
+      // Options that need each other: refused with the code every other refusal of a value carries (none before).
+      expect(startCli(['--public-url', 'http://media.example', '--threads', '1'])).rejects.toThrow(/earshot: --public-url and --node-id need --cluster \[EARSHOT_OPTION_INVALID\]/),
       // Copied from --host 0.0.0.0: announced, no client could connect (it was taken).
       expect(startCli(['--ice-host', '0.0.0.0', '--threads', '1'])).rejects.toThrow(/earshot: --ice-host: must be an address clients can reach, not the unspecified address [^\n]*"0\.0\.0\.0"[^\n]*\[EARSHOT_OPTION_INVALID\]/),
       expect(startCli(['--token', 'two words', '--threads', '1'])).rejects.toThrow(/earshot: --token: must be usable as an HTTP bearer token [^\n]*character 4 of 9 is " "[^\n]*\[EARSHOT_OPTION_INVALID\]/),
