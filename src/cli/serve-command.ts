@@ -75,6 +75,14 @@ function list(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...value.split(',').map((v) => v.trim()).filter(Boolean)];
 }
 
+/** Environment variable names, repeatable or comma-separated: a name a sink's `${NAME}` could never match is a slip. */
+function variableNames(value: string, previous: string[] | undefined): string[] {
+  const names = list(value, previous);
+  const bad = names.find((n) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(n));
+  if (bad !== undefined) throw new InvalidArgumentError(`--sink-env takes environment variable names (letters, digits and _, not starting with a digit), got "${bad}"`);
+  return names;
+}
+
 /** Repeatable, or separated by commas or whitespace (`--ice-host a --ice-host b`, `EARSHOT_ICE_HOSTS="a b"`). */
 function addresses(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...value.split(/[\s,]+/).filter(Boolean)];
@@ -203,7 +211,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--quiet-hold <ms>', 'how long a silent talker\'s comfort-noise updates (DTX) may wait for a batch their DSP worker runs anyway (0: never held)').env('EARSHOT_QUIET_HOLD').default(200).argParser(inPoolRange('--quiet-hold', POOL_OPTION_RANGES.quietHoldMs)))
     .addOption(new Option('--stage-timeout <ms>', 'longest a stream\'s stages may run on one batch before its worker is replaced and the stream ends').env('EARSHOT_STAGE_TIMEOUT').default(500).argParser(integer('--stage-timeout', 50, 600000)))
     .addOption(new Option('--processor-drain-timeout <ms>', 'when a session ends, how long to wait for each processor stage (operator form) that still holds audio; then what it holds is cut off, counted and logged (0: no wait); attached processors that have not completed by then are unsubscribed').env('EARSHOT_PROCESSOR_DRAIN_TIMEOUT').default(2000).argParser(integer('--processor-drain-timeout', 0, 600000)))
-    .addOption(new Option('--sink-env <name...>', 'environment variables, besides those named EARSHOT_SINK_…, that a websocket sink\'s headers may name as ${NAME}, repeatable or comma-separated (default: none)').env('EARSHOT_SINK_ENV').argParser(origins))
+    .addOption(new Option('--sink-env <name...>', 'environment variables, besides those named EARSHOT_SINK_…, that a websocket sink\'s headers may name as ${NAME}, repeatable or comma-separated (default: none)').env('EARSHOT_SINK_ENV').argParser(variableNames))
     .addOption(new Option('--stage-module <file...>', 'custom worker stage module(s) to load in every worker (ES module exporting { type, create }) (default: none)').env('EARSHOT_STAGE_MODULES').argParser(list))
     .addOption(new Option('--parallel-scavenge <on|off>', "collect the young generation with V8's helper threads (on) or on the collecting thread (off: shorter pauses while the DSP threads keep the cores busy)").env('EARSHOT_PARALLEL_SCAVENGE').default('off').choices(['on', 'off']))
     .addOption(new Option('--log-level <level>', 'log level').env('EARSHOT_LOG_LEVEL').default('info').choices(LOG_LEVELS))

@@ -26,6 +26,10 @@ export function loadTls(cert: string | Buffer | undefined, key: string | Buffer 
     throw errors.TLS_INVALID(`${cert === undefined ? 'a key (tlsKey, --tls-key) was given without its certificate (tlsCert, --tls-cert)' : 'a certificate (tlsCert, --tls-cert) was given without its private key (tlsKey, --tls-key)'}; give both, or neither for plain HTTP`);
   }
   const files = { cert: read('certificate', 'tlsCert', cert), key: read('private key', 'tlsKey', key) };
+  // OpenSSL would only say "bad decrypt": a key protected by a passphrase, which nothing here asks for.
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(files.key.toString('latin1'))) {
+    throw errors.TLS_INVALID(`${describe('private key', key)} is encrypted (protected by a passphrase): give an unencrypted PEM key, e.g. decrypted once with \`openssl pkey -in <file> -out key.pem\`, readable only by the server's user`);
+  }
   try {
     createSecureContext(files);
   } catch (e) {

@@ -77,6 +77,8 @@ describe('earshot <mistyped command>', () => {
     expect(commanderSays(['serve', '--max-sessions', '-3']).stderr).toBe("error: option '--max-sessions <n>' argument '-3' is invalid. --max-sessions must be an integer from 1 to 100000. [EARSHOT_OPTION_INVALID]\n");
     expect(commanderSays(['serve', '--log-level', 'loud']).stderr).toMatch(/^error: option '--log-level <level>' argument 'loud' is invalid\. Allowed choices are .+ \[EARSHOT_OPTION_INVALID\]\n$/);
     expect(commanderSays(['send', 'f.wav', '--bitrate', '5']).stderr).toMatch(/--bitrate must be an integer from 6000 to 510000 bit\/s\. \[EARSHOT_OPTION_INVALID\]\n$/);
+    // A name no ${NAME} of a sink could match was taken without a word.
+    expect(commanderSays(['serve', '--sink-env', 'API_KEY,BAD NAME']).stderr).toMatch(/--sink-env takes environment variable names \(letters, digits and _, not starting with a digit\), got "BAD NAME" \[EARSHOT_OPTION_INVALID\]\n$/);
     // A missing argument is no option's value: no option code.
     expect(commanderSays(['validate']).stderr).toBe("error: missing required argument 'file'\n");
     const ice = commanderSays(['serve', '--ice-server', 'http://x']);

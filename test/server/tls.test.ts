@@ -4,7 +4,8 @@
  * the TLS port, and the configuration errors (one half missing, unreadable
  * file, a key of another certificate).
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createPrivateKey } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -89,6 +90,14 @@ describe('TLS configuration errors', () => {
     const e = await start({ tlsCert: cert.certFile, tlsKey: other.keyFile });
     expect(e).toMatchObject({ code: 'EARSHOT_TLS_INVALID' });
     expect(e?.message).toMatch(/cannot be used together.*does not belong to this certificate/);
+  });
+
+  it('names a key protected by a passphrase as encrypted (OpenSSL says only "bad decrypt")', async () => {
+    const encrypted = join(dir, 'encrypted-key.pem');
+    await writeFile(encrypted, createPrivateKey(cert.key).export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'secret' }));
+    const e = await start({ tlsCert: cert.certFile, tlsKey: encrypted });
+    expect(e).toMatchObject({ code: 'EARSHOT_TLS_INVALID' });
+    expect(e?.message).toContain(`the private key file ${encrypted} is encrypted (protected by a passphrase): give an unencrypted PEM key`);
   });
 
   it('takes PEM text or Buffers as well as file paths', async () => {
