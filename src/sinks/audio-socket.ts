@@ -171,7 +171,11 @@ export class AudioSocketStream {
   write(frame: AudioFrame, pcm16: Int16Array | undefined, complete = true): void {
     if (this.#ended) return;
     const samples = frame.data.length / frame.channels;
-    if (this.#o.sampleFormat === 'f32' && !complete) return;
+    // Its speech flag counts all the same: turns start and end at the frames every other reader of the branch sees.
+    if (this.#o.sampleFormat === 'f32' && !complete) {
+      this.#trackSpeech(frame);
+      return;
+    }
     // The longer of the first two frames: a resampled branch's first frame is short by the filter's delay.
     if (this.counters.frames < 2) {
       const frameMs = Math.round((samples / frame.sampleRate) * 1e5) / 100;
@@ -179,14 +183,18 @@ export class AudioSocketStream {
       else this.#format.frameMs = Math.max(this.#format.frameMs, frameMs);
     }
     this.counters.frames++;
-    if (frame.speech !== undefined || frame.vad !== undefined) {
-      const change = this.#speaking.update(frame.speech ?? (frame.vad ?? 0) >= 0.5);
-      if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }), speech: change === 'start' });
-    }
+    this.#trackSpeech(frame);
     this.#nextPosition = frame.position + samples;
     if (isSilence(frame.peak, frame.data)) this.#pushSilence(frame.position, samples);
     else this.#push({ audio: this.#bytes(frame, pcm16), position: frame.position, samples });
     this.flush();
+  }
+
+  /** The frame's speech flag (or VAD) through the debounce: a speech event queued where a turn starts or ends. */
+  #trackSpeech(frame: AudioFrame): void {
+    if (frame.speech === undefined && frame.vad === undefined) return;
+    const change = this.#speaking.update(frame.speech ?? (frame.vad ?? 0) >= 0.5);
+    if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }), speech: change === 'start' });
   }
 
   /**

@@ -87,6 +87,19 @@ describe('AudioSocketStream', () => {
     expect(b.received[2]).toMatchObject({ type: 'end', frames: 1 });
   });
 
+  it('an f32 stream counts the speech of a frame it skips (its floats left out): its turn starts at the frame an s16 stream\'s does', async () => {
+    const starts: unknown[] = [];
+    for (const sampleFormat of ['s16', 'f32'] as const) {
+      const s = new AudioSocketStream({ ...identity, sampleFormat });
+      // Speech from frame 0; the first two came without floats (an f32 reader joined mid-batch).
+      for (let k = 0; k < 6; k++) s.write(frame(k * 320, new Int16Array(320).fill(1000), { speech: true }), undefined, k >= 2);
+      const received = await deliverRest(s, 'deleted');
+      starts.push((received.find((m) => !Buffer.isBuffer(m) && m.type === 'speech-start') as { at: number } | undefined)?.at);
+    }
+    // The third speech frame in a row (frame 2, at 40 ms) starts the turn for both; the f32 one started it at frame 4.
+    expect(starts).toEqual([0.04, 0.04]);
+  });
+
   it('while no socket is attached, keeps the newest frames (events queued before a dropped frame go with it); start.at is where the kept audio begins', async () => {
     let dropping = 0;
     const s = new AudioSocketStream({ ...identity, sampleFormat: 's16', queueFrames: 4, onDropping: () => dropping++ });
