@@ -530,6 +530,23 @@ function earshotTargets(label: string): Map<string, string | undefined> {
   return new Map<string, string | undefined>([[label, undefined], [`${label}-nodenoise`, 'nodenoise'], ...Object.keys(OUTPUT_PIPELINES).map((p): [string, string] => [`${label}-${p}`, p])]);
 }
 
+/**
+ * Why `names` would not all make targets (a typo, a source that does not exist, a compared tree not
+ * given), or undefined: checked before a run starts, so a bad name stops nothing half-way.
+ */
+export function targetProblem(names: readonly TargetName[], compare: string | undefined, label = 'before'): string | undefined {
+  const baselines = ['werift+wav', 'werift', ...(compare ? [`${label}:werift+wav`, `${label}:werift`] : [])];
+  const earshot = [...earshotTargets('earshot').keys(), ...(compare ? earshotTargets(label).keys() : [])];
+  for (const name of names) {
+    const source = name.split('@')[1];
+    if (source !== undefined && !(source in SOURCES)) return `target "${name}": unknown source "@${source}" (sources: ${Object.keys(SOURCES).join(', ')})`;
+  }
+  const unknown = names.filter((n) => { const base = n.split('@')[0]; return !earshot.includes(base) && !baselines.includes(base); });
+  if (unknown.length === 0) return undefined;
+  const known = [...earshotTargets('earshot').keys(), 'werift+wav', 'werift'];
+  return `unknown capacity target${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')} (targets: ${known.join(', ')}, each with @source; with --compare also <label>, <label>-nodenoise, <label>:werift+wav, <label>:werift${compare ? `, label "${label}"` : ': no --compare was given'})`;
+}
+
 export async function benchCapacity(options: CapacityOptions = {}): Promise<CapacityResult> {
   const log = options.log ?? ((l: string) => console.log(l));
   const steps = options.steps ?? [10, 20, 40];
@@ -579,13 +596,7 @@ export async function benchCapacity(options: CapacityOptions = {}): Promise<Capa
       }
     }
     // A name that made no target was a typo, or names a compared tree not given: said, not skipped.
-    const unknown = names.filter((n) => !targets.some((t) => t.name === n));
-    if (unknown.length > 0) {
-      const known = [...earshotTargets('earshot').keys(), 'werift+wav', 'werift'];
-      throw new Error(
-        `unknown capacity target${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')} (targets: ${known.join(', ')}, each with @source; with --compare also <label>, <label>-nodenoise, <label>:werift+wav, <label>:werift${options.compare ? `, label "${label}"` : ': no --compare was given'})`,
-      );
-    }
+    if (names.some((n) => !targets.some((t) => t.name === n))) throw new Error(targetProblem(names, options.compare, label) ?? `targets not started: ${names.filter((n) => !targets.some((t) => t.name === n)).join(', ')}`);
     // Warm-up: JIT, worker start-up, first sessions: not measured.
     for (const t of targets) await runStep(t, 4, 0, 1, publishers, threads).catch(() => undefined);
     printHeader(log);

@@ -89,7 +89,14 @@ function runAll(b: Build, pcm: Float32Array): { out: Float32Array; vad: Float32A
   return { out, vad };
 }
 
-export async function benchRnnoise(): Promise<void> {
+/** What `--json` carries: each fixture's differences from the reference build, and each build's speed. */
+export interface RnnoiseResult {
+  reference: string;
+  fixtures: Array<{ name: string; frames: number; builds: Array<{ name: string; maxAbsDiffInt16: number; rmsDiffDb: number; maxVadDiff: number; meanVad: number }> }>;
+  usPerFrame: Array<{ name: string; median: number; timesReference: number; framesTimed: number }>;
+}
+
+export async function benchRnnoise(): Promise<RnnoiseResult> {
   const builds = [await sapphi('simd'), await sapphi('scalar')];
   const eg = await echogarden();
   if (eg) builds.unshift(eg);
@@ -98,6 +105,7 @@ export async function benchRnnoise(): Promise<void> {
   console.log(`RNNoise builds, 480-sample frames, reference = ${reference.name}; ${ROUNDS} timed rounds per fixture`);
 
   const times = new Map<string, number[]>(builds.map((b) => [b.name, []]));
+  const result: RnnoiseResult = { reference: reference.name, fixtures: [], usPerFrame: [] };
   for (const name of FIXTURES) {
     const pcm = (await readWav(fixture(name))).channels[0];
     const frames = Math.floor(pcm.length / FRAME);
@@ -106,6 +114,8 @@ export async function benchRnnoise(): Promise<void> {
     let refEnergy = 0;
     for (const v of ref.out) refEnergy += v * v;
     const refMeanVad = ref.vad.reduce((s, v) => s + v, 0) / frames;
+    const fixtureResult: RnnoiseResult['fixtures'][number] = { name, frames, builds: [] };
+    result.fixtures.push(fixtureResult);
     console.log(`\n${name}: ${frames} frames, reference output RMS ${db(Math.sqrt(refEnergy / ref.out.length) / 32768).toFixed(1)} dBFS, mean VAD ${refMeanVad.toFixed(3)}`);
     for (let k = 1; k < builds.length; k++) {
       const r = results[k];
@@ -120,6 +130,8 @@ export async function benchRnnoise(): Promise<void> {
       for (let f = 0; f < frames; f++) maxVad = Math.max(maxVad, Math.abs(r.vad[f] - ref.vad[f]));
       const meanVad = r.vad.reduce((s, v) => s + v, 0) / frames;
       const rmsRel = diffEnergy === 0 ? -Infinity : 10 * Math.log10(diffEnergy / refEnergy);
+      // JSON has no -Infinity: identical outputs are null there.
+      fixtureResult.builds.push({ name: builds[k].name, maxAbsDiffInt16: maxAbs, rmsDiffDb: Number.isFinite(rmsRel) ? rmsRel : (null as unknown as number), maxVadDiff: maxVad, meanVad });
       console.log(
         `  ${r === ref ? '' : builds[k].name.padEnd(10)} max |Δsample| ${maxAbs.toExponential(2)} int16 units (${db(maxAbs / 32768).toFixed(1)} dBFS), ` +
           `RMS Δ ${rmsRel.toFixed(1)} dB re output, max |ΔVAD| ${maxVad.toExponential(2)}, mean VAD ${meanVad.toFixed(3)}`,
@@ -150,7 +162,9 @@ export async function benchRnnoise(): Promise<void> {
   for (const b of builds) {
     const m = median(times.get(b.name)!);
     console.log(`  ${b.name.padEnd(10)} ${m.toFixed(1)} µs  (${(base / m).toFixed(2)}× ${reference.name}), ${times.get(b.name)!.length} frames timed`);
+    result.usPerFrame.push({ name: b.name, median: m, timesReference: base / m, framesTimed: times.get(b.name)!.length });
   }
+  return result;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await benchRnnoise();

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ALL_TARGETS, benchCapacity, machine, OUTPUT_PIPELINES, resultsDir, SOURCES, type CapacityResult, type SourceName, type TargetName } from './capacity.js';
+import { ALL_TARGETS, benchCapacity, machine, OUTPUT_PIPELINES, resultsDir, SOURCES, targetProblem, type CapacityResult, type SourceName, type TargetName } from './capacity.js';
 import { capacitySvg } from './chart.js';
 
 const SECTIONS = {
@@ -38,14 +38,16 @@ ${Object.entries(SECTIONS).map(([k, v]) => `  ${k.padEnd(10)} ${v}`).join('\n')}
 Options:
   --only <a,b,…>      run only these sections (repeatable)
   --json              print the results as JSON on stdout (progress goes to stderr)
-  --steps <k,k,…>     capacity steps K (default 10,20,40; env BENCH_STEPS); dtx, engines, outputs, threads: their steps
-  --window <s>        capacity, mainpath: steady window per step, seconds (default 6);
+  --steps <k,k,…>     capacity steps K (default 10,20,40; env BENCH_STEPS); mainpath (default 10,20,40),
+                      dtx, engines, outputs, threads: their steps
+  --window <s>        capacity, mainpath, dtx, outputs, threads: steady window per step, seconds
+                      (default 6); profile: seconds of each profile (default 8);
                       overload: seconds the offers last, refusals retried (default 30);
                       soak: seconds the streams run (default 600); engines: seconds per step (default 8)
   --settle <s>        capacity, dtx: seconds from the publishers' start to the window
                       (default 2.5 + 0.06 × K); longer for a light load's steady cost
-  --repeat <n>        capacity: rounds over every K and target (default 1); mainpath (default 2);
-                      engines (default 2); handoff: blocks per variant (default 8)
+  --repeat <n>        capacity, dtx, outputs: rounds over every K and target (default 1);
+                      mainpath (default 2); engines (default 2); handoff: blocks per variant (default 8)
   --targets <a,b,…>   capacity targets (default ${ALL_TARGETS.join(',')})
   --compare <dir>     capacity, mainpath: also run another earshot tree (e.g. a
                       copy of the code before a change) as "before" / "before-nodenoise",
@@ -63,7 +65,9 @@ Options:
   --publishers <n>    capacity, dtx, outputs, threads: run the publishers in n child
                       processes, each sending its share (default 1: all in the
                       bench process, whose stalls send every stream's packets at once)
-  --build             run the server from dist/ (bin/earshot.js) instead of the sources
+  --build             capacity, dtx, outputs, threads, overload, soak, profile: run the server
+                      from dist/ (bin/earshot.js) instead of the sources (mainpath and engines
+                      always run the sources)
   --trace             overload: print what admission measured once a second
   --admission <flags> overload: one more setting to run, as \`earshot serve\` flags (repeatable),
                       written with "=", e.g. --admission="--admission-max-process-cpu 75"
@@ -73,13 +77,27 @@ Options:
                       DSP threads then take the server's default (one per CPU it has)
   -h, --help          this text
 
+Environment:
+  BENCH_STEPS               the default of --steps
+  BENCH_SERVER_NODE_FLAGS   Node flags for the server processes only (e.g. "--trace-gc")
+  BENCH_HEAP_RETAINED=1     profile: the heap profile keeps only what is still alive when it stops
+  EARSHOT_PARALLEL_SCAVENGE on | off: the servers' young-generation GC helper threads
+
 Examples:
   npm run bench -- --only capacity
   npm run bench -- --only capacity --repeat 3 --compare /tmp/earshot-before
   npm run bench -- --only profile --streams 30
 `;
 
-const { values } = parseArgs({
+/** A refusal of the command line: one line and exit 2, before anything runs (no stack trace). */
+function refuse(message: string): never {
+  process.stderr.write(`bench: ${message} (npm run bench -- --help)\n`);
+  process.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
   options: {
     only: { type: 'string', multiple: true },
     json: { type: 'boolean' },
@@ -103,7 +121,11 @@ const { values } = parseArgs({
     'admission-only': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
-});
+  });
+} catch (e) {
+  refuse((e as Error).message);
+}
+const { values } = parsed;
 
 if (values.help) {
   process.stdout.write(HELP);
@@ -113,13 +135,11 @@ if (values.help) {
 const only = (values.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
 for (const s of only) {
   if (!(s in SECTIONS)) {
-    process.stderr.write(`unknown section "${s}"; sections: ${Object.keys(SECTIONS).join(', ')}\n`);
-    process.exit(2);
+    refuse(`unknown section "${s}"; sections: ${Object.keys(SECTIONS).join(', ')}`);
   }
 }
 if (values.source !== undefined && !(values.source in SOURCES)) {
-  process.stderr.write(`unknown --source "${values.source}"; sources: ${Object.keys(SOURCES).join(', ')}\n`);
-  process.exit(2);
+  refuse(`unknown --source "${values.source}"; sources: ${Object.keys(SOURCES).join(', ')}`);
 }
 const sections = new Set<Section>(only.length > 0 ? (only as Section[]) : DEFAULT);
 const json = values.json === true;
@@ -130,20 +150,33 @@ if (json) console.log = (...args: unknown[]) => process.stderr.write(`${args.joi
 const num = (v: string | undefined, name: string): number | undefined => {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!(n > 0)) {
-    process.stderr.write(`--${name} must be a positive number, got "${v}"\n`);
-    process.exit(2);
-  }
+  if (!(n > 0)) refuse(`--${name} must be a positive number, got "${v}"`);
   return n;
 };
 const stepsArg = values.steps ?? process.env.BENCH_STEPS;
 const steps = stepsArg ? stepsArg.split(',').map((s) => num(s, 'steps')!) : undefined;
 const publishers = num(values.publishers, 'publishers');
-if (publishers !== undefined && !Number.isInteger(publishers)) {
-  process.stderr.write(`--publishers must be a whole number of processes, got "${values.publishers}"\n`);
-  process.exit(2);
-}
+if (publishers !== undefined && !Number.isInteger(publishers)) refuse(`--publishers must be a whole number of processes, got "${values.publishers}"`);
+// Every value checked now, not when its section starts after others have run for minutes.
+const window = num(values.window, 'window');
+const settle = num(values.settle, 'settle');
+const repeat = num(values.repeat, 'repeat');
+const streams = num(values.streams, 'streams');
+const stepSeconds = num(values['step-seconds'], 'step-seconds');
 const targets = values.targets?.split(',').map((s) => s.trim()) as TargetName[] | undefined;
+if (targets) {
+  const problem = targetProblem(targets, values.compare, values['compare-label']);
+  if (problem) refuse(problem);
+}
+const profilePipelineName = sections.has('profile')
+  ? await import('./profile.js').then(({ profilePipeline }) => {
+      try {
+        return profilePipeline(values.pipeline);
+      } catch (e) {
+        return refuse((e as Error).message);
+      }
+    })
+  : undefined;
 const results: Record<string, unknown> = { machine: machine() };
 
 let defaultChainUs: number | undefined;
@@ -177,9 +210,9 @@ let capacity: CapacityResult | undefined;
 if (sections.has('capacity')) {
   capacity = await benchCapacity({
     steps,
-    window: num(values.window, 'window'),
-    settle: num(values.settle, 'settle'),
-    repeat: num(values.repeat, 'repeat'),
+    window: window,
+    settle: settle,
+    repeat: repeat,
     targets,
     compare: values.compare,
     compareLabel: values['compare-label'],
@@ -198,7 +231,7 @@ if (sections.has('capacity')) {
 }
 if (sections.has('mainpath')) {
   const { benchMainpath } = await import('./mainpath.js');
-  results.mainpath = await benchMainpath({ steps, seconds: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), compare: values.compare, compareLabel: values['compare-label'], source: values.source, log });
+  results.mainpath = await benchMainpath({ steps, seconds: window, repeat: repeat, compare: values.compare, compareLabel: values['compare-label'], source: values.source, log });
   const file = join(resultsDir(), `mainpath-${new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-')}.json`);
   writeFileSync(file, `${JSON.stringify({ machine: machine(), ...(results.mainpath as object) }, null, 2)}\n`);
   log(`  figures: ${file}`);
@@ -207,7 +240,7 @@ if (sections.has('threads')) {
   const runs: Record<string, CapacityResult> = {};
   for (const threads of [1, 3]) {
     log(`\nPool size: ${threads} worker thread${threads === 1 ? '' : 's'} (2 is the default above)`);
-    runs[String(threads)] = await benchCapacity({ steps: steps ?? [20, 40, 60], window: num(values.window, 'window'), threads, targets: ['earshot'], build: values.build, publishers, log });
+    runs[String(threads)] = await benchCapacity({ steps: steps ?? [20, 40, 60], window: window, threads, targets: ['earshot'], build: values.build, publishers, log });
   }
   results.threads = runs;
 }
@@ -215,8 +248,8 @@ if (sections.has('outputs')) {
   log('\nOutputs: CPU per stream of each output next to the pipeline without stages (WAV + stats), same run');
   results.outputs = await benchCapacity({
     steps: steps ?? [20, 40],
-    window: num(values.window, 'window'),
-    repeat: num(values.repeat, 'repeat'),
+    window: window,
+    repeat: repeat,
     targets: ['earshot-nodenoise', ...Object.keys(OUTPUT_PIPELINES).map((p) => `earshot-${p}`), 'werift+wav'],
     build: values.build,
     publishers,
@@ -225,23 +258,23 @@ if (sections.has('outputs')) {
 }
 if (sections.has('dtx')) {
   log('\nDTX: what a silent talker costs next to a speaking one, same run (default pipeline)');
-  const silence = await benchCapacity({ steps: steps ?? [20, 40], window: num(values.window, 'window'), settle: num(values.settle, 'settle'), repeat: num(values.repeat, 'repeat'), targets: ['earshot', 'earshot@silence-dtx'], build: values.build, publishers, log });
+  const silence = await benchCapacity({ steps: steps ?? [20, 40], window: window, settle: settle, repeat: repeat, targets: ['earshot', 'earshot@silence-dtx'], build: values.build, publishers, log });
   for (const k of [...new Set(silence.summary.map((r) => r.streams))]) {
     const speaking = silence.summary.find((r) => r.streams === k && r.target === 'earshot');
     const silent = silence.summary.find((r) => r.streams === k && r.target === 'earshot@silence-dtx');
     if (speaking && silent) log(`  K = ${k}: a silent DTX stream costs ${(silent.cpuPerStreamPct / speaking.cpuPerStreamPct).toFixed(3)} of a speaking one (${silent.cpuPerStreamPct.toFixed(3)} vs ${speaking.cpuPerStreamPct.toFixed(2)} % of a core; whole process, idle overhead included)`);
   }
   log('\nDTX: talkers speaking half the time or less, sent with DTX, against werift+wav receiving the same');
-  const talk = await benchCapacity({ steps: steps ?? [60, 100], window: num(values.window, 'window'), repeat: num(values.repeat, 'repeat'), targets: ['earshot@talk-dtx', 'werift+wav@talk-dtx'], build: values.build, publishers, log });
+  const talk = await benchCapacity({ steps: steps ?? [60, 100], window: window, repeat: repeat, targets: ['earshot@talk-dtx', 'werift+wav@talk-dtx'], build: values.build, publishers, log });
   results.dtx = { silence, talk };
 }
 if (sections.has('soak')) {
   const { benchSoak } = await import('./soak.js');
-  results.soak = await benchSoak({ streams: num(values.streams, 'streams'), seconds: num(values.window, 'window'), stepSeconds: num(values['step-seconds'], 'step-seconds'), build: values.build, log });
+  results.soak = await benchSoak({ streams: streams, seconds: window, stepSeconds: stepSeconds, build: values.build, log });
 }
 if (sections.has('engines')) {
   const { benchEngines } = await import('./engines.js');
-  results.engines = await benchEngines({ steps, rounds: num(values.repeat, 'repeat'), seconds: num(values.window, 'window') });
+  results.engines = await benchEngines({ steps, rounds: repeat, seconds: window });
 }
 if (sections.has('overload')) {
   const { benchOverload } = await import('./overload.js');
@@ -257,28 +290,28 @@ if (sections.has('overload')) {
         ['maxLatency100MachineCpu85', { maxLatencyMs: 100, maxMachineCpu: 85 }],
       ];
   for (const flags of values.admission ?? []) configs.push([flags, { serveArgs: flags.split(' ').filter(Boolean) }]);
-  for (const [name, config] of configs) runs[name] = await benchOverload({ offered: num(values.streams, 'streams'), seconds: num(values.window, 'window'), trace: values.trace, serverCpus: values['server-cpus'], build: values.build, ...config, log });
+  for (const [name, config] of configs) runs[name] = await benchOverload({ offered: streams, seconds: window, trace: values.trace, serverCpus: values['server-cpus'], build: values.build, ...config, log });
   results.overload = runs;
 }
 if (sections.has('profile')) {
-  const { benchProfile, profilePipeline } = await import('./profile.js');
+  const { benchProfile } = await import('./profile.js');
   results.profile = await benchProfile({
-    streams: num(values.streams, 'streams'),
-    window: num(values.window, 'window'),
+    streams: streams,
+    window: window,
     compare: values.compare,
     build: values.build,
-    pipeline: profilePipeline(values.pipeline),
+    pipeline: profilePipelineName,
     source: values.source as SourceName | undefined,
     log,
   });
 }
 if (sections.has('rnnoise')) {
   const { benchRnnoise } = await import('./rnnoise.js');
-  await benchRnnoise();
+  results.rnnoise = await benchRnnoise();
 }
 if (sections.has('handoff')) {
   const { benchHandoff } = await import('./handoff.js');
-  results.handoff = await benchHandoff({ rounds: values.repeat === undefined ? undefined : num(values.repeat, 'repeat'), log });
+  results.handoff = await benchHandoff({ rounds: repeat, log });
 }
 
 if (defaultChainUs !== undefined && capacity) {
@@ -291,6 +324,7 @@ if (defaultChainUs !== undefined && capacity) {
   log(`  DSP limit from (a): ${threads} threads × 20000 µs / ${defaultChainUs.toFixed(0)} µs = ${limit} streams`);
   if (sustained) log(`  largest K with p99 ≤ 20 ms and no drops: ${sustained.streams} (${(sustained.streams / limit).toFixed(2)} of the DSP limit)`);
   else log('  no step sustained p99 ≤ 20 ms without drops');
+  results.summary = { cores: availableParallelism(), workerThreads: threads, dspLimitStreams: limit, sustainedStreams: sustained?.streams ?? null };
 }
 
 if (json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
