@@ -359,7 +359,7 @@ export class EarshotCore {
       // Resolved once: this stream keeps this version even if the pipeline is edited meanwhile.
       const pipeline = this.pipelineFor(room, options.pipeline);
       await this.#checks.check(pipeline);
-      await recordingPreflight(pipeline, this.store); // `required` recording on an unusable directory: 507, no session
+      await recordingPreflight(pipeline, this.store, { room, peer }); // `required` recording on an unusable directory: 507, no session
       const slot: SessionSlot = {};
       const session = await PeerSession.answer(room, peer, prepared, this.#sessionOptions(pipeline), this.#lifecycle.sessionEvents(slot, room, peer));
       this.#gate.answered(peer, session);

@@ -200,7 +200,8 @@ export class RecordSink {
             }
             if (code === 'EEXIST') throw errors.RECORDING_EXISTS(file);
             // A path given as is is written where the caller said: its directory is the one to name.
-            throw errors.RECORDINGS_DIR_UNWRITABLE(path !== undefined ? dirname(resolve(path)) : store.dir, describeErrno(e as NodeJS.ErrnoException));
+            // So is the one a generated or chosen name's file goes to (a sink's own directory, not always the root).
+            throw errors.RECORDINGS_DIR_UNWRITABLE(dirname(path !== undefined ? resolve(path) : store.pathOf(file)), describeErrno(e as NodeJS.ErrnoException));
           }
         }
       } catch (e) {

@@ -78,15 +78,17 @@ export class RecordingsStore {
    * can be created), is a writable directory, and its file system has at least
    * `minFreeBytes` free. Throws `EARSHOT_RECORDINGS_DIR_UNWRITABLE` saying
    * which (ENOSPC when space is short). Used up front for record sinks with
-   * `required: true` (see `recordingPreflight`).
+   * `required: true` (see `recordingPreflight`). `sub`: a directory inside it
+   * (a record sink's own), checked and named instead.
    */
-  async checkUsable(): Promise<void> {
+  async checkUsable(sub = ''): Promise<void> {
+    const dir = sub === '' ? this.dir : join(this.dir, sub);
     let code: string;
     try {
-      await makeDirectory(this.dir);
-      if (!(await stat(this.dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-      await access(this.dir, constants.W_OK);
-      const fs = await statfs(this.dir);
+      await makeDirectory(dir);
+      if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      await access(dir, constants.W_OK);
+      const fs = await statfs(dir);
       const free = fs.bavail * fs.bsize;
       if (free >= this.minFreeBytes) return;
       code = `ENOSPC (${formatBytes(free)} free, ${formatBytes(this.minFreeBytes)} needed)`;
@@ -95,7 +97,7 @@ export class RecordingsStore {
       // mkdir on a path that exists as a file says EEXIST; what the operator must fix is "not a directory".
       code = err.code === 'EEXIST' ? 'ENOTDIR' : (err.code ?? err.message);
     }
-    throw errors.RECORDINGS_DIR_UNWRITABLE(this.dir, code);
+    throw errors.RECORDINGS_DIR_UNWRITABLE(dir, code);
   }
 
   /**

@@ -46,6 +46,22 @@ describe('recordingPreflight', () => {
     expect(e.message).toMatch(/ENOTDIR.*is a file, not a directory/);
   });
 
+  it('checks a required sink\'s own directory for this session, and names it: "calls/{room}" where a file is in the way', async () => {
+    const store = new RecordingsStore(dir, { minFreeBytes: 0 });
+    const own = (directory: string) => ({ name: 'calls', branches: [{ name: 'main', sinks: [{ type: 'record', required: true, directory }] }] });
+    await mkdir(join(dir, 'calls'));
+    await writeFile(join(dir, 'calls', 'sales'), '');
+    // Room "sales" cannot have its directory: refused before the session starts (it was answered, and recorded nothing).
+    const e = (await recordingPreflight(own('calls/{room}'), store, { room: 'sales', peer: 'alice' }).catch((x: EarshotError) => x)) as EarshotError;
+    expect(e).toMatchObject({ code: 'EARSHOT_RECORDING_UNAVAILABLE', statusCode: 507 });
+    expect(e.message).toContain(`"${join(dir, 'calls', 'sales')}"`);
+    expect(e.message).toMatch(/ENOTDIR/);
+    // Another room's is made and taken; a segment that names the date or the session is not known yet: checked up to it.
+    await expect(recordingPreflight(own('calls/{room}/{date}'), store, { room: 'support', peer: 'bob' })).resolves.toBeUndefined();
+    expect((await readdir(join(dir, 'calls'))).sort()).toEqual(['sales', 'support']);
+    expect(await readdir(join(dir, 'calls', 'support'))).toEqual([]);
+  });
+
   it('recreates a recordings directory that was removed', async () => {
     const gone = join(dir, 'gone');
     const store = new RecordingsStore(gone, { minFreeBytes: 0 });
