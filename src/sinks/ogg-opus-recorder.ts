@@ -160,7 +160,9 @@ export class OggOpusRecorder {
 
   info(): RecordingInfo {
     const w = this.#writer;
-    return recordingInfo(this, 'ogg-opus', this.#stopped, w, { bytes: w.bytesWritten, sampleRate: w.inputSampleRate, sampleFormat: 's16', gapFrames: this.gapFrames });
+    // Counted in Opus's 48 kHz samples; reported at the rate the info names (a 16 kHz branch's gap read 3× long).
+    const gapFrames = Math.round((this.gapFrames * w.inputSampleRate) / OPUS_GRANULE_RATE);
+    return recordingInfo(this, 'ogg-opus', this.#stopped, w, { bytes: w.bytesWritten, sampleRate: w.inputSampleRate, sampleFormat: 's16', gapFrames });
   }
 
 

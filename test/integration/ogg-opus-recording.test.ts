@@ -205,6 +205,10 @@ describe('ogg-opus recordings over loopback WebRTC', () => {
     const listed = (await (await fetch(`${t.url}/recordings`)).json()) as { recordings: Array<{ name: string; sampleRate: number }> };
     expect(listed.recordings.find((r) => r.name === opus.name)?.sampleRate).toBe(16000);
     const wav = stats.recordings.find((r) => r.name.endsWith('.wav'))!;
+    // The pause counted at the file's own rate: the same seconds as the 48 kHz WAV's (they read 3× long).
+    expect(wav.gapFrames).toBeGreaterThan(0);
+    expect(opus.gapFrames).toBe(Math.round((wav.gapFrames * 16000) / 48000));
+    expect(opus.gapSeconds).toBeCloseTo(wav.gapSeconds, 3);
     const original = (await readWav(join(t.recordingsDir, wav.name))).channels[0];
     expect(rmsOfFrames(pcm, 55, 85)).toBeLessThan(1e-3); // the pause, at its media time
     // The stages' work is in the file: the tone 6 dB below the unprocessed recording, still 1 kHz.
