@@ -335,12 +335,16 @@ export class PeerPipeline {
   async startRecording(name?: string, path?: string): Promise<RecordingInfo[]> {
     const targets = this.#recordTargets();
     if (path !== undefined) return [await targets[0].record!.start(undefined, false, path)];
-    const started: RecordingInfo[] = [];
-    for (const r of targets) {
-      const branchName = name !== undefined && targets.length > 1 ? `${name.replace(/\.(wav|opus)$/i, '')}-${r.name}` : name;
-      started.push(await r.record!.start(branchName));
-    }
-    return started;
+    const names = targets.map((r) => (name !== undefined && targets.length > 1 ? `${name.replace(/\.(wav|opus)$/i, '')}-${r.name}` : name));
+    // A name taken or not valid for any branch refuses them all, before any starts.
+    for (const [i, r] of targets.entries()) await r.record!.checkStart(names[i]);
+    // Then every branch's recording starts at once: each keeps the frames that arrive while its
+    // file opens, so all begin at the same frame (one after the other, a branch began a frame or
+    // two after the one whose file opened first).
+    const results = await Promise.allSettled(targets.map((r, i) => r.record!.start(names[i])));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return results.map((r) => (r as PromiseFulfilledResult<RecordingInfo>).value);
   }
 
   /**

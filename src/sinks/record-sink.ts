@@ -126,6 +126,20 @@ export class RecordSink {
   }
 
   /**
+   * Whether `start(name)` would be refused for its name or for a recording already running, without
+   * starting anything: throws the error `start` would (`EARSHOT_RECORDING_ACTIVE`, a name that is not
+   * valid, `EARSHOT_RECORDING_EXISTS`). For starting several sinks together all or none.
+   */
+  async checkStart(name?: string): Promise<void> {
+    if (this.#starting) throw errors.RECORDING_ACTIVE(this.options.peer, 'a new file');
+    if (this.#recorder) throw errors.RECORDING_ACTIVE(this.options.peer, this.#recorder.name);
+    if (name === undefined) return;
+    const ext = this.extension;
+    const file = `${RecordingsStore.checkChosenName(name, ext).slice(0, -ext.length)}${ext}`;
+    if (await this.options.store.exists(file)) throw errors.RECORDING_EXISTS(file);
+  }
+
+  /**
    * Starts a recording now; `name` is user-chosen (validated: a bare file name in
    * the recordings directory) or generated. `path` (programmatic API only, never
    * from HTTP) records to that file instead, wherever it is. An armed recording

@@ -118,6 +118,35 @@ describe('recording control', () => {
     expect([...ended[0]].sort()).toEqual([...listed].sort());
   });
 
+  it('starts every branch\'s file together, at the same frame, or none when a branch\'s name is taken', async () => {
+    // Two branches without stages: the same audio, so files that start at the same frame are identical.
+    const branch = { stages: [], sinks: [{ type: 'record' as const, autoStart: false }] };
+    t = await startServer({ pipeline: { name: 'two', branches: { a: branch, b: branch } } });
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/studio/host`, source: fixturePath('sweep-48k.wav'), loop: true, signal: controller.signal });
+    const record = (name: string) => fetch(`${t!.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+    try {
+      for (let i = 0; i < 50 && !(await fetch(`${t.url}/stats/host`)).ok; i++) await new Promise((r) => setTimeout(r, 100));
+      // Branch b's name is taken: a 409, and branch a did not start either (it went on recording alone).
+      await writeFile(join(t.recordingsDir, 'taken-b.wav'), '');
+      await expectProblem(await record('taken'), { status: 409, code: 'EARSHOT_RECORDING_EXISTS' });
+      expect(((await (await fetch(`${t.url}/stats/host`)).json()) as { recordings: unknown[] }).recordings).toEqual([]);
+      for (let take = 1; take <= 3; take++) {
+        expect((await record(`take${take}`)).status).toBe(201);
+        await new Promise((r) => setTimeout(r, 400));
+        const stop = await fetch(`${t.url}/peers/host/recording`, { method: 'DELETE' });
+        const { recordings } = (await stop.json()) as { recordings: Array<{ name: string }> };
+        expect(recordings.map((r) => r.name)).toEqual([`take${take}-a.wav`, `take${take}-b.wav`]);
+        const [a, b] = await Promise.all(recordings.map(async (r) => new Uint8Array(await (await fetch(`${t!.url}/recordings/${r.name}`)).arrayBuffer())));
+        expect(a.length).toBeGreaterThan(44 + 0.2 * 96000);
+        expect(Buffer.from(a).equals(Buffer.from(b)), `take ${take}: ${a.length} / ${b.length} bytes`).toBe(true);
+      }
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+
   it('never writes through a link to a directory outside the recordings directory (400), and writes through one inside it', async () => {
     t = await startServer({ pipeline: { name: 'manual', stages: [], sinks: [{ type: 'record', autoStart: false }, { type: 'stats' }] } });
     const outside = await mkdtemp(join(tmpdir(), 'earshot-outside-'));
