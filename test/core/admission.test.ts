@@ -193,7 +193,8 @@ describe('admission by measured load', () => {
     const settleMs = 1500;
     t = await startServer({
       pipeline: { name: 'raw', stages: [], sinks: [{ type: 'stats' }] },
-      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, latencyMinLoad: 1e-6, sampleMs: 100, settleMs },
+      // The queued-frames limit too: on a loaded machine (a CI run beside other work) the running stream's queue passed it and refused the first.
+      admission: { maxWorkerUtilization: 1, maxEventLoopUtilization: 1, maxProcessUtilization: 1, maxQueuedFramesPerStream: 1e6, maxLatencyMs: 60_000, cautionLatencyShare: 1e-6, latencyMinLoad: 1e-6, sampleMs: 100, settleMs },
     });
     const admission = () => t!.server.core.stats().admission!;
     const stream = sendAudio({ url: `${t.url}/whip/adm/running`, source: fixturePath('tone-1k-48k.wav'), seconds: 6 });
@@ -201,7 +202,7 @@ describe('admission by measured load', () => {
       // The running stream's frames show in the latency, and it has settled.
       await until('latency measured with nothing unsettled', async () => admission().latencyP99Ms !== null && admission().unsettledSessions === 0);
       const first = await post('first');
-      expect(first.status).toBe(201);
+      expect(first.status, await first.clone().text()).toBe(201);
       await first.text();
       // Right after it, a second is refused: the first one's load cannot show yet.
       await expectProblem(await post('second'), {
