@@ -73,14 +73,20 @@ describe('dashboard', () => {
     await page.locator('[data-testid="connection"][data-state="live"]').waitFor({ timeout: 10_000 });
     expect(await form.isVisible()).toBe(false);
 
-    // Talk: the page publishes its (fake) microphone over WHIP.
+    // Talk: the page publishes its (fake) microphone over WHIP. Pressed from the keyboard: the button
+    // keeps the focus while it is busy (a disabled button dropped it, and Enter could not reach Stop).
     const talk = page.getByTestId('talk-button');
-    await talk.click();
+    await talk.focus();
+    await page.keyboard.press('Enter');
     const mine = page.locator('[data-testid="peer-card"].mine');
     await mine.waitFor({ timeout: 15_000 });
     const me = (await mine.getAttribute('data-peer'))!;
     expect(me).toMatch(/^web-[0-9a-f]{8}$/);
     await card(page, me).locator('[data-testid="peer-state"]').filter({ hasText: 'connected' }).waitFor({ timeout: 15_000 });
+    await page.locator('[data-testid="talk-button"][data-state="live"]').waitFor({ timeout: 10_000 });
+    expect(await talk.evaluate((button) => (button.ownerDocument as unknown as { activeElement: unknown }).activeElement === button)).toBe(true);
+    // Named for a screen reader.
+    expect(await card(page, me).getAttribute('aria-label')).toBe(`Peer ${me}`);
 
     // A second peer from Node shows up as its own card while it streams.
     // Sends until the screenshot of both cards is taken: a fixed 4 s ended before it on a slow host.
@@ -145,13 +151,16 @@ describe('dashboard', () => {
       await bot.catch(() => undefined);
     }
 
-    // Stop: the session ends, its recording appears with a player and a download link.
-    await talk.click();
+    // Stop, from the keyboard: the session ends, its recording appears with a player and a download link.
+    await talk.focus();
+    await page.keyboard.press('Enter');
     await page.locator('[data-testid="talk-button"][data-state="idle"]').waitFor({ timeout: 10_000 });
     // data-live="false": the page knows the file is finalized (its header has the final length).
     const row = page.locator(`[data-testid="recording-row"][data-name*="${me}"][data-live="false"]`);
     await row.waitFor({ timeout: 10_000 });
     // The player fetches nothing until played (muted here: the page has had the user's clicks).
+    const rowName = (await row.getAttribute('data-name'))!;
+    expect([await row.getByTestId('recording-download').getAttribute('aria-label'), await row.getByTestId('recording-audio').getAttribute('aria-label')]).toEqual([`Download ${rowName}`, `Play ${rowName}`]);
     const duration = await playerDuration(row);
     expect(duration).toBeGreaterThan(0);
     expect(Number.isFinite(duration)).toBe(true);

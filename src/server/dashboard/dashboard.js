@@ -11,7 +11,7 @@
 import { api, askForTokens, problemText, tokens } from './access.js';
 import { allNodesAnswered, clusterNode, followCluster, nodesText, useCluster } from './cluster.js';
 import { startListening, stopListening } from './listen.js';
-import { $, byTestId, fmt, log, num } from './page.js';
+import { $, byTestId, fmt, log, num, onPress, setUnavailable } from './page.js';
 import { markFinalized, recordingNames, refreshRecordings, showLiveRecordings } from './recordings.js';
 import { myPeer, talkEnded } from './talk.js';
 
@@ -102,9 +102,10 @@ function createCard(peer) {
     error: part('card-error'),
   };
   parts.name.textContent = peer;
+  el.setAttribute('aria-label', `Peer ${peer}`);
   const card = { el, parts, loss: [], jitter: [], recording: false, busy: false, listening: null };
-  parts.record.addEventListener('click', () => toggleRecording(peer, card));
-  parts.listen.addEventListener('click', () => void (card.listening ? stopListening(card) : startListening(peer, card)));
+  onPress(parts.record, () => toggleRecording(peer, card));
+  onPress(parts.listen, () => void (card.listening ? stopListening(card) : startListening(peer, card)));
   return card;
 }
 
@@ -143,6 +144,8 @@ function updateCard(card, p) {
   el.classList.toggle('mine', mine);
 
   const audio = p.audio ?? {};
+  // Before its first frame a stream has measured nothing: "not yet", not silence, nor a pipeline without VAD.
+  const measured = (num(audio.seconds) ?? 0) > 0;
   const rms = num(audio.rmsDbfs);
   const peak = num(audio.peakDbfs);
   parts.level.dataset.rms = rms === null ? '' : String(rms);
@@ -152,14 +155,14 @@ function updateCard(card, p) {
   parts.rms.style.clipPath = `inset(0 ${(100 - meterPercent(rms)).toFixed(1)}% 0 0)`;
   parts.peak.style.left = `calc(${meterPercent(peak).toFixed(1)}% - 2px)`;
   parts.peak.hidden = peak === null || peak <= METER_FLOOR_DB;
-  parts.levelText.textContent = `RMS ${fmt.db(rms)} · peak ${fmt.db(peak)}`;
+  parts.levelText.textContent = measured ? `RMS ${fmt.db(rms)} · peak ${fmt.db(peak)}` : 'no audio yet';
 
   // `speaking` is the server's debounced decision; without it, fall back to the raw VAD.
   const vad = num(audio.vad);
   const speaking = typeof audio.speaking === 'boolean' ? audio.speaking : vad === null ? null : vad >= 0.5;
   parts.speaking.dataset.active = speaking === null ? 'unknown' : String(speaking);
-  parts.speakingLabel.textContent = speaking === null ? 'no VAD' : speaking ? 'speaking' : 'silent';
-  parts.speaking.title = vad === null ? 'No voice activity (the pipeline has no denoise stage)' : `Voice activity ${Math.round(vad * 100)} %`;
+  parts.speakingLabel.textContent = speaking !== null ? (speaking ? 'speaking' : 'silent') : measured ? 'no VAD' : 'not yet';
+  parts.speaking.title = vad !== null ? `Voice activity ${Math.round(vad * 100)} %` : measured ? 'No voice activity (the pipeline has no denoise stage)' : 'Not measured yet (no audio processed)';
 
   const rtp = p.rtp ?? {};
   parts.bitrate.textContent = fmt.bitrate(rtp.bitrate);
@@ -183,7 +186,7 @@ function updateCard(card, p) {
   if (!card.busy) {
     parts.record.textContent = card.recording ? 'Stop recording' : 'Record';
     parts.record.dataset.recording = String(card.recording);
-    parts.record.disabled = state !== 'connected' && state !== 'connecting';
+    setUnavailable(parts.record, state !== 'connected' && state !== 'connecting');
   }
 }
 
@@ -214,7 +217,7 @@ async function toggleRecording(peer, card) {
   const { parts } = card;
   const stopping = card.recording;
   card.busy = true;
-  parts.record.disabled = true;
+  setUnavailable(parts.record, true);
   parts.error.hidden = true;
   try {
     const res = await api(`/peers/${encodeURIComponent(peer)}/recording`, { method: stopping ? 'DELETE' : 'POST' });
@@ -229,7 +232,7 @@ async function toggleRecording(peer, card) {
     parts.error.hidden = false;
   } finally {
     card.busy = false;
-    parts.record.disabled = false;
+    setUnavailable(parts.record, false);
   }
 }
 

@@ -1,7 +1,7 @@
 // Listen on a peer card: the peer's processed audio over WHEP, played in the page.
 
 import { askForTokens, authHeaders, problemText } from './access.js';
-import { fmt, num } from './page.js';
+import { fmt, num, setUnavailable } from './page.js';
 import { iceGatheringComplete } from './webrtc.js';
 
 /**
@@ -12,7 +12,7 @@ import { iceGatheringComplete } from './webrtc.js';
  */
 export async function startListening(peer, card) {
   const { parts } = card;
-  parts.listen.disabled = true;
+  setUnavailable(parts.listen, true);
   parts.error.hidden = true;
   const pc = new RTCPeerConnection();
   const audio = new Audio();
@@ -54,7 +54,7 @@ export async function startListening(peer, card) {
     parts.error.textContent = e instanceof Error ? e.message : String(e);
     parts.error.hidden = false;
   } finally {
-    parts.listen.disabled = false;
+    setUnavailable(parts.listen, false);
   }
 }
 

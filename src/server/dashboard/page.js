@@ -7,6 +7,24 @@ const LOG_LINES = 60;
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 
+/**
+ * Makes a button unavailable (or available again) without `disabled`: a disabled button loses the
+ * keyboard focus, so a keyboard user who pressed Talk could not reach Stop once it was live. It is
+ * announced as unavailable (`aria-disabled`), looks it (CSS), and `onPress` ignores it meanwhile.
+ */
+export function setUnavailable(button, unavailable) {
+  if (unavailable) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+/** A click handler that does nothing while its button is unavailable (`setUnavailable`). */
+export function onPress(button, handler) {
+  button.addEventListener('click', (e) => {
+    if (button.getAttribute('aria-disabled') === 'true') return;
+    handler(e);
+  });
+}
+
 export const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 export const fmt = {
   int: (v) => (num(v) === null ? '–' : Math.round(v).toLocaleString('en')),

@@ -86,10 +86,13 @@ function recordingRow(r, fresh) {
   audio.preload = 'none';
   audio.src = downloadUrl(r);
   audio.dataset.testid = 'recording-audio';
+  // Named for a screen reader: every row's player and link would otherwise read the same.
+  audio.setAttribute('aria-label', `Play ${r.name}`);
   const link = document.createElement('a');
   link.href = downloadUrl(r);
   link.download = String(r.name).split('/').pop();
   link.textContent = 'Download';
+  link.setAttribute('aria-label', `Download ${r.name}`);
   link.dataset.testid = 'recording-download';
   li.append(name, link, meta, audio);
   return li;

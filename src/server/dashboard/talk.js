@@ -2,7 +2,7 @@
 // room "dashboard", and ends the session when stopped or when the page goes away.
 
 import { askForTokens, authHeaders, problemText, refusalText, tokens } from './access.js';
-import { byTestId } from './page.js';
+import { byTestId, onPress, setUnavailable } from './page.js';
 import { markFinalized, refreshRecordings } from './recordings.js';
 import { iceGatheringComplete, randomPeerId } from './webrtc.js';
 
@@ -16,7 +16,7 @@ export let myPeer = null;
 function setTalk(state, text = '', error = false) {
   talkButton.dataset.state = state;
   talkButton.textContent = state === 'live' ? 'Stop' : state === 'busy' ? '…' : 'Talk';
-  talkButton.disabled = state === 'busy';
+  setUnavailable(talkButton, state === 'busy');
   talkStatus.textContent = text;
   talkStatus.classList.toggle('error', error);
 }
@@ -99,7 +99,7 @@ export function talkEnded(peer, reason) {
   setTalk('idle', `The server ended this session${reason ? ` (${reason})` : ''}; the recording is below.`);
 }
 
-talkButton.addEventListener('click', () => void (talk ? stopTalk() : startTalk()));
+onPress(talkButton, () => void (talk ? stopTalk() : startTalk()));
 // A page that goes away ends its session right away instead of at the media timeout.
 window.addEventListener('pagehide', () => {
   if (talk) fetch(talk.location, { method: 'DELETE', keepalive: true, headers: authHeaders('publish') }).catch(() => undefined);
