@@ -78,26 +78,51 @@ export class RecordingsStore {
    * can be created), is a writable directory, and its file system has at least
    * `minFreeBytes` free. Throws `EARSHOT_RECORDINGS_DIR_UNWRITABLE` saying
    * which (ENOSPC when space is short). Used up front for record sinks with
-   * `required: true` (see `recordingPreflight`). `sub`: a directory inside it
-   * (a record sink's own), checked and named instead.
+   * `required: true` (see `recordingPreflight`).
+   *
+   * `sub`: a directory inside it (a record sink's own, `calls/sales`), checked and named instead,
+   * and never created here: a session not yet connected makes no directory (files, and their
+   * directories, come with audio). Its deepest level that exists is checked: a directory that can
+   * be written (what the recording will create under it is then creatable), not a link to outside
+   * the recordings directory, with the space.
    */
   async checkUsable(sub = ''): Promise<void> {
     const dir = sub === '' ? this.dir : join(this.dir, sub);
     let code: string;
     try {
-      await makeDirectory(dir);
-      if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-      await access(dir, constants.W_OK);
-      const fs = await statfs(dir);
+      await makeDirectory(this.dir);
+      if (!(await stat(this.dir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      const existing = sub === '' ? this.dir : await this.#deepestInside(sub);
+      if (!(await stat(existing)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      await access(existing, constants.W_OK);
+      const fs = await statfs(existing);
       const free = fs.bavail * fs.bsize;
       if (free >= this.minFreeBytes) return;
       code = `ENOSPC (${formatBytes(free)} free, ${formatBytes(this.minFreeBytes)} needed)`;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       // mkdir on a path that exists as a file says EEXIST; what the operator must fix is "not a directory".
-      code = err.code === 'EEXIST' ? 'ENOTDIR' : (err.code ?? err.message);
+      code = err.code === 'EEXIST' ? 'ENOTDIR' : err.code === 'ELINKOUT' ? err.message : (err.code ?? err.message);
     }
     throw errors.RECORDINGS_DIR_UNWRITABLE(dir, code);
+  }
+
+  /**
+   * The deepest existing level of `sub` (directory names inside the recordings directory), as
+   * `prepare` would walk it: ELINKOUT for a level that is a link to outside.
+   */
+  async #deepestInside(sub: string): Promise<string> {
+    const root = await realpath(this.dir);
+    let deepest = this.dir;
+    const parts = sub.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const path = join(this.dir, parts.slice(0, i).join('/'));
+      const real = await realpath(path).catch(() => undefined);
+      if (real === undefined) break;
+      if (!isInside(real, root)) throw Object.assign(new Error(`ELINKOUT ("${parts.slice(0, i).join('/')}" in it is a link to a directory outside the recordings directory)`), { code: 'ELINKOUT' });
+      deepest = path;
+    }
+    return deepest;
   }
 
   /**

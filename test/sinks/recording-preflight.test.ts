@@ -3,7 +3,7 @@
  * recording is refused up front (507) when the recordings directory cannot
  * take a recording, saying why; other pipelines are never checked.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -56,10 +56,21 @@ describe('recordingPreflight', () => {
     expect(e).toMatchObject({ code: 'EARSHOT_RECORDING_UNAVAILABLE', statusCode: 507 });
     expect(e.message).toContain(`"${join(dir, 'calls', 'sales')}"`);
     expect(e.message).toMatch(/ENOTDIR/);
-    // Another room's is made and taken; a segment that names the date or the session is not known yet: checked up to it.
+    // Another room's is taken (the recording makes it); a segment naming the date or the session is not
+    // known yet: checked up to it. Nothing is created before audio: a session that never connects leaves nothing.
     await expect(recordingPreflight(own('calls/{room}/{date}'), store, { room: 'support', peer: 'bob' })).resolves.toBeUndefined();
-    expect((await readdir(join(dir, 'calls'))).sort()).toEqual(['sales', 'support']);
-    expect(await readdir(join(dir, 'calls', 'support'))).toEqual([]);
+    expect(await readdir(join(dir, 'calls'))).toEqual(['sales']);
+    // A link to a directory outside the recordings directory, where the recording would be refused: refused now.
+    const outside = await mkdtemp(join(tmpdir(), 'earshot-outside-'));
+    try {
+      await symlink(outside, join(dir, 'linked'));
+      const linked = (await recordingPreflight(own('linked/{room}'), store, { room: 'sales', peer: 'alice' }).catch((x: EarshotError) => x)) as EarshotError;
+      expect(linked).toMatchObject({ code: 'EARSHOT_RECORDING_UNAVAILABLE' });
+      expect(linked.message).toMatch(/"linked" in it is a link to a directory outside the recordings directory/);
+      expect(await readdir(outside)).toEqual([]);
+    } finally {
+      await rm(outside, { recursive: true, force: true });
+    }
   });
 
   it('recreates a recordings directory that was removed', async () => {
