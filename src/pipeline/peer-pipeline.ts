@@ -343,7 +343,12 @@ export class PeerPipeline {
     // two after the one whose file opened first).
     const results = await Promise.allSettled(targets.map((r, i) => r.record!.start(names[i])));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    if (failed) {
+      // One that could not start (its directory, a race with an automatic start) stops the others: the
+      // caller is told it failed, so nothing may go on recording (their short files are finalized).
+      await Promise.all(targets.map((r, i) => (results[i].status === 'fulfilled' ? r.record!.stop().catch(() => undefined) : undefined)));
+      throw failed.reason;
+    }
     return results.map((r) => (r as PromiseFulfilledResult<RecordingInfo>).value);
   }
 

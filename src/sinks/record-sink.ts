@@ -133,10 +133,15 @@ export class RecordSink {
   async checkStart(name?: string): Promise<void> {
     if (this.#starting) throw errors.RECORDING_ACTIVE(this.options.peer, 'a new file');
     if (this.#recorder) throw errors.RECORDING_ACTIVE(this.options.peer, this.#recorder.name);
-    if (name === undefined) return;
+    if (name !== undefined) await this.#freeChosenName(name);
+  }
+
+  /** A name the caller chose, with this sink's extension as it writes it ("a.WAV" is a.wav); refused when not valid or taken. */
+  async #freeChosenName(name: string): Promise<string> {
     const ext = this.extension;
     const file = `${RecordingsStore.checkChosenName(name, ext).slice(0, -ext.length)}${ext}`;
     if (await this.options.store.exists(file)) throw errors.RECORDING_EXISTS(file);
+    return file;
   }
 
   /**
@@ -169,9 +174,7 @@ export class RecordSink {
       try {
         // A `path` is recorded where the caller said, as given; names go through the store.
         if (path === undefined && name !== undefined) {
-          // The extension as this sink writes it ("a.WAV" is recorded as a.wav, and checked as such).
-          file = `${RecordingsStore.checkChosenName(name, ext).slice(0, -ext.length)}${ext}`;
-          if (await store.exists(file)) throw errors.RECORDING_EXISTS(file);
+          file = await this.#freeChosenName(name);
         } else if (path === undefined) {
           file = await store.freeName(fitBase(this.options.baseName, ext), ext);
         }

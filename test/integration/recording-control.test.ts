@@ -126,7 +126,12 @@ describe('recording control', () => {
     const sending = sendAudio({ url: `${t.url}/whip/studio/host`, source: fixturePath('sweep-48k.wav'), loop: true, signal: controller.signal });
     const record = (name: string) => fetch(`${t!.url}/peers/host/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
     try {
-      for (let i = 0; i < 50 && !(await fetch(`${t.url}/stats/host`)).ok; i++) await new Promise((r) => setTimeout(r, 100));
+      // Audio flowing (the peer is in /stats as soon as it is answered, before it connects).
+      const flowing = async () => {
+        const res = await fetch(`${t!.url}/stats/host`);
+        return res.ok && ((await res.json()) as { rtp: { packetsReceived: number } }).rtp.packetsReceived > 5;
+      };
+      for (let i = 0; i < 150 && !(await flowing()); i++) await new Promise((r) => setTimeout(r, 100));
       // Branch b's name is taken: a 409, and branch a did not start either (it went on recording alone).
       await writeFile(join(t.recordingsDir, 'taken-b.wav'), '');
       await expectProblem(await record('taken'), { status: 409, code: 'EARSHOT_RECORDING_EXISTS' });
