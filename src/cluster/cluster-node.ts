@@ -163,6 +163,8 @@ export class ClusterNode {
       url: options.redis,
       onReady: () => void this.#joined(),
       onDown: (why) => log.error({ redis: this.state.address, err: why }, 'cluster: Redis unreachable; running sessions go on, new ones are refused until it is back'),
+      onCredentialsRefused: (error) =>
+        log.error({ redis: this.state.address, err: error }, "cluster: Redis refuses this node's credentials: check the --cluster URL's user name and password; running sessions go on, new ones are refused until it takes them"),
       // One at a time, in the order published: an unbinding must be applied before the deletion of its pipeline.
       onChange: (change) => {
         this.#changes = this.#changes.then(() => this.#applyChange(change));

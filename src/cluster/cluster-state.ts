@@ -113,6 +113,11 @@ export interface ClusterStateOptions {
   onReady(): void;
   /** Runs when Redis becomes unreachable (once per outage). */
   onDown(why: string): void;
+  /**
+   * Runs when Redis answers but refuses the URL's credentials (its error: WRONGPASS, NOAUTH): at
+   * once, then at most once a minute while it goes on. Not an outage: `onDown` does not run for it.
+   */
+  onCredentialsRefused?(error: string): void;
   /** A configuration change published by another node. */
   onChange(change: ConfigChange): void;
 }
@@ -227,11 +232,23 @@ export class ClusterState {
       this.#down = true;
       options.onDown(why);
     };
+    let refusalLoggedAt = -Infinity;
     this.#redis.on('error', (e: Error) => {
       this.#credentialsRefused = CREDENTIALS_REFUSED.test(e.message) ? e.message.split('\n')[0].slice(0, 200) : undefined;
-      lost(e.message + tlsHint(options.url, e.message));
+      if (this.#credentialsRefused === undefined) {
+        lost(e.message + tlsHint(options.url, e.message));
+        return;
+      }
+      // Every reconnection tries again and is refused again: said once a minute, not once a try.
+      const now = performance.now();
+      if (this.#closed || now - refusalLoggedAt < CREDENTIALS_LOG_MS) return;
+      refusalLoggedAt = now;
+      options.onCredentialsRefused?.(this.#credentialsRefused);
     });
-    this.#redis.on('close', () => lost('connection closed'));
+    // Redis closes a connection whose credentials it refused: that is the refusal, said above, not an outage.
+    this.#redis.on('close', () => {
+      if (this.#credentialsRefused === undefined) lost('connection closed');
+    });
     this.#sub.on('error', () => undefined); // reported through the command connection
     this.#sub.on('message', (channel: string, message: string) => {
       if (channel !== this.#key('changes')) return;
@@ -250,6 +267,8 @@ export class ClusterState {
    * the node out of the cluster, saying why.
    */
   async #ready(): Promise<void> {
+    // Ready is past AUTH: whatever else may still keep the node out, it is not the credentials.
+    this.#credentialsRefused = undefined;
     const db = this.#redis.options.db ?? 0;
     if (db !== 0) {
       try {
@@ -261,7 +280,6 @@ export class ClusterState {
       }
     }
     this.#noDatabase = undefined;
-    this.#credentialsRefused = undefined;
     this.#down = false;
     this.#options.onReady();
   }
@@ -637,6 +655,9 @@ export class ClusterState {
     }
   }
 }
+
+/** How often a refusal of the credentials is said again while it goes on. */
+const CREDENTIALS_LOG_MS = 60_000;
 
 /** Redis's errors for a user name or password it does not take (AUTH on connecting, or none sent where one is needed). */
 const CREDENTIALS_REFUSED = /^(WRONGPASS|NOAUTH)\b|^ERR (invalid password|AUTH )/;

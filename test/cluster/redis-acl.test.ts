@@ -94,8 +94,10 @@ describe('a cluster node whose Redis ACL refuses scripting', () => {
 
 describe('a cluster node whose Redis password is wrong', () => {
   it('says Redis refuses its credentials (not "unreachable"), refuses a POST naming them, and joins once Redis takes the password', async () => {
+    // A user of its own, with every right: only its password is wrong.
+    expect(await redis.command('ACL', 'SETUSER', 'passworded', 'on', '>right', '~*', '&*', '+@all')).toBe('+OK\r\n');
     const wrong = await startCli(
-      ['--cluster', `redis://limited:not-the-password@127.0.0.1:${redis.port}`, '--node-id', 'wrong-password', '--processes', '1', '--threads', '1', '--pipeline', 'raw', '--token', PUBLISH, '--admin-token', ADMIN],
+      ['--cluster', `redis://passworded:not-the-password@127.0.0.1:${redis.port}`, '--node-id', 'wrong-password', '--processes', '1', '--threads', '1', '--pipeline', 'raw', '--token', PUBLISH, '--admin-token', ADMIN],
       { startTimeoutMs: 60_000 },
     );
     nodes.push(wrong);
@@ -111,8 +113,11 @@ describe('a cluster node whose Redis password is wrong', () => {
       await fetch(`${wrong.url}/whip/room/carol`, { method: 'POST', body: chromeLikeOffer(), headers: { 'content-type': 'application/sdp', authorization: `Bearer ${PUBLISH}` } }),
       { status: 503, code: 'EARSHOT_CLUSTER_UNAVAILABLE', detail: /refuses the --cluster URL's credentials \(WRONGPASS/ },
     );
+    // Logged as what it is, once (then once a minute), never as Redis being unreachable.
+    expect(wrong.lines.filter((l) => l.includes("cluster: Redis refuses this node's credentials"))).toHaveLength(1);
+    expect(wrong.lines.filter((l) => l.includes('Redis unreachable'))).toEqual([]);
     // The password added to the user: the node connects on its next try and joins.
-    expect(await redis.command('ACL', 'SETUSER', 'limited', '>not-the-password')).toBe('+OK\r\n');
+    expect(await redis.command('ACL', 'SETUSER', 'passworded', '>not-the-password')).toBe('+OK\r\n');
     await until('the node to join', async () => {
       const x = (await (await fetch(`${wrong.url}/health`)).json()) as Health;
       return x.ready && !x.cluster?.problem ? x : undefined;
