@@ -815,17 +815,15 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     ...reports.flatMap((r) => r.report.loadReasons.map((x) => `engine ${r.slot}: ${engineShare(x)}`)),
   ];
   /**
-   * The machine's own limits reached (`--max-sessions`, `--max-pending-sessions` over all engines): each
-   * engine holds only its share, rounded up, so with every engine but the full one still "ready" the
-   * machine refuses new sessions all the same (placeLocally) and must not read as ready.
+   * The machine's `--max-sessions` reached: each engine holds only its share, rounded up, so with
+   * one engine full and another with room the front refuses every new session all the same
+   * (placeLocally counts the machine's) and must not read as ready. (Pending sessions need no
+   * such count: the front enforces no machine-wide pending limit, and an engine at its share
+   * says it is not ready itself.)
    */
   const machineFull = (reports: readonly EngineReport[]): string[] => {
-    const reasons: string[] = [];
     const sessions = Math.max(reports.reduce((n, r) => n + r.peers, 0), placement.sessions);
-    if (sessions >= machineLimits.sessions) reasons.push(`${sessions} sessions on this machine, the most allowed (--max-sessions ${machineLimits.sessions})`);
-    const pending = reports.reduce((n, r) => n + r.pending, 0);
-    if (pending >= machineLimits.pending) reasons.push(`${pending} sessions on this machine not yet connected, the most allowed (--max-pending-sessions ${machineLimits.pending})`);
-    return reasons;
+    return sessions >= machineLimits.sessions ? [`${sessions} sessions on this machine, the most allowed (--max-sessions ${machineLimits.sessions})`] : [];
   };
   /** An engine's limit is its share of the machine's (`ceil(limit / N)`): its reason says so, naming the limit the operator set. */
   const engineShare = (reason: string): string =>
@@ -843,7 +841,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     const answering = reports.filter((r) => !silent.has(engines[r.slot]));
     const cluster = node?.health();
     // A node that cannot place (no Redis, or out of the cluster) or is draining is not ready for publishers.
-    const ready = !closing && answering.some((r) => r.report.ready) && machineFull(reports.map((r) => r.report)).length === 0 && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
+    const ready = !closing && answering.some((r) => r.report.ready) && machineFull(answering.map((r) => r.report)).length === 0 && (cluster === undefined || (cluster.redis === 'up' && cluster.state === 'up' && !cluster.problem));
     const restartTimes = reports.map((r) => r.report.health.lastRestartAt).filter((t): t is string => t !== null).sort();
     return {
       status: reasons.length > 0 ? 'degraded' : 'ok',
