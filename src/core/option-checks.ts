@@ -23,6 +23,14 @@ export {
   describeValue,
 } from '../option-checks.js';
 
+/** The unspecified address, however written (0.0.0.0, ::, ::0, 0:0:0:0:0:0:0:0, ::ffff:0.0.0.0): every interface to a socket. */
+export function isUnspecifiedAddress(address: string): boolean {
+  const v = isIP(address);
+  if (v === 4) return address === '0.0.0.0';
+  if (v !== 6) return false;
+  return /^[0:]*(:ffff:0\.0\.0\.0)?$/i.test(address);
+}
+
 /**
  * ICE host candidate addresses: IP addresses (announced as they are, so no names) a client can
  * send to. 0.0.0.0 and :: mean "every interface" to a socket, not to a client: announced, no
@@ -32,7 +40,7 @@ export function checkIpAddresses(name: string, value: unknown): void {
   checkStringArray(name, value);
   (value as string[] | undefined)?.forEach((v, i) => {
     if (v !== '' && !isIP(v)) failOption(`${name}[${i}]`, 'an IP address', v);
-    if (isIP(v) !== 0 && /^(0\.0\.0\.0|(0{0,4}:){2,7}0{0,4})$/.test(v)) {
+    if (isUnspecifiedAddress(v)) {
       failOption(`${name}[${i}]`, 'an address clients can reach, not the unspecified address (it means every interface when listening; to announce every interface\'s address, leave the ICE host addresses out)', v);
     }
   });

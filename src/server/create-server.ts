@@ -15,6 +15,7 @@ import { iceConfig, isLoopbackHost } from '../rtc/ice-config.js';
 import { EarshotCore, type ProcessorScope, type ServerStats, type SessionEvent, type StreamHandle } from '../core/earshot-core.js';
 import type { PeerStatsSnapshot } from '../core/peer-registry.js';
 import { RoomBindingsFile } from '../core/room-bindings-file.js';
+import { isUnspecifiedAddress } from '../core/option-checks.js';
 import { WorkerPool } from '../pool/worker-pool.js';
 import type { ProcessorEvent, ProcessorFactory, ProcessorStageFactory, ProcessorStageOptions, RegisterProcessorOptions } from '../sinks/processors.js';
 import { checkServerOptions, eventStreamLimits, type CreateServerOptions } from './server-options.js';
@@ -389,7 +390,7 @@ function sameFile(a: string, b: string): boolean {
 // Exported for src/cluster/ (hook: `--processes N`): engines listen on loopback but announce the front's addresses.
 export function defaultIceHosts(host: string): string[] | undefined {
   if (host === 'localhost' || isLoopbackHost(host)) return ['127.0.0.1'];
-  if (host === '0.0.0.0' || host === '::') return undefined;
+  if (isUnspecifiedAddress(host)) return undefined;
   return isIP(host) ? [host] : undefined;
 }
 

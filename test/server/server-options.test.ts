@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createServer, EarshotError, gain, statsSink, type CreateServerOptions } from '../../src/index.js';
 import { until } from '../helpers/until.js';
+import { defaultIceHosts } from '../../src/server/create-server.js';
 
 /** [option as reported, options given, the message]. */
 const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
@@ -56,7 +57,7 @@ const cases: Array<[string, Record<string, unknown>, string | RegExp]> = [
   ['iceHostAddresses[0]', { iceHostAddresses: ['media.example.com'] }, 'options.iceHostAddresses[0] must be an IP address, got "media.example.com"'],
   // "Every interface" when listening, no address to a client: announced, nobody could connect.
   ['iceHostAddresses[1]', { iceHostAddresses: ['203.0.113.7', '0.0.0.0'] }, /^options\.iceHostAddresses\[1\] must be an address clients can reach, not the unspecified address .*got "0\.0\.0\.0"$/],
-  ['iceHostAddresses[0]', { iceHostAddresses: ['::'] }, /^options\.iceHostAddresses\[0\] must be an address clients can reach, not the unspecified address .*got "::"$/],
+  ['iceHostAddresses[0]', { iceHostAddresses: ['::0'] }, /^options\.iceHostAddresses\[0\] must be an address clients can reach, not the unspecified address .*got "::0"$/],
   ['icePortRange', { icePortRange: [5000, 4000] }, 'options.icePortRange must be two ports [min, max] from 1 to 65535 with min < max, got [5000, 4000]'],
   ['iceServers', { iceServers: 'stun:stun.example.net' }, /^options\.iceServers must be an array of \{ urls, username\?, credential\? \}/],
   ['logLevel', { logLevel: 'loud' }, 'options.logLevel must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
@@ -186,5 +187,14 @@ describe('createServer options', () => {
 
   it('refuses a non-object as the options', async () => {
     await expect(createServer('port=80' as never)).rejects.toMatchObject({ code: 'EARSHOT_OPTION_INVALID', message: 'options must be an object (the options of createServer), got "port=80"' });
+  });
+});
+
+describe('the ICE host addresses announced by default', () => {
+  it('are every interface\'s for an unspecified --host however it is written, the address itself for one IP, loopback for localhost', () => {
+    // `--host ::0 --processes 2` handed "::0" to the engines as their ICE host, which they (rightly) refused.
+    for (const host of ['0.0.0.0', '::', '::0', '0:0:0:0:0:0:0:0']) expect(defaultIceHosts(host), host).toBeUndefined();
+    expect(defaultIceHosts('10.1.2.3')).toEqual(['10.1.2.3']);
+    expect(defaultIceHosts('localhost')).toEqual(['127.0.0.1']);
   });
 });
