@@ -141,6 +141,8 @@ export class AudioSocketStream {
   #dropping = false;
   #ended = false;
   readonly #speaking = new SpeakingTracker();
+  /** A turn's start or end decided on a frame this reader skipped (f32, no floats): said with the next frame it gets. */
+  #deferred: 'start' | 'end' | undefined;
   /** Whether the talker was speaking as of the last speech event that left the queue (sent, or dropped with its audio). */
   #speakingAtHead = false;
   readonly counters: AudioSocketCounters = { frames: 0, sentFrames: 0, droppedFrames: 0, queuedFrames: 0, bytesSent: 0 };
@@ -171,9 +173,13 @@ export class AudioSocketStream {
   write(frame: AudioFrame, pcm16: Int16Array | undefined, complete = true): void {
     if (this.#ended) return;
     const samples = frame.data.length / frame.channels;
-    // Its speech flag counts all the same: turns start and end at the frames every other reader of the branch sees.
+    // Its speech flag counts all the same, so that turns start and end at the frames every other reader of
+    // the branch sees; a change decided on it is said with the first audio this reader gets (not before
+    // the audio it has: a socket's events never precede its start).
     if (this.#o.sampleFormat === 'f32' && !complete) {
-      this.#trackSpeech(frame);
+      const change = this.#speakingChange(frame);
+      // Changes alternate: a second one undoes the first before it was said.
+      if (change) this.#deferred = this.#deferred === undefined ? change : undefined;
       return;
     }
     // The longer of the first two frames: a resampled branch's first frame is short by the filter's delay.
@@ -183,18 +189,27 @@ export class AudioSocketStream {
       else this.#format.frameMs = Math.max(this.#format.frameMs, frameMs);
     }
     this.counters.frames++;
-    this.#trackSpeech(frame);
+    if (this.#deferred) {
+      this.#pushSpeech(this.#deferred, frame);
+      this.#deferred = undefined;
+    }
+    const change = this.#speakingChange(frame);
+    if (change) this.#pushSpeech(change, frame);
     this.#nextPosition = frame.position + samples;
     if (isSilence(frame.peak, frame.data)) this.#pushSilence(frame.position, samples);
     else this.#push({ audio: this.#bytes(frame, pcm16), position: frame.position, samples });
     this.flush();
   }
 
-  /** The frame's speech flag (or VAD) through the debounce: a speech event queued where a turn starts or ends. */
-  #trackSpeech(frame: AudioFrame): void {
-    if (frame.speech === undefined && frame.vad === undefined) return;
-    const change = this.#speaking.update(frame.speech ?? (frame.vad ?? 0) >= 0.5);
-    if (change) this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }), speech: change === 'start' });
+  /** The frame's speech flag (or VAD) through the debounce: where a turn starts or ends. */
+  #speakingChange(frame: AudioFrame): 'start' | 'end' | undefined {
+    if (frame.speech === undefined && frame.vad === undefined) return undefined;
+    return this.#speaking.update(frame.speech ?? (frame.vad ?? 0) >= 0.5);
+  }
+
+  /** Queues a speech event at `frame`'s position. */
+  #pushSpeech(change: 'start' | 'end', frame: AudioFrame): void {
+    this.#push({ text: JSON.stringify({ type: change === 'start' ? 'speech-start' : 'speech-end', at: seconds(frame.position, frame.sampleRate) }), speech: change === 'start' });
   }
 
   /**

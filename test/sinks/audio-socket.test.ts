@@ -98,6 +98,11 @@ describe('AudioSocketStream', () => {
     }
     // The third speech frame in a row (frame 2, at 40 ms) starts the turn for both; the f32 one started it at frame 4.
     expect(starts).toEqual([0.04, 0.04]);
+    // Decided on a frame the f32 reader skipped: said with the first audio it gets (frame 4), not before its start.
+    const late = new AudioSocketStream({ ...identity, sampleFormat: 'f32' });
+    for (let k = 0; k < 8; k++) late.write(frame(k * 320, new Int16Array(320).fill(1000), { speech: true }), undefined, k >= 4);
+    const received = (await deliverRest(late, 'deleted')).filter((m) => !Buffer.isBuffer(m)) as Array<{ type: string; at?: number }>;
+    expect(received.map((m) => [m.type, m.at])).toEqual([['start', 0.08], ['speech-start', 0.08], ['speech-end', 0.16], ['end', undefined]]);
   });
 
   it('while no socket is attached, keeps the newest frames (events queued before a dropped frame go with it); start.at is where the kept audio begins', async () => {
