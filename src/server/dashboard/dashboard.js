@@ -144,8 +144,9 @@ function updateCard(card, p) {
   el.classList.toggle('mine', mine);
 
   const audio = p.audio ?? {};
-  // Before its first frame a stream has measured nothing: "not yet", not silence, nor a pipeline without VAD.
-  const measured = (num(audio.seconds) ?? 0) > 0;
+  // Before its first packet a stream has measured nothing: "not yet", not silence, nor a pipeline without
+  // VAD. (Packets, not the measured seconds: a pipeline without a stats sink measures none.)
+  const measured = (num(p.rtp?.packetsReceived) ?? 0) > 0 || (num(audio.seconds) ?? 0) > 0;
   const rms = num(audio.rmsDbfs);
   const peak = num(audio.peakDbfs);
   parts.level.dataset.rms = rms === null ? '' : String(rms);
