@@ -92,7 +92,7 @@ function runAll(b: Build, pcm: Float32Array): { out: Float32Array; vad: Float32A
 /** What `--json` carries: each fixture's differences from the reference build, and each build's speed. */
 export interface RnnoiseResult {
   reference: string;
-  fixtures: Array<{ name: string; frames: number; builds: Array<{ name: string; maxAbsDiffInt16: number; rmsDiffDb: number; maxVadDiff: number; meanVad: number }> }>;
+  fixtures: Array<{ name: string; frames: number; builds: Array<{ name: string; maxAbsDiffInt16: number; rmsDiffDb: number | null; maxVadDiff: number; meanVad: number }> }>;
   usPerFrame: Array<{ name: string; median: number; timesReference: number; framesTimed: number }>;
 }
 
@@ -130,8 +130,8 @@ export async function benchRnnoise(): Promise<RnnoiseResult> {
       for (let f = 0; f < frames; f++) maxVad = Math.max(maxVad, Math.abs(r.vad[f] - ref.vad[f]));
       const meanVad = r.vad.reduce((s, v) => s + v, 0) / frames;
       const rmsRel = diffEnergy === 0 ? -Infinity : 10 * Math.log10(diffEnergy / refEnergy);
-      // JSON has no -Infinity: identical outputs are null there.
-      fixtureResult.builds.push({ name: builds[k].name, maxAbsDiffInt16: maxAbs, rmsDiffDb: Number.isFinite(rmsRel) ? rmsRel : (null as unknown as number), maxVadDiff: maxVad, meanVad });
+      // JSON has no -Infinity: identical outputs are null.
+      fixtureResult.builds.push({ name: builds[k].name, maxAbsDiffInt16: maxAbs, rmsDiffDb: Number.isFinite(rmsRel) ? rmsRel : null, maxVadDiff: maxVad, meanVad });
       console.log(
         `  ${r === ref ? '' : builds[k].name.padEnd(10)} max |Δsample| ${maxAbs.toExponential(2)} int16 units (${db(maxAbs / 32768).toFixed(1)} dBFS), ` +
           `RMS Δ ${rmsRel.toFixed(1)} dB re output, max |ΔVAD| ${maxVad.toExponential(2)}, mean VAD ${meanVad.toFixed(3)}`,

@@ -4,7 +4,7 @@
  * sections and options.
  */
 import { availableParallelism } from 'node:os';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ALL_TARGETS, benchCapacity, machine, OUTPUT_PIPELINES, resultsDir, SOURCES, targetProblem, type CapacityResult, type SourceName, type TargetName } from './capacity.js';
@@ -163,6 +163,7 @@ const settle = num(values.settle, 'settle');
 const repeat = num(values.repeat, 'repeat');
 const streams = num(values.streams, 'streams');
 const stepSeconds = num(values['step-seconds'], 'step-seconds');
+if (values.compare !== undefined && !existsSync(join(values.compare, 'package.json'))) refuse(`--compare ${values.compare}: no earshot tree there (no package.json)`);
 const targets = values.targets?.split(',').map((s) => s.trim()) as TargetName[] | undefined;
 if (targets) {
   const problem = targetProblem(targets, values.compare, values['compare-label']);
