@@ -20,14 +20,16 @@ const UNIT = [
   'test/helpers/**/*.test.ts',
   'test/errors.test.ts',
   'test/layering.test.ts',
-  'test/server/ice-server-links.test.ts',
-  'test/pipeline/{pipeline,pipeline-builder,pipeline-properties,pipeline-registry,record-names,frame-operators}.test.ts',
-  'test/rtc/{sdp-offer,rtp-ingest,ice-servers,werift-rtp-header,werift-receiver,rtcp-reports}.test.ts',
-  'test/sinks/{audio-socket,file-size-limit,record-sink,recording-preflight,recordings-directory,s16-recording,wav-file-writer,wav-file-writer-faults,ogg-opus-writer,processors}.test.ts',
+  // Servers and workers without live media or timing: options, errors, routes, offers answered but never connected.
+  'test/server/{ice-server-links,port-in-use,logging,server-options,trust-proxy,dashboard-route,connection-limit,client-address,forwarded-header}.test.ts',
+  'test/pipeline/{pipeline,pipeline-builder,pipeline-properties,pipeline-registry,record-names,frame-operators,operators,peer-pipeline,loss-at-end,processor-stages,custom-stage-format,json-text,replace-file}.test.ts',
+  'test/rtc/{sdp-offer,rtp-ingest,ice-servers,werift-rtp-header,werift-receiver,rtcp-reports,dtx-answer,aes128-gcm}.test.ts',
+  'test/sinks/{audio-socket,file-size-limit,record-sink,recording-preflight,recordings-directory,s16-recording,wav-file-writer,wav-file-writer-faults,ogg-opus-writer,processors,wav-repair}.test.ts',
   'test/client/{wav-source,wav-stream,audio-sender,whip-client,shared-frames}.test.ts',
   'test/core/{listeners,subscriber-guard}.test.ts',
   'test/cluster/{placement,compose-file,cluster-options}.test.ts',
-  'test/pool/{batch-codec,slot-placement}.test.ts',
+  'test/pool/{batch-codec,slot-placement,stage-modules,worker-entry,quiet-hold,spare-outputs,cpu-quota}.test.ts',
+  'test/facade/webrtc-handler-options.test.ts',
 ];
 
 /**
