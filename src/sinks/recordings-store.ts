@@ -102,24 +102,28 @@ export class RecordingsStore {
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       // mkdir on a path that exists as a file says EEXIST; what the operator must fix is "not a directory".
-      code = err.code === 'EEXIST' ? 'ENOTDIR' : err.code === 'ELINKOUT' ? err.message : (err.code ?? err.message);
+      const link = (err as { link?: string }).link;
+      code = err.code === 'EEXIST' ? 'ENOTDIR' : err.code === 'ELINKOUT' ? `ELINKOUT ("${link}" in it is a link to a directory outside the recordings directory)` : (err.code ?? err.message);
     }
     throw errors.RECORDINGS_DIR_UNWRITABLE(dir, code);
   }
 
   /**
-   * The deepest existing level of `sub` (directory names inside the recordings directory), as
-   * `prepare` would walk it: ELINKOUT for a level that is a link to outside.
+   * The deepest level of `sub` (directory names inside the recordings directory, joined as they are)
+   * that exists. A level that is a link to a directory outside the recordings directory throws
+   * ELINKOUT (with `link`, the level's name): recordings are written, as they are served, only inside it.
    */
   async #deepestInside(sub: string): Promise<string> {
     const root = await realpath(this.dir);
     let deepest = this.dir;
     const parts = sub.split('/');
     for (let i = 1; i <= parts.length; i++) {
-      const path = join(this.dir, parts.slice(0, i).join('/'));
+      const link = parts.slice(0, i).join('/');
+      const path = join(this.dir, link);
+      // A level that does not exist yet (or a file in the way, which the caller finds) ends the walk.
       const real = await realpath(path).catch(() => undefined);
       if (real === undefined) break;
-      if (!isInside(real, root)) throw Object.assign(new Error(`ELINKOUT ("${parts.slice(0, i).join('/')}" in it is a link to a directory outside the recordings directory)`), { code: 'ELINKOUT' });
+      if (!isInside(real, root)) throw Object.assign(new Error(`${path} is a link to a directory outside the recordings directory`), { code: 'ELINKOUT', link });
       deepest = path;
     }
     return deepest;
@@ -179,16 +183,7 @@ export class RecordingsStore {
     const dir = dirname(this.pathOf(name));
     if (dir === this.dir) return;
     // Checked before anything is made: a link's target must not get new directories either.
-    const root = await realpath(this.dir);
-    const parts = RecordingsStore.checkName(name).split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const link = parts.slice(0, i).join('/');
-      // A level that does not exist yet (or a file in the way, which makeDirectory reports) ends the walk.
-      // (The name was checked whole: its directory parts are plain names, joined as they are.)
-      const real = await realpath(join(this.dir, link)).catch(() => undefined);
-      if (real === undefined) break;
-      if (!isInside(real, root)) throw Object.assign(new Error(`${join(this.dir, link)} is a link to a directory outside the recordings directory`), { code: 'ELINKOUT', link });
-    }
+    await this.#deepestInside(RecordingsStore.checkName(name).split('/').slice(0, -1).join('/'));
     await makeDirectory(dir);
   }
 
