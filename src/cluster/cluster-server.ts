@@ -596,12 +596,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       load: (): NodeLoad => {
         const up = serving();
         const reports = up.flatMap((e) => (e.report ? [e.report] : []));
+        // A session placed or started since the engines' last reports counts at once (a drain that read
+        // no session would close the node and end it), and so does an offer on its way to an engine.
+        const sessions = machineSessions(reports);
         return {
           accepting: !closing && up.length > 0,
-          ready: (reports.length === 0 ? up.length > 0 : reports.some((r) => r.ready)) && machineFull(reports).length === 0,
-          // The engines report every 250 ms; a session placed or started since counts at once (a drain that
-          // read no session would close the node and end it), and so does an offer on its way to an engine.
-          sessions: Math.max(reports.reduce((n, r) => n + r.peers, 0), placement.sessions),
+          ready: (reports.length === 0 ? up.length > 0 : reports.some((r) => r.ready)) && sessions < machineLimits.sessions,
+          sessions,
           pending: Math.max(reports.reduce((n, r) => n + r.pending, 0), placement.placing),
           workerUtilization: reports.length > 0 ? Math.min(...reports.map((r) => r.workerUtilization)) : 0,
           engines: processes,
@@ -822,9 +823,14 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
    * says it is not ready itself.)
    */
   const machineFull = (reports: readonly EngineReport[]): string[] => {
-    const sessions = Math.max(reports.reduce((n, r) => n + r.peers, 0), placement.sessions);
+    const sessions = machineSessions(reports);
     return sessions >= machineLimits.sessions ? [`${sessions} sessions on this machine, the most allowed (--max-sessions ${machineLimits.sessions})`] : [];
   };
+  /**
+   * The machine's sessions: the engines' last reports, or the sessions placed since if more (the
+   * engines report every 250 ms; a session placed or started since counts at once).
+   */
+  const machineSessions = (reports: readonly EngineReport[]): number => Math.max(reports.reduce((n, r) => n + r.peers, 0), placement.sessions);
   /** An engine's limit is its share of the machine's (`ceil(limit / N)`): its reason says so, naming the limit the operator set. */
   const engineShare = (reason: string): string =>
     reason
@@ -868,7 +874,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     // Checked here too: an engine's 400 would read as "not this engine's peer", and the answer be a 404.
     const histogram = queryFlag(req.query.histogram, 'histogram');
     // A live peer of an engine that does not answer: say so, not another engine's 404.
-    const owner = byId((await placement.ownerOfPeer(req.params.peer)) ?? '');
+    const owner = engineOf(await placement.ownerOfPeer(req.params.peer));
     if (owner && owner.state === 'up' && silent.has(owner)) throw engineSilent(owner, `peer "${req.params.peer}"`, reply);
     // A live peer runs on one engine; an ended one may be remembered by several (it ran on each in turn),
     // or by the front (its engine died with it): the newest wins.
