@@ -122,7 +122,7 @@ process.on('SIGTERM', () => void stop(0));
 process.on('SIGINT', () => void stop(0));
 
 async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<void> {
-  const { options } = message;
+  const { listenersOfMachine, ...options } = message.options;
   const logger = pino({
     level: options.logLevel ?? 'info',
     base: { pid: process.pid, hostname: hostname(), engine: message.engine },
@@ -140,6 +140,7 @@ async function start(message: Extract<FrontMessage, { t: 'start' }>): Promise<vo
     // The machine's bindings, which the front keeps (in rooms.json, or Redis): an engine keeps no file of its own.
     // A change made while this engine starts reaches it once it is up (the front's catch-up).
     server.core.restoreRoomBindings(message.rooms);
+    if (listenersOfMachine) server.core.listeners.shareOfMachine(listenersOfMachine.engines, listenersOfMachine.limit);
     await server.listen();
   } catch (e) {
     const error = isEarshotError(e)

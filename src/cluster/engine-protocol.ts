@@ -41,6 +41,11 @@ export const PEERS_REPORT_INTERVAL_MS = 1000;
 export type EngineServerOptions = Omit<CreateServerOptions, 'host' | 'port' | 'tlsCert' | 'tlsKey' | 'logger' | 'processors' | 'pipeline' | 'trustProxy'> & {
   /** A pipeline name, a JSON file path, or a pipeline document (stage operators already replaced: it crosses as JSON; the engine validates it). */
   pipeline?: string | PipelineDocument;
+  /**
+   * The machine's `maxListeners`, of which this engine holds `maxListeners` (its share):
+   * its refusals name both, so that an operator who set 64 does not read "its maximum of 32".
+   */
+  listenersOfMachine?: { engines: number; limit: number };
 };
 
 /** Front → engine. */

@@ -52,6 +52,9 @@ export class Listeners {
   readonly #sockets = new Map<string, number>();
   readonly #options: ListenerLimits & { ice?: IceOptions; connectTimeoutMs?: number; rtcpTimeoutMs?: number; onEnd?(info: ListenerInfo, reason: ListenerEndReason): void };
 
+  /** Set on an engine process (serve --processes): the machine's limit, of which `maxListeners` is this engine's share. */
+  #machine?: { engines: number; limit: number };
+
   constructor(options: ListenerLimits & { ice?: IceOptions; connectTimeoutMs?: number; rtcpTimeoutMs?: number; onEnd?(info: ListenerInfo, reason: ListenerEndReason): void }) {
     this.#options = options;
   }
@@ -112,11 +115,19 @@ export class Listeners {
     return this.#options.rtcpTimeoutMs ?? LISTENER_TIMEOUT_MS;
   }
 
+  /**
+   * @internal An engine process of `earshot serve --processes` holds `maxListeners` as its
+   * share of the machine's `limit`, shared out among `engines`: its refusals say so.
+   */
+  shareOfMachine(engines: number, limit: number): void {
+    this.#machine = { engines, limit };
+  }
+
   /** Throws `EARSHOT_LISTENERS_FULL` when `peer` (or the server) has no room for another listener. */
   checkRoom(peer: string): void {
     const perPeer = this.#options.maxListenersPerPeer ?? DEFAULT_MAX_LISTENERS_PER_PEER;
     const total = this.#options.maxListeners ?? DEFAULT_MAX_LISTENERS;
-    if (this.count() >= total) throw errors.LISTENERS_FULL('The server', total);
+    if (this.count() >= total) throw errors.LISTENERS_FULL('The server', total, this.#machine);
     if (this.count(peer) >= perPeer) throw errors.LISTENERS_FULL(`Peer "${peer}"`, perPeer);
   }
 

@@ -265,7 +265,9 @@ describe('earshot serve --processes 2', () => {
       const third = await listen(`${s.url}/whep/crowd`);
       players.push(third);
       expect(third.status).toBe(503);
-      expect(third.problem).toMatchObject({ code: 'EARSHOT_LISTENERS_FULL' });
+      // Worded with the limit the operator set, not the engine's share of it.
+      expect(third.problem).toMatchObject({ code: 'EARSHOT_LISTENERS_FULL', limit: 4, engineShare: 2 });
+      expect(third.problem?.detail).toContain('its share of the server\'s 4 (--max-listeners, shared out among its 2 engine processes');
       expect(third.headers.get('retry-after')).toBeTruthy();
       // Ending one frees its place.
       expect((await fetch(players[0].location!, { method: 'DELETE' })).status).toBe(200);
