@@ -104,6 +104,11 @@ describe('dashboard', () => {
         return levels.size >= 3 ? true : undefined;
       });
       await card(page, me).locator('[data-testid="speaking"][data-active="true"]').waitFor({ timeout: 10_000 });
+      // The sparklines are named with what they show (a chart a screen reader skipped left its <dd> empty).
+      const sparkNames = await Promise.all(['loss-spark', 'jitter-spark'].map((id) => card(page, me).getByTestId(id).getAttribute('aria-label')));
+      expect(sparkNames[0]).toMatch(/^Loss, last \d+ s: highest \d+(\.\d+)? %, now \d+(\.\d+)? %$/);
+      expect(sparkNames[1]).toMatch(/^Jitter, last \d+ s: highest \d+(\.\d+)? ms, now \d+(\.\d+)? ms$/);
+      expect(await card(page, me).getByRole('img', { name: /^Loss, last/ }).count()).toBe(1);
       // The load tiles: the workers' recent share (between two figures); with admission off (as this
       // test's server runs), the event-loop lag since start, labelled so, instead of admission's main-thread share.
       await until('the load tiles to read their figures', async () => {

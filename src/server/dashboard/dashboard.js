@@ -16,6 +16,8 @@ import { markFinalized, recordingNames, refreshRecordings, showLiveRecordings } 
 import { myPeer, talkEnded } from './talk.js';
 
 const SPARK_SAMPLES = 60;
+/** How often the server sends the peers' figures (`/events?interval=`), ms: a sparkline's sample. */
+const EVENTS_INTERVAL_MS = 250;
 const METER_FLOOR_DB = -60;
 
 // ---------------------------------------------------------------- tiles
@@ -112,9 +114,17 @@ function createCard(peer) {
 /** dBFS → 0..100 % of the meter (−60 dBFS and below is empty). */
 const meterPercent = (db) => (num(db) === null ? 0 : Math.min(100, Math.max(0, ((db - METER_FLOOR_DB) / -METER_FLOOR_DB) * 100)));
 
-function drawSpark(polyline, values, floor) {
-  const max = Math.max(floor, ...values);
+/**
+ * Draws a sparkline, and names it for a screen reader with what a glance at it tells (its span,
+ * its highest and its latest value): the chart is the dd of its dt, so it must say something.
+ */
+function drawSpark(polyline, values, floor, label, format) {
   const n = values.length;
+  if (n > 0) {
+    const seconds = Math.round((n * EVENTS_INTERVAL_MS) / 1000);
+    polyline.ownerSVGElement?.setAttribute('aria-label', `${label}, last ${seconds} s: highest ${format(Math.max(...values))}, now ${format(values[n - 1])}`);
+  }
+  const max = Math.max(floor, ...values);
   const points = values.map((v, i) => {
     const x = n === 1 ? 120 : (i / (SPARK_SAMPLES - 1)) * 120 + (SPARK_SAMPLES - n) * (120 / (SPARK_SAMPLES - 1));
     const y = 27 - (Math.max(0, v) / max) * 25;
@@ -174,8 +184,8 @@ function updateCard(card, p) {
   pushSample(card.jitter, num(rtp.jitter) === null ? null : rtp.jitter * 1000);
   parts.loss.textContent = fmt.percent(rtp.lossRatio, 1);
   parts.jitter.textContent = fmt.ms(num(rtp.jitter) === null ? null : rtp.jitter * 1000);
-  drawSpark(parts.lossSpark, card.loss, 0.02);
-  drawSpark(parts.jitterSpark, card.jitter, 20);
+  drawSpark(parts.lossSpark, card.loss, 0.02, 'Loss', (v) => fmt.percent(v, 1));
+  drawSpark(parts.jitterSpark, card.jitter, 20, 'Jitter', (v) => fmt.ms(v));
 
   const rec = p.recording && typeof p.recording === 'object' ? p.recording : null;
   card.recording = rec?.state === 'recording';
@@ -294,7 +304,7 @@ async function connect() {
   });
   for (;;) {
     try {
-      const res = await api('/events?interval=250', { headers: { Accept: 'text/event-stream' }, cache: 'no-store' });
+      const res = await api(`/events?interval=${EVENTS_INTERVAL_MS}`, { headers: { Accept: 'text/event-stream' }, cache: 'no-store' });
       if (!res.ok || !res.body) throw new Error(await problemText(res));
       setState('live', 'live');
       // Back after a break (a restart, a network drop): what was recorded meanwhile, with links the
