@@ -891,9 +891,21 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     // answers for it: its answer has what was asked (?histogram), which the front's copy does not.
     const exited = engineSessions.endedPeer(req.params.peer);
     if (exited && (!best || rank(exited) > rank(best.doc))) best = { engine: exited.engine, doc: histogram ? Object.assign({}, exited, { latencyHistogram: null }) : exited };
+    const peer = req.params.peer;
+    // This machine remembers only an ended session of the peer: if another node runs it now, its live
+    // figures are the answer, whichever node is asked (not the ended one here, or the answer would
+    // depend on which node a load balancer picked).
+    if (best && best.doc.state === 'ended' && node && !isNodeHop(req)) {
+      let elsewhere: string | undefined;
+      try {
+        elsewhere = await node.ownerOfPeer(peer);
+      } catch {
+        // Redis away: what this machine knows is still an answer.
+      }
+      if (elsewhere !== undefined && elsewhere !== node.id) return node.toOwner(req, reply, async () => elsewhere, () => errors.PEER_NOT_FOUND(peer, 'known'));
+    }
     if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine });
     if (node) {
-      const peer = req.params.peer;
       // A live peer elsewhere: its node answers. An ended one: the nodes that ran it remember it, the newest wins.
       const ended = async () => {
         let newest: { state?: string; createdAt?: string } | undefined;

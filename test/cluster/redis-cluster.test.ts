@@ -314,6 +314,29 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
     expect(((await free.json()) as { code: string }).code).not.toBe('EARSHOT_PEER_BUSY');
   });
 
+  it('answers GET /stats/:peer with the live session on another node, not an ended one this node remembers', async () => {
+    // The first session ends on node 0 (a POST wins ties on its own node), the second runs on node 2.
+    const firstRun = await sendAudio({ url: `${nodes[0].url}/whip/moved/hopper`, token: PUBLISH, source: tone, seconds: 1 });
+    expect(firstRun.packetsSent).toBeGreaterThan(40);
+    const ended = await get<{ state: string; node?: string }>(nodes[0], '/stats/hopper');
+    expect(ended.state).toBe('ended');
+    const controller = new AbortController();
+    const second = mayBeEnded(sendAudio({ url: `${nodes[2].url}/whip/moved/hopper`, token: PUBLISH, source: tone, loop: true, signal: controller.signal }));
+    try {
+      const live = await livePeer(nodes[2], 'hopper', 10);
+      expect(live.node).not.toBe(idOf(nodes[0]));
+      // Every node, node 0 included, answers with the live session where it runs.
+      for (const node of nodes) {
+        const doc = await get<{ state: string; session: string }>(node, '/stats/hopper');
+        expect([node.url, doc.state]).toEqual([node.url, 'connected']);
+        expect(doc.session).toBe(live.session);
+      }
+    } finally {
+      controller.abort();
+      await second.catch(() => undefined);
+    }
+  });
+
   it('shares pipelines and room bindings: a change through one node (a new pipeline, an update, a deletion) is used by the others', async () => {
     const pipeline = (template: string) => ({ name: 'shared', stages: [], sinks: [{ type: 'record', template }, { type: 'stats' }] });
     const put = await fetch(`${nodes[0].url}/pipelines/shared`, { method: 'PUT', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify(pipeline('shared-{peer}')) });
