@@ -6,6 +6,7 @@
  * (port 0, same mid; RFC 3264 §6, RFC 8843 §7.3.3), so the answer still has
  * exactly the offer's m-lines, in its order.
  */
+import { isIP } from 'node:net';
 import { errors } from '../errors.js';
 import { bundleGroups, directionOf, isRtp, ownDirection, type MediaSection, type OfferSummary, type ParsedOffer } from './sdp-offer.js';
 import { setupOf } from './dtls-role.js';
@@ -75,6 +76,13 @@ export function planNegotiation(offer: ParsedOffer, summary: OfferSummary): Nego
  * The session part and the `keep` sections of `offer`, as SDP. Groups
  * (`a=group:BUNDLE …`) keep only the mids of kept sections, and a group left
  * empty is dropped: werift must not expect sections it never sees.
+ *
+ * Candidates whose address is a name, not an IP address (a browser's mDNS
+ * `….local`, RFC 8839 allows an FQDN), are left out: werift would resolve each
+ * with a multicast query on the server's network (binding 0.0.0.0:5353), so an
+ * offer could make the server send one per candidate. earshot answers as an
+ * ICE-lite agent and learns the client's address from its connectivity
+ * checks: it needs none of the offer's candidates.
  */
 export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): string {
   const kept = new Set(keep);
@@ -92,8 +100,9 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
   for (const s of offer.sections) {
     if (!kept.has(s.index)) continue;
     // A bundle-only section has port 0 (RFC 8843 §6); werift would take it as rejected.
-    if (s.port === 0 && s.lines.includes('a=bundle-only')) lines.push(s.lines[0].replace(/^(m=\S+) 0 /, '$1 9 '), ...s.lines.slice(1));
-    else lines.push(...s.lines);
+    const sectionLines = s.lines.filter((l) => !l.startsWith('a=candidate:') || isIP(l.split(/\s+/)[4] ?? '') !== 0);
+    if (s.port === 0 && s.lines.includes('a=bundle-only')) lines.push(sectionLines[0].replace(/^(m=\S+) 0 /, '$1 9 '), ...sectionLines.slice(1));
+    else lines.push(...sectionLines);
     // werift reads a section without a direction attribute as inactive, and would answer
     // inactive to a publisher that sends: it gets the direction the offer means, stated.
     if (isRtp(s.proto) && ownDirection(s) === undefined) lines.push(`a=${directionOf(offer, s)}`);

@@ -1,0 +1,76 @@
+/**
+ * Candidates an offer names by a host name rather than an IP address: a
+ * browser's mDNS names (`<uuid>.local`, as Chromium and Safari hide host
+ * addresses behind) and plain FQDNs (RFC 8839 §5.1). werift would resolve each
+ * `.local` one with a multicast DNS query, from a socket bound to 0.0.0.0:5353,
+ * so that any publisher could make the server send one query on its network per
+ * candidate. earshot answers as ICE-lite and needs none of them: the session
+ * connects from the client's checks, every packet arrives, and no mDNS socket
+ * is opened.
+ */
+import { Socket } from 'node:dgram';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PeerStatsSnapshot } from '../../src/index.js';
+import { encodeOpusFrames } from '../helpers/audio.js';
+import { readFixture } from '../helpers/fixtures.js';
+import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startServer({ pipeline: { name: 'plain', stages: [], sinks: [{ type: 'stats' }] } });
+});
+afterAll(() => t.close());
+
+/** UDP sockets of this process (the server runs in it) bound to port 5353, the mDNS port. */
+function mdnsSockets(): number {
+  const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+  return handles.filter((h) => {
+    if (!(h instanceof Socket)) return false;
+    try {
+      return h.address().port === 5353;
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+describe('candidates named by a host name', () => {
+  it('are not resolved: the session connects from the client\'s checks, every packet arrives, no mDNS socket is opened', async () => {
+    const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+    const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
+    let offered = '';
+    /** mDNS sockets seen while the session is live (werift closes its resolver with the session). */
+    let mdnsWhileLive = 0;
+    // Every candidate's address becomes an mDNS name, and one FQDN candidate more: the offer names no IP address.
+    const hideAddresses = (sdp: string) =>
+      (offered = sdp
+        .replace(/^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)/gm, (_m, head: string, _address: string, tail: string) => `${head}6f1c9a2e-5b7d-4e0f-9a3c-2d8e1f4b6a70.local${tail}`)
+        .replace(/(a=candidate:[^\r\n]*\r\n)/, '$1a=candidate:2 1 udp 2113937151 media.example.com 50000 typ host\r\n'));
+    await publishRawOpus(
+      `${t.url}/whip/demo/hidden`,
+      async (send) => {
+        for (let k = 0; k < packets.length; k++) {
+          send(100 + k, k * 960, packets[k], k === 0);
+          mdnsWhileLive = Math.max(mdnsWhileLive, mdnsSockets());
+          await sleep(5);
+        }
+      },
+      { editOffer: hideAddresses },
+    );
+    // The edit took: candidates, none of them an IP address.
+    const candidates = offered.match(/^a=candidate:.*$/gm) ?? [];
+    expect(candidates.length).toBeGreaterThanOrEqual(2);
+    expect(candidates.every((c) => /\.local |example\.com /.test(c))).toBe(true);
+    let stats: PeerStatsSnapshot | undefined;
+    for (let i = 0; i < 100 && stats?.state !== 'ended'; i++) {
+      const res = await fetch(`${t.url}/stats/hidden`);
+      stats = res.ok ? ((await res.json()) as PeerStatsSnapshot) : undefined;
+      if (stats?.state !== 'ended') await sleep(100);
+    }
+    expect(stats?.state).toBe('ended');
+    expect(stats?.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
+    expect(mdnsWhileLive).toBe(0);
+  });
+});
