@@ -198,6 +198,8 @@ function sameOrigin(origin: string, host: string | string[] | undefined): boolea
 /** What access control reads of a request: its headers (a fastify request, or a raw one on an upgrade). */
 export interface RequestHead {
   headers: IncomingHttpHeaders;
+  /** The request's method: a token in a subprotocol is read on a GET upgrade only. */
+  method?: string;
   /** The request target (a raw request's; a fastify request's own is read from `raw`). */
   url?: string;
   raw?: { url?: string };
@@ -216,9 +218,18 @@ export function presentedToken(req: RequestHead): string | undefined {
 /** Prefix of the WebSocket subprotocol that carries a token: `earshot-bearer.` + the token in base64url. */
 export const WEBSOCKET_TOKEN_PROTOCOL = 'earshot-bearer.';
 
+/**
+ * A WebSocket opening handshake (RFC 6455 §4.1): a GET with `Upgrade: websocket` and `Connection: Upgrade`.
+ * Node hands only those to the upgrade handlers; a plain request that merely carries the headers is not one.
+ */
+function isWebSocketUpgrade(req: RequestHead): boolean {
+  if (req.method !== 'GET' || String(req.headers.upgrade).toLowerCase() !== 'websocket') return false;
+  return String(req.headers.connection ?? '').toLowerCase().split(',').some((token) => token.trim() === 'upgrade');
+}
+
 function protocolToken(req: RequestHead): string | undefined {
   const offered = req.headers['sec-websocket-protocol'];
-  if (offered === undefined || String(req.headers.upgrade).toLowerCase() !== 'websocket') return undefined;
+  if (offered === undefined || !isWebSocketUpgrade(req)) return undefined;
   for (const p of String(offered).split(',')) {
     const v = p.trim();
     if (v.startsWith(WEBSOCKET_TOKEN_PROTOCOL) && /^[A-Za-z0-9_-]{1,1400}$/.test(v.slice(WEBSOCKET_TOKEN_PROTOCOL.length))) {

@@ -59,6 +59,13 @@ describe('GET /peers/:peer/audio', () => {
     const wrong = await connect('/peers/nobody/audio', { protocols: ['earshot-audio', `earshot-bearer.${Buffer.from('not-the-token').toString('base64url')}`] }).outcome;
     expect(wrong).toMatchObject({ open: false, status: 401, headers: { 'www-authenticate': 'Bearer realm="earshot", error="invalid_token"' } });
     expect(none).toMatchObject({ headers: { 'www-authenticate': 'Bearer realm="earshot"' } });
+    // Only an upgrade's subprotocol carries a token: a plain request with the headers but no
+    // "Connection: Upgrade" (not a WebSocket handshake) is refused, on any route.
+    const admin = `earshot-bearer.${Buffer.from(ADMIN).toString('base64url')}`;
+    for (const [method, path] of [['GET', '/stats'], ['PUT', '/rooms/viaproto'], ['GET', '/peers/nobody/audio']]) {
+      const answer = await rawExchange(t.url, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: earshot-audio, ${admin}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`);
+      expect(answer.split('\r\n')[0], `${method} ${path}`).toBe('HTTP/1.1 401 Unauthorized');
+    }
     const plain = await fetch(`${t.url}/peers/nobody/audio`, { headers: { authorization: `Bearer ${ADMIN}` } });
     expect(plain.status).toBe(404);
     expect((await fetch(`${t.url}/peers/nobody/audio`)).status).toBe(401);
