@@ -100,7 +100,7 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
   for (const s of offer.sections) {
     if (!kept.has(s.index)) continue;
     // A bundle-only section has port 0 (RFC 8843 §6); werift would take it as rejected.
-    const sectionLines = s.lines.filter((l) => !l.startsWith('a=candidate:') || isIP(l.split(/\s+/)[4] ?? '') !== 0);
+    const sectionLines = s.lines.filter((l) => !l.startsWith('a=candidate:') || isIP(l.split(/\s+/)[4] ?? '') !== 0).filter(knownPayloadType(s));
     if (s.port === 0 && s.lines.includes('a=bundle-only')) lines.push(sectionLines[0].replace(/^(m=\S+) 0 /, '$1 9 '), ...sectionLines.slice(1));
     else lines.push(...sectionLines);
     // werift reads a section without a direction attribute as inactive, and would answer
@@ -111,6 +111,23 @@ export function reducedOffer(offer: ParsedOffer, keep: readonly number[]): strin
     if (setupOf(offer, s) === undefined) lines.push('a=setup:active');
   }
   return `${lines.join('\r\n')}\r\n`;
+}
+
+/**
+ * Whether a line of an RTP section may go to werift: an `a=fmtp` or `a=rtcp-fb`
+ * line only for a payload type the section maps (`a=rtpmap`) and lists on its
+ * m-line. werift threw on one for a payload type without a mapping ("Cannot set
+ * properties of undefined"), and the offer failed as a whole; RFC 8866 §6.15
+ * leaves such a line without meaning, so it is dropped, and the rest of the
+ * offer answered.
+ */
+function knownPayloadType(s: MediaSection): (line: string) => boolean {
+  if (!isRtp(s.proto)) return () => true;
+  const mapped = new Set(s.lines.flatMap((l) => /^a=rtpmap:(\d+) /.exec(l)?.[1] ?? []).filter((pt) => s.formats.includes(pt)));
+  return (line) => {
+    const m = /^a=(?:fmtp|rtcp-fb):(\S+)/.exec(line);
+    return !m || m[1] === '*' || mapped.has(m[1]);
+  };
 }
 
 /**
@@ -235,6 +252,14 @@ function fingerprintProblem(value: string): string | undefined {
 export function requireTransport(offer: ParsedOffer, s: MediaSection): void {
   if (offer.session.some((l) => /^a=ice-lite\s*$/.test(l))) {
     throw errors.SDP_INVALID('it declares a=ice-lite, and so does earshot\'s answer: two ICE-lite agents never check connectivity, so the session could never connect. Offer as a full ICE agent, as RFC 9725 asks of WHIP clients (browsers and WebRTC libraries do)');
+  }
+  // One of each per level (RFC 8839 §5.4, RFC 4145 §4): werift takes the last, the checks here the first,
+  // so a second value would pass as the first and be used as the second.
+  for (const name of ['ice-ufrag', 'ice-pwd', 'setup']) {
+    for (const [lines, where] of [[s.lines, `media section ${s.index}`], [offer.session, 'the session part']] as const) {
+      const n = lines.filter((l) => l.startsWith(`a=${name}:`)).length;
+      if (n > 1) throw errors.SDP_INVALID(`${where} has ${n} a=${name} lines; it may have one (${name === 'setup' ? 'RFC 4145 §4' : 'RFC 8839 §5.4'})`);
+    }
   }
   const value = (prefix: string) => (s.lines.find((l) => l.startsWith(prefix)) ?? offer.session.find((l) => l.startsWith(prefix)))?.slice(prefix.length);
   const ufrag = value('a=ice-ufrag:');

@@ -273,6 +273,11 @@ describe('offer reduction', () => {
       ['a role that is none', (o) => o.replace('a=setup:actpass', 'a=setup:bogus'), /a=setup:bogus is not a DTLS role \(actpass, active or passive/],
       // RFC 4145's "no connection for now": was answered a=setup:active, as if it were a role.
       ['holdconn', (o) => o.replace('a=setup:actpass', 'a=setup:holdconn'), /a=setup:holdconn asks for no connection .*offer a=setup:actpass/],
+      // A second line after a good one: the checks read the first, werift used the last (an empty ufrag: ice-failed after a 201).
+      ['a second, empty ufrag', (o) => o.replace('a=ice-ufrag:Gx2b', 'a=ice-ufrag:Gx2b\r\na=ice-ufrag:'), /media section 0 has 2 a=ice-ufrag lines; it may have one \(RFC 8839 §5.4\)/],
+      ['a second, short password', (o) => o.replace('a=ice-pwd:9uB6tUq5Vd7fGx0mKzLp2QwE', 'a=ice-pwd:9uB6tUq5Vd7fGx0mKzLp2QwE\r\na=ice-pwd:short'), /media section 0 has 2 a=ice-pwd lines/],
+      ['a second role, holdconn', (o) => o.replace('a=setup:actpass', 'a=setup:actpass\r\na=setup:holdconn'), /media section 0 has 2 a=setup lines; it may have one \(RFC 4145 §4\)/],
+      ['two ufrags in the session part', (o) => o.replace('t=0 0', 't=0 0\r\na=ice-ufrag:abcd\r\na=ice-ufrag:efgh'), /the session part has 2 a=ice-ufrag lines/],
     ];
     for (const [what, edit, message] of cases) {
       const e = problem(edit);

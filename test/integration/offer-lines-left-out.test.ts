@@ -1,4 +1,7 @@
 /**
+ * Lines of an offer earshot leaves out before werift sees them, over real
+ * loopback WebRTC: each offer connects and every packet arrives.
+ *
  * Candidates an offer names by a host name rather than an IP address: a
  * browser's mDNS names (`<uuid>.local`, as Chromium and Safari hide host
  * addresses behind) and plain FQDNs (RFC 8839 §5.1). werift would resolve each
@@ -36,10 +39,36 @@ function mdnsSockets(): number {
   }).length;
 }
 
+/** Publishes 50 packets of the tone as `peer` with the offer as `editOffer` writes it; calls `duringSend` after each packet. */
+async function publishFifty(peer: string, editOffer: (sdp: string) => string, duringSend: () => void = () => undefined): Promise<void> {
+  const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+  const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
+  await publishRawOpus(
+    `${t.url}/whip/demo/${peer}`,
+    async (send) => {
+      for (let k = 0; k < packets.length; k++) {
+        send(100 + k, k * 960, packets[k], k === 0);
+        duringSend();
+        await sleep(5);
+      }
+    },
+    { editOffer },
+  );
+}
+
+/** The peer's statistics once its session has ended (the publisher ends it after its packets). */
+async function endedStats(peer: string): Promise<PeerStatsSnapshot | undefined> {
+  let stats: PeerStatsSnapshot | undefined;
+  for (let i = 0; i < 100 && stats?.state !== 'ended'; i++) {
+    const res = await fetch(`${t.url}/stats/${peer}`);
+    stats = res.ok ? ((await res.json()) as PeerStatsSnapshot) : undefined;
+    if (stats?.state !== 'ended') await sleep(100);
+  }
+  return stats;
+}
+
 describe('candidates named by a host name', () => {
   it('are not resolved: the session connects from the client\'s checks, every packet arrives, no mDNS socket is opened', async () => {
-    const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
-    const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
     let offered = '';
     /** mDNS sockets seen while the session is live (werift closes its resolver with the session). */
     let mdnsWhileLive = 0;
@@ -48,29 +77,32 @@ describe('candidates named by a host name', () => {
       (offered = sdp
         .replace(/^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)/gm, (_m, head: string, _address: string, tail: string) => `${head}6f1c9a2e-5b7d-4e0f-9a3c-2d8e1f4b6a70.local${tail}`)
         .replace(/(a=candidate:[^\r\n]*\r\n)/, '$1a=candidate:2 1 udp 2113937151 media.example.com 50000 typ host\r\n'));
-    await publishRawOpus(
-      `${t.url}/whip/demo/hidden`,
-      async (send) => {
-        for (let k = 0; k < packets.length; k++) {
-          send(100 + k, k * 960, packets[k], k === 0);
-          mdnsWhileLive = Math.max(mdnsWhileLive, mdnsSockets());
-          await sleep(5);
-        }
-      },
-      { editOffer: hideAddresses },
-    );
+    await publishFifty('hidden', hideAddresses, () => (mdnsWhileLive = Math.max(mdnsWhileLive, mdnsSockets())));
     // The edit took: candidates, none of them an IP address.
     const candidates = offered.match(/^a=candidate:.*$/gm) ?? [];
     expect(candidates.length).toBeGreaterThanOrEqual(2);
     expect(candidates.every((c) => /\.local |example\.com /.test(c))).toBe(true);
-    let stats: PeerStatsSnapshot | undefined;
-    for (let i = 0; i < 100 && stats?.state !== 'ended'; i++) {
-      const res = await fetch(`${t.url}/stats/hidden`);
-      stats = res.ok ? ((await res.json()) as PeerStatsSnapshot) : undefined;
-      if (stats?.state !== 'ended') await sleep(100);
-    }
+    const stats = await endedStats('hidden');
     expect(stats?.state).toBe('ended');
     expect(stats?.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
     expect(mdnsWhileLive).toBe(0);
+  });
+});
+
+describe('attributes for a payload type the section does not map', () => {
+  it('are dropped, and the offer answered: a=fmtp and a=rtcp-fb for a listed type without a=rtpmap, and for a type not listed', async () => {
+    let offered = '';
+    // RED (63) listed on the m-line with its fmtp and feedback but no a=rtpmap, as an offer edited by a
+    // middlebox may read; and an fmtp for payload type 11, which the m-line does not list.
+    const unmapped = (sdp: string) =>
+      (offered = sdp
+        .replace(/^(m=audio \d+ \S+ \d+)/m, '$1 63')
+        .replace(/(a=rtpmap:\d+ opus\/48000\/2\r\n)/i, '$1a=fmtp:63 111/111\r\na=rtcp-fb:63 nack\r\na=fmtp:11 foo=1\r\n'));
+    await publishFifty('unmapped', unmapped);
+    expect(offered).toMatch(/^m=audio \d+ \S+ \d+ 63\r$/m);
+    expect(offered).not.toMatch(/a=rtpmap:63 /);
+    const stats = await endedStats('unmapped');
+    expect(stats?.state).toBe('ended');
+    expect(stats?.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
   });
 });
