@@ -26,7 +26,7 @@
 import { performance } from 'node:perf_hooks';
 import { Observable, Subject, type Subscription } from 'rxjs';
 import { CLIP_LEVEL, measureLevels } from '../dsp/levels.js';
-import { isSharedZeros, sharedZerosF32 } from '../media/shared-zeros.js';
+import { isSharedZeros, sharedZerosF32, sharedZerosS16 } from '../media/shared-zeros.js';
 import type { AudioFrame, BranchFormat } from '../media/frames.js';
 import type { ProcessorContext, ProcessorRegistry, ProcessorStageContext, ProcessorStageFormat, ProcessorStageInstance } from '../sinks/processors.js';
 import type { ProcessorStageDefinition } from './processor-stages.js';
@@ -371,12 +371,14 @@ class StageRunner {
   /** Silence in the output format over output positions [start, end); `shared`: a view of the shared zeros (the next stage copies it, the sinks only read it). */
   #emitSilence(start: number, end: number, arrival: number | undefined, shared = false): void {
     const length = (end - start) * this.#output.channels;
+    // In the branch's sample format: an s16 branch's sinks get Int16Array frames throughout.
+    const s16 = this.#output.sampleFormat === 's16';
     this.#emit({
       position: start,
       sampleRate: this.#output.sampleRate,
       channels: this.#output.channels,
-      sampleFormat: 'f32',
-      data: shared ? sharedZerosF32(length) : new Float32Array(length),
+      sampleFormat: s16 ? 's16' : 'f32',
+      data: s16 ? (shared ? sharedZerosS16(length) : new Int16Array(length)) : shared ? sharedZerosF32(length) : new Float32Array(length),
       rms: 0,
       peak: 0,
       clipped: 0,
@@ -420,6 +422,14 @@ function frameProblem(frame: unknown, format: BranchFormat): string | undefined 
   if (typeof frame !== 'object' || frame === null) return `emitted ${frame === null ? 'null' : typeof frame} instead of an AudioFrame`;
   const f = frame as Partial<AudioFrame>;
   if (!(f.data instanceof Float32Array) && !(f.data instanceof Int16Array)) return 'emitted a frame whose data is neither a Float32Array nor an Int16Array';
+  // The array type is the sample format: a Float32Array of s16-scale values (a map written for f32 frames,
+  // given an s16 branch's Int16Array) would be read as −1..1 and recorded as a full-scale square wave.
+  const emitted = f.data instanceof Int16Array ? 's16' : 'f32';
+  if (emitted !== format.sampleFormat) {
+    return format.sampleFormat === 's16'
+      ? 'emitted a Float32Array frame on an s16 branch; its frames are Int16Array (−32768..32767): return the array type it was given (e.g. Int16Array.from(frame.data, …)), or put the stage before the format stage'
+      : 'emitted an Int16Array frame on an f32 branch; its frames are Float32Array (−1..1): return the array type it was given';
+  }
   if (typeof f.position !== 'number' || !Number.isFinite(f.position)) return 'emitted a frame without a finite media position';
   if (f.sampleRate !== format.sampleRate || f.channels !== format.channels) {
     return `emitted a ${f.sampleRate} Hz, ${f.channels}-channel frame; its output is ${format.sampleRate} Hz, ${format.channels} channel${format.channels === 1 ? '' : 's'} (declare another with registerProcessor(name, factory, { stage: { outputFormat } }))`;

@@ -234,6 +234,40 @@ describe('the chain of processor stages', () => {
     }
   });
 
+  it('detaches a stage that changes the array type: a map written for f32 frames on an s16 branch made a full-scale square wave', async () => {
+    const S16: BranchFormat = { sampleRate: 48000, channels: 1, sampleFormat: 's16' };
+    const s16Frame = (index: number): AudioFrame => ({ ...frame(index), sampleFormat: 's16', data: new Int16Array(960).fill(8192), rms: 0.25, peak: 0.25 });
+    const r = new ProcessorRegistry();
+    // The docs' gain as it read before: Float32Array.from whatever it was given.
+    r.register('float-gain', () => ({ map: (f: AudioFrame) => ({ ...f, data: Float32Array.from(f.data, (v) => v * 0.5) }) }), { stage: true });
+    r.register('int-gain', () => ({ map: (f: AudioFrame) => ({ ...f, data: Int16Array.from(f.data, (v) => v * 16384) }) }), { stage: true });
+    r.register('kept-type', () => ({ map: (f: AudioFrame) => ({ ...f, data: (f.data as Int16Array).map((v) => v / 2) }) }), { stage: true });
+    const onS16 = await run(r, ['float-gain'], [s16Frame(0), s16Frame(1)], S16);
+    expect(onS16.failures).toEqual([expect.stringContaining('float-gain: emitted a Float32Array frame on an s16 branch; its frames are Int16Array')]);
+    // What reaches the sinks is the branch's s16 audio as it came, not 4096.0 read as a sample of −1..1.
+    expect(onS16.out.map((f) => [f.position, f.data instanceof Int16Array, f.data[0]])).toEqual([
+      [0, true, 8192],
+      [960, true, 8192],
+    ]);
+    const onF32 = await run(r, ['int-gain'], [frame(0)]);
+    expect(onF32.failures).toEqual([expect.stringContaining('int-gain: emitted an Int16Array frame on an f32 branch')]);
+    // A stage that keeps the type it was given runs, and its levels are measured on s16's scale.
+    const kept = await run(r, ['kept-type'], [s16Frame(0)], S16);
+    expect(kept.failures).toEqual([]);
+    expect(kept.out.map((f) => [f.sampleFormat, f.data[0], f.peak])).toEqual([['s16', 4096, 0.125]]);
+  });
+
+  it('fills an s16 branch\'s gap after a failed format-changing stage with s16 silence', async () => {
+    const r = new ProcessorRegistry();
+    r.register('to-16k-then-fail', () => ({ map: () => { throw new Error('gone'); } }), { stage: { outputFormat: () => ({ sampleRate: 16000 }) } });
+    const s16Frame = (index: number): AudioFrame => ({ ...frame(index), sampleFormat: 's16', data: new Int16Array(960).fill(100) });
+    const { out } = await run(r, ['to-16k-then-fail'], [s16Frame(0), s16Frame(1)], { sampleRate: 48000, channels: 1, sampleFormat: 's16' });
+    expect(out.map((f) => [f.sampleFormat, f.data instanceof Int16Array, f.data.length])).toEqual([
+      ['s16', true, 320],
+      ['s16', true, 320],
+    ]);
+  });
+
   it('keeps the declared format after a format-changing stage fails: silence at the same media time', async () => {
     const r = new ProcessorRegistry();
     r.register('to-16k-then-fail', () => ({ map: () => { throw new Error('gone'); } }), { stage: { outputFormat: () => ({ sampleRate: 16000 }) } });
