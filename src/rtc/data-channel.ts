@@ -137,7 +137,10 @@ export class ClientChannel {
    */
   attach(channel: RTCDataChannel): void {
     if (this.#channel || this.#state === 'closed' || this.#state === 'none') {
-      channel.close();
+      // Not from inside werift's announcement: it queues the channel's DCEP ACK after this returns, and
+      // an ACK sent after the stream's reset reached a client that had dropped the channel (werift as the
+      // client then threw "channel not found"). Closed once the ACK is on its way.
+      setImmediate(() => channel.close());
       return;
     }
     this.#channel = channel;

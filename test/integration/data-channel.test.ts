@@ -13,7 +13,9 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { RTCDataChannel } from 'werift';
+import { RTCPeerConnection, type RTCDataChannel } from 'werift';
+import { WhipClient } from '../../src/client/whip-client.js';
+import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { sendAudio, type SendResult } from '../../src/client/audio-sender.js';
 import { ProcessorRegistry, type AudioFrame, type PeerStatsSnapshot, type ProcessorContext, type ProcessorEvent } from '../../src/index.js';
 import { fixturePath } from '../helpers/fixtures.js';
@@ -314,6 +316,42 @@ describe('data channel', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('uses the first channel a client opens and closes a second one, without failing the client (werift threw "channel not found" on its ACK)', async () => {
+    const s = await server();
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => void uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    process.on('unhandledRejection', onUncaught);
+    const pc = new RTCPeerConnection(iceConfig({ hostAddresses: ['127.0.0.1'] }));
+    const whip = new WhipClient();
+    try {
+      pc.addTransceiver('audio', { direction: 'sendonly' });
+      const channels = [pc.createDataChannel('first'), pc.createDataChannel('second')];
+      const states = channels.map(() => [] as string[]);
+      channels.forEach((c, i) => c.stateChanged.subscribe((state) => void states[i].push(state)));
+      const firstMessages: string[] = [];
+      channels[0].onMessage.subscribe((m) => void firstMessages.push(String(m)));
+      await pc.setLocalDescription(await pc.createOffer());
+      disableImplicitStun(pc, []);
+      await iceGatheringComplete(pc);
+      const { answer, sessionUrl } = await whip.publish(`${s.url}/whip/dc/two`, pc.localDescription!.sdp);
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      await until('the first channel to say hello', async () => (firstMessages.some((m) => m.includes('"hello"')) ? true : undefined), 10_000);
+      await until('the second channel to be closed', async () => (states[1].includes('closed') ? true : undefined), 10_000);
+      // The client's werift saw the server's ACK for the channel it kept only: nothing was thrown.
+      await sleep(500);
+      expect(uncaught).toEqual([]);
+      expect(states[0]).toContain('open');
+      expect(channels[0].readyState).toBe('open');
+      expect(((await statsOf(s.url, 'two')) as { dataChannel?: { label: string | null } }).dataChannel?.label).toBe('first');
+      await whip.end(sessionUrl);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      process.off('unhandledRejection', onUncaught);
+      await pc.close().catch(() => undefined);
+    }
+  });
 
   it('answers a client without a data channel as before: no channel in the answer or the stats', async () => {
     const s = await server();
