@@ -329,13 +329,20 @@ export class PeerPipeline {
 
   /**
    * Starts recording on the branches that have a record sink, or on the first
-   * branch if none has. `path` (programmatic API) records the first target to
-   * that file, wherever it is.
+   * branch if none has: those of them not recording already (a branch that
+   * records every stream goes on with its file), or only `branch`.
+   * `EARSHOT_RECORDING_ACTIVE` when every one asked for is recording. `path`
+   * (programmatic API) records the first target to that file, wherever it is.
    */
-  async startRecording(name?: string, path?: string): Promise<RecordingInfo[]> {
-    const targets = this.#recordTargets();
-    if (path !== undefined) return [await targets[0].record!.start(undefined, false, path)];
-    const names = targets.map((r) => (name !== undefined && targets.length > 1 ? `${name.replace(/\.(wav|opus)$/i, '')}-${r.name}` : name));
+  async startRecording(name?: string, path?: string, branch?: string): Promise<RecordingInfo[]> {
+    const all = this.#recordTargets();
+    if (path !== undefined) return [await all[0].record!.start(undefined, false, path)];
+    const chosen = branch === undefined ? all : [this.#recordTarget(branch, all)];
+    const targets = chosen.filter((r) => !r.record!.running);
+    // Every one asked for records already: the sink says so (with its file's name).
+    if (targets.length === 0) await chosen[0].record!.checkStart();
+    // A branch's file is named after it wherever the pipeline records more than one branch, started together or not.
+    const names = targets.map((r) => (name !== undefined && all.length > 1 ? `${name.replace(/\.(wav|opus)$/i, '')}-${r.name}` : name));
     // A name taken or not valid for any branch refuses them all, before any starts.
     for (const [i, r] of targets.entries()) await r.record!.checkStart(names[i]);
     // Then every branch's recording starts at once: each keeps the frames that arrive while its
@@ -353,18 +360,30 @@ export class PeerPipeline {
   }
 
   /**
-   * Stops the running recordings. Armed ones that have no file yet (no audio
-   * arrived) are cancelled too, so none starts later; if that is all there
-   * was, it is still "not recording" (`EARSHOT_RECORDING_NOT_ACTIVE`).
+   * Stops the running recordings, or only `branch`'s. Armed ones that have no
+   * file yet (no audio arrived) are cancelled too, so none starts later; if
+   * that is all there was, it is still "not recording"
+   * (`EARSHOT_RECORDING_NOT_ACTIVE`).
    */
-  async stopRecording(): Promise<RecordingInfo[]> {
-    for (const r of this.#runtime) r.record?.disarm();
-    const active = this.#runtime.filter((r) => r.record?.active);
+  async stopRecording(branch?: string): Promise<RecordingInfo[]> {
+    const chosen = branch === undefined ? this.#runtime : [this.#recordTarget(branch, this.#recordTargets())];
+    for (const r of chosen) r.record?.disarm();
+    const active = chosen.filter((r) => r.record?.active);
     if (active.length === 0) {
       // Let the sink produce the typed "not recording" error.
-      await this.#recordTargets()[0].record!.stop();
+      await (branch === undefined ? this.#recordTargets()[0] : chosen[0]).record!.stop();
     }
     return Promise.all(active.map((r) => r.record!.stop()));
+  }
+
+  /** The recording target named `branch`: `EARSHOT_BRANCH_NOT_FOUND` for a branch the pipeline lacks, or one that cannot record. */
+  #recordTarget(branch: string, targets: BranchRuntime[]): BranchRuntime {
+    const found = targets.find((r) => r.name === branch);
+    if (!found) {
+      if (this.#runtime.some((r) => r.name === branch)) throw errors.BODY_INVALID(`Branch "${branch}" of peer "${this.#options.peer}" has no record sink; the branches that record: ${targets.map((r) => r.name).join(', ')}.`);
+      throw this.#unknownBranch(branch);
+    }
+    return found;
   }
 
   recordings(): RecordingInfo[] {

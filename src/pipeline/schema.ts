@@ -98,7 +98,7 @@ export const RecordSinkSchema = Type.Object(
       Type.Boolean({
         default: true,
         description:
-          'Record every stream (true) or only on POST /peers/:peer/recording (false). The file is created when the first audio arrives, so a session that never carries audio leaves none; POST /peers/:peer/recording creates it at once.',
+          'Record every stream (true) or only on POST /peers/:peer/recording (false). The file is created when the first audio arrives, so a session that never carries audio leaves none; POST /peers/:peer/recording creates it at once. A POST starts the branches not recording and leaves the others\' files alone, so one branch can archive every call while another records on demand.',
       }),
     ),
     required: Type.Optional(

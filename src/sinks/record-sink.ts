@@ -101,6 +101,11 @@ export class RecordSink {
     return this.#recorder !== undefined || this.#starting !== undefined || this.#armed !== undefined;
   }
 
+  /** A file is opening or being written (an armed recording, with no file yet, is not). */
+  get running(): boolean {
+    return this.#recorder !== undefined || this.#starting !== undefined;
+  }
+
   /** Armed and waiting for its first frame: no file exists yet. */
   get armed(): boolean {
     return this.#armed !== undefined && this.#starting === undefined && this.#recorder === undefined;

@@ -152,6 +152,58 @@ describe('recording control', () => {
     }
   });
 
+  it('starts an on-demand branch beside one that records every stream, which goes on with its one file; ?branch= stops one', async () => {
+    t = await startServer({
+      pipeline: {
+        name: 'archive-and-clean',
+        branches: {
+          archive: { stages: [], sinks: [{ type: 'record' }] },
+          clean: { stages: [], sinks: [{ type: 'record', autoStart: false }] },
+          meter: { stages: [], sinks: [{ type: 'stats' }] },
+        },
+      },
+    });
+    const controller = new AbortController();
+    const sending = sendAudio({ url: `${t.url}/whip/calls/agent`, source: fixturePath('tone-1k-48k.wav'), loop: true, signal: controller.signal });
+    const post = (body: Record<string, unknown>) => fetch(`${t!.url}/peers/agent/recording`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const names = async (res: Response) => ((await res.json()) as { recordings: Array<{ name: string }> }).recordings.map((r) => r.name);
+    /** The peer's files being written (none before it is answered). */
+    const live = async () => {
+      const res = await fetch(`${t!.url}/stats/agent`);
+      return res.ok ? ((await res.json()) as { recordings: Array<{ name: string; state: string }> }).recordings.filter((r) => r.state === 'recording').map((r) => r.name) : [];
+    };
+    try {
+      for (let i = 0; i < 150 && !(await live()).some((n) => n.endsWith('-archive.wav')); i++) await new Promise((r) => setTimeout(r, 100));
+      const [archive] = await live();
+      expect(archive).toMatch(/^calls-agent-\d{8}-\d{6}-archive\.wav$/);
+      // The archive records: the POST starts the branch that does not (it was a 409 "already recording").
+      const first = await post({ name: 'take1' });
+      expect(first.status).toBe(201);
+      expect(await names(first)).toEqual(['take1-clean.wav']);
+      expect((await live()).sort()).toEqual([archive, 'take1-clean.wav'].sort());
+      // Every branch asked for records: 409.
+      await expectProblem(await post({}), { status: 409, code: 'EARSHOT_RECORDING_ACTIVE' });
+      await expectProblem(await post({ branch: 'archive' }), { status: 409, code: 'EARSHOT_RECORDING_ACTIVE' });
+      // One branch stopped, the archive untouched; then that branch started again by name.
+      await new Promise((r) => setTimeout(r, 400));
+      const stopClean = await fetch(`${t.url}/peers/agent/recording?branch=clean`, { method: 'DELETE' });
+      expect(await names(stopClean)).toEqual(['take1-clean.wav']);
+      expect(await live()).toEqual([archive]);
+      expect(await names(await post({ branch: 'clean', name: 'take2' }))).toEqual(['take2-clean.wav']);
+      // Branches that do not exist, or cannot record.
+      await expectProblem(await post({ branch: 'nope' }), { status: 404, code: 'EARSHOT_BRANCH_NOT_FOUND' });
+      await expectProblem(await post({ branch: 'meter' }), { status: 400, code: 'EARSHOT_BODY_INVALID' });
+      await expectProblem(await fetch(`${t.url}/peers/agent/recording?branch=nope`, { method: 'DELETE' }), { status: 404, code: 'EARSHOT_BRANCH_NOT_FOUND' });
+      // A DELETE without a branch stops all, the archive with its one file.
+      const all = await fetch(`${t.url}/peers/agent/recording`, { method: 'DELETE' });
+      expect((await names(all)).sort()).toEqual([archive, 'take2-clean.wav'].sort());
+      expect((await readdir(t.recordingsDir)).filter((f) => f.includes('archive'))).toEqual([archive]);
+    } finally {
+      controller.abort();
+      await sending.catch(() => undefined);
+    }
+  });
+
   it('never writes through a link to a directory outside the recordings directory (400), and writes through one inside it', async () => {
     t = await startServer({ pipeline: { name: 'manual', stages: [], sinks: [{ type: 'record', autoStart: false }, { type: 'stats' }] } });
     const outside = await mkdtemp(join(tmpdir(), 'earshot-outside-'));

@@ -47,17 +47,20 @@ export function registerControlRoutes(app: FastifyInstance, core: EarshotCore, a
     const entry = core.peer(req.params.peer);
     const body = req.body ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) throw errors.BODY_INVALID('The body must be a JSON object like {"name": "interview-1"} (or empty).');
-    const { name, ...rest } = body as { name?: unknown };
-    if (Object.keys(rest).length > 0) throw errors.BODY_INVALID(`Unknown field(s) ${Object.keys(rest).map((k) => `"${k}"`).join(', ')}; only "name" is accepted.`);
+    const { name, branch, ...rest } = body as { name?: unknown; branch?: unknown };
+    if (Object.keys(rest).length > 0) throw errors.BODY_INVALID(`Unknown field(s) ${Object.keys(rest).map((k) => `"${k}"`).join(', ')}; only "name" and "branch" are accepted.`);
     if (name !== undefined && typeof name !== 'string') throw errors.BODY_INVALID('"name" must be a string.');
+    if (branch !== undefined && (typeof branch !== 'string' || branch.length === 0)) throw errors.BODY_INVALID('"branch" must be the name of one of the pipeline\'s branches.');
     if (name !== undefined) RecordingsStore.checkName(name);
-    const recordings = await entry.pipeline.startRecording(name);
+    const recordings = await entry.pipeline.startRecording(name, undefined, branch);
     return reply.code(201).send({ peer: entry.peer, recordings });
   });
 
-  app.delete<{ Params: { peer: string } }>('/peers/:peer/recording', async (req) => {
+  app.delete<{ Params: { peer: string }; Querystring: { branch?: unknown } }>('/peers/:peer/recording', async (req) => {
     const entry = core.peer(req.params.peer);
-    const recordings = await entry.pipeline.stopRecording();
+    const branch = req.query.branch;
+    if (branch !== undefined && (typeof branch !== 'string' || branch.length === 0)) throw errors.BODY_INVALID('?branch= must name one of the pipeline\'s branches, once.');
+    const recordings = await entry.pipeline.stopRecording(branch);
     return {
       peer: entry.peer,
       recordings: recordings.map((r) => ({ name: r.name, seconds: r.seconds, bytes: r.bytes, sampleRate: r.sampleRate, channels: r.channels })),
