@@ -113,7 +113,7 @@ export const RecordSinkSchema = Type.Object(
 );
 
 export const StatsSinkSchema = Type.Object(
-  { type: Type.Literal('stats', { description: 'Feed audio levels and voice activity of this branch into the peer statistics.' }) },
+  { type: Type.Literal('stats', { description: 'Feed audio levels and voice activity of this branch into the peer statistics. A peer has one set of statistics: the first branch (in the pipeline\'s order) with a stats sink is the one measured, and a stats sink on a later branch adds nothing, so put it on the branch whose audio the figures should describe (one with denoise, for voice activity).' }) },
   { additionalProperties: false },
 );
 
