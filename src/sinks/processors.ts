@@ -272,6 +272,8 @@ export function runProcessor(
 }
 
 function subscribeGuarded(audio$: Observable<AudioFrame>, observer: Partial<Observer<AudioFrame>>, fail: (e: unknown) => void, onComplete?: () => void): Subscription {
+  /** The observer is done: it completed, or it threw (and is failed). */
+  let finished = false;
   // try/catch around each callback: RxJS would otherwise rethrow asynchronously
   // (reportUnhandledError) and crash the process.
   const sub: Subscription = audio$.subscribe({
@@ -279,11 +281,13 @@ function subscribeGuarded(audio$: Observable<AudioFrame>, observer: Partial<Obse
       try {
         observer.next?.(f);
       } catch (e) {
+        finished = true;
         sub?.unsubscribe();
         fail(e);
       }
     },
     complete: () => {
+      finished = true;
       try {
         observer.complete?.();
       } catch (e) {
@@ -292,6 +296,17 @@ function subscribeGuarded(audio$: Observable<AudioFrame>, observer: Partial<Obse
       }
       onComplete?.();
     },
+  });
+  // Detached before its stream ended (detach(), the server closing it): its complete() is its one place
+  // to release what it opened (a socket, a messages$ subscription), as an operator's teardown is.
+  sub.add(() => {
+    if (finished) return;
+    finished = true;
+    try {
+      observer.complete?.();
+    } catch {
+      // Detached already: nothing of it runs any more, and there is no one left to tell.
+    }
   });
   return sub;
 }

@@ -73,6 +73,29 @@ describe('processor isolation', () => {
     expect(other).toEqual([0, 960, 1920, 2880]);
   });
 
+  it("calls an observer's complete() once when it is detached before its stream ends (its one place to release what it opened)", () => {
+    const audio$ = new Subject<AudioFrame>();
+    const completes: string[] = [];
+    const observer = (name: string, failAt?: number) => () => ({
+      next(f: AudioFrame) {
+        if (f.position === failAt) throw new Error('broke');
+      },
+      complete: () => void completes.push(name),
+    });
+    const detached = runProcessor(audio$, observer('detached'), context(), () => undefined)!;
+    const broken = runProcessor(audio$, observer('broken', 960), context(), () => undefined)!;
+    runProcessor(audio$, observer('to-the-end'), context(), () => undefined);
+    audio$.next(frame(0, LOUD));
+    detached.unsubscribe();
+    expect(completes).toEqual(['detached']);
+    audio$.next(frame(1, LOUD));
+    // One that threw is failed, not completed, even when its subscription is let go afterwards.
+    broken.unsubscribe();
+    audio$.complete();
+    detached.unsubscribe();
+    expect(completes).toEqual(['detached', 'to-the-end']);
+  });
+
   it('reports a factory that throws, or returns something unusable, without subscribing', () => {
     const audio$ = new Subject<AudioFrame>();
     const errorsSeen: string[] = [];
