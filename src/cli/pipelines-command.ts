@@ -19,7 +19,7 @@ interface PipelineSummary {
   description: string;
   default?: boolean;
   /** `formatKnown`: false after a custom stage (the rate and channels are then assumed); absent from a server older than the field. */
-  branches: Array<{ name: string; stages: string[]; sinks: string[]; sampleRate: number; channels: number; formatKnown?: boolean }>;
+  branches: Array<{ name: string; stages: string[]; sinks: string[]; sampleRate: number; channels: number; sampleFormat?: 'f32' | 's16'; formatKnown?: boolean }>;
   inUse?: string | null;
 }
 
@@ -57,7 +57,7 @@ export function registerPipelinesCommand(program: Command): void {
             name: p.name,
             description: p.description,
             ...(p.name === defaultName ? { default: true } : {}),
-            branches: p.branches.map((b) => ({ name: b.name, stages: b.stages.map((s) => s.type), sinks: b.sinks.map((s) => s.type), sampleRate: b.sampleRate, channels: b.channels, formatKnown: b.formatKnown })),
+            branches: p.branches.map((b) => ({ name: b.name, stages: b.stages.map((s) => s.type), sinks: b.sinks.map((s) => s.type), sampleRate: b.sampleRate, channels: b.channels, sampleFormat: b.sampleFormat, formatKnown: b.formatKnown })),
           }));
         }
         if (opts.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
@@ -84,7 +84,8 @@ function printList(list: PipelineSummary[]): void {
     process.stdout.write(`${p.name}${p.default ? ' (default)' : ''}${p.description ? ` — ${p.description}` : ''}\n`);
     for (const b of p.branches) {
       const stages = b.stages.length ? b.stages.join(' → ') : '(decoded audio)';
-      const format = `${b.sampleRate} Hz, ${b.channels === 2 ? 'stereo' : 'mono'}${b.formatKnown === false ? ', assumed: a custom stage decides' : ''}`;
+      // 16-bit is said; float, what a branch carries unless a format stage says otherwise, is not.
+      const format = `${b.sampleRate} Hz, ${b.channels === 2 ? 'stereo' : 'mono'}${b.sampleFormat === 's16' ? ', 16-bit (s16)' : ''}${b.formatKnown === false ? ', assumed: a custom stage decides' : ''}`;
       process.stdout.write(`  ${b.name}: ${stages} ⇒ ${b.sinks.join(', ')}  [${format}]\n`);
     }
   }

@@ -75,6 +75,10 @@ describe('earshot pipelines of a directory', () => {
     expect([plain.code, plain.stderr]).toEqual([0, '']);
     const marked = (out: string) => (JSON.parse(out) as Array<{ name: string; default?: boolean }>).filter((p) => p.default).map((p) => p.name);
     expect(marked(plain.stdout)).toEqual(['default']);
+    // Each branch's sample format, as GET /pipelines gives it: voice-agent hands on 16-bit frames.
+    const voiceAgent = (JSON.parse(plain.stdout) as Array<{ name: string; branches: Array<{ sampleRate: number; sampleFormat: string }> }>).find((p) => p.name === 'voice-agent');
+    expect(voiceAgent?.branches.map((b) => [b.sampleRate, b.sampleFormat])).toEqual([[16000, 's16']]);
+    expect((await earshot(['pipelines'], { EARSHOT_PIPELINE: undefined })).stdout).toMatch(/^ {2}main: .* ⇒ processor, stats {2}\[16000 Hz, mono, 16-bit \(s16\)\]$/m);
     const telephony = await earshot(['pipelines'], { EARSHOT_PIPELINE: 'telephony' });
     expect(telephony.stdout).toMatch(/^telephony \(default\)/m);
     expect(telephony.stdout).not.toMatch(/^default \(default\)/m);
