@@ -63,7 +63,7 @@ export const NormalizeStageSchema = Type.Object(
         minimum: -90,
         maximum: -30,
         default: NORMALIZE_DEFAULTS.silenceDb,
-        description: 'Blocks quieter than this (dBFS, −90 to −30) never raise the gain, and pauses are kept below it.',
+        description: 'Blocks quieter than this (dBFS, −90 to −30) never raise the gain. A pause that the gain won in speech lifts above it has the gain lowered at rateDbPerSecond until it is below: the first second or so of a pause after loud gain can sit above this level (at the defaults, 6 dB a second: up to about 3 s for 20 dB of gain).',
       }),
     ),
   },
