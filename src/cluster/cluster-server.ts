@@ -1191,7 +1191,13 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
   // GET /peers/:peer/audio as a WebSocket: spliced to the engine, or the node, that runs the peer.
   installUpgradeProxy(app.server, async (req) => {
     const m = /^\/peers\/([^/?#]+)\/audio(?:[?#]|$)/.exec(req.url ?? '');
-    if (!m) throw noWebSocketHere((req.url ?? '').split('?')[0]);
+    if (!m) {
+      // An engine has the same routes: it answers as one process does (404 for a path no route has,
+      // 400 for a route without a WebSocket), where the front could only say 400 for every path.
+      const any = live().find((e) => !silent.has(e));
+      if (any) return { host: '127.0.0.1', port: any.port };
+      throw noWebSocketHere((req.url ?? '').split('?')[0]);
+    }
     // As the engine's route would, before anything is looked up: whether a peer is live is for the admin to know.
     access.check(req, 'admin');
     let peer: string;
