@@ -249,6 +249,13 @@ describe('signed download links', () => {
     expect((await fetch(`${t.url}${a.url.replace('/a.wav', '/b.wav')}`)).status).toBe(401);
     const later = a.url.replace(/expires=(\d+)/, (_, e: string) => `expires=${Number(e) + 1000}`);
     expect((await fetch(`${t.url}${later}`)).status).toBe(401);
+    // A name that is not valid is judged only for someone allowed to ask: without a token, the token's 401.
+    const traversal = await fetch(`${t.url}/recordings/..%2fetc%2fpasswd`);
+    expect([traversal.status, ((await traversal.json()) as { code: string }).code]).toEqual([401, 'EARSHOT_UNAUTHORIZED']);
+    const signedTraversal = await fetch(`${t.url}/recordings/..%2fetc%2fpasswd?${a.url.split('?')[1]}`);
+    expect([signedTraversal.status, ((await signedTraversal.json()) as { code: string }).code]).toEqual([401, 'EARSHOT_DOWNLOAD_LINK_INVALID']);
+    const asAdmin = await fetch(`${t.url}/recordings/..%2fetc%2fpasswd`, { headers: { authorization: 'Bearer admin-secret' } });
+    expect([asAdmin.status, ((await asAdmin.json()) as { code: string }).code]).toEqual([400, 'EARSHOT_RECORDING_NAME_INVALID']);
   });
 
   it('an expired or altered link says so, with its own code; the admin token still opens the file', async () => {

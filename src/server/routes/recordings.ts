@@ -70,18 +70,27 @@ export function registerRecordingRoutes(
   let running = 0;
 
   const serve: ServeRecording = async (req, reply, given) => {
-    const name = RecordingsStore.checkName(given);
+    // Who may ask comes before what is asked: a name that is not valid is said only to someone allowed
+    // to ask (no link was ever signed for one, so only the admin role can be).
+    let name: string | undefined;
+    let nameProblem: unknown;
+    try {
+      name = RecordingsStore.checkName(given);
+    } catch (e) {
+      nameProblem = e;
+    }
     // A signed link opens exactly its file; anything else needs the admin role. A link that no
     // longer opens it, sent without a token, is told so: "needs the admin token" would puzzle
     // whoever holds an hour-old link from the dashboard. Where the admin role is open to this
     // request, it opens the file as the same URL without the link would.
-    const link = links.check(name, req.query.expires, req.query.signature);
+    const link = name !== undefined ? links.check(name, req.query.expires, req.query.signature) : req.query.signature === undefined && req.query.expires === undefined ? 'none' : 'invalid';
     if (link !== 'valid') {
       if (link !== 'none' && req.headers.authorization === undefined && !access.holds(req, 'admin')) {
         throw link === 'expired' ? errors.DOWNLOAD_LINK_EXPIRED(new Date(Number(req.query.expires) * 1000).toISOString()) : errors.DOWNLOAD_LINK_INVALID();
       }
       await access.require('admin')(req, reply);
     }
+    if (name === undefined) throw nameProblem;
     const entry = await core.store.describe(name, given); // 404s unknown files, naming the name as given
     // A Range that is not a valid byte-ranges-specifier is ignored: the whole file (RFC 9110 §14.2).
     if (req.headers.range !== undefined && !validByteRanges(req.headers.range)) delete req.headers.range;
