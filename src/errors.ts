@@ -114,6 +114,9 @@ export const errors = {
         : `The offer has no audio section earshot can receive: ${why}. Offer an audio m-line with opus/48000/2 and direction sendonly or sendrecv (RFC 7587).`),
   NEGOTIATION_FAILED: define('EARSHOT_NEGOTIATION_FAILED', 422, 'WebRTC negotiation failed',
     (why: string) => `The offer could not be answered: ${why}`),
+  // A DELETE whose If-Match names another entity tag than the session's (RFC 9110 §13.1.1): nothing is ended.
+  PRECONDITION_FAILED: define('EARSHOT_PRECONDITION_FAILED', 412, 'Precondition failed',
+    (ifMatch: string, etag: string) => `If-Match ${ifMatch.slice(0, 200)} does not match this resource's entity tag ${etag} (the one its POST answered with), so nothing was changed. Send its ETag, or no If-Match.`),
   SESSION_NOT_FOUND: define('EARSHOT_SESSION_NOT_FOUND', 404, 'Unknown WHIP session',
     (id: string) => `No WHIP session "${id}": it has ended or never existed. Start a new one with POST /whip/:room/:peer.`),
   LISTENER_NOT_FOUND: define('EARSHOT_LISTENER_NOT_FOUND', 404, 'Unknown WHEP listener',

@@ -86,7 +86,10 @@ describe('WHEP listeners', () => {
       const patch = await fetch(player.location!, { method: 'PATCH', headers: { ...ADMIN, 'content-type': 'application/trickle-ice-sdpfrag' }, body: 'a=end-of-candidates' });
       expect(patch.status).toBe(501);
       expect(((await patch.json()) as { code: string }).code).toBe('EARSHOT_TRICKLE_NOT_SUPPORTED');
-      const del = await fetch(player.location!, { method: 'DELETE', headers: ADMIN });
+      // If-Match that names another entity tag than the listener's ETag ends nothing (RFC 9110 §13.1.1).
+      const mismatched = await fetch(player.location!, { method: 'DELETE', headers: { ...ADMIN, 'if-match': '"not-this-one"' } });
+      expect([mismatched.status, ((await mismatched.json()) as { code: string }).code]).toEqual([412, 'EARSHOT_PRECONDITION_FAILED']);
+      const del = await fetch(player.location!, { method: 'DELETE', headers: { ...ADMIN, 'if-match': player.headers.get('etag')! } });
       expect(del.status).toBe(200);
       expect(await del.json()).toMatchObject({ peer: 'alice', branch: 'quiet' });
       const count = player.packets.length;

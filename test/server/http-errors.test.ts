@@ -327,6 +327,26 @@ describe('WHIP endpoint errors', () => {
     expect((await problem(res)).code).toBe('EARSHOT_SESSION_NOT_FOUND');
     const noAuth = await fetch(`${t.url}/whip/sessions/doesnotexist`, { method: 'DELETE' });
     expect(noAuth.status).toBe(401);
+    // If-Match on an unknown session: the 404 still (a precondition is judged only where the request would succeed).
+    expect((await fetch(`${t.url}/whip/sessions/doesnotexist`, { method: 'DELETE', headers: { ...auth, 'if-match': '"nope"' } })).status).toBe(404);
+  });
+
+  it('ends a session on DELETE only when If-Match names its ETag (or *): another tag, or a weak one, is 412 and the session goes on (RFC 9110 §13.1.1)', async () => {
+    const res = await post('/whip/demo/matched', chromeLikeOffer());
+    expect(res.status).toBe(201);
+    const location = res.headers.get('location')!;
+    const etag = res.headers.get('etag')!;
+    expect(etag).toMatch(/^"[^"]+"$/);
+    for (const ifMatch of ['"nope"', `W/${etag}`, '"a", "b"']) {
+      const refused = await fetch(`${t.url}${location}`, { method: 'DELETE', headers: { ...auth, 'if-match': ifMatch } });
+      expect(refused.status, ifMatch).toBe(412);
+      expect(await problem(refused)).toMatchObject({ code: 'EARSHOT_PRECONDITION_FAILED', detail: expect.stringContaining(`does not match this resource's entity tag ${etag}`) });
+    }
+    // Still there: a tag list holding its ETag ends it.
+    const ended = await fetch(`${t.url}${location}`, { method: 'DELETE', headers: { ...auth, 'if-match': `"other", ${etag}` } });
+    expect(ended.status).toBe(200);
+    const star = await post('/whip/demo/starred', chromeLikeOffer());
+    expect((await fetch(`${t.url}${star.headers.get('location')!}`, { method: 'DELETE', headers: { ...auth, 'if-match': '*' } })).status).toBe(200);
   });
 });
 

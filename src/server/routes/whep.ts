@@ -10,6 +10,7 @@
  * process or node runs the peer can be found from the URL alone.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { checkIfMatch } from '../if-match.js';
 import { errors, isEarshotError } from '../../errors.js';
 import type { EarshotCore } from '../../core/earshot-core.js';
 import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
@@ -51,6 +52,7 @@ export function registerWhepRoutes(app: FastifyInstance, core: EarshotCore): voi
   app.delete<{ Params: { peer: string; id: string } }>('/whep/:peer/:id', async (req) => {
     const listener = core.listeners.list(req.params.peer).find((l) => l.id === req.params.id);
     if (!listener) throw errors.LISTENER_NOT_FOUND(req.params.id, req.params.peer);
+    checkIfMatch(req, `"${listener.id}"`);
     const info = await core.listeners.end(listener.id);
     return { listener: info.id, peer: info.peer, branch: info.branch, packetsSent: info.packetsSent };
   });

@@ -14,6 +14,7 @@
  * OPTIONS on a server with a publish token gets the STUN servers alone.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import { checkIfMatch } from '../if-match.js';
 import { errors, isEarshotError } from '../../errors.js';
 import type { Access } from '../access.js';
 import { MAX_SDP_BYTES } from '../../rtc/sdp-offer.js';
@@ -118,6 +119,7 @@ export function registerWhipRoutes(app: FastifyInstance, core: EarshotCore, acce
   );
 
   app.delete<{ Params: { id: string } }>('/whip/sessions/:id', { config: { access: 'publish' } }, async (req) => {
+    if (core.hasSession(req.params.id)) checkIfMatch(req, `"${req.params.id}"`);
     const result = await core.endSession(req.params.id, 'deleted');
     return { session: req.params.id, peer: result.peer, room: result.room, recordings: result.recordings };
   });
