@@ -85,6 +85,9 @@ export function httpServerLimits(requestTimeoutMs = REQUEST_TIMEOUT_MS, tls?: ob
     // Node checks for requests past their time every `connectionsCheckingInterval` (default 30 s,
     // which would let a 30 s limit run to a minute): a quarter of the limit, 0.25–5 s.
     connectionsCheckingInterval: Math.min(5000, Math.max(250, requestTimeoutMs / 4)),
+    // Node answers an HTTP/1.1 request without Host with a bare 400 of its own; refuseDuplicateHost
+    // (host-header.ts) refuses it as a problem document instead.
+    requireHostHeader: false,
   };
   return {
     ...(tls ? { https: { ...tls, ...server } } : { http: server }),

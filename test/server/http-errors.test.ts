@@ -426,12 +426,19 @@ describe('control API errors', () => {
     expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', status: 400 });
   });
 
-  it('refuses a request with two Host headers with 400 (RFC 9112 §3.2), rather than reading the first', async () => {
+  it('refuses a request with two Host headers, or an HTTP/1.1 one with none, with a 400 problem (RFC 9112 §3.2), rather than reading the first', async () => {
     const ask = (hosts: string) => rawExchange(t.url, `GET /health HTTP/1.1\r\n${hosts}Connection: close\r\n\r\n`);
     expect(await ask('Host: 127.0.0.1\r\n')).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     const answer = await ask('Host: 127.0.0.1\r\nhost: attacker.example\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', detail: 'The request has 2 Host headers; HTTP/1.1 allows one (RFC 9112 §3.2).' });
+    // None at all: a problem document too (Node's own 400 had an empty body).
+    const none = await ask('');
+    expect(none).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(none).toMatch(/\r\ncontent-type: application\/problem\+json/i);
+    expect(JSON.parse(none.slice(none.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'EARSHOT_BAD_REQUEST', detail: 'The request has no Host header; HTTP/1.1 requires one (RFC 9112 §3.2).' });
+    // HTTP/1.0 may leave it out.
+    expect(await rawExchange(t.url, 'GET /health HTTP/1.0\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
   });
 
   it('answers unknown routes with a problem document', async () => {
