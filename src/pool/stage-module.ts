@@ -6,6 +6,7 @@
  * Imported in every worker (and checked once when registered), so a bad
  * module is a clear error at registration, never a dead worker.
  */
+import { errors } from '../errors.js';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { formatText, sameFormat } from '../dsp/stage-type.js';
@@ -37,6 +38,8 @@ export function defineStage(definition: CustomStage): CustomStage {
 /** A file path (relative to the working directory) or a `file:` URL → the URL workers import. */
 export function stageModuleUrl(pathOrUrl: string | URL): string {
   if (pathOrUrl instanceof URL) return pathOrUrl.href;
+  // From JavaScript anything may come: said as the module's problem, not a TypeError from startsWith.
+  if (typeof pathOrUrl !== 'string' || pathOrUrl.length === 0) throw errors.STAGE_MODULE_INVALID(String(pathOrUrl), 'it is neither a file path nor a file: URL (a string or a URL object)');
   if (pathOrUrl.startsWith('file:')) return new URL(pathOrUrl).href;
   return pathToFileURL(isAbsolute(pathOrUrl) ? pathOrUrl : resolve(pathOrUrl)).href;
 }

@@ -568,7 +568,7 @@ export class WorkerPool {
    * and the workers stay as they were.
    */
   async registerStageModule(pathOrUrl: string | URL): Promise<string[]> {
-    if (this.#closed || this.#closing) throw new Error('WorkerPool is closed');
+    if (this.#closed || this.#closing) throw errors.SHUTTING_DOWN('WorkerPool is closed: no stage module can be registered on it');
     const url = stageModuleUrl(pathOrUrl);
     const known = this.#moduleTypes.get(url);
     if (known) return known;
@@ -624,7 +624,7 @@ export class WorkerPool {
    * rejected its options). Lets a pipeline fail before any peer uses it.
    */
   async checkSetups(setups: StreamSetup[]): Promise<Array<string | null>> {
-    if (this.#closed) throw new Error('WorkerPool is closed');
+    if (this.#closed) throw errors.SHUTTING_DOWN('WorkerPool is closed: no pipeline can be checked on it');
     if (setups.length === 0) return [];
     let result: BatchResult;
     try {

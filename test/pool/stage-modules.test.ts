@@ -79,6 +79,10 @@ describe('custom worker stage modules', () => {
     ] as const) {
       await expect(pool.registerStageModule(fixtureModule(file))).rejects.toMatchObject({ code: 'EARSHOT_STAGE_MODULE_INVALID', statusCode: 422, message: expect.stringMatching(why) });
     }
+    // What JavaScript may pass instead of a path or URL: the same typed refusal, not a TypeError.
+    for (const odd of [5, '', null]) {
+      await expect(pool.registerStageModule(odd as unknown as string)).rejects.toMatchObject({ code: 'EARSHOT_STAGE_MODULE_INVALID', message: expect.stringMatching(/neither a file path nor a file: URL/) });
+    }
     // The workers are alive and still run streams.
     const out = await lastValueFrom(from(monoFrames(new Float32Array(9600).fill(0.5))).pipe(inWorkers({ pool }, stage('gain', { db: -6 })), toArray()));
     expect(out).toHaveLength(10);

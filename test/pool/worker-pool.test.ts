@@ -298,9 +298,11 @@ describe('WorkerPool', () => {
     for (const f of frames) first.push({ ...f, arrival: performance.now() });
     const closing = pool.close();
     expect(() => pool!.openStream({ channels: 1, branches: [{ stages: [] }] }, { onFrames: () => {}, onError: () => {} })).toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/WorkerPool is closed/) }));
-    await expect(pool.registerStageModule(fixtureModule('strict-options.js'))).rejects.toThrow('WorkerPool is closed');
+    // Typed, as every refusal of a closed pool: EARSHOT_SHUTTING_DOWN.
+    await expect(pool.registerStageModule(fixtureModule('strict-options.js'))).rejects.toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN', message: expect.stringMatching(/WorkerPool is closed: no stage module/) }));
     expect(pool.close()).toBe(closing); // one close, however often asked
     await closing;
+    await expect(pool.checkSetups([{ channels: 1, branches: [{ stages: [] }] }])).rejects.toThrow(expect.objectContaining({ code: 'EARSHOT_SHUTTING_DOWN' }));
     expect(out).toHaveLength(20);
     pool = undefined;
   });
