@@ -139,9 +139,9 @@ export const errors = {
   RECORDING_NAME_INVALID: define('EARSHOT_RECORDING_NAME_INVALID', 400, 'Invalid recording name',
     (name: string, why: string) => `Recording name "${name}" is not allowed: ${why}`),
   RECORDING_ACTIVE: define('EARSHOT_RECORDING_ACTIVE', 409, 'Recording already running',
-    (peer: string, file: string) => `Peer "${peer}" is already recording to ${file}. Stop it first with DELETE /peers/${peer}/recording.`),
+    (peer: string, file: string) => `Peer "${peer}" is already recording to ${file}. Stop it first: DELETE /peers/${peer}/recording over HTTP or stopAudioRecording() on a WebRTCHandler.`),
   RECORDING_NOT_ACTIVE: define('EARSHOT_RECORDING_NOT_ACTIVE', 409, 'No recording running',
-    (peer: string) => `Peer "${peer}" is not recording. Start with POST /peers/${peer}/recording.`),
+    (peer: string) => `Peer "${peer}" is not recording. Start it with POST /peers/${peer}/recording over HTTP or startAudioRecording() on a WebRTCHandler.`),
   RECORDING_EXISTS: define('EARSHOT_RECORDING_EXISTS', 409, 'Recording file exists',
     (name: string, fileInTheWay?: string) =>
       fileInTheWay === undefined
