@@ -224,6 +224,11 @@ export class WebRTCHandler {
     return this.#live().stats$(intervalMs);
   }
 
+  /** The same as `statistics$`, under the name the server (`createServer().stats$`) gives it. */
+  stats$(intervalMs?: number): Observable<{ server: ServerStats; peers: PeerStatsSnapshot[] }> {
+    return this.statistics$(intervalMs);
+  }
+
   /** Frames emitted by registered custom processors. */
   get processedAudio$(): Observable<ProcessedAudio> {
     return this.#processedForApplication;
