@@ -626,9 +626,13 @@ export class ClusterNode {
       this.#rejoinNowIfFailed();
     }
     if (holder && !wasHeld) {
-      this.#host.log.error(
+      const self = holder.url === this.#url;
+      // At this node's own URL: most likely its own previous process, restarted within the entry's TTL.
+      this.#host.log[self ? 'warn' : 'error'](
         { node: this.#id, heldBy: holder.url, since: new Date(holder.startedAt).toISOString() },
-        'cluster: another live node holds this node id; this node does not join, and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE), until it leaves. Give each node its own --node-id',
+        self
+          ? 'cluster: this node id is still registered at this node\'s own URL, most likely by this node before it restarted; joining once that entry expires (within seconds), and refusing new sessions (EARSHOT_CLUSTER_UNAVAILABLE) until then'
+          : 'cluster: another live node holds this node id; this node does not join, and refuses new sessions (EARSHOT_CLUSTER_UNAVAILABLE), until it leaves. Give each node its own --node-id',
       );
     } else if (wasHeld && this.state.idConflict === undefined) {
       this.#host.log.info({ node: this.#id }, 'cluster: the node that held this id has left; joining');

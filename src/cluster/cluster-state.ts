@@ -132,6 +132,17 @@ const HDEL_IF = "if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return 
  * same --node-id, or this one restarted while its last entry lives): then that entry is returned, and
  * nothing is written. KEYS: node entry, node set; ARGV: the record, its instance, TTL ms, the id.
  */
+/**
+ * Why this node does not join: another entry holds its id. At this node's own URL it is most likely
+ * this node's previous process (restarted before the entry's TTL ran out), and it goes by itself.
+ */
+export function idHeldMessage(record: Pick<NodeRecord, 'id' | 'url'>, holder: Pick<NodeRecord, 'url' | 'startedAt'>): string {
+  const since = new Date(holder.startedAt).toISOString();
+  return holder.url === record.url
+    ? `node id "${record.id}" is still registered by a process at this node's own URL (${holder.url}, started ${since}), most likely this node before it restarted: its entry expires within ${NODE_TTL_MS / 1000} s unless that process is still running; if another node does use this URL and id, give each node its own --node-id`
+    : `node id "${record.id}" is held by another live node (${holder.url}, started ${since}): give each node its own --node-id`;
+}
+
 const REGISTER = `
 local current = redis.call('get', KEYS[1])
 if current and cjson.decode(current).instance ~= ARGV[2] then return current end
@@ -302,7 +313,11 @@ export class ClusterState {
   get problem(): string | undefined {
     if (this.#credentialsRefused !== undefined && !this.connected) return `Redis refuses this node's credentials (${this.#credentialsRefused}): check the --cluster URL's user name and password`;
     if (this.#noDatabase !== undefined) return `Redis has no database ${this.#redis.options.db}: set the --cluster URL's database to one it has`;
-    if (this.#idHeldBy !== undefined) return 'another live node holds this node id: give each node its own --node-id';
+    if (this.#idHeldBy !== undefined) {
+      return this.#idHeldBy.includes("this node's own URL")
+        ? "this node id is still registered at this node's own URL, most likely by this node before it restarted: joining once that entry expires (within seconds)"
+        : 'another live node holds this node id: give each node its own --node-id';
+    }
     return undefined;
   }
 
@@ -344,7 +359,7 @@ export class ClusterState {
       throw unavailable(e);
     }
     const holder = typeof held === 'string' ? (JSON.parse(held) as NodeRecord) : undefined;
-    this.#idHeldBy = holder && `node id "${record.id}" is held by another live node (${holder.url}, started ${new Date(holder.startedAt).toISOString()}): give each node its own --node-id`;
+    this.#idHeldBy = holder && idHeldMessage(record, holder);
     return holder;
   }
 
