@@ -3,7 +3,8 @@
  * merge as one machine's engines (src/cluster/merge-stats.ts: counts summed,
  * rooms united, latencies and delays from the worst), each node standing
  * where an engine stands there, plus `server.nodes` (one entry per node) and
- * `node` on every peer.
+ * `node` on every peer and listener (whose `engine` is its node's own engine
+ * slot), and `pool.streamsPerThread` keyed `<node>:<engine>:<thread>`.
  */
 import type { ClusterPeerStats, ClusterServerStats } from './merge-stats.js';
 import { mergeStats, RetiredCounters } from './merge-stats.js';
@@ -43,5 +44,10 @@ export function mergeClusterStats(parts: Array<{ node: string; stats: NodeStats 
   );
   const { processes: _p, engines: _e, ...server } = merged.server;
   const peers = parts.flatMap((p) => p.stats.peers.map((peer) => ({ ...peer, node: p.node })));
-  return { server: { ...server, nodes }, peers };
+  // Where each listener and thread is, by node id: the merge above put a node's place in the list
+  // where an engine's slot goes, over the node's own engine slot (each node's document has it right).
+  const listeners = parts.flatMap((p) => (p.stats.server.listeners ?? []).map((l) => ({ ...l, node: p.node })));
+  const streamsPerThread: Record<string, number> = {};
+  for (const p of parts) for (const [thread, n] of Object.entries(p.stats.server.pool.streamsPerThread)) streamsPerThread[`${p.node}:${thread}`] = n;
+  return { server: { ...server, listeners, pool: { ...server.pool, streamsPerThread }, nodes }, peers };
 }

@@ -17,6 +17,7 @@ import { mayBeEnded } from '../helpers/sending.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { audioSocket } from '../helpers/audio-socket.js';
 import { expectToneHeardThrough } from '../helpers/hearing.js';
+import { listen } from '../helpers/listening.js';
 import { chromeLikeOffer } from '../helpers/offers.js';
 import type { CliServer } from './cli-server.js';
 import { clusterViews, recordingsOf as recordingsIn, startNodes, stopNodes, type ClusterPeer } from './cluster-api.js';
@@ -269,6 +270,18 @@ describe('earshot serve --cluster (3 nodes, one Redis)', () => {
       const other = nodes.find((n) => idOf(n) !== live.node)!;
       // Through the other node: WHEP forwarded to the owner, whose answer carries its media addresses; the WebSocket upgrade spliced to it.
       await expectToneHeardThrough(other.url, 'heard', admin);
+      // /cluster/stats lists the listener with the node that runs it and that node's own engine slot, through any node.
+      const player = await listen(`${other.url}/whep/heard`, { headers: admin });
+      try {
+        expect(player.status).toBe(201);
+        for (const via of nodes) {
+          const { server } = await get<{ server: { listeners: Array<{ peer: string; node?: string; engine?: number }>; pool: { streamsPerThread: Record<string, number> } } }>(via, '/cluster/stats');
+          expect(server.listeners.filter((l) => l.peer === 'heard')).toEqual([expect.objectContaining({ node: live.node, engine: 0 })]);
+          expect(Object.keys(server.pool.streamsPerThread).some((key) => key.startsWith(`${live.node}:0:`))).toBe(true);
+        }
+      } finally {
+        await player.close();
+      }
 
       // Without the admin token: refused before any upgrade, by the node asked.
       expect(await audioSocket(`${other.url.replace(/^http/, 'ws')}/peers/heard/audio`).outcome).toMatchObject({ open: false, status: 401 });
