@@ -503,8 +503,10 @@ export class EarshotCore {
   #subscriberFailed(label: Partial<StreamObservableLabel> & { observable: string }, error: Error, value: unknown, ended: boolean): void {
     const about = streamIdsOf(value);
     const peer = label.peer ?? about.peer ?? '';
-    const room = label.room ?? about.room ?? '';
-    const session = label.session ?? about.session ?? '';
+    // A value that names only its peer (a handler's processedAudio$): the live peer's room and session.
+    const live = peer !== '' && (label.room ?? about.room) === undefined ? this.peers.get(peer) : undefined;
+    const room = label.room ?? about.room ?? live?.room ?? '';
+    const session = label.session ?? about.session ?? live?.session.id ?? '';
     this.#log.error(
       { observable: label.observable, peer, room, session, err: error },
       ended

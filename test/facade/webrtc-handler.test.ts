@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Observable } from 'rxjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sendAudio } from '../../src/client/audio-sender.js';
-import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, defaultProcessors, registerProcessor, WebRTCHandler, type AudioFrame, type PeerStatsSnapshot, type ProcessedAudio, type StreamHandle } from '../../src/index.js';
+import { AudioFilter, AudioTranscoder, DefaultAudioProcessor, defaultProcessors, registerProcessor, WebRTCHandler, type AudioFrame, type PeerStatsSnapshot, type ProcessedAudio, type ProcessorEvent, type StreamHandle } from '../../src/index.js';
 import { iceGatheringComplete } from '../../src/rtc/ice-config.js';
 import { dominantFrequency, readWav } from '../helpers/audio.js';
 import { fixturePath } from '../helpers/fixtures.js';
@@ -43,6 +43,15 @@ describe('WebRTCHandler', () => {
     await handler.ready();
     const processed: ProcessedAudio[] = [];
     handler.processedAudio$.subscribe((p) => processed.push(p));
+    // A subscriber that throws is reported with the stream's ids (a processedAudio$ value names only its peer).
+    const reported: ProcessorEvent[] = [];
+    handler.events$.subscribe((e) => void (e.event === 'subscriber-error' && reported.push(e)));
+    let thrown = false;
+    handler.processedAudio$.subscribe(() => {
+      if (thrown) return;
+      thrown = true;
+      throw new Error('a subscriber bug');
+    });
     handler.registerCustomAudioProcessor('to16k', new AudioTranscoder({ sampleRate: 16000 }));
     handler.registerCustomAudioProcessor('same', new DefaultAudioProcessor());
 
@@ -90,6 +99,7 @@ describe('WebRTCHandler', () => {
 
     const stats = handler.getAudioStatistics('alice');
     expect(stats).toMatchObject({ peer: 'alice', room: 'lobby', pipeline: 'handler' });
+    expect(reported).toEqual([expect.objectContaining({ peerId: 'alice', roomId: 'lobby', sessionId: stats.session, data: expect.objectContaining({ observable: 'processedAudio$' }) })]);
     expect(stats.rtp.packetsReceived).toBe(sent.packetsSent);
 
     const by = (name: string) => processed.filter((p) => p.processor === name && p.peerId === 'alice');
