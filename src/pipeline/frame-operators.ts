@@ -6,6 +6,7 @@
 import type { OperatorFunction } from 'rxjs';
 import type { AudioFrame } from './operators.js';
 import { liftOperator } from './lift-operator.js';
+import { errors } from '../errors.js';
 
 /** A change between speaking and silent. */
 export interface SpeechEvent {
@@ -31,20 +32,41 @@ export interface SpeechSegmentsOptions {
   hangoverMs?: number;
 }
 
+/** The numeric options and their ranges (a threshold in dBFS, durations in ms). */
+const SPEECH_SEGMENTS_RANGES: Readonly<Record<Exclude<keyof SpeechSegmentsOptions, 'by'>, [number, number, string]>> = {
+  thresholdDb: [-120, 0, ' dBFS'],
+  minSpeechMs: [0, 60_000, ' ms'],
+  hangoverMs: [0, 60_000, ' ms'],
+};
+
+function checkSpeechSegmentsOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw errors.OPTION_INVALID('options', 'must be an object (the options of speechSegments())');
+  const given = options as Record<string, unknown>;
+  const names = ['by', ...Object.keys(SPEECH_SEGMENTS_RANGES)];
+  for (const key of Object.keys(given)) {
+    if (names.includes(key)) continue;
+    const near = names.find((n) => n.toLowerCase().startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(n.toLowerCase()));
+    throw errors.OPTION_INVALID(key, `is not an option of speechSegments()${near ? ` (did you mean ${near}?)` : ''}; its options: ${names.join(', ')}`);
+  }
+  if (given.by !== undefined && given.by !== 'energy' && given.by !== 'vad') throw errors.OPTION_INVALID('by', `must be one of energy, vad, got ${JSON.stringify(given.by)}`);
+  for (const [name, [min, max, unit]] of Object.entries(SPEECH_SEGMENTS_RANGES)) {
+    const v = given[name];
+    if (v !== undefined && (typeof v !== 'number' || !(v >= min && v <= max))) throw errors.OPTION_INVALID(name, `must be a number from ${min} to ${max}${unit}, got ${typeof v === 'number' ? String(v) : JSON.stringify(v) ?? typeof v}`);
+  }
+}
+
 /**
  * Turns frames into speech-start / speech-end events with debouncing. A stream
  * that completes while speaking emits a final `speech-end` at its last sample;
  * an error is forwarded at once (after no further events).
  */
 export function speechSegments(options: SpeechSegmentsOptions = {}): OperatorFunction<AudioFrame, SpeechEvent> {
+  // As every option of the library: a misspelt name or a value out of range is EARSHOT_OPTION_INVALID, naming it.
+  checkSpeechSegmentsOptions(options);
   const by = options.by ?? 'energy';
-  if (by !== 'energy' && by !== 'vad') throw new RangeError(`speechSegments: "by" must be "energy" or "vad", got ${JSON.stringify(by)}`);
   const thresholdDb = options.thresholdDb ?? -40;
   const minSpeech = (options.minSpeechMs ?? 60) / 1000;
   const hangover = (options.hangoverMs ?? 300) / 1000;
-  for (const [k, v] of Object.entries({ thresholdDb, minSpeech, hangover })) {
-    if (!Number.isFinite(v)) throw new RangeError(`speechSegments: ${k} must be a finite number`);
-  }
   const threshold = 10 ** (thresholdDb / 20);
 
   return (source) =>

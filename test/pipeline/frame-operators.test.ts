@@ -69,8 +69,13 @@ describe('speechSegments', () => {
     });
   });
 
-  it('rejects bad options up front', () => {
-    expect(() => speechSegments({ by: 'loudness' as 'vad' })).toThrow(RangeError);
-    expect(() => speechSegments({ thresholdDb: Number.NaN })).toThrow(/thresholdDb/);
+  it('rejects bad options up front, as every library option: EARSHOT_OPTION_INVALID naming the option as the caller wrote it', () => {
+    const invalid = (option: string, message: RegExp) => expect.objectContaining({ code: 'EARSHOT_OPTION_INVALID', extensions: { option }, message: expect.stringMatching(message) });
+    expect(() => speechSegments({ by: 'loudness' as 'vad' })).toThrow(invalid('by', /must be one of energy, vad, got "loudness"/));
+    expect(() => speechSegments({ thresholdDb: Number.NaN })).toThrow(invalid('thresholdDb', /from -120 to 0 dBFS/));
+    expect(() => speechSegments({ minSpeechMs: -5 })).toThrow(invalid('minSpeechMs', /from 0 to 60000 ms/));
+    // A misspelt option was taken and ignored.
+    expect(() => speechSegments({ hangover: 500 } as never)).toThrow(invalid('hangover', /is not an option of speechSegments\(\) \(did you mean hangoverMs\?\)/));
+    expect(() => speechSegments({ by: 'vad', thresholdDb: -50, minSpeechMs: 0, hangoverMs: 200 })).not.toThrow();
   });
 });
