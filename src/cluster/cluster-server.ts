@@ -72,6 +72,7 @@ import { refuseDuplicateHost } from '../server/host-header.js';
 import { readForwardedHeader } from '../server/forwarded-header.js';
 import { dashboardRoutes, registerDashboardRoutes } from '../server/routes/dashboard.js';
 import { registerRecordingRoutes, type ServeRecording } from '../server/routes/recordings.js';
+import { checkIfMatch } from '../server/if-match.js';
 import { checkName } from '../core/names.js';
 import { notAllowed, RETRY_AFTER_SECONDS } from '../server/routes/whip.js';
 import { loadTls } from '../server/tls.js';
@@ -772,6 +773,8 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
     // answers; a client seldom repeats a DELETE), and answered 202 at once, not held for the request timeout.
     const engine = engineOf(local);
     if (req.method === 'DELETE' && engine?.state === 'up' && silent.has(engine)) {
+      // Answered here, not by the engine: its If-Match is judged here too (the session's ETag is its id).
+      checkIfMatch(req, `"${req.params.id}"`);
       forward(engine.port, req).then(
         (res) => log.info({ engine: engine.slot, status: res.status }, 'engine answered a DELETE passed on while it did not answer'),
         (e: unknown) => log.warn({ engine: engine.slot, err: (e as Error).message }, 'engine did not take a DELETE passed on while it did not answer'),
@@ -902,7 +905,10 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       } catch {
         // Redis away: what this machine knows is still an answer.
       }
-      if (elsewhere !== undefined && elsewhere !== node.id) return node.toOwner(req, reply, async () => elsewhere, () => errors.PEER_NOT_FOUND(peer, 'known'));
+      // The owner's answer, when it has one; otherwise (gone from the registry, not answering, or its
+      // session just ended) this machine's ended record is still the answer.
+      const live = elsewhere !== undefined && elsewhere !== node.id ? await node.readFrom(elsewhere, req) : undefined;
+      if (live?.status === 200) return relay(reply, live);
     }
     if (best) return reply.code(200).type('application/json; charset=utf-8').send({ ...best.doc, engine: best.engine });
     if (node) {
@@ -1190,22 +1196,27 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
 
   // GET /peers/:peer/audio as a WebSocket: spliced to the engine, or the node, that runs the peer.
   installUpgradeProxy(app.server, async (req) => {
-    const m = /^\/peers\/([^/?#]+)\/audio(?:[?#]|$)/.exec(req.url ?? '');
-    if (!m) {
+    // Whatever the path, the admin role first (the only WebSocket is the admin's), with its Host checks:
+    // the splice drops a proxy's forwarding headers, so the engine could not tell a proxied request.
+    access.check(req, 'admin');
+    // The path as the engines' router reads it: each segment percent-decoded (`/peers/alice/%61udio` is
+    // the audio route there), empty ones aside. Matched on the raw text, such a path went by unchecked.
+    const segments = (req.url ?? '').split(/[?#]/)[0].split('/').filter((segment) => segment !== '');
+    let decoded: string[];
+    try {
+      decoded = segments.map((segment) => decodeURIComponent(segment));
+    } catch {
+      throw errors.BAD_REQUEST('the path is not valid percent-encoding');
+    }
+    const audioRoute = decoded.length === 3 && decoded[0].toLowerCase() === 'peers' && decoded[2].toLowerCase() === 'audio';
+    if (!audioRoute) {
       // An engine has the same routes: it answers as one process does (404 for a path no route has,
       // 400 for a route without a WebSocket), where the front could only say 400 for every path.
       const any = live().find((e) => !silent.has(e));
       if (any) return { host: '127.0.0.1', port: any.port };
       throw noWebSocketHere((req.url ?? '').split('?')[0]);
     }
-    // As the engine's route would, before anything is looked up: whether a peer is live is for the admin to know.
-    access.check(req, 'admin');
-    let peer: string;
-    try {
-      peer = decodeURIComponent(m[1]);
-    } catch {
-      throw errors.BAD_REQUEST('the peer in the path is not valid percent-encoding');
-    }
+    const peer = decoded[1];
     checkName('peer', peer);
     const notFound = () => errors.PEER_NOT_FOUND(peer);
     const local = await placement.ownerOfPeer(peer);

@@ -9,8 +9,9 @@
  * to each other until either closes.
  *
  * The resolver checks what the engine's route would check first (the admin
- * role, the peer's name), so that a refusal says the same whether or not the
- * peer is live; the target checks again (the engines and nodes share the
+ * role with its Host checks, for every path: the splice drops a proxy's
+ * forwarding headers; the peer's name, on the path as the engine's router
+ * decodes it), so that a refusal says the same whether or not the peer is live; the target checks again (the engines and nodes share the
  * tokens), and its refusals (401, 404, 503 …) flow back through the splice. A
  * peer the front cannot place gets the usual problem document on the raw
  * socket.

@@ -221,6 +221,11 @@ describe('earshot serve --processes 2', () => {
       expect(await audioSocket(`${ws}/peers/${'x'.repeat(12_000)}/audio`).outcome).toMatchObject({ open: false, status: 400, body: { code: 'EARSHOT_NAME_INVALID' } });
       expect(await audioSocket(`${ws}/peers/%E0%A4%A/audio`).outcome).toMatchObject({ open: false, status: 400, body: { code: 'EARSHOT_BAD_REQUEST' } });
       expect(await audioSocket(`${ws}/peers/heard/audio`, { headers: { host: '127.rebind.example' } }).outcome).toMatchObject({ open: false, status: 403, body: { code: 'EARSHOT_HOST_NOT_ALLOWED' } });
+      // The path as the engine's router decodes it: "%61udio" is the audio route, checked as such (a proxy's
+      // forwarding header refuses the open admin role), not passed on to an engine as an unknown path.
+      for (const path of ['/peers/heard/%61udio', '/%70eers/heard/audio', '//peers/heard/audio']) {
+        expect(await audioSocket(`${ws}${path}`, { headers: { 'x-forwarded-for': '203.0.113.9' } }).outcome, path).toMatchObject({ open: false, status: 403, body: { code: 'EARSHOT_PROXY_NOT_ALLOWED' } });
+      }
       // Other paths as one process answers them: a path no route has is a 404, a route without a WebSocket a 400.
       expect(await audioSocket(`${ws}/nothing-here`).outcome).toMatchObject({ open: false, status: 404, body: { code: 'EARSHOT_ROUTE_NOT_FOUND' } });
       expect(await audioSocket(`${ws}/stats`).outcome).toMatchObject({ open: false, status: 400, body: { code: 'EARSHOT_BAD_REQUEST', detail: expect.stringContaining('/stats takes no WebSocket upgrade') } });
