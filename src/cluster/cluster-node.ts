@@ -377,6 +377,18 @@ export class ClusterNode {
   }
 
   /**
+   * `req` (a GET) as the node `node` answers it, marked as a node's; undefined when that node
+   * is not registered or does not answer. For an answer this node has one of its own to fall
+   * back on (an ended peer's statistics where another node's live session was looked for).
+   */
+  async readFrom(node: string, req: FastifyRequest): Promise<EngineResponse | undefined> {
+    if (header(req, HOP_HEADER) !== undefined) return undefined;
+    const url = await this.#urlOf(node).catch(() => undefined);
+    if (!url) return undefined;
+    return requestUrl(new URL(url), 'GET', req.url, this.#hopHeaders(req), undefined, NODE_READ_TIMEOUT_MS).catch(() => undefined);
+  }
+
+  /**
    * The same GET to every other live node, marked as a node's (so none of them
    * asks further): the answers of those that answered. For what no node owns
    * any more, such as an ended peer's statistics, which the node or nodes that
