@@ -338,7 +338,10 @@ export class PeerPipeline {
     const all = this.#recordTargets();
     if (path !== undefined) return [await all[0].record!.start(undefined, false, path)];
     const chosen = branch === undefined ? all : [this.#recordTarget(branch, all)];
-    const targets = chosen.filter((r) => !r.record!.running);
+    // Not those recording, nor those armed to record every stream (no audio yet): the POST is for the
+    // others. Only when there is none of those does it open the armed ones' files at once.
+    const idle = chosen.filter((r) => !r.record!.running && !r.record!.armed);
+    const targets = idle.length > 0 ? idle : chosen.filter((r) => !r.record!.running);
     // Every one asked for records already: the sink says so (with its file's name).
     if (targets.length === 0) await chosen[0].record!.checkStart();
     // A branch's file is named after it wherever the pipeline records more than one branch, started together or not.

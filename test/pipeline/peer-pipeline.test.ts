@@ -184,6 +184,16 @@ describe('PeerPipeline', () => {
     await p.close();
   });
 
+  it('starts, on a POST before any audio, the on-demand branch and not the archive armed for the first frame; that alone, once nothing else is left', async () => {
+    const p = await pipelineOf('armed', { branches: { archive: { stages: [], sinks: [{ type: 'record' }] }, clean: { stages: [], sinks: [{ type: 'record', autoStart: false }] } } });
+    const started = await p.startRecording('take');
+    expect(started.map((r) => r.name)).toEqual(['take-clean.wav']);
+    // Every branch not armed records: the armed archive's file is opened at once (as in a pipeline with only it).
+    expect((await p.startRecording()).map((r) => r.name)).toEqual([expect.stringMatching(/-archive\.wav$/)]);
+    await p.stopRecording();
+    await p.close();
+  });
+
   it('gives a subscriber that comes mid-stream whole float frames, contiguous from its first one', async () => {
     const p = await pipelineOf('late', { sinks: [{ type: 'record' }, { type: 'stats' }] });
     const seen: AudioFrame[] = [];
