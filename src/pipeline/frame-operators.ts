@@ -48,11 +48,19 @@ function checkSpeechSegmentsOptions(options: unknown): void {
     const near = names.find((n) => n.toLowerCase().startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(n.toLowerCase()));
     throw errors.OPTION_INVALID(key, `is not an option of speechSegments()${near ? ` (did you mean ${near}?)` : ''}; its options: ${names.join(', ')}`);
   }
-  if (given.by !== undefined && given.by !== 'energy' && given.by !== 'vad') throw errors.OPTION_INVALID('by', `must be one of energy, vad, got ${JSON.stringify(given.by)}`);
+  if (given.by !== undefined && given.by !== 'energy' && given.by !== 'vad') throw errors.OPTION_INVALID('by', `must be one of energy, vad, got ${shown(given.by)}`);
   for (const [name, [min, max, unit]] of Object.entries(SPEECH_SEGMENTS_RANGES)) {
     const v = given[name];
-    if (v !== undefined && (typeof v !== 'number' || !(v >= min && v <= max))) throw errors.OPTION_INVALID(name, `must be a number from ${min} to ${max}${unit}, got ${typeof v === 'number' ? String(v) : JSON.stringify(v) ?? typeof v}`);
+    if (v !== undefined && (typeof v !== 'number' || !(v >= min && v <= max))) throw errors.OPTION_INVALID(name, `must be a number from ${min} to ${max}${unit}, got ${shown(v)}`);
   }
+}
+
+/** A value as a refusal quotes it; never throws (JSON.stringify does for a BigInt). */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.slice(0, 40));
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (typeof v === 'bigint') return `${v}n (a BigInt)`;
+  return v === null ? 'null' : `a ${typeof v}`;
 }
 
 /**
