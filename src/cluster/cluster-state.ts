@@ -128,11 +128,6 @@ const UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call(
 const GET_AND_DELETE = "local v = redis.call('get', KEYS[1]) if v then redis.call('del', KEYS[1]) end return v";
 const HDEL_IF = "if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) else return 0 end";
 /**
- * A node's registry entry written, unless another instance holds the id (a second node started with the
- * same --node-id, or this one restarted while its last entry lives): then that entry is returned, and
- * nothing is written. KEYS: node entry, node set; ARGV: the record, its instance, TTL ms, the id.
- */
-/**
  * Why this node does not join: another entry holds its id. At this node's own URL it is most likely
  * this node's previous process (restarted before the entry's TTL ran out), and it goes by itself.
  */
@@ -143,6 +138,11 @@ export function idHeldMessage(record: Pick<NodeRecord, 'id' | 'url'>, holder: Pi
     : `node id "${record.id}" is held by another live node (${holder.url}, started ${since}): give each node its own --node-id`;
 }
 
+/**
+ * A node's registry entry written, unless another instance holds the id (a second node started with the
+ * same --node-id, or this one restarted while its last entry lives): then that entry is returned, and
+ * nothing is written. KEYS: node entry, node set; ARGV: the record, its instance, TTL ms, the id.
+ */
 const REGISTER = `
 local current = redis.call('get', KEYS[1])
 if current and cjson.decode(current).instance ~= ARGV[2] then return current end
@@ -211,6 +211,8 @@ export class ClusterState {
   #closed = false;
   /** Set while the last heartbeat found this node's id held by another live instance: why. */
   #idHeldBy: string | undefined;
+  /** The entry that holds this node's id is at this node's own URL (most likely its previous process). */
+  #idHeldAtOwnUrl = false;
   /**
    * Set while Redis refuses the URL's credentials on connecting (WRONGPASS, NOAUTH): its error. Redis
    * answers, so this is no outage: `/health` and refusals say what to change, not "unreachable".
@@ -314,8 +316,8 @@ export class ClusterState {
     if (this.#credentialsRefused !== undefined && !this.connected) return `Redis refuses this node's credentials (${this.#credentialsRefused}): check the --cluster URL's user name and password`;
     if (this.#noDatabase !== undefined) return `Redis has no database ${this.#redis.options.db}: set the --cluster URL's database to one it has`;
     if (this.#idHeldBy !== undefined) {
-      return this.#idHeldBy.includes("this node's own URL")
-        ? "this node id is still registered at this node's own URL, most likely by this node before it restarted: joining once that entry expires (within seconds)"
+      return this.#idHeldAtOwnUrl
+        ? "this node id is still registered at this node's own URL, most likely by this node before it restarted: joining once that entry expires (within seconds); if it does not, another process uses this URL and id: give each node its own --node-id"
         : 'another live node holds this node id: give each node its own --node-id';
     }
     return undefined;
@@ -360,6 +362,7 @@ export class ClusterState {
     }
     const holder = typeof held === 'string' ? (JSON.parse(held) as NodeRecord) : undefined;
     this.#idHeldBy = holder && idHeldMessage(record, holder);
+    this.#idHeldAtOwnUrl = holder !== undefined && holder.url === record.url;
     return holder;
   }
 

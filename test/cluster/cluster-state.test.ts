@@ -97,7 +97,7 @@ describe('ClusterState on Redis', () => {
     await expect(a.ownerOfPeer('px')).rejects.toMatchObject({ code: 'EARSHOT_CLUSTER_UNAVAILABLE', message: expect.stringMatching(/node id "node-x" is held by another live node \(http:\/\/node-x:8080/) });
     // The same id again at the holder's own URL: most likely the holder restarted within its entry's TTL, and said so.
     await a.heartbeat(record('node-x', { instance: 'x3', url: 'http://node-x:8080' }));
-    expect([a.available, a.problem]).toEqual([false, "this node id is still registered at this node's own URL, most likely by this node before it restarted: joining once that entry expires (within seconds)"]);
+    expect([a.available, a.problem]).toEqual([false, "this node id is still registered at this node's own URL, most likely by this node before it restarted: joining once that entry expires (within seconds); if it does not, another process uses this URL and id: give each node its own --node-id"]);
     await expect(a.ownerOfPeer('px')).rejects.toMatchObject({ code: 'EARSHOT_CLUSTER_UNAVAILABLE', message: expect.stringMatching(/node id "node-x" is still registered by a process at this node's own URL \(http:\/\/node-x:8080, .*expires within 5 s unless that process is still running/) });
     await a.heartbeat(record('node-x', { instance: 'x2', url: 'http://impostor:8080' }));
     // It stops: the holder's entry and what it owns stay.
