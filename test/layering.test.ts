@@ -34,7 +34,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   pool: ['dsp', 'media', ERRORS],
   // "Sinks take frames": recorders, statistics, processors, websockets know frames, not pipelines.
   sinks: ['media', ERRORS],
-  pipeline: ['pool', 'dsp', 'sinks', 'media', ERRORS],
+  pipeline: ['pool', 'dsp', 'sinks', 'media', ERRORS, OPTION_CHECKS],
   core: BELOW_CORE,
   server: ['core', ...BELOW_CORE, 'package-root'],
   // The publisher (`earshot send`): WebRTC and Opus, never the server side.

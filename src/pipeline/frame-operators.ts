@@ -6,7 +6,7 @@
 import type { OperatorFunction } from 'rxjs';
 import type { AudioFrame } from './operators.js';
 import { liftOperator } from './lift-operator.js';
-import { errors } from '../errors.js';
+import { checkNumber, checkOneOf, checkOptionNames } from '../option-checks.js';
 
 /** A change between speaking and silent. */
 export interface SpeechEvent {
@@ -32,36 +32,7 @@ export interface SpeechSegmentsOptions {
   hangoverMs?: number;
 }
 
-/** The numeric options and their ranges (a threshold in dBFS, durations in ms). */
-const SPEECH_SEGMENTS_RANGES: Readonly<Record<Exclude<keyof SpeechSegmentsOptions, 'by'>, [number, number, string]>> = {
-  thresholdDb: [-120, 0, ' dBFS'],
-  minSpeechMs: [0, 60_000, ' ms'],
-  hangoverMs: [0, 60_000, ' ms'],
-};
-
-function checkSpeechSegmentsOptions(options: unknown): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw errors.OPTION_INVALID('options', 'must be an object (the options of speechSegments())');
-  const given = options as Record<string, unknown>;
-  const names = ['by', ...Object.keys(SPEECH_SEGMENTS_RANGES)];
-  for (const key of Object.keys(given)) {
-    if (names.includes(key)) continue;
-    const near = names.find((n) => n.toLowerCase().startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(n.toLowerCase()));
-    throw errors.OPTION_INVALID(key, `is not an option of speechSegments()${near ? ` (did you mean ${near}?)` : ''}; its options: ${names.join(', ')}`);
-  }
-  if (given.by !== undefined && given.by !== 'energy' && given.by !== 'vad') throw errors.OPTION_INVALID('by', `must be one of energy, vad, got ${shown(given.by)}`);
-  for (const [name, [min, max, unit]] of Object.entries(SPEECH_SEGMENTS_RANGES)) {
-    const v = given[name];
-    if (v !== undefined && (typeof v !== 'number' || !(v >= min && v <= max))) throw errors.OPTION_INVALID(name, `must be a number from ${min} to ${max}${unit}, got ${shown(v)}`);
-  }
-}
-
-/** A value as a refusal quotes it; never throws (JSON.stringify does for a BigInt). */
-function shown(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.slice(0, 40));
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (typeof v === 'bigint') return `${v}n (a BigInt)`;
-  return v === null ? 'null' : `a ${typeof v}`;
-}
+const SPEECH_SEGMENTS_OPTIONS: Readonly<Record<keyof SpeechSegmentsOptions, true>> = { by: true, thresholdDb: true, minSpeechMs: true, hangoverMs: true };
 
 /**
  * Turns frames into speech-start / speech-end events with debouncing. A stream
@@ -70,7 +41,11 @@ function shown(v: unknown): string {
  */
 export function speechSegments(options: SpeechSegmentsOptions = {}): OperatorFunction<AudioFrame, SpeechEvent> {
   // As every option of the library: a misspelt name or a value out of range is EARSHOT_OPTION_INVALID, naming it.
-  checkSpeechSegmentsOptions(options);
+  checkOptionNames('speechSegments()', options, SPEECH_SEGMENTS_OPTIONS);
+  checkOneOf('by', options.by, ['energy', 'vad']);
+  if (options.thresholdDb !== undefined) checkNumber('thresholdDb', options.thresholdDb, -120, 0, ' dBFS');
+  if (options.minSpeechMs !== undefined) checkNumber('minSpeechMs', options.minSpeechMs, 0, 60_000, ' ms');
+  if (options.hangoverMs !== undefined) checkNumber('hangoverMs', options.hangoverMs, 0, 60_000, ' ms');
   const by = options.by ?? 'energy';
   const thresholdDb = options.thresholdDb ?? -40;
   const minSpeech = (options.minSpeechMs ?? 60) / 1000;
