@@ -311,11 +311,11 @@ export const errors = {
     (peer: string, branch: string, known: string[]) => `The pipeline of peer "${peer}" has no branch "${branch}"; its branches: ${known.join(', ')}.`,
     (_peer, branch, known) => ({ branch, branches: known })),
   LISTENERS_FULL: define('EARSHOT_LISTENERS_FULL', 503, 'Too many listeners',
-    /** `machine`: the server is an engine process of `serve --processes`, and `limit` its share of the machine's. */
-    (scope: string, limit: number, machine?: { engines: number; limit: number }) => machine && machine.engines > 1 && scope === 'The server'
+    /** `machine`: the server is an engine process of `serve --processes`, and `limit` its share of the machine's (given for the server's limit only). */
+    (scope: string, limit: number, machine?: { engines: number; limit: number }) => machine
       ? `The engine process that runs this peer already has ${limit} listeners, its share of the server's ${machine.limit} (--max-listeners, shared out among its ${machine.engines} engine processes: a peer's listeners are on its engine); retry later, end a listener, or raise --max-listeners.`
       : `${scope} already has its maximum of ${limit} listeners; retry later, end a listener, or raise ${scope === 'The server' ? '--max-listeners (maxListeners)' : '--max-listeners-per-peer (maxListenersPerPeer)'}.`,
-    (_scope, limit, machine?: { engines: number; limit: number }) => (machine && machine.engines > 1 && _scope === 'The server' ? { limit: machine.limit, engineShare: limit } : { limit })),
+    (_scope, limit, machine?: { engines: number; limit: number }) => (machine ? { limit: machine.limit, engineShare: limit } : { limit })),
   // Listening to a branch (WHEP, encoded audio): Opus codes 8, 12, 16, 24 and 48 kHz only.
   BRANCH_NOT_ENCODABLE: define('EARSHOT_BRANCH_NOT_ENCODABLE', 422, 'Branch cannot be encoded to Opus',
     (branch: string, why: string) => `Branch "${branch}" cannot be encoded to Opus: ${why}. Listen to another branch, or resample this one to 16000, 24000 or 48000 Hz.`,

@@ -260,7 +260,7 @@ export async function createCluster(options: ClusterOptions = {}): Promise<Earsh
       // A peer's listeners are on its engine, so each engine bounds its own: the machine's limit
       // shared out like maxSessions (0 keeps listening off). maxListenersPerPeer applies as given.
       maxListeners: options.maxListeners === 0 ? 0 : perEngineLimit(options.maxListeners ?? DEFAULT_MAX_LISTENERS, processes),
-      listenersOfMachine: { engines: processes, limit: options.maxListeners ?? DEFAULT_MAX_LISTENERS },
+      ...(processes > 1 ? { listenersOfMachine: { engines: processes, limit: options.maxListeners ?? DEFAULT_MAX_LISTENERS } } : {}),
       // Engines listen on loopback; they announce what a single process on `host` would ([] = every interface).
       iceHostAddresses: options.iceHostAddresses ?? defaultIceHosts(host) ?? [],
       icePortRange: portShares?.[slot],

@@ -42,7 +42,7 @@ export type EngineServerOptions = Omit<CreateServerOptions, 'host' | 'port' | 't
   /** A pipeline name, a JSON file path, or a pipeline document (stage operators already replaced: it crosses as JSON; the engine validates it). */
   pipeline?: string | PipelineDocument;
   /**
-   * The machine's `maxListeners`, of which this engine holds `maxListeners` (its share):
+   * With more than one engine: the machine's `maxListeners`, of which this engine holds `maxListeners` (its share):
    * its refusals name both, so that an operator who set 64 does not read "its maximum of 32".
    */
   listenersOfMachine?: { engines: number; limit: number };
