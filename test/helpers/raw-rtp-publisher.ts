@@ -8,7 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
 import { WhipClient } from '../../src/client/whip-client.js';
+import type { PeerStatsSnapshot } from '../../src/index.js';
 import { disableImplicitStun, iceConfig, iceGatheringComplete } from '../../src/rtc/ice-config.js';
+import { encodeOpusFrames } from './audio.js';
+import { readFixture } from './fixtures.js';
 
 /** Sends one Opus packet with these RTP header fields; `ssrc` switches the sender to that SSRC from this packet on. */
 export type SendRtp = (sequenceNumber: number, timestamp: number, payload: Uint8Array, marker?: boolean, ssrc?: number) => void;
@@ -52,4 +55,36 @@ export async function publishRawOpus(
   } finally {
     await pc.close().catch(() => undefined);
   }
+}
+
+/**
+ * Publishes the first 50 packets of the 1 kHz tone as `peer` of room `demo` at `base`, 5 ms
+ * apart, with the offer as `editOffer` writes it; `afterEach` runs after each packet. Resolves
+ * to the answer once the session is ended.
+ */
+export async function publishFiftyTonePackets(base: string, peer: string, editOffer: (sdp: string) => string, afterEach: () => void = () => undefined): Promise<string> {
+  const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
+  const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
+  return publishRawOpus(
+    `${base}/whip/demo/${peer}`,
+    async (send) => {
+      for (let k = 0; k < packets.length; k++) {
+        send(100 + k, k * 960, packets[k], k === 0);
+        afterEach();
+        await sleep(5);
+      }
+    },
+    { editOffer },
+  );
+}
+
+/** The peer's statistics at `base` once its session has ended (within 10 s; throws otherwise). */
+export async function endedStats(base: string, peer: string): Promise<PeerStatsSnapshot> {
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`${base}/stats/${peer}`);
+    const stats = res.ok ? ((await res.json()) as PeerStatsSnapshot) : undefined;
+    if (stats?.state === 'ended') return stats;
+    await sleep(100);
+  }
+  throw new Error(`${peer} did not end within 10 s`);
 }

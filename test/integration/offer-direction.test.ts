@@ -9,12 +9,8 @@
  * without `a=setup` (active by default, RFC 4145 §4.1), is answered `passive`
  * (RFC 8842 §5.3; werift alone answered `active`).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PeerStatsSnapshot } from '../../src/index.js';
-import { encodeOpusFrames } from '../helpers/audio.js';
-import { readFixture } from '../helpers/fixtures.js';
-import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
+import { endedStats, publishFiftyTonePackets } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
@@ -22,32 +18,6 @@ beforeAll(async () => {
   t = await startServer({ pipeline: { name: 'plain', stages: [], sinks: [{ type: 'stats' }] } });
 });
 afterAll(() => t.close());
-
-async function finalStats(peer: string): Promise<PeerStatsSnapshot> {
-  for (let i = 0; ; i++) {
-    const res = await fetch(`${t.url}/stats/${peer}`);
-    const stats = (await res.json()) as PeerStatsSnapshot;
-    if (res.ok && stats.state === 'ended') return stats;
-    if (i > 100) throw new Error(`${peer} did not end`);
-    await sleep(100);
-  }
-}
-
-/** Publishes 50 packets of the tone as `peer` with the offer as `editOffer` writes it; resolves to the answer. */
-async function publishFifty(peer: string, editOffer: (sdp: string) => string): Promise<string> {
-  const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
-  const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
-  return publishRawOpus(
-    `${t.url}/whip/demo/${peer}`,
-    async (send) => {
-      for (let k = 0; k < packets.length; k++) {
-        send(100 + k, k * 960, packets[k], k === 0);
-        await sleep(5);
-      }
-    },
-    { editOffer },
-  );
-}
 
 const withoutDirection = (sdp: string) => sdp.replace(/a=sendonly\r\n/g, '');
 
@@ -65,10 +35,10 @@ describe('the direction an offer means', () => {
   for (const { peer, what, edit } of roles) {
     it(`${what}: answered passive, and every packet arrives`, async () => {
       // werift takes the role the answer leaves it: with "passive" it is the client its offer said.
-      const answer = await publishFifty(peer, edit);
+      const answer = await publishFiftyTonePackets(t.url, peer, edit);
       // RFC 8842 §5.3: an active offer is answered passive (werift alone answered active: two clients).
       expect(answer).toMatch(/\r\na=setup:passive\r\n/);
-      const stats = await finalStats(peer);
+      const stats = await endedStats(t.url, peer);
       expect(stats.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
     });
   }
@@ -76,12 +46,12 @@ describe('the direction an offer means', () => {
   for (const { peer, what, edit } of cases) {
     it(`${what}: answered recvonly, and every packet arrives`, async () => {
       let offered = '';
-      const answer = await publishFifty(peer, (sdp) => (offered = edit(sdp)));
+      const answer = await publishFiftyTonePackets(t.url, peer, (sdp) => (offered = edit(sdp)));
       // The edit took: the audio section states no sendonly of its own (or one with a blank after it).
       expect(offered.split(/(?=m=audio)/)[1]).not.toMatch(/a=sendonly\r\n/);
       expect(answer).toMatch(/\r\na=recvonly\r\n/);
       expect(answer).not.toMatch(/a=inactive/);
-      const stats = await finalStats(peer);
+      const stats = await endedStats(t.url, peer);
       expect(stats.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
     });
   }

@@ -12,12 +12,8 @@
  * is opened.
  */
 import { Socket } from 'node:dgram';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PeerStatsSnapshot } from '../../src/index.js';
-import { encodeOpusFrames } from '../helpers/audio.js';
-import { readFixture } from '../helpers/fixtures.js';
-import { publishRawOpus } from '../helpers/raw-rtp-publisher.js';
+import { endedStats, publishFiftyTonePackets } from '../helpers/raw-rtp-publisher.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 let t: TestServer;
@@ -39,34 +35,6 @@ function mdnsSockets(): number {
   }).length;
 }
 
-/** Publishes 50 packets of the tone as `peer` with the offer as `editOffer` writes it; calls `duringSend` after each packet. */
-async function publishFifty(peer: string, editOffer: (sdp: string) => string, duringSend: () => void = () => undefined): Promise<void> {
-  const tone = (await readFixture('tone-1k-48k.wav')).channels[0];
-  const packets = encodeOpusFrames(tone, 1).map((f) => f.payload!).slice(0, 50);
-  await publishRawOpus(
-    `${t.url}/whip/demo/${peer}`,
-    async (send) => {
-      for (let k = 0; k < packets.length; k++) {
-        send(100 + k, k * 960, packets[k], k === 0);
-        duringSend();
-        await sleep(5);
-      }
-    },
-    { editOffer },
-  );
-}
-
-/** The peer's statistics once its session has ended (the publisher ends it after its packets). */
-async function endedStats(peer: string): Promise<PeerStatsSnapshot | undefined> {
-  let stats: PeerStatsSnapshot | undefined;
-  for (let i = 0; i < 100 && stats?.state !== 'ended'; i++) {
-    const res = await fetch(`${t.url}/stats/${peer}`);
-    stats = res.ok ? ((await res.json()) as PeerStatsSnapshot) : undefined;
-    if (stats?.state !== 'ended') await sleep(100);
-  }
-  return stats;
-}
-
 describe('candidates named by a host name', () => {
   it('are not resolved: the session connects from the client\'s checks, every packet arrives, no mDNS socket is opened', async () => {
     let offered = '';
@@ -77,12 +45,12 @@ describe('candidates named by a host name', () => {
       (offered = sdp
         .replace(/^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)/gm, (_m, head: string, _address: string, tail: string) => `${head}6f1c9a2e-5b7d-4e0f-9a3c-2d8e1f4b6a70.local${tail}`)
         .replace(/(a=candidate:[^\r\n]*\r\n)/, '$1a=candidate:2 1 udp 2113937151 media.example.com 50000 typ host\r\n'));
-    await publishFifty('hidden', hideAddresses, () => (mdnsWhileLive = Math.max(mdnsWhileLive, mdnsSockets())));
+    await publishFiftyTonePackets(t.url, 'hidden', hideAddresses, () => (mdnsWhileLive = Math.max(mdnsWhileLive, mdnsSockets())));
     // The edit took: candidates, none of them an IP address.
     const candidates = offered.match(/^a=candidate:.*$/gm) ?? [];
     expect(candidates.length).toBeGreaterThanOrEqual(2);
     expect(candidates.every((c) => /\.local |example\.com /.test(c))).toBe(true);
-    const stats = await endedStats('hidden');
+    const stats = await endedStats(t.url, 'hidden');
     expect(stats?.state).toBe('ended');
     expect(stats?.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
     expect(mdnsWhileLive).toBe(0);
@@ -98,10 +66,10 @@ describe('attributes for a payload type the section does not map', () => {
       (offered = sdp
         .replace(/^(m=audio \d+ \S+ \d+)/m, '$1 63')
         .replace(/(a=rtpmap:\d+ opus\/48000\/2\r\n)/i, '$1a=fmtp:63 111/111\r\na=rtcp-fb:63 nack\r\na=fmtp:11 foo=1\r\n'));
-    await publishFifty('unmapped', unmapped);
+    await publishFiftyTonePackets(t.url, 'unmapped', unmapped);
     expect(offered).toMatch(/^m=audio \d+ \S+ \d+ 63\r$/m);
     expect(offered).not.toMatch(/a=rtpmap:63 /);
-    const stats = await endedStats('unmapped');
+    const stats = await endedStats(t.url, 'unmapped');
     expect(stats?.state).toBe('ended');
     expect(stats?.rtp).toMatchObject({ packetsReceived: 50, packetsLost: 0 });
   });
